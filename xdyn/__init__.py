@@ -1,0 +1,1 @@
+from xdyn._version import __version__

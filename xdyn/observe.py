@@ -1,0 +1,421 @@
+"""Observation operators and synthetic observations.
+
+An operator maps a system state to observations. Every operator here works in
+two worlds:
+
+* on a flat, batched torch state ``(..., n_state)`` through :meth:`apply`
+  (differentiable; this is what assimilators and learned models call), and
+* on a labelled Dataset through :func:`observe`, which draws noisy
+  observations with an ``obs`` dim whose coordinates locate each observation.
+
+The state layout (which variables, which dims) comes from a system's
+``variables`` or is read off a Dataset with :func:`layout_from_dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from xdyn.systems.base import StateVariable
+
+__all__ = [
+    "ObservationOperator",
+    "Identity",
+    "SelectVariables",
+    "EveryKth",
+    "Squared",
+    "RandomPoints",
+    "make_operator",
+    "layout_from_dataset",
+    "observe",
+]
+
+SAMPLE_DIMS = ("time", "member", "trajectory")
+
+
+def layout_from_dataset(ds: xr.Dataset, sample_dims: Sequence[str] = SAMPLE_DIMS):
+    """State variables of ``ds``: every data variable, its non-sample dims as state dims."""
+    if isinstance(ds, xr.DataArray):
+        ds = ds.to_dataset(name=ds.name or "state")
+    out = []
+    for name, da in ds.data_vars.items():
+        dims = tuple(d for d in da.dims if d not in sample_dims)
+        out.append(StateVariable(str(name), dims, tuple(da.sizes[d] for d in dims), dict(da.attrs)))
+    return out
+
+
+def _layout(system_or_layout):
+    if hasattr(system_or_layout, "variables"):
+        return list(system_or_layout.variables)
+    if isinstance(system_or_layout, xr.Dataset):
+        return layout_from_dataset(system_or_layout)
+    return list(system_or_layout)
+
+
+class ObservationOperator(BaseEstimator):
+    """Base class: observe a subset of the flat state, optionally transformed.
+
+    Subclasses implement :meth:`indices`; nonlinear ones also override
+    :meth:`_transform` and :attr:`linear`.
+    """
+
+    linear = True
+
+    def indices(self, layout) -> np.ndarray:
+        """Flat state indices observed, in ``obs`` order."""
+        raise NotImplementedError
+
+    def _transform(self, z: torch.Tensor) -> torch.Tensor:
+        return z
+
+    def n_obs(self, layout) -> int:
+        """Number of observations per time."""
+        return len(self.indices(_layout(layout)))
+
+    def apply(self, x: torch.Tensor, layout) -> torch.Tensor:
+        """Observe flat states ``x`` of shape ``(..., n_state)`` -> ``(..., n_obs)``.
+
+        Differentiable and batched over all leading dims.
+        """
+        idx = torch.as_tensor(self.indices(_layout(layout)), device=x.device)
+        return self._transform(x.index_select(-1, idx))
+
+    def matrix(self, layout) -> np.ndarray:
+        """The linear operator ``H`` as a dense ``(n_obs, n_state)`` matrix."""
+        if not self.linear:
+            raise ValueError(f"{type(self).__name__} is nonlinear and has no matrix")
+        layout = _layout(layout)
+        n_state = sum(v.size for v in layout)
+        idx = self.indices(layout)
+        H = np.zeros((len(idx), n_state))
+        H[np.arange(len(idx)), idx] = 1.0
+        return H
+
+    def obs_coords(self, layout) -> dict:
+        """Coordinates along ``obs``: variable name, flat index, and spatial position."""
+        layout = _layout(layout)
+        idx = self.indices(layout)
+        names, pos = _locate(layout, idx)
+        coords = {
+            "obs": ("obs", np.arange(len(idx))),
+            "variable": ("obs", np.array(names, dtype=str)),
+            "state_index": ("obs", idx.astype(np.int64)),
+        }
+        for dim, values in pos.items():
+            coords[dim] = ("obs", values)
+        return coords
+
+    def spec(self) -> str:
+        """JSON description stored in observation attrs."""
+        return json.dumps({"operator": type(self).__name__, **{
+            k: (v.spec() if isinstance(v, ObservationOperator) else v)
+            for k, v in self.get_params(deep=False).items()
+        }}, default=str)
+
+
+def _locate(layout, idx):
+    """Variable name and integer position along each spatial dim, per flat index."""
+    starts = np.cumsum([0] + [v.size for v in layout])
+    names = []
+    dims = sorted({d for v in layout for d in v.dims})
+    pos = {d: np.full(len(idx), -1, dtype=np.int64) for d in dims}
+    for i, flat in enumerate(idx):
+        j = int(np.searchsorted(starts, flat, side="right") - 1)
+        v = layout[j]
+        names.append(v.name)
+        if v.dims:
+            for d, p in zip(v.dims, np.unravel_index(int(flat - starts[j]), v.shape)):
+                pos[d][i] = p
+    return names, pos
+
+
+class Identity(ObservationOperator):
+    """Observe the whole state.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> Identity().n_obs(Lorenz63())
+    3
+    """
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        return np.arange(sum(v.size for v in layout))
+
+
+class SelectVariables(ObservationOperator):
+    """Observe whole variables by name (``"x"`` or ``["x", "y"]``).
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> SelectVariables(["x", "y"]).indices(Lorenz63()).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, variables="x"):
+        self.variables = variables
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        names = [self.variables] if isinstance(self.variables, str) else list(self.variables)
+        known = [v.name for v in layout]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown variable(s) {unknown}; the state has {known}")
+        starts = np.cumsum([0] + [v.size for v in layout])
+        out = [np.arange(starts[known.index(n)], starts[known.index(n) + 1]) for n in names]
+        return np.concatenate(out)
+
+
+class EveryKth(ObservationOperator):
+    """Observe every ``k``-th site along ``dim`` (Lorenz-96 ``k``, a grid's ``x``).
+
+    Parameters
+    ----------
+    k : int
+        Stride.
+    offset : int, default=0
+        First observed site.
+    dim : str, optional
+        The spatial dim to thin; the first spatial dim of each variable if omitted.
+    variables : str or list of str, optional
+        Restrict to these variables (default: every variable with ``dim``).
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> EveryKth(4).indices(Lorenz96(n=40)).tolist()[:3]
+    [0, 4, 8]
+    """
+
+    def __init__(self, k=4, offset=0, dim=None, variables=None):
+        self.k = k
+        self.offset = offset
+        self.dim = dim
+        self.variables = variables
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        if int(self.k) < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+        names = None if self.variables is None else (
+            [self.variables] if isinstance(self.variables, str) else list(self.variables))
+        out, start = [], 0
+        for v in layout:
+            use = (names is None or v.name in names) and v.dims
+            dim = self.dim or (v.dims[0] if v.dims else None)
+            if use and dim in v.dims:
+                ax = v.dims.index(dim)
+                grid = np.arange(v.size).reshape(v.shape)
+                sel = [slice(None)] * len(v.shape)
+                sel[ax] = slice(int(self.offset), None, int(self.k))
+                out.append(start + grid[tuple(sel)].ravel())
+            start += v.size
+        if not out:
+            raise ValueError(f"no state variable has dim {self.dim!r} to thin")
+        return np.concatenate(out)
+
+
+class RandomPoints(ObservationOperator):
+    """Fixed random sparse points on a grid (drawn once from ``random_state``).
+
+    Parameters
+    ----------
+    n_points : int
+        Number of observed grid points per variable.
+    variables : str or list of str, optional
+        Variables to observe (default: all).
+    random_state : int
+        Seed for the point locations; the same seed gives the same network.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> op = RandomPoints(5, random_state=0)
+    >>> len(op.indices(Lorenz96()))
+    5
+    """
+
+    def __init__(self, n_points=10, variables=None, random_state=0):
+        self.n_points = n_points
+        self.variables = variables
+        self.random_state = random_state
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        if not isinstance(self.random_state, (int, np.integer)):
+            raise TypeError("RandomPoints needs an integer random_state: the network must be fixed")
+        names = None if self.variables is None else (
+            [self.variables] if isinstance(self.variables, str) else list(self.variables))
+        out, start = [], 0
+        for v in layout:
+            if names is None or v.name in names:
+                if self.n_points > v.size:
+                    raise ValueError(
+                        f"n_points={self.n_points} exceeds the {v.size} points of {v.name!r}")
+                # a fresh generator per variable: every field is seen at the same points
+                local = check_random_state(self.random_state)
+                out.append(start + np.sort(local.choice(v.size, int(self.n_points), replace=False)))
+            start += v.size
+        return np.concatenate(out)
+
+
+class Squared(ObservationOperator):
+    """Nonlinear operator: the square of another operator's observations (``x**2``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.systems import Lorenz63
+    >>> op = Squared(SelectVariables("x"))
+    >>> op.apply(torch.tensor([[2.0, 1.0, 0.0]]), Lorenz63()).tolist()
+    [[4.0]]
+    """
+
+    linear = False
+
+    def __init__(self, base=None):
+        self.base = base
+
+    def _base(self):
+        return Identity() if self.base is None else self.base
+
+    def indices(self, layout):
+        return self._base().indices(layout)
+
+    def _transform(self, z):
+        return z**2
+
+
+def make_operator(spec) -> ObservationOperator:
+    """Build an operator from a short spec.
+
+    ``"identity"`` / ``None``; a variable name or list of names; ``"x^2"`` or
+    ``"x2"`` (squared variable); ``"every4"`` (every 4th site); or an operator.
+
+    Examples
+    --------
+    >>> make_operator("every4")
+    EveryKth()
+    >>> make_operator(["x", "y"])
+    SelectVariables(variables=['x', 'y'])
+    """
+    if isinstance(spec, ObservationOperator):
+        return spec
+    if spec is None or spec == "identity" or spec == "all":
+        return Identity()
+    if isinstance(spec, str):
+        if spec.endswith("^2") or spec.endswith("**2") or (spec.endswith("2") and len(spec) == 2):
+            return Squared(SelectVariables(spec.rstrip("^*2")))
+        if spec.startswith("every"):
+            return EveryKth(int(spec[len("every"):]))
+        return SelectVariables(spec)
+    if isinstance(spec, (list, tuple)):
+        return SelectVariables(list(spec))
+    raise TypeError(f"cannot build an observation operator from {spec!r}")
+
+
+def observe(
+    ds: xr.Dataset,
+    operator="identity",
+    noise_std=1.0,
+    every: int = 1,
+    times=None,
+    missing_fraction: float = 0.0,
+    random_state=None,
+    sample_dims: Sequence[str] = SAMPLE_DIMS,
+) -> xr.Dataset:
+    """Draw noisy synthetic observations of a state Dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Truth, with a ``time`` dim (and optionally ``trajectory`` / ``member``).
+    operator : ObservationOperator or spec, default="identity"
+        See :func:`make_operator`.
+    noise_std : float or array of shape (n_obs,), default=1
+        Standard deviation of the additive Gaussian observation error.
+    every : int, default=1
+        Observe every ``every``-th state time (ignored when ``times`` is given).
+    times : array-like, optional
+        Explicit (possibly irregular) subset of ``ds.time`` to observe.
+    missing_fraction : float, default=0
+        Fraction of observations randomly set missing (NaN).
+    random_state : int, RandomState or None
+        Seed for the noise and the missing pattern.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``observation`` with dims ``(..., time, obs)``, clean values in
+        ``observation_clean``, coordinates ``variable``, ``state_index`` and the
+        spatial position of each observation; the operator and noise in attrs.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96().simulate(n_steps=20, random_state=0)
+    >>> obs = observe(truth, "every4", noise_std=1.0, every=2, random_state=0)
+    >>> dict(obs.sizes)
+    {'time': 11, 'obs': 10}
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"observe expects an xarray.Dataset, got {type(ds).__name__}")
+    if "time" not in ds.dims:
+        raise ValueError(f"the Dataset has no 'time' dim (dims: {tuple(ds.dims)})")
+    op = make_operator(operator)
+    rng = check_random_state(random_state)
+    if times is not None:
+        ds = ds.sel(time=np.asarray(times))
+    else:
+        if int(every) < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        ds = ds.isel(time=slice(None, None, int(every)))
+    layout = layout_from_dataset(ds, sample_dims)
+    lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
+    state = []
+    for v in layout:
+        arr = ds[v.name].transpose(*lead, *v.dims).values
+        state.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
+    x = torch.as_tensor(np.concatenate(state, axis=-1))
+    clean = op.apply(x, layout).numpy()
+    std = np.broadcast_to(np.asarray(noise_std, dtype=float), clean.shape[-1:])
+    if np.any(std < 0) or not np.all(np.isfinite(std)):
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+    y = clean + std * rng.standard_normal(clean.shape)
+    if missing_fraction:
+        y[rng.uniform(size=y.shape) < float(missing_fraction)] = np.nan
+    coords = op.obs_coords(layout)
+    coords.update({d: ds[d] for d in lead if d in ds.coords})
+    attrs_common = {"units": _common_units(layout, coords)}
+    out = xr.Dataset(
+        {
+            "observation": (tuple(lead) + ("obs",), y, {**attrs_common, "long_name": "noisy observation"}),
+            "observation_clean": (tuple(lead) + ("obs",), clean, {**attrs_common, "long_name": "observation without noise"}),
+            "noise_std": ("obs", np.array(std), {**attrs_common, "long_name": "observation error standard deviation"}),
+        },
+        coords=coords,
+    )
+    out.attrs.update({k: v for k, v in ds.attrs.items()})
+    out.attrs.update({
+        "operator": op.spec(),
+        "obs_noise_std": float(np.mean(std)),
+        "obs_every": int(every) if times is None else "irregular",
+        "obs_random_state": "None" if not isinstance(random_state, (int, np.integer)) else int(random_state),
+        "missing_fraction": float(missing_fraction),
+    })
+    return out
+
+
+def _common_units(layout, coords):
+    units = {v.attrs.get("units", "1") for v in layout}
+    return units.pop() if len(units) == 1 else "mixed"

@@ -1,0 +1,7 @@
+"""Dynamical systems as batched, differentiable torch models that simulate to Datasets."""
+
+from xdyn.systems.base import DynamicalSystem, StateVariable
+from xdyn.systems.lorenz63 import Lorenz63
+from xdyn.systems.lorenz96 import Lorenz96
+
+__all__ = ["DynamicalSystem", "StateVariable", "Lorenz63", "Lorenz96"]

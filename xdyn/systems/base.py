@@ -1,0 +1,405 @@
+"""Base class shared by every dynamical system in :mod:`xdyn.systems`.
+
+A system holds its physical parameters, a batched and differentiable
+right-hand side ``rhs(t, x)`` in torch (leading dimensions are batch), a default
+time stepper and the conversion between its flat state tensor and a labelled
+:class:`xarray.Dataset` (see ``DESIGN.md``: Systems, Data model).
+
+The flat state is the concatenation of every state variable flattened over
+its own spatial dims, in the order of :attr:`DynamicalSystem.variables`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from tqdm.auto import tqdm
+
+from xdyn.systems.integrators import rk4_step
+
+__all__ = ["DynamicalSystem", "StateVariable", "resolve_device", "resolve_dtype"]
+
+
+@dataclasses.dataclass(frozen=True)
+class StateVariable:
+    """One labelled variable of a system's state.
+
+    Parameters
+    ----------
+    name : str
+        Variable name in the Dataset (``"x"``, ``"u"``, ``"vorticity"`` ...).
+    dims : tuple of str
+        Its spatial dims (empty for a scalar component such as Lorenz-63 ``x``).
+    shape : tuple of int
+        Sizes of ``dims``.
+    attrs : dict
+        CF attributes: ``units``, ``long_name`` and ``standard_name`` where one exists.
+    """
+
+    name: str
+    dims: tuple = ()
+    shape: tuple = ()
+    attrs: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=int)) if self.shape else 1
+
+
+def resolve_device(device) -> torch.device:
+    """Turn ``"auto"`` into ``cuda`` when a GPU is present, else ``cpu``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    """Accept a torch dtype or its name (``"float64"``, ``"float32"``)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and hasattr(torch, dtype):
+        out = getattr(torch, dtype)
+        if isinstance(out, torch.dtype):
+            return out
+    if isinstance(dtype, type) or isinstance(dtype, np.dtype):
+        return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
+    raise TypeError(f"dtype must be a torch dtype or its name, got {dtype!r}")
+
+
+class DynamicalSystem(BaseEstimator):
+    """Base class for dynamical systems.
+
+    Subclasses set ``name``, ``default_dt`` and ``integrator``; implement
+    :meth:`rhs`, :meth:`_variables` and :meth:`random_initial_state`; and may
+    override :meth:`step` (e.g. ETDRK4 for stiff spectral PDEs) and
+    :meth:`coords` (spatial coordinates).
+
+    Subclassing :class:`sklearn.base.BaseEstimator` gives ``get_params`` /
+    ``set_params``, so a system inside an assimilator is tunable with
+    ``system__F=...`` in a grid search and is cloned with it.
+    """
+
+    name = "system"
+    default_dt = 0.01
+    integrator = "rk4"
+    time_units = "1"  # non-dimensional model time
+    presets: dict[str, dict[str, Any]] = {}
+
+    # --- to implement -----------------------------------------------------
+    def rhs(self, t, x: torch.Tensor) -> torch.Tensor:
+        """Time derivative of the flat state ``x`` of shape ``(..., n_state)``."""
+        raise NotImplementedError
+
+    def _variables(self) -> list[StateVariable]:
+        raise NotImplementedError
+
+    def random_initial_state(self, n: int, random_state=None) -> np.ndarray:
+        """Draw ``n`` initial states, shape ``(n, n_state)`` (numpy, float64)."""
+        raise NotImplementedError
+
+    def coords(self) -> dict[str, Any]:
+        """Spatial coordinates of the state dims (name -> array or DataArray)."""
+        return {}
+
+    # --- shared machinery -------------------------------------------------
+    @property
+    def variables(self) -> list[StateVariable]:
+        """The labelled state variables, in flat-state order."""
+        return self._variables()
+
+    @property
+    def n_state(self) -> int:
+        """Length of the flat state vector."""
+        return sum(v.size for v in self.variables)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return resolve_dtype(getattr(self, "dtype", torch.float64))
+
+    @property
+    def torch_device(self) -> torch.device:
+        return resolve_device(getattr(self, "device", "cpu"))
+
+    @classmethod
+    def preset(cls, name: str, **overrides):
+        """A system configured as in a published setup, e.g. ``Lorenz96.preset("sakov2008")``."""
+        if name not in cls.presets:
+            raise ValueError(
+                f"unknown preset {name!r} for {cls.__name__}; "
+                f"available: {sorted(cls.presets)}"
+            )
+        params = {k: v for k, v in cls.presets[name].items() if not k.startswith("_")}
+        params.update(overrides)
+        return cls(**params)
+
+    @classmethod
+    def preset_settings(cls, name: str) -> dict:
+        """Experiment settings recorded with a preset (``dt``, observation setup ...)."""
+        if name not in cls.presets:
+            raise ValueError(f"unknown preset {name!r} for {cls.__name__}")
+        return {k[1:]: v for k, v in cls.presets[name].items() if k.startswith("_")}
+
+    def as_tensor(self, x) -> torch.Tensor:
+        """Convert array-like ``x`` to a tensor with the system's dtype and device."""
+        return torch.as_tensor(x, dtype=self.torch_dtype, device=self.torch_device)
+
+    def step(self, x: torch.Tensor, dt: float) -> torch.Tensor:
+        """Advance ``x`` (shape ``(..., n_state)``) by one step of size ``dt``."""
+        return rk4_step(self.rhs, 0.0, x, dt)
+
+    def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
+        """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output)."""
+        for _ in range(int(n_steps)):
+            x = self.step(x, dt)
+        return x
+
+    def integrate(
+        self,
+        x0: torch.Tensor,
+        dt: float,
+        n_steps: int,
+        save_every: int = 1,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Integrate and return saved states, shape ``(n_saved, ..., n_state)``.
+
+        The initial state is saved first; then every ``save_every``-th step.
+        """
+        x = self.as_tensor(x0)
+        out = [x]
+        iterator = range(1, int(n_steps) + 1)
+        if progress:
+            iterator = tqdm(iterator, desc=f"{self.name}", leave=False)
+        for i in iterator:
+            x = self.step(x, dt)
+            if i % save_every == 0:
+                out.append(x)
+        return torch.stack(out)
+
+    def jacobian(self, x: torch.Tensor, t: float = 0.0) -> torch.Tensor:
+        """Jacobian ``d rhs / d x`` at ``x`` by autodiff, shape ``(..., n_state, n_state)``."""
+        return _batched_jacobian(lambda z: self.rhs(t, z), self.as_tensor(x))
+
+    def step_jacobian(self, x: torch.Tensor, dt: float) -> torch.Tensor:
+        """Jacobian of one :meth:`step` (the tangent linear model), ``(..., n, n)``."""
+        return _batched_jacobian(lambda z: self.step(z, dt), self.as_tensor(x))
+
+    # --- Dataset <-> tensor ----------------------------------------------
+    def to_state(self, ds: xr.Dataset) -> torch.Tensor:
+        """Flat state tensor from a Dataset of this system.
+
+        Dims of ``ds`` other than the state's spatial dims lead, in the order
+        they appear on the first variable (``time``, ``member``, ...).
+        """
+        variables = self.variables
+        missing = [v.name for v in variables if v.name not in ds]
+        if missing:
+            raise ValueError(
+                f"{self.name} state needs variables {[v.name for v in variables]}; "
+                f"missing {missing}"
+            )
+        first = ds[variables[0].name]
+        lead = [d for d in first.dims if d not in variables[0].dims]
+        parts = []
+        for v in variables:
+            da = ds[v.name]
+            if set(da.dims) - set(lead) != set(v.dims):
+                raise ValueError(
+                    f"variable {v.name!r} has dims {da.dims}; expected state dims "
+                    f"{v.dims} plus leading dims {tuple(lead)}"
+                )
+            da = da.transpose(*lead, *v.dims)
+            arr = np.asarray(da.values)
+            parts.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
+        return self.as_tensor(np.concatenate(parts, axis=-1))
+
+    def from_state(
+        self,
+        x,
+        dims: Sequence[str] = (),
+        coords: dict | None = None,
+        attrs: dict | None = None,
+    ) -> xr.Dataset:
+        """Dataset from a flat state of shape ``(*lead, n_state)``.
+
+        ``dims`` names the leading dims (e.g. ``("time",)`` or ``("member",)``).
+        """
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        x = np.asarray(x)
+        dims = tuple(dims)
+        if x.ndim != len(dims) + 1 or x.shape[-1] != self.n_state:
+            raise ValueError(
+                f"state of shape {x.shape} does not match leading dims {dims} "
+                f"and n_state={self.n_state}"
+            )
+        lead_shape = x.shape[:-1]
+        data_vars = {}
+        offset = 0
+        for v in self.variables:
+            block = x[..., offset : offset + v.size].reshape(lead_shape + tuple(v.shape))
+            offset += v.size
+            data_vars[v.name] = (dims + tuple(v.dims), block, dict(v.attrs))
+        all_coords = dict(self.coords())
+        all_coords.update(coords or {})
+        used = set(dims).union(*[v.dims for v in self.variables])
+        all_coords = {k: c for k, c in all_coords.items() if _coord_dims(k, c) <= used}
+        ds = xr.Dataset(data_vars, coords=all_coords)
+        ds.attrs.update(self.describe())
+        ds.attrs.update(attrs or {})
+        return ds
+
+    def describe(self) -> dict:
+        """netCDF-safe attrs that record the system and its parameters."""
+        params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
+        return {
+            "system": type(self).__name__,
+            "system_params": json.dumps(params, sort_keys=True),
+            "integrator": self.integrator,
+        }
+
+    # --- simulation -------------------------------------------------------
+    def simulate(
+        self,
+        n_trajectories: int = 1,
+        t_span=None,
+        dt: float | None = None,
+        save_every: int = 1,
+        burn_in: float = 0.0,
+        x0=None,
+        random_state=None,
+        n_steps: int | None = None,
+        progress: bool = False,
+    ) -> xr.Dataset:
+        """Integrate the system and return a labelled trajectory Dataset.
+
+        Parameters
+        ----------
+        n_trajectories : int, default=1
+            Independent runs, integrated together in one batched call. With 1
+            (and ``x0`` a single state) the ``trajectory`` dim is dropped.
+        t_span : float or (float, float), optional
+            Length of the saved run in model time (after ``burn_in``), or
+            ``(t0, t1)``. Give either ``t_span`` or ``n_steps``.
+        dt : float, optional
+            Integration step; the system's ``default_dt`` if omitted.
+        save_every : int, default=1
+            Save one state every ``save_every`` steps.
+        burn_in : float, default=0
+            Model time integrated and discarded first (onto the attractor).
+        x0 : array-like, optional
+            Initial state(s), ``(n_state,)`` or ``(n_trajectories, n_state)``;
+            drawn by :meth:`random_initial_state` if omitted.
+        random_state : int, RandomState or None
+            Seed for the initial states.
+        n_steps : int, optional
+            Number of steps to save over (alternative to ``t_span``).
+        progress : bool, default=False
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        xarray.Dataset
+            Dims ``(trajectory,) time, <spatial>``; ``time`` is model time.
+        """
+        dt = float(self.default_dt if dt is None else dt)
+        if dt <= 0 or not np.isfinite(dt):
+            raise ValueError(f"dt must be a positive finite number, got {dt}")
+        save_every = int(save_every)
+        if save_every < 1:
+            raise ValueError(f"save_every must be >= 1, got {save_every}")
+        t0 = 0.0
+        if t_span is None and n_steps is None:
+            raise ValueError("give either t_span or n_steps")
+        if t_span is not None and n_steps is not None:
+            raise ValueError("give only one of t_span and n_steps")
+        if t_span is not None:
+            if np.ndim(t_span) == 1:
+                t0, t1 = map(float, t_span)
+            else:
+                t1 = t0 + float(t_span)
+            n_steps = int(round((t1 - t0) / dt))
+        n_steps = int(n_steps)
+        if n_steps < 0:
+            raise ValueError(f"the number of steps must be >= 0, got {n_steps}")
+        n_steps -= n_steps % save_every
+        seed_record = random_state if isinstance(random_state, (int, np.integer)) else None
+        squeeze = n_trajectories == 1
+        if x0 is None:
+            x0 = self.random_initial_state(int(n_trajectories), check_random_state(random_state))
+        else:
+            x0 = np.asarray(x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float)
+            if x0.shape[-1] != self.n_state:
+                raise ValueError(
+                    f"x0 has last dim {x0.shape[-1]}, {self.name} has n_state={self.n_state}"
+                )
+            squeeze = x0.ndim == 1
+            x0 = x0.reshape(-1, self.n_state)
+        if not np.all(np.isfinite(x0)):
+            raise ValueError("x0 contains non-finite values")
+        with torch.no_grad():
+            x = self.as_tensor(x0)
+            n_burn = int(round(burn_in / dt))
+            x = self.forecast(x, dt, n_burn)
+            traj = self.integrate(x, dt, n_steps, save_every, progress=progress)
+        if not torch.isfinite(traj).all():
+            from xdyn.exceptions import DivergenceError
+
+            bad = int(torch.nonzero(~torch.isfinite(traj).reshape(traj.shape[0], -1).all(-1))[0])
+            raise DivergenceError(
+                f"{self.name} simulation became non-finite; reduce dt", time=t0 + bad * dt * save_every
+            )
+        traj = traj.transpose(0, 1)  # (trajectory, time, n)
+        time = t0 + dt * save_every * np.arange(traj.shape[1])
+        coords = {"time": ("time", time, {"units": self.time_units, "long_name": "model time"})}
+        dims = ("trajectory", "time")
+        if squeeze:
+            traj = traj[0]
+            dims = ("time",)
+        else:
+            coords["trajectory"] = np.arange(traj.shape[0])
+        attrs = {
+            "dt": dt,
+            "save_every": save_every,
+            "burn_in": float(burn_in),
+            "random_state": "None" if seed_record is None else int(seed_record),
+        }
+        return self.from_state(traj, dims=dims, coords=coords, attrs=attrs)
+
+    def __repr__(self, N_CHAR_MAX=700):  # noqa: N803 - sklearn signature
+        return super().__repr__(N_CHAR_MAX)
+
+
+def _batched_jacobian(f, x: torch.Tensor) -> torch.Tensor:
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    jac = torch.func.vmap(torch.func.jacrev(f))(flat)
+    return jac.reshape(*lead, x.shape[-1], x.shape[-1])
+
+
+def _coord_dims(name, c) -> set:
+    if isinstance(c, xr.DataArray):
+        return set(c.dims)
+    if isinstance(c, tuple):
+        d = c[0]
+        return {d} if isinstance(d, str) else set(d)
+    return {name}
+
+
+def _jsonable(v):
+    if isinstance(v, (bool, int, float, str)) or v is None:
+        return v
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(u) for u in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(u) for k, u in v.items()}
+    return str(v)
