@@ -33,6 +33,7 @@ __all__ = [
     "Squared",
     "RandomPoints",
     "make_operator",
+    "operator_from_spec",
     "layout_from_dataset",
     "observe",
 ]
@@ -114,10 +115,11 @@ class ObservationOperator(BaseEstimator):
 
     def spec(self) -> str:
         """JSON description stored in observation attrs."""
-        return json.dumps({"operator": type(self).__name__, **{
-            k: (v.spec() if isinstance(v, ObservationOperator) else v)
+        params = {
+            k: (json.loads(v.spec()) if isinstance(v, ObservationOperator) else v)
             for k, v in self.get_params(deep=False).items()
-        }}, default=str)
+        }
+        return json.dumps({"operator": type(self).__name__, **params}, default=str)
 
 
 def _locate(layout, idx):
@@ -322,6 +324,26 @@ def make_operator(spec) -> ObservationOperator:
     if isinstance(spec, (list, tuple)):
         return SelectVariables(list(spec))
     raise TypeError(f"cannot build an observation operator from {spec!r}")
+
+
+def operator_from_spec(spec) -> ObservationOperator:
+    """Rebuild an operator from the JSON ``spec()`` stored in observation attrs.
+
+    Examples
+    --------
+    >>> operator_from_spec(EveryKth(4).spec())
+    EveryKth()
+    """
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    spec = dict(spec)
+    kinds = {c.__name__: c for c in (Identity, SelectVariables, EveryKth, RandomPoints, Squared)}
+    name = spec.pop("operator")
+    if name not in kinds:
+        raise ValueError(f"unknown observation operator {name!r} in spec; known: {sorted(kinds)}")
+    if name == "Squared" and spec.get("base") is not None:
+        spec["base"] = operator_from_spec(spec["base"])
+    return kinds[name](**spec)
 
 
 def observe(
