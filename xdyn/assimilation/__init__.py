@@ -3,4 +3,38 @@
 from xdyn.assimilation.base import BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
 
-__all__ = ["BaseAssimilator", "EnKF", "analysis_rmse"]
+__all__ = ["BaseAssimilator", "EnKF", "analysis_rmse", "METHODS", "make_assimilator"]
+
+
+def _methods():
+    """Short names of the assimilators (those defined in this package)."""
+    import xdyn.assimilation as pkg
+
+    names = {
+        "enkf": "EnKF", "letkf": "LETKF", "pf": "ParticleFilter",
+        "particle-filter": "ParticleFilter", "oi": "OptimalInterpolation",
+        "3dvar": "Var3D", "var3d": "Var3D", "4dvar": "Var4D", "var4d": "Var4D",
+        "extkf": "ExtendedKalmanFilter", "ekf": "ExtendedKalmanFilter",
+    }
+    return {k: getattr(pkg, v) for k, v in names.items() if hasattr(pkg, v)}
+
+
+def make_assimilator(method, **params):
+    """Instantiate an assimilator by short name (``"enkf"``, ``"letkf"``, ``"3dvar"`` ...).
+
+    Examples
+    --------
+    >>> make_assimilator("enkf", n_members=10).n_members
+    10
+    """
+    methods = _methods()
+    key = str(method).lower()
+    if key not in methods:
+        raise ValueError(f"unknown assimilation method {method!r}; known: {sorted(methods)}")
+    return methods[key](**params)
+
+
+def __getattr__(name):
+    if name == "METHODS":
+        return _methods()
+    raise AttributeError(name)

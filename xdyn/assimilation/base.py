@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from xdyn.exceptions import DivergenceError
+from xdyn.model_selection import unwrap
 from xdyn.observe import make_operator, operator_from_spec
 from xdyn.systems.registry import system_from_attrs
 
@@ -141,7 +142,7 @@ class BaseAssimilator(BaseEstimator):
 
     def score(self, obs, truth) -> float:
         """Minus the time-averaged analysis RMSE against ``truth`` (after ``burn_in``)."""
-        return -analysis_rmse(self.predict(obs), truth, burn_in=self.burn_in)
+        return -analysis_rmse(self.predict(obs), unwrap(truth), burn_in=self.burn_in)
 
     # ------------------------------------------------------------ hooks
     _no_grad = True
@@ -185,6 +186,7 @@ class BaseAssimilator(BaseEstimator):
 
     # ------------------------------------------------------------ inputs
     def _context(self, obs) -> CycleContext:
+        obs = unwrap(obs)
         if isinstance(obs, xr.Dataset):
             if "observation" not in obs:
                 raise ValueError(

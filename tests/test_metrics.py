@@ -1,0 +1,271 @@
+"""Tests for xdyn.metrics: hand-computed values, statistical properties, laziness."""
+
+import dask
+import dask.array
+import numpy as np
+import pytest
+import xarray as xr
+
+from xdyn import metrics
+
+
+class CountingScheduler:
+    """A dask scheduler that fails once more than ``max_computes`` computes ran
+    (as ``xarray.tests.raise_if_dask_computes``)."""
+
+    def __init__(self, max_computes=0):
+        self.total_computes = 0
+        self.max_computes = max_computes
+
+    def __call__(self, dsk, keys, **kwargs):
+        self.total_computes += 1
+        if self.total_computes > self.max_computes:
+            raise RuntimeError(f"Too many computes: {self.total_computes} > {self.max_computes}")
+        return dask.get(dsk, keys, **kwargs)
+
+
+def _grid(n_time=4, lats=(-60.0, -20.0, 20.0, 60.0), n_lon=6, seed=0):
+    rng = np.random.default_rng(seed)
+    coords = {"time": np.arange(n_time), "lat": list(lats), "lon": np.arange(n_lon) * 360.0 / n_lon}
+    shape = tuple(len(c) for c in coords.values())
+
+    def field(scale=1.0):
+        return xr.DataArray(scale * rng.standard_normal(shape), coords=coords, dims=list(coords),
+                            name="z500", attrs={"units": "m2 s-2", "long_name": "geopotential"})
+
+    return field
+
+
+# ---------------------------------------------------------------- deterministic
+
+
+def test_rmse_mae_bias_hand_computed():
+    f = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=["time", "x"], attrs={"units": "K"})
+    t = xr.DataArray([[0.0, 2.0], [3.0, 6.0]], dims=["time", "x"])
+    # errors: [[1, 0], [0, -2]]
+    assert float(metrics.rmse(f, t)) == pytest.approx(np.sqrt(5 / 4))
+    assert float(metrics.mae(f, t)) == pytest.approx(3 / 4)
+    assert float(metrics.bias(f, t)) == pytest.approx(-1 / 4)
+    np.testing.assert_allclose(metrics.rmse(f, t, dim="x"), [np.sqrt(0.5), np.sqrt(2.0)])
+    np.testing.assert_allclose(metrics.mae(f, t, dim="time"), [0.5, 1.0])
+    r = metrics.rmse(f, t)
+    assert r.attrs["units"] == "K" and "root-mean-square" in r.attrs["long_name"]
+
+
+def test_rmse_skipna():
+    f = xr.DataArray([1.0, np.nan, 3.0], dims="x")
+    t = xr.DataArray([0.0, 0.0, 0.0], dims="x")
+    assert float(metrics.rmse(f, t)) == pytest.approx(np.sqrt(5.0))
+    assert np.isnan(float(metrics.rmse(f, t, skipna=False)))
+
+
+def test_lat_weights_mean_one():
+    w = metrics.lat_weights(xr.DataArray([-80.0, -10.0, 30.0, 70.0], dims="lat"))
+    assert float(w.mean()) == pytest.approx(1.0)
+    assert w.attrs["units"] == "1"
+
+
+def test_weighted_rmse_hand_computed():
+    field = _grid()
+    f, t = field(), field()
+    cos = np.cos(np.deg2rad(f.lat.values))
+    w = cos / cos.mean()
+    se = (f.values - t.values) ** 2  # (time, lat, lon)
+    expected = np.mean(np.sqrt((w[None, :, None] * se).mean(axis=(1, 2))))
+    result = metrics.weighted_rmse(f, t)
+    assert float(result) == pytest.approx(expected)
+    assert result.attrs["units"] == "m2 s-2"
+    assert metrics.weighted_rmse(f, t, time_dim=None).dims == ("time",)
+
+
+def test_weighted_equals_unweighted_at_equator():
+    field = _grid(lats=(0.0,))
+    f, t = field(), field()
+    expected = np.sqrt(((f - t) ** 2).mean(["lat", "lon"])).mean("time")
+    assert float(metrics.weighted_rmse(f, t)) == pytest.approx(float(expected))
+
+
+def test_weighted_acc_perfect_and_anticorrelated():
+    field = _grid()
+    truth, clim = field(), field().mean("time")
+    acc = metrics.weighted_acc(truth, truth, clim)
+    assert float(acc) == pytest.approx(1.0)
+    assert acc.attrs["units"] == "1"
+    assert float(metrics.weighted_acc(2 * clim - truth, truth, clim)) == pytest.approx(-1.0)
+
+
+def test_weighted_acc_rejects_unaligned_climatology():
+    field = _grid()
+    clim = field().rename(time="dayofyear")
+    with pytest.raises(ValueError, match="dayofyear"):
+        metrics.weighted_acc(field(), field(), clim)
+
+
+# ---------------------------------------------------------------- probabilistic
+
+
+def _brute_force_crps(members, y):
+    grid = np.linspace(min(members.min(), y) - 1, max(members.max(), y) + 1, 400_001)
+    cdf = (members[:, None] <= grid).mean(axis=0)
+    return np.trapezoid((cdf - (grid >= y)) ** 2, grid)
+
+
+def test_crps_one_member_equals_mae():
+    rng = np.random.default_rng(1)
+    ens = xr.DataArray(rng.standard_normal((1, 10)), dims=["member", "time"])
+    truth = xr.DataArray(rng.standard_normal(10), dims="time")
+    crps = metrics.crps_ensemble(ens, truth, dim="time")
+    assert float(crps) == pytest.approx(float(metrics.mae(ens.isel(member=0), truth)))
+    with pytest.raises(ValueError, match="2 members"):
+        metrics.crps_ensemble(ens, truth, fair=True)
+
+
+def test_crps_matches_integral():
+    members = np.array([0.3, -1.2, 2.0, 0.5, 0.9])
+    y = 0.7
+    crps = metrics.crps_ensemble(xr.DataArray(members, dims="member"), xr.DataArray(y))
+    assert crps.dims == ()
+    assert float(crps) == pytest.approx(_brute_force_crps(members, y), rel=1e-4)
+
+
+def test_fair_crps_unbiased_plain_biased_high():
+    rng = np.random.default_rng(2)
+    n, m = 100_000, 3
+    ens = xr.DataArray(rng.standard_normal((n, m)), dims=["sample", "member"])
+    truth = xr.DataArray(rng.standard_normal(n), dims="sample")
+    fair = metrics.crps_ensemble(ens, truth, fair=True)
+    plain = metrics.crps_ensemble(ens, truth)
+    sem = float(fair.std()) / np.sqrt(n)
+    # CRPS of N(0, 1) at y ~ N(0, 1) is 1/sqrt(pi); the plain one is (1 + 1/m)/sqrt(pi) here.
+    assert abs(float(fair.mean()) - 1 / np.sqrt(np.pi)) < 4 * sem
+    assert float(plain.mean()) == pytest.approx((4 / 3) / np.sqrt(np.pi), abs=4 * sem)
+    assert float(plain.mean()) > 1 / np.sqrt(np.pi) + 20 * sem
+
+
+def test_spread_hand_computed():
+    ens = xr.DataArray([[0.0, 2.0], [1.0, 1.0]], dims=["time", "member"], attrs={"units": "m"})
+    s = metrics.spread(ens)
+    assert float(s) == pytest.approx(1.0)  # variances 2 and 0
+    assert s.attrs["units"] == "m"
+
+
+def test_spread_skill_ratio_calibrated_ensemble():
+    rng = np.random.default_rng(3)
+    n, m = 50_000, 5
+    ens = xr.DataArray(rng.standard_normal((n, m)), dims=["time", "member"])
+    truth = xr.DataArray(rng.standard_normal(n), dims="time")
+    ratio = metrics.spread_skill_ratio(ens, truth)
+    assert float(ratio) == pytest.approx(1.0, abs=0.02)
+    assert ratio.attrs["units"] == "1"
+    raw = metrics.spread_skill_ratio(ens, truth, correct_finite_members=False)
+    assert float(raw) == pytest.approx(np.sqrt(m / (m + 1)), abs=0.02)
+
+
+# ---------------------------------------------------------------- spectra
+
+
+def test_energy_spectrum_parseval_and_units():
+    rng = np.random.default_rng(4)
+    for n in (32, 33):
+        u = xr.DataArray(rng.standard_normal((3, n)), dims=["time", "x"], attrs={"units": "m s-1"})
+        spec = metrics.energy_spectrum(u)
+        assert spec.sizes["wavenumber"] == n // 2 + 1
+        np.testing.assert_allclose(spec.sum("wavenumber"), (0.5 * u**2).mean("x"))
+        assert spec.attrs["units"] == "m2 s-2"
+    assert metrics.energy_spectrum(u, mean_dims="time").dims == ("wavenumber",)
+
+
+def test_energy_spectrum_single_mode():
+    length, n = 10.0, 64
+    x = np.arange(n) * length / n
+    u = xr.DataArray(2.0 * np.sin(2 * np.pi * 5 * x / length), dims="x")
+    spec = metrics.energy_spectrum(u, length=length)
+    assert float(spec.idxmax()) == pytest.approx(2 * np.pi * 5 / length)
+    assert float(spec.max()) == pytest.approx(float(spec.sum())) == pytest.approx(1.0)
+
+
+def test_isotropic_spectrum_parseval_and_shells():
+    n = 32
+    x = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    u = xr.DataArray(np.cos(3 * x)[None, :] * np.ones((n, 1)), dims=["y", "x"], attrs={"units": "K"})
+    spec = metrics.isotropic_spectrum(u)
+    assert float(spec.sel(wavenumber=3)) == pytest.approx(0.25)
+    assert float(spec.sum()) == pytest.approx(0.25)
+    assert spec.attrs["units"] == "K2"
+
+    rng = np.random.default_rng(5)
+    v = xr.DataArray(rng.standard_normal((2, 16, 24)), dims=["time", "y", "x"])
+    spec = metrics.isotropic_spectrum(v, lengths=(1.0, 1.5))
+    np.testing.assert_allclose(spec.sum("wavenumber"), (0.5 * v**2).mean(["y", "x"]))
+    assert float(spec.wavenumber[1]) == pytest.approx(2 * np.pi / 1.5)
+
+
+# ---------------------------------------------------------------- containers, laziness, errors
+
+
+def test_dataset_input_returns_dataset():
+    field = _grid()
+    f = xr.Dataset({"a": field(), "b": field(2.0)})
+    t = xr.Dataset({"a": field(), "b": field()})
+    out = metrics.rmse(f, t, dim="time")
+    assert isinstance(out, xr.Dataset) and set(out.data_vars) == {"a", "b"}
+    xr.testing.assert_allclose(out["b"], metrics.rmse(f["b"], t["b"], dim="time"))
+    spec = metrics.energy_spectrum(f, dim="lon")
+    assert isinstance(spec, xr.Dataset) and "wavenumber" in spec["a"].dims
+    with pytest.raises(ValueError, match="'b'"):
+        metrics.rmse(f, t[["a"]])
+
+
+def _lazy_cases():
+    field = _grid(n_time=6, n_lon=8)
+    f, t, clim = field(), field(), field().mean("time")
+    ens = xr.concat([field() for _ in range(4)], dim="member")
+    return [
+        (metrics.rmse, (f, t), {"dim": ["lat", "lon"]}),
+        (metrics.weighted_rmse, (f, t), {}),
+        (metrics.weighted_acc, (f, t, clim), {}),
+        (metrics.crps_ensemble, (ens, t), {"fair": True, "dim": "time"}),
+        (metrics.spread_skill_ratio, (ens, t), {"dim": "time"}),
+        (metrics.energy_spectrum, (f,), {"dim": "lon", "mean_dims": "time"}),
+        (metrics.isotropic_spectrum, (f,), {"dims": ("lat", "lon")}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(7), ids=lambda i: ["rmse", "wrmse", "acc", "crps", "ssr", "spec", "iso"][i])
+def test_dask_lazy_and_equal(case):
+    func, args, kwargs = _lazy_cases()[case]
+    # Chunk every dim, the core dims included (they are rechunked lazily).
+    chunked = [a.chunk({d: max(1, a.sizes[d] // 2) for d in a.dims}) for a in args]
+    with dask.config.set(scheduler=CountingScheduler(max_computes=0)):
+        lazy = func(*chunked, **kwargs)
+    assert isinstance(lazy.data, dask.array.Array)
+    xr.testing.assert_allclose(lazy.compute(), func(*args, **kwargs))
+    assert lazy.attrs == func(*args, **kwargs).attrs
+
+
+def test_wrong_dim_raises():
+    f = xr.DataArray(np.zeros((2, 3)), dims=["time", "x"])
+    with pytest.raises(ValueError, match="'tiem'"):
+        metrics.rmse(f, f, dim="tiem")
+    with pytest.raises(ValueError, match="'members'"):
+        metrics.crps_ensemble(f, f.isel(time=0), member_dim="members")
+    with pytest.raises(ValueError, match="'y'"):
+        metrics.energy_spectrum(f, dim="y")
+    with pytest.raises(ValueError, match="'lat'"):
+        metrics.weighted_rmse(f, f, dim="x")
+
+
+def test_mismatched_shapes_raise():
+    f = xr.DataArray(np.zeros((2, 3)), dims=["time", "x"])
+    with pytest.raises(ValueError, match="do not align"):
+        metrics.rmse(f, xr.DataArray(np.zeros((2, 4)), dims=["time", "x"]))
+    g = f.assign_coords(x=[0, 1, 2])
+    with pytest.raises(ValueError, match="do not align"):
+        metrics.mae(g, g.assign_coords(x=[1, 2, 3]))
+    with pytest.raises(ValueError, match="do not align"):
+        metrics.crps_ensemble(f.rename(time="member"), xr.DataArray(np.zeros(5), dims="x"))
+
+
+def test_non_xarray_input_raises_type_error():
+    with pytest.raises(TypeError, match="forecast"):
+        metrics.rmse(np.zeros(3), xr.DataArray(np.zeros(3), dims="x"))

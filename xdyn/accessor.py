@@ -1,0 +1,85 @@
+"""The ``ds.xdyn`` accessor on Datasets and DataArrays.
+
+Thin by design (PITFALLS 3): it keeps only the object and forwards to public
+functions, so everything it does is also available without it.
+"""
+
+from __future__ import annotations
+
+import xarray as xr
+
+__all__ = ["XdynAccessor"]
+
+
+class XdynAccessor:
+    """Entry point to xdyn from any Dataset or DataArray.
+
+    Examples
+    --------
+    >>> import xdyn
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96().simulate(n_steps=40, random_state=0)
+    >>> obs = truth.xdyn.observe("every4", noise_std=1.0, random_state=0)
+    >>> obs.sizes["obs"]
+    10
+    >>> float(truth.xdyn.rmse(truth)["x"])
+    0.0
+    """
+
+    def __init__(self, obj):
+        self._obj = obj
+
+    def observe(self, operator="identity", noise_std=1.0, **kwargs):
+        """Synthetic observations; see :func:`xdyn.observe.observe`."""
+        from xdyn.observe import observe
+
+        return observe(self._obj, operator, noise_std, **kwargs)
+
+    def rmse(self, truth, dim=None, **kwargs):
+        """RMSE against ``truth``; see :func:`xdyn.metrics.rmse`."""
+        from xdyn.metrics import rmse
+
+        return rmse(self._obj, truth, dim=dim, **kwargs)
+
+    def crps(self, truth, member_dim="member", **kwargs):
+        """Ensemble CRPS against ``truth``; see :func:`xdyn.metrics.crps_ensemble`."""
+        from xdyn.metrics import crps_ensemble
+
+        return crps_ensemble(self._obj, truth, member_dim=member_dim, **kwargs)
+
+    def spectrum(self, dim=None, **kwargs):
+        """Energy spectrum: 1-D along ``dim`` or isotropic over (y, x)."""
+        from xdyn.metrics import energy_spectrum, isotropic_spectrum
+
+        obj = self._obj
+        dims = set(obj.dims)
+        if dim is None and {"x", "y"} <= dims:
+            return isotropic_spectrum(obj, **kwargs)
+        if dim is None:
+            candidates = [d for d in ("x", "k", "lon") if d in dims]
+            if not candidates:
+                raise ValueError(f"no periodic spatial dim to take a spectrum over in {tuple(obj.dims)}")
+            dim = candidates[0]
+        return energy_spectrum(obj, dim=dim, **kwargs)
+
+    def plot(self, **kwargs):
+        """Overview figure of the state; see :func:`xdyn.plot.plot_state`."""
+        from xdyn.plot import plot_state
+
+        return plot_state(self._obj, **kwargs)
+
+    def assimilate(self, method="enkf", truth=None, **params):
+        """Assimilate these observations with a named method and return the analysis.
+
+        ``method`` is a key of :data:`xdyn.assimilation.METHODS` (``"enkf"``,
+        ``"letkf"``, ``"3dvar"`` ...); ``params`` go to its constructor, and
+        ``truth`` (optional) to ``fit`` for methods that learn from it.
+        """
+        from xdyn.assimilation import make_assimilator
+
+        est = make_assimilator(method, **params)
+        return est.fit(self._obj, truth).predict(self._obj)
+
+
+xr.register_dataset_accessor("xdyn")(XdynAccessor)
+xr.register_dataarray_accessor("xdyn")(XdynAccessor)

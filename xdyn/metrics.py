@@ -1,0 +1,602 @@
+"""Verification metrics on labelled data: errors, skill scores and spectra.
+
+Deterministic scores (:func:`rmse`, :func:`mae`, :func:`bias`), the
+latitude-weighted RMSE and anomaly correlation coefficient of WeatherBench
+(Rasp et al. 2020), the continuous ranked probability score of an ensemble and
+its fair version (Gneiting & Raftery 2007; Ferro 2014), the spread-skill ratio
+(Fortin et al. 2014), and 1-D and isotropic 2-D energy spectra.
+
+Every function takes a :class:`xarray.DataArray` or a :class:`xarray.Dataset`
+(a Dataset is scored per data variable and gives a Dataset back), reduces over
+named dimensions, keeps dask arrays lazy, and sets ``units`` and ``long_name``
+on its result. Inputs must align exactly: forecast and truth whose coordinates
+differ raise a :class:`ValueError` rather than being silently intersected.
+
+References
+----------
+Rasp, S., Dueben, P. D., Scher, S., Weyn, J. A., Mouatadid, S., & Thuerey, N.
+(2020). WeatherBench: a benchmark data set for data-driven weather forecasting.
+*J. Adv. Model. Earth Syst.*, 12, e2020MS002203.
+
+Gneiting, T., & Raftery, A. E. (2007). Strictly proper scoring rules,
+prediction, and estimation. *J. Am. Stat. Assoc.*, 102(477), 359-378.
+
+Ferro, C. A. T. (2014). Fair scores for ensemble forecasts. *Q. J. R.
+Meteorol. Soc.*, 140(683), 1917-1923.
+
+Fortin, V., Abaza, M., Anctil, F., & Turcotte, R. (2014). Why should ensemble
+spread match the RMSE of the ensemble mean? *J. Hydrometeorol.*, 15,
+1708-1713.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+
+import numpy as np
+import xarray as xr
+
+__all__ = [
+    "rmse",
+    "mae",
+    "bias",
+    "lat_weights",
+    "weighted_rmse",
+    "weighted_acc",
+    "crps_ensemble",
+    "spread",
+    "spread_skill_ratio",
+    "energy_spectrum",
+    "isotropic_spectrum",
+]
+
+
+def _per_variable(*data_args):
+    """Decorate a DataArray metric so Dataset inputs are scored per data variable."""
+
+    def decorator(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            call = signature.bind(*args, **kwargs).arguments
+            for name in data_args:
+                if not isinstance(call[name], (xr.DataArray, xr.Dataset)):
+                    raise TypeError(f"{name} must be an xarray DataArray or Dataset, "
+                                    f"got {type(call[name]).__name__}")
+            first = call[data_args[0]]
+            if isinstance(first, xr.DataArray):
+                if any(isinstance(call[n], xr.Dataset) for n in data_args):
+                    raise TypeError(f"{data_args[0]} is a DataArray, so the other inputs must be too")
+                return func(**call)
+            results = {}
+            for var in first.data_vars:
+                per_var = dict(call)
+                for name in data_args:
+                    if isinstance(call[name], xr.Dataset):
+                        if var not in call[name].data_vars:
+                            raise ValueError(f"variable {var!r} of {data_args[0]} is missing from {name}")
+                        per_var[name] = call[name][var]
+                results[var] = func(**per_var)
+            return xr.Dataset(results, attrs=dict(first.attrs))
+
+        return wrapper
+
+    return decorator
+
+
+def _align(*objs, names):
+    try:
+        return xr.align(*objs, join="exact", copy=False)
+    except ValueError as err:
+        raise ValueError(f"{', '.join(names)} do not align ({err}); select matching "
+                         "coordinates first, e.g. truth.sel(time=forecast.time)") from err
+
+
+def _dims(dim, *objs):
+    """The dims named by ``dim`` (str, sequence, or None for all), checked to exist."""
+    present = list(dict.fromkeys(d for obj in objs for d in obj.dims))
+    if dim is None:
+        return present
+    dims = [dim] if isinstance(dim, str) else list(dim)
+    for d in dims:
+        if d not in present:
+            raise ValueError(f"dimension {d!r} not found in {objs[0].name or 'the input'!r}; "
+                             f"its dims are {tuple(present)}")
+    return dims
+
+
+def _finish(result, like, what, units=None):
+    result.name = like.name
+    units = like.attrs.get("units") if units is None else units
+    result.attrs = {"long_name": f"{what} of {like.attrs.get('long_name', like.name or 'data')}"}
+    if units is not None:
+        result.attrs["units"] = units
+    return result
+
+
+_UNIT_TOKEN = re.compile(r"^([A-Za-z_%]+)(-?\d+)?$")
+
+
+def _squared_units(units):
+    """CF units squared: 'm s-1' -> 'm2 s-2'; anything unusual -> '(u)^2'."""
+    if units is None or units in ("", "1"):
+        return units
+    tokens = [_UNIT_TOKEN.match(t) for t in units.split()]
+    if all(tokens):
+        return " ".join(f"{t[1]}{2 * int(t[2] or 1)}" for t in tokens)
+    return f"({units})^2"
+
+
+def _float_dtype(*dtypes):
+    return np.result_type(*dtypes, np.float32)
+
+
+def _error_stat(forecast, truth, dim, skipna, transform):
+    forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
+    dims = _dims(dim, forecast, truth)
+    return transform(forecast - truth).mean(dims, skipna=skipna)
+
+
+@_per_variable("forecast", "truth")
+def rmse(forecast, truth, dim=None, skipna=True):
+    """Root-mean-square error ``sqrt(mean_dim (forecast - truth)**2)``.
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned inputs; they broadcast against each other by dimension name.
+    dim : str or sequence of str, optional
+        Dimensions to average over; default all dimensions.
+    skipna : bool, default True
+        Ignore NaNs (missing observations) in the mean.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The RMSE, in the units of ``forecast``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> f = xr.DataArray([1.0, 2.0, 3.0], dims="x", attrs={"units": "m"})
+    >>> t = xr.DataArray([1.0, 2.0, 5.0], dims="x")
+    >>> r = rmse(f, t)
+    >>> round(float(r), 4), r.attrs["units"]
+    (1.1547, 'm')
+    """
+    out = np.sqrt(_error_stat(forecast, truth, dim, skipna, lambda e: e**2))
+    return _finish(out, forecast, "root-mean-square error")
+
+
+@_per_variable("forecast", "truth")
+def mae(forecast, truth, dim=None, skipna=True):
+    """Mean absolute error ``mean_dim |forecast - truth|``; arguments as :func:`rmse`.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> f = xr.DataArray([1.0, 2.0, 3.0], dims="x")
+    >>> float(mae(f, xr.DataArray([2.0, 2.0, 5.0], dims="x")))
+    1.0
+    """
+    out = _error_stat(forecast, truth, dim, skipna, abs)
+    return _finish(out, forecast, "mean absolute error")
+
+
+@_per_variable("forecast", "truth")
+def bias(forecast, truth, dim=None, skipna=True):
+    """Mean error ``mean_dim (forecast - truth)``; arguments as :func:`rmse`.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> f = xr.DataArray([1.0, 2.0, 3.0], dims="x")
+    >>> float(bias(f, xr.DataArray([2.0, 2.0, 5.0], dims="x")))
+    -1.0
+    """
+    out = _error_stat(forecast, truth, dim, skipna, lambda e: e)
+    return _finish(out, forecast, "mean error (bias)")
+
+
+def lat_weights(lat):
+    """Latitude weights ``cos(lat) / mean(cos(lat))`` (WeatherBench), mean 1.
+
+    Parameters
+    ----------
+    lat : DataArray or array-like
+        Latitudes in degrees; an array-like becomes a DataArray on dim ``lat``.
+
+    Returns
+    -------
+    DataArray
+        Weights on the dims of ``lat``, with ``units`` "1".
+
+    Examples
+    --------
+    >>> lat_weights([-60.0, 0.0, 60.0]).values.round(3).tolist()
+    [0.75, 1.5, 0.75]
+    """
+    if not isinstance(lat, xr.DataArray):
+        lat = xr.DataArray(np.asarray(lat, dtype=float), dims="lat")
+    weights = np.cos(np.deg2rad(lat))
+    weights = weights / weights.mean()
+    weights.name = "lat_weights"
+    weights.attrs = {"long_name": "latitude weights", "units": "1"}
+    return weights
+
+
+def _spatial_weights(forecast, truth, dims, lat):
+    if lat not in dims:
+        raise ValueError(f"the latitude dimension {lat!r} must be one of dim={tuple(dims)}")
+    source = forecast if lat in forecast.coords else truth
+    if lat not in source.coords:
+        raise ValueError(f"latitude coordinate {lat!r} not found on forecast or truth")
+    return lat_weights(source[lat])
+
+
+def _time_mean(score, time_dim):
+    return score.mean(time_dim) if time_dim is not None and time_dim in score.dims else score
+
+
+@_per_variable("forecast", "truth")
+def weighted_rmse(forecast, truth, dim=("lat", "lon"), lat="lat", time_dim="time"):
+    """Latitude-weighted RMSE of WeatherBench (Rasp et al. 2020).
+
+    ``RMSE = mean_t sqrt(mean_{lat,lon} L(lat) (f - t)**2)`` with
+    ``L = cos(lat) / mean(cos(lat))``: the square root is taken per time, then
+    averaged over time.
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned inputs with a latitude coordinate in degrees.
+    dim : str or sequence of str, default ("lat", "lon")
+        Spatial dimensions of the weighted mean; must include ``lat``.
+    lat : str, default "lat"
+        Name of the latitude dimension and coordinate.
+    time_dim : str or None, default "time"
+        Averaged over after the square root when present; None keeps it.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The weighted RMSE, in the units of ``forecast``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> coords = {"time": [0, 1], "lat": [-45.0, 0.0, 45.0], "lon": [0.0, 180.0]}
+    >>> truth = xr.DataArray(np.zeros((2, 3, 2)), coords=coords, dims=list(coords))
+    >>> round(float(weighted_rmse(truth + 2.0, truth)), 6)
+    2.0
+    """
+    forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
+    dims = _dims(dim, forecast, truth)
+    weights = _spatial_weights(forecast, truth, dims, lat)
+    per_time = np.sqrt(((forecast - truth) ** 2).weighted(weights).mean(dims))
+    return _finish(_time_mean(per_time, time_dim), forecast, "latitude-weighted RMSE")
+
+
+@_per_variable("forecast", "truth", "climatology")
+def weighted_acc(forecast, truth, climatology, dim=("lat", "lon"), lat="lat", time_dim="time"):
+    """Latitude-weighted anomaly correlation coefficient of WeatherBench.
+
+    With anomalies ``f' = f - C`` and ``t' = t - C`` relative to the
+    climatology ``C``, per time
+    ``ACC = sum L f' t' / sqrt(sum L f'**2 * sum L t'**2)`` over ``dim``,
+    then averaged over time, as written in Rasp et al. (2020). (The original
+    WeatherBench code instead re-centres the anomalies on their overall mean
+    and sums over time as well; scores differ slightly.)
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned inputs with a latitude coordinate in degrees.
+    climatology : DataArray or Dataset
+        Broadcastable against ``truth`` with no dims of its own (e.g. a time
+        mean, or a day-of-year climatology already selected on ``time``).
+    dim, lat, time_dim
+        As in :func:`weighted_rmse`.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The ACC, dimensionless (``units`` "1").
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> coords = {"lat": [-30.0, 0.0, 30.0], "lon": [0.0, 120.0, 240.0]}
+    >>> truth = xr.DataArray(np.arange(9.0).reshape(3, 3), coords=coords, dims=["lat", "lon"])
+    >>> clim = truth.mean()
+    >>> float(weighted_acc(truth, truth, clim)), float(weighted_acc(2 * clim - truth, truth, clim))
+    (1.0, -1.0)
+    """
+    extra = set(climatology.dims) - set(forecast.dims) - set(truth.dims)
+    if extra:
+        raise ValueError(f"climatology has dims {sorted(extra)} that forecast and truth lack; "
+                         "select it on their coordinates first")
+    forecast, truth, climatology = _align(forecast, truth, climatology,
+                                          names=("forecast", "truth", "climatology"))
+    dims = _dims(dim, forecast, truth)
+    weights = _spatial_weights(forecast, truth, dims, lat)
+    f_anom, t_anom = forecast - climatology, truth - climatology
+
+    def wsum(x):
+        return x.weighted(weights).sum(dims)
+
+    per_time = wsum(f_anom * t_anom) / np.sqrt(wsum(f_anom**2) * wsum(t_anom**2))
+    return _finish(_time_mean(per_time, time_dim), forecast, "anomaly correlation coefficient", "1")
+
+
+def _check_member_dim(ensemble, truth, member_dim):
+    if member_dim not in ensemble.dims:
+        raise ValueError(f"member dimension {member_dim!r} not found in ensemble {ensemble.name!r}; "
+                         f"its dims are {ensemble.dims}")
+    if truth is not None and member_dim in truth.dims:
+        raise ValueError(f"truth must not have the member dimension {member_dim!r}")
+    return ensemble.sizes[member_dim]
+
+
+def _crps_kernel(ens, obs, fair, dtype):
+    n_members = ens.shape[-1]
+    skill = np.abs(ens - obs[..., None]).mean(-1)
+    # sum_{i,j} |x_i - x_j| = 2 sum_i (2i - m - 1) x_(i) for sorted x: O(m log m).
+    rank_coef = 2 * np.arange(1, n_members + 1) - n_members - 1
+    pair_sum = 2 * (np.sort(ens, axis=-1) * rank_coef).sum(-1)
+    norm = 2 * n_members * (n_members - 1 if fair else n_members)
+    return (skill - pair_sum / norm).astype(dtype, copy=False)
+
+
+@_per_variable("ensemble", "truth")
+def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
+    """Continuous ranked probability score of an ensemble forecast.
+
+    ``CRPS = E|X - y| - 1/2 E|X - X'|`` with the empirical distribution of the
+    ``m`` members (Gneiting & Raftery 2007). The fair CRPS
+    (Ferro 2014) replaces ``E|X - X'|`` by ``sum_{i != j} |x_i - x_j| / (m (m - 1))``,
+    so that its expectation does not depend on ``m`` for exchangeable members.
+
+    Parameters
+    ----------
+    ensemble : DataArray or Dataset
+        Forecast with a ``member_dim`` dimension (taken as one dask chunk).
+    truth : DataArray or Dataset
+        Verifying values, without ``member_dim``.
+    member_dim : str, default "member"
+        Ensemble dimension.
+    dim : str or sequence of str, optional
+        Dimensions to average the pointwise CRPS over; default none (only
+        ``member_dim`` is reduced).
+    fair : bool, default False
+        Return the fair CRPS; needs at least two members.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The CRPS, in the units of ``ensemble``. NaNs propagate.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ens = xr.DataArray([[0.0, 1.0, 2.0]], dims=["time", "member"])
+    >>> truth = xr.DataArray([1.0], dims="time")
+    >>> round(float(crps_ensemble(ens, truth, dim="time")), 4)
+    0.2222
+    >>> round(float(crps_ensemble(ens, truth, dim="time", fair=True)), 4)
+    0.0
+    """
+    n_members = _check_member_dim(ensemble, truth, member_dim)
+    if fair and n_members < 2:
+        raise ValueError(f"the fair CRPS needs at least 2 members, got {n_members}")
+    ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
+    dtype = _float_dtype(ensemble.dtype, truth.dtype)
+    score = xr.apply_ufunc(
+        _crps_kernel, ensemble, truth,
+        input_core_dims=[[member_dim], []],
+        kwargs={"fair": fair, "dtype": dtype},
+        dask="parallelized", output_dtypes=[dtype],
+        dask_gufunc_kwargs={"allow_rechunk": True},
+    )
+    if dim is not None:
+        score = score.mean(_dims(dim, score))
+    return _finish(score, ensemble, "fair CRPS" if fair else "CRPS")
+
+
+@_per_variable("ensemble")
+def spread(ensemble, member_dim="member", dim=None):
+    """Ensemble spread ``sqrt(mean_dim var_member(ensemble))`` with ``ddof=1``.
+
+    Parameters
+    ----------
+    ensemble : DataArray or Dataset
+        Forecast with a ``member_dim`` dimension of at least two members.
+    member_dim : str, default "member"
+        Ensemble dimension.
+    dim : str or sequence of str, optional
+        Dimensions to average the variance over; default all but ``member_dim``.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The spread, in the units of ``ensemble``.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ens = xr.DataArray([[0.0, 2.0], [1.0, 1.0]], dims=["time", "member"])
+    >>> float(spread(ens))
+    1.0
+    """
+    _check_member_dim(ensemble, None, member_dim)
+    variance = ensemble.var(member_dim, ddof=1)
+    return _finish(np.sqrt(variance.mean(_dims(dim, variance))), ensemble, "ensemble spread")
+
+
+@_per_variable("ensemble", "truth")
+def spread_skill_ratio(ensemble, truth, member_dim="member", dim=None, correct_finite_members=True):
+    """Spread of the ensemble over the RMSE of its mean.
+
+    A calibrated ensemble of ``m`` members has
+    ``RMSE(mean) = sqrt((m + 1) / m) * spread`` (Fortin et al. 2014);
+    with ``correct_finite_members`` the spread is multiplied by that factor so
+    a calibrated ensemble scores 1 for any ``m``.
+
+    Parameters
+    ----------
+    ensemble, truth, member_dim
+        As in :func:`crps_ensemble`.
+    dim : str or sequence of str, optional
+        Dimensions the spread and the RMSE average over; default all but
+        ``member_dim``.
+    correct_finite_members : bool, default True
+        Apply the ``sqrt((m + 1) / m)`` correction.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The ratio, dimensionless (``units`` "1").
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> ens = xr.DataArray([[0.0, 2.0], [1.0, 3.0]], dims=["time", "member"])
+    >>> truth = xr.DataArray([1.0 + 2**0.5, 2.0 - 2**0.5], dims="time")
+    >>> round(float(spread_skill_ratio(ens, truth, correct_finite_members=False)), 6)
+    1.0
+    """
+    n_members = _check_member_dim(ensemble, truth, member_dim)
+    ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
+    dims = _dims(dim, ensemble.isel({member_dim: 0}, drop=True), truth)
+    ratio = spread(ensemble, member_dim, dims) / rmse(ensemble.mean(member_dim), truth, dims)
+    if correct_finite_members:
+        ratio = ratio * np.sqrt((n_members + 1) / n_members)
+    return _finish(ratio, ensemble, "spread-skill ratio", "1")
+
+
+def _line_spectrum(u, dtype):
+    n = u.shape[-1]
+    energy = 0.5 * np.abs(np.fft.rfft(u, axis=-1) / n) ** 2
+    # One-sided: every mode but k = 0 and the Nyquist mode (n even) has a twin at -k.
+    twin = np.full(n // 2 + 1, 2.0)
+    twin[0] = 1.0
+    if n % 2 == 0:
+        twin[-1] = 1.0
+    return (energy * twin).astype(dtype, copy=False)
+
+
+def _shell_spectrum(u, shell, n_shells, dtype):
+    ny, nx = u.shape[-2:]
+    energy = 0.5 * np.abs(np.fft.fft2(u, axes=(-2, -1)) / (ny * nx)) ** 2
+    batch = energy.shape[:-2]
+    energy = energy.reshape(-1, ny * nx)
+    # Offset each sample's shell indices so one bincount bins the whole batch.
+    index = shell.ravel() + n_shells * np.arange(energy.shape[0])[:, None]
+    binned = np.bincount(index.ravel(), weights=energy.ravel(), minlength=energy.shape[0] * n_shells)
+    return binned.reshape(*batch, n_shells).astype(dtype, copy=False)
+
+
+def _spectrum(da, kernel, core_dims, wavenumbers, kwargs, mean_dims):
+    dtype = _float_dtype(da.dtype)
+    out = xr.apply_ufunc(
+        kernel, da,
+        input_core_dims=[core_dims], output_core_dims=[["wavenumber"]],
+        kwargs={**kwargs, "dtype": dtype},
+        dask="parallelized", output_dtypes=[dtype],
+        dask_gufunc_kwargs={"output_sizes": {"wavenumber": len(wavenumbers)}, "allow_rechunk": True},
+    )
+    out = out.assign_coords(wavenumber=wavenumbers)
+    out["wavenumber"].attrs = {"long_name": "wavenumber"}
+    if mean_dims is not None:
+        out = out.mean(_dims(mean_dims, out))
+    return _finish(out, da, "energy spectrum", _squared_units(da.attrs.get("units")))
+
+
+@_per_variable("da")
+def energy_spectrum(da, dim="x", length=None, mean_dims=None):
+    """1-D energy spectrum of a periodic line, ``E(k)`` with ``sum_k E(k) = mean(0.5 u**2)``.
+
+    Parameters
+    ----------
+    da : DataArray or Dataset
+        Field sampled on a uniform periodic grid along ``dim`` (taken as one
+        dask chunk).
+    dim : str, default "x"
+        The periodic dimension.
+    length : float, optional
+        Domain length along ``dim``; wavenumbers are then ``2 pi k / length``.
+        Default: the integer mode number ``k = 0 .. n // 2``.
+    mean_dims : str or sequence of str, optional
+        Other dims to average the spectrum over; default none.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Energy per wavenumber on dim ``wavenumber`` (one-sided, so the sum is
+        the line mean of ``0.5 u**2`` by Parseval), in the input units squared.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> x = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    >>> spec = energy_spectrum(xr.DataArray(np.cos(3 * x), dims="x"))
+    >>> int(spec.idxmax()), round(float(spec.sum()), 6)
+    (3, 0.25)
+    """
+    if not isinstance(dim, str):
+        raise TypeError(f"dim must be one dimension name, got {dim!r}")
+    _dims(dim, da)
+    k = np.arange(da.sizes[dim] // 2 + 1)
+    wavenumbers = k if length is None else 2 * np.pi * k / length
+    return _spectrum(da, _line_spectrum, [dim], wavenumbers, {}, mean_dims)
+
+
+@_per_variable("da")
+def isotropic_spectrum(da, dims=("y", "x"), lengths=None, mean_dims=None):
+    """Isotropic 2-D energy spectrum: ``0.5 |u_hat|**2`` summed over shells ``|k|``.
+
+    Every 2-D Fourier mode goes to the shell nearest to its ``|k|`` (corners
+    beyond the Nyquist circle included), so ``sum_k E(k) = mean(0.5 u**2)``.
+
+    Parameters
+    ----------
+    da : DataArray or Dataset
+        Field on a uniform, doubly periodic grid (``dims`` taken as one dask
+        chunk each).
+    dims : pair of str, default ("y", "x")
+        The two periodic dimensions.
+    lengths : pair of float, optional
+        Domain lengths along ``dims``; wavenumbers are then ``2 pi n / L`` and
+        shells are ``2 pi / max(lengths)`` wide. Default: integer mode numbers
+        (a square domain), shells ``0, 1, 2, ...``.
+    mean_dims : str or sequence of str, optional
+        Other dims to average the spectrum over; default none.
+
+    Returns
+    -------
+    DataArray or Dataset
+        Energy per shell on dim ``wavenumber``, in the input units squared.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> x = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    >>> u = xr.DataArray(np.cos(3 * x + 4 * x[:, None]), dims=["y", "x"])
+    >>> spec = isotropic_spectrum(u)
+    >>> int(spec.idxmax()), round(float(spec.sum()), 6)
+    (5, 0.25)
+    """
+    dims = _dims(dims, da)
+    if len(dims) != 2:
+        raise ValueError(f"dims must name exactly two dimensions, got {dims}")
+    scale = (1.0, 1.0) if lengths is None else tuple(2 * np.pi / L for L in lengths)
+    ky, kx = (s * np.fft.fftfreq(da.sizes[d], 1 / da.sizes[d]) for d, s in zip(dims, scale))
+    dk = min(scale)
+    shell = np.rint(np.hypot(ky[:, None], kx[None, :]) / dk).astype(int)
+    n_shells = int(shell.max()) + 1
+    wavenumbers = np.arange(n_shells) if lengths is None else np.arange(n_shells) * dk
+    return _spectrum(da, _shell_spectrum, dims, wavenumbers,
+                     {"shell": shell, "n_shells": n_shells}, mean_dims)
