@@ -104,9 +104,10 @@ def plot_scores(results: xr.Dataset, fig=None):
     ax = fig.subplots()
     for i, m in enumerate(results["method"].values):
         color = f"C{i % 10}"
-        ax.plot(results["time"], results["rmse"].sel(method=m), color=color, lw=1, label=str(m))
-        if "spread" in results and np.isfinite(results["spread"].sel(method=m)).any():
-            ax.plot(results["time"], results["spread"].sel(method=m), color=color, lw=0.8, ls="--")
+        # isel, not sel: sel with a numpy.str_ label does not reduce the dim here
+        ax.plot(results["time"], results["rmse"].isel(method=i), color=color, lw=1, label=str(m))
+        if "spread" in results and np.isfinite(results["spread"].isel(method=i)).any():
+            ax.plot(results["time"], results["spread"].isel(method=i), color=color, lw=0.8, ls="--")
     ax.set_yscale("log")
     ax.set_xlabel("time")
     ax.set_ylabel("analysis RMSE (solid), spread (dashed)")

@@ -28,6 +28,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from xdyn._threads import threads_for
 from xdyn.exceptions import DivergenceError
 from xdyn.model_selection import unwrap
 from xdyn.observe import make_operator, operator_from_spec
@@ -135,7 +136,9 @@ class BaseAssimilator(BaseEstimator):
             )
         rng = check_random_state(self.random_state)
         start = _time.perf_counter()
-        with torch.no_grad() if self._no_grad else _null():
+        n_batch = int(np.prod(ctx.y.shape[1:-1], dtype=int))
+        size = n_batch * ctx.n_state * int(getattr(self, "n_members", 1) or 1)
+        with threads_for(size), (torch.no_grad() if self._no_grad else _null()):
             records = self._run_cycle(ctx, rng)
         wall = _time.perf_counter() - start
         return self._to_dataset(records, ctx, wall)

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from xdyn._threads import threads_for
 from xdyn.systems.integrators import rk4_step
 
 __all__ = ["DynamicalSystem", "StateVariable", "resolve_device", "resolve_dtype"]
@@ -344,7 +345,7 @@ class DynamicalSystem(BaseEstimator):
             x0 = x0.reshape(-1, self.n_state)
         if not np.all(np.isfinite(x0)):
             raise ValueError("x0 contains non-finite values")
-        with torch.no_grad():
+        with torch.no_grad(), threads_for(x0.size):
             x = self.as_tensor(x0)
             n_burn = int(round(burn_in / dt))
             x = self.forecast(x, dt, n_burn)

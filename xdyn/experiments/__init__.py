@@ -1,0 +1,33 @@
+"""The catalogue of named, reproducible experiments run by ``xdyn run``.
+
+Each experiment is a function ``(quick, seed, device, progress) -> ExperimentResult``
+registered with :func:`register`; :func:`run` executes one, writes its results
+Dataset (configuration, wall time and peak memory in attrs) atomically to
+netCDF, saves its figures as PNG, and returns the result with a printable table.
+"""
+
+from xdyn.experiments.catalogue import (
+    DEFAULT_EXPERIMENT,
+    Experiment,
+    ExperimentResult,
+    get_experiment,
+    list_experiments,
+    register,
+    run,
+)
+from xdyn.experiments.sweep import sweep
+
+# importing the modules registers their experiments
+from xdyn.experiments import twin as _twin  # noqa: F401,E402
+from xdyn.experiments import spectrum as _spectrum  # noqa: F401,E402
+
+__all__ = [
+    "DEFAULT_EXPERIMENT",
+    "Experiment",
+    "ExperimentResult",
+    "get_experiment",
+    "list_experiments",
+    "register",
+    "run",
+    "sweep",
+]

@@ -1,0 +1,52 @@
+"""Simulation + spectrum experiments: free runs of the 1-D chaotic systems and
+their time-averaged energy spectra."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from xdyn.experiments.catalogue import ExperimentResult, config_json, register
+from xdyn.metrics import energy_spectrum
+
+
+def _spectrum_experiment(system, dim, n_steps, save_every, burn_in, seed, length, progress):
+    from xdyn.plot import plot_spectrum, plot_state
+
+    ds = system.simulate(n_trajectories=4, n_steps=n_steps, save_every=save_every,
+                         burn_in=burn_in, random_state=seed, progress=progress)
+    var = system.variables[0].name
+    spec = energy_spectrum(ds[var] - ds[var].mean(dim), dim=dim, length=length,
+                           mean_dims=["trajectory", "time"])
+    res = xr.Dataset({f"{var}_spectrum": spec,
+                      f"{var}_mean": ds[var].mean(("trajectory", "time", dim)).assign_attrs(ds[var].attrs),
+                      f"{var}_std": ds[var].std(("trajectory", "time", dim)).assign_attrs(ds[var].attrs)})
+    res.attrs.update(ds.attrs)
+    res.attrs["configuration"] = config_json(system=repr(system), n_steps=n_steps,
+                                             save_every=save_every, burn_in=burn_in, seed=seed)
+    figs = {"hovmoller": plot_state(ds.isel(trajectory=0)),
+            "spectrum": plot_spectrum(spec, label=type(system).__name__)}
+    k = spec["wavenumber"].values
+    peak = float(k[1:][int(np.argmax(spec.values[1:]))])
+    table = (f"{type(system).__name__}: mean {float(res[f'{var}_mean']):.3f}, std "
+             f"{float(res[f'{var}_std']):.3f}, spectral peak at wavenumber {peak:g}")
+    return ExperimentResult(res, figs, table)
+
+
+@register("lorenz96-spectrum", "Free run of Lorenz-96 (n=40, F=8) and its site-wavenumber spectrum",
+          "Lorenz (1996)")
+def lorenz96_spectrum(quick=False, seed=0, device="cpu", progress=True):
+    from xdyn.systems import Lorenz96
+
+    return _spectrum_experiment(Lorenz96(device=device), "k", 400 if quick else 4000, 2, 10.0,
+                                seed, None, progress)
+
+
+@register("ks-spectrum", "Free run of Kuramoto-Sivashinsky (L=32 pi, N=128, ETDRK4) and its spectrum",
+          "Kassam & Trefethen (2005)")
+def ks_spectrum(quick=False, seed=0, device="cpu", progress=True):
+    from xdyn.systems import KuramotoSivashinsky
+
+    system = KuramotoSivashinsky(device=device)
+    return _spectrum_experiment(system, "x", 400 if quick else 4000, 4, 100.0, seed,
+                                float(system.L), progress)

@@ -1,0 +1,73 @@
+"""Many independent assimilation experiments in one batched call.
+
+Independent truths (seeds) come as a batch dim of the observations (e.g. the
+``trajectory`` dim of ``simulate(n_trajectories=...)``); a grid of inflation
+factors becomes a leading ``inflation`` batch dim. The filter then runs every
+combination at once: one forecast and one batched analysis per cycle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+from sklearn.base import clone
+
+from xdyn.model_selection import unwrap
+
+__all__ = ["sweep"]
+
+
+def sweep(estimator, obs, truth, inflation=None):
+    """Time-averaged analysis RMSE of ``estimator`` for every inflation and truth.
+
+    Parameters
+    ----------
+    estimator : ensemble assimilator
+        An estimator with an ``inflation`` parameter (EnKF, LETKF).
+    obs : xarray.Dataset
+        Observations, possibly with extra batch dims (e.g. ``trajectory``).
+    truth : xarray.Dataset
+        The matching truth (same batch dims).
+    inflation : sequence of float, optional
+        Inflation factors, run together along a new ``inflation`` dim.
+
+    Returns
+    -------
+    xarray.DataArray
+        RMSE with dims ``(inflation, <batch dims of obs>)``; the time average
+        excludes the estimator's ``burn_in``.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> from xdyn.observe import observe
+    >>> from xdyn.assimilation import EnKF
+    >>> truth = Lorenz96().simulate(n_trajectories=2, n_steps=100, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    >>> scores = sweep(EnKF(n_members=20, random_state=0), obs, truth, inflation=[1.0, 1.05])
+    >>> scores.dims
+    ('inflation', 'trajectory')
+    """
+    obs, truth = unwrap(obs), unwrap(truth)
+    est = clone(estimator)
+    if inflation is not None:
+        grid = np.asarray(inflation, dtype=float)
+        obs = obs.expand_dims(inflation=grid).transpose("inflation", ...)
+        obs["noise_std"] = obs["noise_std"].isel(inflation=0, drop=True) if "noise_std" in obs else None
+        est.set_params(inflation=grid)
+    if hasattr(est, "return_ensemble"):
+        est.set_params(return_ensemble=False)
+    analysis = est.fit(obs).predict(obs)
+    names = [v for v in truth.data_vars if v in analysis.data_vars]
+    err2 = ((analysis[names] - truth[names].sel(time=analysis.time)) ** 2).to_array("variable")
+    batch = [d for d in analysis[names[0]].dims if d not in truth[names[0]].dims or d == "trajectory"]
+    batch = [d for d in ["inflation", *obs["observation"].dims] if d not in ("time", "obs")]
+    batch = list(dict.fromkeys(batch))
+    space = [d for d in err2.dims if d not in ("time", *batch)]
+    per_time = np.sqrt(err2.mean(space))
+    t = per_time["time"]
+    per_time = per_time.where(t >= t[0] + est.burn_in, drop=True)
+    out = per_time.mean("time")
+    out.name = "rmse"
+    out.attrs = {"long_name": "time-averaged analysis RMSE", "method": type(est).__name__}
+    return out.transpose(*batch)

@@ -1,0 +1,259 @@
+"""Twin experiments: a perfect-model truth, synthetic observations, and every
+classical assimilator compared on the same data.
+
+Setups follow DAPPER's named configurations of the literature:
+
+* ``lorenz63-twin`` — Sakov, Oliver & Bertino (2012): dt 0.01, all three
+  variables observed every 25 steps with noise variance 2.
+* ``lorenz96-twin`` — Sakov & Oke (2008): 40 sites, F=8, dt 0.05, every site
+  observed every step with unit noise variance (the default of ``xdyn run``).
+* ``lorenz96-twin-partial`` — the same, observing every 4th site.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from xdyn.exceptions import DivergenceError
+from xdyn.experiments.catalogue import ExperimentResult, config_json, register
+from xdyn.metrics import rmse
+from xdyn.observe import make_operator, observe
+
+__all__ = ["MethodConfig", "twin_experiment", "state_rmse"]
+
+
+@dataclasses.dataclass
+class MethodConfig:
+    """A named assimilator configuration in a comparison table."""
+
+    label: str
+    method: str
+    params: dict
+
+
+def state_rmse(analysis: xr.Dataset, truth: xr.Dataset) -> xr.DataArray:
+    """RMSE over all state variables and spatial points, per time (ensemble mean if any)."""
+    names = [v for v in truth.data_vars if v in analysis.data_vars]
+    an = analysis[names]
+    if "member" in an.dims:
+        an = an.mean("member")
+    an = an.to_array("variable")
+    tr = truth[names].sel(time=an["time"]).to_array("variable")
+    return rmse(an, tr, dim=[d for d in an.dims if d != "time"])
+
+
+def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, seed=0,
+                    burn_in_cycles=0, spin_up=10.0, initial_spread=1.0, progress=True):
+    """Run every method on one truth and one set of observations.
+
+    Returns the results Dataset (dims ``method``, ``time``) and a dict of the
+    analyses by label.
+    """
+    from xdyn.assimilation import make_assimilator
+
+    dt = system.default_dt
+    truth = system.simulate(n_steps=n_cycles * obs_every, dt=dt, burn_in=spin_up, random_state=seed)
+    op = make_operator(operator)
+    obs = observe(truth, op, noise_std=noise_std, every=obs_every, random_state=seed + 1)
+    rng = np.random.RandomState(seed + 2)
+    x0_truth = system.to_state(truth.isel(time=0)).cpu().numpy()
+    initial_state = x0_truth + initial_spread * rng.standard_normal(x0_truth.shape)
+    t_burn = float(obs["time"][min(burn_in_cycles, obs.sizes["time"] - 1)] - obs["time"][0])
+    rows, analyses = [], {}
+    iterator = tqdm(methods, desc="methods", disable=not progress)
+    for cfg in iterator:
+        iterator.set_postfix_str(cfg.label)
+        params = dict(system=system, operator=op, initial_state=initial_state,
+                      initial_spread=initial_spread, random_state=seed + 3, burn_in=t_burn)
+        params.update(cfg.params)
+        try:
+            est = make_assimilator(cfg.method, **params)
+        except ValueError as err:  # method not available in this build
+            rows.append((cfg, None, float("nan"), f"unavailable: {err}"))
+            continue
+        if hasattr(est, "return_ensemble"):
+            est.set_params(return_ensemble=False)
+        start = time.perf_counter()
+        try:
+            an = est.fit(obs, truth).predict(obs)
+            status = "ok"
+        except DivergenceError as err:
+            an, status = None, f"diverged: {err}"
+        wall = time.perf_counter() - start
+        rows.append((cfg, an, wall, status))
+        if an is not None:
+            analyses[cfg.label] = an
+    times = obs["time"]
+    labels = [r[0].label for r in rows]
+    err = np.full((len(rows), times.size), np.nan)
+    spread = np.full_like(err, np.nan)
+    for i, (cfg, an, wall, status) in enumerate(rows):
+        if an is not None:
+            err[i] = state_rmse(an, truth).values
+            if "spread" in an:
+                spread[i] = an["spread"].values
+    keep = (times.values - times.values[0]) >= t_burn
+    units = next(iter(truth.data_vars.values())).attrs.get("units", "1")
+    res = xr.Dataset(
+        {
+            "rmse": (("method", "time"), err, {"long_name": "analysis RMSE", "units": units}),
+            "spread": (("method", "time"), spread, {"long_name": "analysis ensemble spread", "units": units}),
+            "rmse_mean": ("method", np.nanmean(np.where(keep, err, np.nan), 1) if len(rows) else [],
+                          {"long_name": "time-averaged analysis RMSE after burn-in", "units": units}),
+            "spread_mean": ("method", _nanmean_rows(np.where(keep, spread, np.nan)),
+                            {"long_name": "time-averaged spread after burn-in", "units": units}),
+            "wall_time": ("method", np.array([r[2] for r in rows], float), {"units": "s"}),
+            "status": ("method", np.array([r[3][:200] for r in rows], dtype=str)),
+            "params": ("method", np.array([json.dumps({"method": r[0].method, **r[0].params},
+                                                      default=str) for r in rows], dtype=str)),
+        },
+        coords={"method": labels, "time": times},
+    )
+    res.attrs["configuration"] = config_json(
+        system=repr(system), operator=op.spec(), noise_std=noise_std, obs_every=obs_every,
+        n_cycles=n_cycles, burn_in_cycles=burn_in_cycles, dt=dt, seed=seed,
+        initial_spread=initial_spread, spin_up=spin_up)
+    return res, analyses, truth, obs
+
+
+def _nanmean_rows(a):
+    out = np.full(a.shape[0], np.nan)
+    for i, row in enumerate(a):
+        if np.isfinite(row).any():
+            out[i] = np.nanmean(row)
+    return out
+
+
+def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
+    """The comparison table: method, parameters, RMSE, spread, wall time (and a reference)."""
+    reference = reference or {}
+    head = f"{'method':<34}{'RMSE':>8}{'spread':>9}{'wall [s]':>10}{'ref':>8}  status"
+    lines = [head, "-" * len(head)]
+    for i, m in enumerate(res["method"].values):
+        ref = reference.get(str(m))
+        lines.append(
+            f"{str(m):<34}{float(res.rmse_mean[i]):>8.3f}{float(res.spread_mean[i]):>9.3f}"
+            f"{float(res.wall_time[i]):>10.2f}{'' if ref is None else f'{ref:.3f}':>8}  "
+            f"{str(res.status.values[i])[:40]}")
+    return "\n".join(lines)
+
+
+def _figures(res, analyses, truth, obs, variable, site):
+    from xdyn.plot import plot_scores, plot_twin
+
+    figs = {"rmse_spread": plot_scores(res)}
+    finite = res.rmse_mean.fillna(np.inf)
+    if len(analyses):
+        best = str(res.method.values[int(finite.argmin())])
+        chosen = {best: analyses[best]}
+        worst_ok = [m for m in res.method.values if str(m) in analyses and str(m) != best]
+        if worst_ok:
+            chosen[str(worst_ok[0])] = analyses[str(worst_ok[0])]
+        n = min(truth.sizes["time"], 400 * max(1, truth.sizes["time"] // max(obs.sizes["time"], 1)))
+        tr = truth.isel(time=slice(0, n))
+        tmax = float(tr.time[-1])
+        figs["twin_panel"] = plot_twin(
+            tr, obs.sel(time=obs.time[obs.time <= tmax]),
+            {k: v.sel(time=v.time[v.time <= tmax]) for k, v in chosen.items()},
+            variable=variable, site=site)
+    return figs
+
+
+# ----------------------------------------------------------------- catalogue
+# Reference analysis RMSEs: DAPPER 1.7.1 on these setups (issue #5 table).
+L63_REFERENCE = {"OI": 1.23, "3D-Var (B clim)": 1.20, "3D-Var (B x 0.1)": 1.03,
+                 "ExtKF (infl 180)": 0.87, "EnKF sqrt N=10 infl 1.02 rot": 0.57,
+                 "PF N=100 reg 2.4 NER 0.3": 0.35}
+L96_REFERENCE = {"OI": 0.945, "3D-Var (B clim)": 0.905, "3D-Var (B x 0.02)": 0.411,
+                 "EnKF sqrt N=28 infl 1.02 rot": 0.179, "DEnKF N=40 infl 1.01": 0.181,
+                 "LETKF N=40 infl 1.01 r=4": 0.198}
+
+
+def lorenz63_methods():
+    return [
+        MethodConfig("OI", "oi", {}),
+        MethodConfig("3D-Var (B clim)", "3dvar", {}),
+        MethodConfig("3D-Var (B x 0.1)", "3dvar", {"B_scale": 0.1}),
+        MethodConfig("ExtKF (infl 180)", "extkf", {"inflation": 180.0}),
+        MethodConfig("EnKF sqrt N=10 infl 1.02 rot", "enkf",
+                     {"kind": "sqrt", "n_members": 10, "inflation": 1.02, "rotate": True}),
+        MethodConfig("PF N=100 reg 2.4 NER 0.3", "pf",
+                     {"n_particles": 100, "regularization": 2.4, "resampling_threshold": 0.3}),
+    ]
+
+
+def lorenz96_methods(partial=False):
+    if partial:
+        return [
+            MethodConfig("3D-Var (B x 0.02)", "3dvar", {"B_scale": 0.02}),
+            MethodConfig("EnKF sqrt N=40 infl 1.05", "enkf",
+                         {"kind": "sqrt", "n_members": 40, "inflation": 1.05}),
+            MethodConfig("LETKF N=40 infl 1.05 r=4", "letkf",
+                         {"n_members": 40, "inflation": 1.05, "localization_radius": 4.0}),
+        ]
+    return [
+        MethodConfig("OI", "oi", {}),
+        MethodConfig("3D-Var (B clim)", "3dvar", {}),
+        MethodConfig("3D-Var (B x 0.02)", "3dvar", {"B_scale": 0.02}),
+        MethodConfig("EnKF sqrt N=28 infl 1.02 rot", "enkf",
+                     {"kind": "sqrt", "n_members": 28, "inflation": 1.02, "rotate": True}),
+        MethodConfig("EnKF sqrt N=40 infl 1.01", "enkf",
+                     {"kind": "sqrt", "n_members": 40, "inflation": 1.01}),
+        MethodConfig("DEnKF N=40 infl 1.01", "enkf",
+                     {"kind": "denkf", "n_members": 40, "inflation": 1.01}),
+        MethodConfig("LETKF N=40 infl 1.01 r=4", "letkf",
+                     {"n_members": 40, "inflation": 1.01, "localization_radius": 4.0}),
+    ]
+
+
+def _run_twin(system, operator, noise_std, obs_every, n_cycles, burn_in_cycles, methods,
+              reference, seed, progress, initial_spread, variable, site):
+    res, analyses, truth, obs = twin_experiment(
+        system, operator, noise_std, obs_every, n_cycles, methods, seed=seed,
+        burn_in_cycles=burn_in_cycles, initial_spread=initial_spread, progress=progress)
+    res["reference_rmse"] = ("method", np.array([reference.get(str(m), np.nan)
+                                                 for m in res.method.values]),
+                             {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup"})
+    table = format_table(res, reference)
+    return ExperimentResult(res, _figures(res, analyses, truth, obs, variable, site), table)
+
+
+@register("lorenz63-twin", "Lorenz-63 twin experiment, all variables observed every 25 steps "
+          "(noise variance 2); OI, 3D-Var, ExtKF, EnKF, particle filter",
+          "Sakov, Oliver & Bertino (2012), Mon. Wea. Rev. 140; DAPPER mods/Lorenz63/sakov2012")
+def lorenz63_twin(quick=False, seed=0, device="cpu", progress=True):
+    from xdyn.systems import Lorenz63
+
+    n_cycles = 300 if quick else 1000 + 80  # T=250 after a burn-in of 20 time units
+    return _run_twin(Lorenz63(device=device), "identity", float(np.sqrt(2.0)), 25, n_cycles,
+                     80 if not quick else 40, lorenz63_methods(), L63_REFERENCE, seed, progress,
+                     initial_spread=float(np.sqrt(2.0)), variable="x", site=0)
+
+
+@register("lorenz96-twin", "Lorenz-96 (40 sites, F=8) twin experiment, every site observed "
+          "every step (unit noise); OI, 3D-Var, EnKF sqrt, DEnKF, LETKF",
+          "Sakov & Oke (2008), Tellus A 60; DAPPER mods/Lorenz96/sakov2008")
+def lorenz96_twin(quick=False, seed=0, device="cpu", progress=True):
+    from xdyn.systems import Lorenz96
+
+    n_cycles = 600 if quick else 5000 + 200
+    return _run_twin(Lorenz96(device=device), "identity", 1.0, 1, n_cycles,
+                     100 if quick else 200, lorenz96_methods(), L96_REFERENCE, seed, progress,
+                     initial_spread=float(np.sqrt(0.001)), variable="x", site=0)
+
+
+@register("lorenz96-twin-partial", "Lorenz-96 twin experiment observing every 4th site every step",
+          "Sakov & Oke (2008) setup with sparse observations")
+def lorenz96_twin_partial(quick=False, seed=0, device="cpu", progress=True):
+    from xdyn.systems import Lorenz96
+
+    n_cycles = 600 if quick else 3000 + 200
+    return _run_twin(Lorenz96(device=device), "every4", 1.0, 1, n_cycles,
+                     100 if quick else 200, lorenz96_methods(partial=True), {}, seed, progress,
+                     initial_spread=float(np.sqrt(0.001)), variable="x", site=1)
