@@ -178,7 +178,14 @@ class BaseAssimilator(BaseEstimator):
                 state = self._forecast(state, int(ctx.n_steps[k]), ctx, rng)
             if self.return_background:
                 records["background"].append(self._summarize(state))
-            state = self._analyze(state, k, ctx, rng)
+            try:
+                state = self._analyze(state, k, ctx, rng)
+            except torch.linalg.LinAlgError as err:  # non-finite or singular: the filter is lost
+                if self.raise_on_divergence:
+                    raise DivergenceError(
+                        f"{type(self).__name__} analysis failed ({err})", time=float(ctx.times[k])
+                    ) from err
+                raise
             summary = self._summarize(state)
             if self.raise_on_divergence and not bool(torch.isfinite(summary[0]).all()):
                 raise DivergenceError(
@@ -314,7 +321,8 @@ class BaseAssimilator(BaseEstimator):
                                            "units": system.variables[0].attrs.get("units", "1")})
         ds.attrs = {}
         if suffix:
-            ds = ds.rename({v: f"{v}{suffix}" for v in ds.data_vars})
+            ds = ds.rename({v: (f"{v[:-4]}{suffix}_std" if v.endswith("_std") else f"{v}{suffix}")
+                            for v in ds.data_vars})
         return ds
 
 

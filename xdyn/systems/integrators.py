@@ -23,10 +23,13 @@ def rk4_step(rhs, t, x: torch.Tensor, dt: float) -> torch.Tensor:
     0.904838
     """
     k1 = rhs(t, x)
-    k2 = rhs(t + dt / 2, x + (dt / 2) * k1)
-    k3 = rhs(t + dt / 2, x + (dt / 2) * k2)
-    k4 = rhs(t + dt, x + dt * k3)
-    return x + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    k2 = rhs(t + dt / 2, torch.add(x, k1, alpha=dt / 2))
+    k3 = rhs(t + dt / 2, torch.add(x, k2, alpha=dt / 2))
+    k4 = rhs(t + dt, torch.add(x, k3, alpha=dt))
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+    # no graph to keep: accumulate in place (fewer temporaries, fewer ops)
+    return torch.add(x, k2.add_(k3).mul_(2.0).add_(k1).add_(k4), alpha=dt / 6)
 
 
 def euler_step(rhs, t, x: torch.Tensor, dt: float) -> torch.Tensor:
