@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+
+from xdyn.assimilation import EnKF
+from xdyn.model_selection import SampleView, TimeSeriesSplit, samples, unwrap
+from xdyn.observe import observe
+from xdyn.systems import Lorenz96
+
+
+@pytest.fixture(scope="module")
+def twin():
+    system = Lorenz96(n=20)
+    truth = system.simulate(n_steps=360, burn_in=10.0, random_state=0)
+    obs = observe(truth, "every2", noise_std=1.0, random_state=1)
+    return system, truth, obs
+
+
+def test_sklearn_alone_miscounts_datasets(twin):
+    """The pitfall this module exists for: len(Dataset) counts data variables."""
+    _, _, obs = twin
+    assert len(obs) == 3  # observation, observation_clean, noise_std
+    assert sum(1 for _ in KFold(3).split(obs)) == 3
+    assert max(len(t) for _, t in KFold(3).split(obs)) == 1  # not 361 time samples
+    assert len(samples(obs)) == obs.sizes["time"]
+
+
+def test_time_series_split_is_forward_with_gap(twin):
+    _, _, obs = twin
+    cv = TimeSeriesSplit(n_splits=3, gap=5)
+    folds = list(cv.split(obs))
+    assert len(folds) == cv.get_n_splits() == 3
+    for train, test in folds:
+        assert train.max() + 5 < test.min()  # gap respected, no future in training
+        assert np.all(np.diff(test) == 1)
+    assert sum(len(t) for _, t in folds) == 3 * (obs.sizes["time"] // 4)
+    with pytest.raises(ValueError, match="cannot make"):
+        list(TimeSeriesSplit(n_splits=50, gap=20).split(obs))
+    with pytest.raises(ValueError, match="dim"):
+        list(TimeSeriesSplit(dim="lat").split(obs))
+
+
+def test_sample_view_indexing(twin):
+    _, _, obs = twin
+    view = samples(obs)
+    sub = view[np.array([3, 4, 5])]
+    assert isinstance(sub, SampleView)
+    np.testing.assert_array_equal(unwrap(sub).time, obs.time[3:6])
+    mask = np.zeros(len(view), bool)
+    mask[:4] = True
+    assert len(view[mask]) == 4
+    assert unwrap(obs) is obs
+
+
+def test_grid_search_over_inflation_matches_manual_sweep(twin):
+    system, truth, obs = twin
+    truth_at_obs = truth.sel(time=obs.time)
+    cv = TimeSeriesSplit(n_splits=2, gap=2)
+    base = EnKF(system=system, n_members=16, random_state=0, burn_in=2.0, initial_spread=3.0,
+                return_ensemble=False)
+    grid = [1.0, 1.08, 1.5]
+    search = GridSearchCV(base, {"inflation": grid}, cv=cv).fit(samples(obs), samples(truth_at_obs))
+    manual = []
+    for infl in grid:
+        scores = []
+        for train, test in cv.split(obs):
+            est = base.set_params(inflation=infl).fit(obs.isel(time=train))
+            scores.append(est.score(obs.isel(time=test), truth_at_obs.isel(time=test)))
+        manual.append(np.mean(scores))
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], manual, rtol=1e-12)
+    assert search.best_params_["inflation"] == grid[int(np.argmax(manual))]
+    # without inflation a 16-member EnKF on sparse obs is lost; too much hurts too
+    assert manual[1] > max(manual[0], manual[2])
+    assert search.best_params_["inflation"] == 1.08
+
+
+def test_cross_val_score_on_datasets(twin):
+    system, truth, obs = twin
+    est = EnKF(system=system, n_members=16, inflation=1.08, random_state=0, burn_in=2.0,
+               initial_spread=3.0,
+               return_ensemble=False)
+    scores = cross_val_score(est, samples(obs), samples(truth.sel(time=obs.time)),
+                             cv=TimeSeriesSplit(n_splits=3))
+    assert scores.shape == (3,)
+    tr = truth.sel(time=obs.time)
+    manual = [est.fit(obs.isel(time=a)).score(obs.isel(time=b), tr.isel(time=b))
+              for a, b in TimeSeriesSplit(n_splits=3).split(obs)]
+    np.testing.assert_allclose(scores, manual, rtol=1e-12)
+    assert np.all(scores < 0)
