@@ -1,0 +1,290 @@
+"""WeatherBench loaders: layout, laziness, level selection, errors, WeatherBench 2 adapter."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from xdyn import datasets
+from xdyn.datasets import DataIntegrityError, from_weatherbench2, load_constants, load_weatherbench
+from xdyn.datasets.weatherbench import weatherbench_url
+
+SHARED = Path(
+    os.environ.get("XDYN_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")
+)
+DERIVED = SHARED / "data" / "era5" / "derived_wb5625"
+needs_shared = pytest.mark.skipif(
+    not DERIVED.is_dir(),
+    reason=f"real ERA5 samples not found at {DERIVED} (set XDYN_SHARED_DIR to the shared folder)",
+)
+LAT = np.arange(-87.1875, 90.0, 5.625)
+LON = np.arange(0.0, 360.0, 5.625)
+
+
+@pytest.fixture(autouse=True)
+def offline_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDYN_OFFLINE", "1")
+    monkeypatch.delenv("XDYN_SHIPPED_DIR", raising=False)
+
+
+class NoCompute:
+    """A dask scheduler that fails on any compute (cf. xarray's raise_if_dask_computes)."""
+
+    def __call__(self, dsk, keys, **kwargs):
+        raise RuntimeError("dask computed while it should stay lazy")
+
+
+def write_year(root, folder, stem, var, year, n_times=3, levels=None, seed=0, descending=False):
+    """A small file in WeatherBench layout; returns its Dataset."""
+    rng = np.random.default_rng(seed + year)
+    time = pd.date_range(f"{year}-01-01", periods=n_times, freq="h")
+    lat = LAT[::-1] if descending else LAT
+    coords = {"time": time, "lat": lat, "lon": LON}
+    if levels is None:
+        dims, shape = ("time", "lat", "lon"), (n_times, LAT.size, LON.size)
+    else:
+        coords["level"] = np.asarray(levels, dtype="int32")
+        dims, shape = ("time", "level", "lat", "lon"), (n_times, len(levels), LAT.size, LON.size)
+    ds = xr.Dataset({var: (dims, rng.normal(size=shape).astype("float32"), {"units": "K"})}, coords)
+    path = Path(root) / folder / f"{stem}_{year}_5.625deg.nc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, encoding={"time": {"units": "hours since 1979-01-01"}})
+    return ds
+
+
+# --- real samples -------------------------------------------------------------------
+def check_standard(ds, names):
+    assert list(ds.data_vars) == names
+    assert np.issubdtype(ds.time.dtype, np.datetime64)
+    assert ds.lat.attrs["units"] == "degrees_north" and ds.lon.attrs["units"] == "degrees_east"
+    assert (np.diff(ds.lat.values) > 0).all()
+    for name in names:
+        assert ds[name].dims == ("time", "lat", "lon")
+        assert isinstance(ds[name].data, da.Array)
+        assert {"units", "long_name"} <= set(ds[name].attrs)
+
+
+@pytest.mark.parametrize("source", ["shipped", pytest.param("shared", marks=needs_shared)])
+def test_real_samples_lazy_and_equal_to_files(source):
+    root = datasets.fetch("era5-wb5625-sample") if source == "shipped" else DERIVED
+    with dask.config.set(scheduler=NoCompute()):
+        ds = load_weatherbench(["z500", "t850"], years=[2007, 2017], root=root)
+    check_standard(ds, ["z500", "t850"])
+    assert ds.sizes == {"time": 5, "lat": 32, "lon": 64}
+    assert ds.z500.attrs["units"] == "m**2 s**-2" and ds.t850.attrs["units"] == "K"
+    assert ds.z500.attrs["level"] == 500 and ds.t850.attrs["level"] == 850
+    direct = xr.open_dataset(root / "geopotential_500" / "geopotential_500hPa_2017_5.625deg.nc")
+    np.testing.assert_array_equal(ds.z500.sel(time=direct.time).values, direct.z.values)
+    direct = xr.open_dataset(root / "temperature_850" / "temperature_850hPa_2007_5.625deg.nc")
+    np.testing.assert_array_equal(ds.t850.sel(time=direct.time).values, direct.t.values)
+    assert 4.0e4 < float(ds.z500.mean()) < 6.0e4 and 200 < float(ds.t850.mean()) < 300
+
+
+@needs_shared
+def test_shipped_sample_equals_shared_derived_files():
+    shipped = load_weatherbench(["z500", "t850"], root=datasets.fetch("era5-wb5625-sample"))
+    shared = load_weatherbench(["z500", "t850"], root=DERIVED)
+    xr.testing.assert_equal(shipped, shared)
+
+
+def test_load_sample_by_name_and_multilevel_files():
+    ds = datasets.load("era5-wb5625-sample", variables=["z850", "t500"], years=2017)
+    assert list(ds.data_vars) == ["z850", "t500"] and ds.sizes["time"] == 4
+    assert ds.z850.attrs["long_name"] == "Geopotential at 850 hPa"
+    root = datasets.fetch("era5-wb5625-sample")
+    single = load_weatherbench("z500", 2017, root=root)
+    direct = xr.open_dataset(root / "geopotential" / "geopotential_2017_5.625deg.nc")
+    np.testing.assert_array_equal(single.z500.values, direct.z.sel(level=500).values)
+
+
+# --- synthetic WeatherBench layout ------------------------------------------------
+def test_years_concatenate_along_time(tmp_path):
+    parts = [
+        write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", y) for y in (2016, 2015)
+    ]
+    ds = load_weatherbench("t2m", years=[2015, 2016], root=tmp_path)
+    check_standard(ds, ["t2m"])
+    assert ds.sizes["time"] == 6 and ds.indexes["time"].is_monotonic_increasing
+    expected = xr.concat(parts[::-1], "time").t2m
+    np.testing.assert_array_equal(ds.t2m.values, expected.values)
+    every = load_weatherbench("t2m", root=tmp_path)  # years=None: glob *.nc
+    xr.testing.assert_identical(every, ds.assign_attrs(every.attrs))
+    assert ds.t2m.attrs["long_name"] == "2 metre temperature"
+
+
+def test_multilevel_selection_and_fallback(tmp_path):
+    ml = write_year(tmp_path, "geopotential", "geopotential", "z", 2018, levels=[500, 850])
+    write_year(tmp_path, "temperature_850", "temperature_850hPa", "t", 2018)
+    with dask.config.set(scheduler=NoCompute()):
+        ds = load_weatherbench(["z500", "z850", "t850"], 2018, root=tmp_path)
+    check_standard(ds, ["z500", "z850", "t850"])
+    np.testing.assert_array_equal(ds.z500.values, ml.z.sel(level=500).values)
+    np.testing.assert_array_equal(ds.z850.values, ml.z.sel(level=850).values)
+    assert "level" not in ds.coords
+    with pytest.raises(ValueError, match="level 250 hPa not in"):
+        load_weatherbench("z250", 2018, root=tmp_path)
+
+
+def test_descending_latitude_and_long_names(tmp_path):
+    ref = write_year(
+        tmp_path, "10m_u_component_of_wind", "10m_u_component_of_wind", "u10", 2017, descending=True
+    )
+    ds = load_weatherbench(["u10"], 2017, root=tmp_path)
+    assert (np.diff(ds.lat.values) > 0).all()
+    np.testing.assert_array_equal(ds.u10.values, ref.u10.sortby("lat").values)
+
+
+def test_variables_on_different_times_are_aligned_with_nan(tmp_path):
+    write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2017, n_times=3)
+    write_year(
+        tmp_path, "10m_v_component_of_wind", "10m_v_component_of_wind", "v10", 2017, n_times=2
+    )
+    ds = load_weatherbench(["t2m", "v10"], 2017, root=tmp_path)
+    assert ds.sizes["time"] == 3 and bool(ds.v10.isel(time=-1).isnull().all())
+
+
+# --- errors -------------------------------------------------------------------------
+def test_unknown_variable_lists_known():
+    with pytest.raises(ValueError, match=r"unknown WeatherBench variable 'sst'.*'z500'.*'t2m'"):
+        load_weatherbench("sst", root=".")
+    with pytest.raises(ValueError, match="unknown"):
+        load_weatherbench("z123", root=".")
+
+
+def test_missing_year_names_expected_path(tmp_path):
+    write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2017)
+    expected = tmp_path / "2m_temperature" / "2m_temperature_1999_5.625deg.nc"
+    with pytest.raises(FileNotFoundError) as info:
+        load_weatherbench("t2m", years=[2017, 1999], root=tmp_path)
+    msg = str(info.value)
+    assert str(expected) in msg and "2017" in msg and weatherbench_url("2m_temperature") in msg
+
+
+def test_missing_folder_names_paths_and_links(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_weatherbench("z500", 2017, root=tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "geopotential_500") in msg and str(tmp_path / "geopotential") in msg
+    assert "files=geopotential_500_5.625deg.zip" in msg
+
+
+def test_default_root_is_in_data_dir(offline_cache, tmp_path):
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "cache" / "weatherbench")):
+        load_weatherbench("t2m", 2017)
+
+
+def test_corrupt_file_is_named(tmp_path):
+    write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2016)
+    write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2017)
+    bad = tmp_path / "2m_temperature" / "2m_temperature_2017_5.625deg.nc"
+    bad.write_bytes(bad.read_bytes()[:300])
+    with pytest.raises(DataIntegrityError, match=str(bad)):
+        load_weatherbench("t2m", [2016, 2017], root=tmp_path)
+
+
+def test_fetch_weatherbench_refuses_unverified_download():
+    with pytest.raises(ValueError, match="known_hash"):
+        datasets.fetch("weatherbench-z500")
+
+
+# --- constants ----------------------------------------------------------------------
+def test_load_constants(tmp_path):
+    (tmp_path / "constants").mkdir()
+    const = xr.Dataset(
+        {
+            "orography": (("lat", "lon"), np.ones((32, 64))),
+            "lsm": (("lat", "lon"), np.zeros((32, 64))),
+        },
+        coords={"lat": LAT, "lon": LON},
+    )
+    const.to_netcdf(tmp_path / "constants" / "constants_5.625deg.nc")
+    ds = load_constants(tmp_path)
+    assert ds.orography.attrs["units"] == "m" and ds.lsm.attrs["long_name"] == "Land-sea mask"
+    assert ds.lat.attrs["units"] == "degrees_north"
+    np.testing.assert_array_equal(ds.orography.values, const.orography.values)
+    with pytest.raises(FileNotFoundError, match="constants_5.625deg.nc"):
+        load_constants(tmp_path / "elsewhere")
+
+
+# --- WeatherBench 2 -----------------------------------------------------------------
+def wb2_like(n_times=4, chunked=True):
+    rng = np.random.default_rng(1)
+    time = pd.date_range("2020-01-01", periods=n_times, freq="6h")
+    shape3, shape2 = (n_times, 2, 64, 32), (n_times, 64, 32)
+    ds = xr.Dataset(
+        {
+            "geopotential": (("time", "level", "longitude", "latitude"), rng.normal(size=shape3)),
+            "temperature": (("time", "level", "longitude", "latitude"), rng.normal(size=shape3)),
+            "2m_temperature": (("time", "longitude", "latitude"), rng.normal(size=shape2)),
+            "10m_u_component_of_wind": (("time", "longitude", "latitude"), rng.normal(size=shape2)),
+            "10m_v_component_of_wind": (("time", "longitude", "latitude"), rng.normal(size=shape2)),
+            "mean_sea_level_pressure": (("time", "longitude", "latitude"), rng.normal(size=shape2)),
+        },
+        coords={"time": time, "level": [500, 850], "latitude": LAT[::-1], "longitude": LON},
+    )
+    return ds.chunk({"time": 2}) if chunked else ds
+
+
+def test_from_weatherbench2_renames_and_orders():
+    wb2 = wb2_like()
+    before = wb2.copy(deep=True)
+    with dask.config.set(scheduler=NoCompute()):
+        ds = from_weatherbench2(wb2)
+    assert {"z500", "z850", "t500", "t850", "t2m", "u10", "v10", "mean_sea_level_pressure"} == set(
+        ds.data_vars
+    )
+    for name in ("z500", "t850", "t2m", "u10", "v10"):
+        assert ds[name].dims == ("time", "lat", "lon") and isinstance(ds[name].data, da.Array)
+    assert (np.diff(ds.lat.values) > 0).all() and ds.lat.attrs["units"] == "degrees_north"
+    expected = (
+        wb2.geopotential.sel(level=500)
+        .sortby("latitude")
+        .transpose("time", "latitude", "longitude")
+    )
+    np.testing.assert_array_equal(ds.z500.values, expected.values)
+    assert ds.z500.attrs["units"] == "m**2 s**-2" and ds.t850.attrs["level"] == 850
+    assert ds.t2m.attrs["long_name"] == "2 metre temperature"
+    # 6-hourly stays 6-hourly: no resampling
+    np.testing.assert_array_equal(ds.time.values, wb2.time.values)
+    xr.testing.assert_identical(wb2, before)  # input untouched
+
+
+def test_from_weatherbench2_selects_and_errors():
+    ds = from_weatherbench2(wb2_like(chunked=False), ["t850", "z500"])
+    assert list(ds.data_vars) == ["t850", "z500"]
+    with pytest.raises(ValueError, match=r"\['z300'\] not in .*available.*'z500'"):
+        from_weatherbench2(wb2_like(), ["z300"])
+
+
+def test_from_weatherbench2_matches_weatherbench1_layout():
+    wb1 = datasets.load("era5-wb5625-sample", variables=["z500", "t850"], years=2017)
+    wb2 = (
+        xr.Dataset(
+            {
+                "geopotential": wb1.z500.expand_dims(level=[500], axis=1),
+                "temperature": wb1.t850.expand_dims(level=[850], axis=1),
+            }
+        )
+        .rename(lat="latitude", lon="longitude")
+        .transpose("time", "level", "longitude", "latitude")
+    )
+    back = from_weatherbench2(wb2)
+    xr.testing.assert_allclose(back[["z500", "t850"]].compute(), wb1[["z500", "t850"]].compute())
+
+
+# --- network ------------------------------------------------------------------------
+@pytest.mark.network
+def test_weatherbench_share_serves_the_archive():
+    requests = pytest.importorskip("requests")
+    url = weatherbench_url("constants")
+    response = requests.get(url, stream=True, timeout=60)
+    assert response.status_code == 200
+    response.close()

@@ -1,0 +1,308 @@
+"""The named datasets xdyn knows, and ``load`` / ``fetch`` / ``list_datasets``.
+
+Three kinds of dataset share one namespace:
+
+``published``
+    files with a sha256 in ``registry.txt``; the small ones are shipped in the
+    repository's ``datasets/`` folder (found without network), the others are
+    fetched by pooch into ``$XDYN_DATA_DIR``.
+``generated``
+    made on demand from a recorded configuration (:mod:`xdyn.datasets.generated`).
+``weatherbench``
+    ERA5 from the WeatherBench share, unzipped under ``$XDYN_DATA_DIR/weatherbench``
+    (:mod:`xdyn.datasets.weatherbench`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import xarray as xr
+
+from xdyn.datasets import generated as _gen
+from xdyn.datasets import weatherbench as _wb
+from xdyn.datasets.registry import (
+    BASE_URL,
+    data_dir,
+    file_sha256,
+    make_pooch,
+    read_registry,
+    resolve,
+    shipped_dir,
+)
+from xdyn.datasets.weatherbench_download import fetch_weatherbench
+
+__all__ = ["CATALOG", "DatasetSpec", "fetch", "list_datasets", "load"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """A published dataset: registry files under ``prefix`` and how to open them."""
+
+    name: str
+    description: str
+    prefix: str
+    opener: Callable[..., xr.Dataset]
+    script: str | None = None
+    source: str = ""
+
+    def files(self) -> list[str]:
+        """Registry names of its files."""
+        return sorted(
+            f for f in read_registry() if f == self.prefix or f.startswith(self.prefix + "/")
+        )
+
+
+def _open_netcdf(paths, *, chunks=None) -> xr.Dataset:
+    return _gen.open_checked(
+        paths[0], chunks=chunks, fix="Restore or refetch it (see the registry)."
+    )
+
+
+def _sample_root(paths) -> Path:
+    # .../era5_wb5625_sample/<folder>/<file>.nc -> .../era5_wb5625_sample
+    return Path(paths[0]).parent.parent
+
+
+def _open_wb_sample(paths, *, variables=("z500", "t850"), years=None, chunks=None) -> xr.Dataset:
+    ds = _wb.load_weatherbench(variables, years, root=_sample_root(paths), chunks=chunks)
+    ds.attrs["title"] = (
+        "ERA5 sample in WeatherBench 5.625 deg layout (derived; not WeatherBench data)"
+    )
+    ds.attrs["history"] = (
+        "bilinear interpolation of ERA5 samples (ecmwf/cfgrib era5-levels-members member 0, "
+        "ecmwf/earthkit-data test4) onto the WeatherBench 5.625 deg grid; "
+        "see datasets/README.md and datasets/make_era5_wb5625_sample.py"
+    )
+    return ds
+
+
+CATALOG: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in [
+        DatasetSpec(
+            "lorenz63-sample",
+            "Lorenz-63 trajectory (classical parameters), 50 time units saved every 0.05, seed 0",
+            "lorenz63_sample.nc",
+            _open_netcdf,
+            script="make_lorenz_samples.py",
+            source="xdyn.systems.Lorenz63.simulate",
+        ),
+        DatasetSpec(
+            "lorenz96-sample",
+            "Lorenz-96 trajectory (n=40, F=8), 20 time units saved every 0.05, seed 0",
+            "lorenz96_sample.nc",
+            _open_netcdf,
+            script="make_lorenz_samples.py",
+            source="xdyn.systems.Lorenz96.simulate",
+        ),
+        DatasetSpec(
+            "era5-wb5625-sample",
+            "Real ERA5 z500/t850 regridded to the WeatherBench 5.625 deg grid and layout "
+            "(2007-01-01T12; 2017-01-01..02 12-hourly; also multi-level z/t files), for tests",
+            "era5_wb5625_sample",
+            _open_wb_sample,
+            script="make_era5_wb5625_sample.py",
+            source="ERA5 (Copernicus C3S) samples from ecmwf/cfgrib and ecmwf/earthkit-data",
+        ),
+    ]
+}
+
+_WB_NAMES = {f"weatherbench-{v}": v for v in ["z500", "t850", "t2m", "u10", "v10", "constants"]}
+
+
+def _kind(name: str) -> str:
+    if name in CATALOG:
+        return "published"
+    if name in _gen.registered_generated():
+        return "generated"
+    if name in _WB_NAMES:
+        return "weatherbench"
+    raise ValueError(f"unknown dataset {name!r}; known: {_all_names()}")
+
+
+def _all_names() -> list[str]:
+    return list(CATALOG) + list(_gen.registered_generated()) + list(_WB_NAMES)
+
+
+def load(name: str, **kwargs) -> xr.Dataset:
+    """Open a named dataset, fetching or generating it first if needed.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_datasets`.
+    **kwargs
+        Passed to the dataset's opener: ``chunks`` for every dataset (None
+        loads small files into memory; a dict opens lazily with dask);
+        ``variables``/``years`` for the ERA5 sets; configuration overrides,
+        ``force`` and ``on_mismatch`` for generated sets.
+
+    Returns
+    -------
+    xarray.Dataset
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the known ones).
+    xdyn.datasets.DataIntegrityError
+        A file is corrupt, truncated, or not the one the registry pins; the
+        message names it and the fix.
+    xdyn.datasets.DataUnavailableError
+        Not on disk and cannot be downloaded (offline).
+
+    Examples
+    --------
+    >>> ds = load("lorenz63-sample")
+    >>> sorted(ds.data_vars), ds.attrs["system"]
+    (['x', 'y', 'z'], 'Lorenz63')
+    >>> load("era5-wb5625-sample").z500.dims
+    ('time', 'lat', 'lon')
+    """
+    kind = _kind(name)
+    if kind == "generated":
+        return _gen.load_generated(name, **kwargs)
+    if kind == "weatherbench":
+        short = _WB_NAMES[name]
+        if short == "constants":
+            return _wb.load_constants(**kwargs)
+        return _wb.load_weatherbench(short, **kwargs)
+    spec = CATALOG[name]
+    paths = [resolve(f, dataset=name, script=spec.script) for f in spec.files()]
+    return spec.opener(paths, **kwargs)
+
+
+def fetch(name: str, *, force: bool = False, **kwargs) -> Path:
+    """Make a named dataset available on disk and return its path.
+
+    This is what ``xdyn data fetch NAME`` runs. A published file is verified
+    (shipped copy) or downloaded into ``$XDYN_DATA_DIR``; a generated set is made
+    (``force=True`` remakes it); a WeatherBench folder is downloaded and
+    unzipped (needs ``known_hash=``, see :func:`xdyn.datasets.fetch_weatherbench`).
+
+    Parameters
+    ----------
+    name : str
+    force : bool, default=False
+        Regenerate a generated set even if a valid copy is cached.
+    **kwargs
+        Configuration overrides (generated sets) or ``known_hash``/``root``
+        (WeatherBench).
+
+    Returns
+    -------
+    pathlib.Path
+        The file, or the folder for multi-file datasets.
+
+    Examples
+    --------
+    >>> fetch("lorenz96-sample").name
+    'lorenz96_sample.nc'
+    >>> (fetch("era5-wb5625-sample") / "geopotential_500").is_dir()
+    True
+    """
+    kind = _kind(name)
+    if kind == "generated":
+        return _gen.fetch_generated(name, force=force, **kwargs)
+    if kind == "weatherbench":
+        return fetch_weatherbench(_WB_NAMES[name], **kwargs)
+    spec = CATALOG[name]
+    paths = [resolve(f, dataset=name, script=spec.script) for f in spec.files()]
+    return paths[0] if len(paths) == 1 and spec.prefix.endswith(".nc") else _sample_root(paths)
+
+
+def list_datasets() -> list[dict]:
+    """Every dataset xdyn knows, with where it comes from and whether it is on disk.
+
+    Returns
+    -------
+    list of dict
+        Keys: ``name``, ``kind`` (published, generated, weatherbench),
+        ``description``, ``source``, ``size`` (bytes on disk, or None when not
+        on disk), ``path`` (on disk, or None), ``cached`` (on disk and valid),
+        ``offline`` (loadable without network). Nothing is downloaded or
+        generated, and no hash is recomputed for a file already verified.
+
+    Examples
+    --------
+    >>> rows = {row["name"]: row for row in list_datasets()}
+    >>> rows["lorenz63-sample"]["offline"]
+    True
+    >>> rows["lorenz96-climatology"]["kind"]
+    'generated'
+    """
+    rows = [_published_row(spec) for spec in CATALOG.values()]
+    rows += [_generated_row(spec) for spec in _gen.registered_generated().values()]
+    rows += [_weatherbench_row(name, short) for name, short in _WB_NAMES.items()]
+    return rows
+
+
+# --- rows --------------------------------------------------------------------
+def _published_row(spec: DatasetSpec) -> dict:
+    registry = read_registry()
+    shipped, cache = shipped_dir(), Path(make_pooch().abspath)
+    found, size, shipped_all = [], 0, True
+    for fname in spec.files():
+        want = registry[fname].partition(":")[2]
+        for base, is_shipped in ((shipped, True), (cache, False)):
+            if base is not None and (base / fname).is_file() and file_sha256(base / fname) == want:
+                found.append(base / fname)
+                size += (base / fname).stat().st_size
+                shipped_all &= is_shipped
+                break
+    complete = bool(found) and len(found) == len(spec.files())
+    path = None
+    if complete:
+        path = found[0] if spec.prefix.endswith(".nc") else _sample_root(found)
+    return {
+        "name": spec.name,
+        "kind": "published",
+        "description": spec.description,
+        "source": f"{spec.source}; "
+        + ("shipped in datasets/" if complete and shipped_all else f"published at {BASE_URL}"),
+        "size": size if complete else None,
+        "path": str(path) if path else None,
+        "cached": complete,
+        "offline": complete,
+    }
+
+
+def _generated_row(spec) -> dict:
+    path = _gen.generated_path(spec.name)
+    ok = _gen.cached_ok(spec.name)
+    return {
+        "name": spec.name,
+        "kind": "generated",
+        "description": spec.description,
+        "source": f"generated by {spec.generator.__module__}.{spec.generator.__qualname__}"
+        + (f" (datasets/{spec.script})" if spec.script else ""),
+        "size": path.stat().st_size if ok else None,
+        "path": str(path) if ok else None,
+        "cached": ok,
+        "offline": True,  # generated locally, no network needed
+    }
+
+
+def _weatherbench_row(name: str, short: str) -> dict:
+    root = data_dir() / "weatherbench"
+    folder = "constants" if short == "constants" else _wb._parse(short)[1][0][0]
+    files = sorted((root / folder).glob("*.nc")) if (root / folder).is_dir() else []
+    return {
+        "name": name,
+        "kind": "weatherbench",
+        "description": "WeatherBench 5.625 deg ERA5 "
+        + (
+            "constant fields (orography, lsm, slt, lat2d, lon2d)"
+            if short == "constants"
+            else f"{short} (1979-2018, hourly)"
+        )
+        + f", folder {folder}/",
+        "source": _wb.weatherbench_url(folder),
+        "size": sum(f.stat().st_size for f in files) if files else None,
+        "path": str(root / folder) if files else None,
+        "cached": bool(files),
+        "offline": bool(files),
+    }

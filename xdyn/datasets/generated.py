@@ -1,0 +1,401 @@
+"""Synthetic datasets made on demand from a recorded configuration.
+
+Floating-point results differ across machines, so a generated file cannot be
+pinned by its bytes the way a published file is. Instead it is pinned by the
+configuration that made it (``DESIGN.md``: Data): the generator's keyword
+arguments, plus a version the registrant bumps when the generator changes. The
+configuration is written into the file's attrs (``xdyn_config``, JSON) and
+hashed into its name, ``$XDYN_DATA_DIR/generated/<name>-<digest>.nc``, so several
+configurations are cached side by side. On load the attrs are checked against
+the requested configuration; a mismatch regenerates the file (with a warning) or
+raises, as asked. Files are written through a temporary name and
+:func:`os.replace`, so an interrupted or failing generator leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import xarray as xr
+
+from xdyn.datasets.registry import DataIntegrityError, data_dir, write_netcdf_atomic
+
+__all__ = [
+    "GeneratedSpec",
+    "generated_path",
+    "get_generated",
+    "load_generated",
+    "register_generated",
+    "registered_generated",
+    "unregister_generated",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratedSpec:
+    """A dataset made by ``generator(**config)``; see :func:`register_generated`."""
+
+    name: str
+    generator: Callable[..., xr.Dataset]
+    config: dict
+    version: int = 1
+    description: str = ""
+    script: str | None = None
+
+    def resolve_config(self, overrides: dict | None = None) -> dict:
+        """The default config updated with ``overrides`` (unknown keys are refused)."""
+        overrides = dict(overrides or {})
+        unknown = sorted(set(overrides) - set(self.config))
+        if unknown:
+            raise TypeError(
+                f"unknown configuration key(s) {unknown} for generated dataset "
+                f"{self.name!r}; allowed: {sorted(self.config)}"
+            )
+        return _normalise({**self.config, **overrides})
+
+    def record(self, config: dict) -> dict:
+        """What is written in the attrs and hashed into the file name."""
+        return {"dataset": self.name, "version": int(self.version), "config": config}
+
+
+_GENERATED: dict[str, GeneratedSpec] = {}
+
+
+def register_generated(
+    name: str,
+    generator: Callable[..., xr.Dataset],
+    config: dict,
+    *,
+    version: int = 1,
+    description: str = "",
+    script: str | None = None,
+    replace: bool = False,
+) -> GeneratedSpec:
+    """Register a dataset that :func:`xdyn.datasets.load` makes on demand.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name (``"lorenz96-climatology"``).
+    generator : callable
+        ``generator(**config) -> xarray.Dataset``; must be deterministic given
+        its config (pass a seed in it).
+    config : dict
+        Default keyword arguments of ``generator``, JSON-serialisable. A load
+        may override any of them; others are refused.
+    version : int, default=1
+        Bump when the generator's output changes for the same config, so old
+        cached files are regenerated.
+    description : str
+        One line for :func:`xdyn.datasets.list_datasets`.
+    script : str, optional
+        Script in the repository's ``datasets/`` folder that makes this set.
+    replace : bool, default=False
+        Allow replacing an existing registration of ``name``.
+
+    Returns
+    -------
+    GeneratedSpec
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> def ramp(n=3, step=1.0):
+    ...     return xr.Dataset({"a": ("time", step * np.arange(n))})
+    >>> spec = register_generated("doc-ramp", ramp, {"n": 3, "step": 1.0}, replace=True)
+    >>> spec.resolve_config({"n": 5})
+    {'n': 5, 'step': 1.0}
+    >>> unregister_generated("doc-ramp")
+    """
+    if not callable(generator):
+        raise TypeError(f"generator must be callable, got {type(generator).__name__}")
+    if not isinstance(config, dict):
+        raise TypeError(f"config must be a dict, got {type(config).__name__}")
+    if name in _GENERATED and not replace:
+        raise ValueError(f"generated dataset {name!r} is already registered; pass replace=True")
+    from xdyn.datasets import catalog
+
+    if name in catalog.CATALOG:
+        raise ValueError(f"{name!r} is already a published dataset name")
+    spec = GeneratedSpec(name, generator, _normalise(config), int(version), description, script)
+    _GENERATED[name] = spec
+    return spec
+
+
+def unregister_generated(name: str) -> None:
+    """Forget generated dataset ``name`` (its cached files stay on disk).
+
+    Examples
+    --------
+    >>> unregister_generated("never-registered")  # no error
+    """
+    _GENERATED.pop(name, None)
+
+
+def registered_generated() -> dict[str, GeneratedSpec]:
+    """A copy of the registered generated datasets, name -> spec."""
+    return dict(_GENERATED)
+
+
+def get_generated(name: str) -> GeneratedSpec:
+    """The spec of generated dataset ``name`` (``KeyError`` if none)."""
+    return _GENERATED[name]
+
+
+def generated_path(name: str, **overrides) -> Path:
+    """Cache path of generated dataset ``name`` for its config updated with ``overrides``.
+
+    Examples
+    --------
+    >>> generated_path("lorenz96-climatology").parent.name
+    'generated'
+    """
+    spec = get_generated(name)
+    return _path_for(spec, spec.resolve_config(overrides))
+
+
+def load_generated(
+    name: str,
+    *,
+    chunks=None,
+    force: bool = False,
+    on_mismatch: str = "regenerate",
+    **overrides,
+) -> xr.Dataset:
+    """Open generated dataset ``name``, making it first if it is not cached.
+
+    Parameters
+    ----------
+    name : str
+    chunks : dict, str or None
+        None (default) loads into memory and closes the file; anything else
+        opens lazily with dask (see :func:`xarray.open_dataset`).
+    force : bool, default=False
+        Regenerate even if a valid cached file exists.
+    on_mismatch : {"regenerate", "raise"}
+        What to do when the cached file's recorded configuration differs
+        from the requested one.
+    **overrides
+        Configuration values that replace the registered defaults.
+
+    Returns
+    -------
+    xarray.Dataset
+        With the configuration in ``attrs["xdyn_config"]``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"XDYN_DATA_DIR": tempfile.mkdtemp()}):
+    ...     ds = load_generated("lorenz96-climatology", t_span=1.0, burn_in=0.0)
+    >>> ds.x.dims, ds.sizes["time"]
+    (('time', 'k'), 11)
+    """
+    path = _ensure(name, force=force, on_mismatch=on_mismatch, overrides=overrides)
+    return open_checked(path, chunks=chunks, fix=_fix(name))
+
+
+def fetch_generated(name: str, *, force: bool = False, **overrides) -> Path:
+    """Make (if needed) and return the cache path of generated dataset ``name``."""
+    return _ensure(name, force=force, on_mismatch="regenerate", overrides=overrides)
+
+
+def cached_ok(name: str, **overrides) -> bool:
+    """True when a cached file with the right configuration exists (no generation)."""
+    spec = get_generated(name)
+    config = spec.resolve_config(overrides)
+    path = _path_for(spec, config)
+    try:
+        return path.is_file() and read_record(path) == spec.record(config)
+    except DataIntegrityError:
+        return False
+
+
+def read_record(path) -> dict | None:
+    """The configuration record in a generated file's attrs (None if it has none)."""
+    try:
+        with xr.open_dataset(path, decode_times=False) as ds:
+            raw = ds.attrs.get("xdyn_config")
+    except Exception as exc:  # truncated/corrupt netCDF: OSError, ValueError, RuntimeError ...
+        raise DataIntegrityError(
+            f"generated data file {path} is corrupt or truncated ({exc}). To fix: delete "
+            "it and load the dataset again, which regenerates it."
+        ) from exc
+    return json.loads(raw) if raw else None
+
+
+def open_checked(path, *, chunks=None, fix: str = "") -> xr.Dataset:
+    """Open a netCDF file, turning a read failure into :class:`DataIntegrityError`."""
+    try:
+        if chunks is None:
+            with xr.open_dataset(path) as ds:
+                return ds.load()
+        return xr.open_dataset(path, chunks=chunks)
+    except Exception as exc:
+        raise DataIntegrityError(
+            f"data file {path} is corrupt or truncated and cannot be read ({exc}). {fix}"
+        ) from exc
+
+
+# --- private -----------------------------------------------------------------
+def _normalise(config: dict) -> dict:
+    try:
+        return json.loads(json.dumps(config, sort_keys=True, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"a generated dataset's config must be plain JSON: {exc}") from exc
+
+
+def _digest(record: dict) -> str:
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def _path_for(spec: GeneratedSpec, config: dict) -> Path:
+    return data_dir() / "generated" / f"{spec.name}-{_digest(spec.record(config))[:12]}.nc"
+
+
+def _fix(name: str) -> str:
+    return (
+        f"To fix: delete it, or regenerate it with `xdyn data fetch {name}` "
+        f"(xdyn.datasets.load({name!r}, force=True))."
+    )
+
+
+def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict) -> Path:
+    if on_mismatch not in ("regenerate", "raise"):
+        raise ValueError(f"on_mismatch must be 'regenerate' or 'raise', got {on_mismatch!r}")
+    spec = get_generated(name)
+    config = spec.resolve_config(overrides)
+    record = spec.record(config)
+    path = _path_for(spec, config)
+    if path.is_file() and not force:
+        try:
+            found = read_record(path)
+        except DataIntegrityError as exc:
+            raise DataIntegrityError(f"{exc} {_fix(name)}") from exc
+        if found == record:
+            return path
+        message = (
+            f"cached file {path} of generated dataset {name!r} was made with "
+            f"{found!r}, not the requested {record!r}"
+        )
+        if on_mismatch == "raise":
+            raise DataIntegrityError(f"{message}. {_fix(name)}")
+        warnings.warn(f"{message}; regenerating it.", UserWarning, stacklevel=3)
+    _generate(spec, config, path)
+    return path
+
+
+def _generate(spec: GeneratedSpec, config: dict, path: Path) -> None:
+    from xdyn import __version__
+
+    ds = spec.generator(**config)
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(
+            f"generator of {spec.name!r} returned {type(ds).__name__}, not an xarray.Dataset"
+        )
+    ds = ds.copy()
+    ds.attrs.update(
+        {
+            "xdyn_dataset": spec.name,
+            "xdyn_config": json.dumps(spec.record(config), sort_keys=True),
+            "xdyn_version": __version__,
+        }
+    )
+    write_netcdf_atomic(ds, path)
+
+
+# --- built-in generated sets -------------------------------------------------
+def lorenz96_climatology(
+    n=40,
+    F=8.0,
+    dt=0.05,
+    t_span=2000.0,
+    save_every=2,
+    burn_in=100.0,
+    n_trajectories=1,
+    random_state=0,
+) -> xr.Dataset:
+    """A long Lorenz-96 run on its attractor, for climatologies and background covariances.
+
+    Examples
+    --------
+    >>> lorenz96_climatology(n=8, t_span=1.0, burn_in=0.0).sizes["k"]
+    8
+    """
+    from xdyn.systems import Lorenz96
+
+    ds = Lorenz96(n=n, F=F).simulate(
+        n_trajectories=n_trajectories,
+        t_span=t_span,
+        dt=dt,
+        save_every=save_every,
+        burn_in=burn_in,
+        random_state=random_state,
+    )
+    ds.attrs["title"] = "Lorenz-96 climatology run"
+    return ds
+
+
+def lorenz63_climatology(
+    sigma=10.0,
+    rho=28.0,
+    beta=8.0 / 3.0,
+    dt=0.01,
+    t_span=1000.0,
+    save_every=5,
+    burn_in=50.0,
+    n_trajectories=1,
+    random_state=0,
+) -> xr.Dataset:
+    """A long Lorenz-63 run on its attractor.
+
+    Examples
+    --------
+    >>> sorted(lorenz63_climatology(t_span=0.1, burn_in=0.0).data_vars)
+    ['x', 'y', 'z']
+    """
+    from xdyn.systems import Lorenz63
+
+    ds = Lorenz63(sigma=sigma, rho=rho, beta=beta).simulate(
+        n_trajectories=n_trajectories,
+        t_span=t_span,
+        dt=dt,
+        save_every=save_every,
+        burn_in=burn_in,
+        random_state=random_state,
+    )
+    ds.attrs["title"] = "Lorenz-63 climatology run"
+    return ds
+
+
+def _defaults(func) -> dict:
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(func).parameters.items()}
+
+
+def _register_builtins() -> None:
+    register_generated(
+        "lorenz96-climatology",
+        lorenz96_climatology,
+        _defaults(lorenz96_climatology),
+        description="Lorenz-96 (n=40, F=8) run of 2000 model time units, saved every 0.1 "
+        "(20001 states), after a burn-in of 100",
+        script="make_generated.py",
+        replace=True,
+    )
+    register_generated(
+        "lorenz63-climatology",
+        lorenz63_climatology,
+        _defaults(lorenz63_climatology),
+        description="Lorenz-63 (classical parameters) run of 1000 model time units, saved "
+        "every 0.05 (20001 states), after a burn-in of 50",
+        script="make_generated.py",
+        replace=True,
+    )

@@ -1,0 +1,356 @@
+"""Where xdyn's data files live, how they are verified, and how they are written.
+
+Every published file has a sha256 in ``registry.txt`` (next to this module),
+read by a :func:`pooch.create` registry, so a file's name is stable and its
+bytes are pinned (pooch never runs with ``known_hash=None``). A file is looked
+up in this order:
+
+1. the folder of small files shipped with the repository (``datasets/`` at
+   the top of a checkout, or ``$XDYN_SHIPPED_DIR``), verified against the
+   registry's sha256 -- no network;
+2. the cache directory, ``$XDYN_DATA_DIR`` (default ``pooch.os_cache("xdyn")``),
+   downloaded there from the registry's immutable, versioned URL if missing or
+   stale -- unless ``$XDYN_OFFLINE`` is set, which forbids every download.
+
+A file whose bytes do not match the registry raises :class:`DataIntegrityError`
+naming the file and the command that restores it. Nothing is ever written in
+place: :func:`atomic_path` gives a temporary name that is moved into place with
+:func:`os.replace` only once the write has finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shlex
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pooch
+
+__all__ = [
+    "BASE_URL",
+    "DATA_VERSION",
+    "REGISTRY_FILE",
+    "DataIntegrityError",
+    "DataUnavailableError",
+    "atomic_path",
+    "data_dir",
+    "file_sha256",
+    "is_offline",
+    "make_pooch",
+    "read_registry",
+    "resolve",
+    "shipped_dir",
+    "write_netcdf_atomic",
+]
+
+#: Version of xdyn's published data; bump it (never reuse it) when a file changes,
+#: so that a URL always serves the same bytes (PITFALLS 8: immutable URLs).
+DATA_VERSION = "data-v1"
+#: Where xdyn's own published files live: one GitHub release per data version.
+#: Placeholder until the release is published; shipped files never need it.
+BASE_URL = f"https://github.com/xdyn-dev/xdyn-data/releases/download/{DATA_VERSION}/"
+REGISTRY_FILE = Path(__file__).with_name("registry.txt")
+
+ENV_DATA_DIR = "XDYN_DATA_DIR"
+ENV_SHIPPED_DIR = "XDYN_SHIPPED_DIR"
+ENV_OFFLINE = "XDYN_OFFLINE"
+
+# The repository's top-level ``datasets/`` folder, present in a checkout or an
+# editable install (a wheel carries only ``registry.txt``).
+_REPO_SHIPPED_DIR = Path(__file__).resolve().parents[2] / "datasets"
+
+
+class DataIntegrityError(OSError):
+    """A data file is corrupt, truncated, or not the file the registry pins.
+
+    The message names the file and how to restore it.
+
+    Examples
+    --------
+    >>> err = DataIntegrityError("lorenz63_sample.nc: sha256 mismatch")
+    >>> isinstance(err, OSError)
+    True
+    """
+
+
+class DataUnavailableError(FileNotFoundError):
+    """A data file is not on disk and may not (or could not) be downloaded.
+
+    Examples
+    --------
+    >>> isinstance(DataUnavailableError("x.nc"), FileNotFoundError)
+    True
+    """
+
+
+# --- locations ---------------------------------------------------------------
+def data_dir() -> Path:
+    """The cache directory: ``$XDYN_DATA_DIR`` or ``pooch.os_cache("xdyn")``.
+
+    Read at each call, so changing the environment variable takes effect at once.
+    Nothing is created on disk.
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"XDYN_DATA_DIR": "/tmp/xdyn-doc-cache"}):
+    ...     print(data_dir())
+    /tmp/xdyn-doc-cache
+    """
+    env = os.environ.get(ENV_DATA_DIR)
+    return Path(env).expanduser() if env else Path(pooch.os_cache("xdyn"))
+
+
+def shipped_dir() -> Path | None:
+    """The folder of files shipped with xdyn, or None when there is none.
+
+    ``$XDYN_SHIPPED_DIR`` if set (an empty value disables the shipped folder),
+    else ``datasets/`` at the top of the repository when it exists.
+
+    Examples
+    --------
+    >>> d = shipped_dir()
+    >>> d is None or (d / "README.md").exists()
+    True
+    """
+    env = os.environ.get(ENV_SHIPPED_DIR)
+    if env is not None:
+        return Path(env).expanduser() if env else None
+    return _REPO_SHIPPED_DIR if _REPO_SHIPPED_DIR.is_dir() else None
+
+
+def is_offline() -> bool:
+    """True when ``$XDYN_OFFLINE`` forbids downloads (``1``, ``true``, ``yes``).
+
+    Examples
+    --------
+    >>> import os
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"XDYN_OFFLINE": "1"}):
+    ...     print(is_offline())
+    True
+    """
+    return os.environ.get(ENV_OFFLINE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# --- registry ----------------------------------------------------------------
+def make_pooch() -> pooch.Pooch:
+    """A fresh :class:`pooch.Pooch` on the current cache dir, loaded with ``registry.txt``.
+
+    Examples
+    --------
+    >>> pup = make_pooch()
+    >>> "lorenz63_sample.nc" in pup.registry
+    True
+    """
+    pup = pooch.create(
+        path=pooch.os_cache("xdyn"),
+        base_url=BASE_URL,
+        env=ENV_DATA_DIR,
+        registry=None,
+        retry_if_failed=2,
+    )
+    pup.load_registry(REGISTRY_FILE)
+    return pup
+
+
+def read_registry() -> dict[str, str]:
+    """Registry entries, file name -> ``"sha256:<hex>"``.
+
+    Examples
+    --------
+    >>> reg = read_registry()
+    >>> reg["lorenz63_sample.nc"].startswith("sha256:")
+    True
+    """
+    out = {}
+    for line in REGISTRY_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, digest = shlex.split(line)[:2]
+            out[name] = digest if ":" in digest else f"sha256:{digest}"
+    return out
+
+
+# --- hashing -----------------------------------------------------------------
+_HASH_MEMO: dict[tuple, str] = {}
+
+
+def file_sha256(path) -> str:
+    """Hex sha256 of a file, memoised on its path, size and mtime.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
+    >>> _ = p.write_bytes(b"abc")
+    >>> file_sha256(p)[:16]
+    'ba7816bf8f01cfea'
+    """
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _HASH_MEMO[key] = h.hexdigest()
+    return _HASH_MEMO[key]
+
+
+def _check_hash(path: Path, fname: str, expected: str, fix: str) -> None:
+    alg, _, want = expected.partition(":")
+    if alg != "sha256":
+        raise ValueError(f"registry entry {fname!r} uses {alg!r}; xdyn pins sha256 only")
+    got = file_sha256(path)
+    if got != want.lower():
+        raise DataIntegrityError(
+            f"data file {path} is corrupt, truncated or modified: its sha256 is {got}, "
+            f"the registry ({REGISTRY_FILE.name}) expects {want} for {fname!r}. {fix}"
+        )
+
+
+def _fix_hint(fname: str, dataset: str | None, script: str | None, shipped: bool) -> str:
+    name = dataset or fname
+    if shipped:
+        how = f"restore it from version control (git checkout -- datasets/{fname})"
+        if script:
+            how += (
+                f", or regenerate it with `python datasets/{script}` (which updates the registry)"
+            )
+        return f"To fix: {how}."
+    return f"To fix: delete it and run `xdyn data fetch {name}` (or xdyn.datasets.fetch({name!r}))."
+
+
+# --- lookup ------------------------------------------------------------------
+def resolve(
+    fname: str,
+    *,
+    dataset: str | None = None,
+    script: str | None = None,
+    download: bool = True,
+) -> Path:
+    """Path to a verified copy of registry file ``fname``.
+
+    Parameters
+    ----------
+    fname : str
+        Name in ``registry.txt`` (may contain ``/`` for files in sub-folders).
+    dataset : str, optional
+        Name of the dataset it belongs to, used in error messages.
+    script : str, optional
+        Script in ``datasets/`` that makes the file, used in error messages.
+    download : bool, default=True
+        Allow a download into the cache (still refused when ``$XDYN_OFFLINE`` is set).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    DataIntegrityError
+        The shipped or cached copy does not match its sha256.
+    DataUnavailableError
+        No copy on disk and no download allowed, or the download failed.
+
+    Examples
+    --------
+    >>> resolve("lorenz63_sample.nc").name
+    'lorenz63_sample.nc'
+    """
+    registry = read_registry()
+    if fname not in registry:
+        raise ValueError(f"{fname!r} is not in xdyn's data registry ({REGISTRY_FILE})")
+    expected = registry[fname]
+    shipped = shipped_dir()
+    if shipped is not None and (shipped / fname).is_file():
+        path = shipped / fname
+        _check_hash(path, fname, expected, _fix_hint(fname, dataset, script, shipped=True))
+        return path
+
+    pup = make_pooch()
+    cached = Path(pup.abspath) / fname
+    if cached.is_file() and file_sha256(cached) == expected.partition(":")[2].lower():
+        return cached
+    if not download or is_offline():
+        why = "XDYN_OFFLINE is set" if is_offline() else "downloads were not allowed"
+        if cached.is_file():
+            _check_hash(cached, fname, expected, _fix_hint(fname, dataset, script, shipped=False))
+        where = f"{shipped / fname} (shipped) nor " if shipped is not None else ""
+        raise DataUnavailableError(
+            f"{fname!r} is neither at {where}{cached} (cache, $XDYN_DATA_DIR), and {why}. "
+            f"Fetch it once online with `xdyn data fetch {dataset or fname}`, or copy the "
+            f"file to {cached}."
+        )
+    try:
+        return Path(pup.fetch(fname))
+    except Exception as exc:  # network errors come from requests, urllib, ftplib ...
+        if cached.is_file():
+            _check_hash(cached, fname, expected, _fix_hint(fname, dataset, script, shipped=False))
+        if isinstance(exc, ValueError) and "hash" in str(exc).lower():
+            raise DataIntegrityError(
+                f"the download of {fname!r} from {pup.get_url(fname)} does not match the "
+                f"registry's sha256 (the server may have replaced the file): {exc}"
+            ) from exc
+        raise DataUnavailableError(
+            f"could not download {fname!r} from {pup.get_url(fname)} into {cached}: {exc}. "
+            f"Check the network, or copy the file there by hand."
+        ) from exc
+
+
+# --- atomic writes -----------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; move it into place on success.
+
+    The temporary file is removed if the body raises (including
+    ``KeyboardInterrupt``), so a reader never sees a half-written ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> target.read_text()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def write_netcdf_atomic(ds, path, **kwargs) -> Path:
+    """Write ``ds`` to netCDF at ``path`` through a temporary file and :func:`os.replace`.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    path : str or Path
+    **kwargs
+        Passed to :meth:`xarray.Dataset.to_netcdf` (e.g. ``encoding``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, xarray as xr
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.nc"
+    >>> write_netcdf_atomic(xr.Dataset({"a": ("x", [1.0, 2.0])}), target).name
+    'a.nc'
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, **kwargs)
+    return path

@@ -1,0 +1,348 @@
+"""ERA5 in the WeatherBench layout, opened lazily with dask.
+
+WeatherBench (Rasp et al. 2020, https://doi.org/10.1029/2020MS002203) regridded
+ERA5 to 5.625°, 2.8125° and 1.40625° and publishes one folder per variable,
+one netCDF file per year (data: https://mediatum.ub.tum.de/1524895, a Nextcloud
+share at https://dataserv.ub.tum.de/s/m1524895)::
+
+    geopotential_500/geopotential_500hPa_1979_5.625deg.nc        z   (time, lat, lon), level=500
+    temperature_850/temperature_850hPa_1979_5.625deg.nc          t   (time, lat, lon), level=850
+    2m_temperature/2m_temperature_1979_5.625deg.nc               t2m (time, lat, lon)
+    10m_u_component_of_wind/10m_u_component_of_wind_1979_5.625deg.nc   u10
+    geopotential/geopotential_1979_5.625deg.nc                   z   (time, level, lat, lon)
+    constants/constants_5.625deg.nc                              orography, lsm, slt, lat2d, lon2d
+
+Each folder is one zip on the share, ``<folder>/<folder>_5.625deg.zip``
+(``constants`` is a plain ``.nc``). :func:`load_weatherbench` maps short names
+(``z500``, ``t850``, ``t2m``, ``u10``, ``v10``, any ``z|t|u|v|q|r|pv|vo<level>``)
+to those folders and in-file names, selects the pressure level from a
+single-level folder or the multi-level one, and returns one Dataset with
+``time`` (datetime64), ascending ``lat`` and ``lon`` with units. The
+WeatherBench 2 zarr naming is handled by :func:`from_weatherbench2`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from xdyn.datasets._fields import (
+    CONSTANTS,
+    LEVELS,
+    MULTI_LEVEL,
+    SINGLE_LEVEL,
+    SINGLE_PRESSURE_FOLDERS,
+    set_attrs,
+    standard_grid,
+)
+from xdyn.datasets.registry import DataIntegrityError, data_dir
+from xdyn.datasets.weatherbench2 import from_weatherbench2
+
+__all__ = [
+    "LEVELS",
+    "WEATHERBENCH_SHARE",
+    "from_weatherbench2",
+    "known_variables",
+    "load_constants",
+    "load_weatherbench",
+    "weatherbench_url",
+]
+
+#: Public share of WeatherBench 1 (TUM). Its download links are
+#: ``{share}/download?path=%2F{resolution}%2F{folder}&files={folder}_{resolution}.zip``.
+WEATHERBENCH_SHARE = "https://dataserv.ub.tum.de/s/m1524895"
+_LEVEL_RE = re.compile(r"^(pv|vo|z|t|u|v|q|r)(\d+)$")
+
+
+def known_variables() -> list[str]:
+    """Short names :func:`load_weatherbench` knows (pressure levels: the headline ones).
+
+    Any ``<z|t|u|v|q|r|pv|vo><level>`` with a level in :data:`LEVELS` is known too.
+
+    Examples
+    --------
+    >>> known_variables()[:5]
+    ['z500', 't850', 't2m', 'u10', 'v10']
+    """
+    return list(SINGLE_PRESSURE_FOLDERS) + list(SINGLE_LEVEL)
+
+
+def weatherbench_url(folder: str, resolution: str = "5.625deg") -> str:
+    """Download link of one WeatherBench folder on the TUM share.
+
+    Examples
+    --------
+    >>> weatherbench_url("geopotential_500")  # doctest: +NORMALIZE_WHITESPACE
+    'https://dataserv.ub.tum.de/s/m1524895/download?path=%2F5.625deg%2Fgeopotential_500&files=geopotential_500_5.625deg.zip'
+    """
+    fname = f"constants_{resolution}.nc" if folder == "constants" else f"{folder}_{resolution}.zip"
+    return f"{WEATHERBENCH_SHARE}/download?path=%2F{resolution}%2F{folder}&files={fname}"
+
+
+def load_weatherbench(
+    variables=("z500", "t850"),
+    years=None,
+    root=None,
+    *,
+    resolution: str = "5.625deg",
+    chunks=None,
+) -> xr.Dataset:
+    """Open WeatherBench ERA5 fields lazily, one variable per short name.
+
+    Parameters
+    ----------
+    variables : str or sequence of str, default=("z500", "t850")
+        Short names: ``z500``, ``t850``, ``t2m``, ``u10``, ``v10``, ``tp``,
+        ``tisr``, ``tcc``, or ``<z|t|u|v|q|r|pv|vo><level>`` (``z850``,
+        ``u250``) read from the multi-level folder (``geopotential/`` ...).
+        ``z500``/``t850`` come from their own folder when present, else from
+        the multi-level one.
+    years : int, sequence of int or None
+        Years to open (files ``<folder>/<name>_<year>_<resolution>.nc``); None
+        opens every ``*.nc`` in each folder. Several years are concatenated
+        along ``time``.
+    root : str or Path, optional
+        Folder holding the variable folders; default ``$XDYN_DATA_DIR/weatherbench``.
+    resolution : str, default="5.625deg"
+        Resolution tag in the file names (``"2.8125deg"``, ``"1.40625deg"``).
+    chunks : dict or str, optional
+        Dask chunks; default ``"auto"``: chunks of dask's target size (about
+        128 MiB) that are multiples of the files' own chunking. (``{}`` would
+        keep the files' chunking, which can be one time step per chunk.)
+
+    Returns
+    -------
+    xarray.Dataset
+        Dask-backed; dims ``(time, lat, lon)``, variables named by short name with
+        ``units``, ``long_name`` and ``standard_name``; pressure-level variables
+        record their level in ``attrs["level"]`` (hPa).
+
+    Raises
+    ------
+    ValueError
+        Unknown short name (the message lists the known ones) or missing level.
+    FileNotFoundError
+        A folder or year is missing; the message names the expected path and
+        the download link.
+    xdyn.datasets.DataIntegrityError
+        A file is corrupt or truncated.
+
+    Examples
+    --------
+    >>> from xdyn.datasets import fetch
+    >>> root = fetch("era5-wb5625-sample")
+    >>> ds = load_weatherbench(["z500", "t850"], years=[2007, 2017], root=root)
+    >>> dict(ds.sizes)
+    {'time': 5, 'lat': 32, 'lon': 64}
+    >>> ds.z500.attrs["units"], ds.lat.attrs["units"]
+    ('m**2 s**-2', 'degrees_north')
+    """
+    names = [variables] if isinstance(variables, str) else list(variables)
+    if not names:
+        raise ValueError("variables must name at least one field")
+    root = Path(root) if root is not None else data_dir() / "weatherbench"
+    year_list = _as_years(years)
+    chunks = "auto" if chunks is None else chunks
+    parts = [_open_field(name, year_list, root, resolution, chunks) for name in names]
+    ds = _merge_on_grid(parts)
+    if "time" in ds.coords:  # analysis (valid) time, whatever the source GRIB called it
+        ds["time"].attrs.update(long_name="time", standard_name="time")
+    ds.attrs.update(
+        {
+            "source": "ERA5 (ECMWF/Copernicus C3S) in the WeatherBench layout "
+            "(Rasp et al. 2020, doi:10.1029/2020MS002203)",
+            "resolution": resolution,
+            "weatherbench_root": str(root),
+        }
+    )
+    return ds
+
+
+def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> xr.Dataset:
+    """Open WeatherBench's constant fields (orography, lsm, slt, lat2d, lon2d).
+
+    Parameters
+    ----------
+    root : str or Path, optional
+        Folder holding ``constants/``; default ``$XDYN_DATA_DIR/weatherbench``.
+    resolution : str, default="5.625deg"
+    chunks : dict or str, optional
+        None (default) loads into memory; else opens lazily with dask.
+
+    Returns
+    -------
+    xarray.Dataset
+        Whichever of ``orography``, ``lsm``, ``slt``, ``lat2d``, ``lon2d`` the
+        file holds, on ``(lat, lon)`` with units.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, xarray as xr, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp()); (root / "constants").mkdir()
+    >>> grid = {"lat": np.arange(-87.1875, 90, 5.625), "lon": np.arange(0, 360, 5.625)}
+    >>> xr.Dataset({"lsm": (("lat", "lon"), np.zeros((32, 64)))}, coords=grid).to_netcdf(
+    ...     root / "constants" / "constants_5.625deg.nc")
+    >>> load_constants(root).lsm.attrs["long_name"]
+    'Land-sea mask'
+    """
+    root = Path(root) if root is not None else data_dir() / "weatherbench"
+    folder = root / "constants"
+    path = folder / f"constants_{resolution}.nc"
+    if not path.is_file():
+        found = sorted(folder.glob("*.nc")) if folder.is_dir() else []
+        if len(found) != 1:
+            raise FileNotFoundError(
+                f"WeatherBench constants not found: expected {path}. Download "
+                f"{weatherbench_url('constants', resolution)} into {folder}/."
+            )
+        path = found[0]
+    ds = _open_files([path], chunks if chunks is not None else {})
+    ds = standard_grid(ds)
+    for name, (units, long_name, standard_name) in CONSTANTS.items():
+        if name in ds:
+            set_attrs(ds[name], units, long_name, standard_name)
+    return ds.load() if chunks is None else ds
+
+
+# --- private -----------------------------------------------------------------
+def _as_years(years):
+    if years is None:
+        return None
+    if isinstance(years, (int, np.integer)):
+        return [int(years)]
+    out = [int(y) for y in years]
+    if not out:
+        raise ValueError("years is empty; pass None for every year on disk")
+    return out
+
+
+def _parse(name: str):
+    """(field, [(folder, stem, level_to_select)], level) for a short name."""
+    if name in SINGLE_LEVEL:
+        f = SINGLE_LEVEL[name]
+        return f, [(f.folder, f.folder, None)], None
+    m = _LEVEL_RE.match(name)
+    if m and int(m.group(2)) in LEVELS and m.group(1) in MULTI_LEVEL:
+        f, level = MULTI_LEVEL[m.group(1)], int(m.group(2))
+        candidates = []
+        if name in SINGLE_PRESSURE_FOLDERS:
+            folder = SINGLE_PRESSURE_FOLDERS[name]
+            candidates.append((folder, f"{f.folder}_{level}hPa", level))
+        candidates.append((f.folder, f.folder, level))
+        return f, candidates, level
+    raise ValueError(
+        f"unknown WeatherBench variable {name!r}; known: {known_variables()}, or "
+        f"<{'|'.join(MULTI_LEVEL)}><level> with level in {list(LEVELS)} (e.g. 'z850')"
+    )
+
+
+def _open_field(name, years, root, resolution, chunks) -> xr.DataArray:
+    field, candidates, level = _parse(name)
+    present = [c for c in candidates if (root / c[0]).is_dir()]
+    if not present:
+        expected = " or ".join(str(root / c[0]) for c in candidates)
+        links = ", ".join(weatherbench_url(c[0], resolution) for c in candidates)
+        raise FileNotFoundError(
+            f"no WeatherBench folder for {name!r}: expected {expected}. Download and "
+            f"unzip {links} there (or xdyn.datasets.fetch_weatherbench({name!r}, known_hash=...)), "
+            f"or pass root= the folder that holds it."
+        )
+    folder, stem, select = present[0]
+    files = _files(root / folder, stem, years, resolution, name)
+    ds = standard_grid(_open_files(files, chunks))
+    if field.var not in ds.data_vars:
+        raise ValueError(
+            f"{name!r}: files in {root / folder} hold {sorted(ds.data_vars)}, not {field.var!r}"
+        )
+    da = ds[field.var]
+    if select is not None:
+        da = _select_level(da, select, name, root / folder)
+    da = da.drop_vars([c for c in da.coords if c not in da.dims])
+    units = da.attrs.get("units", field.units)
+    long_name = f"{field.long_name} at {level} hPa" if level else field.long_name
+    set_attrs(da, units, long_name, field.standard_name)
+    if level:
+        da.attrs.update(level=level, level_units="hPa")
+    return da.rename(name)
+
+
+def _files(folder: Path, stem: str, years, resolution: str, name: str) -> list[Path]:
+    available = sorted(folder.glob("*.nc"))
+    if years is None:
+        if not available:
+            raise FileNotFoundError(f"no *.nc files in {folder} (for {name!r})")
+        return available
+    out = []
+    for year in years:
+        path = folder / f"{stem}_{year}_{resolution}.nc"
+        if not path.is_file():
+            alt = sorted(folder.glob(f"*_{year}_{resolution}.nc"))
+            if len(alt) != 1:
+                on_disk = sorted(
+                    {m.group(1) for p in available if (m := re.search(r"_(\d{4})_", p.name))}
+                )
+                raise FileNotFoundError(
+                    f"WeatherBench file for {name!r}, year {year} not found: expected "
+                    f"{path}. Years on disk in {folder}: {on_disk or 'none'}. Get it from "
+                    f"{weatherbench_url(folder.name, resolution)} (unzip into {folder}/)."
+                )
+            path = alt[0]
+        out.append(path)
+    return out
+
+
+def _open_files(files, chunks) -> xr.Dataset:
+    try:
+        return xr.open_mfdataset(
+            [str(f) for f in files],
+            combine="by_coords",
+            chunks=chunks,
+            data_vars="minimal",
+            coords="minimal",
+            compat="override",
+            join="outer",
+            combine_attrs="drop_conflicts",
+        )
+    except Exception as exc:
+        for f in files:
+            try:
+                xr.open_dataset(f, decode_times=False).close()
+            except Exception as file_exc:
+                raise DataIntegrityError(
+                    f"WeatherBench file {f} is corrupt or truncated ({file_exc}). To fix: "
+                    f"delete it and download {weatherbench_url(Path(f).parent.name)} again "
+                    f"(unzip into {Path(f).parent}/)."
+                ) from exc
+        raise
+
+
+def _select_level(da: xr.DataArray, level: int, name: str, folder: Path) -> xr.DataArray:
+    if "level" in da.dims:
+        levels = da["level"].values.tolist()
+        if level not in levels:
+            raise ValueError(f"{name!r}: level {level} hPa not in {folder} (levels {levels})")
+        return da.sel(level=level)
+    if "level" in da.coords and int(da["level"].values) != level:
+        raise ValueError(f"{name!r}: files in {folder} are at level {int(da['level'])} hPa")
+    return da
+
+
+def _merge_on_grid(parts: list[xr.DataArray]) -> xr.Dataset:
+    ref = parts[0]
+    aligned = [ref]
+    for da in parts[1:]:
+        for dim in ("lat", "lon"):
+            a, b = ref[dim].values, da[dim].values
+            if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
+                raise ValueError(f"{ref.name!r} and {da.name!r} are on different {dim} grids")
+        aligned.append(da.assign_coords(lat=ref["lat"], lon=ref["lon"]))
+    # Datasets (not DataArrays) so that no variable's attrs become the Dataset's.
+    return xr.merge(
+        [da.to_dataset() for da in aligned],
+        join="outer",
+        compat="no_conflicts",
+        combine_attrs="override",
+    )
