@@ -96,10 +96,13 @@ def _bench_kolmogorov(quick):
         x = system.as_tensor(system.random_initial_state(1, 0)[0])
 
         def ours(k, x=x, system=system):
-            with torch.no_grad():
+            with torch.no_grad(), threads_for(x.numel()):
                 system.forecast(x, dt, k)
 
-        peer = kolsol_rate(N, dt, n) if has_peer("kolsol") else None
+        peer = None
+        if has_peer("kolsol"):
+            with threads_for(x.numel()):
+                peer = kolsol_rate(N, dt, n)
         out.append(_row(f"Kolmogorov flow {N}x{N}, Re=34, one state", _rate(ours, n), peer))
     return out
 
