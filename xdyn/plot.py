@@ -36,6 +36,8 @@ def plot_state(ds, variables=None, time=None, fig=None):
     """
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "value")
+    if isinstance(variables, str):
+        variables = [variables]
     names = list(variables or ds.data_vars)
     for d in ("member", "trajectory"):
         if d in ds.dims:
@@ -99,10 +101,15 @@ def plot_twin(truth, obs, analyses: dict, variable=None, site=0, background=None
 
 
 def plot_scores(results: xr.Dataset, fig=None):
-    """Analysis RMSE (solid) and spread (dashed) through time, one line per method."""
+    """Analysis RMSE (solid) and spread (dashed) through time, one line per method.
+
+    ``results`` has variables ``rmse`` (and optionally ``spread``) with dims
+    ``(<methods dim>, time)``, e.g. the output of a twin experiment.
+    """
     fig = fig or plt.figure(figsize=(10, 3.5), constrained_layout=True)
     ax = fig.subplots()
-    for i, m in enumerate(results["method"].values):
+    label_dim = [d for d in results["rmse"].dims if d != "time"][0]
+    for i, m in enumerate(results[label_dim].values):
         color = f"C{i % 10}"
         # isel, not sel: sel with a numpy.str_ label does not reduce the dim here
         ax.plot(results["time"], results["rmse"].isel(method=i), color=color, lw=1, label=str(m))

@@ -52,8 +52,9 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
                     burn_in_cycles=0, spin_up=10.0, initial_spread=1.0, progress=True):
     """Run every method on one truth and one set of observations.
 
-    Returns the results Dataset (dims ``method``, ``time``) and a dict of the
-    analyses by label.
+    Returns the results Dataset (dims ``assimilator``, ``time``; not ``method``,
+    which would clash with the ``method=`` argument of ``Dataset.sel``), a dict
+    of the analyses by label, the truth and the observations.
     """
     from xdyn.assimilation import make_assimilator
 
@@ -102,18 +103,18 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     units = next(iter(truth.data_vars.values())).attrs.get("units", "1")
     res = xr.Dataset(
         {
-            "rmse": (("method", "time"), err, {"long_name": "analysis RMSE", "units": units}),
-            "spread": (("method", "time"), spread, {"long_name": "analysis ensemble spread", "units": units}),
-            "rmse_mean": ("method", np.nanmean(np.where(keep, err, np.nan), 1) if len(rows) else [],
+            "rmse": (("assimilator", "time"), err, {"long_name": "analysis RMSE", "units": units}),
+            "spread": (("assimilator", "time"), spread, {"long_name": "analysis ensemble spread", "units": units}),
+            "rmse_mean": ("assimilator", _nanmean_rows(np.where(keep, err, np.nan)),
                           {"long_name": "time-averaged analysis RMSE after burn-in", "units": units}),
-            "spread_mean": ("method", _nanmean_rows(np.where(keep, spread, np.nan)),
+            "spread_mean": ("assimilator", _nanmean_rows(np.where(keep, spread, np.nan)),
                             {"long_name": "time-averaged spread after burn-in", "units": units}),
-            "wall_time": ("method", np.array([r[2] for r in rows], float), {"units": "s"}),
-            "status": ("method", np.array([r[3][:200] for r in rows], dtype=str)),
-            "params": ("method", np.array([json.dumps({"method": r[0].method, **r[0].params},
+            "wall_time": ("assimilator", np.array([r[2] for r in rows], float), {"units": "s"}),
+            "status": ("assimilator", np.array([r[3][:200] for r in rows], dtype=str)),
+            "params": ("assimilator", np.array([json.dumps({"method": r[0].method, **r[0].params},
                                                       default=str) for r in rows], dtype=str)),
         },
-        coords={"method": labels, "time": times},
+        coords={"assimilator": labels, "time": times},
     )
     res.attrs["configuration"] = config_json(
         system=repr(system), operator=op.spec(), noise_std=noise_std, obs_every=obs_every,
@@ -135,7 +136,7 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
     reference = reference or {}
     head = f"{'method':<34}{'RMSE':>8}{'spread':>9}{'wall [s]':>10}{'ref':>8}  status"
     lines = [head, "-" * len(head)]
-    for i, m in enumerate(res["method"].values):
+    for i, m in enumerate(res["assimilator"].values):
         ref = reference.get(str(m))
         lines.append(
             f"{str(m):<34}{float(res.rmse_mean[i]):>8.3f}{float(res.spread_mean[i]):>9.3f}"
@@ -150,9 +151,9 @@ def _figures(res, analyses, truth, obs, variable, site):
     figs = {"rmse_spread": plot_scores(res)}
     finite = res.rmse_mean.fillna(np.inf)
     if len(analyses):
-        best = str(res.method.values[int(finite.argmin())])
+        best = str(res.assimilator.values[int(finite.argmin())])
         chosen = {best: analyses[best]}
-        worst_ok = [m for m in res.method.values if str(m) in analyses and str(m) != best]
+        worst_ok = [m for m in res.assimilator.values if str(m) in analyses and str(m) != best]
         if worst_ok:
             chosen[str(worst_ok[0])] = analyses[str(worst_ok[0])]
         n = min(truth.sizes["time"], 400 * max(1, truth.sizes["time"] // max(obs.sizes["time"], 1)))
@@ -217,8 +218,8 @@ def _run_twin(system, operator, noise_std, obs_every, n_cycles, burn_in_cycles, 
     res, analyses, truth, obs = twin_experiment(
         system, operator, noise_std, obs_every, n_cycles, methods, seed=seed,
         burn_in_cycles=burn_in_cycles, initial_spread=initial_spread, progress=progress)
-    res["reference_rmse"] = ("method", np.array([reference.get(str(m), np.nan)
-                                                 for m in res.method.values]),
+    res["reference_rmse"] = ("assimilator", np.array([reference.get(str(m), np.nan)
+                                                 for m in res.assimilator.values]),
                              {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup"})
     table = format_table(res, reference)
     return ExperimentResult(res, _figures(res, analyses, truth, obs, variable, site), table)

@@ -149,6 +149,8 @@ class DynamicalSystem(BaseEstimator):
 
     def as_tensor(self, x) -> torch.Tensor:
         """Convert array-like ``x`` to a tensor with the system's dtype and device."""
+        if isinstance(x, np.ndarray) and not x.flags.writeable:
+            x = x.copy()  # torch cannot wrap read-only memory (e.g. a broadcast view)
         return torch.as_tensor(x, dtype=self.torch_dtype, device=self.torch_device)
 
     def step(self, x: torch.Tensor, dt: float) -> torch.Tensor:
