@@ -185,3 +185,14 @@ def test_analysis_rmse_excludes_burn_in(l96_twin):
     t10 = float(obs.time[10] - obs.time[0])
     assert analysis_rmse(an, truth, burn_in=t10) == pytest.approx(0.0, abs=1e-12)
     assert analysis_rmse(an, truth) == pytest.approx(10 / obs.sizes["time"], rel=1e-9)
+
+
+def test_lost_filter_raises_instead_of_returning_silent_garbage(l96_twin):
+    """A finite but lost filter (too few members, no inflation) is reported, not returned."""
+    system, truth, obs = l96_twin
+    est = _enkf(system, truth, n_members=10, inflation=1.0)
+    with pytest.raises(DivergenceError, match="lost track"):
+        est.fit(obs).predict(obs)
+    # told to continue, it returns the (bad) analysis
+    an = est.set_params(raise_on_divergence=False).fit(obs).predict(obs)
+    assert analysis_rmse(an, truth, burn_in=20.0) > 1.0

@@ -167,9 +167,37 @@ class BaseAssimilator(BaseEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------ the cycle
+    # A filter that has lost the truth but stays finite is caught by its
+    # innovations: their whitened mean square should be about 1 + the ensemble's
+    # own variance in observation space; far above that for many cycles in a row
+    # means the ensemble no longer describes its error (DAPPER's silent 3.8).
+    lost_track_ratio = 8.0
+    lost_track_window = 100
+
+    def _innovation_ratio(self, state, k: int, ctx: CycleContext):
+        """Whitened innovation mean square over its expected value, per batch element.
+
+        ``None`` for methods without an ensemble (no expected value to compare with).
+        """
+        return None
+
+    def _check_lost_track(self, ratios, ctx, k):
+        window = self.lost_track_window
+        if len(ratios) < 2 * window:  # never during spin-up
+            return
+        recent = torch.stack(ratios[-window:]).mean(0)
+        worst = float(recent.max())
+        if worst > self.lost_track_ratio:
+            raise DivergenceError(
+                f"{type(self).__name__} has lost track of the observations: over the last "
+                f"{window} cycles its innovations were {worst:.1f} times larger than its "
+                "ensemble spread and the observation error explain (increase inflation or "
+                "members, or pass raise_on_divergence=False)", time=float(ctx.times[k]))
+
     def _run_cycle(self, ctx: CycleContext, rng):
         state = self._initialize(ctx, rng)
         records = {"analysis": [], "background": []}
+        ratios = []
         iterator = range(len(ctx.times))
         if getattr(self, "progress", False):
             iterator = tqdm(iterator, desc=type(self).__name__, leave=False)
@@ -178,6 +206,11 @@ class BaseAssimilator(BaseEstimator):
                 state = self._forecast(state, int(ctx.n_steps[k]), ctx, rng)
             if self.return_background:
                 records["background"].append(self._summarize(state))
+            if self.raise_on_divergence:
+                ratio = self._innovation_ratio(state, k, ctx)
+                if ratio is not None:
+                    ratios.append(ratio)
+                    self._check_lost_track(ratios, ctx, k)
             try:
                 state = self._analyze(state, k, ctx, rng)
             except torch.linalg.LinAlgError as err:  # non-finite or singular: the filter is lost
