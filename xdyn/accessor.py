@@ -33,7 +33,10 @@ class XdynAccessor:
         """Synthetic observations; see :func:`xdyn.observe.observe`."""
         from xdyn.observe import observe
 
-        return observe(self._obj, operator, noise_std, **kwargs)
+        obj = self._obj
+        if isinstance(obj, xr.DataArray):  # observe() takes Datasets: the array is one variable
+            obj = obj.to_dataset(name=obj.name if obj.name is not None else "state")
+        return observe(obj, operator, noise_std, **kwargs)
 
     def rmse(self, truth, dim=None, **kwargs):
         """RMSE against ``truth``; see :func:`xdyn.metrics.rmse`."""

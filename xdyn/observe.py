@@ -53,11 +53,24 @@ def layout_from_dataset(ds: xr.Dataset, sample_dims: Sequence[str] = SAMPLE_DIMS
 
 
 def _layout(system_or_layout):
+    # a Dataset first: it also has a ``variables`` attribute (its names, coords included)
+    if isinstance(system_or_layout, (xr.Dataset, xr.DataArray)):
+        return layout_from_dataset(system_or_layout)
     if hasattr(system_or_layout, "variables"):
         return list(system_or_layout.variables)
-    if isinstance(system_or_layout, xr.Dataset):
-        return layout_from_dataset(system_or_layout)
     return list(system_or_layout)
+
+
+def _names(variables, layout, who):
+    """``variables`` as a list of names (None: all), each checked to be in ``layout``."""
+    if variables is None:
+        return None
+    names = [variables] if isinstance(variables, str) else list(variables)
+    known = [v.name for v in layout]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"{who}: unknown variable(s) {unknown}; the state has {known}")
+    return names
 
 
 class ObservationOperator(BaseEstimator):
@@ -209,8 +222,7 @@ class EveryKth(ObservationOperator):
         layout = _layout(layout)
         if int(self.k) < 1:
             raise ValueError(f"k must be >= 1, got {self.k}")
-        names = None if self.variables is None else (
-            [self.variables] if isinstance(self.variables, str) else list(self.variables))
+        names = _names(self.variables, layout, type(self).__name__)
         out, start = [], 0
         for v in layout:
             use = (names is None or v.name in names) and v.dims
@@ -256,8 +268,7 @@ class RandomPoints(ObservationOperator):
         layout = _layout(layout)
         if not isinstance(self.random_state, (int, np.integer)):
             raise TypeError("RandomPoints needs an integer random_state: the network must be fixed")
-        names = None if self.variables is None else (
-            [self.variables] if isinstance(self.variables, str) else list(self.variables))
+        names = _names(self.variables, layout, type(self).__name__)
         out, start = [], 0
         for v in layout:
             if names is None or v.name in names:
@@ -394,6 +405,8 @@ def observe(
         raise TypeError(f"observe expects an xarray.Dataset, got {type(ds).__name__}")
     if "time" not in ds.dims:
         raise ValueError(f"the Dataset has no 'time' dim (dims: {tuple(ds.dims)})")
+    if not 0.0 <= float(missing_fraction) <= 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
     op = make_operator(operator)
     rng = check_random_state(random_state)
     if times is not None:
@@ -410,13 +423,31 @@ def observe(
         state.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
     x = torch.as_tensor(np.concatenate(state, axis=-1))
     clean = op.apply(x, layout).numpy()
-    std = np.broadcast_to(np.asarray(noise_std, dtype=float), clean.shape[-1:])
+    std = np.asarray(noise_std, dtype=float)
+    if std.ndim > 1 or (std.ndim == 1 and std.shape[0] not in (1, clean.shape[-1])):
+        raise ValueError(
+            f"noise_std must be a scalar or have one value per observation ({clean.shape[-1]}), "
+            f"got shape {std.shape}")
+    std = np.broadcast_to(std, clean.shape[-1:])
     if np.any(std < 0) or not np.all(np.isfinite(std)):
         raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
     y = clean + std * rng.standard_normal(clean.shape)
     if missing_fraction:
         y[rng.uniform(size=y.shape) < float(missing_fraction)] = np.nan
     coords = op.obs_coords(layout)
+    # Spatial coords along ``obs`` carry the state's coordinate *values* (so that
+    # ``truth.sel(x=obs.x)`` is right on physical grids); ``<dim>_index`` keeps
+    # the integer grid position for ``isel``.
+    for v in layout:
+        for d in v.dims:
+            if d in coords and f"{d}_index" not in coords:
+                pos = coords[d][1]
+                coords[f"{d}_index"] = ("obs", pos)
+                if d in ds.coords:
+                    values = ds[d].values
+                    safe = np.clip(pos, 0, len(values) - 1)
+                    located = np.where(pos >= 0, values[safe], np.nan if values.dtype.kind == "f" else -1)
+                    coords[d] = ("obs", located, dict(ds[d].attrs))
     coords.update({d: ds[d] for d in lead if d in ds.coords})
     attrs_common = {"units": _common_units(layout, coords)}
     out = xr.Dataset(

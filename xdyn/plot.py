@@ -7,12 +7,11 @@ global matplotlib state.
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
+# No ``matplotlib.use`` here: choosing the backend is the user's business (matplotlib
+# falls back to Agg by itself when there is no display).
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
 __all__ = ["plot_state", "plot_twin", "plot_scores", "plot_spectrum"]
 
@@ -111,7 +110,7 @@ def plot_scores(results: xr.Dataset, fig=None):
     label_dim = [d for d in results["rmse"].dims if d != "time"][0]
     for i, m in enumerate(results[label_dim].values):
         color = f"C{i % 10}"
-        # isel, not sel: sel with a numpy.str_ label does not reduce the dim here
+        # isel, not sel: sel(method=...) is sel's own keyword (the lookup method), not the dim
         ax.plot(results["time"], results["rmse"].isel(method=i), color=color, lw=1, label=str(m))
         if "spread" in results and np.isfinite(results["spread"].isel(method=i)).any():
             ax.plot(results["time"], results["spread"].isel(method=i), color=color, lw=0.8, ls="--")
