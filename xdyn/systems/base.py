@@ -339,12 +339,17 @@ class DynamicalSystem(BaseEstimator):
             x0 = self.random_initial_state(int(n_trajectories), check_random_state(random_state))
         else:
             x0 = np.asarray(x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float)
-            if x0.shape[-1] != self.n_state:
+            if x0.ndim not in (1, 2) or x0.shape[-1] != self.n_state:
                 raise ValueError(
-                    f"x0 has last dim {x0.shape[-1]}, {self.name} has n_state={self.n_state}"
+                    f"x0 has shape {x0.shape}; {self.name} needs (n_state,) or "
+                    f"(n_trajectories, n_state) with n_state={self.n_state}"
                 )
             squeeze = x0.ndim == 1
             x0 = x0.reshape(-1, self.n_state)
+            if n_trajectories != 1 and x0.shape[0] != n_trajectories:
+                raise ValueError(
+                    f"x0 holds {x0.shape[0]} states but n_trajectories={n_trajectories}"
+                )
         if not np.all(np.isfinite(x0)):
             raise ValueError("x0 contains non-finite values")
         with torch.no_grad(), threads_for(x0.size):

@@ -1,0 +1,184 @@
+"""The shared DynamicalSystem machinery: simulate, Dataset <-> state, netCDF, validation."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from sklearn.base import clone
+
+from xdyn.exceptions import DivergenceError
+from xdyn.systems.kuramoto_sivashinsky import KuramotoSivashinsky
+from xdyn.systems.lorenz63 import Lorenz63
+from xdyn.systems.lorenz96 import Lorenz96
+from xdyn.systems.two_scale_lorenz96 import TwoScaleLorenz96
+
+
+# --- simulate: layout ----------------------------------------------------------
+
+
+def test_simulate_dims_shapes_and_trajectory_dim():
+    model = Lorenz96(n=10)
+    many = model.simulate(n_trajectories=3, n_steps=20, dt=0.05, random_state=0)
+    assert many.x.dims == ("trajectory", "time", "k") and many.x.shape == (3, 21, 10)
+    np.testing.assert_array_equal(many.trajectory.values, [0, 1, 2])
+    one = model.simulate(n_trajectories=1, n_steps=20, dt=0.05, random_state=0)
+    assert one.x.dims == ("time", "k") and "trajectory" not in one.dims
+    # a single x0 drops the dim, a (1, n) x0 keeps it
+    x0 = np.full(10, 8.0) + np.eye(10)[0]
+    assert "trajectory" not in model.simulate(n_steps=2, x0=x0).dims
+    assert model.simulate(n_steps=2, x0=x0[None]).sizes["trajectory"] == 1
+
+
+def test_simulate_time_coordinate_save_every_and_t_span():
+    model = Lorenz63()
+    full = model.simulate(n_steps=20, dt=0.01, random_state=0)
+    sparse = model.simulate(n_steps=20, dt=0.01, save_every=5, random_state=0)
+    assert sparse.sizes["time"] == 5
+    np.testing.assert_allclose(sparse.time.values, [0.0, 0.05, 0.1, 0.15, 0.2])
+    xr.testing.assert_allclose(sparse.x, full.x.isel(time=slice(None, None, 5)), rtol=1e-14)
+    assert sparse.time.attrs["units"] == "1" and sparse.attrs["save_every"] == 5
+    spanned = model.simulate(t_span=1.0, dt=0.05, random_state=0)
+    assert spanned.sizes["time"] == 21 and spanned.time.values[-1] == pytest.approx(1.0)
+    shifted = model.simulate(t_span=(2.0, 3.0), dt=0.05, random_state=0)
+    np.testing.assert_allclose(shifted.time.values, 2.0 + 0.05 * np.arange(21))
+    xr.testing.assert_allclose(shifted.x.drop_vars("time"), spanned.x.drop_vars("time"))
+
+
+def test_simulate_burn_in_discards_the_start():
+    model = Lorenz96(n=8)
+    x0 = model.random_initial_state(2, np.random.RandomState(0))
+    whole = model.simulate(n_steps=30, dt=0.05, x0=x0)
+    burnt = model.simulate(n_steps=10, dt=0.05, burn_in=1.0, x0=x0)  # 20 steps discarded
+    np.testing.assert_allclose(burnt.x.values, whole.x.isel(time=slice(20, None)).values, rtol=1e-13)
+    assert burnt.time.values[0] == 0.0 and burnt.attrs["burn_in"] == 1.0
+
+
+def test_simulate_attrs_record_how_it_was_made():
+    ds = Lorenz96(n=12, F=9.5).simulate(n_steps=3, dt=0.02, random_state=42)
+    assert ds.attrs["system"] == "Lorenz96" and ds.attrs["integrator"] == "rk4"
+    params = json.loads(ds.attrs["system_params"])
+    assert params["n"] == 12 and params["F"] == 9.5 and params["dtype"] == "float64"
+    assert ds.attrs["dt"] == 0.02 and ds.attrs["random_state"] == 42
+    assert ds.x.attrs["units"] == "1" and "long_name" in ds.x.attrs
+    assert Lorenz96().simulate(n_steps=1, random_state=None).attrs["random_state"] == "None"
+    assert Lorenz96().simulate(n_steps=1).attrs["dt"] == Lorenz96.default_dt
+
+
+def test_same_seed_same_output_different_seed_different():
+    model = TwoScaleLorenz96(K=4, J=3)
+    a = model.simulate(n_trajectories=2, n_steps=10, random_state=5)
+    b = model.simulate(n_trajectories=2, n_steps=10, random_state=5)
+    c = model.simulate(n_trajectories=2, n_steps=10, random_state=6)
+    xr.testing.assert_identical(a, b)
+    assert not np.allclose(a.x.values, c.x.values)
+    # the trajectories of one call differ from each other
+    assert not np.allclose(a.x.isel(trajectory=0).values, a.x.isel(trajectory=1).values)
+
+
+def test_simulate_accepts_a_torch_x0_and_float32():
+    model = Lorenz63(dtype="float32")
+    ds = model.simulate(n_steps=5, x0=torch.tensor([1.0, 2.0, 20.0]))
+    assert ds.x.dtype == np.float32 and ds.x.values[0] == 1.0
+
+
+# --- Dataset <-> state --------------------------------------------------------------
+
+
+def test_to_state_from_state_round_trip_with_several_variables():
+    model = TwoScaleLorenz96(K=5, J=3)
+    ds = model.simulate(n_trajectories=2, n_steps=4, random_state=0)
+    state = model.to_state(ds)
+    assert state.shape == (2, 5, model.n_state) and state.dtype == torch.float64
+    coords = {"time": ds.time, "trajectory": ds.trajectory}
+    back = model.from_state(state, dims=("trajectory", "time"), coords=coords)
+    xr.testing.assert_allclose(back, ds, rtol=0, atol=0)
+    # the flat layout is x first, then y in (k, j) order
+    np.testing.assert_array_equal(state[1, 2, :5].numpy(), ds.x.values[1, 2])
+    np.testing.assert_array_equal(state[1, 2, 5:].numpy(), ds.y.values[1, 2].ravel())
+    # dims are found by name, not by position
+    transposed = ds.transpose("j", "k", "time", "trajectory")
+    expected = model.to_state(ds.transpose("time", "trajectory", ...))
+    torch.testing.assert_close(model.to_state(transposed), expected)
+
+
+def test_to_state_and_from_state_reject_mismatches():
+    model = Lorenz63()
+    ds = model.simulate(n_steps=2, random_state=0)
+    with pytest.raises(ValueError, match="missing"):
+        model.to_state(ds.drop_vars("z"))
+    with pytest.raises(ValueError, match="n_state=3"):
+        model.from_state(np.zeros((4, 5)), dims=("time",))
+    with pytest.raises(ValueError, match="dims"):
+        Lorenz96(n=4).to_state(xr.Dataset({"x": (("time", "site"), np.zeros((2, 4)))}))
+
+
+def test_netcdf_round_trip_keeps_values_coords_and_attrs(tmp_path):
+    ds = TwoScaleLorenz96(K=4, J=2).simulate(n_trajectories=2, n_steps=6, save_every=2, random_state=3)
+    path = tmp_path / "two_scale.nc"
+    ds.to_netcdf(path)
+    with xr.open_dataset(path) as loaded:
+        loaded = loaded.load()
+    xr.testing.assert_identical(loaded, ds)
+    assert loaded.attrs["random_state"] == 3 and json.loads(loaded.attrs["system_params"])["K"] == 4
+    assert loaded.time.attrs["units"] == "1"
+    # what was written is enough to rebuild the system and continue the run
+    rebuilt = TwoScaleLorenz96(**{k: v for k, v in json.loads(loaded.attrs["system_params"]).items()})
+    np.testing.assert_allclose(
+        rebuilt.step(rebuilt.to_state(loaded.isel(time=0)), loaded.attrs["dt"]).numpy(),
+        TwoScaleLorenz96(K=4, J=2).step(rebuilt.to_state(ds.isel(time=0)), ds.attrs["dt"]).numpy(),
+    )
+
+
+# --- validation -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_steps": 5, "dt": 0.0}, "dt must be a positive"),
+        ({"n_steps": 5, "dt": -0.01}, "dt must be a positive"),
+        ({"n_steps": 5, "dt": float("nan")}, "dt must be a positive"),
+        ({"n_steps": 5, "t_span": 1.0}, "only one of t_span and n_steps"),
+        ({}, "either t_span or n_steps"),
+        ({"n_steps": -1}, "number of steps"),
+        ({"n_steps": 5, "save_every": 0}, "save_every"),
+        ({"n_steps": 5, "x0": np.zeros(4)}, "n_state=3"),
+        ({"n_steps": 5, "x0": np.zeros((2, 2, 3))}, "n_state=3"),
+        ({"n_steps": 5, "x0": np.array([1.0, np.nan, 3.0])}, "non-finite"),
+        ({"n_steps": 5, "x0": np.zeros((2, 3)), "n_trajectories": 4}, "n_trajectories=4"),
+    ],
+)
+def test_simulate_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Lorenz63().simulate(**kwargs)
+
+
+def test_unknown_preset_names_the_available_ones():
+    with pytest.raises(ValueError, match=r"unknown preset 'nope'.*sakov2008"):
+        Lorenz96.preset("nope")
+    with pytest.raises(ValueError, match="unknown preset"):
+        TwoScaleLorenz96.preset_settings("nope")
+
+
+def test_divergence_raises_with_the_time():
+    with pytest.raises(DivergenceError) as err:
+        Lorenz96(n=10, F=8.0).simulate(n_steps=200, dt=0.5, random_state=0)
+    assert err.value.time is not None and 0 < err.value.time <= 100.0
+
+
+# --- estimator behaviour ---------------------------------------------------------------
+
+
+def test_systems_clone_and_pickle_after_use():
+    model = KuramotoSivashinsky(L=22.0, N=32)
+    u = model.as_tensor(model.random_initial_state(1, np.random.RandomState(0)))
+    out = model.step(u, 0.25)  # fills the coefficient cache
+    restored = pickle.loads(pickle.dumps(model))
+    torch.testing.assert_close(restored.step(u, 0.25), out)
+    cloned = clone(model)
+    assert cloned.get_params() == model.get_params()
+    two = clone(TwoScaleLorenz96.preset("wilks2005")).set_params(h=0.5)
+    assert two.h == 0.5 and two.J == 32
