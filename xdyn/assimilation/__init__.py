@@ -2,8 +2,11 @@
 
 from xdyn.assimilation.base import BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
+from xdyn.assimilation.letkf import LETKF
+from xdyn.assimilation.particle_filter import ParticleFilter
 
-__all__ = ["BaseAssimilator", "EnKF", "analysis_rmse", "METHODS", "make_assimilator"]
+__all__ = ["BaseAssimilator", "EnKF", "LETKF", "ParticleFilter", "analysis_rmse", "METHODS",
+           "make_assimilator"]
 
 
 def _methods():
