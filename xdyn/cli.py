@@ -45,7 +45,7 @@ def _cmd_data(args):
     if args.action == "list":
         rows = datasets.list_datasets()
         for row in rows:
-            avail = "available" if row.get("available") else "not cached"
+            avail = "available" if row.get("cached") or row.get("offline") else "not cached"
             print(f"{row['name']:<32} {avail:<12} {row.get('description', '')}")
         return 0
     if not args.name:

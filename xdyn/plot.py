@@ -111,9 +111,9 @@ def plot_scores(results: xr.Dataset, fig=None):
     for i, m in enumerate(results[label_dim].values):
         color = f"C{i % 10}"
         # isel, not sel: sel(method=...) is sel's own keyword (the lookup method), not the dim
-        ax.plot(results["time"], results["rmse"].isel(method=i), color=color, lw=1, label=str(m))
-        if "spread" in results and np.isfinite(results["spread"].isel(method=i)).any():
-            ax.plot(results["time"], results["spread"].isel(method=i), color=color, lw=0.8, ls="--")
+        ax.plot(results["time"], results["rmse"].isel({label_dim: i}), color=color, lw=1, label=str(m))
+        if "spread" in results and np.isfinite(results["spread"].isel({label_dim: i})).any():
+            ax.plot(results["time"], results["spread"].isel({label_dim: i}), color=color, lw=0.8, ls="--")
     ax.set_yscale("log")
     ax.set_xlabel("time")
     ax.set_ylabel("analysis RMSE (solid), spread (dashed)")

@@ -85,3 +85,17 @@ def test_sweep_runs_inflation_grid_and_seeds_in_one_call():
     # a mild inflation beats both none and a huge one, for both truths
     assert np.all(scores[1] < scores[2])
     assert np.all(scores[1] < 0.4)
+
+
+def test_default_experiment_quick_end_to_end(tmp_path):
+    """The main job (`xdyn run`) in its quick form: every method, table, files."""
+    result = run("lorenz96-twin", quick=True, out=tmp_path, progress=False)
+    res = result.results
+    assert set(res.status.values) == {"ok"}, res.status.values
+    assert float(res.rmse_mean.sel(assimilator="EnKF sqrt N=28 infl 1.02 rot")) < 0.25
+    # the ensemble filters beat 3D-Var, which beats OI (the literature ordering)
+    assert float(res.rmse_mean.sel(assimilator="LETKF N=40 infl 1.01 r=4")) < float(
+        res.rmse_mean.sel(assimilator="3D-Var (B x 0.02)")) < float(res.rmse_mean.sel(assimilator="OI"))
+    for name in ("results", "rmse_spread", "twin_panel"):
+        assert result.paths[name].exists()
+    assert "LETKF" in result.table and "peak memory" in result.table
