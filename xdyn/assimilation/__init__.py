@@ -2,11 +2,15 @@
 
 from xdyn.assimilation.base import BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
+from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
 from xdyn.assimilation.letkf import LETKF
+from xdyn.assimilation.oi import OptimalInterpolation
 from xdyn.assimilation.particle_filter import ParticleFilter
+from xdyn.assimilation.var3d import Var3D
+from xdyn.assimilation.var4d import Var4D
 
-__all__ = ["BaseAssimilator", "EnKF", "LETKF", "ParticleFilter", "analysis_rmse", "METHODS",
-           "make_assimilator"]
+__all__ = ["BaseAssimilator", "EnKF", "ExtendedKalmanFilter", "LETKF", "OptimalInterpolation",
+           "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator"]
 
 
 def _methods():

@@ -75,7 +75,7 @@ class CycleContext:
             idx = torch.nonzero(m).squeeze(-1)
             Rm = (self.R_chol @ self.R_chol.T)[idx][:, idx]
             Wm = torch.linalg.inv(torch.linalg.cholesky(Rm))
-            full = torch.zeros(len(idx), m.numel(), dtype=Wm.dtype)
+            full = torch.zeros(len(idx), m.numel(), dtype=Wm.dtype, device=Wm.device)
             full[:, idx] = Wm
             return full
         return W[m]

@@ -1,0 +1,141 @@
+"""Tests for ExtendedKalmanFilter (xdyn.assimilation.extended_kalman)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from sklearn.base import clone
+
+from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter, forecast_with_jacobian
+from xdyn.observe import Squared, observe
+from xdyn.systems import Lorenz63
+from xdyn.systems.base import DynamicalSystem, StateVariable
+
+from .conftest import initial_state
+
+
+class DampedRotation(DynamicalSystem):
+    """A linear system: the EKF must equal the Kalman filter exactly."""
+
+    name = "damped_rotation"
+    default_dt = 0.1
+
+    def __init__(self, omega=1.0, damping=0.05, dtype="float64", device="cpu"):
+        self.omega = omega
+        self.damping = damping
+        self.dtype = dtype
+        self.device = device
+
+    def _variables(self):
+        return [StateVariable("a", attrs={"units": "1"}), StateVariable("b", attrs={"units": "1"})]
+
+    def rhs(self, t, x):
+        A = self.as_tensor([[-self.damping, self.omega], [-self.omega, -self.damping]])
+        return x @ A.T
+
+    def random_initial_state(self, n, random_state=None):
+        return np.random.RandomState(random_state).normal(size=(n, 2))
+
+
+def test_ekf_equals_kalman_filter_on_a_linear_system():
+    system = DampedRotation()
+    truth = system.simulate(n_steps=60, x0=np.array([2.0, 0.0]))
+    obs = observe(truth, "a", noise_std=0.5, every=5, random_state=0)
+    infl, s0, x0 = 1.5, 2.0, np.array([1.0, 1.0])
+    an = ExtendedKalmanFilter(system=system, inflation=infl, initial_state=x0,
+                              initial_spread=s0).fit(obs).predict(obs)
+    with torch.no_grad():  # the 5-step propagator, column by column
+        M = system.forecast(system.as_tensor(np.eye(2)), 0.1, 5).numpy().T
+    H, R = np.array([[1.0, 0.0]]), np.array([[0.25]])
+    x, P = x0, s0**2 * np.eye(2)
+    for k, y in enumerate(obs.observation.values):
+        if k > 0:
+            x, P = M @ x, infl ** (0.1 * 5) * M @ P @ M.T  # DAPPER: infl**dt per step
+        K = P @ H.T @ np.linalg.inv(H @ P @ H.T + R)
+        x, P = x + K @ (y - H @ x), (np.eye(2) - K @ H) @ P
+        np.testing.assert_allclose([an.a[k], an.b[k]], x, rtol=1e-9)
+        np.testing.assert_allclose([an.a_std[k], an.b_std[k]], np.sqrt(np.diag(P)), rtol=1e-9)
+
+
+def test_forecast_jacobian_is_the_product_of_step_jacobians():
+    system = Lorenz63()
+    x = system.as_tensor([[1.0, 2.0, 20.0], [-5.0, -3.0, 25.0]])
+    x_next, M = forecast_with_jacobian(system, x, 0.01, 7)
+    expected, z = torch.eye(3, dtype=x.dtype).expand(2, 3, 3), x
+    for _ in range(7):
+        expected = system.step_jacobian(z, 0.01) @ expected
+        z = system.step(z, 0.01)
+    torch.testing.assert_close(x_next, z, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(M, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ekf_lorenz63_sakov2012(l63_twin):
+    system, truth, obs = l63_twin
+    obs = obs.isel(time=slice(0, 240))
+    ekf = ExtendedKalmanFilter(inflation=180, initial_state=initial_state(truth, system, 1.4),
+                               initial_spread=2**0.5, burn_in=10.0)
+    an = ekf.fit(obs).predict(obs)
+    rmse = -ekf.score(obs, truth)
+    assert rmse < 1.1  # DAPPER ExtKF(infl=180): 0.87 (T=250)
+    # the filter's own spread is of the size of its error
+    assert 0.5 * rmse < float(an.spread.sel(time=slice(10.0, None)).mean()) < 2.0 * rmse
+
+
+def test_ekf_lorenz96_sakov2008(l96_twin):
+    system, truth, obs = l96_twin
+    obs = obs.isel(time=slice(0, 300))
+    ekf = ExtendedKalmanFilter(inflation=10, initial_state=initial_state(truth, system, 1.0),
+                               burn_in=5.0)
+    assert -ekf.fit(obs).score(obs, truth) < 0.3  # DAPPER ExtKF(infl=10): 0.24
+
+
+def test_nonlinear_operator_is_linearised_by_autodiff():
+    system = Lorenz63()
+    truth = system.simulate(n_steps=0, x0=np.array([3.0, 4.0, 20.0]))
+    obs = observe(truth, Squared(), noise_std=1.0, random_state=0)
+    x0 = np.array([2.5, 4.5, 21.0])
+    ekf = ExtendedKalmanFilter(system=system, initial_state=x0, initial_spread=0.5)
+    an = ekf.fit(obs).predict(obs)
+    H, P = np.diag(2 * x0), 0.25 * np.eye(3)
+    K = P @ H.T @ np.linalg.inv(H @ P @ H.T + np.eye(3))
+    xa = x0 + K @ (obs.observation[0].values - x0**2)
+    np.testing.assert_allclose(an[["x", "y", "z"]].isel(time=0).to_array(), xa, rtol=1e-12)
+
+
+def test_missing_observation_equals_removing_it(l63_twin):
+    system, truth, obs = l63_twin
+    obs = obs.isel(time=slice(0, 30))
+    missing = obs.copy(deep=True)
+    missing["observation"][:, 2] = np.nan
+    fewer = observe(truth, ["x", "y"], noise_std=2**0.5, every=25).isel(time=slice(0, 30))
+    fewer["observation"][:] = obs.observation.values[:, :2]
+    x0 = initial_state(truth, system, 1.0)
+    a = ExtendedKalmanFilter(inflation=180, initial_state=x0).fit(missing).predict(missing)
+    b = ExtendedKalmanFilter(inflation=180, initial_state=x0).fit(fewer).predict(fewer)
+    np.testing.assert_allclose(a.x, b.x, rtol=1e-10)
+    np.testing.assert_allclose(a.z_std, b.z_std, rtol=1e-10)
+
+
+def test_inflation_array_sweeps_the_first_batch_dim(l63_twin):
+    system, truth, obs = l63_twin
+    obs = obs.isel(time=slice(0, 20))
+    pair = obs.assign(observation=xr.concat([obs.observation] * 2, dim="trajectory"))
+    x0 = initial_state(truth, system, 1.0)
+    swept = ExtendedKalmanFilter(inflation=[1.0, 180.0], initial_state=x0).fit(pair).predict(pair)
+    for i, infl in enumerate([1.0, 180.0]):
+        one = ExtendedKalmanFilter(inflation=infl, initial_state=x0).fit(obs).predict(obs)
+        np.testing.assert_allclose(swept.x.isel(trajectory=i), one.x, rtol=1e-10)
+
+
+def test_params_clone_pickle_and_validation(l63_twin):
+    system, truth, obs = l63_twin
+    obs = obs.isel(time=slice(0, 10))
+    est = ExtendedKalmanFilter(inflation=180, initial_state=initial_state(truth, system, 1.0))
+    assert clone(est).set_params(inflation=50).inflation == 50
+    est.fit(obs)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(est.predict(obs).x, again.predict(obs).x)
+    with pytest.raises(ValueError, match="inflation"):
+        ExtendedKalmanFilter(inflation=0.0).fit(obs)

@@ -1,0 +1,172 @@
+"""Extended Kalman filter: mean and full covariance, tangent linear model by autodiff.
+
+Follows DAPPER's ``ExtKF`` (``da_methods/extended.py``). At every model step
+the covariance is propagated with the tangent linear model ``M`` (the Jacobian
+of one model step) and multiplicatively inflated *per unit model time*:
+``P <- infl**dt * M P M^T``, so that ``infl`` is the inflation over one time
+unit whatever ``dt`` (DAPPER's ``infl_per_dt := infl**dt``). The analysis is
+the Kalman update in whitened observation space with the operator linearised
+at the forecast mean (missing observations drop out).
+
+Difference to DAPPER: DAPPER's Lorenz models use the Euler resolvent
+``I + dt * J(x)`` of the ODE Jacobian evaluated *after* the step
+(``Dyn.linear(mu)`` is called on the forecast mean), whereas ``M`` here is the
+exact Jacobian of the model's RK4 step at the state it starts from, computed
+by torch autodiff (one batched backward pass per forecast). On the same
+truth and observations (L63 ``sakov2012``, DAPPER seed 3000, ``infl=180``)
+DAPPER scores 0.870 and this filter 0.890; with DAPPER's resolvent swapped in,
+this filter gives DAPPER's 0.870 to all digits, so inflation and analysis match.
+
+Reference: Jazwinski (1970), Stochastic Processes and Filtering Theory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from xdyn.assimilation.base import BaseAssimilator
+from xdyn.assimilation.var3d import observation_jacobian, whitened_update
+
+__all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian"]
+
+
+def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1):
+    """Forecast ``n_steps`` model steps and the Jacobian of that map at ``x``.
+
+    The Jacobian of the ``n_steps`` map is the product of the step Jacobians
+    along the trajectory (``system.step_jacobian`` at each step, chain rule);
+    it is obtained here in one batched forward pass of ``n`` copies of the state
+    and one backward pass, without the per-call ``vmap`` overhead.
+
+    Returns
+    -------
+    x_next : tensor (*batch, n)
+    M : tensor (*batch, n, n)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.systems import Lorenz63
+    >>> x = torch.tensor([1.0, 2.0, 20.0], dtype=torch.float64)
+    >>> x_next, M = forecast_with_jacobian(Lorenz63(), x, 0.01, 1)
+    >>> torch.allclose(M, Lorenz63().step_jacobian(x, 0.01))
+    True
+    """
+    n = x.shape[-1]
+    with torch.enable_grad():
+        xr = x.detach().unsqueeze(-2).expand(*x.shape[:-1], n, n).clone().requires_grad_(True)
+        out = system.forecast(xr, dt, int(n_steps))
+        eye = torch.eye(n, dtype=x.dtype, device=x.device).expand_as(out)
+        (M,) = torch.autograd.grad(out, xr, eye)  # row i = e_i^T M
+    return out[..., 0, :].detach(), M
+
+
+class ExtendedKalmanFilter(BaseAssimilator):
+    """Extended Kalman filter (EKF) with multiplicative inflation per unit time.
+
+    Parameters
+    ----------
+    system, operator, noise_std, R, dt, initial_state, burn_in, raise_on_divergence
+        See :class:`xdyn.assimilation.base.BaseAssimilator`.
+    inflation : float or 1-D array, default=1.0
+        Multiplicative covariance inflation per unit model time (DAPPER's
+        ``infl``), applied as ``infl**dt`` at every model step. A 1-D array
+        sweeps over the first batch dim of the observations.
+    initial_spread : float, default=1.0
+        Standard deviation of the initial error: ``P_0 = initial_spread**2 I``.
+    return_background : bool, default=False
+        Also return the forecast (``<var>_background``).
+    random_state : int, RandomState or None
+        Seeds the initial state when ``initial_state`` is None.
+    progress : bool, default=False
+
+    Notes
+    -----
+    The output has the mean state plus ``<var>_std`` (square root of the
+    diagonal of ``P``) and ``spread``. Without model noise, the EKF of a
+    chaotic model needs a large inflation to stay stable: DAPPER tunes
+    ``infl=180`` on Lorenz-63 ``sakov2012`` and ``infl=10`` on Lorenz-96
+    ``sakov2008``. Memory and time grow as ``n_state**2`` and ``n_state**3``.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> from xdyn.observe import observe
+    >>> truth = Lorenz63().simulate(t_span=20, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=2 ** 0.5, every=25, random_state=1)
+    >>> ekf = ExtendedKalmanFilter(inflation=180, initial_spread=2 ** 0.5,
+    ...                            initial_state=truth.isel(time=0).to_array().values)
+    >>> analysis = ekf.fit(obs).predict(obs)
+    >>> sorted(analysis.data_vars)
+    ['spread', 'x', 'x_std', 'y', 'y_std', 'z', 'z_std']
+    >>> -ekf.score(obs, truth) < 1.2
+    True
+    """
+
+    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+                 inflation=1.0, initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 return_background=False, raise_on_divergence=True,
+                 random_state=None, progress=False):
+        self.system = system
+        self.operator = operator
+        self.noise_std = noise_std
+        self.R = R
+        self.dt = dt
+        self.inflation = inflation
+        self.initial_state = initial_state
+        self.initial_spread = initial_spread
+        self.burn_in = burn_in
+        self.return_background = return_background
+        self.raise_on_divergence = raise_on_divergence
+        self.random_state = random_state
+        self.progress = progress
+
+    def _fit(self, ctx, truth):
+        infl = np.asarray(self.inflation, dtype=float)
+        if infl.ndim > 1 or np.any(infl <= 0) or not np.all(np.isfinite(infl)):
+            raise ValueError(
+                f"inflation must be a positive float or 1-D array, got {self.inflation}")
+        if not float(self.initial_spread) > 0:
+            raise ValueError(f"initial_spread must be > 0, got {self.initial_spread}")
+
+    # The state is ``(mean, P, inflation_per_step)``.
+    def _initialize(self, ctx, rng):
+        self._fit(ctx, None)
+        x = self._initial_mean(ctx, rng)
+        eye = torch.eye(ctx.n_state, dtype=x.dtype, device=x.device)
+        P = float(self.initial_spread) ** 2 * eye.expand(x.shape + (ctx.n_state,)).clone()
+        infl = torch.as_tensor(np.asarray(self.inflation, dtype=float) ** ctx.dt,
+                               dtype=x.dtype, device=x.device)
+        infl = infl.reshape(infl.shape + (1,) * (P.ndim - infl.ndim))
+        return x, P, infl
+
+    def _forecast(self, state, n_steps, ctx, rng):
+        x, P, infl = state
+        # Without model noise, stepping P <- infl**dt M_i P M_i^T over the steps
+        # equals one propagation with the product M of the step Jacobians.
+        x, M = forecast_with_jacobian(ctx.system, x, ctx.dt, n_steps)
+        P = infl ** int(n_steps) * (M @ P @ M.transpose(-1, -2))
+        return x, 0.5 * (P + P.transpose(-1, -2)), infl
+
+    def _analyze(self, state, k, ctx, rng):
+        x_f, P, infl = state
+        H = observation_jacobian(ctx.operator, ctx.system, x_f)
+        d = ctx.innovation_data(k) - ctx.h(x_f)
+        x_a, P_a = whitened_update(x_f, P, H, ctx.whitening(k), d)
+        return x_a, P_a, infl
+
+    def _innovation_ratio(self, state, k, ctx):
+        # whitened innovations should have mean square 1 + tr(W H P H^T W^T) / q
+        x_f, P, _ = state
+        W = ctx.whitening(k)
+        if W.shape[0] == 0:
+            return None
+        Hw = W @ observation_jacobian(ctx.operator, ctx.system, x_f)
+        dw = (ctx.innovation_data(k) - ctx.h(x_f)) @ W.T
+        expected = 1.0 + torch.diagonal(Hw @ P @ Hw.transpose(-1, -2), dim1=-2, dim2=-1).mean(-1)
+        return (dw**2).mean(-1) / expected
+
+    def _summarize(self, state):
+        x, P, _ = state
+        return x, None, torch.diagonal(P, dim1=-2, dim2=-1).clamp_min(0).sqrt()
