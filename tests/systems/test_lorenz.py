@@ -208,7 +208,9 @@ def test_two_scale_without_coupling_slow_part_is_lorenz96():
     x0 = two.random_initial_state(3, np.random.RandomState(4))
     a = two.simulate(n_steps=400, dt=0.005, x0=x0)
     b = single.simulate(n_steps=400, dt=0.005, x0=x0[:, :12])
-    np.testing.assert_allclose(a.x.values, b.x.values, rtol=1e-12, atol=1e-12)
+    # Lorenz-96 integrates tiny states in numpy, the two-scale model in torch:
+    # equal up to round-off amplified by 2 time units of chaos
+    np.testing.assert_allclose(a.x.values, b.x.values, rtol=1e-9, atol=1e-9)
     # with coupling the slow variables do feel the fast ones
     c = TwoScaleLorenz96(K=12, J=4, F=8.0, h=1.0).simulate(n_steps=400, dt=0.005, x0=x0)
     assert float(abs(c.x - b.x).isel(time=-1).max()) > 1e-2

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
+from xdyn.systems.integrators import array_namespace
 
 __all__ = ["Lorenz63"]
 
@@ -56,11 +57,17 @@ class Lorenz63(DynamicalSystem):
             StateVariable("z", attrs={**attrs, "long_name": "vertical temperature difference"}),
         ]
 
+    supports_numpy = True
+
+    def _tendency(self, a, b, c):
+        return (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c)
+
     def rhs(self, t, x):
-        a, b, c = x[..., 0], x[..., 1], x[..., 2]
-        return torch.stack(
-            (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c), dim=-1
-        )
+        # written once for torch tensors and numpy arrays (see DynamicalSystem.forecast)
+        if isinstance(x, np.ndarray) and x.ndim == 1:
+            return np.array(self._tendency(*x))  # numpy scalars: the fast single-state path
+        xp = array_namespace(x)
+        return xp.stack(self._tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
 
     def random_initial_state(self, n, random_state=None):
         rng = np.random.RandomState(random_state) if not hasattr(random_state, "normal") else random_state

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
+from xdyn.systems.integrators import array_namespace
 
 __all__ = ["Lorenz96"]
 
@@ -57,10 +58,13 @@ class Lorenz96(DynamicalSystem):
     def coords(self):
         return {"k": ("k", np.arange(int(self.n)), {"long_name": "site index"})}
 
+    supports_numpy = True
+
     def rhs(self, t, x):
-        # one circular pad then shifted views: no Python loop over sites or members
-        xp = torch.cat((x[..., -2:], x, x[..., :1]), dim=-1)
-        return (xp[..., 3:] - xp[..., :-3]) * xp[..., 1:-2] - x + self.F
+        # one circular pad then shifted views: no Python loop over sites or members;
+        # written once for torch tensors and numpy arrays (see DynamicalSystem.forecast)
+        padded = array_namespace(x).concatenate((x[..., -2:], x, x[..., :1]), axis=-1)
+        return (padded[..., 3:] - padded[..., :-3]) * padded[..., 1:-2] - x + self.F
 
     def random_initial_state(self, n, random_state=None):
         rng = np.random.RandomState(random_state) if not hasattr(random_state, "normal") else random_state
