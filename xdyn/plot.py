@@ -108,12 +108,23 @@ def plot_scores(results: xr.Dataset, fig=None):
     fig = fig or plt.figure(figsize=(10, 3.5), constrained_layout=True)
     ax = fig.subplots()
     label_dim = [d for d in results["rmse"].dims if d != "time"][0]
+    n_time = results.sizes["time"]
+    # thousands of cycles draw as noise: show a running mean over ~1% of the record
+    window = max(1, n_time // 100) if n_time > 500 else 1
+
+    def smooth(da):
+        return da.rolling(time=window, center=True, min_periods=1).mean() if window > 1 else da
+
     for i, m in enumerate(results[label_dim].values):
         color = f"C{i % 10}"
-        # isel, not sel: sel(method=...) is sel's own keyword (the lookup method), not the dim
-        ax.plot(results["time"], results["rmse"].isel({label_dim: i}), color=color, lw=1, label=str(m))
+        # isel: ``.sel(method=...)`` would hit sel's own ``method`` keyword
+        ax.plot(results["time"], smooth(results["rmse"].isel({label_dim: i})), color=color, lw=1,
+                label=str(m))
         if "spread" in results and np.isfinite(results["spread"].isel({label_dim: i})).any():
-            ax.plot(results["time"], results["spread"].isel({label_dim: i}), color=color, lw=0.8, ls="--")
+            ax.plot(results["time"], smooth(results["spread"].isel({label_dim: i})), color=color,
+                    lw=0.8, ls="--")
+    if window > 1:
+        ax.set_title(f"running mean over {window} analysis times", fontsize=9)
     ax.set_yscale("log")
     ax.set_xlabel("time")
     ax.set_ylabel("analysis RMSE (solid), spread (dashed)")

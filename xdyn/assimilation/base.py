@@ -173,6 +173,7 @@ class BaseAssimilator(BaseEstimator):
     # means the ensemble no longer describes its error (DAPPER's silent 3.8).
     lost_track_ratio = 8.0
     lost_track_window = 100
+    lost_track_every = 5  # cycles between innovation checks (the check costs a cycle's H)
 
     def _innovation_ratio(self, state, k: int, ctx: CycleContext):
         """Whitened innovation mean square over its expected value, per batch element.
@@ -182,7 +183,7 @@ class BaseAssimilator(BaseEstimator):
         return None
 
     def _check_lost_track(self, ratios, ctx, k):
-        window = self.lost_track_window
+        window = self.lost_track_window // self.lost_track_every
         if len(ratios) < 2 * window:  # never during spin-up
             return
         recent = torch.stack(ratios[-window:]).mean(0)
@@ -190,9 +191,9 @@ class BaseAssimilator(BaseEstimator):
         if worst > self.lost_track_ratio:
             raise DivergenceError(
                 f"{type(self).__name__} has lost track of the observations: over the last "
-                f"{window} cycles its innovations were {worst:.1f} times larger than its "
-                "ensemble spread and the observation error explain (increase inflation or "
-                "members, or pass raise_on_divergence=False)", time=float(ctx.times[k]))
+                f"{self.lost_track_window} cycles its innovations were {worst:.1f} times "
+                "larger than its ensemble spread and the observation error explain (increase "
+                "inflation or members, or pass raise_on_divergence=False)", time=float(ctx.times[k]))
 
     def _run_cycle(self, ctx: CycleContext, rng):
         state = self._initialize(ctx, rng)
@@ -206,7 +207,7 @@ class BaseAssimilator(BaseEstimator):
                 state = self._forecast(state, int(ctx.n_steps[k]), ctx, rng)
             if self.return_background:
                 records["background"].append(self._summarize(state))
-            if self.raise_on_divergence:
+            if self.raise_on_divergence and k % self.lost_track_every == 0:
                 ratio = self._innovation_ratio(state, k, ctx)
                 if ratio is not None:
                     ratios.append(ratio)
