@@ -99,3 +99,12 @@ def test_default_experiment_quick_end_to_end(tmp_path):
     for name in ("results", "rmse_spread", "twin_panel"):
         assert result.paths[name].exists()
     assert "LETKF" in result.table and "peak memory" in result.table
+
+
+def test_sweep_without_grid_scores_each_truth():
+    system = Lorenz96(n=12)
+    truth = system.simulate(n_trajectories=3, n_steps=60, burn_in=10.0, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    scores = sweep(EnKF(system=system, n_members=16, inflation=1.03, random_state=0), obs, truth)
+    assert scores.dims == ("trajectory",) and scores.shape == (3,)
+    assert np.all(np.isfinite(scores)) and np.all(scores < 1.0)

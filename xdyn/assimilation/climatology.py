@@ -21,7 +21,8 @@ from sklearn.utils import check_random_state
 
 from xdyn.model_selection import unwrap
 
-__all__ = ["estimate_climatology", "resolve_background_covariance", "symmetric_sqrt"]
+__all__ = ["estimate_climatology", "resolve_background_covariance", "fit_background_covariance",
+           "symmetric_sqrt"]
 
 _FREE_RUN_TRAJECTORIES = 10   # independent free runs integrated in one batched call
 _FREE_RUN_BURN_IN = 10.0      # model time discarded to reach the attractor
@@ -154,6 +155,16 @@ def resolve_background_covariance(B, B_scale, n_state, climatology=None) -> np.n
     if np.linalg.eigvalsh(0.5 * (B + B.T)).min() < -1e-8 * np.abs(B).max():
         raise ValueError("B must be positive semi-definite")
     return scale * B
+
+
+def fit_background_covariance(estimator, ctx, truth=None) -> np.ndarray:
+    """The ``B`` a variational estimator uses: its explicit ``B`` or the climatology's,
+    times its ``B_scale`` (the shared ``fit`` step of Var3D and Var4D)."""
+    clim = None
+    if estimator.B is None:
+        _, clim = estimate_climatology(ctx.system, truth, estimator.climatology_length,
+                                       ctx.dt, estimator.random_state)
+    return resolve_background_covariance(estimator.B, estimator.B_scale, ctx.n_state, clim)
 
 
 def symmetric_sqrt(B: torch.Tensor) -> torch.Tensor:

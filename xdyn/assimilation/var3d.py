@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.climatology import estimate_climatology, resolve_background_covariance
+from xdyn.assimilation.climatology import fit_background_covariance
 
 __all__ = ["Var3D", "observation_jacobian", "whitened_update"]
 
@@ -202,11 +202,7 @@ class Var3D(BaseAssimilator):
     def _fit(self, ctx, truth):
         if int(self.n_outer) < 1:
             raise ValueError(f"n_outer must be >= 1, got {self.n_outer}")
-        clim = None
-        if self.B is None:
-            _, clim = estimate_climatology(ctx.system, truth, self.climatology_length,
-                                           ctx.dt, self.random_state)
-        self.B_ = resolve_background_covariance(self.B, self.B_scale, ctx.n_state, clim)
+        self.B_ = fit_background_covariance(self, ctx, truth)
 
     # ------------------------------------------------------------ hooks
     # The state is ``(mean, std, B)``: B rides along as a tensor, converted once.

@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.climatology import (estimate_climatology, resolve_background_covariance,
+from xdyn.assimilation.climatology import (fit_background_covariance,
                                            symmetric_sqrt)
 from xdyn.exceptions import DivergenceError
 
@@ -151,11 +151,7 @@ class Var4D(BaseAssimilator):
             raise ValueError(f"window must be >= 1, got {self.window}")
         if int(self.n_iter) < 1:
             raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
-        clim = None
-        if self.B is None:
-            _, clim = estimate_climatology(ctx.system, truth, self.climatology_length,
-                                           ctx.dt, self.random_state)
-        self.B_ = resolve_background_covariance(self.B, self.B_scale, ctx.n_state, clim)
+        self.B_ = fit_background_covariance(self, ctx, truth)
 
     # ------------------------------------------------------------ the cycle
     def _run_cycle(self, ctx, rng):

@@ -9,7 +9,6 @@ combination at once: one forecast and one batched analysis per cycle.
 from __future__ import annotations
 
 import numpy as np
-import xarray as xr
 from sklearn.base import clone
 
 from xdyn.model_selection import unwrap
@@ -52,17 +51,18 @@ def sweep(estimator, obs, truth, inflation=None):
     est = clone(estimator)
     if inflation is not None:
         grid = np.asarray(inflation, dtype=float)
+        noise = obs["noise_std"] if "noise_std" in obs else None
+        obs = obs.drop_vars([v for v in ("noise_std",) if v in obs])
         obs = obs.expand_dims(inflation=grid).transpose("inflation", ...)
-        obs["noise_std"] = obs["noise_std"].isel(inflation=0, drop=True) if "noise_std" in obs else None
+        if noise is not None:  # the noise is the same for every grid point
+            obs["noise_std"] = noise
         est.set_params(inflation=grid)
     if hasattr(est, "return_ensemble"):
         est.set_params(return_ensemble=False)
     analysis = est.fit(obs).predict(obs)
     names = [v for v in truth.data_vars if v in analysis.data_vars]
     err2 = ((analysis[names] - truth[names].sel(time=analysis.time)) ** 2).to_array("variable")
-    batch = [d for d in analysis[names[0]].dims if d not in truth[names[0]].dims or d == "trajectory"]
-    batch = [d for d in ["inflation", *obs["observation"].dims] if d not in ("time", "obs")]
-    batch = list(dict.fromkeys(batch))
+    batch = [d for d in obs["observation"].dims if d not in ("time", "obs")]
     space = [d for d in err2.dims if d not in ("time", *batch)]
     per_time = np.sqrt(err2.mean(space))
     t = per_time["time"]

@@ -6,7 +6,6 @@ Lorenz, E. N. (1963). Deterministic nonperiodic flow. J. Atmos. Sci., 20, 130-14
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.integrators import array_namespace

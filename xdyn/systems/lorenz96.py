@@ -6,7 +6,6 @@ Lorenz, E. N. (1996). Predictability: a problem partly solved. ECMWF Seminar.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.integrators import array_namespace
