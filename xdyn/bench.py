@@ -156,9 +156,12 @@ def _as_datasets(HMM, xx, yy, system):
     tseq = HMM.tseq
     truth = system.from_state(xx, dims=("time",), coords={"time": tseq.tt})
     y = np.stack([np.asarray(v, dtype=float) for v in yy])
+    # DAPPER draws its initial ensemble at t=0, one observation interval before the
+    # first observation: an all-missing observation at t=0 puts ours there too
+    y = np.concatenate([np.full((1, y.shape[1]), np.nan), y])
     op = Identity()
     coords = op.obs_coords(system)
-    coords["time"] = tseq.tto
+    coords["time"] = np.concatenate([[tseq.tt[0]], tseq.tto])
     std = float(np.sqrt(HMM.Obs(0).noise.C.diag[0]))
     obs = xr.Dataset({"observation": (("time", "obs"), y),
                       "noise_std": ("obs", np.full(y.shape[1], std))}, coords=coords)
@@ -186,7 +189,7 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz63")) -> str:
             warnings.simplefilter("ignore")
             xx, yy = HMM.simulate()
         truth, obs = _as_datasets(HMM, xx, yy, system)
-        burn = float(HMM.tseq.BurnIn - HMM.tseq.tto[0])
+        burn = float(HMM.tseq.BurnIn)
         lines.append(f"{name} ({HMM.tseq.Ko} cycles, burn-in {HMM.tseq.BurnIn} time units)")
         for label, method, params, (dname, dparams) in _configs(name):
             est = make_assimilator(method, system=system, initial_state=HMM.X0.mu,

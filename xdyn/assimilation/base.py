@@ -167,38 +167,57 @@ class BaseAssimilator(BaseEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------ the cycle
-    # A filter that has lost the truth but stays finite is caught by its
-    # innovations: their whitened mean square should be about 1 + the ensemble's
-    # own variance in observation space; far above that for many cycles in a row
-    # means the ensemble no longer describes its error (DAPPER's silent 3.8).
-    lost_track_ratio = 8.0
+    # A filter that has lost the truth but stays finite (DAPPER's silent 3.8) is
+    # caught by its skill: its background misfit to the observations grows to the
+    # size of the observations' own variability in time (what a climatological
+    # guess would make). A filter that is only transiently overconfident keeps a
+    # misfit far below that, so this does not fire on a healthy filter's bad spell.
+    lost_track_fraction = 0.75
     lost_track_window = 100
-    lost_track_every = 5  # cycles between innovation checks (the check costs a cycle's H)
+    lost_track_every = 5  # cycles between checks (each check costs one observation of the mean)
 
-    def _innovation_ratio(self, state, k: int, ctx: CycleContext):
-        """Whitened innovation mean square over its expected value, per batch element.
+    def _observation_climate(self, ctx: CycleContext):
+        """Whitened variance in time of the observations, per batch element (or None)."""
+        if not self._uses_forecast_background() or ctx.obs_std is None or ctx.y.shape[0] < 2 * self.lost_track_window:
+            return None
+        yw = ctx.y / ctx.obs_std
+        with np.errstate(all="ignore"):
+            var = np.nanvar(yw.cpu().numpy(), axis=0)  # (*batch, p)
+            clim = np.nanmean(var, axis=-1)
+        return None if not np.all(np.isfinite(clim)) else torch.as_tensor(clim, dtype=yw.dtype)
 
-        ``None`` for methods without an ensemble (no expected value to compare with).
-        """
-        return None
+    def _uses_forecast_background(self) -> bool:
+        """False for methods whose background is not a model forecast (the check is moot)."""
+        return True
 
-    def _check_lost_track(self, ratios, ctx, k):
+    def _background_misfit(self, state, k: int, ctx: CycleContext):
+        """Mean squared whitened misfit of the background mean to the observations."""
+        mean = self._summarize(state)[0]
+        m = ctx.mask[k]
+        if not bool(m.any()):
+            return None
+        d = (ctx.y[k] - ctx.h(mean))[..., m] / ctx.obs_std[m]
+        return (d**2).mean(-1).cpu()
+
+    def _check_lost_track(self, misfits, climate, ctx, k):
         window = self.lost_track_window // self.lost_track_every
-        if len(ratios) < 2 * window:  # never during spin-up
+        if len(misfits) < 2 * window:  # never during spin-up
             return
-        recent = torch.stack(ratios[-window:]).mean(0)
-        worst = float(recent.max())
-        if worst > self.lost_track_ratio:
+        skill = torch.stack(misfits[-window:]).mean(0) / climate
+        worst = float(skill.max())
+        if worst > self.lost_track_fraction:
             raise DivergenceError(
                 f"{type(self).__name__} has lost track of the observations: over the last "
-                f"{self.lost_track_window} cycles its innovations were {worst:.1f} times "
-                "larger than its ensemble spread and the observation error explain (increase "
-                "inflation or members, or pass raise_on_divergence=False)", time=float(ctx.times[k]))
+                f"{self.lost_track_window} cycles its background misfit was {worst:.2f} of "
+                "the observations' own variance (a healthy filter stays far below "
+                f"{self.lost_track_fraction}); increase inflation or members, or pass "
+                "raise_on_divergence=False", time=float(ctx.times[k]))
 
     def _run_cycle(self, ctx: CycleContext, rng):
         state = self._initialize(ctx, rng)
         records = {"analysis": [], "background": []}
-        ratios = []
+        misfits = []
+        climate = self._observation_climate(ctx) if self.raise_on_divergence else None
         iterator = range(len(ctx.times))
         if getattr(self, "progress", False):
             iterator = tqdm(iterator, desc=type(self).__name__, leave=False)
@@ -207,11 +226,11 @@ class BaseAssimilator(BaseEstimator):
                 state = self._forecast(state, int(ctx.n_steps[k]), ctx, rng)
             if self.return_background:
                 records["background"].append(self._summarize(state))
-            if self.raise_on_divergence and k % self.lost_track_every == 0:
-                ratio = self._innovation_ratio(state, k, ctx)
-                if ratio is not None:
-                    ratios.append(ratio)
-                    self._check_lost_track(ratios, ctx, k)
+            if climate is not None and k % self.lost_track_every == 0:
+                misfit = self._background_misfit(state, k, ctx)
+                if misfit is not None:
+                    misfits.append(misfit)
+                    self._check_lost_track(misfits, climate, ctx, k)
             try:
                 state = self._analyze(state, k, ctx, rng)
             except torch.linalg.LinAlgError as err:  # non-finite or singular: the filter is lost

@@ -61,15 +61,6 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     def _forecast(self, E, n_steps, ctx, rng):
         return ctx.system.forecast(E, ctx.dt, n_steps)
 
-    def _innovation_ratio(self, E, k, ctx):
-        W = ctx.whitening(k)
-        HE = ctx.h(E)
-        hmu = HE.mean(-2, keepdim=True)
-        Yw = (HE - hmu) @ W.T
-        dw = (ctx.innovation_data(k) - hmu.squeeze(-2)) @ W.T
-        expected = 1.0 + (Yw**2).sum(-2).mean(-1) / (E.shape[-2] - 1)
-        return (dw**2).mean(-1) / expected
-
     def _summarize(self, E):
         return E.mean(-2), E, E.std(-2)
 

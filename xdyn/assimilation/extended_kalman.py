@@ -156,17 +156,6 @@ class ExtendedKalmanFilter(BaseAssimilator):
         x_a, P_a = whitened_update(x_f, P, H, ctx.whitening(k), d)
         return x_a, P_a, infl
 
-    def _innovation_ratio(self, state, k, ctx):
-        # whitened innovations should have mean square 1 + tr(W H P H^T W^T) / q
-        x_f, P, _ = state
-        W = ctx.whitening(k)
-        if W.shape[0] == 0:
-            return None
-        Hw = W @ observation_jacobian(ctx.operator, ctx.system, x_f)
-        dw = (ctx.innovation_data(k) - ctx.h(x_f)) @ W.T
-        expected = 1.0 + torch.diagonal(Hw @ P @ Hw.transpose(-1, -2), dim1=-2, dim2=-1).mean(-1)
-        return (dw**2).mean(-1) / expected
-
     def _summarize(self, state):
         x, P, _ = state
         return x, None, torch.diagonal(P, dim1=-2, dim2=-1).clamp_min(0).sqrt()

@@ -103,6 +103,10 @@ class OptimalInterpolation(BaseAssimilator):
         self.random_state = random_state
         self.progress = progress
 
+    def _uses_forecast_background(self):
+        # with the climatological background the misfit *is* the climatology's
+        return self.background == "forecast"
+
     def _fit(self, ctx, truth):
         if self.background not in _BACKGROUNDS:
             raise ValueError(f"background must be one of {_BACKGROUNDS}, got {self.background!r}")
