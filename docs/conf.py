@@ -60,7 +60,8 @@ def _skip_sklearn_plumbing(app, what, name, obj, skip, options):
     ``:inherited-members: BaseEstimator`` does not catch them) and their
     docstrings point to sklearn's own documentation.
     """
-    if name == "get_metadata_routing" or (name.startswith("set_") and name.endswith("_request")):
+    if name in ("get_metadata_routing", "set_output") or (
+            name.startswith("set_") and name.endswith("_request")):
         return True
     return None
 
