@@ -151,7 +151,7 @@ def _figures(res, analyses, truth, obs, variable, site):
     figs = {"rmse_spread": plot_scores(res)}
     finite = res.rmse_mean.fillna(np.inf)
     if len(analyses):
-        best = str(res.assimilator.values[int(finite.argmin())])
+        best = str(res.assimilator.values[int(np.argmin(finite.values))])
         chosen = {best: analyses[best]}
         worst_ok = [m for m in res.assimilator.values if str(m) in analyses and str(m) != best]
         if worst_ok:

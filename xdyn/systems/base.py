@@ -177,8 +177,10 @@ class DynamicalSystem(BaseEstimator):
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output)."""
         if self._use_numpy(x) and int(n_steps) > 0:
             z = x.detach().numpy()
-            for _ in range(int(n_steps)):
-                z = rk4_step_numpy(self.rhs, 0.0, z, dt)
+            # overflow is reported by the callers' finiteness checks (DivergenceError)
+            with np.errstate(over="ignore", invalid="ignore"):
+                for _ in range(int(n_steps)):
+                    z = rk4_step_numpy(self.rhs, 0.0, z, dt)
             return torch.from_numpy(z)
         for _ in range(int(n_steps)):
             x = self.step(x, dt)
@@ -205,7 +207,11 @@ class DynamicalSystem(BaseEstimator):
         if progress:
             iterator = tqdm(iterator, desc=f"{self.name}", leave=False)
         for i in iterator:
-            x = rk4_step_numpy(self.rhs, 0.0, x, dt) if numpy_path else self.step(x, dt)
+            if numpy_path:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    x = rk4_step_numpy(self.rhs, 0.0, x, dt)
+            else:
+                x = self.step(x, dt)
             if i % save_every == 0:
                 out.append(x)
         return torch.from_numpy(np.stack(out)) if numpy_path else torch.stack(out)
