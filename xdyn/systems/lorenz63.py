@@ -58,6 +58,18 @@ class Lorenz63(DynamicalSystem):
 
     supports_numpy = True
 
+    def _numpy_operators(self) -> np.ndarray:
+        """``[L | Q]`` (3 x 6) with ``rhs(x) = x @ L + x_0 * (x @ Q)``, cached per parameters."""
+        key = (float(self.sigma), float(self.rho), float(self.beta))
+        cached = getattr(self, "_operators_cache", None)
+        if cached is None or cached[0] != key:
+            sigma, rho, beta = key
+            L = np.array([[-sigma, rho, 0.0], [sigma, -1.0, 0.0], [0.0, 0.0, -beta]])
+            Q = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+            cached = (key, np.hstack([L, Q]))
+            self._operators_cache = cached
+        return cached[1]
+
     def _tendency(self, a, b, c):
         return (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c)
 
@@ -66,9 +78,9 @@ class Lorenz63(DynamicalSystem):
         if isinstance(x, np.ndarray):  # the tiny-state fast path: fewest numpy calls
             if x.ndim == 1:
                 return np.array(self._tendency(*x))  # numpy scalars
-            out = np.empty_like(x)
-            out[..., 0], out[..., 1], out[..., 2] = self._tendency(x[..., 0], x[..., 1], x[..., 2])
-            return out
+            # linear part and the two products in one matmul: x @ [L | Q], then x_0 * (x @ Q)
+            y = x @ self._numpy_operators()
+            return y[..., :3] + x[..., :1] * y[..., 3:]
         xp = array_namespace(x)
         return xp.stack(self._tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
 
