@@ -62,6 +62,16 @@ class CycleContext:
         """Apply the observation operator to flat states ``(..., n_state)``."""
         return self.operator.apply(x, self.system)
 
+    def jacobian_h(self, x: torch.Tensor) -> torch.Tensor:
+        """Jacobian of the operator at ``x``; a linear operator's matrix is built once."""
+        from xdyn.assimilation.var3d import observation_jacobian
+
+        if not self.operator.linear:
+            return observation_jacobian(self.operator, self.system, x)
+        if getattr(self, "_H", None) is None:
+            self._H = observation_jacobian(self.operator, self.system, x)
+        return self._H
+
     def whitening(self, k: int) -> torch.Tensor:
         """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k."""
         m = self.mask[k]

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.var3d import observation_jacobian, whitened_update
+from xdyn.assimilation.var3d import whitened_update
 
 __all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian"]
 
@@ -196,7 +196,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
 
     def _analyze(self, state, k, ctx, rng):
         x_f, P, infl = state
-        H = observation_jacobian(ctx.operator, ctx.system, x_f)
+        H = ctx.jacobian_h(x_f)
         d = ctx.innovation_data(k) - ctx.h(x_f)
         x_a, P_a = whitened_update(x_f, P, H, ctx.whitening(k), d)
         return x_a, P_a, infl

@@ -115,7 +115,7 @@ def _gauss_newton_analysis(x_b, B, k, ctx, n_outer=1):
     y = ctx.innovation_data(k)
     x = x_b
     for _ in range(1 if ctx.operator.linear else int(n_outer)):
-        H = observation_jacobian(ctx.operator, ctx.system, x)
+        H = ctx.jacobian_h(x)
         # innovation relative to the linearisation point x_j
         d = y - ctx.h(x) - ((x_b - x).unsqueeze(-2) @ H.transpose(-1, -2)).squeeze(-2)
         x, P_a = whitened_update(x_b, B, H, W, d)

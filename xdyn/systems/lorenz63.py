@@ -60,10 +60,10 @@ class Lorenz63(DynamicalSystem):
 
     def _numpy_operators(self) -> np.ndarray:
         """``[L | Q]`` (3 x 6) with ``rhs(x) = x @ L + x_0 * (x @ Q)``, cached per parameters."""
-        key = (float(self.sigma), float(self.rho), float(self.beta))
-        cached = getattr(self, "_operators_cache", None)
+        key = (self.sigma, self.rho, self.beta)
+        cached = self.__dict__.get("_operators_cache")
         if cached is None or cached[0] != key:
-            sigma, rho, beta = key
+            sigma, rho, beta = map(float, key)
             L = np.array([[-sigma, rho, 0.0], [sigma, -1.0, 0.0], [0.0, 0.0, -beta]])
             Q = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
             cached = (key, np.hstack([L, Q]))
