@@ -79,7 +79,7 @@ class Lorenz63(DynamicalSystem):
             if x.ndim == 1:
                 return np.array(self._tendency(*x))  # numpy scalars
             # linear part and the two products in one matmul: x @ [L | Q], then x_0 * (x @ Q)
-            y = x @ self._numpy_operators()
+            y = x @ self._numpy_operators().astype(x.real.dtype, copy=False)  # keep float32
             return y[..., :3] + x[..., :1] * y[..., 3:]
         xp = array_namespace(x)
         return xp.stack(self._tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
