@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.climatology import estimate_climatology
-from xdyn.assimilation.var3d import _gauss_newton_analysis
+from xdyn.assimilation.var3d import StaticCovarianceCycle
 
 __all__ = ["OptimalInterpolation"]
 
 _BACKGROUNDS = ("climatology", "forecast")
 
 
-class OptimalInterpolation(BaseAssimilator):
+class OptimalInterpolation(StaticCovarianceCycle):
     """Optimal interpolation (OI) with a climatological background covariance.
 
     Parameters
@@ -129,17 +128,6 @@ class OptimalInterpolation(BaseAssimilator):
         return x, torch.full_like(x, float(self.initial_spread)), B
 
     def _forecast(self, state, n_steps, ctx, rng):
-        B = state[2]
         if self.background == "climatology":  # the forecast is discarded: skip it
-            return self._climatological_state(ctx, B)
-        x = ctx.system.forecast(state[0], ctx.dt, n_steps)
-        return x, torch.diagonal(B).sqrt().expand_as(x), B
-
-    def _analyze(self, state, k, ctx, rng):
-        x_b, _, B = state
-        x_a, P_a = _gauss_newton_analysis(x_b, B, k, ctx, int(self.n_outer))
-        std = torch.diagonal(P_a, dim1=-2, dim2=-1).clamp_min(0).sqrt().expand_as(x_a)
-        return x_a, std, B
-
-    def _summarize(self, state):
-        return state[0], None, state[1]
+            return self._climatological_state(ctx, state[2])
+        return super()._forecast(state, n_steps, ctx, rng)

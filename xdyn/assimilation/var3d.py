@@ -122,7 +122,30 @@ def _gauss_newton_analysis(x_b, B, k, ctx, n_outer=1):
     return x, P_a
 
 
-class Var3D(BaseAssimilator):
+class StaticCovarianceCycle(BaseAssimilator):
+    """Cycle hooks of the methods with a static background covariance (OI, 3D-Var).
+
+    The state is ``(mean, std, B)``: the forecast carries the mean with the
+    model and resets its std to that of ``B``; the analysis is the
+    (Gauss-Newton) BLUE update with ``B``.
+    """
+
+    def _forecast(self, state, n_steps, ctx, rng):
+        B = state[2]
+        x = ctx.system.forecast(state[0], ctx.dt, n_steps)
+        return x, torch.diagonal(B).sqrt().expand_as(x), B
+
+    def _analyze(self, state, k, ctx, rng):
+        x_b, _, B = state
+        x, P_a = _gauss_newton_analysis(x_b, B, k, ctx, int(self.n_outer))
+        std = torch.diagonal(P_a, dim1=-2, dim2=-1).clamp_min(0).sqrt().expand_as(x)
+        return x, std, B
+
+    def _summarize(self, state):
+        return state[0], None, state[1]
+
+
+class Var3D(StaticCovarianceCycle):
     """3D-Var: static-covariance variational analysis of the model forecast.
 
     Parameters
@@ -211,16 +234,3 @@ class Var3D(BaseAssimilator):
         std = torch.full_like(x, float(self.initial_spread))
         return x, std, ctx.system.as_tensor(self.B_)
 
-    def _forecast(self, state, n_steps, ctx, rng):
-        B = state[2]
-        x = ctx.system.forecast(state[0], ctx.dt, n_steps)
-        return x, torch.diagonal(B).sqrt().expand_as(x), B
-
-    def _analyze(self, state, k, ctx, rng):
-        x_b, _, B = state
-        x, P_a = _gauss_newton_analysis(x_b, B, k, ctx, int(self.n_outer))
-        std = torch.diagonal(P_a, dim1=-2, dim2=-1).clamp_min(0).sqrt().expand_as(x)
-        return x, std, B
-
-    def _summarize(self, state):
-        return state[0], None, state[1]
