@@ -60,7 +60,12 @@ class CycleContext:
 
     def h(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the observation operator to flat states ``(..., n_state)``."""
-        return self.operator.apply(x, self.system)
+        # the observed indices are resolved once per cycle context, not once per call
+        idx = self.__dict__.get("_h_index")
+        if idx is None or idx.device != x.device:
+            idx = torch.as_tensor(self.operator.indices(self.system.variables), device=x.device)
+            self._h_index = idx
+        return self.operator._transform(x.index_select(-1, idx))
 
     def jacobian_h(self, x: torch.Tensor) -> torch.Tensor:
         """Jacobian of the operator at ``x``; a linear operator's matrix is built once."""
@@ -75,10 +80,11 @@ class CycleContext:
     def whitening(self, k: int) -> torch.Tensor:
         """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k."""
         m = self.mask[k]
-        if self.obs_std is not None:
-            W = torch.diag(1.0 / self.obs_std)
-        else:
-            W = torch.linalg.inv(self.R_chol)
+        W = self.__dict__.get("_W_full")
+        if W is None:  # the whitening of a complete observation vector, built once
+            W = torch.diag(1.0 / self.obs_std) if self.obs_std is not None \
+                else torch.linalg.inv(self.R_chol)
+            self._W_full = W
         if bool(m.all()):
             return W
         if self.obs_std is None:
