@@ -178,6 +178,9 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz63")) -> str:
     if not has_peer("dapper"):
         return "xdyn bench da compares with DAPPER: install the bench extra (pip install -e '.[bench]')"
     import dapper.da_methods as da
+    import dapper.tools.progressbar as dapper_progress
+
+    dapper_progress.disable_progbar = True  # keep the comparison table readable
 
     lines = [f"{'setup / method':<42}{'xdyn RMSE':>10}{'DAPPER':>9}{'xdyn s':>9}{'DAPPER s':>10}{'speed-up':>10}"]
     for name in setups:
