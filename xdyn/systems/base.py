@@ -162,6 +162,9 @@ class DynamicalSystem(BaseEstimator):
     # more than the arithmetic on a 3- or 40-vector (5x slower than numpy for L63).
     supports_numpy = False
     numpy_fast_path_max_size = 4096
+    # Optional ``componentwise_tendency(*components)`` on scalars, for systems of a
+    # few variables (Lorenz-63): lets tiny batches integrate in plain Python.
+    componentwise_tendency = None
 
     def _use_numpy(self, x) -> bool:
         return (

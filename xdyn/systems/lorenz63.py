@@ -70,6 +70,14 @@ class Lorenz63(DynamicalSystem):
             self._operators_cache = cached
         return cached[1]
 
+    def componentwise_tendency(self, a, b, c):
+        """Time derivative from the three components as scalars (real or complex).
+
+        Used by integrators that hold a few tiny states as Python numbers
+        (:func:`xdyn.systems.integrators.rk4_forecast_components`).
+        """
+        return self._tendency(a, b, c)
+
     def _tendency(self, a, b, c):
         return (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c)
 
