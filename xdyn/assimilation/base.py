@@ -189,12 +189,13 @@ class BaseAssimilator(BaseEstimator):
     # guess would make). A filter that is only transiently overconfident keeps a
     # misfit far below that, so this does not fire on a healthy filter's bad spell.
     lost_track_fraction = 0.75
-    lost_track_window = 100
+    lost_track_window = 400  # long: a chaotic filter may have a bad spell and recover
     lost_track_every = 5  # cycles between checks (each check costs one observation of the mean)
 
     def _observation_climate(self, ctx: CycleContext):
         """Whitened variance in time of the observations, per batch element (or None)."""
-        if not self._uses_forecast_background() or ctx.obs_std is None or ctx.y.shape[0] < 2 * self.lost_track_window:
+        too_short = ctx.y.shape[0] < self.lost_track_window + self.lost_track_window // 4
+        if not self._uses_forecast_background() or ctx.obs_std is None or too_short:
             return None
         yw = ctx.y / ctx.obs_std
         with np.errstate(all="ignore"):
@@ -217,7 +218,7 @@ class BaseAssimilator(BaseEstimator):
 
     def _check_lost_track(self, misfits, climate, ctx, k):
         window = self.lost_track_window // self.lost_track_every
-        if len(misfits) < 2 * window:  # never during spin-up
+        if len(misfits) < window + window // 4:  # a quarter window of spin-up first
             return
         skill = torch.stack(misfits[-window:]).mean(0) / climate
         worst = float(skill.max())
