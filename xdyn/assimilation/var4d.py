@@ -216,12 +216,44 @@ class Var4D(BaseAssimilator):
         return v.detach(), n_eval
 
 
+class _ForecastWithTangent(torch.autograd.Function):
+    """A forecast whose backward pass applies the transposed tangent linear model.
+
+    For tiny states that integrate in numpy, the Jacobian of the whole segment
+    comes from complex-step differentiation (exact to round-off, see
+    :func:`xdyn.assimilation.extended_kalman.forecast_with_jacobian`): one cheap
+    forward pass instead of recording every torch operation of every RK4 step.
+    """
+
+    @staticmethod
+    def forward(ctx_fn, x, system, dt, n_steps):
+        from xdyn.assimilation.extended_kalman import forecast_with_jacobian
+
+        x_next, M = forecast_with_jacobian(system, x.detach(), dt, n_steps, method="complex-step")
+        ctx_fn.save_for_backward(M)
+        return x_next
+
+    @staticmethod
+    def backward(ctx_fn, grad_out):
+        (M,) = ctx_fn.saved_tensors
+        return (grad_out.unsqueeze(-2) @ M).squeeze(-2), None, None, None
+
+
+def _segment(x, n_steps, ctx):
+    system = ctx.system
+    if n_steps > 0 and x.requires_grad and torch.is_grad_enabled():
+        copies = x.detach().unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
+        if system._use_numpy(copies):
+            return _ForecastWithTangent.apply(x, system, ctx.dt, n_steps)
+    return system.forecast(x, ctx.dt, n_steps)
+
+
 def _trajectory(x0, ks, ctx):
     """States at the observation times ``ks``, starting from the control time."""
     out = []
     x = x0
     for k in ks:
-        x = ctx.system.forecast(x, ctx.dt, int(ctx.n_steps[k]))
+        x = _segment(x, int(ctx.n_steps[k]), ctx)
         out.append(x)
     return out
 
