@@ -449,7 +449,7 @@ def observe(
                     located = np.where(pos >= 0, values[safe], np.nan if values.dtype.kind == "f" else -1)
                     coords[d] = ("obs", located, dict(ds[d].attrs))
     coords.update({d: ds[d] for d in lead if d in ds.coords})
-    attrs_common = {"units": _common_units(layout, coords)}
+    attrs_common = {"units": _common_units(layout)}
     out = xr.Dataset(
         {
             "observation": (tuple(lead) + ("obs",), y, {**attrs_common, "long_name": "noisy observation"}),
@@ -469,6 +469,6 @@ def observe(
     return out
 
 
-def _common_units(layout, coords):
+def _common_units(layout):
     units = {v.attrs.get("units", "1") for v in layout}
     return units.pop() if len(units) == 1 else "mixed"

@@ -34,7 +34,7 @@ from xdyn.model_selection import unwrap
 from xdyn.observe import make_operator, operator_from_spec
 from xdyn.systems.registry import system_from_attrs
 
-__all__ = ["BaseAssimilator", "CycleContext", "analysis_rmse"]
+__all__ = ["BaseAssimilator", "CycleContext", "analysis_rmse", "state_rmse", "mean_after_burn_in"]
 
 
 @dataclasses.dataclass
@@ -396,6 +396,31 @@ class BaseAssimilator(BaseEstimator):
         return ds
 
 
+def state_rmse(analysis: xr.Dataset, truth: xr.Dataset, keep_dims=()) -> xr.DataArray:
+    """RMSE over every state variable and spatial point, per analysis time.
+
+    The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
+    (e.g. batch dims of a sweep) are not reduced.
+    """
+    from xdyn.metrics import rmse
+
+    names = [v for v in truth.data_vars if v in analysis.data_vars]
+    if not names:
+        raise ValueError("analysis and truth share no state variable")
+    an = analysis[names]
+    if "member" in an.dims:
+        an = an.mean("member")
+    an = an.to_array("variable")
+    tr = truth[names].sel(time=an["time"]).to_array("variable")
+    return rmse(an, tr, dim=[d for d in an.dims if d not in ("time", *keep_dims)])
+
+
+def mean_after_burn_in(per_time: xr.DataArray, burn_in: float = 0.0) -> xr.DataArray:
+    """Time mean of ``per_time`` from ``burn_in`` model time after its first time on."""
+    t = per_time["time"]
+    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time")
+
+
 def analysis_rmse(analysis: xr.Dataset, truth: xr.Dataset, burn_in: float = 0.0) -> float:
     """Time-averaged RMSE of an analysis against the truth at the analysis times.
 
@@ -403,19 +428,7 @@ def analysis_rmse(analysis: xr.Dataset, truth: xr.Dataset, burn_in: float = 0.0)
     time (and member mean when a ``member`` dim is present), then averaged over
     time after ``burn_in`` (the DAPPER convention).
     """
-    names = [v for v in truth.data_vars if v in analysis.data_vars]
-    if not names:
-        raise ValueError("analysis and truth share no state variable")
-    an = analysis[names]
-    if "member" in an.dims:
-        an = an.mean("member")
-    tr = truth[names].sel(time=an["time"])
-    err2 = ((an - tr) ** 2).to_array("variable")
-    keep = [d for d in err2.dims if d not in ("time",)]
-    per_time = np.sqrt(err2.mean(keep))
-    t = per_time["time"].values
-    sel = t >= t[0] + burn_in
-    return float(per_time.values[sel].mean())
+    return float(mean_after_burn_in(state_rmse(analysis, truth), burn_in))
 
 
 def _params_for_attrs(est) -> dict:

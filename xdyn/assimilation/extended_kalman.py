@@ -28,7 +28,7 @@ import torch
 from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.var3d import whitened_update
 
-__all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian"]
+__all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian", "complex_step_applies"]
 
 
 def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1,
@@ -93,6 +93,12 @@ def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
     M = np.swapaxes(z.imag, -1, -2) / _COMPLEX_STEP
     as_x = dict(dtype=x.dtype, device=x.device)
     return torch.as_tensor(z.real[..., 0, :].copy(), **as_x), torch.as_tensor(M, **as_x)
+
+
+def complex_step_applies(system, x: torch.Tensor) -> bool:
+    """Whether the ``n`` complex-step copies of ``x`` take the system's numpy fast path."""
+    copies = x.detach().unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
+    return system._use_numpy(copies)
 
 
 class ExtendedKalmanFilter(BaseAssimilator):
@@ -193,8 +199,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
         # equals one propagation with the product M of the step Jacobians.
         method = self.tangent_linear
         if method == "auto":
-            copies = x.unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
-            method = "complex-step" if ctx.system._use_numpy(copies) else "autodiff"
+            method = "complex-step" if complex_step_applies(ctx.system, x) else "autodiff"
         x, M = forecast_with_jacobian(ctx.system, x, ctx.dt, n_steps, method=method)
         P = infl ** int(n_steps) * (M @ P @ M.transpose(-1, -2))
         return x, 0.5 * (P + P.transpose(-1, -2)), infl

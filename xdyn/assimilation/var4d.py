@@ -240,11 +240,12 @@ class _ForecastWithTangent(torch.autograd.Function):
 
 
 def _segment(x, n_steps, ctx):
+    from xdyn.assimilation.extended_kalman import complex_step_applies
+
     system = ctx.system
-    if n_steps > 0 and x.requires_grad and torch.is_grad_enabled():
-        copies = x.detach().unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
-        if system._use_numpy(copies):
-            return _ForecastWithTangent.apply(x, system, ctx.dt, n_steps)
+    if (n_steps > 0 and x.requires_grad and torch.is_grad_enabled()
+            and complex_step_applies(system, x)):
+        return _ForecastWithTangent.apply(x, system, ctx.dt, n_steps)
     return system.forecast(x, ctx.dt, n_steps)
 
 

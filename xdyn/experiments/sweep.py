@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
+from xdyn.assimilation.base import mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
 
 __all__ = ["sweep"]
@@ -60,14 +61,8 @@ def sweep(estimator, obs, truth, inflation=None):
     if hasattr(est, "return_ensemble"):
         est.set_params(return_ensemble=False)
     analysis = est.fit(obs).predict(obs)
-    names = [v for v in truth.data_vars if v in analysis.data_vars]
-    err2 = ((analysis[names] - truth[names].sel(time=analysis.time)) ** 2).to_array("variable")
     batch = [d for d in obs["observation"].dims if d not in ("time", "obs")]
-    space = [d for d in err2.dims if d not in ("time", *batch)]
-    per_time = np.sqrt(err2.mean(space))
-    t = per_time["time"]
-    per_time = per_time.where(t >= t[0] + est.burn_in, drop=True)
-    out = per_time.mean("time")
+    out = mean_after_burn_in(state_rmse(analysis, truth, keep_dims=batch), est.burn_in)
     out.name = "rmse"
     out.attrs = {"long_name": "time-averaged analysis RMSE", "method": type(est).__name__}
     return out.transpose(*batch)

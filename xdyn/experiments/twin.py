@@ -22,10 +22,10 @@ from tqdm.auto import tqdm
 
 from xdyn.exceptions import DivergenceError
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register
-from xdyn.metrics import rmse
+from xdyn.assimilation.base import state_rmse
 from xdyn.observe import make_operator, observe
 
-__all__ = ["MethodConfig", "twin_experiment", "state_rmse"]
+__all__ = ["MethodConfig", "twin_experiment"]
 
 
 @dataclasses.dataclass
@@ -35,17 +35,6 @@ class MethodConfig:
     label: str
     method: str
     params: dict
-
-
-def state_rmse(analysis: xr.Dataset, truth: xr.Dataset) -> xr.DataArray:
-    """RMSE over all state variables and spatial points, per time (ensemble mean if any)."""
-    names = [v for v in truth.data_vars if v in analysis.data_vars]
-    an = analysis[names]
-    if "member" in an.dims:
-        an = an.mean("member")
-    an = an.to_array("variable")
-    tr = truth[names].sel(time=an["time"]).to_array("variable")
-    return rmse(an, tr, dim=[d for d in an.dims if d != "time"])
 
 
 def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, seed=0,

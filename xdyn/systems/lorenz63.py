@@ -71,26 +71,23 @@ class Lorenz63(DynamicalSystem):
         return cached[1]
 
     def componentwise_tendency(self, a, b, c):
-        """Time derivative from the three components as scalars (real or complex).
+        """Time derivative from the three components (scalars or arrays, real or complex).
 
-        Used by integrators that hold a few tiny states as Python numbers
-        (:func:`xdyn.systems.integrators.rk4_forecast_components`).
+        Shared by :meth:`rhs` and by integrators that hold a few tiny states as
+        Python numbers (:func:`xdyn.systems.integrators.rk4_forecast_components`).
         """
-        return self._tendency(a, b, c)
-
-    def _tendency(self, a, b, c):
         return (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c)
 
     def rhs(self, t, x):
         # written once for torch tensors and numpy arrays (see DynamicalSystem.forecast)
         if isinstance(x, np.ndarray):  # the tiny-state fast path: fewest numpy calls
             if x.ndim == 1:
-                return np.array(self._tendency(*x))  # numpy scalars
+                return np.array(self.componentwise_tendency(*x))  # numpy scalars
             # linear part and the two products in one matmul: x @ [L | Q], then x_0 * (x @ Q)
             y = x @ self._numpy_operators().astype(x.real.dtype, copy=False)  # keep float32
             return y[..., :3] + x[..., :1] * y[..., 3:]
         xp = array_namespace(x)
-        return xp.stack(self._tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
+        return xp.stack(self.componentwise_tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
 
     def random_initial_state(self, n, random_state=None):
         rng = np.random.RandomState(random_state) if not hasattr(random_state, "normal") else random_state
