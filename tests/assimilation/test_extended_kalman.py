@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 from sklearn.base import clone
 
+from xdyn.assimilation import analysis_rmse
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter, forecast_with_jacobian
 from xdyn.observe import Squared, observe
 from xdyn.systems import Lorenz63, Lorenz96
@@ -71,16 +72,27 @@ def test_forecast_jacobian_is_the_product_of_step_jacobians():
     torch.testing.assert_close(M, expected, rtol=1e-10, atol=1e-12)
 
 
-def test_ekf_lorenz63_sakov2012(l63_twin):
-    system, truth, obs = l63_twin
-    obs = obs.isel(time=slice(0, 240))
-    ekf = ExtendedKalmanFilter(inflation=180, initial_state=initial_state(truth, system, 1.4),
-                               initial_spread=2**0.5, burn_in=10.0)
-    an = ekf.fit(obs).predict(obs)
-    rmse = -ekf.score(obs, truth)
-    assert rmse < 1.1  # DAPPER ExtKF(infl=180): 0.87 (T=250)
+def test_ekf_lorenz63_sakov2012():
+    # One chaotic run is not a stable statistic (its RMSE moves with the last bits of
+    # a matmul: one 240-cycle draw gave 0.97 here and 1.13 with newer numpy). Average
+    # four independent truths of 1000 cycles each (T=250, DAPPER's setup length).
+    # Measured over 8 such truths: 0.898 +- 0.053 per truth, so the 4-truth mean has a
+    # spread of ~0.027; DAPPER ExtKF(infl=180) gives 0.87-0.93 on this setup.
+    system = Lorenz63()
+    rmses, ratios = [], []
+    for seed in range(4):
+        truth = system.simulate(n_steps=25 * 1000, dt=0.01, burn_in=5.0, random_state=100 + seed)
+        obs = observe(truth, "identity", noise_std=float(np.sqrt(2.0)), every=25,
+                      random_state=200 + seed)
+        ekf = ExtendedKalmanFilter(inflation=180, initial_state=initial_state(truth, system, 1.4, seed),
+                                   initial_spread=2**0.5, burn_in=10.0)
+        an = ekf.fit(obs).predict(obs)
+        rmse = analysis_rmse(an, truth, burn_in=10.0)
+        rmses.append(rmse)
+        ratios.append(float(an.spread.sel(time=slice(10.0, None)).mean()) / rmse)
+    assert np.mean(rmses) < 1.0  # DAPPER 0.87-0.93; ~3.5 standard errors of the mean above ours
     # the filter's own spread is of the size of its error
-    assert 0.5 * rmse < float(an.spread.sel(time=slice(10.0, None)).mean()) < 2.0 * rmse
+    assert 0.5 < np.mean(ratios) < 2.0
 
 
 def test_ekf_lorenz96_sakov2008(l96_twin):
