@@ -269,3 +269,52 @@ def test_mismatched_shapes_raise():
 def test_non_xarray_input_raises_type_error():
     with pytest.raises(TypeError, match="forecast"):
         metrics.rmse(np.zeros(3), xr.DataArray(np.zeros(3), dims="x"))
+
+
+# ---------------------------------------------------------------- ensembles: size, mean, summaries
+
+
+@pytest.mark.parametrize("n_members", [0, 1])
+def test_spread_scores_need_two_members(n_members):
+    ens = xr.DataArray(np.zeros((3, n_members)), dims=["time", "member"])
+    truth = xr.DataArray(np.zeros(3), dims="time")
+    for call in (lambda: metrics.spread(ens), lambda: metrics.spread_skill_ratio(ens, truth),
+                 lambda: metrics.crps_ensemble(ens, truth, fair=True)):
+        with pytest.raises(ValueError, match=f"at least 2 members along 'member', got {n_members}"):
+            call()
+
+
+def test_crps_needs_one_member():
+    ens = xr.DataArray(np.zeros((3, 0)), dims=["time", "member"])
+    with pytest.raises(ValueError, match="at least 1 member along 'member', got 0"):
+        metrics.crps_ensemble(ens, xr.DataArray(np.zeros(3), dims="time"))
+
+
+def test_rmse_scores_the_ensemble_mean():
+    rng = np.random.default_rng(3)
+    truth = xr.DataArray(rng.standard_normal((50, 4)), dims=["time", "k"], attrs={"units": "m"})
+    noise = rng.standard_normal((50, 4, 30))
+    ens = truth + xr.DataArray(noise - noise.mean(-1, keepdims=True) + 0.5,
+                               dims=["time", "k", "member"])
+    # members sit about 1 from the truth; their mean exactly 0.5 from it
+    assert float(metrics.rmse(ens, truth)) == pytest.approx(0.5, abs=1e-12)
+    pooled = float(metrics.rmse(ens, truth, member_dim=None))
+    assert pooled == pytest.approx(np.sqrt(0.25 + noise.var(-1).mean()), rel=1e-10)
+    assert "ensemble mean" in metrics.rmse(ens, truth).attrs["long_name"]
+    with pytest.raises(ValueError, match="member_dim=None"):
+        metrics.rmse(ens, truth, dim=["time", "member"])
+    # a truth with the member dim (members against members) is compared member by member
+    assert float(metrics.rmse(ens, ens + 2.0)) == pytest.approx(2.0)
+
+
+def test_rmse_skips_ensemble_summaries_missing_from_truth():
+    truth = xr.Dataset({"x": ("time", [0.0, 0.0])})
+    analysis = xr.Dataset({"x": ("time", [1.0, 1.0]), "x_std": ("time", [0.5, 0.5]),
+                           "spread": ("time", [0.5, 0.5])})
+    out = metrics.rmse(analysis, truth)
+    assert list(out.data_vars) == ["x"] and float(out["x"]) == 1.0
+    # an ordinary variable missing from the truth is still an error
+    with pytest.raises(ValueError, match="'u' of forecast is missing from truth"):
+        metrics.rmse(analysis.assign(u=analysis.x), truth)
+    with pytest.raises(ValueError, match="share no data variable"):
+        metrics.rmse(analysis[["spread"]], truth)

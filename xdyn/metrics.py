@@ -74,17 +74,29 @@ def _per_variable(*data_args):
             results = {}
             for var in first.data_vars:
                 per_var = dict(call)
+                missing = [n for n in data_args[1:] if isinstance(call[n], xr.Dataset)
+                           and var not in call[n].data_vars]
+                if missing and _is_ensemble_statistic(var, first):
+                    # an analysis's own ``x_std``/``spread`` has no counterpart in the truth
+                    continue
+                if missing:
+                    raise ValueError(f"variable {var!r} of {data_args[0]} is missing from {missing[0]}")
                 for name in data_args:
                     if isinstance(call[name], xr.Dataset):
-                        if var not in call[name].data_vars:
-                            raise ValueError(f"variable {var!r} of {data_args[0]} is missing from {name}")
                         per_var[name] = call[name][var]
                 results[var] = func(**per_var)
+            if not results:
+                raise ValueError(f"{data_args[0]} and {', '.join(data_args[1:])} share no data variable")
             return xr.Dataset(results, attrs=dict(first.attrs))
 
         return wrapper
 
     return decorator
+
+
+def _is_ensemble_statistic(name, ds):
+    """Whether ``ds[name]`` summarises an ensemble (``spread``, ``<var>_std`` of a variable of ``ds``)."""
+    return name == "spread" or (name.endswith("_std") and name[:-4] in ds.data_vars)
 
 
 def _align(*objs, names):
@@ -141,17 +153,27 @@ def _error_stat(forecast, truth, dim, skipna, transform):
 
 
 @_per_variable("forecast", "truth")
-def rmse(forecast, truth, dim=None, skipna=True):
+def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
     """Root-mean-square error ``sqrt(mean_dim (forecast - truth)**2)``.
+
+    An ensemble forecast (a ``member_dim`` dimension that ``truth`` lacks) is
+    scored by its ensemble mean, the usual score of data assimilation; pass
+    ``member_dim=None`` to pool the members' errors instead. Variables of a
+    ``forecast`` Dataset that summarise an ensemble (``spread``, ``<var>_std``)
+    and have no counterpart in ``truth`` are skipped.
 
     Parameters
     ----------
     forecast, truth : DataArray or Dataset
         Aligned inputs; they broadcast against each other by dimension name.
     dim : str or sequence of str, optional
-        Dimensions to average over; default all dimensions.
+        Dimensions to average over; default all dimensions (after the
+        ensemble mean).
     skipna : bool, default True
         Ignore NaNs (missing observations) in the mean.
+    member_dim : str or None, default "member"
+        Ensemble dimension of ``forecast`` averaged before scoring; None
+        treats it as any other dimension.
 
     Returns
     -------
@@ -166,9 +188,24 @@ def rmse(forecast, truth, dim=None, skipna=True):
     >>> r = rmse(f, t)
     >>> round(float(r), 4), r.attrs["units"]
     (1.1547, 'm')
+
+    Two members on either side of the truth: their mean is exact, the members
+    are not.
+
+    >>> ens = xr.DataArray([[0.0, 2.0]], dims=["x", "member"])
+    >>> truth = xr.DataArray([1.0], dims="x")
+    >>> float(rmse(ens, truth)), float(rmse(ens, truth, member_dim=None))
+    (0.0, 1.0)
     """
+    what = "root-mean-square error"
+    if member_dim is not None and member_dim in forecast.dims and member_dim not in truth.dims:
+        if dim is not None and member_dim in ([dim] if isinstance(dim, str) else list(dim)):
+            raise ValueError(f"dim names the member dimension {member_dim!r}, which rmse averages "
+                             "first (ensemble mean); pass member_dim=None to pool the members' errors")
+        forecast = forecast.mean(member_dim, keep_attrs=True)
+        what = "root-mean-square error of the ensemble mean"
     out = np.sqrt(_error_stat(forecast, truth, dim, skipna, lambda e: e**2))
-    return _finish(out, forecast, "root-mean-square error")
+    return _finish(out, forecast, what)
 
 
 @_per_variable("forecast", "truth")
@@ -332,13 +369,18 @@ def weighted_acc(forecast, truth, climatology, dim=("lat", "lon"), lat="lat", ti
     return _finish(_time_mean(per_time, time_dim), forecast, "anomaly correlation coefficient", "1")
 
 
-def _check_member_dim(ensemble, truth, member_dim):
+def _check_member_dim(ensemble, truth, member_dim, what, min_members=2):
     if member_dim not in ensemble.dims:
         raise ValueError(f"member dimension {member_dim!r} not found in ensemble {ensemble.name!r}; "
                          f"its dims are {ensemble.dims}")
     if truth is not None and member_dim in truth.dims:
         raise ValueError(f"truth must not have the member dimension {member_dim!r}")
-    return ensemble.sizes[member_dim]
+    n_members = ensemble.sizes[member_dim]
+    if n_members < min_members:
+        # one member has no spread (ddof=1 divides by zero) and no pair for E|X - X'|
+        raise ValueError(f"{what} needs at least {min_members} member{'s' * (min_members > 1)} "
+                         f"along {member_dim!r}, got {n_members}")
+    return n_members
 
 
 def _crps_kernel(ens, obs, fair, dtype):
@@ -363,7 +405,8 @@ def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
     Parameters
     ----------
     ensemble : DataArray or Dataset
-        Forecast with a ``member_dim`` dimension (taken as one dask chunk).
+        Forecast with a ``member_dim`` dimension (taken as one dask chunk): at
+        least one member, two for the fair CRPS (one member gives the MAE).
     truth : DataArray or Dataset
         Verifying values, without ``member_dim``.
     member_dim : str, default "member"
@@ -372,7 +415,7 @@ def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
         Dimensions to average the pointwise CRPS over; default none (only
         ``member_dim`` is reduced).
     fair : bool, default False
-        Return the fair CRPS; needs at least two members.
+        Return the fair CRPS.
 
     Returns
     -------
@@ -389,9 +432,8 @@ def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
     >>> round(float(crps_ensemble(ens, truth, dim="time", fair=True)), 4)
     0.0
     """
-    n_members = _check_member_dim(ensemble, truth, member_dim)
-    if fair and n_members < 2:
-        raise ValueError(f"the fair CRPS needs at least 2 members, got {n_members}")
+    _check_member_dim(ensemble, truth, member_dim, "the fair CRPS" if fair else "the CRPS",
+                      min_members=2 if fair else 1)
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
     dtype = _float_dtype(ensemble.dtype, truth.dtype)
     score = xr.apply_ufunc(
@@ -431,7 +473,7 @@ def spread(ensemble, member_dim="member", dim=None):
     >>> float(spread(ens))
     1.0
     """
-    _check_member_dim(ensemble, None, member_dim)
+    _check_member_dim(ensemble, None, member_dim, "the ensemble spread")
     variance = ensemble.var(member_dim, ddof=1)
     return _finish(np.sqrt(variance.mean(_dims(dim, variance))), ensemble, "ensemble spread")
 
@@ -468,7 +510,7 @@ def spread_skill_ratio(ensemble, truth, member_dim="member", dim=None, correct_f
     >>> round(float(spread_skill_ratio(ens, truth, correct_finite_members=False)), 6)
     1.0
     """
-    n_members = _check_member_dim(ensemble, truth, member_dim)
+    n_members = _check_member_dim(ensemble, truth, member_dim, "the spread-skill ratio")
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
     dims = _dims(dim, ensemble.isel({member_dim: 0}, drop=True), truth)
     ratio = spread(ensemble, member_dim, dims) / rmse(ensemble.mean(member_dim), truth, dims)
