@@ -143,7 +143,14 @@ def test_netcdf_round_trip_keeps_values_coords_and_attrs(tmp_path):
         ({"n_steps": 5, "dt": float("nan")}, "dt must be a positive"),
         ({"n_steps": 5, "t_span": 1.0}, "only one of t_span and n_steps"),
         ({}, "either t_span or n_steps"),
-        ({"n_steps": -1}, "number of steps"),
+        ({"n_steps": -1}, "n_steps must be an integer >= 0"),
+        ({"n_steps": 5, "burn_in": -5}, "burn_in must be a finite number >= 0"),
+        ({"n_steps": 5, "burn_in": float("inf")}, "burn_in"),
+        ({"n_steps": 5, "n_trajectories": 0}, "n_trajectories must be an integer >= 1"),
+        ({"n_steps": 5, "n_trajectories": -1}, "n_trajectories must be an integer >= 1"),
+        ({"t_span": (3.0, 1.0)}, "t1 >= t0"),
+        ({"t_span": -1.0}, "t_span must be a finite number >= 0"),
+        ({"n_steps": 5, "x0": np.zeros((0, 3))}, "no state"),
         ({"n_steps": 5, "save_every": 0}, "save_every"),
         ({"n_steps": 5, "x0": np.zeros(4)}, "n_state=3"),
         ({"n_steps": 5, "x0": np.zeros((2, 2, 3))}, "n_state=3"),
@@ -154,6 +161,84 @@ def test_netcdf_round_trip_keeps_values_coords_and_attrs(tmp_path):
 def test_simulate_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Lorenz63().simulate(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_steps": 2.5}, "n_steps must be an integer"),
+        ({"n_steps": 5, "n_trajectories": 1.5}, "n_trajectories must be an integer"),
+        ({"n_steps": 5, "n_trajectories": True}, "n_trajectories must be an integer"),
+        ({"n_steps": 5, "save_every": "2"}, "save_every must be an integer"),
+        ({"n_steps": 5, "dt": "0.01"}, "dt must be a number"),
+        ({"n_steps": 5, "burn_in": None}, "burn_in must be a number"),
+    ],
+)
+def test_simulate_rejects_wrong_types_naming_the_parameter(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        Lorenz63().simulate(**kwargs)
+
+
+def test_whole_number_floats_are_integers():
+    # what a JSON/YAML config gives back for an integer
+    ds = Lorenz63().simulate(n_steps=4.0, save_every=2.0, n_trajectories=2.0, random_state=0)
+    assert dict(ds.sizes) == {"trajectory": 2, "time": 3}
+
+
+@pytest.mark.parametrize(
+    "make, exc, match",
+    [
+        (lambda: Lorenz96(n=0), ValueError, "Lorenz96: n must be an integer >= 4, got 0"),
+        (lambda: Lorenz96(n=-3), ValueError, "n must be an integer >= 4"),
+        (lambda: Lorenz96(n=10.5), TypeError, "n must be an integer"),
+        (lambda: Lorenz96(F=float("nan")), ValueError, "F must be a finite number"),
+        (lambda: Lorenz96(F="8"), TypeError, "F must be a number"),
+        (lambda: TwoScaleLorenz96(K=8, J=0), ValueError, "J must be an integer >= 1"),
+        (lambda: TwoScaleLorenz96(K=8, b=0.0), ValueError, "b must be a positive"),
+        (lambda: KuramotoSivashinsky(N=0), ValueError, "N must be an integer >= 4"),
+        (lambda: KuramotoSivashinsky(L=-1.0), ValueError, "L must be a positive"),
+        (lambda: _system("KolmogorovFlow", N=0), ValueError, "N must be an integer >= 4"),
+        (lambda: _system("KolmogorovFlow", Re=-1.0), ValueError, "Re must be a positive"),
+        (lambda: _system("ReactionDiffusion", N=-2), ValueError, "N must be an integer >= 2"),
+        (lambda: _system("ReactionDiffusion", tau=0.0), ValueError, "tau must be a positive"),
+        (lambda: _system("RLCCircuit", C=0.0), ValueError, "C must be a positive"),
+        (lambda: _system("DampedPendulum", damping=None), TypeError, "damping must be a number"),
+    ],
+)
+def test_bad_system_parameters_are_refused_at_use_naming_the_parameter(make, exc, match):
+    system = make()  # like scikit-learn, __init__ only stores (clone/set_params work)
+    with pytest.raises(exc, match=match):
+        system.simulate(n_steps=1, random_state=0)
+    with pytest.raises(exc, match=match):
+        system.n_state  # noqa: B018 - every use goes through ``variables``
+
+
+def test_set_params_to_a_bad_value_is_refused_at_use():
+    model = Lorenz96(n=8).set_params(n=0)
+    with pytest.raises(ValueError, match="n must be an integer >= 4"):
+        model.simulate(n_steps=1)
+    assert clone(model).n == 0  # stored unchanged
+
+
+def test_tensor_parameters_are_left_to_the_system():
+    from xdyn.systems import DampedPendulum
+
+    # a learnable (tensor) parameter is not a scalar constraint's business
+    model = DampedPendulum(omega0=torch.tensor(1.5, dtype=torch.float64))
+    assert model.simulate(n_steps=2, random_state=0).sizes["time"] == 3
+
+
+def test_pendulum_parameter_ranges_check_n_trajectories():
+    from xdyn.systems import DampedPendulum
+
+    with pytest.raises(ValueError, match="n_trajectories must be an integer >= 1"):
+        DampedPendulum().simulate(n_trajectories=-1, n_steps=2, parameter_ranges={"damping": (0, 1)})
+
+
+def _system(name, **params):
+    import xdyn.systems
+
+    return getattr(xdyn.systems, name)(**params)
 
 
 def test_unknown_preset_names_the_available_ones():

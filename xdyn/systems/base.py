@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from numbers import Integral, Real
 from typing import Any, Sequence
 
 import numpy as np
@@ -23,9 +24,63 @@ from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from xdyn._threads import threads_for
+from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
 __all__ = ["DynamicalSystem", "StateVariable", "resolve_device", "resolve_dtype"]
+
+
+# --- parameter checks (shared by every system and by xdyn.observe) ------------
+def _check_int(value, name: str, minimum: int | None = None, who: str = "") -> int:
+    """``value`` as an int, refusing bools, non-integers and values below ``minimum``.
+
+    A float that is a whole number (``5.0``) is accepted: it is what a config file
+    or a JSON round trip gives back for an integer.
+    """
+    where = f"{who}: " if who else ""
+    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    if not ok and isinstance(value, Real) and not isinstance(value, bool):
+        ok = bool(np.isfinite(value)) and float(value).is_integer()
+    if not ok:
+        raise TypeError(f"{where}{name} must be an integer, got {value!r}")
+    if minimum is not None and int(value) < minimum:
+        raise ValueError(f"{where}{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_real(value, name: str, kind: str = "real", who: str = "") -> float:
+    """``value`` as a finite float; ``kind`` is ``"real"``, ``"positive"`` or ``"nonnegative"``."""
+    where = f"{who}: " if who else ""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}{name} must be a number, got {value!r}")
+    value = float(value)
+    bad = (
+        not np.isfinite(value)
+        or (kind == "positive" and value <= 0)
+        or (kind == "nonnegative" and value < 0)
+    )
+    if bad:
+        what = {
+            "real": "a finite number",
+            "positive": "a positive finite number",
+            "nonnegative": "a finite number >= 0",
+        }
+        raise ValueError(f"{where}{name} must be {what[kind]}, got {value!r}")
+    return value
+
+
+def _check_constraint(value, name: str, kind: str, who: str = ""):
+    """Check one parameter against a constraint of ``_parameter_constraints``.
+
+    ``kind`` is ``"int>=N"`` (an integer of at least ``N``), ``"real"`` (finite),
+    ``"real>0"`` (positive) or ``"real>=0"`` (non-negative).
+    """
+    if kind.startswith("int>="):
+        return _check_int(value, name, int(kind[len("int>="):]), who)
+    reals = {"real": "real", "real>0": "positive", "real>=0": "nonnegative"}
+    if kind not in reals:
+        raise ValueError(f"unknown parameter constraint {kind!r} for {name!r}")
+    return _check_real(value, name, reals[kind], who)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,26 +109,6 @@ class StateVariable:
         return int(np.prod(self.shape, dtype=int)) if self.shape else 1
 
 
-def resolve_device(device) -> torch.device:
-    """Turn ``"auto"`` into ``cuda`` when a GPU is present, else ``cpu``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype) -> torch.dtype:
-    """Accept a torch dtype or its name (``"float64"``, ``"float32"``)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if isinstance(dtype, str) and hasattr(torch, dtype):
-        out = getattr(torch, dtype)
-        if isinstance(out, torch.dtype):
-            return out
-    if isinstance(dtype, type) or isinstance(dtype, np.dtype):
-        return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
-    raise TypeError(f"dtype must be a torch dtype or its name, got {dtype!r}")
-
-
 class DynamicalSystem(BaseEstimator):
     """Base class for dynamical systems.
 
@@ -85,6 +120,43 @@ class DynamicalSystem(BaseEstimator):
     Subclassing :class:`sklearn.base.BaseEstimator` gives ``get_params`` /
     ``set_params``, so a system inside an assimilator is tunable with
     ``system__F=...`` in a grid search and is cloned with it.
+
+    Parameter checks are declared, not written per system: a subclass lists its
+    constructor parameters in ``_parameter_constraints`` (name -> ``"int>=N"``,
+    ``"real"``, ``"real>0"`` or ``"real>=0"``), and :meth:`validate_params`
+    checks them. As in scikit-learn,
+    ``__init__`` and ``set_params`` only store values (so ``clone`` and grid
+    searches work); the check runs when the system is used: by
+    :attr:`variables` (hence ``n_state``, ``to_state``, ``from_state``, every
+    assimilator) and :meth:`simulate`. Array or tensor values (a learnable
+    parameter, one value per trajectory) are left to the system.
+
+    Examples
+    --------
+    A hand-written system needs ``rhs``, ``_variables`` and
+    ``random_initial_state`` (see the user guide, "Your own model and
+    observation operator"):
+
+    >>> import numpy as np, torch
+    >>> from sklearn.utils import check_random_state
+    >>> class Decay(DynamicalSystem):
+    ...     name = "decay"
+    ...     _parameter_constraints = {"rate": "real>0"}
+    ...     def __init__(self, rate=1.0):
+    ...         self.rate = rate
+    ...     def rhs(self, t, x):
+    ...         return -self.rate * x
+    ...     def _variables(self):
+    ...         return [StateVariable("c", attrs={"units": "1", "long_name": "concentration"})]
+    ...     def random_initial_state(self, n, random_state=None):
+    ...         return check_random_state(random_state).uniform(1.0, 2.0, size=(n, 1))
+    >>> ds = Decay(rate=0.5).simulate(t_span=1.0, dt=0.1, x0=[1.0])
+    >>> round(float(ds.c[-1]), 6), round(float(np.exp(-0.5)), 6)
+    (0.606531, 0.606531)
+    >>> Decay(rate=-1.0).simulate(n_steps=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: Decay: rate must be a positive finite number, got -1.0
     """
 
     name = "system"
@@ -92,6 +164,7 @@ class DynamicalSystem(BaseEstimator):
     integrator = "rk4"
     time_units = "1"  # non-dimensional model time
     presets: dict[str, dict[str, Any]] = {}
+    _parameter_constraints: dict[str, str] = {}
 
     # --- to implement -----------------------------------------------------
     def rhs(self, t, x: torch.Tensor) -> torch.Tensor:
@@ -102,7 +175,15 @@ class DynamicalSystem(BaseEstimator):
         raise NotImplementedError
 
     def random_initial_state(self, n: int, random_state=None) -> np.ndarray:
-        """Draw ``n`` initial states, shape ``(n, n_state)`` (numpy, float64)."""
+        """Draw ``n`` initial states, shape ``(n, n_state)`` (numpy, float64).
+
+        ``random_state`` is anything :func:`sklearn.utils.check_random_state`
+        takes: an int seed, a :class:`numpy.random.RandomState` or None.
+        :meth:`simulate` and the assimilators pass the ``RandomState`` they draw
+        from (so one seed gives one reproducible sequence); an implementation
+        starts with ``rng = check_random_state(random_state)`` and draws from
+        ``rng`` only (never the global numpy RNG).
+        """
         raise NotImplementedError
 
     def coords(self) -> dict[str, Any]:
@@ -110,9 +191,35 @@ class DynamicalSystem(BaseEstimator):
         return {}
 
     # --- shared machinery -------------------------------------------------
+    def validate_params(self) -> None:
+        """Check the constructor parameters against ``_parameter_constraints``.
+
+        Raises
+        ------
+        TypeError
+            A parameter that must be an integer or a number is not one.
+        ValueError
+            A parameter is out of range (a size below 1, a negative rate ...).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> Lorenz96(n=0).validate_params()
+        Traceback (most recent call last):
+        ...
+        ValueError: Lorenz96: n must be an integer >= 4, got 0
+        """
+        who = type(self).__name__
+        for name, kind in self._parameter_constraints.items():
+            value = getattr(self, name)
+            if isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
+                continue  # per-trajectory or learnable values: the system checks them
+            _check_constraint(value, name, kind, who)
+
     @property
     def variables(self) -> list[StateVariable]:
         """The labelled state variables, in flat-state order."""
+        self.validate_params()
         return self._variables()
 
     @property
@@ -344,27 +451,47 @@ class DynamicalSystem(BaseEstimator):
         -------
         xarray.Dataset
             Dims ``(trajectory,) time, <spatial>``; ``time`` is model time.
+
+        Raises
+        ------
+        TypeError, ValueError
+            A parameter of the call or of the system is of the wrong type or
+            out of range (``n_trajectories`` and ``save_every`` >= 1,
+            ``n_steps`` >= 0, ``dt`` > 0, ``burn_in`` >= 0); the message names it.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz63
+        >>> ds = Lorenz63().simulate(n_trajectories=2, t_span=1.0, dt=0.01, save_every=10,
+        ...                          random_state=0)
+        >>> dict(ds.sizes)
+        {'trajectory': 2, 'time': 11}
+        >>> Lorenz63().simulate(n_steps=10, burn_in=-5)
+        Traceback (most recent call last):
+        ...
+        ValueError: burn_in must be a finite number >= 0, got -5.0
         """
-        dt = float(self.default_dt if dt is None else dt)
-        if dt <= 0 or not np.isfinite(dt):
-            raise ValueError(f"dt must be a positive finite number, got {dt}")
-        save_every = int(save_every)
-        if save_every < 1:
-            raise ValueError(f"save_every must be >= 1, got {save_every}")
+        self.validate_params()
+        dt = _check_real(self.default_dt if dt is None else dt, "dt", "positive")
+        save_every = _check_int(save_every, "save_every", 1)
+        n_trajectories = _check_int(n_trajectories, "n_trajectories", 1)
+        burn_in = _check_real(burn_in, "burn_in", "nonnegative")
         t0 = 0.0
         if t_span is None and n_steps is None:
             raise ValueError("give either t_span or n_steps")
         if t_span is not None and n_steps is not None:
             raise ValueError("give only one of t_span and n_steps")
         if t_span is not None:
-            if np.ndim(t_span) == 1:
-                t0, t1 = map(float, t_span)
+            if np.ndim(t_span) == 1 and np.shape(t_span) == (2,):
+                t0, t1 = (_check_real(t, "t_span") for t in t_span)
+                if t1 < t0:
+                    raise ValueError(f"t_span=(t0, t1) needs t1 >= t0, got {tuple(t_span)}")
+            elif np.ndim(t_span) == 0:
+                t1 = t0 + _check_real(t_span, "t_span", "nonnegative")
             else:
-                t1 = t0 + float(t_span)
+                raise ValueError(f"t_span must be a length or a pair (t0, t1), got {t_span!r}")
             n_steps = int(round((t1 - t0) / dt))
-        n_steps = int(n_steps)
-        if n_steps < 0:
-            raise ValueError(f"the number of steps must be >= 0, got {n_steps}")
+        n_steps = _check_int(n_steps, "n_steps", 0)
         n_steps -= n_steps % save_every
         seed_record = random_state if isinstance(random_state, (int, np.integer)) else None
         squeeze = n_trajectories == 1
@@ -379,6 +506,8 @@ class DynamicalSystem(BaseEstimator):
                 )
             squeeze = x0.ndim == 1
             x0 = x0.reshape(-1, self.n_state)
+            if x0.shape[0] == 0:
+                raise ValueError("x0 holds no state (shape (0, n_state)); give at least one")
             if n_trajectories != 1 and x0.shape[0] != n_trajectories:
                 raise ValueError(
                     f"x0 holds {x0.shape[0]} states but n_trajectories={n_trajectories}"

@@ -88,6 +88,11 @@ class KolmogorovFlow(DynamicalSystem):
         "laminar": {"Re": 5.0, "n_forcing": 4, "N": 32, "_dt": 0.05},
     }
 
+    _parameter_constraints = {
+        "Re": "real>0", "n_forcing": "int>=1", "N": "int>=4", "L": "real>0",
+        "forcing_amplitude": "real", "drag": "real>=0",
+    }
+
     def __init__(self, Re=34.0, n_forcing=4, N=64, L=2 * math.pi, forcing_amplitude=1.0,
                  drag=0.0, dtype="float64", device="cpu"):
         self.Re = Re

@@ -80,6 +80,8 @@ class KuramotoSivashinsky(DynamicalSystem):
         "cvitanovic2010": {"L": 22.0, "N": 64, "_dt": 0.25},
     }
 
+    _parameter_constraints = {"L": "real>0", "N": "int>=4"}
+
     def __init__(self, L=32 * np.pi, N=128, dtype="float64", device="cpu"):
         self.L = L
         self.N = N

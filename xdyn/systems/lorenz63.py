@@ -41,6 +41,8 @@ class Lorenz63(DynamicalSystem):
         "sakov2012": {"_dt": 0.01, "_obs_every": 25, "_noise_std": float(np.sqrt(2.0))},
     }
 
+    _parameter_constraints = {"sigma": "real", "rho": "real", "beta": "real"}
+
     def __init__(self, sigma=10.0, rho=28.0, beta=8.0 / 3.0, dtype="float64", device="cpu"):
         self.sigma = sigma
         self.rho = rho

@@ -19,7 +19,7 @@ class Lorenz96(DynamicalSystem):
     Parameters
     ----------
     n : int, default=40
-        Number of sites (dim ``k``).
+        Number of sites (dim ``k``), at least 4.
     F : float, default=8
         Forcing.
     dtype : str or torch.dtype, default="float64"
@@ -39,6 +39,9 @@ class Lorenz96(DynamicalSystem):
         "sakov2008": {"n": 40, "F": 8.0, "_dt": 0.05, "_obs_every": 1, "_noise_std": 1.0},
         "lorenz1996": {"n": 40, "F": 8.0, "_dt": 0.05},
     }
+
+    # four distinct sites k-2, k-1, k, k+1 in the advection term
+    _parameter_constraints = {"n": "int>=4", "F": "real"}
 
     def __init__(self, n=40, F=8.0, dtype="float64", device="cpu"):
         self.n = n

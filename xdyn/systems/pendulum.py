@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from xdyn.systems.base import DynamicalSystem, StateVariable
+from xdyn.systems.base import DynamicalSystem, StateVariable, _check_int
 
 __all__ = ["DampedPendulum", "ParametricSystemMixin"]
 
@@ -57,6 +57,7 @@ class ParametricSystemMixin:
                 save_every=save_every, burn_in=burn_in, x0=x0, random_state=random_state,
                 n_steps=n_steps, progress=progress)
         ranges = self._check_ranges(parameter_ranges)
+        n_trajectories = _check_int(n_trajectories, "n_trajectories", 1)
         rng = check_random_state(random_state)
         if x0 is None:
             x0 = self.random_initial_state(int(n_trajectories), rng)
@@ -129,6 +130,8 @@ class DampedPendulum(ParametricSystemMixin, DynamicalSystem):
         "damping": {"units": "s-1", "long_name": "damping rate"},
     }
     presets = {"undamped": {"damping": 0.0}}
+
+    _parameter_constraints = {"omega0": "real", "damping": "real"}
 
     def __init__(self, omega0=1.0, damping=0.1, dtype="float64", device="cpu"):
         self.omega0 = omega0

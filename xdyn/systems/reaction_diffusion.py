@@ -72,6 +72,11 @@ class ReactionDiffusion(DynamicalSystem):
                    "_dt": 0.01, "_t_span": 9.0},
     }
 
+    _parameter_constraints = {
+        "Du": "real>=0", "Dv": "real>=0", "k": "real", "tau": "real>0", "N": "int>=2",
+        "L": "real>0",
+    }
+
     def __init__(self, Du=1e-3, Dv=5e-3, k=5e-3, tau=1.0, N=128, L=2.0, dtype="float64",
                  device="cpu"):
         self.Du = Du

@@ -53,6 +53,8 @@ class RLCCircuit(ParametricSystemMixin, DynamicalSystem):
     }
     presets = {"lossless": {"R": 0.0}}
 
+    _parameter_constraints = {"R": "real>=0", "L": "real>0", "C": "real>0", "voltage": "real"}
+
     def __init__(self, R=0.5, L=1.0, C=1.0, voltage=0.0, dtype="float64", device="cpu"):
         self.R = R
         self.L = L

@@ -82,6 +82,10 @@ class TwoScaleLorenz96(DynamicalSystem):
         "arnold2013": {"K": 8, "J": 32, "F": 20.0, "h": 1.0, "b": 10.0, "c": 10.0},
     }
 
+    _parameter_constraints = {
+        "K": "int>=4", "J": "int>=1", "F": "real", "h": "real", "b": "real>0", "c": "real>0",
+    }
+
     def __init__(self, K=36, J=10, F=10.0, h=1.0, b=10.0, c=10.0, dtype="float64", device="cpu"):
         self.K = K
         self.J = J
