@@ -469,3 +469,91 @@ def test_make_operator_specs():
                for s in ("identity", "x", ["x"], "x^2", "every2"))
     np.testing.assert_array_equal(make_operator("x^2").apply(torch.tensor([[3.0, 1.0, 2.0]]), Lorenz63()),
                                   [[9.0]])
+
+
+# ------------------------------------------------- parameter names in errors
+@pytest.mark.parametrize("every", ["two", 2.5, None, True])
+def test_observe_every_of_the_wrong_type_names_the_parameter(l96_truth, every):
+    with pytest.raises(TypeError, match=r"observe: every must be an integer"):
+        observe(l96_truth, "identity", every=every)
+
+
+@pytest.mark.parametrize("spec", ["everyX", "every", "every0", "every-2", "every2.5"])
+def test_bad_every_k_spec_names_the_operator_spec(l96_truth, spec):
+    with pytest.raises(ValueError, match=rf"operator {spec!r}: 'every<k>' needs a whole number"):
+        observe(l96_truth, spec)
+
+
+# ------------------------------------------------- custom operators are registered
+class SitePair(ObservationOperator):
+    """Observe two flat components (module level: picklable)."""
+
+    def __init__(self, first=0, last=-1):
+        self.first = first
+        self.last = last
+
+    def indices(self, layout):
+        n = sum(v.size for v in layout)
+        return np.array([self.first % n, self.last % n])
+
+
+class SquaredPair(ObservationOperator):
+    """A nonlinear custom operator wrapping another operator."""
+
+    linear = False
+
+    def __init__(self, base=None):
+        self.base = base
+
+    def indices(self, layout):
+        return (self.base or SitePair()).indices(layout)
+
+    def _transform(self, z):
+        return z**2
+
+
+def test_custom_operator_is_rebuilt_from_observation_attrs(l96_truth):
+    op = SitePair(first=3, last=-2)
+    obs = observe(l96_truth, op, noise_std=0.5, random_state=0)
+    rebuilt = operator_from_spec(obs.attrs["operator"])
+    assert type(rebuilt) is SitePair and rebuilt.get_params() == {"first": 3, "last": -2}
+    np.testing.assert_array_equal(obs.state_index.values, [3, 38])
+    # nested custom operators too
+    nested = operator_from_spec(SquaredPair(base=SitePair(1, 2)).spec())
+    assert type(nested.base) is SitePair and nested.base.last == 2
+    x = torch.arange(40.0)
+    np.testing.assert_array_equal(nested.apply(x, Lorenz96(n=40)).numpy(), [1.0, 4.0])
+
+
+def test_custom_operator_pickles_and_clones(l96_truth):
+    import pickle
+
+    from sklearn.base import clone
+
+    op = SquaredPair(base=SitePair(5, 6))
+    for copy in (pickle.loads(pickle.dumps(op)), clone(op)):
+        assert copy.spec() == op.spec()
+        np.testing.assert_array_equal(copy.indices(Lorenz96(n=40).variables), [5, 6])
+
+
+def test_unknown_operator_error_says_how_to_register():
+    with pytest.raises(ValueError, match=r"unknown observation operator 'Nowhere'.*defined or imported"):
+        operator_from_spec('{"operator": "Nowhere"}')
+    with pytest.raises(ValueError, match="not JSON"):
+        operator_from_spec("{operator")
+    with pytest.raises(ValueError, match="cannot rebuild observation operator 'SitePair'"):
+        operator_from_spec({"operator": "SitePair", "nope": 1})
+
+
+def test_a_different_class_taking_a_registered_name_warns():
+    from xdyn.observe import registered_operators
+
+    original = registered_operators()["SitePair"]
+    try:
+        with pytest.warns(UserWarning, match="'SitePair'.*replaces"):
+            type("SitePair", (ObservationOperator,), {"__module__": "elsewhere"})
+    finally:
+        # put the test module's class back for the other tests
+        from xdyn import observe as observe_module
+
+        observe_module._OPERATORS["SitePair"] = original

@@ -15,6 +15,7 @@ The state layout (which variables, which dims) comes from a system's
 from __future__ import annotations
 
 import json
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -23,7 +24,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from xdyn.systems.base import StateVariable
+from xdyn.systems.base import StateVariable, _check_int
 
 __all__ = [
     "ObservationOperator",
@@ -34,6 +35,7 @@ __all__ = [
     "RandomPoints",
     "make_operator",
     "operator_from_spec",
+    "registered_operators",
     "layout_from_dataset",
     "observe",
 ]
@@ -73,17 +75,69 @@ def _names(variables, layout, who):
     return names
 
 
+# Every ObservationOperator subclass, by class name: what ``operator_from_spec``
+# rebuilds from the ``operator`` attr of an observation Dataset.
+_OPERATORS: dict[str, type] = {}
+
+
 class ObservationOperator(BaseEstimator):
     """Base class: observe a subset of the flat state, optionally transformed.
 
-    Subclasses implement :meth:`indices`; nonlinear ones also override
-    :meth:`_transform` and :attr:`linear`.
+    Subclasses implement :meth:`indices`, which xdyn calls with the state
+    layout: a list of :class:`~xdyn.systems.StateVariable` (name, dims, shape)
+    in flat-state order. Nonlinear ones also override :meth:`_transform` (a
+    differentiable torch function of the selected components) and set
+    ``linear = False``. Parameters go in ``__init__`` and
+    are stored unchanged (scikit-learn convention), so :meth:`spec` can write
+    them into the observations' attrs.
+
+    Every subclass is registered by its class name when it is defined, so
+    :func:`operator_from_spec` (and an assimilator given observations without
+    an explicit ``operator``) rebuilds it from those attrs -- in any session
+    where the class is defined or imported. Defining a class again under the
+    same name (a re-run notebook cell) replaces the earlier one; a different
+    class taking a name already in use warns. Parameters must be JSON-friendly
+    (numbers, strings, lists, None, or other operators) to survive the round
+    trip.
+
+    Examples
+    --------
+    A custom operator that observes the first and last flat components:
+
+    >>> import numpy as np
+    >>> from xdyn.systems import Lorenz96
+    >>> class EndPoints(ObservationOperator):
+    ...     def indices(self, layout):
+    ...         n = sum(v.size for v in layout)
+    ...         return np.array([0, n - 1])
+    >>> EndPoints().indices(Lorenz96(n=8).variables).tolist()
+    [0, 7]
+    >>> EndPoints().n_obs(Lorenz96(n=8))
+    2
+    >>> operator_from_spec(EndPoints().spec())
+    EndPoints()
     """
 
     linear = True
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        previous = _OPERATORS.get(cls.__name__)
+        if previous is not None and (previous.__module__, previous.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            warnings.warn(
+                f"observation operator name {cls.__name__!r} ({cls.__module__}.{cls.__qualname__}) "
+                f"replaces {previous.__module__}.{previous.__qualname__} for rebuilding "
+                "operators from observation attrs; give your class another name to keep both",
+                UserWarning,
+                stacklevel=2,
+            )
+        _OPERATORS[cls.__name__] = cls
+
     def indices(self, layout) -> np.ndarray:
-        """Flat state indices observed, in ``obs`` order."""
+        """Flat state indices observed, in ``obs`` order (``layout``: list of StateVariable)."""
         raise NotImplementedError
 
     def _transform(self, z: torch.Tensor) -> torch.Tensor:
@@ -330,31 +384,78 @@ def make_operator(spec) -> ObservationOperator:
         if spec.endswith("^2") or spec.endswith("**2") or (spec.endswith("2") and len(spec) == 2):
             return Squared(SelectVariables(spec.rstrip("^*2")))
         if spec.startswith("every"):
-            return EveryKth(int(spec[len("every"):]))
+            k = spec[len("every"):]
+            if not k.isdigit() or int(k) < 1:
+                raise ValueError(
+                    f"operator {spec!r}: 'every<k>' needs a whole number k >= 1 (e.g. 'every4')"
+                )
+            return EveryKth(int(k))
         return SelectVariables(spec)
     if isinstance(spec, (list, tuple)):
         return SelectVariables(list(spec))
     raise TypeError(f"cannot build an observation operator from {spec!r}")
 
 
+def registered_operators() -> dict[str, type]:
+    """Observation operator classes :func:`operator_from_spec` can rebuild, by name.
+
+    Every subclass of :class:`ObservationOperator` is registered when it is defined.
+
+    Examples
+    --------
+    >>> {"Identity", "EveryKth", "Squared"} <= set(registered_operators())
+    True
+    """
+    return dict(_OPERATORS)
+
+
 def operator_from_spec(spec) -> ObservationOperator:
     """Rebuild an operator from the JSON ``spec()`` stored in observation attrs.
+
+    Nested operators (a parameter written as ``{"operator": ...}``, such as
+    :class:`Squared`'s ``base``) are rebuilt too. Custom operators are found by
+    their class name once the class is defined (see :class:`ObservationOperator`).
+
+    Raises
+    ------
+    ValueError
+        The spec is not JSON or names an operator class that is not defined
+        in this session.
 
     Examples
     --------
     >>> operator_from_spec(EveryKth(4).spec())
     EveryKth()
+    >>> operator_from_spec(Squared(SelectVariables("x")).spec())
+    Squared(base=SelectVariables())
     """
     if isinstance(spec, str):
-        spec = json.loads(spec)
+        try:
+            spec = json.loads(spec)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"observation operator spec is not JSON: {spec!r} ({exc})") from exc
+    if not isinstance(spec, dict) or "operator" not in spec:
+        raise ValueError(f"an observation operator spec needs an 'operator' key, got {spec!r}")
     spec = dict(spec)
-    kinds = {c.__name__: c for c in (Identity, SelectVariables, EveryKth, RandomPoints, Squared)}
     name = spec.pop("operator")
-    if name not in kinds:
-        raise ValueError(f"unknown observation operator {name!r} in spec; known: {sorted(kinds)}")
-    if name == "Squared" and spec.get("base") is not None:
-        spec["base"] = operator_from_spec(spec["base"])
-    return kinds[name](**spec)
+    if name not in _OPERATORS:
+        raise ValueError(
+            f"unknown observation operator {name!r} in spec; known: {sorted(_OPERATORS)}. "
+            f"A custom operator is rebuilt once its class (a subclass of "
+            f"xdyn.observe.ObservationOperator named {name!r}) is defined or imported; "
+            f"or pass operator=... explicitly."
+        )
+    params = {
+        k: operator_from_spec(v) if isinstance(v, dict) and "operator" in v else v
+        for k, v in spec.items()
+    }
+    try:
+        return _OPERATORS[name](**params)
+    except TypeError as exc:
+        raise ValueError(
+            f"cannot rebuild observation operator {name!r} from spec parameters "
+            f"{sorted(params)}: {exc}"
+        ) from exc
 
 
 def observe(
@@ -412,9 +513,8 @@ def observe(
     if times is not None:
         ds = ds.sel(time=np.asarray(times))
     else:
-        if int(every) < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
-        ds = ds.isel(time=slice(None, None, int(every)))
+        every = _check_int(every, "every", 1, "observe")
+        ds = ds.isel(time=slice(None, None, every))
     layout = layout_from_dataset(ds, sample_dims)
     lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
     state = []
