@@ -149,3 +149,23 @@ def test_stateless_clone_and_pickle():
 
 def test_docstring_examples():
     assert doctest.testmod(spectral_module).failed == 0
+
+
+def test_a_nan_is_refused_naming_the_variable_not_spread_over_the_field():
+    ds = field([(0, 2)], n_time=3)
+    ds["vorticity"][1, 4, 7] = np.nan
+    with pytest.raises(ValueError, match=r"variable 'vorticity' holds 1 NaN or infinite.*fillna"):
+        LowPassFilter(cutoff=5).transform(ds)
+    with pytest.raises(ValueError, match="'vorticity'"):
+        split_scales(ds.vorticity, cutoff=5)
+    # lazy input stays lazy; the refusal comes when the values are computed
+    with dask.config.set(scheduler=_raise_on_compute):
+        lazy = LowPassFilter(cutoff=5).transform(ds.chunk({"time": 1}))
+    with pytest.raises(ValueError, match="'vorticity'"):
+        lazy.compute()
+    # an infinity too; a filled field goes through
+    ds["vorticity"][1, 4, 7] = np.inf
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        LowPassFilter(cutoff=5).transform(ds)
+    filled = LowPassFilter(cutoff=5).transform(ds.where(np.isfinite(ds), 0.0))
+    assert bool(np.isfinite(filled.vorticity).all())

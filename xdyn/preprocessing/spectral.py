@@ -18,7 +18,11 @@ Conventions (Pope 2000, *Turbulent Flows*, §13.2 and Table 13.2):
   ``pi / Delta``), so ``G(cutoff) = exp(-pi**2 / 24) ~= 0.663``.
 
 Fields are taken as periodic on uniform grids along the filtered dims and must
-be finite (a NaN spreads over the whole field through the FFT).
+be finite: a NaN spreads over the whole field through the FFT, so a field with a
+NaN or an infinity is refused (``ValueError`` naming the variable) rather than
+returned all-NaN. Fill gaps first (``ds.interpolate_na(dim)``, ``ds.fillna(...)``)
+if that is what your data needs; the right fill depends on the data, so it is
+not done silently here.
 """
 
 from __future__ import annotations
@@ -70,6 +74,10 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     Dask: the kernel runs through ``xr.apply_ufunc(..., dask="parallelized")``,
     one block per chunk of the other dims; chunks along ``dims`` are merged
     first (lazily), because an FFT needs the whole field.
+
+    Missing values: a NaN or infinity in a field raises ``ValueError`` naming
+    the variable (when ``transform`` runs on numpy data; when the result is
+    computed on dask data, so that laziness is kept). Fill gaps beforehand.
 
     Examples
     --------
@@ -182,7 +190,8 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         out = xr.apply_ufunc(
             _lowpass_kernel, da.astype(dtype, copy=False),
             input_core_dims=[list(dims)], output_core_dims=[list(dims)],
-            kwargs={"transfer": transfer}, dask="parallelized", output_dtypes=[dtype],
+            kwargs={"transfer": transfer, "name": da.name}, dask="parallelized",
+            output_dtypes=[dtype],
             keep_attrs=True)
         return out.transpose(*da.dims)
 
@@ -229,8 +238,16 @@ def split_scales(data, cutoff, dims=("y", "x"), lengths=None, kind="sharp"):
     return resolved, unresolved
 
 
-def _lowpass_kernel(values: np.ndarray, transfer: np.ndarray) -> np.ndarray:
+def _lowpass_kernel(values: np.ndarray, transfer: np.ndarray, name=None) -> np.ndarray:
     """Multiply the real FFT over the trailing ``transfer.ndim`` axes by ``transfer``."""
+    if not np.isfinite(values).all():
+        # checked per block: the one place that sees the values without computing early
+        n_bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+        raise ValueError(
+            f"LowPassFilter: variable {name!r} holds {n_bad} NaN or infinite value(s); an FFT "
+            f"would spread them over the whole field. Fill them first (e.g. "
+            f"ds.interpolate_na(dim) or ds.fillna(value)) or select a finite region."
+        )
     axes = tuple(range(-transfer.ndim, 0))
     spectrum = np.fft.rfftn(values, axes=axes)
     out = np.fft.irfftn(spectrum * transfer, s=values.shape[-transfer.ndim:], axes=axes)
