@@ -1,0 +1,12 @@
+"""Small helpers every layer of xdyn may use; this package imports nothing else from xdyn.
+
+Examples
+--------
+>>> from xdyn.utils import resolve_device, resolve_dtype
+>>> resolve_dtype("float64")
+torch.float64
+"""
+
+from xdyn.utils._torch import resolve_device, resolve_dtype
+
+__all__ = ["resolve_device", "resolve_dtype"]

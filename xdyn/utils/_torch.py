@@ -1,0 +1,99 @@
+"""Torch device and dtype resolution shared by systems and learned estimators.
+
+Every torch-using estimator takes ``device`` (``"auto"`` = CUDA when present,
+else CPU) and ``dtype`` parameters, stored unchanged; these helpers turn them
+into torch objects at the moment they are needed, with one error message for a
+device that does not exist on this machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["resolve_device", "resolve_dtype"]
+
+
+def resolve_device(device="auto") -> torch.device:
+    """Turn a ``device`` parameter into a :class:`torch.device` present here.
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default="auto"
+        ``"auto"`` (or None) gives ``cuda`` when :func:`torch.cuda.is_available`,
+        else ``cpu``; anything else is passed to :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    ValueError
+        If ``device`` is not a torch device name, or names a CUDA (or MPS)
+        device that this machine does not have. A model saved on a GPU loads on
+        a CPU-only machine with ``device="auto"``.
+
+    Examples
+    --------
+    >>> from xdyn.utils import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("auto").type in ("cpu", "cuda")
+    True
+    >>> resolve_device("gpu")
+    Traceback (most recent call last):
+    ...
+    ValueError: device='gpu' is not a torch device; ...
+    """
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, torch.device):
+        out = device
+    else:
+        try:
+            out = torch.device(device)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"device={device!r} is not a torch device; use 'auto' (CUDA when "
+                "present, else CPU), 'cpu', 'cuda' or 'cuda:N'"
+            ) from exc
+    if out.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r} was requested but CUDA is not available on "
+                "this machine; use device='auto' (CUDA when present, else CPU) or 'cpu'"
+            )
+        if out.index is not None and out.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r}: this machine has {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    elif out.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but MPS is not available on this machine"
+        )
+    return out
+
+
+def resolve_dtype(dtype) -> torch.dtype:
+    """Accept a torch dtype, its name (``"float64"``, ``"float32"``) or a numpy dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.utils import resolve_dtype
+    >>> resolve_dtype("float32")
+    torch.float32
+    >>> resolve_dtype(np.float64)
+    torch.float64
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and hasattr(torch, dtype):
+        out = getattr(torch, dtype)
+        if isinstance(out, torch.dtype):
+            return out
+    if isinstance(dtype, type) or isinstance(dtype, np.dtype):
+        return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
+    raise TypeError(f"dtype must be a torch dtype or its name, got {dtype!r}")
