@@ -23,6 +23,7 @@ from pathlib import Path
 
 import xarray as xr
 
+from xdyn.datasets._netcdf import open_netcdf_lazily
 from xdyn.datasets.registry import DataIntegrityError, data_dir, write_netcdf_atomic
 
 __all__ = [
@@ -232,11 +233,11 @@ def read_record(path) -> dict | None:
 
 def open_checked(path, *, chunks=None, fix: str = "") -> xr.Dataset:
     """Open a netCDF file, turning a read failure into :class:`DataIntegrityError`."""
+    if chunks is not None:  # lazy: a damaged chunk is named when it is read
+        return open_netcdf_lazily(path, chunks, fix=fix)
     try:
-        if chunks is None:
-            with xr.open_dataset(path) as ds:
-                return ds.load()
-        return xr.open_dataset(path, chunks=chunks)
+        with xr.open_dataset(path) as ds:
+            return ds.load()
     except Exception as exc:
         raise DataIntegrityError(
             f"data file {path} is corrupt or truncated and cannot be read ({exc}). {fix}"

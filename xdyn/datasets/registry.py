@@ -37,6 +37,7 @@ __all__ = [
     "DataIntegrityError",
     "DataUnavailableError",
     "atomic_path",
+    "check_known_hash",
     "data_dir",
     "file_sha256",
     "is_offline",
@@ -214,6 +215,39 @@ def _check_hash(path: Path, fname: str, expected: str, fix: str) -> None:
             f"data file {path} is corrupt, truncated or modified: its sha256 is {got}, "
             f"the registry ({REGISTRY_FILE.name}) expects {want} for {fname!r}. {fix}"
         )
+
+
+def check_known_hash(path, fix: str = "") -> bool:
+    """Verify ``path`` against the registry when the registry pins a file of that name.
+
+    A file is pinned when its path ends with a registry name (``lorenz63_sample.nc``,
+    ``era5_wb5625_sample/geopotential_500/...``). Hashes are memoised on path,
+    size and mtime, so a repeated open costs nothing.
+
+    Returns
+    -------
+    bool
+        True when the file was pinned and matched; False when it is not pinned.
+
+    Raises
+    ------
+    DataIntegrityError
+        The file is pinned and its sha256 differs (the message ends with ``fix``).
+
+    Examples
+    --------
+    >>> check_known_hash(resolve("lorenz63_sample.nc"))
+    True
+    >>> import tempfile, pathlib
+    >>> check_known_hash(pathlib.Path(tempfile.mkdtemp()) / "other.nc")
+    False
+    """
+    posix = Path(path).as_posix()
+    for fname, expected in read_registry().items():
+        if posix == fname or posix.endswith("/" + fname):
+            _check_hash(Path(path), fname, expected, fix)
+            return True
+    return False
 
 
 def _fix_hint(fname: str, dataset: str | None, script: str | None, shipped: bool) -> str:

@@ -38,6 +38,7 @@ from xdyn.datasets._fields import (
     set_attrs,
     standard_grid,
 )
+from xdyn.datasets._netcdf import open_netcdf_lazily
 from xdyn.datasets.registry import DataIntegrityError, data_dir
 from xdyn.datasets.weatherbench2 import from_weatherbench2
 
@@ -123,12 +124,19 @@ def load_weatherbench(
     Raises
     ------
     ValueError
-        Unknown short name (the message lists the known ones) or missing level.
+        Unknown short name (the message lists the known ones) or missing level;
+        a file that does not fit the layout -- the wrong variable, other dims
+        than ``(time, lat, lon)``, times outside the year in its name, a grid
+        unlike the other years', the same times in two files. The message
+        names the file and the fix.
     FileNotFoundError
         A folder or year is missing; the message names the expected path and
         the download link.
     xdyn.datasets.DataIntegrityError
-        A file is corrupt or truncated.
+        A file is corrupt or truncated: at open, or -- data stay lazy -- when a
+        damaged chunk is read (the error names the file, not only
+        ``NetCDF: HDF error``). A file the registry pins (the shipped sample)
+        is checked against its sha256.
 
     Examples
     --------
@@ -178,6 +186,15 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
         Whichever of ``orography``, ``lsm``, ``slt``, ``lat2d``, ``lon2d`` the
         file holds, on ``(lat, lon)`` with units.
 
+    Raises
+    ------
+    FileNotFoundError
+        No constants file (the message names the expected path and the link).
+    ValueError
+        The file holds none of the constant fields, or one not on ``(lat, lon)``.
+    xdyn.datasets.DataIntegrityError
+        The file is corrupt or truncated (at open, or when its data are read).
+
     Examples
     --------
     >>> import tempfile, numpy as np, xarray as xr, pathlib
@@ -199,11 +216,26 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
                 f"{weatherbench_url('constants', resolution)} into {folder}/."
             )
         path = found[0]
-    ds = _open_files([path], chunks if chunks is not None else {})
-    ds = standard_grid(ds)
-    for name, (units, long_name, standard_name) in CONSTANTS.items():
-        if name in ds:
-            set_attrs(ds[name], units, long_name, standard_name)
+    fix = (
+        f"To fix: delete {path} and download {weatherbench_url('constants', resolution)} "
+        f"again into {folder}/."
+    )
+    ds = standard_grid(open_netcdf_lazily(path, chunks if chunks is not None else {}, fix=fix))
+    known = [name for name in CONSTANTS if name in ds.data_vars]
+    if not known:
+        raise ValueError(
+            f"WeatherBench constants file {path} holds none of the constant fields "
+            f"{list(CONSTANTS)} (it holds {sorted(ds.data_vars)}): it is not the "
+            f"constants file. {fix}"
+        )
+    for name in known:
+        if set(ds[name].dims) != {"lat", "lon"}:
+            raise ValueError(
+                f"WeatherBench constants file {path}: {name!r} has dims {ds[name].dims}; "
+                f"expected ('lat', 'lon'). {fix}"
+            )
+        units, long_name, standard_name = CONSTANTS[name]
+        set_attrs(ds[name], units, long_name, standard_name)
     return ds.load() if chunks is None else ds
 
 
@@ -252,15 +284,11 @@ def _open_field(name, years, root, resolution, chunks) -> xr.DataArray:
         )
     folder, stem, select = present[0]
     files = _files(root / folder, stem, years, resolution, name)
-    ds = standard_grid(_open_files(files, chunks))
-    if field.var not in ds.data_vars:
-        raise ValueError(
-            f"{name!r}: files in {root / folder} hold {sorted(ds.data_vars)}, not {field.var!r}"
-        )
-    da = ds[field.var]
-    if select is not None:
-        da = _select_level(da, select, name, root / folder)
-    da = da.drop_vars([c for c in da.coords if c not in da.dims])
+    # One file at a time, each checked against the layout, so that a bad file is
+    # named (a combined open would outer-join a wrong variable into NaNs, drop a
+    # mislabelled year, or fail on the merged index without saying which file).
+    parts = [_open_year(path, field, select, name, resolution, chunks) for path in files]
+    da = _concat_years(parts, files, name, resolution)
     units = da.attrs.get("units", field.units)
     long_name = f"{field.long_name} at {level} hPa" if level else field.long_name
     set_attrs(da, units, long_name, field.standard_name)
@@ -294,39 +322,108 @@ def _files(folder: Path, stem: str, years, resolution: str, name: str) -> list[P
     return out
 
 
-def _open_files(files, chunks) -> xr.Dataset:
-    try:
-        return xr.open_mfdataset(
-            [str(f) for f in files],
-            combine="by_coords",
-            chunks=chunks,
-            data_vars="minimal",
-            coords="minimal",
-            compat="override",
-            join="outer",
-            combine_attrs="drop_conflicts",
+def _refetch(path: Path, resolution: str = "5.625deg") -> str:
+    folder = path.parent
+    return (
+        f"To fix: delete {path} and download {weatherbench_url(folder.name, resolution)} "
+        f"again (unzip into {folder}/), or remove the file from the folder."
+    )
+
+
+def _open_year(path: Path, field, select, name, resolution, chunks) -> xr.DataArray:
+    """One WeatherBench file as a checked, lazy ``(time, lat, lon)`` DataArray."""
+    fix = _refetch(path, resolution)
+    ds = standard_grid(open_netcdf_lazily(path, chunks, fix=fix))
+    if field.var not in ds.data_vars:
+        raise ValueError(
+            f"WeatherBench file {path} holds {sorted(ds.data_vars)}, not {field.var!r} (the "
+            f"name of {name!r} in its files): it is in the wrong folder or is not this "
+            f"variable. {fix}"
         )
-    except Exception as exc:
-        for f in files:
-            try:
-                xr.open_dataset(f, decode_times=False).close()
-            except Exception as file_exc:
-                raise DataIntegrityError(
-                    f"WeatherBench file {f} is corrupt or truncated ({file_exc}). To fix: "
-                    f"delete it and download {weatherbench_url(Path(f).parent.name)} again "
-                    f"(unzip into {Path(f).parent}/)."
-                ) from exc
-        raise
+    da = ds[field.var]
+    core = tuple(d for d in da.dims if d != "level")
+    if sorted(core) != ["lat", "lon", "time"]:
+        raise ValueError(
+            f"WeatherBench file {path}: variable {field.var!r} has dims {da.dims}; expected "
+            f"('time', 'lat', 'lon') (or latitude/longitude), plus 'level' in a multi-level "
+            f"folder. The file is not in WeatherBench layout. {fix}"
+        )
+    _check_coords(da, path, fix)
+    if select is not None:
+        da = _select_level(da, select, name, path)
+    da = da.drop_vars([c for c in da.coords if c not in da.dims])
+    return da.transpose("time", "lat", "lon")
 
 
-def _select_level(da: xr.DataArray, level: int, name: str, folder: Path) -> xr.DataArray:
+def _check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
+    """Coordinates a WeatherBench file must have: finite, increasing, in its year."""
+    lat, lon, time = (da[d].values for d in ("lat", "lon", "time"))
+    if not (np.all(np.isfinite(lat)) and np.all(np.abs(lat) <= 90.0)):
+        raise DataIntegrityError(f"WeatherBench file {path} has latitudes outside [-90, 90]. {fix}")
+    if not np.all(np.isfinite(lon)) or np.any(np.diff(lon) <= 0) or np.any(np.diff(lat) <= 0):
+        raise DataIntegrityError(
+            f"WeatherBench file {path} has repeated or unordered lat/lon coordinates. {fix}"
+        )
+    if not np.issubdtype(time.dtype, np.datetime64):
+        raise ValueError(
+            f"WeatherBench file {path}: 'time' is not a date ({time.dtype}); its units attr "
+            f"may be missing or damaged. {fix}"
+        )
+    if np.any(np.isnat(time)) or np.any(np.diff(time) <= np.timedelta64(0)):
+        raise DataIntegrityError(
+            f"WeatherBench file {path} has missing, repeated or unordered times. {fix}"
+        )
+    m = re.search(r"_(\d{4})_", path.name)
+    if m and time.size:
+        years = time.astype("datetime64[Y]").astype(int) + 1970
+        if np.any(years != int(m.group(1))):
+            raise ValueError(
+                f"WeatherBench file {path} is named for {m.group(1)} but holds times "
+                f"{time[0]} .. {time[-1]}: it was renamed or mislabelled. {fix}"
+            )
+
+
+def _concat_years(parts: list[xr.DataArray], files: list[Path], name, resolution) -> xr.DataArray:
+    ref = parts[0]
+    for da, path in zip(parts[1:], files[1:]):
+        for dim in ("lat", "lon"):
+            a, b = ref[dim].values, da[dim].values
+            if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
+                raise ValueError(
+                    f"WeatherBench file {path} is on a different {dim} grid from {files[0]} "
+                    f"({_describe(b)} vs {_describe(a)}): every year of {name!r} must share "
+                    f"one grid. {_refetch(path, resolution)}"
+                )
+    order = np.argsort([da["time"].values[0] for da in parts], kind="stable")
+    parts = [parts[i].assign_coords(lat=ref["lat"], lon=ref["lon"]) for i in order]
+    files = [files[i] for i in order]
+    for (a, pa), (b, pb) in zip(zip(parts, files), zip(parts[1:], files[1:])):
+        if a["time"].values[-1] >= b["time"].values[0]:
+            raise ValueError(
+                f"WeatherBench files {pa} and {pb} overlap in time ({b['time'].values[0]}): "
+                f"the folder holds the same year twice (e.g. a copy under another name); "
+                f"keep one of them."
+            )
+    if len(parts) == 1:
+        return parts[0]
+    return xr.concat(parts, "time", coords="minimal", compat="override",
+                     combine_attrs="drop_conflicts", join="exact")
+
+
+def _describe(values: np.ndarray) -> str:
+    if values.size == 0:
+        return "empty"
+    return f"{values.size} points, {values[0]:g} .. {values[-1]:g}"
+
+
+def _select_level(da: xr.DataArray, level: int, name: str, path: Path) -> xr.DataArray:
     if "level" in da.dims:
         levels = da["level"].values.tolist()
         if level not in levels:
-            raise ValueError(f"{name!r}: level {level} hPa not in {folder} (levels {levels})")
+            raise ValueError(f"{name!r}: level {level} hPa not in {path} (levels {levels})")
         return da.sel(level=level)
     if "level" in da.coords and int(da["level"].values) != level:
-        raise ValueError(f"{name!r}: files in {folder} are at level {int(da['level'])} hPa")
+        raise ValueError(f"{name!r}: file {path} is at level {int(da['level'])} hPa, not {level}")
     return da
 
 
