@@ -283,3 +283,114 @@ def test_lorenz96_climatology_generates_from_config(offline_cache):
     assert ds.x.dims == ("time", "k") and ds.sizes == {"time": 11, "k": 40}
     assert json.loads(ds.attrs["xdyn_config"])["config"]["t_span"] == 1.0
     assert ds.attrs["system"] == "Lorenz96" and ds.attrs["dt"] == 0.05
+
+
+# --- killed writes and cut downloads leave nothing behind ------------------------
+def test_a_killed_write_leaves_a_part_that_the_next_open_removes(toy, offline_cache):
+    import os
+    import subprocess
+    import sys
+
+    path = datasets.generated_path("toy-ramp")
+    # a real SIGKILL mid-write: no ``finally`` runs, so the .part file stays
+    script = (
+        "import os, signal, sys\n"
+        "from xdyn.datasets.registry import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half a netCDF file')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True)
+    assert proc.returncode == -9, proc.stderr
+    parts = [p for p in generated_files(offline_cache) if p.endswith(".part")]
+    assert len(parts) == 1 and not path.exists()
+    # a live writer's file (this process) and an unrelated file are kept
+    live = path.with_name(f".{path.name}.{registry._host()}-{os.getpid()}-0123456789ab.part")
+    live.write_bytes(b"being written")
+    other = path.with_name(".someone-else.nc.part")
+    other.write_bytes(b"not ours")
+    assert datasets.load("toy-ramp").sizes["time"] == 5
+    assert sorted(generated_files(offline_cache)) == sorted(
+        [path.name, live.name, other.name]
+    )
+
+
+def test_an_old_part_from_another_host_is_removed_when_stale(tmp_path):
+    import os
+    import time
+
+    target = tmp_path / "out.nc"
+    foreign = tmp_path / ".out.nc.otherhost-12-0123456789ab.part"
+    legacy = tmp_path / ".out.nc.abcdef012345.part"  # written before pids were recorded
+    for p in (foreign, legacy):
+        p.write_bytes(b"x")
+    assert registry.remove_stale_parts(target) == []  # recent: maybe still being written
+    old = time.time() - registry.STALE_PART_AGE - 60
+    for p in (foreign, legacy):
+        os.utime(p, (old, old))
+    with registry.atomic_path(target) as tmp:  # the next write cleans up
+        tmp.write_bytes(b"done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nc"]
+
+
+def _zip_with(tmp_path, n_files=2):
+    import zipfile
+
+    src = tmp_path / "src"
+    src.mkdir()
+    archive = tmp_path / "geopotential_500_5.625deg.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for year in range(2000, 2000 + n_files):
+            name = f"geopotential_500hPa_{year}_5.625deg.nc"
+            z.writestr(name, np.random.default_rng(year).bytes(20000))
+    return archive
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_cut_weatherbench_download_leaves_no_zip_and_no_empty_folder(
+    tmp_path, monkeypatch, damage
+):
+    from xdyn.datasets import weatherbench_download
+
+    good = _zip_with(tmp_path).read_bytes()
+    if damage == "truncate":
+        bad = good[: len(good) * 2 // 3]
+    else:  # same size, a flipped byte inside a member: only the CRC check sees it
+        bad = bytearray(good)
+        bad[200] ^= 0xFF
+        bad = bytes(bad)
+    root = tmp_path / "wb"
+
+    def fake_retrieve(url, known_hash, fname, path, processor=None):
+        # what pooch does when the (caller-given) hash matches: save, then process
+        target = path / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(bad)
+        return processor(str(target), "download", None)
+
+    monkeypatch.delenv("XDYN_OFFLINE")
+    monkeypatch.setattr(weatherbench_download.pooch, "retrieve", fake_retrieve)
+    with pytest.raises(DataIntegrityError, match=r"truncated or corrupt.*deleted.*run the fetch again"):
+        datasets.fetch_weatherbench("z500", root=root, known_hash="sha256:" + "0" * 64)
+    assert not (root / "geopotential_500").exists()
+    assert list((root / ".downloads").iterdir()) == []
+    # the same fetch with a sound archive extracts every file
+    bad = good
+    datasets.fetch_weatherbench("z500", root=root, known_hash="sha256:" + "0" * 64)
+    assert sorted(p.name for p in (root / "geopotential_500").iterdir()) == [
+        "geopotential_500hPa_2000_5.625deg.nc",
+        "geopotential_500hPa_2001_5.625deg.nc",
+    ]
+
+
+def test_a_download_with_the_wrong_hash_says_what_it_means(tmp_path, monkeypatch):
+    from xdyn.datasets import weatherbench_download
+
+    def fake_retrieve(url, known_hash, fname, path, processor=None):
+        raise ValueError("SHA256 hash of downloaded file (abc) does not match the known hash")
+
+    monkeypatch.delenv("XDYN_OFFLINE")
+    monkeypatch.setattr(weatherbench_download.pooch, "retrieve", fake_retrieve)
+    with pytest.raises(DataIntegrityError, match="does not match known_hash.*cut short"):
+        datasets.fetch_weatherbench("t2m", root=tmp_path, known_hash="sha256:" + "1" * 64)
+    assert not (tmp_path / "2m_temperature").exists()

@@ -288,3 +288,136 @@ def test_weatherbench_share_serves_the_archive():
     response = requests.get(url, stream=True, timeout=60)
     assert response.status_code == 200
     response.close()
+
+
+# --- files that do not fit the layout are refused, naming the file --------------------
+def _t2m_years(root, years=(2016, 2017, 2018)):
+    for y in years:
+        write_year(root, "2m_temperature", "2m_temperature", "t2m", y)
+    return root / "2m_temperature"
+
+
+def _replace(path, ds):
+    path.unlink()
+    ds.to_netcdf(path, encoding={"time": {"units": "hours since 1979-01-01"}})
+
+
+def test_a_year_holding_the_wrong_variable_is_named(tmp_path):
+    folder = _t2m_years(tmp_path)
+    bad = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        wrong = ds.load().rename(t2m="u10")
+    _replace(bad, wrong)
+    with pytest.raises(ValueError, match=rf"{bad}.* holds \['u10'\], not 't2m'.*To fix"):
+        load_weatherbench("t2m", [2016, 2017, 2018], root=tmp_path)
+    with pytest.raises(ValueError, match=str(bad)):  # years=None globs the folder: same check
+        load_weatherbench("t2m", root=tmp_path)
+
+
+def test_a_renamed_lat_dim_is_refused(tmp_path):
+    folder = _t2m_years(tmp_path, (2017,))
+    bad = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        renamed = ds.load().rename(lat="y")
+    _replace(bad, renamed)
+    with pytest.raises(ValueError, match=rf"{bad}: variable 't2m' has dims \('time', 'y', 'lon'\)"):
+        load_weatherbench("t2m", 2017, root=tmp_path)
+
+
+def test_a_file_named_for_one_year_holding_another_is_refused(tmp_path):
+    folder = _t2m_years(tmp_path, (2017,))
+    # a copy of 2017 saved under the 2018 name: previously dropped silently
+    src = folder / "2m_temperature_2017_5.625deg.nc"
+    bad = folder / "2m_temperature_2018_5.625deg.nc"
+    bad.write_bytes(src.read_bytes())
+    with pytest.raises(ValueError, match=rf"{bad} is named for 2018 but holds times 2017-01-01"):
+        load_weatherbench("t2m", [2017, 2018], root=tmp_path)
+
+
+def test_the_same_times_in_two_files_are_refused(tmp_path):
+    folder = _t2m_years(tmp_path, (2017,))
+    (folder / "copy_of_2m_temperature.nc").write_bytes(
+        (folder / "2m_temperature_2017_5.625deg.nc").read_bytes()
+    )
+    with pytest.raises(ValueError, match="overlap in time.*same year twice"):
+        load_weatherbench("t2m", root=tmp_path)
+
+
+def test_a_year_on_a_shifted_grid_is_named(tmp_path):
+    folder = _t2m_years(tmp_path)
+    bad = folder / "2m_temperature_2018_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        shifted = ds.load().assign_coords(lat=ds.lat + 1.0)
+    _replace(bad, shifted)
+    with pytest.raises(ValueError, match=rf"{bad} is on a different lat grid from .*2016"):
+        load_weatherbench("t2m", [2016, 2017, 2018], root=tmp_path)
+
+
+def test_bad_coordinates_are_refused(tmp_path):
+    folder = _t2m_years(tmp_path, (2017,))
+    bad = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        good = ds.load()
+    _replace(bad, good.assign_coords(lat=good.lat * 2))
+    with pytest.raises(DataIntegrityError, match=rf"{bad} has latitudes outside"):
+        load_weatherbench("t2m", 2017, root=tmp_path)
+    _replace(bad, good.assign_coords(time=good.time.values[::-1]))
+    with pytest.raises(DataIntegrityError, match="unordered times"):
+        load_weatherbench("t2m", 2017, root=tmp_path)
+
+
+def _compressed_year(root, year=2017):
+    """A t2m file with zlib chunks (a damaged chunk fails to inflate, like real bit rot)."""
+    ds = write_year(root, "2m_temperature", "2m_temperature", "t2m", year, n_times=8)
+    path = root / "2m_temperature" / f"2m_temperature_{year}_5.625deg.nc"
+    _replace(path, ds)
+    path.unlink()
+    ds.to_netcdf(path, encoding={"time": {"units": "hours since 1979-01-01"},
+                                 "t2m": {"zlib": True, "chunksizes": (1, 32, 64)}})
+    return path
+
+
+def test_bit_rot_in_the_data_region_is_named_when_read(tmp_path):
+    path = _compressed_year(tmp_path)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 4000] = b"\xff" * 4000  # the header and coordinates stay intact
+    path.write_bytes(bytes(raw))
+    with dask.config.set(scheduler=NoCompute()):
+        ds = load_weatherbench("t2m", 2017, root=tmp_path)  # opens: the damage is in the data
+    with pytest.raises(DataIntegrityError, match=rf"cannot read variable 't2m' of {path}.*To fix"):
+        ds.load()
+
+
+def test_lazy_reads_through_the_wrapper_equal_the_file(tmp_path):
+    path = _compressed_year(tmp_path)
+    ds = load_weatherbench("t2m", 2017, root=tmp_path, chunks={"time": 3})
+    assert ds.t2m.chunks[0] == (3, 3, 2)
+    with xr.open_dataset(path) as direct:
+        np.testing.assert_array_equal(ds.t2m.isel(time=[1, 6]).values, direct.t2m.values[[1, 6]])
+        np.testing.assert_array_equal(ds.t2m.values, direct.t2m.values)
+
+
+def test_a_registry_pinned_file_is_checked_at_open(tmp_path):
+    import shutil
+
+    root = tmp_path / "era5_wb5625_sample"
+    shutil.copytree(datasets.fetch("era5-wb5625-sample"), root)
+    path = root / "temperature_850" / "temperature_850hPa_2017_5.625deg.nc"
+    raw = bytearray(path.read_bytes())
+    raw[-10] ^= 0xFF  # one flipped byte: undetectable by reading an uncompressed file
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataIntegrityError, match=rf"{path} is corrupt.*sha256"):
+        load_weatherbench("t850", 2017, root=root)
+
+
+def test_load_constants_refuses_a_file_with_no_constant_field(tmp_path):
+    (tmp_path / "constants").mkdir()
+    path = tmp_path / "constants" / "constants_5.625deg.nc"
+    xr.Dataset({"t2m": (("lat", "lon"), np.ones((32, 64)))}, coords={"lat": LAT, "lon": LON}) \
+        .to_netcdf(path)
+    with pytest.raises(ValueError, match=rf"{path} holds none of the constant fields.*'orography'"):
+        load_constants(tmp_path)
+    path.write_bytes(b"CDF\x01garbage")
+    with pytest.raises(DataIntegrityError, match=str(path)):
+        load_constants(tmp_path)

@@ -67,6 +67,12 @@ def open_netcdf_lazily(path, chunks="auto", *, fix: str = "") -> xr.Dataset:
         Every data variable dask-backed, with the chunks ``xarray.open_dataset``
         would choose; reading a damaged chunk raises ``DataIntegrityError``.
 
+    Raises
+    ------
+    DataIntegrityError
+        The file does not open, holds no data variable, or differs from the
+        sha256 the registry pins for it.
+
     Examples
     --------
     >>> import tempfile, pathlib, numpy as np, xarray as xr
@@ -91,6 +97,11 @@ def open_netcdf_lazily(path, chunks="auto", *, fix: str = "") -> xr.Dataset:
             f"data file {path} is corrupt or truncated and cannot be opened "
             f"({type(exc).__name__}: {exc}). {fix}"
         ) from exc
+    if not chunked.data_vars:
+        # a damaged header can parse as an empty file; no caller wants one
+        raise DataIntegrityError(
+            f"data file {path} holds no data variables: it is empty, truncated or corrupt. {fix}"
+        )
     stamp = path.stat()
     for name, var in chunked.data_vars.items():
         reader = _NamedReads(lazy[name].variable, path, str(name), fix)

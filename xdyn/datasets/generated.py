@@ -24,7 +24,12 @@ from pathlib import Path
 import xarray as xr
 
 from xdyn.datasets._netcdf import open_netcdf_lazily
-from xdyn.datasets.registry import DataIntegrityError, data_dir, write_netcdf_atomic
+from xdyn.datasets.registry import (
+    DataIntegrityError,
+    data_dir,
+    remove_stale_parts,
+    write_netcdf_atomic,
+)
 
 __all__ = [
     "GeneratedSpec",
@@ -274,6 +279,7 @@ def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict) -> Pat
     config = spec.resolve_config(overrides)
     record = spec.record(config)
     path = _path_for(spec, config)
+    remove_stale_parts(path)  # what a killed earlier write of this file left
     if path.is_file() and not force:
         try:
             found = read_record(path)

@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pooch
 
-from xdyn.datasets.registry import DataUnavailableError, data_dir, is_offline
+from xdyn.datasets.registry import (
+    DataIntegrityError,
+    DataUnavailableError,
+    data_dir,
+    is_offline,
+)
 
 __all__ = ["fetch_weatherbench"]
 
@@ -47,6 +52,14 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
     pathlib.Path
         ``root``, ready for :func:`load_weatherbench`.
 
+    Raises
+    ------
+    ValueError
+        No ``known_hash`` for a variable.
+    xdyn.datasets.DataIntegrityError
+        The download does not match its hash, or the archive is truncated or
+        corrupt; nothing is left behind (no archive, no empty variable folder).
+
     Examples
     --------
     >>> fetch_weatherbench("z500")  # doctest: +IGNORE_EXCEPTION_DETAIL
@@ -69,38 +82,73 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
             )
         if is_offline():
             raise DataUnavailableError(f"XDYN_OFFLINE is set; not downloading {url}")
-        if folder == "constants":
-            pooch.retrieve(
-                url,
-                known_hash=hashes[name],
-                fname=f"constants_{resolution}.nc",
-                path=root / "constants",
-            )
-        else:
-            pooch.retrieve(
-                url,
-                known_hash=hashes[name],
-                fname=f"{folder}_{resolution}.zip",
-                path=root / ".downloads",
-                processor=_unzip_into(root / folder),
-            )
+        try:
+            if folder == "constants":
+                pooch.retrieve(
+                    url,
+                    known_hash=hashes[name],
+                    fname=f"constants_{resolution}.nc",
+                    path=root / "constants",
+                )
+            else:
+                pooch.retrieve(
+                    url,
+                    known_hash=hashes[name],
+                    fname=f"{folder}_{resolution}.zip",
+                    path=root / ".downloads",
+                    processor=_unzip_into(root / folder),
+                )
+        except ValueError as exc:
+            if "hash" not in str(exc).lower():
+                raise
+            # pooch deletes a download whose hash differs; say what it means here
+            raise DataIntegrityError(
+                f"the download of {url} does not match known_hash={hashes[name]!r}: it was "
+                f"cut short, or the hash is not the archive's. Nothing was kept. To fix: run "
+                f"the fetch again; if it fails the same way, check the hash. ({exc})"
+            ) from exc
     return root
 
 
 def _unzip_into(folder: Path):
-    """A pooch processor extracting a zip's ``*.nc`` into ``folder``, atomically per file."""
+    """A pooch processor extracting a zip's ``*.nc`` into ``folder``, all or nothing.
+
+    The archive is tested (every member's CRC) before anything is written; the
+    files are extracted into a temporary folder and moved into place only when
+    all of them are out. A bad archive is deleted (so the next fetch downloads it
+    again rather than reusing it) and leaves no empty ``folder`` behind.
+    """
 
     def processor(fname, action, pup):
         if action == "fetch" and any(folder.glob("*.nc")):
             return str(folder)  # archive already verified and extracted
-        folder.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(fname) as archive, tempfile.TemporaryDirectory(dir=folder) as tmp:
-            for member in archive.namelist():
-                if member.endswith(".nc"):
-                    target = Path(tmp) / Path(member).name
-                    with archive.open(member) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                    os.replace(target, folder / target.name)
+        created = not folder.exists()
+        try:
+            with zipfile.ZipFile(fname) as archive:
+                bad = archive.testzip()
+                if bad is not None:
+                    raise zipfile.BadZipFile(f"member {bad!r} fails its CRC check")
+                members = [m for m in archive.namelist() if m.endswith(".nc")]
+                if not members:
+                    raise zipfile.BadZipFile("it holds no *.nc file")
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=folder, prefix=".extract-") as tmp:
+                    for member in members:
+                        target = Path(tmp) / Path(member).name
+                        with archive.open(member) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                    for member in members:
+                        os.replace(Path(tmp) / Path(member).name, folder / Path(member).name)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            Path(fname).unlink(missing_ok=True)
+            if created and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+            raise DataIntegrityError(
+                f"the downloaded archive {fname} is truncated or corrupt ({type(exc).__name__}: "
+                f"{exc}); it was deleted and nothing was extracted into {folder}. To fix: run "
+                f"the fetch again (a connection cut mid-download is the usual cause), and check "
+                f"that known_hash is the sha256 of the complete archive."
+            ) from exc
         return str(folder)
 
     return processor
