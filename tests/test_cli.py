@@ -2,9 +2,42 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import xarray as xr
 
+import xdyn
+from xdyn import experiments
 from xdyn.cli import main
+from xdyn.experiments import ExperimentResult, register
+
+
+@pytest.fixture
+def tiny(monkeypatch):
+    """A registered experiment that records its calls (to prove checks come first)."""
+    calls = []
+
+    @register("tiny-cli", "a tiny experiment for the CLI tests")
+    def _tiny(quick=False, seed=0, device="cpu", progress=True):
+        calls.append(quick)
+        ds = xr.Dataset({"rmse": ("method", [0.5 if quick else 0.1], {"units": "1",
+                                                                     "long_name": "RMSE"})},
+                        coords={"method": ("method", ["a"], {"long_name": "method"})})
+        return ExperimentResult(ds, {}, "table", summary=[
+            {"method": "a", "metric": "RMSE", "value": float(ds.rmse[0]), "units": "1",
+             "lower_is_better": True}])
+
+    yield calls
+    experiments.catalogue._REGISTRY.pop("tiny-cli", None)
+
+
+def _one_error_line(capsys, *needles):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xdyn: error: "), captured.err
+    assert "Traceback" not in captured.err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return captured
 
 
 def test_list_shows_catalogue_and_default(capsys):
@@ -17,22 +50,115 @@ def test_run_quick_experiment_writes_outputs(tmp_path, capsys):
     assert main(["run", "lorenz96-spectrum", "--quick", "--out", str(tmp_path), "--seed", "3",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "spectral peak" in out and "peak memory" in out
-    ds = xr.open_dataset(tmp_path / "lorenz96-spectrum" / "results.nc")
-    assert ds.attrs["seed"] == 3 and ds.attrs["quick"] == 1
-    assert "x_spectrum" in ds and ds.x_spectrum.attrs.get("units")
-    ds.close()
-    assert (tmp_path / "lorenz96-spectrum" / "spectrum.png").exists()
+    assert "spectral peak" in out and "peak memory" in out and "quick run" in out
+    folder = tmp_path / "lorenz96-spectrum-quick"
+    with xr.open_dataset(folder / "results.nc") as ds:
+        assert ds.attrs["seed"] == 3 and ds.attrs["quick"] == 1 and "shortened" in ds.attrs["quick_note"]
+        assert "x_spectrum" in ds and ds.x_spectrum.attrs.get("units")
+    assert (folder / "spectrum.png").exists() and (folder / "summary.csv").exists()
 
 
-def test_unknown_experiment_is_a_clear_error(capsys):
-    assert main(["run", "no-such-thing", "--no-progress"]) == 2
-    assert "unknown experiment" in capsys.readouterr().err
+def test_quick_run_keeps_full_results_apart(tmp_path, tiny, capsys):
+    assert main(["run", "tiny-cli", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main(["run", "tiny-cli", "--quick", "--out", str(tmp_path), "--no-progress"]) == 0
+    with xr.open_dataset(tmp_path / "tiny-cli" / "results.nc") as full:
+        assert full.attrs["quick"] == 0 and float(full.rmse[0]) == 0.1
+    with xr.open_dataset(tmp_path / "tiny-cli-quick" / "results.nc") as quick:
+        assert quick.attrs["quick"] == 1 and float(quick.rmse[0]) == 0.5
+    assert "tiny-cli-quick" in capsys.readouterr().out
+
+
+def test_unknown_experiment_is_one_line_before_any_header(capsys):
+    assert main(["run", "lorenz96-twn", "--no-progress"]) == 2
+    captured = _one_error_line(capsys, "unknown experiment 'lorenz96-twn'",
+                               "did you mean 'lorenz96-twin'")
+    assert captured.out == ""  # no "xdyn run ..." header before the error
+
+
+@pytest.mark.parametrize("device, needle", [("foo", "not a torch device"),
+                                            ("cuda", "CUDA is not available")])
+def test_bad_device_is_one_line_before_work(device, needle, tiny, capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
+    assert main(["run", "tiny-cli", "--device", device, "--out", str(tmp_path)]) == 2
+    _one_error_line(capsys, "--device", needle)
+    assert tiny == [] and list(tmp_path.iterdir()) == []
+
+
+def test_out_that_cannot_be_a_folder_is_one_line_before_work(tmp_path, tiny, capsys):
+    a_file = tmp_path / "results.txt"
+    a_file.write_text("not a folder")
+    assert main(["run", "tiny-cli", "--out", str(a_file)]) == 2
+    _one_error_line(capsys, "--out", "is an existing file")
+    assert main(["run", "tiny-cli", "--out", str(a_file / "below")]) == 2
+    _one_error_line(capsys, "--out", "not writable")
+    assert tiny == []
+
+
+def test_out_unwritable_is_one_line_before_work(tmp_path, tiny, capsys, monkeypatch):
+    # root may write anywhere, so make the probe fail the way a read-only folder does
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+    assert main(["run", "tiny-cli", "--out", str(tmp_path)]) == 2
+    _one_error_line(capsys, "--out", "not writable: Permission denied")
+    assert tiny == []
+
+
+def test_no_arguments_prints_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: xdyn") and "xdyn run [NAME]" in out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--version"])
+    assert err.value.code == 0 and capsys.readouterr().out.strip() == f"xdyn {xdyn.__version__}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["data", "--help"]])
+def test_help_has_no_rst_markup(argv, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = capsys.readouterr().out
+    assert out.startswith("usage:")
+    for markup in ("``", ":func:", ":class:", ".. "):
+        assert markup not in out, markup
 
 
 def test_data_list(capsys):
     assert main(["data", "list"]) == 0
     assert "lorenz96-sample" in capsys.readouterr().out
+
+
+def test_data_fetch_of_a_corrupt_file_names_it_and_the_fix(tmp_path, monkeypatch, capsys):
+    shipped = xdyn.datasets.registry.shipped_dir()
+    corrupt = tmp_path / "lorenz96_sample.nc"
+    data = bytearray((shipped / "lorenz96_sample.nc").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the data region
+    corrupt.write_bytes(bytes(data))
+    monkeypatch.setenv("XDYN_SHIPPED_DIR", str(tmp_path))
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDYN_OFFLINE", "1")
+    assert main(["data", "fetch", "lorenz96-sample"]) == 2
+    _one_error_line(capsys, str(corrupt), "To fix")
+
+
+def test_data_fetch_without_a_name_is_one_line(capsys):
+    assert main(["data", "fetch"]) == 2
+    _one_error_line(capsys, "needs a dataset NAME")
+
+
+def test_bench_da_without_dapper_says_so_and_fails(monkeypatch, capsys):
+    import xdyn.bench
+
+    monkeypatch.setattr(xdyn.bench, "has_peer", lambda name: False)
+    monkeypatch.setattr(xdyn.bench, "bench_da", lambda **kw: pytest.fail("ran without DAPPER"))
+    assert main(["bench", "da"]) == 2
+    _one_error_line(capsys, "DAPPER", "not installed", "[bench]")
 
 
 def test_console_script_is_installed():

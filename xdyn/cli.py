@@ -1,9 +1,9 @@
 """The ``xdyn`` command: the experiment catalogue, data and benchmarks.
 
-    xdyn list                                   the experiment catalogue
-    xdyn run [NAME] [--quick] [--out DIR] [--seed N] [--device D]
-    xdyn data list | xdyn data fetch NAME
-    xdyn bench systems | xdyn bench da [--quick]
+Exit status: 0 on success; 2 with one ``xdyn: error: ...`` line on bad input
+(an unknown name, a device this machine lacks, an output folder that cannot be
+written, a corrupt data file, a missing optional extra), checked before any
+work starts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,43 @@ from __future__ import annotations
 import argparse
 import sys
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
+
+_DESCRIPTION = """\
+xdyn: chaotic geophysical dynamics and data assimilation on xarray.
+
+  xdyn list                                   the experiment catalogue
+  xdyn run [NAME] [--quick] [--out DIR] [--seed N] [--device D] [--no-progress]
+  xdyn data list | xdyn data fetch NAME
+  xdyn bench systems | xdyn bench da [--quick]
+
+Results of `xdyn run NAME` go to DIR/NAME/ (DIR/NAME-quick/ with --quick):
+results.nc, summary.csv and the figures.
+"""
+
+
+class UsageError(ValueError):
+    """Bad input on the command line; reported as one line with exit status 2."""
+
+
+def check_device(device: str) -> str:
+    """The torch device ``device`` names, checked to exist on this machine.
+
+    Examples
+    --------
+    >>> check_device("cpu")
+    'cpu'
+    >>> check_device("gpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    xdyn.cli.UsageError: --device: device='gpu' is not a torch device; ...
+    """
+    from xdyn.utils import resolve_device
+
+    try:
+        return str(resolve_device(device))
+    except ValueError as err:
+        raise UsageError(f"--device: {err}") from None
 
 
 def _cmd_list(args):
@@ -27,12 +63,19 @@ def _cmd_list(args):
 
 
 def _cmd_run(args):
-    from xdyn.experiments import DEFAULT_EXPERIMENT, run
-    from xdyn.systems.base import resolve_device
+    from xdyn.experiments import DEFAULT_EXPERIMENT, get_experiment, run
+    from xdyn.experiments.catalogue import check_output_folder, output_folder
 
     name = args.name or DEFAULT_EXPERIMENT
-    device = str(resolve_device(args.device))
-    print(f"xdyn run {name} (quick={args.quick}, seed={args.seed}, device={device})", flush=True)
+    get_experiment(name)  # an unknown name fails before anything is printed
+    device = check_device(args.device)
+    try:
+        check_output_folder(args.out)
+    except ValueError as err:
+        raise UsageError(f"--out: {err}") from None
+    where = output_folder(args.out, name, args.quick)
+    print(f"xdyn run {name} (quick={args.quick}, seed={args.seed}, device={device}) -> {where}",
+          flush=True)
     result = run(name, quick=args.quick, out=args.out, seed=args.seed, device=device,
                  progress=not args.no_progress)
     print(result.table)
@@ -49,8 +92,7 @@ def _cmd_data(args):
             print(f"{row['name']:<32} {avail:<12} {row.get('description', '')}")
         return 0
     if not args.name:
-        print("xdyn data fetch needs a dataset NAME (see `xdyn data list`)", file=sys.stderr)
-        return 2
+        raise UsageError("xdyn data fetch needs a dataset NAME (see `xdyn data list`)")
     print(datasets.fetch(args.name))
     return 0
 
@@ -60,22 +102,42 @@ def _cmd_bench(args):
 
     if args.what == "systems":
         print(bench.bench_systems(quick=args.quick))
-    else:
-        print(bench.bench_da(quick=args.quick))
+        return 0
+    if not bench.has_peer("dapper"):
+        # the comparison runs on DAPPER's own truth and observations: nothing to run without it
+        raise UsageError("`xdyn bench da` compares with DAPPER, which is not installed; "
+                         "install the bench extra: pip install -e \".[bench]\"")
+    print(bench.bench_da(quick=args.quick))
     return 0
 
 
+def _version() -> str:
+    from xdyn import __version__
+
+    return f"xdyn {__version__}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xdyn", description=__doc__,
+    """The argument parser of the ``xdyn`` command.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["run", "lorenz63-twin", "--quick"]).quick
+    True
+    """
+    parser = argparse.ArgumentParser(prog="xdyn", description=_DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("list", help="list the experiment catalogue").set_defaults(func=_cmd_list)
     p = sub.add_parser("run", help="run an experiment (default: the Lorenz-96 twin experiment)")
     p.add_argument("name", nargs="?", help="experiment name (see `xdyn list`)")
-    p.add_argument("--quick", action="store_true", help="short version (for smoke tests)")
-    p.add_argument("--out", default="xdyn-results", help="output folder (default: xdyn-results)")
+    p.add_argument("--quick", action="store_true",
+                   help="short version (smoke tests); written to DIR/NAME-quick/")
+    p.add_argument("--out", default="xdyn-results", metavar="DIR",
+                   help="output folder (default: xdyn-results)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--device", default="cpu", help='torch device: "cpu", "cuda" or "auto"')
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("data", help="list or fetch datasets")
@@ -90,11 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the ``xdyn`` command with ``argv`` (default: the process's arguments).
+
+    Examples
+    --------
+    >>> main(["run", "no-such-experiment"])
+    2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from xdyn.datasets.registry import DataIntegrityError
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"xdyn: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, DataIntegrityError) as err:
+        # one line: a message that names the input and the fix, never a traceback
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"xdyn: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -6,7 +6,7 @@ import xarray as xr
 
 from xdyn.assimilation import EnKF, analysis_rmse
 from xdyn.experiments import list_experiments, register, run, sweep
-from xdyn.experiments.catalogue import ExperimentResult, write_netcdf_atomic
+from xdyn.experiments.catalogue import _REGISTRY, ExperimentResult, write_netcdf_atomic
 from xdyn.experiments.twin import MethodConfig, format_table, twin_experiment
 from xdyn.observe import observe
 from xdyn.systems import Lorenz96
@@ -59,6 +59,7 @@ def test_run_writes_results_and_figures(tmp_path):
     assert not list((tmp_path / "tiny-test").glob("*.part*"))
     with pytest.raises(ValueError, match="unknown experiment"):
         run("no-such-experiment", out=tmp_path)
+    _REGISTRY.pop("tiny-test")
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -108,3 +109,174 @@ def test_sweep_without_grid_scores_each_truth():
     scores = sweep(EnKF(system=system, n_members=16, inflation=1.03, random_state=0), obs, truth)
     assert scores.dims == ("trajectory",) and scores.shape == (3,)
     assert np.all(np.isfinite(scores)) and np.all(scores < 1.0)
+
+
+# ------------------------------------------------------------------ run folders, summary.csv
+def _figure():
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.subplots().plot([0, 1])
+    return fig
+
+
+@pytest.fixture
+def recorded():
+    """A registered experiment whose behaviour each test sets (value, failure, figures)."""
+    state = {"value": 1.0, "fail": None, "figures": _figure}
+
+    @register("tiny-folder", "writes one number")
+    def tiny(quick=False, seed=0, device="cpu", progress=True):
+        if state["fail"] is not None:
+            raise state["fail"]
+        ds = xr.Dataset({"score": ("method", [state["value"]], {"units": "1", "long_name": "score"})},
+                        coords={"method": ("method", ["m"], {"long_name": "method"})})
+        return ExperimentResult(ds, {"panel": state["figures"]()}, "table",
+                                summary=[{"method": "m", "metric": "score", "value": state["value"],
+                                          "units": "1", "lower_is_better": True}])
+
+    yield state
+    _REGISTRY.pop("tiny-folder")
+
+
+def test_run_replaces_the_folder_whole_and_a_killed_run_keeps_the_last(tmp_path, recorded):
+    import os
+
+    first = run("tiny-folder", out=tmp_path, seed=1, progress=False)
+    folder = first.paths["results"].parent
+    (folder / "tmp1234.nc.part").write_text("orphan of a killed run")
+    recorded["value"] = 2.0
+    run("tiny-folder", out=tmp_path, seed=2, progress=False)
+    with xr.open_dataset(folder / "results.nc") as back:
+        assert back.attrs["seed"] == 2 and float(back.score[0]) == 2.0
+    assert sorted(p.name for p in folder.iterdir()) == ["panel.png", "results.nc", "summary.csv"]
+    # a run killed mid-way leaves the previous run's files, all of them, and no staging folder
+    recorded["value"], recorded["fail"] = 3.0, KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        run("tiny-folder", out=tmp_path, seed=3, progress=False)
+    with xr.open_dataset(folder / "results.nc") as back:
+        assert back.attrs["seed"] == 2
+    assert "value\n" not in (folder / "summary.csv").read_text() and ",2.0," in (folder / "summary.csv").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-folder"]
+    # staging folders of dead processes (a SIGKILL leaves no chance to clean) go on the next run
+    stale = tmp_path / ".tiny-folder.999999999.staging-abc"
+    stale.mkdir()
+    recorded["fail"] = None
+    run("tiny-folder", out=tmp_path, progress=False)
+    assert not stale.exists()
+    # files get the permissions of the umask, as any other file the user writes
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in folder.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_summary_csv_is_tidy_with_settings(tmp_path):
+    import pandas as pd
+
+    from xdyn.experiments.catalogue import summary_rows
+
+    rmse = xr.DataArray(np.arange(8.0).reshape(2, 2, 2), dims=("encoder", "noise_std", "seed"),
+                        coords={"encoder": ["mlp", "cnn"], "noise_std": [0.5, 1.0]},
+                        attrs={"units": "1"})
+
+    @register("tiny-summary", "a grid of scores")
+    def grid(quick=False, seed=0, device="cpu", progress=True):
+        rows = (summary_rows(rmse, "analysis RMSE", method="neural 3D-Var")
+                + summary_rows(rmse.mean("seed"), "mean analysis RMSE", method="neural 3D-Var"))
+        return ExperimentResult(xr.Dataset({"rmse": rmse}), summary=rows)
+
+    try:
+        result = run("tiny-summary", out=tmp_path, seed=4, progress=False)
+    finally:
+        _REGISTRY.pop("tiny-summary")
+    table = pd.read_csv(result.paths["summary"])
+    assert list(table.columns) == ["experiment", "method", "metric", "value", "units",
+                                   "lower_is_better", "encoder", "noise_std", "seed", "quick"]
+    assert len(table) == 8 + 4 and set(table.experiment) == {"tiny-summary"}
+    row = table[(table.encoder == "cnn") & (table.noise_std == 0.5) & (table.seed == 1)
+                & (table.metric == "analysis RMSE")]
+    assert row.value.tolist() == [5.0]
+    # the seed-mean rows have no per-row seed: the run's seed fills it
+    assert table[table.metric == "mean analysis RMSE"].seed.tolist() == [4] * 4
+    with pytest.raises(ValueError, match="lacks \\['units'"):
+        from xdyn.experiments.catalogue import write_summary
+
+        write_summary([{"method": "a", "metric": "b", "value": 1.0}], tmp_path / "s.csv", "x")
+
+
+def test_animation_is_saved_as_gif(tmp_path, recorded):
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import FuncAnimation
+    from PIL import Image
+
+    def animation():
+        fig, ax = plt.subplots()
+        (line,) = ax.plot([0, 1], [0, 0])
+        return FuncAnimation(fig, lambda i: line.set_ydata([0, i]) or (line,), frames=4)
+
+    recorded["figures"] = animation
+    result = run("tiny-folder", out=tmp_path, progress=False)
+    gif = result.paths["panel"]
+    assert gif.name == "panel.gif"
+    with Image.open(gif) as image:
+        assert image.format == "GIF" and image.n_frames == 4
+    assert sorted(p.name for p in gif.parent.iterdir()) == ["panel.gif", "results.nc", "summary.csv"]
+
+
+class _Diverging(EnKF):
+    """Tracks the truth to within 0.1, then blows up at time 2 (a stand-in for a lost filter)."""
+
+    def fit(self, obs, truth=None):
+        self.truth_ = truth
+        return self
+
+    def predict(self, obs):
+        from xdyn.exceptions import DivergenceError
+
+        an = self.truth_.sel(time=obs.time) + 0.1
+        if self.raise_on_divergence:
+            raise DivergenceError("analysis became non-finite " + "x" * 300, time=2.0)
+        return an.where(an.time < 2.0)
+
+
+def test_twin_keeps_a_diverged_series_up_to_the_divergence(monkeypatch):
+    import xdyn.assimilation as assimilation
+
+    methods = assimilation._methods()
+    monkeypatch.setattr(assimilation, "_methods", lambda: {**methods, "diverging": _Diverging})
+    res, analyses, truth, obs = twin_experiment(
+        Lorenz96(n=8), "identity", 1.0, 1, 80, [MethodConfig("lost", "diverging", {})],
+        seed=0, progress=False)
+    rmse = res.rmse.sel(assimilator="lost")
+    before = rmse.time < 2.0
+    np.testing.assert_allclose(rmse.where(before, drop=True), 0.1, rtol=1e-9)
+    assert bool(rmse.where(~before, drop=True).isnull().all())
+    assert float(res.divergence_time.sel(assimilator="lost")) == 2.0
+    status = str(res.status.sel(assimilator="lost").values)
+    assert status.startswith("diverged") and status.endswith("x" * 300 + " (at time 2.0)")
+    assert np.isnan(float(res.rmse_mean.sel(assimilator="lost"))) and "lost" not in analyses
+    table = format_table(res)
+    assert "diverged [1]" in table and "[1] diverged: analysis became non-finite" in table
+    assert "ref: the RMSE DAPPER 1.7.1 reports" in table
+
+
+def test_twin_results_have_cf_attrs_summary_and_a_bar_per_method(capsys):
+    from xdyn.experiments.twin import summary
+
+    methods = [MethodConfig("LETKF N=10", "letkf", {"n_members": 10, "inflation": 1.05,
+                                                     "localization_radius": 2.0}),
+               MethodConfig("nonexistent", "no-such-method", {})]
+    res, *_ = twin_experiment(Lorenz96(n=12), "identity", 1.0, 1, 30, methods, seed=0,
+                              progress=True)
+    assert "LETKF" in capsys.readouterr().err  # the method's own progress bar
+    for name, var in {**res.data_vars, **res.coords}.items():
+        assert var.attrs.get("long_name"), name
+        if var.dtype.kind in "fiu":
+            assert var.attrs.get("units"), name
+    rows = summary(res)
+    letkf = [r for r in rows if r["method"] == "LETKF N=10" and r["metric"] == "analysis RMSE"]
+    assert letkf[0]["value"] == pytest.approx(float(res.rmse_mean.sel(assimilator="LETKF N=10")))
+    assert letkf[0]["lower_is_better"] is True and letkf[0]["status"] == "ok"
+    assert {r["metric"] for r in rows} == {"analysis RMSE", "wall time"}

@@ -1,38 +1,87 @@
-"""Registry of experiments and the runner that writes their outputs."""
+"""Registry of experiments and the runner that writes their outputs.
+
+A run is written into a staging folder beside its destination and moved into
+place whole, so a folder of results always holds the files of one run.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import math
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import xarray as xr
 
+from xdyn.datasets.registry import atomic_path, write_netcdf_atomic
+
 __all__ = ["Experiment", "ExperimentResult", "register", "list_experiments", "get_experiment",
-           "run", "DEFAULT_EXPERIMENT", "write_netcdf_atomic"]
+           "run", "DEFAULT_EXPERIMENT", "write_netcdf_atomic", "summary_rows", "write_summary",
+           "SUMMARY_COLUMNS", "check_output_folder", "output_folder"]
 
 DEFAULT_EXPERIMENT = "lorenz96-twin"
+SUMMARY_COLUMNS = ("experiment", "method", "metric", "value", "units", "lower_is_better")
 _REGISTRY: dict[str, "Experiment"] = {}
 
 
 @dataclasses.dataclass
 class ExperimentResult:
-    """What an experiment returns: a results Dataset, figures and a table."""
+    """What an experiment returns: a results Dataset, figures, a table and a summary.
+
+    Parameters
+    ----------
+    results : xarray.Dataset
+        Everything the run measured, written to ``results.nc``. Every variable
+        and coordinate carries ``long_name``, and ``units`` when numeric
+        (``"1"`` when dimensionless).
+    figures : dict
+        Name -> :class:`matplotlib.figure.Figure` (saved as ``<name>.png``) or
+        :class:`matplotlib.animation.Animation` (saved as ``<name>.gif`` with
+        the Pillow writer).
+    table : str
+        The text printed by ``xdyn run``.
+    summary : list of dict or pandas.DataFrame, optional
+        The tidy rows of ``summary.csv``, one per (method, metric, settings):
+        keys ``method``, ``metric``, ``value``, ``units``, ``lower_is_better``
+        and any settings that tell rows apart (``encoder``, ``noise_std``,
+        ``seed`` ...). :func:`summary_rows` makes them from a results
+        variable whose dims are the settings; the runner adds the
+        ``experiment`` and ``quick`` columns (and ``seed`` when rows have none).
+    paths : dict
+        Filled in by :func:`run`: output name -> path on disk.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> rmse = xr.DataArray([[0.3, 0.2]], dims=("encoder", "noise_std"),
+    ...                     coords={"encoder": ["mlp"], "noise_std": [0.5, 1.0]},
+    ...                     attrs={"units": "1"})
+    >>> result = ExperimentResult(xr.Dataset({"rmse": rmse}),
+    ...                           summary=summary_rows(rmse, "analysis RMSE", method="neural 3D-Var"))
+    >>> [(r["encoder"], r["noise_std"], r["value"]) for r in result.summary]
+    [('mlp', 0.5, 0.3), ('mlp', 1.0, 0.2)]
+    """
 
     results: xr.Dataset
-    figures: dict = dataclasses.field(default_factory=dict)  # name -> matplotlib Figure
+    figures: dict = dataclasses.field(default_factory=dict)
     table: str = ""
+    summary: object = None
     paths: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
 class Experiment:
+    """A catalogue entry: a name, what it does, the setup it follows, and its function."""
+
     name: str
     description: str
     reference: str
@@ -40,7 +89,20 @@ class Experiment:
 
 
 def register(name: str, description: str, reference: str = ""):
-    """Decorator adding an experiment function to the catalogue."""
+    """Decorator adding an experiment function to the catalogue.
+
+    The function takes ``(quick, seed, device, progress)`` and returns an
+    :class:`ExperimentResult`.
+
+    Examples
+    --------
+    >>> @register("doc-example", "an experiment that measures nothing")
+    ... def doc_example(quick=False, seed=0, device="cpu", progress=True):
+    ...     return ExperimentResult(xr.Dataset())
+    >>> get_experiment("doc-example").description
+    'an experiment that measures nothing'
+    >>> _ = _REGISTRY.pop("doc-example")
+    """
 
     def decorator(func):
         _REGISTRY[name] = Experiment(name, description, reference, func)
@@ -50,46 +112,247 @@ def register(name: str, description: str, reference: str = ""):
 
 
 def list_experiments() -> list[Experiment]:
-    """Every registered experiment, by name."""
+    """Every registered experiment, by name.
+
+    Examples
+    --------
+    >>> "lorenz96-twin" in [e.name for e in list_experiments()]
+    True
+    """
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
 def get_experiment(name: str) -> Experiment:
+    """The catalogue entry ``name``; an unknown name suggests the closest ones.
+
+    Examples
+    --------
+    >>> get_experiment("lorenz96-twin").reference.split(",")[0]
+    'Sakov & Oke (2008)'
+    >>> get_experiment("lorenz96-twn")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown experiment 'lorenz96-twn'; did you mean 'lorenz96-twin'...? (see `xdyn list`)
+    """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown experiment {name!r}; known: {sorted(_REGISTRY)}")
+        close = difflib.get_close_matches(str(name), sorted(_REGISTRY), n=3, cutoff=0.6)
+        hint = (f"did you mean {', '.join(repr(c) for c in close)}?" if close
+                else f"known: {', '.join(sorted(_REGISTRY))}")
+        raise ValueError(f"unknown experiment {name!r}; {hint} (see `xdyn list`)")
     return _REGISTRY[name]
 
 
-def write_netcdf_atomic(ds: xr.Dataset, path) -> Path:
-    """Write ``ds`` to ``path`` through a temporary file in the same folder.
+# ------------------------------------------------------------------ summary.csv
+def summary_rows(values, metric, *, method=None, method_dim=None, units=None,
+                 lower_is_better=True, **settings) -> list[dict]:
+    """Tidy summary rows from a results variable: one row per element.
 
-    An interrupted write leaves no half-written file behind.
+    Parameters
+    ----------
+    values : xarray.DataArray
+        The scores; every dim other than ``method_dim`` becomes a settings
+        column holding its coordinate value (its index when it has none).
+    metric : str
+        What is measured, e.g. ``"analysis RMSE"``.
+    method : str, optional
+        The method of every row; give this or ``method_dim``.
+    method_dim : str, optional
+        The dim whose coordinate names the method of each row.
+    units : str, optional
+        Default: ``values.attrs["units"]``, else ``"1"``.
+    lower_is_better : bool or None, default True
+        None for a descriptive quantity that is neither (a mean, a peak).
+    **settings
+        Constant settings added to every row.
+
+    Returns
+    -------
+    list of dict
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> da = xr.DataArray([0.2, 0.9], dims="assimilator", coords={"assimilator": ["EnKF", "OI"]},
+    ...                   attrs={"units": "1"})
+    >>> rows = summary_rows(da, "analysis RMSE", method_dim="assimilator", obs_every=1)
+    >>> rows[1]
+    {'method': 'OI', 'metric': 'analysis RMSE', 'value': 0.9, 'units': '1', 'lower_is_better': True, 'obs_every': 1}
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".nc.part", dir=path.parent)
-    os.close(fd)
-    try:
-        ds.to_netcdf(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    if (method is None) == (method_dim is None):
+        raise ValueError("give exactly one of method (a name) and method_dim (a dim of values)")
+    if method_dim is not None and method_dim not in values.dims:
+        raise ValueError(f"method_dim {method_dim!r} is not a dim of {values.name!r}; "
+                         f"its dims are {values.dims}")
+    units = units if units is not None else values.attrs.get("units", "1")
+    dims = list(values.dims)
+    data = np.asarray(values.values)
+    rows = []
+    for index in np.ndindex(*data.shape):
+        row = {"method": method, "metric": metric, "value": _scalar(data[index]), "units": units,
+               "lower_is_better": None if lower_is_better is None else bool(lower_is_better)}
+        for d, i in zip(dims, index):
+            label = _scalar(values[d].values[i]) if d in values.coords else i
+            if d == method_dim:
+                row["method"] = str(label)
+            else:
+                row[d] = label
+        row.update(settings)
+        rows.append(row)
+    return rows
 
 
-def _save_figure_atomic(fig, path: Path):
-    tmp = path.with_suffix(".part.png")
+def _scalar(x):
+    x = x.item() if hasattr(x, "item") else x
+    return x
+
+
+def write_summary(rows, path, experiment: str, **run_settings) -> Path:
+    """Write tidy summary rows to ``path`` as CSV (atomically).
+
+    Columns: ``experiment, method, metric, value, units, lower_is_better``,
+    then every setting that appears in any row (empty where a row lacks it),
+    then ``run_settings`` (added to rows that lack them).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> rows = [{"method": "EnKF", "metric": "analysis RMSE", "value": 0.2, "units": "1",
+    ...          "lower_is_better": True}]
+    >>> path = write_summary(rows, pathlib.Path(tempfile.mkdtemp()) / "summary.csv", "demo", seed=0)
+    >>> print(path.read_text().strip())
+    experiment,method,metric,value,units,lower_is_better,seed
+    demo,EnKF,analysis RMSE,0.2,1,True,0
+    """
+    import pandas as pd
+
+    records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows or [])
+    table = []
+    for i, row in enumerate(records):
+        missing = [c for c in SUMMARY_COLUMNS[1:] if c not in row]
+        if missing:
+            raise ValueError(f"summary row {i} of {experiment!r} lacks {missing}: {row}")
+        table.append({"experiment": experiment, **row,
+                      **{k: v for k, v in run_settings.items() if k not in row}})
+    settings = list(dict.fromkeys(k for row in table for k in row if k not in SUMMARY_COLUMNS))
+    frame = pd.DataFrame(table, columns=[*SUMMARY_COLUMNS, *settings])
+    with atomic_path(Path(path)) as tmp:
+        frame.to_csv(tmp, index=False)
+    return Path(path)
+
+
+# ------------------------------------------------------------------ output folders
+def output_folder(out, name: str, quick: bool = False) -> Path:
+    """Where :func:`run` writes: ``out/<name>``, or ``out/<name>-quick`` for a quick run.
+
+    Examples
+    --------
+    >>> str(output_folder("xdyn-results", "lorenz96-twin", quick=True))
+    'xdyn-results/lorenz96-twin-quick'
+    """
+    return Path(out) / (f"{name}-quick" if quick else name)
+
+
+def check_output_folder(out) -> Path:
+    """Make sure ``out`` is (or can become) a writable folder; raise ValueError if not.
+
+    Tried by creating and removing a probe folder in it, so a run learns of a
+    bad ``out`` before its work starts.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> file = pathlib.Path(tempfile.mkdtemp()) / "a-file"
+    >>> _ = file.write_text("")
+    >>> check_output_folder(file)
+    Traceback (most recent call last):
+    ...
+    ValueError: output folder ... is an existing file, not a folder
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {str(out)!r} is an existing file, not a folder")
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.mkdtemp(prefix=".xdyn-probe-", dir=out)
+        os.rmdir(probe)
+    except OSError as err:
+        raise ValueError(f"output folder {str(out)!r} is not writable: "
+                         f"{err.strerror or err} ({type(err).__name__})") from err
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _clean_stale(out: Path, name: str):
+    """Remove what killed runs left behind: staging folders of dead processes."""
+    for stale in out.glob(f".{name}.*.staging-*"):
+        try:
+            pid = int(stale.name.split(".staging-")[0].rsplit(".", 1)[1])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _default_mode(mode=0o777) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def _move_into_place(staging: Path, folder: Path):
+    """Replace ``folder`` by ``staging`` whole; the old folder goes only after."""
+    old = None
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.{os.getpid()}.staging-old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(staging, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_figures(figures: dict, folder: Path) -> dict:
+    import matplotlib.pyplot as plt
+    from matplotlib.animation import Animation, PillowWriter
+
+    paths = {}
+    for fig_name, fig in figures.items():
+        if isinstance(fig, Animation):
+            path = folder / f"{fig_name}.gif"
+            # Pillow picks the format from the suffix, so the temporary name ends in .gif too
+            tmp = folder / f".{fig_name}.{os.getpid()}.part.gif"
+            try:
+                fig.save(tmp, writer=PillowWriter(fps=10))
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            plt.close(fig._fig)
+        else:
+            path = folder / f"{fig_name}.png"
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+            plt.close(fig)
+        paths[fig_name] = path
+    return paths
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
+    """Peak resident memory of this process so far, in MiB.
+
+    Examples
+    --------
+    >>> peak_memory_mb() > 0
+    True
+    """
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024.0 if sys.platform != "darwin" else rss / 2**20
 
@@ -98,39 +361,89 @@ def run(name: str = DEFAULT_EXPERIMENT, quick: bool = False, out="xdyn-results",
         device: str = "cpu", progress: bool = True) -> ExperimentResult:
     """Run a catalogued experiment and write its outputs under ``out/<name>/``.
 
-    Writes ``results.nc`` (configuration, wall time and peak memory in attrs)
-    and one PNG per figure; returns the :class:`ExperimentResult`.
-    """
-    import matplotlib.pyplot as plt
+    A quick run writes to ``out/<name>-quick/`` instead, so it never replaces
+    full results. The folder holds ``results.nc`` (configuration, wall time
+    and peak memory in attrs), ``summary.csv`` (tidy rows: experiment, method,
+    metric, value, units, lower_is_better, settings) and one PNG (or GIF for
+    an animation) per figure. Everything is written into a staging folder
+    first and moved into place whole: a killed run leaves the previous
+    results as they were.
 
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_experiments`.
+    quick : bool, default False
+        A short version of the experiment (smoke tests, a first look).
+    out : str or Path, default "xdyn-results"
+        Parent folder; checked to be writable before the work starts.
+    seed : int, default 0
+    device : str, default "cpu"
+    progress : bool, default True
+
+    Returns
+    -------
+    ExperimentResult
+        With ``paths`` filled in.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> result = run("lorenz96-spectrum", quick=True, out=tempfile.mkdtemp(), progress=False)
+    >>> sorted(result.paths)
+    ['hovmoller', 'results', 'spectrum', 'summary']
+    >>> result.paths["results"].parent.name
+    'lorenz96-spectrum-quick'
+    """
     exp = get_experiment(name)
-    start = time.perf_counter()
-    result = exp.func(quick=quick, seed=seed, device=device, progress=progress)
-    wall = time.perf_counter() - start
-    ds = result.results
-    ds.attrs.update({
-        "experiment": name,
-        "description": exp.description,
-        "reference": exp.reference,
-        "quick": int(bool(quick)),
-        "seed": int(seed),
-        "device": str(device),
-        "wall_time_s": round(wall, 3),
-        "peak_memory_mb": round(peak_memory_mb(), 1),
-        "xdyn_version": __import__("xdyn").__version__,
-    })
-    folder = Path(out) / name
-    paths = {"results": write_netcdf_atomic(ds, folder / "results.nc")}
-    for fig_name, fig in result.figures.items():
-        p = folder / f"{fig_name}.png"
-        _save_figure_atomic(fig, p)
-        plt.close(fig)
-        paths[fig_name] = p
-    result.paths = paths
-    result.table += (f"\n{name}: wall time {wall:.1f} s, peak memory {ds.attrs['peak_memory_mb']} MiB"
-                     f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    out = check_output_folder(out)
+    folder = output_folder(out, name, quick)
+    _clean_stale(out, folder.name)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.staging-", dir=out))
+    try:
+        os.chmod(staging, _default_mode())  # mkdtemp makes it 0700
+        start = time.perf_counter()
+        result = exp.func(quick=quick, seed=seed, device=device, progress=progress)
+        wall = time.perf_counter() - start
+        ds = result.results
+        ds.attrs.update({
+            "experiment": name,
+            "description": exp.description,
+            "reference": exp.reference,
+            "quick": int(bool(quick)),
+            "quick_note": ("a shortened run (xdyn run --quick): not comparable with the full "
+                           "experiment or published numbers") if quick else "full run",
+            "seed": int(seed),
+            "device": str(device),
+            "wall_time_s": round(wall, 3),
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+            "xdyn_version": __import__("xdyn").__version__,
+        })
+        names = {"results": "results.nc", "summary": "summary.csv"}
+        write_netcdf_atomic(ds, staging / names["results"])
+        write_summary(result.summary, staging / names["summary"], name, quick=int(bool(quick)),
+                      seed=int(seed))
+        figure_paths = _save_figures(result.figures, staging)
+        _move_into_place(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.paths = {k: folder / v for k, v in names.items()}
+    result.paths.update({k: folder / p.name for k, p in figure_paths.items()})
+    quick_line = (f"\nquick run: shortened, not comparable with the full experiment; "
+                  f"written apart from full results, in {folder}" if quick else "")
+    result.table += (f"{quick_line}\n{name}: wall time {wall:.1f} s, peak memory "
+                     f"{ds.attrs['peak_memory_mb']} MiB\nwrote {folder}/: "
+                     f"{', '.join(p.name for p in result.paths.values())}")
     return result
 
 
 def config_json(**config) -> str:
+    """The configuration of a run as sorted JSON (stored in the results attrs).
+
+    Examples
+    --------
+    >>> config_json(seed=0, dt=0.05)
+    '{"dt": 0.05, "seed": 0}'
+    """
     return json.dumps(config, sort_keys=True, default=str)

@@ -19,8 +19,16 @@ def _spectrum_experiment(system, dim, n_steps, save_every, burn_in, seed, length
     spec = energy_spectrum(ds[var] - ds[var].mean(dim), dim=dim, length=length,
                            mean_dims=["trajectory", "time"])
     res = xr.Dataset({f"{var}_spectrum": spec,
-                      f"{var}_mean": ds[var].mean(("trajectory", "time", dim)).assign_attrs(ds[var].attrs),
-                      f"{var}_std": ds[var].std(("trajectory", "time", dim)).assign_attrs(ds[var].attrs)})
+                      f"{var}_mean": ds[var].mean(("trajectory", "time", dim)).assign_attrs(
+                          units=ds[var].attrs.get("units", "1"), long_name=f"mean of {var}"),
+                      f"{var}_std": ds[var].std(("trajectory", "time", dim)).assign_attrs(
+                          units=ds[var].attrs.get("units", "1"),
+                          long_name=f"standard deviation of {var}")})
+    x_units = ds[dim].attrs.get("units", "1") if length is not None else "1"
+    res["wavenumber"].attrs = {
+        "long_name": f"wavenumber along {dim}" if length is not None
+        else f"mode number along {dim} (cycles per domain)",
+        "units": "1" if x_units == "1" else f"{x_units}-1"}
     res.attrs.update(ds.attrs)
     res.attrs["configuration"] = config_json(system=repr(system), n_steps=n_steps,
                                              save_every=save_every, burn_in=burn_in, seed=seed)
@@ -30,7 +38,17 @@ def _spectrum_experiment(system, dim, n_steps, save_every, burn_in, seed, length
     peak = float(k[1:][int(np.argmax(spec.values[1:]))])
     table = (f"{type(system).__name__}: mean {float(res[f'{var}_mean']):.3f}, std "
              f"{float(res[f'{var}_std']):.3f}, spectral peak at wavenumber {peak:g}")
-    return ExperimentResult(res, figs, table)
+    units = res[f"{var}_mean"].attrs.get("units", "1")
+    settings = {"system": type(system).__name__, "n_steps": n_steps, "n_trajectories": 4}
+    rows = [
+        {"method": "free run", "metric": f"time mean of {var}", "value": float(res[f"{var}_mean"]),
+         "units": units, "lower_is_better": None, **settings},
+        {"method": "free run", "metric": f"standard deviation of {var}",
+         "value": float(res[f"{var}_std"]), "units": units, "lower_is_better": None, **settings},
+        {"method": "free run", "metric": "spectral peak wavenumber", "value": peak,
+         "units": res["wavenumber"].attrs["units"], "lower_is_better": None, **settings},
+    ]
+    return ExperimentResult(res, figs, table, summary=rows)
 
 
 @register("lorenz96-spectrum", "Free run of Lorenz-96 (n=40, F=8) and its site-wavenumber spectrum",

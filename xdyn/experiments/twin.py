@@ -65,51 +65,92 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
         try:
             est = make_assimilator(cfg.method, **params)
         except ValueError as err:  # method not available in this build
-            rows.append((cfg, None, float("nan"), f"unavailable: {err}"))
+            rows.append((cfg, None, float("nan"), f"unavailable: {err}", np.nan))
             continue
-        if hasattr(est, "return_ensemble"):
+        settable = est.get_params()
+        if "return_ensemble" in settable:
             est.set_params(return_ensemble=False)
+        if "progress" in settable:  # a bar per method: the LETKF row alone runs for seconds
+            est.set_params(progress=progress)
         start = time.perf_counter()
+        t_div = np.nan
         try:
             an = est.fit(obs, truth).predict(obs)
             status = "ok"
         except DivergenceError as err:
-            an, status = None, f"diverged: {err}"
+            status = f"diverged: {err}"
+            t_div = np.nan if err.time is None else float(err.time)
+            an = _until_divergence(est, obs, truth, t_div, settable)
         wall = time.perf_counter() - start
-        rows.append((cfg, an, wall, status))
-        if an is not None:
+        rows.append((cfg, an, wall, status, t_div))
+        if an is not None and status == "ok":
             analyses[cfg.label] = an
     times = obs["time"]
+    time_units = times.attrs.get("units", "1")
     labels = [r[0].label for r in rows]
     err = np.full((len(rows), times.size), np.nan)
     spread = np.full_like(err, np.nan)
-    for i, (cfg, an, wall, status) in enumerate(rows):
+    for i, (cfg, an, wall, status, t_div) in enumerate(rows):
         if an is not None:
             err[i] = state_rmse(an, truth).values
             if "spread" in an:
                 spread[i] = an["spread"].values
+            if np.isfinite(t_div):  # the series up to the divergence, NaN from there on
+                err[i, times.values >= t_div] = np.nan
+                spread[i, times.values >= t_div] = np.nan
     keep = (times.values - times.values[0]) >= t_burn
+    ok = np.array([r[3] == "ok" for r in rows])[:, None]
     units = next(iter(truth.data_vars.values())).attrs.get("units", "1")
     res = xr.Dataset(
         {
-            "rmse": (("assimilator", "time"), err, {"long_name": "analysis RMSE", "units": units}),
-            "spread": (("assimilator", "time"), spread, {"long_name": "analysis ensemble spread", "units": units}),
-            "rmse_mean": ("assimilator", _nanmean_rows(np.where(keep, err, np.nan)),
+            "rmse": (("assimilator", "time"), err,
+                     {"long_name": "analysis RMSE of the ensemble mean (NaN after a divergence)",
+                      "units": units}),
+            "spread": (("assimilator", "time"), spread,
+                       {"long_name": "analysis ensemble spread", "units": units}),
+            # a diverged method has no time average: its partial record is not comparable
+            "rmse_mean": ("assimilator", _nanmean_rows(np.where(keep & ok, err, np.nan)),
                           {"long_name": "time-averaged analysis RMSE after burn-in", "units": units}),
-            "spread_mean": ("assimilator", _nanmean_rows(np.where(keep, spread, np.nan)),
+            "spread_mean": ("assimilator", _nanmean_rows(np.where(keep & ok, spread, np.nan)),
                             {"long_name": "time-averaged spread after burn-in", "units": units}),
-            "wall_time": ("assimilator", np.array([r[2] for r in rows], float), {"units": "s"}),
-            "status": ("assimilator", np.array([r[3][:200] for r in rows], dtype=str)),
+            "wall_time": ("assimilator", np.array([r[2] for r in rows], float),
+                          {"long_name": "wall-clock time of fit and predict", "units": "s"}),
+            "divergence_time": ("assimilator", np.array([r[4] for r in rows], float),
+                                {"long_name": "model time at which the method diverged "
+                                              "(NaN: it did not)", "units": time_units}),
+            "status": ("assimilator", np.array([r[3] for r in rows], dtype=str),
+                       {"long_name": "outcome: ok, diverged: <why>, or unavailable: <why>"}),
             "params": ("assimilator", np.array([json.dumps({"method": r[0].method, **r[0].params},
-                                                      default=str) for r in rows], dtype=str)),
+                                                           default=str) for r in rows], dtype=str),
+                       {"long_name": "method name and parameters (JSON)"}),
         },
-        coords={"assimilator": labels, "time": times},
+        coords={"assimilator": ("assimilator", labels,
+                                {"long_name": "assimilation method configuration"}),
+                "time": times},
     )
     res.attrs["configuration"] = config_json(
         system=repr(system), operator=op.spec(), noise_std=noise_std, obs_every=obs_every,
         n_cycles=n_cycles, burn_in_cycles=burn_in_cycles, dt=dt, seed=seed,
         initial_spread=initial_spread, spin_up=spin_up)
     return res, analyses, truth, obs
+
+
+def _until_divergence(est, obs, truth, t_div, settable):
+    """The diverged run again, told to continue, to keep its record up to ``t_div``.
+
+    Same seeds, so the same trajectory up to the divergence; None when the
+    method cannot continue (or ``t_div`` is unknown).
+    """
+    if not np.isfinite(t_div) or "raise_on_divergence" not in settable:
+        return None
+    est.set_params(raise_on_divergence=False)
+    if "progress" in settable:
+        est.set_params(progress=False)
+    try:
+        with np.errstate(all="ignore"):
+            return est.fit(obs, truth).predict(obs)
+    except Exception:  # noqa: BLE001 - a method that cannot continue keeps its NaN record
+        return None
 
 
 def _nanmean_rows(a):
@@ -121,17 +162,45 @@ def _nanmean_rows(a):
 
 
 def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
-    """The comparison table: method, parameters, RMSE, spread, wall time (and a reference)."""
+    """The comparison table: method, RMSE, spread, wall time, a published reference, status.
+
+    Long statuses (a divergence's message) are numbered notes under the table,
+    never cut.
+    """
     reference = reference or {}
     head = f"{'method':<34}{'RMSE':>8}{'spread':>9}{'wall [s]':>10}{'ref':>8}  status"
     lines = [head, "-" * len(head)]
+    notes = []
     for i, m in enumerate(res["assimilator"].values):
         ref = reference.get(str(m))
+        status = str(res.status.values[i])
+        if len(status) > 24:
+            notes.append(status)
+            status = f"{status.split(':')[0]} [{len(notes)}]"
         lines.append(
             f"{str(m):<34}{float(res.rmse_mean[i]):>8.3f}{float(res.spread_mean[i]):>9.3f}"
-            f"{float(res.wall_time[i]):>10.2f}{'' if ref is None else f'{ref:.3f}':>8}  "
-            f"{str(res.status.values[i])[:40]}")
+            f"{float(res.wall_time[i]):>10.2f}{'' if ref is None else f'{ref:.3f}':>8}  {status}")
+    lines.append("RMSE, spread: time averages after burn-in of the ensemble-mean analysis; "
+                 "ref: the RMSE DAPPER 1.7.1 reports on this setup (blank: none published)")
+    lines += [f"[{k}] {note}" for k, note in enumerate(notes, 1)]
     return "\n".join(lines)
+
+
+def summary(res: xr.Dataset) -> list[dict]:
+    """Tidy summary rows of a twin experiment: RMSE and wall time per method."""
+    from xdyn.experiments.catalogue import summary_rows
+
+    config = json.loads(res.attrs.get("configuration", "{}"))
+    settings = {k: config[k] for k in ("noise_std", "obs_every", "n_cycles") if k in config}
+    rows = (summary_rows(res["rmse_mean"], "analysis RMSE", method_dim="assimilator", **settings)
+            + summary_rows(res["wall_time"], "wall time", method_dim="assimilator", **settings))
+    by_method = {str(m): i for i, m in enumerate(res["assimilator"].values)}
+    for row in rows:
+        i = by_method[row["method"]]
+        row["status"] = str(res.status.values[i]).split(":")[0]
+        if "reference_rmse" in res and row["metric"] == "analysis RMSE":
+            row["reference_value"] = float(res.reference_rmse.values[i])
+    return rows
 
 
 def _figures(res, analyses, truth, obs, variable, site):
@@ -209,9 +278,11 @@ def _run_twin(system, operator, noise_std, obs_every, n_cycles, burn_in_cycles, 
         burn_in_cycles=burn_in_cycles, initial_spread=initial_spread, progress=progress)
     res["reference_rmse"] = ("assimilator", np.array([reference.get(str(m), np.nan)
                                                  for m in res.assimilator.values]),
-                             {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup"})
+                             {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup",
+                              "units": res["rmse"].attrs["units"]})
     table = format_table(res, reference)
-    return ExperimentResult(res, _figures(res, analyses, truth, obs, variable, site), table)
+    return ExperimentResult(res, _figures(res, analyses, truth, obs, variable, site), table,
+                            summary=summary(res))
 
 
 @register("lorenz63-twin", "Lorenz-63 twin experiment, all variables observed every 25 steps "
