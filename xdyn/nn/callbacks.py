@@ -1,0 +1,102 @@
+"""Callbacks of :class:`xdyn.nn.XdynNet` beyond skorch's own.
+
+* :class:`EpochProgressBar`: tqdm over epochs (``XdynNet(progress=True)``);
+* :class:`LRScheduler`: skorch's, but a resumed or continued run (``partial_fit``
+  after ``load_params``) follows the same learning-rate sequence as an
+  uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+from skorch.callbacks import Callback
+from skorch.callbacks import LRScheduler as _SkorchLRScheduler
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from tqdm.auto import tqdm
+
+__all__ = ["EpochProgressBar", "LRScheduler"]
+
+
+class EpochProgressBar(Callback):
+    """A tqdm progress bar over epochs, with the last train/valid loss.
+
+    Added by :class:`xdyn.nn.XdynNet` when ``progress=True``; skorch's own
+    ``ProgressBar`` counts batches inside an epoch instead.
+
+    Parameters
+    ----------
+    desc : str, default="training"
+        Label of the bar.
+    leave : bool, default=True
+        Keep the finished bar on screen.
+
+    Examples
+    --------
+    >>> from xdyn.nn import EpochProgressBar
+    >>> EpochProgressBar(desc="fit").desc
+    'fit'
+    """
+
+    def __init__(self, desc="training", leave=True):
+        self.desc = desc
+        self.leave = leave
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.pbar_ = tqdm(total=net.max_epochs, desc=self.desc, leave=self.leave, unit="epoch")
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        losses = {k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}
+        self.pbar_.set_postfix(losses, refresh=False)
+        self.pbar_.update(1)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self.pbar_.close()
+        self.pbar_ = None  # the net pickles after training; a tqdm bar need not
+
+
+class LRScheduler(_SkorchLRScheduler):
+    """skorch's :class:`~skorch.callbacks.LRScheduler` that resumes exactly.
+
+    skorch rebuilds the scheduler at each ``fit``/``partial_fit`` with
+    ``last_epoch=len(history) - 1`` on the optimizer's current learning rate;
+    a chainable schedule (``StepLR``, ``ExponentialLR`` ...) then applies the
+    step of the last finished epoch twice. Here the schedule is replayed from
+    the optimizer's ``initial_lr`` instead, so epoch ``k`` gets the same rate
+    whether or not training stopped (and was checkpointed) before it.
+    ``ReduceLROnPlateau`` depends on past scores and keeps skorch's behaviour.
+
+    Parameters
+    ----------
+    policy : str or torch scheduler class, default="WarmRestartLR"
+    monitor : str or callable, default="train_loss"
+    event_name : str, default="event_lr"
+    step_every : {"epoch", "batch"}, default="epoch"
+    **kwargs
+        Arguments of the scheduler (``step_size=2, gamma=0.5`` ...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.nn import LRScheduler
+    >>> cb = LRScheduler(torch.optim.lr_scheduler.StepLR, step_size=2, gamma=0.5)
+    >>> cb.simulate(steps=5, initial_lr=1.0).tolist()
+    [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    def _get_scheduler(self, net, policy, **scheduler_kwargs):
+        n_done = (
+            len(net.history) if self.step_every == "epoch" else getattr(self, "batch_idx_", 0)
+        )
+        if policy is ReduceLROnPlateau or "last_epoch" in scheduler_kwargs or n_done == 0:
+            return super()._get_scheduler(net, policy, **scheduler_kwargs)
+        for group in net.optimizer_.param_groups:
+            group["lr"] = group.get("initial_lr", group["lr"])
+        scheduler = policy(net.optimizer_, **scheduler_kwargs)
+        with warnings.catch_warnings():
+            # replaying steps before this process called optimizer.step()
+            warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*", category=UserWarning)
+            for _ in range(n_done):
+                scheduler.step()
+        return scheduler
