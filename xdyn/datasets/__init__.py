@@ -17,8 +17,8 @@ Examples
 """
 
 from xdyn.datasets import generated as _generated
-from xdyn.datasets.catalog import fetch, list_datasets, load
-from xdyn.datasets.generated import generated_path, register_generated
+from xdyn.datasets.catalog import fetch, list_datasets, load, register_generated
+from xdyn.datasets.generated import generated_path
 from xdyn.datasets.registry import (
     DataIntegrityError,
     DataUnavailableError,

@@ -34,7 +34,7 @@ from xdyn.datasets.registry import (
 )
 from xdyn.datasets.weatherbench_download import fetch_weatherbench
 
-__all__ = ["CATALOG", "DatasetSpec", "fetch", "list_datasets", "load"]
+__all__ = ["CATALOG", "DatasetSpec", "fetch", "list_datasets", "load", "register_generated"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +111,28 @@ CATALOG: dict[str, DatasetSpec] = {
 }
 
 _WB_NAMES = {f"weatherbench-{v}": v for v in ["z500", "t850", "t2m", "u10", "v10", "constants"]}
+
+
+def register_generated(name: str, generator, config: dict, **kwargs):
+    """Register a generated dataset, refusing a published dataset's name.
+
+    The one public entry point (``xdyn.datasets.register_generated``): the
+    catalogue owns the shared namespace, so the clash check lives here and
+    :func:`xdyn.datasets.generated.register_generated` (same parameters) needs
+    nothing from this module.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xdyn.datasets import register_generated
+    >>> register_generated("lorenz63-sample", lambda: xr.Dataset(), {})
+    Traceback (most recent call last):
+    ...
+    ValueError: 'lorenz63-sample' is already a published dataset name
+    """
+    if name in CATALOG:
+        raise ValueError(f"{name!r} is already a published dataset name")
+    return _gen.register_generated(name, generator, config, **kwargs)
 
 
 def _kind(name: str) -> str:

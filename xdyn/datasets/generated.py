@@ -124,10 +124,6 @@ def register_generated(
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     if name in _GENERATED and not replace:
         raise ValueError(f"generated dataset {name!r} is already registered; pass replace=True")
-    from xdyn.datasets import catalog
-
-    if name in catalog.CATALOG:
-        raise ValueError(f"{name!r} is already a published dataset name")
     spec = GeneratedSpec(name, generator, _normalise(config), int(version), description, script)
     _GENERATED[name] = spec
     return spec
@@ -299,7 +295,7 @@ def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict) -> Pat
 
 
 def _generate(spec: GeneratedSpec, config: dict, path: Path) -> None:
-    from xdyn import __version__
+    from xdyn._version import __version__
 
     ds = spec.generator(**config)
     if not isinstance(ds, xr.Dataset):
