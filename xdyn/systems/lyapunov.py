@@ -111,7 +111,7 @@ def lyapunov_exponents(
     --------
     >>> from xdyn.systems import Lorenz63
     >>> lam = lyapunov_exponents(Lorenz63(), n_exponents=3, dt=0.01, n_steps=300,
-    ...                          burn_in=20.0, n_trajectories=16, random_state=0)
+    ...                          burn_in=20.0, n_trajectories=4, random_state=0)
     >>> lam.dims, lam.attrs["units"]
     (('exponent',), '1')
     >>> bool(lam[0] > 0.5 and lam[2] < -14)  # chaotic and strongly contracting
