@@ -59,9 +59,20 @@ def test_plot_state_lorenz96_hovmoller(l96):
     assert "time" in ax.get_xlabel() and "site" in ax.get_ylabel()
     mesh = ax.collections[0]
     assert mesh.get_array().size == l96.sizes["time"] * l96.sizes["k"]
-    # the ensemble / trajectory dims are reduced to their first entry
-    fig = plot_state(l96.expand_dims(member=3))
-    assert len(_panels(fig)) == 1
+    # an ensemble is drawn as its mean, and the title says so
+    rng = np.random.RandomState(0)
+    ens = l96 + xr.DataArray(rng.standard_normal((3, l96.sizes["k"])), dims=("member", "k"))
+    fig = plot_state(ens.transpose("time", "member", "k"))
+    (ax,) = _panels(fig)
+    np.testing.assert_allclose(np.asarray(ax.collections[0].get_array()).ravel(),
+                               ens.x.mean("member").transpose("k", "time").values.ravel())
+    assert "ensemble mean of 3 members" in ax.get_title()
+    # of several trajectories the first is drawn, and the title says which
+    both = xr.concat([l96, l96 + 1.0], dim="trajectory")
+    (ax,) = _panels(plot_state(both))
+    np.testing.assert_allclose(np.asarray(ax.collections[0].get_array()).ravel(),
+                               l96.x.transpose("k", "time").values.ravel())
+    assert "trajectory 0 of 2" in ax.get_title()
 
 
 def test_plot_state_2d_field_maps():
@@ -200,3 +211,89 @@ def test_import_does_not_change_the_backend():
         assert matplotlib.get_backend() == "svg"
     finally:
         matplotlib.use(before)
+
+
+# --------------------------------------------------------------------- what is drawn, and how
+def _overlap(fig, a, b):
+    """Whether two artists' boxes on the drawn figure intersect."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    return a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer))
+
+
+def test_plot_observations(l96):
+    obs = observe(l96, "every4", noise_std=1.0, random_state=0)
+    fig = obs.xdyn.plot()  # used to fail: Line2D.set() got an unexpected keyword argument 'cmap'
+    (ax,) = _panels(fig)
+    assert ax.collections[0].get_array().size == obs.observation.size
+    # the noise level is a profile over the observations: a line, not a colour map
+    (ax,) = _panels(plot_state(obs, variables="noise_std"))
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), obs.noise_std.values)
+
+
+def test_plot_state_ensemble_of_scalars_shows_mean_and_band(l63):
+    rng = np.random.RandomState(0)
+    offsets = xr.DataArray(rng.standard_normal(4), dims="member")
+    ens = l63 + offsets
+    (ax,) = plot_state(ens).axes
+    assert sorted(ln.get_label() for ln in ax.get_lines()) == ["x", "y", "z"]
+    np.testing.assert_allclose(_lines(ax, "x")[0].get_ydata(), ens.x.mean("member"))
+    assert len(ax.collections) == 3  # one +-1 std band per variable
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    std = float(offsets.std(ddof=1))
+    assert band.max() == pytest.approx(float((ens.x.mean("member") + std).max()))
+    assert "ensemble mean of 4 members" in ax.get_title()
+
+
+def test_plot_state_maps_are_square():
+    fig = plot_state(_field(n=8))
+    for ax in _panels(fig):
+        assert ax.get_aspect() == 1.0
+
+
+def _diverged_scores(n_time=1000):
+    time = xr.DataArray(0.25 * np.arange(n_time), dims="time",
+                        attrs={"long_name": "model time", "units": "1"})
+    rng = np.random.RandomState(0)
+    rmse = 0.5 + 0.1 * rng.uniform(size=(3, n_time))
+    rmse[1, n_time // 2:] = np.nan  # diverged half-way
+    rmse[2] = np.nan  # unavailable
+    return xr.Dataset(
+        {"rmse": (("assimilator", "time"), rmse, {"units": "1"}),
+         "rmse_mean": ("assimilator", [0.55, np.nan, np.nan], {"units": "1"}),
+         "divergence_time": ("assimilator", [np.nan, float(time[n_time // 2]), np.nan]),
+         "status": ("assimilator", ["ok", "diverged: lost", "unavailable: no such method"])},
+        coords={"assimilator": ["EnKF", "ExtKF", "PF"], "time": time})
+
+
+def test_plot_scores_marks_divergence_smooths_and_keeps_the_legend_off_the_curves():
+    res = _diverged_scores()
+    fig = plot_scores(res)
+    ax, bars = fig.axes
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["EnKF", "ExtKF (diverged at t=125)", "PF (unavailable)"]
+    # an x where the diverged method stopped, at its last (smoothed) value
+    (mark,) = [ln for ln in ax.get_lines() if ln.get_marker() == "x" and ln.get_label().startswith("_")]
+    assert float(mark.get_xdata()[0]) == pytest.approx(124.75)
+    # a long record is a running mean, and the title says over what
+    assert "running mean over 25" in ax.get_title()
+    smooth = res.rmse.isel(assimilator=0).rolling(time=25, center=True, min_periods=1).mean()
+    np.testing.assert_allclose(_lines(ax, "EnKF")[0].get_ydata(), smooth)
+    assert ax.get_xlabel() == "model time [1]" and "[1]" in ax.get_ylabel()
+    assert not _overlap(fig, ax.get_legend(), ax)
+    # the time averages as bars, labelled; no bar where there is no average
+    assert [t.get_text() for t in bars.get_yticklabels()] == ["EnKF", "ExtKF", "PF"]
+    assert [round(p.get_width(), 3) for p in bars.patches] == [0.55, 0.0, 0.0]
+    assert any("diverged" in t.get_text() for t in bars.texts)
+
+
+def test_plot_twin_legend_outside_and_time_units(l96):
+    obs = observe(l96, "every4", noise_std=1.0, random_state=0)
+    rng = np.random.RandomState(1)
+    ens = l96 + 0.3 * xr.DataArray(rng.standard_normal((5,) + l96.x.shape), dims=("member", "time", "k"))
+    fig = plot_twin(l96, obs, {"enkf": ens}, site=4)
+    (ax,) = fig.axes
+    assert not _overlap(fig, ax.get_legend(), ax)
+    assert ax.get_xlabel() == "model time [1]"
+    assert len(ax.collections) == 1  # the ensemble's +-1 std band

@@ -9,8 +9,8 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 _BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
-# "# prints 0.76" after a print call: the number the text claims
-_CLAIM = re.compile(r"#\s*prints\s+(-?[0-9.]+)")
+# "# prints about 0.7" after a print call: the number the text claims
+_CLAIM = re.compile(r"#\s*prints\s+(?:about\s+)?(-?[0-9.]+)")
 
 
 def _blocks():
@@ -32,5 +32,17 @@ def test_readme_block_runs_and_prints_its_claim(index, monkeypatch):
     printed = [float(x) for x in re.findall(r"-?\d+\.\d+", out.getvalue())]
     assert len(printed) == len(claims), (claims, out.getvalue())
     for claim, value in zip(claims, printed):
-        # a chaotic filter's RMSE moves with the last bits of a matmul: 0.7-0.85 over seeds
-        assert value == pytest.approx(claim, abs=0.06), (claim, value)
+        # a chaotic filter's RMSE moves with the last bits of a matmul and with the seeds
+        # (0.55-0.8 for the README's LETKF); pooling the members' errors or the spin-up,
+        # the mistakes this guards against, gives 1.3 to 2.5
+        assert value == pytest.approx(claim, abs=0.12), (claim, value)
+
+
+def test_distribution_name_is_not_the_unrelated_pypi_xdyn():
+    import tomllib
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    # "xdyn" on PyPI is a ship-dynamics simulator wrapper: `pip install xdyn` is not us
+    assert project["name"] == "xdyn-geo"
+    assert project["scripts"]["xdyn"] == "xdyn.cli:main"  # the command keeps its name
+    assert "`xdyn-geo`" in README.read_text() and "import xdyn" in README.read_text()
