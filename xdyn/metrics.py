@@ -7,7 +7,8 @@ its fair version (Gneiting & Raftery 2007; Ferro 2014), the spread-skill ratio
 (Fortin et al. 2014), and 1-D and isotropic 2-D energy spectra.
 
 Every function takes a :class:`xarray.DataArray` or a :class:`xarray.Dataset`
-(a Dataset is scored per data variable and gives a Dataset back), reduces over
+(a Dataset is scored per data variable that all inputs share, as xarray's
+arithmetic joins them, and gives a Dataset back), reduces over
 named dimensions, keeps dask arrays lazy, and sets ``units`` and ``long_name``
 on its result. Inputs must align exactly: forecast and truth whose coordinates
 differ raise a :class:`ValueError` rather than being silently intersected.
@@ -71,32 +72,28 @@ def _per_variable(*data_args):
                 if any(isinstance(call[n], xr.Dataset) for n in data_args):
                     raise TypeError(f"{data_args[0]} is a DataArray, so the other inputs must be too")
                 return func(**call)
+            # Variables that every Dataset input has, as xarray's own arithmetic joins
+            # them: an analysis's diagnostics (spread, x_std, n_assimilated ...) have
+            # no counterpart in the truth and are left out.
+            others = [call[n] for n in data_args[1:] if isinstance(call[n], xr.Dataset)]
+            shared = [v for v in first.data_vars if all(v in o.data_vars for o in others)]
+            if not shared:
+                raise ValueError(
+                    f"{data_args[0]} (variables {list(first.data_vars)}) and "
+                    f"{', '.join(data_args[1:])} (variables "
+                    f"{[list(o.data_vars) for o in others]}) share no data variable")
             results = {}
-            for var in first.data_vars:
+            for var in shared:
                 per_var = dict(call)
-                missing = [n for n in data_args[1:] if isinstance(call[n], xr.Dataset)
-                           and var not in call[n].data_vars]
-                if missing and _is_ensemble_statistic(var, first):
-                    # an analysis's own ``x_std``/``spread`` has no counterpart in the truth
-                    continue
-                if missing:
-                    raise ValueError(f"variable {var!r} of {data_args[0]} is missing from {missing[0]}")
                 for name in data_args:
                     if isinstance(call[name], xr.Dataset):
                         per_var[name] = call[name][var]
                 results[var] = func(**per_var)
-            if not results:
-                raise ValueError(f"{data_args[0]} and {', '.join(data_args[1:])} share no data variable")
             return xr.Dataset(results, attrs=dict(first.attrs))
 
         return wrapper
 
     return decorator
-
-
-def _is_ensemble_statistic(name, ds):
-    """Whether ``ds[name]`` summarises an ensemble (``spread``, ``<var>_std`` of a variable of ``ds``)."""
-    return name == "spread" or (name.endswith("_std") and name[:-4] in ds.data_vars)
 
 
 def _align(*objs, names):
@@ -158,9 +155,9 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
 
     An ensemble forecast (a ``member_dim`` dimension that ``truth`` lacks) is
     scored by its ensemble mean, the usual score of data assimilation; pass
-    ``member_dim=None`` to pool the members' errors instead. Variables of a
-    ``forecast`` Dataset that summarise an ensemble (``spread``, ``<var>_std``)
-    and have no counterpart in ``truth`` are skipped.
+    ``member_dim=None`` to pool the members' errors instead. Datasets are
+    scored on the variables both have, so an analysis's own diagnostics
+    (``spread``, ``x_std``, ``n_assimilated`` ...) are left out.
 
     Parameters
     ----------
