@@ -557,3 +557,21 @@ def test_a_different_class_taking_a_registered_name_warns():
         from xdyn import observe as observe_module
 
         observe_module._OPERATORS["SitePair"] = original
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"noise_std": "a"}, TypeError, "observe: noise_std must be a number"),
+        ({"missing_fraction": "x"}, TypeError, "observe: missing_fraction must be a number"),
+        ({"operator": EveryKth(k="two")}, TypeError, "EveryKth: k must be an integer"),
+        ({"operator": EveryKth(k=2, offset=-1)}, ValueError, "EveryKth: offset must be an integer >= 0"),
+        ({"operator": EveryKth(k=2, offset=99)}, ValueError, "observes nothing"),
+        ({"operator": RandomPoints(n_points=0)}, ValueError, "RandomPoints: n_points must be an integer >= 1"),
+        ({"operator": RandomPoints(n_points=2.5)}, TypeError, "RandomPoints: n_points must be an integer"),
+        ({"times": [0.05, 99.0]}, ValueError, "observe: some of times are not times of the Dataset"),
+    ],
+)
+def test_observe_parameter_errors_name_the_parameter(l96_truth, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        observe(l96_truth, **({"operator": "identity"} | kwargs))

@@ -24,7 +24,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from xdyn.systems.base import StateVariable, _check_int
+from xdyn.systems.base import StateVariable, _check_int, _check_real
 
 __all__ = [
     "ObservationOperator",
@@ -274,8 +274,8 @@ class EveryKth(ObservationOperator):
 
     def indices(self, layout):
         layout = _layout(layout)
-        if int(self.k) < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
+        k = _check_int(self.k, "k", 1, "EveryKth")
+        offset = _check_int(self.offset, "offset", 0, "EveryKth")
         names = _names(self.variables, layout, type(self).__name__)
         out, start = [], 0
         for v in layout:
@@ -285,7 +285,7 @@ class EveryKth(ObservationOperator):
                 ax = v.dims.index(dim)
                 grid = np.arange(v.size).reshape(v.shape)
                 sel = [slice(None)] * len(v.shape)
-                sel[ax] = slice(int(self.offset), None, int(self.k))
+                sel[ax] = slice(offset, None, k)
                 out.append(start + grid[tuple(sel)].ravel())
             start += v.size
         if not out:
@@ -323,15 +323,16 @@ class RandomPoints(ObservationOperator):
         if not isinstance(self.random_state, (int, np.integer)):
             raise TypeError("RandomPoints needs an integer random_state: the network must be fixed")
         names = _names(self.variables, layout, type(self).__name__)
+        n_points = _check_int(self.n_points, "n_points", 1, "RandomPoints")
         out, start = [], 0
         for v in layout:
             if names is None or v.name in names:
-                if self.n_points > v.size:
+                if n_points > v.size:
                     raise ValueError(
                         f"n_points={self.n_points} exceeds the {v.size} points of {v.name!r}")
                 # a fresh generator per variable: every field is seen at the same points
                 local = check_random_state(self.random_state)
-                out.append(start + np.sort(local.choice(v.size, int(self.n_points), replace=False)))
+                out.append(start + np.sort(local.choice(v.size, n_points, replace=False)))
             start += v.size
         return np.concatenate(out)
 
@@ -506,12 +507,18 @@ def observe(
         raise TypeError(f"observe expects an xarray.Dataset, got {type(ds).__name__}")
     if "time" not in ds.dims:
         raise ValueError(f"the Dataset has no 'time' dim (dims: {tuple(ds.dims)})")
-    if not 0.0 <= float(missing_fraction) <= 1.0:
+    if not 0.0 <= _check_real(missing_fraction, "missing_fraction", "real", "observe") <= 1.0:
         raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
     op = make_operator(operator)
     rng = check_random_state(random_state)
     if times is not None:
-        ds = ds.sel(time=np.asarray(times))
+        try:
+            ds = ds.sel(time=np.atleast_1d(np.asarray(times)))
+        except KeyError as exc:
+            raise ValueError(
+                f"observe: some of times are not times of the Dataset ({exc}; it runs "
+                f"{ds['time'].values[0]} .. {ds['time'].values[-1]}); pick them from ds.time"
+            ) from exc
     else:
         every = _check_int(every, "every", 1, "observe")
         ds = ds.isel(time=slice(None, None, every))
@@ -523,7 +530,14 @@ def observe(
         state.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
     x = torch.as_tensor(np.concatenate(state, axis=-1))
     clean = op.apply(x, layout).numpy()
-    std = np.asarray(noise_std, dtype=float)
+    if clean.shape[-1] == 0:
+        raise ValueError(f"observe: operator {op!r} observes nothing of this state")
+    try:
+        std = np.asarray(noise_std, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"observe: noise_std must be a number or an array of numbers, got {noise_std!r}"
+        ) from exc
     if std.ndim > 1 or (std.ndim == 1 and std.shape[0] not in (1, clean.shape[-1])):
         raise ValueError(
             f"noise_std must be a scalar or have one value per observation ({clean.shape[-1]}), "

@@ -172,6 +172,7 @@ def test_simulate_rejects_bad_input(kwargs, match):
         ({"n_steps": 5, "save_every": "2"}, "save_every must be an integer"),
         ({"n_steps": 5, "dt": "0.01"}, "dt must be a number"),
         ({"n_steps": 5, "burn_in": None}, "burn_in must be a number"),
+        ({"n_steps": 5, "x0": "abc"}, "x0 must be an array of numbers"),
     ],
 )
 def test_simulate_rejects_wrong_types_naming_the_parameter(kwargs, match):

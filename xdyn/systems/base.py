@@ -498,7 +498,12 @@ class DynamicalSystem(BaseEstimator):
         if x0 is None:
             x0 = self.random_initial_state(int(n_trajectories), check_random_state(random_state))
         else:
-            x0 = np.asarray(x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float)
+            try:
+                x0 = np.asarray(
+                    x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float
+                )
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"x0 must be an array of numbers, got {x0!r}") from exc
             if x0.ndim not in (1, 2) or x0.shape[-1] != self.n_state:
                 raise ValueError(
                     f"x0 has shape {x0.shape}; {self.name} needs (n_state,) or "
