@@ -89,7 +89,13 @@ def plot_state(ds, variables=None, time=None, fig=None):
     scalars = [n for n in names if not _spatial_dims(ds[n])]
     fields = [n for n in names if _spatial_dims(ds[n])]
     n_panels = (1 if scalars else 0) + len(fields)
-    fig = fig or plt.figure(figsize=(8, 2.8 * max(n_panels, 1)), constrained_layout=True)
+    maps = [n for n in fields if set(_spatial_dims(ds[n])) <= _MAP_DIMS
+            and len(_spatial_dims(ds[n])) == 2]
+    if fig is None:
+        # square maps want a narrower, taller panel than time series
+        width = 8.0 if len(maps) < n_panels else 5.5
+        height = sum(4.2 if n in maps else 2.8 for n in fields) + (2.8 if scalars else 0.0)
+        fig = plt.figure(figsize=(width, max(height, 2.8)), constrained_layout=True)
     axes = fig.subplots(max(n_panels, 1), 1, squeeze=False)[:, 0]
     i = 0
     if scalars:
