@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from xdyn.systems._spectral import cached, etdrk4_coefficients, etdrk4_step, to_torch
 from xdyn.systems.base import DynamicalSystem, StateVariable
 
 __all__ = ["KolmogorovFlow", "spectral_truncate"]
@@ -119,7 +120,7 @@ class KolmogorovFlow(DynamicalSystem):
                 float(self.forcing_amplitude), float(self.drag), self.torch_dtype, self.torch_device)
 
     def _ops(self) -> dict:
-        return _cached(self, "ops", self._ops_key(), self._build_ops)
+        return cached(self, "ops", self._ops_key(), self._build_ops)
 
     def _build_ops(self) -> dict:
         n, length = int(self.N), float(self.L)
@@ -141,14 +142,16 @@ class KolmogorovFlow(DynamicalSystem):
         force = -float(self.forcing_amplitude) * kf * np.cos(kf * self.coords()["y"][1])
         force_hat = np.fft.rfft2(np.repeat(force[:, None], n, axis=1)) / n**2 * mask
         linear = -k2 / float(self.Re) - float(self.drag)
-        return {**_to_torch(self, {"ikx": 1j * kx, "iky": 1j * ky, "inv_k2": inv_k2, "mask": mask,
-                                   "linear": linear, "force_hat": force_hat}),
+        arrays = {"ikx": 1j * kx, "iky": 1j * ky, "inv_k2": inv_k2, "mask": mask,
+                  "linear": linear, "force_hat": force_hat}
+        return {**to_torch(arrays, self.torch_dtype, self.torch_device),
                 "kf": kf, "linear_np": linear}
 
     def _etd(self, dt: float):
         linear = self._ops()["linear_np"]
-        return _cached(self, "etd", (float(dt),) + self._ops_key(),
-                       lambda: _to_torch(self, _etdrk4_coefficients(linear, float(dt))))
+        return cached(self, "etd", (float(dt),) + self._ops_key(),
+                      lambda: to_torch(etdrk4_coefficients(linear, float(dt)),
+                                       self.torch_dtype, self.torch_device))
 
     def _nonlinear(self, w_hat):
         """Dealiased ``-u.grad(omega) + forcing`` in spectral space (conservative form)."""
@@ -180,13 +183,13 @@ class KolmogorovFlow(DynamicalSystem):
 
     def step(self, x, dt):
         """One ETDRK4 step of the dealiased Galerkin system."""
-        return self._from_hat(_etdrk4_step(self._to_hat(x), self._nonlinear, self._etd(dt)))
+        return self._from_hat(etdrk4_step(self._to_hat(x), self._nonlinear, self._etd(dt)))
 
     def forecast(self, x, dt, n_steps):
         w_hat = self._to_hat(x)
         coeffs = self._etd(dt)
         for _ in range(int(n_steps)):
-            w_hat = _etdrk4_step(w_hat, self._nonlinear, coeffs)
+            w_hat = etdrk4_step(w_hat, self._nonlinear, coeffs)
         return self._from_hat(w_hat)
 
     def random_initial_state(self, n, random_state=None, k_max=4, rms=1.0):
@@ -349,65 +352,3 @@ def _truncate_dataset(ds: xr.Dataset, n_out: int, length: float) -> xr.Dataset:
 def _grid_coords(n: int, length: float) -> dict:
     pts = length * np.arange(n) / n
     return {d: (d, pts, {"units": "1", "long_name": f"{d} coordinate"}) for d in ("x", "y")}
-
-
-def _etdrk4_coefficients(linear: np.ndarray, dt: float, n_contour: int = 32) -> dict:
-    """ETDRK4 coefficients ``E, E2, Q, f1, f2, f3`` (numpy) for a real diagonal operator.
-
-    The phi-functions are evaluated by the contour integral of Kassam & Trefethen
-    (2005), which avoids the cancellation of the direct formulas at small ``dt*L``.
-    """
-    z = dt * np.asarray(linear, dtype=float)
-    r = np.exp(1j * np.pi * (np.arange(1, n_contour + 1) - 0.5) / n_contour)
-    lr = z[..., None] + r
-    e_lr = np.exp(lr)
-    return {
-        "E": np.exp(z), "E2": np.exp(z / 2),
-        "Q": dt * np.mean((np.exp(lr / 2) - 1) / lr, axis=-1).real,
-        "f1": dt * np.mean((-4 - lr + e_lr * (4 - 3 * lr + lr**2)) / lr**3, axis=-1).real,
-        "f2": dt * np.mean((2 + lr + e_lr * (lr - 2)) / lr**3, axis=-1).real,
-        "f3": dt * np.mean((-4 - 3 * lr - lr**2 + e_lr * (4 - lr)) / lr**3, axis=-1).real,
-    }
-
-
-def _etdrk4_step(v, nonlinear, coeffs):
-    """One Cox-Matthews ETDRK4 step of ``v' = L v + N(v)`` in spectral space."""
-    e, e2, q, f1, f2, f3 = (coeffs[k] for k in ("E", "E2", "Q", "f1", "f2", "f3"))
-    nv = nonlinear(v)
-    a = e2 * v + q * nv
-    na = nonlinear(a)
-    b = e2 * v + q * na
-    nb = nonlinear(b)
-    c = e2 * a + q * (2 * nb - nv)
-    nc = nonlinear(c)
-    return e * v + f1 * nv + 2 * f2 * (na + nb) + f3 * nc
-
-
-def _under_functorch() -> bool:
-    # Tensors made inside torch.func transforms are wrapped for that call only.
-    try:
-        return torch._C._functorch.peek_interpreter_stack() is not None
-    except AttributeError:  # pragma: no cover - older torch
-        return False
-
-
-def _cached(system, slot: str, key: tuple, build):
-    """``build()`` cached on ``system`` under ``slot`` while ``key`` (its parameters) is unchanged.
-
-    Nothing is cached inside a ``torch.func`` transform: tensors created there are
-    wrapped for that transform only.
-    """
-    cache = system.__dict__.setdefault("_xdyn_cache", {})
-    if slot in cache and cache[slot][0] == key:
-        return cache[slot][1]
-    value = build()
-    if not _under_functorch():
-        cache[slot] = (key, value)
-    return value
-
-
-def _to_torch(system, arrays: dict) -> dict:
-    real = system.torch_dtype
-    cplx = torch.complex128 if real == torch.float64 else torch.complex64
-    return {k: torch.as_tensor(a, dtype=cplx if np.iscomplexobj(a) else real,
-                               device=system.torch_device) for k, a in arrays.items()}

@@ -13,13 +13,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xdyn.systems._spectral import cached, complex_dtype, etdrk4_coefficients, etdrk4_step, to_torch
 from xdyn.systems.base import DynamicalSystem, StateVariable
 
 __all__ = ["KuramotoSivashinsky"]
-
-# Points on the contour that evaluates the ETDRK4 phi-functions (Kassam &
-# Trefethen use 16 on the upper half circle, i.e. 32 on the full circle).
-_CONTOUR_POINTS = 64
 
 
 class KuramotoSivashinsky(DynamicalSystem):
@@ -120,20 +117,21 @@ class KuramotoSivashinsky(DynamicalSystem):
         return lin, -0.5j * k_deriv
 
     def _coefficients(self, dt: float, dtype=None, device=None):
-        """ETDRK4 coefficients for step ``dt``, cached per (dt, dtype, device, L, N).
+        """ETDRK4 coefficients ``(E, E2, Q, f1, f2, f3, g)`` for step ``dt``.
 
-        The key holds ``L`` and ``N`` too, so ``set_params`` never reuses stale
-        coefficients; the cache is an ordinary attribute, so it pickles.
+        Cached per (dt, dtype, device, L, N): the key holds ``L`` and ``N`` too,
+        so ``set_params`` never reuses stale coefficients.
         """
         dtype = self.torch_dtype if dtype is None else dtype
         device = self.torch_device if device is None else torch.device(device)
-        key = (float(dt), dtype, device, float(self.L), int(self.N))
-        cache = self.__dict__.setdefault("_etdrk4_cache", {})
-        if key not in cache:
-            if len(cache) > 16:
-                cache.clear()
-            cache[key] = _etdrk4_coefficients(*self._operators(), float(dt), key[1], key[2])
-        return cache[key]
+
+        def build():
+            lin, g = self._operators()
+            c = to_torch(etdrk4_coefficients(lin, float(dt)), dtype, device)
+            g = torch.as_tensor(g, dtype=complex_dtype(dtype), device=device)
+            return tuple(c[k] for k in ("E", "E2", "Q", "f1", "f2", "f3")) + (g,)
+
+        return cached(self, "etdrk4", (float(dt), dtype, device, float(self.L), int(self.N)), build)
 
     def _nonlinear(self, v, g):
         u = torch.fft.irfft(v, n=int(self.N), dim=-1)
@@ -141,30 +139,20 @@ class KuramotoSivashinsky(DynamicalSystem):
 
     # --- dynamics ---------------------------------------------------------
     def rhs(self, t, x):
-        key = ("rhs", x.dtype, x.device, float(self.L), int(self.N))
-        cache = self.__dict__.setdefault("_etdrk4_cache", {})
-        if key not in cache:
+        def build():
             lin, g = self._operators()
-            cache[key] = (
-                torch.as_tensor(lin, dtype=x.dtype, device=x.device),
-                torch.as_tensor(g, dtype=_complex_dtype(x.dtype), device=x.device),
-            )
-        lin, g = cache[key]
+            return (torch.as_tensor(lin, dtype=x.dtype, device=x.device),
+                    torch.as_tensor(g, dtype=complex_dtype(x.dtype), device=x.device))
+
+        lin, g = cached(self, "rhs", (x.dtype, x.device, float(self.L), int(self.N)), build)
         v = torch.fft.rfft(x, dim=-1)
         return torch.fft.irfft(lin * v + self._nonlinear(v, g), n=int(self.N), dim=-1)
 
     def step(self, x, dt):
         """One ETDRK4 step (Cox & Matthews 2002, as in Kassam & Trefethen's ``kursiv.m``)."""
         E, E2, Q, f1, f2, f3, g = self._coefficients(dt, x.dtype, x.device)
-        v = torch.fft.rfft(x, dim=-1)
-        Nv = self._nonlinear(v, g)
-        a = E2 * v + Q * Nv
-        Na = self._nonlinear(a, g)
-        b = E2 * v + Q * Na
-        Nb = self._nonlinear(b, g)
-        c = E2 * a + Q * (2 * Nb - Nv)
-        Nc = self._nonlinear(c, g)
-        v = E * v + f1 * Nv + 2 * f2 * (Na + Nb) + f3 * Nc
+        coeffs = {"E": E, "E2": E2, "Q": Q, "f1": f1, "f2": f2, "f3": f3}
+        v = etdrk4_step(torch.fft.rfft(x, dim=-1), lambda v: self._nonlinear(v, g), coeffs)
         return torch.fft.irfft(v, n=int(self.N), dim=-1)
 
     def random_initial_state(self, n, random_state=None):
@@ -182,27 +170,3 @@ class KuramotoSivashinsky(DynamicalSystem):
         noise = a @ np.cos(phase) + b @ np.sin(phase)
         u = base[None, :] + noise
         return u - u.mean(axis=-1, keepdims=True)
-
-
-def _complex_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
-def _etdrk4_coefficients(lin, g, dt, dtype, device):
-    """Kassam & Trefethen's contour-integral evaluation of the phi-functions.
-
-    Averaging over points on a unit circle centred at each ``dt * L(k)`` avoids
-    the cancellation error of the closed forms near ``dt * L = 0``.
-    """
-    hL = dt * lin
-    r = np.exp(2j * np.pi * (np.arange(1, _CONTOUR_POINTS + 1) - 0.5) / _CONTOUR_POINTS)
-    LR = hL[:, None] + r[None, :]
-    eLR = np.exp(LR)
-    Q = dt * np.real(np.mean((np.exp(LR / 2) - 1) / LR, axis=1))
-    f1 = dt * np.real(np.mean((-4 - LR + eLR * (4 - 3 * LR + LR**2)) / LR**3, axis=1))
-    f2 = dt * np.real(np.mean((2 + LR + eLR * (-2 + LR)) / LR**3, axis=1))
-    f3 = dt * np.real(np.mean((-4 - 3 * LR - LR**2 + eLR * (4 - LR)) / LR**3, axis=1))
-    real = [np.exp(hL), np.exp(hL / 2), Q, f1, f2, f3]
-    out = [torch.as_tensor(c, dtype=dtype, device=device) for c in real]
-    out.append(torch.as_tensor(g, dtype=_complex_dtype(dtype), device=device))
-    return tuple(out)

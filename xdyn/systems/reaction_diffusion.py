@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
-from xdyn.systems.kolmogorov import _cached, _etdrk4_coefficients, _etdrk4_step, _to_torch
+from xdyn.systems._spectral import cached, etdrk4_coefficients, etdrk4_step, to_torch
 
 __all__ = ["ReactionDiffusion"]
 
@@ -106,7 +106,7 @@ class ReactionDiffusion(DynamicalSystem):
                 self.torch_device)
 
     def _ops(self):
-        return _cached(self, "ops", self._ops_key(), self._build_ops)
+        return cached(self, "ops", self._ops_key(), self._build_ops)
 
     def _build_ops(self):
         n = int(self.N)
@@ -117,12 +117,14 @@ class ReactionDiffusion(DynamicalSystem):
         kx = np.fft.rfftfreq(n, 1.0 / n)[None, :] * scale
         k2 = ky**2 + kx**2
         linear = -np.stack((float(self.Du) * k2, float(self.Dv) * k2))  # (2, N, N//2+1)
-        return {**_to_torch(self, {"linear": linear}), "linear_np": linear}
+        return {**to_torch({"linear": linear}, self.torch_dtype, self.torch_device),
+                "linear_np": linear}
 
     def _etd(self, dt):
         linear = self._ops()["linear_np"]
-        return _cached(self, "etd", (float(dt),) + self._ops_key(),
-                       lambda: _to_torch(self, _etdrk4_coefficients(linear, float(dt))))
+        return cached(self, "etd", (float(dt),) + self._ops_key(),
+                      lambda: to_torch(etdrk4_coefficients(linear, float(dt)),
+                                       self.torch_dtype, self.torch_device))
 
     def _grid(self, x):
         n = int(self.N)
@@ -155,7 +157,7 @@ class ReactionDiffusion(DynamicalSystem):
         x_hat = torch.fft.rfft2(self._grid(x), norm="forward")
         coeffs = self._etd(dt)
         for _ in range(int(n_steps)):
-            x_hat = _etdrk4_step(x_hat, self._reaction_hat, coeffs)
+            x_hat = etdrk4_step(x_hat, self._reaction_hat, coeffs)
         return torch.fft.irfft2(x_hat, s=(n, n), norm="forward").flatten(-3)
 
     def random_initial_state(self, n, random_state=None):
