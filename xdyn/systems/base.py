@@ -285,6 +285,8 @@ class DynamicalSystem(BaseEstimator):
 
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output)."""
+        if n_steps < 0:
+            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
         if self._use_numpy(x) and int(n_steps) > 0:
             z = x.detach().numpy()
             # overflow is reported by the callers' finiteness checks (DivergenceError)
@@ -308,6 +310,8 @@ class DynamicalSystem(BaseEstimator):
 
         The initial state is saved first; then every ``save_every``-th step.
         """
+        n_steps = _check_int(n_steps, "n_steps", 0)
+        save_every = _check_int(save_every, "save_every", 1)
         x = self.as_tensor(x0)
         numpy_path = self._use_numpy(x)
         if numpy_path:
