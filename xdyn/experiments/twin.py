@@ -26,12 +26,18 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register
 from xdyn.assimilation.base import state_rmse
 from xdyn.observe import make_operator, observe
 
-__all__ = ["MethodConfig", "twin_experiment"]
+__all__ = ["MethodConfig", "twin_experiment", "format_table", "summary"]
 
 
 @dataclasses.dataclass
 class MethodConfig:
-    """A named assimilator configuration in a comparison table."""
+    """A named assimilator configuration in a comparison table.
+
+    Examples
+    --------
+    >>> MethodConfig("EnKF N=20", "enkf", {"n_members": 20}).method
+    'enkf'
+    """
 
     label: str
     method: str
@@ -44,7 +50,19 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
 
     Returns the results Dataset (dims ``assimilator``, ``time``; not ``method``,
     which would clash with the ``method=`` argument of ``Dataset.sel``), a dict
-    of the analyses by label, the truth and the observations.
+    of the analyses by label (methods that ran to the end), the truth and the
+    observations. A method that diverges keeps its RMSE series up to
+    ``divergence_time`` (NaN after, no time average) and its full ``status``.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> res, analyses, truth, obs = twin_experiment(
+    ...     Lorenz96(n=10), "identity", 1.0, 1, 20,
+    ...     [MethodConfig("EnKF N=10", "enkf", {"n_members": 10, "inflation": 1.05})],
+    ...     progress=False)
+    >>> res.rmse.dims, str(res.status.values[0])
+    (('assimilator', 'time'), 'ok')
     """
     from xdyn.assimilation import make_assimilator
 
@@ -168,6 +186,14 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
 
     Long statuses (a divergence's message) are numbered notes under the table,
     never cut.
+
+    Examples
+    --------
+    >>> res = xr.Dataset({"rmse_mean": ("assimilator", [0.2]), "spread_mean": ("assimilator", [0.25]),
+    ...                   "wall_time": ("assimilator", [1.5]), "status": ("assimilator", ["ok"])},
+    ...                  coords={"assimilator": ["EnKF"]})
+    >>> print(format_table(res, {"EnKF": 0.18}).splitlines()[2])
+    EnKF                                 0.200    0.250      1.50   0.180  ok
     """
     reference = reference or {}
     head = f"{'method':<34}{'RMSE':>8}{'spread':>9}{'wall [s]':>10}{'ref':>8}  status"
@@ -189,7 +215,16 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
 
 
 def summary(res: xr.Dataset) -> list[dict]:
-    """Tidy summary rows of a twin experiment: RMSE and wall time per method."""
+    """Tidy summary rows of a twin experiment: RMSE and wall time per method.
+
+    Examples
+    --------
+    >>> res = xr.Dataset({"rmse_mean": ("assimilator", [0.2], {"units": "1"}),
+    ...                   "wall_time": ("assimilator", [1.5], {"units": "s"}),
+    ...                   "status": ("assimilator", ["ok"])}, coords={"assimilator": ["EnKF"]})
+    >>> [(r["metric"], r["value"], r["units"]) for r in summary(res)]
+    [('analysis RMSE', 0.2, '1'), ('wall time', 1.5, 's')]
+    """
     from xdyn.experiments.catalogue import summary_rows
 
     config = json.loads(res.attrs.get("configuration", "{}"))
