@@ -2,6 +2,7 @@
 
 from xdyn.assimilation.base import BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
+from xdyn.assimilation.enkf_n import EnKFN
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
 from xdyn.assimilation.letkf import LETKF
 from xdyn.assimilation.oi import OptimalInterpolation
@@ -9,7 +10,7 @@ from xdyn.assimilation.particle_filter import ParticleFilter
 from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
-__all__ = ["BaseAssimilator", "EnKF", "ExtendedKalmanFilter", "LETKF", "OptimalInterpolation",
+__all__ = ["BaseAssimilator", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "OptimalInterpolation",
            "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator"]
 
 
@@ -18,7 +19,7 @@ def _methods():
     import xdyn.assimilation as pkg
 
     names = {
-        "enkf": "EnKF", "letkf": "LETKF", "pf": "ParticleFilter",
+        "enkf": "EnKF", "enkf-n": "EnKFN", "letkf": "LETKF", "pf": "ParticleFilter",
         "particle-filter": "ParticleFilter", "oi": "OptimalInterpolation",
         "3dvar": "Var3D", "var3d": "Var3D", "4dvar": "Var4D", "var4d": "Var4D",
         "extkf": "ExtendedKalmanFilter", "ekf": "ExtendedKalmanFilter",

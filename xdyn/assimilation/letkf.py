@@ -19,16 +19,17 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from xdyn.assimilation.enkf_n import finite_size_inflation
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.assimilation.localization import TAPERS, local_observations, spatial_grid
 
-__all__ = ["LETKF", "local_ensemble_transform"]
+__all__ = ["LETKF", "local_ensemble_transform", "local_finite_size_inflation"]
 
 # Bound on the elements of the (batch, points, members, local obs) block of one pass.
 _MAX_BLOCK = 2**24
 
 
-def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper):
+def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_weight=None):
     """Local ETKF update of the anomalies at a set of grid points.
 
     For each point ``i`` with local whitened anomalies ``S_i = Yw[:, obs_index[i]]
@@ -51,6 +52,10 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper):
         Local observations of each point.
     sqrt_taper : tensor (n_points, n_local)
         Square roots of their taper coefficients (0 on padding).
+    inflation_prior_weight : float or None
+        When given, each point first inflates its prior by the local finite-size
+        (EnKF-N) factor (:func:`local_finite_size_inflation`), with this hyperprior
+        weight (DAPPER's ``LETKF(xN=...)``).
 
     Returns
     -------
@@ -71,6 +76,11 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper):
     a = float(N - 1)
     n_points, n_local = obs_index.shape
     d = dw[..., obs_index] * sqrt_taper  # (..., n, q)
+    if inflation_prior_weight is not None:
+        l1 = local_finite_size_inflation(Yw, dw, obs_index, sqrt_taper > 0, inflation_prior_weight)
+        # inflating the prior inflates both the anomalies and their images (not d)
+        A = A * l1.unsqueeze(-2)
+        sqrt_taper = sqrt_taper * l1.unsqueeze(-1)
     if n_local < N:
         p = Yw.shape[-1]
         shared = p * p <= 4 * n_points * n_local * n_local
@@ -113,6 +123,37 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper):
     return (Tx + wx.unsqueeze(-1)).transpose(-1, -2)
 
 
+def local_finite_size_inflation(Yw, dw, obs_index, in_reach, prior_weight=1.0):
+    """EnKF-N inflation factor of each point's local analysis, ``(..., n_points)``.
+
+    As DAPPER's ``local_analyses`` with ``xN``: the dual EnKF-N cost of each
+    point is built from its *untapered* local observations (those in reach of
+    the taper), so that the sampling error the EnKF-N expects is not smoothed
+    away by the taper.
+
+    Examples
+    --------
+    >>> import torch
+    >>> Yw = torch.randn(10, 4, dtype=torch.float64)
+    >>> index, reach = torch.arange(4).expand(4, 4), torch.ones(4, 4, dtype=torch.bool)
+    >>> local_finite_size_inflation(Yw - Yw.mean(0), torch.zeros(4, dtype=torch.float64),
+    ...                             index, reach).shape
+    torch.Size([4])
+    """
+    N = Yw.shape[-2]
+    mask = in_reach.to(Yw.dtype)
+    Su = Yw.transpose(-1, -2)[..., obs_index, :] * mask.unsqueeze(-1)  # (..., n, q, N)
+    du = dw[..., obs_index] * mask
+    if obs_index.shape[-1] < N:
+        lam, U = torch.linalg.eigh(Su @ Su.transpose(-1, -2))
+        b2 = lam.clamp_min(0.0) * ((du.unsqueeze(-2) @ U).squeeze(-2)) ** 2
+    else:
+        lam, V = torch.linalg.eigh(Su.transpose(-1, -2) @ Su)
+        b2 = (((du.unsqueeze(-2) @ Su) @ V).squeeze(-2)) ** 2
+    l1 = finite_size_inflation(lam, b2, N, prior_weight)
+    return torch.as_tensor(l1, dtype=Yw.dtype, device=Yw.device)
+
+
 class _LocalSetup(NamedTuple):
     points: torch.Tensor | None  # state points with observations in reach (None: all)
     obs_index: torch.Tensor  # (n_points, n_local)
@@ -151,6 +192,14 @@ class LETKF(BaseEnsembleAssimilator):
         (the global ETKF, ``EnKF(kind="sqrt")``), and then no grid is needed.
     taper : {"gaspari-cohn", "gaussian", "step"}, default="gaspari-cohn"
         See :func:`xdyn.assimilation.localization.taper_coefficients`.
+    adaptive_inflation : bool, default=False
+        Estimate a prior inflation for every local analysis at every cycle, by
+        the finite-size EnKF-N (Bocquet 2011) of its local observations, as
+        DAPPER's ``LETKF(xN=...)``; ``inflation`` then only adds to it.
+    inflation_prior_weight : float, default=1.0
+        Weight of the EnKF-N hyperprior (DAPPER's ``xN``; see
+        :class:`xdyn.assimilation.EnKFN`). A taper leaves less sampling error
+        than the EnKF-N assumes, so values of 2-3 can suit localized analyses.
     return_ensemble : bool, default=True
         Return every member (``member`` dim); else the mean plus ``<var>_std``
         and ``spread``.
@@ -190,8 +239,8 @@ class LETKF(BaseEnsembleAssimilator):
 
     def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
                  n_members=20, inflation=1.0, rtps=0.0, rotate=False,
-                 localization_radius=4.0, taper="gaspari-cohn",
-                 initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 localization_radius=4.0, taper="gaspari-cohn", adaptive_inflation=False,
+                 inflation_prior_weight=1.0, initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_ensemble=True, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
@@ -205,6 +254,8 @@ class LETKF(BaseEnsembleAssimilator):
         self.rotate = rotate
         self.localization_radius = localization_radius
         self.taper = taper
+        self.adaptive_inflation = adaptive_inflation
+        self.inflation_prior_weight = inflation_prior_weight
         self.initial_state = initial_state
         self.initial_spread = initial_spread
         self.burn_in = burn_in
@@ -223,6 +274,12 @@ class LETKF(BaseEnsembleAssimilator):
             raise ValueError(f"localization_radius must be > 0, got {self.localization_radius}")
         if not np.isinf(radius):
             spatial_grid(ctx.system)  # raises for a state without a grid (Lorenz-63)
+        if not isinstance(self.adaptive_inflation, (bool, np.bool_)):
+            raise TypeError(f"adaptive_inflation must be a bool, got {self.adaptive_inflation!r}")
+        weight = self.inflation_prior_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
+                or not np.isfinite(weight) or weight <= 0:
+            raise ValueError(f"inflation_prior_weight must be a finite number > 0, got {weight!r}")
 
     def _fit(self, ctx, truth):
         self._check_localization(ctx)
@@ -273,16 +330,16 @@ class LETKF(BaseEnsembleAssimilator):
             Ea[..., p] = mu[..., p] + self._local_update(A[..., p], Yw, dw, setup)
         return self._post_process(Ea, E, rng)
 
-    @staticmethod
-    def _local_update(A, Yw, dw, setup):
+    def _local_update(self, A, Yw, dw, setup):
+        weight = float(self.inflation_prior_weight) if self.adaptive_inflation else None
         n_points, n_local = setup.obs_index.shape
         per_point = max(1, int(np.prod(A.shape[:-1])) * max(n_local, A.shape[-2]))
         chunk = max(1, _MAX_BLOCK // per_point)
         if chunk >= n_points:
-            return local_ensemble_transform(A, Yw, dw, setup.obs_index, setup.sqrt_taper)
+            return local_ensemble_transform(A, Yw, dw, setup.obs_index, setup.sqrt_taper, weight)
         # memory bound for large grids: blocks of points, each block batched
         return torch.cat([
             local_ensemble_transform(A[..., s:s + chunk], Yw, dw, setup.obs_index[s:s + chunk],
-                                     setup.sqrt_taper[s:s + chunk])
+                                     setup.sqrt_taper[s:s + chunk], weight)
             for s in range(0, n_points, chunk)
         ], dim=-1)
