@@ -30,7 +30,7 @@ from xdyn.systems import Lorenz63, Lorenz96
 FAST_PARAMS = {
     "EnKF": {"n_members": 8},
     "LETKF": {"n_members": 8, "localization_radius": 3.0},
-    "ParticleFilter": {"n_particles": 50},
+    "ParticleFilter": {"n_members": 50},
     "Var4D": {},
 }
 LORENZ63_ONLY = {"ExtendedKalmanFilter", "ParticleFilter", "Var4D"}

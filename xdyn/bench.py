@@ -143,7 +143,7 @@ def _configs(name):
          {"kind": "sqrt", "n_members": 10, "inflation": 1.02, "rotate": True},
          ("EnKF", {"upd_a": "Sqrt", "N": 10, "infl": 1.02, "rot": True})),
         ("PF N=100 reg 2.4 NER 0.3", "pf",
-         {"n_particles": 100, "regularization": 2.4, "resampling_threshold": 0.3},
+         {"n_members": 100, "regularization": 2.4, "resampling_threshold": 0.3},
          ("PartFilt", {"N": 100, "reg": 2.4, "NER": 0.3})),
     ]
 

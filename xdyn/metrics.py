@@ -639,3 +639,67 @@ def isotropic_spectrum(da, dims=("y", "x"), lengths=None, mean_dims=None):
     wavenumbers = np.arange(n_shells) if lengths is None else np.arange(n_shells) * dk
     return _spectrum(da, _shell_spectrum, dims, wavenumbers,
                      {"shell": shell, "n_shells": n_shells}, mean_dims)
+
+
+# --- scores of an analysis against the truth (every assimilator's ``score``) ----
+def state_rmse(analysis, truth, keep_dims=()):
+    """RMSE over every state variable and spatial point, per analysis time.
+
+    The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
+    (e.g. batch dims of a sweep) are not reduced. Variables of ``analysis``
+    that ``truth`` lacks (``spread``, ``<var>_std``) are left out.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> truth = xr.Dataset({"x": ("time", [0.0, 0.0]), "y": ("time", [0.0, 0.0])},
+    ...                    coords={"time": [0.0, 1.0]})
+    >>> an = xr.Dataset({"x": ("time", [3.0, 1.0]), "y": ("time", [4.0, 1.0])},
+    ...                 coords={"time": [0.0, 1.0]})
+    >>> state_rmse(an, truth).values.round(4).tolist()
+    [3.5355, 1.0]
+    """
+    names = [v for v in truth.data_vars if v in analysis.data_vars]
+    if not names:
+        raise ValueError("analysis and truth share no state variable")
+    an = analysis[names]
+    if "member" in an.dims:
+        an = an.mean("member")
+    an = an.to_array("variable")
+    tr = truth[names].sel(time=an["time"]).to_array("variable")
+    return rmse(an, tr, dim=[d for d in an.dims if d not in ("time", *keep_dims)])
+
+
+def mean_after_burn_in(per_time, burn_in=0.0):
+    """Time mean of ``per_time`` from ``burn_in`` model time after its first time on.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> e = xr.DataArray([9.0, 1.0, 3.0], dims="time", coords={"time": [0.0, 1.0, 2.0]})
+    >>> float(mean_after_burn_in(e, burn_in=1.0))
+    2.0
+    """
+    t = per_time["time"]
+    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time")
+
+
+def analysis_rmse(analysis, truth, burn_in=0.0):
+    """Time-averaged RMSE of an analysis against the truth at the analysis times.
+
+    The RMSE is taken over every state variable and spatial point at each
+    time (and member mean when a ``member`` dim is present), then averaged over
+    time after ``burn_in`` (the DAPPER convention).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> truth = xr.Dataset({"x": ("time", [0.0, 0.0, 0.0])}, coords={"time": [0.0, 1.0, 2.0]})
+    >>> an = xr.Dataset({"x": ("time", [5.0, 1.0, -3.0])}, coords={"time": [0.0, 1.0, 2.0]})
+    >>> analysis_rmse(an, truth, burn_in=1.0)
+    2.0
+    """
+    return float(mean_after_burn_in(state_rmse(analysis, truth), burn_in))
+
+
+__all__ += ["state_rmse", "mean_after_burn_in", "analysis_rmse"]

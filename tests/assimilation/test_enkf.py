@@ -142,6 +142,8 @@ def test_divergence_raises_with_time(l96_twin):
 def test_bad_inputs_give_clear_errors(l96_twin):
     system, truth, obs = l96_twin
     with pytest.raises(ValueError, match="obs dim"):
+        EnKF(system=system, operator="every4").fit(obs.drop_attrs(deep=False).drop_vars(["variable", "state_index", "k"]))
+    with pytest.raises(ValueError, match="operator"):  # not the one the obs were made with
         EnKF(system=system, operator="every4").fit(obs)
     with pytest.raises(ValueError, match="kind"):
         EnKF(system=system, kind="magic").fit(obs)

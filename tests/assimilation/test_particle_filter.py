@@ -15,7 +15,7 @@ from .conftest import initial_state
 
 
 def _pf(system, truth, **params):
-    base = dict(system=system, n_particles=100, regularization=2.4, resampling_threshold=0.3,
+    base = dict(system=system, n_members=100, regularization=2.4, resampling_threshold=0.3,
                 initial_state=initial_state(truth, system, 1.4), initial_spread=1.4,
                 burn_in=10.0, random_state=0, return_ensemble=False)
     base.update(params)
@@ -178,7 +178,7 @@ def test_batch_dims_and_estimator_contract(l63_twin):
     truths = system.simulate(n_trajectories=2, n_steps=25 * 30, dt=0.01, burn_in=5.0,
                              random_state=1)
     obs = observe(truths, "identity", noise_std=float(np.sqrt(2)), every=25, random_state=2)
-    est = ParticleFilter(system=system, n_particles=50, regularization=2.4, random_state=0,
+    est = ParticleFilter(system=system, n_members=50, regularization=2.4, random_state=0,
                          resampling_threshold=0.5, return_ensemble=True)
     out = est.fit(obs).predict(obs)
     assert out.x.dims == ("time", "trajectory", "member") and bool(np.isfinite(out.x).all())
@@ -188,7 +188,7 @@ def test_batch_dims_and_estimator_contract(l63_twin):
 
 
 @pytest.mark.parametrize("params, match", [
-    ({"n_particles": 1}, "n_particles"),
+    ({"n_members": 1}, "n_members"),
     ({"resampling_threshold": 1.5}, "resampling_threshold"),
     ({"regularization": -1.0}, "regularization"),
     ({"resampling": "residual"}, "resampling"),

@@ -1,24 +1,29 @@
-"""Shared machinery of every assimilator: input checks, the cycle, the output Dataset.
+"""The assimilator contract: ``fit``, ``predict``, ``score`` and the hooks a method implements.
 
 An assimilator is a scikit-learn estimator (see ``DESIGN.md``: Estimators):
-``fit(obs, truth=None)`` learns what the method learns, ``predict(obs)`` runs
-the forecast-analysis cycle over an observation Dataset made by
-:func:`xdyn.observe.observe` and returns the analysis Dataset, and
+``fit(obs, truth=None)`` checks the parameters and the observations once and
+learns what the method learns, ``predict(obs)`` runs the forecast-analysis
+cycle (:func:`xdyn.assimilation._cycle.run_cycle`) over an observation Dataset
+made by :func:`xdyn.observe.observe` with the fitted system and operator, and
 ``score(obs, truth)`` is minus the time-averaged analysis RMSE.
 
-Subclasses implement four small hooks on a method-specific ``state`` (a mean
-tensor, an ensemble tensor, a mean and covariance ...):
-``_initialize``, ``_forecast``, ``_analyze`` and ``_summarize``.
-Every tensor carries arbitrary leading *batch* dims, which come from the
-observation Dataset's dims other than ``time`` and ``obs`` (independent
-experiments run in one batched call).
+A method implements five hooks on its own ``state`` (a mean tensor, an
+ensemble tensor, a mean and covariance ...): ``_fit(ctx, truth)``,
+``_initialize(ctx, rng)``, ``_forecast(state, n_steps, ctx, rng)``,
+``_analyze(state, k, ctx, rng)`` and ``_summarize(state)``; a windowed method
+(4D-Var) also ``_windows`` and ``_window_summaries``. Every tensor carries
+arbitrary leading *batch* dims, which come from the observation Dataset's dims
+other than ``time`` and ``obs`` (independent experiments run in one batched
+call).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time as _time
+import warnings
+from contextlib import nullcontext
+from numbers import Real
 
 import numpy as np
 import torch
@@ -26,115 +31,103 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
 from xdyn._threads import threads_for
-from xdyn.exceptions import DivergenceError
+from xdyn.assimilation._cycle import (CycleContext, DivergenceMonitor, LostTrackMonitor,
+                                      LostTrackWarning, ProgressBar, Recorder, run_cycle)
+from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArray
+from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
 from xdyn.observe import make_operator, operator_from_spec
 from xdyn.systems.registry import system_from_attrs
 
-__all__ = ["BaseAssimilator", "CycleContext", "analysis_rmse", "state_rmse", "mean_after_burn_in"]
-
-
-@dataclasses.dataclass
-class CycleContext:
-    """Everything a cycle needs, resolved once from the observations and parameters."""
-
-    system: object
-    operator: object
-    times: np.ndarray            # (T,) model times of the observations
-    n_steps: np.ndarray          # (T,) model steps from the previous obs time (0 first)
-    dt: float
-    y: torch.Tensor              # (T, *batch, p), NaN where missing
-    mask: torch.Tensor           # (T, p) bool, observed entries
-    obs_std: torch.Tensor | None  # (p,) when R is diagonal
-    R_chol: torch.Tensor | None  # (p, p) Cholesky factor of a full R
-    batch_dims: tuple
-    batch_coords: dict
-    obs: xr.DataArray
-
-    @property
-    def n_state(self) -> int:
-        return self.system.n_state
-
-    def h(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the observation operator to flat states ``(..., n_state)``."""
-        # the observed indices are resolved once per cycle context, not once per call
-        idx = self.__dict__.get("_h_index")
-        if idx is None or idx.device != x.device:
-            idx = torch.as_tensor(self.operator.indices(self.system.variables), device=x.device)
-            self._h_index = idx
-        return self.operator._transform(x.index_select(-1, idx))
-
-    def jacobian_h(self, x: torch.Tensor) -> torch.Tensor:
-        """Jacobian of the operator at ``x``; a linear operator's matrix is built once."""
-        from xdyn.assimilation.var3d import observation_jacobian
-
-        if not self.operator.linear:
-            return observation_jacobian(self.operator, self.system, x)
-        if getattr(self, "_H", None) is None:
-            self._H = observation_jacobian(self.operator, self.system, x)
-        return self._H
-
-    def whitening(self, k: int) -> torch.Tensor:
-        """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k."""
-        m = self.mask[k]
-        W = self.__dict__.get("_W_full")
-        if W is None:  # the whitening of a complete observation vector, built once
-            W = torch.diag(1.0 / self.obs_std) if self.obs_std is not None \
-                else torch.linalg.inv(self.R_chol)
-            self._W_full = W
-        if bool(m.all()):
-            return W
-        if self.obs_std is None:
-            idx = torch.nonzero(m).squeeze(-1)
-            Rm = (self.R_chol @ self.R_chol.T)[idx][:, idx]
-            Wm = torch.linalg.inv(torch.linalg.cholesky(Rm))
-            full = torch.zeros(len(idx), m.numel(), dtype=Wm.dtype, device=Wm.device)
-            full[:, idx] = Wm
-            return full
-        return W[m]
-
-    def innovation_data(self, k: int) -> torch.Tensor:
-        """Observations at time k with missing entries set to 0 (they get zero weight)."""
-        return torch.nan_to_num(self.y[k], nan=0.0)
+# state_rmse, mean_after_burn_in and analysis_rmse live in xdyn.metrics; they are
+# re-exported here for code written against their old home.
+__all__ = ["BaseAssimilator", "CycleContext", "LostTrackWarning", "analysis_rmse", "state_rmse",
+           "mean_after_burn_in"]
 
 
 class BaseAssimilator(BaseEstimator):
     """Base class for assimilators (not to be used directly).
 
-    Common parameters (every subclass takes them):
-
+    Parameters
+    ----------
     system : DynamicalSystem or None
         Forecast model. ``None`` rebuilds the system recorded in the observation
         attrs (a twin experiment's perfect model).
     operator : ObservationOperator, spec or None
-        ``None`` rebuilds the operator recorded in the observation attrs.
-    noise_std : float, array or None
+        ``None`` rebuilds the operator recorded in the observation attrs; an
+        operator that differs from the recorded one is an error.
+    noise_std : float, 1-D array of length n_obs, or None
         Observation error standard deviation; ``None`` reads the ``noise_std``
         variable of the observations.
     R : array of shape (n_obs, n_obs) or None
         Full observation error covariance (instead of ``noise_std``).
     dt : float or None
-        Model step; ``None`` uses the ``dt`` attr of the observations, else the
-        system's default.
+        Model step (> 0); ``None`` uses the ``dt`` attr of the observations,
+        else the system's default.
     initial_state : array of shape (n_state,) or None
-        Mean of the initial background; ``None`` draws a state on the attractor.
-    initial_spread : float
-        Standard deviation of the initial background error.
-    burn_in : float
+        Mean of the initial background. ``None``: the system's climatology
+        (independent states of its invariant measure for an ensemble, their
+        mean for a single background), what a user without the truth has.
+    initial_spread : float >= 0
+        Standard deviation of the initial background error around
+        ``initial_state`` (unused with the climatological start).
+    burn_in : float >= 0
         Model time excluded from :meth:`score`.
     raise_on_divergence : bool
-        Raise :class:`xdyn.DivergenceError` when the analysis becomes non-finite.
+        Raise :class:`xdyn.DivergenceError` when the analysis becomes
+        non-finite or the filter is no better than climatology. With False,
+        the output says so instead (a ``lost`` flag per time, the attrs
+        ``diverged``, ``diverged_time``, ``lost_track``, ``lost_track_time``)
+        and a :class:`LostTrackWarning` is issued.
+
+    Notes
+    -----
+    Parameters are checked once, in :meth:`fit`, against
+    ``_parameter_constraints`` (scikit-learn's mechanism; subclasses extend
+    this class's dict); checks that need the observations (shapes, batch dims,
+    the recorded operator) are made there too. The output of :meth:`predict`
+    always has ``n_assimilated``, the number of observations assimilated at
+    each time (0 where every observation is missing: the filter runs free).
+
+    Dask: unlike metrics and preprocessing, which stay lazy, an assimilator
+    computes. The forecast-analysis cycle is sequential (each analysis starts
+    from the previous one), so :meth:`fit` and :meth:`predict` read chunked
+    observations into memory and return a numpy-backed analysis, equal to the
+    one numpy observations give. Select the time window first (``obs.sel(time=...)``)
+    to bound memory; independent experiments can be batched along another dim.
     """
 
-    _ensemble = False
+    _parameter_constraints: dict = {
+        "system": [HasMethods(["forecast", "to_state", "from_state"]), None],
+        "operator": [HasMethods(["n_obs", "indices"]), str, dict, list, tuple, None],
+        "noise_std": [FiniteInterval(Real, 0, None, closed="neither"),
+                      NumericArray((1,), positive=True), None],
+        "R": [NumericArray((2,)), None],
+        "dt": [FiniteInterval(Real, 0, None, closed="neither"), None],
+        "initial_state": [NumericArray((1, 2, 3, 4)), None],
+        "initial_spread": [FiniteInterval(Real, 0, None, closed="left")],
+        "burn_in": [FiniteInterval(Real, 0, None, closed="left")],
+        "return_background": ["boolean"],
+        "raise_on_divergence": ["boolean"],
+        "random_state": ["random_state"],
+        "progress": ["boolean"],
+    }
+
+    _no_grad = True     # the cycle runs without autograd (Var4D differentiates its cost)
+    _windowed = False   # True: ``_analyze`` gets a window (list of time indices)
+    # Lost-track monitor settings (see xdyn.assimilation._cycle.LostTrackMonitor)
+    lost_track_window = 100
+    lost_track_threshold = 0.5
+    lost_track_min_cycles = 40
 
     # ------------------------------------------------------------------ API
     def fit(self, obs, truth=None):
-        """Validate the observations and learn what the method learns; returns self."""
+        """Check parameters and observations, learn what the method learns; returns self."""
+        self._validate_params()
         ctx = self._context(obs)
+        self._check_context(ctx)
         self._fit(ctx, truth)
         self.system_ = ctx.system
         self.operator_ = ctx.operator
@@ -145,29 +138,31 @@ class BaseAssimilator(BaseEstimator):
     def predict(self, obs) -> xr.Dataset:
         """Run the forecast-analysis cycle over ``obs`` and return the analysis Dataset."""
         check_is_fitted(self, "n_obs_")
-        ctx = self._context(obs)
-        if ctx.mask.shape[-1] != self.n_obs_:
-            raise ValueError(
-                f"fitted on {self.n_obs_} observations per time, got {ctx.mask.shape[-1]}"
-            )
+        ctx = self._context(obs, fitted=True)
+        self._check_context(ctx)
         rng = check_random_state(self.random_state)
         start = _time.perf_counter()
-        n_batch = int(np.prod(ctx.y.shape[1:-1], dtype=int))
+        n_batch = int(np.prod(ctx.batch_shape, dtype=int))
         size = n_batch * ctx.n_state * int(getattr(self, "n_members", 1) or 1)
-        with threads_for(size), (torch.no_grad() if self._no_grad else _null()):
-            records = self._run_cycle(ctx, rng)
+        callbacks = self._callbacks(ctx)
+        with threads_for(size), (torch.no_grad() if self._no_grad else nullcontext()):
+            run_cycle(self, ctx, rng, callbacks)
         wall = _time.perf_counter() - start
-        return self._to_dataset(records, ctx, wall)
+        return self._to_dataset(callbacks, ctx, wall)
 
     def score(self, obs, truth) -> float:
         """Minus the time-averaged analysis RMSE against ``truth`` (after ``burn_in``)."""
-        return -analysis_rmse(self.predict(obs), unwrap(truth), burn_in=self.burn_in)
+        check_is_fitted(self, "n_obs_")
+        truth = unwrap(truth)
+        self._check_truth(truth)
+        return -analysis_rmse(self.predict(obs), truth, burn_in=self.burn_in)
 
     # ------------------------------------------------------------ hooks
-    _no_grad = True
-
     def _fit(self, ctx: CycleContext, truth):
         """Learn from observations (and truth); nothing by default."""
+
+    def _check_context(self, ctx: CycleContext):
+        """Checks of parameters against the observations (batch dims ...); at fit and predict."""
 
     def _initialize(self, ctx: CycleContext, rng):
         raise NotImplementedError
@@ -175,97 +170,38 @@ class BaseAssimilator(BaseEstimator):
     def _forecast(self, state, n_steps: int, ctx: CycleContext, rng):
         raise NotImplementedError
 
-    def _analyze(self, state, k: int, ctx: CycleContext, rng):
+    def _analyze(self, state, k, ctx: CycleContext, rng):
         raise NotImplementedError
 
     def _summarize(self, state):
         """Return ``(mean, ensemble_or_None, std_or_None)`` tensors of the state."""
         raise NotImplementedError
 
-    # ------------------------------------------------------------ the cycle
-    # A filter that has lost the truth but stays finite (DAPPER's silent 3.8) is
-    # caught by its skill: its background misfit to the observations grows to the
-    # size of the observations' own variability in time (what a climatological
-    # guess would make). A filter that is only transiently overconfident keeps a
-    # misfit far below that, so this does not fire on a healthy filter's bad spell.
-    lost_track_fraction = 0.75
-    lost_track_window = 400  # long: a chaotic filter may have a bad spell and recover
-    lost_track_every = 5  # cycles between checks (each check costs one observation of the mean)
+    def _windows(self, ctx: CycleContext):
+        """Observation-time indices analysed together: one per window for a filter."""
+        return ([k] for k in range(len(ctx.times)))
 
-    def _observation_climate(self, ctx: CycleContext):
-        """Whitened variance in time of the observations, per batch element (or None)."""
-        too_short = ctx.y.shape[0] < self.lost_track_window + self.lost_track_window // 4
-        if not self._uses_forecast_background() or ctx.obs_std is None or too_short:
-            return None
-        yw = ctx.y / ctx.obs_std
-        with np.errstate(all="ignore"):
-            var = np.nanvar(yw.cpu().numpy(), axis=0)  # (*batch, p)
-            clim = np.nanmean(var, axis=-1)
-        return None if not np.all(np.isfinite(clim)) else torch.as_tensor(clim, dtype=yw.dtype)
+    def _window_summaries(self, state, ks, ctx: CycleContext, background: bool):
+        """Summaries at each time of a window (a filter's window is its one time)."""
+        return [self._summarize(state)]
 
     def _uses_forecast_background(self) -> bool:
-        """False for methods whose background is not a model forecast (the check is moot)."""
+        """False for methods whose background is not a model forecast (no misfit check)."""
         return True
 
-    def _background_misfit(self, state, k: int, ctx: CycleContext):
-        """Mean squared whitened misfit of the background mean to the observations."""
-        mean = self._summarize(state)[0]
-        m = ctx.mask[k]
-        if not bool(m.any()):
-            return None
-        d = (ctx.y[k] - ctx.h(mean))[..., m] / ctx.obs_std[m]
-        return (d**2).mean(-1).cpu()
-
-    def _check_lost_track(self, misfits, climate, ctx, k):
-        window = self.lost_track_window // self.lost_track_every
-        if len(misfits) < window + window // 4:  # a quarter window of spin-up first
-            return
-        skill = torch.stack(misfits[-window:]).mean(0) / climate
-        worst = float(skill.max())
-        if worst > self.lost_track_fraction:
-            raise DivergenceError(
-                f"{type(self).__name__} has lost track of the observations: over the last "
-                f"{self.lost_track_window} cycles its background misfit was {worst:.2f} of "
-                "the observations' own variance (a healthy filter stays far below "
-                f"{self.lost_track_fraction}); increase inflation or members, or pass "
-                "raise_on_divergence=False", time=float(ctx.times[k]))
-
-    def _run_cycle(self, ctx: CycleContext, rng):
-        state = self._initialize(ctx, rng)
-        records = {"analysis": [], "background": []}
-        misfits = []
-        climate = self._observation_climate(ctx) if self.raise_on_divergence else None
-        iterator = range(len(ctx.times))
+    def _callbacks(self, ctx: CycleContext):
+        """The cycle callbacks of one run: recording, monitors, progress."""
+        raise_ = bool(self.raise_on_divergence)
+        callbacks = [Recorder(background=bool(self.return_background)),
+                     DivergenceMonitor(raise_),
+                     LostTrackMonitor(raise_, self.lost_track_window, self.lost_track_threshold,
+                                      self.lost_track_min_cycles)]
         if getattr(self, "progress", False):
-            iterator = tqdm(iterator, desc=type(self).__name__, leave=False)
-        for k in iterator:
-            if ctx.n_steps[k] > 0:
-                state = self._forecast(state, int(ctx.n_steps[k]), ctx, rng)
-            if self.return_background:
-                records["background"].append(self._summarize(state))
-            if climate is not None and k % self.lost_track_every == 0:
-                misfit = self._background_misfit(state, k, ctx)
-                if misfit is not None:
-                    misfits.append(misfit)
-                    self._check_lost_track(misfits, climate, ctx, k)
-            try:
-                state = self._analyze(state, k, ctx, rng)
-            except torch.linalg.LinAlgError as err:  # non-finite or singular: the filter is lost
-                if self.raise_on_divergence:
-                    raise DivergenceError(
-                        f"{type(self).__name__} analysis failed ({err})", time=float(ctx.times[k])
-                    ) from err
-                raise
-            summary = self._summarize(state)
-            if self.raise_on_divergence and not bool(torch.isfinite(summary[0]).all()):
-                raise DivergenceError(
-                    f"{type(self).__name__} analysis became non-finite", time=float(ctx.times[k])
-                )
-            records["analysis"].append(summary)
-        return records
+            callbacks.append(ProgressBar())
+        return callbacks
 
     # ------------------------------------------------------------ inputs
-    def _context(self, obs) -> CycleContext:
+    def _context(self, obs, fitted=False) -> CycleContext:
         obs = unwrap(obs)
         if isinstance(obs, xr.Dataset):
             if "observation" not in obs:
@@ -284,29 +220,30 @@ class BaseAssimilator(BaseEstimator):
         for d in ("time", "obs"):
             if d not in da.dims:
                 raise ValueError(f"observations need dims ('time', 'obs'); got {da.dims}")
+        if da.sizes["time"] == 0:
+            raise ValueError("observations have no time: the 'time' dim has size 0")
         batch_dims = tuple(d for d in da.dims if d not in ("time", "obs"))
         da = da.transpose("time", *batch_dims, "obs")
         attrs = {**obs.attrs, **da.attrs}
-        system = self.system if self.system is not None else system_from_attrs(attrs)
-        if self.operator is not None:
-            operator = make_operator(self.operator)
-        elif "operator" in attrs:
-            operator = operator_from_spec(attrs["operator"])
-        else:
-            raise ValueError("no operator given and none recorded in the observation attrs")
+        system, operator = self._system_and_operator(attrs, fitted, da)
         n_obs = operator.n_obs(system)
         if n_obs != da.sizes["obs"]:
             raise ValueError(
                 f"operator {operator!r} makes {n_obs} observations of {type(system).__name__}, "
                 f"but the Dataset has obs dim of size {da.sizes['obs']}"
             )
+        self._check_operator_matches(operator, system, attrs, da)
         times = np.asarray(da["time"].values)
         if not np.issubdtype(times.dtype, np.number):
             raise TypeError("assimilation needs a numeric model-time 'time' coordinate")
         times = times.astype(float)
         if np.any(np.diff(times) <= 0):
             raise ValueError("observation times must be strictly increasing")
-        dt = float(self.dt if self.dt is not None else attrs.get("dt", system.default_dt))
+        dt = self.dt if self.dt is not None else attrs.get("dt", system.default_dt)
+        dt = float(dt)
+        if not (np.isfinite(dt) and dt > 0):
+            raise ValueError(f"dt must be a positive finite model step, got {dt} (from the "
+                             "dt parameter, the observations' 'dt' attr or the system)")
         gaps = np.diff(times) / dt
         n_steps = np.concatenate([[0], np.rint(gaps)]).astype(int)
         if np.any(np.abs(gaps - n_steps[1:]) > 1e-6):
@@ -317,10 +254,55 @@ class BaseAssimilator(BaseEstimator):
         if not bool((mask == mask[:, :1]).all()):
             raise ValueError("missing observations (NaN) must be the same across batch dims")
         mask = mask[:, 0]
+        if not bool(mask.any()):
+            warnings.warn(f"{type(self).__name__}: every observation is missing (NaN); the "
+                          "model runs free (see the 'n_assimilated' output)", UserWarning,
+                          stacklevel=3)
         obs_std, R_chol = self._noise(obs, n_obs, system)
         batch_coords = {d: da[d] for d in batch_dims if d in da.coords}
         return CycleContext(system, operator, times, n_steps, dt, y, mask, obs_std, R_chol,
                             batch_dims, batch_coords, da)
+
+    def _system_and_operator(self, attrs, fitted, da):
+        if fitted:
+            system, operator = self.system_, self.operator_
+        else:
+            system = self.system if self.system is not None else system_from_attrs(attrs)
+            if self.operator is not None:
+                operator = make_operator(self.operator)
+            elif "operator" in attrs:
+                operator = operator_from_spec(attrs["operator"])
+            else:
+                raise ValueError("no operator given and none recorded in the observation attrs")
+        if "system" in attrs and attrs["system"] != type(system).__name__:
+            raise ValueError(f"system {type(system).__name__} does not match the system "
+                             f"{attrs['system']!r} recorded in the observations")
+        return system, operator
+
+    @staticmethod
+    def _check_operator_matches(operator, system, attrs, da):
+        """The operator must observe what the observations observed (else: wrong sites)."""
+        mismatch = None
+        expected = operator.obs_coords(system)
+        shared = [c for c in expected if c != "obs" and c in da.coords
+                  and da.coords[c].dims == ("obs",)]
+        if shared:  # compare where each observation is, by its coordinates
+            for c in shared:
+                want = np.asarray(expected[c][1])
+                got = np.asarray(da.coords[c].values)
+                if want.shape != got.shape or not np.array_equal(want.astype(str),
+                                                                 got.astype(str)):
+                    mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
+                               f"{got.tolist()[:8]}"
+                    break
+        elif attrs.get("operator") is not None:
+            if _spec(attrs["operator"]) != _spec(operator.spec()):
+                mismatch = f"the observations were made by {attrs['operator']}"
+        if mismatch is not None:
+            raise ValueError(
+                f"operator {operator.spec()} does not match the observations ({mismatch}); it "
+                "would assimilate them at the wrong places. Pass operator=None to use the "
+                "operator recorded in their attrs")
 
     def _noise(self, obs, n_obs, system):
         if self.R is not None:
@@ -328,40 +310,122 @@ class BaseAssimilator(BaseEstimator):
             if R.shape != (n_obs, n_obs):
                 raise ValueError(f"R must have shape ({n_obs}, {n_obs}), got {R.shape}")
             if np.allclose(R, np.diag(np.diag(R))):
+                if np.any(np.diag(R) <= 0):
+                    raise ValueError("R must have a positive diagonal")
                 return system.as_tensor(np.sqrt(np.diag(R))), None
-            return None, torch.linalg.cholesky(system.as_tensor(R))
+            try:
+                return None, torch.linalg.cholesky(system.as_tensor(R))
+            except torch.linalg.LinAlgError as err:
+                raise ValueError("R must be symmetric positive definite") from err
         if self.noise_std is not None:
-            std = np.broadcast_to(np.asarray(self.noise_std, dtype=float), (n_obs,))
+            std = np.asarray(self.noise_std, dtype=float)
+            if std.ndim == 1 and std.shape[0] != n_obs:
+                raise ValueError(f"noise_std has {std.shape[0]} entries; the operator makes "
+                                 f"{n_obs} observations (give a scalar or one per obs)")
+            std = np.broadcast_to(std, (n_obs,))
         elif "noise_std" in obs:
-            std = np.asarray(obs["noise_std"].values, dtype=float)
+            var = obs["noise_std"]
+            extra = [d for d in var.dims if d != "obs"]
+            if extra:
+                flat = var.transpose(*extra, ...).values.reshape(-1, *var.shape[-1:]) \
+                    if "obs" in var.dims else var.values.reshape(-1, 1)
+                if not np.allclose(flat, flat[:1], equal_nan=True):
+                    raise ValueError(
+                        f"the observations' noise_std varies along {extra}; one observation "
+                        "error per obs is supported (run the batch elements separately)")
+                var = var.isel({d: 0 for d in extra})
+            std = np.broadcast_to(np.asarray(var.values, dtype=float), (n_obs,))
         else:
             raise ValueError("give noise_std or R: the observations do not record their noise")
         if np.any(std <= 0) or not np.all(np.isfinite(std)):
             raise ValueError(f"noise_std must be positive and finite, got {std}")
         return system.as_tensor(np.array(std)), None
 
+    def _check_batch_param(self, name, value, ctx):
+        """A 1-D parameter array sweeps over the first batch dim: their sizes must match."""
+        value = np.asarray(value)
+        if value.ndim == 0:
+            return
+        if not ctx.batch_dims:
+            raise ValueError(
+                f"{name} has {value.shape[0]} values, but the observations have no batch dim "
+                "to sweep it over (a 1-D value sweeps the first dim other than time and obs)")
+        first = ctx.batch_dims[0]
+        if value.shape[0] != ctx.y.shape[1]:
+            raise ValueError(
+                f"{name} has {value.shape[0]} values, but the first batch dim {first!r} of "
+                f"the observations has size {ctx.y.shape[1]}")
+
+    def _check_truth(self, truth):
+        if not isinstance(truth, xr.Dataset):
+            raise TypeError(f"truth must be a state Dataset, got {type(truth).__name__}")
+        name = type(self.system_).__name__
+        if "system" in truth.attrs and truth.attrs["system"] != name:
+            raise ValueError(f"truth is a {truth.attrs['system']} run; {type(self).__name__} "
+                             f"assimilates {name}")
+        for v in self.system_.variables:
+            if v.name not in truth:
+                raise ValueError(f"truth lacks the state variable {v.name!r} of {name}")
+            for d, size in zip(v.dims, v.shape):
+                if truth[v.name].sizes.get(d) != size:
+                    raise ValueError(
+                        f"truth variable {v.name!r} has {d}={truth[v.name].sizes.get(d)}; "
+                        f"{name} has {d}={size}: truth of another system")
+
+    def _climatological_members(self, ctx, n_members, rng) -> torch.Tensor:
+        """``(*batch, n_members, n_state)`` independent states of the invariant measure."""
+        from xdyn.systems.climatology import climatological_sample
+
+        members = climatological_sample(ctx.system, ctx.batch_shape + (int(n_members),),
+                                        ctx.dt, rng)
+        return ctx.system.as_tensor(members)
+
+    def _climatology(self, ctx):
+        """Mean ``(n_state,)`` and covariance of the cached climatological pool."""
+        from xdyn.systems.climatology import climatological_pool
+
+        pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
+        mean = pool.mean(0)
+        A = pool - mean
+        return mean, A.T @ A / (pool.shape[0] - 1)
+
     def _initial_mean(self, ctx: CycleContext, rng) -> torch.Tensor:
-        batch_shape = tuple(ctx.y.shape[1:-1])
+        batch_shape = ctx.batch_shape
         if self.initial_state is not None:
             x0 = np.asarray(self.initial_state, dtype=float)
             if x0.shape[-1] != ctx.n_state:
-                raise ValueError(f"initial_state must have n_state={ctx.n_state} entries")
-            return ctx.system.as_tensor(np.broadcast_to(x0, batch_shape + (ctx.n_state,)).copy())
-        n = int(np.prod(batch_shape, dtype=int))
-        x = ctx.system.as_tensor(ctx.system.random_initial_state(n, rng))
-        x = ctx.system.forecast(x, ctx.dt, int(round(10.0 / ctx.dt)))  # onto the attractor
-        return x.reshape(batch_shape + (ctx.n_state,))
+                raise ValueError(f"initial_state must have n_state={ctx.n_state} entries, "
+                                 f"got shape {x0.shape}")
+            try:
+                x0 = np.broadcast_to(x0, batch_shape + (ctx.n_state,))
+            except ValueError as err:
+                raise ValueError(f"initial_state of shape {x0.shape} does not broadcast to the "
+                                 f"batch shape {batch_shape} of the observations") from err
+            return ctx.system.as_tensor(x0.copy())
+        mean, _ = self._climatology(ctx)
+        return mean.expand(batch_shape + (ctx.n_state,)).clone()
 
     # ------------------------------------------------------------ outputs
-    def _to_dataset(self, records, ctx: CycleContext, wall: float) -> xr.Dataset:
+    def _to_dataset(self, callbacks, ctx: CycleContext, wall: float) -> xr.Dataset:
+        recorder, divergence, lost = callbacks[0], callbacks[1], callbacks[2]
         system = ctx.system
         time_coord = ctx.obs["time"]
         coords = {"time": time_coord, **ctx.batch_coords}
         lead = ("time",) + ctx.batch_dims
-        out = self._stack(records["analysis"], system, lead, coords, suffix="")
-        if self.return_background and records["background"]:
-            bg = self._stack(records["background"], system, lead, coords, suffix="_background")
+        out = self._stack(recorder.analysis, system, lead, coords, suffix="")
+        if self.return_background and recorder.backgrounds:
+            bg = self._stack(recorder.backgrounds, system, lead, coords, suffix="_background")
             out = out.merge(bg)
+        out["n_assimilated"] = ("time", ctx.mask.sum(-1).cpu().numpy().astype(np.int64),
+                                {"long_name": "number of observations assimilated",
+                                 "units": "1"})
+        flags = lost.lost.copy()
+        if divergence.time is not None:
+            k = int(np.searchsorted(ctx.times, divergence.time))
+            flags[k:] = True
+        out["lost"] = (lead, flags, {
+            "long_name": "filter no better than climatology (lost track) or diverged",
+            "flag_values": "0 1", "flag_meanings": "ok lost"})
         out.attrs.update(system.describe())
         out.attrs.update({
             "method": type(self).__name__,
@@ -369,6 +433,10 @@ class BaseAssimilator(BaseEstimator):
             "operator": ctx.operator.spec(),
             "dt": ctx.dt,
             "wall_time_s": wall,
+            "diverged": int(divergence.time is not None),
+            "diverged_time": np.nan if divergence.time is None else divergence.time,
+            "lost_track": int(lost.lost_time is not None),
+            "lost_track_time": np.nan if lost.lost_time is None else lost.lost_time,
         })
         return out
 
@@ -396,39 +464,12 @@ class BaseAssimilator(BaseEstimator):
         return ds
 
 
-def state_rmse(analysis: xr.Dataset, truth: xr.Dataset, keep_dims=()) -> xr.DataArray:
-    """RMSE over every state variable and spatial point, per analysis time.
-
-    The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
-    (e.g. batch dims of a sweep) are not reduced.
-    """
-    from xdyn.metrics import rmse
-
-    names = [v for v in truth.data_vars if v in analysis.data_vars]
-    if not names:
-        raise ValueError("analysis and truth share no state variable")
-    an = analysis[names]
-    if "member" in an.dims:
-        an = an.mean("member")
-    an = an.to_array("variable")
-    tr = truth[names].sel(time=an["time"]).to_array("variable")
-    return rmse(an, tr, dim=[d for d in an.dims if d not in ("time", *keep_dims)])
-
-
-def mean_after_burn_in(per_time: xr.DataArray, burn_in: float = 0.0) -> xr.DataArray:
-    """Time mean of ``per_time`` from ``burn_in`` model time after its first time on."""
-    t = per_time["time"]
-    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time")
-
-
-def analysis_rmse(analysis: xr.Dataset, truth: xr.Dataset, burn_in: float = 0.0) -> float:
-    """Time-averaged RMSE of an analysis against the truth at the analysis times.
-
-    The RMSE is taken over every state variable and spatial point at each
-    time (and member mean when a ``member`` dim is present), then averaged over
-    time after ``burn_in`` (the DAPPER convention).
-    """
-    return float(mean_after_burn_in(state_rmse(analysis, truth), burn_in))
+def _spec(spec) -> dict:
+    """An operator spec as a dict, for comparison (JSON key order does not matter)."""
+    try:
+        return json.loads(spec)
+    except (TypeError, ValueError):
+        return {"spec": str(spec)}
 
 
 def _params_for_attrs(est) -> dict:
@@ -436,15 +477,11 @@ def _params_for_attrs(est) -> dict:
     for k, v in est.get_params(deep=False).items():
         if isinstance(v, BaseEstimator):
             v = repr(v)
-        elif isinstance(v, np.ndarray):
-            v = v.tolist()
+        elif isinstance(v, (np.ndarray, xr.Dataset, xr.DataArray)):
+            v = np.asarray(v.to_array() if isinstance(v, xr.Dataset) else v).tolist()
         out[k] = v
     return out
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+# keep the names importable from their old home (used by experiments and user code)
+_ = (state_rmse, mean_after_burn_in, LostTrackWarning)

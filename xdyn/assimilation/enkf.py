@@ -10,42 +10,15 @@ one ``(N, N)`` eigendecomposition per batch element.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from xdyn.assimilation._linalg import ensemble_transform
+from xdyn.assimilation._validation import StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 
 __all__ = ["EnKF", "ensemble_transform"]
 
 _KINDS = ("perturbed-obs", "sqrt", "denkf")
-
-
-def ensemble_transform(Yw: torch.Tensor, dw: torch.Tensor):
-    """ETKF weights: mean weights ``w`` and symmetric transform ``T``.
-
-    Parameters
-    ----------
-    Yw : tensor (..., N, q)
-        Whitened observation anomalies of the members.
-    dw : tensor (..., q)
-        Whitened innovation of the ensemble mean.
-
-    Returns
-    -------
-    w : tensor (..., N)
-    T : tensor (..., N, N)
-    Pw : tensor (..., N, N)
-        ``(Yw Yw^T + (N-1) I)^-1``.
-    """
-    N = Yw.shape[-2]
-    C = Yw @ Yw.transpose(-1, -2)
-    C.diagonal(dim1=-2, dim2=-1).add_(N - 1)
-    d, V = torch.linalg.eigh(C)
-    Pw = (V / d.unsqueeze(-2)) @ V.transpose(-1, -2)
-    T = (V * (math.sqrt(N - 1) / d.sqrt()).unsqueeze(-2)) @ V.transpose(-1, -2)
-    w = ((dw.unsqueeze(-2) @ Yw.transpose(-1, -2)) @ Pw).squeeze(-2)
-    return w, T, Pw
 
 
 class EnKF(BaseEnsembleAssimilator):
@@ -59,13 +32,19 @@ class EnKF(BaseEnsembleAssimilator):
     kind : {"sqrt", "perturbed-obs", "denkf"}, default="sqrt"
         Analysis flavour: symmetric square root (ETKF), stochastic EnKF with
         perturbed observations, or deterministic EnKF (half-gain anomalies).
-    n_members : int, default=20
-    inflation : float, default=1.0
-        Multiplicative inflation of the analysis anomalies.
+    n_members : int >= 2, default=20
+        Ensemble size.
+    inflation : float or 1-D array, default=1.0
+        Multiplicative inflation of the analysis anomalies; a 1-D array sweeps
+        over the first batch dim of the observations (one value per element).
     rtps : float, default=0.0
         Relaxation-to-prior-spread factor in [0, 1].
     rotate : bool, default=False
         Random mean-preserving rotation of the analysis anomalies (sqrt form).
+    initial_ensemble : Dataset with a ``member`` dim, array (..., n_members, n_state), or None
+        Initial ensemble. ``None`` with ``initial_state=None`` (the default)
+        draws ``n_members`` independent states of the system's invariant
+        measure (:func:`xdyn.systems.climatology.climatological_sample`).
     return_ensemble : bool, default=True
         Return every member (``member`` dim); else the mean plus ``<var>_std``
         and ``spread``.
@@ -73,6 +52,17 @@ class EnKF(BaseEnsembleAssimilator):
         Also return the forecast (``<var>_background``).
     random_state : int, RandomState or None
     progress : bool, default=False
+
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
 
     Examples
     --------
@@ -89,9 +79,14 @@ class EnKF(BaseEnsembleAssimilator):
     True
     """
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **BaseEnsembleAssimilator._parameter_constraints,
+        "kind": [StrOptions(set(_KINDS))],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  kind="sqrt", n_members=20, inflation=1.0, rtps=0.0, rotate=False,
-                 initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 initial_state=None, initial_spread=1.0, initial_ensemble=None, burn_in=0.0,
                  return_ensemble=True, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
@@ -106,17 +101,13 @@ class EnKF(BaseEnsembleAssimilator):
         self.rotate = rotate
         self.initial_state = initial_state
         self.initial_spread = initial_spread
+        self.initial_ensemble = initial_ensemble
         self.burn_in = burn_in
         self.return_ensemble = return_ensemble
         self.return_background = return_background
         self.raise_on_divergence = raise_on_divergence
         self.random_state = random_state
         self.progress = progress
-
-    def _fit(self, ctx, truth):
-        if self.kind not in _KINDS:
-            raise ValueError(f"kind must be one of {_KINDS}, got {self.kind!r}")
-        self._check_ensemble_params()
 
     def _analyze(self, E, k, ctx, rng):
         W = ctx.whitening(k)
@@ -127,7 +118,6 @@ class EnKF(BaseEnsembleAssimilator):
         hmu = HE.mean(-2, keepdim=True)
         Yw = (HE - hmu) @ W.T
         dw = (y - hmu.squeeze(-2)) @ W.T
-        N = E.shape[-2]
         if self.kind == "sqrt":
             w, T, _ = ensemble_transform(Yw, dw)
             Ea = mu + w.unsqueeze(-2) @ A + T @ A
@@ -143,5 +133,4 @@ class EnKF(BaseEnsembleAssimilator):
             innov = (y.unsqueeze(-2) - HE) @ W.T - D
             _, _, Pw = ensemble_transform(Yw, dw)
             Ea = E + innov @ Yw.transpose(-1, -2) @ Pw @ A
-        del N
         return self._post_process(Ea, E, rng)

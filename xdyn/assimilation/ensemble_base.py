@@ -7,12 +7,49 @@ every operation is batched over members and batch dims (no Python loop).
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 import torch
+import xarray as xr
 
+from xdyn.assimilation._validation import FiniteInterval, Interval, NumericArray
 from xdyn.assimilation.base import BaseAssimilator
 
-__all__ = ["BaseEnsembleAssimilator", "random_mean_preserving_rotation"]
+__all__ = ["BaseEnsembleAssimilator", "random_mean_preserving_rotation", "initial_ensemble_tensor"]
+
+
+def initial_ensemble_tensor(ensemble, ctx, n_members) -> torch.Tensor:
+    """An ``initial_ensemble`` (Dataset with a ``member`` dim, or array ``(..., N, n_state)``)
+    as a tensor ``(*batch, N, n_state)`` checked against the observations' batch shape."""
+    system = ctx.system
+    if isinstance(ensemble, xr.Dataset):
+        if "member" not in ensemble.dims:
+            raise ValueError("initial_ensemble needs a 'member' dim; it has "
+                             f"{tuple(ensemble.dims)}")
+        lead = [d for d in ctx.batch_dims if d in ensemble.dims]
+        state_dims = {d for v in system.variables for d in v.dims}
+        extra = [d for d in ensemble.dims if d not in (*lead, "member", *state_dims)]
+        if extra:
+            raise ValueError(f"initial_ensemble has dims {extra} that are neither batch dims "
+                             f"of the observations {ctx.batch_dims} nor state dims")
+        ensemble = ensemble.transpose(*lead, "member", ...)
+        E = system.to_state(ensemble)
+    else:
+        E = system.as_tensor(np.asarray(ensemble, dtype=float))
+    if E.shape[-1] != ctx.n_state:
+        raise ValueError(f"initial_ensemble has {E.shape[-1]} state entries; the system has "
+                         f"{ctx.n_state}")
+    if E.shape[-2] != n_members:
+        raise ValueError(f"initial_ensemble has {E.shape[-2]} members but n_members="
+                         f"{n_members}")
+    if not bool(torch.isfinite(E).all()):
+        raise ValueError("initial_ensemble contains non-finite values")
+    try:
+        return E.expand(ctx.batch_shape + tuple(E.shape[-2:])).clone()
+    except RuntimeError as err:
+        raise ValueError(f"initial_ensemble of shape {tuple(E.shape)} does not broadcast to the "
+                         f"batch shape {ctx.batch_shape} of the observations") from err
 
 
 def random_mean_preserving_rotation(batch_shape, n_members, rng, dtype, device) -> torch.Tensor:
@@ -41,21 +78,38 @@ class BaseEnsembleAssimilator(BaseAssimilator):
 
     _ensemble = True
 
+    _parameter_constraints: dict = {
+        **BaseAssimilator._parameter_constraints,
+        "n_members": [Interval(Integral, 2, None, closed="left")],
+        "inflation": [FiniteInterval(Real, 0, None, closed="neither"),
+                      NumericArray((1,), positive=True)],
+        "rtps": [Interval(Real, 0, 1, closed="both")],
+        "rotate": ["boolean"],
+        "initial_ensemble": [NumericArray((2, 3, 4, 5)), xr.Dataset, None],
+        "return_ensemble": ["boolean"],
+    }
+
     def _check_ensemble_params(self):
-        if int(self.n_members) < 2:
-            raise ValueError(f"n_members must be >= 2, got {self.n_members}")
-        infl = getattr(self, "inflation", 1.0)
-        if np.any(np.asarray(infl) <= 0):
-            raise ValueError(f"inflation must be > 0, got {infl}")
-        rtps = getattr(self, "rtps", 0.0)
-        if not 0.0 <= float(rtps) <= 1.0:
-            raise ValueError(f"rtps must lie in [0, 1], got {rtps}")
+        """Kept for subclasses written before ``_parameter_constraints`` (checked at fit now)."""
+
+    def _check_context(self, ctx):
+        if hasattr(self, "inflation"):
+            self._check_batch_param("inflation", self.inflation, ctx)
 
     def _initialize(self, ctx, rng):
-        self._check_ensemble_params()
+        return self._initial_ensemble(ctx, rng, int(self.n_members))
+
+    def _initial_ensemble(self, ctx, rng, n_members) -> torch.Tensor:
+        """``(*batch, n_members, n_state)``: the given ensemble, ``initial_state`` plus
+        ``initial_spread`` noise, or independent climatological states (the default)."""
+        given = getattr(self, "initial_ensemble", None)
+        if given is not None:
+            return initial_ensemble_tensor(given, ctx, n_members)
+        if self.initial_state is None:
+            return self._climatological_members(ctx, n_members, rng)
         mean = self._initial_mean(ctx, rng)
         noise = ctx.system.as_tensor(
-            rng.standard_normal(tuple(mean.shape[:-1]) + (int(self.n_members), ctx.n_state)))
+            rng.standard_normal(tuple(mean.shape[:-1]) + (n_members, ctx.n_state)))
         return mean.unsqueeze(-2) + float(self.initial_spread) * noise
 
     def _forecast(self, E, n_steps, ctx, rng):
@@ -81,7 +135,7 @@ class BaseEnsembleAssimilator(BaseAssimilator):
             sa = A.std(-2, keepdim=True).clamp_min(1e-300)
             A = A * (rtps * (sb - sa) / sa + 1.0)
         infl = getattr(self, "inflation", 1.0)
-        if np.any(np.asarray(infl) != 1.0):
+        if np.any(np.asarray(infl, dtype=float) != 1.0):
             A = A * self._inflation_tensor(E)
         if getattr(self, "rotate", False):
             O = random_mean_preserving_rotation(E.shape[:-2], E.shape[-2], rng, E.dtype, E.device)

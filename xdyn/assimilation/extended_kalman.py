@@ -22,83 +22,19 @@ Reference: Jazwinski (1970), Stochastic Processes and Filtering Theory.
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
+from xdyn.assimilation._linalg import whitened_update
+from xdyn.assimilation._validation import FiniteInterval, NumericArray, StrOptions
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.var3d import whitened_update
+from xdyn.systems.tangent import complex_step_applies, forecast_with_jacobian
 
+# the tangent-linear model lives with the systems (xdyn.systems.tangent); its two
+# functions stay importable from here.
 __all__ = ["ExtendedKalmanFilter", "forecast_with_jacobian", "complex_step_applies"]
-
-
-def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1,
-                          method: str = "autodiff"):
-    """Forecast ``n_steps`` model steps and the Jacobian of that map at ``x``.
-
-    The Jacobian of the ``n_steps`` map is the product of the step Jacobians
-    along the trajectory (``system.step_jacobian`` at each step, chain rule);
-    it is obtained here in one batched forward pass of ``n`` copies of the state
-    and one backward pass, without the per-call ``vmap`` overhead.
-
-    Returns
-    -------
-    x_next : tensor (*batch, n)
-    M : tensor (*batch, n, n)
-
-    Examples
-    --------
-    >>> import torch
-    >>> from xdyn.systems import Lorenz63
-    >>> x = torch.tensor([1.0, 2.0, 20.0], dtype=torch.float64)
-    >>> x_next, M = forecast_with_jacobian(Lorenz63(), x, 0.01, 1)
-    >>> torch.allclose(M, Lorenz63().step_jacobian(x, 0.01))
-    True
-    """
-    if method == "complex-step":
-        return _forecast_with_jacobian_complex_step(system, x, dt, n_steps)
-    if method != "autodiff":
-        raise ValueError(f"method must be 'autodiff' or 'complex-step', got {method!r}")
-    n = x.shape[-1]
-    with torch.enable_grad():
-        xr = x.detach().unsqueeze(-2).expand(*x.shape[:-1], n, n).clone().requires_grad_(True)
-        out = system.forecast(xr, dt, int(n_steps))
-        eye = torch.eye(n, dtype=x.dtype, device=x.device).expand_as(out)
-        (M,) = torch.autograd.grad(out, xr, eye)  # row i = e_i^T M
-    return out[..., 0, :].detach(), M
-
-
-_COMPLEX_STEP = 1e-30
-
-
-def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
-    """Complex-step derivative through the numpy fast path (Squire & Trapp 1998).
-
-    ``Im f(x + i h e_j) / h = M e_j`` exactly up to round-off for a right-hand
-    side that is real-analytic (the Lorenz models are polynomials): no
-    subtractive cancellation, so ``h`` can be tiny and the result agrees with
-    autodiff to machine precision, at the cost of one complex forecast of the
-    ``n`` perturbed copies in numpy.
-    """
-    from xdyn.systems.integrators import rk4_forecast_components, rk4_step_numpy
-
-    n = x.shape[-1]
-    z = x.detach().cpu().numpy()[..., None, :] + 1j * _COMPLEX_STEP * np.eye(n)
-    tendency = getattr(system, "componentwise_tendency", None)
-    if tendency is not None and z.ndim == 2:
-        # one state: its n complex copies in plain Python scalars (no array overhead)
-        z = np.array(rk4_forecast_components(tendency, [tuple(r) for r in z], dt, n_steps))
-    else:
-        for _ in range(int(n_steps)):
-            z = rk4_step_numpy(system.rhs, 0.0, z, dt)
-    M = np.swapaxes(z.imag, -1, -2) / _COMPLEX_STEP
-    as_x = dict(dtype=x.dtype, device=x.device)
-    return torch.as_tensor(z.real[..., 0, :].copy(), **as_x), torch.as_tensor(M, **as_x)
-
-
-def complex_step_applies(system, x: torch.Tensor) -> bool:
-    """Whether the ``n`` complex-step copies of ``x`` take the system's numpy fast path."""
-    copies = x.detach().unsqueeze(-2).expand(*x.shape[:-1], x.shape[-1], x.shape[-1])
-    return system._use_numpy(copies)
 
 
 class ExtendedKalmanFilter(BaseAssimilator):
@@ -113,7 +49,9 @@ class ExtendedKalmanFilter(BaseAssimilator):
         ``infl``), applied as ``infl**dt`` at every model step. A 1-D array
         sweeps over the first batch dim of the observations.
     initial_spread : float, default=1.0
-        Standard deviation of the initial error: ``P_0 = initial_spread**2 I``.
+        Standard deviation of the initial error around ``initial_state``:
+        ``P_0 = initial_spread**2 I``. Without ``initial_state`` the filter
+        starts from the climatological mean and covariance.
     tangent_linear : {"auto", "autodiff", "complex-step"}, default="auto"
         How the Jacobian of each forecast is taken. ``"autodiff"``: torch
         reverse mode through the model steps. ``"complex-step"``: complex-step
@@ -126,7 +64,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
     return_background : bool, default=False
         Also return the forecast (``<var>_background``).
     random_state : int, RandomState or None
-        Seeds the initial state when ``initial_state`` is None.
+        Unused (the filter is deterministic); kept for the common interface.
     progress : bool, default=False
 
     Notes
@@ -147,12 +85,19 @@ class ExtendedKalmanFilter(BaseAssimilator):
     ...                            initial_state=truth.isel(time=0).to_array().values)
     >>> analysis = ekf.fit(obs).predict(obs)
     >>> sorted(analysis.data_vars)
-    ['spread', 'x', 'x_std', 'y', 'y_std', 'z', 'z_std']
+    ['lost', 'n_assimilated', 'spread', 'x', 'x_std', 'y', 'y_std', 'z', 'z_std']
     >>> -ekf.score(obs, truth) < 1.2
     True
     """
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **BaseAssimilator._parameter_constraints,
+        "inflation": [FiniteInterval(Real, 0, None, closed="neither"),
+                      NumericArray((1,), positive=True)],
+        "tangent_linear": [StrOptions({"auto", "autodiff", "complex-step"})],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  inflation=1.0, initial_state=None, initial_spread=1.0, burn_in=0.0,
                  tangent_linear="auto", return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
@@ -171,23 +116,17 @@ class ExtendedKalmanFilter(BaseAssimilator):
         self.random_state = random_state
         self.progress = progress
 
-    def _fit(self, ctx, truth):
-        infl = np.asarray(self.inflation, dtype=float)
-        if infl.ndim > 1 or np.any(infl <= 0) or not np.all(np.isfinite(infl)):
-            raise ValueError(
-                f"inflation must be a positive float or 1-D array, got {self.inflation}")
-        if not float(self.initial_spread) > 0:
-            raise ValueError(f"initial_spread must be > 0, got {self.initial_spread}")
-        if self.tangent_linear not in ("auto", "autodiff", "complex-step"):
-            raise ValueError("tangent_linear must be 'auto', 'autodiff' or 'complex-step', "
-                             f"got {self.tangent_linear!r}")
+    def _check_context(self, ctx):
+        self._check_batch_param("inflation", self.inflation, ctx)
 
     # The state is ``(mean, P, inflation_per_step)``.
     def _initialize(self, ctx, rng):
-        self._fit(ctx, None)
         x = self._initial_mean(ctx, rng)
-        eye = torch.eye(ctx.n_state, dtype=x.dtype, device=x.device)
-        P = float(self.initial_spread) ** 2 * eye.expand(x.shape + (ctx.n_state,)).clone()
+        if self.initial_state is None:  # climatological start: P_0 is the climatology's
+            P = self._climatology(ctx)[1].expand(x.shape + (ctx.n_state,)).clone()
+        else:
+            eye = torch.eye(ctx.n_state, dtype=x.dtype, device=x.device)
+            P = float(self.initial_spread) ** 2 * eye.expand(x.shape + (ctx.n_state,)).clone()
         infl = torch.as_tensor(np.asarray(self.inflation, dtype=float) ** ctx.dt,
                                dtype=x.dtype, device=x.device)
         infl = infl.reshape(infl.shape + (1,) * (P.ndim - infl.ndim))

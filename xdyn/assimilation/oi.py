@@ -14,10 +14,13 @@ Kalnay (2003), Atmospheric Modeling, Data Assimilation and Predictability, §5.4
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import torch
 
+from xdyn.assimilation._static import StaticCovarianceCycle
+from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.climatology import estimate_climatology
-from xdyn.assimilation.var3d import StaticCovarianceCycle
 
 __all__ = ["OptimalInterpolation"]
 
@@ -81,7 +84,14 @@ class OptimalInterpolation(StaticCovarianceCycle):
     True
     """
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **StaticCovarianceCycle._parameter_constraints,
+        "background": [StrOptions(set(_BACKGROUNDS))],
+        "n_outer": [Interval(Integral, 1, None, closed="left")],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  background="climatology", n_outer=1, climatology_length=1000.0,
                  initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_background=False, raise_on_divergence=True,
@@ -107,10 +117,6 @@ class OptimalInterpolation(StaticCovarianceCycle):
         return self.background == "forecast"
 
     def _fit(self, ctx, truth):
-        if self.background not in _BACKGROUNDS:
-            raise ValueError(f"background must be one of {_BACKGROUNDS}, got {self.background!r}")
-        if int(self.n_outer) < 1:
-            raise ValueError(f"n_outer must be >= 1, got {self.n_outer}")
         self.climatological_mean_, self.B_ = estimate_climatology(
             ctx.system, truth, self.climatology_length, ctx.dt, self.random_state)
 
@@ -121,11 +127,9 @@ class OptimalInterpolation(StaticCovarianceCycle):
         return mean, torch.diagonal(B).sqrt().expand_as(mean), B
 
     def _initialize(self, ctx, rng):
-        B = ctx.system.as_tensor(self.B_)
         if self.background == "climatology":
-            return self._climatological_state(ctx, B)
-        x = self._initial_mean(ctx, rng)
-        return x, torch.full_like(x, float(self.initial_spread)), B
+            return self._climatological_state(ctx, ctx.system.as_tensor(self.B_))
+        return super()._initialize(ctx, rng)
 
     def _forecast(self, state, n_steps, ctx, rng):
         if self.background == "climatology":  # the forecast is discarded: skip it

@@ -12,11 +12,15 @@ section 12.2.2). Everything is batched over particles and batch dims.
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
 import torch
+import xarray as xr
 
+from xdyn.assimilation._validation import FiniteInterval, Interval, NumericArray, StrOptions
 from xdyn.assimilation.base import BaseAssimilator
+from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.exceptions import DivergenceError
 
 __all__ = ["ParticleFilter", "effective_sample_size"]
@@ -54,7 +58,7 @@ class ParticleFilter(BaseAssimilator):
     the log-weights gain ``-|W (y - h(x_i))|^2 / 2`` (whitened innovations,
     ``W R W^T = I``; missing observations drop out) and are normalised with
     ``logsumexp``. When the effective sample size ``1 / sum(w_i^2)`` is at or
-    below ``resampling_threshold * n_particles`` (DAPPER's ``NER``), the
+    below ``resampling_threshold * n_members`` (DAPPER's ``NER``), the
     particles are resampled to equal weights and the duplicated ones are
     jittered (DAPPER's ``reg``). Resampling happens just before the next
     forecast, so the analysis at an observation time is the weighted posterior
@@ -64,16 +68,20 @@ class ParticleFilter(BaseAssimilator):
     ----------
     system, operator, noise_std, R, dt, initial_state, initial_spread, burn_in
         See :class:`xdyn.assimilation.base.BaseAssimilator`.
-    n_particles : int, default=100
+    n_members : int >= 2, default=100
+        Number of particles (the ensemble size, as in every ensemble method).
     resampling_threshold : float in [0, 1], default=0.5
-        Resample when ``ESS <= resampling_threshold * n_particles``; 1 resamples
+        Resample when ``ESS <= resampling_threshold * n_members``; 1 resamples
         every time, 0 never (sequential importance sampling).
     regularization : float, default=0.0
         DAPPER's ``reg``: after resampling, each particle drawn more than once
         gets noise ``N(0, (regularization * h)^2 C)`` with the bandwidth
-        ``h = n_particles ** (-1 / (n_state + 4))`` and ``C`` the (unbiased)
+        ``h = n_members ** (-1 / (n_state + 4))`` and ``C`` the (unbiased)
         weighted covariance of the particles before resampling.
     resampling : {"systematic", "multinomial"}, default="systematic"
+    initial_ensemble : Dataset with a ``member`` dim, array (..., n_members, n_state), or None
+        Initial particles. ``None`` with ``initial_state=None`` (the default)
+        draws independent states of the system's invariant measure.
     return_ensemble : bool, default=True
         Return the particles along ``member``, as an equal-weight deterministic
         systematic resampling of the weighted particles (offsets ``(i + 1/2) /
@@ -102,21 +110,32 @@ class ParticleFilter(BaseAssimilator):
     >>> from xdyn.observe import observe
     >>> truth = Lorenz63().simulate(n_steps=2500, burn_in=5, random_state=0)
     >>> obs = observe(truth, "identity", noise_std=2 ** 0.5, every=25, random_state=1)
-    >>> pf = ParticleFilter(n_particles=100, regularization=2.4, resampling_threshold=0.3,
+    >>> pf = ParticleFilter(n_members=100, regularization=2.4, resampling_threshold=0.3,
     ...                     initial_state=truth.isel(time=0).to_array().values,
     ...                     initial_spread=2 ** 0.5, return_ensemble=False, random_state=0)
     >>> analysis = pf.fit(obs).predict(obs)
-    >>> sorted(analysis.data_vars)[:3]
-    ['spread', 'x', 'x_std']
+    >>> sorted(analysis.data_vars)[:5]
+    ['lost', 'n_assimilated', 'spread', 'x', 'x_std']
     >>> -pf.score(obs, truth) < 1.0
     True
     """
 
     _ensemble = True
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
-                 n_particles=100, resampling_threshold=0.5, regularization=0.0,
-                 resampling="systematic", initial_state=None, initial_spread=1.0, burn_in=0.0,
+    _parameter_constraints: dict = {
+        **BaseAssimilator._parameter_constraints,
+        "n_members": [Interval(Integral, 2, None, closed="left")],
+        "resampling_threshold": [Interval(Real, 0, 1, closed="both")],
+        "regularization": [FiniteInterval(Real, 0, None, closed="left")],
+        "resampling": [StrOptions(set(_RESAMPLING))],
+        "initial_ensemble": [NumericArray((2, 3, 4, 5)), xr.Dataset, None],
+        "return_ensemble": ["boolean"],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
+                 n_members=100, resampling_threshold=0.5, regularization=0.0,
+                 resampling="systematic", initial_state=None, initial_spread=1.0,
+                 initial_ensemble=None, burn_in=0.0,
                  return_ensemble=True, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
@@ -124,12 +143,13 @@ class ParticleFilter(BaseAssimilator):
         self.noise_std = noise_std
         self.R = R
         self.dt = dt
-        self.n_particles = n_particles
+        self.n_members = n_members
         self.resampling_threshold = resampling_threshold
         self.regularization = regularization
         self.resampling = resampling
         self.initial_state = initial_state
         self.initial_spread = initial_spread
+        self.initial_ensemble = initial_ensemble
         self.burn_in = burn_in
         self.return_ensemble = return_ensemble
         self.return_background = return_background
@@ -137,27 +157,10 @@ class ParticleFilter(BaseAssimilator):
         self.random_state = random_state
         self.progress = progress
 
-    def _check_params(self):
-        if int(self.n_particles) < 2:
-            raise ValueError(f"n_particles must be >= 2, got {self.n_particles}")
-        if not 0.0 <= float(self.resampling_threshold) <= 1.0:
-            raise ValueError(
-                f"resampling_threshold must lie in [0, 1], got {self.resampling_threshold}")
-        if not float(self.regularization) >= 0.0:
-            raise ValueError(f"regularization must be >= 0, got {self.regularization}")
-        if self.resampling not in _RESAMPLING:
-            raise ValueError(f"resampling must be one of {_RESAMPLING}, got {self.resampling!r}")
-
-    def _fit(self, ctx, truth):
-        self._check_params()
-
     # ------------------------------------------------------------ hooks
     def _initialize(self, ctx, rng):
-        self._check_params()
-        mean = self._initial_mean(ctx, rng)
-        N = int(self.n_particles)
-        noise = ctx.system.as_tensor(rng.standard_normal(tuple(mean.shape[:-1]) + (N, ctx.n_state)))
-        E = mean.unsqueeze(-2) + float(self.initial_spread) * noise
+        N = int(self.n_members)
+        E = BaseEnsembleAssimilator._initial_ensemble(self, ctx, rng, N)
         log_w = torch.full(E.shape[:-1], -math.log(N), dtype=E.dtype, device=E.device)
         return E, log_w
 

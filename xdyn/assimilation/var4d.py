@@ -42,13 +42,15 @@ Courtier, Thépaut & Hollingsworth (1994), Q. J. R. Meteorol. Soc. 120, 1367-138
 
 from __future__ import annotations
 
-import torch
-from tqdm.auto import tqdm
+from numbers import Integral, Real
 
+import torch
+
+from xdyn.assimilation._linalg import symmetric_sqrt
+from xdyn.assimilation._validation import FiniteInterval, Interval, NumericArray
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.climatology import (fit_background_covariance,
-                                           symmetric_sqrt)
-from xdyn.exceptions import DivergenceError
+from xdyn.assimilation.climatology import fit_background_covariance
+from xdyn.systems.tangent import complex_step_applies, forecast_with_jacobian
 
 __all__ = ["Var4D"]
 
@@ -120,8 +122,19 @@ class Var4D(BaseAssimilator):
     """
 
     _no_grad = False  # the cost is differentiated through the model
+    _windowed = True  # ``_analyze`` gets the observation times of one window
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **BaseAssimilator._parameter_constraints,
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "B": [NumericArray((2,)), None],
+        "B_scale": [FiniteInterval(Real, 0, None, closed="neither")],
+        "quasi_static": ["boolean"],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  window=3, n_iter=50, B=None, B_scale=1.0, quasi_static=True,
                  climatology_length=1000.0,
                  initial_state=None, initial_spread=1.0, burn_in=0.0,
@@ -147,44 +160,46 @@ class Var4D(BaseAssimilator):
         self.progress = progress
 
     def _fit(self, ctx, truth):
-        if int(self.window) < 1:
-            raise ValueError(f"window must be >= 1, got {self.window}")
-        if int(self.n_iter) < 1:
-            raise ValueError(f"n_iter must be >= 1, got {self.n_iter}")
         self.B_ = fit_background_covariance(self, ctx, truth)
 
-    # ------------------------------------------------------------ the cycle
-    def _run_cycle(self, ctx, rng):
-        with torch.no_grad():
-            x_b = self._initial_mean(ctx, rng)
-        B_half = symmetric_sqrt(ctx.system.as_tensor(self.B_))
-        records = {"analysis": [], "background": []}
+    # ------------------------------------------------------------ cycle hooks
+    # The state is ``(x, trajectory)``: the state at the control time (the end of
+    # the previous window) and the analysis trajectory of the last window.
+    def _windows(self, ctx):
         n_times, w = len(ctx.times), int(self.window)
-        windows = [list(range(k0, min(k0 + w, n_times))) for k0 in range(0, n_times, w)]
-        if self.progress:
-            windows = tqdm(windows, desc=type(self).__name__, leave=False)
-        n_eval_total = 0
-        for ks in windows:
-            v, n_eval = self._minimize(x_b, B_half, ks, ctx)
-            n_eval_total += n_eval
-            with torch.no_grad():
-                analysis = _trajectory(x_b + v @ B_half, ks, ctx)
-                if self.return_background:
-                    records["background"] += [(x, None, None) for x in _trajectory(x_b, ks, ctx)]
-            for k, x in zip(ks, analysis):
-                if self.raise_on_divergence and not bool(torch.isfinite(x).all()):
-                    raise DivergenceError(f"{type(self).__name__} analysis became non-finite",
-                                          time=float(ctx.times[k]))
-                records["analysis"].append((x, None, None))
-            x_b = analysis[-1]
-        records["n_windows"] = len(windows)
-        records["n_cost_evaluations"] = n_eval_total
-        return records
+        return (list(range(k0, min(k0 + w, n_times))) for k0 in range(0, n_times, w))
 
-    def _to_dataset(self, records, ctx, wall):
-        out = super()._to_dataset(records, ctx, wall)
-        out.attrs["n_windows"] = int(records["n_windows"])
-        out.attrs["n_cost_evaluations"] = int(records["n_cost_evaluations"])
+    def _initialize(self, ctx, rng):
+        ctx.B_half = symmetric_sqrt(ctx.system.as_tensor(self.B_))
+        ctx.n_cost_evaluations = 0
+        with torch.no_grad():
+            return self._initial_mean(ctx, rng), None
+
+    def _forecast(self, state, n_steps, ctx, rng):
+        # the window cost integrates from the control time itself: nothing to do here
+        return state
+
+    def _analyze(self, state, ks, ctx, rng):
+        x_b = state[0]
+        v, n_eval = self._minimize(x_b, ctx.B_half, ks, ctx)
+        ctx.n_cost_evaluations += n_eval
+        with torch.no_grad():
+            trajectory = _trajectory(x_b + v @ ctx.B_half, ks, ctx)
+        return trajectory[-1], trajectory
+
+    def _summarize(self, state):
+        return state[0], None, None
+
+    def _window_summaries(self, state, ks, ctx, background):
+        if background:  # the free forecast of the background through the window
+            with torch.no_grad():
+                return [(x, None, None) for x in _trajectory(state[0], ks, ctx)]
+        return [(x, None, None) for x in state[1]]
+
+    def _to_dataset(self, callbacks, ctx, wall):
+        out = super()._to_dataset(callbacks, ctx, wall)
+        out.attrs["n_windows"] = int(ctx.n_windows)
+        out.attrs["n_cost_evaluations"] = int(ctx.n_cost_evaluations)
         return out
 
     def _minimize(self, x_b, B_half, ks, ctx):
@@ -221,14 +236,12 @@ class _ForecastWithTangent(torch.autograd.Function):
 
     For tiny states that integrate in numpy, the Jacobian of the whole segment
     comes from complex-step differentiation (exact to round-off, see
-    :func:`xdyn.assimilation.extended_kalman.forecast_with_jacobian`): one cheap
+    :func:`xdyn.systems.tangent.forecast_with_jacobian`): one cheap
     forward pass instead of recording every torch operation of every RK4 step.
     """
 
     @staticmethod
     def forward(ctx_fn, x, system, dt, n_steps):
-        from xdyn.assimilation.extended_kalman import forecast_with_jacobian
-
         x_next, M = forecast_with_jacobian(system, x.detach(), dt, n_steps, method="complex-step")
         ctx_fn.save_for_backward(M)
         return x_next
@@ -240,8 +253,6 @@ class _ForecastWithTangent(torch.autograd.Function):
 
 
 def _segment(x, n_steps, ctx):
-    from xdyn.assimilation.extended_kalman import complex_step_applies
-
     system = ctx.system
     if (n_steps > 0 and x.requires_grad and torch.is_grad_enabled()
             and complex_step_applies(system, x)):

@@ -1,0 +1,392 @@
+"""The forecast-analysis cycle, written once, and the callbacks that watch it.
+
+:func:`run_cycle` runs any :class:`~xdyn.assimilation.BaseAssimilator` over
+the observation times: ``_initialize``, then per analysis window a
+``_forecast`` to its first time and an ``_analyze`` (a filter's window is one
+observation time; 4D-Var's holds several). What is done around the loop --
+recording the output, the progress bar, the divergence and lost-track
+monitors -- is a :class:`CycleCallback` with no-op hooks
+``on_cycle_begin``/``on_forecast``/``on_analysis``/``on_failure``/``on_cycle_end``,
+as skorch's callbacks are around its training loop (``skorch/callbacks/base.py``).
+
+A filter that has lost the truth but stays finite (DAPPER's silent 3.9 on
+Lorenz-96) is recognised without the truth by :class:`LostTrackMonitor`: its
+background misfit to the observations is as large as that of a
+climatological guess, or its own analysis spread is as large as the
+climatological spread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from xdyn.exceptions import DivergenceError
+
+__all__ = ["CycleContext", "CycleStep", "CycleCallback", "Recorder", "ProgressBar",
+           "DivergenceMonitor", "LostTrackMonitor", "LostTrackWarning", "run_cycle"]
+
+
+class LostTrackWarning(RuntimeWarning):
+    """An assimilation run that is no better than climatology, or that diverged."""
+
+
+@dataclasses.dataclass
+class CycleContext:
+    """Everything a cycle needs, resolved once from the observations and parameters."""
+
+    system: object
+    operator: object
+    times: np.ndarray            # (T,) model times of the observations
+    n_steps: np.ndarray          # (T,) model steps from the previous obs time (0 first)
+    dt: float
+    y: torch.Tensor              # (T, *batch, p), NaN where missing
+    mask: torch.Tensor           # (T, p) bool, observed entries
+    obs_std: torch.Tensor | None  # (p,) when R is diagonal
+    R_chol: torch.Tensor | None  # (p, p) Cholesky factor of a full R
+    batch_dims: tuple
+    batch_coords: dict
+    obs: object                  # the observation DataArray (time, *batch, obs)
+    # caches, filled on first use (they depend only on the fields above)
+    _h_index: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+    _H: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+    _W_full: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def n_state(self) -> int:
+        return self.system.n_state
+
+    @property
+    def batch_shape(self) -> tuple:
+        return tuple(self.y.shape[1:-1])
+
+    @property
+    def obs_variance(self) -> torch.Tensor:
+        """Error variance of each observation (the diagonal of ``R``)."""
+        if self.obs_std is not None:
+            return self.obs_std**2
+        return (self.R_chol**2).sum(-1)
+
+    def h(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the observation operator to flat states ``(..., n_state)``."""
+        if self._h_index is None or self._h_index.device != x.device:
+            self._h_index = torch.as_tensor(self.operator.indices(self.system.variables),
+                                            device=x.device)
+        return self.operator._transform(x.index_select(-1, self._h_index))
+
+    def jacobian_h(self, x: torch.Tensor) -> torch.Tensor:
+        """Jacobian of the operator at ``x``; a linear operator's matrix is built once."""
+        from xdyn.assimilation._linalg import observation_jacobian
+
+        if not self.operator.linear:
+            return observation_jacobian(self.operator, self.system, x)
+        if self._H is None:
+            self._H = observation_jacobian(self.operator, self.system, x)
+        return self._H
+
+    def whitening(self, k: int) -> torch.Tensor:
+        """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k."""
+        m = self.mask[k]
+        if self._W_full is None:  # the whitening of a complete observation vector, built once
+            self._W_full = torch.diag(1.0 / self.obs_std) if self.obs_std is not None \
+                else torch.linalg.inv(self.R_chol)
+        W = self._W_full
+        if bool(m.all()):
+            return W
+        if self.obs_std is None:
+            idx = torch.nonzero(m).squeeze(-1)
+            Rm = (self.R_chol @ self.R_chol.T)[idx][:, idx]
+            Wm = torch.linalg.inv(torch.linalg.cholesky(Rm))
+            full = torch.zeros(len(idx), m.numel(), dtype=Wm.dtype, device=Wm.device)
+            full[:, idx] = Wm
+            return full
+        return W[m]
+
+    def innovation_data(self, k: int) -> torch.Tensor:
+        """Observations at time k with missing entries set to 0 (they get zero weight)."""
+        return torch.nan_to_num(self.y[k], nan=0.0)
+
+
+class CycleStep:
+    """One analysis window of the cycle, as the callbacks see it.
+
+    ``ks`` are its observation-time indices, ``state`` the method's state
+    after the forecast (``background=True``) or after the analysis.
+    :meth:`summaries` gives ``(mean, ensemble_or_None, std_or_None)`` per time
+    of the window, computed once however many callbacks ask.
+    """
+
+    def __init__(self, estimator, ctx, ks, state, background):
+        self.estimator, self.ctx, self.ks = estimator, ctx, ks
+        self.state, self.background = state, background
+        self._summaries = None
+
+    def summaries(self):
+        if self._summaries is None:
+            self._summaries = self.estimator._window_summaries(
+                self.state, self.ks, self.ctx, self.background)
+        return self._summaries
+
+
+class CycleCallback:
+    """Base class of the cycle callbacks; every hook is a no-op."""
+
+    def on_cycle_begin(self, estimator, ctx, state):
+        """Before the first window (``state`` is the initial state)."""
+
+    def on_forecast(self, estimator, step):
+        """After the forecast to a window's first observation time."""
+
+    def on_analysis(self, estimator, step):
+        """After a finite analysis of a window."""
+
+    def on_failure(self, estimator, ctx, k, message):
+        """The analysis at observation time ``k`` failed or became non-finite; the cycle stops."""
+
+    def on_cycle_end(self, estimator, ctx):
+        """After the last window (also after a failure)."""
+
+
+class Recorder(CycleCallback):
+    """Keeps the analysis (and background) summaries; NaN after a failure."""
+
+    def __init__(self, background=False):
+        self.background = background
+
+    def on_cycle_begin(self, estimator, ctx, state):
+        self.analysis = {}
+        self.backgrounds = {}
+        self._template = estimator._summarize(state)
+
+    def on_forecast(self, estimator, step):
+        if self.background:
+            self.backgrounds.update(zip(step.ks, step.summaries()))
+
+    def on_analysis(self, estimator, step):
+        self.analysis.update(zip(step.ks, step.summaries()))
+
+    def _padded(self, records, n):
+        nan = tuple(None if t is None else torch.full_like(t, float("nan"))
+                    for t in self._template)
+        return [records.get(k, nan) for k in range(n)]
+
+    def on_cycle_end(self, estimator, ctx):
+        n = len(ctx.times)
+        self.analysis = self._padded(self.analysis, n)
+        self.backgrounds = self._padded(self.backgrounds, n) if self.background else []
+
+
+class ProgressBar(CycleCallback):
+    """A tqdm bar over the analysis windows."""
+
+    def on_cycle_begin(self, estimator, ctx, state):
+        self.bar = tqdm(total=ctx.n_windows, desc=type(estimator).__name__, leave=False)
+
+    def on_analysis(self, estimator, step):
+        self.bar.update(1)
+
+    def on_cycle_end(self, estimator, ctx):
+        self.bar.close()
+
+
+class DivergenceMonitor(CycleCallback):
+    """Raises :class:`~xdyn.DivergenceError` at a failed analysis, or records it and warns."""
+
+    def __init__(self, raise_on_divergence=True):
+        self.raise_on_divergence = raise_on_divergence
+
+    def on_cycle_begin(self, estimator, ctx, state):
+        self.time = None
+        self.message = None
+
+    def on_failure(self, estimator, ctx, k, message):
+        name = type(estimator).__name__
+        if self.raise_on_divergence:
+            raise DivergenceError(f"{name} {message}", time=float(ctx.times[k]))
+        self.time, self.message = float(ctx.times[k]), message
+        warnings.warn(f"{name} {message} at time {self.time}; the analysis is NaN from then "
+                      "on (flagged by the 'diverged' attr)", LostTrackWarning, stacklevel=2)
+
+
+class LostTrackMonitor(CycleCallback):
+    """Flags a filter that is no better than climatology, from the observations alone.
+
+    One ratio is tracked per observation time and batch element:
+
+    * for methods whose background is a model forecast, the mean squared
+      background misfit to the observations, ``|y - h(x_b)|^2`` per observed
+      entry, over that of a climatological guess, ``var_clim(h(x)) + sigma^2``;
+    * for the others (OI with its climatological background), the method's own
+      analysis variance over the climatological variance of the state.
+
+    The filter is lost at time ``k`` when the median of the ratio over the
+    trailing ``window`` cycles exceeds ``threshold`` (the median, because a
+    healthy chaotic filter has rare bad spells of huge misfit). The first half of the run
+    so far is never in the window (a filter started from climatology is allowed
+    that much spin-up), and no decision is made before ``min_cycles``. A
+    shorter run is judged at its end on its second half; it is then flagged and
+    warned about, never raised (spin-up and a lost filter look alike so early). The
+    climatological variances come from independent states of the invariant
+    measure (:func:`xdyn.systems.climatology.climatological_sample`).
+
+    A healthy filter stays far below the threshold (see the report numbers in
+    ``tests/assimilation/test_divergence.py``), while the lost filters of
+    issue 8 (EnKF with 2 members, 3D-Var, ExtKF and OI with every 4th
+    Lorenz-96 site observed) sit above it.
+    """
+
+    def __init__(self, raise_on_divergence=True, window=100, threshold=0.5, min_cycles=40):
+        self.raise_on_divergence = raise_on_divergence
+        self.window, self.threshold, self.min_cycles = int(window), float(threshold), min_cycles
+
+    def on_cycle_begin(self, estimator, ctx, state):
+        from xdyn.systems.climatology import climatological_pool
+
+        self.name = type(estimator).__name__
+        n = len(ctx.times)
+        self.active = True
+        try:
+            pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
+            self.state_var = pool.var(0).mean()
+            self.clim_obs = ctx.h(pool).var(0) + ctx.obs_variance      # (p,)
+        except (ValueError, RuntimeError):  # no finite climatology (a non-chaotic system)
+            self.active = False
+        else:
+            self.active = bool(torch.isfinite(self.clim_obs).all()) and float(self.state_var) > 0
+        self.misfit = [None] * n   # background misfit ratio per time
+        self.spread = [None] * n   # analysis spread ratio per time (no forecast background)
+        self.ratio = [None] * n    # trailing decision statistic per time
+        self.lost = np.zeros((n,) + ctx.batch_shape, dtype=bool)
+        self.lost_time = None
+        self.uses_background = estimator._uses_forecast_background()
+
+    def on_forecast(self, estimator, step):
+        if not (self.uses_background and self.active):
+            return
+        ctx = step.ctx
+        for k, (mean, _, _) in zip(step.ks, step.summaries()):
+            m = ctx.mask[k]
+            if bool(m.any()):
+                d = (ctx.y[k] - ctx.h(mean))[..., m]
+                self.misfit[k] = ((d**2).mean(-1) / self.clim_obs[m].mean()).cpu()
+
+    def on_analysis(self, estimator, step):
+        if not self.active:
+            return
+        if not self.uses_background:
+            for k, (_, _, std) in zip(step.ks, step.summaries()):
+                if std is not None:
+                    self.spread[k] = ((std**2).mean(-1) / self.state_var).cpu()
+        self._judge(step.ctx, step.ks[-1], final=False)
+
+    def _judge(self, ctx, k, final):
+        if k + 1 < self.min_cycles and not final:
+            return
+        start = max(k + 1 - self.window, (k + 1) // 2)
+        series = self.misfit if self.uses_background else self.spread
+        vals = [v for v in series[start:k + 1] if v is not None]
+        if not vals:
+            return
+        # the median, not the mean: a healthy chaotic filter has short bad spells
+        # (Lorenz-63 near its saddle) whose misfits are huge but rare
+        ratio = torch.stack(vals).double().median(0).values.numpy()
+        if not np.all(np.isfinite(ratio)):
+            return  # a non-finite analysis is the divergence monitor's business
+        self.ratio[k] = ratio
+        lost = ratio > self.threshold
+        self.lost[k] = lost
+        if np.any(lost) and self.lost_time is None:
+            self.lost_time = float(ctx.times[k])
+            self._report(ctx, k, float(ratio.max()), short=final)
+
+    def _report(self, ctx, k, worst, short=False):
+        name = self.name
+        message = (f"{name} has lost track of the observations: over the last cycles its "
+                   f"median background misfit (or analysis spread) was {worst:.2f} of the "
+                   f"climatological one (a healthy filter stays below 0.2; threshold {self.threshold}); "
+                   "increase inflation or members, or pass raise_on_divergence=False")
+        if short:
+            message = (f"{name} is no better than climatology after {k + 1} cycles (median "
+                       f"background misfit or analysis spread {worst:.2f} of the "
+                       "climatological one over the second half of the run): too short a run "
+                       f"to tell spin-up from a lost filter (under {self.min_cycles} cycles)")
+        elif self.raise_on_divergence:
+            raise DivergenceError(message, time=float(ctx.times[k]))
+        warnings.warn(f"{message} (at time {float(ctx.times[k])}; flagged by the 'lost' "
+                      "variable)", LostTrackWarning, stacklevel=2)
+
+    def on_cycle_end(self, estimator, ctx):
+        n = len(ctx.times)
+        if self.active and n < self.min_cycles and n > 0 and self.lost_time is None:
+            self._judge(ctx, n - 1, final=True)
+
+
+def run_cycle(estimator, ctx, rng, callbacks=()):
+    """Run the forecast-analysis cycle of ``estimator`` over ``ctx``; returns the last state.
+
+    Parameters
+    ----------
+    estimator : BaseAssimilator
+        Provides the hooks ``_initialize``, ``_forecast``, ``_analyze``,
+        ``_summarize`` (and ``_windows``, ``_window_summaries``).
+    ctx : CycleContext
+    rng : numpy.random.RandomState
+    callbacks : sequence of CycleCallback
+        Called in order at each hook; what they collect is read from them.
+
+    Notes
+    -----
+    A ``torch.linalg.LinAlgError`` inside a forecast or an analysis, or a
+    non-finite analysis mean, ends the cycle and is passed to
+    ``on_failure`` (which raises :class:`~xdyn.DivergenceError` or records it);
+    it never escapes as a linear-algebra exception.
+
+    Examples
+    --------
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=100, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=25, random_state=1)
+    >>> est = EnKF(n_members=5, random_state=0).fit(obs)
+    >>> ctx = est._context(obs, fitted=True)
+    >>> rec = Recorder()
+    >>> _ = run_cycle(est, ctx, np.random.RandomState(0), [rec])
+    >>> len(rec.analysis), tuple(rec.analysis[0][1].shape)
+    (5, (5, 3))
+    """
+    windows = list(estimator._windows(ctx))
+    ctx.n_windows = len(windows)
+    state = estimator._initialize(ctx, rng)
+    for cb in callbacks:
+        cb.on_cycle_begin(estimator, ctx, state)
+    for ks in windows:
+        k0 = ks[0]
+        failure = None
+        try:
+            if ctx.n_steps[k0] > 0:
+                state = estimator._forecast(state, int(ctx.n_steps[k0]), ctx, rng)
+            step = CycleStep(estimator, ctx, ks, state, background=True)
+            for cb in callbacks:
+                cb.on_forecast(estimator, step)
+            state = estimator._analyze(state, ks if estimator._windowed else k0, ctx, rng)
+            step = CycleStep(estimator, ctx, ks, state, background=False)
+            for k, summary in zip(ks, step.summaries()):
+                if not bool(torch.isfinite(summary[0]).all()):
+                    failure = (k, "analysis became non-finite")
+                    break
+        except torch.linalg.LinAlgError as err:  # singular or non-finite: the filter is lost
+            failure = (k0, f"analysis failed ({str(err).splitlines()[0]})")
+        if failure is not None:
+            for cb in callbacks:
+                cb.on_failure(estimator, ctx, *failure)
+            break
+        for cb in callbacks:
+            cb.on_analysis(estimator, step)
+    for cb in callbacks:
+        cb.on_cycle_end(estimator, ctx)
+    return state
