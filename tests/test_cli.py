@@ -55,6 +55,8 @@ def test_run_quick_experiment_writes_outputs(tmp_path, capsys):
     with xr.open_dataset(folder / "results.nc") as ds:
         assert ds.attrs["seed"] == 3 and ds.attrs["quick"] == 1 and "shortened" in ds.attrs["quick_note"]
         assert "x_spectrum" in ds and ds.x_spectrum.attrs.get("units")
+        for name, var in {**ds.data_vars, **ds.coords}.items():  # CF attrs on everything
+            assert var.attrs.get("long_name") and var.attrs.get("units"), name
     assert (folder / "spectrum.png").exists() and (folder / "summary.csv").exists()
 
 

@@ -175,7 +175,7 @@ def test_run_replaces_the_folder_whole_and_a_killed_run_keeps_the_last(tmp_path,
 def test_summary_csv_is_tidy_with_settings(tmp_path):
     import pandas as pd
 
-    from xdyn.experiments.catalogue import summary_rows
+    from xdyn.experiments.catalogue import summary_rows, write_summary
 
     rmse = xr.DataArray(np.arange(8.0).reshape(2, 2, 2), dims=("encoder", "noise_std", "seed"),
                         coords={"encoder": ["mlp", "cnn"], "noise_std": [0.5, 1.0]},
@@ -200,9 +200,10 @@ def test_summary_csv_is_tidy_with_settings(tmp_path):
     assert row.value.tolist() == [5.0]
     # the seed-mean rows have no per-row seed: the run's seed fills it
     assert table[table.metric == "mean analysis RMSE"].seed.tolist() == [4] * 4
+    # a DataFrame is as good as a list of dicts
+    write_summary(pd.DataFrame(summary_rows(rmse, "analysis RMSE", method="m")), tmp_path / "df.csv", "x")
+    assert len(pd.read_csv(tmp_path / "df.csv")) == 8
     with pytest.raises(ValueError, match="lacks \\['units'"):
-        from xdyn.experiments.catalogue import write_summary
-
         write_summary([{"method": "a", "metric": "b", "value": 1.0}], tmp_path / "s.csv", "x")
 
 
