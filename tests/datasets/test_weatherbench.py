@@ -421,3 +421,13 @@ def test_load_constants_refuses_a_file_with_no_constant_field(tmp_path):
     path.write_bytes(b"CDF\x01garbage")
     with pytest.raises(DataIntegrityError, match=str(path)):
         load_constants(tmp_path)
+
+
+def test_a_file_of_another_resolution_is_named(tmp_path):
+    folder = _t2m_years(tmp_path, (2017,))
+    bad = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        cut = ds.load().isel(lat=slice(0, 16))  # half the globe, e.g. a regional extract
+    _replace(bad, cut)
+    with pytest.raises(ValueError, match=rf"{bad} has a 16 x 64 .* grid is 32 x 64"):
+        load_weatherbench("t2m", 2017, root=tmp_path)

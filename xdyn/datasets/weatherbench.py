@@ -56,6 +56,8 @@ __all__ = [
 #: ``{share}/download?path=%2F{resolution}%2F{folder}&files={folder}_{resolution}.zip``.
 WEATHERBENCH_SHARE = "https://dataserv.ub.tum.de/s/m1524895"
 _LEVEL_RE = re.compile(r"^(pv|vo|z|t|u|v|q|r)(\d+)$")
+#: (lat, lon) sizes of WeatherBench's published grids (Rasp et al. 2020, Table 1).
+GRID_SIZES = {"5.625deg": (32, 64), "2.8125deg": (64, 128), "1.40625deg": (128, 256)}
 
 
 def known_variables() -> list[str]:
@@ -349,6 +351,14 @@ def _open_year(path: Path, field, select, name, resolution, chunks) -> xr.DataAr
             f"folder. The file is not in WeatherBench layout. {fix}"
         )
     _check_coords(da, path, fix)
+    expected = GRID_SIZES.get(resolution)
+    found = (da.sizes["lat"], da.sizes["lon"])
+    if expected is not None and found != expected:
+        raise ValueError(
+            f"WeatherBench file {path} has a {found[0]} x {found[1]} (lat x lon) grid; the "
+            f"{resolution} grid is {expected[0]} x {expected[1]}: it is another resolution "
+            f"or was cut. {fix}"
+        )
     if select is not None:
         da = _select_level(da, select, name, path)
     da = da.drop_vars([c for c in da.coords if c not in da.dims])
