@@ -37,7 +37,7 @@ def test_docs_build(tmp_path):
               if re.search(r"\b(ERROR|CRITICAL)\b|autodoc: failed to import", line)]
     assert not errors, "\n".join(errors[:20])
 
-    for page in ["index", "api", "data_model", "estimators", "benchmarks", "cli",
+    for page in ["index", "api", "data_model", "estimators", "architecture", "benchmarks", "cli",
                  "auto_examples/index"]:
         assert (out / f"{page}.html").is_file(), f"{page}.html was not built"
     generated = out / "generated"
