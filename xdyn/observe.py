@@ -24,7 +24,8 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from xdyn.systems.base import StateVariable, _check_int, _check_real
+from xdyn.systems._validation import _check_int, _check_real
+from xdyn.systems.base import StateVariable
 
 __all__ = [
     "ObservationOperator",

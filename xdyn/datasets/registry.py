@@ -20,18 +20,20 @@ place: :func:`atomic_path` gives a temporary name that is moved into place with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import re
 import shlex
-import socket
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pooch
+
+from xdyn.datasets._atomic import (  # noqa: F401  (public here: catalogue, generated)
+    STALE_PART_AGE,
+    _host,
+    atomic_path,
+    remove_stale_parts,
+    write_netcdf_atomic,
+)
 
 __all__ = [
     "BASE_URL",
@@ -341,127 +343,3 @@ def resolve(
             f"could not download {fname!r} from {pup.get_url(fname)} into {cached}: {exc}. "
             f"Check the network, or copy the file there by hand."
         ) from exc
-
-
-# --- atomic writes -----------------------------------------------------------
-# A temporary file is named ``.<name>.<host>-<pid>-<random>.part``: a later write or
-# open of ``<name>`` can then tell a live writer's file from one left by a killed
-# process (SIGKILL, power loss: no ``finally`` runs) and remove the latter.
-_PART_RE = re.compile(r"\.(?:(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-)?[0-9a-f]{12}\.part$")
-#: Age after which a temporary file whose writer cannot be checked (another host,
-#: or an older xdyn that did not record it) is taken to be abandoned.
-STALE_PART_AGE = 24 * 3600.0
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32] or "host"
-
-
-def _writer_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except OSError:  # PermissionError: alive, another user's
-        return True
-    return True
-
-
-def remove_stale_parts(path) -> list[Path]:
-    """Remove temporary files that an interrupted write of ``path`` left behind.
-
-    A ``.<name>.*.part`` next to ``path`` is removed when its writer, recorded in
-    its name, is no longer running on this host, or when it is older than
-    :data:`STALE_PART_AGE` and its writer cannot be checked. A live writer's file
-    is kept. Called before every :func:`atomic_path` write and when a generated
-    dataset is opened.
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.nc"
-    >>> orphan = target.with_name(f".a.nc.{_host()}-999999999-0123456789ab.part")
-    >>> _ = orphan.write_bytes(b"half")
-    >>> [p.name == orphan.name for p in remove_stale_parts(target)]
-    [True]
-    """
-    path = Path(path)
-    if not path.parent.is_dir():
-        return []
-    removed, here, now = [], _host(), time.time()
-    prefix = f".{path.name}."
-    for part in path.parent.iterdir():
-        if not part.name.startswith(prefix):
-            continue
-        m = _PART_RE.fullmatch(part.name[len(prefix) - 1 :])
-        if m is None:
-            continue
-        checkable = m.group("pid") is not None and m.group("host") == here and os.name != "nt"
-        try:
-            if checkable:
-                stale = not _writer_alive(int(m.group("pid")))
-            else:
-                stale = now - part.stat().st_mtime > STALE_PART_AGE
-            if stale:
-                part.unlink()
-                removed.append(part)
-        except FileNotFoundError:  # another process cleaned it first
-            continue
-    return removed
-
-
-@contextlib.contextmanager
-def atomic_path(path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; move it into place on success.
-
-    The temporary file is removed if the body raises (including
-    ``KeyboardInterrupt``), so a reader never sees a half-written ``path``; one
-    left by a killed process is removed by the next write (:func:`remove_stale_parts`).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
-    >>> with atomic_path(target) as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> target.read_text()
-    'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_parts(path)
-    tmp = path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def write_netcdf_atomic(ds, path, **kwargs) -> Path:
-    """Write ``ds`` to netCDF at ``path`` through a temporary file and :func:`os.replace`.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-    path : str or Path
-    **kwargs
-        Passed to :meth:`xarray.Dataset.to_netcdf` (e.g. ``encoding``).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib, xarray as xr
-    >>> target = pathlib.Path(tempfile.mkdtemp()) / "a.nc"
-    >>> write_netcdf_atomic(xr.Dataset({"a": ("x", [1.0, 2.0])}), target).name
-    'a.nc'
-    """
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, **kwargs)
-    return path

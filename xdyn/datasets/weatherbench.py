@@ -39,7 +39,8 @@ from xdyn.datasets._fields import (
     standard_grid,
 )
 from xdyn.datasets._netcdf import open_netcdf_lazily
-from xdyn.datasets.registry import DataIntegrityError, data_dir
+from xdyn.datasets._wb_files import concat_years, open_year
+from xdyn.datasets.registry import data_dir
 from xdyn.datasets.weatherbench2 import from_weatherbench2
 
 __all__ = [
@@ -56,8 +57,6 @@ __all__ = [
 #: ``{share}/download?path=%2F{resolution}%2F{folder}&files={folder}_{resolution}.zip``.
 WEATHERBENCH_SHARE = "https://dataserv.ub.tum.de/s/m1524895"
 _LEVEL_RE = re.compile(r"^(pv|vo|z|t|u|v|q|r)(\d+)$")
-#: (lat, lon) sizes of WeatherBench's published grids (Rasp et al. 2020, Table 1).
-GRID_SIZES = {"5.625deg": (32, 64), "2.8125deg": (64, 128), "1.40625deg": (128, 256)}
 
 
 def known_variables() -> list[str]:
@@ -289,8 +288,14 @@ def _open_field(name, years, root, resolution, chunks) -> xr.DataArray:
     # One file at a time, each checked against the layout, so that a bad file is
     # named (a combined open would outer-join a wrong variable into NaNs, drop a
     # mislabelled year, or fail on the merged index without saying which file).
-    parts = [_open_year(path, field, select, name, resolution, chunks) for path in files]
-    da = _concat_years(parts, files, name, resolution)
+    def fix_for(path):
+        return _refetch(path, resolution)
+
+    parts = [
+        open_year(path, field.var, select, name, resolution, chunks, fix_for(path))
+        for path in files
+    ]
+    da = concat_years(parts, files, name, fix_for)
     units = da.attrs.get("units", field.units)
     long_name = f"{field.long_name} at {level} hPa" if level else field.long_name
     set_attrs(da, units, long_name, field.standard_name)
@@ -330,111 +335,6 @@ def _refetch(path: Path, resolution: str = "5.625deg") -> str:
         f"To fix: delete {path} and download {weatherbench_url(folder.name, resolution)} "
         f"again (unzip into {folder}/), or remove the file from the folder."
     )
-
-
-def _open_year(path: Path, field, select, name, resolution, chunks) -> xr.DataArray:
-    """One WeatherBench file as a checked, lazy ``(time, lat, lon)`` DataArray."""
-    fix = _refetch(path, resolution)
-    ds = standard_grid(open_netcdf_lazily(path, chunks, fix=fix))
-    if field.var not in ds.data_vars:
-        raise ValueError(
-            f"WeatherBench file {path} holds {sorted(ds.data_vars)}, not {field.var!r} (the "
-            f"name of {name!r} in its files): it is in the wrong folder or is not this "
-            f"variable. {fix}"
-        )
-    da = ds[field.var]
-    core = tuple(d for d in da.dims if d != "level")
-    if sorted(core) != ["lat", "lon", "time"]:
-        raise ValueError(
-            f"WeatherBench file {path}: variable {field.var!r} has dims {da.dims}; expected "
-            f"('time', 'lat', 'lon') (or latitude/longitude), plus 'level' in a multi-level "
-            f"folder. The file is not in WeatherBench layout. {fix}"
-        )
-    _check_coords(da, path, fix)
-    expected = GRID_SIZES.get(resolution)
-    found = (da.sizes["lat"], da.sizes["lon"])
-    if expected is not None and found != expected:
-        raise ValueError(
-            f"WeatherBench file {path} has a {found[0]} x {found[1]} (lat x lon) grid; the "
-            f"{resolution} grid is {expected[0]} x {expected[1]}: it is another resolution "
-            f"or was cut. {fix}"
-        )
-    if select is not None:
-        da = _select_level(da, select, name, path)
-    da = da.drop_vars([c for c in da.coords if c not in da.dims])
-    return da.transpose("time", "lat", "lon")
-
-
-def _check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
-    """Coordinates a WeatherBench file must have: finite, increasing, in its year."""
-    lat, lon, time = (da[d].values for d in ("lat", "lon", "time"))
-    if not (np.all(np.isfinite(lat)) and np.all(np.abs(lat) <= 90.0)):
-        raise DataIntegrityError(f"WeatherBench file {path} has latitudes outside [-90, 90]. {fix}")
-    if not np.all(np.isfinite(lon)) or np.any(np.diff(lon) <= 0) or np.any(np.diff(lat) <= 0):
-        raise DataIntegrityError(
-            f"WeatherBench file {path} has repeated or unordered lat/lon coordinates. {fix}"
-        )
-    if not np.issubdtype(time.dtype, np.datetime64):
-        raise ValueError(
-            f"WeatherBench file {path}: 'time' is not a date ({time.dtype}); its units attr "
-            f"may be missing or damaged. {fix}"
-        )
-    if np.any(np.isnat(time)) or np.any(np.diff(time) <= np.timedelta64(0)):
-        raise DataIntegrityError(
-            f"WeatherBench file {path} has missing, repeated or unordered times. {fix}"
-        )
-    m = re.search(r"_(\d{4})_", path.name)
-    if m and time.size:
-        years = time.astype("datetime64[Y]").astype(int) + 1970
-        if np.any(years != int(m.group(1))):
-            raise ValueError(
-                f"WeatherBench file {path} is named for {m.group(1)} but holds times "
-                f"{time[0]} .. {time[-1]}: it was renamed or mislabelled. {fix}"
-            )
-
-
-def _concat_years(parts: list[xr.DataArray], files: list[Path], name, resolution) -> xr.DataArray:
-    ref = parts[0]
-    for da, path in zip(parts[1:], files[1:]):
-        for dim in ("lat", "lon"):
-            a, b = ref[dim].values, da[dim].values
-            if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
-                raise ValueError(
-                    f"WeatherBench file {path} is on a different {dim} grid from {files[0]} "
-                    f"({_describe(b)} vs {_describe(a)}): every year of {name!r} must share "
-                    f"one grid. {_refetch(path, resolution)}"
-                )
-    order = np.argsort([da["time"].values[0] for da in parts], kind="stable")
-    parts = [parts[i].assign_coords(lat=ref["lat"], lon=ref["lon"]) for i in order]
-    files = [files[i] for i in order]
-    for (a, pa), (b, pb) in zip(zip(parts, files), zip(parts[1:], files[1:])):
-        if a["time"].values[-1] >= b["time"].values[0]:
-            raise ValueError(
-                f"WeatherBench files {pa} and {pb} overlap in time ({b['time'].values[0]}): "
-                f"the folder holds the same year twice (e.g. a copy under another name); "
-                f"keep one of them."
-            )
-    if len(parts) == 1:
-        return parts[0]
-    return xr.concat(parts, "time", coords="minimal", compat="override",
-                     combine_attrs="drop_conflicts", join="exact")
-
-
-def _describe(values: np.ndarray) -> str:
-    if values.size == 0:
-        return "empty"
-    return f"{values.size} points, {values[0]:g} .. {values[-1]:g}"
-
-
-def _select_level(da: xr.DataArray, level: int, name: str, path: Path) -> xr.DataArray:
-    if "level" in da.dims:
-        levels = da["level"].values.tolist()
-        if level not in levels:
-            raise ValueError(f"{name!r}: level {level} hPa not in {path} (levels {levels})")
-        return da.sel(level=level)
-    if "level" in da.coords and int(da["level"].values) != level:
-        raise ValueError(f"{name!r}: file {path} is at level {int(da['level'])} hPa, not {level}")
-    return da
 
 
 def _merge_on_grid(parts: list[xr.DataArray]) -> xr.Dataset:

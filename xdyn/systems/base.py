@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from numbers import Integral, Real
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,62 +24,10 @@ from tqdm.auto import tqdm
 
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
+from xdyn.systems._validation import _check_constraint, _check_int, _check_real
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
 __all__ = ["DynamicalSystem", "StateVariable", "resolve_device", "resolve_dtype"]
-
-
-# --- parameter checks (shared by every system and by xdyn.observe) ------------
-def _check_int(value, name: str, minimum: int | None = None, who: str = "") -> int:
-    """``value`` as an int, refusing bools, non-integers and values below ``minimum``.
-
-    A float that is a whole number (``5.0``) is accepted: it is what a config file
-    or a JSON round trip gives back for an integer.
-    """
-    where = f"{who}: " if who else ""
-    ok = isinstance(value, Integral) and not isinstance(value, bool)
-    if not ok and isinstance(value, Real) and not isinstance(value, bool):
-        ok = bool(np.isfinite(value)) and float(value).is_integer()
-    if not ok:
-        raise TypeError(f"{where}{name} must be an integer, got {value!r}")
-    if minimum is not None and int(value) < minimum:
-        raise ValueError(f"{where}{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_real(value, name: str, kind: str = "real", who: str = "") -> float:
-    """``value`` as a finite float; ``kind`` is ``"real"``, ``"positive"`` or ``"nonnegative"``."""
-    where = f"{who}: " if who else ""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{where}{name} must be a number, got {value!r}")
-    value = float(value)
-    bad = (
-        not np.isfinite(value)
-        or (kind == "positive" and value <= 0)
-        or (kind == "nonnegative" and value < 0)
-    )
-    if bad:
-        what = {
-            "real": "a finite number",
-            "positive": "a positive finite number",
-            "nonnegative": "a finite number >= 0",
-        }
-        raise ValueError(f"{where}{name} must be {what[kind]}, got {value!r}")
-    return value
-
-
-def _check_constraint(value, name: str, kind: str, who: str = ""):
-    """Check one parameter against a constraint of ``_parameter_constraints``.
-
-    ``kind`` is ``"int>=N"`` (an integer of at least ``N``), ``"real"`` (finite),
-    ``"real>0"`` (positive) or ``"real>=0"`` (non-negative).
-    """
-    if kind.startswith("int>="):
-        return _check_int(value, name, int(kind[len("int>="):]), who)
-    reals = {"real": "real", "real>0": "positive", "real>=0": "nonnegative"}
-    if kind not in reals:
-        raise ValueError(f"unknown parameter constraint {kind!r} for {name!r}")
-    return _check_real(value, name, reals[kind], who)
 
 
 @dataclasses.dataclass(frozen=True)

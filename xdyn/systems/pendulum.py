@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from xdyn.systems.base import DynamicalSystem, StateVariable, _check_int
+from xdyn.systems._validation import _check_int
+from xdyn.systems.base import DynamicalSystem, StateVariable
 
 __all__ = ["DampedPendulum", "ParametricSystemMixin"]
 
