@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from xdyn.assimilation import EnKF
-from xdyn.model_selection import SampleView, TimeSeriesSplit, samples, unwrap
+from xdyn.assimilation import EnKF, analysis_rmse
+from xdyn.model_selection import GridSearchCV as XGridSearchCV
+from xdyn.model_selection import SampleView, TimeSeriesSplit, samples, unwrap, warm_start_score
 from xdyn.observe import observe
 from xdyn.systems import Lorenz96
 
@@ -89,3 +91,50 @@ def test_cross_val_score_on_datasets(twin):
               for a, b in TimeSeriesSplit(n_splits=3).split(obs)]
     np.testing.assert_allclose(scores, manual, rtol=1e-12)
     assert np.all(scores < 0)
+
+
+# ------------------------------------------------ the call a user writes first
+def test_sklearn_grid_search_on_bare_datasets_fails_as_documented(twin):
+    """What xdyn.model_selection.GridSearchCV exists for: sklearn's own counts data vars."""
+    system, truth, obs = twin
+    est = EnKF(system=system, n_members=8)
+    with pytest.raises(ValueError, match=r"inconsistent numbers of samples: \[3, 1\]"):
+        GridSearchCV(est, {"inflation": [1.0, 1.1]}, cv=3).fit(obs, truth)
+
+
+def test_grid_search_as_written_picks_the_whole_run_optimum(twin):
+    """``GridSearchCV(est, grid, cv=3).fit(obs, truth)`` on bare Datasets: forward folds,
+    each scored on skill (the filter warm from the observations before it), so the
+    choice and the fold scores match a sweep over the whole run; cold-started folds
+    score the spin-up instead (much worse than the whole run for every candidate)."""
+    system, truth, obs = twin
+    base = EnKF(system=system, n_members=8, random_state=0, burn_in=5.0, initial_spread=3.0,
+                return_ensemble=False, raise_on_divergence=False)
+    grid = [1.0, 1.15, 1.5]
+    search = XGridSearchCV(base, {"inflation": grid}, cv=3).fit(obs, truth)
+    whole = np.array([clone(base).set_params(inflation=i).fit(obs).score(obs, truth)
+                      for i in grid])
+    assert search.best_params_["inflation"] == grid[int(np.argmax(whole))] == 1.15
+    fold_scores = search.cv_results_["mean_test_score"]
+    np.testing.assert_allclose(fold_scores[1:], whole[1:], rtol=0.25)
+    # the stored parameters are untouched by fit (clone and get_params see what was given)
+    assert search.cv == 3 and search.scoring is None
+    assert clone(search).get_params()["cv"] == 3
+    # the same folds scored cold (sklearn's default scorer) score the spin-up
+    cold = GridSearchCV(base.set_params(burn_in=2.0), {"inflation": [1.15]},
+                        cv=TimeSeriesSplit(3)).fit(samples(obs), samples(truth))
+    assert cold.cv_results_["mean_test_score"][0] < 2 * whole[1]
+
+
+def test_warm_start_score_equals_a_hand_written_fold(twin):
+    system, truth, obs = twin
+    est = EnKF(system=system, n_members=8, inflation=1.15, random_state=0, burn_in=5.0,
+               return_ensemble=False).fit(obs)
+    view, target = samples(obs), samples(truth)
+    test = np.arange(200, 280)
+    score = warm_start_score(est, view[test], target[test])
+    analysis = est.predict(obs.isel(time=slice(0, 280))).isel(time=test)
+    expected = -analysis_rmse(analysis, truth.isel(time=test))
+    assert score == pytest.approx(expected, rel=1e-12)
+    # a bare Dataset has no history: the estimator's own score
+    assert warm_start_score(est, obs, truth) == est.score(obs, truth)

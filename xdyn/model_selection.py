@@ -7,15 +7,41 @@ Dataset in a :class:`SampleView` whose length and ``[indices]`` act along one
 named dim, and :class:`TimeSeriesSplit` splits that dim into contiguous,
 forward-chained folds with an optional gap (so no future leaks into training).
 Every xdyn estimator accepts a :class:`SampleView` wherever it takes a Dataset.
+
+A filter restarted on each test fold would be scored on its spin-up, not its
+skill (a 16-member EnKF scores -1.8 to -4.8 on cold-started folds against -0.37
+on the whole run, and a search then picks the inflation that spins up fastest).
+:func:`warm_start_score` therefore runs the filter over every observation up to
+the end of the test fold and scores only the fold, and :class:`GridSearchCV`,
+scikit-learn's with that scorer and forward-chaining folds, takes Datasets as
+they are: ``GridSearchCV(enkf, {"inflation": [...]}, cv=3).fit(obs, truth)``.
+
+Examples
+--------
+>>> from xdyn.assimilation import EnKF
+>>> from xdyn.observe import observe
+>>> from xdyn.systems import Lorenz96
+>>> system = Lorenz96()
+>>> truth = system.simulate(n_steps=300, burn_in=10.0, random_state=0)
+>>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+>>> enkf = EnKF(system=system, n_members=16, burn_in=5.0, initial_spread=3.0,
+...             random_state=0, return_ensemble=False, raise_on_divergence=False)
+>>> search = GridSearchCV(enkf, {"inflation": [1.0, 1.08, 1.5]}, cv=3).fit(obs, truth)
+>>> search.best_params_
+{'inflation': 1.08}
 """
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import xarray as xr
+from sklearn import model_selection as _skms
 from sklearn.model_selection import BaseCrossValidator
 
-__all__ = ["SampleView", "samples", "unwrap", "TimeSeriesSplit"]
+__all__ = ["SampleView", "samples", "unwrap", "TimeSeriesSplit", "GridSearchCV",
+           "warm_start_score"]
 
 
 class SampleView:
@@ -37,11 +63,14 @@ class SampleView:
     [1.0, 2.0]
     """
 
-    def __init__(self, data, dim: str = "time"):
+    def __init__(self, data, dim: str = "time", history=None):
         if dim not in data.dims:
             raise ValueError(f"dim {dim!r} not in the data's dims {tuple(data.dims)}")
         self.data = data
         self.dim = dim
+        # the whole Dataset this view was cut from: a filter scored on a fold starts
+        # from the observations before it (see warm_start_score)
+        self.history = data if history is None else history
 
     @property
     def shape(self):
@@ -56,7 +85,7 @@ class SampleView:
         key = np.asarray(key)
         if key.dtype == bool:
             key = np.flatnonzero(key)
-        return SampleView(self.data.isel({self.dim: key}), self.dim)
+        return SampleView(self.data.isel({self.dim: key}), self.dim, self.history)
 
     def __repr__(self):
         return f"SampleView(dim={self.dim!r}, n_samples={len(self)})"
@@ -130,3 +159,106 @@ class TimeSeriesSplit(BaseCrossValidator):
 
     def get_n_splits(self, X=None, y=None, groups=None):
         return int(self.n_splits)
+
+
+def warm_start_score(estimator, X, y) -> float:
+    """Score a filter on a fold by its skill, not its spin-up (a scikit-learn scorer).
+
+    When ``X`` is a fold of a :class:`SampleView`, the filter assimilates every
+    observation from the start of the whole record up to the fold's last time
+    (as it would in operation), and ``y`` is compared with the analysis at the
+    fold's times only; the estimator's ``burn_in`` counts from the start of
+    the record. Otherwise this is ``estimator.score(X, y)``.
+
+    Parameters
+    ----------
+    estimator : fitted assimilator
+    X : SampleView or Dataset
+        Observations of the fold.
+    y : SampleView or Dataset
+        Truth at (at least) the fold's times.
+
+    Returns
+    -------
+    float
+        Minus the analysis RMSE over the fold (higher is better).
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import cross_val_score
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96(n=20).simulate(n_steps=300, burn_in=10.0, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    >>> enkf = EnKF(n_members=16, inflation=1.08, burn_in=5.0, random_state=0)
+    >>> scores = cross_val_score(enkf, samples(obs), samples(truth), cv=TimeSeriesSplit(2),
+    ...                          scoring=warm_start_score)
+    >>> bool(all(-0.5 < s < 0 for s in scores))
+    True
+    """
+    from xdyn.assimilation.base import state_rmse
+
+    if not isinstance(X, SampleView):
+        return estimator.score(X, y)
+    fold = X.data[X.dim]
+    record = X.history
+    times = record[X.dim]
+    seen = record.isel({X.dim: np.flatnonzero((times <= fold[-1]).values)})
+    analysis = estimator.predict(seen).sel({X.dim: fold})
+    per_time = state_rmse(analysis, unwrap(y).sel({X.dim: fold}))
+    burn_in = float(getattr(estimator, "burn_in", 0.0) or 0.0)
+    scored = per_time.where(per_time[X.dim] >= times[0] + burn_in, drop=True)
+    if scored.sizes[X.dim] == 0:
+        raise ValueError(f"the fold ends before burn_in={burn_in} has passed: nothing to score")
+    return -float(scored.mean(X.dim))
+
+
+class GridSearchCV(_skms.GridSearchCV):
+    """scikit-learn's ``GridSearchCV`` for assimilators on Datasets.
+
+    The same estimator as :class:`sklearn.model_selection.GridSearchCV`, with
+    three defaults that make ``fit(obs, truth)`` right on time series of
+    Datasets: a Dataset (or DataArray) is seen as samples along ``dim`` (a
+    :class:`SampleView`); an integer ``cv`` means :class:`TimeSeriesSplit`
+    (forward chaining: never train on the future), not ``KFold``; and
+    ``scoring=None`` means :func:`warm_start_score`, so that each fold scores
+    the filter's skill rather than the spin-up of a restarted filter.
+
+    Parameters
+    ----------
+    estimator, param_grid, scoring, n_jobs, refit, cv, verbose, pre_dispatch,
+    error_score, return_train_score
+        As in :class:`sklearn.model_selection.GridSearchCV` (``cv`` default 5).
+    dim : str, default="time"
+        Sample dim of Dataset inputs.
+
+    Examples
+    --------
+    See :mod:`xdyn.model_selection`.
+    """
+
+    def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True, cv=None,
+                 verbose=0, pre_dispatch="2*n_jobs", error_score=np.nan,
+                 return_train_score=False, dim="time"):
+        super().__init__(estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit,
+                         cv=cv, verbose=verbose, pre_dispatch=pre_dispatch,
+                         error_score=error_score, return_train_score=return_train_score)
+        self.dim = dim
+
+    def fit(self, X, y=None, **params):
+        """Run the search; Datasets are wrapped with :func:`samples` along ``dim``."""
+        X, y = (samples(v, self.dim) if isinstance(v, (xr.Dataset, xr.DataArray)) else v
+                for v in (X, y))
+        cv = 5 if self.cv is None else self.cv
+        if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+            cv = TimeSeriesSplit(n_splits=int(cv), dim=self.dim)
+        scoring = warm_start_score if self.scoring is None else self.scoring
+        # the stored parameters stay as given (clone/get_params); only this fit sees the
+        # resolved splitter and scorer
+        given = self.cv, self.scoring
+        self.cv, self.scoring = cv, scoring
+        try:
+            return super().fit(X, y, **params)
+        finally:
+            self.cv, self.scoring = given
