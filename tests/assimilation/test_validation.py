@@ -1,0 +1,131 @@
+"""Parameters that were silently wrong (issue 8, section 6): each is refused at fit,
+with an error naming the parameter; an all-missing observation window is legal."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from xdyn.assimilation import EnKF, ExtendedKalmanFilter, ParticleFilter, Var3D
+from xdyn.observe import EveryKth, observe
+from xdyn.systems import Lorenz63, Lorenz96
+
+
+@pytest.fixture(scope="module")
+def twin():
+    system = Lorenz96(n=12)
+    truth = system.simulate(n_steps=60, burn_in=5.0, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    return system, truth, obs
+
+
+def _enkf(system, **kw):
+    return EnKF(system=system, **{"n_members": 8, "random_state": 0, **kw})
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"dt": -0.05}, "dt"),
+    ({"n_members": 10.5}, "n_members"),
+    ({"initial_spread": -1.0}, "initial_spread"),
+    ({"inflation": float("nan")}, "inflation"),
+    ({"inflation": float("inf")}, "inflation"),
+    ({"initial_state": np.full(12, np.nan)}, "initial_state"),
+    ({"initial_state": np.r_[np.zeros(11), np.inf]}, "initial_state"),
+    ({"noise_std": np.ones((2, 12))}, "noise_std"),
+    ({"kind": "magic"}, "kind"),
+])
+def test_bad_parameter_is_named_at_fit(twin, params, name):
+    system, _, obs = twin
+    est = _enkf(system, **params)  # __init__ stores, never checks
+    with pytest.raises((ValueError, TypeError), match=name):
+        est.fit(obs)
+
+
+def test_parameters_are_keyword_only():
+    with pytest.raises(TypeError):
+        EnKF(None, None)
+
+
+def test_operator_other_than_the_recorded_one(twin):
+    system, truth, _ = twin
+    obs = observe(truth, "every4", noise_std=1.0, random_state=1)
+    shifted = EveryKth(k=4, offset=1)  # as many observations, at other sites
+    with pytest.raises(ValueError, match="operator"):
+        _enkf(system, operator=shifted).fit(obs)
+    _enkf(system, operator="every4").fit(obs)  # the recorded one is fine
+
+
+def test_score_against_truth_of_another_system(twin):
+    system, _, obs = twin
+    est = _enkf(system).fit(obs)
+    other = Lorenz63().simulate(n_steps=60, random_state=0)
+    with pytest.raises(ValueError, match="truth"):
+        est.score(obs, other)
+    wider = Lorenz96(n=16).simulate(n_steps=60, random_state=0)
+    with pytest.raises(ValueError, match="truth"):
+        est.score(obs, wider)
+
+
+@pytest.mark.parametrize("cls", [EnKF, ExtendedKalmanFilter])
+def test_1d_inflation_needs_a_matching_batch_dim(twin, cls):
+    system, truth, obs = twin
+    kw = {"n_members": 8} if cls is EnKF else {}
+    with pytest.raises(ValueError, match="inflation"):
+        cls(system=system, inflation=[1.0, 1.02], **kw).fit(obs)
+    # a length equal to n_members is not per-member inflation either
+    with pytest.raises(ValueError, match="inflation"):
+        EnKF(system=system, n_members=2, inflation=[1.0, 1.02]).fit(obs)
+    batch = observe(system.simulate(n_trajectories=3, n_steps=20, random_state=2), "identity",
+                    noise_std=1.0, random_state=3)
+    with pytest.raises(ValueError, match="inflation"):
+        cls(system=system, inflation=[1.0, 1.02], **kw).fit(batch)
+
+
+def test_noise_std_varying_along_a_batch_dim_is_refused(twin):
+    system, _, _ = twin
+    truths = system.simulate(n_trajectories=2, n_steps=20, random_state=2)
+    obs = observe(truths, "identity", noise_std=1.0, random_state=3)
+    obs["noise_std"] = obs["noise_std"].expand_dims(trajectory=2).copy()
+    obs["noise_std"][1] = 2.0
+    with pytest.raises(ValueError, match="noise_std"):
+        _enkf(system).fit(obs)
+
+
+def test_zero_observation_times(twin):
+    system, _, obs = twin
+    with pytest.raises(ValueError, match="time"):
+        _enkf(system).fit(obs.isel(time=slice(0, 0)))
+
+
+def test_all_missing_observations_run_free_and_say_so(twin):
+    system, truth, obs = twin
+    x0 = system.to_state(truth.isel(time=0)).numpy()
+    empty = obs.copy(deep=True)
+    empty["observation"][:] = np.nan
+    with pytest.warns(UserWarning, match="missing"):
+        an = Var3D(system=system, initial_state=x0, B_scale=0.1).fit(empty, truth).predict(empty)
+    assert (an.n_assimilated == 0).all()
+    # the analysis is the free model run from the initial state
+    free = system.simulate(n_steps=60, x0=x0)
+    np.testing.assert_allclose(an.x.values, free.x.sel(time=an.time).values, atol=1e-8)
+    # a missing window inside a run: counted per time, no warning
+    gap = obs.copy(deep=True)
+    gap["observation"][10:20] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        an = _enkf(system, initial_state=x0).fit(gap).predict(gap)
+    np.testing.assert_array_equal(an.n_assimilated.values[9:21], [12] + [0] * 10 + [12])
+
+
+def test_initial_ensemble_dataset_or_array(twin):
+    system, truth, obs = twin
+    ens = system.simulate(n_trajectories=8, n_steps=1, burn_in=20.0, random_state=5).isel(time=0)
+    ens = ens.rename(trajectory="member")
+    a = _enkf(system, initial_ensemble=ens).fit(obs).predict(obs)
+    b = _enkf(system, initial_ensemble=system.to_state(ens).numpy()).fit(obs).predict(obs)
+    np.testing.assert_allclose(a.x.values, b.x.values)
+    with pytest.raises(ValueError, match="members"):
+        EnKF(system=system, n_members=5, initial_ensemble=ens).fit(obs).predict(obs)
+    pf = ParticleFilter(system=system, n_members=8, initial_ensemble=ens, random_state=0,
+                        raise_on_divergence=False)  # 8 particles lose a 12-variable truth
+    assert pf.fit(obs).predict(obs).sizes["member"] == 8
