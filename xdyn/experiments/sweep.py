@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import clone
 
-from xdyn.assimilation.base import mean_after_burn_in, state_rmse
+from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
 
 __all__ = ["sweep"]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from xdyn.exceptions import DivergenceError
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register
-from xdyn.assimilation.base import state_rmse
+from xdyn.metrics import state_rmse
 from xdyn.observe import make_operator, observe
 
 __all__ = ["MethodConfig", "twin_experiment", "format_table", "summary"]
