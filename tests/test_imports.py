@@ -174,6 +174,45 @@ def test_no_import_cycles(graph):
     assert not cycles, "import cycles:\n" + "\n".join(detail)
 
 
+# The ``bench`` extra (peer libraries for cross-checks) is optional: a module
+# that imports one at module level would break ``import xdyn.<module>`` and the
+# doctest collection on an installation without it.
+OPTIONAL_PEERS = {"dapper", "kolsol"}
+
+
+def _module_level_imports(tree):
+    """Imports executed when the module is imported: not inside a function,
+    nor inside a ``try`` that handles ImportError."""
+    out = []
+
+    def visit(node):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Try) and any(
+                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
+                for h in child.handlers
+            ):
+                continue
+            if isinstance(child, ast.Import):
+                out.extend(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom) and not child.level:
+                out.append(child.module)
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def test_optional_peers_are_imported_lazily():
+    bad = []
+    for name, (path, _) in _modules().items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        bad += [f"{name} imports {m}" for m in _module_level_imports(tree)
+                if m.split(".")[0] in OPTIONAL_PEERS]
+    assert not bad, "import the bench extra inside the function that needs it:\n" + "\n".join(bad)
+
+
 def test_the_checker_sees_cycles_and_function_level_imports(tmp_path):
     fake = {"xdyn.a": {"xdyn.b"}, "xdyn.b": {"xdyn.c"}, "xdyn.c": {"xdyn.a"}, "xdyn.d": set()}
     assert _cycles(fake) == [["xdyn.a", "xdyn.b", "xdyn.c"]]
@@ -183,3 +222,6 @@ def test_the_checker_sees_cycles_and_function_level_imports(tmp_path):
     src.write_text("def f():\n    from .base import g\n    import xdyn.plot\n")
     modules = {"xdyn.systems.base": None, "xdyn.systems.m": None, "xdyn.plot": None}
     assert _imports("xdyn.systems.m", src, False, modules) == {"xdyn.systems.base", "xdyn.plot"}
+    lazy = ast.parse("import numpy\ntry:\n    import kolsol\nexcept ImportError:\n    pass\n"
+                     "class A:\n    import dapper.mods\ndef f():\n    import dapper\n")
+    assert _module_level_imports(lazy) == ["numpy", "dapper.mods"]
