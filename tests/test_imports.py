@@ -213,6 +213,29 @@ def test_optional_peers_are_imported_lazily():
     assert not bad, "import the bench extra inside the function that needs it:\n" + "\n".join(bad)
 
 
+# Training goes through xdyn.nn (skorch): a gradient step written elsewhere is a
+# hand-written training loop. Exceptions name why they are not training.
+GRADIENT_STEP_ALLOWED = {
+    "xdyn.assimilation.var4d": "minimises the 4D-Var cost of one window (L-BFGS), no training",
+}
+
+
+def test_training_loops_live_in_nn():
+    bad = []
+    for name, (path, _) in _modules().items():
+        if family(name) == "nn" or name in GRADIENT_STEP_ALLOWED:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("backward", "zero_grad")):
+                bad.append(f"{name}:{node.lineno} calls .{node.func.attr}()")
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
+                    alias.name == "DataLoader" or alias.name.endswith(".DataLoader")
+                    for alias in node.names):
+                bad.append(f"{name}:{node.lineno} imports DataLoader")
+    assert not bad, "train through xdyn.nn.XdynNet (get_loss/train_step), not a loop:\n" + "\n".join(bad)
+
+
 def test_the_checker_sees_cycles_and_function_level_imports(tmp_path):
     fake = {"xdyn.a": {"xdyn.b"}, "xdyn.b": {"xdyn.c"}, "xdyn.c": {"xdyn.a"}, "xdyn.d": set()}
     assert _cycles(fake) == [["xdyn.a", "xdyn.b", "xdyn.c"]]
