@@ -243,3 +243,22 @@ def test_pickle_from_cuda_net_loads_on_cpu(data):
         other.__setstate__(state)
     assert other.device == "auto" and other.device_ == torch.device("cpu")
     np.testing.assert_array_equal(other.predict(X), net.predict(X))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_trained_on_cuda_predicts_on_cpu(data, tmp_path):
+    X, y = data
+    gpu = make_net(max_epochs=3).fit(X, y)
+    assert gpu.device_.type == "cuda" and next(gpu.module_.parameters()).is_cuda
+    expected = gpu.predict(X)
+    gpu.save_params(f_params=str(tmp_path / "p.pt"))
+    blob = pickle.dumps(gpu)
+    with mock.patch("torch.cuda.is_available", return_value=False), \
+            mock.patch("torch.cuda.device_count", return_value=0):
+        cpu = make_net().initialize()
+        cpu.load_params(f_params=str(tmp_path / "p.pt"))
+        unpickled = pickle.loads(blob)
+        assert unpickled.device_ == torch.device("cpu")
+        for net in (cpu, unpickled):
+            np.testing.assert_allclose(net.predict(X), expected, rtol=1e-5, atol=1e-6)
