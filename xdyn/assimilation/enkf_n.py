@@ -18,9 +18,12 @@ correction of their eq. 36 and the hyperprior weight ``xN`` of DAPPER's
 
 from __future__ import annotations
 
+from numbers import Real
+
 import numpy as np
 import torch
 
+from xdyn.assimilation._validation import FiniteInterval
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 
 __all__ = ["EnKFN", "finite_size_inflation"]
@@ -116,6 +119,9 @@ class EnKFN(BaseEnsembleAssimilator):
     system, operator, noise_std, R, dt, initial_state, initial_spread, burn_in,
     raise_on_divergence
         See :class:`xdyn.assimilation.base.BaseAssimilator`.
+    initial_ensemble : Dataset with a ``member`` dim, array or None
+        See :class:`xdyn.assimilation.EnKF`; ``None`` with no ``initial_state``
+        starts from climatological members.
     n_members : int, default=20
     inflation_prior_weight : float, default=1.0
         DAPPER's ``xN``: weight of the inflation hyperprior. 1 is the agnostic
@@ -157,9 +163,14 @@ class EnKFN(BaseEnsembleAssimilator):
     True
     """
 
-    def __init__(self, *, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **BaseEnsembleAssimilator._parameter_constraints,
+        "inflation_prior_weight": [FiniteInterval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  n_members=20, inflation_prior_weight=1.0, inflation=1.0, rotate=False,
-                 initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 initial_state=None, initial_spread=1.0, initial_ensemble=None, burn_in=0.0,
                  return_ensemble=True, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
@@ -173,22 +184,13 @@ class EnKFN(BaseEnsembleAssimilator):
         self.rotate = rotate
         self.initial_state = initial_state
         self.initial_spread = initial_spread
+        self.initial_ensemble = initial_ensemble
         self.burn_in = burn_in
         self.return_ensemble = return_ensemble
         self.return_background = return_background
         self.raise_on_divergence = raise_on_divergence
         self.random_state = random_state
         self.progress = progress
-
-    def _check_enkf_n_params(self):
-        self._check_ensemble_params()
-        weight = self.inflation_prior_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
-                or not np.isfinite(weight) or weight <= 0:
-            raise ValueError(f"inflation_prior_weight must be a finite number > 0, got {weight!r}")
-
-    def _fit(self, ctx, truth):
-        self._check_enkf_n_params()
 
     def _analyze(self, E, k, ctx, rng):
         W = ctx.whitening(k)

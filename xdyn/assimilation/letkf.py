@@ -14,11 +14,13 @@ what DAPPER's ``LETKF(loc_rad=4)`` means.
 from __future__ import annotations
 
 import math
+from numbers import Real
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.enkf_n import finite_size_inflation
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.assimilation.localization import TAPERS, local_observations, spatial_grid
@@ -237,10 +239,19 @@ class LETKF(BaseEnsembleAssimilator):
     True
     """
 
-    def __init__(self, system=None, operator=None, noise_std=None, R=None, dt=None,
+    _parameter_constraints: dict = {
+        **BaseEnsembleAssimilator._parameter_constraints,
+        "localization_radius": [Interval(Real, 0, np.inf, closed="right")],  # inf: global
+        "taper": [StrOptions(set(TAPERS))],
+        "adaptive_inflation": ["boolean"],
+        "inflation_prior_weight": [FiniteInterval(Real, 0, None, closed="neither")],
+    }
+
+    def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  n_members=20, inflation=1.0, rtps=0.0, rotate=False,
                  localization_radius=4.0, taper="gaspari-cohn", adaptive_inflation=False,
-                 inflation_prior_weight=1.0, initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 inflation_prior_weight=1.0, initial_state=None, initial_spread=1.0,
+                 initial_ensemble=None, burn_in=0.0,
                  return_ensemble=True, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):
         self.system = system
@@ -258,6 +269,7 @@ class LETKF(BaseEnsembleAssimilator):
         self.inflation_prior_weight = inflation_prior_weight
         self.initial_state = initial_state
         self.initial_spread = initial_spread
+        self.initial_ensemble = initial_ensemble
         self.burn_in = burn_in
         self.return_ensemble = return_ensemble
         self.return_background = return_background
@@ -266,26 +278,15 @@ class LETKF(BaseEnsembleAssimilator):
         self.progress = progress
 
     def _check_localization(self, ctx):
-        self._check_ensemble_params()
-        if self.taper not in TAPERS:
-            raise ValueError(f"taper must be one of {TAPERS}, got {self.taper!r}")
-        radius = float(self.localization_radius)
-        if not radius > 0:
-            raise ValueError(f"localization_radius must be > 0, got {self.localization_radius}")
-        if not np.isinf(radius):
+        # the values are checked at fit (_parameter_constraints); the grid needs the system
+        if not np.isinf(float(self.localization_radius)):
             spatial_grid(ctx.system)  # raises for a state without a grid (Lorenz-63)
-        if not isinstance(self.adaptive_inflation, (bool, np.bool_)):
-            raise TypeError(f"adaptive_inflation must be a bool, got {self.adaptive_inflation!r}")
-        weight = self.inflation_prior_weight
-        if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
-                or not np.isfinite(weight) or weight <= 0:
-            raise ValueError(f"inflation_prior_weight must be a finite number > 0, got {weight!r}")
 
-    def _fit(self, ctx, truth):
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
         self._check_localization(ctx)
 
     def _initialize(self, ctx, rng):
-        self._check_localization(ctx)
         index, coeff = local_observations(ctx.system, ctx.operator,
                                           float(self.localization_radius), self.taper)
         active = np.flatnonzero((coeff > 0).any(1))
