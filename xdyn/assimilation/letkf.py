@@ -228,7 +228,7 @@ class LETKF(BaseEnsembleAssimilator):
     --------
     >>> from xdyn.systems import Lorenz96
     >>> from xdyn.observe import observe
-    >>> truth = Lorenz96(n=40).simulate(n_steps=200, burn_in=10, random_state=0)
+    >>> truth = Lorenz96(n=40).simulate(n_steps=100, burn_in=10, random_state=0)
     >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
     >>> letkf = LETKF(n_members=20, inflation=1.03, localization_radius=4, random_state=0,
     ...               initial_state=truth.isel(time=0).x.values, return_ensemble=False)
