@@ -66,6 +66,14 @@ def test_dtype_casts_inputs_and_parameters(data):
         make_net(dtype="int64").initialize()
 
 
+def test_set_params_rebuilds_a_fitted_module(data):
+    X, y = data
+    net = make_net(max_epochs=1).fit(X, y)
+    net.set_params(module__hidden=4)
+    assert net.module_.layers[0].out_features == 4 and net.device == "auto"
+    assert net.fit(X, y).predict(X).shape == (len(X), 1)
+
+
 def test_parameters_stored_unchanged_and_keyword_only():
     net = make_net()
     assert net.device == "auto" and net.dtype == "float32" and net.random_state == 0

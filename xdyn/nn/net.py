@@ -282,6 +282,16 @@ class XdynNet(NeuralNet):
         self.seed_ = self._seed_from_random_state()
         return super().initialize()
 
+    # set_params(module__*) on an initialized net rebuilds the module outside
+    # any entry point above
+    @_on_resolved_device
+    def _initialize_module(self, *args, **kwargs):
+        return super()._initialize_module(*args, **kwargs)
+
+    @_on_resolved_device
+    def _initialize_criterion(self, *args, **kwargs):
+        return super()._initialize_criterion(*args, **kwargs)
+
     @_on_resolved_device
     def fit(self, X, y=None, **fit_params):
         return super().fit(X, y, **fit_params)
