@@ -138,3 +138,27 @@ def test_dask_backed_observations(cls):
     b = est.predict(obs.chunk({"time": 3}))
     for v in system.variables:
         np.testing.assert_allclose(a[v.name].values, b[v.name].values)
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=ids)
+def test_parameters_are_declared_and_keyword_only(cls):
+    """Every parameter has a declared constraint (checked once at fit) and all but the
+    first are keyword-only (scikit-learn's convention)."""
+    import inspect
+
+    params = cls().get_params(deep=False)
+    assert set(params) <= set(cls._parameter_constraints), \
+        set(params) - set(cls._parameter_constraints)
+    sig = inspect.signature(cls.__init__).parameters
+    kinds = [p.kind for name, p in sig.items() if name != "self"]
+    assert all(k is inspect.Parameter.KEYWORD_ONLY for k in kinds[1:])
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS, ids=ids)
+def test_output_counts_observations_and_flags_lost_track(cls):
+    system, truth, obs = _data(cls)
+    an = _make(cls, system, truth).fit(obs, truth).predict(obs)
+    np.testing.assert_array_equal(an["n_assimilated"].values,
+                                  np.isfinite(obs.observation.values).sum(-1))
+    assert an["lost"].dtype == bool and an["lost"].dims[0] == "time"
+    assert an.attrs["diverged"] in (0, 1) and an.attrs["lost_track"] in (0, 1)

@@ -43,7 +43,7 @@ def test_enkf_with_two_members_is_reported(every4th):
     assert info.value.time is not None and info.value.time <= float(obs.time[-1])
     an = _quiet(est, obs)
     assert an.attrs["lost_track"] == 1 and an["lost"].any()
-    assert float(an.time[an["lost"].argmax()]) == an.attrs["lost_track_time"]
+    assert float(an.time[int(np.argmax(an["lost"].values))]) == an.attrs["lost_track_time"]
 
 
 @pytest.mark.parametrize("make", [

@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from xdyn.assimilation._linalg import observation_jacobian
 from xdyn.exceptions import DivergenceError
+from xdyn.systems.climatology import climatological_pool
 
 __all__ = ["CycleContext", "CycleStep", "CycleCallback", "Recorder", "ProgressBar",
            "DivergenceMonitor", "LostTrackMonitor", "LostTrackWarning", "run_cycle"]
@@ -80,8 +82,6 @@ class CycleContext:
 
     def jacobian_h(self, x: torch.Tensor) -> torch.Tensor:
         """Jacobian of the operator at ``x``; a linear operator's matrix is built once."""
-        from xdyn.assimilation._linalg import observation_jacobian
-
         if not self.operator.linear:
             return observation_jacobian(self.operator, self.system, x)
         if self._H is None:
@@ -244,8 +244,6 @@ class LostTrackMonitor(CycleCallback):
         self.window, self.threshold, self.min_cycles = int(window), float(threshold), min_cycles
 
     def on_cycle_begin(self, estimator, ctx, state):
-        from xdyn.systems.climatology import climatological_pool
-
         self.name = type(estimator).__name__
         n = len(ctx.times)
         self.active = True

@@ -39,6 +39,7 @@ from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArr
 from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
 from xdyn.observe import make_operator, operator_from_spec
+from xdyn.systems.climatology import climatological_pool, climatological_sample
 from xdyn.systems.registry import system_from_attrs
 
 # state_rmse, mean_after_burn_in and analysis_rmse live in xdyn.metrics; they are
@@ -374,16 +375,12 @@ class BaseAssimilator(BaseEstimator):
 
     def _climatological_members(self, ctx, n_members, rng) -> torch.Tensor:
         """``(*batch, n_members, n_state)`` independent states of the invariant measure."""
-        from xdyn.systems.climatology import climatological_sample
-
         members = climatological_sample(ctx.system, ctx.batch_shape + (int(n_members),),
                                         ctx.dt, rng)
         return ctx.system.as_tensor(members)
 
     def _climatology(self, ctx):
         """Mean ``(n_state,)`` and covariance of the cached climatological pool."""
-        from xdyn.systems.climatology import climatological_pool
-
         pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
         mean = pool.mean(0)
         A = pool - mean

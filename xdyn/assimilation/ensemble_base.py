@@ -89,9 +89,6 @@ class BaseEnsembleAssimilator(BaseAssimilator):
         "return_ensemble": ["boolean"],
     }
 
-    def _check_ensemble_params(self):
-        """Kept for subclasses written before ``_parameter_constraints`` (checked at fit now)."""
-
     def _check_context(self, ctx):
         if hasattr(self, "inflation"):
             self._check_batch_param("inflation", self.inflation, ctx)
