@@ -19,12 +19,63 @@ __all__ = ["kolsol_rate", "kolsol_nk"]
 
 
 def kolsol_nk(N: int) -> int:
-    """KolSol's ``nk`` resolving the same modes as our ``N``-point dealiased grid."""
+    """KolSol's ``nk`` resolving the same modes as our ``N``-point dealiased grid.
+
+    Parameters
+    ----------
+    N : int
+        Grid points per side of xdyn's 2/3-rule dealiased Kolmogorov grid.
+
+    Returns
+    -------
+    int
+        KolSol's ``nk``: it keeps the modes ``|k_x|, |k_y| <= nk``.
+
+    Examples
+    --------
+    >>> from xdyn.bench_kolsol import kolsol_nk
+    >>> kolsol_nk(64), kolsol_nk(128)
+    (21, 42)
+    """
     return int(math.ceil(N / 3)) - 1
 
 
 def kolsol_rate(N: int, dt: float, n_steps: int, re: float = 34.0, nf: int = 4) -> float:
-    """Steps per second of KolSol's numpy solver with RK4 on the equivalent grid."""
+    """Steps per second of KolSol's numpy solver with RK4 on the equivalent grid.
+
+    Parameters
+    ----------
+    N : int
+        Grid points per side of the xdyn grid to match (see :func:`kolsol_nk`).
+    dt : float
+        Time step of KolSol's RK4.
+    n_steps : int
+        Timed steps, after ``n_steps // 10`` untimed warm-up steps.
+    re : float, default 34.0
+        Reynolds number.
+    nf : int, default 4
+        Forcing wavenumber.
+
+    Returns
+    -------
+    float
+        Steps per second of wall-clock time.
+
+    Raises
+    ------
+    RuntimeError
+        If KolSol's state becomes non-finite (``dt`` too large).
+
+    Examples
+    --------
+    Needs the ``bench`` extra (KolSol):
+
+    >>> import pytest
+    >>> _ = pytest.importorskip("kolsol")
+    >>> from xdyn.bench_kolsol import kolsol_rate
+    >>> kolsol_rate(32, dt=0.005, n_steps=2) > 0
+    True
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from kolsol.numpy.solver import KolSol
