@@ -39,7 +39,32 @@ __all__ = ["CATALOG", "DatasetSpec", "fetch", "list_datasets", "load", "register
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """A published dataset: registry files under ``prefix`` and how to open them."""
+    """A published dataset: registry files under ``prefix`` and how to open them.
+
+    Parameters
+    ----------
+    name : str
+        The name :func:`load` and :func:`fetch` take.
+    description : str
+        One line for :func:`list_datasets`.
+    prefix : str
+        A registry file name, or a folder whose files (``prefix/...``) make up the dataset.
+    opener : callable
+        ``opener(paths, **kwargs) -> xarray.Dataset`` on the local paths of the files.
+    script : str, optional
+        The script in ``datasets/`` that made the files (named in error messages).
+    source : str, default ""
+        Where the data come from.
+
+    Examples
+    --------
+    >>> from xdyn.datasets.catalog import CATALOG
+    >>> spec = CATALOG["lorenz63-sample"]
+    >>> spec.files(), spec.script
+    (['lorenz63_sample.nc'], 'make_lorenz_samples.py')
+    >>> CATALOG["era5-wb5625-sample"].files()[0]
+    'era5_wb5625_sample/geopotential/geopotential_2007_5.625deg.nc'
+    """
 
     name: str
     description: str

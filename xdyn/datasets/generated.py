@@ -44,7 +44,35 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True)
 class GeneratedSpec:
-    """A dataset made by ``generator(**config)``; see :func:`register_generated`."""
+    """A dataset made by ``generator(**config)``; see :func:`register_generated`.
+
+    Parameters
+    ----------
+    name : str
+        Dataset name.
+    generator : callable
+        ``generator(**config) -> xarray.Dataset``, deterministic given its config.
+    config : dict
+        Default keyword arguments of ``generator`` (JSON-serialisable).
+    version : int, default=1
+        Bumped when the generator's output changes for the same config.
+    description : str, default=""
+        One line for :func:`xdyn.datasets.list_datasets`.
+    script : str, optional
+        Script in the repository's ``datasets/`` folder that makes this set.
+
+    Examples
+    --------
+    >>> spec = get_generated("lorenz96-climatology")
+    >>> spec.resolve_config({"t_span": 10.0})["t_span"], spec.config["t_span"]
+    (10.0, 2000.0)
+    >>> spec.resolve_config({"steps": 3})
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown configuration key(s) ['steps'] for generated dataset 'lorenz96-climatology'; allowed: [...]
+    >>> spec.record({"n": 40})
+    {'dataset': 'lorenz96-climatology', 'version': 1, 'config': {'n': 40}}
+    """
 
     name: str
     generator: Callable[..., xr.Dataset]
@@ -140,12 +168,42 @@ def unregister_generated(name: str) -> None:
 
 
 def registered_generated() -> dict[str, GeneratedSpec]:
-    """A copy of the registered generated datasets, name -> spec."""
+    """A copy of the registered generated datasets, name -> spec.
+
+    Returns
+    -------
+    dict of str to GeneratedSpec
+        Changing the copy does not change the registry.
+
+    Examples
+    --------
+    >>> specs = registered_generated()
+    >>> specs["lorenz63-climatology"].name
+    'lorenz63-climatology'
+    >>> specs.clear()  # a copy: the registry keeps its entries
+    >>> "lorenz63-climatology" in registered_generated()
+    True
+    """
     return dict(_GENERATED)
 
 
 def get_generated(name: str) -> GeneratedSpec:
-    """The spec of generated dataset ``name`` (``KeyError`` if none)."""
+    """The spec of generated dataset ``name`` (``KeyError`` if none).
+
+    Parameters
+    ----------
+    name : str
+        A name registered with :func:`register_generated`.
+
+    Returns
+    -------
+    GeneratedSpec
+
+    Examples
+    --------
+    >>> get_generated("lorenz63-climatology").script
+    'make_generated.py'
+    """
     return _GENERATED[name]
 
 
