@@ -107,7 +107,8 @@ def test_custom_classes_clone_and_pickle_inside_a_fitted_enkf(page):
         assert clone(obj).get_params() == obj.get_params()
         assert type(pickle.loads(pickle.dumps(obj))) is type(obj)
     obs = page.obs.isel(time=slice(0, 40))
-    enkf = EnKF(n_members=6, random_state=1).fit(obs)
+    start = system.to_state(page.truth.isel(time=0)).numpy()  # a short run: no spin-up
+    enkf = EnKF(n_members=6, initial_state=start, initial_spread=0.1, random_state=1).fit(obs)
     restored = pickle.loads(pickle.dumps(enkf))
     assert type(restored.system_) is page.Lorenz84
     xr.testing.assert_identical(restored.predict(obs).drop_attrs(), enkf.predict(obs).drop_attrs())
