@@ -80,7 +80,27 @@ class ExperimentResult:
 
 @dataclasses.dataclass
 class Experiment:
-    """A catalogue entry: a name, what it does, the setup it follows, and its function."""
+    """A catalogue entry: a name, what it does, the setup it follows, and its function.
+
+    Made by :func:`register`; ``xdyn run NAME`` calls ``func``.
+
+    Parameters
+    ----------
+    name : str
+        The name ``xdyn run`` takes.
+    description : str
+        One line for ``xdyn list``.
+    reference : str
+        The published setup the experiment follows (author, year).
+    func : callable
+        ``func(quick, seed, device, progress) -> ExperimentResult``.
+
+    Examples
+    --------
+    >>> entry = get_experiment("lorenz96-spectrum")
+    >>> entry.reference, entry.func.__name__
+    ('Lorenz (1996)', 'lorenz96_spectrum')
+    """
 
     name: str
     description: str

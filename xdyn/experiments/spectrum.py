@@ -54,6 +54,40 @@ def _spectrum_experiment(system, dim, n_steps, save_every, burn_in, seed, length
 @register("lorenz96-spectrum", "Free run of Lorenz-96 (n=40, F=8) and its site-wavenumber spectrum",
           "Lorenz (1996)")
 def lorenz96_spectrum(quick=False, seed=0, device="cpu", progress=True):
+    """Free run of Lorenz-96 (n=40, F=8) and its time-averaged site-wavenumber spectrum.
+
+    Four trajectories of 4000 steps (``quick``: 400) of ``dt=0.05``, saved every
+    other step after a burn-in of 10 time units.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        A short run (for tests and a first look).
+    seed : int, default 0
+        Seed of the random initial states.
+    device : str, default "cpu"
+        Torch device of the system.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    ExperimentResult
+        ``results`` holds ``x_spectrum`` (over ``wavenumber``), ``x_mean`` and
+        ``x_std``; figures ``hovmoller`` and ``spectrum``.
+
+    Examples
+    --------
+    The climate of Lorenz-96 at F=8 has mean about 2.3 and standard deviation
+    about 3.6 (Lorenz & Emanuel 1998), and its spectrum peaks near wavenumber 8:
+
+    >>> result = lorenz96_spectrum(quick=True, progress=False)
+    >>> ds = result.results
+    >>> bool(2.0 < float(ds.x_mean) < 2.7), bool(3.3 < float(ds.x_std) < 3.9)
+    (True, True)
+    >>> int(ds.x_spectrum[1:].idxmax())  # [1:]: leave out the mean (wavenumber 0)
+    8
+    """
     from xdyn.systems import Lorenz96
 
     return _spectrum_experiment(Lorenz96(device=device), "k", 400 if quick else 4000, 2, 10.0,
@@ -63,6 +97,41 @@ def lorenz96_spectrum(quick=False, seed=0, device="cpu", progress=True):
 @register("ks-spectrum", "Free run of Kuramoto-Sivashinsky (L=32 pi, N=128, ETDRK4) and its spectrum",
           "Kassam & Trefethen (2005)")
 def ks_spectrum(quick=False, seed=0, device="cpu", progress=True):
+    """Free run of Kuramoto-Sivashinsky (L=32 pi, N=128, ETDRK4) and its spectrum.
+
+    Four trajectories of 4000 steps (``quick``: 400), saved every fourth step
+    after a burn-in of 100 time units; the spectrum is over the physical
+    wavenumber ``2 pi n / L``.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        A short run (for tests and a first look).
+    seed : int, default 0
+        Seed of the random initial states.
+    device : str, default "cpu"
+        Torch device of the system.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    ExperimentResult
+        ``results`` holds ``u_spectrum`` (over ``wavenumber``), ``u_mean`` and
+        ``u_std``; figures ``hovmoller`` and ``spectrum``.
+
+    Examples
+    --------
+    The spatial mean of ``u`` is conserved (zero), and the spectrum peaks near
+    the most unstable wavenumber ``1/sqrt(2)`` (Kassam & Trefethen 2005):
+
+    >>> ds = ks_spectrum(quick=True, progress=False).results
+    >>> round(float(ds.u_mean), 6) == 0, bool(1.1 < float(ds.u_std) < 1.5)
+    (True, True)
+    >>> peak = float(ds.u_spectrum[1:].idxmax())  # [1:]: leave out the mean (wavenumber 0)
+    >>> bool(0.5 < peak < 0.9)
+    True
+    """
     from xdyn.systems import KuramotoSivashinsky
 
     system = KuramotoSivashinsky(device=device)
