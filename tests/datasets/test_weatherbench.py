@@ -444,3 +444,19 @@ def test_a_file_of_another_resolution_is_named(tmp_path):
     _replace(bad, cut)
     with pytest.raises(ValueError, match=rf"{bad} has a 16 x 64 .* grid is 32 x 64"):
         load_weatherbench("t2m", 2017, root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "years, exc, match",
+    [
+        ([2017, 2017], ValueError, "a year twice"),
+        ([2017.5], TypeError, "years must be whole years"),
+        ("next", TypeError, "years must be whole years"),
+        ([], ValueError, "years is empty"),
+    ],
+)
+def test_bad_years_are_refused(tmp_path, years, exc, match):
+    _t2m_years(tmp_path, (2017,))
+    with pytest.raises(exc, match=match):
+        load_weatherbench("t2m", years, root=tmp_path)
+    assert load_weatherbench("t2m", "2017", root=tmp_path).sizes["time"] == 3

@@ -41,6 +41,7 @@ from xdyn.datasets._fields import (
 from xdyn.datasets._netcdf import open_netcdf_lazily
 from xdyn.datasets._wb_files import concat_years, open_year
 from xdyn.datasets.registry import data_dir
+from xdyn.systems._validation import _check_int
 from xdyn.datasets.weatherbench2 import from_weatherbench2
 
 __all__ = [
@@ -244,11 +245,18 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
 def _as_years(years):
     if years is None:
         return None
-    if isinstance(years, (int, np.integer)):
-        return [int(years)]
-    out = [int(y) for y in years]
+    if isinstance(years, (str, bytes)) or not np.iterable(years):
+        years = [years]
+    try:
+        out = [_check_int(int(y) if isinstance(y, str) and y.isdigit() else y, "years")
+               for y in years]
+    except TypeError as exc:
+        raise TypeError(f"years must be whole years (e.g. 2017 or [2016, 2017]), got {years!r}") \
+            from exc
     if not out:
         raise ValueError("years is empty; pass None for every year on disk")
+    if len(set(out)) != len(out):
+        raise ValueError(f"years lists a year twice: {out}")
     return out
 
 
