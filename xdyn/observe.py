@@ -45,7 +45,28 @@ SAMPLE_DIMS = ("time", "member", "trajectory")
 
 
 def layout_from_dataset(ds: xr.Dataset, sample_dims: Sequence[str] = SAMPLE_DIMS):
-    """State variables of ``ds``: every data variable, its non-sample dims as state dims."""
+    """State variables of ``ds``: every data variable, its non-sample dims as state dims.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or xarray.DataArray
+        A state Dataset (an unnamed DataArray is called ``"state"``).
+    sample_dims : sequence of str, default ("time", "member", "trajectory")
+        Dims that index states rather than locate a value inside one.
+
+    Returns
+    -------
+    list of xdyn.systems.base.StateVariable
+        In the order of the data variables, with their attrs.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"x": ("time", np.zeros(4)),
+    ...                  "w": (("time", "y"), np.zeros((4, 3)), {"units": "m"})})
+    >>> layout_from_dataset(ds)
+    [StateVariable(name='x', dims=(), shape=(), attrs={}), StateVariable(name='w', dims=('y',), shape=(3,), attrs={'units': 'm'})]
+    """
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "state")
     out = []
@@ -101,6 +122,14 @@ class ObservationOperator(BaseEstimator):
     (numbers, strings, lists, None, or other operators) to survive the round
     trip.
 
+    Parameters
+    ----------
+    **params
+        The base class takes none. A subclass's ``__init__`` takes its own
+        parameters as keyword arguments and stores them unchanged under the
+        same names, JSON-friendly, so that :meth:`spec` writes them into the
+        observations' attrs and :func:`operator_from_spec` rebuilds it.
+
     Examples
     --------
     A custom operator that observes the first and last flat components:
@@ -117,6 +146,29 @@ class ObservationOperator(BaseEstimator):
     2
     >>> operator_from_spec(EndPoints().spec())
     EndPoints()
+
+    A nonlinear one with a parameter: the cube of every ``stride``-th component.
+    ``_transform`` must be a differentiable torch function (4D-Var and the
+    learned assimilators take gradients through it):
+
+    >>> import torch
+    >>> class CubedEvery(ObservationOperator):
+    ...     linear = False
+    ...     def __init__(self, stride=2):
+    ...         self.stride = stride
+    ...     def indices(self, layout):
+    ...         return np.arange(0, sum(v.size for v in layout), self.stride)
+    ...     def _transform(self, z):
+    ...         return z ** 3
+    >>> H = CubedEvery(stride=4)
+    >>> H.apply(torch.arange(8.0), Lorenz96(n=8)).tolist()
+    [0.0, 64.0]
+    >>> truth = Lorenz96(n=8).simulate(n_steps=3, random_state=0)
+    >>> obs = observe(truth, H, noise_std=0.5, random_state=0)
+    >>> obs.sizes["obs"], obs.k.values.tolist(), obs.attrs["operator"]
+    (2, [0, 4], '{"operator": "CubedEvery", "stride": 4}')
+    >>> operator_from_spec(obs.attrs["operator"])
+    CubedEvery(stride=4)
     """
 
     linear = True

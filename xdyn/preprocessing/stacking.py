@@ -50,7 +50,36 @@ _UNNAMED = "__xdyn_unnamed__"
 class VariableLayout:
     """Where one variable lives in the sample matrix: columns ``start:stop``.
 
-    One entry of :attr:`StackInfo.variables` (see its example).
+    One entry of :attr:`StackInfo.variables`, made by :func:`stack_samples`.
+
+    Parameters
+    ----------
+    name : hashable
+        The variable's name.
+    dims : tuple
+        Its dims in their original order, the sample dim included.
+    feature_dims : tuple
+        The dims flattened into its columns, in C order.
+    shape : tuple of int
+        Sizes of ``feature_dims``.
+    start, stop : int
+        Its columns in the sample matrix (:attr:`columns`).
+    dtype : numpy.dtype
+        Restored on unstacking when the matrix dtype casts to it within its kind.
+    attrs : dict
+        Its attrs (``units``, ``long_name`` ...).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"x": ("time", np.zeros(4)),
+    ...                  "w": (("time", "y"), np.ones((4, 3)), {"units": "m"})})
+    >>> X, info = stack_samples(ds)
+    >>> layout = info.variables[1]
+    >>> layout.name, layout.feature_dims, layout.shape, layout.columns, layout.attrs
+    ('w', ('y',), (3,), slice(1, 4, None), {'units': 'm'})
+    >>> X[:, layout.columns].shape
+    (4, 3)
     """
 
     name: Hashable

@@ -44,6 +44,14 @@ class StateVariable:
         Sizes of ``dims``.
     attrs : dict
         CF attributes: ``units``, ``long_name`` and ``standard_name`` where one exists.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> Lorenz96(n=8).variables
+    [StateVariable(name='x', dims=('k',), shape=(8,), attrs={'units': '1', 'long_name': 'Lorenz-96 slow variable'})]
+    >>> StateVariable("u", ("y", "x"), (16, 32)).size
+    512
     """
 
     name: str
@@ -77,6 +85,20 @@ class DynamicalSystem(BaseEstimator):
     :attr:`variables` (hence ``n_state``, ``to_state``, ``from_state``, every
     assimilator) and :meth:`simulate`. Array or tensor values (a learnable
     parameter, one value per trajectory) are left to the system.
+
+    Parameters
+    ----------
+    **params
+        The base class takes none. A subclass's ``__init__`` takes its physical
+        parameters (``F``, ``sigma`` ...) as keyword arguments, stores them
+        unchanged under the same names and declares them in
+        ``_parameter_constraints``.
+    dtype : str or torch.dtype, default "float64"
+        Optional in a subclass: the float type of its tensors, read through
+        :attr:`torch_dtype` (float64 when the subclass has no ``dtype``).
+    device : str or torch.device, default "cpu"
+        Optional in a subclass: where its tensors live (``"auto"``: CUDA when
+        present), read through :attr:`torch_device` (CPU when it has none).
 
     Examples
     --------
