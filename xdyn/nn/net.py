@@ -33,6 +33,7 @@ from numbers import Integral
 import numpy as np
 import torch
 from skorch import NeuralNet
+
 from xdyn._threads import threads_for
 from xdyn.nn.callbacks import EpochProgressBar
 from xdyn.utils._torch import resolve_device, resolve_dtype
