@@ -377,10 +377,15 @@ def test_a_cut_weatherbench_download_leaves_no_zip_and_no_empty_folder(
     # the same fetch with a sound archive extracts every file
     bad = good
     datasets.fetch_weatherbench("z500", root=root, known_hash="sha256:" + "0" * 64)
-    assert sorted(p.name for p in (root / "geopotential_500").iterdir()) == [
+    folder = root / "geopotential_500"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "SHA256SUMS",
         "geopotential_500hPa_2000_5.625deg.nc",
         "geopotential_500hPa_2001_5.625deg.nc",
     ]
+    # the extracted files' hashes are recorded for load_weatherbench(verify=True)
+    sums = registry.read_sha256sums(folder)
+    assert sums == {p.name: registry.file_sha256(p) for p in folder.glob("*.nc")}
 
 
 def test_a_download_with_the_wrong_hash_says_what_it_means(tmp_path, monkeypatch):

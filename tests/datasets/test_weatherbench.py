@@ -460,3 +460,31 @@ def test_bad_years_are_refused(tmp_path, years, exc, match):
     with pytest.raises(exc, match=match):
         load_weatherbench("t2m", years, root=tmp_path)
     assert load_weatherbench("t2m", "2017", root=tmp_path).sizes["time"] == 3
+
+
+def test_verify_catches_bit_rot_that_reads_as_plausible_numbers(tmp_path):
+    from xdyn.datasets import registry
+
+    folder = _t2m_years(tmp_path, (2016, 2017))
+    registry.write_sha256sums(folder, {p.name: registry.file_sha256(p) for p in folder.glob("*.nc")})
+    assert load_weatherbench("t2m", root=tmp_path, verify=True).sizes["time"] == 6
+    bad = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(bad) as ds:
+        before = ds.t2m.values.copy()
+    raw = bytearray(bad.read_bytes())
+    try:  # the start of the contiguous data, else the middle of the file
+        import h5py
+
+        with h5py.File(bad, "r") as f:
+            where = f["t2m"].id.get_offset() + 100
+    except ImportError:
+        where = len(raw) // 2
+    raw[where] ^= 0x01  # one flipped bit in the (uncompressed) data
+    bad.write_bytes(bytes(raw))
+    with xr.open_dataset(bad) as ds:  # silently different values: nothing else can tell
+        assert np.isfinite(ds.t2m.values).all() and not np.array_equal(ds.t2m.values, before)
+    with pytest.raises(DataIntegrityError, match=rf"{bad} is corrupt or modified.*SHA256SUMS"):
+        load_weatherbench("t2m", root=tmp_path, verify=True)
+    (folder / "SHA256SUMS").unlink()
+    with pytest.warns(UserWarning, match="no checksum is recorded for 2 file"):
+        load_weatherbench("t2m", root=tmp_path, verify=True)

@@ -43,11 +43,13 @@ __all__ = [
     "DataUnavailableError",
     "atomic_path",
     "check_known_hash",
+    "check_sha256sums",
     "data_dir",
     "file_sha256",
     "is_offline",
     "make_pooch",
     "read_registry",
+    "write_sha256sums",
     "remove_stale_parts",
     "resolve",
     "shipped_dir",
@@ -254,6 +256,71 @@ def check_known_hash(path, fix: str = "") -> bool:
             _check_hash(Path(path), fname, expected, fix)
             return True
     return False
+
+
+SHA256SUMS = "SHA256SUMS"
+
+
+def check_sha256sums(path, fix: str = "") -> bool:
+    """Verify ``path`` against the ``SHA256SUMS`` file of its folder, if it lists it.
+
+    ``SHA256SUMS`` has ``sha256sum``'s format (``<hex>  <file name>`` per line);
+    :func:`xdyn.datasets.fetch_weatherbench` writes one when it extracts an
+    archive whose sha256 it verified.
+
+    Returns
+    -------
+    bool
+        True when the file is listed and matches; False when it is not listed.
+
+    Raises
+    ------
+    DataIntegrityError
+        The file is listed and its sha256 differs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.nc").write_bytes(b"abc")
+    >>> _ = write_sha256sums(folder, {"a.nc": file_sha256(folder / "a.nc")})
+    >>> check_sha256sums(folder / "a.nc"), check_sha256sums(folder / "b.nc")
+    (True, False)
+    """
+    path = Path(path)
+    sums = read_sha256sums(path.parent)
+    if path.name not in sums:
+        return False
+    got = file_sha256(path)
+    if got != sums[path.name]:
+        raise DataIntegrityError(
+            f"data file {path} is corrupt or modified: its sha256 is {got}, the "
+            f"{path.parent / SHA256SUMS} recorded at download says {sums[path.name]}. {fix}"
+        )
+    return True
+
+
+def read_sha256sums(folder) -> dict[str, str]:
+    """File name -> hex sha256 from ``folder/SHA256SUMS`` (empty when there is none)."""
+    listing = Path(folder) / SHA256SUMS
+    if not listing.is_file():
+        return {}
+    out = {}
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        digest, _, name = line.strip().partition("  ")
+        if digest and name:
+            out[name.lstrip("*")] = digest.lower()
+    return out
+
+
+def write_sha256sums(folder, digests: dict[str, str]) -> Path:
+    """Add ``digests`` (file name -> hex sha256) to ``folder/SHA256SUMS``, atomically."""
+    folder = Path(folder)
+    merged = {**read_sha256sums(folder), **digests}
+    listing = folder / SHA256SUMS
+    with atomic_path(listing) as tmp:
+        tmp.write_text("".join(f"{merged[n]}  {n}\n" for n in sorted(merged)), encoding="utf-8")
+    return listing
 
 
 def _fix_hint(fname: str, dataset: str | None, script: str | None, shipped: bool) -> str:

@@ -24,6 +24,7 @@ WeatherBench 2 zarr naming is handled by :func:`from_weatherbench2`.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,9 @@ from xdyn.datasets._fields import (
 )
 from xdyn.datasets._netcdf import open_netcdf_lazily
 from xdyn.datasets._wb_files import concat_years, open_year
-from xdyn.datasets.registry import data_dir
-from xdyn.systems._validation import _check_int
+from xdyn.datasets.registry import check_known_hash, check_sha256sums, data_dir
 from xdyn.datasets.weatherbench2 import from_weatherbench2
+from xdyn.systems._validation import _check_int
 
 __all__ = [
     "LEVELS",
@@ -92,6 +93,7 @@ def load_weatherbench(
     *,
     resolution: str = "5.625deg",
     chunks=None,
+    verify: bool = False,
 ) -> xr.Dataset:
     """Open WeatherBench ERA5 fields lazily, one variable per short name.
 
@@ -115,6 +117,14 @@ def load_weatherbench(
         Dask chunks; default ``"auto"``: chunks of dask's target size (about
         128 MiB) that are multiples of the files' own chunking. (``{}`` would
         keep the files' chunking, which can be one time step per chunk.)
+    verify : bool, default=False
+        Also check every file's sha256 against the ``SHA256SUMS`` that
+        :func:`~xdyn.datasets.fetch_weatherbench` records when it extracts a
+        verified archive. This reads every byte once (seconds per GB), and is
+        the only way to catch bit rot in an uncompressed file, whose damaged
+        values read as plausible numbers. Files with no recorded checksum are
+        named in a warning. (Each file is always checked for its layout, and a
+        file the registry pins always for its sha256.)
 
     Returns
     -------
@@ -156,7 +166,19 @@ def load_weatherbench(
     root = Path(root) if root is not None else data_dir() / "weatherbench"
     year_list = _as_years(years)
     chunks = "auto" if chunks is None else chunks
-    parts = [_open_field(name, year_list, root, resolution, chunks) for name in names]
+    unverified: list[Path] = []
+    parts = [
+        _open_field(name, year_list, root, resolution, chunks, verify, unverified)
+        for name in names
+    ]
+    if unverified:
+        warnings.warn(
+            f"verify=True, but no checksum is recorded for {len(unverified)} file(s), e.g. "
+            f"{unverified[0]}: they were checked for their layout only. Files extracted by "
+            f"xdyn.datasets.fetch_weatherbench have their sha256 in the folder's SHA256SUMS.",
+            UserWarning,
+            stacklevel=2,
+        )
     ds = _merge_on_grid(parts)
     if "time" in ds.coords:  # analysis (valid) time, whatever the source GRIB called it
         ds["time"].attrs.update(long_name="time", standard_name="time")
@@ -280,7 +302,7 @@ def _parse(name: str):
     )
 
 
-def _open_field(name, years, root, resolution, chunks) -> xr.DataArray:
+def _open_field(name, years, root, resolution, chunks, verify=False, unverified=None):
     field, candidates, level = _parse(name)
     present = [c for c in candidates if (root / c[0]).is_dir()]
     if not present:
@@ -299,6 +321,10 @@ def _open_field(name, years, root, resolution, chunks) -> xr.DataArray:
     def fix_for(path):
         return _refetch(path, resolution)
 
+    if verify:
+        for path in files:
+            if not (check_sha256sums(path, fix_for(path)) or check_known_hash(path)):
+                unverified.append(path)
     parts = [
         open_year(path, field.var, select, name, resolution, chunks, fix_for(path))
         for path in files

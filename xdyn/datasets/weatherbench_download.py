@@ -8,8 +8,8 @@ file through a temporary name and :func:`os.replace`.
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -21,6 +21,7 @@ from xdyn.datasets.registry import (
     DataUnavailableError,
     data_dir,
     is_offline,
+    write_sha256sums,
 )
 
 __all__ = ["fetch_weatherbench"]
@@ -115,7 +116,7 @@ def _unzip_into(folder: Path):
 
     The archive is tested (every member's CRC) before anything is written; the
     files are extracted into a temporary folder and moved into place only when
-    all of them are out. A bad archive is deleted (so the next fetch downloads it
+    all of them are out, and their sha256 are added to ``folder/SHA256SUMS``. A bad archive is deleted (so the next fetch downloads it
     again rather than reusing it) and leaves no empty ``folder`` behind.
     """
 
@@ -132,13 +133,21 @@ def _unzip_into(folder: Path):
                 if not members:
                     raise zipfile.BadZipFile("it holds no *.nc file")
                 folder.mkdir(parents=True, exist_ok=True)
+                digests = {}
                 with tempfile.TemporaryDirectory(dir=folder, prefix=".extract-") as tmp:
                     for member in members:
-                        target = Path(tmp) / Path(member).name
-                        with archive.open(member) as src, open(target, "wb") as dst:
-                            shutil.copyfileobj(src, dst)
-                    for member in members:
-                        os.replace(Path(tmp) / Path(member).name, folder / Path(member).name)
+                        name = Path(member).name
+                        digest = hashlib.sha256()
+                        with archive.open(member) as src, open(Path(tmp) / name, "wb") as dst:
+                            for block in iter(lambda: src.read(1 << 20), b""):
+                                digest.update(block)
+                                dst.write(block)
+                        digests[name] = digest.hexdigest()
+                    for name in digests:
+                        os.replace(Path(tmp) / name, folder / name)
+                # the archive's hash was verified: record its files' hashes, so that
+                # load_weatherbench(verify=True) can later detect bit rot in any of them
+                write_sha256sums(folder, digests)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             Path(fname).unlink(missing_ok=True)
             if created and folder.is_dir() and not any(folder.iterdir()):
