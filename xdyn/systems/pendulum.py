@@ -28,6 +28,35 @@ class ParametricSystemMixin:
     dims ``x.shape[:-1]`` (one value per batch member); the right-hand side reads
     it through :meth:`parameter`. Subclasses list their physical parameters, with
     CF attributes, in ``parameter_attrs``.
+
+    Examples
+    --------
+    A decay ``dc/dt = -rate c`` whose rate is drawn per trajectory; listed
+    before :class:`~xdyn.systems.DynamicalSystem` so its ``simulate`` is the
+    one called:
+
+    >>> import numpy as np
+    >>> from xdyn.systems import DynamicalSystem, StateVariable
+    >>> class Relaxation(ParametricSystemMixin, DynamicalSystem):
+    ...     parameter_attrs = {"rate": {"units": "s-1", "long_name": "decay rate"}}
+    ...     def __init__(self, rate=1.0):
+    ...         self.rate = rate
+    ...     def rhs(self, t, x):
+    ...         return (-self.parameter("rate", x) * x[..., 0])[..., None]
+    ...     def _variables(self):
+    ...         return [StateVariable("c", attrs={"units": "1"})]
+    ...     def random_initial_state(self, n, random_state=None):
+    ...         return np.ones((n, 1))
+    >>> ds = Relaxation().simulate(n_trajectories=3, t_span=1.0, dt=0.1, random_state=0,
+    ...                            parameter_ranges={"rate": (0.0, 2.0)})
+    >>> ds.rate.dims, ds.rate.attrs["units"]
+    (('trajectory',), 's-1')
+    >>> bool(np.allclose(ds.c.isel(time=-1), np.exp(-ds.rate), atol=1e-5))  # c(1) = exp(-rate)
+    True
+    >>> Relaxation().simulate(t_span=1.0, parameter_ranges={"mass": (1.0, 2.0)})
+    Traceback (most recent call last):
+    ...
+    ValueError: Relaxation has no physical parameter 'mass'; parameter_ranges may set ['rate']
     """
 
     parameter_attrs: dict[str, dict] = {}
