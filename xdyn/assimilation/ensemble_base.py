@@ -103,11 +103,37 @@ class BaseEnsembleAssimilator(BaseAssimilator):
         if given is not None:
             return initial_ensemble_tensor(given, ctx, n_members)
         if self.initial_state is None:
-            return self._climatological_members(ctx, n_members, rng)
+            E = self._climatological_members(ctx, n_members, rng)
+            if getattr(self, "_preanalysis", False):  # not the particle filter
+                E = self._climatological_update(E, ctx, rng)
+            return E
         mean = self._initial_mean(ctx, rng)
         noise = ctx.system.as_tensor(
             rng.standard_normal(tuple(mean.shape[:-1]) + (n_members, ctx.n_state)))
         return mean.unsqueeze(-2) + float(self.initial_spread) * noise
+
+    # A climatological ensemble of N members spans only N-1 of the state's
+    # directions; an ensemble analysis would leave the error of the others at its
+    # climatological size. The first observations are therefore assimilated into
+    # the members with the full-rank climatological covariance they sample
+    # (perturbed observations, Burgers et al. 1998), with twice the observation
+    # error variance: the cycle's own first analysis assimilates them again, and
+    # two updates with 2R carry the information of one with R (linear-Gaussian).
+    _preanalysis = True
+
+    def _climatological_update(self, E, ctx, rng):
+        if not bool(ctx.mask[0].any()):
+            return E
+        _, B = self._climatology(ctx)
+        W = ctx.whitening(0) / 2**0.5
+        Hw = W @ ctx.jacobian_h(E.mean(-2))                     # (..., q, n)
+        S = Hw @ B @ Hw.transpose(-1, -2)
+        S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+        Kt = torch.linalg.solve(S, Hw @ B)                       # K^T in whitened units
+        noise = torch.as_tensor(rng.standard_normal(tuple(E.shape[:-1]) + (W.shape[0],)),
+                                dtype=E.dtype, device=E.device)
+        dw = (ctx.innovation_data(0).unsqueeze(-2) - ctx.h(E)) @ W.T + noise
+        return E + dw @ Kt
 
     def _forecast(self, E, n_steps, ctx, rng):
         return ctx.system.forecast(E, ctx.dt, n_steps)
