@@ -314,7 +314,33 @@ def read_sha256sums(folder) -> dict[str, str]:
 
 
 def write_sha256sums(folder, digests: dict[str, str]) -> Path:
-    """Add ``digests`` (file name -> hex sha256) to ``folder/SHA256SUMS``, atomically."""
+    """Add ``digests`` (file name -> hex sha256) to ``folder/SHA256SUMS``, atomically.
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+        The folder of the files; ``SHA256SUMS`` is written there.
+    digests : dict of str to str
+        File name (relative to ``folder``) -> hex sha256. Entries already in
+        the listing are kept unless ``digests`` replaces them.
+
+    Returns
+    -------
+    pathlib.Path
+        The ``SHA256SUMS`` file, in ``sha256sum``'s format.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = write_sha256sums(folder, {"b.nc": "bb" * 32})
+    >>> listing = write_sha256sums(folder, {"a.nc": "aa" * 32})
+    >>> print(listing.read_text(), end="")  # doctest: +ELLIPSIS
+    aaaa...aa  a.nc
+    bbbb...bb  b.nc
+    >>> read_sha256sums(folder) == {"a.nc": "aa" * 32, "b.nc": "bb" * 32}
+    True
+    """
     folder = Path(folder)
     merged = {**read_sha256sums(folder), **digests}
     listing = folder / SHA256SUMS
