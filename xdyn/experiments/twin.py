@@ -292,6 +292,10 @@ def lorenz96_methods(partial=False):
                          {"kind": "sqrt", "n_members": 40, "inflation": 1.05}),
             MethodConfig("LETKF N=40 infl 1.05 r=4", "letkf",
                          {"n_members": 40, "inflation": 1.05, "localization_radius": 4.0}),
+            # local EnKF-N: no inflation to tune; 0.58 on 3 seeds from climatology (issue 8)
+            MethodConfig("LETKF-N N=40 r=8 xN=1.5", "letkf",
+                         {"n_members": 40, "localization_radius": 8.0, "adaptive_inflation": True,
+                          "inflation_prior_weight": 1.5}),
         ]
     return [
         MethodConfig("OI", "oi", {}),
