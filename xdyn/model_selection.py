@@ -197,7 +197,7 @@ def warm_start_score(estimator, X, y) -> float:
     >>> bool(all(-0.5 < s < 0 for s in scores))
     True
     """
-    from xdyn.assimilation.base import state_rmse
+    from xdyn.metrics import state_rmse
 
     if not isinstance(X, SampleView):
         return estimator.score(X, y)
