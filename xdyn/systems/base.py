@@ -22,12 +22,16 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
 from xdyn.systems._validation import _check_constraint, _check_int, _check_real
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
 __all__ = ["DynamicalSystem", "StateVariable", "resolve_device", "resolve_dtype"]
+
+# Every system class that declares a ``name``, filled by DynamicalSystem.__init_subclass__
+SYSTEMS = Registry("system")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,10 +138,26 @@ class DynamicalSystem(BaseEstimator):
     time_units = "1"  # non-dimensional model time
     presets: dict[str, dict[str, Any]] = {}
     _parameter_constraints: dict[str, str] = {}
+    aliases: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        # A subclass that declares ``name`` registers itself (with its aliases and class
+        # name): ``make_system`` finds it, and ``system_from_attrs`` rebuilds it from
+        # the class name a Dataset's attrs record.
+        super().__init_subclass__(**kwargs)
+        SYSTEMS.add(cls)
 
     # --- to implement -----------------------------------------------------
     def rhs(self, t, x: torch.Tensor) -> torch.Tensor:
-        """Time derivative of the flat state ``x`` of shape ``(..., n_state)``."""
+        """Time derivative of the flat state ``x`` of shape ``(..., n_state)``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> Lorenz63().rhs(0.0, torch.ones(3, dtype=torch.float64)).tolist()
+        [0.0, 26.0, -1.6667]
+        """
         raise NotImplementedError
 
     def _variables(self) -> list[StateVariable]:
@@ -152,11 +172,27 @@ class DynamicalSystem(BaseEstimator):
         from (so one seed gives one reproducible sequence); an implementation
         starts with ``rng = check_random_state(random_state)`` and draws from
         ``rng`` only (never the global numpy RNG).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> x0 = Lorenz96(n=8).random_initial_state(2, random_state=0)
+        >>> x0.shape, x0.dtype
+        ((2, 8), dtype('float64'))
         """
         raise NotImplementedError
 
     def coords(self) -> dict[str, Any]:
-        """Spatial coordinates of the state dims (name -> array or DataArray)."""
+        """Spatial coordinates of the state dims (name -> array or DataArray).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz63, Lorenz96
+        >>> Lorenz96(n=4).coords()["k"]
+        ('k', array([0, 1, 2, 3]), {'long_name': 'site index'})
+        >>> Lorenz63().coords()  # scalar components: no spatial dims
+        {}
+        """
         return {}
 
     # --- shared machinery -------------------------------------------------
@@ -206,7 +242,27 @@ class DynamicalSystem(BaseEstimator):
 
     @classmethod
     def preset(cls, name: str, **overrides):
-        """A system configured as in a published setup, e.g. ``Lorenz96.preset("sakov2008")``."""
+        """A system configured as in a published setup, e.g. ``Lorenz96.preset("sakov2008")``.
+
+        Parameters
+        ----------
+        name : str
+            A key of the class's ``presets``.
+        **overrides
+            Constructor parameters that replace the preset's.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> Lorenz96.preset("sakov2008")
+        Lorenz96()
+        >>> Lorenz96.preset("sakov2008", F=10.0).F
+        10.0
+        >>> Lorenz96.preset("sakov2009")
+        Traceback (most recent call last):
+        ...
+        ValueError: unknown preset 'sakov2009' for Lorenz96; available: ['lorenz1996', 'sakov2008']
+        """
         if name not in cls.presets:
             raise ValueError(
                 f"unknown preset {name!r} for {cls.__name__}; "
@@ -218,19 +274,42 @@ class DynamicalSystem(BaseEstimator):
 
     @classmethod
     def preset_settings(cls, name: str) -> dict:
-        """Experiment settings recorded with a preset (``dt``, observation setup ...)."""
+        """Experiment settings recorded with a preset (``dt``, observation setup ...).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> Lorenz96.preset_settings("sakov2008")
+        {'dt': 0.05, 'obs_every': 1, 'noise_std': 1.0}
+        """
         if name not in cls.presets:
             raise ValueError(f"unknown preset {name!r} for {cls.__name__}")
         return {k[1:]: v for k, v in cls.presets[name].items() if k.startswith("_")}
 
     def as_tensor(self, x) -> torch.Tensor:
-        """Convert array-like ``x`` to a tensor with the system's dtype and device."""
+        """Convert array-like ``x`` to a tensor with the system's dtype and device.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz63
+        >>> Lorenz63().as_tensor([1, 2, 3])
+        tensor([1., 2., 3.], dtype=torch.float64)
+        """
         if isinstance(x, np.ndarray) and not x.flags.writeable:
             x = x.copy()  # torch cannot wrap read-only memory (e.g. a broadcast view)
         return torch.as_tensor(x, dtype=self.torch_dtype, device=self.torch_device)
 
     def step(self, x: torch.Tensor, dt: float) -> torch.Tensor:
-        """Advance ``x`` (shape ``(..., n_state)``) by one step of size ``dt``."""
+        """Advance ``x`` (shape ``(..., n_state)``) by one step of size ``dt``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> x = torch.ones(5, 3, dtype=torch.float64)  # a batch of 5 states
+        >>> Lorenz63().step(x, 0.01).shape
+        torch.Size([5, 3])
+        """
         return rk4_step(self.rhs, 0.0, x, dt)
 
     # Systems whose ``rhs`` also runs on numpy arrays set this; tiny states then
@@ -253,7 +332,16 @@ class DynamicalSystem(BaseEstimator):
         )
 
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
-        """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output)."""
+        """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> system, x = Lorenz63(), torch.ones(3, dtype=torch.float64)
+        >>> torch.allclose(system.forecast(x, 0.01, 2), system.step(system.step(x, 0.01), 0.01))
+        True
+        """
         if n_steps < 0:
             raise ValueError(f"n_steps must be >= 0, got {n_steps}")
         if self._use_numpy(x) and int(n_steps) > 0:
@@ -278,6 +366,13 @@ class DynamicalSystem(BaseEstimator):
         """Integrate and return saved states, shape ``(n_saved, ..., n_state)``.
 
         The initial state is saved first; then every ``save_every``-th step.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> Lorenz63().integrate(torch.ones(4, 3), dt=0.01, n_steps=10, save_every=5).shape
+        torch.Size([3, 4, 3])
         """
         n_steps = _check_int(n_steps, "n_steps", 0)
         save_every = _check_int(save_every, "save_every", 1)
@@ -300,11 +395,36 @@ class DynamicalSystem(BaseEstimator):
         return torch.from_numpy(np.stack(out)) if numpy_path else torch.stack(out)
 
     def jacobian(self, x: torch.Tensor, t: float = 0.0) -> torch.Tensor:
-        """Jacobian ``d rhs / d x`` at ``x`` by autodiff, shape ``(..., n_state, n_state)``."""
+        """Jacobian ``d rhs / d x`` at ``x`` by autodiff, shape ``(..., n_state, n_state)``.
+
+        Examples
+        --------
+        Lorenz-63 at ``(1, 1, 1)``: ``[[-sigma, sigma, 0], [rho - z, -1, -x], [y, x, -beta]]``
+
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> Lorenz63().jacobian(torch.ones(3)).tolist()
+        [[-10.0, 10.0, 0.0], [27.0, -1.0, -1.0], [1.0, 1.0, -2.6667]]
+        """
         return _batched_jacobian(lambda z: self.rhs(t, z), self.as_tensor(x))
 
     def step_jacobian(self, x: torch.Tensor, dt: float) -> torch.Tensor:
-        """Jacobian of one :meth:`step` (the tangent linear model), ``(..., n, n)``."""
+        """Jacobian of one :meth:`step` (the tangent linear model), ``(..., n, n)``.
+
+        Examples
+        --------
+        Column ``j`` is the derivative of one step along the ``j``-th state
+        direction (here against central finite differences):
+
+        >>> import torch
+        >>> from xdyn.systems import Lorenz63
+        >>> system, x, eps = Lorenz63(), torch.ones(3, dtype=torch.float64), 1e-6
+        >>> M = system.step_jacobian(x, 0.01)
+        >>> fd = torch.stack([(system.step(x + eps * e, 0.01) - system.step(x - eps * e, 0.01))
+        ...                   / (2 * eps) for e in torch.eye(3, dtype=torch.float64)], dim=-1)
+        >>> torch.allclose(M, fd, atol=1e-8)
+        True
+        """
         return _batched_jacobian(lambda z: self.step(z, dt), self.as_tensor(x))
 
     # --- Dataset <-> tensor ----------------------------------------------
@@ -313,6 +433,18 @@ class DynamicalSystem(BaseEstimator):
 
         Dims of ``ds`` other than the state's spatial dims lead, in the order
         they appear on the first variable (``time``, ``member``, ...).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz63
+        >>> system = Lorenz63()
+        >>> ds = system.simulate(n_steps=4, random_state=0)
+        >>> x = system.to_state(ds)
+        >>> x.shape  # (time, n_state)
+        torch.Size([5, 3])
+        >>> back = system.from_state(x, dims=("time",), coords={"time": ds.time})
+        >>> bool((back.z == ds.z).all())
+        True
         """
         variables = self.variables
         missing = [v.name for v in variables if v.name not in ds]
@@ -346,6 +478,14 @@ class DynamicalSystem(BaseEstimator):
         """Dataset from a flat state of shape ``(*lead, n_state)``.
 
         ``dims`` names the leading dims (e.g. ``("time",)`` or ``("member",)``).
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz96
+        >>> ds = Lorenz96(n=8).from_state(torch.zeros(2, 8), dims=("member",))
+        >>> ds.x.dims, ds.x.attrs["long_name"], ds.attrs["system"]
+        (('member', 'k'), 'Lorenz-96 slow variable', 'Lorenz96')
         """
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
@@ -373,7 +513,14 @@ class DynamicalSystem(BaseEstimator):
         return ds
 
     def describe(self) -> dict:
-        """netCDF-safe attrs that record the system and its parameters."""
+        """netCDF-safe attrs that record the system and its parameters.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> Lorenz96(n=8).describe()
+        {'system': 'Lorenz96', 'system_params': '{"F": 8.0, "device": "cpu", "dtype": "float64", "n": 8}', 'integrator': 'rk4'}
+        """
         params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
         return {
             "system": type(self).__name__,
