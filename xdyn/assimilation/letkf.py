@@ -210,6 +210,17 @@ class LETKF(BaseEnsembleAssimilator):
     random_state : int, RandomState or None
     progress : bool, default=False
 
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
+
     Notes
     -----
     The cost per cycle is one batched ``eigh`` of ``min(N, n_local)``-sized
@@ -238,6 +249,8 @@ class LETKF(BaseEnsembleAssimilator):
     >>> -letkf.score(obs, truth) < 0.4
     True
     """
+
+    name = "letkf"
 
     _parameter_constraints: dict = {
         **BaseEnsembleAssimilator._parameter_constraints,
