@@ -190,26 +190,63 @@ class ObservationOperator(BaseEstimator):
         _OPERATORS[cls.__name__] = cls
 
     def indices(self, layout) -> np.ndarray:
-        """Flat state indices observed, in ``obs`` order (``layout``: list of StateVariable)."""
+        """Flat state indices observed, in ``obs`` order (``layout``: list of StateVariable).
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> EveryKth(k=4).indices(Lorenz96(n=8).variables)
+        array([0, 4])
+        """
         raise NotImplementedError
 
     def _transform(self, z: torch.Tensor) -> torch.Tensor:
         return z
 
     def n_obs(self, layout) -> int:
-        """Number of observations per time."""
+        """Number of observations per time.
+
+        ``layout``: a system, a state Dataset or a list of StateVariable.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> EveryKth(k=4).n_obs(Lorenz96(n=40))
+        10
+        """
         return len(self.indices(_layout(layout)))
 
     def apply(self, x: torch.Tensor, layout) -> torch.Tensor:
         """Observe flat states ``x`` of shape ``(..., n_state)`` -> ``(..., n_obs)``.
 
         Differentiable and batched over all leading dims.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.systems import Lorenz96
+        >>> x = torch.arange(16.0).reshape(2, 8)  # two states
+        >>> EveryKth(k=4).apply(x, Lorenz96(n=8))
+        tensor([[ 0.,  4.],
+                [ 8., 12.]])
         """
         idx = torch.as_tensor(self.indices(_layout(layout)), device=x.device)
         return self._transform(x.index_select(-1, idx))
 
     def matrix(self, layout) -> np.ndarray:
-        """The linear operator ``H`` as a dense ``(n_obs, n_state)`` matrix."""
+        """The linear operator ``H`` as a dense ``(n_obs, n_state)`` matrix.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz63
+        >>> SelectVariables(["x", "z"]).matrix(Lorenz63())
+        array([[1., 0., 0.],
+               [0., 0., 1.]])
+        >>> Squared().matrix(Lorenz63())
+        Traceback (most recent call last):
+        ...
+        ValueError: Squared is nonlinear and has no matrix
+        """
         if not self.linear:
             raise ValueError(f"{type(self).__name__} is nonlinear and has no matrix")
         layout = _layout(layout)
@@ -220,7 +257,15 @@ class ObservationOperator(BaseEstimator):
         return H
 
     def obs_coords(self, layout) -> dict:
-        """Coordinates along ``obs``: variable name, flat index, and spatial position."""
+        """Coordinates along ``obs``: variable name, flat index, and spatial position.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> coords = EveryKth(k=4).obs_coords(Lorenz96(n=8))
+        >>> coords["variable"][1].tolist(), coords["k"][1].tolist()
+        (['x', 'x'], [0, 4])
+        """
         layout = _layout(layout)
         idx = self.indices(layout)
         names, pos = _locate(layout, idx)
@@ -234,7 +279,15 @@ class ObservationOperator(BaseEstimator):
         return coords
 
     def spec(self) -> str:
-        """JSON description stored in observation attrs."""
+        """JSON description stored in observation attrs.
+
+        Examples
+        --------
+        >>> EveryKth(k=2).spec()
+        '{"operator": "EveryKth", "dim": null, "k": 2, "offset": 0, "variables": null}'
+        >>> operator_from_spec(EveryKth(k=2).spec())
+        EveryKth(k=2)
+        """
         params = {
             k: (json.loads(v.spec()) if isinstance(v, ObservationOperator) else v)
             for k, v in self.get_params(deep=False).items()
