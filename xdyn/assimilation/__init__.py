@@ -6,12 +6,13 @@ from xdyn.assimilation.enkf import EnKF
 from xdyn.assimilation.enkf_n import EnKFN
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
 from xdyn.assimilation.letkf import LETKF
+from xdyn.assimilation.neural_var3d import NeuralVar3D
 from xdyn.assimilation.oi import OptimalInterpolation
 from xdyn.assimilation.particle_filter import ParticleFilter
 from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
-__all__ = ["BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "OptimalInterpolation",
+__all__ = ["BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "NeuralVar3D", "OptimalInterpolation",
            "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator"]
 
 
@@ -23,7 +24,7 @@ def _methods():
         "enkf": "EnKF", "enkf-n": "EnKFN", "letkf": "LETKF", "pf": "ParticleFilter",
         "particle-filter": "ParticleFilter", "oi": "OptimalInterpolation",
         "3dvar": "Var3D", "var3d": "Var3D", "4dvar": "Var4D", "var4d": "Var4D",
-        "extkf": "ExtendedKalmanFilter", "ekf": "ExtendedKalmanFilter",
+        "extkf": "ExtendedKalmanFilter", "neural-var": "NeuralVar3D", "ekf": "ExtendedKalmanFilter",
     }
     return {k: getattr(pkg, v) for k, v in names.items() if hasattr(pkg, v)}
 

@@ -20,6 +20,7 @@ from xdyn.experiments.sweep import sweep
 # importing the modules registers their experiments
 from xdyn.experiments import twin as _twin  # noqa: F401,E402
 from xdyn.experiments import spectrum as _spectrum  # noqa: F401,E402
+from xdyn.experiments import neural_var as _neural_var  # noqa: F401,E402
 
 __all__ = [
     "DEFAULT_EXPERIMENT",

@@ -19,6 +19,7 @@ from skorch.callbacks import Checkpoint, EarlyStopping
 from skorch.helper import predefined_split
 
 from xdyn.nn.callbacks import EpochProgressBar, LRScheduler
+from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, get_activation
 from xdyn.nn.net import XdynNet
 from xdyn.utils._torch import resolve_device
@@ -26,6 +27,10 @@ from xdyn.utils._torch import resolve_device
 __all__ = [
     "XdynNet",
     "MLP",
+    "MLPEncoder",
+    "GRUEncoder",
+    "LSTMEncoder",
+    "make_encoder",
     "get_activation",
     "EpochProgressBar",
     "EarlyStopping",

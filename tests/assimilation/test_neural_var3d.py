@@ -1,0 +1,207 @@
+"""NeuralVar3D: learning happens, no leakage, sklearn round trips, clear errors."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+
+from xdyn.assimilation import NeuralVar3D, Var3D
+from xdyn.assimilation._neural_var_data import (aligned_truth, perturbed_backgrounds,
+                                                wrong_wing_share)
+from xdyn.assimilation.base import state_rmse
+from xdyn.model_selection import samples
+from xdyn.nn import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
+from xdyn.observe import observe
+from xdyn.systems import Lorenz63
+
+PRIOR = None
+
+
+def _prior():
+    global PRIOR
+    if PRIOR is None:
+        start = Lorenz63().simulate(n_steps=0, burn_in=20.0, random_state=0)
+        PRIOR = Lorenz63().to_state(start.isel(time=0)).numpy()
+    return PRIOR
+
+
+def _trajectories(n, seed, n_steps=100):
+    rng = np.random.RandomState(seed)
+    x0 = _prior() + 2.0 * rng.standard_normal((n, 3))
+    truth = Lorenz63().simulate(n_trajectories=n, n_steps=n_steps - 1, x0=x0)
+    return truth, observe(truth, ["x", "y"], noise_std=0.5, random_state=seed + 1)
+
+
+def _small(**params):
+    base = dict(encoder="mlp", window=4, max_epochs=3, batch_size=256, device="cpu",
+                initial_state=_prior(), initial_spread=2.0, random_state=0,
+                raise_on_divergence=False, module__hidden_size=16)
+    base.update(params)
+    return NeuralVar3D(**base)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _trajectories(12, 0), _trajectories(6, 10), _trajectories(6, 20)
+
+
+def _mean_rmse(analysis, truth, burn_in=0.3):
+    err = state_rmse(analysis, truth, keep_dims=("trajectory",))
+    return float(err.where(err.time >= burn_in, drop=True).mean())
+
+
+def test_learning_beats_the_background_and_3dvar():
+    """On 40 trajectories the training loss falls; on 20 test trajectories a single
+    analysis beats its background (a forecast of the perturbed truth, errors independent
+    of the observations), and the cycled analysis beats 3D-Var on the same observations.
+
+    Reference: 3D-Var (B_scale 0.01, the best of 0.003-0.1) reaches 0.33-0.40 on this
+    setup (DAPPER: 0.33); the network measured 0.24 cycled and single analyses 8% better
+    than their background (0.31 vs 0.33); the thresholds leave a margin.
+    """
+    train, obs = _trajectories(40, 1)
+    test, obs_test = _trajectories(20, 2)
+    est = _small(window=8, max_epochs=8, module__hidden_size=32).fit(obs, train)
+    losses = est.net_.history[:, "train_loss"]
+    assert losses[-1] < 0.8 * losses[0]
+    ctx = est._context(obs_test, fitted=True)
+    x_b = perturbed_backgrounds(ctx.system, aligned_truth(test, ctx), ctx.dt, 10,
+                                np.random.RandomState(5))
+    background = ctx.system.from_state(x_b, dims=("time", "trajectory"),
+                                       coords={"time": test.time})
+    single = est.analyze(obs_test, background)
+    a1, b1 = _mean_rmse(single, test, burn_in=0.0), _mean_rmse(background, test, burn_in=0.0)
+    cycled = est.predict(obs_test)
+    var = Var3D(B_scale=0.01, initial_state=_prior(), initial_spread=2.0,
+                raise_on_divergence=False).fit(obs, train).predict(obs_test)
+    a, v = _mean_rmse(cycled, test), _mean_rmse(var, test)
+    print("single analysis, its background; cycled analysis, 3D-Var:", a1, b1, a, v)
+    assert a1 < 0.97 * b1
+    assert a < 0.85 * v
+
+
+def test_no_leakage_from_validation(data):
+    (train, obs), (valid, obs_v), _ = data
+    plain = _small().fit(obs, train)
+    with_valid = _small().fit(obs, train, validation=(obs_v, valid))
+    perm = np.random.RandomState(0).permutation(valid.sizes["trajectory"])
+    shuffled = _small().fit(obs, train, validation=(obs_v.isel(trajectory=perm),
+                                                   valid.isel(trajectory=perm)))
+    ref = plain.net_.module_.state_dict()
+    for other in (with_valid, shuffled):
+        for k, v in other.net_.module_.state_dict().items():
+            assert torch.equal(v, ref[k]), k
+        for k, v in plain.statistics_.items():
+            np.testing.assert_array_equal(other.statistics_[k], v)
+    assert np.isnan(plain.history_[0]["valid_loss"])
+    assert np.isfinite(with_valid.history_[0]["valid_loss"])
+
+
+def test_clone_pickle_save_load_and_new_trajectory(data, tmp_path):
+    (train, obs), _, (test, obs_t) = data
+    est = _small(encoder="gru").fit(obs, train)
+    a = est.predict(obs_t)
+    again = pickle.loads(pickle.dumps(est)).predict(obs_t)
+    np.testing.assert_array_equal(a.x.values, again.x.values)
+    path = tmp_path / "nv.pt"
+    est.save_params(path)
+    loaded = _small(encoder="gru").load_params(path)
+    np.testing.assert_array_equal(a.z.values, loaded.predict(obs_t).z.values)
+    # one trajectory alone (no trajectory dim), never seen in training
+    one = loaded.predict(obs_t.isel(trajectory=0))
+    np.testing.assert_allclose(one.x.values, a.x.isel(trajectory=0).values, rtol=1e-5, atol=1e-5)
+    copy = clone(est)
+    assert copy.get_params()["module__hidden_size"] == 16
+    assert not hasattr(copy, "net_")
+
+
+def test_grid_search_over_module_hidden_size(data):
+    (train, obs), _, _ = data
+    search = GridSearchCV(_small(max_epochs=1), {"module__hidden_size": [8, 16]},
+                          cv=KFold(2))
+    search.fit(samples(obs, "trajectory"), samples(train, "trajectory"))
+    assert search.best_params_["module__hidden_size"] in (8, 16)
+    assert search.best_estimator_.net_.module_.encoder.out_features \
+        == search.best_params_["module__hidden_size"]
+
+
+def test_accessor_and_lstm(data):
+    (train, obs), _, _ = data
+    an = obs.xdyn.assimilate(method="neural-var", truth=train, encoder="lstm", window=4,
+                             max_epochs=1, device="cpu", initial_state=_prior(),
+                             random_state=0, raise_on_divergence=False, module__hidden_size=8)
+    assert an.attrs["method"] == "NeuralVar3D"
+    assert np.isfinite(an.x.values).all()
+
+
+def test_var_loss_without_truth(data):
+    (train, obs), _, _ = data
+    est = _small(loss="var", max_epochs=2).fit(obs)
+    losses = est.net_.history[:, "train_loss"]
+    assert np.isfinite(losses).all()
+    np.testing.assert_array_equal(est.statistics_["bias"], 0.0)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("variable", "'observation' variable"),
+    ("dims", "dims"),
+    ("window", "window=8 is longer"),
+    ("nan_window", "all NaN over a whole window"),
+    ("no_truth", "needs the truth"),
+    ("encoder", "encoder"),
+    ("routed", "unexpected parameter"),
+])
+def test_bad_input_is_refused_before_training(data, case, match):
+    (train, obs), _, _ = data
+    est = _small(max_epochs=50)
+    truth = train
+    if case == "variable":
+        obs = obs.rename(observation="obs_value")
+    elif case == "dims":
+        obs = obs.rename(obs="channel")
+    elif case == "window":
+        obs, truth = obs.isel(time=slice(0, 5)), train.isel(time=slice(0, 5))
+        est.set_params(window=8)
+    elif case == "nan_window":
+        obs = obs.copy(deep=True)
+        obs["observation"][dict(time=slice(10, 14))] = np.nan
+    elif case == "no_truth":
+        truth = None
+    elif case == "encoder":
+        est.set_params(encoder="transformer")
+    if case == "routed":
+        with pytest.raises(TypeError, match=match):
+            NeuralVar3D(hidden_size=8)
+        return
+    with pytest.raises((ValueError, TypeError), match=match):
+        est.fit(obs, truth)
+    assert not hasattr(est, "net_")
+
+
+def test_wrong_wing_share_constructed():
+    time = np.arange(6.0)
+    truth = xr.Dataset({"x": (("trajectory", "time"), [[1, -2, 3, -4, 5, 0],
+                                                         [1, 1, 1, 1, 1, 1]])},
+                       coords={"time": time})
+    an = xr.Dataset({"x": (("trajectory", "time"), [[-1, -2, -3, 4, 5, 7],
+                                                      [1, 1, -1, 1, 1, 1]])},
+                    coords={"time": time})
+    # trajectory 0: 3 wrong of 5 counted (truth 0 does not count); trajectory 1: 1 of 6
+    per = wrong_wing_share(an, truth, keep_dims=("trajectory",))
+    np.testing.assert_allclose(per.values, [3 / 5, 1 / 6])
+    assert float(wrong_wing_share(an, truth)) == pytest.approx(4 / 11)
+
+
+def test_encoders_shapes_and_names():
+    seq = torch.zeros(7, 5, 4)
+    for cls in (MLPEncoder, GRUEncoder, LSTMEncoder):
+        assert cls(4, 5, hidden_size=6)(seq).shape == (7, 6)
+    with pytest.raises(ValueError, match="encoder='cnn' is unknown"):
+        make_encoder("cnn", 4, 5)
+    with pytest.raises(ValueError, match="hidden_size"):
+        GRUEncoder(4, 5, hidden_size=0)

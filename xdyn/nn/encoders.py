@@ -1,0 +1,141 @@
+"""Sequence encoders: a window of per-time features to one fixed-size code.
+
+A learned assimilator reads the last ``window`` observations (and the
+innovations that go with them) as a sequence ``(batch, window, n_features)``
+and needs one vector per analysis. Three encoders share that contract, so an
+estimator swaps them by name (:func:`make_encoder`):
+
+* :class:`MLPEncoder` flattens the window (order is in the weights);
+* :class:`GRUEncoder` and :class:`LSTMEncoder` run a recurrent net over the
+  window, oldest first, and return the last hidden state (Cho et al. 2014;
+  Hochreiter & Schmidhuber 1997).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["MLPEncoder", "GRUEncoder", "LSTMEncoder", "make_encoder", "ENCODERS"]
+
+
+def _check_sizes(who, **sizes):
+    for name, (value, minimum) in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+class MLPEncoder(nn.Module):
+    """Encode a window by flattening it through a multilayer perceptron.
+
+    Parameters
+    ----------
+    n_features : int
+        Features per time of the window.
+    window : int
+        Number of times in the window.
+    hidden_size : int, default=64
+        Width of the hidden layers and of the code.
+    n_layers : int, default=2
+        Hidden layers (each linear + GELU).
+
+    Examples
+    --------
+    >>> import torch
+    >>> enc = MLPEncoder(n_features=3, window=4, hidden_size=8)
+    >>> enc(torch.zeros(5, 4, 3)).shape
+    torch.Size([5, 8])
+    """
+
+    def __init__(self, n_features, window, hidden_size=64, n_layers=2):
+        super().__init__()
+        _check_sizes("MLPEncoder", n_features=(n_features, 1), window=(window, 1),
+                     hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
+        layers, width = [], n_features * window
+        for _ in range(n_layers):
+            layers += [nn.Linear(width, hidden_size), nn.GELU()]
+            width = hidden_size
+        self.net = nn.Sequential(*layers)
+        self.out_features = hidden_size
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        return self.net(seq.flatten(-2))
+
+
+class _RecurrentEncoder(nn.Module):
+    _cell = None
+
+    def __init__(self, n_features, window, hidden_size=64, n_layers=1):
+        super().__init__()
+        _check_sizes(type(self).__name__, n_features=(n_features, 1), window=(window, 1),
+                     hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
+        self.rnn = self._cell(n_features, hidden_size, num_layers=n_layers, batch_first=True)
+        self.out_features = hidden_size
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:
+        lead = seq.shape[:-2]
+        out, _ = self.rnn(seq.reshape(-1, *seq.shape[-2:]))
+        return out[:, -1].reshape(*lead, -1)
+
+
+class GRUEncoder(_RecurrentEncoder):
+    """Encode a window with a GRU; the code is the hidden state after the newest time.
+
+    Parameters
+    ----------
+    n_features, window : int
+        Features per time and number of times.
+    hidden_size : int, default=64
+    n_layers : int, default=1
+        Stacked recurrent layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> GRUEncoder(3, 4, hidden_size=8)(torch.zeros(2, 5, 4, 3)).shape
+    torch.Size([2, 5, 8])
+    """
+
+    _cell = nn.GRU
+
+
+class LSTMEncoder(_RecurrentEncoder):
+    """Encode a window with an LSTM; the code is the hidden state after the newest time.
+
+    Parameters
+    ----------
+    n_features, window : int
+        Features per time and number of times.
+    hidden_size : int, default=64
+    n_layers : int, default=1
+        Stacked recurrent layers.
+
+    Examples
+    --------
+    >>> import torch
+    >>> LSTMEncoder(3, 4, hidden_size=8)(torch.zeros(5, 4, 3)).shape
+    torch.Size([5, 8])
+    """
+
+    _cell = nn.LSTM
+
+
+ENCODERS = {"mlp": MLPEncoder, "gru": GRUEncoder, "lstm": LSTMEncoder}
+
+
+def make_encoder(kind, n_features, window, hidden_size=64, n_layers=None) -> nn.Module:
+    """Build an encoder by name: ``"mlp"``, ``"gru"`` or ``"lstm"``.
+
+    ``n_layers=None`` takes the encoder's default (2 for the MLP, 1 for the
+    recurrent ones). The result has an ``out_features`` attribute.
+
+    Examples
+    --------
+    >>> make_encoder("gru", n_features=3, window=4, hidden_size=8).out_features
+    8
+    """
+    key = str(kind).lower()
+    if key not in ENCODERS:
+        raise ValueError(f"encoder={kind!r} is unknown; use one of {sorted(ENCODERS)}")
+    kwargs = {} if n_layers is None else {"n_layers": n_layers}
+    return ENCODERS[key](n_features, window, hidden_size=hidden_size, **kwargs)
