@@ -30,7 +30,19 @@ class XdynAccessor:
         self._obj = obj
 
     def observe(self, operator="identity", noise_std=1.0, **kwargs):
-        """Synthetic observations; see :func:`xdyn.observe.observe`."""
+        """Synthetic observations; see :func:`xdyn.observe.observe`.
+
+        Examples
+        --------
+        A DataArray is observed as the one variable of a Dataset:
+
+        >>> import xdyn
+        >>> from xdyn.systems import Lorenz96
+        >>> truth = Lorenz96(n=8).simulate(n_steps=40, random_state=0)
+        >>> obs = truth.x.xdyn.observe("identity", noise_std=0.5, random_state=0)
+        >>> obs.observation.dims, obs.sizes["obs"]
+        (('time', 'obs'), 8)
+        """
         from xdyn.observe import observe
 
         obj = self._obj
@@ -39,19 +51,53 @@ class XdynAccessor:
         return observe(obj, operator, noise_std, **kwargs)
 
     def rmse(self, truth, dim=None, **kwargs):
-        """RMSE against ``truth``; see :func:`xdyn.metrics.rmse`."""
+        """RMSE against ``truth``; see :func:`xdyn.metrics.rmse`.
+
+        Examples
+        --------
+        >>> import xdyn
+        >>> from xdyn.systems import Lorenz96
+        >>> truth = Lorenz96(n=8).simulate(n_steps=40, random_state=0)
+        >>> float((truth + 1.0).xdyn.rmse(truth)["x"])
+        1.0
+        """
         from xdyn.metrics import rmse
 
         return rmse(self._obj, truth, dim=dim, **kwargs)
 
     def crps(self, truth, member_dim="member", **kwargs):
-        """Ensemble CRPS against ``truth``; see :func:`xdyn.metrics.crps_ensemble`."""
+        """Ensemble CRPS against ``truth``; see :func:`xdyn.metrics.crps_ensemble`.
+
+        Examples
+        --------
+        Two members one unit either side of the truth: ``E|X - y| - E|X - X'| / 2 = 1 - 1/2``.
+
+        >>> import xarray as xr, xdyn
+        >>> from xdyn.systems import Lorenz96
+        >>> truth = Lorenz96(n=8).simulate(n_steps=4, random_state=0)
+        >>> ensemble = xr.concat([truth - 1.0, truth + 1.0], dim="member")
+        >>> float(ensemble.xdyn.crps(truth).x.mean())
+        0.5
+        """
         from xdyn.metrics import crps_ensemble
 
         return crps_ensemble(self._obj, truth, member_dim=member_dim, **kwargs)
 
     def spectrum(self, dim=None, **kwargs):
-        """Energy spectrum: 1-D along ``dim`` or isotropic over (y, x)."""
+        """Energy spectrum: 1-D along ``dim`` or isotropic over (y, x).
+
+        Without ``dim``: isotropic when the data have ``y`` and ``x``, else
+        along the first of ``x``, ``k``, ``lon`` it has. ``kwargs`` go to
+        :func:`xdyn.metrics.energy_spectrum` or :func:`xdyn.metrics.isotropic_spectrum`.
+
+        Examples
+        --------
+        >>> import xdyn
+        >>> from xdyn.systems import Lorenz96
+        >>> truth = Lorenz96(n=8).simulate(n_steps=40, random_state=0)
+        >>> truth.x.xdyn.spectrum().sizes  # along k: wavenumbers 0..n/2
+        Frozen({'time': 41, 'wavenumber': 5})
+        """
         from xdyn.metrics import energy_spectrum, isotropic_spectrum
 
         obj = self._obj
@@ -66,7 +112,16 @@ class XdynAccessor:
         return energy_spectrum(obj, dim=dim, **kwargs)
 
     def plot(self, **kwargs):
-        """Overview figure of the state; see :func:`xdyn.plot.plot_state`."""
+        """Overview figure of the state; see :func:`xdyn.plot.plot_state`.
+
+        Examples
+        --------
+        >>> import xdyn
+        >>> from xdyn.systems import Lorenz96
+        >>> fig = Lorenz96(n=8).simulate(n_steps=40, random_state=0).xdyn.plot()
+        >>> type(fig).__name__
+        'Figure'
+        """
         from xdyn.plot import plot_state
 
         return plot_state(self._obj, **kwargs)
@@ -77,6 +132,19 @@ class XdynAccessor:
         ``method`` is a key of :data:`xdyn.assimilation.METHODS` (``"enkf"``,
         ``"letkf"``, ``"3dvar"`` ...); ``params`` go to its constructor, and
         ``truth`` (optional) to ``fit`` for methods that learn from it.
+
+        Examples
+        --------
+        >>> import xdyn
+        >>> from xdyn.systems import Lorenz63
+        >>> truth = Lorenz63().simulate(n_steps=500, random_state=0)
+        >>> obs = truth.xdyn.observe("identity", noise_std=1.0, every=10, random_state=1)
+        >>> analysis = obs.xdyn.assimilate("enkf", n_members=10, random_state=0,
+        ...                                return_ensemble=False)
+        >>> analysis.x.dims
+        ('time',)
+        >>> bool(float(analysis.xdyn.rmse(truth.sel(time=analysis.time))["x"]) < 1.0)
+        True
         """
         from xdyn.assimilation import make_assimilator
 
