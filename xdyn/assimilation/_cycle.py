@@ -208,8 +208,9 @@ class DivergenceMonitor(CycleCallback):
         if self.raise_on_divergence:
             raise DivergenceError(f"{name} {message}", time=float(ctx.times[k]))
         self.time, self.message = float(ctx.times[k]), message
+        # stacklevel: the user's predict call (predict -> run_cycle -> on_failure)
         warnings.warn(f"{name} {message} at time {self.time}; the analysis is NaN from then "
-                      "on (flagged by the 'diverged' attr)", LostTrackWarning, stacklevel=2)
+                      "on (flagged by the 'diverged' attr)", LostTrackWarning, stacklevel=4)
 
 
 class LostTrackMonitor(CycleCallback):
@@ -315,7 +316,7 @@ class LostTrackMonitor(CycleCallback):
         elif self.raise_on_divergence:
             raise DivergenceError(message, time=float(ctx.times[k]))
         warnings.warn(f"{message} (at time {float(ctx.times[k])}; flagged by the 'lost' "
-                      "variable)", LostTrackWarning, stacklevel=2)
+                      "variable)", LostTrackWarning, stacklevel=6)  # the user's predict
 
     def on_cycle_end(self, estimator, ctx):
         n = len(ctx.times)

@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.assimilation._cycle import (CycleContext, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
@@ -46,6 +47,9 @@ from xdyn.systems.registry import system_from_attrs
 # re-exported here for code written against their old home.
 __all__ = ["BaseAssimilator", "CycleContext", "LostTrackWarning", "analysis_rmse", "state_rmse",
            "mean_after_burn_in"]
+
+# Every assimilator that declares a ``name``, filled by BaseAssimilator.__init_subclass__
+ASSIMILATORS = Registry("assimilation method")
 
 
 class BaseAssimilator(BaseEstimator):
@@ -115,6 +119,15 @@ class BaseAssimilator(BaseEstimator):
         "random_state": ["random_state"],
         "progress": ["boolean"],
     }
+
+    # A subclass that declares ``name`` (and optionally ``aliases``) in its own body is
+    # registered when defined: ``make_assimilator(name)`` and ``obs.xdyn.assimilate(name)``
+    # find it. Intermediate bases declare no name and stay out.
+    aliases: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ASSIMILATORS.add(cls)
 
     _no_grad = True     # the cycle runs without autograd (Var4D differentiates its cost)
     _windowed = False   # True: ``_analyze`` gets a window (list of time indices)
@@ -474,8 +487,10 @@ def _params_for_attrs(est) -> dict:
     for k, v in est.get_params(deep=False).items():
         if isinstance(v, BaseEstimator):
             v = repr(v)
-        elif isinstance(v, (np.ndarray, xr.Dataset, xr.DataArray)):
-            v = np.asarray(v.to_array() if isinstance(v, xr.Dataset) else v).tolist()
+        elif isinstance(v, (xr.Dataset, xr.DataArray)):  # an initial ensemble: too big for attrs
+            v = f"<{type(v).__name__} {dict(v.sizes)}>"
+        elif isinstance(v, np.ndarray):
+            v = v.tolist()
         out[k] = v
     return out
 
