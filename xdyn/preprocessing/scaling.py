@@ -86,7 +86,15 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         self.per_variable = per_variable
 
     def fit(self, X, y=None):
-        """Compute the mean and scale of ``X`` (Dataset, DataArray or 2-D array); returns self."""
+        """Compute the mean and scale of ``X`` (Dataset, DataArray or 2-D array); returns self.
+
+        Examples
+        --------
+        >>> import xarray as xr
+        >>> ds = xr.Dataset({"T": (("time", "x"), [[280.0, 290.0], [284.0, 290.0]])})
+        >>> float(StandardScaler(per_variable=True).fit(ds).mean_["T"])  # over time and x
+        286.0
+        """
         X = unwrap(X)
         if _is_xarray(X):
             return self._fit_labelled(X)
@@ -102,11 +110,30 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         return self
 
     def transform(self, X):
-        """Standardize ``X``; returns the kind it got (see Notes for units)."""
+        """Standardize ``X``; returns the kind it got (see Notes for units).
+
+        Examples
+        --------
+        New samples are scaled with the fitted statistics (mean 282 and 290 K, scale 2 and 1 K):
+
+        >>> import xarray as xr
+        >>> ds = xr.Dataset({"T": (("time", "x"), [[280.0, 290.0], [284.0, 290.0]], {"units": "K"})})
+        >>> new = xr.Dataset({"T": (("time", "x"), [[282.0, 292.0]], {"units": "K"})})
+        >>> StandardScaler().fit(ds).transform(new)["T"].values.tolist()
+        [[0.0, 2.0]]
+        """
         return self._apply(X, inverse=False)
 
     def inverse_transform(self, X):
-        """Undo :meth:`transform` (units restored); also on unseen data."""
+        """Undo :meth:`transform` (units restored); also on unseen data.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> scaler = StandardScaler().fit(np.array([[1.0, 10.0], [3.0, 10.0]]))
+        >>> scaler.inverse_transform(np.zeros((1, 2)))  # zero anomaly: the mean
+        array([[ 2., 10.]])
+        """
         return self._apply(X, inverse=True)
 
     def __sklearn_tags__(self):

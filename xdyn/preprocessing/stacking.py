@@ -146,7 +146,20 @@ class StackInfo:
         return tuple(v.name for v in self.variables)
 
     def columns(self, name) -> slice:
-        """The matrix columns of variable ``name``."""
+        """The matrix columns of variable ``name``.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.zeros((2, 3))), "p": ("time", [7.0, 8.0])})
+        >>> X, info = stack_samples(ds)
+        >>> X[:, info.columns("p")].values.tolist()
+        [[7.0], [8.0]]
+        >>> info.columns("q")
+        Traceback (most recent call last):
+        ...
+        KeyError: "no variable 'q' in the layout; it has ['u', 'p']"
+        """
         for v in self.variables:
             if v.name == name:
                 return v.columns
@@ -340,7 +353,16 @@ class Stacker(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.sample_dim = sample_dim
 
     def fit(self, X, y=None):
-        """Record the layout of ``X`` (Dataset, DataArray or 2-D array); returns self."""
+        """Record the layout of ``X`` (Dataset, DataArray or 2-D array); returns self.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.zeros((2, 3))), "p": ("time", [7.0, 8.0])})
+        >>> stacker = Stacker().fit(ds)
+        >>> stacker.layout_.names, stacker.n_features_in_
+        (('u', 'p'), 4)
+        """
         X = unwrap(X)
         self.layout_ = _layout(X, self.sample_dim) if _is_xarray(X) else None
         if self.layout_ is not None:
@@ -352,7 +374,17 @@ class Stacker(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return self
 
     def transform(self, X):
-        """The ``(n_samples, n_features)`` matrix of ``X`` (numpy, or dask if ``X`` is lazy)."""
+        """The ``(n_samples, n_features)`` matrix of ``X`` (numpy, or dask if ``X`` is lazy).
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.arange(6.0).reshape(2, 3)),
+        ...                  "p": ("time", [7.0, 8.0])})
+        >>> Stacker().fit(ds).transform(ds)
+        array([[0., 1., 2., 7.],
+               [3., 4., 5., 8.]])
+        """
         check_is_fitted(self)
         X = unwrap(X)
         if _is_xarray(X):
@@ -362,7 +394,18 @@ class Stacker(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return self._check_matrix(X)
 
     def inverse_transform(self, X, sample_coord=None):
-        """Unstack a matrix into the fitted layout (see :func:`unstack_samples`)."""
+        """Unstack a matrix into the fitted layout (see :func:`unstack_samples`).
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.arange(6.0).reshape(2, 3)),
+        ...                  "p": ("time", [7.0, 8.0])})
+        >>> stacker = Stacker().fit(ds)
+        >>> back = stacker.inverse_transform(np.array([[0.0, 0.0, 0.0, 1.0]]), sample_coord=[2.5])
+        >>> back.u.dims, back.p.values.tolist(), back.time.values.tolist()
+        (('time', 'x'), [1.0], [2.5])
+        """
         check_is_fitted(self)
         if self.layout_ is None:
             return self._check_matrix(X)
