@@ -9,7 +9,8 @@ import xarray as xr
 from sklearn.base import clone
 
 from xdyn.assimilation import analysis_rmse
-from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter, forecast_with_jacobian
+from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
+from xdyn.systems.tangent import forecast_with_jacobian
 from xdyn.observe import Squared, observe
 from xdyn.systems import Lorenz63, Lorenz96
 from xdyn.systems.base import DynamicalSystem, StateVariable
@@ -155,8 +156,6 @@ def test_params_clone_pickle_and_validation(l63_twin):
 
 @pytest.mark.parametrize("system", [Lorenz63(), Lorenz96(n=10)], ids=["lorenz63", "lorenz96"])
 def test_complex_step_jacobian_equals_autodiff(system):
-    from xdyn.assimilation.extended_kalman import forecast_with_jacobian
-
     x = system.forecast(system.as_tensor(system.random_initial_state(2, 0)), system.default_dt, 100)
     x_a, M_a = forecast_with_jacobian(system, x, system.default_dt, 25, method="autodiff")
     x_c, M_c = forecast_with_jacobian(system, x, system.default_dt, 25, method="complex-step")

@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
-from xdyn.assimilation.climatology import estimate_climatology
+from xdyn.systems.climatology import estimate_climatology
 from xdyn.assimilation.enkf import EnKF
 from xdyn.assimilation.oi import OptimalInterpolation
 from xdyn.assimilation.var3d import Var3D

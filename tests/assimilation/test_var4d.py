@@ -7,10 +7,10 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from xdyn.assimilation.base import analysis_rmse
-from xdyn.assimilation.climatology import symmetric_sqrt
+from xdyn.assimilation._linalg import symmetric_sqrt
 from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D, _window_cost
+from xdyn.metrics import analysis_rmse
 from xdyn.observe import observe
 from xdyn.systems import Lorenz63
 
