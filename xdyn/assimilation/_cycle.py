@@ -306,8 +306,8 @@ class LostTrackMonitor(CycleCallback):
         name = self.name
         message = (f"{name} has lost track of the observations: over the last cycles its "
                    f"median background misfit (or analysis spread) was {worst:.2f} of the "
-                   f"climatological one (threshold {self.threshold}; healthy filters stay below 0.2); "
-                   "increase inflation or members, or pass raise_on_divergence=False")
+                   f"climatological one (threshold {self.threshold}; healthy filters stay "
+                   "below 0.2); increase inflation or members, or pass raise_on_divergence=False")
         if short:
             message = (f"{name} is no better than climatology after {k + 1} cycles (median "
                        f"background misfit or analysis spread {worst:.2f} of the "

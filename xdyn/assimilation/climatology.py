@@ -27,7 +27,7 @@ __all__ = ["estimate_climatology", "resolve_background_covariance", "fit_backgro
 
 
 def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_state=None):
-    """Climatological mean and covariance; see :func:`xdyn.systems.climatology.estimate_climatology`.
+    """Climatological mean and covariance (:func:`xdyn.systems.climatology.estimate_climatology`).
 
     This wrapper also accepts a :class:`~xdyn.model_selection.SampleView` as ``truth``.
 
