@@ -24,8 +24,8 @@ Examples
 >>> system = Lorenz96()
 >>> truth = system.simulate(n_steps=300, burn_in=10.0, random_state=0)
 >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
->>> enkf = EnKF(system=system, n_members=16, burn_in=5.0, initial_spread=3.0,
-...             random_state=0, return_ensemble=False, raise_on_divergence=False)
+>>> enkf = EnKF(system=system, n_members=16, burn_in=5.0, random_state=0,
+...             return_ensemble=False, raise_on_divergence=False)
 >>> search = GridSearchCV(enkf, {"inflation": [1.0, 1.08, 1.5]}, cv=3).fit(obs, truth)
 >>> search.best_params_
 {'inflation': 1.08}
