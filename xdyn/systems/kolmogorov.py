@@ -235,21 +235,74 @@ class KolmogorovFlow(DynamicalSystem):
         return u, v
 
     def kinetic_energy(self, w):
-        """Domain-mean kinetic energy ``<u^2 + v^2> / 2``, shape ``(...)``."""
+        """Domain-mean kinetic energy ``<u^2 + v^2> / 2``, shape ``(...)``.
+
+        Examples
+        --------
+        The laminar Kolmogorov flow ``u = U sin(4y)``, ``U = Re / 16``, has
+        vorticity ``-4 U cos(4y)`` and energy ``U^2 / 4``:
+
+        >>> import numpy as np
+        >>> flow = KolmogorovFlow(N=16)  # Re=34, forcing sin(4y) of amplitude 1
+        >>> y = np.asarray(flow.coords()["y"][1])
+        >>> U = 34 / 16  # u = (Re / k_f^2) sin(k_f y): the steady laminar state
+        >>> w = flow.as_tensor(np.repeat(-4 * U * np.cos(4 * y)[:, None], 16, axis=1).ravel())
+        >>> float(flow.kinetic_energy(w)), U ** 2 / 4
+        (1.12890625, 1.12890625)
+        """
         u, v, _, _ = self._velocity_grid(w)
         return 0.5 * (u**2 + v**2).mean((-2, -1))
 
     def enstrophy(self, w):
-        """Domain-mean enstrophy ``<omega^2> / 2`` of the projected field, shape ``(...)``."""
+        """Domain-mean enstrophy ``<omega^2> / 2`` of the projected field, shape ``(...)``.
+
+        Examples
+        --------
+        The laminar Kolmogorov flow ``u = U sin(4y)``: ``<(4 U cos 4y)^2> / 2 = 4 U^2``.
+
+        >>> import numpy as np
+        >>> flow = KolmogorovFlow(N=16)  # Re=34, forcing sin(4y) of amplitude 1
+        >>> y = np.asarray(flow.coords()["y"][1])
+        >>> U = 34 / 16  # u = (Re / k_f^2) sin(k_f y): the steady laminar state
+        >>> w = flow.as_tensor(np.repeat(-4 * U * np.cos(4 * y)[:, None], 16, axis=1).ravel())
+        >>> float(flow.enstrophy(w)), 4 * U ** 2
+        (18.0625, 18.0625)
+        """
         _, _, w_hat, _ = self._velocity_grid(w)
         return 0.5 * (self._from_hat(w_hat) ** 2).mean(-1)
 
     def dissipation(self, w):
-        """Energy dissipation ``2 enstrophy / Re + 2 drag E``, so ``dE/dt = injection - dissipation``."""
+        """Energy dissipation ``2 enstrophy / Re + 2 drag E``, so ``dE/dt = injection - dissipation``.
+
+        Examples
+        --------
+        The laminar Kolmogorov flow is steady: dissipation balances injection.
+
+        >>> import numpy as np
+        >>> flow = KolmogorovFlow(N=16)  # Re=34, forcing sin(4y) of amplitude 1
+        >>> y = np.asarray(flow.coords()["y"][1])
+        >>> U = 34 / 16  # u = (Re / k_f^2) sin(k_f y): the steady laminar state
+        >>> w = flow.as_tensor(np.repeat(-4 * U * np.cos(4 * y)[:, None], 16, axis=1).ravel())
+        >>> float(flow.dissipation(w)), float(flow.energy_injection(w))
+        (1.0625, 1.0625)
+        """
         return 2.0 * self.enstrophy(w) / float(self.Re) + 2.0 * float(self.drag) * self.kinetic_energy(w)
 
     def energy_injection(self, w):
-        """Power of the forcing ``<u chi sin(k_f y)>``, shape ``(...)``."""
+        """Power of the forcing ``<u chi sin(k_f y)>``, shape ``(...)``.
+
+        Examples
+        --------
+        For ``u = U sin(4y)`` and ``chi = 1`` it is ``U / 2``:
+
+        >>> import numpy as np
+        >>> flow = KolmogorovFlow(N=16)  # Re=34, forcing sin(4y) of amplitude 1
+        >>> y = np.asarray(flow.coords()["y"][1])
+        >>> U = 34 / 16  # u = (Re / k_f^2) sin(k_f y): the steady laminar state
+        >>> w = flow.as_tensor(np.repeat(-4 * U * np.cos(4 * y)[:, None], 16, axis=1).ravel())
+        >>> float(flow.energy_injection(w)), U / 2
+        (1.0625, 1.0625)
+        """
         u, _, _, _ = self._velocity_grid(w)
         y = self.as_tensor(np.asarray(self.coords()["y"][1]))
         forcing = float(self.forcing_amplitude) * torch.sin(self._ops()["kf"] * y)[:, None]
