@@ -1,7 +1,7 @@
 """Data assimilation: classical filters and variational methods as sklearn estimators."""
 
 from xdyn.assimilation._cycle import LostTrackWarning
-from xdyn.assimilation.base import BaseAssimilator, analysis_rmse
+from xdyn.assimilation.base import ASSIMILATORS, BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
 from xdyn.assimilation.enkf_n import EnKFN
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
@@ -13,38 +13,60 @@ from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
 __all__ = ["BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "NeuralVar3D", "OptimalInterpolation",
-           "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator"]
+           "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator",
+           "registered_assimilators"]
 
 
 def _methods():
-    """Short names of the assimilators (those defined in this package)."""
-    import xdyn.assimilation as pkg
+    """Every registered name, alias and class name (lower case) -> assimilator class."""
+    return ASSIMILATORS.lookup_table()
 
-    names = {
-        "enkf": "EnKF", "enkf-n": "EnKFN", "letkf": "LETKF", "pf": "ParticleFilter",
-        "particle-filter": "ParticleFilter", "oi": "OptimalInterpolation",
-        "3dvar": "Var3D", "var3d": "Var3D", "4dvar": "Var4D", "var4d": "Var4D",
-        "extkf": "ExtendedKalmanFilter", "neural-var": "NeuralVar3D", "ekf": "ExtendedKalmanFilter",
-    }
-    return {k: getattr(pkg, v) for k, v in names.items() if hasattr(pkg, v)}
+
+def registered_assimilators() -> dict:
+    """The assimilators :func:`make_assimilator` can build, by declared name.
+
+    Every subclass of :class:`BaseAssimilator` that declares a class-level
+    ``name`` registers itself when it is defined (in any module, a user's
+    included); its ``aliases`` and class name are accepted too.
+
+    Examples
+    --------
+    >>> {"enkf", "letkf", "3dvar", "oi", "pf"} <= set(registered_assimilators())
+    True
+    """
+    return ASSIMILATORS.classes()
 
 
 def make_assimilator(method, **params):
     """Instantiate an assimilator by short name (``"enkf"``, ``"letkf"``, ``"3dvar"`` ...).
 
+    Names, aliases and class names are matched case-insensitively; see
+    :func:`registered_assimilators`.
+
+    Raises
+    ------
+    ValueError
+        An unknown name; the message suggests the closest known ones.
+
     Examples
     --------
     >>> make_assimilator("enkf", n_members=10).n_members
     10
+    >>> make_assimilator("ParticleFilter").name
+    'pf'
+    >>> make_assimilator("letfk")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown assimilation method 'letfk'; did you mean 'letkf'...? Known: [...]
     """
     methods = _methods()
     key = str(method).lower()
     if key not in methods:
-        raise ValueError(f"unknown assimilation method {method!r}; known: {sorted(methods)}")
+        ASSIMILATORS.get(method)  # raises, with suggestions
     return methods[key](**params)
 
 
 def __getattr__(name):
-    if name == "METHODS":
+    if name == "METHODS":  # computed on access: classes defined later are included
         return _methods()
     raise AttributeError(name)

@@ -79,6 +79,8 @@ class EnKF(BaseEnsembleAssimilator):
     True
     """
 
+    name = "enkf"
+
     _parameter_constraints: dict = {
         **BaseEnsembleAssimilator._parameter_constraints,
         "kind": [StrOptions(set(_KINDS))],

@@ -90,6 +90,9 @@ class ExtendedKalmanFilter(BaseAssimilator):
     True
     """
 
+    name = "extkf"
+    aliases = ("ekf",)
+
     _parameter_constraints: dict = {
         **BaseAssimilator._parameter_constraints,
         "inflation": [FiniteInterval(Real, 0, None, closed="neither"),

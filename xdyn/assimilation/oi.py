@@ -84,6 +84,8 @@ class OptimalInterpolation(StaticCovarianceCycle):
     True
     """
 
+    name = "oi"
+
     _parameter_constraints: dict = {
         **StaticCovarianceCycle._parameter_constraints,
         "background": [StrOptions(set(_BACKGROUNDS))],

@@ -120,6 +120,9 @@ class ParticleFilter(BaseAssimilator):
     True
     """
 
+    name = "pf"
+    aliases = ("particle-filter",)
+
     _ensemble = True
 
     _parameter_constraints: dict = {

@@ -85,6 +85,9 @@ class Var3D(StaticCovarianceCycle):
     True
     """
 
+    name = "3dvar"
+    aliases = ("var3d",)
+
     _parameter_constraints: dict = {
         **StaticCovarianceCycle._parameter_constraints,
         "B": [NumericArray((2,)), None],

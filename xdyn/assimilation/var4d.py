@@ -121,6 +121,9 @@ class Var4D(BaseAssimilator):
     True
     """
 
+    name = "4dvar"
+    aliases = ("var4d",)
+
     _no_grad = False  # the cost is differentiated through the model
     _windowed = True  # ``_analyze`` gets the observation times of one window
 
