@@ -74,7 +74,13 @@ class DatasetSpec:
     source: str = ""
 
     def files(self) -> list[str]:
-        """Registry names of its files."""
+        """Registry names of its files.
+
+        Examples
+        --------
+        >>> len(CATALOG["era5-wb5625-sample"].files())  # z500, t850, z and t, two years each
+        8
+        """
         return sorted(
             f for f in read_registry() if f == self.prefix or f.startswith(self.prefix + "/")
         )

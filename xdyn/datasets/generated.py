@@ -82,7 +82,14 @@ class GeneratedSpec:
     script: str | None = None
 
     def resolve_config(self, overrides: dict | None = None) -> dict:
-        """The default config updated with ``overrides`` (unknown keys are refused)."""
+        """The default config updated with ``overrides`` (unknown keys are refused).
+
+        Examples
+        --------
+        >>> spec = get_generated("lorenz63-climatology")
+        >>> spec.resolve_config({"random_state": 1})["random_state"], spec.config["random_state"]
+        (1, 0)
+        """
         overrides = dict(overrides or {})
         unknown = sorted(set(overrides) - set(self.config))
         if unknown:
@@ -93,7 +100,14 @@ class GeneratedSpec:
         return _normalise({**self.config, **overrides})
 
     def record(self, config: dict) -> dict:
-        """What is written in the attrs and hashed into the file name."""
+        """What is written in the attrs and hashed into the file name.
+
+        Examples
+        --------
+        >>> spec = get_generated("lorenz63-climatology")
+        >>> sorted(spec.record(spec.resolve_config()))
+        ['config', 'dataset', 'version']
+        """
         return {"dataset": self.name, "version": int(self.version), "config": config}
 
 
