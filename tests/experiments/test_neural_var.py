@@ -1,0 +1,89 @@
+"""The lorenz63-neural-var experiment: protocol, results, summary rows, figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.animation import Animation  # noqa: E402
+
+from xdyn.experiments import get_experiment  # noqa: E402
+from xdyn.experiments._neural_var_figures import attractor_animation  # noqa: E402
+from xdyn.experiments.neural_var import (NeuralVarSetup, make_trajectories,  # noqa: E402
+                                         neural_var_experiment)
+
+TINY = NeuralVarSetup(n_train=6, n_valid=3, n_test=3, n_steps=70, encoders=("mlp",),
+                      modes=("x2",), noise_levels=(0.5,), seeds=(0,), max_epochs=1,
+                      hidden_size=8)
+
+
+def test_trajectories_split_by_trajectory_and_test_seeded_apart():
+    setup = NeuralVarSetup(n_train=4, n_valid=2, n_test=3, n_steps=20)
+    prior, train, valid, test = make_trajectories(setup, seed=0)
+    assert train.sizes == {"trajectory": 4, "time": 20}
+    assert valid.sizes["trajectory"] == 2 and test.sizes["trajectory"] == 3
+    starts = np.concatenate([d.isel(time=0).to_array().values.T for d in (train, valid, test)])
+    assert len(np.unique(starts.round(12), axis=0)) == 9  # no trajectory shared
+    # the initial spread around the spun-up prior mean is the protocol's N(0, 2^2)
+    assert np.allclose(train.attrs["dt"], 0.01)
+    assert 0.5 < np.std(starts - prior) < 4.0
+    # the test set does not move when the pool grows (its own seed)
+    bigger = NeuralVarSetup(n_train=8, n_valid=2, n_test=3, n_steps=20)
+    np.testing.assert_array_equal(make_trajectories(bigger, 0)[3].x.values, test.x.values)
+
+
+def test_tiny_grid_results_summary_and_figures():
+    result = neural_var_experiment(TINY, seed=0, progress=False)
+    res = result.results
+    for name in ("analysis_rmse", "background_rmse", "wrong_wing_share", "wall_time",
+                 "single_analysis_rmse", "single_background_rmse"):
+        assert res[name].dims == ("encoder", "mode", "noise_std", "seed")
+        assert "units" in res[name].attrs and "long_name" in res[name].attrs
+        assert np.isfinite(res[name].values).all(), name
+    assert res.baseline_rmse.dims == ("baseline", "mode", "noise_std")
+    assert any(str(b).startswith("Var3D") for b in res.baseline.values)
+    share = res.wrong_wing_share.values
+    assert ((share >= 0) & (share <= 1)).all()
+    rows = result.summary
+    assert {r["metric"] for r in rows} >= {"analysis RMSE", "background RMSE", "wrong-wing share"}
+    assert {"method", "value", "units", "lower_is_better"} <= set(rows[0])
+    assert any(r["method"].startswith("ExtKF") for r in rows)
+    assert "NeuralVar3D mlp" in result.table and "free run" in result.table
+    assert {"attractor_and_components", "error_in_time", "worst_cases", "scores"} <= set(
+        result.figures)
+    assert isinstance(result.figures["attractor_animation"], Animation)
+    plt.close("all")
+
+
+def test_animation_writes_a_gif(tmp_path):
+    from matplotlib.animation import PillowWriter
+
+    _, train, _, _ = make_trajectories(NeuralVarSetup(n_train=1, n_valid=1, n_test=1,
+                                                      n_steps=20), 0)
+    anim = attractor_animation(train.isel(trajectory=0), train.isel(trajectory=0), n_frames=3)
+    path = tmp_path / "a.gif"
+    anim.save(path, writer=PillowWriter(fps=5))
+    plt.close("all")
+    assert path.read_bytes()[:6] in (b"GIF89a", b"GIF87a")
+
+
+def test_registered():
+    assert "Neural fixed-point 3D-Var" in get_experiment("lorenz63-neural-var").description
+
+
+@pytest.mark.slow
+def test_quick_run_writes_everything(tmp_path):
+    """``xdyn run lorenz63-neural-var --quick``: all nine cells (about 6 min on 2 cores)."""
+    from xdyn.experiments import run
+
+    result = run("lorenz63-neural-var", quick=True, out=tmp_path, progress=False)
+    folder = result.paths["results"].parent
+    for name in ("results.nc", "summary.csv", "attractor_and_components.png",
+                 "attractor_animation.gif"):
+        assert (folder / name).exists(), name
+    res = result.results
+    assert res.sizes["encoder"] == 3 and res.sizes["mode"] == 3
+    # the learned analysis is far better than no assimilation in every cell
+    assert float(res.analysis_rmse.max()) < 0.5 * float(res.free_run_rmse)
