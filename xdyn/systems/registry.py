@@ -1,38 +1,69 @@
-"""Look systems up by class name, e.g. to rebuild one from a Dataset's attrs."""
+"""Look systems up by name, e.g. to rebuild one from a Dataset's attrs.
+
+Every :class:`~xdyn.systems.DynamicalSystem` subclass that declares a
+class-level ``name`` registers itself when it is defined (see
+:class:`xdyn._registry.Registry`); this module only reads that table.
+"""
 
 from __future__ import annotations
 
 import json
 
-from xdyn.systems.base import DynamicalSystem
+from xdyn.systems.base import SYSTEMS, DynamicalSystem
 
-__all__ = ["get_system", "system_from_attrs"]
+__all__ = ["make_system", "get_system", "registered_systems", "system_from_attrs"]
 
 
-def _all_subclasses(cls):
-    out = {}
-    for sub in cls.__subclasses__():
-        out[sub.__name__] = sub
-        out.update(_all_subclasses(sub))
-    return out
+def registered_systems() -> dict[str, type]:
+    """The systems :func:`make_system` can build, by declared name.
+
+    Examples
+    --------
+    >>> {"lorenz63", "lorenz96", "kolmogorov"} <= set(registered_systems())
+    True
+    """
+    import xdyn.systems  # noqa: F401  (import every built-in system module)
+
+    return SYSTEMS.classes()
+
+
+def make_system(name: str, **params) -> DynamicalSystem:
+    """Instantiate a system by short name (``"lorenz96"``), alias or class name (``"Lorenz96"``).
+
+    Names are matched case-insensitively. A user's subclass of
+    :class:`~xdyn.systems.DynamicalSystem` with a class-level ``name`` is found
+    as soon as it is defined.
+
+    Raises
+    ------
+    ValueError
+        An unknown name; the message suggests the closest known ones.
+
+    Examples
+    --------
+    >>> make_system("Lorenz96", n=10).n
+    10
+    >>> make_system("lorenz63").name
+    'lorenz63'
+    >>> make_system("kolmogorv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown system 'kolmogorv'; did you mean 'kolmogorov'? Known: [...]
+    """
+    import xdyn.systems  # noqa: F401  (import every built-in system module)
+
+    return SYSTEMS.get(name)(**params)
 
 
 def get_system(name: str, **params) -> DynamicalSystem:
-    """Instantiate a system by class name (``"Lorenz96"``) or short name (``"lorenz96"``).
+    """Same as :func:`make_system` (the older name).
 
     Examples
     --------
     >>> get_system("Lorenz96", n=10).n
     10
     """
-    import xdyn.systems  # noqa: F401  (import every system module)
-
-    classes = _all_subclasses(DynamicalSystem)
-    by_short = {getattr(c, "name", ""): c for c in classes.values()}
-    cls = classes.get(name) or by_short.get(name)
-    if cls is None:
-        raise ValueError(f"unknown system {name!r}; known: {sorted(classes)}")
-    return cls(**params)
+    return make_system(name, **params)
 
 
 def system_from_attrs(attrs: dict) -> DynamicalSystem:
@@ -50,4 +81,4 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
             "the Dataset does not record its system (no 'system' attr); pass system=... explicitly"
         )
     params = json.loads(attrs.get("system_params", "{}"))
-    return get_system(attrs["system"], **params)
+    return make_system(attrs["system"], **params)
