@@ -18,28 +18,23 @@ DAPPER's reference numbers.
 # %%
 # Truth and observations
 # ----------------------
-# ``Lorenz96.preset("sakov2008")`` builds the system of the paper and
-# ``preset_settings`` returns the rest of its setup (step, observation
-# interval and noise).
+# ``SAKOV2008`` (from :mod:`xdyn.experiments.setups`, one module per paper)
+# holds the setup: the system, the step, the observation operator, interval
+# and noise, and a tuning table with DAPPER's reference RMSEs.
 import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
 from xdyn import DivergenceError
 from xdyn.assimilation import make_assimilator
+from xdyn.experiments.setups import SAKOV2008 as setup
 from xdyn.metrics import rmse
-from xdyn.observe import observe
-from xdyn.systems import Lorenz96
 
-system = Lorenz96.preset("sakov2008")
-setup = Lorenz96.preset_settings("sakov2008")
-print(system, setup)
+system = setup.make_system()
+print(system, setup.dt, setup.operator, setup.obs_every, setup.noise_std)
 
 n_cycles = 500
-truth = system.simulate(n_steps=n_cycles * setup["obs_every"], dt=setup["dt"],
-                        burn_in=10.0, random_state=0)
-obs = observe(truth, "identity", noise_std=setup["noise_std"],
-              every=setup["obs_every"], random_state=1)
+truth, obs = setup.make_twin(n_cycles, seed=0, spin_up=10.0, system=system)
 truth_at_obs = truth.sel(time=obs["time"])
 
 # %%
@@ -129,7 +124,7 @@ for i, label in enumerate(results["method"].values):
     ax.plot(r.time, r.rmse, color=f"C{i}", lw=0.9, label=str(label))
     if np.isfinite(r.spread).any():
         ax.plot(r.time, r.spread, color=f"C{i}", lw=0.8, ls="--")
-ax.axhline(setup["noise_std"], color="0.5", lw=0.8, ls=":", label="observation error")
+ax.axhline(setup.noise_std, color="0.5", lw=0.8, ls=":", label="observation error")
 ax.axvspan(0, spin_up, color="0.92", zorder=0, label="spin-up (not averaged)")
 ax.set(yscale="log", xlabel="model time", ylabel="RMSE (solid), spread (dashed)",
        title="Lorenz-96, Sakov & Oke (2008) setup")

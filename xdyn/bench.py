@@ -147,62 +147,52 @@ def _dapper_setup(name, n_cycles):
     return HMM
 
 
-# rows: (label, xdyn method, xdyn params, (DAPPER method, DAPPER params), start), where
-# start "truth" gives xdyn DAPPER's initial distribution (centred on the truth's start,
-# as its published benchmarks) and "climatology" the default start that needs no truth
-# (DAPPER always starts from its own initial distribution)
+# The bench setup names -> the published setups (xdyn.experiments.setups), whose tuning
+# tables hold the methods, their parameters and their DAPPER equivalents
+_SETUPS = {"lorenz96": "sakov2008", "lorenz96-every4": "sakov2008-every4",
+           "lorenz63": "sakov2012"}
+
+# rows benched per setup: (tuning label, start), where start "truth" gives xdyn DAPPER's
+# initial distribution (centred on the truth's start, as its published benchmarks) and
+# "climatology" the default start that needs no truth (DAPPER always starts from its
+# own initial distribution)
+_BENCH_ROWS = {
+    "lorenz96-every4": [("LETKF-N N=40 r=8 xN=1.5", "climatology"),
+                        ("EnKF-N N=60 (no tuning)", "climatology")],
+    "lorenz96": [("3D-Var (B x 0.02)", "truth"),
+                 ("EnKF sqrt N=28 infl 1.02 rot", "truth"),
+                 ("EnKF sqrt N=28 infl 1.02 rot", "climatology"),
+                 ("EnKF sqrt N=40 infl 1.01", "truth"),
+                 ("EnKF-N N=40 (no inflation to tune)", "truth"),
+                 ("EnKF-N N=40 (no inflation to tune)", "climatology"),
+                 ("EnKF-N N=20 xN=2", "truth"),
+                 ("DEnKF N=40 infl 1.01", "truth"),
+                 ("LETKF N=40 infl 1.01 r=4", "truth"),
+                 ("LETKF N=40 infl 1.01 r=4", "climatology")],
+    "lorenz63": [("OI", "truth"),
+                 ("3D-Var (B x 0.1)", "truth"),
+                 ("ExtKF (infl 180)", "truth"),
+                 ("EnKF sqrt N=10 infl 1.02 rot", "truth"),
+                 ("EnKF sqrt N=10 infl 1.02 rot", "climatology"),
+                 ("EnKF-N N=10 (no inflation to tune)", "truth"),
+                 ("PF N=100 reg 2.4 NER 0.3", "truth")],
+}
+
+
 def _configs(name):
-    if name == "lorenz96-every4":
-        return [
-            ("LETKF-N N=40 r=8 xN=1.5", "letkf",
-             {"n_members": 40, "localization_radius": 8.0, "adaptive_inflation": True,
-              "inflation_prior_weight": 1.5},
-             ("LETKF", {"N": 40, "loc_rad": 8, "xN": 1.5}), "climatology"),
-            ("EnKF-N N=60 (no tuning)", "enkf-n", {"n_members": 60},
-             ("EnKF_N", {"N": 60, "dual": True}), "climatology"),
-        ]
-    if name == "lorenz96":
-        return [
-            ("3D-Var (B x 0.02)", "3dvar", {"B_scale": 0.02}, ("Var3D", {"xB": 0.02}), "truth"),
-            ("EnKF sqrt N=28 infl 1.02 rot", "enkf",
-             {"kind": "sqrt", "n_members": 28, "inflation": 1.02, "rotate": True},
-             ("EnKF", {"upd_a": "Sqrt", "N": 28, "infl": 1.02, "rot": True}), "truth"),
-            ("  same, climatological start", "enkf",
-             {"kind": "sqrt", "n_members": 28, "inflation": 1.02, "rotate": True},
-             ("EnKF", {"upd_a": "Sqrt", "N": 28, "infl": 1.02, "rot": True}), "climatology"),
-            ("EnKF sqrt N=40 infl 1.01", "enkf", {"kind": "sqrt", "n_members": 40, "inflation": 1.01},
-             ("EnKF", {"upd_a": "Sqrt", "N": 40, "infl": 1.01}), "truth"),
-            ("EnKF-N N=40 (no inflation to tune)", "enkf-n", {"n_members": 40},
-             ("EnKF_N", {"N": 40, "dual": True}), "truth"),
-            ("  same, climatological start", "enkf-n", {"n_members": 40},
-             ("EnKF_N", {"N": 40, "dual": True}), "climatology"),
-            ("EnKF-N N=20 xN=2", "enkf-n", {"n_members": 20, "inflation_prior_weight": 2.0},
-             ("EnKF_N", {"N": 20, "dual": True, "xN": 2.0}), "truth"),
-            ("DEnKF N=40 infl 1.01", "enkf", {"kind": "denkf", "n_members": 40, "inflation": 1.01},
-             ("EnKF", {"upd_a": "DEnKF", "N": 40, "infl": 1.01}), "truth"),
-            ("LETKF N=40 infl 1.01 r=4", "letkf",
-             {"n_members": 40, "inflation": 1.01, "localization_radius": 4.0},
-             ("LETKF", {"N": 40, "infl": 1.01, "loc_rad": 4}), "truth"),
-            ("  same, climatological start", "letkf",
-             {"n_members": 40, "inflation": 1.01, "localization_radius": 4.0},
-             ("LETKF", {"N": 40, "infl": 1.01, "loc_rad": 4}), "climatology"),
-        ]
-    return [
-        ("OI", "oi", {}, ("OptInterp", {}), "truth"),
-        ("3D-Var (B x 0.1)", "3dvar", {"B_scale": 0.1}, ("Var3D", {"xB": 0.1}), "truth"),
-        ("ExtKF (infl 180)", "extkf", {"inflation": 180.0}, ("ExtKF", {"infl": 180}), "truth"),
-        ("EnKF sqrt N=10 infl 1.02 rot", "enkf",
-         {"kind": "sqrt", "n_members": 10, "inflation": 1.02, "rotate": True},
-         ("EnKF", {"upd_a": "Sqrt", "N": 10, "infl": 1.02, "rot": True}), "truth"),
-        ("  same, climatological start", "enkf",
-         {"kind": "sqrt", "n_members": 10, "inflation": 1.02, "rotate": True},
-         ("EnKF", {"upd_a": "Sqrt", "N": 10, "infl": 1.02, "rot": True}), "climatology"),
-        ("EnKF-N N=10 (no inflation to tune)", "enkf-n", {"n_members": 10},
-         ("EnKF_N", {"N": 10, "dual": True}), "truth"),
-        ("PF N=100 reg 2.4 NER 0.3", "pf",
-         {"n_members": 100, "regularization": 2.4, "resampling_threshold": 0.3},
-         ("PartFilt", {"N": 100, "reg": 2.4, "NER": 0.3}), "truth"),
-    ]
+    """Rows (label, xdyn method, xdyn params, (DAPPER method, DAPPER params), start)."""
+    from xdyn.experiments.setups import get_setup
+
+    setup = get_setup(_SETUPS[name])
+    rows, previous = [], None
+    for label, start in _BENCH_ROWS[name]:
+        cfg = setup.methods([label])[0]
+        # a row repeating the one above from the climatological start
+        shown = "  same, climatological start" if label == previous else label
+        rows.append((shown, cfg.method, dict(cfg.params),
+                     (cfg.dapper[0], dict(cfg.dapper[1])), start))
+        previous = label
+    return rows
 
 
 def _as_datasets(HMM, xx, yy, system, operator=None):
@@ -235,8 +225,8 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
     filter seed (``dapper.tools.seeding.set_seed``); no global numpy seed is set.
     """
     from xdyn.assimilation import analysis_rmse, make_assimilator
-    from xdyn.observe import EveryKth
-    from xdyn.systems import Lorenz63, Lorenz96
+    from xdyn.experiments.setups import get_setup
+    from xdyn.observe import make_operator
 
     if not has_peer("dapper"):
         return "xdyn bench da compares with DAPPER: install the bench extra (pip install -e '.[bench]')"
@@ -254,8 +244,9 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
         n_cycles = {"lorenz96": 1000 if quick else 5000, "lorenz96-every4": 1000 if quick else 5000,
                     "lorenz63": 300 if quick else 1000}[name]
         HMM = _dapper_setup(name, n_cycles)
-        system = Lorenz63() if name == "lorenz63" else Lorenz96()
-        operator = EveryKth(4) if name == "lorenz96-every4" else None
+        setup = get_setup(_SETUPS[name])
+        system = setup.make_system()
+        operator = make_operator(setup.operator)
         set_seed(3000)  # the truth and observations of this setup
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -3,25 +3,22 @@
 import numpy as np
 import pytest
 
-from xdyn.observe import observe
-from xdyn.systems import Lorenz63, Lorenz96
+from xdyn.experiments.setups import SAKOV2008, SAKOV2012
 
 
 @pytest.fixture(scope="session")
 def l96_twin():
     """Lorenz-96 sakov2008 setup: 40 sites, every site observed every step, R = I."""
-    system = Lorenz96()
-    truth = system.simulate(n_steps=1000, dt=0.05, burn_in=10.0, random_state=3)
-    obs = observe(truth, "identity", noise_std=1.0, every=1, random_state=4)
+    system = SAKOV2008.make_system()
+    truth, obs = SAKOV2008.make_twin(n_cycles=1000, seed=3, spin_up=10.0, system=system)
     return system, truth, obs
 
 
 @pytest.fixture(scope="session")
 def l63_twin():
     """Lorenz-63 sakov2012 setup: dt 0.01, all variables every 25 steps, variance 2."""
-    system = Lorenz63()
-    truth = system.simulate(n_steps=25 * 400, dt=0.01, burn_in=5.0, random_state=5)
-    obs = observe(truth, "identity", noise_std=float(np.sqrt(2.0)), every=25, random_state=6)
+    system = SAKOV2012.make_system()
+    truth, obs = SAKOV2012.make_twin(n_cycles=400, seed=5, spin_up=5.0, system=system)
     return system, truth, obs
 
 

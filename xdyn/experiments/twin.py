@@ -1,7 +1,9 @@
 """Twin experiments: a perfect-model truth, synthetic observations, and every
 classical assimilator compared on the same data.
 
-Setups follow DAPPER's named configurations of the literature:
+Setups follow DAPPER's named configurations of the literature, declared once in
+:mod:`xdyn.experiments.setups` (model, observations, start, tuned methods and
+their reference RMSEs):
 
 * ``lorenz63-twin`` — Sakov, Oliver & Bertino (2012): dt 0.01, all three
   variables observed every 25 steps with noise variance 2.
@@ -12,7 +14,6 @@ Setups follow DAPPER's named configurations of the literature:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import warnings
@@ -23,29 +24,16 @@ from tqdm.auto import tqdm
 
 from xdyn.exceptions import DivergenceError
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register
+from xdyn.experiments.setups import (SAKOV2008, SAKOV2008_EVERY4, SAKOV2012, MethodConfig,
+                                    twin_data)
 from xdyn.metrics import state_rmse
-from xdyn.observe import make_operator, observe
+from xdyn.observe import make_operator
 
 __all__ = ["MethodConfig", "twin_experiment", "format_table", "summary"]
 
 
-@dataclasses.dataclass
-class MethodConfig:
-    """A named assimilator configuration in a comparison table.
-
-    Examples
-    --------
-    >>> MethodConfig("EnKF N=20", "enkf", {"n_members": 20}).method
-    'enkf'
-    """
-
-    label: str
-    method: str
-    params: dict
-
-
 def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, seed=0,
-                    burn_in_cycles=0, spin_up=10.0, initial_spread=1.0, progress=True):
+                    burn_in_cycles=0, spin_up=10.0, initial_spread=1.0, progress=True, dt=None):
     """Run every method on one truth and one set of observations.
 
     Returns the results Dataset (dims ``assimilator``, ``time``; not ``method``,
@@ -53,6 +41,9 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     of the analyses by label (methods that ran to the end), the truth and the
     observations. A method that diverges keeps its RMSE series up to
     ``divergence_time`` (NaN after, no time average) and its full ``status``.
+    The truth and observations come from
+    :func:`xdyn.experiments.setups.twin_data` (``seed`` and ``seed + 1``); a
+    published setup's are ``setup.make_twin(n_cycles, seed)``.
 
     Examples
     --------
@@ -66,10 +57,10 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     """
     from xdyn.assimilation import make_assimilator
 
-    dt = system.default_dt
-    truth = system.simulate(n_steps=n_cycles * obs_every, dt=dt, burn_in=spin_up, random_state=seed)
+    dt = system.default_dt if dt is None else dt
     op = make_operator(operator)
-    obs = observe(truth, op, noise_std=noise_std, every=obs_every, random_state=seed + 1)
+    truth, obs = twin_data(system, op, noise_std, obs_every, n_cycles, dt=dt, seed=seed,
+                           spin_up=spin_up)
     rng = np.random.RandomState(seed + 2)
     x0_truth = system.to_state(truth.isel(time=0)).cpu().numpy()
     initial_state = x0_truth + initial_spread * rng.standard_normal(x0_truth.shape)
@@ -262,61 +253,32 @@ def _figures(res, analyses, truth, obs, variable, site):
 
 
 # ----------------------------------------------------------------- catalogue
-# Reference analysis RMSEs: DAPPER 1.7.1 on these setups (issue #5 table).
-L63_REFERENCE = {"OI": 1.23, "3D-Var (B clim)": 1.20, "3D-Var (B x 0.1)": 1.03,
-                 "ExtKF (infl 180)": 0.87, "EnKF sqrt N=10 infl 1.02 rot": 0.57,
-                 "PF N=100 reg 2.4 NER 0.3": 0.35}
-L96_REFERENCE = {"OI": 0.945, "3D-Var (B clim)": 0.905, "3D-Var (B x 0.02)": 0.411,
-                 "EnKF sqrt N=28 infl 1.02 rot": 0.179, "DEnKF N=40 infl 1.01": 0.181,
-                 "LETKF N=40 infl 1.01 r=4": 0.198}
+# The setups, their tuning tables and reference RMSEs live in xdyn.experiments.setups;
+# these tables pick the rows each experiment runs.
+L63_REFERENCE = SAKOV2012.reference()
+L96_REFERENCE = SAKOV2008.reference()
 
 
 def lorenz63_methods():
-    return [
-        MethodConfig("OI", "oi", {}),
-        MethodConfig("3D-Var (B clim)", "3dvar", {}),
-        MethodConfig("3D-Var (B x 0.1)", "3dvar", {"B_scale": 0.1}),
-        MethodConfig("ExtKF (infl 180)", "extkf", {"inflation": 180.0}),
-        MethodConfig("EnKF sqrt N=10 infl 1.02 rot", "enkf",
-                     {"kind": "sqrt", "n_members": 10, "inflation": 1.02, "rotate": True}),
-        MethodConfig("PF N=100 reg 2.4 NER 0.3", "pf",
-                     {"n_members": 100, "regularization": 2.4, "resampling_threshold": 0.3}),
-    ]
+    return SAKOV2012.methods(["OI", "3D-Var (B clim)", "3D-Var (B x 0.1)", "ExtKF (infl 180)",
+                              "EnKF sqrt N=10 infl 1.02 rot", "PF N=100 reg 2.4 NER 0.3"])
 
 
 def lorenz96_methods(partial=False):
     if partial:
-        return [
-            MethodConfig("3D-Var (B x 0.02)", "3dvar", {"B_scale": 0.02}),
-            MethodConfig("EnKF sqrt N=40 infl 1.05", "enkf",
-                         {"kind": "sqrt", "n_members": 40, "inflation": 1.05}),
-            MethodConfig("LETKF N=40 infl 1.05 r=4", "letkf",
-                         {"n_members": 40, "inflation": 1.05, "localization_radius": 4.0}),
-            # local EnKF-N: no inflation to tune; 0.58 on 3 seeds from climatology (issue 8)
-            MethodConfig("LETKF-N N=40 r=8 xN=1.5", "letkf",
-                         {"n_members": 40, "localization_radius": 8.0, "adaptive_inflation": True,
-                          "inflation_prior_weight": 1.5}),
-        ]
-    return [
-        MethodConfig("OI", "oi", {}),
-        MethodConfig("3D-Var (B clim)", "3dvar", {}),
-        MethodConfig("3D-Var (B x 0.02)", "3dvar", {"B_scale": 0.02}),
-        MethodConfig("EnKF sqrt N=28 infl 1.02 rot", "enkf",
-                     {"kind": "sqrt", "n_members": 28, "inflation": 1.02, "rotate": True}),
-        MethodConfig("EnKF sqrt N=40 infl 1.01", "enkf",
-                     {"kind": "sqrt", "n_members": 40, "inflation": 1.01}),
-        MethodConfig("DEnKF N=40 infl 1.01", "enkf",
-                     {"kind": "denkf", "n_members": 40, "inflation": 1.01}),
-        MethodConfig("LETKF N=40 infl 1.01 r=4", "letkf",
-                     {"n_members": 40, "inflation": 1.01, "localization_radius": 4.0}),
-    ]
+        return SAKOV2008_EVERY4.methods(["3D-Var (B x 0.02)", "EnKF sqrt N=40 infl 1.05",
+                                         "LETKF N=40 infl 1.05 r=4", "LETKF-N N=40 r=8 xN=1.5"])
+    return SAKOV2008.methods(["OI", "3D-Var (B clim)", "3D-Var (B x 0.02)",
+                              "EnKF sqrt N=28 infl 1.02 rot", "EnKF sqrt N=40 infl 1.01",
+                              "DEnKF N=40 infl 1.01", "LETKF N=40 infl 1.01 r=4"])
 
 
-def _run_twin(system, operator, noise_std, obs_every, n_cycles, burn_in_cycles, methods,
-              reference, seed, progress, initial_spread, variable, site):
+def _run_twin(setup, device, n_cycles, burn_in_cycles, methods, reference, seed, progress,
+              variable, site):
     res, analyses, truth, obs = twin_experiment(
-        system, operator, noise_std, obs_every, n_cycles, methods, seed=seed,
-        burn_in_cycles=burn_in_cycles, initial_spread=initial_spread, progress=progress)
+        setup.make_system(device=device), setup.operator, setup.noise_std, setup.obs_every,
+        n_cycles, methods, seed=seed, burn_in_cycles=burn_in_cycles, spin_up=setup.spin_up,
+        initial_spread=setup.initial_spread, progress=progress, dt=setup.dt)
     res["reference_rmse"] = ("assimilator", np.array([reference.get(str(m), np.nan)
                                                  for m in res.assimilator.values]),
                              {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup",
@@ -328,34 +290,26 @@ def _run_twin(system, operator, noise_std, obs_every, n_cycles, burn_in_cycles, 
 
 @register("lorenz63-twin", "Lorenz-63 twin experiment, all variables observed every 25 steps "
           "(noise variance 2); OI, 3D-Var, ExtKF, EnKF, particle filter",
-          "Sakov, Oliver & Bertino (2012), Mon. Wea. Rev. 140; DAPPER mods/Lorenz63/sakov2012")
+          SAKOV2012.citation)
 def lorenz63_twin(quick=False, seed=0, device="cpu", progress=True):
-    from xdyn.systems import Lorenz63
-
     n_cycles = 300 if quick else 1000 + 80  # T=250 after a burn-in of 20 time units
-    return _run_twin(Lorenz63(device=device), "identity", float(np.sqrt(2.0)), 25, n_cycles,
-                     80 if not quick else 40, lorenz63_methods(), L63_REFERENCE, seed, progress,
-                     initial_spread=float(np.sqrt(2.0)), variable="x", site=0)
+    return _run_twin(SAKOV2012, device, n_cycles, 80 if not quick else 40, lorenz63_methods(),
+                     L63_REFERENCE, seed, progress, variable="x", site=0)
 
 
 @register("lorenz96-twin", "Lorenz-96 (40 sites, F=8) twin experiment, every site observed "
           "every step (unit noise); OI, 3D-Var, EnKF sqrt, DEnKF, LETKF",
-          "Sakov & Oke (2008), Tellus A 60; DAPPER mods/Lorenz96/sakov2008")
+          SAKOV2008.citation)
 def lorenz96_twin(quick=False, seed=0, device="cpu", progress=True):
-    from xdyn.systems import Lorenz96
-
     n_cycles = 600 if quick else 5000 + 200
-    return _run_twin(Lorenz96(device=device), "identity", 1.0, 1, n_cycles,
-                     100 if quick else 200, lorenz96_methods(), L96_REFERENCE, seed, progress,
-                     initial_spread=float(np.sqrt(0.001)), variable="x", site=0)
+    return _run_twin(SAKOV2008, device, n_cycles, 100 if quick else 200, lorenz96_methods(),
+                     L96_REFERENCE, seed, progress, variable="x", site=0)
 
 
 @register("lorenz96-twin-partial", "Lorenz-96 twin experiment observing every 4th site every step",
           "Sakov & Oke (2008) setup with sparse observations")
 def lorenz96_twin_partial(quick=False, seed=0, device="cpu", progress=True):
-    from xdyn.systems import Lorenz96
-
     n_cycles = 600 if quick else 3000 + 200
-    return _run_twin(Lorenz96(device=device), "every4", 1.0, 1, n_cycles,
-                     100 if quick else 200, lorenz96_methods(partial=True), {}, seed, progress,
-                     initial_spread=float(np.sqrt(0.001)), variable="x", site=1)
+    return _run_twin(SAKOV2008_EVERY4, device, n_cycles, 100 if quick else 200,
+                     lorenz96_methods(partial=True), SAKOV2008_EVERY4.reference(), seed, progress,
+                     variable="x", site=1)

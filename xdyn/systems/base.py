@@ -274,13 +274,15 @@ class DynamicalSystem(BaseEstimator):
 
     @classmethod
     def preset_settings(cls, name: str) -> dict:
-        """Experiment settings recorded with a preset (``dt``, observation setup ...).
+        """Simulation settings recorded with a preset (``dt``, ``burn_in`` ...).
 
         Examples
         --------
         >>> from xdyn.systems import Lorenz96
         >>> Lorenz96.preset_settings("sakov2008")
-        {'dt': 0.05, 'obs_every': 1, 'noise_std': 1.0}
+        {'dt': 0.05}
+
+        The paper's observation setup is in :mod:`xdyn.experiments.setups`.
         """
         if name not in cls.presets:
             raise ValueError(f"unknown preset {name!r} for {cls.__name__}")

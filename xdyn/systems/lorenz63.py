@@ -37,8 +37,9 @@ class Lorenz63(DynamicalSystem):
     name = "lorenz63"
     default_dt = 0.01
     presets = {
-        # Sakov, Oliver & Bertino (2012), used by DAPPER's Lorenz63/sakov2012.
-        "sakov2012": {"_dt": 0.01, "_obs_every": 25, "_noise_std": float(np.sqrt(2.0))},
+        # Sakov, Oliver & Bertino (2012), used by DAPPER's Lorenz63/sakov2012; its
+        # observations are in xdyn.experiments.setups.sakov2012
+        "sakov2012": {"_dt": 0.01},
     }
 
     _parameter_constraints = {"sigma": "real", "rho": "real", "beta": "real"}

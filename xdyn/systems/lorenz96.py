@@ -36,8 +36,8 @@ class Lorenz96(DynamicalSystem):
     name = "lorenz96"
     default_dt = 0.05
     presets = {
-        # Sakov & Oke (2008): all 40 sites observed every step, dt=0.05, R = I.
-        "sakov2008": {"n": 40, "F": 8.0, "_dt": 0.05, "_obs_every": 1, "_noise_std": 1.0},
+        # Sakov & Oke (2008); its observations are in xdyn.experiments.setups.sakov2008
+        "sakov2008": {"n": 40, "F": 8.0, "_dt": 0.05},
         "lorenz1996": {"n": 40, "F": 8.0, "_dt": 0.05},
     }
 
