@@ -103,6 +103,11 @@ def test_attrs_coords_kept_and_input_untouched(cls):
         assert an[v.name].attrs.get("units") == v.attrs["units"]
     assert an.attrs["system"] == type(system).__name__
     assert an.attrs["method"] == cls.__name__
+    # every output counts the observations assimilated and flags a lost filter
+    np.testing.assert_array_equal(an["n_assimilated"].values,
+                                  np.isfinite(obs.observation.values).sum(-1))
+    assert an["lost"].dtype == bool and an["lost"].dims[0] == "time"
+    assert an.attrs["diverged"] in (0, 1) and an.attrs["lost_track"] in (0, 1)
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS, ids=ids)
@@ -155,13 +160,3 @@ def test_parameters_are_declared_and_keyword_only(cls):
     kinds = [p.kind for name, p in sig.items()
              if name != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD]
     assert all(k is inspect.Parameter.KEYWORD_ONLY for k in kinds[1:])
-
-
-@pytest.mark.parametrize("cls", ESTIMATORS, ids=ids)
-def test_output_counts_observations_and_flags_lost_track(cls):
-    system, truth, obs = _data(cls)
-    an = _make(cls, system, truth).fit(obs, truth).predict(obs)
-    np.testing.assert_array_equal(an["n_assimilated"].values,
-                                  np.isfinite(obs.observation.values).sum(-1))
-    assert an["lost"].dtype == bool and an["lost"].dims[0] == "time"
-    assert an.attrs["diverged"] in (0, 1) and an.attrs["lost_track"] in (0, 1)
