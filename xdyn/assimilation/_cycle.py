@@ -365,6 +365,7 @@ def run_cycle(estimator, ctx, rng, callbacks=()):
         cb.on_cycle_begin(estimator, ctx, state)
     for ks in windows:
         k0 = ks[0]
+        ctx.k = k0  # the window being cycled, for hooks that act at a given time
         failure = None
         try:
             if ctx.n_steps[k0] > 0:

@@ -104,9 +104,9 @@ class BaseEnsembleAssimilator(BaseAssimilator):
             return initial_ensemble_tensor(given, ctx, n_members)
         if self.initial_state is None:
             E = self._climatological_members(ctx, n_members, rng)
-            if getattr(self, "_preanalysis", False):  # not the particle filter
-                E = self._climatological_update(E, ctx, rng)
-            return E
+            # not the particle filter: its weights use the climatology as it is
+            ctx.preanalysis_pending = bool(getattr(self, "_preanalysis", False))
+            return self._preanalyze(E, 0, ctx, rng) if ctx.preanalysis_pending else E
         mean = self._initial_mean(ctx, rng)
         noise = ctx.system.as_tensor(
             rng.standard_normal(tuple(mean.shape[:-1]) + (n_members, ctx.n_state)))
@@ -121,22 +121,30 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     # two updates with 2R carry the information of one with R (linear-Gaussian).
     _preanalysis = True
 
-    def _climatological_update(self, E, ctx, rng):
-        if not bool(ctx.mask[0].any()):
-            return E
+    def _preanalyze(self, E, k, ctx, rng):
+        """The climatological update at the first time ``k`` with observations."""
+        if getattr(ctx, "preanalysis_pending", False) and bool(ctx.mask[k].any()):
+            ctx.preanalysis_pending = False
+            return self._climatological_update(E, k, ctx, rng)
+        return E
+
+    def _climatological_update(self, E, k, ctx, rng):
+        # the members are still samples of the invariant measure at the first
+        # observed time (the flow preserves it), so B is still their covariance
         _, B = self._climatology(ctx)
-        W = ctx.whitening(0) / 2**0.5
+        W = ctx.whitening(k) / 2**0.5
         Hw = W @ ctx.jacobian_h(E.mean(-2))                     # (..., q, n)
         S = Hw @ B @ Hw.transpose(-1, -2)
         S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
         Kt = torch.linalg.solve(S, Hw @ B)                       # K^T in whitened units
         noise = torch.as_tensor(rng.standard_normal(tuple(E.shape[:-1]) + (W.shape[0],)),
                                 dtype=E.dtype, device=E.device)
-        dw = (ctx.innovation_data(0).unsqueeze(-2) - ctx.h(E)) @ W.T + noise
+        dw = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(E)) @ W.T + noise
         return E + dw @ Kt
 
     def _forecast(self, E, n_steps, ctx, rng):
-        return ctx.system.forecast(E, ctx.dt, n_steps)
+        E = ctx.system.forecast(E, ctx.dt, n_steps)
+        return self._preanalyze(E, getattr(ctx, "k", 0), ctx, rng)
 
     def _summarize(self, E):
         return E.mean(-2), E, E.std(-2)
