@@ -436,7 +436,11 @@ class NeuralVar3D(BaseAssimilator):
         torch.save({"net": buf.getvalue(), "fitted": fitted}, f)
 
     def load_params(self, f):
-        """Restore what :meth:`save_params` wrote (no refit); returns self."""
+        """Restore what :meth:`save_params` wrote (no refit); returns self.
+
+        The file holds pickled Python objects (the system, the operator):
+        load only files you trust.
+        """
         blob = torch.load(f, map_location="cpu", weights_only=False)
         for k, v in blob["fitted"].items():
             setattr(self, k, v)
