@@ -132,8 +132,6 @@ class NeuralVar3D(BaseAssimilator):
     """
 
     name = "neural-var"
-
-    name = "neural-var"
     aliases = ("neuralvar3d",)
 
     _parameter_constraints = {
