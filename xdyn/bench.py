@@ -22,7 +22,13 @@ __all__ = ["bench_systems", "bench_da", "has_peer"]
 
 
 def has_peer(name: str) -> bool:
-    """True when the peer package ``name`` (``"dapper"``, ``"kolsol"``) is importable."""
+    """True when the peer package ``name`` (``"dapper"``, ``"kolsol"``) is importable.
+
+    Examples
+    --------
+    >>> has_peer("numpy"), has_peer("no_such_peer_package")
+    (True, False)
+    """
     return importlib.util.find_spec(name) is not None
 
 
@@ -52,7 +58,30 @@ def _row(name, ours, peer=None):
 
 
 def bench_systems(quick: bool = False) -> str:
-    """Steps per second of the systems (and of the peers on the same work)."""
+    """Steps per second of the systems (and of the peers on the same work).
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Fewer steps (seconds instead of a minute).
+
+    Returns
+    -------
+    str
+        The table ``xdyn bench systems`` prints; peer columns when the
+        ``bench`` extra (DAPPER, KolSol) is installed.
+
+    Examples
+    --------
+    A benchmark, not a test: it runs for seconds and its numbers depend on the
+    machine (shown, not run):
+
+    >>> print(bench_systems(quick=True))  # doctest: +SKIP
+    work                                          xdyn steps/s  peer steps/s   ratio
+    Lorenz-96 n=40, one state                           22,929         5,216    4.40
+    Lorenz-96 n=40, 1000-member ensemble                 1,994           771    2.59
+    ...
+    """
     from xdyn.systems import Lorenz96
 
     n = 200 if quick else 2000
@@ -223,6 +252,33 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
 
     DAPPER's random numbers come from its own generator, seeded per setup and per
     filter seed (``dapper.tools.seeding.set_seed``); no global numpy seed is set.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Fewer cycles (1000 on Lorenz-96, 300 on Lorenz-63, instead of 5000 and 1000).
+    setups : sequence of str, default ("lorenz96", "lorenz96-every4", "lorenz63")
+        DAPPER's sakov2008 Lorenz-96 (every site observed, or every fourth) and
+        sakov2012 Lorenz-63 setups.
+    n_repeats : int, default 4
+        Filter seeds averaged on Lorenz-63 (one on Lorenz-96).
+
+    Returns
+    -------
+    str
+        The table ``xdyn bench da`` prints (a hint to install the ``bench``
+        extra when DAPPER is missing).
+
+    Examples
+    --------
+    A benchmark, not a test: it runs for tens of seconds (shown, not run):
+
+    >>> print(bench_da(quick=True, setups=("lorenz63",), n_repeats=1))  # doctest: +SKIP
+    setup / method                             xdyn RMSE   DAPPER   xdyn s  DAPPER s  speed-up  lost
+    ...
+    lorenz63 (300 cycles, burn-in 16.0 time units)
+      OI                                           1.243    1.242     0.71      1.08      1.53     0
+    ...
     """
     from xdyn.assimilation import analysis_rmse, make_assimilator
     from xdyn.experiments.setups import get_setup

@@ -92,12 +92,44 @@ class SampleView:
 
 
 def samples(data, dim: str = "time") -> SampleView:
-    """Wrap ``data`` for scikit-learn model selection along ``dim`` (see :class:`SampleView`)."""
+    """Wrap ``data`` for scikit-learn model selection along ``dim`` (see :class:`SampleView`).
+
+    Parameters
+    ----------
+    data : xarray.Dataset or xarray.DataArray
+    dim : str, default="time"
+        The dim scikit-learn counts and indexes as samples.
+
+    Returns
+    -------
+    SampleView
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from sklearn.model_selection import train_test_split
+    >>> ds = xr.Dataset({"a": ("time", np.arange(6.0)), "b": ("time", np.ones(6))})
+    >>> train, test = train_test_split(samples(ds), test_size=2, shuffle=False)
+    >>> unwrap(train).a.values.tolist(), unwrap(test).a.values.tolist()
+    ([0.0, 1.0, 2.0, 3.0], [4.0, 5.0])
+    >>> samples(ds, dim="x")
+    Traceback (most recent call last):
+    ...
+    ValueError: dim 'x' not in the data's dims ('time',)
+    """
     return SampleView(data, dim)
 
 
 def unwrap(data):
-    """The Dataset inside a :class:`SampleView` (anything else is returned as is)."""
+    """The Dataset inside a :class:`SampleView` (anything else is returned as is).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"a": ("time", np.arange(3.0))})
+    >>> unwrap(samples(ds)) is ds, unwrap(ds) is ds
+    (True, True)
+    """
     return data.data if isinstance(data, SampleView) else data
 
 
@@ -235,7 +267,24 @@ class GridSearchCV(_skms.GridSearchCV):
 
     Examples
     --------
-    See :mod:`xdyn.model_selection`.
+    Lorenz-63 observed every 0.1 time units; the truth is given at the
+    observation times, so that both are split along the same ``time``.
+    Over-inflating by 2 doubles the analysis error:
+
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> run = Lorenz63().simulate(n_steps=1000, burn_in=5.0, random_state=0)
+    >>> obs = observe(run, "identity", noise_std=1.0, every=10, random_state=1)
+    >>> truth = run.sel(time=obs.time)
+    >>> enkf = EnKF(n_members=10, random_state=0, return_ensemble=False)
+    >>> search = GridSearchCV(enkf, {"inflation": [1.02, 2.0]}, cv=2).fit(obs, truth)
+    >>> search.best_params_, search.cv  # cv is stored as given: 2 means TimeSeriesSplit(2)
+    ({'inflation': 1.02}, 2)
+    >>> bool(-search.best_score_ < 0.5)  # analysis RMSE, half the observation error
+    True
+
+    The module docstring (:mod:`xdyn.model_selection`) tunes a Lorenz-96 EnKF.
     """
 
     def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True, cv=None,

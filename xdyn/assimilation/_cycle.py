@@ -34,12 +34,64 @@ __all__ = ["CycleContext", "CycleStep", "CycleCallback", "Recorder", "ProgressBa
 
 
 class LostTrackWarning(RuntimeWarning):
-    """An assimilation run that is no better than climatology, or that diverged."""
+    """An assimilation run that is no better than climatology, or that diverged.
+
+    Issued instead of raising :class:`xdyn.DivergenceError` when the
+    assimilator was made with ``raise_on_divergence=False``; the analysis then
+    carries a ``lost`` flag per time and the attrs ``lost_track`` and
+    ``lost_track_time``.
+
+    Examples
+    --------
+    Optimal interpolation (a static ``B``) with every fourth site of
+    Lorenz-96 observed cannot follow the truth:
+
+    >>> import warnings
+    >>> from xdyn.assimilation import OptimalInterpolation
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96().simulate(n_steps=400, burn_in=10.0, random_state=0)
+    >>> obs = observe(truth, "every4", noise_std=1.0, random_state=1)
+    >>> oi = OptimalInterpolation(raise_on_divergence=False).fit(obs)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     analysis = oi.predict(obs)
+    >>> [w.category.__name__ for w in caught], analysis.attrs["lost_track"]
+    (['LostTrackWarning'], 1)
+    >>> bool(analysis.lost.any())
+    True
+    """
 
 
 @dataclasses.dataclass
 class CycleContext:
-    """Everything a cycle needs, resolved once from the observations and parameters."""
+    """Everything a cycle needs, resolved once from the observations and parameters.
+
+    An assimilator builds it from the observation Dataset in ``fit`` and
+    ``predict``; its hooks (``_initialize``, ``_forecast``, ``_analyze`` ...)
+    receive it as ``ctx``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=20, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=2.0, every=10, random_state=1)
+    >>> obs["observation"][1, 2] = np.nan  # z missing at the second time
+    >>> ctx = EnKF()._context(obs)
+    >>> ctx.times.tolist(), ctx.n_steps.tolist(), ctx.dt
+    ([0.0, 0.1, 0.2], [0, 10, 10], 0.01)
+    >>> tuple(ctx.y.shape), ctx.mask[1].tolist(), ctx.obs_std.tolist()
+    ((3, 3), [True, True, False], [2.0, 2.0, 2.0])
+    >>> ctx.whitening(1).tolist()  # W R W^T = I on the two observed entries
+    [[0.5, 0.0, 0.0], [0.0, 0.5, 0.0]]
+    >>> float(ctx.innovation_data(1)[2])  # a missing entry gets zero weight
+    0.0
+    >>> ctx.jacobian_h(ctx.y[0]).tolist()  # the identity operator
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    """
 
     system: object
     operator: object

@@ -87,6 +87,17 @@ class BaseAssimilator(BaseEstimator):
         ``diverged``, ``diverged_time``, ``lost_track``, ``lost_track_time``)
         and a :class:`LostTrackWarning` is issued.
 
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
+
     Notes
     -----
     Parameters are checked once, in :meth:`fit`, against
@@ -102,6 +113,51 @@ class BaseAssimilator(BaseEstimator):
     observations into memory and return a numpy-backed analysis, equal to the
     one numpy observations give. Select the time window first (``obs.sel(time=...)``)
     to bound memory; independent experiments can be batched along another dim.
+
+    Examples
+    --------
+    A new method implements the hooks on its own state. Nudging relaxes the
+    forecast towards the observations, ``x + gain H^T (y - H x)`` (a linear
+    operator; missing observations get no weight); its state is the mean:
+
+    >>> from numbers import Real
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> class Nudging(BaseAssimilator):
+    ...     _parameter_constraints = {**BaseAssimilator._parameter_constraints, "gain": [Real]}
+    ...     def __init__(self, system=None, *, gain=0.5, operator=None, noise_std=None, R=None,
+    ...                  dt=None, initial_state=None, initial_spread=1.0, burn_in=0.0,
+    ...                  return_background=False, raise_on_divergence=True,
+    ...                  random_state=None, progress=False):
+    ...         self.system, self.gain, self.operator = system, gain, operator
+    ...         self.noise_std, self.R, self.dt = noise_std, R, dt
+    ...         self.initial_state, self.initial_spread = initial_state, initial_spread
+    ...         self.burn_in, self.return_background = burn_in, return_background
+    ...         self.raise_on_divergence, self.random_state = raise_on_divergence, random_state
+    ...         self.progress = progress
+    ...     def _initialize(self, ctx, rng):
+    ...         return self._initial_mean(ctx, rng)  # initial_state, else the climatological mean
+    ...     def _forecast(self, state, n_steps, ctx, rng):
+    ...         return ctx.system.forecast(state, ctx.dt, n_steps)
+    ...     def _analyze(self, state, k, ctx, rng):
+    ...         innovation = ctx.mask[k] * (ctx.innovation_data(k) - ctx.h(state))
+    ...         return state + self.gain * innovation @ ctx.jacobian_h(state)
+    ...     def _summarize(self, state):
+    ...         return state, None, None  # mean, no ensemble, no spread
+    >>> truth = Lorenz63().simulate(n_steps=1000, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=5, random_state=1)
+    >>> nudging = Nudging(gain=0.5).fit(obs)
+    >>> nudging.system_, nudging.n_state_, nudging.n_obs_
+    (Lorenz63(), 3, 3)
+    >>> analysis = nudging.predict(obs)
+    >>> sorted(analysis.data_vars)
+    ['lost', 'n_assimilated', 'x', 'y', 'z']
+    >>> bool(-nudging.score(obs, truth) < 1.0)  # below the observation error
+    True
+    >>> Nudging(gain="strong").fit(obs)
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: The 'gain' parameter of Nudging must be ... Got 'strong' instead.
     """
 
     _parameter_constraints: dict = {

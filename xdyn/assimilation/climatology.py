@@ -69,8 +69,41 @@ def resolve_background_covariance(B, B_scale, n_state, climatology=None) -> np.n
 
 
 def fit_background_covariance(estimator, ctx, truth=None) -> np.ndarray:
-    """The ``B`` a variational estimator uses: its explicit ``B`` or the climatology's,
-    times its ``B_scale`` (the shared ``fit`` step of Var3D and Var4D)."""
+    """The ``B`` a variational estimator uses: its explicit ``B`` or the climatology's.
+
+    Times its ``B_scale``: the shared ``fit`` step of Var3D and Var4D.
+
+    Parameters
+    ----------
+    estimator : Var3D or Var4D
+        Read for ``B``, ``B_scale``, ``climatology_length`` and ``random_state``.
+    ctx : CycleContext
+        The context built from the observations (its system, ``dt`` and ``n_state``).
+    truth : xarray.Dataset, optional
+        A run whose covariance is the climatology when ``B`` is None (else a
+        free run of ``climatology_length`` is simulated).
+
+    Returns
+    -------
+    ndarray of shape (n_state, n_state)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.assimilation import Var3D
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=1000, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=10, random_state=1)
+    >>> var3d = Var3D(B=np.diag([1.0, 2.0, 3.0]), B_scale=0.5)
+    >>> ctx = var3d._context(obs)  # what fit builds from the observations
+    >>> np.diag(fit_background_covariance(var3d, ctx)).tolist()
+    [0.5, 1.0, 1.5]
+    >>> var3d = Var3D(B=None, B_scale=0.1)  # the covariance of the truth run, scaled
+    >>> B = fit_background_covariance(var3d, ctx, truth)
+    >>> bool(np.allclose(B, 0.1 * np.cov(truth.to_array().values)))
+    True
+    """
     clim = None
     if estimator.B is None:
         _, clim = estimate_climatology(ctx.system, truth, estimator.climatology_length,

@@ -20,8 +20,48 @@ __all__ = ["BaseEnsembleAssimilator", "random_mean_preserving_rotation", "initia
 
 
 def initial_ensemble_tensor(ensemble, ctx, n_members) -> torch.Tensor:
-    """An ``initial_ensemble`` (Dataset with a ``member`` dim, or array ``(..., N, n_state)``)
-    as a tensor ``(*batch, N, n_state)`` checked against the observations' batch shape."""
+    """An ``initial_ensemble`` as a tensor ``(*batch, N, n_state)``, checked.
+
+    Parameters
+    ----------
+    ensemble : xarray.Dataset or array of shape (..., N, n_state)
+        A state Dataset with a ``member`` dim (and optionally the observations'
+        batch dims), or the flat states.
+    ctx : CycleContext
+        The context built from the observations (system and batch shape).
+    n_members : int
+        The ``N`` the assimilator expects.
+
+    Returns
+    -------
+    torch.Tensor of shape (*batch, N, n_state)
+
+    Raises
+    ------
+    ValueError
+        Wrong number of members or state entries, a non-finite value, dims that
+        are neither batch nor state dims, or a shape that does not broadcast to
+        the observations' batch shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> system = Lorenz63()
+    >>> truth = system.simulate(n_steps=20, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=10, random_state=1)
+    >>> ctx = EnKF()._context(obs)  # what fit builds from the observations
+    >>> members = system.simulate(n_trajectories=4, n_steps=0, random_state=2).isel(time=0)
+    >>> ensemble = members.rename(trajectory="member")
+    >>> initial_ensemble_tensor(ensemble, ctx, n_members=4).shape
+    torch.Size([4, 3])
+    >>> initial_ensemble_tensor(np.zeros((5, 3)), ctx, n_members=4)
+    Traceback (most recent call last):
+    ...
+    ValueError: initial_ensemble has 5 members but n_members=4
+    """
     system = ctx.system
     if isinstance(ensemble, xr.Dataset):
         if "member" not in ensemble.dims:
@@ -58,6 +98,35 @@ def random_mean_preserving_rotation(batch_shape, n_members, rng, dtype, device) 
     ``O = V diag(1, Q) V^T`` with ``V`` an orthonormal basis starting with
     ``ones/sqrt(N)`` and ``Q`` Haar-distributed on O(N-1) (QR of a Gaussian
     with the sign of ``diag(R)`` fixed; Mezzadri 2007). Sakov & Oke (2008).
+
+    Parameters
+    ----------
+    batch_shape : tuple of int
+        One independent rotation per batch element.
+    n_members : int
+        Ensemble size ``N``.
+    rng : numpy.random.RandomState
+    dtype : torch.dtype
+    device : str or torch.device
+
+    Returns
+    -------
+    torch.Tensor of shape (*batch_shape, N, N)
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> O = random_mean_preserving_rotation((), 5, np.random.RandomState(0), torch.float64, "cpu")
+    >>> eye, ones = torch.eye(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64)
+    >>> torch.allclose(O @ O.T, eye), torch.allclose(O @ ones, ones)  # orthogonal, keeps the mean
+    (True, True)
+    >>> A = torch.as_tensor(np.random.RandomState(1).standard_normal((5, 3)))
+    >>> A = A - A.mean(0)  # ensemble anomalies (N=5 members, 3 variables)
+    >>> torch.allclose((O @ A).mean(0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
+    True
+    >>> random_mean_preserving_rotation((2,), 5, np.random.RandomState(0), torch.float64,
+    ...                                 "cpu").shape  # one rotation per batch element
+    torch.Size([2, 5, 5])
     """
     N = int(n_members)
     ones = torch.ones(N, 1, dtype=dtype, device=device)
@@ -74,7 +143,73 @@ def random_mean_preserving_rotation(batch_shape, n_members, rng, dtype, device) 
 
 
 class BaseEnsembleAssimilator(BaseAssimilator):
-    """Ensemble initialisation, forecast and post-analysis processing."""
+    """Ensemble initialisation, forecast and post-analysis processing.
+
+    Parameters
+    ----------
+    n_members : int >= 2
+        Ensemble size.
+    inflation : float > 0 or 1-D array
+        Multiplicative inflation of the analysis anomalies (a 1-D array sweeps
+        the first batch dim of the observations).
+    rtps : float in [0, 1], optional
+        Relaxation to prior spread (Whitaker & Hamill 2012).
+    rotate : bool, optional
+        Random mean-preserving rotation of the anomalies after each analysis.
+    initial_ensemble : xarray.Dataset or array, optional
+        Start from these members (see :func:`initial_ensemble_tensor`).
+    return_ensemble : bool, optional
+        Return the members, not only mean and spread.
+    **params
+        Those of :class:`~xdyn.assimilation.BaseAssimilator`. A subclass takes
+        in its ``__init__`` the parameters it uses (``n_members`` and the base
+        class's at least); the optional ones above have defaults here.
+
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
+
+    Examples
+    --------
+    An ensemble method implements ``_analyze`` on the ensemble tensor
+    ``(*batch, n_members, n_state)``; initialisation, forecast, the
+    summaries and ``_post_process`` (inflation, RTPS, rotation) come from
+    this class. Without an analysis the ensemble is a free run, no better
+    than climatology, and the cycle says so:
+
+    >>> import warnings
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> class FreeEnsemble(BaseEnsembleAssimilator):
+    ...     def __init__(self, system=None, *, n_members=10, inflation=1.0, operator=None,
+    ...                  noise_std=None, R=None, dt=None, initial_state=None,
+    ...                  initial_spread=1.0, burn_in=0.0, return_background=False,
+    ...                  raise_on_divergence=True, random_state=None):
+    ...         self.system, self.n_members, self.inflation = system, n_members, inflation
+    ...         self.operator, self.noise_std, self.R, self.dt = operator, noise_std, R, dt
+    ...         self.initial_state, self.initial_spread = initial_state, initial_spread
+    ...         self.burn_in, self.return_background = burn_in, return_background
+    ...         self.raise_on_divergence, self.random_state = raise_on_divergence, random_state
+    ...     def _analyze(self, E, k, ctx, rng):
+    ...         return self._post_process(E, E, rng)  # no update: only the inflation
+    >>> truth = Lorenz63().simulate(n_steps=1000, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=5, random_state=1)
+    >>> free = FreeEnsemble(n_members=5, random_state=0, raise_on_divergence=False).fit(obs)
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     analysis = free.predict(obs)
+    >>> sorted(analysis.data_vars)
+    ['lost', 'n_assimilated', 'spread', 'x', 'x_std', 'y', 'y_std', 'z', 'z_std']
+    >>> bool(analysis.lost.any()), [w.category.__name__ for w in caught]
+    (True, ['LostTrackWarning'])
+    """
 
     _ensemble = True
 

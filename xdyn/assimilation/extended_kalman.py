@@ -67,6 +67,17 @@ class ExtendedKalmanFilter(BaseAssimilator):
         Unused (the filter is deterministic); kept for the common interface.
     progress : bool, default=False
 
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
+
     Notes
     -----
     The output has the mean state plus ``<var>_std`` (square root of the

@@ -59,6 +59,14 @@ class OptimalInterpolation(StaticCovarianceCycle):
     climatological_mean_ : ndarray of shape (n_state,)
     B_ : ndarray of shape (n_state, n_state)
         Climatological covariance (``ddof=1``).
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
 
     Notes
     -----

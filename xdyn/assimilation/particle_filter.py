@@ -97,6 +97,17 @@ class ParticleFilter(BaseAssimilator):
     random_state : int, RandomState or None
     progress : bool, default=False
 
+    Attributes
+    ----------
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
+
     References
     ----------
     Gordon, N. J., Salmond, D. J. & Smith, A. F. M. (1993). Novel approach to

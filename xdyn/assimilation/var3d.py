@@ -61,6 +61,14 @@ class Var3D(StaticCovarianceCycle):
     ----------
     B_ : ndarray of shape (n_state, n_state)
         Background covariance used (already multiplied by ``B_scale``).
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
 
     Notes
     -----

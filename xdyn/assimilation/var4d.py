@@ -96,6 +96,14 @@ class Var4D(BaseAssimilator):
     ----------
     B_ : ndarray of shape (n_state, n_state)
         Background covariance used (already multiplied by ``B_scale``).
+    system_ : DynamicalSystem
+        The forecast model used by :meth:`predict`.
+    operator_ : ObservationOperator
+        The observation operator used by :meth:`predict`.
+    n_obs_ : int
+        Observations per time.
+    n_state_ : int
+        Size of the flat state.
 
     Notes
     -----
