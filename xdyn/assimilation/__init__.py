@@ -59,11 +59,7 @@ def make_assimilator(method, **params):
     ...
     ValueError: unknown assimilation method 'letfk'; did you mean 'letkf'...? Known: [...]
     """
-    methods = _methods()
-    key = str(method).lower()
-    if key not in methods:
-        ASSIMILATORS.get(method)  # raises, with suggestions
-    return methods[key](**params)
+    return ASSIMILATORS.get(method)(**params)
 
 
 def __getattr__(name):
