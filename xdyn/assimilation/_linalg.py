@@ -2,7 +2,8 @@
 
 The Kalman/BLUE update in whitened observation space (OI, 3D-Var, ExtKF), the
 Jacobian of an observation operator, the symmetric square root of a
-covariance (4D-Var's preconditioning) and the ETKF ensemble transform (EnKF).
+covariance (4D-Var's preconditioning), the ensemble's whitened anomalies and
+the ETKF ensemble transform (EnKF, EnKF-N).
 Everything is batched over leading dims.
 """
 
@@ -12,7 +13,8 @@ import math
 
 import torch
 
-__all__ = ["observation_jacobian", "whitened_update", "symmetric_sqrt", "ensemble_transform"]
+__all__ = ["observation_jacobian", "whitened_update", "symmetric_sqrt", "whitened_anomalies",
+           "ensemble_transform"]
 
 
 def observation_jacobian(operator, system, x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +104,44 @@ def symmetric_sqrt(B: torch.Tensor) -> torch.Tensor:
     """
     evals, evecs = torch.linalg.eigh(0.5 * (B + B.transpose(-1, -2)))
     return (evecs * evals.clamp_min(0).sqrt().unsqueeze(-2)) @ evecs.transpose(-1, -2)
+
+
+def whitened_anomalies(E: torch.Tensor, HE: torch.Tensor, y: torch.Tensor, W: torch.Tensor):
+    """Ensemble mean and anomalies, with their images in whitened observation space.
+
+    Parameters
+    ----------
+    E : tensor (..., N, n)
+        The forecast ensemble.
+    HE : tensor (..., N, q)
+        The observed members.
+    y : tensor (..., q)
+        The observations.
+    W : tensor (q, q)
+        Whitening ``R^-1/2``.
+
+    Returns
+    -------
+    mu : tensor (..., 1, n)
+        Ensemble mean.
+    A : tensor (..., N, n)
+        Anomalies ``E - mu``.
+    Yw : tensor (..., N, q)
+        Whitened observation anomalies.
+    dw : tensor (..., q)
+        Whitened innovation of the observed mean.
+
+    Examples
+    --------
+    >>> import torch
+    >>> E = torch.tensor([[1.0, 0.0], [3.0, 2.0]])
+    >>> mu, A, Yw, dw = whitened_anomalies(E, E[:, :1], torch.tensor([4.0]), torch.eye(1) / 2)
+    >>> mu.tolist(), A.tolist(), Yw.tolist(), dw.tolist()
+    ([[2.0, 1.0]], [[-1.0, -1.0], [1.0, 1.0]], [[-0.5], [0.5]], [1.0])
+    """
+    mu = E.mean(-2, keepdim=True)
+    hmu = HE.mean(-2, keepdim=True)
+    return mu, E - mu, (HE - hmu) @ W.T, (y - hmu.squeeze(-2)) @ W.T
 
 
 def ensemble_transform(Yw: torch.Tensor, dw: torch.Tensor):

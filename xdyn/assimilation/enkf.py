@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from xdyn.assimilation._linalg import ensemble_transform
+from xdyn.assimilation._linalg import ensemble_transform, whitened_anomalies
 from xdyn.assimilation._validation import StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 
@@ -115,11 +115,7 @@ class EnKF(BaseEnsembleAssimilator):
         W = ctx.whitening(k)
         y = ctx.innovation_data(k)
         HE = ctx.h(E)
-        mu = E.mean(-2, keepdim=True)
-        A = E - mu
-        hmu = HE.mean(-2, keepdim=True)
-        Yw = (HE - hmu) @ W.T
-        dw = (y - hmu.squeeze(-2)) @ W.T
+        mu, A, Yw, dw = whitened_anomalies(E, HE, y, W)
         if self.kind == "sqrt":
             w, T, _ = ensemble_transform(Yw, dw)
             Ea = mu + w.unsqueeze(-2) @ A + T @ A

@@ -23,6 +23,7 @@ from numbers import Real
 import numpy as np
 import torch
 
+from xdyn.assimilation._linalg import whitened_anomalies
 from xdyn.assimilation._validation import FiniteInterval
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 
@@ -215,12 +216,7 @@ class EnKFN(BaseEnsembleAssimilator):
 
     def _analyze(self, E, k, ctx, rng):
         W = ctx.whitening(k)
-        HE = ctx.h(E)
-        mu = E.mean(-2, keepdim=True)
-        A = E - mu
-        hmu = HE.mean(-2, keepdim=True)
-        Yw = (HE - hmu) @ W.T
-        dw = (ctx.innovation_data(k) - hmu.squeeze(-2)) @ W.T
+        mu, A, Yw, dw = whitened_anomalies(E, ctx.h(E), ctx.innovation_data(k), W)
         N = E.shape[-2]
         N1 = N - 1
         lam, V = torch.linalg.eigh(Yw @ Yw.transpose(-1, -2))
