@@ -161,3 +161,18 @@ def test_user_system_with_a_name_is_rebuilt_from_attrs(scratch_registries):
     # the rebuilt system gives the same trajectory: c(1) = exp(-0.5)
     again = rebuilt.simulate(t_span=1.0, dt=0.1, x0=[1.0])
     np.testing.assert_allclose(float(again.c[-1]), np.exp(-0.5), rtol=1e-6)
+
+
+def test_a_subclass_without_its_own_name_is_rebuilt_from_attrs():
+    # describe() records type(obj).__name__; a subclass that keeps its parent's
+    # name must still be found by it (and must not shadow the parent)
+    from xdyn.systems import Lorenz96
+    from xdyn.systems.registry import system_from_attrs
+
+    class MyLorenz96(Lorenz96):
+        pass
+
+    rebuilt = system_from_attrs(MyLorenz96(n=8).describe())
+    assert type(rebuilt) is MyLorenz96 and rebuilt.n == 8
+    assert make_system("lorenz96").__class__ is Lorenz96
+    assert "MyLorenz96" not in {c.__name__ for c in registered_systems().values()}

@@ -23,7 +23,9 @@ class Registry:
     lookups are case-insensitive. A class registers only when its own body
     declares ``name`` and its class name does not start with ``_``: an
     intermediate base (``BaseEnsembleAssimilator``) or a private helper stays
-    out, and a subclass that keeps its parent's ``name`` does not shadow it.
+    out of the listings, and a subclass that keeps its parent's ``name`` does
+    not shadow it; such a public subclass is still found by its exact class
+    name (so that a Dataset's recorded ``system`` attr rebuilds it).
 
     Parameters
     ----------
@@ -54,6 +56,9 @@ class Registry:
         self.kind = kind
         self._classes: dict[str, type] = {}  # key (lower case) -> class
         self._primary: dict[str, type] = {}  # declared name -> class
+        # public subclasses that declare no name of their own, by class name: a
+        # Dataset's attrs record ``type(obj).__name__``, which must rebuild them
+        self._unnamed: dict[str, type] = {}
 
     @staticmethod
     def registrable(cls) -> bool:
@@ -63,6 +68,8 @@ class Registry:
     def add(self, cls) -> None:
         """Register ``cls`` under its ``name``, ``aliases`` and class name (if registrable)."""
         if not self.registrable(cls):
+            if not cls.__name__.startswith("_"):
+                self._unnamed[cls.__name__.lower()] = cls
             return
         aliases = vars(cls).get("aliases", ())
         if isinstance(aliases, str):
@@ -94,6 +101,8 @@ class Registry:
         key = str(name).lower()
         if key in self._classes:
             return self._classes[key]
+        if key in self._unnamed:
+            return self._unnamed[key]
         known = self.names()
         close = difflib.get_close_matches(key, list(self._classes), n=6, cutoff=0.6)
         # one suggestion per class, under its declared name
