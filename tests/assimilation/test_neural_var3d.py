@@ -155,6 +155,7 @@ def test_var_loss_without_truth(data):
     ("window", "window=8 is longer"),
     ("nan_window", "all NaN over a whole window"),
     ("no_truth", "needs the truth"),
+    ("no_valid_truth", "validation=\\(obs_valid, truth_valid\\)"),
     ("encoder", "encoder"),
     ("routed", "unexpected parameter"),
 ])
@@ -180,8 +181,9 @@ def test_bad_input_is_refused_before_training(data, case, match):
         with pytest.raises(TypeError, match=match):
             NeuralVar3D(hidden_size=8)
         return
+    fit_params = {"validation": (obs, None)} if case == "no_valid_truth" else {}
     with pytest.raises((ValueError, TypeError), match=match):
-        est.fit(obs, truth)
+        est.fit(obs, truth, **fit_params)
     assert not hasattr(est, "net_")
 
 

@@ -231,6 +231,9 @@ class NeuralVar3D(BaseAssimilator):
         valid = None
         if validation is not None:
             obs_v, truth_v = validation
+            if self.loss == "supervised" and truth_v is None:
+                raise ValueError("loss='supervised' scores validation against the truth: pass "
+                                 "validation=(obs_valid, truth_valid)")
             ctx_v = self._context(obs_v)
             self._check_context(ctx_v)
             check_observation_windows(ctx_v, int(self.window))
