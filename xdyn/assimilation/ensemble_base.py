@@ -252,8 +252,10 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     # climatological size. The first observations are therefore assimilated into
     # the members with the full-rank climatological covariance they sample
     # (perturbed observations, Burgers et al. 1998), with twice the observation
-    # error variance: the cycle's own first analysis assimilates them again, and
-    # two updates with 2R carry the information of one with R (linear-Gaussian).
+    # error variance. The cycle's own first analysis then assimilates them again,
+    # with R as usual (the methods' _analyze knows nothing of this step), so the
+    # first observations weigh 1/(2R) + 1/R = 1.5/R in all, not 1/R: the first
+    # analysis is somewhat overconfident, which the next cycles wash out.
     _preanalysis = True
 
     def _preanalyze(self, E, k, ctx, rng):
