@@ -44,3 +44,16 @@ def test_autograd_and_single_states_take_the_generic_path():
                                   DynamicalSystem.forecast(system, one, 0.05, 3).numpy())
     with pytest.raises(ValueError, match="n_steps"):
         system.forecast(x.detach(), 0.05, -1)
+
+
+def test_a_subclass_with_its_own_step_is_not_bypassed():
+    class HalfStep(Lorenz96):  # another integrator: half an Euler step, say
+        def step(self, x, dt):
+            return x + 0.5 * dt * self.rhs(0.0, x)
+
+    system = HalfStep()
+    x = torch.as_tensor(system.random_initial_state(64, 0))
+    expected = x
+    for _ in range(3):
+        expected = system.step(expected, 0.05)
+    np.testing.assert_allclose(system.forecast(x, 0.05, 3).numpy(), expected.numpy(), rtol=1e-12)

@@ -76,8 +76,10 @@ class Lorenz96(DynamicalSystem):
         """Advance ``x`` by ``n_steps`` RK4 steps; an ensemble on the CPU without autograd
         takes a fused in-place kernel (:func:`_rk4_site_major`), a single state the
         generic path."""
-        # the kernel hard-codes this class's rhs: not for a subclass's or a patched one
-        own_rhs = type(self).rhs is Lorenz96.rhs and "rhs" not in self.__dict__
+        # the kernel hard-codes this class's rhs and RK4 step: not for a subclass that
+        # overrides either (model noise, another integrator) nor for a patched rhs
+        own_rhs = (type(self).rhs is Lorenz96.rhs and type(self).step is DynamicalSystem.step
+                   and "rhs" not in self.__dict__)
         if (own_rhs and isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.ndim >= 2
                 and int(n_steps) > 0 and not (torch.is_grad_enabled() and x.requires_grad)
                 and x.numel() // max(x.shape[-1], 1) >= self.ensemble_kernel_min_members):
