@@ -114,10 +114,11 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
 def _unzip_into(folder: Path):
     """A pooch processor extracting a zip's ``*.nc`` into ``folder``, all or nothing.
 
-    The archive is tested (every member's CRC) before anything is written; the
-    files are extracted into a temporary folder and moved into place only when
-    all of them are out, and their sha256 are added to ``folder/SHA256SUMS``. A bad archive is deleted (so the next fetch downloads it
-    again rather than reusing it) and leaves no empty ``folder`` behind.
+    The files are extracted into a temporary folder (each member's CRC checked
+    as it is read) and moved into place only when all of them are out, and their
+    sha256 are added to ``folder/SHA256SUMS``. A bad archive is deleted (so the
+    next fetch downloads it again rather than reusing it) and leaves no empty
+    ``folder`` behind.
     """
 
     def processor(fname, action, pup):
@@ -126,9 +127,9 @@ def _unzip_into(folder: Path):
         created = not folder.exists()
         try:
             with zipfile.ZipFile(fname) as archive:
-                bad = archive.testzip()
-                if bad is not None:
-                    raise zipfile.BadZipFile(f"member {bad!r} fails its CRC check")
+                # no testzip() pass first: it would decompress everything twice. Reading
+                # a member checks its CRC (BadZipFile at its end), and members go to a
+                # temporary folder that is moved into place only when all are good
                 members = [m for m in archive.namelist() if m.endswith(".nc")]
                 if not members:
                     raise zipfile.BadZipFile("it holds no *.nc file")
