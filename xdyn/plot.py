@@ -101,15 +101,8 @@ def plot_state(ds, variables=None, time=None, fig=None):
     if scalars:
         ax = axes[0]
         for j, n in enumerate(scalars):
-            da = ds[n]
-            if "member" in da.dims:
-                mean = da.mean("member")
-                if n_members > 1:
-                    std = da.std("member", ddof=1)
-                    ax.fill_between(da["time"].values, (mean - std).values, (mean + std).values,
-                                    color=f"C{j}", alpha=0.25, lw=0)
-                da = mean
-            ax.plot(da["time"].values, da.values, color=f"C{j}", lw=1, label=n)
+            _ensemble_line(ax, ds[n], ds["time"].values, band_alpha=0.25,
+                           color=f"C{j}", lw=1, label=n)
         ax.set_xlabel(_axis_label(ds["time"]))
         ax.set_ylabel("state")
         if note:
@@ -136,14 +129,14 @@ def plot_state(ds, variables=None, time=None, fig=None):
     return fig
 
 
-def _ensemble_line(ax, da, time, **kwargs):
+def _ensemble_line(ax, da, time, band_alpha=0.2, **kwargs):
     """Plot ``da`` against time; an ensemble as its mean with a +-1 std band."""
     if "member" in da.dims:
         if da.sizes["member"] > 1:
             mean, std = da.mean("member"), da.std("member", ddof=1)
             line = ax.plot(time, mean.values, **kwargs)[0]
             ax.fill_between(time, (mean - std).values, (mean + std).values,
-                            color=line.get_color(), alpha=0.2, lw=0)
+                            color=line.get_color(), alpha=band_alpha, lw=0)
             return line
         da = da.mean("member")
     return ax.plot(time, da.values, **kwargs)[0]
