@@ -23,7 +23,8 @@ def _pick(examples, res):
     return enc, mode, noise, examples[(enc, mode, noise)]
 
 
-def _background(an):
+def background_of(an):
+    """The background state (``x_background`` ... renamed ``x`` ...) of an analysis."""
     return an[[f"{v}_background" for v in _VARS]].rename({f"{v}_background": v for v in _VARS})
 
 
@@ -38,7 +39,7 @@ def neural_var_figures(res, examples, baselines, test, free, setup):
     title = f"NeuralVar3D {enc}, observing {mode}, noise {noise}"
     err = state_rmse(an, test, keep_dims=("trajectory",))
     j = int(err.mean("time").argsort().values[len(err.trajectory) // 2])  # a typical trajectory
-    tr, a, b = (d.isel(trajectory=j) for d in (test, an, _background(an)))
+    tr, a, b = (d.isel(trajectory=j) for d in (test, an, background_of(an)))
 
     fig = plt.figure(figsize=(13, 7.5))
     for i, (ds, name) in enumerate(((tr, "truth"), (b, "background (forecast)"), (a, "analysis"))):
@@ -66,7 +67,7 @@ def neural_var_figures(res, examples, baselines, test, free, setup):
     for e in res["encoder"].values:
         if (str(e), mode, noise) in examples:
             ax.plot(t, state_rmse(examples[(str(e), mode, noise)], test), lw=1, label=f"NeuralVar3D {e}")
-    ax.plot(t, state_rmse(_background(an), test), color="tab:orange", lw=1, ls=":",
+    ax.plot(t, state_rmse(background_of(an), test), color="tab:orange", lw=1, ls=":",
             label=f"background of {enc}")
     for label, row in baselines.get((mode, noise), {}).items():
         if "analysis_ds" in row:

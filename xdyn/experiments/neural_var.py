@@ -28,8 +28,9 @@ import numpy as np
 import xarray as xr
 
 from xdyn.assimilation._neural_var_data import wrong_wing_share
-from xdyn.assimilation.base import state_rmse
+from xdyn.experiments._neural_var_figures import background_of
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
+from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
 
 __all__ = ["NeuralVarSetup", "make_trajectories", "neural_var_experiment", "MODES"]
@@ -104,18 +105,20 @@ def make_trajectories(setup: NeuralVarSetup, seed: int = 0):
     return prior_mean, train, valid, test
 
 
-def _scores(analysis, truth, burn_in, background=True):
+def _trajectory_mean_rmse(analysis, truth, burn_in):
     """Time mean after burn-in per trajectory, then the mean over trajectories."""
-    t = analysis["time"]
-    keep = t >= t[0] + burn_in
-    out = {"analysis": float(state_rmse(analysis, truth, keep_dims=("trajectory",))
-                             .where(keep, drop=True).mean())}
+    per_time = state_rmse(analysis, truth, keep_dims=("trajectory",))
+    return float(mean_after_burn_in(per_time, burn_in).mean())
+
+
+def _scores(analysis, truth, burn_in, background=True):
+    """Analysis (and background) RMSE as :func:`_trajectory_mean_rmse`; wrong-wing share."""
+    out = {"analysis": _trajectory_mean_rmse(analysis, truth, burn_in)}
     if background and "x_background" in analysis:
-        bg = analysis[[f"{v}_background" for v in "xyz"]].rename(
-            {f"{v}_background": v for v in "xyz"})
-        out["background"] = float(state_rmse(bg, truth, keep_dims=("trajectory",))
-                                  .where(keep, drop=True).mean())
-    out["wrong_wing"] = float(wrong_wing_share(analysis.where(keep, drop=True), truth))
+        out["background"] = _trajectory_mean_rmse(background_of(analysis), truth, burn_in)
+    t = analysis["time"]
+    out["wrong_wing"] = float(wrong_wing_share(analysis.where(t >= t[0] + burn_in, drop=True),
+                                               truth))
     return out
 
 
@@ -176,8 +179,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     free = Lorenz63().simulate(n_trajectories=setup.n_test, n_steps=setup.n_steps - 1,
                                dt=setup.dt, x0=np.broadcast_to(prior_mean, (setup.n_test, 3)))
     free = free.assign_coords(trajectory=test["trajectory"])
-    keep = free["time"] >= float(free["time"][0]) + setup.burn_in
-    free_rmse = float(state_rmse(free, test, keep_dims=("trajectory",)).where(keep, drop=True).mean())
+    free_rmse = _trajectory_mean_rmse(free, test, setup.burn_in)
     shape = (len(setup.encoders), len(setup.modes), len(setup.noise_levels), len(setup.seeds))
     an_rmse, bg_rmse, wing, wall, one_an, one_bg = (np.full(shape, np.nan) for _ in range(6))
     baseline_rows, examples, single_backgrounds = {}, {}, {}
