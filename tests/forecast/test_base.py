@@ -1,0 +1,106 @@
+"""The forecaster contract of xdyn.forecast.base, checked on the baselines."""
+
+import pickle
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+
+from xdyn.forecast import Climatology, Persistence, lead_aligned_truth
+from xdyn.preprocessing import StandardScaler
+
+
+def _grid_ds(n=30, calendar=None):
+    rng = np.random.default_rng(0)
+    if calendar is None:
+        time = np.datetime64("2000-01-01T00", "ns") + np.arange(n) * np.timedelta64(6, "h")
+    else:
+        time = xr.date_range("2000-01-01", periods=n, freq="6h", calendar=calendar,
+                             use_cftime=True)
+    lat, lon = np.array([-30.0, 0.0, 30.0]), np.array([0.0, 90.0, 180.0, 270.0])
+    z = 5000 + np.cumsum(rng.normal(size=(n, 3, 4)), 0)
+    return xr.Dataset({"z": (("time", "lat", "lon"), z, {"units": "m2 s-2"}),
+                       "t": (("time", "lat"), rng.normal(size=(n, 3)), {"units": "K"})},
+                      coords={"time": time, "lat": lat, "lon": lon})
+
+
+def test_predict_layout_and_valid_time():
+    ds = _grid_ds()
+    fc = Persistence().fit(ds).predict(ds, lead_times=["6h", np.timedelta64(12, "h")])
+    assert fc["z"].dims == ("time", "lead_time", "lat", "lon")
+    assert fc["t"].dims == ("time", "lead_time", "lat")
+    assert fc["lead_time"].dtype.kind == "m"
+    assert fc["valid_time"].values[0, 1] == ds.time.values[2]
+    assert fc["z"].attrs["units"] == "m2 s-2"
+
+
+def test_lead_aligned_truth_shifts_by_lead():
+    ds = _grid_ds()
+    fc = Persistence().fit(ds).predict(ds, lead_times=["12h"])
+    truth = lead_aligned_truth(ds, fc)
+    np.testing.assert_array_equal(truth["z"].values[:-2, 0], ds["z"].values[2:])
+    assert np.isnan(truth["z"].values[-2:, 0]).all()
+
+
+@pytest.mark.parametrize("calendar", ["noleap", "360_day"])
+def test_cftime_leads(calendar):
+    ds = _grid_ds(calendar=calendar)
+    fc = Persistence().fit(ds).predict(ds, lead_times=["6h"])
+    truth = lead_aligned_truth(ds, fc)
+    np.testing.assert_array_equal(truth["z"].values[:-1, 0], ds["z"].values[1:])
+
+
+def test_score_is_minus_lat_weighted_rmse():
+    ds = _grid_ds()
+    est = Persistence().fit(ds)
+    # by hand: per init sqrt(weighted mean sq. error), averaged over inits, then over vars
+    w = np.cos(np.deg2rad(ds.lat.values))
+    w = w / w.mean()
+    dz = ds.z.values[1:] - ds.z.values[:-1]
+    dt = ds.t.values[1:] - ds.t.values[:-1]
+    rz = np.sqrt((dz ** 2 * w[None, :, None]).mean((1, 2))).mean()
+    rt = np.sqrt((dt ** 2 * w[None, :]).mean(1)).mean()
+    assert est.score(ds, ["6h"]) == pytest.approx(-(rz + rt) / 2, rel=1e-10)
+
+
+def test_pipeline_clone_pickle():
+    ds = _grid_ds()
+    pipe = Pipeline([("scale", StandardScaler()), ("fc", Climatology(groupby="hour"))])
+    pipe.fit(ds)
+    out = pipe.predict(ds, lead_times=["6h"])
+    assert abs(float(out["z"].mean())) < 1.0  # scaled units
+    score = pipe.score(ds)
+    assert np.isfinite(score) and score < 0
+    est = pickle.loads(pickle.dumps(pipe.named_steps["fc"]))
+    xr.testing.assert_identical(est.predict(pipe[:-1].transform(ds), ["6h"]), out)
+    assert clone(pipe).get_params()["fc__groupby"] == "hour"
+
+
+def test_numpy_roundtrip():
+    X = np.arange(20.0).reshape(10, 2)
+    est = Persistence().fit(X)
+    out = est.predict(X, [1.0, 2.0])
+    assert out.shape == (10, 2, 2)
+    assert est.score(X, [1.0]) == pytest.approx(-2.0)
+
+
+def test_errors_name_the_problem():
+    ds = _grid_ds()
+    with pytest.raises(NotFittedError):
+        Persistence().predict(ds)
+    with pytest.raises(ValueError, match="sample_dim 'step'"):
+        Persistence(sample_dim="step").fit(ds)
+    bad = ds.copy(deep=True)
+    bad["z"][3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="variable 'z'.*NaN"):
+        Persistence().fit(bad)
+    est = Persistence().fit(ds)
+    with pytest.raises(TypeError, match="lead_times must be timedeltas"):
+        est.predict(ds, [1.0])
+    with pytest.raises(ValueError, match="feature|variable|layout|dims"):
+        est.predict(ds[["z"]])
+    with pytest.raises(ValueError, match="groupby"):
+        Climatology(groupby="week").fit(ds)

@@ -1,0 +1,199 @@
+"""Verification of forecasts: the truth at ``init + lead``, and scores per lead.
+
+Every forecaster's :meth:`~xdyn.forecast.BaseForecaster.score` and every
+forecast experiment verify through these functions, so that a table of
+persistence, climatology and a learned model compares like with like: the same
+verifying truth (:func:`lead_aligned_truth`), the same initialisations (those
+whose valid time lies inside the truth), the same latitude weighting.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from xdyn.forecast.base import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
+from xdyn.metrics import crps_ensemble, rmse, weighted_acc, weighted_rmse
+
+__all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
+
+
+def lead_aligned_truth(truth, forecast, sample_dim="time"):
+    """The truth at the valid times ``init + lead`` of a forecast.
+
+    Parameters
+    ----------
+    truth : xarray.Dataset or xarray.DataArray
+        A time series along ``sample_dim`` (datetime64, cftime or model time).
+    forecast : xarray.Dataset or xarray.DataArray
+        Has ``sample_dim`` (initialisation times) and ``lead_time`` coordinates,
+        as :meth:`~xdyn.forecast.BaseForecaster.predict` returns.
+    sample_dim : str, default="time"
+
+    Returns
+    -------
+    xarray.Dataset or xarray.DataArray
+        ``truth`` with dims ``(sample_dim, "lead_time", ...)`` on the
+        forecast's coordinates (and its ``valid_time``); NaN where the valid
+        time is not a time of ``truth`` (past its end, or between its samples).
+        Model times match within a millionth of the truth's smallest step.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.DataArray(np.arange(5.0) * 10, dims="time", coords={"time": np.arange(5.0)})
+    >>> fc = xr.DataArray(np.zeros((3, 2)), dims=("time", "lead_time"),
+    ...                   coords={"time": [0.0, 2.0, 4.0], "lead_time": [1.0, 2.0]})
+    >>> lead_aligned_truth(truth, fc).values.tolist()
+    [[10.0, 20.0], [30.0, 40.0], [nan, nan]]
+    """
+    sd = sample_dim
+    for name, obj in (("truth", truth), ("forecast", forecast)):
+        if sd not in obj.coords:
+            raise ValueError(f"{name} has no {sd!r} coordinate; its coords are {list(obj.coords)}")
+    if LEAD_DIM not in forecast.coords:
+        raise ValueError(f"forecast has no {LEAD_DIM!r} coordinate; make it with "
+                         "BaseForecaster.predict(ds, lead_times)")
+    init = np.asarray(forecast[sd].values)
+    leads = np.asarray(forecast[LEAD_DIM].values)
+    kind = _time_kind(init)
+    valid = add_lead(init, np.atleast_1d(leads), kind)
+    truth = truth.drop_vars([k for k, c in truth.coords.items() if sd in c.dims and k != sd])
+    kwargs = {}
+    if kind == "model":
+        t = np.asarray(truth[sd].values, dtype=float)
+        step = np.min(np.diff(t)) if t.size > 1 else 1.0
+        kwargs = {"method": "nearest", "tolerance": 1e-6 * abs(step)}
+    per_lead = []
+    for j in range(valid.shape[1]):
+        at = truth.reindex({sd: valid[:, j]}, **kwargs)
+        per_lead.append(at.assign_coords({sd: forecast[sd].values}))
+    out = xr.concat(per_lead, dim=xr.DataArray(leads, dims=LEAD_DIM, name=LEAD_DIM),
+                    coords="minimal", compat="override", join="override")
+    out = out.assign_coords({LEAD_DIM: forecast[LEAD_DIM],
+                             VALID_TIME: ((sd, LEAD_DIM), valid)})
+    return out.transpose(sd, LEAD_DIM, ...)
+
+
+def _spatial_dims(obj, sample_dim):
+    return [d for d in obj.dims if d not in (sample_dim, LEAD_DIM, MEMBER_DIM)]
+
+
+def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
+    """RMSE per lead (and per variable): latitude-weighted where a ``lat`` dim exists.
+
+    Parameters
+    ----------
+    forecast : xarray.Dataset or xarray.DataArray
+        From :meth:`~xdyn.forecast.BaseForecaster.predict`; an ensemble
+        (``member`` dim) is scored by its mean.
+    truth : same kind
+        From :func:`lead_aligned_truth`. NaN truth (valid time outside the
+        data) is left out.
+    sample_dim : str, default="time"
+    lat : str, default="lat"
+
+    Returns
+    -------
+    xarray.Dataset or xarray.DataArray
+        Dim ``lead_time``: the square root is taken per initialisation over the
+        spatial dims (with the weights of :func:`xdyn.metrics.weighted_rmse`),
+        then averaged over initialisations.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> fc = xr.DataArray(np.ones((2, 3, 4)), dims=("time", "lead_time", "x"),
+    ...                   coords={"time": [0.0, 1.0], "lead_time": [1.0, 2.0, 3.0]})
+    >>> forecast_rmse(fc, xr.zeros_like(fc)).values.tolist()
+    [1.0, 1.0, 1.0]
+    """
+    if isinstance(forecast, xr.Dataset):
+        return xr.Dataset({name: forecast_rmse(forecast[name], truth[name], sample_dim, lat)
+                           for name in forecast.data_vars})
+    if MEMBER_DIM in forecast.dims:
+        forecast = forecast.mean(MEMBER_DIM, keep_attrs=True)
+    dims = _spatial_dims(forecast, sample_dim)
+    if lat in dims:
+        return weighted_rmse(forecast, truth, dim=dims, lat=lat, time_dim=sample_dim)
+    if not dims:
+        return rmse(forecast, truth, dim=sample_dim)
+    per_init = np.sqrt(((forecast - truth) ** 2).mean(dims))
+    return _per_init_mean(per_init, forecast, sample_dim)
+
+
+def _per_init_mean(per_init, like, sample_dim):
+    out = per_init.mean(sample_dim)
+    out.attrs = {"long_name": f"root-mean-square error of {like.attrs.get('long_name', like.name)}"}
+    if "units" in like.attrs:
+        out.attrs["units"] = like.attrs["units"]
+    return out
+
+
+def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="lat"):
+    """RMSE, ACC and CRPS per variable and lead: the table of a forecast experiment.
+
+    Parameters
+    ----------
+    forecast : xarray.Dataset
+        From :meth:`~xdyn.forecast.BaseForecaster.predict`.
+    truth : xarray.Dataset
+        A time series (not yet lead-aligned): :func:`lead_aligned_truth` is applied.
+    climatology : xarray.Dataset, optional
+        The climatology's forecast on the same coordinates (from
+        :class:`~xdyn.forecast.Climatology`), for the ACC's anomalies; without
+        it there is no ACC.
+    sample_dim, lat : str
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables ``<var>_rmse``, ``<var>_acc`` (with a climatology and a
+        ``lat`` dim), ``<var>_crps`` (ensemble forecasts; the MAE of a
+        deterministic one, which is its CRPS), each on ``lead_time``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.Dataset({"T": ("time", np.arange(6.0), {"units": "K"})},
+    ...                    coords={"time": np.arange(6.0)})
+    >>> from xdyn.forecast import Persistence
+    >>> fc = Persistence().fit(truth).predict(truth, lead_times=[1.0, 2.0])
+    >>> verify_forecast(fc, truth)["T_rmse"].values.tolist()
+    [1.0, 2.0]
+    """
+    aligned = lead_aligned_truth(truth, forecast, sample_dim=sample_dim)
+    rm = forecast_rmse(forecast, aligned, sample_dim=sample_dim, lat=lat)
+    out = {}
+    dims = _spatial_dims(forecast, sample_dim)
+    for name in forecast.data_vars:
+        out[f"{name}_rmse"] = rm[name]
+        if climatology is not None and lat in dims:
+            mean = forecast[name].mean(MEMBER_DIM) if MEMBER_DIM in forecast[name].dims \
+                else forecast[name]
+            clim = climatology[name]
+            acc = weighted_acc(mean, aligned[name], clim, dim=dims, lat=lat, time_dim=None)
+            out[f"{name}_acc"] = _valid_mean(acc, aligned[name], dims, sample_dim)
+        ens = forecast[name] if MEMBER_DIM in forecast[name].dims \
+            else forecast[name].expand_dims(MEMBER_DIM, axis=-1)
+        crps = crps_ensemble(ens, aligned[name])
+        if lat in dims:
+            from xdyn.metrics import lat_weights
+            crps = crps.weighted(lat_weights(forecast[lat])).mean(dims)
+        else:
+            crps = crps.mean(dims) if dims else crps
+        out[f"{name}_crps"] = _valid_mean(crps, aligned[name], [], sample_dim)
+        units = forecast[name].attrs.get("units")
+        for key, long in (("rmse", "latitude-weighted RMSE" if lat in dims else "RMSE"),
+                          ("acc", "anomaly correlation coefficient"), ("crps", "CRPS")):
+            if f"{name}_{key}" in out:
+                out[f"{name}_{key}"].attrs = {
+                    "long_name": f"{long} of {forecast[name].attrs.get('long_name', name)}",
+                    "units": "1" if key == "acc" else (units or "1")}
+    return xr.Dataset(out)
+
+
+def _valid_mean(per_init, aligned, dims, sample_dim):
+    """Mean over initialisations whose truth exists (a NaN truth gives NaN per init)."""
+    valid = aligned.notnull().all(dims) if dims else aligned.notnull()
+    return per_init.where(valid).mean(sample_dim)

@@ -1,0 +1,408 @@
+"""The forecaster contract: ``fit(ds)``, ``predict(ds, lead_times)``, ``score``.
+
+Every forecaster of :mod:`xdyn.forecast` subclasses :class:`BaseForecaster`,
+which does everything that is not the model itself, once:
+
+* input checks (the sample dim, NaN, numeric variables, the kind of time
+  coordinate) with errors naming the variable or dim, and
+  ``_parameter_constraints`` checked once at ``fit``;
+* Dataset ⇄ matrix through :func:`xdyn.preprocessing.stack_samples` (every
+  non-sample dim is a feature; a 2-D ndarray is a ``(sample, feature)``
+  matrix with model time ``0, 1, 2 ...``);
+* lead times: timedeltas for ``datetime64``/``cftime`` time coordinates
+  (``np.timedelta64(6, "h")``, ``"6h"``, :class:`datetime.timedelta`), plain
+  numbers in the time coordinate's units for model time;
+* the output layout: a Dataset like the input with dims
+  ``(sample_dim, "lead_time"[, "member"], *feature dims)``, where
+  ``sample_dim`` now labels the initialisation time, ``lead_time`` is a
+  ``timedelta64`` (or float) coordinate and ``valid_time`` a 2-D coordinate
+  ``init + lead``; a 2-D array input gives a bare array
+  ``(n_init, n_lead[, n_members], n_features)``;
+* the verification: :meth:`score` is minus the latitude-weighted RMSE
+  (:func:`xdyn.metrics.weighted_rmse`, where a ``lat`` dim exists) or minus
+  the RMSE, against :func:`xdyn.forecast.lead_aligned_truth` — the one way
+  every forecaster and experiment builds its verifying truth.
+
+A subclass writes two hooks (nothing else is required):
+
+``_fit(self, X, times)``
+    ``X`` the training matrix ``(n_samples, n_features)`` (numpy float, in the
+    order of the sample dim), ``times`` its sample coordinate values. Set the
+    learned state (names ending with ``_``). ``self.layout_``
+    (:class:`~xdyn.preprocessing.StackInfo`: variables, their feature dims
+    and grid coordinates), ``self.dt_`` (median sample spacing: a
+    ``numpy.timedelta64`` or a float) and ``self.time_kind_`` are already set.
+``_predict(self, X, times, lead_times)``
+    Forecasts from every row of ``X`` (the initial states, in sample order;
+    a model that needs a history fills NaN where it has none), ``times`` their
+    coordinate values and ``lead_times`` a 1-D array (``timedelta64`` or
+    float). Returns ``(n_init, n_lead, n_features)``, or
+    ``(n_init, n_lead, n_members, n_features)`` when the class sets
+    ``_probabilistic = True``. :meth:`lead_steps` turns the lead times into
+    (possibly fractional) multiples of ``dt_``; :meth:`valid_times` gives
+    ``init + lead``.
+
+Probabilistic forecasters take ``n_members``; :meth:`score` and the RMSE use
+their ensemble mean.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils._param_validation import StrOptions  # noqa: F401 - for subclasses
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.model_selection import unwrap
+from xdyn.preprocessing.stacking import FEATURE_DIM, stack_samples
+
+__all__ = ["BaseForecaster", "LEAD_DIM", "MEMBER_DIM", "VALID_TIME"]
+
+LEAD_DIM = "lead_time"
+MEMBER_DIM = "member"
+VALID_TIME = "valid_time"
+
+
+def _time_kind(values) -> str:
+    values = np.asarray(values)
+    if np.issubdtype(values.dtype, np.datetime64):
+        return "datetime"
+    if values.dtype == object and values.size and hasattr(values.flat[0], "calendar"):
+        return "cftime"
+    if np.issubdtype(values.dtype, np.number):
+        return "model"
+    raise TypeError(f"the sample coordinate must be numeric, datetime64 or cftime; "
+                    f"got dtype {values.dtype}")
+
+
+def _as_timedelta64(values):
+    """Timedelta-likes (``timedelta64``, :class:`datetime.timedelta`, ``"6h"``) -> ns array."""
+    values = np.atleast_1d(np.asarray(values, dtype=object if _mixed(values) else None))
+    if np.issubdtype(values.dtype, np.timedelta64):
+        return values.astype("timedelta64[ns]")
+    if values.dtype.kind in "iufb":
+        raise TypeError
+    return pd.to_timedelta(list(values)).to_numpy().astype("timedelta64[ns]")
+
+
+def _mixed(values):
+    return isinstance(values, (list, tuple)) and any(
+        isinstance(v, (str, datetime.timedelta)) for v in values)
+
+
+def add_lead(times, leads, kind):
+    """``times[:, None] + leads[None, :]`` for datetime64, cftime or model time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> add_lead(np.array([0.0, 1.0]), np.array([0.5]), "model").tolist()
+    [[0.5], [1.5]]
+    """
+    times, leads = np.asarray(times), np.asarray(leads)
+    if kind == "cftime":
+        deltas = [datetime.timedelta(microseconds=int(d) // 1000)
+                  for d in leads.astype("timedelta64[ns]").astype(np.int64)]
+        out = np.empty((times.size, leads.size), dtype=object)
+        for j, d in enumerate(deltas):
+            out[:, j] = [t + d for t in times]
+        return out
+    return times[:, None] + leads[None, :]
+
+
+class BaseForecaster(RegressorMixin, BaseEstimator):
+    """Base class of the forecasters: fit on a time series, forecast at lead times.
+
+    Subclasses implement ``_fit`` and ``_predict`` (see the module docstring,
+    which is the contract) and extend ``_parameter_constraints``.
+
+    Parameters
+    ----------
+    sample_dim : str, default="time"
+        The time (sample) dimension; every other dim is a feature.
+
+    Attributes
+    ----------
+    layout_ : StackInfo
+        Variables, feature dims and grid coordinates of the training data.
+    n_features_in_ : int
+        Columns of the stacked training matrix.
+    time_kind_ : {"datetime", "cftime", "model"}
+        The kind of the training time coordinate.
+    dt_ : numpy.timedelta64 or float
+        Median spacing of the training samples (``1.0`` for a bare array).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xdyn.forecast import Persistence
+    >>> ds = xr.Dataset({"T": (("time", "x"), np.arange(8.0).reshape(4, 2), {"units": "K"})},
+    ...                 coords={"time": np.arange(4.0)})
+    >>> fc = Persistence().fit(ds).predict(ds, lead_times=[1.0, 2.0])
+    >>> dict(fc["T"].sizes), fc["valid_time"].values[0].tolist()
+    ({'time': 4, 'lead_time': 2, 'x': 2}, [1.0, 2.0])
+    >>> round(Persistence().fit(ds).score(ds, lead_times=[1.0]), 6)  # off by 2 K each step
+    -2.0
+    """
+
+    _parameter_constraints: dict = {"sample_dim": [str]}
+    _probabilistic = False
+
+    def __init__(self, *, sample_dim="time"):
+        self.sample_dim = sample_dim
+
+    # ------------------------------------------------------------ public API
+    def fit(self, X, y=None):
+        """Learn from a time series ``X`` (Dataset, DataArray or 2-D array); returns self.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or ndarray of shape (n_samples, n_features)
+            Training states along ``sample_dim``, without NaN.
+        y : None
+            Ignored (the targets are later samples of ``X``).
+        """
+        self._validate_params()
+        data, is_array = self._as_labelled(X)
+        self._check_finite(data)
+        matrix, self.layout_ = stack_samples(data, self.sample_dim)
+        self.n_features_in_ = self.layout_.n_features
+        self._fitted_on_array_ = is_array
+        times = self._times(data)
+        self.time_kind_ = _time_kind(times)
+        self.dt_ = self._median_step(times)
+        self._fit(np.asarray(matrix.values, dtype=float), times)
+        return self
+
+    def predict(self, X, lead_times=None):
+        """Forecast from every sample of ``X`` at each of ``lead_times``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or ndarray
+            Initial states, with the training layout (any number of samples).
+        lead_times : sequence, optional
+            Timedeltas for datetime/cftime data, numbers in time units for
+            model time. Default: one step, ``[dt_]``.
+
+        Returns
+        -------
+        xarray.Dataset, xarray.DataArray or ndarray
+            See the module docstring: dims ``(sample_dim, "lead_time"[, "member"], ...)``
+            and a ``valid_time`` coordinate.
+        """
+        check_is_fitted(self, "layout_")
+        data, is_array = self._as_labelled(X, fitted=True)
+        self._check_finite(data, what="initial states")
+        leads = self._check_leads(lead_times)
+        times = self._times(data)
+        matrix = stack_samples(data, self.sample_dim, info=self.layout_)[0]
+        out = np.asarray(self._predict(np.asarray(matrix.values, dtype=float), times, leads))
+        expected = (matrix.shape[0], leads.size) + ((None,) if self._probabilistic else ()) \
+            + (self.n_features_in_,)
+        if out.ndim != len(expected) or any(e is not None and e != s
+                                            for e, s in zip(expected, out.shape)):
+            raise RuntimeError(f"{type(self).__name__}._predict returned shape {out.shape}; "
+                               f"expected {tuple('n_members' if e is None else e for e in expected)}")
+        if is_array:
+            return out
+        return self._unstack(out, data, times, leads)
+
+    def score(self, X, lead_times=None):
+        """Minus the RMSE of the forecasts from ``X`` against ``X`` itself.
+
+        Forecasts start from every sample of ``X``; those whose valid time lies
+        past its end are left out. The RMSE is latitude-weighted
+        (:func:`xdyn.metrics.weighted_rmse`) when ``X`` has a ``lat`` dim,
+        averaged over variables (in their units: scale first to mix them) and
+        leads; an ensemble is scored by its mean.
+
+        Returns
+        -------
+        float
+            Higher is better (scikit-learn's convention).
+        """
+        from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth
+
+        check_is_fitted(self, "layout_")
+        forecast = self.predict(X, lead_times)
+        data, _ = self._as_labelled(X, fitted=True)
+        if isinstance(forecast, np.ndarray):
+            forecast = xr.DataArray(forecast, dims=(self.sample_dim, LEAD_DIM)
+                                    + ((MEMBER_DIM,) if self._probabilistic else ())
+                                    + (FEATURE_DIM,))
+            forecast = forecast.assign_coords({self.sample_dim: data[self.sample_dim].values,
+                                               LEAD_DIM: self._check_leads(lead_times)})
+            data = data.rename(None)
+        truth = lead_aligned_truth(data, forecast, sample_dim=self.sample_dim)
+        per_lead = forecast_rmse(forecast, truth, sample_dim=self.sample_dim)
+        if isinstance(per_lead, xr.Dataset):
+            per_lead = per_lead.to_array("variable")
+        value = float(per_lead.mean())
+        if not np.isfinite(value):
+            raise ValueError("no forecast of X verifies inside X: give more samples or "
+                             "shorter lead_times")
+        return -value
+
+    def lead_steps(self, lead_times):
+        """Lead times as (possibly fractional) multiples of the sample spacing ``dt_``.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from xdyn.forecast import Persistence
+        >>> ds = xr.Dataset({"a": ("time", np.zeros(3))},
+        ...                 coords={"time": np.array(["2000-01-01T00", "2000-01-01T06",
+        ...                                           "2000-01-01T12"], dtype="datetime64[ns]")})
+        >>> Persistence().fit(ds).lead_steps(np.array([6, 9], dtype="timedelta64[h]")).tolist()
+        [1.0, 1.5]
+        """
+        check_is_fitted(self, "layout_")
+        leads = self._check_leads(lead_times)
+        return (leads / self.dt_).astype(float)
+
+    def valid_times(self, times, lead_times):
+        """``init + lead`` for every pair, shape ``(n_init, n_lead)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from xdyn.forecast import Persistence
+        >>> fc = Persistence().fit(np.zeros((3, 1)))
+        >>> fc.valid_times(np.array([0.0, 1.0]), [2.0]).tolist()
+        [[2.0], [3.0]]
+        """
+        check_is_fitted(self, "layout_")
+        return add_lead(times, self._check_leads(lead_times), self.time_kind_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags
+
+    # -------------------------------------------------------- subclass hooks
+    def _fit(self, X, times):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _predict(self, X, times, lead_times):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --------------------------------------------------------------- helpers
+    def _as_labelled(self, X, fitted=False):
+        """``(Dataset or DataArray, came_as_array)``, with the sample dim checked."""
+        X = unwrap(X)
+        if isinstance(X, (xr.Dataset, xr.DataArray)):
+            if fitted and getattr(self, "_fitted_on_array_", False):
+                raise TypeError(f"{type(self).__name__} was fitted on a bare array; "
+                                "pass a 2-D array here too")
+            if self.sample_dim not in X.dims:
+                raise ValueError(f"sample_dim {self.sample_dim!r} not found in the data; "
+                                 f"its dims are {tuple(X.dims)}")
+            if isinstance(X, xr.Dataset):
+                if not X.data_vars:
+                    raise ValueError("the Dataset has no data variables")
+                for name, var in X.data_vars.items():
+                    if self.sample_dim not in var.dims:
+                        raise ValueError(f"variable {name!r} lacks the sample dim "
+                                         f"{self.sample_dim!r} (dims {var.dims})")
+                    if not np.issubdtype(var.dtype, np.number):
+                        raise TypeError(f"variable {name!r} is not numeric (dtype {var.dtype})")
+            if self.sample_dim not in X.coords:
+                X = X.assign_coords({self.sample_dim: np.arange(X.sizes[self.sample_dim],
+                                                                dtype=float)})
+            return X, False
+        if isinstance(X, np.ndarray) or hasattr(X, "__array__"):
+            if fitted and not getattr(self, "_fitted_on_array_", True):
+                raise TypeError(f"{type(self).__name__} was fitted on labelled data; "
+                                "pass a Dataset/DataArray here too")
+            arr = np.asarray(X, dtype=float)
+            if arr.ndim != 2:
+                raise ValueError(f"a bare array X must be 2-D (n_samples, n_features); "
+                                 f"got shape {arr.shape}")
+            da = xr.DataArray(arr, dims=(self.sample_dim, FEATURE_DIM),
+                              coords={self.sample_dim: np.arange(arr.shape[0], dtype=float)})
+            return da, True
+        raise TypeError(f"X must be an xarray Dataset, DataArray or a 2-D array; "
+                        f"got {type(X).__name__}")
+
+    def _check_finite(self, data, what="training data"):
+        variables = data.data_vars.items() if isinstance(data, xr.Dataset) else [(data.name, data)]
+        for name, var in variables:
+            if bool(var.isnull().any()):
+                raise ValueError(f"variable {name!r} of the {what} has NaN; fill or drop "
+                                 f"them first (e.g. ds.dropna({self.sample_dim!r}))")
+
+    def _times(self, data):
+        return np.asarray(data[self.sample_dim].values)
+
+    def _median_step(self, times):
+        if times.size < 2:
+            raise ValueError(f"need at least 2 samples along {self.sample_dim!r}, "
+                             f"got {times.size}")
+        if self.time_kind_ == "cftime":
+            steps = np.array([(b - a) for a, b in zip(times[:-1], times[1:])])
+            steps = _as_timedelta64(list(steps))
+        else:
+            steps = np.diff(times)
+        step = np.sort(steps)[steps.size // 2]
+        if not step > np.zeros((), steps.dtype):
+            raise ValueError(f"the {self.sample_dim!r} coordinate must increase")
+        return step if self.time_kind_ != "model" else float(step)
+
+    def _check_leads(self, lead_times):
+        if lead_times is None:
+            return np.atleast_1d(np.asarray(self.dt_))
+        if self.time_kind_ == "model":
+            leads = np.atleast_1d(np.asarray(lead_times))
+            if not (leads.dtype.kind in "iuf" and leads.ndim == 1):
+                raise TypeError(f"lead_times must be a 1-D sequence of numbers (in time units of "
+                                f"{self.sample_dim!r}) for model time; got {lead_times!r}")
+            leads = leads.astype(float)
+        else:
+            try:
+                leads = _as_timedelta64(lead_times)
+            except (TypeError, ValueError):
+                raise TypeError(f"lead_times must be timedeltas (np.timedelta64(6, 'h'), '6h') "
+                                f"for the {self.time_kind_} coordinate {self.sample_dim!r}; "
+                                f"got {lead_times!r}") from None
+            if leads.ndim != 1:
+                raise ValueError(f"lead_times must be 1-D; got shape {leads.shape}")
+        if leads.size == 0 or np.any(leads < np.zeros((), leads.dtype)):
+            raise ValueError(f"lead_times must be non-empty and >= 0; got {lead_times!r}")
+        return leads
+
+    def _unstack(self, out, data, times, leads):
+        sd, info = self.sample_dim, self.layout_
+        member = (MEMBER_DIM,) if self._probabilistic else ()
+        lead_attrs = {"long_name": "forecast lead time"}
+        if self.time_kind_ == "model":
+            units = data[sd].attrs.get("units")
+            if units:
+                lead_attrs["units"] = units
+        coords = {k: c.variable for k, c in data.coords.items() if c.dims == (sd,)}
+        coords[LEAD_DIM] = xr.Variable((LEAD_DIM,), leads, lead_attrs)
+        coords[VALID_TIME] = xr.Variable((sd, LEAD_DIM), add_lead(times, leads, self.time_kind_),
+                                         {"long_name": "time the forecast is valid at"})
+        if member:
+            coords[MEMBER_DIM] = np.arange(out.shape[2])
+        data_vars = {}
+        lead_shape = out.shape[:-1]
+        for v in info.variables:
+            block = out[..., v.columns].reshape(lead_shape + tuple(v.shape))
+            if np.can_cast(block.dtype, v.dtype, casting="same_kind"):
+                block = block.astype(v.dtype, copy=False)
+            rest = tuple(d for d in v.dims if d != sd)
+            var = xr.Variable((sd, LEAD_DIM) + member + tuple(v.feature_dims), block,
+                              dict(v.attrs))
+            data_vars[v.name] = var.transpose(sd, LEAD_DIM, *member, *rest)
+        ds = xr.Dataset(data_vars, coords=info.coords.coords, attrs=dict(info.attrs))
+        ds = ds.assign_coords(coords)
+        ds.attrs["forecaster"] = type(self).__name__
+        if info.is_dataarray:
+            return ds[info.variables[0].name].rename(info.name)
+        return ds
+
