@@ -17,8 +17,10 @@ Examples
 """
 
 from xdyn.datasets import generated as _generated
+from xdyn.datasets import kolmogorov_closure as _kolmogorov_closure
 from xdyn.datasets.catalog import fetch, list_datasets, load, register_generated
 from xdyn.datasets.generated import generated_path
+from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
 from xdyn.datasets.registry import (
     DataIntegrityError,
     DataUnavailableError,
@@ -29,6 +31,7 @@ from xdyn.datasets.weatherbench import from_weatherbench2, load_constants, load_
 from xdyn.datasets.weatherbench_download import fetch_weatherbench
 
 _generated._register_builtins()
+_kolmogorov_closure._register()
 
 __all__ = [
     "DataIntegrityError",
@@ -41,7 +44,9 @@ __all__ = [
     "list_datasets",
     "load",
     "load_constants",
+    "load_kolmogorov_closure",
     "load_weatherbench",
     "register_generated",
     "shipped_dir",
+    "vorticity_from_velocity",
 ]

@@ -1,0 +1,64 @@
+"""The Kolmogorov closure set: split by trajectory, cached by configuration, physical fields."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xdyn.datasets import generated_path, load_kolmogorov_closure, vorticity_from_velocity
+from xdyn.datasets.kolmogorov_closure import QUICK_CONFIG
+
+TINY = {"solve_grid": 16, "output_grid": 8, "burn_in": 1.0, "n_train": 2,
+        "n_snapshots": 4, "n_snapshots_val": 6}
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_splits_shapes_and_config(data_dir):
+    data = load_kolmogorov_closure(**TINY)
+    assert set(data) == {"train", "val", "test"}
+    assert data["train"].u.shape == (2, 4, 8, 8)
+    assert data["val"].u.shape == (1, 6, 8, 8)
+    assert data["test"].v.shape == (1, 4, 8, 8)
+    assert data["train"].u.dtype == np.float32
+    record = json.loads(data["test"].attrs["xdyn_config"])
+    assert record["config"] == {**QUICK_CONFIG, **TINY}
+    # split by trajectory: no two trajectories share their states
+    fields = np.concatenate([d.u.values[:, :4] for d in data.values()], axis=0)
+    flat = fields.reshape(fields.shape[0], -1)
+    assert np.linalg.matrix_rank(flat) == flat.shape[0]
+
+
+def test_cached_by_configuration(data_dir):
+    load_kolmogorov_closure(**TINY)
+    path = generated_path("kolmogorov-closure", **{**QUICK_CONFIG, **TINY})
+    assert path.is_file()
+    stamp = path.stat().st_mtime_ns
+    load_kolmogorov_closure(**TINY)  # second load reads the cache
+    assert path.stat().st_mtime_ns == stamp
+    other = generated_path("kolmogorov-closure", **{**QUICK_CONFIG, **TINY, "random_state": 1})
+    assert other != path
+
+
+def test_velocity_is_divergence_free_and_vorticity_matches(data_dir):
+    from xdyn.systems import KolmogorovFlow
+
+    flow = KolmogorovFlow(N=16)
+    ds = flow.diagnostics(flow.simulate(n_steps=3, random_state=0))
+    w = vorticity_from_velocity(ds)
+    np.testing.assert_allclose(w.values, ds.vorticity.values, atol=1e-10)
+    u_hat, v_hat = np.fft.fft2(ds.u.values), np.fft.fft2(ds.v.values)
+    k = np.fft.fftfreq(16, 1 / 16)
+    div = 1j * k[None, :] * u_hat + 1j * k[:, None] * v_hat
+    assert np.abs(div).max() < 1e-8 * np.abs(u_hat).max()
+
+
+def test_bad_configuration(data_dir):
+    with pytest.raises(ValueError, match="output_grid"):
+        load_kolmogorov_closure(**{**TINY, "output_grid": 32})
+    with pytest.raises(TypeError, match="unknown configuration"):
+        load_kolmogorov_closure(n_members=3)
