@@ -24,6 +24,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from xdyn.preprocessing.stacking import flatten_variables
 from xdyn.systems._validation import _check_int, _check_real
 from xdyn.systems.base import StateVariable
 
@@ -630,11 +631,8 @@ def observe(
         ds = ds.isel(time=slice(None, None, every))
     layout = layout_from_dataset(ds, sample_dims)
     lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
-    state = []
-    for v in layout:
-        arr = ds[v.name].transpose(*lead, *v.dims).values
-        state.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
-    x = torch.as_tensor(np.concatenate(state, axis=-1))
+    values, lead = flatten_variables(ds, layout, lead)
+    x = torch.as_tensor(np.array(values))  # a copy: the view may be read-only
     clean = op.apply(x, layout).numpy()
     if clean.shape[-1] == 0:
         raise ValueError(f"observe: operator {op!r} observes nothing of this state")

@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from xdyn.model_selection import unwrap
 
 __all__ = ["FEATURE_DIM", "VARIABLE_COORD", "StackInfo", "Stacker", "VariableLayout",
-           "stack_samples", "unstack_samples"]
+           "flatten_variables", "stack_samples", "unflatten_variables", "unstack_samples"]
 
 FEATURE_DIM = "feature"
 VARIABLE_COORD = "variable_name"
@@ -166,6 +166,125 @@ class StackInfo:
         raise KeyError(f"no variable {name!r} in the layout; it has {list(self.names)}")
 
 
+def _size(shape) -> int:
+    return int(np.prod(shape, dtype=np.int64)) if shape else 1
+
+
+def flatten_variables(ds, variables, lead_dims=None):
+    """Flatten the feature dims of ``variables`` into one last axis: the one Dataset -> array path.
+
+    Every Dataset -> array conversion in xdyn goes through here:
+    :func:`stack_samples` (one sample dim), a system's ``to_state`` and
+    :func:`xdyn.observe.observe` (any leading dims: ``time``, ``member`` ...).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    variables : sequence
+        Layout records with ``name``, ``feature_dims`` and ``shape``
+        (:class:`VariableLayout`, :class:`xdyn.systems.StateVariable`); their
+        columns follow in this order, each flattened in C order.
+    lead_dims : sequence of str, optional
+        The dims kept in front, in this order. Default: the dims of the first
+        variable that are not its feature dims, in the order they appear.
+
+    Returns
+    -------
+    values : numpy.ndarray or dask.array.Array
+        Shape ``(*lead, n_features)``; dask-backed when any variable is.
+    lead_dims : tuple of str
+
+    Raises
+    ------
+    ValueError
+        Naming a missing variable, or a variable whose dims are not its
+        feature dims plus the leading dims.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xdyn.systems import StateVariable
+    >>> ds = xr.Dataset({"p": ("time", [1.0, 2.0]),
+    ...                  "u": (("x", "time"), [[3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])})
+    >>> layout = [StateVariable("p"), StateVariable("u", ("x",), (3,))]
+    >>> values, lead = flatten_variables(ds, layout)
+    >>> lead, values.tolist()
+    (('time',), [[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]])
+    >>> flatten_variables(ds.drop_vars("u"), layout)
+    Traceback (most recent call last):
+    ...
+    ValueError: missing variable(s) ['u']; the layout has ['p', 'u'] and the data ['p']
+    """
+    variables = list(variables)
+    missing = [v.name for v in variables if v.name not in ds.data_vars]
+    if missing:
+        raise ValueError(f"missing variable(s) {missing}; the layout has "
+                         f"{[v.name for v in variables]} and the data {list(ds.data_vars)}")
+    if lead_dims is None:
+        first = variables[0]
+        lead_dims = [d for d in ds[first.name].dims if d not in first.feature_dims]
+    lead_dims = tuple(lead_dims)
+    blocks = []
+    for v in variables:
+        var = ds[v.name].variable
+        got = dict(var.sizes)
+        want = {**{d: got.get(d) for d in lead_dims}, **dict(zip(v.feature_dims, v.shape))}
+        if set(var.dims) != set(lead_dims) | set(v.feature_dims) or any(
+                got[d] != n for d, n in zip(v.feature_dims, v.shape)):
+            raise ValueError(f"variable {v.name!r} has dims {got}; expected its feature dims "
+                             f"{dict(zip(v.feature_dims, v.shape))} plus the leading dims "
+                             f"{lead_dims} (together {want})")
+        var = var.transpose(*lead_dims, *v.feature_dims)
+        blocks.append(var.data.reshape(var.shape[:len(lead_dims)] + (_size(v.shape),)))
+    xp = dsa if any(dask.is_dask_collection(b) for b in blocks) else np
+    values = blocks[0] if len(blocks) == 1 else xp.concatenate(blocks, axis=-1)
+    return values, lead_dims
+
+
+def unflatten_variables(values, variables, lead_dims=()):
+    """The inverse of :func:`flatten_variables`: ``{name: xarray.Variable}``.
+
+    Parameters
+    ----------
+    values : array of shape ``(*lead, n_features)``
+        numpy or dask (kept lazy).
+    variables : sequence
+        Layout records with ``name``, ``feature_dims``, ``shape`` and ``attrs``.
+    lead_dims : sequence of str
+        Names of the leading axes.
+
+    Returns
+    -------
+    dict
+        Variable name -> :class:`xarray.Variable` with dims
+        ``(*lead_dims, *feature_dims)`` and the record's attrs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.systems import StateVariable
+    >>> layout = [StateVariable("p"), StateVariable("u", ("x",), (2,), {"units": "m"})]
+    >>> out = unflatten_variables(np.arange(6.0).reshape(2, 3), layout, ("time",))
+    >>> out["u"].dims, out["u"].values.tolist(), out["u"].attrs
+    (('time', 'x'), [[1.0, 2.0], [4.0, 5.0]], {'units': 'm'})
+    """
+    variables = list(variables)
+    lead_dims = tuple(lead_dims)
+    n_features = sum(_size(v.shape) for v in variables)
+    if values.ndim != len(lead_dims) + 1 or values.shape[-1] != n_features:
+        raise ValueError(f"array of shape {values.shape} does not match the leading dims "
+                         f"{lead_dims} and {n_features} features of the layout "
+                         f"{[v.name for v in variables]}")
+    lead_shape = values.shape[:-1]
+    out, start = {}, 0
+    for v in variables:
+        stop = start + _size(v.shape)
+        block = values[..., start:stop].reshape(lead_shape + tuple(v.shape))
+        out[v.name] = xr.Variable(lead_dims + tuple(v.feature_dims), block, dict(v.attrs))
+        start = stop
+    return out
+
+
 def stack_samples(data, sample_dim: str = "time", info: StackInfo | None = None):
     """Stack a Dataset or DataArray into a ``(sample_dim, "feature")`` matrix.
 
@@ -213,12 +332,7 @@ def stack_samples(data, sample_dim: str = "time", info: StackInfo | None = None)
         _check_compatible(data, info)
     ds, _ = _as_dataset(data, _internal_name(info))
     sample_dim = info.sample_dim
-    blocks = []
-    for v in info.variables:
-        var = ds[v.name].variable.transpose(sample_dim, *v.feature_dims)
-        blocks.append(var.data.reshape(var.shape[0], v.stop - v.start))
-    xp = dsa if any(dask.is_dask_collection(b) for b in blocks) else np
-    values = blocks[0] if len(blocks) == 1 else xp.concatenate(blocks, axis=1)
+    values, _ = flatten_variables(ds, info.variables, (sample_dim,))
     coords = {k: c.variable for k, c in ds.coords.items() if c.dims == (sample_dim,)}
     clash = {FEATURE_DIM, VARIABLE_COORD} & set(coords)
     if clash:
@@ -293,11 +407,9 @@ def unstack_samples(matrix, info: StackInfo, sample_coord=None):
         attrs = sample_coord.attrs if labelled else info.sample_attrs
         sample_coords = {sd: xr.Variable((sd,), coord, dict(attrs))}
     data_vars = {}
-    for v in info.variables:
-        block = values[:, v.columns].reshape((n, *v.shape))
-        if block.dtype != v.dtype and np.can_cast(block.dtype, v.dtype, casting="same_kind"):
-            block = block.astype(v.dtype)
-        var = xr.Variable((sd, *v.feature_dims), block, dict(v.attrs))
+    for v, var in zip(info.variables, unflatten_variables(values, info.variables, (sd,)).values()):
+        if var.dtype != v.dtype and np.can_cast(var.dtype, v.dtype, casting="same_kind"):
+            var = var.astype(v.dtype)
         data_vars[v.name] = var.transpose(*v.dims)
     ds = xr.Dataset(data_vars, coords=info.coords.coords, attrs=dict(info.attrs))
     ds = ds.assign_coords(sample_coords)

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
+from xdyn.preprocessing.stacking import flatten_variables, unflatten_variables
 from xdyn.systems._validation import _check_constraint, _check_int, _check_real
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
@@ -66,6 +67,12 @@ class StateVariable:
     @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=int)) if self.shape else 1
+
+    @property
+    def feature_dims(self) -> tuple:
+        """The dims flattened into the state vector: :attr:`dims` (the layout-record name
+        :func:`xdyn.preprocessing.stacking.flatten_variables` reads)."""
+        return tuple(self.dims)
 
 
 class DynamicalSystem(BaseEstimator):
@@ -448,27 +455,13 @@ class DynamicalSystem(BaseEstimator):
         >>> bool((back.z == ds.z).all())
         True
         """
-        variables = self.variables
-        missing = [v.name for v in variables if v.name not in ds]
-        if missing:
-            raise ValueError(
-                f"{self.name} state needs variables {[v.name for v in variables]}; "
-                f"missing {missing}"
-            )
-        first = ds[variables[0].name]
-        lead = [d for d in first.dims if d not in variables[0].dims]
-        parts = []
-        for v in variables:
-            da = ds[v.name]
-            if set(da.dims) - set(lead) != set(v.dims):
-                raise ValueError(
-                    f"variable {v.name!r} has dims {da.dims}; expected state dims "
-                    f"{v.dims} plus leading dims {tuple(lead)}"
-                )
-            da = da.transpose(*lead, *v.dims)
-            arr = np.asarray(da.values)
-            parts.append(arr.reshape(arr.shape[: len(lead)] + (v.size,)))
-        return self.as_tensor(np.concatenate(parts, axis=-1))
+        if not isinstance(ds, xr.Dataset):
+            raise TypeError(f"{self.name}.to_state expects an xarray.Dataset, got {type(ds).__name__}")
+        try:
+            values, _ = flatten_variables(ds, self.variables)
+        except ValueError as exc:
+            raise ValueError(f"{self.name} state: {exc}") from None
+        return self.as_tensor(np.array(values))  # a copy: the view may be read-only
 
     def from_state(
         self,
@@ -498,13 +491,7 @@ class DynamicalSystem(BaseEstimator):
                 f"state of shape {x.shape} does not match leading dims {dims} "
                 f"and n_state={self.n_state}"
             )
-        lead_shape = x.shape[:-1]
-        data_vars = {}
-        offset = 0
-        for v in self.variables:
-            block = x[..., offset : offset + v.size].reshape(lead_shape + tuple(v.shape))
-            offset += v.size
-            data_vars[v.name] = (dims + tuple(v.dims), block, dict(v.attrs))
+        data_vars = unflatten_variables(x, self.variables, dims)
         all_coords = dict(self.coords())
         all_coords.update(coords or {})
         used = set(dims).union(*[v.dims for v in self.variables])
