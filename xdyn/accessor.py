@@ -111,6 +111,24 @@ class XdynAccessor:
             dim = candidates[0]
         return energy_spectrum(obj, dim=dim, **kwargs)
 
+    def lowpass(self, cutoff, **kwargs):
+        """Spectral low-pass filter of the fields; see :class:`xdyn.preprocessing.LowPassFilter`.
+
+        ``cutoff`` is a wavenumber or ``"energyXX"`` (learned on this object);
+        ``kwargs`` (``dims``, ``lengths``, ``kind`` ...) go to the filter.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr, xdyn
+        >>> x = 2 * np.pi * np.arange(16) / 16
+        >>> w = xr.DataArray(np.sin(2 * x)[None, :] + np.sin(6 * x)[:, None], dims=("y", "x"))
+        >>> bool(np.allclose(w.xdyn.lowpass(3), np.sin(2 * x)[None, :]))
+        True
+        """
+        from xdyn.preprocessing import LowPassFilter
+
+        return LowPassFilter(cutoff, **kwargs).fit(self._obj).transform(self._obj)
+
     def plot(self, **kwargs):
         """Overview figure of the state; see :func:`xdyn.plot.plot_state`.
 

@@ -15,7 +15,15 @@ Conventions (Pope 2000, *Turbulent Flows*, §13.2 and Table 13.2):
   so filtering twice changes nothing;
 - ``kind="gaussian"``: ``G(k) = exp(-k**2 Delta**2 / 24)`` with filter width
   ``Delta = pi / cutoff`` (the width whose sharp-cutoff wavenumber is
-  ``pi / Delta``), so ``G(cutoff) = exp(-pi**2 / 24) ~= 0.663``.
+  ``pi / Delta``), so ``G(cutoff) = exp(-pi**2 / 24) ~= 0.663``;
+- ``cutoff="energy90"`` (any ``"energyXX"``, XX a percentage): the cutoff is
+  learned in ``fit``, as in arXiv 2510.24583 -- the smallest shell wavenumber
+  ``K = n * dk`` (``n`` an integer, ``dk`` the smallest wavenumber step, 1 in
+  mode numbers) whose disc ``|k| <= K`` holds at least that fraction of the
+  energy ``sum |f_hat|**2`` of the training fields (all variables and samples
+  together, mean mode included: subtract a mean first if fluctuations are
+  meant). A sharp filter at ``K`` then keeps at least the fraction, one at
+  ``K - dk`` less.
 
 Fields are taken as periodic on uniform grids along the filtered dims and must
 be finite: a NaN spreads over the whole field through the FFT, so a field with a
@@ -47,9 +55,11 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
 
     Parameters
     ----------
-    cutoff : float
+    cutoff : float or str
         Cutoff wavenumber, in mode numbers when ``lengths`` is None, else in
-        radians per unit length (see the module docstring for the conventions).
+        radians per unit length (see the module docstring for the conventions);
+        or ``"energyXX"`` (e.g. ``"energy90"``): the shell wavenumber whose disc
+        holds XX % of the energy of the data given to ``fit`` (learned there).
     dims : str or tuple of str, default=("y", "x")
         The periodic dims filtered over (the "core" dims); any other dim
         (``time``, ``member`` ...) is mapped over.
@@ -62,10 +72,20 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         Transfer function: sharp spectral cutoff, or Gaussian with
         ``Delta = pi / cutoff``.
 
+    Attributes
+    ----------
+    cutoff_ : float
+        The cutoff in use: ``cutoff`` itself, or the one learned by the energy rule.
+    energy_spectrum_ : xarray.DataArray
+        Only with ``cutoff="energyXX"``: the training energy per shell
+        ``(K - dk, K]`` (dim ``wavenumber``, shell 0 the mean mode), as a
+        fraction of the total, and ``cumulative_energy_`` its running sum.
+
     Notes
     -----
-    Stateless: ``fit`` only validates, and ``transform`` works without it
-    (scikit-learn's ``requires_fit`` tag is False). It takes Datasets or
+    With a numeric ``cutoff`` it is stateless: ``fit`` only validates, and
+    ``transform`` works without it (scikit-learn's ``requires_fit`` tag is
+    False). With ``cutoff="energyXX"``, ``transform`` needs ``fit``. It takes Datasets or
     DataArrays whose every variable has all of ``dims``; a bare
     ``(n_samples, n_features)`` matrix has no grid and raises ``TypeError``
     (so scikit-learn's data checks do not apply). It has no
@@ -90,6 +110,13 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     (True, {'units': 's-1'})
     >>> round(float(LowPassFilter(5, kind="gaussian").transfer_function(5.0)), 4)
     0.6628
+
+    The energy rule: mode 2 holds 80 % of the energy, mode 10 the rest.
+
+    >>> f = xr.DataArray(np.sqrt(0.8) * np.sin(2 * x)[None, :] + np.sqrt(0.2) * np.cos(10 * x)[:, None],
+    ...                  dims=("y", "x"))
+    >>> LowPassFilter("energy75").fit(f).cutoff_, LowPassFilter("energy90").fit(f).cutoff_
+    (2.0, 10.0)
     """
 
     def __init__(self, cutoff, dims=("y", "x"), lengths=None, sample_dim="time", kind="sharp"):
@@ -110,7 +137,19 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         ...
         ValueError: variable None (dims ('time', 'k')) lacks the filtered dim(s) ['y', 'x']; select the fields to filter, e.g. ds[[...]]
         """
-        self._variables(unwrap(X))
+        X = unwrap(X)
+        fields = self._variables(X)
+        fraction = self._energy_fraction()
+        if fraction is None:
+            self.cutoff_ = float(self.cutoff)
+            return self
+        spectrum = self._shell_energy(X, fields)
+        cumulative = spectrum.cumsum("wavenumber")
+        # the first shell whose disc holds the fraction (rounding kept from skipping the last)
+        reached = np.flatnonzero(cumulative.values >= fraction - 1e-12)
+        self.cutoff_ = float(spectrum["wavenumber"].values[reached[0]])
+        self.energy_spectrum_ = spectrum
+        self.cumulative_energy_ = cumulative
         return self
 
     def transform(self, X):
@@ -130,6 +169,8 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         check_is_fitted(self)
         X = unwrap(X)
         fields = self._variables(X)
+        if self._energy_fraction() is not None:
+            check_is_fitted(self, "cutoff_")
         if isinstance(X, xr.DataArray):
             return self._filter(X)
         return X.assign({k: self._filter(X[k]) for k in fields})
@@ -143,15 +184,16 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         array([1., 1., 0.])
         """
         self._check_params()
+        cutoff = self._cutoff()
         k = np.abs(np.asarray(k, dtype=np.float64))
         if self.kind == "sharp":
-            return (k <= self.cutoff).astype(np.float64)
-        delta = np.pi / self.cutoff
+            return (k <= cutoff).astype(np.float64)
+        delta = np.pi / cutoff
         return np.exp(-(k**2) * delta**2 / 24.0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.requires_fit = False
+        tags.requires_fit = isinstance(self.cutoff, str)
         tags.input_tags.two_d_array = False
         return tags
 
@@ -172,14 +214,80 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     def _check_params(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}; got {self.kind!r}")
-        if not isinstance(self.cutoff, Real) or not np.isfinite(self.cutoff) or self.cutoff <= 0:
-            raise ValueError(f"cutoff must be a positive number; got {self.cutoff!r}")
+        if isinstance(self.cutoff, str):
+            self._energy_fraction()
+        elif not isinstance(self.cutoff, Real) or not np.isfinite(self.cutoff) or self.cutoff <= 0:
+            raise ValueError(f"cutoff must be a positive number or 'energyXX' (e.g. 'energy90'); "
+                             f"got {self.cutoff!r}")
         dims = self._core_dims()
         if not dims or len(set(dims)) != len(dims):
             raise ValueError(f"dims must be one or more distinct dim names; got {self.dims!r}")
         if self.sample_dim in dims:
             raise ValueError(f"sample_dim {self.sample_dim!r} cannot be a filtered dim {dims}")
         self._lengths()
+
+    def _energy_fraction(self):
+        """The energy fraction of an ``"energyXX"`` cutoff, None for a numeric one."""
+        if not isinstance(self.cutoff, str):
+            return None
+        text = self.cutoff.strip().lower()
+        try:
+            percent = float(text[len("energy"):]) if text.startswith("energy") else np.nan
+        except ValueError:
+            percent = np.nan
+        if not 0 < percent <= 100:
+            raise ValueError(f"cutoff must be a positive number or 'energyXX' with 0 < XX <= 100 "
+                             f"(e.g. 'energy90'); got {self.cutoff!r}")
+        return percent / 100.0
+
+    def _cutoff(self) -> float:
+        if self._energy_fraction() is None:
+            return float(self.cutoff)
+        check_is_fitted(self, "cutoff_")
+        return self.cutoff_
+
+    def _wavenumbers(self, shape) -> np.ndarray:
+        """``|k|`` on the ``rfftn`` grid of a field of ``shape``."""
+        axes = []
+        for i, (n, length) in enumerate(zip(shape, self._lengths())):
+            last = i == len(shape) - 1
+            modes = np.fft.rfftfreq(n, 1.0 / n) if last else np.fft.fftfreq(n, 1.0 / n)
+            axes.append(modes if length is None else modes * (2 * np.pi / length))
+        return np.sqrt(sum(g**2 for g in np.meshgrid(*axes, indexing="ij")))
+
+    def _shell_energy(self, X, fields) -> xr.DataArray:
+        """Fraction of the energy of ``X`` per shell ``(K - dk, K]`` of ``|k|``."""
+        dims = self._core_dims()
+        shape = tuple(int(X[fields[0]].sizes[d]) if isinstance(X, xr.Dataset) else int(X.sizes[d])
+                      for d in dims)
+        k = self._wavenumbers(shape)
+        dk = min(2 * np.pi / length if length else 1.0 for length in self._lengths())
+        shell = np.ceil(k / dk - 1e-9).astype(int)
+        # rfft stores the +k and -k halves once along the last axis, except k=0 and Nyquist
+        weight = np.full(k.shape, 2.0)
+        weight[..., 0] = 1.0
+        if shape[-1] % 2 == 0:
+            weight[..., -1] = 1.0
+        energy = np.zeros(shell.max() + 1)
+        for name in fields:
+            da = X[name] if isinstance(X, xr.Dataset) else X
+            if da.shape[-len(dims):] != shape or tuple(da.dims[-len(dims):]) != dims:
+                da = da.transpose(..., *dims)
+            values = np.asarray(da.values, dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise ValueError(f"LowPassFilter: variable {name!r} holds NaN or infinite values; "
+                                 f"the energy cutoff needs finite fields")
+            power = np.abs(np.fft.rfftn(values, axes=tuple(range(-len(dims), 0)))) ** 2
+            power = (power * weight).reshape(-1, *k.shape).sum(0)
+            energy += np.bincount(shell.ravel(), weights=power.ravel(), minlength=energy.size)
+        total = energy.sum()
+        if total <= 0:
+            raise ValueError("LowPassFilter: the training fields have no energy; the energy "
+                             "cutoff is undefined for all-zero data")
+        return xr.DataArray(energy / total, dims="wavenumber",
+                            coords={"wavenumber": dk * np.arange(energy.size)},
+                            attrs={"long_name": "fraction of the energy per wavenumber shell",
+                                   "units": "1"})
 
     def _variables(self, X) -> list:
         """Validate parameters and input; the names of the variables to filter."""
@@ -200,13 +308,7 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
 
     def _transfer(self, shape) -> np.ndarray:
         """``G(|k|)`` on the ``rfftn`` grid of a field of ``shape``."""
-        axes = []
-        for i, (n, length) in enumerate(zip(shape, self._lengths())):
-            last = i == len(shape) - 1
-            modes = np.fft.rfftfreq(n, 1.0 / n) if last else np.fft.fftfreq(n, 1.0 / n)
-            axes.append(modes if length is None else modes * (2 * np.pi / length))
-        k2 = sum(g**2 for g in np.meshgrid(*axes, indexing="ij"))
-        return self.transfer_function(np.sqrt(k2))
+        return self.transfer_function(self._wavenumbers(shape))
 
     def _filter(self, da: xr.DataArray) -> xr.DataArray:
         dims = self._core_dims()
@@ -223,21 +325,25 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         return out.transpose(*da.dims)
 
 
-def split_scales(data, cutoff, dims=("y", "x"), lengths=None, kind="sharp"):
+def split_scales(data, cutoff, dims=("y", "x"), lengths=None, kind="sharp", fit_on=None):
     """Split fields into resolved (low-pass) and unresolved (residual) scales.
 
     Parameters
     ----------
     data : xarray.Dataset or xarray.DataArray
         Periodic fields; every variable has all of ``dims``.
-    cutoff : float
-        Cutoff wavenumber (mode numbers when ``lengths`` is None).
+    cutoff : float or str
+        Cutoff wavenumber (mode numbers when ``lengths`` is None), or
+        ``"energyXX"``: learned from ``fit_on`` (see :class:`LowPassFilter`).
     dims : str or tuple of str, default=("y", "x")
         The periodic dims filtered over.
     lengths : float or tuple of float, optional
         Box lengths along ``dims``.
     kind : {"sharp", "gaussian"}, default="sharp"
         As for :class:`LowPassFilter`.
+    fit_on : xarray.Dataset or xarray.DataArray, optional
+        The training fields an ``"energyXX"`` cutoff is learned from (default:
+        ``data`` itself). Pass the training split when ``data`` is held out.
 
     Returns
     -------
@@ -258,8 +364,12 @@ def split_scales(data, cutoff, dims=("y", "x"), lengths=None, kind="sharp"):
     True
     >>> bool(np.allclose(resolved + unresolved, w, rtol=0, atol=1e-15))
     True
+    >>> resolved, _ = split_scales(w, cutoff="energy50")  # two modes of equal energy
+    >>> bool(np.allclose(resolved, np.cos(x)[:, None]))
+    True
     """
-    resolved = LowPassFilter(cutoff, dims=dims, lengths=lengths, kind=kind).transform(data)
+    lowpass = LowPassFilter(cutoff, dims=dims, lengths=lengths, kind=kind)
+    resolved = lowpass.fit(data if fit_on is None else fit_on).transform(data)
     unresolved = xr.apply_ufunc(np.subtract, data, resolved, join="exact", keep_attrs=True,
                                 dask="allowed")
     return resolved, unresolved
