@@ -33,6 +33,8 @@ FAST_PARAMS = {
     "ParticleFilter": {"n_members": 50},
     "Var4D": {},
     "NeuralVar3D": {"max_epochs": 1, "window": 4, "device": "cpu", "module__hidden_size": 8},
+    "AmortizedAssimilator": {"n_members": 4, "hidden_size": 4, "seq_len": 4, "max_epochs": 1,
+                             "batch_size": 8, "device": "cpu"},
 }
 LORENZ63_ONLY = {"ExtendedKalmanFilter", "ParticleFilter", "Var4D"}
 

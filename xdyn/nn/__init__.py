@@ -22,6 +22,7 @@ from xdyn.nn.callbacks import EpochProgressBar, LRScheduler
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, get_activation
 from xdyn.nn.net import XdynNet
+from xdyn.nn.update_nets import ConvEnsembleUpdate, EnsembleRollout, FeedForwardEnsembleUpdate
 from xdyn.utils._torch import resolve_device
 
 __all__ = [
@@ -38,4 +39,7 @@ __all__ = [
     "LRScheduler",
     "predefined_split",
     "resolve_device",
+    "ConvEnsembleUpdate",
+    "FeedForwardEnsembleUpdate",
+    "EnsembleRollout",
 ]

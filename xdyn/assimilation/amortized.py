@@ -1,0 +1,460 @@
+"""Amortized ensemble assimilation, learned self-supervised through a differentiable model.
+
+An ensemble of ``n_members`` states is forecast by the system and updated at
+each observation time by a learned network (:mod:`xdyn.nn.update_nets`) that
+reads the forecast ensemble, its banded covariance, the model tendency, the
+observations scattered onto the grid with their mask, and a memory carried
+from cycle to cycle. The network is trained from observations only: on
+sequences of ``seq_len`` observation times at random offsets, the ensemble is
+cycled through the differentiable torch model and the loss scores the
+ensemble-mean forecast of the next noisy observations where they exist
+(``loss="ss_forecast"``, the original's default), or the analysis mean
+against the noisy observations (``"ss_analysis"``) or against the truth
+(``"clean_analysis"``, needs ``fit(obs, truth)``). At test time the update
+is one forward pass per cycle (amortized), with no linear algebra on the
+ensemble.
+
+Training follows the original: AdamW, learning rate warmed up x1.02 per
+epoch for ``warmup_epochs`` and halved every ``halve_every`` epochs
+(:class:`xdyn.nn.LRScheduler`), forecasts and analyses clamped to
+``[-clamp, clamp]`` in training. Unlike the original, whose training
+sequences start from the truth plus noise, the initial ensemble uses no
+truth: observed sites start from the first observation plus noise of its
+error std, the others from independent climatological states (the same
+start as :meth:`predict`).
+
+Reference: McCabe, M. & Brown, J. (2021). Learning to assimilate in chaotic
+dynamical systems. NeurIPS 34 (code: github.com/mikemccabe210/amortizedassimilation).
+"""
+
+from __future__ import annotations
+
+import io
+import time as _time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.assimilation._neural_var_data import aligned_truth
+from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
+from xdyn.assimilation._cycle import LostTrackWarning
+from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
+from xdyn.exceptions import DivergenceError
+from xdyn.metrics import analysis_rmse
+from xdyn.nn import LRScheduler, XdynNet
+from xdyn.nn.update_nets import EnsembleRollout
+from xdyn.systems.climatology import climatological_sample
+
+__all__ = ["AmortizedAssimilator", "WarmupHalving"]
+
+
+class WarmupHalving:
+    """Learning-rate factor of epoch ``e``: ``1.02**min(e + 1, warmup) * 0.5**((e + 2) // halve)``.
+
+    The original multiplies the rate by 1.02 before each of the first
+    ``warmup_epochs`` epochs and halves it before every epoch ``i`` (1-based)
+    with ``(i + 1) % halve_every == 0``. A class, not a lambda, so that the
+    fitted estimator pickles.
+
+    Examples
+    --------
+    >>> f = WarmupHalving(warmup_epochs=2, halve_every=4)
+    >>> [round(f(e), 4) for e in range(7)]
+    [1.02, 1.0404, 0.5202, 0.5202, 0.5202, 0.5202, 0.2601]
+    """
+
+    def __init__(self, warmup_epochs=50, halve_every=200):
+        self.warmup_epochs, self.halve_every = int(warmup_epochs), int(halve_every)
+
+    def __call__(self, epoch):
+        return 1.02 ** min(epoch + 1, self.warmup_epochs) * 0.5 ** ((epoch + 2) // self.halve_every)
+
+
+class _ValidationRMSE(Callback):
+    """Analysis RMSE of the estimator on held-out observations after each epoch."""
+
+    def __init__(self, score):
+        self.score = score
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.score is not None:
+            net.history.record("valid_rmse", float(self.score()))
+
+
+class _AmortizedNet(XdynNet):
+    """XdynNet whose loss is one of the self-supervised (or clean) losses of the rollout."""
+
+    def __init__(self, module, *args, loss_kind="ss_forecast", **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.loss_kind = loss_kind
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        background, analysis = y_pred
+        y, mask = X["y"], X["mask"]
+        if self.loss_kind == "ss_forecast":  # the forecast of the next noisy observations
+            err = (background[:, 1:] - y[:, 1:]) ** 2 * mask[:, 1:]
+            return err.sum(-1).mean()
+        if self.loss_kind == "ss_analysis":
+            return ((analysis - y) ** 2 * mask).sum(-1).mean()
+        return ((analysis - y_true.to(analysis)) ** 2).mean()
+
+
+class AmortizedAssimilator(BaseEnsembleAssimilator):
+    """Learned ensemble update trained self-supervised through the differentiable model.
+
+    Parameters
+    ----------
+    system, operator, noise_std, R, dt, initial_state, initial_spread, burn_in,
+    return_background, raise_on_divergence
+        See :class:`xdyn.assimilation.base.BaseAssimilator`. The operator must
+        select sites of the state (identity, every k-th ...); the observations
+        may be missing (NaN) at any site and time.
+    architecture : {"conv", "ff"}, default="conv"
+        Circular-convolution update (a 1-D periodic state) or feed-forward.
+    n_members : int, default=10
+    hidden_size : int or None, default=None
+        Hidden width; None is 64 for ``"conv"`` and 250 for ``"ff"``.
+    mem_channels : int, default=6
+        Memory channels of the conv network.
+    cov_band : int, default=3
+        Diagonals of the ensemble covariance the conv network reads (odd).
+    dropout : float, default=0.2
+    loss : {"ss_forecast", "ss_analysis", "clean_analysis"}, default="ss_forecast"
+    seq_len : int, default=40
+        Observation times per training sequence.
+    n_sequences : int or None, default=None
+        Training sequences (random offsets drawn from ``random_state``); None
+        covers the training observations about once.
+    batch_size : int, default=64
+    max_epochs : int, default=500
+    lr : float, default=8e-4
+        Base rate of AdamW.
+    warmup_epochs, halve_every : int, default=50, 200
+        The schedule (:class:`WarmupHalving`).
+    clamp : float or None, default=20.0
+        Training-time clamp of forecasts and analyses.
+    initial_ensemble : Dataset or array, optional
+        Start :meth:`predict` from these members instead of the
+        observation-informed climatological start.
+    return_ensemble : bool, default=False
+    device : str, default="auto"
+    dtype : str, default="float32"
+        Of the network (the cycle runs in the system's dtype).
+    random_state : int or None
+    progress : bool, default=False
+
+    Attributes
+    ----------
+    net_ : xdyn.nn.XdynNet
+        The trained rollout (``net_.module_.update`` is the update network).
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``lr``, ``dur`` (s) and, with
+        ``fit(..., validation=...)``, ``valid_rmse``.
+    train_time_s_ : float
+        Wall time of the training.
+    system_, operator_, n_obs_, n_state_
+        As for every assimilator.
+
+    Examples
+    --------
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96(n=8).simulate(n_trajectories=2, n_steps=60, dt=0.05, save_every=2,
+    ...                                burn_in=5.0, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    >>> amortized = AmortizedAssimilator(n_members=4, hidden_size=8, seq_len=5, max_epochs=2,
+    ...                                  batch_size=8, device="cpu", random_state=0).fit(obs)
+    >>> len(amortized.history_)
+    2
+    >>> analysis = amortized.predict(obs)
+    >>> dict(analysis["x"].sizes)
+    {'time': 31, 'trajectory': 2, 'k': 8}
+    """
+
+    name = "amortized"
+    aliases = ("amortised", "enaf")
+    _preanalysis = False  # the network learned from the observation-informed start
+
+    _parameter_constraints = {
+        **BaseEnsembleAssimilator._parameter_constraints,
+        "architecture": [StrOptions({"conv", "ff"})],
+        "hidden_size": [Interval(Integral, 1, None, closed="left"), None],
+        "mem_channels": [Interval(Integral, 0, None, closed="left")],
+        "cov_band": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "loss": [StrOptions({"ss_forecast", "ss_analysis", "clean_analysis"})],
+        "seq_len": [Interval(Integral, 2, None, closed="left")],
+        "n_sequences": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [FiniteInterval(Real, 0, None, closed="neither")],
+        "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
+        "halve_every": [Interval(Integral, 1, None, closed="left")],
+        "clamp": [FiniteInterval(Real, 0, None, closed="neither"), None],
+        "device": [str, torch.device],
+        "dtype": [str, torch.dtype],
+    }
+
+    def __init__(self, system=None, *, architecture="conv", n_members=10, hidden_size=None,
+                 mem_channels=6, cov_band=3, dropout=0.2, loss="ss_forecast", seq_len=40,
+                 n_sequences=None, batch_size=64, max_epochs=500, lr=8e-4, warmup_epochs=50,
+                 halve_every=200, clamp=20.0, operator=None, noise_std=None, R=None, dt=None,
+                 initial_ensemble=None, initial_state=None, initial_spread=1.0, burn_in=0.0,
+                 return_ensemble=False, return_background=False, raise_on_divergence=True,
+                 device="auto", dtype="float32", random_state=None, progress=False):
+        self.system = system
+        self.architecture = architecture
+        self.n_members = n_members
+        self.hidden_size = hidden_size
+        self.mem_channels = mem_channels
+        self.cov_band = cov_band
+        self.dropout = dropout
+        self.loss = loss
+        self.seq_len = seq_len
+        self.n_sequences = n_sequences
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.warmup_epochs = warmup_epochs
+        self.halve_every = halve_every
+        self.clamp = clamp
+        self.operator = operator
+        self.noise_std = noise_std
+        self.R = R
+        self.dt = dt
+        self.initial_ensemble = initial_ensemble
+        self.initial_state = initial_state
+        self.initial_spread = initial_spread
+        self.burn_in = burn_in
+        self.return_ensemble = return_ensemble
+        self.return_background = return_background
+        self.raise_on_divergence = raise_on_divergence
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, obs, truth=None, *, validation=None):
+        """Train the update network on the observations (self-supervised); returns self.
+
+        Parameters
+        ----------
+        obs : xarray.Dataset
+            Training observations (from :func:`xdyn.observe.observe`), with
+            any batch dims (e.g. ``trajectory``): sequences are drawn from every
+            batch element.
+        truth : xarray.Dataset, optional
+            Only for ``loss="clean_analysis"``.
+        validation : (obs, truth) tuple, optional
+            Held-out observations and truth: the analysis RMSE of a full cycle
+            over them is recorded after each epoch (``history_[i]["valid_rmse"]``,
+            the learning curve); nothing is fitted on them.
+        """
+        self._validate_params()
+        if self.loss == "clean_analysis" and truth is None:
+            raise ValueError("loss='clean_analysis' scores the analysis against the truth: call "
+                             "fit(obs, truth) or use loss='ss_forecast'")
+        ctx = self._context(obs)
+        self._check_context(ctx)
+        if not bool(ctx.mask.any()):
+            raise ValueError("the observation mask hides every site at every time (all "
+                             "'observation' values are NaN): there is nothing to learn from")
+        gaps = np.unique(ctx.n_steps[1:])
+        if len(gaps) > 1:
+            raise ValueError(f"training needs a regular observation interval; the observations "
+                             f"are {sorted(gaps.tolist())} model steps apart")
+        T = len(ctx.times)
+        L = int(self.seq_len)
+        if T < L:
+            raise ValueError(f"seq_len={L} is longer than the {T} observation times")
+        self.system_, self.operator_ = ctx.system, ctx.operator
+        self.n_obs_, self.n_state_ = int(ctx.mask.shape[-1]), int(ctx.n_state)
+        rng = check_random_state(self.random_state)
+        X, y_true = self._sequences(ctx, truth, L, rng)
+        extra = []
+        if validation is not None:
+            extra = [("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation)))]
+        self.net_ = self._make_net(int(gaps[0]) if len(gaps) else 1, ctx.dt, extra)
+        start = _time.perf_counter()
+        try:
+            self.net_.fit(X, y_true)
+        finally:
+            for _, cb in extra:  # the fitted net keeps no reference to held-out data
+                cb.score = None
+        self.train_time_s_ = _time.perf_counter() - start
+        keys = ("epoch", "train_loss", "valid_rmse", "event_lr", "dur")
+        self.history_ = [{k: row[k] for k in keys if k in row} for row in self.net_.history]
+        return self
+
+    def _check_context(self, ctx):
+        H = ctx.jacobian_h(ctx.system.as_tensor(np.zeros(ctx.n_state)))
+        ones = (H == 1).sum(-1)
+        if not (bool((ones == 1).all()) and bool(((H == 0) | (H == 1)).all())
+                and bool((H.sum(0) <= 1).all())):
+            raise ValueError(f"{type(self).__name__} needs an operator that selects state sites "
+                             f"(identity, every k-th ...); got {ctx.operator.spec()}")
+        ctx.grid_index = H.argmax(-1)
+        variables = ctx.system.variables
+        if self.architecture == "conv" and (len(variables) != 1 or len(variables[0].dims) != 1):
+            raise ValueError("architecture='conv' needs one state variable on a periodic 1-D "
+                                 f"grid; {type(ctx.system).__name__} has "
+                             f"{[(v.name, v.dims) for v in variables]}; use 'ff'")
+
+    def _grid(self, ctx, y, mask):
+        """Observations ``(..., p)`` and mask ``(..., p)`` scattered onto the state grid."""
+        shape = tuple(y.shape[:-1]) + (ctx.n_state,)
+        idx = ctx.grid_index.to(y.device)
+        y_grid = y.new_zeros(shape).index_copy(-1, idx, torch.nan_to_num(y, nan=0.0))
+        m_grid = y.new_zeros(tuple(mask.shape[:-1]) + (ctx.n_state,)).index_copy(
+            -1, idx, mask.to(y.dtype))
+        return y_grid, m_grid
+
+    def _obs_std_grid(self, ctx):
+        std = ctx.obs_std if ctx.obs_std is not None else ctx.obs_variance.sqrt()
+        return std.new_zeros(ctx.n_state).index_copy(0, ctx.grid_index.to(std.device), std)
+
+    def _start(self, y_grid, m_grid, std_grid, clim, noise):
+        """Observed sites: observation plus noise of its error std; others: climatology."""
+        return torch.where(m_grid.unsqueeze(-2) > 0,
+                           y_grid.unsqueeze(-2) + std_grid * noise, clim)
+
+    def _sequences(self, ctx, truth, L, rng):
+        T = len(ctx.times)
+        y_grid, m_grid = self._grid(ctx, ctx.y, ctx.mask)                 # (T, *batch, n), (T, n)
+        n = ctx.n_state
+        Y = y_grid.reshape(T, -1, n)
+        nb = Y.shape[1]
+        S = int(self.n_sequences) if self.n_sequences is not None else max(1, nb * (T // L))
+        traj = rng.randint(nb, size=S)
+        start = rng.randint(T - L + 1, size=S)
+        times = start[:, None] + np.arange(L)                                 # (S, L)
+        ys = Y[torch.as_tensor(times), torch.as_tensor(traj)[:, None]]        # (S, L, n)
+        ms = m_grid[torch.as_tensor(times)]
+        m = int(self.n_members)
+        clim = ctx.system.as_tensor(climatological_sample(ctx.system, (S, m), ctx.dt, rng))
+        noise = ctx.system.as_tensor(rng.standard_normal((S, m, n)))
+        E0 = self._start(ys[:, 0], ms[:, 0], self._obs_std_grid(ctx), clim, noise)
+        X = {"y": ys.cpu().numpy(), "mask": ms.cpu().numpy(), "E0": E0.cpu().numpy()}
+        y_true = None
+        if truth is not None and self.loss == "clean_analysis":
+            tx = aligned_truth(truth, ctx).reshape(T, -1, n)
+            y_true = tx[torch.as_tensor(times), torch.as_tensor(traj)[:, None]].cpu().numpy()
+        return X, y_true
+
+    def _net_params(self):
+        hidden = self.hidden_size
+        if self.architecture == "conv":
+            return {"hidden_size": 64 if hidden is None else int(hidden),
+                    "mem_channels": int(self.mem_channels), "cov_band": int(self.cov_band),
+                    "dropout": float(self.dropout)}
+        return {"hidden_size": 250 if hidden is None else int(hidden),
+                "dropout": float(self.dropout)}
+
+    def _make_net(self, n_steps, dt, extra_callbacks=()):
+        schedule = LRScheduler(torch.optim.lr_scheduler.LambdaLR,
+                               lr_lambda=WarmupHalving(self.warmup_epochs, self.halve_every))
+        return _AmortizedNet(
+            EnsembleRollout, loss_kind=self.loss,
+            module__system=self.system_, module__dt=float(dt), module__n_steps=int(n_steps),
+            module__n_state=int(self.n_state_), module__architecture=self.architecture,
+            module__clamp=None if self.clamp is None else float(self.clamp),
+            module__detach_forecast=self.loss != "ss_forecast",
+            **{f"module__{k}": v for k, v in self._net_params().items()},
+            optimizer=torch.optim.AdamW, optimizer__weight_decay=0.0, lr=float(self.lr),
+            max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
+            callbacks=[("lr_schedule", schedule), *extra_callbacks], device=self.device, dtype=self.dtype,
+            random_state=self.random_state, progress=bool(self.progress))
+
+    # ------------------------------------------------------------ cycle hooks
+    def _initialize(self, ctx, rng):
+        if self.initial_ensemble is not None or self.initial_state is not None:
+            E = self._initial_ensemble(ctx, rng, int(self.n_members))
+        else:
+            m = int(self.n_members)
+            clim = self._climatological_members(ctx, m, rng)
+            noise = ctx.system.as_tensor(rng.standard_normal(tuple(clim.shape)))
+            y_grid, m_grid = self._grid(ctx, ctx.y[0], ctx.mask[0])
+            E = self._start(y_grid, m_grid, self._obs_std_grid(ctx), clim, noise)
+        rollout = self.net_.module_
+        p = next(rollout.parameters())
+        # the observations on the grid, once for the whole run, in the network's dtype
+        y_grid, m_grid = self._grid(ctx, ctx.y, ctx.mask)
+        ctx.amortized_grid = (y_grid.reshape(len(ctx.times), -1, ctx.n_state).to(p),
+                              m_grid.to(p))
+        memory = rollout.initial_memory(E.reshape(-1, *E.shape[-2:]).to(p))
+        return E, memory
+
+    def _forecast(self, state, n_steps, ctx, rng):
+        return ctx.system.forecast(state[0], ctx.dt, n_steps), state[1]
+
+    def _analyze(self, state, k, ctx, rng):
+        E, memory = state
+        y_grid, m_grid = ctx.amortized_grid
+        flat = E.reshape(-1, *E.shape[-2:]).to(y_grid)
+        Ea, memory = self.net_.module_.analysis(flat, y_grid[k], m_grid[k], memory)
+        return Ea.to(E).reshape(E.shape), memory
+
+    def _summarize(self, state):
+        E = state[0]
+        return E.mean(-2), E, E.std(-2)
+
+    def predict(self, obs):
+        """Cycle over ``obs``: model forecast, then the learned update, at every time."""
+        check_is_fitted(self, "net_")
+        rollout = self.net_.module_
+        was_training = rollout.training
+        rollout.eval()  # no dropout, no clamp
+        try:
+            return super().predict(obs)
+        finally:
+            rollout.train(was_training)
+
+    # ------------------------------------------------------------ persistence
+    def save_params(self, f):
+        """Write the trained network and fitted attributes to ``f`` (path or file object).
+
+        Load them with :meth:`load_params` into an estimator with the same
+        parameters; the file loads on a CPU-only machine.
+        """
+        check_is_fitted(self, "net_")
+        buf = io.BytesIO()
+        self.net_.save_params(f_params=buf)
+        fitted = {k: v for k, v in vars(self).items()
+                  if k.endswith("_") and not k.startswith("_") and k != "net_"}
+        torch.save({"net": buf.getvalue(), "fitted": fitted, "n_steps": self.net_.module__n_steps,
+                    "dt": self.net_.module__dt}, f)
+
+    def load_params(self, f):
+        """Restore what :meth:`save_params` wrote (no refit); returns self.
+
+        The file holds pickled Python objects (the system): load only files you trust.
+        """
+        blob = torch.load(f, map_location="cpu", weights_only=False)
+        for k, v in blob["fitted"].items():
+            setattr(self, k, v)
+        self.net_ = self._make_net(blob["n_steps"], blob["dt"])
+        self.net_.initialize()
+        self.net_.load_params(f_params=io.BytesIO(blob["net"]))
+        return self
+
+
+class _ValidationScore:
+    """Analysis RMSE of the estimator being trained on held-out data (a learning curve)."""
+
+    def __init__(self, estimator, obs, truth):
+        self.estimator, self.obs, self.truth = estimator, obs, truth
+
+    def __call__(self):
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", LostTrackWarning)
+                analysis = self.estimator.predict(self.obs)
+        except DivergenceError:
+            return np.nan  # an early network may lose the truth: the curve says so
+        return analysis_rmse(analysis, self.truth, burn_in=self.estimator.burn_in)
