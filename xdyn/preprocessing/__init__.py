@@ -2,7 +2,10 @@
 
 Stacking lives here and nowhere else (DESIGN.md: Estimators): every estimator
 that needs a ``(n_samples, n_features)`` matrix goes through
-:func:`stack_samples` / :func:`unstack_samples` or :class:`Stacker`.
+:func:`stack_samples` / :func:`unstack_samples` or :class:`Stacker` (systems and
+observations through the same :func:`flatten_variables`), and a matrix algorithm
+on labelled fields subclasses :class:`DatasetTransformer` and writes only its
+``_fit_matrix`` / ``_transform_matrix`` / ``_inverse_transform_matrix``.
 
 In a :class:`~sklearn.pipeline.Pipeline` the xarray-native steps
 (:class:`LowPassFilter`, :class:`StandardScaler`) come before :class:`Stacker`,
@@ -18,11 +21,15 @@ from xdyn.preprocessing.stacking import (
     StackInfo,
     Stacker,
     VariableLayout,
+    flatten_variables,
     stack_samples,
+    unflatten_variables,
     unstack_samples,
 )
+from xdyn.preprocessing.template import DatasetTransformer
 
 __all__ = [
+    "DatasetTransformer",
     "FEATURE_DIM",
     "LowPassFilter",
     "StackInfo",
@@ -30,7 +37,9 @@ __all__ = [
     "StandardScaler",
     "VARIABLE_COORD",
     "VariableLayout",
+    "flatten_variables",
     "split_scales",
     "stack_samples",
+    "unflatten_variables",
     "unstack_samples",
 ]
