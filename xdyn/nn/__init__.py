@@ -22,6 +22,8 @@ from xdyn.nn.callbacks import EpochProgressBar, LRScheduler
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, get_activation
 from xdyn.nn.net import XdynNet
+from xdyn.nn.transformer import LatentROMModule, LatentROMNet, LatentTransformer
+from xdyn.nn.vae import BetaVAE
 from xdyn.nn.update_nets import ConvEnsembleUpdate, EnsembleRollout, FeedForwardEnsembleUpdate
 from xdyn.utils._torch import resolve_device
 
@@ -42,4 +44,8 @@ __all__ = [
     "ConvEnsembleUpdate",
     "FeedForwardEnsembleUpdate",
     "EnsembleRollout",
+    "BetaVAE",
+    "LatentTransformer",
+    "LatentROMModule",
+    "LatentROMNet",
 ]

@@ -1,0 +1,179 @@
+"""A transformer over latent sequences, and the beta-VAE + transformer ROM it drives.
+
+:class:`LatentTransformer` reads ``seq_len`` latent vectors and predicts the
+next ``pred_horizon`` ones as Gaussians (mean and log-variance per step): the
+window is embedded with learned positions, ``pred_horizon`` learned query
+tokens are appended, and a :class:`torch.nn.TransformerEncoder` (``n_layers``
+attention blocks of ``n_heads`` heads) lets the queries read the window; each
+query's output is the step from the last latent state to its lead. This is the
+latent propagator of Solera-Rico et al. (2024, Nat. Commun. 15, 1361) and of
+arXiv 2510.24583, with a Gaussian head so that rollouts can be sampled.
+
+:class:`LatentROMModule` joins it to a :class:`~xdyn.nn.vae.BetaVAE`, and
+:class:`LatentROMNet` trains both at once through :class:`XdynNet` with the
+loss ``reconstruction + prediction_weight * latent prediction + beta * KL``:
+reconstruction is the mean squared error of every frame of the window, KL that
+of the encoder, and the latent prediction term the Gaussian negative
+log-likelihood of the encoded future frames under the predicted distribution.
+The prediction targets are the encoder means with gradients stopped, so the
+prediction term cannot shrink the latent space to lower its own loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from xdyn.nn.net import XdynNet
+from xdyn.nn.vae import BetaVAE, gaussian_kl
+
+__all__ = ["LatentROMModule", "LatentROMNet", "LatentTransformer"]
+
+_LOGVAR_MIN, _LOGVAR_MAX = -12.0, 6.0
+
+
+class LatentTransformer(nn.Module):
+    """Predict the Gaussian of the next ``pred_horizon`` latent steps from ``seq_len`` steps.
+
+    Parameters
+    ----------
+    n_latent : int
+    seq_len : int
+        Steps read.
+    pred_horizon : int
+        Steps predicted at once.
+    d_model : int, default=64
+        Token width (a multiple of ``n_heads``).
+    n_heads : int, default=8
+    n_layers : int, default=2
+        Attention blocks.
+    dropout : float, default=0.0
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = LatentTransformer(n_latent=4, seq_len=6, pred_horizon=3, d_model=16)
+    >>> mean, logvar = net(torch.zeros(2, 6, 4))
+    >>> mean.shape, logvar.shape
+    (torch.Size([2, 3, 4]), torch.Size([2, 3, 4]))
+    """
+
+    def __init__(self, n_latent, seq_len, pred_horizon, d_model=64, n_heads=8, n_layers=2,
+                 dropout=0.0):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
+        self.n_latent, self.seq_len, self.pred_horizon = int(n_latent), int(seq_len), int(pred_horizon)
+        self.embed = nn.Linear(self.n_latent, d_model)
+        self.position = nn.Parameter(torch.zeros(1, self.seq_len, d_model))
+        self.queries = nn.Parameter(torch.zeros(1, self.pred_horizon, d_model))
+        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.queries, std=0.02)
+        layer = nn.TransformerEncoderLayer(d_model, n_heads, dim_feedforward=4 * d_model,
+                                           dropout=dropout, activation="gelu",
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, 2 * self.n_latent)
+        # start from persistence with a moderate spread: the step is zero at first
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, z):
+        """``z`` ``(batch, seq_len, n_latent)`` -> mean and log-variance ``(batch, pred_horizon, n_latent)``."""
+        tokens = self.embed(z) + self.position
+        tokens = torch.cat([tokens, self.queries.expand(z.shape[0], -1, -1)], dim=1)
+        out = self.norm(self.encoder(tokens)[:, self.seq_len:])
+        step, logvar = self.head(out).chunk(2, dim=-1)
+        return z[:, -1:] + step, logvar.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+
+
+class LatentROMModule(nn.Module):
+    """A :class:`~xdyn.nn.vae.BetaVAE` and a :class:`LatentTransformer` over its latents.
+
+    ``forward(x)`` takes windows ``(batch, seq_len + pred_horizon, *in_shape)``
+    and returns what :class:`LatentROMNet` needs for its loss.
+
+    Parameters
+    ----------
+    in_shape : tuple of int
+        Snapshot shape, as for :class:`~xdyn.nn.vae.BetaVAE`.
+    n_latent, seq_len, pred_horizon : int
+    hidden : int, default=32
+        VAE width.
+    d_model, n_heads, n_layers : int
+        Transformer sizes.
+    dropout : float, default=0.0
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = LatentROMModule((6,), n_latent=2, seq_len=3, pred_horizon=2, hidden=8, d_model=8)
+    >>> out = m(torch.zeros(4, 5, 6))
+    >>> out["recon"].shape, out["pred_mean"].shape
+    (torch.Size([4, 5, 6]), torch.Size([4, 2, 2]))
+    """
+
+    def __init__(self, in_shape, n_latent=64, seq_len=30, pred_horizon=30, hidden=32,
+                 d_model=64, n_heads=8, n_layers=2, dropout=0.0):
+        super().__init__()
+        self.vae = BetaVAE(in_shape, n_latent=n_latent, hidden=hidden)
+        self.dynamics = LatentTransformer(n_latent, seq_len, pred_horizon, d_model=d_model,
+                                          n_heads=n_heads, n_layers=n_layers, dropout=dropout)
+
+    def forward(self, x):
+        batch, length = x.shape[:2]
+        frames = x.reshape(batch * length, *x.shape[2:])
+        recon, mu, logvar = self.vae(frames)
+        mu = mu.reshape(batch, length, -1)
+        seq_len = self.dynamics.seq_len
+        pred_mean, pred_logvar = self.dynamics(mu[:, :seq_len])
+        return {"recon": recon.reshape(x.shape), "mu": mu, "logvar": logvar.reshape(mu.shape),
+                "pred_mean": pred_mean, "pred_logvar": pred_logvar,
+                "target": mu[:, seq_len:].detach()}
+
+
+class LatentROMNet(XdynNet):
+    """XdynNet whose loss is reconstruction + ``prediction_weight`` * latent NLL + ``beta`` * KL.
+
+    The input is a batch of windows (``seq_len + pred_horizon`` snapshots);
+    ``y`` is unused.
+
+    Parameters
+    ----------
+    module : LatentROMModule class
+    beta : float, default=5e-4
+        Weight of the KL term (arXiv 2510.24583).
+    prediction_weight : float, default=1.0
+        Weight ``lambda`` of the latent prediction term.
+    **kwargs
+        As :class:`XdynNet`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = np.arange(400) * 0.2
+    >>> x = np.stack([np.sin(t), np.cos(t), np.sin(2 * t)], -1).astype("float32")
+    >>> windows = np.stack([x[i:i + 6] for i in range(len(x) - 6)])
+    >>> net = LatentROMNet(LatentROMModule, module__in_shape=(3,), module__n_latent=2,
+    ...                    module__seq_len=4, module__pred_horizon=2, module__hidden=16,
+    ...                    module__d_model=16, lr=3e-3, max_epochs=8, random_state=0)
+    >>> net = net.fit(windows)
+    >>> bool(net.history[-1, "train_loss"] < net.history[0, "train_loss"])
+    True
+    """
+
+    def __init__(self, module, *args, beta=5e-4, prediction_weight=1.0, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.beta = beta
+        self.prediction_weight = prediction_weight
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        reconstruction = torch.mean((y_pred["recon"] - X) ** 2)
+        kl = gaussian_kl(y_pred["mu"], y_pred["logvar"]).mean()
+        logvar = y_pred["pred_logvar"]
+        nll = 0.5 * (logvar + (y_pred["target"] - y_pred["pred_mean"]) ** 2 * torch.exp(-logvar)
+                     + math.log(2 * math.pi))
+        return reconstruction + self.prediction_weight * nll.mean() + self.beta * kl

@@ -1,0 +1,143 @@
+"""Trajectories of snapshots <-> ``(n_trajectories, n_times, n_features)`` arrays.
+
+A ROM's samples are the snapshots of ``sample_dim`` (time) of one or several
+independent trajectories (``trajectory_dim``): windows of consecutive snapshots
+must not cross from one trajectory into the next, so the trajectories are kept
+apart as a leading axis. Each trajectory is stacked with
+:func:`xdyn.preprocessing.stack_samples` (the one place Dataset <-> matrix
+happens) and unstacked the same way, so unseen data round-trip too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from xdyn.model_selection import unwrap
+from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
+
+
+class Layout:
+    """How the input was given, to return the same kind (private)."""
+
+    def __init__(self, info, kind, trajectory_dim=None, trajectory_coord=None, time_coord=None,
+                 time_step=None):
+        self.info = info
+        self.kind = kind  # "xarray" or "array"
+        self.trajectory_dim = trajectory_dim  # None when the input had no trajectory dim
+        self.trajectory_coord = trajectory_coord
+        self.time_coord = time_coord
+        self.time_step = time_step
+
+
+def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
+    """``X`` as a float array ``(n_trajectories, n_times, n_features)`` and its :class:`Layout`."""
+    X = unwrap(X)
+    if not _is_xarray(X):
+        if isinstance(X, (xr.Dataset, xr.DataArray)) or not hasattr(X, "__array__"):
+            raise TypeError(f"{name} must be an xarray Dataset/DataArray or a 2-D array; "
+                            f"got {type(X).__name__}")
+        values = np.asarray(X)
+        if values.ndim != 2 or not np.issubdtype(values.dtype, np.number):
+            raise ValueError(f"{name}: a bare array must be a numeric (n_samples, n_features) "
+                             f"matrix; got shape {values.shape} and dtype {values.dtype}")
+        if info is not None and values.shape[1] != info:
+            raise ValueError(f"{name} has {values.shape[1]} features; the estimator was fitted "
+                             f"with {info}")
+        _check_finite(values, name)
+        return values[None].astype(np.float64), Layout(values.shape[1], "array")
+    if sample_dim not in X.dims:
+        raise ValueError(f"{name} lacks the sample dim {sample_dim!r} (sample_dim); its dims "
+                         f"are {tuple(X.dims)}")
+    if trajectory_dim is not None and trajectory_dim == sample_dim:
+        raise ValueError(f"trajectory_dim and sample_dim must differ; both are {sample_dim!r}")
+    has_traj = trajectory_dim is not None and trajectory_dim in X.dims
+    parts = [X.isel({trajectory_dim: i}, drop=True) for i in range(X.sizes[trajectory_dim])] \
+        if has_traj else [X]
+    matrices = []
+    for part in parts:
+        matrix, layout = stack_samples(part, sample_dim=sample_dim, info=info)
+        info = layout if info is None else info
+        matrices.append(np.asarray(matrix.values, dtype=np.float64))
+    values = np.stack(matrices)
+    _check_finite(values, name)
+    time = X[sample_dim] if sample_dim in X.coords else None
+    step = None
+    if time is not None and time.size > 1 and np.issubdtype(time.dtype, np.number):
+        step = float(time.values[-1] - time.values[-2])
+    return values, Layout(info, "xarray", trajectory_dim if has_traj else None,
+                          X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
+                          time, step)
+
+
+def from_trajectories(values, layout, time_coord=None, member_dim=None):
+    """Inverse of :func:`to_trajectories` for ``(n_traj, n_times, n_features)`` values.
+
+    ``values`` may carry a leading member axis (``member_dim`` names it).
+    """
+    if layout.kind == "array":
+        out = values[:, 0] if member_dim else values[0]
+        return out
+    if member_dim:
+        members = [from_trajectories(v, layout, time_coord) for v in values]
+        return xr.concat(members, dim=member_dim)
+    parts = [unstack_samples(v, layout.info, sample_coord=time_coord) for v in values]
+    if layout.trajectory_dim is None:
+        return parts[0]
+    out = xr.concat(parts, dim=layout.trajectory_dim)
+    if layout.trajectory_coord is not None:
+        out = out.assign_coords({layout.trajectory_dim: layout.trajectory_coord})
+    dims = list(parts[0].dims) if isinstance(out, xr.DataArray) else None
+    return out.transpose(layout.trajectory_dim, *dims) if dims else out
+
+
+def latent_output(z, layout, sample_dim, time_coord=None, name="z"):
+    """Latent coordinates ``(n_traj, n_times, n_latent)`` as the kind the input was."""
+    if layout.kind == "array":
+        return z[0]
+    dims = ([layout.trajectory_dim] if layout.trajectory_dim else []) + [sample_dim, "latent"]
+    data = z if layout.trajectory_dim else z[0]
+    coords = {"latent": np.arange(z.shape[-1])}
+    if time_coord is not None:
+        coords[sample_dim] = time_coord
+    if layout.trajectory_coord is not None:
+        coords[layout.trajectory_dim] = layout.trajectory_coord
+    da = xr.DataArray(data, dims=dims, coords=coords, name=name,
+                      attrs={"long_name": "latent coordinates", "units": "1"})
+    return da if layout.info.is_dataarray else da.to_dataset()
+
+
+def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
+    """Latent coordinates given to ``inverse_transform`` -> array and output layout bits."""
+    Z = unwrap(Z)
+    if isinstance(Z, xr.Dataset):
+        if name not in Z:
+            raise ValueError(f"expected latent variable {name!r} (from transform); got "
+                             f"{sorted(Z.data_vars)}")
+        Z = Z[name]
+    if isinstance(Z, xr.DataArray):
+        if "latent" not in Z.dims or sample_dim not in Z.dims:
+            raise ValueError(f"latent coordinates need dims ({sample_dim!r}, 'latent'); got "
+                             f"{Z.dims}")
+        has_traj = trajectory_dim in Z.dims
+        order = ([trajectory_dim] if has_traj else []) + [sample_dim, "latent"]
+        values = np.asarray(Z.transpose(*order).values, dtype=np.float64)
+        values = values if has_traj else values[None]
+        time = Z[sample_dim] if sample_dim in Z.coords else None
+        traj = Z[trajectory_dim] if has_traj and trajectory_dim in Z.coords else None
+        meta = (trajectory_dim if has_traj else None, traj, time)
+    else:
+        values = np.asarray(Z, dtype=np.float64)
+        if values.ndim != 2:
+            raise ValueError(f"latent coordinates must be (n_samples, n_latent); got shape "
+                             f"{values.shape}")
+        values, meta = values[None], None
+    if values.shape[-1] != n_latent:
+        raise ValueError(f"latent coordinates have {values.shape[-1]} values per sample; the "
+                         f"estimator has {n_latent}")
+    return values, meta
+
+
+def _check_finite(values, name):
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} holds NaN or infinite values; fill or drop them first")

@@ -1,0 +1,220 @@
+"""Proper orthogonal decomposition (POD) and POD with linear latent dynamics.
+
+:class:`POD` is the linear baseline of latent ROMs: the leading left singular
+vectors of the centred snapshot matrix (Holmes, Lumley & Berkooz 1996,
+*Turbulence, Coherent Structures, Dynamical Systems and Symmetry*, ch. 3).
+:class:`PODLinearDynamics` adds the least-squares linear map ``a_{t+1} = A a_t
++ b`` between consecutive POD coefficients (the simplest latent propagator, a
+DMD-like model; Schmid 2010, J. Fluid Mech. 656), the baseline next to which
+arXiv 2510.24583's transformer ROM is judged.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
+
+__all__ = ["POD", "PODLinearDynamics"]
+
+
+class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Proper orthogonal decomposition of snapshots (PCA of the centred fields).
+
+    Parameters
+    ----------
+    n_modes : int, default=10
+        Modes kept.
+    sample_dim : str, default="time"
+        The sample dim; every other dim but ``trajectory_dim`` is a feature.
+    trajectory_dim : str, default="trajectory"
+        Independent trajectories: their snapshots are samples too.
+
+    Attributes
+    ----------
+    mean_ : ndarray of shape (n_features,)
+        The mean snapshot.
+    components_ : ndarray of shape (n_modes, n_features)
+        Orthonormal POD modes.
+    singular_values_ : ndarray of shape (n_modes,)
+    explained_variance_ratio_ : ndarray of shape (n_modes,)
+        Share of the snapshot variance of each mode.
+    n_features_in_ : int
+
+    Notes
+    -----
+    ``transform`` returns the coefficients ``z`` (a Dataset with variable
+    ``z`` of dims ``(..., sample_dim, "latent")`` for a Dataset, a DataArray
+    for a DataArray, an array for an array); ``inverse_transform`` maps any
+    coefficients, also of unseen data, back to the fields on the training grid.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> t, x = np.arange(50.0), np.linspace(0, 1, 8)
+    >>> ds = xr.Dataset({"u": (("time", "x"), np.outer(np.sin(t), x) + np.outer(np.cos(t), x**2))},
+    ...                 coords={"time": t})
+    >>> pod = POD(n_modes=2).fit(ds)
+    >>> z = pod.transform(ds)
+    >>> z.z.dims, bool(np.allclose(pod.inverse_transform(z).u, ds.u))
+    (('time', 'latent'), True)
+    >>> pod.explained_variance_ratio_.sum().round(6)
+    np.float64(1.0)
+    """
+
+    _parameter_constraints = {
+        "n_modes": [Interval(Integral, 1, None, closed="left")],
+        "sample_dim": [str],
+        "trajectory_dim": [str, None],
+    }
+
+    def __init__(self, n_modes=10, *, sample_dim="time", trajectory_dim="trajectory"):
+        self.n_modes = n_modes
+        self.sample_dim = sample_dim
+        self.trajectory_dim = trajectory_dim
+
+    def fit(self, X, y=None):
+        """Learn the mean snapshot and the leading POD modes of ``X``; returns self."""
+        self._validate_params()
+        values, layout = to_trajectories(X, self.sample_dim, self.trajectory_dim)
+        matrix = values.reshape(-1, values.shape[-1])
+        if self.n_modes > min(matrix.shape):
+            raise ValueError(f"n_modes={self.n_modes} exceeds min(n_samples, n_features) = "
+                             f"{min(matrix.shape)}")
+        self.mean_ = matrix.mean(0)
+        _, s, vt = np.linalg.svd(matrix - self.mean_, full_matrices=False)
+        self.components_ = vt[: self.n_modes]
+        self.singular_values_ = s[: self.n_modes]
+        total = (s**2).sum()
+        self.explained_variance_ratio_ = s[: self.n_modes] ** 2 / (total if total > 0 else 1.0)
+        self.layout_ = layout
+        self.n_features_in_ = matrix.shape[1]
+        return self
+
+    def transform(self, X):
+        """POD coefficients of ``X`` (same kind as ``X``)."""
+        check_is_fitted(self)
+        values, layout = self._stack(X)
+        return latent_output((values - self.mean_) @ self.components_.T, layout,
+                             self.sample_dim, layout.time_coord)
+
+    def inverse_transform(self, X):
+        """Fields on the training grid from POD coefficients (also of unseen data)."""
+        check_is_fitted(self)
+        z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_modes)
+        return self._unstack(z @ self.components_ + self.mean_, meta)
+
+    # ------------------------------------------------------------------ helpers
+    def _stack(self, X, name="X"):
+        info = self.layout_.info
+        return to_trajectories(X, self.sample_dim, self.trajectory_dim, info=info, name=name)
+
+    def _unstack(self, values, meta, member_dim=None):
+        if meta is None:  # a bare array in, a bare array out
+            return values[:, 0] if member_dim else values[0]
+        layout = copy.copy(self.layout_)
+        layout.trajectory_dim, layout.trajectory_coord, time = meta
+        return from_trajectories(values, layout, time, member_dim=member_dim)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class PODLinearDynamics(POD):
+    """POD coefficients stepped by a least-squares linear map: ``a_{t+1} = A a_t + b``.
+
+    Parameters
+    ----------
+    n_modes : int, default=10
+    ridge : float, default=1e-8
+        Tikhonov weight of the least-squares fit, relative to the mean squared
+        coefficient (keeps a rank-deficient fit well posed).
+    sample_dim, trajectory_dim : str
+        As for :class:`POD`; pairs of consecutive snapshots never cross trajectories.
+
+    Attributes
+    ----------
+    A_ : ndarray of shape (n_modes, n_modes)
+    b_ : ndarray of shape (n_modes,)
+    mean_, components_, singular_values_, explained_variance_ratio_
+        As for :class:`POD`.
+
+    Examples
+    --------
+    A travelling wave is two POD modes rotating at a fixed rate: exactly linear.
+
+    >>> import numpy as np, xarray as xr
+    >>> t, x = 0.1 * np.arange(60), np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    >>> ds = xr.Dataset({"u": (("time", "x"), np.sin(x[None] - t[:, None]))}, coords={"time": t})
+    >>> model = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)))
+    >>> forecast = model.predict(ds.isel(time=slice(0, 40)), n_steps=20)
+    >>> forecast.time.values[[0, -1]].round(2).tolist()
+    [4.0, 5.9]
+    >>> bool(np.allclose(forecast.u, ds.u.isel(time=slice(40, 60)), atol=1e-6))
+    True
+    """
+
+    _parameter_constraints = {
+        **POD._parameter_constraints,
+        "ridge": [Interval(Real, 0, None, closed="left")],
+    }
+
+    def __init__(self, n_modes=10, *, ridge=1e-8, sample_dim="time", trajectory_dim="trajectory"):
+        super().__init__(n_modes, sample_dim=sample_dim, trajectory_dim=trajectory_dim)
+        self.ridge = ridge
+
+    def fit(self, X, y=None):
+        """POD of ``X``, then the least-squares map between consecutive coefficients."""
+        super().fit(X)
+        values, _ = self._stack(X)
+        if values.shape[1] < 2:
+            raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r}")
+        z = (values - self.mean_) @ self.components_.T
+        past = z[:, :-1].reshape(-1, self.n_modes)
+        future = z[:, 1:].reshape(-1, self.n_modes)
+        design = np.hstack([past, np.ones((len(past), 1))])
+        gram = design.T @ design
+        gram[np.diag_indices(self.n_modes)] += self.ridge * len(past) * np.mean(past**2)
+        coef = np.linalg.solve(gram, design.T @ future)
+        self.A_, self.b_ = coef[:-1].T, coef[-1]
+        return self
+
+    def predict(self, X, n_steps):
+        """Forecast ``n_steps`` snapshots after the last one of ``X`` (per trajectory).
+
+        Returns the fields on the training grid with times continuing those
+        of ``X`` (its last time step), the same kind as ``X``.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_steps, Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
+        values, layout = self._stack(X)
+        z = (values[:, -1] - self.mean_) @ self.components_.T
+        out = np.empty((values.shape[0], n_steps, self.n_modes))
+        for k in range(n_steps):
+            z = z @ self.A_.T + self.b_
+            out[:, k] = z
+        fields = out @ self.components_ + self.mean_
+        if layout.kind == "array":
+            return fields[0]
+        return self._unstack(fields, (layout.trajectory_dim, layout.trajectory_coord,
+                                      future_times(layout, n_steps, self.sample_dim)))
+
+
+def future_times(layout, n_steps, sample_dim):
+    """Times of ``n_steps`` snapshots after the input's last one (None without a numeric time)."""
+    time = layout.time_coord
+    if time is None or layout.time_step is None:
+        return None
+    import xarray as xr
+
+    values = time.values[-1] + layout.time_step * np.arange(1, n_steps + 1)
+    return xr.DataArray(values, dims=sample_dim, attrs=dict(time.attrs))
