@@ -16,12 +16,14 @@ Examples
 from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth, verify_forecast
 from xdyn.forecast.base import BaseForecaster
 from xdyn.forecast.climatology import Climatology
+from xdyn.forecast.climode import ClimODE
 from xdyn.forecast.neural_ode import NeuralODE
 from xdyn.forecast.persistence import Persistence
 from xdyn.forecast.vgbdm import VGBDM
 
 __all__ = [
     "BaseForecaster",
+    "ClimODE",
     "Climatology",
     "NeuralODE",
     "Persistence",

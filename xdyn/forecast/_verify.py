@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn.forecast.base import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
+from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
 from xdyn.metrics import crps_ensemble, rmse, weighted_acc, weighted_rmse
 
 __all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
@@ -182,7 +182,7 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
             crps = crps.weighted(lat_weights(forecast[lat])).mean(dims)
         else:
             crps = crps.mean(dims) if dims else crps
-        out[f"{name}_crps"] = _valid_mean(crps, aligned[name], [], sample_dim)
+        out[f"{name}_crps"] = _valid_mean(crps, aligned[name], dims, sample_dim)
         units = forecast[name].attrs.get("units")
         for key, long in (("rmse", "latitude-weighted RMSE" if lat in dims else "RMSE"),
                           ("acc", "anomaly correlation coefficient"), ("crps", "CRPS")):

@@ -1,0 +1,29 @@
+"""Persistence: the initial state at every lead, on labelled and bare data."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from xdyn.forecast import Persistence, lead_aligned_truth, verify_forecast
+
+
+def test_persistence_error_of_a_linear_trend_grows_with_lead():
+    # T = 0.5 K per step: persistence is off by 0.5 K * lead exactly
+    time = np.datetime64("2019-03-01", "ns") + np.arange(48) * np.timedelta64(1, "h")
+    ds = xr.Dataset({"T": (("time", "x"), 0.5 * np.arange(48.0)[:, None] * np.ones((1, 3)),
+                           {"units": "K"})}, coords={"time": time})
+    est = Persistence().fit(ds)
+    fc = est.predict(ds, ["1h", "3h", "24h"])
+    scores = verify_forecast(fc, ds)
+    np.testing.assert_allclose(scores["T_rmse"].values, [0.5, 1.5, 12.0])
+    np.testing.assert_allclose(scores["T_crps"].values, [0.5, 1.5, 12.0])  # CRPS of a point = MAE
+    assert est.score(ds, ["3h"]) == pytest.approx(-1.5)
+
+
+def test_persistence_dataarray_keeps_name_and_dims():
+    da = xr.DataArray(np.random.default_rng(0).normal(size=(5, 2, 3)), dims=("time", "y", "x"),
+                      name="u", coords={"time": np.arange(5.0)})
+    fc = Persistence().fit(da).predict(da, [2.0])
+    assert fc.name == "u" and fc.dims == ("time", "lead_time", "y", "x")
+    truth = lead_aligned_truth(da, fc)
+    np.testing.assert_array_equal(truth.values[:3, 0], da.values[2:])

@@ -1,0 +1,252 @@
+"""Advection on a grid: finite differences, velocity inversion, the ClimODE vector field.
+
+A field ``u`` (channels ``K`` on an ``H x W`` grid, grid cells as the length
+unit) moves with a velocity ``v = (v_y, v_x)`` per channel by the continuity
+equation ``du/dt = -div(u v) + s``; ClimODE (Verma, Heinonen & Garg, ICLR 2024,
+"ClimODE: Climate and weather forecasting with physics-informed neural ODEs")
+makes the velocity itself evolve by a learned second-order law
+``dv/dt = f_theta(u, grad u, v, time, position)`` and adds a learned source
+``s_theta``; a Gaussian emission head gives each output a mean correction and a
+standard deviation. The initial velocity is what makes the first time
+derivative of the data true (ClimODE's velocity inversion):
+``v0 = argmin ||du/dt + div(u v)||^2 + smoothness ||grad v||^2 + damping ||v||^2``,
+solved here for a whole batch at once by conjugate gradients on the normal
+equations (the transpose of the advection operator comes from autograd, so it
+is exact whatever the boundary handling).
+
+Boundaries: a periodic dim wraps (``torch.roll``); a bounded one repeats its edge
+value (a one-sided half difference at the edge).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchdiffeq import odeint
+
+__all__ = ["spatial_gradient", "advection_tendency", "fit_velocity", "AdvectionSourceODE"]
+
+
+def _diff(f, dim, periodic):
+    """Central difference ``(f[i+1] - f[i-1]) / 2`` along ``dim`` (grid units)."""
+    if periodic:
+        return 0.5 * (torch.roll(f, -1, dim) - torch.roll(f, 1, dim))
+    n = f.shape[dim]
+    idx_p = torch.clamp(torch.arange(n, device=f.device) + 1, max=n - 1)
+    idx_m = torch.clamp(torch.arange(n, device=f.device) - 1, min=0)
+    return 0.5 * (f.index_select(dim, idx_p) - f.index_select(dim, idx_m))
+
+
+def spatial_gradient(f, periodic=(False, False)):
+    """``(df/dy, df/dx)`` of ``f`` with shape ``(..., H, W)``, in grid units.
+
+    Examples
+    --------
+    >>> import torch
+    >>> f = torch.arange(5.0).repeat(3, 1)  # f = x
+    >>> gy, gx = spatial_gradient(f)
+    >>> gx[1].tolist(), float(gy.abs().max())
+    ([0.5, 1.0, 1.0, 1.0, 0.5], 0.0)
+    """
+    return _diff(f, -2, periodic[0]), _diff(f, -1, periodic[1])
+
+
+def advection_tendency(u, v, periodic=(False, False)):
+    """``-div(u v)``: the continuity-equation tendency of ``u`` ``(B, K, H, W)``.
+
+    ``v`` is ``(B, 2K, H, W)``: the ``y`` components of the ``K`` channels,
+    then their ``x`` components, in grid cells per time unit.
+
+    Examples
+    --------
+    A constant velocity moves a wave without changing its shape:
+    ``-div(u c) = -c du/dx``.
+
+    >>> import math, torch
+    >>> x = torch.arange(16.0) * 2 * math.pi / 16
+    >>> u = torch.sin(x).repeat(4, 1)[None, None]
+    >>> v = torch.cat([torch.zeros_like(u), torch.ones_like(u)], 1)
+    >>> tend = advection_tendency(u, v, periodic=(False, True))
+    >>> bool(torch.allclose(tend, -0.5 * (u.roll(-1, -1) - u.roll(1, -1))))
+    True
+    """
+    k = u.shape[1]
+    vy, vx = v[:, :k], v[:, k:]
+    return -(_diff(u * vy, -2, periodic[0]) + _diff(u * vx, -1, periodic[1]))
+
+
+def fit_velocity(u, u_t, periodic=(False, False), smoothness=1.0, damping=1e-3, n_iter=100):
+    """The velocity ``v`` whose advection best explains ``u_t``, for a whole batch.
+
+    Minimises ``||u_t - advection_tendency(u, v)||^2 + smoothness ||grad v||^2
+    + damping ||v||^2`` per sample by conjugate gradients on the normal
+    equations (ClimODE's initial-velocity inversion).
+
+    Parameters
+    ----------
+    u, u_t : torch.Tensor of shape (B, K, H, W)
+        The field and its time derivative (per time unit).
+    periodic : (bool, bool)
+    smoothness, damping : float
+    n_iter : int
+
+    Returns
+    -------
+    torch.Tensor of shape (B, 2K, H, W)
+
+    Examples
+    --------
+    A wave moved by one cell per step: the fitted velocity explains the tendency
+    (the velocity itself is not unique: ``u v = u + c`` moves ``u`` alike).
+
+    >>> import math, torch
+    >>> x = torch.arange(32.0, dtype=torch.float64) * 2 * math.pi / 32
+    >>> u = (2 + torch.sin(x)).repeat(8, 1)[None, None]
+    >>> u_t = -0.5 * (u.roll(-1, -1) - u.roll(1, -1))
+    >>> v = fit_velocity(u, u_t, periodic=(True, True), smoothness=1.0, n_iter=100)
+    >>> residual = advection_tendency(u, v, periodic=(True, True)) - u_t
+    >>> bool(residual.norm() < 0.05 * u_t.norm()), round(float(v[0, 0].abs().max()), 2)
+    (True, 0.0)
+    """
+    k = u.shape[1]
+    u = u.detach()
+    shape = (u.shape[0], 2 * k) + tuple(u.shape[2:])
+
+    def A(v):
+        return advection_tendency(u, v, periodic)
+
+    def AT(r):
+        zero = torch.zeros(shape, dtype=u.dtype, device=u.device, requires_grad=True)
+        with torch.enable_grad():
+            return torch.autograd.grad(A(zero), zero, grad_outputs=r)[0]
+
+    def G(v):
+        gy, gx = spatial_gradient(v, periodic)
+        return torch.cat([gy, gx], 1)
+
+    def GT(r):
+        zero = torch.zeros(shape, dtype=u.dtype, device=u.device, requires_grad=True)
+        with torch.enable_grad():
+            return torch.autograd.grad(G(zero), zero, grad_outputs=r)[0]
+
+    def normal(v):
+        return AT(A(v)) + smoothness * GT(G(v)) + damping * v
+
+    def dot(a, b):
+        return (a * b).flatten(1).sum(1).view(-1, 1, 1, 1)
+
+    v = torch.zeros(shape, dtype=u.dtype, device=u.device)
+    r = AT(u_t.detach())
+    p = r.clone()
+    rr = dot(r, r)
+    for _ in range(int(n_iter)):
+        Ap = normal(p)
+        alpha = rr / dot(p, Ap).clamp_min(1e-30)
+        v = v + alpha * p
+        r = r - alpha * Ap
+        rr_new = dot(r, r)
+        if float(rr_new.max()) < 1e-20:
+            break
+        p = r + (rr_new / rr.clamp_min(1e-30)) * p
+        rr = rr_new
+    return v
+
+
+def _conv_net(n_in, n_out, hidden, padding_mode):
+    last = nn.Conv2d(hidden, n_out, 1)
+    nn.init.zeros_(last.weight)  # start as pure advection with constant velocity, no source
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(
+        nn.Conv2d(n_in, hidden, 3, padding=1, padding_mode=padding_mode), nn.GELU(),
+        nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode=padding_mode), nn.GELU(),
+        last)
+
+
+class AdvectionSourceODE(nn.Module):
+    """ClimODE-style continuous-time model: advection + source, with a Gaussian emission.
+
+    The state ``(u, v)`` evolves by ``du/dt = -div(u v) + s_theta`` and
+    ``dv/dt = f_theta(u, grad u, v, features)``, integrated with torchdiffeq
+    in units of one data step; the features are sin/cos of the phase of the
+    day and of the year at the current time (zero for model time) and the
+    grid position. The output at each lead is the emission's mean
+    ``u + mu_theta`` and standard deviation ``softplus(.)``.
+
+    Parameters
+    ----------
+    n_channels : int
+        Fields ``K``.
+    grid_shape : (int, int)
+        ``(H, W)``.
+    hidden : int, default=32
+        Channels of the convolutional networks.
+    periodic : (bool, bool), default=(False, False)
+    n_steps : int, default=4
+        Training leads: ``1 .. n_steps`` data steps.
+    phase_step : (float, float), default=(0.0, 0.0)
+        Advance of the day and year phases (radians) per data step.
+    method : str, default="rk4"
+        torchdiffeq method; ``step_size`` (in data steps) for fixed-step ones.
+    step_size : float, default=0.5
+    min_std : float, default=1e-3
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = AdvectionSourceODE(1, (6, 8), hidden=8, n_steps=2)
+    >>> out = m(torch.zeros(3, 1, 6, 8), torch.zeros(3, 2, 6, 8), torch.zeros(3, 2))
+    >>> tuple(out.shape)  # (batch, lead, mean/std, K, H, W)
+    (3, 2, 2, 1, 6, 8)
+    """
+
+    def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, False), n_steps=4,
+                 phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3):
+        super().__init__()
+        k = int(n_channels)
+        self.k, self.periodic = k, tuple(bool(p) for p in periodic)
+        self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
+        self.min_std = float(min_std)
+        pad = "circular" if all(self.periodic) else "replicate"
+        n_feat = 4 + 2
+        self.dynamics = _conv_net(5 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
+        self.emission = _conv_net(k + n_feat, 2 * k, hidden, pad)       # mu (K), raw std (K)
+        h, w = grid_shape
+        yy = torch.linspace(-1, 1, h).view(h, 1).expand(h, w)
+        xx = torch.linspace(-1, 1, w).view(1, w).expand(h, w)
+        self.register_buffer("position", torch.stack([yy, xx])[None])
+        self.register_buffer("phase_step", torch.as_tensor(phase_step, dtype=torch.float32))
+
+    def _features(self, t, phase0, like):
+        phase = phase0 + t * self.phase_step                               # (B, 2)
+        f = torch.cat([torch.sin(phase), torch.cos(phase)], -1)            # (B, 4)
+        f = f[:, :, None, None].expand(-1, -1, *like.shape[-2:])
+        return torch.cat([f, self.position.expand(like.shape[0], -1, -1, -1).to(like.dtype)], 1)
+
+    def forward(self, u0, v0, phase0, leads=None):
+        """Mean and std at ``leads`` (data steps; default ``1 .. n_steps``): ``(B, L, 2, K, H, W)``."""
+        k = self.k
+        if leads is None:
+            leads = torch.arange(1, self.n_steps + 1, dtype=u0.dtype, device=u0.device)
+        leads = torch.as_tensor(leads, dtype=u0.dtype, device=u0.device)
+        times = torch.cat([leads.new_zeros(1), leads])
+
+        def rhs(t, state):
+            u, v = state[:, :k], state[:, k:]
+            gy, gx = spatial_gradient(u, self.periodic)
+            feats = self._features(t, phase0, u)
+            out = self.dynamics(torch.cat([u, gy, gx, v, feats], 1))
+            du = advection_tendency(u, v, self.periodic) + out[:, 2 * k:]
+            return torch.cat([du, out[:, :2 * k]], 1)
+
+        options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
+            else None
+        states = odeint(rhs, torch.cat([u0, v0], 1), times, method=self.method, options=options)
+        outs = []
+        for j in range(1, len(times)):
+            u = states[j][:, :k]
+            e = self.emission(torch.cat([u, self._features(times[j], phase0, u)], 1))
+            mean = u + e[:, :k]
+            # softplus(-1) = 0.31: a first guess of the error in standardised units
+            std = nn.functional.softplus(e[:, k:] - 1.0) + self.min_std
+            outs.append(torch.stack([mean, std], 1))
+        return torch.stack(outs, 1)
