@@ -185,7 +185,30 @@ class CycleStep:
 
 
 class CycleCallback:
-    """Base class of the cycle callbacks; every hook is a no-op."""
+    """Base class of the cycle callbacks; every hook is a no-op.
+
+    A callback sees the cycle without changing it: pass instances to
+    ``predict(obs, callbacks=[...])`` of any assimilator.
+
+    Examples
+    --------
+    Record the analysis spread of every cycle while an EnKF runs:
+
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> class SpreadLog(CycleCallback):
+    ...     def on_cycle_begin(self, estimator, ctx, state):
+    ...         self.spread = []
+    ...     def on_analysis(self, estimator, step):
+    ...         self.spread += [float(std.mean()) for _, _, std in step.summaries()]
+    >>> truth = Lorenz63().simulate(n_steps=200, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", noise_std=1.0, every=10, random_state=1)
+    >>> log = SpreadLog()
+    >>> _ = EnKF(n_members=10, random_state=0).fit(obs).predict(obs, callbacks=[log])
+    >>> len(log.spread), bool(log.spread[-1] < log.spread[0])
+    (21, True)
+    """
 
     def on_cycle_begin(self, estimator, ctx, state):
         """Before the first window (``state`` is the initial state)."""
@@ -201,6 +224,9 @@ class CycleCallback:
 
     def on_cycle_end(self, estimator, ctx):
         """After the last window (also after a failure)."""
+
+    def on_abort(self, estimator, ctx):
+        """An exception is leaving the cycle (a raised divergence, a bug): release resources."""
 
 
 class Recorder(CycleCallback):
@@ -233,16 +259,34 @@ class Recorder(CycleCallback):
 
 
 class ProgressBar(CycleCallback):
-    """A tqdm bar over the analysis windows."""
+    """A tqdm bar over the analysis windows (what ``progress=True`` adds).
+
+    Examples
+    --------
+    >>> from xdyn.assimilation import OptimalInterpolation
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=50, random_state=0)
+    >>> obs = observe(truth, "identity", every=10, random_state=1)
+    >>> out = OptimalInterpolation().fit(obs).predict(obs, callbacks=[ProgressBar(disable=True)])
+    >>> out.sizes["time"]
+    6
+    """
+
+    def __init__(self, disable=False):
+        self.disable = disable
 
     def on_cycle_begin(self, estimator, ctx, state):
-        self.bar = tqdm(total=ctx.n_windows, desc=type(estimator).__name__, leave=False)
+        self.bar = tqdm(total=ctx.n_windows, desc=type(estimator).__name__, leave=False,
+                        disable=self.disable)
 
     def on_analysis(self, estimator, step):
         self.bar.update(1)
 
     def on_cycle_end(self, estimator, ctx):
         self.bar.close()
+
+    on_abort = on_cycle_end
 
 
 class DivergenceMonitor(CycleCallback):
@@ -413,6 +457,15 @@ def run_cycle(estimator, ctx, rng, callbacks=()):
     windows = list(estimator._windows(ctx))
     ctx.n_windows = len(windows)
     state = estimator._initialize(ctx, rng)
+    try:
+        return _cycle(estimator, ctx, rng, callbacks, windows, state)
+    except BaseException:
+        for cb in callbacks:  # a raised divergence must not leave a progress bar open
+            cb.on_abort(estimator, ctx)
+        raise
+
+
+def _cycle(estimator, ctx, rng, callbacks, windows, state):
     for cb in callbacks:
         cb.on_cycle_begin(estimator, ctx, state)
     for ks in windows:

@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
-from xdyn.assimilation._cycle import (CycleContext, DivergenceMonitor, LostTrackMonitor,
+from xdyn.assimilation._cycle import (CycleCallback, CycleContext, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
 from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArray
 from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
@@ -205,8 +205,31 @@ class BaseAssimilator(BaseEstimator):
         self.n_state_ = int(ctx.n_state)
         return self
 
-    def predict(self, obs) -> xr.Dataset:
-        """Run the forecast-analysis cycle over ``obs`` and return the analysis Dataset."""
+    def predict(self, obs, *, callbacks=None) -> xr.Dataset:
+        """Run the forecast-analysis cycle over ``obs`` and return the analysis Dataset.
+
+        Parameters
+        ----------
+        obs : xarray.Dataset
+            Observations (see :func:`xdyn.observe.observe`).
+        callbacks : sequence of CycleCallback, optional
+            Run after the built-in ones (recording, divergence and lost-track
+            monitors, progress). An instance of a built-in monitor's class
+            replaces that monitor: ``callbacks=[LostTrackMonitor(window=200,
+            threshold=0.8)]`` judges with other settings.
+
+        Examples
+        --------
+        >>> from xdyn.assimilation import EnKF, LostTrackMonitor
+        >>> from xdyn.observe import observe
+        >>> from xdyn.systems import Lorenz63
+        >>> truth = Lorenz63().simulate(n_steps=200, burn_in=5, random_state=0)
+        >>> obs = observe(truth, "identity", noise_std=1.0, every=10, random_state=1)
+        >>> enkf = EnKF(n_members=10, random_state=0).fit(obs)
+        >>> out = enkf.predict(obs, callbacks=[LostTrackMonitor(threshold=0.8)])
+        >>> int(out.attrs["lost_track"]), sorted(out.data_vars)
+        (0, ['lost', 'n_assimilated', 'x', 'y', 'z'])
+        """
         check_is_fitted(self, "n_obs_")
         ctx = self._context(obs, fitted=True)
         self._check_context(ctx)
@@ -214,7 +237,7 @@ class BaseAssimilator(BaseEstimator):
         start = _time.perf_counter()
         n_batch = int(np.prod(ctx.batch_shape, dtype=int))
         size = n_batch * ctx.n_state * int(getattr(self, "n_members", 1) or 1)
-        callbacks = self._callbacks(ctx)
+        callbacks = self._callbacks(ctx, callbacks)
         with threads_for(size), (torch.no_grad() if self._no_grad else nullcontext()):
             run_cycle(self, ctx, rng, callbacks)
         wall = _time.perf_counter() - start
@@ -259,8 +282,13 @@ class BaseAssimilator(BaseEstimator):
         """False for methods whose background is not a model forecast (no misfit check)."""
         return True
 
-    def _callbacks(self, ctx: CycleContext):
-        """The cycle callbacks of one run: recording, monitors, progress."""
+    def _callbacks(self, ctx: CycleContext, extra=None):
+        """The cycle callbacks of one run: recording, monitors, progress, then ``extra``.
+
+        The first three are always a Recorder, a DivergenceMonitor and a
+        LostTrackMonitor (``_to_dataset`` reads them); a user's instance of
+        one of the built-in classes takes its place.
+        """
         raise_ = bool(self.raise_on_divergence)
         callbacks = [Recorder(background=bool(self.return_background)),
                      DivergenceMonitor(raise_),
@@ -268,6 +296,16 @@ class BaseAssimilator(BaseEstimator):
                                       self.lost_track_min_cycles)]
         if getattr(self, "progress", False):
             callbacks.append(ProgressBar())
+        for cb in list(extra or ()):
+            if not isinstance(cb, CycleCallback):
+                raise TypeError(f"callbacks must be CycleCallback instances; got "
+                                f"{type(cb).__name__}")
+            same = [i for i, c in enumerate(callbacks) if type(c) is type(cb)
+                    and isinstance(cb, (Recorder, DivergenceMonitor, LostTrackMonitor, ProgressBar))]
+            if same:
+                callbacks[same[0]] = cb
+            else:
+                callbacks.append(cb)
         return callbacks
 
     # ------------------------------------------------------------ inputs

@@ -417,10 +417,13 @@ class NeuralVar3D(BaseAssimilator):
     def _summarize(self, state):
         return state[0], None, None
 
-    def predict(self, obs):
-        """Cycle over ``obs``: model forecast, then the network's analysis, at every time."""
+    def predict(self, obs, *, callbacks=None):
+        """Cycle over ``obs``: model forecast, then the network's analysis, at every time.
+
+        ``callbacks`` as in :meth:`BaseAssimilator.predict`.
+        """
         check_is_fitted(self, "net_")
-        return super().predict(obs)
+        return super().predict(obs, callbacks=callbacks)
 
     # ------------------------------------------------------------ persistence
     def save_params(self, f):
