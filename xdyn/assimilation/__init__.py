@@ -1,6 +1,7 @@
 """Data assimilation: classical filters and variational methods as sklearn estimators."""
 
-from xdyn.assimilation._cycle import LostTrackWarning
+from xdyn.assimilation._cycle import (CycleCallback, DivergenceMonitor, LostTrackMonitor,
+                                      LostTrackWarning, ProgressBar, Recorder)
 from xdyn.assimilation.amortized import AmortizedAssimilator
 from xdyn.assimilation.base import ASSIMILATORS, BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
@@ -13,7 +14,8 @@ from xdyn.assimilation.particle_filter import ParticleFilter
 from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
-__all__ = ["AmortizedAssimilator", "BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "NeuralVar3D", "OptimalInterpolation",
+__all__ = ["CycleCallback", "DivergenceMonitor", "LostTrackMonitor", "ProgressBar", "Recorder",
+           "AmortizedAssimilator", "BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "ExtendedKalmanFilter", "LETKF", "NeuralVar3D", "OptimalInterpolation",
            "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator",
            "registered_assimilators"]
 
