@@ -1,0 +1,228 @@
+"""AmortizedAssimilator: gradients through the model, learning, sklearn round trips, errors."""
+
+import io
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+
+from xdyn.assimilation import AmortizedAssimilator, LostTrackWarning, make_assimilator
+from xdyn.assimilation.amortized import WarmupHalving
+from xdyn.metrics import analysis_rmse
+from xdyn.model_selection import samples
+from xdyn.nn import EnsembleRollout, LRScheduler
+from xdyn.nn.update_nets import banded_covariance
+from xdyn.observe import Squared, observe
+from xdyn.systems import Lorenz63, Lorenz96
+from xdyn.systems.climatology import climatological_sample
+
+N_SITES = 20  # Lorenz-96 is chaotic with 20 sites; half the cost of 40
+
+
+def _twin(seed, n_trajectories=1, n_times=200, noise_std=1.0):
+    truth = Lorenz96(n=N_SITES).simulate(n_trajectories=n_trajectories, n_steps=2 * (n_times - 1),
+                                         dt=0.05, save_every=2, burn_in=10.0, random_state=seed)
+    return truth, observe(truth, "identity", noise_std=noise_std, random_state=seed + 100)
+
+
+def _small(**params):
+    base = dict(n_members=6, hidden_size=16, seq_len=10, n_sequences=64, batch_size=16,
+                max_epochs=3, lr=3e-3, warmup_epochs=0, device="cpu", random_state=0,
+                raise_on_divergence=False, burn_in=2.0)
+    base.update(params)
+    return AmortizedAssimilator(**base)
+
+
+@pytest.fixture(scope="module")
+def trained():
+    truth, obs = _twin(0, n_trajectories=4, n_times=100)
+    est = _small(max_epochs=4).fit(obs)
+    return est, truth, obs
+
+
+def _quiet_predict(est, obs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LostTrackWarning)
+        return est.predict(obs)
+
+
+def _free_ensemble_rmse(truth, n_members, seed):
+    """Time mean RMSE of the mean of a climatological ensemble run without analysis."""
+    system = Lorenz96(n=N_SITES)
+    E = torch.as_tensor(climatological_sample(system, n_members, 0.05, seed))
+    x = system.to_state(truth).numpy()
+    errs = []
+    for k in range(x.shape[0]):
+        if k:
+            E = system.forecast(E, 0.05, 2)
+        errs.append(np.sqrt(np.mean((E.mean(0).numpy() - x[k]) ** 2)))
+    return float(np.mean(errs[20:]))
+
+
+def test_gradient_through_the_differentiable_model_and_network():
+    """gradcheck (float64) of the background and analysis means of a 3-time rollout with
+    respect to the initial ensemble and the observations: RK4 forecasts of Lorenz-96 and the
+    update network in between."""
+    torch.manual_seed(0)
+    rollout = EnsembleRollout(Lorenz96(n=6), dt=0.05, n_steps=2, n_state=6, architecture="conv",
+                              hidden_size=3, mem_channels=2).double().eval()
+    E0 = (8 + torch.randn(1, 3, 6, dtype=torch.float64)).requires_grad_()
+    y = (8 + torch.randn(1, 3, 6, dtype=torch.float64)).requires_grad_()
+    # every site observed: where one is not, the member's input is another member's forecast,
+    # detached on purpose (as in the original), which finite differences would see
+    mask = torch.ones(1, 3, 6, dtype=torch.float64)
+
+    def f(E0, y):
+        background, analysis = rollout(y, mask, E0)
+        return background[:, 1:], analysis
+
+    assert torch.autograd.gradcheck(f, (E0, y), eps=1e-6, atol=1e-5)
+    ff = EnsembleRollout(Lorenz96(n=6), dt=0.05, n_steps=2, n_state=6, architecture="ff",
+                         hidden_size=4).double().eval()
+    assert torch.autograd.gradcheck(lambda E0: ff(y.detach(), mask, E0)[0][:, 1:], (E0,),
+                                    eps=1e-6, atol=1e-5)
+
+
+def test_banded_covariance_matches_the_sample_covariance():
+    E = torch.randn(2, 7, 9, dtype=torch.float64)
+    band = banded_covariance(E, 5)
+    for b in range(2):
+        C = torch.cov(E[b].T)
+        for s in range(-2, 3):
+            want = torch.stack([C[i, (i + s) % 9] for i in range(9)])
+            assert torch.allclose(band[b, s + 2], want)
+
+
+def test_schedule_is_the_originals():
+    """x1.02 before each of the first 50 epochs, halved before epochs 199, 399 (1-based)."""
+    f = WarmupHalving(50, 200)
+    assert f(0) == pytest.approx(1.02)
+    assert f(49) == pytest.approx(1.02**50) and f(100) == pytest.approx(1.02**50)
+    # 0-based epoch 198 is the original's 1-based 199, (199 + 1) % 200 == 0
+    assert f(198) == pytest.approx(1.02**50 / 2) and f(197) == pytest.approx(1.02**50)
+    assert f(398) == pytest.approx(1.02**50 / 4)
+    cb = LRScheduler(torch.optim.lr_scheduler.LambdaLR, lr_lambda=f)
+    assert cb.simulate(steps=3, initial_lr=1.0).tolist() == pytest.approx([1.02, 1.02**2,
+                                                                           1.02**3])
+
+
+def test_learning_loss_falls_and_beats_the_free_ensemble(trained):
+    """A few epochs on 4 x 100 observation times: the self-supervised forecast loss falls, and
+    on three new truths (200 cycles each) the analysis is far better than the same-size
+    climatological ensemble run without analysis."""
+    est, _, _ = trained
+    losses = [h["train_loss"] for h in est.history_]
+    assert losses[-1] < 0.6 * losses[0]
+    for seed in (11, 12, 13):
+        truth, obs = _twin(seed)
+        rmse = analysis_rmse(_quiet_predict(est, obs), truth, burn_in=2.0)
+        free = _free_ensemble_rmse(truth, est.n_members, seed)
+        assert rmse < 0.6 * free, (seed, rmse, free)
+
+
+def test_validation_learning_curve_and_no_leak(trained):
+    est, truth, obs = trained
+    truth_v, obs_v = _twin(21, n_times=40)
+    with_valid = clone(est).set_params(max_epochs=2).fit(obs, validation=(obs_v, truth_v))
+    without = clone(est).set_params(max_epochs=2).fit(obs)
+    assert [np.isfinite(h["valid_rmse"]) for h in with_valid.history_] == [True, True]
+    for a, b in zip(with_valid.net_.module_.parameters(), without.net_.module_.parameters()):
+        assert torch.equal(a, b)  # the held-out data only monitor
+    assert dict(with_valid.net_.callbacks_)["valid_rmse"].score is None  # and are not kept
+
+
+def test_clone_pickle_save_params_and_new_trajectory(trained):
+    est, _, _ = trained
+    truth, obs = _twin(31, n_times=50)
+    before = [p.detach().clone() for p in est.net_.module_.parameters()]
+    a = _quiet_predict(est, obs)  # a new trajectory, no refit
+    assert dict(a["x"].sizes) == {"time": 50, "k": N_SITES}
+    assert all(torch.equal(p, q) for p, q in zip(before, est.net_.module_.parameters()))
+    b = _quiet_predict(pickle.loads(pickle.dumps(est)), obs)
+    np.testing.assert_array_equal(a["x"].values, b["x"].values)
+    buf = io.BytesIO()
+    est.save_params(buf)
+    buf.seek(0)
+    loaded = clone(est).load_params(buf)
+    np.testing.assert_array_equal(_quiet_predict(loaded, obs)["x"].values, a["x"].values)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params() and not hasattr(copy, "net_")
+
+
+def test_grid_search_over_hidden_size():
+    truth, obs = _twin(41, n_trajectories=4, n_times=40)
+    search = GridSearchCV(_small(max_epochs=1, n_sequences=16, burn_in=0.5),
+                          {"hidden_size": [4, 8]}, cv=KFold(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LostTrackWarning)
+        search.fit(samples(obs, "trajectory"), samples(truth, "trajectory"))
+    assert search.best_params_["hidden_size"] in (4, 8)
+    first_conv = search.best_estimator_.net_.module_.update.scale_up[0]
+    assert first_conv.out_channels == search.best_params_["hidden_size"]
+
+
+def test_feed_forward_variant_and_accessor():
+    truth, obs = _twin(51, n_trajectories=2, n_times=40)
+    an = obs.xdyn.assimilate(method="amortized", architecture="ff", n_members=4, hidden_size=8,
+                             seq_len=5, max_epochs=1, device="cpu", random_state=0,
+                             raise_on_divergence=False)
+    assert an.attrs["method"] == "AmortizedAssimilator"
+    assert np.isfinite(an["x"].values).all()
+    assert type(make_assimilator("amortized")) is AmortizedAssimilator
+
+
+def test_every_fourth_site_masked_input_trains():
+    """Missing observations (NaN) at three sites in four, the observed set changing with time."""
+    truth, obs = _twin(61, n_trajectories=2, n_times=40)
+    rng = np.random.RandomState(0)
+    offsets = rng.randint(4, size=obs.sizes["time"])
+    hide = (np.arange(N_SITES)[None, :] % 4) != offsets[:, None]
+    obs["observation"] = obs["observation"].where(~hide[:, None, :] if
+                                                  obs["observation"].dims[1] == "trajectory"
+                                                  else ~hide)
+    est = _small(seq_len=8, max_epochs=1).fit(obs)
+    assert np.isfinite(est.history_[0]["train_loss"])
+    assert _quiet_predict(est, obs)["n_assimilated"].max() == N_SITES // 4
+
+
+@pytest.mark.parametrize("case, match", [
+    ("variable", "'observation' variable"),
+    ("dims", "need dims"),
+    ("mask", "mask hides every site"),
+    ("operator", "selects state sites"),
+    ("seq_len", "seq_len=500"),
+    ("clean", "clean_analysis"),
+    ("conv_l63", "one state variable on a periodic 1-D grid"),
+])
+def test_bad_observations_clear_errors(case, match):
+    truth, obs = _twin(71, n_times=30)
+    est = _small()
+    if case == "variable":
+        obs = obs.rename(observation="y")
+    elif case == "dims":
+        obs = obs.rename(obs="site")
+    elif case == "mask":
+        obs["observation"] = obs["observation"] * np.nan
+    elif case == "operator":
+        obs = observe(truth, Squared(), noise_std=1.0, random_state=0)
+    elif case == "seq_len":
+        est = _small(seq_len=500)
+    elif case == "clean":
+        est = _small(loss="clean_analysis")
+    elif case == "conv_l63":
+        truth = Lorenz63().simulate(n_steps=30, random_state=0)
+        obs = observe(truth, "identity", noise_std=1.0, random_state=0)
+    with pytest.raises(ValueError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        est.fit(obs)
+
+
+def test_not_fitted():
+    from sklearn.exceptions import NotFittedError
+    _, obs = _twin(81, n_times=10)
+    with pytest.raises(NotFittedError):
+        AmortizedAssimilator().predict(obs)
