@@ -545,18 +545,16 @@ def test_unknown_operator_error_says_how_to_register():
         operator_from_spec({"operator": "SitePair", "nope": 1})
 
 
-def test_a_different_class_taking_a_registered_name_warns():
-    from xdyn.observe import registered_operators
+def test_a_different_class_taking_a_registered_name_warns(monkeypatch):
+    from xdyn.observe import OPERATORS, registered_operators
 
     original = registered_operators()["SitePair"]
-    try:
-        with pytest.warns(UserWarning, match="'SitePair'.*replaces"):
-            type("SitePair", (ObservationOperator,), {"__module__": "elsewhere"})
-    finally:
-        # put the test module's class back for the other tests
-        from xdyn import observe as observe_module
-
-        observe_module._OPERATORS["SitePair"] = original
+    # the test module's class comes back for the other tests when this one ends
+    monkeypatch.setattr(OPERATORS, "_unnamed", dict(OPERATORS._unnamed))
+    with pytest.warns(UserWarning, match="'SitePair'.*replaces"):
+        other = type("SitePair", (ObservationOperator,), {"__module__": "elsewhere"})
+    assert registered_operators()["SitePair"] is other is not original
+    assert type(operator_from_spec('{"operator": "SitePair"}')) is other
 
 
 @pytest.mark.parametrize(

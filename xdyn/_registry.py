@@ -1,8 +1,7 @@
 """Name -> class tables that family base classes fill from ``__init_subclass__``.
 
 One mechanism for every family whose members are classes (systems,
-assimilators; observation operators follow the same pattern in
-:mod:`xdyn.observe`): a subclass that declares a class-level ``name`` (and
+assimilators, observation operators): a subclass that declares a class-level ``name`` (and
 optionally ``aliases``) in its own body registers itself when it is defined,
 so a new system or assimilator is one new file and nothing else. See the
 "Registries" section of the architecture page in the docs.
@@ -52,8 +51,11 @@ class Registry:
     ValueError: unknown widget 'gaer'; did you mean 'gear'? Known: ['gear']
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, *, warn_unnamed: bool = False):
         self.kind = kind
+        # whether a different class taking an unnamed class's name warns (observation
+        # operators: their class name is what observation attrs record)
+        self.warn_unnamed = warn_unnamed
         self._classes: dict[str, type] = {}  # key (lower case) -> class
         self._primary: dict[str, type] = {}  # declared name -> class
         # public subclasses that declare no name of their own, by class name: a
@@ -69,7 +71,16 @@ class Registry:
         """Register ``cls`` under its ``name``, ``aliases`` and class name (if registrable)."""
         if not self.registrable(cls):
             if not cls.__name__.startswith("_"):
-                self._unnamed[cls.__name__.lower()] = cls
+                key = cls.__name__.lower()
+                previous = self._unnamed.get(key)
+                if self.warn_unnamed and previous is not None and _origin(previous) != _origin(cls):
+                    warnings.warn(
+                        f"{self.kind} name {cls.__name__!r} of {_origin(cls)} replaces "
+                        f"{_origin(previous)}; give your class another name to keep both",
+                        UserWarning,
+                        stacklevel=4,
+                    )
+                self._unnamed[key] = cls
             return
         aliases = vars(cls).get("aliases", ())
         if isinstance(aliases, str):
@@ -118,6 +129,12 @@ class Registry:
     def classes(self) -> dict[str, type]:
         """Declared name -> class, one entry per registered class."""
         return dict(sorted(self._primary.items()))
+
+    def by_class_name(self) -> dict[str, type]:
+        """Class name -> class, for every registered class (named or not)."""
+        out = {cls.__name__: cls for cls in self._unnamed.values()}
+        out.update({cls.__name__: cls for cls in self._classes.values()})
+        return dict(sorted(out.items()))
 
     def lookup_table(self) -> dict[str, type]:
         """Every key (names, aliases, class names; lower case) -> class."""

@@ -24,6 +24,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
+from xdyn._registry import Registry
 from xdyn.preprocessing.stacking import flatten_variables
 from xdyn.systems._validation import _check_int, _check_real
 from xdyn.systems.base import StateVariable
@@ -100,7 +101,7 @@ def _names(variables, layout, who):
 
 # Every ObservationOperator subclass, by class name: what ``operator_from_spec``
 # rebuilds from the ``operator`` attr of an observation Dataset.
-_OPERATORS: dict[str, type] = {}
+OPERATORS = Registry("observation operator", warn_unnamed=True)
 
 
 class ObservationOperator(BaseEstimator):
@@ -176,19 +177,7 @@ class ObservationOperator(BaseEstimator):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        previous = _OPERATORS.get(cls.__name__)
-        if previous is not None and (previous.__module__, previous.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            warnings.warn(
-                f"observation operator name {cls.__name__!r} ({cls.__module__}.{cls.__qualname__}) "
-                f"replaces {previous.__module__}.{previous.__qualname__} for rebuilding "
-                "operators from observation attrs; give your class another name to keep both",
-                UserWarning,
-                stacklevel=2,
-            )
-        _OPERATORS[cls.__name__] = cls
+        OPERATORS.add(cls)  # by class name (operators declare no ``name``)
 
     def indices(self, layout) -> np.ndarray:
         """Flat state indices observed, in ``obs`` order (``layout``: list of StateVariable).
@@ -514,7 +503,7 @@ def registered_operators() -> dict[str, type]:
     >>> {"Identity", "EveryKth", "Squared"} <= set(registered_operators())
     True
     """
-    return dict(_OPERATORS)
+    return OPERATORS.by_class_name()
 
 
 def operator_from_spec(spec) -> ObservationOperator:
@@ -546,19 +535,21 @@ def operator_from_spec(spec) -> ObservationOperator:
         raise ValueError(f"an observation operator spec needs an 'operator' key, got {spec!r}")
     spec = dict(spec)
     name = spec.pop("operator")
-    if name not in _OPERATORS:
+    try:
+        cls = OPERATORS.get(name)
+    except ValueError:
         raise ValueError(
-            f"unknown observation operator {name!r} in spec; known: {sorted(_OPERATORS)}. "
+            f"unknown observation operator {name!r} in spec; known: {sorted(registered_operators())}. "
             f"A custom operator is rebuilt once its class (a subclass of "
             f"xdyn.observe.ObservationOperator named {name!r}) is defined or imported; "
             f"or pass operator=... explicitly."
-        )
+        ) from None
     params = {
         k: operator_from_spec(v) if isinstance(v, dict) and "operator" in v else v
         for k, v in spec.items()
     }
     try:
-        return _OPERATORS[name](**params)
+        return cls(**params)
     except TypeError as exc:
         raise ValueError(
             f"cannot rebuild observation operator {name!r} from spec parameters "
