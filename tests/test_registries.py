@@ -67,7 +67,7 @@ def test_every_system_is_registered_under_its_name_and_class_name():
     (make_system, "lorenz-96", "'lorenz96'"), (make_system, "Lorenz_63", "'lorenz63'"),
 ])
 def test_unknown_names_suggest_the_closest(make, name, suggestion):
-    with pytest.raises(ValueError, match=f"unknown .*{name!r}; did you mean {suggestion}"):
+    with pytest.raises(ValueError, match=f"unknown .*{name!r}; did you mean [^?]*{suggestion}"):
         make(name)
 
 
