@@ -29,6 +29,7 @@ from xdyn.systems import Lorenz63, Lorenz96
 # Small, fast configurations per estimator class (anything not listed uses defaults).
 FAST_PARAMS = {
     "EnKF": {"n_members": 8},
+    "EnSF": {"n_members": 8, "n_pseudo_steps": 20},
     "LETKF": {"n_members": 8, "localization_radius": 3.0},
     "ParticleFilter": {"n_members": 50},
     "Var4D": {},
