@@ -1,0 +1,108 @@
+"""Figures of ``lorenz96-amortized``: Hovmöller panels, RMSE through time, rank histograms,
+learning curves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xdyn.metrics import state_rmse
+
+__all__ = ["amortized_figures", "rank_histogram"]
+
+
+def rank_histogram(ensemble, truth, member_dim="member"):
+    """Relative frequency of the truth's rank among the members (``n_members + 1`` bins).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.RandomState(0)
+    >>> ens = xr.DataArray(rng.normal(size=(2000, 4)), dims=("time", "member"))
+    >>> truth = xr.DataArray(rng.normal(size=2000), dims="time")
+    >>> freq = rank_histogram(ens, truth)  # a calibrated ensemble: flat
+    >>> len(freq), bool(np.all(np.abs(freq - 0.2) < 0.03))
+    (5, True)
+    """
+    ens = ensemble.transpose(..., member_dim)
+    truth = truth.broadcast_like(ens.isel({member_dim: 0}))
+    ranks = (ens.values < truth.values[..., None]).sum(-1).ravel()
+    counts = np.bincount(ranks, minlength=ens.sizes[member_dim] + 1)
+    return counts / max(counts.sum(), 1)
+
+
+def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
+    """Name -> Figure for every case."""
+    import matplotlib.pyplot as plt
+
+    figs = {}
+    t0 = float(truth["time"][0]) + burn_in
+    window = truth.sel(time=slice(t0, None)).isel(time=slice(0, n_show))
+    for case, analyses in examples.items():
+        letkf = next((k for k in analyses if k.startswith("LETKF")), None)
+        panels = [("truth", window["x"]),
+                  ("observations", obs[case]["test"]["observation"].sel(time=window["time"])),
+                  ("amortized analysis", analyses["amortized"]["x"].sel(time=window["time"]))]
+        if "member" in panels[-1][1].dims:
+            panels[-1] = (panels[-1][0], panels[-1][1].mean("member"))
+        for label in ("amortized", letkf):
+            if label is not None:
+                an = analyses[label]["x"].sel(time=window["time"])
+                an = an.mean("member") if "member" in an.dims else an
+                panels.append((f"{label} error", an - window["x"]))
+        fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.0 * len(panels)), sharex=True,
+                                 constrained_layout=True)
+        for ax, (title, da) in zip(axes, panels):
+            err = "error" in title
+            da = da.transpose("time", ...)
+            im = ax.pcolormesh(da["time"].values, np.arange(da.shape[1]), da.values.T,
+                               shading="auto", cmap="RdBu_r" if err else "viridis",
+                               vmin=-3 if err else None, vmax=3 if err else None)
+            ax.set_ylabel("site")
+            ax.set_title(title, fontsize=9)
+            fig.colorbar(im, ax=ax)
+        axes[-1].set_xlabel("time")
+        figs[f"hovmoller_{case}"] = fig
+
+        fig, ax = plt.subplots(figsize=(9, 3.5), constrained_layout=True)
+        for label, an in analyses.items():
+            mean = an.mean("member") if "member" in an.dims else an
+            err = state_rmse(mean, truth)
+            score = float(res.analysis_rmse.sel({"case": case, "method": label}))
+            ax.plot(err["time"], err, lw=0.8, label=f"{label} ({score:.3f})")
+        ax.axvline(t0, color="k", ls=":", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("time")
+        ax.set_ylabel("analysis RMSE")
+        ax.set_title(f"{case}: RMSE through time (dotted: end of the unscored burn-in)")
+        ax.legend(fontsize=7, ncol=3)
+        figs[f"rmse_time_{case}"] = fig
+
+        fig, axes = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
+        for ax, label in zip(axes, ("amortized", letkf)):
+            an = analyses.get(label)
+            if an is None or "member" not in an["x"].dims:
+                ax.set_visible(False)
+                continue
+            after = an["x"].sel(time=slice(t0, None))
+            freq = rank_histogram(after, truth["x"].sel(time=after["time"]))
+            ax.bar(np.arange(len(freq)), freq)
+            ax.axhline(1 / len(freq), color="k", lw=0.8)
+            ax.set_title(f"{case}: rank histogram, {label}", fontsize=9)
+            ax.set_xlabel("rank of the truth")
+        figs[f"rank_histogram_{case}"] = fig
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
+    for case in res["case"].values:
+        c = res.sel(case=case)
+        axes[0].plot(c["epoch"], c.curve_train_loss, marker="o", label=str(case))
+        axes[1].plot(c["epoch"], c.curve_valid_rmse, marker="o", label=str(case))
+        axes[1].axhline(float(c.reference_letkf10_rmse), ls=":", lw=0.8)
+    axes[0].set_ylabel("training loss")
+    axes[1].set_ylabel("validation analysis RMSE")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    axes[1].set_title("dotted: LETKF-10 reference (0.285 full, 0.79 every 4th)", fontsize=8)
+    figs["learning_curve"] = fig
+    return figs

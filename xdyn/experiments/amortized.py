@@ -1,0 +1,377 @@
+"""``lorenz96-amortized``: amortized ensemble assimilation against tuned EnKF, LETKF and 3D-Var.
+
+Protocol (McCabe & Brown 2021, the original code's defaults; ``quick=False``):
+Lorenz-96 with 40 sites and F = 8, truth by RK4 with step 0.05, observed every
+0.1 time units with noise std 1; the assimilators' model is the same system
+(RK4, 0.05, two steps per cycle) with 10 members. Two observation cases:
+``full`` (every site) and ``every4th`` (10 sites per time, the observed
+offset drawn at random among the four index sets at each time; the others
+are missing). The amortized assimilator trains on 240,000 observation times of
+one trajectory (sequences of 40, batch 64, AdamW 8e-4 with the x1.02 warm-up
+over 50 epochs and halving every 200, 500 epochs) and is tested, like every
+baseline, on 10,000 cycles of a new trajectory after a 1,000-cycle burn-in.
+The classical baselines are tuned on a separate validation trajectory: EnKF
+(square root) and LETKF with 10 members over an inflation x localization
+grid, LETKF with 30 members, 3D-Var over the scale of its climatological B.
+Every method sees the identical observations of the identical truths.
+
+``quick=True`` keeps the system, observations and members and shrinks the
+data and the training (see :meth:`AmortizedSetup.quick`) so that the run
+takes minutes on a CPU; its learning curve (validation analysis RMSE per
+epoch) is recorded so the distance to the full-size result is visible.
+Scores: time mean after burn-in of the spatial RMSE of the analysis mean,
+mean ensemble spread, share of cycles flagged lost (no better than
+climatology), test-time cost per cycle (predict wall time / cycles, ms) and
+training / tuning wall time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
+from xdyn.metrics import mean_after_burn_in, state_rmse
+from xdyn.observe import observe
+
+__all__ = ["AmortizedSetup", "make_l96_twins", "every_kth_random", "amortized_experiment"]
+
+REFERENCE_RMSE = {  # DAPPER cross-validated values quoted by McCabe & Brown (2021), sigma 1
+    "full": {"LETKF-10": 0.285, "LETKF-30": 0.254, "3D/4D-Var": 0.396},
+    "every4th": {"LETKF-10": 0.79, "LETKF-30": 0.69, "3D/4D-Var": 1.0},
+}
+
+
+@dataclasses.dataclass
+class AmortizedSetup:
+    """Sizes and settings of the experiment (defaults: the original protocol).
+
+    Examples
+    --------
+    >>> AmortizedSetup().n_train_times, AmortizedSetup.quick().n_train_times
+    (240000, 800)
+    """
+
+    n_sites: int = 40
+    forcing: float = 8.0
+    dt: float = 0.05
+    steps_per_obs: int = 2
+    noise_std: float = 1.0
+    n_members: int = 10
+    cases: tuple = ("full", "every4th")
+    n_train_trajectories: int = 1
+    n_train_times: int = 240_000
+    n_valid_times: int = 1_000
+    n_test_times: int = 10_000
+    test_burn_in_times: int = 1_000
+    architecture: str = "conv"
+    hidden_size: int = 64
+    seq_len: int = 40
+    n_sequences: int | None = None
+    batch_size: int = 64
+    max_epochs: int = 500
+    lr: float = 8e-4
+    warmup_epochs: int = 50
+    halve_every: int = 200
+    dropout: float = 0.2
+    curve_times: int = 1_000
+    inflations: tuple = (1.0, 1.02, 1.05, 1.1, 1.2)
+    radii: tuple = (2.0, 4.0, 8.0)
+    b_scales: tuple = (0.02, 0.05, 0.1, 0.2)
+    var4d: bool = True
+
+    @classmethod
+    def quick(cls):
+        """CPU-sized: 4 x 800 training times, 8 short epochs, 600 test cycles."""
+        return cls(n_train_trajectories=4, n_train_times=800, n_valid_times=300,
+                   n_test_times=600, test_burn_in_times=100, hidden_size=32, seq_len=20,
+                   n_sequences=192, batch_size=16, max_epochs=8, lr=3e-3, warmup_epochs=8,
+                   halve_every=200, curve_times=200, inflations=(1.02, 1.05, 1.1, 1.2),
+                   radii=(3.0, 6.0), b_scales=(0.05, 0.1, 0.2), var4d=False)
+
+
+def every_kth_random(obs: xr.Dataset, k: int = 4, random_state=None) -> xr.Dataset:
+    """Keep one of ``k`` interleaved site sets per time (drawn at random); the rest is NaN.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96(n=8).simulate(n_steps=3, random_state=0)
+    >>> obs = every_kth_random(observe(truth, "identity", noise_std=1.0, random_state=0), 4, 0)
+    >>> obs["observation"].notnull().sum("obs").values.tolist()
+    [2, 2, 2, 2]
+    """
+    rng = np.random.RandomState(random_state)
+    n_obs = obs.sizes["obs"]
+    offsets = rng.randint(k, size=obs.sizes["time"])
+    keep = (np.arange(n_obs)[None, :] % k) == offsets[:, None]
+    mask = xr.DataArray(keep, dims=("time", "obs"))
+    out = obs.copy()
+    out["observation"] = obs["observation"].where(mask)
+    out.attrs["observed_sites"] = f"one of {k} interleaved site sets per time, at random"
+    return out
+
+
+def make_l96_twins(setup: AmortizedSetup, seed: int = 0):
+    """Train / validation / test truths and their observations per case (identical for all methods).
+
+    Returns
+    -------
+    dict
+        ``{"truth": {split: Dataset}, "obs": {case: {split: Dataset}}}``.
+
+    Examples
+    --------
+    >>> setup = AmortizedSetup(n_train_times=20, n_valid_times=10, n_test_times=10,
+    ...                        test_burn_in_times=5)
+    >>> twins = make_l96_twins(setup, seed=0)
+    >>> twins["obs"]["every4th"]["test"].sizes["time"], twins["truth"]["train"].sizes["time"]
+    (10, 20)
+    """
+    from xdyn.systems import Lorenz96
+
+    system = Lorenz96(n=setup.n_sites, F=setup.forcing)
+    s = setup.steps_per_obs
+
+    def run(n_traj, n_times, burn, rs):
+        kw = dict(n_trajectories=n_traj) if n_traj > 1 else {}
+        tr = system.simulate(n_steps=s * (n_times - 1), dt=setup.dt, save_every=s,
+                             burn_in=burn, random_state=rs, **kw)
+        return tr.assign_coords(time=tr["time"] - tr["time"][0])
+
+    # the test truth's burn-in (spin-up onto the attractor) is not scored, as in the original
+    truth = {"train": run(setup.n_train_trajectories, setup.n_train_times, 10.0, seed),
+             "valid": run(1, setup.n_valid_times, 10.0, seed + 1),
+             "test": run(1, setup.n_test_times + setup.test_burn_in_times, 10.0, seed + 2)}
+    obs = {}
+    for ic, case in enumerate(setup.cases):
+        obs[case] = {}
+        for js, (split, tr) in enumerate(truth.items()):
+            o = observe(tr, "identity", noise_std=setup.noise_std,
+                        random_state=seed + 100 + 10 * js)
+            if case == "every4th":
+                o = every_kth_random(o, 4, random_state=seed + 200 + 10 * js)
+            obs[case][split] = o
+    return {"truth": truth, "obs": obs, "system": system}
+
+
+def _quiet(fn, *args, **kwargs):
+    from xdyn.assimilation import LostTrackWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LostTrackWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+def _scores(analysis, truth, burn_in):
+    """RMSE, spread, lost share after burn-in; cost per cycle from the predict wall time."""
+    err = mean_after_burn_in(state_rmse(analysis, truth), burn_in)
+    t = analysis["time"]
+    after = t >= t[0] + burn_in
+    if "member" in analysis["x"].dims:
+        spread = float(np.sqrt(analysis["x"].var("member", ddof=1).mean("k"))
+                       .where(after, drop=True).mean())
+    elif "spread" in analysis:
+        spread = float(analysis["spread"].where(after, drop=True).mean())
+    else:
+        spread = np.nan
+    lost = float(analysis["lost"].where(after, drop=True).astype(float).mean())
+    cost = 1e3 * float(analysis.attrs["wall_time_s"]) / analysis.sizes["time"]
+    rmse = float(err) if np.isfinite(float(err)) else np.inf
+    return {"rmse": rmse, "spread": spread, "lost": lost, "cost_ms": cost}
+
+
+def _tune(make, grid, obs, truth, burn_in):
+    """The grid point (dict of params) with the lowest validation RMSE, and the RMSEs."""
+    best, table = None, []
+    for params in grid:
+        try:
+            an = _quiet(make(**params).fit(obs).predict, obs)
+            score = _scores(an, truth, burn_in)["rmse"]
+        except Exception:  # noqa: BLE001 - a diverging configuration is simply not chosen
+            score = np.inf
+        table.append((params, score))
+        if best is None or score < best[1]:
+            best = (params, score)
+    return best[0], table
+
+
+def _baselines(setup, obs, truth, burn_valid, burn_test, seed, progress):
+    """Tuned EnKF-10, LETKF-10, LETKF-30, 3D-Var (and 4D-Var) on the test observations."""
+    from xdyn.assimilation import EnKF, LETKF, Var3D, Var4D
+
+    common = dict(raise_on_divergence=False, random_state=seed, return_ensemble=False)
+    m = setup.n_members
+    specs = {
+        f"EnKF-{m}": (lambda **p: EnKF(kind="sqrt", n_members=m, **common, **p),
+                      [{"inflation": i} for i in setup.inflations]),
+        f"LETKF-{m}": (lambda **p: LETKF(n_members=m, **common, **p),
+                       [{"inflation": i, "localization_radius": r}
+                        for r in setup.radii for i in setup.inflations]),
+        "LETKF-30": (lambda **p: LETKF(n_members=30, **common, **p),
+                     [{"inflation": i, "localization_radius": r}
+                      for r in setup.radii for i in setup.inflations[:3]]),
+        "3D-Var": (lambda **p: Var3D(raise_on_divergence=False, random_state=seed, **p),
+                   [{"B_scale": b} for b in setup.b_scales]),
+    }
+    if setup.var4d:
+        specs["4D-Var"] = (lambda **p: Var4D(raise_on_divergence=False, random_state=seed,
+                                             window=3, **p),
+                           [{"B_scale": b} for b in setup.b_scales])
+    out = {}
+    for label, (make, grid) in specs.items():
+        start = time.perf_counter()
+        params, _ = _tune(make, grid, obs["valid"], truth["valid"], burn_valid)
+        tuning = time.perf_counter() - start
+        est = make(**params)
+        if label.startswith("LETKF") or label.startswith("EnKF"):
+            est.set_params(return_ensemble=True)
+        an = _quiet(est.fit(obs["test"]).predict, obs["test"])
+        out[label] = {**_scores(an, truth["test"], burn_test), "train_s": tuning,
+                      "params": params, "analysis": an}
+        if progress:
+            print(f"  {label:<10} {params} rmse {out[label]['rmse']:.3f} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+    return out
+
+
+def _amortized(setup, obs, truth, burn_test, seed, device, progress):
+    from xdyn.assimilation import AmortizedAssimilator
+
+    est = AmortizedAssimilator(
+        architecture=setup.architecture, n_members=setup.n_members,
+        hidden_size=setup.hidden_size, dropout=setup.dropout, seq_len=setup.seq_len,
+        n_sequences=setup.n_sequences, batch_size=setup.batch_size,
+        max_epochs=setup.max_epochs, lr=setup.lr, warmup_epochs=setup.warmup_epochs,
+        halve_every=setup.halve_every, device=device, random_state=seed,
+        raise_on_divergence=False, return_ensemble=True,
+        burn_in=float(truth["valid"]["time"][min(99, setup.curve_times // 3)]))
+    curve = obs["valid"].isel(time=slice(0, setup.curve_times))
+    curve_truth = truth["valid"].isel(time=slice(0, setup.curve_times))
+    _quiet(est.fit, obs["train"], validation=(curve, curve_truth))
+    an = _quiet(est.predict, obs["test"])
+    return est, {**_scores(an, truth["test"], burn_test), "train_s": est.train_time_s_,
+                 "analysis": an}
+
+
+def amortized_experiment(setup: AmortizedSetup, seed=0, device="cpu", progress=True):
+    """Run every case: train the amortized assimilator, tune and run the baselines."""
+    twins = make_l96_twins(setup, seed)
+    truth = twins["truth"]
+    t_obs = setup.dt * setup.steps_per_obs
+    burn_test = setup.test_burn_in_times * t_obs
+    burn_valid = min(100, setup.n_valid_times // 3) * t_obs
+    rows, curves, examples, nets = {}, {}, {}, {}
+    for case in setup.cases:
+        obs = twins["obs"][case]
+        if progress:
+            print(f"[{case}] amortized training ...", flush=True)
+        est, amort = _amortized(setup, obs, truth, burn_test, seed, device, progress)
+        nets[case] = est
+        curves[case] = est.history_
+        if progress:
+            print(f"  amortized rmse {amort['rmse']:.3f} (train {amort['train_s']:.0f} s)",
+                  flush=True)
+        base = _baselines(setup, obs, truth, burn_valid, burn_test, seed, progress)
+        rows[case] = {"amortized": amort, **base}
+        examples[case] = {k: v["analysis"] for k, v in rows[case].items()}
+    res = _results(setup, rows, curves, seed, nets)
+    summary = _summary(res)
+    from xdyn.experiments._amortized_figures import amortized_figures
+
+    figures = amortized_figures(res, examples, truth["test"], twins["obs"], burn_test)
+    return ExperimentResult(res, figures, format_table(res), summary)
+
+
+_METRICS = {  # name -> (long_name, units, lower_is_better)
+    "analysis_rmse": ("time-mean spatial RMSE of the analysis mean (test, after burn-in)", "1",
+                      True),
+    "spread": ("time-mean ensemble spread (rms std over sites)", "1", None),
+    "lost_share": ("share of test cycles flagged lost (no better than climatology)", "1", True),
+    "cost_per_cycle": ("test-time wall time per cycle (forecast + analysis)", "ms", True),
+    "train_time": ("training (amortized) or tuning sweep (classical) wall time", "s", None),
+}
+_KEYS = {"analysis_rmse": "rmse", "spread": "spread", "lost_share": "lost",
+         "cost_per_cycle": "cost_ms", "train_time": "train_s"}
+
+
+def _results(setup, rows, curves, seed, nets):
+    cases = list(rows)
+    methods = list(next(iter(rows.values())))
+    data = {}
+    for name, (long_name, units, _) in _METRICS.items():
+        arr = np.array([[rows[c][m][_KEYS[name]] for m in methods] for c in cases], dtype=float)
+        data[name] = (("case", "method"), arr, {"long_name": long_name, "units": units})
+    res = xr.Dataset(data, coords={
+        "case": ("case", cases, {"long_name": "observed sites (all, or one in four per time)"}),
+        "method": ("method", methods, {"long_name": "assimilation method"})})
+    n_ep = max(len(v) for v in curves.values())
+    for key, long_name in (("train_loss", "self-supervised training loss (forecast of the next "
+                                          "observations, summed over observed sites)"),
+                           ("valid_rmse", "validation analysis RMSE after the epoch")):
+        arr = np.full((len(cases), n_ep), np.nan)
+        for i, c in enumerate(cases):
+            for j, h in enumerate(curves[c]):
+                arr[i, j] = float(h.get(key, np.nan))
+        res[f"curve_{key}"] = (("case", "epoch"), arr, {"long_name": long_name, "units": "1"})
+    res = res.assign_coords(epoch=("epoch", np.arange(1, n_ep + 1),
+                                   {"long_name": "training epoch", "units": "1"}))
+    ratio = res.cost_per_cycle.sel({"method": "amortized"}) \
+        / res.cost_per_cycle.sel({"method": f"LETKF-{setup.n_members}"})
+    res["cost_ratio_vs_letkf"] = ratio.assign_attrs(
+        long_name=f"test-time cost per cycle, amortized / LETKF-{setup.n_members}", units="1")
+    res["reference_letkf10_rmse"] = (("case",), [REFERENCE_RMSE.get(c, {}).get("LETKF-10", np.nan)
+                                                 for c in cases],
+                                     {"long_name": "LETKF-10 RMSE reported by McCabe & Brown "
+                                                   "(2021, DAPPER)", "units": "1"})
+    res.attrs["config_json"] = config_json(seed=seed, **dataclasses.asdict(setup))
+    res.attrs["tuned_params"] = config_json(**{f"{c}/{m}": str(rows[c][m].get("params", ""))
+                                               for c in cases for m in methods})
+    res.attrs["amortized_parameters"] = sum(
+        p.numel() for p in next(iter(nets.values())).net_.module_.parameters())
+    return res
+
+
+def _summary(res):
+    rows = []
+    for name, (_, _, lower) in _METRICS.items():
+        rows += summary_rows(res[name], name.replace("_", " "), method_dim="method",
+                             lower_is_better=lower)
+    rows += summary_rows(res.cost_ratio_vs_letkf, "test cost ratio vs LETKF-10",
+                         method="amortized")
+    return rows
+
+
+def format_table(res: xr.Dataset) -> str:
+    """The printed table: one block per case, one row per method."""
+    lines = []
+    for case in res["case"].values:
+        c = res.sel(case=case)
+        lines.append(f"case {case}: reference LETKF-10 {float(c.reference_letkf10_rmse):.3f}; "
+                     f"amortized/LETKF-10 cost ratio {float(c.cost_ratio_vs_letkf):.2f}")
+        lines.append(f"  {'method':<11}{'RMSE':>8}{'spread':>8}{'lost':>7}{'ms/cycle':>10}"
+                     f"{'train/tune s':>14}")
+        for m in res["method"].values:
+            r = c.sel({"method": m})
+            lines.append(f"  {str(m):<11}{float(r.analysis_rmse):>8.3f}{float(r.spread):>8.3f}"
+                         f"{float(r.lost_share):>7.2f}{float(r.cost_per_cycle):>10.2f}"
+                         f"{float(r.train_time):>14.1f}")
+        curve = c.curve_valid_rmse.values
+        lines.append("  learning curve (validation RMSE per epoch): "
+                     + " ".join(f"{v:.3f}" for v in curve if np.isfinite(v)))
+    return "\n".join(lines)
+
+
+@register("lorenz96-amortized",
+          "Amortized ensemble assimilation (learned update, self-supervised through the "
+          "differentiable model) on Lorenz-96, all sites or one in four observed, against tuned "
+          "EnKF-10, LETKF-10, LETKF-30 and 3D-Var",
+          "McCabe & Brown (2021), Learning to assimilate in chaotic dynamical systems, NeurIPS 34")
+def lorenz96_amortized(quick=False, seed=0, device="cpu", progress=True):
+    setup = AmortizedSetup.quick() if quick else AmortizedSetup()
+    return amortized_experiment(setup, seed=seed, device=device, progress=progress)
