@@ -109,6 +109,11 @@ class CycleContext:
     _h_index: torch.Tensor | None = dataclasses.field(default=None, repr=False)
     _H: torch.Tensor | None = dataclasses.field(default=None, repr=False)
     _W_full: torch.Tensor | None = dataclasses.field(default=None, repr=False)
+    # observation-error variance multipliers by time index: the climatological
+    # pre-analysis of an ensemble start splits the first observations' weight
+    # 1/R into two halves, 1/(2R) in the pre-analysis and 1/(2R) in the method's own
+    # first analysis (see BaseEnsembleAssimilator._preanalyze)
+    obs_error_scale: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def n_state(self) -> int:
@@ -141,7 +146,15 @@ class CycleContext:
         return self._H
 
     def whitening(self, k: int) -> torch.Tensor:
-        """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k."""
+        """Matrix ``W`` (q, p) with ``W R W^T = I`` on the q entries observed at time k.
+
+        ``R`` is scaled by ``obs_error_scale[k]`` where that is set.
+        """
+        scale = self.obs_error_scale.get(k)
+        W = self._whitening(k)
+        return W if scale is None else W / float(scale) ** 0.5
+
+    def _whitening(self, k: int) -> torch.Tensor:
         m = self.mask[k]
         if self._W_full is None:  # the whitening of a complete observation vector, built once
             self._W_full = torch.diag(1.0 / self.obs_std) if self.obs_std is not None \

@@ -252,16 +252,16 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     # climatological size. The first observations are therefore assimilated into
     # the members with the full-rank climatological covariance they sample
     # (perturbed observations, Burgers et al. 1998), with twice the observation
-    # error variance. The cycle's own first analysis then assimilates them again,
-    # with R as usual (the methods' _analyze knows nothing of this step), so the
-    # first observations weigh 1/(2R) + 1/R = 1.5/R in all, not 1/R: the first
-    # analysis is somewhat overconfident, which the next cycles wash out.
+    # error variance; the cycle's own first analysis then assimilates them again
+    # with twice the variance too (ctx.obs_error_scale, read by ctx.whitening), so
+    # the first observations weigh 1/(2R) + 1/(2R) = 1/R in all, as they should.
     _preanalysis = True
 
     def _preanalyze(self, E, k, ctx, rng):
         """The climatological update at the first time ``k`` with observations."""
         if getattr(ctx, "preanalysis_pending", False) and bool(ctx.mask[k].any()):
             ctx.preanalysis_pending = False
+            ctx.obs_error_scale[k] = 2.0  # this update and the method's analysis at k
             return self._climatological_update(E, k, ctx, rng)
         return E
 
@@ -269,7 +269,7 @@ class BaseEnsembleAssimilator(BaseAssimilator):
         # the members are still samples of the invariant measure at the first
         # observed time (the flow preserves it), so B is still their covariance
         _, B = self._climatology(ctx)
-        W = ctx.whitening(k) / 2**0.5
+        W = ctx.whitening(k)  # of 2R: obs_error_scale[k] is set
         Hw = W @ ctx.jacobian_h(E.mean(-2))                     # (..., q, n)
         S = Hw @ B @ Hw.transpose(-1, -2)
         S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)

@@ -314,8 +314,9 @@ class LETKF(BaseEnsembleAssimilator):
 
     def _whiten(self, Yo, do, k, ctx, setup):
         m = ctx.mask[k]
+        factor = float(ctx.obs_error_scale.get(k, 1.0)) ** -0.5  # 2R at a pre-analysed time
         if ctx.obs_std is not None:
-            scale = torch.where(m, 1.0 / ctx.obs_std, torch.zeros_like(ctx.obs_std))
+            scale = torch.where(m, factor / ctx.obs_std, torch.zeros_like(ctx.obs_std))
             return Yo * scale, do * scale
         key = bytes(m.cpu().numpy())
         if key not in setup.whitening:
@@ -326,7 +327,7 @@ class LETKF(BaseEnsembleAssimilator):
             W = torch.zeros(m.numel(), m.numel(), dtype=Rm.dtype, device=Rm.device)
             W[idx.unsqueeze(-1), idx] = (V / s.sqrt()) @ V.T
             setup.whitening[key] = W
-        W = setup.whitening[key]
+        W = setup.whitening[key] * factor
         return Yo @ W.T, do @ W.T
 
     def _analyze(self, E, k, ctx, rng):
