@@ -127,8 +127,9 @@ def test_learning_loss_falls_and_beats_the_free_ensemble(trained):
 def test_validation_learning_curve_and_no_leak(trained):
     est, truth, obs = trained
     truth_v, obs_v = _twin(21, n_times=40)
-    with_valid = clone(est).set_params(max_epochs=2).fit(obs, validation=(obs_v, truth_v))
-    without = clone(est).set_params(max_epochs=2).fit(obs)
+    quick = dict(max_epochs=2, n_sequences=16)
+    with_valid = clone(est).set_params(**quick).fit(obs, validation=(obs_v, truth_v))
+    without = clone(est).set_params(**quick).fit(obs)
     assert [np.isfinite(h["valid_rmse"]) for h in with_valid.history_] == [True, True]
     for a, b in zip(with_valid.net_.module_.parameters(), without.net_.module_.parameters()):
         assert torch.equal(a, b)  # the held-out data only monitor

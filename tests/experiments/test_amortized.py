@@ -1,0 +1,87 @@
+"""The lorenz96-amortized experiment: protocol, results, summary rows, figures."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+from xdyn.experiments import get_experiment  # noqa: E402
+from xdyn.experiments._amortized_figures import rank_histogram  # noqa: E402
+from xdyn.experiments.amortized import (AmortizedSetup, amortized_experiment,  # noqa: E402
+                                        every_kth_random, make_l96_twins)
+
+TINY = AmortizedSetup(n_sites=20, n_train_trajectories=2, n_train_times=40, n_valid_times=30,
+                      n_test_times=30, test_burn_in_times=10, hidden_size=4, seq_len=6,
+                      n_sequences=8, batch_size=8, max_epochs=2, curve_times=24,
+                      inflations=(1.05,), radii=(4.0,), b_scales=(0.1,), var4d=False)
+
+
+def test_twins_identical_for_all_methods_and_every_fourth_cycles():
+    twins = make_l96_twins(TINY, seed=0)
+    truth, obs = twins["truth"], twins["obs"]
+    assert truth["train"].sizes == {"trajectory": 2, "time": 40, "k": 20}
+    assert truth["test"].sizes["time"] == 40  # scored part + burn-in
+    np.testing.assert_allclose(np.diff(truth["test"]["time"]), 0.1)
+    full, sparse = obs["full"]["test"], obs["every4th"]["test"]
+    # the same noisy values where both observe: one observation draw for every method
+    kept = sparse["observation"].notnull()
+    np.testing.assert_array_equal(full["observation"].where(kept), sparse["observation"])
+    assert (kept.sum("obs") == 5).all()
+    offsets = [int(np.flatnonzero(row)[0]) for row in kept.values]
+    assert set(offsets) == {0, 1, 2, 3}  # the observed set changes with time
+    again = make_l96_twins(TINY, seed=0)
+    xr.testing.assert_identical(again["obs"]["every4th"]["train"], obs["every4th"]["train"])
+
+
+def test_every_kth_random_keeps_one_set_per_time():
+    ds = xr.Dataset({"observation": (("time", "obs"), np.ones((50, 8)))})
+    out = every_kth_random(ds, 4, random_state=0)
+    assert (out["observation"].notnull().sum("obs") == 2).all()
+
+
+def test_rank_histogram_of_an_underdispersed_ensemble_is_u_shaped():
+    rng = np.random.RandomState(0)
+    ens = xr.DataArray(0.3 * rng.normal(size=(3000, 5)), dims=("time", "member"))
+    truth = xr.DataArray(rng.normal(size=3000), dims="time")
+    freq = rank_histogram(ens, truth)
+    assert freq[0] > 2 / 6 and freq[-1] > 2 / 6 and freq[2] < 1 / 6
+
+
+def test_tiny_run_results_summary_and_figures():
+    result = amortized_experiment(TINY, seed=0, progress=False)
+    res = result.results
+    assert list(res["method"].values) == ["amortized", "EnKF-10", "LETKF-10", "LETKF-30",
+                                          "3D-Var"]
+    for name in ("analysis_rmse", "spread", "lost_share", "cost_per_cycle", "train_time"):
+        assert res[name].dims == ("case", "method")
+        assert {"units", "long_name"} <= set(res[name].attrs)
+    assert np.isfinite(res.analysis_rmse.values).all()
+    assert np.isfinite(res.spread.sel({"method": "LETKF-10"})).all()
+    assert res.curve_train_loss.dims == ("case", "epoch") and res.sizes["epoch"] == 2
+    assert np.isfinite(res.curve_valid_rmse.values).all()
+    assert float(res.reference_letkf10_rmse.sel(case="full")) == 0.285
+    assert "config_json" in res.attrs
+    metrics = {r["metric"] for r in result.summary}
+    assert {"analysis rmse", "cost per cycle", "test cost ratio vs LETKF-10"} <= metrics
+    assert "learning curve" in result.table
+    assert {"hovmoller_full", "rmse_time_every4th", "rank_histogram_full",
+            "learning_curve"} <= set(result.figures)
+    plt.close("all")
+
+
+def test_registered():
+    exp = get_experiment("lorenz96-amortized")
+    assert "McCabe" in exp.reference
+
+
+@pytest.mark.slow
+def test_quick_run():
+    result = get_experiment("lorenz96-amortized").func(quick=True, progress=False)
+    res = result.results
+    # the learned filter must at least track the truth (well under climatology, ~3.6)
+    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 1.5
+    plt.close("all")
