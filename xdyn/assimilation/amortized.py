@@ -31,77 +31,23 @@ from __future__ import annotations
 
 import io
 import time as _time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
+                                                   _ValidationRMSE, _ValidationScore)
 from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
-from xdyn.assimilation._cycle import LostTrackWarning
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
-from xdyn.exceptions import DivergenceError
-from xdyn.metrics import analysis_rmse
-from xdyn.nn import LRScheduler, XdynNet
+from xdyn.nn import LRScheduler
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
 
 __all__ = ["AmortizedAssimilator", "WarmupHalving"]
-
-
-class WarmupHalving:
-    """Learning-rate factor of epoch ``e``: ``1.02**min(e + 1, warmup) * 0.5**((e + 2) // halve)``.
-
-    The original multiplies the rate by 1.02 before each of the first
-    ``warmup_epochs`` epochs and halves it before every epoch ``i`` (1-based)
-    with ``(i + 1) % halve_every == 0``. A class, not a lambda, so that the
-    fitted estimator pickles.
-
-    Examples
-    --------
-    >>> f = WarmupHalving(warmup_epochs=2, halve_every=4)
-    >>> [round(f(e), 4) for e in range(7)]
-    [1.02, 1.0404, 0.5202, 0.5202, 0.5202, 0.5202, 0.2601]
-    """
-
-    def __init__(self, warmup_epochs=50, halve_every=200):
-        self.warmup_epochs, self.halve_every = int(warmup_epochs), int(halve_every)
-
-    def __call__(self, epoch):
-        return 1.02 ** min(epoch + 1, self.warmup_epochs) * 0.5 ** ((epoch + 2) // self.halve_every)
-
-
-class _ValidationRMSE(Callback):
-    """Analysis RMSE of the estimator on held-out observations after each epoch."""
-
-    def __init__(self, score):
-        self.score = score
-
-    def on_epoch_end(self, net, **kwargs):
-        if self.score is not None:
-            net.history.record("valid_rmse", float(self.score()))
-
-
-class _AmortizedNet(XdynNet):
-    """XdynNet whose loss is one of the self-supervised (or clean) losses of the rollout."""
-
-    def __init__(self, module, *args, loss_kind="ss_forecast", **kwargs):
-        super().__init__(module, *args, **kwargs)
-        self.loss_kind = loss_kind
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        background, analysis = y_pred
-        y, mask = X["y"], X["mask"]
-        if self.loss_kind == "ss_forecast":  # the forecast of the next noisy observations
-            err = (background[:, 1:] - y[:, 1:]) ** 2 * mask[:, 1:]
-            return err.sum(-1).mean()
-        if self.loss_kind == "ss_analysis":
-            return ((analysis - y) ** 2 * mask).sum(-1).mean()
-        return ((analysis - y_true.to(analysis)) ** 2).mean()
 
 
 class AmortizedAssimilator(BaseEnsembleAssimilator):
@@ -442,19 +388,3 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.net_.initialize()
         self.net_.load_params(f_params=io.BytesIO(blob["net"]))
         return self
-
-
-class _ValidationScore:
-    """Analysis RMSE of the estimator being trained on held-out data (a learning curve)."""
-
-    def __init__(self, estimator, obs, truth):
-        self.estimator, self.obs, self.truth = estimator, obs, truth
-
-    def __call__(self):
-        try:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", LostTrackWarning)
-                analysis = self.estimator.predict(self.obs)
-        except DivergenceError:
-            return np.nan  # an early network may lose the truth: the curve says so
-        return analysis_rmse(analysis, self.truth, burn_in=self.estimator.burn_in)
