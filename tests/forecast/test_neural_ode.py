@@ -1,0 +1,58 @@
+"""NeuralODE: learns a damped pendulum by trajectory matching; the forecaster contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import Pipeline
+
+from xdyn.forecast import NeuralODE, Persistence
+from xdyn.preprocessing import StandardScaler
+from xdyn.systems import DampedPendulum
+
+
+@pytest.fixture(scope="module")
+def pendulum():
+    ds = DampedPendulum(omega0=1.5, damping=0.3).simulate(
+        n_trajectories=12, t_span=4.0, dt=0.02, save_every=5, random_state=0)
+    return ds.isel(trajectory=slice(0, 8)), ds.isel(trajectory=slice(8, None))
+
+
+def test_neural_ode_learns_and_beats_persistence(pendulum):
+    train, test = pendulum
+    model = NeuralODE(hidden=32, window=6, max_epochs=25, lr=1e-2, random_state=0).fit(train)
+    loss = model.net_.history[:, "train_loss"]
+    assert loss[-1] < 0.2 * loss[0]
+    leads = [0.5, 1.0]
+    ours = -model.score(test, leads)
+    persistence = -Persistence().fit(test.isel(trajectory=0)).score(test.isel(trajectory=0),
+                                                                     leads)
+    mine_one = -model.score(test.isel(trajectory=0), leads)
+    assert mine_one < 0.5 * persistence, (mine_one, persistence)
+    assert np.isfinite(ours)
+
+
+def test_neural_ode_clone_pickle_pipeline_and_errors(pendulum):
+    train, test = pendulum
+    one = train.isel(trajectory=0)
+    model = NeuralODE(hidden=8, window=4, max_epochs=2, random_state=0).fit(train)
+    fc = model.predict(test.isel(time=[0, 3]), [0.1, 0.2])
+    assert fc.theta.dims == ("trajectory", "time", "lead_time")
+    again = pickle.loads(pickle.dumps(model)).predict(test.isel(time=[0, 3]), [0.1, 0.2])
+    np.testing.assert_array_equal(fc.theta.values, again.theta.values)
+    twin = clone(model).fit(train).predict(test.isel(time=[0, 3]), [0.1, 0.2])
+    np.testing.assert_array_equal(fc.theta.values, twin.theta.values)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("node", NeuralODE(hidden=8, window=4, max_epochs=2, random_state=0))])
+    out = pipe.fit(one).predict(one, lead_times=[0.1])
+    assert out.theta.dims == ("time", "lead_time") and np.isfinite(out.theta).all()
+    with pytest.raises(NotFittedError):
+        NeuralODE().predict(one, [0.1])
+    with pytest.raises(ValueError, match="window=50"):
+        NeuralODE(window=50).fit(one)
+    with pytest.raises(ValueError, match="window"):
+        NeuralODE(window=1).fit(one)
+    with pytest.raises(ValueError, match="sample_dim 'step' not found"):
+        NeuralODE(sample_dim="step").fit(one)

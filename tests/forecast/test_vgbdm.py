@@ -1,0 +1,137 @@
+"""VGB-DM: physics models, parameter recovery, flow matching, grey-box gain, contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from xdyn.forecast import VGBDM
+from xdyn.forecast.physics import (FitzHughNagumoPhysics, FunctionPhysics, Lorenz63Physics,
+                                   PendulumPhysics, RLCPhysics, as_physics)
+from xdyn.systems import DampedPendulum, Lorenz63, ReactionDiffusion, RLCCircuit
+
+
+def _pendulum(n, seed, omega0=(1.7, 1.7), damping=(0.0, 0.0), t_span=3.0, dt=0.1):
+    return DampedPendulum().simulate(n_trajectories=n, t_span=t_span, dt=dt / 5, save_every=5,
+                                     random_state=seed,
+                                     parameter_ranges={"omega0": omega0, "damping": damping})
+
+
+def test_physics_models_are_the_systems_minus_their_missing_term():
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(rng.normal(size=(5, 2)))
+    pend = DampedPendulum(omega0=1.3, damping=0.4)
+    full = PendulumPhysics().rhs(0, x, torch.full((5, 1), 1.3, dtype=torch.float64))
+    full[:, 1] -= 0.4 * x[:, 1]
+    torch.testing.assert_close(full, pend.rhs(0, x))
+    rlc = RLCCircuit(R=0.7, L=2.0, C=0.6)
+    full = RLCPhysics().rhs(0, x, torch.full((5, 1), 1.2, dtype=torch.float64))
+    full[:, 1] -= 0.7 * x[:, 1] / 2.0
+    torch.testing.assert_close(full, rlc.rhs(0, x))
+    x3 = torch.as_tensor(rng.normal(size=(5, 3)) * 5)
+    full = Lorenz63Physics().rhs(0, x3, torch.tensor([[10.0, 8 / 3]], dtype=torch.float64))
+    full[:, 1] += x3[:, 0] * (28.0 - x3[:, 2])
+    torch.testing.assert_close(full, Lorenz63().rhs(0, x3))
+
+
+def test_fitzhugh_nagumo_diffusion_is_the_system_without_reaction():
+    rd = ReactionDiffusion(N=16, L=2.0, Du=2e-3, Dv=6e-3)
+    x = rd.as_tensor(rd.random_initial_state(2, 0))
+    phys = FitzHughNagumoPhysics(N=16, L=2.0).rhs(0, x, torch.tensor([[2e-3, 6e-3]],
+                                                                     dtype=torch.float64))
+    fields = x.reshape(2, 2, 16, 16)
+    reaction = rd._reaction(fields).reshape(2, -1)
+    torch.testing.assert_close(phys + reaction, rd.rhs(0, x), atol=1e-10, rtol=1e-8)
+
+
+def test_physics_only_recovers_the_parameter_of_data_made_by_the_same_physics():
+    train, test = _pendulum(48, 0), _pendulum(8, 1)
+    model = VGBDM("pendulum", correction=False, z_dim=0, len_episode=10, encoder="mlp",
+                  encoder_hidden=16, beta_p=1e-3, batch_size=16, max_epochs=40, lr=1e-2,
+                  random_state=0).fit(train)
+    omega0 = model.infer_parameters(test.isel(time=slice(0, 10))).omega0.values
+    np.testing.assert_allclose(omega0, 1.7, rtol=0.03)  # the prior mean is 2.0
+    fm = model.net_.history[:, "fm_loss"]
+    assert fm[-1] < 0.2 * fm[0]  # the flow-matching loss falls
+
+
+def test_vgbdm_beats_the_incomplete_physics_on_damped_pendulums():
+    kw = dict(omega0=(1.2, 1.8), damping=(0.5, 1.0), t_span=4.0)
+    train, test = _pendulum(48, 0, **kw), _pendulum(8, 1, **kw)
+    E, common = 10, dict(len_episode=10, encoder="mlp", encoder_hidden=16, hidden=32,
+                         batch_size=16, max_epochs=40, lr=1e-2, beta_p=1e-3,
+                         random_state=0)
+    leads = np.round(test.time.values[E:] - test.time.values[E - 1], 10)
+    truth = test.theta.values[:, E:]
+    errors = {}
+    for name, model in {"physics": VGBDM("pendulum", correction=False, z_dim=0, **common),
+                        "vgbdm": VGBDM("pendulum", z_dim=2, n_members=4, **common)}.items():
+        fc = model.fit(train).predict(test.isel(time=slice(0, E)), leads)
+        mean = fc.theta.isel(time=-1).mean("member").values
+        errors[name] = np.sqrt(np.mean((mean - truth) ** 2))
+    # the frictionless model keeps swinging; the correction learns the friction
+    assert errors["vgbdm"] < 0.5 * errors["physics"], errors
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    ds = _pendulum(8, 0, omega0=(1.0, 2.0), damping=(0.1, 0.5), t_span=2.0)
+    model = VGBDM("pendulum", z_dim=2, len_episode=5, hidden=8, encoder_hidden=8,
+                  max_epochs=2, n_members=3, random_state=0).fit(ds)
+    return ds, model
+
+
+def test_clone_pickle_and_seed(tiny):
+    ds, model = tiny
+    ctx = ds.isel(time=slice(0, 6))
+    fc = model.predict(ctx, [0.1, 0.3])
+    again = pickle.loads(pickle.dumps(model)).predict(ctx, [0.1, 0.3])
+    np.testing.assert_array_equal(fc.theta.values, again.theta.values)
+    twin = clone(model).fit(ds).predict(ctx, [0.1, 0.3])
+    np.testing.assert_array_equal(fc.theta.values, twin.theta.values)
+    assert fc.theta.dims == ("trajectory", "time", "lead_time", "member")
+    # times without a full episode (the first len_episode - 1) are NaN
+    assert np.isnan(fc.theta.isel(time=slice(0, 4))).all()
+    assert np.isfinite(fc.theta.isel(time=slice(4, None))).all()
+
+
+def test_history_needs_leads_on_the_grid():
+    ds = _pendulum(4, 0, t_span=2.0)
+    model = VGBDM("pendulum", history_size=3, z_dim=1, len_episode=4, hidden=8,
+                  encoder_hidden=8, max_epochs=1, n_members=2, random_state=0).fit(ds)
+    assert model.predict(ds.isel(time=slice(0, 4)), [0.1, 0.3]).theta.notnull().any()
+    with pytest.raises(ValueError, match="multiples of the sample spacing"):
+        model.predict(ds.isel(time=slice(0, 4)), [0.15])
+
+
+def _half_decay(t, x, p):
+    return -p * x
+
+
+def test_user_physics_callable_and_bad_input():
+    ds = _pendulum(4, 0, t_span=1.0)
+    with pytest.raises(ValueError, match="physics='pendulm' is unknown"):
+        VGBDM("pendulm").fit(ds)
+    with pytest.raises(TypeError, match="physics must be"):
+        VGBDM(3).fit(ds)
+    with pytest.raises(ValueError, match=r"variable\(s\) \['x', 'y', 'z'\] of the physics"):
+        VGBDM("lorenz63").fit(ds)
+    with pytest.raises(ValueError, match="len_episode=50"):
+        VGBDM("pendulum", len_episode=50).fit(ds)
+    holed = ds.copy(deep=True)
+    holed["theta"][0, 3] = np.nan
+    with pytest.raises(ValueError, match="'theta'.*NaN"):
+        VGBDM("pendulum", len_episode=5).fit(holed)
+    with pytest.raises(ValueError, match="z_dim"):
+        VGBDM(z_dim=-1).fit(ds)
+    with pytest.raises(NotFittedError):
+        VGBDM().predict(ds, [0.1])
+    phys = FunctionPhysics(_half_decay, {"rate": (0.0, 1.0)}, ["theta", "omega"])
+    assert as_physics(phys) is phys
+    model = VGBDM(phys, z_dim=0, len_episode=3, hidden=4, encoder_hidden=4, max_epochs=1,
+                  random_state=0).fit(ds)
+    assert list(model.infer_parameters(ds).data_vars) == ["rate"]
+    assert as_physics(DampedPendulum()).variables == ("theta", "omega")

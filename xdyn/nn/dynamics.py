@@ -1,0 +1,292 @@
+"""Learned vector fields: a black-box neural ODE and the VGB-DM grey-box field.
+
+Both act on flat states ``(..., n_state)`` and integrate with torchdiffeq.
+They normalise the state for the network with statistics fitted on the
+training data (``x_mean``, ``x_scale``) and scale the network's output by the
+typical tendency (``v_scale``), so the same sizes work on a pendulum (state
+~1) and on Lorenz-63 (state ~20, tendency ~100).
+
+:class:`NeuralODEModule` (Chen et al. 2018): ``dx/dt = MLP(x)``; its
+``forward`` integrates a batch of short windows from their first state
+(trajectory matching).
+
+:class:`GreyBoxFlowModule` (variational grey-box dynamic matching, Singh et al.
+2026): ``dx/dt = f_phys(x; p) + f_nn(x, history, z)``. An encoder reads an
+observed episode and returns a Gaussian posterior over the unknown physical
+parameters ``p`` (mapped into their prior bounds by a sigmoid) and a
+stochastic latent ``z``. Its ``forward`` is simulation-free: for random
+consecutive pairs ``(x_k, x_{k+1})`` of each trajectory and a random
+``s in [0, 1]`` it evaluates the field at the linear interpolant
+``(1 - s) x_k + s x_{k+1}`` and returns it with the target
+``(x_{k+1} - x_k) / dt_k`` (flow matching between consecutive states), the
+KL terms of ``p`` and ``z``, and the mean square of the (normalised)
+correction, which an estimator may penalise so that the physics explains what
+it can (the least-action principle of APHYNITY, Yin et al. 2021).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from xdyn.nn.encoders import make_encoder
+from xdyn.nn.modules import MLP
+
+__all__ = ["NeuralODEModule", "GreyBoxFlowModule", "integrate_field"]
+
+
+def _stats(n_state, stats, dtype=torch.float32):
+    stats = dict(stats or {})
+    out = {}
+    for key, default in (("x_mean", 0.0), ("x_scale", 1.0), ("v_scale", 1.0)):
+        value = torch.as_tensor(stats.get(key, default), dtype=dtype)
+        out[key] = value.expand(n_state).clone() if value.ndim == 0 else value.reshape(n_state)
+    return out
+
+
+def integrate_field(func, x0, times, method="rk4", step_size=None, adjoint=False):
+    """Integrate ``dx/dt = func(t, x)`` from ``x0`` and return the states at ``times``.
+
+    A thin wrapper of :func:`torchdiffeq.odeint`: ``method="rk4"`` (and the
+    other fixed-step methods) step by ``step_size`` (default: the smallest
+    output interval).
+
+    Parameters
+    ----------
+    func : callable or torch.nn.Module
+        ``func(t, x)``; a Module for ``adjoint=True``.
+    x0 : tensor ``(..., n_state)``
+    times : 1-D tensor
+        Output times, the first being the time of ``x0``.
+    method : str, default="rk4"
+        Any torchdiffeq method (``"dopri5"`` for adaptive steps).
+    step_size : float, optional
+        Step of the fixed-step methods.
+    adjoint : bool, default=False
+        Backpropagate with the adjoint method (memory constant in the horizon).
+
+    Returns
+    -------
+    tensor ``(len(times), ..., n_state)``
+
+    Examples
+    --------
+    >>> import torch
+    >>> out = integrate_field(lambda t, x: -x, torch.ones(2, 1), torch.tensor([0.0, 1.0]),
+    ...                       step_size=0.1)
+    >>> round(float(out[-1, 0, 0]), 4)  # exp(-1)
+    0.3679
+    """
+    from torchdiffeq import odeint, odeint_adjoint
+
+    options = None
+    if method in ("rk4", "euler", "midpoint", "explicit_adams", "implicit_adams") and len(times) > 1:
+        if step_size is None:
+            step_size = float((times[1:] - times[:-1]).abs().min())
+        options = {"step_size": float(step_size)}
+    solver = odeint_adjoint if adjoint else odeint
+    return solver(func, x0, times, method=method, options=options)
+
+
+class _Field(nn.Module):
+    """``dx/dt = v_scale * MLP((x - x_mean) / x_scale)``: the black-box tendency."""
+
+    def __init__(self, n_state, hidden, n_layers, activation, stats):
+        super().__init__()
+        self.net = MLP(n_state, n_state, hidden=hidden, n_layers=n_layers, activation=activation)
+        for key, value in _stats(n_state, stats).items():
+            self.register_buffer(key, value)
+
+    def forward(self, t, x):
+        return self.v_scale * self.net((x - self.x_mean) / self.x_scale)
+
+
+class NeuralODEModule(nn.Module):
+    """A black-box neural ODE ``dx/dt = MLP(x)`` integrated over windows.
+
+    Parameters
+    ----------
+    n_state : int
+    hidden : int, default=64
+    n_layers : int, default=2
+    activation : str, default="tanh"
+    stats : dict, optional
+        ``x_mean``, ``x_scale``, ``v_scale`` (scalars or ``(n_state,)``).
+    method : str, default="rk4"
+    step_size : float, optional
+        Step of the fixed-step methods.
+    adjoint : bool, default=False
+
+    Examples
+    --------
+    >>> import torch
+    >>> mod = NeuralODEModule(2, hidden=8)
+    >>> mod(torch.zeros(5, 4, 2), torch.linspace(0, 1, 4).expand(5, 4)).shape
+    torch.Size([5, 4, 2])
+    """
+
+    def __init__(self, n_state, hidden=64, n_layers=2, activation="tanh", stats=None,
+                 method="rk4", step_size=None, adjoint=False):
+        super().__init__()
+        self.field = _Field(n_state, hidden, n_layers, activation, stats)
+        self.method, self.step_size, self.adjoint = method, step_size, adjoint
+
+    def rollout(self, x0, times):
+        """States ``(len(times), ..., n_state)`` from ``x0`` at ``times`` (``times[0]`` is x0's)."""
+        return integrate_field(self.field, x0, times, self.method, self.step_size, self.adjoint)
+
+    def forward(self, traj, time):
+        # every window shares its time offsets (the training windows are cut on
+        # one regular grid), so one solve integrates the whole batch
+        times = time[0] - time[0, 0]
+        return self.rollout(traj[:, 0], times).transpose(0, 1)
+
+
+class GreyBoxFlowModule(nn.Module):
+    """VGB-DM: incomplete physics + neural correction, with an episode encoder.
+
+    Parameters
+    ----------
+    n_state : int
+    physics : xdyn.forecast.physics.PhysicsModel or None
+        The known physics (None: a black-box field with a latent).
+    z_dim : int, default=4
+        Size of the stochastic latent (0: none).
+    history_size : int, default=1
+        States the correction sees: the current one and ``history_size - 1``
+        previous grid states.
+    len_episode : int, default=20
+        Length of the observed episode the encoder reads.
+    hidden, n_layers : int
+        Width and depth of the correction MLP.
+    encoder : {"gru", "lstm", "mlp"}, default="gru"
+    encoder_hidden : int, default=64
+    correction : bool, default=True
+        False: the physics alone (parameters still inferred).
+    stats : dict, optional
+        ``x_mean``, ``x_scale``, ``v_scale``.
+    method : str, default="rk4"
+    step_size : float, optional
+        Step of the fixed-step methods at prediction.
+    n_pairs : int, default=4
+        Consecutive pairs drawn per trajectory in each training batch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.forecast.physics import PendulumPhysics
+    >>> mod = GreyBoxFlowModule(2, PendulumPhysics(), z_dim=2, history_size=2, len_episode=5)
+    >>> pred, target, kl_p, kl_z, corr_sq = mod(torch.randn(3, 12, 2), torch.linspace(0, 1, 12).expand(3, 12))
+    >>> pred.shape, kl_p.shape
+    (torch.Size([3, 4, 2]), torch.Size([3]))
+    """
+
+    def __init__(self, n_state, physics=None, z_dim=4, history_size=1, len_episode=20,
+                 hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
+                 stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh"):
+        super().__init__()
+        self.n_state, self.physics = int(n_state), physics
+        self.p_dim = physics.p_dim if physics is not None else 0
+        self.z_dim, self.history_size = int(z_dim), int(history_size)
+        self.len_episode, self.n_pairs = int(len_episode), int(n_pairs)
+        self.method, self.step_size = method, step_size
+        bounds = list(physics.parameter_bounds.values()) if self.p_dim else []
+        self.register_buffer("p_low", torch.tensor([b[0] for b in bounds], dtype=torch.float32))
+        self.register_buffer("p_width", torch.tensor([b[1] - b[0] for b in bounds],
+                                                     dtype=torch.float32))
+        for key, value in _stats(self.n_state, stats).items():
+            self.register_buffer(key, value)
+        n_latent = self.p_dim + self.z_dim
+        self.encoder = make_encoder(encoder, self.n_state, self.len_episode,
+                                    hidden_size=encoder_hidden) if n_latent else None
+        self.head = nn.Linear(encoder_hidden, 2 * n_latent) if n_latent else None
+        self.correction = (MLP(self.n_state * self.history_size + self.z_dim, self.n_state,
+                               hidden=hidden, n_layers=n_layers, activation=activation)
+                           if correction else None)
+        if physics is None and not correction:
+            raise ValueError("GreyBoxFlowModule needs physics, a correction or both")
+
+    # --- inference --------------------------------------------------------
+    def encode(self, episode):
+        """Posterior mean and log-variance of the unconstrained ``(p, z)``, each ``(..., p_dim + z_dim)``."""
+        if self.encoder is None:
+            empty = episode.new_zeros(*episode.shape[:-2], 0)
+            return empty, empty
+        h = self.encoder((episode - self.x_mean) / self.x_scale)
+        mu, logvar = self.head(h).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 6.0)
+
+    def split(self, latent):
+        """Physical parameters (in their bounds) and latent ``z`` from an unconstrained draw."""
+        p = self.p_low + self.p_width * torch.sigmoid(latent[..., :self.p_dim])
+        return p, latent[..., self.p_dim:]
+
+    # --- the field --------------------------------------------------------
+    def field(self, t, x, history, p, z, parts=False):
+        """``dx/dt`` at ``x``; ``history`` is ``(..., history_size - 1, n_state)``, oldest first.
+
+        ``parts=True`` also returns the correction divided by ``v_scale``.
+        """
+        out = self.physics.rhs(t, x, p) if self.physics is not None else 0.0
+        corr = None
+        if self.correction is not None:
+            states = torch.cat([history, x.unsqueeze(-2)], dim=-2) if self.history_size > 1 \
+                else x.unsqueeze(-2)
+            feats = ((states - self.x_mean) / self.x_scale).flatten(-2)
+            corr = self.correction(torch.cat([feats, z], dim=-1))
+            out = out + self.v_scale * corr
+        return (out, corr) if parts else out
+
+    def forward(self, traj, time):
+        B, T, n = traj.shape
+        h, E = self.history_size, self.len_episode
+        if T < max(E, h + 1):
+            raise ValueError(f"training windows of {T} times are shorter than len_episode={E} "
+                             f"or history_size + 1 = {h + 1}")
+        # the episode: a random window of each trajectory (the parameters are
+        # constant along it, so any window informs them)
+        start = torch.randint(0, T - E + 1, (B, 1), device=traj.device)
+        idx = start + torch.arange(E, device=traj.device)
+        episode = torch.gather(traj, 1, idx[..., None].expand(B, E, n))
+        mu, logvar = self.encode(episode)
+        latent = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        p, z = self.split(latent)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
+        kl_p, kl_z = kl[..., :self.p_dim].sum(-1), kl[..., self.p_dim:].sum(-1)
+        # n_pairs consecutive pairs per trajectory, each with its history
+        K = self.n_pairs
+        k = torch.randint(h - 1, T - 1, (B, K), device=traj.device)
+        take = lambda j: torch.gather(traj, 1, j[..., None].expand(B, K, n))  # noqa: E731
+        x0, x1 = take(k), take(k + 1)
+        t0, t1 = torch.gather(time, 1, k), torch.gather(time, 1, k + 1)
+        s = torch.rand(B, K, 1, device=traj.device, dtype=traj.dtype)
+        xs = (1 - s) * x0 + s * x1
+        history = torch.stack([take(k - j) for j in range(h - 1, 0, -1)], dim=-2) \
+            if h > 1 else xs.new_zeros(B, K, 0, n)
+        ts = t0 + s[..., 0] * (t1 - t0)
+        pred, corr = self.field(ts, xs, history, p[:, None].expand(B, K, self.p_dim),
+                                z[:, None].expand(B, K, self.z_dim), parts=True)
+        target = (x1 - x0) / (t1 - t0)[..., None]
+        corr_sq = (corr**2).mean() if corr is not None else pred.new_zeros(())
+        return pred, target, kl_p, kl_z, corr_sq
+
+    # --- prediction -------------------------------------------------------
+    def rollout(self, history, times, p, z):
+        """Integrate from the last state of ``history`` (``(..., >= history_size, n)``).
+
+        ``times`` are the output times from the start (``times[0] = 0``), on
+        the training grid when ``history_size > 1`` (the history is taken at
+        the output times). Returns ``(len(times), ..., n_state)``.
+        """
+        x = history[..., -1, :]
+        past = history[..., history.shape[-2] - self.history_size:-1, :]
+        if self.history_size == 1:
+            func = lambda t, y: self.field(t, y, past, p, z)  # noqa: E731
+            return integrate_field(func, x, times, self.method, self.step_size)
+        out = [x]
+        for j in range(len(times) - 1):
+            func = lambda t, y, past=past: self.field(t, y, past, p, z)  # noqa: E731
+            x = integrate_field(func, x, times[j:j + 2], self.method, self.step_size)[-1]
+            past = torch.cat([past[..., 1:, :], out[-1].unsqueeze(-2)], dim=-2)
+            out.append(x)
+        return torch.stack(out)
