@@ -8,7 +8,9 @@ from xdyn.assimilation.enkf import EnKF
 from xdyn.assimilation.enkf_n import EnKFN
 from xdyn.assimilation.ensf import EnSF
 from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
+from xdyn.assimilation.ldensf import LDEnSF
 from xdyn.assimilation.letkf import LETKF
+from xdyn.assimilation.observation_encoder import ObservationEncoder
 from xdyn.assimilation.neural_var3d import NeuralVar3D
 from xdyn.assimilation.oi import OptimalInterpolation
 from xdyn.assimilation.particle_filter import ParticleFilter
@@ -16,7 +18,7 @@ from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
 __all__ = ["CycleCallback", "DivergenceMonitor", "LostTrackMonitor", "ProgressBar", "Recorder",
-           "AmortizedAssimilator", "BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "EnSF", "ExtendedKalmanFilter", "LETKF", "NeuralVar3D", "OptimalInterpolation",
+           "AmortizedAssimilator", "BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "EnSF", "ExtendedKalmanFilter", "LDEnSF", "LETKF", "ObservationEncoder", "NeuralVar3D", "OptimalInterpolation",
            "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator",
            "registered_assimilators"]
 

@@ -31,6 +31,7 @@ from xdyn.datasets.weatherbench import from_weatherbench2, load_constants, load_
 from xdyn.datasets.weatherbench_download import fetch_weatherbench
 
 _generated._register_builtins()
+from xdyn.datasets import ldensf_data as _ldensf_data  # noqa: E402,F401  (registers its sets)
 _kolmogorov_closure._register()
 
 __all__ = [

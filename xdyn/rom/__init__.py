@@ -1,5 +1,6 @@
 """Reduced-order models: latent coordinates of fields, and their dynamics."""
 
+from xdyn.rom.ldnet import LDNet
 from xdyn.rom.pod import POD, PODLinearDynamics
 
-__all__ = ["POD", "PODLinearDynamics"]
+__all__ = ["LDNet", "POD", "PODLinearDynamics"]

@@ -1,0 +1,284 @@
+"""LD-EnSF: the ensemble score filter in the latent space of a latent dynamics network.
+
+Xiao, Si & Chen (ICLR 2026), "LD-EnSF: Synergizing latent dynamics with
+ensemble score filters for fast data assimilation with sparse observations".
+The state assimilated is the LDNet latent state augmented with the scaled
+system parameters, ``z = [s, u]``; the forecast is the LDNet's explicit latent
+step (parameters persist), so no full-space model runs; the observation in
+latent space is the output of an :class:`ObservationEncoder` that reads the
+whole history of sparse observations, with the spread of its training
+residuals as the observation error; the analysis is the EnSF reverse-time SDE
+(:func:`xdyn.assimilation._score.ensf_analysis`) with the identity as the
+observation operator. Analyses are decoded back onto the original grid, and
+the parameters come with their ensemble spread.
+
+Why this is not a registered :class:`~xdyn.assimilation.BaseAssimilator`: that
+contract cycles a physical ``system`` with an observation ``operator`` on the
+system's flat state (the cycle context builds ``h``, ``R`` and the model steps
+from them). LD-EnSF has neither: its model is a learned latent ODE, its
+observation is an encoder output, and its ``predict`` returns parameters
+besides the fields. It keeps the estimator contract (fit/predict, clone,
+pickle, ``random_state``) as a plain estimator instead.
+"""
+
+from __future__ import annotations
+
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.assimilation._score import ensf_analysis
+from xdyn.assimilation.observation_encoder import ObservationEncoder
+
+__all__ = ["LDEnSF"]
+
+
+class LDEnSF(BaseEstimator):
+    """Ensemble score filter on the latent state and parameters of an LDNet.
+
+    Parameters
+    ----------
+    ldnet : xdyn.rom.LDNet
+        The latent dynamics network (cloned and fitted in :meth:`fit`).
+    encoder : ObservationEncoder, optional
+        The observation encoder (cloned and fitted in :meth:`fit`); default
+        ``ObservationEncoder()``.
+    n_members : int, default=20
+    n_pseudo_steps : int, default=100
+        Reverse-SDE steps of each analysis.
+    eps : float, default=0.05
+    score : {"mixture", "kernel"}, default="mixture"
+    obs_noise_scale : float, default=1.0
+        Factor on the encoder's residual std (the latent observation error).
+    initial_spread : float, default=0.05
+        Std (in standardised latent units) of the initial latent members
+        around the shared zero start; parameters start from their uniform
+        prior over the training range.
+    sample_dim : str, default="trajectory"
+    random_state : int or None
+
+    Attributes
+    ----------
+    ldnet_ : xdyn.rom.LDNet
+    encoder_ : ObservationEncoder
+    latent_mean_, latent_std_ : ndarray of shape (n_latent + n_params,)
+        Standardisation of ``z = [s, u]`` (from the training latents).
+    latent_noise_std_ : ndarray of shape (n_latent + n_params,)
+        Latent observation error in standardised units. The analysis uses at
+        least ``1.5 / sqrt(n_pseudo_steps)``: below that the explicit
+        reverse SDE is unstable.
+    time0_, time_step_ : float
+        Start time and saved step of the training trajectories.
+    timing_ : dict
+        Seconds per assimilation step of the last :meth:`predict`, split into
+        ``dynamics`` (latent forecast) and ``analysis``.
+
+    Examples
+    --------
+    >>> from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+    >>> from xdyn.observe import observe
+    >>> from xdyn.rom import LDNet
+    >>> truth = kolmogorov_ldensf(n_trajectories=4, N=16, n_saved=4, burn_in_steps=2)
+    >>> obs = observe(truth, "identity", noise_std=0.1, random_state=0)
+    >>> small = dict(max_epochs=2, random_state=0, device="cpu")
+    >>> f = LDEnSF(LDNet(n_latent=3, n_points=8, **small),
+    ...            ObservationEncoder(hidden_size=8, **small), n_members=5,
+    ...            n_pseudo_steps=10, random_state=0).fit(obs, truth)
+    >>> out = f.predict(obs)
+    >>> dict(out["vorticity"].sizes), dict(out["Re"].sizes)
+    ({'trajectory': 4, 'time': 4, 'y': 16, 'x': 16}, {'trajectory': 4, 'time': 4})
+    """
+
+    _parameter_constraints = {
+        "ldnet": [object],
+        "encoder": [ObservationEncoder, None],
+        "n_members": [Interval(Integral, 2, None, closed="left")],
+        "n_pseudo_steps": [Interval(Integral, 1, None, closed="left")],
+        "eps": [Interval(Real, 0, 1, closed="neither")],
+        "score": [StrOptions({"mixture", "kernel"})],
+        "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
+        "initial_spread": [Interval(Real, 0, None, closed="left")],
+        "sample_dim": [str],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
+                 score="mixture", obs_noise_scale=1.0, initial_spread=0.05,
+                 sample_dim="trajectory", random_state=None):
+        self.ldnet = ldnet
+        self.encoder = encoder
+        self.n_members = n_members
+        self.n_pseudo_steps = n_pseudo_steps
+        self.eps = eps
+        self.score = score
+        self.obs_noise_scale = obs_noise_scale
+        self.initial_spread = initial_spread
+        self.sample_dim = sample_dim
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------- fit
+    def fit(self, obs, truth):
+        """Train the LDNet on ``truth`` and the encoder on ``obs`` -> its latents.
+
+        Parameters
+        ----------
+        obs : xarray.Dataset
+            Observations of the training trajectories (``observation`` with
+            dims (trajectory, time, obs)), at times of ``truth``.
+        truth : xarray.Dataset
+            The training trajectories with their parameters (see
+            :meth:`xdyn.rom.LDNet.fit`).
+        """
+        self._validate_params()
+        if self.ldnet is None or not hasattr(self.ldnet, "transform"):
+            raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
+        self._check_times(obs, truth)
+        self.ldnet_ = clone(self.ldnet).fit(truth)
+        latent = self.ldnet_.transform(truth)
+        target = xr.merge([latent.drop_vars("latent"),
+                           truth[self.ldnet_.parameters_]], compat="override")
+        encoder = ObservationEncoder() if self.encoder is None else self.encoder
+        self.encoder_ = clone(encoder).fit(obs, target)
+        # z = [s, u]: its training values at the observation times standardise the EnSF
+        z = self._z_from_encoder_layout(
+            np.asarray(latent["latent_state"].sel(time=obs["time"].values).values),
+            np.stack([truth[p].values for p in self.ldnet_.parameters_], -1))
+        self.latent_mean_ = z.reshape(-1, z.shape[-1]).mean(0)
+        self.latent_std_ = z.reshape(-1, z.shape[-1]).std(0) + 1e-6
+        resid = self.encoder_.residual_std_.copy()
+        n_lat = int(self.ldnet_.n_latent)
+        span = np.where(self.ldnet_.param_high_ > self.ldnet_.param_low_,
+                        self.ldnet_.param_high_ - self.ldnet_.param_low_, 1.0)
+        resid[n_lat:] = resid[n_lat:] * 2 / span
+        self.latent_noise_std_ = float(self.obs_noise_scale) * resid / self.latent_std_
+        t = np.asarray(truth["time"].values, dtype=float)
+        self.time0_, self.time_step_ = float(t[0]), float(np.median(np.diff(t))) if t.size > 1 else 1.0
+        return self
+
+    def _check_times(self, obs, truth):
+        for name, ds in (("obs", obs), ("truth", truth)):
+            if not isinstance(ds, xr.Dataset):
+                raise TypeError(f"{name} must be an xarray.Dataset, got {type(ds).__name__}")
+            if "time" not in ds.dims or self.sample_dim not in ds.dims:
+                raise ValueError(f"{name} needs dims ({self.sample_dim!r}, 'time'); "
+                                 f"has {tuple(ds.dims)}")
+        missing = np.setdiff1d(obs["time"].values, truth["time"].values)
+        if missing.size:
+            raise ValueError(f"observation times {missing[:3].tolist()} are not times of truth")
+
+    def _z_from_encoder_layout(self, latent, params):
+        """``[s, u_scaled]`` from latents (n, T, L) and physical parameters (n, P)."""
+        u = self.ldnet_._scale_params(params)
+        u = np.repeat(u[:, None], latent.shape[1], 1)
+        return np.concatenate([latent, u], -1)
+
+    def _encoded_z(self, obs):
+        """Encoder output as ``z`` (n, T, L+P): its parameter columns rescaled."""
+        raw = self.encoder_.encode(obs)
+        n_lat = int(self.ldnet_.n_latent)
+        return np.concatenate([raw[..., :n_lat], self.ldnet_._scale_params(raw[..., n_lat:])], -1)
+
+    # --------------------------------------------------------------- predict
+    def predict(self, obs, return_members=False):
+        """Assimilate ``obs`` (one independent cycle per trajectory).
+
+        Returns
+        -------
+        xarray.Dataset
+            At every observation time: the fields on the training grid (mean
+            and ``<name>_spread`` over the decoded members), ``latent_state``
+            and ``latent_spread``, and each parameter with ``<name>_spread``.
+            ``attrs`` hold the wall time per step of the dynamics and of the
+            analysis.
+        """
+        check_is_fitted(self, "encoder_")
+        z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
+        times = np.asarray(obs["time"].values, dtype=float)
+        steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
+        if np.any(steps < 0) or np.any(np.diff(steps) < 0):
+            raise ValueError("observation times must be increasing and not before the "
+                             "training trajectories' start")
+        module = self.ldnet_.module_
+        p = next(module.parameters())
+        dt_, dev = p.dtype, p.device
+        mean = torch.as_tensor(self.latent_mean_, dtype=dt_, device=dev)
+        std = torch.as_tensor(self.latent_std_, dtype=dt_, device=dev)
+        # the explicit reverse SDE is stable only for noise_std above ~1/sqrt(n_pseudo_steps)
+        # (its likelihood term is stiff: see ensf_analysis); a more accurate encoder is
+        # trusted only that far
+        floor = 1.5 / np.sqrt(int(self.n_pseudo_steps))
+        noise = torch.as_tensor(np.maximum(self.latent_noise_std_, floor), dtype=dt_, device=dev)
+        n_traj, n_lat, M = z_obs.shape[0], int(self.ldnet_.n_latent), int(self.n_members)
+        gen = torch.Generator(device="cpu").manual_seed(
+            int(np.random.RandomState(self.random_state).randint(2**31 - 1))
+            if not isinstance(self.random_state, (int, np.integer)) else int(self.random_state))
+        # initial members: the shared zero start, parameters from their uniform prior
+        s = float(self.initial_spread) * std[:n_lat] * torch.randn(
+            n_traj, M, n_lat, generator=gen, dtype=dt_).to(dev)
+        u = (2 * torch.rand(n_traj, M, self.ldnet_.n_params_, generator=gen, dtype=dt_) - 1).to(dev)
+        z = torch.cat([s, u], -1)
+        step, t_dyn, t_ana, members = 0, 0.0, 0.0, []
+        with torch.no_grad():
+            for k, target in enumerate(steps):
+                tic = time.perf_counter()
+                if target > step:
+                    s_new = module.step(z[..., :n_lat], z[..., n_lat:], int(target - step))
+                    z = torch.cat([s_new, z[..., n_lat:]], -1)
+                step = target
+                t_dyn += time.perf_counter() - tic
+                tic = time.perf_counter()
+                y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
+                za = ensf_analysis((z - mean) / std, y, lambda x: x, noise,
+                                   n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
+                                   score=self.score, generator=gen)
+                z = za * std + mean
+                # keep parameters inside the range the LDNet was trained on
+                z = torch.cat([z[..., :n_lat], z[..., n_lat:].clamp(-1.0, 1.0)], -1)
+                t_ana += time.perf_counter() - tic
+                members.append(z)
+        self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
+        return self._output(torch.stack(members, 1), obs, return_members)
+
+    def _output(self, z, obs, return_members):
+        """Dataset from members ``z`` (n_traj, T, M, L+P)."""
+        ld, sd = self.ldnet_, self.sample_dim
+        n_lat = int(ld.n_latent)
+        with torch.no_grad():
+            fields = torch.stack([ld.decode(z[:, k, :, :n_lat]) for k in range(z.shape[1])], 1)
+        fields = fields.cpu().numpy()                                   # (n, T, M, G, F)
+        zn = z.cpu().numpy()
+        grid_shape = tuple(len(ld.grid_[d]) for d in ld.spatial_dims_)
+        lead = (sd, "time")
+        coords = {d: obs[d] for d in lead if d in obs.coords}
+        coords.update({d: (d, ld.grid_[d]) for d in ld.spatial_dims_})
+        coords["latent"] = np.arange(n_lat)
+        out = xr.Dataset(coords=coords)
+        for i, v in enumerate(ld.variables_):
+            f = fields[..., i].reshape(fields.shape[:3] + grid_shape)
+            out[v] = (lead + ld.spatial_dims_, f.mean(2),
+                      {"long_name": f"LD-EnSF analysis mean of {v}", "units": "1"})
+            out[f"{v}_spread"] = (lead + ld.spatial_dims_, f.std(2, ddof=1),
+                                  {"long_name": f"LD-EnSF ensemble spread of {v}", "units": "1"})
+            if return_members:
+                out[f"{v}_members"] = (lead + ("member",) + ld.spatial_dims_, f,
+                                       {"long_name": f"LD-EnSF members of {v}", "units": "1"})
+        out["latent_state"] = (lead + ("latent",), zn[..., :n_lat].mean(2),
+                               {"long_name": "analysis mean of the latent state", "units": "1"})
+        out["latent_spread"] = (lead + ("latent",), zn[..., :n_lat].std(2, ddof=1),
+                                {"long_name": "ensemble spread of the latent state", "units": "1"})
+        phys = ld.unscale_params(zn[..., n_lat:])                       # (n, T, M, P)
+        for j, name in enumerate(ld.parameters_):
+            out[name] = (lead, phys[..., j].mean(2),
+                         {"long_name": f"estimated {name} (ensemble mean)", "units": "1"})
+            out[f"{name}_spread"] = (lead, phys[..., j].std(2, ddof=1),
+                                     {"long_name": f"ensemble spread of {name}", "units": "1"})
+        out.attrs.update({"method": "LD-EnSF", "n_members": int(self.n_members),
+                          "dynamics_seconds_per_step": self.timing_["dynamics"],
+                          "analysis_seconds_per_step": self.timing_["analysis"]})
+        return out

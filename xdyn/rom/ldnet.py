@@ -1,0 +1,383 @@
+"""Latent dynamics network (LDNet): a parameter-driven latent ODE and a coordinate decoder.
+
+A reduced-order model of parametrised field dynamics learned from
+trajectories (Regazzoni, Pagani, Salvador, Dede' & Quarteroni 2024, "Learning
+the intrinsic dynamics of spatio-temporal processes through Latent Dynamics
+Networks", Nat. Commun. 15; the variant of Xiao, Si & Chen, "LD-EnSF", ICLR
+2026). The latent state starts at zero and is stepped explicitly by a dynamics
+net of the latent state and the system's parameters; a reconstruction net
+evaluates the field at any spatial coordinate from the latent state. Training
+rolls out each trajectory from its parameters and compares the field at a
+few randomly drawn grid points per step, so the cost does not grow with the
+grid. The torch modules are in :mod:`xdyn.nn.ldnet_modules`.
+
+Since the latent state starts at zero, the trajectories of one data set share
+their initial field (as in LDNets' setting): only the parameters tell them apart.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.nn import XdynNet
+from xdyn.nn.ldnet_modules import LDNetModule
+
+__all__ = ["LDNet"]
+
+_ROUTED = ("module__", "optimizer__")
+
+
+class LDNet(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Latent dynamics network: parameters -> latent trajectory -> field at any point.
+
+    Parameters
+    ----------
+    n_latent : int, default=9
+        Latent state size (the original: 9 Kolmogorov, 10 tsunami, 50 atmosphere).
+    parameters : list of str, optional
+        Data variables of ``X`` holding the system parameters, one value per
+        trajectory (dims ``(trajectory,)``). None: every variable whose only
+        dim is ``sample_dim``.
+    reconstruction : {"fourier", "residual"}, default="fourier"
+        Decoder variant (see :class:`xdyn.nn.ldnet_modules.FieldReconstruction`).
+    n_points : int, default=256
+        Grid points drawn per trajectory and step in each training batch.
+    n_substeps : int, default=2
+        Explicit Euler steps per saved time step.
+    max_epochs : int, default=300
+    lr : float, default=3e-3
+    batch_size : int, default=8
+        Trajectories per batch.
+    sample_dim : str, default="trajectory"
+        The dim of independent trajectories (the samples).
+    time_dim : str, default="time"
+    device : str, default="auto"
+    dtype : str, default="float32"
+    random_state : int or None
+    progress : bool, default=False
+    **kwargs
+        ``module__*`` (``dynamics_hidden``, ``dynamics_layers``, ``n_fourier``,
+        ``reconstruction_hidden``, ``reconstruction_layers``) and
+        ``optimizer__*`` routed to the network, as in skorch.
+
+    Attributes
+    ----------
+    net_ : xdyn.nn.XdynNet
+    parameters_ : list of str
+    variables_ : list of str
+        The field variables, in output order.
+    spatial_dims_ : tuple of str
+    grid_ : dict
+        Spatial coordinate values of the training grid, per dim.
+    n_params_ : int
+    field_mean_, field_std_ : ndarray of shape (n_fields,)
+    param_low_, param_high_ : ndarray of shape (n_params,)
+    history_ : list of float
+        Training loss per epoch (mean squared error of the standardised field).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> t, x = np.arange(6.0), np.arange(8) / 8
+    >>> a = np.array([0.5, 1.0, 1.5, 2.0])
+    >>> u = np.sin(2 * np.pi * (x[None, None] - 0.05 * a[:, None, None] * t[None, :, None]))
+    >>> ds = xr.Dataset({"u": (("trajectory", "time", "x"), u), "a": ("trajectory", a)},
+    ...                 coords={"time": t, "x": x})
+    >>> rom = LDNet(n_latent=2, max_epochs=3, n_points=4, random_state=0, device="cpu",
+    ...             module__reconstruction_hidden=8, module__dynamics_hidden=8).fit(ds)
+    >>> dict(rom.transform(ds)["latent_state"].sizes)
+    {'trajectory': 4, 'time': 6, 'latent': 2}
+    >>> rom.predict(ds)["u"].dims
+    ('trajectory', 'time', 'x')
+    """
+
+    _parameter_constraints = {
+        "n_latent": [Interval(Integral, 1, None, closed="left")],
+        "parameters": [list, tuple, str, None],
+        "reconstruction": [StrOptions({"fourier", "residual"})],
+        "n_points": [Interval(Integral, 1, None, closed="left")],
+        "n_substeps": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "sample_dim": [str],
+        "time_dim": [str],
+        "device": [str, torch.device],
+        "dtype": [str, torch.dtype],
+        "random_state": ["random_state"],
+        "progress": ["boolean"],
+    }
+
+    def __init__(self, n_latent=9, *, parameters=None, reconstruction="fourier", n_points=256,
+                 n_substeps=2, max_epochs=300, lr=3e-3, batch_size=8, sample_dim="trajectory",
+                 time_dim="time", device="auto", dtype="float32", random_state=None,
+                 progress=False, **kwargs):
+        self.n_latent = n_latent
+        self.parameters = parameters
+        self.reconstruction = reconstruction
+        self.n_points = n_points
+        self.n_substeps = n_substeps
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.sample_dim = sample_dim
+        self.time_dim = time_dim
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.progress = progress
+        for key, value in kwargs.items():
+            if not key.startswith(_ROUTED):
+                raise TypeError(f"LDNet got an unexpected parameter {key!r}; network parameters "
+                                "are passed as module__<name> or optimizer__<name>")
+            setattr(self, key, value)
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
+        return params
+
+    def set_params(self, **params):
+        for key in [k for k in params if k.startswith(_ROUTED)]:
+            setattr(self, key, params.pop(key))
+        return super().set_params(**params)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Learn the latent dynamics and the decoder from trajectories.
+
+        Parameters
+        ----------
+        X : xarray.Dataset
+            Fields with dims ``(trajectory, time, *spatial)`` (numeric spatial
+            coordinates) and the parameters, one value per trajectory.
+        y : ignored
+        """
+        self._validate_params()
+        params, fields = self._split(X, fitting=True)
+        self.field_mean_ = fields.mean(axis=(0, 1, 2))
+        self.field_std_ = fields.std(axis=(0, 1, 2)) + 1e-12
+        self.param_low_, self.param_high_ = params.min(0), params.max(0)
+        coords = self._scaled_coords(self.grid_)
+        self.net_ = _LDNetNet(
+            LDNetModule, n_points=int(self.n_points),
+            module__n_latent=int(self.n_latent), module__n_params=self.n_params_,
+            module__n_coords=len(self.spatial_dims_), module__n_fields=len(self.variables_),
+            module__coords=coords, module__n_substeps=int(self.n_substeps),
+            module__reconstruction=self.reconstruction,
+            optimizer=torch.optim.Adam, lr=float(self.lr), max_epochs=int(self.max_epochs),
+            batch_size=int(self.batch_size), device=self.device, dtype=self.dtype,
+            random_state=self.random_state, progress=bool(self.progress),
+            callbacks=[("lr_decay", _cosine(int(self.max_epochs)))],
+            **{k: v for k, v in vars(self).items() if k.startswith(_ROUTED)},
+        )
+        self.net_.fit({"params": self._scale_params(params),
+                       "fields": ((fields - self.field_mean_) / self.field_std_).astype(np.float32)})
+        self.history_ = [float(h["train_loss"]) for h in self.net_.history]
+        return self
+
+    def _split(self, X, fitting=False, need_fields=True):
+        if isinstance(X, np.ndarray):
+            raise TypeError("LDNet needs a Dataset of trajectories with their parameters "
+                            "(dims (trajectory, time, *spatial)); a bare array has neither")
+        if isinstance(X, xr.DataArray):
+            raise TypeError("LDNet needs a Dataset holding the fields and the parameter "
+                            "variables, got a DataArray")
+        if not isinstance(X, xr.Dataset):
+            raise TypeError(f"LDNet expects an xarray.Dataset, got {type(X).__name__}")
+        sd, td = self.sample_dim, self.time_dim
+        for d in (sd, td):
+            if d not in X.dims:
+                raise ValueError(f"X has no {d!r} dim (dims: {tuple(X.dims)}); "
+                                 f"set sample_dim/time_dim")
+        if fitting:
+            names = self.parameters
+            if names is None:
+                names = [v for v, da in X.data_vars.items() if da.dims == (sd,)]
+            names = [names] if isinstance(names, str) else list(names)
+            self.parameters_ = names
+            self.n_params_ = len(names)
+            fields = [v for v, da in X.data_vars.items()
+                      if v not in names and sd in da.dims and td in da.dims]
+            if not fields:
+                raise ValueError(f"X has no field variable with dims ({sd!r}, {td!r}, ...)")
+            spatial = tuple(d for d in X[fields[0]].dims if d not in (sd, td))
+            for v in fields:
+                if set(X[v].dims) != {sd, td, *spatial}:
+                    raise ValueError(f"field variable {v!r} has dims {X[v].dims}; every field "
+                                     f"needs ({sd!r}, {td!r}, {', '.join(map(repr, spatial))})")
+            if not spatial:
+                raise ValueError("the fields have no spatial dim to decode along")
+            for d in spatial:
+                if d not in X.coords or not np.issubdtype(X[d].dtype, np.number):
+                    raise ValueError(f"spatial dim {d!r} needs numeric coordinate values")
+            self.variables_, self.spatial_dims_ = fields, spatial
+            self.grid_ = {d: np.asarray(X[d].values, dtype=float) for d in spatial}
+            self._coord_scale = {d: _periodic_extent(self.grid_[d]) for d in spatial}
+        missing = [p for p in self.parameters_ if p not in X.data_vars]
+        if missing:
+            raise ValueError(f"X lacks the parameter variable(s) {missing}")
+        for p in self.parameters_:
+            if X[p].dims != (sd,):
+                raise ValueError(f"parameter {p!r} must have dims ({sd!r},), got {X[p].dims}")
+        params = np.stack([np.asarray(X[p].values, dtype=float) for p in self.parameters_], -1) \
+            if self.parameters_ else np.zeros((X.sizes[sd], 0))
+        if not np.all(np.isfinite(params)):
+            raise ValueError(f"parameters {self.parameters_} hold NaN or inf")
+        if not need_fields:
+            return params, None
+        missing = [v for v in self.variables_ if v not in X.data_vars]
+        if missing:
+            raise ValueError(f"X lacks the field variable(s) {missing}")
+        fields = np.stack([X[v].transpose(sd, td, *self.spatial_dims_).values
+                           .reshape(X.sizes[sd], X.sizes[td], -1) for v in self.variables_], -1)
+        if not np.all(np.isfinite(fields)):
+            bad = [v for v in self.variables_ if not np.isfinite(X[v].values).all()]
+            raise ValueError(f"field variable(s) {bad} hold NaN or inf")
+        return params, fields.astype(float)
+
+    # -------------------------------------------------------------- scaling
+    def _scale_params(self, params):
+        span = np.where(self.param_high_ > self.param_low_, self.param_high_ - self.param_low_, 1)
+        return (2 * (params - self.param_low_) / span - 1).astype(np.float32)
+
+    def unscale_params(self, scaled):
+        """Physical parameters from their scaled values in ``[-1, 1]`` (array or tensor)."""
+        check_is_fitted(self, "net_")
+        span = np.where(self.param_high_ > self.param_low_, self.param_high_ - self.param_low_, 1)
+        return (scaled + 1) / 2 * span + self.param_low_
+
+    def _scaled_coords(self, grid):
+        axes = [(np.asarray(grid[d], float) - self._coord_scale[d][0]) / self._coord_scale[d][1]
+                for d in self.spatial_dims_]
+        mesh = np.meshgrid(*axes, indexing="ij")
+        return np.stack([m.ravel() for m in mesh], -1).astype(np.float32)
+
+    # ---------------------------------------------------------- torch access
+    @property
+    def module_(self):
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    def decode(self, latent, grid=None):
+        """Torch: latents ``(..., n_latent)`` -> fields ``(..., n_points, n_fields)`` (physical units)."""
+        module = self.module_
+        p = next(module.parameters())
+        coords = torch.as_tensor(self._scaled_coords(grid or self.grid_), dtype=p.dtype,
+                                 device=p.device)
+        s = latent.to(p).unsqueeze(-2)
+        out = module.reconstruct(s.expand(*s.shape[:-2], coords.shape[0], s.shape[-1]), coords)
+        mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
+        std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
+        return out * std + mean
+
+    # ----------------------------------------------------------- transforms
+    def transform(self, X):
+        """Latent trajectories ``(trajectory, time, latent)`` from the parameters in ``X``.
+
+        ``X`` needs the parameter variables and the ``time`` dim (its length is
+        the number of steps, from the shared initial field); fields are not read.
+        """
+        check_is_fitted(self, "net_")
+        params, _ = self._split(X, need_fields=False)
+        module = self.module_
+        p = next(module.parameters())
+        u = torch.as_tensor(self._scale_params(params), dtype=p.dtype, device=p.device)
+        with torch.no_grad():
+            s = module.rollout(u, X.sizes[self.time_dim]).cpu().numpy()
+        coords = {d: X[d] for d in (self.sample_dim, self.time_dim) if d in X.coords}
+        out = xr.Dataset({"latent_state": ((self.sample_dim, self.time_dim, "latent"), s,
+                                     {"long_name": "LDNet latent state", "units": "1"})},
+                         coords={**coords, "latent": np.arange(s.shape[-1])})
+        return out
+
+    def inverse_transform(self, X, grid=None):
+        """Fields on the training grid (or ``grid``) from latents with dims ``(..., latent)``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset or DataArray
+            A ``latent_state`` variable (or DataArray) whose last dim is ``latent``;
+            other dims (trajectory, time, member ...) are kept.
+        grid : dict, optional
+            Spatial coordinate values per dim; the decoder evaluates anywhere.
+        """
+        check_is_fitted(self, "net_")
+        da = X["latent_state"] if isinstance(X, xr.Dataset) and "latent_state" in X else X
+        if not isinstance(da, xr.DataArray) or "latent" not in da.dims:
+            raise ValueError("inverse_transform needs a 'latent_state' variable (or a DataArray) "
+                             "with a 'latent' dim")
+        if da.sizes["latent"] != int(self.n_latent):
+            raise ValueError(f"latent dim has size {da.sizes['latent']}, expected {self.n_latent}")
+        da = da.transpose(..., "latent")
+        grid = {d: np.asarray(v, float) for d, v in (grid or self.grid_).items()}
+        with torch.no_grad():
+            z = torch.as_tensor(np.asarray(da.values, dtype=np.float32))
+            fields = self.decode(z, grid).cpu().numpy()
+        lead = da.dims[:-1]
+        shape = tuple(da.shape[:-1]) + tuple(len(grid[d]) for d in self.spatial_dims_)
+        coords = {d: da[d] for d in lead if d in da.coords}
+        coords.update({d: (d, grid[d]) for d in self.spatial_dims_})
+        data = {v: (lead + self.spatial_dims_, fields[..., i].reshape(shape),
+                    {"long_name": f"LDNet reconstruction of {v}", "units": "1"})
+                for i, v in enumerate(self.variables_)}
+        return xr.Dataset(data, coords=coords)
+
+    def predict(self, X):
+        """Fields of every trajectory from its parameters (the free latent forecast)."""
+        return self.inverse_transform(self.transform(X))
+
+    def relative_rmse(self, X):
+        """RMSE of :meth:`predict` over all fields and times, relative to the fields' RMS."""
+        check_is_fitted(self, "net_")
+        _, fields = self._split(X)
+        pred = self.predict(X)
+        sd, td = self.sample_dim, self.time_dim
+        p = np.stack([pred[v].transpose(sd, td, *self.spatial_dims_).values
+                      .reshape(fields.shape[:3]) for v in self.variables_], -1)
+        return float(np.sqrt(np.mean((p - fields) ** 2) / np.mean(fields**2)))
+
+    def score(self, X, y=None):
+        """Minus :meth:`relative_rmse` (higher is better, as sklearn expects)."""
+        return -self.relative_rmse(X)
+
+
+def _periodic_extent(values):
+    """(origin, period) of a regular grid: a periodic domain of ``n`` cells."""
+    values = np.asarray(values, float)
+    if values.size < 2:
+        return float(values[0]) if values.size else 0.0, 1.0
+    step = np.median(np.diff(values))
+    return float(values[0]), float(step * values.size)
+
+
+def _cosine(max_epochs):
+    from xdyn.nn import LRScheduler
+    return LRScheduler(policy="CosineAnnealingLR", T_max=max(max_epochs, 1), eta_min=1e-5)
+
+
+class _LDNetNet(XdynNet):
+    """XdynNet whose loss decodes the rolled-out latents at random grid points per step."""
+
+    def __init__(self, module, *args, n_points=256, **kwargs):
+        super().__init__(module, *args, **kwargs)
+        self.n_points = n_points
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        fields = X["fields"]                                     # (B, T, G, F)
+        B, T, G, F = fields.shape
+        m = min(int(self.n_points), G)
+        # random points per trajectory and step (the per-epoch seeded stream)
+        idx = torch.randint(G, (B, T, m), device=fields.device)
+        coords = self.module_.coords[idx]                          # (B, T, m, D)
+        s = y_pred.unsqueeze(-2).expand(B, T, m, y_pred.shape[-1])
+        pred = self.module_.reconstruct(s, coords)
+        target = fields.gather(2, idx.unsqueeze(-1).expand(B, T, m, F))
+        return torch.mean((pred - target) ** 2)
