@@ -487,11 +487,15 @@ class BaseAssimilator(BaseEstimator):
         return ctx.system.as_tensor(members)
 
     def _climatology(self, ctx):
-        """Mean ``(n_state,)`` and covariance of the cached climatological pool."""
+        """Mean ``(n_state,)`` of the cached climatological pool and its covariance factor.
+
+        The factor ``A`` ``(n_pool, n_state)`` has ``A.T @ A`` = the pool covariance; it
+        is never formed as an ``n_state x n_state`` matrix (a 64x64 two-field state
+        would make that 0.5 GB).
+        """
         pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
         mean = pool.mean(0)
-        A = pool - mean
-        return mean, A.T @ A / (pool.shape[0] - 1)
+        return mean, (pool - mean) / (pool.shape[0] - 1) ** 0.5
 
     def _initial_mean(self, ctx: CycleContext, rng) -> torch.Tensor:
         batch_shape = ctx.batch_shape

@@ -268,12 +268,13 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     def _climatological_update(self, E, k, ctx, rng):
         # the members are still samples of the invariant measure at the first
         # observed time (the flow preserves it), so B is still their covariance
-        _, B = self._climatology(ctx)
+        _, A = self._climatology(ctx)                            # B = A^T A, A (n_pool, n)
         W = ctx.whitening(k)  # of 2R: obs_error_scale[k] is set
         Hw = W @ ctx.jacobian_h(E.mean(-2))                     # (..., q, n)
-        S = Hw @ B @ Hw.transpose(-1, -2)
+        HA = Hw @ A.T                                            # (..., q, n_pool)
+        S = HA @ HA.transpose(-1, -2)
         S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
-        Kt = torch.linalg.solve(S, Hw @ B)                       # K^T in whitened units
+        Kt = torch.linalg.solve(S, HA @ A)                       # K^T in whitened units
         noise = torch.as_tensor(rng.standard_normal(tuple(E.shape[:-1]) + (W.shape[0],)),
                                 dtype=E.dtype, device=E.device)
         dw = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(E)) @ W.T + noise
