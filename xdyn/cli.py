@@ -19,7 +19,7 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
   xdyn list                                   the experiment catalogue
   xdyn run [NAME] [--quick] [--out DIR] [--seed N] [--device D] [--no-progress]
   xdyn data list | xdyn data fetch NAME
-  xdyn bench systems | xdyn bench da [--quick]
+  xdyn bench systems | xdyn bench da | xdyn bench forecast [--quick]
 
 Results of `xdyn run NAME` go to DIR/NAME/ (DIR/NAME-quick/ with --quick):
 results.nc, summary.csv and the figures.
@@ -103,6 +103,9 @@ def _cmd_bench(args):
     if args.what == "systems":
         print(bench.bench_systems(quick=args.quick))
         return 0
+    if args.what == "forecast":
+        print(bench.bench_forecast(quick=args.quick))
+        return 0
     if not bench.has_peer("dapper"):
         # the comparison runs on DAPPER's own truth and observations: nothing to run without it
         raise UsageError("`xdyn bench da` compares with DAPPER, which is not installed; "
@@ -145,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
-    p.add_argument("what", choices=["systems", "da"])
+    p.add_argument("what", choices=["systems", "da", "forecast"])
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser
