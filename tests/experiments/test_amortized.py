@@ -37,6 +37,24 @@ def test_twins_identical_for_all_methods_and_every_fourth_cycles():
     xr.testing.assert_identical(again["obs"]["every4th"]["train"], obs["every4th"]["train"])
 
 
+def test_misspecified_truth_is_the_two_scale_slow_state_seen_by_the_single_scale_model():
+    import dataclasses
+
+    from xdyn.systems import TwoScaleLorenz96
+
+    setup = dataclasses.replace(TINY, truth_model="two_scale", noise_std=2.5, forcing=10.0,
+                                cases=("full",))
+    twins = make_l96_twins(setup, seed=0)
+    valid = twins["truth"]["valid"]
+    assert valid.attrs["system"] == "Lorenz96" and "TwoScale" in valid.attrs["truth_system"]
+    assert twins["obs"]["full"]["valid"].attrs["system"] == "Lorenz96"
+    direct = TwoScaleLorenz96(K=20, J=10, F=10.0).simulate(n_steps=20 * 29, dt=0.005,
+                                                           save_every=20, burn_in=10.0,
+                                                           random_state=1)
+    np.testing.assert_allclose(valid["x"].values, direct["x"].values)
+    np.testing.assert_allclose(valid["time"], np.arange(30) * 0.1, atol=1e-9)
+
+
 def test_every_kth_random_keeps_one_set_per_time():
     ds = xr.Dataset({"observation": (("time", "obs"), np.ones((50, 8)))})
     out = every_kth_random(ds, 4, random_state=0)
@@ -74,8 +92,8 @@ def test_tiny_run_results_summary_and_figures():
 
 
 def test_registered():
-    exp = get_experiment("lorenz96-amortized")
-    assert "McCabe" in exp.reference
+    for name in ("lorenz96-amortized", "lorenz96-misspecified"):
+        assert "McCabe" in get_experiment(name).reference
 
 
 @pytest.mark.slow
