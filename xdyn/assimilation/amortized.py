@@ -249,7 +249,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         variables = ctx.system.variables
         if self.architecture == "conv" and (len(variables) != 1 or len(variables[0].dims) != 1):
             raise ValueError("architecture='conv' needs one state variable on a periodic 1-D "
-                                 f"grid; {type(ctx.system).__name__} has "
+                             f"grid; {type(ctx.system).__name__} has "
                              f"{[(v.name, v.dims) for v in variables]}; use 'ff'")
 
     def _grid(self, ctx, y, mask):

@@ -88,10 +88,10 @@ class AmortizedSetup:
 
     @classmethod
     def quick(cls):
-        """CPU-sized: 4 x 800 training times, 8 short epochs, 600 test cycles."""
+        """CPU-sized: 4 x 800 training times, hidden 16, 10 short epochs, 600 test cycles."""
         return cls(n_train_trajectories=4, n_train_times=800, n_valid_times=300,
-                   n_test_times=600, test_burn_in_times=100, hidden_size=32, seq_len=20,
-                   n_sequences=192, batch_size=16, max_epochs=8, lr=3e-3, warmup_epochs=8,
+                   n_test_times=600, test_burn_in_times=100, hidden_size=16, seq_len=16,
+                   n_sequences=128, batch_size=8, max_epochs=10, lr=3e-3, warmup_epochs=10,
                    halve_every=200, curve_times=200, inflations=(1.02, 1.05, 1.1, 1.2),
                    radii=(3.0, 6.0), b_scales=(0.05, 0.1, 0.2), var4d=False)
 
