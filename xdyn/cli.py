@@ -18,6 +18,8 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
 
   xdyn list                                   the experiment catalogue
   xdyn run [NAME] [--quick] [--out DIR] [--seed N] [--device D] [--no-progress]
+  xdyn run --all [--quick] [--scheduler ADDRESS] [--workers N] [--resume]
+  xdyn report [DIR]
   xdyn data list | xdyn data fetch NAME
   xdyn bench systems | xdyn bench da | xdyn bench forecast [--quick]
 
@@ -66,6 +68,10 @@ def _cmd_run(args):
     from xdyn.experiments import DEFAULT_EXPERIMENT, get_experiment, run
     from xdyn.experiments.catalogue import check_output_folder, output_folder
 
+    if args.all:
+        return _cmd_run_all(args)
+    if args.scheduler or args.workers is not None or args.resume:
+        raise UsageError("--scheduler, --workers and --resume go with --all")
     name = args.name or DEFAULT_EXPERIMENT
     get_experiment(name)  # an unknown name fails before anything is printed
     device = check_device(args.device)
@@ -79,6 +85,43 @@ def _cmd_run(args):
     result = run(name, quick=args.quick, out=args.out, seed=args.seed, device=device,
                  progress=not args.no_progress)
     print(result.table)
+    return 0
+
+
+def _cmd_run_all(args):
+    from xdyn.experiments.catalogue import check_output_folder
+    from xdyn.experiments.run_all import ExperimentsFailedError, format_outcomes, run_all
+
+    if args.name:
+        raise UsageError(f"--all runs the whole catalogue: leave out the name {args.name!r}")
+    device = check_device(args.device)
+    try:
+        check_output_folder(args.out)
+    except ValueError as err:
+        raise UsageError(f"--out: {err}") from None
+    where = args.scheduler or f"a local cluster of {args.workers or 'one worker per core'}"
+    if args.workers == 0:
+        where = "this process, one experiment after the other"
+    print(f"xdyn run --all (quick={args.quick}, seed={args.seed}) on {where} -> {args.out}",
+          flush=True)
+    try:
+        outcomes = run_all(quick=args.quick, out=args.out, seed=args.seed, device=device,
+                           scheduler=args.scheduler, n_workers=args.workers, resume=args.resume,
+                           on_outcome=lambda o: print(f"  {o.name}: {o.status}", flush=True))
+    except ExperimentsFailedError as err:
+        print(format_outcomes(err.outcomes))
+        print(f"xdyn: error: {err}", file=sys.stderr)
+        return 1
+    print(format_outcomes(outcomes))
+    print(f"report: {args.out}/report.html, {args.out}/report.csv")
+    return 0
+
+
+def _cmd_report(args):
+    from xdyn.experiments.report import write_report
+
+    paths = write_report(args.dir)
+    print(f"wrote {paths['html']} and {paths['csv']}")
     return 0
 
 
@@ -142,7 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--all", action="store_true",
+                   help="run the whole catalogue as dask tasks, then write the report")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="with --all: a running dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="with --all: local workers (default: one per core; 0: serially here)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --all: skip experiments whose outputs are complete")
     p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("report", help="HTML report of the runs in DIR, next to the anchors")
+    p.add_argument("dir", nargs="?", default="xdyn-results", metavar="DIR",
+                   help="the --out folder of xdyn run (default: xdyn-results)")
+    p.set_defaults(func=_cmd_report)
     p = sub.add_parser("data", help="list or fetch datasets")
     p.add_argument("action", choices=["list", "fetch"])
     p.add_argument("name", nargs="?")

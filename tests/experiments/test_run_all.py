@@ -1,0 +1,177 @@
+"""``xdyn run --all`` on a LocalCluster: results equal to a serial run, a killed worker,
+a worker that keeps dying, resume, and bad input caught before any experiment starts.
+
+One 2-worker LocalCluster is shared by the module (starting one costs seconds).
+The test experiments are defined inside a fixture, so they travel to the
+workers by value (cloudpickle) with their task, as a user's experiment would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+pytest.importorskip("distributed")
+
+from xdyn.cli import main  # noqa: E402
+from xdyn.experiments.catalogue import _REGISTRY, ExperimentResult, register, summary_rows  # noqa: E402
+from xdyn.experiments.run_all import (ExperimentsFailedError, connect, is_complete,  # noqa: E402
+                                      run_all)
+
+TINY = ("ra-tiny-a", "ra-tiny-b")
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    """Registers the test experiments; ``marker`` tells the killed one it was started before."""
+    marker = tmp_path_factory.mktemp("markers")
+
+    def tiny(name):
+        def func(quick=False, seed=0, device="cpu", progress=True):
+            import matplotlib.pyplot as plt
+            import torch
+
+            rng = np.random.default_rng([seed, len(name)])
+            x = rng.standard_normal(4).cumsum()
+            da = xr.DataArray(x, dims="method", coords={"method": list("abcd")},
+                              attrs={"long_name": "a score", "units": "1"})
+            fig = plt.figure()
+            fig.subplots().plot(x)
+            ds = xr.Dataset({"score": da}, attrs={"torch_threads": torch.get_num_threads()})
+            return ExperimentResult(ds, {"panel": fig}, name,
+                                    summary_rows(da, "score", method_dim="method"))
+        return func
+
+    def killed_once(quick=False, seed=0, device="cpu", progress=True):
+        try:
+            from distributed import get_worker
+
+            get_worker()
+            in_worker = True
+        except ValueError:
+            in_worker = False
+        pid_file = marker / "killed-once.pid"
+        if in_worker and not pid_file.exists():
+            pid_file.write_text(str(os.getpid()))
+            time.sleep(600)  # the test kills this process here, in the middle of the run
+        return tiny("ra-killed-once")(quick, seed, device, progress)
+
+    def always_dies(quick=False, seed=0, device="cpu", progress=True):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    for name in TINY:
+        register(name, "tiny test experiment")(tiny(name))
+    register("ra-killed-once", "killed in the middle of its first run")(killed_once)
+    register("ra-always-dies", "kills its worker every time")(always_dies)
+    yield marker
+    for name in (*TINY, "ra-killed-once", "ra-always-dies"):
+        _REGISTRY.pop(name, None)
+
+
+@pytest.fixture(scope="module")
+def client(experiments):
+    client, cluster = connect(n_workers=2, retries=1)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def _kill_when_started(pid_file, killed):
+    deadline = time.monotonic() + 300  # a loaded machine imports torch slowly
+    while time.monotonic() < deadline:
+        if pid_file.exists() and pid_file.read_text():
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
+def test_killed_worker_retried_dying_worker_reported_results_equal_serial(client, experiments,
+                                                                          tmp_path):
+    # one run for both faults: the workers restart in parallel (each restart imports xdyn)
+    names = [*TINY, "ra-killed-once", "ra-always-dies"]
+    killed = []
+    killer = threading.Thread(target=_kill_when_started,
+                              args=(experiments / "killed-once.pid", killed))
+    killer.start()
+    with pytest.raises(ExperimentsFailedError, match="'ra-always-dies'.*worker died") as info:
+        run_all(names, out=tmp_path / "dist", client=client, seed=3, retries=1)
+    killer.join()
+    assert killed, "the killed-once experiment never started"
+    # the experiment that kept killing its worker is named; the others are kept and listed
+    assert "Results kept" in str(info.value) and "ra-killed-once" in str(info.value)
+    outcomes = info.value.outcomes
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok", "failed"]
+    assert all(o.worker.startswith("tcp://") for o in outcomes[:3])
+    runs = pd.read_csv(tmp_path / "dist" / "run_all.csv")
+    assert list(runs.name) == names and list(runs.status) == ["ok", "ok", "ok", "failed"]
+    assert (runs.peak_memory_mb[:3] > 0).all()
+    # the numbers equal those of a serial run with the same seed
+    ok = names[:3]
+    serial = run_all(ok, out=tmp_path / "serial", n_workers=0, seed=3, report=False)
+    assert [o.status for o in serial] == ["ok"] * 3
+    for name in ok:
+        a = pd.read_csv(tmp_path / "dist" / name / "summary.csv")
+        b = pd.read_csv(tmp_path / "serial" / name / "summary.csv")
+        pd.testing.assert_frame_equal(a, b)
+        with xr.open_dataset(tmp_path / "dist" / name / "results.nc") as d, \
+                xr.open_dataset(tmp_path / "serial" / name / "results.nc") as s:
+            xr.testing.assert_equal(d, s)  # the numbers; attrs (wall time) differ
+            assert d.attrs["torch_threads"] == 1 and d.attrs["seed"] == 3
+    # one folder per finished experiment, nothing of the killed attempts: no duplicate,
+    # no staging folder, no half-written file
+    left = sorted(p.name for p in (tmp_path / "dist").iterdir())
+    assert left == sorted([*ok, "report.csv", "report.html", "run_all.csv"])
+    assert sorted(p.name for p in (tmp_path / "dist" / "ra-killed-once").iterdir()) == [
+        "panel.png", "results.nc", "summary.csv"]
+
+
+def test_resume_skips_complete_runs_only(experiments, tmp_path):
+    run_all(["ra-tiny-a"], out=tmp_path, n_workers=0, report=False)
+    before = (tmp_path / "ra-tiny-a" / "results.nc").stat().st_mtime_ns
+    again = run_all(list(TINY), out=tmp_path, n_workers=0, resume=True, report=False)
+    assert [o.status for o in again] == ["skipped", "ok"]
+    assert (tmp_path / "ra-tiny-a" / "results.nc").stat().st_mtime_ns == before
+    # another seed is not the same run: it runs again
+    assert not is_complete(tmp_path, "ra-tiny-a", seed=1)
+    assert [o.status for o in run_all(["ra-tiny-a"], out=tmp_path, n_workers=0, seed=1,
+                                      resume=True, report=False)] == ["ok"]
+
+
+def test_bad_input_fails_before_any_experiment(experiments, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="cannot reach the dask scheduler at 'tcp://127.0.0.1:1'"):
+        run_all(["ra-tiny-a"], out=out, scheduler="tcp://127.0.0.1:1", timeout=0.2)
+    assert list(out.iterdir()) == []
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(ValueError, match="is an existing file"):
+        run_all(["ra-tiny-a"], out=a_file, n_workers=0)
+    with pytest.raises(ValueError, match="unknown experiment"):
+        run_all(["ra-tiny-z"], out=out, n_workers=0)
+    assert main(["run", "--all", "--out", str(a_file)]) == 2
+    assert main(["run", "ra-tiny-a", "--workers", "2"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_cli_run_all_serially_and_report(experiments, tmp_path, monkeypatch, capsys):
+    # the whole catalogue would take minutes: run the test experiments only
+    from xdyn.experiments import run_all as module
+
+    monkeypatch.setattr(module, "list_experiments",
+                        lambda: [_REGISTRY[n] for n in TINY])
+    assert main(["run", "--all", "--workers", "0", "--out", str(tmp_path), "--seed", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "ra-tiny-a" in printed and "report.html" in printed
+    assert is_complete(tmp_path, "ra-tiny-b", seed=2)
+    (tmp_path / "report.html").unlink()
+    assert main(["report", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").exists()
