@@ -573,3 +573,12 @@ def test_a_different_class_taking_a_registered_name_warns(monkeypatch):
 def test_observe_parameter_errors_name_the_parameter(l96_truth, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         observe(l96_truth, **({"operator": "identity"} | kwargs))
+
+
+def test_variables_without_time_are_parameters_not_observed():
+    truth = Lorenz96(n=8).simulate(n_steps=5, random_state=0).expand_dims(trajectory=2)
+    truth["F"] = ("trajectory", [8.0, 9.0])  # a per-trajectory parameter
+    obs = observe(truth, "identity", noise_std=0.0, random_state=0)
+    assert obs.sizes["obs"] == 8
+    np.testing.assert_array_equal(obs.observation_clean.transpose("trajectory", "time", "obs"),
+                                  truth.x.transpose("trajectory", "time", "k"))

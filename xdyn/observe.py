@@ -573,6 +573,8 @@ def observe(
     ----------
     ds : xarray.Dataset
         Truth, with a ``time`` dim (and optionally ``trajectory`` / ``member``).
+        Its data variables with a ``time`` dim are the state; others (a
+        per-trajectory parameter) are not observed.
     operator : ObservationOperator or spec, default="identity"
         See :func:`make_operator`.
     noise_std : float or array of shape (n_obs,), default=1
@@ -620,6 +622,9 @@ def observe(
     else:
         every = _check_int(every, "every", 1, "observe")
         ds = ds.isel(time=slice(None, None, every))
+    # variables without a time dim (per-trajectory parameters such as a Reynolds
+    # number) are not part of the observed state
+    ds = ds[[k for k, v in ds.data_vars.items() if "time" in v.dims]]
     layout = layout_from_dataset(ds, sample_dims)
     lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
     values, lead = flatten_variables(ds, layout, lead)

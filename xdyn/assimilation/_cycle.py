@@ -114,6 +114,16 @@ class CycleContext:
     # 1/R into two halves, 1/(2R) in the pre-analysis and 1/(2R) in the method's own
     # first analysis (see BaseEnsembleAssimilator._preanalyze)
     obs_error_scale: dict = dataclasses.field(default_factory=dict, repr=False)
+    # set by run_cycle: the number of analysis windows, and the first observation
+    # index of the window being cycled (for hooks that act at a given time)
+    n_windows: int = 0
+    k: int = 0
+    # True from a climatological ensemble start until its pre-analysis is done
+    preanalysis_pending: bool = False
+    # what a method computes once per run and its hooks share (LETKF's local
+    # geometry, 4D-Var's B^1/2 and cost counter): it belongs to the run, not to
+    # the estimator, so predict leaves no state behind
+    scratch: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def n_state(self) -> int:

@@ -259,7 +259,7 @@ class BaseEnsembleAssimilator(BaseAssimilator):
 
     def _preanalyze(self, E, k, ctx, rng):
         """The climatological update at the first time ``k`` with observations."""
-        if getattr(ctx, "preanalysis_pending", False) and bool(ctx.mask[k].any()):
+        if ctx.preanalysis_pending and bool(ctx.mask[k].any()):
             ctx.preanalysis_pending = False
             ctx.obs_error_scale[k] = 2.0  # this update and the method's analysis at k
             return self._climatological_update(E, k, ctx, rng)
@@ -282,7 +282,7 @@ class BaseEnsembleAssimilator(BaseAssimilator):
 
     def _forecast(self, E, n_steps, ctx, rng):
         E = ctx.system.forecast(E, ctx.dt, n_steps)
-        return self._preanalyze(E, getattr(ctx, "k", 0), ctx, rng)
+        return self._preanalyze(E, ctx.k, ctx, rng)
 
     def _summarize(self, E):
         return E.mean(-2), E, E.std(-2)

@@ -308,7 +308,7 @@ class LETKF(BaseEnsembleAssimilator):
             index, coeff = index[active], coeff[active]
             points = torch.as_tensor(active, device=ctx.system.torch_device)
         # the geometry lives on the context: it belongs to this run, not to the estimator
-        ctx._letkf = _LocalSetup(points, torch.as_tensor(index, device=ctx.system.torch_device),
+        ctx.scratch["letkf"] = _LocalSetup(points, torch.as_tensor(index, device=ctx.system.torch_device),
                                  ctx.system.as_tensor(np.sqrt(coeff)), {})
         return super()._initialize(ctx, rng)
 
@@ -331,7 +331,7 @@ class LETKF(BaseEnsembleAssimilator):
         return Yo @ W.T, do @ W.T
 
     def _analyze(self, E, k, ctx, rng):
-        setup = ctx._letkf
+        setup = ctx.scratch["letkf"]
         HE = ctx.h(E)
         hmu = HE.mean(-2, keepdim=True)
         mu = E.mean(-2, keepdim=True)

@@ -181,8 +181,8 @@ class Var4D(BaseAssimilator):
         return (list(range(k0, min(k0 + w, n_times))) for k0 in range(0, n_times, w))
 
     def _initialize(self, ctx, rng):
-        ctx.B_half = symmetric_sqrt(ctx.system.as_tensor(self.B_))
-        ctx.n_cost_evaluations = 0
+        ctx.scratch["B_half"] = symmetric_sqrt(ctx.system.as_tensor(self.B_))
+        ctx.scratch["n_cost_evaluations"] = 0
         with torch.no_grad():
             return self._initial_mean(ctx, rng), None
 
@@ -192,10 +192,10 @@ class Var4D(BaseAssimilator):
 
     def _analyze(self, state, ks, ctx, rng):
         x_b = state[0]
-        v, n_eval = self._minimize(x_b, ctx.B_half, ks, ctx)
-        ctx.n_cost_evaluations += n_eval
+        v, n_eval = self._minimize(x_b, ctx.scratch["B_half"], ks, ctx)
+        ctx.scratch["n_cost_evaluations"] += n_eval
         with torch.no_grad():
-            trajectory = _trajectory(x_b + v @ ctx.B_half, ks, ctx)
+            trajectory = _trajectory(x_b + v @ ctx.scratch["B_half"], ks, ctx)
         return trajectory[-1], trajectory
 
     def _summarize(self, state):
@@ -210,7 +210,7 @@ class Var4D(BaseAssimilator):
     def _to_dataset(self, callbacks, ctx, wall):
         out = super()._to_dataset(callbacks, ctx, wall)
         out.attrs["n_windows"] = int(ctx.n_windows)
-        out.attrs["n_cost_evaluations"] = int(ctx.n_cost_evaluations)
+        out.attrs["n_cost_evaluations"] = int(ctx.scratch["n_cost_evaluations"])
         return out
 
     def _minimize(self, x_b, B_half, ks, ctx):
