@@ -62,6 +62,7 @@ class GreyBoxSetup:
     batch_size: int = 64
     n_members: int = 10
     correction_penalty: float = 0.1
+    n_pairs: int = 32
     system_kwargs: dict = dataclasses.field(default_factory=dict)
 
     def quick(self, **changes):
@@ -86,11 +87,11 @@ SETUPS = {
 }
 
 QUICK = {
-    "pendulum": dict(n_train=128, n_test=32, n_times=60, len_episode=20, epochs=120,
-                     node_epochs=15, batch_size=32),
-    "rlc": dict(n_train=128, n_test=32, n_times=100, len_episode=20, epochs=120,
-                node_epochs=10, batch_size=32),
-    "lorenz": dict(n_train=128, n_test=32, epochs=120, node_epochs=15, batch_size=32),
+    "pendulum": dict(n_train=128, n_test=32, n_times=60, len_episode=20, epochs=200,
+                     node_epochs=15, batch_size=16),
+    "rlc": dict(n_train=128, n_test=32, n_times=100, len_episode=20, epochs=200,
+                node_epochs=10, batch_size=16),
+    "lorenz": dict(n_train=128, n_test=32, epochs=200, node_epochs=15, batch_size=16),
     "reaction_diffusion": dict(n_train=16, n_test=4, n_times=31, epochs=60, node_epochs=10,
                                hidden=128, batch_size=8),
 }
@@ -143,6 +144,7 @@ def _methods(setup, seed, device, progress):
     from xdyn.forecast import VGBDM, NeuralODE
 
     common = dict(len_episode=setup.len_episode, batch_size=setup.batch_size,
+                  n_pairs=setup.n_pairs,
                   random_state=seed, device=device, progress=progress, hidden=setup.hidden)
     return {
         "physics": VGBDM(setup.physics, correction=False, z_dim=0, max_epochs=setup.epochs,

@@ -1,0 +1,58 @@
+"""Grey-box experiments: data protocols (default suite) and a tiny end-to-end run (slow)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from xdyn.experiments import get_experiment
+from xdyn.experiments.vgbdm import QUICK, SETUPS, make_data, run_greybox
+from xdyn.forecast.physics import as_physics
+
+
+@pytest.mark.parametrize("key", ["pendulum", "rlc", "lorenz"])
+def test_data_carry_per_trajectory_parameters_inside_their_ranges(key):
+    setup = SETUPS[key].quick(n_times=6)
+    ds = make_data(setup, n=5, seed=0)
+    assert ds.sizes["trajectory"] == 5 and ds.sizes["time"] == 6
+    np.testing.assert_allclose(np.diff(ds.time.values), setup.dt, rtol=1e-9)
+    for name, (lo, hi) in setup.parameter_ranges.items():
+        assert ((ds[name] >= lo) & (ds[name] <= hi)).all()
+        assert ds[name].std() > 0
+    true = as_physics(setup.physics).true_parameters(ds)
+    assert true.shape == (5, as_physics(setup.physics).p_dim)
+
+
+def test_lorenz_data_follow_each_trajectorys_own_parameters():
+    setup = SETUPS["lorenz"].quick(n_times=3)
+    ds = make_data(setup, n=2, seed=0)
+    from xdyn.systems import Lorenz63
+
+    for i in range(2):
+        one = ds.isel(trajectory=i)
+        system = Lorenz63(sigma=float(one.sigma), rho=float(one.rho), beta=float(one.beta))
+        again = system.simulate(x0=[float(one[v][0]) for v in "xyz"], t_span=2 * setup.dt,
+                                 dt=setup.dt / setup.substeps, save_every=setup.substeps)
+        np.testing.assert_allclose(again.x.values, one.x.values, rtol=1e-8)
+
+
+def test_every_system_is_registered_with_a_quick_size():
+    for name in ("rlc-vgbdm", "pendulum-vgbdm", "reaction-diffusion-vgbdm", "lorenz-vgbdm"):
+        assert get_experiment(name).reference
+    assert set(QUICK) == set(SETUPS)
+
+
+@pytest.mark.slow
+def test_tiny_pendulum_run_writes_scores_for_every_method():
+    setup = SETUPS["pendulum"].quick(n_train=16, n_test=4, n_times=30, len_episode=10,
+                                     epochs=3, node_epochs=1, hidden=8, batch_size=8)
+    res = run_greybox(setup, "pendulum-vgbdm", quick=True)
+    assert list(res.results.method.values) == ["physics", "neural_ode", "vgbdm"]
+    assert np.isfinite(res.results.rmse).all() and np.isfinite(res.results.crps).all()
+    assert np.isnan(res.results.parameter_error.sel({"method": "neural_ode"}))
+    assert json.loads(res.results.attrs["config_json"])["n_train"] == 16
+    for var in res.results.data_vars.values():
+        assert "long_name" in var.attrs and "units" in var.attrs
+    assert {r["metric"] for r in res.summary} >= {"trajectory RMSE", "CRPS",
+                                                 "parameter relative error"}
+    assert set(res.figures) == {"scores_by_lead", "example_trajectory"}
