@@ -253,7 +253,23 @@ class CycleCallback:
 
 
 class Recorder(CycleCallback):
-    """Keeps the analysis (and background) summaries; NaN after a failure."""
+    """Keeps the analysis (and background) summaries; NaN after a failure.
+
+    Every run has one (it builds the analysis Dataset); pass another to keep
+    the background summaries of one run without ``return_background``.
+
+    Examples
+    --------
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=50, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", every=10, random_state=1)
+    >>> rec = Recorder(background=True)
+    >>> _ = EnKF(n_members=5, random_state=0).fit(obs).predict(obs, callbacks=[rec])
+    >>> len(rec.backgrounds), tuple(rec.backgrounds[1][0].shape)  # 6 times, (mean, ens, std)
+    (6, (3,))
+    """
 
     def __init__(self, background=False):
         self.background = background
@@ -313,7 +329,23 @@ class ProgressBar(CycleCallback):
 
 
 class DivergenceMonitor(CycleCallback):
-    """Raises :class:`~xdyn.DivergenceError` at a failed analysis, or records it and warns."""
+    """Raises :class:`~xdyn.DivergenceError` at a failed analysis, or records it and warns.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=50, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", every=10, random_state=1)
+    >>> absurd = EnKF(n_members=5, inflation=1e200, random_state=0).fit(obs)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     out = absurd.predict(obs, callbacks=[DivergenceMonitor(raise_on_divergence=False)])
+    >>> int(out.attrs["diverged"]), bool(out.x.isnull().any())
+    (1, True)
+    """
 
     def __init__(self, raise_on_divergence=True):
         self.raise_on_divergence = raise_on_divergence
@@ -357,6 +389,21 @@ class LostTrackMonitor(CycleCallback):
     ``tests/assimilation/test_divergence.py``), while the lost filters of
     issue 8 (EnKF with 2 members, 3D-Var, ExtKF and OI with every 4th
     Lorenz-96 site observed) sit above it.
+
+    Examples
+    --------
+    Judge a run with other settings, and read the statistic it tracked:
+
+    >>> import numpy as np
+    >>> from xdyn.assimilation import EnKF
+    >>> from xdyn.observe import observe
+    >>> from xdyn.systems import Lorenz63
+    >>> truth = Lorenz63().simulate(n_steps=1000, burn_in=5, random_state=0)
+    >>> obs = observe(truth, "identity", every=10, random_state=1)
+    >>> monitor = LostTrackMonitor(window=50, threshold=0.3)
+    >>> out = EnKF(n_members=10, random_state=0).fit(obs).predict(obs, callbacks=[monitor])
+    >>> int(out.attrs["lost_track"]), bool(np.nanmax([r for r in monitor.ratio if r is not None]) < 0.3)
+    (0, True)
     """
 
     def __init__(self, raise_on_divergence=True, window=100, threshold=0.5, min_cycles=40):

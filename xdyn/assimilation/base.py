@@ -36,6 +36,7 @@ from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.assimilation._cycle import (CycleCallback, CycleContext, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
+from xdyn.assimilation._start import initial_ensemble_tensor
 from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArray
 from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
@@ -479,6 +480,30 @@ class BaseAssimilator(BaseEstimator):
                     raise ValueError(
                         f"truth variable {v.name!r} has {d}={truth[v.name].sizes.get(d)}; "
                         f"{name} has {d}={size}: truth of another system")
+
+    def _initial_ensemble(self, ctx, rng, n_members) -> torch.Tensor:
+        """``(*batch, n_members, n_state)``: the given ensemble, ``initial_state`` plus
+        ``initial_spread`` noise, or independent climatological states (the default)."""
+        given = getattr(self, "initial_ensemble", None)
+        if given is not None:
+            return initial_ensemble_tensor(given, ctx, n_members)
+        if self.initial_state is None:
+            E = self._climatological_members(ctx, n_members, rng)
+            # not the particle filter: its weights use the climatology as it is
+            ctx.preanalysis_pending = bool(self._preanalysis)
+            return self._preanalyze(E, 0, ctx, rng) if ctx.preanalysis_pending else E
+        mean = self._initial_mean(ctx, rng)
+        noise = ctx.system.as_tensor(
+            rng.standard_normal(tuple(mean.shape[:-1]) + (n_members, ctx.n_state)))
+        return mean.unsqueeze(-2) + float(self.initial_spread) * noise
+
+    # whether a climatological ensemble start assimilates its first observations with
+    # the full-rank climatological covariance first (BaseEnsembleAssimilator)
+    _preanalysis = False
+
+    def _preanalyze(self, E, k, ctx, rng):
+        """The climatological pre-analysis (none here: see BaseEnsembleAssimilator)."""
+        return E
 
     def _climatological_members(self, ctx, n_members, rng) -> torch.Tensor:
         """``(*batch, n_members, n_state)`` independent states of the invariant measure."""

@@ -20,7 +20,6 @@ import xarray as xr
 
 from xdyn.assimilation._validation import FiniteInterval, Interval, NumericArray, StrOptions
 from xdyn.assimilation.base import BaseAssimilator
-from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.exceptions import DivergenceError
 
 __all__ = ["ParticleFilter", "effective_sample_size"]
@@ -174,7 +173,7 @@ class ParticleFilter(BaseAssimilator):
     # ------------------------------------------------------------ hooks
     def _initialize(self, ctx, rng):
         N = int(self.n_members)
-        E = BaseEnsembleAssimilator._initial_ensemble(self, ctx, rng, N)
+        E = self._initial_ensemble(ctx, rng, N)
         log_w = torch.full(E.shape[:-1], -math.log(N), dtype=E.dtype, device=E.device)
         return E, log_w
 
