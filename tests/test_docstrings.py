@@ -41,6 +41,7 @@ ALLOWED_WITHOUT_EXAMPLE: dict[str, str] = {
     # benchmarks, not tests: their examples are shown with +SKIP
     "xdyn.bench.bench_da": "runs filters against DAPPER for tens of seconds (minutes in full)",
     "xdyn.bench.bench_systems": "times integrations for seconds; the numbers depend on the machine",
+    "xdyn.bench.bench_forecast": "trains two forecasters for tens of seconds; machine-dependent",
     "xdyn.experiments.neural_var.neural_var_experiment":
         "trains networks for minutes; tests/experiments/test_neural_var.py runs a small grid",
 }

@@ -365,6 +365,8 @@ def bench_forecast(quick: bool = False) -> str:
 
     Examples
     --------
+    A benchmark, not a test: it runs for tens of seconds (shown, not run):
+
     >>> print(bench_forecast(quick=True))  # doctest: +SKIP
     """
     from xdyn.forecast import VGBDM, NeuralODE

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xdyn.experiments import get_experiment
-from xdyn.experiments.vgbdm import QUICK, SETUPS, make_data, run_greybox
+from xdyn.experiments.vgbdm import QUICK, SETUPS, make_data, _run_greybox
 from xdyn.forecast.physics import as_physics
 
 
@@ -46,7 +46,7 @@ def test_every_system_is_registered_with_a_quick_size():
 def test_tiny_pendulum_run_writes_scores_for_every_method():
     setup = SETUPS["pendulum"].quick(n_train=16, n_test=4, n_times=30, len_episode=10,
                                      epochs=3, node_epochs=1, hidden=8, batch_size=8)
-    res = run_greybox(setup, "pendulum-vgbdm", quick=True)
+    res = _run_greybox(setup, "pendulum-vgbdm", quick=True)
     assert list(res.results.method.values) == ["physics", "neural_ode", "vgbdm"]
     assert np.isfinite(res.results.rmse).all() and np.isfinite(res.results.crps).all()
     assert np.isnan(res.results.parameter_error.sel({"method": "neural_ode"}))

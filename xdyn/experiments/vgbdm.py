@@ -34,7 +34,7 @@ import xarray as xr
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.metrics import crps_ensemble
 
-__all__ = ["GreyBoxSetup", "SETUPS", "make_data", "run_greybox"]
+__all__ = ["GreyBoxSetup", "SETUPS", "make_data"]
 
 REFERENCE = ("Singh, Lavda, Mercatali & Kalousis (2026), Variational grey-box dynamics "
              "matching, AISTATS; data after Yin et al. (2021), APHYNITY")
@@ -42,7 +42,14 @@ REFERENCE = ("Singh, Lavda, Mercatali & Kalousis (2026), Variational grey-box dy
 
 @dataclasses.dataclass
 class GreyBoxSetup:
-    """Sizes and settings of one grey-box experiment (defaults: the reference sizes)."""
+    """Sizes and settings of one grey-box experiment (defaults: the reference sizes).
+
+    Examples
+    --------
+    >>> setup = SETUPS["pendulum"]
+    >>> setup.n_train, setup.quick(**QUICK["pendulum"]).n_train
+    (1000, 128)
+    """
 
     system: str
     physics: str
@@ -66,6 +73,7 @@ class GreyBoxSetup:
     system_kwargs: dict = dataclasses.field(default_factory=dict)
 
     def quick(self, **changes):
+        """A copy with ``changes`` (the CPU-sized settings of :data:`QUICK`, or any)."""
         return dataclasses.replace(self, **changes)
 
 
@@ -162,7 +170,7 @@ def _state(ds):
     return ds[[v for v in ds.data_vars if "time" in ds[v].dims]]
 
 
-def run_greybox(setup: GreyBoxSetup, name: str, quick=True, seed=0, device="cpu",
+def _run_greybox(setup: GreyBoxSetup, name: str, quick=True, seed=0, device="cpu",
                 progress=False) -> ExperimentResult:
     """Train the three methods on ``setup`` and score them on held-out trajectories."""
     from xdyn.forecast.physics import as_physics
@@ -250,7 +258,7 @@ def _experiment(key, name, description):
     @register(name, description, REFERENCE)
     def experiment(quick=False, seed=0, device="cpu", progress=True):
         setup = SETUPS[key].quick(**QUICK[key]) if quick else SETUPS[key]
-        return run_greybox(setup, name, quick=quick, seed=seed, device=device,
+        return _run_greybox(setup, name, quick=quick, seed=seed, device=device,
                            progress=progress)
 
     experiment.__name__ = name.replace("-", "_")
