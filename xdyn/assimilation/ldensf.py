@@ -23,6 +23,7 @@ pickle, ``random_state``) as a plain estimator instead.
 
 from __future__ import annotations
 
+import copy
 import time
 from numbers import Integral, Real
 
@@ -31,6 +32,7 @@ import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.assimilation._score import ensf_analysis
@@ -60,6 +62,9 @@ class LDEnSF(BaseEstimator):
         Std (in standardised latent units) of the initial latent members
         around the shared zero start; parameters start from their uniform
         prior over the training range.
+    prefit_ldnet : bool, default=False
+        Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
+        the noise copies the encoder needs) instead of fitting a clone.
     sample_dim : str, default="trajectory"
     random_state : int or None
 
@@ -104,13 +109,14 @@ class LDEnSF(BaseEstimator):
         "score": [StrOptions({"mixture", "kernel"})],
         "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
         "initial_spread": [Interval(Real, 0, None, closed="left")],
+        "prefit_ldnet": ["boolean"],
         "sample_dim": [str],
         "random_state": ["random_state"],
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
                  score="mixture", obs_noise_scale=1.0, initial_spread=0.05,
-                 sample_dim="trajectory", random_state=None):
+                 prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
         self.n_members = n_members
@@ -119,6 +125,7 @@ class LDEnSF(BaseEstimator):
         self.score = score
         self.obs_noise_scale = obs_noise_scale
         self.initial_spread = initial_spread
+        self.prefit_ldnet = prefit_ldnet
         self.sample_dim = sample_dim
         self.random_state = random_state
 
@@ -139,7 +146,12 @@ class LDEnSF(BaseEstimator):
         if self.ldnet is None or not hasattr(self.ldnet, "transform"):
             raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
         self._check_times(obs, truth)
-        self.ldnet_ = clone(self.ldnet).fit(truth)
+        if self.prefit_ldnet:
+            if not hasattr(self.ldnet, "net_"):
+                raise NotFittedError("prefit_ldnet=True needs a fitted ldnet")
+            self.ldnet_ = copy.deepcopy(self.ldnet)
+        else:
+            self.ldnet_ = clone(self.ldnet).fit(truth)
         latent = self.ldnet_.transform(truth)
         target = xr.merge([latent.drop_vars("latent"),
                            truth[self.ldnet_.parameters_]], compat="override")
