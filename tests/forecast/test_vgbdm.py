@@ -135,3 +135,17 @@ def test_user_physics_callable_and_bad_input():
                   random_state=0).fit(ds)
     assert list(model.infer_parameters(ds).data_vars) == ["rate"]
     assert as_physics(DampedPendulum()).variables == ("theta", "omega")
+
+
+def test_black_box_vgbdm_in_a_pipeline_after_a_scaler():
+    from sklearn.pipeline import Pipeline
+
+    from xdyn.preprocessing import StandardScaler
+
+    one = _pendulum(1, 0, omega0=(1.0, 1.0), t_span=2.0)[["theta", "omega"]]
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("vgbdm", VGBDM(None, z_dim=1, len_episode=4, hidden=4, encoder_hidden=4,
+                                     max_epochs=1, n_members=2, random_state=0))])
+    fc = pipe.fit(one).predict(one, lead_times=[0.1, 0.2])
+    assert fc.theta.dims == ("time", "lead_time", "member")
+    assert np.isfinite(fc.theta.isel(time=slice(3, None))).all()
