@@ -1,0 +1,65 @@
+"""kolmogorov-ldensf: its building blocks (the 10 x 10 observation grid at any
+size, the multiplicative / additive noise), and the whole --quick run (slow)."""
+
+import numpy as np
+import pytest
+
+from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+from xdyn.experiments.ldensf import GridPoints, LDEnSFSetup, sparse_observations
+from xdyn.observe import operator_from_spec
+from xdyn.systems import KolmogorovFlow
+
+
+@pytest.mark.parametrize("N, per_side", [(150, 10), (64, 11), (32, 11)])
+def test_observation_grid_is_every_15th_point_scaled(N, per_side):
+    setup = LDEnSFSetup(N=N)
+    idx = GridPoints(setup.stride).indices(KolmogorovFlow(N=N, n_forcing=4).variables)
+    assert len(idx) == per_side**2
+    assert len(idx) / N**2 < 0.15      # sparse: 0.44 % of the grid at the original size
+    rows, cols = np.divmod(idx, N)
+    assert set(np.diff(np.unique(rows))) == {setup.stride} == set(np.diff(np.unique(cols)))
+    rebuilt = operator_from_spec(GridPoints(setup.stride).spec())   # from observation attrs
+    assert isinstance(rebuilt, GridPoints) and rebuilt.stride == setup.stride
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return kolmogorov_ldensf(n_trajectories=2, N=16, n_saved=6, burn_in_steps=20)
+
+
+def test_trajectories_share_their_start_and_differ_by_re(truth):
+    w = truth["vorticity"]
+    np.testing.assert_array_equal(w.isel(trajectory=0, time=0), w.isel(trajectory=1, time=0))
+    assert float(np.abs(w.isel(trajectory=0, time=-1) - w.isel(trajectory=1, time=-1)).max()) > 0
+    assert ((truth["Re"] >= 500) & (truth["Re"] <= 1500)).all()
+
+
+@pytest.mark.parametrize("noise", ["multiplicative", "additive"])
+def test_observation_noise_has_the_stated_size(truth, noise):
+    setup = LDEnSFSetup(N=16, noise=noise, noise_level=0.1)
+    obs = sparse_observations(truth, setup, 0)
+    y, clean = obs["observation"].values, obs["observation_clean"].values
+    rms = np.sqrt((clean**2).mean())
+    if noise == "multiplicative":
+        rel = (y - clean) / clean
+        assert 0.08 < rel.std() < 0.12
+    else:
+        assert 0.08 < (y - clean).std() / rms < 0.12
+    assert np.allclose(obs["noise_std"], 0.1 * rms)
+    # the same seed draws the same noise
+    np.testing.assert_array_equal(sparse_observations(truth, setup, 0)["observation"], y)
+
+
+@pytest.mark.slow
+def test_quick_run(tmp_path):
+    from xdyn.experiments import run
+
+    result = run("kolmogorov-ldensf", quick=True, out=tmp_path, progress=False)
+    res = result.results
+    late = res.isel(time=slice(len(res.time) // 2, None)).mean("time")
+    # LD-EnSF beats its own free latent forecast, and is >= 10x faster per step than EnSF
+    assert float(late.field_rel_rmse.sel(assimilator="LD-EnSF")) < float(
+        late.field_rel_rmse.sel(assimilator="free latent forecast"))
+    w = res.wall_per_step.sum("part")
+    assert float(w.sel(assimilator="EnSF") / w.sel(assimilator="LD-EnSF")) > 10
+    assert (tmp_path / "kolmogorov-ldensf").exists() or any(tmp_path.iterdir())
