@@ -11,9 +11,14 @@ vector field and emission are :class:`xdyn.nn.advection.AdvectionSourceODE`,
 trained through :class:`xdyn.nn.XdynNet` on the Gaussian negative
 log-likelihood of the next ``n_steps`` samples.
 
-Differences from the original, all for CPU size: small convolutional networks
-instead of ClimODE's ResNet + attention; grid cells as the length unit; no
-spline fit of the time derivative (a backward difference).
+Differences from the original, for CPU size and short records: small
+convolutional networks instead of ClimODE's ResNet + attention; grid cells as
+the length unit; no spline fit of the time derivative (a backward difference);
+the static embedding is the training data's own climatology per grid point
+(mean and first daily and yearly harmonics) instead of orography and a
+land-sea mask, and the source relaxes the anomaly from it at a learned rate
+(see :class:`~xdyn.nn.advection.AdvectionSourceODE`); velocities are
+soft-clipped inside the RK4 stability limit.
 """
 
 from __future__ import annotations
@@ -35,6 +40,26 @@ __all__ = ["ClimODE"]
 
 _PERIODIC_NAMES = {"x", "lon", "longitude"}
 _CHUNK = 128
+
+
+def _fit_climate(u, phase, ridge=1e-2):
+    """Per grid point: least-squares ``c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``.
+
+    A small ridge keeps a harmonic the data cannot resolve (the year over a few
+    weeks, everything for model time, whose phases are zero) near zero.
+    """
+    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
+                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
+    gram = basis.T @ basis + ridge * len(phase) * np.diag([0.0, 1, 1, 1, 1])
+    coef = np.linalg.lstsq(gram, basis.T @ u.reshape(len(u), -1), rcond=None)[0]
+    return coef.reshape((5,) + u.shape[1:])
+
+
+def _climate_series(climate, phase):
+    """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
+    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
+                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
+    return np.einsum("nj,jkhw->nkhw", basis, climate)
 
 
 class _GaussianNLLNet(XdynNet):
@@ -59,6 +84,10 @@ class ClimODE(BaseForecaster):
         Channels of the convolutional vector field and emission networks.
     n_steps : int, default=4
         Training leads ``1 .. n_steps`` data steps.
+    stride : int, default=1
+        Training forecasts start every ``stride`` samples (consecutive
+        starts are nearly the same sample; a stride trades them for longer
+        ``n_steps`` at the same cost).
     max_epochs : int, default=20
     lr : float, default=2e-3
     batch_size : int, default=32
@@ -91,6 +120,9 @@ class ClimODE(BaseForecaster):
     periodic_ : tuple of bool
     mean_, std_ : ndarray of shape (n_channels,)
         Per-field standardisation, fitted on the training data.
+    climate_ : ndarray of shape (5, n_channels, H, W)
+        Per grid point, the training data's mean and first daily and yearly
+        harmonics (standardised): the climatology the anomalies relax to.
     layout_, n_features_in_, time_kind_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
@@ -112,6 +144,7 @@ class ClimODE(BaseForecaster):
         **BaseForecaster._parameter_constraints,
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "stride": [Interval(Integral, 1, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -127,12 +160,13 @@ class ClimODE(BaseForecaster):
         "progress": ["boolean"],
     }
 
-    def __init__(self, *, hidden=32, n_steps=4, max_epochs=20, lr=2e-3, batch_size=32,
+    def __init__(self, *, hidden=32, n_steps=4, stride=1, max_epochs=20, lr=2e-3, batch_size=32,
                  n_members=10, smoothness=1.0, damping=1e-2, periodic="auto", method="rk4",
                  step_size=0.5, sample_dim="time", device="auto", dtype="float32",
                  random_state=None, progress=False):
         self.hidden = hidden
         self.n_steps = n_steps
+        self.stride = stride
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -197,13 +231,20 @@ class ClimODE(BaseForecaster):
         return (np.stack([day, year], -1),
                 (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * 365.25)))
 
-    def _velocity(self, u):
-        """Initial velocities of samples ``1 ..``, from the backward differences."""
+    def _velocity(self, u, phase):
+        """Initial velocities of samples ``1 ..``: what transports the anomaly change.
+
+        The change of the climatology between two samples (the diurnal and
+        seasonal cycle) is the model's source, not transport: left in, the
+        inversion explains daytime heating by converging winds and the
+        forecast carries them on.
+        """
+        change = np.diff(u - _climate_series(self.climate_, phase), axis=0)
         out = []
         for s in range(1, u.shape[0], _CHUNK):
             cur = torch.as_tensor(u[s:s + _CHUNK], dtype=torch.float64)
-            prev = torch.as_tensor(u[s - 1:s - 1 + cur.shape[0]], dtype=torch.float64)
-            out.append(fit_velocity(cur, cur - prev, self.periodic_, self.smoothness,
+            u_t = torch.as_tensor(change[s - 1:s - 1 + cur.shape[0]], dtype=torch.float64)
+            out.append(fit_velocity(cur, u_t, self.periodic_, self.smoothness,
                                     self.damping, n_iter=60).numpy())
         return np.concatenate(out) if out else np.zeros((0, 2 * u.shape[1], *u.shape[2:]))
 
@@ -223,9 +264,10 @@ class ClimODE(BaseForecaster):
             raise ValueError(f"ClimODE needs at least n_steps + 2 = {n_steps + 2} samples "
                              f"along {self.sample_dim!r}; got {X.shape[0]}")
         u = self._fields(X)
-        v0 = self._velocity(u)                      # samples 1 .. n-1
         phase, phase_step = self._phases(times)
-        inits = np.arange(1, u.shape[0] - n_steps)
+        self.climate_ = _fit_climate(u, phase)
+        v0 = self._velocity(u, phase)               # samples 1 .. n-1
+        inits = np.arange(1, u.shape[0] - n_steps, int(self.stride))
         target = np.stack([u[inits + j] for j in range(1, n_steps + 1)], 1)
         Xd = {"u0": u[inits].astype(np.float32), "v0": v0[inits - 1].astype(np.float32),
               "phase0": phase[inits].astype(np.float32)}
@@ -234,6 +276,7 @@ class ClimODE(BaseForecaster):
             module__hidden=int(self.hidden), module__periodic=self.periodic_,
             module__n_steps=n_steps, module__phase_step=phase_step,
             module__method=self.method, module__step_size=float(self.step_size),
+            module__climate=self.climate_.astype(np.float32),
             lr=self.lr, max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress)
@@ -261,8 +304,8 @@ class ClimODE(BaseForecaster):
         if n < 2:
             return out
         u = self._fields(X)
-        v0 = self._velocity(u)
         phase, _ = self._phases(times)
+        v0 = self._velocity(u, phase)
         module = self.net_.module_
         device, dtype = self.net_.device_, self.net_.dtype_
         rng = check_random_state(self.random_state)

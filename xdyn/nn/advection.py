@@ -165,12 +165,19 @@ def _conv_net(n_in, n_out, hidden, padding_mode):
 class AdvectionSourceODE(nn.Module):
     """ClimODE-style continuous-time model: advection + source, with a Gaussian emission.
 
-    The state ``(u, v)`` evolves by ``du/dt = -div(u v) + s_theta`` and
+    The state ``(u, v)`` evolves by ``du/dt = -div(u v) + s`` and
     ``dv/dt = f_theta(u, grad u, v, features)``, integrated with torchdiffeq
     in units of one data step; the features are sin/cos of the phase of the
-    day and of the year at the current time (zero for model time) and the
-    grid position. The output at each lead is the emission's mean
-    ``u + mu_theta`` and standard deviation ``softplus(.)``.
+    day and of the year at the current time (zero for model time), the grid
+    position and the anomaly ``u - c(t)`` from a climatology
+    ``c(t) = c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``
+    (per grid point, fitted to the training data by the estimator: the
+    static climatological inputs ClimODE takes as its spatio-temporal
+    embedding). The source is
+    ``s = dc/dt - rate * (u - c) + s_theta(...)``: the anomaly relaxes to the
+    climatology at a learned per-field rate, and the network adds the rest.
+    The output at each lead is the emission's mean ``u + mu_theta`` and
+    standard deviation ``softplus(.)``.
 
     Parameters
     ----------
@@ -189,6 +196,14 @@ class AdvectionSourceODE(nn.Module):
         torchdiffeq method; ``step_size`` (in data steps) for fixed-step ones.
     step_size : float, default=0.5
     min_std : float, default=1e-3
+    climate : array-like of shape (5, n_channels, H, W), optional
+        The coefficients ``c0 .. c4`` of the climatology (default zero).
+    max_speed : float, optional
+        Velocities are soft-clipped to ``max_speed * tanh(v / max_speed)``
+        (grid cells per data step) inside the advection; default
+        ``2 / step_size``, inside the stability limit of RK4 with central
+        differences (``|v| dt <= 2.8``), so a velocity the network pushes
+        too far cannot blow the integration up.
 
     Examples
     --------
@@ -200,17 +215,24 @@ class AdvectionSourceODE(nn.Module):
     """
 
     def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, False), n_steps=4,
-                 phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3):
+                 phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3,
+                 max_speed=None, climate=None):
         super().__init__()
         k = int(n_channels)
         self.k, self.periodic = k, tuple(bool(p) for p in periodic)
         self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
         self.min_std = float(min_std)
+        self.max_speed = float(max_speed) if max_speed is not None else 2.0 / self.step_size
         pad = "circular" if all(self.periodic) else "replicate"
         n_feat = 4 + 2
-        self.dynamics = _conv_net(5 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
-        self.emission = _conv_net(k + n_feat, 2 * k, hidden, pad)       # mu (K), raw std (K)
+        self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
+        self.emission = _conv_net(2 * k + n_feat, 2 * k, hidden, pad)   # mu (K), raw std (K)
+        # softplus(-4) = 0.018 per step: anomalies start nearly persistent
+        self.log_rate = nn.Parameter(torch.full((1, k, 1, 1), -4.0))
         h, w = grid_shape
+        climate = torch.zeros(5, k, h, w) if climate is None else \
+            torch.as_tensor(climate, dtype=torch.float32)
+        self.register_buffer("climate", climate.reshape(5, k, h, w))
         yy = torch.linspace(-1, 1, h).view(h, 1).expand(h, w)
         xx = torch.linspace(-1, 1, w).view(1, w).expand(h, w)
         self.register_buffer("position", torch.stack([yy, xx])[None])
@@ -221,6 +243,19 @@ class AdvectionSourceODE(nn.Module):
         f = torch.cat([torch.sin(phase), torch.cos(phase)], -1)            # (B, 4)
         f = f[:, :, None, None].expand(-1, -1, *like.shape[-2:])
         return torch.cat([f, self.position.expand(like.shape[0], -1, -1, -1).to(like.dtype)], 1)
+
+    def _climate(self, t, phase0):
+        """Climatology ``c(t)`` and its time derivative, ``(B, K, H, W)`` each."""
+        phase = phase0 + t * self.phase_step
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        one = torch.ones_like(cos[:, :1])
+        basis = torch.cat([one, cos[:, :1], sin[:, :1], cos[:, 1:], sin[:, 1:]], 1)
+        w = self.phase_step
+        d_basis = torch.cat([0 * one, -w[0] * sin[:, :1], w[0] * cos[:, :1],
+                             -w[1] * sin[:, 1:], w[1] * cos[:, 1:]], 1)
+        clim = self.climate.to(phase.dtype)
+        return (torch.einsum("bj,jkhw->bkhw", basis, clim),
+                torch.einsum("bj,jkhw->bkhw", d_basis, clim))
 
     def forward(self, u0, v0, phase0, leads=None):
         """Mean and std at ``leads`` (data steps; default ``1 .. n_steps``): ``(B, L, 2, K, H, W)``."""
@@ -234,8 +269,11 @@ class AdvectionSourceODE(nn.Module):
             u, v = state[:, :k], state[:, k:]
             gy, gx = spatial_gradient(u, self.periodic)
             feats = self._features(t, phase0, u)
-            out = self.dynamics(torch.cat([u, gy, gx, v, feats], 1))
-            du = advection_tendency(u, v, self.periodic) + out[:, 2 * k:]
+            clim, d_clim = self._climate(t, phase0)
+            out = self.dynamics(torch.cat([u, gy, gx, v, u - clim, feats], 1))
+            v_eff = self.max_speed * torch.tanh(v / self.max_speed)
+            source = d_clim - nn.functional.softplus(self.log_rate) * (u - clim) + out[:, 2 * k:]
+            du = advection_tendency(u, v_eff, self.periodic) + source
             return torch.cat([du, out[:, :2 * k]], 1)
 
         options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
@@ -244,7 +282,8 @@ class AdvectionSourceODE(nn.Module):
         outs = []
         for j in range(1, len(times)):
             u = states[j][:, :k]
-            e = self.emission(torch.cat([u, self._features(times[j], phase0, u)], 1))
+            clim, _ = self._climate(times[j], phase0)
+            e = self.emission(torch.cat([u, u - clim, self._features(times[j], phase0, u)], 1))
             mean = u + e[:, :k]
             # softplus(-1) = 0.31: a first guess of the error in standardised units
             std = nn.functional.softplus(e[:, k:] - 1.0) + self.min_std

@@ -1,0 +1,300 @@
+"""ERA5 forecast experiments: ``era5-uk-t2m``, ``era5-forecast`` and ``era5-monthly``.
+
+``era5-uk-t2m`` (real data): the hourly ERA5 2-m temperature of March 2019 over
+the UK (744 hours, 0.25°, xarray's tutorial file; see
+:mod:`xdyn.experiments._era5_data` for where it is looked up). Every forecaster
+is fitted on the first three weeks (March 1-21, 504 hours) and forecasts from
+every hour of the rest (March 22-31, 240 initialisations) at leads of 1-24 h,
+against persistence and the diurnal (hour-of-day) climatology of the training
+weeks. ``quick`` averages the grid 2x2 (0.5°) and trains shorter.
+
+``era5-forecast`` (6-hourly data, leads 6-144 h) and ``era5-monthly`` (monthly
+means on a 360-day calendar, leads 1-5 months) follow ClimODE (Verma et al.,
+ICLR 2024) on WeatherBench 5.625° (Rasp et al. 2020): z500, t850, t2m, u10,
+v10, trained on 2006-2015 and tested on 2017-2018. They run on the WeatherBench
+files :func:`xdyn.datasets.load_weatherbench` finds (``$XDYN_DATA_DIR/weatherbench``);
+where there are none they run on xdyn's WeatherBench-format test set (NOT
+ERA5), and every output says which (``results.attrs["data"]``).
+
+All forecasts verify through :func:`xdyn.forecast.verify_forecast`: the
+latitude-weighted RMSE, the ACC against the training climatology and the CRPS,
+per variable and lead, on the same initialisations for every method.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+
+import numpy as np
+import xarray as xr
+
+from xdyn.experiments._era5_data import (WB_TEST_SET_NOTE, load_uk_t2m,
+                                         write_weatherbench_test_set)
+from xdyn.experiments._era5_figures import error_maps, score_curves
+from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
+from xdyn.forecast import (VGBDM, ClimODE, Climatology, NeuralODE, Persistence,
+                           verify_forecast)
+
+__all__ = ["uk_t2m_experiment", "weatherbench_experiment", "compare_forecasters",
+           "write_weatherbench_test_set", "load_uk_t2m"]
+
+LEARNED = ("ClimODE", "NeuralODE", "VGBDM")
+
+
+def compare_forecasters(forecasters, train, test, lead_times, climatology="Climatology",
+                        n_history=1, progress=False):
+    """Fit every forecaster on ``train``, forecast ``test`` and score per variable and lead.
+
+    Parameters
+    ----------
+    forecasters : dict
+        Name -> unfitted :class:`~xdyn.forecast.BaseForecaster`.
+    train, test : xarray.Dataset
+        ``test`` starts ``n_history`` samples before the first initialisation
+        (a model that reads the previous sample, as ClimODE, needs them);
+        forecasts start from every later sample.
+    lead_times : sequence of timedelta
+    climatology : str
+        The name in ``forecasters`` whose forecast is the ACC's reference.
+
+    Returns
+    -------
+    scores : xarray.Dataset
+        ``<var>_rmse``, ``<var>_acc``, ``<var>_crps`` on ``(method, lead_time)``.
+    forecasts : dict
+        Name -> forecast Dataset on the test initialisations.
+    timing : dict
+        Name -> (fit seconds, predict seconds).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xdyn.forecast import Persistence, Climatology
+    >>> time = np.datetime64("2019-03-01", "ns") + np.arange(48) * np.timedelta64(1, "h")
+    >>> ds = xr.Dataset({"T": ("time", np.sin(np.arange(48) * np.pi / 12), {"units": "K"})},
+    ...                 coords={"time": time})
+    >>> scores, _, _ = compare_forecasters(
+    ...     {"Persistence": Persistence(), "Climatology": Climatology(groupby="hour")},
+    ...     ds.isel(time=slice(0, 24)), ds.isel(time=slice(23, None)), ["12h"])
+    >>> scores["T_rmse"].sel({"method": "Climatology"}).values.round(6).tolist()
+    [0.0]
+    """
+    forecasts, timing = {}, {}
+    inits = test.isel(time=slice(n_history, None)).time
+    for name, est in forecasters.items():
+        t0 = time.perf_counter()
+        est.fit(train)
+        t1 = time.perf_counter()
+        fc = est.predict(test, lead_times).sel(time=inits)
+        forecasts[name] = fc
+        timing[name] = (t1 - t0, time.perf_counter() - t1)
+        if progress:
+            print(f"  {name}: fit {t1 - t0:.1f} s, predict {timing[name][1]:.1f} s", flush=True)
+    clim = forecasts.get(climatology)
+    per_method = [verify_forecast(fc, test, climatology=clim) for fc in forecasts.values()]
+    scores = xr.concat(per_method, dim="method", join="outer")
+    scores = scores.assign_coords(method=("method", list(forecasts),
+                                          {"long_name": "forecaster"}))
+    return scores, forecasts, timing
+
+
+def _hours(scores):
+    lead = scores["lead_time"].values / np.timedelta64(1, "h")
+    return scores.assign_coords(lead_time=("lead_time", lead,
+                                           {"long_name": "forecast lead time", "units": "h"}))
+
+
+def _table(scores, var, leads_shown, unit="h"):
+    rm = scores[f"{var}_rmse"]
+    head = f"{'method':<12}" + "".join(f"{f'{h:g} {unit}':>9}" for h in leads_shown)
+    rows = [f"{var} latitude-weighted RMSE [{rm.attrs.get('units', '')}]", head]
+    for m in rm.method.values:
+        vals = rm.sel({"method": m, "lead_time": list(leads_shown)}).values
+        rows.append(f"{str(m):<12}" + "".join(f"{v:9.3f}" for v in vals))
+    return "\n".join(rows)
+
+
+def _summary(scores, **settings):
+    rows = []
+    for name, da in scores.data_vars.items():
+        if "method" not in da.dims:
+            continue
+        var, metric = name.rsplit("_", 1)
+        if metric not in ("rmse", "acc", "crps"):
+            continue
+        label = {"rmse": "latitude-weighted RMSE", "acc": "ACC", "crps": "CRPS"}[metric]
+        rows += summary_rows(da, f"{var} {label}", method_dim="method",
+                             lower_is_better=metric != "acc", **settings)
+    return rows
+
+
+# ----------------------------------------------------------------- UK t2m
+def _uk_forecasters(quick, seed, device, progress):
+    common = dict(random_state=seed, device=device, progress=progress)
+    return {
+        "Persistence": Persistence(),
+        "Climatology": Climatology(groupby="hour"),
+        "ClimODE": ClimODE(hidden=16, n_steps=3, max_epochs=4 if quick else 12, lr=3e-3,
+                           batch_size=16, step_size=1.0, n_members=10, **common),
+        "NeuralODE": NeuralODE(window=6, hidden=64, max_epochs=10 if quick else 40, **common),
+        "VGBDM": VGBDM(len_episode=12, hidden=64, max_epochs=10 if quick else 40,
+                       n_members=10, **common),
+    }
+
+
+def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=None,
+                      forecasters=None, lead_hours=tuple(range(1, 25))):
+    """Run ``era5-uk-t2m`` (see the module docstring); ``data``/``forecasters`` for tests."""
+    t_start = time.perf_counter()
+    ds = load_uk_t2m() if data is None else data
+    coarsen = 2 if quick else 1
+    if coarsen > 1:
+        ds = ds.coarsen(lat=coarsen, lon=coarsen, boundary="trim").mean(keep_attrs=True)
+    n_train = 21 * 24 if data is None else ds.sizes["time"] * 2 // 3
+    train, test = ds.isel(time=slice(0, n_train)), ds.isel(time=slice(n_train - 1, None))
+    leads = [np.timedelta64(int(h), "h") for h in lead_hours]
+    forecasters = _uk_forecasters(quick, seed, device, progress) if forecasters is None \
+        else forecasters
+    scores, forecasts, timing = compare_forecasters(forecasters, train, test, leads,
+                                                    progress=progress)
+    scores = _hours(scores)
+    rm = scores["t2m_rmse"]
+    baselines = rm.sel({"method": ["Persistence", "Climatology"]}).min("method")
+    window = rm.lead_time >= 3
+    learned = [m for m in rm.method.values if m in LEARNED]
+    met = xr.DataArray([bool((rm.sel({"method": m}) < baselines).where(window, True).all())
+                        for m in learned], dims="learned", coords={"learned": learned},
+                       attrs={"long_name": "beats persistence and the diurnal climatology at "
+                                           "every lead from 3 to 24 h", "units": "1"})
+    results = scores.assign(
+        target_met=met.astype("int8"),
+        fit_seconds=("method", [timing[m][0] for m in rm.method.values],
+                     {"long_name": "fit wall time", "units": "s"}),
+        predict_seconds=("method", [timing[m][1] for m in rm.method.values],
+                         {"long_name": "predict wall time", "units": "s"}))
+    grid = f"{ds.sizes['lat']}x{ds.sizes['lon']} ({0.25 * coarsen:g} deg)"
+    results.attrs.update(
+        data=ds.attrs.get("source", "user data"), grid=grid,
+        config_json=json.dumps({"quick": quick, "seed": seed, "n_train_hours": n_train,
+                                "n_test_inits": int(test.sizes["time"] - 1),
+                                "lead_hours": list(lead_hours), "coarsen": coarsen,
+                                "forecasters": {k: repr(v) for k, v in forecasters.items()}}),
+        wall_seconds=time.perf_counter() - t_start)
+    shown = [h for h in (1, 3, 6, 12, 24) if h in lead_hours]
+    table = "\n".join([f"era5-uk-t2m on {results.attrs['data']}", f"grid {grid}, train "
+                       f"{n_train} h, {test.sizes['time'] - 1} test initialisations",
+                       _table(results, "t2m", shown)]
+                      + [f"target (beat both baselines at 3-24 h) {m}: "
+                         f"{'met' if bool(met.sel(learned=m)) else 'missed'}" for m in learned])
+    figures = {"rmse_by_lead": score_curves(results, "t2m"),
+               "maps": error_maps(forecasts, test, "t2m", lead=leads[-1])}
+    summary = _summary(scores) + [
+        {"method": m, "metric": "beats both baselines at 3-24 h", "value": int(met.sel(learned=m)),
+         "units": "1", "lower_is_better": False} for m in learned]
+    return ExperimentResult(results, figures, table, summary)
+
+
+@register("era5-uk-t2m",
+          "Real ERA5 2-m temperature over the UK, March 2019 (hourly, 0.25 deg): ClimODE, "
+          "neural ODE and VGB-DM against persistence and the diurnal climatology at 1-24 h",
+          "ERA5 (Hersbach et al. 2020) via xarray-data; ClimODE (Verma et al., ICLR 2024)")
+def era5_uk_t2m(quick=False, seed=0, device="cpu", progress=True):
+    return uk_t2m_experiment(quick=quick, seed=seed, device=device, progress=progress)
+
+
+# ----------------------------------------------------------- WeatherBench
+def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None):
+    """(train, test, note, tempdir): real WeatherBench when found, else xdyn's test set."""
+    from xdyn.datasets import load_weatherbench
+
+    tmp = None
+    years = ((2006, 2015), (2017, 2018)) if not quick else ((2015, 2015), (2017, 2017))
+    try:
+        ds = load_weatherbench(list(variables), root=root,
+                               years=list(range(years[0][0], years[1][1] + 1)))
+        note = f"WeatherBench ERA5 5.625 deg at {ds.attrs.get('weatherbench_root')}"
+    except FileNotFoundError:
+        tmp = tempfile.TemporaryDirectory(prefix="xdyn-wb-")
+        years = ((2015, 2016), (2017, 2017)) if monthly else ((2016, 2016), (2017, 2017))
+        write_weatherbench_test_set(tmp.name, years=sorted({y for r in years for y in r}),
+                                    days=test_set_days or (365 if monthly else 12 if quick else 24),
+                                    freq="1D" if monthly else "6h", variables=variables)
+        ds = load_weatherbench(list(variables), root=tmp.name)
+        note = WB_TEST_SET_NOTE
+    if monthly:
+        ds = ds.resample(time="1MS").mean()
+        # a 360-day calendar makes months equal: leads of k * 30 days hit month k exactly
+        import cftime
+        ds = ds.assign_coords(time=[cftime.Datetime360Day(t.year, t.month, 16) for t in
+                                    ds.indexes["time"]])
+    else:
+        ds = ds.resample(time="6h").nearest() if ds.sizes["time"] > 1 else ds
+    ds = ds.load()
+    year = ds["time"].dt.year
+    train = ds.sel(time=(year >= years[0][0]) & (year <= years[0][1]))
+    first = int(np.argmax((year >= years[1][0]).values))
+    test = ds.isel(time=slice(first - 1, None))
+    return train, test, note, tmp
+
+
+def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", progress=True,
+                            variables=("z500", "t850", "t2m", "u10", "v10"), root=None,
+                            forecasters=None, leads=None, test_set_days=None):
+    """Run ``era5-forecast`` (``monthly=False``) or ``era5-monthly`` (see the module docstring)."""
+    t_start = time.perf_counter()
+    train, test, note, tmp = _open_weatherbench(variables, monthly, quick, root, test_set_days)
+    try:
+        if leads is None:
+            leads = range(1, 6) if monthly else range(6, 145, 6)
+        unit = "month" if monthly else "h"
+        lead_times = [np.timedelta64(30 * int(k), "D") if monthly else np.timedelta64(int(k), "h")
+                      for k in leads]
+        if forecasters is None:
+            forecasters = {
+                "Persistence": Persistence(),
+                "Climatology": Climatology(groupby="month" if monthly else "dayofyear+hour"),
+                "ClimODE": ClimODE(hidden=16, n_steps=2, max_epochs=3 if quick else 20,
+                                   batch_size=8, step_size=1.0, random_state=seed,
+                                   device=device, progress=progress)}
+        scores, forecasts, timing = compare_forecasters(forecasters, train, test, lead_times,
+                                                        progress=progress)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    scale = np.timedelta64(30, "D") if monthly else np.timedelta64(1, "h")
+    scores = scores.assign_coords(lead_time=("lead_time", scores.lead_time.values / scale,
+                                             {"long_name": "forecast lead time",
+                                              "units": "30 days" if monthly else "h"}))
+    scores = scores.assign(fit_seconds=("method", [timing[m][0] for m in scores.method.values],
+                                        {"long_name": "fit wall time", "units": "s"}))
+    scores.attrs.update(data=note, config_json=json.dumps(
+        {"quick": quick, "seed": seed, "monthly": monthly, "variables": list(variables),
+         "n_train": int(train.sizes["time"]), "n_test_inits": int(test.sizes["time"] - 1),
+         "leads": [int(k) for k in leads], "lead_unit": unit}),
+        wall_seconds=time.perf_counter() - t_start)
+    shown = [k for k in ((1, 3, 5) if monthly else (6, 24, 72, 144)) if k in list(leads)]
+    table = "\n\n".join([f"data: {note}"] + [_table(scores, v, shown, unit) for v in variables])
+    figures = {f"{v}_scores": score_curves(scores, v, unit=unit) for v in variables[:2]}
+    figures["maps"] = error_maps(forecasts, test, variables[0], lead=lead_times[-1])
+    return ExperimentResult(scores, figures, table, _summary(scores, data=note))
+
+
+@register("era5-forecast",
+          "ClimODE-style forecaster against persistence and climatology on WeatherBench 5.625 "
+          "deg (z500, t850, t2m, u10, v10), 6-hourly leads 6-144 h; on xdyn's test set when "
+          "no WeatherBench files are found",
+          "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE")
+def era5_forecast(quick=False, seed=0, device="cpu", progress=True):
+    return weatherbench_experiment(False, quick=quick, seed=seed, device=device,
+                                   progress=progress)
+
+
+@register("era5-monthly",
+          "Monthly-mean forecasts (leads 1-5 months) on WeatherBench 5.625 deg: ClimODE-style "
+          "against persistence and the monthly climatology",
+          "Verma et al. (ICLR 2024) ClimODE, monthly setup")
+def era5_monthly(quick=False, seed=0, device="cpu", progress=True):
+    return weatherbench_experiment(True, quick=quick, seed=seed, device=device,
+                                   progress=progress, variables=("z500", "t850"))
