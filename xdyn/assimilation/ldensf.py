@@ -55,12 +55,13 @@ class LDEnSF(BaseEstimator):
     n_pseudo_steps : int, default=100
         Reverse-SDE steps of each analysis.
     eps : float, default=0.05
-    score : {"mixture", "kernel"}, default="mixture"
+    score : {"mixture", "kernel"}, default="kernel"
+        Monte Carlo prior score; ``"kernel"`` (per member) is the original's.
     obs_noise_scale : float, default=1.0
         Factor on the encoder's residual std (the latent observation error).
     initial_spread : float, default=0.05
         Std (in standardised latent units) of the initial latent members
-        around the shared zero start; parameters start from their uniform
+        around the zero latent start; parameters start from their uniform
         prior over the training range.
     prefit_ldnet : bool, default=False
         Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
@@ -115,7 +116,7 @@ class LDEnSF(BaseEstimator):
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
-                 score="mixture", obs_noise_scale=1.0, initial_spread=0.05,
+                 score="kernel", obs_noise_scale=1.0, initial_spread=0.05,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
@@ -213,7 +214,7 @@ class LDEnSF(BaseEstimator):
         z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
         times = np.asarray(obs["time"].values, dtype=float)
         steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
-        if np.any(steps < 0) or np.any(np.diff(steps) < 0):
+        if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
             raise ValueError("observation times must be increasing and not before the "
                              "training trajectories' start")
         module = self.ldnet_.module_
@@ -235,7 +236,8 @@ class LDEnSF(BaseEstimator):
             n_traj, M, n_lat, generator=gen, dtype=dt_).to(dev)
         u = (2 * torch.rand(n_traj, M, self.ldnet_.n_params_, generator=gen, dtype=dt_) - 1).to(dev)
         z = torch.cat([s, u], -1)
-        step, t_dyn, t_ana, members = 0, 0.0, 0.0, []
+        # the zero latent state sits one saved step before the first training state
+        step, t_dyn, t_ana, members = -1, 0.0, 0.0, []
         with torch.no_grad():
             for k, target in enumerate(steps):
                 tic = time.perf_counter()

@@ -149,7 +149,8 @@ class LDNetModule(nn.Module):
     """Latent dynamics network: latent rollout from the parameters, then reconstruction.
 
     ``s_{k+1} = s_k + (1/n_substeps) f(s_k, u)`` applied ``n_substeps`` times
-    per saved step, from ``s_0 = 0`` (the time unit is one saved step).
+    per saved step, from ``s_0 = 0`` one step before the first saved state
+    (the time unit is one saved step).
 
     Parameters
     ----------
@@ -197,7 +198,10 @@ class LDNetModule(nn.Module):
         return s
 
     def rollout(self, u, n_steps, s0=None):
-        """Latents at steps ``0..n_steps-1`` (B, T, L), from ``s0`` (zeros by default).
+        """Latents of saved steps ``0..n_steps-1`` (B, T, L): ``s_1 .. s_T`` from ``s_0``.
+
+        As in LD-EnSF's LDNet, the first saved state is one step from ``s_0``
+        (zeros by default), so the initial field may depend on the parameters.
 
         Examples
         --------
@@ -206,8 +210,8 @@ class LDNetModule(nn.Module):
         torch.Size([5, 4, 3])
         """
         s = u.new_zeros(u.shape[:-1] + (self.n_latent,)) if s0 is None else s0
-        out = [s]
-        for _ in range(int(n_steps) - 1):
+        out = []
+        for _ in range(int(n_steps)):
             s = self.step(s, u)
             out.append(s)
         return torch.stack(out, -2)

@@ -11,8 +11,9 @@ rolls out each trajectory from its parameters and compares the field at a
 few randomly drawn grid points per step, so the cost does not grow with the
 grid. The torch modules are in :mod:`xdyn.nn.ldnet_modules`.
 
-Since the latent state starts at zero, the trajectories of one data set share
-their initial field (as in LDNets' setting): only the parameters tell them apart.
+The latent state starts at zero one step before the first saved state (as in
+LD-EnSF), so everything that tells trajectories apart, their initial field
+included, must be a function of the parameters.
 """
 
 from __future__ import annotations
