@@ -99,3 +99,15 @@ def test_bad_input(setup):
         ObservationEncoder().fit(train, train)
     with pytest.raises(ValueError, match="cell"):
         ObservationEncoder(cell="rnn").fit(obs_train, train[["a"]])
+
+
+@pytest.mark.parametrize("cls", [LDNet, ObservationEncoder, LDEnSF])
+def test_sklearn_parameter_checks(cls):
+    from sklearn.utils.estimator_checks import (check_get_params_invariance,
+                                                check_no_attributes_set_in_init,
+                                                check_parameters_default_constructible)
+
+    est = cls()
+    check_parameters_default_constructible(cls.__name__, est)
+    check_no_attributes_set_in_init(cls.__name__, est)
+    check_get_params_invariance(cls.__name__, est)
