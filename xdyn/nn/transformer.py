@@ -15,8 +15,9 @@ loss ``reconstruction + prediction_weight * latent prediction + beta * KL``:
 reconstruction is the mean squared error of every frame of the window, KL that
 of the encoder, and the latent prediction term the Gaussian negative
 log-likelihood of the encoded future frames under the predicted distribution.
-The prediction targets are the encoder means with gradients stopped, so the
-prediction term cannot shrink the latent space to lower its own loss.
+The transformer reads and predicts the encoder means with gradients stopped, so
+the prediction term cannot shrink the latent space to lower its own loss; the
+two parts train side by side in one optimiser.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from xdyn.nn.vae import BetaVAE, gaussian_kl
 
 __all__ = ["LatentROMModule", "LatentROMNet", "LatentTransformer"]
 
-_LOGVAR_MIN, _LOGVAR_MAX = -12.0, 6.0
+# log-variance bounds of the predicted latents: exp(-logvar) at -7 keeps gradients tame
+_LOGVAR_MIN, _LOGVAR_MAX = -7.0, 4.0
 
 
 class LatentTransformer(nn.Module):
@@ -103,6 +105,8 @@ class LatentROMModule(nn.Module):
     n_latent, seq_len, pred_horizon : int
     hidden : int, default=32
         VAE width.
+    architecture : {"auto", "conv", "mlp"}, default="auto"
+        VAE kind (see :class:`~xdyn.nn.vae.BetaVAE`).
     d_model, n_heads, n_layers : int
         Transformer sizes.
     dropout : float, default=0.0
@@ -117,9 +121,9 @@ class LatentROMModule(nn.Module):
     """
 
     def __init__(self, in_shape, n_latent=64, seq_len=30, pred_horizon=30, hidden=32,
-                 d_model=64, n_heads=8, n_layers=2, dropout=0.0):
+                 d_model=64, n_heads=8, n_layers=2, dropout=0.0, architecture="auto"):
         super().__init__()
-        self.vae = BetaVAE(in_shape, n_latent=n_latent, hidden=hidden)
+        self.vae = BetaVAE(in_shape, n_latent=n_latent, hidden=hidden, architecture=architecture)
         self.dynamics = LatentTransformer(n_latent, seq_len, pred_horizon, d_model=d_model,
                                           n_heads=n_heads, n_layers=n_layers, dropout=dropout)
 
@@ -129,17 +133,24 @@ class LatentROMModule(nn.Module):
         recon, mu, logvar = self.vae(frames)
         mu = mu.reshape(batch, length, -1)
         seq_len = self.dynamics.seq_len
-        pred_mean, pred_logvar = self.dynamics(mu[:, :seq_len])
+        # the transformer reads and predicts the encoder means with gradients stopped: the
+        # prediction term cannot shrink or bend the latent space to lower its own loss
+        latent = mu.detach()
+        pred_mean, pred_logvar = self.dynamics(latent[:, :seq_len])
         return {"recon": recon.reshape(x.shape), "mu": mu, "logvar": logvar.reshape(mu.shape),
                 "pred_mean": pred_mean, "pred_logvar": pred_logvar,
-                "target": mu[:, seq_len:].detach()}
+                "target": latent[:, seq_len:]}
 
 
 class LatentROMNet(XdynNet):
     """XdynNet whose loss is reconstruction + ``prediction_weight`` * latent NLL + ``beta`` * KL.
 
     The input is a batch of windows (``seq_len + pred_horizon`` snapshots);
-    ``y`` is unused.
+    ``y`` is unused. Each training batch records its terms in the history
+    (``reconstruction``, ``latent_nll``, ``kl`` and ``latent_error``, the
+    squared error of the predicted latent means over the variance of the
+    targets), since the total mixes terms whose scale moves while the
+    latent space spreads out.
 
     Parameters
     ----------
@@ -174,6 +185,11 @@ class LatentROMNet(XdynNet):
         reconstruction = torch.mean((y_pred["recon"] - X) ** 2)
         kl = gaussian_kl(y_pred["mu"], y_pred["logvar"]).mean()
         logvar = y_pred["pred_logvar"]
-        nll = 0.5 * (logvar + (y_pred["target"] - y_pred["pred_mean"]) ** 2 * torch.exp(-logvar)
-                     + math.log(2 * math.pi))
+        error = (y_pred["target"] - y_pred["pred_mean"]) ** 2
+        nll = 0.5 * (logvar + error * torch.exp(-logvar) + math.log(2 * math.pi))
+        if training:  # the terms, per batch: the total mixes scales that move as latents spread
+            for key, value in (("reconstruction", reconstruction), ("latent_nll", nll.mean()),
+                               ("kl", kl), ("latent_error", error.mean()
+                                            / y_pred["target"].var().clamp_min(1e-12))):
+                self.history.record_batch(key, float(value.detach()))
         return reconstruction + self.prediction_weight * nll.mean() + self.beta * kl

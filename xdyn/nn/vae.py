@@ -11,6 +11,8 @@ divisible by 4); a flat ``(n_features,)`` input gets an MLP.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -20,6 +22,7 @@ __all__ = ["BetaVAE", "gaussian_kl"]
 
 # log-variances are clamped: keeps exp() finite in the first epochs
 _LOGVAR_MAX = 10.0
+_LOGVAR_INIT = -6.0
 
 
 def gaussian_kl(mu, logvar):
@@ -49,6 +52,10 @@ class BetaVAE(nn.Module):
     hidden : int, default=32
         Channels of the first convolution (doubled at each halving), or width
         of the MLP layers.
+    architecture : {"auto", "conv", "mlp"}, default="auto"
+        "auto": convolutional for a ``(channels, H, W)`` shape, else an MLP; an
+        MLP on a grid flattens it (much cheaper on a CPU, and enough for a
+        low-pass filtered field with few degrees of freedom).
 
     Examples
     --------
@@ -59,13 +66,20 @@ class BetaVAE(nn.Module):
     (torch.Size([5, 8]), torch.Size([5, 2, 16, 16]))
     >>> BetaVAE((10,), n_latent=3, hidden=16).decode(torch.zeros(4, 3)).shape
     torch.Size([4, 10])
+    >>> BetaVAE((2, 6, 6), n_latent=3, hidden=16, architecture="mlp").decode(torch.zeros(4, 3)).shape
+    torch.Size([4, 2, 6, 6])
     """
 
-    def __init__(self, in_shape, n_latent=64, hidden=32):
+    def __init__(self, in_shape, n_latent=64, hidden=32, architecture="auto"):
         super().__init__()
         self.in_shape = tuple(int(s) for s in in_shape)
         self.n_latent = int(n_latent)
-        if len(self.in_shape) == 3:
+        if architecture not in ("auto", "conv", "mlp"):
+            raise ValueError(f"architecture must be 'auto', 'conv' or 'mlp'; got {architecture!r}")
+        if architecture == "conv" and len(self.in_shape) != 3:
+            raise ValueError(f"a convolutional VAE needs in_shape (channels, H, W); got {in_shape}")
+        conv = len(self.in_shape) == 3 and architecture != "mlp"
+        if conv:
             c, h, w = self.in_shape
             if h % 4 or w % 4:
                 raise ValueError(f"BetaVAE needs a grid divisible by 4; got {h}x{w}")
@@ -85,14 +99,21 @@ class BetaVAE(nn.Module):
                 nn.Upsample(scale_factor=2, mode="nearest"), _conv(h2, h1, 3, 1), nn.GELU(),
                 _conv(h1, c, 3, 1),
             )
-        elif len(self.in_shape) == 1:
-            n = self.in_shape[0]
+        elif len(self.in_shape) in (1, 3):
+            n = math.prod(self.in_shape)
             self._bottleneck = None
-            self.encoder = MLP(n, 2 * self.n_latent, hidden=int(hidden), n_layers=2)
+            self.encoder = nn.Sequential(nn.Flatten(),
+                                         MLP(n, 2 * self.n_latent, hidden=int(hidden), n_layers=2))
             self.decoder_in = nn.Identity()
-            self.decoder = MLP(self.n_latent, n, hidden=int(hidden), n_layers=2)
+            self.decoder = nn.Sequential(MLP(self.n_latent, n, hidden=int(hidden), n_layers=2),
+                                         nn.Unflatten(-1, self.in_shape))
         else:
             raise ValueError(f"in_shape must be (channels, H, W) or (n_features,); got {in_shape}")
+        # start with a narrow posterior: with a small beta, unit noise on z at initialisation
+        # drowns the reconstruction signal and slows the first epochs a lot
+        last = [m for m in self.encoder.modules() if isinstance(m, nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias[self.n_latent:] = _LOGVAR_INIT
 
     def encode(self, x):
         """Mean and (clamped) log-variance of ``q(z | x)``; ``x`` is ``(batch, *in_shape)``."""

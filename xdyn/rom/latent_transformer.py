@@ -1,0 +1,394 @@
+"""Latent ROM: a beta-VAE compresses snapshots, a transformer steps the latent sequence.
+
+The reduced-order model of "Scale Separation and Stochastic Closure for
+Chaotic Dynamics" (arXiv 2510.24583), after Solera-Rico et al. (2024, Nat.
+Commun. 15, 1361): a beta-VAE (:class:`xdyn.nn.BetaVAE`) encodes each snapshot
+into ``n_latent`` coordinates; a transformer (:class:`xdyn.nn.LatentTransformer`,
+``n_layers`` attention blocks of ``n_heads`` heads) reads ``seq_len`` latent
+steps and predicts the next ``pred_horizon``. Both are trained at once through
+:class:`xdyn.nn.LatentROMNet` on windows of ``seq_len + pred_horizon``
+consecutive snapshots of each training trajectory, with the loss
+``reconstruction + prediction_weight * latent prediction + beta * KL``.
+
+Here the transformer predicts a Gaussian per future step (its latent
+prediction loss is a negative log-likelihood), so that ``predict(...,
+n_samples=k)`` draws ``k`` stochastic rollouts whose spread is learned, where
+the original's spread came from the VAE's sampling alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from skorch.callbacks import GradientNormClipping
+
+from xdyn.nn import LatentROMModule, LatentROMNet
+from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
+from xdyn.rom.pod import future_times
+
+__all__ = ["LatentTransformerROM"]
+
+_FRAMES_PER_CHUNK = 256  # snapshots encoded/decoded at once outside training
+
+
+class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """beta-VAE + transformer latent reduced-order model with stochastic rollouts.
+
+    Parameters
+    ----------
+    n_latent : int, default=64
+        Latent size (the original: 64).
+    seq_len : int, default=30
+        Latent steps the transformer reads (the original: 30).
+    pred_horizon : int, default=30
+        Steps it predicts at once (the original: 30).
+    beta : float, default=5e-4
+        Weight of the KL term.
+    prediction_weight : float, default=1.0
+        Weight ``lambda`` of the latent prediction term.
+    hidden : int, default=32
+        VAE width (channels of its first convolution, or MLP width).
+    architecture : {"auto", "conv", "mlp"}, default="auto"
+        VAE kind: "auto" is convolutional on fields of one 2-D grid (sides
+        divisible by 4), else an MLP; "mlp" on a grid is far cheaper on a CPU.
+    d_model : int, default=64
+        Transformer token width (a multiple of ``n_heads``).
+    n_heads : int, default=8
+    n_layers : int, default=2
+        Attention blocks.
+    dropout : float, default=0.0
+    window_stride : int, default=1
+        Snapshots between the starts of consecutive training windows.
+    shift_augmentation : bool, default=False
+        Roll each training window by a random number of grid points along the
+        last grid dim (periodic): for flows equivariant under translations
+        along it (Kolmogorov flow along ``x``), it shows the model every phase
+        of a pattern from few trajectories. Needs fields on one 2-D grid.
+    max_epochs : int, default=50
+    lr : float, default=1e-3
+    batch_size : int, default=32
+        Windows per batch.
+    sample_dim : str, default="time"
+        The time dim (windows run along it); every other dim but
+        ``trajectory_dim`` is a feature.
+    trajectory_dim : str, default="trajectory"
+        Independent trajectories (windows never cross them).
+    device : str, default="auto"
+    dtype : str, default="float32"
+    random_state : int or None, default=None
+        Seeds the network and the rollouts of :meth:`predict`.
+    progress : bool, default=False
+
+    Attributes
+    ----------
+    net_ : xdyn.nn.LatentROMNet
+        The trained network (``net_.history`` holds the losses).
+    mean_, scale_ : ndarray of shape (n_features,)
+        Standardisation of the snapshots (mean snapshot, one scale per variable).
+    in_shape_ : tuple of int
+        ``(channels, H, W)`` when every variable is a field on one 2-D grid
+        whose sides divide by 4 (convolutional VAE), else ``(n_features,)``.
+    n_features_in_ : int
+
+    Notes
+    -----
+    ``transform`` returns the encoder means ``z`` (as :class:`~xdyn.rom.POD`
+    does its coefficients) and ``inverse_transform`` decodes any ``z``.
+    ``predict(X, n_steps, n_samples=None)`` reads the last ``seq_len``
+    snapshots of each trajectory of ``X`` and rolls the transformer out
+    ``pred_horizon`` steps at a time: the mean path without ``n_samples``; with
+    it, ``n_samples`` paths along a new ``member`` dim, each chunk drawn from
+    the predicted Gaussians with one standard-normal vector per member and
+    chunk (so a path is coherent in time and its marginal at each lead is the
+    predicted one).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> t, x = 0.2 * np.arange(120), np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    >>> ds = xr.Dataset({"u": (("time", "x"), np.sin(x[None] - t[:, None]))}, coords={"time": t})
+    >>> rom = LatentTransformerROM(n_latent=2, seq_len=4, pred_horizon=2, hidden=16, d_model=16,
+    ...                            max_epochs=2, random_state=0).fit(ds)
+    >>> rom.transform(ds).z.dims
+    ('time', 'latent')
+    >>> forecast = rom.predict(ds, n_steps=3, n_samples=2)
+    >>> forecast.u.dims, forecast.time.values.round(1).tolist()
+    (('member', 'time', 'x'), [24.0, 24.2, 24.4])
+    """
+
+    _parameter_constraints = {
+        "n_latent": [Interval(Integral, 1, None, closed="left")],
+        "seq_len": [Interval(Integral, 1, None, closed="left")],
+        "pred_horizon": [Interval(Integral, 1, None, closed="left")],
+        "beta": [Interval(Real, 0, None, closed="left")],
+        "prediction_weight": [Interval(Real, 0, None, closed="left")],
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "d_model": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "architecture": [StrOptions({"auto", "conv", "mlp"})],
+        "window_stride": [Interval(Integral, 1, None, closed="left")],
+        "shift_augmentation": ["boolean"],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "sample_dim": [str],
+        "trajectory_dim": [str, None],
+        "device": [str, torch.device],
+        "dtype": [str, torch.dtype],
+        "random_state": ["random_state"],
+        "progress": ["boolean"],
+    }
+
+    def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
+                 prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
+                 n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
+                 max_epochs=50, lr=1e-3, batch_size=32,
+                 sample_dim="time", trajectory_dim="trajectory", device="auto",
+                 dtype="float32", random_state=None, progress=False):
+        self.n_latent = n_latent
+        self.seq_len = seq_len
+        self.pred_horizon = pred_horizon
+        self.beta = beta
+        self.prediction_weight = prediction_weight
+        self.hidden = hidden
+        self.architecture = architecture
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.dropout = dropout
+        self.window_stride = window_stride
+        self.shift_augmentation = shift_augmentation
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.sample_dim = sample_dim
+        self.trajectory_dim = trajectory_dim
+        self.device = device
+        self.dtype = dtype
+        self.random_state = random_state
+        self.progress = progress
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Train the VAE and the transformer on windows of the trajectories of ``X``."""
+        self._validate_params()
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads "
+                             f"({self.n_heads})")
+        values, layout = to_trajectories(X, self.sample_dim, self.trajectory_dim)
+        window = self.seq_len + self.pred_horizon
+        if values.shape[1] < window:
+            raise ValueError(f"each trajectory needs at least seq_len + pred_horizon = {window} "
+                             f"snapshots along {self.sample_dim!r}; got {values.shape[1]}")
+        self.layout_ = layout
+        self.n_features_in_ = values.shape[-1]
+        self.in_shape_ = _in_shape(layout)
+        if len(self.in_shape_) != 3 and (self.shift_augmentation or self.architecture == "conv"):
+            raise ValueError("shift_augmentation=True and architecture='conv' need every variable "
+                             "to be a field on one 2-D grid with sides divisible by 4")
+        self.mean_, self.scale_ = _standardisation(values, layout)
+        frames = self._frames(values)
+        self.net_ = LatentROMNet(
+            LatentROMModule,
+            module__in_shape=self.in_shape_, module__n_latent=self.n_latent,
+            module__seq_len=self.seq_len, module__pred_horizon=self.pred_horizon,
+            module__hidden=self.hidden, module__d_model=self.d_model,
+            module__n_heads=self.n_heads, module__n_layers=self.n_layers,
+            module__dropout=self.dropout, module__architecture=self.architecture, beta=self.beta,
+            prediction_weight=self.prediction_weight, lr=self.lr,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, device=self.device,
+            dtype=self.dtype, random_state=_seed(self.random_state), progress=self.progress,
+            # the Gaussian NLL can spike when a predicted variance is small: clip the step
+            callbacks=[("clip", GradientNormClipping(gradient_clip_value=1.0))],
+        )
+        self.net_.fit(_Windows(frames, window, self.window_stride, self.shift_augmentation), None)
+        return self
+
+    # ------------------------------------------------------------ transform
+    def transform(self, X):
+        """Encoder means of the snapshots of ``X`` (same kind as ``X``)."""
+        check_is_fitted(self)
+        values, layout = self._stack(X)
+        z = self._encode(self._frames(values))
+        return latent_output(z, layout, self.sample_dim, layout.time_coord)
+
+    def inverse_transform(self, X):
+        """Decoded snapshots of latent coordinates ``X`` (also of unseen data)."""
+        check_is_fitted(self)
+        z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_latent)
+        return self._unstack(self._decode(z), meta)
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X, n_steps, n_samples=None):
+        """Roll the ROM out ``n_steps`` snapshots after the last one of each trajectory of ``X``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            At least ``seq_len`` snapshots per trajectory; the last ``seq_len``
+            start the rollout.
+        n_steps : int
+            Snapshots to forecast.
+        n_samples : int, optional
+            Stochastic rollouts, along a new leading ``member`` dim; None: the
+            mean path, without ``member``.
+
+        Returns
+        -------
+        Same kind as ``X``
+            The forecast on the training grid, times continuing those of ``X``.
+        """
+        check_is_fitted(self)
+        if not isinstance(n_steps, Integral) or n_steps < 1:
+            raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
+        if n_samples is not None and (not isinstance(n_samples, Integral) or n_samples < 1):
+            raise ValueError(f"n_samples must be None or a positive integer; got {n_samples!r}")
+        values, layout = self._stack(X)
+        if values.shape[1] < self.seq_len:
+            raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
+                             f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")
+        context = self._encode(self._frames(values[:, -self.seq_len:]))
+        members = 1 if n_samples is None else int(n_samples)
+        rng = check_random_state(self.random_state)
+        z = self._rollout(context, n_steps, members, stochastic=n_samples is not None, rng=rng)
+        fields = np.stack([self._decode(zm) for zm in z])  # (member, traj, time, feature)
+        if n_samples is None:
+            fields = fields[0]
+        if layout.kind == "array":
+            return fields[:, 0] if n_samples is not None else fields[0]
+        meta = (layout.trajectory_dim, layout.trajectory_coord,
+                future_times(layout, n_steps, self.sample_dim))
+        return self._unstack(fields, meta, member_dim="member" if n_samples else None)
+
+    # -------------------------------------------------------------- helpers
+    def _stack(self, X):
+        return to_trajectories(X, self.sample_dim, self.trajectory_dim, info=self.layout_.info)
+
+    def _unstack(self, values, meta, member_dim=None):
+        if meta is None:
+            return values[:, 0] if member_dim else values[0]
+        layout = copy.copy(self.layout_)
+        layout.trajectory_dim, layout.trajectory_coord, time = meta
+        return from_trajectories(values, layout, time, member_dim=member_dim)
+
+    def _frames(self, values):
+        """Standardised snapshots ``(n_traj, n_times, *in_shape)`` as float32."""
+        scaled = (values - self.mean_) / self.scale_
+        return scaled.reshape(*values.shape[:2], *self.in_shape_).astype(np.float32)
+
+    def _module(self):
+        module = self.net_.module_
+        param = next(module.parameters())
+        return module, param.device, param.dtype
+
+    def _encode(self, frames):
+        module, device, dtype = self._module()
+        flat = frames.reshape(-1, *self.in_shape_)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(flat), _FRAMES_PER_CHUNK):
+                chunk = torch.as_tensor(flat[start:start + _FRAMES_PER_CHUNK], device=device,
+                                        dtype=dtype)
+                out.append(module.vae.encode(chunk)[0].cpu().double().numpy())
+        return np.concatenate(out).reshape(*frames.shape[:2], self.n_latent)
+
+    def _decode(self, z):
+        module, device, dtype = self._module()
+        flat = z.reshape(-1, self.n_latent)
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(flat), _FRAMES_PER_CHUNK):
+                chunk = torch.as_tensor(flat[start:start + _FRAMES_PER_CHUNK], device=device,
+                                        dtype=dtype)
+                out.append(module.vae.decode(chunk).reshape(len(chunk), -1).cpu().double().numpy())
+        fields = np.concatenate(out) * self.scale_ + self.mean_
+        return fields.reshape(*z.shape[:-1], -1)
+
+    def _rollout(self, context, n_steps, n_members, stochastic, rng):
+        """Latent paths ``(member, traj, n_steps, n_latent)`` from ``context`` ``(traj, seq_len, n_latent)``."""
+        module, device, dtype = self._module()
+        n_traj = context.shape[0]
+        window = torch.as_tensor(np.repeat(context[None], n_members, 0), device=device,
+                                 dtype=dtype).reshape(n_members * n_traj, self.seq_len, -1)
+        steps = []
+        with torch.no_grad():
+            while sum(s.shape[1] for s in steps) < n_steps:
+                mean, logvar = module.dynamics(window)
+                if stochastic:
+                    # one normal vector per member and chunk: coherent paths, exact marginals
+                    eps = rng.standard_normal((window.shape[0], 1, self.n_latent))
+                    mean = mean + torch.exp(0.5 * logvar) * torch.as_tensor(eps, device=device,
+                                                                            dtype=dtype)
+                steps.append(mean)
+                window = torch.cat([window, mean], dim=1)[:, -self.seq_len:]
+        z = torch.cat(steps, dim=1)[:, :n_steps].cpu().double().numpy()
+        return z.reshape(n_members, n_traj, n_steps, self.n_latent)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+class _Windows(torch.utils.data.Dataset):
+    """Windows of ``length`` consecutive snapshots of each trajectory (never across two)."""
+
+    def __init__(self, frames, length, stride, shift=False):
+        self.frames = torch.as_tensor(frames)
+        self.shift = shift
+        n_traj, n_time = frames.shape[:2]
+        self.index = [(b, s) for b in range(n_traj) for s in range(0, n_time - length + 1, stride)]
+        self.length = length
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        b, s = self.index[i]
+        window = self.frames[b, s:s + self.length]
+        if self.shift:  # drawn from the net's per-epoch seeded RNG (no worker processes)
+            window = torch.roll(window, int(torch.randint(window.shape[-1], ())), dims=-1)
+        return window, torch.zeros(())
+
+
+def _in_shape(layout):
+    """``(channels, H, W)`` when every variable is on one 2-D grid divisible by 4."""
+    if layout.kind == "xarray":
+        shapes = {v.shape for v in layout.info.variables}
+        if len(shapes) == 1:
+            (shape,) = shapes
+            if len(shape) == 2 and shape[0] % 4 == 0 and shape[1] % 4 == 0:
+                return (len(layout.info.variables), *shape)
+        return (layout.info.n_features,)
+    return (int(layout.info),)
+
+
+def _standardisation(values, layout):
+    """Mean snapshot and one standard deviation per variable (so (u, v) keep their ratio)."""
+    flat = values.reshape(-1, values.shape[-1])
+    mean = flat.mean(0)
+    scale = np.empty_like(mean)
+    columns = [v.columns for v in layout.info.variables] if layout.kind == "xarray" \
+        else [slice(None)]
+    for cols in columns:
+        std = float((flat[:, cols] - mean[cols]).std())
+        scale[cols] = std if std > 0 else 1.0
+    return mean, scale
+
+
+def _seed(random_state):
+    """An int seed for the net from ``random_state`` (None stays None)."""
+    if random_state is None or isinstance(random_state, Integral):
+        return random_state
+    return int(check_random_state(random_state).randint(2**31 - 1))
