@@ -1,7 +1,7 @@
 """``xdyn run --all`` on a LocalCluster: results equal to a serial run, a killed worker,
 a worker that keeps dying, resume, and bad input caught before any experiment starts.
 
-One 2-worker LocalCluster is shared by the module (starting one costs seconds).
+One 2-worker LocalCluster is shared with test_sweep (conftest.py: starting one costs seconds).
 The test experiments are defined inside a fixture, so they travel to the
 workers by value (cloudpickle) with their task, as a user's experiment would.
 """
@@ -22,8 +22,7 @@ pytest.importorskip("distributed")
 
 from xdyn.cli import main  # noqa: E402
 from xdyn.experiments.catalogue import _REGISTRY, ExperimentResult, register, summary_rows  # noqa: E402
-from xdyn.experiments.run_all import (ExperimentsFailedError, connect, is_complete,  # noqa: E402
-                                      run_all)
+from xdyn.experiments.run_all import ExperimentsFailedError, is_complete, run_all  # noqa: E402
 
 TINY = ("ra-tiny-a", "ra-tiny-b")
 
@@ -75,12 +74,9 @@ def experiments(tmp_path_factory):
         _REGISTRY.pop(name, None)
 
 
-@pytest.fixture(scope="module")
-def client(experiments):
-    client, cluster = connect(n_workers=2, retries=1)
-    yield client
-    client.close()
-    cluster.close()
+@pytest.fixture
+def client(experiments, dask_client):
+    return dask_client  # the shared 2-worker cluster of conftest.py
 
 
 def _kill_when_started(pid_file, killed):
@@ -94,31 +90,23 @@ def _kill_when_started(pid_file, killed):
         time.sleep(0.05)
 
 
-def test_killed_worker_retried_dying_worker_reported_results_equal_serial(client, experiments,
-                                                                          tmp_path):
-    # one run for both faults: the workers restart in parallel (each restart imports xdyn)
-    names = [*TINY, "ra-killed-once", "ra-always-dies"]
+def test_killed_worker_is_retried_and_results_equal_serial(client, experiments, tmp_path):
+    names = [*TINY, "ra-killed-once"]
     killed = []
     killer = threading.Thread(target=_kill_when_started,
                               args=(experiments / "killed-once.pid", killed))
     killer.start()
-    with pytest.raises(ExperimentsFailedError, match="'ra-always-dies'.*worker died") as info:
-        run_all(names, out=tmp_path / "dist", client=client, seed=3, retries=1)
+    outcomes = run_all(names, out=tmp_path / "dist", client=client, seed=3, retries=1)
     killer.join()
     assert killed, "the killed-once experiment never started"
-    # the experiment that kept killing its worker is named; the others are kept and listed
-    assert "Results kept" in str(info.value) and "ra-killed-once" in str(info.value)
-    outcomes = info.value.outcomes
-    assert [o.status for o in outcomes] == ["ok", "ok", "ok", "failed"]
-    assert all(o.worker.startswith("tcp://") for o in outcomes[:3])
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"]
+    assert all(o.worker.startswith("tcp://") for o in outcomes)
     runs = pd.read_csv(tmp_path / "dist" / "run_all.csv")
-    assert list(runs.name) == names and list(runs.status) == ["ok", "ok", "ok", "failed"]
-    assert (runs.peak_memory_mb[:3] > 0).all()
+    assert list(runs.name) == names and (runs.peak_memory_mb > 0).all()
     # the numbers equal those of a serial run with the same seed
-    ok = names[:3]
-    serial = run_all(ok, out=tmp_path / "serial", n_workers=0, seed=3, report=False)
+    serial = run_all(names, out=tmp_path / "serial", n_workers=0, seed=3, report=False)
     assert [o.status for o in serial] == ["ok"] * 3
-    for name in ok:
+    for name in names:
         a = pd.read_csv(tmp_path / "dist" / name / "summary.csv")
         b = pd.read_csv(tmp_path / "serial" / name / "summary.csv")
         pd.testing.assert_frame_equal(a, b)
@@ -126,12 +114,25 @@ def test_killed_worker_retried_dying_worker_reported_results_equal_serial(client
                 xr.open_dataset(tmp_path / "serial" / name / "results.nc") as s:
             xr.testing.assert_equal(d, s)  # the numbers; attrs (wall time) differ
             assert d.attrs["torch_threads"] == 1 and d.attrs["seed"] == 3
-    # one folder per finished experiment, nothing of the killed attempts: no duplicate,
-    # no staging folder, no half-written file
+    # one folder per experiment, nothing of the killed try: no duplicate, no staging
+    # folder, no half-written file
     left = sorted(p.name for p in (tmp_path / "dist").iterdir())
-    assert left == sorted([*ok, "report.csv", "report.html", "run_all.csv"])
+    assert left == sorted([*names, "report.csv", "report.html", "run_all.csv"])
     assert sorted(p.name for p in (tmp_path / "dist" / "ra-killed-once").iterdir()) == [
         "panel.png", "results.nc", "summary.csv"]
+
+
+def test_worker_dying_repeatedly_fails_that_experiment_and_keeps_the_others(client, tmp_path):
+    with pytest.raises(ExperimentsFailedError, match="'ra-always-dies'.*worker died") as info:
+        run_all(["ra-tiny-a", "ra-always-dies"], out=tmp_path, client=client, retries=1)
+    assert "Results kept" in str(info.value) and "ra-tiny-a" in str(info.value)
+    assert [o.status for o in info.value.outcomes] == ["ok", "failed"]
+    assert is_complete(tmp_path, "ra-tiny-a")
+    runs = pd.read_csv(tmp_path / "run_all.csv")
+    assert list(runs.status) == ["ok", "failed"]
+    assert (tmp_path / "report.html").exists()  # written from what finished
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "ra-tiny-a", "report.csv", "report.html", "run_all.csv"]
 
 
 def test_resume_skips_complete_runs_only(experiments, tmp_path):
