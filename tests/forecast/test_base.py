@@ -104,3 +104,31 @@ def test_errors_name_the_problem():
         est.predict(ds[["z"]])
     with pytest.raises(ValueError, match="groupby"):
         Climatology(groupby="week").fit(ds)
+
+
+@pytest.mark.parametrize("cls", [Persistence, Climatology])
+def test_sklearn_parameter_checks(cls):
+    from sklearn.utils.estimator_checks import (check_get_params_invariance,
+                                                check_no_attributes_set_in_init,
+                                                check_parameters_default_constructible,
+                                                check_set_params)
+    est = cls()
+    for check in (check_parameters_default_constructible, check_no_attributes_set_in_init,
+                  check_get_params_invariance, check_set_params):
+        check(cls.__name__, est)
+
+
+def test_grid_search_over_time_folds_picks_the_diurnal_climatology():
+    from sklearn.model_selection import GridSearchCV as SkGridSearchCV
+
+    from xdyn.model_selection import TimeSeriesSplit, samples
+
+    n = 24 * 12
+    time = np.datetime64("2019-03-01", "ns") + np.arange(n) * np.timedelta64(1, "h")
+    rng = np.random.default_rng(0)
+    t = 5 * np.sin(2 * np.pi * np.arange(n) / 24)[:, None] + 0.3 * rng.normal(size=(n, 3))
+    ds = xr.Dataset({"t": (("time", "x"), t)}, coords={"time": time})
+    search = SkGridSearchCV(Climatology(), {"groupby": ["none", "hour"]},
+                            cv=TimeSeriesSplit(n_splits=3, dim="time")).fit(samples(ds))
+    assert search.best_params_ == {"groupby": "hour"}
+    assert search.cv_results_["mean_test_score"][1] > -0.5  # noise 0.3 plus mean error
