@@ -134,7 +134,7 @@ METHODS = _public_methods(OBJECTS)
 def test_walk_finds_the_public_api():
     # guards the walk itself: if it found nothing, every test below would pass
     for name in ["xdyn.systems.lorenz96.Lorenz96", "xdyn.assimilation.enkf.EnKF",
-                 "xdyn.metrics.rmse", "xdyn.observe.ObservationOperator",
+                 "xdyn.metrics.rmse", "xdyn.observe.base.ObservationOperator",
                  "xdyn.preprocessing.stacking.Stacker"]:
         assert name in OBJECTS, name
     assert len(OBJECTS) > 150, len(OBJECTS)

@@ -1,0 +1,204 @@
+"""The built-in observation operators and the short specs that build them."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+from xdyn.observe._layout import _layout, _names
+from xdyn.observe.base import ObservationOperator, _locate
+from xdyn.systems._validation import _check_int
+
+__all__ = ["Identity", "SelectVariables", "EveryKth", "RandomPoints", "Squared", "make_operator"]
+
+class Identity(ObservationOperator):
+    """Observe the whole state.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> Identity().n_obs(Lorenz63())
+    3
+    """
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        return np.arange(sum(v.size for v in layout))
+
+
+class SelectVariables(ObservationOperator):
+    """Observe whole variables by name (``"x"`` or ``["x", "y"]``).
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> SelectVariables(["x", "y"]).indices(Lorenz63()).tolist()
+    [0, 1]
+    """
+
+    def __init__(self, variables="x"):
+        self.variables = variables
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        names = [self.variables] if isinstance(self.variables, str) else list(self.variables)
+        known = [v.name for v in layout]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown variable(s) {unknown}; the state has {known}")
+        starts = np.cumsum([0] + [v.size for v in layout])
+        out = [np.arange(starts[known.index(n)], starts[known.index(n) + 1]) for n in names]
+        return np.concatenate(out)
+
+
+class EveryKth(ObservationOperator):
+    """Observe every ``k``-th site along ``dim`` (Lorenz-96 ``k``, a grid's ``x``).
+
+    Parameters
+    ----------
+    k : int
+        Stride.
+    offset : int, default=0
+        First observed site.
+    dim : str, optional
+        The spatial dim to thin; the first spatial dim of each variable if omitted.
+    variables : str or list of str, optional
+        Restrict to these variables (default: every variable with ``dim``).
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> EveryKth(4).indices(Lorenz96(n=40)).tolist()[:3]
+    [0, 4, 8]
+    """
+
+    def __init__(self, k=4, offset=0, dim=None, variables=None):
+        self.k = k
+        self.offset = offset
+        self.dim = dim
+        self.variables = variables
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        k = _check_int(self.k, "k", 1, "EveryKth")
+        offset = _check_int(self.offset, "offset", 0, "EveryKth")
+        names = _names(self.variables, layout, type(self).__name__)
+        out, start = [], 0
+        for v in layout:
+            use = (names is None or v.name in names) and v.dims
+            dim = self.dim or (v.dims[0] if v.dims else None)
+            if use and dim in v.dims:
+                ax = v.dims.index(dim)
+                grid = np.arange(v.size).reshape(v.shape)
+                sel = [slice(None)] * len(v.shape)
+                sel[ax] = slice(offset, None, k)
+                out.append(start + grid[tuple(sel)].ravel())
+            start += v.size
+        if not out:
+            raise ValueError(f"no state variable has dim {self.dim!r} to thin")
+        return np.concatenate(out)
+
+
+class RandomPoints(ObservationOperator):
+    """Fixed random sparse points on a grid (drawn once from ``random_state``).
+
+    Parameters
+    ----------
+    n_points : int
+        Number of observed grid points per variable.
+    variables : str or list of str, optional
+        Variables to observe (default: all).
+    random_state : int
+        Seed for the point locations; the same seed gives the same network.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> op = RandomPoints(5, random_state=0)
+    >>> len(op.indices(Lorenz96()))
+    5
+    """
+
+    def __init__(self, n_points=10, variables=None, random_state=0):
+        self.n_points = n_points
+        self.variables = variables
+        self.random_state = random_state
+
+    def indices(self, layout):
+        layout = _layout(layout)
+        if not isinstance(self.random_state, (int, np.integer)):
+            raise TypeError("RandomPoints needs an integer random_state: the network must be fixed")
+        names = _names(self.variables, layout, type(self).__name__)
+        n_points = _check_int(self.n_points, "n_points", 1, "RandomPoints")
+        out, start = [], 0
+        for v in layout:
+            if names is None or v.name in names:
+                if n_points > v.size:
+                    raise ValueError(
+                        f"n_points={self.n_points} exceeds the {v.size} points of {v.name!r}")
+                # a fresh generator per variable: every field is seen at the same points
+                local = check_random_state(self.random_state)
+                out.append(start + np.sort(local.choice(v.size, n_points, replace=False)))
+            start += v.size
+        return np.concatenate(out)
+
+
+class Squared(ObservationOperator):
+    """Nonlinear operator: the square of another operator's observations (``x**2``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.systems import Lorenz63
+    >>> op = Squared(SelectVariables("x"))
+    >>> op.apply(torch.tensor([[2.0, 1.0, 0.0]]), Lorenz63()).tolist()
+    [[4.0]]
+    """
+
+    linear = False
+
+    def __init__(self, base=None):
+        self.base = base
+
+    def _base(self):
+        return Identity() if self.base is None else self.base
+
+    def indices(self, layout):
+        return self._base().indices(layout)
+
+    def _transform(self, z):
+        return z**2
+
+
+def make_operator(spec) -> ObservationOperator:
+    """Build an operator from a short spec.
+
+    ``"identity"`` / ``None``; a variable name or list of names; ``"x^2"`` or
+    ``"x2"`` (squared variable); ``"every4"`` (every 4th site); or an operator.
+
+    Examples
+    --------
+    >>> make_operator("every4")
+    EveryKth()
+    >>> make_operator(["x", "y"])
+    SelectVariables(variables=['x', 'y'])
+    """
+    if isinstance(spec, ObservationOperator):
+        return spec
+    if spec is None or spec == "identity" or spec == "all":
+        return Identity()
+    if isinstance(spec, str):
+        if spec.endswith("^2") or spec.endswith("**2") or (spec.endswith("2") and len(spec) == 2):
+            return Squared(SelectVariables(spec.rstrip("^*2")))
+        if spec.startswith("every"):
+            k = spec[len("every"):]
+            if not k.isdigit() or int(k) < 1:
+                raise ValueError(
+                    f"operator {spec!r}: 'every<k>' needs a whole number k >= 1 (e.g. 'every4')"
+                )
+            return EveryKth(int(k))
+        return SelectVariables(spec)
+    if isinstance(spec, (list, tuple)):
+        return SelectVariables(list(spec))
+    raise TypeError(f"cannot build an observation operator from {spec!r}")

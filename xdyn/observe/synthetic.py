@@ -1,0 +1,147 @@
+"""Noisy synthetic observations of a labelled state: :func:`observe`."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.utils import check_random_state
+
+from xdyn.observe._layout import SAMPLE_DIMS, layout_from_dataset
+from xdyn.observe.operators import make_operator
+from xdyn.preprocessing.stacking import flatten_variables
+from xdyn.systems._validation import _check_int, _check_real
+
+__all__ = ["observe"]
+
+def observe(
+    ds: xr.Dataset,
+    operator="identity",
+    noise_std=1.0,
+    every: int = 1,
+    times=None,
+    missing_fraction: float = 0.0,
+    random_state=None,
+    sample_dims: Sequence[str] = SAMPLE_DIMS,
+) -> xr.Dataset:
+    """Draw noisy synthetic observations of a state Dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Truth, with a ``time`` dim (and optionally ``trajectory`` / ``member``).
+        Its data variables with a ``time`` dim are the state; others (a
+        per-trajectory parameter) are not observed.
+    operator : ObservationOperator or spec, default="identity"
+        See :func:`make_operator`.
+    noise_std : float or array of shape (n_obs,), default=1
+        Standard deviation of the additive Gaussian observation error.
+    every : int, default=1
+        Observe every ``every``-th state time (ignored when ``times`` is given).
+    times : array-like, optional
+        Explicit (possibly irregular) subset of ``ds.time`` to observe.
+    missing_fraction : float, default=0
+        Fraction of observations randomly set missing (NaN).
+    random_state : int, RandomState or None
+        Seed for the noise and the missing pattern.
+
+    Returns
+    -------
+    xarray.Dataset
+        Variable ``observation`` with dims ``(..., time, obs)``, clean values in
+        ``observation_clean``, coordinates ``variable``, ``state_index`` and the
+        spatial position of each observation; the operator and noise in attrs.
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> truth = Lorenz96().simulate(n_steps=20, random_state=0)
+    >>> obs = observe(truth, "every4", noise_std=1.0, every=2, random_state=0)
+    >>> dict(obs.sizes)
+    {'time': 11, 'obs': 10}
+    """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"observe expects an xarray.Dataset, got {type(ds).__name__}")
+    if "time" not in ds.dims:
+        raise ValueError(f"the Dataset has no 'time' dim (dims: {tuple(ds.dims)})")
+    if not 0.0 <= _check_real(missing_fraction, "missing_fraction", "real", "observe") <= 1.0:
+        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
+    op = make_operator(operator)
+    rng = check_random_state(random_state)
+    if times is not None:
+        try:
+            ds = ds.sel(time=np.atleast_1d(np.asarray(times)))
+        except KeyError as exc:
+            raise ValueError(
+                f"observe: some of times are not times of the Dataset ({exc}; it runs "
+                f"{ds['time'].values[0]} .. {ds['time'].values[-1]}); pick them from ds.time"
+            ) from exc
+    else:
+        every = _check_int(every, "every", 1, "observe")
+        ds = ds.isel(time=slice(None, None, every))
+    # variables without a time dim (per-trajectory parameters such as a Reynolds
+    # number) are not part of the observed state
+    ds = ds[[k for k, v in ds.data_vars.items() if "time" in v.dims]]
+    layout = layout_from_dataset(ds, sample_dims)
+    lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
+    values, lead = flatten_variables(ds, layout, lead)
+    x = torch.as_tensor(np.array(values))  # a copy: the view may be read-only
+    clean = op.apply(x, layout).numpy()
+    if clean.shape[-1] == 0:
+        raise ValueError(f"observe: operator {op!r} observes nothing of this state")
+    try:
+        std = np.asarray(noise_std, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"observe: noise_std must be a number or an array of numbers, got {noise_std!r}"
+        ) from exc
+    if std.ndim > 1 or (std.ndim == 1 and std.shape[0] not in (1, clean.shape[-1])):
+        raise ValueError(
+            f"noise_std must be a scalar or have one value per observation ({clean.shape[-1]}), "
+            f"got shape {std.shape}")
+    std = np.broadcast_to(std, clean.shape[-1:])
+    if np.any(std < 0) or not np.all(np.isfinite(std)):
+        raise ValueError(f"noise_std must be finite and >= 0, got {noise_std}")
+    y = clean + std * rng.standard_normal(clean.shape)
+    if missing_fraction:
+        y[rng.uniform(size=y.shape) < float(missing_fraction)] = np.nan
+    coords = op.obs_coords(layout)
+    # Spatial coords along ``obs`` carry the state's coordinate *values* (so that
+    # ``truth.sel(x=obs.x)`` is right on physical grids); ``<dim>_index`` keeps
+    # the integer grid position for ``isel``.
+    for v in layout:
+        for d in v.dims:
+            if d in coords and f"{d}_index" not in coords:
+                pos = coords[d][1]
+                coords[f"{d}_index"] = ("obs", pos)
+                if d in ds.coords:
+                    values = ds[d].values
+                    safe = np.clip(pos, 0, len(values) - 1)
+                    located = np.where(pos >= 0, values[safe], np.nan if values.dtype.kind == "f" else -1)
+                    coords[d] = ("obs", located, dict(ds[d].attrs))
+    coords.update({d: ds[d] for d in lead if d in ds.coords})
+    attrs_common = {"units": _common_units(layout)}
+    out = xr.Dataset(
+        {
+            "observation": (tuple(lead) + ("obs",), y, {**attrs_common, "long_name": "noisy observation"}),
+            "observation_clean": (tuple(lead) + ("obs",), clean, {**attrs_common, "long_name": "observation without noise"}),
+            "noise_std": ("obs", np.array(std), {**attrs_common, "long_name": "observation error standard deviation"}),
+        },
+        coords=coords,
+    )
+    out.attrs.update({k: v for k, v in ds.attrs.items()})
+    out.attrs.update({
+        "operator": op.spec(),
+        "obs_noise_std": float(np.mean(std)),
+        "obs_every": int(every) if times is None else "irregular",
+        "obs_random_state": "None" if not isinstance(random_state, (int, np.integer)) else int(random_state),
+        "missing_fraction": float(missing_fraction),
+    })
+    return out
+
+
+def _common_units(layout):
+    units = {v.attrs.get("units", "1") for v in layout}
+    return units.pop() if len(units) == 1 else "mixed"
