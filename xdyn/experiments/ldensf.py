@@ -149,7 +149,23 @@ def _rel_rmse_t(field, truth):
 
 
 def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=False):
-    """Run the comparison (see the module docstring)."""
+    """Run the comparison (see the module docstring).
+
+    Returns
+    -------
+    ExperimentResult
+        Results Dataset (relative errors through time per assimilator, wall
+        time per step split into dynamics and analysis, the Re estimates),
+        figures, a table and summary rows.
+
+    Examples
+    --------
+    Minutes even at the quick size (training, and the full-space filters'
+    climatology), hence not run here:
+
+    >>> result = ldensf_experiment(LDEnSFSetup.quick())  # doctest: +SKIP
+    >>> print(result.table)  # doctest: +SKIP
+    """
     from xdyn.systems import KolmogorovFlow
 
     t0 = time.perf_counter()
