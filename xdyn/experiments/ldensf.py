@@ -163,7 +163,10 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     Minutes even at the quick size (training, and the full-space filters'
     climatology), hence not run here:
 
-    >>> result = ldensf_experiment(LDEnSFSetup.quick())  # doctest: +SKIP
+    >>> setup = LDEnSFSetup.quick()
+    >>> setup.N, setup.stride          # 11 x 11 observed points of 32 x 32
+    (32, 3)
+    >>> result = ldensf_experiment(setup)  # doctest: +SKIP
     >>> print(result.table)  # doctest: +SKIP
     """
     from xdyn.systems import KolmogorovFlow
