@@ -10,7 +10,8 @@ from xdyn.observe._layout import _layout, _names
 from xdyn.observe.base import ObservationOperator, _locate
 from xdyn.systems._validation import _check_int
 
-__all__ = ["Identity", "SelectVariables", "EveryKth", "RandomPoints", "Squared", "make_operator"]
+__all__ = ["Identity", "SelectVariables", "EveryKth", "RandomPoints", "Squared", "Arctan",
+           "make_operator"]
 
 class Identity(ObservationOperator):
     """Observe the whole state.
@@ -171,11 +172,46 @@ class Squared(ObservationOperator):
         return z**2
 
 
+class Arctan(ObservationOperator):
+    """Nonlinear operator: ``arctan`` of another operator's observations.
+
+    The bounded, saturating observation of the score-filter papers (Bao et
+    al. 2024): large states are seen only through their sign, so a Gaussian
+    filter's linearisation fails where a score or particle filter does not.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.systems import Lorenz96
+    >>> op = Arctan(EveryKth(k=4))
+    >>> y = op.apply(torch.tensor([[1.0, 9.0, 9.0, 9.0, -1e6, 9.0, 9.0, 9.0]]), Lorenz96(n=8))
+    >>> [round(v, 4) for v in y[0].tolist()]
+    [0.7854, -1.5708]
+    >>> make_operator("arctan")
+    Arctan()
+    """
+
+    linear = False
+
+    def __init__(self, base=None):
+        self.base = base
+
+    def _base(self):
+        return Identity() if self.base is None else self.base
+
+    def indices(self, layout):
+        return self._base().indices(layout)
+
+    def _transform(self, z):
+        return torch.arctan(z)
+
+
 def make_operator(spec) -> ObservationOperator:
     """Build an operator from a short spec.
 
     ``"identity"`` / ``None``; a variable name or list of names; ``"x^2"`` or
-    ``"x2"`` (squared variable); ``"every4"`` (every 4th site); or an operator.
+    ``"x2"`` (squared variable); ``"every4"`` (every 4th site); ``"arctan"``
+    (arctan of the whole state) or ``"arctan(<spec>)"``; or an operator.
 
     Examples
     --------
@@ -189,6 +225,10 @@ def make_operator(spec) -> ObservationOperator:
     if spec is None or spec == "identity" or spec == "all":
         return Identity()
     if isinstance(spec, str):
+        if spec == "arctan":
+            return Arctan()
+        if spec.startswith("arctan(") and spec.endswith(")"):
+            return Arctan(make_operator(spec[len("arctan("):-1]))
         if spec.endswith("^2") or spec.endswith("**2") or (spec.endswith("2") and len(spec) == 2):
             return Squared(SelectVariables(spec.rstrip("^*2")))
         if spec.startswith("every"):
