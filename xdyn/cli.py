@@ -154,6 +154,9 @@ def _cmd_bench(args):
         raise UsageError("`xdyn bench da` compares with DAPPER, which is not installed; "
                          "install the bench extra: pip install -e \".[bench]\"")
     print(bench.bench_da(quick=args.quick))
+    from xdyn.bench_sweep import bench_sweep  # the sweep row: 64 experiments vs DAPPER's loop
+
+    print("\n".join(bench_sweep(quick=args.quick)))
     return 0
 
 

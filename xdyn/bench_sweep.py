@@ -1,0 +1,113 @@
+"""The sweep row of ``xdyn bench da``: many twin experiments in one batched call vs DAPPER's loop.
+
+64 Lorenz-96 EnKF experiments (Sakov & Oke 2008: 8 truths x 8 inflation
+factors, square-root EnKF N=28 with random rotation) run by
+:func:`xdyn.experiments.sweep` in one batched call, next to DAPPER running the
+same 64 configurations one after the other on the same truths and
+observations. DAPPER is imported only here, inside the function.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+__all__ = ["bench_sweep"]
+
+LABEL = "EnKF sqrt N=28 infl 1.02 rot"
+
+
+def bench_sweep(quick: bool = False, n_seeds: int = 8,
+                inflations=(1.0, 1.01, 1.02, 1.03, 1.04, 1.06, 1.08, 1.1), client=None) -> list:
+    """Rows comparing a 64-experiment xdyn sweep with DAPPER's loop over the same experiments.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        300 cycles per experiment instead of 1000.
+    n_seeds : int, default 8
+        Truths (DAPPER seeds 3000 + i), each with its own observations.
+    inflations : sequence of float
+        Inflation factors of the sweep (8 by default: 64 experiments).
+    client : distributed.Client, optional
+        Run the sweep's chunks on this client (one chunk per worker thread).
+
+    Returns
+    -------
+    list of str
+        The table rows ``xdyn bench da`` prints.
+
+    Examples
+    --------
+    A benchmark, not a test: it runs for minutes (shown, not run):
+
+    >>> print("\\n".join(bench_sweep(quick=True)))  # doctest: +SKIP
+    sweep: 64 Lorenz-96 EnKF experiments (8 truths x 8 inflations, 300 cycles)
+    ...
+    """
+    import xarray as xr
+
+    from xdyn.assimilation import make_assimilator
+    from xdyn.bench import _as_datasets, _dapper_setup, _load_line
+    from xdyn.experiments import sweep
+    from xdyn.experiments.setups import get_setup
+
+    import dapper.da_methods as da
+    import dapper.tools.progressbar as dapper_progress
+    from dapper.tools.seeding import set_seed
+
+    dapper_progress.disable_progbar = True
+    n_cycles = 300 if quick else 1000
+    HMM = _dapper_setup("lorenz96", n_cycles)
+    setup = get_setup("sakov2008")
+    cfg = setup.methods([LABEL])[0]
+    system = setup.make_system()
+    twins = []
+    for i in range(n_seeds):
+        set_seed(3000 + i)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            xx, yy = HMM.simulate()
+        twins.append((xx, yy, *_as_datasets(HMM, xx, yy, system)))
+    truth = xr.concat([t[2] for t in twins], "trajectory")
+    obs = xr.concat([t[3].drop_vars("noise_std") for t in twins], "trajectory")
+    obs["noise_std"] = twins[0][3]["noise_std"]
+    burn = float(HMM.tseq.BurnIn)
+    params = {k: v for k, v in cfg.params.items() if k != "inflation"}
+    est = make_assimilator(cfg.method, system=system, burn_in=burn, random_state=1,
+                           raise_on_divergence=False, initial_state=HMM.X0.mu,
+                           initial_spread=float(np.sqrt(HMM.X0.C.diag[0])), **params)
+    batch = None
+    if client is not None:
+        batch = max(1, n_seeds * len(inflations) // max(1, sum(client.nthreads().values())))
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # lost filters are counted in the scores
+        ours = sweep(est, obs, truth, inflation=list(inflations), batch_size=batch,
+                     client=client)
+    t_ours = time.perf_counter() - t0
+    dname, dparams = cfg.dapper
+    theirs = np.full((len(inflations), n_seeds), np.nan)
+    t0 = time.perf_counter()
+    for j, (xx, yy, *_rest) in enumerate(twins):
+        for i, infl in enumerate(inflations):
+            xp = getattr(da, dname)(**{**dparams, "infl": infl})
+            set_seed(j + 1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                xp.assimilate(HMM, xx, yy, liveplots=False)
+            xp.stats.average_in_time()
+            theirs[i, j] = float(xp.avrgs.err.rms.a.val)
+    t_dapper = time.perf_counter() - t0
+    n = n_seeds * len(inflations)
+    best_ours = float(ours.mean("trajectory").min())
+    best_theirs = float(np.nanmin(theirs.mean(1)))
+    where = "one batched call" if client is None else f"chunks of {batch} on the client"
+    return [f"sweep: {n} Lorenz-96 EnKF experiments ({n_seeds} truths x {len(inflations)} "
+            f"inflations, {n_cycles} cycles; xdyn: {where}; DAPPER: a loop)",
+            f"  {'best mean RMSE over the inflations':<40}{best_ours:>10.3f}{best_theirs:>9.3f}"
+            f"{t_ours:>9.2f}{t_dapper:>10.2f}{t_dapper / t_ours:>10.2f}",
+            f"  (best inflation xdyn {float(ours.mean('trajectory').idxmin('inflation')):.2f}, "
+            f"DAPPER {inflations[int(np.nanargmin(theirs.mean(1)))]:.2f}; {_load_line()})"]
