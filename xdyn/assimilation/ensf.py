@@ -42,7 +42,12 @@ class EnSF(BaseEnsembleAssimilator):
         Ensemble size.
     n_pseudo_steps : int >= 1, default=100
         Euler-Maruyama steps of the reverse SDE per analysis. The explicit
-        scheme needs about ``n_pseudo_steps > |dh/dx|^2 / noise_std^2``.
+        scheme needs about ``n_pseudo_steps > |dh/dx|^2 / noise_std^2``. With
+        the kernel score the last step (``sigma_t^2 = dt``) puts each member
+        back on its forecast up to a pull towards the observations of order
+        ``dt / noise_std^2``, so fewer steps assimilate more: on Lorenz-96 with
+        every second site observed (noise 0.5) the RMSE was 1.9 with 10 steps,
+        2.5 with 25 and 3.2 with 100 (free run 3.7; 5 steps diverged).
     eps : float in (0, 1), default=0.05
         ``alpha`` at pseudo-time 1.
     prior_score : {"kernel", "mixture"}, default="kernel"
