@@ -206,7 +206,10 @@ def _run_greybox(setup: GreyBoxSetup, name: str, quick=True, seed=0, device="cpu
             p_err[method] = np.nan
         examples[method] = ens.isel(trajectory=0)
     methods = list(rmse)
-    units = next(iter(truth.data_vars.values())).attrs.get("units", "1")
+    # one unit when every state variable has it; else the scores mix units
+    # (each variable in its own) and say so
+    all_units = {v.attrs.get("units", "1") for v in truth.data_vars.values()}
+    units = all_units.pop() if len(all_units) == 1 else "mixed (each variable in its own units)"
     mcoord = xr.DataArray(methods, dims="method", name="method",
                           attrs={"long_name": "forecasting method"})
     results = xr.Dataset(
