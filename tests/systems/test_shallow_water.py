@@ -124,3 +124,16 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="x0"):
         ShallowWater(N=8).simulate(n_steps=1, x0=np.zeros(192),
                                    parameter_ranges={"bump_x": (0.0, 0.5)})
+
+
+@pytest.mark.parametrize("linear", [True, False])
+def test_jacobian_matches_finite_differences(linear):
+    sw = ShallowWater(N=8, L=1e6, linear=linear, topography_height=10.0, forcing_amplitude=2.0,
+                      viscosity=1e3, drag=1e-6, initial="random")
+    x = sw.as_tensor(sw.random_initial_state(1, random_state=0)[0])
+    x = x + 0.01 * sw.as_tensor(np.random.RandomState(1).standard_normal(x.shape))
+    J = sw.jacobian(x)
+    v = sw.as_tensor(np.random.RandomState(2).standard_normal(x.shape))
+    h = 1e-6
+    fd = (sw.rhs(0.0, x + h * v) - sw.rhs(0.0, x - h * v)) / (2 * h)
+    assert torch.allclose(J @ v, fd, rtol=1e-6, atol=1e-9 * float(fd.abs().max()))
