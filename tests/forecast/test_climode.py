@@ -33,6 +33,7 @@ def test_untrained_field_advects_a_known_wave_by_the_exact_shift():
                                 n_steps=n_steps, step_size=0.5).double()
     with torch.no_grad():
         module.log_rate.fill_(-60.0)  # no relaxation to the (zero) climatology: pure transport
+        module.log_velocity_decay.fill_(-60.0)  # and a steady velocity
     u0_t = torch.as_tensor(u0)
     v = torch.cat([torch.zeros_like(u0_t), torch.full_like(u0_t, speed)], 1)
     with torch.no_grad():

@@ -55,6 +55,19 @@ def _fit_climate(u, phase, ridge=1e-2):
     return coef.reshape((5,) + u.shape[1:])
 
 
+def _relaxation_rate(anomaly, n_steps):
+    """Per field, the rate ``r`` of ``rho(L) = exp(-r L)`` fitted to the anomalies'
+    lag correlations over ``L = 1 .. n_steps`` (least squares on ``log rho``): the
+    initial relaxation rate, fitted from the data as the initial velocities are."""
+    rates = []
+    for a in np.moveaxis(anomaly, 1, 0):
+        lags = np.arange(1, min(n_steps, len(a) - 2) + 1)
+        rho = np.array([(a[:-L] * a[L:]).sum() / max((a[:-L] ** 2).sum(), 1e-12) for L in lags])
+        rho = np.clip(rho, 1e-3, 0.999)
+        rates.append(-(lags * np.log(rho)).sum() / (lags ** 2).sum())
+    return np.clip(np.array(rates), 1e-3, 1.0)
+
+
 def _climate_series(climate, phase):
     """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
     basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
@@ -277,6 +290,8 @@ class ClimODE(BaseForecaster):
             module__n_steps=n_steps, module__phase_step=phase_step,
             module__method=self.method, module__step_size=float(self.step_size),
             module__climate=self.climate_.astype(np.float32),
+            module__relaxation_rate=_relaxation_rate(u - _climate_series(self.climate_, phase),
+                                                     n_steps),
             lr=self.lr, max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress)

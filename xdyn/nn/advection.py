@@ -166,7 +166,8 @@ class AdvectionSourceODE(nn.Module):
     """ClimODE-style continuous-time model: advection + source, with a Gaussian emission.
 
     The state ``(u, v)`` evolves by ``du/dt = -div(u v) + s`` and
-    ``dv/dt = f_theta(u, grad u, v, features)``, integrated with torchdiffeq
+    ``dv/dt = f_theta(u, grad u, v, features) - decay * v`` (a learned decay per
+    component), integrated with torchdiffeq
     in units of one data step; the features are sin/cos of the phase of the
     day and of the year at the current time (zero for model time), the grid
     position and the anomaly ``u - c(t)`` from a climatology
@@ -196,6 +197,8 @@ class AdvectionSourceODE(nn.Module):
         torchdiffeq method; ``step_size`` (in data steps) for fixed-step ones.
     step_size : float, default=0.5
     min_std : float, default=1e-3
+    relaxation_rate : float or array-like of shape (n_channels,), default=0.03
+        Initial rate (per data step) at which anomalies relax to ``c``.
     climate : array-like of shape (5, n_channels, H, W), optional
         The coefficients ``c0 .. c4`` of the climatology (default zero).
     max_speed : float, optional
@@ -216,7 +219,7 @@ class AdvectionSourceODE(nn.Module):
 
     def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, False), n_steps=4,
                  phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3,
-                 max_speed=None, climate=None):
+                 max_speed=None, climate=None, relaxation_rate=0.03):
         super().__init__()
         k = int(n_channels)
         self.k, self.periodic = k, tuple(bool(p) for p in periodic)
@@ -227,8 +230,12 @@ class AdvectionSourceODE(nn.Module):
         n_feat = 4 + 2
         self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
         self.emission = _conv_net(2 * k + n_feat, 2 * k, hidden, pad)   # mu (K), raw std (K)
-        # softplus(-4) = 0.018 per step: anomalies start nearly persistent
-        self.log_rate = nn.Parameter(torch.full((1, k, 1, 1), -4.0))
+        rate = torch.as_tensor(relaxation_rate, dtype=torch.float32).reshape(-1)
+        rate = rate.expand(k).reshape(1, k, 1, 1).clamp(1e-4, 10.0)
+        self.log_rate = nn.Parameter(torch.log(torch.expm1(rate)))  # softplus^-1
+        # softplus(-2.25) = 0.1 per step: a velocity inverted from one noisy difference
+        # fades unless the learned law sustains it
+        self.log_velocity_decay = nn.Parameter(torch.full((1, 2 * k, 1, 1), -2.25))
         h, w = grid_shape
         climate = torch.zeros(5, k, h, w) if climate is None else \
             torch.as_tensor(climate, dtype=torch.float32)
@@ -274,7 +281,8 @@ class AdvectionSourceODE(nn.Module):
             v_eff = self.max_speed * torch.tanh(v / self.max_speed)
             source = d_clim - nn.functional.softplus(self.log_rate) * (u - clim) + out[:, 2 * k:]
             du = advection_tendency(u, v_eff, self.periodic) + source
-            return torch.cat([du, out[:, :2 * k]], 1)
+            dv = out[:, :2 * k] - nn.functional.softplus(self.log_velocity_decay) * v
+            return torch.cat([du, dv], 1)
 
         options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
             else None
