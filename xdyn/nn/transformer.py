@@ -162,6 +162,11 @@ class LatentROMNet(XdynNet):
     **kwargs
         As :class:`XdynNet`.
 
+    Attributes
+    ----------
+    module_, device_, dtype_, seed_, history_
+        As :class:`XdynNet`.
+
     Examples
     --------
     >>> import numpy as np

@@ -79,7 +79,10 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
     energy_spectrum_ : xarray.DataArray
         Only with ``cutoff="energyXX"``: the training energy per shell
         ``(K - dk, K]`` (dim ``wavenumber``, shell 0 the mean mode), as a
-        fraction of the total, and ``cumulative_energy_`` its running sum.
+        fraction of the total.
+    cumulative_energy_ : xarray.DataArray
+        Only with ``cutoff="energyXX"``: the running sum of ``energy_spectrum_``
+        (the share of the energy in the disc ``|k| <= K``).
 
     Notes
     -----

@@ -97,6 +97,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         ``(channels, H, W)`` when every variable is a field on one 2-D grid
         whose sides divide by 4 (convolutional VAE), else ``(n_features,)``.
     n_features_in_ : int
+    layout_ : object
+        How the training data were stacked, to unstack forecasts and decodings.
 
     Notes
     -----

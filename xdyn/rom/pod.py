@@ -46,6 +46,9 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     explained_variance_ratio_ : ndarray of shape (n_modes,)
         Share of the snapshot variance of each mode.
     n_features_in_ : int
+    layout_ : object
+        How the training data were stacked (variables, grid, coords), to
+        unstack any matrix of the same features.
 
     Notes
     -----
@@ -144,7 +147,7 @@ class PODLinearDynamics(POD):
     ----------
     A_ : ndarray of shape (n_modes, n_modes)
     b_ : ndarray of shape (n_modes,)
-    mean_, components_, singular_values_, explained_variance_ratio_
+    mean_, components_, singular_values_, explained_variance_ratio_, n_features_in_, layout_
         As for :class:`POD`.
 
     Examples
