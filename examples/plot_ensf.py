@@ -23,29 +23,16 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
 from xdyn.assimilation import EnSF, LETKF
 from xdyn.metrics import rmse
-from xdyn.observe import EveryKth, ObservationOperator, observe
+from xdyn.observe import Arctan, EveryKth, observe
 from xdyn.systems import Lorenz96
-
-
-class ArctanEverySecond(ObservationOperator):
-    """``arctan`` of every second Lorenz-96 site."""
-
-    linear = False
-
-    def indices(self, layout):
-        return EveryKth(2).indices(layout)
-
-    def _transform(self, z):
-        return torch.atan(z)
 
 
 system = Lorenz96(n=40)
 truth = system.simulate(n_steps=300, burn_in=5.0, random_state=0)
-obs = observe(truth, ArctanEverySecond(), noise_std=0.1, every=2, random_state=1)
+obs = observe(truth, Arctan(EveryKth(2)), noise_std=0.1, every=2, random_state=1)
 print(dict(obs.sizes))
 
 # %%

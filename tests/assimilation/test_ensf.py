@@ -11,7 +11,7 @@ from sklearn.base import clone
 
 from xdyn.assimilation import EnSF, make_assimilator
 from xdyn.assimilation._score import ensf_analysis, gaussian_ensf_moments
-from xdyn.observe import EveryKth, ObservationOperator, Squared, observe
+from xdyn.observe import Arctan, EveryKth, Squared, observe
 from xdyn.systems import Lorenz96
 
 D = torch.float64
@@ -114,21 +114,6 @@ def test_sampler_bad_input():
         ensf_analysis(x, Y, lambda z: z[..., :1], 1.0, n_pseudo_steps=0)
 
 
-class ArctanPoints(ObservationOperator):
-    """``arctan`` of the state at every ``k``-th site (xdyn.observe has no arctan yet)."""
-
-    linear = False
-
-    def __init__(self, k=1):
-        self.k = k
-
-    def indices(self, layout):
-        return EveryKth(self.k).indices(layout)
-
-    def _transform(self, z):
-        return torch.atan(z)
-
-
 def _l96_twin(seed, operator, noise_std, n_steps=120):
     system = Lorenz96(n=40)
     truth = system.simulate(n_steps=n_steps, burn_in=5.0, random_state=seed)
@@ -142,7 +127,7 @@ def _free(obs):
     return free
 
 
-@pytest.mark.parametrize("operator, noise_std", [(ArctanPoints(k=2), 0.1), (EveryKth(2), 0.5)],
+@pytest.mark.parametrize("operator, noise_std", [(Arctan(EveryKth(2)), 0.1), (EveryKth(2), 0.5)],
                          ids=["arctan-half-the-sites", "half-the-sites"])
 def test_lorenz96_sparse_or_nonlinear_beats_the_free_ensemble(operator, noise_std):
     # 40 sites, half of them observed (through arctan, or directly), 20 members,
