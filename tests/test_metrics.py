@@ -317,3 +317,43 @@ def test_rmse_of_an_analysis_dataset_scores_the_state_variables():
     assert float(out["x"]) == 1.0 and float(out["y"]) == pytest.approx(np.sqrt(2.0))
     with pytest.raises(ValueError, match="share no data variable"):
         metrics.rmse(analysis[["spread"]], truth)
+
+
+def test_relative_errors_hand_computed_and_per_variable():
+    y = xr.DataArray([[1.0, -2.0], [2.0, 1.0]], dims=("time", "x"))
+    mu = y + xr.DataArray([[0.5, 0.0], [-0.5, 1.0]], dims=("time", "x"))
+    assert float(metrics.relative_l1(mu, y)) == pytest.approx(2.0 / 6.0)
+    assert float(metrics.relative_l2(mu, y)) == pytest.approx(np.sqrt(1.5 / 10.0))
+    per_time = metrics.relative_l2(mu, y, dim="x")
+    np.testing.assert_allclose(per_time, [np.sqrt(0.25 / 5), np.sqrt(1.25 / 5)])
+    ds = xr.Dataset({"a": y, "b": 2 * y})
+    out = metrics.relative_l1(ds + 0.1, ds)
+    assert set(out.data_vars) == {"a", "b"} and out.a.attrs["units"] == "1"
+
+
+def test_picp_calibrated_gaussian_and_errors():
+    rng = np.random.RandomState(0)
+    sigma = xr.DataArray(rng.uniform(0.5, 2.0, 20000), dims="n")
+    truth = sigma * xr.DataArray(rng.normal(size=20000), dims="n")
+    mean = xr.zeros_like(truth)
+    assert float(metrics.picp(mean, sigma, truth)) == pytest.approx(0.6827, abs=0.01)
+    assert float(metrics.picp(mean, sigma, truth, k=2)) == pytest.approx(0.9545, abs=0.005)
+    # an over-confident forecast (half the spread) under-covers
+    assert float(metrics.picp(mean, sigma / 2, truth)) < 0.45
+    with pytest.raises(ValueError, match="k must be"):
+        metrics.picp(mean, sigma, truth, k=0)
+
+
+def test_interval_coverage_calibrated_ensemble():
+    rng = np.random.RandomState(1)
+    ens = xr.DataArray(rng.normal(size=(4000, 50)), dims=("n", "member"))
+    truth = xr.DataArray(rng.normal(size=4000), dims="n")
+    cov = float(metrics.interval_coverage(ens, truth, level=0.9))
+    # 50 members: the empirical 5-95% interval covers about 0.9 * 49/51 + ... of a new draw
+    assert 0.85 < cov < 0.93
+    narrow = float(metrics.interval_coverage(0.3 * ens, truth, level=0.9))
+    assert narrow < 0.5
+    with pytest.raises(ValueError, match="level"):
+        metrics.interval_coverage(ens, truth, level=1.5)
+    with pytest.raises(ValueError, match="member"):
+        metrics.interval_coverage(ens.isel(member=0), truth)

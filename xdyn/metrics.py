@@ -703,3 +703,152 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
 
 
 __all__ += ["state_rmse", "mean_after_burn_in", "analysis_rmse"]
+
+
+def _relative_error(forecast, truth, dim, order):
+    forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
+    dims = _dims(dim, forecast, truth)
+    if order == 1:
+        score = abs(forecast - truth).sum(dims) / abs(truth).sum(dims)
+    else:
+        score = np.sqrt(((forecast - truth) ** 2).sum(dims) / (truth ** 2).sum(dims))
+    return _finish(score, forecast, f"relative L{order} error", units="1")
+
+
+@_per_variable("forecast", "truth")
+def relative_l1(forecast, truth, dim=None):
+    """Relative L1 error ``sum |y - mu| / sum |y|`` over ``dim``.
+
+    The first error measure of Zighed et al. (2025, arXiv:2510.24583);
+    ``forecast`` is the (ensemble-mean) prediction ``mu``, ``truth`` is ``y``.
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned exactly (same coordinates). A Dataset is scored per variable;
+        score a whole multi-variable state with ``ds.to_dataarray("variable")``.
+    dim : str or sequence of str, optional
+        Dimensions summed over; default all.
+
+    Returns
+    -------
+    DataArray or Dataset, dimensionless.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> y = xr.DataArray([1.0, -2.0, 1.0], dims="x")
+    >>> float(relative_l1(y + xr.DataArray([0.5, 0.0, -0.5], dims="x"), y))
+    0.25
+    """
+    return _relative_error(forecast, truth, dim, 1)
+
+
+@_per_variable("forecast", "truth")
+def relative_l2(forecast, truth, dim=None):
+    """Relative L2 error ``||y - mu|| / ||y||`` over ``dim``.
+
+    The second error measure of Zighed et al. (2025, arXiv:2510.24583).
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+    dim : str or sequence of str, optional
+        Dimensions of the norms; default all.
+
+    Returns
+    -------
+    DataArray or Dataset, dimensionless.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> y = xr.DataArray([3.0, 4.0], dims="x")
+    >>> float(relative_l2(y + xr.DataArray([0.0, 1.0], dims="x"), y))
+    0.2
+    """
+    return _relative_error(forecast, truth, dim, 2)
+
+
+@_per_variable("mean", "std", "truth")
+def picp(mean, std, truth, k=1.0, dim=None):
+    """Prediction-interval coverage probability of ``mean +- k std``.
+
+    The share of points with ``|y - mu| <= k sigma`` (Zighed et al. 2025); a
+    calibrated Gaussian forecast covers 68.3% at ``k=1`` and 95.4% at ``k=2``.
+
+    Parameters
+    ----------
+    mean, std, truth : DataArray or Dataset
+        Predictive mean and standard deviation (e.g. an ensemble's mean and
+        ``std(member_dim, ddof=1)``) and the verifying values.
+    k : float, default=1.0
+        Half-width of the interval in standard deviations.
+    dim : str or sequence of str, optional
+        Dimensions averaged over; default all.
+
+    Returns
+    -------
+    DataArray or Dataset, a fraction in [0, 1].
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> truth = xr.DataArray([0.0, 0.5, 2.0, -1.5], dims="x")
+    >>> mean = xr.zeros_like(truth)
+    >>> std = xr.ones_like(truth)
+    >>> float(picp(mean, std, truth)), float(picp(mean, std, truth, k=2))
+    (0.5, 1.0)
+    """
+    if not np.isfinite(k) or k <= 0:
+        raise ValueError(f"k must be a positive number; got {k!r}")
+    mean, std, truth = _align(mean, std, truth, names=("mean", "std", "truth"))
+    dims = _dims(dim, mean, std, truth)
+    score = (abs(truth - mean) <= k * std).mean(dims)
+    return _finish(score, truth, f"coverage of mean +- {k:g} std", units="1")
+
+
+@_per_variable("ensemble", "truth")
+def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None):
+    """Share of the truth inside the ensemble's central ``level`` interval.
+
+    The interval runs between the ensemble's empirical ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles (linear interpolation between members); a
+    calibrated ensemble covers about ``level`` of the points.
+
+    Parameters
+    ----------
+    ensemble : DataArray or Dataset
+        With a ``member_dim`` dimension of at least two members.
+    truth : DataArray or Dataset
+    level : float in (0, 1), default=0.9
+    member_dim : str, default="member"
+    dim : str or sequence of str, optional
+        Dimensions averaged over; default all that remain.
+
+    Returns
+    -------
+    DataArray or Dataset, a fraction in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ens = xr.DataArray(np.tile(np.linspace(-1, 1, 11), (4, 1)), dims=("x", "member"))
+    >>> truth = xr.DataArray([0.0, 0.85, -0.95, 3.0], dims="x")
+    >>> float(interval_coverage(ens, truth, level=0.9))
+    0.5
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level!r}")
+    _check_member_dim(ensemble, truth, member_dim, "interval coverage", min_members=2)
+    ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
+    bounds = ensemble.quantile([(1 - level) / 2, (1 + level) / 2], dim=member_dim)
+    inside = (truth >= bounds.isel(quantile=0, drop=True)) & (
+        truth <= bounds.isel(quantile=1, drop=True))
+    dims = _dims(dim, inside) if dim is not None else list(inside.dims)
+    score = inside.mean(dims)
+    return _finish(score, truth, f"coverage of the central {level:.0%} ensemble interval",
+                   units="1")
+
+
+__all__ += ["relative_l1", "relative_l2", "picp", "interval_coverage"]

@@ -1,0 +1,152 @@
+"""Closures learn a known conditional law y | x = f(x) + s(x) eps (see conftest).
+
+Each closure is fitted on one sample and scored on a held-out one: the error
+of its mean against the known conditional mean, relative to the known noise
+level, and the coverage of its +-1 std band over the noisy truth (68% when
+calibrated). The tolerances leave room for small training runs and fail for a
+closure that predicts the climatological mean (mean error ~ 4 std) or has no
+or a constant spread.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from xdyn.closure import DiffusionClosure, GPClosure, VAEClosure
+from xdyn.metrics import picp
+
+FAST = {
+    "gp": lambda: GPClosure(2, 2, max_epochs=40, random_state=0),
+    "vae": lambda: VAEClosure(2, 2, hidden=64, max_epochs=50, lr=3e-3, random_state=0),
+    "diffusion": lambda: DiffusionClosure(2, 2, hidden=64, n_diffusion_steps=50, max_epochs=100,
+                                          lr=3e-3, random_state=0),
+}
+N_TRAIN = {"gp": 200, "vae": 1500, "diffusion": 1500}
+
+
+def _scores(closure, data, n_train, heteroscedastic):
+    X, Y, _, _ = data(n_train, 0, heteroscedastic)
+    Xt, Yt, mean_t, std_t = data(400, 1, heteroscedastic)
+    mean, std = closure.fit(X, Y).predict(Xt, return_std=True)
+    climatology_err = np.sqrt(((Y.mean(0) - mean_t) ** 2).mean())
+    err = np.sqrt(((mean - mean_t) ** 2).mean())
+    coverage = float(np.mean(np.abs(Yt - mean) <= std))
+    return err / np.sqrt((std_t ** 2).mean()), err / climatology_err, coverage, std / std_t
+
+
+@pytest.mark.parametrize("name", ["vae", pytest.param("diffusion", marks=pytest.mark.slow)])
+def test_generative_closure_learns_heteroscedastic_law(closure_data, name):
+    rel_err, skill, coverage, std_ratio = _scores(FAST[name](), closure_data, N_TRAIN[name], True)
+    # the diffusion model's mean is a 64-draw Monte Carlo estimate of a less trained model
+    assert skill < (0.2 if name == "vae" else 0.3), f"{name}: mean error {skill:.2f} of climatology's"
+    assert rel_err < (0.6 if name == "vae" else 0.7), f"{name}: mean error {rel_err:.2f} noise std"
+    assert 0.58 < coverage < 0.78, f"{name}: +-1 std coverage {coverage:.3f}"
+    # the spread follows the noise level: larger where the truth's is larger
+    assert 0.6 < np.median(std_ratio) < 1.6
+
+
+@pytest.mark.slow
+def test_diffusion_learns_short_run(closure_data):
+    """A shorter diffusion run: better than climatology, a spread of the right size."""
+    closure = FAST["diffusion"]().set_params(max_epochs=60)
+    rel_err, skill, coverage, std_ratio = _scores(closure, closure_data, 1500, True)
+    assert skill < 0.5, f"mean error {skill:.2f} of the climatology's"
+    assert 0.45 < coverage < 0.9
+    assert 0.5 < np.median(std_ratio) < 2.0
+
+
+def test_gp_recovers_known_function_and_noise(closure_data):
+    rel_err, skill, coverage, std_ratio = _scores(FAST["gp"](), closure_data, N_TRAIN["gp"], False)
+    assert skill < 0.15 and rel_err < 0.5
+    assert 0.6 < coverage < 0.76
+    assert np.allclose(np.median(std_ratio), 1.0, atol=0.15)
+
+
+def test_sparse_gp_above_threshold(closure_data):
+    X, Y, _, _ = closure_data(600, 0, False)
+    Xt, Yt, mean_t, std_t = closure_data(300, 1, False)
+    gp = GPClosure(2, 2, exact_max_samples=100, n_inducing=32, max_epochs=15, batch_size=200,
+                   random_state=0).fit(X, Y)
+    assert gp.sparse_
+    mean, std = gp.predict(Xt, return_std=True)
+    assert np.sqrt(((mean - mean_t) ** 2).mean()) < 0.7 * np.sqrt((std_t ** 2).mean())
+    assert 0.55 < np.mean(np.abs(Yt - mean) <= std) < 0.85
+
+
+def test_dataset_in_dataset_out_and_samples(closure_data):
+    X, Y, _, _ = closure_data(150, 0, False, as_dataset=True)
+    Xt, Yt, _, _ = closure_data(20, 1, False, as_dataset=True)
+    gp = GPClosure(2, 2, max_epochs=20, random_state=0).fit(X, Y)
+    mean, std = gp.predict(Xt, return_std=True)
+    assert isinstance(mean, xr.Dataset) and mean.w.dims == ("time", "x")
+    np.testing.assert_array_equal(mean.x, Y.x)
+    np.testing.assert_array_equal(mean.time, Xt.time)
+    assert mean.w.attrs["units"] == "s-1"
+    samples = gp.sample(Xt, n_samples=200, random_state=1)
+    assert samples.w.dims == ("member", "time", "x") and samples.sizes["member"] == 200
+    # sample moments agree with predict's (Gaussian predictive)
+    np.testing.assert_allclose(samples.w.mean("member"), mean.w, atol=4 * float(std.w.max()) / 14)
+    np.testing.assert_allclose(samples.w.std("member"), std.w, rtol=0.25)
+    # same seed, same draws
+    again = gp.sample(Xt, n_samples=200, random_state=1)
+    xr.testing.assert_identical(samples, again)
+    assert float(picp(mean.w, std.w, Yt.w)) > 0.4
+
+
+def test_residual_outside_basis_enters_the_spread(closure_data):
+    # one output mode of a two-mode field: the second mode's variance is the residual's
+    X, Y, _, _ = closure_data(200, 0, False)
+    Xt, Yt, _, _ = closure_data(200, 1, False)
+    kept = GPClosure(2, 1, max_epochs=30, random_state=0).fit(X, Y)
+    dropped = clone(kept).set_params(residual="none").fit(X, Y)
+    mean, std = kept.predict(Xt, return_std=True)
+    _, std_none = dropped.predict(Xt, return_std=True)
+    assert (std > std_none).all()
+    assert 0.6 < np.mean(np.abs(Yt - mean) <= std) < 0.78
+    assert np.mean(np.abs(Yt - mean) <= std_none) < 0.6
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_clone_pickle_and_seed(closure_data, name):
+    X, Y, _, _ = closure_data(120, 0, True)
+    closure = FAST[name]().set_params(max_epochs=3)
+    assert clone(closure).get_params() == closure.get_params()
+    with pytest.raises(NotFittedError):
+        closure.predict(X)
+    closure.fit(X, Y)
+    restored = pickle.loads(pickle.dumps(closure))
+    np.testing.assert_allclose(restored.sample(X[:5], 3, random_state=2),
+                               closure.sample(X[:5], 3, random_state=2), rtol=1e-5, atol=1e-6)
+    other = clone(closure).fit(X, Y)
+    np.testing.assert_allclose(other.predict(X[:5]), closure.predict(X[:5]), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_bad_input(closure_data):
+    X, Y, _, _ = closure_data(60, 0, False)
+    gp = GPClosure(2, 2, max_epochs=2)
+    with pytest.raises(ValueError, match="same number of samples"):
+        gp.fit(X, Y[:-1])
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        gp.fit(bad, Y)
+    with pytest.raises(ValueError, match="n_output_modes=40"):
+        GPClosure(2, 40).fit(X, Y)
+    with pytest.raises(ValueError, match="n_input_modes"):
+        GPClosure(n_input_modes=0).fit(X, Y)
+    gp.fit(X, Y)
+    with pytest.raises(ValueError, match="24"):
+        gp.predict(X[:, :5])
+    with pytest.raises(ValueError, match="n_samples"):
+        gp.sample(X, n_samples=0)
+    Xd, Yd, _, _ = closure_data(60, 0, False, as_dataset=True)
+    with pytest.raises(ValueError, match="sample dim 'step'"):
+        GPClosure(2, 2, sample_dim="step").fit(Xd, Yd)
+    gp_ds = GPClosure(2, 2, max_epochs=2).fit(Xd, Yd)
+    with pytest.raises(ValueError, match="w"):
+        gp_ds.predict(Xd.rename(w="q"))

@@ -1,0 +1,56 @@
+"""What the neural closures share: parameters, the net's input, seeded sampling."""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.utils._param_validation import Interval
+
+from xdyn.closure.base import BaseClosure
+from xdyn.utils._torch import resolve_dtype
+
+__all__ = ["NeuralClosure"]
+
+
+class NeuralClosure(BaseClosure):
+    """A closure whose conditional law is a torch generative module trained by an XdynNet.
+
+    A subclass sets ``_net_class``, ``_module_class`` and returns its extra
+    ``module__*`` arguments from ``_module_params``.
+    """
+
+    _parameter_constraints = {
+        **BaseClosure._parameter_constraints,
+        "hidden": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str, torch.device],
+        "dtype": [str, torch.dtype],
+        "progress": ["boolean"],
+    }
+
+    def _net_params(self):
+        return {}
+
+    def _fit_reduced(self, Z, C):
+        params = dict(module__cond_features=Z.shape[1], module__target_features=C.shape[1],
+                      module__hidden=self.hidden, module__n_layers=self.n_layers,
+                      lr=self.lr, max_epochs=self.max_epochs, batch_size=self.batch_size,
+                      device=self.device, dtype=self.dtype, random_state=self.random_state,
+                      progress=self.progress, **self._net_params())
+        self.net_ = self._net_class(self._module_class, **params)
+        self.net_.fit({"cond": Z, "target": C})
+
+    def _sample_reduced(self, Z, n_samples, rng):
+        net = self.net_
+        with net._resolved_device():
+            cond = torch.as_tensor(Z, dtype=resolve_dtype(self.dtype), device=net.device_)
+            generator = torch.Generator(device=net.device_).manual_seed(self._torch_seed(rng))
+            module = net.module_.eval()
+            with net._threads():
+                out = module.sample(cond, n_samples, generator)
+        return out.cpu().numpy().astype(np.float64)

@@ -1,0 +1,303 @@
+"""The interface every stochastic closure keeps: ``BaseClosure``.
+
+A closure models the unresolved scales ``Y`` given the resolved state ``X`` as
+a conditional distribution ``p(Y | X)``. Both are stacked into matrices with
+:mod:`xdyn.preprocessing.stacking` (the sample dim is ``sample_dim``, every
+other dim a feature) and reduced: the resolved state to its ``n_input_modes``
+leading principal components (whitened), the unresolved field to its
+``n_output_modes`` leading ones (each scaled to unit variance). A subclass
+learns the conditional law of the output coefficients given the input ones
+(:meth:`_fit_reduced`, :meth:`_sample_reduced`, optionally
+:meth:`_predict_reduced`); this base turns it into fields on the original grid.
+
+What the reduced basis leaves out of ``Y`` (the truncation residual) is part of
+the predictive distribution too, so that the mean, spread and coverage are
+those of the *full* unresolved field: its per-point variance on the training
+data adds to the predicted variance, and :meth:`sample` adds a residual drawn
+from a bank of ``n_residual_bank`` training residuals (spatially realistic,
+independent of ``X``) when ``residual="resample"``.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.preprocessing.stacking import stack_samples, unstack_samples
+
+__all__ = ["BaseClosure"]
+
+MEMBER_DIM = "member"
+
+
+class BaseClosure(BaseEstimator):
+    """Base class of the stochastic closures of unresolved scales.
+
+    Parameters
+    ----------
+    n_input_modes : int, default=16
+        Principal components of the resolved state the closure is conditioned on.
+    n_output_modes : int, default=16
+        Principal components of the unresolved field the closure models.
+    residual : {"resample", "none"}, default="resample"
+        How the unresolved field outside the ``n_output_modes`` enters: its
+        training variance is added to the predicted variance and a random
+        training residual to each sample ("resample"), or it is ignored.
+    n_residual_bank : int, default=256
+        Training residuals kept for ``residual="resample"``.
+    sample_dim : str, default="time"
+    trajectory_dim : str or None, default="trajectory"
+        When labelled data have this dim, its entries are samples too (every
+        snapshot of every trajectory), and outputs keep it.
+    random_state : int, RandomState or None, default=None
+
+    Attributes
+    ----------
+    input_info_, output_info_ : StackInfo
+        Layouts of the resolved and unresolved data.
+    input_pca_, output_pca_ : sklearn.decomposition.PCA
+    output_scale_ : ndarray of shape (n_output_modes,)
+        Standard deviation of each output coefficient (the model sees unit ones).
+    residual_var_ : ndarray of shape (n_features_out,)
+        Per-point variance of the training residual outside the output basis.
+    residual_bank_ : ndarray of shape (n_residual_bank, n_features_out)
+    n_samples_fit_ : int
+    """
+
+    _parameter_constraints = {
+        "n_input_modes": [Interval(Integral, 1, None, closed="left")],
+        "n_output_modes": [Interval(Integral, 1, None, closed="left")],
+        "residual": [StrOptions({"resample", "none"})],
+        "n_residual_bank": [Interval(Integral, 1, None, closed="left")],
+        "sample_dim": [str],
+        "trajectory_dim": [str, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_input_modes=16, n_output_modes=16, *, residual="resample",
+                 n_residual_bank=256, sample_dim="time", trajectory_dim="trajectory",
+                 random_state=None):
+        self.n_input_modes = n_input_modes
+        self.n_output_modes = n_output_modes
+        self.residual = residual
+        self.n_residual_bank = n_residual_bank
+        self.sample_dim = sample_dim
+        self.trajectory_dim = trajectory_dim
+        self.random_state = random_state
+
+    # --- hooks of a subclass ----------------------------------------------
+    def _fit_reduced(self, Z, C):
+        """Learn ``p(C | Z)``: ``Z`` whitened input coefficients, ``C`` unit-scaled outputs."""
+        raise NotImplementedError
+
+    def _sample_reduced(self, Z, n_samples, rng):
+        """``(n_samples, n, n_output_modes)`` draws of the unit-scaled output coefficients."""
+        raise NotImplementedError
+
+    def _predict_reduced(self, Z):
+        """Mean and covariance ``(n, k)``, ``(n, k, k)`` of the coefficients, or None.
+
+        None (the default): moments are estimated from ``n_moment_samples`` draws.
+        """
+        return None
+
+    n_moment_samples = 64
+
+    # --- fit ----------------------------------------------------------------
+    def fit(self, X, Y):
+        """Learn the law of the unresolved ``Y`` given the resolved ``X``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or ndarray of shape (n_samples, n_features_in)
+            Resolved state; ``sample_dim`` is the sample dimension.
+        Y : same kinds, the unresolved field at the same samples.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        Xm, self.input_info_ = self._stack(X, "X")
+        Ym, self.output_info_ = self._stack(Y, "Y")
+        if Xm.shape[0] != Ym.shape[0]:
+            raise ValueError(f"X and Y must have the same number of samples along "
+                             f"{self.sample_dim!r}; got {Xm.shape[0]} and {Ym.shape[0]}")
+        n = Xm.shape[0]
+        for name, m, k in (("n_input_modes", Xm, self.n_input_modes),
+                           ("n_output_modes", Ym, self.n_output_modes)):
+            if k > min(m.shape):
+                raise ValueError(f"{name}={k} exceeds min(n_samples, n_features) = "
+                                 f"{min(m.shape)} of the data")
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        self.input_pca_ = PCA(self.n_input_modes, whiten=True, random_state=seed).fit(Xm)
+        self.output_pca_ = PCA(self.n_output_modes, random_state=seed).fit(Ym)
+        C = self.output_pca_.transform(Ym)
+        self.output_scale_ = C.std(0) + np.finfo(np.float64).tiny
+        resid = Ym - self.output_pca_.inverse_transform(C)
+        self.residual_var_ = resid.var(0) + resid.mean(0) ** 2
+        rng = np.random.RandomState(seed)
+        keep = rng.choice(n, min(n, self.n_residual_bank), replace=False)
+        self.residual_bank_ = resid[np.sort(keep)].astype(np.float32)
+        self.n_samples_fit_ = n
+        self._fit_reduced(self.input_pca_.transform(Xm), C / self.output_scale_)
+        return self
+
+    # --- predict / sample ---------------------------------------------------
+    def predict(self, X, return_std=False):
+        """Conditional mean (and standard deviation) of the unresolved field.
+
+        Parameters
+        ----------
+        X : Dataset, DataArray or ndarray
+            Resolved states, laid out as in :meth:`fit`.
+        return_std : bool, default=False
+            Also return the predictive standard deviation per point (the
+            residual outside the output basis included unless ``residual="none"``).
+
+        Returns
+        -------
+        mean : same kind as the ``Y`` of :meth:`fit` (ndarray when ``X`` is one)
+        std : same kind, only when ``return_std``
+        """
+        Z, coord, labelled = self._reduce(X)
+        moments = self._predict_reduced(Z)
+        W = self.output_pca_.components_ * self.output_scale_[:, None]
+        if moments is None:
+            rng = check_random_state(self.random_state)
+            draws = self._sample_reduced(Z, self.n_moment_samples, rng)
+            mean_c = draws.mean(0)
+            var = np.zeros((Z.shape[0], W.shape[1]))
+            for d in draws:  # one draw at a time: memory n x n_features
+                var += ((d - mean_c) @ W) ** 2
+            var /= max(len(draws) - 1, 1)
+        else:
+            mean_c, cov = moments
+            var = np.einsum("nkl,kf,lf->nf", cov, W, W) if cov.ndim == 3 else cov @ W ** 2
+        mean = mean_c @ W + self.output_pca_.mean_
+        if not return_std:
+            return self._out(mean, coord, labelled)
+        if self.residual == "resample":
+            var = var + self.residual_var_
+        return self._out(mean, coord, labelled), self._out(np.sqrt(var), coord, labelled)
+
+    def sample(self, X, n_samples=10, random_state=None):
+        """Draws of the unresolved field given the resolved state: a ``member`` dim.
+
+        Parameters
+        ----------
+        X : Dataset, DataArray or ndarray
+        n_samples : int, default=10
+        random_state : int, RandomState or None
+            None: the estimator's ``random_state``.
+
+        Returns
+        -------
+        samples : same kind as ``Y`` with a leading ``member`` dim (ndarray:
+            shape ``(n_samples, n, n_features_out)``)
+        """
+        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        Z, coord, labelled = self._reduce(X)
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        draws = self._sample_reduced(Z, int(n_samples), rng) * self.output_scale_
+        fields = np.stack([self.output_pca_.inverse_transform(d) for d in draws])
+        if self.residual == "resample":
+            pick = rng.randint(len(self.residual_bank_), size=fields.shape[:2])
+            fields = fields + self.residual_bank_[pick]
+        if not labelled:
+            return fields
+        out = [self._out(f, coord, True) for f in fields]
+        return xr.concat(out, dim=MEMBER_DIM, coords="minimal", join="override").assign_coords(
+            {MEMBER_DIM: np.arange(n_samples)})
+
+    # --- helpers ------------------------------------------------------------
+    def _stack(self, data, name, info=None):
+        if isinstance(data, (xr.Dataset, xr.DataArray)):
+            if self.sample_dim not in data.dims:
+                raise ValueError(f"{name} has no sample dim {self.sample_dim!r} "
+                                 f"(sample_dim); its dims are {tuple(data.dims)}")
+            if info is not None and not hasattr(info, "variables"):
+                raise TypeError(f"the closure was fitted on arrays; pass {name} as a 2-D array")
+            data, _ = self._merge_trajectories(data)
+            matrix, info = stack_samples(data, self.sample_dim, info)
+            m = np.asarray(matrix.values, dtype=np.float64)
+        else:
+            m = np.asarray(data, dtype=np.float64)
+            if m.ndim != 2:
+                raise ValueError(f"{name} must be a Dataset, a DataArray or a 2-D array; "
+                                 f"got an array of shape {m.shape}")
+            if info is not None and getattr(info, "n_features", m.shape[1]) != m.shape[1]:
+                raise ValueError(f"{name} has {m.shape[1]} features; the closure was fitted "
+                                 f"on {info.n_features}")
+        if m.shape[0] == 0:
+            raise ValueError(f"{name} has no samples")
+        if not np.isfinite(m).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return m, info
+
+    def _reduce(self, X):
+        check_is_fitted(self, "input_pca_")
+        labelled = isinstance(X, (xr.Dataset, xr.DataArray))
+        width = _Width(self.input_pca_.n_features_in_)
+        Xm, _ = self._stack(X, "X", (self.input_info_ or width) if labelled else width)
+        coord = None
+        if labelled:
+            merged, restore = self._merge_trajectories(X)
+            coord = restore if restore is not None else (
+                X[self.sample_dim] if self.sample_dim in X.coords else None)
+        labelled = labelled and self.output_info_ is not None
+        return self.input_pca_.transform(Xm), coord, labelled
+
+    def _out(self, matrix, coord, labelled):
+        if not labelled:
+            return matrix
+        if isinstance(coord, _Restore):
+            return coord(unstack_samples(matrix, self.output_info_))
+        return unstack_samples(matrix, self.output_info_, sample_coord=coord)
+
+    def _merge_trajectories(self, data):
+        """Trajectories x snapshots as one sample dim, and how to undo it (None if no trajectories)."""
+        td, sd = self.trajectory_dim, self.sample_dim
+        if td is None or td not in data.dims:
+            return data, None
+        stacked = data.stack({_MERGED: (td, sd)}, create_index=True)
+        index = stacked.indexes[_MERGED]
+        flat = stacked.drop_vars([_MERGED, td, sd], errors="ignore").rename({_MERGED: sd})
+        return flat, _Restore(index, sd, td)
+
+    def _torch_seed(self, rng):
+        return int(rng.randint(np.iinfo(np.int32).max))
+
+
+_MERGED = "__xdyn_sample__"
+
+
+class _Restore:
+    """Splits a merged sample dim back into (trajectory, sample) with their coordinates."""
+
+    def __init__(self, index, sample_dim, trajectory_dim):
+        self.index, self.sample_dim, self.trajectory_dim = index, sample_dim, trajectory_dim
+
+    def __call__(self, data):
+        # levels renamed while they share the merged dim's name (xarray refuses that)
+        levels = ("__xdyn_trajectory__", "__xdyn_time__")
+        index = self.index.set_names(levels)
+        coords = xr.Coordinates.from_pandas_multiindex(index, self.sample_dim)
+        out = data.assign_coords(coords).unstack(self.sample_dim)
+        out = out.rename({levels[0]: self.trajectory_dim, levels[1]: self.sample_dim})
+        return out.transpose(self.trajectory_dim, self.sample_dim, ...)
+
+
+class _Width:
+    """A layout stand-in for array inputs: only the number of features is checked."""
+
+    def __init__(self, n_features):
+        self.n_features = n_features

@@ -1,0 +1,164 @@
+"""ClosedModel: a resolved-scale forecast closed by a stochastic closure."""
+
+from __future__ import annotations
+
+import inspect
+from numbers import Integral
+
+import numpy as np
+import xarray as xr
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.closure.base import MEMBER_DIM, BaseClosure
+
+__all__ = ["ClosedModel"]
+
+
+class ClosedModel(BaseEstimator):
+    """Ensemble forecast of the full field: resolved forecast + closure samples.
+
+    ``rom`` forecasts the resolved (filtered) state; at every forecast time
+    the closure draws the unresolved scales conditioned on that resolved
+    state, and their sum is one member of the full-field forecast. A
+    stochastic ROM (one whose ``predict`` takes ``n_samples``, or returns a
+    ``member`` dim) gives one resolved trajectory per member, each closed by
+    one closure draw; a deterministic one is closed by ``n_members`` draws.
+
+    Parameters
+    ----------
+    rom : estimator
+        Has ``fit(X)`` and ``predict(X, n_steps)`` on resolved Datasets
+        (``xdyn.rom`` models, or any object with that contract); ``predict``
+        returns the ``n_steps`` states after the last one of ``X`` along
+        ``sample_dim``.
+    closure : BaseClosure
+    n_members : int, default=10
+    prefit : bool, default=False
+        Use ``rom`` and ``closure`` as already fitted (no cloning, ``fit``
+        only checks them); else ``fit`` fits clones of both.
+    sample_dim : str, default="time"
+    random_state : int, RandomState or None, default=None
+
+    Attributes
+    ----------
+    rom_, closure_ : the fitted components.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from sklearn.base import BaseEstimator
+    >>> from xdyn.closure import ClosedModel, GPClosure
+    >>> class Persist(BaseEstimator):  # a resolved "forecast": the last state held
+    ...     def fit(self, X): return self
+    ...     def predict(self, X, n_steps):
+    ...         last = X.isel(time=[-1] * n_steps)
+    ...         return last.assign_coords(time=X.time[-1].values + np.arange(1, n_steps + 1))
+    >>> rng = np.random.RandomState(0)
+    >>> a = rng.normal(size=(120, 1))
+    >>> res = xr.Dataset({"w": (("time", "x"), np.hstack([a, -a]))},
+    ...                  coords={"time": np.arange(120.0)})
+    >>> unres = 0.1 * res ** 2
+    >>> model = ClosedModel(rom=Persist(), closure=GPClosure(1, 1, max_epochs=20),
+    ...                     n_members=5, random_state=0).fit(res, unres)
+    >>> model.predict(res.isel(time=slice(0, 10)), n_steps=3).w.sizes
+    Frozen({'member': 5, 'time': 3, 'x': 2})
+    """
+
+    _parameter_constraints = {
+        "rom": [HasMethods(["fit", "predict"])],
+        "closure": [BaseClosure],
+        "n_members": [Interval(Integral, 1, None, closed="left")],
+        "prefit": ["boolean"],
+        "sample_dim": [str],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, rom=None, closure=None, *, n_members=10, prefit=False,
+                 sample_dim="time", random_state=None):
+        self.rom = rom
+        self.closure = closure
+        self.n_members = n_members
+        self.prefit = prefit
+        self.sample_dim = sample_dim
+        self.random_state = random_state
+
+    def fit(self, X, Y=None):
+        """Fit the ROM on the resolved ``X`` and the closure on ``(X, Y)``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset
+            Resolved (filtered) states along ``sample_dim``.
+        Y : xarray.Dataset
+            Unresolved parts (full field minus ``X``) at the same samples;
+            not needed when ``prefit``.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        if self.prefit:
+            check_is_fitted(self.closure)
+            self.rom_, self.closure_ = self.rom, self.closure
+            return self
+        if Y is None:
+            raise ValueError("Y (the unresolved field) is required to fit the closure "
+                             "unless prefit=True")
+        self.closure_ = clone(self.closure).fit(X, Y)
+        self.rom_ = clone(self.rom).fit(X)
+        return self
+
+    def predict(self, X, n_steps, n_members=None, random_state=None):
+        """Ensemble forecast of the full field over ``n_steps`` after the end of ``X``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset
+            Resolved states the ROM starts from (its context window).
+        n_steps : int
+        n_members : int, optional
+            Default ``self.n_members``.
+        random_state : optional
+            Default ``self.random_state``.
+
+        Returns
+        -------
+        xarray.Dataset
+            The full field with a ``member`` dim (first) and the ROM's
+            forecast times along ``sample_dim``.
+        """
+        check_is_fitted(self, "closure_")
+        n_members = self.n_members if n_members is None else n_members
+        if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
+            raise ValueError(f"n_members must be a positive integer; got {n_members!r}")
+        rng = check_random_state(self.random_state if random_state is None else random_state)
+        resolved = self.predict_resolved(X, n_steps, n_members)
+        if MEMBER_DIM in resolved.dims:
+            members = [resolved.isel({MEMBER_DIM: m}, drop=True)
+                       for m in range(resolved.sizes[MEMBER_DIM])]
+            if len(members) != n_members:
+                members = [members[m % len(members)] for m in range(n_members)]
+            closed = [r + self.closure_.sample(r, 1, random_state=rng).isel({MEMBER_DIM: 0},
+                                                                              drop=True)
+                      for r in members]
+            out = xr.concat(closed, dim=MEMBER_DIM)
+        else:
+            out = resolved + self.closure_.sample(resolved, n_members, random_state=rng)
+        out = out.assign_coords({MEMBER_DIM: np.arange(n_members)})
+        return out.transpose(MEMBER_DIM, ...)
+
+    def predict_resolved(self, X, n_steps, n_members=None):
+        """The ROM's resolved forecast alone (a ``member`` dim when it is stochastic)."""
+        check_is_fitted(self, "rom_")
+        kwargs = {}
+        try:
+            params = inspect.signature(self.rom_.predict).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "n_samples" in params:
+            kwargs["n_samples"] = self.n_members if n_members is None else n_members
+        return self.rom_.predict(X, n_steps=n_steps, **kwargs)
