@@ -106,6 +106,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     system_, operator_, n_obs_, n_state_
         As for every assimilator.
 
+    Notes
+    -----
+    The self-supervised losses score only the ensemble mean. Measured on
+    Lorenz-96 with every site observed (``xdyn run lorenz96-amortized
+    --quick``, hidden 16, 10-40 short epochs on a CPU) the network learned to
+    collapse the ensemble (spread 0): a deterministic learned filter; with
+    one site in four observed it kept a spread close to its error.
+
     Examples
     --------
     >>> from xdyn.observe import observe
