@@ -149,3 +149,18 @@ def test_black_box_vgbdm_in_a_pipeline_after_a_scaler():
     fc = pipe.fit(one).predict(one, lead_times=[0.1, 0.2])
     assert fc.theta.dims == ("time", "lead_time", "member")
     assert np.isfinite(fc.theta.isel(time=slice(3, None))).all()
+
+
+def test_pointwise_correction_acts_on_each_grid_site_alone():
+    from xdyn.nn.dynamics import GreyBoxFlowModule
+
+    module = GreyBoxFlowModule(2 * 64, FitzHughNagumoPhysics(N=8), z_dim=2, len_episode=3,
+                               hidden=8, n_channels=2)
+    x, p, z = torch.randn(128, requires_grad=True), torch.tensor([1e-3, 2e-3]), torch.zeros(2)
+
+    def correction(state):
+        return module.field(0.0, state, state.new_zeros(0, 128), p, z) - module.physics.rhs(0.0, state, p)
+
+    jac = torch.autograd.functional.jacobian(correction, x)
+    # the u tendency at site 5 sees u and v at site 5 only (v is stored after all of u)
+    assert (jac[5].abs() > 0).nonzero().flatten().tolist() == [5, 64 + 5]

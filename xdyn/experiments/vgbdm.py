@@ -70,6 +70,7 @@ class GreyBoxSetup:
     n_members: int = 10
     correction_penalty: float = 0.1
     n_pairs: int = 32
+    correction_layout: str = "dense"
     system_kwargs: dict = dataclasses.field(default_factory=dict)
 
     def quick(self, **changes):
@@ -91,7 +92,7 @@ SETUPS = {
     "reaction_diffusion": GreyBoxSetup(
         "reaction_diffusion", "reaction_diffusion", {}, n_train=200, n_test=20, n_times=51,
         dt=0.1, substeps=10, len_episode=10, z_dim=8, hidden=256, batch_size=16,
-        system_kwargs={"N": 32, "L": 2.0}),
+        correction_layout="pointwise", system_kwargs={"N": 32, "L": 2.0}),
 }
 
 QUICK = {
@@ -100,8 +101,8 @@ QUICK = {
     "rlc": dict(n_train=128, n_test=32, n_times=100, len_episode=20, epochs=200,
                 node_epochs=10, batch_size=16),
     "lorenz": dict(n_train=128, n_test=32, epochs=200, node_epochs=15, batch_size=16),
-    "reaction_diffusion": dict(n_train=16, n_test=4, n_times=31, epochs=60, node_epochs=10,
-                               hidden=128, batch_size=8),
+    "reaction_diffusion": dict(n_train=16, n_test=4, n_times=31, epochs=150, node_epochs=10,
+                               hidden=64, batch_size=8),
 }
 
 
@@ -162,7 +163,8 @@ def _methods(setup, seed, device, progress):
                                 random_state=seed, device=device, progress=progress),
         "vgbdm": VGBDM(setup.physics, z_dim=setup.z_dim, history_size=setup.history_size,
                        max_epochs=setup.epochs, n_members=setup.n_members, beta_p=1e-3,
-                       beta_z=1e-3, correction_penalty=setup.correction_penalty, **common),
+                       beta_z=1e-3, correction_penalty=setup.correction_penalty,
+                       correction_layout=setup.correction_layout, **common),
     }
 
 

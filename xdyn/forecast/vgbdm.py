@@ -89,6 +89,10 @@ class VGBDM(TrajectoryForecaster):
         Weight of the mean square of the normalised correction in the loss:
         the physics then explains what it can (APHYNITY's least-action
         principle), which helps identify ``p``.
+    correction_layout : {"dense", "pointwise"}, default="dense"
+        ``"pointwise"``: for fields on one grid, one MLP shared by every grid
+        point maps the variables there (and ``z``) to their tendencies, as a
+        reaction term does; ``"dense"``: one MLP on the whole state.
     beta_p, beta_z : float, default=0.1
         KL weights of ``p`` and ``z``.
     anneal_epochs : int, optional
@@ -157,6 +161,7 @@ class VGBDM(TrajectoryForecaster):
         "encoder_hidden": [Interval(Integral, 1, None, closed="left")],
         "correction": ["boolean"],
         "correction_penalty": [FiniteInterval(Real, 0, None, closed="left")],
+        "correction_layout": [StrOptions({"dense", "pointwise"})],
         "beta_p": [FiniteInterval(Real, 0, None, closed="left")],
         "beta_z": [FiniteInterval(Real, 0, None, closed="left")],
         "anneal_epochs": [Interval(Integral, 0, None, closed="left"), None],
@@ -175,7 +180,7 @@ class VGBDM(TrajectoryForecaster):
 
     def __init__(self, physics=None, *, z_dim=4, history_size=1, len_episode=20, hidden=64,
                  n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
-                 correction_penalty=0.0, beta_p=0.1,
+                 correction_penalty=0.0, correction_layout="dense", beta_p=0.1,
                  beta_z=0.1, anneal_epochs=None, n_pairs=8, n_members=10, method="rk4",
                  n_substeps=2, max_epochs=200, batch_size=64, lr=3e-3, sample_dim="time",
                  trajectory_dim="trajectory", device="auto", dtype="float32",
@@ -190,6 +195,7 @@ class VGBDM(TrajectoryForecaster):
         self.encoder_hidden = encoder_hidden
         self.correction = correction
         self.correction_penalty = correction_penalty
+        self.correction_layout = correction_layout
         self.beta_p = beta_p
         self.beta_z = beta_z
         self.anneal_epochs = anneal_epochs
@@ -252,7 +258,8 @@ class VGBDM(TrajectoryForecaster):
             module__correction=bool(self.correction),
             module__stats={k: np.asarray(v, np.float32) for k, v in stats.items()},
             module__method=self.method, module__step_size=float(self.dt_) / self.n_substeps,
-            module__n_pairs=int(self.n_pairs), beta_p=float(self.beta_p),
+            module__n_pairs=int(self.n_pairs), module__n_channels=self._channels(),
+            beta_p=float(self.beta_p),
             beta_z=float(self.beta_z), anneal_epochs=int(anneal),
             correction_penalty=float(self.correction_penalty), lr=float(self.lr),
             max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
@@ -261,6 +268,15 @@ class VGBDM(TrajectoryForecaster):
         X = {"traj": values.astype(np.float32),
              "time": np.broadcast_to(times, (B, T)).astype(np.float32)}
         self.net_.fit(X, None)
+
+    def _channels(self):
+        if self.correction_layout == "dense":
+            return None
+        sizes = {v.stop - v.start for v in (lay.columns for lay in self.layout_.variables)}
+        if len(sizes) != 1:
+            raise ValueError("correction_layout='pointwise' needs variables of equal size "
+                             f"(fields on one grid); got sizes {sorted(sizes)}")
+        return len(self.layout_.variables)
 
     def _tensor(self, a):
         return torch.as_tensor(np.ascontiguousarray(a), dtype=self.net_.dtype_,

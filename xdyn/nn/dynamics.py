@@ -165,6 +165,10 @@ class GreyBoxFlowModule(nn.Module):
         False: the physics alone (parameters still inferred).
     stats : dict, optional
         ``x_mean``, ``x_scale``, ``v_scale``.
+    n_channels : int, optional
+        Make the correction pointwise: the state is ``n_channels`` fields of
+        equal size (variable-major), and one MLP maps each site's channels
+        (and ``z``) to its tendencies. None: one MLP on the whole state.
     method : str, default="rk4"
     step_size : float, optional
         Step of the fixed-step methods at prediction.
@@ -183,7 +187,8 @@ class GreyBoxFlowModule(nn.Module):
 
     def __init__(self, n_state, physics=None, z_dim=4, history_size=1, len_episode=20,
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
-                 stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh"):
+                 stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
+                 n_channels=None):
         super().__init__()
         self.n_state, self.physics = int(n_state), physics
         self.p_dim = physics.p_dim if physics is not None else 0
@@ -200,7 +205,13 @@ class GreyBoxFlowModule(nn.Module):
         self.encoder = make_encoder(encoder, self.n_state, self.len_episode,
                                     hidden_size=encoder_hidden) if n_latent else None
         self.head = nn.Linear(encoder_hidden, 2 * n_latent) if n_latent else None
-        self.correction = (MLP(self.n_state * self.history_size + self.z_dim, self.n_state,
+        # pointwise: one MLP shared by every grid site, acting on the channels
+        # (variables) there, as a reaction term does; dense: one MLP on the state
+        self.n_channels = int(n_channels) if n_channels else None
+        if self.n_channels and self.n_state % self.n_channels:
+            raise ValueError(f"n_state={self.n_state} is not a multiple of n_channels={n_channels}")
+        width = self.n_channels or self.n_state
+        self.correction = (MLP(width * self.history_size + self.z_dim, width,
                                hidden=hidden, n_layers=n_layers, activation=activation)
                            if correction else None)
         if physics is None and not correction:
@@ -232,8 +243,16 @@ class GreyBoxFlowModule(nn.Module):
         if self.correction is not None:
             states = torch.cat([history, x.unsqueeze(-2)], dim=-2) if self.history_size > 1 \
                 else x.unsqueeze(-2)
-            feats = ((states - self.x_mean) / self.x_scale).flatten(-2)
-            corr = self.correction(torch.cat([feats, z], dim=-1))
+            normed = (states - self.x_mean) / self.x_scale  # (..., h, n)
+            if self.n_channels:
+                C, h = self.n_channels, self.history_size
+                sites = normed.reshape(*normed.shape[:-1], C, -1)  # (..., h, C, S)
+                sites = sites.movedim(-1, -3).flatten(-2)  # (..., S, h * C)
+                zs = z.unsqueeze(-2).expand(*sites.shape[:-1], z.shape[-1])
+                corr = self.correction(torch.cat([sites, zs], dim=-1))  # (..., S, C)
+                corr = corr.movedim(-2, -1).flatten(-2)  # (..., C * S), variable-major
+            else:
+                corr = self.correction(torch.cat([normed.flatten(-2), z], dim=-1))
             out = out + self.v_scale * corr
         return (out, corr) if parts else out
 
