@@ -54,10 +54,13 @@ def ldensf_figures(res, test, obs, analyses):
     figs["fields"] = fig
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), constrained_layout=True)
-    for m in res["assimilator"].values:
-        axes[0].plot(res["time"], res["field_rel_rmse"].sel(assimilator=m), label=str(m))
+    for i, m in enumerate(res["assimilator"].values):
+        color = f"C{i}"  # one colour per method in both panels
+        axes[0].plot(res["time"], res["field_rel_rmse"].sel(assimilator=m), label=str(m),
+                     color=color)
         if np.isfinite(res["latent_rel_error"].sel(assimilator=m)).any():
-            axes[1].plot(res["time"], res["latent_rel_error"].sel(assimilator=m), label=str(m))
+            axes[1].plot(res["time"], res["latent_rel_error"].sel(assimilator=m), label=str(m),
+                         color=color)
     axes[0].set(xlabel="time", ylabel="relative RMSE", title="field", yscale="log")
     axes[1].set(xlabel="time", ylabel="relative error", title="latent state")
     axes[0].legend(fontsize=8)
