@@ -21,6 +21,7 @@ from xdyn.experiments.sweep import sweep
 from xdyn.experiments import twin as _twin  # noqa: F401,E402
 from xdyn.experiments import spectrum as _spectrum  # noqa: F401,E402
 from xdyn.experiments import neural_var as _neural_var  # noqa: F401,E402
+from xdyn.experiments import kolmogorov_closure as _kolmogorov_closure  # noqa: F401,E402
 from xdyn.experiments import amortized as _amortized  # noqa: F401,E402
 from xdyn.experiments import vgbdm as _vgbdm  # noqa: F401,E402
 from xdyn.experiments import era5 as _era5  # noqa: F401,E402

@@ -1,0 +1,322 @@
+"""Experiment ``kolmogorov-closure``: scale separation and stochastic closure on Kolmogorov flow.
+
+The protocol of Zighed et al. (2025, arXiv:2510.24583): velocity fields of
+Kolmogorov flow at Re = 34 (:func:`xdyn.datasets.kolmogorov_closure
+.load_kolmogorov_closure`) are split by a sharp spectral filter whose cutoff
+holds 90% of the training energy (``LowPassFilter("energy90")``) into resolved
+and unresolved scales; a reduced-order model forecasts the resolved scales and
+each closure (GP, conditional VAE, conditional diffusion) draws the unresolved
+ones given the resolved state. Everything is trained on the training
+trajectories and scored on the held-out test trajectory:
+
+* closures given the true resolved state (the original's reconstruction
+  task): rel-L1 / rel-L2 of the full field's mean and of the unresolved
+  field's, +-1 std coverage (PICP), 90% interval coverage, CRPS and
+  spread-skill of a ``n_members`` ensemble, sampling cost;
+* forecasts: the resolved ROM's rel-L2 against lead time next to persistence,
+  and the closed ensemble's (ROM + closure) CRPS, spread-skill and coverages;
+* the isotropic energy spectrum of generated fields against the truth's and
+  the PDF of vorticity.
+
+The resolved model is :class:`xdyn.rom.PODLinearDynamics` (POD + a linear
+latent map): the VAE + transformer latent ROM of the original
+(``LatentTransformerROM``) was not available when this experiment was written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import xarray as xr
+
+from xdyn.closure import ClosedModel, DiffusionClosure, GPClosure, VAEClosure
+from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
+from xdyn.metrics import (crps_ensemble, interval_coverage, isotropic_spectrum, picp,
+                          relative_l1, relative_l2, spread_skill_ratio)
+
+__all__ = ["ClosureSetup", "kolmogorov_closure_experiment"]
+
+VARS = ["u", "v"]
+CLOSURES = ("GP", "VAE", "diffusion")
+
+
+@dataclasses.dataclass
+class ClosureSetup:
+    """Sizes of one run (``quick()`` for 2 CPU cores, ``full()`` for the original's data)."""
+
+    quick: bool = True
+    # the resolved field (|k| <= 4, two components) spans 48 POD modes exactly;
+    # 16 leave 70% of it out
+    n_rom_modes: int = 48
+    n_input_modes: int = 16
+    n_output_modes: int = 24
+    n_members: int = 10
+    n_starts: int = 12
+    n_leads: int = 20
+    gp_epochs: int = 60
+    vae_epochs: int = 150
+    diffusion_epochs: int = 200
+    n_diffusion_steps: int = 30
+    hidden: int = 128
+    gp_exact_max_samples: int = 1000
+
+    @classmethod
+    def full(cls):
+        return cls(quick=False, n_rom_modes=48, n_input_modes=16, n_output_modes=32,
+                   n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=400,
+                   diffusion_epochs=800, n_diffusion_steps=100, hidden=256,
+                   gp_exact_max_samples=2000)
+
+
+def _full_field(ds):
+    return ds[VARS].to_dataarray("variable")
+
+
+def _split_scales(data, setup):
+    from xdyn.preprocessing import LowPassFilter
+
+    lengths = (2 * np.pi, 2 * np.pi)
+    filt = LowPassFilter("energy90", lengths=lengths).fit(data["train"][VARS])
+    out = {}
+    for name in ("train", "test"):
+        full = data[name][VARS]
+        resolved = filt.transform(full)
+        out[name] = (full, resolved, full - resolved)
+    return filt, out
+
+
+def _make_closures(setup, seed, device):
+    common = dict(n_input_modes=setup.n_input_modes, n_output_modes=setup.n_output_modes,
+                  random_state=seed, device=device)
+    return {
+        "GP": GPClosure(max_epochs=setup.gp_epochs,
+                        exact_max_samples=setup.gp_exact_max_samples, **common),
+        "VAE": VAEClosure(max_epochs=setup.vae_epochs, hidden=setup.hidden, lr=2e-3, **common),
+        "diffusion": DiffusionClosure(max_epochs=setup.diffusion_epochs, hidden=setup.hidden,
+                                      n_diffusion_steps=setup.n_diffusion_steps, lr=2e-3,
+                                      **common),
+    }
+
+
+def _score_ensemble(ens, truth, dims):
+    """CRPS, spread-skill, +-1 std and 90% coverage of an ensemble DataArray."""
+    mean = ens.mean("member")
+    std = ens.std("member", ddof=1)
+    return {
+        "CRPS": crps_ensemble(ens, truth, dim=dims),
+        "spread-skill": spread_skill_ratio(ens, truth, dim=dims),
+        "PICP(1 std)": picp(mean, std, truth, k=1.0, dim=dims),
+        "90% coverage": interval_coverage(ens, truth, level=0.9, dim=dims),
+        "rel-L2": relative_l2(mean, truth, dim=dims),
+    }
+
+
+def _windows(ds, starts, n_ctx):
+    """Context windows ending at each start, as trajectories with a common time axis."""
+    dt = float(ds.time[1] - ds.time[0])
+    parts = [ds.isel(time=slice(s - n_ctx + 1, s + 1)).assign_coords(
+        time=dt * np.arange(n_ctx)) for s in starts]
+    return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
+
+
+def _targets(ds, starts, n_leads):
+    dt = float(ds.time[1] - ds.time[0])
+    parts = [ds.isel(time=slice(s + 1, s + 1 + n_leads)).assign_coords(
+        time=dt * np.arange(1, n_leads + 1)) for s in starts]
+    return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
+
+
+def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
+    """Run the experiment for ``setup``; returns an :class:`ExperimentResult`."""
+    from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
+    from xdyn.rom import PODLinearDynamics
+
+    clock = time.perf_counter()
+    data = load_kolmogorov_closure(quick=setup.quick)
+    filt, parts = _split_scales(data, setup)
+    full_tr, res_tr, unres_tr = parts["train"]
+    full_te, res_te, unres_te = (p.isel(trajectory=0) for p in parts["test"])
+    spatial = ("y", "x")
+    dims_all = ("variable", "time", "y", "x")
+    n_test = full_te.sizes["time"]
+
+    # --- closures on the true resolved state ---------------------------------
+    closures = _make_closures(setup, seed, device)
+    rows, fitted, samples_te, timings = {}, {}, {}, {}
+    truth_full = _full_field(full_te)
+    truth_unres = _full_field(unres_te)
+    for name, closure in closures.items():
+        t0 = time.perf_counter()
+        closure.fit(res_tr, unres_tr)
+        t_fit = time.perf_counter() - t0
+        mean, std = closure.predict(res_te, return_std=True)
+        t0 = time.perf_counter()
+        draws = closure.sample(res_te, n_samples=setup.n_members, random_state=seed + 1)
+        t_sample = (time.perf_counter() - t0) / (setup.n_members * n_test)
+        ens = _full_field(res_te + draws)
+        scores = _score_ensemble(ens, truth_full, dims_all)
+        scores["rel-L1"] = relative_l1(_full_field(res_te + mean), truth_full, dim=dims_all)
+        scores["rel-L2"] = relative_l2(_full_field(res_te + mean), truth_full, dim=dims_all)
+        scores["PICP(1 std)"] = picp(_full_field(mean), _full_field(std), truth_unres,
+                                     dim=dims_all)
+        scores["unresolved rel-L2"] = relative_l2(_full_field(mean), truth_unres, dim=dims_all)
+        rows[name] = scores
+        fitted[name], samples_te[name] = closure, draws
+        timings[name] = (t_fit, t_sample)
+    metrics = list(rows["GP"])
+    closure_scores = xr.DataArray(
+        [[float(rows[c][m]) for m in metrics] for c in CLOSURES], dims=("closure", "metric"),
+        coords={"closure": list(CLOSURES), "metric": metrics},
+        attrs={"long_name": "closure scores given the true resolved state (test trajectory)",
+               "units": "1"})
+    fit_time = xr.DataArray([timings[c][0] for c in CLOSURES], dims="closure",
+                            attrs={"long_name": "closure training wall time", "units": "s"})
+    sample_cost = xr.DataArray([timings[c][1] for c in CLOSURES], dims="closure",
+                               attrs={"long_name": "wall time per sample (one field)",
+                                      "units": "s"})
+
+    # --- forecasts ------------------------------------------------------------
+    rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
+    n_leads = min(setup.n_leads, n_test // 4)
+    starts = np.linspace(2, n_test - n_leads - 1, setup.n_starts).astype(int)
+    ctx = _windows(res_te, starts, 2)
+    truth_res = _targets(res_te, starts, n_leads)
+    truth_f = _targets(full_te, starts, n_leads)
+    rom_fc = rom.predict(ctx, n_steps=n_leads).assign_coords(time=truth_res.time)
+    persist = ctx.isel(time=[-1] * n_leads).assign_coords(time=truth_res.time)
+    lead_dims = ("variable", "trajectory", "y", "x")
+    rom_err = relative_l2(_full_field(rom_fc), _full_field(truth_res), dim=lead_dims)
+    persist_err = relative_l2(_full_field(persist), _full_field(truth_res), dim=lead_dims)
+    persist_full = relative_l2(_full_field(_windows(full_te, starts, 1).isel(
+        time=[0] * n_leads).assign_coords(time=truth_f.time)), _full_field(truth_f),
+        dim=lead_dims)
+    fc_scores, forecasts = {}, {}
+    for name in CLOSURES:
+        model = ClosedModel(rom=rom, closure=fitted[name], prefit=True,
+                            n_members=setup.n_members, random_state=seed + 2).fit(res_tr)
+        fc = model.predict(ctx, n_steps=n_leads).assign_coords(time=truth_res.time)
+        forecasts[name] = fc
+        fc_scores[name] = _score_ensemble(_full_field(fc), _full_field(truth_f), lead_dims)
+    fc_metrics = list(fc_scores["GP"])
+    lead = xr.DataArray(truth_res.time.values, dims="lead",
+                        attrs={"long_name": "lead time", "units": "1"})
+    forecast_scores = xr.DataArray(
+        np.array([[fc_scores[c][m].values for m in fc_metrics] for c in CLOSURES]),
+        dims=("closure", "metric_fc", "lead"),
+        coords={"closure": list(CLOSURES), "metric_fc": fc_metrics, "lead": lead},
+        attrs={"long_name": "closed-model ensemble scores against the full field", "units": "1"})
+    lead_err = xr.DataArray(
+        np.stack([rom_err.values, persist_err.values, persist_full.values]),
+        dims=("model", "lead"),
+        coords={"model": ["POD+linear ROM (resolved)", "persistence (resolved)",
+                          "persistence (full)"], "lead": lead},
+        attrs={"long_name": "rel-L2 forecast error", "units": "1"})
+
+    # --- spectra and vorticity PDFs ----------------------------------------------
+    lengths = (2 * np.pi, 2 * np.pi)
+
+    def spectrum(ds, mean_dims):
+        s = isotropic_spectrum(ds[VARS], lengths=lengths, mean_dims=mean_dims)
+        return (s.u + s.v).reset_coords(drop=True)
+
+    fields = {"truth": full_te, "filtered": res_te, "ROM forecast": rom_fc}
+    fields.update({f"{c} closure": res_te + samples_te[c].isel(member=0, drop=True)
+                   for c in CLOSURES})
+    spectra = xr.concat([spectrum(f, [d for d in f.dims if d not in spatial])
+                         for f in fields.values()], dim="field", coords="minimal",
+                        compat="override").assign_coords(
+        field=list(fields))
+    spectra.attrs = {"long_name": "isotropic kinetic-energy spectrum", "units": "m2 s-2"}
+    above = spectra.wavenumber > filt.cutoff_
+    spectrum_ratio = (spectra.where(above) / spectra.sel(field="truth").where(above)).mean(
+        "wavenumber")
+    spectrum_ratio.attrs = {"long_name": "mean ratio to the truth's spectrum above the cutoff",
+                            "units": "1"}
+    bins = np.linspace(-12, 12, 61)
+    pdfs = []
+    for f in fields.values():
+        w = vorticity_from_velocity(f).values.ravel()
+        pdfs.append(np.histogram(w, bins=bins, density=True)[0])
+    vort_pdf = xr.DataArray(np.array(pdfs), dims=("field", "vorticity"),
+                            coords={"field": list(fields),
+                                    "vorticity": 0.5 * (bins[1:] + bins[:-1])},
+                            attrs={"long_name": "PDF of vorticity", "units": "s"})
+
+    results = xr.Dataset({
+        "closure_scores": closure_scores, "closure_fit_time": fit_time,
+        "sampling_cost": sample_cost, "forecast_scores": forecast_scores,
+        "lead_error": lead_err, "spectrum": spectra, "spectrum_ratio": spectrum_ratio,
+        "vorticity_pdf": vort_pdf})
+    for name in ("closure", "metric", "metric_fc", "model", "field"):
+        results[name].attrs["long_name"] = name.replace("_fc", " (forecast)")
+    results["wavenumber"].attrs.update(long_name="wavenumber |k|", units="1")
+    results["vorticity"].attrs.update(long_name="vorticity", units="s-1")
+    results.attrs.update({
+        "config_json": config_json(**dataclasses.asdict(setup), seed=seed),
+        "cutoff": float(filt.cutoff_), "resolved_model": "PODLinearDynamics",
+        "wall_time_s": time.perf_counter() - clock})
+
+    summary = (summary_rows(closure_scores.sel(metric="rel-L2"), "full-field rel-L2",
+                            method_dim="closure", task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="rel-L1"), "full-field rel-L1",
+                              method_dim="closure", task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="unresolved rel-L2"),
+                              "unresolved rel-L2", method_dim="closure", task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="PICP(1 std)"), "PICP(1 std)",
+                              method_dim="closure", lower_is_better=None, task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="90% coverage"), "90% coverage",
+                              method_dim="closure", lower_is_better=None,
+                              task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="CRPS"), "CRPS", method_dim="closure",
+                              units="m s-1", task="reconstruction")
+               + summary_rows(closure_scores.sel(metric="spread-skill"), "spread-skill",
+                              method_dim="closure", lower_is_better=None,
+                              task="reconstruction")
+               + summary_rows(sample_cost, "sampling cost per field", method_dim="closure")
+               + summary_rows(forecast_scores.sel(metric_fc="CRPS").mean("lead"),
+                              "CRPS (mean over leads)", method_dim="closure", units="m s-1",
+                              task="forecast")
+               + summary_rows(lead_err.isel(lead=0), "rel-L2 at first lead",
+                              method_dim="model", task="forecast"))
+    from xdyn.experiments._kolmogorov_closure_figures import closure_figures
+
+    figures = closure_figures(results, fields, forecasts, truth_f, truth_res, filt.cutoff_)
+    return ExperimentResult(results, figures, _table(results, setup), summary)
+
+
+def _table(res, setup):
+    cs = res.closure_scores
+    lines = [f"kolmogorov-closure ({'quick' if setup.quick else 'full'}; cutoff |k| <= "
+             f"{res.attrs['cutoff']:g}; resolved model: {res.attrs['resolved_model']})",
+             "closure given the true resolved state, test trajectory, "
+             f"{setup.n_members} members:",
+             f"{'closure':<10}" + "".join(f"{m:>19}" for m in cs.metric.values)
+             + f"{'s/sample':>12}"]
+    for c in cs.closure.values:
+        lines.append(f"{c:<10}" + "".join(f"{float(v):>19.4f}" for v in cs.sel(closure=c))
+                     + f"{float(res.sampling_cost.sel(closure=c)):>12.2e}")
+    le = res.lead_error
+    lines.append("rel-L2 vs lead (resolved): " + "; ".join(
+        f"{m}: " + " ".join(f"{v:.3f}" for v in le.sel(model=m).values[::max(1, le.sizes['lead'] // 5)])
+        for m in le.model.values))
+    fs = res.forecast_scores
+    for c in fs.closure.values:
+        lines.append(f"closed {c}: CRPS first/last lead {float(fs.sel(closure=c, metric_fc='CRPS')[0]):.4f}"
+                     f"/{float(fs.sel(closure=c, metric_fc='CRPS')[-1]):.4f}, PICP(1 std) "
+                     f"{float(fs.sel(closure=c, metric_fc='PICP(1 std)').mean()):.3f}, 90% cov "
+                     f"{float(fs.sel(closure=c, metric_fc='90% coverage').mean()):.3f}")
+    lines.append("spectrum above cutoff / truth: " + ", ".join(
+        f"{f}: {float(v):.3g}" for f, v in zip(res.field.values, res.spectrum_ratio.values)))
+    return "\n".join(lines)
+
+
+@register("kolmogorov-closure",
+          "Scale separation (energy90 spectral cutoff) and GP / VAE / diffusion stochastic "
+          "closures of the unresolved scales of Kolmogorov flow (Re=34), closed ensemble "
+          "forecasts with a POD+linear resolved model",
+          "Zighed, Thome, Gallinari & Sayadi (2025), arXiv:2510.24583")
+def kolmogorov_closure(quick=False, seed=0, device="cpu", progress=True):
+    setup = ClosureSetup() if quick else ClosureSetup.full()
+    return kolmogorov_closure_experiment(setup, seed=seed, device=device, progress=progress)
