@@ -105,7 +105,9 @@ class ClimODE(BaseForecaster):
     lr : float, default=2e-3
     batch_size : int, default=32
     n_members : int, default=10
-        Members drawn from the Gaussian emission by :meth:`predict`.
+        Members drawn from the Gaussian emission by :meth:`predict`, centred
+        so that their mean is the emission's mean (sampling noise would
+        otherwise add ``std / sqrt(n_members)`` to the RMSE of the mean).
     smoothness : float, default=1.0
         Weight of ``||grad v||^2`` in the initial-velocity inversion.
     damping : float, default=1e-2
@@ -337,6 +339,8 @@ class ClimODE(BaseForecaster):
                 pred = pred.cpu().numpy().astype(float)[:, inverse][:, np.argsort(order)]
                 mean, std = pred[:, :, 0][:, :, None], pred[:, :, 1][:, :, None]
                 noise = rng.standard_normal((e - s, len(steps), m, k, h, w))
+                if m > 1:  # centred draws: the ensemble mean is the emission mean, exactly
+                    noise = (noise - noise.mean(2, keepdims=True)) * np.sqrt(m / (m - 1))
                 members = (mean + std * noise) * std_ + mean_
                 out[s:e] = members.reshape(e - s, len(steps), m, -1)
         return out
