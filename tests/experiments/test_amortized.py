@@ -40,19 +40,20 @@ def test_twins_identical_for_all_methods_and_every_fourth_cycles():
 def test_misspecified_truth_is_the_two_scale_slow_state_seen_by_the_single_scale_model():
     import dataclasses
 
-    from xdyn.systems import TwoScaleLorenz96
+    from xdyn.experiments.amortized import _two_scale_truth
+    from xdyn.observe import observe
+    from xdyn.systems import Lorenz96, TwoScaleLorenz96
 
-    setup = dataclasses.replace(TINY, truth_model="two_scale", noise_std=2.5, forcing=10.0,
-                                cases=("full",))
-    twins = make_l96_twins(setup, seed=0)
-    valid = twins["truth"]["valid"]
-    assert valid.attrs["system"] == "Lorenz96" and "TwoScale" in valid.attrs["truth_system"]
-    assert twins["obs"]["full"]["valid"].attrs["system"] == "Lorenz96"
-    direct = TwoScaleLorenz96(K=20, J=10, F=10.0).simulate(n_steps=20 * 29, dt=0.005,
-                                                           save_every=20, burn_in=10.0,
+    setup = dataclasses.replace(TINY, truth_model="two_scale", noise_std=2.5, forcing=10.0)
+    model = Lorenz96(n=20, F=10.0)
+    truth = _two_scale_truth(setup, model, n_times=12, burn=0.5, rs=1)
+    assert truth.attrs["system"] == "Lorenz96" and "TwoScale" in truth.attrs["truth_system"]
+    assert observe(truth, "identity", noise_std=2.5, random_state=0).attrs["system"] == "Lorenz96"
+    direct = TwoScaleLorenz96(K=20, J=10, F=10.0).simulate(n_steps=20 * 11, dt=0.005,
+                                                           save_every=20, burn_in=0.5,
                                                            random_state=1)
-    np.testing.assert_allclose(valid["x"].values, direct["x"].values)
-    np.testing.assert_allclose(valid["time"], np.arange(30) * 0.1, atol=1e-9)
+    np.testing.assert_allclose(truth["x"].values, direct["x"].values)
+    np.testing.assert_allclose(truth["time"], np.arange(12) * 0.1, atol=1e-9)
 
 
 def test_every_kth_random_keeps_one_set_per_time():
