@@ -245,8 +245,10 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
         Skip experiments whose outputs in ``out`` are complete
         (:func:`is_complete`).
     retries : int, default 2
-        Times a failed task is retried (dask ``retries``) and times its
-        worker may die before it is given up.
+        Times a task that raises is retried (dask ``retries``); on the local
+        cluster made here, also the times its worker may die before it is
+        given up (a remote scheduler keeps its own ``allowed-failures``).
+        A serial run (``n_workers=0``) does not retry.
     timeout : float, default 10.0
         Seconds to wait for the scheduler.
     torch_threads : int, default 1
