@@ -31,7 +31,6 @@ import time
 import numpy as np
 import xarray as xr
 
-from xdyn.closure import ClosedModel, DiffusionClosure, GPClosure, VAEClosure
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import (crps_ensemble, interval_coverage, isotropic_spectrum, picp,
                           relative_l1, relative_l2, spread_skill_ratio)
@@ -88,6 +87,9 @@ def _split_scales(data, setup):
 
 
 def _make_closures(setup, seed, device):
+    # imported here: gpytorch need not load with the experiment catalogue
+    from xdyn.closure import DiffusionClosure, GPClosure, VAEClosure
+
     common = dict(n_input_modes=setup.n_input_modes, n_output_modes=setup.n_output_modes,
                   random_state=seed, device=device)
     return {
@@ -131,6 +133,7 @@ def _targets(ds, starts, n_leads):
 def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     """Run the experiment for ``setup``; returns an :class:`ExperimentResult`."""
     from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
+    from xdyn.closure import ClosedModel
     from xdyn.rom import PODLinearDynamics
 
     clock = time.perf_counter()
