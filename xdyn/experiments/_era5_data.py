@@ -106,6 +106,16 @@ def load_uk_t2m(root=None) -> xr.Dataset:
     -------
     xarray.Dataset
         ``t2m`` [K], 744 hours x 33 ascending latitudes x 49 longitudes, loaded.
+
+    Examples
+    --------
+    Needs the samples (see :func:`era5_sample_dir`), read from the file
+
+    >>> UK_T2M_FILE
+    'netcdf/era5-2mt-2019-03-uk.nc'
+    >>> ds = load_uk_t2m()  # doctest: +SKIP
+    >>> dict(ds.sizes)  # doctest: +SKIP
+    {'time': 744, 'lat': 33, 'lon': 49}
     """
     root = era5_sample_dir() if root is None else Path(root)
     _check_sha256(root, UK_T2M_FILE)

@@ -172,7 +172,19 @@ def _uk_forecasters(quick, seed, device, progress):
 
 def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=None,
                       forecasters=None, lead_hours=tuple(range(1, 25))):
-    """Run ``era5-uk-t2m`` (see the module docstring); ``data``/``forecasters`` for tests."""
+    """Run ``era5-uk-t2m`` (see the module docstring); ``data``/``forecasters`` for tests.
+
+    Examples
+    --------
+    The baselines only, on the real sample (minutes with the learned forecasters):
+
+    >>> from xdyn.forecast import Persistence, Climatology
+    >>> res = uk_t2m_experiment(quick=True, progress=False, lead_hours=(1, 24),
+    ...     forecasters={"Persistence": Persistence(),
+    ...                  "Climatology": Climatology(groupby="hour")})  # doctest: +SKIP
+    >>> res.results["t2m_rmse"].dims  # doctest: +SKIP
+    ('method', 'lead_time')
+    """
     t_start = time.perf_counter()
     ds = load_uk_t2m() if data is None else data
     coarsen = 2 if quick else 1
@@ -268,7 +280,19 @@ def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None)
 def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", progress=True,
                             variables=("z500", "t850", "t2m", "u10", "v10"), root=None,
                             forecasters=None, leads=None, test_set_days=None):
-    """Run ``era5-forecast`` (``monthly=False``) or ``era5-monthly`` (see the module docstring)."""
+    """Run ``era5-forecast`` (``monthly=False``) or ``era5-monthly`` (see the module docstring).
+
+    Examples
+    --------
+    Without WeatherBench files it runs on xdyn's test set and says so:
+
+    >>> from xdyn.forecast import Persistence, Climatology
+    >>> res = weatherbench_experiment(variables=("z500",), leads=[6], test_set_days=2,
+    ...     forecasters={"Persistence": Persistence(), "Climatology": Climatology()},
+    ...     progress=False, root="/nonexistent")  # doctest: +SKIP
+    >>> "NOT ERA5" in res.results.attrs["data"]  # doctest: +SKIP
+    True
+    """
     t_start = time.perf_counter()
     train, test, note, tmp = _open_weatherbench(variables, monthly, quick, root, test_set_days)
     try:

@@ -49,6 +49,8 @@ class Climatology(BaseForecaster):
         Hour-of-day means, the fallback for keys unseen in training.
     mean_ : ndarray of shape (n_features,)
         The time mean.
+    layout_, n_features_in_, time_kind_, dt_
+        See :class:`~xdyn.forecast.BaseForecaster`.
 
     Examples
     --------

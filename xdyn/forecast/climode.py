@@ -132,6 +132,7 @@ class ClimODE(BaseForecaster):
     variables_ : tuple
         The fields, in channel order.
     spatial_dims_ : tuple of str
+    grid_shape_ : tuple of int
     periodic_ : tuple of bool
     mean_, std_ : ndarray of shape (n_channels,)
         Per-field standardisation, fitted on the training data.
