@@ -65,12 +65,16 @@ def experiments(tmp_path_factory):
     def always_dies(quick=False, seed=0, device="cpu", progress=True):
         os.kill(os.getpid(), signal.SIGKILL)
 
+    def raises(quick=False, seed=0, device="cpu", progress=True):
+        raise ValueError("a bug in the experiment")
+
     for name in TINY:
         register(name, "tiny test experiment")(tiny(name))
+    register("ra-raises", "raises every time")(raises)
     register("ra-killed-once", "killed in the middle of its first run")(killed_once)
     register("ra-always-dies", "kills its worker every time")(always_dies)
     yield marker
-    for name in (*TINY, "ra-killed-once", "ra-always-dies"):
+    for name in (*TINY, "ra-killed-once", "ra-always-dies", "ra-raises"):
         _REGISTRY.pop(name, None)
 
 
@@ -120,6 +124,16 @@ def test_killed_worker_is_retried_and_results_equal_serial(client, experiments, 
     assert left == sorted([*names, "report.csv", "report.html", "run_all.csv"])
     assert sorted(p.name for p in (tmp_path / "dist" / "ra-killed-once").iterdir()) == [
         "panel.png", "results.nc", "summary.csv"]
+
+
+# before the dying worker: the workers have imported xdyn already
+def test_failing_experiment_is_retried_then_named(client, tmp_path):
+    outcomes = run_all(["ra-raises", "ra-tiny-b"], out=tmp_path, client=client, retries=1,
+                       errors="return", report=False)
+    assert [o.status for o in outcomes] == ["failed", "ok"]
+    assert outcomes[0].error == ("experiment 'ra-raises' failed after 1 retries: "
+                                 "ValueError: a bug in the experiment")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ra-tiny-b", "run_all.csv"]
 
 
 def test_worker_dying_repeatedly_fails_that_experiment_and_keeps_the_others(client, tmp_path):
