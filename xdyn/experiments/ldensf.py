@@ -105,7 +105,7 @@ class LDEnSFSetup:
     @classmethod
     def quick(cls):
         """32 x 32, 16 training and 4 test trajectories of 30 kept steps (every model step)."""
-        return cls(N=32, n_train=16, n_test=4, n_saved=30, save_every=1, ldnet_epochs=150,
+        return cls(N=32, n_train=16, n_test=4, n_saved=30, save_every=1, ldnet_epochs=400,
                    n_points=128, hidden=64, encoder_epochs=150, encoder_hidden=32,
                    n_noise_draws=2)
 
