@@ -183,15 +183,19 @@ def _run_task(entry, quick, out, seed, device, torch_threads):
     catalogue._REGISTRY[entry.name] = entry  # a user's experiment travels with its task
     result = catalogue.run(entry.name, quick=quick, out=out, seed=seed, device=device,
                            progress=False)
+    attrs = result.results.attrs
+    return {"wall_time_s": float(attrs["wall_time_s"]),
+            "peak_memory_mb": float(attrs["peak_memory_mb"]), "worker": _worker_address()}
+
+
+def _worker_address() -> str:
+    """This dask worker's address, ``"local"`` outside one; never fails a finished run."""
     try:
         from distributed import get_worker
 
-        worker = get_worker().address
-    except (ImportError, ValueError):
-        worker = "local"
-    attrs = result.results.attrs
-    return {"wall_time_s": float(attrs["wall_time_s"]),
-            "peak_memory_mb": float(attrs["peak_memory_mb"]), "worker": worker}
+        return get_worker().address
+    except Exception:  # noqa: BLE001 - not in a worker (ValueError), or dask's state is odd
+        return "local"
 
 
 def _check_on_worker(out):
