@@ -44,6 +44,9 @@ ALLOWED_WITHOUT_EXAMPLE: dict[str, str] = {
     "xdyn.bench.bench_forecast": "trains two forecasters for tens of seconds; machine-dependent",
     "xdyn.experiments.neural_var.neural_var_experiment":
         "trains networks for minutes; tests/experiments/test_neural_var.py runs a small grid",
+    "xdyn.experiments.amortized.amortized_experiment":
+        "trains an update network for minutes; tests/experiments/test_amortized.py runs a tiny "
+        "end-to-end case",
 }
 
 # Estimators whose Attributes section may still miss fitted attributes, with the reason.
