@@ -129,3 +129,19 @@ def test_initial_ensemble_dataset_or_array(twin):
     pf = ParticleFilter(system=system, n_members=8, initial_ensemble=ens, random_state=0,
                         raise_on_divergence=False)  # 8 particles lose a 12-variable truth
     assert pf.fit(obs).predict(obs).sizes["member"] == 8
+
+
+def test_operator_check_on_a_physical_grid_uses_grid_positions():
+    """observe() writes physical x/y (a 2 pi grid) along obs; the operator knows grid
+    positions: the same operator must pass, another one must still be caught."""
+    from xdyn.assimilation import EnKF
+    from xdyn.observe import EveryKth, observe
+    from xdyn.systems import KolmogorovFlow
+
+    system = KolmogorovFlow(N=16)
+    truth = system.simulate(n_steps=2, random_state=0)
+    obs = observe(truth, EveryKth(k=4), noise_std=0.1, random_state=1)
+    assert not np.array_equal(obs["x"].values, obs["x_index"].values)  # physical != index
+    EnKF(n_members=4, random_state=0, operator=EveryKth(k=4)).fit(obs)
+    with pytest.raises(ValueError, match="does not match the observations"):
+        EnKF(n_members=4, random_state=0, operator=EveryKth(k=4, offset=1)).fit(obs)

@@ -393,12 +393,19 @@ class BaseAssimilator(BaseEstimator):
         """The operator must observe what the observations observed (else: wrong sites)."""
         mismatch = None
         expected = operator.obs_coords(system)
-        shared = [c for c in expected if c != "obs" and c in da.coords
-                  and da.coords[c].dims == ("obs",)]
+
+        def along_obs(name):
+            return name in da.coords and da.coords[name].dims == ("obs",)
+
+        # observe() writes a spatial dim's physical coordinate values along ``obs``
+        # (x in metres on a 2 pi grid) and the grid position as ``<dim>_index``;
+        # the operator's coordinates are grid positions, so compare those
+        shared = {c: f"{c}_index" if along_obs(f"{c}_index") else c
+                  for c in expected if c != "obs" and (along_obs(c) or along_obs(f"{c}_index"))}
         if shared:  # compare where each observation is, by its coordinates
-            for c in shared:
+            for c, name in shared.items():
                 want = np.asarray(expected[c][1])
-                got = np.asarray(da.coords[c].values)
+                got = np.asarray(da.coords[name].values)
                 if want.shape != got.shape or not np.array_equal(want.astype(str),
                                                                  got.astype(str)):
                     mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
