@@ -606,3 +606,19 @@ def test_arctan_operator_round_trips_with_an_exact_jacobian():
     truth = Lorenz96(n=40).simulate(n_steps=20, random_state=0)
     obs = observe(truth, "arctan", noise_std=0.1, random_state=1)
     np.testing.assert_allclose(obs.observation_clean.values, np.arctan(truth.x.values), rtol=1e-12)
+
+
+def test_grid_points_subsample_every_spatial_dim():
+    from xdyn.observe import GridPoints
+    from xdyn.systems import KolmogorovFlow
+
+    system = KolmogorovFlow(N=32)
+    truth = system.simulate(n_steps=1, random_state=0)
+    obs = observe(truth, GridPoints(stride=8, offset=2), noise_std=0.0, random_state=0)
+    assert obs.sizes["obs"] == 16
+    w = truth.vorticity.isel(time=0).values
+    np.testing.assert_allclose(obs.observation_clean.isel(time=0).values, w[2::8, 2::8].ravel())
+    again = operator_from_spec(GridPoints(stride=8, offset=2).spec())
+    assert again.get_params() == {"stride": 8, "offset": 2, "variables": None}
+    with pytest.raises(ValueError, match="stride"):
+        GridPoints(stride=0).n_obs(system)

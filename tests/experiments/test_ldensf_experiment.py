@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from xdyn.datasets.ldensf_data import kolmogorov_ldensf
-from xdyn.experiments.ldensf import GridPoints, LDEnSFSetup, sparse_observations
+from xdyn.experiments.ldensf import LDEnSFSetup, sparse_observations
+from xdyn.observe import GridPoints
 from xdyn.observe import operator_from_spec
 from xdyn.systems import KolmogorovFlow
 

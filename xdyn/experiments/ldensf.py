@@ -31,43 +31,12 @@ import xarray as xr
 from xdyn.assimilation import LETKF, EnSF, LDEnSF, ObservationEncoder
 from xdyn.datasets.ldensf_data import kolmogorov_ldensf
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
-from xdyn.observe import ObservationOperator, observe
+from xdyn.observe import GridPoints, observe
 from xdyn.rom import LDNet
 
-__all__ = ["LDEnSFSetup", "GridPoints", "ldensf_experiment", "sparse_observations"]
+__all__ = ["LDEnSFSetup", "ldensf_experiment", "sparse_observations"]
 
 METHODS = ("LD-EnSF", "EnSF", "LETKF", "free latent forecast")
-
-
-class GridPoints(ObservationOperator):
-    """Observe a 2-D field at every ``stride``-th point along both grid dims.
-
-    Parameters
-    ----------
-    stride : int, default=15
-    offset : int, default=0
-
-    Examples
-    --------
-    >>> from xdyn.systems import KolmogorovFlow
-    >>> GridPoints(stride=8).n_obs(KolmogorovFlow(N=32))
-    16
-    """
-
-    def __init__(self, stride=15, offset=0):
-        self.stride = stride
-        self.offset = offset
-
-    def indices(self, layout):
-        out, start = [], 0
-        for v in layout:
-            if len(v.shape) != 2:
-                raise ValueError(f"GridPoints needs 2-D variables; {v.name!r} has dims {v.dims}")
-            grid = np.arange(v.size).reshape(v.shape)
-            s, o = int(self.stride), int(self.offset)
-            out.append(start + grid[o::s, o::s].ravel())
-            start += v.size
-        return np.concatenate(out)
 
 
 @dataclasses.dataclass

@@ -15,8 +15,8 @@ The state layout (which variables, which dims) comes from a system's
 from xdyn.observe._layout import SAMPLE_DIMS, layout_from_dataset
 from xdyn.observe.base import (OPERATORS, ObservationOperator, operator_from_spec,
                                registered_operators)
-from xdyn.observe.operators import (Arctan, EveryKth, Identity, RandomPoints, SelectVariables,
-                                    Squared, make_operator)
+from xdyn.observe.operators import (Arctan, EveryKth, GridPoints, Identity, RandomPoints,
+                                    SelectVariables, Squared, make_operator)
 from xdyn.observe.synthetic import observe
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Squared",
     "Arctan",
     "RandomPoints",
+    "GridPoints",
     "make_operator",
     "operator_from_spec",
     "registered_operators",
