@@ -137,7 +137,8 @@ class ExtendedKalmanFilter(BaseAssimilator):
     def _initialize(self, ctx, rng):
         x = self._initial_mean(ctx, rng)
         if self.initial_state is None:  # climatological start: P_0 is the climatology's
-            P = self._climatology(ctx)[1].expand(x.shape + (ctx.n_state,)).clone()
+            A = self._climatology(ctx)[1]  # the pool's anomalies: P_0 = A^T A
+            P = (A.T @ A).expand(x.shape + (ctx.n_state,)).clone()
         else:
             eye = torch.eye(ctx.n_state, dtype=x.dtype, device=x.device)
             P = float(self.initial_spread) ** 2 * eye.expand(x.shape + (ctx.n_state,)).clone()
