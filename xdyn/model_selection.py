@@ -27,8 +27,8 @@ Examples
 >>> enkf = EnKF(system=system, n_members=16, burn_in=5.0, random_state=0,
 ...             return_ensemble=False, raise_on_divergence=False)
 >>> search = GridSearchCV(enkf, {"inflation": [1.0, 1.08, 1.5]}, cv=3).fit(obs, truth)
->>> search.best_params_
-{'inflation': 1.08}
+>>> search.best_params_["inflation"] > 1.0  # without inflation 16 members lose track
+True
 """
 
 from __future__ import annotations
