@@ -41,9 +41,13 @@ ALLOWED_WITHOUT_EXAMPLE: dict[str, str] = {
     # benchmarks, not tests: their examples are shown with +SKIP
     "xdyn.bench.bench_da": "runs filters against DAPPER for tens of seconds (minutes in full)",
     "xdyn.bench.bench_systems": "times integrations for seconds; the numbers depend on the machine",
+    "xdyn.bench_sweep.bench_sweep": "runs 64 experiments in xdyn and in DAPPER for minutes",
     "xdyn.bench.bench_forecast": "trains two forecasters for tens of seconds; machine-dependent",
     "xdyn.experiments.neural_var.neural_var_experiment":
         "trains networks for minutes; tests/experiments/test_neural_var.py runs a small grid",
+    "xdyn.experiments.kolmogorov_closure.kolmogorov_closure_experiment":
+        "trains a ROM and three closures for minutes; tests/experiments/"
+        "test_kolmogorov_closure.py tests its building blocks (--quick is slow-marked)",
     "xdyn.experiments.amortized.amortized_experiment":
         "trains an update network for minutes; tests/experiments/test_amortized.py runs a tiny "
         "end-to-end case",

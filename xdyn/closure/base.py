@@ -69,6 +69,21 @@ class BaseClosure(BaseEstimator):
         Per-point variance of the training residual outside the output basis.
     residual_bank_ : ndarray of shape (n_residual_bank, n_features_out)
     n_samples_fit_ : int
+
+    Examples
+    --------
+    A closure is ``_fit_reduced`` / ``_predict_reduced`` / ``_sample_reduced`` on the
+    whitened coefficients; the concrete ones are :class:`GPClosure`,
+    :class:`VAEClosure` and :class:`DiffusionClosure`:
+
+    >>> import numpy as np
+    >>> from xdyn.closure import GPClosure
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.uniform(-2, 2, (200, 2))
+    >>> Y = np.sin(X) + 0.1 * rng.normal(size=X.shape)
+    >>> gp = GPClosure(2, 2, max_epochs=30, random_state=0).fit(X, Y)
+    >>> isinstance(gp, BaseClosure), gp.predict(X[:3], return_std=True)[1].shape
+    (True, (3, 2))
     """
 
     _parameter_constraints = {

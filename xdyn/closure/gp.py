@@ -55,6 +55,8 @@ class GPClosure(BaseClosure):
     net_ : ExactGPNet or SparseGPNet
     sparse_ : bool
         Whether the sparse variational GP was used.
+    input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
+        See :class:`~xdyn.closure.BaseClosure`.
 
     See Also
     --------

@@ -42,6 +42,8 @@ class VAEClosure(NeuralClosure):
     Attributes
     ----------
     net_ : xdyn.nn.CVAENet
+    input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
+        See :class:`~xdyn.closure.BaseClosure`.
 
     Examples
     --------

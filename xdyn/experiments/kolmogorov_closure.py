@@ -43,7 +43,13 @@ CLOSURES = ("GP", "VAE", "diffusion")
 
 @dataclasses.dataclass
 class ClosureSetup:
-    """Sizes of one run (``quick()`` for 2 CPU cores, ``full()`` for the original's data)."""
+    """Sizes of one run (the default for 2 CPU cores, ``full()`` for the original's data).
+
+    Examples
+    --------
+    >>> ClosureSetup().quick, ClosureSetup.full().quick, ClosureSetup.full().n_diffusion_steps
+    (True, False, 100)
+    """
 
     quick: bool = True
     # the resolved field (|k| <= 4, two components) spans 48 POD modes exactly;
@@ -63,6 +69,7 @@ class ClosureSetup:
 
     @classmethod
     def full(cls):
+        """The sizes for the original's data (a GPU-sized run)."""
         return cls(quick=False, n_rom_modes=48, n_input_modes=16, n_output_modes=32,
                    n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=400,
                    diffusion_epochs=800, n_diffusion_steps=100, hidden=256,

@@ -67,6 +67,7 @@ class ConditionalVAE(nn.Module):
                            activation)
 
     def decode(self, cond, z):
+        """Mean and log-variance of the target given the condition and a latent ``z``."""
         mean, logvar = self.decoder(torch.cat([cond, z], -1)).chunk(2, -1)
         return mean, logvar.clamp(-_LOGVAR_MAX, _LOGVAR_MAX)
 
@@ -143,6 +144,7 @@ class ConditionalDenoiser(nn.Module):
         self.register_buffer("alpha_bar", torch.cumprod(alphas, 0).float())
 
     def eps(self, y_t, cond, t):
+        """The noise predicted in ``y_t`` at diffusion steps ``t`` given the condition."""
         emb = _timestep_embedding(t, self.time_features).to(y_t.dtype)
         return self.net(torch.cat([y_t, cond, emb], -1))
 
@@ -184,6 +186,11 @@ class CVAENet(XdynNet):
     **kwargs
         As :class:`XdynNet`.
 
+    Attributes
+    ----------
+    module_, device_, dtype_, seed_, history_
+        As :class:`~xdyn.nn.XdynNet`.
+
     Examples
     --------
     >>> import numpy as np
@@ -211,6 +218,11 @@ class CVAENet(XdynNet):
 
 class DDPMNet(XdynNet):
     """XdynNet whose loss is the noise-prediction MSE of a :class:`ConditionalDenoiser`.
+
+    Attributes
+    ----------
+    module_, device_, dtype_, seed_, history_
+        As :class:`~xdyn.nn.XdynNet`.
 
     Examples
     --------

@@ -127,6 +127,11 @@ class ExactGPNet(XdynNet, ExactGPRegressor):
     **kwargs
         As :class:`XdynNet` (``lr`` 0.05 and the full batch by default).
 
+    Attributes
+    ----------
+    module_, device_, dtype_, seed_, history_
+        As :class:`~xdyn.nn.XdynNet`.
+
     Examples
     --------
     >>> import numpy as np
@@ -183,6 +188,11 @@ class SparseGPNet(XdynNet, GPRegressor):
     :class:`XdynNet` on top of :class:`skorch.probabilistic.GPRegressor`; pass
     ``criterion__num_data`` (the training size) so the ELBO weighs a
     mini-batch's likelihood against the KL term correctly.
+
+    Attributes
+    ----------
+    module_, device_, dtype_, seed_, history_
+        As :class:`~xdyn.nn.XdynNet`.
 
     Examples
     --------
