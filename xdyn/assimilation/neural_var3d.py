@@ -50,13 +50,12 @@ from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, predefined_split
+from xdyn.nn.params import RoutedParamsMixin
 
 __all__ = ["NeuralVar3D"]
 
-_ROUTED = ("module__", "optimizer__")  # routed to the XdynNet, as skorch names them
 
-
-class NeuralVar3D(BaseAssimilator):
+class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     """Learned fixed-point 3D-Var analysis, cycled with the model forecast.
 
     Parameters
@@ -183,25 +182,7 @@ class NeuralVar3D(BaseAssimilator):
         self.raise_on_divergence = raise_on_divergence
         self.random_state = random_state
         self.progress = progress
-        for key, value in kwargs.items():
-            if not key.startswith(_ROUTED):
-                raise TypeError(f"NeuralVar3D got an unexpected parameter {key!r}; network "
-                                f"parameters are passed as {' or '.join(p + '<name>' for p in _ROUTED)}")
-            setattr(self, key, value)
-
-    # ------------------------------------------- routed (skorch-style) params
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
-        return params
-
-    def set_params(self, **params):
-        for key in [k for k in params if k.startswith(_ROUTED)]:
-            setattr(self, key, params.pop(key))
-        return super().set_params(**params)
-
-    def _routed(self, prefix):
-        return {k: v for k, v in vars(self).items() if k.startswith(prefix)}
+        self._set_routed(kwargs)
 
     # ------------------------------------------------------------------ fit
     def fit(self, obs, truth=None, *, validation=None):
@@ -342,7 +323,7 @@ class NeuralVar3D(BaseAssimilator):
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=bool(self.progress), train_split=None, dataset=BatchedDataset,
             iterator_train__collate_fn=whole_batch, iterator_valid__collate_fn=whole_batch,
-            **self._routed("module__"), **self._routed("optimizer__"),
+            **self._routed(),
         )
 
     def _arrays(self, samples):

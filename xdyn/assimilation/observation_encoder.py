@@ -22,14 +22,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.nn import XdynNet
+from xdyn.nn.params import RoutedParamsMixin
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
 
 __all__ = ["ObservationEncoder"]
 
-_ROUTED = ("module__", "optimizer__")
 
-
-class ObservationEncoder(BaseEstimator):
+class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     """Recurrent encoder of observation histories into latent targets (LSTM or GRU).
 
     Parameters
@@ -106,21 +105,7 @@ class ObservationEncoder(BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.progress = progress
-        for key, value in kwargs.items():
-            if not key.startswith(_ROUTED):
-                raise TypeError(f"ObservationEncoder got an unexpected parameter {key!r}; "
-                                "network parameters are module__<name> or optimizer__<name>")
-            setattr(self, key, value)
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
-        return params
-
-    def set_params(self, **params):
-        for key in [k for k in params if k.startswith(_ROUTED)]:
-            setattr(self, key, params.pop(key))
-        return super().set_params(**params)
+        self._set_routed(kwargs)
 
     # ------------------------------------------------------------------ data
     def _observations(self, obs):
@@ -192,7 +177,7 @@ class ObservationEncoder(BaseEstimator):
             max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=bool(self.progress),
-            **{k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
+            **self._routed())
         self.net_.fit(((y - self.obs_mean_) / self.obs_std_).astype(np.float32),
                       ((z - self.target_mean_) / self.target_std_).astype(np.float32))
         self.history_ = [float(h["train_loss"]) for h in self.net_.history]

@@ -28,14 +28,13 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.nn import XdynNet
+from xdyn.nn.params import RoutedParamsMixin
 from xdyn.nn.ldnet_modules import LDNetModule
 
 __all__ = ["LDNet"]
 
-_ROUTED = ("module__", "optimizer__")
 
-
-class LDNet(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Latent dynamics network: parameters -> latent trajectory -> field at any point.
 
     Parameters
@@ -134,21 +133,7 @@ class LDNet(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.dtype = dtype
         self.random_state = random_state
         self.progress = progress
-        for key, value in kwargs.items():
-            if not key.startswith(_ROUTED):
-                raise TypeError(f"LDNet got an unexpected parameter {key!r}; network parameters "
-                                "are passed as module__<name> or optimizer__<name>")
-            setattr(self, key, value)
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: v for k, v in vars(self).items() if k.startswith(_ROUTED)})
-        return params
-
-    def set_params(self, **params):
-        for key in [k for k in params if k.startswith(_ROUTED)]:
-            setattr(self, key, params.pop(key))
-        return super().set_params(**params)
+        self._set_routed(kwargs)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -177,7 +162,7 @@ class LDNet(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             batch_size=int(self.batch_size), device=self.device, dtype=self.dtype,
             random_state=self.random_state, progress=bool(self.progress),
             callbacks=[("lr_decay", _cosine(int(self.max_epochs)))],
-            **{k: v for k, v in vars(self).items() if k.startswith(_ROUTED)},
+            **self._routed(),
         )
         self.net_.fit({"params": self._scale_params(params),
                        "fields": ((fields - self.field_mean_) / self.field_std_).astype(np.float32)})

@@ -1,0 +1,55 @@
+"""Network parameters an estimator passes through to its net, as skorch names them."""
+
+from __future__ import annotations
+
+__all__ = ["ROUTED_PREFIXES", "RoutedParamsMixin"]
+
+ROUTED_PREFIXES = ("module__", "optimizer__")
+
+
+class RoutedParamsMixin:
+    """``module__*`` / ``optimizer__*`` parameters of an estimator that builds an XdynNet.
+
+    The estimator's ``__init__`` takes ``**kwargs`` and calls
+    :meth:`_set_routed`; ``get_params`` / ``set_params`` then include those
+    names, so ``clone`` and ``GridSearchCV`` reach the network's arguments
+    through the estimator, and :meth:`_routed` hands them to the net in ``fit``.
+    Put it before :class:`sklearn.base.BaseEstimator` in the bases.
+
+    Examples
+    --------
+    >>> from sklearn.base import BaseEstimator, clone
+    >>> class Model(RoutedParamsMixin, BaseEstimator):
+    ...     def __init__(self, lr=0.01, **kwargs):
+    ...         self.lr = lr
+    ...         self._set_routed(kwargs)
+    >>> model = Model(module__hidden_size=8)
+    >>> clone(model).set_params(module__hidden_size=16)._routed()
+    {'module__hidden_size': 16}
+    >>> Model(hidden_size=8)
+    Traceback (most recent call last):
+    ...
+    TypeError: Model got an unexpected parameter 'hidden_size'; network parameters are passed as module__<name> or optimizer__<name>
+    """
+
+    def _set_routed(self, kwargs):
+        for key, value in kwargs.items():
+            if not key.startswith(ROUTED_PREFIXES):
+                raise TypeError(
+                    f"{type(self).__name__} got an unexpected parameter {key!r}; network "
+                    f"parameters are passed as {' or '.join(p + '<name>' for p in ROUTED_PREFIXES)}")
+            setattr(self, key, value)
+
+    def _routed(self, prefix=ROUTED_PREFIXES):
+        """The routed parameters starting with ``prefix`` (all of them by default)."""
+        return {k: v for k, v in vars(self).items() if k.startswith(prefix)}
+
+    def get_params(self, deep=True):
+        """Parameters, the routed ``module__*`` / ``optimizer__*`` ones included."""
+        return {**super().get_params(deep=deep), **self._routed()}
+
+    def set_params(self, **params):
+        """Set parameters, routed ones included; returns self."""
+        for key in [k for k in params if k.startswith(ROUTED_PREFIXES)]:
+            setattr(self, key, params.pop(key))
+        return super().set_params(**params)
