@@ -160,9 +160,12 @@ class CycleContext:
 
         ``R`` is scaled by ``obs_error_scale[k]`` where that is set.
         """
-        scale = self.obs_error_scale.get(k)
         W = self._whitening(k)
-        return W if scale is None else W / float(scale) ** 0.5
+        return W if k not in self.obs_error_scale else W * self.whitening_factor(k)
+
+    def whitening_factor(self, k: int) -> float:
+        """``obs_error_scale[k] ** -1/2`` (1 where unset): what whitens the scaled ``R``."""
+        return float(self.obs_error_scale.get(k, 1.0)) ** -0.5
 
     def _whitening(self, k: int) -> torch.Tensor:
         m = self.mask[k]

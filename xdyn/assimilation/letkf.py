@@ -314,7 +314,7 @@ class LETKF(BaseEnsembleAssimilator):
 
     def _whiten(self, Yo, do, k, ctx, setup):
         m = ctx.mask[k]
-        factor = float(ctx.obs_error_scale.get(k, 1.0)) ** -0.5  # 2R at a pre-analysed time
+        factor = ctx.whitening_factor(k)  # of 2R at a pre-analysed time
         if ctx.obs_std is not None:
             scale = torch.where(m, factor / ctx.obs_std, torch.zeros_like(ctx.obs_std))
             return Yo * scale, do * scale
