@@ -136,7 +136,21 @@ def _cmd_data(args):
         return 0
     if not args.name:
         raise UsageError("xdyn data fetch needs a dataset NAME (see `xdyn data list`)")
-    print(datasets.fetch(args.name))
+    if not (args.scheduler or args.workers):
+        print(datasets.fetch(args.name))
+        return 0
+    from xdyn.experiments.run_all import connect
+
+    try:
+        client, cluster = connect(args.scheduler, args.workers)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    try:  # a generated set of many trajectories is made as one dask task per trajectory
+        print(datasets.fetch(args.name, client=client))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
     return 0
 
 
@@ -204,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="list or fetch datasets")
     p.add_argument("action", choices=["list", "fetch"])
     p.add_argument("name", nargs="?")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="fetch: make a generated set's trajectories as tasks on this scheduler")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="fetch: ... on a local dask cluster of N workers")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
     p.add_argument("what", choices=["systems", "da", "forecast"])

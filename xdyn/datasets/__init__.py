@@ -32,7 +32,9 @@ from xdyn.datasets.weatherbench_download import fetch_weatherbench
 
 _generated._register_builtins()
 from xdyn.datasets import ldensf_data as _ldensf_data  # noqa: E402,F401  (registers its sets)
+from xdyn.datasets import trajectories as _trajectories  # noqa: E402
 _kolmogorov_closure._register()
+_trajectories._register()
 
 __all__ = [
     "DataIntegrityError",

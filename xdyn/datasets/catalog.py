@@ -242,8 +242,9 @@ def fetch(name: str, *, force: bool = False, **kwargs) -> Path:
     force : bool, default=False
         Regenerate a generated set even if a valid copy is cached.
     **kwargs
-        Configuration overrides (generated sets) or ``known_hash``/``root``
-        (WeatherBench).
+        Configuration overrides and ``client`` (a ``distributed.Client`` that
+        makes a generated set's trajectories as dask tasks) for generated
+        sets, or ``known_hash``/``root`` (WeatherBench).
 
     Returns
     -------
@@ -258,8 +259,9 @@ def fetch(name: str, *, force: bool = False, **kwargs) -> Path:
     True
     """
     kind = _kind(name)
+    client = kwargs.pop("client", None)  # only a generated set's trajectories run as tasks
     if kind == "generated":
-        return _gen.fetch_generated(name, force=force, **kwargs)
+        return _gen.fetch_generated(name, force=force, client=client, **kwargs)
     if kind == "weatherbench":
         return fetch_weatherbench(_WB_NAMES[name], **kwargs)
     spec = CATALOG[name]

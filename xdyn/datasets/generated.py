@@ -239,6 +239,7 @@ def load_generated(
     chunks=None,
     force: bool = False,
     on_mismatch: str = "regenerate",
+    client=None,
     **overrides,
 ) -> xr.Dataset:
     """Open generated dataset ``name``, making it first if it is not cached.
@@ -254,6 +255,11 @@ def load_generated(
     on_mismatch : {"regenerate", "raise"}
         What to do when the cached file's recorded configuration differs
         from the requested one.
+    client : distributed.Client, optional
+        Make a missing file as dask tasks on this client when the generator
+        takes one (its trajectories, each written to its own part file first;
+        see :mod:`xdyn.datasets.trajectories`); otherwise it runs here. The
+        numbers, and the cache key, do not depend on it.
     **overrides
         Configuration values that replace the registered defaults.
 
@@ -271,13 +277,18 @@ def load_generated(
     >>> ds.x.dims, ds.sizes["time"]
     (('time', 'k'), 11)
     """
-    path = _ensure(name, force=force, on_mismatch=on_mismatch, overrides=overrides)
+    path = _ensure(name, force=force, on_mismatch=on_mismatch, overrides=overrides,
+                   client=client)
     return open_checked(path, chunks=chunks, fix=_fix(name))
 
 
-def fetch_generated(name: str, *, force: bool = False, **overrides) -> Path:
-    """Make (if needed) and return the cache path of generated dataset ``name``."""
-    return _ensure(name, force=force, on_mismatch="regenerate", overrides=overrides)
+def fetch_generated(name: str, *, force: bool = False, client=None, **overrides) -> Path:
+    """Make (if needed) and return the cache path of generated dataset ``name``.
+
+    ``client``: make it as dask tasks where the generator allows (see :func:`load_generated`).
+    """
+    return _ensure(name, force=force, on_mismatch="regenerate", overrides=overrides,
+                   client=client)
 
 
 def cached_ok(name: str, **overrides) -> bool:
@@ -340,7 +351,7 @@ def _fix(name: str) -> str:
     )
 
 
-def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict) -> Path:
+def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict, client=None) -> Path:
     if on_mismatch not in ("regenerate", "raise"):
         raise ValueError(f"on_mismatch must be 'regenerate' or 'raise', got {on_mismatch!r}")
     spec = get_generated(name)
@@ -362,14 +373,32 @@ def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict) -> Pat
         if on_mismatch == "raise":
             raise DataIntegrityError(f"{message}. {_fix(name)}")
         warnings.warn(f"{message}; regenerating it.", UserWarning, stacklevel=3)
-    _generate(spec, config, path)
+    _generate(spec, config, path, client)
     return path
 
 
-def _generate(spec: GeneratedSpec, config: dict, path: Path) -> None:
+def _takes_client(generator) -> bool:
+    import inspect
+
+    try:
+        params = inspect.signature(generator).parameters
+    except (TypeError, ValueError):
+        return False
+    return "client" in params and "parts_dir" in params
+
+
+def _generate(spec: GeneratedSpec, config: dict, path: Path, client=None) -> None:
+    import shutil
+
     from xdyn._version import __version__
 
-    ds = spec.generator(**config)
+    parts = None
+    if client is not None and _takes_client(spec.generator):
+        # the tasks' own files, next to the target: reused if this run is interrupted
+        parts = path.with_name(f".{path.stem}.parts")
+        ds = spec.generator(**config, client=client, parts_dir=parts)
+    else:
+        ds = spec.generator(**config)
     if not isinstance(ds, xr.Dataset):
         raise TypeError(
             f"generator of {spec.name!r} returned {type(ds).__name__}, not an xarray.Dataset"
@@ -382,7 +411,11 @@ def _generate(spec: GeneratedSpec, config: dict, path: Path) -> None:
             "xdyn_version": __version__,
         }
     )
-    write_netcdf_atomic(ds, path)
+    from xdyn.datasets.trajectories import chunk_encoding
+
+    write_netcdf_atomic(ds, path, encoding=chunk_encoding(ds))
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
 
 
 # --- built-in generated sets -------------------------------------------------

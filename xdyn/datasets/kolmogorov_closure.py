@@ -76,12 +76,19 @@ def kolmogorov_closure_trajectories(
     n_snapshots=800,
     n_snapshots_val=1000,
     random_state=0,
+    *,
+    client=None,
+    parts_dir=None,
 ) -> xr.Dataset:
     """Simulate the trajectories of the closure set (one Dataset, ``split`` per trajectory).
 
-    Every trajectory starts from its own random state, runs ``burn_in`` time
+    Every trajectory starts from its own random state (seeded by its index,
+    :func:`~xdyn.datasets.trajectories.trajectory_seeds`), runs ``burn_in`` time
     units (the transient) and then ``max(n_snapshots, n_snapshots_val)``
-    snapshots ``dt * save_every`` apart; fields are stored in float32.
+    snapshots ``dt * save_every`` apart; fields are stored in float32. With a
+    ``client`` every chunk of trajectories is a dask task writing its own file
+    (:func:`~xdyn.datasets.trajectories.generate_trajectories`); the numbers
+    are those of the serial run.
 
     Parameters
     ----------
@@ -98,6 +105,11 @@ def kolmogorov_closure_trajectories(
         (the loader trims each split to its length).
     random_state : int
         Seed of the initial states.
+    client : distributed.Client, optional
+        Make the trajectories as dask tasks on this client (default: here).
+    parts_dir : str or Path, optional
+        Folder for the tasks' part files (:func:`load_kolmogorov_closure` puts
+        it next to the cached file); reused after an interruption.
 
     Returns
     -------
@@ -113,27 +125,27 @@ def kolmogorov_closure_trajectories(
     >>> dict(ds.u.sizes), ds.split.values.tolist()
     ({'trajectory': 3, 'time': 3, 'y': 8, 'x': 8}, ['train', 'val', 'test'])
     """
-    from xdyn.systems import KolmogorovFlow
+    import functools
+
+    from xdyn.datasets.trajectories import generate_trajectories
 
     counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
     if min(counts.values()) < 1:
         raise ValueError(f"every split needs at least one trajectory; got {counts}")
     if int(output_grid) > int(solve_grid):
         raise ValueError(f"output_grid ({output_grid}) must not exceed solve_grid ({solve_grid})")
-    flow = KolmogorovFlow(Re=Re, n_forcing=n_forcing, N=int(solve_grid))
     n_keep = max(int(n_snapshots), int(n_snapshots_val))
-    ds = flow.simulate(
-        n_trajectories=sum(counts.values()),
-        n_steps=(n_keep - 1) * int(save_every),
-        dt=dt,
-        save_every=int(save_every),
-        burn_in=burn_in,
-        random_state=random_state,
-        diagnostics=True,
-        output_grid=int(output_grid),
-    )
-    out = ds[["u", "v", "kinetic_energy", "dissipation"]]
-    out = out.assign({k: out[k].astype(np.float32) for k in ("u", "v")})
+    make = functools.partial(
+        _closure_chunk, Re=float(Re), n_forcing=int(n_forcing), solve_grid=int(solve_grid),
+        output_grid=int(output_grid), dt=float(dt), save_every=int(save_every),
+        burn_in=float(burn_in), n_steps=(n_keep - 1) * int(save_every),
+        random_state=int(random_state))
+    record = {"generator": "kolmogorov_closure_trajectories", "n_keep": n_keep,
+              **make.keywords}
+    # one trajectory per chunk (batch_size=1): a task each with a client, the same
+    # numbers without
+    out = generate_trajectories(make, sum(counts.values()), record=record, client=client,
+                                parts_dir=parts_dir)
     out["time"].attrs.update({"units": "1", "long_name": "model time after the transient"})
     split = np.repeat(list(counts), list(counts.values()))
     out = out.assign_coords(split=("trajectory", split.astype(str)))
@@ -147,7 +159,22 @@ def kolmogorov_closure_trajectories(
     return out
 
 
-def load_kolmogorov_closure(quick=True, random_state=0, *, force=False, **overrides):
+def _closure_chunk(indices, *, Re, n_forcing, solve_grid, output_grid, dt, save_every, burn_in,
+                   n_steps, random_state) -> xr.Dataset:
+    """Trajectories ``indices`` of the closure set (a task of the distributed generation)."""
+    from xdyn.datasets.trajectories import system_trajectories
+    from xdyn.systems import KolmogorovFlow
+
+    flow = KolmogorovFlow(Re=Re, n_forcing=n_forcing, N=solve_grid)
+    ds = system_trajectories(flow, indices, random_state=random_state, n_steps=n_steps, dt=dt,
+                             save_every=save_every, burn_in=burn_in, diagnostics=True,
+                             output_grid=output_grid)
+    out = ds[["u", "v", "kinetic_energy", "dissipation"]]
+    return out.assign({k: out[k].astype(np.float32) for k in ("u", "v")})
+
+
+def load_kolmogorov_closure(quick=True, random_state=0, *, force=False, client=None,
+                            **overrides):
     """Load (making and caching it on first use) the Kolmogorov closure set, split by trajectory.
 
     Parameters
@@ -161,6 +188,9 @@ def load_kolmogorov_closure(quick=True, random_state=0, *, force=False, **overri
         Seed of the initial states (part of the cache key).
     force : bool, default=False
         Regenerate even if a cached file exists.
+    client : distributed.Client, optional
+        Make a missing set as dask tasks on this client, one per trajectory
+        (same numbers as without).
     **overrides
         Any key of the configuration (e.g. ``burn_in=10.0``), for still smaller sets.
 
@@ -185,7 +215,7 @@ def load_kolmogorov_closure(quick=True, random_state=0, *, force=False, **overri
 
     config = {**(QUICK_CONFIG if quick else FULL_CONFIG), "random_state": random_state,
               **overrides}
-    ds = load_generated(NAME, force=force, **config)
+    ds = load_generated(NAME, force=force, client=client, **config)
     out = {}
     for name in SPLITS:
         n = config["n_snapshots_val"] if name == "val" else config["n_snapshots"]
@@ -242,5 +272,6 @@ def _register() -> None:
         "on 64^2, 800 snapshots (val 1000) every 0.1 after a transient of 100, split by "
         "trajectory (arXiv 2510.24583)",
         script="make_generated.py",
+        version=2,  # 2: each trajectory seeded by its index (same numbers on a dask client)
         replace=True,
     )

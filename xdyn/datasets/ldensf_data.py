@@ -25,7 +25,7 @@ __all__ = ["kolmogorov_ldensf", "kolmogorov_ldensf_full_config"]
 
 def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, drag=0.1,
                       n_forcing=4, dt=0.04, burn_in_steps=100, n_saved=40, save_every=5,
-                      random_state=0) -> xr.Dataset:
+                      random_state=0, *, client=None, parts_dir=None) -> xr.Dataset:
     """Kolmogorov trajectories with ``Re ~ U(Re_low, Re_high)`` each, from one shared start.
 
     Parameters
@@ -46,6 +46,14 @@ def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, dra
     save_every : int
         Model steps between kept states.
     random_state : int
+        Seed of the Reynolds numbers and of the shared start (both drawn here,
+        before any task).
+    client : distributed.Client, optional
+        Integrate the trajectories as dask tasks on this client (default: here);
+        the numbers are those of the serial run.
+    parts_dir : str or Path, optional
+        Folder for the tasks' part files (see
+        :func:`~xdyn.datasets.trajectories.generate_trajectories`).
 
     Returns
     -------
@@ -60,6 +68,9 @@ def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, dra
     >>> bool((ds.vorticity.isel(time=0, trajectory=0) == ds.vorticity.isel(time=0, trajectory=1)).all())
     True
     """
+    import functools
+
+    from xdyn.datasets.trajectories import generate_trajectories
     from xdyn.systems import KolmogorovFlow
 
     rng = np.random.RandomState(random_state)
@@ -67,18 +78,33 @@ def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, dra
     spin = KolmogorovFlow(Re=0.5 * (Re_low + Re_high), N=N, drag=drag, n_forcing=n_forcing)
     x0 = spin.random_initial_state(1, rng)[0]
     x0 = spin.forecast(spin.as_tensor(x0), dt, int(burn_in_steps)).cpu().numpy()
-    runs = []
-    for re in Re:
-        flow = KolmogorovFlow(Re=float(re), N=N, drag=drag, n_forcing=n_forcing)
-        runs.append(flow.simulate(n_steps=(int(n_saved) - 1) * int(save_every), dt=dt,
-                                  save_every=save_every, x0=x0))
-    ds = xr.concat(runs, dim="trajectory", coords="minimal", compat="override",
-                   combine_attrs="drop_conflicts")
-    ds = ds.assign_coords(trajectory=np.arange(int(n_trajectories)))
+    make = functools.partial(_ldensf_chunk, Re=Re, x0=x0, N=N, drag=drag, n_forcing=n_forcing,
+                             dt=dt, n_saved=int(n_saved), save_every=int(save_every))
+    record = {"generator": "kolmogorov_ldensf", "n_trajectories": int(n_trajectories), "N": N,
+              "Re_low": Re_low, "Re_high": Re_high, "drag": drag, "n_forcing": n_forcing,
+              "dt": dt, "burn_in_steps": int(burn_in_steps), "n_saved": int(n_saved),
+              "save_every": int(save_every), "random_state": random_state}
+    ds = generate_trajectories(make, int(n_trajectories), record=record, client=client,
+                               parts_dir=parts_dir)
     ds["Re"] = ("trajectory", Re, {"long_name": "Reynolds number", "units": "1"})
     ds.attrs.update({"title": "Kolmogorov flow, Re ~ U(Re_low, Re_high) per trajectory",
                      "reference": "Xiao, Si & Chen (2026), LD-EnSF, ICLR", "drag": drag,
                      "dt": dt, "save_every": save_every, "random_state": random_state})
+    ds.attrs.pop("Re", None)
+    return ds
+
+
+def _ldensf_chunk(indices, *, Re, x0, N, drag, n_forcing, dt, n_saved, save_every):
+    """Trajectories ``indices`` (one per Reynolds number, from the shared start): one task."""
+    from xdyn.systems import KolmogorovFlow
+
+    runs = []
+    for i in indices:
+        flow = KolmogorovFlow(Re=float(Re[i]), N=N, drag=drag, n_forcing=n_forcing)
+        runs.append(flow.simulate(n_steps=(n_saved - 1) * save_every, dt=dt,
+                                  save_every=save_every, x0=x0))
+    ds = xr.concat(runs, dim="trajectory", coords="minimal", compat="override",
+                   combine_attrs="drop_conflicts")
     ds.attrs.pop("Re", None)
     return ds
 
@@ -98,7 +124,8 @@ def kolmogorov_ldensf_full_config() -> dict:
 def _register():
     import inspect
 
-    defaults = {k: p.default for k, p in inspect.signature(kolmogorov_ldensf).parameters.items()}
+    defaults = {k: p.default for k, p in inspect.signature(kolmogorov_ldensf).parameters.items()
+                if p.kind is not p.KEYWORD_ONLY}  # client, parts_dir: how, not what
     register_generated("kolmogorov-ldensf", kolmogorov_ldensf, defaults, replace=True,
                        description="Kolmogorov flow (drag 0.1, n_f=4) trajectories with "
                        "Re ~ U(500, 1500) each from one shared start, 32x32, 16 x 40 states "
