@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from xdyn._threads import available_threads, map_blocks
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.enkf_n import finite_size_inflation
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
@@ -29,6 +30,8 @@ __all__ = ["LETKF", "local_ensemble_transform", "local_finite_size_inflation"]
 
 # Bound on the elements of the (batch, points, members, local obs) block of one pass.
 _MAX_BLOCK = 2**24
+# Fewer points than this per core are not worth a thread hand-off.
+_MIN_POINTS_PER_THREAD = 8
 
 
 def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_weight=None):
@@ -349,12 +352,17 @@ class LETKF(BaseEnsembleAssimilator):
         weight = float(self.inflation_prior_weight) if self.adaptive_inflation else None
         n_points, n_local = setup.obs_index.shape
         per_point = max(1, int(np.prod(A.shape[:-1])) * max(n_local, A.shape[-2]))
+        # blocks of points: bounded memory on large grids, and one block per core
+        # (the local analyses are independent; a block is one batched eigh)
         chunk = max(1, _MAX_BLOCK // per_point)
+        cores = min(available_threads(), n_points // _MIN_POINTS_PER_THREAD)
+        if cores > 1:
+            chunk = min(chunk, -(-n_points // cores))
         if chunk >= n_points:
             return local_ensemble_transform(A, Yw, dw, setup.obs_index, setup.sqrt_taper, weight)
-        # memory bound for large grids: blocks of points, each block batched
-        return torch.cat([
-            local_ensemble_transform(A[..., s:s + chunk], Yw, dw, setup.obs_index[s:s + chunk],
-                                     setup.sqrt_taper[s:s + chunk], weight)
-            for s in range(0, n_points, chunk)
-        ], dim=-1)
+
+        def update(s):
+            return local_ensemble_transform(A[..., s:s + chunk], Yw, dw, setup.obs_index[s:s + chunk],
+                                            setup.sqrt_taper[s:s + chunk], weight)
+
+        return torch.cat(map_blocks(update, range(0, n_points, chunk)), dim=-1)

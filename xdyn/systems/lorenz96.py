@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xdyn._threads import available_threads, map_blocks
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.integrators import array_namespace
 
@@ -71,6 +72,8 @@ class Lorenz96(DynamicalSystem):
 
     # Ensembles at least this large take the site-major in-place kernel below
     ensemble_kernel_min_members = 32
+    # and at least this many members per block before they are split across cores
+    parallel_block_min_members = 256
 
     def forecast(self, x, dt, n_steps):
         """Advance ``x`` by ``n_steps`` RK4 steps; an ensemble on the CPU without autograd
@@ -84,8 +87,15 @@ class Lorenz96(DynamicalSystem):
                 and int(n_steps) > 0 and not (torch.is_grad_enabled() and x.requires_grad)
                 and x.numel() // max(x.shape[-1], 1) >= self.ensemble_kernel_min_members):
             z = x.detach().numpy().reshape(-1, x.shape[-1])
-            with np.errstate(over="ignore", invalid="ignore"):
-                z = _rk4_site_major(z, float(dt), int(n_steps), float(self.F))
+            # members are independent: large ensembles go in one block per core
+            n_blocks = min(available_threads(), len(z) // self.parallel_block_min_members)
+            blocks = np.array_split(z, max(n_blocks, 1))
+
+            def advance(block):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    return _rk4_site_major(block, float(dt), int(n_steps), float(self.F))
+
+            z = np.concatenate(map_blocks(advance, blocks)) if len(blocks) > 1 else advance(z)
             return torch.from_numpy(z).reshape(x.shape)
         return super().forecast(x, dt, n_steps)
 
