@@ -37,6 +37,7 @@ def test_default_start_does_not_know_the_truth():
     system = Lorenz63()
     truth = system.simulate(n_steps=25 * 5, dt=0.01, burn_in=5.0, random_state=7)
     obs = observe(truth, "identity", noise_std=2**0.5, every=25, random_state=8)
+    obs["observation"][0] = np.nan  # nothing to pre-analyse at the start
     pf = ParticleFilter(system=system, n_members=200, random_state=0, return_background=True,
                         return_ensemble=False).fit(obs)
     an = pf.predict(obs)
@@ -45,7 +46,37 @@ def test_default_start_does_not_know_the_truth():
     # and it does not depend on the truth of this experiment
     other = observe(system.simulate(n_steps=25 * 5, dt=0.01, burn_in=5.0, random_state=9),
                     "identity", noise_std=2**0.5, every=25, random_state=8)
+    other["observation"][0] = np.nan
     np.testing.assert_allclose(an.x_background[0], pf.predict(other).x_background[0])
+
+
+def test_particle_filter_starts_from_the_climatology_seen_through_the_first_observations():
+    """100 random attractor states rarely hold one near the truth: the first analysis was
+    off by 4-5 units for the worst truths and, once in 24 Lorenz-63 sakov2012 runs, the
+    filter then spent 90 cycles on the wrong wing (RMSE 0.89 against 0.37). Drawing the
+    particles from the whole climatological pool by their likelihood (weight 1/(2R), the
+    filter's own analysis adds the other half) fixes the first analysis.
+
+    Measured over 3 x 96 truths, 90% quantile of the first analysis error: 2.28-2.48
+    with 100 climatological particles, 1.48-2.00 with the pre-analysis.
+    """
+    system = Lorenz63()
+    worst = []
+    for seed in range(3):
+        truth = system.simulate(n_trajectories=96, n_steps=0, dt=0.01, burn_in=5.0,
+                                random_state=seed)
+        obs = observe(truth, "identity", noise_std=2**0.5, every=25, random_state=10 + seed)
+        pf = ParticleFilter(system=system, n_members=100, regularization=2.4,
+                            resampling_threshold=0.3, random_state=seed, return_background=True,
+                            return_ensemble=False)
+        an = pf.fit(obs).predict(obs)
+        first = an.isel(time=0)
+        err = np.sqrt(sum((first[v] - truth[v].isel(time=0)) ** 2 for v in "xyz") / 3)
+        worst.append(float(np.quantile(err, 0.9)))
+        # the background at the first observation is already the pre-analysed draw:
+        # tighter than the climatology (spread ~8.5), about the observation error
+        assert float(first.spread_background.mean()) < 3.0
+    assert np.mean(worst) < 2.1
 
 
 @pytest.mark.parametrize("seed, first_missing", [(0, False), (1, True)])

@@ -496,7 +496,6 @@ class BaseAssimilator(BaseEstimator):
             return initial_ensemble_tensor(given, ctx, n_members)
         if self.initial_state is None:
             E = self._climatological_members(ctx, n_members, rng)
-            # not the particle filter: its weights use the climatology as it is
             ctx.preanalysis_pending = bool(self._preanalysis)
             return self._preanalyze(E, 0, ctx, rng) if ctx.preanalysis_pending else E
         mean = self._initial_mean(ctx, rng)
@@ -505,12 +504,22 @@ class BaseAssimilator(BaseEstimator):
         return mean.unsqueeze(-2) + float(self.initial_spread) * noise
 
     # whether a climatological ensemble start assimilates its first observations with
-    # the full-rank climatological covariance first (BaseEnsembleAssimilator)
+    # the whole climatology first (_climatological_update), splitting their weight:
+    # 1/(2R) there, 1/(2R) in the method's own analysis at that time (obs_error_scale)
     _preanalysis = False
 
     def _preanalyze(self, E, k, ctx, rng):
-        """The climatological pre-analysis (none here: see BaseEnsembleAssimilator)."""
+        """The climatological pre-analysis at the first time ``k`` with observations."""
+        if ctx.preanalysis_pending and bool(ctx.mask[k].any()):
+            ctx.preanalysis_pending = False
+            ctx.obs_error_scale[k] = 2.0  # this update and the method's analysis at k
+            return self._climatological_update(E, k, ctx, rng)
         return E
+
+    def _climatological_update(self, E, k, ctx, rng):
+        """Members ``E`` updated with the observations at ``k`` (weight ``1/(2R)``) and
+        the whole climatology as prior; the methods with ``_preanalysis`` define it."""
+        raise NotImplementedError
 
     def _climatological_members(self, ctx, n_members, rng) -> torch.Tensor:
         """``(*batch, n_members, n_state)`` independent states of the invariant measure."""

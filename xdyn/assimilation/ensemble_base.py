@@ -169,14 +169,6 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     # the first observations weigh 1/(2R) + 1/(2R) = 1/R in all, as they should.
     _preanalysis = True
 
-    def _preanalyze(self, E, k, ctx, rng):
-        """The climatological update at the first time ``k`` with observations."""
-        if ctx.preanalysis_pending and bool(ctx.mask[k].any()):
-            ctx.preanalysis_pending = False
-            ctx.obs_error_scale[k] = 2.0  # this update and the method's analysis at k
-            return self._climatological_update(E, k, ctx, rng)
-        return E
-
     def _climatological_update(self, E, k, ctx, rng):
         # the members are still samples of the invariant measure at the first
         # observed time (the flow preserves it), so B is still their covariance

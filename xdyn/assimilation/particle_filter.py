@@ -21,6 +21,7 @@ import xarray as xr
 from xdyn.assimilation._validation import FiniteInterval, Interval, NumericArray, StrOptions
 from xdyn.assimilation.base import BaseAssimilator
 from xdyn.exceptions import DivergenceError
+from xdyn.systems.climatology import climatological_pool
 
 __all__ = ["ParticleFilter", "effective_sample_size"]
 
@@ -179,7 +180,30 @@ class ParticleFilter(BaseAssimilator):
 
     def _forecast(self, state, n_steps, ctx, rng):
         E, log_w = self._resample(*state, rng)
-        return ctx.system.forecast(E, ctx.dt, n_steps), log_w
+        E = ctx.system.forecast(E, ctx.dt, n_steps)
+        return self._preanalyze(E, ctx.k, ctx, rng), log_w
+
+    # A climatological start: N random states of the attractor rarely include one
+    # near the truth (Lorenz-63: 1 run in 24 then spent 90 cycles on the wrong wing).
+    # At the first observed time the particles are instead drawn from the whole
+    # cached climatological pool (512 or more independent states) by importance
+    # resampling with weight 1/(2R), jittered where duplicated; the filter's own
+    # analysis at that time weighs the same observations by 1/(2R) again.
+    _preanalysis = True
+
+    def _climatological_update(self, E, k, ctx, rng):
+        pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))  # (P, n)
+        innov = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(pool)) @ ctx.whitening(k).T
+        log_w = -0.5 * (innov**2).sum(-1)                                      # (..., P)
+        w = (log_w - torch.logsumexp(log_w, -1, keepdim=True)).exp()
+        N, batch = E.shape[-2], tuple(w.shape[:-1])
+        u = (rng.uniform(size=batch + (1,)) + np.arange(N)) / N
+        idx = _resample_indices(w, torch.as_tensor(u, dtype=w.dtype, device=w.device))
+        pool = pool.expand(batch + tuple(pool.shape))
+        drawn = _gather_particles(pool, idx)
+        if float(self.regularization) > 0:
+            drawn = drawn + self._jitter(pool, w, idx, rng)
+        return drawn
 
     def _analyze(self, state, k, ctx, rng):
         E, log_w = state
@@ -232,9 +256,11 @@ class ParticleFilter(BaseAssimilator):
 
     def _jitter(self, E, w, idx, rng):
         """DAPPER's ``regularize`` with ``nuj=True``: noise on duplicated particles only."""
-        N, n = E.shape[-2], E.shape[-1]
+        # E, w: the weighted set resampled from; idx (..., N): the N draws
+        N, n = idx.shape[-1], E.shape[-1]
         degenerate = ((1.0 - w.amax(-1)) < 1e-10).unsqueeze(-1)
-        w = torch.where(degenerate, torch.full_like(w, 1.0 / N), w)  # avoid a zero covariance
+        # avoid a zero covariance
+        w = torch.where(degenerate, torch.full_like(w, 1.0 / w.shape[-1]), w)
         A = E - (w.unsqueeze(-2) @ E)
         ub = 1.0 / (1.0 - (w**2).sum(-1, keepdim=True))
         C12 = (ub * w).sqrt().unsqueeze(-1) * A  # C12^T C12 = weighted covariance
@@ -246,7 +272,8 @@ class ParticleFilter(BaseAssimilator):
             D = torch.as_tensor(rng.standard_normal(batch + (N, n)), dtype=E.dtype, device=E.device)
         else:
             factor = C12
-            D = torch.as_tensor(rng.standard_normal(batch + (N, N)), dtype=E.dtype, device=E.device)
+            D = torch.as_tensor(rng.standard_normal(batch + (N, C12.shape[-2])), dtype=E.dtype,
+                                device=E.device)
         bandwidth = N ** (-1.0 / (n + 4))
         duplicated = (idx == idx.roll(1, -1)) | (idx == idx.roll(-1, -1))
         return float(self.regularization) * bandwidth * (D @ factor) * duplicated.unsqueeze(-1)
