@@ -160,25 +160,27 @@ def test_letkf_adaptive_inflation_must_be_bool(l96_twin):
 @pytest.mark.slow
 def test_every_fourth_site_from_no_truth():
     """The hard case (sakov2008 dynamics, every 4th site observed, noise 1; DAPPER's
-    best LETKF-40 reaches 0.617 from the truth): the local EnKF-N (LETKF N=40, r=8,
-    adaptive inflation, xN=1.5), started from climatology (no truth), is never lost
-    and averages below DAPPER's best plus the seed spread over three truths.
+    best LETKF-40 reaches 0.617 from the truth, most of its configurations diverge): the
+    local EnKF-N (LETKF N=40, r=8, adaptive inflation, xN=1.5), started from climatology
+    (no truth), is never lost and averages <= 0.6 (issue 8's target).
 
     One 5000-cycle run is no statistic here: its mean is set by bad spells of 10-20
-    time units, and the same seed gave 0.580 or 0.649 depending on the last bits of
-    the forecast (two rounding orders of the same RK4); measured per-seed means
-    0.58-0.65, three-seed means 0.58-0.62.
+    time units, and the same truth gave 0.56 or 0.63 depending on the filter seed or
+    the last bits of the forecast. Measured three-truth means 0.563, 0.564, 0.577 and
+    0.590 (four filter seeds / rounding orders), one run 0.54-0.63; here the mean of
+    3 truths x 2 filter seeds.
     """
     system = Lorenz96()
     scores = []
     for seed in range(3):
         truth = system.simulate(n_steps=5000, dt=0.05, burn_in=20.0, random_state=100 + seed)
         obs = observe(truth, EveryKth(4), noise_std=1.0, random_state=200 + seed)
-        est = LETKF(system=system, n_members=40, localization_radius=8.0,
-                    adaptive_inflation=True, inflation_prior_weight=1.5, burn_in=20.0,
-                    random_state=seed, return_ensemble=False)
-        analysis = est.fit(obs).predict(obs)
-        assert not bool(analysis["lost"].any())
-        scores.append(analysis_rmse(analysis, truth, burn_in=20.0))
-    assert np.mean(scores) < 0.65
-    assert max(scores) < 0.7
+        for filter_seed in (seed, 20 + seed):
+            est = LETKF(system=system, n_members=40, localization_radius=8.0,
+                        adaptive_inflation=True, inflation_prior_weight=1.5, burn_in=20.0,
+                        random_state=filter_seed, return_ensemble=False)
+            analysis = est.fit(obs).predict(obs)
+            assert not bool(analysis["lost"].any())
+            scores.append(analysis_rmse(analysis, truth, burn_in=20.0))
+    assert np.mean(scores) <= 0.6
+    assert max(scores) < 0.68

@@ -269,7 +269,8 @@ def lorenz63_methods():
 def lorenz96_methods(partial=False):
     if partial:
         return SAKOV2008_EVERY4.methods(["3D-Var (B x 0.02)", "EnKF sqrt N=40 infl 1.05",
-                                         "LETKF N=40 infl 1.05 r=4", "LETKF-N N=40 r=8 xN=1.5"])
+                                         "LETKF N=40 infl 1.05 r=4", "LETKF-N N=40 r=8 xN=1.5",
+                                         "LETKF-N N=40 r=8 xN=1.5, clim. start"])
     return SAKOV2008.methods(["OI", "3D-Var (B clim)", "3D-Var (B x 0.02)",
                               "EnKF sqrt N=28 infl 1.02 rot", "EnKF sqrt N=40 infl 1.01",
                               "DEnKF N=40 infl 1.01", "LETKF N=40 infl 1.01 r=4"])
