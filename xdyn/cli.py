@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="fetch: make a generated set's trajectories as tasks on this scheduler")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="fetch: ... on a local dask cluster of N workers")
+                   help="fetch: make them as tasks on a local dask cluster of N workers")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
     p.add_argument("what", choices=["systems", "da", "forecast"])

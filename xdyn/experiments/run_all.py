@@ -133,7 +133,9 @@ def connect(scheduler=None, n_workers=None, *, timeout: float = 10.0, retries: i
     processes with one thread each and one ``xdyn-slot`` resource each (so
     that a worker runs one experiment at a time and holds no other), and lets a task's worker die ``retries``
     times before the task fails (the scheduler's ``allowed-failures``; a
-    remote scheduler keeps its own setting).
+    remote scheduler keeps its own setting). Its workers run without dask's
+    ``MALLOC_TRIM_THRESHOLD_`` (which made torch work 1.3-3x slower there
+    than in a plain process; see ``docs/cluster.rst`` for a real cluster).
 
     Returns
     -------
@@ -167,7 +169,16 @@ def connect(scheduler=None, n_workers=None, *, timeout: float = 10.0, retries: i
     n_workers = int(n_workers or os.cpu_count() or 1)
     if n_workers < 1:
         raise ValueError(f"n_workers={n_workers}: need at least one worker")
-    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries)}):
+    with dask.config.set({"distributed.scheduler.allowed-failures": int(retries),
+                          # dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which
+                          # pins glibc's mmap threshold: every temporary tensor of 128 KiB or
+                          # more is mmap'd and unmapped again, 20-200x the page faults of a
+                          # plain process, and torch work ran 1.3-3x slower in a worker. None
+                          # leaves glibc's adaptive default (what a serial run has).
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                          # the statistical profiler feeds the dashboard, which is off here;
+                          # sampling every task thread costs ~5% of a worker's CPU
+                          "distributed.worker.profile.enabled": False}):
         cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=50, resources={SLOT: 1})
     return Client(cluster), cluster
