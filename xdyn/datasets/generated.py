@@ -411,7 +411,7 @@ def _generate(spec: GeneratedSpec, config: dict, path: Path, client=None) -> Non
             "xdyn_version": __version__,
         }
     )
-    from xdyn.datasets.trajectories import chunk_encoding
+    from xdyn.datasets._chunking import chunk_encoding
 
     write_netcdf_atomic(ds, path, encoding=chunk_encoding(ds))
     if parts is not None:

@@ -32,19 +32,18 @@ file system.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from xdyn.datasets._atomic import remove_stale_parts, write_netcdf_atomic
+from xdyn.datasets._chunking import chunk_encoding
 
 __all__ = ["chunk_encoding", "generate_trajectories", "system_trajectories",
            "system_trajectory_set", "trajectory_seeds"]
 
 PART_ATTR = "xdyn_part"
-_CHUNK_BYTES = 4 * 2**20  # HDF5 chunks of a few MiB: big enough to read fast, small to slice
 
 
 def trajectory_seeds(random_state, indices) -> list[int]:
@@ -77,31 +76,6 @@ def trajectory_seeds(random_state, indices) -> list[int]:
     indices = range(indices) if isinstance(indices, (int, np.integer)) else indices
     return [int(np.random.SeedSequence(int(random_state), spawn_key=(int(i),))
                 .generate_state(1)[0]) for i in indices]
-
-
-def chunk_encoding(ds: xr.Dataset, target_bytes: int = _CHUNK_BYTES) -> dict:
-    """netCDF encoding with HDF5 chunks of one trajectory and at most ``target_bytes``.
-
-    The time dim is cut so that a chunk holds about ``target_bytes``; other
-    dims are kept whole.
-
-    Examples
-    --------
-    >>> ds = xr.Dataset({"u": (("trajectory", "time", "x"), np.zeros((2, 1000, 64)))})
-    >>> chunk_encoding(ds, target_bytes=8 * 64 * 100)["u"]["chunksizes"]
-    (1, 100, 64)
-    """
-    encoding = {}
-    for name, var in ds.data_vars.items():
-        if "trajectory" not in var.dims or var.ndim < 2:
-            continue
-        sizes = dict(var.sizes)
-        sizes["trajectory"] = 1
-        if "time" in sizes:
-            row = var.dtype.itemsize * math.prod(n for d, n in sizes.items() if d != "time")
-            sizes["time"] = max(1, min(sizes["time"], target_bytes // max(row, 1)))
-        encoding[name] = {"chunksizes": tuple(sizes[d] for d in var.dims)}
-    return encoding
 
 
 def generate_trajectories(make_chunk, n_trajectories, *, record=None, batch_size=1,
