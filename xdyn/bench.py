@@ -204,7 +204,8 @@ _BENCH_ROWS = {
                  ("EnKF sqrt N=10 infl 1.02 rot", "truth"),
                  ("EnKF sqrt N=10 infl 1.02 rot", "climatology"),
                  ("EnKF-N N=10 (no inflation to tune)", "truth"),
-                 ("PF N=100 reg 2.4 NER 0.3", "truth")],
+                 ("PF N=100 reg 2.4 NER 0.3", "truth"),
+                 ("PF N=100 reg 2.4 NER 0.3", "climatology")],
 }
 
 

@@ -157,31 +157,6 @@ def test_blocks_of_points_give_the_same_analysis(l96_twin, monkeypatch):
     np.testing.assert_allclose(blocks.x, whole.x, atol=1e-12, rtol=0)
 
 
-def test_blocks_on_two_cores_give_the_same_analysis(l96_twin, monkeypatch):
-    """The local analyses split into one block per core give the one-core analysis."""
-    import torch
-
-    import xdyn.assimilation.letkf as letkf_module
-
-    system, truth, obs = l96_twin
-    obs = obs.isel(time=slice(0, 10))
-    calls = []
-    real = letkf_module.map_blocks
-    monkeypatch.setattr(letkf_module, "map_blocks",
-                        lambda fn, blocks: calls.append(len(blocks)) or real(fn, blocks))
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _letkf(system, truth).fit(obs).predict(obs)
-        assert calls == []
-        torch.set_num_threads(2)
-        two = _letkf(system, truth).fit(obs).predict(obs)
-    finally:
-        torch.set_num_threads(before)
-    assert calls and set(calls) == {2}
-    np.testing.assert_allclose(two.x, one.x, atol=1e-12, rtol=0)
-
-
 def test_local_transform_both_forms_agree(rng):
     """The ensemble-space and both observation-space forms are the same transform."""
     N, n, p = 12, 6, 30

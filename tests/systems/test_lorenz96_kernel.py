@@ -58,29 +58,3 @@ def test_a_subclass_with_its_own_step_is_not_bypassed():
         expected = system.step(expected, 0.05)
     np.testing.assert_allclose(system.forecast(x, 0.05, 3).numpy(), expected.numpy(), rtol=1e-12)
 
-
-def test_large_ensembles_split_across_cores_give_identical_states(monkeypatch):
-    """Members are independent: one block per core gives the serial result bit for bit."""
-    import xdyn.systems.lorenz96 as l96_module
-
-    system = Lorenz96()
-    system.parallel_block_min_members = 16
-    x = torch.as_tensor(system.random_initial_state(100, 3))
-    calls = []
-    real = l96_module.map_blocks
-
-    def spy(fn, blocks):
-        calls.append(len(blocks))
-        return real(fn, blocks)
-
-    monkeypatch.setattr(l96_module, "map_blocks", spy)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        serial = system.forecast(x, 0.05, 20)
-        torch.set_num_threads(2)
-        split = system.forecast(x, 0.05, 20)
-    finally:
-        torch.set_num_threads(before)
-    assert calls == [2]  # the serial run never reached map_blocks
-    np.testing.assert_array_equal(split.numpy(), serial.numpy())

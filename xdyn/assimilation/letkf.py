@@ -5,8 +5,10 @@ analysis from the observations near it, each weighted by a taper of its
 distance (on ``R^-1``, i.e. the whitened observation anomalies are multiplied
 by ``sqrt(rho)``). All local analyses of a cycle are computed together: the
 local ensemble-space (or, when a point sees fewer observations than members,
-observation-space) matrices of every point form one batch, decomposed by one
-batched ``eigh``. The distance and radius conventions are DAPPER's (see
+observation-space) matrices of every point form one batch: a batched ``eigh``, or,
+in observation space, a Chebyshev expansion of the two matrix functions the
+update needs (:mod:`xdyn.assimilation._chebyshev`; matrix-vector products only,
+equal to the ``eigh`` result to rounding and about twice as fast). The distance and radius conventions are DAPPER's (see
 :mod:`xdyn.assimilation.localization`), so ``localization_radius=4`` means
 what DAPPER's ``LETKF(loc_rad=4)`` means.
 """
@@ -20,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from xdyn._threads import available_threads, map_blocks
+from xdyn.assimilation._chebyshev import psd_functions_times_vectors
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.enkf_n import finite_size_inflation
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
@@ -30,8 +32,6 @@ __all__ = ["LETKF", "local_ensemble_transform", "local_finite_size_inflation"]
 
 # Bound on the elements of the (batch, points, members, local obs) block of one pass.
 _MAX_BLOCK = 2**24
-# Fewer points than this per core are not worth a thread hand-off.
-_MIN_POINTS_PER_THREAD = 8
 
 
 def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_weight=None):
@@ -43,7 +43,9 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_w
     ``T_i = sqrt(N-1) C_i^-1/2`` and ``C_i = S_i S_i^T + (N-1) I`` (Hunt et al.
     2007, eqs. 21-24). ``C_i`` is decomposed in ensemble space, or through
     ``S_i^T S_i`` in observation space when the points see fewer observations
-    than there are members (the same transform, a smaller ``eigh``).
+    than there are members (the same transform, a smaller matrix, whose two
+    functions are applied to ``u_i = S_i x_i`` and ``d_i`` by a Chebyshev expansion
+    where its degree stays small, by ``eigh`` otherwise).
 
     Parameters
     ----------
@@ -101,15 +103,24 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_w
             St = Yw.transpose(-1, -2)[..., obs_index, :] * sqrt_taper.unsqueeze(-1)
             K = St @ St.transpose(-1, -2)
             u = (St @ A.transpose(-1, -2).unsqueeze(-1)).squeeze(-1)  # S_i^T x_i
-        lam, V = torch.linalg.eigh(K)
-        lam = lam.clamp_min(0.0)
-        proj = V.transpose(-1, -2) @ torch.stack((u, d), -1)
-        Vu, Vd = proj[..., 0], proj[..., 1]
-        wx = (Vd * Vu / (lam + a)).sum(-1)
-        root = (lam + a).sqrt()
-        # T_i x_i = x_i + S_i V diag(g) V^T S_i^T x_i, with sqrt(a / (lam + a)) - 1 = lam * g
-        g = -1.0 / (root * (root + math.sqrt(a)))
-        z = (V @ (g * Vu).unsqueeze(-1)).squeeze(-1)
+        # w_i = u_i^T (K_i + a)^-1 d_i and T_i x_i = x_i + S_i^T g(K_i) u_i, with
+        # sqrt(a / (lam + a)) - 1 = lam * g(lam): functions of K_i times vectors, by a
+        # Chebyshev expansion (no eigenvectors), or eigh where that would cost more
+        FV = psd_functions_times_vectors(K, torch.stack((d, u), -1), (
+            lambda lam: 1.0 / (lam + a),
+            lambda lam: -1.0 / (np.sqrt(lam + a) * (np.sqrt(lam + a) + math.sqrt(a)))), a)
+        if FV is not None:
+            wx = (u * FV[..., 0]).sum(-1)
+            z = FV[..., 1]
+        else:
+            lam, V = torch.linalg.eigh(K)
+            lam = lam.clamp_min(0.0)
+            proj = V.transpose(-1, -2) @ torch.stack((u, d), -1)
+            Vu, Vd = proj[..., 0], proj[..., 1]
+            wx = (Vd * Vu / (lam + a)).sum(-1)
+            root = (lam + a).sqrt()
+            g = -1.0 / (root * (root + math.sqrt(a)))
+            z = (V @ (g * Vu).unsqueeze(-1)).squeeze(-1)
         if shared:
             Z = torch.zeros(*z.shape[:-1], p, dtype=z.dtype, device=z.device)
             Sz = Yw @ Z.scatter_add_(-1, index, z * sqrt_taper).transpose(-1, -2)
@@ -227,7 +238,10 @@ class LETKF(BaseEnsembleAssimilator):
     Notes
     -----
     The cost per cycle is one batched ``eigh`` of ``min(N, n_local)``-sized
-    matrices, one per grid point that has observations in reach; a point out of
+    matrices, one per grid point that has observations in reach, or where
+    ``n_local < N`` and the ensemble is not too spread (every cycle after the
+    spin-up on sakov2008) about 20 batched matrix-vector products instead
+    (a Chebyshev expansion, equal to rounding); a point out of
     reach of every observation keeps its background. A state without spatial
     dims (Lorenz-63) cannot be localized: :meth:`fit` raises ``ValueError``
     unless ``localization_radius=numpy.inf``.
@@ -352,17 +366,12 @@ class LETKF(BaseEnsembleAssimilator):
         weight = float(self.inflation_prior_weight) if self.adaptive_inflation else None
         n_points, n_local = setup.obs_index.shape
         per_point = max(1, int(np.prod(A.shape[:-1])) * max(n_local, A.shape[-2]))
-        # blocks of points: bounded memory on large grids, and one block per core
-        # (the local analyses are independent; a block is one batched eigh)
         chunk = max(1, _MAX_BLOCK // per_point)
-        cores = min(available_threads(), n_points // _MIN_POINTS_PER_THREAD)
-        if cores > 1:
-            chunk = min(chunk, -(-n_points // cores))
         if chunk >= n_points:
             return local_ensemble_transform(A, Yw, dw, setup.obs_index, setup.sqrt_taper, weight)
-
-        def update(s):
-            return local_ensemble_transform(A[..., s:s + chunk], Yw, dw, setup.obs_index[s:s + chunk],
-                                            setup.sqrt_taper[s:s + chunk], weight)
-
-        return torch.cat(map_blocks(update, range(0, n_points, chunk)), dim=-1)
+        # memory bound for large grids: blocks of points, each block batched
+        return torch.cat([
+            local_ensemble_transform(A[..., s:s + chunk], Yw, dw, setup.obs_index[s:s + chunk],
+                                     setup.sqrt_taper[s:s + chunk], weight)
+            for s in range(0, n_points, chunk)
+        ], dim=-1)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xdyn._threads import available_threads, map_blocks
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.integrators import array_namespace
 
@@ -72,8 +71,6 @@ class Lorenz96(DynamicalSystem):
 
     # Ensembles at least this large take the site-major in-place kernel below
     ensemble_kernel_min_members = 32
-    # and at least this many members per block before they are split across cores
-    parallel_block_min_members = 256
 
     def forecast(self, x, dt, n_steps):
         """Advance ``x`` by ``n_steps`` RK4 steps; an ensemble on the CPU without autograd
@@ -87,15 +84,8 @@ class Lorenz96(DynamicalSystem):
                 and int(n_steps) > 0 and not (torch.is_grad_enabled() and x.requires_grad)
                 and x.numel() // max(x.shape[-1], 1) >= self.ensemble_kernel_min_members):
             z = x.detach().numpy().reshape(-1, x.shape[-1])
-            # members are independent: large ensembles go in one block per core
-            n_blocks = min(available_threads(), len(z) // self.parallel_block_min_members)
-            blocks = np.array_split(z, max(n_blocks, 1))
-
-            def advance(block):
-                with np.errstate(over="ignore", invalid="ignore"):
-                    return _rk4_site_major(block, float(dt), int(n_steps), float(self.F))
-
-            z = np.concatenate(map_blocks(advance, blocks)) if len(blocks) > 1 else advance(z)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = _rk4_site_major(z, float(dt), int(n_steps), float(self.F))
             return torch.from_numpy(z).reshape(x.shape)
         return super().forecast(x, dt, n_steps)
 
@@ -104,20 +94,25 @@ class Lorenz96(DynamicalSystem):
         return self.F * np.ones((n, int(self.n))) + rng.normal(size=(n, int(self.n)))
 
 
-def _tendency_site_major(z, out, F):
-    """Lorenz-96 tendency of states held site-major ``(n, batch)``, written into ``out``.
+def _tendency_site_major(P, out, F):
+    """Lorenz-96 tendency of states held site-major with ghost rows, written into ``out``.
 
-    Each site's row is contiguous over the batch, so the shifted sites are
-    whole-row slices: no padded copy and no temporaries.
+    ``P`` is ``(n + 3, batch)``: rows 2..n+1 are the sites, rows 0-1 copies of the
+    last two sites and row n+2 a copy of the first (:func:`_fill_ghosts`), so that
+    every shifted neighbour is one whole-array slice: four passes over the ensemble
+    and no temporaries.
     """
-    np.subtract(z[3:], z[:-3], out=out[2:-1])  # sites 2..n-2
-    out[2:-1] *= z[1:-2]
-    for k in (0, 1, -1):  # the three sites whose neighbours wrap around the ring
-        np.subtract(z[(k + 1) % len(z)], z[k - 2], out=out[k])
-        out[k] *= z[k - 1]
-    out -= z
+    np.subtract(P[3:], P[:-3], out=out)
+    out *= P[1:-2]
+    out -= P[2:-1]
     out += F
     return out
+
+
+def _fill_ghosts(P):
+    n = P.shape[0] - 3
+    P[0:2] = P[n:n + 2]
+    P[n + 2] = P[2]
 
 
 def _rk4_site_major(x, dt, n_steps, F):
@@ -127,26 +122,35 @@ def _rk4_site_major(x, dt, n_steps, F):
     The same arithmetic as :func:`xdyn.systems.integrators.rk4_step_numpy` on
     :meth:`Lorenz96.rhs`, up to the order of floating-point operations.
     """
-    z = np.ascontiguousarray(x.T)
-    k1, k2, k3, k4, tmp = (np.empty_like(z) for _ in range(5))
+    n = x.shape[-1]
+    P = np.empty((n + 3, len(x)), dtype=x.dtype)  # the state, with ghost rows
+    P[2:-1] = x.T
+    _fill_ghosts(P)
+    Q = np.empty_like(P)  # the intermediate stages, with ghost rows
+    z, q = P[2:-1], Q[2:-1]
+    k1, k2, k3, k4 = (np.empty_like(z) for _ in range(4))
     h = z.dtype.type(dt / 2)
     full = z.dtype.type(dt)
     sixth = z.dtype.type(dt / 6)
     for _ in range(n_steps):
-        _tendency_site_major(z, k1, F)
-        np.multiply(k1, h, out=tmp)
-        tmp += z
-        _tendency_site_major(tmp, k2, F)
-        np.multiply(k2, h, out=tmp)
-        tmp += z
-        _tendency_site_major(tmp, k3, F)
-        np.multiply(k3, full, out=tmp)
-        tmp += z
-        _tendency_site_major(tmp, k4, F)
+        _tendency_site_major(P, k1, F)
+        np.multiply(k1, h, out=q)
+        q += z
+        _fill_ghosts(Q)
+        _tendency_site_major(Q, k2, F)
+        np.multiply(k2, h, out=q)
+        q += z
+        _fill_ghosts(Q)
+        _tendency_site_major(Q, k3, F)
+        np.multiply(k3, full, out=q)
+        q += z
+        _fill_ghosts(Q)
+        _tendency_site_major(Q, k4, F)
         k2 += k3
         k2 *= 2.0
         k2 += k1
         k2 += k4
         k2 *= sixth
         z += k2
+        _fill_ghosts(P)
     return np.ascontiguousarray(z.T)
