@@ -63,6 +63,11 @@ def test_kolmogorov_set_as_tasks_equals_serial_and_is_cached_whole(data_dir, das
     np.testing.assert_array_equal(data["test"].u.values, serial.u.values[3:, :4])
     # the tasks' part files are gone once the whole file is in place; no temporary file
     assert [p.name for p in (data_dir / "generated").iterdir()] == [path.name]
+    # a complete cache file is used as it is: no task, no new write
+    stamp = path.stat().st_mtime_ns
+    with get_task_stream(dask_client) as tasks:
+        load_kolmogorov_closure(client=dask_client, **TINY)
+    assert not _task_keys(tasks) and path.stat().st_mtime_ns == stamp
     # made serially in another cache: the same file contents
     os.environ["XDYN_DATA_DIR"] = str(data_dir.parent / "serial-cache")
     again = load_kolmogorov_closure(**TINY)
@@ -86,11 +91,12 @@ def test_batches_as_tasks_equal_serial_batches(dask_client):
 
 
 def test_complete_parts_are_reused_and_stale_ones_removed(tmp_path, dask_client):
-    from xdyn.datasets._atomic import _host
+    from xdyn.datasets._atomic import _host, write_netcdf_atomic
 
     parts = tmp_path / "parts"
     kw = dict(system="lorenz63", n_trajectories=3, n_steps=50, burn_in=0.0, batch_size=1)
     first = system_trajectory_set(**kw, client=dask_client, parts_dir=parts)
+    assert first.x.chunks is not None  # gathered lazily from the part files
     files = sorted(parts.iterdir())
     assert [p.name for p in files] == [f"part-{i:06d}-{i + 1:06d}.nc" for i in range(3)]
     stamps = {p.name: p.stat().st_mtime_ns for p in files}
@@ -99,7 +105,7 @@ def test_complete_parts_are_reused_and_stale_ones_removed(tmp_path, dask_client)
     orphan = parts / f".part-000001-000002.nc.{_host()}-999999999-0123456789ab.part"
     orphan.write_bytes(b"half a file")
     other = system_trajectory_set(**{**kw, "random_state": 1, "n_trajectories": 1})
-    other.to_netcdf(parts / "part-000002-000003.nc")
+    write_netcdf_atomic(other, parts / "part-000002-000003.nc")  # ``first`` reads the old one
     again = system_trajectory_set(**kw, client=dask_client, parts_dir=parts)
     xr.testing.assert_identical(again, first)
     assert not orphan.exists()

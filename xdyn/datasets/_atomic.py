@@ -40,7 +40,13 @@ def _writer_alive(pid: int) -> bool:
         return False
     except OSError:  # PermissionError: alive, another user's
         return True
-    return True
+    # a killed process stays a zombie until its parent reaps it (a dask nanny does so
+    # a moment later, when the retried task may already be running): it writes nothing
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rpartition(b")")[2].split()[0] not in (b"Z", b"X")
+    except (OSError, IndexError):  # no /proc (macOS), or it just went away
+        return True
 
 
 def remove_stale_parts(path) -> list[Path]:

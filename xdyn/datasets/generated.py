@@ -411,9 +411,15 @@ def _generate(spec: GeneratedSpec, config: dict, path: Path, client=None) -> Non
             "xdyn_version": __version__,
         }
     )
+    import dask
+
     from xdyn.datasets._chunking import chunk_encoding
 
-    write_netcdf_atomic(ds, path, encoding=chunk_encoding(ds))
+    # a set gathered from part files is dask-backed: stream it into the file here, in
+    # local threads, not through a distributed client that may be the default scheduler
+    with dask.config.set(scheduler="threads"):
+        write_netcdf_atomic(ds, path, encoding=chunk_encoding(ds))
+    ds.close()
     if parts is not None:
         shutil.rmtree(parts, ignore_errors=True)
 

@@ -110,7 +110,9 @@ def generate_trajectories(make_chunk, n_trajectories, *, record=None, batch_size
     -------
     xarray.Dataset
         The chunks concatenated along ``trajectory`` (coordinate ``0..n-1``),
-        the same numbers with or without a client.
+        the same numbers with or without a client. With ``parts_dir`` it is
+        dask-backed, reading the part files (keep them while it is used);
+        otherwise in memory.
 
     Examples
     --------
@@ -142,6 +144,9 @@ def generate_trajectories(make_chunk, n_trajectories, *, record=None, batch_size
                                  f"{_token(tag, c, p)}")
                    for c, p in zip(chunks, paths)]
         parts = client.gather(futures)
+        for path in paths:  # what writers killed on this host left, once they are reaped
+            if path is not None:
+                remove_stale_parts(path)
     loaded = [_open_part(p) if isinstance(p, (str, Path)) else p for p in parts]
     ds = xr.concat(loaded, dim="trajectory", coords="minimal", compat="override",
                    combine_attrs="drop_conflicts") if len(loaded) > 1 else loaded[0]
@@ -296,5 +301,6 @@ def _part_ok(path, tag) -> bool:
 
 
 def _open_part(path) -> xr.Dataset:
-    with xr.open_dataset(path) as ds:
-        return ds.load()
+    # lazily, one dask chunk per HDF5 chunk: a set larger than the driver's memory
+    # streams from the parts into the cache file
+    return xr.open_dataset(path, chunks={})
