@@ -117,6 +117,23 @@ def test_complete_parts_are_reused_and_stale_ones_removed(tmp_path, dask_client)
     np.testing.assert_array_equal(serial.x.values, first.x.values)
 
 
+def test_bad_input_is_refused_before_any_trajectory():
+    from xdyn.datasets.trajectories import trajectory_seeds
+    from xdyn.systems import Lorenz63
+
+    make = functools.partial(system_trajectories, Lorenz63(), n_steps=3)
+    with pytest.raises(ValueError, match="n_trajectories must be >= 1"):
+        generate_trajectories(make, 0)
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        generate_trajectories(make, 2, batch_size=0)
+    with pytest.raises(ValueError, match=r"make_chunk\(\[0\]\) must return a Dataset"):
+        generate_trajectories(lambda indices: xr.Dataset(), 2)
+    with pytest.raises(TypeError, match="random_state must be an integer >= 0"):
+        trajectory_seeds(-1, 2)
+    with pytest.raises(ValueError, match="unknown system 'lorenz99'"):
+        system_trajectory_set("lorenz99", n_trajectories=1, n_steps=1)
+
+
 @pytest.fixture
 def dies_once(tmp_path):
     """A make_chunk that, in a worker, starts writing index 1's part and waits to be killed."""

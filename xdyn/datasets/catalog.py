@@ -191,7 +191,8 @@ def load(name: str, **kwargs) -> xr.Dataset:
         Passed to the dataset's opener: ``chunks`` for every dataset (None
         loads small files into memory; a dict opens lazily with dask);
         ``variables``/``years`` for the ERA5 sets; configuration overrides,
-        ``force`` and ``on_mismatch`` for generated sets.
+        ``force``, ``on_mismatch`` and ``client`` (make a missing set's
+        trajectories as dask tasks on it) for generated sets.
 
     Returns
     -------
