@@ -7,7 +7,10 @@ the truth: 0.175), LETKF N=40 0.187/0.191/0.199 (DAPPER 0.197); L63 sakov2012
 (T=250): EnKF N=10 0.544/0.627/0.584 (0.602/0.610/0.533 from the truth), PF
 N=100 0.386/0.382/0.361 (0.377/0.376 from the truth); 0 lost runs. On DAPPER's
 own 5000-cycle L96 draw (``xdyn bench da``) EnKF N=28 from climatology gives
-0.181 vs DAPPER's 0.179 from the truth. Here a cheaper version.
+0.181 vs DAPPER's 0.179 from the truth. Over 24 L63 truths x 300 cycles (burn-in 16
+time units): EnKF N=10 0.549 from climatology vs 0.564 from the truth, PF N=100
+0.371 vs 0.368 (worst truth 0.423; 0.888 before the PF's climatological draw).
+Here a cheaper version.
 """
 
 import numpy as np
