@@ -96,7 +96,8 @@ def generate_trajectories(make_chunk, n_trajectories, *, record=None, batch_size
         file, which is reused only when its record matches.
     batch_size : int, default=1
         Trajectories per chunk (one task, one batched call, one part file).
-        The numbers depend on it (see above), never on ``client``.
+        The numbers may depend on it in the last bits (the module notes),
+        never on ``client``.
     client : distributed.Client, optional
         Run every chunk as a task on this client; None runs them here.
     parts_dir : str or Path, optional
