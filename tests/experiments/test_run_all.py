@@ -25,6 +25,7 @@ from xdyn.experiments.catalogue import _REGISTRY, ExperimentResult, register, su
 from xdyn.experiments.run_all import ExperimentsFailedError, is_complete, run_all  # noqa: E402
 
 TINY = ("ra-tiny-a", "ra-tiny-b")
+SHORT = ("ra-short-1", "ra-short-2", "ra-short-3")
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +69,22 @@ def experiments(tmp_path_factory):
     def raises(quick=False, seed=0, device="cpu", progress=True):
         raise ValueError("a bug in the experiment")
 
+    def sleeper(name, seconds):
+        def func(quick=False, seed=0, device="cpu", progress=True):
+            time.sleep(seconds)
+            return tiny(name)(quick, seed, device, progress)
+        return func
+
     for name in TINY:
         register(name, "tiny test experiment")(tiny(name))
+    register("ra-long", "sleeps 3 s")(sleeper("ra-long", 3.0))
+    for name in SHORT:
+        register(name, "sleeps 0.2 s")(sleeper(name, 0.2))
     register("ra-raises", "raises every time")(raises)
     register("ra-killed-once", "killed in the middle of its first run")(killed_once)
     register("ra-always-dies", "kills its worker every time")(always_dies)
     yield marker
-    for name in (*TINY, "ra-killed-once", "ra-always-dies", "ra-raises"):
+    for name in (*TINY, *SHORT, "ra-long", "ra-killed-once", "ra-always-dies", "ra-raises"):
         _REGISTRY.pop(name, None)
 
 
@@ -124,6 +134,17 @@ def test_killed_worker_is_retried_and_results_equal_serial(client, experiments, 
     assert left == sorted([*names, "report.csv", "report.html", "run_all.csv"])
     assert sorted(p.name for p in (tmp_path / "dist" / "ra-killed-once").iterdir()) == [
         "panel.png", "results.nc", "summary.csv"]
+
+
+def test_a_long_experiment_does_not_hold_up_the_others(client, tmp_path):
+    """List scheduling: while one worker runs the long experiment, the other runs every
+    short one. (All submitted at once, the scheduler queued some behind the long one on
+    its worker and never moved them: tasks with resource restrictions are not stolen.)"""
+    outcomes = run_all(["ra-long", *SHORT], out=tmp_path, client=client, report=False)
+    long, *short = outcomes
+    assert [o.status for o in outcomes] == ["ok"] * 4
+    assert {o.worker for o in short} == {short[0].worker} != {long.worker}
+    assert max(o.task_time_s for o in short) < long.task_time_s
 
 
 # before the dying worker: the workers have imported xdyn already

@@ -182,8 +182,11 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         attrs={"long_name": "closure scores given the true resolved state (test trajectory)",
                "units": "1"})
     fit_time = xr.DataArray([timings[c][0] for c in CLOSURES], dims="closure",
+                            coords={"closure": list(CLOSURES)},
                             attrs={"long_name": "closure training wall time", "units": "s"})
+    # the closure names as coordinates: summary_rows names each row's method by them
     sample_cost = xr.DataArray([timings[c][1] for c in CLOSURES], dims="closure",
+                               coords={"closure": list(CLOSURES)},
                                attrs={"long_name": "wall time per sample (one field)",
                                       "units": "s"})
 
