@@ -6,7 +6,7 @@ import xarray as xr
 
 from xdyn.closure import ClosedModel, GPClosure
 from xdyn.experiments import get_experiment
-from xdyn.experiments.kolmogorov_closure import _targets, _windows
+from xdyn.experiments.kolmogorov_closure import ClosureSetup, _targets, _windows
 
 
 def _toy(n=30):
@@ -59,6 +59,58 @@ def test_closed_model_adds_closure_draws_to_a_trajectory_forecast():
         ClosedModel(rom=PODLinearDynamics(2), closure=closure).fit(resolved)
 
 
+def _waves(n_traj, n_time=40, seed=0):
+    """Travelling (u, v) waves on an 8 x 8 periodic grid: a toy resolved flow."""
+    rng = np.random.default_rng(seed)
+    grid = 2 * np.pi * np.arange(8) / 8
+    t = 0.3 * np.arange(n_time)
+    phase = rng.uniform(0, 2 * np.pi, (n_traj, 1, 1, 1))
+    x, y, tt = grid[None, None, None], grid[None, None, :, None], t[None, :, None, None]
+    dims = ("trajectory", "time", "y", "x")
+    return xr.Dataset({"u": (dims, np.sin(x - 0.6 * tt + phase) * np.cos(y)),
+                       "v": (dims, np.cos(x - 0.6 * tt + phase) * np.sin(y))},
+                      coords={"time": t, "y": grid, "x": grid})
+
+
+def test_forecast_section_scores_both_resolved_models():
+    from xdyn.experiments.kolmogorov_closure import (LATENT_ENSEMBLE, LATENT_MEAN, ClosureSetup,
+                                                     _forecast_section, _full_field)
+    from xdyn.metrics import relative_l2
+
+    res_tr, res_te = _waves(3), _waves(1, seed=5).isel(trajectory=0)
+    unres_tr, unres_te = 0.1 * res_tr**2, 0.1 * res_te**2
+    closure = GPClosure(2, 2, max_epochs=5, random_state=0).fit(res_tr, unres_tr)
+    setup = ClosureSetup(n_rom_modes=4, n_members=3, n_starts=3, n_leads=4,
+                         latent_n_latent=4, latent_seq_len=4, latent_pred_horizon=2,
+                         latent_hidden=16, latent_d_model=16, latent_epochs=3,
+                         latent_window_stride=1, latent_shift_augmentation=False)
+    out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te)
+    # the issue's transformer: 2 blocks of 8 heads, beta 5e-4
+    params = out["latent_rom"].get_params()
+    assert (params["n_heads"], params["n_layers"], params["beta"]) == (8, 2, 5e-4)
+    err = out["lead_error"]
+    assert {LATENT_MEAN, LATENT_ENSEMBLE, "POD+linear ROM (resolved)"} <= set(err.model.values)
+    assert err.sizes["lead"] == 4 and np.isfinite(err).all()
+    # the latent ROM's error is the rel-L2 of its forecast against the same verifying field
+    direct = relative_l2(_full_field(out["latent_fc"]), _full_field(out["truth_res"]),
+                         dim=("variable", "trajectory", "y", "x"))
+    np.testing.assert_allclose(err.sel(model=LATENT_MEAN), direct)
+    # persistence from the same starts: zero at lead 0 would mean a misaligned target
+    persistence = err.sel(model="persistence (resolved)")
+    assert 0 < float(persistence[0]) < float(persistence[-1])
+    scores = out["latent_rom_scores"]
+    assert {"rel-L1", "rel-L2", "PICP(1 std)", "CRPS"} <= set(scores.metric_rom.values)
+    assert np.isfinite(scores).all() and 0 <= float(scores.sel(metric_rom="PICP(1 std)")) <= 1
+    closed = out["latent_forecast_scores"]
+    assert closed.dims == ("closure", "metric_fc", "lead") and np.isfinite(closed).all()
+    assert out["forecast_scores"].sizes == closed.sizes
+
+
+def test_full_setup_uses_the_original_latent_rom():
+    full = ClosureSetup.full()
+    assert (full.latent_n_latent, full.latent_seq_len, full.latent_pred_horizon) == (64, 30, 30)
+
+
 @pytest.mark.slow
 def test_quick_run(tmp_path, monkeypatch):
     from xdyn.experiments import run
@@ -67,4 +119,6 @@ def test_quick_run(tmp_path, monkeypatch):
     scores = result.results.closure_scores
     assert set(scores.closure.values) == {"GP", "VAE", "diffusion"}
     assert np.isfinite(scores).all()
+    assert np.isfinite(result.results.lead_error).all()
+    assert np.isfinite(result.results.latent_rom_scores).all()
     assert (tmp_path.glob("**/summary.csv"))

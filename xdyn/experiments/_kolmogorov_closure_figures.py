@@ -1,4 +1,4 @@
-"""Figures of the ``kolmogorov-closure`` experiment."""
+"""Figures and the printed table of the ``kolmogorov-closure`` experiment."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     res : xarray.Dataset
         The experiment's results.
     fields : dict
-        Name -> Dataset (``u``, ``v``) of the test trajectory: truth, filtered,
-        ROM forecast and one closure sample per closure.
+        Name -> Dataset (``u``, ``v``): truth and filtered test trajectory,
+        the two resolved models' forecasts (``"ROM forecast"``, POD+linear,
+        and ``"LatentTransformerROM forecast"``), one closure sample per closure.
     forecasts : dict
-        Closure name -> closed ensemble forecast (``member`` dim).
+        Closure name -> closed ensemble forecast of POD+linear + closure
+        (``member`` dim).
     truth_full, truth_resolved : xarray.Dataset
         Verifying full and filtered fields of the forecasts.
     cutoff : float
@@ -34,7 +36,8 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     # vorticity snapshots at one start, the last lead
     start, lead = 0, -1
     panels = {"truth": truth_full, "filtered truth": truth_resolved,
-              "ROM (resolved)": fields["ROM forecast"]}
+              "POD+linear (resolved)": fields["ROM forecast"],
+              "latent ROM (resolved)": fields["LatentTransformerROM forecast"]}
     for name, fc in forecasts.items():
         panels[f"ROM + {name} (member 0)"] = fc.isel(member=0)
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
@@ -76,7 +79,10 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     for c in res.closure.values:
         axes[0].plot(res.lead, res.forecast_scores.sel(closure=c, metric_fc="rel-L2"),
                      label=f"closed {c} (full, ens. mean)", ls="--")
-        axes[1].plot(res.lead, res.forecast_scores.sel(closure=c, metric_fc="CRPS"), label=str(c))
+        axes[1].plot(res.lead, res.forecast_scores.sel(closure=c, metric_fc="CRPS"),
+                     label=f"POD+linear + {c}")
+        axes[1].plot(res.lead, res.latent_forecast_scores.sel(closure=c, metric_fc="CRPS"),
+                     label=f"latent ROM + {c}", ls=":")
     axes[0].set_xlabel("lead time")
     axes[0].set_ylabel("rel-L2")
     axes[0].legend(fontsize=7)
@@ -85,3 +91,40 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     axes[1].legend(fontsize=7)
     figures["error_vs_lead"] = fig
     return figures
+
+
+def closure_table(res, setup):
+    """The printed table of the results ``res`` of a run of sizes ``setup``."""
+    cs = res.closure_scores
+    lines = [f"kolmogorov-closure ({'quick' if setup.quick else 'full'}; cutoff |k| <= "
+             f"{res.attrs['cutoff']:g}; resolved model: {res.attrs['resolved_model']})",
+             "closure given the true resolved state, test trajectory, "
+             f"{setup.n_members} members:",
+             f"{'closure':<10}" + "".join(f"{m:>19}" for m in cs.metric.values)
+             + f"{'s/sample':>12}"]
+    for c in cs.closure.values:
+        lines.append(f"{c:<10}" + "".join(f"{float(v):>19.4f}" for v in cs.sel(closure=c))
+                     + f"{float(res.sampling_cost.sel(closure=c)):>12.2e}")
+    le = res.lead_error
+    lines.append("rel-L2 vs lead (resolved): " + "; ".join(
+        f"{m}: " + " ".join(f"{v:.3f}" for v in le.sel(model=m).values[::max(1, le.sizes['lead'] // 5)])
+        for m in le.model.values))
+    lines.append("rel-L2 first lead / mean over leads (resolved; issue target <= 0.09): " + "; ".join(
+        f"{m}: {float(le.sel(model=m)[0]):.3f} / {float(le.sel(model=m).mean()):.3f}"
+        for m in le.model.values))
+    ls = res.latent_rom_scores
+    lines.append(f"LatentTransformerROM ({setup.n_members} members, vs resolved truth, all leads; "
+                 f"fit {float(res.latent_rom_fit_time):.0f} s): " + ", ".join(
+                     f"{m} {float(v):.4f}" for m, v in zip(ls.metric_rom.values, ls.values)))
+    for var, resolved in (("forecast_scores", "POD+linear"),
+                          ("latent_forecast_scores", "LatentTransformerROM")):
+        fs = res[var]
+        for c in fs.closure.values:
+            crps = fs.sel(closure=c, metric_fc="CRPS")
+            lines.append(f"closed {c} ({resolved}): CRPS first/last lead {float(crps[0]):.4f}"
+                         f"/{float(crps[-1]):.4f}, PICP(1 std) "
+                         f"{float(fs.sel(closure=c, metric_fc='PICP(1 std)').mean()):.3f}, 90% cov "
+                         f"{float(fs.sel(closure=c, metric_fc='90% coverage').mean()):.3f}")
+    lines.append("spectrum above cutoff / truth: " + ", ".join(
+        f"{f}: {float(v):.3g}" for f, v in zip(res.field.values, res.spectrum_ratio.values)))
+    return "\n".join(lines)
