@@ -1,4 +1,4 @@
-"""Figures of ``lorenz96-amortized``: Hovmöller panels, RMSE through time, rank histograms,
+"""Figures of ``lorenz96-amortized`` (and ``ks-amortized``): Hovmöller panels, RMSE through time, rank histograms,
 learning curves."""
 
 from __future__ import annotations
@@ -35,20 +35,21 @@ def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
     import matplotlib.pyplot as plt
 
     figs = {}
+    name = next(iter(truth.data_vars))  # x of Lorenz-96, u of Kuramoto-Sivashinsky
     t0 = float(truth["time"][0]) + burn_in
     window = truth.sel(time=slice(t0, None)).isel(time=slice(0, n_show))
     for case, analyses in examples.items():
         letkf = next((k for k in analyses if k.startswith("LETKF")), None)
-        panels = [("truth", window["x"]),
+        panels = [("truth", window[name]),
                   ("observations", obs[case]["test"]["observation"].sel(time=window["time"])),
-                  ("amortized analysis", analyses["amortized"]["x"].sel(time=window["time"]))]
+                  ("amortized analysis", analyses["amortized"][name].sel(time=window["time"]))]
         if "member" in panels[-1][1].dims:
             panels[-1] = (panels[-1][0], panels[-1][1].mean("member"))
         for label in ("amortized", letkf):
             if label is not None:
-                an = analyses[label]["x"].sel(time=window["time"])
+                an = analyses[label][name].sel(time=window["time"])
                 an = an.mean("member") if "member" in an.dims else an
-                panels.append((f"{label} error", an - window["x"]))
+                panels.append((f"{label} error", an - window[name]))
         fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.0 * len(panels)), sharex=True,
                                  constrained_layout=True)
         for ax, (title, da) in zip(axes, panels):
@@ -80,11 +81,11 @@ def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
         fig, axes = plt.subplots(1, 2, figsize=(8, 3), constrained_layout=True)
         for ax, label in zip(axes, ("amortized", letkf)):
             an = analyses.get(label)
-            if an is None or "member" not in an["x"].dims:
+            if an is None or "member" not in an[name].dims:
                 ax.set_visible(False)
                 continue
-            after = an["x"].sel(time=slice(t0, None))
-            freq = rank_histogram(after, truth["x"].sel(time=after["time"]))
+            after = an[name].sel(time=slice(t0, None))
+            freq = rank_histogram(after, truth[name].sel(time=after["time"]))
             ax.bar(np.arange(len(freq)), freq)
             ax.axhline(1 / len(freq), color="k", lw=0.8)
             ax.set_title(f"{case}: rank histogram, {label}", fontsize=9)
@@ -103,6 +104,8 @@ def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
-    axes[1].set_title("dotted: LETKF-10 reference (0.285 full, 0.79 every 4th)", fontsize=8)
+    refs = ", ".join(f"{float(r):.3f} {c}" for c, r in
+                     zip(res["case"].values, res.reference_letkf10_rmse.values))
+    axes[1].set_title(f"dotted: LETKF-10 reference ({refs})", fontsize=8)
     figs["learning_curve"] = fig
     return figs
