@@ -81,7 +81,11 @@ class ParticleFilter(BaseAssimilator):
     resampling : {"systematic", "multinomial"}, default="systematic"
     initial_ensemble : Dataset with a ``member`` dim, array (..., n_members, n_state), or None
         Initial particles. ``None`` with ``initial_state=None`` (the default)
-        draws independent states of the system's invariant measure.
+        draws independent states of the system's invariant measure; at the
+        first observed time the particles are then redrawn from the whole
+        cached climatological pool by their likelihood (half the observations'
+        weight; the filter's own analysis gives the other half), so that a
+        few random attractor states far from the truth do not start the run.
     return_ensemble : bool, default=True
         Return the particles along ``member``, as an equal-weight deterministic
         systematic resampling of the weighted particles (offsets ``(i + 1/2) /
