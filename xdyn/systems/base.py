@@ -19,13 +19,13 @@ import numpy as np
 import torch
 import xarray as xr
 from sklearn.base import BaseEstimator
-from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
 from xdyn.preprocessing.stacking import flatten_variables, unflatten_variables
+from xdyn.systems._simulate import initial_states, saved_steps
 from xdyn.systems._validation import _check_constraint, _check_int, _check_real
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
@@ -585,49 +585,9 @@ class DynamicalSystem(BaseEstimator):
         save_every = _check_int(save_every, "save_every", 1)
         n_trajectories = _check_int(n_trajectories, "n_trajectories", 1)
         burn_in = _check_real(burn_in, "burn_in", "nonnegative")
-        t0 = 0.0
-        if t_span is None and n_steps is None:
-            raise ValueError("give either t_span or n_steps")
-        if t_span is not None and n_steps is not None:
-            raise ValueError("give only one of t_span and n_steps")
-        if t_span is not None:
-            if np.ndim(t_span) == 1 and np.shape(t_span) == (2,):
-                t0, t1 = (_check_real(t, "t_span") for t in t_span)
-                if t1 < t0:
-                    raise ValueError(f"t_span=(t0, t1) needs t1 >= t0, got {tuple(t_span)}")
-            elif np.ndim(t_span) == 0:
-                t1 = t0 + _check_real(t_span, "t_span", "nonnegative")
-            else:
-                raise ValueError(f"t_span must be a length or a pair (t0, t1), got {t_span!r}")
-            n_steps = int(round((t1 - t0) / dt))
-        n_steps = _check_int(n_steps, "n_steps", 0)
-        n_steps -= n_steps % save_every
+        t0, n_steps = saved_steps(t_span, n_steps, dt, save_every)
         seed_record = random_state if isinstance(random_state, (int, np.integer)) else None
-        squeeze = n_trajectories == 1
-        if x0 is None:
-            x0 = self.random_initial_state(int(n_trajectories), check_random_state(random_state))
-        else:
-            try:
-                x0 = np.asarray(
-                    x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float
-                )
-            except (TypeError, ValueError) as exc:
-                raise TypeError(f"x0 must be an array of numbers, got {x0!r}") from exc
-            if x0.ndim not in (1, 2) or x0.shape[-1] != self.n_state:
-                raise ValueError(
-                    f"x0 has shape {x0.shape}; {self.name} needs (n_state,) or "
-                    f"(n_trajectories, n_state) with n_state={self.n_state}"
-                )
-            squeeze = x0.ndim == 1
-            x0 = x0.reshape(-1, self.n_state)
-            if x0.shape[0] == 0:
-                raise ValueError("x0 holds no state (shape (0, n_state)); give at least one")
-            if n_trajectories != 1 and x0.shape[0] != n_trajectories:
-                raise ValueError(
-                    f"x0 holds {x0.shape[0]} states but n_trajectories={n_trajectories}"
-                )
-        if not np.all(np.isfinite(x0)):
-            raise ValueError("x0 contains non-finite values")
+        x0, squeeze = initial_states(self, x0, n_trajectories, random_state)
         with torch.no_grad(), threads_for(x0.size):
             x = self.as_tensor(x0)
             n_burn = int(round(burn_in / dt))
