@@ -76,13 +76,14 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for m in res.model.values:
         axes[0].plot(res.lead, res.lead_error.sel(model=m), label=str(m))
-    for c in res.closure.values:
+    for i, c in enumerate(res.closure.values):
         axes[0].plot(res.lead, res.forecast_scores.sel(closure=c, metric_fc="rel-L2"),
                      label=f"closed {c} (full, ens. mean)", ls="--")
+        # one colour per closure: solid with POD+linear, dotted with the latent ROM
         axes[1].plot(res.lead, res.forecast_scores.sel(closure=c, metric_fc="CRPS"),
-                     label=f"POD+linear + {c}")
+                     label=f"POD+linear + {c}", color=f"C{i}")
         axes[1].plot(res.lead, res.latent_forecast_scores.sel(closure=c, metric_fc="CRPS"),
-                     label=f"latent ROM + {c}", ls=":")
+                     label=f"latent ROM + {c}", ls=":", color=f"C{i}")
     axes[0].set_xlabel("lead time")
     axes[0].set_ylabel("rel-L2")
     axes[0].legend(fontsize=7)
@@ -109,9 +110,9 @@ def closure_table(res, setup):
     lines.append("rel-L2 vs lead (resolved): " + "; ".join(
         f"{m}: " + " ".join(f"{v:.3f}" for v in le.sel(model=m).values[::max(1, le.sizes['lead'] // 5)])
         for m in le.model.values))
-    lines.append("rel-L2 first lead / mean over leads (resolved; issue target <= 0.09): " + "; ".join(
-        f"{m}: {float(le.sel(model=m)[0]):.3f} / {float(le.sel(model=m).mean()):.3f}"
-        for m in le.model.values))
+    lines.append("rel-L2 first lead / mean over leads (resolved; issue target <= 0.09): "
+                 + "; ".join(f"{m}: {float(le.sel(model=m)[0]):.3f} / "
+                             f"{float(le.sel(model=m).mean()):.3f}" for m in le.model.values))
     ls = res.latent_rom_scores
     lines.append(f"LatentTransformerROM ({setup.n_members} members, vs resolved truth, all leads; "
                  f"fit {float(res.latent_rom_fit_time):.0f} s): " + ", ".join(
