@@ -126,9 +126,14 @@ class AmortizedSetup:
         std, because with noise 2.5 above that std (1.3) the observation-based
         lost-track monitor flags even a perfect background.
         ``quick=True`` keeps the physics and shrinks data and training like
-        :meth:`quick`, with no LETKF-30.
+        :meth:`quick`, with no LETKF-30, but trains on 64 sequences of the
+        original's length 40 for 20 epochs at learning rate 1e-3: with
+        sequences of 16 the validation RMSE jumped between 0.7 and 1.3 from
+        epoch to epoch; with 32-40 it fell steadily to ~0.65.
         """
         base = cls.quick() if quick else cls()
+        if quick:
+            base = dataclasses.replace(base, seq_len=40, n_sequences=64, max_epochs=20, lr=1e-3)
         return dataclasses.replace(
             base, system="ks", n_sites=128, domain_length=32 * np.pi, dt=0.5, steps_per_obs=2,
             noise_std=2.5, cases=("full",), spin_up=150.0, radii=(4.0, 8.0, 16.0)[int(quick):],
