@@ -12,7 +12,7 @@ import xarray as xr  # noqa: E402
 from xdyn.experiments import get_experiment  # noqa: E402
 from xdyn.experiments._amortized_figures import rank_histogram  # noqa: E402
 from xdyn.experiments.amortized import (AmortizedSetup, amortized_experiment,  # noqa: E402
-                                        every_kth_random, make_l96_twins)
+                                        every_kth_random, make_twins)
 
 TINY = AmortizedSetup(n_sites=20, n_train_trajectories=2, n_train_times=40, n_valid_times=30,
                       n_test_times=30, test_burn_in_times=10, hidden_size=4, seq_len=6,
@@ -21,7 +21,7 @@ TINY = AmortizedSetup(n_sites=20, n_train_trajectories=2, n_train_times=40, n_va
 
 
 def test_twins_identical_for_all_methods_and_every_fourth_cycles():
-    twins = make_l96_twins(TINY, seed=0)
+    twins = make_twins(TINY, seed=0)
     truth, obs = twins["truth"], twins["obs"]
     assert truth["train"].sizes == {"trajectory": 2, "time": 40, "k": 20}
     assert truth["test"].sizes["time"] == 40  # scored part + burn-in
@@ -33,7 +33,7 @@ def test_twins_identical_for_all_methods_and_every_fourth_cycles():
     assert (kept.sum("obs") == 5).all()
     offsets = [int(np.flatnonzero(row)[0]) for row in kept.values]
     assert set(offsets) == {0, 1, 2, 3}  # the observed set changes with time
-    again = make_l96_twins(TINY, seed=0)
+    again = make_twins(TINY, seed=0)
     xr.testing.assert_identical(again["obs"]["every4th"]["train"], obs["every4th"]["train"])
 
 

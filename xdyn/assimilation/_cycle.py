@@ -10,10 +10,10 @@ monitors -- is a :class:`CycleCallback` with no-op hooks
 as skorch's callbacks are around its training loop (``skorch/callbacks/base.py``).
 
 A filter that has lost the truth but stays finite (DAPPER's silent 3.9 on
-Lorenz-96) is recognised without the truth by :class:`LostTrackMonitor`: its
-background misfit to the observations is as large as that of a
-climatological guess, or its own analysis spread is as large as the
-climatological spread.
+Lorenz-96) is recognised without the truth by :class:`LostTrackMonitor`: the
+background error its misfit to the observations reveals (beyond their noise)
+is as large as that of a climatological guess, or its own analysis spread is
+as large as the climatological spread.
 """
 
 from __future__ import annotations
@@ -372,9 +372,13 @@ class LostTrackMonitor(CycleCallback):
 
     One ratio is tracked per observation time and batch element:
 
-    * for methods whose background is a model forecast, the mean squared
-      background misfit to the observations, ``|y - h(x_b)|^2`` per observed
-      entry, over that of a climatological guess, ``var_clim(h(x)) + sigma^2``;
+    * for methods whose background is a model forecast, the background error
+      variance the observations reveal, ``|y - h(x_b)|^2 - sigma^2`` per
+      observed entry, over the climatological variance ``var_clim(h(x))``
+      (0 for a perfect background, 1 for the climatological mean, about 2
+      for an unrelated attractor state, whatever the noise: with ``sigma``
+      above the climatological std, as Kuramoto-Sivashinsky observed with
+      noise 2.5, a ratio of raw misfits flagged even a perfect background);
     * for the others (OI with its climatological background), the method's own
       analysis variance over the climatological variance of the state.
 
@@ -420,11 +424,13 @@ class LostTrackMonitor(CycleCallback):
         try:
             pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
             self.state_var = pool.var(0).mean()
-            self.clim_obs = ctx.h(pool).var(0) + ctx.obs_variance      # (p,)
+            self.clim_obs = ctx.h(pool).var(0)                          # (p,)
+            self.obs_var = ctx.obs_variance                             # (p,)
         except (ValueError, RuntimeError):  # no finite climatology (a non-chaotic system)
             self.active = False
         else:
-            self.active = bool(torch.isfinite(self.clim_obs).all()) and float(self.state_var) > 0
+            self.active = (bool(torch.isfinite(self.clim_obs).all())
+                           and float(self.state_var) > 0 and float(self.clim_obs.min()) > 0)
         self.misfit = [None] * n   # background misfit ratio per time
         self.spread = [None] * n   # analysis spread ratio per time (no forecast background)
         self.ratio = [None] * n    # trailing decision statistic per time
@@ -440,7 +446,8 @@ class LostTrackMonitor(CycleCallback):
             m = ctx.mask[k]
             if bool(m.any()):
                 d = (ctx.y[k] - ctx.h(mean))[..., m]
-                self.misfit[k] = ((d**2).mean(-1) / self.clim_obs[m].mean()).cpu()
+                excess = (d**2).mean(-1) - self.obs_var[m].mean()
+                self.misfit[k] = (excess / self.clim_obs[m].mean()).cpu()
 
     def on_analysis(self, estimator, step):
         if not self.active:
@@ -473,14 +480,15 @@ class LostTrackMonitor(CycleCallback):
 
     def _report(self, ctx, k, worst, short=False):
         name = self.name
-        message = (f"{name} has lost track of the observations: over the last cycles its "
-                   f"median background misfit (or analysis spread) was {worst:.2f} of the "
-                   f"climatological one (threshold {self.threshold}; healthy filters stay "
-                   "below 0.2); increase inflation or members, or pass raise_on_divergence=False")
+        message = (f"{name} has lost track of the observations: over the last cycles the "
+                   f"median background error variance its observations reveal (or its "
+                   f"analysis spread) was {worst:.2f} of the climatological variance "
+                   f"(threshold {self.threshold}; healthy filters stay below 0.2); increase "
+                   "inflation or members, or pass raise_on_divergence=False")
         if short:
             message = (f"{name} is no better than climatology after {k + 1} cycles (median "
-                       f"background misfit or analysis spread {worst:.2f} of the "
-                       "climatological one over the second half of the run): too short a run "
+                       f"background error variance or analysis spread {worst:.2f} of the "
+                       "climatological variance over the second half of the run): too short a run "
                        f"to tell spin-up from a lost filter (under {self.min_cycles} cycles)")
         elif self.raise_on_divergence:
             raise DivergenceError(message, time=float(ctx.times[k]))

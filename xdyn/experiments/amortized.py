@@ -44,7 +44,7 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register, 
 from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
 
-__all__ = ["AmortizedSetup", "make_l96_twins", "make_twins", "every_kth_random",
+__all__ = ["AmortizedSetup", "make_twins", "every_kth_random",
            "amortized_experiment"]
 
 REFERENCE_RMSE = {  # DAPPER cross-validated values quoted by McCabe & Brown (2021), perfect model
@@ -176,11 +176,10 @@ def _make_system(setup):
     return Lorenz96(n=setup.n_sites, F=setup.forcing)
 
 
-def make_l96_twins(setup: AmortizedSetup, seed: int = 0):
+def make_twins(setup: AmortizedSetup, seed: int = 0):
     """Train / validation / test truths and their observations per case (identical for all methods).
 
-    The system is ``setup.system`` (Lorenz-96, or Kuramoto-Sivashinsky: the
-    name is historical; :func:`make_twins` is the same function).
+    The system is ``setup.system`` (Lorenz-96 or Kuramoto-Sivashinsky).
 
     Returns
     -------
@@ -191,7 +190,7 @@ def make_l96_twins(setup: AmortizedSetup, seed: int = 0):
     --------
     >>> setup = AmortizedSetup(n_train_times=20, n_valid_times=10, n_test_times=10,
     ...                        test_burn_in_times=5)
-    >>> twins = make_l96_twins(setup, seed=0)
+    >>> twins = make_twins(setup, seed=0)
     >>> twins["obs"]["every4th"]["test"].sizes["time"]  # scored times + unscored burn-in
     15
     """
@@ -222,8 +221,6 @@ def make_l96_twins(setup: AmortizedSetup, seed: int = 0):
             obs[case][split] = o
     return {"truth": truth, "obs": obs, "system": system}
 
-
-make_twins = make_l96_twins
 
 
 def _two_scale_truth(setup, system, n_times, burn, rs, **kw):
@@ -373,7 +370,7 @@ def _amortized(setup, obs, truth, burn_test, seed, device, progress):
 
 def amortized_experiment(setup: AmortizedSetup, seed=0, device="cpu", progress=True):
     """Run every case: train the amortized assimilator, tune and run the baselines."""
-    twins = make_l96_twins(setup, seed)
+    twins = make_twins(setup, seed)
     truth = twins["truth"]
     t_obs = setup.dt * setup.steps_per_obs
     burn_test = setup.test_burn_in_times * t_obs
