@@ -116,3 +116,21 @@ def test_no_false_alarm_on_healthy_reference_rows(seed):
         an = EnKF(system=l96, n_members=28, inflation=1.02, rotate=True, random_state=seed,
                   raise_on_divergence=False).fit(obs).predict(obs)
     assert an.attrs["lost_track"] == 0 and not an["lost"].any()
+
+
+def test_noise_above_the_climatological_spread_is_no_false_alarm():
+    """Observation noise std 5 on Lorenz-96 (climatological std 3.6): a filter that tracks
+    the truth is not flagged, one that lost it is. The misfit ratio of earlier versions,
+    |y - h(x_b)|^2 / (var_clim + sigma^2), sat at 25 / 38 = 0.66 > 0.5 for a perfect
+    background; the error variance beyond the noise does not."""
+    system = Lorenz96()
+    truth = system.simulate(n_steps=300, dt=0.05, burn_in=10.0, random_state=5)
+    obs = observe(truth, "identity", noise_std=5.0, random_state=6)
+    good = EnKF(system=system, n_members=40, inflation=1.05, random_state=0,
+                initial_state=truth.x.values[0], initial_spread=1.0, return_ensemble=False)
+    an = good.fit(obs).predict(obs)  # raises DivergenceError if flagged
+    assert not bool(an["lost"].any())
+    assert -good.score(obs, truth) < 3.6  # it does track: better than climatology
+    bad = EnKF(system=system, n_members=2, random_state=0, return_ensemble=False)
+    with pytest.raises(DivergenceError, match="lost track"):
+        bad.fit(obs).predict(obs)
