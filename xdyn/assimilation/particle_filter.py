@@ -47,6 +47,13 @@ def _resample_indices(w: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return idx.clamp_max(w.shape[-1] - 1)  # round-off: cdf[-1] may fall short of 1
 
 
+def _log_likelihood(X: torch.Tensor, k: int, ctx) -> torch.Tensor:
+    """Gaussian log-likelihood (up to a constant) of the observations at ``k`` for states
+    ``X`` (..., M, n): minus half the squared whitened innovations, ``(..., M)``."""
+    innov = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(X)) @ ctx.whitening(k).T
+    return -0.5 * (innov**2).sum(-1)
+
+
 def _gather_particles(E: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return E.gather(-2, idx.unsqueeze(-1).expand(*idx.shape, E.shape[-1]))
 
@@ -197,13 +204,10 @@ class ParticleFilter(BaseAssimilator):
 
     def _climatological_update(self, E, k, ctx, rng):
         pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))  # (P, n)
-        innov = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(pool)) @ ctx.whitening(k).T
-        log_w = -0.5 * (innov**2).sum(-1)                                      # (..., P)
+        log_w = _log_likelihood(pool, k, ctx)                                   # (..., P)
         w = (log_w - torch.logsumexp(log_w, -1, keepdim=True)).exp()
-        N, batch = E.shape[-2], tuple(w.shape[:-1])
-        u = (rng.uniform(size=batch + (1,)) + np.arange(N)) / N
-        idx = _resample_indices(w, torch.as_tensor(u, dtype=w.dtype, device=w.device))
-        pool = pool.expand(batch + tuple(pool.shape))
+        idx = self._draw_indices(w, E.shape[-2], rng, "systematic")
+        pool = pool.expand(tuple(w.shape[:-1]) + tuple(pool.shape))
         drawn = _gather_particles(pool, idx)
         if float(self.regularization) > 0:
             drawn = drawn + self._jitter(pool, w, idx, rng)
@@ -211,9 +215,7 @@ class ParticleFilter(BaseAssimilator):
 
     def _analyze(self, state, k, ctx, rng):
         E, log_w = state
-        W = ctx.whitening(k)
-        innov = (ctx.innovation_data(k).unsqueeze(-2) - ctx.h(E)) @ W.T
-        log_w = log_w - 0.5 * (innov**2).sum(-1)
+        log_w = log_w + _log_likelihood(E, k, ctx)
         norm = torch.logsumexp(log_w, -1, keepdim=True)
         if self.raise_on_divergence and not bool(torch.isfinite(norm).all()):
             raise DivergenceError(
@@ -245,18 +247,24 @@ class ParticleFilter(BaseAssimilator):
         due = effective_sample_size(log_w) <= float(self.resampling_threshold) * N
         if not bool(due.any()):
             return E, log_w
-        batch = tuple(w.shape[:-1])
-        if self.resampling == "systematic":
-            u = (rng.uniform(size=batch + (1,)) + np.arange(N)) / N
-        else:
-            u = np.sort(rng.uniform(size=batch + (N,)), axis=-1)
-        idx = _resample_indices(w, torch.as_tensor(u, dtype=w.dtype, device=w.device))
+        idx = self._draw_indices(w, N, rng, self.resampling)
         E_new = _gather_particles(E, idx)
         if float(self.regularization) > 0:
             E_new = E_new + self._jitter(E, w, idx, rng)
         E = torch.where(due[..., None, None], E_new, E)
         log_w = torch.where(due.unsqueeze(-1), torch.full_like(log_w, -math.log(N)), log_w)
         return E, log_w
+
+    @staticmethod
+    def _draw_indices(w, N, rng, kind):
+        """``(..., N)`` sorted indices drawn from weights ``w`` (``kind``: systematic or
+        multinomial resampling)."""
+        batch = tuple(w.shape[:-1])
+        if kind == "systematic":
+            u = (rng.uniform(size=batch + (1,)) + np.arange(N)) / N
+        else:
+            u = np.sort(rng.uniform(size=batch + (N,)), axis=-1)
+        return _resample_indices(w, torch.as_tensor(u, dtype=w.dtype, device=w.device))
 
     def _jitter(self, E, w, idx, rng):
         """DAPPER's ``regularize`` with ``nuj=True``: noise on duplicated particles only."""
