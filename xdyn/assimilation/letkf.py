@@ -8,7 +8,8 @@ local ensemble-space (or, when a point sees fewer observations than members,
 observation-space) matrices of every point form one batch: a batched ``eigh``, or,
 in observation space, a Chebyshev expansion of the two matrix functions the
 update needs (:mod:`xdyn.assimilation._chebyshev`; matrix-vector products only,
-equal to the ``eigh`` result to rounding and about twice as fast). The distance and radius conventions are DAPPER's (see
+equal to the ``eigh`` result to rounding and several times cheaper). The
+distance and radius conventions are DAPPER's (see
 :mod:`xdyn.assimilation.localization`), so ``localization_radius=4`` means
 what DAPPER's ``LETKF(loc_rad=4)`` means.
 """
@@ -27,6 +28,7 @@ from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.enkf_n import finite_size_inflation
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.assimilation.localization import TAPERS, local_observations, spatial_grid
+from xdyn.systems.integrators import array_namespace
 
 __all__ = ["LETKF", "local_ensemble_transform", "local_finite_size_inflation"]
 
@@ -107,8 +109,7 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_w
         # sqrt(a / (lam + a)) - 1 = lam * g(lam): functions of K_i times vectors, by a
         # Chebyshev expansion (no eigenvectors), or eigh where that would cost more
         FV = psd_functions_times_vectors(K, torch.stack((d, u), -1), (
-            lambda lam: 1.0 / (lam + a),
-            lambda lam: -1.0 / (np.sqrt(lam + a) * (np.sqrt(lam + a) + math.sqrt(a)))), a)
+            lambda lam: 1.0 / (lam + a), lambda lam: _transform_factor(lam, a)), a)
         if FV is not None:
             wx = (u * FV[..., 0]).sum(-1)
             z = FV[..., 1]
@@ -118,9 +119,7 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_w
             proj = V.transpose(-1, -2) @ torch.stack((u, d), -1)
             Vu, Vd = proj[..., 0], proj[..., 1]
             wx = (Vd * Vu / (lam + a)).sum(-1)
-            root = (lam + a).sqrt()
-            g = -1.0 / (root * (root + math.sqrt(a)))
-            z = (V @ (g * Vu).unsqueeze(-1)).squeeze(-1)
+            z = (V @ (_transform_factor(lam, a) * Vu).unsqueeze(-1)).squeeze(-1)
         if shared:
             Z = torch.zeros(*z.shape[:-1], p, dtype=z.dtype, device=z.device)
             Sz = Yw @ Z.scatter_add_(-1, index, z * sqrt_taper).transpose(-1, -2)
@@ -137,6 +136,13 @@ def local_ensemble_transform(A, Yw, dw, obs_index, sqrt_taper, inflation_prior_w
     wx = (Ud * Ux / (lam + a)).sum(-1)
     Tx = (U @ (torch.sqrt(a / (lam + a)) * Ux).unsqueeze(-1)).squeeze(-1)
     return (Tx + wx.unsqueeze(-1)).transpose(-1, -2)
+
+
+def _transform_factor(lam, a):
+    """``g(lam)`` with ``sqrt(a / (lam + a)) - 1 = lam * g(lam)``, on numpy or torch
+    eigenvalues (the symmetric ETKF transform in observation space)."""
+    root = array_namespace(lam).sqrt(lam + a)
+    return -1.0 / (root * (root + math.sqrt(a)))
 
 
 def local_finite_size_inflation(Yw, dw, obs_index, in_reach, prior_weight=1.0):
