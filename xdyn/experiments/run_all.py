@@ -399,10 +399,9 @@ def _run_on_client(client, todo, quick, out, seed, device, retries, torch_thread
     # with resource restrictions are never stolen (2 workers: 0.72x serial and
     # counting, one worker idle, where list scheduling bounds it by the longest task).
     def fill_slots(in_flight):
-        # re-read the worker count each time: a real cluster may scale up or down
-        while pending and in_flight < _n_slots(client):
+        # re-read the worker count each time one ends: a real cluster may scale
+        for _ in range(min(len(pending), _n_slots(client) - in_flight)):
             submit_next()
-            in_flight += 1
 
     fill_slots(0)
     done = 0
