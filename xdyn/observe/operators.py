@@ -145,17 +145,9 @@ class RandomPoints(ObservationOperator):
         return np.concatenate(out)
 
 
-class Squared(ObservationOperator):
-    """Nonlinear operator: the square of another operator's observations (``x**2``).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from xdyn.systems import Lorenz63
-    >>> op = Squared(SelectVariables("x"))
-    >>> op.apply(torch.tensor([[2.0, 1.0, 0.0]]), Lorenz63()).tolist()
-    [[4.0]]
-    """
+class _Elementwise(ObservationOperator):
+    """A nonlinear function (``_transform``) of another operator's observations
+    (``base``; the identity when None). Not registered: the subclasses are."""
 
     linear = False
 
@@ -167,6 +159,19 @@ class Squared(ObservationOperator):
 
     def indices(self, layout):
         return self._base().indices(layout)
+
+
+class Squared(_Elementwise):
+    """Nonlinear operator: the square of another operator's observations (``x**2``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.systems import Lorenz63
+    >>> op = Squared(SelectVariables("x"))
+    >>> op.apply(torch.tensor([[2.0, 1.0, 0.0]]), Lorenz63()).tolist()
+    [[4.0]]
+    """
 
     def _transform(self, z):
         return z**2
@@ -217,7 +222,7 @@ class GridPoints(ObservationOperator):
         return np.concatenate(out) if out else np.zeros(0, dtype=int)
 
 
-class Arctan(ObservationOperator):
+class Arctan(_Elementwise):
     """Nonlinear operator: ``arctan`` of another operator's observations.
 
     The bounded, saturating observation of the score-filter papers (Bao et
@@ -235,17 +240,6 @@ class Arctan(ObservationOperator):
     >>> make_operator("arctan")
     Arctan()
     """
-
-    linear = False
-
-    def __init__(self, base=None):
-        self.base = base
-
-    def _base(self):
-        return Identity() if self.base is None else self.base
-
-    def indices(self, layout):
-        return self._base().indices(layout)
 
     def _transform(self, z):
         return torch.arctan(z)
