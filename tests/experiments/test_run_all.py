@@ -8,6 +8,7 @@ workers by value (cloudpickle) with their task, as a user's experiment would.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import threading
@@ -139,7 +140,12 @@ def test_killed_worker_is_retried_and_results_equal_serial(client, experiments, 
 def test_a_long_experiment_does_not_hold_up_the_others(client, tmp_path):
     """List scheduling: while one worker runs the long experiment, the other runs every
     short one. (All submitted at once, the scheduler queued some behind the long one on
-    its worker and never moved them: tasks with resource restrictions are not stolen.)"""
+    its worker and never moved them: tasks with resource restrictions are not stolen.)
+
+    Both workers are warmed first: a worker the kill test replaced imports xdyn on its
+    first task, seconds that would make the first short experiment outlast the long one."""
+    client.wait_for_workers(2)
+    client.run(importlib.import_module, "xdyn.experiments")
     outcomes = run_all(["ra-long", *SHORT], out=tmp_path, client=client, report=False)
     long, *short = outcomes
     assert [o.status for o in outcomes] == ["ok"] * 4
