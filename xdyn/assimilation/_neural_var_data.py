@@ -17,8 +17,8 @@ from torch import nn
 from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
 
-__all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows", "aligned_truth",
-           "fit_statistics", "var_cost", "wrong_wing_share"]
+__all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
+           "aligned_truth", "climatology_draws", "fit_statistics", "var_cost", "wrong_wing_share"]
 
 
 class BatchedDataset(SkorchDataset):
@@ -102,6 +102,30 @@ def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5
             k0 = max(k - lead, 0)
             out[k] = system.forecast(start[k0], dt, k - k0) if k > k0 else start[k]
     return out
+
+
+def climatology_draws(mean, cov, shape, rng, like=None):
+    """Independent draws ``x_b ~ N(mean, cov)`` of shape ``(*shape, n_state)``.
+
+    The background of the original research pipeline (its "resample" branch):
+    a climatological state, unrelated to the truth at that time, with
+    ``mean``/``cov`` those of the training truth's states. Returned as a
+    tensor like ``like`` (float64 numpy array without it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = climatology_draws([0.0, 10.0], np.diag([1.0, 4.0]), (20000,), np.random.RandomState(0))
+    >>> x.shape, np.round(x.mean(0), 1).tolist(), np.round(x.std(0), 1).tolist()
+    ((20000, 2), [0.0, 10.0], [1.0, 2.0])
+    """
+    mean = np.asarray(mean, dtype=float)
+    chol = np.linalg.cholesky(np.asarray(cov, dtype=float) + 1e-12 * np.eye(mean.shape[0]))
+    z = rng.standard_normal(tuple(shape) + mean.shape)
+    draws = mean + z @ chol.T
+    if like is None:
+        return draws
+    return torch.as_tensor(draws, dtype=like.dtype, device=like.device)
 
 
 def fit_statistics(ctx, windows, backgrounds, innovations, truth_x, clim_mean, clim_cov,

@@ -20,7 +20,12 @@ with errors from 0.02 to 1.5 and *independent of the observations*: trained on
 the network learned that filter's systematic, observation-correlated error and
 "corrected" it in its own cycle, where it is absent, and the cycle diverged
 (measured on Lorenz-63, x and y observed). Without the truth (``loss="var"``)
-the backgrounds are 3D-Var's cycled forecasts. Every scaler, ``B`` and its
+the backgrounds are 3D-Var's cycled forecasts. ``training_background=
+"climatology"`` trains instead on draws from the climatology of the training
+truth, ``x_b ~ N(mean, cov)`` of its states: the background of the original
+research pipeline this estimator rebuilds (its "resample" branch), whose
+errors are the size of the attractor; it fits single analyses far from the
+truth, not the small errors of a running cycle. Every scaler, ``B`` and its
 mean are fitted on the training observations (and truth) only; validation data
 only monitor the loss.
 
@@ -41,8 +46,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn.assimilation._neural_var_data import (BatchedDataset, NeuralVar3DModule,
                                                 aligned_truth, check_observation_windows,
-                                                fit_statistics, perturbed_backgrounds, var_cost,
-                                                whole_batch)
+                                                climatology_draws, fit_statistics,
+                                                perturbed_backgrounds, var_cost, whole_batch)
 from xdyn.assimilation._cycle import DivergenceMonitor, run_cycle
 from xdyn.assimilation._static import gauss_newton_analysis
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
@@ -84,6 +89,15 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         With a truth, round 0 trains on forecasts over this many steps of the
         perturbed truth (errors independent of the observations) instead of
         3D-Var backgrounds.
+    training_background : {"forecast", "climatology"}, default="forecast"
+        Backgrounds of round 0 when the truth is given. ``"forecast"``: the
+        forecasts of the perturbed truth above (errors 0.02 to 1.5, what a
+        cycle meets). ``"climatology"``: independent draws from ``N(mean,
+        cov)`` of the training truth's states (the original pipeline's
+        training backgrounds, errors of the attractor's size); pair it with
+        ``B_scale=2`` (the error covariance of such a draw is twice the
+        climatological one), so that the first 3D-Var step and the bound on
+        the network's correction have that size too. Ignored without a truth.
     max_epochs : int, default=15
         Epochs per round.
     lr : float, default=2e-3
@@ -142,6 +156,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         "B_scale": [FiniteInterval(Real, 0, None, closed="neither")],
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "background_lead": [Interval(Integral, 0, None, closed="left")],
+        "training_background": [StrOptions({"forecast", "climatology"})],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "lr": [FiniteInterval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -152,8 +167,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  encoder="gru", window=8, n_iterations=2, loss="supervised", B_scale=0.01,
-                 n_rounds=1, background_lead=10, max_epochs=15, lr=2e-3, batch_size=512,
-                 climatology_length=1000.0,
+                 n_rounds=1, background_lead=10, training_background="forecast", max_epochs=15,
+                 lr=2e-3, batch_size=512, climatology_length=1000.0,
                  device="auto", dtype="float32", initial_state=None, initial_spread=1.0,
                  burn_in=0.0, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False, **kwargs):
@@ -169,6 +184,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         self.B_scale = B_scale
         self.n_rounds = n_rounds
         self.background_lead = background_lead
+        self.training_background = training_background
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -224,6 +240,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         clim_mean, clim_cov = estimate_climatology(ctx.system, truth, self.climatology_length,
                                                    ctx.dt, self.random_state)
         self._B0 = ctx.system.as_tensor(float(self.B_scale) * clim_cov)
+        self._climatology_fit = (clim_mean, clim_cov)
         self.net_ = None
         self.history_ = []
         try:
@@ -241,7 +258,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
                     valid_samples = None if valid is None else self._collect(*valid)
                 self._train_round(samples, valid_samples, first=round_ == 0)
         finally:
-            del self._B0
+            del self._B0, self._climatology_fit
         return self
 
     def _collect(self, ctx, truth_x, first=False):
@@ -249,13 +266,18 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
 
         The cycle is 3D-Var before the network exists, then the network's own
         (DAgger rounds). In the first round with a truth the backgrounds are
-        instead forecasts of the perturbed truth (:func:`perturbed_backgrounds`).
+        instead forecasts of the perturbed truth (:func:`perturbed_backgrounds`), or
+        draws from the training climatology (:func:`climatology_draws`).
         """
         if first and truth_x is not None:  # no cycle needed: the windows are observations only
             window, y, m = self._obs_windows(ctx)
-            background = perturbed_backgrounds(ctx.system, truth_x, ctx.dt,
-                                               int(self.background_lead),
-                                               check_random_state(self.random_state))
+            rng = check_random_state(self.random_state)
+            if self.training_background == "climatology":
+                background = climatology_draws(*self._climatology_fit, truth_x.shape[:-1], rng,
+                                               like=truth_x)
+            else:
+                background = perturbed_backgrounds(ctx.system, truth_x, ctx.dt,
+                                                   int(self.background_lead), rng)
             out = {"window": window, "background": background, "obs": y, "mask": m,
                    "innovation": (y - ctx.h(background)) * m}
         else:
