@@ -1,0 +1,161 @@
+"""The three LD-EnSF twin cases: Kolmogorov flow, tsunami, forced shallow water.
+
+Each :class:`LDEnSFCase` says what :func:`xdyn.experiments.ldensf.ldensf_experiment`
+needs to know about one system (Xiao, Si & Chen, ICLR 2026): how to make its
+trajectories, which fields it observes, its unknown parameters and their
+prior mean (the full-space filters run the model there and the free latent
+forecast rolls out from there), how to build the full-space model, how the
+full-space filters start, and the case's full and quick sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["CASES", "LDEnSFCase"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LDEnSFCase:
+    """One LD-EnSF twin case (see the module docstring).
+
+    Attributes
+    ----------
+    make_data : callable
+        ``make_data(setup, seed) -> Dataset`` of trajectories with the parameters.
+    observed : tuple of str
+        Observed field variables (each at every ``stride``-th grid point).
+    display : str
+        The field the figures show.
+    parameters : tuple of str
+    prior_mean : dict
+        Parameter -> prior mean (the centre of its uniform prior).
+    system : callable
+        ``system(setup)`` -> the full-space model at the prior-mean parameters.
+    filter_start : callable
+        ``filter_start(setup, test, seed)`` -> keyword arguments that start the
+        full-space filters (``initial_state`` and ``initial_spread``, or
+        ``initial_ensemble``).
+    per_trajectory_error : bool
+        Parameter errors relative to each trajectory's true value (Kolmogorov's
+        Re), else the mean absolute error over the mean true magnitude (a
+        parameter whose range reaches near zero).
+    full, quick : dict
+        :class:`~xdyn.experiments.ldensf.LDEnSFSetup` fields of the two sizes.
+
+    Examples
+    --------
+    >>> sorted(CASES), CASES["tsunami"].parameters
+    (['kolmogorov', 'shallow-water', 'tsunami'], ('bump_x', 'bump_y'))
+    """
+
+    make_data: Callable
+    observed: tuple
+    display: str
+    parameters: tuple
+    prior_mean: dict
+    system: Callable
+    filter_start: Callable
+    per_trajectory_error: bool
+    full: dict
+    quick: dict
+
+
+def _kolmogorov_data(setup, seed):
+    from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+
+    return kolmogorov_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
+                             n_saved=setup.n_saved, save_every=setup.save_every,
+                             burn_in_steps=setup.burn_in_steps, dt=setup.dt, random_state=seed,
+                             **setup.data_options)
+
+
+def _kolmogorov_system(setup):
+    from xdyn.systems import KolmogorovFlow
+
+    return KolmogorovFlow(Re=1000.0, N=setup.N, drag=0.1, n_forcing=4)
+
+
+def _shared_start(setup, test, seed):
+    """The known shared start with a small spread (LD-EnSF starts from the zero latent state)."""
+    fields = [test[v].isel(trajectory=0, time=0).values.ravel() for v in _state_order(test)]
+    start = np.concatenate(fields)
+    return {"initial_state": start,
+            "initial_spread": setup.initial_spread * float(np.sqrt((start**2).mean()))}
+
+
+def _state_order(test):
+    return ["vorticity"] if "vorticity" in test else ["u", "v", "eta"]
+
+
+def _tsunami_data(setup, seed):
+    from xdyn.datasets.ldensf_data import tsunami_ldensf
+
+    return tsunami_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
+                          n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
+                          random_state=seed, **setup.data_options)
+
+
+def _tsunami_system(setup):
+    from xdyn.systems import ShallowWater
+
+    width = setup.data_options.get("bump_width", 0.06)
+    return ShallowWater.preset("tsunami", N=setup.N, bump_width=width)
+
+
+def _prior_bumps(setup, test, seed):
+    """Members released at bump locations drawn from the prior U(0, 0.5)^2 (the start is unknown)."""
+    system = _tsunami_system(setup)
+    rng = np.random.RandomState(3000 + seed)
+    loc = rng.uniform(0.0, 0.5, size=(2, setup.n_members))
+    return {"initial_ensemble": system.bump_state(loc[0], loc[1])}
+
+
+def _atmosphere_data(setup, seed):
+    from xdyn.datasets.ldensf_data import shallow_water_ldensf
+
+    return shallow_water_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
+                                n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
+                                random_state=seed, **setup.data_options)
+
+
+def _atmosphere_system(setup):
+    from xdyn.systems import ShallowWater
+
+    # prior means: hf0 = 15.05 (% of the 1000 m depth), sigma = 2.5
+    return ShallowWater.preset("atmosphere", N=setup.N, forcing_amplitude=150.5,
+                               forcing_width=2.5)
+
+
+CASES = {
+    "kolmogorov": LDEnSFCase(
+        make_data=_kolmogorov_data, observed=("vorticity",), display="vorticity",
+        parameters=("Re",), prior_mean={"Re": 1000.0}, system=_kolmogorov_system,
+        filter_start=_shared_start, per_trajectory_error=True, full={},
+        quick=dict(N=32, n_train=16, n_test=4, n_saved=30, save_every=1, ldnet_epochs=400,
+                   n_points=128, hidden=64, encoder_epochs=150, encoder_hidden=32,
+                   n_noise_draws=2)),
+    # surface height at the stations (tide gauges / buoys)
+    "tsunami": LDEnSFCase(
+        make_data=_tsunami_data, observed=("eta",), display="eta",
+        parameters=("bump_x", "bump_y"), prior_mean={"bump_x": 0.25, "bump_y": 0.25},
+        system=_tsunami_system, filter_start=_prior_bumps, per_trajectory_error=False,
+        full=dict(n_latent=10, dt=60.0, save_every=9, localization_radius=40.0,
+                  data_options={"bump_width": 0.03}),
+        quick=dict(N=32, n_train=24, n_test=4, n_saved=30, ldnet_epochs=400, n_points=128,
+                   hidden=64, encoder_epochs=150, encoder_hidden=32, n_noise_draws=2,
+                   localization_radius=8.0, data_options={"bump_width": 0.06})),
+    # winds at the stations, as the Kolmogorov original observes (u, v)
+    "shallow-water": LDEnSFCase(
+        make_data=_atmosphere_data, observed=("u", "v"), display="eta",
+        parameters=("forcing_amplitude", "forcing_width"),
+        prior_mean={"forcing_amplitude": 150.5, "forcing_width": 2.5},
+        system=_atmosphere_system, filter_start=_shared_start, per_trajectory_error=False,
+        full=dict(N=128, n_latent=50, dt=300.0, save_every=72, localization_radius=32.0),
+        quick=dict(N=32, n_train=24, n_test=4, n_saved=30, dt=600.0, save_every=36,
+                   n_latent=16, ldnet_epochs=400, n_points=128, hidden=64, encoder_epochs=150,
+                   encoder_hidden=32, n_noise_draws=2, localization_radius=8.0)),
+}

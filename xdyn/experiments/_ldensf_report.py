@@ -1,0 +1,104 @@
+"""Results, summary rows and table of the LD-EnSF experiments (:mod:`xdyn.experiments.ldensf`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from xdyn.experiments.catalogue import summary_rows
+
+__all__ = ["METHODS", "results_dataset", "summary", "table"]
+
+METHODS = ("LD-EnSF", "EnSF", "LETKF", "free latent forecast")
+
+
+def results_dataset(test, rel, by_var, lat_err, p_err, p_spread, true, est, spread, wall,
+                    params, fields):
+    """The results Dataset (errors, timings, parameter estimates) with CF attributes."""
+    t_units = test["time"].attrs.get("units", "1")
+    coords = {"assimilator": ("assimilator", list(METHODS), {"long_name": "assimilation method"}),
+              "time": ("time", test["time"].values, {"long_name": "model time", "units": t_units}),
+              "part": ("part", ["dynamics", "analysis"], {"long_name": "part of the step"}),
+              "trajectory": ("trajectory", np.arange(true.shape[1]),
+                             {"long_name": "test trajectory"}),
+              "parameter": ("parameter", params, {"long_name": "unknown system parameter"}),
+              "variable": ("variable", fields, {"long_name": "field"})}
+    units = [test[p].attrs.get("units", "1") for p in params]
+    one = "1" if len(set(units)) > 1 else units[0]
+    return xr.Dataset(
+        {"field_rel_rmse": (("assimilator", "time"), rel.values,
+                            {"long_name": "relative RMSE of the fields (mean over the fields)",
+                             "units": "1"}),
+         "field_rel_rmse_by_variable": (("assimilator", "variable", "time"), by_var.values,
+                                        {"long_name": "relative RMSE of each field",
+                                         "units": "1"}),
+         "latent_rel_error": (("assimilator", "time"), lat_err,
+                              {"long_name": "relative error of the latent state (vs the LDNet "
+                               "rollout under the true parameters)", "units": "1"}),
+         "parameter_rel_error": (("assimilator", "parameter", "time"), p_err,
+                                 {"long_name": "relative error of the estimated parameters",
+                                  "units": "1"}),
+         "parameter_rel_spread": (("parameter", "time"), p_spread,
+                                  {"long_name": "LD-EnSF parameter spread relative to the true "
+                                   "values", "units": "1"}),
+         "wall_per_step": (("assimilator", "part"), wall,
+                           {"long_name": "wall time per assimilation step", "units": "s"}),
+         "parameter_true": (("parameter", "trajectory"), true,
+                            {"long_name": "true parameter value", "units": one}),
+         "parameter_estimate": (("parameter", "trajectory", "time"), est,
+                                {"long_name": "LD-EnSF parameter estimate (ensemble mean)",
+                                 "units": one}),
+         "parameter_spread": (("parameter", "trajectory", "time"), spread,
+                              {"long_name": "LD-EnSF ensemble spread of the parameter",
+                               "units": one})},
+        coords=coords)
+
+
+def summary(res):
+    """Summary rows: one per (method, metric)."""
+    mean_t = res.isel(time=slice(1, None)).mean("time")
+    rows = (summary_rows(mean_t.field_rel_rmse, "field relative RMSE", method_dim="assimilator")
+            + summary_rows(mean_t.latent_rel_error.dropna("assimilator"), "latent relative error",
+                           method_dim="assimilator"))
+    last = res.isel(time=-1)
+    for p in res["parameter"].values:
+        rows += summary_rows(last.parameter_rel_error.sel(parameter=p).dropna("assimilator"),
+                             f"{p} relative error (last step)", method_dim="assimilator")
+        rows += summary_rows(last.parameter_rel_spread.sel(parameter=p),
+                             f"{p} relative spread (last step)", method="LD-EnSF",
+                             lower_is_better=False)
+    rows += (summary_rows(res.wall_per_step.sum("part").dropna("assimilator"),
+                          "wall time per assimilation step", method_dim="assimilator", units="s")
+             + summary_rows(res.ldnet_test_rel_rmse, "LDNet surrogate relative RMSE",
+                            method="LDNet"))
+    w = res.wall_per_step
+    rows += summary_rows(w.sel(assimilator="EnSF").sum("part") / w.sel(assimilator="LD-EnSF").sum("part"),
+                         "speed-up per assimilation step over EnSF", method="LD-EnSF", units="1",
+                         lower_is_better=False)
+    return rows
+
+
+def table(res):
+    """The printed table."""
+    mean_t = res.isel(time=slice(1, None)).mean("time")
+    params = [str(p) for p in res["parameter"].values]
+    head = "".join(f"{p[:12] + ' err':>17}" for p in params)
+    lines = [f"{'method':<22}{'field rel RMSE':>15}{'latent rel err':>15}{head}"
+             f"{'dyn [s/step]':>14}{'analysis [s/step]':>19}", "-" * (85 + 17 * len(params))]
+    last = res.parameter_rel_error.isel(time=-1)
+    for m in res["assimilator"].values:
+        c, w = mean_t.sel(assimilator=m), res.wall_per_step.sel(assimilator=m)
+        errs = "".join(f"{float(last.sel(assimilator=m, parameter=p)):>17.3f}" for p in params)
+        lines.append(f"{m:<22}{float(c.field_rel_rmse):>15.3f}{float(c.latent_rel_error):>15.3f}"
+                     f"{errs}{float(w.sel(part='dynamics')):>14.2e}"
+                     f"{float(w.sel(part='analysis')):>19.2e}")
+    spread = res.parameter_rel_spread.isel(time=-1)
+    lines.append("LD-EnSF relative parameter spread (last step): " + ", ".join(
+        f"{p} {float(spread.sel(parameter=p)):.3f}" for p in params))
+    w = res.wall_per_step.sum("part")
+    lines.append(f"LDNet surrogate relative RMSE: test {float(res.ldnet_test_rel_rmse):.3f}, "
+                 f"train {float(res.ldnet_train_rel_rmse):.3f}; speed-up per step over EnSF: "
+                 f"{float(w.sel(assimilator='EnSF') / w.sel(assimilator='LD-EnSF')):.0f}x; "
+                 f"{res.attrs['observed_points']} observed points "
+                 f"({100 * res.attrs['observed_fraction']:.2f} % of the observed fields)")
+    return "\n".join(lines)
