@@ -55,6 +55,21 @@ def test_tiny_grid_results_summary_and_figures():
         result.figures)
     assert isinstance(result.figures["attractor_animation"], Animation)
     plt.close("all")
+    # the original pipeline's protocol, next to the cycled and single-analysis scores
+    assert list(res.training_background.values) == ["forecast", "climatology"]
+    for name in ("original_draw_analysis_rmse", "original_cycle_analysis_rmse",
+                 "original_cycle_background_rmse"):
+        assert res[name].dims[-1] == "training_background"
+        assert np.isfinite(res[name].values).all(), name
+    # a climatological draw is far from the truth: the original's background RMSE 6.4-14
+    assert 5.0 < float(res.original_draw_background_rmse.max()) < 15.0
+    assert np.isfinite(res.climatology_trained_analysis_rmse.values).all()
+    assert np.isfinite(res.baseline_original_cycle_analysis_rmse.values).all()
+    metrics = {r["metric"] for r in rows}
+    assert {"original-protocol single-analysis RMSE", "original-protocol cycled analysis RMSE",
+            "original-protocol cycled background RMSE",
+            "original-protocol single-analysis background RMSE"} <= metrics
+    assert "original pipeline's protocol" in result.table
 
 
 def test_animation_writes_a_gif(tmp_path):
@@ -71,6 +86,38 @@ def test_animation_writes_a_gif(tmp_path):
 
 def test_registered():
     assert "Neural fixed-point 3D-Var" in get_experiment("lorenz63-neural-var").description
+
+
+def test_original_statistics_and_draws_from_the_training_split():
+    from xdyn.experiments._neural_var_original import (original_draws, original_statistics,
+                                                       score_original)
+
+    setup = NeuralVarSetup(n_train=5, n_valid=2, n_test=3, n_steps=40)
+    _, train, valid, test = make_trajectories(setup, seed=0)
+    mean, cov = original_statistics(train)
+    states = np.stack([train[v].values.ravel() for v in "xyz"], -1)
+    np.testing.assert_allclose(mean, states.mean(0))
+    np.testing.assert_allclose(cov, np.cov(states.T) + 1e-3 * np.eye(3))
+    draws = original_draws(mean, cov, test, seed=0)
+    d = np.stack([draws[v].values.ravel() for v in "xyz"], -1)
+    assert d.shape == (40 * 3, 3)
+    # independent of the truth: their error is about the attractor's size
+    err = np.sqrt(((d - np.stack([test[v].values.ravel() for v in "xyz"], -1)) ** 2).mean())
+    assert err > 0.5 * np.sqrt(np.trace(cov) / 3)
+    # scoring the cycle from the mean leaves the estimator's parameters as they were
+    from xdyn.assimilation import NeuralVar3D
+    from xdyn.observe import observe
+
+    obs = observe(train, ["x", "y"], noise_std=0.5, random_state=0)
+    obs_t = observe(test, ["x", "y"], noise_std=0.5, random_state=1)
+    est = NeuralVar3D(encoder="mlp", window=4, max_epochs=1, device="cpu", random_state=0,
+                      initial_state=[1.0, 2.0, 3.0], module__hidden_size=8).fit(obs, train)
+    before = est.get_params()
+    sc = score_original(est, obs_t, test, draws, mean, cov)
+    assert set(sc) == {"draw_analysis", "cycle_analysis", "cycle_background"}
+    assert all(np.isfinite(v) for v in sc.values())
+    assert est.get_params()["initial_state"] == before["initial_state"]
+    assert est.get_params()["return_background"] is False
 
 
 @pytest.mark.slow

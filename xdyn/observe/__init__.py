@@ -17,6 +17,7 @@ from xdyn.observe.base import (OPERATORS, ObservationOperator, operator_from_spe
                                registered_operators)
 from xdyn.observe.operators import (Arctan, EveryKth, GridPoints, Identity, RandomPoints,
                                     SelectVariables, Squared, make_operator)
+from xdyn.observe.scaling import ObservationScaler, ScaledOperator
 from xdyn.observe.synthetic import observe
 
 __all__ = [
@@ -33,4 +34,6 @@ __all__ = [
     "registered_operators",
     "layout_from_dataset",
     "observe",
+    "ObservationScaler",
+    "ScaledOperator",
 ]

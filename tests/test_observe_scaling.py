@@ -1,0 +1,84 @@
+"""ObservationScaler / ScaledOperator: observations, noise and operator scaled together."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.pipeline import Pipeline
+
+from xdyn.assimilation import EnKF, ExtendedKalmanFilter, Var3D
+from xdyn.observe import (ObservationScaler, ScaledOperator, SelectVariables, Squared, observe,
+                          operator_from_spec)
+from xdyn.systems import Lorenz63
+
+
+@pytest.fixture(scope="module")
+def twins():
+    truth = Lorenz63().simulate(n_trajectories=3, n_steps=200, burn_in=5, random_state=0)
+    test = Lorenz63().simulate(n_trajectories=2, n_steps=200, burn_in=5, random_state=3)
+    return (truth, observe(truth, ["x", "y"], noise_std=0.5, random_state=1),
+            test, observe(test, ["x", "y"], noise_std=0.5, random_state=2))
+
+
+def test_statistics_from_the_fitted_data_only_and_units_consistent(twins):
+    _, obs, _, obs_test = twins
+    scaler = ObservationScaler().fit(obs)
+    flat = obs.observation.values.reshape(-1, 2)
+    np.testing.assert_allclose(scaler.mean_, flat.mean(0))
+    np.testing.assert_allclose(scaler.scale_, flat.std(0))
+    z = scaler.transform(obs_test)  # the test set is scaled with the training statistics
+    np.testing.assert_allclose(z.observation.values,
+                               (obs_test.observation.values - flat.mean(0)) / flat.std(0))
+    np.testing.assert_allclose(z.noise_std.values, 0.5 / flat.std(0))
+    # the recorded operator maps a state to the new units: h'(x_true) = scaled clean obs
+    op = operator_from_spec(z.attrs["operator"])
+    assert isinstance(op, ScaledOperator) and not op.linear
+    x = Lorenz63().to_state(twins[2].transpose("time", "trajectory"))
+    np.testing.assert_allclose(op.apply(x, Lorenz63()).numpy(),
+                               z.observation_clean.transpose("time", "trajectory", "obs").values,
+                               rtol=1e-10, atol=1e-10)
+    back = scaler.inverse_transform(z)
+    np.testing.assert_allclose(back.observation.values, obs_test.observation.values)
+    np.testing.assert_allclose(back.noise_std.values, 0.5)
+    assert back.attrs["operator"] == obs_test.attrs["operator"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Var3D(B_scale=0.01, n_outer=3, random_state=0),
+    lambda: ExtendedKalmanFilter(random_state=0),
+    lambda: EnKF(n_members=10, return_ensemble=False, random_state=0),
+])
+def test_classical_analysis_is_invariant_in_a_pipeline(twins, make):
+    """BLUE/EnKF analyses do not depend on the units of y, R and h together: the
+    pipeline's analysis equals the plain filter's to rounding (measured 1e-14)."""
+    truth, obs, test, obs_test = twins
+    plain = make().fit(obs, truth).predict(obs_test)
+    piped = Pipeline([("scale", ObservationScaler()), ("da", make())]).fit(obs, truth)
+    np.testing.assert_allclose(piped.predict(obs_test).z.values, plain.z.values,
+                               rtol=1e-9, atol=1e-9)
+
+
+def test_scaled_operator_of_a_nonlinear_base():
+    op = ScaledOperator(Squared(SelectVariables("x")), offset=[4.0], scale=[2.0])
+    x = torch.tensor([[3.0, 0.0, 0.0]], requires_grad=True)
+    y = op.apply(x, Lorenz63())
+    assert y.tolist() == [[2.5]]
+    y.sum().backward()
+    assert x.grad.tolist() == [[3.0, 0.0, 0.0]]  # d/dx (x^2 - 4) / 2 = x
+    assert operator_from_spec(op.spec()).get_params()["scale"] == [2.0]
+
+
+def test_bad_input(twins):
+    _, obs, _, _ = twins
+    with pytest.raises(TypeError, match="observation Dataset"):
+        ObservationScaler().fit(obs.observation.values)
+    with pytest.raises(ValueError, match="'operator' attr"):
+        ObservationScaler().fit(obs.drop_attrs())
+    scaler = ObservationScaler().fit(obs)
+    with pytest.raises(ValueError, match="already standardized"):
+        scaler.transform(scaler.transform(obs))
+    with pytest.raises(ValueError, match="fitted on 2 observations"):
+        scaler.transform(obs.isel(obs=[0]))
+    nan = obs.copy(deep=True)
+    nan["observation"][dict(obs=1)] = np.nan
+    with pytest.raises(ValueError, match="NaN at every time"):
+        ObservationScaler().fit(nan)

@@ -1,0 +1,207 @@
+"""Standardize observation Datasets without breaking what an assimilator reads.
+
+An assimilator compares observations ``y`` with the observed state ``h(x)``
+and weighs the misfit by the observation error ``noise_std``: the three must
+be in the same units. A plain scaler of the ``observation`` variable
+(:class:`xdyn.preprocessing.StandardScaler`) would leave ``noise_std`` and
+the operator recorded in the attrs in the old units, and the assimilator
+would weigh a standardized misfit with a physical error. :class:`ObservationScaler`
+scales all three consistently: ``y' = (y - mean) / scale``,
+``noise_std' = noise_std / scale``, and the recorded operator becomes
+:class:`ScaledOperator` ``(h(x) - mean) / scale``. The 3D-Var/BLUE analysis is
+invariant under this change of units, so a scaler in front of an assimilator
+in a :class:`~sklearn.pipeline.Pipeline` changes only the conditioning of
+what a network reads, not the analysis the method defines.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+import xarray as xr
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from xdyn.model_selection import unwrap
+from xdyn.observe.base import ObservationOperator, operator_from_spec
+from xdyn.observe.operators import Identity
+
+__all__ = ["ScaledOperator", "ObservationScaler"]
+
+
+class ScaledOperator(ObservationOperator):
+    """Another operator's observations, shifted and scaled: ``(base(x) - offset) / scale``.
+
+    Written into the attrs of observations standardized by
+    :class:`ObservationScaler`, so that an assimilator compares them with the
+    state in the same units. Nonlinear as far as callers are concerned (it
+    has no selection matrix), differentiable.
+
+    Parameters
+    ----------
+    base : ObservationOperator or None
+        The operator that made the raw observations (the identity when None).
+    offset, scale : float or list of float
+        One per observation (or one for all).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.observe import SelectVariables
+    >>> from xdyn.systems import Lorenz63
+    >>> op = ScaledOperator(SelectVariables(["x", "y"]), offset=[1.0, 0.0], scale=[2.0, 4.0])
+    >>> op.apply(torch.tensor([[3.0, 8.0, 5.0]]), Lorenz63()).tolist()
+    [[1.0, 2.0]]
+    >>> from xdyn.observe import operator_from_spec
+    >>> operator_from_spec(op.spec()).apply(torch.tensor([[3.0, 8.0, 5.0]]), Lorenz63()).tolist()
+    [[1.0, 2.0]]
+    """
+
+    linear = False
+
+    def __init__(self, base=None, offset=0.0, scale=1.0):
+        self.base = base
+        self.offset = offset
+        self.scale = scale
+
+    def _base(self):
+        return Identity() if self.base is None else self.base
+
+    def indices(self, layout):
+        return self._base().indices(layout)
+
+    def _transform(self, z):
+        out = self._base()._transform(z)
+        offset = torch.as_tensor(self.offset, dtype=out.dtype, device=out.device)
+        scale = torch.as_tensor(self.scale, dtype=out.dtype, device=out.device)
+        return (out - offset) / scale
+
+
+class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Standardize observations, their error std and the recorded operator together.
+
+    ``fit`` takes the mean and std of ``observation`` per observation (along
+    ``obs``), over every other dim (time, trajectory ...), NaNs ignored, from
+    the data it is given only (the training split in a pipeline).
+    ``transform`` returns the Dataset with ``observation`` (and
+    ``observation_clean``) standardized, ``noise_std`` divided by the same
+    scale, and the ``operator`` attr replaced by the :class:`ScaledOperator`
+    that maps a state to the new units; ``inverse_transform`` undoes all
+    three. An assimilator after it reads the scaled operator and noise from
+    the Dataset: give it ``operator=None`` and ``noise_std=None`` (an
+    explicit physical ``noise_std`` would contradict the scaled observations).
+
+    Parameters
+    ----------
+    with_mean : bool, default=True
+    with_std : bool, default=True
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray of shape (n_obs,)
+    n_obs_ : int
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz63
+    >>> from xdyn.observe import observe
+    >>> truth = Lorenz63().simulate(n_steps=500, random_state=0)
+    >>> obs = observe(truth, ["x", "y"], noise_std=0.5, random_state=1)
+    >>> scaled = ObservationScaler().fit_transform(obs)
+    >>> [round(float(v), 6) for v in scaled.observation.mean("time")]
+    [0.0, 0.0]
+    >>> ratio = scaled.noise_std / obs.noise_std * obs.observation.std("time")
+    >>> [round(float(v), 6) for v in ratio]
+    [1.0, 1.0]
+    >>> import numpy as np
+    >>> back = ObservationScaler().fit(obs).inverse_transform(scaled)
+    >>> bool(np.allclose(back.observation, obs.observation))
+    True
+    >>> back.attrs["operator"] == obs.attrs["operator"]
+    True
+    """
+
+    def __init__(self, with_mean=True, with_std=True):
+        self.with_mean = with_mean
+        self.with_std = with_std
+
+    def fit(self, X, y=None):
+        """Mean and scale of ``X['observation']`` per observation; ``y`` is ignored."""
+        obs = _check_obs(X)
+        da = obs["observation"]
+        other = [d for d in da.dims if d != "obs"]
+        values = np.asarray(da.transpose(*other, "obs").values, float).reshape(-1, da.sizes["obs"])
+        finite = np.isfinite(values)
+        if not finite.any(0).all():
+            raise ValueError("ObservationScaler: an observation is NaN at every time; "
+                             "its mean and scale are undefined")
+        n = finite.sum(0)
+        mean = np.where(finite, values, 0.0).sum(0) / n
+        std = np.sqrt((np.where(finite, values - mean, 0.0) ** 2).sum(0) / n)
+        self.mean_ = mean if self.with_mean else np.zeros_like(mean)
+        self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
+        self.n_obs_ = int(da.sizes["obs"])
+        return self
+
+    def transform(self, X):
+        """Standardized observations, noise std and operator (see the class docstring)."""
+        return self._apply(X, inverse=False)
+
+    def inverse_transform(self, X):
+        """Back to the units seen in ``fit``: observations, noise std and the base operator."""
+        return self._apply(X, inverse=True)
+
+    def _apply(self, X, inverse):
+        check_is_fitted(self, "mean_")
+        obs = _check_obs(X)
+        if obs.sizes["obs"] != self.n_obs_:
+            raise ValueError(f"ObservationScaler was fitted on {self.n_obs_} observations per "
+                             f"time; these have obs dim of size {obs.sizes['obs']}")
+        op = operator_from_spec(obs.attrs["operator"])
+        if isinstance(op, ScaledOperator) != inverse:
+            raise ValueError("these observations are already standardized (their operator is "
+                             "a ScaledOperator)" if not inverse else
+                             "inverse_transform needs observations this scaler standardized")
+        mean = xr.DataArray(self.mean_, dims="obs")
+        scale = xr.DataArray(self.scale_, dims="obs")
+        out = obs.copy()
+        for name in ("observation", "observation_clean"):
+            if name in out:
+                v = out[name]
+                out[name] = (v * scale + mean if inverse else (v - mean) / scale).assign_attrs(
+                    v.attrs)
+        if "noise_std" in out:
+            v = out["noise_std"]
+            out["noise_std"] = (v * scale if inverse else v / scale).assign_attrs(v.attrs)
+        if inverse:
+            out.attrs["operator"] = op._base().spec()
+        else:
+            out.attrs["operator"] = ScaledOperator(op, self.mean_.tolist(),
+                                                   self.scale_.tolist()).spec()
+        out.attrs.pop("obs_noise_std", None)  # one number no longer describes the noise
+        if inverse and "noise_std" in out:
+            stds = np.unique(np.asarray(out["noise_std"].values, float).round(12))
+            if stds.size == 1:
+                out.attrs["obs_noise_std"] = float(stds[0])
+        return out
+
+
+def _check_obs(X) -> xr.Dataset:
+    X = unwrap(X)
+    if not isinstance(X, xr.Dataset):
+        raise TypeError(f"ObservationScaler expects an observation Dataset (from "
+                        f"xdyn.observe.observe), got {type(X).__name__}")
+    if "observation" not in X or "obs" not in X["observation"].dims:
+        raise ValueError("ObservationScaler needs an 'observation' variable with an 'obs' dim; "
+                         f"the Dataset has {list(X.data_vars)}")
+    if "operator" not in X.attrs:
+        raise ValueError("ObservationScaler needs the 'operator' attr of the observations "
+                         "(written by xdyn.observe.observe) to rewrite it in the new units")
+    try:
+        json.loads(X.attrs["operator"])
+    except (TypeError, json.JSONDecodeError) as err:
+        raise ValueError(f"the observations' 'operator' attr is not a JSON spec: "
+                         f"{X.attrs['operator']!r}") from err
+    return X
