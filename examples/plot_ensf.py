@@ -78,3 +78,22 @@ fig.tight_layout()
 # neighbours through the ensemble covariance. Score filters pay off where the
 # state is observed densely and nonlinearly, or in a low-dimensional latent
 # space (LD-EnSF, which encodes the sparse observations first).
+
+# %%
+# Is the sampler Bayesian?
+# ------------------------
+# On a linear-Gaussian problem the posterior is known (Kalman). The paper's
+# sampler adds the likelihood score damped by ``h(t) = 1 - t``; that is a
+# heuristic, biased even with the exact prior score. ``guidance="gaussian"``
+# uses instead the score of the diffused likelihood of a Gaussian forecast
+# (Tweedie's formula), which is exact there. The sampler's limiting moments
+# for one unit-noise observation ``y = 1`` of a standard normal state:
+import torch
+
+from xdyn.assimilation._score import gaussian_ensf_moments
+
+one = torch.ones(1, 1, dtype=torch.float64)
+for guidance in ("damped", "gaussian"):
+    m, C = gaussian_ensf_moments(torch.zeros(1, dtype=torch.float64), one, one, one,
+                                 torch.ones(1, dtype=torch.float64), guidance=guidance)
+    print(f"{guidance:9s} mean {float(m):.3f}  variance {float(C):.3f}  (Kalman 0.500, 0.500)")

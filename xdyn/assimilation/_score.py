@@ -13,8 +13,15 @@ damping ``h(t) = 1 - t``.
 The damping is a heuristic: even with the exact prior score of a Gaussian
 forecast the sampler is not the Bayesian posterior (one observation of a
 standard normal with unit noise gives variance 0.447, not 0.5).
-:func:`gaussian_ensf_moments` gives the moments the sampler converges to in the
-linear-Gaussian case, so that the implementation can be checked against them.
+``guidance="gaussian"`` replaces it by the score of the *diffused* likelihood
+``E[p(y | x_0) | x_t]`` under the Gaussian with the members' mean and
+covariance (Tweedie's formula; the operator linearised by the ensemble where it
+is nonlinear), and starts the sampler from the forecast's law at ``t = 1``:
+then, with the exact or the ``"gaussian"`` prior score, the sampler draws the
+Kalman posterior of a Gaussian forecast and a linear operator, up to the time
+step. :func:`gaussian_ensf_moments` gives the moments the sampler converges to
+in the linear-Gaussian case for either guidance, so that the implementation can
+be checked against them.
 
 Everything is pure torch, batched over leading dims; nothing here knows the
 assimilation cycle (``xdyn.assimilation.ensf`` and ``ldensf`` call it).
@@ -26,9 +33,10 @@ import math
 
 import torch
 
-__all__ = ["ensf_analysis", "gaussian_ensf_moments", "SCORES"]
+__all__ = ["ensf_analysis", "gaussian_ensf_moments", "SCORES", "GUIDANCES"]
 
-SCORES = ("kernel", "mixture")
+SCORES = ("kernel", "mixture", "gaussian")
+GUIDANCES = ("damped", "gaussian")
 
 
 def _schedule(t: float, eps: float):
@@ -70,8 +78,78 @@ def _likelihood_score(x, y, h, noise_std):
     return grad
 
 
+def _ensemble_svd(x0):
+    """Mean ``(..., 1, n)`` and thin SVD of the anomalies ``X = (x0 - m)^T / sqrt(N - 1)``."""
+    scale = 1.0 / math.sqrt(max(x0.shape[-2] - 1, 1))
+    mean = x0.mean(-2, keepdim=True)
+    U, sv, Wt = torch.linalg.svd((x0 - mean).transpose(-1, -2) * scale, full_matrices=False)
+    return mean, U, sv, Wt, scale
+
+
+def _gaussian_prior_score(x0):
+    """``score(x, alpha, sigma2)`` of ``N(alpha m, alpha^2 P + sigma^2 I)``, ``P`` from the members.
+
+    ``V^-1 = (I - U diag(alpha^2 s^2 / (sigma^2 + alpha^2 s^2)) U^T) / sigma^2``
+    with the SVD of the anomalies: no ``n x n`` matrix.
+    """
+    mean, U, sv, _, _ = _ensemble_svd(x0)
+    s2 = sv * sv
+
+    def score(x, alpha, sigma2):
+        d = x - alpha * mean
+        coef = (d @ U) * (alpha**2 * s2 / (sigma2 + alpha**2 * s2)).unsqueeze(-2)
+        return -(d - coef @ U.transpose(-1, -2)) / sigma2
+
+    return score
+
+
+def _gaussian_guidance(x0, y, h, noise_std):
+    """The likelihood score of the diffused posterior for a Gaussian forecast.
+
+    Returns ``guide(x, alpha, sigma2)``: the gradient with respect to ``x_t``
+    of ``log E[p(y | x_0) | x_t]`` when ``x_0`` follows the Gaussian with the
+    members' mean ``m`` and covariance ``P = X X^T`` (``X`` the anomalies over
+    ``sqrt(N - 1)``), observed through ``h``. Given ``x_t``, ``x_0`` is Gaussian
+    with Tweedie's mean ``m0 = m + alpha P V^-1 (x_t - alpha m)`` and covariance
+    ``C_t = P - alpha^2 P V^-1 P``, ``V = alpha^2 P + sigma^2 I``, so ``y | x_t ~
+    N(h(m0), R + H C_t H^T)``; ``H X`` is the members' observation anomalies
+    (exact for a linear ``h``, the ensemble's linearisation otherwise). For a
+    linear ``h`` the guidance is exact: with the exact prior score the sampler
+    draws the Kalman posterior. With the thin SVD ``X = U diag(s) W^T`` (rank
+    ``r <= min(n, N)``, computed once) every pseudo-time step costs one ``r x r``
+    solve, whatever the sizes of the state and of ``y``.
+    """
+    mean, U, sv, Wt, scale = _ensemble_svd(x0)
+    hx = h(x0).detach()
+    Y = (hx - hx.mean(-2, keepdim=True)).transpose(-1, -2) * scale        # (..., p, N)
+    Z = Y @ Wt.transpose(-1, -2)                             # H U diag(s): (..., p, r)
+    p_shape = hx.shape[:-2] + hx.shape[-1:]
+    finite = torch.isfinite(noise_std).expand(p_shape)
+    w = (1.0 / noise_std**2).expand(p_shape).unsqueeze(-2)   # (..., 1, p); 0 if missing
+    y = torch.where(finite, y.expand(p_shape), 0.0).unsqueeze(-2)
+    ZtWZ = Z.transpose(-1, -2) @ (w.transpose(-1, -2) * Z)                 # (..., r, r)
+    s2 = sv * sv
+
+    def guide(x, alpha, sigma2):
+        shrink = sigma2 + alpha**2 * s2
+        # H C_t H^T = Z diag(d) Z^T with d = sigma^2 / shrink; S^-1 by Woodbury in r x r
+        K = torch.linalg.inv(torch.diag_embed(shrink / sigma2) + ZtWZ)
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            coef = ((xg - alpha * mean) @ U) * (alpha * s2 / shrink).unsqueeze(-2)
+            m0 = mean + coef @ U.transpose(-1, -2)
+            r = torch.where(finite.unsqueeze(-2), y - h(m0), 0.0)           # (..., S, p)
+            wr = r * w
+            s_inv_r = wr - ((wr @ Z) @ K) @ (Z.transpose(-1, -2) * w)
+            # S is constant in x: the gradient of -r^T S^-1 r / 2 is -J^T S^-1 r
+            (grad,) = torch.autograd.grad(-(r * s_inv_r.detach()).sum(), xg)
+        return grad
+
+    return guide
+
+
 def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps=0.05,
-                  score="kernel", generator=None):
+                  score="kernel", guidance="damped", generator=None):
     """Draw the EnSF analysis ensemble from a forecast ensemble and observations.
 
     Parameters
@@ -92,13 +170,27 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         noise_std^2`` (the stiffness of the likelihood term near ``t = 0``).
     eps : float in (0, 1), default=0.05
         ``alpha_1 = eps``: how much of the forecast is left at ``t = 1``.
-    score : {"kernel", "mixture"} or callable, default="kernel"
-        The Monte Carlo prior score (see ``_prior_score``), or a function
+    score : {"kernel", "mixture", "gaussian"} or callable, default="kernel"
+        The Monte Carlo prior score (see ``_prior_score``), the score of the
+        Gaussian with the members' mean and covariance (``"gaussian"``: exact
+        for a Gaussian forecast; in few members per dimension it keeps the
+        analysis in the ensemble's span, as an EnKF does), or a function
         ``score(x, alpha_t, sigma_t2)`` giving the score of the diffused
         forecast at ``x`` (an exact one, to check the sampler). The mixture is
-        the better estimate for large ensembles in few dimensions; with 20
-        members in 40 dimensions its weights degenerate (one member wins, the
-        analysis ensemble collapses), while the kernel keeps every member.
+        the better Monte Carlo estimate for large ensembles in few dimensions;
+        with 20 members in 40 dimensions its weights degenerate (one member
+        wins, the analysis ensemble collapses), while the kernel keeps every
+        member.
+    guidance : {"damped", "gaussian"}, default="damped"
+        The likelihood term of the posterior score. ``"damped"``: the score of
+        the likelihood at ``x_t`` times ``h(t) = 1 - t`` (the paper's
+        heuristic; biased, see :func:`gaussian_ensf_moments`). ``"gaussian"``:
+        the score of the *diffused* likelihood ``E[p(y | x_0) | x_t]`` for the
+        Gaussian with the members' mean and covariance (Tweedie's mean of
+        ``x_0`` and its covariance, the observation operator linearised by the
+        ensemble where it is nonlinear); exact for a Gaussian forecast and a
+        linear operator, where the sampler then draws the Kalman posterior. It
+        costs a few ``N x N`` solves per pseudo-time step.
     generator : torch.Generator, optional
         Source of the sampler's noise (initial draw and the SDE increments).
 
@@ -123,6 +215,8 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     """
     if not callable(score) and score not in SCORES:
         raise ValueError(f"score must be one of {SCORES}; got {score!r}")
+    if guidance not in GUIDANCES:
+        raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
     if not 0.0 < float(eps) < 1.0:
         raise ValueError(f"eps must be in (0, 1); got {eps!r}")
     K = int(n_pseudo_steps)
@@ -141,24 +235,38 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     dt = 1.0 / K
     x = normal(x0.shape)
     t = 1.0
+    guide = None
+    if guidance == "gaussian":
+        guide = _gaussian_guidance(x0, y, h, noise_std)
+        # start from the forecast's diffused law at t = 1, N(eps m, eps^2 P + I), not from
+        # N(0, I): the sampler is then exact in the linear-Gaussian case up to the step
+        # size and the O(eps) gap between the forecast's and the posterior's law at t = 1
+        x = x + float(eps) * x0
+    if score == "gaussian":
+        score = _gaussian_prior_score(x0)
     for _ in range(K):
         alpha, sigma2, f, g2 = _schedule(t, float(eps))
         s = _prior_score(x, x0, alpha, sigma2, score)
-        s = s + (1.0 - t) * _likelihood_score(x, y, h, noise_std)
+        if guide is None:
+            s = s + (1.0 - t) * _likelihood_score(x, y, h, noise_std)
+        else:
+            s = s + guide(x, alpha, sigma2)
         x = x - dt * (f * x - g2 * s) + math.sqrt(dt * g2) * normal(x.shape)
         t -= dt
     return x.detach()
 
 
-def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100, eps=0.05):
+def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100, eps=0.05,
+                          guidance="damped"):
     """Mean and covariance of the EnSF sampler for a Gaussian prior and linear observations.
 
     With the exact score of a Gaussian forecast ``N(m, P)`` and ``y = H x + e``,
     ``e ~ N(0, R)``, every Euler-Maruyama step of :func:`ensf_analysis` is an
     affine map plus Gaussian noise, so the analysis is Gaussian with the mean and
     covariance returned here: the limit of the ``"mixture"`` sampler for a large
-    ensemble of a Gaussian forecast. They differ from the Kalman posterior by the
-    bias of the damping ``h(t) = 1 - t``.
+    ensemble of a Gaussian forecast. With ``guidance="damped"`` they differ from
+    the Kalman posterior by the bias of the damping ``h(t) = 1 - t``; with
+    ``"gaussian"`` only by the time discretisation (``O(1 / n_pseudo_steps)``).
 
     Parameters
     ----------
@@ -167,7 +275,7 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     H : torch.Tensor (p, n)
     R : torch.Tensor (p, p)
     y : torch.Tensor (p,)
-    n_pseudo_steps, eps
+    n_pseudo_steps, eps, guidance
         As in :func:`ensf_analysis`.
 
     Returns
@@ -183,20 +291,38 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     ...                              torch.ones(1, dtype=torch.float64))
     >>> round(float(m), 3), round(float(C), 3)  # Kalman: 0.5, 0.5
     (0.517, 0.447)
+    >>> m, C = gaussian_ensf_moments(torch.zeros(1, dtype=torch.float64), one, one, one,
+    ...                              torch.ones(1, dtype=torch.float64), guidance="gaussian")
+    >>> round(float(m), 3), round(float(C), 3)
+    (0.5, 0.5)
     """
+    if guidance not in GUIDANCES:
+        raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
     n = prior_mean.shape[-1]
     eye = torch.eye(n, dtype=prior_mean.dtype, device=prior_mean.device)
     HtRinv = H.T @ torch.linalg.inv(R)
     m = torch.zeros_like(prior_mean)
     C = eye.clone()
+    if guidance == "gaussian":  # the start of ensf_analysis: N(eps m, eps^2 P + I)
+        m, C = eps * prior_mean, eps**2 * prior_cov + eye
     dt = 1.0 / int(n_pseudo_steps)
     t = 1.0
     for _ in range(int(n_pseudo_steps)):
         alpha, sigma2, f, g2 = _schedule(t, float(eps))
         Vinv = torch.linalg.inv(alpha**2 * prior_cov + sigma2 * eye)
-        # score(x) = -Vinv (x - alpha m0) + (1 - t) H^T R^-1 (y - H x) = -S x + b
-        S = Vinv + (1.0 - t) * HtRinv @ H
-        b = alpha * Vinv @ prior_mean + (1.0 - t) * HtRinv @ y
+        if guidance == "damped":
+            # score(x) = -Vinv (x - alpha m0) + (1 - t) H^T R^-1 (y - H x) = -S x + b
+            S = Vinv + (1.0 - t) * HtRinv @ H
+            b = alpha * Vinv @ prior_mean + (1.0 - t) * HtRinv @ y
+        else:
+            # Tweedie: E[x0 | x] = J x + c; y | x ~ N(H (J x + c), R + H C_t H^T)
+            J = alpha * prior_cov @ Vinv
+            c = prior_mean - alpha * J @ prior_mean
+            Ct = prior_cov - alpha * J @ prior_cov
+            HJ = H @ J
+            Sinv = torch.linalg.inv(R + H @ Ct @ H.T)
+            S = Vinv + HJ.T @ Sinv @ HJ
+            b = alpha * Vinv @ prior_mean + HJ.T @ Sinv @ (y - H @ c)
         A = eye - dt * (f * eye + g2 * S)
         m = A @ m + dt * g2 * b
         C = A @ C @ A.T + dt * g2 * eye

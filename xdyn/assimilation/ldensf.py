@@ -35,7 +35,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.assimilation._score import ensf_analysis
+from xdyn.assimilation._score import GUIDANCES, SCORES, ensf_analysis
 from xdyn.assimilation.observation_encoder import ObservationEncoder
 
 __all__ = ["LDEnSF"]
@@ -55,8 +55,13 @@ class LDEnSF(BaseEstimator):
     n_pseudo_steps : int, default=100
         Reverse-SDE steps of each analysis.
     eps : float, default=0.05
-    score : {"mixture", "kernel"}, default="kernel"
-        Monte Carlo prior score; ``"kernel"`` (per member) is the original's.
+    score : {"kernel", "mixture", "gaussian"}, default="kernel"
+        Prior score of the forecast members; ``"kernel"`` (per member) is the
+        original's (see :class:`~xdyn.assimilation.EnSF`'s ``prior_score``).
+    guidance : {"damped", "gaussian"}, default="damped"
+        Likelihood term of the sampler: the original's damped one, or the
+        diffused likelihood of a Gaussian forecast (see
+        :class:`~xdyn.assimilation.EnSF`).
     obs_noise_scale : float, default=1.0
         Factor on the encoder's residual std (the latent observation error).
     initial_spread : float, default=0.05
@@ -107,7 +112,8 @@ class LDEnSF(BaseEstimator):
         "n_members": [Interval(Integral, 2, None, closed="left")],
         "n_pseudo_steps": [Interval(Integral, 1, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither")],
-        "score": [StrOptions({"mixture", "kernel"})],
+        "score": [StrOptions(set(SCORES))],
+        "guidance": [StrOptions(set(GUIDANCES))],
         "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
         "initial_spread": [Interval(Real, 0, None, closed="left")],
         "prefit_ldnet": ["boolean"],
@@ -116,7 +122,7 @@ class LDEnSF(BaseEstimator):
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
-                 score="kernel", obs_noise_scale=1.0, initial_spread=0.05,
+                 score="kernel", guidance="damped", obs_noise_scale=1.0, initial_spread=0.05,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
@@ -124,6 +130,7 @@ class LDEnSF(BaseEstimator):
         self.n_pseudo_steps = n_pseudo_steps
         self.eps = eps
         self.score = score
+        self.guidance = guidance
         self.obs_noise_scale = obs_noise_scale
         self.initial_spread = initial_spread
         self.prefit_ldnet = prefit_ldnet
@@ -250,7 +257,7 @@ class LDEnSF(BaseEstimator):
                 y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
                 za = ensf_analysis((z - mean) / std, y, lambda x: x, noise,
                                    n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
-                                   score=self.score, generator=gen)
+                                   score=self.score, guidance=self.guidance, generator=gen)
                 z = za * std + mean
                 # keep parameters inside the range the LDNet was trained on
                 z = torch.cat([z[..., :n_lat], z[..., n_lat:].clamp(-1.0, 1.0)], -1)
