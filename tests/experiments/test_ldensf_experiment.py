@@ -77,3 +77,84 @@ def test_quick_run_ldensf_beats_the_free_latent_forecast(quick_result):
     late = quick_result.isel(time=slice(len(quick_result.time) // 2, None)).mean("time")
     assert float(late.field_rel_rmse.sel(assimilator="LD-EnSF")) < float(
         late.field_rel_rmse.sel(assimilator="free latent forecast"))
+
+
+# ---------------------------------------------------------------- the shallow-water cases
+
+@pytest.mark.parametrize("case, N, fraction", [("tsunami", 150, 0.0045),
+                                               ("shallow-water", 128, 0.0062)])
+def test_full_size_observes_well_under_one_percent(case, N, fraction):
+    setup = LDEnSFSetup.for_case(case)
+    assert (setup.N, setup.n_train, setup.n_test) == (N, 120, 40)   # as kolmogorov-ldensf
+    per_side = len(range(0, N, setup.stride))
+    assert per_side == 10 and per_side**2 / N**2 < fraction
+    assert setup.n_latent == {"tsunami": 10, "shallow-water": 50}[case]
+    with pytest.raises(ValueError, match="unknown LD-EnSF case 'lorenz'"):
+        LDEnSFSetup.for_case("lorenz")
+
+
+@pytest.fixture(scope="module")
+def atmosphere():
+    from xdyn.datasets.ldensf_data import shallow_water_ldensf
+
+    return shallow_water_ldensf(n_trajectories=2, N=16, n_saved=4, save_every=6,
+                                burn_in_days=1.0)
+
+
+def test_winds_observed_with_noise_relative_to_each_variable(atmosphere):
+    from xdyn.systems import ShallowWater
+
+    setup = LDEnSFSetup(N=16, case="shallow-water", noise="additive")
+    obs = sparse_observations(atmosphere, setup, 0)
+    assert set(obs["variable"].values) == {"u", "v"}
+    # the recorded indices are those of the system's flat (u, v, eta) state
+    op = GridPoints(setup.stride, variables=["u", "v"])
+    np.testing.assert_array_equal(obs["state_index"], op.indices(ShallowWater(N=16).variables))
+    for v in ("u", "v"):
+        pick = obs["variable"].values == v
+        clean = obs["observation_clean"].values[..., pick]
+        rms = np.sqrt((clean**2).mean())
+        np.testing.assert_allclose(obs["noise_std"].values[pick], 0.1 * rms)
+        assert 0.07 < (obs["observation"].values[..., pick] - clean).std() / rms < 0.13
+
+
+TINY = dict(N=16, n_train=4, n_test=2, n_saved=5, ldnet_epochs=3, encoder_epochs=3,
+            n_points=16, hidden=8, encoder_hidden=8, n_members=5, n_pseudo_steps=10,
+            localization_radius=4.0)
+
+
+@pytest.mark.parametrize("case, params", [("tsunami", ["bump_x", "bump_y"]),
+                                          ("shallow-water",
+                                           ["forcing_amplitude", "forcing_width"])])
+def test_tiny_run_has_every_method_parameter_and_figure(case, params):
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from xdyn.experiments.ldensf import ldensf_experiment
+
+    setup = dataclasses.replace(LDEnSFSetup.for_case(case, quick=True), **TINY)
+    if case == "shallow-water":
+        setup.data_options = {"burn_in_days": 0.2}
+    result = ldensf_experiment(setup, seed=0)
+    res = result.results
+    assert list(res["parameter"].values) == params
+    assert list(res["variable"].values) == ["u", "v", "eta"]
+    assert np.isfinite(res.field_rel_rmse.sel(assimilator=["LD-EnSF", "free latent forecast"])
+                       .isel(time=slice(1, None))).all()
+    assert np.isfinite(res.parameter_rel_error.sel(assimilator="LD-EnSF")).all()
+    assert (res.parameter_rel_spread > 0).all()
+    # the prior mean's error: |prior mean - truth| over the mean true value
+    true = res.parameter_true.values
+    prior = {"bump_x": 0.25, "bump_y": 0.25, "forcing_amplitude": 150.5, "forcing_width": 2.5}
+    expect = [np.abs(prior[p] - true[j]).mean() / np.abs(true[j]).mean()
+              for j, p in enumerate(params)]
+    np.testing.assert_allclose(res.parameter_rel_error.sel(
+        assimilator="free latent forecast").isel(time=0), expect)
+    for v in res.data_vars.values():
+        assert "units" in v.attrs and "long_name" in v.attrs
+    metrics = {r["metric"] for r in result.summary}
+    assert {f"{p} relative error (last step)" for p in params} <= metrics
+    assert set(result.figures) == {"fields", "error_through_time", "parameter_recovery"}
+    assert len(result.figures["parameter_recovery"].axes) == 2
+    plt.close("all")
