@@ -28,28 +28,10 @@ from sklearn.utils._param_validation import (  # noqa: F401 - re-exported
     validate_parameter_constraints,
 )
 
+from xdyn.utils._validation import FiniteInterval
+
 __all__ = ["HasMethods", "Hidden", "Interval", "InvalidParameterError", "Options", "StrOptions",
            "FiniteInterval", "NumericArray", "Integral", "Real", "validate_parameter_constraints"]
-
-
-class FiniteInterval(Interval):
-    """An :class:`Interval` that also refuses ``inf`` (``Interval`` refuses only NaN).
-
-    Examples
-    --------
-    >>> 3.0 in FiniteInterval(Real, 0, None, closed="neither")
-    True
-    >>> float("inf") in FiniteInterval(Real, 0, None, closed="neither")
-    False
-    """
-
-    def __contains__(self, val):
-        if not np.isfinite(val):
-            return False
-        return super().__contains__(val)
-
-    def __str__(self):
-        return f"a finite {super().__str__()}"
 
 
 class NumericArray(Options):

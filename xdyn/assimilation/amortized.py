@@ -44,6 +44,7 @@ from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.nn import LRScheduler
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
 
@@ -136,6 +137,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
 
     _parameter_constraints = {
         **BaseEnsembleAssimilator._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
         "architecture": [StrOptions({"conv", "ff"})],
         "hidden_size": [Interval(Integral, 1, None, closed="left"), None],
         "mem_channels": [Interval(Integral, 0, None, closed="left")],
@@ -144,14 +146,9 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         "loss": [StrOptions({"ss_forecast", "ss_analysis", "clean_analysis"})],
         "seq_len": [Interval(Integral, 2, None, closed="left")],
         "n_sequences": [Interval(Integral, 1, None, closed="left"), None],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [FiniteInterval(Real, 0, None, closed="neither")],
         "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "halve_every": [Interval(Integral, 1, None, closed="left")],
         "clamp": [FiniteInterval(Real, 0, None, closed="neither"), None],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
     }
 
     def __init__(self, system=None, *, architecture="conv", n_members=10, hidden_size=None,

@@ -12,7 +12,7 @@ is the latent observation error the filter uses.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -22,8 +22,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.nn import XdynNet
-from xdyn.nn.params import RoutedParamsMixin
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
+from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["ObservationEncoder"]
 
@@ -78,17 +78,11 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
         "cell": [StrOptions({"lstm", "gru"})],
         "hidden_size": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "sample_dim": [str],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, cell="lstm", *, hidden_size=64, n_layers=2, max_epochs=200, lr=3e-3,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.utils._param_validation import Interval
 
 from xdyn.closure.base import BaseClosure
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.utils._torch import resolve_dtype
 
 __all__ = ["NeuralClosure"]
@@ -23,14 +24,10 @@ class NeuralClosure(BaseClosure):
 
     _parameter_constraints = {
         **BaseClosure._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "progress": ["boolean"],
     }
 
     def _net_params(self):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -10,6 +10,7 @@ from sklearn.utils._param_validation import Interval
 
 from xdyn.closure.base import BaseClosure
 from xdyn.nn.gp import ExactGPNet, ExactMultiOutputGP, SparseGPNet, SparseMultiOutputGP
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.utils._torch import resolve_dtype
 
 __all__ = ["GPClosure"]
@@ -88,14 +89,10 @@ class GPClosure(BaseClosure):
 
     _parameter_constraints = {
         **BaseClosure._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "exact_max_samples": [Interval(Integral, 1, None, closed="left")],
         "n_inducing": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "progress": ["boolean"],
     }
 
     def __init__(self, n_input_modes=8, n_output_modes=16, *, exact_max_samples=2000,

@@ -35,6 +35,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from xdyn.forecast.base import BaseForecaster
 from xdyn.nn import XdynNet
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 
 __all__ = ["ClimODE"]
 
@@ -158,22 +159,16 @@ class ClimODE(BaseForecaster):
     _probabilistic = True
     _parameter_constraints = {
         **BaseForecaster._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "stride": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "smoothness": [Interval(Real, 0, None, closed="left")],
         "damping": [Interval(Real, 0, None, closed="neither")],
         "periodic": [StrOptions({"auto"}), tuple, list],
         "method": [str],
         "step_size": [Interval(Real, 0, None, closed="neither")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, *, hidden=32, n_steps=4, stride=1, max_epochs=20, lr=2e-3, batch_size=32,

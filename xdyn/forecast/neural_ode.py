@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 
-from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
+from xdyn.assimilation._validation import Interval, StrOptions
 from xdyn.forecast._trajectories import TrajectoryForecaster
 from xdyn.nn import XdynNet
 from xdyn.nn.dynamics import NeuralODEModule
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 
 __all__ = ["NeuralODE"]
 
@@ -115,6 +116,7 @@ class NeuralODE(TrajectoryForecaster):
 
     _parameter_constraints = {
         **TrajectoryForecaster._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
         "window": [Interval(Integral, 2, None, closed="left")],
         "stride": [Interval(Integral, 1, None, closed="left"), None],
         "hidden": [Interval(Integral, 1, None, closed="left")],
@@ -123,13 +125,6 @@ class NeuralODE(TrajectoryForecaster):
         "method": [str],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
         "adjoint": ["boolean"],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [FiniteInterval(Real, 0, None, closed="neither")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, *, sample_dim="time", trajectory_dim="trajectory", window=10, stride=None,

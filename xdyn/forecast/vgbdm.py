@@ -15,6 +15,7 @@ from xdyn.forecast.neural_ode import _state_stats, _tendency_scale
 from xdyn.forecast.physics import as_physics
 from xdyn.nn import XdynNet
 from xdyn.nn.dynamics import GreyBoxFlowModule
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 
 __all__ = ["VGBDM"]
 
@@ -151,6 +152,7 @@ class VGBDM(TrajectoryForecaster):
     _probabilistic = True
     _parameter_constraints = {
         **TrajectoryForecaster._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
         "physics": [None, str, object],
         "z_dim": [Interval(Integral, 0, None, closed="left")],
         "history_size": [Interval(Integral, 1, None, closed="left")],
@@ -169,13 +171,6 @@ class VGBDM(TrajectoryForecaster):
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "method": [str],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "lr": [FiniteInterval(Real, 0, None, closed="neither")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, physics=None, *, z_dim=4, history_size=1, len_episode=20, hidden=64,

@@ -1,10 +1,37 @@
-"""Network parameters an estimator passes through to its net, as skorch names them."""
+"""Parameters of the estimators that train a net: their constraints, and the routed ones.
+
+:data:`TRAINING_CONSTRAINTS` are the scikit-learn constraints of the training
+parameters every learned estimator shares (``max_epochs``, ``lr``,
+``batch_size``, ``device``, ``dtype``, ``random_state``, ``progress``): an
+estimator spreads them into its ``_parameter_constraints`` and adds its own.
+:class:`RoutedParamsMixin` passes ``module__*`` / ``optimizer__*`` through to
+the net, as skorch names them.
+"""
 
 from __future__ import annotations
 
-__all__ = ["ROUTED_PREFIXES", "RoutedParamsMixin"]
+from numbers import Integral, Real
+
+import torch
+from sklearn.utils._param_validation import Interval
+
+from xdyn.utils._validation import FiniteInterval
+
+__all__ = ["ROUTED_PREFIXES", "RoutedParamsMixin", "TRAINING_CONSTRAINTS"]
 
 ROUTED_PREFIXES = ("module__", "optimizer__")
+
+#: Constraints of the training parameters shared by every learned estimator
+#: (``max_epochs=0`` initialises the net without training it).
+TRAINING_CONSTRAINTS = {
+    "max_epochs": [Interval(Integral, 0, None, closed="left")],
+    "lr": [FiniteInterval(Real, 0, None, closed="neither")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "device": [str, torch.device],
+    "dtype": [str, torch.dtype],
+    "random_state": ["random_state"],
+    "progress": ["boolean"],
+}
 
 
 class RoutedParamsMixin:

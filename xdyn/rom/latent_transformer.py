@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import GradientNormClipping
 
 from xdyn.nn import LatentROMModule, LatentROMNet
+from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
 from xdyn.rom.pod import future_times
 
@@ -127,6 +128,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     """
 
     _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "n_latent": [Interval(Integral, 1, None, closed="left")],
         "seq_len": [Interval(Integral, 1, None, closed="left")],
         "pred_horizon": [Interval(Integral, 1, None, closed="left")],
@@ -140,15 +143,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "architecture": [StrOptions({"auto", "conv", "mlp"})],
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,

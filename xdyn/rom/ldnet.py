@@ -18,7 +18,7 @@ included, must be a function of the parameters.
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -28,8 +28,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.nn import XdynNet
-from xdyn.nn.params import RoutedParamsMixin
 from xdyn.nn.ldnet_modules import LDNetModule
+from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["LDNet"]
 
@@ -99,20 +99,14 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     """
 
     _parameter_constraints = {
+        **TRAINING_CONSTRAINTS,
         "n_latent": [Interval(Integral, 1, None, closed="left")],
         "parameters": [list, tuple, str, None],
         "reconstruction": [StrOptions({"fourier", "residual"})],
         "n_points": [Interval(Integral, 1, None, closed="left")],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "sample_dim": [str],
         "time_dim": [str],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
-        "random_state": ["random_state"],
-        "progress": ["boolean"],
     }
 
     def __init__(self, n_latent=9, *, parameters=None, reconstruction="fourier", n_points=256,
