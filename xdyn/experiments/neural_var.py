@@ -174,7 +174,8 @@ def _baseline_methods(prior_mean, seed, scale):
     common = dict(initial_state=prior_mean, initial_spread=2.0, raise_on_divergence=False,
                   random_state=seed)
     return {
-        f"Var3D (B x {scale})": Var3D(B_scale=scale, n_outer=3, **common),
+        # one label for every cell (the tuned B_scale is its own results variable)
+        "Var3D (B_scale tuned)": Var3D(B_scale=scale, n_outer=3, **common),
         "ExtKF": ExtendedKalmanFilter(inflation=1.02, **common),
         "EnKF sqrt N=20 infl 1.02": EnKF(kind="sqrt", n_members=20, inflation=1.02,
                                          return_ensemble=False, **common),
@@ -233,6 +234,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
             for k in ("draw_analysis", "cycle_analysis", "cycle_background", "wall")}
     draw_bg = np.full(shape[1:3], np.nan)
     baseline_rows, examples, single_backgrounds, draws, orig_baselines = {}, {}, {}, {}, {}
+    var3d_scale = np.full(shape[1:3], np.nan)
     cells = [(e, m, s, r) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
              for e in range(len(setup.encoders)) for r in range(len(setup.seeds))]
     bar = tqdm(cells, desc="neural-var cells", disable=not progress)
@@ -248,6 +250,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
             baseline_rows[(mode, noise)], scale = _baselines(prior_mean, obs["valid"], valid,
                                                              obs["test"], test, setup.burn_in,
                                                              seed)
+            var3d_scale[im, isg] = scale
             orig_baselines[(mode, noise)] = original_cycle_baselines(
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
@@ -334,6 +337,9 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
         res["baseline_wall_time"] = (bdims, b_wall, {"long_name": "fit + predict wall time",
                                                      "units": "s"})
         res = res.assign_coords(baseline=("baseline", labels, {"long_name": "classical filter"}))
+        res["var3d_B_scale"] = (("mode", "noise_std"), var3d_scale, {
+            "long_name": "B_scale of the Var3D baseline, tuned on the validation split",
+            "units": "1"})
     res = add_original_results(res, orig, draw_bg, clim_cycled, trainings, orig_baselines)
     res.attrs["configuration"] = str(dataclasses.asdict(setup))
     summary = (summary_rows(res.analysis_rmse, "analysis RMSE", method="NeuralVar3D")
@@ -374,8 +380,11 @@ def _format_table(res: xr.Dataset) -> str:
                     f"{float(np.nanmean(c.single_background_rmse)):.3f}")
             if "baseline_rmse" in res:
                 for lab in res["baseline"].values:
+                    name = str(lab)
+                    if name.startswith("Var3D") and "var3d_B_scale" in res:
+                        name = f"Var3D (B_scale {float(cell.var3d_B_scale):g})"
                     lines.append(
-                        f"{'':<11}  {str(lab):<28}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
+                        f"{'':<11}  {name:<28}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
                         f"{'':<23}{float(cell.baseline_wrong_wing_share.sel(baseline=lab)):>11.3f}"
                         f"{float(cell.baseline_wall_time.sel(baseline=lab)):>10.1f}")
     lines.append(f"free run from the prior mean (no assimilation): RMSE "
