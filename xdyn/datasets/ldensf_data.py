@@ -234,7 +234,7 @@ _DAY = 86400.0
 
 def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, sigma_low=1.0,
                          sigma_high=4.0, dt=600.0, burn_in_days=10.0, n_saved=30,
-                         save_every=36, random_state=0, *, client=None,
+                         save_every=36, batch_size=16, random_state=0, *, client=None,
                          parts_dir=None) -> xr.Dataset:
     """Forced "atmosphere-like" shallow water with hf0 and sigma drawn per trajectory.
 
@@ -276,6 +276,9 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
         Kept states per trajectory (the first is the shared start).
     save_every : int
         Model steps between kept states.
+    batch_size : int
+        Trajectories integrated in one batched call (one task); see
+        :func:`~xdyn.datasets.trajectories.generate_trajectories` on round-off.
     random_state : int
         Seed of the parameters and of the shared start (drawn here).
     client, parts_dir
@@ -318,8 +321,9 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
               "hf0_low": hf0_low, "hf0_high": hf0_high, "sigma_low": sigma_low,
               "sigma_high": sigma_high, "dt": dt, "burn_in_days": burn_in_days,
               "n_saved": int(n_saved), "save_every": int(save_every),
-              "random_state": random_state}
-    ds = generate_trajectories(make, n, record=record, client=client, parts_dir=parts_dir)
+              "batch_size": int(batch_size), "random_state": random_state}
+    ds = generate_trajectories(make, n, record=record, batch_size=int(batch_size), client=client,
+                               parts_dir=parts_dir)
     attrs = _shallow_water_parameter_attrs()
     ds["forcing_amplitude"] = ("trajectory", amplitude, {
         **attrs["forcing_amplitude"],
@@ -336,18 +340,19 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
 
 
 def _atmosphere_chunk(indices, *, amplitude, width, x0, N, dt, n_saved, save_every):
-    """Trajectories ``indices`` (one per forcing), from the shared start: one task."""
+    """Trajectories ``indices`` (one forcing each), from the shared start: one batched task."""
     from xdyn.systems import ShallowWater
 
-    runs = []
-    for i in indices:
-        sw = ShallowWater.preset("atmosphere", N=N, forcing_amplitude=float(amplitude[i]),
-                                 forcing_width=float(width[i]))
-        runs.append(sw.simulate(n_steps=(n_saved - 1) * save_every, dt=dt,
-                                save_every=save_every, x0=x0))
-    ds = xr.concat(runs, dim="trajectory", coords="minimal", compat="override",
-                   combine_attrs="drop_conflicts")
-    ds.attrs.pop("system_params", None)   # differs per trajectory (the parameters)
+    idx = np.asarray(indices)
+    sw = ShallowWater.preset("atmosphere", N=N)
+    # one value per batch member (ShallowWater.parameter broadcasts them)
+    sw.forcing_amplitude = sw.as_tensor(amplitude[idx])
+    sw.forcing_width = sw.as_tensor(width[idx])
+    ds = sw.simulate(n_steps=(n_saved - 1) * save_every, dt=dt, save_every=save_every,
+                     x0=np.repeat(x0[None], len(idx), 0))
+    if "trajectory" not in ds.dims:
+        ds = ds.expand_dims("trajectory")
+    ds.attrs.pop("system_params", None)   # the parameters are data variables
     return ds
 
 
