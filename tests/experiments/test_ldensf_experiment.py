@@ -158,3 +158,43 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     assert set(result.figures) == {"fields", "error_through_time", "parameter_recovery"}
     assert len(result.figures["parameter_recovery"].axes) == 2
     plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def tsunami_quick(tmp_path_factory):
+    from xdyn.experiments import run
+
+    return run("tsunami-ldensf", quick=True, out=tmp_path_factory.mktemp("tsunami"),
+               progress=False).results
+
+
+@pytest.fixture(scope="module")
+def atmosphere_quick(tmp_path_factory):
+    from xdyn.experiments import run
+
+    return run("shallow-water-ldensf", quick=True, out=tmp_path_factory.mktemp("atmosphere"),
+               progress=False).results
+
+
+def _late(res):
+    """Mean over the second half of the run (after the encoder has seen enough history)."""
+    return res.isel(time=slice(len(res.time) // 2, None)).mean("time")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["tsunami_quick", "atmosphere_quick"])
+def test_quick_ldensf_beats_the_free_latent_forecast_and_recovers_parameters(which, request):
+    res = request.getfixturevalue(which)
+    late = _late(res)
+    ld, free = (late.sel(assimilator=m) for m in ("LD-EnSF", "free latent forecast"))
+    assert np.isfinite(res.field_rel_rmse.sel(assimilator="LD-EnSF").isel(time=slice(1, None))
+                       ).all()
+    assert float(ld.field_rel_rmse) < 0.8 * float(free.field_rel_rmse)
+    assert float(ld.latent_rel_error) < float(free.latent_rel_error)
+    # every parameter closer than the prior mean is
+    assert (ld.parameter_rel_error < 0.8 * free.parameter_rel_error).all()
+    assert (res.parameter_rel_spread.isel(time=-1) > 0).all()
+    # the latent step against the full model's ensemble forecast (EnSF's own analysis time
+    # is NaN where it went non-finite)
+    dyn = res.wall_per_step.sel(part="dynamics")
+    assert float(dyn.sel(assimilator="EnSF") / dyn.sel(assimilator="LD-EnSF")) > 20

@@ -256,7 +256,9 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
             analyses[name] = xr.full_like(test[fields], np.nan)
             print(f"{name} failed: {exc}")
         per_step = (time.perf_counter() - t0) / n_steps
-        walls[name] = (dyn, max(per_step - dyn, 0.0))
+        # a filter that went non-finite stops analysing: its time is no analysis time
+        ok = all(np.isfinite(analyses[name][v].values).all() for v in fields)
+        walls[name] = (dyn, max(per_step - dyn, 0.0) if ok else np.nan)
 
     # per field (each relative to its own RMS), then the mean over the fields
     by_var = xr.concat([xr.concat([_rel_rmse_t(test[v].copy(data=np.asarray(
