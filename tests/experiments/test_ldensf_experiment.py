@@ -198,3 +198,22 @@ def test_quick_ldensf_beats_the_free_latent_forecast_and_recovers_parameters(whi
     # is NaN where it went non-finite)
     dyn = res.wall_per_step.sel(part="dynamics")
     assert float(dyn.sel(assimilator="EnSF") / dyn.sel(assimilator="LD-EnSF")) > 20
+
+
+@pytest.mark.slow
+def test_quick_atmosphere_beats_the_full_space_filters_and_reaches_the_surrogate_error(
+        atmosphere_quick):
+    # measured 2026-12-02: LD-EnSF 0.123, EnSF 0.372, LETKF 0.399 field relative RMSE (the
+    # full-space model runs at the prior-mean forcing); held-out LDNet error 0.052
+    mean = atmosphere_quick.isel(time=slice(1, None)).mean("time").field_rel_rmse
+    assert float(mean.sel(assimilator="LD-EnSF")) < float(
+        mean.sel(assimilator=["EnSF", "LETKF"]).min())
+    assert float(atmosphere_quick.ldnet_test_rel_rmse) < 0.066     # the original's 0.066
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="missed at the quick size (measured 2026-12-02): held-out LDNet error "
+                   "0.20 on 32 x 32 after 64 trajectories x 150-200 epochs, the original 0.017 "
+                   "on 150 x 150 with 120 trajectories", strict=False)
+def test_quick_tsunami_reaches_the_surrogate_error(tsunami_quick):
+    assert float(tsunami_quick.ldnet_test_rel_rmse) < 0.017

@@ -19,9 +19,12 @@ The twin experiments of Xiao, Si & Chen (ICLR 2026, LD-EnSF), one
     (``hf0 ~ U(0.1, 30)`` per cent of the depth) and width (``sigma ~ U(1,
     4)``), from one shared start; the winds (u, v) observed.
 
-Observations at every 15th grid point per direction (scaled to the grid: 10
-x 10 points at any size, well under 1 % of the grid at the original sizes)
-with 10 % multiplicative noise (additive as an option) at every kept step.
+Observations at every 15th grid point per direction (the stride scaled to the
+grid: 10 x 10 points, 0.44 % of 150 x 150 and 0.61 % of the shallow-water
+case's 128 x 128; 11 x 11, 12 %, at the quick 32 x 32) with 10 %
+multiplicative noise (additive as an option) at every kept step. Latent
+sizes: 9 + 1 (Kolmogorov), 10 + 2 (tsunami), 50 + 2 (shallow water; 16 + 2 at
+the quick size, for 30 steps of 4 test flows).
 Differences from the original, stated: Kolmogorov's observed field is the
 vorticity (the system's state) instead of (u, v); the full-space filters run
 the model at the prior-mean parameters (they do not estimate them): from the
@@ -34,7 +37,9 @@ on noisy observations of the same trajectories) and test. Scores on the test
 trajectories: relative RMSE of the fields through time (RMSE over the grid
 divided by the field's RMS, averaged over the fields), relative error of the
 latent state (against the LDNet rollout under the true parameters) and of the
-recovered parameters, with their spread; the wall time per assimilation step
+recovered parameters, with their spread (relative to each trajectory's true
+Re; for the shallow-water cases, whose ranges reach near zero, the mean
+absolute error over the mean true magnitude); the wall time per assimilation step
 split into dynamics and analysis, measured side by side on the same grid (the
 machine's load is not controlled).
 """
@@ -99,8 +104,8 @@ class LDEnSFSetup:
 
     @classmethod
     def quick(cls, case="kolmogorov"):
-        """CPU size: 32 x 32, 16 (Kolmogorov) or 24 training and 4 test trajectories of 30
-        kept steps."""
+        """CPU size: 32 x 32, 4 test trajectories of 30 kept steps; 16 (Kolmogorov), 64
+        (tsunami) or 48 (shallow water) training ones."""
         return cls.for_case(case, quick=True)
 
     @classmethod
