@@ -25,9 +25,15 @@ the backgrounds are 3D-Var's cycled forecasts. ``training_background=
 truth, ``x_b ~ N(mean, cov)`` of its states: the background of the original
 research pipeline this estimator rebuilds (its "resample" branch), whose
 errors are the size of the attractor; it fits single analyses far from the
-truth, not the small errors of a running cycle. Every scaler, ``B`` and its
-mean are fitted on the training observations (and truth) only; validation data
-only monitor the loss.
+truth, not the small errors of a running cycle (Lorenz-63, x and y observed
+with noise 0.5, 1000 training trajectories: single analyses of such draws
+11.4 -> 0.69-0.77, against 7.9 for the forecast-trained network; cycled
+0.63-0.70 against 0.15-0.17). Every scaler, ``B`` and its mean are fitted on
+the training observations (and truth) only; validation data only monitor the
+loss. In a :class:`~sklearn.pipeline.Pipeline`, put
+:class:`xdyn.observe.ObservationScaler` before it (not a scaler of the
+``observation`` variable alone): it rescales the observations, their
+``noise_std`` and the operator together, and the analysis is unchanged.
 
 References: Lorenc (1986), Q. J. R. Meteorol. Soc. 112; Fablet et al. (2021),
 "Learning variational data assimilation models and solvers", JAMES 13.
