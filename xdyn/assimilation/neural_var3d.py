@@ -61,7 +61,7 @@ from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, predefined_split
-from xdyn.nn.params import RoutedParamsMixin
+from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["NeuralVar3D"]
 
@@ -155,6 +155,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
 
     _parameter_constraints = {
         **BaseAssimilator._parameter_constraints,
+        **TRAINING_CONSTRAINTS,
         "encoder": [StrOptions({"mlp", "gru", "lstm"})],
         "window": [Interval(Integral, 1, None, closed="left")],
         "n_iterations": [Interval(Integral, 1, None, closed="left")],
@@ -163,12 +164,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         "n_rounds": [Interval(Integral, 1, None, closed="left")],
         "background_lead": [Interval(Integral, 0, None, closed="left")],
         "training_background": [StrOptions({"forecast", "climatology"})],
-        "max_epochs": [Interval(Integral, 0, None, closed="left")],
-        "lr": [FiniteInterval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
         "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
-        "device": [str, torch.device],
-        "dtype": [str, torch.dtype],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
