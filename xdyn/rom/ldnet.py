@@ -53,8 +53,12 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         Explicit Euler steps per saved time step.
     max_epochs : int, default=300
     lr : float, default=3e-3
-    batch_size : int, default=8
-        Trajectories per batch.
+    batch_size : int, default=2
+        Trajectories per batch. Small batches: a training set of tens of
+        trajectories gives few optimizer steps per epoch, and the number of
+        steps is what the LDNet lacks on CPU budgets (quick LD-EnSF sets,
+        held-out relative RMSE after the same epochs: Kolmogorov 0.133 with
+        8, 0.044 with 2; tsunami 0.152 with 8, 0.072 with 2).
     sample_dim : str, default="trajectory"
         The dim of independent trajectories (the samples).
     time_dim : str, default="time"
@@ -110,7 +114,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     }
 
     def __init__(self, n_latent=9, *, parameters=None, reconstruction="fourier", n_points=256,
-                 n_substeps=2, max_epochs=300, lr=3e-3, batch_size=8, sample_dim="trajectory",
+                 n_substeps=2, max_epochs=300, lr=3e-3, batch_size=2, sample_dim="trajectory",
                  time_dim="time", device="auto", dtype="float32", random_state=None,
                  progress=False, **kwargs):
         self.n_latent = n_latent
