@@ -270,9 +270,17 @@ class LDEnSF(BaseEstimator):
         """Dataset from members ``z`` (n_traj, T, M, L+P)."""
         ld, sd = self.ldnet_, self.sample_dim
         n_lat = int(ld.n_latent)
+        # one time at a time, reduced over members at once: all decoded members of a
+        # full-size run (n x T x M x 150^2 x fields) would not fit in memory
+        mean, spread, members = [], [], []
         with torch.no_grad():
-            fields = torch.stack([ld.decode(z[:, k, :, :n_lat]) for k in range(z.shape[1])], 1)
-        fields = fields.cpu().numpy()                                   # (n, T, M, G, F)
+            for k in range(z.shape[1]):
+                f = ld.decode(z[:, k, :, :n_lat])                           # (n, M, G, F)
+                mean.append(f.mean(1).cpu().numpy())
+                spread.append(f.std(1).cpu().numpy())
+                if return_members:
+                    members.append(f.cpu().numpy())
+        mean, spread = np.stack(mean, 1), np.stack(spread, 1)              # (n, T, G, F)
         zn = z.cpu().numpy()
         grid_shape = tuple(len(ld.grid_[d]) for d in ld.spatial_dims_)
         lead = (sd, "time")
@@ -281,13 +289,15 @@ class LDEnSF(BaseEstimator):
         coords["latent"] = np.arange(n_lat)
         out = xr.Dataset(coords=coords)
         for i, v in enumerate(ld.variables_):
-            f = fields[..., i].reshape(fields.shape[:3] + grid_shape)
-            out[v] = (lead + ld.spatial_dims_, f.mean(2),
+            out[v] = (lead + ld.spatial_dims_, mean[..., i].reshape(mean.shape[:2] + grid_shape),
                       {"long_name": f"LD-EnSF analysis mean of {v}", "units": "1"})
-            out[f"{v}_spread"] = (lead + ld.spatial_dims_, f.std(2, ddof=1),
+            out[f"{v}_spread"] = (lead + ld.spatial_dims_,
+                                  spread[..., i].reshape(mean.shape[:2] + grid_shape),
                                   {"long_name": f"LD-EnSF ensemble spread of {v}", "units": "1"})
             if return_members:
-                out[f"{v}_members"] = (lead + ("member",) + ld.spatial_dims_, f,
+                f = np.stack(members, 1)[..., i]                            # (n, T, M, G)
+                out[f"{v}_members"] = (lead + ("member",) + ld.spatial_dims_,
+                                       f.reshape(f.shape[:3] + grid_shape),
                                        {"long_name": f"LD-EnSF members of {v}", "units": "1"})
         out["latent_state"] = (lead + ("latent",), zn[..., :n_lat].mean(2),
                                {"long_name": "analysis mean of the latent state", "units": "1"})

@@ -256,11 +256,17 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         p = next(module.parameters())
         coords = torch.as_tensor(self._scaled_coords(grid or self.grid_), dtype=p.dtype,
                                  device=p.device)
-        s = latent.to(p).unsqueeze(-2)
-        out = module.reconstruct(s.expand(*s.shape[:-2], coords.shape[0], s.shape[-1]), coords)
+        lead = latent.shape[:-1]
+        flat = latent.to(p).reshape(-1, 1, latent.shape[-1])
+        # the decoder's activations are (latents x points x hidden): decode a bounded
+        # number of (latent, point) pairs at a time (a 150 x 150 grid for every state
+        # of a test set at once would need tens of GB)
+        chunk = max(1, _DECODE_PAIRS // coords.shape[0])
+        out = torch.cat([module.reconstruct(s.expand(s.shape[0], coords.shape[0], s.shape[-1]),
+                                            coords) for s in flat.split(chunk)])
         mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
         std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
-        return out * std + mean
+        return (out * std + mean).reshape(*lead, *out.shape[1:])
 
     # ----------------------------------------------------------- transforms
     def transform(self, X):
@@ -331,6 +337,9 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     def score(self, X, y=None):
         """Minus :meth:`relative_rmse` (higher is better, as sklearn expects)."""
         return -self.relative_rmse(X)
+
+
+_DECODE_PAIRS = 2**19  # (latent, point) pairs per decoder pass: ~0.25 GB per hidden-128 layer
 
 
 def _periodic_extent(values):
