@@ -38,8 +38,11 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     n_layers : int, default=2
     max_epochs : int, default=200
     lr : float, default=3e-3
-    batch_size : int, default=16
-        Trajectories per batch.
+    batch_size : int, default=4
+        Trajectories per batch. Small, so that the tens of training
+        trajectories of a CPU-sized set give enough optimizer steps (quick
+        LD-EnSF runs, 16 -> 4: Kolmogorov Re error 0.30 -> 0.17, atmosphere
+        field error 0.123 -> 0.091 together with the LDNet's smaller batch).
     sample_dim : str, default="trajectory"
     device : str, default="auto"
     dtype : str, default="float32"
@@ -86,7 +89,7 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     }
 
     def __init__(self, cell="lstm", *, hidden_size=64, n_layers=2, max_epochs=200, lr=3e-3,
-                 batch_size=16, sample_dim="trajectory", device="auto", dtype="float32",
+                 batch_size=4, sample_dim="trajectory", device="auto", dtype="float32",
                  random_state=None, progress=False, **kwargs):
         self.cell = cell
         self.hidden_size = hidden_size
