@@ -16,9 +16,14 @@ SMALL_WORK = 200_000  # elements per state tensor below which one thread is fast
 
 
 @contextlib.contextmanager
-def threads_for(n_elements: int):
-    """Use one torch thread while working on tensors of ``n_elements`` or fewer."""
-    if n_elements > SMALL_WORK:
+def threads_for(n_elements: int, limit: int = SMALL_WORK):
+    """Use one torch thread while working on tensors of ``n_elements`` or fewer.
+
+    ``limit`` is the size up to which one thread is used (default: a state
+    tensor of :data:`SMALL_WORK` elements); callers that measure work in other
+    units (weights times batch, grid points per side) pass their own.
+    """
+    if n_elements > limit:
         yield
         return
     before = torch.get_num_threads()

@@ -46,14 +46,13 @@ machine's load is not controlled).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 
 import numpy as np
-import torch
 import xarray as xr
 
+from xdyn._threads import threads_for
 from xdyn.assimilation import LETKF, EnSF, LDEnSF, ObservationEncoder
 from xdyn.datasets.ldensf_data import kolmogorov_ldensf
 from xdyn.experiments._ldensf_cases import CASES
@@ -176,26 +175,6 @@ def _param_rel_error(estimate, true, per_trajectory):
     return err.mean(0) / np.abs(true).mean()
 
 
-@contextlib.contextmanager
-def _one_thread_when_small(setup):
-    """Torch on one thread for CPU-sized grids (restored after).
-
-    The quick size's kernels (32 x 32 FFTs of 80 members, batches of a few
-    trajectories) are too small to share: on the shared 2-core machine two
-    threads made one ensemble forecast of the shallow-water filters 36-88 s
-    instead of 1.0-1.4 s (measured 2026-12-02), and the quick run overran.
-    """
-    if setup.N > 64:
-        yield
-        return
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
 def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=False):
     """Run the comparison of ``setup.case`` (see the module docstring).
 
@@ -217,7 +196,11 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     >>> result = ldensf_experiment(setup)  # doctest: +SKIP
     >>> print(result.table)  # doctest: +SKIP
     """
-    with _one_thread_when_small(setup):
+    # CPU-sized grids (N <= 64) on one torch thread: their kernels (32 x 32 FFTs of 80
+    # members, batches of a few trajectories) are too small to share; on the shared
+    # 2-core machine two threads made one ensemble forecast of the shallow-water filters
+    # 36-88 s instead of 1.0-1.4 s (measured 2026-12-02), and the quick run overran
+    with threads_for(setup.N, limit=64):
         return _run(setup, seed, device, progress)
 
 

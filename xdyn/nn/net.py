@@ -421,7 +421,7 @@ class XdynNet(NeuralNet):
             p.numel() for name in self._modules for p in getattr(self, name + "_").parameters()
         )
         batch = self.batch_size if self.batch_size and self.batch_size > 0 else 1024
-        return threads_for(0 if n_params * batch <= _SMALL_BATCH_WORK else 2**62)
+        return threads_for(n_params * batch, limit=_SMALL_BATCH_WORK)
 
     # --- callbacks -------------------------------------------------------
     @property
