@@ -86,13 +86,13 @@ def _ensemble_svd(x0):
     return mean, U, sv, Wt, scale
 
 
-def _gaussian_prior_score(x0):
+def _gaussian_prior_score(svd):
     """``score(x, alpha, sigma2)`` of ``N(alpha m, alpha^2 P + sigma^2 I)``, ``P`` from the members.
 
     ``V^-1 = (I - U diag(alpha^2 s^2 / (sigma^2 + alpha^2 s^2)) U^T) / sigma^2``
     with the SVD of the anomalies: no ``n x n`` matrix.
     """
-    mean, U, sv, _, _ = _ensemble_svd(x0)
+    mean, U, sv, _, _ = svd
     s2 = sv * sv
 
     def score(x, alpha, sigma2):
@@ -103,7 +103,7 @@ def _gaussian_prior_score(x0):
     return score
 
 
-def _gaussian_guidance(x0, y, h, noise_std):
+def _gaussian_guidance(x0, svd, y, h, noise_std):
     """The likelihood score of the diffused posterior for a Gaussian forecast.
 
     Returns ``guide(x, alpha, sigma2)``: the gradient with respect to ``x_t``
@@ -119,7 +119,7 @@ def _gaussian_guidance(x0, y, h, noise_std):
     ``r <= min(n, N)``, computed once) every pseudo-time step costs one ``r x r``
     solve, whatever the sizes of the state and of ``y``.
     """
-    mean, U, sv, Wt, scale = _ensemble_svd(x0)
+    mean, U, sv, Wt, scale = svd
     hx = h(x0).detach()
     Y = (hx - hx.mean(-2, keepdim=True)).transpose(-1, -2) * scale        # (..., p, N)
     Z = Y @ Wt.transpose(-1, -2)                             # H U diag(s): (..., p, r)
@@ -236,14 +236,16 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     x = normal(x0.shape)
     t = 1.0
     guide = None
+    # the members' mean and anomaly SVD, once for the Gaussian prior score and guidance
+    svd = _ensemble_svd(x0) if "gaussian" in (guidance, score) else None
     if guidance == "gaussian":
-        guide = _gaussian_guidance(x0, y, h, noise_std)
+        guide = _gaussian_guidance(x0, svd, y, h, noise_std)
         # start from the forecast's diffused law at t = 1, N(eps m, eps^2 P + I), not from
         # N(0, I): the sampler is then exact in the linear-Gaussian case up to the step
         # size and the O(eps) gap between the forecast's and the posterior's law at t = 1
         x = x + float(eps) * x0
     if score == "gaussian":
-        score = _gaussian_prior_score(x0)
+        score = _gaussian_prior_score(svd)
     for _ in range(K):
         alpha, sigma2, f, g2 = _schedule(t, float(eps))
         s = _prior_score(x, x0, alpha, sigma2, score)
