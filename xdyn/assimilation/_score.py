@@ -33,10 +33,11 @@ import math
 
 import torch
 
-__all__ = ["ensf_analysis", "gaussian_ensf_moments", "SCORES", "GUIDANCES"]
+__all__ = ["ensf_analysis", "gaussian_ensf_moments", "SCORES", "GUIDANCES", "INTEGRATORS"]
 
 SCORES = ("kernel", "mixture", "gaussian")
 GUIDANCES = ("damped", "gaussian")
+INTEGRATORS = ("explicit", "semi-implicit")
 
 
 def _schedule(t: float, eps: float):
@@ -76,6 +77,28 @@ def _likelihood_score(x, y, h, noise_std):
         # gradient of the sum is the per-member score
         (grad,) = torch.autograd.grad(logp, xg)
     return grad
+
+
+def _likelihood_curvature(x0, h, noise_std):
+    """Right singular vectors and squared singular values of ``R^-1/2 dh/dx`` at the members' mean.
+
+    The damped likelihood score's Jacobian is ``-(1 - t) G^T G`` with ``G =
+    R^-1/2 dh/dx``: the stiff part of the reverse SDE when the noise is small.
+    Its rows are computed by one backward pass per observation (all leading
+    batch entries at once, since each depends on its own state only), once per
+    analysis. Returns ``Vh`` of shape ``(..., r, n)`` and ``s2`` ``(..., r)``
+    with ``G^T G = Vh^T diag(s2) Vh``, ``r = min(p, n)``.
+    """
+    with torch.enable_grad():
+        m = x0.detach().mean(-2, keepdim=True).requires_grad_(True)      # (..., 1, n)
+        hm = h(m)                                                       # (..., 1, p)
+        rows = [torch.autograd.grad(hm[..., 0, k].sum(), m, retain_graph=True)[0][..., 0, :]
+                for k in range(hm.shape[-1])]
+    J = torch.stack(rows, -2)                                           # (..., p, n)
+    w = torch.where(torch.isfinite(noise_std), 1.0 / noise_std, 0.0)
+    G = J * w.expand(J.shape[:-1]).unsqueeze(-1)
+    _, sv, Vh = torch.linalg.svd(G, full_matrices=False)
+    return Vh, sv * sv
 
 
 def _ensemble_svd(x0):
@@ -149,7 +172,7 @@ def _gaussian_guidance(x0, svd, y, h, noise_std):
 
 
 def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps=0.05,
-                  score="kernel", guidance="damped", generator=None):
+                  score="kernel", guidance="damped", integrator="explicit", generator=None):
     """Draw the EnSF analysis ensemble from a forecast ensemble and observations.
 
     Parameters
@@ -191,6 +214,18 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         ensemble where it is nonlinear); exact for a Gaussian forecast and a
         linear operator, where the sampler then draws the Kalman posterior. It
         costs a few ``N x N`` solves per pseudo-time step.
+    integrator : {"explicit", "semi-implicit"}, default="explicit"
+        How each pseudo-time step is taken. ``"explicit"``: Euler-Maruyama (the
+        paper's). With the damped guidance it is unstable unless
+        ``n_pseudo_steps`` exceeds about ``|dh/dx|^2 / noise_std^2``: accurate
+        observations make the likelihood term stiff near ``t = 0``.
+        ``"semi-implicit"``: the damped likelihood term is taken implicitly,
+        linearised at the forecast members' mean, so that the step solves ``(I
+        + dt g^2 (1 - t) G^T G) dx = dx_explicit``, ``G = R^-1/2 dh/dx``; stable
+        for any noise, of the same order, and equal to the explicit step as the
+        noise grows. One backward pass per observation and an SVD of ``G``
+        per analysis. Only with ``guidance="damped"``: the Gaussian guidance is
+        not stiff (its curvature stays below about ``1 / t``).
     generator : torch.Generator, optional
         Source of the sampler's noise (initial draw and the SDE increments).
 
@@ -217,6 +252,7 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         raise ValueError(f"score must be one of {SCORES}; got {score!r}")
     if guidance not in GUIDANCES:
         raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
+    _check_integrator(integrator, guidance)
     if not 0.0 < float(eps) < 1.0:
         raise ValueError(f"eps must be in (0, 1); got {eps!r}")
     K = int(n_pseudo_steps)
@@ -246,6 +282,8 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         x = x + float(eps) * x0
     if score == "gaussian":
         score = _gaussian_prior_score(svd)
+    if integrator == "semi-implicit":
+        Vh, s2 = _likelihood_curvature(x0, h, noise_std)
     for _ in range(K):
         alpha, sigma2, f, g2 = _schedule(t, float(eps))
         s = _prior_score(x, x0, alpha, sigma2, score)
@@ -253,13 +291,27 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
             s = s + (1.0 - t) * _likelihood_score(x, y, h, noise_std)
         else:
             s = s + guide(x, alpha, sigma2)
-        x = x - dt * (f * x - g2 * s) + math.sqrt(dt * g2) * normal(x.shape)
+        dx = -dt * (f * x - g2 * s) + math.sqrt(dt * g2) * normal(x.shape)
+        if integrator == "semi-implicit":
+            # (I + c Vh^T diag(s2) Vh)^-1 dx = dx - Vh^T diag(c s2 / (1 + c s2)) Vh dx
+            c = dt * g2 * (1.0 - t)
+            dx = dx - ((dx @ Vh.transpose(-1, -2)) * (c * s2 / (1.0 + c * s2)).unsqueeze(-2)) @ Vh
+        x = x + dx
         t -= dt
     return x.detach()
 
 
+def _check_integrator(integrator, guidance):
+    if integrator not in INTEGRATORS:
+        raise ValueError(f"integrator must be one of {INTEGRATORS}; got {integrator!r}")
+    if integrator == "semi-implicit" and guidance != "damped":
+        raise ValueError("integrator='semi-implicit' treats the damped likelihood term "
+                         "implicitly; with guidance='gaussian' use integrator='explicit' "
+                         "(that guidance is not stiff)")
+
+
 def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100, eps=0.05,
-                          guidance="damped"):
+                          guidance="damped", integrator="explicit"):
     """Mean and covariance of the EnSF sampler for a Gaussian prior and linear observations.
 
     With the exact score of a Gaussian forecast ``N(m, P)`` and ``y = H x + e``,
@@ -277,8 +329,8 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     H : torch.Tensor (p, n)
     R : torch.Tensor (p, p)
     y : torch.Tensor (p,)
-    n_pseudo_steps, eps, guidance
-        As in :func:`ensf_analysis`.
+    n_pseudo_steps, eps, guidance, integrator
+        As in :func:`ensf_analysis` (the semi-implicit step with the exact ``H``).
 
     Returns
     -------
@@ -300,6 +352,7 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     """
     if guidance not in GUIDANCES:
         raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
+    _check_integrator(integrator, guidance)
     n = prior_mean.shape[-1]
     eye = torch.eye(n, dtype=prior_mean.dtype, device=prior_mean.device)
     HtRinv = H.T @ torch.linalg.inv(R)
@@ -325,8 +378,12 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
             Sinv = torch.linalg.inv(R + H @ Ct @ H.T)
             S = Vinv + HJ.T @ Sinv @ HJ
             b = alpha * Vinv @ prior_mean + HJ.T @ Sinv @ (y - H @ c)
-        A = eye - dt * (f * eye + g2 * S)
-        m = A @ m + dt * g2 * b
-        C = A @ C @ A.T + dt * g2 * eye
+        # x_new = x + P (-dt (f x - g2 (b - S x)) + sqrt(dt g2) z), P = I explicitly
+        P = eye
+        if integrator == "semi-implicit":
+            P = torch.linalg.inv(eye + dt * g2 * (1.0 - t) * HtRinv @ H)
+        A = eye - dt * P @ (f * eye + g2 * S)
+        m = A @ m + dt * g2 * P @ b
+        C = A @ C @ A.T + dt * g2 * P @ P.T
         t -= dt
     return m, C

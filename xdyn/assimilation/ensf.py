@@ -15,7 +15,8 @@ from numbers import Integral, Real
 
 import torch
 
-from xdyn.assimilation._score import GUIDANCES, SCORES, ensf_analysis
+from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
+                                      ensf_analysis)
 from xdyn.assimilation._validation import Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 
@@ -71,6 +72,12 @@ class EnSF(BaseEnsembleAssimilator):
         of a large ensemble the analysis is the Kalman posterior; nonlinear
         operators are linearised by the ensemble, as in the EnKF). See
         :func:`xdyn.assimilation._score.ensf_analysis`.
+    integrator : {"explicit", "semi-implicit"}, default="explicit"
+        The pseudo-time step: Euler-Maruyama (the paper's), or with the damped
+        likelihood term taken implicitly (linearised at the forecast mean),
+        stable for any observation noise: accurate observations make the
+        explicit damped sampler diverge unless ``n_pseudo_steps`` exceeds about
+        ``|dh/dx|^2 / noise_std^2``. Only with ``guidance="damped"``.
     inflation : float or 1-D array, default=1.0
         Multiplicative inflation of the analysis anomalies.
     rtps : float in [0, 1], default=0.0
@@ -117,11 +124,12 @@ class EnSF(BaseEnsembleAssimilator):
         "eps": [Interval(Real, 0, 1, closed="neither")],
         "prior_score": [StrOptions(set(SCORES))],
         "guidance": [StrOptions(set(GUIDANCES))],
+        "integrator": [StrOptions(set(INTEGRATORS))],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  n_members=20, n_pseudo_steps=100, eps=0.05, prior_score="kernel",
-                 guidance="damped", inflation=1.0,
+                 guidance="damped", integrator="explicit", inflation=1.0,
                  rtps=0.0, initial_state=None, initial_spread=1.0, initial_ensemble=None,
                  burn_in=0.0, return_ensemble=True, return_background=False,
                  raise_on_divergence=True, random_state=None, progress=False):
@@ -135,6 +143,7 @@ class EnSF(BaseEnsembleAssimilator):
         self.eps = eps
         self.prior_score = prior_score
         self.guidance = guidance
+        self.integrator = integrator
         self.inflation = inflation
         self.rtps = rtps
         self.initial_state = initial_state
@@ -147,6 +156,10 @@ class EnSF(BaseEnsembleAssimilator):
         self.random_state = random_state
         self.progress = progress
 
+    def _validate_params(self):
+        super()._validate_params()
+        _check_integrator(self.integrator, self.guidance)
+
     def _analyze(self, E, k, ctx, rng):
         if not bool(ctx.mask[k].any()):
             return E  # nothing observed: the forecast stands
@@ -156,5 +169,5 @@ class EnSF(BaseEnsembleAssimilator):
         Ea = ensf_analysis(E, y, lambda x: ctx.h(x) @ W.T, 1.0,
                            n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
                            score=self.prior_score, guidance=self.guidance,
-                           generator=generator)
+                           integrator=self.integrator, generator=generator)
         return self._post_process(Ea, E, rng)

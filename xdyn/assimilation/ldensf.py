@@ -35,7 +35,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.assimilation._score import GUIDANCES, SCORES, ensf_analysis
+from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
+                                      ensf_analysis)
 from xdyn.assimilation.observation_encoder import ObservationEncoder
 
 __all__ = ["LDEnSF"]
@@ -62,6 +63,10 @@ class LDEnSF(BaseEstimator):
         Likelihood term of the sampler: the original's damped one, or the
         diffused likelihood of a Gaussian forecast (see
         :class:`~xdyn.assimilation.EnSF`).
+    integrator : {"explicit", "semi-implicit"}, default="explicit"
+        Pseudo-time step of the sampler (see :class:`~xdyn.assimilation.EnSF`).
+        The explicit damped sampler needs a floor on the latent observation
+        error (below); the semi-implicit one and the Gaussian guidance do not.
     obs_noise_scale : float, default=1.0
         Factor on the encoder's residual std (the latent observation error).
     initial_spread : float, default=0.05
@@ -81,9 +86,9 @@ class LDEnSF(BaseEstimator):
     latent_mean_, latent_std_ : ndarray of shape (n_latent + n_params,)
         Standardisation of ``z = [s, u]`` (from the training latents).
     latent_noise_std_ : ndarray of shape (n_latent + n_params,)
-        Latent observation error in standardised units. The analysis uses at
-        least ``1.5 / sqrt(n_pseudo_steps)``: below that the explicit
-        reverse SDE is unstable.
+        Latent observation error in standardised units. With the explicit
+        integrator and the damped guidance the analysis uses at least ``1.5 /
+        sqrt(n_pseudo_steps)``: below that that sampler is unstable.
     time0_, time_step_ : float
         Start time and saved step of the training trajectories.
     timing_ : dict
@@ -114,6 +119,7 @@ class LDEnSF(BaseEstimator):
         "eps": [Interval(Real, 0, 1, closed="neither")],
         "score": [StrOptions(set(SCORES))],
         "guidance": [StrOptions(set(GUIDANCES))],
+        "integrator": [StrOptions(set(INTEGRATORS))],
         "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
         "initial_spread": [Interval(Real, 0, None, closed="left")],
         "prefit_ldnet": ["boolean"],
@@ -122,7 +128,8 @@ class LDEnSF(BaseEstimator):
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
-                 score="kernel", guidance="damped", obs_noise_scale=1.0, initial_spread=0.05,
+                 score="kernel", guidance="damped", integrator="explicit", obs_noise_scale=1.0,
+                 initial_spread=0.05,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
@@ -131,6 +138,7 @@ class LDEnSF(BaseEstimator):
         self.eps = eps
         self.score = score
         self.guidance = guidance
+        self.integrator = integrator
         self.obs_noise_scale = obs_noise_scale
         self.initial_spread = initial_spread
         self.prefit_ldnet = prefit_ldnet
@@ -151,6 +159,7 @@ class LDEnSF(BaseEstimator):
             :meth:`xdyn.rom.LDNet.fit`).
         """
         self._validate_params()
+        _check_integrator(self.integrator, self.guidance)
         if self.ldnet is None or not hasattr(self.ldnet, "transform"):
             raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
         self._check_times(obs, truth)
@@ -229,10 +238,11 @@ class LDEnSF(BaseEstimator):
         dt_, dev = p.dtype, p.device
         mean = torch.as_tensor(self.latent_mean_, dtype=dt_, device=dev)
         std = torch.as_tensor(self.latent_std_, dtype=dt_, device=dev)
-        # the explicit reverse SDE is stable only for noise_std above ~1/sqrt(n_pseudo_steps)
-        # (its likelihood term is stiff: see ensf_analysis); a more accurate encoder is
+        # the explicit damped sampler is stable only for noise_std above ~1/sqrt(n_pseudo_steps)
+        # (its likelihood term is stiff: see ensf_analysis); there a more accurate encoder is
         # trusted only that far
-        floor = 1.5 / np.sqrt(int(self.n_pseudo_steps))
+        stiff = self.integrator == "explicit" and self.guidance == "damped"
+        floor = 1.5 / np.sqrt(int(self.n_pseudo_steps)) if stiff else 0.0
         noise = torch.as_tensor(np.maximum(self.latent_noise_std_, floor), dtype=dt_, device=dev)
         n_traj, n_lat, M = z_obs.shape[0], int(self.ldnet_.n_latent), int(self.n_members)
         gen = torch.Generator(device="cpu").manual_seed(
@@ -257,7 +267,8 @@ class LDEnSF(BaseEstimator):
                 y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
                 za = ensf_analysis((z - mean) / std, y, lambda x: x, noise,
                                    n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
-                                   score=self.score, guidance=self.guidance, generator=gen)
+                                   score=self.score, guidance=self.guidance,
+                                   integrator=self.integrator, generator=gen)
                 z = za * std + mean
                 # keep parameters inside the range the LDNet was trained on
                 z = torch.cat([z[..., :n_lat], z[..., n_lat:].clamp(-1.0, 1.0)], -1)
