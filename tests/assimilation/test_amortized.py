@@ -1,5 +1,6 @@
 """AmortizedAssimilator: gradients through the model, learning, sklearn round trips, errors."""
 
+import copy
 import io
 import pickle
 import warnings
@@ -11,10 +12,11 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 
 from xdyn.assimilation import AmortizedAssimilator, LostTrackWarning, make_assimilator
-from xdyn.assimilation.amortized import WarmupHalving
+from xdyn.assimilation.amortized import ClampWarning, WarmupHalving
 from xdyn.metrics import analysis_rmse
 from xdyn.model_selection import samples
 from xdyn.nn import EnsembleRollout, LRScheduler
+from xdyn.nn import update_nets
 from xdyn.nn.update_nets import banded_covariance
 from xdyn.observe import Squared, observe
 from xdyn.systems import Lorenz63, Lorenz96
@@ -227,3 +229,72 @@ def test_not_fitted():
     _, obs = _twin(81, n_times=10)
     with pytest.raises(NotFittedError):
         AmortizedAssimilator().predict(obs)
+
+
+def test_prediction_clamps_like_training_and_reports_it(trained):
+    """A network whose update adds 30 per cycle (a barely trained one gone wrong): unclamped,
+    its analysis overflowed to NaN at the third time; predict clamps forecasts and analyses
+    as training does, so the output stays bounded, is flagged lost, and says where the
+    clamp acted. A healthy network never reaches the clamp: same analysis as with none."""
+    est, _, _ = trained
+    truth, obs = _twin(91, n_times=60)
+    healthy = _quiet_predict(est, obs)
+    assert healthy.attrs["clamped_cycles"] == 0 and np.isnan(healthy.attrs["clamped_first_time"])
+    unclamped = _quiet_predict(clone(est).set_params(clamp=None).load_params(_saved(est)), obs)
+    np.testing.assert_array_equal(healthy["x"].values, unclamped["x"].values)
+
+    broken = copy.deepcopy(est)
+    with torch.no_grad():
+        broken.net_.module_.update.readout[1].bias[0] += 30.0  # the state's additive update
+    with pytest.warns(ClampWarning, match=r"clamp \[-20, 20\] in 60 of 60 cycles"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", LostTrackWarning)
+        out = broken.predict(obs)
+    x = out["x"].values
+    assert np.isfinite(x).all() and np.abs(x).max() <= est.clamp
+    assert out.attrs["clamped_cycles"] == 60 and out.attrs["clamped_first_time"] == 0.0
+    assert out.attrs["diverged"] == 0 and out.attrs["lost_track"] == 1
+    assert bool(out["lost"][-1])
+
+
+def _saved(est):
+    buf = io.BytesIO()
+    est.save_params(buf)
+    buf.seek(0)
+    return buf
+
+
+def test_test_time_convolutions_match_the_modules():
+    """The update network runs its layers functionally (and small test-time convolutions off
+    oneDNN): training is bit-identical to calling the modules (same dropout draws), the
+    test-time update equal to round-off, and the oneDNN setting is restored."""
+    torch.manual_seed(0)
+    net = update_nets.ConvEnsembleUpdate(n_state=40, hidden_size=16)
+    E, y, mask = 8 + 3 * torch.randn(1, 10, 40), torch.randn(1, 40), torch.ones(40)
+    memory, tendency = torch.randn(1, 10, 6, 40), torch.randn(1, 10, 40)
+    z = torch.randn(10, 16, 40)
+    for block in (net.block1, net.readout):
+        torch.manual_seed(1)
+        want = block(z)
+        torch.manual_seed(1)
+        assert torch.equal(update_nets._run(block, z, training=True), want)
+
+    def by_modules(E):  # the forward written with the modules, as before
+        B, m, n = E.shape
+        obs = update_nets.fill_unobserved(E, y, mask.expand(B, n))
+        cov = banded_covariance(E, 3).unsqueeze(1).expand(B, m, 3, n)
+        feats = torch.cat([E.unsqueeze(2), obs.unsqueeze(2), mask.expand(B, m, 1, n),
+                           tendency.unsqueeze(2), cov, memory], 2).reshape(B * m, -1, n)
+        h = net.scale_up(feats)
+        h = net.block1(h) + h
+        h = net.block2(h) + h
+        adj, _, gate, _ = net.readout(h).reshape(B, m, -1, n).split([1, 6, 1, 6], 2)
+        return torch.sigmoid(gate[:, :, 0]) * E + adj[:, :, 0]
+
+    net.eval()
+    before = torch.backends.mkldnn.enabled
+    with torch.no_grad():
+        assert net._small(10) and not net._small(1000)
+        Ea, _ = net(E, y, mask, memory, tendency)
+        torch.testing.assert_close(Ea, by_modules(E), rtol=1e-5, atol=1e-5)
+    assert torch.backends.mkldnn.enabled == before

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from xdyn.assimilation._amortized_cycle import ClampWarning
 from xdyn.assimilation._cycle import LostTrackWarning
 from xdyn.exceptions import DivergenceError
 from xdyn.metrics import analysis_rmse
@@ -78,6 +79,7 @@ class _ValidationScore:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", LostTrackWarning)
+                warnings.simplefilter("ignore", ClampWarning)  # an early network may meet it
                 analysis = self.estimator.predict(self.obs)
         except DivergenceError:
             return np.nan  # an early network may lose the truth: the curve says so

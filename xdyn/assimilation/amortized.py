@@ -17,7 +17,8 @@ ensemble.
 Training follows the original: AdamW, learning rate warmed up x1.02 per
 epoch for ``warmup_epochs`` and halved every ``halve_every`` epochs
 (:class:`xdyn.nn.LRScheduler`), forecasts and analyses clamped to
-``[-clamp, clamp]`` in training. Unlike the original, whose training
+``[-clamp, clamp]`` in training; unlike the original, :meth:`predict` applies
+the same clamp (the cycle the network was trained in) and reports where it acted. Unlike the original, whose training
 sequences start from the truth plus noise, the initial ensemble uses no
 truth: observed sites start from the first observation plus noise of its
 error std, the others from independent climatological states (the same
@@ -38,6 +39,8 @@ import torch
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.assimilation._amortized_cycle import (ClampWarning, bound, grid_observations,
+                                                observation_start, obs_std_grid, report_clamp)
 from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
                                                    _ValidationRMSE, _ValidationScore)
 from xdyn.assimilation._neural_var_data import aligned_truth
@@ -48,7 +51,7 @@ from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
 
-__all__ = ["AmortizedAssimilator", "WarmupHalving"]
+__all__ = ["AmortizedAssimilator", "WarmupHalving", "ClampWarning"]
 
 
 class AmortizedAssimilator(BaseEnsembleAssimilator):
@@ -84,7 +87,13 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     warmup_epochs, halve_every : int, default=50, 200
         The schedule (:class:`WarmupHalving`).
     clamp : float or None, default=20.0
-        Training-time clamp of forecasts and analyses.
+        Forecasts and analyses are clamped to ``[-clamp, clamp]`` in training
+        (as in the original) and in :meth:`predict`, which so runs the cycle
+        the network was trained in: a network that stays on the attractor
+        never reaches the bound, a barely trained one stays finite instead of
+        overflowing, and the output's attrs ``clamped_cycles`` and
+        ``clamped_first_time`` say where the clamp acted (with a
+        :class:`ClampWarning`). None: no clamp.
     initial_ensemble : Dataset or array, optional
         Start :meth:`predict` from these members instead of the
         observation-informed climatological start.
@@ -257,27 +266,9 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
                              f"grid; {type(ctx.system).__name__} has "
                              f"{[(v.name, v.dims) for v in variables]}; use 'ff'")
 
-    def _grid(self, ctx, y, mask):
-        """Observations ``(..., p)`` and mask ``(..., p)`` scattered onto the state grid."""
-        shape = tuple(y.shape[:-1]) + (ctx.n_state,)
-        idx = ctx.grid_index.to(y.device)
-        y_grid = y.new_zeros(shape).index_copy(-1, idx, torch.nan_to_num(y, nan=0.0))
-        m_grid = y.new_zeros(tuple(mask.shape[:-1]) + (ctx.n_state,)).index_copy(
-            -1, idx, mask.to(y.dtype))
-        return y_grid, m_grid
-
-    def _obs_std_grid(self, ctx):
-        std = ctx.obs_std if ctx.obs_std is not None else ctx.obs_variance.sqrt()
-        return std.new_zeros(ctx.n_state).index_copy(0, ctx.grid_index.to(std.device), std)
-
-    def _start(self, y_grid, m_grid, std_grid, clim, noise):
-        """Observed sites: observation plus noise of its error std; others: climatology."""
-        return torch.where(m_grid.unsqueeze(-2) > 0,
-                           y_grid.unsqueeze(-2) + std_grid * noise, clim)
-
     def _sequences(self, ctx, truth, L, rng):
         T = len(ctx.times)
-        y_grid, m_grid = self._grid(ctx, ctx.y, ctx.mask)                 # (T, *batch, n), (T, n)
+        y_grid, m_grid = grid_observations(ctx, ctx.y, ctx.mask)                 # (T, *batch, n), (T, n)
         n = ctx.n_state
         Y = y_grid.reshape(T, -1, n)
         nb = Y.shape[1]
@@ -290,7 +281,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         m = int(self.n_members)
         clim = ctx.system.as_tensor(climatological_sample(ctx.system, (S, m), ctx.dt, rng))
         noise = ctx.system.as_tensor(rng.standard_normal((S, m, n)))
-        E0 = self._start(ys[:, 0], ms[:, 0], self._obs_std_grid(ctx), clim, noise)
+        E0 = observation_start(ys[:, 0], ms[:, 0], obs_std_grid(ctx), clim, noise)
         X = {"y": ys.cpu().numpy(), "mask": ms.cpu().numpy(), "E0": E0.cpu().numpy()}
         y_true = None
         if truth is not None and self.loss == "clean_analysis":
@@ -330,26 +321,31 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             m = int(self.n_members)
             clim = self._climatological_members(ctx, m, rng)
             noise = ctx.system.as_tensor(rng.standard_normal(tuple(clim.shape)))
-            y_grid, m_grid = self._grid(ctx, ctx.y[0], ctx.mask[0])
-            E = self._start(y_grid, m_grid, self._obs_std_grid(ctx), clim, noise)
+            y_grid, m_grid = grid_observations(ctx, ctx.y[0], ctx.mask[0])
+            E = observation_start(y_grid, m_grid, obs_std_grid(ctx), clim, noise)
         rollout = self.net_.module_
         p = next(rollout.parameters())
         # the observations on the grid, once for the whole run, in the network's dtype
-        y_grid, m_grid = self._grid(ctx, ctx.y, ctx.mask)
+        y_grid, m_grid = grid_observations(ctx, ctx.y, ctx.mask)
         ctx.amortized_grid = (y_grid.reshape(len(ctx.times), -1, ctx.n_state).to(p),
                               m_grid.to(p))
         memory = rollout.initial_memory(E.reshape(-1, *E.shape[-2:]).to(p))
         return E, memory
 
+    # forecasts and analyses are clamped as in training (see _amortized_cycle)
     def _forecast(self, state, n_steps, ctx, rng):
-        return ctx.system.forecast(state[0], ctx.dt, n_steps), state[1]
+        return bound(ctx.system.forecast(state[0], ctx.dt, n_steps), self.clamp, ctx), state[1]
 
     def _analyze(self, state, k, ctx, rng):
         E, memory = state
         y_grid, m_grid = ctx.amortized_grid
         flat = E.reshape(-1, *E.shape[-2:]).to(y_grid)
         Ea, memory = self.net_.module_.analysis(flat, y_grid[k], m_grid[k], memory)
-        return Ea.to(E).reshape(E.shape), memory
+        return bound(Ea.to(E).reshape(E.shape), self.clamp, ctx), memory
+
+    def _to_dataset(self, callbacks, ctx, wall):
+        out = super()._to_dataset(callbacks, ctx, wall)
+        return report_clamp(out, ctx, self.clamp, type(self).__name__)
 
     def _summarize(self, state):
         E = state[0]
@@ -360,7 +356,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         check_is_fitted(self, "net_")
         rollout = self.net_.module_
         was_training = rollout.training
-        rollout.eval()  # no dropout, no clamp
+        rollout.eval()  # no dropout (the cycle hooks clamp as the training rollout does)
         try:
             return super().predict(obs)
         finally:
