@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
 
 from xdyn.preprocessing import LowPassFilter
-from xdyn.rom import LatentTransformerROM
+from xdyn.rom import POD, LatentTransformerROM
 
 N = 8
 GRID = 2 * np.pi * np.arange(N) / N
@@ -99,6 +99,46 @@ def test_pipeline_with_lowpass_filter():
     forecast = pipe.predict(data, n_steps=3, n_samples=2)
     assert forecast.u.sizes == {"member": 2, "trajectory": 2, "time": 3, "y": N, "x": N}
     assert pipe.named_steps["filter"].cutoff_ > 0
+
+
+def _rel(a, b):
+    return float(np.sqrt(((a - b) ** 2).to_array().sum() / (b**2).to_array().sum()))
+
+
+def test_pod_front_end_generalises_better_than_raw_fields():
+    # the waves span 4 POD modes: the VAE reads 4 exact coefficients instead of 128 grid
+    # values. Measured on held-out waves (seeds 0-2): reconstruction 0.016-0.021 vs
+    # 0.040-0.046 on the raw fields, 4-step forecast 0.034-0.049 vs 0.065-0.157
+    train, test = _waves(), _waves(n_traj=4, seed=7)
+    raw = _rom(max_epochs=10, batch_size=8).fit(train)
+    rom = _rom(max_epochs=10, batch_size=8, reducer=POD(4)).fit(train)
+    assert rom.in_shape_ == (4,) and rom.reducer_.n_modes == 4 and raw.reducer_ is None
+    assert rom.reducer_ is not rom.reducer  # a fitted clone
+    rec, rec_raw = (_rel(m.inverse_transform(m.transform(test)), test) for m in (rom, raw))
+    assert rec < 0.03 and rec < 0.75 * rec_raw
+    start, n_steps = 40, 4
+    context, truth = test.isel(time=slice(start - 4, start)), test.isel(time=slice(start, start + 4))
+    forecast = rom.predict(context, n_steps=n_steps)
+    persistence = test.isel(time=[start - 1] * n_steps).assign_coords(time=truth.time)
+    assert forecast.u.dims == ("trajectory", "time", "y", "x")
+    assert _rel(forecast, truth) < 0.1 * _rel(persistence, truth)
+    assert _rel(forecast, truth) < _rel(raw.predict(context, n_steps=n_steps), truth)
+    ens = rom.predict(context, n_steps=n_steps, n_samples=3)
+    assert ens.u.sizes == {"member": 3, "trajectory": 4, "time": 4, "y": N, "x": N}
+    b = pickle.loads(pickle.dumps(rom))
+    xr.testing.assert_allclose(b.predict(context, n_steps=2), rom.predict(context, n_steps=2))
+    assert clone(rom).get_params()["reducer"].get_params() == {**POD(4).get_params()}
+
+
+def test_pod_front_end_with_shifted_copies():
+    data = _waves(n_traj=2, n_time=30)
+    rom = _rom(max_epochs=1, reducer=POD(4), shift_augmentation=True).fit(data)
+    assert rom.in_shape_ == (4,) and rom.mean_.shape == (4,)
+    assert np.unique(rom.scale_).size == 1  # one scale for all coefficients
+    with pytest.raises(ValueError, match="reducer=None"):
+        _rom(reducer=POD(4), architecture="conv").fit(data)
+    with pytest.raises(ValueError, match="reducer"):
+        _rom(reducer="pod").fit(data)
 
 
 def test_numpy_matrix_path():

@@ -6,7 +6,10 @@ to the snapshot (Higgins et al. 2017, "beta-VAE"; used as the compression of
 the latent ROMs of Solera-Rico et al. 2024, Nat. Commun. 15, 1361, and
 arXiv 2510.24583). On a ``(channels, H, W)`` grid the convolutions pad
 circularly, since the fields are periodic, and halve the grid twice (H and W
-divisible by 4); a flat ``(n_features,)`` input gets an MLP.
+divisible by 4); a flat ``(n_features,)`` input gets an MLP with a linear
+shortcut around it (encoder and decoder), so that the VAE starts from, and
+extrapolates at least like, a linear (PCA-like) code: an MLP alone learns a
+near-linear map of few inputs slowly and bends it off the training data.
 """
 
 from __future__ import annotations
@@ -102,10 +105,10 @@ class BetaVAE(nn.Module):
         elif len(self.in_shape) in (1, 3):
             n = math.prod(self.in_shape)
             self._bottleneck = None
-            self.encoder = nn.Sequential(nn.Flatten(),
-                                         MLP(n, 2 * self.n_latent, hidden=int(hidden), n_layers=2))
+            # the shortcut is registered first: the last Linear below is the MLP's read-out
+            self.encoder = nn.Sequential(nn.Flatten(), _Shortcut(n, 2 * self.n_latent, hidden))
             self.decoder_in = nn.Identity()
-            self.decoder = nn.Sequential(MLP(self.n_latent, n, hidden=int(hidden), n_layers=2),
+            self.decoder = nn.Sequential(_Shortcut(self.n_latent, n, hidden),
                                          nn.Unflatten(-1, self.in_shape))
         else:
             raise ValueError(f"in_shape must be (channels, H, W) or (n_features,); got {in_shape}")
@@ -133,6 +136,18 @@ class BetaVAE(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + torch.exp(0.5 * logvar) * eps if self.training else mu
         return self.decode(z), mu, logvar
+
+
+class _Shortcut(nn.Module):
+    """``linear(x) + MLP(x)``: an MLP around a linear map (bias in the MLP's read-out)."""
+
+    def __init__(self, n_in, n_out, hidden):
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out, bias=False)
+        self.mlp = MLP(n_in, n_out, hidden=int(hidden), n_layers=2)
+
+    def forward(self, x):
+        return self.linear(x) + self.mlp(x)
 
 
 def _conv(c_in, c_out, kernel, stride):

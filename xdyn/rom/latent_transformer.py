@@ -23,9 +23,9 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from skorch.callbacks import GradientNormClipping
@@ -33,6 +33,7 @@ from skorch.callbacks import GradientNormClipping
 from xdyn.nn import LatentROMModule, LatentROMNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
+from xdyn.rom._windows import Windows, grid_shape, roll_fields, standardisation
 from xdyn.rom.pod import future_times
 
 __all__ = ["LatentTransformerROM"]
@@ -72,7 +73,19 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Roll each training window by a random number of grid points along the
         last grid dim (periodic): for flows equivariant under translations
         along it (Kolmogorov flow along ``x``), it shows the model every phase
-        of a pattern from few trajectories. Needs fields on one 2-D grid.
+        of a pattern from few trajectories. Needs fields on one 2-D grid. With
+        a ``reducer``, the coefficients of every roll of the training
+        trajectories are computed once and each window is read from a random one.
+    reducer : estimator or None, default=None
+        A transformer with ``fit``/``transform``/``inverse_transform`` on
+        ``(n_samples, n_features)`` snapshot matrices (e.g.
+        :class:`~xdyn.rom.POD` or ``sklearn.decomposition.PCA``), fitted on the
+        training snapshots: the VAE then encodes its coefficients (an MLP,
+        one scale for all coefficients, so that their sizes keep the energy of
+        each mode) and every decoded snapshot goes back through its
+        ``inverse_transform``. A POD with enough modes to be exact on the
+        data (a filtered field has few degrees of freedom) gives the VAE a
+        small input it can learn from few snapshots.
     max_epochs : int, default=50
     lr : float, default=1e-3
     batch_size : int, default=32
@@ -95,8 +108,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     mean_, scale_ : ndarray of shape (n_features,)
         Standardisation of the snapshots (mean snapshot, one scale per variable).
     in_shape_ : tuple of int
-        ``(channels, H, W)`` when every variable is a field on one 2-D grid
-        whose sides divide by 4 (convolutional VAE), else ``(n_features,)``.
+        The VAE's input: ``(channels, H, W)`` when every variable is a field on
+        one 2-D grid whose sides divide by 4 (convolutional VAE), else
+        ``(n_features,)``; with a ``reducer``, ``(n_coefficients,)``.
+    reducer_ : estimator or None
+        The fitted clone of ``reducer``.
     n_features_in_ : int
     layout_ : object
         How the training data were stacked, to unstack forecasts and decodings.
@@ -113,6 +129,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     chunk (so a path is coherent in time and its marginal at each lead is the
     predicted one).
 
+    A POD front end (``reducer=POD(n_modes)``) composes the two: the ROM
+    then learns and forecasts in the POD coefficients and returns fields.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -125,6 +144,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     >>> forecast = rom.predict(ds, n_steps=3, n_samples=2)
     >>> forecast.u.dims, forecast.time.values.round(1).tolist()
     (('member', 'time', 'x'), [24.0, 24.2, 24.4])
+    >>> from xdyn.rom import POD
+    >>> rom = rom.set_params(reducer=POD(2)).fit(ds)
+    >>> rom.in_shape_, rom.predict(ds, n_steps=3).u.dims
+    ((2,), ('time', 'x'))
     """
 
     _parameter_constraints = {
@@ -143,6 +166,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "architecture": [StrOptions({"auto", "conv", "mlp"})],
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
+        "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
     }
@@ -150,7 +174,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
-                 max_epochs=50, lr=1e-3, batch_size=32,
+                 reducer=None, max_epochs=50, lr=1e-3, batch_size=32,
                  sample_dim="time", trajectory_dim="trajectory", device="auto",
                  dtype="float32", random_state=None, progress=False):
         self.n_latent = n_latent
@@ -166,6 +190,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.dropout = dropout
         self.window_stride = window_stride
         self.shift_augmentation = shift_augmentation
+        self.reducer = reducer
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -190,12 +215,28 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                              f"snapshots along {self.sample_dim!r}; got {values.shape[1]}")
         self.layout_ = layout
         self.n_features_in_ = values.shape[-1]
-        self.in_shape_ = _in_shape(layout)
-        if len(self.in_shape_) != 3 and (self.shift_augmentation or self.architecture == "conv"):
+        grid = grid_shape(layout)
+        if len(grid) != 3 and (self.shift_augmentation or self.architecture == "conv"):
             raise ValueError("shift_augmentation=True and architecture='conv' need every variable "
                              "to be a field on one 2-D grid with sides divisible by 4")
-        self.mean_, self.scale_ = _standardisation(values, layout)
-        frames = self._frames(values)
+        if self.reducer is not None and self.architecture == "conv":
+            raise ValueError("architecture='conv' needs reducer=None: with a reducer the VAE "
+                             "reads its coefficients (an MLP)")
+        self.reducer_ = None
+        if self.reducer is None:
+            self.in_shape_ = grid
+            self.mean_, self.scale_ = standardisation(values, layout)
+            windows = Windows(self._frames(values), window, self.window_stride,
+                              self.shift_augmentation)
+        else:
+            self.reducer_ = clone(self.reducer).fit(values.reshape(-1, values.shape[-1]))
+            # a roll of a field is not a roll of its coefficients: reduce every roll once
+            shifts = range(grid[-1]) if self.shift_augmentation else [0]
+            coefficients = np.stack([self._reduce(roll_fields(values, grid, s)) for s in shifts])
+            self.in_shape_ = (coefficients.shape[-1],)
+            self.mean_, self.scale_ = standardisation(coefficients, None)
+            frames = ((coefficients - self.mean_) / self.scale_).astype(np.float32)
+            windows = Windows(frames, window, self.window_stride, copies=True)
         self.net_ = LatentROMNet(
             LatentROMModule,
             module__in_shape=self.in_shape_, module__n_latent=self.n_latent,
@@ -209,7 +250,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             # the Gaussian NLL can spike when a predicted variance is small: clip the step
             callbacks=[("clip", GradientNormClipping(gradient_clip_value=1.0))],
         )
-        self.net_.fit(_Windows(frames, window, self.window_stride, self.shift_augmentation), None)
+        self.net_.fit(windows, None)
         return self
 
     # ------------------------------------------------------------ transform
@@ -279,8 +320,15 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         layout.trajectory_dim, layout.trajectory_coord, time = meta
         return from_trajectories(values, layout, time, member_dim=member_dim)
 
+    def _reduce(self, values):
+        """The reducer's coefficients of snapshots ``(n_traj, n_times, n_features)``."""
+        flat = np.asarray(self.reducer_.transform(values.reshape(-1, values.shape[-1])))
+        return flat.reshape(*values.shape[:2], -1)
+
     def _frames(self, values):
-        """Standardised snapshots ``(n_traj, n_times, *in_shape)`` as float32."""
+        """Standardised VAE inputs ``(n_traj, n_times, *in_shape)`` as float32."""
+        if self.reducer_ is not None:
+            values = self._reduce(values)
         scaled = (values - self.mean_) / self.scale_
         return scaled.reshape(*values.shape[:2], *self.in_shape_).astype(np.float32)
 
@@ -310,6 +358,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                                         dtype=dtype)
                 out.append(module.vae.decode(chunk).reshape(len(chunk), -1).cpu().double().numpy())
         fields = np.concatenate(out) * self.scale_ + self.mean_
+        if self.reducer_ is not None:
+            fields = np.asarray(self.reducer_.inverse_transform(fields), dtype=np.float64)
         return fields.reshape(*z.shape[:-1], -1)
 
     def _rollout(self, context, n_steps, n_members, stochastic, rng):
@@ -337,52 +387,6 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         tags.non_deterministic = False
         tags.input_tags.allow_nan = False
         return tags
-
-
-class _Windows(torch.utils.data.Dataset):
-    """Windows of ``length`` consecutive snapshots of each trajectory (never across two)."""
-
-    def __init__(self, frames, length, stride, shift=False):
-        self.frames = torch.as_tensor(frames)
-        self.shift = shift
-        n_traj, n_time = frames.shape[:2]
-        self.index = [(b, s) for b in range(n_traj) for s in range(0, n_time - length + 1, stride)]
-        self.length = length
-
-    def __len__(self):
-        return len(self.index)
-
-    def __getitem__(self, i):
-        b, s = self.index[i]
-        window = self.frames[b, s:s + self.length]
-        if self.shift:  # drawn from the net's per-epoch seeded RNG (no worker processes)
-            window = torch.roll(window, int(torch.randint(window.shape[-1], ())), dims=-1)
-        return window, torch.zeros(())
-
-
-def _in_shape(layout):
-    """``(channels, H, W)`` when every variable is on one 2-D grid divisible by 4."""
-    if layout.kind == "xarray":
-        shapes = {v.shape for v in layout.info.variables}
-        if len(shapes) == 1:
-            (shape,) = shapes
-            if len(shape) == 2 and shape[0] % 4 == 0 and shape[1] % 4 == 0:
-                return (len(layout.info.variables), *shape)
-        return (layout.info.n_features,)
-    return (int(layout.info),)
-
-
-def _standardisation(values, layout):
-    """Mean snapshot and one standard deviation per variable (so (u, v) keep their ratio)."""
-    flat = values.reshape(-1, values.shape[-1])
-    mean = flat.mean(0)
-    scale = np.empty_like(mean)
-    columns = [v.columns for v in layout.info.variables] if layout.kind == "xarray" \
-        else [slice(None)]
-    for cols in columns:
-        std = float((flat[:, cols] - mean[cols]).std())
-        scale[cols] = std if std > 0 else 1.0
-    return mean, scale
 
 
 def _seed(random_state):

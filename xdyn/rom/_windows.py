@@ -1,0 +1,73 @@
+"""Training windows, grid shapes and standardisation of :class:`~xdyn.rom.LatentTransformerROM`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Windows(torch.utils.data.Dataset):
+    """Windows of ``length`` consecutive snapshots of each trajectory (never across two).
+
+    ``frames`` is ``(n_traj, n_time, *shape)``, or with ``copies=True``
+    ``(n_copies, n_traj, n_time, *shape)``: each window is then read from a
+    random copy (shifted copies of the trajectories, reduced beforehand).
+    ``shift=True`` rolls each window by a random number of points along its
+    last axis (a periodic grid dim). Random draws come from the net's
+    per-epoch seeded torch RNG (no worker processes).
+    """
+
+    def __init__(self, frames, length, stride, shift=False, copies=False):
+        self.frames = torch.as_tensor(frames if copies else frames[None])
+        self.shift = shift
+        n_traj, n_time = self.frames.shape[1:3]
+        self.index = [(b, s) for b in range(n_traj) for s in range(0, n_time - length + 1, stride)]
+        self.length = length
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, i):
+        b, s = self.index[i]
+        copy = int(torch.randint(len(self.frames), ())) if len(self.frames) > 1 else 0
+        window = self.frames[copy, b, s:s + self.length]
+        if self.shift:
+            window = torch.roll(window, int(torch.randint(window.shape[-1], ())), dims=-1)
+        return window, torch.zeros(())
+
+
+def grid_shape(layout):
+    """``(channels, H, W)`` when every variable is on one 2-D grid divisible by 4."""
+    if layout.kind == "xarray":
+        shapes = {v.shape for v in layout.info.variables}
+        if len(shapes) == 1:
+            (shape,) = shapes
+            if len(shape) == 2 and shape[0] % 4 == 0 and shape[1] % 4 == 0:
+                return (len(layout.info.variables), *shape)
+        return (layout.info.n_features,)
+    return (int(layout.info),)
+
+
+def roll_fields(values, shape, shift):
+    """``(..., n_features)`` snapshots of ``(channels, H, W)`` fields rolled ``shift`` points in W."""
+    if shift == 0:
+        return values
+    fields = values.reshape(*values.shape[:-1], *shape)
+    return np.roll(fields, shift, axis=-1).reshape(values.shape)
+
+
+def standardisation(values, layout):
+    """Mean snapshot and one standard deviation per variable (so (u, v) keep their ratio).
+
+    ``layout`` None: one scale for all features (e.g. a reducer's coefficients,
+    whose relative sizes carry the energy of each mode).
+    """
+    flat = values.reshape(-1, values.shape[-1])
+    mean = flat.mean(0)
+    scale = np.empty_like(mean)
+    columns = [v.columns for v in layout.info.variables] \
+        if layout is not None and layout.kind == "xarray" else [slice(None)]
+    for cols in columns:
+        std = float((flat[:, cols] - mean[cols]).std())
+        scale[cols] = std if std > 0 else 1.0
+    return mean, scale
