@@ -83,11 +83,13 @@ def test_forecast_section_scores_both_resolved_models():
     setup = ClosureSetup(n_rom_modes=4, n_members=3, n_starts=3, n_leads=4,
                          latent_n_latent=4, latent_seq_len=4, latent_pred_horizon=2,
                          latent_hidden=16, latent_d_model=16, latent_epochs=3,
-                         latent_window_stride=1, latent_shift_augmentation=False)
+                         latent_window_stride=1, latent_shift_augmentation=False,
+                         latent_reducer_modes=4, latent_symmetry_copies=1)
     out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te)
-    # the issue's transformer: 2 blocks of 8 heads, beta 5e-4
+    # the issue's transformer: 2 blocks of 8 heads, behind a POD front end
     params = out["latent_rom"].get_params()
-    assert (params["n_heads"], params["n_layers"], params["beta"]) == (8, 2, 5e-4)
+    assert (params["n_heads"], params["n_layers"]) == (8, 2)
+    assert out["latent_rom"].reducer_.n_modes == 4 and out["latent_rom"].in_shape_ == (4,)
     err = out["lead_error"]
     assert {LATENT_MEAN, LATENT_ENSEMBLE, "POD+linear ROM (resolved)"} <= set(err.model.values)
     assert err.sizes["lead"] == 4 and np.isfinite(err).all()
@@ -108,7 +110,27 @@ def test_forecast_section_scores_both_resolved_models():
 
 def test_full_setup_uses_the_original_latent_rom():
     full = ClosureSetup.full()
-    assert (full.latent_n_latent, full.latent_seq_len, full.latent_pred_horizon) == (64, 30, 30)
+    assert (full.latent_seq_len, full.latent_pred_horizon) == (30, 30)
+    assert full.latent_reducer_modes == ClosureSetup().latent_reducer_modes == 48
+
+
+def test_symmetry_copies_are_the_shift_reflect_group():
+    from xdyn.experiments.kolmogorov_closure import _symmetry_copies
+
+    rng = np.random.default_rng(0)
+    dims = ("trajectory", "time", "y", "x")
+    ds = xr.Dataset({"u": (dims, rng.normal(size=(1, 2, 16, 8))),
+                     "v": (dims, rng.normal(size=(1, 2, 16, 8)))})
+    group = _symmetry_copies(ds, 8)
+    # S once more after S^7 is the identity; S^2 is a pure shift by 16 / 4 = 4 points in y
+    back = _symmetry_copies(group.isel(trajectory=[7]), 2).isel(trajectory=1)
+    np.testing.assert_allclose(back.u, ds.u.isel(trajectory=0))
+    np.testing.assert_allclose(group.u.isel(trajectory=2), np.roll(ds.u[0], -4, axis=1))
+    # S: u(x, y) -> -u(-x, y + pi / 4), v(x, y) -> v(-x, y + pi / 4) (2 points on 16)
+    np.testing.assert_allclose(group.v[1, 0, 3, 1], ds.v[0, 0, 5, 7])
+    np.testing.assert_allclose(group.u[1, 0, 3, 1], -ds.u[0, 0, 5, 7])
+    with pytest.raises(ValueError, match="n_copies"):
+        _symmetry_copies(ds, 9)
 
 
 @pytest.mark.slow
@@ -122,3 +144,32 @@ def test_quick_run(tmp_path, monkeypatch):
     assert np.isfinite(result.results.lead_error).all()
     assert np.isfinite(result.results.latent_rom_scores).all()
     assert (tmp_path.glob("**/summary.csv"))
+
+
+def test_symmetry_copies_commute_with_the_kolmogorov_dynamics():
+    """S maps solutions to solutions: rhs(S w) = S rhs(w), with S w = -w(-x, y + pi/4)."""
+    import torch
+
+    from xdyn.experiments.kolmogorov_closure import _symmetry_copies
+    from xdyn.systems import KolmogorovFlow
+
+    n = 16
+    flow = KolmogorovFlow(Re=34.0, n_forcing=4, N=n)
+    w = flow.as_tensor(flow.random_initial_state(1, random_state=0)).reshape(1, n, n)
+    mirror = (-np.arange(n)) % n
+
+    def s_vorticity(field):  # y + pi/4 is 2 grid rows of 16
+        return -torch.roll(field, -2, dims=-2)[..., mirror]
+
+    rhs = flow.rhs(0.0, w.reshape(1, -1)).reshape(1, n, n)
+    rhs_s = flow.rhs(0.0, s_vorticity(w).reshape(1, -1)).reshape(1, n, n)
+    assert float(rhs.abs().max()) > 0.1
+    torch.testing.assert_close(rhs_s, s_vorticity(rhs), rtol=1e-8, atol=1e-8)
+    # the velocity form used on the data: S of the velocity of w is the velocity of S w
+    u, v = flow.velocity(w)
+    dims = ("trajectory", "y", "x")
+    ds = xr.Dataset({"u": (dims, u.numpy()), "v": (dims, v.numpy())})
+    image = _symmetry_copies(ds, 2).isel(trajectory=1)
+    u_s, v_s = flow.velocity(s_vorticity(w))
+    np.testing.assert_allclose(image.u, u_s[0].numpy(), atol=1e-10)
+    np.testing.assert_allclose(image.v, v_s[0].numpy(), atol=1e-10)

@@ -5,7 +5,12 @@ next ``pred_horizon`` ones as Gaussians (mean and log-variance per step): the
 window is embedded with learned positions, ``pred_horizon`` learned query
 tokens are appended, and a :class:`torch.nn.TransformerEncoder` (``n_layers``
 attention blocks of ``n_heads`` heads) lets the queries read the window; each
-query's output is the step from the last latent state to its lead. This is the
+query's output is the step from the last latent state to its lead. Each token
+also reads the increment from the previous latent step, and the steps are
+predicted in units of the window's rms increment (the predicted variance too):
+a slow flow moves its latent state by a percent of its spread per step, a
+change that an embedding of the state alone drowns, and in these units a
+linear extrapolation is an O(1) map whatever the flow's speed. This is the
 latent propagator of Solera-Rico et al. (2024, Nat. Commun. 15, 1361) and of
 arXiv 2510.24583, with a Gaussian head so that rollouts can be sampled.
 
@@ -69,6 +74,7 @@ class LatentTransformer(nn.Module):
             raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
         self.n_latent, self.seq_len, self.pred_horizon = int(n_latent), int(seq_len), int(pred_horizon)
         self.embed = nn.Linear(self.n_latent, d_model)
+        self.embed_step = nn.Linear(self.n_latent, d_model)
         self.position = nn.Parameter(torch.zeros(1, self.seq_len, d_model))
         self.queries = nn.Parameter(torch.zeros(1, self.pred_horizon, d_model))
         nn.init.normal_(self.position, std=0.02)
@@ -85,11 +91,17 @@ class LatentTransformer(nn.Module):
 
     def forward(self, z):
         """``z`` ``(batch, seq_len, n_latent)`` -> mean and log-variance ``(batch, pred_horizon, n_latent)``."""
-        tokens = self.embed(z) + self.position
+        increments = torch.diff(z, dim=1, prepend=z[:, :1])
+        if self.seq_len > 1:  # one rms increment per window: the unit of the steps
+            unit = increments[:, 1:].pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-6)
+        else:
+            unit = torch.ones_like(z[:, :1, :1])
+        tokens = self.embed(z) + self.embed_step(increments / unit) + self.position
         tokens = torch.cat([tokens, self.queries.expand(z.shape[0], -1, -1)], dim=1)
         out = self.norm(self.encoder(tokens)[:, self.seq_len:])
         step, logvar = self.head(out).chunk(2, dim=-1)
-        return z[:, -1:] + step, logvar.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+        logvar = logvar + 2 * torch.log(unit)
+        return z[:, -1:] + step * unit, logvar.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
 
 
 class LatentROMModule(nn.Module):
