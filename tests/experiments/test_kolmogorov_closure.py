@@ -85,7 +85,16 @@ def test_forecast_section_scores_both_resolved_models():
                          latent_hidden=16, latent_d_model=16, latent_epochs=3,
                          latent_window_stride=1, latent_shift_augmentation=False,
                          latent_reducer_modes=4, latent_symmetry_copies=1)
-    out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te)
+    res_val = _waves(1, seed=9).isel(trajectory=0)
+    out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te,
+                            res_val)
+    # the spread was scaled to the error on the validation trajectory: there, ratio ~ 1
+    from xdyn.experiments.kolmogorov_closure import _calibrate_spread
+
+    inflation = out["latent_rom"].spread_inflation
+    assert inflation > 0 and inflation != 1.0
+    again = _calibrate_spread(out["latent_rom"], res_val, setup, 4)
+    assert 0.6 < again / inflation < 1.6
     # the transformer: 2 blocks of 8 heads, behind a POD front end
     params = out["latent_rom"].get_params()
     assert (params["n_heads"], params["n_layers"]) == (8, 2)

@@ -125,6 +125,12 @@ def test_pod_front_end_generalises_better_than_raw_fields():
     assert _rel(forecast, truth) < _rel(raw.predict(context, n_steps=n_steps), truth)
     ens = rom.predict(context, n_steps=n_steps, n_samples=3)
     assert ens.u.sizes == {"member": 3, "trajectory": 4, "time": 4, "y": N, "x": N}
+    # spread_inflation scales the drawn deviations (set after fit: training ignores it)
+    wide = clone(rom).set_params(spread_inflation=2.0)
+    wide.__dict__.update({k: v for k, v in vars(rom).items() if k.endswith("_")})
+    ratio = float(wide.predict(context, n_steps=1, n_samples=8).u.std("member").mean()
+                  / rom.predict(context, n_steps=1, n_samples=8).u.std("member").mean())
+    assert 1.8 < ratio < 2.2
     b = pickle.loads(pickle.dumps(rom))
     xr.testing.assert_allclose(b.predict(context, n_steps=2), rom.predict(context, n_steps=2))
     assert clone(rom).get_params()["reducer"].get_params() == {**POD(4).get_params()}

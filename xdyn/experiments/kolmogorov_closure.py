@@ -113,6 +113,8 @@ class ClosureSetup:
     # trajectories under the shift-reflect symmetry (1: none; at most 2 * n_forcing)
     latent_reducer_modes: int = 48
     latent_symmetry_copies: int = 8
+    # scale the rollouts' spread to their error on the validation trajectory
+    latent_calibrate_spread: bool = True
 
     @classmethod
     def full(cls):
@@ -135,7 +137,9 @@ def _split_scales(data, setup):
     lengths = (2 * np.pi, 2 * np.pi)
     filt = LowPassFilter("energy90", lengths=lengths).fit(data["train"][VARS])
     out = {}
-    for name in ("train", "test"):
+    for name in ("train", "val", "test"):
+        if name not in data:
+            continue
         full = data[name][VARS]
         resolved = filt.transform(full)
         out[name] = (full, resolved, full - resolved)
@@ -245,13 +249,32 @@ def _targets(ds, starts, n_leads):
     return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
 
 
-def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te):
+def _calibrate_spread(rom, res_val, setup, n_leads):
+    """``spread_inflation`` that makes the ROM's ensemble spread match its error on ``res_val``.
+
+    One step of the ratio RMSE / spread (finite-member corrected) of
+    ``n_members`` rollouts from ``n_starts`` starts of the validation
+    trajectory, never of the test one.
+    """
+    n_val = res_val.sizes["time"]
+    starts = np.linspace(max(2, setup.latent_seq_len - 1), n_val - n_leads - 1,
+                         setup.n_starts).astype(int)
+    truth = _targets(res_val, starts, n_leads)
+    ens = rom.predict(_windows(res_val, starts, setup.latent_seq_len), n_steps=n_leads,
+                      n_samples=setup.n_members).assign_coords(time=truth.time)
+    ratio = float(spread_skill_ratio(_full_field(ens), _full_field(truth)))
+    return rom.spread_inflation / ratio if ratio > 0 else rom.spread_inflation
+
+
+def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val=None):
     """Resolved forecasts (persistence, POD+linear, LatentTransformerROM) and closed ensembles.
 
     ``fitted`` maps closure names to fitted closures; ``res_tr`` is the
     resolved training set, ``res_te`` / ``full_te`` one resolved / full test
-    trajectory. Returns a dict of the forecasts, their verifying fields and
-    their scores (see :func:`kolmogorov_closure_experiment`).
+    trajectory; with ``res_val`` (a resolved validation trajectory) the latent
+    ROM's ensemble spread is calibrated on it (:func:`_calibrate_spread`).
+    Returns a dict of the forecasts, their verifying fields and their scores
+    (see :func:`kolmogorov_closure_experiment`).
     """
     from xdyn.closure import ClosedModel
     from xdyn.rom import PODLinearDynamics
@@ -263,6 +286,9 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te):
         _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr)))
     latent_fit_time = time.perf_counter() - t0
     n_leads = min(setup.n_leads, n_test // 4)
+    if res_val is not None and setup.latent_calibrate_spread:
+        latent_rom.set_params(spread_inflation=_calibrate_spread(latent_rom, res_val, setup,
+                                                                 n_leads))
     # the latent ROM reads seq_len snapshots: every model starts where it can
     first = max(2, setup.latent_seq_len - 1)
     starts = np.linspace(first, n_test - n_leads - 1, setup.n_starts).astype(int)
@@ -386,7 +412,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                                       "units": "s"})
 
     # --- forecasts ------------------------------------------------------------
-    fc = _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te)
+    res_val = parts["val"][1].isel(trajectory=0) if "val" in parts else None
+    fc = _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val)
     rom_fc, latent_fc, latent_rom = fc["rom_fc"], fc["latent_fc"], fc["latent_rom"]
     forecasts, truth_f, truth_res = fc["forecasts"], fc["truth_f"], fc["truth_res"]
     lead_err, forecast_scores = fc["lead_error"], fc["forecast_scores"]

@@ -86,6 +86,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         ``inverse_transform``. A POD with enough modes to be exact on the
         data (a filtered field has few degrees of freedom) gives the VAE a
         small input it can learn from few snapshots.
+    spread_inflation : float, default=1.0
+        Factor on the predicted standard deviations when ``predict`` draws
+        stochastic rollouts (training does not use it, so it can be set after
+        ``fit``, e.g. to the ratio of error to spread on validation data).
     max_epochs : int, default=50
     lr : float, default=1e-3
     batch_size : int, default=32
@@ -167,6 +171,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
         "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
+        "spread_inflation": [Interval(Real, 0, None, closed="left")],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
     }
@@ -174,7 +179,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
-                 reducer=None, max_epochs=50, lr=1e-3, batch_size=32,
+                 reducer=None, spread_inflation=1.0, max_epochs=50, lr=1e-3, batch_size=32,
                  sample_dim="time", trajectory_dim="trajectory", device="auto",
                  dtype="float32", random_state=None, progress=False):
         self.n_latent = n_latent
@@ -191,6 +196,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.window_stride = window_stride
         self.shift_augmentation = shift_augmentation
         self.reducer = reducer
+        self.spread_inflation = spread_inflation
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -374,7 +380,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                 mean, logvar = module.dynamics(window)
                 if stochastic:
                     # one normal vector per member and chunk: coherent paths, exact marginals
-                    eps = rng.standard_normal((window.shape[0], 1, self.n_latent))
+                    eps = self.spread_inflation * rng.standard_normal(
+                        (window.shape[0], 1, self.n_latent))
                     mean = mean + torch.exp(0.5 * logvar) * torch.as_tensor(eps, device=device,
                                                                             dtype=dtype)
                 steps.append(mean)
