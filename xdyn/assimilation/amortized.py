@@ -124,6 +124,13 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     collapse the ensemble (spread 0): a deterministic learned filter; with
     one site in four observed it kept a spread close to its error.
 
+    Test-time cost per cycle against LETKF-10 (same observations, one thread,
+    predict time / cycles, medians; loaded 2-core machine): Lorenz-96 with 40
+    sites 0.9-1.05x at hidden 16, KS with 128 points 0.72-0.83x; at the
+    original's hidden 64 the update is compute-bound (about 36e6
+    multiply-adds per cycle on 40 sites) and costs 2.2-2.3x LETKF-10's cycle
+    (KS: 1.7-1.9x).
+
     Examples
     --------
     >>> from xdyn.observe import observe
