@@ -1,5 +1,7 @@
 """The lorenz96-amortized experiment: protocol, results, summary rows, figures."""
 
+import json
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -84,6 +86,7 @@ def test_tiny_run_results_summary_and_figures():
     assert np.isfinite(res.curve_valid_rmse.values).all()
     assert float(res.reference_letkf10_rmse.sel(case="full")) == 0.285
     assert "config_json" in res.attrs
+    assert set(json.loads(res.attrs["amortized_clamped_cycles"])) == {"full", "every4th"}
     metrics = {r["metric"] for r in result.summary}
     assert {"analysis rmse", "cost per cycle", "test cost ratio vs LETKF-10"} <= metrics
     assert "learning curve" in result.table

@@ -364,7 +364,7 @@ def _amortized(setup, obs, truth, burn_test, seed, device, progress):
     _quiet(est.fit, obs["train"], validation=(curve, curve_truth))
     an = _quiet(est.predict, obs["test"])
     return est, {**_scores(an, truth["test"], burn_test, setup.lost_from_truth),
-                 "train_s": est.train_time_s_,
+                 "train_s": est.train_time_s_, "clamped": an.attrs["clamped_cycles"],
                  "analysis": an}
 
 
@@ -447,6 +447,9 @@ def _results(setup, rows, curves, seed, nets):
     res.attrs["config_json"] = config_json(seed=seed, **dataclasses.asdict(setup))
     res.attrs["tuned_params"] = config_json(**{f"{c}/{m}": str(rows[c][m].get("params", ""))
                                                for c in cases for m in methods})
+    # test cycles where the amortized forecast or analysis met the training clamp (0 if healthy)
+    res.attrs["amortized_clamped_cycles"] = config_json(
+        **{c: int(rows[c]["amortized"]["clamped"]) for c in cases})
     res.attrs["amortized_parameters"] = sum(
         p.numel() for p in next(iter(nets.values())).net_.module_.parameters())
     return res
