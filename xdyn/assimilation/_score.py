@@ -80,25 +80,35 @@ def _likelihood_score(x, y, h, noise_std):
 
 
 def _likelihood_curvature(x0, h, noise_std):
-    """Right singular vectors and squared singular values of ``R^-1/2 dh/dx`` at the members' mean.
+    """The stiff part of the damped likelihood score, ``G^T G`` with ``G = R^-1/2 dh/dx``.
 
-    The damped likelihood score's Jacobian is ``-(1 - t) G^T G`` with ``G =
-    R^-1/2 dh/dx``: the stiff part of the reverse SDE when the noise is small.
-    Its rows are computed by one backward pass per observation (all leading
-    batch entries at once, since each depends on its own state only), once per
-    analysis. Returns ``Vh`` of shape ``(..., r, n)`` and ``s2`` ``(..., r)``
-    with ``G^T G = Vh^T diag(s2) Vh``, ``r = min(p, n)``.
+    The damped likelihood score's Jacobian is ``-(1 - t) G^T G``: stiff when
+    the noise is small. ``dh/dx`` is taken at the members' mean, by one
+    vectorised backward pass per observation (all leading batch entries at
+    once, since each depends on its own state only), once per analysis.
+    Returns ``(support, Vh, s2)``: the state entries any observation reads
+    (all of a dense operator's; ``p`` of ``n`` for point observations), and
+    the right singular vectors ``Vh`` ``(..., r, len(support))`` and squared
+    singular values ``s2`` ``(..., r)`` of ``G`` restricted to them, so that
+    ``G^T G = Vh^T diag(s2) Vh`` there and 0 elsewhere.
     """
     with torch.enable_grad():
         m = x0.detach().mean(-2, keepdim=True).requires_grad_(True)      # (..., 1, n)
         hm = h(m)                                                       # (..., 1, p)
-        rows = [torch.autograd.grad(hm[..., 0, k].sum(), m, retain_graph=True)[0][..., 0, :]
-                for k in range(hm.shape[-1])]
-    J = torch.stack(rows, -2)                                           # (..., p, n)
+        p = hm.shape[-1]
+        eye = torch.eye(p, dtype=hm.dtype, device=hm.device)
+        basis = eye.reshape((p,) + (1,) * (hm.dim() - 1) + (p,)).expand((p,) + hm.shape)
+        try:
+            (J,) = torch.autograd.grad(hm, m, grad_outputs=basis, is_grads_batched=True)
+            J = J[..., 0, :].movedim(0, -2)                             # (..., p, n)
+        except RuntimeError:  # an operator vmap cannot batch: one pass per observation
+            J = torch.stack([torch.autograd.grad(hm[..., 0, k].sum(), m, retain_graph=True)[0]
+                             [..., 0, :] for k in range(p)], -2)
     w = torch.where(torch.isfinite(noise_std), 1.0 / noise_std, 0.0)
     G = J * w.expand(J.shape[:-1]).unsqueeze(-1)
-    _, sv, Vh = torch.linalg.svd(G, full_matrices=False)
-    return Vh, sv * sv
+    support = torch.nonzero((G != 0).reshape(-1, G.shape[-1]).any(0)).squeeze(-1)
+    _, sv, Vh = torch.linalg.svd(G[..., support], full_matrices=False)
+    return support, Vh, sv * sv
 
 
 def _ensemble_svd(x0):
@@ -283,7 +293,7 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     if score == "gaussian":
         score = _gaussian_prior_score(svd)
     if integrator == "semi-implicit":
-        Vh, s2 = _likelihood_curvature(x0, h, noise_std)
+        support, Vh, s2 = _likelihood_curvature(x0, h, noise_std)
     for _ in range(K):
         alpha, sigma2, f, g2 = _schedule(t, float(eps))
         s = _prior_score(x, x0, alpha, sigma2, score)
@@ -293,9 +303,12 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
             s = s + guide(x, alpha, sigma2)
         dx = -dt * (f * x - g2 * s) + math.sqrt(dt * g2) * normal(x.shape)
         if integrator == "semi-implicit":
-            # (I + c Vh^T diag(s2) Vh)^-1 dx = dx - Vh^T diag(c s2 / (1 + c s2)) Vh dx
+            # (I + c Vh^T diag(s2) Vh)^-1 dx = dx - Vh^T diag(c s2 / (1 + c s2)) Vh dx,
+            # on the observed entries only (elsewhere G^T G is 0)
             c = dt * g2 * (1.0 - t)
-            dx = dx - ((dx @ Vh.transpose(-1, -2)) * (c * s2 / (1.0 + c * s2)).unsqueeze(-2)) @ Vh
+            d = dx[..., support]
+            d = d - ((d @ Vh.transpose(-1, -2)) * (c * s2 / (1.0 + c * s2)).unsqueeze(-2)) @ Vh
+            dx = dx.index_copy(-1, support, d)
         x = x + dx
         t -= dt
     return x.detach()
