@@ -1,5 +1,5 @@
 """Figures of ``lorenz96-amortized`` (and ``ks-amortized``): Hovmöller panels, RMSE through time, rank histograms,
-learning curves."""
+learning curves; and the printed table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 
 from xdyn.metrics import state_rmse
 
-__all__ = ["amortized_figures", "rank_histogram"]
+__all__ = ["amortized_figures", "rank_histogram", "format_table"]
 
 
 def rank_histogram(ensemble, truth, member_dim="member"):
@@ -109,3 +109,23 @@ def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
     axes[1].set_title(f"dotted: LETKF-10 reference ({refs})", fontsize=8)
     figs["learning_curve"] = fig
     return figs
+
+
+def format_table(res) -> str:
+    """The printed table: one block per case, one row per method."""
+    lines = []
+    for case in res["case"].values:
+        c = res.sel(case=case)
+        lines.append(f"case {case}: reference LETKF-10 {float(c.reference_letkf10_rmse):.3f}; "
+                     f"amortized/LETKF-10 cost ratio {float(c.cost_ratio_vs_letkf):.2f}")
+        lines.append(f"  {'method':<11}{'RMSE':>8}{'spread':>8}{'lost':>7}{'ms/cycle':>10}"
+                     f"{'train/tune s':>14}")
+        for m in res["method"].values:
+            r = c.sel({"method": m})
+            lines.append(f"  {str(m):<11}{float(r.analysis_rmse):>8.3f}{float(r.spread):>8.3f}"
+                         f"{float(r.lost_share):>7.2f}{float(r.cost_per_cycle):>10.2f}"
+                         f"{float(r.train_time):>14.1f}")
+        curve = c.curve_valid_rmse.values
+        lines.append("  learning curve (validation RMSE per epoch): "
+                     + " ".join(f"{v:.3f}" for v in curve if np.isfinite(v)))
+    return "\n".join(lines)
