@@ -69,9 +69,10 @@ def test_quick_run_is_faster_per_step(quick_result):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="missed at the quick size (measured 2026-12-02): LD-EnSF 0.054 vs the "
-                   "free latent forecast 0.042 field relative RMSE; the LDNet surrogate error "
-                   "(0.044) dominates and Re barely matters over 30 steps of 0.04",
+@pytest.mark.xfail(reason="missed at the quick size (measured 2026-12-02, semi-implicit "
+                   "sampler): LD-EnSF 0.044 vs the free latent forecast 0.042 field relative "
+                   "RMSE; the LDNet surrogate error (0.044) dominates and Re barely matters "
+                   "over 30 steps of 0.04",
                    strict=False)
 def test_quick_run_ldensf_beats_the_free_latent_forecast(quick_result):
     late = quick_result.isel(time=slice(len(quick_result.time) // 2, None)).mean("time")
