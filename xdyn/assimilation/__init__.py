@@ -2,6 +2,7 @@
 
 from xdyn.assimilation._cycle import (CycleCallback, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder)
+from xdyn.assimilation._amortized_cycle import ClampWarning
 from xdyn.assimilation.amortized import AmortizedAssimilator
 from xdyn.assimilation.base import ASSIMILATORS, BaseAssimilator, analysis_rmse
 from xdyn.assimilation.enkf import EnKF
@@ -18,7 +19,7 @@ from xdyn.assimilation.var3d import Var3D
 from xdyn.assimilation.var4d import Var4D
 
 __all__ = ["CycleCallback", "DivergenceMonitor", "LostTrackMonitor", "ProgressBar", "Recorder",
-           "AmortizedAssimilator", "BaseAssimilator", "LostTrackWarning", "EnKF", "EnKFN", "EnSF", "ExtendedKalmanFilter", "LDEnSF", "LETKF", "ObservationEncoder", "NeuralVar3D", "OptimalInterpolation",
+           "AmortizedAssimilator", "BaseAssimilator", "ClampWarning", "LostTrackWarning", "EnKF", "EnKFN", "EnSF", "ExtendedKalmanFilter", "LDEnSF", "LETKF", "ObservationEncoder", "NeuralVar3D", "OptimalInterpolation",
            "ParticleFilter", "Var3D", "Var4D", "analysis_rmse", "METHODS", "make_assimilator",
            "registered_assimilators"]
 
