@@ -310,9 +310,9 @@ def _run(setup, seed, device, progress):
         p_err[3, j] = np.abs(case.prior_mean[p] - true[j]).mean() / np.abs(true[j]).mean()
     res = results_dataset(test, rel, by_var, lat_err, p_err, p_spread, true, est, spread,
                           np.array([walls[m] for m in METHODS]), params, fields)
-    res["ldnet_test_rel_rmse"] = ((), _surrogate_rel_rmse(ldnet, test), {
+    res["ldnet_test_rel_rmse"] = ((), ldnet.relative_rmse(test), {
         "long_name": "LDNet surrogate relative RMSE (test, true parameters)", "units": "1"})
-    res["ldnet_train_rel_rmse"] = ((), _surrogate_rel_rmse(ldnet, train), {
+    res["ldnet_train_rel_rmse"] = ((), ldnet.relative_rmse(train), {
         "long_name": "LDNet surrogate relative RMSE (training)", "units": "1"})
     res["fit_wall_time"] = ((), t_fit, {"long_name": "LDNet + encoder training time",
                                         "units": "s"})
@@ -326,23 +326,6 @@ def _run(setup, seed, device, progress):
 
     figures = ldensf_figures(res, test, obs_test, analyses, display=case.display)
     return ExperimentResult(res, figures, table(res), summary(res))
-
-
-def _surrogate_rel_rmse(ldnet, data, chunk=4):
-    """``ldnet.relative_rmse(data)`` a few trajectories at a time.
-
-    The decoder's activations for every point of every state at once grow as
-    trajectories x steps x grid x width: GBs already for the quick training set.
-    """
-    num = den = 0.0
-    for start in range(0, data.sizes["trajectory"], chunk):
-        part = data.isel(trajectory=slice(start, start + chunk))
-        pred = ldnet.predict(part)
-        for v in ldnet.variables_:
-            truth = part[v].values
-            num += float(((pred[v].transpose(*part[v].dims).values - truth) ** 2).sum())
-            den += float((truth**2).sum())
-    return float(np.sqrt(num / den))
 
 
 def _dynamics_time(system, start, setup, n_traj):
