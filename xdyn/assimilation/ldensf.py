@@ -292,6 +292,8 @@ class LDEnSF(BaseEstimator):
                 if return_members:
                     members.append(f.cpu().numpy())
         mean, spread = np.stack(mean, 1), np.stack(spread, 1)              # (n, T, G, F)
+        if return_members:
+            members = np.stack(members, 1)                                  # (n, T, M, G, F)
         zn = z.cpu().numpy()
         grid_shape = tuple(len(ld.grid_[d]) for d in ld.spatial_dims_)
         lead = (sd, "time")
@@ -306,7 +308,7 @@ class LDEnSF(BaseEstimator):
                                   spread[..., i].reshape(mean.shape[:2] + grid_shape),
                                   {"long_name": f"LD-EnSF ensemble spread of {v}", "units": "1"})
             if return_members:
-                f = np.stack(members, 1)[..., i]                            # (n, T, M, G)
+                f = members[..., i]                                         # (n, T, M, G)
                 out[f"{v}_members"] = (lead + ("member",) + ld.spatial_dims_,
                                        f.reshape(f.shape[:3] + grid_shape),
                                        {"long_name": f"LD-EnSF members of {v}", "units": "1"})
