@@ -431,11 +431,10 @@ class LostTrackMonitor(CycleCallback):
         else:
             self.active = (bool(torch.isfinite(self.clim_obs).all())
                            and float(self.state_var) > 0 and float(self.clim_obs.min()) > 0)
-        self.misfit = [None] * n   # background misfit ratio per time
-        self.spread = [None] * n   # analysis spread ratio per time (no forecast background)
         self.ratio = [None] * n    # trailing decision statistic per time
-        # the judged series again as one float64 array, so that each cycle's trailing
-        # median is one partition, not a stack of up to `window` tensors (0.2 ms a cycle)
+        # the judged ratio per time (background misfit, or analysis spread without a
+        # forecast background) in one float64 array, so that each cycle's trailing median
+        # is one partition, not a stack of up to `window` tensors (0.2 ms a cycle)
         self._series = np.zeros((n,) + tuple(ctx.batch_shape))
         self._present = np.zeros(n, dtype=bool)
         self.lost = np.zeros((n,) + ctx.batch_shape, dtype=bool)
@@ -451,8 +450,7 @@ class LostTrackMonitor(CycleCallback):
             if bool(m.any()):
                 d = (ctx.y[k] - ctx.h(mean))[..., m]
                 excess = (d**2).mean(-1) - self.obs_var[m].mean()
-                self.misfit[k] = (excess / self.clim_obs[m].mean()).cpu()
-                self._record(k, self.misfit[k])
+                self._record(k, excess / self.clim_obs[m].mean())
 
     def on_analysis(self, estimator, step):
         if not self.active:
@@ -460,12 +458,11 @@ class LostTrackMonitor(CycleCallback):
         if not self.uses_background:
             for k, (_, _, std) in zip(step.ks, step.summaries()):
                 if std is not None:
-                    self.spread[k] = ((std**2).mean(-1) / self.state_var).cpu()
-                    self._record(k, self.spread[k])
+                    self._record(k, (std**2).mean(-1) / self.state_var)
         self._judge(step.ctx, step.ks[-1], final=False)
 
     def _record(self, k, value):
-        self._series[k] = value.double().numpy()
+        self._series[k] = value.double().cpu().numpy()
         self._present[k] = True
 
     def _judge(self, ctx, k, final):
