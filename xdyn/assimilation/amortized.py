@@ -17,8 +17,9 @@ ensemble.
 Training follows the original: AdamW, learning rate warmed up x1.02 per
 epoch for ``warmup_epochs`` and halved every ``halve_every`` epochs
 (:class:`xdyn.nn.LRScheduler`), forecasts and analyses clamped to
-``[-clamp, clamp]`` in training; unlike the original, :meth:`predict` applies
-the same clamp (the cycle the network was trained in) and reports where it acted. Unlike the original, whose training
+``[-clamp, clamp]`` in training. Two departures from the original:
+:meth:`predict` applies the same clamp (the cycle the network was trained
+in) and reports where it acted; and where the original's training
 sequences start from the truth plus noise, the initial ensemble uses no
 truth: observed sites start from the first observation plus noise of its
 error std, the others from independent climatological states (the same

@@ -37,8 +37,9 @@ shift-reflect map ``S: [u, v](x, y) -> [-u, v](-x, y + pi / n_f)`` (order
 ``2 n_f``; Chandler & Kerswell 2013, J. Fluid Mech. 722) and, inside the
 ROM, every shift along x (``shift_augmentation``); the spread of its
 stochastic rollouts is scaled so that their +-1 std interval covers 68.3%
-of the validation trajectory (``spread_inflation``, :func:`_calibrate_spread`). Measured on the quick data (held-out test
-trajectory, 12 starts, single-thread probes): the VAE's reconstruction
+of the validation trajectory (``spread_inflation``, :func:`_calibrate_spread`).
+Measured on the quick data (held-out test trajectory, 12 starts,
+single-thread probes): the VAE's reconstruction
 rel-L2 was 0.3-0.5 on the raw fields (0.04-0.15 on the training ones); with
 the POD front end and x shifts only 0.20 (beta 5e-4) or 0.14 (beta 1e-6);
 with the 8 symmetry images 0.03 after 3400 optimizer steps and 0.01 after
@@ -118,7 +119,7 @@ class ClosureSetup:
     # trajectories under the shift-reflect symmetry (1: none; at most 2 * n_forcing)
     latent_reducer_modes: int = 48
     latent_symmetry_copies: int = 8
-    # scale the rollouts' spread to their error on the validation trajectory
+    # scale the rollouts' spread to a 68.3% +-1 std coverage of the validation trajectory
     latent_calibrate_spread: bool = True
 
     @classmethod
@@ -254,6 +255,15 @@ def _targets(ds, starts, n_leads):
     return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
 
 
+def _starts(setup, n_time, n_leads):
+    """``n_starts`` forecast starts on a trajectory of ``n_time`` snapshots.
+
+    The latent ROM reads ``seq_len`` snapshots: every model starts where it can.
+    """
+    first = max(2, setup.latent_seq_len - 1)
+    return np.linspace(first, n_time - n_leads - 1, setup.n_starts).astype(int)
+
+
 def _calibrate_spread(rom, res_val, setup, n_leads):
     """``spread_inflation`` that makes the ROM's +-1 std interval cover 68.3% on ``res_val``.
 
@@ -264,9 +274,7 @@ def _calibrate_spread(rom, res_val, setup, n_leads):
     errors are heavier-tailed than a Gaussian (measured on the quick data:
     spread-skill 0.98 gave a coverage of 0.737).
     """
-    n_val = res_val.sizes["time"]
-    starts = np.linspace(max(2, setup.latent_seq_len - 1), n_val - n_leads - 1,
-                         setup.n_starts).astype(int)
+    starts = _starts(setup, res_val.sizes["time"], n_leads)
     truth = _full_field(_targets(res_val, starts, n_leads))
     ens = _full_field(rom.predict(_windows(res_val, starts, setup.latent_seq_len),
                                   n_steps=n_leads, n_samples=setup.n_members)
@@ -300,9 +308,7 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     if res_val is not None and setup.latent_calibrate_spread:
         latent_rom.set_params(spread_inflation=_calibrate_spread(latent_rom, res_val, setup,
                                                                  n_leads))
-    # the latent ROM reads seq_len snapshots: every model starts where it can
-    first = max(2, setup.latent_seq_len - 1)
-    starts = np.linspace(first, n_test - n_leads - 1, setup.n_starts).astype(int)
+    starts = _starts(setup, n_test, n_leads)
     ctx = _windows(res_te, starts, 2)
     latent_ctx = _windows(res_te, starts, setup.latent_seq_len)
     truth_res = _targets(res_te, starts, n_leads)
