@@ -90,6 +90,16 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Factor on the predicted standard deviations when ``predict`` draws
         stochastic rollouts (training does not use it, so it can be set after
         ``fit``, e.g. to the ratio of error to spread on validation data).
+    anchored : bool, default=False
+        Anchor each forecast on the last context snapshot ``x_t``:
+        ``x_{t+k} = x_t + D(z_{t+k}) - D(z_t)`` instead of ``D(z_{t+k})``,
+        where ``D`` decodes and ``z_t`` encodes ``x_t``. The decoder's error
+        ``x - D(E(x))`` then floors no lead: it changes slowly along a
+        trajectory, so at short leads the one at the start cancels the one of
+        the forecast, and the rollout starts exactly where persistence does
+        instead of one reconstruction error away. Predict only (training
+        does not use it); every member is moved by the same field, so the
+        ensemble's spread is unchanged.
     max_epochs : int, default=50
     lr : float, default=1e-3
     batch_size : int, default=32
@@ -172,6 +182,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "shift_augmentation": ["boolean"],
         "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
         "spread_inflation": [Interval(Real, 0, None, closed="left")],
+        "anchored": ["boolean"],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
     }
@@ -179,7 +190,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
-                 reducer=None, spread_inflation=1.0, max_epochs=50, lr=1e-3, batch_size=32,
+                 reducer=None, spread_inflation=1.0, anchored=False, max_epochs=50, lr=1e-3,
+                 batch_size=32,
                  sample_dim="time", trajectory_dim="trajectory", device="auto",
                  dtype="float32", random_state=None, progress=False):
         self.n_latent = n_latent
@@ -197,6 +209,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.shift_augmentation = shift_augmentation
         self.reducer = reducer
         self.spread_inflation = spread_inflation
+        self.anchored = anchored
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -307,6 +320,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         rng = check_random_state(self.random_state)
         z = self._rollout(context, n_steps, members, stochastic=n_samples is not None, rng=rng)
         fields = np.stack([self._decode(zm) for zm in z])  # (member, traj, time, feature)
+        if self.anchored:  # + x_t - D(z_t): the decoder's error at the start, per trajectory
+            fields += (values[:, -1] - self._decode(context[:, -1]))[None, :, None]
         if n_samples is None:
             fields = fields[0]
         if layout.kind == "array":
