@@ -18,6 +18,7 @@ Examples
 
 from xdyn.datasets import generated as _generated
 from xdyn.datasets import kolmogorov_closure as _kolmogorov_closure
+from xdyn.datasets import kolmogorov_lyapunov as _kolmogorov_lyapunov
 from xdyn.datasets.catalog import fetch, list_datasets, load, register_generated
 from xdyn.datasets.generated import generated_path
 from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
@@ -34,6 +35,7 @@ _generated._register_builtins()
 from xdyn.datasets import ldensf_data as _ldensf_data  # noqa: E402,F401  (registers its sets)
 from xdyn.datasets import trajectories as _trajectories  # noqa: E402
 _kolmogorov_closure._register()
+_kolmogorov_lyapunov._register()
 _trajectories._register()
 
 __all__ = [
