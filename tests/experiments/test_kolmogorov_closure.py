@@ -6,7 +6,7 @@ import xarray as xr
 
 from xdyn.closure import ClosedModel, GPClosure
 from xdyn.experiments import get_experiment
-from xdyn.experiments.kolmogorov_closure import ClosureSetup, _targets, _windows
+from xdyn.experiments.kolmogorov_closure import ClosureSetup, _starts, _targets, _windows
 
 
 def _toy(n=30):
@@ -84,10 +84,12 @@ def test_forecast_section_scores_both_resolved_models():
                          latent_n_latent=4, latent_seq_len=4, latent_pred_horizon=2,
                          latent_hidden=16, latent_d_model=16, latent_epochs=3,
                          latent_window_stride=1, latent_shift_augmentation=False,
-                         latent_reducer_modes=4, latent_symmetry_copies=1)
+                         latent_reducer_modes=4, latent_symmetry_copies=1,
+                         lyapunov_horizon=1.5)
     res_val = _waves(1, seed=9).isel(trajectory=0)
+    # a Lyapunov time of 2.4 (8 snapshots 0.3 apart): 1.5 of them are 12 leads
     out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te,
-                            res_val)
+                            res_val, lyapunov_time=2.4)
     # the spread was scaled to the error on the validation trajectory: there, ratio ~ 1
     from xdyn.experiments.kolmogorov_closure import _calibrate_spread
 
@@ -115,6 +117,25 @@ def test_forecast_section_scores_both_resolved_models():
     closed = out["latent_forecast_scores"]
     assert closed.dims == ("closure", "metric_fc", "lead") and np.isfinite(closed).all()
     assert out["forecast_scores"].sizes == closed.sizes
+    # the mean forecasts out to 1.5 Lyapunov times, leads also counted in Lyapunov times
+    horizon = out["horizon_error"]
+    assert horizon.sizes == {"horizon_model": 3, "horizon_lead": 12}
+    np.testing.assert_allclose(horizon.horizon_lead_lyapunov, 0.3 * np.arange(1, 13) / 2.4)
+    np.testing.assert_allclose(err.lead_lyapunov, 0.3 * np.arange(1, 5) / 2.4)
+    starts = _starts(setup, 40, 12)  # room for 12 leads after each start
+    assert starts[-1] + 12 < 40
+    persistence_long = relative_l2(
+        _full_field(_windows(res_te, starts, 1).isel(time=[0] * 12).assign_coords(
+            time=0.3 * np.arange(1, 13))), _full_field(_targets(res_te, starts, 12)),
+        dim=("variable", "trajectory", "y", "x"))
+    np.testing.assert_allclose(horizon.sel(horizon_model="persistence (resolved)"),
+                               persistence_long)
+    latent, persist = (horizon.sel(horizon_model=m).values
+                       for m in (LATENT_MEAN, "persistence (resolved)"))
+    n_ahead = int(round(out["latent_ahead_lead"] / 0.3))
+    assert (latent[:n_ahead] < persist[:n_ahead]).all()
+    assert n_ahead == 12 or latent[n_ahead] >= persist[n_ahead]
+    assert out["latent_rom"].anchored  # the experiment's ROM starts from the true state
 
 
 def test_full_setup_uses_the_original_latent_rom():

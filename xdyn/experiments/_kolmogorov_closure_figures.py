@@ -21,6 +21,8 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
         (``member`` dim).
     truth_full, truth_resolved : xarray.Dataset
         Verifying full and filtered fields of the forecasts.
+        (``res.horizon_error`` gives the figure of the mean forecasts against
+        persistence out to the horizon, leads in Lyapunov times.)
     cutoff : float
         The filter's cutoff wavenumber.
 
@@ -91,6 +93,26 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
     axes[1].set_ylabel("CRPS (full field)")
     axes[1].legend(fontsize=7)
     figures["error_vs_lead"] = fig
+
+    # the mean forecasts out to the horizon, leads in Lyapunov times
+    he = res.horizon_error
+    lyap = "horizon_lead_lyapunov" in he.coords
+    x = he.horizon_lead_lyapunov if lyap else he.horizon_lead
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in he.horizon_model.values:
+        ax.plot(x, he.sel(horizon_model=m), label=str(m))
+    ahead = float(res.latent_ahead_lead)
+    scale = float(res.attrs["lyapunov_time"]) if lyap else 1.0
+    ax.axvline(ahead / scale, color="k", lw=0.8, ls="--",
+               label=f"latent ROM ahead of persistence up to {ahead:g}")
+    if lyap:
+        ax.axvline(1.0, color="k", lw=0.8, ls=":", label="one Lyapunov time")
+    ax.set_xlabel("lead (Lyapunov times)" if lyap else "lead time")
+    ax.set_ylabel("rel-L2 (resolved)")
+    ax.set_yscale("log")  # the first leads (a percent) and saturation (tens of percent)
+    ax.legend(fontsize=7)
+    ax.set_title("mean forecasts against persistence")
+    figures["error_vs_lyapunov_time"] = fig
     return figures
 
 
@@ -113,6 +135,16 @@ def closure_table(res, setup):
     lines.append("rel-L2 first lead / mean over leads (resolved; issue target <= 0.09): "
                  + "; ".join(f"{m}: {float(le.sel(model=m)[0]):.3f} / "
                              f"{float(le.sel(model=m).mean()):.3f}" for m in le.model.values))
+    if "horizon_error" in res:
+        ahead, t_lyap = float(res.latent_ahead_lead), res.attrs.get("lyapunov_time")
+        lam = res.get("lyapunov_exponent")
+        horizon = float(res.horizon_lead[-1])
+        lines.append(
+            f"LatentTransformerROM beats persistence up to lead {ahead:g}"
+            + (f" ({ahead / t_lyap:.2f} Lyapunov times; issue target >= 1; horizon "
+               f"{horizon:g} = {horizon / t_lyap:.2f}; Lyapunov time {t_lyap:.1f}, lambda_1 "
+               f"{float(lam):.3f} +- {lam.attrs['standard_error']:.3f})"
+               if t_lyap else f" (horizon {horizon:g})"))
     ls = res.latent_rom_scores
     lines.append(f"LatentTransformerROM ({setup.n_members} members, vs resolved truth, all leads; "
                  f"fit {float(res.latent_rom_fit_time):.0f} s): " + ", ".join(

@@ -53,7 +53,15 @@ attention blocks of 8 heads. ``latent_reducer_modes=0``,
 ``latent_symmetry_copies=1`` and ``latent_calibrate_spread=False`` give back
 the VAE on the raw fields.
 Forecasts start ``seq_len`` snapshots into the test trajectory, so both
-resolved models see the same starts.
+resolved models see the same starts. The latent ROM's forecasts are anchored
+on the last context snapshot (``anchored=True``: ``x_t + D(z_{t+k}) -
+D(z_t)``), so that its decoder's error does not floor the first leads, where
+persistence is hard to beat. Leads are also counted in Lyapunov times of the
+data's flow (:func:`xdyn.datasets.kolmogorov_lyapunov.load_kolmogorov_lyapunov`,
+computed once per configuration and cached), and the mean forecasts and
+persistence are scored out to ``lyapunov_horizon`` Lyapunov times from starts
+that leave room for it (``horizon_error``) to find the lead up to which the
+latent ROM beats persistence at every lead (``latent_ahead_lead``).
 """
 
 from __future__ import annotations
@@ -121,6 +129,11 @@ class ClosureSetup:
     latent_symmetry_copies: int = 8
     # scale the rollouts' spread to a 68.3% +-1 std coverage of the validation trajectory
     latent_calibrate_spread: bool = True
+    # forecasts anchored on the last context snapshot: the decoder's error floors no lead
+    latent_anchored: bool = True
+    # error against lead out to this many Lyapunov times of the data's flow (the issue's
+    # "ROM beats persistence up to one Lyapunov time"); scores stay on the first n_leads
+    lyapunov_horizon: float = 1.25
 
     @classmethod
     def full(cls):
@@ -180,6 +193,7 @@ def _make_latent_rom(setup, seed, device):
         d_model=setup.latent_d_model, n_heads=8, n_layers=2,
         window_stride=setup.latent_window_stride,
         shift_augmentation=setup.latent_shift_augmentation, reducer=reducer,
+        anchored=setup.latent_anchored,
         max_epochs=setup.latent_epochs, lr=setup.latent_lr,
         batch_size=setup.latent_batch_size, device=device, random_state=seed)
 
@@ -285,13 +299,57 @@ def _calibrate_spread(rom, res_val, setup, n_leads):
         rom.spread_inflation)
 
 
-def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val=None):
+def _horizon_leads(setup, n_time, dt, n_leads, lyapunov_time):
+    """Leads (``dt`` apart) out to ``setup.lyapunov_horizon`` Lyapunov times, at least ``n_leads``.
+
+    Capped where ``setup.n_starts`` distinct starts still fit on a trajectory
+    of ``n_time`` snapshots.
+
+    Examples
+    --------
+    >>> setup = ClosureSetup()  # 1.25 Lyapunov times, 12 starts, the first at 9
+    >>> _horizon_leads(setup, 400, 0.1, 20, 12.0), _horizon_leads(setup, 400, 0.1, 20, None)
+    (150, 20)
+    >>> _horizon_leads(setup, 100, 0.1, 20, 12.0)  # room for 12 starts: 100 - 9 - 12
+    79
+    """
+    if lyapunov_time is None or not np.isfinite(lyapunov_time):
+        return n_leads
+    wanted = int(np.ceil(setup.lyapunov_horizon * lyapunov_time / dt - 1e-9))
+    room = n_time - max(2, setup.latent_seq_len - 1) - setup.n_starts
+    return max(n_leads, min(wanted, room))
+
+
+def _lead_ahead(error, reference, leads):
+    """The largest lead ``L`` with ``error < reference`` at every lead up to ``L`` (0: none).
+
+    Examples
+    --------
+    >>> _lead_ahead([0.1, 0.2, 0.5, 0.2], [0.2, 0.3, 0.4, 0.5], [1, 2, 3, 4])
+    2.0
+    >>> _lead_ahead([0.3, 0.2], [0.2, 0.3], [1, 2]), _lead_ahead([0.1, 0.2], [0.2, 0.3], [1, 2])
+    (0.0, 2.0)
+    """
+    behind = np.flatnonzero(~(np.asarray(error) < np.asarray(reference)))
+    n = int(behind[0]) if len(behind) else len(leads)
+    return float(leads[n - 1]) if n else 0.0
+
+
+def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val=None,
+                      lyapunov_time=None):
     """Resolved forecasts (persistence, POD+linear, LatentTransformerROM) and closed ensembles.
 
     ``fitted`` maps closure names to fitted closures; ``res_tr`` is the
     resolved training set, ``res_te`` / ``full_te`` one resolved / full test
     trajectory; with ``res_val`` (a resolved validation trajectory) the latent
     ROM's ensemble spread is calibrated on it (:func:`_calibrate_spread`).
+    Scores run over the first ``n_leads`` leads; with ``lyapunov_time`` (of
+    the data's flow) the mean forecasts and persistence are also scored out
+    to ``setup.lyapunov_horizon`` Lyapunov times, from starts that leave room
+    for it (``horizon_error``), every lead gets its value in Lyapunov times
+    (coordinates ``lead_lyapunov``, ``horizon_lead_lyapunov``), and
+    ``latent_ahead_lead`` is the largest lead up to which the latent ROM's
+    mean forecast beats persistence at every lead (:func:`_lead_ahead`).
     Returns a dict of the forecasts, their verifying fields and their scores
     (see :func:`kolmogorov_closure_experiment`).
     """
@@ -351,12 +409,17 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     fc_metrics = list(next(iter(fc_scores.values())))
     lead = xr.DataArray(truth_res.time.values, dims="lead",
                         attrs={"long_name": "lead time", "units": "1"})
+    lyapunov_coords = {}
+    if lyapunov_time is not None:
+        lyapunov_coords["lead_lyapunov"] = ("lead", lead.values / lyapunov_time, {
+            "long_name": "lead time in Lyapunov times of the data's flow", "units": "1"})
 
     def closed_scores(scores, resolved_name):
         return xr.DataArray(
             np.array([[scores[c][m].values for m in fc_metrics] for c in fitted]),
             dims=("closure", "metric_fc", "lead"),
-            coords={"closure": list(fitted), "metric_fc": fc_metrics, "lead": lead},
+            coords={"closure": list(fitted), "metric_fc": fc_metrics, "lead": lead,
+                    **lyapunov_coords},
             attrs={"long_name": f"closed-model ({resolved_name} + closure) ensemble scores "
                                 "against the full field", "units": "1"})
 
@@ -367,19 +430,54 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
                   error(latent_ens.mean("member"))]),
         dims=("model", "lead"),
         coords={"model": ["POD+linear ROM (resolved)", "persistence (resolved)",
-                          "persistence (full)", LATENT_MEAN, LATENT_ENSEMBLE], "lead": lead},
+                          "persistence (full)", LATENT_MEAN, LATENT_ENSEMBLE], "lead": lead,
+                **lyapunov_coords},
         attrs={"long_name": "rel-L2 forecast error", "units": "1"})
+
+    # the mean forecasts out to the horizon, from starts that leave room for it (the
+    # scores keep theirs, spread over the whole trajectory)
+    n_horizon = _horizon_leads(setup, n_test, float(res_te.time[1] - res_te.time[0]), n_leads,
+                               lyapunov_time)
+    long_starts = _starts(setup, n_test, n_horizon)
+    long_ctx = _windows(res_te, long_starts, setup.latent_seq_len)
+    truth_long = _targets(res_te, long_starts, n_horizon)
+
+    def long_error(fc):
+        fc = fc.assign_coords(time=truth_long.time)
+        return relative_l2(_full_field(fc), _full_field(truth_long), dim=lead_dims).values
+
+    rom_long = rom.predict(long_ctx.isel(time=slice(-2, None)), n_steps=n_horizon)
+    latent_long = latent_rom.predict(long_ctx, n_steps=n_horizon)
+    persist_long = long_ctx.isel(time=[-1] * n_horizon)
+    horizon_lead = truth_long.time.values
+    horizon_coords = {"horizon_lead": ("horizon_lead", horizon_lead, {
+        "long_name": "lead time", "units": "1"})}
+    if lyapunov_time is not None:
+        horizon_coords["horizon_lead_lyapunov"] = ("horizon_lead", horizon_lead / lyapunov_time, {
+            "long_name": "lead time in Lyapunov times of the data's flow", "units": "1"})
+    horizon_err = xr.DataArray(
+        np.stack([long_error(rom_long), long_error(persist_long), long_error(latent_long)]),
+        dims=("horizon_model", "horizon_lead"),
+        coords={"horizon_model": ["POD+linear ROM (resolved)", "persistence (resolved)",
+                                  LATENT_MEAN], **horizon_coords},
+        attrs={"long_name": "rel-L2 error of the mean forecasts out to the horizon",
+               "units": "1"})
+    latent_ahead = _lead_ahead(horizon_err.sel(horizon_model=LATENT_MEAN),
+                               horizon_err.sel(horizon_model="persistence (resolved)"),
+                               horizon_lead)
 
     return {"rom_fc": rom_fc, "latent_fc": latent_fc, "latent_rom": latent_rom,
             "latent_fit_time": latent_fit_time, "forecasts": forecasts, "truth_f": truth_f,
             "truth_res": truth_res, "lead_error": lead_err, "forecast_scores": forecast_scores,
             "latent_forecast_scores": latent_forecast_scores,
-            "latent_rom_scores": latent_rom_scores}
+            "latent_rom_scores": latent_rom_scores, "horizon_error": horizon_err,
+            "latent_ahead_lead": latent_ahead, "lyapunov_time": lyapunov_time}
 
 
 def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     """Run the experiment for ``setup``; returns an :class:`ExperimentResult`."""
     from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
+    from xdyn.datasets.kolmogorov_lyapunov import load_kolmogorov_lyapunov
 
     clock = time.perf_counter()
     data = load_kolmogorov_closure(quick=setup.quick)
@@ -430,7 +528,10 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     # --- forecasts ------------------------------------------------------------
     res_val = parts["val"][1].isel(trajectory=0) if "val" in parts else None
-    fc = _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val)
+    # leads in Lyapunov times of the data's flow (computed once per configuration, cached)
+    lyapunov = load_kolmogorov_lyapunov(quick=setup.quick).lyapunov_exponent
+    fc = _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val,
+                           lyapunov_time=1.0 / float(lyapunov))
     rom_fc, latent_fc, latent_rom = fc["rom_fc"], fc["latent_fc"], fc["latent_rom"]
     forecasts, truth_f, truth_res = fc["forecasts"], fc["truth_f"], fc["truth_res"]
     lead_err, forecast_scores = fc["lead_error"], fc["forecast_scores"]
@@ -477,10 +578,18 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         "vorticity_pdf": vort_pdf, "latent_rom_scores": latent_rom_scores,
         "latent_forecast_scores": latent_forecast_scores,
         "latent_rom_fit_time": xr.DataArray(fc["latent_fit_time"], attrs={
-            "long_name": "LatentTransformerROM training wall time", "units": "s"})})
+            "long_name": "LatentTransformerROM training wall time", "units": "s"}),
+        "horizon_error": fc["horizon_error"],
+        "latent_ahead_lead": xr.DataArray(fc["latent_ahead_lead"], attrs={
+            "long_name": "largest lead up to which the LatentTransformerROM's mean forecast "
+                         "beats persistence (resolved rel-L2) at every lead", "units": "1"}),
+        "lyapunov_exponent": xr.DataArray(float(lyapunov), attrs={
+            "long_name": "leading Lyapunov exponent of the data's flow", "units": "1",
+            "standard_error": float(lyapunov.attrs["standard_error"])})})
     for name in ("closure", "metric", "metric_fc", "model", "field"):
         results[name].attrs["long_name"] = name.replace("_fc", " (forecast)")
     results["metric_rom"].attrs["long_name"] = "metric (latent ROM ensemble)"
+    results["horizon_model"].attrs["long_name"] = "model (mean forecasts to the horizon)"
     results["wavenumber"].attrs.update(long_name="wavenumber |k|", units="1")
     results["vorticity"].attrs.update(long_name="vorticity", units="s-1")
     results.attrs.update({
@@ -488,6 +597,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         "cutoff": float(filt.cutoff_),
         "resolved_model": "PODLinearDynamics, LatentTransformerROM",
         "latent_rom_json": config_json(**latent_rom.get_params()),
+        "lyapunov_time": fc["lyapunov_time"],
+        "lyapunov_exponent_standard_error": float(lyapunov.attrs["standard_error"]),
         "wall_time_s": time.perf_counter() - clock})
 
     summary = (summary_rows(closure_scores.sel(metric="rel-L2"), "full-field rel-L2",
@@ -526,6 +637,17 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                                 method="LatentTransformerROM", lower_is_better=better,
                                 units="m s-1" if metric == "CRPS" else "1",
                                 task="forecast (resolved)")
+    # the issue's "ROM beats persistence up to at least one Lyapunov time"
+    ahead = results["latent_ahead_lead"]
+    summary += (summary_rows(ahead, "beats persistence up to lead", method=LATENT_MEAN,
+                             lower_is_better=False, task="forecast")
+                + summary_rows(ahead / fc["lyapunov_time"],
+                               "beats persistence up to lead (Lyapunov times)",
+                               method=LATENT_MEAN, units="1", lower_is_better=False,
+                               task="forecast")
+                + summary_rows(xr.DataArray(fc["lyapunov_time"]), "Lyapunov time",
+                               method="KolmogorovFlow (data)", units="1",
+                               lower_is_better=None))
     from xdyn.experiments._kolmogorov_closure_figures import closure_figures, closure_table
 
     figures = closure_figures(results, fields, forecasts, truth_f, truth_res, filt.cutoff_)
