@@ -27,11 +27,12 @@ __all__ = ["LYAPUNOV_CONFIG", "kolmogorov_lyapunov", "load_kolmogorov_lyapunov"]
 NAME = "kolmogorov-closure-lyapunov"
 
 # The averaging run. Finite-time exponents of this flow wander on scales of tens of time
-# units (measured on the quick set's flow, 64^2, dt 0.01, 8 trajectories: over 10 time
-# units they spread from -0.02 to 0.13; over 100 units from 0.034 to 0.089, mean
-# 0.068 +- 0.006, and 0.081 over the second half alone). 6 trajectories of 40 units
-# (~1 min on one CPU thread at 64^2) give the exponent to about +-15%, once per
-# configuration: the result is cached.
+# units (quiet phases and bursts): on the quick set's flow (64^2, dt 0.01) they spread
+# from -0.02 to 0.13 between 8 trajectories over 10 time units. Independent runs agree
+# within their standard errors: 6 trajectories x 40 units 0.062 +- 0.012 (this
+# configuration, ~1 min on one idle CPU thread, 2.5 min loaded), 4 x 40 after a transient
+# of 150 units 0.056 +- 0.012 and 0.067 +- 0.011 (two seeds), 8 x 100 units 0.068 +-
+# 0.006: a Lyapunov time of about 15, known to ~20% here. The result is cached.
 LYAPUNOV_CONFIG = {
     "n_trajectories": 6,
     "n_steps": 4000,
