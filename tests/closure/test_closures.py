@@ -113,6 +113,38 @@ def test_residual_outside_basis_enters_the_spread(closure_data):
     assert np.mean(np.abs(Yt - mean) <= std_none) < 0.6
 
 
+def test_spread_scale_widens_the_spread_and_keeps_the_mean(closure_data):
+    X, Y, _, _ = closure_data(200, 0, True)
+    Xt, Yt, _, _ = closure_data(400, 1, True)
+    Xc, Yc, _, _ = closure_data(400, 2, True)
+    gp = GPClosure(2, 1, max_epochs=30, random_state=0).fit(X, Y)
+    wide = clone(gp).set_params(spread_scale=2.5).fit(X, Y)
+    mean, std = gp.predict(Xt, return_std=True)
+    mean_w, std_w = wide.predict(Xt, return_std=True)
+    np.testing.assert_allclose(mean_w, mean, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(std_w, 2.5 * std, rtol=1e-6)
+    # every draw (residual outside the one-mode basis included) moves 2.5x as far
+    draws, draws_w = (c.sample(Xt[:20], 4, random_state=3) for c in (gp, wide))
+    np.testing.assert_allclose(draws_w - mean[:20], 2.5 * (draws - mean[:20]), rtol=1e-5,
+                               atol=1e-6)
+    # split-conformal: a scale from one held-out set calibrates the +-1 std band on another
+    narrow = clone(gp).set_params(spread_scale=0.3).fit(X, Y)
+    m, s = narrow.predict(Xc, return_std=True)
+    assert np.mean(np.abs(Yt - narrow.predict(Xt)) <= narrow.predict(Xt, True)[1]) < 0.35
+    scale = np.quantile(np.abs(Yc - m) / s, 0.6827)
+    narrow.set_params(spread_scale=0.3 * scale)
+    m, s = narrow.predict(Xt, return_std=True)
+    assert 0.63 < np.mean(np.abs(Yt - m) <= s) < 0.73
+    vae = VAEClosure(2, 2, hidden=16, max_epochs=3, spread_scale=2.0, random_state=0).fit(X, Y)
+    center = vae.predict(Xt[:5])
+    draws = vae.sample(Xt[:5], 3, random_state=0)
+    unscaled = clone(vae).set_params(spread_scale=1.0).fit(X, Y).sample(Xt[:5], 3,
+                                                                     random_state=0)
+    assert np.abs(draws - center).mean() > 1.5 * np.abs(unscaled - center).mean()
+    with pytest.raises(ValueError, match="spread_scale"):
+        GPClosure(spread_scale=0).fit(X, Y)
+
+
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_clone_pickle_and_seed(closure_data, name):
     X, Y, _, _ = closure_data(120, 0, True)

@@ -16,11 +16,18 @@ those of the *full* unresolved field: its per-point variance on the training
 data adds to the predicted variance, and :meth:`sample` adds a residual drawn
 from a bank of ``n_residual_bank`` training residuals (spatially realistic,
 independent of ``X``) when ``residual="resample"``.
+
+``spread_scale`` multiplies the predictive spread (the standard deviation of
+:meth:`predict` and every sample's deviation from the conditional mean), so
+that a closure whose spread was found too narrow or too wide on held-out data
+can be recalibrated without refitting (a split-conformal scale: the 68.3%
+quantile of ``|y - mean| / std`` on a calibration set makes the +-1 std
+interval cover 68.3% there).
 """
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import xarray as xr
@@ -52,6 +59,12 @@ class BaseClosure(BaseEstimator):
         training residual to each sample ("resample"), or it is ignored.
     n_residual_bank : int, default=256
         Training residuals kept for ``residual="resample"``.
+    spread_scale : float, default=1.0
+        Factor on the predictive spread: the standard deviation of
+        :meth:`predict` and each sample's deviation from the conditional mean
+        (the residual outside the basis included). Set it from held-out data
+        to calibrate the closure (see the module docstring); 1 keeps the
+        learned law.
     sample_dim : str, default="time"
     trajectory_dim : str or None, default="trajectory"
         When labelled data have this dim, its entries are samples too (every
@@ -91,18 +104,20 @@ class BaseClosure(BaseEstimator):
         "n_output_modes": [Interval(Integral, 1, None, closed="left")],
         "residual": [StrOptions({"resample", "none"})],
         "n_residual_bank": [Interval(Integral, 1, None, closed="left")],
+        "spread_scale": [Interval(Real, 0, None, closed="neither")],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
         "random_state": ["random_state"],
     }
 
     def __init__(self, n_input_modes=16, n_output_modes=16, *, residual="resample",
-                 n_residual_bank=256, sample_dim="time", trajectory_dim="trajectory",
-                 random_state=None):
+                 n_residual_bank=256, spread_scale=1.0, sample_dim="time",
+                 trajectory_dim="trajectory", random_state=None):
         self.n_input_modes = n_input_modes
         self.n_output_modes = n_output_modes
         self.residual = residual
         self.n_residual_bank = n_residual_bank
+        self.spread_scale = spread_scale
         self.sample_dim = sample_dim
         self.trajectory_dim = trajectory_dim
         self.random_state = random_state
@@ -183,25 +198,14 @@ class BaseClosure(BaseEstimator):
         std : same kind, only when ``return_std``
         """
         Z, coord, labelled = self._reduce(X)
-        moments = self._predict_reduced(Z)
-        W = self.output_pca_.components_ * self.output_scale_[:, None]
-        if moments is None:
-            rng = check_random_state(self.random_state)
-            draws = self._sample_reduced(Z, self.n_moment_samples, rng)
-            mean_c = draws.mean(0)
-            var = np.zeros((Z.shape[0], W.shape[1]))
-            for d in draws:  # one draw at a time: memory n x n_features
-                var += ((d - mean_c) @ W) ** 2
-            var /= max(len(draws) - 1, 1)
-        else:
-            mean_c, cov = moments
-            var = np.einsum("nkl,kf,lf->nf", cov, W, W) if cov.ndim == 3 else cov @ W ** 2
-        mean = mean_c @ W + self.output_pca_.mean_
+        mean_c, var = self._moments(Z, need_var=return_std)
+        mean = mean_c @ self._weights() + self.output_pca_.mean_
         if not return_std:
             return self._out(mean, coord, labelled)
         if self.residual == "resample":
             var = var + self.residual_var_
-        return self._out(mean, coord, labelled), self._out(np.sqrt(var), coord, labelled)
+        std = self.spread_scale * np.sqrt(var)
+        return self._out(mean, coord, labelled), self._out(std, coord, labelled)
 
     def sample(self, X, n_samples=10, random_state=None):
         """Draws of the unresolved field given the resolved state: a ``member`` dim.
@@ -222,11 +226,16 @@ class BaseClosure(BaseEstimator):
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
         Z, coord, labelled = self._reduce(X)
         rng = check_random_state(self.random_state if random_state is None else random_state)
-        draws = self._sample_reduced(Z, int(n_samples), rng) * self.output_scale_
+        draws = self._sample_reduced(Z, int(n_samples), rng)
+        if self.spread_scale != 1:
+            # deviations from the conditional mean scaled, the mean kept
+            center = self._moments(Z, rng, need_var=False)[0]
+            draws = center + self.spread_scale * (draws - center)
+        draws = draws * self.output_scale_
         fields = np.stack([self.output_pca_.inverse_transform(d) for d in draws])
         if self.residual == "resample":
             pick = rng.randint(len(self.residual_bank_), size=fields.shape[:2])
-            fields = fields + self.residual_bank_[pick]
+            fields = fields + self.spread_scale * self.residual_bank_[pick]
         if not labelled:
             return fields
         out = [self._out(f, coord, True) for f in fields]
@@ -234,6 +243,34 @@ class BaseClosure(BaseEstimator):
             {MEMBER_DIM: np.arange(n_samples)})
 
     # --- helpers ------------------------------------------------------------
+    def _weights(self):
+        """Unit-scaled output coefficients -> field: ``(n_output_modes, n_features_out)``."""
+        return self.output_pca_.components_ * self.output_scale_[:, None]
+
+    def _moments(self, Z, rng=None, need_var=True):
+        """Mean of the unit-scaled coefficients and the per-point field variance they imply.
+
+        From :meth:`_predict_reduced` when the subclass gives moments, else from
+        ``n_moment_samples`` draws. ``need_var=False`` skips the variance (None).
+        """
+        moments = self._predict_reduced(Z)
+        W = self._weights()
+        if moments is None:
+            rng = check_random_state(self.random_state) if rng is None else rng
+            draws = self._sample_reduced(Z, self.n_moment_samples, rng)
+            mean_c = draws.mean(0)
+            if not need_var:
+                return mean_c, None
+            var = np.zeros((Z.shape[0], W.shape[1]))
+            for d in draws:  # one draw at a time: memory n x n_features
+                var += ((d - mean_c) @ W) ** 2
+            return mean_c, var / max(len(draws) - 1, 1)
+        mean_c, cov = moments
+        if not need_var:
+            return mean_c, None
+        var = np.einsum("nkl,kf,lf->nf", cov, W, W) if cov.ndim == 3 else cov @ W ** 2
+        return mean_c, var
+
     def _stack(self, data, name, info=None):
         if isinstance(data, (xr.Dataset, xr.DataArray)):
             if self.sample_dim not in data.dims:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from xdyn.closure._torch import NeuralClosure
@@ -33,7 +34,7 @@ class DiffusionClosure(NeuralClosure):
     max_epochs : int, default=400
     lr : float, default=2e-3
     batch_size : int, default=256
-    residual, n_residual_bank, sample_dim, trajectory_dim, random_state
+    residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float32"
@@ -42,6 +43,9 @@ class DiffusionClosure(NeuralClosure):
     Attributes
     ----------
     net_ : xdyn.nn.DDPMNet
+    target_bound_ : float
+        Bound on the sampler's predicted clean (unit-scaled) coefficients:
+        1.5 x the largest training one.
     input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
         See :class:`~xdyn.closure.BaseClosure`.
 
@@ -67,12 +71,13 @@ class DiffusionClosure(NeuralClosure):
 
     def __init__(self, n_input_modes=16, n_output_modes=16, *, n_diffusion_steps=100,
                  hidden=256, n_layers=3, max_epochs=400, lr=2e-3, batch_size=256,
-                 residual="resample", n_residual_bank=256, sample_dim="time",
+                 residual="resample", n_residual_bank=256, spread_scale=1.0, sample_dim="time",
                  trajectory_dim="trajectory", random_state=None, device="auto",
                  dtype="float32", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
-                         n_residual_bank=n_residual_bank, sample_dim=sample_dim,
-                         trajectory_dim=trajectory_dim, random_state=random_state)
+                         n_residual_bank=n_residual_bank, spread_scale=spread_scale,
+                         sample_dim=sample_dim, trajectory_dim=trajectory_dim,
+                         random_state=random_state)
         self.n_diffusion_steps = n_diffusion_steps
         self.hidden = hidden
         self.n_layers = n_layers
@@ -83,5 +88,13 @@ class DiffusionClosure(NeuralClosure):
         self.dtype = dtype
         self.progress = progress
 
+    def _fit_reduced(self, Z, C):
+        # sampling bounds each predicted clean coefficient (ConditionalDenoiser's
+        # ``clip``) by 1.5 x the largest training one: far out for a trained model,
+        # and a guard against the first reverse steps' amplified errors
+        self.target_bound_ = 1.5 * float(np.abs(C).max())
+        super()._fit_reduced(Z, C)
+
     def _net_params(self):
-        return {"module__n_diffusion_steps": int(self.n_diffusion_steps)}
+        return {"module__n_diffusion_steps": int(self.n_diffusion_steps),
+                "module__clip": self.target_bound_}

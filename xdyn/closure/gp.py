@@ -44,7 +44,7 @@ class GPClosure(BaseClosure):
     lr : float, default=0.1
     batch_size : int, default=512
         Mini-batch of the sparse GP (the exact GP trains on the full batch).
-    residual, n_residual_bank, sample_dim, trajectory_dim, random_state
+    residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float64"
@@ -97,11 +97,12 @@ class GPClosure(BaseClosure):
 
     def __init__(self, n_input_modes=8, n_output_modes=16, *, exact_max_samples=2000,
                  n_inducing=256, max_epochs=100, lr=0.1, batch_size=512, residual="resample",
-                 n_residual_bank=256, sample_dim="time", trajectory_dim="trajectory",
-                 random_state=None, device="auto",
+                 n_residual_bank=256, spread_scale=1.0, sample_dim="time",
+                 trajectory_dim="trajectory", random_state=None, device="auto",
                  dtype="float64", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
-                         n_residual_bank=n_residual_bank, sample_dim=sample_dim,
+                         n_residual_bank=n_residual_bank, spread_scale=spread_scale,
+                         sample_dim=sample_dim,
                          trajectory_dim=trajectory_dim, random_state=random_state)
         self.exact_max_samples = exact_max_samples
         self.n_inducing = n_inducing

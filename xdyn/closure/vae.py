@@ -33,7 +33,7 @@ class VAEClosure(NeuralClosure):
     max_epochs : int, default=200
     lr : float, default=2e-3
     batch_size : int, default=256
-    residual, n_residual_bank, sample_dim, trajectory_dim, random_state
+    residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float32"
@@ -67,10 +67,12 @@ class VAEClosure(NeuralClosure):
 
     def __init__(self, n_input_modes=16, n_output_modes=16, *, latent=8, beta=1.0, hidden=128,
                  n_layers=2, max_epochs=200, lr=2e-3, batch_size=256, residual="resample",
-                 n_residual_bank=256, sample_dim="time", trajectory_dim="trajectory",
-                 random_state=None, device="auto", dtype="float32", progress=False):
+                 n_residual_bank=256, spread_scale=1.0, sample_dim="time",
+                 trajectory_dim="trajectory", random_state=None, device="auto",
+                 dtype="float32", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
-                         n_residual_bank=n_residual_bank, sample_dim=sample_dim,
+                         n_residual_bank=n_residual_bank, spread_scale=spread_scale,
+                         sample_dim=sample_dim,
                          trajectory_dim=trajectory_dim, random_state=random_state)
         self.latent = latent
         self.beta = beta

@@ -113,6 +113,13 @@ class ConditionalDenoiser(nn.Module):
     n_layers : int, default=3
     time_features : int, default=32
     activation : str, default="gelu"
+    clip : float or None, default=None
+        Bound on the clean target predicted at each reverse step (``|y_0| <=
+        clip``), from which the step's posterior mean is formed (Ho et al. 2020,
+        eq. 7). The first reverse steps of a cosine schedule divide the noise
+        prediction's error by ``sqrt(alpha_bar) ~ 1e-3``: on a condition unlike
+        the training ones an unbounded sampler returns draws orders of magnitude
+        off. None: no bound (the plain noise-prediction update).
 
     Examples
     --------
@@ -126,9 +133,10 @@ class ConditionalDenoiser(nn.Module):
     """
 
     def __init__(self, cond_features, target_features, n_diffusion_steps=100, hidden=128,
-                 n_layers=3, time_features=32, activation="gelu"):
+                 n_layers=3, time_features=32, activation="gelu", clip=None):
         super().__init__()
         self.n_diffusion_steps = int(n_diffusion_steps)
+        self.clip = None if clip is None else float(clip)
         self.time_features = int(time_features)
         self.net = MLP(target_features + cond_features + self.time_features, target_features,
                        hidden, n_layers, activation)
@@ -166,10 +174,16 @@ class ConditionalDenoiser(nn.Module):
             t = torch.full((shape[0],), k, device=cond.device, dtype=torch.long)
             beta, alpha, ab = self.betas[k], self.alphas[k], self.alpha_bar[k]
             eps = self.eps(y, cond_all, t)
-            y = (y - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
+            ab_prev = self.alpha_bar[k - 1] if k > 0 else torch.ones_like(ab)
+            if self.clip is None:
+                y = (y - beta / (1 - ab).sqrt() * eps) / alpha.sqrt()
+            else:
+                # the same mean written through the predicted clean target, bounded
+                y0 = ((y - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-self.clip, self.clip)
+                y = (ab_prev.sqrt() * beta * y0 + alpha.sqrt() * (1 - ab_prev) * y) / (1 - ab)
             if k > 0:
                 # posterior variance beta_tilde (Ho et al. 2020, eq. 7)
-                var = beta * (1 - self.alpha_bar[k - 1]) / (1 - ab)
+                var = beta * (1 - ab_prev) / (1 - ab)
                 y = y + var.sqrt() * torch.randn(shape, generator=generator, dtype=y.dtype,
                                                  device=y.device)
         return y.reshape(n_samples, n, -1)
