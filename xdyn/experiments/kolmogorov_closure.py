@@ -72,6 +72,7 @@ import time
 import numpy as np
 import xarray as xr
 
+from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs, _symmetry_copies
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import (crps_ensemble, interval_coverage, isotropic_spectrum, picp,
                           relative_l1, relative_l2, spread_skill_ratio)
@@ -203,42 +204,6 @@ def _n_forcing(ds):
     import json
 
     return int(json.loads(ds.attrs.get("system_params", "{}")).get("n_forcing", 4))
-
-
-def _symmetry_copies(ds, n_copies, n_forcing=4):
-    """``ds`` and its images ``S^k ds`` (k < n_copies) as more trajectories.
-
-    ``S: [u, v](x, y) -> [-u, v](-x, y + pi / n_forcing)`` maps Kolmogorov
-    flow forced by ``sin(n_forcing y)`` onto itself (so does every shift along
-    x); ``S^2`` is the shift by one forcing period ``2 pi / n_forcing``,
-    ``S^(2 n_forcing)`` the identity.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> y = 2 * np.pi * np.arange(16) / 16
-    >>> grid = np.zeros((1, 1, 16, 16)) + y[:, None]
-    >>> base = xr.Dataset({"u": (("trajectory", "time", "y", "x"), np.sin(4 * grid)),
-    ...                    "v": (("trajectory", "time", "y", "x"), np.cos(grid))})
-    >>> out = _symmetry_copies(base, 8)
-    >>> out.sizes["trajectory"], bool(np.allclose(out.u, base.u.values[0]))  # the forcing's own
-    (8, True)
-    """
-    n_y, n_x = ds.sizes["y"], ds.sizes["x"]
-    if not 1 <= n_copies <= 2 * n_forcing or n_y % (2 * n_forcing):
-        raise ValueError(f"n_copies must be in [1, {2 * n_forcing}] and the y grid ({n_y}) "
-                         f"divisible by {2 * n_forcing}; got n_copies={n_copies}")
-    mirror = (-np.arange(n_x)) % n_x
-    copies = []
-    for k in range(n_copies):
-        out = ds.roll(y=-k * n_y // (2 * n_forcing), roll_coords=False)
-        if k % 2:
-            out = out.isel(x=mirror).assign_coords(x=ds.x) if "x" in ds.coords \
-                else out.isel(x=mirror)
-            out["u"] = -out["u"]
-        copies.append(out)
-    out = xr.concat(copies, dim="trajectory")
-    return out.assign_coords(trajectory=np.arange(out.sizes["trajectory"]))
 
 
 def _score_ensemble(ens, truth, dims):
