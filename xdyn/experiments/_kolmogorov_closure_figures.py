@@ -124,10 +124,13 @@ def closure_table(res, setup):
              "closure given the true resolved state, test trajectory, "
              f"{setup.n_members} members:",
              f"{'closure':<10}" + "".join(f"{m:>19}" for m in cs.metric.values)
-             + f"{'s/sample':>12}"]
+             + f"{'s/sample':>12}{'spread scale':>14}{'fit s':>8}"]
     for c in cs.closure.values:
+        scale = float(res.closure_spread_scale.sel(closure=c)) \
+            if "closure_spread_scale" in res else 1.0
         lines.append(f"{c:<10}" + "".join(f"{float(v):>19.4f}" for v in cs.sel(closure=c))
-                     + f"{float(res.sampling_cost.sel(closure=c)):>12.2e}")
+                     + f"{float(res.sampling_cost.sel(closure=c)):>12.2e}{scale:>14.3f}"
+                     + f"{float(res.closure_fit_time.sel(closure=c)):>8.0f}")
     le = res.lead_error
     lines.append("rel-L2 vs lead (resolved): " + "; ".join(
         f"{m}: " + " ".join(f"{v:.3f}" for v in le.sel(model=m).values[::max(1, le.sizes['lead'] // 5)])

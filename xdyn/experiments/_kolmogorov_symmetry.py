@@ -97,7 +97,8 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     Returns
     -------
     resolved, unresolved : xarray.Dataset
-        Dims ``(time, y, x)``, ``time`` numbering the drawn samples.
+        Dims ``(time, y, x)``, ``time`` numbering the drawn samples in the
+        (random) order drawn: the first ``m`` are a random subset of ``m``.
 
     Examples
     --------
@@ -108,6 +109,10 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     >>> res, unres = _closure_training_pairs(ds, 2 * ds, 4, 2, 30, random_state=0)
     >>> res.sizes["time"], bool(np.allclose(unres.u, 2 * res.u))
     (30, True)
+    >>> image = _symmetry_image(ds.isel(trajectory=1, time=3), 3, x_shift=4)  # S^3, x + 4
+    >>> res, _ = _closure_training_pairs(ds, ds, 4, 2, 80, random_state=0)
+    >>> bool(any(np.allclose(res.u.isel(time=i), image.u) for i in range(80)))
+    True
     """
     n_traj, n_time = resolved.sizes["trajectory"], resolved.sizes["time"]
     n_snap = n_traj * n_time
@@ -117,11 +122,16 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     step = resolved.sizes["x"] // n_x_shifts
     flat = [f.stack(sample=("trajectory", "time")).drop_vars(
         ["sample", "trajectory", "time"], errors="ignore") for f in (resolved, unresolved)]
-    parts = ([], [])
+    parts, drawn = ([], []), []
     for g in np.unique(pick // n_snap):
-        snap = np.sort(pick[pick // n_snap == g] % n_snap)
+        drawn.append(np.sort(pick[pick // n_snap == g]))
         k, j = divmod(int(g), n_x_shifts)
         for out, field in zip(parts, flat):
-            out.append(_symmetry_image(field.isel(sample=snap), k, n_forcing, x_shift=j * step))
-    return tuple(xr.concat(p, dim="sample").rename(sample="time").transpose("time", ...)
-                 .assign_coords(time=np.arange(len(pick))) for p in parts)
+            out.append(_symmetry_image(field.isel(sample=drawn[-1] % n_snap), k, n_forcing,
+                                       x_shift=j * step))
+    # back to the order drawn (the groups came out sorted): every leading block of
+    # the result is a random subset too
+    back = np.searchsorted(np.concatenate(drawn), pick)
+    return tuple(xr.concat(p, dim="sample").isel(sample=back).rename(sample="time")
+                 .transpose("time", ...).assign_coords(time=np.arange(len(pick)))
+                 for p in parts)

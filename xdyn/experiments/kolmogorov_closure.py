@@ -99,17 +99,32 @@ class ClosureSetup:
     # the resolved field (|k| <= 4, two components) spans 48 POD modes exactly;
     # 16 leave 70% of it out
     n_rom_modes: int = 48
-    n_input_modes: int = 16
-    n_output_modes: int = 24
+    # the closures read the whole resolved field (48 modes, exact) and model 64 modes
+    # of the unresolved one (they leave 15% of the test trajectory's out, 24 left 31%)
+    n_input_modes: int = 48
+    n_output_modes: int = 64
     n_members: int = 10
     n_starts: int = 12
     n_leads: int = 20
     gp_epochs: int = 60
-    vae_epochs: int = 150
-    diffusion_epochs: int = 200
+    # epochs over closure_max_samples pairs: 10 are ~1600 steps of 256
+    vae_epochs: int = 10
+    diffusion_epochs: int = 10
     n_diffusion_steps: int = 30
-    hidden: int = 128
+    # width of the VAE and diffusion closures' networks (3 layers)
+    hidden: int = 256
     gp_exact_max_samples: int = 1000
+    # closures train on random images of the training snapshots under the flow's
+    # symmetries (8 shift-reflect powers x n x-shifts), at most closure_max_samples
+    closure_symmetry_copies: int = 8
+    closure_x_shifts: int = 8
+    closure_max_samples: int = 40000
+    # the exact GP trains on a random subset of those and models fewer output modes:
+    # its cost grows as samples^3 x outputs (1000 x 32 took 440 s on a loaded machine)
+    gp_max_samples: int = 600
+    gp_output_modes: int = 24
+    # scale each closure's spread to a 68.3% +-1 std coverage of the validation trajectory
+    closure_calibrate_spread: bool = True
     # LatentTransformerROM: CPU-sized here, the original's sequence lengths in ``full()``
     latent_n_latent: int = 48
     latent_seq_len: int = 10
@@ -139,10 +154,11 @@ class ClosureSetup:
     @classmethod
     def full(cls):
         """The sizes for the original's data (a GPU-sized run)."""
-        return cls(quick=False, n_rom_modes=48, n_input_modes=16, n_output_modes=32,
-                   n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=400,
-                   diffusion_epochs=800, n_diffusion_steps=100, hidden=256,
-                   gp_exact_max_samples=2000, latent_n_latent=48, latent_seq_len=30,
+        return cls(quick=False, n_rom_modes=48, n_input_modes=48, n_output_modes=64,
+                   n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=40,
+                   diffusion_epochs=80, n_diffusion_steps=100, hidden=512,
+                   gp_exact_max_samples=2000, gp_max_samples=2000, gp_output_modes=32,
+                   closure_max_samples=40000, latent_n_latent=48, latent_seq_len=30,
                    latent_pred_horizon=30, latent_architecture="mlp", latent_hidden=64,
                    latent_d_model=64, latent_epochs=10, latent_lr=1e-3)
 
@@ -166,6 +182,19 @@ def _split_scales(data, setup):
     return filt, out
 
 
+def _closure_spread_scale(closure, resolved, unresolved):
+    """``spread_scale`` that makes ``closure``'s +-1 std interval cover 68.3% of ``unresolved``.
+
+    The 68.3% quantile of ``|truth - mean| / std`` over every point of a
+    calibration trajectory (never the test one): a split-conformal scale.
+    """
+    mean, std = closure.predict(resolved, return_std=True)
+    z = np.abs(_full_field(unresolved) - _full_field(mean)) / _full_field(std)
+    scale = float(np.nanquantile(z.values, 0.6827))
+    ok = np.isfinite(scale) and scale > 0
+    return closure.spread_scale * scale if ok else closure.spread_scale
+
+
 def _make_closures(setup, seed, device):
     # imported here: gpytorch need not load with the experiment catalogue
     from xdyn.closure import DiffusionClosure, GPClosure, VAEClosure
@@ -174,11 +203,13 @@ def _make_closures(setup, seed, device):
                   random_state=seed, device=device)
     return {
         "GP": GPClosure(max_epochs=setup.gp_epochs,
-                        exact_max_samples=setup.gp_exact_max_samples, **common),
-        "VAE": VAEClosure(max_epochs=setup.vae_epochs, hidden=setup.hidden, lr=2e-3, **common),
+                        exact_max_samples=setup.gp_exact_max_samples,
+                        **{**common, "n_output_modes": setup.gp_output_modes}),
+        "VAE": VAEClosure(max_epochs=setup.vae_epochs, hidden=setup.hidden, n_layers=3,
+                          lr=1e-3, **common),
         "diffusion": DiffusionClosure(max_epochs=setup.diffusion_epochs, hidden=setup.hidden,
-                                      n_diffusion_steps=setup.n_diffusion_steps, lr=2e-3,
-                                      **common),
+                                      n_layers=3, n_diffusion_steps=setup.n_diffusion_steps,
+                                      lr=1e-3, **common),
     }
 
 
@@ -455,12 +486,20 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     # --- closures on the true resolved state ---------------------------------
     closures = _make_closures(setup, seed, device)
-    rows, fitted, samples_te, timings = {}, {}, {}, {}
+    rows, fitted, samples_te, timings, scales = {}, {}, {}, {}, {}
     truth_full = _full_field(full_te)
     truth_unres = _full_field(unres_te)
+    pairs = _closure_training_pairs(res_tr, unres_tr, setup.closure_symmetry_copies,
+                                    setup.closure_x_shifts, setup.closure_max_samples,
+                                    _n_forcing(data["train"]), random_state=seed)
     for name, closure in closures.items():
         t0 = time.perf_counter()
-        closure.fit(res_tr, unres_tr)
+        n_fit = setup.gp_max_samples if name == "GP" else setup.closure_max_samples
+        closure.fit(*(p.isel(time=slice(0, n_fit)) for p in pairs))
+        if "val" in parts and setup.closure_calibrate_spread:
+            closure.set_params(spread_scale=_closure_spread_scale(
+                closure, *(p.isel(trajectory=0) for p in parts["val"][1:])))
+        scales[name] = closure.spread_scale
         t_fit = time.perf_counter() - t0
         mean, std = closure.predict(res_te, return_std=True)
         t0 = time.perf_counter()
@@ -490,6 +529,11 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                                coords={"closure": list(CLOSURES)},
                                attrs={"long_name": "wall time per sample (one field)",
                                       "units": "s"})
+    spread_scale = xr.DataArray([scales[c] for c in CLOSURES], dims="closure",
+                                coords={"closure": list(CLOSURES)},
+                                attrs={"long_name": "factor on each closure's spread that "
+                                       "calibrates it on the validation trajectory",
+                                       "units": "1"})
 
     # --- forecasts ------------------------------------------------------------
     res_val = parts["val"][1].isel(trajectory=0) if "val" in parts else None
@@ -538,6 +582,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     results = xr.Dataset({
         "closure_scores": closure_scores, "closure_fit_time": fit_time,
+        "closure_spread_scale": spread_scale,
         "sampling_cost": sample_cost, "forecast_scores": forecast_scores,
         "lead_error": lead_err, "spectrum": spectra, "spectrum_ratio": spectrum_ratio,
         "vorticity_pdf": vort_pdf, "latent_rom_scores": latent_rom_scores,
@@ -583,6 +628,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                               method_dim="closure", lower_is_better=None,
                               task="reconstruction")
                + summary_rows(sample_cost, "sampling cost per field", method_dim="closure")
+               + summary_rows(spread_scale, "spread scale", method_dim="closure",
+                              lower_is_better=None, task="reconstruction")
                + summary_rows(forecast_scores.sel(metric_fc="CRPS").mean("lead"),
                               "CRPS (mean over leads)", method_dim="closure", units="m s-1",
                               task="forecast")
