@@ -189,8 +189,9 @@ def test_quick_run(tmp_path, monkeypatch):
     # the quick ROM at 7ce770e: lead 1 0.0058 vs persistence 0.0102, mean 0.057 vs 0.102)
     assert (latent < persistence).all()
     # leads in Lyapunov times of the data's flow (cached: 0.062 +- 0.012, Lyapunov time 16.1);
-    # the same probe was ahead of persistence up to lead 8.8 = 0.55 Lyapunov times, both
-    # near saturation there (rel-L2 0.44): the "one Lyapunov time" is missed
+    # the same probe was ahead of persistence up to lead 8.8 = 0.55 Lyapunov times, the quick
+    # run at b064a73 (+ closure work in progress) up to 9.3 = 0.58, both near saturation
+    # there (rel-L2 0.44): the "one Lyapunov time" is missed
     res = result.results
     lam = float(res.lyapunov_exponent)
     assert 0.03 < lam < 0.15
