@@ -198,6 +198,19 @@ def test_quick_run(tmp_path, monkeypatch):
     np.testing.assert_allclose(err.lead_lyapunov, err.lead * lam)
     assert float(res.horizon_lead_lyapunov[-1]) >= 1.0
     assert float(res.latent_ahead_lead) >= 4.0
+    # closures trained on symmetry images and calibrated on the validation trajectory;
+    # measured at 19fae62 (loaded machine): unresolved rel-L2 GP 0.393 / VAE 0.330 /
+    # diffusion 0.623 (before: 0.80 / 1.00 / 6.3; issue targets 0.11 / 0.15 / 0.15 missed),
+    # +-1 std coverage 0.747 / 0.719 / 0.702 (before 0.17 / 0.06 / 0.46), energy above the
+    # cutoff 0.85 / 1.05 / 0.98 of the truth's (before 0.30 / 0.86 / 86)
+    unresolved = scores.sel(metric="unresolved rel-L2")
+    assert float(unresolved.sel(closure="GP")) < 0.5 and float(unresolved.sel(closure="VAE")) < 0.45
+    assert float(unresolved.sel(closure="diffusion")) < 0.8
+    picp = scores.sel(metric="PICP(1 std)")
+    assert ((picp > 0.6) & (picp < 0.8)).all()
+    closures = [f"{c} closure" for c in ("GP", "VAE", "diffusion")]
+    ratio = res.spectrum_ratio.sel(field=closures)
+    assert ((ratio > 0.5) & (ratio < 2.0)).all()
     assert (tmp_path.glob("**/summary.csv"))
 
 
