@@ -6,7 +6,8 @@ import xarray as xr
 
 from xdyn.closure import ClosedModel, GPClosure
 from xdyn.experiments import get_experiment
-from xdyn.experiments.kolmogorov_closure import ClosureSetup, _starts, _targets, _windows
+from xdyn.experiments._kolmogorov_forecast import _starts, _targets, _windows
+from xdyn.experiments.kolmogorov_closure import ClosureSetup
 
 
 def _toy(n=30):
@@ -73,8 +74,9 @@ def _waves(n_traj, n_time=40, seed=0):
 
 
 def test_forecast_section_scores_both_resolved_models():
-    from xdyn.experiments.kolmogorov_closure import (LATENT_ENSEMBLE, LATENT_MEAN, ClosureSetup,
-                                                     _forecast_section, _full_field)
+    from xdyn.experiments._kolmogorov_forecast import (LATENT_ENSEMBLE, LATENT_MEAN,
+                                                       _forecast_section, _full_field)
+    from xdyn.experiments.kolmogorov_closure import ClosureSetup
     from xdyn.metrics import relative_l2
 
     res_tr, res_te = _waves(3), _waves(1, seed=5).isel(trajectory=0)
@@ -91,7 +93,7 @@ def test_forecast_section_scores_both_resolved_models():
     out = _forecast_section(setup, 0, "cpu", {"GP": closure}, res_tr, res_te, res_te + unres_te,
                             res_val, lyapunov_time=2.4)
     # the spread was scaled to the error on the validation trajectory: there, ratio ~ 1
-    from xdyn.experiments.kolmogorov_closure import _calibrate_spread
+    from xdyn.experiments._kolmogorov_forecast import _calibrate_spread
 
     inflation = out["latent_rom"].spread_inflation
     assert inflation > 0 and inflation != 1.0
@@ -145,7 +147,7 @@ def test_full_setup_uses_the_original_latent_rom():
 
 
 def test_symmetry_copies_are_the_shift_reflect_group():
-    from xdyn.experiments.kolmogorov_closure import _symmetry_copies
+    from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
 
     rng = np.random.default_rng(0)
     dims = ("trajectory", "time", "y", "x")
@@ -218,7 +220,7 @@ def test_symmetry_copies_commute_with_the_kolmogorov_dynamics():
     """S maps solutions to solutions: rhs(S w) = S rhs(w), with S w = -w(-x, y + pi/4)."""
     import torch
 
-    from xdyn.experiments.kolmogorov_closure import _symmetry_copies
+    from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
     from xdyn.systems import KolmogorovFlow
 
     n = 16

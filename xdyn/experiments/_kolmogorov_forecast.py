@@ -1,0 +1,288 @@
+"""The forecast part of ``kolmogorov-closure``: resolved models against persistence, closed ensembles.
+
+Forecasts of the resolved scales from starts of the held-out trajectory by
+:class:`xdyn.rom.PODLinearDynamics` and the beta-VAE + transformer
+:class:`xdyn.rom.LatentTransformerROM` (its spread calibrated on the
+validation trajectory), scored against persistence over the first leads and,
+in Lyapunov times of the data's flow, out to a horizon; closed ensembles
+(resolved model + each closure) scored against the full field. Split from
+:mod:`xdyn.experiments.kolmogorov_closure`, which runs it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import xarray as xr
+
+from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
+from xdyn.metrics import (crps_ensemble, interval_coverage, picp, relative_l1, relative_l2,
+                          spread_skill_ratio)
+
+VARS = ["u", "v"]
+LATENT_MEAN = "LatentTransformerROM (resolved)"
+LATENT_ENSEMBLE = "LatentTransformerROM ensemble mean (resolved)"
+
+
+def _full_field(ds):
+    """The velocity components of ``ds`` as one DataArray with a ``variable`` dim."""
+    return ds[VARS].to_dataarray("variable")
+
+
+def _make_latent_rom(setup, seed, device):
+    """The original's resolved model (2 attention blocks of 8 heads) behind a POD front end."""
+    from xdyn.rom import POD, LatentTransformerROM
+
+    reducer = POD(setup.latent_reducer_modes) if setup.latent_reducer_modes else None
+    return LatentTransformerROM(
+        setup.latent_n_latent, seq_len=setup.latent_seq_len,
+        pred_horizon=setup.latent_pred_horizon, beta=setup.latent_beta,
+        hidden=setup.latent_hidden, architecture=setup.latent_architecture,
+        d_model=setup.latent_d_model, n_heads=8, n_layers=2,
+        window_stride=setup.latent_window_stride,
+        shift_augmentation=setup.latent_shift_augmentation, reducer=reducer,
+        anchored=setup.latent_anchored,
+        max_epochs=setup.latent_epochs, lr=setup.latent_lr,
+        batch_size=setup.latent_batch_size, device=device, random_state=seed)
+
+
+def _n_forcing(ds):
+    """The forcing wavenumber recorded in the data's attrs (4 without them)."""
+    import json
+
+    return int(json.loads(ds.attrs.get("system_params", "{}")).get("n_forcing", 4))
+
+
+def _score_ensemble(ens, truth, dims):
+    """CRPS, spread-skill, +-1 std and 90% coverage of an ensemble DataArray."""
+    mean = ens.mean("member")
+    std = ens.std("member", ddof=1)
+    return {
+        "CRPS": crps_ensemble(ens, truth, dim=dims),
+        "spread-skill": spread_skill_ratio(ens, truth, dim=dims),
+        "PICP(1 std)": picp(mean, std, truth, k=1.0, dim=dims),
+        "90% coverage": interval_coverage(ens, truth, level=0.9, dim=dims),
+        "rel-L2": relative_l2(mean, truth, dim=dims),
+    }
+
+
+def _windows(ds, starts, n_ctx):
+    """Context windows ending at each start, as trajectories with a common time axis."""
+    dt = float(ds.time[1] - ds.time[0])
+    parts = [ds.isel(time=slice(s - n_ctx + 1, s + 1)).assign_coords(
+        time=dt * np.arange(n_ctx)) for s in starts]
+    return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
+
+
+def _targets(ds, starts, n_leads):
+    dt = float(ds.time[1] - ds.time[0])
+    parts = [ds.isel(time=slice(s + 1, s + 1 + n_leads)).assign_coords(
+        time=dt * np.arange(1, n_leads + 1)) for s in starts]
+    return xr.concat(parts, dim="trajectory").assign_coords(trajectory=np.arange(len(starts)))
+
+
+def _starts(setup, n_time, n_leads):
+    """``n_starts`` forecast starts on a trajectory of ``n_time`` snapshots.
+
+    The latent ROM reads ``seq_len`` snapshots: every model starts where it can.
+    """
+    first = max(2, setup.latent_seq_len - 1)
+    return np.linspace(first, n_time - n_leads - 1, setup.n_starts).astype(int)
+
+
+def _calibrate_spread(rom, res_val, setup, n_leads):
+    """``spread_inflation`` that makes the ROM's +-1 std interval cover 68.3% on ``res_val``.
+
+    One step: the 68.3% quantile of ``|truth - mean| / std`` over every point,
+    lead and start of ``n_members`` rollouts from ``n_starts`` starts of the
+    validation trajectory, never of the test one (a split-conformal scale).
+    Matching the spread to the RMSE instead (spread-skill 1) over-covers: the
+    errors are heavier-tailed than a Gaussian (measured on the quick data:
+    spread-skill 0.98 gave a coverage of 0.737).
+    """
+    starts = _starts(setup, res_val.sizes["time"], n_leads)
+    truth = _full_field(_targets(res_val, starts, n_leads))
+    ens = _full_field(rom.predict(_windows(res_val, starts, setup.latent_seq_len),
+                                  n_steps=n_leads, n_samples=setup.n_members)
+                      .assign_coords(time=truth.time))
+    z = np.abs(truth - ens.mean("member")) / ens.std("member", ddof=1)
+    scale = float(np.nanquantile(z.values, 0.6827))
+    return rom.spread_inflation * scale if np.isfinite(scale) and scale > 0 else (
+        rom.spread_inflation)
+
+
+def _horizon_leads(setup, n_time, dt, n_leads, lyapunov_time):
+    """Leads (``dt`` apart) out to ``setup.lyapunov_horizon`` Lyapunov times, at least ``n_leads``.
+
+    Capped where ``setup.n_starts`` distinct starts still fit on a trajectory
+    of ``n_time`` snapshots.
+
+    Examples
+    --------
+    >>> from xdyn.experiments.kolmogorov_closure import ClosureSetup
+    >>> setup = ClosureSetup()  # 1.25 Lyapunov times, 12 starts, the first at 9
+    >>> _horizon_leads(setup, 400, 0.1, 20, 12.0), _horizon_leads(setup, 400, 0.1, 20, None)
+    (150, 20)
+    >>> _horizon_leads(setup, 100, 0.1, 20, 12.0)  # room for 12 starts: 100 - 9 - 12
+    79
+    """
+    if lyapunov_time is None or not np.isfinite(lyapunov_time):
+        return n_leads
+    wanted = int(np.ceil(setup.lyapunov_horizon * lyapunov_time / dt - 1e-9))
+    room = n_time - max(2, setup.latent_seq_len - 1) - setup.n_starts
+    return max(n_leads, min(wanted, room))
+
+
+def _lead_ahead(error, reference, leads):
+    """The largest lead ``L`` with ``error < reference`` at every lead up to ``L`` (0: none).
+
+    Examples
+    --------
+    >>> _lead_ahead([0.1, 0.2, 0.5, 0.2], [0.2, 0.3, 0.4, 0.5], [1, 2, 3, 4])
+    2.0
+    >>> _lead_ahead([0.3, 0.2], [0.2, 0.3], [1, 2]), _lead_ahead([0.1, 0.2], [0.2, 0.3], [1, 2])
+    (0.0, 2.0)
+    """
+    behind = np.flatnonzero(~(np.asarray(error) < np.asarray(reference)))
+    n = int(behind[0]) if len(behind) else len(leads)
+    return float(leads[n - 1]) if n else 0.0
+
+
+def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val=None,
+                      lyapunov_time=None):
+    """Resolved forecasts (persistence, POD+linear, LatentTransformerROM) and closed ensembles.
+
+    ``fitted`` maps closure names to fitted closures; ``res_tr`` is the
+    resolved training set, ``res_te`` / ``full_te`` one resolved / full test
+    trajectory; with ``res_val`` (a resolved validation trajectory) the latent
+    ROM's ensemble spread is calibrated on it (:func:`_calibrate_spread`).
+    Scores run over the first ``n_leads`` leads; with ``lyapunov_time`` (of
+    the data's flow) the mean forecasts and persistence are also scored out
+    to ``setup.lyapunov_horizon`` Lyapunov times, from starts that leave room
+    for it (``horizon_error``), every lead gets its value in Lyapunov times
+    (coordinates ``lead_lyapunov``, ``horizon_lead_lyapunov``), and
+    ``latent_ahead_lead`` is the largest lead up to which the latent ROM's
+    mean forecast beats persistence at every lead (:func:`_lead_ahead`).
+    Returns a dict of the forecasts, their verifying fields and their scores
+    (see :func:`kolmogorov_closure_experiment`).
+    """
+    from xdyn.closure import ClosedModel
+    from xdyn.rom import PODLinearDynamics
+
+    n_test = full_te.sizes["time"]
+    rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
+    t0 = time.perf_counter()
+    latent_rom = _make_latent_rom(setup, seed, device).fit(
+        _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr)))
+    latent_fit_time = time.perf_counter() - t0
+    n_leads = min(setup.n_leads, n_test // 4)
+    if res_val is not None and setup.latent_calibrate_spread:
+        latent_rom.set_params(spread_inflation=_calibrate_spread(latent_rom, res_val, setup,
+                                                                 n_leads))
+    starts = _starts(setup, n_test, n_leads)
+    ctx = _windows(res_te, starts, 2)
+    latent_ctx = _windows(res_te, starts, setup.latent_seq_len)
+    truth_res = _targets(res_te, starts, n_leads)
+    truth_f = _targets(full_te, starts, n_leads)
+    rom_fc = rom.predict(ctx, n_steps=n_leads).assign_coords(time=truth_res.time)
+    latent_fc = latent_rom.predict(latent_ctx, n_steps=n_leads).assign_coords(
+        time=truth_res.time)
+    latent_ens = latent_rom.predict(latent_ctx, n_steps=n_leads, n_samples=setup.n_members
+                                    ).assign_coords(time=truth_res.time)
+    persist = ctx.isel(time=[-1] * n_leads).assign_coords(time=truth_res.time)
+    lead_dims = ("variable", "trajectory", "y", "x")
+    resolved_truth = _full_field(truth_res)
+
+    def error(fc):
+        return relative_l2(_full_field(fc), resolved_truth, dim=lead_dims).values
+
+    persist_full = relative_l2(_full_field(_windows(full_te, starts, 1).isel(
+        time=[0] * n_leads).assign_coords(time=truth_f.time)), _full_field(truth_f),
+        dim=lead_dims)
+    # the latent ROM's own ensemble against the resolved truth: the issue's ROM targets
+    latent_scores = _score_ensemble(_full_field(latent_ens), resolved_truth,
+                                    ("time", *lead_dims))
+    latent_scores["rel-L1"] = relative_l1(_full_field(latent_ens.mean("member")),
+                                          resolved_truth, dim=("time", *lead_dims))
+    latent_rom_scores = xr.DataArray(
+        [float(v) for v in latent_scores.values()], dims="metric_rom",
+        coords={"metric_rom": list(latent_scores)},
+        attrs={"long_name": f"LatentTransformerROM {setup.n_members}-member ensemble scores "
+                            "against the resolved truth, all leads", "units": "1"})
+    fc_scores, latent_fc_scores, forecasts = {}, {}, {}
+    for name in fitted:
+        for resolved_model, context, scores in ((rom, ctx, fc_scores),
+                                                (latent_rom, latent_ctx, latent_fc_scores)):
+            model = ClosedModel(rom=resolved_model, closure=fitted[name], prefit=True,
+                                n_members=setup.n_members, random_state=seed + 2).fit(res_tr)
+            fc = model.predict(context, n_steps=n_leads).assign_coords(time=truth_res.time)
+            scores[name] = _score_ensemble(_full_field(fc), _full_field(truth_f), lead_dims)
+            if resolved_model is rom:
+                forecasts[name] = fc
+    fc_metrics = list(next(iter(fc_scores.values())))
+    lead = xr.DataArray(truth_res.time.values, dims="lead",
+                        attrs={"long_name": "lead time", "units": "1"})
+    lyapunov_coords = {}
+    if lyapunov_time is not None:
+        lyapunov_coords["lead_lyapunov"] = ("lead", lead.values / lyapunov_time, {
+            "long_name": "lead time in Lyapunov times of the data's flow", "units": "1"})
+
+    def closed_scores(scores, resolved_name):
+        return xr.DataArray(
+            np.array([[scores[c][m].values for m in fc_metrics] for c in fitted]),
+            dims=("closure", "metric_fc", "lead"),
+            coords={"closure": list(fitted), "metric_fc": fc_metrics, "lead": lead,
+                    **lyapunov_coords},
+            attrs={"long_name": f"closed-model ({resolved_name} + closure) ensemble scores "
+                                "against the full field", "units": "1"})
+
+    forecast_scores = closed_scores(fc_scores, "POD+linear")
+    latent_forecast_scores = closed_scores(latent_fc_scores, "LatentTransformerROM")
+    lead_err = xr.DataArray(
+        np.stack([error(rom_fc), error(persist), persist_full.values, error(latent_fc),
+                  error(latent_ens.mean("member"))]),
+        dims=("model", "lead"),
+        coords={"model": ["POD+linear ROM (resolved)", "persistence (resolved)",
+                          "persistence (full)", LATENT_MEAN, LATENT_ENSEMBLE], "lead": lead,
+                **lyapunov_coords},
+        attrs={"long_name": "rel-L2 forecast error", "units": "1"})
+
+    # the mean forecasts out to the horizon, from starts that leave room for it (the
+    # scores keep theirs, spread over the whole trajectory)
+    n_horizon = _horizon_leads(setup, n_test, float(res_te.time[1] - res_te.time[0]), n_leads,
+                               lyapunov_time)
+    long_starts = _starts(setup, n_test, n_horizon)
+    long_ctx = _windows(res_te, long_starts, setup.latent_seq_len)
+    truth_long = _targets(res_te, long_starts, n_horizon)
+
+    def long_error(fc):
+        fc = fc.assign_coords(time=truth_long.time)
+        return relative_l2(_full_field(fc), _full_field(truth_long), dim=lead_dims).values
+
+    rom_long = rom.predict(long_ctx.isel(time=slice(-2, None)), n_steps=n_horizon)
+    latent_long = latent_rom.predict(long_ctx, n_steps=n_horizon)
+    persist_long = long_ctx.isel(time=[-1] * n_horizon)
+    horizon_lead = truth_long.time.values
+    horizon_coords = {"horizon_lead": ("horizon_lead", horizon_lead, {
+        "long_name": "lead time", "units": "1"})}
+    if lyapunov_time is not None:
+        horizon_coords["horizon_lead_lyapunov"] = ("horizon_lead", horizon_lead / lyapunov_time, {
+            "long_name": "lead time in Lyapunov times of the data's flow", "units": "1"})
+    horizon_err = xr.DataArray(
+        np.stack([long_error(rom_long), long_error(persist_long), long_error(latent_long)]),
+        dims=("horizon_model", "horizon_lead"),
+        coords={"horizon_model": ["POD+linear ROM (resolved)", "persistence (resolved)",
+                                  LATENT_MEAN], **horizon_coords},
+        attrs={"long_name": "rel-L2 error of the mean forecasts out to the horizon",
+               "units": "1"})
+    latent_ahead = _lead_ahead(horizon_err.sel(horizon_model=LATENT_MEAN),
+                               horizon_err.sel(horizon_model="persistence (resolved)"),
+                               horizon_lead)
+
+    return {"rom_fc": rom_fc, "latent_fc": latent_fc, "latent_rom": latent_rom,
+            "latent_fit_time": latent_fit_time, "forecasts": forecasts, "truth_f": truth_f,
+            "truth_res": truth_res, "lead_error": lead_err, "forecast_scores": forecast_scores,
+            "latent_forecast_scores": latent_forecast_scores,
+            "latent_rom_scores": latent_rom_scores, "horizon_error": horizon_err,
+            "latent_ahead_lead": latent_ahead, "lyapunov_time": lyapunov_time}
