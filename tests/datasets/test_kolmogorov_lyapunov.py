@@ -53,7 +53,7 @@ def test_cached_by_configuration_and_recomputable(data_dir):
 
 
 @pytest.mark.slow
-def test_quick_set_flow_is_chaotic_with_a_lyapunov_time_of_about_ten():
+def test_quick_set_flow_is_chaotic_with_a_lyapunov_time_of_about_fifteen():
     # the quick set's own configuration (64^2, dt 0.01), ~1 min on one thread. Measured:
     # 0.062 +- 0.012 (this run), 0.068 +- 0.006 over 8 trajectories x 100 time units,
     # 0.056 +- 0.012 and 0.067 +- 0.011 over 4 x 40 units after a transient of 150

@@ -191,8 +191,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
                  reducer=None, spread_inflation=1.0, anchored=False, max_epochs=50, lr=1e-3,
-                 batch_size=32,
-                 sample_dim="time", trajectory_dim="trajectory", device="auto",
+                 batch_size=32, sample_dim="time", trajectory_dim="trajectory", device="auto",
                  dtype="float32", random_state=None, progress=False):
         self.n_latent = n_latent
         self.seq_len = seq_len
