@@ -87,6 +87,62 @@ def test_learning_beats_the_background_and_3dvar():
     assert a < 1.25 * v
 
 
+def test_training_through_the_cycle_recovers_from_a_far_start():
+    """Observed as x only (noise 1), the cycle from the prior must first find the
+    attractor's wing and then follow it. Trained on single analyses (seq_len=1) the
+    network does not (measured 1.8-3.4 over three seeds, 3D-Var 0.37-0.44); trained
+    through cycles of 10 analyses with the forecast differentiated, it measured
+    0.40-0.50. Asserted over the three seeds: its loss falls, it is less than half the
+    single-analysis network's error and within 30% of 3D-Var's (measured 12% above)."""
+    def trajectories(n, seed):
+        rng = np.random.RandomState(seed)
+        truth = Lorenz63().simulate(n_trajectories=n, n_steps=99,
+                                    x0=_prior() + 2.0 * rng.standard_normal((n, 3)))
+        return truth, observe(truth, "x", noise_std=1.0, random_state=seed + 1)
+
+    rmse = {1: [], 10: [], "var": []}
+    for seed in (0, 1, 2):
+        train, obs = trajectories(40, 1 + 10 * seed)
+        test, obs_test = trajectories(20, 2 + 10 * seed)
+        var = Var3D(B_scale=0.003, initial_state=_prior(), initial_spread=2.0,
+                    raise_on_divergence=False).fit(obs, train)
+        rmse["var"].append(_mean_rmse(var.predict(obs_test), test))
+        for L in (1, 10):
+            est = _small(window=8, max_epochs=8, module__hidden_size=32, seq_len=L,
+                         batch_size=512 // L, random_state=seed).fit(obs, train)
+            rmse[L].append(_mean_rmse(est.predict(obs_test), test))
+            if L == 10:
+                losses = est.net_.history[:, "train_loss"]
+                assert losses[-1] < 0.9 * losses[0]
+    mean = {k: float(np.mean(v)) for k, v in rmse.items()}
+    print("cycled RMSE, mean over seeds:", mean)
+    assert mean[10] < 0.5 * mean[1]
+    assert mean[10] < 1.3 * mean["var"]
+
+
+def test_a_training_cycle_is_analysis_then_forecast(data):
+    """The module's sequence forward equals its single analyses chained by the model."""
+    (train, obs), _, _ = data
+    est = _small(seq_len=5, max_epochs=1).fit(obs, train)
+    module = est.net_.module_.eval()
+    w, p = 4, 2
+    g = torch.Generator().manual_seed(0)
+    window = torch.randn(3, 5, w, 2 * p, generator=g)
+    window[..., p:] = 1.0
+    x0 = 5.0 * torch.randn(3, 3, generator=g)
+    y, m = window[:, :, -1, :p], window[:, :, -1, p:]
+    with torch.no_grad():
+        seq = module(window, x0, y, m)
+        x, manual = x0, []
+        for k in range(5):
+            x = module(window[:, k], x, y[:, k], m[:, k])
+            manual.append(x)
+            x = Lorenz63().forecast(x, 0.01, 1)
+    assert seq.shape == (3, 5, 3)
+    torch.testing.assert_close(seq, torch.stack(manual, 1))
+    assert est.forecast_interval_ == (0.01, 1)
+
+
 def test_no_leakage_from_validation(data):
     (train, obs), (valid, obs_v), _ = data
     plain = _small().fit(obs, train)
@@ -158,6 +214,8 @@ def test_var_loss_without_truth(data):
     ("no_valid_truth", "validation=\\(obs_valid, truth_valid\\)"),
     ("encoder", "encoder"),
     ("routed", "unexpected parameter"),
+    ("seq_len_var", "seq_len > 1"),
+    ("seq_len_long", "seq_len=500 is longer"),
 ])
 def test_bad_input_is_refused_before_training(data, case, match):
     (train, obs), _, _ = data
@@ -177,6 +235,10 @@ def test_bad_input_is_refused_before_training(data, case, match):
         truth = None
     elif case == "encoder":
         est.set_params(encoder="transformer")
+    elif case == "seq_len_var":
+        est.set_params(seq_len=4, loss="var")
+    elif case == "seq_len_long":
+        est.set_params(seq_len=500)
     if case == "routed":
         with pytest.raises(TypeError, match=match):
             NeuralVar3D(hidden_size=8)

@@ -18,7 +18,8 @@ from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
 
 __all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
-           "aligned_truth", "climatology_draws", "fit_statistics", "var_cost", "wrong_wing_share"]
+           "aligned_truth", "climatology_draws", "cycle_sequences", "fit_statistics", "var_cost",
+           "wrong_wing_share"]
 
 
 class BatchedDataset(SkorchDataset):
@@ -101,6 +102,34 @@ def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5
         for k in range(T):
             k0 = max(k - lead, 0)
             out[k] = system.forecast(start[k0], dt, k - k0) if k > k0 else start[k]
+    return out
+
+
+def cycle_sequences(samples, seq_len):
+    """Cut samples ``(T, *batch, ...)`` into cycles of ``seq_len`` consecutive times.
+
+    Returns ``(S, seq_len, ...)`` arrays, ``S`` = batch size times the number
+    of whole, non-overlapping cycles in ``T``; the background is kept at each
+    cycle's first time only (``(S, n_state)``): the later ones are the
+    network's own forecasts, made in training.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = {"window": np.zeros((10, 3, 4, 2)), "background": np.zeros((10, 3, 5)),
+    ...      "obs": np.zeros((10, 3, 1)), "mask": np.ones((10, 3, 1))}
+    >>> {k: v.shape for k, v in cycle_sequences(s, 4).items()}
+    {'window': (6, 4, 4, 2), 'background': (6, 5), 'obs': (6, 4, 1), 'mask': (6, 4, 1)}
+    """
+    L = int(seq_len)
+    T = samples["background"].shape[0]
+    idx = np.arange(0, T - L + 1, L)[:, None] + np.arange(L)               # (cycles, L)
+    out = {}
+    for k, v in samples.items():
+        trailing = v.shape[-(2 if k == "window" else 1):]
+        seq = v.reshape(T, -1, *trailing)[idx]                              # (cycles, L, B, ...)
+        seq = np.swapaxes(seq, 1, 2).reshape(-1, L, *trailing)
+        out[k] = seq[:, 0] if k == "background" else seq
     return out
 
 
@@ -197,6 +226,11 @@ class NeuralVar3DModule(nn.Module):
     n_layers : int or None
         Encoder depth (its default when None).
     n_iterations : int, default=2
+    system : DynamicalSystem, optional
+        The model forecast between the analyses of a training sequence.
+    forecast_dt : float, optional
+    forecast_steps : int, default=1
+        Model steps of ``forecast_dt`` between two observation times.
 
     Examples
     --------
@@ -209,9 +243,11 @@ class NeuralVar3DModule(nn.Module):
     """
 
     def __init__(self, encoder, window, n_state, n_obs, obs_index, operator, stats=None,
-                 hidden_size=64, n_layers=None, n_iterations=2):
+                 hidden_size=64, n_layers=None, n_iterations=2, system=None, forecast_dt=None,
+                 forecast_steps=1):
         super().__init__()
         self.operator = operator
+        self.system, self.forecast_dt, self.forecast_steps = system, forecast_dt, forecast_steps
         self.n_iterations = int(n_iterations)
         self.max_step = 4.0
         self.register_buffer("obs_index", torch.as_tensor(list(obs_index), dtype=torch.long))
@@ -253,6 +289,23 @@ class NeuralVar3DModule(nn.Module):
         return x_b + (K @ d.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, window, background, obs, mask):
+        """The analysis of ``background``; or, for a sequence (``window`` of
+        shape ``(N, L, window, 2p)``), the analyses of a cycle of ``L``
+        observation times from ``background`` at the first, with the model
+        forecast (differentiable) between them: shape ``(N, L, n_state)``."""
+        if window.dim() == 3:
+            return self._analysis(window, background, obs, mask)
+        if self.system is None:
+            raise ValueError("a sequence of windows needs the module's system and forecast_dt")
+        x, out = background, []
+        for k in range(window.shape[1]):
+            x = self._analysis(window[:, k], x, obs[:, k], mask[:, k])
+            out.append(x)
+            if k + 1 < window.shape[1]:
+                x = self.system.forecast(x, self.forecast_dt, int(self.forecast_steps))
+        return torch.stack(out, 1)
+
+    def _analysis(self, window, background, obs, mask):
         p = self.y_mean.shape[0]
         y, m = window[..., :p], window[..., p:]
         y_norm = (y - self.y_mean) / self.y_scale * m
