@@ -44,6 +44,11 @@ def test_tiny_grid_results_summary_and_figures():
         assert np.isfinite(res[name].values).all(), name
     assert res.baseline_rmse.dims == ("baseline", "mode", "noise_std")
     assert any(str(b).startswith("Var3D") for b in res.baseline.values)
+    # the training-cycle length: the candidate with the lowest validation RMSE
+    scores = res.seq_len_validation_rmse.sel(mode="x2", noise_std=0.5)
+    assert np.isfinite(scores.values).all()
+    assert int(res.seq_len.sel(mode="x2", noise_std=0.5)) == int(
+        scores.seq_len_candidate[int(scores.argmin())])
     share = res.wrong_wing_share.values
     assert ((share >= 0) & (share <= 1)).all()
     rows = result.summary

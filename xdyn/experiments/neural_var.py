@@ -76,6 +76,15 @@ class NeuralVarSetup:
     ``B_scale=original_B_scale``), at the noise levels in
     ``original_training_noise`` (all when None), and score it under the
     original protocol.
+
+    ``seq_lens``: the training-cycle lengths (``NeuralVar3D(seq_len=)``, with
+    ``cycle_batch_size`` cycles per batch, ``batch_size // seq_len`` when
+    None) among which each mode and noise
+    level picks the one whose cycled analysis RMSE on the validation split is
+    lowest (fitted with the first encoder and training seed); every encoder of
+    that cell then trains with it. Cycles help where the network must find
+    the attractor's wing from a far start (x observed, noise 0.5 and 1) and
+    cost accuracy where it need not.
     """
 
     n_train: int = 1000
@@ -100,13 +109,15 @@ class NeuralVarSetup:
     original_training: bool = True
     original_B_scale: float = 2.0
     original_training_noise: tuple | None = None
+    seq_lens: tuple = (1, 10)
+    cycle_batch_size: int | None = None
 
     @classmethod
     def quick(cls):
         """CPU-sized: all nine encoder x mode cells at the four noise levels, one seed;
         the original-protocol training at noise 0.5 only."""
         return cls(n_train=150, n_valid=50, n_test=50, seeds=(0,), max_epochs=8,
-                   hidden_size=32, original_training_noise=(0.5,))
+                   hidden_size=32, original_training_noise=(0.5,), cycle_batch_size=256)
 
 
 def make_trajectories(setup: NeuralVarSetup, seed: int = 0):
@@ -212,6 +223,23 @@ def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in
     return out, best[1]
 
 
+def _select_seq_len(setup, make, obs, valid, burn_in):
+    """The training-cycle length of ``setup.seq_lens`` with the lowest validation RMSE.
+
+    Returns it, the validation RMSEs, and the chosen fitted estimator (the
+    first encoder and training seed, reused for that cell) with its fit time.
+    """
+    scores, fitted = [], []
+    for L in setup.seq_lens:
+        start = time.perf_counter()
+        est = make(setup.encoders[0], setup.seeds[0], L).fit(obs["train"], obs["train_truth"])
+        fitted.append((est, time.perf_counter() - start))
+        scores.append(_scores(est.predict(obs["valid"]), valid, burn_in,
+                              background=False)["analysis"])
+    best = int(np.nanargmin(scores))
+    return setup.seq_lens[best], scores, fitted[best]
+
+
 def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=True):
     """Run the grid encoders x modes x noise levels x seeds; returns an ExperimentResult."""
     from tqdm.auto import tqdm
@@ -235,6 +263,19 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     draw_bg = np.full(shape[1:3], np.nan)
     baseline_rows, examples, single_backgrounds, draws, orig_baselines = {}, {}, {}, {}, {}
     var3d_scale = np.full(shape[1:3], np.nan)
+    chosen_seq_len = np.zeros(shape[1:3], dtype=int)
+    seq_len_scores = np.full(shape[1:3] + (len(setup.seq_lens),), np.nan)
+
+    def make(enc, train_seed, seq_len):
+        return NeuralVar3D(encoder=enc, window=setup.window, n_iterations=setup.n_iterations,
+                           loss=setup.loss, n_rounds=setup.n_rounds, seq_len=seq_len,
+                           max_epochs=setup.max_epochs,
+                           batch_size=(setup.batch_size if seq_len == 1
+                                       else setup.cycle_batch_size
+                                       or max(1, setup.batch_size // seq_len)),
+                           initial_state=prior_mean, initial_spread=setup.initial_std,
+                           device=device, raise_on_divergence=False, return_background=True,
+                           random_state=train_seed, module__hidden_size=setup.hidden_size)
     cells = [(e, m, s, r) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
              for e in range(len(setup.encoders)) for r in range(len(setup.seeds))]
     bar = tqdm(cells, desc="neural-var cells", disable=not progress)
@@ -254,14 +295,20 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
             orig_baselines[(mode, noise)] = original_cycle_baselines(
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
+        selected = None
+        if not chosen_seq_len[im, isg]:
+            chosen_seq_len[im, isg], seq_len_scores[im, isg], selected = _select_seq_len(
+                setup, make, {**obs, "train_truth": train}, valid, setup.burn_in)
         start = time.perf_counter()
-        est = NeuralVar3D(encoder=enc, window=setup.window, n_iterations=setup.n_iterations,
-                          loss=setup.loss, n_rounds=setup.n_rounds, max_epochs=setup.max_epochs,
-                          batch_size=setup.batch_size, initial_state=prior_mean,
-                          initial_spread=setup.initial_std, device=device,
-                          raise_on_divergence=False, return_background=True,
-                          random_state=train_seed, module__hidden_size=setup.hidden_size)
-        est.fit(obs["train"], train, validation=(obs["valid"], valid))
+        if selected is not None and (ie, ir) == (0, 0):
+            # the same estimator as the selection's (same data, parameters and seed),
+            # fitted without the validation loss monitor, which changes nothing fitted;
+            # the cell's wall time counts that fit
+            est, fit_seconds = selected
+            start -= fit_seconds
+        else:
+            est = make(enc, train_seed, int(chosen_seq_len[im, isg]))
+            est.fit(obs["train"], train, validation=(obs["valid"], valid))
         analysis = est.predict(obs["test"])
         wall[ie, im, isg, ir] = time.perf_counter() - start
         if (mode, noise) not in single_backgrounds:
@@ -287,7 +334,8 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                     continue
                 start = time.perf_counter()
                 est = clone(est).set_params(training_background="climatology",
-                                            B_scale=setup.original_B_scale)
+                                            B_scale=setup.original_B_scale, seq_len=1,
+                                            batch_size=setup.batch_size)
                 est.fit(obs["train"], train, validation=(obs["valid"], valid))
                 clim_cycled[cell] = _scores(est.predict(obs["test"]), test, setup.burn_in,
                                             background=False)["analysis"]
@@ -318,6 +366,13 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                                            "(no assimilation)", "units": "1"})},
         coords=coords)
     res["encoder"].attrs["long_name"] = "encoder of the observation window"
+    res["seq_len"] = (("mode", "noise_std"), chosen_seq_len, {
+        "long_name": "training-cycle length of the networks, chosen on the validation split",
+        "units": "1"})
+    res["seq_len_validation_rmse"] = (("mode", "noise_std", "seq_len_candidate"), seq_len_scores, {
+        "long_name": "cycled validation RMSE of the first encoder trained with each candidate "
+                     "training-cycle length", "units": "1"})
+    res = res.assign_coords(seq_len_candidate=("seq_len_candidate", list(setup.seq_lens)))
     res["mode"].attrs["long_name"] = "observed quantities (x, x and y, x squared)"
     if baseline_rows:
         labels = list(next(iter(baseline_rows.values())))
@@ -372,8 +427,9 @@ def _format_table(res: xr.Dataset) -> str:
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
+                label = f"NeuralVar3D {enc} seq {int(cell.seq_len)}"
                 lines.append(
-                    f"{mode:<5}{noise:>6}  {'NeuralVar3D ' + enc:<28}"
+                    f"{mode:<5}{noise:>6}  {label:<28}"
                     f"{np.nanmean(a):>9.3f}±{np.nanstd(a):<6.3f}{np.nanmean(b):>9.3f}±{np.nanstd(b):<6.3f}"
                     f"{float(np.nanmean(c.wrong_wing_share)):>11.3f}{float(np.nanmean(c.wall_time)):>10.1f}"
                     f"{float(np.nanmean(c.single_analysis_rmse)):>9.3f}/"
