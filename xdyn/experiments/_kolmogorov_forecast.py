@@ -91,6 +91,26 @@ def _starts(setup, n_time, n_leads):
     return np.linspace(first, n_time - n_leads - 1, setup.n_starts).astype(int)
 
 
+def _coverage_scale(truth, mean, std, current):
+    """``current`` times the factor that makes ``mean +- std`` cover 68.27% of ``truth``.
+
+    The 68.27% quantile of ``|truth - mean| / std`` over every point: a
+    split-conformal scale when ``truth`` is a calibration set (never the test
+    one). ``current`` comes back unchanged when the quantile is not finite
+    and positive.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> truth = 3.0 * rng.standard_normal(100_000)
+    >>> round(_coverage_scale(truth, 0.0, 1.0, 1.0), 1)
+    3.0
+    """
+    z = abs(truth - mean) / std  # xarray inputs align by dimension name
+    scale = float(np.nanquantile(np.asarray(z), 0.6827))
+    return current * scale if np.isfinite(scale) and scale > 0 else current
+
+
 def _calibrate_spread(rom, res_val, setup, n_leads):
     """``spread_inflation`` that makes the ROM's +-1 std interval cover 68.3% on ``res_val``.
 
@@ -106,10 +126,8 @@ def _calibrate_spread(rom, res_val, setup, n_leads):
     ens = _full_field(rom.predict(_windows(res_val, starts, setup.latent_seq_len),
                                   n_steps=n_leads, n_samples=setup.n_members)
                       .assign_coords(time=truth.time))
-    z = np.abs(truth - ens.mean("member")) / ens.std("member", ddof=1)
-    scale = float(np.nanquantile(z.values, 0.6827))
-    return rom.spread_inflation * scale if np.isfinite(scale) and scale > 0 else (
-        rom.spread_inflation)
+    return _coverage_scale(truth, ens.mean("member"), ens.std("member", ddof=1),
+                           rom.spread_inflation)
 
 
 def _horizon_leads(setup, n_time, dt, n_leads, lyapunov_time):

@@ -82,8 +82,9 @@ import time
 import numpy as np
 import xarray as xr
 
-from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _forecast_section,
-                                                   _full_field, _n_forcing, _score_ensemble)
+from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _coverage_scale,
+                                                   _forecast_section, _full_field, _n_forcing,
+                                                   _score_ensemble)
 from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import isotropic_spectrum, picp, relative_l1, relative_l2
@@ -193,10 +194,8 @@ def _closure_spread_scale(closure, resolved, unresolved):
     calibration trajectory (never the test one): a split-conformal scale.
     """
     mean, std = closure.predict(resolved, return_std=True)
-    z = np.abs(_full_field(unresolved) - _full_field(mean)) / _full_field(std)
-    scale = float(np.nanquantile(z.values, 0.6827))
-    ok = np.isfinite(scale) and scale > 0
-    return closure.spread_scale * scale if ok else closure.spread_scale
+    return _coverage_scale(_full_field(unresolved), _full_field(mean), _full_field(std),
+                           closure.spread_scale)
 
 
 def _make_closures(setup, seed, device):
