@@ -45,9 +45,9 @@ def test_tiny_grid_results_summary_and_figures():
     assert res.baseline_rmse.dims == ("baseline", "mode", "noise_std")
     assert any(str(b).startswith("Var3D") for b in res.baseline.values)
     # the training-cycle length: the candidate with the lowest validation RMSE
-    scores = res.seq_len_validation_rmse.sel(mode="x2", noise_std=0.5)
+    scores = res.seq_len_validation_rmse.sel(encoder="mlp", mode="x2", noise_std=0.5)
     assert np.isfinite(scores.values).all()
-    assert int(res.seq_len.sel(mode="x2", noise_std=0.5)) == int(
+    assert int(res.seq_len.sel(encoder="mlp", mode="x2", noise_std=0.5)) == int(
         scores.seq_len_candidate[int(scores.argmin())])
     share = res.wrong_wing_share.values
     assert ((share >= 0) & (share <= 1)).all()
@@ -128,8 +128,8 @@ def test_original_statistics_and_draws_from_the_training_split():
 @pytest.mark.slow
 def test_quick_run_writes_everything(tmp_path):
     """``xdyn run lorenz63-neural-var --quick``: all nine cells at four noise levels, the
-    original protocol, the climatology-trained networks at noise 0.5 (measured 5.0 min,
-    peak 0.67 GiB, on 2 loaded cores)."""
+    original protocol, the climatology-trained networks at noise 0.5, the training-cycle
+    length chosen per encoder and cell (measured 377 s, peak 0.63 GiB, idle machine)."""
     from xdyn.experiments import run
 
     result = run("lorenz63-neural-var", quick=True, out=tmp_path, progress=False)
@@ -139,10 +139,15 @@ def test_quick_run_writes_everything(tmp_path):
         assert (folder / name).exists(), name
     res = result.results
     assert res.sizes["encoder"] == 3 and res.sizes["mode"] == 3
-    # the learned analysis is far better than no assimilation in every cell up to noise 0.5
-    # (at noise 1.0 the x-only cycle measured 3.8-4.0 against a free run of 8.5: reported)
-    low = res.analysis_rmse.sel(noise_std=[n for n in res.noise_std.values if n <= 0.5])
-    assert float(low.max()) < 0.5 * float(res.free_run_rmse)
+    # the learned analysis is far better than no assimilation in every cell (measured at
+    # most 2.41, x**2 at noise 0.5, against a free run of 8.47)
+    assert float(res.analysis_rmse.max()) < 0.5 * float(res.free_run_rmse)
+    # observed as x with noise 1, training cycles find the wing from the prior mean: near
+    # Var3D (measured 0.35-0.37 against 0.354; 3.8-4.0 when trained on single analyses)
+    x1 = res.sel(mode="x", noise_std=1.0)
+    var3d = [b for b in res.baseline.values if str(b).startswith("Var3D")][0]
+    assert (x1.seq_len == 10).all()
+    assert float(x1.analysis_rmse.max()) < 1.25 * float(x1.baseline_rmse.sel(baseline=var3d))
     trained = res.original_draw_analysis_rmse.sel(noise_std=0.5)
     assert np.isfinite(trained.values).all()
     # trained like the original, the network corrects the original's background (xy,

@@ -79,10 +79,9 @@ class NeuralVarSetup:
 
     ``seq_lens``: the training-cycle lengths (``NeuralVar3D(seq_len=)``, with
     ``cycle_batch_size`` cycles per batch, ``batch_size // seq_len`` when
-    None) among which each mode and noise
-    level picks the one whose cycled analysis RMSE on the validation split is
-    lowest (fitted with the first encoder and training seed); every encoder of
-    that cell then trains with it. Cycles help where the network must find
+    None) among which each encoder, mode and noise level picks the one whose
+    cycled analysis RMSE on the validation split is lowest (fitted with the
+    first training seed; the other seeds train with it). Cycles help where the network must find
     the attractor's wing from a far start (x observed, noise 0.5 and 1) and
     cost accuracy where it need not.
     """
@@ -223,16 +222,16 @@ def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in
     return out, best[1]
 
 
-def _select_seq_len(setup, make, obs, valid, burn_in):
+def _select_seq_len(setup, make, enc, obs, valid, burn_in):
     """The training-cycle length of ``setup.seq_lens`` with the lowest validation RMSE.
 
-    Returns it, the validation RMSEs, and the chosen fitted estimator (the
-    first encoder and training seed, reused for that cell) with its fit time.
+    Returns it, the validation RMSEs, and the chosen fitted estimator (encoder
+    ``enc``, the first training seed; reused for that cell) with its fit time.
     """
     scores, fitted = [], []
     for L in setup.seq_lens:
         start = time.perf_counter()
-        est = make(setup.encoders[0], setup.seeds[0], L).fit(obs["train"], obs["train_truth"])
+        est = make(enc, setup.seeds[0], L).fit(obs["train"], obs["train_truth"])
         fitted.append((est, time.perf_counter() - start))
         scores.append(_scores(est.predict(obs["valid"]), valid, burn_in,
                               background=False)["analysis"])
@@ -263,8 +262,8 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     draw_bg = np.full(shape[1:3], np.nan)
     baseline_rows, examples, single_backgrounds, draws, orig_baselines = {}, {}, {}, {}, {}
     var3d_scale = np.full(shape[1:3], np.nan)
-    chosen_seq_len = np.zeros(shape[1:3], dtype=int)
-    seq_len_scores = np.full(shape[1:3] + (len(setup.seq_lens),), np.nan)
+    chosen_seq_len = np.zeros(shape[:3], dtype=int)
+    seq_len_scores = np.full(shape[:3] + (len(setup.seq_lens),), np.nan)
 
     def make(enc, train_seed, seq_len):
         return NeuralVar3D(encoder=enc, window=setup.window, n_iterations=setup.n_iterations,
@@ -296,18 +295,18 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
         selected = None
-        if not chosen_seq_len[im, isg]:
-            chosen_seq_len[im, isg], seq_len_scores[im, isg], selected = _select_seq_len(
-                setup, make, {**obs, "train_truth": train}, valid, setup.burn_in)
+        if not chosen_seq_len[ie, im, isg]:
+            chosen_seq_len[ie, im, isg], seq_len_scores[ie, im, isg], selected = _select_seq_len(
+                setup, make, enc, {**obs, "train_truth": train}, valid, setup.burn_in)
         start = time.perf_counter()
-        if selected is not None and (ie, ir) == (0, 0):
+        if selected is not None:
             # the same estimator as the selection's (same data, parameters and seed),
             # fitted without the validation loss monitor, which changes nothing fitted;
             # the cell's wall time counts that fit
             est, fit_seconds = selected
             start -= fit_seconds
         else:
-            est = make(enc, train_seed, int(chosen_seq_len[im, isg]))
+            est = make(enc, train_seed, int(chosen_seq_len[ie, im, isg]))
             est.fit(obs["train"], train, validation=(obs["valid"], valid))
         analysis = est.predict(obs["test"])
         wall[ie, im, isg, ir] = time.perf_counter() - start
@@ -366,11 +365,12 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                                            "(no assimilation)", "units": "1"})},
         coords=coords)
     res["encoder"].attrs["long_name"] = "encoder of the observation window"
-    res["seq_len"] = (("mode", "noise_std"), chosen_seq_len, {
+    res["seq_len"] = (("encoder", "mode", "noise_std"), chosen_seq_len, {
         "long_name": "training-cycle length of the networks, chosen on the validation split",
         "units": "1"})
-    res["seq_len_validation_rmse"] = (("mode", "noise_std", "seq_len_candidate"), seq_len_scores, {
-        "long_name": "cycled validation RMSE of the first encoder trained with each candidate "
+    res["seq_len_validation_rmse"] = (
+        ("encoder", "mode", "noise_std", "seq_len_candidate"), seq_len_scores, {
+        "long_name": "cycled validation RMSE of the encoder trained with each candidate "
                      "training-cycle length", "units": "1"})
     res = res.assign_coords(seq_len_candidate=("seq_len_candidate", list(setup.seq_lens)))
     res["mode"].attrs["long_name"] = "observed quantities (x, x and y, x squared)"
@@ -427,7 +427,7 @@ def _format_table(res: xr.Dataset) -> str:
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
-                label = f"NeuralVar3D {enc} seq {int(cell.seq_len)}"
+                label = f"NeuralVar3D {enc} seq {int(c.seq_len)}"
                 lines.append(
                     f"{mode:<5}{noise:>6}  {label:<28}"
                     f"{np.nanmean(a):>9.3f}±{np.nanstd(a):<6.3f}{np.nanmean(b):>9.3f}±{np.nanstd(b):<6.3f}"
