@@ -33,6 +33,11 @@ then the time mean per test trajectory, then the mean over trajectories):
   climatological draws (``"climatology"``, with ``B_scale=original_B_scale``)
   are both scored there (dim ``training_background``).
 
+Each encoder trains on single analyses or through cycles of analyses
+(``NeuralVar3D(seq_len=)``), whichever scores better cycled on the
+validation split, per mode and noise level (``seq_len``,
+``seq_len_validation_rmse``).
+
 Also: the free run from the prior mean (no assimilation) and the share of
 analyses on the wrong wing of the attractor (sign of ``x``), which ``x**2``
 observations cannot see.
