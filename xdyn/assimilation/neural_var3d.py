@@ -156,6 +156,9 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         Scalers fitted on the training split.
     history_ : list of dict
         Per round: epochs, last train/valid loss.
+    forecast_interval_ : tuple of (float, int)
+        Model step and steps between two observation times (the forecast
+        of a training cycle).
 
     Examples
     --------
