@@ -103,3 +103,70 @@ def test_errors_before_training():
         ClimODE(max_epochs=0).fit(two)
     with pytest.raises(ValueError, match="hidden"):
         ClimODE(hidden=0).fit(ds)
+
+
+def _daily_patterns(n_days=40, m=6, ny=3, nx=4, persistence=0.9, seed=0):
+    """Each 'day' of ``m`` samples repeats the day before's pattern (correlation
+    ``persistence``, independent between hours): only the memory can know it."""
+    rng = np.random.default_rng(seed)
+    days = [rng.standard_normal((m, ny, nx))]
+    for _ in range(n_days - 1):
+        days.append(persistence * days[-1]
+                    + np.sqrt(1 - persistence ** 2) * rng.standard_normal((m, ny, nx)))
+    u = np.concatenate(days)
+    return xr.Dataset({"u": (("time", "y", "x"), u, {"units": "1"})},
+                      coords={"time": np.arange(len(u), dtype=float)})
+
+
+def test_memory_reads_the_history_then_the_own_forecast():
+    m = 3
+    torch.manual_seed(0)
+    module = AdvectionSourceODE(1, (4, 5), hidden=4, n_steps=2, memory=m).double()
+    with torch.no_grad():   # a non-trivial emission: by default it starts at zero
+        module.emission[-1].weight.normal_()
+    u0, v0 = torch.randn(2, 1, 4, 5, dtype=torch.float64), torch.zeros(2, 2, 4, 5).double()
+    phase0, history = torch.zeros(2, 2).double(), torch.randn(2, m, 1, 4, 5).double()
+    history[:, -1] = u0
+    with torch.no_grad():
+        both = module(u0, v0, phase0, torch.tensor([1.0, m + 1.0]), history=history)
+        alone = module(u0, v0, phase0, torch.tensor([m + 1.0]), history=history)
+        # lead 1 reads the sample m - 1 before the start; lead m + 1 reads lead 1
+        changed = history.clone()
+        changed[:, 0] += 1.0
+        moved = module(u0, v0, phase0, torch.tensor([1.0, m + 1.0]), history=changed)
+        changed_last = history.clone()
+        changed_last[:, 1] += 1.0   # the sample read at lead 2 only
+        unmoved = module(u0, v0, phase0, torch.tensor([1.0, m + 1.0]), history=changed_last)
+    torch.testing.assert_close(both[:, 1], alone[:, 0])
+    assert (moved[:, 0] - both[:, 0]).abs().max() > 1e-3
+    assert (moved[:, 1] - both[:, 1]).abs().max() > 1e-3     # through the own forecast
+    torch.testing.assert_close(unmoved, both)
+    with pytest.raises(ValueError, match="history"):
+        module(u0, v0, phase0, torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="whole data steps"):
+        module(u0, v0, phase0, torch.tensor([1.5]), history=history)
+
+
+def test_memory_learns_what_the_state_cannot_know():
+    m = 6
+    ds = _daily_patterns(m=m)
+    train, test = ds.isel(time=slice(0, 180)), ds.isel(time=slice(180 - m, None))
+    common = dict(hidden=8, n_steps=m, max_epochs=30, lr=1e-2, batch_size=32, n_members=2,
+                  random_state=0, device="cpu", step_size=1.0)
+    with_memory = ClimODE(memory=m, **common).fit(train)
+    without = ClimODE(**common).fit(train)
+    leads = [float(j) for j in range(1, m + 1)]
+    truth_std = float(test.u.std())
+    rmse = {"with": -with_memory.score(test, leads), "without": -without.score(test, leads)}
+    # yesterday's sample at the valid hour explains persistence**2 = 81% of the
+    # variance (RMSE 0.44 sigma); without it the state carries nothing about the
+    # valid hour (RMSE ~ 1 sigma). Measured over seeds 0-2: 0.43-0.44 vs 0.94-1.03
+    assert rmse["with"] < 0.7 * truth_std < 0.8 * rmse["without"]
+    fc = with_memory.predict(test, leads)
+    assert np.isnan(fc["u"].values[:m - 1]).all() and np.isfinite(fc["u"].values[m - 1:]).all()
+    with pytest.raises(ValueError, match="whole samples"):
+        with_memory.predict(test, [1.5])
+    with pytest.raises(ValueError, match="memory"):
+        ClimODE(memory=0).fit(train)
+    with pytest.raises(ValueError, match="at least"):
+        ClimODE(memory=m, n_steps=m, max_epochs=0).fit(train.isel(time=slice(0, 2 * m - 1)))

@@ -6,7 +6,9 @@ the UK (744 hours, 0.25°, xarray's tutorial file; see
 is fitted on the first three weeks (March 1-21, 504 hours) and forecasts from
 every hour of the rest (March 22-31, 240 initialisations) at leads of 1-24 h,
 against persistence and the diurnal (hour-of-day) climatology of the training
-weeks. ``quick`` averages the grid 2x2 (0.5°) and trains shorter.
+weeks. ClimODE reads the day before each valid hour (``memory=24``): every
+method forecasts from the same initialisations, each with a day of data
+before it. ``quick`` averages the grid 2x2 (0.5°) and trains shorter.
 
 ``era5-forecast`` (6-hourly data, leads 6-144 h) and ``era5-monthly`` (monthly
 means on a 360-day calendar, leads 1-5 months) follow ClimODE (Verma et al.,
@@ -157,13 +159,18 @@ def _summary(scores, **settings):
 
 
 # ----------------------------------------------------------------- UK t2m
+# ClimODE reads the day before each valid hour (see its ``memory``); every method gets
+# the same test initialisations, the first with a day of data before it
+UK_MEMORY_HOURS = 24
+
 def _uk_forecasters(quick, seed, device, progress):
     common = dict(random_state=seed, device=device, progress=progress)
     return {
         "Persistence": Persistence(),
         "Climatology": Climatology(groupby="hour"),
         "ClimODE": ClimODE(hidden=16, n_steps=24, stride=3, max_epochs=10 if quick else 30,
-                           lr=3e-3, batch_size=16, step_size=2.0, n_members=10, **common),
+                           lr=3e-3, batch_size=16, step_size=2.0, n_members=10,
+                           memory=UK_MEMORY_HOURS, **common),
         "NeuralODE": NeuralODE(window=6, hidden=64, max_epochs=10 if quick else 40, **common),
         "VGBDM": VGBDM(len_episode=12, hidden=64, max_epochs=30 if quick else 100,
                        n_members=10, **common),
@@ -191,12 +198,14 @@ def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=Non
     if coarsen > 1:
         ds = ds.coarsen(lat=coarsen, lon=coarsen, boundary="trim").mean(keep_attrs=True)
     n_train = 21 * 24 if data is None else ds.sizes["time"] * 2 // 3
-    train, test = ds.isel(time=slice(0, n_train)), ds.isel(time=slice(n_train - 1, None))
+    n_history = UK_MEMORY_HOURS
+    train = ds.isel(time=slice(0, n_train))
+    test = ds.isel(time=slice(n_train - n_history, None))
     leads = [np.timedelta64(int(h), "h") for h in lead_hours]
     forecasters = _uk_forecasters(quick, seed, device, progress) if forecasters is None \
         else forecasters
     scores, forecasts, timing = compare_forecasters(forecasters, train, test, leads,
-                                                    progress=progress)
+                                                    n_history=n_history, progress=progress)
     scores = _hours(scores)
     rm = scores["t2m_rmse"]
     baselines = rm.sel({"method": ["Persistence", "Climatology"]}).min("method")
@@ -216,13 +225,13 @@ def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=Non
     results.attrs.update(
         data=ds.attrs.get("source", "user data"), grid=grid,
         config_json=json.dumps({"quick": quick, "seed": seed, "n_train_hours": n_train,
-                                "n_test_inits": int(test.sizes["time"] - 1),
+                                "n_test_inits": int(test.sizes["time"] - n_history),
                                 "lead_hours": list(lead_hours), "coarsen": coarsen,
                                 "forecasters": {k: repr(v) for k, v in forecasters.items()}}),
         wall_seconds=time.perf_counter() - t_start)
     shown = [h for h in (1, 3, 6, 12, 24) if h in lead_hours]
     table = "\n".join([f"era5-uk-t2m on {results.attrs['data']}", f"grid {grid}, train "
-                       f"{n_train} h, {test.sizes['time'] - 1} test initialisations",
+                       f"{n_train} h, {test.sizes['time'] - n_history} test initialisations",
                        _table(results, "t2m", shown)]
                       + [f"target (beat both baselines at 3-24 h) {m}: "
                          f"{'met' if bool(met.sel(learned=m)) else 'missed'}" for m in learned])

@@ -90,7 +90,8 @@ class ClimODE(BaseForecaster):
     Every data variable must have the same two spatial dims (``lat``/``lon``,
     ``y``/``x`` ...) besides ``sample_dim``; the samples must be evenly spaced
     and consecutive (forecasts start from every sample but the first, whose
-    velocity needs the sample before it: its forecast is NaN).
+    velocity needs the sample before it: its forecast is NaN; with ``memory``,
+    from the ``memory``-th sample on).
 
     Parameters
     ----------
@@ -109,6 +110,13 @@ class ClimODE(BaseForecaster):
         Members drawn from the Gaussian emission by :meth:`predict`, centred
         so that their mean is the emission's mean (sampling noise would
         otherwise add ``std / sqrt(n_members)`` to the RMSE of the mean).
+    memory : int, optional
+        Lag ``m`` in samples of a memory input: the emission also reads the
+        anomaly ``m`` samples before each valid time (observed up to the
+        initialisation, the model's own forecast after it), so ``memory=24``
+        on hourly data tells the model what the valid hour was like
+        yesterday. Forecasts then start from the ``m``-th sample on (earlier
+        ones are NaN) and leads must be whole samples.
     smoothness : float, default=1.0
         Weight of ``||grad v||^2`` in the initial-velocity inversion.
     damping : float, default=1e-2
@@ -164,6 +172,7 @@ class ClimODE(BaseForecaster):
         "n_steps": [Interval(Integral, 1, None, closed="left")],
         "stride": [Interval(Integral, 1, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
+        "memory": [Interval(Integral, 1, None, closed="left"), None],
         "smoothness": [Interval(Real, 0, None, closed="left")],
         "damping": [Interval(Real, 0, None, closed="neither")],
         "periodic": [StrOptions({"auto"}), tuple, list],
@@ -172,7 +181,7 @@ class ClimODE(BaseForecaster):
     }
 
     def __init__(self, *, hidden=32, n_steps=4, stride=1, max_epochs=20, lr=2e-3, batch_size=32,
-                 n_members=10, smoothness=1.0, damping=1e-2, periodic="auto", method="rk4",
+                 n_members=10, memory=None, smoothness=1.0, damping=1e-2, periodic="auto", method="rk4",
                  step_size=0.5, sample_dim="time", device="auto", dtype="float32",
                  random_state=None, progress=False):
         self.hidden = hidden
@@ -182,6 +191,7 @@ class ClimODE(BaseForecaster):
         self.lr = lr
         self.batch_size = batch_size
         self.n_members = n_members
+        self.memory = memory
         self.smoothness = smoothness
         self.damping = damping
         self.periodic = periodic
@@ -271,23 +281,28 @@ class ClimODE(BaseForecaster):
         self.mean_ = fields.mean((0, 2))
         self.std_ = fields.std((0, 2)) + 1e-12
         n_steps = int(self.n_steps)
-        if X.shape[0] < n_steps + 2:
-            raise ValueError(f"ClimODE needs at least n_steps + 2 = {n_steps + 2} samples "
-                             f"along {self.sample_dim!r}; got {X.shape[0]}")
+        first = self._first_init()
+        if X.shape[0] < first + n_steps + 1:
+            raise ValueError(f"ClimODE needs at least {first + n_steps + 1} samples along "
+                             f"{self.sample_dim!r} (n_steps={n_steps}, memory={self.memory}); "
+                             f"got {X.shape[0]}")
         u = self._fields(X)
         phase, phase_step = self._phases(times)
         self.climate_ = _fit_climate(u, phase)
         v0 = self._velocity(u, phase)               # samples 1 .. n-1
-        inits = np.arange(1, u.shape[0] - n_steps, int(self.stride))
+        inits = np.arange(first, u.shape[0] - n_steps, int(self.stride))
         target = np.stack([u[inits + j] for j in range(1, n_steps + 1)], 1)
         Xd = {"u0": u[inits].astype(np.float32), "v0": v0[inits - 1].astype(np.float32),
               "phase0": phase[inits].astype(np.float32)}
+        if self.memory:
+            Xd["history"] = self._history(u, inits).astype(np.float32)
         self.net_ = _GaussianNLLNet(
             AdvectionSourceODE, module__n_channels=k, module__grid_shape=self.grid_shape_,
             module__hidden=int(self.hidden), module__periodic=self.periodic_,
             module__n_steps=n_steps, module__phase_step=phase_step,
             module__method=self.method, module__step_size=float(self.step_size),
             module__climate=self.climate_.astype(np.float32),
+            module__memory=self.memory,
             module__relaxation_rate=_relaxation_rate(u - _climate_series(self.climate_, phase),
                                                      n_steps),
             lr=self.lr, max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
@@ -295,6 +310,15 @@ class ClimODE(BaseForecaster):
             progress=self.progress)
         self.net_.fit(Xd, target.astype(np.float32))
         return self
+
+    def _first_init(self):
+        """The first sample a forecast can start from: it needs the sample before it
+        (the velocity) and ``memory - 1`` before it (the memory)."""
+        return max(1, int(self.memory or 0) - 1)
+
+    def _history(self, u, inits):
+        """``(len(inits), memory, K, H, W)``: the ``memory`` samples up to each start."""
+        return u[inits[:, None] + np.arange(1 - int(self.memory), 1)]
 
     def _check_even(self, times):
         if self.time_kind_ == "cftime":
@@ -308,13 +332,17 @@ class ClimODE(BaseForecaster):
         steps = np.asarray(self.lead_steps(lead_times), dtype=float)
         if np.any(steps <= 0):
             raise ValueError(f"ClimODE forecasts at lead_times > 0; got {lead_times!r}")
+        if self.memory and np.any(np.abs(steps - np.round(steps)) > 1e-6):
+            raise ValueError(f"ClimODE(memory={self.memory}) forecasts at whole samples "
+                             f"({self.dt_} each); got lead_times {lead_times!r}")
         order = np.argsort(steps)
         uniq, inverse = np.unique(steps[order], return_inverse=True)
         k, (h, w) = len(self.variables_), self.grid_shape_
         n = X.shape[0]
         m = int(self.n_members)
         out = np.full((n, len(steps), m, k * h * w), np.nan)
-        if n < 2:
+        first = self._first_init()
+        if n <= first:
             return out
         u = self._fields(X)
         phase, _ = self._phases(times)
@@ -325,13 +353,15 @@ class ClimODE(BaseForecaster):
         mean_, std_ = self.mean_[None, None, None, :, None, None], \
             self.std_[None, None, None, :, None, None]
         with torch.no_grad(), self.net_._threads():
-            for s in range(1, n, _CHUNK):
+            for s in range(first, n, _CHUNK):
                 e = min(s + _CHUNK, n)
 
                 def t(a):
                     return torch.as_tensor(a, dtype=dtype, device=device)
 
-                pred = module(t(u[s:e]), t(v0[s - 1:e - 1]), t(phase[s:e]), t(uniq))
+                history = t(self._history(u, np.arange(s, e))) if self.memory else None
+                pred = module(t(u[s:e]), t(v0[s - 1:e - 1]), t(phase[s:e]), t(uniq),
+                              history=history)
                 pred = pred.cpu().numpy().astype(float)[:, inverse][:, np.argsort(order)]
                 mean, std = pred[:, :, 0][:, :, None], pred[:, :, 1][:, :, None]
                 noise = rng.standard_normal((e - s, len(steps), m, k, h, w))

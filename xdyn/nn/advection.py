@@ -20,6 +20,7 @@ value (a one-sided half difference at the edge).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torchdiffeq import odeint
@@ -180,6 +181,13 @@ class AdvectionSourceODE(nn.Module):
     The output at each lead is the emission's mean ``u + mu_theta`` and
     standard deviation ``softplus(.)``.
 
+    With ``memory = m`` the emission also reads the anomaly ``m`` data steps
+    before each valid time: from ``history`` (the ``m`` samples up to the
+    initial time) while that lies before the start, and from the model's own
+    emission mean after it. A diurnal ``m`` (24 for hourly data) carries what
+    happened at the valid hour yesterday, which neither the state nor a
+    climatology holds.
+
     Parameters
     ----------
     n_channels : int
@@ -207,6 +215,9 @@ class AdvectionSourceODE(nn.Module):
         ``2 / step_size``, inside the stability limit of RK4 with central
         differences (``|v| dt <= 2.8``), so a velocity the network pushes
         too far cannot blow the integration up.
+    memory : int, optional
+        Lag ``m`` (data steps) of the emission's memory input; ``forward``
+        then needs ``history`` and whole data steps as leads.
 
     Examples
     --------
@@ -219,9 +230,10 @@ class AdvectionSourceODE(nn.Module):
 
     def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, False), n_steps=4,
                  phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3,
-                 max_speed=None, climate=None, relaxation_rate=0.03):
+                 max_speed=None, climate=None, relaxation_rate=0.03, memory=None):
         super().__init__()
         k = int(n_channels)
+        self.memory = None if memory is None else int(memory)
         self.k, self.periodic = k, tuple(bool(p) for p in periodic)
         self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
         self.min_std = float(min_std)
@@ -229,7 +241,8 @@ class AdvectionSourceODE(nn.Module):
         pad = "circular" if all(self.periodic) else "replicate"
         n_feat = 4 + 2
         self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
-        self.emission = _conv_net(2 * k + n_feat, 2 * k, hidden, pad)   # mu (K), raw std (K)
+        n_memory = k if self.memory else 0                             # the lagged anomaly
+        self.emission = _conv_net(2 * k + n_feat + n_memory, 2 * k, hidden, pad)  # mu, raw std
         rate = torch.as_tensor(relaxation_rate, dtype=torch.float32).reshape(-1)
         rate = rate.expand(k).reshape(1, k, 1, 1).clamp(1e-4, 10.0)
         self.log_rate = nn.Parameter(torch.log(torch.expm1(rate)))  # softplus^-1
@@ -264,13 +277,45 @@ class AdvectionSourceODE(nn.Module):
         return (torch.einsum("bj,jkhw->bkhw", basis, clim),
                 torch.einsum("bj,jkhw->bkhw", d_basis, clim))
 
-    def forward(self, u0, v0, phase0, leads=None):
-        """Mean and std at ``leads`` (data steps; default ``1 .. n_steps``): ``(B, L, 2, K, H, W)``."""
+    def _output_leads(self, leads):
+        """The leads whose emission is computed: ``leads`` and, for the memory, every
+        ``lead - m, lead - 2m, ... > 0`` (the model's own forecast of the lagged time)."""
+        if not self.memory:
+            return leads
+        values = leads.detach().cpu().double().numpy()
+        if np.any(np.abs(values - np.round(values)) > 1e-6):
+            raise ValueError(f"memory={self.memory} needs whole data steps as leads; got "
+                             f"{values.tolist()}")
+        needed = {int(round(v)) - j * self.memory for v in values
+                  for j in range(int(round(v)) // self.memory + 1)}
+        return torch.as_tensor(sorted(n for n in needed if n > 0), dtype=leads.dtype,
+                               device=leads.device)
+
+    def _lagged_anomaly(self, lead, phase0, history, means):
+        """Anomaly at ``lead - m``: from ``history`` up to the start, else the own mean."""
+        lag = int(round(float(lead))) - self.memory
+        # ``means`` is keyed by lead: ``_output_leads`` puts every lagged lead first
+        field = history[:, self.memory - 1 + lag] if lag <= 0 else means[lag]
+        clim, _ = self._climate(torch.as_tensor(float(lag), dtype=field.dtype,
+                                                device=field.device), phase0)
+        return field - clim
+
+    def forward(self, u0, v0, phase0, leads=None, history=None):
+        """Mean and std at ``leads`` (data steps; default ``1 .. n_steps``): ``(B, L, 2, K, H, W)``.
+
+        ``history`` ``(B, memory, K, H, W)``: the samples ``memory - 1 .. 0`` steps
+        before the start (the last is ``u0``), needed with ``memory``.
+        """
         k = self.k
         if leads is None:
             leads = torch.arange(1, self.n_steps + 1, dtype=u0.dtype, device=u0.device)
         leads = torch.as_tensor(leads, dtype=u0.dtype, device=u0.device)
-        times = torch.cat([leads.new_zeros(1), leads])
+        if self.memory and (history is None or history.shape[1] != self.memory):
+            raise ValueError(f"memory={self.memory} needs history of shape (batch, "
+                             f"{self.memory}, K, H, W); got "
+                             f"{None if history is None else tuple(history.shape)}")
+        computed = self._output_leads(leads)
+        times = torch.cat([computed.new_zeros(1), computed])
 
         def rhs(t, state):
             u, v = state[:, :k], state[:, k:]
@@ -287,13 +332,20 @@ class AdvectionSourceODE(nn.Module):
         options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
             else None
         states = odeint(rhs, torch.cat([u0, v0], 1), times, method=self.method, options=options)
-        outs = []
+        outs, means = [], {}
         for j in range(1, len(times)):
             u = states[j][:, :k]
             clim, _ = self._climate(times[j], phase0)
-            e = self.emission(torch.cat([u, u - clim, self._features(times[j], phase0, u)], 1))
+            inputs = [u, u - clim, self._features(times[j], phase0, u)]
+            if self.memory:
+                inputs.append(self._lagged_anomaly(times[j], phase0, history, means))
+            e = self.emission(torch.cat(inputs, 1))
             mean = u + e[:, :k]
             # softplus(-1) = 0.31: a first guess of the error in standardised units
             std = nn.functional.softplus(e[:, k:] - 1.0) + self.min_std
+            means[int(round(float(times[j])))] = mean
             outs.append(torch.stack([mean, std], 1))
-        return torch.stack(outs, 1)
+        if not self.memory:
+            return torch.stack(outs, 1)
+        position = {int(round(float(t))): i for i, t in enumerate(computed)}
+        return torch.stack([outs[position[int(round(float(t)))]] for t in leads], 1)
