@@ -181,9 +181,9 @@ class ClimODE(BaseForecaster):
     }
 
     def __init__(self, *, hidden=32, n_steps=4, stride=1, max_epochs=20, lr=2e-3, batch_size=32,
-                 n_members=10, memory=None, smoothness=1.0, damping=1e-2, periodic="auto", method="rk4",
-                 step_size=0.5, sample_dim="time", device="auto", dtype="float32",
-                 random_state=None, progress=False):
+                 n_members=10, memory=None, smoothness=1.0, damping=1e-2, periodic="auto",
+                 method="rk4", step_size=0.5, sample_dim="time", device="auto",
+                 dtype="float32", random_state=None, progress=False):
         self.hidden = hidden
         self.n_steps = n_steps
         self.stride = stride
