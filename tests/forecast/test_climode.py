@@ -170,3 +170,31 @@ def test_memory_learns_what_the_state_cannot_know():
         ClimODE(memory=0).fit(train)
     with pytest.raises(ValueError, match="at least"):
         ClimODE(memory=m, n_steps=m, max_epochs=0).fit(train.isel(time=slice(0, 2 * m - 1)))
+
+
+def test_early_stopping_holds_out_the_end_and_keeps_the_best_epoch():
+    ds = _wave(n_time=60)
+    model = ClimODE(hidden=8, n_steps=2, max_epochs=12, lr=5e-2, batch_size=8, n_members=2,
+                    early_stopping=True, validation_fraction=0.2, n_iter_no_change=2,
+                    random_state=0, device="cpu", step_size=0.5).fit(ds)
+    history = model.net_.history
+    valid = np.asarray(history[:, "valid_loss"])
+    assert model.best_validation_loss_ == valid.min() == valid[model.n_epochs_ - 1]
+    # 57 starts (samples 1..57), the last 11 held out (47..57), a gap of n_steps = 2:
+    # 44 train (samples 1..44, whose targets end at 46, before the first held-out start)
+    batches = history[-1, "batches"]
+    assert sum(b.get("train_batch_size", 0) for b in batches) == 44
+    assert sum(b.get("valid_batch_size", 0) for b in batches) == 11
+    # the weights kept are the best epoch's: their held-out loss is the minimum
+    held_out = model.net_.train_split.keywords["valid_ds"]
+    with torch.no_grad():
+        loss = model.net_.get_loss(model.net_.forward(held_out),
+                                   torch.as_tensor(held_out.y))
+    assert float(loss) == pytest.approx(valid.min(), rel=1e-4)
+    assert valid.min() < valid[-1]       # it stopped after a worse epoch, and went back
+    again = pickle.loads(pickle.dumps(model))
+    xr.testing.assert_allclose(again.predict(ds.isel(time=slice(50, 56)), [1.0]),
+                               model.predict(ds.isel(time=slice(50, 56)), [1.0]))
+    with pytest.raises(ValueError, match="no training forecast"):
+        ClimODE(n_steps=2, early_stopping=True, validation_fraction=0.9,
+                max_epochs=1).fit(ds.isel(time=slice(0, 8)))

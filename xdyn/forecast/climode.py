@@ -29,11 +29,12 @@ from numbers import Integral, Real
 import numpy as np
 import torch
 import xarray as xr
+from skorch.dataset import Dataset
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from xdyn.forecast.base import BaseForecaster
-from xdyn.nn import XdynNet
+from xdyn.nn import EarlyStopping, XdynNet, predefined_split
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 
@@ -117,6 +118,14 @@ class ClimODE(BaseForecaster):
         on hourly data tells the model what the valid hour was like
         yesterday. Forecasts then start from the ``m``-th sample on (earlier
         ones are NaN) and leads must be whole samples.
+    early_stopping : bool, default=False
+        Hold out the forecasts from the last ``validation_fraction`` of the
+        training record (later in time than every training target), stop
+        when their loss has not improved for ``n_iter_no_change`` epochs and
+        keep the best epoch's weights: on a short record the loss of the
+        training forecasts keeps falling long after the held-out one rises.
+    validation_fraction : float, default=0.15
+    n_iter_no_change : int, default=3
     smoothness : float, default=1.0
         Weight of ``||grad v||^2`` in the initial-velocity inversion.
     damping : float, default=1e-2
@@ -145,6 +154,8 @@ class ClimODE(BaseForecaster):
     periodic_ : tuple of bool
     mean_, std_ : ndarray of shape (n_channels,)
         Per-field standardisation, fitted on the training data.
+    n_epochs_, best_validation_loss_ : int, float
+        With ``early_stopping``: the epoch kept and its held-out loss.
     climate_ : ndarray of shape (5, n_channels, H, W)
         Per grid point, the training data's mean and first daily and yearly
         harmonics (standardised): the climatology the anomalies relax to.
@@ -173,6 +184,9 @@ class ClimODE(BaseForecaster):
         "stride": [Interval(Integral, 1, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "memory": [Interval(Integral, 1, None, closed="left"), None],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "smoothness": [Interval(Real, 0, None, closed="left")],
         "damping": [Interval(Real, 0, None, closed="neither")],
         "periodic": [StrOptions({"auto"}), tuple, list],
@@ -181,7 +195,8 @@ class ClimODE(BaseForecaster):
     }
 
     def __init__(self, *, hidden=32, n_steps=4, stride=1, max_epochs=20, lr=2e-3, batch_size=32,
-                 n_members=10, memory=None, smoothness=1.0, damping=1e-2, periodic="auto",
+                 n_members=10, memory=None, early_stopping=False, validation_fraction=0.15,
+                 n_iter_no_change=3, smoothness=1.0, damping=1e-2, periodic="auto",
                  method="rk4", step_size=0.5, sample_dim="time", device="auto",
                  dtype="float32", random_state=None, progress=False):
         self.hidden = hidden
@@ -192,6 +207,9 @@ class ClimODE(BaseForecaster):
         self.batch_size = batch_size
         self.n_members = n_members
         self.memory = memory
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.smoothness = smoothness
         self.damping = damping
         self.periodic = periodic
@@ -296,6 +314,10 @@ class ClimODE(BaseForecaster):
               "phase0": phase[inits].astype(np.float32)}
         if self.memory:
             Xd["history"] = self._history(u, inits).astype(np.float32)
+        target = target.astype(np.float32)
+        stopping = {}
+        if self.early_stopping:
+            Xd, target, stopping = self._hold_out_last(Xd, target, inits, n_steps)
         self.net_ = _GaussianNLLNet(
             AdvectionSourceODE, module__n_channels=k, module__grid_shape=self.grid_shape_,
             module__hidden=int(self.hidden), module__periodic=self.periodic_,
@@ -307,9 +329,31 @@ class ClimODE(BaseForecaster):
                                                      n_steps),
             lr=self.lr, max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
-            progress=self.progress)
-        self.net_.fit(Xd, target.astype(np.float32))
+            progress=self.progress, **stopping)
+        self.net_.fit(Xd, target)
+        if self.early_stopping:
+            losses = np.asarray(self.net_.history[:, "valid_loss"])
+            self.n_epochs_ = int(np.argmin(losses)) + 1
+            self.best_validation_loss_ = float(losses.min())
         return self
+
+    def _hold_out_last(self, Xd, target, inits, n_steps):
+        """Split off the forecasts from the last ``validation_fraction`` of the record
+        (a gap of ``n_steps`` keeps every training target before the first held-out
+        start) and stop on their loss, keeping the best epoch's weights."""
+        n_valid = max(1, int(round(self.validation_fraction * len(inits))))
+        first_valid = inits[-n_valid]
+        train = inits + n_steps < first_valid
+        if train.sum() < 1:
+            raise ValueError(f"early_stopping with validation_fraction="
+                             f"{self.validation_fraction} leaves no training forecast before "
+                             f"the held-out ones; give a longer record or a smaller fraction")
+        held = inits >= first_valid
+        valid = Dataset({key: v[held] for key, v in Xd.items()}, target[held])
+        callbacks = [EarlyStopping(monitor="valid_loss", patience=int(self.n_iter_no_change),
+                                   load_best=True)]
+        return ({key: v[train] for key, v in Xd.items()}, target[train],
+                {"train_split": predefined_split(valid), "callbacks": callbacks})
 
     def _first_init(self):
         """The first sample a forecast can start from: it needs the sample before it
