@@ -45,7 +45,8 @@ _CHUNK = 128
 
 
 def _fit_climate(u, phase, ridge=1e-2):
-    """Per grid point: least-squares ``c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``.
+    """Per grid point, least squares:
+    ``c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``.
 
     A small ridge keeps a harmonic the data cannot resolve (the year over a few
     weeks, everything for model time, whose phases are zero) near zero.
