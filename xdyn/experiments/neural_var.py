@@ -34,9 +34,12 @@ then the time mean per test trajectory, then the mean over trajectories):
   are both scored there (dim ``training_background``).
 
 Each encoder trains on single analyses or through cycles of analyses
-(``NeuralVar3D(seq_len=)``), whichever scores better cycled on the
-validation split, per mode and noise level (``seq_len``,
-``seq_len_validation_rmse``).
+(``NeuralVar3D(seq_len=)``, with or without the single-analysis loss of
+each cycle's first analysis, ``single_analysis_weight``): per mode and noise
+level, the candidate that scores best cycled on the validation split among
+those whose single analyses there beat their backgrounds (``seq_len``,
+``single_analysis_weight``, ``candidate_validation_rmse``,
+``candidate_validation_single_ratio``).
 
 Also: the free run from the prior mean (no assimilation) and the share of
 analyses on the wrong wing of the attractor (sign of ``x``), which ``x**2``
@@ -62,7 +65,8 @@ from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
 
-__all__ = ["NeuralVarSetup", "make_trajectories", "neural_var_experiment", "MODES"]
+__all__ = ["NeuralVarSetup", "make_trajectories", "neural_var_experiment", "training_candidates",
+           "MODES"]
 
 MODES = {"x": "x", "xy": ["x", "y"], "x2": "x^2"}
 
@@ -88,7 +92,11 @@ class NeuralVarSetup:
     cycled analysis RMSE on the validation split is lowest (fitted with the
     first training seed; the other seeds train with it). Cycles help where the network must find
     the attractor's wing from a far start (x observed, noise 0.5 and 1) and
-    cost accuracy where it need not.
+    cost accuracy where it need not. With cycles, each of
+    ``single_analysis_weights`` (``NeuralVar3D(single_analysis_weight=)``) is a
+    candidate too, and the choice is among the candidates whose single
+    analyses beat their backgrounds on the validation split (see
+    :func:`training_candidates`).
     """
 
     n_train: int = 1000
@@ -114,6 +122,7 @@ class NeuralVarSetup:
     original_B_scale: float = 2.0
     original_training_noise: tuple | None = None
     seq_lens: tuple = (1, 10)
+    single_analysis_weights: tuple = (0.0, 0.05)
     cycle_batch_size: int | None = None
 
     @classmethod
@@ -227,21 +236,44 @@ def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in
     return out, best[1]
 
 
-def _select_seq_len(setup, make, enc, obs, valid, burn_in):
-    """The training-cycle length of ``setup.seq_lens`` with the lowest validation RMSE.
+def training_candidates(setup):
+    """The trainings each encoder, mode and noise level chooses among: ``(seq_len,
+    single_analysis_weight)``, every weight with every cycle length above 1.
 
-    Returns it, the validation RMSEs, and the chosen fitted estimator (encoder
+    Examples
+    --------
+    >>> training_candidates(NeuralVarSetup())
+    [(1, 0.0), (10, 0.0), (10, 0.05)]
+    """
+    return [(int(L), float(w)) for L in setup.seq_lens
+            for w in (setup.single_analysis_weights if L > 1 else (0.0,))]
+
+
+def _select_training(setup, make, enc, obs, valid, burn_in, seed):
+    """The training of :func:`training_candidates` with the lowest cycled validation RMSE
+    among those whose single analyses beat their backgrounds on the validation split
+    (among all when none does).
+
+    Returns its index, the cycled validation RMSEs, the single-analysis ratios
+    (analysis over background RMSE) and the chosen fitted estimator (encoder
     ``enc``, the first training seed; reused for that cell) with its fit time.
     """
-    scores, fitted = [], []
-    for L in setup.seq_lens:
+    cycled, ratio, fitted = [], [], []
+    for L, w in training_candidates(setup):
         start = time.perf_counter()
-        est = make(enc, setup.seeds[0], L).fit(obs["train"], obs["train_truth"])
+        est = make(enc, setup.seeds[0], L, w).fit(obs["train"], obs["train_truth"])
         fitted.append((est, time.perf_counter() - start))
-        scores.append(_scores(est.predict(obs["valid"]), valid, burn_in,
+        cycled.append(_scores(est.predict(obs["valid"]), valid, burn_in,
                               background=False)["analysis"])
-    best = int(np.nanargmin(scores))
-    return setup.seq_lens[best], scores, fitted[best]
+        backgrounds = _single_backgrounds(est, obs["valid"], valid, seed)
+        single = _scores(est.analyze(obs["valid"], backgrounds), valid, 0.0, background=False)
+        ratio.append(single["analysis"]
+                     / _scores(backgrounds, valid, 0.0, background=False)["analysis"])
+    cycled, ratio = np.asarray(cycled), np.asarray(ratio)
+    pool = np.flatnonzero(ratio < 1.0)
+    pool = pool if pool.size else np.arange(len(cycled))
+    best = int(pool[np.nanargmin(cycled[pool])])
+    return best, cycled, ratio, fitted[best]
 
 
 def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=True):
@@ -267,12 +299,15 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     draw_bg = np.full(shape[1:3], np.nan)
     baseline_rows, examples, single_backgrounds, draws, orig_baselines = {}, {}, {}, {}, {}
     var3d_scale = np.full(shape[1:3], np.nan)
-    chosen_seq_len = np.zeros(shape[:3], dtype=int)
-    seq_len_scores = np.full(shape[:3] + (len(setup.seq_lens),), np.nan)
+    candidates = training_candidates(setup)
+    chosen = np.full(shape[:3], -1, dtype=int)
+    candidate_cycled = np.full(shape[:3] + (len(candidates),), np.nan)
+    candidate_ratio = np.full(shape[:3] + (len(candidates),), np.nan)
 
-    def make(enc, train_seed, seq_len):
+    def make(enc, train_seed, seq_len, weight):
         return NeuralVar3D(encoder=enc, window=setup.window, n_iterations=setup.n_iterations,
                            loss=setup.loss, n_rounds=setup.n_rounds, seq_len=seq_len,
+                           single_analysis_weight=weight,
                            max_epochs=setup.max_epochs,
                            batch_size=(setup.batch_size if seq_len == 1
                                        else setup.cycle_batch_size
@@ -300,9 +335,10 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
         selected = None
-        if not chosen_seq_len[ie, im, isg]:
-            chosen_seq_len[ie, im, isg], seq_len_scores[ie, im, isg], selected = _select_seq_len(
-                setup, make, enc, {**obs, "train_truth": train}, valid, setup.burn_in)
+        if chosen[ie, im, isg] < 0:
+            (chosen[ie, im, isg], candidate_cycled[ie, im, isg], candidate_ratio[ie, im, isg],
+             selected) = _select_training(setup, make, enc, {**obs, "train_truth": train},
+                                          valid, setup.burn_in, seed)
         start = time.perf_counter()
         if selected is not None:
             # the same estimator as the selection's (same data, parameters and seed),
@@ -311,7 +347,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
             est, fit_seconds = selected
             start -= fit_seconds
         else:
-            est = make(enc, train_seed, int(chosen_seq_len[ie, im, isg]))
+            est = make(enc, train_seed, *candidates[chosen[ie, im, isg]])
             est.fit(obs["train"], train, validation=(obs["valid"], valid))
         analysis = est.predict(obs["test"])
         wall[ie, im, isg, ir] = time.perf_counter() - start
@@ -370,14 +406,25 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                                            "(no assimilation)", "units": "1"})},
         coords=coords)
     res["encoder"].attrs["long_name"] = "encoder of the observation window"
-    res["seq_len"] = (("encoder", "mode", "noise_std"), chosen_seq_len, {
+    cell_dims = ("encoder", "mode", "noise_std")
+    res["seq_len"] = (cell_dims, np.array([c[0] for c in candidates])[chosen], {
         "long_name": "training-cycle length of the networks, chosen on the validation split",
         "units": "1"})
-    res["seq_len_validation_rmse"] = (
-        ("encoder", "mode", "noise_std", "seq_len_candidate"), seq_len_scores, {
-        "long_name": "cycled validation RMSE of the encoder trained with each candidate "
-                     "training-cycle length", "units": "1"})
-    res = res.assign_coords(seq_len_candidate=("seq_len_candidate", list(setup.seq_lens)))
+    res["single_analysis_weight"] = (cell_dims, np.array([c[1] for c in candidates])[chosen], {
+        "long_name": "weight of the first analysis's single-analysis loss in training cycles, "
+                     "chosen on the validation split", "units": "1"})
+    res["candidate_validation_rmse"] = (cell_dims + ("candidate",), candidate_cycled, {
+        "long_name": "cycled validation RMSE of the encoder trained with each candidate",
+        "units": "1"})
+    res["candidate_validation_single_ratio"] = (cell_dims + ("candidate",), candidate_ratio, {
+        "long_name": "single-analysis over background RMSE on the validation split, per "
+                     "candidate (the choice needs it below 1 where a candidate has it)",
+        "units": "1"})
+    res = res.assign_coords(
+        candidate=("candidate", [f"seq {L}" + (f" single {w:g}" if w else "")
+                                 for L, w in candidates], {"long_name": "training candidate"}),
+        candidate_seq_len=("candidate", [c[0] for c in candidates]),
+        candidate_single_analysis_weight=("candidate", [c[1] for c in candidates]))
     res["mode"].attrs["long_name"] = "observed quantities (x, x and y, x squared)"
     if baseline_rows:
         labels = list(next(iter(baseline_rows.values())))
@@ -424,17 +471,19 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
 
 def _format_table(res: xr.Dataset) -> str:
     """Analysis RMSE (mean +- std over training seeds) per cell next to the classical filters."""
-    lines = [f"{'mode':<5}{'noise':>6}  {'method':<28}{'analysis':>16}{'background':>16}"
-             f"{'wrong wing':>11}{'wall [s]':>10}{'single an/bg':>16}", "-" * 108]
+    lines = [f"{'mode':<5}{'noise':>6}  {'method':<30}{'analysis':>16}{'background':>16}"
+             f"{'wrong wing':>11}{'wall [s]':>10}{'single an/bg':>16}", "-" * 110]
     for mode in res["mode"].values:
         for noise in res["noise_std"].values:
             cell = res.sel(mode=mode, noise_std=noise)
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
-                label = f"NeuralVar3D {enc} seq {int(c.seq_len)}"
+                weight = float(c.single_analysis_weight) if "single_analysis_weight" in c else 0
+                label = f"NeuralVar3D {enc} seq {int(c.seq_len)}" + (f" w{weight:g}" if weight
+                                                                      else "")
                 lines.append(
-                    f"{mode:<5}{noise:>6}  {label:<28}"
+                    f"{mode:<5}{noise:>6}  {label:<30}"
                     f"{np.nanmean(a):>9.3f}±{np.nanstd(a):<6.3f}{np.nanmean(b):>9.3f}±{np.nanstd(b):<6.3f}"
                     f"{float(np.nanmean(c.wrong_wing_share)):>11.3f}{float(np.nanmean(c.wall_time)):>10.1f}"
                     f"{float(np.nanmean(c.single_analysis_rmse)):>9.3f}/"
@@ -445,7 +494,7 @@ def _format_table(res: xr.Dataset) -> str:
                     if name.startswith("Var3D") and "var3d_B_scale" in res:
                         name = f"Var3D (B_scale {float(cell.var3d_B_scale):g})"
                     lines.append(
-                        f"{'':<11}  {name:<28}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
+                        f"{'':<11}  {name:<30}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
                         f"{'':<23}{float(cell.baseline_wrong_wing_share.sel(baseline=lab)):>11.3f}"
                         f"{float(cell.baseline_wall_time.sel(baseline=lab)):>10.1f}")
     lines.append(f"free run from the prior mean (no assimilation): RMSE "
