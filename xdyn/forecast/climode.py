@@ -317,7 +317,7 @@ class ClimODE(BaseForecaster):
             Xd["history"] = self._history(u, inits).astype(np.float32)
         target = target.astype(np.float32)
         stopping = {}
-        if self.early_stopping:
+        if self.early_stopping and self.max_epochs > 0:   # with no epoch, nothing to stop
             Xd, target, stopping = self._hold_out_last(Xd, target, inits, n_steps)
         self.net_ = _GaussianNLLNet(
             AdvectionSourceODE, module__n_channels=k, module__grid_shape=self.grid_shape_,
@@ -333,9 +333,9 @@ class ClimODE(BaseForecaster):
             progress=self.progress, **stopping)
         self.net_.fit(Xd, target)
         if self.early_stopping:
-            losses = np.asarray(self.net_.history[:, "valid_loss"])
-            self.n_epochs_ = int(np.argmin(losses)) + 1
-            self.best_validation_loss_ = float(losses.min())
+            losses = np.asarray([row["valid_loss"] for row in self.net_.history], float)
+            self.n_epochs_ = int(np.argmin(losses)) + 1 if losses.size else 0
+            self.best_validation_loss_ = float(losses.min()) if losses.size else np.nan
         return self
 
     def _hold_out_last(self, Xd, target, inits, n_steps):
