@@ -55,6 +55,25 @@ def _mean_rmse(analysis, truth, burn_in=0.3):
     return float(err.where(err.time >= burn_in, drop=True).mean())
 
 
+def _single_analysis_rmse(est, obs, truth):
+    """RMSE of single analyses of forecasts of the perturbed truth, and of those forecasts."""
+    ctx = est._context(obs, fitted=True)
+    x_b = perturbed_backgrounds(ctx.system, aligned_truth(truth, ctx), ctx.dt, 10,
+                                np.random.RandomState(5))
+    background = ctx.system.from_state(x_b, dims=("time", "trajectory"),
+                                       coords={"time": truth.time})
+    single = est.analyze(obs, background)
+    return _mean_rmse(single, truth, burn_in=0.0), _mean_rmse(background, truth, burn_in=0.0)
+
+
+def _x_trajectories(n, seed, noise_std):
+    """Runs from the prior plus N(0, 2^2 I), observed as x only."""
+    rng = np.random.RandomState(seed)
+    truth = Lorenz63().simulate(n_trajectories=n, n_steps=99,
+                                x0=_prior() + 2.0 * rng.standard_normal((n, 3)))
+    return truth, observe(truth, "x", noise_std=noise_std, random_state=seed + 1)
+
+
 def test_learning_beats_the_background_and_3dvar():
     """On 40 trajectories the training loss falls; on 20 test trajectories a single
     analysis beats its background (a forecast of the perturbed truth, errors independent
@@ -71,13 +90,7 @@ def test_learning_beats_the_background_and_3dvar():
     est = _small(window=8, max_epochs=8, module__hidden_size=32).fit(obs, train)
     losses = est.net_.history[:, "train_loss"]
     assert losses[-1] < 0.8 * losses[0]
-    ctx = est._context(obs_test, fitted=True)
-    x_b = perturbed_backgrounds(ctx.system, aligned_truth(test, ctx), ctx.dt, 10,
-                                np.random.RandomState(5))
-    background = ctx.system.from_state(x_b, dims=("time", "trajectory"),
-                                       coords={"time": test.time})
-    single = est.analyze(obs_test, background)
-    a1, b1 = _mean_rmse(single, test, burn_in=0.0), _mean_rmse(background, test, burn_in=0.0)
+    a1, b1 = _single_analysis_rmse(est, obs_test, test)
     cycled = est.predict(obs_test)
     var = Var3D(B_scale=0.01, initial_state=_prior(), initial_spread=2.0,
                 raise_on_divergence=False).fit(obs, train).predict(obs_test)
@@ -94,16 +107,10 @@ def test_training_through_the_cycle_recovers_from_a_far_start():
     through cycles of 10 analyses with the forecast differentiated, it measured
     0.40-0.50. Asserted over the three seeds: its loss falls, it is less than half the
     single-analysis network's error and within 30% of 3D-Var's (measured 12% above)."""
-    def trajectories(n, seed):
-        rng = np.random.RandomState(seed)
-        truth = Lorenz63().simulate(n_trajectories=n, n_steps=99,
-                                    x0=_prior() + 2.0 * rng.standard_normal((n, 3)))
-        return truth, observe(truth, "x", noise_std=1.0, random_state=seed + 1)
-
     rmse = {1: [], 10: [], "var": []}
     for seed in (0, 1, 2):
-        train, obs = trajectories(40, 1 + 10 * seed)
-        test, obs_test = trajectories(20, 2 + 10 * seed)
+        train, obs = _x_trajectories(40, 1 + 10 * seed, noise_std=1.0)
+        test, obs_test = _x_trajectories(20, 2 + 10 * seed, noise_std=1.0)
         var = Var3D(B_scale=0.003, initial_state=_prior(), initial_spread=2.0,
                     raise_on_divergence=False).fit(obs, train)
         rmse["var"].append(_mean_rmse(var.predict(obs_test), test))
@@ -127,28 +134,16 @@ def test_cycle_training_keeps_single_analyses_better_than_the_background():
     three seeds); with the first analysis's single-analysis loss weighted 0.05 they
     measured 0.964, 0.953, 0.948. Asserted: better than the background at
     every seed, and better than without the weight on average."""
-    def trajectories(n, seed):
-        rng = np.random.RandomState(seed)
-        truth = Lorenz63().simulate(n_trajectories=n, n_steps=99,
-                                    x0=_prior() + 2.0 * rng.standard_normal((n, 3)))
-        return truth, observe(truth, "x", noise_std=0.5, random_state=seed + 1)
-
     ratio = {0.0: [], 0.05: []}
     for seed in (0, 1, 2):
-        train, obs = trajectories(40, 1 + 10 * seed)
-        test, obs_test = trajectories(20, 2 + 10 * seed)
+        train, obs = _x_trajectories(40, 1 + 10 * seed, noise_std=0.5)
+        test, obs_test = _x_trajectories(20, 2 + 10 * seed, noise_std=0.5)
         for weight in ratio:
             est = _small(window=8, max_epochs=8, module__hidden_size=32, seq_len=10,
                          batch_size=51, random_state=seed,
                          single_analysis_weight=weight).fit(obs, train)
-            ctx = est._context(obs_test, fitted=True)
-            x_b = perturbed_backgrounds(ctx.system, aligned_truth(test, ctx), ctx.dt, 10,
-                                        np.random.RandomState(5))
-            background = ctx.system.from_state(x_b, dims=("time", "trajectory"),
-                                               coords={"time": test.time})
-            single = est.analyze(obs_test, background)
-            ratio[weight].append(_mean_rmse(single, test, burn_in=0.0)
-                                 / _mean_rmse(background, test, burn_in=0.0))
+            analysis_rmse, background_rmse = _single_analysis_rmse(est, obs_test, test)
+            ratio[weight].append(analysis_rmse / background_rmse)
     print("single analysis / background by weight:", ratio)
     assert max(ratio[0.05]) < 1.0
     assert np.mean(ratio[0.05]) < np.mean(ratio[0.0]) - 0.03

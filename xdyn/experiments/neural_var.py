@@ -259,16 +259,18 @@ def _select_training(setup, make, enc, obs, valid, burn_in, seed):
     ``enc``, the first training seed; reused for that cell) with its fit time.
     """
     cycled, ratio, fitted = [], [], []
+    backgrounds = None  # the same for every candidate (system, step, truth and seed)
     for L, w in training_candidates(setup):
         start = time.perf_counter()
         est = make(enc, setup.seeds[0], L, w).fit(obs["train"], obs["train_truth"])
         fitted.append((est, time.perf_counter() - start))
         cycled.append(_scores(est.predict(obs["valid"]), valid, burn_in,
                               background=False)["analysis"])
-        backgrounds = _single_backgrounds(est, obs["valid"], valid, seed)
+        if backgrounds is None:
+            backgrounds = _single_backgrounds(est, obs["valid"], valid, seed)
+            background_rmse = _scores(backgrounds, valid, 0.0, background=False)["analysis"]
         single = _scores(est.analyze(obs["valid"], backgrounds), valid, 0.0, background=False)
-        ratio.append(single["analysis"]
-                     / _scores(backgrounds, valid, 0.0, background=False)["analysis"])
+        ratio.append(single["analysis"] / background_rmse)
     cycled, ratio = np.asarray(cycled), np.asarray(ratio)
     pool = np.flatnonzero(ratio < 1.0)
     pool = pool if pool.size else np.arange(len(cycled))
@@ -479,7 +481,7 @@ def _format_table(res: xr.Dataset) -> str:
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
-                weight = float(c.single_analysis_weight) if "single_analysis_weight" in c else 0
+                weight = float(c.single_analysis_weight)
                 label = f"NeuralVar3D {enc} seq {int(c.seq_len)}" + (f" w{weight:g}" if weight
                                                                       else "")
                 lines.append(
