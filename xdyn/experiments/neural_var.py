@@ -249,6 +249,18 @@ def training_candidates(setup):
             for w in (setup.single_analysis_weights if L > 1 else (0.0,))]
 
 
+def candidate_label(seq_len, single_analysis_weight):
+    """The name of a training candidate, in the results' ``candidate`` coordinate and the table.
+
+    Examples
+    --------
+    >>> [candidate_label(*c) for c in training_candidates(NeuralVarSetup())]
+    ['seq 1', 'seq 10', 'seq 10 single 0.05']
+    """
+    weight = float(single_analysis_weight)
+    return f"seq {int(seq_len)}" + (f" single {weight:g}" if weight else "")
+
+
 def _select_training(setup, make, enc, obs, valid, burn_in, seed):
     """The training of :func:`training_candidates` with the lowest cycled validation RMSE
     among those whose single analyses beat their backgrounds on the validation split
@@ -423,8 +435,8 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                      "candidate (the choice needs it below 1 where a candidate has it)",
         "units": "1"})
     res = res.assign_coords(
-        candidate=("candidate", [f"seq {L}" + (f" single {w:g}" if w else "")
-                                 for L, w in candidates], {"long_name": "training candidate"}),
+        candidate=("candidate", [candidate_label(L, w) for L, w in candidates],
+                   {"long_name": "training candidate"}),
         candidate_seq_len=("candidate", [c[0] for c in candidates]),
         candidate_single_analysis_weight=("candidate", [c[1] for c in candidates]))
     res["mode"].attrs["long_name"] = "observed quantities (x, x and y, x squared)"
@@ -473,7 +485,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
 
 def _format_table(res: xr.Dataset) -> str:
     """Analysis RMSE (mean +- std over training seeds) per cell next to the classical filters."""
-    lines = [f"{'mode':<5}{'noise':>6}  {'method':<30}{'analysis':>16}{'background':>16}"
+    lines = [f"{'mode':<5}{'noise':>6}  {'method':<36}{'analysis':>16}{'background':>16}"
              f"{'wrong wing':>11}{'wall [s]':>10}{'single an/bg':>16}", "-" * 110]
     for mode in res["mode"].values:
         for noise in res["noise_std"].values:
@@ -481,11 +493,10 @@ def _format_table(res: xr.Dataset) -> str:
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
-                weight = float(c.single_analysis_weight)
-                label = f"NeuralVar3D {enc} seq {int(c.seq_len)}" + (f" w{weight:g}" if weight
-                                                                      else "")
+                label = f"NeuralVar3D {enc} " + candidate_label(c.seq_len,
+                                                                  c.single_analysis_weight)
                 lines.append(
-                    f"{mode:<5}{noise:>6}  {label:<30}"
+                    f"{mode:<5}{noise:>6}  {label:<36}"
                     f"{np.nanmean(a):>9.3f}±{np.nanstd(a):<6.3f}{np.nanmean(b):>9.3f}±{np.nanstd(b):<6.3f}"
                     f"{float(np.nanmean(c.wrong_wing_share)):>11.3f}{float(np.nanmean(c.wall_time)):>10.1f}"
                     f"{float(np.nanmean(c.single_analysis_rmse)):>9.3f}/"
@@ -496,7 +507,7 @@ def _format_table(res: xr.Dataset) -> str:
                     if name.startswith("Var3D") and "var3d_B_scale" in res:
                         name = f"Var3D (B_scale {float(cell.var3d_B_scale):g})"
                     lines.append(
-                        f"{'':<11}  {name:<30}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
+                        f"{'':<11}  {name:<36}{float(cell.baseline_rmse.sel(baseline=lab)):>9.3f}"
                         f"{'':<23}{float(cell.baseline_wrong_wing_share.sel(baseline=lab)):>11.3f}"
                         f"{float(cell.baseline_wall_time.sel(baseline=lab)):>10.1f}")
     lines.append(f"free run from the prior mean (no assimilation): RMSE "
