@@ -298,3 +298,34 @@ def test_test_time_convolutions_match_the_modules():
         Ea, _ = net(E, y, mask, memory, tendency)
         torch.testing.assert_close(Ea, by_modules(E), rtol=1e-5, atol=1e-5)
     assert torch.backends.mkldnn.enabled == before
+
+
+def test_early_stopping_keeps_the_epoch_with_the_best_validation_rmse(trained, monkeypatch):
+    """With early_stopping, training stops n_iter_no_change epochs after the best validation
+    RMSE and the fitted weights are exactly those after the best epoch (a scripted curve
+    makes the best epoch the second of five)."""
+    from xdyn.assimilation import _amortized_training
+
+    est, truth, obs = trained
+    truth_v, obs_v = _twin(21, n_times=40)
+    curve = iter([5.0, 2.0, 4.0, 4.5, 4.6, 1.0])
+    monkeypatch.setattr(_amortized_training._ValidationScore, "__call__",
+                        lambda self: next(curve))
+    quick = dict(max_epochs=8, n_sequences=16)
+    stopped = clone(est).set_params(early_stopping=True, n_iter_no_change=3, **quick).fit(
+        obs, validation=(obs_v, truth_v))
+    assert [h["valid_rmse"] for h in stopped.history_] == [5.0, 2.0, 4.0, 4.5, 4.6]
+    assert stopped.n_epochs_ == 2 and stopped.best_validation_rmse_ == 2.0
+    two = clone(est).set_params(**{**quick, "max_epochs": 2}).fit(obs)
+    last = clone(est).set_params(**{**quick, "max_epochs": 5}).fit(obs)
+    for a, b, c in zip(stopped.net_.module_.parameters(), two.net_.module_.parameters(),
+                       last.net_.module_.parameters()):
+        assert torch.equal(a, b)
+    assert not all(torch.equal(a, c) for a, c in zip(stopped.net_.module_.parameters(),
+                                                    last.net_.module_.parameters()))
+
+
+def test_early_stopping_needs_validation_data(trained):
+    _, _, obs = trained
+    with pytest.raises(ValueError, match="validation"):
+        _small(early_stopping=True).fit(obs)

@@ -47,7 +47,7 @@ from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
 from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
-from xdyn.nn import LRScheduler
+from xdyn.nn import EarlyStopping, LRScheduler
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
@@ -87,6 +87,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         Base rate of AdamW.
     warmup_epochs, halve_every : int, default=50, 200
         The schedule (:class:`WarmupHalving`).
+    early_stopping : bool, default=False
+        Needs ``fit(..., validation=...)``: stop when the validation analysis
+        RMSE has not improved for ``n_iter_no_change`` epochs and keep the
+        weights of the epoch where it was lowest. On small training sets the
+        self-supervised loss keeps falling after the analysis error has
+        turned up (quick Lorenz-96, 128 sequences: test RMSE 0.448 after 80
+        epochs, 0.826 after 400).
+    n_iter_no_change : int, default=10
     clamp : float or None, default=20.0
         Forecasts and analyses are clamped to ``[-clamp, clamp]`` in training
         (as in the original) and in :meth:`predict`, which so runs the cycle
@@ -112,6 +120,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     history_ : list of dict
         Per epoch: ``train_loss``, ``lr``, ``dur`` (s) and, with
         ``fit(..., validation=...)``, ``valid_rmse``.
+    n_epochs_, best_validation_rmse_ : int, float
+        With ``early_stopping``: the epoch kept and its validation RMSE.
     train_time_s_ : float
         Wall time of the training.
     system_, operator_, n_obs_, n_state_
@@ -165,13 +175,16 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         "n_sequences": [Interval(Integral, 1, None, closed="left"), None],
         "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "halve_every": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "clamp": [FiniteInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(self, system=None, *, architecture="conv", n_members=10, hidden_size=None,
                  mem_channels=6, cov_band=3, dropout=0.2, loss="ss_forecast", seq_len=40,
                  n_sequences=None, batch_size=64, max_epochs=500, lr=8e-4, warmup_epochs=50,
-                 halve_every=200, clamp=20.0, operator=None, noise_std=None, R=None, dt=None,
+                 halve_every=200, early_stopping=False, n_iter_no_change=10, clamp=20.0,
+                 operator=None, noise_std=None, R=None, dt=None,
                  initial_ensemble=None, initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_ensemble=False, return_background=False, raise_on_divergence=True,
                  device="auto", dtype="float32", random_state=None, progress=False):
@@ -190,6 +203,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.lr = lr
         self.warmup_epochs = warmup_epochs
         self.halve_every = halve_every
+        self.early_stopping = early_stopping
+        self.n_iter_no_change = n_iter_no_change
         self.clamp = clamp
         self.operator = operator
         self.noise_std = noise_std
@@ -225,6 +240,9 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             the learning curve); nothing is fitted on them.
         """
         self._validate_params()
+        if self.early_stopping and validation is None:
+            raise ValueError("early_stopping=True stops on the validation analysis RMSE: call "
+                             "fit(obs, validation=(obs_valid, truth_valid))")
         if self.loss == "clean_analysis" and truth is None:
             raise ValueError("loss='clean_analysis' scores the analysis against the truth: call "
                              "fit(obs, truth) or use loss='ss_forecast'")
@@ -248,6 +266,10 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         extra = []
         if validation is not None:
             extra = [("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation)))]
+            if self.early_stopping:  # after valid_rmse is recorded for the epoch
+                extra.append(("early_stopping", EarlyStopping(
+                    monitor="valid_rmse", patience=int(self.n_iter_no_change), threshold=0.0,
+                    load_best=True)))
         self.net_ = self._make_net(int(gaps[0]) if len(gaps) else 1, ctx.dt, extra)
         start = _time.perf_counter()
         try:
@@ -258,6 +280,11 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.train_time_s_ = _time.perf_counter() - start
         keys = ("epoch", "train_loss", "valid_rmse", "event_lr", "dur")
         self.history_ = [{k: row[k] for k in keys if k in row} for row in self.net_.history]
+        if self.early_stopping:
+            curve = np.array([row.get("valid_rmse", np.nan) for row in self.history_], float)
+            finite = np.isfinite(curve)
+            self.n_epochs_ = int(np.nanargmin(curve)) + 1 if finite.any() else len(curve)
+            self.best_validation_rmse_ = float(np.nanmin(curve)) if finite.any() else np.nan
         return self
 
     def _check_context(self, ctx):

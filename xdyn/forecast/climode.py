@@ -352,7 +352,7 @@ class ClimODE(BaseForecaster):
         held = inits >= first_valid
         valid = Dataset({key: v[held] for key, v in Xd.items()}, target[held])
         callbacks = [EarlyStopping(monitor="valid_loss", patience=int(self.n_iter_no_change),
-                                   load_best=True)]
+                                   threshold=0.0, load_best=True)]
         return ({key: v[train] for key, v in Xd.items()}, target[train],
                 {"train_split": predefined_split(valid), "callbacks": callbacks})
 
