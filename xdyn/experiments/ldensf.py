@@ -90,6 +90,7 @@ class LDEnSFSetup:
     noise_level: float = 0.1
     n_latent: int = 9
     reconstruction: str = "fourier"
+    n_fourier: int = 6  # wavenumbers per axis of the decoder's Fourier features
     ldnet_epochs: int = 1000
     n_points: int = 512
     hidden: int = 128
@@ -225,7 +226,7 @@ def _run(setup, seed, device, progress):
     common = dict(device=device, random_state=seed, progress=progress)
     ldnet = LDNet(setup.n_latent, parameters=params, reconstruction=setup.reconstruction,
                   n_points=setup.n_points, max_epochs=setup.ldnet_epochs,
-                  module__reconstruction_hidden=setup.hidden,
+                  module__n_fourier=setup.n_fourier, module__reconstruction_hidden=setup.hidden,
                   module__dynamics_hidden=setup.hidden, **common)
     encoder = ObservationEncoder(hidden_size=setup.encoder_hidden,
                                  max_epochs=setup.encoder_epochs, **common)
