@@ -128,4 +128,7 @@ def format_table(res) -> str:
         curve = c.curve_valid_rmse.values
         lines.append("  learning curve (validation RMSE per epoch): "
                      + " ".join(f"{v:.3f}" for v in curve if np.isfinite(v)))
+        if "n_epochs_kept" in c:
+            trained = int(np.isfinite(c.curve_train_loss.values).sum())
+            lines.append(f"  test with the weights of epoch {int(c.n_epochs_kept)} of {trained}")
     return "\n".join(lines)
