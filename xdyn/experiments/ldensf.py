@@ -92,6 +92,7 @@ class LDEnSFSetup:
     reconstruction: str = "fourier"
     n_fourier: int = 6  # wavenumbers per axis of the decoder's Fourier features
     ldnet_epochs: int = 1000
+    ldnet_batch_size: int = 2  # trajectories per LDNet optimizer step
     n_points: int = 512
     hidden: int = 128
     encoder_epochs: int = 500
@@ -226,7 +227,8 @@ def _run(setup, seed, device, progress):
     common = dict(device=device, random_state=seed, progress=progress)
     ldnet = LDNet(setup.n_latent, parameters=params, reconstruction=setup.reconstruction,
                   n_points=setup.n_points, max_epochs=setup.ldnet_epochs,
-                  module__n_fourier=setup.n_fourier, module__reconstruction_hidden=setup.hidden,
+                  batch_size=setup.ldnet_batch_size, module__n_fourier=setup.n_fourier,
+                  module__reconstruction_hidden=setup.hidden,
                   module__dynamics_hidden=setup.hidden, **common)
     encoder = ObservationEncoder(hidden_size=setup.encoder_hidden,
                                  max_epochs=setup.encoder_epochs, **common)
