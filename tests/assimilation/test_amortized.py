@@ -323,6 +323,8 @@ def test_early_stopping_keeps_the_epoch_with_the_best_validation_rmse(trained, m
         assert torch.equal(a, b)
     assert not all(torch.equal(a, c) for a, c in zip(stopped.net_.module_.parameters(),
                                                     last.net_.module_.parameters()))
+    stopped.set_params(early_stopping=False).fit(obs)  # a refit without it keeps no stale epoch
+    assert not hasattr(stopped, "n_epochs_") and not hasattr(stopped, "best_validation_rmse_")
 
 
 def test_early_stopping_needs_validation_data(trained):

@@ -197,6 +197,8 @@ def test_early_stopping_holds_out_the_end_and_keeps_the_best_epoch():
                                model.predict(ds.isel(time=slice(50, 56)), [1.0]))
     untrained = ClimODE(n_steps=2, early_stopping=True, max_epochs=0, device="cpu").fit(ds)
     assert untrained.n_epochs_ == 0 and np.isnan(untrained.best_validation_loss_)
+    untrained.set_params(early_stopping=False).fit(ds)  # a refit without it: no stale epoch
+    assert not hasattr(untrained, "n_epochs_")
     with pytest.raises(ValueError, match="no training forecast"):
         ClimODE(n_steps=2, early_stopping=True, validation_fraction=0.9,
                 max_epochs=1).fit(ds.isel(time=slice(0, 8)))

@@ -280,6 +280,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.train_time_s_ = _time.perf_counter() - start
         keys = ("epoch", "train_loss", "valid_rmse", "event_lr", "dur")
         self.history_ = [{k: row[k] for k in keys if k in row} for row in self.net_.history]
+        for stale in ("n_epochs_", "best_validation_rmse_"):  # from an earlier fit
+            vars(self).pop(stale, None)
         if self.early_stopping:
             curve = np.array([row.get("valid_rmse", np.nan) for row in self.history_], float)
             finite = np.isfinite(curve)

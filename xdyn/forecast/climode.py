@@ -332,6 +332,8 @@ class ClimODE(BaseForecaster):
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress, **stopping)
         self.net_.fit(Xd, target)
+        for stale in ("n_epochs_", "best_validation_loss_"):  # from an earlier fit
+            vars(self).pop(stale, None)
         if self.early_stopping:
             losses = np.asarray([row["valid_loss"] for row in self.net_.history], float)
             self.n_epochs_ = int(np.argmin(losses)) + 1 if losses.size else 0
