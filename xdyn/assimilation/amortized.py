@@ -47,7 +47,7 @@ from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
 from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
-from xdyn.nn import EarlyStopping, LRScheduler
+from xdyn.nn import LRScheduler, best_epoch, keep_best
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
@@ -267,9 +267,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         if validation is not None:
             extra = [("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation)))]
             if self.early_stopping:  # after valid_rmse is recorded for the epoch
-                extra.append(("early_stopping", EarlyStopping(
-                    monitor="valid_rmse", patience=int(self.n_iter_no_change), threshold=0.0,
-                    load_best=True)))
+                extra.append(("early_stopping",
+                              keep_best("valid_rmse", self.n_iter_no_change)))
         self.net_ = self._make_net(int(gaps[0]) if len(gaps) else 1, ctx.dt, extra)
         start = _time.perf_counter()
         try:
@@ -283,10 +282,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         for stale in ("n_epochs_", "best_validation_rmse_"):  # from an earlier fit
             vars(self).pop(stale, None)
         if self.early_stopping:
-            curve = np.array([row.get("valid_rmse", np.nan) for row in self.history_], float)
-            finite = np.isfinite(curve)
-            self.n_epochs_ = int(np.nanargmin(curve)) + 1 if finite.any() else len(curve)
-            self.best_validation_rmse_ = float(np.nanmin(curve)) if finite.any() else np.nan
+            self.n_epochs_, self.best_validation_rmse_ = best_epoch(self.history_, "valid_rmse")
         return self
 
     def _check_context(self, ctx):

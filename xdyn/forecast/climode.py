@@ -34,7 +34,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from xdyn.forecast.base import BaseForecaster
-from xdyn.nn import EarlyStopping, XdynNet, predefined_split
+from xdyn.nn import XdynNet, best_epoch, keep_best, predefined_split
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 
@@ -335,9 +335,8 @@ class ClimODE(BaseForecaster):
         for stale in ("n_epochs_", "best_validation_loss_"):  # from an earlier fit
             vars(self).pop(stale, None)
         if self.early_stopping:
-            losses = np.asarray([row["valid_loss"] for row in self.net_.history], float)
-            self.n_epochs_ = int(np.argmin(losses)) + 1 if losses.size else 0
-            self.best_validation_loss_ = float(losses.min()) if losses.size else np.nan
+            self.n_epochs_, self.best_validation_loss_ = best_epoch(self.net_.history,
+                                                                    "valid_loss")
         return self
 
     def _hold_out_last(self, Xd, target, inits, n_steps):
@@ -353,8 +352,7 @@ class ClimODE(BaseForecaster):
                              f"the held-out ones; give a longer record or a smaller fraction")
         held = inits >= first_valid
         valid = Dataset({key: v[held] for key, v in Xd.items()}, target[held])
-        callbacks = [EarlyStopping(monitor="valid_loss", patience=int(self.n_iter_no_change),
-                                   threshold=0.0, load_best=True)]
+        callbacks = [keep_best("valid_loss", self.n_iter_no_change)]
         return ({key: v[train] for key, v in Xd.items()}, target[train],
                 {"train_split": predefined_split(valid), "callbacks": callbacks})
 

@@ -18,7 +18,7 @@ Examples
 from skorch.callbacks import Checkpoint, EarlyStopping
 from skorch.helper import predefined_split
 
-from xdyn.nn.callbacks import EpochProgressBar, LRScheduler
+from xdyn.nn.callbacks import EpochProgressBar, LRScheduler, best_epoch, keep_best
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, get_activation
 from xdyn.nn.net import XdynNet
@@ -39,6 +39,8 @@ __all__ = [
     "EarlyStopping",
     "Checkpoint",
     "LRScheduler",
+    "keep_best",
+    "best_epoch",
     "predefined_split",
     "resolve_device",
     "ConvEnsembleUpdate",

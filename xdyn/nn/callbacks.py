@@ -3,19 +3,22 @@
 * :class:`EpochProgressBar`: tqdm over epochs (``XdynNet(progress=True)``);
 * :class:`LRScheduler`: skorch's, but a resumed or continued run (``partial_fit``
   after ``load_params``) follows the same learning-rate sequence as an
-  uninterrupted one.
+  uninterrupted one;
+* :func:`keep_best` and :func:`best_epoch`: early stopping that keeps the best
+  epoch's weights, and which epoch that was.
 """
 
 from __future__ import annotations
 
 import warnings
 
-from skorch.callbacks import Callback
+import numpy as np
+from skorch.callbacks import Callback, EarlyStopping
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-__all__ = ["EpochProgressBar", "LRScheduler"]
+__all__ = ["EpochProgressBar", "LRScheduler", "keep_best", "best_epoch"]
 
 
 class EpochProgressBar(Callback):
@@ -100,3 +103,43 @@ class LRScheduler(_SkorchLRScheduler):
             for _ in range(n_done):
                 scheduler.step()
         return scheduler
+
+
+def keep_best(monitor, patience):
+    """skorch's :class:`~skorch.callbacks.EarlyStopping` on ``monitor`` (lower is better)
+    that stops after ``patience`` epochs without improvement and restores the weights
+    of the best epoch.
+
+    Any improvement counts (``threshold=0``; skorch's default asks for 1e-4
+    relative), so the weights kept are those of :func:`best_epoch`.
+
+    Examples
+    --------
+    >>> stop = keep_best("valid_loss", 3)
+    >>> stop.patience, stop.threshold, stop.load_best
+    (3, 0.0, True)
+    """
+    return EarlyStopping(monitor=monitor, patience=int(patience), threshold=0.0,
+                         load_best=True)
+
+
+def best_epoch(history, monitor):
+    """The epoch (1-based) with the lowest finite ``monitor`` in ``history`` and its value.
+
+    ``history`` is a net's history or a list of per-epoch dicts. Without any
+    finite value: the last epoch and NaN (0 and NaN without epochs), the
+    weights :func:`keep_best` leaves in place.
+
+    Examples
+    --------
+    >>> best_epoch([{"valid_loss": 3.0}, {"valid_loss": 1.0}, {"valid_loss": 2.0}],
+    ...            "valid_loss")
+    (2, 1.0)
+    >>> best_epoch([], "valid_loss")
+    (0, nan)
+    """
+    curve = np.array([row.get(monitor, np.nan) for row in history], float)
+    if not np.isfinite(curve).any():
+        return len(curve), float("nan")
+    best = int(np.nanargmin(curve))
+    return best + 1, float(curve[best])
