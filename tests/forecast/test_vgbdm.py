@@ -164,3 +164,33 @@ def test_pointwise_correction_acts_on_each_grid_site_alone():
     jac = torch.autograd.functional.jacobian(correction, x)
     # the u tendency at site 5 sees u and v at site 5 only (v is stored after all of u)
     assert (jac[5].abs() > 0).nonzero().flatten().tolist() == [5, 64 + 5]
+
+
+@pytest.mark.parametrize("interpolant", ["linear", "cubic"])
+def test_flow_matching_path_and_its_velocity(interpolant):
+    """The cubic path is exact on a cubic in time (uneven times, run ends included); the chord is not."""
+    from xdyn.nn.dynamics import GreyBoxFlowModule
+
+    def q(t):
+        return 0.5 * t**3 - t**2 + 2.0 * t
+
+    def dq(t):
+        return 1.5 * t**2 - 2.0 * t + 2.0
+
+    # the state (q(t), t): the physics returns the state itself, so pred is the path point
+    module = GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, len_episode=2,
+                               correction=False, n_pairs=64, interpolant=interpolant)
+    torch.manual_seed(0)
+    time = torch.cumsum(torch.rand(3, 6, dtype=torch.float64) + 0.2, dim=1)
+    traj = torch.stack([q(time), time], dim=-1)
+    path, velocity, *_ = module(traj, time)
+    ts = path[..., 1]  # the interpolated time is the step's time (t is linear)
+    assert ((ts >= time.min()) & (ts <= time.max())).all()
+    torch.testing.assert_close(velocity[..., 1], torch.ones_like(ts))
+    exact = torch.allclose(velocity[..., 0], dq(ts)) and torch.allclose(path[..., 0], q(ts))
+    assert exact == (interpolant == "cubic")
+    if interpolant == "linear":
+        assert (velocity[..., 0] - dq(ts)).abs().max() > 0.1
+    with pytest.raises(ValueError, match="at least 4 times"):
+        GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, len_episode=2,
+                          correction=False, interpolant="cubic")(traj[:, :3], time[:, :3])

@@ -70,6 +70,7 @@ class GreyBoxSetup:
     n_members: int = 10
     correction_penalty: float = 0.1
     n_pairs: int = 32
+    interpolant: str = "linear"
     correction_layout: str = "dense"
     system_kwargs: dict = dataclasses.field(default_factory=dict)
 
@@ -155,7 +156,7 @@ def _methods(setup, seed, device, progress):
     from xdyn.forecast import VGBDM, NeuralODE
 
     common = dict(len_episode=setup.len_episode, batch_size=setup.batch_size,
-                  n_pairs=setup.n_pairs,
+                  n_pairs=setup.n_pairs, interpolant=setup.interpolant,
                   random_state=seed, device=device, progress=progress, hidden=setup.hidden)
     return {
         "physics": VGBDM(setup.physics, correction=False, z_dim=0, max_epochs=setup.epochs,
