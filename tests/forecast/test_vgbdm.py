@@ -168,7 +168,9 @@ def test_pointwise_correction_acts_on_each_grid_site_alone():
 
 @pytest.mark.parametrize("interpolant", ["linear", "cubic"])
 def test_flow_matching_path_and_its_velocity(interpolant):
-    """The cubic path is exact on a cubic in time (uneven times, run ends included); the chord is not."""
+    """The cubic path is exact on a cubic in time (uneven times, run ends included).
+
+    The chord is not."""
     from xdyn.nn.dynamics import GreyBoxFlowModule
 
     def q(t):
@@ -194,3 +196,21 @@ def test_flow_matching_path_and_its_velocity(interpolant):
     with pytest.raises(ValueError, match="at least 4 times"):
         GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, len_episode=2,
                           correction=False, interpolant="cubic")(traj[:, :3], time[:, :3])
+
+
+def test_correction_reads_only_its_inputs_and_unknown_names_are_refused():
+    ds = _pendulum(8, 0, omega0=(1.0, 2.0), damping=(0.1, 0.5), t_span=2.0)
+    model = VGBDM("pendulum", correction_inputs=["omega"], z_dim=1, len_episode=5, hidden=8,
+                  encoder_hidden=8, max_epochs=1, random_state=0).fit(ds)
+    module = model.net_.module_
+    x = torch.randn(4, 2, requires_grad=True)
+    p, z = torch.full((4, 1), 1.5), torch.zeros(4, 1)
+
+    def correction(state):
+        return module.field(0.0, state, state.new_zeros(4, 0, 2), p, z) \
+            - module.physics.rhs(0.0, state, p)
+
+    jac = torch.autograd.functional.jacobian(lambda s: correction(s).sum(0), x)  # (2, 4, 2)
+    assert (jac[..., 0] == 0).all() and (jac[..., 1] != 0).any()  # theta unseen, omega read
+    with pytest.raises(ValueError, match=r"correction_inputs \['speed'\] are not state"):
+        VGBDM("pendulum", correction_inputs=["speed"], len_episode=5, max_epochs=1).fit(ds)

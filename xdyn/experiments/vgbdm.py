@@ -74,6 +74,7 @@ class GreyBoxSetup:
     correction_penalty: float = 0.0
     n_pairs: int = 32
     interpolant: str = "cubic"
+    correction_inputs: tuple = None  # the state variables the correction reads (None: all)
     correction_layout: str = "dense"
     system_kwargs: dict = dataclasses.field(default_factory=dict)
 
@@ -85,10 +86,15 @@ class GreyBoxSetup:
 SETUPS = {
     "pendulum": GreyBoxSetup(
         "pendulum", "pendulum", {"omega0": (1.0, 2.5), "damping": (0.6, 1.5)},
-        n_train=1000, n_test=100, n_times=200, dt=0.1, len_episode=30),
+        n_train=1000, n_test=100, n_times=200, dt=0.1, len_episode=30,
+        correction_inputs=("omega",)),
+    # the missing friction and resistance depend on the velocity and the current alone: a
+    # correction that reads only those cannot stand in for the physics' restoring term
+    # (quick, seed 0: RLC parameter error 0.715 -> 0.283, pendulum RMSE 0.041 -> 0.034)
     "rlc": GreyBoxSetup(
         "rlc", "rlc", {"R": (1.0, 3.0), "L": (1.0, 3.0), "C": (0.5, 1.5)},
-        n_train=1000, n_test=100, n_times=200, dt=0.1, len_episode=30),
+        n_train=1000, n_test=100, n_times=200, dt=0.1, len_episode=30,
+        correction_inputs=("current",)),
     "lorenz": GreyBoxSetup(
         "lorenz", "lorenz63", {"sigma": (9.5, 10.5), "rho": (27.0, 29.0), "beta": (2.6, 2.8)},
         n_train=1000, n_test=250, n_times=60, dt=1 / 30, substeps=10, len_episode=20,
@@ -174,7 +180,8 @@ def _methods(setup, seed, device, progress):
         "vgbdm": VGBDM(setup.physics, z_dim=setup.z_dim, history_size=setup.history_size,
                        max_epochs=setup.epochs, n_members=setup.n_members, beta_p=1e-3,
                        beta_z=1e-3, correction_penalty=setup.correction_penalty,
-                       correction_layout=setup.correction_layout, **common),
+                       correction_layout=setup.correction_layout,
+                       correction_inputs=setup.correction_inputs, **common),
     }
 
 

@@ -64,8 +64,8 @@ class VGBDM(TrajectoryForecaster):
     states before ``x_k``) is matched to the path's velocity there (flow
     matching): the cubic through the grid states ``x_{k-1} .. x_{k+2}``, or
     the chord ``(1 - s) x_k + s x_{k+1}`` with velocity
-    ``(x_{k+1} - x_k) / dt`` (``interpolant``), with KL terms weighted by ``beta_p`` and ``beta_z``, ramped up
-    over ``anneal_epochs``. No ODE is solved during training.
+    ``(x_{k+1} - x_k) / dt`` (``interpolant``), with KL terms weighted by
+    ``beta_p`` and ``beta_z``, ramped up over ``anneal_epochs``. No ODE is solved during training.
 
     ``predict`` encodes the last ``len_episode`` states before each
     initial time, draws ``n_members`` latents from the posterior and integrates
@@ -102,6 +102,11 @@ class VGBDM(TrajectoryForecaster):
         Epochs over which the KL weights ramp from 0 (default ``max_epochs // 4``).
     n_pairs : int, default=8
         Consecutive pairs drawn per trajectory per batch.
+    correction_inputs : sequence of str, optional
+        The state variables the correction reads (all by default). Leaving
+        out what the physics term depends on keeps the correction from
+        standing in for it, so that its parameters are identifiable: a damped
+        oscillator's missing friction depends on the velocity alone.
     interpolant : {"cubic", "linear"}, default="cubic"
         The path between consecutive states the field is matched to:
         the chord (``"linear"``, the original's default) or the cubic Lagrange
@@ -178,6 +183,7 @@ class VGBDM(TrajectoryForecaster):
         "anneal_epochs": [Interval(Integral, 0, None, closed="left"), None],
         "n_pairs": [Interval(Integral, 1, None, closed="left")],
         "interpolant": [StrOptions({"linear", "cubic"})],
+        "correction_inputs": [None, "array-like"],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "method": [str],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
@@ -187,8 +193,8 @@ class VGBDM(TrajectoryForecaster):
                  n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  correction_penalty=0.0, correction_layout="dense", beta_p=0.1,
                  beta_z=0.1, anneal_epochs=None, n_pairs=8, interpolant="cubic",
-                 n_members=10, method="rk4",
-                 n_substeps=2, max_epochs=200, batch_size=64, lr=3e-3, sample_dim="time",
+                 correction_inputs=None, n_members=10, method="rk4", n_substeps=2,
+                 max_epochs=200, batch_size=64, lr=3e-3, sample_dim="time",
                  trajectory_dim="trajectory", device="auto", dtype="float32",
                  random_state=None, progress=False):
         self.physics = physics
@@ -207,6 +213,7 @@ class VGBDM(TrajectoryForecaster):
         self.anneal_epochs = anneal_epochs
         self.n_pairs = n_pairs
         self.interpolant = interpolant
+        self.correction_inputs = correction_inputs
         self.n_members = n_members
         self.method = method
         self.n_substeps = n_substeps
@@ -268,7 +275,7 @@ class VGBDM(TrajectoryForecaster):
             module__stats={k: np.asarray(v, np.float32) for k, v in stats.items()},
             module__method=self.method, module__step_size=float(self.dt_) / self.n_substeps,
             module__n_pairs=int(self.n_pairs), module__n_channels=self._channels(),
-            module__interpolant=self.interpolant,
+            module__interpolant=self.interpolant, module__input_mask=self._input_mask(n),
             beta_p=float(self.beta_p),
             beta_z=float(self.beta_z), anneal_epochs=int(anneal),
             correction_penalty=float(self.correction_penalty), lr=float(self.lr),
@@ -278,6 +285,19 @@ class VGBDM(TrajectoryForecaster):
         X = {"traj": values.astype(np.float32),
              "time": np.broadcast_to(times, (B, T)).astype(np.float32)}
         self.net_.fit(X, None)
+
+    def _input_mask(self, n):
+        if self.correction_inputs is None:
+            return None
+        names = [lay.name for lay in self.layout_.variables]
+        unknown = [v for v in self.correction_inputs if v not in names]
+        if unknown:
+            raise ValueError(f"correction_inputs {unknown} are not state variables {names}")
+        mask = np.zeros(n, np.float32)
+        for lay in self.layout_.variables:
+            if lay.name in self.correction_inputs:
+                mask[lay.columns] = 1.0
+        return mask
 
     def _channels(self):
         if self.correction_layout == "dense":

@@ -218,6 +218,11 @@ class GreyBoxFlowModule(nn.Module):
         Step of the fixed-step methods at prediction.
     n_pairs : int, default=4
         Consecutive pairs drawn per trajectory in each training batch.
+    input_mask : array-like of shape (n_state,), optional
+        1 for the state entries the correction reads, 0 for those it does not
+        (all by default): a correction that cannot see what the physics term
+        depends on cannot stand in for it, which makes the physics' parameters
+        identifiable.
     interpolant : {"linear", "cubic"}, default="linear"
         The path between consecutive states that training matches the field
         to. ``"linear"``: the chord, whose constant velocity differs from the
@@ -238,7 +243,7 @@ class GreyBoxFlowModule(nn.Module):
     def __init__(self, n_state, physics=None, z_dim=4, history_size=1, len_episode=20,
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
-                 n_channels=None, interpolant="linear"):
+                 n_channels=None, interpolant="linear", input_mask=None):
         super().__init__()
         if interpolant not in ("linear", "cubic"):
             raise ValueError(f"interpolant must be 'linear' or 'cubic', got {interpolant!r}")
@@ -254,6 +259,9 @@ class GreyBoxFlowModule(nn.Module):
                                                      dtype=torch.float32))
         for key, value in _stats(self.n_state, stats).items():
             self.register_buffer(key, value)
+        mask = torch.ones(self.n_state) if input_mask is None else torch.as_tensor(
+            input_mask, dtype=torch.float32).reshape(self.n_state)
+        self.register_buffer("input_mask", mask)
         n_latent = self.p_dim + self.z_dim
         self.encoder = make_encoder(encoder, self.n_state, self.len_episode,
                                     hidden_size=encoder_hidden) if n_latent else None
@@ -296,7 +304,7 @@ class GreyBoxFlowModule(nn.Module):
         if self.correction is not None:
             states = torch.cat([history, x.unsqueeze(-2)], dim=-2) if self.history_size > 1 \
                 else x.unsqueeze(-2)
-            normed = (states - self.x_mean) / self.x_scale  # (..., h, n)
+            normed = self.input_mask * (states - self.x_mean) / self.x_scale  # (..., h, n)
             if self.n_channels:
                 C, h = self.n_channels, self.history_size
                 sites = normed.reshape(*normed.shape[:-1], C, -1)  # (..., h, C, S)
