@@ -84,7 +84,12 @@ class VGBDM(TrajectoryForecaster):
     len_episode : int, default=20
     hidden, n_layers : int, default=64, 2
         The correction MLP.
-    encoder : {"gru", "lstm", "mlp"}, default="gru"
+    encoder : {"gru", "lstm", "mlp", "conv"}, default="gru"
+        The episode encoder (:func:`xdyn.nn.encoders.make_encoder`).
+        ``"conv"`` is for fields on one periodic square grid: periodic
+        convolutions averaged over the grid, which generalise from few
+        trajectories where a dense encoder of every grid value memorises
+        them.
     encoder_hidden : int, default=64
     correction : bool, default=True
         False fits the physics alone (its parameters still inferred).
@@ -173,7 +178,7 @@ class VGBDM(TrajectoryForecaster):
         "len_episode": [Interval(Integral, 1, None, closed="left")],
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 0, None, closed="left")],
-        "encoder": [StrOptions({"gru", "lstm", "mlp"})],
+        "encoder": [StrOptions({"gru", "lstm", "mlp", "conv"})],
         "encoder_hidden": [Interval(Integral, 1, None, closed="left")],
         "correction": ["boolean"],
         "correction_penalty": [FiniteInterval(Real, 0, None, closed="left")],
@@ -274,7 +279,9 @@ class VGBDM(TrajectoryForecaster):
             module__correction=bool(self.correction),
             module__stats={k: np.asarray(v, np.float32) for k, v in stats.items()},
             module__method=self.method, module__step_size=float(self.dt_) / self.n_substeps,
-            module__n_pairs=int(self.n_pairs), module__n_channels=self._channels(),
+            module__n_pairs=int(self.n_pairs),
+            module__n_channels=self._channels() if self.correction_layout != "dense" else None,
+            module__encoder_channels=self._channels() if self.encoder == "conv" else None,
             module__interpolant=self.interpolant, module__input_mask=self._input_mask(n),
             beta_p=float(self.beta_p),
             beta_z=float(self.beta_z), anneal_epochs=int(anneal),
@@ -300,12 +307,11 @@ class VGBDM(TrajectoryForecaster):
         return mask
 
     def _channels(self):
-        if self.correction_layout == "dense":
-            return None
+        """Number of fields on one grid (``correction_layout='pointwise'``, ``encoder='conv'``)."""
         sizes = {v.stop - v.start for v in (lay.columns for lay in self.layout_.variables)}
         if len(sizes) != 1:
-            raise ValueError("correction_layout='pointwise' needs variables of equal size "
-                             f"(fields on one grid); got sizes {sorted(sizes)}")
+            raise ValueError("correction_layout='pointwise' and encoder='conv' need variables "
+                             f"of equal size (fields on one grid); got sizes {sorted(sizes)}")
         return len(self.layout_.variables)
 
     def _tensor(self, a):

@@ -203,7 +203,9 @@ class GreyBoxFlowModule(nn.Module):
         Length of the observed episode the encoder reads.
     hidden, n_layers : int
         Width and depth of the correction MLP.
-    encoder : {"gru", "lstm", "mlp"}, default="gru"
+    encoder : {"gru", "lstm", "mlp", "conv"}, default="gru"
+        ``"conv"``: fields on a periodic square grid (``encoder_channels`` of
+        them, default ``n_channels`` or 1), :class:`xdyn.nn.encoders.ConvEncoder`.
     encoder_hidden : int, default=64
     correction : bool, default=True
         False: the physics alone (parameters still inferred).
@@ -243,7 +245,7 @@ class GreyBoxFlowModule(nn.Module):
     def __init__(self, n_state, physics=None, z_dim=4, history_size=1, len_episode=20,
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
-                 n_channels=None, interpolant="linear", input_mask=None):
+                 n_channels=None, interpolant="linear", input_mask=None, encoder_channels=None):
         super().__init__()
         if interpolant not in ("linear", "cubic"):
             raise ValueError(f"interpolant must be 'linear' or 'cubic', got {interpolant!r}")
@@ -262,15 +264,17 @@ class GreyBoxFlowModule(nn.Module):
         mask = torch.ones(self.n_state) if input_mask is None else torch.as_tensor(
             input_mask, dtype=torch.float32).reshape(self.n_state)
         self.register_buffer("input_mask", mask)
-        n_latent = self.p_dim + self.z_dim
-        self.encoder = make_encoder(encoder, self.n_state, self.len_episode,
-                                    hidden_size=encoder_hidden) if n_latent else None
-        self.head = nn.Linear(encoder_hidden, 2 * n_latent) if n_latent else None
         # pointwise: one MLP shared by every grid site, acting on the channels
         # (variables) there, as a reaction term does; dense: one MLP on the state
         self.n_channels = int(n_channels) if n_channels else None
         if self.n_channels and self.n_state % self.n_channels:
             raise ValueError(f"n_state={self.n_state} is not a multiple of n_channels={n_channels}")
+        n_latent = self.p_dim + self.z_dim
+        fields = {"n_channels": int(encoder_channels or self.n_channels or 1)} \
+            if encoder == "conv" else {}
+        self.encoder = make_encoder(encoder, self.n_state, self.len_episode,
+                                    hidden_size=encoder_hidden, **fields) if n_latent else None
+        self.head = nn.Linear(encoder_hidden, 2 * n_latent) if n_latent else None
         width = self.n_channels or self.n_state
         self.correction = (MLP(width * self.history_size + self.z_dim, width,
                                hidden=hidden, n_layers=n_layers, activation=activation)
