@@ -214,3 +214,24 @@ def test_correction_reads_only_its_inputs_and_unknown_names_are_refused():
     assert (jac[..., 0] == 0).all() and (jac[..., 1] != 0).any()  # theta unseen, omega read
     with pytest.raises(ValueError, match=r"correction_inputs \['speed'\] are not state"):
         VGBDM("pendulum", correction_inputs=["speed"], len_episode=5, max_epochs=1).fit(ds)
+
+
+def test_conv_encoder_infers_the_same_parameters_wherever_the_pattern_sits():
+    rd = ReactionDiffusion(N=8, L=2.0)
+    ds = rd.simulate(n_trajectories=4, t_span=0.5, dt=0.02, save_every=5, random_state=0)
+    model = VGBDM(FitzHughNagumoPhysics(N=8, L=2.0), encoder="conv", z_dim=1, len_episode=4,
+                  hidden=8, encoder_hidden=8, max_epochs=2, random_state=0,
+                  dtype="float64").fit(ds)
+    assert type(model.net_.module_.encoder).__name__ == "ConvEncoder"
+    episode = ds.isel(time=slice(0, 4))
+    moved = episode.roll(x=3, y=5)
+    for name in ("Du", "Dv"):
+        np.testing.assert_allclose(model.infer_parameters(moved)[name],
+                                   model.infer_parameters(episode)[name], rtol=1e-9)
+    fc = model.predict(episode, [0.1])
+    assert np.isfinite(fc.u.isel(time=-1)).all()
+    # fields of different sizes cannot be convolved as channels of one grid
+    with pytest.raises(ValueError, match="encoder='conv' need variables of equal size"):
+        VGBDM(FunctionPhysics(_half_decay, {"rate": (0.0, 1.0)}, ["u", "w"]), encoder="conv",
+              len_episode=3, max_epochs=1).fit(
+            ds.assign(w=ds.u.isel(x=0)).drop_vars("v"))

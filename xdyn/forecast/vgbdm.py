@@ -268,6 +268,8 @@ class VGBDM(TrajectoryForecaster):
         physics = as_physics(self.physics)
         self.p_dim_ = physics.p_dim if physics is not None else 0
         stats = {**_state_stats(values), "v_scale": _tendency_scale(values, times)}
+        if self.correction_layout == "pointwise" or self.encoder == "conv":
+            stats = self._pooled(stats)
         anneal = self.anneal_epochs if self.anneal_epochs is not None else self.max_epochs // 4
         self.n_train_pairs_ = int(B * self.n_pairs)
         self.net_ = _FlowMatchingNet(
@@ -305,6 +307,21 @@ class VGBDM(TrajectoryForecaster):
             if lay.name in self.correction_inputs:
                 mask[lay.columns] = 1.0
         return mask
+
+    def _pooled(self, stats):
+        """Per-field statistics, the same at every grid point.
+
+        A convolution or a pointwise correction then treats every site alike;
+        per-site statistics would break translation invariance with their
+        sampling noise.
+        """
+        out = {k: np.array(v, dtype=float) for k, v in stats.items()}
+        for lay in self.layout_.variables:
+            cols = lay.columns
+            out["x_mean"][cols] = out["x_mean"][cols].mean()
+            for key in ("x_scale", "v_scale"):
+                out[key][cols] = np.sqrt((out[key][cols] ** 2).mean())
+        return out
 
     def _channels(self):
         """Number of fields on one grid (``correction_layout='pointwise'``, ``encoder='conv'``)."""
