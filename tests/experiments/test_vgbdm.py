@@ -60,16 +60,18 @@ def test_tiny_pendulum_run_writes_scores_for_every_method():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("key", ["lorenz", "pendulum"])
+@pytest.mark.parametrize("key", ["lorenz", "pendulum", "reaction_diffusion"])
 def test_quick_vgbdm_beats_the_neural_ode_and_recovers_its_parameters(key, seed):
     # measured 2026-12-03, seeds 0-2: Lorenz VGB-DM RMSE 2.76 / 2.49 / 3.97 against the
     # neural ODE's 4.94 / 3.24 / 6.26, parameter error ~0.05; pendulum 0.034 / 0.040 / 0.036
-    # against 0.123 / 0.090 / 0.098, parameter error 0.044 / 0.034 / 0.031. The chaotic
-    # Lorenz horizon moves single numbers by about +-1, so each seed asserts the ordering
-    # and the 10% target only
+    # against 0.123 / 0.090 / 0.098, parameter error 0.044 / 0.034 / 0.031; reaction-
+    # diffusion 0.022 / 0.081 / 0.055 against 0.149 / 0.148 / 0.142, parameter error
+    # 0.053 / 0.081 / 0.047 (about 3.5 min a seed). The chaotic Lorenz horizon moves
+    # single numbers by about +-1, so each seed asserts the ordering and the 10% target
     setup = SETUPS[key].quick(**QUICK[key])
-    res = _run_greybox(setup, f"{key}-vgbdm", seed=seed).results
+    res = _run_greybox(setup, f"{key.replace('_', '-')}-vgbdm", seed=seed).results
     score = {k: res[k].to_series() for k in ("rmse_mean", "crps_mean", "parameter_error")}
-    for key in ("rmse_mean", "crps_mean"):
-        assert score[key]["vgbdm"] < score[key]["neural_ode"] < score[key]["physics"], score
+    for metric in ("rmse_mean", "crps_mean"):
+        others = min(score[metric]["neural_ode"], score[metric]["physics"])
+        assert score[metric]["vgbdm"] < others, score
     assert score["parameter_error"]["vgbdm"] < 0.1, score
