@@ -132,6 +132,42 @@ def test_semi_implicit_sampler_is_stable_and_has_its_predicted_moments():
     assert bool(torch.isfinite(xa).all()) and float((xa[:, 0] - 2.0).abs().max()) < 0.05
 
 
+@pytest.mark.parametrize("integrator, noise", [("semi-implicit", 0.05), ("explicit", 0.5)])
+def test_closed_form_for_a_linear_operator_has_the_law_of_the_steps(integrator, noise):
+    # kernel score + damped guidance + linear h: the steps compose into one affine map and
+    # one Gaussian draw per member. Every sampler member sees the same forecast member, so
+    # the members' spread is the law's; both ways must agree within Monte Carlo error,
+    # for an affine h of 3 observations of 5 entries (one missing) and two batch entries
+    g = torch.Generator().manual_seed(7)
+    Hm = torch.randn(3, 5, generator=g, dtype=D)
+    offset = torch.tensor([0.3, -0.1, 0.2], dtype=D)
+
+    def h(x):
+        return x @ Hm.T + offset
+
+    x0 = (2 * torch.randn(2, 1, 5, generator=g, dtype=D)).expand(2, 20000, 5).clone()
+    y = torch.randn(2, 3, generator=g, dtype=D)
+    std = torch.tensor([noise, 1.0, math.inf], dtype=D)
+    kw = dict(n_pseudo_steps=40, integrator=integrator)
+    steps = ensf_analysis(x0, y, h, std, generator=torch.Generator().manual_seed(1), **kw)
+    closed = ensf_analysis(x0, y, h, std, generator=torch.Generator().manual_seed(2),
+                           linear=True, **kw)
+    for b in range(2):
+        _within_se(closed[b], steps[b].mean(0), steps[b].var(0), inflate=math.sqrt(2.0))
+    # the missing observation is ignored: changing its value changes nothing
+    y2 = y.clone()
+    y2[:, 2] = 1e3
+    again = ensf_analysis(x0, y2, h, std, generator=torch.Generator().manual_seed(2),
+                          linear=True, **kw)
+    assert torch.allclose(again, closed)
+    # h=None is the identity, in closed form; the same law as the steps through a callable
+    ident = ensf_analysis(x0, y @ Hm, None, 0.3, generator=torch.Generator().manual_seed(3),
+                          **kw)
+    ref = ensf_analysis(x0, y @ Hm, lambda x: x, 0.3, generator=torch.Generator().manual_seed(4),
+                        **kw)
+    _within_se(ident[0], ref[0].mean(0), ref[0].var(0), inflate=math.sqrt(2.0))
+
+
 @pytest.mark.parametrize("noise_var", [0.5, 1e-2])
 def test_semi_implicit_and_explicit_steps_share_their_limit(noise_var):
     # the implicit treatment changes the step, not the SDE: at 3200 pseudo-steps the

@@ -169,5 +169,6 @@ class EnSF(BaseEnsembleAssimilator):
         Ea = ensf_analysis(E, y, lambda x: ctx.h(x) @ W.T, 1.0,
                            n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
                            score=self.prior_score, guidance=self.guidance,
-                           integrator=self.integrator, generator=generator)
+                           integrator=self.integrator, generator=generator,
+                           linear=bool(ctx.operator.linear))
         return self._post_process(Ea, E, rng)

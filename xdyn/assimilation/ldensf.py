@@ -265,7 +265,7 @@ class LDEnSF(BaseEstimator):
                 t_dyn += time.perf_counter() - tic
                 tic = time.perf_counter()
                 y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
-                za = ensf_analysis((z - mean) / std, y, lambda x: x, noise,
+                za = ensf_analysis((z - mean) / std, y, None, noise,
                                    n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
                                    score=self.score, guidance=self.guidance,
                                    integrator=self.integrator, generator=gen)
