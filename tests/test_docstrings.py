@@ -43,6 +43,8 @@ ALLOWED_WITHOUT_EXAMPLE: dict[str, str] = {
     "xdyn.bench.bench_systems": "times integrations for seconds; the numbers depend on the machine",
     "xdyn.bench_sweep.bench_sweep": "runs 64 experiments in xdyn and in DAPPER for minutes",
     "xdyn.bench.bench_forecast": "trains two forecasters for tens of seconds; machine-dependent",
+    "xdyn.bench_ldensf.bench_ldensf": "times LD-EnSF and EnSF on 150^2 grids for minutes; "
+                                      "ldensf_step_times has a small runnable example",
     "xdyn.experiments.neural_var.neural_var_experiment":
         "trains networks for minutes; tests/experiments/test_neural_var.py runs a small grid",
     "xdyn.experiments.kolmogorov_closure.kolmogorov_closure_experiment":

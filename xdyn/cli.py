@@ -21,7 +21,7 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
   xdyn run --all [--quick] [--scheduler ADDRESS] [--workers N] [--resume]
   xdyn report [DIR]
   xdyn data list | xdyn data fetch NAME
-  xdyn bench systems | xdyn bench da | xdyn bench forecast [--quick]
+  xdyn bench systems | da | forecast | ldensf [--quick]
 
 Results of `xdyn run NAME` go to DIR/NAME/ (DIR/NAME-quick/ with --quick):
 results.nc, summary.csv and the figures.
@@ -163,6 +163,11 @@ def _cmd_bench(args):
     if args.what == "forecast":
         print(bench.bench_forecast(quick=args.quick))
         return 0
+    if args.what == "ldensf":
+        from xdyn.bench_ldensf import bench_ldensf
+
+        print(bench_ldensf(quick=args.quick))
+        return 0
     if not bench.has_peer("dapper"):
         # the comparison runs on DAPPER's own truth and observations: nothing to run without it
         raise UsageError("`xdyn bench da` compares with DAPPER, which is not installed; "
@@ -224,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch: make them as tasks on a local dask cluster of N workers")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
-    p.add_argument("what", choices=["systems", "da", "forecast"])
+    p.add_argument("what", choices=["systems", "da", "forecast", "ldensf"])
     p.add_argument("--quick", action="store_true")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -173,9 +173,33 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
         assert "units" in v.attrs and "long_name" in v.attrs
     metrics = {r["metric"] for r in result.summary}
     assert {f"{p} relative error (last step)" for p in params} <= metrics
-    assert set(result.figures) == {"fields", "error_through_time", "parameter_recovery"}
+    assert set(result.figures) == {"fields", "error_through_time", "parameter_recovery",
+                                   "robustness"}
     assert len(result.figures["parameter_recovery"].axes) == 2
+    # the robustness sweep: one row per setting (5 members is TINY's own: not repeated)
+    r = res.robust_field_rel_rmse
+    assert list(r.setting_axis.values) == ["default", "noise_level", "noise_level",
+                                           "obs_interval", "obs_interval", "stride_factor",
+                                           "n_members"]
+    assert np.isfinite(r.sel(assimilator=["LD-EnSF", "free latent forecast"])).all()
+    np.testing.assert_allclose(r.isel(setting=0), res.field_rel_rmse.isel(
+        time=slice(1, None)).mean("time"))
+    assert np.isfinite(res.robust_parameter_rel_error).all()
+    assert {f"field relative RMSE, robustness: {s}" for s in r.setting.values} <= metrics
+    assert len(result.figures["robustness"].axes) == 4
+    assert "robustness" in result.table
     plt.close("all")
+
+
+def test_sparse_observations_at_an_interval_and_a_wider_stride():
+    truth = kolmogorov_ldensf(n_trajectories=1, N=16, n_saved=6, burn_in_steps=2)
+    base = LDEnSFSetup(N=16)
+    obs = sparse_observations(truth, base, 0)
+    wide = sparse_observations(truth, LDEnSFSetup(N=16, stride_factor=2, obs_interval=2), 0)
+    assert (base.stride, LDEnSFSetup(N=16, stride_factor=2).stride) == (2, 4)
+    assert obs.sizes["obs"] == 4 * wide.sizes["obs"] == 64
+    np.testing.assert_array_equal(wide["time"], truth["time"][::2])
+    assert wide.attrs["obs_interval"] == 2
 
 
 @pytest.fixture(scope="module")

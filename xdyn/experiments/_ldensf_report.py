@@ -81,6 +81,10 @@ def summary(res):
                          / w.sel(assimilator="LD-EnSF", part="dynamics"),
                          "dynamics speed-up per step over the full model", method="LD-EnSF",
                          units="1", lower_is_better=False)
+    if "robust_field_rel_rmse" in res:
+        from xdyn.experiments._ldensf_robustness import robustness_rows
+
+        rows += robustness_rows(res)
     return rows
 
 
@@ -111,4 +115,8 @@ def table(res):
                  f"(dynamics {dyn_speed:.0f}x); "
                  f"{res.attrs['observed_points']} observed points "
                  f"({100 * res.attrs['observed_fraction']:.2f} % of the observed fields)")
+    if "robust_field_rel_rmse" in res:
+        from xdyn.experiments._ldensf_robustness import robustness_lines
+
+        lines += robustness_lines(res)
     return "\n".join(lines)

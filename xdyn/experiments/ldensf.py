@@ -83,9 +83,11 @@ class LDEnSFSetup:
     n_train: int = 120
     n_test: int = 40
     n_saved: int = 40
-    save_every: int = 5
-    burn_in_steps: int = 100
-    dt: float = 0.04
+    # the original's times (kept states 0.2 apart, burn-in 4) with a model step of 0.01:
+    # on 150^2 the original's RK4 step of 0.04 blew up (Courant number ~3; measured)
+    save_every: int = 20
+    burn_in_steps: int = 400
+    dt: float = 0.01
     noise: str = "multiplicative"
     noise_level: float = 0.1
     n_latent: int = 9
@@ -106,6 +108,10 @@ class LDEnSFSetup:
     integrator: str = "semi-implicit"
     localization_radius: float = 8.0
     initial_spread: float = 0.1
+    stride_factor: int = 1  # observe every (stride_factor x 15)-th point, scaled
+    obs_interval: int = 1  # observe every obs_interval-th kept step
+    # the robustness sweep: sparser, noisier and less frequent observations, fewer members
+    robustness: bool = True
     case: str = "kolmogorov"
     data_options: dict = dataclasses.field(default_factory=dict)
 
@@ -125,14 +131,16 @@ class LDEnSFSetup:
 
     @property
     def stride(self):
-        """Observation stride: every 15th point of the original 150-point grid, scaled."""
-        return max(1, int(round(self.N * 15 / 150)))
+        """Observation stride: every 15th point of the original 150-point grid, scaled
+        (times ``stride_factor``)."""
+        return max(1, int(round(self.N * 15 / 150))) * int(self.stride_factor)
 
 
 def sparse_observations(truth, setup, random_state):
     """The case's observed fields at every ``stride``-th grid point, relative or additive noise.
 
-    The noise size is relative to each observed variable's RMS.
+    The noise size is relative to each observed variable's RMS; observed at
+    every ``setup.obs_interval``-th time of ``truth`` from the first.
 
     Examples
     --------
@@ -160,8 +168,9 @@ def sparse_observations(truth, setup, random_state):
     obs["observation"] = noisy.assign_attrs(clean["observation"].attrs)
     # the equivalent additive std the full-space filters are told (E[(0.1 y)^2] = (0.1 rms)^2)
     obs["noise_std"] = clean["noise_std"].copy(data=setup.noise_level * rms)
-    obs.attrs.update({"noise": setup.noise, "noise_level": setup.noise_level})
-    return obs
+    obs.attrs.update({"noise": setup.noise, "noise_level": setup.noise_level,
+                      "obs_interval": int(setup.obs_interval)})
+    return obs.isel(time=slice(None, None, int(setup.obs_interval)))
 
 
 def _rel_rmse_t(field, truth):
@@ -252,50 +261,21 @@ def _run(setup, seed, device, progress):
     walls["LD-EnSF"] = (filt.timing_["dynamics"], filt.timing_["analysis"])
 
     prior = test.assign({p: test[p] * 0 + case.prior_mean[p] for p in params})
+    times = obs_test["time"].values  # the analysis times (every obs_interval-th kept step)
     free = ldnet.predict(prior)
-    analyses["free latent forecast"] = free[fields]
+    analyses["free latent forecast"] = free[fields].sel(time=times)
     walls["free latent forecast"] = (np.nan, np.nan)
 
-    system = case.system(setup)
-    start = case.filter_start(setup, test, seed)
-    n_steps = len(obs_test["time"])
-    # operator=None: the GridPoints recorded in the observations' attrs (with their coordinates)
-    full = dict(system=system, operator=None, dt=setup.dt, n_members=setup.n_members,
-                raise_on_divergence=False, return_ensemble=False, random_state=seed, **start)
-    state0 = start.get("initial_state", start.get("initial_ensemble", [None])[0])
-    dyn = _dynamics_time(system, np.asarray(state0), setup, len(test["trajectory"]))
-    for name, est in (("EnSF", EnSF(n_pseudo_steps=setup.n_pseudo_steps,
-                                    integrator=setup.integrator, **full)),
-                      ("LETKF", LETKF(localization_radius=setup.localization_radius,
-                                      inflation=1.05, **full))):
-        # without the physical x/y obs coords: the operator's are grid indices
-        plain = obs_test.drop_vars([c for c in ("x", "y") if c in obs_test.coords])
-        t0 = time.perf_counter()
-        try:
-            est.fit(plain)
-            # a first short cycle builds the climatological pool the lost-track monitor
-            # keeps on the system: a one-off cost, not part of an assimilation step
-            est.predict(plain.isel(time=slice(0, 2)))
-            t0 = time.perf_counter()
-            res = est.predict(plain)
-            analyses[name] = res[fields]
-        except Exception as exc:  # a failed filter is a row, not a crash
-            analyses[name] = xr.full_like(test[fields], np.nan)
-            print(f"{name} failed: {exc}")
-        per_step = (time.perf_counter() - t0) / n_steps
-        # a filter that went non-finite stops analysing: its time is no analysis time
-        ok = all(np.isfinite(analyses[name][v].values).all() for v in fields)
-        walls[name] = (dyn, max(per_step - dyn, 0.0) if ok else np.nan)
-
-    # per field (each relative to its own RMS), then the mean over the fields
-    by_var = xr.concat([xr.concat([_rel_rmse_t(test[v].copy(data=np.asarray(
-        analyses[m][v].transpose("trajectory", "time", "y", "x").values)), test[v])
-        for v in fields], "variable") for m in METHODS], "assimilator")
+    full, walls_full = full_space_filters(setup, test, obs_test, seed, fields)
+    analyses.update(full)
+    walls.update(walls_full)
+    n_steps = len(times)
+    by_var = field_rel_rmse(analyses, test, fields, METHODS)
     rel = by_var.mean("variable")
     # latent state against the LDNet rollout under the true parameters
-    ref = ldnet.transform(test)["latent_state"].values
+    ref = ldnet.transform(test)["latent_state"].sel(time=times).values
     lat = {"LD-EnSF": out["latent_state"].values,
-           "free latent forecast": ldnet.transform(prior)["latent_state"].values}
+           "free latent forecast": ldnet.transform(prior)["latent_state"].sel(time=times).values}
     lat_err = np.full((len(METHODS), n_steps), np.nan)
     for i, m in enumerate(METHODS):
         if m in lat:
@@ -314,8 +294,8 @@ def _run(setup, seed, device, progress):
                                            ).mean()
         # the prior mean's error, as the Kolmogorov case has always reported it
         p_err[3, j] = np.abs(case.prior_mean[p] - true[j]).mean() / np.abs(true[j]).mean()
-    res = results_dataset(test, rel, by_var, lat_err, p_err, p_spread, true, est, spread,
-                          np.array([walls[m] for m in METHODS]), params, fields)
+    res = results_dataset(test.sel(time=times), rel, by_var, lat_err, p_err, p_spread, true,
+                          est, spread, np.array([walls[m] for m in METHODS]), params, fields)
     res["ldnet_test_rel_rmse"] = ((), ldnet.relative_rmse(test), {
         "long_name": "LDNet surrogate relative RMSE (test, true parameters)", "units": "1"})
     res["ldnet_train_rel_rmse"] = ((), ldnet.relative_rmse(train), {
@@ -330,8 +310,116 @@ def _run(setup, seed, device, progress):
     res.attrs["case"] = setup.case
     from xdyn.experiments._ldensf_figures import ldensf_figures
 
-    figures = ldensf_figures(res, test, obs_test, analyses, display=case.display)
+    figures = ldensf_figures(res, test.sel(time=times), obs_test, analyses,
+                             display=case.display)
+    if setup.robustness:
+        from xdyn.experiments._ldensf_robustness import robustness_figure
+
+        res = res.merge(robustness_sweep(setup, filt, reps, test, res, seed, fields))
+        figures["robustness"] = robustness_figure(res)
     return ExperimentResult(res, figures, table(res), summary(res))
+
+
+def robustness_sweep(setup, filt, reps, test, res, seed, fields):
+    """Scores of every method under each setting of the robustness sweep.
+
+    See :mod:`xdyn.experiments._ldensf_robustness` for the settings.
+
+    ``filt`` is the main comparison's fitted LD-EnSF, ``reps`` its training
+    trajectories (with the noise copies), ``res`` the main results (the first
+    row, "as the main comparison", is read from them).
+    """
+    from xdyn.experiments._ldensf_robustness import (RETRAIN, SWEEP, robustness_dataset,
+                                                     setting_label)
+
+    case = CASES[setup.case]
+    params = list(case.parameters)
+    prior = test.assign({p: test[p] * 0 + case.prior_mean[p] for p in params})
+    free = filt.ldnet_.predict(prior)[fields]
+    true = np.stack([test[p].values for p in params])
+    labels, axes, values = [setting_label("default", 0)], ["default"], [np.nan]
+    rmse = [res.field_rel_rmse.isel(time=slice(1, None)).mean("time").sel(
+        assimilator=list(METHODS)).values]
+    p_err = [res.parameter_rel_error.sel(assimilator="LD-EnSF").isel(time=-1).values]
+    for axis, settings in SWEEP.items():
+        for value in settings:
+            if value == getattr(setup, axis):
+                continue
+            variant = dataclasses.replace(setup, **{axis: value})
+            obs = sparse_observations(test, variant, 2000 + seed)
+            f = filt
+            if axis in RETRAIN:
+                f = LDEnSF(**{**filt.get_params(deep=False), "ldnet": filt.ldnet_,
+                              "prefit_ldnet": True})
+                f.fit(sparse_observations(reps, variant, 1000 + seed), reps)
+            try:  # n_members is read by predict alone: the fitted filter with fewer members
+                f.set_params(n_members=int(variant.n_members))
+                out = f.predict(obs)
+            finally:
+                f.set_params(n_members=int(setup.n_members))
+            analyses = {"LD-EnSF": out[fields],
+                        "free latent forecast": free.sel(time=obs["time"].values)}
+            analyses.update(full_space_filters(variant, test, obs, seed, fields)[0])
+            rel = field_rel_rmse(analyses, test, fields, METHODS).mean("variable")
+            rmse.append(rel.isel(time=slice(1, None)).mean("time").values)
+            p_err.append([float(_param_rel_error(out[p].values[:, -1], true[j],
+                                                 case.per_trajectory_error))
+                          for j, p in enumerate(params)])
+            labels.append(setting_label(axis, value))
+            axes.append(axis)
+            values.append(float(value))
+    return robustness_dataset(labels, axes, values, rmse, p_err, METHODS, params)
+
+
+def full_space_filters(setup, test, obs, seed, fields):
+    """EnSF and LETKF on the whole grid over ``obs``: analysed ``fields`` and (dynamics,
+    analysis) seconds per step, per method; a filter that fails is a row of NaN, not a crash."""
+    case = CASES[setup.case]
+    system = case.system(setup)
+    start = case.filter_start(setup, test, seed)
+    n_steps = len(obs["time"])
+    # operator=None: the GridPoints recorded in the observations' attrs (with their coordinates)
+    full = dict(system=system, operator=None, dt=setup.dt, n_members=setup.n_members,
+                raise_on_divergence=False, return_ensemble=False, random_state=seed, **start)
+    state0 = start.get("initial_state", start.get("initial_ensemble", [None])[0])
+    dyn = _dynamics_time(system, np.asarray(state0), setup, len(test["trajectory"]))
+    analyses, walls = {}, {}
+    # without the physical x/y obs coords: the operator's are grid indices
+    plain = obs.drop_vars([c for c in ("x", "y") if c in obs.coords])
+    for name, est in (("EnSF", EnSF(n_pseudo_steps=setup.n_pseudo_steps,
+                                    integrator=setup.integrator, **full)),
+                      ("LETKF", LETKF(localization_radius=setup.localization_radius,
+                                      inflation=1.05, **full))):
+        t0 = time.perf_counter()
+        try:
+            est.fit(plain)
+            # a first short cycle builds the climatological pool the lost-track monitor
+            # keeps on the system: a one-off cost, not part of an assimilation step
+            est.predict(plain.isel(time=slice(0, 2)))
+            t0 = time.perf_counter()
+            analyses[name] = est.predict(plain)[fields]
+        except Exception as exc:  # a failed filter is a row, not a crash
+            analyses[name] = xr.full_like(test[fields].sel(time=obs["time"].values), np.nan)
+            print(f"{name} failed: {exc}")
+        per_step = (time.perf_counter() - t0) / n_steps
+        # a filter that went non-finite stops analysing: its time is no analysis time
+        ok = all(np.isfinite(analyses[name][v].values).all() for v in fields)
+        walls[name] = (dyn, max(per_step - dyn, 0.0) if ok else np.nan)
+    return analyses, walls
+
+
+def field_rel_rmse(analyses, test, fields, methods):
+    """Relative RMSE per (method, field, time) of ``analyses[method]`` at its times, against
+    ``test`` (each field relative to its own RMS)."""
+    rows = []
+    for m in methods:
+        per_field = []
+        for v in fields:
+            truth = test[v].sel(time=analyses[m]["time"].values)
+            per_field.append(_rel_rmse_t(truth.copy(data=np.asarray(analyses[m][v].transpose(
+                "trajectory", "time", "y", "x").values)), truth))
+        rows.append(xr.concat(per_field, "variable"))
+    return xr.concat(rows, "assimilator")
 
 
 def _dynamics_time(system, start, setup, n_traj):
@@ -339,7 +427,7 @@ def _dynamics_time(system, start, setup, n_traj):
     x = system.as_tensor(np.repeat(start[None], n_traj * setup.n_members, 0))
     system.forecast(x, setup.dt, 1)  # warm the spectral caches
     t0 = time.perf_counter()
-    system.forecast(x, setup.dt, setup.save_every)
+    system.forecast(x, setup.dt, setup.save_every * setup.obs_interval)
     return time.perf_counter() - t0
 
 
