@@ -110,8 +110,10 @@ class LDEnSFSetup:
     initial_spread: float = 0.1
     stride_factor: int = 1  # observe every (stride_factor x 15)-th point, scaled
     obs_interval: int = 1  # observe every obs_interval-th kept step
-    # the robustness sweep: sparser, noisier and less frequent observations, fewer members
+    # the robustness sweep: sparser, noisier and less frequent observations, fewer members;
+    # {setting: values} (None: _ldensf_robustness.SWEEP; the quick setups: QUICK_SWEEP)
     robustness: bool = True
+    robustness_settings: dict = None
     case: str = "kolmogorov"
     data_options: dict = dataclasses.field(default_factory=dict)
 
@@ -126,8 +128,11 @@ class LDEnSFSetup:
         """The full (the original's) or quick setup of ``case`` (see ``CASES``)."""
         if case not in CASES:
             raise ValueError(f"unknown LD-EnSF case {case!r}; known: {sorted(CASES)}")
+        from xdyn.experiments._ldensf_robustness import QUICK_SWEEP
+
         spec = CASES[case]
-        return cls(**{**spec.full, **(spec.quick if quick else {}), "case": case})
+        sweep = {"robustness_settings": dict(QUICK_SWEEP)} if quick else {}
+        return cls(**{**spec.full, **(spec.quick if quick else {}), **sweep, "case": case})
 
     @property
     def stride(self):
@@ -332,6 +337,8 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
     from xdyn.experiments._ldensf_robustness import (RETRAIN, SWEEP, robustness_dataset,
                                                      setting_label)
 
+    sweep = SWEEP if setup.robustness_settings is None else setup.robustness_settings
+
     case = CASES[setup.case]
     params = list(case.parameters)
     prior = test.assign({p: test[p] * 0 + case.prior_mean[p] for p in params})
@@ -341,7 +348,7 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
     rmse = [res.field_rel_rmse.isel(time=slice(1, None)).mean("time").sel(
         assimilator=list(METHODS)).values]
     p_err = [res.parameter_rel_error.sel(assimilator="LD-EnSF").isel(time=-1).values]
-    for axis, settings in SWEEP.items():
+    for axis, settings in sweep.items():
         for value in settings:
             if value == getattr(setup, axis):
                 continue
