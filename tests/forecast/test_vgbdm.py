@@ -198,6 +198,24 @@ def test_flow_matching_path_and_its_velocity(interpolant):
                           correction=False, interpolant="cubic")(traj[:, :3], time[:, :3])
 
 
+@pytest.mark.parametrize("episode", ["random", "first"])
+def test_training_episode_is_a_window_or_the_first_states(episode):
+    from xdyn.forecast.physics import PendulumPhysics
+    from xdyn.nn.dynamics import GreyBoxFlowModule
+
+    module = GreyBoxFlowModule(2, PendulumPhysics(), z_dim=1, len_episode=4, episode=episode)
+    seen = []
+    module.encode = lambda ep: (seen.append(ep), module.__class__.encode(module, ep))[1]
+    torch.manual_seed(0)
+    traj = torch.arange(64 * 12 * 2, dtype=torch.float32).reshape(64, 12, 2)
+    module(traj, torch.arange(12.0).expand(64, 12))
+    starts = seen[0][:, 0, 0] / 2 % 12  # the index of each episode's first state
+    assert (starts == 0).all() == (episode == "first")
+    assert torch.equal(seen[0][:, 1:, 0] - seen[0][:, :-1, 0], torch.full((64, 3), 2.0))
+    with pytest.raises(ValueError, match="episode must be"):
+        GreyBoxFlowModule(2, PendulumPhysics(), episode="last")
+
+
 def test_correction_reads_only_its_inputs_and_unknown_names_are_refused():
     ds = _pendulum(8, 0, omega0=(1.0, 2.0), damping=(0.1, 0.5), t_span=2.0)
     model = VGBDM("pendulum", correction_inputs=["omega"], z_dim=1, len_episode=5, hidden=8,

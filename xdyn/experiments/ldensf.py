@@ -41,7 +41,10 @@ recovered parameters, with their spread (relative to each trajectory's true
 Re; for the shallow-water cases, whose ranges reach near zero, the mean
 absolute error over the mean true magnitude); the wall time per assimilation step
 split into dynamics and analysis, measured side by side on the same grid (the
-machine's load is not controlled).
+machine's load is not controlled); and the same scores under sparser, noisier
+and less frequent observations and with fewer members (:func:`robustness_sweep`,
+settings in :mod:`xdyn.experiments._ldensf_robustness`). The speed target is
+measured at the original's sizes by ``xdyn bench ldensf``.
 """
 
 from __future__ import annotations

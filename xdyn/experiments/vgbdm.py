@@ -74,6 +74,7 @@ class GreyBoxSetup:
     correction_penalty: float = 0.0
     n_pairs: int = 32
     interpolant: str = "cubic"
+    episode: str = "random"  # the encoder's training episode: a random window or the first
     correction_inputs: tuple = None  # the state variables the correction reads (None: all)
     correction_layout: str = "dense"
     encoder: str = "gru"
@@ -177,6 +178,7 @@ def _methods(setup, seed, device, progress):
 
     common = dict(len_episode=setup.len_episode, batch_size=setup.batch_size,
                   n_pairs=setup.n_pairs, interpolant=setup.interpolant, encoder=setup.encoder,
+                  episode=setup.episode,
                   random_state=seed, device=device, progress=progress, hidden=setup.hidden)
     return {
         "physics": VGBDM(setup.physics, correction=False, z_dim=0, max_epochs=setup.epochs,

@@ -231,6 +231,11 @@ class GreyBoxFlowModule(nn.Module):
         flow's by O(dt) away from the midpoint; ``"cubic"``: the Lagrange
         cubic through the four grid states around the step (shifted inward
         at the ends of a run), its velocity O(dt^3) from the flow's.
+    episode : {"random", "first"}, default="random"
+        The training episode the encoder reads: a random window of each
+        trajectory, or its first ``len_episode`` states (where forecasts
+        start after the first states of a run, and a transient at the start
+        carries what later states do not).
 
     Examples
     --------
@@ -245,11 +250,14 @@ class GreyBoxFlowModule(nn.Module):
     def __init__(self, n_state, physics=None, z_dim=4, history_size=1, len_episode=20,
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
-                 n_channels=None, interpolant="linear", input_mask=None, encoder_channels=None):
+                 n_channels=None, interpolant="linear", input_mask=None, encoder_channels=None,
+                 episode="random"):
         super().__init__()
         if interpolant not in ("linear", "cubic"):
             raise ValueError(f"interpolant must be 'linear' or 'cubic', got {interpolant!r}")
-        self.interpolant = interpolant
+        if episode not in ("random", "first"):
+            raise ValueError(f"episode must be 'random' or 'first', got {episode!r}")
+        self.interpolant, self.episode = interpolant, episode
         self.n_state, self.physics = int(n_state), physics
         self.p_dim = physics.p_dim if physics is not None else 0
         self.z_dim, self.history_size = int(z_dim), int(history_size)
@@ -330,8 +338,10 @@ class GreyBoxFlowModule(nn.Module):
         if self.interpolant == "cubic" and T < 4:
             raise ValueError(f"the cubic interpolant needs runs of at least 4 times, got {T}")
         # the episode: a random window of each trajectory (the parameters are
-        # constant along it, so any window informs them)
-        start = torch.randint(0, T - E + 1, (B, 1), device=traj.device)
+        # constant along it, so any window informs them), or its first E states
+        start = torch.randint(0, T - E + 1, (B, 1), device=traj.device) \
+            if self.episode == "random" else torch.zeros(B, 1, dtype=torch.long,
+                                                         device=traj.device)
         idx = start + torch.arange(E, device=traj.device)
         episode = torch.gather(traj, 1, idx[..., None].expand(B, E, n))
         mu, logvar = self.encode(episode)
