@@ -12,7 +12,9 @@ time, everything else as in the main comparison, on the same test trajectories:
   15th, a quarter of the stations (the encoder retrained on them);
 * ``n_members``: 5 and 10 members instead of 20.
 
-The quick runs sweep the harder value of each (:data:`QUICK_SWEEP`).
+The quick runs sweep the harder value of each (:data:`QUICK_SWEEP`); the quick
+shallow-water run scores LD-EnSF alone under them (the full-space rows are NaN:
+its full-space filters cost 130 s a setting).
 
 The LDNet is the main comparison's, the full-space filters are rerun on the same
 observations (the driver is :func:`xdyn.experiments.ldensf.robustness_sweep`;

@@ -117,6 +117,7 @@ class LDEnSFSetup:
     # {setting: values} (None: _ldensf_robustness.SWEEP; the quick setups: QUICK_SWEEP)
     robustness: bool = True
     robustness_settings: dict = None
+    robustness_full_space: bool = True  # rerun EnSF and LETKF under every setting too
     case: str = "kolmogorov"
     data_options: dict = dataclasses.field(default_factory=dict)
 
@@ -369,8 +370,12 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
                 f.set_params(n_members=int(setup.n_members))
             analyses = {"LD-EnSF": out[fields],
                         "free latent forecast": free.sel(time=obs["time"].values)}
-            analyses.update(full_space_filters(variant, test, obs, seed, fields)[0])
-            rel = field_rel_rmse(analyses, test, fields, METHODS).mean("variable")
+            scored = [m for m in METHODS if m in analyses]
+            if setup.robustness_full_space:
+                analyses.update(full_space_filters(variant, test, obs, seed, fields)[0])
+                scored = list(METHODS)
+            rel = field_rel_rmse(analyses, test, fields, scored).mean("variable")
+            rel = rel.assign_coords(assimilator=scored).reindex(assimilator=list(METHODS))
             rmse.append(rel.isel(time=slice(1, None)).mean("time").values)
             p_err.append([float(_param_rel_error(out[p].values[:, -1], true[j],
                                                  case.per_trajectory_error))
