@@ -166,6 +166,10 @@ def test_closed_form_for_a_linear_operator_has_the_law_of_the_steps(integrator, 
     ref = ensf_analysis(x0, y @ Hm, lambda x: x, 0.3, generator=torch.Generator().manual_seed(4),
                         **kw)
     _within_se(ident[0], ref[0].mean(0), ref[0].var(0), inflate=math.sqrt(2.0))
+    # with the steps (the Gaussian guidance) h=None is the identity too
+    xa = ensf_analysis(x0[:, :2000], y @ Hm, None, 0.3, guidance="gaussian", n_pseudo_steps=10,
+                       generator=torch.Generator().manual_seed(5))
+    assert xa.shape == (2, 2000, 5) and bool(torch.isfinite(xa).all())
 
 
 @pytest.mark.parametrize("noise_var", [0.5, 1e-2])

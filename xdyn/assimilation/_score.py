@@ -347,6 +347,12 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         z = torch.randn(shape, generator=generator, dtype=dtype, device=gdev)
         return z.to(device)
 
+    if (linear or h is None) and score == "kernel" and guidance == "damped":
+        return _kernel_linear_analysis(x0, y, h, noise_std, K, float(eps), integrator, normal)
+    if h is None:
+        def h(x):
+            return x
+
     dt = 1.0 / K
     x = normal(x0.shape)
     t = 1.0
@@ -361,11 +367,6 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         x = x + float(eps) * x0
     if score == "gaussian":
         score = _gaussian_prior_score(svd)
-    if (linear or h is None) and score == "kernel" and guidance == "damped":
-        return _kernel_linear_analysis(x0, y, h, noise_std, K, float(eps), integrator, normal)
-    if h is None:
-        def h(x):
-            return x
     if integrator == "semi-implicit":
         support, Vh, s2, _ = _likelihood_curvature(x0, h, noise_std)
     for _ in range(K):
