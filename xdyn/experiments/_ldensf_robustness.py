@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["SWEEP", "QUICK_SWEEP", "RETRAIN", "setting_label", "robustness_dataset", "robustness_figure",
-           "robustness_lines", "robustness_rows"]
+__all__ = ["SWEEP", "QUICK_SWEEP", "RETRAIN", "setting_label", "robustness_dataset",
+           "robustness_figure", "robustness_lines", "robustness_rows"]
 
 SWEEP = {"noise_level": (0.05, 0.2), "obs_interval": (2, 4), "stride_factor": (2,),
          "n_members": (5, 10)}
