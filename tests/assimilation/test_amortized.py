@@ -331,3 +331,32 @@ def test_early_stopping_needs_validation_data(trained):
     _, _, obs = trained
     with pytest.raises(ValueError, match="validation"):
         _small(early_stopping=True).fit(obs)
+
+
+def test_redrawn_sequences_are_new_every_epoch_and_the_first_is_the_same(trained, monkeypatch):
+    """redraw_sequences (the default) trains the first epoch on exactly the sequences
+    drawn once without it, then draws new offsets and starting ensembles before every epoch; the fit
+    is reproducible and the fitted estimator still pickles."""
+    est, _, obs = trained
+    draws = []
+    original = AmortizedAssimilator._sequences
+
+    def recorded(self, *args):
+        X, y = original(self, *args)
+        draws.append(X["y"].copy())
+        return X, y
+
+    monkeypatch.setattr(AmortizedAssimilator, "_sequences", recorded)
+    quick = dict(max_epochs=3, n_sequences=16)
+    once = clone(est).set_params(redraw_sequences=False, **quick).fit(obs)
+    assert len(draws) == 1
+    redrawn = clone(est).set_params(redraw_sequences=True, **quick).fit(obs)
+    assert len(draws) == 4
+    np.testing.assert_array_equal(draws[1], draws[0])
+    assert not np.array_equal(draws[2], draws[1]) and not np.array_equal(draws[3], draws[2])
+    losses = [[h["train_loss"] for h in e.history_] for e in (once, redrawn)]
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-6)
+    assert losses[1][1:] != pytest.approx(losses[0][1:], rel=1e-6)
+    again = clone(redrawn).fit(obs)
+    assert [h["train_loss"] for h in again.history_] == losses[1]
+    assert pickle.loads(pickle.dumps(redrawn)).redraw_sequences is True

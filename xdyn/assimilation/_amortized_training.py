@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import torch
 from skorch.callbacks import Callback
+from skorch.dataset import Dataset
 
 from xdyn.assimilation._amortized_cycle import ClampWarning
 from xdyn.assimilation._cycle import LostTrackWarning
@@ -49,6 +50,27 @@ class _ValidationRMSE(Callback):
     def on_epoch_end(self, net, **kwargs):
         if self.score is not None:
             net.history.record("valid_rmse", float(self.score()))
+
+
+class _RedrawnSequences(Dataset):
+    """Training sequences that :class:`_RedrawEachEpoch` draws afresh: ``draw()`` returns
+    ``(X, y)`` (new offsets and starting ensembles from the estimator's stream)."""
+
+    def __init__(self, draw):
+        self.draw = draw
+        super().__init__(*draw())
+
+    def redraw(self):
+        self.X, self.y = self.draw()
+
+
+class _RedrawEachEpoch(Callback):
+    """Before every epoch but the first, draw the training sequences again (the original's
+    ``ChunkedTimeseries`` draws its offsets per epoch)."""
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if len(net.history) > 1 and isinstance(dataset_train, _RedrawnSequences):
+            dataset_train.redraw()
 
 
 class _AmortizedNet(XdynNet):

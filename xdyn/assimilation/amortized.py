@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.assimilation._amortized_cycle import (ClampWarning, bound, grid_observations,
                                                 observation_start, obs_std_grid, report_clamp)
 from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
+                                                   _RedrawEachEpoch, _RedrawnSequences,
                                                    _ValidationRMSE, _ValidationScore)
 from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
@@ -81,6 +82,11 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     n_sequences : int or None, default=None
         Training sequences (random offsets drawn from ``random_state``); None
         covers the training observations about once.
+    redraw_sequences : bool, default=True
+        Draw the sequences' offsets and starting ensembles afresh before every
+        epoch (the original draws its offsets per epoch), instead of once: an
+        epoch then sees ``n_sequences`` new windows of the same observations.
+        False trains on one fixed draw, which small training sets overfit.
     batch_size : int, default=64
     max_epochs : int, default=500
     lr : float, default=8e-4
@@ -173,6 +179,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         "loss": [StrOptions({"ss_forecast", "ss_analysis", "clean_analysis"})],
         "seq_len": [Interval(Integral, 2, None, closed="left")],
         "n_sequences": [Interval(Integral, 1, None, closed="left"), None],
+        "redraw_sequences": ["boolean"],
         "warmup_epochs": [Interval(Integral, 0, None, closed="left")],
         "halve_every": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
@@ -182,7 +189,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
 
     def __init__(self, system=None, *, architecture="conv", n_members=10, hidden_size=None,
                  mem_channels=6, cov_band=3, dropout=0.2, loss="ss_forecast", seq_len=40,
-                 n_sequences=None, batch_size=64, max_epochs=500, lr=8e-4, warmup_epochs=50,
+                 n_sequences=None, redraw_sequences=True, batch_size=64, max_epochs=500,
+                 lr=8e-4, warmup_epochs=50,
                  halve_every=200, early_stopping=False, n_iter_no_change=10, clamp=20.0,
                  operator=None, noise_std=None, R=None, dt=None,
                  initial_ensemble=None, initial_state=None, initial_spread=1.0, burn_in=0.0,
@@ -198,6 +206,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.loss = loss
         self.seq_len = seq_len
         self.n_sequences = n_sequences
+        self.redraw_sequences = redraw_sequences
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
@@ -262,10 +271,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.system_, self.operator_ = ctx.system, ctx.operator
         self.n_obs_, self.n_state_ = int(ctx.mask.shape[-1]), int(ctx.n_state)
         rng = check_random_state(self.random_state)
-        X, y_true = self._sequences(ctx, truth, L, rng)
         extra = []
+        if self.redraw_sequences:  # a dataset that holds the targets too
+            X, y_true = _RedrawnSequences(lambda: self._sequences(ctx, truth, L, rng)), None
+            extra.append(("redraw_sequences", _RedrawEachEpoch()))
+        else:
+            X, y_true = self._sequences(ctx, truth, L, rng)
         if validation is not None:
-            extra = [("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation)))]
+            extra.append(("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation))))
             if self.early_stopping:  # after valid_rmse is recorded for the epoch
                 extra.append(("early_stopping",
                               keep_best("valid_rmse", self.n_iter_no_change)))
