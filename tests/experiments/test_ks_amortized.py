@@ -68,8 +68,9 @@ def test_ks_twins_and_a_short_cycle_of_every_method():
 
 @pytest.mark.slow
 def test_quick_run():
-    # ~2 min on 2 cores; the quick run measured 0.654 (LETKF-10 0.474, 3D-Var 0.884,
-    # climatology 1.33): the learned filter must at least beat 3D-Var's neighbourhood
+    # ~2-3 min on 2 cores; the quick run measured 0.654, then 0.620 with sequences redrawn
+    # (2026-12-04; LETKF-10 0.549, 3D-Var 0.861, climatology 1.33): the learned filter
+    # must at least beat 3D-Var's neighbourhood
     import matplotlib.pyplot as plt
 
     result = get_experiment("ks-amortized").func(quick=True, progress=False)

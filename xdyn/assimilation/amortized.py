@@ -98,8 +98,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         RMSE has not improved for ``n_iter_no_change`` epochs and keep the
         weights of the epoch where it was lowest. On small training sets the
         self-supervised loss keeps falling after the analysis error has
-        turned up (quick Lorenz-96, 128 sequences: test RMSE 0.448 after 80
-        epochs, 0.826 after 400).
+        turned up (quick Lorenz-96, one fixed draw of 128 sequences:
+        test RMSE 0.448 after 80 epochs, 0.826 after 400).
     n_iter_no_change : int, default=10
     clamp : float or None, default=20.0
         Forecasts and analyses are clamped to ``[-clamp, clamp]`` in training
