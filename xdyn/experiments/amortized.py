@@ -153,8 +153,8 @@ class AmortizedSetup:
         from 4 x 800 training times 0.635 (one draw) and 0.642 (redrawn); from
         4 x 1600 0.620 (redrawn, kept); from 4 x 3000 the training loss rose from
         the first epoch (1763 -> 3600) and the filter was lost (1.669 one draw,
-        1.918 redrawn), while at learning rate 5e-4 it trained (0.765 after 20
-        epochs, still falling).
+        1.918 redrawn; 1.741 with the gradient norm clipped to 1), while at learning
+        rate 5e-4 it trained (0.765 after 20 epochs, still falling).
         """
         base = cls.quick() if quick else cls()
         if quick:
