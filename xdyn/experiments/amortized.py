@@ -117,11 +117,11 @@ class AmortizedSetup:
         (``early_stopping``, on the learning curve's 200 validation cycles, the data
         the baselines are tuned on). On one fixed draw of 128 sequences from 4 x 800
         times the full case overfit: test RMSE 0.448 after 80 epochs, 0.826 after 400.
-        Redrawn (full case, seed 0, measured 2026-12-03): 0.433 (4 x 800 times, 80
+        Redrawn (full case, seed 0, measured 2026-12-03/04): 0.433 (4 x 800 times, 80
         epochs), 0.418 (4 x 3000, 80), 0.365 (4 x 3000, 400 epochs; 15 min of
         training), 0.362 (1000 epochs; 41 min): hidden 16 plateaus about 20% above
-        LETKF-10, and hidden 32 gained 0.012 at 80 epochs. Patience is 20 epochs: the validation RMSE of 200 cycles moves
-        by +-0.03 from epoch to epoch.
+        LETKF-10, and hidden 32 gained 0.012 at 80 epochs. Patience is 20 epochs: the
+        validation RMSE of 200 cycles moves by +-0.03 from epoch to epoch.
         """
         return cls(n_train_trajectories=4, n_train_times=3000, n_valid_times=300,
                    n_test_times=600, test_burn_in_times=100, hidden_size=16, seq_len=16,
