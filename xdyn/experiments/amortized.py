@@ -125,7 +125,7 @@ class AmortizedSetup:
         """
         return cls(n_train_trajectories=4, n_train_times=3000, n_valid_times=300,
                    n_test_times=600, test_burn_in_times=100, hidden_size=16, seq_len=16,
-                   n_sequences=128, redraw_sequences=True, batch_size=8, max_epochs=80,
+                   n_sequences=128, batch_size=8, max_epochs=80,
                    early_stopping=True, n_iter_no_change=20, lr=3e-3, warmup_epochs=10,
                    halve_every=200, curve_times=200, inflations=(1.02, 1.05, 1.1, 1.2),
                    radii=(3.0, 6.0), b_scales=(0.05, 0.1, 0.2), var4d=False)
