@@ -360,3 +360,26 @@ def test_redrawn_sequences_are_new_every_epoch_and_the_first_is_the_same(trained
     again = clone(redrawn).fit(obs)
     assert [h["train_loss"] for h in again.history_] == losses[1]
     assert pickle.loads(pickle.dumps(redrawn)).redraw_sequences is True
+
+
+def test_network_without_the_tendency_never_evaluates_the_model(monkeypatch):
+    """``tendency=False`` (the original's Kuramoto-Sivashinsky network): one input channel
+    fewer, the model's right-hand side is never called in the update, and the estimator
+    trains and predicts; the default network reads the tendency."""
+    truth, obs = _twin(3, n_trajectories=2, n_times=60)
+    with_t = _small(max_epochs=1).fit(obs)
+    without = _small(max_epochs=1, tendency=False).fit(obs)
+    first = {est: est.net_.module_.update.scale_up[0].in_channels for est in (with_t, without)}
+    assert first[with_t] - first[without] == 1
+    calls = []
+    monkeypatch.setattr(Lorenz96, "rhs", lambda self, t, x: calls.append(1) or x)
+    E, y, mask = 8 + torch.randn(2, 6, N_SITES), torch.randn(2, N_SITES), torch.ones(N_SITES)
+    rollout = without.net_.module_
+    Ea, _ = rollout.analysis(E, y, mask, rollout.initial_memory(E))
+    assert not calls and torch.isfinite(Ea).all()
+    with_t.net_.module_.analysis(E, y, mask, with_t.net_.module_.initial_memory(E))
+    assert calls
+    monkeypatch.undo()
+    an = _quiet_predict(without, obs)
+    assert np.isfinite(an["x"].values).all()
+    assert clone(without).get_params()["tendency"] is False

@@ -9,14 +9,14 @@ import torch
 from xdyn.experiments import get_experiment
 from xdyn.experiments.amortized import AmortizedSetup, _baselines, _scores, make_twins
 
-# the KS physics of the original, tiny data: 2 trajectories of 30 observation times.
-# lr 3e-3: after these 2 epochs at the quick run's 1e-3 the network's analyses were still
-# rough and the test cycle (no clamp at predict time) overflowed the ETDRK4 forecast
+# the KS physics of the original, tiny data: 2 trajectories of 60 observation times.
+# lr 3e-3: after 2 epochs at the quick run's 1e-3 the network's analyses were still rough.
+# One fixed draw of sequences, so that the epochs' losses are of the same data
 TINY_KS = dataclasses.replace(
-    AmortizedSetup.ks(quick=True), n_train_trajectories=2, n_train_times=30, n_valid_times=30,
-    n_test_times=20, test_burn_in_times=10, hidden_size=4, seq_len=5, n_sequences=8,
-    batch_size=8, max_epochs=2, lr=3e-3, curve_times=20, inflations=(1.05,), radii=(8.0,),
-    b_scales=(0.1,))
+    AmortizedSetup.ks(quick=True), n_train_trajectories=2, n_train_times=60, n_valid_times=30,
+    n_test_times=20, test_burn_in_times=10, hidden_size=4, seq_len=10, n_sequences=16,
+    redraw_sequences=False, batch_size=8, max_epochs=4, lr=3e-3, curve_times=20,
+    inflations=(1.05,), radii=(8.0,), b_scales=(0.1,))
 
 
 def test_ks_setup_is_the_originals():
@@ -26,6 +26,8 @@ def test_ks_setup_is_the_originals():
             ("ks", 128, 0.5, 2, 2.5, ("full",))
         assert np.isclose(s.domain_length, 32 * np.pi)
     assert full.n_train_times == AmortizedSetup().n_train_times and full.letkf30
+    # the original's KS network reads no model tendency (its Lorenz-96 network does)
+    assert not full.tendency and not quick.tendency and AmortizedSetup().tendency
     assert "McCabe" in get_experiment("ks-amortized").reference
 
 
@@ -43,7 +45,7 @@ def test_ks_forecast_is_differentiable():
 def test_ks_twins_and_a_short_cycle_of_every_method():
     twins = make_twins(TINY_KS, seed=0)
     truth, obs = twins["truth"], twins["obs"]["full"]
-    assert truth["train"]["u"].sizes == {"trajectory": 2, "time": 30, "x": 128}
+    assert truth["train"]["u"].sizes == {"trajectory": 2, "time": 60, "x": 128}
     assert obs["test"].sizes["time"] == 30 and obs["test"].sizes["obs"] == 128
     np.testing.assert_allclose(np.diff(truth["test"]["time"]), 1.0)  # 2 ETDRK4 steps of 0.5
     # on the attractor after the spin-up: KS amplitude ~1.3, not the near-cosine start
@@ -53,10 +55,11 @@ def test_ks_twins_and_a_short_cycle_of_every_method():
     from xdyn.experiments.amortized import _amortized
 
     est, amort = _amortized(TINY_KS, obs, truth, 10.0, seed=0, device="cpu", progress=False)
-    # clamp 6 (not the default 20) keeps the ETDRK4 training forecasts finite; the
-    # self-supervised loss falls (1486 -> 1150 here; it fell for seeds 0, 1 and 2)
-    losses = [h["train_loss"] for h in est.history_]
-    assert np.isfinite(losses).all() and losses[-1] < 0.95 * losses[0]
+    # the self-supervised loss falls towards its floor, the observation noise of the 128
+    # sites (800): its excess fell 221 -> 151 here (seeds 1 and 2: 331 -> 160, 498 -> 165)
+    losses = np.array([h["train_loss"] for h in est.history_])
+    floor = 128 * TINY_KS.noise_std ** 2
+    assert np.isfinite(losses).all() and losses[-1] - floor < 0.8 * (losses[0] - floor)
     assert np.isfinite(amort["rmse"])
     assert amort["analysis"]["u"].sizes["member"] == 10
     base = _baselines(TINY_KS, obs, truth, 10.0, 10.0, seed=0, progress=False)
@@ -68,14 +71,15 @@ def test_ks_twins_and_a_short_cycle_of_every_method():
 
 @pytest.mark.slow
 def test_quick_run():
-    # ~2-3 min on 2 cores; the quick run measured 0.654, then 0.620 with sequences redrawn
-    # (2026-12-04; LETKF-10 0.549, 3D-Var 0.861, climatology 1.33): the learned filter
-    # must at least beat 3D-Var's neighbourhood
+    # ~6 min on 2 cores; the quick run measured 0.654, 0.620 with sequences redrawn, then
+    # 0.581 without the tendency input on 4 x 3000 times (2026-12-04; LETKF-10 0.549,
+    # 3D-Var 0.861, climatology 1.33): the learned filter must at least beat 3D-Var's
+    # neighbourhood, and by 20% (it did by 33%)
     import matplotlib.pyplot as plt
 
     result = get_experiment("ks-amortized").func(quick=True, progress=False)
     res = result.results
     assert list(res["method"].values) == ["amortized", "EnKF-10", "LETKF-10", "3D-Var"]
-    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 0.85
+    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 0.7
     assert float(res.analysis_rmse.sel({"case": "full", "method": "LETKF-10"})) < 0.6
     plt.close("all")

@@ -74,7 +74,12 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     mem_channels : int, default=6
         Memory channels of the conv network.
     cov_band : int, default=3
-        Diagonals of the ensemble covariance the conv network reads (odd).
+        Diagonals of the ensemble covariance the conv network reads (odd; 1 is
+        the ensemble variance).
+    tendency : bool, default=True
+        Whether the conv network reads each member's model tendency (see
+        :class:`xdyn.nn.ConvEnsembleUpdate`); False for stiff PDEs such as
+        Kuramoto-Sivashinsky, as the original's network for it.
     dropout : float, default=0.2
     loss : {"ss_forecast", "ss_analysis", "clean_analysis"}, default="ss_forecast"
     seq_len : int, default=40
@@ -143,7 +148,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
 
     Test-time cost per cycle against LETKF-10 (same observations, one thread,
     predict time / cycles, medians; loaded 2-core machine): Lorenz-96 with 40
-    sites 0.9-1.05x at hidden 16, KS with 128 points 0.72-0.83x; at the
+    sites 0.9-1.05x at hidden 16, KS with 128 points 0.72-0.87x; at the
     original's hidden 64 the update is compute-bound (about 36e6
     multiply-adds per cycle on 40 sites) and costs 2.2-2.3x LETKF-10's cycle
     (KS: 1.7-1.9x).
@@ -175,6 +180,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         "hidden_size": [Interval(Integral, 1, None, closed="left"), None],
         "mem_channels": [Interval(Integral, 0, None, closed="left")],
         "cov_band": [Interval(Integral, 1, None, closed="left")],
+        "tendency": ["boolean"],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "loss": [StrOptions({"ss_forecast", "ss_analysis", "clean_analysis"})],
         "seq_len": [Interval(Integral, 2, None, closed="left")],
@@ -188,8 +194,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     }
 
     def __init__(self, system=None, *, architecture="conv", n_members=10, hidden_size=None,
-                 mem_channels=6, cov_band=3, dropout=0.2, loss="ss_forecast", seq_len=40,
-                 n_sequences=None, redraw_sequences=True, batch_size=64, max_epochs=500,
+                 mem_channels=6, cov_band=3, tendency=True, dropout=0.2, loss="ss_forecast",
+                 seq_len=40, n_sequences=None, redraw_sequences=True, batch_size=64, max_epochs=500,
                  lr=8e-4, warmup_epochs=50, halve_every=200, early_stopping=False,
                  n_iter_no_change=10, clamp=20.0,
                  operator=None, noise_std=None, R=None, dt=None,
@@ -202,6 +208,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.hidden_size = hidden_size
         self.mem_channels = mem_channels
         self.cov_band = cov_band
+        self.tendency = tendency
         self.dropout = dropout
         self.loss = loss
         self.seq_len = seq_len
@@ -340,7 +347,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         if self.architecture == "conv":
             return {"hidden_size": 64 if hidden is None else int(hidden),
                     "mem_channels": int(self.mem_channels), "cov_band": int(self.cov_band),
-                    "dropout": float(self.dropout)}
+                    "tendency": bool(self.tendency), "dropout": float(self.dropout)}
         return {"hidden_size": 250 if hidden is None else int(hidden),
                 "dropout": float(self.dropout)}
 

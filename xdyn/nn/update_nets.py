@@ -187,6 +187,13 @@ class ConvEnsembleUpdate(nn.Module):
     kernel_size : int, default=5
     dropout : float, default=0.2
         Channel dropout before each convolution (training only).
+    tendency : bool, default=True
+        Read the model tendency ``dx/dt`` of each member (the original's
+        Lorenz-96 network). False for stiff PDEs, as the original's
+        Kuramoto-Sivashinsky network: there the fourth derivative of a rough
+        analysis is hundreds of times its value on the attractor (tendency
+        std 250 for a start of noisy observations against 0.33 on the truth),
+        and that one input channel destabilised training.
 
     Examples
     --------
@@ -200,14 +207,15 @@ class ConvEnsembleUpdate(nn.Module):
     """
 
     def __init__(self, n_state, hidden_size=64, mem_channels=6, cov_band=3, kernel_size=5,
-                 dropout=0.2):
+                 dropout=0.2, tendency=True):
         super().__init__()
         if int(cov_band) % 2 != 1:
             raise ValueError(f"cov_band must be odd, got {cov_band}")
         self.n_state, self.mem_channels = int(n_state), int(mem_channels)
-        self.cov_band = int(cov_band)
+        self.cov_band, self.tendency = int(cov_band), bool(tendency)
         h, k = int(hidden_size), int(kernel_size)
-        n_in = 4 + self.cov_band + self.mem_channels  # state, obs, mask, tendency, cov, memory
+        # state, obs, mask, (tendency), cov, memory
+        n_in = 3 + self.tendency + self.cov_band + self.mem_channels
 
         def norm():
             return nn.LayerNorm([h, self.n_state], elementwise_affine=False)
@@ -236,8 +244,9 @@ class ConvEnsembleUpdate(nn.Module):
         mask = mask.expand(B, n).to(E.dtype)
         obs = fill_unobserved(E, y, mask)
         cov = banded_covariance(E, self.cov_band).unsqueeze(1).expand(B, m, self.cov_band, n)
+        tend = [tendency.unsqueeze(2)] if self.tendency else []
         feats = torch.cat([E.unsqueeze(2), obs.unsqueeze(2),
-                           mask.reshape(B, 1, 1, n).expand(B, m, 1, n), tendency.unsqueeze(2),
+                           mask.reshape(B, 1, 1, n).expand(B, m, 1, n), *tend,
                            cov, memory], 2).reshape(B * m, -1, n)
         with _without_onednn() if self._small(B * m) else contextlib.nullcontext():
             z = _run(self.scale_up, feats, self.training)
@@ -376,7 +385,8 @@ class EnsembleRollout(nn.Module):
 
     def analysis(self, E, y, mask, memory):
         """One update: ``(E_a, memory)`` from the forecast ensemble and the observations."""
-        tendency = self.system.rhs(0.0, E)
+        reads = getattr(self.update, "tendency", False)  # the feed-forward net never does
+        tendency = self.system.rhs(0.0, E) if reads else None
         return self.update(E, y, mask, memory, tendency)
 
     def forward(self, y, mask, E0):
