@@ -71,15 +71,15 @@ def test_ks_twins_and_a_short_cycle_of_every_method():
 
 @pytest.mark.slow
 def test_quick_run():
-    # ~6 min on 2 cores; the quick run measured 0.654, 0.620 with sequences redrawn, then
-    # 0.581 without the tendency input on 4 x 3000 times (2026-12-04; LETKF-10 0.549,
-    # 3D-Var 0.861, climatology 1.33): the learned filter must at least beat 3D-Var's
-    # neighbourhood, and by 20% (it did by 33%)
+    # ~5-6 min on 2 cores; the quick run measured 0.654, 0.620 with sequences redrawn, then
+    # 0.513 without the tendency input on 4 x 3000 times at rate 3e-3 (2026-12-04; seeds
+    # 1 and 2: 0.502, 0.524; LETKF-10 0.549, 3D-Var 0.861, climatology 1.33): the learned
+    # filter must beat 3D-Var by 30% (it did by 40%)
     import matplotlib.pyplot as plt
 
     result = get_experiment("ks-amortized").func(quick=True, progress=False)
     res = result.results
     assert list(res["method"].values) == ["amortized", "EnKF-10", "LETKF-10", "3D-Var"]
-    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 0.7
+    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 0.6
     assert float(res.analysis_rmse.sel({"case": "full", "method": "LETKF-10"})) < 0.6
     plt.close("all")
