@@ -2,7 +2,7 @@
 
 An update network maps a forecast ensemble ``E`` of shape ``(B, m, n)`` on a
 periodic 1-D grid, the observations scattered onto that grid (zero where
-unobserved) with their mask, the model tendency of each member and a memory
+unobserved) with their mask, the model tendency of each member (optional) and a memory
 of the previous updates to the analysis ensemble and the new memory. Each
 member is updated by the same network (the ensemble enters only through its
 banded covariance), so the update costs one batched forward pass per cycle.
