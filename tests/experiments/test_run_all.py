@@ -153,6 +153,32 @@ def test_a_long_experiment_does_not_hold_up_the_others(client, tmp_path):
     assert max(o.task_time_s for o in short) < long.task_time_s
 
 
+def test_longest_expected_first_earlier_runs_before_the_catalogue_hint(experiments, tmp_path):
+    """The order of a run: an earlier run's wall time in ``out``, else ``quick_wall_s``."""
+    hinted = register("ra-hinted", "tiny, registered as long", quick_wall_s=60.0)
+    hinted(_REGISTRY["ra-tiny-a"].func)
+    try:
+        order = []
+        names = ["ra-tiny-b", "ra-hinted"]
+        run_all(names, out=tmp_path, n_workers=0, report=False,
+                on_outcome=lambda o: order.append(o.name))
+        assert order == ["ra-hinted", "ra-tiny-b"]  # fresh folder: the hint decides
+        with xr.open_dataset(tmp_path / "ra-tiny-b" / "results.nc") as ds:
+            assert 0 < ds.attrs["wall_time_s"] < 60  # so the earlier runs reverse the order
+        for name, seconds in (("ra-tiny-b", 90.0), ("ra-hinted", 1.0)):
+            path = tmp_path / name / "results.nc"
+            with xr.open_dataset(path) as ds:
+                ds = ds.load()
+            ds.attrs["wall_time_s"] = seconds
+            ds.to_netcdf(path)
+        order.clear()
+        run_all(names, out=tmp_path, n_workers=0, report=False,
+                on_outcome=lambda o: order.append(o.name))
+        assert order == ["ra-tiny-b", "ra-hinted"]
+    finally:
+        _REGISTRY.pop("ra-hinted", None)
+
+
 # before the dying worker: the workers have imported xdyn already
 def test_failing_experiment_is_retried_then_named(client, tmp_path):
     outcomes = run_all(["ra-raises", "ra-tiny-b"], out=tmp_path, client=client, retries=1,

@@ -518,7 +518,8 @@ def _summary(res):
           "Amortized assimilation with a wrong model: truth and observations (noise 2.5) from the "
           "two-scale Lorenz-96, every filter's model the single-scale one; against tuned "
           "EnKF-10, LETKF-10, LETKF-30 and 3D-Var with the same wrong model",
-          "McCabe & Brown (2021), NeurIPS 34, misspecified-model experiment")
+          "McCabe & Brown (2021), NeurIPS 34, misspecified-model experiment",
+          quick_wall_s=202)
 def lorenz96_misspecified(quick=False, seed=0, device="cpu", progress=True):
     base = AmortizedSetup.quick() if quick else AmortizedSetup(n_test_times=5_000)
     setup = dataclasses.replace(base, truth_model="two_scale", noise_std=2.5, forcing=10.0,
@@ -530,7 +531,8 @@ def lorenz96_misspecified(quick=False, seed=0, device="cpu", progress=True):
           "Amortized ensemble assimilation (learned update, self-supervised through the "
           "differentiable model) on Lorenz-96, all sites or one in four observed, against tuned "
           "EnKF-10, LETKF-10, LETKF-30 and 3D-Var",
-          "McCabe & Brown (2021), Learning to assimilate in chaotic dynamical systems, NeurIPS 34")
+          "McCabe & Brown (2021), Learning to assimilate in chaotic dynamical systems, NeurIPS 34",
+          quick_wall_s=366)
 def lorenz96_amortized(quick=False, seed=0, device="cpu", progress=True):
     setup = AmortizedSetup.quick() if quick else AmortizedSetup()
     return amortized_experiment(setup, seed=seed, device=device, progress=progress)
@@ -540,7 +542,8 @@ def lorenz96_amortized(quick=False, seed=0, device="cpu", progress=True):
           "Amortized ensemble assimilation on Kuramoto-Sivashinsky (128 points on 32 pi, ETDRK4 "
           "step 0.5, two steps per observation, every point observed with noise 2.5), against "
           "tuned EnKF-10, LETKF-10 and 3D-Var",
-          "McCabe & Brown (2021), Learning to assimilate in chaotic dynamical systems, NeurIPS 34")
+          "McCabe & Brown (2021), Learning to assimilate in chaotic dynamical systems, NeurIPS 34",
+          quick_wall_s=299)
 def ks_amortized(quick=False, seed=0, device="cpu", progress=True):
     return amortized_experiment(AmortizedSetup.ks(quick), seed=seed, device=device,
                                 progress=progress)

@@ -261,7 +261,8 @@ def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=Non
 @register("era5-uk-t2m",
           "Real ERA5 2-m temperature over the UK, March 2019 (hourly, 0.25 deg): ClimODE, "
           "neural ODE and VGB-DM against persistence and the diurnal climatology at 1-24 h",
-          "ERA5 (Hersbach et al. 2020) via xarray-data; ClimODE (Verma et al., ICLR 2024)")
+          "ERA5 (Hersbach et al. 2020) via xarray-data; ClimODE (Verma et al., ICLR 2024)",
+          quick_wall_s=37)
 def era5_uk_t2m(quick=False, seed=0, device="cpu", progress=True):
     return uk_t2m_experiment(quick=quick, seed=seed, device=device, progress=progress)
 
@@ -359,7 +360,8 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
           "ClimODE-style forecaster against persistence and climatology on WeatherBench 5.625 "
           "deg (z500, t850, t2m, u10, v10), 6-hourly leads 6-144 h; on xdyn's test set when "
           "no WeatherBench files are found",
-          "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE")
+          "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE",
+          quick_wall_s=186)
 def era5_forecast(quick=False, seed=0, device="cpu", progress=True):
     return weatherbench_experiment(False, quick=quick, seed=seed, device=device,
                                    progress=progress)

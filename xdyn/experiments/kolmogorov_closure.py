@@ -416,7 +416,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
           "Scale separation (energy90 spectral cutoff) and GP / VAE / diffusion stochastic "
           "closures of the unresolved scales of Kolmogorov flow (Re=34), closed ensemble "
           "forecasts with POD+linear and beta-VAE + transformer resolved models",
-          "Zighed, Thome, Gallinari & Sayadi (2025), arXiv:2510.24583")
+          "Zighed, Thome, Gallinari & Sayadi (2025), arXiv:2510.24583",
+          quick_wall_s=668)
 def kolmogorov_closure(quick=False, seed=0, device="cpu", progress=True):
     setup = ClosureSetup() if quick else ClosureSetup.full()
     return kolmogorov_closure_experiment(setup, seed=seed, device=device, progress=progress)

@@ -450,7 +450,8 @@ def _dynamics_time(system, start, setup, n_traj):
           "LD-EnSF (LDNet latent dynamics + LSTM observation encoder + latent EnSF) on "
           "Kolmogorov flow with unknown Re ~ U(500, 1500), 10x10 noisy vorticity points, against "
           "full-space EnSF, LETKF and the free latent forecast",
-          "Xiao, Si & Chen (2026), LD-EnSF, ICLR; Regazzoni et al. (2024), LDNets, Nat. Commun.")
+          "Xiao, Si & Chen (2026), LD-EnSF, ICLR; Regazzoni et al. (2024), LDNets, Nat. Commun.",
+          quick_wall_s=397)
 def kolmogorov_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.quick() if quick else LDEnSFSetup()
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
@@ -460,7 +461,8 @@ def kolmogorov_ldensf_experiment(quick=False, seed=0, device="cpu", progress=Tru
           "LD-EnSF on a tsunami-like release (linearised beta-plane shallow water, 1000 km, "
           "depth 100 m) whose bump location ~ U(0, 0.5)^2 is unknown, 10x10 noisy surface-height "
           "stations, against full-space EnSF, LETKF and the free latent forecast",
-          "Xiao, Si & Chen (2026), LD-EnSF, ICLR")
+          "Xiao, Si & Chen (2026), LD-EnSF, ICLR",
+          quick_wall_s=419)
 def tsunami_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.for_case("tsunami", quick=quick)
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
@@ -471,7 +473,8 @@ def tsunami_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
           "forced spherical atmosphere) with unknown forcing amplitude hf0 ~ U(0.1, 30) % of the "
           "depth and width sigma ~ U(1, 4), 10x10 noisy wind stations, against full-space EnSF, "
           "LETKF and the free latent forecast",
-          "Xiao, Si & Chen (2026), LD-EnSF, ICLR")
+          "Xiao, Si & Chen (2026), LD-EnSF, ICLR",
+          quick_wall_s=277)
 def shallow_water_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.for_case("shallow-water", quick=quick)
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)

@@ -521,7 +521,8 @@ def _format_table(res: xr.Dataset) -> str:
           "Neural fixed-point 3D-Var (MLP/GRU/LSTM encoders) on Lorenz-63 observed as x, (x, y) "
           "or x^2 at four noise levels, against 3D-Var, ExtKF, EnKF and a particle filter",
           "Lorenc (1986); Fablet et al. (2021) JAMES 13; DAPPER Lorenz63 with observations "
-          "every step")
+          "every step",
+          quick_wall_s=603)
 def lorenz63_neural_var(quick=False, seed=0, device="cpu", progress=True):
     setup = NeuralVarSetup.quick() if quick else NeuralVarSetup()
     return neural_var_experiment(setup, seed=seed, device=device, progress=progress)

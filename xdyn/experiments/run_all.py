@@ -215,13 +215,14 @@ def _check_on_worker(out):
     return True
 
 
-def _previous_wall_time(out, name, quick):
-    """Wall time of an earlier run, to start the longest experiments first."""
+def _expected_wall_time(out, entry, quick):
+    """Wall time of an earlier run in ``out``, else the catalogue's measured quick one
+    (a proxy for the order of full runs too), to start the longest experiments first."""
     try:
-        with xr.open_dataset(output_folder(out, name, quick) / "results.nc") as ds:
-            return float(ds.attrs.get("wall_time_s", 0.0))
-    except (OSError, ValueError):
-        return 0.0
+        with xr.open_dataset(output_folder(out, entry.name, quick) / "results.nc") as ds:
+            return float(ds.attrs["wall_time_s"])
+    except (OSError, ValueError, KeyError):
+        return entry.quick_wall_s
 
 
 def _describe_error(name, err, retries):
@@ -314,7 +315,7 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
         else:
             todo.append(entry)
     # the longest known experiments first: the last task to start decides the makespan
-    todo.sort(key=lambda e: -_previous_wall_time(out, e.name, quick))
+    todo.sort(key=lambda e: -_expected_wall_time(out, e, quick))
     if todo and n_workers == 0 and client is None and scheduler is None:
         _run_serially(todo, quick, out, seed, device, outcomes, on_outcome)
     elif todo:

@@ -285,8 +285,8 @@ def _table(results, name, setup):
     return "\n".join(lines)
 
 
-def _experiment(key, name, description):
-    @register(name, description, REFERENCE)
+def _experiment(key, name, description, quick_wall_s):
+    @register(name, description, REFERENCE, quick_wall_s=quick_wall_s)
     def experiment(quick=False, seed=0, device="cpu", progress=True):
         setup = SETUPS[key].quick(**QUICK[key]) if quick else SETUPS[key]
         return _run_greybox(setup, name, quick=quick, seed=seed, device=device,
@@ -297,11 +297,11 @@ def _experiment(key, name, description):
 
 
 rlc_vgbdm = _experiment("rlc", "rlc-vgbdm",
-                        "VGB-DM vs neural ODE vs lossless LC physics on RLC circuits")
+                        "VGB-DM vs neural ODE vs lossless LC physics on RLC circuits", 37)
 pendulum_vgbdm = _experiment("pendulum", "pendulum-vgbdm",
-                             "VGB-DM vs neural ODE vs frictionless physics on damped pendulums")
+                             "VGB-DM vs neural ODE vs frictionless physics on damped pendulums", 31)
 reaction_diffusion_vgbdm = _experiment(
     "reaction_diffusion", "reaction-diffusion-vgbdm",
-    "VGB-DM vs neural ODE vs diffusion-only physics on FitzHugh-Nagumo")
+    "VGB-DM vs neural ODE vs diffusion-only physics on FitzHugh-Nagumo", 134)
 lorenz_vgbdm = _experiment("lorenz", "lorenz-vgbdm",
-                           "VGB-DM vs neural ODE vs Lorenz-63 without x(rho - z)")
+                           "VGB-DM vs neural ODE vs Lorenz-63 without x(rho - z)", 105)
