@@ -283,6 +283,8 @@ class FeedForwardEnsembleUpdate(nn.Module):
     ((2, 3, 8), (2, 3, 16))
     """
 
+    tendency = False  # it never reads the model tendency (the rollout computes none for it)
+
     def __init__(self, n_state, hidden_size=250, dropout=0.2):
         super().__init__()
         self.n_state, self.hidden_size = int(n_state), int(hidden_size)
@@ -388,8 +390,7 @@ class EnsembleRollout(nn.Module):
 
     def analysis(self, E, y, mask, memory):
         """One update: ``(E_a, memory)`` from the forecast ensemble and the observations."""
-        reads = getattr(self.update, "tendency", False)  # the feed-forward net never does
-        tendency = self.system.rhs(0.0, E) if reads else None
+        tendency = self.system.rhs(0.0, E) if self.update.tendency else None
         return self.update(E, y, mask, memory, tendency)
 
     def forward(self, y, mask, E0):
