@@ -1,5 +1,7 @@
 """The lorenz63-neural-var experiment: protocol, results, summary rows, figures."""
 
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
 from matplotlib.animation import Animation  # noqa: E402
 
 from xdyn.experiments import get_experiment  # noqa: E402
@@ -81,6 +84,21 @@ def test_tiny_grid_results_summary_and_figures():
             "original-protocol cycled background RMSE",
             "original-protocol single-analysis background RMSE"} <= metrics
     assert "original pipeline's protocol" in result.table
+
+
+def test_fits_in_two_processes_equal_the_serial_ones():
+    """The networks' fits are independent jobs: two processes fit the same networks (seeded
+    streams), so every score but the wall time is the serial run's, bit for bit."""
+    setup = dataclasses.replace(TINY, encoders=("mlp", "gru"), seeds=(0, 1), baselines=False,
+                                original_training=False)
+    serial = neural_var_experiment(setup, seed=0, progress=False).results
+    parallel = neural_var_experiment(dataclasses.replace(setup, n_jobs=2), seed=0,
+                                     progress=False).results
+    plt.close("all")
+    compared = [v for v in serial.data_vars if "wall" not in v]
+    assert {"analysis_rmse", "candidate_validation_rmse", "single_analysis_rmse"} <= set(compared)
+    xr.testing.assert_equal(serial[compared], parallel[compared])  # exact; attrs hold n_jobs
+    assert serial.sizes["seed"] == 2 and np.isfinite(serial.analysis_rmse.values).all()
 
 
 def test_animation_writes_a_gif(tmp_path):

@@ -243,3 +243,15 @@ def test_cli_run_all_serially_and_report(experiments, tmp_path, monkeypatch, cap
     (tmp_path / "report.html").unlink()
     assert main(["report", str(tmp_path)]) == 0
     assert (tmp_path / "report.html").exists()
+
+
+def test_an_experiment_in_a_worker_fits_in_that_worker_alone(client):
+    """Run alone, an experiment's independent fits take a process per core; in a dask
+    worker (``xdyn run --all``), which owns one core, they run in the worker in turn."""
+    from xdyn.experiments._parallel import n_processes
+
+    assert n_processes() == (os.cpu_count() or 1)
+    assert client.submit(n_processes, pure=False).result() == 1
+    assert client.submit(n_processes, 2, pure=False).result() == 2  # asked for: given
+    with pytest.raises(ValueError, match="n_jobs=0"):
+        n_processes(0)

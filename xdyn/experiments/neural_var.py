@@ -61,6 +61,7 @@ from xdyn.experiments._neural_var_original import (add_original_results,
                                                    original_cycle_baselines, original_draws,
                                                    original_statistics, original_summary,
                                                    original_table, score_original, window_rmse)
+from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
@@ -97,6 +98,10 @@ class NeuralVarSetup:
     candidate too, and the choice is among the candidates whose single
     analyses beat their backgrounds on the validation split (see
     :func:`training_candidates`).
+
+    ``n_jobs``: processes for the networks' fits, which are independent (the
+    same fitted networks in any number of processes); None: one per core run
+    alone, one inside ``xdyn run --all``'s dask workers (each owns a core).
     """
 
     n_train: int = 1000
@@ -124,6 +129,7 @@ class NeuralVarSetup:
     seq_lens: tuple = (1, 10)
     single_analysis_weights: tuple = (0.0, 0.05)
     cycle_batch_size: int | None = None
+    n_jobs: int | None = None
 
     @classmethod
     def quick(cls):
@@ -261,33 +267,38 @@ def candidate_label(seq_len, single_analysis_weight):
     return f"seq {int(seq_len)}" + (f" single {weight:g}" if weight else "")
 
 
-def _select_training(setup, make, enc, obs, valid, burn_in, seed):
-    """The training of :func:`training_candidates` with the lowest cycled validation RMSE
-    among those whose single analyses beat their backgrounds on the validation split
-    (among all when none does).
+def _fit_candidate(est, obs, train, obs_valid, valid, burn_in, seed):
+    """Fit one training candidate (one job); its fit time, cycled validation RMSE and
+    single-analysis ratio (analysis over background RMSE) on the validation split."""
+    start = time.perf_counter()
+    est.fit(obs, train)
+    seconds = time.perf_counter() - start
+    cycled = _scores(est.predict(obs_valid), valid, burn_in, background=False)["analysis"]
+    backgrounds = _single_backgrounds(est, obs_valid, valid, seed)  # the same for every one
+    background_rmse = _scores(backgrounds, valid, 0.0, background=False)["analysis"]
+    single = _scores(est.analyze(obs_valid, backgrounds), valid, 0.0, background=False)
+    return est, seconds, cycled, single["analysis"] / background_rmse
 
-    Returns its index, the cycled validation RMSEs, the single-analysis ratios
-    (analysis over background RMSE) and the chosen fitted estimator (encoder
-    ``enc``, the first training seed; reused for that cell) with its fit time.
+
+def _fit_timed(est, obs, train, validation):
+    """Fit ``est`` with a validation monitor (one job); the estimator and its fit time."""
+    start = time.perf_counter()
+    est.fit(obs, train, validation=validation)
+    return est, time.perf_counter() - start
+
+
+def _choose_candidate(fits):
+    """The candidate of ``fits`` (:func:`_fit_candidate` results, in the order of
+    :func:`training_candidates`) with the lowest cycled validation RMSE among those whose
+    single analyses beat their backgrounds on the validation split (among all when none does).
+
+    Returns its index, the cycled validation RMSEs and the single-analysis ratios.
     """
-    cycled, ratio, fitted = [], [], []
-    backgrounds = None  # the same for every candidate (system, step, truth and seed)
-    for L, w in training_candidates(setup):
-        start = time.perf_counter()
-        est = make(enc, setup.seeds[0], L, w).fit(obs["train"], obs["train_truth"])
-        fitted.append((est, time.perf_counter() - start))
-        cycled.append(_scores(est.predict(obs["valid"]), valid, burn_in,
-                              background=False)["analysis"])
-        if backgrounds is None:
-            backgrounds = _single_backgrounds(est, obs["valid"], valid, seed)
-            background_rmse = _scores(backgrounds, valid, 0.0, background=False)["analysis"]
-        single = _scores(est.analyze(obs["valid"], backgrounds), valid, 0.0, background=False)
-        ratio.append(single["analysis"] / background_rmse)
-    cycled, ratio = np.asarray(cycled), np.asarray(ratio)
+    cycled = np.array([f[2] for f in fits], float)
+    ratio = np.array([f[3] for f in fits], float)
     pool = np.flatnonzero(ratio < 1.0)
     pool = pool if pool.size else np.arange(len(cycled))
-    best = int(pool[np.nanargmin(cycled[pool])])
-    return best, cycled, ratio, fitted[best]
+    return int(pool[np.nanargmin(cycled[pool])]), cycled, ratio
 
 
 def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=True):
@@ -329,17 +340,50 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                            initial_state=prior_mean, initial_spread=setup.initial_std,
                            device=device, raise_on_divergence=False, return_background=True,
                            random_state=train_seed, module__hidden_size=setup.hidden_size)
-    cells = [(e, m, s, r) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
-             for e in range(len(setup.encoders)) for r in range(len(setup.seeds))]
+    # keyed on the mode and noise themselves: a sub-grid draws the same observations
+    observations = {}
+    for mode in setup.modes:
+        for noise in setup.noise_levels:
+            obs_seed = 1000 + 100 * list(MODES).index(mode) + int(round(1000 * noise)) * 7 + seed
+            observations[(mode, noise)] = {
+                name: observe(tr, MODES[mode], noise_std=noise, random_state=obs_seed + j)
+                for j, (name, tr) in enumerate((("train", train), ("valid", valid),
+                                                ("test", test)))}
+    cell_keys = [(e, m, s) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
+                 for e in range(len(setup.encoders))]
+    n_jobs = n_processes(setup.n_jobs, device)
+
+    def cell_obs(im, isg):
+        return observations[(setup.modes[im], setup.noise_levels[isg])]
+
+    # every training candidate of every cell with the first training seed, then the other
+    # seeds with the chosen candidates: independent fits, in parallel where cores are free
+    fits = run_jobs(_fit_candidate, [
+        (make(setup.encoders[ie], setup.seeds[0], *cand), cell_obs(im, isg)["train"], train,
+         cell_obs(im, isg)["valid"], valid, setup.burn_in, seed)
+        for ie, im, isg in cell_keys for cand in candidates], n_jobs, desc="neural-var training "
+        "candidates", progress=progress)
+    fitted = {}
+    for i, key in enumerate(cell_keys):
+        cell_fits = fits[i * len(candidates):(i + 1) * len(candidates)]
+        chosen[key], candidate_cycled[key], candidate_ratio[key] = _choose_candidate(cell_fits)
+        # the estimator of the choice is the cell's first seed (same data, parameters and
+        # seed; its fit had no validation loss monitor, which changes nothing fitted)
+        fitted[key + (0,)] = cell_fits[chosen[key]][:2]
+    del fits
+    later = [(ie, im, isg, ir) for ie, im, isg in cell_keys for ir in range(1, len(setup.seeds))]
+    for cell, result in zip(later, run_jobs(_fit_timed, [
+            (make(setup.encoders[ie], setup.seeds[ir], *candidates[chosen[ie, im, isg]]),
+             cell_obs(im, isg)["train"], train, (cell_obs(im, isg)["valid"], valid))
+            for ie, im, isg, ir in later], n_jobs, desc="neural-var seeds", progress=progress)):
+        fitted[cell] = result
+    cells = [key + (r,) for key in cell_keys for r in range(len(setup.seeds))]
     bar = tqdm(cells, desc="neural-var cells", disable=not progress)
     for ie, im, isg, ir in bar:
         mode, noise = setup.modes[im], setup.noise_levels[isg]
         enc, train_seed = setup.encoders[ie], setup.seeds[ir]
         bar.set_postfix_str(f"{enc} {mode} {noise} seed {train_seed}")
-        # keyed on the mode and noise themselves: a sub-grid draws the same observations
-        obs_seed = 1000 + 100 * list(MODES).index(mode) + int(round(1000 * noise)) * 7 + seed
-        obs = {name: observe(tr, MODES[mode], noise_std=noise, random_state=obs_seed + j)
-               for j, (name, tr) in enumerate((("train", train), ("valid", valid), ("test", test)))}
+        obs = cell_obs(im, isg)
         if setup.baselines and (mode, noise) not in baseline_rows:
             baseline_rows[(mode, noise)], scale = _baselines(prior_mean, obs["valid"], valid,
                                                              obs["test"], test, setup.burn_in,
@@ -348,21 +392,9 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
             orig_baselines[(mode, noise)] = original_cycle_baselines(
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
-        selected = None
-        if chosen[ie, im, isg] < 0:
-            (chosen[ie, im, isg], candidate_cycled[ie, im, isg], candidate_ratio[ie, im, isg],
-             selected) = _select_training(setup, make, enc, {**obs, "train_truth": train},
-                                          valid, setup.burn_in, seed)
-        start = time.perf_counter()
-        if selected is not None:
-            # the same estimator as the selection's (same data, parameters and seed),
-            # fitted without the validation loss monitor, which changes nothing fitted;
-            # the cell's wall time counts that fit
-            est, fit_seconds = selected
-            start -= fit_seconds
-        else:
-            est = make(enc, train_seed, *candidates[chosen[ie, im, isg]])
-            est.fit(obs["train"], train, validation=(obs["valid"], valid))
+        # the cell's wall time: its fit (timed in the job) and its predict
+        est, fit_seconds = fitted.pop((ie, im, isg, ir))
+        start = time.perf_counter() - fit_seconds
         analysis = est.predict(obs["test"])
         wall[ie, im, isg, ir] = time.perf_counter() - start
         if (mode, noise) not in single_backgrounds:
