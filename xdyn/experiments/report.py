@@ -281,7 +281,7 @@ def _runs_table(directory: Path) -> str:
     path = directory / "run_all.csv"
     if not path.exists():
         return ""
-    runs = pd.read_csv(path, dtype=str, keep_default_na=False)
+    runs = pd.read_csv(path)  # numbers shown to 4 digits, empty cells (NaN) blank
     head = "".join(f"<th>{html.escape(c)}</th>" for c in runs.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in runs.itertuples(index=False))
