@@ -6,7 +6,8 @@ import xarray as xr
 
 from xdyn.assimilation import EnKF, analysis_rmse
 from xdyn.experiments import list_experiments, register, run, sweep
-from xdyn.experiments.catalogue import _REGISTRY, ExperimentResult, write_netcdf_atomic
+from xdyn.experiments.catalogue import (_REGISTRY, ExperimentResult, reset_peak_memory,
+                                        write_netcdf_atomic)
 from xdyn.experiments.twin import MethodConfig, format_table, twin_experiment
 from xdyn.observe import observe
 from xdyn.systems import Lorenz96
@@ -37,6 +38,27 @@ def test_twin_experiment_compares_methods_on_same_data():
     assert config["n_cycles"] == 150 and config["seed"] == 0
     table = format_table(res, {"EnKF N=20": 0.2})
     assert "EnKF N=20" in table and "0.200" in table
+
+
+@pytest.mark.skipif(not reset_peak_memory(), reason="the peak memory resets on Linux only")
+def test_each_run_reports_its_own_peak_memory(tmp_path):
+    """In one process (a dask worker, a serial ``run --all``) a run after a memory-hungry
+    one reports its own peak, not the process's (which had every run inherit the largest)."""
+    def allocating(mb):
+        def func(quick=False, seed=0, device="cpu", progress=True):
+            block = np.ones(mb * 2**20 // 8)  # written, so resident
+            return ExperimentResult(xr.Dataset({"s": ((), float(block.sum()))}))
+        return func
+
+    register("mem-big", "holds 600 MiB")(allocating(600))
+    register("mem-small", "holds 8 MiB")(allocating(8))
+    try:
+        big = run("mem-big", out=tmp_path, progress=False).results.attrs
+        small = run("mem-small", out=tmp_path, progress=False).results.attrs
+    finally:
+        _REGISTRY.pop("mem-big"), _REGISTRY.pop("mem-small")
+    assert big["peak_memory_mb"] > small["peak_memory_mb"] + 500
+    assert small["peak_memory_scope"].startswith("this run")
 
 
 def test_run_writes_results_and_figures(tmp_path):

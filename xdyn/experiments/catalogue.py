@@ -372,15 +372,43 @@ def _save_figures(figures: dict, folder: Path) -> dict:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MiB.
+    """Peak resident memory of this process, in MiB: since :func:`reset_peak_memory`
+    where that worked, else since the process started.
 
     Examples
     --------
     >>> peak_memory_mb() > 0
     True
     """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 1024.0 if sys.platform != "darwin" else rss / 2**20
+
+
+def reset_peak_memory() -> bool:
+    """Start :func:`peak_memory_mb` afresh from the memory in use now (Linux only).
+
+    A process that runs several experiments (a dask worker, ``xdyn run --all
+    --workers 0``) would otherwise report, for each, the peak of every earlier
+    one. Returns False where the peak cannot be reset.
+
+    Examples
+    --------
+    >>> isinstance(reset_peak_memory(), bool)
+    True
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets the peak resident set size (VmHWM) to the current one
+        return True
+    except OSError:
+        return False
 
 
 def run(name: str = DEFAULT_EXPERIMENT, quick: bool = False, out="xdyn-results", seed: int = 0,
@@ -389,7 +417,7 @@ def run(name: str = DEFAULT_EXPERIMENT, quick: bool = False, out="xdyn-results",
 
     A quick run writes to ``out/<name>-quick/`` instead, so it never replaces
     full results. The folder holds ``results.nc`` (configuration, wall time
-    and peak memory in attrs), ``summary.csv`` (tidy rows: experiment, method,
+    and peak memory of the run in attrs), ``summary.csv`` (tidy rows: experiment, method,
     metric, value, units, lower_is_better, settings) and one PNG (or GIF for
     an animation) per figure. Everything is written into a staging folder
     first and moved into place whole: a killed run leaves the previous
@@ -428,6 +456,7 @@ def run(name: str = DEFAULT_EXPERIMENT, quick: bool = False, out="xdyn-results",
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.{os.getpid()}.staging-", dir=out))
     try:
         os.chmod(staging, _default_mode())  # mkdtemp makes it 0700
+        own_peak = reset_peak_memory()
         start = time.perf_counter()
         result = exp.func(quick=quick, seed=seed, device=device, progress=progress)
         wall = time.perf_counter() - start
@@ -443,6 +472,8 @@ def run(name: str = DEFAULT_EXPERIMENT, quick: bool = False, out="xdyn-results",
             "device": str(device),
             "wall_time_s": round(wall, 3),
             "peak_memory_mb": round(peak_memory_mb(), 1),
+            "peak_memory_scope": ("this run (its process; worker processes it started not "
+                                  "counted)" if own_peak else "the process since it started"),
             "xdyn_version": __import__("xdyn").__version__,
         })
         names = {"results": "results.nc", "summary": "summary.csv"}

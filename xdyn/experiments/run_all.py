@@ -80,7 +80,8 @@ class RunOutcome:
     task_time_s : float
         Submission to result, retries and queueing included.
     peak_memory_mb : float
-        Peak resident memory of the worker process that ran it, so far.
+        Peak resident memory of the run in the worker process that ran it (as in
+        its ``results.nc``; the process's peak so far where it cannot be reset).
     worker : str
         The worker's address (``"local"`` for a serial run).
     error : str
