@@ -285,7 +285,7 @@ def _runs_table(directory: Path) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in runs.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in runs.itertuples(index=False))
-    return (f"<h2>Runs</h2><p>Wall time and peak memory of the worker per experiment "
+    return (f"<h2>Runs</h2><p>Wall time and peak memory of each run, and its worker "
             f"(<a href=\"run_all.csv\">run_all.csv</a>).</p><table><tr>{head}</tr>{body}</table>")
 
 
