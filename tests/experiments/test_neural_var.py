@@ -153,8 +153,8 @@ def test_original_statistics_and_draws_from_the_training_split():
 def test_quick_run_writes_everything(tmp_path):
     """``xdyn run lorenz63-neural-var --quick``: all nine cells at four noise levels, the
     original protocol, the climatology-trained networks at noise 0.5, the training chosen
-    per encoder and cell among three candidates (measured 491 s, peak 0.64 GiB, idle
-    machine)."""
+    per encoder and cell among three candidates (measured 344 s with the fits in two
+    processes, 588 s in one; peak 0.77 GiB)."""
     from xdyn.experiments import run
 
     result = run("lorenz63-neural-var", quick=True, out=tmp_path, progress=False)
