@@ -95,9 +95,10 @@ class Experiment:
     func : callable
         ``func(quick, seed, device, progress) -> ExperimentResult``.
     quick_wall_s : float, default 0.0
-        The wall time of a quick run measured on the 2-core development
-        machine. Only ``xdyn run --all`` reads it, to start the longest
-        experiments first when the output folder holds no earlier run.
+        The wall time of a quick run on one core of the 2-core development
+        machine (as in a worker of ``xdyn run --all``). Only ``xdyn run
+        --all`` reads it, to start the longest experiments first when the
+        output folder holds no earlier run.
 
     Examples
     --------

@@ -327,18 +327,18 @@ class KolmogorovFlow(DynamicalSystem):
                                      ("v", v, "y-component of velocity")):
             grid = val.reshape(*val.shape[:-1], int(self.N), int(self.N)).cpu().numpy()
             out[name] = (ds["vorticity"].dims, grid, {**_FIELD, "long_name": long_name})
-        for name, fn, long_name in (
-            ("kinetic_energy", self.kinetic_energy, "domain-mean kinetic energy per unit mass"),
-            ("enstrophy", self.enstrophy, "domain-mean enstrophy"),
-            ("dissipation", self.dissipation, "domain-mean energy dissipation rate"),
-            ("energy_injection", self.energy_injection, "domain-mean power input by the forcing"),
-        ):
-            # one thread: a mean split across threads rounds its last bit by their number,
-            # and a generated set must hold the same numbers in any process (a dask worker
-            # has one thread, a session several)
-            with threads_for(0):
-                value = fn(w).cpu().numpy()
-            out[name] = (tuple(lead), value, {**_FIELD, "long_name": long_name})
+        # one thread: a mean split across threads rounds its last bit by their number, and
+        # a generated set must hold the same numbers in any process (a dask worker has one
+        # thread, a session several)
+        with threads_for(0):
+            for name, fn, long_name in (
+                ("kinetic_energy", self.kinetic_energy, "domain-mean kinetic energy per unit mass"),
+                ("enstrophy", self.enstrophy, "domain-mean enstrophy"),
+                ("dissipation", self.dissipation, "domain-mean energy dissipation rate"),
+                ("energy_injection", self.energy_injection,
+                 "domain-mean power input by the forcing"),
+            ):
+                out[name] = (tuple(lead), fn(w).cpu().numpy(), {**_FIELD, "long_name": long_name})
         return out
 
     # --- simulation --------------------------------------------------------------
