@@ -357,3 +357,19 @@ def test_interval_coverage_calibrated_ensemble():
         metrics.interval_coverage(ens, truth, level=1.5)
     with pytest.raises(ValueError, match="member"):
         metrics.interval_coverage(ens.isel(member=0), truth)
+
+
+def test_interval_coverage_skips_missing_members_and_matches_the_per_point_quantiles():
+    rng = np.random.RandomState(2)
+    ens = xr.DataArray(rng.normal(size=(300, 7)), dims=("n", "member"))
+    truth = xr.DataArray(rng.normal(size=300), dims="n")
+    lo, hi = np.quantile(ens.values, [0.05, 0.95], axis=1)
+    expected = np.mean((truth.values >= lo) & (truth.values <= hi))
+    assert float(metrics.interval_coverage(ens, truth, level=0.9)) == expected
+    assert float(metrics.interval_coverage(ens.chunk(n=100), truth, level=0.9)) == expected
+    # a missing member at a point: that point's interval comes from the others
+    gappy = ens.copy(data=ens.values.copy())
+    gappy[0, 3] = np.nan
+    lo[0], hi[0] = np.quantile(np.delete(ens.values[0], 3), [0.05, 0.95])
+    expected = np.mean((truth.values >= lo) & (truth.values <= hi))
+    assert float(metrics.interval_coverage(gappy, truth, level=0.9)) == expected

@@ -842,7 +842,11 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
         raise ValueError(f"level must be in (0, 1); got {level!r}")
     _check_member_dim(ensemble, truth, member_dim, "interval coverage", min_members=2)
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
-    bounds = ensemble.quantile([(1 - level) / 2, (1 + level) / 2], dim=member_dim)
+    # numpy's nanquantile runs a Python loop over the points (minutes on a few million);
+    # without NaN the plain, vectorized quantile gives the same bounds
+    skipna = ensemble.chunks is not None or bool(ensemble.isnull().any())
+    bounds = ensemble.quantile([(1 - level) / 2, (1 + level) / 2], dim=member_dim,
+                               skipna=skipna)
     inside = (truth >= bounds.isel(quantile=0, drop=True)) & (
         truth <= bounds.isel(quantile=1, drop=True))
     dims = _dims(dim, inside) if dim is not None else list(inside.dims)
