@@ -47,6 +47,12 @@ def _make_latent_rom(setup, seed, device):
         batch_size=setup.latent_batch_size, device=device, random_state=seed)
 
 
+def _latent_rom_job(setup, seed, device, res_tr):
+    """The latent ROM unfitted and its training data, the symmetry images of ``res_tr``."""
+    return (_make_latent_rom(setup, seed, device),
+            _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr)))
+
+
 def _n_forcing(ds):
     """The forcing wavenumber recorded in the data's attrs (4 without them)."""
     import json
@@ -194,9 +200,8 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
     if latent_fit is None:
         t0 = time.perf_counter()
-        latent_fit = (_make_latent_rom(setup, seed, device).fit(
-            _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr))),
-            time.perf_counter() - t0)
+        latent_rom, images = _latent_rom_job(setup, seed, device, res_tr)
+        latent_fit = (latent_rom.fit(images), time.perf_counter() - t0)
     latent_rom, latent_fit_time = latent_fit
     n_leads = min(setup.n_leads, n_test // 4)
     if res_val is not None and setup.latent_calibrate_spread:

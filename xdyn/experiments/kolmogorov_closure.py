@@ -93,9 +93,9 @@ import xarray as xr
 
 from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _coverage_scale,
                                                    _forecast_section, _full_field,
-                                                   _make_latent_rom, _n_forcing,
+                                                   _latent_rom_job, _n_forcing,
                                                    _score_ensemble)
-from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs, _symmetry_copies
+from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import isotropic_spectrum, picp, relative_l1, relative_l2
@@ -220,7 +220,10 @@ def _fit_part(estimator, X, Y=None, calibration=None):
     and its wall time.
     """
     t0 = time.perf_counter()
-    estimator.fit(X) if Y is None else estimator.fit(X, Y)
+    if Y is None:
+        estimator.fit(X)
+    else:
+        estimator.fit(X, Y)
     if calibration is not None:
         estimator.set_params(spread_scale=_closure_spread_scale(estimator, *calibration))
     return estimator, time.perf_counter() - t0
@@ -270,16 +273,18 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     if "val" in parts and setup.closure_calibrate_spread:
         calibration = tuple(p.isel(trajectory=0) for p in parts["val"][1:])
     # the closures and the latent ROM are independent fits: parallel processes when the
-    # experiment runs alone (the longest first)
-    jobs = [(closures["GP"], *(p.isel(time=slice(0, setup.gp_max_samples)) for p in pairs),
-             calibration),
-            (_make_latent_rom(setup, seed, device),
-             _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr))),
-            *((closures[name], *pairs, calibration) for name in ("VAE", "diffusion"))]
-    done = run_jobs(_fit_part, jobs, n_processes(setup.n_jobs, device),
-                    desc="kolmogorov-closure fits", progress=progress)
-    latent_fit = done.pop(1)
-    for name, (closure, t_fit) in zip(("GP", "VAE", "diffusion"), done):
+    # experiment runs alone, the longest (the GP, then the ROM) first
+    gp_pairs = tuple(p.isel(time=slice(0, setup.gp_max_samples)) for p in pairs)
+    jobs = {name: (closures[name], *(gp_pairs if name == "GP" else pairs), calibration)
+            for name in CLOSURES}
+    jobs["latent ROM"] = _latent_rom_job(setup, seed, device, res_tr)
+    order = ("GP", "latent ROM", "VAE", "diffusion")
+    done = dict(zip(order, run_jobs(_fit_part, [jobs[k] for k in order],
+                                    n_processes(setup.n_jobs, device),
+                                    desc="kolmogorov-closure fits", progress=progress)))
+    latent_fit = done["latent ROM"]
+    for name in CLOSURES:
+        closure, t_fit = done[name]
         scales[name] = closure.spread_scale
         mean, std = closure.predict(res_te, return_std=True)
         t0 = time.perf_counter()
