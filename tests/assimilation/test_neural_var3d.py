@@ -128,12 +128,14 @@ def test_training_through_the_cycle_recovers_from_a_far_start():
 
 
 def test_cycle_training_keeps_single_analyses_better_than_the_background():
-    """Trained through cycles with the plain squared error of every analysis, single
-    analyses of independent backgrounds (forecasts of the perturbed truth) ended worse than
-    those backgrounds (x observed, noise 0.5: analysis/background 1.076, 1.016, 0.981 over
-    three seeds); with the first analysis's single-analysis loss weighted 0.05 they
-    measured 0.964, 0.953, 0.948. Asserted: better than the background at
-    every seed, and better than without the weight on average."""
+    """Trained through cycles, the network's *single* analyses of independent backgrounds
+    (forecasts of the perturbed truth) must still beat those backgrounds. With the plain
+    squared error of every analysis they once did not (x observed, noise 0.5:
+    analysis/background 1.076, 1.016, 0.981 over three seeds), which the first analysis's
+    single-analysis loss (weight 0.05) mended (0.964, 0.953, 0.948). Since the window's
+    innovations follow the background's trajectory, both do: measured 0.809, 0.808, 0.818
+    without the weight and 0.837, 0.853, 0.864 with it. Asserted: below 0.95 at every seed,
+    with and without the weight."""
     ratio = {0.0: [], 0.05: []}
     for seed in (0, 1, 2):
         train, obs = _x_trajectories(40, 1 + 10 * seed, noise_std=0.5)
@@ -145,8 +147,7 @@ def test_cycle_training_keeps_single_analyses_better_than_the_background():
             analysis_rmse, background_rmse = _single_analysis_rmse(est, obs_test, test)
             ratio[weight].append(analysis_rmse / background_rmse)
     print("single analysis / background by weight:", ratio)
-    assert max(ratio[0.05]) < 1.0
-    assert np.mean(ratio[0.05]) < np.mean(ratio[0.0]) - 0.03
+    assert max(ratio[0.0]) < 0.95 and max(ratio[0.05]) < 0.95
 
 
 def test_a_training_cycle_is_analysis_then_forecast(data):
@@ -170,6 +171,78 @@ def test_a_training_cycle_is_analysis_then_forecast(data):
     assert seq.shape == (3, 5, 3)
     torch.testing.assert_close(seq, torch.stack(manual, 1))
     assert est.forecast_interval_ == (0.01, 1)
+
+
+def test_window_innovations_are_against_the_backgrounds_trajectory(data):
+    """Each past observation of the window is compared with the background's own trajectory
+    at that time (the model run backwards), not with the background itself. With the truth
+    as background and noise-free observations of it, every innovation vanishes, so the
+    analysis is the truth whatever the network's weights (here random); compared with the
+    background itself, the past rows would differ by the flow's motion (about 1 per step)."""
+    (train, obs), _, _ = data
+    est = _small(max_epochs=1).fit(obs, train)
+    module = est.net_.module_.eval()
+    with torch.no_grad():
+        for layer in module.head:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
+    w = 4
+    x0 = _prior() + np.arange(5.0)[:, None]
+    truth = Lorenz63().simulate(n_trajectories=5, n_steps=w - 1, x0=x0)
+    states = torch.as_tensor(np.stack([truth[v].transpose("trajectory", "time").values
+                                       for v in ("x", "y", "z")], -1), dtype=torch.float32)
+    y = states[..., :2]
+    window = torch.cat([y, torch.ones_like(y)], -1)
+    x_t = states[:, -1]
+    with torch.no_grad():
+        back = module.backcast(x_t, w)
+        analysis = module(window, x_t, y[:, -1], torch.ones_like(y[:, -1]))
+        shifted = module(window, x_t + 0.3, y[:, -1], torch.ones_like(y[:, -1]))
+    torch.testing.assert_close(back, states, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(analysis, x_t, atol=1e-3, rtol=1e-5)
+    assert (shifted - x_t).abs().max() > 1e-2  # the network does act on nonzero innovations
+
+
+def test_relative_cycle_loss_learns_the_small_gain_of_little_noise():
+    """Observed as x and y with noise 0.05, the cycle settles at errors well below the
+    noise, and the analysis must then move the background only a little. Trained through
+    cycles with the plain squared error, which the first, large errors of each training
+    cycle rule, the network kept a large gain; with the error of every analysis relative
+    to its own background added (``cycle_loss="relative"``) it learned the small one.
+    Both with ``B_scale=1e-5`` (the tuned Var3D's here). Measured over three seeds (40
+    training trajectories): absolute 0.031 / 0.042 / 0.043, relative 0.015 / 0.013 /
+    0.015, its analysis over its own background 0.992 / 0.985 / 0.996; Var3D with that
+    B_scale 0.016 / 0.015 / 0.016. Asserted: the relative loss at least halves the
+    cycled error on average and beats Var3D on average, and its analysis beats its own
+    background on average (and is not worse by 1% at any seed)."""
+    rmse, ratio = {"absolute": [], "relative": [], "var3d": []}, []
+    for seed in (0, 1, 2):
+        rng = np.random.RandomState(seed)
+        cases = []
+        for n, offset in ((40, 1), (20, 2)):
+            x0 = _prior() + 2.0 * rng.standard_normal((n, 3))
+            truth = Lorenz63().simulate(n_trajectories=n, n_steps=149, x0=x0)
+            cases.append((truth, observe(truth, ["x", "y"], noise_std=0.05,
+                                         random_state=10 * seed + offset)))
+        (train, obs), (test, obs_test) = cases
+        var = Var3D(B_scale=1e-5, initial_state=_prior(), initial_spread=2.0,
+                    raise_on_divergence=False).fit(obs, train)
+        rmse["var3d"].append(_mean_rmse(var.predict(obs_test), test, burn_in=0.5))
+        for loss in ("absolute", "relative"):
+            est = _small(window=8, max_epochs=8, module__hidden_size=32, seq_len=10,
+                         batch_size=128, random_state=seed, cycle_loss=loss,
+                         B_scale=1e-5, return_background=True).fit(obs, train)
+            cycled = est.predict(obs_test)
+            rmse[loss].append(_mean_rmse(cycled, test, burn_in=0.5))
+            if loss == "relative":
+                background = cycled[[f"{v}_background" for v in ("x", "y", "z")]]
+                background = background.rename({f"{v}_background": v for v in ("x", "y", "z")})
+                ratio.append(rmse[loss][-1] / _mean_rmse(background, test, burn_in=0.5))
+    print("cycled RMSE:", rmse, "relative: analysis / background:", ratio)
+    mean = {k: float(np.mean(v)) for k, v in rmse.items()}
+    assert mean["relative"] < 0.5 * mean["absolute"]
+    assert mean["relative"] < mean["var3d"]
+    assert np.mean(ratio) < 1.0 and max(ratio) < 1.01
 
 
 def test_no_leakage_from_validation(data):
@@ -307,7 +380,9 @@ def test_climatology_training_corrects_the_originals_backgrounds():
     states (the original pipeline's background, errors ~11 here): its single analyses of
     such draws are far better than the draws, and than the forecast-trained network's
     (which never saw errors that large). Measured on these 20 test trajectories: draws
-    10.4, climatology-trained 1.9, forecast-trained 7.9.
+    10.4, climatology-trained 2.3, forecast-trained 7.6 (1.9 and 7.9 before the window's
+    innovations followed the background's trajectory); the training loss fell from 0.226
+    to 0.141 over the 8 epochs.
     """
     from xdyn.assimilation._neural_var_data import climatology_draws
     from xdyn.assimilation.climatology import estimate_climatology
@@ -317,7 +392,8 @@ def test_climatology_training_corrects_the_originals_backgrounds():
     clim = _small(window=8, max_epochs=8, module__hidden_size=32,
                   training_background="climatology", B_scale=2.0).fit(obs, train)
     losses = clim.net_.history[:, "train_loss"]
-    assert losses[-1] < 0.5 * losses[0]
+    print("climatology-trained loss, first and last epoch:", losses[0], losses[-1])
+    assert losses[-1] < 0.8 * losses[0]
     mean, cov = estimate_climatology(Lorenz63(), train)  # the training split's states
     np.testing.assert_allclose(clim.statistics_["x_mean"], mean)
     x_b = climatology_draws(mean, cov, (test.sizes["time"], test.sizes["trajectory"]),

@@ -127,7 +127,9 @@ class NeuralVarSetup:
     original_B_scale: float = 2.0
     original_training_noise: tuple | None = None
     seq_lens: tuple = (1, 10)
-    single_analysis_weights: tuple = (0.0, 0.05)
+    single_analysis_weights: tuple = (0.05,)
+    cycle_losses: tuple = ("absolute", "relative")
+    var3d_B_losses: tuple = ("relative",)
     cycle_batch_size: int | None = None
     n_jobs: int | None = None
 
@@ -215,22 +217,28 @@ def _baseline_methods(prior_mean, seed, scale):
     }
 
 
-def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in, seed):
-    """Var3D (B_scale tuned on validation), ExtKF, EnKF and PF on the test observations.
-
-    Returns the scores by label and the tuned ``B_scale``.
-    """
+def _tune_var3d_scale(prior_mean, obs_valid, truth_valid, burn_in, seed):
+    """The ``B_scale`` of Var3D with the lowest cycled RMSE on the validation split."""
     from xdyn.assimilation import Var3D
 
     best = None
-    for scale in (0.003, 0.01, 0.03, 0.1):
+    # down to 1e-5: with little observation noise the best static gain is small (measured,
+    # x and y observed with noise 0.05: 0.048 cycled with 0.01, 0.018 with 1e-5; x**2 with
+    # noise 0.05: 1.6 with 0.003, the cycle on the wrong wing, and 0.021 with 1e-5)
+    for scale in (1e-5, 1e-4, 1e-3, 0.003, 0.01, 0.03, 0.1):
         v = Var3D(B_scale=scale, n_outer=3, initial_state=prior_mean, initial_spread=2.0,
                   raise_on_divergence=False, random_state=seed).fit(obs_valid, truth_valid)
         score = _scores(v.predict(obs_valid), truth_valid, burn_in, background=False)["analysis"]
         if best is None or score < best[0]:
             best = (score, scale)
+    return best[1]
+
+
+def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in, seed, scale):
+    """Var3D (with the ``B_scale`` tuned on validation), ExtKF, EnKF and PF on the test
+    observations; the scores by label."""
     out = {}
-    for label, est in _baseline_methods(prior_mean, seed, best[1]).items():
+    for label, est in _baseline_methods(prior_mean, seed, scale).items():
         start = time.perf_counter()
         try:
             an = est.fit(obs_valid, truth_valid).predict(obs_test)
@@ -239,45 +247,70 @@ def _baselines(prior_mean, obs_valid, truth_valid, obs_test, truth_test, burn_in
         except Exception as err:  # a baseline that cannot run is reported, not fatal
             out[label] = {"analysis": np.nan, "wrong_wing": np.nan,
                           "wall": time.perf_counter() - start, "error": str(err)[:200]}
-    return out, best[1]
+    return out
 
 
 def training_candidates(setup):
     """The trainings each encoder, mode and noise level chooses among: ``(seq_len,
-    single_analysis_weight)``, every weight with every cycle length above 1.
+    single_analysis_weight, cycle_loss, B_scale)``.
+
+    Single analyses (``seq_len`` 1) once; every cycle length above 1 with the absolute
+    cycle loss and each single-analysis weight, and with each other cycle loss (without
+    the single-analysis term). ``B_scale`` is ``"default"`` (the estimator's) or, for the
+    cycle losses in ``var3d_B_losses``, also ``"var3d"``: that of the Var3D baseline,
+    tuned on the validation split for the mode and noise level (small where the noise is:
+    the first 3D-Var step of the analysis then moves the background little, and from
+    near ``x = 0`` an ``x**2`` observation no longer throws it onto the other wing).
 
     Examples
     --------
-    >>> training_candidates(NeuralVarSetup())
-    [(1, 0.0), (10, 0.0), (10, 0.05)]
+    >>> for c in training_candidates(NeuralVarSetup()):
+    ...     print(c)
+    (1, 0.0, 'absolute', 'default')
+    (10, 0.05, 'absolute', 'default')
+    (10, 0.0, 'relative', 'default')
+    (10, 0.0, 'relative', 'var3d')
     """
-    return [(int(L), float(w)) for L in setup.seq_lens
-            for w in (setup.single_analysis_weights if L > 1 else (0.0,))]
+    out = []
+    for L in setup.seq_lens:
+        if L == 1:
+            out.append((1, 0.0, "absolute", "default"))
+            continue
+        for loss in setup.cycle_losses:
+            weights = setup.single_analysis_weights if loss == "absolute" else (0.0,)
+            out += [(int(L), float(w), str(loss), "default") for w in weights]
+            if loss in setup.var3d_B_losses:
+                out += [(int(L), float(w), str(loss), "var3d") for w in weights]
+    return out
 
 
-def candidate_label(seq_len, single_analysis_weight):
+def candidate_label(seq_len, single_analysis_weight, cycle_loss="absolute", B_scale="default"):
     """The name of a training candidate, in the results' ``candidate`` coordinate and the table.
 
     Examples
     --------
     >>> [candidate_label(*c) for c in training_candidates(NeuralVarSetup())]
-    ['seq 1', 'seq 10', 'seq 10 single 0.05']
+    ['seq 1', 'seq 10 single 0.05', 'seq 10 relative', 'seq 10 relative, B of Var3D']
     """
     weight = float(single_analysis_weight)
-    return f"seq {int(seq_len)}" + (f" single {weight:g}" if weight else "")
+    return (f"seq {int(seq_len)}" + (f" single {weight:g}" if weight else "")
+            + (f" {cycle_loss}" if str(cycle_loss) != "absolute" else "")
+            + (", B of Var3D" if str(B_scale) == "var3d" else ""))
 
 
 def _fit_candidate(est, obs, train, obs_valid, valid, burn_in, seed):
-    """Fit one training candidate (one job); its fit time, cycled validation RMSE and
-    single-analysis ratio (analysis over background RMSE) on the validation split."""
+    """Fit one training candidate (one job); its fit time, cycled validation RMSE, the
+    single-analysis ratio and the cycled ratio (analysis over background RMSE) on the
+    validation split."""
     start = time.perf_counter()
     est.fit(obs, train)
     seconds = time.perf_counter() - start
-    cycled = _scores(est.predict(obs_valid), valid, burn_in, background=False)["analysis"]
+    cycled = _scores(est.set_params(return_background=True).predict(obs_valid), valid, burn_in)
     backgrounds = _single_backgrounds(est, obs_valid, valid, seed)  # the same for every one
     background_rmse = _scores(backgrounds, valid, 0.0, background=False)["analysis"]
     single = _scores(est.analyze(obs_valid, backgrounds), valid, 0.0, background=False)
-    return est, seconds, cycled, single["analysis"] / background_rmse
+    return (est, seconds, cycled["analysis"], single["analysis"] / background_rmse,
+            cycled["analysis"] / cycled["background"])
 
 
 def _fit_timed(est, obs, train, validation):
@@ -290,15 +323,21 @@ def _fit_timed(est, obs, train, validation):
 def _choose_candidate(fits):
     """The candidate of ``fits`` (:func:`_fit_candidate` results, in the order of
     :func:`training_candidates`) with the lowest cycled validation RMSE among those whose
-    single analyses beat their backgrounds on the validation split (among all when none does).
+    analyses beat their backgrounds on the validation split, both cycled and single; failing
+    that, among those that do cycled, then single; among all when none does.
 
-    Returns its index, the cycled validation RMSEs and the single-analysis ratios.
+    Returns its index, the cycled validation RMSEs, the single-analysis ratios and the
+    cycled ratios.
     """
     cycled = np.array([f[2] for f in fits], float)
     ratio = np.array([f[3] for f in fits], float)
-    pool = np.flatnonzero(ratio < 1.0)
-    pool = pool if pool.size else np.arange(len(cycled))
-    return int(pool[np.nanargmin(cycled[pool])]), cycled, ratio
+    cycled_ratio = np.array([f[4] for f in fits], float)
+    for keep in ((ratio < 1.0) & (cycled_ratio < 1.0), cycled_ratio < 1.0, ratio < 1.0,
+                 np.ones(len(fits), bool)):
+        pool = np.flatnonzero(keep)
+        if pool.size:
+            break
+    return int(pool[np.nanargmin(cycled[pool])]), cycled, ratio, cycled_ratio
 
 
 def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=True):
@@ -328,11 +367,13 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     chosen = np.full(shape[:3], -1, dtype=int)
     candidate_cycled = np.full(shape[:3] + (len(candidates),), np.nan)
     candidate_ratio = np.full(shape[:3] + (len(candidates),), np.nan)
+    candidate_cycled_ratio = np.full(shape[:3] + (len(candidates),), np.nan)
 
-    def make(enc, train_seed, seq_len, weight):
+    def make(enc, train_seed, im, isg, seq_len, weight, cycle_loss, B_scale):
+        scale = {} if B_scale == "default" else {"B_scale": float(var3d_scale[im, isg])}
         return NeuralVar3D(encoder=enc, window=setup.window, n_iterations=setup.n_iterations,
                            loss=setup.loss, n_rounds=setup.n_rounds, seq_len=seq_len,
-                           single_analysis_weight=weight,
+                           single_analysis_weight=weight, cycle_loss=cycle_loss, **scale,
                            max_epochs=setup.max_epochs,
                            batch_size=(setup.batch_size if seq_len == 1
                                        else setup.cycle_batch_size
@@ -352,6 +393,10 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     cell_keys = [(e, m, s) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
                  for e in range(len(setup.encoders))]
     n_jobs = n_processes(setup.n_jobs, device)
+    for im, mode in enumerate(setup.modes):  # a baseline, and a candidate B_scale
+        for isg, noise in enumerate(setup.noise_levels):
+            var3d_scale[im, isg] = _tune_var3d_scale(prior_mean, observations[(mode, noise)][
+                "valid"], valid, setup.burn_in, seed)
 
     def cell_obs(im, isg):
         return observations[(setup.modes[im], setup.noise_levels[isg])]
@@ -359,21 +404,23 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     # every training candidate of every cell with the first training seed, then the other
     # seeds with the chosen candidates: independent fits, in parallel where cores are free
     fits = run_jobs(_fit_candidate, [
-        (make(setup.encoders[ie], setup.seeds[0], *cand), cell_obs(im, isg)["train"], train,
+        (make(setup.encoders[ie], setup.seeds[0], im, isg, *cand), cell_obs(im, isg)["train"], train,
          cell_obs(im, isg)["valid"], valid, setup.burn_in, seed)
         for ie, im, isg in cell_keys for cand in candidates], n_jobs, desc="neural-var training "
         "candidates", progress=progress)
     fitted = {}
     for i, key in enumerate(cell_keys):
         cell_fits = fits[i * len(candidates):(i + 1) * len(candidates)]
-        chosen[key], candidate_cycled[key], candidate_ratio[key] = _choose_candidate(cell_fits)
+        (chosen[key], candidate_cycled[key], candidate_ratio[key],
+         candidate_cycled_ratio[key]) = _choose_candidate(cell_fits)
         # the estimator of the choice is the cell's first seed (same data, parameters and
         # seed; its fit had no validation loss monitor, which changes nothing fitted)
         fitted[key + (0,)] = cell_fits[chosen[key]][:2]
     del fits
     later = [(ie, im, isg, ir) for ie, im, isg in cell_keys for ir in range(1, len(setup.seeds))]
     for cell, result in zip(later, run_jobs(_fit_timed, [
-            (make(setup.encoders[ie], setup.seeds[ir], *candidates[chosen[ie, im, isg]]),
+            (make(setup.encoders[ie], setup.seeds[ir], im, isg,
+                  *candidates[chosen[ie, im, isg]]),
              cell_obs(im, isg)["train"], train, (cell_obs(im, isg)["valid"], valid))
             for ie, im, isg, ir in later], n_jobs, desc="neural-var seeds", progress=progress)):
         fitted[cell] = result
@@ -385,10 +432,10 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
         bar.set_postfix_str(f"{enc} {mode} {noise} seed {train_seed}")
         obs = cell_obs(im, isg)
         if setup.baselines and (mode, noise) not in baseline_rows:
-            baseline_rows[(mode, noise)], scale = _baselines(prior_mean, obs["valid"], valid,
-                                                             obs["test"], test, setup.burn_in,
-                                                             seed)
-            var3d_scale[im, isg] = scale
+            scale = float(var3d_scale[im, isg])
+            baseline_rows[(mode, noise)] = _baselines(prior_mean, obs["valid"], valid,
+                                                      obs["test"], test, setup.burn_in, seed,
+                                                      scale)
             orig_baselines[(mode, noise)] = original_cycle_baselines(
                 _baseline_methods(prior_mean, seed, scale), orig_mean, orig_cov, obs["valid"],
                 valid, obs["test"], test)
@@ -459,6 +506,11 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     res["single_analysis_weight"] = (cell_dims, np.array([c[1] for c in candidates])[chosen], {
         "long_name": "weight of the first analysis's single-analysis loss in training cycles, "
                      "chosen on the validation split", "units": "1"})
+    res["cycle_loss"] = (cell_dims, np.array([c[2] for c in candidates])[chosen], {
+        "long_name": "loss of the training cycles, chosen on the validation split"})
+    res["B_scale_source"] = (cell_dims, np.array([c[3] for c in candidates])[chosen], {
+        "long_name": "B_scale of the networks, chosen on the validation split: the "
+                     "estimator's default, or the Var3D baseline's tuned one (var3d)"})
     res["candidate_validation_rmse"] = (cell_dims + ("candidate",), candidate_cycled, {
         "long_name": "cycled validation RMSE of the encoder trained with each candidate",
         "units": "1"})
@@ -466,11 +518,18 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
         "long_name": "single-analysis over background RMSE on the validation split, per "
                      "candidate (the choice needs it below 1 where a candidate has it)",
         "units": "1"})
+    res["candidate_validation_cycled_ratio"] = (cell_dims + ("candidate",),
+                                                candidate_cycled_ratio, {
+        "long_name": "cycled analysis over cycled background RMSE on the validation split, per "
+                     "candidate (the choice needs it below 1 where a candidate has it)",
+        "units": "1"})
     res = res.assign_coords(
-        candidate=("candidate", [candidate_label(L, w) for L, w in candidates],
+        candidate=("candidate", [candidate_label(*c) for c in candidates],
                    {"long_name": "training candidate"}),
         candidate_seq_len=("candidate", [c[0] for c in candidates]),
-        candidate_single_analysis_weight=("candidate", [c[1] for c in candidates]))
+        candidate_single_analysis_weight=("candidate", [c[1] for c in candidates]),
+        candidate_cycle_loss=("candidate", [c[2] for c in candidates]),
+        candidate_B_scale=("candidate", [c[3] for c in candidates]))
     res["mode"].attrs["long_name"] = "observed quantities (x, x and y, x squared)"
     if baseline_rows:
         labels = list(next(iter(baseline_rows.values())))
@@ -490,9 +549,9 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
         res["baseline_wall_time"] = (bdims, b_wall, {"long_name": "fit + predict wall time",
                                                      "units": "s"})
         res = res.assign_coords(baseline=("baseline", labels, {"long_name": "classical filter"}))
-        res["var3d_B_scale"] = (("mode", "noise_std"), var3d_scale, {
-            "long_name": "B_scale of the Var3D baseline, tuned on the validation split",
-            "units": "1"})
+    res["var3d_B_scale"] = (("mode", "noise_std"), var3d_scale, {
+        "long_name": "B_scale of Var3D, tuned on the validation split (the baseline's, and "
+                     "the networks' with B_scale_source var3d)", "units": "1"})
     res = add_original_results(res, orig, draw_bg, clim_cycled, trainings, orig_baselines)
     res.attrs["configuration"] = str(dataclasses.asdict(setup))
     summary = (summary_rows(res.analysis_rmse, "analysis RMSE", method="NeuralVar3D")
@@ -525,8 +584,9 @@ def _format_table(res: xr.Dataset) -> str:
             for enc in res["encoder"].values:
                 c = cell.sel(encoder=enc)
                 a, b = c.analysis_rmse.values, c.background_rmse.values
-                label = f"NeuralVar3D {enc} " + candidate_label(c.seq_len,
-                                                                  c.single_analysis_weight)
+                label = f"NeuralVar3D {enc} " + candidate_label(
+                    c.seq_len, c.single_analysis_weight, str(c.cycle_loss.values),
+                    str(c.B_scale_source.values))
                 lines.append(
                     f"{mode:<5}{noise:>6}  {label:<36}"
                     f"{np.nanmean(a):>9.3f}±{np.nanstd(a):<6.3f}{np.nanmean(b):>9.3f}±{np.nanstd(b):<6.3f}"
