@@ -34,12 +34,16 @@ then the time mean per test trajectory, then the mean over trajectories):
   are both scored there (dim ``training_background``).
 
 Each encoder trains on single analyses or through cycles of analyses
-(``NeuralVar3D(seq_len=)``, with or without the single-analysis loss of
-each cycle's first analysis, ``single_analysis_weight``): per mode and noise
-level, the candidate that scores best cycled on the validation split among
-those whose single analyses there beat their backgrounds (``seq_len``,
-``single_analysis_weight``, ``candidate_validation_rmse``,
-``candidate_validation_single_ratio``).
+(``NeuralVar3D(seq_len=)``: with the single-analysis loss of each cycle's
+first analysis, ``single_analysis_weight``; or with each analysis's error
+relative to its own background's, ``cycle_loss="relative"``, with the
+estimator's ``B_scale`` or with the one tuned for Var3D on the validation
+split): per mode and noise level, the candidate that scores best cycled on
+the validation split among those whose analyses there beat their
+backgrounds, cycled and single (``seq_len``, ``single_analysis_weight``,
+``cycle_loss``, ``B_scale_source``, ``candidate_validation_rmse``,
+``candidate_validation_single_ratio``, ``candidate_validation_cycled_ratio``;
+see :func:`training_candidates`).
 
 Also: the free run from the prior mean (no assimilation) and the share of
 analyses on the wrong wing of the attractor (sign of ``x``), which ``x**2``
@@ -94,10 +98,12 @@ class NeuralVarSetup:
     first training seed; the other seeds train with it). Cycles help where the network must find
     the attractor's wing from a far start (x observed, noise 0.5 and 1) and
     cost accuracy where it need not. With cycles, each of
-    ``single_analysis_weights`` (``NeuralVar3D(single_analysis_weight=)``) is a
-    candidate too, and the choice is among the candidates whose single
-    analyses beat their backgrounds on the validation split (see
-    :func:`training_candidates`).
+    ``single_analysis_weights`` (``NeuralVar3D(single_analysis_weight=)``) and
+    each of ``cycle_losses`` (``NeuralVar3D(cycle_loss=)``) is a candidate too,
+    those in ``var3d_B_losses`` also with the ``B_scale`` tuned for Var3D; the
+    choice prefers the candidates whose analyses beat their backgrounds on the
+    validation split, cycled and single (see :func:`training_candidates` and
+    :func:`_choose_candidate`).
 
     ``n_jobs``: processes for the networks' fits, which are independent (the
     same fitted networks in any number of processes); None: one per core run
