@@ -351,6 +351,22 @@ def test_bad_input_is_refused_before_training(data, case, match):
     assert not hasattr(est, "net_")
 
 
+def test_observations_at_another_interval_are_refused(data):
+    """The window is run back by the fitted observation interval: observations at another
+    interval, or unevenly spaced, would be compared with the wrong states."""
+    (train, obs), _, _ = data
+    with pytest.raises(ValueError, match="window > 1 needs evenly spaced"):
+        _small(max_epochs=1).fit(obs.isel(time=[0, 1, 2, 4, 5, 6, 7, 8, 9, 10]),
+                                 train.isel(time=[0, 1, 2, 4, 5, 6, 7, 8, 9, 10]))
+    est = _small(max_epochs=1).fit(obs, train)
+    every_other = obs.isel(time=slice(0, None, 2))
+    with pytest.raises(ValueError, match="fitted on observations 1 model steps of 0.01"):
+        est.predict(every_other)
+    with pytest.raises(ValueError, match="runs its window back"):
+        est.analyze(every_other, train.isel(time=slice(0, None, 2)))
+    assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30  # same interval
+
+
 def test_wrong_wing_share_constructed():
     time = np.arange(6.0)
     truth = xr.Dataset({"x": (("trajectory", "time"), [[1, -2, 3, -4, 5, 0],

@@ -232,8 +232,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  encoder="gru", window=8, n_iterations=2, loss="supervised", B_scale=0.01,
                  n_rounds=1, background_lead=10, training_background="forecast", seq_len=1,
-                 single_analysis_weight=0.0, cycle_loss="absolute", max_epochs=15, lr=2e-3, batch_size=512,
-                 climatology_length=1000.0,
+                 single_analysis_weight=0.0, cycle_loss="absolute", max_epochs=15, lr=2e-3,
+                 batch_size=512, climatology_length=1000.0,
                  device="auto", dtype="float32", initial_state=None, initial_spread=1.0,
                  burn_in=0.0, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False, **kwargs):
@@ -295,7 +295,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         ctx = self._context(obs)
         self._check_context(ctx)
         check_observation_windows(ctx, int(self.window))
-        self.forecast_interval_ = _forecast_interval(ctx, int(self.seq_len))
+        self.forecast_interval_ = _forecast_interval(ctx, int(self.seq_len), int(self.window))
         truth_x = aligned_truth(truth, ctx) if truth is not None else None
         valid = None
         if validation is not None:
@@ -394,6 +394,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         """
         check_is_fitted(self, "net_")
         ctx = self._context(obs, fitted=True)
+        _check_window_spacing(self, ctx)
         x_b = aligned_truth(background, ctx, what="background")
         window, y, m = self._obs_windows(ctx)
         with torch.no_grad():
@@ -408,7 +409,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         return _NeuralVarNet(
             NeuralVar3DModule, loss_kind=self.loss,
             single_analysis_weight=float(self.single_analysis_weight),
-            cycle_loss=self.cycle_loss, module__encoder=self.encoder, module__window=int(self.window),
+            cycle_loss=self.cycle_loss,
+            module__encoder=self.encoder, module__window=int(self.window),
             module__n_state=int(ctx.n_state), module__n_obs=int(ctx.mask.shape[-1]),
             module__obs_index=[int(i) for i in ctx.operator.indices(ctx.system.variables)],
             module__operator=ctx.operator, module__stats=stats,
@@ -460,6 +462,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     # The state is ``(x, buffer)``: the buffer holds the rows ``[y, mask]`` of the
     # last ``window`` observation times (zero rows before the first).
     def _initialize(self, ctx, rng):
+        if getattr(self, "net_", None) is not None:
+            _check_window_spacing(self, ctx)
         x = self._initial_mean(ctx, rng)
         p = ctx.mask.shape[-1]
         buf = torch.zeros(x.shape[:-1] + (int(self.window), 2 * p), dtype=x.dtype,
@@ -536,17 +540,34 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         return self
 
 
-def _forecast_interval(ctx, seq_len):
-    """``(dt, model steps)`` between two observation times, for training cycles."""
+def _forecast_interval(ctx, seq_len, window=1):
+    """``(dt, model steps)`` between two observation times: of training cycles, and of
+    the backward run of the window."""
     gaps = np.unique(ctx.n_steps[1:])
-    if seq_len > 1 and len(gaps) > 1:
-        raise ValueError(f"seq_len > 1 needs evenly spaced observation times; these are "
-                         f"{sorted(gaps.tolist())} model steps apart")
+    for name, value in (("seq_len", seq_len), ("window", window)):
+        if value > 1 and len(gaps) > 1:
+            raise ValueError(f"{name} > 1 needs evenly spaced observation times; these are "
+                             f"{sorted(gaps.tolist())} model steps apart")
     n_times = int(ctx.y.shape[0])
     if seq_len > n_times:
         raise ValueError(f"seq_len={seq_len} is longer than the observation record "
                          f"({n_times} times along 'time')")
     return float(ctx.dt), int(gaps[0]) if len(gaps) else 1
+
+
+def _check_window_spacing(est, ctx):
+    """The window's past observations are compared with the background's trajectory run
+    back by the fitted observation interval: other observation times would be compared
+    with the wrong states, so they are refused."""
+    if int(est.window) <= 1 or ctx.n_steps.shape[0] < 2:
+        return
+    dt, steps = est.forecast_interval_
+    gaps = np.unique(ctx.n_steps[1:])
+    if len(gaps) > 1 or int(gaps[0]) != steps or not np.isclose(float(ctx.dt), dt):
+        raise ValueError(
+            f"NeuralVar3D was fitted on observations {steps} model steps of {dt:g} apart and "
+            f"runs its window back by that interval; these are {sorted(gaps.tolist())} steps "
+            f"of {float(ctx.dt):g} apart (observe at the fitted interval, or refit)")
 
 
 class _FittedShape:

@@ -410,8 +410,8 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     # every training candidate of every cell with the first training seed, then the other
     # seeds with the chosen candidates: independent fits, in parallel where cores are free
     fits = run_jobs(_fit_candidate, [
-        (make(setup.encoders[ie], setup.seeds[0], im, isg, *cand), cell_obs(im, isg)["train"], train,
-         cell_obs(im, isg)["valid"], valid, setup.burn_in, seed)
+        (make(setup.encoders[ie], setup.seeds[0], im, isg, *cand), cell_obs(im, isg)["train"],
+         train, cell_obs(im, isg)["valid"], valid, setup.burn_in, seed)
         for ie, im, isg in cell_keys for cand in candidates], n_jobs, desc="neural-var training "
         "candidates", progress=progress)
     fitted = {}
