@@ -336,8 +336,8 @@ class NeuralVar3DModule(nn.Module):
         # with, 0.067 without). Not differentiated (the gradient reaches the background
         # through the analysis): differentiated, the fit took 3x as long for 0.054
         with torch.no_grad():
-            past = (self.backcast(background, w) if self.system is not None and w > 1
-                    else background.unsqueeze(-2).expand(*background.shape[:-1], w, n))
+            past = (self.backcast(background, w) if self.system is not None
+                    else background.unsqueeze(-2))
         d_past = (y - self.observe(past)) * m / self.d_scale
         x = self.blue(background, obs, mask)
         for _ in range(self.n_iterations):

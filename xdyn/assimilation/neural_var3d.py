@@ -598,15 +598,14 @@ class _NeuralVarNet(XdynNet):
             later = module.system.forecast(analyses[:, :-1].detach(), module.forecast_dt,
                                            int(module.forecast_steps))
             backgrounds = torch.cat([X["background"].to(analyses).unsqueeze(1), later], 1)
-            e_b = ((backgrounds - truth) ** 2).mean(-1)
         # a floor far below any error a cycle reaches (1e-4 of the mean B_gain variance)
-        floor = 1e-4 * (module.corr_scale**2).mean()
-        return ((analyses - truth) ** 2).mean(-1) / (e_b + floor)
+        return self._relative_error(analyses, truth, backgrounds, floor_factor=1e-4)
 
-    def _relative_error(self, analysis, truth, background):
-        """Squared analysis error over the background's, per sample (floored)."""
+    def _relative_error(self, analysis, truth, background, floor_factor=1e-2):
+        """Squared analysis error over the background's, per sample (floored at
+        ``floor_factor`` times the mean ``B_gain`` variance)."""
         e_b = ((background.to(analysis) - truth) ** 2).mean(-1)
-        floor = 1e-2 * (self.module_.corr_scale**2).mean()
+        floor = floor_factor * (self.module_.corr_scale**2).mean()
         return ((analysis - truth) ** 2).mean(-1) / (e_b + floor)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):

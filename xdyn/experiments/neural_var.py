@@ -284,9 +284,8 @@ def training_candidates(setup):
             continue
         for loss in setup.cycle_losses:
             weights = setup.single_analysis_weights if loss == "absolute" else (0.0,)
-            out += [(int(L), float(w), str(loss), "default") for w in weights]
-            if loss in setup.var3d_B_losses:
-                out += [(int(L), float(w), str(loss), "var3d") for w in weights]
+            sources = ("default", "var3d") if loss in setup.var3d_B_losses else ("default",)
+            out += [(int(L), float(w), str(loss), b) for b in sources for w in weights]
     return out
 
 
@@ -399,10 +398,12 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     cell_keys = [(e, m, s) for m in range(len(setup.modes)) for s in range(len(setup.noise_levels))
                  for e in range(len(setup.encoders))]
     n_jobs = n_processes(setup.n_jobs, device)
-    for im, mode in enumerate(setup.modes):  # a baseline, and a candidate B_scale
-        for isg, noise in enumerate(setup.noise_levels):
-            var3d_scale[im, isg] = _tune_var3d_scale(prior_mean, observations[(mode, noise)][
-                "valid"], valid, setup.burn_in, seed)
+    # Var3D's B_scale: a baseline, and a candidate B_scale of the networks
+    if setup.baselines or any(c[3] == "var3d" for c in candidates):
+        for im, mode in enumerate(setup.modes):
+            for isg, noise in enumerate(setup.noise_levels):
+                var3d_scale[im, isg] = _tune_var3d_scale(
+                    prior_mean, observations[(mode, noise)]["valid"], valid, setup.burn_in, seed)
 
     def cell_obs(im, isg):
         return observations[(setup.modes[im], setup.noise_levels[isg])]
