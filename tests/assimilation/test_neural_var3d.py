@@ -207,13 +207,15 @@ def test_relative_cycle_loss_learns_the_small_gain_of_little_noise():
     """Observed as x and y with noise 0.05, the cycle settles at errors well below the
     noise, and the analysis must then move the background only a little. Trained through
     cycles with the plain squared error, which the first, large errors of each training
-    cycle rule, the network kept a large gain; with the error of every analysis relative
+    cycle rule, the network kept a larger gain; with the error of every analysis relative
     to its own background added (``cycle_loss="relative"``) it learned the small one.
     Both with ``B_scale=1e-5`` (the tuned Var3D's here). Measured over three seeds (40
-    training trajectories): absolute 0.031 / 0.042 / 0.043, relative 0.015 / 0.013 /
-    0.015, its analysis over its own background 0.992 / 0.985 / 0.996; Var3D with that
-    B_scale 0.016 / 0.015 / 0.016. Asserted: the relative loss at least halves the
-    cycled error on average and beats Var3D on average, and its analysis beats its own
+    training trajectories), cycled RMSE: with a constant learning rate, absolute 0.031 /
+    0.042 / 0.043 and relative 0.015 / 0.013 / 0.015; with the default cosine decay,
+    absolute 0.0171 / 0.0174 / 0.0157 and relative 0.0150 / 0.0148 / 0.0151, its analysis
+    over its own background 0.987 / 0.993 / 0.996; Var3D with that B_scale 0.0160 /
+    0.0152 / 0.0157. Asserted: the relative loss lowers the cycled error by 5% on
+    average (11% measured) and beats Var3D on average, and its analysis beats its own
     background on average (and is not worse by 1% at any seed)."""
     rmse, ratio = {"absolute": [], "relative": [], "var3d": []}, []
     for seed in (0, 1, 2):
@@ -240,7 +242,7 @@ def test_relative_cycle_loss_learns_the_small_gain_of_little_noise():
                 ratio.append(rmse[loss][-1] / _mean_rmse(background, test, burn_in=0.5))
     print("cycled RMSE:", rmse, "relative: analysis / background:", ratio)
     mean = {k: float(np.mean(v)) for k, v in rmse.items()}
-    assert mean["relative"] < 0.5 * mean["absolute"]
+    assert mean["relative"] < 0.95 * mean["absolute"]
     assert mean["relative"] < mean["var3d"]
     assert np.mean(ratio) < 1.0 and max(ratio) < 1.01
 

@@ -174,6 +174,31 @@ def test_batch_dims_equal_separate_runs():
         np.testing.assert_allclose(batched.x.isel(trajectory=i), single.x, rtol=1e-10)
 
 
+@pytest.mark.parametrize("cls, params", [(Var3D, {"B_scale": 0.1}),
+                                         (OptimalInterpolation, {})])
+def test_analyze_of_the_cycles_backgrounds_equals_its_analyses(cls, params):
+    """``analyze`` (single analyses, transform-style) of the cycle's own forecasts gives
+    the cycle's analyses: the same update, with batch dims and a nonlinear operator."""
+    system = Lorenz63()
+    truth = system.simulate(n_trajectories=2, n_steps=25 * 20, random_state=0)
+    op = SquareFirst()
+    obs = observe(truth, op, noise_std=1.0, every=25, random_state=1)
+    est = cls(operator=op, n_outer=3, initial_state=np.array([1.0, 1.0, 20.0]),
+              return_background=True, **params).fit(obs, truth)
+    cycled = est.predict(obs)
+    background = cycled[["x_background", "y_background", "z_background"]].rename(
+        {f"{v}_background": v for v in "xyz"})
+    single = est.analyze(obs, background)
+    assert single.x.dims == ("time", "trajectory")
+    for v in "xyz":
+        np.testing.assert_allclose(single[v], cycled[v], rtol=1e-10, atol=1e-10)
+    assert float(abs(single.x - background.x).max()) > 0.1  # the analysis moved it
+    with pytest.raises(ValueError, match="batch dim 'trajectory'"):
+        est.analyze(obs, background.isel(trajectory=0))
+    with pytest.raises(NotFittedError):
+        cls(operator=op).analyze(obs, background)
+
+
 # ------------------------------------------------------------------ nonlinear operator
 def test_var3d_nonlinear_square_operator(l63_twin):
     system, truth, _ = l63_twin

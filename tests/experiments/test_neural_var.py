@@ -91,6 +91,10 @@ def test_tiny_grid_results_summary_and_figures():
     assert 5.0 < float(res.original_draw_background_rmse.max()) < 15.0
     assert np.isfinite(res.climatology_trained_analysis_rmse.values).all()
     assert np.isfinite(res.baseline_original_cycle_analysis_rmse.values).all()
+    # Var3D's single analyses of the same draws (B = 2 cov) are next to the networks'
+    var3d_draw = res.var3d_original_draw_analysis_rmse
+    assert (var3d_draw < res.original_draw_background_rmse).all()
+    assert "Var3D (B = 2 x clim. cov)" in result.table
     metrics = {r["metric"] for r in rows}
     assert {"original-protocol single-analysis RMSE", "original-protocol cycled analysis RMSE",
             "original-protocol cycled background RMSE",

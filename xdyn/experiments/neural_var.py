@@ -64,7 +64,8 @@ from xdyn.experiments._neural_var_figures import background_of
 from xdyn.experiments._neural_var_original import (add_original_results,
                                                    original_cycle_baselines, original_draws,
                                                    original_statistics, original_summary,
-                                                   original_table, score_original, window_rmse)
+                                                   original_table, score_original,
+                                                   var3d_draw_rmse, window_rmse)
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.metrics import mean_after_burn_in, state_rmse
@@ -365,7 +366,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                                                                  for _ in range(7))
     orig = {k: np.full(shape + (len(trainings),), np.nan)
             for k in ("draw_analysis", "cycle_analysis", "cycle_background", "wall")}
-    draw_bg = np.full(shape[1:3], np.nan)
+    draw_bg, draw_var3d = np.full(shape[1:3], np.nan), np.full(shape[1:3], np.nan)
     baseline_rows, examples, single_backgrounds, draws, orig_baselines = {}, {}, {}, {}, {}
     var3d_scale = np.full(shape[1:3], np.nan)
     candidates = training_candidates(setup)
@@ -466,6 +467,9 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
         if (mode, noise) not in draws:
             draws[(mode, noise)] = original_draws(orig_mean, orig_cov, test, seed)
             draw_bg[im, isg] = window_rmse(draws[(mode, noise)], test)
+            if setup.baselines:
+                draw_var3d[im, isg] = var3d_draw_rmse(obs["test"], test, draws[(mode, noise)],
+                                                      setup.original_B_scale * orig_cov)
         cell = (ie, im, isg, ir)
         for it, kind in enumerate(trainings):
             if kind == "climatology":
@@ -559,7 +563,8 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     res["var3d_B_scale"] = (("mode", "noise_std"), var3d_scale, {
         "long_name": "B_scale of Var3D, tuned on the validation split (the baseline's, and "
                      "the networks' with B_scale_source var3d)", "units": "1"})
-    res = add_original_results(res, orig, draw_bg, clim_cycled, trainings, orig_baselines)
+    res = add_original_results(res, orig, draw_bg, clim_cycled, trainings, orig_baselines,
+                               draw_var3d)
     res.attrs["configuration"] = str(dataclasses.asdict(setup))
     summary = (summary_rows(res.analysis_rmse, "analysis RMSE", method="NeuralVar3D")
                + summary_rows(res.background_rmse, "background RMSE", method="NeuralVar3D")

@@ -18,7 +18,8 @@ Examples
 from skorch.callbacks import Checkpoint, EarlyStopping
 from skorch.helper import predefined_split
 
-from xdyn.nn.callbacks import EpochProgressBar, LRScheduler, best_epoch, keep_best
+from xdyn.nn.callbacks import (EpochProgressBar, LRScheduler, best_epoch,
+                               cosine_annealing, keep_best)
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, get_activation
 from xdyn.nn.net import XdynNet
@@ -39,6 +40,7 @@ __all__ = [
     "EarlyStopping",
     "Checkpoint",
     "LRScheduler",
+    "cosine_annealing",
     "keep_best",
     "best_epoch",
     "predefined_split",

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.nn import XdynNet
+from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
@@ -159,7 +159,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             optimizer=torch.optim.Adam, lr=float(self.lr), max_epochs=int(self.max_epochs),
             batch_size=int(self.batch_size), device=self.device, dtype=self.dtype,
             random_state=self.random_state, progress=bool(self.progress),
-            callbacks=[("lr_decay", _cosine(int(self.max_epochs)))],
+            callbacks=[("lr_decay", cosine_annealing(self.max_epochs))],
             **self._routed(),
         )
         self.net_.fit({"params": self._scale_params(params),
@@ -361,11 +361,6 @@ def _periodic_extent(values):
         return float(values[0]) if values.size else 0.0, 1.0
     step = np.median(np.diff(values))
     return float(values[0]), float(step * values.size)
-
-
-def _cosine(max_epochs):
-    from xdyn.nn import LRScheduler
-    return LRScheduler(policy="CosineAnnealingLR", T_max=max(max_epochs, 1), eta_min=1e-5)
 
 
 class _LDNetNet(XdynNet):
