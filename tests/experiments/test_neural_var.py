@@ -194,14 +194,14 @@ def test_quick_run_writes_everything(tmp_path):
     assert (x1.seq_len == 10).all()
     assert float(x1.analysis_rmse.max()) < 1.5 * float(x1.baseline_rmse.sel(baseline=var3d))
     # cycled, the analysis beats its own background (the one-step forecast of the previous
-    # analysis) in nearly every encoder cell: measured 35 of 36 (x**2 at noise 0.05, GRU:
-    # 1.03), where before the window's innovations followed the background's trajectory
-    # and the candidates had the relative cycle loss and Var3D's B_scale, 18 of 36 missed
-    assert int((res.analysis_rmse < res.background_rmse).sum()) >= 32
-    # the best encoder beats the tuned Var3D in 10 of the 12 cells (measured 0.40-0.94 of
-    # its RMSE; x 0.5 1.000, xy 1.0 1.02), among them xy 0.5 (0.69: 0.103 against 0.148)
-    # and x**2 at noise 0.05 (0.40: 0.0081 against 0.0206, 0.05% of analyses on the wrong
-    # wing)
+    # analysis) in every encoder cell: measured 36 of 36, at most 0.994 of its RMSE (and
+    # 108 of 108 over training seeds 0, 1, 2). With a constant learning rate 35 of 36 (the
+    # GRU at x**2 0.05: 1.03); before the window's innovations followed the background's
+    # trajectory and the candidates had the relative cycle loss and Var3D's B_scale, 18
+    assert (res.analysis_rmse < res.background_rmse).all()
+    # the best encoder beats the tuned Var3D in 11 of the 12 cells (measured 0.37-0.96 of
+    # its RMSE; x 0.5 1.03), among them xy 0.5 (0.80: 0.119 against 0.148) and x**2 at
+    # noise 0.05 (0.37: 0.0076 against 0.0206, 0.1% of analyses on the wrong wing)
     best = res.analysis_rmse.min(("encoder", "seed"))
     to_var3d = best / res.baseline_rmse.sel(baseline=var3d)
     assert int((to_var3d < 1.0).sum()) >= 8
@@ -211,7 +211,10 @@ def test_quick_run_writes_everything(tmp_path):
     trained = res.original_draw_analysis_rmse.sel(noise_std=0.5)
     assert np.isfinite(trained.values).all()
     # trained like the original, the network corrects the original's background (xy,
-    # noise 0.5: measured 11.4 -> 2.2)
+    # noise 0.5: measured 11.36 -> 2.30-2.55, 78-80% below it; the issue asks for 30%),
+    # and far better than Var3D's single analyses of the same draws (B = 2 cov: 5.90)
     xy = trained.sel(mode="xy", training_background="climatology")
     assert float(xy.max()) < 0.5 * float(res.original_draw_background_rmse.sel(mode="xy",
                                                                                noise_std=0.5))
+    assert float(xy.max()) < 0.7 * float(res.var3d_original_draw_analysis_rmse.sel(
+        mode="xy", noise_std=0.5))

@@ -115,7 +115,7 @@ def cosine_annealing(max_epochs, eta_min=1e-5):
 
     Examples
     --------
-    >>> [round(r, 4) for r in cosine_annealing(4, eta_min=0.0).simulate(4, 1.0)]
+    >>> cosine_annealing(4, eta_min=0.0).simulate(4, 1.0).round(4).tolist()
     [1.0, 0.8536, 0.5, 0.1464]
     """
     return LRScheduler(policy="CosineAnnealingLR", T_max=max(int(max_epochs), 1),
