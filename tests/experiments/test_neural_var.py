@@ -169,8 +169,8 @@ def test_original_statistics_and_draws_from_the_training_split():
 def test_quick_run_writes_everything(tmp_path):
     """``xdyn run lorenz63-neural-var --quick``: all nine cells at four noise levels, the
     original protocol, the climatology-trained networks at noise 0.5, the training chosen
-    per encoder and cell among four candidates (measured 505 s with the fits in two
-    processes; peak 0.68 GiB)."""
+    per encoder and cell among four candidates (measured 527 s with the fits in two
+    processes, 397 s of them the fits; peak 0.70 GiB; 593 s under pytest)."""
     from xdyn.experiments import run
 
     result = run("lorenz63-neural-var", quick=True, out=tmp_path, progress=False)
