@@ -18,7 +18,7 @@ from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
 
 __all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
-           "aligned_truth", "climatology_draws", "cycle_sequences", "fit_statistics", "var_cost",
+           "aligned_truth", "analysis_dataset", "climatology_draws", "cycle_sequences", "fit_statistics", "var_cost",
            "wrong_wing_share"]
 
 
@@ -80,6 +80,15 @@ def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{what} contains non-finite values")
     return x
+
+
+def analysis_dataset(x, ctx, method: str) -> xr.Dataset:
+    """Flat states ``(T, *batch, n_state)`` at the observation times as a state Dataset
+    (the output of a single-analysis ``analyze``), its ``method`` and operator in attrs."""
+    out = ctx.system.from_state(x, dims=("time",) + ctx.batch_dims,
+                                coords={"time": ctx.obs["time"], **ctx.batch_coords})
+    out.attrs.update({"method": method, "operator": ctx.operator.spec()})
+    return out
 
 
 def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5)):

@@ -7,7 +7,7 @@ import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.assimilation._linalg import whitened_update
-from xdyn.assimilation._neural_var_data import aligned_truth
+from xdyn.assimilation._neural_var_data import aligned_truth, analysis_dataset
 from xdyn.assimilation.base import BaseAssimilator
 
 __all__ = ["StaticCovarianceCycle", "gauss_newton_analysis"]
@@ -75,10 +75,7 @@ class StaticCovarianceCycle(BaseAssimilator):
         with torch.no_grad():
             x_a = torch.stack([gauss_newton_analysis(x_b[k], B, k, ctx, int(self.n_outer))[0]
                                for k in range(x_b.shape[0])])
-        out = ctx.system.from_state(x_a, dims=("time",) + ctx.batch_dims,
-                                    coords={"time": ctx.obs["time"], **ctx.batch_coords})
-        out.attrs.update({"method": type(self).__name__, "operator": ctx.operator.spec()})
-        return out
+        return analysis_dataset(x_a, ctx, type(self).__name__)
 
     def _initialize(self, ctx, rng):
         B = ctx.system.as_tensor(self.B_)

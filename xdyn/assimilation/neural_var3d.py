@@ -53,7 +53,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.assimilation._neural_var_data import (BatchedDataset, NeuralVar3DModule,
-                                                aligned_truth, check_observation_windows,
+                                                aligned_truth, analysis_dataset,
+                                                check_observation_windows,
                                                 climatology_draws, cycle_sequences,
                                                 fit_statistics,
                                                 perturbed_backgrounds, var_cost, whole_batch)
@@ -412,11 +413,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         window, y, m = self._obs_windows(ctx)
         with torch.no_grad():
             x_a = self._network_analysis(window, x_b, y, m)
-        lead = ("time",) + ctx.batch_dims
-        out = ctx.system.from_state(x_a, dims=lead, coords={"time": ctx.obs["time"],
-                                                            **ctx.batch_coords})
-        out.attrs.update({"method": type(self).__name__, "operator": ctx.operator.spec()})
-        return out
+        return analysis_dataset(x_a, ctx, type(self).__name__)
 
     def _make_net(self, ctx, stats):
         return _NeuralVarNet(
