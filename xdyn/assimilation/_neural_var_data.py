@@ -18,7 +18,8 @@ from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
 
 __all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
-           "aligned_truth", "analysis_dataset", "climatology_draws", "cycle_sequences", "fit_statistics", "var_cost",
+           "aligned_truth", "analysis_dataset", "climatology_draws", "cycle_sequences",
+           "fit_statistics", "var_cost",
            "wrong_wing_share"]
 
 
