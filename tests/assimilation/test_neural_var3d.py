@@ -292,6 +292,21 @@ def test_grid_search_over_module_hidden_size(data):
         == search.best_params_["module__hidden_size"]
 
 
+def test_cosine_schedule_decays_the_rate_and_constant_keeps_it(data):
+    """``lr_schedule="cosine"`` (the default) takes the rate from ``lr`` down along a half
+    cosine over the epochs; ``"constant"`` leaves it at ``lr``."""
+    (train, obs), _, _ = data
+    cosine = _small(max_epochs=4, lr=1e-3).fit(obs, train)
+    rates = cosine.net_.history[:, "event_lr"]
+    np.testing.assert_allclose(rates, 1e-5 + (1e-3 - 1e-5) * (1 + np.cos(np.pi * np.arange(4)
+                                                                        / 4)) / 2, rtol=1e-6)
+    constant = _small(max_epochs=4, lr=1e-3, lr_schedule="constant").fit(obs, train)
+    assert "event_lr" not in constant.net_.history[-1]
+    assert constant.net_.optimizer_.param_groups[0]["lr"] == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        _small(lr_schedule="step").fit(obs, train)
+
+
 def test_accessor_and_lstm(data):
     (train, obs), _, _ = data
     an = obs.xdyn.assimilate(method="neural-var", truth=train, encoder="lstm", window=4,
