@@ -80,10 +80,10 @@ def test_learning_beats_the_background_and_3dvar():
     of the observations), and the cycled analysis beats 3D-Var on the same observations.
 
     Reference: 3D-Var (B_scale 0.01) reaches 0.40 on these 20 trajectories (DAPPER,
-    long run: 0.33). The network measured 0.24 cycled (0.34-0.44 with batch size 128
-    instead of 256: a small training set leaves the result seed-sensitive, so the cycled
-    check only asserts "not worse than 3D-Var by more than 25%", which a broken or
-    diverging network fails); single analyses measured 0.31 against a background of 0.33.
+    long run: 0.33). With the cosine decay of the learning rate the network measured
+    0.112 cycled and single analyses 0.269 against a background of 0.332. At a constant
+    rate it measured 0.24 cycled (0.34-0.44 with batch size 128 instead of 256: the last
+    weights were a noisy draw), so this asserted only "not worse than 3D-Var by 25%".
     """
     train, obs = _trajectories(40, 1)
     test, obs_test = _trajectories(20, 2)
@@ -97,7 +97,7 @@ def test_learning_beats_the_background_and_3dvar():
     a, v = _mean_rmse(cycled, test), _mean_rmse(var, test)
     print("single analysis, its background; cycled analysis, 3D-Var:", a1, b1, a, v)
     assert a1 < 0.97 * b1
-    assert a < 1.25 * v
+    assert a < v
 
 
 def test_training_through_the_cycle_recovers_from_a_far_start():
@@ -105,8 +105,9 @@ def test_training_through_the_cycle_recovers_from_a_far_start():
     attractor's wing and then follow it. Trained on single analyses (seq_len=1) the
     network does not (measured 1.8-3.4 over three seeds, 3D-Var 0.37-0.44); trained
     through cycles of 10 analyses with the forecast differentiated, it measured
-    0.40-0.50. Asserted over the three seeds: its loss falls, it is less than half the
-    single-analysis network's error and within 30% of 3D-Var's (measured 12% above)."""
+    0.40-0.50. With the cosine decay, means over the seeds: 1.43 single, 0.41 cycles,
+    3D-Var 0.40. Asserted over the three seeds: its loss falls, it is less than half the
+    single-analysis network's error and within 30% of 3D-Var's (measured 4% above)."""
     rmse = {1: [], 10: [], "var": []}
     for seed in (0, 1, 2):
         train, obs = _x_trajectories(40, 1 + 10 * seed, noise_std=1.0)
@@ -134,8 +135,9 @@ def test_cycle_training_keeps_single_analyses_better_than_the_background():
     analysis/background 1.076, 1.016, 0.981 over three seeds), which the first analysis's
     single-analysis loss (weight 0.05) mended (0.964, 0.953, 0.948). Since the window's
     innovations follow the background's trajectory, both do: measured 0.809, 0.808, 0.818
-    without the weight and 0.837, 0.853, 0.864 with it. Asserted: below 0.95 at every seed,
-    with and without the weight."""
+    without the weight and 0.837, 0.853, 0.864 with it (0.819, 0.811, 0.828 and 0.847,
+    0.852, 0.860 with the cosine decay). Asserted: below 0.95 at every seed, with and
+    without the weight."""
     ratio = {0.0: [], 0.05: []}
     for seed in (0, 1, 2):
         train, obs = _x_trajectories(40, 1 + 10 * seed, noise_std=0.5)
@@ -413,9 +415,9 @@ def test_climatology_training_corrects_the_originals_backgrounds():
     states (the original pipeline's background, errors ~11 here): its single analyses of
     such draws are far better than the draws, and than the forecast-trained network's
     (which never saw errors that large). Measured on these 20 test trajectories: draws
-    10.4, climatology-trained 2.3, forecast-trained 7.6 (1.9 and 7.9 before the window's
+    10.4, climatology-trained 2.4, forecast-trained 7.6 (1.9 and 7.9 before the window's
     innovations followed the background's trajectory); the training loss fell from 0.226
-    to 0.141 over the 8 epochs.
+    to 0.154 over the 8 epochs (0.141 at a constant learning rate).
     """
     from xdyn.assimilation._neural_var_data import climatology_draws
     from xdyn.assimilation.climatology import estimate_climatology
