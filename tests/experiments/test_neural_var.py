@@ -201,7 +201,7 @@ def test_quick_run_writes_everything(tmp_path):
     assert (res.analysis_rmse < res.background_rmse).all()
     # the best encoder beats the tuned Var3D in 11 of the 12 cells (measured 0.37-0.96 of
     # its RMSE; x 0.5 1.03), among them xy 0.5 (0.80: 0.119 against 0.148) and x**2 at
-    # noise 0.05 (0.37: 0.0076 against 0.0206, 0.1% of analyses on the wrong wing)
+    # noise 0.05 (0.37: 0.0076 against 0.0206, 0.05% of analyses on the wrong wing)
     best = res.analysis_rmse.min(("encoder", "seed"))
     to_var3d = best / res.baseline_rmse.sel(baseline=var3d)
     assert int((to_var3d < 1.0).sum()) >= 8
