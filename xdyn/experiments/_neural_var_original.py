@@ -143,9 +143,12 @@ def var3d_draw_rmse(obs, truth, draws, B, n_outer=3) -> float:
     ``draws`` with background covariance ``B``.
 
     A draw is independent of the truth, so its error covariance is twice the
-    climatological one: ``B = 2 cov`` makes the analysis the BLUE for a linear
-    operator (the Gauss-Newton 3D-Var minimum with ``n_outer`` loops for ``x**2``),
-    the classical answer to the question the original's networks were trained on.
+    climatological one: with ``B = 2 cov`` this is 3D-Var of the draw with its
+    true error covariance (the BLUE of that background for a linear operator;
+    the Gauss-Newton minimum with ``n_outer`` loops for ``x**2``), the classical
+    answer to the question the original's networks were trained on. (The draw
+    tells nothing of the truth: the climatological mean would be a better
+    background still, as for any method.)
     """
     from xdyn.assimilation import Var3D
 
