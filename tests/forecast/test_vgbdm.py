@@ -198,6 +198,45 @@ def test_flow_matching_path_and_its_velocity(interpolant):
                           correction=False, interpolant="cubic")(traj[:, :3], time[:, :3])
 
 
+def test_episode_points_are_the_training_paths_inside_one_episode():
+    """Refinement scores the episode as training scores pairs: the cubic exact on a cubic."""
+    from xdyn.nn.dynamics import GreyBoxFlowModule
+
+    module = GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, history_size=3,
+                               len_episode=8, correction=False, interpolant="cubic")
+    dt, E = 0.3, 8
+    t = dt * torch.arange(E, dtype=torch.float64)
+    episode = torch.stack([t**3 - t, 2 * t], -1).expand(4, E, 2)
+    ts, xs, target, history = module._episode_points(episode, dt)
+    k = torch.arange(2, E - 1).repeat(2)  # steps with two states before them, s = 0 and 1/2
+    torch.testing.assert_close(ts[0], t[k] + dt * torch.tensor([0.0, 0.5]).repeat_interleave(5)
+                               .to(t))
+    torch.testing.assert_close(xs[..., 0], ts**3 - ts)
+    torch.testing.assert_close(target[..., 0], 3 * ts**2 - 1)
+    torch.testing.assert_close(target[..., 1], torch.full_like(ts, 2.0))
+    torch.testing.assert_close(history[0, :, :, 1], 2 * t[k[:, None] + torch.tensor([-2, -1])])
+
+
+def test_refinement_finds_the_parameter_an_undertrained_encoder_misses():
+    """With the physics that made the data the episode's MAP is the true parameter."""
+    train, test = _pendulum(32, 0), _pendulum(8, 1, omega0=(1.2, 2.2))
+    truth = test.omega0.values
+    model = VGBDM("pendulum", correction=False, z_dim=0, len_episode=10, encoder="mlp",
+                  encoder_hidden=16, beta_p=1e-3, batch_size=16, max_epochs=3,
+                  random_state=0).fit(train)
+    first = test.isel(time=slice(0, 10))
+    amortized = np.abs(model.infer_parameters(first).omega0.values / truth - 1)
+    refined = np.abs(model.set_params(refine_steps=50).infer_parameters(first).omega0.values
+                     / truth - 1)
+    assert amortized.mean() > 0.05  # three epochs: the encoder has not learnt the map
+    assert refined.max() < 0.01, refined
+    # the forecast draws its members around the refined mean
+    fc = model.predict(first, lead_times=[0.5]).theta.isel(time=-1, lead_time=0)
+    assert np.isfinite(fc).all()
+    with pytest.raises(ValueError, match="refine_steps"):
+        VGBDM("pendulum", refine_steps=-1).fit(train)
+
+
 @pytest.mark.parametrize("episode", ["random", "first"])
 def test_training_episode_is_a_window_or_the_first_states(episode):
     from xdyn.forecast.physics import PendulumPhysics

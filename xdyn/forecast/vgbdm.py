@@ -128,6 +128,15 @@ class VGBDM(TrajectoryForecaster):
         matches forecasts made after the first states of a run (on the quick
         RLC circuits it made the latent carry more of R/L, R^2 0.11 -> 0.24,
         but the LC error went 0.28 -> 0.37; measured 2026-12-03).
+    refine_steps : int, default=0
+        Semi-amortized inference: at ``predict`` and ``infer_parameters``, up
+        to this many L-BFGS iterations move the encoder's posterior mean to
+        the MAP of ``p`` and ``z`` given the episode (its own flow-matching loss
+        plus the prior, weighted by ``beta_p`` and ``beta_z`` as in training);
+        the ensemble keeps the encoder's spread around it. 0: the encoder alone.
+        The encoder is a regression learned from the training runs; the MAP
+        uses the episode itself (``rlc-vgbdm`` at full size, seed 0: LC error
+        0.108 -> 0.069, forecast RMSE 0.011 -> 0.005; measured 2026-12-04).
     n_members : int, default=10
         Ensemble size of ``predict``.
     method : str, default="rk4"
@@ -199,6 +208,7 @@ class VGBDM(TrajectoryForecaster):
         "interpolant": [StrOptions({"linear", "cubic"})],
         "episode": [StrOptions({"random", "first"})],
         "correction_inputs": [None, "array-like"],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "method": [str],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
@@ -208,7 +218,8 @@ class VGBDM(TrajectoryForecaster):
                  n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  correction_penalty=0.0, correction_layout="dense", beta_p=0.1,
                  beta_z=0.1, anneal_epochs=None, n_pairs=8, interpolant="cubic",
-                 episode="random", correction_inputs=None, n_members=10, method="rk4", n_substeps=2,
+                 episode="random", correction_inputs=None, refine_steps=0, n_members=10,
+                 method="rk4", n_substeps=2,
                  max_epochs=200, batch_size=64, lr=3e-3, sample_dim="time",
                  trajectory_dim="trajectory", device="auto", dtype="float32",
                  random_state=None, progress=False):
@@ -230,6 +241,7 @@ class VGBDM(TrajectoryForecaster):
         self.interpolant = interpolant
         self.episode = episode
         self.correction_inputs = correction_inputs
+        self.refine_steps = refine_steps
         self.n_members = n_members
         self.method = method
         self.n_substeps = n_substeps
@@ -355,6 +367,16 @@ class VGBDM(TrajectoryForecaster):
         idx = ends[:, None] - np.arange(E - 1, -1, -1)
         return values[:, idx], ends
 
+    def _posterior(self, episodes):
+        """The encoder's posterior mean (refined, ``refine_steps``) and log-variance."""
+        module = self.net_.module_
+        with torch.no_grad():
+            mu, logvar = module.encode(episodes)
+        if self.refine_steps and mu.shape[-1]:
+            mu = module.refine(episodes, float(self.dt_), mu, float(self.beta_p),
+                               float(self.beta_z), int(self.refine_steps))
+        return mu, logvar
+
     def _predict_trajectories(self, values, times, lead_times):
         B, T, n = values.shape
         steps = self._leads_on_grid(lead_times) if self.history_size > 1 else None
@@ -374,8 +396,8 @@ class VGBDM(TrajectoryForecaster):
             pick = steps
         gen = torch.Generator(device=ep.device).manual_seed(
             int(np.random.SeedSequence(self.net_.seed_ or 0).generate_state(1)[0]))
+        mu, logvar = self._posterior(ep[:, -int(self.len_episode):])
         with torch.no_grad():
-            mu, logvar = module.encode(ep[:, -int(self.len_episode):])
             eps = torch.randn((m,) + tuple(mu.shape), generator=gen, device=mu.device,
                               dtype=mu.dtype)
             p, z = module.split(mu + eps * torch.exp(0.5 * logvar))  # (m, rows, .)
@@ -408,9 +430,8 @@ class VGBDM(TrajectoryForecaster):
         if values.shape[1] < E:
             raise ValueError(f"infer_parameters needs at least len_episode={E} times, "
                              f"got {values.shape[1]}")
-        with torch.no_grad():
-            mu, _ = self.net_.module_.encode(self._tensor(values[:, -E:]))
-            p, _ = self.net_.module_.split(mu)
+        mu, _ = self._posterior(self._tensor(values[:, -E:]))
+        p, _ = self.net_.module_.split(mu)
         p = p.cpu().double().numpy()
         dims = (self.trajectory_dim,) if has_traj else ()
         out = xr.Dataset({name: (dims, p[:, j] if has_traj else p[0, j],

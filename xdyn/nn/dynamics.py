@@ -376,6 +376,62 @@ class GreyBoxFlowModule(nn.Module):
         corr_sq = (corr**2).mean() if corr is not None else pred.new_zeros(())
         return pred, target, kl_p, kl_z, corr_sq
 
+    # --- semi-amortized inference -----------------------------------------
+    def _episode_points(self, episode, dt):
+        """Path states, path velocities, times and histories inside episodes ``(B, E, n)``.
+
+        The training pairs' construction at every step ``k`` of the episode (with
+        a full history) and ``s`` in {0, 1/2}: the same interpolant, the same targets.
+        """
+        B, E, n = episode.shape
+        h, dev, dtype = self.history_size, episode.device, episode.dtype
+        steps = torch.arange(h - 1, E - 1, device=dev)
+        k = steps.repeat(2)
+        s = torch.cat([torch.zeros_like(steps), torch.ones_like(steps)]).to(dtype) / 2
+        time = torch.arange(E, device=dev, dtype=dtype) * dt
+        ts = time[k] + s * dt
+        if self.interpolant == "cubic" and E >= 4:
+            nodes = (k - 1).clamp(0, E - 4)[:, None] + torch.arange(4, device=dev)
+            w, dw = lagrange_weights(time[nodes], ts)                      # (K, 4)
+            states = episode[:, nodes]                                     # (B, K, 4, n)
+            xs = (w[..., None] * states).sum(-2)
+            target = (dw[..., None] * states).sum(-2)
+        else:
+            x0, x1 = episode[:, k], episode[:, k + 1]
+            xs = x0 + s[:, None] * (x1 - x0)
+            target = (x1 - x0) / dt
+        history = episode[:, k[:, None] + torch.arange(1 - h, 0, device=dev)]  # (B, K, h-1, n)
+        return ts.expand(B, -1), xs, target, history
+
+    def refine(self, episode, dt, latent, beta_p, beta_z, steps):
+        """MAP of the unconstrained ``(p, z)`` of each episode, from ``latent``.
+
+        L-BFGS on the training objective of one run with the latent as a point:
+        the flow-matching loss on the episode's own path plus the prior's
+        negative log density, ``beta_p |u_p|^2 / 2 + beta_z |u_z|^2 / 2``. The
+        encoder's mean is the start (semi-amortized inference, Kim et al. 2018).
+        The episodes' problems are independent; one L-BFGS runs on their sum.
+        """
+        ts, xs, target, history = self._episode_points(episode, dt)
+        K, P = xs.shape[1], self.p_dim
+        u = latent.detach().clone().requires_grad_(True)
+        opt = torch.optim.LBFGS([u], max_iter=int(steps), line_search_fn="strong_wolfe")
+
+        def closure():
+            p, z = self.split(u)
+            pred = self.field(ts, xs, history, p[:, None].expand(-1, K, -1),
+                              z[:, None].expand(-1, K, -1))
+            fm = (((pred - target) / self.v_scale) ** 2).mean((-2, -1))
+            prior = 0.5 * (beta_p * u[:, :P].pow(2).sum(-1) + beta_z * u[:, P:].pow(2).sum(-1))
+            loss = (fm + prior).sum()
+            # the gradient of the latent alone: the network's weights keep no .grad
+            u.grad = torch.autograd.grad(loss, u)[0]
+            return loss.detach()
+
+        with torch.enable_grad():
+            opt.step(closure)
+        return u.detach()
+
     # --- prediction -------------------------------------------------------
     def rollout(self, history, times, p, z):
         """Integrate from the last state of ``history`` (``(..., >= history_size, n)``).
