@@ -89,7 +89,7 @@ class GreyBoxSetup:
 # refine_steps: the forecasts and inferred parameters start from each episode's MAP,
 # not the encoder's guess (quick, seed 0, RMSE / CRPS / parameter error without -> with:
 # pendulum 0.034 / 0.021 / 0.044 -> 0.022 / 0.014 / 0.019; RLC 0.065 / 0.037 / 0.283 ->
-# 0.021 / 0.010 / 0.330; Lorenz 2.76 / 1.15 / 0.056 -> 2.78 / 1.13 / 0.042; not on
+# 0.022 / 0.011 / 0.329; Lorenz 2.76 / 1.15 / 0.056 -> 2.78 / 1.13 / 0.042; not on
 # reaction-diffusion: 0.022 / 0.012 / 0.053 -> 0.020 / 0.011 / 0.103; measured 2026-12-04)
 SETUPS = {
     "pendulum": GreyBoxSetup(

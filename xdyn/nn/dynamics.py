@@ -352,56 +352,51 @@ class GreyBoxFlowModule(nn.Module):
         # n_pairs consecutive pairs per trajectory, each with its history
         K = self.n_pairs
         k = torch.randint(h - 1, T - 1, (B, K), device=traj.device)
+        s = torch.rand(B, K, device=traj.device, dtype=traj.dtype)
+        ts, xs, target, history = self._paths(traj, time, k, s)
+        pred, corr = self.field(ts, xs, history, p[:, None].expand(B, K, self.p_dim),
+                                z[:, None].expand(B, K, self.z_dim), parts=True)
+        corr_sq = (corr**2).mean() if corr is not None else pred.new_zeros(())
+        return pred, target, kl_p, kl_z, corr_sq
+
+    # --- paths (training and refinement) and semi-amortized inference -----
+    def _paths(self, traj, time, k, s):
+        """The path between grid states ``k`` and ``k + 1`` at fraction ``s`` (both ``(B, K)``).
+
+        Returns the path's times ``(B, K)``, states and velocities ``(B, K, n)``
+        and the ``history_size - 1`` grid states before ``k`` ``(B, K, h - 1, n)``.
+        """
+        B, T, n = traj.shape
+        K = k.shape[1]
         take = lambda j: torch.gather(traj, 1, j[..., None].expand(B, K, n))  # noqa: E731
-        x0, x1 = take(k), take(k + 1)
         t0, t1 = torch.gather(time, 1, k), torch.gather(time, 1, k + 1)
-        s = torch.rand(B, K, 1, device=traj.device, dtype=traj.dtype)
-        ts = t0 + s[..., 0] * (t1 - t0)
-        if self.interpolant == "cubic":
+        ts = t0 + s * (t1 - t0)
+        if self.interpolant == "cubic" and T >= 4:
             # the four grid states around the step, shifted inward at a run's ends
-            first = (k - 1).clamp(0, T - 4)
-            nodes = [first + j for j in range(4)]
+            nodes = [(k - 1).clamp(0, T - 4) + j for j in range(4)]
             w, dw = lagrange_weights(
                 torch.stack([torch.gather(time, 1, j) for j in nodes], -1), ts)
             states = torch.stack([take(j) for j in nodes], -2)              # (B, K, 4, n)
             xs = (w.unsqueeze(-1) * states).sum(-2)
             target = (dw.unsqueeze(-1) * states).sum(-2)
         else:
-            xs = (1 - s) * x0 + s * x1
+            x0, x1 = take(k), take(k + 1)
+            xs = (1 - s[..., None]) * x0 + s[..., None] * x1
             target = (x1 - x0) / (t1 - t0)[..., None]
+        h = self.history_size
         history = torch.stack([take(k - j) for j in range(h - 1, 0, -1)], dim=-2) \
             if h > 1 else xs.new_zeros(B, K, 0, n)
-        pred, corr = self.field(ts, xs, history, p[:, None].expand(B, K, self.p_dim),
-                                z[:, None].expand(B, K, self.z_dim), parts=True)
-        corr_sq = (corr**2).mean() if corr is not None else pred.new_zeros(())
-        return pred, target, kl_p, kl_z, corr_sq
+        return ts, xs, target, history
 
-    # --- semi-amortized inference -----------------------------------------
     def _episode_points(self, episode, dt):
-        """Path states, path velocities, times and histories inside episodes ``(B, E, n)``.
-
-        The training pairs' construction at every step ``k`` of the episode (with
-        a full history) and ``s`` in {0, 1/2}: the same interpolant, the same targets.
-        """
-        B, E, n = episode.shape
-        h, dev, dtype = self.history_size, episode.device, episode.dtype
-        steps = torch.arange(h - 1, E - 1, device=dev)
-        k = steps.repeat(2)
-        s = torch.cat([torch.zeros_like(steps), torch.ones_like(steps)]).to(dtype) / 2
-        time = torch.arange(E, device=dev, dtype=dtype) * dt
-        ts = time[k] + s * dt
-        if self.interpolant == "cubic" and E >= 4:
-            nodes = (k - 1).clamp(0, E - 4)[:, None] + torch.arange(4, device=dev)
-            w, dw = lagrange_weights(time[nodes], ts)                      # (K, 4)
-            states = episode[:, nodes]                                     # (B, K, 4, n)
-            xs = (w[..., None] * states).sum(-2)
-            target = (dw[..., None] * states).sum(-2)
-        else:
-            x0, x1 = episode[:, k], episode[:, k + 1]
-            xs = x0 + s[:, None] * (x1 - x0)
-            target = (x1 - x0) / dt
-        history = episode[:, k[:, None] + torch.arange(1 - h, 0, device=dev)]  # (B, K, h-1, n)
-        return ts.expand(B, -1), xs, target, history
+        """:meth:`_paths` at every step of episodes ``(B, E, n)`` with a full history,
+        at ``s`` = 0 and 1/2: the training pairs' paths inside one episode."""
+        B, E, _ = episode.shape
+        steps = torch.arange(self.history_size - 1, E - 1, device=episode.device)
+        k = steps.repeat(2).expand(B, -1)
+        s = torch.cat([torch.zeros_like(steps), torch.ones_like(steps)]).to(episode.dtype) / 2
+        time = torch.arange(E, device=episode.device, dtype=episode.dtype) * dt
+        return self._paths(episode, time.expand(B, -1), k, s.expand(B, -1))
 
     def refine(self, episode, dt, latent, beta_p, beta_z, steps):
         """MAP of the unconstrained ``(p, z)`` of each episode, from ``latent``.
