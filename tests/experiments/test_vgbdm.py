@@ -65,19 +65,24 @@ def test_quick_vgbdm_beats_the_neural_ode_and_recovers_its_parameters(key, seed)
     # measured 2026-12-04 (refine_steps=100 but on reaction-diffusion), seeds 0-2: Lorenz
     # VGB-DM RMSE 2.78 / 2.81 / 3.86 against the neural ODE's 4.94 / 3.24 / 6.26, parameter
     # error 0.042 / 0.055 / 0.055; pendulum 0.022 / 0.034 / 0.026 against 0.123 / 0.090 /
-    # 0.098, parameter error 0.019 / 0.031 / 0.028; RLC 0.022 / 0.042 / 0.016 against
-    # 0.050 / 0.050 / 0.049; reaction-diffusion (2026-12-03) 0.022 / 0.081 / 0.055 against
+    # 0.098, parameter error 0.019 / 0.031 / 0.028; RLC 0.007 / 0.007 / 0.017 against
+    # 0.055 / 0.051 / 0.048; reaction-diffusion (2026-12-03) 0.022 / 0.081 / 0.055 against
     # 0.149 / 0.148 / 0.142, parameter error 0.053 / 0.081 / 0.047 (about 3.5 min a seed).
     # The chaotic Lorenz horizon moves single numbers by about +-1, so each seed asserts
-    # the ordering and the 10% target. RLC's LC error misses it at this size (0.329 /
-    # 0.265 / 0.265: an encoder learnt from 128 circuits; 0.069 at full size, seed 0)
+    # the ordering and the 10% target. RLC's LC error misses it on one seed of three at
+    # this size (0.077 / 0.060 / 0.131; 0.069 at full size, seed 0; 0.27-0.33 with 128
+    # circuits and no refinement): there each seed asserts 20%, the mean 10%
     setup = SETUPS[key].quick(**QUICK[key])
     res = _run_greybox(setup, f"{key.replace('_', '-')}-vgbdm", seed=seed).results
     score = {k: res[k].to_series() for k in ("rmse_mean", "crps_mean", "parameter_error")}
     for metric in ("rmse_mean", "crps_mean"):
         others = min(score[metric]["neural_ode"], score[metric]["physics"])
         assert score[metric]["vgbdm"] < others, score
-    if key == "rlc":
-        assert score["parameter_error"]["vgbdm"] < score["parameter_error"]["physics"], score
-    else:
-        assert score["parameter_error"]["vgbdm"] < 0.1, score
+    assert score["parameter_error"]["vgbdm"] < (0.2 if key == "rlc" else 0.1), score
+
+
+@pytest.mark.slow
+def test_quick_rlc_lc_error_within_ten_percent_over_three_seeds():
+    errors = [_run_greybox(SETUPS["rlc"].quick(**QUICK["rlc"]), "rlc-vgbdm", seed=seed)
+              .results.parameter_error.sel({"method": "vgbdm"}).item() for seed in (0, 1, 2)]
+    assert np.mean(errors) < 0.1, errors

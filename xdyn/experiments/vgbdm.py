@@ -117,7 +117,10 @@ SETUPS = {
 QUICK = {
     "pendulum": dict(n_train=128, n_test=32, n_times=60, len_episode=20, epochs=200,
                      node_epochs=15, batch_size=16),
-    "rlc": dict(n_train=128, n_test=32, n_times=100, len_episode=20, epochs=200,
+    # 512 circuits, not 128: the encoder's LC is a regression learnt from them (seeds 0-2, LC
+    # error 0.329 / 0.265 / 0.265 -> 0.077 / 0.060 / 0.131, RMSE 0.022 / 0.042 / 0.016 ->
+    # 0.007 / 0.007 / 0.017 against the neural ODE's 0.05; measured 2026-12-04)
+    "rlc": dict(n_train=512, n_test=32, n_times=100, len_episode=20, epochs=400,
                 node_epochs=10, batch_size=16),
     # the chord's O(dt) velocity error (0.014 of the tendency scale in mean square) and the
     # penalty's pull on the missing x (rho - z) term held the flow-matching loss at 0.0055:
