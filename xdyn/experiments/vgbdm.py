@@ -308,7 +308,7 @@ def _experiment(key, name, description, quick_wall_s):
 
 
 rlc_vgbdm = _experiment("rlc", "rlc-vgbdm",
-                        "VGB-DM vs neural ODE vs lossless LC physics on RLC circuits", 37)
+                        "VGB-DM vs neural ODE vs lossless LC physics on RLC circuits", 246)
 pendulum_vgbdm = _experiment("pendulum", "pendulum-vgbdm",
                              "VGB-DM vs neural ODE vs frictionless physics on damped pendulums", 31)
 reaction_diffusion_vgbdm = _experiment(
