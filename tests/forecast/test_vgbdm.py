@@ -235,6 +235,8 @@ def test_refinement_finds_the_parameter_an_undertrained_encoder_misses():
     assert np.isfinite(fc).all()
     with pytest.raises(ValueError, match="refine_steps"):
         VGBDM("pendulum", refine_steps=-1).fit(train)
+    with pytest.raises(ValueError, match="longer than history_size"):
+        model.net_.module_.refine(torch.zeros(2, 1, 2), 0.1, torch.zeros(2, 1), 0.1, 0.1, 5)
 
 
 @pytest.mark.parametrize("episode", ["random", "first"])

@@ -363,7 +363,7 @@ class GreyBoxFlowModule(nn.Module):
     def _paths(self, traj, time, k, s):
         """The path between grid states ``k`` and ``k + 1`` at fraction ``s`` (both ``(B, K)``).
 
-        Returns the path's times ``(B, K)``, states and velocities ``(B, K, n)``
+        The cubic where the runs have four states or more, else the chord. Returns the path's times ``(B, K)``, states and velocities ``(B, K, n)``
         and the ``history_size - 1`` grid states before ``k`` ``(B, K, h - 1, n)``.
         """
         B, T, n = traj.shape
@@ -409,6 +409,9 @@ class GreyBoxFlowModule(nn.Module):
         """
         ts, xs, target, history = self._episode_points(episode, dt)
         K, P = xs.shape[1], self.p_dim
+        if K == 0:
+            raise ValueError(f"refinement needs episodes longer than history_size="
+                             f"{self.history_size}, got {episode.shape[-2]} states")
         u = latent.detach().clone().requires_grad_(True)
         opt = torch.optim.LBFGS([u], max_iter=int(steps), line_search_fn="strong_wolfe")
 
