@@ -363,7 +363,8 @@ class GreyBoxFlowModule(nn.Module):
     def _paths(self, traj, time, k, s):
         """The path between grid states ``k`` and ``k + 1`` at fraction ``s`` (both ``(B, K)``).
 
-        The cubic where the runs have four states or more, else the chord. Returns the path's times ``(B, K)``, states and velocities ``(B, K, n)``
+        The cubic where the runs have four states or more, else the chord. Returns
+        the path's times ``(B, K)``, states and velocities ``(B, K, n)``
         and the ``history_size - 1`` grid states before ``k`` ``(B, K, h - 1, n)``.
         """
         B, T, n = traj.shape
