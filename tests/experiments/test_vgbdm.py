@@ -70,9 +70,9 @@ def _quick_results(key, seed):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("key", ["lorenz", "pendulum", "reaction_diffusion", "rlc"])
 def test_quick_vgbdm_beats_the_neural_ode_and_recovers_its_parameters(key, seed):
-    # measured 2026-12-04 (refine_steps=100 except on reaction-diffusion), seeds 0-2: Lorenz
-    # VGB-DM RMSE 2.78 / 2.81 / 3.86 against the neural ODE's 4.94 / 3.24 / 6.26, parameter
-    # error 0.042 / 0.055 / 0.055; pendulum 0.022 / 0.034 / 0.026 against 0.123 / 0.090 /
+    # measured 2026-12-04 (refine_steps=100 on pendulum and RLC), seeds 0-2: Lorenz
+    # VGB-DM RMSE 2.76 / 2.49 / 3.97 against the neural ODE's 4.94 / 3.24 / 6.26, parameter
+    # error 0.056 / 0.049 / 0.046; pendulum 0.022 / 0.034 / 0.026 against 0.123 / 0.090 /
     # 0.098, parameter error 0.019 / 0.031 / 0.028; RLC 0.007 / 0.007 / 0.017 against
     # 0.055 / 0.051 / 0.048; reaction-diffusion (2026-12-03) 0.022 / 0.081 / 0.055 against
     # 0.149 / 0.148 / 0.142, parameter error 0.053 / 0.081 / 0.047 (about 3.5 min a seed).
