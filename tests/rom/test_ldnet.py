@@ -93,3 +93,25 @@ def test_bad_input(data, fitted):
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         LDNet().transform(train)
+
+
+@pytest.mark.parametrize("kind", ["fourier", "residual"])
+@pytest.mark.parametrize("m", [3, 40])  # fewer and more drawn points than the 16 grid points
+def test_decoding_at_grid_points_equals_decoding_their_coordinates(kind, m):
+    import torch
+
+    from xdyn.nn.ldnet_modules import LDNetModule
+
+    torch.manual_seed(0)
+    net = LDNetModule(3, 1, 2, 2, coords=torch.rand(16, 2), reconstruction=kind, n_fourier=3,
+                      reconstruction_hidden=8, dynamics_hidden=8)
+    s = torch.randn(2, 5, 3, requires_grad=True)
+    idx = torch.randint(16, (2, 5, m))
+    fast = net.reconstruct_at(s, idx)
+    plain = net.reconstruct(s.unsqueeze(-2).expand(2, 5, m, 3), net.coords[idx])
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+    # and so are the gradients the training step takes
+    g_fast = torch.autograd.grad(fast.square().sum(), [s, net.reconstruction.inp.weight])
+    g_plain = torch.autograd.grad(plain.square().sum(), [s, net.reconstruction.inp.weight])
+    for a, b in zip(g_fast, g_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
