@@ -123,7 +123,7 @@ class LDEnSFSetup:
 
     @classmethod
     def quick(cls, case="kolmogorov"):
-        """CPU size: 32 x 32, 4 test trajectories of 30 kept steps; 16 (Kolmogorov), 64
+        """CPU size: 32 x 32, 4 test trajectories of 30 kept steps; 32 (Kolmogorov), 64
         (tsunami) or 48 (shallow water) training ones."""
         return cls.for_case(case, quick=True)
 
@@ -451,7 +451,7 @@ def _dynamics_time(system, start, setup, n_traj):
           "Kolmogorov flow with unknown Re ~ U(500, 1500), 10x10 noisy vorticity points, against "
           "full-space EnSF, LETKF and the free latent forecast",
           "Xiao, Si & Chen (2026), LD-EnSF, ICLR; Regazzoni et al. (2024), LDNets, Nat. Commun.",
-          quick_wall_s=397)
+          quick_wall_s=350)
 def kolmogorov_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.quick() if quick else LDEnSFSetup()
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
