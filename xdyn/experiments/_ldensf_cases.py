@@ -146,10 +146,10 @@ CASES = {
         # differ from the prior mean's (Re 1000) by under 2% of the field's RMS, so Re was
         # not worth estimating; over 30 of 0.2 by 5-27% (second half, measured 2026-12-04).
         # Those 6 time units are harder to learn: held-out LDNet error 0.0118 -> 0.194
-        # (16 trajectories x 600 epochs), 0.151 (32 x 300, same cost, kept), 0.127 (32 x
-        # 450), 0.111 (32 x 600, 604 s of training); 48 x 200: 0.212
+        # (16 trajectories x 600 epochs), 0.151 (32 x 300), 0.127 (32 x 450), 0.109 (32 x
+        # 600, kept: about 330 s of training, twice the 300 epochs' 167 s); 48 x 200: 0.212
         quick=dict(N=32, n_train=32, n_test=4, n_saved=30, dt=0.04, burn_in_steps=100,
-                   save_every=5, ldnet_epochs=300,
+                   save_every=5, ldnet_epochs=600,
                    ldnet_batch_size=1, n_fourier=10, n_points=128, hidden=64,
                    encoder_epochs=150, encoder_hidden=32, n_noise_draws=2)),
     # surface height at the stations (tide gauges / buoys)
