@@ -159,14 +159,17 @@ class FieldReconstruction(nn.Module):
         n_in = feats.shape[-1]
         w = self.inp.weight
         h = (feats @ w[:, :n_in].T)[idx] + (s @ w[:, n_in:].T + self.inp.bias).unsqueeze(-2)
-        return self.out(self.blocks(self.act(h)))
+        return self._after_first_layer(h)
 
     def forward(self, s, x):
         lead = torch.broadcast_shapes(s.shape[:-1], x.shape[:-1])
         feats = self.features(x)
         h = torch.cat([feats.expand(*lead, feats.shape[-1]), s.expand(*lead, s.shape[-1])], -1)
-        h = self.act(self.inp(h))
-        return self.out(self.blocks(h))
+        return self._after_first_layer(self.inp(h))
+
+    def _after_first_layer(self, h):
+        """The decoder from the first layer's affine output ``h`` on (both entry points)."""
+        return self.out(self.blocks(self.act(h)))
 
 
 class LDNetModule(nn.Module):
