@@ -71,6 +71,24 @@ def test_ldensf_beats_the_free_latent_forecast_over_seeds(setup):
     assert set(f.timing_) == {"dynamics", "analysis"}
 
 
+def test_joint_likelihood_beats_the_encoder_alone_over_seeds(setup):
+    # the sparse observations through the decoder as well as the encoder's output: the
+    # analysis moves towards the LDNet's own floor (the encoder is not exact)
+    f, _, _, test = setup
+    rms = float(np.sqrt((test["u"] ** 2).mean()))
+    err = {}
+    for likelihood in ("encoder", "joint"):
+        est = clone(f).set_params(integrator="semi-implicit", likelihood=likelihood)
+        est.__dict__.update({k: v for k, v in vars(f).items() if k.endswith("_")})
+        err[likelihood] = np.mean([
+            float(np.sqrt(((est.set_params(random_state=seed).predict(
+                observations(test, 10 + seed))["u"] - test["u"]) ** 2).mean())) / rms
+            for seed in range(3)])
+    floor = f.ldnet_.relative_rmse(test)
+    assert err["joint"] < 0.92 * err["encoder"], (err, floor)
+    assert err["joint"] > 0.8 * floor, (err, floor)     # not better than the decoder allows
+
+
 def test_clone_pickle_and_same_seed(setup):
     f, _, _, test = setup
     obs = observations(test, 3)
@@ -95,6 +113,14 @@ def test_bad_input(setup):
         bad = obs_train.copy(deep=True)
         bad["observation"][0, 0, 0] = np.nan
         f.predict(bad)
+    with pytest.raises(ValueError, match="semi-implicit"):
+        clone(f).set_params(likelihood="joint").fit(obs_train, train)
+    joint = pickle.loads(pickle.dumps(f)).set_params(likelihood="joint",
+                                                   integrator="semi-implicit")
+    with pytest.raises(ValueError, match="coordinate"):
+        joint.predict(obs_train.drop_vars("x"))
+    with pytest.raises(ValueError, match="not fields"):
+        joint.predict(obs_train.assign_coords(variable=("obs", ["w"] * obs_train.sizes["obs"])))
     with pytest.raises(TypeError, match="observation"):
         ObservationEncoder().fit(train, train)
     with pytest.raises(ValueError, match="cell"):

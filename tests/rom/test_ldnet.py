@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from sklearn.base import clone
 
@@ -63,6 +64,15 @@ def test_round_trip_keeps_coords_and_evaluates_anywhere(data, fitted):
     # the decoder evaluates between grid points (periodic Fourier features)
     fine = fitted.inverse_transform(z, grid={"x": np.arange(32) / 32})
     np.testing.assert_allclose(fine["u"].values[..., ::2], rec["u"].values, atol=1e-5)
+    # and at scattered points, differentiably (LD-EnSF's joint likelihood)
+    s = torch.as_tensor(z["latent_state"].values[:2, 5], dtype=torch.float32).requires_grad_(True)
+    at = fitted.decode_points(s, {"x": np.array([0.5, 0.125, 0.5])})
+    np.testing.assert_allclose(at[..., 0].detach().numpy(),
+                               rec["u"].values[:2, 5][:, [8, 2, 8]], atol=1e-5)
+    (grad,) = torch.autograd.grad(at.sum(), s)
+    assert grad.shape == s.shape and bool(grad.abs().sum() > 0)
+    with pytest.raises(ValueError, match="lack the coordinate"):
+        fitted.decode_points(s, {"y": np.zeros(3)})
 
 
 def test_clone_pickle_and_seed(data, fitted):
@@ -98,8 +108,6 @@ def test_bad_input(data, fitted):
 @pytest.mark.parametrize("kind", ["fourier", "residual"])
 @pytest.mark.parametrize("m", [3, 40])  # fewer and more drawn points than the 16 grid points
 def test_decoding_at_grid_points_equals_decoding_their_coordinates(kind, m):
-    import torch
-
     from xdyn.nn.ldnet_modules import LDNetModule
 
     torch.manual_seed(0)

@@ -252,10 +252,38 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
 
     def decode(self, latent, grid=None):
         """Torch: latents ``(..., n_latent)`` -> fields ``(..., n_points, n_fields)`` (physical units)."""
+        return self._decode_scaled(latent, self._scaled_coords(grid or self.grid_))
+
+    def decode_points(self, latent, points):
+        """Torch: latents ``(..., n_latent)`` -> fields at scattered points ``(..., P, n_fields)``.
+
+        Differentiable in ``latent`` (LD-EnSF's likelihood of the sparse
+        observations goes through it).
+
+        Parameters
+        ----------
+        latent : torch.Tensor of shape (..., n_latent)
+        points : dict
+            One 1-D array of ``P`` coordinate values per spatial dim (e.g. the
+            ``x`` and ``y`` coordinates of the observations), not a grid.
+        """
+        check_is_fitted(self, "net_")
+        missing = [d for d in self.spatial_dims_ if d not in points]
+        if missing:
+            raise ValueError(f"points lack the coordinate(s) {missing} of the spatial dims "
+                             f"{self.spatial_dims_}")
+        axes = [(np.asarray(points[d], float).ravel() - self._coord_scale[d][0])
+                / self._coord_scale[d][1] for d in self.spatial_dims_]
+        if len({a.size for a in axes}) > 1:
+            raise ValueError("points need one value per point in every spatial dim; got sizes "
+                             f"{[a.size for a in axes]}")
+        return self._decode_scaled(latent, np.stack(axes, -1).astype(np.float32))
+
+    def _decode_scaled(self, latent, coords):
+        """``decode`` at scaled coordinates ``coords`` (P, n_coords)."""
         module = self.module_
         p = next(module.parameters())
-        coords = torch.as_tensor(self._scaled_coords(grid or self.grid_), dtype=p.dtype,
-                                 device=p.device)
+        coords = torch.as_tensor(coords, dtype=p.dtype, device=p.device)
         lead = latent.shape[:-1]
         flat = latent.to(p).reshape(-1, 1, latent.shape[-1])
         # the decoder's activations are (latents x points x hidden): decode a bounded
