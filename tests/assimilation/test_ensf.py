@@ -172,6 +172,28 @@ def test_closed_form_for_a_linear_operator_has_the_law_of_the_steps(integrator, 
     assert xa.shape == (2, 2000, 5) and bool(torch.isfinite(xa).all())
 
 
+@pytest.mark.parametrize("linear", [True, False])
+@pytest.mark.parametrize("integrator", ["explicit", "semi-implicit"])
+def test_noise_per_batch_entry_is_that_entry_s(linear, integrator):
+    # noise_std (batch, n_obs), as LD-EnSF's joint likelihood passes it: entry b's analysis
+    # is the one with noise_std[b] for all entries (same draws), in closed form and by steps
+    g = torch.Generator().manual_seed(3)
+    x0 = torch.randn(2, 50, 4, generator=g, dtype=D)
+    y = torch.randn(2, 3, generator=g, dtype=D)
+    std = torch.tensor([[0.2, 1.0, math.inf], [2.0, 0.5, 0.3]], dtype=D)
+
+    def h(x):
+        return x[..., :3] if linear else torch.tanh(x[..., :3])
+
+    kw = dict(n_pseudo_steps=20, integrator=integrator, linear=linear)
+    both = ensf_analysis(x0, y, h, std, generator=torch.Generator().manual_seed(0), **kw)
+    for b in range(2):
+        one = ensf_analysis(x0, y, h, std[b], generator=torch.Generator().manual_seed(0), **kw)
+        torch.testing.assert_close(both[b], one[b])
+    assert not torch.allclose(both[0], ensf_analysis(
+        x0, y, h, std[1], generator=torch.Generator().manual_seed(0), **kw)[0])
+
+
 @pytest.mark.parametrize("noise_var", [0.5, 1e-2])
 def test_semi_implicit_and_explicit_steps_share_their_limit(noise_var):
     # the implicit treatment changes the step, not the SDE: at 3200 pseudo-steps the
