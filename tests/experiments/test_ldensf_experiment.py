@@ -178,9 +178,10 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     res = result.results
     assert list(res["parameter"].values) == params
     assert list(res["variable"].values) == ["u", "v", "eta"]
-    assert np.isfinite(res.field_rel_rmse.sel(assimilator=["LD-EnSF", "free latent forecast"])
-                       .isel(time=slice(1, None))).all()
-    assert np.isfinite(res.parameter_rel_error.sel(assimilator="LD-EnSF")).all()
+    ours = ["LD-EnSF", "LD-EnSF joint", "free latent forecast"]
+    assert np.isfinite(res.field_rel_rmse.sel(assimilator=ours).isel(time=slice(1, None))).all()
+    assert np.isfinite(res.parameter_rel_error.sel(assimilator=["LD-EnSF", "LD-EnSF joint"])
+                       ).all()
     assert (res.parameter_rel_spread > 0).all()
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
@@ -200,7 +201,7 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     r = res.robust_field_rel_rmse
     assert list(r.setting_axis.values) == ["default", "noise_level", "noise_level",
                                            "obs_interval", "stride_factor", "n_members"]
-    assert np.isfinite(r.sel(assimilator=["LD-EnSF", "free latent forecast"])).all()
+    assert np.isfinite(r.sel(assimilator=ours)).all()
     full = r.sel(assimilator=["EnSF", "LETKF"]).isel(setting=slice(1, None))
     assert bool(full.isnull().all()) == (case == "shallow-water")
     np.testing.assert_allclose(r.isel(setting=0), res.field_rel_rmse.isel(

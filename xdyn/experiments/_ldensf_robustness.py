@@ -69,11 +69,11 @@ def robustness_lines(res):
     methods = [str(m) for m in r["assimilator"].values]
     lines = ["robustness (field rel RMSE, mean over the analysis times; LD-EnSF parameter "
              "error at the last time):",
-             f"{'setting':<24}" + "".join(f"{m[:12]:>13}" for m in methods) + "  parameters"]
+             f"{'setting':<24}" + "".join(f"{m[:13]:>14}" for m in methods) + "  parameters"]
     for s in r["setting"].values:
         row = r.sel(setting=s)
         pe = res.robust_parameter_rel_error.sel(setting=s)
-        lines.append(f"{str(s):<24}" + "".join(f"{float(row.sel(assimilator=m)):>13.3f}"
+        lines.append(f"{str(s):<24}" + "".join(f"{float(row.sel(assimilator=m)):>14.3f}"
                                                 for m in methods)
                      + "  " + ", ".join(f"{float(v):.3f}" for v in pe.values))
     return lines
