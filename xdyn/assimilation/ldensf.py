@@ -287,6 +287,9 @@ class LDEnSF(BaseEstimator):
             n_traj, M, n_lat, generator=gen, dtype=dt_).to(dev)
         u = (2 * torch.rand(n_traj, M, self.ldnet_.n_params_, generator=gen, dtype=dt_) - 1).to(dev)
         z = torch.cat([s, u], -1)
+        sampler = dict(n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
+                       score=self.score, guidance=self.guidance, integrator=self.integrator,
+                       generator=gen)
         # the zero latent state sits one saved step before the first training state
         step, t_dyn, t_ana, members = -1, 0.0, 0.0, []
         with torch.no_grad():
@@ -299,9 +302,6 @@ class LDEnSF(BaseEstimator):
                 t_dyn += time.perf_counter() - tic
                 tic = time.perf_counter()
                 y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
-                sampler = dict(n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
-                               score=self.score, guidance=self.guidance,
-                               integrator=self.integrator, generator=gen)
                 if points is None:
                     za = ensf_analysis((z - mean) / std, y, None, noise, **sampler)
                 else:
@@ -364,19 +364,20 @@ class LDEnSF(BaseEstimator):
         n_lat = int(self.ldnet_.n_latent)
         idx = torch.as_tensor(field, device=mean.device)
 
-        def decoded(z):                                             # (d,) -> (p,)
-            f = self.ldnet_.decode_points((z * std + mean)[..., :n_lat], coords)
-            return f.gather(-1, idx.unsqueeze(-1))[..., 0]
+        def decoded(s_std):                          # standardised latent (L,) -> (p,), twice
+            f = self.ldnet_.decode_points(s_std * std[:n_lat] + mean[:n_lat], coords)
+            f = f.gather(-1, idx.unsqueeze(-1))[..., 0]
+            return f, f
 
         as_t = dict(dtype=mean.dtype, device=mean.device)
         y = torch.cat([y_latent, torch.as_tensor(values[:, k], **as_t)], -1)
         r = torch.cat([noise.expand(y_latent.shape), torch.as_tensor(noise_std[:, k], **as_t)], -1)
         lin = x0.mean(-2)                                           # (n, d)
         for _ in range(int(self.joint_iterations)):
-            with torch.enable_grad():
-                J = torch.func.vmap(torch.func.jacfwd(decoded))(lin)   # (n, p, d)
-                h0 = torch.func.vmap(decoded)(lin)                     # (n, p)
-            J, h0 = J.detach(), h0.detach()
+            # forward mode over the latent entries only (the parameters are not decoded)
+            J, h0 = torch.func.vmap(torch.func.jacfwd(decoded, has_aux=True))(lin[..., :n_lat])
+            J = torch.cat([J, J.new_zeros(J.shape[:-1] + (lin.shape[-1] - n_lat,))], -1)
+            J, h0 = J.detach(), h0.detach()                         # (n, p, d), (n, p)
             c = lin.unsqueeze(-2)
 
             def h(x, J=J, h0=h0, c=c):

@@ -313,7 +313,8 @@ def _run(setup, seed, device, progress):
         p_spread[j] = spread[j].mean(0) / (np.abs(true[j]) if exact else np.abs(true[j]).mean()
                                            ).mean()
         # the prior mean's error, as the Kolmogorov case has always reported it
-        p_err[METHODS.index("free latent forecast"), j] = np.abs(case.prior_mean[p] - true[j]).mean() / np.abs(true[j]).mean()
+        p_err[METHODS.index("free latent forecast"), j] = (
+            np.abs(case.prior_mean[p] - true[j]).mean() / np.abs(true[j]).mean())
     res = results_dataset(test.sel(time=times), rel, by_var, lat_err, p_err, p_spread, true,
                           est, spread, np.array([walls[m] for m in METHODS]), params, fields)
     res["ldnet_test_rel_rmse"] = ((), ldnet.relative_rmse(test), {
