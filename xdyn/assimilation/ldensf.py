@@ -131,6 +131,13 @@ class LDEnSF(BaseEstimator):
     >>> out = f.predict(obs)
     >>> dict(out["vorticity"].sizes), dict(out["Re"].sizes)
     ({'trajectory': 4, 'time': 4, 'y': 16, 'x': 16}, {'trajectory': 4, 'time': 4})
+
+    Conditioning on the observations through the decoder as well (the same
+    fitted networks):
+
+    >>> joint = f.set_params(likelihood="joint", integrator="semi-implicit").predict(obs)
+    >>> dict(joint["vorticity"].sizes) == dict(out["vorticity"].sizes)
+    True
     """
 
     _parameter_constraints = {

@@ -266,6 +266,16 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         points : dict
             One 1-D array of ``P`` coordinate values per spatial dim (e.g. the
             ``x`` and ``y`` coordinates of the observations), not a grid.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+        >>> truth = kolmogorov_ldensf(n_trajectories=2, N=16, n_saved=3, burn_in_steps=2)
+        >>> ld = LDNet(n_latent=3, n_points=8, max_epochs=1, device="cpu").fit(truth)
+        >>> at = {"y": np.array([0.0, 1.0]), "x": np.array([0.5, 2.0])}   # two points
+        >>> ld.decode_points(torch.zeros(5, 3), at).shape
+        torch.Size([5, 2, 1])
         """
         check_is_fitted(self, "net_")
         missing = [d for d in self.spatial_dims_ if d not in points]
