@@ -2,6 +2,7 @@
 LD-EnSF beats the free latent forecast and recovers the parameter on a tiny
 case over several seeds, clone/pickle, bad input."""
 
+import copy
 import pickle
 import sys
 from pathlib import Path
@@ -87,6 +88,21 @@ def test_joint_likelihood_beats_the_encoder_alone_over_seeds(setup):
     floor = f.ldnet_.relative_rmse(test)
     assert err["joint"] < 0.92 * err["encoder"], (err, floor)
     assert err["joint"] > 0.8 * floor, (err, floor)     # not better than the decoder allows
+
+
+def test_refined_parameters_use_the_whole_history_over_seeds(setup):
+    # the Laplace posterior of a given every observation so far, through the LDNet rollout:
+    # measured mean error 0.32 -> 0.059 at the last time, spread 0.44 -> 0.037
+    f, _, _, test = setup
+    err, spread = {}, {}
+    for refine in (False, True):
+        est = copy.copy(f).set_params(refine_parameters=refine)
+        outs = [est.set_params(random_state=seed).predict(observations(test, 10 + seed))
+                .isel(time=-1) for seed in range(3)]
+        err[refine] = np.mean([float(np.abs(o["a"] - test["a"]).mean()) for o in outs])
+        spread[refine] = np.mean([float(o["a_spread"].mean()) for o in outs])
+    assert err[True] < 0.4 * err[False], err
+    assert spread[True] < spread[False] and err[True] < 3 * spread[True], (err, spread)
 
 
 def test_clone_pickle_and_same_seed(setup):

@@ -41,6 +41,8 @@ from xdyn.assimilation.observation_encoder import ObservationEncoder
 
 __all__ = ["LDEnSF"]
 
+_REFINE_ITERATIONS = 3  # Gauss-Newton steps of refine_parameters (converged in 2 on the tsunami)
+
 
 class LDEnSF(BaseEstimator):
     """Ensemble score filter on the latent state and parameters of an LDNet.
@@ -91,6 +93,17 @@ class LDEnSF(BaseEstimator):
         the tsunami (0.188) and 40x slower; 1, 2, 3, 5 linearisations gave
         0.100, 0.080, 0.069, 0.064 (the first times, far from the truth, need
         them).
+    refine_parameters : bool, default=False
+        After each analysis, redraw the parameter members from the Laplace
+        approximation of their posterior given every observation so far,
+        through the LDNet rollout from the zero latent state and the decoder
+        at the observed points, the analysis members' parameter mean and
+        variance as the prior (Gauss-Newton from that mean). Not in the
+        original; needs the observations' coordinates as ``likelihood="joint"``
+        does. On the quick tsunami the bump location's error at the last time
+        falls from 4.8% (the encoder's) to 0.25%, the optimum of a grid search
+        through the same LDNet. Each analysis rolls the LDNet out over the
+        whole history: the cost grows with the number of analyses so far.
     initial_spread : float, default=0.05
         Std (in standardised latent units) of the initial latent members
         around the zero latent start; parameters start from their uniform
@@ -152,6 +165,7 @@ class LDEnSF(BaseEstimator):
         "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
         "likelihood": [StrOptions({"encoder", "joint"})],
         "joint_iterations": [Interval(Integral, 1, None, closed="left")],
+        "refine_parameters": ["boolean"],
         "initial_spread": [Interval(Real, 0, None, closed="left")],
         "prefit_ldnet": ["boolean"],
         "sample_dim": [str],
@@ -160,7 +174,8 @@ class LDEnSF(BaseEstimator):
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
                  score="kernel", guidance="damped", integrator="explicit", obs_noise_scale=1.0,
-                 likelihood="encoder", joint_iterations=5, initial_spread=0.05,
+                 likelihood="encoder", joint_iterations=5, refine_parameters=False,
+                 initial_spread=0.05,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
@@ -173,6 +188,7 @@ class LDEnSF(BaseEstimator):
         self.obs_noise_scale = obs_noise_scale
         self.likelihood = likelihood
         self.joint_iterations = joint_iterations
+        self.refine_parameters = refine_parameters
         self.initial_spread = initial_spread
         self.prefit_ldnet = prefit_ldnet
         self.sample_dim = sample_dim
@@ -268,7 +284,8 @@ class LDEnSF(BaseEstimator):
         check_is_fitted(self, "encoder_")
         z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
         self._check_likelihood()
-        points = self._observed_points(obs) if self.likelihood == "joint" else None
+        joint = self.likelihood == "joint"
+        points = self._observed_points(obs) if joint or self.refine_parameters else None
         times = np.asarray(obs["time"].values, dtype=float)
         steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
         if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
@@ -309,7 +326,7 @@ class LDEnSF(BaseEstimator):
                 t_dyn += time.perf_counter() - tic
                 tic = time.perf_counter()
                 y = torch.as_tensor(z_obs[:, k], dtype=dt_, device=dev)
-                if points is None:
+                if not joint:
                     za = ensf_analysis((z - mean) / std, y, None, noise, **sampler)
                 else:
                     za = self._joint_analysis(points, k, (z - mean) / std, y, noise, mean, std,
@@ -317,6 +334,8 @@ class LDEnSF(BaseEstimator):
                 z = za * std + mean
                 # keep parameters inside the range the LDNet was trained on
                 z = torch.cat([z[..., :n_lat], z[..., n_lat:].clamp(-1.0, 1.0)], -1)
+                if self.refine_parameters:
+                    z = self._refine_parameters(z, points, steps[:k + 1], gen)
                 t_ana += time.perf_counter() - tic
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
@@ -393,6 +412,47 @@ class LDEnSF(BaseEstimator):
             za = ensf_analysis(x0, y, h, r, linear=True, **sampler)
             lin = za.mean(-2)
         return za
+
+    def _refine_parameters(self, z, points, steps, gen):
+        """Redraw the parameter members from their posterior given every observation so far.
+
+        The Laplace approximation of ``p(u | y_0..y_k)``: the observations at
+        ``steps`` through the LDNet rollout of ``u`` from the zero latent state
+        and the decoder at the observed points, with the analysis members'
+        parameter mean and variance as the Gaussian prior. Its mode by
+        ``_REFINE_ITERATIONS`` Gauss-Newton steps from the prior mean (forward
+        mode over the few parameters), its covariance the inverse Gauss-Newton
+        Hessian there.
+        """
+        coords, field, values, noise_std = points
+        ld, n_lat = self.ldnet_, int(self.ldnet_.n_latent)
+        module = ld.module_
+        k, n_roll = len(steps), int(steps[-1]) + 1
+        as_t = dict(dtype=z.dtype, device=z.device)
+        y = torch.as_tensor(values[:, :k], **as_t)                       # (n, k, p)
+        w = torch.as_tensor(1.0 / noise_std[:, :k], **as_t)              # 0 where missing
+        rows = torch.as_tensor(np.asarray(steps), device=z.device)
+        idx = torch.as_tensor(field, device=z.device).expand(k, -1).unsqueeze(-1)
+
+        def residual(u, y, w):                                          # (P,) -> (k * p,), twice
+            s = module.rollout(u[None], n_roll)[0].index_select(0, rows)
+            r = ((y - ld.decode_points(s, coords).gather(-1, idx)[..., 0]) * w).reshape(-1)
+            return r, r
+
+        u_members = z[..., n_lat:]
+        prior = u_members.mean(-2)                                      # (n, P)
+        precision = torch.diag_embed(1.0 / (u_members.var(-2) + 1e-8))
+        u = prior
+        for _ in range(_REFINE_ITERATIONS):
+            J, r = torch.func.vmap(torch.func.jacfwd(residual, has_aux=True))(u, y, w)
+            hess = J.transpose(-1, -2) @ J + precision                   # r = y - f: dr/du = -J_f
+            grad = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) \
+                + (precision @ (u - prior).unsqueeze(-1)).squeeze(-1)
+            u = (u - torch.linalg.solve(hess, grad)).clamp(-1.0, 1.0).detach()
+        chol = torch.linalg.cholesky(torch.linalg.inv(hess.detach()))
+        xi = torch.randn(u_members.shape, generator=gen, dtype=z.dtype).to(z.device)
+        drawn = (u.unsqueeze(-2) + xi @ chol.transpose(-1, -2)).clamp(-1.0, 1.0)
+        return torch.cat([z[..., :n_lat], drawn], -1)
 
     def _output(self, z, obs, return_members):
         """Dataset from members ``z`` (n_traj, T, M, L+P)."""

@@ -10,7 +10,8 @@ from xdyn.experiments.catalogue import summary_rows
 __all__ = ["METHODS", "results_dataset", "summary", "table"]
 
 # "LD-EnSF joint": the same fitted LD-EnSF with likelihood="joint" (the sparse observations
-# through the decoder as well as the encoder's output; not in the original)
+# through the decoder as well as the encoder's output) and refine_parameters=True (the
+# parameters from the whole observation history through the LDNet); not in the original
 METHODS = ("LD-EnSF", "LD-EnSF joint", "EnSF", "LETKF", "free latent forecast")
 
 

@@ -32,9 +32,11 @@ shared start with a small spread where there is one (Kolmogorov, shallow
 water; LD-EnSF starts from the zero latent state), from bumps released at
 locations drawn from the prior for the tsunami, whose start is the unknown.
 Beside the original's LD-EnSF, the same fitted filter with
-``likelihood="joint"`` ("LD-EnSF joint", not in the original): it conditions
-on the sparse observations through the decoder as well as on the encoder's
-output (see :class:`~xdyn.assimilation.LDEnSF`).
+``likelihood="joint"`` and ``refine_parameters=True`` ("LD-EnSF joint", not in
+the original): it conditions on the sparse observations through the decoder
+as well as on the encoder's output, and draws the parameters from their
+posterior given the whole observation history through the LDNet rollout (see
+:class:`~xdyn.assimilation.LDEnSF`).
 
 Trajectories are split by trajectory into training (LDNet, then the encoder
 on noisy observations of the same trajectories) and test. Scores on the test
@@ -400,9 +402,9 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
 
 
 def joint_variant(filt):
-    """The fitted LD-EnSF ``filt`` with ``likelihood="joint"`` (a shallow copy: the fitted
-    LDNet and encoder shared, ``filt`` itself unchanged)."""
-    return copy.copy(filt).set_params(likelihood="joint")
+    """The fitted LD-EnSF ``filt`` with ``likelihood="joint"`` and ``refine_parameters`` (a
+    shallow copy: the fitted LDNet and encoder shared, ``filt`` itself unchanged)."""
+    return copy.copy(filt).set_params(likelihood="joint", refine_parameters=True)
 
 
 def full_space_filters(setup, test, obs, seed, fields):
