@@ -67,13 +67,16 @@ def _prior_score(x, x0, alpha, sigma2, score):
     return -(x - alpha * (w @ x0)) / sigma2
 
 
+def _over_members(noise_std):
+    """``noise_std`` ``(..., n_obs)`` (no member dim) as ``(..., 1, n_obs)``; a scalar as is."""
+    return noise_std.unsqueeze(-2) if noise_std.dim() else noise_std
+
+
 def _likelihood_score(x, y, h, noise_std):
     """Gradient of ``log N(y; h(x), diag(noise_std^2))`` with respect to ``x``."""
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
-        # y and noise_std have no member dim: (..., n_obs) -> (..., 1, n_obs)
-        sd = noise_std.unsqueeze(-2) if noise_std.dim() else noise_std
-        r = (y.unsqueeze(-2) - h(xg)) / sd
+        r = (y.unsqueeze(-2) - h(xg)) / _over_members(noise_std)
         logp = -0.5 * (r * r).sum()
         # each member's log-likelihood depends on its own state only, so the
         # gradient of the sum is the per-member score
@@ -135,7 +138,7 @@ def _kernel_linear_analysis(x0, y, h, noise_std, K, eps, integrator, normal):
     support, Vh, s2, Gs = _likelihood_curvature(x0, h, noise_std)
     with torch.no_grad():
         b0 = 0.0 if h is None else h(torch.zeros_like(x0[..., :1, :]))    # (..., 1, p)
-        sd = noise_std.unsqueeze(-2) if noise_std.dim() else noise_std   # no member dim
+        sd = _over_members(noise_std)
         finite = torch.isfinite(sd)
         w = torch.where(finite, 1.0 / sd, 0.0)
         resid = torch.where(finite, y.unsqueeze(-2) - b0, 0.0) * w        # (..., 1, p)

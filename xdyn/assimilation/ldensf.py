@@ -342,7 +342,7 @@ class LDEnSF(BaseEstimator):
         return self._output(torch.stack(members, 1), obs, return_members)
 
     def _observed_points(self, obs):
-        """Where, what and how noisy each sparse observation is, for the joint likelihood.
+        """Where, what and how noisy each sparse observation is (joint likelihood, refinement).
 
         Returns ``(coords, field, y, noise_std)``: the observations' spatial
         coordinates per spatial dim, the LDNet field index of each, and the
@@ -351,13 +351,14 @@ class LDEnSF(BaseEstimator):
         """
         ld = self.ldnet_
         if "observation" not in obs or "noise_std" not in obs:
-            raise ValueError("likelihood='joint' needs 'observation' and 'noise_std' in obs")
+            raise ValueError("likelihood='joint' and refine_parameters need 'observation' and "
+                             "'noise_std' in obs")
         y = obs["observation"].transpose(self.sample_dim, "time", ...)
         dim = y.dims[-1]
         lacking = [d for d in ld.spatial_dims_ if d not in obs.coords or obs[d].dims != (dim,)]
         if lacking:
-            raise ValueError(f"likelihood='joint' needs the observations' coordinate(s) "
-                             f"{lacking} along {dim!r} (where each observation is)")
+            raise ValueError(f"likelihood='joint' and refine_parameters need the observations' "
+                             f"coordinate(s) {lacking} along {dim!r} (where each observation is)")
         if "variable" in obs.coords:
             names = np.asarray(obs["variable"].values).astype(str)
             unknown = sorted(set(names) - set(ld.variables_))
@@ -377,6 +378,14 @@ class LDEnSF(BaseEstimator):
         return (coords, field, np.where(missing, 0.0, values),
                 np.where(missing, np.inf, noise_std))
 
+    def _decoded_observations(self, latent, points):
+        """The observed values decoded from latents ``(..., L)``: ``(..., p)``, each
+        observation's field at its point (``points`` from :meth:`_observed_points`)."""
+        coords, field = points[:2]
+        f = self.ldnet_.decode_points(latent, coords)                    # (..., p, F)
+        idx = torch.as_tensor(field, device=f.device).expand(f.shape[:-1])
+        return f.gather(-1, idx.unsqueeze(-1))[..., 0]
+
     def _joint_analysis(self, points, k, x0, y_latent, noise, mean, std, sampler):
         """The analysis of ``likelihood="joint"`` at time ``k`` from standardised members ``x0``.
 
@@ -386,13 +395,11 @@ class LDEnSF(BaseEstimator):
         the analysis mean, ``joint_iterations`` times in all (Gauss-Newton, as
         in an iterated extended Kalman filter).
         """
-        coords, field, values, noise_std = points
+        values, noise_std = points[2:]
         n_lat = int(self.ldnet_.n_latent)
-        idx = torch.as_tensor(field, device=mean.device)
 
         def decoded(s_std):                          # standardised latent (L,) -> (p,), twice
-            f = self.ldnet_.decode_points(s_std * std[:n_lat] + mean[:n_lat], coords)
-            f = f.gather(-1, idx.unsqueeze(-1))[..., 0]
+            f = self._decoded_observations(s_std * std[:n_lat] + mean[:n_lat], points)
             return f, f
 
         as_t = dict(dtype=mean.dtype, device=mean.device)
@@ -424,19 +431,18 @@ class LDEnSF(BaseEstimator):
         mode over the few parameters), its covariance the inverse Gauss-Newton
         Hessian there.
         """
-        coords, field, values, noise_std = points
-        ld, n_lat = self.ldnet_, int(self.ldnet_.n_latent)
-        module = ld.module_
+        values, noise_std = points[2:]
+        n_lat = int(self.ldnet_.n_latent)
+        module = self.ldnet_.module_
         k, n_roll = len(steps), int(steps[-1]) + 1
         as_t = dict(dtype=z.dtype, device=z.device)
         y = torch.as_tensor(values[:, :k], **as_t)                       # (n, k, p)
         w = torch.as_tensor(1.0 / noise_std[:, :k], **as_t)              # 0 where missing
         rows = torch.as_tensor(np.asarray(steps), device=z.device)
-        idx = torch.as_tensor(field, device=z.device).expand(k, -1).unsqueeze(-1)
 
         def residual(u, y, w):                                          # (P,) -> (k * p,), twice
             s = module.rollout(u[None], n_roll)[0].index_select(0, rows)
-            r = ((y - ld.decode_points(s, coords).gather(-1, idx)[..., 0]) * w).reshape(-1)
+            r = ((y - self._decoded_observations(s, points)) * w).reshape(-1)
             return r, r
 
         u_members = z[..., n_lat:]

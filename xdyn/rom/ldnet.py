@@ -238,9 +238,12 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         span = np.where(self.param_high_ > self.param_low_, self.param_high_ - self.param_low_, 1)
         return (scaled + 1) / 2 * span + self.param_low_
 
+    def _scaled_axis(self, values, d):
+        """Coordinate values along spatial dim ``d`` in the decoder's units (``[0, 1)``)."""
+        return (np.asarray(values, float) - self._coord_scale[d][0]) / self._coord_scale[d][1]
+
     def _scaled_coords(self, grid):
-        axes = [(np.asarray(grid[d], float) - self._coord_scale[d][0]) / self._coord_scale[d][1]
-                for d in self.spatial_dims_]
+        axes = [self._scaled_axis(grid[d], d) for d in self.spatial_dims_]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], -1).astype(np.float32)
 
@@ -282,8 +285,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         if missing:
             raise ValueError(f"points lack the coordinate(s) {missing} of the spatial dims "
                              f"{self.spatial_dims_}")
-        axes = [(np.asarray(points[d], float).ravel() - self._coord_scale[d][0])
-                / self._coord_scale[d][1] for d in self.spatial_dims_]
+        axes = [self._scaled_axis(points[d], d).ravel() for d in self.spatial_dims_]
         if len({a.size for a in axes}) > 1:
             raise ValueError("points need one value per point in every spatial dim; got sizes "
                              f"{[a.size for a in axes]}")
