@@ -472,7 +472,7 @@ def _dynamics_time(system, start, setup, n_traj):
           "Kolmogorov flow with unknown Re ~ U(500, 1500), 10x10 noisy vorticity points, against "
           "full-space EnSF, LETKF and the free latent forecast",
           "Xiao, Si & Chen (2026), LD-EnSF, ICLR; Regazzoni et al. (2024), LDNets, Nat. Commun.",
-          quick_wall_s=415)
+          quick_wall_s=438)
 def kolmogorov_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.quick() if quick else LDEnSFSetup()
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
@@ -483,7 +483,7 @@ def kolmogorov_ldensf_experiment(quick=False, seed=0, device="cpu", progress=Tru
           "depth 100 m) whose bump location ~ U(0, 0.5)^2 is unknown, 10x10 noisy surface-height "
           "stations, against full-space EnSF, LETKF and the free latent forecast",
           "Xiao, Si & Chen (2026), LD-EnSF, ICLR",
-          quick_wall_s=369)
+          quick_wall_s=390)
 def tsunami_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.for_case("tsunami", quick=quick)
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
@@ -495,7 +495,7 @@ def tsunami_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
           "depth and width sigma ~ U(1, 4), 10x10 noisy wind stations, against full-space EnSF, "
           "LETKF and the free latent forecast",
           "Xiao, Si & Chen (2026), LD-EnSF, ICLR",
-          quick_wall_s=251)
+          quick_wall_s=277)
 def shallow_water_ldensf_experiment(quick=False, seed=0, device="cpu", progress=True):
     setup = LDEnSFSetup.for_case("shallow-water", quick=quick)
     return ldensf_experiment(setup, seed=seed, device=device, progress=progress)
