@@ -275,6 +275,21 @@ def test_correction_reads_only_its_inputs_and_unknown_names_are_refused():
         VGBDM("pendulum", correction_inputs=["speed"], len_episode=5, max_epochs=1).fit(ds)
 
 
+def test_correction_adds_only_to_its_outputs_and_unknown_names_are_refused():
+    ds = _pendulum(8, 0, omega0=(1.0, 2.0), damping=(0.1, 0.5), t_span=2.0)
+    model = VGBDM("pendulum", correction_outputs=["omega"], z_dim=1, len_episode=5, hidden=8,
+                  encoder_hidden=8, max_epochs=1, random_state=0).fit(ds)
+    module = model.net_.module_
+    x, p, z = torch.randn(4, 2), torch.full((4, 1), 1.5), torch.randn(4, 1)
+    field, corr = module.field(0.0, x, x.new_zeros(4, 0, 2), p, z, parts=True)
+    physics = module.physics.rhs(0.0, x, p)
+    assert torch.equal(field[:, 0], physics[:, 0])  # theta' = omega: the physics alone
+    assert (corr[:, 1] != 0).all() and torch.allclose(
+        field[:, 1], physics[:, 1] + module.v_scale[1] * corr[:, 1])
+    with pytest.raises(ValueError, match=r"correction_outputs \['speed'\] are not state"):
+        VGBDM("pendulum", correction_outputs=["speed"], len_episode=5, max_epochs=1).fit(ds)
+
+
 def test_conv_encoder_infers_the_same_parameters_wherever_the_pattern_sits():
     rd = ReactionDiffusion(N=8, L=2.0)
     ds = rd.simulate(n_trajectories=4, t_span=0.5, dt=0.02, save_every=5, random_state=0)

@@ -115,6 +115,11 @@ class VGBDM(TrajectoryForecaster):
         out what the physics term depends on keeps the correction from
         standing in for it, so that its parameters are identifiable: a damped
         oscillator's missing friction depends on the velocity alone.
+    correction_outputs : sequence of str, optional
+        The state variables whose tendencies the correction adds to (all by
+        default); the others follow the physics alone. Where an equation's
+        physics is complete, a correction there trades off against the
+        physics' parameters instead of adding what is missing.
     interpolant : {"cubic", "linear"}, default="cubic"
         The path between consecutive states the field is matched to:
         the chord (``"linear"``, the original's default) or the cubic Lagrange
@@ -209,6 +214,7 @@ class VGBDM(TrajectoryForecaster):
         "interpolant": [StrOptions({"linear", "cubic"})],
         "episode": [StrOptions({"random", "first"})],
         "correction_inputs": [None, "array-like"],
+        "correction_outputs": [None, "array-like"],
         "refine_steps": [Interval(Integral, 0, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "method": [str],
@@ -219,7 +225,8 @@ class VGBDM(TrajectoryForecaster):
                  n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  correction_penalty=0.0, correction_layout="dense", beta_p=0.1,
                  beta_z=0.1, anneal_epochs=None, n_pairs=8, interpolant="cubic",
-                 episode="random", correction_inputs=None, refine_steps=0, n_members=10,
+                 episode="random", correction_inputs=None, correction_outputs=None,
+                 refine_steps=0, n_members=10,
                  method="rk4", n_substeps=2,
                  max_epochs=200, batch_size=64, lr=3e-3, sample_dim="time",
                  trajectory_dim="trajectory", device="auto", dtype="float32",
@@ -242,6 +249,7 @@ class VGBDM(TrajectoryForecaster):
         self.interpolant = interpolant
         self.episode = episode
         self.correction_inputs = correction_inputs
+        self.correction_outputs = correction_outputs
         self.refine_steps = refine_steps
         self.n_members = n_members
         self.method = method
@@ -308,7 +316,9 @@ class VGBDM(TrajectoryForecaster):
             module__n_pairs=int(self.n_pairs),
             module__n_channels=self._channels() if self.correction_layout != "dense" else None,
             module__encoder_channels=self._channels() if self.encoder == "conv" else None,
-            module__interpolant=self.interpolant, module__input_mask=self._input_mask(n),
+            module__interpolant=self.interpolant,
+            module__input_mask=self._variable_mask("correction_inputs", n),
+            module__output_mask=self._variable_mask("correction_outputs", n),
             module__episode=self.episode,
             beta_p=float(self.beta_p),
             beta_z=float(self.beta_z), anneal_epochs=int(anneal),
@@ -320,16 +330,18 @@ class VGBDM(TrajectoryForecaster):
              "time": np.broadcast_to(times, (B, T)).astype(np.float32)}
         self.net_.fit(X, None)
 
-    def _input_mask(self, n):
-        if self.correction_inputs is None:
+    def _variable_mask(self, param, n):
+        """1 on the state columns of the variables that parameter ``param`` names (None: all)."""
+        chosen = getattr(self, param)
+        if chosen is None:
             return None
         names = [lay.name for lay in self.layout_.variables]
-        unknown = [v for v in self.correction_inputs if v not in names]
+        unknown = [v for v in chosen if v not in names]
         if unknown:
-            raise ValueError(f"correction_inputs {unknown} are not state variables {names}")
+            raise ValueError(f"{param} {unknown} are not state variables {names}")
         mask = np.zeros(n, np.float32)
         for lay in self.layout_.variables:
-            if lay.name in self.correction_inputs:
+            if lay.name in chosen:
                 mask[lay.columns] = 1.0
         return mask
 

@@ -225,6 +225,11 @@ class GreyBoxFlowModule(nn.Module):
         (all by default): a correction that cannot see what the physics term
         depends on cannot stand in for it, which makes the physics' parameters
         identifiable.
+    output_mask : array-like of shape (n_state,), optional
+        1 for the tendencies the correction adds to, 0 for those the physics
+        gives alone (all corrected by default): where the physics of an
+        equation is complete, a correction there can only trade off against
+        the physics' parameters.
     interpolant : {"linear", "cubic"}, default="linear"
         The path between consecutive states that training matches the field
         to. ``"linear"``: the chord, whose constant velocity differs from the
@@ -251,7 +256,7 @@ class GreyBoxFlowModule(nn.Module):
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
                  n_channels=None, interpolant="linear", input_mask=None, encoder_channels=None,
-                 episode="random"):
+                 episode="random", output_mask=None):
         super().__init__()
         if interpolant not in ("linear", "cubic"):
             raise ValueError(f"interpolant must be 'linear' or 'cubic', got {interpolant!r}")
@@ -269,9 +274,9 @@ class GreyBoxFlowModule(nn.Module):
                                                      dtype=torch.float32))
         for key, value in _stats(self.n_state, stats).items():
             self.register_buffer(key, value)
-        mask = torch.ones(self.n_state) if input_mask is None else torch.as_tensor(
-            input_mask, dtype=torch.float32).reshape(self.n_state)
-        self.register_buffer("input_mask", mask)
+        for name, mask in (("input_mask", input_mask), ("output_mask", output_mask)):
+            self.register_buffer(name, torch.ones(self.n_state) if mask is None else
+                                 torch.as_tensor(mask, dtype=torch.float32).reshape(self.n_state))
         # pointwise: one MLP shared by every grid site, acting on the channels
         # (variables) there, as a reaction term does; dense: one MLP on the state
         self.n_channels = int(n_channels) if n_channels else None
@@ -326,6 +331,7 @@ class GreyBoxFlowModule(nn.Module):
                 corr = corr.movedim(-2, -1).flatten(-2)  # (..., C * S), variable-major
             else:
                 corr = self.correction(torch.cat([normed.flatten(-2), z], dim=-1))
+            corr = self.output_mask * corr
             out = out + self.v_scale * corr
         return (out, corr) if parts else out
 
