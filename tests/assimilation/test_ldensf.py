@@ -105,6 +105,31 @@ def test_refined_parameters_use_the_whole_history_over_seeds(setup):
     assert spread[True] < spread[False] and err[True] < 3 * spread[True], (err, spread)
 
 
+def test_refinement_counts_each_observation_once(setup):
+    # the posterior of the parameters given the observations so far does not depend on the
+    # members it starts from: refining its own draws again with the same observations gives
+    # the same law (with a prior from the members, as before, the spread shrank by half the
+    # second time: the observations counted twice)
+    import torch
+
+    f, _, _, test = setup
+    est = copy.copy(f).set_params(refine_parameters=True)
+    obs = observations(test, 4)
+    points = est._observed_points(obs)
+    steps = np.rint((obs["time"].values - est.time0_) / est.time_step_).astype(int)
+    n_lat, M = int(est.ldnet_.n_latent), 4000
+    gen = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.zeros(test.sizes["trajectory"], M, n_lat),
+                   0.5 * torch.rand(test.sizes["trajectory"], M, 1, generator=gen) - 0.25], -1)
+    z = z.to(next(est.ldnet_.module_.parameters()).dtype)
+    with torch.no_grad():
+        once = est._refine_parameters(z, points, steps, gen)
+        twice = est._refine_parameters(once, points, steps, gen)
+    once, twice = once[..., n_lat:].numpy(), twice[..., n_lat:].numpy()
+    np.testing.assert_allclose(twice.std(1), once.std(1), rtol=0.1)
+    np.testing.assert_allclose(twice.mean(1), once.mean(1), atol=0.1 * once.std(1).min())
+
+
 def test_clone_pickle_and_same_seed(setup):
     f, _, _, test = setup
     obs = observations(test, 3)

@@ -97,8 +97,8 @@ class LDEnSF(BaseEstimator):
         After each analysis, redraw the parameter members from the Laplace
         approximation of their posterior given every observation so far,
         through the LDNet rollout from the zero latent state and the decoder
-        at the observed points, the analysis members' parameter mean and
-        variance as the prior (Gauss-Newton from that mean). Not in the
+        at the observed points, under the parameters' uniform prior (by its
+        moments; Gauss-Newton from the analysis members' mean). Not in the
         original; needs the observations' coordinates as ``likelihood="joint"``
         does. On the quick tsunami the bump location's error at the last time
         falls from 4.8% (the encoder's) to 0.25%, the optimum of a grid search
@@ -425,8 +425,8 @@ class LDEnSF(BaseEstimator):
 
         The Laplace approximation of ``p(u | y_0..y_k)``: the observations at
         ``steps`` through the LDNet rollout of ``u`` from the zero latent state
-        and the decoder at the observed points, with the analysis members'
-        parameter mean and variance as the Gaussian prior. Its mode by
+        and the decoder at the observed points, under the parameters' own prior
+        (U(-1, 1) by its moments), from the analysis members' mean. Its mode by
         ``_REFINE_ITERATIONS`` Gauss-Newton steps from the prior mean (forward
         mode over the few parameters), its covariance the inverse Gauss-Newton
         Hessian there.
@@ -446,14 +446,18 @@ class LDEnSF(BaseEstimator):
             return r, r
 
         u_members = z[..., n_lat:]
-        prior = u_members.mean(-2)                                      # (n, P)
-        precision = torch.diag_embed(1.0 / (u_members.var(-2) + 1e-8))
-        u = prior
+        # the prior is the parameters' own, U(-1, 1) by its moments (mean 0, variance 1/3):
+        # the analysis members already hold the observations so far, and a prior made from
+        # them counts each observation again at every step. Their mean is the start. (With
+        # hundreds of stations the likelihood dominates: on the quick tsunami and shallow
+        # water the spread did not move, 2.6-5x below the error either way.)
+        precision = 3.0 * torch.eye(u_members.shape[-1], **as_t)
+        u = u_members.mean(-2)                                          # (n, P)
         for _ in range(_REFINE_ITERATIONS):
             J, r = torch.func.vmap(torch.func.jacfwd(residual, has_aux=True))(u, y, w)
             hess = J.transpose(-1, -2) @ J + precision                   # r = y - f: dr/du = -J_f
             grad = (J.transpose(-1, -2) @ r.unsqueeze(-1)).squeeze(-1) \
-                + (precision @ (u - prior).unsqueeze(-1)).squeeze(-1)
+                + (precision @ u.unsqueeze(-1)).squeeze(-1)
             u = (u - torch.linalg.solve(hess, grad)).clamp(-1.0, 1.0).detach()
         chol = torch.linalg.cholesky(torch.linalg.inv(hess.detach()))
         xi = torch.randn(u_members.shape, generator=gen, dtype=z.dtype).to(z.device)
