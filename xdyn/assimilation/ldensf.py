@@ -427,8 +427,8 @@ class LDEnSF(BaseEstimator):
         ``steps`` through the LDNet rollout of ``u`` from the zero latent state
         and the decoder at the observed points, under the parameters' own prior
         (U(-1, 1) by its moments), from the analysis members' mean. Its mode by
-        ``_REFINE_ITERATIONS`` Gauss-Newton steps from the prior mean (forward
-        mode over the few parameters), its covariance the inverse Gauss-Newton
+        ``_REFINE_ITERATIONS`` Gauss-Newton steps (forward mode over the few
+        parameters), its covariance the inverse Gauss-Newton
         Hessian there.
         """
         values, noise_std = points[2:]
