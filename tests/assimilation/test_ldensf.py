@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -110,13 +111,11 @@ def test_refinement_counts_each_observation_once(setup):
     # members it starts from: refining its own draws again with the same observations gives
     # the same law (with a prior from the members, as before, the spread shrank by half the
     # second time: the observations counted twice)
-    import torch
-
     f, _, _, test = setup
     est = copy.copy(f).set_params(refine_parameters=True)
     obs = observations(test, 4)
     points = est._observed_points(obs)
-    steps = np.rint((obs["time"].values - est.time0_) / est.time_step_).astype(int)
+    steps = est._observation_steps(obs)
     n_lat, M = int(est.ldnet_.n_latent), 4000
     gen = torch.Generator().manual_seed(0)
     z = torch.cat([torch.zeros(test.sizes["trajectory"], M, n_lat),

@@ -286,11 +286,7 @@ class LDEnSF(BaseEstimator):
         self._check_likelihood()
         joint = self.likelihood == "joint"
         points = self._observed_points(obs) if joint or self.refine_parameters else None
-        times = np.asarray(obs["time"].values, dtype=float)
-        steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
-        if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
-            raise ValueError("observation times must be increasing and not before the "
-                             "training trajectories' start")
+        steps = self._observation_steps(obs)
         module = self.ldnet_.module_
         p = next(module.parameters())
         dt_, dev = p.dtype, p.device
@@ -340,6 +336,15 @@ class LDEnSF(BaseEstimator):
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
         return self._output(torch.stack(members, 1), obs, return_members)
+
+    def _observation_steps(self, obs):
+        """The saved-step index of each observation time (from the training start)."""
+        times = np.asarray(obs["time"].values, dtype=float)
+        steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
+        if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
+            raise ValueError("observation times must be increasing and not before the "
+                             "training trajectories' start")
+        return steps
 
     def _observed_points(self, obs):
         """Where, what and how noisy each sparse observation is (joint likelihood, refinement).
