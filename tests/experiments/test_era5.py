@@ -10,8 +10,9 @@ import xarray as xr
 
 from xdyn.experiments._era5_data import (UK_T2M_FILE, WB_TEST_SET_NOTE, era5_sample_dir,
                                          write_weatherbench_test_set)
-from xdyn.experiments.era5 import uk_t2m_experiment, weatherbench_experiment
-from xdyn.forecast import ClimODE, Climatology, Persistence
+from xdyn.experiments.era5 import (_open_weatherbench, uk_t2m_experiment,
+                                   weatherbench_experiment)
+from xdyn.forecast import ClimODE, Climatology, Persistence, TransportVGBDM
 
 SHARED_ERA5 = Path(os.environ.get("XDYN_SHARED_DIR", Path(__file__).resolve().parents[2]
                                   / ".." / "shared")) / "data" / "era5"
@@ -65,12 +66,14 @@ def test_weatherbench_test_set_has_the_real_layout(tmp_path):
 def test_era5_forecast_pipeline_end_to_end():
     fcs = {"Persistence": Persistence(), "Climatology": Climatology(),
            "ClimODE": ClimODE(hidden=4, n_steps=1, max_epochs=1, batch_size=16, step_size=1.0,
-                              n_members=3, random_state=0, device="cpu")}
+                              n_members=3, random_state=0, device="cpu"),
+           "VGBDM": TransportVGBDM(hidden=4, z_dim=2, len_episode=2, max_epochs=1,
+                                   n_members=3, step_size=1.0, random_state=0, device="cpu")}
     res = weatherbench_experiment(False, quick=True, progress=False, variables=("z500", "t850"),
                                   forecasters=fcs, leads=[6, 24], test_set_days=5)
     out = res.results
     assert out.attrs["data"] == WB_TEST_SET_NOTE and "NOT ERA5" in res.table
-    assert list(out.method.values) == ["Persistence", "Climatology", "ClimODE"]
+    assert list(out.method.values) == ["Persistence", "Climatology", "ClimODE", "VGBDM"]
     for var in ("z500", "t850"):
         for metric in ("rmse", "acc", "crps"):
             da = out[f"{var}_{metric}"]
@@ -86,6 +89,19 @@ def test_era5_forecast_pipeline_end_to_end():
     assert set(res.figures) == {"z500_scores", "t850_scores", "maps"}
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_weatherbench_records_are_evenly_spaced_and_never_gap_filled():
+    train, test, note, tmp = _open_weatherbench(("z500",), False, True, test_set_days=3)
+    try:
+        # xdyn's test set: 9 days of 2016 and 3 of 2017, 6-hourly; nothing between them
+        assert note == WB_TEST_SET_NOTE
+        assert train.sizes["time"] == 36 and test.sizes["time"] == 12
+        for part in (train, test):
+            assert (np.diff(part.time.values) == np.timedelta64(6, "h")).all()
+        assert str(test.time.values[0])[:13] == "2017-01-01T00"
+    finally:
+        tmp.cleanup()
 
 
 def test_era5_monthly_pipeline_end_to_end():

@@ -50,15 +50,13 @@ from xdyn.experiments._era5_data import (WB_TEST_SET_NOTE, load_uk_t2m,
 from xdyn.experiments._era5_figures import error_maps, score_curves
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.forecast import (VGBDM, ClimODE, Climatology, NeuralODE, Persistence,
-                           verify_forecast)
+                           TransportVGBDM, verify_forecast)
+from xdyn.forecast._trajectories import TrajectoryForecaster
 
 __all__ = ["uk_t2m_experiment", "weatherbench_experiment", "compare_forecasters",
            "write_weatherbench_test_set", "load_uk_t2m"]
 
 LEARNED = ("ClimODE", "NeuralODE", "VGBDM")
-# forecasters of dynamical systems, which take model time: they see hours since the
-# start of the training data, and their forecasts get the calendar back
-MODEL_TIME = ("NeuralODE", "VGBDM")
 
 
 def _in_model_time(est, train, test, lead_times):
@@ -121,7 +119,9 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     inits = test.isel(time=slice(n_history, None)).time
     for name, est in forecasters.items():
         t0 = time.perf_counter()
-        if name in MODEL_TIME:
+        # forecasters of dynamical systems take model time: they see hours since the
+        # start of the training data, and their forecasts get the calendar back
+        if isinstance(est, TrajectoryForecaster):
             fc = _in_model_time(est, train, test, lead_times)
             t1 = t0 + est.fit_seconds_
         else:
@@ -269,7 +269,13 @@ def era5_uk_t2m(quick=False, seed=0, device="cpu", progress=True):
 
 # ----------------------------------------------------------- WeatherBench
 def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None):
-    """(train, test, note, tempdir): real WeatherBench when found, else xdyn's test set."""
+    """(train, test, note, tempdir): real WeatherBench when found, else xdyn's test set.
+
+    ``test`` starts one sample before its first initialisation where the
+    training record ends one step before it (real WeatherBench); after a gap
+    (xdyn's test set: the first days of each year) it starts at the first
+    test sample, which is then the first initialisation's history.
+    """
     from xdyn.datasets import load_weatherbench
 
     tmp = None
@@ -280,10 +286,17 @@ def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None)
         note = f"WeatherBench ERA5 5.625 deg at {ds.attrs.get('weatherbench_root')}"
     except FileNotFoundError:
         tmp = tempfile.TemporaryDirectory(prefix="xdyn-wb-")
-        years = ((2015, 2016), (2017, 2017)) if monthly else ((2016, 2016), (2017, 2017))
-        write_weatherbench_test_set(tmp.name, years=sorted({y for r in years for y in r}),
-                                    days=test_set_days or (365 if monthly else 12 if quick else 24),
-                                    freq="1D" if monthly else "6h", variables=variables)
+        if monthly:
+            years = ((2015, 2016), (2017, 2017))
+            write_weatherbench_test_set(tmp.name, years=(2015, 2016, 2017),
+                                        days=test_set_days or 365, freq="1D",
+                                        variables=variables)
+        else:  # three times as many training days as test days
+            years = ((2016, 2016), (2017, 2017))
+            days = test_set_days or (12 if quick else 24)
+            for year, n_days in ((2016, 3 * days), (2017, days)):
+                write_weatherbench_test_set(tmp.name, years=(year,), days=n_days, freq="6h",
+                                            variables=variables)
         ds = load_weatherbench(list(variables), root=tmp.name)
         note = WB_TEST_SET_NOTE
     if monthly:
@@ -292,13 +305,15 @@ def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None)
         import cftime
         ds = ds.assign_coords(time=[cftime.Datetime360Day(t.year, t.month, 16) for t in
                                     ds.indexes["time"]])
-    else:
-        ds = ds.resample(time="6h").nearest() if ds.sizes["time"] > 1 else ds
+    else:  # 6-hourly samples (WeatherBench is hourly); never filling a gap
+        ds = ds.sel(time=(ds.time.dt.hour % 6 == 0) & (ds.time.dt.minute == 0))
     ds = ds.load()
     year = ds["time"].dt.year
     train = ds.sel(time=(year >= years[0][0]) & (year <= years[0][1]))
     first = int(np.argmax((year >= years[1][0]).values))
-    test = ds.isel(time=slice(first - 1, None))
+    contiguous = monthly or (first > 0 and ds.time.values[first] - ds.time.values[first - 1]
+                             == np.timedelta64(6, "h"))
+    test = ds.isel(time=slice(first - 1 if contiguous else first, None))
     return train, test, note, tmp
 
 
@@ -332,7 +347,11 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
                 "Climatology": Climatology(groupby="month" if monthly else "dayofyear+hour"),
                 "ClimODE": ClimODE(hidden=16, n_steps=2, max_epochs=3 if quick else 20,
                                    batch_size=8, step_size=1.0, random_state=seed,
-                                   device=device, progress=progress)}
+                                   device=device, progress=progress),
+                "VGBDM": TransportVGBDM(hidden=32, z_dim=4, len_episode=4,
+                                        max_epochs=60 if quick else 200, batch_size=16,
+                                        early_stopping=True, random_state=seed,
+                                        device=device, progress=progress)}
         scores, forecasts, timing = compare_forecasters(forecasters, train, test, lead_times,
                                                         progress=progress)
     finally:
@@ -357,10 +376,11 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
 
 
 @register("era5-forecast",
-          "ClimODE-style forecaster against persistence and climatology on WeatherBench 5.625 "
-          "deg (z500, t850, t2m, u10, v10), 6-hourly leads 6-144 h; on xdyn's test set when "
-          "no WeatherBench files are found",
-          "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE",
+          "VGB-DM (transport physics, flow matching) and the ClimODE-style forecaster against "
+          "persistence and climatology on WeatherBench 5.625 deg (z500, t850, t2m, u10, v10), "
+          "6-hourly leads 6-144 h; on xdyn's test set when no WeatherBench files are found",
+          "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE; Singh et al. "
+          "(AISTATS 2026) VGB-DM",
           quick_wall_s=186)
 def era5_forecast(quick=False, seed=0, device="cpu", progress=True):
     return weatherbench_experiment(False, quick=quick, seed=seed, device=device,
@@ -368,9 +388,9 @@ def era5_forecast(quick=False, seed=0, device="cpu", progress=True):
 
 
 @register("era5-monthly",
-          "Monthly-mean forecasts (leads 1-5 months) on WeatherBench 5.625 deg: ClimODE-style "
-          "against persistence and the monthly climatology",
-          "Verma et al. (ICLR 2024) ClimODE, monthly setup")
+          "Monthly-mean forecasts (leads 1-5 months) on WeatherBench 5.625 deg: VGB-DM and "
+          "ClimODE-style against persistence and the monthly climatology",
+          "Verma et al. (ICLR 2024) ClimODE, monthly setup; Singh et al. (AISTATS 2026) VGB-DM")
 def era5_monthly(quick=False, seed=0, device="cpu", progress=True):
     return weatherbench_experiment(True, quick=quick, seed=seed, device=device,
                                    progress=progress, variables=("z500", "t850"))

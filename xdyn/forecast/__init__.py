@@ -19,6 +19,7 @@ from xdyn.forecast.climatology import Climatology
 from xdyn.forecast.climode import ClimODE
 from xdyn.forecast.neural_ode import NeuralODE
 from xdyn.forecast.persistence import Persistence
+from xdyn.forecast.transport_vgbdm import TransportVGBDM
 from xdyn.forecast.vgbdm import VGBDM
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Climatology",
     "NeuralODE",
     "Persistence",
+    "TransportVGBDM",
     "VGBDM",
     "forecast_rmse",
     "lead_aligned_truth",

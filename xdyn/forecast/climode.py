@@ -23,59 +23,23 @@ soft-clipped inside the RK4 stability limit.
 
 from __future__ import annotations
 
-import math
 from numbers import Integral, Real
 
 import numpy as np
 import torch
-import xarray as xr
 from skorch.dataset import Dataset
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from xdyn.forecast.base import BaseForecaster
+from xdyn.forecast._grid import (GriddedForecaster, _climate_series, _fit_climate,
+                                 _relaxation_rate)
 from xdyn.nn import XdynNet, best_epoch, keep_best, predefined_split
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 
 __all__ = ["ClimODE"]
 
-_PERIODIC_NAMES = {"x", "lon", "longitude"}
 _CHUNK = 128
-
-
-def _fit_climate(u, phase, ridge=1e-2):
-    """Per grid point, least squares:
-    ``c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``.
-
-    A small ridge keeps a harmonic the data cannot resolve (the year over a few
-    weeks, everything for model time, whose phases are zero) near zero.
-    """
-    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
-                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
-    gram = basis.T @ basis + ridge * len(phase) * np.diag([0.0, 1, 1, 1, 1])
-    coef = np.linalg.lstsq(gram, basis.T @ u.reshape(len(u), -1), rcond=None)[0]
-    return coef.reshape((5,) + u.shape[1:])
-
-
-def _relaxation_rate(anomaly, n_steps):
-    """Per field, the rate ``r`` of ``rho(L) = exp(-r L)`` fitted to the anomalies'
-    lag correlations over ``L = 1 .. n_steps`` (least squares on ``log rho``): the
-    initial relaxation rate, fitted from the data as the initial velocities are."""
-    rates = []
-    for a in np.moveaxis(anomaly, 1, 0):
-        lags = np.arange(1, min(n_steps, len(a) - 2) + 1)
-        rho = np.array([(a[:-L] * a[L:]).sum() / max((a[:-L] ** 2).sum(), 1e-12) for L in lags])
-        rho = np.clip(rho, 1e-3, 0.999)
-        rates.append(-(lags * np.log(rho)).sum() / (lags ** 2).sum())
-    return np.clip(np.array(rates), 1e-3, 1.0)
-
-
-def _climate_series(climate, phase):
-    """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
-    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
-                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
-    return np.einsum("nj,jkhw->nkhw", basis, climate)
 
 
 class _GaussianNLLNet(XdynNet):
@@ -86,7 +50,7 @@ class _GaussianNLLNet(XdynNet):
         return torch.mean(torch.log(std) + 0.5 * ((y_true - mean) / std) ** 2)
 
 
-class ClimODE(BaseForecaster):
+class ClimODE(GriddedForecaster):
     """Continuous-time advection + source forecaster of gridded fields (ClimODE-style).
 
     Every data variable must have the same two spatial dims (``lat``/``lon``,
@@ -178,7 +142,7 @@ class ClimODE(BaseForecaster):
 
     _probabilistic = True
     _parameter_constraints = {
-        **BaseForecaster._parameter_constraints,
+        **GriddedForecaster._parameter_constraints,
         **TRAINING_CONSTRAINTS,
         "hidden": [Interval(Integral, 1, None, closed="left")],
         "n_steps": [Interval(Integral, 1, None, closed="left")],
@@ -222,55 +186,7 @@ class ClimODE(BaseForecaster):
         self.random_state = random_state
         self.progress = progress
 
-    # ------------------------------------------------------------ layout
-    def _grid(self):
-        vs = self.layout_.variables
-        first = vs[0]
-        if len(first.feature_dims) != 2:
-            raise ValueError(f"ClimODE needs 2 spatial dims per variable; {first.name!r} has "
-                             f"feature dims {first.feature_dims}")
-        for v in vs[1:]:
-            if v.feature_dims != first.feature_dims or v.shape != first.shape:
-                raise ValueError(f"variable {v.name!r} has dims {v.feature_dims} {v.shape}; "
-                                 f"ClimODE needs every field on the grid of {first.name!r} "
-                                 f"{first.feature_dims} {first.shape}")
-        return first.feature_dims, first.shape
-
-    def _periodic(self, dims):
-        if self.periodic != "auto":
-            if len(self.periodic) != 2:
-                raise ValueError(f"periodic must be 'auto' or two booleans; got {self.periodic!r}")
-            return tuple(bool(p) for p in self.periodic)
-        out = []
-        coords = self.layout_.coords
-        for d in dims:
-            if d not in _PERIODIC_NAMES:
-                out.append(False)
-            elif d in ("lon", "longitude") and d in coords:
-                lon = np.asarray(coords[d].values, dtype=float)
-                step = abs(lon[1] - lon[0]) if lon.size > 1 else 360.0
-                out.append(bool(abs((lon.max() - lon.min()) + step - 360.0) < 1e-3 * step))
-            else:
-                out.append(True)
-        return tuple(out)
-
-    def _fields(self, X):
-        """Standardised ``(n, K, H, W)`` tensor of a stacked matrix."""
-        k = len(self.variables_)
-        u = X.reshape(X.shape[0], k, *self.grid_shape_)
-        return (u - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]
-
-    def _phases(self, times):
-        if self.time_kind_ == "model":
-            return np.zeros((len(times), 2)), (0.0, 0.0)
-        da = xr.DataArray(np.asarray(times), dims="t")
-        hours = da.dt.hour.values + da.dt.minute.values / 60.0
-        day = 2 * math.pi * hours / 24.0
-        year = 2 * math.pi * (da.dt.dayofyear.values - 1 + hours / 24.0) / 365.25
-        dt_hours = self.dt_ / np.timedelta64(1, "h")
-        return (np.stack([day, year], -1),
-                (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * 365.25)))
-
+    # ------------------------------------------------------------ hooks
     def _velocity(self, u, phase):
         """Initial velocities of samples ``1 ..``: what transports the anomaly change.
 
@@ -288,17 +204,9 @@ class ClimODE(BaseForecaster):
                                     self.damping, n_iter=60).numpy())
         return np.concatenate(out) if out else np.zeros((0, 2 * u.shape[1], *u.shape[2:]))
 
-    # ------------------------------------------------------------ hooks
     def _fit(self, X, times):
-        dims, shape = self._grid()
-        self.variables_ = self.layout_.names
-        self.spatial_dims_, self.grid_shape_ = tuple(dims), tuple(shape)
-        self.periodic_ = self._periodic(dims)
-        self._check_even(times)
+        self._setup_grid(X, times)
         k = len(self.variables_)
-        fields = X.reshape(X.shape[0], k, -1)
-        self.mean_ = fields.mean((0, 2))
-        self.std_ = fields.std((0, 2)) + 1e-12
         n_steps = int(self.n_steps)
         first = self._first_init()
         if X.shape[0] < first + n_steps + 1:
@@ -364,14 +272,6 @@ class ClimODE(BaseForecaster):
     def _history(self, u, inits):
         """``(len(inits), memory, K, H, W)``: the ``memory`` samples up to each start."""
         return u[inits[:, None] + np.arange(1 - int(self.memory), 1)]
-
-    def _check_even(self, times):
-        if self.time_kind_ == "cftime":
-            return
-        steps = np.diff(np.asarray(times))
-        if steps.size and np.any(np.abs((steps - self.dt_) / self.dt_) > 1e-6):
-            raise ValueError(f"ClimODE needs evenly spaced samples along {self.sample_dim!r} "
-                             f"(step {self.dt_}); resample or split the series first")
 
     def _predict(self, X, times, lead_times):
         steps = np.asarray(self.lead_steps(lead_times), dtype=float)

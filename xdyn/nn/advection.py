@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torchdiffeq import odeint
 
-__all__ = ["spatial_gradient", "advection_tendency", "fit_velocity", "AdvectionSourceODE"]
+__all__ = ["spatial_gradient", "advection_tendency", "fit_velocity", "ClimateEmbedding",
+           "AdvectionSourceODE"]
 
 
 def _diff(f, dim, periodic):
@@ -163,7 +164,71 @@ def _conv_net(n_in, n_out, hidden, padding_mode):
         last)
 
 
-class AdvectionSourceODE(nn.Module):
+class ClimateEmbedding(nn.Module):
+    """What the advection models of gridded fields share: position, clock and climatology.
+
+    Holds the grid position (``y``, ``x`` in [-1, 1]), the advance of the day
+    and year phases per data step, the per-grid-point climatology
+    ``c(t) = c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``
+    and a learned per-field rate at which anomalies ``u - c`` relax to it.
+
+    Parameters
+    ----------
+    n_channels : int
+    grid_shape : (int, int)
+    periodic : (bool, bool)
+    phase_step : (float, float)
+        Advance of the day and year phases (radians) per data step.
+    climate : array-like of shape (5, n_channels, H, W), optional
+        The coefficients ``c0 .. c4`` (default zero).
+    relaxation_rate : float or array-like of shape (n_channels,)
+        Initial relaxation rate per data step.
+    """
+
+    def __init__(self, n_channels, grid_shape, periodic=(False, False), phase_step=(0.0, 0.0),
+                 climate=None, relaxation_rate=0.03):
+        super().__init__()
+        k = int(n_channels)
+        self.k, self.periodic = k, tuple(bool(p) for p in periodic)
+        self.padding_mode = "circular" if all(self.periodic) else "replicate"
+        rate = torch.as_tensor(relaxation_rate, dtype=torch.float32).reshape(-1)
+        rate = rate.expand(k).reshape(1, k, 1, 1).clamp(1e-4, 10.0)
+        self.log_rate = nn.Parameter(torch.log(torch.expm1(rate)))  # softplus^-1
+        h, w = grid_shape
+        climate = torch.zeros(5, k, h, w) if climate is None else \
+            torch.as_tensor(climate, dtype=torch.float32)
+        self.register_buffer("climate", climate.reshape(5, k, h, w))
+        yy = torch.linspace(-1, 1, h).view(h, 1).expand(h, w)
+        xx = torch.linspace(-1, 1, w).view(1, w).expand(h, w)
+        self.register_buffer("position", torch.stack([yy, xx])[None])
+        self.register_buffer("phase_step", torch.as_tensor(phase_step, dtype=torch.float32))
+
+    def _features(self, t, phase0, like):
+        """sin/cos of the day and year phases at ``t`` and the position: ``(B, 6, H, W)``."""
+        phase = phase0 + t * self.phase_step                               # (B, 2)
+        f = torch.cat([torch.sin(phase), torch.cos(phase)], -1)            # (B, 4)
+        f = f[:, :, None, None].expand(-1, -1, *like.shape[-2:])
+        return torch.cat([f, self.position.expand(like.shape[0], -1, -1, -1).to(like.dtype)], 1)
+
+    def _climate(self, t, phase0):
+        """Climatology ``c(t)`` and its time derivative, ``(B, K, H, W)`` each."""
+        phase = phase0 + t * self.phase_step
+        cos, sin = torch.cos(phase), torch.sin(phase)
+        one = torch.ones_like(cos[:, :1])
+        basis = torch.cat([one, cos[:, :1], sin[:, :1], cos[:, 1:], sin[:, 1:]], 1)
+        w = self.phase_step
+        d_basis = torch.cat([0 * one, -w[0] * sin[:, :1], w[0] * cos[:, :1],
+                             -w[1] * sin[:, 1:], w[1] * cos[:, 1:]], 1)
+        clim = self.climate.to(phase.dtype)
+        return (torch.einsum("bj,jkhw->bkhw", basis, clim),
+                torch.einsum("bj,jkhw->bkhw", d_basis, clim))
+
+    def _relaxation(self, u, clim, d_clim):
+        """The closed-form source: ``dc/dt - rate (u - c)``."""
+        return d_clim - nn.functional.softplus(self.log_rate) * (u - clim)
+
+
+class AdvectionSourceODE(ClimateEmbedding):
     """ClimODE-style continuous-time model: advection + source, with a Gaussian emission.
 
     The state ``(u, v)`` evolves by ``du/dt = -div(u v) + s`` and
@@ -231,51 +296,20 @@ class AdvectionSourceODE(nn.Module):
     def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, False), n_steps=4,
                  phase_step=(0.0, 0.0), method="rk4", step_size=0.5, min_std=1e-3,
                  max_speed=None, climate=None, relaxation_rate=0.03, memory=None):
-        super().__init__()
-        k = int(n_channels)
+        super().__init__(n_channels, grid_shape, periodic, phase_step, climate, relaxation_rate)
+        k = self.k
         self.memory = None if memory is None else int(memory)
-        self.k, self.periodic = k, tuple(bool(p) for p in periodic)
         self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
         self.min_std = float(min_std)
         self.max_speed = float(max_speed) if max_speed is not None else 2.0 / self.step_size
-        pad = "circular" if all(self.periodic) else "replicate"
+        pad = self.padding_mode
         n_feat = 4 + 2
         self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
         n_memory = k if self.memory else 0                             # the lagged anomaly
         self.emission = _conv_net(2 * k + n_feat + n_memory, 2 * k, hidden, pad)  # mu, raw std
-        rate = torch.as_tensor(relaxation_rate, dtype=torch.float32).reshape(-1)
-        rate = rate.expand(k).reshape(1, k, 1, 1).clamp(1e-4, 10.0)
-        self.log_rate = nn.Parameter(torch.log(torch.expm1(rate)))  # softplus^-1
         # softplus(-2.25) = 0.1 per step: a velocity inverted from one noisy difference
         # fades unless the learned law sustains it
         self.log_velocity_decay = nn.Parameter(torch.full((1, 2 * k, 1, 1), -2.25))
-        h, w = grid_shape
-        climate = torch.zeros(5, k, h, w) if climate is None else \
-            torch.as_tensor(climate, dtype=torch.float32)
-        self.register_buffer("climate", climate.reshape(5, k, h, w))
-        yy = torch.linspace(-1, 1, h).view(h, 1).expand(h, w)
-        xx = torch.linspace(-1, 1, w).view(1, w).expand(h, w)
-        self.register_buffer("position", torch.stack([yy, xx])[None])
-        self.register_buffer("phase_step", torch.as_tensor(phase_step, dtype=torch.float32))
-
-    def _features(self, t, phase0, like):
-        phase = phase0 + t * self.phase_step                               # (B, 2)
-        f = torch.cat([torch.sin(phase), torch.cos(phase)], -1)            # (B, 4)
-        f = f[:, :, None, None].expand(-1, -1, *like.shape[-2:])
-        return torch.cat([f, self.position.expand(like.shape[0], -1, -1, -1).to(like.dtype)], 1)
-
-    def _climate(self, t, phase0):
-        """Climatology ``c(t)`` and its time derivative, ``(B, K, H, W)`` each."""
-        phase = phase0 + t * self.phase_step
-        cos, sin = torch.cos(phase), torch.sin(phase)
-        one = torch.ones_like(cos[:, :1])
-        basis = torch.cat([one, cos[:, :1], sin[:, :1], cos[:, 1:], sin[:, 1:]], 1)
-        w = self.phase_step
-        d_basis = torch.cat([0 * one, -w[0] * sin[:, :1], w[0] * cos[:, :1],
-                             -w[1] * sin[:, 1:], w[1] * cos[:, 1:]], 1)
-        clim = self.climate.to(phase.dtype)
-        return (torch.einsum("bj,jkhw->bkhw", basis, clim),
-                torch.einsum("bj,jkhw->bkhw", d_basis, clim))
 
     def _output_leads(self, leads):
         """The leads whose emission is computed: ``leads`` and, for the memory, every
@@ -324,7 +358,7 @@ class AdvectionSourceODE(nn.Module):
             clim, d_clim = self._climate(t, phase0)
             out = self.dynamics(torch.cat([u, gy, gx, v, u - clim, feats], 1))
             v_eff = self.max_speed * torch.tanh(v / self.max_speed)
-            source = d_clim - nn.functional.softplus(self.log_rate) * (u - clim) + out[:, 2 * k:]
+            source = self._relaxation(u, clim, d_clim) + out[:, 2 * k:]
             du = advection_tendency(u, v_eff, self.periodic) + source
             dv = out[:, :2 * k] - nn.functional.softplus(self.log_velocity_decay) * v
             return torch.cat([du, dv], 1)

@@ -1,0 +1,130 @@
+"""Forecasters of fields on one 2-D grid: layout checks, standardisation, clock, climatology.
+
+Shared by :class:`~xdyn.forecast.ClimODE` and :class:`~xdyn.forecast.TransportVGBDM`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+
+from xdyn.forecast.base import BaseForecaster
+
+_PERIODIC_NAMES = {"x", "lon", "longitude"}
+
+
+def _fit_climate(u, phase, ridge=1e-2):
+    """Per grid point, least squares:
+    ``c0 + c1 cos(day) + c2 sin(day) + c3 cos(year) + c4 sin(year)``.
+
+    A small ridge keeps a harmonic the data cannot resolve (the year over a few
+    weeks, everything for model time, whose phases are zero) near zero.
+    """
+    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
+                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
+    gram = basis.T @ basis + ridge * len(phase) * np.diag([0.0, 1, 1, 1, 1])
+    coef = np.linalg.lstsq(gram, basis.T @ u.reshape(len(u), -1), rcond=None)[0]
+    return coef.reshape((5,) + u.shape[1:])
+
+
+def _relaxation_rate(anomaly, n_steps):
+    """Per field, the rate ``r`` of ``rho(L) = exp(-r L)`` fitted to the anomalies'
+    lag correlations over ``L = 1 .. n_steps`` (least squares on ``log rho``): the
+    initial relaxation rate, fitted from the data as the initial velocities are."""
+    rates = []
+    for a in np.moveaxis(anomaly, 1, 0):
+        lags = np.arange(1, min(n_steps, len(a) - 2) + 1)
+        rho = np.array([(a[:-L] * a[L:]).sum() / max((a[:-L] ** 2).sum(), 1e-12) for L in lags])
+        rho = np.clip(rho, 1e-3, 0.999)
+        rates.append(-(lags * np.log(rho)).sum() / (lags ** 2).sum())
+    return np.clip(np.array(rates), 1e-3, 1.0)
+
+
+def _climate_series(climate, phase):
+    """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
+    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
+                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
+    return np.einsum("nj,jkhw->nkhw", basis, climate)
+
+
+class GriddedForecaster(BaseForecaster):
+    """Base of forecasters whose variables are fields on one 2-D grid, sampled evenly.
+
+    :meth:`_setup_grid` (called first in ``_fit``) checks the layout and sets
+    ``variables_``, ``spatial_dims_``, ``grid_shape_``, ``periodic_`` and the
+    per-field standardisation ``mean_``, ``std_``; :meth:`_fields` turns a
+    stacked matrix into standardised ``(n, K, H, W)`` fields and
+    :meth:`_phases` gives the day and year phases of each sample. Subclasses
+    take a ``periodic`` parameter (``"auto"`` or two booleans).
+    """
+
+    def _setup_grid(self, X, times):
+        dims, shape = self._grid()
+        self.variables_ = self.layout_.names
+        self.spatial_dims_, self.grid_shape_ = tuple(dims), tuple(shape)
+        self.periodic_ = self._periodic(dims)
+        self._check_even(times)
+        fields = X.reshape(X.shape[0], len(self.variables_), -1)
+        self.mean_ = fields.mean((0, 2))
+        self.std_ = fields.std((0, 2)) + 1e-12
+
+    def _grid(self):
+        name = type(self).__name__
+        vs = self.layout_.variables
+        first = vs[0]
+        if len(first.feature_dims) != 2:
+            raise ValueError(f"{name} needs 2 spatial dims per variable; {first.name!r} has "
+                             f"feature dims {first.feature_dims}")
+        for v in vs[1:]:
+            if v.feature_dims != first.feature_dims or v.shape != first.shape:
+                raise ValueError(f"variable {v.name!r} has dims {v.feature_dims} {v.shape}; "
+                                 f"{name} needs every field on the grid of {first.name!r} "
+                                 f"{first.feature_dims} {first.shape}")
+        return first.feature_dims, first.shape
+
+    def _periodic(self, dims):
+        if self.periodic != "auto":
+            if len(self.periodic) != 2:
+                raise ValueError(f"periodic must be 'auto' or two booleans; got {self.periodic!r}")
+            return tuple(bool(p) for p in self.periodic)
+        out = []
+        coords = self.layout_.coords
+        for d in dims:
+            if d not in _PERIODIC_NAMES:
+                out.append(False)
+            elif d in ("lon", "longitude") and d in coords:
+                lon = np.asarray(coords[d].values, dtype=float)
+                step = abs(lon[1] - lon[0]) if lon.size > 1 else 360.0
+                out.append(bool(abs((lon.max() - lon.min()) + step - 360.0) < 1e-3 * step))
+            else:
+                out.append(True)
+        return tuple(out)
+
+    def _fields(self, X):
+        """Standardised ``(n, K, H, W)`` tensor of a stacked matrix."""
+        k = len(self.variables_)
+        u = X.reshape(X.shape[0], k, *self.grid_shape_)
+        return (u - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]
+
+    def _phases(self, times):
+        """Day and year phases (radians) of ``times`` ``(n, 2)``, and their advance per step."""
+        if self.time_kind_ == "model":
+            return np.zeros((len(times), 2)), (0.0, 0.0)
+        da = xr.DataArray(np.asarray(times), dims="t")
+        hours = da.dt.hour.values + da.dt.minute.values / 60.0
+        day = 2 * math.pi * hours / 24.0
+        year = 2 * math.pi * (da.dt.dayofyear.values - 1 + hours / 24.0) / 365.25
+        dt_hours = self.dt_ / np.timedelta64(1, "h")
+        return (np.stack([day, year], -1),
+                (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * 365.25)))
+
+    def _check_even(self, times):
+        if self.time_kind_ == "cftime":
+            return
+        steps = np.diff(np.asarray(times))
+        if steps.size and np.any(np.abs((steps - self.dt_) / self.dt_) > 1e-6):
+            raise ValueError(f"{type(self).__name__} needs evenly spaced samples along "
+                             f"{self.sample_dim!r} (step {self.dt_}); resample or split the "
+                             "series first")

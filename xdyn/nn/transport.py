@@ -1,0 +1,182 @@
+"""VGB-DM's weather model: a transport + source field of gridded fields, learned by flow matching.
+
+Singh, Lavda, Mercatali & Kalousis (AISTATS 2026), "Variational grey-box
+dynamics matching", forecast ERA5 with the continuity equation as the known
+physics and the velocity and source as the unknown parts:
+
+``du/dt = -div(u v) + dc/dt - rate (u - c) + s``, ``(v, s) = g_theta(u, grad u, u - c,
+clock, position, z)``
+
+where ``c(t)`` is the per-grid-point climatology and ``rate`` a learned
+relaxation (:class:`~xdyn.nn.advection.ClimateEmbedding`), and ``z`` a
+stochastic latent of the episode before the start. Unlike ClimODE's
+second-order model (velocity as a state, integrated in training), the
+velocity is a function of the current state, so training needs no ODE
+solve: the field at ``(1 - s) u_k + s u_{k+1}`` is matched to the chord
+velocity ``u_{k+1} - u_k`` per data step (flow matching between consecutive
+samples). An encoder over the ``len_episode`` samples up to ``u_k`` gives a
+Gaussian posterior over ``z`` (a KL to N(0, I) in the loss); forecasts draw
+``z`` per member and integrate the field with torchdiffeq.
+
+Convolutions pad a periodic dim (longitude) circularly and a bounded one
+(latitude) by repeating its edge.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchdiffeq import odeint
+
+from xdyn.nn.advection import ClimateEmbedding, advection_tendency, spatial_gradient
+
+__all__ = ["GridPad", "TransportSourceField"]
+
+
+class GridPad(nn.Module):
+    """Pad ``(..., H, W)`` by ``width`` cells: circularly along periodic dims, else by the edge.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(6.0).view(1, 1, 2, 3)
+    >>> GridPad((False, True))(x)[0, 0].tolist()
+    [[2.0, 0.0, 1.0, 2.0, 0.0], [2.0, 0.0, 1.0, 2.0, 0.0], [5.0, 3.0, 4.0, 5.0, 3.0], \
+[5.0, 3.0, 4.0, 5.0, 3.0]]
+    """
+
+    def __init__(self, periodic=(False, False), width=1):
+        super().__init__()
+        self.periodic, self.width = tuple(bool(p) for p in periodic), int(width)
+
+    def forward(self, x):
+        w = self.width
+        x = F.pad(x, (w, w, 0, 0), mode="circular" if self.periodic[1] else "replicate")
+        return F.pad(x, (0, 0, w, w), mode="circular" if self.periodic[0] else "replicate")
+
+
+def _grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
+    last = nn.Conv2d(hidden, n_out, 1)
+    if zero_last:  # start as the closed-form part alone: no motion, no learned source
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(GridPad(periodic), nn.Conv2d(n_in, hidden, 3), nn.GELU(),
+                         GridPad(periodic), nn.Conv2d(hidden, hidden, 3), nn.GELU(), last)
+
+
+class TransportSourceField(ClimateEmbedding):
+    """Transport + source vector field of ``K`` fields on an ``H x W`` grid, with a latent.
+
+    See the module docstring. Time is in data steps; the state is standardised.
+
+    Parameters
+    ----------
+    n_channels : int
+    grid_shape : (int, int)
+    hidden : int, default=32
+        Channels of the field's convolutional network.
+    periodic : (bool, bool), default=(False, True)
+    z_dim : int, default=4
+        Size of the latent; 0: a deterministic field.
+    len_episode : int, default=4
+        Samples the encoder reads (ending at the start).
+    encoder_hidden : int, default=16
+    phase_step, climate, relaxation_rate
+        See :class:`~xdyn.nn.advection.ClimateEmbedding`.
+    v_scale : array-like of shape (n_channels,), optional
+        Typical tendency per field (per data step): the loss's units.
+    max_speed : float, default=2.0
+        Velocities are soft-clipped to ``max_speed * tanh(v / max_speed)``
+        grid cells per data step (inside RK4's stability limit at the
+        default ``step_size``).
+    method : str, default="rk4"
+    step_size : float, default=0.5
+        Integration step in data steps (fixed-step methods).
+
+    Examples
+    --------
+    >>> import torch
+    >>> field = TransportSourceField(2, (4, 8), hidden=8, z_dim=2, len_episode=3)
+    >>> X = {"window": torch.randn(5, 4, 2, 4, 8), "phase0": torch.zeros(5, 2)}
+    >>> pred, target, kl_p, kl_z, penalty = field(**X)
+    >>> tuple(pred.shape), tuple(kl_z.shape)
+    ((5, 2, 4, 8), (5,))
+    >>> mu, logvar = field.encode(X["window"][:, :3])
+    >>> traj = field.rollout(X["window"][:, 2], X["phase0"], mu, torch.tensor([0.0, 1.0, 2.0]))
+    >>> tuple(traj.shape)
+    (3, 5, 2, 4, 8)
+    """
+
+    def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, True), z_dim=4,
+                 len_episode=4, encoder_hidden=16, phase_step=(0.0, 0.0), climate=None,
+                 relaxation_rate=0.03, v_scale=None, max_speed=2.0, method="rk4",
+                 step_size=0.5):
+        super().__init__(n_channels, grid_shape, periodic, phase_step, climate, relaxation_rate)
+        k = self.k
+        self.z_dim, self.len_episode = int(z_dim), int(len_episode)
+        self.max_speed, self.method, self.step_size = float(max_speed), method, float(step_size)
+        self.field = _grid_conv(4 * k + 6 + self.z_dim, 3 * k, hidden, self.periodic)
+        if self.z_dim:
+            self.encoder = nn.Sequential(
+                _grid_conv(self.len_episode * k, encoder_hidden, encoder_hidden, self.periodic,
+                           zero_last=False),
+                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.GELU(),
+                nn.Linear(encoder_hidden, 2 * self.z_dim))
+        scale = torch.ones(k) if v_scale is None else torch.as_tensor(v_scale,
+                                                                       dtype=torch.float32)
+        self.register_buffer("v_scale", scale.reshape(1, k, 1, 1))
+
+    # ------------------------------------------------------------ the field
+    def _terms(self, t, u, phase0, z):
+        """Velocity ``(B, 2K, H, W)`` and source ``(B, K, H, W)`` at ``u``, time ``t``."""
+        k = self.k
+        gy, gx = spatial_gradient(u, self.periodic)
+        clim, d_clim = self._climate(t, phase0)
+        inputs = [u, gy, gx, u - clim, self._features(t, phase0, u)]
+        if self.z_dim:
+            inputs.append(z[:, :, None, None].expand(-1, -1, *u.shape[-2:]))
+        out = self.field(torch.cat(inputs, 1))
+        v = self.max_speed * torch.tanh(out[:, :2 * k] / self.max_speed)
+        return v, self._relaxation(u, clim, d_clim) + out[:, 2 * k:] * self.v_scale
+
+    def tendency(self, t, u, phase0, z):
+        """``du/dt`` at time ``t`` (data steps after the start at ``phase0``): ``(B, K, H, W)``."""
+        v, source = self._terms(t, u, phase0, z)
+        return advection_tendency(u, v, self.periodic) + source
+
+    def encode(self, episode):
+        """Posterior mean and log-variance of ``z`` from ``(B, len_episode, K, H, W)``."""
+        if not self.z_dim:
+            empty = episode.new_zeros(episode.shape[0], 0)
+            return empty, empty
+        out = self.encoder(episode.flatten(1, 2))
+        return out[:, :self.z_dim], out[:, self.z_dim:].clamp(-10.0, 5.0)
+
+    def forward(self, window, phase0):
+        """Flow matching on ``window`` ``(B, len_episode + 1, K, H, W)``: the episode, then the next.
+
+        Returns the field at a random point of the chord from the episode's
+        last sample to the next, the chord velocity, a zero KL of parameters
+        (this field has none), the KL of ``z`` and the velocity's roughness
+        (mean square of its spatial gradient: the original's smoothness
+        penalty), as :class:`~xdyn.nn.dynamics.GreyBoxFlowModule` returns them.
+        """
+        episode, u0, u1 = window[:, :-1], window[:, -2], window[:, -1]
+        mu, logvar = self.encode(episode)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        s = torch.rand(u0.shape[0], device=u0.device, dtype=u0.dtype)
+        point = u0 + s[:, None, None, None] * (u1 - u0)
+        v, source = self._terms(s[:, None], point, phase0, z)
+        pred = advection_tendency(point, v, self.periodic) + source
+        kl_z = 0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar).sum(-1)
+        vy, vx = spatial_gradient(v, self.periodic)
+        roughness = (vy ** 2 + vx ** 2).mean()
+        return pred, u1 - u0, u0.new_zeros(u0.shape[0]), kl_z, roughness
+
+    def rollout(self, u0, phase0, z, times):
+        """Integrate from ``u0`` to ``times`` (data steps, from 0): ``(len(times), B, K, H, W)``."""
+        options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
+            else None
+        return odeint(lambda t, u: self.tendency(t, u, phase0, z), u0, times,
+                      method=self.method, options=options)
