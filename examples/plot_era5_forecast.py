@@ -1,5 +1,5 @@
 """
-Forecasting gridded weather: persistence, climatology and a ClimODE-style model
+Forecasting gridded weather: persistence, climatology, ClimODE-style and VGB-DM
 ===============================================================================
 
 :mod:`xdyn.forecast` forecasters are fitted on a time series of fields and
@@ -27,7 +27,7 @@ import numpy as np
 
 from xdyn.datasets import load_weatherbench
 from xdyn.experiments.era5 import write_weatherbench_test_set
-from xdyn.forecast import ClimODE, Climatology, Persistence, verify_forecast
+from xdyn.forecast import ClimODE, Climatology, Persistence, TransportVGBDM, verify_forecast
 
 with tempfile.TemporaryDirectory() as root:
     write_weatherbench_test_set(root, years=(2016, 2017), days=6, variables=("z500",))
@@ -41,13 +41,19 @@ print(dict(train.sizes), dict(test.sizes))
 # ---------------------
 # ClimODE moves each field with a velocity inverted from its last two states,
 # lets the velocity evolve by a learned law and adds a learned source; a
-# Gaussian emission gives the ensemble. A few seconds of training only.
+# Gaussian emission gives the ensemble. VGB-DM (:class:`~xdyn.forecast.TransportVGBDM`)
+# has the same transport + source physics with the velocity a function of the
+# state, so it trains without solving an ODE (flow matching between consecutive
+# states); a latent read from the states before the start gives its ensemble.
+# A few seconds of training only.
 leads = [np.timedelta64(h, "h") for h in (6, 12, 24, 48)]
 forecasters = {
     "persistence": Persistence(),
     "climatology": Climatology(),
     "ClimODE": ClimODE(hidden=8, n_steps=2, max_epochs=3, batch_size=8, step_size=1.0, lr=2e-4,
                        n_members=5, random_state=0, device="cpu"),
+    "VGB-DM": TransportVGBDM(hidden=8, z_dim=2, len_episode=2, max_epochs=20, batch_size=8,
+                             n_members=5, random_state=0, device="cpu"),
 }
 forecasts = {name: est.fit(train).predict(test, leads) for name, est in forecasters.items()}
 clim = forecasts["climatology"]

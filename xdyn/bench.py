@@ -356,12 +356,16 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
 
 
 def bench_forecast(quick: bool = False) -> str:
-    """Training throughput of VGB-DM (simulation-free) next to the neural ODE, same data.
+    """Training throughput of VGB-DM (simulation-free) next to simulation-based peers.
 
-    Both train on the same damped-pendulum trajectories with the same vector
-    field width; a *sample* is one consecutive-state transition the loss
-    sees (VGB-DM: ``n_pairs`` per trajectory per epoch, here as many as the
-    trajectory has; the neural ODE: ``window - 1`` per integrated window).
+    Two comparisons on the same data and vector-field width each: VGB-DM
+    against the neural ODE on damped-pendulum trajectories, and VGB-DM's
+    transport model of gridded weather (:class:`~xdyn.forecast.TransportVGBDM`)
+    against ClimODE on xdyn's WeatherBench-format test set (5 fields on
+    32 x 64). A *sample* is one consecutive-state transition the loss sees
+    (VGB-DM: ``n_pairs`` per trajectory per epoch, here as many as the
+    trajectory has, or one per training window; the neural ODE:
+    ``window - 1`` per integrated window; ClimODE: ``n_steps`` per start).
     Wall time of ``fit`` after a one-epoch warm-up.
 
     Examples
@@ -370,7 +374,11 @@ def bench_forecast(quick: bool = False) -> str:
 
     >>> print(bench_forecast(quick=True))  # doctest: +SKIP
     """
-    from xdyn.forecast import VGBDM, NeuralODE
+    import tempfile
+
+    from xdyn.datasets import load_weatherbench
+    from xdyn.experiments._era5_data import write_weatherbench_test_set
+    from xdyn.forecast import VGBDM, ClimODE, NeuralODE, TransportVGBDM
     from xdyn.systems import DampedPendulum
 
     n_traj, n_times, epochs = (32, 40, 3) if quick else (256, 100, 5)
@@ -378,24 +386,51 @@ def bench_forecast(quick: bool = False) -> str:
         n_trajectories=n_traj, t_span=(n_times - 1) * 0.1, dt=0.02, save_every=5,
         random_state=0, parameter_ranges={"omega0": (1.0, 2.5), "damping": (0.6, 1.5)})
     models = {
-        "VGB-DM (flow matching)": lambda e: VGBDM(
+        "VGB-DM (flow matching)": (lambda e: VGBDM(
             "pendulum", z_dim=2, len_episode=20, hidden=64, batch_size=32, max_epochs=e,
-            n_pairs=n_times - 1, device="cpu", random_state=0),
-        "neural ODE (RK4, window 10)": lambda e: NeuralODE(
-            hidden=64, window=10, batch_size=32, max_epochs=e, device="cpu", random_state=0),
+            n_pairs=n_times - 1, device="cpu", random_state=0), None),
+        "neural ODE (RK4, window 10)": (lambda e: NeuralODE(
+            hidden=64, window=10, batch_size=32, max_epochs=e, device="cpu",
+            random_state=0), None),
     }
     lines = [f"forecast training throughput: damped pendulum, {n_traj} trajectories x "
-             f"{n_times} times, {epochs} epochs, CPU",
-             f"{'method':<32}{'samples/epoch':>14}{'samples/s':>12}"]
-    rates = {}
-    for name, make in models.items():
-        make(1).fit(ds)  # warm-up (imports, allocator)
-        t0 = time.perf_counter()
-        model = make(epochs).fit(ds)
-        elapsed = time.perf_counter() - t0
-        rates[name] = model.n_train_pairs_ * epochs / elapsed
-        lines.append(f"{name:<32}{model.n_train_pairs_:>14,d}{rates[name]:>12,.0f}")
-    vgb, node = rates.values()
-    lines.append(f"simulation-free speed-up per sample: {vgb / node:.1f}x (target >= 3x)")
+             f"{n_times} times, {epochs} epochs, CPU"]
+    lines += _throughput_lines(models, ds, epochs)
+    days = 8 if quick else 30
+    variables = ["z500", "t850", "t2m", "u10", "v10"]
+    with tempfile.TemporaryDirectory() as root:
+        write_weatherbench_test_set(root, years=(2016,), days=days, variables=variables)
+        grid = load_weatherbench(variables, root=root).load()
+    n = grid.sizes["time"]
+    models = {
+        "VGB-DM transport (flow match.)": (lambda e: TransportVGBDM(
+            hidden=32, z_dim=4, len_episode=4, batch_size=16, max_epochs=e, device="cpu",
+            random_state=0), n - 4),
+        "ClimODE (RK4, 2 steps)": (lambda e: ClimODE(
+            hidden=32, n_steps=2, batch_size=16, max_epochs=e, step_size=0.5, device="cpu",
+            random_state=0), 2 * (n - 3)),
+    }
+    lines.append(f"gridded weather: xdyn's WeatherBench-format test set, 5 fields on 32 x 64, "
+                 f"{n} 6-hourly times, {epochs} epochs, CPU")
+    lines += _throughput_lines(models, grid, epochs)
     lines.append(_load_line())
     return "\n".join(lines)
+
+
+def _throughput_lines(models, data, epochs):
+    """Table rows of samples per second of each ``(make(epochs), samples per epoch)``, and
+    the first's speed-up over the second; ``None`` samples: the model's ``n_train_pairs_``."""
+    lines = [f"{'method':<32}{'samples/epoch':>14}{'samples/s':>12}"]
+    rates = {}
+    for name, (make, per_epoch) in models.items():
+        make(1).fit(data)  # warm-up (imports, allocator)
+        t0 = time.perf_counter()
+        model = make(epochs).fit(data)
+        elapsed = time.perf_counter() - t0
+        per_epoch = model.n_train_pairs_ if per_epoch is None else per_epoch
+        rates[name] = per_epoch * epochs / elapsed
+        lines.append(f"{name:<32}{per_epoch:>14,d}{rates[name]:>12,.0f}")
+    simulation_free, simulated = rates.values()
+    lines.append(f"simulation-free speed-up per sample: {simulation_free / simulated:.1f}x "
+                 "(target >= 3x)")
+    return lines
