@@ -44,6 +44,20 @@ def test_field_with_a_known_velocity_transports_by_the_exact_shift():
     assert np.abs(end - np.roll(u0[0, 0].numpy(), -4, axis=-1)).max() > 1.0
 
 
+def test_cubic_target_is_the_time_derivative_of_a_cubic_path():
+    field = TransportSourceField(1, (3, 8), hidden=4, z_dim=0, len_episode=2,
+                                 interpolant="cubic").eval()   # eval: known points s
+    times = torch.arange(-1.0, 3.0)                # samples at -1, 0 (the start), 1, 2
+    a = torch.randn(4, 1, 1, 3, 8)
+    window = a[0] + a[1] * times.view(1, 4, 1, 1, 1) + a[2] * times.view(1, 4, 1, 1, 1) ** 2 \
+        + a[3] * times.view(1, 4, 1, 1, 1) ** 3
+    with torch.no_grad():
+        _, target, *_ = field(window.expand(5, -1, -1, -1, -1), torch.zeros(5, 2))
+    s = (torch.arange(5.0) * 0.618034) % 1.0
+    exact = a[1] + 2 * a[2] * s.view(5, 1, 1, 1) + 3 * a[3] * s.view(5, 1, 1, 1) ** 2
+    assert torch.allclose(target, exact, atol=1e-4)
+
+
 def test_flow_matching_target_is_the_chord_and_the_kl_is_zero_at_the_prior():
     field = TransportSourceField(1, (3, 8), hidden=4, z_dim=2, len_episode=2)
     window = torch.randn(6, 3, 1, 3, 8)
@@ -73,7 +87,7 @@ def test_loss_falls_and_forecast_beats_persistence(fitted):
     assert fm[0] > 0.5 and fm[-1] < 0.1 * fm[0]
     test = ds.isel(time=slice(28, None))
     assert model.periodic_ == (False, True)
-    # measured -0.054 / -0.060 / -0.065 (seeds 0-2) against persistence's -0.386 at 2 steps
+    # measured -0.058 / -0.065 / -0.081 (seeds 0-2) against persistence's -0.386 at 2 steps
     assert model.score(test, [2.0]) > 3 * Persistence().fit(ds).score(test, [2.0])
 
 
@@ -101,8 +115,10 @@ def test_errors_before_training():
         TransportVGBDM(max_epochs=0).fit(ds.isel(y=0))
     with pytest.raises(ValueError, match="evenly spaced"):
         TransportVGBDM(max_epochs=0).fit(ds.isel(time=[0, 1, 2, 4, 5, 6, 7, 8]))
-    with pytest.raises(ValueError, match="at least len_episode"):
+    with pytest.raises(ValueError, match="at least 14 samples"):
         TransportVGBDM(len_episode=12, max_epochs=0).fit(ds)
+    with pytest.raises(ValueError, match="len_episode >= 2"):
+        TransportVGBDM(len_episode=1, max_epochs=0).fit(ds)
     with pytest.raises(ValueError, match="periodic"):
         TransportVGBDM(periodic=(True,), max_epochs=0).fit(ds)
 
@@ -116,10 +132,11 @@ def test_early_stopping_holds_out_the_end_without_overlap_and_keeps_the_best_epo
     history = model.net_.history
     valid = np.asarray(history[:, "valid_loss"])
     assert model.best_validation_loss_ == valid.min() == valid[model.n_epochs_ - 1]
-    # 57 windows of 4 samples (starts 0..56), the last 11 held out (starts 46..56, samples
-    # 46..59); training windows end before sample 46: starts 0..42, 43 of them
+    # 56 windows of 5 samples (the episode of 3, then 2: the cubic), starts 0..55; the last
+    # 11 held out (starts 45..55, samples 45..59); training windows end before sample 45:
+    # starts 0..40, 41 of them
     batches = history[-1, "batches"]
-    assert sum(b.get("train_batch_size", 0) for b in batches) == 43
+    assert sum(b.get("train_batch_size", 0) for b in batches) == 41
     assert sum(b.get("valid_batch_size", 0) for b in batches) == 11
     untrained = TransportVGBDM(early_stopping=True, max_epochs=0, device="cpu").fit(ds)
     assert untrained.n_epochs_ == 0 and np.isnan(untrained.best_validation_loss_)

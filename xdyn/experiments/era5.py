@@ -25,11 +25,16 @@ training weeks.
 
 ``era5-forecast`` (6-hourly data, leads 6-144 h) and ``era5-monthly`` (monthly
 means on a 360-day calendar, leads 1-5 months) follow ClimODE (Verma et al.,
-ICLR 2024) on WeatherBench 5.625° (Rasp et al. 2020): z500, t850, t2m, u10,
-v10, trained on 2006-2015 and tested on 2017-2018. They run on the WeatherBench
-files :func:`xdyn.datasets.load_weatherbench` finds (``$XDYN_DATA_DIR/weatherbench``);
-where there are none they run on xdyn's WeatherBench-format test set (NOT
-ERA5), and every output says which (``results.attrs["data"]``).
+ICLR 2024) and VGB-DM (Singh et al., AISTATS 2026) on WeatherBench 5.625°
+(Rasp et al. 2020): z500, t850, t2m, u10, v10, trained on 2006-2015 and tested
+on 2017-2018; VGB-DM is :class:`~xdyn.forecast.TransportVGBDM`, the transport +
+source model of its weather row (z500 114 / 308 / 490 m²/s² at 6 / 24 / 42 h).
+They run on the WeatherBench files :func:`xdyn.datasets.load_weatherbench`
+finds (``$XDYN_DATA_DIR/weatherbench``); where there are none they run on
+xdyn's WeatherBench-format test set (NOT ERA5: 36 days of 2016 to train on, 12
+of 2017 to test on, quick; 72 and 24 in full), and every output says which
+(``results.attrs["data"]``). Samples are taken every 6 hours, never filling a
+gap between records.
 
 All forecasts verify through :func:`xdyn.forecast.verify_forecast`: the
 latitude-weighted RMSE, the ACC against the training climatology and the CRPS,

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from torchdiffeq import odeint
 
 from xdyn.nn.advection import ClimateEmbedding, advection_tendency, spatial_gradient
+from xdyn.nn.dynamics import lagrange_weights
 
 __all__ = ["GridPad", "TransportSourceField"]
 
@@ -93,6 +94,15 @@ class TransportSourceField(ClimateEmbedding):
     method : str, default="rk4"
     step_size : float, default=0.5
         Integration step in data steps (fixed-step methods).
+    form : {"conservative", "advective"}, default="conservative"
+        Transport by the continuity equation ``-div(u v)`` (the original's:
+        a converging velocity piles ``u`` up) or by advection ``-v . grad u``
+        (the field is carried, never amplified, by the flow).
+    interpolant : {"linear", "cubic"}, default="linear"
+        The path matched between the start ``u0`` and the next sample: the
+        chord (the original's; windows of ``len_episode + 1`` samples) or the
+        cubic through the samples before and after too (``len_episode + 2``),
+        whose velocity is the flow's to O(dt^3) instead of O(dt).
 
     Examples
     --------
@@ -111,11 +121,19 @@ class TransportSourceField(ClimateEmbedding):
     def __init__(self, n_channels, grid_shape, hidden=32, periodic=(False, True), z_dim=4,
                  len_episode=4, encoder_hidden=16, phase_step=(0.0, 0.0), climate=None,
                  relaxation_rate=0.03, v_scale=None, max_speed=2.0, method="rk4",
-                 step_size=0.5):
+                 step_size=0.5, form="conservative", interpolant="linear"):
         super().__init__(n_channels, grid_shape, periodic, phase_step, climate, relaxation_rate)
         k = self.k
         self.z_dim, self.len_episode = int(z_dim), int(len_episode)
         self.max_speed, self.method, self.step_size = float(max_speed), method, float(step_size)
+        if form not in ("conservative", "advective"):
+            raise ValueError(f"form must be 'conservative' or 'advective'; got {form!r}")
+        self.form = form
+        if interpolant not in ("linear", "cubic") or (interpolant == "cubic"
+                                                      and self.len_episode < 2):
+            raise ValueError(f"interpolant must be 'linear' or 'cubic' (with len_episode >= 2);"
+                             f" got {interpolant!r} with len_episode={self.len_episode}")
+        self.interpolant = interpolant
         self.field = _grid_conv(4 * k + 6 + self.z_dim, 3 * k, hidden, self.periodic)
         if self.z_dim:
             self.encoder = nn.Sequential(
@@ -143,7 +161,14 @@ class TransportSourceField(ClimateEmbedding):
     def tendency(self, t, u, phase0, z):
         """``du/dt`` at time ``t`` (data steps after the start at ``phase0``): ``(B, K, H, W)``."""
         v, source = self._terms(t, u, phase0, z)
-        return advection_tendency(u, v, self.periodic) + source
+        return self._transport(u, v) + source
+
+    def _transport(self, u, v):
+        """``-div(u v)`` (``form="conservative"``) or ``-v . grad u`` (``"advective"``)."""
+        if self.form == "conservative":
+            return advection_tendency(u, v, self.periodic)
+        gy, gx = spatial_gradient(u, self.periodic)
+        return -(v[:, :self.k] * gy + v[:, self.k:] * gx)
 
     def encode(self, episode):
         """Posterior mean and log-variance of ``z`` from ``(B, len_episode, K, H, W)``."""
@@ -154,25 +179,40 @@ class TransportSourceField(ClimateEmbedding):
         return out[:, :self.z_dim], out[:, self.z_dim:].clamp(-10.0, 5.0)
 
     def forward(self, window, phase0):
-        """Flow matching on ``window`` ``(B, len_episode + 1, K, H, W)``: the episode, then the next.
+        """Flow matching on ``window`` ``(B, len_episode + 1 [+ 1], K, H, W)``: the episode, then
+        the next sample (and, with ``interpolant="cubic"``, the one after).
 
-        Returns the field at a random point of the chord from the episode's
+        Returns the field at a random point (in eval mode: evenly spread points,
+        and ``z`` at its posterior mean) of the chord from the episode's
         last sample to the next, the chord velocity, a zero KL of parameters
         (this field has none), the KL of ``z`` and the velocity's roughness
         (mean square of its spatial gradient: the original's smoothness
         penalty), as :class:`~xdyn.nn.dynamics.GreyBoxFlowModule` returns them.
         """
-        episode, u0, u1 = window[:, :-1], window[:, -2], window[:, -1]
+        E = self.len_episode
+        episode, u0, u1 = window[:, :E], window[:, E - 1], window[:, E]
         mu, logvar = self.encode(episode)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        s = torch.rand(u0.shape[0], device=u0.device, dtype=u0.dtype)
-        point = u0 + s[:, None, None, None] * (u1 - u0)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            s = torch.rand(u0.shape[0], device=u0.device, dtype=u0.dtype)
+        else:  # a deterministic held-out loss (early stopping compares it across epochs):
+            # the posterior mean and evenly spread points of the chords
+            z = mu
+            s = (torch.arange(u0.shape[0], device=u0.device, dtype=u0.dtype) * 0.618034) % 1.0
+        if self.interpolant == "cubic":  # through u_{-1}, u0, u1, u2 at times -1 .. 2
+            nodes = torch.tensor([-1.0, 0.0, 1.0, 2.0], dtype=u0.dtype, device=u0.device)
+            w, dw = lagrange_weights(nodes.expand(len(s), 4), s)
+            four = window[:, E - 2:E + 2]
+            point = torch.einsum("bj,bjkhw->bkhw", w, four)
+            target = torch.einsum("bj,bjkhw->bkhw", dw, four)
+        else:
+            point, target = u0 + s[:, None, None, None] * (u1 - u0), u1 - u0
         v, source = self._terms(s[:, None], point, phase0, z)
-        pred = advection_tendency(point, v, self.periodic) + source
+        pred = self._transport(point, v) + source
         kl_z = 0.5 * (mu ** 2 + logvar.exp() - 1.0 - logvar).sum(-1)
         vy, vx = spatial_gradient(v, self.periodic)
         roughness = (vy ** 2 + vx ** 2).mean()
-        return pred, u1 - u0, u0.new_zeros(u0.shape[0]), kl_z, roughness
+        return pred, target, u0.new_zeros(u0.shape[0]), kl_z, roughness
 
     def rollout(self, u0, phase0, z, times):
         """Integrate from ``u0`` to ``times`` (data steps, from 0): ``(len(times), B, K, H, W)``."""
