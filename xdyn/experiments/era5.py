@@ -405,7 +405,7 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
           "6-hourly leads 6-144 h; on xdyn's test set when no WeatherBench files are found",
           "Rasp et al. (2020) WeatherBench; Verma et al. (ICLR 2024) ClimODE; Singh et al. "
           "(AISTATS 2026) VGB-DM",
-          quick_wall_s=355)
+          quick_wall_s=368)
 def era5_forecast(quick=False, seed=0, device="cpu", progress=True):
     return weatherbench_experiment(False, quick=quick, seed=seed, device=device,
                                    progress=progress)

@@ -9,14 +9,17 @@ clock, position, z)``
 
 where ``c(t)`` is the per-grid-point climatology and ``rate`` a learned
 relaxation (:class:`~xdyn.nn.advection.ClimateEmbedding`), and ``z`` a
-stochastic latent of the episode before the start. Unlike ClimODE's
+stochastic latent of the episode before the start; ``form="advective"``
+transports by ``-v . grad u`` instead. Unlike ClimODE's
 second-order model (velocity as a state, integrated in training), the
 velocity is a function of the current state, so training needs no ODE
 solve: the field at ``(1 - s) u_k + s u_{k+1}`` is matched to the chord
 velocity ``u_{k+1} - u_k`` per data step (flow matching between consecutive
-samples). An encoder over the ``len_episode`` samples up to ``u_k`` gives a
-Gaussian posterior over ``z`` (a KL to N(0, I) in the loss); forecasts draw
-``z`` per member and integrate the field with torchdiffeq.
+samples), or at the cubic through ``u_{k-1} .. u_{k+2}`` to its time
+derivative (``interpolant="cubic"``). An encoder over the ``len_episode``
+samples up to ``u_k`` gives a Gaussian posterior over ``z`` (a KL to
+N(0, I) in the loss); forecasts draw ``z`` per member and integrate the
+field with torchdiffeq.
 
 Convolutions pad a periodic dim (longitude) circularly and a bounded one
 (latitude) by repeating its edge.
