@@ -183,6 +183,18 @@ class ClimateEmbedding(nn.Module):
         The coefficients ``c0 .. c4`` (default zero).
     relaxation_rate : float or array-like of shape (n_channels,)
         Initial relaxation rate per data step.
+
+    Examples
+    --------
+    A climatology with a daily cycle, a quarter of a day per data step:
+
+    >>> import math, torch
+    >>> climate = torch.zeros(5, 1, 2, 3)
+    >>> climate[1] = 1.0                                   # c = cos(day)
+    >>> emb = ClimateEmbedding(1, (2, 3), phase_step=(math.pi / 2, 0.0), climate=climate)
+    >>> c, dc = emb._climate(torch.tensor(1.0), torch.zeros(1, 2))
+    >>> round(float(c[0, 0, 0, 0]), 6), round(float(dc[0, 0, 0, 0]), 4)  # cos, -sin at pi/2
+    (0.0, -1.5708)
     """
 
     def __init__(self, n_channels, grid_shape, periodic=(False, False), phase_step=(0.0, 0.0),
