@@ -10,8 +10,8 @@ import xarray as xr
 
 from xdyn.experiments._era5_data import (UK_T2M_FILE, WB_TEST_SET_NOTE, era5_sample_dir,
                                          write_weatherbench_test_set)
-from xdyn.experiments.era5 import (_open_weatherbench, uk_t2m_experiment,
-                                   weatherbench_experiment)
+from xdyn.experiments.era5 import (_open_weatherbench, compare_forecasters,
+                                   uk_t2m_experiment, weatherbench_experiment)
 from xdyn.forecast import ClimODE, Climatology, Persistence, TransportVGBDM
 
 SHARED_ERA5 = Path(os.environ.get("XDYN_SHARED_DIR", Path(__file__).resolve().parents[2]
@@ -89,6 +89,23 @@ def test_era5_forecast_pipeline_end_to_end():
     assert set(res.figures) == {"z500_scores", "t850_scores", "maps"}
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_chunked_verification_pools_to_the_scores_of_all_starts_at_once():
+    train, test, _, tmp = _open_weatherbench(("z500",), False, True, test_set_days=3)
+    tmp.cleanup()
+    leads = [np.timedelta64(6, "h"), np.timedelta64(48, "h")]
+
+    def scores(chunk):
+        fcs = {"Persistence": Persistence(), "Climatology": Climatology()}
+        return compare_forecasters(fcs, train, test, leads, n_history=3, chunk=chunk)[0]
+
+    whole, chunked = scores(None), scores(4)   # 9 starts: chunks of 4, 4 and 1
+    xr.testing.assert_allclose(whole, chunked)
+    # the last starts have no truth 48 h on: the pooled mean counts only those that do
+    assert np.isfinite(whole["z500_rmse"].values).all()
+    persistence = whole["z500_rmse"].sel({"method": "Persistence"})
+    assert float(persistence.sel(lead_time=leads[1])) > float(persistence.sel(lead_time=leads[0]))
 
 
 def test_weatherbench_records_are_evenly_spaced_and_never_gap_filled():

@@ -57,7 +57,7 @@ from xdyn.experiments._era5_data import (WB_TEST_SET_NOTE, load_uk_t2m,
 from xdyn.experiments._era5_figures import error_maps, score_curves
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.forecast import (ClimODE, Climatology, NeuralODE, Persistence,
-                           TransportVGBDM, verify_forecast)
+                           TransportVGBDM, lead_aligned_truth, verify_forecast)
 from xdyn.forecast._trajectories import TrajectoryForecaster
 
 __all__ = ["uk_t2m_experiment", "weatherbench_experiment", "compare_forecasters",
@@ -66,26 +66,40 @@ __all__ = ["uk_t2m_experiment", "weatherbench_experiment", "compare_forecasters"
 LEARNED = ("ClimODE", "NeuralODE", "VGBDM")
 
 
-def _in_model_time(est, train, test, lead_times):
-    start = train.time.values[0]
+def _model_time(ds, start):
+    """``ds`` with hours since ``start`` as its time (for forecasters of dynamical systems)."""
+    h = (ds.time.values - start) / np.timedelta64(1, "h")
+    return ds.assign_coords(time=("time", h, {"units": "h", "long_name": "time"}))
 
-    def hours(ds):
-        h = (ds.time.values - start) / np.timedelta64(1, "h")
-        return ds.assign_coords(time=("time", h, {"units": "h", "long_name": "time"}))
 
-    t0 = time.perf_counter()
-    est.fit(hours(train))
-    est.fit_seconds_ = time.perf_counter() - t0
+def _fit(est, train):
+    # forecasters of dynamical systems take model time: they see hours since the start
+    # of the training data, and their forecasts get the calendar back
+    est.fit(_model_time(train, train.time.values[0])
+            if isinstance(est, TrajectoryForecaster) else train)
+
+
+def _predict(est, train, test, lead_times):
+    if not isinstance(est, TrajectoryForecaster):
+        return est.predict(test, lead_times)
     lead_h = np.array([lt / np.timedelta64(1, "h") for lt in lead_times])
-    fc = est.predict(hours(test), lead_h)
+    fc = est.predict(_model_time(test, train.time.values[0]), lead_h)
     valid = test.time.values[:, None] + np.asarray(lead_times, dtype="timedelta64[ns]")[None]
     return fc.assign_coords(time=test.time.values,
                             lead_time=np.asarray(lead_times, dtype="timedelta64[ns]"),
                             valid_time=(("time", "lead_time"), valid))
 
 
+def _valid_starts(fc, truth):
+    """Per variable and lead, how many starts of ``fc`` have their whole truth."""
+    aligned = lead_aligned_truth(truth, fc)
+    return {v: aligned[v].notnull().all([d for d in aligned[v].dims
+                                         if d not in ("time", "lead_time")]).sum("time")
+            for v in fc.data_vars}
+
+
 def compare_forecasters(forecasters, train, test, lead_times, climatology="Climatology",
-                        n_history=1, progress=False):
+                        n_history=1, progress=False, chunk=None):
     """Fit every forecaster on ``train``, forecast ``test`` and score per variable and lead.
 
     Parameters
@@ -99,13 +113,22 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     lead_times : sequence of timedelta
     climatology : str
         The name in ``forecasters`` whose forecast is the ACC's reference.
+    progress : bool
+    chunk : int, optional
+        Forecast and verify ``chunk`` starts at a time (each with its
+        ``n_history`` samples before it) and pool the scores, weighted by the
+        starts that have a truth at each lead: every score is a mean over
+        starts, so the result is the same as all at once, and memory holds
+        one chunk of every method's ensemble (two years of 6-hourly starts at
+        24 leads, 10 members and 5 fields on 32 x 64 are 57 GB per method).
 
     Returns
     -------
     scores : xarray.Dataset
         ``<var>_rmse``, ``<var>_acc``, ``<var>_crps`` on ``(method, lead_time)``.
     forecasts : dict
-        Name -> forecast Dataset on the test initialisations.
+        Name -> forecast Dataset on the test initialisations (of the last
+        chunk, with ``chunk``).
     timing : dict
         Name -> (fit seconds, predict seconds).
 
@@ -122,31 +145,44 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     >>> scores["T_rmse"].sel({"method": "Climatology"}).values.round(6).tolist()
     [0.0]
     """
-    forecasts, timing = {}, {}
-    inits = test.isel(time=slice(n_history, None)).time
+    timing = {}
     for name, est in forecasters.items():
         t0 = time.perf_counter()
-        # forecasters of dynamical systems take model time: they see hours since the
-        # start of the training data, and their forecasts get the calendar back
-        if isinstance(est, TrajectoryForecaster):
-            fc = _in_model_time(est, train, test, lead_times)
-            t1 = t0 + est.fit_seconds_
-        else:
-            est.fit(train)
-            t1 = time.perf_counter()
-            fc = est.predict(test, lead_times)
-        fc = fc.sel(time=inits)
-        _check_every_start(name, fc, n_history)
-        forecasts[name] = fc
-        timing[name] = (t1 - t0, time.perf_counter() - t1)
-        if progress:
-            print(f"  {name}: fit {t1 - t0:.1f} s, predict {timing[name][1]:.1f} s", flush=True)
-    clim = forecasts.get(climatology)
-    per_method = [verify_forecast(fc, test, climatology=clim) for fc in forecasts.values()]
+        _fit(est, train)
+        timing[name] = [time.perf_counter() - t0, 0.0]
+    n_starts = test.sizes["time"] - n_history
+    size = n_starts if chunk is None else max(1, int(chunk))
+    sums, counts, attrs = {}, {}, {}
+    for first in range(0, n_starts, size):
+        window = test.isel(time=slice(first, first + n_history + size))
+        forecasts = {}
+        for name, est in forecasters.items():
+            t0 = time.perf_counter()
+            fc = _predict(est, train, window, lead_times).isel(time=slice(n_history, None))
+            timing[name][1] += time.perf_counter() - t0
+            _check_every_start(name, fc, n_history)
+            forecasts[name] = fc
+        clim = forecasts.get(climatology)
+        for name, fc in forecasts.items():
+            scores = verify_forecast(fc, test, climatology=clim)
+            n_valid = _valid_starts(fc, test)
+            for key, da in scores.data_vars.items():
+                n = n_valid[key.rsplit("_", 1)[0]]
+                weighted = xr.where(n > 0, da * n, 0.0)
+                sums[name, key] = weighted if (name, key) not in sums \
+                    else sums[name, key] + weighted
+                counts[name, key] = n if (name, key) not in counts else counts[name, key] + n
+                attrs[key] = da.attrs
+    per_method = [xr.Dataset({key: (sums[name, key] / counts[name, key].where(
+        counts[name, key] > 0)).assign_attrs(attrs[key])
+        for (m, key) in sums if m == name}) for name in forecasters]
     scores = xr.concat(per_method, dim="method", join="outer")
-    scores = scores.assign_coords(method=("method", list(forecasts),
+    scores = scores.assign_coords(method=("method", list(forecasters),
                                           {"long_name": "forecaster"}))
-    return scores, forecasts, timing
+    if progress:
+        for name, (fit_s, predict_s) in timing.items():
+            print(f"  {name}: fit {fit_s:.1f} s, predict {predict_s:.1f} s", flush=True)
+    return scores, forecasts, {name: tuple(t) for name, t in timing.items()}
 
 
 def _check_every_start(name, fc, n_history):
@@ -293,6 +329,9 @@ def era5_uk_t2m(quick=False, seed=0, device="cpu", progress=True):
 # every method forecasts from the same starts, each with the samples a method reads before
 # it: VGB-DM's episode of 4 (len_episode) ends at the start, ClimODE reads the one before
 WB_HISTORY = 3
+# starts forecast and verified at a time: 64 x 24 leads x 10 members x 5 fields on 32 x 64
+# is 1.3 GB per method (full WeatherBench has 2920 test starts)
+WB_CHUNK = 64
 
 
 def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None):
@@ -380,7 +419,8 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
                                         early_stopping=True, random_state=seed,
                                         device=device, progress=progress)}
         scores, forecasts, timing = compare_forecasters(forecasters, train, test, lead_times,
-                                                        n_history=WB_HISTORY, progress=progress)
+                                                        n_history=WB_HISTORY, progress=progress,
+                                                        chunk=WB_CHUNK)
     finally:
         if tmp is not None:
             tmp.cleanup()
