@@ -166,16 +166,16 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
         for name, fc in forecasts.items():
             scores = verify_forecast(fc, test, climatology=clim)
             n_valid = _valid_starts(fc, test)
-            for key, da in scores.data_vars.items():
-                n = n_valid[key.rsplit("_", 1)[0]]
-                weighted = xr.where(n > 0, da * n, 0.0)
-                sums[name, key] = weighted if (name, key) not in sums \
-                    else sums[name, key] + weighted
-                counts[name, key] = n if (name, key) not in counts else counts[name, key] + n
-                attrs[key] = da.attrs
-    per_method = [xr.Dataset({key: (sums[name, key] / counts[name, key].where(
-        counts[name, key] > 0)).assign_attrs(attrs[key])
-        for (m, key) in sums if m == name}) for name in forecasters]
+            n = xr.Dataset({key: n_valid[key.rsplit("_", 1)[0]] for key in scores.data_vars})
+            sums[name] = sums.get(name, 0) + (scores * n).where(n > 0, 0.0)
+            counts[name] = counts.get(name, 0) + n
+            attrs[name] = {key: da.attrs for key, da in scores.data_vars.items()}
+    per_method = []
+    for name in forecasters:
+        pooled = sums[name] / counts[name].where(counts[name] > 0)
+        for key, da in pooled.data_vars.items():
+            da.attrs = attrs[name][key]
+        per_method.append(pooled)
     scores = xr.concat(per_method, dim="method", join="outer")
     scores = scores.assign_coords(method=("method", list(forecasters),
                                           {"long_name": "forecaster"}))
