@@ -11,18 +11,7 @@ from sklearn.base import clone
 from xdyn.forecast import Persistence, TransportVGBDM
 from xdyn.nn.transport import TransportSourceField
 
-
-def _wave(n_time=40, ny=6, nx=16, speed=0.5, seed=0):
-    """A smooth wave moving east by ``speed`` cells per step on a periodic x."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(nx)
-    phase = rng.uniform(0, 2 * np.pi)
-    k = 2 * np.pi / nx
-    u = np.stack([np.sin(k * (x - speed * t) + phase) + 0.5 * np.cos(2 * k * (x - speed * t))
-                  for t in range(n_time)])
-    u = np.repeat(u[:, None, :], ny, axis=1) + 3.0
-    return xr.Dataset({"u": (("time", "y", "x"), u, {"units": "m"})},
-                      coords={"time": np.arange(n_time, dtype=float), "x": x.astype(float)})
+from .test_climode import _wave
 
 
 def test_field_with_a_known_velocity_transports_by_the_exact_shift():

@@ -10,9 +10,18 @@ import math
 import numpy as np
 import xarray as xr
 
+from sklearn.utils._param_validation import StrOptions
+
 from xdyn.forecast.base import BaseForecaster
+from xdyn.nn import best_epoch, keep_best, predefined_split
 
 _PERIODIC_NAMES = {"x", "lon", "longitude"}
+
+
+def _harmonic_basis(phase):
+    """``(1, cos(day), sin(day), cos(year), sin(year))`` at ``phase`` (n, 2): ``(n, 5)``."""
+    return np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
+                     np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
 
 
 def _fit_climate(u, phase, ridge=1e-2):
@@ -22,8 +31,7 @@ def _fit_climate(u, phase, ridge=1e-2):
     A small ridge keeps a harmonic the data cannot resolve (the year over a few
     weeks, everything for model time, whose phases are zero) near zero.
     """
-    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
-                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
+    basis = _harmonic_basis(phase)
     gram = basis.T @ basis + ridge * len(phase) * np.diag([0.0, 1, 1, 1, 1])
     coef = np.linalg.lstsq(gram, basis.T @ u.reshape(len(u), -1), rcond=None)[0]
     return coef.reshape((5,) + u.shape[1:])
@@ -44,9 +52,7 @@ def _relaxation_rate(anomaly, n_steps):
 
 def _climate_series(climate, phase):
     """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
-    basis = np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
-                      np.cos(phase[:, 1]), np.sin(phase[:, 1])], 1)
-    return np.einsum("nj,jkhw->nkhw", basis, climate)
+    return np.einsum("nj,jkhw->nkhw", _harmonic_basis(phase), climate)
 
 
 class GriddedForecaster(BaseForecaster):
@@ -57,8 +63,28 @@ class GriddedForecaster(BaseForecaster):
     per-field standardisation ``mean_``, ``std_``; :meth:`_fields` turns a
     stacked matrix into standardised ``(n, K, H, W)`` fields and
     :meth:`_phases` gives the day and year phases of each sample. Subclasses
-    take a ``periodic`` parameter (``"auto"`` or two booleans).
+    take a ``periodic`` parameter (``"auto"`` or two booleans), and with
+    ``early_stopping`` / ``n_iter_no_change`` parameters use
+    :meth:`_stopping_on` and :meth:`_record_best_epoch`.
     """
+
+    _parameter_constraints = {
+        **BaseForecaster._parameter_constraints,
+        "periodic": [StrOptions({"auto"}), tuple, list],
+    }
+
+    def _stopping_on(self, valid):
+        """Net arguments that stop on the loss of ``valid`` and keep the best epoch."""
+        return {"train_split": predefined_split(valid),
+                "callbacks": [keep_best("valid_loss", self.n_iter_no_change)]}
+
+    def _record_best_epoch(self):
+        """``n_epochs_`` and ``best_validation_loss_`` of an early-stopped fit (none else)."""
+        for stale in ("n_epochs_", "best_validation_loss_"):  # from an earlier fit
+            vars(self).pop(stale, None)
+        if self.early_stopping:
+            self.n_epochs_, self.best_validation_loss_ = best_epoch(self.net_.history,
+                                                                    "valid_loss")
 
     def _setup_grid(self, X, times):
         dims, shape = self._grid()

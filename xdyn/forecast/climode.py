@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from skorch.dataset import Dataset
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 
 from xdyn.forecast._grid import (GriddedForecaster, _climate_series, _fit_climate,
                                  _relaxation_rate)
-from xdyn.nn import XdynNet, best_epoch, keep_best, predefined_split
+from xdyn.nn import XdynNet
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 
@@ -154,7 +154,6 @@ class ClimODE(GriddedForecaster):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "smoothness": [Interval(Real, 0, None, closed="left")],
         "damping": [Interval(Real, 0, None, closed="neither")],
-        "periodic": [StrOptions({"auto"}), tuple, list],
         "method": [str],
         "step_size": [Interval(Real, 0, None, closed="neither")],
     }
@@ -240,11 +239,7 @@ class ClimODE(GriddedForecaster):
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress, **stopping)
         self.net_.fit(Xd, target)
-        for stale in ("n_epochs_", "best_validation_loss_"):  # from an earlier fit
-            vars(self).pop(stale, None)
-        if self.early_stopping:
-            self.n_epochs_, self.best_validation_loss_ = best_epoch(self.net_.history,
-                                                                    "valid_loss")
+        self._record_best_epoch()
         return self
 
     def _hold_out_last(self, Xd, target, inits, n_steps):
@@ -260,9 +255,8 @@ class ClimODE(GriddedForecaster):
                              f"the held-out ones; give a longer record or a smaller fraction")
         held = inits >= first_valid
         valid = Dataset({key: v[held] for key, v in Xd.items()}, target[held])
-        callbacks = [keep_best("valid_loss", self.n_iter_no_change)]
         return ({key: v[train] for key, v in Xd.items()}, target[train],
-                {"train_split": predefined_split(valid), "callbacks": callbacks})
+                self._stopping_on(valid))
 
     def _first_init(self):
         """The first sample a forecast can start from: it needs the sample before it

@@ -35,7 +35,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from xdyn.forecast._grid import (GriddedForecaster, _climate_series, _fit_climate,
                                  _relaxation_rate)
 from xdyn.forecast.vgbdm import _FlowMatchingNet
-from xdyn.nn import best_epoch, keep_best, predefined_split
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.transport import TransportSourceField
 
@@ -182,7 +181,6 @@ class TransportVGBDM(GriddedForecaster):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "max_speed": [Interval(Real, 0, None, closed="neither")],
-        "periodic": [StrOptions({"auto"}), tuple, list],
         "method": [str],
         "step_size": [Interval(Real, 0, None, closed="neither")],
     }
@@ -257,11 +255,7 @@ class TransportVGBDM(GriddedForecaster):
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress, **stopping)
         self.net_.fit(data, None)
-        for stale in ("n_epochs_", "best_validation_loss_"):  # from an earlier fit
-            vars(self).pop(stale, None)
-        if self.early_stopping:
-            self.n_epochs_, self.best_validation_loss_ = best_epoch(self.net_.history,
-                                                                    "valid_loss")
+        self._record_best_epoch()
         return self
 
     def _hold_out_last(self, windows):
@@ -275,9 +269,7 @@ class TransportVGBDM(GriddedForecaster):
                              f"{self.validation_fraction} leaves no training pair before the "
                              f"held-out ones; give a longer record or a smaller fraction")
         valid = Subset(windows, range(n - n_valid, n))
-        return Subset(windows, range(n_train)), {
-            "train_split": predefined_split(valid),
-            "callbacks": [keep_best("valid_loss", self.n_iter_no_change)]}
+        return Subset(windows, range(n_train)), self._stopping_on(valid)
 
     def _predict(self, X, times, lead_times):
         steps = np.asarray(self.lead_steps(lead_times), dtype=float)

@@ -202,7 +202,6 @@ class ClimateEmbedding(nn.Module):
         super().__init__()
         k = int(n_channels)
         self.k, self.periodic = k, tuple(bool(p) for p in periodic)
-        self.padding_mode = "circular" if all(self.periodic) else "replicate"
         rate = torch.as_tensor(relaxation_rate, dtype=torch.float32).reshape(-1)
         rate = rate.expand(k).reshape(1, k, 1, 1).clamp(1e-4, 10.0)
         self.log_rate = nn.Parameter(torch.log(torch.expm1(rate)))  # softplus^-1
@@ -314,7 +313,7 @@ class AdvectionSourceODE(ClimateEmbedding):
         self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
         self.min_std = float(min_std)
         self.max_speed = float(max_speed) if max_speed is not None else 2.0 / self.step_size
-        pad = self.padding_mode
+        pad = "circular" if all(self.periodic) else "replicate"
         n_feat = 4 + 2
         self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
         n_memory = k if self.memory else 0                             # the lagged anomaly
