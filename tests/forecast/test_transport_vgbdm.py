@@ -134,3 +134,20 @@ def test_early_stopping_holds_out_the_end_without_overlap_and_keeps_the_best_epo
     with pytest.raises(ValueError, match="leaves no training pair"):
         TransportVGBDM(len_episode=3, early_stopping=True, validation_fraction=0.9,
                        max_epochs=1, device="cpu").fit(ds.isel(time=slice(0, 8)))
+
+
+def test_in_a_pipeline_after_a_scaler_forecasts_in_scaled_units(fitted):
+    from sklearn.pipeline import Pipeline
+
+    from xdyn.preprocessing import StandardScaler
+
+    ds, model = fitted
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("vgbdm", clone(model).set_params(max_epochs=2))])
+    fc = pipe.fit(ds.isel(time=slice(0, 30))).predict(ds.isel(time=slice(30, 36)),
+                                                      lead_times=[1.0])
+    assert fc["u"].dims == ("time", "lead_time", "member", "y", "x")
+    assert np.isfinite(fc["u"].values[1:]).all()
+    # the wave is 3 +- 1.5 m; standardised it is centred and of unit spread
+    assert abs(float(fc["u"].isel(time=slice(1, None)).mean())) < 1.0
+    assert np.isfinite(pipe.score(ds.isel(time=slice(30, 40)), lead_times=[1.0]))
