@@ -57,6 +57,25 @@ def test_velocity_inversion_explains_the_tendency():
     assert float(v[0, 1].mean()) > 0.1  # eastward
 
 
+@pytest.mark.parametrize("net", ["dynamics", "emission"])
+def test_networks_wrap_longitude_and_not_latitude(net):
+    # on a lat-lon grid (periodic=(False, True)) a change at the first longitude must
+    # reach the last one through the padding; one at the first latitude must not reach
+    # the last (the network's reach is 2 cells: two 3x3 convolutions)
+    torch.manual_seed(0)
+    module = AdvectionSourceODE(1, (8, 8), hidden=4, periodic=(False, True))
+    conv = getattr(module, net)
+    torch.nn.init.normal_(conv[-1].weight)       # the output starts at zero otherwise
+    x = torch.randn(1, conv[1].in_channels, 8, 8)
+    east, north = x.clone(), x.clone()
+    east[..., 0] += 1.0
+    north[..., 0, :] += 1.0
+    with torch.no_grad():
+        base = conv(x)
+        assert float((conv(east) - base)[..., -1].abs().max()) > 1e-4
+        assert float((conv(north) - base)[..., -1, :].abs().max()) == 0.0
+
+
 @pytest.fixture(scope="module")
 def fitted():
     ds = _wave()

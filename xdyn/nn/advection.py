@@ -15,7 +15,9 @@ equations (the transpose of the advection operator comes from autograd, so it
 is exact whatever the boundary handling).
 
 Boundaries: a periodic dim wraps (``torch.roll``); a bounded one repeats its edge
-value (a one-sided half difference at the edge).
+value (a one-sided half difference at the edge). The networks' convolutions pad
+the same way, per dim (:class:`GridPad`): on a latitude-longitude grid,
+longitude wraps and latitude repeats its edge.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchdiffeq import odeint
 
-__all__ = ["spatial_gradient", "advection_tendency", "fit_velocity", "ClimateEmbedding",
-           "AdvectionSourceODE"]
+__all__ = ["GridPad", "grid_conv", "spatial_gradient", "advection_tendency", "fit_velocity",
+           "ClimateEmbedding", "AdvectionSourceODE"]
 
 
 def _diff(f, dim, periodic):
@@ -154,14 +157,40 @@ def fit_velocity(u, u_t, periodic=(False, False), smoothness=1.0, damping=1e-3, 
     return v
 
 
-def _conv_net(n_in, n_out, hidden, padding_mode):
+class GridPad(nn.Module):
+    """Pad ``(..., H, W)`` by ``width`` cells: circularly along periodic dims, else by the edge.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.arange(6.0).view(1, 1, 2, 3)
+    >>> GridPad((False, True))(x)[0, 0].tolist()
+    [[2.0, 0.0, 1.0, 2.0, 0.0], [2.0, 0.0, 1.0, 2.0, 0.0], [5.0, 3.0, 4.0, 5.0, 3.0], \
+[5.0, 3.0, 4.0, 5.0, 3.0]]
+    """
+
+    def __init__(self, periodic=(False, False), width=1):
+        super().__init__()
+        self.periodic, self.width = tuple(bool(p) for p in periodic), int(width)
+
+    def forward(self, x):
+        w = self.width
+        x = F.pad(x, (w, w, 0, 0), mode="circular" if self.periodic[1] else "replicate")
+        return F.pad(x, (0, 0, w, w), mode="circular" if self.periodic[0] else "replicate")
+
+
+def grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
+    """Two 3x3 convolutions (GELU) and a 1x1 output, padded per dim by :class:`GridPad`.
+
+    ``zero_last`` starts the output at zero: the model begins as its closed-form part
+    (no learned motion or source).
+    """
     last = nn.Conv2d(hidden, n_out, 1)
-    nn.init.zeros_(last.weight)  # start as pure advection with constant velocity, no source
-    nn.init.zeros_(last.bias)
-    return nn.Sequential(
-        nn.Conv2d(n_in, hidden, 3, padding=1, padding_mode=padding_mode), nn.GELU(),
-        nn.Conv2d(hidden, hidden, 3, padding=1, padding_mode=padding_mode), nn.GELU(),
-        last)
+    if zero_last:
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+    return nn.Sequential(GridPad(periodic), nn.Conv2d(n_in, hidden, 3), nn.GELU(),
+                         GridPad(periodic), nn.Conv2d(hidden, hidden, 3), nn.GELU(), last)
 
 
 class ClimateEmbedding(nn.Module):
@@ -313,11 +342,11 @@ class AdvectionSourceODE(ClimateEmbedding):
         self.n_steps, self.method, self.step_size = int(n_steps), method, float(step_size)
         self.min_std = float(min_std)
         self.max_speed = float(max_speed) if max_speed is not None else 2.0 / self.step_size
-        pad = "circular" if all(self.periodic) else "replicate"
         n_feat = 4 + 2
-        self.dynamics = _conv_net(6 * k + n_feat, 3 * k, hidden, pad)   # dv (2K), source (K)
+        # dv (2K), source (K); then the emission's mean and raw std
+        self.dynamics = grid_conv(6 * k + n_feat, 3 * k, hidden, self.periodic)
         n_memory = k if self.memory else 0                             # the lagged anomaly
-        self.emission = _conv_net(2 * k + n_feat + n_memory, 2 * k, hidden, pad)  # mu, raw std
+        self.emission = grid_conv(2 * k + n_feat + n_memory, 2 * k, hidden, self.periodic)
         # softplus(-2.25) = 0.1 per step: a velocity inverted from one noisy difference
         # fades unless the learned law sustains it
         self.log_velocity_decay = nn.Parameter(torch.full((1, 2 * k, 1, 1), -2.25))

@@ -323,7 +323,7 @@ class GreyBoxFlowModule(nn.Module):
                 else x.unsqueeze(-2)
             normed = self.input_mask * (states - self.x_mean) / self.x_scale  # (..., h, n)
             if self.n_channels:
-                C, h = self.n_channels, self.history_size
+                C = self.n_channels
                 sites = normed.reshape(*normed.shape[:-1], C, -1)  # (..., h, C, S)
                 sites = sites.movedim(-1, -3).flatten(-2)  # (..., S, h * C)
                 zs = z.unsqueeze(-2).expand(*sites.shape[:-1], z.shape[-1])

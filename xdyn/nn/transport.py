@@ -29,44 +29,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torchdiffeq import odeint
 
-from xdyn.nn.advection import ClimateEmbedding, advection_tendency, spatial_gradient
+from xdyn.nn.advection import (ClimateEmbedding, advection_tendency, grid_conv,
+                                spatial_gradient)
 from xdyn.nn.dynamics import lagrange_weights
 
-__all__ = ["GridPad", "TransportSourceField"]
-
-
-class GridPad(nn.Module):
-    """Pad ``(..., H, W)`` by ``width`` cells: circularly along periodic dims, else by the edge.
-
-    Examples
-    --------
-    >>> import torch
-    >>> x = torch.arange(6.0).view(1, 1, 2, 3)
-    >>> GridPad((False, True))(x)[0, 0].tolist()
-    [[2.0, 0.0, 1.0, 2.0, 0.0], [2.0, 0.0, 1.0, 2.0, 0.0], [5.0, 3.0, 4.0, 5.0, 3.0], \
-[5.0, 3.0, 4.0, 5.0, 3.0]]
-    """
-
-    def __init__(self, periodic=(False, False), width=1):
-        super().__init__()
-        self.periodic, self.width = tuple(bool(p) for p in periodic), int(width)
-
-    def forward(self, x):
-        w = self.width
-        x = F.pad(x, (w, w, 0, 0), mode="circular" if self.periodic[1] else "replicate")
-        return F.pad(x, (0, 0, w, w), mode="circular" if self.periodic[0] else "replicate")
-
-
-def _grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
-    last = nn.Conv2d(hidden, n_out, 1)
-    if zero_last:  # start as the closed-form part alone: no motion, no learned source
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-    return nn.Sequential(GridPad(periodic), nn.Conv2d(n_in, hidden, 3), nn.GELU(),
-                         GridPad(periodic), nn.Conv2d(hidden, hidden, 3), nn.GELU(), last)
+__all__ = ["TransportSourceField"]
 
 
 class TransportSourceField(ClimateEmbedding):
@@ -137,10 +106,10 @@ class TransportSourceField(ClimateEmbedding):
             raise ValueError(f"interpolant must be 'linear' or 'cubic' (with len_episode >= 2);"
                              f" got {interpolant!r} with len_episode={self.len_episode}")
         self.interpolant = interpolant
-        self.field = _grid_conv(4 * k + 6 + self.z_dim, 3 * k, hidden, self.periodic)
+        self.field = grid_conv(4 * k + 6 + self.z_dim, 3 * k, hidden, self.periodic)
         if self.z_dim:
             self.encoder = nn.Sequential(
-                _grid_conv(self.len_episode * k, encoder_hidden, encoder_hidden, self.periodic,
+                grid_conv(self.len_episode * k, encoder_hidden, encoder_hidden, self.periodic,
                            zero_last=False),
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.GELU(),
                 nn.Linear(encoder_hidden, 2 * self.z_dim))
