@@ -3,6 +3,7 @@ size, the multiplicative / additive noise), and the whole --quick run (slow)."""
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from xdyn.datasets.ldensf_data import kolmogorov_ldensf
 from xdyn.experiments.ldensf import LDEnSFSetup, sparse_observations
@@ -199,6 +200,11 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     assert np.isfinite(res.parameter_rel_error.sel(assimilator=["LD-EnSF", "LD-EnSF joint"])
                        ).all()
     assert (res.parameter_rel_spread > 0).all()
+    assert list(res["quantity"].values) == ["fields", "latent state"] + params
+    ratio = res.spread_skill
+    assert (ratio.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]) > 0).all()
+    assert ratio.sel(assimilator=["EnSF", "LETKF", "free latent forecast"]).isnull().all()
+    assert "spread over error" in result.table
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
     prior = {"bump_x": 0.25, "bump_y": 0.25, "forcing_amplitude": 150.5, "forcing_width": 2.5}
@@ -227,6 +233,27 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     assert len(result.figures["robustness"].axes) == 4
     assert "robustness" in result.table
     plt.close("all")
+
+
+def test_spread_skill_is_the_rms_spread_over_the_rms_error():
+    from xdyn.experiments.ldensf import METHODS, spread_skill
+
+    rng = np.random.RandomState(0)
+    t = np.arange(3.0)
+    truth = xr.Dataset({"w": (("trajectory", "time", "y", "x"), rng.randn(2, 3, 4, 4)),
+                        "Re": ("trajectory", [500.0, 900.0])}, coords={"time": t})
+    latent_ref = rng.randn(2, 3, 5)
+    # errors of RMS 0.2 (fields), 0.5 (latent), 40 (Re); spreads 0.1, 1.0, 20
+    out = xr.Dataset({"w": truth["w"] + 0.2, "w_spread": truth["w"] * 0 + 0.1,
+                      "latent_state": (("trajectory", "time", "latent"), latent_ref - 0.5),
+                      "latent_spread": (("trajectory", "time", "latent"), np.ones((2, 3, 5))),
+                      "Re": (("trajectory", "time"), np.array([[540.0] * 3, [860.0] * 3])),
+                      "Re_spread": (("trajectory", "time"), np.full((2, 3), 20.0))},
+                     coords={"time": t})
+    ratio = spread_skill({"LD-EnSF": out}, truth, latent_ref, ["Re"], ["w"])
+    np.testing.assert_allclose(ratio.sel(assimilator="LD-EnSF"), [0.5, 2.0, 0.5])
+    assert ratio.drop_sel(assimilator="LD-EnSF").isnull().all()
+    assert list(ratio["assimilator"].values) == list(METHODS)
 
 
 def test_sparse_observations_at_an_interval_and_a_wider_stride():

@@ -70,6 +70,11 @@ def summary(res):
         rows += summary_rows(last.parameter_rel_spread.sel(parameter=p),
                              f"{p} relative spread (last step)", method="LD-EnSF",
                              lower_is_better=False)
+    if "spread_skill" in res:
+        for q in res["quantity"].values:
+            rows += summary_rows(res.spread_skill.sel(quantity=q).dropna("assimilator"),
+                                 f"{q} spread over error (1: calibrated)",
+                                 method_dim="assimilator", lower_is_better=None)
     rows += (summary_rows(res.wall_per_step.sum("part").dropna("assimilator"),
                           "wall time per assimilation step", method_dim="assimilator", units="s")
              + summary_rows(res.ldnet_test_rel_rmse, "LDNet surrogate relative RMSE",
@@ -109,6 +114,12 @@ def table(res):
     spread = res.parameter_rel_spread.isel(time=-1)
     lines.append("LD-EnSF relative parameter spread (last step): " + ", ".join(
         f"{p} {float(spread.sel(parameter=p)):.3f}" for p in params))
+    if "spread_skill" in res:
+        ratio = res.spread_skill.dropna("assimilator", how="all")
+        lines.append("spread over error (1: calibrated): " + "; ".join(
+            f"{m} " + ", ".join(f"{q} {float(ratio.sel(assimilator=m, quantity=q)):.3g}"
+                                for q in ratio["quantity"].values)
+            for m in ratio["assimilator"].values))
     w = res.wall_per_step
     total = w.sum("part", skipna=False)
     dyn = w.sel(part="dynamics")

@@ -163,9 +163,12 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
             _check_every_start(name, fc, n_history)
             forecasts[name] = fc
         clim = forecasts.get(climatology)
+        n_valid = {}  # starts with a whole truth per variable and lead: the same for every method
         for name, fc in forecasts.items():
             scores = verify_forecast(fc, test, climatology=clim)
-            n_valid = _valid_starts(fc, test)
+            missing = [v for v in fc.data_vars if v not in n_valid]
+            if missing:
+                n_valid.update(_valid_starts(fc[missing], test))
             n = xr.Dataset({key: n_valid[key.rsplit("_", 1)[0]] for key in scores.data_vars})
             sums[name] = sums.get(name, 0) + (scores * n).where(n > 0, 0.0)
             counts[name] = counts.get(name, 0) + n

@@ -71,7 +71,7 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register
 from xdyn.observe import GridPoints, observe
 from xdyn.rom import LDNet
 
-__all__ = ["LDEnSFSetup", "ldensf_experiment", "sparse_observations"]
+__all__ = ["LDEnSFSetup", "ldensf_experiment", "sparse_observations", "spread_skill"]
 
 @dataclasses.dataclass
 class LDEnSFSetup:
@@ -327,6 +327,8 @@ def _run(setup, seed, device, progress):
                                         "units": "s"})
     res["data_wall_time"] = ((), t_data, {"long_name": "data generation time", "units": "s"})
     res.attrs["config_json"] = config_json(**dataclasses.asdict(setup), seed=seed)
+    res["spread_skill"] = spread_skill({"LD-EnSF": out, "LD-EnSF joint": joint}, test, ref,
+                                       params, fields)
     res.attrs["observed_points"] = int(obs_test.sizes["obs"])
     res.attrs["observed_fraction"] = float(obs_test.sizes["obs"]) / float(
         len(case.observed) * setup.N**2)
@@ -456,6 +458,33 @@ def field_rel_rmse(analyses, test, fields, methods):
                 "trajectory", "time", "y", "x").values)), truth))
         rows.append(xr.concat(per_field, "variable"))
     return xr.concat(rows, "assimilator")
+
+
+def spread_skill(outputs, test, latent_ref, params, fields):
+    """Ensemble spread over error of each LD-EnSF output: 1 is calibrated, below 1 overconfident.
+
+    RMS spread over RMS error of the ensemble mean, pooled over trajectories,
+    analysis times and grid points: the fields (pooled over ``fields``), the
+    latent state (against ``latent_ref``, the LDNet rollout under the true
+    parameters) and each parameter. Rows ``METHODS`` (NaN where a method has no
+    ensemble of these).
+    """
+    quantities = ["fields", "latent state"] + list(params)
+    ratio = np.full((len(METHODS), len(quantities)), np.nan)
+    for m, out in outputs.items():
+        times = out["time"].values
+        err2 = sum(float(((out[v] - test[v].sel(time=times)) ** 2).sum()) for v in fields)
+        spread2 = sum(float((out[f"{v}_spread"] ** 2).sum()) for v in fields)
+        pairs = [(spread2, err2),
+                 (float((out["latent_spread"] ** 2).sum()),
+                  float(((out["latent_state"].values - latent_ref) ** 2).sum()))]
+        pairs += [(float((out[f"{p}_spread"] ** 2).sum()),
+                   float(((out[p] - test[p]) ** 2).sum())) for p in params]
+        ratio[METHODS.index(m)] = [np.sqrt(a / b) for a, b in pairs]
+    return xr.DataArray(ratio, dims=("assimilator", "quantity"),
+                        coords={"assimilator": list(METHODS), "quantity": quantities},
+                        attrs={"long_name": "ensemble spread over the error of the ensemble mean "
+                               "(RMS; 1: calibrated)", "units": "1"})
 
 
 def _dynamics_time(system, start, setup, n_traj):
