@@ -97,6 +97,11 @@ def summary(res):
     return rows
 
 
+def _ratio(x):
+    """A speed-up as printed: whole above 10, two digits below (a slow-down shows)."""
+    return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
+
+
 def table(res):
     """The printed table."""
     mean_t = res.isel(time=slice(1, None)).mean("time")
@@ -129,7 +134,7 @@ def table(res):
     lines.append(f"LDNet surrogate relative RMSE: test {float(res.ldnet_test_rel_rmse):.3f}, "
                  f"train {float(res.ldnet_train_rel_rmse):.3f}; speed-up per step over EnSF: "
                  f"{speed['LD-EnSF']:.0f}x (dynamics {dyn_speed:.0f}x; LD-EnSF joint "
-                 f"{speed['LD-EnSF joint']:.0f}x); "
+                 f"{_ratio(speed['LD-EnSF joint'])}x); "
                  f"{res.attrs['observed_points']} observed points "
                  f"({100 * res.attrs['observed_fraction']:.2f} % of the observed fields)")
     if "robust_field_rel_rmse" in res:

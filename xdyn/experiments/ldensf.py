@@ -468,6 +468,21 @@ def spread_skill(outputs, test, latent_ref, params, fields):
     latent state (against ``latent_ref``, the LDNet rollout under the true
     parameters) and each parameter. Rows ``METHODS`` (NaN where a method has no
     ensemble of these).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> truth = xr.Dataset({"w": (("trajectory", "time"), np.zeros((1, 2))),
+    ...                     "Re": ("trajectory", [500.0])}, coords={"time": [0.0, 1.0]})
+    >>> out = xr.Dataset({"w": truth["w"] + 0.2, "w_spread": truth["w"] + 0.1,
+    ...                   "latent_state": (("trajectory", "time", "latent"), np.ones((1, 2, 3))),
+    ...                   "latent_spread": (("trajectory", "time", "latent"), np.ones((1, 2, 3))),
+    ...                   "Re": (("trajectory", "time"), [[540.0, 460.0]]),
+    ...                   "Re_spread": (("trajectory", "time"), [[80.0, 80.0]])},
+    ...                  coords={"time": [0.0, 1.0]})
+    >>> ratio = spread_skill({"LD-EnSF": out}, truth, np.zeros((1, 2, 3)), ["Re"], ["w"])
+    >>> ratio.sel(assimilator="LD-EnSF").values.round(2).tolist()
+    [0.5, 1.0, 2.0]
     """
     quantities = ["fields", "latent state"] + list(params)
     ratio = np.full((len(METHODS), len(quantities)), np.nan)

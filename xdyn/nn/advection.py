@@ -184,6 +184,13 @@ def grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
 
     ``zero_last`` starts the output at zero: the model begins as its closed-form part
     (no learned motion or source).
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = grid_conv(3, 2, hidden=8, periodic=(False, True))
+    >>> tuple(net(torch.randn(4, 3, 6, 10)).shape), float(net(torch.ones(1, 3, 6, 10)).abs().max())
+    ((4, 2, 6, 10), 0.0)
     """
     last = nn.Conv2d(hidden, n_out, 1)
     if zero_last:

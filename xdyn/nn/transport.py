@@ -110,7 +110,7 @@ class TransportSourceField(ClimateEmbedding):
         if self.z_dim:
             self.encoder = nn.Sequential(
                 grid_conv(self.len_episode * k, encoder_hidden, encoder_hidden, self.periodic,
-                           zero_last=False),
+                          zero_last=False),
                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.GELU(),
                 nn.Linear(encoder_hidden, 2 * self.z_dim))
         scale = torch.ones(k) if v_scale is None else torch.as_tensor(v_scale,
