@@ -488,13 +488,16 @@ def spread_skill(outputs, test, latent_ref, params, fields):
     ratio = np.full((len(METHODS), len(quantities)), np.nan)
     for m, out in outputs.items():
         times = out["time"].values
-        err2 = sum(float(((out[v] - test[v].sel(time=times)) ** 2).sum()) for v in fields)
+        # by position, as field_rel_rmse: an alignment of grid coordinates could drop points
+        err2 = sum(float(((out[v].values - test[v].sel(time=times).transpose(*out[v].dims).values)
+                          ** 2).sum()) for v in fields)
         spread2 = sum(float((out[f"{v}_spread"] ** 2).sum()) for v in fields)
         pairs = [(spread2, err2),
                  (float((out["latent_spread"] ** 2).sum()),
                   float(((out["latent_state"].values - latent_ref) ** 2).sum()))]
         pairs += [(float((out[f"{p}_spread"] ** 2).sum()),
-                   float(((out[p] - test[p]) ** 2).sum())) for p in params]
+                   float(((out[p].values - test[p].values[:, None]) ** 2).sum()))
+                  for p in params]
         ratio[METHODS.index(m)] = [np.sqrt(a / b) for a, b in pairs]
     return xr.DataArray(ratio, dims=("assimilator", "quantity"),
                         coords={"assimilator": list(METHODS), "quantity": quantities},
