@@ -176,7 +176,13 @@ class ClosureSetup:
 
     @classmethod
     def full(cls):
-        """The sizes for the original's data (a GPU-sized run)."""
+        """The sizes for the original's data (a GPU-sized run).
+
+        Needs more than the 24 GiB of the 2-core machines: there, with the
+        original's data and the quick networks, a closure fit was killed out of
+        memory at 10 GB (2026-12-05; each parallel fit gets its own copy of the
+        40,000 training pairs on 64 x 64).
+        """
         return cls(quick=False, n_rom_modes=48, n_input_modes=48, n_output_modes=64,
                    n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=40,
                    diffusion_epochs=80, n_diffusion_steps=100, hidden=512,
