@@ -204,7 +204,7 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     ratio = res.spread_skill
     assert (ratio.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]) > 0).all()
     assert ratio.sel(assimilator=["EnSF", "LETKF", "free latent forecast"]).isnull().all()
-    assert "spread over error" in result.table
+    assert "spread-skill ratio" in result.table
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
     prior = {"bump_x": 0.25, "bump_y": 0.25, "forcing_amplitude": 150.5, "forcing_width": 2.5}
@@ -235,8 +235,9 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     plt.close("all")
 
 
-def test_spread_skill_is_the_rms_spread_over_the_rms_error():
+def test_spread_skill_is_the_rms_spread_over_the_rms_error_as_the_metric_defines_it():
     from xdyn.experiments.ldensf import METHODS, spread_skill
+    from xdyn.metrics import spread_skill_ratio
 
     rng = np.random.RandomState(0)
     t = np.arange(3.0)
@@ -250,10 +251,21 @@ def test_spread_skill_is_the_rms_spread_over_the_rms_error():
                       "Re": (("trajectory", "time"), np.array([[540.0] * 3, [860.0] * 3])),
                       "Re_spread": (("trajectory", "time"), np.full((2, 3), 20.0))},
                      coords={"time": t})
-    ratio = spread_skill({"LD-EnSF": out}, truth, latent_ref, ["Re"], ["w"])
-    np.testing.assert_allclose(ratio.sel(assimilator="LD-EnSF"), [0.5, 2.0, 0.5])
+    ratio = spread_skill({"LD-EnSF": out}, truth, latent_ref, ["Re"], ["w"], n_members=20)
+    # with the finite-ensemble factor of xdyn.metrics.spread_skill_ratio, sqrt(21 / 20)
+    np.testing.assert_allclose(ratio.sel(assimilator="LD-EnSF"),
+                               np.array([0.5, 2.0, 0.5]) * np.sqrt(21 / 20))
     assert ratio.drop_sel(assimilator="LD-EnSF").isnull().all()
     assert list(ratio["assimilator"].values) == list(METHODS)
+    # from members summarised as LD-EnSF does (mean, std with ddof=1): the metric's value
+    members = xr.DataArray(latent_ref[..., None] + rng.randn(2, 3, 5, 20),
+                           dims=("trajectory", "time", "latent", "member"))
+    out["latent_state"] = members.mean("member")
+    out["latent_spread"] = members.std("member", ddof=1)
+    ratio = spread_skill({"LD-EnSF": out}, truth, latent_ref, ["Re"], ["w"], n_members=20)
+    truth_latent = xr.DataArray(latent_ref, dims=("trajectory", "time", "latent"))
+    np.testing.assert_allclose(float(ratio.sel(assimilator="LD-EnSF", quantity="latent state")),
+                               float(spread_skill_ratio(members, truth_latent)))
 
 
 def test_sparse_observations_at_an_interval_and_a_wider_stride():

@@ -73,7 +73,7 @@ def summary(res):
     if "spread_skill" in res:
         for q in res["quantity"].values:
             rows += summary_rows(res.spread_skill.sel(quantity=q).dropna("assimilator"),
-                                 f"{q} spread over error (1: calibrated)",
+                                 f"{q} spread-skill ratio (1: calibrated)",
                                  method_dim="assimilator", lower_is_better=None)
     rows += (summary_rows(res.wall_per_step.sum("part").dropna("assimilator"),
                           "wall time per assimilation step", method_dim="assimilator", units="s")
@@ -97,8 +97,8 @@ def summary(res):
     return rows
 
 
-def _ratio(x):
-    """A speed-up as printed: whole above 10, two digits below (a slow-down shows)."""
+def _speed_up(x):
+    """A speed-up as printed: whole from 10, two digits below (a slow-down shows as < 1)."""
     return f"{x:.0f}" if x >= 10 else f"{x:.2g}"
 
 
@@ -121,7 +121,7 @@ def table(res):
         f"{p} {float(spread.sel(parameter=p)):.3f}" for p in params))
     if "spread_skill" in res:
         ratio = res.spread_skill.dropna("assimilator", how="all")
-        lines.append("spread over error (1: calibrated): " + "; ".join(
+        lines.append("spread-skill ratio (1: calibrated): " + "; ".join(
             f"{m} " + ", ".join(f"{q} {float(ratio.sel(assimilator=m, quantity=q)):.3g}"
                                 for q in ratio["quantity"].values)
             for m in ratio["assimilator"].values))
@@ -133,8 +133,8 @@ def table(res):
              for m in ("LD-EnSF", "LD-EnSF joint")}
     lines.append(f"LDNet surrogate relative RMSE: test {float(res.ldnet_test_rel_rmse):.3f}, "
                  f"train {float(res.ldnet_train_rel_rmse):.3f}; speed-up per step over EnSF: "
-                 f"{speed['LD-EnSF']:.0f}x (dynamics {dyn_speed:.0f}x; LD-EnSF joint "
-                 f"{_ratio(speed['LD-EnSF joint'])}x); "
+                 f"{_speed_up(speed['LD-EnSF'])}x (dynamics {_speed_up(dyn_speed)}x; "
+                 f"LD-EnSF joint {_speed_up(speed['LD-EnSF joint'])}x); "
                  f"{res.attrs['observed_points']} observed points "
                  f"({100 * res.attrs['observed_fraction']:.2f} % of the observed fields)")
     if "robust_field_rel_rmse" in res:

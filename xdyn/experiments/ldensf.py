@@ -328,7 +328,7 @@ def _run(setup, seed, device, progress):
     res["data_wall_time"] = ((), t_data, {"long_name": "data generation time", "units": "s"})
     res.attrs["config_json"] = config_json(**dataclasses.asdict(setup), seed=seed)
     res["spread_skill"] = spread_skill({"LD-EnSF": out, "LD-EnSF joint": joint}, test, ref,
-                                       params, fields)
+                                       params, fields, setup.n_members)
     res.attrs["observed_points"] = int(obs_test.sizes["obs"])
     res.attrs["observed_fraction"] = float(obs_test.sizes["obs"]) / float(
         len(case.observed) * setup.N**2)
@@ -460,14 +460,16 @@ def field_rel_rmse(analyses, test, fields, methods):
     return xr.concat(rows, "assimilator")
 
 
-def spread_skill(outputs, test, latent_ref, params, fields):
-    """Ensemble spread over error of each LD-EnSF output: 1 is calibrated, below 1 overconfident.
+def spread_skill(outputs, test, latent_ref, params, fields, n_members):
+    """Spread-skill ratio of each LD-EnSF output: 1 is calibrated, below 1 overconfident.
 
-    RMS spread over RMS error of the ensemble mean, pooled over trajectories,
-    analysis times and grid points: the fields (pooled over ``fields``), the
-    latent state (against ``latent_ref``, the LDNet rollout under the true
-    parameters) and each parameter. Rows ``METHODS`` (NaN where a method has no
-    ensemble of these).
+    :func:`xdyn.metrics.spread_skill_ratio` from the outputs' spreads (the
+    members themselves are not kept): RMS spread over RMS error of the
+    ensemble mean, pooled over trajectories, analysis times and grid points,
+    times ``sqrt((m + 1) / m)`` for ``m = n_members``: for the fields (pooled
+    over ``fields``), the latent state (against ``latent_ref``, the LDNet
+    rollout under the true parameters) and each parameter. Rows ``METHODS``
+    (NaN where a method has no ensemble of these).
 
     Examples
     --------
@@ -480,8 +482,9 @@ def spread_skill(outputs, test, latent_ref, params, fields):
     ...                   "Re": (("trajectory", "time"), [[540.0, 460.0]]),
     ...                   "Re_spread": (("trajectory", "time"), [[80.0, 80.0]])},
     ...                  coords={"time": [0.0, 1.0]})
-    >>> ratio = spread_skill({"LD-EnSF": out}, truth, np.zeros((1, 2, 3)), ["Re"], ["w"])
-    >>> ratio.sel(assimilator="LD-EnSF").values.round(2).tolist()
+    >>> ratio = spread_skill({"LD-EnSF": out}, truth, np.zeros((1, 2, 3)), ["Re"], ["w"],
+    ...                      n_members=3)
+    >>> (ratio.sel(assimilator="LD-EnSF") / np.sqrt(4 / 3)).values.round(2).tolist()
     [0.5, 1.0, 2.0]
     """
     quantities = ["fields", "latent state"] + list(params)
@@ -499,10 +502,10 @@ def spread_skill(outputs, test, latent_ref, params, fields):
                    float(((out[p].values - test[p].values[:, None]) ** 2).sum()))
                   for p in params]
         ratio[METHODS.index(m)] = [np.sqrt(a / b) for a, b in pairs]
+    ratio *= np.sqrt((n_members + 1) / n_members)  # as xdyn.metrics.spread_skill_ratio
     return xr.DataArray(ratio, dims=("assimilator", "quantity"),
                         coords={"assimilator": list(METHODS), "quantity": quantities},
-                        attrs={"long_name": "ensemble spread over the error of the ensemble mean "
-                               "(RMS; 1: calibrated)", "units": "1"})
+                        attrs={"long_name": "spread-skill ratio (1: calibrated)", "units": "1"})
 
 
 def _dynamics_time(system, start, setup, n_traj):
