@@ -139,9 +139,9 @@ class LDEnSF(BaseEstimator):
     history makes them correlated (their integrated autocorrelation time is
     2-5 observation steps on the quick Kolmogorov case), so repeated
     analyses shrink the ensemble below its error. Measured on the quick
-    experiments (``spread_skill`` in their results: RMS spread over RMS
-    error), the fields' spread is 0.01-0.27 of their error and the latent
-    state's 0.09-0.25; see the benchmarks page.
+    experiments (``spread_skill`` in their results, the spread-skill ratio),
+    the fields' ratio is 0.01-0.27 and the latent state's 0.09-0.25, where a
+    calibrated ensemble scores 1; see the benchmarks page.
 
     Examples
     --------
