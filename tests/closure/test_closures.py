@@ -185,3 +185,27 @@ def test_bad_input(closure_data):
     gp_ds = GPClosure(2, 2, max_epochs=2).fit(Xd, Yd)
     with pytest.raises(ValueError, match="w"):
         gp_ds.predict(Xd.rename(w="q"))
+
+
+def test_float32_training_fields_give_the_float64_fit(closure_data):
+    """A float32 training set stays float32 (memory) and fits what its float64 copy fits;
+    the truncation residual's moments, accumulated in row chunks, are the whole set's."""
+    X, Y, _, _ = closure_data(300, 0, True)
+    Y = Y + 0.05 * np.random.RandomState(1).normal(size=Y.shape)  # a residual outside 2 modes
+    closures = [GPClosure(2, 2, max_epochs=5, random_state=0).fit(X.astype(dtype),
+                                                                  Y.astype(dtype))
+                for dtype in (np.float64, np.float32)]
+    full, single = closures
+    assert single.output_pca_.components_.dtype == np.float32  # never copied to float64
+    resid = Y - full.output_pca_.inverse_transform(full.output_pca_.transform(Y))
+    np.testing.assert_allclose(full.residual_var_, (resid ** 2).mean(0), rtol=1e-10)
+    chunked = full._residual_stats(Y, full.output_pca_.transform(Y), np.array([0, 7, 299]),
+                                   chunk=7)
+    np.testing.assert_allclose(chunked[0], full.residual_var_, rtol=1e-10)
+    np.testing.assert_allclose(chunked[1], resid[[0, 7, 299]], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(single.residual_var_, full.residual_var_, rtol=1e-3)
+    mean64, std64 = full.predict(X[:20], return_std=True)
+    mean32, std32 = single.predict(X[:20].astype(np.float32), return_std=True)
+    assert mean32.dtype == np.float64
+    np.testing.assert_allclose(mean32, mean64, atol=1e-3 * np.abs(mean64).max())
+    np.testing.assert_allclose(std32, std64, rtol=1e-3)

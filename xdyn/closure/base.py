@@ -168,17 +168,33 @@ class BaseClosure(BaseEstimator):
                                  f"{min(m.shape)} of the data")
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         self.input_pca_ = PCA(self.n_input_modes, whiten=True, random_state=seed).fit(Xm)
+        Z = self.input_pca_.transform(Xm).astype(np.float64)
+        del Xm
         self.output_pca_ = PCA(self.n_output_modes, random_state=seed).fit(Ym)
-        C = self.output_pca_.transform(Ym)
+        C = self.output_pca_.transform(Ym).astype(np.float64)
         self.output_scale_ = C.std(0) + np.finfo(np.float64).tiny
-        resid = Ym - self.output_pca_.inverse_transform(C)
-        self.residual_var_ = resid.var(0) + resid.mean(0) ** 2
         rng = np.random.RandomState(seed)
-        keep = rng.choice(n, min(n, self.n_residual_bank), replace=False)
-        self.residual_bank_ = resid[np.sort(keep)].astype(np.float32)
+        keep = np.sort(rng.choice(n, min(n, self.n_residual_bank), replace=False))
+        self.residual_var_, self.residual_bank_ = self._residual_stats(Ym, C, keep)
         self.n_samples_fit_ = n
-        self._fit_reduced(self.input_pca_.transform(Xm), C / self.output_scale_)
+        self._fit_reduced(Z, C / self.output_scale_)
         return self
+
+    def _residual_stats(self, Ym, C, keep, chunk=4096):
+        """Per-point second moment of ``Ym`` outside the output basis, and its rows ``keep``.
+
+        In chunks of rows: the residual of every sample at once would be another
+        copy of the training fields (2.6 GB for 40000 snapshots of 64 x 64 x 2).
+        """
+        n, total = Ym.shape[0], np.zeros(Ym.shape[1])
+        bank = []
+        for start in range(0, n, chunk):
+            rows = slice(start, min(start + chunk, n))
+            resid = Ym[rows] - self.output_pca_.inverse_transform(C[rows])
+            total += (resid.astype(np.float64) ** 2).sum(0)
+            picked = keep[(keep >= rows.start) & (keep < rows.stop)] - rows.start
+            bank.append(resid[picked].astype(np.float32))
+        return total / n, np.concatenate(bank)
 
     # --- predict / sample ---------------------------------------------------
     def predict(self, X, return_std=False):
@@ -280,9 +296,9 @@ class BaseClosure(BaseEstimator):
                 raise TypeError(f"the closure was fitted on arrays; pass {name} as a 2-D array")
             data, _ = self._merge_trajectories(data)
             matrix, info = stack_samples(data, self.sample_dim, info)
-            m = np.asarray(matrix.values, dtype=np.float64)
+            m = _as_float(matrix.values)
         else:
-            m = np.asarray(data, dtype=np.float64)
+            m = _as_float(data)
             if m.ndim != 2:
                 raise ValueError(f"{name} must be a Dataset, a DataArray or a 2-D array; "
                                  f"got an array of shape {m.shape}")
@@ -306,7 +322,7 @@ class BaseClosure(BaseEstimator):
             coord = restore if restore is not None else (
                 X[self.sample_dim] if self.sample_dim in X.coords else None)
         labelled = labelled and self.output_info_ is not None
-        return self.input_pca_.transform(Xm), coord, labelled
+        return self.input_pca_.transform(Xm).astype(np.float64), coord, labelled
 
     def _out(self, matrix, coord, labelled):
         if not labelled:
@@ -330,6 +346,13 @@ class BaseClosure(BaseEstimator):
 
 
 _MERGED = "__xdyn_sample__"
+
+
+def _as_float(data):
+    """``data`` as a float array: float32 kept (a large training set's memory halved), else
+    float64."""
+    m = np.asarray(data)
+    return m if m.dtype == np.float32 else np.asarray(m, dtype=np.float64)
 
 
 class _Restore:

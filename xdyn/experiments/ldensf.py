@@ -64,7 +64,6 @@ import xarray as xr
 
 from xdyn._threads import threads_for
 from xdyn.assimilation import LETKF, EnSF, LDEnSF, ObservationEncoder
-from xdyn.datasets.ldensf_data import kolmogorov_ldensf
 from xdyn.experiments._ldensf_cases import CASES
 from xdyn.experiments._ldensf_report import METHODS, results_dataset, summary, table
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register
@@ -160,6 +159,7 @@ def sparse_observations(truth, setup, random_state):
 
     Examples
     --------
+    >>> from xdyn.datasets.ldensf_data import kolmogorov_ldensf
     >>> truth = kolmogorov_ldensf(n_trajectories=1, N=16, n_saved=2, burn_in_steps=1)
     >>> obs = sparse_observations(truth, LDEnSFSetup(N=16), 0)
     >>> obs.sizes["obs"], float(obs.noise_std[0]) > 0
