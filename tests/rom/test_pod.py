@@ -47,6 +47,26 @@ def test_exact_round_trip_on_rank_k_and_unseen_data():
         float(POD(n_modes=3).fit(train).singular_values_[2] ** 2), rel=1e-8)
 
 
+@pytest.mark.parametrize("n_samples", [300, 40], ids=["more-samples", "more-features"])
+def test_large_matrices_give_the_svd_modes_through_the_smaller_gram(monkeypatch, n_samples):
+    """Above the size threshold the modes come from the top eigenpairs of the smaller Gram
+    matrix (A^T A, or A A^T: the method of snapshots): the thin SVD's, up to sign."""
+    from xdyn.rom import pod as pod_module
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n_samples, 5)) * [10, 5, 3, 2, 1] @ rng.normal(size=(5, 120))
+    X = X + 0.01 * rng.normal(size=X.shape)
+    exact = POD(n_modes=4).fit(X)
+    monkeypatch.setattr(pod_module, "_GRAM_ABOVE", 10)
+    gram = POD(n_modes=4).fit(X)
+    np.testing.assert_allclose(gram.singular_values_, exact.singular_values_, rtol=1e-10)
+    np.testing.assert_allclose(gram.explained_variance_ratio_, exact.explained_variance_ratio_,
+                               rtol=1e-10)
+    signs = np.sign((gram.components_ * exact.components_).sum(1))
+    np.testing.assert_allclose(gram.components_ * signs[:, None], exact.components_, atol=1e-8)
+    np.testing.assert_allclose(gram.components_ @ gram.components_.T, np.eye(4), atol=1e-10)
+
+
 def test_numpy_and_dataarray_paths():
     train = _rank_k()
     matrix = train.u.isel(trajectory=0).values.reshape(30, -1)
