@@ -177,3 +177,30 @@ def test_sklearn_parameter_checks(cls):
     check_parameters_default_constructible(cls.__name__, est)
     check_no_attributes_set_in_init(cls.__name__, est)
     check_get_params_invariance(cls.__name__, est)
+
+
+def test_spread_scale_scales_every_reported_spread_and_calibrates_held_out_data(setup):
+    from xdyn.experiments.ldensf import calibrated_spread_scale, spread_skill
+
+    f, _, _, test = setup
+    f = pickle.loads(pickle.dumps(f))
+    obs = observations(test, 3)
+    raw = f.predict(obs, return_members=True)
+    scaled = f.set_params(spread_scale={"fields": 3.0, "a": 0.5}).predict(obs,
+                                                                          return_members=True)
+    np.testing.assert_allclose(scaled["u_spread"], 3 * raw["u_spread"], rtol=1e-6)
+    np.testing.assert_allclose(scaled["a_spread"], 0.5 * raw["a_spread"], rtol=1e-12)
+    np.testing.assert_allclose(scaled["latent_spread"], raw["latent_spread"], rtol=1e-12)
+    np.testing.assert_allclose(scaled["u"], raw["u"], rtol=1e-12)
+    # the members' spread is the reported one
+    np.testing.assert_allclose(scaled["u_members"].std("member", ddof=1), scaled["u_spread"],
+                               rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="unknown key"):
+        f.set_params(spread_scale={"u": 2.0}).predict(obs)
+    # calibrated on these trajectories, every ratio there is 1 (the scale is exact)
+    scale = calibrated_spread_scale(f.set_params(spread_scale=2.0), obs, test)
+    assert set(scale) == {"fields", "latent", "a"}
+    out = f.set_params(spread_scale=scale).predict(obs)
+    ref = f.ldnet_.transform(test)["latent_state"].sel(time=out["time"].values).values
+    ratio = spread_skill({"LD-EnSF": out}, test, ref, ["a"], ["u"], f.n_members)
+    np.testing.assert_allclose(ratio.sel(assimilator="LD-EnSF"), 1.0, rtol=1e-6)

@@ -172,7 +172,7 @@ def test_winds_observed_with_noise_relative_to_each_variable(atmosphere):
 
 TINY = dict(N=16, n_train=4, n_test=2, n_saved=5, ldnet_epochs=3, encoder_epochs=3,
             n_points=16, hidden=8, encoder_hidden=8, n_members=5, n_pseudo_steps=10,
-            localization_radius=4.0)
+            localization_radius=4.0, n_calibration=2)
 
 
 @pytest.mark.parametrize("case, params", [("tsunami", ["bump_x", "bump_y"]),
@@ -205,6 +205,11 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
     assert (ratio.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]) > 0).all()
     assert ratio.sel(assimilator=["EnSF", "LETKF", "free latent forecast"]).isnull().all()
     assert "spread-skill ratio" in result.table
+    # the reported spreads carry factors fitted on the held-out trajectories
+    scale = res.spread_scale
+    assert (scale.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]) > 0).all()
+    assert scale.sel(assimilator=["EnSF", "LETKF", "free latent forecast"]).isnull().all()
+    assert "calibrate them on 2 held-out trajectories" in result.table
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
     prior = {"bump_x": 0.25, "bump_y": 0.25, "forcing_amplitude": 150.5, "forcing_width": 2.5}

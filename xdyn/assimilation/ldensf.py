@@ -108,6 +108,14 @@ class LDEnSF(BaseEstimator):
         Std (in standardised latent units) of the initial latent members
         around the zero latent start; parameters start from their uniform
         prior over the training range.
+    spread_scale : float or dict, default=1.0
+        Factor on the reported spreads: every ``*_spread`` output and each
+        member's deviation from the mean in ``return_members`` (the means and
+        the filter itself are unchanged). A dict maps ``"fields"``,
+        ``"latent"`` and parameter names to their own factors (missing: 1).
+        Set it from held-out trajectories to calibrate the reported
+        uncertainty (the analyses' own spread is too small: see Notes;
+        :func:`xdyn.experiments.ldensf.calibrated_spread_scale`).
     prefit_ldnet : bool, default=False
         Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
         the noise copies the encoder needs) instead of fitting a clone.
@@ -141,7 +149,8 @@ class LDEnSF(BaseEstimator):
     analyses shrink the ensemble below its error. Measured on the quick
     experiments (``spread_skill`` in their results, the spread-skill ratio),
     the fields' ratio is 0.01-0.27 and the latent state's 0.09-0.25, where a
-    calibrated ensemble scores 1; see the benchmarks page.
+    calibrated ensemble scores 1; see the benchmarks page. ``spread_scale``,
+    set on held-out trajectories, rescales what is reported.
 
     Examples
     --------
@@ -180,6 +189,7 @@ class LDEnSF(BaseEstimator):
         "joint_iterations": [Interval(Integral, 1, None, closed="left")],
         "refine_parameters": ["boolean"],
         "initial_spread": [Interval(Real, 0, None, closed="left")],
+        "spread_scale": [Interval(Real, 0, None, closed="neither"), dict],
         "prefit_ldnet": ["boolean"],
         "sample_dim": [str],
         "random_state": ["random_state"],
@@ -188,7 +198,7 @@ class LDEnSF(BaseEstimator):
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
                  score="kernel", guidance="damped", integrator="explicit", obs_noise_scale=1.0,
                  likelihood="encoder", joint_iterations=5, refine_parameters=False,
-                 initial_spread=0.05,
+                 initial_spread=0.05, spread_scale=1.0,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
@@ -203,6 +213,7 @@ class LDEnSF(BaseEstimator):
         self.joint_iterations = joint_iterations
         self.refine_parameters = refine_parameters
         self.initial_spread = initial_spread
+        self.spread_scale = spread_scale
         self.prefit_ldnet = prefit_ldnet
         self.sample_dim = sample_dim
         self.random_state = random_state
@@ -482,6 +493,19 @@ class LDEnSF(BaseEstimator):
         drawn = (u.unsqueeze(-2) + xi @ chol.transpose(-1, -2)).clamp(-1.0, 1.0)
         return torch.cat([z[..., :n_lat], drawn], -1)
 
+    def _spread_scales(self):
+        """``spread_scale`` as a factor for ``"fields"``, ``"latent"`` and each parameter."""
+        names = ["fields", "latent", *self.ldnet_.parameters_]
+        if not isinstance(self.spread_scale, dict):
+            return dict.fromkeys(names, float(self.spread_scale))
+        unknown = sorted(set(self.spread_scale) - set(names))
+        if unknown:
+            raise ValueError(f"spread_scale has unknown key(s) {unknown}; the keys are {names}")
+        bad = {k: v for k, v in self.spread_scale.items() if not float(v) > 0}
+        if bad:
+            raise ValueError(f"spread_scale factors must be positive; got {bad}")
+        return {k: float(self.spread_scale.get(k, 1.0)) for k in names}
+
     def _output(self, z, obs, return_members):
         """Dataset from members ``z`` (n_traj, T, M, L+P)."""
         ld, sd = self.ldnet_, self.sample_dim
@@ -496,9 +520,12 @@ class LDEnSF(BaseEstimator):
                 spread.append(f.std(1).cpu().numpy())
                 if return_members:
                     members.append(f.cpu().numpy())
-        mean, spread = np.stack(mean, 1), np.stack(spread, 1)              # (n, T, G, F)
+        scale = self._spread_scales()
+        mean, spread = np.stack(mean, 1), scale["fields"] * np.stack(spread, 1)  # (n, T, G, F)
         if return_members:
             members = np.stack(members, 1)                                  # (n, T, M, G, F)
+            center = mean[:, :, None]
+            members = center + scale["fields"] * (members - center)
         zn = z.cpu().numpy()
         grid_shape = tuple(len(ld.grid_[d]) for d in ld.spatial_dims_)
         lead = (sd, "time")
@@ -519,13 +546,14 @@ class LDEnSF(BaseEstimator):
                                        {"long_name": f"LD-EnSF members of {v}", "units": "1"})
         out["latent_state"] = (lead + ("latent",), zn[..., :n_lat].mean(2),
                                {"long_name": "analysis mean of the latent state", "units": "1"})
-        out["latent_spread"] = (lead + ("latent",), zn[..., :n_lat].std(2, ddof=1),
+        out["latent_spread"] = (lead + ("latent",),
+                                scale["latent"] * zn[..., :n_lat].std(2, ddof=1),
                                 {"long_name": "ensemble spread of the latent state", "units": "1"})
         phys = ld.unscale_params(zn[..., n_lat:])                       # (n, T, M, P)
         for j, name in enumerate(ld.parameters_):
             out[name] = (lead, phys[..., j].mean(2),
                          {"long_name": f"estimated {name} (ensemble mean)", "units": "1"})
-            out[f"{name}_spread"] = (lead, phys[..., j].std(2, ddof=1),
+            out[f"{name}_spread"] = (lead, scale[name] * phys[..., j].std(2, ddof=1),
                                      {"long_name": f"ensemble spread of {name}", "units": "1"})
         out.attrs.update({"method": "LD-EnSF", "n_members": int(self.n_members),
                           "dynamics_seconds_per_step": self.timing_["dynamics"],

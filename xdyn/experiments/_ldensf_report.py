@@ -75,6 +75,11 @@ def summary(res):
             rows += summary_rows(res.spread_skill.sel(quantity=q).dropna("assimilator"),
                                  f"{q} spread-skill ratio (1: calibrated)",
                                  method_dim="assimilator", lower_is_better=None)
+    if "spread_scale" in res:
+        for q in res["quantity"].values:
+            rows += summary_rows(res.spread_scale.sel(quantity=q).dropna("assimilator"),
+                                 f"{q} spread calibration factor", method_dim="assimilator",
+                                 lower_is_better=None)
     rows += (summary_rows(res.wall_per_step.sum("part").dropna("assimilator"),
                           "wall time per assimilation step", method_dim="assimilator", units="s")
              + summary_rows(res.ldnet_test_rel_rmse, "LDNet surrogate relative RMSE",
@@ -125,6 +130,13 @@ def table(res):
             f"{m} " + ", ".join(f"{q} {float(ratio.sel(assimilator=m, quantity=q)):.3g}"
                                 for q in ratio["quantity"].values)
             for m in ratio["assimilator"].values))
+    if "spread_scale" in res and not np.allclose(res.spread_scale.fillna(1.0), 1.0):
+        scale = res.spread_scale.dropna("assimilator", how="all")
+        lines.append(f"  (the spreads times factors that calibrate them on "
+                     f"{res.attrs.get('n_calibration', '?')} held-out trajectories: " + "; ".join(
+                         f"{m} " + ", ".join(f"{q} {float(scale.sel(assimilator=m, quantity=q)):.3g}"
+                                             for q in scale["quantity"].values)
+                         for m in scale["assimilator"].values) + ")")
     w = res.wall_per_step
     total = w.sum("part", skipna=False)
     dyn = w.sel(part="dynamics")

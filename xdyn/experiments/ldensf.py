@@ -50,7 +50,12 @@ split into dynamics and analysis, measured side by side on the same grid (the
 machine's load is not controlled); and the same scores under sparser, noisier
 and less frequent observations and with fewer members (:func:`robustness_sweep`,
 settings in :mod:`xdyn.experiments._ldensf_robustness`). The speed target is
-measured at the original's sizes by ``xdyn bench ldensf``.
+measured at the original's sizes by ``xdyn bench ldensf``. The spreads LD-EnSF
+and its joint variant report are calibrated on ``n_calibration`` more
+trajectories of their own seed (:func:`calibrate_spreads`: one factor each
+for the fields, the latent state and every parameter, that brings the
+spread-skill ratio to 1 there; the analyses' own spreads are 4-100x too
+small); the test's spread-skill ratios then say how well that carries over.
 """
 
 from __future__ import annotations
@@ -70,7 +75,8 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register
 from xdyn.observe import GridPoints, observe
 from xdyn.rom import LDNet
 
-__all__ = ["LDEnSFSetup", "ldensf_experiment", "sparse_observations", "spread_skill"]
+__all__ = ["LDEnSFSetup", "calibrated_spread_scale", "ldensf_experiment",
+           "sparse_observations", "spread_skill"]
 
 @dataclasses.dataclass
 class LDEnSFSetup:
@@ -91,6 +97,9 @@ class LDEnSFSetup:
     N: int = 150
     n_train: int = 120
     n_test: int = 40
+    # more held-out trajectories (never the test ones) on which the reported spreads are
+    # calibrated (LDEnSF.spread_scale); 0: the analyses' own spreads
+    n_calibration: int = 8
     n_saved: int = 40
     # the original's times (kept states 0.2 apart, burn-in 4) with a model step of 0.01:
     # on 150^2 the original's RK4 step of 0.04 blew up (Courant number ~3; measured)
@@ -272,10 +281,11 @@ def _run(setup, seed, device, progress):
     # a first short cycle pays torch's one-off set-up (~0.8 s on the first analysis, then
     # ~0.03 s), as the full-space filters' first cycle below does: not a per-step cost
     filt.predict(obs_test.isel(time=slice(0, 2)))
+    joint_filt = joint_variant(filt)
+    scales = calibrate_spreads({"LD-EnSF": filt, "LD-EnSF joint": joint_filt}, setup, seed)
     out = filt.predict(obs_test)
     analyses["LD-EnSF"] = out[fields]
     walls["LD-EnSF"] = (filt.timing_["dynamics"], filt.timing_["analysis"])
-    joint_filt = joint_variant(filt)
     joint = joint_filt.predict(obs_test)
     analyses["LD-EnSF joint"] = joint[fields]
     walls["LD-EnSF joint"] = (joint_filt.timing_["dynamics"], joint_filt.timing_["analysis"])
@@ -329,6 +339,12 @@ def _run(setup, seed, device, progress):
     res.attrs["config_json"] = config_json(**dataclasses.asdict(setup), seed=seed)
     res["spread_skill"] = spread_skill({"LD-EnSF": out, "LD-EnSF joint": joint}, test, ref,
                                        params, fields, setup.n_members)
+    res["spread_scale"] = xr.full_like(res["spread_skill"], np.nan)
+    res["spread_scale"].attrs = {"long_name": "factor on the reported spread, calibrated on "
+                                 f"{setup.n_calibration} held-out trajectories", "units": "1"}
+    for m, scale in scales.items():
+        res["spread_scale"].loc[m] = [scale["fields"], scale["latent"], *(scale[p] for p in params)]
+    res.attrs["n_calibration"] = int(setup.n_calibration)
     res.attrs["observed_points"] = int(obs_test.sizes["obs"])
     res.attrs["observed_fraction"] = float(obs_test.sizes["obs"]) / float(
         len(case.observed) * setup.N**2)
@@ -403,6 +419,26 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
     return robustness_dataset(labels, axes, values, rmse, p_err, METHODS, params)
 
 
+def calibrate_spreads(filters, setup, seed):
+    """Set each fitted LD-EnSF's ``spread_scale`` from ``setup.n_calibration`` new
+    trajectories of the case (their own seed: never the training or test ones).
+
+    Returns ``{name: scale dict}`` (factors of 1 when ``n_calibration`` is 0).
+    """
+    case = CASES[setup.case]
+    if not setup.n_calibration:
+        return {name: f.set_params(spread_scale=1.0)._spread_scales()
+                for name, f in filters.items()}
+    held_out = dataclasses.replace(setup, n_train=setup.n_calibration, n_test=0)
+    truth = case.make_data(held_out, 7919 + seed)
+    obs = sparse_observations(truth, setup, 3000 + seed)
+    out = {}
+    for name, f in filters.items():
+        out[name] = calibrated_spread_scale(f.set_params(spread_scale=1.0), obs, truth)
+        f.set_params(spread_scale=out[name])
+    return out
+
+
 def joint_variant(filt):
     """The fitted LD-EnSF ``filt`` with ``likelihood="joint"`` and ``refine_parameters`` (a
     shallow copy: the fitted LDNet and encoder shared, ``filt`` itself unchanged)."""
@@ -458,6 +494,48 @@ def field_rel_rmse(analyses, test, fields, methods):
                 "trajectory", "time", "y", "x").values)), truth))
         rows.append(xr.concat(per_field, "variable"))
     return xr.concat(rows, "assimilator")
+
+
+def calibrated_spread_scale(filt, obs, truth):
+    """``spread_scale`` that brings ``filt``'s spread-skill ratios to 1 on ``truth``.
+
+    ``filt`` (a fitted :class:`~xdyn.assimilation.LDEnSF`) assimilates ``obs``
+    of held-out trajectories ``truth`` (never the test ones); for the fields,
+    the latent state and each parameter the factor is its current
+    ``spread_scale`` over the :func:`spread_skill` ratio there. One factor per
+    quantity: it calibrates the spread's size, pooled over the trajectories,
+    times and points, not its pattern.
+
+    Returns
+    -------
+    dict
+        ``{"fields": ..., "latent": ..., <parameter>: ...}``, for
+        ``filt.set_params(spread_scale=...)``.
+
+    Examples
+    --------
+    >>> from xdyn.assimilation import LDEnSF, ObservationEncoder
+    >>> from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+    >>> from xdyn.rom import LDNet
+    >>> truth = kolmogorov_ldensf(n_trajectories=4, N=16, n_saved=4, burn_in_steps=2)
+    >>> obs = sparse_observations(truth, LDEnSFSetup(N=16), 0)
+    >>> small = dict(max_epochs=2, random_state=0)
+    >>> f = LDEnSF(LDNet(n_latent=3, n_points=8, parameters=["Re"], **small),
+    ...            ObservationEncoder(hidden_size=8, **small), n_members=5,
+    ...            n_pseudo_steps=10, random_state=0).fit(obs, truth)
+    >>> sorted(calibrated_spread_scale(f, obs, truth))
+    ['Re', 'fields', 'latent']
+    """
+    out = filt.predict(obs)
+    ld = filt.ldnet_
+    times = out["time"].values
+    ref = ld.transform(truth)["latent_state"].sel(time=times).values
+    ratio = spread_skill({"LD-EnSF": out}, truth, ref, list(ld.parameters_),
+                         list(ld.variables_), filt.n_members).sel(assimilator="LD-EnSF")
+    current = filt._spread_scales()
+    names = {"fields": "fields", "latent state": "latent"}
+    return {names.get(q, q): current[names.get(q, q)] / float(ratio.sel(quantity=q))
+            for q in ratio["quantity"].values.tolist()}
 
 
 def spread_skill(outputs, test, latent_ref, params, fields, n_members):
