@@ -11,12 +11,10 @@ in Lyapunov times of the data's flow, out to a horizon; closed ensembles
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import xarray as xr
 
-from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
 from xdyn.metrics import (crps_ensemble, interval_coverage, picp, relative_l1, relative_l2,
                           spread_skill_ratio)
 
@@ -48,9 +46,10 @@ def _make_latent_rom(setup, seed, device):
 
 
 def _latent_rom_job(setup, seed, device, res_tr):
-    """The latent ROM unfitted and its training data, the symmetry images of ``res_tr``."""
-    return (_make_latent_rom(setup, seed, device),
-            _symmetry_copies(res_tr, setup.latent_symmetry_copies, _n_forcing(res_tr)))
+    """The latent ROM's job, the arguments of ``kolmogorov_closure._fit_part``: the ROM
+    unfitted, ``res_tr``, and the number of its symmetry images to train on."""
+    return (_make_latent_rom(setup, seed, device), res_tr, None, None,
+            setup.latent_symmetry_copies)
 
 
 def _n_forcing(ds):
@@ -199,9 +198,9 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     n_test = full_te.sizes["time"]
     rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
     if latent_fit is None:
-        t0 = time.perf_counter()
-        latent_rom, images = _latent_rom_job(setup, seed, device, res_tr)
-        latent_fit = (latent_rom.fit(images), time.perf_counter() - t0)
+        from xdyn.experiments.kolmogorov_closure import _fit_part
+
+        latent_fit = _fit_part(*_latent_rom_job(setup, seed, device, res_tr))
     latent_rom, latent_fit_time = latent_fit
     n_leads = min(setup.n_leads, n_test // 4)
     if res_val is not None and setup.latent_calibrate_spread:

@@ -95,7 +95,7 @@ from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _coverage_
                                                    _forecast_section, _full_field,
                                                    _latent_rom_job, _n_forcing,
                                                    _score_ensemble)
-from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs
+from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs, _symmetry_copies
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import isotropic_spectrum, picp, relative_l1, relative_l2
@@ -218,14 +218,18 @@ def _closure_spread_scale(closure, resolved, unresolved):
                            closure.spread_scale)
 
 
-def _fit_part(estimator, X, Y=None, calibration=None):
+def _fit_part(estimator, X, Y=None, calibration=None, n_images=1):
     """Fit one independent part (a closure, or the latent ROM when ``Y`` is None): a job.
 
     A closure with ``calibration`` (resolved, unresolved validation fields) gets
-    the ``spread_scale`` that calibrates it there. Returns the fitted estimator
-    and its wall time.
+    the ``spread_scale`` that calibrates it there. ``n_images`` > 1: the fit is
+    on ``X``'s images under the shift-reflect symmetry, made here, in the job
+    (for the original's data they are 2.5 GB the parent need not hold). Returns
+    the fitted estimator and its wall time.
     """
     t0 = time.perf_counter()
+    if n_images > 1:
+        X = _symmetry_copies(X, n_images, _n_forcing(X))
     if Y is None:
         estimator.fit(X)
     else:

@@ -45,7 +45,8 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
             raise ValueError(f"{name} has {values.shape[1]} features; the estimator was fitted "
                              f"with {info}")
         _check_finite(values, name)
-        return values[None].astype(np.float64), Layout(values.shape[1], "array")
+        # no copy of a float64 matrix (a reducer's training set can be gigabytes)
+        return np.asarray(values[None], dtype=np.float64), Layout(values.shape[1], "array")
     if sample_dim not in X.dims:
         raise ValueError(f"{name} lacks the sample dim {sample_dim!r} (sample_dim); its dims "
                          f"are {tuple(X.dims)}")

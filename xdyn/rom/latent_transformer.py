@@ -250,7 +250,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             self.reducer_ = clone(self.reducer).fit(values.reshape(-1, values.shape[-1]))
             # a roll of a field is not a roll of its coefficients: reduce every roll once
             shifts = range(grid[-1]) if self.shift_augmentation else [0]
-            coefficients = np.stack([self._reduce(roll_fields(values, grid, s)) for s in shifts])
+            coefficients = np.stack([self._reduce(values, grid, s) for s in shifts])
             self.in_shape_ = (coefficients.shape[-1],)
             self.mean_, self.scale_ = standardisation(coefficients, None)
             frames = ((coefficients - self.mean_) / self.scale_).astype(np.float32)
@@ -340,10 +340,15 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         layout.trajectory_dim, layout.trajectory_coord, time = meta
         return from_trajectories(values, layout, time, member_dim=member_dim)
 
-    def _reduce(self, values):
-        """The reducer's coefficients of snapshots ``(n_traj, n_times, n_features)``."""
-        flat = np.asarray(self.reducer_.transform(values.reshape(-1, values.shape[-1])))
-        return flat.reshape(*values.shape[:2], -1)
+    def _reduce(self, values, grid=None, shift=0):
+        """The reducer's coefficients of snapshots ``(n_traj, n_times, n_features)``, rolled
+        ``shift`` points along the grid's last axis first: a trajectory at a time (a rolled
+        copy of every snapshot at once would double the training set's memory)."""
+        out = []
+        for traj in values:
+            flat = roll_fields(traj, grid, shift) if shift else traj
+            out.append(np.asarray(self.reducer_.transform(flat)))
+        return np.stack(out)
 
     def _frames(self, values):
         """Standardised VAE inputs ``(n_traj, n_times, *in_shape)`` as float32."""

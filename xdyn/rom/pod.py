@@ -29,26 +29,34 @@ __all__ = ["POD", "PODLinearDynamics"]
 # smaller Gram matrix instead of a thin SVD: for 38,400 snapshots of 8192 features the SVD
 # held 17 GB and ran for over 10 minutes on one core
 _GRAM_ABOVE = 2048
+_ROW_CHUNK = 4096  # rows centred at a time for the Gram matrix
 
 
-def _leading_modes(centred, n_modes):
-    """The ``n_modes`` largest singular values and right singular vectors of ``centred``,
-    and its squared Frobenius norm (the total variance times the samples).
+def _leading_modes(matrix, mean, n_modes):
+    """The ``n_modes`` largest singular values and right singular vectors of ``matrix -
+    mean``, and its squared Frobenius norm (the total variance times the samples).
 
-    Small matrices: a thin SVD. Large ones: the top eigenpairs of ``A^T A`` when there
-    are fewer features than samples, else of ``A A^T`` (Sirovich's method of snapshots),
-    which square the condition number: modes below ``1e-8`` of the leading singular
-    value lose their accuracy, far below any POD truncation in use.
+    Small matrices: a thin SVD. Large ones: the top eigenpairs of ``A^T A``,
+    accumulated over row chunks (no centred copy), when there are fewer features
+    than samples, else of ``A A^T`` (Sirovich's method of snapshots). Both square
+    the condition number: modes below ``1e-8`` of the leading singular value lose
+    their accuracy, far below any POD truncation in use.
     """
-    n, f = centred.shape
+    n, f = matrix.shape
     if min(n, f) <= _GRAM_ABOVE:
-        _, s, vt = np.linalg.svd(centred, full_matrices=False)
+        _, s, vt = np.linalg.svd(matrix - mean, full_matrices=False)
         return s[:n_modes], vt[:n_modes], float((s**2).sum())
-    total = float(np.einsum("ij,ij->", centred, centred))
-    gram = centred.T @ centred if f <= n else centred @ centred.T
-    size = gram.shape[0]
-    w, vecs = scipy.linalg.eigh(gram, subset_by_index=[size - n_modes, size - 1])
+    if f <= n:
+        gram = np.zeros((f, f))
+        for rows in range(0, n, _ROW_CHUNK):
+            block = matrix[rows:rows + _ROW_CHUNK] - mean
+            gram += block.T @ block
+    else:
+        centred = matrix - mean
+        gram = centred @ centred.T
+    w, vecs = scipy.linalg.eigh(gram, subset_by_index=[len(gram) - n_modes, len(gram) - 1])
     s, vecs = np.sqrt(np.clip(w[::-1], 0.0, None)), vecs[:, ::-1]
+    total = float(np.trace(gram))
     if f <= n:
         return s, np.ascontiguousarray(vecs.T), total
     # right singular vectors from the left ones: v_i = A^T u_i / s_i
@@ -122,7 +130,7 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             raise ValueError(f"n_modes={self.n_modes} exceeds min(n_samples, n_features) = "
                              f"{min(matrix.shape)}")
         self.mean_ = matrix.mean(0)
-        s, self.components_, total = _leading_modes(matrix - self.mean_, self.n_modes)
+        s, self.components_, total = _leading_modes(matrix, self.mean_, self.n_modes)
         self.singular_values_ = s
         self.explained_variance_ratio_ = s**2 / (total if total > 0 else 1.0)
         self.layout_ = layout
