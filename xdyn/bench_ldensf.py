@@ -73,7 +73,7 @@ def ldensf_step_times(setup, n_trajectories=1, n_steps=3, seed=0):
 
     case = SPECS[setup.case]
     setup = dataclasses.replace(setup, n_train=2, n_test=int(n_trajectories),
-                                n_saved=int(n_steps) + 2)
+                                n_saved=int(n_steps) + 2, n_calibration=0)
     data = case.make_data(setup, seed)
     train, test = data.isel(trajectory=slice(0, 2)), data.isel(trajectory=slice(2, None))
     obs_train = sparse_observations(train, setup, seed + 1)

@@ -89,3 +89,33 @@ def test_generated_sets_are_cached_by_configuration(name, tiny, tmp_path, monkey
     for v in first.data_vars:
         np.testing.assert_array_equal(first[v].values, again[v].values)
     assert generated_path(name, **{**tiny, "random_state": 1}) != path
+
+
+@pytest.mark.parametrize("name", ["kolmogorov", "tsunami", "shallow-water"])
+def test_held_out_trajectories_leave_the_others_as_they_were(name):
+    """``n_held_out`` appends trajectories (the shared start where there is one, new
+    parameters) without changing the first ``n_trajectories``: a calibration set."""
+    from xdyn.datasets.ldensf_data import kolmogorov_ldensf
+
+    make, params = {
+        "kolmogorov": (lambda **kw: kolmogorov_ldensf(N=16, n_saved=3, burn_in_steps=2, **kw),
+                       ["Re"]),
+        "tsunami": (lambda **kw: tsunami_ldensf(N=16, n_saved=3, **kw), ["bump_x", "bump_y"]),
+        "shallow-water": (lambda **kw: shallow_water_ldensf(N=16, n_saved=3, save_every=4,
+                                                            burn_in_days=0.5, batch_size=1,
+                                                            **kw),
+                          ["forcing_amplitude", "forcing_width"])}[name]
+    plain = make(n_trajectories=3, random_state=4)
+    more = make(n_trajectories=3, random_state=4, n_held_out=2)
+    assert more.sizes["trajectory"] == 5
+    np.testing.assert_array_equal(more.isel(trajectory=slice(0, 3))[params[0]], plain[params[0]])
+    field = [v for v in more.data_vars if more[v].ndim == 4][0]
+    np.testing.assert_allclose(more[field].isel(trajectory=slice(0, 3)), plain[field],
+                               rtol=1e-12, atol=1e-12)
+    new = more.isel(trajectory=slice(3, None))
+    for p in params:
+        assert not np.isin(new[p].values, plain[p].values).any()  # new draws
+    if name != "tsunami":  # one shared start
+        start = plain[field].isel(trajectory=0, time=0).values
+        for traj in new[field].isel(time=0).values:
+            np.testing.assert_array_equal(traj, start)

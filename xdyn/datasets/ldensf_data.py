@@ -34,7 +34,8 @@ __all__ = ["kolmogorov_ldensf", "kolmogorov_ldensf_full_config", "shallow_water_
 
 def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, drag=0.1,
                       n_forcing=4, dt=0.04, burn_in_steps=100, n_saved=40, save_every=5,
-                      random_state=0, *, client=None, parts_dir=None) -> xr.Dataset:
+                      random_state=0, n_held_out=0, *, client=None,
+                      parts_dir=None) -> xr.Dataset:
     """Kolmogorov trajectories with ``Re ~ U(Re_low, Re_high)`` each, from one shared start.
 
     Parameters
@@ -57,6 +58,11 @@ def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, dra
     random_state : int
         Seed of the Reynolds numbers and of the shared start (both drawn here,
         before any task).
+    n_held_out : int, default=0
+        More trajectories after the ``n_trajectories``, from the same start,
+        their parameters drawn after everything else: the first
+        ``n_trajectories`` are those of ``n_held_out=0`` (a calibration set
+        that leaves the training and test ones as they were).
     client : distributed.Client, optional
         Integrate the trajectories as dask tasks on this client (default: here);
         the numbers are those of the serial run.
@@ -87,12 +93,15 @@ def kolmogorov_ldensf(n_trajectories=16, N=32, Re_low=500.0, Re_high=1500.0, dra
     spin = KolmogorovFlow(Re=0.5 * (Re_low + Re_high), N=N, drag=drag, n_forcing=n_forcing)
     x0 = spin.random_initial_state(1, rng)[0]
     x0 = spin.forecast(spin.as_tensor(x0), dt, int(burn_in_steps)).cpu().numpy()
+    Re = np.concatenate([Re, rng.uniform(Re_low, Re_high, size=int(n_held_out))])
+    n_trajectories = len(Re)
     make = functools.partial(_ldensf_chunk, Re=Re, x0=x0, N=N, drag=drag, n_forcing=n_forcing,
                              dt=dt, n_saved=int(n_saved), save_every=int(save_every))
     record = {"generator": "kolmogorov_ldensf", "n_trajectories": int(n_trajectories), "N": N,
               "Re_low": Re_low, "Re_high": Re_high, "drag": drag, "n_forcing": n_forcing,
               "dt": dt, "burn_in_steps": int(burn_in_steps), "n_saved": int(n_saved),
-              "save_every": int(save_every), "random_state": random_state}
+              "save_every": int(save_every), "random_state": random_state,
+              **({"n_held_out": int(n_held_out)} if n_held_out else {})}
     ds = generate_trajectories(make, int(n_trajectories), record=record, client=client,
                                parts_dir=parts_dir)
     ds["Re"] = ("trajectory", Re, {"long_name": "Reynolds number", "units": "1"})
@@ -139,7 +148,8 @@ def kolmogorov_ldensf_full_config() -> dict:
 
 def tsunami_ldensf(n_trajectories=16, N=32, bump_low=0.0, bump_high=0.5, bump_width=0.06,
                    bump_amplitude=1.0, L=1e6, depth=100.0, dt=60.0, n_saved=30, save_every=9,
-                   random_state=0, *, client=None, parts_dir=None) -> xr.Dataset:
+                   random_state=0, n_held_out=0, *, client=None,
+                   parts_dir=None) -> xr.Dataset:
     """Tsunami-like releases: a Gaussian bump at ``(bump_x, bump_y) ~ U(bump_low, bump_high)^2``.
 
     Linearised rotating shallow water on a periodic beta-plane (the
@@ -174,8 +184,8 @@ def tsunami_ldensf(n_trajectories=16, N=32, bump_low=0.0, bump_high=0.5, bump_wi
         Model steps between kept states.
     random_state : int
         Seed of the bump locations (drawn here, before any task).
-    client, parts_dir
-        As :func:`kolmogorov_ldensf`.
+    n_held_out, client, parts_dir
+        As :func:`kolmogorov_ldensf` (held-out bumps drawn after the others).
 
     Returns
     -------
@@ -198,13 +208,16 @@ def tsunami_ldensf(n_trajectories=16, N=32, bump_low=0.0, bump_high=0.5, bump_wi
     rng = np.random.RandomState(random_state)
     n = int(n_trajectories)
     bump = rng.uniform(bump_low, bump_high, size=(2, n))
+    bump = np.concatenate([bump, rng.uniform(bump_low, bump_high, size=(2, int(n_held_out)))], 1)
+    n = bump.shape[1]
     system = {"N": int(N), "L": float(L), "depth": float(depth), "bump_width": float(bump_width),
               "bump_amplitude": float(bump_amplitude)}
     make = functools.partial(_tsunami_chunk, bump_x=bump[0], bump_y=bump[1], system=system,
                              dt=dt, n_saved=int(n_saved), save_every=int(save_every))
     record = {"generator": "tsunami_ldensf", "n_trajectories": n, **system,
               "bump_low": bump_low, "bump_high": bump_high, "dt": dt, "n_saved": int(n_saved),
-              "save_every": int(save_every), "random_state": random_state}
+              "save_every": int(save_every), "random_state": random_state,
+              **({"n_held_out": int(n_held_out)} if n_held_out else {})}
     ds = generate_trajectories(make, n, record=record, client=client, parts_dir=parts_dir)
     attrs = _shallow_water_parameter_attrs()
     for name, values in (("bump_x", bump[0]), ("bump_y", bump[1])):
@@ -243,8 +256,8 @@ _DAY = 86400.0
 
 def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, sigma_low=1.0,
                          sigma_high=4.0, dt=600.0, burn_in_days=10.0, n_saved=30,
-                         save_every=36, batch_size=16, random_state=0, *, client=None,
-                         parts_dir=None) -> xr.Dataset:
+                         save_every=36, batch_size=16, random_state=0, n_held_out=0, *,
+                         client=None, parts_dir=None) -> xr.Dataset:
     """Forced "atmosphere-like" shallow water with hf0 and sigma drawn per trajectory.
 
     The planar beta-plane analogue of the original's forced spherical shallow
@@ -290,8 +303,8 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
         :func:`~xdyn.datasets.trajectories.generate_trajectories` on round-off.
     random_state : int
         Seed of the parameters and of the shared start (drawn here).
-    client, parts_dir
-        As :func:`kolmogorov_ldensf`.
+    n_held_out, client, parts_dir
+        As :func:`kolmogorov_ldensf` (held-out parameters drawn after the start).
 
     Returns
     -------
@@ -324,13 +337,18 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
                                forcing_width=0.5 * (sigma_low + sigma_high))
     x0 = spin.random_initial_state(1, rng)[0]
     x0 = spin.forecast(spin.as_tensor(x0), dt, int(round(burn_in_days * _DAY / dt))).cpu().numpy()
+    held = int(n_held_out)
+    hf0 = np.concatenate([hf0, rng.uniform(hf0_low, hf0_high, size=held)])
+    sigma = np.concatenate([sigma, rng.uniform(sigma_low, sigma_high, size=held)])
+    amplitude, n = hf0 * depth / 100, n + held
     make = functools.partial(_atmosphere_chunk, amplitude=amplitude, width=sigma, x0=x0,
                              N=int(N), dt=dt, n_saved=int(n_saved), save_every=int(save_every))
     record = {"generator": "shallow_water_ldensf", "n_trajectories": n, "N": int(N),
               "hf0_low": hf0_low, "hf0_high": hf0_high, "sigma_low": sigma_low,
               "sigma_high": sigma_high, "dt": dt, "burn_in_days": burn_in_days,
               "n_saved": int(n_saved), "save_every": int(save_every),
-              "batch_size": int(batch_size), "random_state": random_state}
+              "batch_size": int(batch_size), "random_state": random_state,
+              **({"n_held_out": held} if held else {})}
     ds = generate_trajectories(make, n, record=record, batch_size=int(batch_size), client=client,
                                parts_dir=parts_dir)
     attrs = _shallow_water_parameter_attrs()

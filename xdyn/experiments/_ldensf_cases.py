@@ -25,7 +25,8 @@ class LDEnSFCase:
     Attributes
     ----------
     make_data : callable
-        ``make_data(setup, seed) -> Dataset`` of trajectories with the parameters.
+        ``make_data(setup, seed) -> Dataset`` of trajectories with the parameters (training,
+        test, then ``setup.n_calibration`` held-out ones).
     observed : tuple of str
         Observed field variables (each at every ``stride``-th grid point).
     display : str
@@ -70,6 +71,7 @@ def _kolmogorov_data(setup, seed):
     return kolmogorov_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                              n_saved=setup.n_saved, save_every=setup.save_every,
                              burn_in_steps=setup.burn_in_steps, dt=setup.dt, random_state=seed,
+                             n_held_out=setup.n_calibration,
                              **setup.data_options)
 
 
@@ -96,7 +98,8 @@ def _tsunami_data(setup, seed):
 
     return tsunami_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                           n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
-                          random_state=seed, **setup.data_options)
+                          random_state=seed,
+                             n_held_out=setup.n_calibration, **setup.data_options)
 
 
 def _tsunami_system(setup):
@@ -119,7 +122,8 @@ def _atmosphere_data(setup, seed):
 
     return shallow_water_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                                 n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
-                                random_state=seed, **setup.data_options)
+                                random_state=seed,
+                             n_held_out=setup.n_calibration, **setup.data_options)
 
 
 def _atmosphere_system(setup):

@@ -52,7 +52,8 @@ and less frequent observations and with fewer members (:func:`robustness_sweep`,
 settings in :mod:`xdyn.experiments._ldensf_robustness`). The speed target is
 measured at the original's sizes by ``xdyn bench ldensf``. The spreads LD-EnSF
 and its joint variant report are calibrated on ``n_calibration`` more
-trajectories of their own seed (:func:`calibrate_spreads`: one factor each
+trajectories (:func:`calibrate_spreads`; generated with the others, from the
+same start, with parameters drawn after theirs: one factor each
 for the fields, the latent state and every parameter, that brings the
 spread-skill ratio to 1 there; the analyses' own spreads are 4-100x too
 small); the test's spread-skill ratios then say how well that carries over.
@@ -97,8 +98,9 @@ class LDEnSFSetup:
     N: int = 150
     n_train: int = 120
     n_test: int = 40
-    # more held-out trajectories (never the test ones) on which the reported spreads are
-    # calibrated (LDEnSF.spread_scale); 0: the analyses' own spreads
+    # more trajectories (the same start, their own parameters; never the training or test
+    # ones) on which the reported spreads are calibrated (LDEnSF.spread_scale); 0: the
+    # analyses' own spreads
     n_calibration: int = 8
     n_saved: int = 40
     # the original's times (kept states 0.2 apart, burn-in 4) with a model step of 0.01:
@@ -250,7 +252,9 @@ def _run(setup, seed, device, progress):
     data = case.make_data(setup, seed)
     t_data = time.perf_counter() - t0
     train = data.isel(trajectory=slice(0, setup.n_train))
-    test = data.isel(trajectory=slice(setup.n_train, None))
+    test = data.isel(trajectory=slice(setup.n_train, setup.n_train + setup.n_test))
+    # the calibration flows come after (the same start, their own parameters)
+    held_out = data.isel(trajectory=slice(setup.n_train + setup.n_test, None))
     # the encoder trains on several noise draws of the training observations
     reps = xr.concat([train] * setup.n_noise_draws, "trajectory")
     reps = reps.assign_coords(trajectory=np.arange(reps.sizes["trajectory"]))
@@ -282,7 +286,8 @@ def _run(setup, seed, device, progress):
     # ~0.03 s), as the full-space filters' first cycle below does: not a per-step cost
     filt.predict(obs_test.isel(time=slice(0, 2)))
     joint_filt = joint_variant(filt)
-    scales = calibrate_spreads({"LD-EnSF": filt, "LD-EnSF joint": joint_filt}, setup, seed)
+    scales = calibrate_spreads({"LD-EnSF": filt, "LD-EnSF joint": joint_filt}, held_out,
+                               setup, seed)
     out = filt.predict(obs_test)
     analyses["LD-EnSF"] = out[fields]
     walls["LD-EnSF"] = (filt.timing_["dynamics"], filt.timing_["analysis"])
@@ -419,18 +424,15 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
     return robustness_dataset(labels, axes, values, rmse, p_err, METHODS, params)
 
 
-def calibrate_spreads(filters, setup, seed):
-    """Set each fitted LD-EnSF's ``spread_scale`` from ``setup.n_calibration`` new
-    trajectories of the case (their own seed: never the training or test ones).
+def calibrate_spreads(filters, truth, setup, seed):
+    """Set each fitted LD-EnSF's ``spread_scale`` on the held-out trajectories ``truth``
+    (never the training or test ones; observed as the test ones are, with their own noise).
 
-    Returns ``{name: scale dict}`` (factors of 1 when ``n_calibration`` is 0).
+    Returns ``{name: scale dict}`` (factors of 1 when ``truth`` has no trajectory).
     """
-    case = CASES[setup.case]
-    if not setup.n_calibration:
+    if not truth.sizes["trajectory"]:
         return {name: f.set_params(spread_scale=1.0)._spread_scales()
                 for name, f in filters.items()}
-    held_out = dataclasses.replace(setup, n_train=setup.n_calibration, n_test=0)
-    truth = case.make_data(held_out, 7919 + seed)
     obs = sparse_observations(truth, setup, 3000 + seed)
     out = {}
     for name, f in filters.items():
