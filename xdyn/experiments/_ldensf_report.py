@@ -132,11 +132,11 @@ def table(res):
             for m in ratio["assimilator"].values))
     if "spread_scale" in res and not np.allclose(res.spread_scale.fillna(1.0), 1.0):
         scale = res.spread_scale.dropna("assimilator", how="all")
+        factors = "; ".join(f"{m} " + ", ".join(
+            f"{q} {float(scale.sel(assimilator=m, quantity=q)):.3g}"
+            for q in scale["quantity"].values) for m in scale["assimilator"].values)
         lines.append(f"  (the spreads times factors that calibrate them on "
-                     f"{res.attrs.get('n_calibration', '?')} held-out trajectories: " + "; ".join(
-                         f"{m} " + ", ".join(f"{q} {float(scale.sel(assimilator=m, quantity=q)):.3g}"
-                                             for q in scale["quantity"].values)
-                         for m in scale["assimilator"].values) + ")")
+                     f"{res.attrs.get('n_calibration', '?')} held-out trajectories: {factors})")
     w = res.wall_per_step
     total = w.sum("part", skipna=False)
     dyn = w.sel(part="dynamics")

@@ -52,7 +52,7 @@ and less frequent observations and with fewer members (:func:`robustness_sweep`,
 settings in :mod:`xdyn.experiments._ldensf_robustness`). The speed target is
 measured at the original's sizes by ``xdyn bench ldensf``. The spreads LD-EnSF
 and its joint variant report are calibrated on ``n_calibration`` more
-trajectories (:func:`calibrate_spreads`; generated with the others, from the
+trajectories (``calibrate_spreads``; generated with the others, from the
 same start, with parameters drawn after theirs: one factor each
 for the fields, the latent state and every parameter, that brings the
 spread-skill ratio to 1 there; the analyses' own spreads are 4-100x too
