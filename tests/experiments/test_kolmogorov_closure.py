@@ -143,7 +143,7 @@ def test_forecast_section_scores_both_resolved_models():
 def test_fits_in_two_processes_equal_the_serial_ones():
     from xdyn.experiments._kolmogorov_forecast import _make_latent_rom
     from xdyn.experiments._parallel import run_jobs
-    from xdyn.experiments.kolmogorov_closure import _fit_part
+    from xdyn.experiments._kolmogorov_forecast import _fit_part
 
     res_tr, res_val = _waves(3), _waves(1, seed=9).isel(trajectory=0)
     unres_tr, unres_val = 0.1 * res_tr**2, 0.1 * res_val**2

@@ -44,7 +44,7 @@ def test_training_pairs_are_exact_images_in_random_order():
 def test_closure_spread_scale_calibrates_on_the_given_trajectory():
     from xdyn.closure import GPClosure
     from xdyn.experiments._kolmogorov_forecast import _full_field
-    from xdyn.experiments.kolmogorov_closure import _closure_spread_scale
+    from xdyn.experiments._kolmogorov_forecast import _closure_spread_scale
 
     n, grid = 300, np.arange(4.0)
 

@@ -11,10 +11,12 @@ in Lyapunov times of the data's flow, out to a horizon; closed ensembles
 
 from __future__ import annotations
 
+import time
 
 import numpy as np
 import xarray as xr
 
+from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
 from xdyn.metrics import (crps_ensemble, interval_coverage, picp, relative_l1, relative_l2,
                           spread_skill_ratio)
 
@@ -45,8 +47,40 @@ def _make_latent_rom(setup, seed, device):
         batch_size=setup.latent_batch_size, device=device, random_state=seed)
 
 
+def _closure_spread_scale(closure, resolved, unresolved):
+    """``spread_scale`` that makes ``closure``'s +-1 std interval cover 68.3% of ``unresolved``.
+
+    The 68.3% quantile of ``|truth - mean| / std`` over every point of a
+    calibration trajectory (never the test one): a split-conformal scale.
+    """
+    mean, std = closure.predict(resolved, return_std=True)
+    return _coverage_scale(_full_field(unresolved), _full_field(mean), _full_field(std),
+                           closure.spread_scale)
+
+
+def _fit_part(estimator, X, Y=None, calibration=None, n_images=1):
+    """Fit one independent part (a closure, or the latent ROM when ``Y`` is None): a job.
+
+    A closure with ``calibration`` (resolved, unresolved validation fields) gets
+    the ``spread_scale`` that calibrates it there. ``n_images`` > 1: the fit is
+    on ``X``'s images under the shift-reflect symmetry, made here, in the job
+    (for the original's data they are 2.5 GB the parent need not hold). Returns
+    the fitted estimator and its wall time.
+    """
+    t0 = time.perf_counter()
+    if n_images > 1:
+        X = _symmetry_copies(X, n_images, _n_forcing(X))
+    if Y is None:
+        estimator.fit(X)
+    else:
+        estimator.fit(X, Y)
+    if calibration is not None:
+        estimator.set_params(spread_scale=_closure_spread_scale(estimator, *calibration))
+    return estimator, time.perf_counter() - t0
+
+
 def _latent_rom_job(setup, seed, device, res_tr):
-    """The latent ROM's job, the arguments of ``kolmogorov_closure._fit_part``: the ROM
+    """The latent ROM's job, the arguments of :func:`_fit_part`: the ROM
     unfitted, ``res_tr``, and the number of its symmetry images to train on."""
     return (_make_latent_rom(setup, seed, device), res_tr, None, None,
             setup.latent_symmetry_copies)
@@ -198,8 +232,6 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     n_test = full_te.sizes["time"]
     rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
     if latent_fit is None:
-        from xdyn.experiments.kolmogorov_closure import _fit_part
-
         latent_fit = _fit_part(*_latent_rom_job(setup, seed, device, res_tr))
     latent_rom, latent_fit_time = latent_fit
     n_leads = min(setup.n_leads, n_test // 4)

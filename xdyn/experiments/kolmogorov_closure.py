@@ -96,11 +96,11 @@ import time
 import numpy as np
 import xarray as xr
 
-from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _coverage_scale,
+from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _fit_part,
                                                    _forecast_section, _full_field,
                                                    _latent_rom_job, _n_forcing,
                                                    _score_ensemble)
-from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs, _symmetry_copies
+from xdyn.experiments._kolmogorov_symmetry import _closure_training_pairs
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import isotropic_spectrum, picp, relative_l1, relative_l2
@@ -213,38 +213,6 @@ def _split_scales(data, setup):
         resolved = filt.transform(full)
         out[name] = (full, resolved, full - resolved)
     return filt, out
-
-
-def _closure_spread_scale(closure, resolved, unresolved):
-    """``spread_scale`` that makes ``closure``'s +-1 std interval cover 68.3% of ``unresolved``.
-
-    The 68.3% quantile of ``|truth - mean| / std`` over every point of a
-    calibration trajectory (never the test one): a split-conformal scale.
-    """
-    mean, std = closure.predict(resolved, return_std=True)
-    return _coverage_scale(_full_field(unresolved), _full_field(mean), _full_field(std),
-                           closure.spread_scale)
-
-
-def _fit_part(estimator, X, Y=None, calibration=None, n_images=1):
-    """Fit one independent part (a closure, or the latent ROM when ``Y`` is None): a job.
-
-    A closure with ``calibration`` (resolved, unresolved validation fields) gets
-    the ``spread_scale`` that calibrates it there. ``n_images`` > 1: the fit is
-    on ``X``'s images under the shift-reflect symmetry, made here, in the job
-    (for the original's data they are 2.5 GB the parent need not hold). Returns
-    the fitted estimator and its wall time.
-    """
-    t0 = time.perf_counter()
-    if n_images > 1:
-        X = _symmetry_copies(X, n_images, _n_forcing(X))
-    if Y is None:
-        estimator.fit(X)
-    else:
-        estimator.fit(X, Y)
-    if calibration is not None:
-        estimator.set_params(spread_scale=_closure_spread_scale(estimator, *calibration))
-    return estimator, time.perf_counter() - t0
 
 
 def _make_closures(setup, seed, device):
