@@ -331,7 +331,6 @@ def shallow_water_ldensf(n_trajectories=16, N=32, hf0_low=0.1, hf0_high=30.0, si
     hf0 = rng.uniform(hf0_low, hf0_high, size=n)
     sigma = rng.uniform(sigma_low, sigma_high, size=n)
     depth = float(ShallowWater.presets["atmosphere"]["depth"])
-    amplitude = hf0 * depth / 100
     spin = ShallowWater.preset("atmosphere", N=int(N),
                                forcing_amplitude=0.5 * (hf0_low + hf0_high) * depth / 100,
                                forcing_width=0.5 * (sigma_low + sigma_high))

@@ -71,8 +71,7 @@ def _kolmogorov_data(setup, seed):
     return kolmogorov_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                              n_saved=setup.n_saved, save_every=setup.save_every,
                              burn_in_steps=setup.burn_in_steps, dt=setup.dt, random_state=seed,
-                             n_held_out=setup.n_calibration,
-                             **setup.data_options)
+                             n_held_out=setup.n_calibration, **setup.data_options)
 
 
 def _kolmogorov_system(setup):
@@ -98,8 +97,8 @@ def _tsunami_data(setup, seed):
 
     return tsunami_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                           n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
-                          random_state=seed,
-                             n_held_out=setup.n_calibration, **setup.data_options)
+                          random_state=seed, n_held_out=setup.n_calibration,
+                          **setup.data_options)
 
 
 def _tsunami_system(setup):
@@ -122,8 +121,8 @@ def _atmosphere_data(setup, seed):
 
     return shallow_water_ldensf(n_trajectories=setup.n_train + setup.n_test, N=setup.N,
                                 n_saved=setup.n_saved, save_every=setup.save_every, dt=setup.dt,
-                                random_state=seed,
-                             n_held_out=setup.n_calibration, **setup.data_options)
+                                random_state=seed, n_held_out=setup.n_calibration,
+                                **setup.data_options)
 
 
 def _atmosphere_system(setup):
