@@ -129,6 +129,36 @@ def test_refinement_counts_each_observation_once(setup):
     np.testing.assert_allclose(twice.mean(1), once.mean(1), atol=0.1 * once.std(1).min())
 
 
+def test_refinement_draws_around_the_posterior_mode(setup):
+    # the Gauss-Newton mode of p(a | y_0..y_k) against a brute-force minimum over a fine grid
+    # of a: the forward-mode Jacobian must be right for the iteration to stop there
+    f, _, _, test = setup
+    est = copy.copy(f).set_params(refine_parameters=True)
+    obs = observations(test, 5)
+    points, steps = est._observed_points(obs), est._observation_steps(obs)
+    module, n_lat, M = est.ldnet_.module_, int(est.ldnet_.n_latent), 2000
+    dtype = next(module.parameters()).dtype
+    grid = torch.linspace(-1, 1, 4001, dtype=dtype)
+    y = torch.as_tensor(points[2], dtype=dtype)
+    w = torch.as_tensor(1.0 / points[3], dtype=dtype)
+    gen = torch.Generator().manual_seed(0)
+    n = test.sizes["trajectory"]
+    z = torch.cat([torch.zeros(n, M, n_lat, dtype=dtype),
+                   torch.zeros(n, M, 1, dtype=dtype)], -1)
+    with torch.no_grad():
+        decoded = est._decoded_observations(
+            module.rollout(grid[:, None], int(steps[-1]) + 1)[:, steps], points)   # (G, k, p)
+        drawn = est._refine_parameters(z, points, steps, gen)[..., n_lat:].numpy()[..., 0]
+    # the scaled parameter's prior U(-1, 1) by its moments: precision 3
+    cost = 0.5 * (((y[:, None] - decoded) * w[:, None]) ** 2).sum((-1, -2)) + 1.5 * grid**2
+    mode = grid[cost.argmin(-1)].numpy()
+    inside = np.abs(mode) < 0.9  # away from the clamp at the prior's bounds
+    assert inside.sum() >= n // 2, mode
+    std = drawn.std(1)
+    np.testing.assert_allclose(np.median(drawn, 1)[inside], mode[inside],
+                               atol=max(1e-3, 0.1 * std[inside].min()))
+
+
 def test_clone_pickle_and_same_seed(setup):
     f, _, _, test = setup
     obs = observations(test, 3)

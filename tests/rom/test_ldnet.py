@@ -123,3 +123,14 @@ def test_decoding_at_grid_points_equals_decoding_their_coordinates(kind, m):
     g_plain = torch.autograd.grad(plain.square().sum(), [s, net.reconstruction.inp.weight])
     for a, b in zip(g_fast, g_plain):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # every latent at every grid point (decoding, LD-EnSF's members), and its forward mode
+    every = net.reconstruct_points(s, net.coords)
+    torch.testing.assert_close(
+        every, net.reconstruct(s.unsqueeze(-2).expand(2, 5, 16, 3), net.coords),
+        rtol=1e-5, atol=1e-6)
+    ds = torch.randn_like(s)
+    _, jvp = torch.func.jvp(lambda v: net.reconstruct_points(v, net.coords), (s,), (ds,))
+    eps = 1e-3
+    fd = (net.reconstruct_points(s + eps * ds, net.coords)
+          - net.reconstruct_points(s - eps * ds, net.coords)) / (2 * eps)
+    torch.testing.assert_close(jvp, fd, rtol=1e-2, atol=1e-3)

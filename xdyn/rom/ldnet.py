@@ -297,13 +297,12 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         p = next(module.parameters())
         coords = torch.as_tensor(coords, dtype=p.dtype, device=p.device)
         lead = latent.shape[:-1]
-        flat = latent.to(p).reshape(-1, 1, latent.shape[-1])
+        flat = latent.to(p).reshape(-1, latent.shape[-1])
         # the decoder's activations are (latents x points x hidden): decode a bounded
         # number of (latent, point) pairs at a time (a 150 x 150 grid for every state
         # of a test set at once would need tens of GB)
         chunk = max(1, _DECODE_PAIRS // coords.shape[0])
-        out = torch.cat([module.reconstruct(s.expand(s.shape[0], coords.shape[0], s.shape[-1]),
-                                            coords) for s in flat.split(chunk)])
+        out = torch.cat([module.reconstruct_points(s, coords) for s in flat.split(chunk)])
         mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
         std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
         return (out * std + mean).reshape(*lead, *out.shape[1:])
