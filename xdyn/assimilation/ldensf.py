@@ -42,6 +42,37 @@ from xdyn.assimilation.observation_encoder import ObservationEncoder
 __all__ = ["LDEnSF"]
 
 _REFINE_ITERATIONS = 3  # Gauss-Newton steps of refine_parameters (converged in 2 on the tsunami)
+# central-difference step of the LDNet rollout's sensitivity to the parameters
+# (refine_parameters), taken in float64: truncation ~1e-10, round-off ~1e-11, below float32
+# rounding. Torch's forward mode (2.13, CPU) ran the rollout's small ops 17x slower than
+# the plain pass (its elementwise ops went through Python decompositions)
+_FD_STEP = 1e-5
+
+
+def _central_jacobian(fun, x):
+    """Jacobian of a batched ``fun``: ``x`` (n, d) -> (n, m), and ``fun(x)``, by central
+    differences in one call of ``fun`` on (n, 2 d + 1, d) points.
+
+    Examples
+    --------
+    >>> x = torch.tensor([[1.0, 2.0]], dtype=torch.float64)
+    >>> def fun(p):  # (x0 x1, x0)
+    ...     return torch.stack([p[..., 0] * p[..., 1], p[..., 0]], -1)
+    >>> J, f = _central_jacobian(fun, x)
+    >>> J.round(decimals=6).tolist(), f.tolist()
+    ([[[2.0, 1.0], [1.0, 0.0]]], [[2.0, 1.0]])
+    """
+    d = x.shape[-1]
+    step = _FD_STEP * torch.eye(d, dtype=x.dtype, device=x.device)
+    pts = torch.cat([x.unsqueeze(-2), x.unsqueeze(-2) + step, x.unsqueeze(-2) - step], -2)
+    out = fun(pts)                                                  # (n, 2 d + 1, m)
+    J = (out[..., 1:d + 1, :] - out[..., d + 1:, :]) / (2 * _FD_STEP)
+    return J.transpose(-1, -2), out[..., 0, :]
+
+
+def _float64_copy(module):
+    """A float64 copy of a fitted torch module (for :func:`_central_jacobian`)."""
+    return copy.deepcopy(module).to(torch.float64)
 
 
 class LDEnSF(BaseEstimator):
@@ -456,9 +487,10 @@ class LDEnSF(BaseEstimator):
         ``steps`` through the LDNet rollout of ``u`` from the zero latent state
         and the decoder at the observed points, under the parameters' own prior
         (U(-1, 1) by its moments), from the analysis members' mean. Its mode by
-        ``_REFINE_ITERATIONS`` Gauss-Newton steps (forward mode over the few
-        parameters), its covariance the inverse Gauss-Newton
-        Hessian there.
+        ``_REFINE_ITERATIONS`` Gauss-Newton steps (the Jacobian: the rollout's
+        sensitivity to the few parameters by central differences in float64,
+        the decoder's forward mode along it), its covariance the inverse
+        Gauss-Newton Hessian there.
         """
         values, noise_std = points[2:]
         n_lat = int(self.ldnet_.n_latent)
@@ -468,17 +500,23 @@ class LDEnSF(BaseEstimator):
         y = torch.as_tensor(values[:, :k], **as_t)                       # (n, k, p)
         w = torch.as_tensor(1.0 / noise_std[:, :k], **as_t)              # 0 where missing
         rows = torch.as_tensor(np.asarray(steps), device=z.device)
+        module64 = _float64_copy(module)
 
-        def residual(u):                                                # (n, P) -> (n, k * p)
-            s = module.rollout(u, n_roll).index_select(1, rows)
-            return ((y - self._decoded_observations(s, points)) * w).flatten(1)
+        def rolled(u):                                        # (n, B, P) -> (n, B, k * L)
+            return module64.rollout(u, n_roll).index_select(-2, rows).flatten(-2)
 
-        def jacobian(u):                                 # (n, k * p, P), (n, k * p)
-            # one forward-mode pass per parameter over the whole batch: vmap over the
-            # trajectories and the basis made the rollout's small ops 5x slower
-            cols = [torch.func.jvp(residual, (u,), (e.expand_as(u),))
-                    for e in torch.eye(u.shape[-1], **as_t)]
-            return torch.stack([c[1] for c in cols], -1), cols[0][0]
+        def decoded(s):                                       # (n, k, L) -> (n, k, p)
+            return self._decoded_observations(s, points)
+
+        def jacobian(u):                                      # (n, k * p, P), (n, k * p)
+            # the rollout's sensitivities by central differences (its small ops ran 17x
+            # slower in forward mode), the decoder's (large ops) in forward mode along them
+            ds, s = _central_jacobian(rolled, u.double())
+            s = s.to(z.dtype).unflatten(-1, (k, n_lat))
+            ds = ds.to(z.dtype).unflatten(-2, (k, n_lat))                # (n, k, L, P)
+            cols = [torch.func.jvp(decoded, (s,), (ds[..., j],)) for j in range(u.shape[-1])]
+            r = ((y - cols[0][0]) * w).flatten(1)
+            return -torch.stack([(c[1] * w).flatten(1) for c in cols], -1), r
 
         u_members = z[..., n_lat:]
         # the prior is the parameters' own, U(-1, 1) by its moments (mean 0, variance 1/3):
