@@ -446,6 +446,14 @@ class LDEnSF(BaseEstimator):
         idx = torch.as_tensor(field, device=f.device).expand(f.shape[:-1])
         return f.gather(-1, idx.unsqueeze(-1))[..., 0]
 
+    def _decoded_observations_jacobian(self, latent, points):
+        """:meth:`_decoded_observations` ``(..., p)`` and its Jacobian in the latent ``(..., p, L)``."""
+        coords, field = points[:2]
+        f, jac = self.ldnet_.decode_points_jacobian(latent, coords)       # (..., p, F[, L])
+        idx = torch.as_tensor(field, device=f.device).expand(f.shape[:-1]).unsqueeze(-1)
+        return (f.gather(-1, idx)[..., 0],
+                jac.gather(-2, idx.unsqueeze(-1).expand(*idx.shape, jac.shape[-1]))[..., 0, :])
+
     def _joint_analysis(self, points, k, x0, y_latent, noise, mean, std, sampler):
         """The analysis of ``likelihood="joint"`` at time ``k`` from standardised members ``x0``.
 
@@ -458,19 +466,19 @@ class LDEnSF(BaseEstimator):
         values, noise_std = points[2:]
         n_lat = int(self.ldnet_.n_latent)
 
-        def decoded(s_std):                          # standardised latent (L,) -> (p,), twice
-            f = self._decoded_observations(s_std * std[:n_lat] + mean[:n_lat], points)
-            return f, f
+        def decoded(s_std):                  # standardised latents (n, L) -> (n, p, L), (n, p)
+            f, jac = self._decoded_observations_jacobian(s_std * std[:n_lat] + mean[:n_lat],
+                                                         points)
+            return jac * std[:n_lat], f
 
         as_t = dict(dtype=mean.dtype, device=mean.device)
         y = torch.cat([y_latent, torch.as_tensor(values[:, k], **as_t)], -1)
         r = torch.cat([noise.expand(y_latent.shape), torch.as_tensor(noise_std[:, k], **as_t)], -1)
         lin = x0.mean(-2)                                           # (n, d)
         for _ in range(int(self.joint_iterations)):
-            # forward mode over the latent entries only (the parameters are not decoded)
-            J, h0 = torch.func.vmap(torch.func.jacfwd(decoded, has_aux=True))(lin[..., :n_lat])
+            # over the latent entries only (the parameters are not decoded)
+            J, h0 = decoded(lin[..., :n_lat])
             J = torch.cat([J, J.new_zeros(J.shape[:-1] + (lin.shape[-1] - n_lat,))], -1)
-            J, h0 = J.detach(), h0.detach()                         # (n, p, d), (n, p)
             c = lin.unsqueeze(-2)
 
             def h(x, J=J, h0=h0, c=c):
@@ -489,8 +497,8 @@ class LDEnSF(BaseEstimator):
         (U(-1, 1) by its moments), from the analysis members' mean. Its mode by
         ``_REFINE_ITERATIONS`` Gauss-Newton steps (the Jacobian: the rollout's
         sensitivity to the few parameters by central differences in float64,
-        the decoder's forward mode along it), its covariance the inverse
-        Gauss-Newton Hessian there.
+        chained with the decoder's), its covariance the inverse Gauss-Newton
+        Hessian there.
         """
         values, noise_std = points[2:]
         n_lat = int(self.ldnet_.n_latent)
@@ -505,18 +513,15 @@ class LDEnSF(BaseEstimator):
         def rolled(u):                                        # (n, B, P) -> (n, B, k * L)
             return module64.rollout(u, n_roll).index_select(-2, rows).flatten(-2)
 
-        def decoded(s):                                       # (n, k, L) -> (n, k, p)
-            return self._decoded_observations(s, points)
-
         def jacobian(u):                                      # (n, k * p, P), (n, k * p)
             # the rollout's sensitivities by central differences (its small ops ran 17x
-            # slower in forward mode), the decoder's (large ops) in forward mode along them
+            # slower in forward mode), chained with the decoder's Jacobian
             ds, s = _central_jacobian(rolled, u.double())
             s = s.to(z.dtype).unflatten(-1, (k, n_lat))
             ds = ds.to(z.dtype).unflatten(-2, (k, n_lat))                # (n, k, L, P)
-            cols = [torch.func.jvp(decoded, (s,), (ds[..., j],)) for j in range(u.shape[-1])]
-            r = ((y - cols[0][0]) * w).flatten(1)
-            return -torch.stack([(c[1] * w).flatten(1) for c in cols], -1), r
+            f, jac = self._decoded_observations_jacobian(s, points)     # (n, k, p[, L])
+            r = ((y - f) * w).flatten(1)
+            return -((jac @ ds) * w.unsqueeze(-1)).flatten(1, 2), r
 
         u_members = z[..., n_lat:]
         # the prior is the parameters' own, U(-1, 1) by its moments (mean 0, variance 1/3):

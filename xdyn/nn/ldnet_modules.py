@@ -176,6 +176,34 @@ class FieldReconstruction(nn.Module):
         at_points, from_latent = self._first_layer_parts(s, x)
         return self._after_first_layer(at_points + from_latent.unsqueeze(-2))
 
+    def forward_points_jacobian(self, s, x):
+        """:meth:`forward_points` and its Jacobian in ``s``: (..., P, F), (..., P, F, L).
+
+        Each point's output depends on ``s`` only through its own first-layer
+        output ``h_i = A f(x_i) + W_s s + b``, so one backward pass per field
+        through ``h`` gives every point's gradient at once:
+        ``d out_i / d s = (d out_i / d h_i) W_s``. (Forward mode over the
+        latent's entries took 8x longer for LD-EnSF's joint likelihood.)
+
+        Examples
+        --------
+        >>> g = FieldReconstruction(3, 2, 2, n_fourier=2, hidden=8)
+        >>> s, x = torch.randn(4, 3), torch.rand(10, 2)
+        >>> out, jac = g.forward_points_jacobian(s, x)
+        >>> ref = torch.func.vmap(torch.func.jacfwd(lambda v: g.forward_points(v, x)))(s)
+        >>> jac.shape, torch.allclose(jac, ref, atol=1e-6)
+        (torch.Size([4, 10, 2, 3]), True)
+        """
+        with torch.enable_grad():
+            at_points, from_latent = self._first_layer_parts(s.detach(), x)
+            h = (at_points + from_latent.unsqueeze(-2)).detach().requires_grad_(True)
+            out = self._after_first_layer(h)
+            n_fields = out.shape[-1]
+            grads = [torch.autograd.grad(out[..., f].sum(), h, retain_graph=f < n_fields - 1)[0]
+                     for f in range(n_fields)]
+        w_s = self.inp.weight[:, self.inp.in_features - s.shape[-1]:]          # (H, L)
+        return out.detach(), (torch.stack(grads, -2) @ w_s).detach()
+
     def _first_layer_parts(self, s, x):
         """The first layer's affine output split: coordinate part (P, H), latent part (..., H)."""
         feats = self.features(x)                                      # (P, n_in)
@@ -286,6 +314,17 @@ class LDNetModule(nn.Module):
         torch.Size([5, 7, 1])
         """
         return self.reconstruction.forward_points(s, x)
+
+    def reconstruct_points_jacobian(self, s, x):
+        """:meth:`reconstruct_points` and its Jacobian in ``s``: (..., P, F), (..., P, F, L).
+
+        Examples
+        --------
+        >>> m = LDNetModule(3, 1, 2, 1, coords=torch.rand(4, 2), reconstruction_hidden=8)
+        >>> [t.shape for t in m.reconstruct_points_jacobian(torch.zeros(5, 3), torch.rand(7, 2))]
+        [torch.Size([5, 7, 1]), torch.Size([5, 7, 1, 3])]
+        """
+        return self.reconstruction.forward_points_jacobian(s, x)
 
     def reconstruct_at(self, s, idx):
         """Field values at the training grid's points ``idx`` (..., m) from latents ``s`` (..., L).
