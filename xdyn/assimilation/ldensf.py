@@ -447,7 +447,8 @@ class LDEnSF(BaseEstimator):
         return f.gather(-1, idx.unsqueeze(-1))[..., 0]
 
     def _decoded_observations_jacobian(self, latent, points):
-        """:meth:`_decoded_observations` ``(..., p)`` and its Jacobian in the latent ``(..., p, L)``."""
+        """:meth:`_decoded_observations` ``(..., p)`` and its Jacobian in the latent
+        ``(..., p, L)``."""
         coords, field = points[:2]
         f, jac = self.ldnet_.decode_points_jacobian(latent, coords)       # (..., p, F[, L])
         idx = torch.as_tensor(field, device=f.device).expand(f.shape[:-1]).unsqueeze(-1)
