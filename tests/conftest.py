@@ -1,4 +1,4 @@
-"""Shared fixtures (a seed, offscreen matplotlib) and the split of the cores between test workers."""
+"""Shared fixtures (a seed, offscreen matplotlib); the cores split between test workers."""
 
 import os
 

@@ -131,7 +131,7 @@ def test_refinement_counts_each_observation_once(setup):
 
 def test_refinement_draws_around_the_posterior_mode(setup):
     # the Gauss-Newton mode of p(a | y_0..y_k) against a brute-force minimum over a fine grid
-    # of a: the forward-mode Jacobian must be right for the iteration to stop there
+    # of a: the Jacobian must be right for the iteration to stop there
     f, _, _, test = setup
     est = copy.copy(f).set_params(refine_parameters=True)
     obs = observations(test, 5)

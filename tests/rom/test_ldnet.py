@@ -134,3 +134,19 @@ def test_decoding_at_grid_points_equals_decoding_their_coordinates(kind, m):
     fd = (net.reconstruct_points(s + eps * ds, net.coords)
           - net.reconstruct_points(s - eps * ds, net.coords)) / (2 * eps)
     torch.testing.assert_close(jvp, fd, rtol=1e-2, atol=1e-3)
+
+
+def test_decoder_jacobian_in_chunks_equals_forward_mode(fitted, monkeypatch):
+    import xdyn.rom.ldnet as ldnet_module
+
+    at = {"x": np.linspace(0.0, 0.9, 7)}
+    s = torch.randn(3, 4, fitted.n_latent)
+    f, jac = fitted.decode_points_jacobian(s, at)
+    ref = torch.func.vmap(torch.func.vmap(torch.func.jacfwd(
+        lambda v: fitted.decode_points(v, at))))(s)
+    torch.testing.assert_close(f, fitted.decode_points(s, at), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(jac, ref, rtol=1e-4, atol=1e-6)
+    monkeypatch.setattr(ldnet_module, "_DECODE_PAIRS", 4 * 7 * 5)  # 5 latents a chunk
+    f_chunked, jac_chunked = fitted.decode_points_jacobian(s, at)
+    torch.testing.assert_close(f_chunked, f)
+    torch.testing.assert_close(jac_chunked, jac)

@@ -317,8 +317,14 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         coords = self._scaled_points(points)
         module = self.module_
         p = next(module.parameters())
-        out, jac = module.reconstruct_points_jacobian(
-            latent.to(p), torch.as_tensor(coords, dtype=p.dtype, device=p.device))
+        coords = torch.as_tensor(coords, dtype=p.dtype, device=p.device)
+        lead = latent.shape[:-1]
+        flat = latent.to(p).reshape(-1, latent.shape[-1])
+        # the backward pass keeps every layer's activations: a quarter of decode's chunk
+        chunk = max(1, _DECODE_PAIRS // (4 * coords.shape[0]))
+        parts = [module.reconstruct_points_jacobian(s, coords) for s in flat.split(chunk)]
+        out = torch.cat([o for o, _ in parts]).reshape(*lead, *parts[0][0].shape[1:])
+        jac = torch.cat([j for _, j in parts]).reshape(*lead, *parts[0][1].shape[1:])
         std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
         mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
         return out * std + mean, jac * std.unsqueeze(-1)
