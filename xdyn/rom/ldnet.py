@@ -314,36 +314,38 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         >>> bool(torch.allclose(jac[0], ref, atol=1e-5))
         True
         """
-        coords = self._scaled_points(points)
         module = self.module_
-        p = next(module.parameters())
-        coords = torch.as_tensor(coords, dtype=p.dtype, device=p.device)
-        lead = latent.shape[:-1]
-        flat = latent.to(p).reshape(-1, latent.shape[-1])
         # the backward pass keeps every layer's activations: a quarter of decode's chunk
-        chunk = max(1, _DECODE_PAIRS // (4 * coords.shape[0]))
-        parts = [module.reconstruct_points_jacobian(s, coords) for s in flat.split(chunk)]
-        out = torch.cat([o for o, _ in parts]).reshape(*lead, *parts[0][0].shape[1:])
-        jac = torch.cat([j for _, j in parts]).reshape(*lead, *parts[0][1].shape[1:])
-        std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
-        mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
+        (out, jac), mean, std = self._in_chunks(
+            module.reconstruct_points_jacobian, latent, self._scaled_points(points),
+            _DECODE_PAIRS // 4)
         return out * std + mean, jac * std.unsqueeze(-1)
 
     def _decode_scaled(self, latent, coords):
         """``decode`` at scaled coordinates ``coords`` (P, n_coords)."""
         module = self.module_
-        p = next(module.parameters())
+        (out,), mean, std = self._in_chunks(lambda s, x: (module.reconstruct_points(s, x),),
+                                            latent, coords, _DECODE_PAIRS)
+        return out * std + mean
+
+    def _in_chunks(self, decode, latent, coords, pairs):
+        """``decode(latents (c, L), coords (P, D))`` over ``latent`` (..., L), at most ``pairs``
+        (latent, point) pairs at a time; returns its outputs, each reshaped to ``(..., *rest)``,
+        and the fields' mean and std as tensors beside them.
+
+        The decoder's activations are (latents x points x hidden): a 150 x 150 grid
+        for every state of a test set at once would need tens of GB.
+        """
+        p = next(self.module_.parameters())
         coords = torch.as_tensor(coords, dtype=p.dtype, device=p.device)
         lead = latent.shape[:-1]
         flat = latent.to(p).reshape(-1, latent.shape[-1])
-        # the decoder's activations are (latents x points x hidden): decode a bounded
-        # number of (latent, point) pairs at a time (a 150 x 150 grid for every state
-        # of a test set at once would need tens of GB)
-        chunk = max(1, _DECODE_PAIRS // coords.shape[0])
-        out = torch.cat([module.reconstruct_points(s, coords) for s in flat.split(chunk)])
+        chunk = max(1, pairs // coords.shape[0])
+        parts = [decode(s, coords) for s in flat.split(chunk)]
+        outs = [torch.cat(o).reshape(*lead, *o[0].shape[1:]) for o in zip(*parts)]
         mean = torch.as_tensor(self.field_mean_, dtype=p.dtype, device=p.device)
         std = torch.as_tensor(self.field_std_, dtype=p.dtype, device=p.device)
-        return (out * std + mean).reshape(*lead, *out.shape[1:])
+        return outs, mean, std
 
     # ----------------------------------------------------------- transforms
     def transform(self, X):
