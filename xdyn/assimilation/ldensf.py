@@ -343,6 +343,8 @@ class LDEnSF(BaseEstimator):
         points = self._observed_points(obs) if joint or self.refine_parameters else None
         steps = self._observation_steps(obs)
         module = self.ldnet_.module_
+        # the refinement's rollout in float64, copied once per call, not per analysis
+        module64 = _float64_copy(module) if self.refine_parameters else None
         p = next(module.parameters())
         dt_, dev = p.dtype, p.device
         mean = torch.as_tensor(self.latent_mean_, dtype=dt_, device=dev)
@@ -386,7 +388,7 @@ class LDEnSF(BaseEstimator):
                 # keep parameters inside the range the LDNet was trained on
                 z = torch.cat([z[..., :n_lat], z[..., n_lat:].clamp(-1.0, 1.0)], -1)
                 if self.refine_parameters:
-                    z = self._refine_parameters(z, points, steps[:k + 1], gen)
+                    z = self._refine_parameters(z, points, steps[:k + 1], gen, module64)
                 t_ana += time.perf_counter() - tic
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
@@ -489,7 +491,7 @@ class LDEnSF(BaseEstimator):
             lin = za.mean(-2)
         return za
 
-    def _refine_parameters(self, z, points, steps, gen):
+    def _refine_parameters(self, z, points, steps, gen, module64=None):
         """Redraw the parameter members from their posterior given every observation so far.
 
         The Laplace approximation of ``p(u | y_0..y_k)``: the observations at
@@ -499,7 +501,8 @@ class LDEnSF(BaseEstimator):
         ``_REFINE_ITERATIONS`` Gauss-Newton steps (the Jacobian: the rollout's
         sensitivity to the few parameters by central differences in float64,
         chained with the decoder's), its covariance the inverse Gauss-Newton
-        Hessian there.
+        Hessian there. ``module64``: the LDNet module in float64
+        (:func:`_float64_copy`; made here when None).
         """
         values, noise_std = points[2:]
         n_lat = int(self.ldnet_.n_latent)
@@ -509,7 +512,7 @@ class LDEnSF(BaseEstimator):
         y = torch.as_tensor(values[:, :k], **as_t)                       # (n, k, p)
         w = torch.as_tensor(1.0 / noise_std[:, :k], **as_t)              # 0 where missing
         rows = torch.as_tensor(np.asarray(steps), device=z.device)
-        module64 = _float64_copy(module)
+        module64 = _float64_copy(module) if module64 is None else module64
 
         def rolled(u):                                        # (n, B, P) -> (n, B, k * L)
             return module64.rollout(u, n_roll).index_select(-2, rows).flatten(-2)
