@@ -5,6 +5,7 @@ Every closure keeps the interface of :class:`BaseClosure`:
 ``sample(X, n_samples, random_state)`` (a ``member`` dim), with outputs on the
 grid of ``Y``. :class:`ClosedModel` combines a resolved-scale forecast (a ROM)
 with a closure into an ensemble forecast of the full field.
+:class:`ConvFieldRegressor` can carry a closure's conditional mean (``mean_model``).
 
 Examples
 --------
@@ -16,7 +17,9 @@ Examples
 from xdyn.closure.base import BaseClosure
 from xdyn.closure.closed import ClosedModel
 from xdyn.closure.diffusion import DiffusionClosure
+from xdyn.closure.field_regressor import ConvFieldRegressor
 from xdyn.closure.gp import GPClosure
 from xdyn.closure.vae import VAEClosure
 
-__all__ = ["BaseClosure", "GPClosure", "VAEClosure", "DiffusionClosure", "ClosedModel"]
+__all__ = ["BaseClosure", "GPClosure", "VAEClosure", "DiffusionClosure", "ClosedModel",
+           "ConvFieldRegressor"]

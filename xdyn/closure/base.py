@@ -17,6 +17,11 @@ data adds to the predicted variance, and :meth:`sample` adds a residual drawn
 from a bank of ``n_residual_bank`` training residuals (spatially realistic,
 independent of ``X``) when ``residual="resample"``.
 
+A ``mean_model`` (a regressor of ``Y`` on ``X`` on their own grids, such as
+:class:`~xdyn.closure.ConvFieldRegressor`) takes the conditional mean's bulk:
+the closure then models the law of what it leaves, ``Y - mean_model(X)``, and
+adds its prediction back to every mean and sample.
+
 ``spread_scale`` multiplies the predictive spread (the standard deviation of
 :meth:`predict` and every sample's deviation from the conditional mean), so
 that a closure whose spread was found too narrow or too wide on held-out data
@@ -31,10 +36,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import xarray as xr
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
@@ -70,9 +76,18 @@ class BaseClosure(BaseEstimator):
         When labelled data have this dim, its entries are samples too (every
         snapshot of every trajectory), and outputs keep it.
     random_state : int, RandomState or None, default=None
+    mean_model : regressor or None, default=None
+        An estimator with ``fit(X, Y)`` and ``predict(X)`` on the closure's own
+        inputs, whose prediction is the bulk of ``E[Y | X]``; the closure models
+        ``Y - mean_model.predict(X)``. None: the closure models ``Y`` itself.
+    prefit_mean_model : bool, default=False
+        ``mean_model`` is fitted already and used as is (one mean model shared
+        by several closures); False: a clone of it is fitted on ``(X, Y)``.
 
     Attributes
     ----------
+    mean_model_ : regressor or None
+        The fitted ``mean_model``.
     input_info_, output_info_ : StackInfo
         Layouts of the resolved and unresolved data.
     input_pca_, output_pca_ : sklearn.decomposition.PCA
@@ -108,11 +123,14 @@ class BaseClosure(BaseEstimator):
         "sample_dim": [str],
         "trajectory_dim": [str, None],
         "random_state": ["random_state"],
+        "mean_model": [HasMethods(["fit", "predict"]), None],
+        "prefit_mean_model": ["boolean"],
     }
 
     def __init__(self, n_input_modes=16, n_output_modes=16, *, residual="resample",
                  n_residual_bank=256, spread_scale=1.0, sample_dim="time",
-                 trajectory_dim="trajectory", random_state=None):
+                 trajectory_dim="trajectory", random_state=None, mean_model=None,
+                 prefit_mean_model=False):
         self.n_input_modes = n_input_modes
         self.n_output_modes = n_output_modes
         self.residual = residual
@@ -121,6 +139,8 @@ class BaseClosure(BaseEstimator):
         self.sample_dim = sample_dim
         self.trajectory_dim = trajectory_dim
         self.random_state = random_state
+        self.mean_model = mean_model
+        self.prefit_mean_model = prefit_mean_model
 
     # --- hooks of a subclass ----------------------------------------------
     def _fit_reduced(self, Z, C):
@@ -141,7 +161,7 @@ class BaseClosure(BaseEstimator):
     n_moment_samples = 64
 
     # --- fit ----------------------------------------------------------------
-    def fit(self, X, Y):
+    def fit(self, X, Y, Y_mean=None):
         """Learn the law of the unresolved ``Y`` given the resolved ``X``.
 
         Parameters
@@ -149,12 +169,24 @@ class BaseClosure(BaseEstimator):
         X : xarray.Dataset, xarray.DataArray or ndarray of shape (n_samples, n_features_in)
             Resolved state; ``sample_dim`` is the sample dimension.
         Y : same kinds, the unresolved field at the same samples.
+        Y_mean : same kind as ``Y``, optional
+            ``mean_model.predict(X)`` when it is known already (only with
+            ``prefit_mean_model=True``): saves evaluating the mean model on
+            every training sample.
 
         Returns
         -------
         self
         """
         self._validate_params()
+        if Y_mean is not None and not (self.mean_model is not None and self.prefit_mean_model):
+            raise ValueError("Y_mean is the prediction of a prefit mean model; it needs "
+                             "mean_model and prefit_mean_model=True")
+        if Y_mean is not None and _layout(Y_mean) != _layout(Y):
+            raise ValueError(f"Y_mean must have Y's layout {_layout(Y)}; got {_layout(Y_mean)}")
+        self.mean_model_ = self._fitted_mean_model(X, Y)
+        if self.mean_model_ is not None:
+            Y = Y - (self.mean_model_.predict(X) if Y_mean is None else Y_mean)
         Xm, self.input_info_ = self._stack(X, "X")
         Ym, self.output_info_ = self._stack(Y, "Y")
         if Xm.shape[0] != Ym.shape[0]:
@@ -179,6 +211,25 @@ class BaseClosure(BaseEstimator):
         self.n_samples_fit_ = n
         self._fit_reduced(Z, C / self.output_scale_)
         return self
+
+    def _fitted_mean_model(self, X, Y):
+        if self.mean_model is None:
+            return None
+        if not self.prefit_mean_model:
+            return clone(self.mean_model).fit(X, Y)
+        try:
+            check_is_fitted(self.mean_model)
+        except NotFittedError as err:
+            raise NotFittedError("prefit_mean_model=True but mean_model is not fitted; fit it "
+                                 "first, or set prefit_mean_model=False") from err
+        return self.mean_model
+
+    def _add_mean(self, out, X):
+        """``out`` (fields of the closure's law) plus the mean model's prediction at ``X``."""
+        if getattr(self, "mean_model_", None) is None:
+            return out
+        with xr.set_options(keep_attrs=True):
+            return out + self.mean_model_.predict(X)
 
     def _residual_stats(self, Ym, C, keep, chunk=4096):
         """Per-point second moment of ``Ym`` outside the output basis, and its rows ``keep``.
@@ -215,13 +266,14 @@ class BaseClosure(BaseEstimator):
         """
         Z, coord, labelled = self._reduce(X)
         mean_c, var = self._moments(Z, need_var=return_std)
-        mean = mean_c @ self._weights() + self.output_pca_.mean_
+        mean = self._add_mean(self._out(mean_c @ self._weights() + self.output_pca_.mean_,
+                                        coord, labelled), X)
         if not return_std:
-            return self._out(mean, coord, labelled)
+            return mean
         if self.residual == "resample":
             var = var + self.residual_var_
         std = self.spread_scale * np.sqrt(var)
-        return self._out(mean, coord, labelled), self._out(std, coord, labelled)
+        return mean, self._out(std, coord, labelled)
 
     def sample(self, X, n_samples=10, random_state=None):
         """Draws of the unresolved field given the resolved state: a ``member`` dim.
@@ -253,10 +305,11 @@ class BaseClosure(BaseEstimator):
             pick = rng.randint(len(self.residual_bank_), size=fields.shape[:2])
             fields = fields + self.spread_scale * self.residual_bank_[pick]
         if not labelled:
-            return fields
+            return self._add_mean(fields, X)
         out = [self._out(f, coord, True) for f in fields]
-        return xr.concat(out, dim=MEMBER_DIM, coords="minimal", join="override").assign_coords(
+        out = xr.concat(out, dim=MEMBER_DIM, coords="minimal", join="override").assign_coords(
             {MEMBER_DIM: np.arange(n_samples)})
+        return self._add_mean(out, X)
 
     # --- helpers ------------------------------------------------------------
     def _weights(self):
@@ -346,6 +399,11 @@ class BaseClosure(BaseEstimator):
 
 
 _MERGED = "__xdyn_sample__"
+
+
+def _layout(data):
+    """Dims and sizes of labelled data, else the shape."""
+    return dict(data.sizes) if isinstance(data, (xr.Dataset, xr.DataArray)) else np.shape(data)
 
 
 def _as_float(data):

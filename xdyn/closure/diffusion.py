@@ -36,6 +36,9 @@ class DiffusionClosure(NeuralClosure):
     batch_size : int, default=256
     residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model, prefit_mean_model
+        A regressor of the unresolved field on the resolved one; the closure models
+        what it leaves (see :class:`~xdyn.closure.BaseClosure`).
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float32"
     progress : bool, default=False
@@ -48,6 +51,8 @@ class DiffusionClosure(NeuralClosure):
         1.5 x the largest training one.
     input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model_ : regressor or None
+        The fitted ``mean_model`` (see :class:`~xdyn.closure.BaseClosure`).
 
     Examples
     --------
@@ -72,12 +77,13 @@ class DiffusionClosure(NeuralClosure):
     def __init__(self, n_input_modes=16, n_output_modes=16, *, n_diffusion_steps=100,
                  hidden=256, n_layers=3, max_epochs=400, lr=2e-3, batch_size=256,
                  residual="resample", n_residual_bank=256, spread_scale=1.0, sample_dim="time",
-                 trajectory_dim="trajectory", random_state=None, device="auto",
-                 dtype="float32", progress=False):
+                 trajectory_dim="trajectory", random_state=None, mean_model=None,
+                 prefit_mean_model=False, device="auto", dtype="float32", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
                          n_residual_bank=n_residual_bank, spread_scale=spread_scale,
                          sample_dim=sample_dim, trajectory_dim=trajectory_dim,
-                         random_state=random_state)
+                         random_state=random_state, mean_model=mean_model,
+                         prefit_mean_model=prefit_mean_model)
         self.n_diffusion_steps = n_diffusion_steps
         self.hidden = hidden
         self.n_layers = n_layers

@@ -46,6 +46,9 @@ class GPClosure(BaseClosure):
         Mini-batch of the sparse GP (the exact GP trains on the full batch).
     residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model, prefit_mean_model
+        A regressor of the unresolved field on the resolved one; the closure models
+        what it leaves (see :class:`~xdyn.closure.BaseClosure`).
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float64"
         GP algebra (Cholesky factors) is safer in double precision.
@@ -58,6 +61,8 @@ class GPClosure(BaseClosure):
         Whether the sparse variational GP was used.
     input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model_ : regressor or None
+        The fitted ``mean_model`` (see :class:`~xdyn.closure.BaseClosure`).
 
     See Also
     --------
@@ -98,12 +103,14 @@ class GPClosure(BaseClosure):
     def __init__(self, n_input_modes=8, n_output_modes=16, *, exact_max_samples=2000,
                  n_inducing=256, max_epochs=100, lr=0.1, batch_size=512, residual="resample",
                  n_residual_bank=256, spread_scale=1.0, sample_dim="time",
-                 trajectory_dim="trajectory", random_state=None, device="auto",
+                 trajectory_dim="trajectory", random_state=None, mean_model=None,
+                 prefit_mean_model=False, device="auto",
                  dtype="float64", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
                          n_residual_bank=n_residual_bank, spread_scale=spread_scale,
                          sample_dim=sample_dim,
-                         trajectory_dim=trajectory_dim, random_state=random_state)
+                         trajectory_dim=trajectory_dim, random_state=random_state,
+                         mean_model=mean_model, prefit_mean_model=prefit_mean_model)
         self.exact_max_samples = exact_max_samples
         self.n_inducing = n_inducing
         self.max_epochs = max_epochs

@@ -35,6 +35,9 @@ class VAEClosure(NeuralClosure):
     batch_size : int, default=256
     residual, n_residual_bank, spread_scale, sample_dim, trajectory_dim, random_state
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model, prefit_mean_model
+        A regressor of the unresolved field on the resolved one; the closure models
+        what it leaves (see :class:`~xdyn.closure.BaseClosure`).
     device : str or torch.device, default="auto"
     dtype : str or torch.dtype, default="float32"
     progress : bool, default=False
@@ -44,6 +47,8 @@ class VAEClosure(NeuralClosure):
     net_ : xdyn.nn.CVAENet
     input_info_, output_info_, input_pca_, output_pca_, output_scale_, residual_var_, residual_bank_, n_samples_fit_
         See :class:`~xdyn.closure.BaseClosure`.
+    mean_model_ : regressor or None
+        The fitted ``mean_model`` (see :class:`~xdyn.closure.BaseClosure`).
 
     Examples
     --------
@@ -68,12 +73,14 @@ class VAEClosure(NeuralClosure):
     def __init__(self, n_input_modes=16, n_output_modes=16, *, latent=8, beta=1.0, hidden=128,
                  n_layers=2, max_epochs=200, lr=2e-3, batch_size=256, residual="resample",
                  n_residual_bank=256, spread_scale=1.0, sample_dim="time",
-                 trajectory_dim="trajectory", random_state=None, device="auto",
+                 trajectory_dim="trajectory", random_state=None, mean_model=None,
+                 prefit_mean_model=False, device="auto",
                  dtype="float32", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
                          n_residual_bank=n_residual_bank, spread_scale=spread_scale,
                          sample_dim=sample_dim,
-                         trajectory_dim=trajectory_dim, random_state=random_state)
+                         trajectory_dim=trajectory_dim, random_state=random_state,
+                         mean_model=mean_model, prefit_mean_model=prefit_mean_model)
         self.latent = latent
         self.beta = beta
         self.hidden = hidden

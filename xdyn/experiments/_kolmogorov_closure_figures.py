@@ -131,6 +131,10 @@ def closure_table(res, setup):
         lines.append(f"{c:<10}" + "".join(f"{float(v):>19.4f}" for v in cs.sel(closure=c))
                      + f"{float(res.sampling_cost.sel(closure=c)):>12.2e}{scale:>14.3f}"
                      + f"{float(res.closure_fit_time.sel(closure=c)):>8.0f}")
+    if "mean_model_unresolved_rel_l2" in res:
+        lines.append("the closures' mean model (ConvFieldRegressor) alone: unresolved rel-L2 "
+                     f"{float(res.mean_model_unresolved_rel_l2):.4f} (issue targets <= 0.11 GP, "
+                     f"<= 0.15 VAE / diffusion), fit {float(res.mean_model_fit_time):.0f} s")
     le = res.lead_error
     lines.append("rel-L2 vs lead (resolved): " + "; ".join(
         f"{m}: " + " ".join(f"{v:.3f}" for v in le.sel(model=m).values[::max(1, le.sizes['lead'] // 5)])

@@ -58,22 +58,25 @@ def _closure_spread_scale(closure, resolved, unresolved):
                            closure.spread_scale)
 
 
-def _fit_part(estimator, X, Y=None, calibration=None, n_images=1):
+def _fit_part(estimator, X, Y=None, calibration=None, n_images=1, Y_mean=None):
     """Fit one independent part (a closure, or the latent ROM when ``Y`` is None): a job.
 
     A closure with ``calibration`` (resolved, unresolved validation fields) gets
     the ``spread_scale`` that calibrates it there. ``n_images`` > 1: the fit is
     on ``X``'s images under the shift-reflect symmetry, made here, in the job
     (for the original's data they are 2.5 GB the parent need not hold). Returns
-    the fitted estimator and its wall time.
+    the fitted estimator and its wall time. ``Y_mean``: a closure's prefit mean
+    model's prediction at ``X``, when known.
     """
     t0 = time.perf_counter()
     if n_images > 1:
         X = _symmetry_copies(X, n_images, _n_forcing(X))
     if Y is None:
         estimator.fit(X)
-    else:
+    elif Y_mean is None:
         estimator.fit(X, Y)
+    else:
+        estimator.fit(X, Y, Y_mean=Y_mean)
     if calibration is not None:
         estimator.set_params(spread_scale=_closure_spread_scale(estimator, *calibration))
     return estimator, time.perf_counter() - t0

@@ -21,7 +21,8 @@ import numpy as np
 import xarray as xr
 from sklearn.utils import check_random_state
 
-__all__ = ["_symmetry_copies", "_symmetry_image", "_closure_training_pairs"]
+__all__ = ["_symmetry_copies", "_symmetry_image", "_closure_training_pairs",
+           "_mean_model_sources"]
 
 
 def _symmetry_image(ds, k, n_forcing=4, x_shift=0):
@@ -78,7 +79,7 @@ def _symmetry_copies(ds, n_copies, n_forcing=4):
 
 
 def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samples,
-                            n_forcing=4, random_state=None):
+                            n_forcing=4, random_state=None, mean=None):
     """Snapshot pairs drawn from the images of the training trajectories.
 
     The pool is every snapshot of every trajectory under every group element
@@ -93,12 +94,20 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     n_copies, n_x_shifts, max_samples : int
     n_forcing : int, default=4
     random_state : int, RandomState or None
+    mean : tuple of two xarray.Dataset, optional
+        ``(m(X), S^-1 m(S X))`` for a mean model ``m`` that commutes with shifts
+        (a periodic convolution) and the training fields ``X = resolved``:
+        then ``m`` at each drawn image comes back too, imaged from these
+        (``m(S^k X) = S^k m(X)`` for even ``k``, a pure shift, and
+        ``S^k S^-1 m(S X)`` for odd ``k``) instead of evaluated on every pair.
 
     Returns
     -------
     resolved, unresolved : xarray.Dataset
         Dims ``(time, y, x)``, ``time`` numbering the drawn samples in the
         (random) order drawn: the first ``m`` are a random subset of ``m``.
+    mean : xarray.Dataset
+        Only when ``mean`` is given: the mean model at the drawn resolved fields.
 
     Examples
     --------
@@ -120,13 +129,16 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     rng = check_random_state(random_state)
     pick = rng.choice(n_group * n_snap, min(max_samples, n_group * n_snap), replace=False)
     step = resolved.sizes["x"] // n_x_shifts
+    fields = (resolved, unresolved) + (() if mean is None else tuple(mean))
     flat = [f.stack(sample=("trajectory", "time")).drop_vars(
-        ["sample", "trajectory", "time"], errors="ignore") for f in (resolved, unresolved)]
-    parts, drawn = ([], []), []
+        ["sample", "trajectory", "time"], errors="ignore") for f in fields]
+    parts, drawn = tuple([] for _ in fields[:3]), []
     for g in np.unique(pick // n_snap):
         drawn.append(np.sort(pick[pick // n_snap == g]))
         k, j = divmod(int(g), n_x_shifts)
-        for out, field in zip(parts, flat):
+        # the mean's source by the parity of k (the last two fields, when given)
+        sources = flat[:2] + flat[2 + k % 2:3 + k % 2]
+        for out, field in zip(parts, sources):
             out.append(_symmetry_image(field.isel(sample=drawn[-1] % n_snap), k, n_forcing,
                                        x_shift=j * step))
     # back to the order drawn (the groups came out sorted): every leading block of
@@ -135,3 +147,27 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     return tuple(xr.concat(p, dim="sample").isel(sample=back).rename(sample="time")
                  .transpose("time", ...).assign_coords(time=np.arange(len(pick)))
                  for p in parts)
+
+
+def _mean_model_sources(model, resolved, n_forcing=4):
+    """``(m(X), S^-1 m(S X))``: the ``mean`` of :func:`_closure_training_pairs` for a
+    fitted model ``m`` that commutes with shifts, from two passes over ``resolved``.
+
+    Examples
+    --------
+    A shift by one point along x commutes with shifts but not with ``S``:
+
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.RandomState(0)
+    >>> ds = xr.Dataset({k: (("trajectory", "time", "y", "x"), rng.normal(size=(2, 5, 8, 8)))
+    ...                  for k in ("u", "v")})
+    >>> class Shift:
+    ...     def predict(self, d):
+    ...         return d.roll(x=1, roll_coords=False)
+    >>> res, _, mean = _closure_training_pairs(ds, ds, 4, 2, 40, random_state=0,
+    ...                                        mean=_mean_model_sources(Shift(), ds))
+    >>> bool(np.allclose(mean.u, Shift().predict(res).u))
+    True
+    """
+    once = model.predict(_symmetry_image(resolved, 1, n_forcing))
+    return model.predict(resolved), _symmetry_image(once, 2 * n_forcing - 1, n_forcing)

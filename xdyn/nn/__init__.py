@@ -21,7 +21,7 @@ from skorch.helper import predefined_split
 from xdyn.nn.callbacks import (EpochProgressBar, LRScheduler, best_epoch,
                                cosine_annealing, keep_best)
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
-from xdyn.nn.modules import MLP, get_activation
+from xdyn.nn.modules import MLP, PeriodicConvNet, get_activation
 from xdyn.nn.net import XdynNet
 from xdyn.nn.transformer import LatentROMModule, LatentROMNet, LatentTransformer
 from xdyn.nn.vae import BetaVAE
@@ -31,6 +31,7 @@ from xdyn.utils._torch import resolve_device
 __all__ = [
     "XdynNet",
     "MLP",
+    "PeriodicConvNet",
     "MLPEncoder",
     "GRUEncoder",
     "LSTMEncoder",

@@ -13,7 +13,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
-__all__ = ["MLP", "get_activation"]
+__all__ = ["MLP", "PeriodicConvNet", "get_activation"]
 
 _ACTIVATIONS = {
     "gelu": nn.GELU,
@@ -101,6 +101,63 @@ class MLP(nn.Module):
             layers += [nn.Linear(width, int(hidden)), get_activation(activation)]
             width = int(hidden)
         layers.append(nn.Linear(width, int(out_features)))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class PeriodicConvNet(nn.Module):
+    """A stack of 2-D convolutions with periodic (circular) padding: fields to fields.
+
+    ``n_layers`` convolutions of ``kernel_size``, the hidden ones ``hidden``
+    channels wide and followed by ``activation``; the output has the input's
+    grid. Every layer commutes with shifts of a doubly periodic grid, so a map
+    learned at one place holds at every place (a field seen once teaches all
+    its shifts).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    hidden : int, default=32
+    n_layers : int, default=5
+        Convolutions in all (at least 2); the receptive field is
+        ``n_layers * (kernel_size - 1) + 1`` points wide.
+    kernel_size : int, default=5
+        Odd, so that the output stays centred on the input.
+    activation : str or type, default="gelu"
+        See :func:`get_activation`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from xdyn.nn.modules import PeriodicConvNet
+    >>> net = PeriodicConvNet(2, 2, hidden=4, n_layers=3, kernel_size=3)
+    >>> x = torch.randn(1, 2, 8, 8)
+    >>> net(x).shape
+    torch.Size([1, 2, 8, 8])
+    >>> bool(torch.allclose(net(x.roll(3, -1)), net(x).roll(3, -1), atol=1e-6))
+    True
+    """
+
+    def __init__(self, in_channels, out_channels, hidden=32, n_layers=5, kernel_size=5,
+                 activation="gelu"):
+        super().__init__()
+        for name, value, minimum in (("in_channels", in_channels, 1),
+                                     ("out_channels", out_channels, 1), ("hidden", hidden, 1),
+                                     ("n_layers", n_layers, 2), ("kernel_size", kernel_size, 1)):
+            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+                raise ValueError(f"PeriodicConvNet: {name} must be an integer >= {minimum}, "
+                                 f"got {value!r}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"PeriodicConvNet: kernel_size must be odd, got {kernel_size}")
+        widths = [int(in_channels)] + [int(hidden)] * (n_layers - 1) + [int(out_channels)]
+        layers = []
+        for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:])):
+            layers.append(nn.Conv2d(w_in, w_out, int(kernel_size), padding=kernel_size // 2,
+                                    padding_mode="circular"))
+            if i < n_layers - 1:
+                layers.append(get_activation(activation))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

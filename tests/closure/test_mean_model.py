@@ -1,0 +1,130 @@
+"""A closure around a mean model, and the convolutional field regressor that serves as one.
+
+The unresolved field here is a local function of the resolved one (a discrete
+Laplacian, different at every sample) plus noise, so a map between a few
+global modes cannot carry it and a convolution can: the closure with a
+:class:`ConvFieldRegressor` as its ``mean_model`` must find the conditional mean
+far better than the same closure without, and its spread must cover the noise.
+"""
+
+import pickle
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from xdyn.closure import ConvFieldRegressor, GPClosure, VAEClosure
+
+N_GRID, NOISE = 12, 0.15
+
+
+def _laplacian(a):
+    return sum(np.roll(a, s, ax) for s in (1, -1) for ax in (-1, -2)) - 4 * a
+
+
+def _fields(n, seed, as_dataset=True):
+    """Smooth random periodic fields X (low wavenumbers) and Y = lap(X) + noise."""
+    rng = np.random.RandomState(seed)
+    k = np.fft.fftfreq(N_GRID, 1 / N_GRID)
+    low = (np.abs(k)[:, None] <= 3) & (np.abs(k)[None, :] <= 3)
+    spec = (rng.normal(size=(n, N_GRID, N_GRID)) + 1j * rng.normal(size=(n, N_GRID, N_GRID)))
+    X = np.fft.ifft2(spec * low).real * 4
+    mean = _laplacian(X)
+    Y = mean + NOISE * rng.normal(size=X.shape)
+    if not as_dataset:
+        return X[:, None], Y[:, None], mean[:, None]
+    coords = {"time": np.arange(n) * 0.5, "y": np.arange(N_GRID), "x": np.arange(N_GRID)}
+    dims = ("time", "y", "x")
+    return (xr.Dataset({"w": (dims, X, {"units": "s-1"})}, coords=coords),
+            xr.Dataset({"w": (dims, Y, {"units": "s-1"})}, coords=coords),
+            xr.Dataset({"w": (dims, mean)}, coords=coords))
+
+
+def _regressor(**kw):
+    params = dict(hidden=8, n_layers=2, kernel_size=3, max_epochs=30, lr=1e-2, random_state=0)
+    return ConvFieldRegressor(**{**params, **kw})
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(b)))
+
+
+def test_regressor_learns_a_local_map_and_keeps_the_layout():
+    X, Y, mean = _fields(300, 0)
+    Xt, _, mean_t = _fields(50, 1)
+    reg = _regressor().fit(X, Y)
+    pred = reg.predict(Xt)
+    assert isinstance(pred, xr.Dataset) and pred.w.dims == ("time", "y", "x")
+    np.testing.assert_array_equal(pred.time, Xt.time)
+    assert pred.w.attrs["units"] == "s-1"
+    assert _rel(pred.w, mean_t.w) < 0.15
+    # the training loss (standardised) falls to the noise's share of the output variance
+    hist = reg.net_.history[:, "train_loss"]
+    floor = NOISE ** 2 / float(Y.w.var())
+    assert hist[-1] < 1.2 * floor < 0.5 * hist[0], (hist[0], hist[-1], floor)
+    # arrays in, arrays out; the same fit
+    Xa, Ya, _ = _fields(300, 0, as_dataset=False)
+    out = _regressor().fit(Xa, Ya).predict(Xa[:5])
+    np.testing.assert_allclose(out[:, 0], reg.predict(X.isel(time=slice(0, 5))).w, atol=1e-5)
+    # a DataArray is one channel; the same fit again
+    da = _regressor().fit(X.w, Y.w).predict(Xt.w)
+    assert isinstance(da, xr.DataArray) and da.name == "w"
+    np.testing.assert_allclose(da, pred.w, atol=1e-5)
+
+
+def test_closure_with_mean_model_beats_the_closure_without():
+    X, Y, _ = _fields(300, 0)
+    Xt, Yt, mean_t = _fields(100, 1)
+    plain = GPClosure(4, 4, max_epochs=30, random_state=0).fit(X, Y)
+    closed = clone(plain).set_params(mean_model=_regressor()).fit(X, Y)
+    err_plain = _rel(plain.predict(Xt).w, mean_t.w)
+    mean, std = closed.predict(Xt, return_std=True)
+    err = _rel(mean.w, mean_t.w)
+    assert err_plain > 0.5 and err < 0.2, (err_plain, err)
+    assert mean.w.attrs["units"] == "s-1"
+    # the spread is the noise's: about 68% inside +-1 std
+    assert 0.6 < float(np.mean(np.abs(Yt.w - mean.w) <= std.w)) < 0.78
+    draws = closed.sample(Xt, n_samples=64, random_state=0)
+    assert draws.w.dims == ("member", "time", "y", "x")
+    assert _rel(draws.w.mean("member"), mean.w) < 0.1
+
+
+def test_prefit_mean_model_is_used_as_is_and_must_be_fitted():
+    X, Y, _ = _fields(200, 0)
+    Xt, _, _ = _fields(20, 1)
+    reg = _regressor().fit(X, Y)
+    closure = VAEClosure(4, 4, hidden=16, max_epochs=5, random_state=0, mean_model=reg,
+                         prefit_mean_model=True).fit(X, Y)
+    assert closure.mean_model_ is reg
+    again = pickle.loads(pickle.dumps(closure))
+    xr.testing.assert_allclose(again.predict(Xt), closure.predict(Xt))
+    with pytest.raises(NotFittedError, match="prefit_mean_model=True"):
+        clone(closure).fit(X, Y)  # clone unfits the mean model
+    # the mean model's prediction given: the same fit without evaluating it
+    given = clone(closure).set_params(mean_model=reg).fit(X, Y, Y_mean=reg.predict(X))
+    xr.testing.assert_allclose(given.predict(Xt), closure.predict(Xt))
+    with pytest.raises(ValueError, match="layout"):
+        given.fit(X, Y, Y_mean=reg.predict(X.isel(time=slice(1, None))))
+    with pytest.raises(ValueError, match="prefit_mean_model=True"):
+        clone(closure).set_params(prefit_mean_model=False).fit(X, Y, Y_mean=Y)
+
+
+def test_regressor_bad_input():
+    X, Y, _ = _fields(40, 0)
+    with pytest.raises(NotFittedError):
+        _regressor().predict(X)
+    with pytest.raises(ValueError, match="grid dims"):
+        _regressor(grid_dims=("lat", "lon")).fit(X, Y)
+    with pytest.raises(TypeError, match="both be Datasets, both DataArrays"):
+        _regressor().fit(X, Y.w.values[:, None])
+    with pytest.raises(ValueError, match="NaN"):
+        _regressor().fit(X.where(X.time > 0), Y)
+    with pytest.raises(ValueError, match="kernel_size must be odd"):
+        _regressor(kernel_size=4).fit(X, Y)
+    reg = _regressor(max_epochs=1).fit(X, Y)
+    with pytest.raises(ValueError, match="variables"):
+        reg.predict(X.rename(w="q"))
+    with pytest.raises(TypeError, match="fitted on a Dataset"):
+        reg.predict(X.w.values[:, None])
