@@ -230,10 +230,13 @@ def test_quick_run(tmp_path, monkeypatch):
     # measured at 19fae62 (loaded machine): unresolved rel-L2 GP 0.393 / VAE 0.330 /
     # diffusion 0.623 (before: 0.80 / 1.00 / 6.3; issue targets 0.11 / 0.15 / 0.15 missed),
     # +-1 std coverage 0.747 / 0.719 / 0.702 (before 0.17 / 0.06 / 0.46), energy above the
-    # cutoff 0.85 / 1.05 / 0.98 of the truth's (before 0.30 / 0.86 / 86)
+    # cutoff 0.85 / 1.05 / 0.98 of the truth's (before 0.30 / 0.86 / 86). Around the CNN mean
+    # model (2026-12-05): 0.143 / 0.140 / 0.148 (the CNN alone 0.144), coverage 0.69 / 0.73 /
+    # 0.70, energy above the cutoff 1.01 / 1.03 / 1.04; the issue's 0.15 met by the VAE and
+    # diffusion closures, the GP's 0.11 missed
     unresolved = scores.sel(metric="unresolved rel-L2")
-    assert float(unresolved.sel(closure="GP")) < 0.5 and float(unresolved.sel(closure="VAE")) < 0.45
-    assert float(unresolved.sel(closure="diffusion")) < 0.8
+    assert (unresolved < 0.18).all(), unresolved.values
+    assert float(res.mean_model_unresolved_rel_l2) < 0.18
     picp = scores.sel(metric="PICP(1 std)")
     assert ((picp > 0.6) & (picp < 0.8)).all()
     closures = [f"{c} closure" for c in ("GP", "VAE", "diffusion")]

@@ -86,8 +86,9 @@ after 1000). So every closure models what that CNN leaves (its ``mean_model``,
 closures get its prediction at each pair imaged from two passes over the
 training fields (:func:`_mean_model_sources`: it commutes with shifts, not
 with the reflection). Measured on the quick data (2026-12-05): unresolved
-rel-L2 GP / VAE / diffusion 0.142 / 0.140 / 0.148, +-1 std coverage 0.69 /
-0.73 / 0.70, CRPS 0.019 (0.053 / 0.043 / 0.082 without the mean model).
+rel-L2 GP / VAE / diffusion 0.143 / 0.140 / 0.148, +-1 std coverage 0.69 /
+0.73 / 0.70, CRPS 0.019 (0.053 / 0.043 / 0.082 without the mean model), the
+experiment's wall time 586 s on that day's slow machine (487 s without).
 Without it, on the original's data (6 training trajectories of 800 snapshots
 on 64 x 64, the quick networks, the same 40000 images) the VAE and diffusion
 closures reached 0.23 / 0.43, the original's own figures (22.8% / 42.0%), and
