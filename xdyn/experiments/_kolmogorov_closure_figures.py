@@ -17,8 +17,8 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
         the two resolved models' forecasts (``"ROM forecast"``, POD+linear,
         and ``"LatentTransformerROM forecast"``), one closure sample per closure.
     forecasts : dict
-        Closure name -> closed ensemble forecast of POD+linear + closure
-        (``member`` dim).
+        Closure name -> closed ensemble forecast of the LatentTransformerROM +
+        closure (``member`` dim).
     truth_full, truth_resolved : xarray.Dataset
         Verifying full and filtered fields of the forecasts.
         (``res.horizon_error`` gives the figure of the mean forecasts against
@@ -41,7 +41,7 @@ def closure_figures(res, fields, forecasts, truth_full, truth_resolved, cutoff):
               "POD+linear (resolved)": fields["ROM forecast"],
               "latent ROM (resolved)": fields["LatentTransformerROM forecast"]}
     for name, fc in forecasts.items():
-        panels[f"ROM + {name} (member 0)"] = fc.isel(member=0)
+        panels[f"latent ROM + {name} (member 0)"] = fc.isel(member=0)
     fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
     for ax, (name, ds) in zip(axes, panels.items()):
         w = vorticity_from_velocity(ds.isel(trajectory=start, time=lead))

@@ -279,7 +279,7 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
                                 n_members=setup.n_members, random_state=seed + 2).fit(res_tr)
             fc = model.predict(context, n_steps=n_leads).assign_coords(time=truth_res.time)
             scores[name] = _score_ensemble(_full_field(fc), _full_field(truth_f), lead_dims)
-            if resolved_model is rom:
+            if resolved_model is latent_rom:
                 forecasts[name] = fc
     fc_metrics = list(next(iter(fc_scores.values())))
     lead = xr.DataArray(truth_res.time.values, dims="lead",
