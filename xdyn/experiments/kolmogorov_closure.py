@@ -63,45 +63,46 @@ persistence are scored out to ``lyapunov_horizon`` Lyapunov times from starts
 that leave room for it (``horizon_error``) to find the lead up to which the
 latent ROM beats persistence at every lead (``latent_ahead_lead``).
 
-The closures train on random images of the training snapshots under the
-same symmetries (``_closure_training_pairs``: 8 shift-reflect powers x 8
-shifts along x, 40000 pairs at quick size; the exact GP on a few hundred of
-them): on the training trajectories alone they met the held-out one's states
-as new (unresolved rel-L2 0.80 / 1.00 / 6.3 for GP / VAE / diffusion, +-1 std
+The closures train on random images of the training snapshots under the same
+symmetries (``_closure_training_pairs``: 8 shift-reflect powers x 8 shifts
+along x, 40000 pairs at quick size; the exact GP on a few hundred of them): on
+the training trajectories alone they met the held-out one's states as new
+(unresolved rel-L2 0.80 / 1.00 / 6.3 for GP / VAE / diffusion, +-1 std
 coverage 0.17 / 0.06 / 0.46; with the images 0.39 / 0.33 / 0.62, after a
-``spread_scale`` set on the validation trajectory 0.75 / 0.72 / 0.70).
-Between global bases the map is data-limited: an MLP regression of the
-unresolved field on the resolved one (256 output modes, the same images)
-left 0.45 / 0.34 / 0.26 of the test trajectory's unresolved field with 1 / 2
-/ 3 training trajectories, and past resolved states as more inputs changed
-nothing (0.26). Yet the unresolved scales are largely a local function of
-the resolved ones (the first-order approximate inertial manifold
-``-P_>[(u_< . grad) u_<] / (nu k^2)``, a local function too, is no estimate:
-rel-L2 2.6): a periodic CNN that applies one learned local map at every point
+``spread_scale`` set on the validation trajectory 0.75 / 0.72 / 0.70). Between
+global bases the map is data-limited: an MLP regression of the unresolved
+field on the resolved one (256 output modes, the same images) left 0.45 / 0.34
+/ 0.26 of the test trajectory's unresolved field with 1 / 2 / 3 training
+trajectories, and past resolved states as more inputs changed nothing (0.26).
+Yet the unresolved scales are largely a local function of the resolved ones
+(the first-order approximate inertial manifold ``-P_>[(u_< . grad) u_<] / (nu
+k^2)``, a local function too, is no estimate: rel-L2 2.6): a periodic CNN that
+applies one learned local map at every point
 (:class:`xdyn.closure.ConvFieldRegressor`, 5 layers of 5 x 5 kernels, 24
 channels, 1200 steps of 16 on 3200 pairs) leaves 0.127 of the test
 trajectory's unresolved field (600 steps of 32: 0.144; a probe with 32
-channels: 0.139 after 600 steps of 32, 0.120 after 1000). So every closure models what that CNN leaves (its ``mean_model``,
-``closure_mean_model=True``): it trains once, beside the latent ROM, and the
-closures get its prediction at each pair imaged from two passes over the
-training fields (:func:`_mean_model_sources`: it commutes with shifts, not
-with the reflection). Measured on the quick data (2026-12-05): unresolved
-rel-L2 GP / VAE / diffusion 0.127 / 0.123 / 0.131, +-1 std coverage 0.69 /
-0.67 / 0.63, CRPS 0.016 / 0.016 / 0.017 (without the mean model 0.39 / 0.33 /
-0.62 and 0.053 / 0.043 / 0.082), the experiment's wall time 600 s on that
-day's slow machine (586 s with the mean model's batches of 32, 487 s
-without it).
-Without it, on the original's data (6 training trajectories of 800 snapshots
-on 64 x 64, the quick networks, the same 40000 images) the VAE and diffusion
-closures reached 0.23 / 0.43, the original's own figures (22.8% / 42.0%), and
-the GP, capped at 600 pairs, 0.42 (the original's 11.2% was scored against a
-3-mode projection of the unresolved field); around the mean model (its quick
-600 steps of 32, now on 64 x 64: 0.163 alone) 0.155 / 0.137 / 0.165 for GP / VAE /
-diffusion (see :meth:`ClosureSetup.full`). The closures and the latent ROM are independent
-fits: run alone, the experiment fits them in parallel processes (``n_jobs``,
-:func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask worker. The
-forecast part lives in :mod:`xdyn.experiments._kolmogorov_forecast`, the
-symmetry images in :mod:`xdyn.experiments._kolmogorov_symmetry`.
+channels: 0.139 after 600 steps of 32, 0.120 after 1000). So every closure
+models what that CNN leaves (its ``mean_model``, ``closure_mean_model=True``):
+it trains once, beside the latent ROM, and the closures get its prediction at
+each pair imaged from two passes over the training fields
+(:func:`_mean_model_sources`: it commutes with shifts, not with the
+reflection). Measured on the quick data (2026-12-05): unresolved rel-L2 GP /
+VAE / diffusion 0.127 / 0.123 / 0.131, +-1 std coverage 0.69 / 0.67 / 0.63,
+CRPS 0.016 / 0.016 / 0.017 (without the mean model 0.39 / 0.33 / 0.62 and
+0.053 / 0.043 / 0.082), the experiment's wall time 600 s on that day's slow
+machine (586 s with the mean model's batches of 32, 487 s without it). Without
+it, on the original's data (6 training trajectories of 800 snapshots on 64 x
+64, the quick networks, the same 40000 images) the VAE and diffusion closures
+reached 0.23 / 0.43, the original's own figures (22.8% / 42.0%), and the GP,
+capped at 600 pairs, 0.42 (the original's 11.2% was scored against a 3-mode
+projection of the unresolved field); around the mean model (its quick 600
+steps of 32, now on 64 x 64: 0.163 alone) 0.155 / 0.137 / 0.165 for GP / VAE /
+diffusion (see :meth:`ClosureSetup.full`). The closures and the latent ROM are
+independent fits: run alone, the experiment fits them in parallel processes
+(``n_jobs``, :func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask
+worker. The forecast part lives in
+:mod:`xdyn.experiments._kolmogorov_forecast`, the symmetry images in
+:mod:`xdyn.experiments._kolmogorov_symmetry`.
 """
 
 from __future__ import annotations
