@@ -22,7 +22,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 
 __all__ = ["_symmetry_copies", "_symmetry_image", "_closure_training_pairs",
-           "_mean_model_sources"]
+           "_draw_pairs", "_images_at", "_mean_model_sources"]
 
 
 def _symmetry_image(ds, k, n_forcing=4, x_shift=0):
@@ -123,22 +123,53 @@ def _closure_training_pairs(resolved, unresolved, n_copies, n_x_shifts, max_samp
     >>> bool(any(np.allclose(res.u.isel(time=i), image.u) for i in range(80)))
     True
     """
-    n_traj, n_time = resolved.sizes["trajectory"], resolved.sizes["time"]
-    n_snap = n_traj * n_time
-    n_group = n_copies * n_x_shifts
+    n_snap = resolved.sizes["trajectory"] * resolved.sizes["time"]
+    pick = _draw_pairs(n_snap, n_copies, n_x_shifts, max_samples, random_state)
+    pairs = _images_at(pick, (resolved, unresolved), n_x_shifts, n_forcing)
+    if mean is None:
+        return pairs
+    return pairs + _images_at(pick, mean, n_x_shifts, n_forcing, by_parity=True)
+
+
+def _draw_pairs(n_snap, n_copies, n_x_shifts, max_samples, random_state=None):
+    """Which images :func:`_closure_training_pairs` draws: flat indices ``g * n_snap + s``
+    of group element ``g = k * n_x_shifts + j`` (``S^k``, the ``j``-th x shift) and
+    snapshot ``s``, in the order drawn.
+
+    Examples
+    --------
+    >>> _draw_pairs(10, 4, 2, 5, random_state=0).shape
+    (5,)
+    """
+    n_pool = n_copies * n_x_shifts * n_snap
     rng = check_random_state(random_state)
-    pick = rng.choice(n_group * n_snap, min(max_samples, n_group * n_snap), replace=False)
-    step = resolved.sizes["x"] // n_x_shifts
-    fields = (resolved, unresolved) + (() if mean is None else tuple(mean))
+    return rng.choice(n_pool, min(max_samples, n_pool), replace=False)
+
+
+def _images_at(pick, fields, n_x_shifts, n_forcing=4, by_parity=False):
+    """The images ``pick`` (from :func:`_draw_pairs`) of each of ``fields`` (dims
+    ``(trajectory, time, y, x)``), with dims ``(time, y, x)``.
+
+    ``by_parity``: ``fields`` is ``(even, odd)`` and gives one result, imaged from
+    ``even`` for even powers of ``S`` and from ``odd`` for odd ones (the ``mean``
+    of :func:`_closure_training_pairs`).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"u": (("trajectory", "time", "y", "x"), np.ones((1, 2, 8, 8)))})
+    >>> [f.sizes["time"] for f in _images_at(np.array([0, 5, 2]), (ds, 2 * ds), 2)]
+    [3, 3]
+    """
+    n_snap = fields[0].sizes["trajectory"] * fields[0].sizes["time"]
+    step = fields[0].sizes["x"] // n_x_shifts
     flat = [f.stack(sample=("trajectory", "time")).drop_vars(
         ["sample", "trajectory", "time"], errors="ignore") for f in fields]
-    parts, drawn = tuple([] for _ in fields[:3]), []
+    parts, drawn = tuple([] for _ in range(1 if by_parity else len(flat))), []
     for g in np.unique(pick // n_snap):
         drawn.append(np.sort(pick[pick // n_snap == g]))
         k, j = divmod(int(g), n_x_shifts)
-        # the mean's source by the parity of k (the last two fields, when given)
-        sources = flat[:2] + flat[2 + k % 2:3 + k % 2]
-        for out, field in zip(parts, sources):
+        for out, field in zip(parts, flat[k % 2:] if by_parity else flat):
             out.append(_symmetry_image(field.isel(sample=drawn[-1] % n_snap), k, n_forcing,
                                        x_shift=j * step))
     # back to the order drawn (the groups came out sorted): every leading block of

@@ -117,7 +117,7 @@ from xdyn.experiments._kolmogorov_forecast import (LATENT_MEAN, VARS, _fit_part,
                                                    _forecast_section, _full_field,
                                                    _latent_rom_job, _n_forcing,
                                                    _score_ensemble)
-from xdyn.experiments._kolmogorov_symmetry import (_closure_training_pairs,
+from xdyn.experiments._kolmogorov_symmetry import (_draw_pairs, _images_at,
                                                    _mean_model_sources)
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
@@ -305,9 +305,11 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     # in the data's own precision (stored float32): 40000 pairs on 64 x 64 are 2.6 GB so,
     # and each parallel fit holds a copy
     train32 = (res_tr.astype(np.float32), unres_tr.astype(np.float32))
-    pair_args = (setup.closure_symmetry_copies, setup.closure_x_shifts,
-                 setup.closure_max_samples, _n_forcing(data["train"]))
-    pairs = _closure_training_pairs(*train32, *pair_args, random_state=seed)
+    imaging = dict(n_x_shifts=setup.closure_x_shifts, n_forcing=_n_forcing(data["train"]))
+    pick = _draw_pairs(res_tr.sizes["trajectory"] * res_tr.sizes["time"],
+                       setup.closure_symmetry_copies, setup.closure_x_shifts,
+                       setup.closure_max_samples, random_state=seed)
+    pairs = _images_at(pick, train32, **imaging)
     calibration = None
     if "val" in parts and setup.closure_calibrate_spread:
         calibration = tuple(p.isel(trajectory=0) for p in parts["val"][1:])
@@ -324,11 +326,10 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
             n_proc, desc="kolmogorov-closure mean model", progress=progress)
         for closure in closures.values():
             closure.set_params(mean_model=mean_fit[0], prefit_mean_model=True)
-        # the same pairs again with the mean model at each, imaged from two passes over
-        # the training fields (it commutes with shifts) instead of one per pair
-        del pairs
-        sources = _mean_model_sources(mean_fit[0], train32[0], pair_args[-1])
-        pairs = _closure_training_pairs(*train32, *pair_args, random_state=seed, mean=sources)
+        # the mean model at each pair, imaged from two passes over the training fields
+        # (it commutes with shifts) instead of one per pair
+        sources = _mean_model_sources(mean_fit[0], train32[0], imaging["n_forcing"])
+        pairs += _images_at(pick, sources, by_parity=True, **imaging)
     gp_pairs = tuple(p.isel(time=slice(0, setup.gp_max_samples)) for p in pairs)
     jobs = {}
     for name in CLOSURES:
