@@ -16,6 +16,7 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
+import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval
@@ -145,7 +146,7 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         self.net_ = XdynNet(
             PeriodicConvNet, module__in_channels=Xa.shape[1], module__out_channels=Ya.shape[1],
             module__hidden=self.hidden, module__n_layers=self.n_layers,
-            module__kernel_size=self.kernel_size, optimizer=_adamw(), lr=self.lr,
+            module__kernel_size=self.kernel_size, optimizer=torch.optim.AdamW, lr=self.lr,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=self.device,
             dtype=self.dtype, random_state=self.random_state, progress=self.progress,
             callbacks=[("lr_schedule", cosine_annealing(self.max_epochs, eta_min=0.0))])
@@ -240,9 +241,3 @@ def _channel_moments(arr):
 
 def _standard(arr, mean, scale):
     return ((arr - mean[:, None, None]) / scale[:, None, None]).astype(np.float32)
-
-
-def _adamw():
-    import torch
-
-    return torch.optim.AdamW

@@ -359,10 +359,6 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         rows[name] = scores
         fitted[name], samples_te[name] = closure, draws
         timings[name] = (t_fit, t_sample)
-    if mean_fit is not None:
-        # the mean model alone: how much of the unresolved field it leaves
-        mean_alone = relative_l2(_full_field(mean_fit[0].predict(res_te)), truth_unres,
-                                 dim=dims_all)
     metrics = list(rows["GP"])
     closure_scores = xr.DataArray(
         [[float(rows[c][m]) for m in metrics] for c in CLOSURES], dims=("closure", "metric"),
@@ -429,6 +425,9 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                             attrs={"long_name": "PDF of vorticity", "units": "s"})
 
     if mean_fit is not None:
+        # the mean model alone: how much of the unresolved field it leaves
+        mean_alone = relative_l2(_full_field(mean_fit[0].predict(res_te)), truth_unres,
+                                 dim=dims_all)
         extra = {"mean_model_unresolved_rel_l2": xr.DataArray(float(mean_alone), attrs={
                      "long_name": "rel-L2 of the closures' mean model (ConvFieldRegressor) "
                                   "against the unresolved field (test trajectory)", "units": "1"}),
