@@ -3,11 +3,13 @@
 import numpy as np
 import pytest
 import xarray as xr
+from sklearn.base import BaseEstimator
 
 from xdyn.closure import ClosedModel, GPClosure
 from xdyn.experiments import get_experiment
 from xdyn.experiments._kolmogorov_forecast import _starts, _targets, _windows
 from xdyn.experiments.kolmogorov_closure import ClosureSetup
+from xdyn.preprocessing import delay_embedding
 
 
 def _toy(n=30):
@@ -60,6 +62,51 @@ def test_closed_model_adds_closure_draws_to_a_trajectory_forecast():
         ClosedModel(rom=PODLinearDynamics(2), closure=closure).fit(resolved)
 
 
+class _HalfThePast(BaseEstimator):
+    """A fitted "mean model" whose prediction is half the state 3 steps back."""
+
+    def fit(self, X, Y):
+        self.fitted_ = True
+        return self
+
+    def predict(self, X):
+        return 0.5 * X[["u_lag3"]].rename(u_lag3="u")
+
+
+def test_closed_model_gives_a_lagged_closure_the_forecast_past_and_the_context():
+    from xdyn.rom import PODLinearDynamics
+
+    rng = np.random.RandomState(1)
+    t, x = 0.1 * np.arange(60), np.linspace(0, 2 * np.pi, 8, endpoint=False)
+    speed = rng.uniform(0.5, 2.0, (3, 1, 1))  # per trajectory: the past is not the present's
+    resolved = xr.Dataset({"u": (("trajectory", "time", "x"),
+                                 np.sin(x[None, None] - speed * t[None, :, None]))},
+                          coords={"time": t})
+    past = resolved.u.shift(time=3)
+    unresolved = (0.5 * past + 0.01 * rng.normal(size=past.shape)).to_dataset(name="u")
+    closure = GPClosure(2, 2, max_epochs=10, random_state=0, mean_model=_HalfThePast())
+    model = ClosedModel(rom=PODLinearDynamics(2), closure=closure, n_members=6, lags=(3,),
+                        random_state=0).fit(resolved, unresolved)
+    # the first 3 samples have no past: the closure was fitted without them
+    assert model.closure_.n_samples_fit_ == 3 * 57
+    assert set(model.closure_.input_info_.names) == {"u", "u_lag3"}
+    context = resolved.isel(time=slice(0, 30))
+    fc = model.predict(context, n_steps=5)
+    resolved_fc = model.predict_resolved(context, n_steps=5)
+    # lead k reads the state 3 steps before it: the context's last ones for leads 1-3
+    before = xr.concat([context.u.isel(time=slice(-3, None)), resolved_fc.u], dim="time")
+    expected = resolved_fc.u + 0.5 * before.isel(time=slice(0, 5)).values
+    np.testing.assert_allclose(fc.u.mean("member"), expected, atol=0.03)
+    with pytest.raises(ValueError, match="at least 3 context states"):
+        model.predict(context.isel(time=slice(0, 2)), n_steps=2)
+    # a prefit closure must read the past the model gives it, and only that
+    for lags in ((), (2,), (3, 5)):
+        with pytest.raises(ValueError, match="prefit closure reads"):
+            ClosedModel(rom=model.rom_, closure=model.closure_, prefit=True,
+                        lags=lags).fit(resolved)
+    ClosedModel(rom=model.rom_, closure=model.closure_, prefit=True, lags=[3]).fit(resolved)
+
+
 def _waves(n_traj, n_time=40, seed=0):
     """Travelling (u, v) waves on an 8 x 8 periodic grid: a toy resolved flow."""
     rng = np.random.default_rng(seed)
@@ -81,8 +128,10 @@ def test_forecast_section_scores_both_resolved_models():
 
     res_tr, res_te = _waves(3), _waves(1, seed=5).isel(trajectory=0)
     unres_tr, unres_te = 0.1 * res_tr**2, 0.1 * res_te**2
-    closure = GPClosure(2, 2, max_epochs=5, random_state=0).fit(res_tr, unres_tr)
-    setup = ClosureSetup(n_rom_modes=4, n_members=3, n_starts=3, n_leads=4,
+    # a closure that reads the resolved state 2 steps back too, as the experiment's do
+    closure = GPClosure(2, 2, max_epochs=5, random_state=0).fit(
+        delay_embedding(res_tr, [2]), unres_tr.isel(time=slice(2, None)))
+    setup = ClosureSetup(n_rom_modes=4, n_members=3, n_starts=3, n_leads=4, closure_lags=(2,),
                          latent_n_latent=4, latent_seq_len=4, latent_pred_horizon=2,
                          latent_hidden=16, latent_d_model=16, latent_epochs=3,
                          latent_window_stride=1, latent_shift_augmentation=False,
@@ -188,6 +237,11 @@ def test_symmetry_copies_are_the_shift_reflect_group():
     np.testing.assert_allclose(group.u[1, 0, 3, 1], -ds.u[0, 0, 5, 7])
     with pytest.raises(ValueError, match="n_copies"):
         _symmetry_copies(ds, 9)
+    # a delayed state is imaged as the state is: its u changes sign too
+    lagged = _symmetry_copies(delay_embedding(ds, [1]), 8)
+    for name in ("u", "v"):
+        np.testing.assert_allclose(lagged[f"{name}_lag1"].isel(time=0),
+                                   group[name].isel(time=0))
 
 
 @pytest.mark.slow
@@ -233,16 +287,18 @@ def test_quick_run(tmp_path, monkeypatch):
     # cutoff 0.85 / 1.05 / 0.98 of the truth's (before 0.30 / 0.86 / 86). Around the CNN mean
     # model (2026-12-05): 0.127 / 0.123 / 0.131 (the CNN alone 0.127), coverage 0.69 / 0.67 /
     # 0.63, energy above the cutoff 1.01 / 1.00 / 1.02; the issue's 0.15 met by the VAE and
-    # diffusion closures, the GP's 0.11 missed
+    # diffusion closures, the GP's 0.11 missed. Reading the resolved state 10 snapshots back
+    # too (2026-12-05, two runs): 0.102 / 0.100 / 0.105, the CNN alone 0.102, coverage 0.70 /
+    # 0.67-0.69 / 0.69: the issue's 0.11 and 0.15 met; without the past this fails
     unresolved = scores.sel(metric="unresolved rel-L2")
-    assert (unresolved < 0.18).all(), unresolved.values
-    assert float(res.mean_model_unresolved_rel_l2) < 0.18
+    assert (unresolved < 0.12).all(), unresolved.values
+    assert float(res.mean_model_unresolved_rel_l2) < 0.12
     picp = scores.sel(metric="PICP(1 std)")
     assert ((picp > 0.6) & (picp < 0.8)).all()
     closures = [f"{c} closure" for c in ("GP", "VAE", "diffusion")]
     ratio = res.spectrum_ratio.sel(field=closures)
     assert ((ratio > 0.5) & (ratio < 2.0)).all()
-    assert (tmp_path.glob("**/summary.csv"))
+    assert any(tmp_path.glob("**/summary.csv"))
 
 
 def test_symmetry_copies_commute_with_the_kolmogorov_dynamics():
@@ -281,8 +337,10 @@ def test_mean_model_at_the_pairs_is_imaged_exactly():
     from xdyn.experiments._kolmogorov_symmetry import (_closure_training_pairs,
                                                        _mean_model_sources)
 
-    res = _waves(2, n_time=10).astype(np.float32)
-    unres = (0.1 * res ** 2).astype(np.float32)
+    # the resolved state and its past, as the experiment's closures read it
+    waves = _waves(2, n_time=12).astype(np.float32)
+    res = delay_embedding(waves, [2])
+    unres = (0.1 * waves.isel(time=slice(2, None)) ** 2).astype(np.float32)
     reg = ConvFieldRegressor(hidden=4, n_layers=2, kernel_size=3, max_epochs=1,
                              random_state=0).fit(res, unres)
     pairs = _closure_training_pairs(res, unres, 8, 4, 60, random_state=0,

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.closure.base import MEMBER_DIM, BaseClosure
+from xdyn.preprocessing.delay import delay_embedding
 
 __all__ = ["ClosedModel"]
 
@@ -26,6 +27,9 @@ class ClosedModel(BaseEstimator):
     stochastic ROM (one whose ``predict`` takes ``n_samples``, or returns a
     ``member`` dim) gives one resolved trajectory per member, each closed by
     one closure draw; a deterministic one is closed by ``n_members`` draws.
+    With ``lags`` the closure also reads the resolved state's past
+    (:func:`~xdyn.preprocessing.delay_embedding`): at each forecast time,
+    the forecast before it and, before the first lead, the context ``X``.
 
     Parameters
     ----------
@@ -41,6 +45,13 @@ class ClosedModel(BaseEstimator):
         only checks them); else ``fit`` fits clones of both.
     sample_dim : str, default="time"
     random_state : int, RandomState or None, default=None
+    lags : tuple of int, default=()
+        Delays (steps along ``sample_dim``) of the resolved state the closure
+        reads beside the current one, as variables ``{name}_lag{lag}``: the
+        closure is fitted on ``delay_embedding(X, lags)`` (the first
+        ``max(lags)`` samples of ``Y`` have no past and are left out), and
+        :meth:`predict` needs at least ``max(lags)`` context states. A prefit
+        closure must have been fitted on such inputs.
 
     Attributes
     ----------
@@ -74,16 +85,18 @@ class ClosedModel(BaseEstimator):
         "prefit": ["boolean"],
         "sample_dim": [str],
         "random_state": ["random_state"],
+        "lags": [tuple, list],
     }
 
     def __init__(self, rom=None, closure=None, *, n_members=10, prefit=False,
-                 sample_dim="time", random_state=None):
+                 sample_dim="time", random_state=None, lags=()):
         self.rom = rom
         self.closure = closure
         self.n_members = n_members
         self.prefit = prefit
         self.sample_dim = sample_dim
         self.random_state = random_state
+        self.lags = lags
 
     def fit(self, X, Y=None):
         """Fit the ROM on the resolved ``X`` and the closure on ``(X, Y)``.
@@ -103,12 +116,16 @@ class ClosedModel(BaseEstimator):
         self._validate_params()
         if self.prefit:
             check_is_fitted(self.closure)
+            self._check_closure_inputs(X)
             self.rom_, self.closure_ = self.rom, self.closure
             return self
         if Y is None:
             raise ValueError("Y (the unresolved field) is required to fit the closure "
                              "unless prefit=True")
-        self.closure_ = clone(self.closure).fit(X, Y)
+        longest = max(self.lags, default=0)
+        self.closure_ = clone(self.closure).fit(
+            delay_embedding(X, self.lags, self.sample_dim),
+            Y.isel({self.sample_dim: slice(longest, None)}))
         self.rom_ = clone(self.rom).fit(X)
         return self
 
@@ -136,20 +153,50 @@ class ClosedModel(BaseEstimator):
         if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
             raise ValueError(f"n_members must be a positive integer; got {n_members!r}")
         rng = check_random_state(self.random_state if random_state is None else random_state)
+        longest = max(self.lags, default=0)
+        if X.sizes.get(self.sample_dim, 0) < longest:
+            raise ValueError(f"the closure reads the resolved state {longest} steps back "
+                             f"(lags={tuple(self.lags)}): X needs at least {longest} context "
+                             f"states along {self.sample_dim!r}; it has "
+                             f"{X.sizes.get(self.sample_dim, 0)}")
         resolved = self.predict_resolved(X, n_steps, n_members)
         if MEMBER_DIM in resolved.dims:
             members = [resolved.isel({MEMBER_DIM: m}, drop=True)
                        for m in range(resolved.sizes[MEMBER_DIM])]
             if len(members) != n_members:
                 members = [members[m % len(members)] for m in range(n_members)]
-            closed = [r + self.closure_.sample(r, 1, random_state=rng).isel({MEMBER_DIM: 0},
-                                                                              drop=True)
+            closed = [r + self.closure_.sample(self._closure_input(X, r), 1,
+                                               random_state=rng).isel({MEMBER_DIM: 0},
+                                                                      drop=True)
                       for r in members]
             out = xr.concat(closed, dim=MEMBER_DIM)
         else:
-            out = resolved + self.closure_.sample(resolved, n_members, random_state=rng)
+            out = resolved + self.closure_.sample(self._closure_input(X, resolved), n_members,
+                                                  random_state=rng)
         out = out.assign_coords({MEMBER_DIM: np.arange(n_members)})
         return out.transpose(MEMBER_DIM, ...)
+
+    def _check_closure_inputs(self, X):
+        """A prefit closure must read what ``lags`` gives it: the state and its past."""
+        if not isinstance(X, xr.Dataset):
+            return
+        head = X.isel({self.sample_dim: slice(0, max(self.lags, default=0) + 1)})
+        expected = set(delay_embedding(head, self.lags, self.sample_dim).data_vars)
+        names = set(self.closure.input_info_.names)
+        if names != expected:
+            raise ValueError(f"the prefit closure reads {sorted(names)}; with "
+                             f"lags={tuple(self.lags)} it is given {sorted(expected)}: fit it "
+                             "on delay_embedding(X, lags), or set lags to its own")
+
+    def _closure_input(self, X, resolved):
+        """``resolved`` with its past (``lags``), the context ``X`` before its first step."""
+        if not self.lags:
+            return resolved
+        dim = self.sample_dim
+        history = X[list(resolved.data_vars)].isel({dim: slice(-max(self.lags), None)})
+        both = xr.concat([history, resolved], dim=dim, coords="minimal", compat="override",
+                         join="override")
+        return delay_embedding(both, self.lags, dim)
 
     def predict_resolved(self, X, n_steps, n_members=None):
         """The ROM's resolved forecast alone (a ``member`` dim when it is stochastic)."""

@@ -129,7 +129,7 @@ def _starts(setup, n_time, n_leads):
 
     The latent ROM reads ``seq_len`` snapshots: every model starts where it can.
     """
-    first = max(2, setup.latent_seq_len - 1)
+    first = max(2, setup.latent_seq_len - 1, max(setup.closure_lags, default=0) - 1)
     return np.linspace(first, n_time - n_leads - 1, setup.n_starts).astype(int)
 
 
@@ -244,6 +244,9 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     starts = _starts(setup, n_test, n_leads)
     ctx = _windows(res_te, starts, 2)
     latent_ctx = _windows(res_te, starts, setup.latent_seq_len)
+    # a closure that reads the past gets it from the context before the first lead
+    closed_ctx = _windows(res_te, starts, max(2, setup.latent_seq_len,
+                                              max(setup.closure_lags, default=0)))
     truth_res = _targets(res_te, starts, n_leads)
     truth_f = _targets(full_te, starts, n_leads)
     rom_fc = rom.predict(ctx, n_steps=n_leads).assign_coords(time=truth_res.time)
@@ -273,11 +276,11 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
                             "against the resolved truth, all leads", "units": "1"})
     fc_scores, latent_fc_scores, forecasts = {}, {}, {}
     for name in fitted:
-        for resolved_model, context, scores in ((rom, ctx, fc_scores),
-                                                (latent_rom, latent_ctx, latent_fc_scores)):
+        for resolved_model, scores in ((rom, fc_scores), (latent_rom, latent_fc_scores)):
             model = ClosedModel(rom=resolved_model, closure=fitted[name], prefit=True,
-                                n_members=setup.n_members, random_state=seed + 2).fit(res_tr)
-            fc = model.predict(context, n_steps=n_leads).assign_coords(time=truth_res.time)
+                                n_members=setup.n_members, random_state=seed + 2,
+                                lags=tuple(setup.closure_lags)).fit(res_tr)
+            fc = model.predict(closed_ctx, n_steps=n_leads).assign_coords(time=truth_res.time)
             scores[name] = _score_ensemble(_full_field(fc), _full_field(truth_f), lead_dims)
             if resolved_model is latent_rom:
                 forecasts[name] = fc

@@ -46,7 +46,10 @@ def _symmetry_image(ds, k, n_forcing=4, x_shift=0):
         mirror = (-np.arange(n_x)) % n_x
         out = out.isel(x=mirror).assign_coords(x=ds.x) if "x" in ds.coords \
             else out.isel(x=mirror)
-        out["u"] = -out["u"]
+        # u and its past (delay_embedding's u_lag*) change sign under the reflection
+        for name, var in out.data_vars.items():
+            if var.attrs.get("delay_of", name) == "u":
+                out[name] = var.copy(data=-var.data)
     return out.roll(x=x_shift, roll_coords=False) if x_shift else out
 
 

@@ -81,26 +81,41 @@ applies one learned local map at every point
 (:class:`xdyn.closure.ConvFieldRegressor`, 5 layers of 5 x 5 kernels, 24
 channels, 1200 steps of 16 on 3200 pairs) leaves 0.127 of the test
 trajectory's unresolved field (600 steps of 32: 0.144; a probe with 32
-channels: 0.139 after 600 steps of 32, 0.120 after 1000). So every closure
-models what that CNN leaves (its ``mean_model``, ``closure_mean_model=True``):
+channels: 0.139 after 600 steps of 32, 0.120 after 1000). The rest is not a
+function of the present resolved state: given that state one time unit (10
+snapshots) earlier too (``closure_lags=(10,)``,
+:func:`xdyn.preprocessing.delay_embedding`: more channels of the CNN, more
+features of the closures' input PCA) the same CNN leaves 0.102 -- the memory
+term of the Mori-Zwanzig formalism, which the MLP between global bases above
+could not use. Probes (one thread, 1200 steps of 16, a CNN that left 0.136
+without the past): 1 and 2 snapshots back 0.125, 3 and 6 0.112, 10 0.109, 5
+and 10 0.108, 10 and 20 0.107. So every closure models what that CNN leaves
+(its ``mean_model``, ``closure_mean_model=True``):
 it trains once, beside the latent ROM, and the closures get its prediction at
 each pair imaged from two passes over the training fields
 (:func:`_mean_model_sources`: it commutes with shifts, not with the
-reflection). Measured on the quick data (2026-12-05): unresolved rel-L2 GP /
-VAE / diffusion 0.127 / 0.123 / 0.131, +-1 std coverage 0.69 / 0.67 / 0.63,
-CRPS 0.016 / 0.016 / 0.017 (without the mean model 0.39 / 0.33 / 0.62 and
-0.053 / 0.043 / 0.082), the experiment's wall time 600 s on that day's slow
-machine (586 s with the mean model's batches of 32, 487 s without it). Without
-it, on the original's data (6 training trajectories of 800 snapshots on 64 x
+reflection). In a closed forecast the closure reads the resolved forecast's
+past, and the context's before the first lead
+(:class:`xdyn.closure.ClosedModel` with ``lags``). Measured on the quick data
+(2026-12-05, the closures and the mean model scored on the test trajectory's
+390 snapshots that have their past): unresolved rel-L2 GP / VAE / diffusion
+0.102 / 0.100 / 0.105, +-1 std coverage 0.70 / 0.67 / 0.69, CRPS 0.014 / 0.013
+/ 0.014, the experiment's wall time 596 s on that day's slow machine (under
+py-spy at 5 Hz; with the
+VAE and diffusion closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again,
+coverage 0.70 / 0.69 / 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131,
+coverage 0.69 / 0.67 / 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62,
+CRPS 0.053 / 0.043 / 0.082 (487 s). Without the mean model, on the original's
+data (6 training trajectories of 800 snapshots on 64 x
 64, the quick networks, the same 40000 images) the VAE and diffusion closures
 reached 0.23 / 0.43, the original's own figures (22.8% / 42.0%), and the GP,
 capped at 600 pairs, 0.42 (the original's 11.2% was scored against a 3-mode
 projection of the unresolved field); around the mean model (its quick 600
 steps of 32, now on 64 x 64: 0.163 alone) 0.155 / 0.137 / 0.165 for GP / VAE /
-diffusion (see :meth:`ClosureSetup.full`). The closures and the latent ROM are
-independent fits: run alone, the experiment fits them in parallel processes
-(``n_jobs``, :func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask
-worker. The forecast part lives in
+diffusion, without the past (with it: not run; see :meth:`ClosureSetup.full`).
+The closures and the latent ROM are independent fits: run alone, the
+experiment fits them in parallel processes (``n_jobs``,
+:func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask worker. The forecast part lives in
 :mod:`xdyn.experiments._kolmogorov_forecast`, the symmetry images in
 :mod:`xdyn.experiments._kolmogorov_symmetry`.
 """
@@ -122,6 +137,7 @@ from xdyn.experiments._kolmogorov_symmetry import (_draw_pairs, _images_at,
 from xdyn.experiments._parallel import n_processes, run_jobs
 from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import isotropic_spectrum, picp, relative_l1, relative_l2
+from xdyn.preprocessing.delay import delay_embedding
 
 __all__ = ["ClosureSetup", "kolmogorov_closure_experiment"]
 
@@ -150,9 +166,10 @@ class ClosureSetup:
     n_starts: int = 12
     n_leads: int = 20
     gp_epochs: int = 60
-    # epochs over closure_max_samples pairs: 10 are ~1600 steps of 256
-    vae_epochs: int = 10
-    diffusion_epochs: int = 10
+    # epochs over closure_max_samples pairs: 6 are ~940 steps of 256 (10 before the
+    # closures read the past: the mean model's share grew, and the quick budget is tight)
+    vae_epochs: int = 6
+    diffusion_epochs: int = 6
     n_diffusion_steps: int = 30
     # width of the VAE and diffusion closures' networks (3 layers)
     hidden: int = 256
@@ -183,6 +200,9 @@ class ClosureSetup:
     # batches of 16: twice the steps of batches of 32 for about the same time (the
     # mean model alone left 0.127 of the test trajectory's unresolved field, not 0.144)
     mean_batch_size: int = 16
+    # the closures (and their mean model) read the resolved state 10 snapshots (1 time
+    # unit) back beside the current one (delay_embedding): memory the present lacks
+    closure_lags: tuple = (10,)
     # LatentTransformerROM: CPU-sized here, the original's sequence lengths in ``full()``
     latent_n_latent: int = 48
     latent_seq_len: int = 10
@@ -229,7 +249,9 @@ class ClosureSetup:
         0.71, in 43 min (the mean model 1164 s beside the ROM's 1693 s),
         10.2 GiB at most in a process, 18.7 GB on the machine. The mean
         model's sizes here (48 channels, 6 layers, 20 epochs of 20000 pairs)
-        are for a GPU and have not been run.
+        are for a GPU and have not been run; neither has the original's data
+        with the closures reading the past (``closure_lags``, the quick run's:
+        both data sets keep a snapshot every 0.1 time units).
         """
         return cls(quick=False, n_rom_modes=48, n_input_modes=48, n_output_modes=64,
                    n_starts=40, n_leads=50, gp_epochs=100, vae_epochs=40,
@@ -293,18 +315,24 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     filt, parts = _split_scales(data, setup)
     full_tr, res_tr, unres_tr = parts["train"]
     full_te, res_te, unres_te = (p.isel(trajectory=0) for p in parts["test"])
+    # what the closures read: the resolved state and its past; scored where it has one
+    lags, skip = tuple(setup.closure_lags), max(setup.closure_lags, default=0)
+    inputs_te = delay_embedding(res_te, lags)
+    res_te_c, unres_te_c, full_te_c = (p.isel(time=slice(skip, None))
+                                       for p in (res_te, unres_te, full_te))
     spatial = ("y", "x")
     dims_all = ("variable", "time", "y", "x")
-    n_test = full_te.sizes["time"]
+    n_test = full_te_c.sizes["time"]
 
     # --- closures on the true resolved state ---------------------------------
     closures = _make_closures(setup, seed, device)
     rows, fitted, samples_te, timings, scales = {}, {}, {}, {}, {}
-    truth_full = _full_field(full_te)
-    truth_unres = _full_field(unres_te)
+    truth_full = _full_field(full_te_c)
+    truth_unres = _full_field(unres_te_c)
     # in the data's own precision (stored float32): 40000 pairs on 64 x 64 are 2.6 GB so,
     # and each parallel fit holds a copy
-    train32 = (res_tr.astype(np.float32), unres_tr.astype(np.float32))
+    train32 = (delay_embedding(res_tr, lags).astype(np.float32),
+               unres_tr.isel(time=slice(skip, None)).astype(np.float32))
     imaging = dict(n_x_shifts=setup.closure_x_shifts, n_forcing=_n_forcing(data["train"]))
     pick = _draw_pairs(res_tr.sizes["trajectory"] * res_tr.sizes["time"],
                        setup.closure_symmetry_copies, setup.closure_x_shifts,
@@ -312,7 +340,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     pairs = _images_at(pick, train32, **imaging)
     calibration = None
     if "val" in parts and setup.closure_calibrate_spread:
-        calibration = tuple(p.isel(trajectory=0) for p in parts["val"][1:])
+        res_val, unres_val = (p.isel(trajectory=0) for p in parts["val"][1:])
+        calibration = (delay_embedding(res_val, lags), unres_val.isel(time=slice(skip, None)))
     # the closures and the latent ROM are independent fits: parallel processes when the
     # experiment runs alone, the longest (the GP, then the ROM) first
     latent_job = _latent_rom_job(setup, seed, device, res_tr)
@@ -345,14 +374,14 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     for name in CLOSURES:
         closure, t_fit = done[name]
         scales[name] = closure.spread_scale
-        mean, std = closure.predict(res_te, return_std=True)
+        mean, std = closure.predict(inputs_te, return_std=True)
         t0 = time.perf_counter()
-        draws = closure.sample(res_te, n_samples=setup.n_members, random_state=seed + 1)
+        draws = closure.sample(inputs_te, n_samples=setup.n_members, random_state=seed + 1)
         t_sample = (time.perf_counter() - t0) / (setup.n_members * n_test)
-        ens = _full_field(res_te + draws)
+        ens = _full_field(res_te_c + draws)
         scores = _score_ensemble(ens, truth_full, dims_all)
-        scores["rel-L1"] = relative_l1(_full_field(res_te + mean), truth_full, dim=dims_all)
-        scores["rel-L2"] = relative_l2(_full_field(res_te + mean), truth_full, dim=dims_all)
+        scores["rel-L1"] = relative_l1(_full_field(res_te_c + mean), truth_full, dim=dims_all)
+        scores["rel-L2"] = relative_l2(_full_field(res_te_c + mean), truth_full, dim=dims_all)
         scores["PICP(1 std)"] = picp(_full_field(mean), _full_field(std), truth_unres,
                                      dim=dims_all)
         scores["unresolved rel-L2"] = relative_l2(_full_field(mean), truth_unres, dim=dims_all)
@@ -400,7 +429,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     fields = {"truth": full_te, "filtered": res_te, "ROM forecast": rom_fc,
               "LatentTransformerROM forecast": latent_fc}
-    fields.update({f"{c} closure": res_te + samples_te[c].isel(member=0, drop=True)
+    fields.update({f"{c} closure": res_te_c + samples_te[c].isel(member=0, drop=True)
                    for c in CLOSURES})
     spectra = xr.concat([spectrum(f, [d for d in f.dims if d not in spatial])
                          for f in fields.values()], dim="field", coords="minimal",
@@ -426,7 +455,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     if mean_fit is not None:
         # the mean model alone: how much of the unresolved field it leaves
-        mean_alone = relative_l2(_full_field(mean_fit[0].predict(res_te)), truth_unres,
+        mean_alone = relative_l2(_full_field(mean_fit[0].predict(inputs_te)), truth_unres,
                                  dim=dims_all)
         extra = {"mean_model_unresolved_rel_l2": xr.DataArray(float(mean_alone), attrs={
                      "long_name": "rel-L2 of the closures' mean model (ConvFieldRegressor) "

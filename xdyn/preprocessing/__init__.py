@@ -11,8 +11,10 @@ In a :class:`~sklearn.pipeline.Pipeline` the xarray-native steps
 (:class:`LowPassFilter`, :class:`StandardScaler`) come before :class:`Stacker`,
 and the scikit-learn steps after it: only xdyn's transformers read labels, so
 ``per_variable`` scaling or a spectral filter cannot run on a bare matrix.
+:func:`delay_embedding` puts a state's past beside it as more variables.
 """
 
+from xdyn.preprocessing.delay import delay_embedding, lagged_name
 from xdyn.preprocessing.scaling import StandardScaler
 from xdyn.preprocessing.spectral import LowPassFilter, split_scales
 from xdyn.preprocessing.stacking import (
@@ -37,7 +39,9 @@ __all__ = [
     "StandardScaler",
     "VARIABLE_COORD",
     "VariableLayout",
+    "delay_embedding",
     "flatten_variables",
+    "lagged_name",
     "split_scales",
     "stack_samples",
     "unflatten_variables",

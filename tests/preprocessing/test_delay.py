@@ -1,0 +1,63 @@
+"""delay_embedding: a state's past beside it, per trajectory, lazily on dask."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from xdyn.preprocessing import delay_embedding, lagged_name
+
+
+def _trajectories():
+    rng = np.random.RandomState(0)
+    return xr.Dataset(
+        {"u": (("trajectory", "time", "x"), rng.normal(size=(2, 7, 3)), {"units": "m s-1"}),
+         "v": (("trajectory", "time", "x"), rng.normal(size=(2, 7, 3))),
+         "depth": ("x", np.arange(3.0))},
+        coords={"time": 0.5 * np.arange(7), "x": [0.0, 1.0, 2.0]})
+
+
+def test_each_step_gets_its_own_past_within_its_trajectory():
+    ds = _trajectories()
+    out = delay_embedding(ds, [1, 4])
+    assert out.sizes == {"trajectory": 2, "time": 3, "x": 3}
+    np.testing.assert_array_equal(out.time, ds.time[4:])
+    for name in ("u", "v"):
+        np.testing.assert_array_equal(out[name], ds[name][:, 4:])
+        for lag in (1, 4):
+            lagged = out[lagged_name(name, lag)]
+            np.testing.assert_array_equal(lagged, ds[name].values[:, 4 - lag:7 - lag])
+            assert lagged.attrs["delay_of"] == name and lagged.attrs["lag"] == lag
+    # the units come along; a variable without the dim is left as it is, undelayed
+    assert out.u_lag1.attrs["units"] == "m s-1" and "depth_lag1" not in out
+    np.testing.assert_array_equal(out.depth, ds.depth)
+    # the input is untouched
+    assert "delay_of" not in ds.u.attrs and ds.sizes["time"] == 7
+    assert delay_embedding(ds, []) is ds
+
+
+def test_stays_lazy_on_dask():
+    pytest.importorskip("dask")
+    ds = _trajectories().chunk({"trajectory": 1})
+    out = delay_embedding(ds, [2])
+    assert out.u_lag2.chunks is not None
+    np.testing.assert_array_equal(out.u_lag2.values, ds.u.values[:, :5])
+
+
+@pytest.mark.parametrize("lags, match", [([0], "positive"), ([2, 2], "distinct"),
+                                         ([1.5], "positive"), ([True], "positive"),
+                                         ([7], "more than 7")])
+def test_bad_lags(lags, match):
+    with pytest.raises(ValueError, match=match):
+        delay_embedding(_trajectories(), lags)
+
+
+def test_bad_data():
+    ds = _trajectories()
+    with pytest.raises(ValueError, match="no dim 'step'"):
+        delay_embedding(ds, [1], dim="step")
+    with pytest.raises(TypeError, match="Dataset"):
+        delay_embedding(ds.u, [1])
+    with pytest.raises(ValueError, match="delay it once"):
+        delay_embedding(delay_embedding(ds, [1]), [1])
+    with pytest.raises(ValueError, match="no variable"):
+        delay_embedding(ds[["depth"]].assign_coords(time=ds.time), [1])

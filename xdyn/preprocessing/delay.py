@@ -1,0 +1,91 @@
+"""Delay embedding: a state next to its own past, as more variables of one Dataset.
+
+A closure of unresolved scales conditioned on the resolved state alone treats
+the unresolved field as a function of that state; where it is not slaved to it,
+the past of the resolved state carries what the present lacks (the memory term
+of the Mori-Zwanzig formalism; Chorin, Hald & Kupferman 2002, Physica D 166).
+:func:`delay_embedding` gives an estimator that reads Datasets that past as
+variables ``{name}_lag{lag}``, so any Dataset estimator (a convolutional
+regressor reads them as channels, a PCA as features) can use it unchanged.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import xarray as xr
+
+__all__ = ["delay_embedding", "lagged_name"]
+
+
+def lagged_name(name, lag):
+    """The name :func:`delay_embedding` gives variable ``name`` ``lag`` steps back.
+
+    Examples
+    --------
+    >>> lagged_name("u", 10)
+    'u_lag10'
+    """
+    return f"{name}_lag{lag}"
+
+
+def delay_embedding(data, lags, dim="time"):
+    """``data`` with each variable's values ``lags`` steps back along ``dim`` beside it.
+
+    Parameters
+    ----------
+    data : xarray.Dataset
+    lags : sequence of int
+        Positive delays, in steps along ``dim`` (the samples must be evenly
+        spaced for a delay to mean a time). Empty: ``data`` unchanged.
+    dim : str, default="time"
+
+    Returns
+    -------
+    xarray.Dataset
+        Every variable of ``data`` that has ``dim`` and, for each lag ``l``,
+        ``{name}_lag{l}`` (:func:`lagged_name`): its value ``l`` steps earlier,
+        with the attrs ``delay_of`` (``name``) and ``lag``. Only the steps
+        that have their whole past are kept: the first ``max(lags)`` are
+        dropped, so the result is ``max(lags)`` shorter along ``dim`` (per
+        trajectory, when other dims such as ``trajectory`` are present).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"u": ("time", np.arange(6.0))}, coords={"time": np.arange(6) / 2})
+    >>> out = delay_embedding(ds, [1, 3])
+    >>> out.time.values.tolist(), out.u.values.tolist(), out.u_lag3.values.tolist()
+    ([1.5, 2.0, 2.5], [3.0, 4.0, 5.0], [0.0, 1.0, 2.0])
+    """
+    if not isinstance(data, xr.Dataset):
+        raise TypeError(f"delay_embedding takes an xarray.Dataset; got {type(data).__name__}")
+    lags = list(lags)
+    if any(isinstance(lag, bool) or not isinstance(lag, Integral) or lag < 1 for lag in lags):
+        raise ValueError(f"lags must be positive integers; got {lags}")
+    if len(set(lags)) != len(lags):
+        raise ValueError(f"lags must be distinct; got {lags}")
+    if not lags:
+        return data
+    if dim not in data.dims:
+        raise ValueError(f"data has no dim {dim!r} to delay along; its dims are "
+                         f"{tuple(data.dims)}")
+    longest, n = max(lags), data.sizes[dim]
+    if n <= longest:
+        raise ValueError(f"a delay of {longest} steps needs more than {longest} along "
+                         f"{dim!r}; the data have {n}")
+    delayed = [name for name, var in data.data_vars.items() if dim in var.dims]
+    if not delayed:
+        raise ValueError(f"no variable of data has the dim {dim!r}")
+    clash = [lagged_name(v, lag) for v in delayed for lag in lags
+             if lagged_name(v, lag) in data.data_vars]
+    if clash:
+        raise ValueError(f"data already has the variables {clash}; delay it once")
+    out = data.isel({dim: slice(longest, None)})
+    for name in delayed:
+        for lag in lags:
+            # a bare Variable: the past keeps its values, not its own time coordinate
+            past = data[name].variable[{dim: slice(longest - lag, n - lag)}]
+            out[lagged_name(name, lag)] = past.copy(deep=False)
+            out[lagged_name(name, lag)].attrs.update(delay_of=name, lag=lag)
+    return out
