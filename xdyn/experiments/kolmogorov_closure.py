@@ -100,10 +100,11 @@ past, and the context's before the first lead
 (2026-12-05, the closures and the mean model scored on the test trajectory's
 390 snapshots that have their past): unresolved rel-L2 GP / VAE / diffusion
 0.102 / 0.100 / 0.105, +-1 std coverage 0.70 / 0.67 / 0.69, CRPS 0.014 / 0.013
-/ 0.014, the experiment's wall time 596 s on that day's slow machine (under
-py-spy at 5 Hz; with the
-VAE and diffusion closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again,
-coverage 0.70 / 0.69 / 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131,
+/ 0.014, the experiment's wall time 528-643 s over four runs on that day's
+slow machine (528 s the last, with the mean model's answers shared between
+the closures and the longest closure fitted first; with the VAE and diffusion
+closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again, coverage 0.70 / 0.69
+/ 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131,
 coverage 0.69 / 0.67 / 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62,
 CRPS 0.053 / 0.043 / 0.082 (487 s). Without the mean model, on the original's
 data (6 training trajectories of 800 snapshots on 64 x
@@ -115,15 +116,18 @@ steps of 32, now on 64 x 64: 0.163 alone) 0.155 / 0.137 / 0.165 for GP / VAE /
 diffusion, without the past (with it: not run; see :meth:`ClosureSetup.full`).
 The closures and the latent ROM are independent fits: run alone, the
 experiment fits them in parallel processes (``n_jobs``,
-:func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask worker. The forecast part lives in
-:mod:`xdyn.experiments._kolmogorov_forecast`, the symmetry images in
-:mod:`xdyn.experiments._kolmogorov_symmetry`.
+:func:`xdyn.experiments._parallel.run_jobs`), in turn in a dask worker.
+The forecast part lives in :mod:`xdyn.experiments._kolmogorov_forecast`, the
+symmetry images in :mod:`xdyn.experiments._kolmogorov_symmetry`.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
+
+import joblib
 
 import numpy as np
 import xarray as xr
@@ -296,6 +300,42 @@ def _make_closures(setup, seed, device):
     }
 
 
+class _MemoizedPredict:
+    """A fitted regressor's ``predict`` that remembers its last ``size`` answers.
+
+    The three closures share one mean model and are evaluated on the same
+    fields in turn: the test trajectory, and the resolved forecasts of each
+    closed model (the ROMs' draws are seeded). The CNN costs ~4 ms per 32 x 32
+    field on one core: ~45 s of a quick run were spent three times over.
+    Inputs are recognised by :func:`joblib.hash` (values, coordinates, attrs).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LinearRegression
+    >>> X = np.arange(6.0).reshape(3, 2)
+    >>> memo = _MemoizedPredict(LinearRegression().fit(X, X.sum(1)))
+    >>> memo.predict(X) is memo.predict(X.copy()), memo.predict(X[:2]).shape
+    (True, (2,))
+    """
+
+    def __init__(self, model, size=32):
+        self.model, self.size, self._answers = model, size, collections.OrderedDict()
+
+    def predict(self, X):
+        key = joblib.hash(X)
+        if key not in self._answers:
+            self._answers[key] = self.model.predict(X)
+            if len(self._answers) > self.size:
+                self._answers.popitem(last=False)
+        self._answers.move_to_end(key)
+        return self._answers[key]
+
+    def clear(self):
+        """Forget every answer."""
+        self._answers.clear()
+
+
 def _make_mean_model(setup, seed, device):
     from xdyn.closure import ConvFieldRegressor
 
@@ -343,7 +383,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         res_val, unres_val = (p.isel(trajectory=0) for p in parts["val"][1:])
         calibration = (delay_embedding(res_val, lags), unres_val.isel(time=slice(skip, None)))
     # the closures and the latent ROM are independent fits: parallel processes when the
-    # experiment runs alone, the longest (the GP, then the ROM) first
+    # experiment runs alone, the longest first (the ROM; around the mean model the
+    # diffusion closure, 72-99 s in quick runs, then the VAE, 76-85 s, and the GP, 50-54 s)
     latent_job = _latent_rom_job(setup, seed, device, res_tr)
     n_proc = n_processes(setup.n_jobs, device)
     done, mean_fit = {}, None
@@ -366,18 +407,26 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         jobs[name] = (closures[name], X, Y, calibration, 1, *Y_mean)
     if not done:
         jobs["latent ROM"] = latent_job
-    order = [k for k in ("GP", "latent ROM", "VAE", "diffusion") if k in jobs]
+    order = [k for k in ("latent ROM", "diffusion", "VAE", "GP") if k in jobs]
     done.update(zip(order, run_jobs(_fit_part, [jobs[k] for k in order], n_proc,
                                     desc="kolmogorov-closure fits", progress=progress)))
     del jobs, pairs, gp_pairs
     latent_fit = done["latent ROM"]
+    if mean_fit is not None:
+        # each closure came back from its job with its own copy of the mean model; one
+        # that remembers its answers serves all three (evaluated on the same fields)
+        shared = _MemoizedPredict(mean_fit[0])
+        for name in CLOSURES:
+            done[name][0].mean_model_ = shared
     for name in CLOSURES:
         closure, t_fit = done[name]
         scales[name] = closure.spread_scale
-        mean, std = closure.predict(inputs_te, return_std=True)
+        if mean_fit is not None:
+            shared.clear()  # the sampling cost includes the mean model's
         t0 = time.perf_counter()
         draws = closure.sample(inputs_te, n_samples=setup.n_members, random_state=seed + 1)
         t_sample = (time.perf_counter() - t0) / (setup.n_members * n_test)
+        mean, std = closure.predict(inputs_te, return_std=True)
         ens = _full_field(res_te_c + draws)
         scores = _score_ensemble(ens, truth_full, dims_all)
         scores["rel-L1"] = relative_l1(_full_field(res_te_c + mean), truth_full, dim=dims_all)
@@ -455,7 +504,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
 
     if mean_fit is not None:
         # the mean model alone: how much of the unresolved field it leaves
-        mean_alone = relative_l2(_full_field(mean_fit[0].predict(inputs_te)), truth_unres,
+        mean_alone = relative_l2(_full_field(shared.predict(inputs_te)), truth_unres,
                                  dim=dims_all)
         extra = {"mean_model_unresolved_rel_l2": xr.DataArray(float(mean_alone), attrs={
                      "long_name": "rel-L2 of the closures' mean model (ConvFieldRegressor) "
