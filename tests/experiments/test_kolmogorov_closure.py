@@ -1,9 +1,11 @@
 """kolmogorov-closure: building blocks in the default run, the --quick run marked slow."""
 
+import pickle
+
 import numpy as np
 import pytest
 import xarray as xr
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 
 from xdyn.closure import ClosedModel, GPClosure
 from xdyn.experiments import get_experiment
@@ -105,6 +107,10 @@ def test_closed_model_gives_a_lagged_closure_the_forecast_past_and_the_context()
             ClosedModel(rom=model.rom_, closure=model.closure_, prefit=True,
                         lags=lags).fit(resolved)
     ClosedModel(rom=model.rom_, closure=model.closure_, prefit=True, lags=[3]).fit(resolved)
+    # clone keeps the lags; a pickled model forecasts the same members
+    assert clone(model).get_params()["lags"] == (3,)
+    again = pickle.loads(pickle.dumps(model)).predict(context, n_steps=5)
+    np.testing.assert_array_equal(again.u, model.predict(context, n_steps=5).u)
 
 
 def _waves(n_traj, n_time=40, seed=0):

@@ -90,12 +90,11 @@ term of the Mori-Zwanzig formalism, which the MLP between global bases above
 could not use. Probes (one thread, 1200 steps of 16, a CNN that left 0.136
 without the past): 1 and 2 snapshots back 0.125, 3 and 6 0.112, 10 0.109, 5
 and 10 0.108, 10 and 20 0.107. So every closure models what that CNN leaves
-(its ``mean_model``, ``closure_mean_model=True``):
-it trains once, beside the latent ROM, and the closures get its prediction at
-each pair imaged from two passes over the training fields
-(:func:`_mean_model_sources`: it commutes with shifts, not with the
-reflection). In a closed forecast the closure reads the resolved forecast's
-past, and the context's before the first lead
+(its ``mean_model``, ``closure_mean_model=True``): it trains once, beside the
+latent ROM, and the closures get its prediction at each pair imaged from two
+passes over the training fields (:func:`_mean_model_sources`: it commutes with
+shifts, not with the reflection). In a closed forecast the closure reads the
+resolved forecast's past, and the context's before the first lead
 (:class:`xdyn.closure.ClosedModel` with ``lags``). Measured on the quick data
 (2026-12-05, the closures and the mean model scored on the test trajectory's
 390 snapshots that have their past): unresolved rel-L2 GP / VAE / diffusion
@@ -104,14 +103,14 @@ past, and the context's before the first lead
 slow machine (528 s the last, with the mean model's answers shared between
 the closures and the longest closure fitted first; with the VAE and diffusion
 closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again, coverage 0.70 / 0.69
-/ 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131,
-coverage 0.69 / 0.67 / 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62,
-CRPS 0.053 / 0.043 / 0.082 (487 s). Without the mean model, on the original's
-data (6 training trajectories of 800 snapshots on 64 x
-64, the quick networks, the same 40000 images) the VAE and diffusion closures
-reached 0.23 / 0.43, the original's own figures (22.8% / 42.0%), and the GP,
-capped at 600 pairs, 0.42 (the original's 11.2% was scored against a 3-mode
-projection of the unresolved field); around the mean model (its quick 600
+/ 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131, coverage 0.69 / 0.67
+/ 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62, CRPS 0.053 / 0.043 /
+0.082 (487 s). Without the mean model, on the original's data (6 training
+trajectories of 800 snapshots on 64 x 64, the quick networks, the same 40000
+images) the VAE and diffusion closures reached 0.23 / 0.43, the original's own
+figures (22.8% / 42.0%), and the GP, capped at 600 pairs, 0.42 (the
+original's 11.2% was scored against a 3-mode projection of the unresolved
+field); around the mean model (its quick 600
 steps of 32, now on 64 x 64: 0.163 alone) 0.155 / 0.137 / 0.165 for GP / VAE /
 diffusion, without the past (with it: not run; see :meth:`ClosureSetup.full`).
 The closures and the latent ROM are independent fits: run alone, the
@@ -378,9 +377,11 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                        setup.closure_symmetry_copies, setup.closure_x_shifts,
                        setup.closure_max_samples, random_state=seed)
     pairs = _images_at(pick, train32, **imaging)
+    # the validation trajectory calibrates the closures' and the latent ROM's spread
+    res_val, unres_val = ((p.isel(trajectory=0) for p in parts["val"][1:]) if "val" in parts
+                          else (None, None))
     calibration = None
-    if "val" in parts and setup.closure_calibrate_spread:
-        res_val, unres_val = (p.isel(trajectory=0) for p in parts["val"][1:])
+    if res_val is not None and setup.closure_calibrate_spread:
         calibration = (delay_embedding(res_val, lags), unres_val.isel(time=slice(skip, None)))
     # the closures and the latent ROM are independent fits: parallel processes when the
     # experiment runs alone, the longest first (the ROM; around the mean model the
@@ -458,7 +459,6 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                                        "units": "1"})
 
     # --- forecasts ------------------------------------------------------------
-    res_val = parts["val"][1].isel(trajectory=0) if "val" in parts else None
     # leads in Lyapunov times of the data's flow (computed once per configuration, cached)
     lyapunov = load_kolmogorov_lyapunov(quick=setup.quick).lyapunov_exponent
     fc = _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_val,
