@@ -99,8 +99,8 @@ resolved forecast's past, and the context's before the first lead
 (2026-12-05, the closures and the mean model scored on the test trajectory's
 390 snapshots that have their past): unresolved rel-L2 GP / VAE / diffusion
 0.102 / 0.100 / 0.105, +-1 std coverage 0.70 / 0.67 / 0.69, CRPS 0.014 / 0.013
-/ 0.014, the experiment's wall time 528-643 s over four runs on that day's
-slow machine (528 s the last, with the mean model's answers shared between
+/ 0.014, the experiment's wall time 528-648 s over five runs on that day's
+slow machine (528 s and 648 s with the mean model's answers shared between
 the closures and the longest closure fitted first; with the VAE and diffusion
 closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again, coverage 0.70 / 0.69
 / 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131, coverage 0.69 / 0.67
