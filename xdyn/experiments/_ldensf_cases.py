@@ -150,10 +150,15 @@ CASES = {
         # not worth estimating; over 30 of 0.2 by 5-27% (second half, measured 2026-12-04).
         # Those 6 time units are harder to learn: held-out LDNet error 0.0118 -> 0.194
         # (16 trajectories x 600 epochs), 0.151 (32 x 300), 0.127 (32 x 450), 0.109 (32 x
-        # 600, kept: about 330 s of training, twice the 300 epochs' 167 s); 48 x 200: 0.212
+        # 600, kept: about 330 s of training, twice the 300 epochs' 167 s); 48 x 200: 0.212.
+        # For the 10-minute budget on the slower machine of 2026-12-06 (32 x 600, held-out
+        # error / training time on one thread): batches of 1, 2 Euler steps per kept step,
+        # 128 points per step 0.109 / ~1100 s; one Euler step 0.105 / 899 s; and 64 points
+        # 0.106 / 706 s (32: 0.118; 400 epochs: 0.126); and batches of 2 (kept) 0.113 /
+        # 447 s: a step costs little more for two trajectories (its small ops dominate)
         quick=dict(N=32, n_train=32, n_test=4, n_saved=30, dt=0.04, burn_in_steps=100,
-                   save_every=5, ldnet_epochs=600,
-                   ldnet_batch_size=1, n_fourier=10, n_points=128, hidden=64,
+                   save_every=5, ldnet_epochs=600, ldnet_batch_size=2, ldnet_substeps=1,
+                   n_fourier=10, n_points=64, hidden=64,
                    encoder_epochs=150, encoder_hidden=32, n_noise_draws=2)),
     # surface height at the stations (tide gauges / buoys)
     "tsunami": LDEnSFCase(
@@ -165,10 +170,15 @@ CASES = {
         # 64 trajectories, not 24: the held-out LDNet error 0.20 instead of 0.55 (train 0.22)
         # after as long a training (64 x 150 epochs, 24 x 400), the 2-D bump location needs
         # the coverage; the loss still falls at 150 epochs. Batches of one trajectory:
-        # 0.072 -> 0.049 (measured 2026-12-03, same cost)
-        quick=dict(N=32, n_train=64, n_test=4, n_saved=30, ldnet_epochs=200,
-                   ldnet_batch_size=1, n_points=128, hidden=64, encoder_epochs=80,
-                   encoder_hidden=32, n_noise_draws=2, localization_radius=8.0,
+        # 0.072 -> 0.049 (measured 2026-12-03, same cost). One Euler step per kept step
+        # and 64 points: 0.051 in 426 s on one thread (2026-12-06; with batches of 2 too,
+        # 0.069 in 282 s); 160 epochs, not 200, for the 10-minute budget (the quick run
+        # was 600 s with 200). The robustness sweep scores LD-EnSF alone (full-space
+        # filters 44 s a setting: the quick run was 1170 s)
+        quick=dict(N=32, n_train=64, n_test=4, n_saved=30, ldnet_epochs=160,
+                   ldnet_batch_size=1, ldnet_substeps=1, n_points=64, hidden=64,
+                   encoder_epochs=80, encoder_hidden=32, n_noise_draws=2,
+                   localization_radius=8.0, robustness_full_space=False,
                    data_options={"bump_width": 0.06})),
     # winds at the stations, as the Kolmogorov original observes (u, v)
     "shallow-water": LDEnSFCase(
@@ -182,8 +192,10 @@ CASES = {
         # the sweep scores LD-EnSF alone at the quick size: the full-space filters' 36
         # nonlinear sub-steps per observation for 80 members cost 130 s a setting, and
         # the sweep with them took the quick run to 772 s (measured 2026-12-03)
+        # one Euler step per kept step and 64 points: held-out LDNet error 0.0272 in 152 s
+        # on two threads (2026-12-06; 2 steps and 128 points: 0.027 in 305 s on one)
         quick=dict(N=32, n_train=48, n_test=4, n_saved=30, dt=600.0, save_every=36,
-                   n_latent=16, ldnet_epochs=160, n_points=128, hidden=64, encoder_epochs=80,
-                   encoder_hidden=32, n_noise_draws=2, localization_radius=8.0,
-                   robustness_full_space=False)),
+                   n_latent=16, ldnet_epochs=160, ldnet_substeps=1, n_points=64, hidden=64,
+                   encoder_epochs=80, encoder_hidden=32, n_noise_draws=2,
+                   localization_radius=8.0, robustness_full_space=False)),
 }
