@@ -13,7 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.closure.base import MEMBER_DIM, BaseClosure
-from xdyn.preprocessing.delay import delay_embedding, lagged_name
+from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lagged_name
 
 __all__ = ["ClosedModel"]
 
@@ -180,8 +180,8 @@ class ClosedModel(BaseEstimator):
         """A prefit closure must read what ``lags`` gives it: the state and its past."""
         if not isinstance(X, xr.Dataset):
             return
-        delayed = [v for v, var in X.data_vars.items() if self.sample_dim in var.dims]
-        expected = set(X.data_vars) | {lagged_name(v, lag) for v in delayed for lag in self.lags}
+        expected = set(X.data_vars) | {lagged_name(v, lag) for lag in self.lags
+                                       for v in delayed_variables(X, self.sample_dim)}
         names = set(self.closure.input_info_.names)
         if names != expected:
             raise ValueError(f"the prefit closure reads {sorted(names)}; with "

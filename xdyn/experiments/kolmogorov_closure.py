@@ -127,7 +127,6 @@ import dataclasses
 import time
 
 import joblib
-
 import numpy as np
 import xarray as xr
 

@@ -218,6 +218,18 @@ def _param_rel_error(estimate, true, per_trajectory):
     return err.mean(0) / np.abs(true).mean()
 
 
+def _small_grid(setup):
+    """One torch thread for the models on CPU-sized grids (N <= 64).
+
+    Their kernels (32 x 32 FFTs of 80 members) are too small to share; on the
+    shared 2-core machine two threads made one ensemble forecast of the
+    shallow-water filters 36-88 s instead of 1.0-1.4 s (measured 2026-12-02).
+    The LDNet's training and decoding keep the process's threads (thousands of
+    points through its MLP: 1.2x and 1.7x faster on two threads).
+    """
+    return threads_for(setup.N, limit=64)
+
+
 def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=False):
     """Run the comparison of ``setup.case`` (see the module docstring).
 
@@ -239,22 +251,6 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     >>> result = ldensf_experiment(setup)  # doctest: +SKIP
     >>> print(result.table)  # doctest: +SKIP
     """
-    return _run(setup, seed, device, progress)
-
-
-def _small_grid(setup):
-    """One torch thread for the models on CPU-sized grids (N <= 64).
-
-    Their kernels (32 x 32 FFTs of 80 members) are too small to share; on the
-    shared 2-core machine two threads made one ensemble forecast of the
-    shallow-water filters 36-88 s instead of 1.0-1.4 s (measured 2026-12-02).
-    The LDNet's training and decoding keep the process's threads (thousands of
-    points through its MLP: 1.2x and 1.7x faster on two threads).
-    """
-    return threads_for(setup.N, limit=64)
-
-
-def _run(setup, seed, device, progress):
     case = CASES[setup.case]
     t0 = time.perf_counter()
     with _small_grid(setup):

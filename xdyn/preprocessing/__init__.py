@@ -14,7 +14,7 @@ and the scikit-learn steps after it: only xdyn's transformers read labels, so
 :func:`delay_embedding` puts a state's past beside it as more variables.
 """
 
-from xdyn.preprocessing.delay import delay_embedding, lagged_name
+from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lagged_name
 from xdyn.preprocessing.scaling import StandardScaler
 from xdyn.preprocessing.spectral import LowPassFilter, split_scales
 from xdyn.preprocessing.stacking import (
@@ -40,6 +40,7 @@ __all__ = [
     "VARIABLE_COORD",
     "VariableLayout",
     "delay_embedding",
+    "delayed_variables",
     "flatten_variables",
     "lagged_name",
     "split_scales",

@@ -15,7 +15,7 @@ from numbers import Integral
 
 import xarray as xr
 
-__all__ = ["delay_embedding", "lagged_name"]
+__all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
 
 def lagged_name(name, lag):
@@ -27,6 +27,19 @@ def lagged_name(name, lag):
     'u_lag10'
     """
     return f"{name}_lag{lag}"
+
+
+def delayed_variables(data, dim="time"):
+    """The variables of ``data`` that :func:`delay_embedding` delays: those with ``dim``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"u": ("time", np.zeros(3)), "nu": ((), 0.1)})
+    >>> delayed_variables(ds)
+    ['u']
+    """
+    return [name for name, var in data.data_vars.items() if dim in var.dims]
 
 
 def delay_embedding(data, lags, dim="time"):
@@ -74,7 +87,7 @@ def delay_embedding(data, lags, dim="time"):
     if n <= longest:
         raise ValueError(f"a delay of {longest} steps needs more than {longest} along "
                          f"{dim!r}; the data have {n}")
-    delayed = [name for name, var in data.data_vars.items() if dim in var.dims]
+    delayed = delayed_variables(data, dim)
     if not delayed:
         raise ValueError(f"no variable of data has the dim {dim!r}")
     clash = [lagged_name(v, lag) for v in delayed for lag in lags
