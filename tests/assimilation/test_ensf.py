@@ -166,6 +166,20 @@ def test_closed_form_for_a_linear_operator_has_the_law_of_the_steps(integrator, 
     ref = ensf_analysis(x0, y @ Hm, lambda x: x, 0.3, generator=torch.Generator().manual_seed(4),
                         **kw)
     _within_se(ident[0], ref[0].mean(0), ref[0].var(0), inflate=math.sqrt(2.0))
+    # per-entry noise, one entry unobserved (NaN, infinite noise): that entry keeps the
+    # forecast's law; the sampler's composed coefficients are kept per noise, so a second
+    # noise in between must not leak into the third call
+    std5 = torch.tensor([0.3, 0.05, 1.0, math.inf, 0.3], dtype=D)
+    y5 = (y @ Hm).clone()
+    y5[:, 3] = math.nan
+    first = ensf_analysis(x0, y5, None, std5, generator=torch.Generator().manual_seed(3), **kw)
+    ref = ensf_analysis(x0, y5.nan_to_num(), lambda x: x, std5,  # the steps need a number
+                        generator=torch.Generator().manual_seed(4), **kw)
+    _within_se(first[0], ref[0].mean(0), ref[0].var(0), inflate=math.sqrt(2.0))
+    other = ensf_analysis(x0, y5, None, 10 * std5, generator=torch.Generator().manual_seed(3),
+                          **kw)
+    again = ensf_analysis(x0, y5, None, std5, generator=torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(again, first) and not torch.allclose(other, first)
     # with the steps (the Gaussian guidance) h=None is the identity too
     xa = ensf_analysis(x0[:, :2000], y @ Hm, None, 0.3, guidance="gaussian", n_pseudo_steps=10,
                        generator=torch.Generator().manual_seed(5))
