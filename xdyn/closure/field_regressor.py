@@ -13,6 +13,7 @@ models the law of what it leaves.
 
 from __future__ import annotations
 
+import contextlib
 from numbers import Integral, Real
 
 import numpy as np
@@ -143,7 +144,7 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
                               if isinstance(Y, xr.Dataset) else {})
         self.input_mean_, self.input_scale_ = _channel_moments(Xa)
         self.output_mean_, self.output_scale_ = _channel_moments(Ya)
-        self.net_ = XdynNet(
+        self.net_ = _FieldNet(
             PeriodicConvNet, module__in_channels=Xa.shape[1], module__out_channels=Ya.shape[1],
             module__hidden=self.hidden, module__n_layers=self.n_layers,
             module__kernel_size=self.kernel_size, optimizer=torch.optim.AdamW, lr=self.lr,
@@ -241,3 +242,14 @@ def _channel_moments(arr):
 
 def _standard(arr, mean, scale):
     return ((arr - mean[:, None, None]) / scale[:, None, None]).astype(np.float32)
+
+
+class _FieldNet(XdynNet):
+    """:class:`~xdyn.nn.XdynNet` on the process's threads: XdynNet keeps a small batch
+    on one thread by its weights times its batch size, but a convolution applies every
+    weight at every grid point (the quick Kolmogorov CNN: 4 ms a 32 x 32 field on one
+    core, compute-bound). Inside joblib's workers and dask's the process has one thread."""
+
+    def _threads(self):
+        return contextlib.nullcontext()
+

@@ -103,7 +103,9 @@ resolved forecast's past, and the context's before the first lead
 slow machine (528 s and 648 s with the mean model's answers shared between
 the closures and the longest closure fitted first; with the VAE and diffusion
 closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again, coverage 0.70 / 0.69
-/ 0.69, 678 s). Without the past: 0.127 / 0.123 / 0.131, coverage 0.69 / 0.67
+/ 0.69, 678 s; on 2026-12-06 537 s, and 521 s once the CNN evaluated its fields on
+both threads in the parent, 1.8x faster there, the same numbers to the digit). Without
+the past: 0.127 / 0.123 / 0.131, coverage 0.69 / 0.67
 / 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62, CRPS 0.053 / 0.043 /
 0.082 (487 s). Without the mean model, on the original's data (6 training
 trajectories of 800 snapshots on 64 x 64, the quick networks, the same 40000
