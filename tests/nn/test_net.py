@@ -270,3 +270,31 @@ def test_trained_on_cuda_predicts_on_cpu(data, tmp_path):
         assert unpickled.device_ == torch.device("cpu")
         for net in (cpu, unpickled):
             np.testing.assert_allclose(net.predict(X), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_small_batches_train_on_one_thread_unless_the_net_keeps_the_process_s(data):
+    # XdynNet runs a small MLP's batches on one torch thread (weights x batch below
+    # _SMALL_BATCH_WORK); a net whose weights act at every grid point of a sample
+    # (_keeps_process_threads) keeps the process's, and the setting is restored after
+    X, y = data
+    seen = {}
+
+    class Recorder(MLP):
+        def forward(self, x):
+            seen[type(net).__name__] = torch.get_num_threads()
+            return super().forward(x)
+
+    class Keeping(XdynNet):
+        _keeps_process_threads = True
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for cls in (XdynNet, Keeping):
+            net = cls(Recorder, module__in_features=3, module__out_features=1, max_epochs=1,
+                      batch_size=32, random_state=0)
+            net.fit(X, y)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"XdynNet": 1, "Keeping": 2}

@@ -80,6 +80,10 @@ class _AmortizedNet(XdynNet):
         super().__init__(module, *args, **kwargs)
         self.loss_kind = loss_kind
 
+    # the update convolves every member at every site (4 quick epochs on two threads:
+    # Lorenz-96 23.5 -> 20.7 s, KS 51.7 -> 41.1 s; the same weights)
+    _keeps_process_threads = True
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         background, analysis = y_pred
         y, mask = X["y"], X["mask"]

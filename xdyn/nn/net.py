@@ -413,9 +413,15 @@ class XdynNet(NeuralNet):
             torch.manual_seed(_derived_seed(seed, _EPOCH_STREAM, epoch))
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
+    # True in subclasses whose weights act at every grid point, site or member of a
+    # sample (convolutions, point decoders): weights x batch understates their work, and
+    # they keep the process's threads (one inside joblib's and dask's workers)
+    _keeps_process_threads = False
+
     def _threads(self):
         """One torch thread for small batches on a CPU (see ``_SMALL_BATCH_WORK``)."""
-        if getattr(self, "device_", torch.device("cpu")).type != "cpu":
+        if self._keeps_process_threads or \
+                getattr(self, "device_", torch.device("cpu")).type != "cpu":
             return contextlib.nullcontext()
         n_params = sum(
             p.numel() for name in self._modules for p in getattr(self, name + "_").parameters()

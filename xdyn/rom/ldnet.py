@@ -18,7 +18,6 @@ included, must be a function of the parameters.
 
 from __future__ import annotations
 
-import contextlib
 from numbers import Integral
 
 import numpy as np
@@ -450,11 +449,9 @@ class _LDNetNet(XdynNet):
         super().__init__(module, *args, **kwargs)
         self.n_points = n_points
 
-    def _threads(self):
-        # the process's thread count, not XdynNet's one thread for small batches: a batch
-        # of B trajectories decodes B x T x n_points points, whose matmuls share well (quick
-        # LD-EnSF sizes, two threads on the 2-core machine: 1.15-1.23x per training step)
-        return contextlib.nullcontext()
+    # a batch of B trajectories decodes B x T x n_points points, whose matmuls share well
+    # (quick LD-EnSF sizes, two threads on the 2-core machine: 1.15-1.23x per training step)
+    _keeps_process_threads = True
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         fields = X["fields"]                                     # (B, T, G, F)
