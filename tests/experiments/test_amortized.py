@@ -95,6 +95,21 @@ def test_tiny_run_results_summary_and_figures():
     plt.close("all")
 
 
+def test_parts_in_two_processes_equal_the_serial_run():
+    # each case's training and its baselines' tuning run as parallel jobs (run alone on a
+    # multi-core machine); every job seeds its own streams, so the scores are the serial
+    # run's (up to the rounding of a different thread count in the training)
+    import dataclasses
+
+    setup = dataclasses.replace(TINY, max_epochs=1)
+    serial, parallel = (amortized_experiment(dataclasses.replace(setup, n_jobs=n), seed=0,
+                                             progress=False).results for n in (1, 2))
+    np.testing.assert_allclose(parallel.analysis_rmse, serial.analysis_rmse, rtol=1e-4)
+    np.testing.assert_allclose(parallel.curve_valid_rmse, serial.curve_valid_rmse, rtol=1e-4)
+    assert parallel.attrs["tuned_params"] == serial.attrs["tuned_params"]
+    plt.close("all")
+
+
 def test_registered():
     for name in ("lorenz96-amortized", "lorenz96-misspecified"):
         assert "McCabe" in get_experiment(name).reference
@@ -107,7 +122,7 @@ def test_quick_run():
     # the learned filter must at least track the truth (well under climatology, ~3.6);
     # measured 2026-12-04 (sequences redrawn every epoch, early stopping): full 0.418,
     # every-4th 1.247 against 3D-Var's 0.559 and 2.029 (LETKF-10 0.302 and 0.792: the
-    # issue's targets stay missed)
+    # issue's targets stay missed); 2026-12-06, 70 epochs for the budget: 0.424, 1.252
     rmse = res.analysis_rmse.sel({"method": "amortized"})
     assert float(rmse.sel(case="full")) < 1.5
     assert (rmse < res.analysis_rmse.sel({"method": "3D-Var"})).all()
