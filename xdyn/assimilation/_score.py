@@ -29,6 +29,7 @@ assimilation cycle (``xdyn.assimilation.ensf`` and ``ldensf`` call it).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -136,20 +137,13 @@ def _kernel_coefficients(lam, K, eps, integrator):
     were most of a latent analysis (0.8 of 1.1 ms on 2026-12-06's 2-core machine).
     """
     lam64 = lam.detach().to("cpu", torch.float64).numpy()
-    key = (lam64.tobytes(), lam64.shape, int(K), float(eps), integrator)
-    out = _COEFFICIENTS.get(key)
-    if out is None:
-        out = _kernel_coefficients_np(lam64, int(K), float(eps), integrator)
-        if len(_COEFFICIENTS) >= 16:
-            _COEFFICIENTS.pop(next(iter(_COEFFICIENTS)))
-        _COEFFICIENTS[key] = out
+    out = _kernel_coefficients_np(lam64.tobytes(), lam64.shape, int(K), float(eps), integrator)
     return tuple(torch.tensor(v, device=lam.device) for v in out)  # copies: the cache stays
 
 
-_COEFFICIENTS: dict = {}
-
-
-def _kernel_coefficients_np(lam, K, eps, integrator):
+@functools.lru_cache(maxsize=16)
+def _kernel_coefficients_np(lam_bytes, shape, K, eps, integrator):
+    lam = np.frombuffer(lam_bytes).reshape(shape)
     dt = 1.0 / K
     t = (1.0 - dt * np.arange(K)).reshape((K,) + (1,) * lam.ndim)
     alpha = 1.0 - (1.0 - eps) * t
