@@ -163,6 +163,21 @@ def test_bench_da_without_dapper_says_so_and_fails(monkeypatch, capsys):
     _one_error_line(capsys, "DAPPER", "not installed", "[bench]")
 
 
+def test_bench_device_is_for_train_only(capsys):
+    assert main(["bench", "systems", "--device", "cpu"]) == 2
+    _one_error_line(capsys, "--device is for `xdyn bench train`")
+
+
+def test_bench_train_checks_the_device_first(monkeypatch, capsys):
+    import xdyn.bench_train
+
+    monkeypatch.setattr(xdyn.bench_train, "bench_train",
+                        lambda **kw: pytest.fail("ran on a device this machine lacks"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert main(["bench", "train", "--device", "cuda"]) == 2
+    _one_error_line(capsys, "--device")
+
+
 def test_console_script_is_installed():
     proc = subprocess.run([sys.executable, "-m", "xdyn.cli", "--help"], capture_output=True,
                           text=True, timeout=120)

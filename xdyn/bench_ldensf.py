@@ -67,9 +67,8 @@ def ldensf_step_times(setup, n_trajectories=1, n_steps=3, seed=0):
     from xdyn.assimilation._score import ensf_analysis
     from xdyn.experiments._ldensf_cases import CASES as SPECS
     from xdyn.experiments._ldensf_cases import _state_order
-    from xdyn.experiments.ldensf import joint_variant, sparse_observations
+    from xdyn.experiments.ldensf import joint_variant, make_ldnet, sparse_observations
     from xdyn.observe import GridPoints
-    from xdyn.rom import LDNet
 
     case = SPECS[setup.case]
     setup = dataclasses.replace(setup, n_train=2, n_test=int(n_trajectories),
@@ -79,10 +78,7 @@ def ldensf_step_times(setup, n_trajectories=1, n_steps=3, seed=0):
     obs_train = sparse_observations(train, setup, seed + 1)
     obs_test = sparse_observations(test, setup, seed + 2)
     one = dict(max_epochs=1, device="cpu", random_state=seed, progress=False)
-    ldnet = LDNet(setup.n_latent, parameters=list(case.parameters),
-                  reconstruction=setup.reconstruction, n_points=setup.n_points, batch_size=1,
-                  module__n_fourier=setup.n_fourier, module__reconstruction_hidden=setup.hidden,
-                  module__dynamics_hidden=setup.hidden, **one).fit(train)
+    ldnet = make_ldnet(setup, case.parameters, batch_size=1, **one).fit(train)
     filt = LDEnSF(ldnet, ObservationEncoder(hidden_size=setup.encoder_hidden, **one),
                   n_members=setup.n_members, n_pseudo_steps=setup.n_pseudo_steps,
                   integrator=setup.integrator, prefit_ldnet=True, random_state=seed)

@@ -22,6 +22,7 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
   xdyn report [DIR]
   xdyn data list | xdyn data fetch NAME
   xdyn bench systems | da | forecast | ldensf [--quick]
+  xdyn bench train [--quick] [--device D]     training steps of the learned families
 
 Results of `xdyn run NAME` go to DIR/NAME/ (DIR/NAME-quick/ with --quick):
 results.nc, summary.csv and the figures.
@@ -157,6 +158,9 @@ def _cmd_data(args):
 def _cmd_bench(args):
     from xdyn import bench
 
+    if args.what != "train" and args.device != "auto":
+        raise UsageError(f"--device is for `xdyn bench train`; `xdyn bench {args.what}` "
+                         "runs on the CPU")
     if args.what == "systems":
         print(bench.bench_systems(quick=args.quick))
         return 0
@@ -167,6 +171,11 @@ def _cmd_bench(args):
         from xdyn.bench_ldensf import bench_ldensf
 
         print(bench_ldensf(quick=args.quick))
+        return 0
+    if args.what == "train":
+        from xdyn.bench_train import bench_train
+
+        print(bench_train(quick=args.quick, device=check_device(args.device)))
         return 0
     if not bench.has_peer("dapper"):
         # the comparison runs on DAPPER's own truth and observations: nothing to run without it
@@ -229,8 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch: make them as tasks on a local dask cluster of N workers")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
-    p.add_argument("what", choices=["systems", "da", "forecast", "ldensf"])
+    p.add_argument("what", choices=["systems", "da", "forecast", "ldensf", "train"])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="auto",
+                   help="train: the torch device (default auto: a GPU when there is one)")
     p.set_defaults(func=_cmd_bench)
     return parser
 

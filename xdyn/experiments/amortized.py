@@ -48,7 +48,7 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register, 
 from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
 
-__all__ = ["AmortizedSetup", "make_twins", "every_kth_random",
+__all__ = ["AmortizedSetup", "make_twins", "make_amortized", "every_kth_random",
            "amortized_experiment"]
 
 REFERENCE_RMSE = {  # DAPPER cross-validated values quoted by McCabe & Brown (2021), perfect model
@@ -390,10 +390,18 @@ def _baselines(setup, obs, truth, burn_valid, burn_test, seed, progress):
     return out
 
 
-def _amortized(setup, obs, truth, burn_test, seed, device, progress):
+def make_amortized(setup, seed=0, device="cpu", burn_in=0.0):
+    """The experiment's :class:`~xdyn.assimilation.AmortizedAssimilator` for ``setup``, unfitted.
+
+    Examples
+    --------
+    >>> full, quick = make_amortized(AmortizedSetup()), make_amortized(AmortizedSetup.quick())
+    >>> full.hidden_size, quick.hidden_size, full.batch_size
+    (64, 16, 64)
+    """
     from xdyn.assimilation import AmortizedAssimilator
 
-    est = AmortizedAssimilator(
+    return AmortizedAssimilator(
         architecture=setup.architecture, n_members=setup.n_members,
         hidden_size=setup.hidden_size, mem_channels=setup.mem_channels,
         cov_band=setup.cov_band, tendency=setup.tendency, dropout=setup.dropout,
@@ -404,8 +412,12 @@ def _amortized(setup, obs, truth, burn_test, seed, device, progress):
         halve_every=setup.halve_every, early_stopping=setup.early_stopping,
         n_iter_no_change=setup.n_iter_no_change, clamp=setup.clamp, device=device,
         random_state=seed,
-        raise_on_divergence=False, return_ensemble=True,
-        burn_in=float(truth["valid"]["time"][min(99, setup.curve_times // 3)]))
+        raise_on_divergence=False, return_ensemble=True, burn_in=float(burn_in))
+
+
+def _amortized(setup, obs, truth, burn_test, seed, device, progress):
+    est = make_amortized(setup, seed, device,
+                         burn_in=truth["valid"]["time"][min(99, setup.curve_times // 3)])
     curve = obs["valid"].isel(time=slice(0, setup.curve_times))
     curve_truth = truth["valid"].isel(time=slice(0, setup.curve_times))
     _quiet(est.fit, obs["train"], validation=(curve, curve_truth))

@@ -76,7 +76,7 @@ from xdyn.experiments.catalogue import ExperimentResult, config_json, register
 from xdyn.observe import GridPoints, observe
 from xdyn.rom import LDNet
 
-__all__ = ["LDEnSFSetup", "calibrated_spread_scale", "ldensf_experiment",
+__all__ = ["LDEnSFSetup", "calibrated_spread_scale", "ldensf_experiment", "make_ldnet",
            "sparse_observations", "spread_skill"]
 
 @dataclasses.dataclass
@@ -230,6 +230,24 @@ def _small_grid(setup):
     return threads_for(setup.N, limit=64)
 
 
+def make_ldnet(setup, parameters, **kwargs):
+    """The experiment's :class:`~xdyn.rom.LDNet` for ``setup``, unfitted; ``kwargs`` override.
+
+    Examples
+    --------
+    >>> net = make_ldnet(LDEnSFSetup(), ["Re"], device="cpu")
+    >>> net.n_latent, net.batch_size, net.max_epochs, net.module__reconstruction_hidden
+    (9, 2, 1000, 128)
+    """
+    settings = dict(parameters=list(parameters), reconstruction=setup.reconstruction,
+                    n_points=setup.n_points, max_epochs=setup.ldnet_epochs,
+                    batch_size=setup.ldnet_batch_size, n_substeps=setup.ldnet_substeps,
+                    module__n_fourier=setup.n_fourier,
+                    module__reconstruction_hidden=setup.hidden,
+                    module__dynamics_hidden=setup.hidden)
+    return LDNet(setup.n_latent, **{**settings, **kwargs})
+
+
 def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=False):
     """Run the comparison of ``setup.case`` (see the module docstring).
 
@@ -268,12 +286,7 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     params = list(case.parameters)
 
     common = dict(device=device, random_state=seed, progress=progress)
-    ldnet = LDNet(setup.n_latent, parameters=params, reconstruction=setup.reconstruction,
-                  n_points=setup.n_points, max_epochs=setup.ldnet_epochs,
-                  batch_size=setup.ldnet_batch_size, n_substeps=setup.ldnet_substeps,
-                  module__n_fourier=setup.n_fourier,
-                  module__reconstruction_hidden=setup.hidden,
-                  module__dynamics_hidden=setup.hidden, **common)
+    ldnet = make_ldnet(setup, params, **common)
     encoder = ObservationEncoder(hidden_size=setup.encoder_hidden,
                                  max_epochs=setup.encoder_epochs, **common)
     t0 = time.perf_counter()
