@@ -277,7 +277,7 @@ def test_test_time_convolutions_match_the_modules():
         torch.manual_seed(1)
         want = block(z)
         torch.manual_seed(1)
-        assert torch.equal(update_nets._run(block, z, training=True), want)
+        assert torch.equal(update_nets._run(block, z), want)
 
     def by_modules(E):  # the forward written with the modules, as before
         B, m, n = E.shape
@@ -383,3 +383,35 @@ def test_network_without_the_tendency_never_evaluates_the_model(monkeypatch):
     an = _quiet_predict(without, obs)
     assert np.isfinite(an["x"].values).all()
     assert clone(without).get_params()["tendency"] is False
+
+
+def test_ensemble_dropout_keeps_the_members_apart_reproducibly(trained):
+    """Test-time dropout (the original's test loop): a draw per member and cycle from
+    random_state, so the members differ and a repeated predict is identical; the global torch
+    stream and the layers' modes are left as they were. Without it the update is
+    deterministic: two members that start equal stay equal."""
+    est, _, _ = trained
+    truth, obs = _twin(41, n_times=40)
+    start = np.repeat(est.system_.to_state(truth.isel(time=0)).numpy()[None], 6, 0)
+    rollout = est.net_.module_
+    layers = [m for m in rollout.modules() if isinstance(m, torch.nn.Dropout1d)]
+    was = rollout.training
+    kept = est.get_params()
+    outs = {}
+    try:
+        for flag in (True, False):
+            est.set_params(ensemble_dropout=flag, initial_ensemble=start, return_ensemble=True)
+            torch.manual_seed(123)
+            before = torch.rand(1)
+            torch.manual_seed(123)
+            a = _quiet_predict(est, obs)
+            assert torch.equal(torch.rand(1), before)  # predict drew from its own stream
+            assert layers and all(m.training == was for m in layers)
+            outs[flag] = (a, _quiet_predict(est, obs))
+    finally:
+        est.set_params(**kept)
+    a, b = outs[True]
+    np.testing.assert_array_equal(a["x"].values, b["x"].values)
+    assert float(a["x"].std("member").isel(time=slice(1, None)).min()) > 0
+    c, _ = outs[False]
+    np.testing.assert_allclose(c["x"].std("member").values, 0.0, atol=1e-5)

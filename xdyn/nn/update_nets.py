@@ -147,14 +147,14 @@ def _without_onednn():
         mkldnn.enabled = before
 
 
-def _run(layers, z, training):
+def _run(layers, z):
     """Apply a ``nn.Sequential`` of conv / LayerNorm / LeakyReLU / Dropout1d layers functionally.
 
     The same operations, in the same order, as calling the modules (so
     training draws the same dropout masks and every result is bit-identical),
     without the per-module call overhead, which on the small tensors of one
-    assimilation cycle costs as much as the arithmetic; dropout is skipped
-    outright at test time.
+    assimilation cycle costs as much as the arithmetic; a dropout layer not in
+    training mode is skipped outright.
     """
     for layer in layers:
         if isinstance(layer, nn.Conv1d):
@@ -164,7 +164,7 @@ def _run(layers, z, training):
         elif isinstance(layer, nn.LeakyReLU):
             z = F.leaky_relu(z, layer.negative_slope)
         elif isinstance(layer, nn.Dropout1d):
-            if training:
+            if layer.training:  # also at test time with AmortizedAssimilator(ensemble_dropout)
                 z = F.dropout1d(z, layer.p, True)
         else:
             z = layer(z)
@@ -252,10 +252,10 @@ class ConvEnsembleUpdate(nn.Module):
                            mask.reshape(B, 1, 1, n).expand(B, m, 1, n), *tend,
                            cov, memory], 2).reshape(B * m, -1, n)
         with _without_onednn() if self._small(B * m) else contextlib.nullcontext():
-            z = _run(self.scale_up, feats, self.training)
-            z = _run(self.block1, z, self.training) + z
-            z = _run(self.block2, z, self.training) + z
-            out = _run(self.readout, z, self.training)
+            z = _run(self.scale_up, feats)
+            z = _run(self.block1, z) + z
+            z = _run(self.block2, z) + z
+            out = _run(self.readout, z)
         adj, mem_in, gate, mem_gate = out.reshape(B, m, -1, n).split(
             [1, self.mem_channels, 1, self.mem_channels], 2)
         memory = torch.sigmoid(mem_gate) * memory + mem_in
