@@ -93,9 +93,14 @@ def timed_training_steps():
 
 
 # ---------------------------------------------------------------- the families
-# Each returns the short fit (a callable), the experiment's sizes in words, and
-# steps(items): steps per epoch for a number of training items (sequences,
-# windows, trajectories), with the items of the short fit and of the experiment.
+# Each returns _spec(...): the short fit (a callable), the experiment's sizes in words, the
+# batch size, the training items (samples, sequences, windows, trajectories) of the short
+# fit and of the experiment, and the experiment's epochs.
+
+def _spec(fit, sizes, batch_size, items, epochs):
+    return {"fit": fit, "sizes": f"{sizes}, batch {batch_size}",
+            "steps": lambda n: math.ceil(n / batch_size), "items": items, "epochs": epochs}
+
 
 def _neural_3dvar(quick, device, seed, n_batches):
     from xdyn.assimilation import NeuralVar3D
@@ -113,12 +118,9 @@ def _neural_3dvar(quick, device, seed, n_batches):
                       loss=setup.loss, n_rounds=1, max_epochs=1, batch_size=setup.batch_size,
                       initial_state=prior, initial_spread=setup.initial_std, device=device,
                       random_state=seed, module__hidden_size=setup.hidden_size)
-    return {"fit": lambda: est.fit(obs, train),
-            "sizes": f"GRU hidden {setup.hidden_size}, window {setup.window}, "
-                     f"batch {setup.batch_size}",
-            "steps": lambda items: math.ceil(items / setup.batch_size),
-            "items": (n_traj * per_traj, setup.n_train * per_traj),
-            "epochs": setup.max_epochs * setup.n_rounds}
+    return _spec(lambda: est.fit(obs, train),
+                 f"GRU hidden {setup.hidden_size}, window {setup.window}", setup.batch_size,
+                 (n_traj * per_traj, setup.n_train * per_traj), setup.max_epochs * setup.n_rounds)
 
 
 def _amortized(quick, device, seed, n_batches):
@@ -133,12 +135,10 @@ def _amortized(quick, device, seed, n_batches):
     n_short = setup.batch_size * n_batches
     est = make_amortized(setup, seed, device).set_params(
         n_sequences=n_short, max_epochs=1, early_stopping=False)
-    return {"fit": lambda: est.fit(obs),
-            "sizes": f"conv hidden {setup.hidden_size}, {setup.n_members} members x "
-                     f"{setup.n_sites} sites, sequences of {setup.seq_len}, "
-                     f"batch {setup.batch_size}",
-            "steps": lambda items: math.ceil(items / setup.batch_size),
-            "items": (n_short, S), "epochs": setup.max_epochs}
+    return _spec(lambda: est.fit(obs),
+                 f"conv hidden {setup.hidden_size}, {setup.n_members} members x "
+                 f"{setup.n_sites} sites, sequences of {setup.seq_len}", setup.batch_size,
+                 (n_short, S), setup.max_epochs)
 
 
 def _fields(n_traj, n_time, n, seed):
@@ -177,13 +177,11 @@ def _latent_rom(quick, device, seed, n_batches):
         return n_traj * ((n_time - length) // stride + 1)
 
     full = windows(config["n_train"] * setup.latent_symmetry_copies, config["n_snapshots"])
-    return {"fit": lambda: est.fit(data),
-            "sizes": f"POD {setup.latent_reducer_modes} -> {setup.latent_architecture} VAE "
-                     f"latent {setup.latent_n_latent}, transformer d {setup.latent_d_model}, "
-                     f"windows {setup.latent_seq_len}+{setup.latent_pred_horizon}, "
-                     f"batch {setup.latent_batch_size}",
-            "steps": lambda items: math.ceil(items / setup.latent_batch_size),
-            "items": (windows(2, n_time), full), "epochs": setup.latent_epochs}
+    return _spec(lambda: est.fit(data),
+                 f"POD {setup.latent_reducer_modes} -> {setup.latent_architecture} VAE latent "
+                 f"{setup.latent_n_latent}, transformer d {setup.latent_d_model}, windows "
+                 f"{setup.latent_seq_len}+{setup.latent_pred_horizon}",
+                 setup.latent_batch_size, (windows(2, n_time), full), setup.latent_epochs)
 
 
 def _ldnet(quick, device, seed, n_batches):
@@ -196,12 +194,10 @@ def _ldnet(quick, device, seed, n_batches):
     small = dataclasses.replace(setup, n_train=n_short, n_test=0, n_calibration=0)
     data = case.make_data(small, seed)
     est = make_ldnet(setup, case.parameters, max_epochs=1, device=device, random_state=seed)
-    return {"fit": lambda: est.fit(data),
-            "sizes": f"{setup.N}^2 grid, {setup.n_saved} kept steps x {setup.ldnet_substeps} "
-                     f"Euler, {setup.n_points} points, hidden {setup.hidden}, "
-                     f"batch {setup.ldnet_batch_size}",
-            "steps": lambda items: math.ceil(items / setup.ldnet_batch_size),
-            "items": (n_short, setup.n_train), "epochs": setup.ldnet_epochs}
+    return _spec(lambda: est.fit(data),
+                 f"{setup.N}^2 grid, {setup.n_saved} kept steps x {setup.ldnet_substeps} "
+                 f"Euler, {setup.n_points} points, hidden {setup.hidden}",
+                 setup.ldnet_batch_size, (n_short, setup.n_train), setup.ldnet_epochs)
 
 
 def _vgbdm(quick, device, seed, n_batches):
@@ -212,12 +208,10 @@ def _vgbdm(quick, device, seed, n_batches):
     n_short = setup.batch_size * n_batches
     data = make_data(setup, n_short, seed)
     est = _methods(setup, seed, device, False)["vgbdm"].set_params(max_epochs=1)
-    return {"fit": lambda: est.fit(data),
-            "sizes": f"{setup.system_kwargs.get('N', '')}^2 grid, hidden {setup.hidden}, "
-                     f"{setup.encoder} encoder, {setup.n_pairs} pairs, "
-                     f"batch {setup.batch_size}",
-            "steps": lambda items: math.ceil(items / setup.batch_size),
-            "items": (n_short, setup.n_train), "epochs": setup.epochs}
+    return _spec(lambda: est.fit(data),
+                 f"{setup.system_kwargs.get('N', '')}^2 grid, hidden {setup.hidden}, "
+                 f"{setup.encoder} encoder, {setup.n_pairs} pairs", setup.batch_size,
+                 (n_short, setup.n_train), setup.epochs)
 
 
 _BUILDERS = {"neural-3dvar": _neural_3dvar, "amortized": _amortized,
