@@ -64,7 +64,7 @@ def timed_training_steps():
     >>> X, y = np.zeros((10, 2), "float32"), np.zeros((10, 1), "float32")
     >>> with timed_training_steps() as steps:
     ...     _ = net.fit(X, y)
-    >>> len(steps), steps[0][0]  # 3 batches a epoch, 2 epochs
+    >>> len(steps), steps[0][0]  # 3 batches an epoch, 2 epochs
     (6, 'XdynNet')
     """
     from xdyn.nn import XdynNet
