@@ -27,7 +27,7 @@ LAYERS = [
     {"nn"},
     {"assimilation", "rom", "closure", "forecast"},
     {"accessor", "experiments", ""},
-    {"bench", "bench_kolsol", "bench_ldensf", "bench_sweep"},
+    {"bench", "bench_kolsol", "bench_ldensf", "bench_sweep", "bench_train"},
     {"cli"},
 ]
 LAYER = {family: level for level, families in enumerate(LAYERS) for family in families}

@@ -278,9 +278,11 @@ def bench_train(quick: bool = False, device: str = "auto", families=FAMILIES) ->
 
     Examples
     --------
-    A benchmark, not a test: minutes at the full sizes (shown, not run):
+    One family at its CPU-sized setup (seconds; all five at the full sizes take minutes):
 
-    >>> print(bench_train(quick=True, device="cpu"))  # doctest: +SKIP
+    >>> out = bench_train(quick=True, device="cpu", families=("neural-3dvar",))
+    >>> out.splitlines()[2].split()[0], "training h" in out
+    ('neural-3dvar', True)
     """
     from xdyn.bench import _load_line
     from xdyn.experiments.catalogue import peak_memory_mb
