@@ -80,6 +80,9 @@ def test_quick_run():
     result = get_experiment("ks-amortized").func(quick=True, progress=False)
     res = result.results
     assert list(res["method"].values) == ["amortized", "EnKF-10", "LETKF-10", "3D-Var"]
-    assert float(res.analysis_rmse.sel({"case": "full", "method": "amortized"})) < 0.6
+    amortized = float(res.analysis_rmse.sel({"case": "full", "method": "amortized"}))
+    assert amortized < 0.6
     assert float(res.analysis_rmse.sel({"case": "full", "method": "LETKF-10"})) < 0.6
+    # 2026-12-06 with ensemble_dropout: 0.541, spread 0.399 (2e-7 without: collapsed)
+    assert float(res.spread.sel({"case": "full", "method": "amortized"})) > 0.3 * amortized
     plt.close("all")
