@@ -50,7 +50,7 @@ from xdyn.assimilation._neural_var_data import aligned_truth
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.nn import LRScheduler, best_epoch, keep_best
-from xdyn.nn.net import _cuda_devices
+from xdyn.nn.net import _seeded_torch
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
 from xdyn.systems.climatology import climatological_sample
@@ -438,8 +438,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
                     layer.train()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         try:
-            with torch.random.fork_rng(devices=_cuda_devices()):
-                torch.manual_seed(seed)
+            with _seeded_torch(seed):
                 return super().predict(obs)
         finally:
             rollout.train(was_training)

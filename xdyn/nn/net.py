@@ -58,9 +58,19 @@ _SMALL_BATCH_WORK = 20_000_000
 
 
 def _cuda_devices() -> list[int]:
-    # fork_rng must save/restore the CUDA generators too when they exist:
-    # torch.manual_seed seeds them as well
     return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int):
+    """torch's global streams seeded with ``seed`` inside, and restored on exit.
+
+    fork_rng must save/restore the CUDA generators too when they exist:
+    torch.manual_seed seeds them as well.
+    """
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        torch.manual_seed(seed)
+        yield
 
 
 def _cast(data, dtype: torch.dtype, np_dtype, device=None):
@@ -371,8 +381,7 @@ class XdynNet(NeuralNet):
         if seed is None:
             super().initialize_module()
         else:
-            with torch.random.fork_rng(devices=_cuda_devices()):
-                torch.manual_seed(_derived_seed(seed, _INIT_STREAM))
+            with _seeded_torch(_derived_seed(seed, _INIT_STREAM)):
                 super().initialize_module()
         for name in self._modules:
             getattr(self, name + "_").to(self.dtype_)
@@ -409,8 +418,7 @@ class XdynNet(NeuralNet):
         # the epoch number counts loaded history too, so a resumed run draws
         # epoch k's shuffle and dropout from the same stream as an uninterrupted one
         epoch = len(self.history)
-        with torch.random.fork_rng(devices=_cuda_devices()), self._threads():
-            torch.manual_seed(_derived_seed(seed, _EPOCH_STREAM, epoch))
+        with _seeded_torch(_derived_seed(seed, _EPOCH_STREAM, epoch)), self._threads():
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     # True in subclasses whose weights act at every grid point, site or member of a
