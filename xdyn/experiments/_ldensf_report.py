@@ -121,6 +121,11 @@ def table(res):
         lines.append(f"{m:<22}{float(c.field_rel_rmse):>15.3f}{float(c.latent_rel_error):>15.3f}"
                      f"{errs}{float(w.sel(part='dynamics')):>14.2e}"
                      f"{float(w.sel(part='analysis')):>19.2e}")
+    if "letkf_inflation" in res.attrs:
+        tuned = "tuned on held-out flows" if res.attrs.get("letkf_tuning", "{}") != "{}" \
+            else "not tuned"
+        lines.append(f"LETKF inflation {res.attrs['letkf_inflation']:g}, localization radius "
+                     f"{res.attrs['letkf_localization_radius']:g} ({tuned})")
     spread = res.parameter_rel_spread.isel(time=-1)
     lines.append("LD-EnSF relative parameter spread (last step): " + ", ".join(
         f"{p} {float(spread.sel(parameter=p)):.3f}" for p in params))
