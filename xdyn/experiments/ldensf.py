@@ -496,12 +496,18 @@ def tune_letkf(setup, flows, seed, fields):
         return setup, {}
     flows = flows.isel(trajectory=slice(0, n))
     obs = sparse_observations(flows, setup, 4000 + seed)
+    # one system and start for the whole grid: the system keeps the climatological pool
+    # the lost-track monitor builds on the first run
+    full, plain = _filter_kwargs(setup, flows, seed), _plain(obs)
     scores = {}
     with _small_grid(setup):
         for inflation, radius in grid:
             trial = dataclasses.replace(setup, letkf_inflations=(inflation,),
                                         localization_radius=radius)
-            an = _letkf(trial, flows, obs, seed, fields)
+            try:
+                an = _letkf(trial, full).fit(plain).predict(plain)[fields]
+            except Exception:  # noqa: BLE001 - a configuration that fails is not chosen
+                an = _failed(flows, obs, fields)
             rel = field_rel_rmse({"LETKF": an}, flows, fields, ["LETKF"]).mean("variable")
             score = float(rel.isel(time=slice(1, None)).mean())
             scores[f"{inflation:g}/{radius:g}"] = score if np.isfinite(score) else np.inf
@@ -520,15 +526,21 @@ def _filter_kwargs(setup, test, seed):
                 random_state=seed, **start)
 
 
-def _letkf(setup, test, obs, seed, fields):
-    """The LETKF's analysed ``fields`` over ``obs`` (NaN where it fails)."""
-    est = LETKF(localization_radius=setup.localization_radius,
-                inflation=setup.letkf_inflations[0], **_filter_kwargs(setup, test, seed))
-    plain = obs.drop_vars([c for c in ("x", "y") if c in obs.coords])
-    try:
-        return est.fit(plain).predict(plain)[fields]
-    except Exception:  # noqa: BLE001 - a configuration that fails is simply not chosen
-        return xr.full_like(test[fields].sel(time=obs["time"].values), np.nan)
+def _letkf(setup, full):
+    """The full-space LETKF at ``setup``'s inflation (the first of ``letkf_inflations``)
+    and localization radius, with the filters' shared arguments ``full``."""
+    return LETKF(localization_radius=setup.localization_radius,
+                 inflation=setup.letkf_inflations[0], **full)
+
+
+def _plain(obs):
+    """``obs`` without the physical x/y coords: the operator's are grid indices."""
+    return obs.drop_vars([c for c in ("x", "y") if c in obs.coords])
+
+
+def _failed(test, obs, fields):
+    """The analysis of a filter that failed: NaN at the observation times."""
+    return xr.full_like(test[fields].sel(time=obs["time"].values), np.nan)
 
 
 def full_space_filters(setup, test, obs, seed, fields):
@@ -544,12 +556,10 @@ def _full_space_filters(setup, test, obs, seed, fields):
     state0 = full.get("initial_state", full.get("initial_ensemble", [None])[0])
     dyn = _dynamics_time(full["system"], np.asarray(state0), setup, len(test["trajectory"]))
     analyses, walls = {}, {}
-    # without the physical x/y obs coords: the operator's are grid indices
-    plain = obs.drop_vars([c for c in ("x", "y") if c in obs.coords])
+    plain = _plain(obs)
     for name, est in (("EnSF", EnSF(n_pseudo_steps=setup.n_pseudo_steps,
                                     integrator=setup.integrator, **full)),
-                      ("LETKF", LETKF(localization_radius=setup.localization_radius,
-                                      inflation=setup.letkf_inflations[0], **full))):
+                      ("LETKF", _letkf(setup, full))):
         t0 = time.perf_counter()
         try:
             est.fit(plain)
@@ -559,7 +569,7 @@ def _full_space_filters(setup, test, obs, seed, fields):
             t0 = time.perf_counter()
             analyses[name] = est.predict(plain)[fields]
         except Exception as exc:  # a failed filter is a row, not a crash
-            analyses[name] = xr.full_like(test[fields].sel(time=obs["time"].values), np.nan)
+            analyses[name] = _failed(test, obs, fields)
             print(f"{name} failed: {exc}")
         per_step = (time.perf_counter() - t0) / n_steps
         # a filter that went non-finite stops analysing: its time is no analysis time
