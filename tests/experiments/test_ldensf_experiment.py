@@ -99,7 +99,8 @@ def test_quick_run_ldensf_beats_the_full_space_ensf(quick_result):
                    "the original's 150 x 150)", strict=False)
 def test_quick_run_ldensf_beats_letkf(quick_result):
     mean = quick_result.mean("time").field_rel_rmse
-    assert float(mean.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]).min()) < float(
+    # the original's LD-EnSF, and the joint variant (which beat the untuned LETKF here)
+    assert float(mean.sel(assimilator=["LD-EnSF", "LD-EnSF joint"]).max()) < float(
         mean.sel(assimilator="LETKF"))
 
 
