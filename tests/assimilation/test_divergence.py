@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 
 from xdyn import DivergenceError
-from xdyn.assimilation import (EnKF, ExtendedKalmanFilter, OptimalInterpolation,
-                               ParticleFilter, Var3D)
+from xdyn.assimilation import (EnKF, ExtendedKalmanFilter, LostTrackMonitor,
+                               OptimalInterpolation, ParticleFilter, Var3D)
 from xdyn.assimilation.base import LostTrackWarning
 from xdyn.observe import observe
 from xdyn.systems import Lorenz63, Lorenz96
+from xdyn.systems.climatology import pool_variance_drift
+
+from .conftest import DampedRotation
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +77,29 @@ def test_absurd_inflation_never_leaks_a_linalg_error(every4th, est):
         warnings.simplefilter("ignore", RuntimeWarning)  # numpy overflow on the way
         an = est.set_params(raise_on_divergence=False).fit(obs).predict(obs)
     assert an.attrs["lost_track"] == 1 or an.attrs["diverged"] == 1
-    # flagged in the output, not only in the attrs. Not necessarily at the end: the ExtKF
-    # with inflation 1e6 (RMSE 4.4-6.4 at the end, worse than climatology) was flagged at
-    # cycles 47-78, then its misfit at the observed sites fell back to 0.30-0.36 of the
-    # climatological variance (threshold 0.5) on one machine (2026-12-06), above it to the
-    # end on another: the monitor reads the observed sites only, and its huge values sit
-    # at the unobserved ones
-    assert an["lost"].any()
+    # flagged in the output, not only in the attrs, to the end: the ExtKF with inflation 1e6
+    # (RMSE 4.4-6.4, worse than climatology) had its observed-site misfit fall back to
+    # 0.30-0.36 of the climatological variance (threshold 0.5) after cycle 78 on one machine
+    # (2026-12-06), while it reached 52 at unobserved sites; the analysis' distance from
+    # the climatological mean (2.5-4.2 climatological variances, no attractor state above
+    # 1.38) keeps it flagged
+    assert an["lost"].any() and bool(an["lost"][-1])
+
+
+def test_a_filter_wild_only_where_nothing_is_observed_is_flagged(every4th):
+    """The off-attractor statistic alone (the misfit ratio switched off) catches the
+    ExtKF with inflation 1e6, and says so."""
+    system, truth, obs = every4th
+    est = ExtendedKalmanFilter(system=system, inflation=1e6, random_state=0,
+                               initial_state=system.to_state(truth.isel(time=0)).numpy())
+    monitor = LostTrackMonitor(raise_on_divergence=False, threshold=np.inf)
+    with pytest.warns(LostTrackWarning, match="off the attractor"):
+        an = est.fit(obs).predict(obs, callbacks=[monitor])
+    lost = an["lost"].values
+    first = int(np.argmax(lost))
+    assert an.attrs["lost_track"] == 1 and first > 0 and lost[first:].all()
+    assert float(monitor.distance[-1]) > monitor.state_limit
+    assert 1.0 < monitor.state_limit < 2.0
 
 
 def test_particle_filter_with_collapsed_weights_is_flagged():
@@ -140,3 +159,38 @@ def test_noise_above_the_climatological_spread_is_no_false_alarm():
     bad = EnKF(system=system, n_members=2, random_state=0, return_ensemble=False)
     with pytest.raises(DivergenceError, match="lost track"):
         bad.fit(obs).predict(obs)
+
+
+def test_a_linear_damped_system_is_no_false_alarm():
+    """A damped rotation has no invariant measure (its pool of states keeps shrinking):
+    the monitor stands aside, and the Kalman filter that tracks it over 100 cycles is
+    not flagged (the misfit ratio, in units of that pool's variance, flagged it at
+    time 19.5 before)."""
+    system = DampedRotation()
+    truth = system.simulate(n_steps=500, x0=np.array([2.0, 0.0]))
+    obs = observe(truth, "a", noise_std=0.5, every=5, random_state=0)
+    assert pool_variance_drift(system, 0.1) < 0.5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LostTrackWarning)
+        an = ExtendedKalmanFilter(system=system, inflation=1.5, initial_state=[1.0, 1.0],
+                                  initial_spread=2.0).fit(obs).predict(obs)
+    assert an.attrs["lost_track"] == 0 and not an["lost"].any()
+
+
+def test_following_observations_off_the_attractor_is_no_false_alarm():
+    """A truth more energetic than the model (Lorenz-96 at F = 12, the model at 8): the
+    analysis sits beyond every state of the model's pool, as the observations do, and
+    the filter that follows them is not lost."""
+    model = Lorenz96()
+    truth = Lorenz96(F=12.0).simulate(n_steps=300, dt=0.05, burn_in=10.0, random_state=5)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=6)
+    monitor = LostTrackMonitor()
+    an = EnKF(system=model, n_members=40, inflation=1.2, random_state=0,
+              return_ensemble=False).fit(obs).predict(obs, callbacks=[monitor])
+    assert an.attrs["lost_track"] == 0 and not an["lost"].any()
+    # what stood aside: the analysis is off the model's attractor ...
+    assert np.median(monitor._distances[150:]) > monitor.state_limit
+    # ... not further than the observations
+    assert np.median(monitor._obs_distances[150:]) > monitor.state_limit
+    rmse = np.sqrt(((an.x.values - truth.x.values)**2).mean(-1))[100:].mean()
+    assert rmse < 1.0  # and it does follow the truth (the noise std is 1)

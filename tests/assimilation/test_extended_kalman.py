@@ -13,32 +13,8 @@ from xdyn.assimilation.extended_kalman import ExtendedKalmanFilter
 from xdyn.systems.tangent import forecast_with_jacobian
 from xdyn.observe import Squared, observe
 from xdyn.systems import Lorenz63, Lorenz96
-from xdyn.systems.base import DynamicalSystem, StateVariable
 
-from .conftest import initial_state
-
-
-class DampedRotation(DynamicalSystem):
-    """A linear system: the EKF must equal the Kalman filter exactly."""
-
-    name = "damped_rotation"
-    default_dt = 0.1
-
-    def __init__(self, omega=1.0, damping=0.05, dtype="float64", device="cpu"):
-        self.omega = omega
-        self.damping = damping
-        self.dtype = dtype
-        self.device = device
-
-    def _variables(self):
-        return [StateVariable("a", attrs={"units": "1"}), StateVariable("b", attrs={"units": "1"})]
-
-    def rhs(self, t, x):
-        A = self.as_tensor([[-self.damping, self.omega], [-self.omega, -self.damping]])
-        return x @ A.T
-
-    def random_initial_state(self, n, random_state=None):
-        return np.random.RandomState(random_state).normal(size=(n, 2))
+from .conftest import DampedRotation, initial_state
 
 
 def test_ekf_equals_kalman_filter_on_a_linear_system():

@@ -1,6 +1,5 @@
 """NeuralVar3D: learning happens, no leakage, sklearn round trips, clear errors."""
 
-import io
 import pickle
 
 import numpy as np

@@ -20,7 +20,8 @@ import torch
 import xarray as xr
 from sklearn.utils import check_random_state
 
-__all__ = ["estimate_climatology", "climatological_sample", "climatological_pool"]
+__all__ = ["estimate_climatology", "climatological_sample", "climatological_pool",
+           "pool_variance_drift"]
 
 _FREE_RUN_TRAJECTORIES = 10   # independent free runs integrated in one batched call
 _FREE_RUN_BURN_IN = 10.0      # model time discarded to reach the attractor
@@ -35,6 +36,7 @@ _POOL_SPIN_UP = 40.0
 # from the small seeds of twin experiments, so no pool state is a truth's start.
 _POOL_SEED = 2_026_120_211
 _POOLS: dict = {}
+_POOL_DRIFTS: dict = {}  # pool variance over its variance 10 time units earlier
 
 
 def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_state=None):
@@ -168,21 +170,50 @@ def climatological_pool(system, dt=None, min_size=None) -> np.ndarray:
     return _pool(system, dt, 0 if min_size is None else int(min_size))
 
 
-def _pool(system, dt, n_members) -> np.ndarray:
+def pool_variance_drift(system, dt=None) -> float:
+    """How much the pool's variance still moved over the last quarter of its spin-up.
+
+    The ratio of the mean variance (over entries) of :func:`climatological_pool`
+    to that of the same free runs 10 model time units earlier (after 30 of
+    their 40): near 1 where the runs reached an invariant measure (Lorenz-63
+    and -96 within a few percent, Kuramoto-Sivashinsky's 1.11 still growing
+    into it), far from it for a system that has none (a damped linear system's
+    states keep shrinking, as ``exp(-2 * damping * 10)``).
+
+    Examples
+    --------
+    >>> from xdyn.systems import Lorenz96
+    >>> 0.8 < pool_variance_drift(Lorenz96()) < 1.25
+    True
+    """
+    _pool(system, dt, 0)
+    return _POOL_DRIFTS[_pool_key(system, dt)]
+
+
+def _pool_key(system, dt):
     dt = float(system.default_dt if dt is None else dt)
-    key = (type(system).__name__, json.dumps(system.describe(), sort_keys=True, default=str),
-           dt, str(system.torch_dtype))
+    return (type(system).__name__, json.dumps(system.describe(), sort_keys=True, default=str),
+            dt, str(system.torch_dtype))
+
+
+def _pool(system, dt, n_members) -> np.ndarray:
+    key = _pool_key(system, dt)
+    dt = key[2]
     pool = _POOLS.get(key)
     if pool is None or len(pool) < n_members:
         size = max(_POOL_SIZE if system.n_state <= 1000 else 64, n_members)
+        n_steps = int(round(_POOL_SPIN_UP / dt))
         with torch.no_grad():
             x = system.as_tensor(system.random_initial_state(size, _POOL_SEED))
-            x = system.forecast(x, dt, int(round(_POOL_SPIN_UP / dt)))
+            x = system.forecast(x, dt, 3 * n_steps // 4)
+            before = float(x.reshape(size, -1).var(0).mean())
+            x = system.forecast(x, dt, n_steps - 3 * n_steps // 4)
         pool = x.reshape(size, -1).cpu().numpy().astype(float)
         if not np.all(np.isfinite(pool)):
             raise ValueError(f"the free run of {type(system).__name__} became non-finite; "
                              "reduce dt")
         _POOLS[key] = pool
+        _POOL_DRIFTS[key] = float(pool.var(0).mean()) / before if before > 0 else np.nan
     return pool
 
 
