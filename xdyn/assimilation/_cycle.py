@@ -461,11 +461,15 @@ class LostTrackMonitor(CycleCallback):
                            and float(self.state_var) > 0 and float(self.clim_obs.min()) > 0
                            and _DRIFT_BAND[0] < drift < _DRIFT_BAND[1])
         if self.active:
-            # entries that vary on the attractor (a constant entry has no scale to judge by)
-            var = pool.var(0)
-            self.varying = var > 1e-12 * var.max()
-            self.clim_mean, self.clim_var = pool.mean(0), var.clamp_min(1e-300)
-            self.state_limit = float(self._distance(pool).max())
+            # entries that vary on the attractor (a constant entry has no scale to judge by);
+            # in float64 numpy: a small state's distance costs microseconds, not torch calls
+            var = pool.var(0).double().cpu().numpy()
+            varying = var > 1e-12 * var.max()
+            self._clim_mean = pool.mean(0).double().cpu().numpy()
+            # the mean over varying entries of the squared anomaly over the variance: one dot
+            self._clim_weights = np.where(varying, 1.0 / np.maximum(var, 1e-300), 0.0)
+            self._clim_weights /= varying.sum()
+            self.state_limit = float(self._distance(pool.double().cpu().numpy()).max())
         self.ratio = [None] * n    # trailing decision statistic per time
         # the judged ratio per time (background misfit, or analysis spread without a
         # forecast background) in one float64 array, so that each cycle's trailing median
@@ -474,9 +478,12 @@ class LostTrackMonitor(CycleCallback):
         self._present = np.zeros(n, dtype=bool)
         self._distances = np.zeros((n,) + tuple(ctx.batch_shape))
         self._has_distance = np.zeros(n, dtype=bool)
-        self._obs_distances = np.zeros((n,) + tuple(ctx.batch_shape))
-        self._has_obs_distance = np.zeros(n, dtype=bool)
+        # above[k]: the distance at k exceeds every pool state's (somewhere in the batch);
+        # their count tells, without a median, whether the trailing median can
+        self._above = np.zeros(n, dtype=bool)
         self.distance = [None] * n  # trailing median of the analysis' climatological distance
+        if self.active:
+            self._obs_distances, self._has_obs_distance = self._observation_distances(ctx)
         self.lost = np.zeros((n,) + ctx.batch_shape, dtype=bool)
         self.lost_time = None
         self.uses_background = estimator._uses_forecast_background()
@@ -498,20 +505,27 @@ class LostTrackMonitor(CycleCallback):
         for k, (mean, _, std) in zip(step.ks, step.summaries()):
             if not self.uses_background and std is not None:
                 self._record(k, (std**2).mean(-1) / self.state_var)
-            self._distances[k] = self._distance(mean).double().cpu().numpy()
+            d = self._distance(mean.detach().double().cpu().numpy())
+            self._distances[k] = d
             self._has_distance[k] = True
-            m = step.ctx.mask[k]
-            if bool(m.any()):
-                # the observations' own distance (beyond their noise): are they on the attractor?
-                excess = (step.ctx.y[k] - self.clim_obs_mean)[..., m]**2 - self.obs_var[m]
-                value = (excess / self.clim_obs[m]).mean(-1)
-                self._obs_distances[k] = value.double().cpu().numpy()
-                self._has_obs_distance[k] = True
+            self._above[k] = d.max() > self.state_limit
         self._judge(step.ctx, step.ks[-1], final=False)
 
     def _distance(self, x):
         """Mean squared anomaly from the climatological mean, in climatological variances."""
-        return ((x - self.clim_mean)**2 / self.clim_var)[..., self.varying].mean(-1)
+        z = x - self._clim_mean
+        return np.square(z, out=z) @ self._clim_weights
+
+    def _observation_distances(self, ctx):
+        """The observations' own distance per time (beyond their noise, in observation
+        space): are they on the attractor? All times at once."""
+        m = ctx.mask                                                    # (T, p)
+        mb = m.reshape(m.shape[:1] + (1,) * len(ctx.batch_shape) + m.shape[1:])
+        excess = (ctx.y - self.clim_obs_mean)**2 - self.obs_var
+        z = torch.where(mb, excess / self.clim_obs, torch.zeros_like(excess))
+        count = m.sum(-1).reshape((-1,) + (1,) * len(ctx.batch_shape))
+        value = z.sum(-1) / count.clamp_min(1)
+        return value.double().cpu().numpy(), m.any(-1).cpu().numpy()
 
     def _record(self, k, value):
         self._series[k] = value.double().cpu().numpy()
@@ -534,8 +548,15 @@ class LostTrackMonitor(CycleCallback):
         if k + 1 < self.min_cycles and not final:
             return
         ratio = self._trailing_median(self._series, self._present, k)
-        distance = self._trailing_median(self._distances, self._has_distance, k)
-        obs_distance = self._trailing_median(self._obs_distances, self._has_obs_distance, k)
+        distance = obs_distance = None
+        start = max(k + 1 - self.window, (k + 1) // 2)
+        n_judged = int(self._has_distance[start:k + 1].sum())
+        # the lower median of n values exceeds the limit only if n - (n - 1) // 2 of them do:
+        # only then is it computed
+        n_above = int(self._above[start:k + 1].sum())
+        if n_judged and n_above >= n_judged - (n_judged - 1) // 2:
+            distance = self._trailing_median(self._distances, self._has_distance, k)
+            obs_distance = self._trailing_median(self._obs_distances, self._has_obs_distance, k)
         if distance is not None and obs_distance is not None:
             # off the attractor, and well further off than the observations: a filter that
             # follows observations off it (a truth more energetic than a misspecified
