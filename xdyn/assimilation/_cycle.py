@@ -447,7 +447,8 @@ class LostTrackMonitor(CycleCallback):
         self.active = True
         try:
             pool = ctx.system.as_tensor(climatological_pool(ctx.system, ctx.dt))
-            self.state_var = pool.var(0).mean()
+            pool_var = pool.var(0)
+            self.state_var = pool_var.mean()
             h_pool = ctx.h(pool)
             self.clim_obs, self.clim_obs_mean = h_pool.var(0), h_pool.mean(0)  # (p,)
             self.obs_var = ctx.obs_variance                             # (p,)
@@ -463,7 +464,7 @@ class LostTrackMonitor(CycleCallback):
         if self.active:
             # entries that vary on the attractor (a constant entry has no scale to judge by);
             # in float64 numpy: a small state's distance costs microseconds, not torch calls
-            var = pool.var(0).double().cpu().numpy()
+            var = pool_var.double().cpu().numpy()
             varying = var > 1e-12 * var.max()
             self._clim_mean = pool.mean(0).double().cpu().numpy()
             # the mean over varying entries of the squared anomaly over the variance: one dot
@@ -481,7 +482,9 @@ class LostTrackMonitor(CycleCallback):
         # above[k]: the distance at k exceeds every pool state's (somewhere in the batch);
         # their count tells, without a median, whether the trailing median can
         self._above = np.zeros(n, dtype=bool)
-        self.distance = [None] * n  # trailing median of the analysis' climatological distance
+        # the judged off-attractor statistic per time: the trailing median of the analysis'
+        # climatological distance, 0 where the observations sit as far off (None: not judged)
+        self.distance = [None] * n
         if self.active:
             self._obs_distances, self._has_obs_distance = self._observation_distances(ctx)
         self.lost = np.zeros((n,) + ctx.batch_shape, dtype=bool)
@@ -531,8 +534,12 @@ class LostTrackMonitor(CycleCallback):
         self._series[k] = value.double().cpu().numpy()
         self._present[k] = True
 
+    def _window_start(self, k):
+        """First time of the window judged at ``k``: never in the first half of the run."""
+        return max(k + 1 - self.window, (k + 1) // 2)
+
     def _trailing_median(self, series, present, k):
-        start = max(k + 1 - self.window, (k + 1) // 2)
+        start = self._window_start(k)
         vals = series[start:k + 1][present[start:k + 1]]
         if not len(vals) or np.isnan(vals).any():
             return None  # nothing to judge yet; a NaN is the divergence monitor's business
@@ -549,7 +556,7 @@ class LostTrackMonitor(CycleCallback):
             return
         ratio = self._trailing_median(self._series, self._present, k)
         distance = obs_distance = None
-        start = max(k + 1 - self.window, (k + 1) // 2)
+        start = self._window_start(k)
         n_judged = int(self._has_distance[start:k + 1].sum())
         # the lower median of n values exceeds the limit only if n - (n - 1) // 2 of them do:
         # only then is it computed
