@@ -331,6 +331,21 @@ def test_relative_errors_hand_computed_and_per_variable():
     assert set(out.data_vars) == {"a", "b"} and out.a.attrs["units"] == "1"
 
 
+def test_relative_errors_nan_forecast_is_nan_and_missing_truth_is_skipped():
+    # xarray's sums skip NaN: a forecast that diverged to NaN used to score 0, the best
+    y = xr.DataArray([[1.0, -2.0], [2.0, 1.0]], dims=("time", "x"))
+    mu = y + xr.DataArray([[0.5, 0.0], [-0.5, 1.0]], dims=("time", "x"))
+    for score in (metrics.relative_l1, metrics.relative_l2):
+        assert np.isnan(float(score(mu * np.nan, y)))
+        per_time = score(mu.where(mu.time == 1), y, dim="x")  # NaN at time 0 only
+        assert np.isnan(per_time[0]) and float(per_time[1]) == float(score(mu, y, dim="x")[1])
+        # a point without a truth leaves both sums: the score of the other points
+        gap = y.where(~((y.time == 0) & (y.x == 0)))
+        both = score(mu, gap, dim="x")
+        assert float(both[1]) == pytest.approx(float(score(mu[1], y[1])))
+        assert float(both[0]) == pytest.approx(float(score(mu[0, 1:], y[0, 1:])))
+
+
 def test_picp_calibrated_gaussian_and_errors():
     rng = np.random.RandomState(0)
     sigma = xr.DataArray(rng.uniform(0.5, 2.0, 20000), dims="n")

@@ -708,10 +708,14 @@ __all__ += ["state_rmse", "mean_after_burn_in", "analysis_rmse"]
 def _relative_error(forecast, truth, dim, order):
     forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
     dims = _dims(dim, forecast, truth)
+    # points without a truth leave both sums; a NaN forecast where the truth is known makes
+    # the score NaN (xarray's sums skip NaN: a diverged forecast would score 0)
+    known = truth.notnull()
+    error, truth = (forecast - truth).where(known, 0.0), truth.where(known, 0.0)
     if order == 1:
-        score = abs(forecast - truth).sum(dims) / abs(truth).sum(dims)
+        score = abs(error).sum(dims, skipna=False) / abs(truth).sum(dims, skipna=False)
     else:
-        score = np.sqrt(((forecast - truth) ** 2).sum(dims) / (truth ** 2).sum(dims))
+        score = np.sqrt((error ** 2).sum(dims, skipna=False) / (truth ** 2).sum(dims, skipna=False))
     return _finish(score, forecast, f"relative L{order} error", units="1")
 
 
@@ -732,7 +736,8 @@ def relative_l1(forecast, truth, dim=None):
 
     Returns
     -------
-    DataArray or Dataset, dimensionless.
+    DataArray or Dataset, dimensionless. Points where ``truth`` is NaN are
+    left out; a NaN ``forecast`` where ``truth`` is known gives NaN.
 
     Examples
     --------
@@ -758,7 +763,8 @@ def relative_l2(forecast, truth, dim=None):
 
     Returns
     -------
-    DataArray or Dataset, dimensionless.
+    DataArray or Dataset, dimensionless. Points where ``truth`` is NaN are
+    left out; a NaN ``forecast`` where ``truth`` is known gives NaN.
 
     Examples
     --------
@@ -766,6 +772,8 @@ def relative_l2(forecast, truth, dim=None):
     >>> y = xr.DataArray([3.0, 4.0], dims="x")
     >>> float(relative_l2(y + xr.DataArray([0.0, 1.0], dims="x"), y))
     0.2
+    >>> float(relative_l2(y * float("nan"), y))  # a diverged forecast scores NaN, not 0
+    nan
     """
     return _relative_error(forecast, truth, dim, 2)
 

@@ -298,3 +298,18 @@ def test_small_batches_train_on_one_thread_unless_the_net_keeps_the_process_s(da
     finally:
         torch.set_num_threads(before)
     assert seen == {"XdynNet": 1, "Keeping": 2}
+
+
+def test_a_nan_or_infinite_training_loss_stops_the_fit(data):
+    X, y = data
+    bad = y.copy()
+    bad[70] = np.nan  # in the third batch of 32 when batches are not shuffled
+    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, batch 3 of XdynNet"):
+        make_net(iterator_train__shuffle=False).fit(X, bad)
+    # a learning rate that blows the weights up: stopped at the first infinite or NaN loss
+    with pytest.raises(FloatingPointError, match="the fit diverged"):
+        make_net(lr=1e30, optimizer=torch.optim.SGD, max_epochs=20).fit(X, y * 1e10)
+    # turned off, skorch trains on to NaN weights (what the guard prevents)
+    net = make_net(iterator_train__shuffle=False, callbacks__finite_loss=None).fit(X, bad)
+    assert np.isnan(net.history[-1, "train_loss"])
+    assert np.isnan(net.predict(X)).all()

@@ -160,7 +160,7 @@ def test_bad_input():
     data = _waves(n_traj=1, n_time=30)
     with pytest.raises(NotFittedError):
         _rom().predict(data, n_steps=2)
-    with pytest.raises(ValueError, match="seq_len \\+ pred_horizon"):
+    with pytest.raises(ValueError, match="seq_len \\+ rollout_blocks \\* pred_horizon = 6"):
         _rom().fit(data.isel(time=slice(0, 5)))
     with pytest.raises(ValueError, match="sample dim 'step'"):
         _rom(sample_dim="step").fit(data)
@@ -170,6 +170,10 @@ def test_bad_input():
         _rom().fit(bad)
     with pytest.raises(ValueError, match="n_latent"):
         _rom(n_latent=0).fit(data)
+    with pytest.raises(ValueError, match="rollout_blocks"):
+        _rom(rollout_blocks=0).fit(data)
+    with pytest.raises(ValueError, match="= 24 snapshots along .time.; got 20"):
+        _rom(rollout_blocks=10).fit(data.isel(time=slice(0, 20)))
     with pytest.raises(ValueError, match="multiple of n_heads"):
         _rom(d_model=10).fit(data)
     with pytest.raises(ValueError, match="shift_augmentation"):
@@ -210,3 +214,31 @@ def test_anchored_rollout_starts_from_the_last_snapshot():
     ens, ens_plain = (m.predict(context, n_steps=2, n_samples=4) for m in (anchored, rom))
     xr.testing.assert_allclose(ens.std("member"), ens_plain.std("member"), atol=1e-6)
     assert _rom().anchored is False  # opt-in: predict as before unless asked
+
+
+def test_rollout_training_reads_its_own_predictions_with_finite_gradients():
+    import torch
+
+    from xdyn.nn import LatentROMModule, LatentTransformer
+
+    # a window of equal states (a rollout standing still, as an untrained transformer's
+    # does) has no increment: the root in its unit had an infinite gradient there, and
+    # training on its own rollouts turned every weight NaN at the first batch
+    net = LatentTransformer(n_latent=3, seq_len=4, pred_horizon=4, d_model=8, n_heads=2)
+    z = torch.ones(2, 4, 3, requires_grad=True)
+    mean, logvar = net(z)
+    (mean.sum() + logvar.sum()).backward()
+    assert torch.isfinite(z.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+    # the second block is the transformer's step from the first block's predicted means
+    module = LatentROMModule((6,), n_latent=2, seq_len=3, pred_horizon=2, hidden=8, d_model=8,
+                             rollout_blocks=2)
+    out = module(torch.randn(4, 7, 6))
+    assert out["pred_mean"].shape == out["target"].shape == (4, 4, 2)
+    context = out["mu"].detach()[:, :3]
+    first, _ = module.dynamics(context)
+    second, _ = module.dynamics(torch.cat([context, first], 1)[:, -3:])
+    torch.testing.assert_close(out["pred_mean"], torch.cat([first, second], 1))
+    torch.testing.assert_close(out["target"], out["mu"].detach()[:, 3:])
+    with pytest.raises(ValueError, match="rollout_blocks \\* pred_horizon = 7"):
+        module(torch.randn(4, 5, 6))

@@ -18,7 +18,7 @@ Examples
 from skorch.callbacks import Checkpoint, EarlyStopping
 from skorch.helper import predefined_split
 
-from xdyn.nn.callbacks import (EpochProgressBar, LRScheduler, best_epoch,
+from xdyn.nn.callbacks import (EpochProgressBar, FiniteLoss, LRScheduler, best_epoch,
                                cosine_annealing, keep_best)
 from xdyn.nn.encoders import GRUEncoder, LSTMEncoder, MLPEncoder, make_encoder
 from xdyn.nn.modules import MLP, PeriodicConvNet, get_activation
@@ -38,6 +38,7 @@ __all__ = [
     "make_encoder",
     "get_activation",
     "EpochProgressBar",
+    "FiniteLoss",
     "EarlyStopping",
     "Checkpoint",
     "LRScheduler",

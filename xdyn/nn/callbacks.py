@@ -1,6 +1,8 @@
 """Callbacks of :class:`xdyn.nn.XdynNet` beyond skorch's own.
 
 * :class:`EpochProgressBar`: tqdm over epochs (``XdynNet(progress=True)``);
+* :class:`FiniteLoss`: stops a fit whose training loss is NaN or infinite
+  (one of :class:`xdyn.nn.XdynNet`'s default callbacks);
 * :class:`LRScheduler`: skorch's, but a resumed or continued run (``partial_fit``
   after ``load_params``) follows the same learning-rate sequence as an
   uninterrupted one;
@@ -19,7 +21,7 @@ from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-__all__ = ["EpochProgressBar", "LRScheduler", "cosine_annealing", "keep_best", "best_epoch"]
+__all__ = ["EpochProgressBar", "FiniteLoss", "LRScheduler", "cosine_annealing", "keep_best", "best_epoch"]
 
 
 class EpochProgressBar(Callback):
@@ -58,6 +60,44 @@ class EpochProgressBar(Callback):
     def on_train_end(self, net, X=None, y=None, **kwargs):
         self.pbar_.close()
         self.pbar_ = None  # the net pickles after training; a tqdm bar need not
+
+
+class FiniteLoss(Callback):
+    """Raise :class:`FloatingPointError` at the first training batch whose loss is not finite.
+
+    One NaN or infinite loss makes NaN gradients and then NaN weights: every
+    later batch, and every prediction of the fitted estimator, is NaN. skorch
+    trains on regardless, so a diverged fit would come back looking fitted.
+    :class:`xdyn.nn.XdynNet` adds this callback by default (``finite_loss``;
+    ``callbacks__finite_loss=None`` turns it off).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xdyn.nn import MLP, XdynNet
+    >>> X = np.ones((8, 2), "float32")
+    >>> y = np.full((8, 1), np.nan, "float32")
+    >>> net = XdynNet(MLP, module__in_features=2, module__out_features=1, max_epochs=2)
+    >>> try:
+    ...     net.fit(X, y)
+    ... except FloatingPointError as err:
+    ...     print(str(err)[:43])
+    training loss is nan at epoch 1, batch 1 of
+    """
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.batch_ = 0
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if not training or loss is None:
+            return
+        self.batch_ = getattr(self, "batch_", 0) + 1
+        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"training loss is {value} at epoch {len(net.history)}, batch {self.batch_} "
+                f"of {type(net).__name__}: the fit diverged and its weights are not usable "
+                "(check the inputs for NaN or inf, lower lr, or clip the gradients)")
 
 
 class LRScheduler(_SkorchLRScheduler):

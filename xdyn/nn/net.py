@@ -15,6 +15,8 @@ xdyn estimator needs on top (``DESIGN.md``: Estimators):
   RNG is left as it was; hence a run stopped at a checkpoint and resumed ends
   with the same weights as an uninterrupted run;
 * ``progress``: a tqdm bar over epochs;
+* a training loss that turns NaN or infinite raises :class:`FloatingPointError`
+  (:class:`~xdyn.nn.callbacks.FiniteLoss`) instead of training on to NaN weights;
 * ``train_split=None``: no hidden validation split (validation data are passed
   explicitly, e.g. ``train_split=predefined_split(valid_ds)``), so nothing of a
   validation or test set can leak into training.
@@ -35,7 +37,7 @@ import torch
 from skorch import NeuralNet
 
 from xdyn._threads import threads_for
-from xdyn.nn.callbacks import EpochProgressBar
+from xdyn.nn.callbacks import EpochProgressBar, FiniteLoss
 from xdyn.utils._torch import resolve_device, resolve_dtype
 
 __all__ = ["XdynNet"]
@@ -441,6 +443,8 @@ class XdynNet(NeuralNet):
     @property
     def _default_callbacks(self):
         callbacks = list(super()._default_callbacks)
+        # a NaN loss leaves NaN weights: a diverged fit must not come back looking fitted
+        callbacks.append(("finite_loss", FiniteLoss()))
         if getattr(self, "progress", False):
             callbacks.append(("progress", EpochProgressBar()))
         return callbacks

@@ -93,7 +93,9 @@ class LatentTransformer(nn.Module):
         """``z`` ``(batch, seq_len, n_latent)`` -> mean and log-variance ``(batch, pred_horizon, n_latent)``."""
         increments = torch.diff(z, dim=1, prepend=z[:, :1])
         if self.seq_len > 1:  # one rms increment per window: the unit of the steps
-            unit = increments[:, 1:].pow(2).mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(1e-6)
+            # clamped before the root: a window of equal states (a rollout that stood
+            # still) has no increment, and the root's gradient at 0 is infinite
+            unit = increments[:, 1:].pow(2).mean(dim=(1, 2), keepdim=True).clamp_min(1e-12).sqrt()
         else:
             unit = torch.ones_like(z[:, :1, :1])
         tokens = self.embed(z) + self.embed_step(increments / unit) + self.position
@@ -107,7 +109,7 @@ class LatentTransformer(nn.Module):
 class LatentROMModule(nn.Module):
     """A :class:`~xdyn.nn.vae.BetaVAE` and a :class:`LatentTransformer` over its latents.
 
-    ``forward(x)`` takes windows ``(batch, seq_len + pred_horizon, *in_shape)``
+    ``forward(x)`` takes windows ``(batch, seq_len + rollout_blocks * pred_horizon, *in_shape)``
     and returns what :class:`LatentROMNet` needs for its loss.
 
     Parameters
@@ -122,6 +124,12 @@ class LatentROMModule(nn.Module):
     d_model, n_heads, n_layers : int
         Transformer sizes.
     dropout : float, default=0.0
+    rollout_blocks : int, default=1
+        Blocks of ``pred_horizon`` steps predicted in a row from each window:
+        after the first, the transformer reads its own predicted means, as it
+        does in a rollout, and the loss scores every block (training through
+        the feedback teaches it to correct its own errors). Windows are then
+        ``seq_len + rollout_blocks * pred_horizon`` snapshots long.
 
     Examples
     --------
@@ -133,8 +141,10 @@ class LatentROMModule(nn.Module):
     """
 
     def __init__(self, in_shape, n_latent=64, seq_len=30, pred_horizon=30, hidden=32,
-                 d_model=64, n_heads=8, n_layers=2, dropout=0.0, architecture="auto"):
+                 d_model=64, n_heads=8, n_layers=2, dropout=0.0, architecture="auto",
+                 rollout_blocks=1):
         super().__init__()
+        self.rollout_blocks = int(rollout_blocks)
         self.vae = BetaVAE(in_shape, n_latent=n_latent, hidden=hidden, architecture=architecture)
         self.dynamics = LatentTransformer(n_latent, seq_len, pred_horizon, d_model=d_model,
                                           n_heads=n_heads, n_layers=n_layers, dropout=dropout)
@@ -148,16 +158,26 @@ class LatentROMModule(nn.Module):
         # the transformer reads and predicts the encoder means with gradients stopped: the
         # prediction term cannot shrink or bend the latent space to lower its own loss
         latent = mu.detach()
-        pred_mean, pred_logvar = self.dynamics(latent[:, :seq_len])
+        window, means, logvars = latent[:, :seq_len], [], []
+        for _ in range(self.rollout_blocks):
+            mean, block_logvar = self.dynamics(window)
+            means.append(mean)
+            logvars.append(block_logvar)
+            window = torch.cat([window, mean], dim=1)[:, -seq_len:]
+        target = latent[:, seq_len:]
+        if target.shape[1] != self.rollout_blocks * self.dynamics.pred_horizon:
+            raise ValueError(f"windows of {length} snapshots; this module needs seq_len + "
+                             "rollout_blocks * pred_horizon = "
+                             f"{seq_len + self.rollout_blocks * self.dynamics.pred_horizon}")
         return {"recon": recon.reshape(x.shape), "mu": mu, "logvar": logvar.reshape(mu.shape),
-                "pred_mean": pred_mean, "pred_logvar": pred_logvar,
-                "target": latent[:, seq_len:]}
+                "pred_mean": torch.cat(means, dim=1), "pred_logvar": torch.cat(logvars, dim=1),
+                "target": target}
 
 
 class LatentROMNet(XdynNet):
     """XdynNet whose loss is reconstruction + ``prediction_weight`` * latent NLL + ``beta`` * KL.
 
-    The input is a batch of windows (``seq_len + pred_horizon`` snapshots);
+    The input is a batch of windows (``seq_len + rollout_blocks * pred_horizon`` snapshots);
     ``y`` is unused. Each training batch records its terms in the history
     (``reconstruction``, ``latent_nll``, ``kl`` and ``latent_error``, the
     squared error of the predicted latent means over the variance of the

@@ -7,7 +7,9 @@ into ``n_latent`` coordinates; a transformer (:class:`xdyn.nn.LatentTransformer`
 ``n_layers`` attention blocks of ``n_heads`` heads) reads ``seq_len`` latent
 steps and predicts the next ``pred_horizon``. Both are trained at once through
 :class:`xdyn.nn.LatentROMNet` on windows of ``seq_len + pred_horizon``
-consecutive snapshots of each training trajectory, with the loss
+consecutive snapshots of each training trajectory (``seq_len +
+rollout_blocks * pred_horizon`` when the transformer is trained on its own
+rollouts), with the loss
 ``reconstruction + prediction_weight * latent prediction + beta * KL``.
 
 Here the transformer predicts a Gaussian per future step (its latent
@@ -67,6 +69,13 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     n_layers : int, default=2
         Attention blocks.
     dropout : float, default=0.0
+    rollout_blocks : int, default=1
+        Blocks of ``pred_horizon`` steps the transformer predicts in a row
+        from each training window, reading its own predicted means after the
+        first as in :meth:`predict`'s rollouts; the loss scores every block
+        (:class:`xdyn.nn.LatentROMModule`). Teaches it to correct the errors a
+        rollout feeds it; windows grow to ``seq_len + rollout_blocks *
+        pred_horizon`` snapshots.
     window_stride : int, default=1
         Snapshots between the starts of consecutive training windows.
     shift_augmentation : bool, default=False
@@ -177,6 +186,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "n_heads": [Interval(Integral, 1, None, closed="left")],
         "n_layers": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "rollout_blocks": [Interval(Integral, 1, None, closed="left")],
         "architecture": [StrOptions({"auto", "conv", "mlp"})],
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
@@ -189,10 +199,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
 
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
-                 n_layers=2, dropout=0.0, window_stride=1, shift_augmentation=False,
-                 reducer=None, spread_inflation=1.0, anchored=False, max_epochs=50, lr=1e-3,
-                 batch_size=32, sample_dim="time", trajectory_dim="trajectory", device="auto",
-                 dtype="float32", random_state=None, progress=False):
+                 n_layers=2, dropout=0.0, rollout_blocks=1, window_stride=1,
+                 shift_augmentation=False, reducer=None, spread_inflation=1.0, anchored=False,
+                 max_epochs=50, lr=1e-3, batch_size=32, sample_dim="time",
+                 trajectory_dim="trajectory", device="auto", dtype="float32", random_state=None,
+                 progress=False):
         self.n_latent = n_latent
         self.seq_len = seq_len
         self.pred_horizon = pred_horizon
@@ -204,6 +215,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.n_heads = n_heads
         self.n_layers = n_layers
         self.dropout = dropout
+        self.rollout_blocks = rollout_blocks
         self.window_stride = window_stride
         self.shift_augmentation = shift_augmentation
         self.reducer = reducer
@@ -227,10 +239,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads "
                              f"({self.n_heads})")
         values, layout = to_trajectories(X, self.sample_dim, self.trajectory_dim)
-        window = self.seq_len + self.pred_horizon
+        window = self.seq_len + self.rollout_blocks * self.pred_horizon
         if values.shape[1] < window:
-            raise ValueError(f"each trajectory needs at least seq_len + pred_horizon = {window} "
-                             f"snapshots along {self.sample_dim!r}; got {values.shape[1]}")
+            raise ValueError(f"each trajectory needs at least seq_len + rollout_blocks * "
+                             f"pred_horizon = {window} snapshots along {self.sample_dim!r}; "
+                             f"got {values.shape[1]}")
         self.layout_ = layout
         self.n_features_in_ = values.shape[-1]
         grid = grid_shape(layout)
@@ -261,7 +274,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             module__seq_len=self.seq_len, module__pred_horizon=self.pred_horizon,
             module__hidden=self.hidden, module__d_model=self.d_model,
             module__n_heads=self.n_heads, module__n_layers=self.n_layers,
-            module__dropout=self.dropout, module__architecture=self.architecture, beta=self.beta,
+            module__dropout=self.dropout, module__architecture=self.architecture,
+            module__rollout_blocks=self.rollout_blocks, beta=self.beta,
             prediction_weight=self.prediction_weight, lr=self.lr,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=self.device,
             dtype=self.dtype, random_state=_seed(self.random_state), progress=self.progress,
