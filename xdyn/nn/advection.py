@@ -190,7 +190,9 @@ def grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
     >>> import torch
     >>> net = grid_conv(3, 2, hidden=8, periodic=(False, True))
     >>> with torch.no_grad():
-    ...     tuple(net(torch.randn(4, 3, 6, 10)).shape), float(net(torch.ones(1, 3, 6, 10)).abs().max())
+    ...     shape = net(torch.randn(4, 3, 6, 10)).shape
+    ...     peak = net(torch.ones(1, 3, 6, 10)).abs().max()
+    >>> tuple(shape), float(peak)
     ((4, 2, 6, 10), 0.0)
     """
     last = nn.Conv2d(hidden, n_out, 1)
