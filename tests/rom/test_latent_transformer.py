@@ -242,3 +242,11 @@ def test_rollout_training_reads_its_own_predictions_with_finite_gradients():
     torch.testing.assert_close(out["target"], out["mu"].detach()[:, 3:])
     with pytest.raises(ValueError, match="rollout_blocks \\* pred_horizon = 7"):
         module(torch.randn(4, 5, 6))
+    # the estimator trains that way and still learns the waves (measured: 0.06 and 0.002 of
+    # persistence's error at 4 steps, seeds 0 and 1; one block 0.006 and 0.005)
+    rom = _rom(rollout_blocks=2).fit(_waves())
+    test = _waves(n_traj=4, seed=7)
+    context, truth = test.isel(time=slice(36, 40)), test.isel(time=slice(40, 44))
+    err = float(((rom.predict(context, n_steps=4) - truth) ** 2).to_array().mean())
+    persistence = float(((test.isel(time=39, drop=True) - truth) ** 2).to_array().mean())
+    assert err < 0.3 * persistence
