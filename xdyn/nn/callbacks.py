@@ -21,7 +21,8 @@ from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 
-__all__ = ["EpochProgressBar", "FiniteLoss", "LRScheduler", "cosine_annealing", "keep_best", "best_epoch"]
+__all__ = ["EpochProgressBar", "FiniteLoss", "LRScheduler", "cosine_annealing", "keep_best",
+           "best_epoch"]
 
 
 class EpochProgressBar(Callback):
