@@ -388,3 +388,31 @@ def test_interval_coverage_skips_missing_members_and_matches_the_per_point_quant
     lo[0], hi[0] = np.quantile(np.delete(ens.values[0], 3), [0.05, 0.95])
     expected = np.mean((truth.values >= lo) & (truth.values <= hi))
     assert float(metrics.interval_coverage(gappy, truth, level=0.9)) == expected
+
+
+def test_an_assimilator_that_failed_part_way_scores_nan():
+    # with raise_on_divergence=False the cycle fills the analysis with NaN from a failure
+    # on; the time mean used to skip those times and score only the ones before
+    t = np.arange(6.0)
+    truth = xr.Dataset({"x": (("time", "k"), np.zeros((6, 3)))}, coords={"time": t})
+    analysis = truth + 0.5
+    assert metrics.analysis_rmse(analysis, truth) == pytest.approx(0.5)
+    assert np.isnan(metrics.analysis_rmse(analysis.where(analysis.time < 3), truth))
+    # a filter blown up by its inflation: diverged at the first analysis, scored NaN (was
+    # the RMSE of that one finite time, 1.7e85: finite, so a search could still rank it)
+    import warnings
+
+    from xdyn.assimilation import EnKF
+    from xdyn.observe import observe
+    from xdyn.systems import Lorenz63
+
+    system = Lorenz63()
+    truth = system.simulate(n_steps=400, dt=0.01, save_every=10, burn_in=5, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    enkf = EnKF(system, n_members=5, inflation=1e100, raise_on_divergence=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = enkf.fit(obs).predict(obs)
+        score = enkf.score(obs, truth)
+    assert out.attrs["diverged"] == 1 and np.isfinite(metrics.state_rmse(out, truth)[0])
+    assert np.isnan(score)

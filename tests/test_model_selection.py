@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import xarray as xr
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
@@ -130,3 +131,22 @@ def test_warm_start_score_equals_a_hand_written_fold(twin):
     assert score == pytest.approx(expected, rel=1e-12)
     # a bare Dataset has no history: the estimator's own score
     assert warm_start_score(est, obs, truth) == est.score(obs, truth)
+
+
+class _FailsAtTime240(EnKF):
+    """An EnKF whose analysis is NaN from time index 240 on, as a failed cycle leaves it."""
+
+    def predict(self, X, *args, **kwargs):
+        out = super().predict(X, *args, **kwargs)
+        return out.where(xr.DataArray(np.arange(out.sizes["time"]) < 240, dims="time"))
+
+
+def test_warm_start_score_of_a_filter_that_fails_in_the_fold_is_nan(twin):
+    # the fold's mean used to skip the NaN times: the times before the failure scored alone
+    system, truth, obs = twin
+    est = _FailsAtTime240(system=system, n_members=16, inflation=1.03, random_state=0,
+                          burn_in=5.0, return_ensemble=False).fit(obs)
+    view, target = samples(obs), samples(truth)
+    before, across = np.arange(160, 240), np.arange(200, 280)
+    assert np.isfinite(warm_start_score(est, view[before], target[before]))
+    assert np.isnan(warm_start_score(est, view[across], target[across]))

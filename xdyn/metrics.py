@@ -673,15 +673,20 @@ def state_rmse(analysis, truth, keep_dims=()):
 def mean_after_burn_in(per_time, burn_in=0.0):
     """Time mean of ``per_time`` from ``burn_in`` model time after its first time on.
 
+    A NaN time makes the mean NaN: an assimilator that failed part-way (its
+    analysis is NaN from the failure on) must not score the times before it.
+
     Examples
     --------
     >>> import xarray as xr
     >>> e = xr.DataArray([9.0, 1.0, 3.0], dims="time", coords={"time": [0.0, 1.0, 2.0]})
     >>> float(mean_after_burn_in(e, burn_in=1.0))
     2.0
+    >>> float(mean_after_burn_in(e.where(e.time < 2.0), burn_in=1.0))  # failed at time 2
+    nan
     """
     t = per_time["time"]
-    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time")
+    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time", skipna=False)
 
 
 def analysis_rmse(analysis, truth, burn_in=0.0):

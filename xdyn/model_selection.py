@@ -243,7 +243,8 @@ def warm_start_score(estimator, X, y) -> float:
     scored = per_time.where(per_time[X.dim] >= times[0] + burn_in, drop=True)
     if scored.sizes[X.dim] == 0:
         raise ValueError(f"the fold ends before burn_in={burn_in} has passed: nothing to score")
-    return -float(scored.mean(X.dim))
+    # a filter that failed in the fold scores NaN, not the times before its failure
+    return -float(scored.mean(X.dim, skipna=False))
 
 
 class GridSearchCV(_skms.GridSearchCV):

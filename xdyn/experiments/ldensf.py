@@ -509,7 +509,8 @@ def tune_letkf(setup, flows, seed, fields):
             except Exception:  # noqa: BLE001 - a configuration that fails is not chosen
                 an = _failed(flows, obs, fields)
             rel = field_rel_rmse({"LETKF": an}, flows, fields, ["LETKF"]).mean("variable")
-            score = float(rel.isel(time=slice(1, None)).mean())
+            # NaN from a failure on (not skipped: the times before it would score alone)
+            score = float(rel.isel(time=slice(1, None)).mean(skipna=False))
             scores[f"{inflation:g}/{radius:g}"] = score if np.isfinite(score) else np.inf
     inflation, radius = grid[int(np.argmin(list(scores.values())))]
     return dataclasses.replace(setup, letkf_inflations=(inflation,),

@@ -179,9 +179,10 @@ def make_trajectories(setup: NeuralVarSetup, seed: int = 0):
 
 
 def _trajectory_mean_rmse(analysis, truth, burn_in):
-    """Time mean after burn-in per trajectory, then the mean over trajectories."""
+    """Time mean after burn-in per trajectory, then the mean over trajectories (NaN when
+    the method failed on any trajectory: the others do not stand in for it)."""
     per_time = state_rmse(analysis, truth, keep_dims=("trajectory",))
-    return float(mean_after_burn_in(per_time, burn_in).mean())
+    return float(mean_after_burn_in(per_time, burn_in).mean(skipna=False))
 
 
 def _scores(analysis, truth, burn_in, background=True):
@@ -236,6 +237,7 @@ def _tune_var3d_scale(prior_mean, obs_valid, truth_valid, burn_in, seed):
         v = Var3D(B_scale=scale, n_outer=3, initial_state=prior_mean, initial_spread=2.0,
                   raise_on_divergence=False, random_state=seed).fit(obs_valid, truth_valid)
         score = _scores(v.predict(obs_valid), truth_valid, burn_in, background=False)["analysis"]
+        score = score if np.isfinite(score) else np.inf  # a Var3D that failed is not chosen
         if best is None or score < best[0]:
             best = (score, scale)
     return best[1]
