@@ -95,7 +95,8 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     -------
     xarray.DataArray
         ``rmse`` with dims ``(*param_grid, inflation, <batch dims of obs>)``;
-        the time average excludes the estimator's ``burn_in``.
+        the time average excludes the estimator's ``burn_in``. NaN where the
+        filter failed (its analysis became non-finite) at any scored time.
 
     Examples
     --------
