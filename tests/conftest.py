@@ -29,6 +29,18 @@ def pytest_configure(config):
         torch.set_num_threads(per_worker)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module (``pytestmark = usefixtures(...)``): small FFTs
+    are much slower with threads on a shared 2-core machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def seed():
     """The seed every test uses unless it needs several."""

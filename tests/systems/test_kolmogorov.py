@@ -8,13 +8,7 @@ import xarray as xr
 from xdyn.systems.kolmogorov import KolmogorovFlow, spectral_truncate
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small FFTs are much slower with threads on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _y_grid(flow):

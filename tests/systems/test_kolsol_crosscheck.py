@@ -35,19 +35,12 @@ from xdyn.systems.kolmogorov import KolmogorovFlow  # noqa: E402
 
 pytestmark = [
     pytest.mark.bench,
+    pytest.mark.usefixtures("one_torch_thread"),
     # KolSol's numpy vorticity uses np.cross on 2-vectors (deprecated in NumPy 2).
     pytest.mark.filterwarnings("ignore:Arrays of 2-dimensional vectors:DeprecationWarning"),
 ]
 
 NK, N, RE, NF = 8, 26, 34.0, 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,7 @@ from scipy.integrate import solve_ivp
 from xdyn.systems.reaction_diffusion import ReactionDiffusion
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_jacobian_matches_finite_differences():

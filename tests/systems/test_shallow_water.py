@@ -10,13 +10,7 @@ from xdyn.systems import ShallowWater
 from xdyn.systems.registry import make_system
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small FFTs are much slower with threads on a shared 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _volume_change(sw, x0, x1):
