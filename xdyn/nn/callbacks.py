@@ -86,17 +86,15 @@ class FiniteLoss(Callback):
     training loss is nan at epoch 1, batch 1 of
     """
 
-    def on_epoch_begin(self, net, **kwargs):
-        self.batch_ = 0
-
-    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
-        if not training or loss is None:
+    def on_batch_end(self, net, training=None, **kwargs):
+        if not training:
             return
-        self.batch_ = getattr(self, "batch_", 0) + 1
-        value = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        # skorch has recorded the batch's loss; training batches come first in an epoch
+        batches = net.history[-1]["batches"]
+        value = batches[-1]["train_loss"]
         if not np.isfinite(value):
             raise FloatingPointError(
-                f"training loss is {value} at epoch {len(net.history)}, batch {self.batch_} "
+                f"training loss is {value} at epoch {len(net.history)}, batch {len(batches)} "
                 f"of {type(net).__name__}: the fit diverged and its weights are not usable "
                 "(check the inputs for NaN or inf, lower lr, or clip the gradients)")
 

@@ -105,6 +105,24 @@ class LatentTransformer(nn.Module):
         logvar = logvar + 2 * torch.log(unit)
         return z[:, -1:] + step * unit, logvar.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
 
+    def rollout(self, z, n_blocks, perturb=None):
+        """Predict ``n_blocks`` blocks in a row, each from the last ``seq_len`` steps so far.
+
+        After the first block the transformer reads its own predictions (as a
+        forecast does); ``perturb(mean, logvar)`` returns the step to feed back
+        and keep in place of the mean (a stochastic rollout's draw). Returns the
+        kept steps and the log-variances, ``(batch, n_blocks * pred_horizon, n_latent)``.
+        """
+        means, logvars = [], []
+        for _ in range(n_blocks):
+            mean, logvar = self(z)
+            if perturb is not None:
+                mean = perturb(mean, logvar)
+            means.append(mean)
+            logvars.append(logvar)
+            z = torch.cat([z, mean], dim=1)[:, -self.seq_len:]
+        return torch.cat(means, dim=1), torch.cat(logvars, dim=1)
+
 
 class LatentROMModule(nn.Module):
     """A :class:`~xdyn.nn.vae.BetaVAE` and a :class:`LatentTransformer` over its latents.
@@ -151,27 +169,21 @@ class LatentROMModule(nn.Module):
 
     def forward(self, x):
         batch, length = x.shape[:2]
+        seq_len, horizon = self.dynamics.seq_len, self.dynamics.pred_horizon
+        if length != seq_len + self.rollout_blocks * horizon:
+            raise ValueError(f"windows of {length} snapshots; this module needs seq_len + "
+                             f"rollout_blocks * pred_horizon = "
+                             f"{seq_len + self.rollout_blocks * horizon}")
         frames = x.reshape(batch * length, *x.shape[2:])
         recon, mu, logvar = self.vae(frames)
         mu = mu.reshape(batch, length, -1)
-        seq_len = self.dynamics.seq_len
         # the transformer reads and predicts the encoder means with gradients stopped: the
         # prediction term cannot shrink or bend the latent space to lower its own loss
         latent = mu.detach()
-        window, means, logvars = latent[:, :seq_len], [], []
-        for _ in range(self.rollout_blocks):
-            mean, block_logvar = self.dynamics(window)
-            means.append(mean)
-            logvars.append(block_logvar)
-            window = torch.cat([window, mean], dim=1)[:, -seq_len:]
-        target = latent[:, seq_len:]
-        if target.shape[1] != self.rollout_blocks * self.dynamics.pred_horizon:
-            raise ValueError(f"windows of {length} snapshots; this module needs seq_len + "
-                             "rollout_blocks * pred_horizon = "
-                             f"{seq_len + self.rollout_blocks * self.dynamics.pred_horizon}")
+        pred_mean, pred_logvar = self.dynamics.rollout(latent[:, :seq_len], self.rollout_blocks)
         return {"recon": recon.reshape(x.shape), "mu": mu, "logvar": logvar.reshape(mu.shape),
-                "pred_mean": torch.cat(means, dim=1), "pred_logvar": torch.cat(logvars, dim=1),
-                "target": target}
+                "pred_mean": pred_mean, "pred_logvar": pred_logvar,
+                "target": latent[:, seq_len:]}
 
 
 class LatentROMNet(XdynNet):

@@ -409,19 +409,17 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         n_traj = context.shape[0]
         window = torch.as_tensor(np.repeat(context[None], n_members, 0), device=device,
                                  dtype=dtype).reshape(n_members * n_traj, self.seq_len, -1)
-        steps = []
+
+        def draw(mean, logvar):
+            # one normal vector per member and chunk: coherent paths, exact marginals
+            eps = self.spread_inflation * rng.standard_normal((mean.shape[0], 1, self.n_latent))
+            return mean + torch.exp(0.5 * logvar) * torch.as_tensor(eps, device=device,
+                                                                    dtype=dtype)
+
+        n_blocks = -(-n_steps // self.pred_horizon)
         with torch.no_grad():
-            while sum(s.shape[1] for s in steps) < n_steps:
-                mean, logvar = module.dynamics(window)
-                if stochastic:
-                    # one normal vector per member and chunk: coherent paths, exact marginals
-                    eps = self.spread_inflation * rng.standard_normal(
-                        (window.shape[0], 1, self.n_latent))
-                    mean = mean + torch.exp(0.5 * logvar) * torch.as_tensor(eps, device=device,
-                                                                            dtype=dtype)
-                steps.append(mean)
-                window = torch.cat([window, mean], dim=1)[:, -self.seq_len:]
-        z = torch.cat(steps, dim=1)[:, :n_steps].cpu().double().numpy()
+            steps, _ = module.dynamics.rollout(window, n_blocks, draw if stochastic else None)
+        z = steps[:, :n_steps].cpu().double().numpy()
         return z.reshape(n_members, n_traj, n_steps, self.n_latent)
 
     def __sklearn_tags__(self):
