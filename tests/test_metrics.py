@@ -1,5 +1,7 @@
 """Tests for xdyn.metrics: hand-computed values, statistical properties, laziness."""
 
+import warnings
+
 import dask
 import dask.array
 import numpy as np
@@ -7,6 +9,9 @@ import pytest
 import xarray as xr
 
 from xdyn import metrics
+from xdyn.assimilation import EnKF
+from xdyn.observe import observe
+from xdyn.systems import Lorenz63
 
 
 class CountingScheduler:
@@ -400,12 +405,6 @@ def test_an_assimilator_that_failed_part_way_scores_nan():
     assert np.isnan(metrics.analysis_rmse(analysis.where(analysis.time < 3), truth))
     # a filter blown up by its inflation: diverged at the first analysis, scored NaN (was
     # the RMSE of that one finite time, 1.7e85: finite, so a search could still rank it)
-    import warnings
-
-    from xdyn.assimilation import EnKF
-    from xdyn.observe import observe
-    from xdyn.systems import Lorenz63
-
     system = Lorenz63()
     truth = system.simulate(n_steps=400, dt=0.01, save_every=10, burn_in=5, random_state=0)
     obs = observe(truth, "identity", noise_std=1.0, random_state=1)
