@@ -57,11 +57,32 @@ def test_rmse_mae_bias_hand_computed():
     assert r.attrs["units"] == "K" and "root-mean-square" in r.attrs["long_name"]
 
 
-def test_rmse_skipna():
-    f = xr.DataArray([1.0, np.nan, 3.0], dims="x")
-    t = xr.DataArray([0.0, 0.0, 0.0], dims="x")
+def test_rmse_skipna_leaves_out_missing_truth_not_a_missing_forecast():
+    # a missing observation leaves the mean; a forecast missing where the truth is known
+    # (a diverged run) makes the score NaN instead of scoring the other points
+    f = xr.DataArray([1.0, 7.0, 3.0], dims="x")
+    t = xr.DataArray([0.0, np.nan, 0.0], dims="x")
     assert float(metrics.rmse(f, t)) == pytest.approx(np.sqrt(5.0))
     assert np.isnan(float(metrics.rmse(f, t, skipna=False)))
+    gappy = f.copy(data=[1.0, np.nan, 3.0])
+    assert float(metrics.rmse(gappy, t)) == pytest.approx(np.sqrt(5.0))
+    assert np.isnan(float(metrics.rmse(gappy, t.fillna(0.0))))
+    assert np.isnan(float(metrics.mae(gappy, t.fillna(0.0))))
+    assert np.isnan(float(metrics.bias(gappy, t.fillna(0.0))))
+    per_x = metrics.rmse(gappy.expand_dims(time=2), t.fillna(0.0), dim="time")
+    np.testing.assert_allclose(per_x, [1.0, np.nan, 3.0])
+
+
+def test_ensemble_scores_are_nan_when_a_member_failed():
+    truth = xr.DataArray([0.0, 0.0], dims="x")
+    ens = xr.DataArray([[1.0, -1.0, 1.0], [1.0, np.nan, 1.0]], dims=("x", "member"))
+    assert np.isnan(float(metrics.rmse(ens, truth)))
+    assert np.isnan(float(metrics.crps_ensemble(ens, truth, dim="x")))
+    assert np.isnan(float(metrics.spread_skill_ratio(ens, truth)))
+    ok = ens.fillna(-1.0)
+    assert float(metrics.rmse(ok, truth)) == pytest.approx(1 / 3)
+    # a member missing where there is no truth is not scored at all
+    assert np.isfinite(float(metrics.crps_ensemble(ens, truth.where(ens.x == 0), dim="x")))
 
 
 def test_lat_weights_mean_one():
@@ -97,6 +118,22 @@ def test_weighted_acc_perfect_and_anticorrelated():
     assert float(acc) == pytest.approx(1.0)
     assert acc.attrs["units"] == "1"
     assert float(metrics.weighted_acc(2 * clim - truth, truth, clim)) == pytest.approx(-1.0)
+
+
+def test_weighted_scores_leave_out_missing_truth_and_fail_on_a_missing_forecast():
+    field = _grid()
+    f, t = field(), field()
+    clim = field().mean("time")
+    rm, acc = metrics.weighted_rmse(f, t), metrics.weighted_acc(f, t, clim)
+    gappy_truth = t.where(t.time != 2)  # a time without observations leaves the time mean
+    expected = metrics.weighted_rmse(f.isel(time=[0, 1, 3]), t.isel(time=[0, 1, 3]))
+    assert float(metrics.weighted_rmse(f, gappy_truth)) == pytest.approx(float(expected))
+    failed = f.where((f.time != 2) | (f.lat != 20.0))  # one latitude row lost at time 2
+    assert np.isfinite(float(rm)) and np.isfinite(float(acc))
+    assert np.isnan(float(metrics.weighted_rmse(failed, t)))
+    assert np.isnan(float(metrics.weighted_acc(failed, t, clim)))
+    per_time = metrics.weighted_rmse(failed, t, time_dim=None)
+    assert np.isnan(per_time.values).tolist() == [False, False, True, False]
 
 
 def test_weighted_acc_rejects_unaligned_climatology():

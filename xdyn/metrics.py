@@ -143,10 +143,22 @@ def _float_dtype(*dtypes):
     return np.result_type(*dtypes, np.float32)
 
 
+def _where_forecast_known(score, forecast, truth, dims):
+    """``score``, NaN where it averaged over a missing forecast of a known truth.
+
+    Skipping NaN leaves out the points without a truth (missing observations);
+    a forecast missing where the truth is known (a diverged run, a failed member)
+    must not be scored on its other points.
+    """
+    failed = forecast.isnull() & truth.notnull()
+    return score.where(~failed.any([d for d in failed.dims if d in dims]))
+
+
 def _error_stat(forecast, truth, dim, skipna, transform):
     forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
     dims = _dims(dim, forecast, truth)
-    return transform(forecast - truth).mean(dims, skipna=skipna)
+    out = transform(forecast - truth).mean(dims, skipna=skipna)
+    return _where_forecast_known(out, forecast, truth, dims) if skipna else out
 
 
 @_per_variable("forecast", "truth")
@@ -167,7 +179,9 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
         Dimensions to average over; default all dimensions (after the
         ensemble mean).
     skipna : bool, default True
-        Ignore NaNs (missing observations) in the mean.
+        Leave out the points where ``truth`` is NaN (missing observations). A
+        NaN forecast where the truth is known gives NaN (a diverged forecast is
+        not scored on its other points); False: any NaN gives NaN.
     member_dim : str or None, default "member"
         Ensemble dimension of ``forecast`` averaged before scoring; None
         treats it as any other dimension.
@@ -199,7 +213,8 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
         if dim is not None and member_dim in ([dim] if isinstance(dim, str) else list(dim)):
             raise ValueError(f"dim names the member dimension {member_dim!r}, which rmse averages "
                              "first (ensemble mean); pass member_dim=None to pool the members' errors")
-        forecast = forecast.mean(member_dim, keep_attrs=True)
+        # skipna=False: a failed (NaN) member makes the mean NaN, not the mean of the others
+        forecast = forecast.mean(member_dim, keep_attrs=True, skipna=False)
         what = "root-mean-square error of the ensemble mean"
     out = np.sqrt(_error_stat(forecast, truth, dim, skipna, lambda e: e**2))
     return _finish(out, forecast, what)
@@ -297,7 +312,9 @@ def weighted_rmse(forecast, truth, dim=("lat", "lon"), lat="lat", time_dim="time
     Returns
     -------
     DataArray or Dataset
-        The weighted RMSE, in the units of ``forecast``.
+        The weighted RMSE, in the units of ``forecast``. Points (and times)
+        without a truth are left out; a NaN forecast where the truth is known
+        gives NaN.
 
     Examples
     --------
@@ -311,7 +328,9 @@ def weighted_rmse(forecast, truth, dim=("lat", "lon"), lat="lat", time_dim="time
     dims = _dims(dim, forecast, truth)
     weights = _spatial_weights(forecast, truth, dims, lat)
     per_time = np.sqrt(((forecast - truth) ** 2).weighted(weights).mean(dims))
-    return _finish(_time_mean(per_time, time_dim), forecast, "latitude-weighted RMSE")
+    score = _where_forecast_known(_time_mean(per_time, time_dim), forecast, truth,
+                                  [*dims, time_dim])
+    return _finish(score, forecast, "latitude-weighted RMSE")
 
 
 @_per_variable("forecast", "truth", "climatology")
@@ -363,7 +382,9 @@ def weighted_acc(forecast, truth, climatology, dim=("lat", "lon"), lat="lat", ti
         return x.weighted(weights).sum(dims)
 
     per_time = wsum(f_anom * t_anom) / np.sqrt(wsum(f_anom**2) * wsum(t_anom**2))
-    return _finish(_time_mean(per_time, time_dim), forecast, "anomaly correlation coefficient", "1")
+    score = _where_forecast_known(_time_mean(per_time, time_dim), forecast, truth,
+                                  [*dims, time_dim])
+    return _finish(score, forecast, "anomaly correlation coefficient", "1")
 
 
 def _check_member_dim(ensemble, truth, member_dim, what, min_members=2):
@@ -417,7 +438,9 @@ def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
     Returns
     -------
     DataArray or Dataset
-        The CRPS, in the units of ``ensemble``. NaNs propagate.
+        The CRPS, in the units of ``ensemble``. A NaN member or truth gives
+        NaN at its point; the mean over ``dim`` leaves out the points without a
+        truth and is NaN where a member is NaN at a point with one.
 
     Examples
     --------
@@ -441,7 +464,8 @@ def crps_ensemble(ensemble, truth, member_dim="member", dim=None, fair=False):
         dask_gufunc_kwargs={"allow_rechunk": True},
     )
     if dim is not None:
-        score = score.mean(_dims(dim, score))
+        dims = _dims(dim, score)
+        score = _where_forecast_known(score.mean(dims), ensemble, truth, [*dims, member_dim])
     return _finish(score, ensemble, "fair CRPS" if fair else "CRPS")
 
 
@@ -510,7 +534,8 @@ def spread_skill_ratio(ensemble, truth, member_dim="member", dim=None, correct_f
     n_members = _check_member_dim(ensemble, truth, member_dim, "the spread-skill ratio")
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
     dims = _dims(dim, ensemble.isel({member_dim: 0}, drop=True), truth)
-    ratio = spread(ensemble, member_dim, dims) / rmse(ensemble.mean(member_dim), truth, dims)
+    mean = ensemble.mean(member_dim, skipna=False)
+    ratio = spread(ensemble, member_dim, dims) / rmse(mean, truth, dims)
     if correct_finite_members:
         ratio = ratio * np.sqrt((n_members + 1) / n_members)
     return _finish(ratio, ensemble, "spread-skill ratio", "1")
@@ -664,7 +689,7 @@ def state_rmse(analysis, truth, keep_dims=()):
         raise ValueError("analysis and truth share no state variable")
     an = analysis[names]
     if "member" in an.dims:
-        an = an.mean("member")
+        an = an.mean("member", skipna=False)
     an = an.to_array("variable")
     tr = truth[names].sel(time=an["time"]).to_array("variable")
     return rmse(an, tr, dim=[d for d in an.dims if d not in ("time", *keep_dims)])

@@ -20,6 +20,26 @@ def test_persistence_error_of_a_linear_trend_grows_with_lead():
     assert est.score(ds, ["3h"]) == pytest.approx(-1.5)
 
 
+def test_verify_forecast_does_not_score_a_failed_forecast_on_its_other_points():
+    # inits whose valid time is past the data have no truth and leave the mean; a forecast
+    # that is NaN where the truth is known makes that lead's scores NaN
+    time = np.datetime64("2019-03-01", "ns") + np.arange(48) * np.timedelta64(1, "h")
+    ds = xr.Dataset({"T": (("time", "x"), 0.5 * np.arange(48.0)[:, None] * np.ones((1, 3)),
+                           {"units": "K"})}, coords={"time": time})
+    fc = Persistence().fit(ds).predict(ds, ["1h", "3h", "24h"])
+    fc["T"][5, 1, 2] = np.nan
+    ens = fc.expand_dims(member=2).copy(deep=True)
+    ens["T"][1, 7, 0, 0] = np.nan  # one member of one 1-h forecast
+    for forecast in (fc, ens):
+        scores = verify_forecast(forecast, ds)
+        for key in ("T_rmse", "T_crps"):
+            assert np.isnan(scores[key].values).tolist() == [forecast is ens, True, False], key
+    np.testing.assert_allclose(verify_forecast(fc, ds)["T_rmse"].values[2], 12.0)
+    # an initialisation the forecaster issued nothing from (ClimODE's first) is left out
+    fc["T"][0] = np.nan
+    np.testing.assert_allclose(verify_forecast(fc, ds)["T_rmse"].values[[0, 2]], [0.5, 12.0])
+
+
 def test_persistence_dataarray_keeps_name_and_dims():
     da = xr.DataArray(np.random.default_rng(0).normal(size=(5, 2, 3)), dims=("time", "y", "x"),
                       name="u", coords={"time": np.arange(5.0)})

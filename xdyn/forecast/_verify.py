@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
-from xdyn.metrics import crps_ensemble, rmse, weighted_acc, weighted_rmse
+from xdyn.metrics import _where_forecast_known, crps_ensemble, rmse, weighted_acc, weighted_rmse
 
 __all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
 
@@ -89,7 +89,10 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
         (``member`` dim) is scored by its mean.
     truth : same kind
         From :func:`lead_aligned_truth`. NaN truth (valid time outside the
-        data) is left out.
+        data) is left out, and so are the initialisations the forecast is NaN
+        from at every lead (not issued: ClimODE's first sample). A forecast
+        NaN in part where the truth is known (a diverged lead, a failed
+        member) gives NaN at its lead.
     sample_dim : str, default="time"
     lat : str, default="lat"
 
@@ -111,15 +114,28 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
     if isinstance(forecast, xr.Dataset):
         return xr.Dataset({name: forecast_rmse(forecast[name], truth[name], sample_dim, lat)
                            for name in forecast.data_vars})
+    truth = _issued_only(truth, forecast, sample_dim)
     if MEMBER_DIM in forecast.dims:
-        forecast = forecast.mean(MEMBER_DIM, keep_attrs=True)
+        forecast = forecast.mean(MEMBER_DIM, keep_attrs=True, skipna=False)
     dims = _spatial_dims(forecast, sample_dim)
     if lat in dims:
         return weighted_rmse(forecast, truth, dim=dims, lat=lat, time_dim=sample_dim)
     if not dims:
         return rmse(forecast, truth, dim=sample_dim)
     per_init = np.sqrt(((forecast - truth) ** 2).mean(dims))
-    return _per_init_mean(per_init, forecast, sample_dim)
+    out = _per_init_mean(per_init, forecast, sample_dim)
+    return _where_forecast_known(out, forecast, truth, [*dims, sample_dim])
+
+
+def _issued_only(truth, forecast, sample_dim):
+    """``truth``, NaN at the initialisations the forecast is NaN from everywhere.
+
+    A forecaster that cannot start from a sample (ClimODE's first, whose velocity
+    needs the one before) returns NaN from it: not a forecast, so not scored. A
+    forecast NaN only in part stays, for the scores to be NaN there.
+    """
+    issued = forecast.notnull().any([d for d in forecast.dims if d != sample_dim])
+    return truth.where(issued)
 
 
 def _per_init_mean(per_init, like, sample_dim):
@@ -162,15 +178,17 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
     >>> verify_forecast(fc, truth)["T_rmse"].values.tolist()
     [1.0, 2.0]
     """
-    aligned = lead_aligned_truth(truth, forecast, sample_dim=sample_dim)
+    aligned = _issued_only(lead_aligned_truth(truth, forecast, sample_dim=sample_dim),
+                           forecast, sample_dim)
     rm = forecast_rmse(forecast, aligned, sample_dim=sample_dim, lat=lat)
     out = {}
     dims = _spatial_dims(forecast, sample_dim)
     for name in forecast.data_vars:
         out[f"{name}_rmse"] = rm[name]
         if climatology is not None and lat in dims:
-            mean = forecast[name].mean(MEMBER_DIM) if MEMBER_DIM in forecast[name].dims \
-                else forecast[name]
+            mean = forecast[name]
+            if MEMBER_DIM in mean.dims:
+                mean = mean.mean(MEMBER_DIM, skipna=False)
             clim = climatology[name]
             acc = weighted_acc(mean, aligned[name], clim, dim=dims, lat=lat, time_dim=None)
             out[f"{name}_acc"] = _valid_mean(acc, aligned[name], dims, sample_dim)
@@ -183,6 +201,12 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
         else:
             crps = crps.mean(dims) if dims else crps
         out[f"{name}_crps"] = _valid_mean(crps, aligned[name], dims, sample_dim)
+        # a forecast missing where the truth is known is not scored on its other points
+        for key in ("acc", "crps"):
+            if f"{name}_{key}" in out:
+                out[f"{name}_{key}"] = _where_forecast_known(
+                    out[f"{name}_{key}"], forecast[name], aligned[name],
+                    [*dims, sample_dim, MEMBER_DIM])
         units = forecast[name].attrs.get("units")
         for key, long in (("rmse", "latitude-weighted RMSE" if lat in dims else "RMSE"),
                           ("acc", "anomaly correlation coefficient"), ("crps", "CRPS")):
