@@ -98,8 +98,9 @@ def _n_forcing(ds):
 
 def _score_ensemble(ens, truth, dims):
     """CRPS, spread-skill, +-1 std and 90% coverage of an ensemble DataArray."""
-    mean = ens.mean("member")
-    std = ens.std("member", ddof=1)
+    # skipna=False: a failed (NaN) member makes the scores NaN, not those of the others
+    mean = ens.mean("member", skipna=False)
+    std = ens.std("member", ddof=1, skipna=False)
     return {
         "CRPS": crps_ensemble(ens, truth, dim=dims),
         "spread-skill": spread_skill_ratio(ens, truth, dim=dims),
@@ -168,7 +169,8 @@ def _calibrate_spread(rom, res_val, setup, n_leads):
     ens = _full_field(rom.predict(_windows(res_val, starts, setup.latent_seq_len),
                                   n_steps=n_leads, n_samples=setup.n_members)
                       .assign_coords(time=truth.time))
-    return _coverage_scale(truth, ens.mean("member"), ens.std("member", ddof=1),
+    return _coverage_scale(truth, ens.mean("member", skipna=False),
+                           ens.std("member", ddof=1, skipna=False),
                            rom.spread_inflation)
 
 
@@ -267,7 +269,7 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     # the latent ROM's own ensemble against the resolved truth: the issue's ROM targets
     latent_scores = _score_ensemble(_full_field(latent_ens), resolved_truth,
                                     ("time", *lead_dims))
-    latent_scores["rel-L1"] = relative_l1(_full_field(latent_ens.mean("member")),
+    latent_scores["rel-L1"] = relative_l1(_full_field(latent_ens.mean("member", skipna=False)),
                                           resolved_truth, dim=("time", *lead_dims))
     latent_rom_scores = xr.DataArray(
         [float(v) for v in latent_scores.values()], dims="metric_rom",
@@ -305,7 +307,7 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     latent_forecast_scores = closed_scores(latent_fc_scores, "LatentTransformerROM")
     lead_err = xr.DataArray(
         np.stack([error(rom_fc), error(persist), persist_full.values, error(latent_fc),
-                  error(latent_ens.mean("member"))]),
+                  error(latent_ens.mean("member", skipna=False))]),
         dims=("model", "lead"),
         coords={"model": ["POD+linear ROM (resolved)", "persistence (resolved)",
                           "persistence (full)", LATENT_MEAN, LATENT_ENSEMBLE], "lead": lead,

@@ -243,12 +243,14 @@ def _run_greybox(setup: GreyBoxSetup, name: str, quick=True, seed=0, device="cpu
         fc = _state(model.predict(context, leads)).isel(time=-1, drop=True)
         fc = fc.drop_vars([c for c in fc.coords if c not in fc.dims])
         ens = fc if "member" in fc.dims else fc.expand_dims(member=1)
-        err2 = ((ens.mean("member") - truth) ** 2)
+        # skipna=False: a forecast that diverged on one test trajectory (or member) scores
+        # NaN, not the mean of the others
+        err2 = ((ens.mean("member", skipna=False) - truth) ** 2)
         spatial = [d for d in truth.dims if d not in ("trajectory", "lead_time")]
         rmse[method] = np.sqrt(err2.to_array("variable").mean(
-            ["variable", "trajectory", *spatial]))
+            ["variable", "trajectory", *spatial], skipna=False))
         crps[method] = crps_ensemble(ens, truth).to_array("variable").mean(
-            ["variable", "trajectory", *spatial])
+            ["variable", "trajectory", *spatial], skipna=False)
         if method != "neural_ode" and true_p is not None:
             est = model.infer_parameters(context).to_array("parameter").transpose(
                 "trajectory", "parameter").values
