@@ -59,7 +59,7 @@ def results_dataset(test, rel, by_var, lat_err, p_err, p_spread, true, est, spre
 
 def summary(res):
     """Summary rows: one per (method, metric)."""
-    mean_t = res.isel(time=slice(1, None)).mean("time")
+    mean_t = res.isel(time=slice(1, None)).mean("time", skipna=False)
     rows = (summary_rows(mean_t.field_rel_rmse, "field relative RMSE", method_dim="assimilator")
             + summary_rows(mean_t.latent_rel_error.dropna("assimilator"), "latent relative error",
                            method_dim="assimilator"))
@@ -109,7 +109,7 @@ def _speed_up(x):
 
 def table(res):
     """The printed table."""
-    mean_t = res.isel(time=slice(1, None)).mean("time")
+    mean_t = res.isel(time=slice(1, None)).mean("time", skipna=False)
     params = [str(p) for p in res["parameter"].values]
     head = "".join(f"{p[:12] + ' err':>17}" for p in params)
     lines = [f"{'method':<22}{'field rel RMSE':>15}{'latent rel err':>15}{head}"

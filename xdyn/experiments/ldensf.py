@@ -214,11 +214,16 @@ def sparse_observations(truth, setup, random_state):
 
 
 def _rel_rmse_t(field, truth):
-    """Relative RMSE over the grid per (trajectory, time), averaged over trajectories."""
-    err = np.sqrt(((field - truth) ** 2).mean(("y", "x")))
+    """Relative RMSE over the grid per (trajectory, time), averaged over trajectories.
+
+    NaN at a time where the analysis of any trajectory is NaN (a filter that diverged
+    there), never the mean of the others.
+    """
+    err = np.sqrt(((field - truth) ** 2).mean(("y", "x"), skipna=False))
     norm = np.sqrt((truth**2).mean(("y", "x")))
     # a field at rest (the tsunami's velocities at the release) has no relative error
-    return (err / norm.where(norm > 0)).mean("trajectory")
+    rel = (err / norm.where(norm > 0)).mean("trajectory")
+    return rel.where(err.notnull().all("trajectory"))
 
 
 def _param_rel_error(estimate, true, per_trajectory):
@@ -421,7 +426,7 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
     free = filt.ldnet_.predict(prior)[fields]
     true = np.stack([test[p].values for p in params])
     labels, axes, values = [setting_label("default", 0)], ["default"], [np.nan]
-    rmse = [res.field_rel_rmse.isel(time=slice(1, None)).mean("time").sel(
+    rmse = [res.field_rel_rmse.isel(time=slice(1, None)).mean("time", skipna=False).sel(
         assimilator=list(METHODS)).values]
     p_err = [res.parameter_rel_error.sel(assimilator="LD-EnSF").isel(time=-1).values]
     for axis, settings in sweep.items():
@@ -449,7 +454,7 @@ def robustness_sweep(setup, filt, reps, test, res, seed, fields):
                 scored = list(METHODS)
             rel = field_rel_rmse(analyses, test, fields, scored).mean("variable")
             rel = rel.assign_coords(assimilator=scored).reindex(assimilator=list(METHODS))
-            rmse.append(rel.isel(time=slice(1, None)).mean("time").values)
+            rmse.append(rel.isel(time=slice(1, None)).mean("time", skipna=False).values)
             p_err.append([float(_param_rel_error(out[p].values[:, -1], true[j],
                                                  case.per_trajectory_error))
                           for j, p in enumerate(params)])
