@@ -296,6 +296,25 @@ def test_spread_skill_is_the_rms_spread_over_the_rms_error_as_the_metric_defines
                                float(spread_skill_ratio(members, truth_latent)))
 
 
+def test_field_error_is_nan_where_any_flow_diverged_and_skips_fields_at_rest():
+    from xdyn.experiments.ldensf import field_rel_rmse
+
+    rng = np.random.default_rng(0)
+    dims = ("trajectory", "time", "y", "x")
+    truth = xr.Dataset({"u": (dims, rng.normal(size=(3, 4, 5, 5))),
+                        "v": (dims, rng.normal(size=(3, 4, 5, 5)))},
+                       coords={"time": np.arange(4.0)})
+    truth["v"][:, 0] = 0.0  # at rest at the first time: no relative error there
+    analysis = truth + 0.1
+    rel = field_rel_rmse({"A": analysis}, truth, ["u", "v"], ["A"]).isel(assimilator=0)
+    assert rel.dims == ("variable", "time")
+    assert np.isnan(rel.values[1, 0]) and np.isfinite(rel.values[:, 1:]).all()
+    analysis["u"][1, 2:] = np.nan  # one flow's filter diverged at the third time
+    rel = field_rel_rmse({"A": analysis}, truth, ["u", "v"], ["A"]).isel(assimilator=0)
+    assert np.isnan(rel.values[0]).tolist() == [False, False, True, True]
+    assert np.isfinite(rel.values[1, 1:]).all()
+
+
 def test_sparse_observations_at_an_interval_and_a_wider_stride():
     truth = kolmogorov_ldensf(n_trajectories=1, N=16, n_saved=6, burn_in_steps=2)
     base = LDEnSFSetup(N=16)
