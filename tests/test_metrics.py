@@ -79,6 +79,9 @@ def test_ensemble_scores_are_nan_when_a_member_failed():
     assert np.isnan(float(metrics.rmse(ens, truth)))
     assert np.isnan(float(metrics.crps_ensemble(ens, truth, dim="x")))
     assert np.isnan(float(metrics.spread_skill_ratio(ens, truth)))
+    assert np.isnan(float(metrics.spread(ens)))
+    assert float(metrics.spread(ens.where(ens.x == 0))) == pytest.approx(float(
+        metrics.spread(ens.isel(x=[0]))))  # a point with no member at all is left out
     ok = ens.fillna(-1.0)
     assert float(metrics.rmse(ok, truth)) == pytest.approx(1 / 3)
     # a member missing where there is no truth is not scored at all

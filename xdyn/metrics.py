@@ -485,7 +485,9 @@ def spread(ensemble, member_dim="member", dim=None):
     Returns
     -------
     DataArray or Dataset
-        The spread, in the units of ``ensemble``.
+        The spread, in the units of ``ensemble``. Points where every member is
+        NaN (no forecast there) are left out; NaN where some members are NaN
+        and others not (a failed member).
 
     Examples
     --------
@@ -495,8 +497,11 @@ def spread(ensemble, member_dim="member", dim=None):
     1.0
     """
     _check_member_dim(ensemble, None, member_dim, "the ensemble spread")
-    variance = ensemble.var(member_dim, ddof=1)
-    return _finish(np.sqrt(variance.mean(_dims(dim, variance))), ensemble, "ensemble spread")
+    variance = ensemble.var(member_dim, ddof=1, skipna=False)
+    dims = _dims(dim, variance)
+    missing = ensemble.isnull()
+    failed = (missing.any(member_dim) & ~missing.all(member_dim)).any(dims)
+    return _finish(np.sqrt(variance.mean(dims)).where(~failed), ensemble, "ensemble spread")
 
 
 @_per_variable("ensemble", "truth")
