@@ -82,6 +82,15 @@ def test_ensemble_scores_are_nan_when_a_member_failed():
     assert np.isnan(float(metrics.spread(ens)))
     assert float(metrics.spread(ens.where(ens.x == 0))) == pytest.approx(float(
         metrics.spread(ens.isel(x=[0]))))  # a point with no member at all is left out
+    wide = xr.DataArray([[-2.0, 0.0, 2.0], [-2.0, 0.0, 2.0]], dims=("x", "member"))
+    far = xr.DataArray([0.0, 9.0], dims="x")  # covered, not covered
+    assert float(metrics.interval_coverage(wide, far, level=0.5)) == 0.5
+    # a missing observation leaves the coverage; it does not count as a miss
+    assert float(metrics.interval_coverage(wide, far.where(far.x == 0), level=0.5)) == 1.0
+    assert float(metrics.picp(wide.mean("member"), wide.std("member"), far.where(far.x == 0))
+                 ) == 1.0
+    assert np.isnan(float(metrics.picp(xr.DataArray([0.0, np.nan], dims="x"),
+                                       xr.ones_like(far), far)))
     ok = ens.fillna(-1.0)
     assert float(metrics.rmse(ok, truth)) == pytest.approx(1 / 3)
     # a member missing where there is no truth is not scored at all

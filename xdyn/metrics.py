@@ -832,7 +832,8 @@ def picp(mean, std, truth, k=1.0, dim=None):
 
     Returns
     -------
-    DataArray or Dataset, a fraction in [0, 1].
+    DataArray or Dataset, a fraction in [0, 1]. Points without a truth are
+    left out; a NaN mean or std where the truth is known gives NaN.
 
     Examples
     --------
@@ -847,7 +848,10 @@ def picp(mean, std, truth, k=1.0, dim=None):
         raise ValueError(f"k must be a positive number; got {k!r}")
     mean, std, truth = _align(mean, std, truth, names=("mean", "std", "truth"))
     dims = _dims(dim, mean, std, truth)
-    score = (abs(truth - mean) <= k * std).mean(dims)
+    # a comparison with NaN is False: without the where, a missing observation counted
+    # as a miss; a NaN forecast is not scored at all
+    covered = (abs(truth - mean) <= k * std).where(truth.notnull())
+    score = _where_forecast_known(covered.mean(dims), mean + std, truth, dims)
     return _finish(score, truth, f"coverage of mean +- {k:g} std", units="1")
 
 
@@ -871,7 +875,8 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
 
     Returns
     -------
-    DataArray or Dataset, a fraction in [0, 1].
+    DataArray or Dataset, a fraction in [0, 1]. Points without a truth are
+    left out; a point's interval comes from its members that are not NaN.
 
     Examples
     --------
@@ -893,7 +898,8 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
     inside = (truth >= bounds.isel(quantile=0, drop=True)) & (
         truth <= bounds.isel(quantile=1, drop=True))
     dims = _dims(dim, inside) if dim is not None else list(inside.dims)
-    score = inside.mean(dims)
+    # points without a truth leave the mean (a comparison with NaN is False: a miss)
+    score = inside.where(truth.notnull()).mean(dims)
     return _finish(score, truth, f"coverage of the central {level:.0%} ensemble interval",
                    units="1")
 
