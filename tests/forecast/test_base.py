@@ -66,6 +66,30 @@ def test_score_is_minus_lat_weighted_rmse():
     assert est.score(ds, ["6h"]) == pytest.approx(-(rz + rt) / 2, rel=1e-10)
 
 
+class _FailsAfter12h(Persistence):
+    """Persistence whose forecast is NaN at one point beyond 12 h (a diverged model)."""
+
+    def _predict(self, X, times, lead_times):
+        out = super()._predict(X, times, lead_times)
+        out[:, np.asarray(lead_times) > np.timedelta64(12, "h"), 0] = np.nan
+        return out
+
+
+def test_score_is_nan_when_a_lead_failed_and_raises_on_an_unverifiable_lead():
+    ds = _grid_ds()
+    good, failed = Persistence().fit(ds), _FailsAfter12h().fit(ds)
+    assert np.isfinite(good.score(ds, ["6h", "24h"]))
+    assert failed.score(ds, ["6h"]) == pytest.approx(good.score(ds, ["6h"]), rel=1e-12)
+    # the failed lead used to be left out of the mean over leads: the diverged model then
+    # scored better than persistence over the same leads
+    assert np.isnan(failed.score(ds, ["6h", "24h"]))
+    # a lead between the samples or past the end never verifies: an error, not a lead dropped
+    with pytest.raises(ValueError, match=r"lead_times \['0 days 03:00:00'\]"):
+        good.score(ds, ["6h", "3h"])
+    with pytest.raises(ValueError, match="past its end"):
+        good.score(ds.isel(time=slice(0, 4)), ["6h", "48h"])
+
+
 def test_pipeline_clone_pickle():
     ds = _grid_ds()
     pipe = Pipeline([("scale", StandardScaler()), ("fc", Climatology(groupby="hour"))])

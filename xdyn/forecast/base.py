@@ -49,6 +49,7 @@ their ensemble mean.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import StrOptions  # noqa: F401 - for subclasses
@@ -172,7 +173,14 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         Returns
         -------
         float
-            Higher is better (scikit-learn's convention).
+            Higher is better (scikit-learn's convention); NaN when a forecast
+            failed (NaN where ``X`` is known), which a model search ranks last.
+
+        Raises
+        ------
+        ValueError
+            When no forecast at some lead time verifies inside ``X`` (its valid
+            times lie past the end of ``X`` or between its samples).
         """
         check_is_fitted(self, "layout_")
         forecast = self.predict(X, lead_times)
@@ -185,14 +193,22 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
                                                LEAD_DIM: self._check_leads(lead_times)})
             data = data.rename(None)
         truth = lead_aligned_truth(data, forecast, sample_dim=self.sample_dim)
+        verifiable = truth.notnull()
+        if isinstance(verifiable, xr.Dataset):
+            verifiable = verifiable.to_array("variable")
+        verifiable = verifiable.any([d for d in verifiable.dims if d != LEAD_DIM])
+        if not bool(verifiable.all()):
+            missing = [str(pd.to_timedelta(v)) if np.asarray(v).dtype.kind == "m" else float(v)
+                       for v in verifiable[LEAD_DIM].values[~verifiable.values]]
+            raise ValueError(f"no forecast of X at lead_times {missing} verifies inside X "
+                             "(their valid times are past its end or between its samples): "
+                             "give more samples or other lead_times")
         per_lead = forecast_rmse(forecast, truth, sample_dim=self.sample_dim)
         if isinstance(per_lead, xr.Dataset):
             per_lead = per_lead.to_array("variable")
-        value = float(per_lead.mean())
-        if not np.isfinite(value):
-            raise ValueError("no forecast of X verifies inside X: give more samples or "
-                             "shorter lead_times")
-        return -value
+        # not skipna: a lead whose forecast failed (NaN where the truth is known) makes the
+        # score NaN, as a model search expects, rather than leaving that lead out
+        return -float(per_lead.mean(skipna=False))
 
     def lead_steps(self, lead_times):
         """Lead times as (possibly fractional) multiples of the sample spacing ``dt_``.
