@@ -110,6 +110,15 @@ def test_clone_and_pickle(fitted):
     assert params["hidden"] == 8 and not hasattr(clone(model), "net_")
 
 
+def test_predict_refuses_data_at_another_spacing(fitted):
+    # consecutive samples are read as one fitted step apart: every other sample would be read
+    # as a step of 1.0 while 2.0 apart (a wrong forecast, no error before)
+    ds, model = fitted
+    with pytest.raises(ValueError, match="ClimODE reads consecutive samples as one fitted "
+                       "step 1 apart.* include 2"):
+        model.predict(ds.isel(time=slice(0, None, 2)), [1.0])
+
+
 def test_errors_before_training():
     ds = _wave(n_time=10)
     with pytest.raises(ValueError, match="2 spatial dims"):

@@ -98,6 +98,20 @@ def test_clone_pickle_and_seed(tiny):
     assert np.isfinite(fc.theta.isel(time=slice(4, None))).all()
 
 
+def test_data_at_another_spacing_is_refused(tiny):
+    # episodes are consecutive samples: at 0.2 apart the parameters inferred were 35% too high
+    # (the dynamics read at half speed), with no error
+    ds, model = tiny
+    coarse = ds.isel(time=slice(0, None, 2))
+    with pytest.raises(ValueError, match="VGBDM reads consecutive samples as one fitted step "
+                       "0.1 apart.* include 0.2"):
+        model.predict(coarse, [0.2])
+    with pytest.raises(ValueError, match="0.1 apart"):
+        model.infer_parameters(coarse)
+    with pytest.raises(ValueError, match="0.1 apart"):
+        VGBDM("pendulum", len_episode=3, max_epochs=1).fit(ds.isel(time=[0, 1, 2, 4, 5, 6]))
+
+
 def test_history_needs_leads_on_the_grid():
     ds = _pendulum(4, 0, t_span=2.0)
     model = VGBDM("pendulum", history_size=3, z_dim=1, len_episode=4, hidden=8,

@@ -147,10 +147,9 @@ class GriddedForecaster(BaseForecaster):
                 (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * 365.25)))
 
     def _check_even(self, times):
-        if self.time_kind_ == "cftime":
-            return
-        steps = np.diff(np.asarray(times))
-        if steps.size and np.any(np.abs((steps - self.dt_) / self.dt_) > 1e-6):
+        try:
+            self._check_sample_step(times)
+        except ValueError as err:
             raise ValueError(f"{type(self).__name__} needs evenly spaced samples along "
                              f"{self.sample_dim!r} (step {self.dt_}); resample or split the "
-                             "series first")
+                             "series first") from err

@@ -198,8 +198,7 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
             verifiable = verifiable.to_array("variable")
         verifiable = verifiable.any([d for d in verifiable.dims if d != LEAD_DIM])
         if not bool(verifiable.all()):
-            missing = [str(pd.to_timedelta(v)) if np.asarray(v).dtype.kind == "m" else float(v)
-                       for v in verifiable[LEAD_DIM].values[~verifiable.values]]
+            missing = [_step_str(v) for v in verifiable[LEAD_DIM].values[~verifiable.values]]
             raise ValueError(f"no forecast of X at lead_times {missing} verifies inside X "
                              "(their valid times are past its end or between its samples): "
                              "give more samples or other lead_times")
@@ -301,15 +300,32 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
     def _times(self, data):
         return np.asarray(data[self.sample_dim].values)
 
+    def _steps(self, times):
+        if self.time_kind_ == "cftime":
+            steps = np.array([(b - a) for a, b in zip(times[:-1], times[1:])])
+            return _as_timedelta64(list(steps))
+        return np.diff(times)
+
+    def _check_sample_step(self, times):
+        """Raise unless ``times`` are evenly spaced by the fitted ``dt_``.
+
+        For forecasters that read consecutive samples as one ``dt_`` apart
+        (a history, an episode, a finite-difference velocity): data at another
+        spacing would be read as the fitted one, a wrong forecast returned silently.
+        """
+        steps = self._steps(np.asarray(times)) if len(times) > 1 else np.array([self.dt_])
+        off = np.abs((steps - self.dt_) / self.dt_) > 1e-6
+        if np.any(off):
+            found = ", ".join(_step_str(v) for v in np.unique(steps[off])[:3])
+            raise ValueError(f"{type(self).__name__} reads consecutive samples as one fitted "
+                             f"step {_step_str(self.dt_)} apart; the {self.sample_dim!r} steps "
+                             f"of this data include {found}: resample or split the series first")
+
     def _median_step(self, times):
         if times.size < 2:
             raise ValueError(f"need at least 2 samples along {self.sample_dim!r}, "
                              f"got {times.size}")
-        if self.time_kind_ == "cftime":
-            steps = np.array([(b - a) for a, b in zip(times[:-1], times[1:])])
-            steps = _as_timedelta64(list(steps))
-        else:
-            steps = np.diff(times)
+        steps = self._steps(times)
         step = np.sort(steps)[steps.size // 2]
         if not step > np.zeros((), steps.dtype):
             raise ValueError(f"the {self.sample_dim!r} coordinate must increase")
@@ -368,3 +384,9 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
             return ds[info.variables[0].name].rename(info.name)
         return ds
 
+
+def _step_str(step):
+    """A time step or lead for a message: ``'0 days 06:00:00'`` or ``'0.1'``."""
+    if np.asarray(step).dtype.kind == "m":
+        return str(pd.to_timedelta(step))
+    return f"{float(step):.6g}"

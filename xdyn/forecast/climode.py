@@ -268,6 +268,7 @@ class ClimODE(GriddedForecaster):
         return u[inits[:, None] + np.arange(1 - int(self.memory), 1)]
 
     def _predict(self, X, times, lead_times):
+        self._check_sample_step(times)  # the initial velocity differences consecutive samples
         steps = np.asarray(self.lead_steps(lead_times), dtype=float)
         if np.any(steps <= 0):
             raise ValueError(f"ClimODE forecasts at lead_times > 0; got {lead_times!r}")

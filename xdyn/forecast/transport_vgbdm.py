@@ -272,6 +272,7 @@ class TransportVGBDM(GriddedForecaster):
         return Subset(windows, range(n_train)), self._stopping_on(valid)
 
     def _predict(self, X, times, lead_times):
+        self._check_sample_step(times)  # an episode is consecutive samples
         steps = np.asarray(self.lead_steps(lead_times), dtype=float)
         if np.any(steps <= 0):
             raise ValueError(f"TransportVGBDM forecasts at lead_times > 0; got {lead_times!r}")

@@ -290,6 +290,7 @@ class VGBDM(TrajectoryForecaster):
         return result
 
     def _fit_trajectories(self, values, times):
+        self._check_sample_step(times)  # episodes and the flow's time grid assume one step
         B, T, n = values.shape
         need = max(int(self.len_episode), int(self.history_size) + 1,
                    4 if self.interpolant == "cubic" else 2)
@@ -391,6 +392,7 @@ class VGBDM(TrajectoryForecaster):
         return mu, logvar
 
     def _predict_trajectories(self, values, times, lead_times):
+        self._check_sample_step(times)
         B, T, n = values.shape
         steps = self._leads_on_grid(lead_times) if self.history_size > 1 else None
         out = np.full((B, T, len(lead_times), int(self.n_members), n), np.nan)
@@ -438,6 +440,7 @@ class VGBDM(TrajectoryForecaster):
         if not self.p_dim_:
             raise ValueError("the physics model has no unknown parameter to infer")
         data, has_traj = self._split(X)
+        self._check_sample_step(self._times(data))
         values = self._as_batch(data, has_traj)
         E = int(self.len_episode)
         if values.shape[1] < E:
