@@ -209,3 +209,36 @@ def test_float32_training_fields_give_the_float64_fit(closure_data):
     assert mean32.dtype == np.float64
     np.testing.assert_allclose(mean32, mean64, atol=1e-3 * np.abs(mean64).max())
     np.testing.assert_allclose(std32, std64, rtol=1e-3)
+
+
+def test_labelled_y_is_paired_with_x_by_label(closure_data):
+    """Y stored in another time order fits what Y in X's order fits; other times raise."""
+    X, Y, _, _ = closure_data(80, 0, False, as_dataset=True)
+    gp = GPClosure(2, 2, max_epochs=5, random_state=0, residual="none")
+    ref = clone(gp).fit(X, Y).predict(X)
+    rev = clone(gp).fit(X, Y.isel(time=slice(None, None, -1))).predict(X)
+    np.testing.assert_allclose(rev.w, ref.w, rtol=1e-6, atol=1e-6)
+    shuffled = Y.isel(time=np.random.RandomState(0).permutation(80))
+    np.testing.assert_allclose(clone(gp).fit(X, shuffled).predict(X).w, ref.w, rtol=1e-6,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="same 'time' labels"):
+        clone(gp).fit(X, Y.assign_coords(time=Y.time + 0.05))
+    with pytest.raises(ValueError, match="same 'time' labels"):  # right count, one label off
+        clone(gp).fit(X, Y.assign_coords(time=np.r_[Y.time.values[:-1], 99.0]))
+    # trajectories: paired by (trajectory, time) labels, stored in any order
+    Xt = xr.concat([X, X + 1], "trajectory").assign_coords(trajectory=[3, 7])
+    Yt = xr.concat([Y, 2 * Y], "trajectory").assign_coords(trajectory=[3, 7])
+    ref_t = clone(gp).fit(Xt, Yt).predict(Xt)
+    flipped = Yt.isel(trajectory=[1, 0], time=slice(None, None, -1)).transpose("time", ...)
+    np.testing.assert_allclose(clone(gp).fit(Xt, flipped).predict(Xt).w, ref_t.w, rtol=1e-6,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="same 'trajectory' labels"):
+        clone(gp).fit(Xt, Yt.assign_coords(trajectory=[3, 8]))
+
+
+def test_sparse_gp_seeded_by_a_random_state_instance_is_reproducible(closure_data):
+    X, Y, _, _ = closure_data(120, 0, False)
+    fits = [GPClosure(2, 2, exact_max_samples=50, n_inducing=8, max_epochs=2, batch_size=60,
+                      random_state=np.random.RandomState(0)).fit(X, Y) for _ in range(2)]
+    assert fits[0].sparse_
+    np.testing.assert_array_equal(fits[0].predict(X[:10]), fits[1].predict(X[:10]))

@@ -128,3 +128,22 @@ def test_regressor_bad_input():
         reg.predict(X.rename(w="q"))
     with pytest.raises(TypeError, match="fitted on a Dataset"):
         reg.predict(X.w.values[:, None])
+
+
+def test_regressor_pairs_samples_and_grid_by_name_and_label():
+    """Y with its dims in another order, or its labels stored in another order, fits what
+    Y laid out as X fits; other labels raise, naming the dim."""
+    X, Y, _ = _fields(24, 0)
+    Xt = xr.concat([X, -X], "trajectory").assign_coords(trajectory=[0, 1])
+    Yt = xr.concat([Y, -Y], "trajectory").assign_coords(trajectory=[0, 1])
+    reg = _regressor(max_epochs=2)
+    ref = clone(reg).fit(Xt, Yt).predict(Xt)
+    other = Yt.transpose("time", "trajectory", "x", "y").isel(time=slice(None, None, -1),
+                                                              trajectory=[1, 0])
+    xr.testing.assert_allclose(clone(reg).fit(Xt, other).predict(Xt), ref, atol=1e-6)
+    with pytest.raises(ValueError, match="same 'time' labels"):
+        clone(reg).fit(Xt, Yt.assign_coords(time=Yt.time + 100))
+    with pytest.raises(ValueError, match="same 'x' labels"):
+        clone(reg).fit(Xt, Yt.assign_coords(x=Yt.x + 0.5))
+    with pytest.raises(ValueError, match="same sample dims"):
+        clone(reg).fit(Xt, Yt.isel(trajectory=0))

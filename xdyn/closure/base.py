@@ -169,6 +169,9 @@ class BaseClosure(BaseEstimator):
         X : xarray.Dataset, xarray.DataArray or ndarray of shape (n_samples, n_features_in)
             Resolved state; ``sample_dim`` is the sample dimension.
         Y : same kinds, the unresolved field at the same samples.
+            Labelled ``Y`` is paired with labelled ``X`` by label along
+            ``sample_dim`` (and ``trajectory_dim``), whatever order it is stored
+            in; a ``ValueError`` names the dim whose labels differ.
         Y_mean : same kind as ``Y``, optional
             ``mean_model.predict(X)`` when it is known already (only with
             ``prefit_mean_model=True``): saves evaluating the mean model on
@@ -184,6 +187,10 @@ class BaseClosure(BaseEstimator):
                              "mean_model and prefit_mean_model=True")
         if Y_mean is not None and _layout(Y_mean) != _layout(Y):
             raise ValueError(f"Y_mean must have Y's layout {_layout(Y)}; got {_layout(Y_mean)}")
+        # rows are paired by label, not by storage order: Y (and Y_mean) in X's order
+        Y = self._align_samples(X, Y, "Y")
+        if Y_mean is not None:
+            Y_mean = self._align_samples(X, Y_mean, "Y_mean")
         self.mean_model_ = self._fitted_mean_model(X, Y)
         if self.mean_model_ is not None:
             Y = Y - (self.mean_model_.predict(X) if Y_mean is None else Y_mean)
@@ -211,6 +218,21 @@ class BaseClosure(BaseEstimator):
         self.n_samples_fit_ = n
         self._fit_reduced(Z, C / self.output_scale_)
         return self
+
+    def _align_samples(self, X, Y, name):
+        """``Y`` ordered along the sample dims as ``X`` is, when both are labelled.
+
+        The sample dims are ``sample_dim`` and, when ``X`` has it, ``trajectory_dim``.
+        """
+        labelled = (xr.Dataset, xr.DataArray)
+        if not (isinstance(X, labelled) and isinstance(Y, labelled)):
+            return Y
+        td = self.trajectory_dim
+        if td is not None and td in Y.dims and td not in X.dims:
+            raise ValueError(f"{name} has the dim {td!r} (trajectory_dim) and X has not; "
+                             "their samples cannot be paired")
+        dims = [d for d in (td, self.sample_dim) if d is not None and d in X.dims]
+        return align_labels(X, Y, dims, name)
 
     def _fitted_mean_model(self, X, Y):
         if self.mean_model is None:
@@ -399,6 +421,53 @@ class BaseClosure(BaseEstimator):
 
 
 _MERGED = "__xdyn_sample__"
+
+
+def align_labels(X, Y, dims, name="Y"):
+    """``Y`` reordered along ``dims`` to ``X``'s labels: samples are paired by label.
+
+    Parameters
+    ----------
+    X, Y : xarray.Dataset or xarray.DataArray
+    dims : iterable of str
+        Dims of ``X`` along which ``Y`` must carry the same labels, in any order.
+    name : str, default="Y"
+        ``Y``'s name in error messages.
+
+    Returns
+    -------
+    ``Y``, along each of ``dims`` in ``X``'s order.
+
+    Raises
+    ------
+    ValueError
+        ``Y`` lacks one of ``dims``, or its labels along one are not a
+        permutation of ``X``'s (other, missing or duplicated labels); without
+        coordinates on either side, when the sizes differ.
+    """
+    for dim in dims:
+        if dim not in Y.dims:
+            raise ValueError(f"{name} lacks the dim {dim!r} of X; its dims are {tuple(Y.dims)}")
+        xi, yi = X.indexes.get(dim), Y.indexes.get(dim)
+        if xi is None or yi is None:  # positions are all there is to pair
+            if X.sizes[dim] != Y.sizes[dim]:
+                raise ValueError(f"X and {name} must have the same size along {dim!r}; got "
+                                 f"{X.sizes[dim]} and {Y.sizes[dim]}")
+            continue
+        if xi.equals(yi):
+            continue
+        if len(xi) == len(yi) and xi.is_unique and yi.is_unique:
+            where = yi.get_indexer(xi)
+            if (where >= 0).all():  # the same labels stored in another order
+                Y = Y.isel({dim: where})
+                continue
+        missing, other = xi.difference(yi)[:3].tolist(), yi.difference(xi)[:3].tolist()
+        detail = (f"{name} lacks {missing} and has {other}" if missing or other
+                  else "duplicated labels")
+        raise ValueError(f"X and {name} must have the same {dim!r} labels (samples are paired "
+                         f"by label); they differ: {detail} (first ones shown), sizes "
+                         f"{len(xi)} and {len(yi)}")
+    return Y
 
 
 def _layout(data):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import inspect
 from numbers import Integral
 
@@ -45,6 +46,11 @@ class ClosedModel(BaseEstimator):
         only checks them); else ``fit`` fits clones of both.
     sample_dim : str, default="time"
     random_state : int, RandomState or None, default=None
+        Seeds the closure's draws and, through an integer seed drawn from it,
+        the ROM's: passed as ``random_state`` to the ROM's ``predict`` when it
+        takes one, else set as the ``random_state`` parameter of a shallow copy
+        of the ROM for the call (the fitted ROM itself is left unchanged). None:
+        fresh closure draws, and the ROM draws by its own ``random_state``.
     lags : tuple of int, default=()
         Delays (steps along ``sample_dim``) of the resolved state the closure
         reads beside the current one, as variables ``{name}_lag{lag}``: the
@@ -139,8 +145,9 @@ class ClosedModel(BaseEstimator):
         n_steps : int
         n_members : int, optional
             Default ``self.n_members``.
-        random_state : optional
-            Default ``self.random_state``.
+        random_state : int, RandomState or None, optional
+            Default ``self.random_state``; seeds the ROM's and the closure's
+            draws (see the class's ``random_state``).
 
         Returns
         -------
@@ -152,14 +159,17 @@ class ClosedModel(BaseEstimator):
         n_members = self.n_members if n_members is None else n_members
         if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
             raise ValueError(f"n_members must be a positive integer; got {n_members!r}")
-        rng = check_random_state(self.random_state if random_state is None else random_state)
+        random_state = self.random_state if random_state is None else random_state
+        rng = check_random_state(random_state)
         longest = max(self.lags, default=0)
         if X.sizes.get(self.sample_dim, 0) < longest:
             raise ValueError(f"the closure reads the resolved state {longest} steps back "
                              f"(lags={tuple(self.lags)}): X needs at least {longest} context "
                              f"states along {self.sample_dim!r}; it has "
                              f"{X.sizes.get(self.sample_dim, 0)}")
-        resolved = self.predict_resolved(X, n_steps, n_members)
+        # the ROM's seed drawn from rng first; None keeps the ROM's own random_state
+        resolved = self.predict_resolved(X, n_steps, n_members,
+                                         random_state=None if random_state is None else rng)
         if MEMBER_DIM in resolved.dims:
             members = [resolved.isel({MEMBER_DIM: m}, drop=True)
                        for m in range(resolved.sizes[MEMBER_DIM])]
@@ -182,6 +192,9 @@ class ClosedModel(BaseEstimator):
             return
         expected = set(X.data_vars) | {lagged_name(v, lag) for lag in self.lags
                                        for v in delayed_variables(X, self.sample_dim)}
+        if getattr(self.closure, "input_info_", None) is None:
+            raise TypeError("the prefit closure was fitted on arrays; ClosedModel gives it "
+                            "Datasets (the resolved forecast): fit it on Datasets like X")
         names = set(self.closure.input_info_.names)
         if names != expected:
             raise ValueError(f"the prefit closure reads {sorted(names)}; with "
@@ -198,14 +211,40 @@ class ClosedModel(BaseEstimator):
                          join="override")
         return delay_embedding(both, self.lags, dim)
 
-    def predict_resolved(self, X, n_steps, n_members=None):
-        """The ROM's resolved forecast alone (a ``member`` dim when it is stochastic)."""
+    def predict_resolved(self, X, n_steps, n_members=None, random_state=None):
+        """The ROM's resolved forecast alone (a ``member`` dim when it is stochastic).
+
+        Parameters
+        ----------
+        X : xarray.Dataset
+        n_steps : int
+        n_members : int, optional
+            Default ``self.n_members``; used when the ROM's ``predict`` takes
+            ``n_samples``.
+        random_state : int, RandomState or None, optional
+            Default ``self.random_state``. An integer seed drawn from it seeds the
+            ROM's draws (see ``random_state`` of the class); when both are None,
+            the ROM draws by its own ``random_state``.
+
+        Returns
+        -------
+        xarray.Dataset
+        """
         check_is_fitted(self, "rom_")
-        kwargs = {}
+        rom, kwargs = self.rom_, {}
         try:
-            params = inspect.signature(self.rom_.predict).parameters
+            params = inspect.signature(rom.predict).parameters
         except (TypeError, ValueError):
             params = {}
         if "n_samples" in params:
             kwargs["n_samples"] = self.n_members if n_members is None else n_members
-        return self.rom_.predict(X, n_steps=n_steps, **kwargs)
+        random_state = self.random_state if random_state is None else random_state
+        own = hasattr(rom, "get_params") and "random_state" in rom.get_params(deep=False)
+        if random_state is not None and ("random_state" in params or own):
+            seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+            if "random_state" in params:
+                kwargs["random_state"] = seed
+            else:  # the ROM draws from its own parameter: a copy seeded, the user's ROM kept
+                rom = copy.copy(rom)
+                rom.random_state = seed
+        return rom.predict(X, n_steps=n_steps, **kwargs)

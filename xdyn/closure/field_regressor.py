@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.closure.base import align_labels
 from xdyn.nn.callbacks import cosine_annealing
 from xdyn.nn.modules import PeriodicConvNet
 from xdyn.nn.net import XdynNet
@@ -117,7 +118,9 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         ----------
         X, Y : xarray.Dataset, xarray.DataArray or ndarray
             Of the same kind, on the same grid; an array has the shape
-            ``(n_samples, n_channels, n_y, n_x)``.
+            ``(n_samples, n_channels, n_y, n_x)``. Labelled ``Y`` is paired with
+            ``X`` by dim name and coordinate label (its dims may be in another
+            order, its labels stored in another order); other labels raise.
 
         Returns
         -------
@@ -135,7 +138,16 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         self.dataarray_ = isinstance(X, xr.DataArray)
         X, Y = _as_dataset(X), _as_dataset(Y)
         Xa, self.input_variables_ = self._as_array(X, "X")
-        Ya, self.output_variables_ = self._as_array(Y, "Y")
+        order = None
+        if isinstance(X, xr.Dataset):
+            # samples and grid points are paired by name and label, not by storage order
+            order = self._sample_dims(X, "X")
+            y_dims = self._sample_dims(Y, "Y")
+            if set(y_dims) != set(order):
+                raise ValueError(f"X and Y must have the same sample dims (those besides "
+                                 f"grid_dims); X has {tuple(order)}, Y has {tuple(y_dims)}")
+            Y = align_labels(X, Y, (*order, *self.grid_dims), "Y")
+        Ya, self.output_variables_ = self._as_array(Y, "Y", order)
         if Xa.shape[0] != Ya.shape[0] or Xa.shape[2:] != Ya.shape[2:]:
             raise ValueError(f"X and Y must have the same samples and grid; got X of shape "
                              f"{Xa.shape} and Y of shape {Ya.shape} (samples, channels, grid)")
@@ -180,13 +192,17 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         return out[self.output_variables_[0]] if self.dataarray_ else out
 
     # --- layouts -------------------------------------------------------------
-    def _as_array(self, data, name):
-        """``(n_samples, n_channels, n_y, n_x)`` float32 and the variable names."""
+    def _as_array(self, data, name, sample_dims=None):
+        """``(n_samples, n_channels, n_y, n_x)`` float32 and the variable names.
+
+        Samples are flattened in the order of ``sample_dims`` (default: as the
+        first variable of ``data`` holds them).
+        """
         if isinstance(data, xr.Dataset):
             names = list(data.data_vars)
             if not names:
                 raise ValueError(f"{name} has no data variables")
-            dims = self._sample_dims(data, name)
+            dims = self._sample_dims(data, name) if sample_dims is None else list(sample_dims)
             arr = np.stack([data[v].transpose(*dims, *self.grid_dims).values for v in names],
                            axis=len(dims))
             arr = arr.reshape(-1, *arr.shape[len(dims):])

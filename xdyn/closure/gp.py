@@ -6,6 +6,7 @@ from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 
 from xdyn.closure.base import BaseClosure
@@ -129,8 +130,8 @@ class GPClosure(BaseClosure):
                       progress=self.progress)
         self.sparse_ = n > self.exact_max_samples
         if self.sparse_:
-            rng = np.random.RandomState(self.random_state if isinstance(self.random_state,
-                                                                        Integral) else None)
+            # a RandomState instance seeds the inducing points too (not a fresh, unseeded RNG)
+            rng = check_random_state(self.random_state)
             start = Z[rng.choice(n, min(n, self.n_inducing), replace=False)]
             self.net_ = SparseGPNet(SparseMultiOutputGP, module__inducing_points=torch.as_tensor(
                 start), criterion__num_data=n, likelihood__num_tasks=k,

@@ -1,0 +1,78 @@
+"""ClosedModel seeds: ``random_state`` fixes the whole ensemble, the ROM's draws included."""
+
+import numpy as np
+import pytest
+import xarray as xr
+from sklearn.base import BaseEstimator
+
+from xdyn.closure import ClosedModel, GPClosure
+
+
+class _NoisyROM(BaseEstimator):
+    """The last state held, plus noise drawn from the ``random_state`` parameter."""
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def fit(self, X):
+        self.fitted_ = True
+        return self
+
+    def predict(self, X, n_steps, n_samples=None):
+        rng = np.random.RandomState(self.random_state)
+        last = X.isel(time=[-1] * n_steps)
+        out = last.assign_coords(time=X.time[-1].values + np.arange(1, n_steps + 1))
+        members = [out + rng.normal(size=out.u.shape) for _ in range(n_samples or 1)]
+        return xr.concat(members, "member") if n_samples else members[0]
+
+
+class _NoisyROMArg(_NoisyROM):
+    """The same, its draws seeded by an argument of ``predict``."""
+
+    def predict(self, X, n_steps, n_samples=None, random_state=None):
+        self.calls_ = getattr(self, "calls_", []) + [random_state]
+        return _NoisyROM(random_state).predict(X, n_steps, n_samples)
+
+
+def _data():
+    rng = np.random.RandomState(0)
+    a = rng.normal(size=(60, 1))
+    res = xr.Dataset({"u": (("time", "x"), np.hstack([a, -a]))},
+                     coords={"time": np.arange(60.0)})
+    return res, 0.1 * res ** 2
+
+
+@pytest.mark.parametrize("rom", [_NoisyROM, _NoisyROMArg])
+def test_random_state_seeds_the_rom_draws(rom):
+    res, unres = _data()
+    closure = GPClosure(1, 1, max_epochs=3, random_state=0)
+
+    def forecast(seed, **kw):
+        model = ClosedModel(rom(), closure, n_members=3, random_state=seed).fit(res, unres)
+        return model.predict(res, n_steps=2, **kw).u.values
+
+    np.testing.assert_array_equal(forecast(0), forecast(0))
+    assert not np.allclose(forecast(0), forecast(1))
+    np.testing.assert_array_equal(forecast(None, random_state=5),
+                                  forecast(None, random_state=5))
+    model = ClosedModel(rom(), closure, n_members=3, random_state=0).fit(res, unres)
+    np.testing.assert_array_equal(model.predict(res, 2).u, model.predict(res, 2).u)
+    first = model.predict_resolved(res, 2)
+    np.testing.assert_array_equal(first.u, model.predict_resolved(res, 2).u)
+    assert not np.allclose(first.u, model.predict_resolved(res, 2, random_state=1).u)
+    assert model.rom_.random_state is None  # the fitted ROM is not changed
+
+
+def test_unseeded_model_keeps_the_rom_own_seed():
+    res, unres = _data()
+    model = ClosedModel(_NoisyROM(random_state=3), GPClosure(1, 1, max_epochs=3),
+                        n_members=2).fit(res, unres)
+    np.testing.assert_array_equal(model.predict_resolved(res, 2).u,
+                                  _NoisyROM(3).predict(res, 2, n_samples=2).u)
+
+
+def test_prefit_closure_fitted_on_arrays_is_refused():
+    res, unres = _data()
+    closure = GPClosure(1, 1, max_epochs=2).fit(res.u.values, unres.u.values)
+    with pytest.raises(TypeError, match="fitted on arrays"):
+        ClosedModel(_NoisyROM().fit(res), closure, prefit=True).fit(res)
