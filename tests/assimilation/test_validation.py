@@ -131,6 +131,34 @@ def test_initial_ensemble_dataset_or_array(twin):
     assert pf.fit(obs).predict(obs).sizes["member"] == 8
 
 
+def test_initial_ensemble_meets_the_batch_dims_by_name_and_label():
+    # observations (seed, trajectory), both of size 2; an ensemble per seed only, at x = +5 for
+    # seed 0 and -5 for seed 1: broadcast from the right, it was spread along trajectory
+    import xarray as xr
+
+    system = Lorenz63()
+    truth = system.simulate(n_trajectories=2, n_steps=40, random_state=0)
+    obs = xr.concat([observe(truth, "identity", noise_std=1.0, every=10, random_state=s)
+                     for s in (1, 2)], dim="seed").assign_coords(seed=[10, 20])
+    x = np.stack([np.full(5, 5.0), np.full(5, -5.0)]) + 0.1 * np.random.RandomState(0).randn(2, 5)
+    ens = xr.Dataset({v: (("seed", "member"), x if v == "x" else np.full((2, 5), 20.0 * (v == "z")))
+                      for v in "xyz"}, coords={"seed": [10, 20]})
+
+    def first_background(ensemble):
+        est = EnKF(n_members=5, initial_ensemble=ensemble, return_background=True,
+                   return_ensemble=False,
+                   raise_on_divergence=False, random_state=0).fit(obs)
+        bg = est.predict(obs)["x_background"].isel(time=0)
+        return bg.transpose("seed", "trajectory").values
+
+    np.testing.assert_allclose(first_background(ens), [[5.0, 5.0], [-5.0, -5.0]], atol=0.2)
+    # labels stored in the other order are matched by label
+    np.testing.assert_allclose(first_background(ens.isel(seed=[1, 0])),
+                               [[5.0, 5.0], [-5.0, -5.0]], atol=0.2)
+    with pytest.raises(ValueError, match="'seed' labels"):
+        first_background(ens.assign_coords(seed=[10, 30]))
+
+
 def test_operator_check_on_a_physical_grid_uses_grid_positions():
     """observe() writes physical x/y (a 2 pi grid) along obs; the operator knows grid
     positions: the same operator must pass, another one must still be caught."""

@@ -63,7 +63,20 @@ def initial_ensemble_tensor(ensemble, ctx, n_members) -> torch.Tensor:
         if extra:
             raise ValueError(f"initial_ensemble has dims {extra} that are neither batch dims "
                              f"of the observations {ctx.batch_dims} nor state dims")
-        ensemble = ensemble.transpose(*lead, "member", ...)
+        for dim in lead:  # batch members are matched by label, not by position
+            if dim in ctx.batch_coords and dim in ensemble.indexes:
+                want = ctx.batch_coords[dim].to_index()
+                if not ensemble.indexes[dim].equals(want):
+                    if not set(want) <= set(ensemble.indexes[dim]):
+                        raise ValueError(f"initial_ensemble's {dim!r} labels "
+                                         f"{ensemble.indexes[dim].tolist()[:5]} do not cover "
+                                         f"the observations' {want.tolist()[:5]}")
+                    ensemble = ensemble.sel({dim: want})
+        # batch dims it lacks enter with size 1, so each dim broadcasts along itself (a
+        # broadcast aligned from the right would spread a first dim along a second of the
+        # same size)
+        ensemble = ensemble.expand_dims([d for d in ctx.batch_dims if d not in lead])
+        ensemble = ensemble.transpose(*ctx.batch_dims, "member", ...)
         E = system.to_state(ensemble)
     else:
         E = system.as_tensor(np.asarray(ensemble, dtype=float))
