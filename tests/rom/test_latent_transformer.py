@@ -250,3 +250,51 @@ def test_rollout_training_reads_its_own_predictions_with_finite_gradients():
     err = float(((rom.predict(context, n_steps=4) - truth) ** 2).to_array().mean())
     persistence = float(((test.isel(time=39, drop=True) - truth) ** 2).to_array().mean())
     assert err < 0.3 * persistence
+
+
+def test_dropout_is_off_when_predicting_so_rollouts_are_reproducible():
+    data = _waves(n_traj=1, n_time=20)
+    a = _rom(max_epochs=2, dropout=0.1).fit(data)
+    assert not a.net_.module_.training
+    first = a.predict(data, n_steps=3)
+    xr.testing.assert_equal(a.predict(data, n_steps=3), first)
+    # eval mode at predict time too (skorch's partial_fit, or a user, may set train mode)
+    a.net_.module_.train()
+    xr.testing.assert_equal(a.predict(data, n_steps=3), first)
+    xr.testing.assert_equal(a.transform(data), a.transform(data))
+    b = _rom(max_epochs=2, dropout=0.1).fit(data)
+    xr.testing.assert_equal(b.predict(data, n_steps=3, n_samples=2),
+                            a.predict(data, n_steps=3, n_samples=2))
+
+
+def test_rollout_is_labelled_with_the_training_step():
+    data = _waves(n_traj=1, n_time=20, dt=0.5)
+    rom = _rom(max_epochs=1).fit(data)
+    assert rom.time_step_ == 0.5
+    # a 0.25-spaced context: labelled 0.25 apart before, though the model steps 0.5
+    fine = data.interp(time=0.25 * np.arange(39))
+    with pytest.raises(ValueError, match=r"time step 0\.25 differs from the training time step "
+                                         r"0\.5"):
+        rom.predict(fine, n_steps=2)
+    np.testing.assert_array_equal(rom.predict(data, n_steps=3).time, [10.0, 10.5, 11.0])
+    times = np.datetime64("2000-01-01") + np.arange(20) * np.timedelta64(1, "D")
+    dated = _rom(max_epochs=1).fit(data.assign_coords(time=times))
+    forecast = dated.predict(data.assign_coords(time=times), n_steps=2, n_samples=2)
+    np.testing.assert_array_equal(forecast.time.values,
+                                  np.array(["2000-01-21", "2000-01-22"], dtype="datetime64[ns]"))
+
+
+def test_variables_on_other_dims_are_not_channels_of_one_grid():
+    from xdyn.rom._data import to_trajectories
+    from xdyn.rom._windows import grid_shape
+
+    data = _waves(n_traj=1, n_time=10)
+    same = to_trajectories(data, "time", "trajectory")[1]
+    assert grid_shape(same) == (2, N, N)
+    # v stored (x, y): as a channel of u's (y, x) grid, a conv or a roll would mix directions
+    swapped = data.assign(v=data.v.transpose("trajectory", "time", "x", "y"))
+    assert grid_shape(to_trajectories(swapped, "time", "trajectory")[1]) == (2 * N * N,)
+    renamed = data.assign(v=data.v.rename(y="lat", x="lon"))
+    assert grid_shape(to_trajectories(renamed, "time", "trajectory")[1]) == (2 * N * N,)
+    with pytest.raises(ValueError, match=r"same two dims, in the same order.*'v': \('x', 'y'\)"):
+        _rom(architecture="conv").fit(swapped)

@@ -157,3 +157,42 @@ def test_decoder_jacobian_in_chunks_equals_forward_mode(fitted, monkeypatch):
     f_chunked, jac_chunked = fitted.decode_points_jacobian(s, at)
     torch.testing.assert_close(f_chunked, f)
     torch.testing.assert_close(jac_chunked, jac)
+
+
+def test_predict_on_a_late_window_is_the_free_forecast_at_its_times(data, fitted):
+    _, test = data
+    full = fitted.predict(test)
+    late = fitted.predict(test.isel(time=slice(3, 6)))
+    np.testing.assert_array_equal(late["time"], [3.0, 4.0, 5.0])
+    # before: steps 0..2 of the rollout, labelled 3..5
+    np.testing.assert_allclose(late["u"], full["u"].isel(time=slice(3, 6)), rtol=1e-6)
+    picked = fitted.predict(test.isel(time=[7, 2]))
+    np.testing.assert_allclose(picked["u"], full["u"].isel(time=[7, 2]), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"not on the training time grid 0 \+ k \* 1"):
+        fitted.predict(test.assign_coords(time=test["time"] / 2))
+    with pytest.raises(ValueError, match="not on the training time grid"):
+        fitted.transform(test.assign_coords(time=test["time"] - 1))
+    # the late window's score compares the forecast at t = 3..5 with the truth there
+    window = test.isel(time=slice(3, 6))
+    err = float(np.sqrt(((full["u"].isel(time=slice(3, 6)) - window["u"]) ** 2).sum()
+                        / (window["u"] ** 2).sum()))
+    assert fitted.score(window) == pytest.approx(-err, rel=1e-5)
+
+
+def test_score_matches_the_fields_by_coordinate(data, fitted):
+    _, test = data
+    flipped = test.isel(x=slice(None, None, -1))   # the same labelled data, x descending
+    assert fitted.score(flipped) == pytest.approx(fitted.score(test), rel=1e-6)
+    with pytest.raises(ValueError, match="'x' coordinate .* is not the training grid"):
+        fitted.score(test.assign_coords(x=test["x"] + 0.3))
+    with pytest.raises(ValueError, match="'x' coordinate .* is not the training grid"):
+        fitted.score(test.isel(x=slice(0, 8)))
+
+
+def test_decoded_fields_keep_the_fields_attrs():
+    ds = growing_mode(np.array([-1.0, 0.0, 1.0]), n_steps=4, n_x=8)
+    ds["u"] = 280 + 10 * ds["u"]
+    ds["u"].attrs = {"units": "K", "long_name": "temperature"}
+    rom = LDNet(max_epochs=1, **SMALL).fit(ds)
+    assert rom.predict(ds)["u"].attrs == {"units": "K", "long_name": "temperature"}
+    assert float(rom.predict(ds)["u"].mean()) > 200   # in kelvin, as labelled

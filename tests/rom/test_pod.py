@@ -125,3 +125,48 @@ def test_clone_pickle_and_errors():
         pod.transform(train.isel(x=slice(0, 3)))
     with pytest.raises(ValueError, match="latent"):
         pod.inverse_transform(np.zeros((4, 5)))
+
+
+def _wave(times):
+    x = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    t = 0.1 * np.arange(len(times))
+    return xr.Dataset({"u": (("time", "x"), np.sin(x[None] - t[:, None]))},
+                      coords={"time": ("time", times, {"units": "h"})})
+
+
+def test_rollout_is_labelled_with_the_training_step():
+    ds = _wave(0.1 * np.arange(80))
+    model = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)))
+    assert model.time_step_ == pytest.approx(0.1, rel=1e-12)
+    # a single snapshot starts a rollout too: its labels come from the training step
+    one = model.predict(ds.isel(time=[39]), n_steps=4)
+    np.testing.assert_allclose(one.time, [4.0, 4.1, 4.2, 4.3], rtol=1e-12)
+    assert one.time.attrs == {"units": "h"}
+    np.testing.assert_allclose(one.u, ds.u.isel(time=slice(40, 44)), atol=1e-6)
+    # a context sampled every 0.2: the model still steps 0.1, so refuse it
+    with pytest.raises(ValueError, match=r"time step 0\.2 differs from the training time step "
+                                         r"0\.1"):
+        model.predict(ds.isel(time=slice(0, 40, 2)), n_steps=4)
+    with pytest.raises(ValueError, match="unevenly spaced"):
+        PODLinearDynamics(n_modes=2).fit(ds.isel(time=[0, 1, 2, 4, 5]))
+    # float32 times far from zero: their rounding is no other step
+    far = ds.assign_coords(time=(1000 + 0.1 * np.arange(80)).astype(np.float32))
+    fitted = PODLinearDynamics(n_modes=2).fit(far.isel(time=slice(0, 40)))
+    assert fitted.predict(far.isel(time=slice(30, 40)), n_steps=2).sizes["time"] == 2
+
+
+def test_rollout_keeps_datetime_times():
+    times = np.datetime64("2000-01-01") + np.arange(60) * np.timedelta64(6, "h")
+    ds = _wave(times)
+    model = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)))
+    assert model.time_step_ == np.timedelta64(6, "h")
+    forecast = model.predict(ds.isel(time=slice(0, 40)), n_steps=3)
+    np.testing.assert_array_equal(forecast.time.values, times[40:43])
+    np.testing.assert_allclose(forecast.u, ds.u.isel(time=slice(40, 43)), atol=1e-6)
+    np.testing.assert_array_equal(model.predict(ds.isel(time=[39]), n_steps=1).time.values,
+                                  times[40:41])
+    with pytest.raises(ValueError, match="time step 43200 seconds differs from the training "
+                                         "time step 21600 seconds"):
+        model.predict(ds.isel(time=slice(0, 40, 2)), n_steps=1)
+    with pytest.raises(ValueError, match="fitted on datetime times"):
+        model.predict(ds.assign_coords(time=np.arange(60.0)), n_steps=1)

@@ -20,14 +20,12 @@ from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_sampl
 class Layout:
     """How the input was given, to return the same kind (private)."""
 
-    def __init__(self, info, kind, trajectory_dim=None, trajectory_coord=None, time_coord=None,
-                 time_step=None):
+    def __init__(self, info, kind, trajectory_dim=None, trajectory_coord=None, time_coord=None):
         self.info = info
         self.kind = kind  # "xarray" or "array"
         self.trajectory_dim = trajectory_dim  # None when the input had no trajectory dim
         self.trajectory_coord = trajectory_coord
         self.time_coord = time_coord
-        self.time_step = time_step
 
 
 def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
@@ -63,12 +61,99 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
     values = np.stack(matrices)
     _check_finite(values, name)
     time = X[sample_dim] if sample_dim in X.coords else None
-    step = None
-    if time is not None and time.size > 1 and np.issubdtype(time.dtype, np.number):
-        step = float(time.values[-1] - time.values[-2])
     return values, Layout(info, "xarray", trajectory_dim if has_traj else None,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
-                          time, step)
+                          time)
+
+
+_STEP_RTOL = 1e-6  # relative tolerance on time steps (float times carry rounding errors)
+
+
+def _is_datetime(values):
+    return np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype,
+                                                                         np.timedelta64)
+
+
+def _is_time(values):
+    """Times whose steps can be read and added: numeric, datetime64 or timedelta64."""
+    return _is_datetime(values) or np.issubdtype(values.dtype, np.number)
+
+
+def _step_tolerance(values, step):
+    """Tolerance on a time step of ``values``: relative, plus the rounding of the times
+    themselves (float32 times far from zero hold a step to a few digits only)."""
+    tol = _STEP_RTOL * abs(step)
+    if np.issubdtype(values.dtype, np.floating):
+        tol += 4 * np.finfo(values.dtype).eps * float(np.abs(values).max())
+    return tol
+
+
+def _fmt(step):
+    """A time step for a message (floats to 6 digits: 0.1, not 0.10000000000000009)."""
+    return f"{step:.6g}" if isinstance(step, float) else str(step)
+
+
+def _as_float(steps):
+    """Time steps as float64 (timedelta64 in nanoseconds) to compare them."""
+    steps = np.asarray(steps)
+    if np.issubdtype(steps.dtype, np.timedelta64):
+        return steps / np.timedelta64(1, "ns")
+    return steps.astype(np.float64)
+
+
+def time_step(time, name="X"):
+    """The step of an evenly spaced, increasing time coordinate.
+
+    Returns a float for numeric times, a ``timedelta64`` for datetime64 (or
+    timedelta64) ones, and None when there is none to read (no coordinate, a
+    single snapshot, or times of another kind). Raises when the times are
+    unevenly spaced or do not increase: a ROM steps one snapshot at a time.
+    """
+    if time is None or time.size < 2 or not _is_time(time.values):
+        return None
+    values = np.asarray(time.values)
+    diffs = np.diff(values)
+    step = diffs[-1] if _is_datetime(values) else float(diffs[-1])
+    ref = float(_as_float(step))
+    if ref <= 0:
+        raise ValueError(f"{name}'s {time.name!r} coordinate must increase; its last step is "
+                         f"{_fmt(step)}")
+    if (np.abs(_as_float(diffs) - ref) > _step_tolerance(values, ref)).any():
+        raise ValueError(f"{name}'s {time.name!r} coordinate is unevenly spaced (steps from "
+                         f"{_fmt(diffs.min())} to {_fmt(diffs.max())}); the model steps one snapshot at a "
+                         f"time and needs evenly spaced snapshots")
+    return step
+
+
+def rollout_times(time, step, n_steps, sample_dim, name="X"):
+    """Times of ``n_steps`` snapshots after the last one of ``time``, ``step`` apart.
+
+    ``step`` is the training time step (``time_step_``): a model fitted on
+    snapshots ``dt`` apart steps ``dt`` whatever its context's spacing, so a
+    context ``time`` spaced otherwise raises. Without a training step (fitted
+    without a time coordinate) the context's own step labels the rollout.
+    Returns None when there is nothing to label with.
+    """
+    if time is None or time.size == 0 or not _is_time(time.values):
+        return None
+    values = np.asarray(time.values)
+    if step is not None and _is_datetime(values) != isinstance(step, np.timedelta64):
+        kind = "datetime" if isinstance(step, np.timedelta64) else "numeric"
+        raise ValueError(f"{name}'s {time.name!r} coordinate has dtype {values.dtype}; the "
+                         f"model was fitted on {kind} times (time step {_fmt(step)})")
+    own = time_step(time, name)
+    if step is None:
+        step = own
+    elif own is not None:
+        ref = float(_as_float(step))
+        if abs(float(_as_float(own)) - ref) > _step_tolerance(values, ref):
+            raise ValueError(f"{name}'s time step {_fmt(own)} differs from the training time "
+                             f"step {_fmt(step)} (time_step_): the model steps {_fmt(step)} at "
+                             f"a time; give {name} at that step")
+    if step is None:
+        return None
+    return xr.DataArray(values[-1] + step * np.arange(1, n_steps + 1), dims=sample_dim,
+                        attrs=dict(time.attrs))
 
 
 def from_trajectories(values, layout, time_coord=None, member_dim=None):

@@ -37,11 +37,18 @@ class Windows(torch.utils.data.Dataset):
 
 
 def grid_shape(layout):
-    """``(channels, H, W)`` when every variable is on one 2-D grid divisible by 4."""
+    """``(channels, H, W)`` when every variable is on one 2-D grid divisible by 4.
+
+    One grid means the same two feature dims, by name and in the same order:
+    a variable stored ``(x, y)`` next to one stored ``(y, x)``, or one on
+    ``(lat, lon)`` of the same sizes, is not another channel of the same field
+    (a convolution or a roll along the last axis would mix directions). Else
+    ``(n_features,)``.
+    """
     if layout.kind == "xarray":
-        shapes = {v.shape for v in layout.info.variables}
-        if len(shapes) == 1:
-            (shape,) = shapes
+        grids = {(v.feature_dims, v.shape) for v in layout.info.variables}
+        if len(grids) == 1:
+            ((dims, shape),) = grids
             if len(shape) == 2 and shape[0] % 4 == 0 and shape[1] % 4 == 0:
                 return (len(layout.info.variables), *shape)
         return (layout.info.n_features,)

@@ -34,9 +34,9 @@ from skorch.callbacks import GradientNormClipping
 
 from xdyn.nn import LatentROMModule, LatentROMNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
-from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
+from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
+                             time_step, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, standardisation
-from xdyn.rom.pod import future_times
 
 __all__ = ["LatentTransformerROM"]
 
@@ -139,6 +139,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     reducer_ : estimator or None
         The fitted clone of ``reducer``.
     n_features_in_ : int
+    time_step_ : float, numpy.timedelta64 or None
+        Spacing of the training snapshots along ``sample_dim`` (a timedelta64
+        for datetime64 times): the step of a rollout. None without a time
+        coordinate.
     layout_ : object
         How the training data were stacked, to unstack forecasts and decodings.
 
@@ -248,10 +252,15 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                              f"got {values.shape[1]}")
         self.layout_ = layout
         self.n_features_in_ = values.shape[-1]
+        self.time_step_ = time_step(layout.time_coord)
         grid = grid_shape(layout)
         if len(grid) != 3 and (self.shift_augmentation or self.architecture == "conv"):
+            dims = {str(v.name): v.feature_dims for v in layout.info.variables} \
+                if layout.kind == "xarray" else None
             raise ValueError("shift_augmentation=True and architecture='conv' need every variable "
-                             "to be a field on one 2-D grid with sides divisible by 4")
+                             "to be a field on one 2-D grid (the same two dims, in the same "
+                             f"order: transpose them alike) with sides divisible by 4; got "
+                             f"feature dims {dims}")
         if self.reducer is not None and self.architecture == "conv":
             raise ValueError("architecture='conv' needs reducer=None: with a reducer the VAE "
                              "reads its coefficients (an MLP)")
@@ -285,6 +294,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             callbacks=[("clip", GradientNormClipping(gradient_clip_value=1.0))],
         )
         self.net_.fit(windows, None)
+        self.net_.module_.eval()  # skorch leaves it training: dropout would stay on
         return self
 
     # ------------------------------------------------------------ transform
@@ -308,8 +318,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Parameters
         ----------
         X : xarray.Dataset, xarray.DataArray or array
-            At least ``seq_len`` snapshots per trajectory; the last ``seq_len``
-            start the rollout.
+            At least ``seq_len`` snapshots per trajectory, ``time_step_`` apart;
+            the last ``seq_len`` start the rollout.
         n_steps : int
             Snapshots to forecast.
         n_samples : int, optional
@@ -319,7 +329,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Returns
         -------
         Same kind as ``X``
-            The forecast on the training grid, times continuing those of ``X``.
+            The forecast on the training grid, at times continuing ``X``'s last
+            one by the training step ``time_step_``.
         """
         check_is_fitted(self)
         if not isinstance(n_steps, Integral) or n_steps < 1:
@@ -330,6 +341,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         if values.shape[1] < self.seq_len:
             raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
                              f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")
+        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim) \
+            if layout.kind == "xarray" else None
         context = self._encode(self._frames(values[:, -self.seq_len:]))
         members = 1 if n_samples is None else int(n_samples)
         rng = check_random_state(self.random_state)
@@ -341,8 +354,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             fields = fields[0]
         if layout.kind == "array":
             return fields[:, 0] if n_samples is not None else fields[0]
-        meta = (layout.trajectory_dim, layout.trajectory_coord,
-                future_times(layout, n_steps, self.sample_dim))
+        meta = (layout.trajectory_dim, layout.trajectory_coord, times)
         return self._unstack(fields, meta, member_dim="member" if n_samples else None)
 
     # -------------------------------------------------------------- helpers
@@ -374,7 +386,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         return scaled.reshape(*values.shape[:2], *self.in_shape_).astype(np.float32)
 
     def _module(self):
-        module = self.net_.module_
+        # inference in eval mode: dropout off (skorch leaves the module training after fit)
+        module = self.net_.module_.eval()
         param = next(module.parameters())
         return module, param.device, param.dtype
 

@@ -30,6 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
+from xdyn.rom._data import _as_float, _fmt, _is_datetime, _is_time, time_step
 
 __all__ = ["LDNet"]
 
@@ -80,6 +81,13 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     spatial_dims_ : tuple of str
     grid_ : dict
         Spatial coordinate values of the training grid, per dim.
+    time0_ : float, numpy.datetime64 or None
+        First training time (the first saved state); None without a time
+        coordinate.
+    time_step_ : float, numpy.timedelta64 or None
+        Spacing of the training times: one step of the latent dynamics.
+    field_attrs_ : dict
+        Attributes of each field variable, given back to the decoded fields.
     n_params_ : int
     field_mean_, field_std_ : ndarray of shape (n_fields,)
     param_low_, param_high_ : ndarray of shape (n_params,)
@@ -100,6 +108,13 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     {'trajectory': 4, 'time': 6, 'latent': 2}
     >>> rom.predict(ds)["u"].dims
     ('trajectory', 'time', 'x')
+
+    ``predict`` is the free forecast from the parameters alone, at ``X``'s
+    times on the training time grid, wherever they start:
+
+    >>> late = rom.predict(ds.isel(time=slice(3, 6)))
+    >>> bool(np.allclose(late["u"], rom.predict(ds)["u"].isel(time=slice(3, 6))))
+    True
     """
 
     _parameter_constraints = {
@@ -146,6 +161,10 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         """
         self._validate_params()
         params, fields = self._split(X, fitting=True)
+        times = X[self.time_dim] if self.time_dim in X.coords else None
+        self.time_step_ = time_step(times)
+        self.time0_ = times.values[0] if times is not None and _is_time(times.values) else None
+        self.field_attrs_ = {v: dict(X[v].attrs) for v in self.variables_}
         self.field_mean_ = fields.mean(axis=(0, 1, 2))
         self.field_std_ = fields.std(axis=(0, 1, 2)) + 1e-12
         self.param_low_, self.param_high_ = params.min(0), params.max(0)
@@ -165,6 +184,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         self.net_.fit({"params": self._scale_params(params),
                        "fields": ((fields - self.field_mean_) / self.field_std_).astype(np.float32)})
         self.history_ = [float(h["train_loss"]) for h in self.net_.history]
+        self.net_.module_.eval()  # skorch leaves it training
         return self
 
     def _split(self, X, fitting=False, need_fields=True):
@@ -220,6 +240,8 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         missing = [v for v in self.variables_ if v not in X.data_vars]
         if missing:
             raise ValueError(f"X lacks the field variable(s) {missing}")
+        if not fitting:
+            X = self._on_training_grid(X)
         fields = np.stack([X[v].transpose(sd, td, *self.spatial_dims_).values
                            .reshape(X.sizes[sd], X.sizes[td], -1) for v in self.variables_], -1)
         if not np.all(np.isfinite(fields)):
@@ -247,11 +269,68 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], -1).astype(np.float32)
 
+    # ------------------------------------------------- grids of time and space
+    def _on_training_grid(self, X):
+        """``X`` with its spatial dims ordered as the training grid, matched by coordinate
+        value (a field stored in another order is the same field); raises when its grid is
+        another one (the decoder would be compared with fields at other points)."""
+        order = {}
+        for d in self.spatial_dims_:
+            grid = self.grid_[d]
+            if d not in X.coords:
+                raise ValueError(f"X's spatial dim {d!r} has no coordinate; the fields are "
+                                 f"compared with the decoder's on the training grid by value")
+            values = np.asarray(X[d].values, dtype=float)
+            # points closer than a millionth of the domain are the same point
+            tol = 1e-6 * abs(self._coord_scale[d][1])
+            perm = np.empty(len(grid), dtype=int)
+            if values.size == grid.size:
+                perm[np.argsort(grid, kind="stable")] = np.argsort(values, kind="stable")
+            if values.size != grid.size or not np.allclose(values[perm], grid, rtol=0, atol=tol):
+                raise ValueError(f"X's {d!r} coordinate ({values.size} values from "
+                                 f"{values.min():g} to {values.max():g}) is not the training "
+                                 f"grid ({grid.size} values from {grid.min():g} to "
+                                 f"{grid.max():g}); predictions are on the training grid")
+            if not np.array_equal(perm, np.arange(len(grid))):
+                order[d] = perm
+        return X.isel(order) if order else X
+
+    def _time_steps(self, X):
+        """Indices of ``X``'s times among the saved steps ``time0_ + k * time_step_``.
+
+        Every rollout starts at the training start (the latent state is zero one
+        step before it), so a time off that grid, or before its start, has no
+        latent state. Without a time coordinate (in ``X`` or at fit): the first
+        ``X.sizes[time_dim]`` steps.
+        """
+        n = X.sizes[self.time_dim]
+        if self.time_dim not in X.coords or self.time0_ is None:
+            return np.arange(n)
+        time = X[self.time_dim]
+        values = np.asarray(time.values)
+        if not _is_time(values) or _is_datetime(values) != _is_datetime(np.asarray(self.time0_)):
+            raise ValueError(f"X's {self.time_dim!r} coordinate has dtype {values.dtype}; the "
+                             f"LDNet was fitted on times like {self.time0_!r}")
+        offset = _as_float(values - self.time0_)
+        step = 1.0 if self.time_step_ is None else float(_as_float(self.time_step_))
+        k = np.rint(offset / step)
+        tol = 1e-6 + (4 * np.finfo(values.dtype).eps * float(np.abs(values).max()) / step
+                      if np.issubdtype(values.dtype, np.floating) else 0.0)
+        if (k < 0).any() or (np.abs(offset / step - k) > tol).any():
+            step = None if self.time_step_ is None else _fmt(self.time_step_)
+            t0 = _fmt(float(self.time0_)) if not _is_datetime(values) else str(self.time0_)
+            raise ValueError(f"X's {self.time_dim!r} times {values[:6]}{' ...' if n > 6 else ''} "
+                             f"are not on the training time grid {t0} + k * {step} (k = 0, 1, "
+                             "...): every forecast starts at the training start and takes "
+                             "steps of time_step_")
+        return k.astype(int)
+
     # ---------------------------------------------------------- torch access
     @property
     def module_(self):
+        """The trained torch module, in eval mode (every use of it here is inference)."""
         check_is_fitted(self, "net_")
-        return self.net_.module_
+        return self.net_.module_.eval()
 
     def decode(self, latent, grid=None):
         """Torch: latents ``(..., n_latent)`` -> fields ``(..., n_points, n_fields)`` (physical units)."""
@@ -351,16 +430,21 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     def transform(self, X):
         """Latent trajectories ``(trajectory, time, latent)`` from the parameters in ``X``.
 
-        ``X`` needs the parameter variables and the ``time`` dim (its length is
-        the number of steps, from the shared initial field); fields are not read.
+        ``X`` needs the parameter variables and the ``time`` dim; fields are not
+        read. Every trajectory is rolled out from the shared initial state at the
+        training start, and its latent states are returned at ``X``'s times,
+        which must lie on the training time grid ``time0_ + k * time_step_``
+        (``k >= 0``, any start); without a time coordinate, the first steps.
         """
         check_is_fitted(self, "net_")
         params, _ = self._split(X, need_fields=False)
+        steps = self._time_steps(X)
         module = self.module_
         p = next(module.parameters())
         u = torch.as_tensor(self._scale_params(params), dtype=p.dtype, device=p.device)
         with torch.no_grad():
-            s = module.rollout(u, X.sizes[self.time_dim]).cpu().numpy()
+            s = module.rollout(u, int(steps.max()) + 1 if steps.size else 0)
+            s = s[:, torch.as_tensor(steps, dtype=torch.long)].cpu().numpy()
         coords = {d: X[d] for d in (self.sample_dim, self.time_dim) if d in X.coords}
         out = xr.Dataset({"latent_state": ((self.sample_dim, self.time_dim, "latent"), s,
                                      {"long_name": "LDNet latent state", "units": "1"})},
@@ -394,17 +478,24 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         shape = tuple(da.shape[:-1]) + tuple(len(grid[d]) for d in self.spatial_dims_)
         coords = {d: da[d] for d in lead if d in da.coords}
         coords.update({d: (d, grid[d]) for d in self.spatial_dims_})
+        # decoded in the fields' own units (the standardisation is undone): their attrs
         data = {v: (lead + self.spatial_dims_, fields[..., i].reshape(shape),
-                    {"long_name": f"LDNet reconstruction of {v}", "units": "1"})
-                for i, v in enumerate(self.variables_)}
+                    dict(self.field_attrs_[v])) for i, v in enumerate(self.variables_)}
         return xr.Dataset(data, coords=coords)
 
     def predict(self, X):
-        """Fields of every trajectory from its parameters (the free latent forecast)."""
+        """Fields of every trajectory from its parameters (the free latent forecast).
+
+        At ``X``'s times (on the training time grid, see :meth:`transform`), on
+        the training grid.
+        """
         return self.inverse_transform(self.transform(X))
 
     def relative_rmse(self, X):
         """RMSE of :meth:`predict` over all fields and times, relative to the fields' RMS.
+
+        ``X``'s fields are matched with the prediction by coordinate: their
+        spatial coordinates must be the training grid's (in any order).
 
         Computed :data:`_RMSE_TRAJECTORIES` trajectories at a time: the
         predicted fields of a whole training set at once took 3.1 GB at the

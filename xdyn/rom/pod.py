@@ -20,7 +20,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.rom._data import from_trajectories, latent_input, latent_output, to_trajectories
+from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
+                             time_step, to_trajectories)
 
 __all__ = ["POD", "PODLinearDynamics"]
 
@@ -184,6 +185,10 @@ class PODLinearDynamics(POD):
     ----------
     A_ : ndarray of shape (n_modes, n_modes)
     b_ : ndarray of shape (n_modes,)
+    time_step_ : float, numpy.timedelta64 or None
+        Spacing of the training snapshots along ``sample_dim`` (a timedelta64
+        for datetime64 times): the step ``A_`` takes. None without a time
+        coordinate.
     mean_, components_, singular_values_, explained_variance_ratio_, n_features_in_, layout_
         As for :class:`POD`.
 
@@ -217,6 +222,7 @@ class PODLinearDynamics(POD):
         values, _ = self._stack(X)
         if values.shape[1] < 2:
             raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r}")
+        self.time_step_ = time_step(self.layout_.time_coord)
         z = (values - self.mean_) @ self.components_.T
         past = z[:, :-1].reshape(-1, self.n_modes)
         future = z[:, 1:].reshape(-1, self.n_modes)
@@ -230,13 +236,16 @@ class PODLinearDynamics(POD):
     def predict(self, X, n_steps):
         """Forecast ``n_steps`` snapshots after the last one of ``X`` (per trajectory).
 
-        Returns the fields on the training grid with times continuing those
-        of ``X`` (its last time step), the same kind as ``X``.
+        Returns the fields on the training grid, the same kind as ``X``, at
+        times continuing ``X``'s last one by the training step ``time_step_``
+        (``X``'s times must be spaced ``time_step_`` apart).
         """
         check_is_fitted(self)
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
         values, layout = self._stack(X)
+        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim) \
+            if layout.kind == "xarray" else None
         z = (values[:, -1] - self.mean_) @ self.components_.T
         out = np.empty((values.shape[0], n_steps, self.n_modes))
         for k in range(n_steps):
@@ -245,16 +254,4 @@ class PODLinearDynamics(POD):
         fields = out @ self.components_ + self.mean_
         if layout.kind == "array":
             return fields[0]
-        return self._unstack(fields, (layout.trajectory_dim, layout.trajectory_coord,
-                                      future_times(layout, n_steps, self.sample_dim)))
-
-
-def future_times(layout, n_steps, sample_dim):
-    """Times of ``n_steps`` snapshots after the input's last one (None without a numeric time)."""
-    time = layout.time_coord
-    if time is None or layout.time_step is None:
-        return None
-    import xarray as xr
-
-    values = time.values[-1] + layout.time_step * np.arange(1, n_steps + 1)
-    return xr.DataArray(values, dims=sample_dim, attrs=dict(time.attrs))
+        return self._unstack(fields, (layout.trajectory_dim, layout.trajectory_coord, times))
