@@ -189,3 +189,62 @@ def test_bad_arguments_exit_nonzero(argv):
     with pytest.raises(SystemExit) as err:
         main(argv)
     assert err.value.code != 0
+
+
+def _data_status(capsys):
+    """Name -> status column of `xdyn data list`."""
+    return {line[:32].strip(): line[33:53].strip() for line in capsys.readouterr().out.splitlines()}
+
+
+def test_data_list_says_what_is_cached(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("XDYN_OFFLINE", raising=False)
+    assert main(["data", "list"]) == 0
+    status = _data_status(capsys)
+    assert status["lorenz96-sample"] == "cached"  # shipped in datasets/
+    assert status["lorenz96-climatology"] == "generated on demand"  # not on disk
+    assert status["weatherbench-z500"] == "needs --known-hash"
+    folder = tmp_path / "weatherbench" / "geopotential_500"
+    folder.mkdir(parents=True)
+    (folder / "geopotential_500hPa_2017_5.625deg.nc").write_bytes(b"x")
+    assert main(["data", "list", "weatherbench-z500"]) == 0
+    assert _data_status(capsys) == {"weatherbench-z500": "cached"}
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["data", "list", "lorenz63-sample", "--workers", "3"], ["--workers", "xdyn data fetch"]),
+    (["data", "list", "--known-hash", "sha256:00"], ["--known-hash", "xdyn data fetch"]),
+    (["data", "list", "no-such-set"], ["unknown dataset 'no-such-set'", "lorenz63-sample"]),
+    (["data", "fetch", "lorenz63-sample", "--known-hash", "sha256:00"],
+     ["--known-hash is for the weatherbench-*", "'lorenz63-sample'"]),
+    (["data", "fetch", "weatherbench-z500"], ["--known-hash sha256:<hex>"]),
+])
+def test_data_flags_that_do_nothing_are_refused(argv, needles, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path))
+    assert main(argv) == 2
+    _one_error_line(capsys, *needles)
+
+
+def test_data_fetch_weatherbench_with_known_hash(tmp_path, monkeypatch, capsys):
+    import hashlib
+    import zipfile
+
+    import numpy as np
+
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("XDYN_OFFLINE", raising=False)  # the archive is on disk already
+    root = tmp_path / "weatherbench"
+    name = "geopotential_500hPa_2017_5.625deg.nc"
+    xr.Dataset({"z": (("time", "lat", "lon"), np.full((1, 32, 64), 5.0e4, "f4"))},
+               {"time": [np.datetime64("2017-01-01T00")], "lat": np.arange(-87.1875, 90, 5.625),
+                "lon": np.arange(0.0, 360.0, 5.625)}).to_netcdf(tmp_path / name)
+    archive = root / ".downloads" / "geopotential_500_5.625deg.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(tmp_path / name, name)
+    known_hash = "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert main(["data", "fetch", "weatherbench-z500", "--known-hash", known_hash]) == 0
+    assert capsys.readouterr().out.strip() == str(root)
+    assert (root / "geopotential_500" / name).read_bytes() == (tmp_path / name).read_bytes()
+    ds = xdyn.datasets.load("weatherbench-z500")
+    assert ds.z500.shape == (1, 32, 64) and float(ds.z500.min()) == 5.0e4

@@ -20,7 +20,8 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
   xdyn run [NAME] [--quick] [--out DIR] [--seed N] [--device D] [--no-progress]
   xdyn run --all [--quick] [--scheduler ADDRESS] [--workers N] [--resume]
   xdyn report [DIR]
-  xdyn data list | xdyn data fetch NAME
+  xdyn data list [NAME]                       datasets, and whether each is cached
+  xdyn data fetch NAME [--known-hash sha256:HEX] [--scheduler ADDRESS | --workers N]
   xdyn bench systems | da | forecast | ldensf [--quick]
   xdyn bench train [--quick] [--device D]     training steps of the learned families
 
@@ -126,19 +127,56 @@ def _cmd_report(args):
     return 0
 
 
+def _data_status(row: dict) -> str:
+    """What ``xdyn data list`` says of a dataset: on disk, or what a fetch would do."""
+    from xdyn.datasets.registry import is_offline
+
+    if row.get("cached"):
+        return "cached"
+    if row.get("kind") == "published" and is_offline():
+        return "not cached (offline)"
+    return {
+        "generated": "generated on demand",
+        "published": "downloaded on demand",
+        "weatherbench": "needs --known-hash",  # the share publishes no checksums
+    }.get(row.get("kind"), "not cached")
+
+
+def _cmd_data_list(args):
+    from xdyn import datasets
+
+    flags = [flag for flag, value in (("--scheduler", args.scheduler), ("--workers", args.workers),
+                                      ("--known-hash", args.known_hash)) if value is not None]
+    if flags:
+        raise UsageError(f"{', '.join(flags)}: only for `xdyn data fetch NAME`, not "
+                         f"`xdyn data list`")
+    rows = datasets.list_datasets()
+    if args.name:
+        known = [row["name"] for row in rows]
+        rows = [row for row in rows if row["name"] == args.name]
+        if not rows:
+            raise UsageError(f"unknown dataset {args.name!r}; known: {known}")
+    for row in rows:
+        print(f"{row['name']:<32} {_data_status(row):<20} {row.get('description', '')}")
+    return 0
+
+
 def _cmd_data(args):
     from xdyn import datasets
 
     if args.action == "list":
-        rows = datasets.list_datasets()
-        for row in rows:
-            avail = "available" if row.get("cached") or row.get("offline") else "not cached"
-            print(f"{row['name']:<32} {avail:<12} {row.get('description', '')}")
-        return 0
+        return _cmd_data_list(args)
     if not args.name:
         raise UsageError("xdyn data fetch needs a dataset NAME (see `xdyn data list`)")
+    options = {}
+    if args.known_hash is not None:
+        kind = {row["name"]: row["kind"] for row in datasets.list_datasets()}.get(args.name)
+        if kind not in (None, "weatherbench"):  # an unknown name is refused by fetch below
+            raise UsageError(f"--known-hash is for the weatherbench-* archives, which have no "
+                             f"published checksum; {args.name!r} ({kind}) needs none")
+        options["known_hash"] = args.known_hash
     if not (args.scheduler or args.workers):
-        print(datasets.fetch(args.name))
+        print(datasets.fetch(args.name, **options))
         return 0
     from xdyn.experiments.run_all import connect
 
@@ -147,7 +185,7 @@ def _cmd_data(args):
     except ValueError as err:
         raise UsageError(str(err)) from None
     try:  # a generated set of many trajectories is made as one dask task per trajectory
-        print(datasets.fetch(args.name, client=client))
+        print(datasets.fetch(args.name, client=client, **options))
     finally:
         client.close()
         if cluster is not None:
@@ -231,7 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser("data", help="list or fetch datasets")
     p.add_argument("action", choices=["list", "fetch"])
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?",
+                   help="list: only this dataset; fetch: the dataset to make available")
+    p.add_argument("--known-hash", metavar="sha256:HEX",
+                   help="fetch weatherbench-*: the sha256 of the archive (the share "
+                   "publishes none; xdyn downloads nothing unverified)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="fetch: make a generated set's trajectories as tasks on this scheduler")
     p.add_argument("--workers", type=int, metavar="N",

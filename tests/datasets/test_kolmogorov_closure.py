@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from xdyn.datasets import generated_path, load_kolmogorov_closure, vorticity_from_velocity
 from xdyn.datasets.kolmogorov_closure import QUICK_CONFIG
@@ -62,3 +63,18 @@ def test_bad_configuration(data_dir):
         load_kolmogorov_closure(**{**TINY, "output_grid": 32})
     with pytest.raises(TypeError, match="unknown configuration"):
         load_kolmogorov_closure(n_members=3)
+
+
+@pytest.mark.parametrize("n", [16, 15])
+def test_vorticity_of_nyquist_modes_is_zero(n):
+    # cos(n/2 * y) is +1, -1, ... on the grid: its derivative is 0 at every grid point
+    g = 2 * np.pi * np.arange(n) / n
+    y, x = np.meshgrid(g, g, indexing="ij")
+    nyquist_y = np.cos(n // 2 * y) if n % 2 == 0 else np.zeros_like(y)
+    nyquist_x = np.cos(n // 2 * x) if n % 2 == 0 else np.zeros_like(x)
+    # plus a resolved part, whose vorticity must be unchanged: dv/dx - du/dy = -cos x + sin y
+    u = nyquist_y * np.cos(x) + np.cos(y)
+    v = nyquist_x * np.sin(y) - np.sin(x)
+    ds = xr.Dataset({"u": (("y", "x"), u), "v": (("y", "x"), v)})
+    w = vorticity_from_velocity(ds)
+    np.testing.assert_allclose(w.values, -np.cos(x) + np.sin(y), atol=1e-12)

@@ -488,3 +488,196 @@ def test_verify_catches_bit_rot_that_reads_as_plausible_numbers(tmp_path):
     (folder / "SHA256SUMS").unlink()
     with pytest.warns(UserWarning, match="no checksum is recorded for 2 file"):
         load_weatherbench("t2m", root=tmp_path, verify=True)
+
+
+# --- fetch_weatherbench repairs what it extracted -------------------------------------
+def _t2m_archive(root, years=(2016, 2017)):
+    """A verified-looking archive in ``root/.downloads``, as pooch leaves it; returns its hash."""
+    import hashlib
+    import zipfile
+
+    src = _t2m_years(root / "src", years)
+    archive = root / ".downloads" / "2m_temperature_5.625deg.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(src.glob("*.nc")):
+            z.write(path, path.name)
+    return src, "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+
+
+def test_refetch_restores_a_deleted_damaged_or_unlisted_year(tmp_path, monkeypatch):
+    from xdyn.datasets import fetch_weatherbench, registry
+
+    monkeypatch.delenv("XDYN_OFFLINE")  # the archive is on disk: pooch downloads nothing
+    src, known_hash = _t2m_archive(tmp_path)
+    folder = tmp_path / "2m_temperature"
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    names = sorted(p.name for p in src.glob("*.nc"))
+    assert sorted(p.name for p in folder.glob("*.nc")) == names
+    assert set(registry.read_sha256sums(folder)) == set(names)
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.nc")}
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)  # all intact: kept
+    assert {p.name: p.stat().st_mtime_ns for p in folder.glob("*.nc")} == stamps
+
+    first, last = (folder / name for name in names)
+    last.unlink()  # a deleted year
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    raw = bytearray(first.read_bytes())
+    raw[-10] ^= 0xFF  # a damaged year of the same size
+    first.write_bytes(bytes(raw))
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    for name in names:
+        assert (folder / name).read_bytes() == (src / name).read_bytes()
+    ds = load_weatherbench("t2m", root=tmp_path, verify=True)
+    assert ds.sizes["time"] == 6
+    with xr.open_dataset(src / names[1]) as year:
+        np.testing.assert_array_equal(ds.t2m.values[3:], year.t2m.values)
+
+    # files extracted with no record in SHA256SUMS (an extraction cut off before it)
+    (folder / "SHA256SUMS").unlink()
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    assert set(registry.read_sha256sums(folder)) == set(names)
+
+
+def test_an_extraction_killed_half_way_is_repaired_by_the_next_fetch(tmp_path, monkeypatch):
+    from xdyn.datasets import fetch_weatherbench, registry, weatherbench_download
+
+    monkeypatch.delenv("XDYN_OFFLINE")
+    src, known_hash = _t2m_archive(tmp_path)
+    folder = tmp_path / "2m_temperature"
+    moved, real_replace = [], os.replace
+
+    def killed_after_one(src_path, dst_path):
+        if ".extract-" in str(src_path):  # a move of an extracted file into place
+            if moved:
+                raise KeyboardInterrupt  # stands for SIGKILL between two moves
+            moved.append(Path(dst_path))
+        real_replace(src_path, dst_path)
+
+    monkeypatch.setattr(os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert [p.name for p in folder.glob("*.nc")] == [moved[0].name]
+    # SHA256SUMS lists every file before any is moved: nothing half-extracted is unlisted
+    assert set(registry.read_sha256sums(folder)) == {p.name for p in src.glob("*.nc")}
+    # a killed process's temporary folder is removed by the next extraction
+    orphan = folder / f".extract-{weatherbench_download._host()}-999999999-x"
+    orphan.mkdir()
+    fetch_weatherbench("t2m", root=tmp_path, known_hash=known_hash)
+    assert sorted(p.name for p in folder.glob("*.nc")) == sorted(p.name for p in src.glob("*.nc"))
+    assert not list(folder.glob(".extract-*"))
+    assert load_weatherbench("t2m", root=tmp_path, verify=True).sizes["time"] == 6
+
+
+# --- truncated netCDF3, resolutions, empty years --------------------------------------
+@pytest.mark.parametrize("fmt", ["NETCDF3_CLASSIC", "NETCDF3_64BIT"])
+@pytest.mark.parametrize("cut", [4, 4000])
+def test_a_truncated_netcdf3_year_is_refused(tmp_path, fmt, cut):
+    folder = _t2m_years(tmp_path, (2017,))
+    path = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(path) as ds:
+        full = ds.load()
+    path.unlink()
+    # coordinates first, as CDO and NCO write them: the cut hits t2m, which read as zeros
+    full[["time", "lat", "lon", "t2m"]].to_netcdf(
+        path, format=fmt, unlimited_dims=["time"],
+        encoding={"time": {"units": "hours since 1979-01-01"}},
+    )
+    np.testing.assert_array_equal(
+        load_weatherbench("t2m", root=tmp_path).t2m.values, full.t2m.values
+    )
+    path.write_bytes(path.read_bytes()[:-cut])
+    with pytest.raises(DataIntegrityError, match=rf"{path} is truncated: it has \d+ bytes"):
+        load_weatherbench("t2m", root=tmp_path)
+
+
+def test_netcdf3_data_end_matches_what_writers_write(tmp_path):
+    import netCDF4
+
+    from xdyn.datasets._netcdf import netcdf3_data_end
+
+    t = pd.date_range("2017-01-01", periods=5, freq="h")
+    ds = xr.Dataset(
+        {"a": (("time", "y"), np.ones((5, 3), "i1"), {"s": "text", "v": np.arange(3.0)}),
+         "b": ("time", np.arange(5, dtype="i2")), "c": ("y", np.arange(3.0))},
+        {"time": t}, attrs={"title": "x"},
+    )
+    for fmt in ("NETCDF3_CLASSIC", "NETCDF3_64BIT"):
+        for engine in ("netcdf4", "scipy"):
+            path = tmp_path / f"{fmt}-{engine}.nc"
+            ds.to_netcdf(path, format=fmt, engine=engine, unlimited_dims=["time"])
+            assert netcdf3_data_end(path) == path.stat().st_size
+    path = tmp_path / "cdf5.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_DATA") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("y", 7)
+        nc.createVariable("a", "u2", ("time", "y"))[:] = np.ones((4, 7))
+        nc.createVariable("b", "i8", ("time",))[:] = np.arange(4)
+    assert netcdf3_data_end(path) == path.stat().st_size
+    ds.to_netcdf(tmp_path / "hdf5.nc")
+    assert netcdf3_data_end(tmp_path / "hdf5.nc") is None
+
+
+def _constants(path, lat=LAT, lon=LON, fmt=None):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    xr.Dataset({"orography": (("lat", "lon"), np.full((lat.size, lon.size), 500.0))},
+               coords={"lat": lat, "lon": lon}).to_netcdf(path, format=fmt)
+
+
+def test_a_truncated_netcdf3_constants_file_is_refused(tmp_path):
+    path = tmp_path / "constants" / "constants_5.625deg.nc"
+    _constants(path, fmt="NETCDF3_64BIT")
+    assert float(load_constants(tmp_path).orography.min()) == 500.0
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(DataIntegrityError, match=rf"{path} is truncated"):
+        load_constants(tmp_path)
+
+
+def test_load_constants_takes_no_other_resolution(tmp_path):
+    folder = tmp_path / "constants"
+    fine = np.arange(-88.59375, 90.0, 2.8125), np.arange(0.0, 360.0, 2.8125)
+    _constants(folder / "constants_2.8125deg.nc", *fine)
+    with pytest.raises(FileNotFoundError, match=r"constants_5.625deg.nc \(only other resolut"):
+        load_constants(tmp_path)
+    assert load_constants(tmp_path, resolution="2.8125deg").sizes == {"lat": 64, "lon": 128}
+    (folder / "constants_2.8125deg.nc").rename(folder / "constants.nc")  # a renamed copy
+    with pytest.raises(ValueError, match=r"constants.nc has a 64 x 128 .* grid is 32 x 64"):
+        load_constants(tmp_path)
+    (folder / "constants.nc").unlink()
+    _constants(folder / "constants.nc")
+    assert load_constants(tmp_path).sizes == {"lat": 32, "lon": 64}
+    (folder / "constants.nc").unlink()
+    lat = LAT.copy()
+    lat[5] = lat[4]  # a repeated latitude, e.g. a damaged coordinate
+    _constants(folder / "constants_5.625deg.nc", lat=lat)
+    with pytest.raises(DataIntegrityError, match="repeated or unordered lat/lon"):
+        load_constants(tmp_path)
+
+
+@pytest.mark.parametrize("resolution", ["2.8125", "5.625 deg", "bogus"])
+def test_an_unknown_resolution_is_refused(tmp_path, resolution):
+    from xdyn.datasets import fetch_weatherbench
+
+    _t2m_years(tmp_path, (2017,))
+    _constants(tmp_path / "constants" / "constants_5.625deg.nc")
+    match = rf"unknown WeatherBench resolution '{resolution}'; known: '5.625deg', '2.8125deg'"
+    with pytest.raises(ValueError, match=match):
+        load_weatherbench("t2m", root=tmp_path, resolution=resolution)
+    with pytest.raises(ValueError, match=match):
+        load_constants(tmp_path, resolution=resolution)
+    with pytest.raises(ValueError, match=match):
+        fetch_weatherbench("t2m", root=tmp_path, known_hash="sha256:" + "0" * 64,
+                           resolution=resolution)
+
+
+def test_a_year_with_no_time_step_is_named(tmp_path):
+    folder = _t2m_years(tmp_path, (2016, 2017))
+    empty = folder / "2m_temperature_2017_5.625deg.nc"
+    with xr.open_dataset(empty) as ds:
+        cut = ds.load().isel(time=slice(0, 0))
+    for var in cut.variables.values():
+        var.encoding = {}  # the source's chunk sizes do not fit an empty dimension
+    _replace(empty, cut)
+    with pytest.raises(DataIntegrityError, match=rf"{empty} holds no time steps"):
+        load_weatherbench("t2m", root=tmp_path)

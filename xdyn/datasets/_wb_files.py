@@ -21,7 +21,14 @@ from xdyn.datasets._fields import standard_grid
 from xdyn.datasets._netcdf import open_netcdf_lazily
 from xdyn.datasets.registry import DataIntegrityError
 
-__all__ = ["GRID_SIZES", "concat_years", "open_year"]
+__all__ = [
+    "GRID_SIZES",
+    "check_grid_size",
+    "check_lat_lon",
+    "check_resolution",
+    "concat_years",
+    "open_year",
+]
 
 #: (lat, lon) sizes of WeatherBench's published grids (Rasp et al. 2020, Table 1).
 GRID_SIZES = {"5.625deg": (32, 64), "2.8125deg": (64, 128), "1.40625deg": (128, 256)}
@@ -49,28 +56,63 @@ def open_year(path: Path, var: str, select, name, resolution, chunks, fix: str) 
             f"folder. The file is not in WeatherBench layout. {fix}"
         )
     check_coords(da, path, fix)
-    expected = GRID_SIZES.get(resolution)
-    found = (da.sizes["lat"], da.sizes["lon"])
-    if expected is not None and found != expected:
-        raise ValueError(
-            f"WeatherBench file {path} has a {found[0]} x {found[1]} (lat x lon) grid; the "
-            f"{resolution} grid is {expected[0]} x {expected[1]}: it is another resolution "
-            f"or was cut. {fix}"
-        )
+    check_grid_size(da, path, resolution, fix)
     if select is not None:
         da = select_level(da, select, name, path)
     da = da.drop_vars([c for c in da.coords if c not in da.dims])
     return da.transpose("time", "lat", "lon")
 
 
-def check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
-    """Coordinates a WeatherBench file must have: finite, increasing, in its year."""
-    lat, lon, time = (da[d].values for d in ("lat", "lon", "time"))
+def check_resolution(resolution) -> str:
+    """``resolution`` if WeatherBench publishes it, else a ValueError listing those it does.
+
+    Examples
+    --------
+    >>> check_resolution("5.625deg")
+    '5.625deg'
+    >>> check_resolution("5.625")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown WeatherBench resolution '5.625'; known: '5.625deg', ...
+    """
+    if resolution not in GRID_SIZES:
+        known = ", ".join(repr(r) for r in GRID_SIZES)
+        raise ValueError(f"unknown WeatherBench resolution {resolution!r}; known: {known}")
+    return resolution
+
+
+def check_grid_size(obj, path: Path, resolution: str, fix: str) -> None:
+    """Refuse a file whose (lat, lon) sizes are not those of the ``resolution`` grid."""
+    expected = GRID_SIZES[resolution]
+    found = (obj.sizes["lat"], obj.sizes["lon"])
+    if found != expected:
+        raise ValueError(
+            f"WeatherBench file {path} has a {found[0]} x {found[1]} (lat x lon) grid; the "
+            f"{resolution} grid is {expected[0]} x {expected[1]}: it is another resolution "
+            f"or was cut. {fix}"
+        )
+
+
+def check_lat_lon(obj, path: Path, fix: str) -> None:
+    """Latitudes and longitudes a WeatherBench file must have: finite, strictly increasing."""
+    lat, lon = obj["lat"].values, obj["lon"].values
     if not (np.all(np.isfinite(lat)) and np.all(np.abs(lat) <= 90.0)):
         raise DataIntegrityError(f"WeatherBench file {path} has latitudes outside [-90, 90]. {fix}")
     if not np.all(np.isfinite(lon)) or np.any(np.diff(lon) <= 0) or np.any(np.diff(lat) <= 0):
         raise DataIntegrityError(
             f"WeatherBench file {path} has repeated or unordered lat/lon coordinates. {fix}"
+        )
+
+
+def check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
+    """Coordinates a WeatherBench file must have: finite, increasing, in its year."""
+    check_lat_lon(da, path, fix)
+    time = da["time"].values
+    if time.size == 0:
+        # a year with no time step would drop out of the join (or fail on time[0])
+        raise DataIntegrityError(
+            f"WeatherBench file {path} holds no time steps (its time dimension is empty): "
+            f"it was cut short or written empty. {fix}"
         )
     if not np.issubdtype(time.dtype, np.datetime64):
         raise ValueError(
@@ -82,7 +124,7 @@ def check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
             f"WeatherBench file {path} has missing, repeated or unordered times. {fix}"
         )
     m = re.search(r"_(\d{4})_", path.name)
-    if m and time.size:
+    if m:
         years = time.astype("datetime64[Y]").astype(int) + 1970
         if np.any(years != int(m.group(1))):
             raise ValueError(

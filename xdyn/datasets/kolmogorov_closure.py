@@ -255,6 +255,12 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     ny, nx = u.shape[-2:]
     ky = np.fft.fftfreq(ny, 1.0 / ny)[:, None] * (2 * np.pi / length)
     kx = np.fft.rfftfreq(nx, 1.0 / nx)[None, :] * (2 * np.pi / length)
+    # an even size's Nyquist mode cos(pi j) has a zero derivative at every grid point:
+    # fftfreq's -n/2 (and rfftfreq's n/2) would give it a spurious one
+    if ny % 2 == 0:
+        ky[ny // 2] = 0.0
+    if nx % 2 == 0:
+        kx[:, -1] = 0.0
     w_hat = 1j * kx * np.fft.rfft2(v) - 1j * ky * np.fft.rfft2(u)
     w = np.fft.irfft2(w_hat, s=(ny, nx)).astype(ds["u"].dtype)
     return xr.DataArray(w, dims=ds["u"].dims, coords=ds["u"].coords, name="vorticity",

@@ -40,7 +40,14 @@ from xdyn.datasets._fields import (
     standard_grid,
 )
 from xdyn.datasets._netcdf import open_netcdf_lazily
-from xdyn.datasets._wb_files import concat_years, open_year
+from xdyn.datasets._wb_files import (
+    GRID_SIZES,
+    check_grid_size,
+    check_lat_lon,
+    check_resolution,
+    concat_years,
+    open_year,
+)
 from xdyn.datasets.registry import check_known_hash, check_sha256sums, data_dir
 from xdyn.datasets.weatherbench2 import from_weatherbench2
 from xdyn.systems._validation import _check_int
@@ -111,8 +118,8 @@ def load_weatherbench(
         along ``time``.
     root : str or Path, optional
         Folder holding the variable folders; default ``$XDYN_DATA_DIR/weatherbench``.
-    resolution : str, default="5.625deg"
-        Resolution tag in the file names (``"2.8125deg"``, ``"1.40625deg"``).
+    resolution : {"5.625deg", "2.8125deg", "1.40625deg"}, default="5.625deg"
+        Resolution tag in the file names; every file must be on its grid.
     chunks : dict or str, optional
         Dask chunks; default ``"auto"``: chunks of dask's target size (about
         128 MiB) that are multiples of the files' own chunking. (``{}`` would
@@ -136,7 +143,7 @@ def load_weatherbench(
     Raises
     ------
     ValueError
-        Unknown short name (the message lists the known ones) or missing level;
+        Unknown short name or resolution (the message lists the known ones) or missing level;
         a file that does not fit the layout -- the wrong variable, other dims
         than ``(time, lat, lon)``, times outside the year in its name, a grid
         unlike the other years', the same times in two files. The message
@@ -163,6 +170,7 @@ def load_weatherbench(
     names = [variables] if isinstance(variables, str) else list(variables)
     if not names:
         raise ValueError("variables must name at least one field")
+    check_resolution(resolution)
     root = Path(root) if root is not None else data_dir() / "weatherbench"
     year_list = _as_years(years)
     chunks = "auto" if chunks is None else chunks
@@ -200,7 +208,10 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
     ----------
     root : str or Path, optional
         Folder holding ``constants/``; default ``$XDYN_DATA_DIR/weatherbench``.
-    resolution : str, default="5.625deg"
+    resolution : {"5.625deg", "2.8125deg", "1.40625deg"}, default="5.625deg"
+        Reads ``constants/constants_<resolution>.nc``, else the one other
+        ``*.nc`` there not named for another resolution; either must be on the
+        ``resolution`` grid.
     chunks : dict or str, optional
         None (default) loads into memory; else opens lazily with dask.
 
@@ -215,9 +226,11 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
     FileNotFoundError
         No constants file (the message names the expected path and the link).
     ValueError
-        The file holds none of the constant fields, or one not on ``(lat, lon)``.
+        Unknown resolution; the file holds none of the constant fields, one
+        not on ``(lat, lon)``, or is on another grid than ``resolution``'s.
     xdyn.datasets.DataIntegrityError
-        The file is corrupt or truncated (at open, or when its data are read).
+        The file is corrupt or truncated (at open, or when its data are read),
+        or its lat/lon are not finite and strictly increasing.
 
     Examples
     --------
@@ -229,14 +242,24 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
     >>> load_constants(root).lsm.attrs["long_name"]
     'Land-sea mask'
     """
+    check_resolution(resolution)
     root = Path(root) if root is not None else data_dir() / "weatherbench"
     folder = root / "constants"
     path = folder / f"constants_{resolution}.nc"
     if not path.is_file():
-        found = sorted(folder.glob("*.nc")) if folder.is_dir() else []
+        # a renamed copy is accepted, but never another resolution's file
+        others = tuple(f"_{r}.nc" for r in GRID_SIZES if r != resolution)
+        on_disk = sorted(folder.glob("*.nc")) if folder.is_dir() else []
+        found = [p for p in on_disk if not p.name.endswith(others)]
         if len(found) != 1:
+            if found:
+                why = f" (the other *.nc there, {[p.name for p in found]}, are ambiguous)"
+            elif on_disk:
+                why = f" (only other resolutions' files are there: {[p.name for p in on_disk]})"
+            else:
+                why = ""
             raise FileNotFoundError(
-                f"WeatherBench constants not found: expected {path}. Download "
+                f"WeatherBench constants not found: expected {path}{why}. Download "
                 f"{weatherbench_url('constants', resolution)} into {folder}/."
             )
         path = found[0]
@@ -260,6 +283,8 @@ def load_constants(root=None, *, resolution: str = "5.625deg", chunks=None) -> x
             )
         units, long_name, standard_name = CONSTANTS[name]
         set_attrs(ds[name], units, long_name, standard_name)
+    check_lat_lon(ds, path, fix)
+    check_grid_size(ds, path, resolution, fix)
     return ds.load() if chunks is None else ds
 
 

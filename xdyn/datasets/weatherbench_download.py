@@ -3,24 +3,31 @@
 Kept apart from :mod:`xdyn.datasets.weatherbench` (which only reads): the share
 publishes no checksums, so every download here needs a sha256 from the caller
 (pooch never runs with ``known_hash=None``), and archives are extracted file by
-file through a temporary name and :func:`os.replace`.
+file through a temporary name and :func:`os.replace`. A fetch of an archive
+already downloaded extracts it again unless every file of it is in place and
+matches the ``SHA256SUMS`` recorded at extraction, so a deleted, damaged or
+half-extracted year is restored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 
 import pooch
 
+from xdyn.datasets._atomic import _host, _writer_alive
 from xdyn.datasets.registry import (
     DataIntegrityError,
     DataUnavailableError,
     data_dir,
+    file_sha256,
     is_offline,
+    read_sha256sums,
     write_sha256sums,
 )
 
@@ -46,7 +53,8 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
         Default ``$XDYN_DATA_DIR/weatherbench``.
     known_hash : str or dict
         ``"sha256:<hex>"`` of the archive (one variable) or a dict short name -> hash.
-    resolution : str, default="5.625deg"
+        On the command line: ``xdyn data fetch weatherbench-z500 --known-hash sha256:<hex>``.
+    resolution : {"5.625deg", "2.8125deg", "1.40625deg"}, default="5.625deg"
 
     Returns
     -------
@@ -56,7 +64,7 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
     Raises
     ------
     ValueError
-        No ``known_hash`` for a variable.
+        No ``known_hash`` for a variable, or an unknown resolution.
     xdyn.datasets.DataIntegrityError
         The download does not match its hash, or the archive is truncated or
         corrupt; nothing is left behind (no archive, no empty variable folder).
@@ -67,8 +75,10 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
     Traceback (most recent call last):
     ValueError: WeatherBench publishes no checksum for ...
     """
+    from xdyn.datasets._wb_files import check_resolution
     from xdyn.datasets.weatherbench import _parse, weatherbench_url
 
+    check_resolution(resolution)
     names = [variables] if isinstance(variables, str) else list(variables)
     root = Path(root) if root is not None else data_dir() / "weatherbench"
     hashes = known_hash if isinstance(known_hash, dict) else {n: known_hash for n in names}
@@ -78,7 +88,8 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
         if not hashes.get(name):
             raise ValueError(
                 f"WeatherBench publishes no checksum for {url} and xdyn's registry has none, "
-                f"so it cannot be verified. Pass known_hash='sha256:<hex>' of the archive, or "
+                f"so it cannot be verified. Pass known_hash='sha256:<hex>' of the archive "
+                f"(`xdyn data fetch weatherbench-{name} --known-hash sha256:<hex>`), or "
                 f"download and unzip it by hand into {root / folder}/."
             )
         if is_offline():
@@ -112,43 +123,32 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
 
 
 def _unzip_into(folder: Path):
-    """A pooch processor extracting a zip's ``*.nc`` into ``folder``, all or nothing.
+    """A pooch processor extracting a zip's ``*.nc`` into ``folder``; a partial one is redone.
 
     The files are extracted into a temporary folder (each member's CRC checked
-    as it is read) and moved into place only when all of them are out, and their
-    sha256 are added to ``folder/SHA256SUMS``. A bad archive is deleted (so the
-    next fetch downloads it again rather than reusing it) and leaves no empty
-    ``folder`` behind.
+    as it is read); their sha256 are added to ``folder/SHA256SUMS`` and only
+    then are they moved into place, so a process killed between two moves
+    leaves files that are missing or differ from ``SHA256SUMS``, never
+    unlisted ones. A fetch whose archive is already downloaded
+    (pooch's action ``"fetch"``) skips the extraction only when every member is
+    in ``folder`` and matches ``SHA256SUMS`` (this reads each file once), so a
+    deleted or damaged year, or an extraction killed half-way, is repaired. A
+    bad archive is deleted (so the next fetch downloads it again rather than
+    reusing it) and leaves no empty ``folder`` behind.
     """
 
     def processor(fname, action, pup):
-        if action == "fetch" and any(folder.glob("*.nc")):
-            return str(folder)  # archive already verified and extracted
         created = not folder.exists()
         try:
             with zipfile.ZipFile(fname) as archive:
-                # no testzip() pass first: it would decompress everything twice. Reading
-                # a member checks its CRC (BadZipFile at its end), and members go to a
-                # temporary folder that is moved into place only when all are good
-                members = [m for m in archive.namelist() if m.endswith(".nc")]
+                members = [m for m in archive.infolist() if m.filename.endswith(".nc")]
                 if not members:
                     raise zipfile.BadZipFile("it holds no *.nc file")
+                if action == "fetch" and _extracted(folder, members):
+                    return str(folder)
                 folder.mkdir(parents=True, exist_ok=True)
-                digests = {}
-                with tempfile.TemporaryDirectory(dir=folder, prefix=".extract-") as tmp:
-                    for member in members:
-                        name = Path(member).name
-                        digest = hashlib.sha256()
-                        with archive.open(member) as src, open(Path(tmp) / name, "wb") as dst:
-                            for block in iter(lambda: src.read(1 << 20), b""):
-                                digest.update(block)
-                                dst.write(block)
-                        digests[name] = digest.hexdigest()
-                    for name in digests:
-                        os.replace(Path(tmp) / name, folder / name)
-                # the archive's hash was verified: record its files' hashes, so that
-                # load_weatherbench(verify=True) can later detect bit rot in any of them
-                write_sha256sums(folder, digests)
+                _remove_dead_extractions(folder)
+                _extract(archive, members, folder)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             Path(fname).unlink(missing_ok=True)
             if created and folder.is_dir() and not any(folder.iterdir()):
@@ -162,3 +162,55 @@ def _unzip_into(folder: Path):
         return str(folder)
 
     return processor
+
+
+def _extracted(folder: Path, members: list[zipfile.ZipInfo]) -> bool:
+    """Whether every member is in ``folder`` with the sha256 its ``SHA256SUMS`` records."""
+    sums = read_sha256sums(folder)
+    for member in members:
+        name = Path(member.filename).name
+        path = folder / name
+        # the size first: a deleted or truncated file is found without reading it
+        if name not in sums or not path.is_file() or path.stat().st_size != member.file_size:
+            return False
+        if file_sha256(path) != sums[name]:
+            return False
+    return True
+
+
+def _extract(archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path) -> None:
+    # no testzip() pass first: it would decompress everything twice. Reading a member
+    # checks its CRC (BadZipFile at its end), and members go to a temporary folder
+    # named after this process, so that a later fetch can remove it if we are killed
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=f".extract-{_host()}-{os.getpid()}-"))
+    try:
+        digests = {}
+        for member in members:
+            name = Path(member.filename).name
+            digest = hashlib.sha256()
+            with archive.open(member) as src, open(tmp / name, "wb") as dst:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    dst.write(block)
+            digests[name] = digest.hexdigest()
+        # the archive's hash was verified: record its files' hashes before they are
+        # moved in, so that a move killed half-way leaves files that differ from
+        # SHA256SUMS -- the next fetch extracts again, load_weatherbench(verify=True)
+        # names them -- and never unlisted ones
+        write_sha256sums(folder, digests)
+        for name in digests:
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _remove_dead_extractions(folder: Path) -> None:
+    """Remove the temporary folders of extractions whose process was killed."""
+    if os.name == "nt":  # no liveness check of a process id there: leave them
+        return
+    here = _host()
+    for tmp in folder.glob(".extract-*"):
+        host, _, rest = tmp.name[len(".extract-"):].partition("-")
+        pid = rest.partition("-")[0]
+        if tmp.is_dir() and host == here and pid.isdigit() and not _writer_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
