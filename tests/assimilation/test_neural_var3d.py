@@ -336,6 +336,7 @@ def test_var_loss_without_truth(data):
     ("routed", "unexpected parameter"),
     ("seq_len_var", "seq_len > 1"),
     ("seq_len_long", "seq_len=500 is longer"),
+    ("full_R", "a diagonal R"),  # was an AttributeError on None inside fit
 ])
 def test_bad_input_is_refused_before_training(data, case, match):
     (train, obs), _, _ = data
@@ -359,6 +360,9 @@ def test_bad_input_is_refused_before_training(data, case, match):
         est.set_params(seq_len=4, loss="var")
     elif case == "seq_len_long":
         est.set_params(seq_len=500)
+    elif case == "full_R":
+        p = obs.sizes["obs"]
+        est.set_params(R=np.eye(p) + 0.3 * (np.eye(p, k=1) + np.eye(p, k=-1)))
     if case == "routed":
         with pytest.raises(TypeError, match=match):
             NeuralVar3D(hidden_size=8)

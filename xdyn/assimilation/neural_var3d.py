@@ -283,6 +283,13 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         self._set_routed(kwargs)
 
     # ------------------------------------------------------------------ fit
+    def _check_context(self, ctx):
+        super()._check_context(ctx)
+        if ctx.obs_std is None:
+            raise ValueError(f"{type(self).__name__} weighs each observation by its own error "
+                             "std (a diagonal R); this R has off-diagonal terms: give noise_std "
+                             "or a diagonal R, or decorrelate the observations first")
+
     def fit(self, obs, truth=None, *, validation=None):
         """Learn the analysis network from training observations (and truth).
 
