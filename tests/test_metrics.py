@@ -464,3 +464,37 @@ def test_an_assimilator_that_failed_part_way_scores_nan():
         score = enkf.score(obs, truth)
     assert out.attrs["diverged"] == 1 and np.isfinite(metrics.state_rmse(out, truth)[0])
     assert np.isnan(score)
+
+
+def test_state_rmse_weighs_every_state_entry_alike():
+    # two-scale Lorenz-96: x(k) 8 values, y(k, j) 256; x off by 1, y exact. to_array broadcast
+    # x over j, so x weighed half the state: 0.707 instead of sqrt(8 / 264) = 0.174
+    from xdyn.systems import TwoScaleLorenz96
+
+    truth = TwoScaleLorenz96(K=8, J=32).simulate(n_steps=2, random_state=0)
+    an = truth.copy(deep=True)
+    an["x"] = an.x + 1.0
+    np.testing.assert_allclose(metrics.state_rmse(an, truth).values, np.sqrt(8 / 264))
+    # variables on the same dims: the plain RMSE over both
+    t = xr.Dataset({"u": ("time", [0.0, 0.0]), "v": ("time", [0.0, 0.0])}, coords={"time": [0, 1]})
+    a = t + xr.Dataset({"u": ("time", [3.0, 1.0]), "v": ("time", [4.0, 1.0])})
+    np.testing.assert_allclose(metrics.state_rmse(a, t).values, [np.sqrt(12.5), 1.0])
+
+
+def test_acc_and_spread_skill_use_only_the_points_with_a_truth():
+    rng = np.random.default_rng(0)
+    coords = {"time": [0, 1], "lat": [-45.0, 0.0, 45.0], "lon": [0.0, 90.0, 180.0, 270.0]}
+    truth = xr.DataArray(rng.normal(size=(2, 3, 4)), coords=coords, dims=list(coords))
+    clim = xr.zeros_like(truth.isel(time=0, drop=True))
+    gappy = truth.copy(data=truth.values.copy())
+    gappy[0, 1, 2] = np.nan  # one missing observation: a perfect forecast scored 0.908
+    assert float(metrics.weighted_acc(truth, gappy, clim)) == pytest.approx(1.0, abs=1e-12)
+    # a calibrated ensemble at a quiet and a noisy site; the noisy site has no truth: its
+    # spread entered the ratio while its error did not (7.1 instead of 1)
+    T, m = 4000, 10
+    sd = np.array([1.0, 10.0])
+    ens = xr.DataArray(rng.normal(size=(T, 2, m)) * sd[None, :, None], dims=("time", "x", "member"))
+    y = xr.DataArray(rng.normal(size=(T, 2)) * sd[None, :], dims=("time", "x"))
+    quiet_only = float(metrics.spread_skill_ratio(ens.isel(x=[0]), y.isel(x=[0])))
+    assert float(metrics.spread_skill_ratio(ens, y.where(y.x == 0))) == pytest.approx(quiet_only)
+    assert quiet_only == pytest.approx(1.0, abs=0.05)

@@ -376,7 +376,9 @@ def weighted_acc(forecast, truth, climatology, dim=("lat", "lon"), lat="lat", ti
                                           names=("forecast", "truth", "climatology"))
     dims = _dims(dim, forecast, truth)
     weights = _spatial_weights(forecast, truth, dims, lat)
-    f_anom, t_anom = forecast - climatology, truth - climatology
+    # the three sums over the same points: those with a truth (a missing observation left
+    # out of the forecast's variance too, else a perfect forecast scores below 1)
+    f_anom, t_anom = (forecast - climatology).where(truth.notnull()), truth - climatology
 
     def wsum(x):
         return x.weighted(weights).sum(dims)
@@ -540,7 +542,8 @@ def spread_skill_ratio(ensemble, truth, member_dim="member", dim=None, correct_f
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
     dims = _dims(dim, ensemble.isel({member_dim: 0}, drop=True), truth)
     mean = ensemble.mean(member_dim, skipna=False)
-    ratio = spread(ensemble, member_dim, dims) / rmse(mean, truth, dims)
+    # the spread over the points the error is scored on (those with a truth)
+    ratio = spread(ensemble.where(truth.notnull()), member_dim, dims) / rmse(mean, truth, dims)
     if correct_finite_members:
         ratio = ratio * np.sqrt((n_members + 1) / n_members)
     return _finish(ratio, ensemble, "spread-skill ratio", "1")
@@ -677,7 +680,9 @@ def state_rmse(analysis, truth, keep_dims=()):
 
     The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
     (e.g. batch dims of a sweep) are not reduced. Variables of ``analysis``
-    that ``truth`` lacks (``spread``, ``<var>_std``) are left out.
+    that ``truth`` lacks (``spread``, ``<var>_std``) are left out. Every state
+    entry weighs the same (DAPPER's RMSE of the flat state vector): the 36 slow
+    variables of a two-scale Lorenz-96 weigh 36 of 396, not half.
 
     Examples
     --------
@@ -695,9 +700,16 @@ def state_rmse(analysis, truth, keep_dims=()):
     an = analysis[names]
     if "member" in an.dims:
         an = an.mean("member", skipna=False)
-    an = an.to_array("variable")
-    tr = truth[names].sel(time=an["time"]).to_array("variable")
-    return rmse(an, tr, dim=[d for d in an.dims if d not in ("time", *keep_dims)])
+    tr = truth[names].sel(time=an["time"])
+    # one flat state per time: to_array would broadcast a variable over another's dims
+    # (x(k) repeated along j) and weigh each variable equally, whatever its size
+    samples = [d for d in ("time", *keep_dims) if d in an.dims]
+
+    def flat(ds):
+        out = ds.to_stacked_array("state", sample_dims=samples)
+        return out.drop_vars([c for c in out.coords if "state" in out[c].dims])
+
+    return rmse(flat(an), flat(tr), dim="state")
 
 
 def mean_after_burn_in(per_time, burn_in=0.0):
