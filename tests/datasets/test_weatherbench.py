@@ -490,6 +490,21 @@ def test_verify_catches_bit_rot_that_reads_as_plausible_numbers(tmp_path):
         load_weatherbench("t2m", root=tmp_path, verify=True)
 
 
+def test_verify_catches_a_year_deleted_since_the_download(tmp_path):
+    from xdyn.datasets import registry
+
+    folder = _t2m_years(tmp_path, (2016, 2017))
+    registry.write_sha256sums(folder, {p.name: registry.file_sha256(p) for p in folder.glob("*.nc")})
+    (folder / "2m_temperature_2017_5.625deg.nc").unlink()
+    # without verify, years=None loads what is there: one year (documented)
+    assert load_weatherbench("t2m", root=tmp_path).sizes["time"] == 3
+    with pytest.raises(DataIntegrityError, match=r"1 file\(s\) listed in .*SHA256SUMS are "
+                       r"missing, e\.g\. 2m_temperature_2017_5\.625deg\.nc"):
+        load_weatherbench("t2m", root=tmp_path, verify=True)
+    # naming the years that are there is fine
+    assert load_weatherbench("t2m", [2016], root=tmp_path, verify=True).sizes["time"] == 3
+
+
 # --- fetch_weatherbench repairs what it extracted -------------------------------------
 def _t2m_archive(root, years=(2016, 2017)):
     """A verified-looking archive in ``root/.downloads``, as pooch leaves it; returns its hash."""

@@ -48,7 +48,8 @@ from xdyn.datasets._wb_files import (
     concat_years,
     open_year,
 )
-from xdyn.datasets.registry import check_known_hash, check_sha256sums, data_dir
+from xdyn.datasets.registry import (DataIntegrityError, check_known_hash, check_sha256sums,
+                                    data_dir, read_sha256sums)
 from xdyn.datasets.weatherbench2 import from_weatherbench2
 from xdyn.systems._validation import _check_int
 
@@ -347,6 +348,15 @@ def _open_field(name, years, root, resolution, chunks, verify=False, unverified=
         return _refetch(path, resolution)
 
     if verify:
+        if years is None:  # every year the download recorded must still be there
+            listed = read_sha256sums(root / folder)
+            gone = sorted(n for n in listed if n.endswith(f"_{resolution}.nc")
+                          and not (root / folder / n).is_file())
+            if gone:
+                raise DataIntegrityError(
+                    f"verify=True: {len(gone)} file(s) listed in {root / folder / 'SHA256SUMS'} "
+                    f"are missing, e.g. {gone[0]} (deleted?); loading would silently drop "
+                    f"their years. {fix_for(root / folder / gone[0])}")
         for path in files:
             if not (check_sha256sums(path, fix_for(path)) or check_known_hash(path)):
                 unverified.append(path)
