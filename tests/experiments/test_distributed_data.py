@@ -230,3 +230,22 @@ def test_era5_statistics_stay_lazy_and_equal_in_memory(dask_client):
     assert not any(isinstance(v.data, dsa.Array) for v in expected.data_vars.values())
     xr.testing.assert_allclose(computed, expected, rtol=1e-6)
     assert 0.0 < float(computed.acc) <= 1.0 and float(computed.rmse) > 0.0
+
+
+def _constant_chunk(value, indices):
+    return xr.Dataset({"x": (("trajectory", "time"), np.full((len(indices), 2), value))})
+
+
+def test_parts_of_a_configuration_differing_deep_in_a_long_array_are_not_reused(tmp_path):
+    # str() of an array over 1000 elements abbreviates it ("..."): two configurations that
+    # differ only there shared a record, and the second read the first one's parts
+    a = np.zeros(2000)
+    b = a.copy()
+    b[1000] = 1.0
+    parts = tmp_path / "parts"
+    first = generate_trajectories(functools.partial(_constant_chunk, 1.0), 2,
+                                  record={"forcing": a}, parts_dir=parts)
+    np.testing.assert_array_equal(first.x.values, 1.0)
+    second = generate_trajectories(functools.partial(_constant_chunk, 2.0), 2,
+                                   record={"forcing": b}, parts_dir=parts)
+    np.testing.assert_array_equal(second.x.values, 2.0)

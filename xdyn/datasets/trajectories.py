@@ -32,6 +32,7 @@ file system.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,7 @@ def generate_trajectories(make_chunk, n_trajectories, *, record=None, batch_size
     if size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     chunks = [list(range(i, min(i + size, n))) for i in range(0, n, size)]
-    tag = json.dumps(record, sort_keys=True, default=str) if record is not None else None
+    tag = json.dumps(record, sort_keys=True, default=_tag_str) if record is not None else None
     paths = [None] * len(chunks)
     if parts_dir is not None:
         Path(parts_dir).mkdir(parents=True, exist_ok=True)
@@ -305,3 +306,11 @@ def _open_part(path) -> xr.Dataset:
     # lazily, one dask chunk per HDF5 chunk: a set larger than the driver's memory
     # streams from the parts into the cache file
     return xr.open_dataset(path, chunks={})
+
+
+def _tag_str(value):
+    """A record value JSON cannot hold, in full: ``str`` of an array over 1000 elements
+    abbreviates it with "...", and two configurations would share a tag (and parts)."""
+    if isinstance(value, np.ndarray):
+        return np.array2string(value, threshold=sys.maxsize)  # == str(value) below 1000
+    return str(value)
