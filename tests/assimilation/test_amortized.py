@@ -18,7 +18,7 @@ from xdyn.model_selection import samples
 from xdyn.nn import EnsembleRollout, LRScheduler
 from xdyn.nn import update_nets
 from xdyn.nn.update_nets import banded_covariance
-from xdyn.observe import Squared, observe
+from xdyn.observe import Arctan, Squared, observe
 from xdyn.systems import Lorenz63, Lorenz96
 from xdyn.systems.climatology import climatological_sample
 
@@ -196,6 +196,7 @@ def test_every_fourth_site_masked_input_trains():
     ("variable", "'observation' variable"),
     ("dims", "need dims"),
     ("mask", "mask hides every site"),
+    ("arctan", "selects state sites"),
     ("operator", "selects state sites"),
     ("seq_len", "seq_len=500"),
     ("clean", "clean_analysis"),
@@ -212,6 +213,8 @@ def test_bad_observations_clear_errors(case, match):
         obs["observation"] = obs["observation"] * np.nan
     elif case == "operator":
         obs = observe(truth, Squared(), noise_std=1.0, random_state=0)
+    elif case == "arctan":  # its Jacobian at 0 is a selection: it used to pass
+        obs = observe(truth, Arctan(), noise_std=0.1, random_state=0)
     elif case == "seq_len":
         est = _small(seq_len=500)
     elif case == "clean":

@@ -40,7 +40,7 @@ from xdyn.assimilation._start import initial_ensemble_tensor
 from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArray
 from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
-from xdyn.observe import make_operator, operator_from_spec
+from xdyn.observe import Identity, ObservationOperator, make_operator, operator_from_spec
 from xdyn.systems.climatology import climatological_pool, climatological_sample
 from xdyn.systems.registry import system_from_attrs
 
@@ -411,6 +411,16 @@ class BaseAssimilator(BaseEstimator):
                     mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
                                f"{got.tolist()[:8]}"
                     break
+            # the same sites, but the recorded operator may transform them (x^2, arctan, a
+            # scaling): the coordinates cannot tell, the nonlinear part of the spec can
+            if mismatch is None and attrs.get("operator") is not None:
+                try:
+                    recorded = operator_from_spec(attrs["operator"])
+                except (KeyError, TypeError, ValueError):
+                    recorded = None  # an operator class not registered here: nothing to compare
+                if recorded is not None and _transforms(recorded) != _transforms(operator):
+                    mismatch = (f"the observations were made by {attrs['operator']}, which "
+                                "transforms the observed sites otherwise")
         elif attrs.get("operator") is not None:
             if _spec(attrs["operator"]) != _spec(operator.spec()):
                 mismatch = f"the observations were made by {attrs['operator']}"
@@ -611,6 +621,23 @@ class BaseAssimilator(BaseEstimator):
             ds = ds.rename({v: (f"{v[:-4]}{suffix}_std" if v.endswith("_std") else f"{v}{suffix}")
                             for v in ds.data_vars})
         return ds
+
+
+def _transforms(operator) -> list:
+    """The nonlinear functions an operator applies to its observed sites, outermost first.
+
+    A linear operator selects sites (``[]``); a wrapper with a ``base`` (``Squared``,
+    ``Arctan``, ``ScaledOperator``) adds its own spec without the base.
+    """
+    if operator.linear:
+        return []
+    spec = _spec(operator.spec())
+    base = getattr(operator, "base", None)
+    if "base" not in spec:
+        return [spec]
+    spec.pop("base")
+    inner = Identity() if base is None else base
+    return [spec] + (_transforms(inner) if isinstance(inner, ObservationOperator) else [])
 
 
 def _spec(spec) -> dict:
