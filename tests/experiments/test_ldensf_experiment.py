@@ -61,6 +61,31 @@ def test_observation_noise_has_the_stated_size(truth, noise):
     np.testing.assert_array_equal(sparse_observations(truth, setup, 0)["observation"], y)
 
 
+def test_free_forecast_parameter_error_is_measured_as_the_filters_are():
+    """The free latent forecast's row holds the prior mean's error by the filters' own
+    measure: on Kolmogorov the mean over trajectories of |prior - Re| / Re (it was the
+    mean |prior - Re| over the mean Re, 0.43 instead of 0.5 here)."""
+    from xdyn.experiments._ldensf_cases import CASES
+    from xdyn.experiments.ldensf import _param_rel_error, _prior_rel_error
+
+    case = CASES["kolmogorov"]
+    assert case.per_trajectory_error
+    prior = case.prior_mean["Re"]
+    true = np.array([0.5, 1.0, 2.0]) * prior
+    free = _prior_rel_error(prior, true, case.per_trajectory_error)
+    np.testing.assert_allclose(free, np.mean(np.abs(prior - true) / true))  # 0.5
+    assert not np.isclose(free, np.abs(prior - true).mean() / true.mean())
+    # a filter that stayed at the prior mean through time scores the same at every step
+    stayed = np.full((len(true), 4), prior)
+    np.testing.assert_allclose(_param_rel_error(stayed, true, True), free)
+    # the cases whose errors are over the mean magnitude keep the ratio of means
+    tsunami = CASES["tsunami"]
+    assert not tsunami.per_trajectory_error
+    bumps = np.array([0.1, 0.3, 0.4])
+    np.testing.assert_allclose(_prior_rel_error(0.25, bumps, False),
+                               np.abs(0.25 - bumps).mean() / bumps.mean())
+
+
 @pytest.fixture(scope="module")
 def quick_result(tmp_path_factory):
     from xdyn.experiments import run

@@ -42,7 +42,7 @@ def test_tiny_grid_results_summary_and_figures():
     res = result.results
     for name in ("analysis_rmse", "background_rmse", "wrong_wing_share", "wall_time",
                  "single_analysis_rmse", "single_background_rmse"):
-        assert res[name].dims == ("encoder", "mode", "noise_std", "seed")
+        assert res[name].dims == ("encoder", "mode", "noise_std", "training_seed")
         assert "units" in res[name].attrs and "long_name" in res[name].attrs
         assert np.isfinite(res[name].values).all(), name
     assert res.baseline_rmse.dims == ("baseline", "mode", "noise_std")
@@ -102,19 +102,52 @@ def test_tiny_grid_results_summary_and_figures():
     assert "original pipeline's protocol" in result.table
 
 
-def test_fits_in_two_processes_equal_the_serial_ones():
+TWO_SEEDS = dataclasses.replace(TINY, encoders=("mlp", "gru"), seeds=(0, 1), baselines=False,
+                                original_training=False)
+
+
+@pytest.fixture(scope="module")
+def two_seeds():
+    """A serial run of two encoders x two training seeds (shared: it costs a minute)."""
+    result = neural_var_experiment(TWO_SEEDS, seed=0, progress=False)
+    plt.close("all")
+    return result
+
+
+def test_fits_in_two_processes_equal_the_serial_ones(two_seeds):
     """The networks' fits are independent jobs: two processes fit the same networks (seeded
     streams), so every score but the wall time is the serial run's, bit for bit."""
-    setup = dataclasses.replace(TINY, encoders=("mlp", "gru"), seeds=(0, 1), baselines=False,
-                                original_training=False)
-    serial = neural_var_experiment(setup, seed=0, progress=False).results
-    parallel = neural_var_experiment(dataclasses.replace(setup, n_jobs=2), seed=0,
+    serial = two_seeds.results
+    parallel = neural_var_experiment(dataclasses.replace(TWO_SEEDS, n_jobs=2), seed=0,
                                      progress=False).results
     plt.close("all")
     compared = [v for v in serial.data_vars if "wall" not in v]
     assert {"analysis_rmse", "candidate_validation_rmse", "single_analysis_rmse"} <= set(compared)
     xr.testing.assert_equal(serial[compared], parallel[compared])  # exact; attrs hold n_jobs
-    assert serial.sizes["seed"] == 2 and np.isfinite(serial.analysis_rmse.values).all()
+    assert serial.sizes["training_seed"] == 2
+    assert np.isfinite(serial.analysis_rmse.values).all()
+
+
+def test_training_seeds_stay_distinct_rows_in_the_report(two_seeds, tmp_path):
+    """The networks' training seeds are a setting (``training_seed``), not the run's
+    ``seed`` that ``write_summary`` adds and the report drops as bookkeeping: named
+    ``seed``, the two seeds' rows of a cell had the same settings in the report."""
+    from xdyn.experiments.catalogue import write_summary
+    from xdyn.experiments.report import build_report, collect_summaries
+
+    rows = two_seeds.summary
+    write_summary(rows, tmp_path / "lorenz63-neural-var" / "summary.csv",
+                  "lorenz63-neural-var", quick=0, seed=5)
+    table = collect_summaries(tmp_path)
+    assert not table.duplicated(["method", "metric", "settings"]).any()
+    assert (table.settings.str.contains("training_seed=0")).any()
+    report = build_report(tmp_path)
+    ours = report[(report.experiment == "lorenz63-neural-var") & report.value.notna()]
+    assert not ours.duplicated(["method", "metric", "settings", "anchor", "source"]).any()
+    # the results name the dim as the rows do
+    assert "seed" not in two_seeds.results.dims
+    assert {r["training_seed"] for r in rows if r["method"] == "NeuralVar3D"
+            and r["metric"] == "analysis RMSE" and "training_background" not in r} == {0, 1}
 
 
 def test_animation_writes_a_gif(tmp_path):
@@ -202,12 +235,13 @@ def test_quick_run_writes_everything(tmp_path):
     # the best encoder beats the tuned Var3D in 11 of the 12 cells (measured 0.37-0.96 of
     # its RMSE; x 0.5 1.03), among them xy 0.5 (0.80: 0.119 against 0.148) and x**2 at
     # noise 0.05 (0.37: 0.0076 against 0.0206, 0.05% of analyses on the wrong wing)
-    best = res.analysis_rmse.min(("encoder", "seed"))
+    best = res.analysis_rmse.min(("encoder", "training_seed"))
     to_var3d = best / res.baseline_rmse.sel(baseline=var3d)
     assert int((to_var3d < 1.0).sum()) >= 8
     assert float(to_var3d.sel(mode="xy", noise_std=0.5)) < 0.85
     assert float(to_var3d.sel(mode="x2", noise_std=0.05)) < 0.8
-    assert float(res.wrong_wing_share.min(("encoder", "seed")).sel(mode="x2").max()) < 0.05
+    wing = res.wrong_wing_share.min(("encoder", "training_seed"))
+    assert float(wing.sel(mode="x2").max()) < 0.05
     trained = res.original_draw_analysis_rmse.sel(noise_std=0.5)
     assert np.isfinite(trained.values).all()
     # trained like the original, the network corrects the original's background (xy,

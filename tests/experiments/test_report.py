@@ -6,6 +6,7 @@ the distribution's packages) and always by parsing its HTML.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -152,3 +153,40 @@ def test_report_renders_in_a_headless_browser(results):
     # every image loaded, and one table per family (those run and those with anchors only)
     assert len(parsed.headings) >= 2
     assert f"<title>4 images, {len(parsed.headings)} tables</title>" in dom
+
+
+def test_every_era5_forecast_anchor_pairs_with_the_experiments_own_rows(tmp_path):
+    """The anchors name rows as the experiment writes them (method, metric, a
+    ``variable`` setting, units): from ``era5-forecast``'s own summary, on xdyn's
+    test set with persistence standing in for every method, no anchor is "not run".
+    (The experiment wrote ``z500 latitude-weighted RMSE`` and ``VGBDM``, the
+    anchors ``latitude-weighted RMSE;variable=z500`` and ``VGB-DM``: none paired.)"""
+    from xdyn.experiments.era5 import _wb_forecasters, weatherbench_experiment
+    from xdyn.experiments.report import _parse_settings
+    from xdyn.forecast import Persistence
+
+    anchors = load_anchors()
+    mine = anchors[anchors.experiment == "era5-forecast"].reset_index(drop=True)
+    assert len(mine) == 14
+    wanted = [_parse_settings(s) for s in mine.settings]
+    leads = sorted({int(s["lead_time"]) for s in wanted})
+    assert set(leads) <= set(range(6, 145, 6))  # leads the full experiment forecasts
+    methods = _wb_forecasters(False, True, 0, "cpu", False)
+    res = weatherbench_experiment(leads=leads, test_set_days=3, root=tmp_path / "none",
+                                  forecasters={m: Persistence() for m in methods},
+                                  progress=False)
+    plt.close("all")
+    assert {s["variable"] for s in wanted} <= set(
+        json.loads(res.results.attrs["config_json"])["variables"])
+    _run(tmp_path, "era5-forecast", res.summary, figures=())
+    report = build_report(tmp_path)
+    ours = report[report.experiment == "era5-forecast"]
+    paired = ours[ours.anchor.notna() & ours.value.notna()]
+    assert not (ours.anchor.notna() & ours.value.isna()).any(), "an anchor shows 'not run'"
+    assert len(paired) == len(mine)
+    for _, a in mine.iterrows():
+        row = paired[(paired.method.str.lower() == a.method.lower())
+                     & (paired.metric == a.metric) & (paired.anchor == a.anchor)]
+        assert len(row) == 1, a.to_dict()
+        # the same method name and units on both sides, not merely equal up to case
+        assert row.iloc[0].method == a.method and row.iloc[0].units == a.units

@@ -155,6 +155,35 @@ def test_a_long_experiment_does_not_hold_up_the_others(client, tmp_path):
     assert max(o.task_time_s for o in short) < long.task_time_s
 
 
+def test_task_time_runs_from_each_tasks_own_submission(client, tmp_path):
+    """``task_time_s`` is submission to result of that task. A third task on two workers
+    is submitted when a 3 s one ends, and takes well under 3 s itself; timed from the
+    start of the run (once), it counted the 3 s it waited before its submission too."""
+    def sleeper(seconds):
+        def func(quick=False, seed=0, device="cpu", progress=True):
+            time.sleep(seconds)
+            score = xr.DataArray([seconds], dims="method", coords={"method": ["sleep"]},
+                                 attrs={"long_name": "slept", "units": "s"})
+            return ExperimentResult(xr.Dataset({"score": score}), {}, "",
+                                    summary_rows(score, "slept", method_dim="method"))
+        return func
+
+    names = {"ra-queued-a": 3.0, "ra-queued-b": 3.0, "ra-queued-c": 0.2}
+    for name, seconds in names.items():  # hints: the two long ones first
+        register(name, f"sleeps {seconds} s", quick_wall_s=seconds)(sleeper(seconds))
+    try:
+        client.wait_for_workers(2)
+        client.run(importlib.import_module, "xdyn.experiments")
+        outcomes = run_all(list(names), out=tmp_path, client=client, report=False)
+    finally:
+        for name in names:
+            _REGISTRY.pop(name, None)
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    a, b, c = outcomes
+    assert 3.0 <= min(a.task_time_s, b.task_time_s)
+    assert c.wall_time_s < c.task_time_s < 3.0
+
+
 def test_longest_expected_first_earlier_runs_before_the_catalogue_hint(experiments, tmp_path):
     """The order of a run: an earlier run's wall time in ``out``, else ``quick_wall_s``."""
     hinted = register("ra-hinted", "tiny, registered as long", quick_wall_s=60.0)

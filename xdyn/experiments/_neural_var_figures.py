@@ -17,7 +17,7 @@ def _pick(examples, res):
     modes = list(res["mode"].values)
     mode = "xy" if "xy" in modes else modes[0]
     noise = float(res["noise_std"].values[np.argmin(np.abs(res["noise_std"].values - 0.5))])
-    cell = res.analysis_rmse.sel(mode=mode, noise_std=noise).mean("seed")
+    cell = res.analysis_rmse.sel(mode=mode, noise_std=noise).mean("training_seed")
     best = int(np.nanargmin(cell.values)) if np.isfinite(cell.values).any() else 0
     enc = str(cell["encoder"].values[best])
     return enc, mode, noise, examples[(enc, mode, noise)]

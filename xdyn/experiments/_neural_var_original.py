@@ -195,7 +195,7 @@ def original_cycle_baselines(methods, mean, cov, obs_valid, truth_valid, obs_tes
 def add_original_results(res, orig, draw_bg, clim_cycled, trainings, baselines,
                          draw_var3d=None):
     """The original-protocol arrays as variables of the results Dataset ``res``."""
-    dims = ("encoder", "mode", "noise_std", "seed", "training_background")
+    dims = ("encoder", "mode", "noise_std", "training_seed", "training_background")
     res = res.assign_coords(training_background=(
         "training_background", list(trainings),
         {"long_name": "backgrounds the network was trained on (forecasts of the perturbed "

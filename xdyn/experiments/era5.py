@@ -224,6 +224,22 @@ def _table(scores, var, leads_shown, unit="h"):
 
 
 def _summary(scores, **settings):
+    """Summary rows of the ``<variable>_<metric>`` scores, one per method and lead.
+
+    The variable is a setting (``variable=z500``), not part of the metric's
+    name: the anchors of ``anchors.csv`` select it the same way
+    (``variable=z500;lead_time=24``).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> scores = xr.Dataset({"z500_rmse": (("method", "lead_time"), [[114.0]],
+    ...                                    {"units": "m**2 s**-2"})},
+    ...                     coords={"method": ["VGBDM"], "lead_time": [6.0]})
+    >>> row = _summary(scores)[0]
+    >>> row["method"], row["metric"], row["variable"], row["lead_time"], row["units"]
+    ('VGBDM', 'latitude-weighted RMSE', 'z500', 6.0, 'm**2 s**-2')
+    """
     rows = []
     for name, da in scores.data_vars.items():
         if "method" not in da.dims:
@@ -232,8 +248,8 @@ def _summary(scores, **settings):
         if metric not in ("rmse", "acc", "crps"):
             continue
         label = {"rmse": "latitude-weighted RMSE", "acc": "ACC", "crps": "CRPS"}[metric]
-        rows += summary_rows(da, f"{var} {label}", method_dim="method",
-                             lower_is_better=metric != "acc", **settings)
+        rows += summary_rows(da, label, method_dim="method", lower_is_better=metric != "acc",
+                             variable=var, **settings)
     return rows
 
 
@@ -393,6 +409,20 @@ def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None)
     return train, test, note, tmp
 
 
+def _wb_forecasters(monthly, quick, seed, device, progress):
+    """The forecasters of ``era5-forecast`` / ``era5-monthly``, by the method names of their
+    summary rows (and of the anchors in ``anchors.csv``)."""
+    common = dict(random_state=seed, device=device, progress=progress)
+    return {
+        "Persistence": Persistence(),
+        "Climatology": Climatology(groupby="month" if monthly else "dayofyear+hour"),
+        "ClimODE": ClimODE(hidden=16, n_steps=2, max_epochs=3 if quick else 20, batch_size=8,
+                           step_size=1.0, **common),
+        "VGBDM": TransportVGBDM(hidden=32, z_dim=4, len_episode=4,
+                                max_epochs=60 if quick else 200, batch_size=16,
+                                early_stopping=True, **common)}
+
+
 def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", progress=True,
                             variables=("z500", "t850", "t2m", "u10", "v10"), root=None,
                             forecasters=None, leads=None, test_set_days=None):
@@ -418,16 +448,7 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
         lead_times = [np.timedelta64(30 * int(k), "D") if monthly else np.timedelta64(int(k), "h")
                       for k in leads]
         if forecasters is None:
-            forecasters = {
-                "Persistence": Persistence(),
-                "Climatology": Climatology(groupby="month" if monthly else "dayofyear+hour"),
-                "ClimODE": ClimODE(hidden=16, n_steps=2, max_epochs=3 if quick else 20,
-                                   batch_size=8, step_size=1.0, random_state=seed,
-                                   device=device, progress=progress),
-                "VGBDM": TransportVGBDM(hidden=32, z_dim=4, len_episode=4,
-                                        max_epochs=60 if quick else 200, batch_size=16,
-                                        early_stopping=True, random_state=seed,
-                                        device=device, progress=progress)}
+            forecasters = _wb_forecasters(monthly, quick, seed, device, progress)
         scores, forecasts, timing = compare_forecasters(forecasters, train, test, lead_times,
                                                         n_history=WB_HISTORY, progress=progress,
                                                         chunk=WB_CHUNK)

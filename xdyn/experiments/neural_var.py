@@ -492,8 +492,11 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     coords = {"encoder": list(setup.encoders), "mode": list(setup.modes),
               "noise_std": ("noise_std", np.asarray(setup.noise_levels, float),
                             {"long_name": "observation noise std", "units": "1"}),
-              "seed": ("seed", np.asarray(setup.seeds), {"long_name": "training seed", "units": "1"})}
-    dims = ("encoder", "mode", "noise_std", "seed")
+              # not "seed": the summary's seed column is the run's (write_summary adds it),
+              # and the report drops it as bookkeeping, which merged the training seeds' rows
+              "training_seed": ("training_seed", np.asarray(setup.seeds),
+                                {"long_name": "training seed", "units": "1"})}
+    dims = ("encoder", "mode", "noise_std", "training_seed")
     res = xr.Dataset(
         {"analysis_rmse": (dims, an_rmse, {"long_name": "analysis RMSE (test, after burn-in)",
                                            "units": "1"}),

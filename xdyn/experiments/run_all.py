@@ -383,16 +383,19 @@ def _run_on_client(client, todo, quick, out, seed, device, retries, torch_thread
     workers = client.scheduler_info(n_workers=-1).get("workers", {}).values()
     # workers started with `--resources xdyn-slot=1` hold one experiment each at a time
     resources = {SLOT: 1} if any(SLOT in w.get("resources", {}) for w in workers) else None
-    futures, started = {}, time.perf_counter()
+    # task time from each future's own submission: one clock for all made a task's time
+    # grow by every task before it in the list
+    futures, submitted = {}, {}
     pending = list(todo)  # the longest known first (run_all sorted them)
     running = as_completed()
 
     def submit_next():
         entry = pending.pop(0)
+        start = time.perf_counter()
         fut = client.submit(_run_task, entry, quick, str(out), seed, device, torch_threads,
                             key=f"xdyn-run-{entry.name}-{token}", retries=retries, pure=False,
                             resources=resources)
-        futures[fut] = entry
+        futures[fut], submitted[fut] = entry, start
         running.add(fut)
 
     # One experiment per worker in flight, the next submitted when one ends (list
@@ -408,11 +411,11 @@ def _run_on_client(client, todo, quick, out, seed, device, retries, torch_thread
     fill_slots(0)
     done = 0
     for fut in running:
+        elapsed = time.perf_counter() - submitted[fut]  # before the next submission's
         done += 1
         fill_slots(len(futures) - done)
         entry = futures[fut]
         folder = str(output_folder(out, entry.name, quick))
-        elapsed = time.perf_counter() - started
         try:
             info = fut.result()
             outcome = RunOutcome(entry.name, "ok", folder, info["wall_time_s"], elapsed,
