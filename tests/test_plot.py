@@ -297,3 +297,31 @@ def test_plot_twin_legend_outside_and_time_units(l96):
     assert not _overlap(fig, ax.get_legend(), ax)
     assert ax.get_xlabel() == "model time [1]"
     assert len(ax.collections) == 1  # the ensemble's +-1 std band
+
+
+def test_plot_state_leaves_out_per_trajectory_parameters_and_names_them_when_asked():
+    from xdyn.systems import DampedPendulum
+
+    ds = DampedPendulum().simulate(n_trajectories=3, t_span=2.0, dt=0.1, random_state=0,
+                                   parameter_ranges={"omega0": (0.5, 1.5)})
+    assert "omega0" in ds.data_vars  # a parameter per trajectory, no time dim
+    fig = plot_state(ds)  # was: "x and y must have same first dimension"
+    assert {ln.get_label() for ln in _lines(_panels(fig)[0])} == {"theta", "omega"}
+    with pytest.raises(ValueError, match=r"\['omega0'\] hold one number per trajectory"):
+        plot_state(ds, variables=["theta", "omega0"])
+
+
+def test_plot_twin_finds_the_observations_of_a_site_by_its_label(l96):
+    # a subset of the sites: position 2 of the truth is site k=12
+    part = l96.isel(k=slice(10, 20))
+    obs = observe(part, "every2", noise_std=1.0, random_state=0)
+    fig = plot_twin(part, obs, {"a": part + 0.1}, site=2)
+    (line,) = _lines(fig.axes[0], "observations")
+    np.testing.assert_allclose(line.get_ydata(),
+                               obs.observation.isel(obs=int(np.flatnonzero(obs.k == 12)[0])))
+
+
+def test_plot_spectrum_refuses_more_than_one_spectrum(l96):
+    spec = energy_spectrum(l96.x, dim="k")  # one per time
+    with pytest.raises(ValueError, match=r"one spectrum.*\('time', 'wavenumber'\)"):
+        plot_spectrum(spec)

@@ -76,11 +76,19 @@ def plot_state(ds, variables=None, time=None, fig=None):
         variables = [variables]
     if variables is None and "observation" in ds.data_vars:
         variables = ["observation"]  # the clean values and the noise level are bookkeeping
-    names = list(variables or ds.data_vars)
+    # by default the states: per-trajectory parameters (omega0) have no time dim
+    names = list(variables or [v for v in ds.data_vars if "time" in ds[v].dims])
+    if not names:
+        raise ValueError(f"none of the variables {list(ds.data_vars)} has a 'time' dim")
     notes = []
     if "trajectory" in ds.dims:
         notes.append(f"trajectory 0 of {ds.sizes['trajectory']}")
         ds = ds.isel(trajectory=0)
+    # a profile without time (noise_std along obs) is a line; a single number is nothing
+    scalar = [n for n in names if "time" not in ds[n].dims and not _spatial_dims(ds[n])]
+    if scalar:
+        raise ValueError(f"variable(s) {scalar} hold one number per trajectory (no 'time' or "
+                         "spatial dim): nothing to draw")
     n_members = ds.sizes.get("member", 0)
     if n_members:
         notes.append(f"ensemble mean of {n_members} members"
@@ -169,8 +177,11 @@ def plot_twin(truth, obs, analyses: dict, variable=None, site=0, background=None
     tr = pick(truth[variable])
     ax.plot(tr["time"].values, tr.values, color="k", lw=1.5, label="truth")
     sel = obs["variable"] == variable
-    if "k" in obs.coords:
-        sel = sel & (obs["k"] == site)
+    sp = _spatial_dims(truth[variable])
+    if sp and sp[0] in obs.coords:
+        # ``site`` is a position in the truth; the observations name their sites by its label
+        coord = truth[variable][sp[0]]
+        sel = sel & (obs[sp[0]] == (coord.values[site] if sp[0] in truth.coords else site))
     if bool(sel.any()):
         ax.plot(obs["time"], obs["observation"].isel(obs=np.flatnonzero(sel.values)[0]),
                 "o", ms=2.5, color="0.5", label="observations")
@@ -286,7 +297,7 @@ def plot_scores(results: xr.Dataset, fig=None):
 
 
 def plot_spectrum(spectrum: xr.DataArray, ax=None, label=None):
-    """Log-log energy spectrum (a DataArray with a ``wavenumber`` dim).
+    """Log-log energy spectrum (a DataArray whose only dim is ``wavenumber``).
 
     Examples
     --------
@@ -296,6 +307,12 @@ def plot_spectrum(spectrum: xr.DataArray, ax=None, label=None):
     >>> plot_spectrum(spec).axes[0].get_xscale()
     'log'
     """
+    if spectrum.dims != ("wavenumber",):
+        # matplotlib would draw each column of a 2-D array as its own line, or the other
+        # dim's columns against wavenumber when the sizes happen to fit
+        raise ValueError(f"plot_spectrum draws one spectrum, dims ('wavenumber',); got "
+                         f"{spectrum.dims}: average the others (e.g. energy_spectrum(..., "
+                         "mean_dims='time')) or select one")
     if ax is None:
         fig, ax = plt.subplots(figsize=(5, 4), constrained_layout=True)
     sp = spectrum.isel(wavenumber=slice(1, None))
