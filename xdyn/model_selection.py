@@ -50,7 +50,13 @@ class SampleView:
     Parameters
     ----------
     data : xarray.Dataset or DataArray
+        The samples this view holds; ``dim`` must be one of its dims.
     dim : str, default="time"
+        The dim that ``len`` counts and ``[indices]`` selects along.
+    history : xarray.Dataset or DataArray, optional
+        The whole record this view was cut from, kept unchanged by indexing, so
+        that :func:`warm_start_score` can run a filter over the observations
+        before a fold. Default: ``data`` itself (a fresh view is its own record).
 
     Examples
     --------
@@ -59,8 +65,9 @@ class SampleView:
     >>> view = samples(ds)
     >>> len(view), len(ds)
     (5, 2)
-    >>> view[np.array([1, 2])].data.a.values.tolist()
-    [1.0, 2.0]
+    >>> fold = view[np.array([1, 2])]
+    >>> fold.data.a.values.tolist(), fold.history is ds
+    ([1.0, 2.0], True)
     """
 
     def __init__(self, data, dim: str = "time", history=None):

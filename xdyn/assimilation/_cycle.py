@@ -270,6 +270,21 @@ class Recorder(CycleCallback):
     Every run has one (it builds the analysis Dataset); pass another to keep
     the background summaries of one run without ``return_background``.
 
+    Parameters
+    ----------
+    background : bool, default=False
+        Also keep the summaries after each forecast in :attr:`backgrounds`
+        (empty otherwise). Whether the returned Dataset holds the background
+        still depends on the estimator's ``return_background`` alone.
+
+    Attributes
+    ----------
+    analysis : list of tuple
+        After the run, one ``(mean, ensemble_or_None, std_or_None)`` of tensors
+        per observation time; NaN-filled for the times after a failure.
+    backgrounds : list of tuple
+        The same for the forecasts when ``background=True``, else ``[]``.
+
     Examples
     --------
     >>> from xdyn.assimilation import EnKF
@@ -312,6 +327,11 @@ class Recorder(CycleCallback):
 class ProgressBar(CycleCallback):
     """A tqdm bar over the analysis windows (what ``progress=True`` adds).
 
+    Parameters
+    ----------
+    disable : bool, default=False
+        Passed to :class:`tqdm.auto.tqdm`: True shows no bar.
+
     Examples
     --------
     >>> from xdyn.assimilation import OptimalInterpolation
@@ -342,6 +362,18 @@ class ProgressBar(CycleCallback):
 
 class DivergenceMonitor(CycleCallback):
     """Raises :class:`~xdyn.DivergenceError` at a failed analysis, or records it and warns.
+
+    A failed analysis is a ``torch.linalg.LinAlgError`` in a forecast or an
+    analysis, or a non-finite analysis mean (see :func:`run_cycle`).
+
+    Parameters
+    ----------
+    raise_on_divergence : bool, default=True
+        Raise :class:`~xdyn.DivergenceError` at the failure; False: warn with a
+        :class:`LostTrackWarning`, keep the cycle's NaN analysis from then on,
+        and flag the run with the ``diverged`` attr. An instance passed to
+        ``predict(callbacks=...)`` replaces the built-in monitor, so its value,
+        not the estimator's ``raise_on_divergence``, decides.
 
     Examples
     --------
@@ -420,6 +452,37 @@ class LostTrackMonitor(CycleCallback):
     ``tests/assimilation/test_divergence.py``), while the lost filters of
     issue 8 (EnKF with 2 members, 3D-Var, ExtKF and OI with every 4th
     Lorenz-96 site observed) sit above it.
+
+    Parameters
+    ----------
+    raise_on_divergence : bool, default=True
+        Raise :class:`~xdyn.DivergenceError` when the filter is found lost;
+        False: warn with a :class:`LostTrackWarning` and flag the run (the
+        ``lost`` variable, the ``lost_track`` attr). A run shorter than
+        ``min_cycles`` only ever warns. An instance passed to
+        ``predict(callbacks=...)`` replaces the built-in monitor, so its value,
+        not the estimator's ``raise_on_divergence``, decides.
+    window : int, default=100
+        Number of trailing observation times whose median is judged (fewer
+        while the run is young: its first half is never in the window).
+    threshold : float, default=0.5
+        The filter is lost when the trailing median of the ratio (background
+        error variance, or analysis variance, over the climatological
+        variance) exceeds this; the off-attractor test above has no threshold
+        to set.
+    min_cycles : int, default=40
+        No decision before this many observation times; a shorter run is
+        judged once, at its end, on its second half.
+
+    Attributes
+    ----------
+    ratio : list
+        Per observation time, the judged trailing median of the ratio (an
+        array over the batch dims), or None where nothing was judged.
+    lost : numpy.ndarray of bool, shape (n_times, *batch_shape)
+        Whether the filter was found lost at each time.
+    lost_time : float or None
+        The first time it was found lost.
 
     Examples
     --------

@@ -200,6 +200,10 @@ class LETKF(BaseEnsembleAssimilator):
         whitened with its symmetric inverse square root, so that whitened
         observation ``j`` keeps the position of observation ``j`` (DAPPER).
     n_members : int, default=20
+    initial_ensemble : Dataset with a ``member`` dim, array (..., n_members, n_state), or None
+        The initial members, used instead of ``initial_state`` when given (see
+        :class:`xdyn.assimilation.EnKF`). ``None`` with ``initial_state=None``
+        (the default) draws ``n_members`` independent climatological states.
     inflation : float, default=1.0
         Multiplicative inflation of the analysis anomalies.
     rtps : float, default=0.0

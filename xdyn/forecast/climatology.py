@@ -36,8 +36,18 @@ class Climatology(BaseForecaster):
     ----------
     groupby : {"dayofyear+hour", "hour", "dayofyear", "month", "none"}, default="dayofyear+hour"
         The calendar keys of the mean (calendar time only; model time always
-        uses the time mean). ``"hour"`` is a diurnal cycle.
+        uses the time mean). ``"hour"`` is a diurnal cycle, ``"none"`` the
+        time mean. The day of year (of ``"dayofyear+hour"`` and
+        ``"dayofyear"``) is the ordinal day (1-366), not the date, as in
+        WeatherBench: in a leap year of a calendar with leap days, every date
+        from 1 March on has a day of year one more than in other years, so
+        1 March 2000 (day 61) is pooled with 2 March 2001, and day 366
+        (31 December of a leap year) exists only in leap years (without one in
+        training, a forecast valid then falls back to the hour-of-day mean).
+        ``"month"`` and ``"hour"`` are unaffected, as are calendars without
+        leap years (``"noleap"``, ``"360_day"``).
     sample_dim : str, default="time"
+        The time (sample) dimension; every other dim is a feature.
 
     Attributes
     ----------

@@ -145,7 +145,10 @@ class XdynNet(NeuralNet):
         :attr:`device_`. An explicit device this machine lacks raises a
         ValueError (see :func:`xdyn.utils.resolve_device`).
     dtype : str or torch.dtype, default="float32"
-        Floating dtype of the parameters and of every float input.
+        Floating dtype of the parameters and of every float input. A string is
+        a torch dtype name (:func:`xdyn.utils.resolve_dtype`): ``"float"`` is
+        torch's float32, not numpy's float64; write ``"float64"`` for double.
+        A non-floating dtype raises ValueError at ``initialize`` (``fit``).
     random_state : int, RandomState, Generator or None, default=None
         Seeds module initialisation and each training epoch (shuffling,
         dropout) from ``(random_state, epoch)``; the global torch RNG is left

@@ -199,6 +199,8 @@ class LatentROMNet(XdynNet):
     Parameters
     ----------
     module : LatentROMModule class
+    *args
+        Not accepted: every parameter after ``module`` is keyword-only.
     beta : float, default=5e-4
         Weight of the KL term (arXiv 2510.24583).
     prediction_weight : float, default=1.0

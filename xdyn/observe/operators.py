@@ -31,6 +31,13 @@ class Identity(ObservationOperator):
 class SelectVariables(ObservationOperator):
     """Observe whole variables by name (``"x"`` or ``["x", "y"]``).
 
+    Parameters
+    ----------
+    variables : str or list of str, default="x"
+        The variables to observe, every entry of each, in the order given (not
+        the state's order). A name the state lacks raises ``ValueError`` when
+        the operator is used.
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz63
@@ -164,6 +171,14 @@ class _Elementwise(ObservationOperator):
 class Squared(_Elementwise):
     """Nonlinear operator: the square of another operator's observations (``x**2``).
 
+    Parameters
+    ----------
+    base : ObservationOperator or None, default=None
+        The operator choosing which state entries are squared; None: all of
+        them (:class:`Identity`). Only its :meth:`indices` are used: the
+        transform of a nonlinear ``base`` is not applied first. An operator
+        object, not a spec (build one with :func:`make_operator`).
+
     Examples
     --------
     >>> import torch
@@ -228,6 +243,15 @@ class Arctan(_Elementwise):
     The bounded, saturating observation of the score-filter papers (Bao et
     al. 2024): large states are seen only through their sign, so a Gaussian
     filter's linearisation fails where a score or particle filter does not.
+
+    Parameters
+    ----------
+    base : ObservationOperator or None, default=None
+        The operator choosing which state entries are observed through
+        ``arctan``; None: all of them (:class:`Identity`). Only its
+        :meth:`indices` are used: the transform of a nonlinear ``base`` is not
+        applied first. An operator object, not a spec (``make_operator`` takes
+        ``"arctan(<spec>)"``).
 
     Examples
     --------

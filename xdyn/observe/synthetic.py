@@ -46,6 +46,13 @@ def observe(
         Fraction of observations randomly set missing (NaN).
     random_state : int, RandomState or None
         Seed for the noise and the missing pattern.
+    sample_dims : sequence of str, default=("time", "member", "trajectory")
+        Dims that index states rather than locate a value inside one. Those of
+        them that the first state variable has are kept as the leading dims of
+        the output, in its order; every other dim is a state dim, flattened
+        into ``obs`` (see :func:`~xdyn.observe.layout_from_dataset`). Add a
+        dim here to observe each of its entries as a separate state (e.g. an
+        ensemble dim called ``"realization"``).
 
     Returns
     -------
@@ -61,6 +68,15 @@ def observe(
     >>> obs = observe(truth, "every4", noise_std=1.0, every=2, random_state=0)
     >>> dict(obs.sizes)
     {'time': 11, 'obs': 10}
+
+    A dim outside ``sample_dims`` is part of the state; listed, it is kept:
+
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"u": (("realization", "time", "x"), np.zeros((2, 5, 4)))})
+    >>> dict(observe(ds, random_state=0).sizes)
+    {'time': 5, 'obs': 8}
+    >>> dict(observe(ds, sample_dims=("time", "realization"), random_state=0).sizes)
+    {'realization': 2, 'time': 5, 'obs': 4}
     """
     if not isinstance(ds, xr.Dataset):
         raise TypeError(f"observe expects an xarray.Dataset, got {type(ds).__name__}")

@@ -100,9 +100,13 @@ class VariableLayout:
 class StackInfo:
     """Layout of a stacked Dataset or DataArray: all :func:`unstack_samples` needs.
 
-    Attributes
+    Made by :func:`stack_samples` (its second return value); its fields are
+    read back as attributes of the same names.
+
+    Parameters
     ----------
     sample_dim : str
+        The dim that became the matrix rows.
     variables : tuple of VariableLayout
         In column order (the order of the data variables).
     coords : xarray.Dataset
@@ -113,7 +117,8 @@ class StackInfo:
         Attrs of the sample coordinate (``time`` units), given to a bare
         ``sample_coord`` when unstacking.
     is_dataarray : bool
-    name : hashable
+        Whether a DataArray was stacked: unstacking then returns a DataArray.
+    name : hashable, default=None
         The DataArray's name (``None`` for a Dataset or an unnamed array).
 
     Examples

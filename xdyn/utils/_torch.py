@@ -79,6 +79,27 @@ def resolve_device(device="auto") -> torch.device:
 def resolve_dtype(dtype) -> torch.dtype:
     """Accept a torch dtype, its name (``"float64"``, ``"float32"``) or a numpy dtype.
 
+    Parameters
+    ----------
+    dtype : torch.dtype, str, numpy.dtype or type
+        A torch dtype is returned as is. A string is looked up as an attribute
+        of :mod:`torch`, so it takes *torch's* meaning: ``"float"`` is
+        ``torch.float32`` and ``"double"`` ``torch.float64``, whereas numpy and
+        xarray read ``"float"`` as float64. Spell the width (``"float64"``)
+        to avoid the ambiguity; numpy-only codes such as ``"f8"`` are
+        rejected. A numpy dtype or a type (``np.float32``, Python's
+        ``float``, which numpy makes float64) converts as numpy reads it.
+
+    Returns
+    -------
+    torch.dtype
+        Not necessarily floating (``"int64"`` passes); callers check.
+
+    Raises
+    ------
+    TypeError
+        For anything else.
+
     Examples
     --------
     >>> import numpy as np
@@ -87,6 +108,11 @@ def resolve_dtype(dtype) -> torch.dtype:
     torch.float32
     >>> resolve_dtype(np.float64)
     torch.float64
+
+    The string ``"float"`` is torch's single precision, the type ``float`` numpy's double:
+
+    >>> resolve_dtype("float"), resolve_dtype(float)
+    (torch.float32, torch.float64)
     """
     if isinstance(dtype, torch.dtype):
         return dtype
