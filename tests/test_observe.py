@@ -622,3 +622,19 @@ def test_grid_points_subsample_every_spatial_dim():
     assert again.get_params() == {"stride": 8, "offset": 2, "variables": None}
     with pytest.raises(ValueError, match="stride"):
         GridPoints(stride=0).n_obs(system)
+
+
+def test_nested_nonlinear_operators_compose():
+    # the outer function used to read the inner operator's sites only: Squared(Arctan())
+    # observed x**2, not arctan(x)**2 (and "x^2" under arctan lost its square)
+    import torch
+
+    from xdyn.observe import Arctan, Squared
+
+    system = Lorenz96(n=8)
+    x = torch.linspace(-3, 3, 8, dtype=torch.float64)
+    torch.testing.assert_close(Squared(Arctan()).apply(x, system), torch.arctan(x) ** 2)
+    torch.testing.assert_close(Arctan(Squared(EveryKth(k=4))).apply(x, system),
+                               torch.arctan(x[[0, 4]] ** 2))
+    spec = Squared(Arctan()).spec()
+    torch.testing.assert_close(operator_from_spec(spec).apply(x, system), torch.arctan(x) ** 2)

@@ -153,8 +153,10 @@ class RandomPoints(ObservationOperator):
 
 
 class _Elementwise(ObservationOperator):
-    """A nonlinear function (``_transform``) of another operator's observations
-    (``base``; the identity when None). Not registered: the subclasses are."""
+    """A nonlinear function (``_function``) of another operator's observations
+    (``base``; the identity when None), after that operator's own transform:
+    ``Squared(Arctan())`` observes ``arctan(x)**2``. Not registered: the
+    subclasses are."""
 
     linear = False
 
@@ -167,6 +169,9 @@ class _Elementwise(ObservationOperator):
     def indices(self, layout):
         return self._base().indices(layout)
 
+    def _transform(self, z):
+        return self._function(self._base()._transform(z))
+
 
 class Squared(_Elementwise):
     """Nonlinear operator: the square of another operator's observations (``x**2``).
@@ -175,9 +180,9 @@ class Squared(_Elementwise):
     ----------
     base : ObservationOperator or None, default=None
         The operator choosing which state entries are squared; None: all of
-        them (:class:`Identity`). Only its :meth:`indices` are used: the
-        transform of a nonlinear ``base`` is not applied first. An operator
-        object, not a spec (build one with :func:`make_operator`).
+        them (:class:`Identity`). A nonlinear ``base`` transforms first
+        (``Squared(Arctan())`` is ``arctan(x)**2``). An operator object, not a
+        spec (build one with :func:`make_operator`).
 
     Examples
     --------
@@ -188,7 +193,7 @@ class Squared(_Elementwise):
     [[4.0]]
     """
 
-    def _transform(self, z):
+    def _function(self, z):
         return z**2
 
 
@@ -248,9 +253,9 @@ class Arctan(_Elementwise):
     ----------
     base : ObservationOperator or None, default=None
         The operator choosing which state entries are observed through
-        ``arctan``; None: all of them (:class:`Identity`). Only its
-        :meth:`indices` are used: the transform of a nonlinear ``base`` is not
-        applied first. An operator object, not a spec (``make_operator`` takes
+        ``arctan``; None: all of them (:class:`Identity`). A nonlinear
+        ``base`` transforms first (``Arctan(Squared())`` is ``arctan(x**2)``).
+        An operator object, not a spec (``make_operator`` takes
         ``"arctan(<spec>)"``).
 
     Examples
@@ -265,7 +270,7 @@ class Arctan(_Elementwise):
     Arctan()
     """
 
-    def _transform(self, z):
+    def _function(self, z):
         return torch.arctan(z)
 
 
