@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -54,6 +55,33 @@ def test_simulate_burn_in_discards_the_start():
     burnt = model.simulate(n_steps=10, dt=0.05, burn_in=1.0, x0=x0)  # 20 steps discarded
     np.testing.assert_allclose(burnt.x.values, whole.x.isel(time=slice(20, None)).values, rtol=1e-13)
     assert burnt.time.values[0] == 0.0 and burnt.attrs["burn_in"] == 1.0
+
+
+def test_burn_in_off_the_step_grid_warns_and_records_what_was_integrated():
+    model, x0 = Lorenz63(), np.array([1.0, 2.0, 20.0])
+    with pytest.warns(UserWarning, match=r"burn_in=0.25 .* dt=0.1: 2 steps integrate 0.2"):
+        off = model.simulate(n_steps=3, dt=0.1, burn_in=0.25, x0=x0)
+    assert off.attrs["burn_in"] == pytest.approx(0.2)
+    xr.testing.assert_equal(off, model.simulate(n_steps=3, dt=0.1, burn_in=0.2, x0=x0))
+    with pytest.warns(UserWarning, match="0 steps integrate 0"):
+        none = model.simulate(n_steps=3, dt=0.1, burn_in=0.04, x0=x0)
+    assert none.attrs["burn_in"] == 0.0 and none.x.values[0] == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # whole numbers of steps, up to round-off: silent
+        assert model.simulate(n_steps=1, dt=0.1, burn_in=0.3, x0=x0).attrs["burn_in"] == 0.3
+        assert model.simulate(n_steps=1, dt=0.01, burn_in=5, x0=x0).attrs["burn_in"] == 5.0
+        model.simulate(t_span=(0.1, 0.7), dt=0.1, save_every=3, x0=x0)
+
+
+def test_a_run_shortened_to_whole_saving_intervals_warns():
+    model = Lorenz63()
+    with pytest.warns(UserWarning, match=r"t_span covers 1.*dt \* save_every = 0.3.*0.9"):
+        ds = model.simulate(t_span=1.0, dt=0.1, save_every=3, random_state=0)
+    assert ds.time.values[-1] == pytest.approx(0.9)
+    with pytest.warns(UserWarning, match="t_span covers 1.05"):
+        model.simulate(t_span=1.05, dt=0.1, random_state=0)
+    with pytest.warns(UserWarning, match="n_steps=10 is not a multiple of save_every=3"):
+        assert model.simulate(n_steps=10, save_every=3, random_state=0).sizes["time"] == 4
 
 
 def test_simulate_attrs_record_how_it_was_made():

@@ -97,6 +97,36 @@ def test_parameter_draws_are_seeded_and_keep_initial_states():
         rlc.simulate(n_steps=1, parameter_ranges={"R": (1.0, 0.1)})
 
 
+def test_x0_and_n_trajectories_agree_with_parameter_ranges_as_without():
+    rlc, ranges = RLCCircuit(), {"R": (0.1, 1.0)}
+    x0 = np.array([[1.0, 0.0], [0.5, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    ds = rlc.simulate(n_trajectories=4, x0=x0, t_span=0.1, random_state=0, parameter_ranges=ranges)
+    assert ds.sizes["trajectory"] == 4 and ds.R.shape == (4,)
+    np.testing.assert_array_equal(ds.charge.isel(time=0), x0[:, 0])
+    # one state for four trajectories is refused with ranges as it is without
+    for kw in ({}, {"parameter_ranges": ranges}):
+        with pytest.raises(ValueError, match="x0 holds 1 states but n_trajectories=4"):
+            rlc.simulate(n_trajectories=4, x0=[1.0, 0.0], t_span=0.1, random_state=0, **kw)
+    with pytest.raises(ValueError, match="n_state=2"):
+        rlc.simulate(x0=np.zeros(3), t_span=0.1, parameter_ranges=ranges)
+
+
+@pytest.mark.parametrize("name, bounds, match", [
+    ("L", (-2.0, -1.0), r"RLCCircuit: parameter_ranges\['L'\] must be a positive finite number, "
+                        r"got -2.0"),
+    ("C", (0.0, 1.0), r"parameter_ranges\['C'\] must be a positive finite number, got 0.0"),
+    ("R", (-0.5, 1.0), r"parameter_ranges\['R'\] must be a finite number >= 0, got -0.5"),
+])
+def test_parameter_ranges_obey_the_parameter_constraints(name, bounds, match):
+    with pytest.raises(ValueError, match=match):
+        RLCCircuit().simulate(n_trajectories=3, t_span=0.1, random_state=0,
+                              parameter_ranges={name: bounds})
+    # a range inside the constraint is drawn, its lower bound included where allowed
+    ds = RLCCircuit().simulate(n_trajectories=3, t_span=0.1, random_state=0,
+                               parameter_ranges={"R": (0.0, 1.0), "L": (0.5, 2.0)})
+    assert ((ds.L >= 0.5) & (ds.L <= 2.0)).all() and (ds.R >= 0).all()
+
+
 def test_rhs_broadcasts_per_batch_parameter_tensors():
     damping = torch.tensor([0.1, 0.3, 0.7], dtype=torch.float64)
     p = DampedPendulum(damping=damping)

@@ -1,10 +1,12 @@
 """Physics and contract tests of :class:`xdyn.systems.shallow_water.ShallowWater`."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from xdyn.systems import ShallowWater
 from xdyn.systems.registry import make_system
@@ -131,3 +133,37 @@ def test_jacobian_matches_finite_differences(linear):
     h = 1e-6
     fd = (sw.rhs(0.0, x + h * v) - sw.rhs(0.0, x - h * v)) / (2 * h)
     assert torch.allclose(J @ v, fd, rtol=1e-6, atol=1e-9 * float(fd.abs().max()))
+
+
+def test_random_bump_releases_follow_the_seed():
+    sw = ShallowWater.preset("tsunami", N=16)
+    a = sw.simulate(n_trajectories=3, n_steps=2, random_state=0)
+    b = sw.simulate(n_trajectories=3, n_steps=2, random_state=1)
+    eta0 = a.eta.isel(time=0)
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # each trajectory its own release
+        assert float(abs(eta0.isel(trajectory=i) - eta0.isel(trajectory=j)).max()) > 0.5
+    assert float(abs(a.eta - b.eta).max()) > 0.5
+    xr.testing.assert_identical(a, sw.simulate(n_trajectories=3, n_steps=2, random_state=0))
+    assert a.attrs["random_state"] == 0 and b.attrs["random_state"] == 1
+    # centres within bump_spread of (bump_x, bump_y): U(0, 0.5)^2 for the defaults
+    wide = ShallowWater(N=16, bump_width=0.1)   # resolved on the 16-point grid
+    eta = wide.random_initial_state(200, 3)[:, -256:].reshape(200, 16, 16)
+    iy, ix = np.unravel_index(eta.reshape(200, -1).argmax(1), (16, 16))
+    assert ix.min() <= 1 and iy.min() <= 1 and 7 <= ix.max() <= 8 and 7 <= iy.max() <= 8
+    np.testing.assert_allclose(eta.max((1, 2)), 1.0, atol=0.1)   # the bump's amplitude
+    moved = ShallowWater(N=16, bump_width=0.1, bump_x=0.75).random_initial_state(200, 3)
+    ix = moved[:, -256:].reshape(200, 16, 16).max(1).argmax(1)
+    assert ((ix >= 7) | (ix == 0)).all() and len(np.unique(ix)) > 5   # x in (0.5, 1), periodic
+
+
+def test_bump_range_run_records_the_seed_and_comments_only_draws():
+    sw = ShallowWater.preset("tsunami", N=16)
+    ds = sw.simulate(n_trajectories=2, n_steps=2, random_state=7,
+                     parameter_ranges={"bump_x": (0.0, 0.5)})
+    assert ds.attrs["random_state"] == 7
+    assert ds.bump_x.attrs["comment"] == "drawn from U(0.0, 0.5)"
+    assert "comment" not in ds.bump_y.attrs and (ds.bump_y == sw.bump_y).all()
+    assert json.loads(ds.attrs["parameter_ranges"]) == {"bump_x": [0.0, 0.5]}
+    gen = sw.simulate(n_steps=2, random_state=np.random.RandomState(7),
+                      parameter_ranges={"bump_y": (0.0, 0.5)})
+    assert gen.attrs["random_state"] == "None"   # a generator: no seed to record

@@ -25,7 +25,7 @@ from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
 from xdyn.preprocessing.stacking import flatten_variables, unflatten_variables
-from xdyn.systems._simulate import initial_states, saved_steps
+from xdyn.systems._simulate import burn_in_steps, initial_states, saved_steps, seed_record
 from xdyn.systems._validation import _check_constraint, _check_int, _check_real
 from xdyn.systems.integrators import rk4_step, rk4_step_numpy
 
@@ -81,7 +81,11 @@ class DynamicalSystem(BaseEstimator):
     Subclasses set ``name``, ``default_dt`` and ``integrator``; implement
     :meth:`rhs`, :meth:`_variables` and :meth:`random_initial_state`; and may
     override :meth:`step` (e.g. ETDRK4 for stiff spectral PDEs) and
-    :meth:`coords` (spatial coordinates).
+    :meth:`coords` (spatial coordinates). A system whose time has physical
+    units (``time_units``) also sets ``climatology_spin_up`` and
+    ``climatology_burn_in`` (default 40 and 10 model time units): how long
+    :mod:`xdyn.systems.climatology` runs its random initial states onto the
+    attractor.
 
     Subclassing :class:`sklearn.base.BaseEstimator` gives ``get_params`` /
     ``set_params``, so a system inside an assimilator is tunable with
@@ -143,6 +147,12 @@ class DynamicalSystem(BaseEstimator):
     default_dt = 0.01
     integrator = "rk4"
     time_units = "1"  # non-dimensional model time
+    # Time, in ``time_units``, that the climatology (xdyn.systems.climatology) runs the
+    # draws of random_initial_state before its pool of states (``climatology_spin_up``)
+    # and before sampling a free run (``climatology_burn_in``). Model time units suit
+    # the nondimensional systems; a system with physical time sets its own.
+    climatology_spin_up = 40.0
+    climatology_burn_in = 10.0
     presets: dict[str, dict[str, Any]] = {}
     _parameter_constraints: dict[str, str] = {}
     aliases: tuple[str, ...] = ()
@@ -539,20 +549,26 @@ class DynamicalSystem(BaseEstimator):
             (and ``x0`` a single state) the ``trajectory`` dim is dropped.
         t_span : float or (float, float), optional
             Length of the saved run in model time (after ``burn_in``), or
-            ``(t0, t1)``. Give either ``t_span`` or ``n_steps``.
+            ``(t0, t1)``. Give either ``t_span`` or ``n_steps``. A length that
+            is not a whole number of saving intervals ``dt * save_every`` is
+            rounded to one, with a ``UserWarning``.
         dt : float, optional
             Integration step; the system's ``default_dt`` if omitted.
         save_every : int, default=1
             Save one state every ``save_every`` steps.
         burn_in : float, default=0
-            Model time integrated and discarded first (onto the attractor).
+            Model time integrated and discarded first (onto the attractor):
+            ``round(burn_in / dt)`` steps. Where that changes it (beyond
+            round-off) a ``UserWarning`` names both times, and ``attrs["burn_in"]``
+            records the time integrated.
         x0 : array-like, optional
             Initial state(s), ``(n_state,)`` or ``(n_trajectories, n_state)``;
             drawn by :meth:`random_initial_state` if omitted.
         random_state : int, RandomState or None
             Seed for the initial states.
         n_steps : int, optional
-            Number of steps to save over (alternative to ``t_span``).
+            Number of steps to save over (alternative to ``t_span``); rounded
+            down to a multiple of ``save_every``, with a ``UserWarning``.
         progress : bool, default=False
             Show a tqdm progress bar.
 
@@ -586,11 +602,10 @@ class DynamicalSystem(BaseEstimator):
         n_trajectories = _check_int(n_trajectories, "n_trajectories", 1)
         burn_in = _check_real(burn_in, "burn_in", "nonnegative")
         t0, n_steps = saved_steps(t_span, n_steps, dt, save_every)
-        seed_record = random_state if isinstance(random_state, (int, np.integer)) else None
+        n_burn, burn_in = burn_in_steps(burn_in, dt)
         x0, squeeze = initial_states(self, x0, n_trajectories, random_state)
         with torch.no_grad(), threads_for(x0.size):
             x = self.as_tensor(x0)
-            n_burn = int(round(burn_in / dt))
             x = self.forecast(x, dt, n_burn)
             traj = self.integrate(x, dt, n_steps, save_every, progress=progress)
         if not torch.isfinite(traj).all():
@@ -613,7 +628,7 @@ class DynamicalSystem(BaseEstimator):
             "dt": dt,
             "save_every": save_every,
             "burn_in": float(burn_in),
-            "random_state": "None" if seed_record is None else int(seed_record),
+            "random_state": seed_record(random_state),
         }
         return self.from_state(traj, dims=dims, coords=coords, attrs=attrs)
 

@@ -24,19 +24,25 @@ __all__ = ["estimate_climatology", "climatological_sample", "climatological_pool
            "pool_variance_drift"]
 
 _FREE_RUN_TRAJECTORIES = 10   # independent free runs integrated in one batched call
-_FREE_RUN_BURN_IN = 10.0      # model time discarded to reach the attractor
+# Model time discarded to reach the attractor, for a system without its own
+# ``climatology_burn_in`` (every DynamicalSystem has one: 10 unless its time has units)
+_FREE_RUN_BURN_IN = 10.0
 _CHUNK = 500                  # steps accumulated per chunk (bounded memory)
 _POOL_SIZE = 512              # independent attractor states cached per system configuration
-# Model time from the initial draws to the pool: the draws of random_initial_state
-# may sit close together (Lorenz-63's within ~1 of one point), and their spread
-# reaches the climatological variance only after ~30 time units (measured:
-# 46%, 90%, 99% of it after 10, 20, 30).
+# Model time from the initial draws to the pool, for a system without its own
+# ``climatology_spin_up`` (DynamicalSystem's default is this): the draws of
+# random_initial_state may sit close together (Lorenz-63's within ~1 of one point),
+# and their spread reaches the climatological variance only after ~30 time units
+# (measured: 46%, 90%, 99% of it after 10, 20, 30).
 _POOL_SPIN_UP = 40.0
+# Fewer spin-up steps than this leave pool_variance_drift NaN: its last quarter would
+# hold a step or two, and no step at all gives exactly 1, "converged"
+_MIN_DRIFT_STEPS = 20
 # A fixed seed makes the pool a property of the system configuration; it is far
 # from the small seeds of twin experiments, so no pool state is a truth's start.
 _POOL_SEED = 2_026_120_211
 _POOLS: dict = {}
-_POOL_DRIFTS: dict = {}  # pool variance over its variance 10 time units earlier
+_POOL_DRIFTS: dict = {}  # pool variance over its variance a quarter of the spin-up earlier
 
 
 def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_state=None):
@@ -51,7 +57,8 @@ def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_stat
     length : float, default=1000
         Without ``truth``: total model time of the free run (split over
         ``10`` batched trajectories, each started on the attractor after a
-        burn-in of 10 model time units); every model step is one sample.
+        burn-in of the system's ``climatology_burn_in``, 10 model time units
+        for the nondimensional systems); every model step is one sample.
     dt : float, optional
         Model step of the free run (the system's ``default_dt`` if omitted).
     random_state : int, RandomState or None
@@ -98,7 +105,7 @@ def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_stat
     n_steps = max(2, math.ceil(length / dt / n_traj))
     with torch.no_grad():
         x = system.as_tensor(system.random_initial_state(n_traj, rng))
-        x = system.forecast(x, dt, int(round(_FREE_RUN_BURN_IN / dt)))
+        x = system.forecast(x, dt, int(round(_burn_in(system) / dt)))
         acc = _MomentAccumulator(x.reshape(-1, n).mean(0))
         done = 0
         while done < n_steps:
@@ -116,9 +123,11 @@ def climatological_sample(system, n, dt=None, random_state=None) -> np.ndarray:
     """``n`` independent states drawn from the system's invariant measure.
 
     The states come from a pool of at least 512 (64 for large states) independent trajectories, each
-    started from ``system.random_initial_state`` and run 40 model time units
-    onto the attractor (their spread reaches the climatological variance of
-    Lorenz-63 after ~30). The pool depends only on the system's configuration and ``dt``;
+    started from ``system.random_initial_state`` and run the system's
+    ``climatology_spin_up`` onto the attractor (40 model time units for the
+    nondimensional systems: the spread reaches the climatological variance of
+    Lorenz-63 after ~30; a day for shallow water). The pool depends only on the
+    system's configuration and ``dt``;
     it is built once per process and cached. ``random_state`` picks the
     members from it, without replacement.
 
@@ -161,6 +170,13 @@ def climatological_pool(system, dt=None, min_size=None) -> np.ndarray:
     runs are costly), or ``min_size``; shape ``(n_pool, n_state)``. Do not
     modify it in place.
 
+    Raises
+    ------
+    ValueError
+        The free runs became non-finite, or the pool has no spread at all (a
+        system whose ``random_initial_state`` draws one state, or whose dynamics
+        collapse every state onto one): it cannot stand for a climatology.
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz63
@@ -174,11 +190,14 @@ def pool_variance_drift(system, dt=None) -> float:
     """How much the pool's variance still moved over the last quarter of its spin-up.
 
     The ratio of the mean variance (over entries) of :func:`climatological_pool`
-    to that of the same free runs 10 model time units earlier (after 30 of
-    their 40): near 1 where the runs reached an invariant measure (Lorenz-63
-    and -96 within a few percent, Kuramoto-Sivashinsky's 1.11 still growing
-    into it), far from it for a system that has none (a damped linear system's
-    states keep shrinking, as ``exp(-2 * damping * 10)``).
+    to that of the same free runs a quarter of the system's
+    ``climatology_spin_up`` earlier (10 model time units, after 30 of their 40,
+    for the nondimensional systems): near 1 where the runs reached an invariant
+    measure (Lorenz-63 and -96 within a few percent, Kuramoto-Sivashinsky's 1.11
+    still growing into it), far from it for a system that has none (a damped
+    linear system's states keep shrinking, as ``exp(-2 * damping * 10)``). NaN
+    where the spin-up is fewer than 20 steps of ``dt`` (a quarter of it too few
+    steps to judge) or the earlier variance is 0.
 
     Examples
     --------
@@ -193,7 +212,7 @@ def pool_variance_drift(system, dt=None) -> float:
 def _pool_key(system, dt):
     dt = float(system.default_dt if dt is None else dt)
     return (type(system).__name__, json.dumps(system.describe(), sort_keys=True, default=str),
-            dt, str(system.torch_dtype))
+            dt, str(system.torch_dtype), _spin_up(system))
 
 
 def _pool(system, dt, n_members) -> np.ndarray:
@@ -202,7 +221,7 @@ def _pool(system, dt, n_members) -> np.ndarray:
     pool = _POOLS.get(key)
     if pool is None or len(pool) < n_members:
         size = max(_POOL_SIZE if system.n_state <= 1000 else 64, n_members)
-        n_steps = int(round(_POOL_SPIN_UP / dt))
+        n_steps = int(round(_spin_up(system) / dt))
         with torch.no_grad():
             x = system.as_tensor(system.random_initial_state(size, _POOL_SEED))
             x = system.forecast(x, dt, 3 * n_steps // 4)
@@ -212,9 +231,27 @@ def _pool(system, dt, n_members) -> np.ndarray:
         if not np.all(np.isfinite(pool)):
             raise ValueError(f"the free run of {type(system).__name__} became non-finite; "
                              "reduce dt")
+        if not np.ptp(pool, axis=0).max() > 1e-12 * np.abs(pool).max():
+            # one state 512 times over, up to round-off: an ensemble drawn from it would
+            # have no spread and ignore every observation
+            raise ValueError(f"the climatological pool of {type(system).__name__} has no "
+                             "spread: its random_initial_state gives no random initial states "
+                             "(or the dynamics collapse them onto one); pass an initial "
+                             "ensemble")
         _POOLS[key] = pool
-        _POOL_DRIFTS[key] = float(pool.var(0).mean()) / before if before > 0 else np.nan
+        judged = before > 0 and n_steps >= _MIN_DRIFT_STEPS
+        _POOL_DRIFTS[key] = float(pool.var(0).mean()) / before if judged else np.nan
     return pool
+
+
+def _spin_up(system) -> float:
+    """Time (in the system's units) from the initial draws to the pool."""
+    return float(getattr(system, "climatology_spin_up", _POOL_SPIN_UP))
+
+
+def _burn_in(system) -> float:
+    """Time (in the system's units) a free run discards before its first sample."""
+    return float(getattr(system, "climatology_burn_in", _FREE_RUN_BURN_IN))
 
 
 class _MomentAccumulator:

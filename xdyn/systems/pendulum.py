@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from xdyn.systems._validation import _check_int
+from xdyn.systems._simulate import initial_states, seed_record
+from xdyn.systems._validation import _check_constraint, _check_int
 from xdyn.systems.base import DynamicalSystem, StateVariable
 
 __all__ = ["DampedPendulum", "ParametricSystemMixin"]
@@ -79,7 +80,12 @@ class ParametricSystemMixin:
             ``{name: (low, high)}``: each trajectory gets its own value of ``name``,
             drawn uniformly with ``random_state`` (after the initial states, so the
             same seed gives the same initial states with or without ranges). The
-            values become data variables along ``trajectory``.
+            values become data variables along ``trajectory``. Both bounds must
+            satisfy the parameter's own constraint (an inductance range above 0).
+
+        The other parameters are those of :meth:`DynamicalSystem.simulate`; ``x0``
+        and ``n_trajectories`` must agree as there (``x0`` of shape
+        ``(n_trajectories, n_state)``: one parameter draw per given state).
         """
         if not parameter_ranges:
             return DynamicalSystem.simulate(
@@ -89,21 +95,16 @@ class ParametricSystemMixin:
         ranges = self._check_ranges(parameter_ranges)
         n_trajectories = _check_int(n_trajectories, "n_trajectories", 1)
         rng = check_random_state(random_state)
-        if x0 is None:
-            x0 = self.random_initial_state(int(n_trajectories), rng)
-            single = int(n_trajectories) == 1
-        else:
-            x0 = np.asarray(x0.detach().cpu() if isinstance(x0, torch.Tensor) else x0, dtype=float)
-            single = x0.ndim == 1
-            x0 = x0.reshape(-1, x0.shape[-1])
+        # the checks and draws of the plain simulate: x0 and n_trajectories must agree
+        x0, single = initial_states(self, x0, n_trajectories, rng)
         values = {name: rng.uniform(lo, hi, size=len(x0)) for name, (lo, hi) in ranges.items()}
         system = copy.copy(self)
         for name, val in values.items():
             setattr(system, name, self.as_tensor(val))
         ds = DynamicalSystem.simulate(
             system, t_span=t_span, dt=dt, save_every=save_every, burn_in=burn_in,
-            x0=x0[0] if single else x0, random_state=random_state, n_steps=n_steps,
-            progress=progress)
+            x0=x0[0] if single else x0, n_steps=n_steps, progress=progress)
+        ds.attrs["random_state"] = seed_record(random_state)
         ds.attrs.update(self.describe())
         ds.attrs["parameter_ranges"] = json.dumps({k: list(v) for k, v in ranges.items()})
         dims = () if single else ("trajectory",)
@@ -122,6 +123,12 @@ class ParametricSystemMixin:
             if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
                 raise ValueError(f"parameter_ranges[{name!r}] must be finite (low, high) with "
                                  f"low <= high, got {bounds!r}")
+            # every drawn value lies in [low, high]: both bounds obey the scalar's constraint
+            kind = self._parameter_constraints.get(name)
+            if kind is not None:
+                for bound in (lo, hi):
+                    _check_constraint(bound, f"parameter_ranges[{name!r}]", kind,
+                                      type(self).__name__)
             out[name] = (lo, hi)
         return out
 

@@ -17,13 +17,16 @@ and the nonlinear model's up to truncation (RK4 loses a little of both).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from xdyn.systems._simulate import seed_record
 from xdyn.systems._spectral import cached, to_torch
+from xdyn.systems._validation import _check_int
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.pendulum import ParametricSystemMixin
 
@@ -89,11 +92,13 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
     viscosity : float, default=0
         ``nu`` (m2 s-1).
     initial : {"bump", "random"}, default="bump"
-        :meth:`random_initial_state`: a Gaussian surface bump at (``bump_x``,
-        ``bump_y``) at rest, or a smooth random surface at rest.
+        :meth:`random_initial_state`: a Gaussian surface bump at rest, its centre
+        drawn within ``bump_spread`` = 0.25 of (``bump_x``, ``bump_y``), or a
+        smooth random surface at rest.
     bump_x, bump_y : float, default=0.25
-        Bump centre, fractions of ``L``; ``simulate(parameter_ranges={"bump_x":
-        (0, 0.5), ...})`` draws it per trajectory (the tsunami's unknown).
+        Bump centre, fractions of ``L``: that of :meth:`bump_state` and the centre
+        of the random releases; ``simulate(parameter_ranges={"bump_x": (0, 0.5),
+        ...})`` draws it per trajectory from a given range instead.
     bump_amplitude, bump_width : float, default=1, 0.03
         Bump height (m; rms of the random surface) and width (fraction of ``L``).
     dtype : str or torch.dtype, default="float64"
@@ -115,6 +120,16 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
     aliases = ("shallow_water", "rsw")
     default_dt = 30.0
     time_units = "s"
+    # half-width of the box random bump centres are drawn from, fractions of L
+    bump_spread = 0.25
+    # A day (s) onto the "attractor" before the climatological pool and free runs, not
+    # the 40 and 10 model time units of the nondimensional systems (one or no step of
+    # 30 s): gravity waves cross the domain (L / sqrt(g H): 9 h for the tsunami preset,
+    # 17 h for the atmosphere one) and the forcing relaxes for one tau. The atmosphere
+    # preset's flow is still settling then (pool_variance_drift 0.56 at N=32); the
+    # tsunami's waves keep their energy and never settle.
+    climatology_spin_up = _DAY
+    climatology_burn_in = _DAY
     presets = {
         # LD-EnSF tsunami: linearised SW, 150 x 150 over 1000 km, depth 100 m, beta-plane
         "tsunami": {"N": 150, "L": 1e6, "depth": 100.0, "linear": True,
@@ -322,16 +337,31 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
         return state.reshape(eta.shape[0], 3 * n * n) * (length > 0)
 
     def random_initial_state(self, n, random_state=None):
-        """``n`` states at rest: the bump of :meth:`bump_state`, or a smooth random surface.
+        """``n`` states at rest: randomly placed bumps, or smooth random surfaces.
+
+        With ``initial="bump"`` each state is the bump of :meth:`bump_state`
+        released at a random place: its centre is drawn uniformly within
+        ``bump_spread`` (0.25, a class attribute) of (``bump_x``, ``bump_y``) in
+        each direction, in fractions of ``L`` (for the defaults ``U(0, 0.5)^2``,
+        the unknown release location of the LD-EnSF tsunami case). Amplitude and
+        width are the system's. With ``initial="random"``: a smooth random
+        surface of rms ``bump_amplitude`` (wavenumbers 1 to 4).
 
         Examples
         --------
         >>> ShallowWater(N=16, initial="random").random_initial_state(2, 0).shape
         (2, 768)
+        >>> x0 = ShallowWater(N=16).random_initial_state(2, 0)  # two release points
+        >>> x0.shape, bool((x0[0] != x0[1]).any())
+        ((2, 768), True)
         """
         rng = check_random_state(random_state)
+        n = _check_int(n, "n", 0)
         if self.initial == "bump":
-            return np.repeat(self.bump_state(self.bump_x, self.bump_y), int(n), axis=0)
+            spread = float(self.bump_spread)
+            centre_x = float(self.bump_x) + rng.uniform(-spread, spread, n)
+            centre_y = float(self.bump_y) + rng.uniform(-spread, spread, n)
+            return self.bump_state(centre_x, centre_y)
         if self.initial != "random":
             raise ValueError(f"initial must be 'bump' or 'random'; got {self.initial!r}")
         size = int(self.N)
@@ -358,17 +388,23 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
         if x0 is not None:
             raise ValueError("give either x0 or bump_x/bump_y ranges, not both")
         bounds = self._check_ranges(bump)
+        others = self._check_ranges(ranges)
         rng = check_random_state(random_state)
-        n = int(n_trajectories)
+        n = _check_int(n_trajectories, "n_trajectories", 1)
         drawn = {k: rng.uniform(*bounds.get(k, (getattr(self, k),) * 2), size=n)
                  for k in ("bump_x", "bump_y")}
         x0 = self.bump_state(drawn["bump_x"], drawn["bump_y"])
+        # the same generator draws the other parameters, after the bumps
         ds = super().simulate(n, t_span, dt, save_every, burn_in, x0[0] if n == 1 else x0,
                               rng, n_steps, progress, ranges or None)
         dims = () if n == 1 else ("trajectory",)
         for k, val in drawn.items():
-            ds[k] = (dims, val[0] if n == 1 else val,
-                     {**self.parameter_attrs[k], "comment": f"drawn from U{bounds.get(k)}"})
+            # a coordinate not in the ranges is the system's own, not a draw
+            extra = {"comment": f"drawn from U{bounds[k]}"} if k in bounds else {}
+            ds[k] = (dims, val[0] if n == 1 else val, {**self.parameter_attrs[k], **extra})
+        ds.attrs["random_state"] = seed_record(random_state)
+        ds.attrs["parameter_ranges"] = json.dumps({k: list(v) for k, v in {**bounds, **others}
+                                                   .items()})
         return ds
 
 
