@@ -35,8 +35,9 @@ __all__ = ["CycleContext", "CycleStep", "CycleCallback", "Recorder", "ProgressBa
 
 
 # pool_variance_drift inside which a system's pool is taken as its invariant measure:
-# Lorenz-63 / -96, Kuramoto-Sivashinsky, Kolmogorov flow, shallow water 0.98-1.10; a damped
-# rotation at damping 0.05 0.37
+# Lorenz-63 / -96, Kuramoto-Sivashinsky, Kolmogorov flow 0.98-1.10; shallow water after a
+# day, tsunami preset 0.83 (judged), atmosphere preset 0.56 (still settling: not judged);
+# a damped rotation at damping 0.05 0.37
 _DRIFT_BAND = (0.8, 1.25)
 # how much further from the climatological mean than its observations an analysis must sit
 _OFF_ATTRACTOR_FACTOR = 1.5
