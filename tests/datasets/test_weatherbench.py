@@ -494,7 +494,8 @@ def test_verify_catches_a_year_deleted_since_the_download(tmp_path):
     from xdyn.datasets import registry
 
     folder = _t2m_years(tmp_path, (2016, 2017))
-    registry.write_sha256sums(folder, {p.name: registry.file_sha256(p) for p in folder.glob("*.nc")})
+    sums = {p.name: registry.file_sha256(p) for p in folder.glob("*.nc")}
+    registry.write_sha256sums(folder, sums)
     (folder / "2m_temperature_2017_5.625deg.nc").unlink()
     # without verify, years=None loads what is there: one year (documented)
     assert load_weatherbench("t2m", root=tmp_path).sizes["time"] == 3

@@ -120,8 +120,8 @@ def time_step(time, name="X"):
                          f"{_fmt(step)}")
     if (np.abs(_as_float(diffs) - ref) > _step_tolerance(values, ref)).any():
         raise ValueError(f"{name}'s {time.name!r} coordinate is unevenly spaced (steps from "
-                         f"{_fmt(diffs.min())} to {_fmt(diffs.max())}); the model steps one snapshot at a "
-                         f"time and needs evenly spaced snapshots")
+                         f"{_fmt(diffs.min())} to {_fmt(diffs.max())}); the model steps one "
+                         "snapshot at a time and needs evenly spaced snapshots")
     return step
 
 
