@@ -56,3 +56,13 @@ def test_neural_ode_clone_pickle_pipeline_and_errors(pendulum):
         NeuralODE(window=1).fit(one)
     with pytest.raises(ValueError, match="sample_dim 'step' not found"):
         NeuralODE(sample_dim="step").fit(one)
+
+
+def test_training_does_not_depend_on_where_the_record_sits_in_time(pendulum):
+    # window times went to float32 as absolute values: far from 0 the steps lost digits
+    train, _ = pendulum
+    late = train.assign_coords(time=train.time + 1e4)
+    kw = dict(hidden=8, window=4, max_epochs=2, random_state=0)
+    a, b = NeuralODE(**kw).fit(train), NeuralODE(**kw).fit(late)
+    np.testing.assert_allclose(b.net_.history[:, "train_loss"], a.net_.history[:, "train_loss"],
+                               rtol=1e-5)

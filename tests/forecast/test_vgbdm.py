@@ -323,3 +323,14 @@ def test_conv_encoder_infers_the_same_parameters_wherever_the_pattern_sits():
         VGBDM(FunctionPhysics(_half_decay, {"rate": (0.0, 1.0)}, ["u", "w"]), encoder="conv",
               len_episode=3, max_epochs=1).fit(
             ds.assign(w=ds.u.isel(x=0)).drop_vars("v"))
+
+
+def test_training_does_not_depend_on_where_the_record_sits_in_time():
+    # absolute times went to float32 before their differences: at t ~ 1e4 with dt 0.1 the
+    # velocity targets and the fit moved (up to 8% off at t / dt ~ 1e5)
+    ds = _pendulum(8, 0, t_span=1.0)
+    late = ds.assign_coords(time=ds.time + 1e4)
+    kw = dict(z_dim=1, len_episode=4, hidden=8, encoder_hidden=8, max_epochs=3, random_state=0)
+    a, b = VGBDM("pendulum", **kw).fit(ds), VGBDM("pendulum", **kw).fit(late)
+    np.testing.assert_allclose(b.net_.history[:, "fm_loss"], a.net_.history[:, "fm_loss"],
+                               rtol=1e-5)

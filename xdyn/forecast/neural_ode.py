@@ -170,7 +170,10 @@ class NeuralODE(TrajectoryForecaster):
             max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=bool(self.progress))
-        X = {"traj": wins.astype(np.float32), "time": wtimes.astype(np.float32)}
+        # offsets from each window's start, in float64 before float32: absolute times far
+        # from 0 (a late slice, t / dt ~ 1e5) keep only a few digits of the step in float32
+        X = {"traj": wins.astype(np.float32),
+             "time": (wtimes - wtimes[:, :1]).astype(np.float32)}
         self.net_.fit(X, None)
 
     def _predict_trajectories(self, values, times, lead_times):

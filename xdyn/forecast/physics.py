@@ -263,7 +263,10 @@ class FunctionPhysics(PhysicsModel):
     func : callable
         Batched torch right-hand side; ``x`` is ``(..., n_state)``, ``p`` is
         ``(..., p_dim)`` in the order of ``parameter_bounds``. Define it at
-        module level so that a fitted forecaster pickles.
+        module level so that a fitted forecaster pickles. ``t`` is a relative
+        time (since the training record's start in ``fit``, since the
+        initial time in ``predict``): an autonomous right-hand side, not a
+        forcing in calendar time.
     parameter_bounds : dict, optional
         ``{name: (low, high)}`` of the unknown parameters; none by default.
     variables : sequence of str, optional
