@@ -197,6 +197,24 @@ def test_bad_input(setup):
         ObservationEncoder(cell="rnn").fit(obs_train, train[["a"]])
 
 
+def test_observation_steps_are_on_the_prefit_ldnets_clock(setup):
+    # an LDNet fitted at full rate, LD-EnSF fitted and used every 2nd time: LD-EnSF took its
+    # clock from its own truth (step 2) and advanced the latent state one LDNet step per
+    # analysis instead of two, while its encoder's targets were on the LDNet's clock
+    f, train, _, test = setup
+    every2 = dict(time=slice(0, None, 2))
+    g = LDEnSF(f.ldnet_, ObservationEncoder(**{**ENC, "max_epochs": 2}), prefit_ldnet=True,
+               n_members=8, n_pseudo_steps=10, random_state=0)
+    g.fit(observations(train.isel(**every2), 0), train.isel(**every2))
+    obs = observations(test.isel(**every2), 5)
+    steps = g._observation_steps(obs)
+    np.testing.assert_array_equal(steps, 2 * np.arange(obs.sizes["time"]))
+    np.testing.assert_array_equal(steps, f.ldnet_._time_steps(obs))
+    # a time off the LDNet's grid is refused, not rounded onto it
+    with pytest.raises(ValueError, match="not on the training time grid"):
+        g.predict(obs.assign_coords(time=obs.time + 0.4 * float(f.ldnet_.time_step_)))
+
+
 @pytest.mark.parametrize("cls", [LDNet, ObservationEncoder, LDEnSF])
 def test_sklearn_parameter_checks(cls):
     from sklearn.utils.estimator_checks import (check_get_params_invariance,

@@ -163,8 +163,6 @@ class LDEnSF(BaseEstimator):
         Latent observation error in standardised units. With the explicit
         integrator and the damped guidance the analysis uses at least ``1.5 /
         sqrt(n_pseudo_steps)``: below that that sampler is unstable.
-    time0_, time_step_ : float
-        Start time and saved step of the training trajectories.
     timing_ : dict
         Seconds per assimilation step of the last :meth:`predict`, split into
         ``dynamics`` (latent forecast) and ``analysis``.
@@ -291,8 +289,6 @@ class LDEnSF(BaseEstimator):
                         self.ldnet_.param_high_ - self.ldnet_.param_low_, 1.0)
         resid[n_lat:] = resid[n_lat:] * 2 / span
         self.latent_noise_std_ = float(self.obs_noise_scale) * resid / self.latent_std_
-        t = np.asarray(truth["time"].values, dtype=float)
-        self.time0_, self.time_step_ = float(t[0]), float(np.median(np.diff(t))) if t.size > 1 else 1.0
         return self
 
     def _check_likelihood(self):
@@ -395,12 +391,17 @@ class LDEnSF(BaseEstimator):
         return self._output(torch.stack(members, 1), obs, return_members)
 
     def _observation_steps(self, obs):
-        """The saved-step index of each observation time (from the training start)."""
-        times = np.asarray(obs["time"].values, dtype=float)
-        steps = np.rint((times - self.time0_) / self.time_step_).astype(int)
-        if np.any(steps < 0) or np.any(np.diff(steps) <= 0):
-            raise ValueError("observation times must be increasing and not before the "
-                             "training trajectories' start")
+        """The LDNet's saved-step index of each observation time.
+
+        On the LDNet's own clock (its training start and step), which the
+        encoder's targets used: a clock of LD-EnSF's own (from its ``truth``,
+        e.g. sampled at the observation times only, or starting later) would
+        advance the latent state by the wrong number of steps, and a time off
+        the grid would be rounded onto it.
+        """
+        steps = self.ldnet_._time_steps(obs)
+        if np.any(np.diff(steps) <= 0):
+            raise ValueError("observation times must be increasing")
         return steps
 
     def _observed_points(self, obs):
