@@ -418,3 +418,12 @@ def test_ensemble_dropout_keeps_the_members_apart_reproducibly(trained):
     assert float(a["x"].std("member").isel(time=slice(1, None)).min()) > 0
     c, _ = outs[False]
     np.testing.assert_allclose(c["x"].std("member").values, 0.0, atol=1e-5)
+
+
+def test_observations_at_another_interval_than_trained_are_refused(trained):
+    # trained on observations 2 model steps apart; 6 steps apart ran without a word
+    est, truth, obs = trained
+    sparse = obs.isel(time=slice(0, None, 3))
+    with pytest.raises(ValueError, match=r"trained on observations 2 model steps of dt=0.05 "
+                       r"apart; these are \[6\] steps"):
+        est.predict(sparse)

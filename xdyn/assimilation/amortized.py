@@ -392,6 +392,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
 
     # ------------------------------------------------------------ cycle hooks
     def _initialize(self, ctx, rng):
+        # the update network learned the forecast errors of one interval (its memory and
+        # gates too): another interval or model step would be an untrained regime
+        trained, gaps = int(self.net_.module__n_steps), np.unique(ctx.n_steps[1:])
+        if np.any(gaps != trained) or not np.isclose(ctx.dt, float(self.net_.module__dt)):
+            raise ValueError(f"{type(self).__name__} was trained on observations {trained} model "
+                             f"steps of dt={float(self.net_.module__dt):g} apart; these are "
+                             f"{sorted(gaps.tolist())} steps of dt={ctx.dt:g} apart: observe "
+                             "at the training interval or refit")
         if self.initial_ensemble is not None or self.initial_state is not None:
             E = self._initial_ensemble(ctx, rng, int(self.n_members))
         else:
