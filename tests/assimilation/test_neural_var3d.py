@@ -389,6 +389,20 @@ def test_observations_at_another_interval_are_refused(data):
     assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30  # same interval
 
 
+def test_observations_at_another_noise_are_refused(data):
+    # the 3D-Var step and the variational loss weigh by the noise frozen at fit: noisier
+    # test observations were weighed as if they were the training ones, silently
+    (train, obs), _, _ = data
+    est = _small(max_epochs=1).fit(obs, train)
+    noisier = obs.assign(noise_std=obs.noise_std * 2)
+    with pytest.raises(ValueError, match="fitted with observation error std"):
+        est.predict(noisier)
+    with pytest.raises(ValueError, match="refit at this noise"):
+        est.analyze(noisier, train)
+    est.set_params(noise_std=float(obs.noise_std.values.flat[0]))  # the fitted noise: fine
+    assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30
+
+
 def test_wrong_wing_share_constructed():
     time = np.arange(6.0)
     truth = xr.Dataset({"x": (("trajectory", "time"), [[1, -2, 3, -4, 5, 0],

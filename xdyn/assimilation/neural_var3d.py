@@ -416,6 +416,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         check_is_fitted(self, "net_")
         ctx = self._context(obs, fitted=True)
         _check_window_spacing(self, ctx)
+        _check_noise(self, ctx)
         x_b = aligned_truth(background, ctx, what="background")
         window, y, m = self._obs_windows(ctx)
         with torch.no_grad():
@@ -483,6 +484,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     def _initialize(self, ctx, rng):
         if getattr(self, "net_", None) is not None:
             _check_window_spacing(self, ctx)
+            _check_noise(self, ctx)
         x = self._initial_mean(ctx, rng)
         p = ctx.mask.shape[-1]
         buf = torch.zeros(x.shape[:-1] + (int(self.window), 2 * p), dtype=x.dtype,
@@ -587,6 +589,18 @@ def _check_window_spacing(est, ctx):
             f"NeuralVar3D was fitted on observations {steps} model steps of {dt:g} apart and "
             f"runs its window back by that interval; these are {sorted(gaps.tolist())} steps "
             f"of {float(ctx.dt):g} apart (observe at the fitted interval, or refit)")
+
+
+def _check_noise(est, ctx):
+    """The observation error std must be the fitted one: the network's 3D-Var step and
+    its variational loss weigh the innovations by the noise frozen at fit."""
+    fitted = np.asarray(est.statistics_["noise_std"], dtype=float)
+    given = ctx.obs_std.cpu().numpy()
+    if given.shape != fitted.shape or not np.allclose(given, fitted, rtol=1e-6, atol=0.0):
+        raise ValueError(f"NeuralVar3D was fitted with observation error std "
+                         f"{np.unique(fitted.round(6)).tolist()}; these observations' are "
+                         f"{np.unique(given.round(6)).tolist()} (its 3D-Var step weighs by the "
+                         "fitted noise): refit at this noise")
 
 
 class _FittedShape:
