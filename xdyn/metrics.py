@@ -703,9 +703,12 @@ def state_rmse(analysis, truth, keep_dims=()):
     tr = truth[names].sel(time=an["time"])
     # one flat state per time: to_array would broadcast a variable over another's dims
     # (x(k) repeated along j) and weigh each variable equally, whatever its size
-    samples = [d for d in ("time", *keep_dims) if d in an.dims]
 
     def flat(ds):
+        # the kept dims each side has (a sweep's analysis has 'inflation', its truth not),
+        # on every variable of that side
+        samples = [d for d in ("time", *keep_dims) if d in ds.dims]
+        ds = ds.map(lambda v: v.expand_dims({d: ds.sizes[d] for d in samples if d not in v.dims}))
         out = ds.to_stacked_array("state", sample_dims=samples)
         return out.drop_vars([c for c in out.coords if "state" in out[c].dims])
 
