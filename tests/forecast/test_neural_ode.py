@@ -56,6 +56,8 @@ def test_neural_ode_clone_pickle_pipeline_and_errors(pendulum):
         NeuralODE(window=1).fit(one)
     with pytest.raises(ValueError, match="sample_dim 'step' not found"):
         NeuralODE(sample_dim="step").fit(one)
+    with pytest.raises(ValueError, match="consecutive samples as one fitted step"):
+        NeuralODE(window=4).fit(train.isel(time=[0, 1, 2, 4, 5, 6, 7, 8]))  # uneven
 
 
 def test_training_does_not_depend_on_where_the_record_sits_in_time(pendulum):

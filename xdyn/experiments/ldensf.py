@@ -239,8 +239,8 @@ def _prior_rel_error(prior_mean, true, per_trajectory):
     """The free latent forecast's parameter error: the prior mean's, measured as the filters'
     are (:func:`_param_rel_error`).
 
-    A ratio of means, where the filters' rows take the mean of per-trajectory ratios
-    (Kolmogorov's Re), compared the free forecast by another measure than the filters.
+    (It was a ratio of means while the filters' rows take the mean of per-trajectory
+    ratios for Kolmogorov's Re: the free forecast was scored by another measure.)
 
     Examples
     --------

@@ -82,6 +82,8 @@ class TrajectoryForecaster(BaseForecaster):
             del self._fit_batch_
 
     def _fit(self, X, times):
+        # windows and episodes are consecutive samples, one step apart
+        self._check_sample_step(times)
         batch = getattr(self, "_fit_batch_", None)
         if batch is None:
             values = X[None]

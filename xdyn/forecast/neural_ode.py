@@ -154,8 +154,6 @@ class NeuralODE(TrajectoryForecaster):
         if T < self.window:
             raise ValueError(f"window={self.window} is longer than the {T} training times")
         dt = float(self.dt_)
-        if not np.allclose(np.diff(times), dt, rtol=1e-6, atol=0):
-            raise ValueError(f"{type(self).__name__} needs a regular {self.sample_dim!r} grid")
         stats = {**_state_stats(values), "v_scale": _tendency_scale(values, times)}
         stride = self.stride or max(1, self.window // 2)
         wins, wtimes = _windows(values, times, self.window, stride)

@@ -290,7 +290,6 @@ class VGBDM(TrajectoryForecaster):
         return result
 
     def _fit_trajectories(self, values, times):
-        self._check_sample_step(times)  # episodes and the flow's time grid assume one step
         B, T, n = values.shape
         need = max(int(self.len_episode), int(self.history_size) + 1,
                    4 if self.interpolant == "cubic" else 2)

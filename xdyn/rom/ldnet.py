@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.rom._data import _as_float, _fmt, _is_datetime, _is_time, time_step
+from xdyn.rom._data import _as_float, _fmt, _is_datetime, _is_time, _step_tolerance, time_step
 
 __all__ = ["LDNet"]
 
@@ -314,8 +314,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         offset = _as_float(values - self.time0_)
         step = 1.0 if self.time_step_ is None else float(_as_float(self.time_step_))
         k = np.rint(offset / step)
-        tol = 1e-6 + (4 * np.finfo(values.dtype).eps * float(np.abs(values).max()) / step
-                      if np.issubdtype(values.dtype, np.floating) else 0.0)
+        tol = _step_tolerance(values, step) / step  # in steps
         if (k < 0).any() or (np.abs(offset / step - k) > tol).any():
             step = None if self.time_step_ is None else _fmt(self.time_step_)
             t0 = _fmt(float(self.time0_)) if not _is_datetime(values) else str(self.time0_)
