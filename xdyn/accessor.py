@@ -14,6 +14,12 @@ __all__ = ["XdynAccessor"]
 class XdynAccessor:
     """Entry point to xdyn from any Dataset or DataArray.
 
+    Parameters
+    ----------
+    obj : xarray.Dataset or xarray.DataArray
+        The object the accessor is attached to; xarray passes it when ``obj.xdyn`` is
+        first used, so it is not built by hand. Its methods forward it to public functions.
+
     Examples
     --------
     >>> import xdyn

@@ -24,6 +24,11 @@ __all__ = ["bench_systems", "bench_da", "bench_forecast", "has_peer"]
 def has_peer(name: str) -> bool:
     """True when the peer package ``name`` (``"dapper"``, ``"kolsol"``) is importable.
 
+    Parameters
+    ----------
+    name : str
+        Top-level import name of the package; it is looked up, not imported.
+
     Examples
     --------
     >>> has_peer("numpy"), has_peer("no_such_peer_package")
@@ -367,6 +372,17 @@ def bench_forecast(quick: bool = False) -> str:
     trajectory has, or one per training window; the neural ODE:
     ``window - 1`` per integrated window; ClimODE: ``n_steps`` per start).
     Wall time of ``fit`` after a one-epoch warm-up.
+
+    Parameters
+    ----------
+    quick : bool, default False
+        Smaller data and fewer epochs (32 pendulum trajectories of 40 times and 8 days
+        of weather, 3 epochs, instead of 256 of 100 times and 30 days, 5 epochs).
+
+    Returns
+    -------
+    str
+        The table, one line per model, and the machine's load.
 
     Examples
     --------

@@ -131,6 +131,20 @@ def bench_ldensf(quick: bool = False, cases=CASES, n_trajectories: int = 1) -> s
     sizes. Prints a table with the dynamics and analysis split, the decoding
     cost, and the peak memory.
 
+    Parameters
+    ----------
+    quick : bool, default False
+        The experiments' CPU-sized setups instead of the original's sizes.
+    cases : sequence of str, default=CASES
+        LD-EnSF cases to time (``"kolmogorov"``, ``"tsunami"``, ``"shallow-water"``).
+    n_trajectories : int, default=1
+        Trajectories assimilated at once by both filters (see :func:`ldensf_step_times`).
+
+    Returns
+    -------
+    str
+        The table, the worst speed-up against the 10^3 target and notes.
+
     Examples
     --------
     A benchmark, not a test: minutes at the full sizes (shown, not run):

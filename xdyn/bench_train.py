@@ -276,6 +276,20 @@ def training_step_times(family, quick=False, device="auto", seed=0, n_batches=4)
 def bench_train(quick: bool = False, device: str = "auto", families=FAMILIES) -> str:
     """A table of every family's seconds per training step and whole-training hours.
 
+    Parameters
+    ----------
+    quick : bool, default=False
+        The experiments' CPU-sized setups instead of the full ones.
+    device : str, default="auto"
+        Torch device to train on; ``"auto"`` is ``cuda`` when available, else ``cpu``.
+    families : sequence of str, default=FAMILIES
+        The learned families to time, each one of :data:`FAMILIES`, one row each.
+
+    Returns
+    -------
+    str
+        The table (see :func:`training_step_times` for its columns) and notes.
+
     Examples
     --------
     One family at its CPU-sized setup (seconds; all five at the full sizes take minutes):

@@ -291,6 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the ``xdyn`` command with ``argv`` (default: the process's arguments).
 
+    Parameters
+    ----------
+    argv : list of str, optional
+        The command-line arguments after the program name; None parses ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: the sub-command's (0 on success), or 2 after printing a one-line
+        error for a ``ValueError``, ``OSError`` or ``DataIntegrityError``.
+
     Examples
     --------
     >>> main(["run", "no-such-experiment"])

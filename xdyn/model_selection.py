@@ -130,6 +130,11 @@ def samples(data, dim: str = "time") -> SampleView:
 def unwrap(data):
     """The Dataset inside a :class:`SampleView` (anything else is returned as is).
 
+    Parameters
+    ----------
+    data : SampleView or object
+        A sample view (its ``data`` is returned) or anything else (returned unchanged).
+
     Examples
     --------
     >>> import numpy as np, xarray as xr

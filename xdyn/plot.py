@@ -156,6 +156,32 @@ def plot_twin(truth, obs, analyses: dict, variable=None, site=0, background=None
     ``analyses`` maps a method name to its analysis Dataset; one with a
     ``member`` dim is drawn as its ensemble mean with a +-1 std band.
 
+    Parameters
+    ----------
+    truth : Dataset
+        The true state over ``time``, drawn in black.
+    obs : Dataset
+        Observations as :func:`xdyn.observe.observe` makes them: ``observation`` over
+        ``(time, obs)`` with a ``variable`` coordinate along ``obs`` (and the site's
+        coordinate where it has one). The first observation of ``variable`` at ``site``
+        is drawn as dots; none is drawn when nothing observes it.
+    analyses : dict of str to Dataset
+        Method name (the legend label) to its analysis, holding ``variable``.
+    variable : str, optional
+        The variable drawn; default the first data variable of ``truth``.
+    site : int, default=0
+        Position along the variable's first spatial dim (ignored for a variable
+        without one); observations are matched by that position's coordinate label.
+    background : DataArray, optional
+        The background (forecast) of ``variable``, drawn dashed; one with a ``member``
+        dim as its ensemble mean with a band.
+    fig : matplotlib Figure, optional
+        Figure to draw in (one axes is added); default a new 10 x 3.5 inch figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz63
@@ -221,6 +247,19 @@ def plot_scores(results: xr.Dataset, fig=None):
     that diverged ends in an ``x`` at its divergence time and says so in the
     legend. With ``rmse_mean`` (time averages) a second panel compares the
     methods' averages as bars.
+
+    Parameters
+    ----------
+    results : Dataset
+        ``rmse`` over ``(<methods dim>, time)``; optionally ``spread`` (same dims),
+        ``rmse_mean`` (over the methods dim: the bars), ``divergence_time`` and
+        ``status`` (over the methods dim: the legend notes).
+    fig : matplotlib Figure, optional
+        Figure to draw in; default a new 11 x 3.8 inch figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
 
     Examples
     --------
@@ -298,6 +337,22 @@ def plot_scores(results: xr.Dataset, fig=None):
 
 def plot_spectrum(spectrum: xr.DataArray, ax=None, label=None):
     """Log-log energy spectrum (a DataArray whose only dim is ``wavenumber``).
+
+    Parameters
+    ----------
+    spectrum : DataArray
+        Energy over the ``wavenumber`` dim only (as :func:`xdyn.metrics.energy_spectrum`
+        gives it after averaging); the first wavenumber (0, the mean) is left out.
+    ax : matplotlib Axes, optional
+        Axes to draw on, so several spectra can share one; default new axes in a new
+        5 x 4 inch figure.
+    label : str, optional
+        Legend label of the line; a legend is drawn when given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure of ``ax``.
 
     Examples
     --------

@@ -50,6 +50,13 @@ def make_assimilator(method, **params):
     Names, aliases and class names are matched case-insensitively; see
     :func:`registered_assimilators`.
 
+    Parameters
+    ----------
+    method : str
+        Short name, alias or class name of the method (case-insensitive).
+    **params
+        Parameters of the assimilator's constructor.
+
     Raises
     ------
     ValueError

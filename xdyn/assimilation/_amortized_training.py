@@ -27,6 +27,14 @@ class WarmupHalving:
     with ``(i + 1) % halve_every == 0``. A class, not a lambda, so that the
     fitted estimator pickles.
 
+    Parameters
+    ----------
+    warmup_epochs : int, default=50
+        Number of epochs over which the factor grows by 1.02 per epoch (capped after).
+    halve_every : int, default=200
+        Period, in epochs, of the halvings: the factor is halved ``(e + 2) // halve_every``
+        times by epoch ``e`` (0-based).
+
     Examples
     --------
     >>> f = WarmupHalving(warmup_epochs=2, halve_every=4)

@@ -81,6 +81,52 @@ class CycleContext:
     ``predict``; its hooks (``_initialize``, ``_forecast``, ``_analyze`` ...)
     receive it as ``ctx``.
 
+    Parameters
+    ----------
+    system : DynamicalSystem
+        The model being cycled (the fitted ``system_`` or the one resolved from the attrs).
+    operator : ObservationOperator
+        The observation operator that made the observations.
+    times : numpy.ndarray of float, shape (T,)
+        Model times of the T observation times, strictly increasing.
+    n_steps : numpy.ndarray of int, shape (T,)
+        Model steps of size ``dt`` from the previous observation time to each one
+        (0 for the first).
+    dt : float
+        Model time step.
+    y : torch.Tensor, shape (T, ..., p)
+        The observations (``...`` the batch dims) in the system's dtype, NaN where missing.
+    mask : torch.Tensor of bool, shape (T, p)
+        True for the entries observed at each time (the same across batch dims).
+    obs_std : torch.Tensor of shape (p,) or None
+        Observation-error standard deviations when ``R`` is diagonal, else None.
+    R_chol : torch.Tensor of shape (p, p) or None
+        Lower Cholesky factor of a full ``R``; None when ``R`` is diagonal.
+    batch_dims : tuple of str
+        Dims of the observations other than ``time`` and ``obs`` (cycled together).
+    batch_coords : dict
+        ``{dim: coordinate}`` of those batch dims that have a coordinate.
+    obs : xarray.DataArray
+        The observation DataArray, transposed to ``(time, *batch_dims, obs)``.
+
+    Other Parameters
+    ----------------
+    _h_index, _H, _W_full : torch.Tensor or None, default=None
+        Caches of the observed state indices, the linear operator's matrix and the
+        whitening of a complete observation vector, filled on first use; leave them None.
+    obs_error_scale : dict, default={}
+        ``{time index k: factor}`` multiplying ``R`` at observation k (2.0 where a
+        climatological pre-analysis takes half of the first observations' weight).
+    n_windows : int, default=0
+        Number of analysis windows; set by the cycle.
+    k : int, default=0
+        First observation index of the window being cycled; set by the cycle.
+    preanalysis_pending : bool, default=False
+        True from a climatological ensemble start until its pre-analysis is done.
+    scratch : dict, default={}
+        What a method computes once per run and its hooks share (e.g. LETKF's local
+        geometry, 4D-Var's ``B^1/2``); it belongs to the run, not to the estimator.
+
     Examples
     --------
     >>> import numpy as np

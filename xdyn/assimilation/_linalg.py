@@ -24,6 +24,15 @@ def observation_jacobian(operator, system, x: torch.Tensor) -> torch.Tensor:
     ``(*batch, n_obs, n_state)`` by reverse-mode autodiff, in one batched
     backward pass.
 
+    Parameters
+    ----------
+    operator : ObservationOperator
+        The operator; its ``linear`` flag picks the matrix or autodiff.
+    system : DynamicalSystem
+        The system observed (its variables, grid and dtype).
+    x : torch.Tensor, shape (..., n_state)
+        Flat states to linearize at; ignored for a linear operator.
+
     Examples
     --------
     >>> import torch
@@ -95,6 +104,11 @@ def whitened_update(x_b, P, H, W, d, return_cov=True):
 
 def symmetric_sqrt(B: torch.Tensor) -> torch.Tensor:
     """Symmetric square root ``B^{1/2}`` (eigenvalues clipped at 0), as DAPPER's ``sym_sqrt``.
+
+    Parameters
+    ----------
+    B : torch.Tensor, shape (..., n, n)
+        Square matrices (batched over leading dims); symmetrized as ``(B + B^T) / 2`` first.
 
     Examples
     --------

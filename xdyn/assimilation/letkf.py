@@ -153,6 +153,25 @@ def local_finite_size_inflation(Yw, dw, obs_index, in_reach, prior_weight=1.0):
     the taper), so that the sampling error the EnKF-N expects is not smoothed
     away by the taper.
 
+    Parameters
+    ----------
+    Yw : tensor (..., N, n_obs)
+        Whitened observation anomalies of the N members (0 for missing observations).
+    dw : tensor (..., n_obs)
+        Whitened innovation of the mean (0 for missing observations).
+    obs_index : LongTensor (n_points, n_local)
+        Local observations of each point.
+    in_reach : BoolTensor (n_points, n_local)
+        Which of them are in reach of the taper (False on padding); these count untapered.
+    prior_weight : float, default=1.0
+        Hyperprior weight of :func:`~xdyn.assimilation.enkf_n.finite_size_inflation`
+        (DAPPER's ``xN``): 1 is the agnostic Jeffreys hyperprior.
+
+    Returns
+    -------
+    tensor (..., n_points)
+        The factor ``l1`` that multiplies each point's prior anomalies.
+
     Examples
     --------
     >>> import torch

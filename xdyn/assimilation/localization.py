@@ -135,6 +135,16 @@ def spatial_grid(system) -> tuple[tuple, tuple]:
     Dims that only some variables have (the fast sub-sites ``j`` of the
     two-scale Lorenz-96) do not count: those points sit at their site.
 
+    Parameters
+    ----------
+    system : DynamicalSystem or list of StateVariable
+        The system, or its state layout (``system.variables``).
+
+    Returns
+    -------
+    dims : tuple of str
+    sizes : tuple of int
+
     Raises
     ------
     ValueError
@@ -172,6 +182,11 @@ def state_positions(system) -> np.ndarray:
 
     Positions are integer indices along the dims of :func:`spatial_grid`.
 
+    Parameters
+    ----------
+    system : DynamicalSystem or list of StateVariable
+        The system, or its state layout (``system.variables``), in flat-state order.
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz96
@@ -192,6 +207,13 @@ def obs_positions(operator, system) -> np.ndarray:
 
     An observation sits where the state entry it observes sits
     (``operator.indices``).
+
+    Parameters
+    ----------
+    operator : ObservationOperator
+        The operator; ``operator.indices`` gives the flat state entry each observation sees.
+    system : DynamicalSystem or list of StateVariable
+        The system observed, or its state layout (``system.variables``).
 
     Examples
     --------

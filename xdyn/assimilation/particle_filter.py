@@ -31,6 +31,12 @@ _RESAMPLING = ("systematic", "multinomial")
 def effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
     """``1 / sum(w**2)`` of normalised log-weights ``(..., N)`` -> ``(...)``.
 
+    Parameters
+    ----------
+    log_weights : tensor (..., N)
+        Logarithms of the particle weights, normalised so the weights sum to 1 over the
+        last dim (it is not checked).
+
     Examples
     --------
     >>> import torch

@@ -58,6 +58,11 @@ def remove_stale_parts(path) -> list[Path]:
     is kept. Called before every :func:`atomic_path` write and when a generated
     dataset is opened.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The final file whose leftover temporary files, in its folder, are looked for.
+
     Returns
     -------
     list of Path
@@ -104,6 +109,16 @@ def atomic_path(path) -> Iterator[Path]:
     The temporary file is removed if the body raises (including
     ``KeyboardInterrupt``), so a reader never sees a half-written ``path``; one
     left by a killed process is removed by the next write (:func:`remove_stale_parts`).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The final file; its parent folder is created if need be.
+
+    Yields
+    ------
+    Path
+        A hidden ``.<name>.<host>-<pid>-<random>.part`` file in the same folder to write to.
 
     Examples
     --------

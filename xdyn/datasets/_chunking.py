@@ -22,6 +22,19 @@ def chunk_encoding(ds: xr.Dataset, target_bytes: int = _CHUNK_BYTES) -> dict:
     The time dim is cut so that a chunk holds about ``target_bytes``; other
     dims are kept whole.
 
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The dataset to write; only variables with a ``trajectory`` dim and at least two
+        dims get an encoding.
+    target_bytes : int, default=4 MiB
+        Upper bound of a chunk's size in bytes (a chunk holds at least one time).
+
+    Returns
+    -------
+    dict
+        ``{variable: {"chunksizes": tuple}}``, for ``Dataset.to_netcdf(encoding=...)``.
+
     Examples
     --------
     >>> import numpy as np

@@ -152,6 +152,22 @@ def register_generated(name: str, generator, config: dict, **kwargs):
     :func:`xdyn.datasets.generated.register_generated` (same parameters) needs
     nothing from this module.
 
+    Parameters
+    ----------
+    name : str
+        Dataset name; it must not be one of the published datasets of the catalogue.
+    generator : callable
+        ``generator(**config) -> xarray.Dataset``, deterministic given its config.
+    config : dict
+        Default keyword arguments of ``generator``, JSON-serialisable.
+    **kwargs
+        ``version``, ``description``, ``script`` and ``replace`` of
+        :func:`xdyn.datasets.generated.register_generated`.
+
+    Returns
+    -------
+    GeneratedSpec
+
     Examples
     --------
     >>> import numpy as np, xarray as xr

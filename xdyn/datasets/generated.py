@@ -174,6 +174,11 @@ def register_generated(
 def unregister_generated(name: str) -> None:
     """Forget generated dataset ``name`` (its cached files stay on disk).
 
+    Parameters
+    ----------
+    name : str
+        The registered name; an unknown one is ignored.
+
     Examples
     --------
     >>> unregister_generated("never-registered")  # no error
@@ -223,6 +228,19 @@ def get_generated(name: str) -> GeneratedSpec:
 
 def generated_path(name: str, **overrides) -> Path:
     """Cache path of generated dataset ``name`` for its config updated with ``overrides``.
+
+    Parameters
+    ----------
+    name : str
+        A registered generated dataset.
+    **overrides
+        Config values that differ from its default config (unknown keys are refused);
+        the file name holds a digest of the resulting config.
+
+    Returns
+    -------
+    Path
+        ``<data_dir>/generated/<name>-<digest>.nc``; the file need not exist.
 
     Examples
     --------

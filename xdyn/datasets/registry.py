@@ -193,6 +193,16 @@ _HASH_MEMO: dict[tuple, str] = {}
 def file_sha256(path) -> str:
     """Hex sha256 of a file, memoised on its path, size and mtime.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The file to hash (read in 1 MiB blocks).
+
+    Returns
+    -------
+    str
+        64 lowercase hex digits.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -232,6 +242,13 @@ def check_known_hash(path, fix: str = "") -> bool:
     ``era5_wb5625_sample/geopotential_500/...``). Hashes are memoised on path,
     size and mtime, so a repeated open costs nothing.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The data file to check.
+    fix : str, default=""
+        What to do about a mismatch; appended to the error message.
+
     Returns
     -------
     bool
@@ -267,6 +284,13 @@ def check_sha256sums(path, fix: str = "") -> bool:
     ``SHA256SUMS`` has ``sha256sum``'s format (``<hex>  <file name>`` per line);
     :func:`xdyn.datasets.fetch_weatherbench` writes one when it extracts an
     archive whose sha256 it verified.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The data file to check; ``SHA256SUMS`` is looked for in its folder.
+    fix : str, default=""
+        What to do about a mismatch; appended to the error message.
 
     Returns
     -------

@@ -85,6 +85,18 @@ def known_variables() -> list[str]:
 def weatherbench_url(folder: str, resolution: str = "5.625deg") -> str:
     """Download link of one WeatherBench folder on the TUM share.
 
+    Parameters
+    ----------
+    folder : str
+        WeatherBench folder (``"geopotential_500"``, ``"2m_temperature"`` ...); its zip
+        archive is linked, or for ``"constants"`` the single file ``constants_<resolution>.nc``.
+    resolution : {"5.625deg", "2.8125deg", "1.40625deg"}, default="5.625deg"
+        Grid resolution (not checked here).
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> weatherbench_url("geopotential_500")  # doctest: +NORMALIZE_WHITESPACE

@@ -67,6 +67,120 @@ REFERENCE_RMSE_KS = {("full", 1.0): {"LETKF-10": 0.123}}
 class AmortizedSetup:
     """Sizes and settings of the experiment (defaults: the original protocol).
 
+    Times are in the system's time units; "observation times" and "cycles" are
+    counted in observations, one every ``dt * steps_per_obs`` time units.
+
+    Parameters
+    ----------
+    n_sites : int, default=40
+        Sites of the Lorenz-96 state (``Lorenz96(n=...)``; ``K`` of the two-scale
+        truth), or grid points of the Kuramoto-Sivashinsky state (``N``).
+    forcing : float, default=8.0
+        Lorenz-96 forcing ``F`` of the model and of the two-scale truth (unused for KS).
+    dt : float, default=0.05
+        Integration step of the truth (RK4 for Lorenz-96, ETDRK4 for KS); the
+        assimilators' model reads it from the observations and uses it too.
+    steps_per_obs : int, default=2
+        Model steps between consecutive observation times (one assimilation cycle).
+    noise_std : float, default=1.0
+        Standard deviation of the Gaussian observation noise at every observed site.
+    n_members : int, default=10
+        Ensemble size of the amortized assimilator and of the EnKF and LETKF baselines
+        (LETKF-30 has 30).
+    cases : tuple of str, default=("full", "every4th")
+        Observation cases to run: ``"full"`` observes every site, ``"every4th"`` one of
+        four interleaved site sets per time, drawn at random (:func:`every_kth_random`).
+    n_train_trajectories : int, default=1
+        Independent training truths (each from its own random start).
+    n_train_times : int, default=240_000
+        Observation times of each training trajectory.
+    n_valid_times : int, default=1_000
+        Observation times of the validation trajectory on which the baselines are
+        tuned (its first ``min(100, n_valid_times // 3)`` are not scored).
+    n_test_times : int, default=10_000
+        Scored test cycles, after the burn-in.
+    test_burn_in_times : int, default=1_000
+        Unscored test cycles before the scored ones (the filters' spin-up).
+    architecture : {"conv", "ff"}, default="conv"
+        Update network of the amortized assimilator: circular convolution or
+        feed-forward (see :class:`~xdyn.assimilation.AmortizedAssimilator`).
+    hidden_size : int, default=64
+        Hidden width of the update network.
+    mem_channels : int, default=6
+        Memory channels of the conv update network.
+    cov_band : int, default=3
+        Diagonals of the ensemble covariance the conv network reads (odd; 1 is the
+        ensemble variance).
+    tendency : bool, default=True
+        Whether the conv network reads each member's model tendency.
+    seq_len : int, default=40
+        Observation times per training sequence.
+    n_sequences : int or None, default=None
+        Training sequences (windows of ``seq_len`` times at random offsets) per
+        epoch; None covers the training observations about once.
+    redraw_sequences : bool, default=True
+        Draw new sequence offsets and starting ensembles before every epoch
+        instead of training on one fixed draw.
+    batch_size : int, default=64
+        Training sequences per gradient step.
+    max_epochs : int, default=500
+        Training epochs (at most, with ``early_stopping``).
+    lr : float, default=8e-4
+        Base learning rate of AdamW.
+    warmup_epochs : int, default=50
+        Epochs of the warm-up, which multiplies the learning rate by 1.02 before each.
+    halve_every : int, default=200
+        Epochs between halvings of the learning rate (counted from the first epoch).
+    dropout : float, default=0.2
+        Channel dropout of the update network.
+    early_stopping : bool, default=False
+        Stop when the validation analysis RMSE of the learning curve (first
+        ``curve_times`` validation times) has not improved for ``n_iter_no_change``
+        epochs, and keep the weights of its best epoch.
+    n_iter_no_change : int, default=10
+        Patience of ``early_stopping``, in epochs.
+    clamp : float, default=20.0
+        Forecasts and analyses of the amortized cycle are clamped to ``[-clamp, clamp]``
+        in training and at test time.
+    truth_model : {"lorenz96", "two_scale"}, default="lorenz96"
+        ``"lorenz96"``: the truth comes from the assimilators' model (perfect model);
+        ``"two_scale"``: from the slow sites of a two-scale Lorenz-96 with 10 fast
+        sub-sites per site (misspecified model; Lorenz-96 only).
+    curve_times : int, default=1_000
+        First validation times on which the amortized assimilator's validation RMSE
+        is recorded after every epoch (the learning curve); its first
+        ``min(99, curve_times // 3)`` are not scored.
+    inflations : tuple of float, default=(1.0, 1.02, 1.05, 1.1, 1.2)
+        Multiplicative inflations tried when tuning the EnKF and LETKF baselines
+        (LETKF-30 tries the first three).
+    radii : tuple of float, default=(2.0, 4.0, 8.0)
+        Localization radii tried when tuning the LETKF baselines, in sites (grid
+        points for KS).
+    b_scales : tuple of float, default=(0.02, 0.05, 0.1, 0.2)
+        Scales of the climatological background covariance tried when tuning 3D-Var
+        (and 4D-Var).
+    var4d : bool, default=True
+        Also run a tuned 4D-Var baseline (window of 3 cycles).
+    system : {"lorenz96", "ks"}, default="lorenz96"
+        The assimilators' model: Lorenz-96, or Kuramoto-Sivashinsky with ``n_sites``
+        points on a periodic domain of length ``domain_length``.
+    domain_length : float, default=32 * pi
+        Length of the Kuramoto-Sivashinsky domain (unused for Lorenz-96).
+    spin_up : float, default=10.0
+        Model time run (and discarded) before the first kept state of every truth.
+    letkf30 : bool, default=True
+        Also run the tuned LETKF with 30 members.
+    lost_from_truth : bool, default=False
+        Count a test cycle as lost when its analysis RMSE exceeds the test truth's
+        climatological std, instead of using the assimilators' own ``lost`` flag.
+    rotate : bool, default=False
+        Random mean-preserving rotation of the EnKF and LETKF analysis anomalies
+        (DAPPER's ``rot=True``).
+    n_jobs : int or None, default=None
+        Processes for the independent parts (each case's training and its
+        baselines' tuning); None: one per core when run alone (one when there is a
+        single case), one inside a dask worker or on an accelerator.
+
     Examples
     --------
     >>> AmortizedSetup().n_train_times, AmortizedSetup.quick().n_train_times
@@ -209,6 +323,21 @@ class AmortizedSetup:
 def every_kth_random(obs: xr.Dataset, k: int = 4, random_state=None) -> xr.Dataset:
     """Keep one of ``k`` interleaved site sets per time (drawn at random); the rest is NaN.
 
+    Parameters
+    ----------
+    obs : xarray.Dataset
+        Observations with dims ``time`` and ``obs`` (as from :func:`xdyn.observe.observe`).
+    k : int, default=4
+        Number of interleaved site sets: set ``j`` holds the observations whose index
+        along ``obs`` is ``j`` modulo ``k``.
+    random_state : int or None, default=None
+        Seed of the draw of the kept set at each time.
+
+    Returns
+    -------
+    xarray.Dataset
+        A copy of ``obs`` whose ``observation`` is NaN outside the kept set.
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz96
@@ -246,10 +375,19 @@ def make_twins(setup: AmortizedSetup, seed: int = 0):
 
     The system is ``setup.system`` (Lorenz-96 or Kuramoto-Sivashinsky).
 
+    Parameters
+    ----------
+    setup : AmortizedSetup
+        System, sizes and observation cases.
+    seed : int, default=0
+        Base seed: the training, validation and test truths use ``seed``, ``seed + 1``
+        and ``seed + 2``; the observation noise and site draws are offset from it.
+
     Returns
     -------
     dict
-        ``{"truth": {split: Dataset}, "obs": {case: {split: Dataset}}}``.
+        ``{"truth": {split: Dataset}, "obs": {case: {split: Dataset}}, "system": system}``
+        with splits ``"train"``, ``"valid"`` and ``"test"``.
 
     Examples
     --------
@@ -417,6 +555,22 @@ def _baselines(setup, obs, truth, burn_valid, burn_test, seed, progress):
 def make_amortized(setup, seed=0, device="cpu", burn_in=0.0):
     """The experiment's :class:`~xdyn.assimilation.AmortizedAssimilator` for ``setup``, unfitted.
 
+    Parameters
+    ----------
+    setup : AmortizedSetup
+        Network and training settings.
+    seed : int, default=0
+        The estimator's ``random_state``.
+    device : str, default="cpu"
+        Torch device of the training.
+    burn_in : float, default=0.0
+        Time (model time units, from the first observation) not scored by the
+        estimator's validation RMSE.
+
+    Returns
+    -------
+    AmortizedAssimilator
+
     Examples
     --------
     >>> full, quick = make_amortized(AmortizedSetup()), make_amortized(AmortizedSetup.quick())
@@ -459,7 +613,25 @@ def _part(part, setup, obs, truth, burn_valid, burn_test, seed, device, progress
 
 
 def amortized_experiment(setup: AmortizedSetup, seed=0, device="cpu", progress=True):
-    """Run every case: train the amortized assimilator, tune and run the baselines."""
+    """Run every case: train the amortized assimilator, tune and run the baselines.
+
+    Parameters
+    ----------
+    setup : AmortizedSetup
+        The protocol (:meth:`AmortizedSetup.quick` and :meth:`AmortizedSetup.ks` give
+        the registered variants).
+    seed : int, default=0
+        Seed of the truths, observations and fits.
+    device : str, default="cpu"
+        Torch device of the amortized training.
+    progress : bool, default=True
+        Print progress and show a progress bar over the parts.
+
+    Returns
+    -------
+    ExperimentResult
+        Scores per case and method, learning curves, figures, table and summary.
+    """
     twins = make_twins(setup, seed)
     truth = twins["truth"]
     t_obs = setup.dt * setup.steps_per_obs

@@ -120,6 +120,22 @@ def register(name: str, description: str, reference: str = "", *, quick_wall_s: 
     :class:`ExperimentResult`. ``quick_wall_s`` is the measured wall time of
     its quick run (see :class:`Experiment`).
 
+    Parameters
+    ----------
+    name : str
+        The name ``xdyn run`` takes; registering a name again replaces its entry.
+    description : str
+        One line for ``xdyn list``.
+    reference : str, default ""
+        The published setup the experiment follows (author, year).
+    quick_wall_s : float, default 0.0
+        Wall time of a quick run, in seconds (see :class:`Experiment`).
+
+    Returns
+    -------
+    callable
+        A decorator that registers the function and returns it unchanged.
+
     Examples
     --------
     >>> @register("doc-example", "an experiment that measures nothing")
@@ -150,6 +166,20 @@ def list_experiments() -> list[Experiment]:
 
 def get_experiment(name: str) -> Experiment:
     """The catalogue entry ``name``; an unknown name suggests the closest ones.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (see :func:`list_experiments`).
+
+    Returns
+    -------
+    Experiment
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not registered.
 
     Examples
     --------
@@ -239,6 +269,28 @@ def write_summary(rows, path, experiment: str, **run_settings) -> Path:
     then every setting that appears in any row (empty where a row lacks it),
     then ``run_settings`` (added to rows that lack them).
 
+    Parameters
+    ----------
+    rows : list of dict or pandas.DataFrame or None
+        Tidy rows, each with at least ``method, metric, value, units,
+        lower_is_better`` (see :func:`summary_rows`); None writes the header only.
+    path : str or Path
+        The CSV file to write.
+    experiment : str
+        The value of the ``experiment`` column of every row.
+    **run_settings
+        Constant columns (``quick``, ``seed`` ...) for rows that lack them.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        If a row lacks one of the required columns.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -270,6 +322,19 @@ def write_summary(rows, path, experiment: str, **run_settings) -> Path:
 def output_folder(out, name: str, quick: bool = False) -> Path:
     """Where :func:`run` writes: ``out/<name>``, or ``out/<name>-quick`` for a quick run.
 
+    Parameters
+    ----------
+    out : str or Path
+        The parent folder of every experiment's outputs.
+    name : str
+        The experiment's name.
+    quick : bool, default False
+        Whether the run is a quick one.
+
+    Returns
+    -------
+    Path
+
     Examples
     --------
     >>> str(output_folder("xdyn-results", "lorenz96-twin", quick=True))
@@ -283,6 +348,21 @@ def check_output_folder(out) -> Path:
 
     Tried by creating and removing a probe folder in it, so a run learns of a
     bad ``out`` before its work starts.
+
+    Parameters
+    ----------
+    out : str or Path
+        The folder; created (with its parents) when missing.
+
+    Returns
+    -------
+    Path
+        ``out`` as a :class:`~pathlib.Path`.
+
+    Raises
+    ------
+    ValueError
+        If ``out`` is an existing file or cannot be written to.
 
     Examples
     --------

@@ -118,9 +118,15 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
         (a model that reads the previous sample, as ClimODE, needs them);
         forecasts start from every later sample.
     lead_times : sequence of timedelta
-    climatology : str
-        The name in ``forecasters`` whose forecast is the ACC's reference.
-    progress : bool
+        Forecast leads (anything :class:`numpy.timedelta64` takes, e.g. ``"12h"``).
+    climatology : str, default="Climatology"
+        The name in ``forecasters`` whose forecast is the ACC's reference (no ACC
+        when no forecaster has that name).
+    n_history : int, default=1
+        Samples at the start of ``test`` that are history only, not
+        initialisations; forecasts are scored from the sample after them on.
+    progress : bool, default=False
+        Print each forecaster's fit and predict wall time.
     chunk : int, optional
         Forecast and verify ``chunk`` starts at a time (each with its
         ``n_history`` samples before it) and pool the scores, weighted by the
@@ -280,6 +286,35 @@ def uk_t2m_experiment(quick=False, seed=0, device="cpu", progress=True, data=Non
                       forecasters=None, lead_hours=tuple(range(1, 25))):
     """Run ``era5-uk-t2m`` (see the module docstring); ``data``/``forecasters`` for tests.
 
+    Parameters
+    ----------
+    quick : bool, default=False
+        Average the grid 2x2 (0.5 deg) and train the learned forecasters for fewer
+        epochs.
+    seed : int, default=0
+        ``random_state`` of the learned forecasters.
+    device : str, default="cpu"
+        Torch device of the learned forecasters.
+    progress : bool, default=True
+        Show the forecasters' training progress and print their wall times.
+    data : xarray.Dataset, optional
+        Hourly ``t2m`` on ``(time, lat, lon)`` instead of the March 2019 UK sample
+        (:func:`load_uk_t2m`); its first two thirds of times are the training data
+        (the sample's: the first 21 days). The test initialisations follow, each with
+        the 24 hours before it.
+    forecasters : dict, optional
+        Name -> unfitted forecaster, replacing the default five (persistence, diurnal
+        climatology, ClimODE, neural ODE, VGB-DM). It must hold ``"Persistence"``
+        and ``"Climatology"`` (the baselines; the latter is the ACC's reference).
+    lead_hours : sequence of int, default=(1, 2, ..., 24)
+        Forecast leads, in hours.
+
+    Returns
+    -------
+    ExperimentResult
+        Scores per method and lead, whether each learned forecaster beats both
+        baselines at every lead from 3 h on, wall times, figures and summary.
+
     Examples
     --------
     The baselines only, on the real sample (minutes with the learned forecasters):
@@ -427,6 +462,45 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
                             variables=("z500", "t850", "t2m", "u10", "v10"), root=None,
                             forecasters=None, leads=None, test_set_days=None):
     """Run ``era5-forecast`` (``monthly=False``) or ``era5-monthly`` (see the module docstring).
+
+    Parameters
+    ----------
+    monthly : bool, default=False
+        Forecast monthly means (on a 360-day calendar, leads in months of 30 days,
+        against the monthly climatology) instead of 6-hourly samples.
+    quick : bool, default=False
+        Fewer data (real WeatherBench: train on 2015, test on 2017; xdyn's 6-hourly
+        test set: 12 test days instead of 24) and fewer training epochs.
+    seed : int, default=0
+        ``random_state`` of the learned forecasters.
+    device : str, default="cpu"
+        Torch device of the learned forecasters.
+    progress : bool, default=True
+        Show the forecasters' training progress and print their wall times.
+    variables : sequence of str, default=("z500", "t850", "t2m", "u10", "v10")
+        WeatherBench variables to forecast and score (the first two get score-curve
+        figures, the first an error map).
+    root : str or Path, optional
+        Folder of the WeatherBench files (see :func:`xdyn.datasets.load_weatherbench`;
+        default ``$XDYN_DATA_DIR/weatherbench``). Where none are found, xdyn's
+        WeatherBench-format test set is written to a temporary folder and used.
+    forecasters : dict, optional
+        Name -> unfitted forecaster, replacing the default persistence, climatology,
+        ClimODE and VGB-DM; the one named ``"Climatology"``, if any, is the ACC's
+        reference.
+    leads : sequence of int, optional
+        Forecast leads, in hours (default 6, 12, ..., 144) or, with ``monthly``, in
+        months of 30 days (default 1-5).
+    test_set_days : int, optional
+        Only for xdyn's test set: days of its test year 2017 (the training year 2016
+        gets three times as many; default 12 quick, 24 in full), or with ``monthly``
+        days in each of 2015-2017 (default 365).
+
+    Returns
+    -------
+    ExperimentResult
+        Scores per method, variable and lead; ``results.attrs["data"]`` says which
+        data were used.
 
     Examples
     --------

@@ -162,6 +162,138 @@ CLOSURES = ("GP", "VAE", "diffusion")
 class ClosureSetup:
     """Sizes of one run (the default for 2 CPU cores, ``full()`` for the original's data).
 
+    Snapshots of the data are 0.1 time units apart; "pairs" are (resolved,
+    unresolved) training snapshots drawn from the symmetry images of the training
+    trajectories (see the module docstring).
+
+    Parameters
+    ----------
+    quick : bool, default=True
+        Run on the CPU-sized data set (3 / 1 / 1 training / validation / test
+        trajectories of 400 snapshots on 32 x 32) and its Lyapunov exponent;
+        False: the original's data (6 / 1 / 1 trajectories of 800 / 1000 / 800
+        snapshots on 64 x 64; see :func:`xdyn.datasets.kolmogorov_closure
+        .load_kolmogorov_closure`).
+    n_rom_modes : int, default=48
+        POD modes of the baseline resolved model, :class:`xdyn.rom.PODLinearDynamics`.
+    n_input_modes : int, default=48
+        Principal components of the closures' input (the resolved state and its
+        past, ``closure_lags``) that every closure is conditioned on.
+    n_output_modes : int, default=64
+        Principal components of the unresolved field that the VAE and diffusion
+        closures model (the GP: ``gp_output_modes``).
+    n_members : int, default=10
+        Ensemble size: closure samples per state, stochastic rollouts of the latent
+        ROM (also those that calibrate its spread) and closed-model members.
+    n_starts : int, default=12
+        Forecast starts, evenly spaced on the test trajectory (and on the validation
+        trajectory for the latent ROM's spread calibration).
+    n_leads : int, default=20
+        Forecast leads (snapshots) that are scored; at most a quarter of the test
+        trajectory's snapshots.
+    gp_epochs : int, default=60
+        Training epochs of the GP closure (:class:`xdyn.closure.GPClosure`).
+    vae_epochs : int, default=6
+        Training epochs of the VAE closure (:class:`xdyn.closure.VAEClosure`), over
+        ``closure_max_samples`` pairs.
+    diffusion_epochs : int, default=6
+        Training epochs of the diffusion closure (:class:`xdyn.closure.DiffusionClosure`).
+    n_diffusion_steps : int, default=30
+        Steps of the diffusion closure's noise schedule, each one network evaluation
+        per sample when sampling.
+    hidden : int, default=256
+        Width of the VAE and diffusion closures' networks (3 layers each).
+    gp_exact_max_samples : int, default=1000
+        Largest training size for which the GP closure is an exact GP (above it, a
+        sparse variational GP).
+    closure_symmetry_copies : int, default=8
+        Powers ``S^k`` (``k < closure_symmetry_copies``) of the shift-reflect map in
+        the closures' pool of training images (at most twice the forcing
+        wavenumber, 8).
+    closure_x_shifts : int, default=8
+        Shifts along x (``n_x / closure_x_shifts`` grid points apart) composed with
+        each power of ``S`` in that pool.
+    closure_max_samples : int, default=40000
+        Pairs drawn from that pool (without replacement) for the VAE and diffusion
+        closures.
+    gp_max_samples : int, default=400
+        The first this many of those pairs train the GP closure.
+    gp_output_modes : int, default=16
+        Principal components of the unresolved field the GP closure models.
+    closure_calibrate_spread : bool, default=True
+        Set each closure's ``spread_scale`` so that its +-1 std interval covers
+        68.3% of the validation trajectory's unresolved field.
+    closure_mean_model : bool, default=True
+        Every closure models what a shared periodic CNN
+        (:class:`xdyn.closure.ConvFieldRegressor`, the ``mean_*`` fields) leaves of
+        the unresolved field; False: the closures model the whole of it.
+    mean_hidden : int, default=24
+        Channels of the mean model's hidden layers.
+    mean_layers : int, default=5
+        Convolutions of the mean model.
+    mean_kernel : int, default=5
+        Kernel size of the mean model's convolutions (grid points).
+    mean_epochs : int, default=6
+        Training epochs of the mean model.
+    mean_max_samples : int, default=3200
+        The first this many closure pairs train the mean model.
+    mean_lr : float, default=2e-3
+        Peak learning rate of the mean model (falling along a half cosine).
+    mean_batch_size : int, default=16
+        Pairs per batch of the mean model.
+    closure_lags : tuple of int, default=(10,)
+        Lags, in snapshots, of the past resolved states that the closures (and the
+        mean model) read beside the current one (:func:`xdyn.preprocessing
+        .delay_embedding`); ``()``: the current state only. Scores skip the first
+        ``max(closure_lags)`` test snapshots, which have no such past.
+    latent_n_latent : int, default=48
+        Latent size of the latent ROM (:class:`xdyn.rom.LatentTransformerROM`; the
+        original: 64).
+    latent_seq_len : int, default=10
+        Context snapshots the latent ROM's transformer reads (the original: 30);
+        forecasts start at least this far into a trajectory.
+    latent_pred_horizon : int, default=10
+        Steps the latent ROM predicts at once in training (the original: 30).
+    latent_architecture : {"auto", "conv", "mlp"}, default="mlp"
+        Kind of the latent ROM's VAE.
+    latent_hidden : int, default=32
+        Width of the latent ROM's VAE.
+    latent_d_model : int, default=32
+        Token width of the latent ROM's transformer (2 blocks of 8 heads).
+    latent_epochs : int, default=10
+        Training epochs of the latent ROM.
+    latent_lr : float, default=2e-3
+        Learning rate of the latent ROM.
+    latent_beta : float, default=1e-6
+        Weight of the KL term of the latent ROM's VAE (the original: 5e-4; xdyn's
+        reconstruction term is a mean over features).
+    latent_batch_size : int, default=8
+        Training windows per batch of the latent ROM.
+    latent_window_stride : int, default=1
+        Snapshots between the starts of consecutive training windows of the latent ROM.
+    latent_shift_augmentation : bool, default=True
+        Roll each training window of the latent ROM by a random shift along x.
+    latent_reducer_modes : int, default=48
+        POD modes of the latent ROM's front end (:class:`xdyn.rom.POD`), whose
+        coefficients its VAE encodes; 0: the VAE reads the raw fields.
+    latent_symmetry_copies : int, default=8
+        Images ``S^k`` (``k < latent_symmetry_copies``) of the training trajectories
+        the latent ROM trains on; 1: the trajectories alone.
+    latent_calibrate_spread : bool, default=True
+        Set the latent ROM's ``spread_inflation`` so that the +-1 std interval of its
+        stochastic rollouts covers 68.3% of the validation trajectory.
+    latent_anchored : bool, default=True
+        Anchor the latent ROM's forecasts on the last context snapshot
+        (``x_t + D(z_{t+k}) - D(z_t)``).
+    lyapunov_horizon : float, default=1.25
+        The mean forecasts and persistence are also scored out to this many Lyapunov
+        times of the data's flow (``horizon_error``, ``latent_ahead_lead``), from
+        starts that leave room for it.
+    n_jobs : int or None, default=None
+        Processes for the independent fits (the three closures and the latent ROM);
+        None: one per core when run alone, one inside a dask worker or on an
+        accelerator.
+
     Examples
     --------
     >>> ClosureSetup().quick, ClosureSetup.full().quick, ClosureSetup.full().n_diffusion_steps
@@ -356,7 +488,24 @@ def _make_mean_model(setup, seed, device):
 
 
 def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
-    """Run the experiment for ``setup``; returns an :class:`ExperimentResult`."""
+    """Run the experiment for ``setup``; returns an :class:`ExperimentResult`.
+
+    Parameters
+    ----------
+    setup : ClosureSetup
+        Data set and sizes (``ClosureSetup()`` quick, :meth:`ClosureSetup.full`).
+    seed : int, default=0
+        ``random_state`` of the fits, the pair draws and the ensembles.
+    device : str, default="cpu"
+        Torch device of the fits.
+    progress : bool, default=False
+        Show progress bars over the fits.
+
+    Returns
+    -------
+    ExperimentResult
+        Closure, forecast and spectrum scores, figures, table and summary.
+    """
     from xdyn.datasets.kolmogorov_closure import load_kolmogorov_closure, vorticity_from_velocity
     from xdyn.datasets.kolmogorov_lyapunov import load_kolmogorov_lyapunov
 

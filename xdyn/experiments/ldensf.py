@@ -90,6 +90,101 @@ class LDEnSFSetup:
     :meth:`for_case` gives a case's full or CPU-sized (``quick``) setup;
     :meth:`quick` the CPU-sized Kolmogorov one.
 
+    Times and steps are in the case's model time (Kolmogorov: nondimensional;
+    tsunami and shallow water: seconds); "kept steps" are the states saved on
+    each trajectory.
+
+    Parameters
+    ----------
+    N : int, default=150
+        Grid points per side of the square grid.
+    n_train : int, default=120
+        Training trajectories (the LDNet, then the encoder).
+    n_test : int, default=40
+        Test trajectories on which every method is scored.
+    n_calibration : int, default=8
+        More held-out trajectories on which LD-EnSF's reported spreads are calibrated
+        (``spread_scale``) and the LETKF is tuned; 0: the analyses' own spreads and an
+        untuned LETKF.
+    n_saved : int, default=40
+        Kept states per trajectory, the first being the start.
+    save_every : int, default=20
+        Model steps between kept states.
+    burn_in_steps : int, default=400
+        Model steps spinning up the Kolmogorov flows' shared start (at the mean Re);
+        unused by the other cases.
+    dt : float, default=0.01
+        Model time step of the data and of the full-space filters' model.
+    noise : {"multiplicative", "additive"}, default="multiplicative"
+        Observation noise ``y * (1 + noise_level * z)``, or ``noise_level * rms * z``
+        added, ``rms`` being each observed variable's RMS and ``z`` standard normal.
+    noise_level : float, default=0.1
+        Relative size of the observation noise (the full-space filters are told the
+        additive std ``noise_level * rms``).
+    n_latent : int, default=9
+        Latent state size of the LDNet (the original: 9 Kolmogorov, 10 tsunami, 50
+        shallow water).
+    reconstruction : {"fourier", "residual"}, default="fourier"
+        Decoder variant of the LDNet (see :class:`xdyn.rom.LDNet`).
+    n_fourier : int, default=6
+        Wavenumbers per axis of the LDNet decoder's Fourier features.
+    ldnet_epochs : int, default=1000
+        Training epochs of the LDNet.
+    ldnet_batch_size : int, default=2
+        Trajectories per LDNet optimizer step.
+    ldnet_substeps : int, default=2
+        Explicit Euler steps of the LDNet's latent ODE per kept step.
+    n_points : int, default=512
+        Grid points drawn per trajectory and kept step in each LDNet training batch.
+    hidden : int, default=128
+        Width of the LDNet's reconstruction and dynamics networks.
+    encoder_epochs : int, default=500
+        Training epochs of the observation encoder
+        (:class:`~xdyn.assimilation.ObservationEncoder`).
+    encoder_hidden : int, default=64
+        Hidden size of the observation encoder.
+    n_noise_draws : int, default=4
+        Noise draws of the training trajectories' observations the encoder trains on.
+    n_members : int, default=20
+        Ensemble size of LD-EnSF and of the full-space EnSF and LETKF.
+    n_pseudo_steps : int, default=100
+        Reverse-SDE steps of each analysis of LD-EnSF and the full-space EnSF.
+    integrator : {"explicit", "semi-implicit"}, default="semi-implicit"
+        Pseudo-time step of the LD-EnSF and EnSF samplers.
+    localization_radius : float, default=8.0
+        Localization radius of the full-space LETKF, in grid points; the tuning tries
+        it times each of ``letkf_radius_scales``.
+    letkf_inflations : tuple of float, default=(1.05, 1.1, 1.2, 1.4)
+        Inflations tried when tuning the LETKF; untuned, it uses the first.
+    letkf_radius_scales : tuple of float, default=(1.0, 0.5)
+        Multiples of ``localization_radius`` tried when tuning the LETKF.
+    letkf_tuning_flows : int, default=2
+        Held-out (calibration) trajectories the LETKF is tuned on; 0: untuned.
+    initial_spread : float, default=0.1
+        Spread of the full-space filters' start around the shared start, relative to
+        its RMS (Kolmogorov and shallow water; the tsunami's members start from
+        bumps drawn from the prior).
+    stride_factor : int, default=1
+        Observe every ``stride_factor * 15``-th grid point per direction (15 scaled
+        from the 150-point grid to ``N``; see :attr:`stride`).
+    obs_interval : int, default=1
+        Observe every ``obs_interval``-th kept step (the analysis times).
+    robustness : bool, default=True
+        Run the robustness sweep (:func:`robustness_sweep`) after the main comparison.
+    robustness_settings : dict or None, default=None
+        The sweep's settings, ``{field: values}`` of fields of this class; None:
+        ``_ldensf_robustness.SWEEP`` (the quick setups: ``QUICK_SWEEP``).
+    robustness_full_space : bool, default=True
+        Rerun the full-space EnSF and LETKF under every setting of the sweep too
+        (False: LD-EnSF and the free latent forecast only).
+    case : {"kolmogorov", "tsunami", "shallow-water"}, default="kolmogorov"
+        The twin case (data, observed fields, parameters, full-space model).
+    data_options : dict, default={}
+        More keyword arguments of the case's data function
+        (:func:`xdyn.datasets.ldensf_data.kolmogorov_ldensf`, ``tsunami_ldensf`` or
+        ``shallow_water_ldensf``); the tsunami's ``bump_width`` also sets the
+        full-space model's.
+
     Examples
     --------
     >>> LDEnSFSetup().N, LDEnSFSetup.quick().N
@@ -181,6 +276,21 @@ def sparse_observations(truth, setup, random_state):
     The noise size is relative to each observed variable's RMS; observed at
     every ``setup.obs_interval``-th time of ``truth`` from the first.
 
+    Parameters
+    ----------
+    truth : xarray.Dataset
+        Trajectories of the case (fields on ``y``, ``x``).
+    setup : LDEnSFSetup
+        Case (observed fields), ``N`` and ``stride_factor`` (the stride), ``noise``,
+        ``noise_level`` and ``obs_interval``.
+    random_state : int or None
+        Seed of the noise.
+
+    Returns
+    -------
+    xarray.Dataset
+        Observations (``obs`` dim) with ``noise_std``, the equivalent additive std.
+
     Examples
     --------
     >>> from xdyn.datasets.ldensf_data import kolmogorov_ldensf
@@ -270,6 +380,19 @@ def _small_grid(setup):
 def make_ldnet(setup, parameters, **kwargs):
     """The experiment's :class:`~xdyn.rom.LDNet` for ``setup``, unfitted; ``kwargs`` override.
 
+    Parameters
+    ----------
+    setup : LDEnSFSetup
+        The LDNet's sizes and training settings.
+    parameters : sequence of str
+        The data's parameter variables the LDNet is conditioned on.
+    **kwargs
+        More (or overriding) :class:`~xdyn.rom.LDNet` arguments.
+
+    Returns
+    -------
+    LDNet
+
     Examples
     --------
     >>> net = make_ldnet(LDEnSFSetup(), ["Re"], device="cpu")
@@ -287,6 +410,17 @@ def make_ldnet(setup, parameters, **kwargs):
 
 def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=False):
     """Run the comparison of ``setup.case`` (see the module docstring).
+
+    Parameters
+    ----------
+    setup : LDEnSFSetup
+        The case and its sizes (:meth:`LDEnSFSetup.for_case`).
+    seed : int, default=0
+        Seed of the data, the observation noise and the fits.
+    device : str, default="cpu"
+        Torch device of the LDNet and the encoder.
+    progress : bool, default=False
+        Show the LDNet's and the encoder's training progress.
 
     Returns
     -------
@@ -627,6 +761,15 @@ def calibrated_spread_scale(filt, obs, truth):
     quantity: it calibrates the spread's size, pooled over the trajectories,
     times and points, not its pattern.
 
+    Parameters
+    ----------
+    filt : LDEnSF
+        A fitted filter; its current ``spread_scale`` is the one corrected.
+    obs : xarray.Dataset
+        Observations of ``truth`` (as :func:`sparse_observations` makes them).
+    truth : xarray.Dataset
+        The held-out trajectories, with their parameters.
+
     Returns
     -------
     dict
@@ -669,6 +812,28 @@ def spread_skill(outputs, test, latent_ref, params, fields, n_members):
     over ``fields``), the latent state (against ``latent_ref``, the LDNet
     rollout under the true parameters) and each parameter. Rows ``METHODS``
     (NaN where a method has no ensemble of these).
+
+    Parameters
+    ----------
+    outputs : dict
+        Method name (one of ``METHODS``) -> LD-EnSF output Dataset: the fields and
+        parameters with their ``<name>_spread``, ``latent_state`` and ``latent_spread``.
+    test : xarray.Dataset
+        The true trajectories, with the true parameters (one per trajectory).
+    latent_ref : array
+        Reference latent states ``(trajectory, time, latent)`` at the outputs' times.
+    params : sequence of str
+        Parameter names.
+    fields : sequence of str
+        Field names, pooled into one ratio.
+    n_members : int
+        Ensemble size ``m`` of the finite-ensemble factor.
+
+    Returns
+    -------
+    xarray.DataArray
+        Ratios on ``(assimilator, quantity)``, quantities ``"fields"``,
+        ``"latent state"`` and each parameter.
 
     Examples
     --------

@@ -81,34 +81,95 @@ MODES = {"x": "x", "xy": ["x", "y"], "x2": "x^2"}
 class NeuralVarSetup:
     """Sizes and settings of the experiment (defaults: the full protocol).
 
+    Every encoder x mode x noise level (a cell) is trained once per training
+    seed; the networks are :class:`~xdyn.assimilation.NeuralVar3D`.
+
+    Parameters
+    ----------
+    n_train : int, default=1000
+        Training trajectories.
+    n_valid : int, default=500
+        Validation trajectories (drawn with the training ones, split by
+        trajectory): they monitor the networks' loss, tune the ``B_scale`` of the
+        3D-Var baseline and choose each cell's training candidate.
+    n_test : int, default=500
+        Test trajectories, from a separately seeded draw.
+    n_steps : int, default=200
+        States per trajectory (every one observed).
+    dt : float, default=0.01
+        Model time step (RK4) of the trajectories, and the time between observations.
+    initial_std : float, default=2.0
+        Std of the Gaussian perturbation of the spun-up state that starts each
+        trajectory, and the initial spread of the networks' cycle.
+    encoders : tuple of {"mlp", "gru", "lstm"}, default=("mlp", "gru", "lstm")
+        Encoders of the observation window to compare.
+    modes : tuple of {"x", "xy", "x2"}, default=("x", "xy", "x2")
+        Observed quantities: ``x``, ``x`` and ``y``, or ``x**2`` (see ``MODES``).
+    noise_levels : tuple of float, default=(0.05, 0.1, 0.5, 1.0)
+        Observation noise standard deviations.
+    seeds : tuple of int, default=(0, 1, 2)
+        Training seeds (the networks' ``random_state``); the training candidate is
+        chosen with the first.
+    window : int, default=8
+        Observation times the encoder reads (the current one included).
+    n_iterations : int, default=2
+        Unrolled fixed-point steps of each analysis.
+    max_epochs : int, default=15
+        Training epochs of every network.
+    n_rounds : int, default=1
+        Training rounds (each further one continues on the network's own cycled
+        backgrounds).
+    batch_size : int, default=512
+        Training samples per batch of single-analysis training (``seq_len`` 1).
+    hidden_size : int, default=64
+        Hidden size of the encoder (``module__hidden_size``).
+    loss : {"supervised", "var"}, default="supervised"
+        Training loss of the networks: squared analysis error against the truth, or
+        the 3D-Var cost.
+    burn_in : float, default=0.5
+        Model time at the start of each cycle that the cycled RMSEs do not score.
+    baselines : bool, default=True
+        Also run the classical filters (3D-Var with its ``B_scale`` tuned on the
+        validation split, extended Kalman filter, EnKF, particle filter).
+    original_training : bool, default=True
+        Also train each cell's network like the original pipeline, on
+        climatological draws (``training_background="climatology"``,
+        ``B_scale=original_B_scale``), and score it under the original protocol.
+    original_B_scale : float, default=2.0
+        ``B_scale`` of that training (the error covariance of a climatological draw
+        is twice the climatological one), and of the 3D-Var baseline on those draws.
+    original_training_noise : tuple of float or None, default=None
+        Noise levels at which that training runs; None: all.
+    seq_lens : tuple of int, default=(1, 10)
+        Training-cycle lengths (``NeuralVar3D(seq_len=)``) among which each encoder,
+        mode and noise level picks the one whose cycled analysis RMSE on the
+        validation split is lowest (fitted with the first training seed; the other
+        seeds train with it). Cycles help where the network must find the
+        attractor's wing from a far start (x observed, noise 0.5 and 1) and cost
+        accuracy where it need not.
+    single_analysis_weights : tuple of float, default=(0.05,)
+        With cycles, each weight (``NeuralVar3D(single_analysis_weight=)``) of the
+        first analysis's single-analysis loss is a candidate (with the absolute
+        cycle loss).
+    cycle_losses : tuple of {"absolute", "relative"}, default=("absolute", "relative")
+        With cycles, each cycle loss (``NeuralVar3D(cycle_loss=)``) is a candidate.
+    var3d_B_losses : tuple of str, default=("relative",)
+        Cycle losses that are also candidates with the ``B_scale`` tuned for the
+        3D-Var baseline. The choice prefers the candidates whose analyses beat
+        their backgrounds on the validation split, cycled and single (see
+        :func:`training_candidates` and :func:`_choose_candidate`).
+    cycle_batch_size : int or None, default=None
+        Training cycles per batch when ``seq_len > 1``; None: ``batch_size // seq_len``.
+    n_jobs : int or None, default=None
+        Processes for the networks' fits, which are independent (the same fitted
+        networks in any number of processes); None: one per core when run alone,
+        one inside ``xdyn run --all``'s dask workers (each owns a core) or on an
+        accelerator.
+
     Examples
     --------
     >>> NeuralVarSetup().n_train, NeuralVarSetup.quick().n_train
     (1000, 150)
-
-    ``original_training``: also train each cell's network like the original
-    pipeline, on climatological draws (``training_background="climatology"``,
-    ``B_scale=original_B_scale``), at the noise levels in
-    ``original_training_noise`` (all when None), and score it under the
-    original protocol.
-
-    ``seq_lens``: the training-cycle lengths (``NeuralVar3D(seq_len=)``, with
-    ``cycle_batch_size`` cycles per batch, ``batch_size // seq_len`` when
-    None) among which each encoder, mode and noise level picks the one whose
-    cycled analysis RMSE on the validation split is lowest (fitted with the
-    first training seed; the other seeds train with it). Cycles help where the network must find
-    the attractor's wing from a far start (x observed, noise 0.5 and 1) and
-    cost accuracy where it need not. With cycles, each of
-    ``single_analysis_weights`` (``NeuralVar3D(single_analysis_weight=)``) and
-    each of ``cycle_losses`` (``NeuralVar3D(cycle_loss=)``) is a candidate too,
-    those in ``var3d_B_losses`` also with the ``B_scale`` tuned for Var3D; the
-    choice prefers the candidates whose analyses beat their backgrounds on the
-    validation split, cycled and single (see :func:`training_candidates` and
-    :func:`_choose_candidate`).
-
-    ``n_jobs``: processes for the networks' fits, which are independent (the
-    same fitted networks in any number of processes); None: one per core run
-    alone, one inside ``xdyn run --all``'s dask workers (each owns a core).
     """
 
     n_train: int = 1000
@@ -150,6 +211,21 @@ class NeuralVarSetup:
 
 def make_trajectories(setup: NeuralVarSetup, seed: int = 0):
     """Spun-up prior mean, and the train / validation / test truths (split by trajectory).
+
+    Parameters
+    ----------
+    setup : NeuralVarSetup
+        Numbers and length of the trajectories, ``dt`` and ``initial_std``.
+    seed : int, default=0
+        Seed of the spin-up and of the training / validation starts; the test
+        starts are drawn with ``seed + 10_000``.
+
+    Returns
+    -------
+    prior_mean : numpy.ndarray
+        The spun-up state, shape ``(3,)``.
+    train, valid, test : xarray.Dataset
+        Lorenz-63 trajectories (``trajectory``, ``time``).
 
     Examples
     --------
@@ -271,6 +347,17 @@ def training_candidates(setup):
     the first 3D-Var step of the analysis then moves the background little, and from
     near ``x = 0`` an ``x**2`` observation no longer throws it onto the other wing).
 
+    Parameters
+    ----------
+    setup : NeuralVarSetup
+        ``seq_lens``, ``cycle_losses``, ``single_analysis_weights`` and
+        ``var3d_B_losses``.
+
+    Returns
+    -------
+    list of tuple
+        ``(seq_len, single_analysis_weight, cycle_loss, B_scale)`` per candidate.
+
     Examples
     --------
     >>> for c in training_candidates(NeuralVarSetup()):
@@ -349,7 +436,24 @@ def _choose_candidate(fits):
 
 
 def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=True):
-    """Run the grid encoders x modes x noise levels x seeds; returns an ExperimentResult."""
+    """Run the grid encoders x modes x noise levels x seeds; returns an ExperimentResult.
+
+    Parameters
+    ----------
+    setup : NeuralVarSetup
+        The grid and the sizes (:meth:`NeuralVarSetup.quick` for a CPU-sized run).
+    seed : int, default=0
+        Seed of the trajectories, the observations and the baselines (the networks
+        use ``setup.seeds``).
+    device : str, default="cpu"
+        Torch device of the networks.
+    progress : bool, default=True
+        Show progress bars over the fits and the cells.
+
+    Returns
+    -------
+    ExperimentResult
+    """
     from tqdm.auto import tqdm
 
     from xdyn.assimilation import NeuralVar3D

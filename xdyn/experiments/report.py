@@ -57,6 +57,24 @@ def load_anchors() -> pd.DataFrame:
 def target_met(value, target: str):
     """Whether ``value`` meets ``target`` (``"<=x"``, ``">=x"``, ``"lo..hi"``); None if no target.
 
+    Parameters
+    ----------
+    value : float or str
+        The measured value; a non-finite one meets no target.
+    target : str
+        ``"<=x"``, ``">=x"`` or an inclusive range ``"lo..hi"``; empty (or NaN)
+        for none.
+
+    Returns
+    -------
+    bool or None
+        None also where ``value`` is not a number.
+
+    Raises
+    ------
+    ValueError
+        If ``target`` has none of the three forms.
+
     Examples
     --------
     >>> target_met(0.58, "<=0.6"), target_met(70, "63..73"), target_met(0.3, ">=0.5")
@@ -90,6 +108,17 @@ def collect_summaries(directory) -> pd.DataFrame:
     its file; bookkeeping such as ``quick`` and ``seed`` left out). Staging
     folders (names starting with ``.``) are skipped: runs in progress or left
     by a killed one.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The output folder of ``xdyn run`` (one sub-folder per run).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``experiment, method, metric, value, units, lower_is_better,
+        settings, folder, quick, reference_value``; empty when no run is found.
 
     Examples
     --------
@@ -148,6 +177,14 @@ def _matches(anchor_settings: str, settings: dict) -> bool:
 
 def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of the report: each xdyn row with its anchors, and anchors no row matched.
+
+    Parameters
+    ----------
+    directory : str or Path
+        The output folder of ``xdyn run`` (read by :func:`collect_summaries`).
+    anchors : pandas.DataFrame, optional
+        Reference numbers with the columns of ``anchors.csv``; default
+        :func:`load_anchors`.
 
     Returns
     -------

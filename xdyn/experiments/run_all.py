@@ -46,6 +46,13 @@ SLOT = "xdyn-slot"
 class ExperimentsFailedError(RuntimeError):
     """Some experiments of :func:`run_all` failed; the others' results are kept.
 
+    Parameters
+    ----------
+    message : str
+        The error message.
+    outcomes : list of RunOutcome
+        Every experiment's outcome (kept as :attr:`outcomes`).
+
     Attributes
     ----------
     outcomes : list of RunOutcome
@@ -110,6 +117,21 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     place), so complete means: ``results.nc`` opens and records the same
     ``quick`` and ``seed``, and ``summary.csv`` is there.
 
+    Parameters
+    ----------
+    out : str or Path
+        Parent folder of the runs.
+    name : str
+        The experiment's name.
+    quick : bool, default False
+        Look for a quick run (in ``out/<name>-quick``).
+    seed : int, default 0
+        The seed the run must have used.
+
+    Returns
+    -------
+    bool
+
     Examples
     --------
     >>> import tempfile
@@ -137,6 +159,20 @@ def connect(scheduler=None, n_workers=None, *, timeout: float = 10.0, retries: i
     remote scheduler keeps its own setting). Its workers run without dask's
     ``MALLOC_TRIM_THRESHOLD_`` (which made torch work 1.3-3x slower there
     than in a plain process; see ``docs/cluster.rst`` for a real cluster).
+
+    Parameters
+    ----------
+    scheduler : str, optional
+        Address of a running dask scheduler (``tcp://host:8786``); None makes a
+        local cluster.
+    n_workers : int, optional
+        Worker processes of the local cluster (at least 1); default one per core.
+        Ignored with ``scheduler``.
+    timeout : float, default 10.0
+        Seconds to wait for ``scheduler``.
+    retries : int, default 2
+        Times a task's worker may die before the task fails (the local cluster's
+        ``allowed-failures``).
 
     Returns
     -------
@@ -245,11 +281,13 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
     names : sequence of str, optional
         Experiments to run; default: the whole catalogue
         (:func:`~xdyn.experiments.list_experiments`).
-    quick, seed, device
-        As :func:`xdyn.experiments.run`; every experiment gets the same seed.
+    quick : bool, default False
+        Run the quick versions (as :func:`xdyn.experiments.run`).
     out : str or Path, default "xdyn-results"
         Parent folder of the runs; checked writable (here and on a worker)
         before any experiment starts.
+    seed, device
+        As :func:`xdyn.experiments.run`; every experiment gets the same seed.
     client : distributed.Client, optional
         A client to use (kept open). Otherwise one is made from ``scheduler``
         or ``n_workers`` (see :func:`connect`) and closed at the end.
@@ -453,6 +491,15 @@ def _write_outcomes(outcomes, path: Path):
 
 def format_outcomes(outcomes) -> str:
     """The table ``xdyn run --all`` prints: status, wall time, peak memory, worker.
+
+    Parameters
+    ----------
+    outcomes : sequence of RunOutcome
+        One row each, then the errors of the failed ones.
+
+    Returns
+    -------
+    str
 
     Examples
     --------

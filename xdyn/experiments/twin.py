@@ -45,6 +45,45 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     :func:`xdyn.experiments.setups.twin_data` (``seed`` and ``seed + 1``); a
     published setup's are ``setup.make_twin(n_cycles, seed)``.
 
+    Parameters
+    ----------
+    system : DynamicalSystem
+        The model of the truth and of every method (perfect model).
+    operator : ObservationOperator or spec
+        Anything :func:`xdyn.observe.make_operator` takes (``"identity"`` ...).
+    noise_std : float
+        Observation error standard deviation.
+    obs_every : int
+        Model steps between observations.
+    n_cycles : int
+        Observation times after the first.
+    methods : sequence of MethodConfig
+        The configurations to run (label, assimilator name, parameters).
+    seed : int, default=0
+        Seed of the truth (``seed``), the observations (``seed + 1``), the
+        methods' common perturbed start (``seed + 2``) and their ``random_state``
+        (``seed + 3``).
+    burn_in_cycles : int, default=0
+        Observation times at the start that the time averages leave out.
+    spin_up : float, default=10.0
+        Model time run and discarded before the truth starts.
+    initial_spread : float, default=1.0
+        Std of the perturbation of the true start that gives the methods'
+        initial state, and their initial ensemble spread.
+    progress : bool, default=True
+        Show a progress bar over the methods (and the methods' own bars).
+    dt : float or None, default=None
+        Model step; the system's ``default_dt`` if None.
+
+    Returns
+    -------
+    res : xarray.Dataset
+        RMSE and spread per assimilator and time, their time means after the
+        burn-in, wall time, divergence time, status and parameters.
+    analyses : dict
+        Label -> analysis Dataset of each method that ran to the end.
+    truth, obs : xarray.Dataset
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz96
@@ -180,6 +219,18 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
     Long statuses (a divergence's message) are numbered notes under the table,
     never cut.
 
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Results of :func:`twin_experiment` (``rmse_mean``, ``spread_mean``,
+        ``wall_time``, ``status`` on ``assimilator``).
+    reference : dict, optional
+        Label -> published reference RMSE (the ``ref`` column; blank where missing).
+
+    Returns
+    -------
+    str
+
     Examples
     --------
     >>> res = xr.Dataset({"rmse_mean": ("assimilator", [0.2]), "spread_mean": ("assimilator", [0.25]),
@@ -209,6 +260,18 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
 
 def summary(res: xr.Dataset) -> list[dict]:
     """Tidy summary rows of a twin experiment: RMSE and wall time per method.
+
+    Parameters
+    ----------
+    res : xarray.Dataset
+        Results of :func:`twin_experiment` (``rmse_mean``, ``wall_time``,
+        ``status``; ``reference_rmse`` when present becomes ``reference_value``).
+
+    Returns
+    -------
+    list of dict
+        Rows for :func:`xdyn.experiments.catalogue.write_summary`, with the
+        run's ``noise_std``, ``obs_every`` and ``n_cycles`` and each method's status.
 
     Examples
     --------

@@ -44,6 +44,75 @@ REFERENCE = ("Singh, Lavda, Mercatali & Kalousis (2026), Variational grey-box dy
 class GreyBoxSetup:
     """Sizes and settings of one grey-box experiment (defaults: the reference sizes).
 
+    The methods are :class:`xdyn.forecast.VGBDM` (``vgbdm``; ``physics``, the same
+    without correction or latent) and :class:`xdyn.forecast.NeuralODE` (``neural_ode``).
+
+    Parameters
+    ----------
+    system : {"pendulum", "rlc", "lorenz", "reaction_diffusion"}
+        The system that makes the data: :class:`~xdyn.systems.DampedPendulum`,
+        :class:`~xdyn.systems.RLCCircuit`, :class:`~xdyn.systems.Lorenz63` or
+        :class:`~xdyn.systems.ReactionDiffusion`.
+    physics : str
+        The known, incomplete physics of VGB-DM and the physics-only method (a name
+        :func:`xdyn.forecast.physics.as_physics` takes, e.g. ``"lorenz63"``).
+    parameter_ranges : dict
+        Parameter -> ``(low, high)``: each trajectory's physical parameters are drawn
+        uniformly there; ``{}``: the system's own, fixed parameters.
+    n_train : int, default=1000
+        Training trajectories.
+    n_test : int, default=100
+        Test trajectories (drawn with ``seed + 1000``).
+    n_times : int, default=200
+        States per trajectory.
+    dt : float, default=0.1
+        Time between consecutive states, in the system's time units.
+    substeps : int, default=10
+        Integration steps of the data per ``dt``.
+    len_episode : int, default=30
+        States of each test trajectory the forecasters see before forecasting the
+        rest; also the episode VGB-DM's encoder reads in training.
+    history_size : int, default=1
+        States the VGB-DM correction reads: the current one and the
+        ``history_size - 1`` before it.
+    z_dim : int, default=4
+        Size of VGB-DM's stochastic latent.
+    hidden : int, default=64
+        Width of the VGB-DM correction MLP and of the neural ODE's vector field.
+    epochs : int, default=300
+        Training epochs of VGB-DM and of the physics-only method.
+    node_epochs : int, default=100
+        Training epochs of the neural ODE.
+    node_window : int, default=10
+        Times per training window of the neural ODE (its integration horizon).
+    batch_size : int, default=64
+        Trajectories per training batch (every method).
+    n_members : int, default=10
+        Ensemble size of VGB-DM's forecasts.
+    correction_penalty : float, default=0.0
+        Weight of the mean square of the normalised correction in VGB-DM's loss.
+    n_pairs : int, default=32
+        Consecutive state pairs drawn per trajectory per batch for flow matching
+        (VGB-DM and the physics-only method).
+    interpolant : {"cubic", "linear"}, default="cubic"
+        Path between consecutive states that the field is matched to.
+    episode : {"random", "first"}, default="random"
+        The encoder's training episode: a random window of ``len_episode`` states of
+        each trajectory, or its first ones.
+    correction_inputs : tuple of str or None, default=None
+        State variables the VGB-DM correction reads; None: all.
+    correction_outputs : tuple of str or None, default=None
+        State variables whose tendencies the correction adds to; None: all.
+    refine_steps : int, default=0
+        L-BFGS steps from the encoder's posterior mean to the episode's MAP of the
+        parameters and latent at prediction; 0: the encoder alone.
+    correction_layout : {"dense", "pointwise"}, default="dense"
+        One MLP on the whole state, or one shared by every grid point (fields).
+    encoder : {"gru", "lstm", "mlp", "conv"}, default="gru"
+        Episode encoder of VGB-DM and the physics-only method.
+    system_kwargs : dict, default={}
+        Constructor arguments of the system (e.g. the reaction-diffusion grid).
+
     Examples
     --------
     >>> setup = SETUPS["pendulum"]
@@ -160,6 +229,22 @@ def _system(setup):
 
 def make_data(setup: GreyBoxSetup, n: int, seed: int) -> xr.Dataset:
     """``n`` trajectories of ``setup.n_times`` states, per-trajectory parameters as variables.
+
+    Parameters
+    ----------
+    setup : GreyBoxSetup
+        The system, its parameter ranges and the time grid (``n_times``, ``dt``,
+        ``substeps``).
+    n : int
+        Number of trajectories.
+    seed : int
+        Seed of the initial states and the parameters.
+
+    Returns
+    -------
+    xarray.Dataset
+        The states on ``(trajectory, time, ...)`` and each drawn parameter on
+        ``trajectory``.
 
     Examples
     --------

@@ -45,6 +45,19 @@ def _diff(f, dim, periodic):
 def spatial_gradient(f, periodic=(False, False)):
     """``(df/dy, df/dx)`` of ``f`` with shape ``(..., H, W)``, in grid units.
 
+    Parameters
+    ----------
+    f : torch.Tensor of shape (..., H, W)
+        The field; central differences ``(f[i+1] - f[i-1]) / 2`` along the last two dims.
+    periodic : (bool, bool), default=(False, False)
+        Whether the ``y`` (H) and ``x`` (W) dims wrap; a bounded dim repeats its edge value
+        (a one-sided half difference at the edge).
+
+    Returns
+    -------
+    (torch.Tensor, torch.Tensor)
+        ``df/dy`` and ``df/dx``, each shaped like ``f``.
+
     Examples
     --------
     >>> import torch
@@ -61,6 +74,20 @@ def advection_tendency(u, v, periodic=(False, False)):
 
     ``v`` is ``(B, 2K, H, W)``: the ``y`` components of the ``K`` channels,
     then their ``x`` components, in grid cells per time unit.
+
+    Parameters
+    ----------
+    u : torch.Tensor of shape (B, K, H, W)
+        The advected field.
+    v : torch.Tensor of shape (B, 2K, H, W)
+        Its velocity: the ``y`` components of the K channels, then their ``x`` components.
+    periodic : (bool, bool), default=(False, False)
+        Whether the ``y`` (H) and ``x`` (W) dims wrap; a bounded dim repeats its edge value
+        (a one-sided half difference at the edge).
+
+    Returns
+    -------
+    torch.Tensor of shape (B, K, H, W)
 
     Examples
     --------
@@ -160,6 +187,14 @@ def fit_velocity(u, u_t, periodic=(False, False), smoothness=1.0, damping=1e-3, 
 class GridPad(nn.Module):
     """Pad ``(..., H, W)`` by ``width`` cells: circularly along periodic dims, else by the edge.
 
+    Parameters
+    ----------
+    periodic : (bool, bool), default=(False, False)
+        Whether the ``y`` (H) and ``x`` (W) dims wrap (circular padding); a bounded dim
+        repeats its edge value.
+    width : int, default=1
+        Cells added on each side of both dims.
+
     Examples
     --------
     >>> import torch
@@ -184,6 +219,24 @@ def grid_conv(n_in, n_out, hidden, periodic, zero_last=True):
 
     ``zero_last`` starts the output at zero: the model begins as its closed-form part
     (no learned motion or source).
+
+    Parameters
+    ----------
+    n_in : int
+        Input channels.
+    n_out : int
+        Output channels.
+    hidden : int
+        Channels of the two hidden 3x3 convolutions.
+    periodic : (bool, bool)
+        Whether the ``y`` and ``x`` dims wrap, for the :class:`GridPad` before each 3x3
+        convolution (the output keeps the input's H x W).
+    zero_last : bool, default=True
+        Initialise the 1x1 output convolution's weight and bias to zero.
+
+    Returns
+    -------
+    torch.nn.Sequential
 
     Examples
     --------

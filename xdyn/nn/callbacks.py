@@ -152,6 +152,17 @@ def cosine_annealing(max_epochs, eta_min=1e-5):
     The last epochs then take small steps, so the weights a fit ends with are
     not one noisy draw of a constant-rate optimizer around its minimum.
 
+    Parameters
+    ----------
+    max_epochs : int
+        Epochs of the half cosine (``T_max``; at least 1), normally the net's ``max_epochs``.
+    eta_min : float, default=1e-5
+        Learning rate the schedule ends at.
+
+    Returns
+    -------
+    skorch.callbacks.LRScheduler
+
     Examples
     --------
     >>> cosine_annealing(4, eta_min=0.0).simulate(4, 1.0).round(4).tolist()
@@ -169,6 +180,17 @@ def keep_best(monitor, patience):
     Any improvement counts (``threshold=0``; skorch's default asks for 1e-4
     relative), so the weights kept are those of :func:`best_epoch`.
 
+    Parameters
+    ----------
+    monitor : str
+        History key to watch, lower is better (``"valid_loss"``).
+    patience : int
+        Epochs without improvement after which training stops.
+
+    Returns
+    -------
+    skorch.callbacks.EarlyStopping
+
     Examples
     --------
     >>> stop = keep_best("valid_loss", 3)
@@ -185,6 +207,18 @@ def best_epoch(history, monitor):
     ``history`` is a net's history or a list of per-epoch dicts. Without any
     finite value: the last epoch and NaN (0 and NaN without epochs), the
     weights :func:`keep_best` leaves in place.
+
+    Parameters
+    ----------
+    history : skorch.History or list of dict
+        One dict per epoch; an epoch without the ``monitor`` key counts as NaN.
+    monitor : str
+        The key scored, lower is better (``"valid_loss"``).
+
+    Returns
+    -------
+    epoch : int
+    value : float
 
     Examples
     --------

@@ -203,10 +203,16 @@ class GreyBoxFlowModule(nn.Module):
         Length of the observed episode the encoder reads.
     hidden, n_layers : int
         Width and depth of the correction MLP.
+    activation : str or type, default="tanh"
+        Activation of the correction MLP's hidden layers (see
+        :func:`xdyn.nn.modules.get_activation`).
     encoder : {"gru", "lstm", "mlp", "conv"}, default="gru"
         ``"conv"``: fields on a periodic square grid (``encoder_channels`` of
         them, default ``n_channels`` or 1), :class:`xdyn.nn.encoders.ConvEncoder`.
     encoder_hidden : int, default=64
+    encoder_channels : int, optional
+        Number of fields the ``"conv"`` encoder splits the state into (default
+        ``n_channels``, or 1); ignored by the other encoders.
     correction : bool, default=True
         False: the physics alone (parameters still inferred).
     stats : dict, optional

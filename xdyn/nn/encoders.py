@@ -198,6 +198,27 @@ def make_encoder(kind, n_features, window, hidden_size=64, n_layers=None,
     (``n_channels`` for ``"conv"``). The result has an ``out_features``
     attribute.
 
+    Parameters
+    ----------
+    kind : {"mlp", "gru", "lstm", "conv"}
+        The encoder (case-insensitive): :class:`MLPEncoder`, :class:`GRUEncoder`,
+        :class:`LSTMEncoder` or :class:`ConvEncoder`.
+    n_features : int
+        Features per time of the window.
+    window : int
+        Number of times in the window.
+    hidden_size : int, default=64
+        Width of the encoder and size of the code (``out_features``).
+    n_layers : int, optional
+        Layers of the encoder; None takes its default.
+    **kwargs
+        Further parameters of the encoder's class.
+
+    Returns
+    -------
+    torch.nn.Module
+        Maps ``(..., window, n_features)`` to ``(..., out_features)``.
+
     Examples
     --------
     >>> make_encoder("gru", n_features=3, window=4, hidden_size=8).out_features

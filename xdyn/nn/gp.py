@@ -124,6 +124,14 @@ class ExactGPNet(XdynNet, ExactGPRegressor):
     module : ExactMultiOutputGP class
     likelihood : gpytorch likelihood class, default=GaussianLikelihood
         Built with ``likelihood__batch_shape=(module__n_outputs,)`` unless given.
+    criterion : gpytorch marginal log-likelihood class, default=ExactMarginalLogLikelihood
+        The objective whose negative is the loss; built by skorch with the likelihood
+        and the module (``criterion__*`` are its further arguments).
+    batch_size : int, default=-1
+        The whole training set per step, as exact inference needs (the training
+        batches are not shuffled unless ``iterator_train__shuffle=True``).
+    lr : float, default=0.05
+        Learning rate of the optimizer (Adam by default, see :class:`XdynNet`).
     max_cholesky_size : int, default=4000
         Up to this many training points the marginal likelihood and the
         posterior use Cholesky factors (gpytorch's default switches to
@@ -197,6 +205,23 @@ class SparseGPNet(XdynNet, GPRegressor):
     :class:`XdynNet` on top of :class:`skorch.probabilistic.GPRegressor`; pass
     ``criterion__num_data`` (the training size) so the ELBO weighs a
     mini-batch's likelihood against the KL term correctly.
+
+    Parameters
+    ----------
+    module : SparseMultiOutputGP class
+        With its arguments as ``module__n_features=...``, ``module__n_outputs=...``,
+        ``module__inducing_points=...``.
+    likelihood : gpytorch likelihood class, default=MultitaskGaussianLikelihood
+        Pass ``likelihood__num_tasks`` (the number of outputs); ``likelihood__rank``
+        is 0 unless given (no correlation between the outputs' noises).
+    criterion : gpytorch variational objective class, default=VariationalELBO
+        The objective whose negative is the loss; built by skorch with the likelihood
+        and the module. ``criterion__num_data`` is the training size.
+    lr : float, default=0.01
+        Learning rate of the optimizer (Adam by default, see :class:`XdynNet`).
+    **kwargs
+        As :class:`XdynNet` (``max_epochs``, ``batch_size``, ``device``,
+        ``random_state`` ...) and :class:`skorch.NeuralNet`.
 
     Attributes
     ----------

@@ -319,6 +319,19 @@ _NETS = {"conv": ConvEnsembleUpdate, "ff": FeedForwardEnsembleUpdate}
 def make_update_net(architecture, n_state, **kwargs) -> nn.Module:
     """An update network by name: ``"conv"`` or ``"ff"``.
 
+    Parameters
+    ----------
+    architecture : {"conv", "ff"}
+        :class:`ConvEnsembleUpdate` or :class:`FeedForwardEnsembleUpdate` (case-sensitive).
+    n_state : int
+        Size of the state (the sites of the periodic grid for ``"conv"``).
+    **kwargs
+        Further parameters of that class (``hidden_size``, ``dropout`` ...).
+
+    Returns
+    -------
+    torch.nn.Module
+
     Examples
     --------
     >>> type(make_update_net("ff", 8, hidden_size=4)).__name__

@@ -31,6 +31,17 @@ _LOGVAR_INIT = -6.0
 def gaussian_kl(mu, logvar):
     """KL divergence of ``N(mu, exp(logvar))`` from ``N(0, 1)``, summed over the last dim.
 
+    Parameters
+    ----------
+    mu : torch.Tensor of shape (..., d)
+        Means of the diagonal Gaussian.
+    logvar : torch.Tensor of shape (..., d)
+        Natural logarithms of its variances.
+
+    Returns
+    -------
+    torch.Tensor of shape (...)
+
     Examples
     --------
     >>> import torch

@@ -243,6 +243,16 @@ def operator_from_spec(spec) -> ObservationOperator:
     :class:`Squared`'s ``base``) are rebuilt too. Custom operators are found by
     their class name once the class is defined (see :class:`ObservationOperator`).
 
+    Parameters
+    ----------
+    spec : str or dict
+        ``{"operator": class name, **parameters}`` as ``ObservationOperator.spec()``
+        returns it, or its JSON text.
+
+    Returns
+    -------
+    ObservationOperator
+
     Raises
     ------
     ValueError

@@ -281,6 +281,26 @@ def make_operator(spec) -> ObservationOperator:
     ``"x2"`` (squared variable); ``"every4"`` (every 4th site); ``"arctan"``
     (arctan of the whole state) or ``"arctan(<spec>)"``; or an operator.
 
+    Parameters
+    ----------
+    spec : str, list of str, ObservationOperator or None
+        ``None``, ``"identity"`` or ``"all"``: :class:`Identity`; ``"<var>^2"``,
+        ``"<var>**2"`` or a two-letter ``"<var>2"``: :class:`Squared` of that variable;
+        ``"every<k>"`` (k >= 1): :class:`EveryKth`; ``"arctan"`` / ``"arctan(<spec>)"``:
+        :class:`Arctan`; any other string or a list: :class:`SelectVariables`. An
+        operator is returned as is.
+
+    Returns
+    -------
+    ObservationOperator
+
+    Raises
+    ------
+    TypeError
+        A spec of another type.
+    ValueError
+        ``"every<k>"`` without a whole number k >= 1.
+
     Examples
     --------
     >>> make_operator("every4")

@@ -21,6 +21,18 @@ __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 def lagged_name(name, lag):
     """The name :func:`delay_embedding` gives variable ``name`` ``lag`` steps back.
 
+    Parameters
+    ----------
+    name : str
+        The variable's name.
+    lag : int
+        Number of steps back (formatted as given).
+
+    Returns
+    -------
+    str
+        ``"<name>_lag<lag>"``.
+
     Examples
     --------
     >>> lagged_name("u", 10)
@@ -31,6 +43,18 @@ def lagged_name(name, lag):
 
 def delayed_variables(data, dim="time"):
     """The variables of ``data`` that :func:`delay_embedding` delays: those with ``dim``.
+
+    Parameters
+    ----------
+    data : xarray.Dataset
+        The data to embed.
+    dim : str, default="time"
+        The dim along which the embedding delays.
+
+    Returns
+    -------
+    list of str
+        Their names, in the order of ``data.data_vars``.
 
     Examples
     --------

@@ -79,6 +79,24 @@ def rk4_step_numpy(rhs, t, x: np.ndarray, dt: float) -> np.ndarray:
 def rk4_step(rhs, t, x: torch.Tensor, dt: float) -> torch.Tensor:
     """Classical 4th-order Runge-Kutta step of ``dx/dt = rhs(t, x)``.
 
+    Parameters
+    ----------
+    rhs : callable
+        ``rhs(t, x) -> tensor`` shaped like ``x``. Unless ``x`` requires grad (with
+        grad enabled), the stages are summed in place into the second stage's output,
+        so ``rhs`` must return a new tensor, not one it keeps.
+    t : float
+        Time at the start of the step.
+    x : torch.Tensor
+        State at ``t``; any shape ``rhs`` accepts.
+    dt : float
+        Time step.
+
+    Returns
+    -------
+    torch.Tensor
+        The state at ``t + dt``.
+
     Examples
     --------
     >>> import torch
@@ -102,6 +120,23 @@ def rk4_forecast_components(tendency, states, dt: float, n_steps: int):
     For a handful of tiny states (the complex-step copies of a 3-variable
     model), plain Python arithmetic beats any array library's per-call cost.
     ``tendency(*components)`` returns the tuple of time derivatives.
+
+    Parameters
+    ----------
+    tendency : callable
+        ``tendency(*components) -> tuple`` of the components' time derivatives
+        (autonomous: no time argument).
+    states : sequence of tuple
+        The states, each a tuple of scalar components; each is stepped independently.
+    dt : float
+        Time step.
+    n_steps : int
+        Number of RK4 steps (0 returns ``states`` as given).
+
+    Returns
+    -------
+    list of tuple
+        The states after ``n_steps`` steps.
 
     Examples
     --------

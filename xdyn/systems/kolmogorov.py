@@ -373,6 +373,18 @@ def spectral_truncate(field, n_out: int):
     Modes with ``|k| <= (n_out - 1) // 2`` per direction are kept (the coarse
     Nyquist mode is zeroed); nothing above is folded back (no aliasing).
 
+    Parameters
+    ----------
+    field : numpy.ndarray or torch.Tensor of shape (..., N, N)
+        Real values on a square periodic grid (batched over leading dims).
+    n_out : int
+        Points per side of the output, ``1 <= n_out <= N``.
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor of shape (..., n_out, n_out)
+        Of the type of ``field``.
+
     Examples
     --------
     >>> x = 2 * np.pi * np.arange(16) / 16

@@ -34,6 +34,17 @@ def make_system(name: str, **params) -> DynamicalSystem:
     :class:`~xdyn.systems.DynamicalSystem` with a class-level ``name`` is found
     as soon as it is defined.
 
+    Parameters
+    ----------
+    name : str
+        Short name, alias or class name of the system (case-insensitive).
+    **params
+        Parameters of the system's constructor (``n=40``, ``F=8.0`` ...).
+
+    Returns
+    -------
+    DynamicalSystem
+
     Raises
     ------
     ValueError
@@ -58,6 +69,17 @@ def make_system(name: str, **params) -> DynamicalSystem:
 def get_system(name: str, **params) -> DynamicalSystem:
     """Same as :func:`make_system` (the older name).
 
+    Parameters
+    ----------
+    name : str
+        Short name, alias or class name of the system (case-insensitive).
+    **params
+        Parameters of the system's constructor.
+
+    Returns
+    -------
+    DynamicalSystem
+
     Examples
     --------
     >>> get_system("Lorenz96", n=10).n
@@ -68,6 +90,21 @@ def get_system(name: str, **params) -> DynamicalSystem:
 
 def system_from_attrs(attrs: dict) -> DynamicalSystem:
     """Rebuild the system recorded in a Dataset's attrs by :meth:`DynamicalSystem.describe`.
+
+    Parameters
+    ----------
+    attrs : dict
+        The attrs: ``"system"`` (the name, required) and ``"system_params"`` (the
+        constructor's parameters as JSON; none when absent).
+
+    Returns
+    -------
+    DynamicalSystem
+
+    Raises
+    ------
+    ValueError
+        The attrs have no ``"system"`` (or name an unknown one).
 
     Examples
     --------

@@ -92,6 +92,21 @@ def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
 def complex_step_applies(system, x: torch.Tensor) -> bool:
     """Whether the ``n`` complex-step copies of ``x`` take the system's numpy fast path.
 
+    The path needs a system that supports numpy and keeps the base ``step``, a CPU
+    tensor, and ``n`` times the size of ``x`` within ``numpy_fast_path_max_size``.
+
+    Parameters
+    ----------
+    system : DynamicalSystem
+        The system to differentiate.
+    x : tensor (..., n)
+        The state(s) at which the Jacobian would be taken.
+
+    Returns
+    -------
+    bool
+        When False, ``forecast_with_jacobian(method="complex-step")`` does not apply.
+
     Examples
     --------
     >>> import torch

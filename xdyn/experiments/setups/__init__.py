@@ -30,6 +30,20 @@ SETUPS = {s.name: s for s in (SAKOV2008, SAKOV2008_EVERY4, SAKOV2012)}
 def get_setup(name: str) -> TwinSetup:
     """The published setup called ``name`` (a key of :data:`SETUPS`).
 
+    Parameters
+    ----------
+    name : str
+        ``"sakov2008"``, ``"sakov2008-every4"`` or ``"sakov2012"``.
+
+    Returns
+    -------
+    TwinSetup
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a known setup (the closest names are suggested).
+
     Examples
     --------
     >>> get_setup("sakov2012").obs_every
