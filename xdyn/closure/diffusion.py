@@ -5,7 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from xdyn.closure._torch import NeuralClosure
 from xdyn.nn.generative import ConditionalDenoiser, DDPMNet
@@ -29,6 +29,10 @@ class DiffusionClosure(NeuralClosure):
     ----------
     n_input_modes, n_output_modes : int, default=16
     n_diffusion_steps : int, default=100
+    reverse_variance : {"beta", "posterior"}, default="beta"
+        Variance of the reverse steps' noise (see
+        :class:`~xdyn.nn.generative.ConditionalDenoiser`): ``"posterior"``
+        (``beta_tilde``) under-disperses narrow conditionals at few steps.
     hidden : int, default=256
     n_layers : int, default=3
     max_epochs : int, default=400
@@ -70,13 +74,15 @@ class DiffusionClosure(NeuralClosure):
     _parameter_constraints = {
         **NeuralClosure._parameter_constraints,
         "n_diffusion_steps": [Interval(Integral, 1, None, closed="left")],
+        "reverse_variance": [StrOptions({"beta", "posterior"})],
     }
     _net_class = DDPMNet
     _module_class = ConditionalDenoiser
 
     def __init__(self, n_input_modes=16, n_output_modes=16, *, n_diffusion_steps=100,
-                 hidden=256, n_layers=3, max_epochs=400, lr=2e-3, batch_size=256,
-                 residual="resample", n_residual_bank=256, spread_scale=1.0, sample_dim="time",
+                 reverse_variance="beta", hidden=256, n_layers=3, max_epochs=400, lr=2e-3,
+                 batch_size=256, residual="resample", n_residual_bank=256, spread_scale=1.0,
+                 sample_dim="time",
                  trajectory_dim="trajectory", random_state=None, mean_model=None,
                  prefit_mean_model=False, device="auto", dtype="float32", progress=False):
         super().__init__(n_input_modes, n_output_modes, residual=residual,
@@ -85,6 +91,7 @@ class DiffusionClosure(NeuralClosure):
                          random_state=random_state, mean_model=mean_model,
                          prefit_mean_model=prefit_mean_model)
         self.n_diffusion_steps = n_diffusion_steps
+        self.reverse_variance = reverse_variance
         self.hidden = hidden
         self.n_layers = n_layers
         self.max_epochs = max_epochs
@@ -103,4 +110,5 @@ class DiffusionClosure(NeuralClosure):
 
     def _net_params(self):
         return {"module__n_diffusion_steps": int(self.n_diffusion_steps),
-                "module__clip": self.target_bound_}
+                "module__clip": self.target_bound_,
+                "module__reverse_variance": self.reverse_variance}

@@ -120,6 +120,16 @@ class ConditionalDenoiser(nn.Module):
         prediction's error by ``sqrt(alpha_bar) ~ 1e-3``: on a condition unlike
         the training ones an unbounded sampler returns draws orders of magnitude
         off. None: no bound (the plain noise-prediction update).
+    reverse_variance : {"beta", "posterior"}, default="beta"
+        Variance of each reverse step's noise: ``beta_t`` or the forward
+        posterior's ``beta_tilde_t = beta_t (1 - alpha_bar_{t-1}) / (1 -
+        alpha_bar_t)`` (Ho et al. 2020, sec. 3.2, who found the two alike on
+        images at 1000 steps). At the closures' few steps ``"posterior"``
+        under-disperses narrow conditionals: sampled with the exact noise
+        predictor of ``y | cond ~ N(m, sigma^2)`` on this cosine schedule, the
+        draws' std is 0.87 / 0.73 / 0.64 of ``sigma = 0.1`` at 100 / 30 / 20
+        steps, against 1.03 / 1.06 / 1.02 with ``"beta"``, which stays within 8%
+        for ``sigma`` from 0.1 to 1 at 20 to 100 steps (``"posterior"``: 0.64-0.98).
 
     Examples
     --------
@@ -133,8 +143,13 @@ class ConditionalDenoiser(nn.Module):
     """
 
     def __init__(self, cond_features, target_features, n_diffusion_steps=100, hidden=128,
-                 n_layers=3, time_features=32, activation="gelu", clip=None):
+                 n_layers=3, time_features=32, activation="gelu", clip=None,
+                 reverse_variance="beta"):
         super().__init__()
+        if reverse_variance not in ("beta", "posterior"):
+            raise ValueError("reverse_variance must be 'beta' or 'posterior', got "
+                             f"{reverse_variance!r}")
+        self.reverse_variance = reverse_variance
         self.n_diffusion_steps = int(n_diffusion_steps)
         self.clip = None if clip is None else float(clip)
         self.time_features = int(time_features)
@@ -182,8 +197,9 @@ class ConditionalDenoiser(nn.Module):
                 y0 = ((y - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-self.clip, self.clip)
                 y = (ab_prev.sqrt() * beta * y0 + alpha.sqrt() * (1 - ab_prev) * y) / (1 - ab)
             if k > 0:
-                # posterior variance beta_tilde (Ho et al. 2020, eq. 7)
-                var = beta * (1 - ab_prev) / (1 - ab)
+                var = beta
+                if self.reverse_variance == "posterior":  # beta_tilde (Ho et al. 2020, eq. 7)
+                    var = beta * (1 - ab_prev) / (1 - ab)
                 y = y + var.sqrt() * torch.randn(shape, generator=generator, dtype=y.dtype,
                                                  device=y.device)
         return y.reshape(n_samples, n, -1)
@@ -232,6 +248,30 @@ class CVAENet(XdynNet):
 
 class DDPMNet(XdynNet):
     """XdynNet whose loss is the noise-prediction MSE of a :class:`ConditionalDenoiser`.
+
+    ``X`` is a dict ``{"cond": (n, cond_features), "target": (n, target_features)}``
+    passed to the denoiser's ``forward``; ``y`` is unused.
+
+    Parameters
+    ----------
+    module : ConditionalDenoiser class
+        With its arguments as ``module__name=value``.
+    *args
+        Not accepted: every parameter after ``module`` is keyword-only.
+    criterion : torch.nn.Module class, default=torch.nn.MSELoss
+        Unused: the loss is the mean squared error of the predicted noise, computed in
+        ``get_loss``.
+
+    Other Parameters
+    ----------------
+    optimizer, lr, max_epochs, batch_size
+        As :class:`~xdyn.nn.XdynNet`: the optimizer class (Adam), its learning rate
+        (1e-3), the epochs of one ``fit`` (10) and the mini-batch size (128).
+    device, dtype, random_state, progress, train_split
+        As :class:`~xdyn.nn.XdynNet` (defaults ``"auto"``, ``"float32"``, None, False
+        and None: no validation split).
+    **kwargs
+        As :class:`~xdyn.nn.XdynNet` and :class:`skorch.NeuralNet`.
 
     Attributes
     ----------
