@@ -167,6 +167,12 @@ def test_clone_pickle_and_same_seed(setup):
                                f.set_params(random_state=1).predict(obs))
     c = clone(f)
     assert "ldnet_" not in vars(c) and c.get_params()["n_members"] == 20
+    # None and a RandomState instance draw new members at every call (an instance
+    # once failed inside numpy with a casting error)
+    for rs in (None, np.random.RandomState(0)):
+        f.set_params(random_state=rs)
+        assert not np.allclose(f.predict(obs).u.values, f.predict(obs).u.values)
+    f.set_params(random_state=0)
 
 
 def test_bad_input(setup):

@@ -98,6 +98,25 @@ def test_clone_pickle_and_seed(tiny):
     assert np.isfinite(fc.theta.isel(time=slice(4, None))).all()
 
 
+def test_members_follow_random_state_at_predict(tiny):
+    # an int repeats the members; None and an instance draw new ones at every call
+    # (None once reused seed 0 at every call: the "ensemble" of two calls was one draw)
+    ds, model = tiny
+    ctx = ds.isel(time=slice(0, 6))
+
+    def theta(random_state):
+        return model.set_params(random_state=random_state).predict(ctx, [0.3]).theta.values
+
+    try:
+        np.testing.assert_array_equal(theta(3), theta(3))
+        assert not np.allclose(theta(3), theta(4))
+        assert not np.allclose(theta(None), theta(None))
+        rng = np.random.RandomState(0)
+        assert not np.allclose(theta(rng), theta(rng))
+    finally:
+        model.set_params(random_state=0)
+
+
 def test_data_at_another_spacing_is_refused(tiny):
     # episodes are consecutive samples: at 0.2 apart the parameters inferred were 35% too high
     # (the dynamics read at half speed), with no error

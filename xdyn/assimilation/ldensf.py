@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
                                       ensf_analysis)
 from xdyn.assimilation.observation_encoder import ObservationEncoder
+from xdyn.utils import torch_generator
 
 __all__ = ["LDEnSF"]
 
@@ -151,7 +152,10 @@ class LDEnSF(BaseEstimator):
         Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
         the noise copies the encoder needs) instead of fitting a clone.
     sample_dim : str, default="trajectory"
-    random_state : int or None
+    random_state : int, RandomState instance or None, default=None
+        Seeds each ``predict``'s initial members and score-filter noise (the
+        networks' training follows their own ``random_state``): an int repeats
+        them, None or an instance draws new ones at every call.
 
     Attributes
     ----------
@@ -352,9 +356,7 @@ class LDEnSF(BaseEstimator):
         floor = 1.5 / np.sqrt(int(self.n_pseudo_steps)) if stiff else 0.0
         noise = torch.as_tensor(np.maximum(self.latent_noise_std_, floor), dtype=dt_, device=dev)
         n_traj, n_lat, M = z_obs.shape[0], int(self.ldnet_.n_latent), int(self.n_members)
-        gen = torch.Generator(device="cpu").manual_seed(
-            int(np.random.RandomState(self.random_state).randint(2**31 - 1))
-            if not isinstance(self.random_state, (int, np.integer)) else int(self.random_state))
+        gen = torch_generator(self.random_state)
         # initial members: the shared zero start, parameters from their uniform prior
         s = float(self.initial_spread) * std[:n_lat] * torch.randn(
             n_traj, M, n_lat, generator=gen, dtype=dt_).to(dev)

@@ -16,6 +16,7 @@ from xdyn.forecast.physics import as_physics
 from xdyn.nn import XdynNet
 from xdyn.nn.dynamics import GreyBoxFlowModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS
+from xdyn.utils import torch_generator
 
 __all__ = ["VGBDM"]
 
@@ -152,8 +153,12 @@ class VGBDM(TrajectoryForecaster):
         Training of the :class:`~xdyn.nn.XdynNet` (a batch is ``batch_size``
         trajectories).
     sample_dim, trajectory_dim : str
-    device, dtype, random_state, progress
+    device, dtype, progress
         As everywhere in xdyn.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the training and the members ``predict`` draws from the inferred
+        posterior: an int repeats them, None or an instance draws new ones at
+        every call.
 
     Attributes
     ----------
@@ -410,8 +415,9 @@ class VGBDM(TrajectoryForecaster):
         else:
             grid = dt * np.arange(int(steps.max()) + 1)
             pick = steps
-        gen = torch.Generator(device=ep.device).manual_seed(
-            int(np.random.SeedSequence(self.net_.seed_ or 0).generate_state(1)[0]))
+        # an int random_state repeats the members; None or an instance draws new ones
+        gen = torch_generator(self.random_state, ep.device, seed_from_int=lambda s: int(
+            np.random.SeedSequence(s).generate_state(1)[0]))
         mu, logvar = self._posterior(ep[:, -int(self.len_episode):])
         with torch.no_grad():
             eps = torch.randn((m,) + tuple(mu.shape), generator=gen, device=mu.device,

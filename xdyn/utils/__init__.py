@@ -7,6 +7,6 @@ Examples
 torch.float64
 """
 
-from xdyn.utils._torch import resolve_device, resolve_dtype
+from xdyn.utils._torch import resolve_device, resolve_dtype, torch_generator
 
-__all__ = ["resolve_device", "resolve_dtype"]
+__all__ = ["resolve_device", "resolve_dtype", "torch_generator"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "resolve_dtype"]
+__all__ = ["resolve_device", "resolve_dtype", "torch_generator"]
 
 
 def resolve_device(device="auto") -> torch.device:
@@ -123,3 +123,42 @@ def resolve_dtype(dtype) -> torch.dtype:
     if isinstance(dtype, type) or isinstance(dtype, np.dtype):
         return torch.from_numpy(np.zeros(1, dtype=dtype)).dtype
     raise TypeError(f"dtype must be a torch dtype or its name, got {dtype!r}")
+
+
+def torch_generator(random_state, device="cpu", seed_from_int=int) -> torch.Generator:
+    """A :class:`torch.Generator` for one call, seeded the way scikit-learn reads ``random_state``.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.RandomState, numpy.random.Generator or None
+        An int gives the same draws at every call. None draws a seed from
+        numpy's global random state, an instance draws it from that instance: each
+        call then gives new draws, as scikit-learn's estimators do.
+    device : str or torch.device, default="cpu"
+        Where the generator lives (a CUDA generator for draws made on the GPU).
+    seed_from_int : callable, default=int
+        Maps an int ``random_state`` to the torch seed (an estimator that derives
+        its prediction stream from its training seed passes that map).
+
+    Returns
+    -------
+    torch.Generator
+
+    Examples
+    --------
+    >>> from xdyn.utils import torch_generator
+    >>> a = torch_generator(0).initial_seed()
+    >>> a == torch_generator(0).initial_seed()
+    True
+    """
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        seed = int(seed_from_int(int(random_state)))
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(2**31 - 1))
+    elif random_state is None or isinstance(random_state, np.random.RandomState):
+        rng = np.random.mtrand._rand if random_state is None else random_state
+        seed = int(rng.randint(2**31 - 1))
+    else:
+        raise TypeError("random_state must be an int, a numpy RandomState or Generator, or "
+                        f"None; got {random_state!r}")
+    return torch.Generator(device=device).manual_seed(seed)
