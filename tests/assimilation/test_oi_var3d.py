@@ -69,6 +69,18 @@ def test_free_run_climatology_matches_a_long_truth(l63_twin):
     np.testing.assert_allclose(est.B_, cov)
 
 
+def test_default_free_run_length_is_in_the_systems_time_scale():
+    # 100 of the system's burn-ins, not 1000 of its time units: shallow water's (in
+    # seconds) once got 33 samples of a 3 N^2 state
+    system = Lorenz63()
+    system.climatology_burn_in = 0.5
+    _, cov = estimate_climatology(system, random_state=0)
+    _, cov50 = estimate_climatology(system, length=50.0, random_state=0)
+    np.testing.assert_array_equal(cov, cov50)
+    _, cov_short = estimate_climatology(system, length=5.0, random_state=0)
+    assert not np.allclose(cov, cov_short)
+
+
 # ------------------------------------------------------------------ DAPPER references
 def test_oi_lorenz63_sakov2012(l63_twin):
     system, truth, obs = l63_twin

@@ -26,10 +26,30 @@ __all__ = ["estimate_climatology", "resolve_background_covariance", "fit_backgro
            "symmetric_sqrt"]
 
 
-def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_state=None):
+def estimate_climatology(system, truth=None, length=None, dt=None, random_state=None):
     """Climatological mean and covariance (:func:`xdyn.systems.climatology.estimate_climatology`).
 
     This wrapper also accepts a :class:`~xdyn.model_selection.SampleView` as ``truth``.
+
+    Parameters
+    ----------
+    system : DynamicalSystem
+    truth : xarray.Dataset, SampleView, numpy array of shape (n_samples, n_state), or None
+        A state trajectory of ``system`` whose samples are pooled; None runs the system
+        freely instead.
+    length : float or None, default=None
+        Without ``truth``: total model time of the free run; every model step is one sample.
+        None: 100 times the system's ``climatology_burn_in`` (1000 time units for the
+        nondimensional systems).
+    dt : float, optional
+        Model step of the free run (the system's ``default_dt`` if omitted).
+    random_state : int, RandomState or None
+        Seed of the free run's initial states.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_state,)
+    cov : ndarray of shape (n_state, n_state)
 
     Examples
     --------
@@ -43,6 +63,22 @@ def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_stat
 
 def resolve_background_covariance(B, B_scale, n_state, climatology=None) -> np.ndarray:
     """``B_scale`` times the explicit ``B`` (validated) or the climatological covariance.
+
+    Parameters
+    ----------
+    B : array-like of shape (n_state, n_state) or None
+        Explicit background-error covariance; it must be finite, symmetric and positive
+        semi-definite. None uses ``climatology``.
+    B_scale : float
+        Positive finite factor multiplying the covariance.
+    n_state : int
+        Size of the flat state, the shape ``B`` must have.
+    climatology : array-like of shape (n_state, n_state), optional
+        Climatological covariance used where ``B`` is None (required then).
+
+    Returns
+    -------
+    ndarray of shape (n_state, n_state)
 
     Examples
     --------

@@ -176,8 +176,10 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         0.969 cosine; noise 0.5, LSTM, cycled RMSE 0.231, 0.041, 0.043
         constant and 0.045, 0.042, 0.043 cosine.
     batch_size : int, default=512
-    climatology_length : float, default=1000.0
+    climatology_length : float or None, default=None
         Free-run length for the climatology when :meth:`fit` gets no truth.
+        None: 100 times the system's ``climatology_burn_in`` (1000 time units for
+        the nondimensional systems, 100 days for shallow water).
     device : str, default="auto"
     dtype : str, default="float32"
         Of the network (the cycle runs in the system's dtype).
@@ -239,14 +241,14 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         "single_analysis_weight": [FiniteInterval(Real, 0, None, closed="left")],
         "cycle_loss": [StrOptions({"absolute", "relative"})],
         "lr_schedule": [StrOptions({"cosine", "constant"})],
-        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  encoder="gru", window=8, n_iterations=2, loss="supervised", B_scale=0.01,
                  n_rounds=1, background_lead=10, training_background="forecast", seq_len=1,
                  single_analysis_weight=0.0, cycle_loss="absolute", max_epochs=15, lr=2e-3,
-                 lr_schedule="cosine", batch_size=512, climatology_length=1000.0,
+                 lr_schedule="cosine", batch_size=512, climatology_length=None,
                  device="auto", dtype="float32", initial_state=None, initial_spread=1.0,
                  burn_in=0.0, return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False, **kwargs):

@@ -44,9 +44,11 @@ class OptimalInterpolation(StaticCovarianceCycle):
         :class:`~xdyn.assimilation.Var3D`); ignored when it is linear. One loop
         linearises at the background, as DAPPER does; that fails when ``h`` is
         flat there (``x**2`` at a climatological mean ``x = 0``).
-    climatology_length : float, default=1000.0
+    climatology_length : float or None, default=None
         Model time of the free run that estimates the climatology when
         :meth:`fit` gets no ``truth``.
+        None: 100 times the system's ``climatology_burn_in`` (1000 time units for
+        the nondimensional systems, 100 days for shallow water).
     return_background : bool, default=False
         Also return the background (``<var>_background``).
     random_state : int, RandomState or None
@@ -98,11 +100,11 @@ class OptimalInterpolation(StaticCovarianceCycle):
         **StaticCovarianceCycle._parameter_constraints,
         "background": [StrOptions(set(_BACKGROUNDS))],
         "n_outer": [Interval(Integral, 1, None, closed="left")],
-        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
-                 background="climatology", n_outer=1, climatology_length=1000.0,
+                 background="climatology", n_outer=1, climatology_length=None,
                  initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):

@@ -48,9 +48,11 @@ class Var3D(StaticCovarianceCycle):
     n_outer : int, default=1
         Gauss-Newton outer loops for a nonlinear operator (ignored when linear:
         the closed form is exact).
-    climatology_length : float, default=1000.0
+    climatology_length : float or None, default=None
         Model time of the free run that estimates ``B`` when :meth:`fit` gets no
         ``truth`` (see :func:`xdyn.assimilation.climatology.estimate_climatology`).
+        None: 100 times the system's ``climatology_burn_in`` (1000 time units for
+        the nondimensional systems, 100 days for shallow water).
     return_background : bool, default=False
         Also return the forecast (``<var>_background``).
     random_state : int, RandomState or None
@@ -101,11 +103,11 @@ class Var3D(StaticCovarianceCycle):
         "B": [NumericArray((2,)), None],
         "B_scale": [FiniteInterval(Real, 0, None, closed="neither")],
         "n_outer": [Interval(Integral, 1, None, closed="left")],
-        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
-                 B=None, B_scale=1.0, n_outer=1, climatology_length=1000.0,
+                 B=None, B_scale=1.0, n_outer=1, climatology_length=None,
                  initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):

@@ -81,9 +81,11 @@ class Var4D(BaseAssimilator):
         of a long window over a chaotic model has many local minima; starting
         L-BFGS at the background on the full window lands in a wrong one (a
         wrong Lorenz-63 wing) in a sizeable fraction of windows.
-    climatology_length : float, default=1000.0
+    climatology_length : float or None, default=None
         Model time of the free run that estimates ``B`` when :meth:`fit` gets
         no ``truth``.
+        None: 100 times the system's ``climatology_burn_in`` (1000 time units for
+        the nondimensional systems, 100 days for shallow water).
     return_background : bool, default=False
         Also return the free forecast of the background through each window
         (``<var>_background``).
@@ -142,12 +144,12 @@ class Var4D(BaseAssimilator):
         "B": [NumericArray((2,)), None],
         "B_scale": [FiniteInterval(Real, 0, None, closed="neither")],
         "quasi_static": ["boolean"],
-        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither")],
+        "climatology_length": [FiniteInterval(Real, 0, None, closed="neither"), None],
     }
 
     def __init__(self, system=None, *, operator=None, noise_std=None, R=None, dt=None,
                  window=3, n_iter=50, B=None, B_scale=1.0, quasi_static=True,
-                 climatology_length=1000.0,
+                 climatology_length=None,
                  initial_state=None, initial_spread=1.0, burn_in=0.0,
                  return_background=False, raise_on_divergence=True,
                  random_state=None, progress=False):

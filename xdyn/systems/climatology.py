@@ -27,6 +27,9 @@ _FREE_RUN_TRAJECTORIES = 10   # independent free runs integrated in one batched 
 # Model time discarded to reach the attractor, for a system without its own
 # ``climatology_burn_in`` (every DynamicalSystem has one: 10 unless its time has units)
 _FREE_RUN_BURN_IN = 10.0
+# Default free-run length, in burn-ins: the time scale a system declares for losing
+# its initial state (1000 time units for the nondimensional systems)
+_FREE_RUN_BURN_INS = 100
 _CHUNK = 500                  # steps accumulated per chunk (bounded memory)
 _POOL_SIZE = 512              # independent attractor states cached per system configuration
 # Model time from the initial draws to the pool, for a system without its own
@@ -45,7 +48,7 @@ _POOLS: dict = {}
 _POOL_DRIFTS: dict = {}  # pool variance over its variance a quarter of the spin-up earlier
 
 
-def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_state=None):
+def estimate_climatology(system, truth=None, length=None, dt=None, random_state=None):
     """Climatological mean and covariance of a system's state.
 
     Parameters
@@ -54,11 +57,14 @@ def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_stat
     truth : xarray.Dataset, numpy array of shape (n_samples, n_state), or None
         A state trajectory of ``system``. Every sample along every non-state dim
         (``time``, ``trajectory`` ...) is pooled, as DAPPER's ``np.cov(xx.T)``.
-    length : float, default=1000
+    length : float or None, default=None
         Without ``truth``: total model time of the free run (split over
         ``10`` batched trajectories, each started on the attractor after a
         burn-in of the system's ``climatology_burn_in``, 10 model time units
         for the nondimensional systems); every model step is one sample.
+        None: 100 burn-ins, 1000 time units for the nondimensional systems and
+        100 days for shallow water (a fixed 1000 would be 33 samples of shallow
+        water's 30 s steps, in seconds).
     dt : float, optional
         Model step of the free run (the system's ``default_dt`` if omitted).
     random_state : int, RandomState or None
@@ -96,7 +102,7 @@ def estimate_climatology(system, truth=None, length=1000.0, dt=None, random_stat
         if not np.all(np.isfinite(x)):
             raise ValueError("truth contains non-finite values")
         return x.mean(0), np.atleast_2d(np.cov(x.T))
-    length = float(length)
+    length = _FREE_RUN_BURN_INS * _burn_in(system) if length is None else float(length)
     if not length > 0:
         raise ValueError(f"climatology_length must be > 0, got {length}")
     dt = float(system.default_dt if dt is None else dt)
@@ -170,6 +176,17 @@ def climatological_pool(system, dt=None, min_size=None) -> np.ndarray:
     runs are costly), or ``min_size``; shape ``(n_pool, n_state)``. Do not
     modify it in place.
 
+    Parameters
+    ----------
+    system : DynamicalSystem
+        The system; the pool is cached per configuration (``system.describe()``), ``dt``,
+        dtype and spin-up.
+    dt : float, optional
+        Model step of the free runs (the system's ``default_dt`` if omitted).
+    min_size : int, optional
+        Least number of states: a cached pool that is smaller is rebuilt with this many.
+        None keeps the default size.
+
     Raises
     ------
     ValueError
@@ -198,6 +215,13 @@ def pool_variance_drift(system, dt=None) -> float:
     linear system's states keep shrinking, as ``exp(-2 * damping * 10)``). NaN
     where the spin-up is fewer than 20 steps of ``dt`` (a quarter of it too few
     steps to judge) or the earlier variance is 0.
+
+    Parameters
+    ----------
+    system : DynamicalSystem
+        The system whose pool is judged (built and cached first if need be).
+    dt : float, optional
+        Model step of the free runs (the system's ``default_dt`` if omitted).
 
     Examples
     --------
