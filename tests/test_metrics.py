@@ -428,7 +428,7 @@ def test_interval_coverage_calibrated_ensemble():
         metrics.interval_coverage(ens.isel(member=0), truth)
 
 
-def test_interval_coverage_skips_missing_members_and_matches_the_per_point_quantiles():
+def test_interval_coverage_matches_the_per_point_quantiles_and_a_failed_member_is_nan():
     rng = np.random.RandomState(2)
     ens = xr.DataArray(rng.normal(size=(300, 7)), dims=("n", "member"))
     truth = xr.DataArray(rng.normal(size=300), dims="n")
@@ -436,12 +436,18 @@ def test_interval_coverage_skips_missing_members_and_matches_the_per_point_quant
     expected = np.mean((truth.values >= lo) & (truth.values <= hi))
     assert float(metrics.interval_coverage(ens, truth, level=0.9)) == expected
     assert float(metrics.interval_coverage(ens.chunk(n=100), truth, level=0.9)) == expected
-    # a missing member at a point: that point's interval comes from the others
+    # a missing member at a point with a truth: NaN, as the other ensemble scores (its
+    # interval once came from the other members, scored as the ensemble's)
     gappy = ens.copy(data=ens.values.copy())
     gappy[0, 3] = np.nan
-    lo[0], hi[0] = np.quantile(np.delete(ens.values[0], 3), [0.05, 0.95])
-    expected = np.mean((truth.values >= lo) & (truth.values <= hi))
-    assert float(metrics.interval_coverage(gappy, truth, level=0.9)) == expected
+    assert np.isnan(float(metrics.interval_coverage(gappy, truth, level=0.9)))
+    assert np.isnan(float(metrics.interval_coverage(gappy.chunk(n=100), truth, level=0.9)))
+    # ... scored where the failed point is not averaged over, and left out without a truth
+    per_point = metrics.interval_coverage(gappy, truth, level=0.9, dim=[])
+    assert np.isnan(float(per_point[0])) and np.isfinite(per_point[1:]).all()
+    inside = (truth.values >= lo) & (truth.values <= hi)
+    assert float(metrics.interval_coverage(gappy, truth.where(truth.n > 0), level=0.9)
+                 ) == np.mean(inside[1:])
 
 
 def test_an_assimilator_that_failed_part_way_scores_nan():

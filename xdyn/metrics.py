@@ -224,6 +224,23 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
 def mae(forecast, truth, dim=None, skipna=True):
     """Mean absolute error ``mean_dim |forecast - truth|``; arguments as :func:`rmse`.
 
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned inputs; they broadcast against each other by dimension name. Datasets
+        are scored on the variables both have.
+    dim : str or sequence of str, optional
+        Dimensions to average over; default all dimensions. A ``member`` dim is
+        averaged like any other (no ensemble mean is taken first, unlike :func:`rmse`).
+    skipna : bool, default True
+        Leave out the points where ``truth`` is NaN (missing observations); a NaN
+        forecast where the truth is known gives NaN. False: any NaN gives NaN.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The mean absolute error, in the units of ``forecast``.
+
     Examples
     --------
     >>> import xarray as xr
@@ -238,6 +255,23 @@ def mae(forecast, truth, dim=None, skipna=True):
 @_per_variable("forecast", "truth")
 def bias(forecast, truth, dim=None, skipna=True):
     """Mean error ``mean_dim (forecast - truth)``; arguments as :func:`rmse`.
+
+    Parameters
+    ----------
+    forecast, truth : DataArray or Dataset
+        Aligned inputs; they broadcast against each other by dimension name. Datasets
+        are scored on the variables both have.
+    dim : str or sequence of str, optional
+        Dimensions to average over; default all dimensions. A ``member`` dim is
+        averaged like any other (no ensemble mean is taken first, unlike :func:`rmse`).
+    skipna : bool, default True
+        Leave out the points where ``truth`` is NaN (missing observations); a NaN
+        forecast where the truth is known gives NaN. False: any NaN gives NaN.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The mean error (forecast minus truth), in the units of ``forecast``.
 
     Examples
     --------
@@ -684,6 +718,21 @@ def state_rmse(analysis, truth, keep_dims=()):
     entry weighs the same (DAPPER's RMSE of the flat state vector): the 36 slow
     variables of a two-scale Lorenz-96 weigh 36 of 396, not half.
 
+    Parameters
+    ----------
+    analysis : xarray.Dataset
+        State variables over ``time`` (and optionally ``member`` and ``keep_dims``).
+    truth : xarray.Dataset
+        The true states; selected at the analysis times, so it may hold more times.
+    keep_dims : sequence of str, default=()
+        Dims kept in the result besides ``time``; a kept dim only one side has is
+        broadcast to the other.
+
+    Returns
+    -------
+    xarray.DataArray
+        RMSE over the flat state, with dims ``time`` and the ``keep_dims`` present.
+
     Examples
     --------
     >>> import xarray as xr
@@ -721,6 +770,18 @@ def mean_after_burn_in(per_time, burn_in=0.0):
     A NaN time makes the mean NaN: an assimilator that failed part-way (its
     analysis is NaN from the failure on) must not score the times before it.
 
+    Parameters
+    ----------
+    per_time : DataArray or Dataset
+        A score with a numeric ``time`` coordinate (e.g. from :func:`state_rmse`).
+    burn_in : float, default=0.0
+        Model time after the first time before which the values are left out.
+
+    Returns
+    -------
+    DataArray or Dataset
+        The mean over ``time``; the other dims are kept.
+
     Examples
     --------
     >>> import xarray as xr
@@ -740,6 +801,21 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
     The RMSE is taken over every state variable and spatial point at each
     time (and member mean when a ``member`` dim is present), then averaged over
     time after ``burn_in`` (the DAPPER convention).
+
+    Parameters
+    ----------
+    analysis : xarray.Dataset
+        The analysis, over ``time`` (and optionally ``member``); its extra variables
+        (``spread``, ``<var>_std``) are left out.
+    truth : xarray.Dataset
+        The true states, selected at the analysis times.
+    burn_in : float, default=0.0
+        Model time after the first analysis time left out of the mean.
+
+    Returns
+    -------
+    float
+        NaN when the analysis is NaN at a scored time.
 
     Examples
     --------
@@ -891,7 +967,8 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
     Returns
     -------
     DataArray or Dataset, a fraction in [0, 1]. Points without a truth are
-    left out; a point's interval comes from its members that are not NaN.
+    left out; NaN where a member is NaN at a point with a truth (a failed
+    member: the other members' interval would be scored as the ensemble's).
 
     Examples
     --------
@@ -905,16 +982,16 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
         raise ValueError(f"level must be in (0, 1); got {level!r}")
     _check_member_dim(ensemble, truth, member_dim, "interval coverage", min_members=2)
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
-    # numpy's nanquantile runs a Python loop over the points (minutes on a few million);
-    # without NaN the plain, vectorized quantile gives the same bounds
-    skipna = ensemble.chunks is not None or bool(ensemble.isnull().any())
+    # a NaN member makes its point's bounds NaN (and the score NaN below): the plain,
+    # vectorized quantile (numpy's nanquantile loops over the points in Python)
     bounds = ensemble.quantile([(1 - level) / 2, (1 + level) / 2], dim=member_dim,
-                               skipna=skipna)
+                               skipna=False)
     inside = (truth >= bounds.isel(quantile=0, drop=True)) & (
         truth <= bounds.isel(quantile=1, drop=True))
     dims = _dims(dim, inside) if dim is not None else list(inside.dims)
     # points without a truth leave the mean (a comparison with NaN is False: a miss)
     score = inside.where(truth.notnull()).mean(dims)
+    score = _where_forecast_known(score, ensemble, truth, [*dims, member_dim])
     return _finish(score, truth, f"coverage of the central {level:.0%} ensemble interval",
                    units="1")
 
