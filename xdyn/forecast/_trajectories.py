@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn.forecast.base import BaseForecaster
 from xdyn.model_selection import unwrap
-from xdyn.preprocessing.stacking import flatten_variables
+from xdyn.preprocessing.stacking import _check_compatible, flatten_variables
 
 __all__ = ["TrajectoryForecaster"]
 
@@ -51,6 +51,10 @@ class TrajectoryForecaster(BaseForecaster):
 
     def _as_batch(self, data, has_traj):
         """``(n_traj, n_time, n_features)`` float array in the fitted layout."""
+        # the fitted variables, dims and grid, as stack_samples checks them without a trajectory
+        # dim: data on another grid would be forecast and labelled as on the fitted one
+        one = data.isel({self.trajectory_dim: 0}, drop=True) if has_traj else data
+        _check_compatible(one, self.layout_)
         lead = (self.trajectory_dim, self.sample_dim) if has_traj else (self.sample_dim,)
         variables = self.layout_.variables
         if isinstance(data, xr.DataArray):

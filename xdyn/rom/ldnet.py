@@ -333,6 +333,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
 
     def decode(self, latent, grid=None):
         """Torch: latents ``(..., n_latent)`` -> fields ``(..., n_points, n_fields)`` (physical units)."""
+        check_is_fitted(self, "net_")  # before grid_ is read: NotFittedError, not AttributeError
         return self._decode_scaled(latent, self._scaled_coords(grid or self.grid_))
 
     def decode_points(self, latent, points):
