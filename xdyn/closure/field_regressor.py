@@ -215,7 +215,9 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         if arr.shape[0] == 0:
             raise ValueError(f"{name} has no samples")
         if not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values")
+            bad = [n for n, ok in zip(names, np.isfinite(arr).all((0, 2, 3))) if not ok]
+            where = f" (variable(s) {bad})" if bad else ""
+            raise ValueError(f"{name} contains NaN or infinite values{where}")
         return arr, names
 
     def _sample_dims(self, ds, name):

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn.model_selection import unwrap
-from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
+from xdyn.preprocessing.stacking import _UNNAMED, _is_xarray, stack_samples, unstack_samples
 
 
 class Layout:
@@ -59,7 +59,7 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
         info = layout if info is None else info
         matrices.append(np.asarray(matrix.values, dtype=np.float64))
     values = np.stack(matrices)
-    _check_finite(values, name)
+    _check_finite(values, name, info)
     time = X[sample_dim] if sample_dim in X.coords else None
     return values, Layout(info, "xarray", trajectory_dim if has_traj else None,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
@@ -224,6 +224,12 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
     return values, meta
 
 
-def _check_finite(values, name):
+def _check_finite(values, name, info=None):
     if not np.isfinite(values).all():
-        raise ValueError(f"{name} holds NaN or infinite values; fill or drop them first")
+        where = ""
+        if info is not None:  # name the variables (a StackInfo's columns) that hold them
+            ok = np.isfinite(values.reshape(-1, values.shape[-1])).all(0)
+            bad = [str(v.name) for v in info.variables
+                   if not ok[v.columns].all() and v.name != _UNNAMED]
+            where = f" (variable(s) {bad})" if bad else ""
+        raise ValueError(f"{name} holds NaN or infinite values{where}; fill or drop them first")
