@@ -114,7 +114,10 @@ slow machine (528 s and 648 s with the mean model's answers shared between
 the closures and the longest closure fitted first; with the VAE and diffusion
 closures' 10 epochs, not 6: 0.102 / 0.100 / 0.105 again, coverage 0.70 / 0.69
 / 0.69, 678 s; on 2026-12-06 537 s, and 521 s once the CNN evaluated its fields on
-both threads in the parent, 1.8x faster there, the same numbers to the digit). Without
+both threads in the parent, 1.8x faster there, the same numbers to the digit; on
+2026-12-07, with the diffusion sampler's reverse variance ``beta`` instead of
+``beta_tilde``, its calibrated spread scale fell from 1.26 to 1.21, the scores the same
+to the digits above). Without
 the past: 0.127 / 0.123 / 0.131, coverage 0.69 / 0.67
 / 0.63, 600 s; without the mean model 0.39 / 0.33 / 0.62, CRPS 0.053 / 0.043 /
 0.082 (487 s). Without the mean model, on the original's data (6 training
