@@ -18,7 +18,12 @@ the static embedding is the training data's own climatology per grid point
 (mean and first daily and yearly harmonics) instead of orography and a
 land-sea mask, and the source relaxes the anomaly from it at a learned rate
 (see :class:`~xdyn.nn.advection.AdvectionSourceODE`); velocities are
-soft-clipped inside the RK4 stability limit.
+soft-clipped inside the RK4 stability limit. The fields are standardised
+(z-scores per variable) where the original scales them to [0, 1] by their
+minimum and maximum: the continuity equation is not invariant to that offset
+(it differs by ``-c div v``), so the transport term is not the original's on
+the same data (not measured); no penalty on the emission variance or the
+weights (the original adds both).
 """
 
 from __future__ import annotations

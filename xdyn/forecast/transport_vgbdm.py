@@ -64,13 +64,15 @@ class TransportVGBDM(GriddedForecaster):
     """VGB-DM with transport physics for fields on a (lat, lon) grid.
 
     Every data variable must have the same two spatial dims besides
-    ``sample_dim``, sampled evenly. Each field moves by the continuity
-    equation with a velocity, plus a source; both come from a convolutional
+    ``sample_dim``, sampled evenly. Each field is transported by a velocity
+    (``-v . grad u`` by default, the continuity equation with
+    ``form="conservative"``), plus a source; both come from a convolutional
     network of the state, its gradient, its anomaly from the fitted
     climatology, the clock (day and year phases), the position and a latent
     ``z`` (:class:`~xdyn.nn.transport.TransportSourceField`). Training matches
-    the field to the chord between consecutive samples (flow matching: no ODE
-    solve), with ``beta_z`` times the KL of ``z``'s posterior (from the
+    the field to the path through consecutive samples (the cubic through the
+    samples around each step by default, the chord with ``interpolant="linear"``;
+    flow matching: no ODE solve), with ``beta_z`` times the KL of ``z``'s posterior (from the
     ``len_episode`` samples up to the start) ramped up over ``anneal_epochs``.
     Forecasts draw ``n_members`` latents and integrate the field; starts
     without a full episode before them are NaN.
