@@ -4,11 +4,12 @@ Bao, Zhang & Zhang (2024), *An ensemble score filter for tracking
 high-dimensional nonlinear dynamical systems*, CMAME 432; its latent use in
 Xiao, Si & Chen (ICLR 2026, LD-EnSF). The forecast distribution is diffused by
 the forward SDE with ``x_t = alpha_t x_0 + sigma_t z``, ``alpha_t = 1 - (1 -
-eps) t``, ``sigma_t^2 = t``; its score is estimated from the forecast members
-by Monte Carlo, with no training; the analysis members are drawn by
-integrating the reverse-time SDE from pure noise at ``t = 1`` to ``t = 0``
-(Euler-Maruyama) with the score of the Gaussian likelihood added under the
-damping ``h(t) = 1 - t``.
+eps) t``, ``sigma_t^2 = b + (1 - b) t`` with the variance floor ``b`` (the
+released code's ``eps_b``; 0 in the first paper's script); its score is
+estimated from the forecast members by Monte Carlo, with no training; the
+analysis members are drawn by integrating the reverse-time SDE from pure noise
+at ``t = 1`` to ``t = 0`` (Euler-Maruyama) with the score of the Gaussian
+likelihood added under the damping ``h(t) = 1 - t``.
 
 The damping is a heuristic: even with the exact prior score of a Gaussian
 forecast the sampler is not the Bayesian posterior (one observation of a
@@ -42,12 +43,13 @@ GUIDANCES = ("damped", "gaussian")
 INTEGRATORS = ("explicit", "semi-implicit")
 
 
-def _schedule(t: float, eps: float):
+def _schedule(t: float, eps: float, floor: float = 0.0):
     """``alpha_t``, ``sigma_t^2``, the drift ``f = d log(alpha)/dt`` and ``g^2``."""
     alpha = 1.0 - (1.0 - eps) * t
+    sigma2 = floor + (1.0 - floor) * t
     f = -(1.0 - eps) / alpha
-    g2 = 1.0 - 2.0 * f * t  # d sigma^2/dt - 2 f sigma^2
-    return alpha, t, f, g2
+    g2 = (1.0 - floor) - 2.0 * f * sigma2  # d sigma^2/dt - 2 f sigma^2
+    return alpha, sigma2, f, g2
 
 
 def _prior_score(x, x0, alpha, sigma2, score):
@@ -124,7 +126,7 @@ def _likelihood_curvature(x0, h, noise_std):
     return support, Vh, sv * sv, G[..., support]
 
 
-def _kernel_coefficients(lam, K, eps, integrator):
+def _kernel_coefficients(lam, K, eps, integrator, floor=0.0):
     """The damped kernel sampler composed over its ``K`` steps, per curvature ``lam``.
 
     For a coordinate whose likelihood curvature is ``lam`` (``s^2`` of
@@ -137,21 +139,20 @@ def _kernel_coefficients(lam, K, eps, integrator):
     were most of a latent analysis (0.8 of 1.1 ms on 2026-12-06's 2-core machine).
     """
     lam64 = lam.detach().to("cpu", torch.float64).numpy()
-    out = _kernel_coefficients_np(lam64.tobytes(), lam64.shape, int(K), float(eps), integrator)
+    out = _kernel_coefficients_np(lam64.tobytes(), lam64.shape, int(K), float(eps), integrator,
+                                  float(floor))
     return tuple(torch.tensor(v, device=lam.device) for v in out)  # copies: the cache stays
 
 
 @functools.lru_cache(maxsize=16)
-def _kernel_coefficients_np(lam_bytes, shape, K, eps, integrator):
+def _kernel_coefficients_np(lam_bytes, shape, K, eps, integrator, floor):
     lam = np.frombuffer(lam_bytes).reshape(shape)
     dt = 1.0 / K
     t = (1.0 - dt * np.arange(K)).reshape((K,) + (1,) * lam.ndim)
-    alpha = 1.0 - (1.0 - eps) * t
-    f = -(1.0 - eps) / alpha
-    g2 = 1.0 - 2.0 * f * t
+    alpha, sigma2, f, g2 = _schedule(t, eps, floor)
     e = 1.0 + dt * g2 * (1.0 - t) * lam if integrator == "semi-implicit" else np.ones_like(lam)
-    a = 1.0 + (-dt * f - dt * g2 / t - dt * g2 * (1.0 - t) * lam) / e
-    b = dt * g2 * alpha / t / e
+    a = 1.0 + (-dt * f - dt * g2 / sigma2 - dt * g2 * (1.0 - t) * lam) / e
+    b = dt * g2 * alpha / sigma2 / e
     c = dt * g2 * (1.0 - t) / e
     d2 = dt * g2 / e**2
     # after[k] = a_{k+1} ... a_{K-1}: how step k's terms reach the end
@@ -161,7 +162,7 @@ def _kernel_coefficients_np(lam_bytes, shape, K, eps, integrator):
     return B, C, np.sqrt(V)
 
 
-def _kernel_linear_analysis(x0, y, h, noise_std, K, eps, integrator, normal):
+def _kernel_linear_analysis(x0, y, h, noise_std, K, eps, integrator, normal, floor):
     """:func:`ensf_analysis` with the kernel score, the damped guidance and a linear ``h``.
 
     In the coordinates ``u = Vh x`` (``G = U diag(s) Vh`` on the observed
@@ -182,7 +183,7 @@ def _kernel_linear_analysis(x0, y, h, noise_std, K, eps, integrator, normal):
     w = torch.where(finite, 1.0 / sd, 0.0)
     if h is None:
         w = w.expand(x0.shape[:-2] + (1,) + x0.shape[-1:])                 # (..., 1, n)
-        B, C, S = (v.to(dtype) for v in _kernel_coefficients(w * w, K, eps, integrator))
+        B, C, S = (v.to(dtype) for v in _kernel_coefficients(w * w, K, eps, integrator, floor))
         with torch.no_grad():
             y_hat = torch.where(finite, y.unsqueeze(-2), 0.0) * w * w
             return B * x0 + C * y_hat + S * normal(x0.shape)
@@ -193,7 +194,7 @@ def _kernel_linear_analysis(x0, y, h, noise_std, K, eps, integrator, normal):
         y_hat = (resid @ Gs) @ Vh.transpose(-1, -2)                        # (..., 1, r)
     lam = torch.cat([s2, s2.new_zeros(s2.shape[:-1] + (1,))], -1)         # (..., r + 1)
     B, C, S = (v.to(dtype=dtype, device=x0.device).unsqueeze(-2)
-               for v in _kernel_coefficients(lam, K, eps, integrator))
+               for v in _kernel_coefficients(lam, K, eps, integrator, floor))
     r = Vh.shape[-2]
     z = normal(x0.shape)
     rot = (x0[..., support] @ Vh.transpose(-1, -2)) * (B[..., :r] - B[..., r:]) \
@@ -274,8 +275,8 @@ def _gaussian_guidance(x0, svd, y, h, noise_std):
 
 
 def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps=0.05,
-                  score="kernel", guidance="damped", integrator="explicit", generator=None,
-                  linear=False):
+                  variance_floor=0.0, score="kernel", guidance="damped", integrator="explicit",
+                  generator=None, linear=False):
     """Draw the EnSF analysis ensemble from a forecast ensemble and observations.
 
     Parameters
@@ -297,6 +298,17 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         noise_std^2`` (the stiffness of the likelihood term near ``t = 0``).
     eps : float in (0, 1), default=0.05
         ``alpha_1 = eps``: how much of the forecast is left at ``t = 1``.
+    variance_floor : float in [0, 1), default=0.0
+        ``sigma_0^2``: the diffusion's variance never falls below it (the
+        authors' released ``NoiseSchedule``'s ``eps_b``; their configurations
+        use 0.025-0.05). Without it the kernel score's last steps, where
+        ``sigma_t^2 = t`` is tiny, pull each member back onto its forecast: the
+        gain towards the observation falls like ``1 / n_pseudo_steps`` (one
+        observation of a standard normal with noise 0.5, Kalman gain 0.8: 0.21 /
+        0.03 / 0.007 at 10 / 100 / 500 steps); with 0.025 it is 0.29 / 0.20 / 0.20.
+        The analysis is then the posterior smoothed by ``N(0, variance_floor)``
+        (the sampler stops at ``t = 0``, where the diffused law keeps that
+        variance): an additive spread, in the units the sampler sees.
     score : {"kernel", "mixture", "gaussian"} or callable, default="kernel"
         The Monte Carlo prior score (see ``_prior_score``), the score of the
         Gaussian with the members' mean and covariance (``"gaussian"``: exact
@@ -366,9 +378,12 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         raise ValueError(f"score must be one of {SCORES}; got {score!r}")
     if guidance not in GUIDANCES:
         raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
-    _check_integrator(integrator, guidance)
+    _check_integrator(integrator, guidance, score if isinstance(score, str) else None)
     if not 0.0 < float(eps) < 1.0:
         raise ValueError(f"eps must be in (0, 1); got {eps!r}")
+    floor = float(variance_floor)
+    if not 0.0 <= floor < 1.0:
+        raise ValueError(f"variance_floor must be in [0, 1); got {variance_floor!r}")
     K = int(n_pseudo_steps)
     if K < 1:
         raise ValueError(f"n_pseudo_steps must be >= 1; got {n_pseudo_steps!r}")
@@ -383,7 +398,8 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         return z.to(device)
 
     if (linear or h is None) and score == "kernel" and guidance == "damped":
-        return _kernel_linear_analysis(x0, y, h, noise_std, K, float(eps), integrator, normal)
+        return _kernel_linear_analysis(x0, y, h, noise_std, K, float(eps), integrator, normal,
+                                       floor)
     if h is None:
         def h(x):
             return x
@@ -405,7 +421,7 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     if integrator == "semi-implicit":
         support, Vh, s2, _ = _likelihood_curvature(x0, h, noise_std)
     for _ in range(K):
-        alpha, sigma2, f, g2 = _schedule(t, float(eps))
+        alpha, sigma2, f, g2 = _schedule(t, float(eps), floor)
         s = _prior_score(x, x0, alpha, sigma2, score)
         if guide is None:
             s = s + (1.0 - t) * _likelihood_score(x, y, h, noise_std)
@@ -424,7 +440,14 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     return x.detach()
 
 
-def _check_integrator(integrator, guidance):
+def _check_integrator(integrator, guidance, score=None):
+    if guidance == "gaussian" and score == "kernel":
+        # the guidance conditions on the members' Gaussian, the kernel score on each member
+        # alone: one observation of N(0, 1) members with unit noise moved the mean 0.018
+        # where the Kalman mean is 0.5
+        raise ValueError("guidance='gaussian' needs the score of the whole forecast ensemble "
+                         "(score 'gaussian' or 'mixture', or a callable); with 'kernel' the "
+                         "analysis barely moves towards the observations")
     if integrator not in INTEGRATORS:
         raise ValueError(f"integrator must be one of {INTEGRATORS}; got {integrator!r}")
     if integrator == "semi-implicit" and guidance != "damped":
@@ -434,7 +457,7 @@ def _check_integrator(integrator, guidance):
 
 
 def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100, eps=0.05,
-                          guidance="damped", integrator="explicit"):
+                          variance_floor=0.0, guidance="damped", integrator="explicit"):
     """Mean and covariance of the EnSF sampler for a Gaussian prior and linear observations.
 
     With the exact score of a Gaussian forecast ``N(m, P)`` and ``y = H x + e``,
@@ -452,7 +475,7 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     H : torch.Tensor (p, n)
     R : torch.Tensor (p, p)
     y : torch.Tensor (p,)
-    n_pseudo_steps, eps, guidance, integrator
+    n_pseudo_steps, eps, variance_floor, guidance, integrator
         As in :func:`ensf_analysis` (the semi-implicit step with the exact ``H``).
 
     Returns
@@ -486,7 +509,7 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     dt = 1.0 / int(n_pseudo_steps)
     t = 1.0
     for _ in range(int(n_pseudo_steps)):
-        alpha, sigma2, f, g2 = _schedule(t, float(eps))
+        alpha, sigma2, f, g2 = _schedule(t, float(eps), float(variance_floor))
         Vinv = torch.linalg.inv(alpha**2 * prior_cov + sigma2 * eye)
         if guidance == "damped":
             # score(x) = -Vinv (x - alpha m0) + (1 - t) H^T R^-1 (y - H x) = -S x + b

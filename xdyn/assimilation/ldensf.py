@@ -90,13 +90,17 @@ class LDEnSF(BaseEstimator):
     n_pseudo_steps : int, default=100
         Reverse-SDE steps of each analysis.
     eps : float, default=0.05
+    variance_floor : float in [0, 1), default=0.0
+        ``sigma_0^2`` of the sampler's schedule in standardised latent units (see
+        :class:`~xdyn.assimilation.EnSF`); 0 as in the original LD-EnSF code.
     score : {"kernel", "mixture", "gaussian"}, default="kernel"
         Prior score of the forecast members; ``"kernel"`` (per member) is the
         original's (see :class:`~xdyn.assimilation.EnSF`'s ``prior_score``).
     guidance : {"damped", "gaussian"}, default="damped"
         Likelihood term of the sampler: the original's damped one, or the
         diffused likelihood of a Gaussian forecast (see
-        :class:`~xdyn.assimilation.EnSF`).
+        :class:`~xdyn.assimilation.EnSF`; it needs ``score`` ``"gaussian"`` or
+        ``"mixture"``: with the per-member kernel the analysis barely moves).
     integrator : {"explicit", "semi-implicit"}, default="explicit"
         Pseudo-time step of the sampler (see :class:`~xdyn.assimilation.EnSF`).
         The explicit damped sampler needs a floor on the latent observation
@@ -214,6 +218,7 @@ class LDEnSF(BaseEstimator):
         "n_members": [Interval(Integral, 2, None, closed="left")],
         "n_pseudo_steps": [Interval(Integral, 1, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither")],
+        "variance_floor": [Interval(Real, 0, 1, closed="left")],
         "score": [StrOptions(set(SCORES))],
         "guidance": [StrOptions(set(GUIDANCES))],
         "integrator": [StrOptions(set(INTEGRATORS))],
@@ -229,7 +234,8 @@ class LDEnSF(BaseEstimator):
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
-                 score="kernel", guidance="damped", integrator="explicit", obs_noise_scale=1.0,
+                 variance_floor=0.0, score="kernel", guidance="damped", integrator="explicit",
+                 obs_noise_scale=1.0,
                  likelihood="encoder", joint_iterations=5, refine_parameters=False,
                  initial_spread=0.05, spread_scale=1.0,
                  prefit_ldnet=False, sample_dim="trajectory", random_state=None):
@@ -238,6 +244,7 @@ class LDEnSF(BaseEstimator):
         self.n_members = n_members
         self.n_pseudo_steps = n_pseudo_steps
         self.eps = eps
+        self.variance_floor = variance_floor
         self.score = score
         self.guidance = guidance
         self.integrator = integrator
@@ -265,7 +272,7 @@ class LDEnSF(BaseEstimator):
             :meth:`xdyn.rom.LDNet.fit`).
         """
         self._validate_params()
-        _check_integrator(self.integrator, self.guidance)
+        _check_integrator(self.integrator, self.guidance, self.score)
         self._check_likelihood()
         if self.ldnet is None or not hasattr(self.ldnet, "transform"):
             raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
@@ -363,8 +370,8 @@ class LDEnSF(BaseEstimator):
         u = (2 * torch.rand(n_traj, M, self.ldnet_.n_params_, generator=gen, dtype=dt_) - 1).to(dev)
         z = torch.cat([s, u], -1)
         sampler = dict(n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
-                       score=self.score, guidance=self.guidance, integrator=self.integrator,
-                       generator=gen)
+                       variance_floor=float(self.variance_floor), score=self.score,
+                       guidance=self.guidance, integrator=self.integrator, generator=gen)
         # the zero latent state sits one saved step before the first training state
         step, t_dyn, t_ana, members = -1, 0.0, 0.0, []
         with torch.no_grad():
