@@ -34,8 +34,11 @@ def _waves(n_traj=3, n_time=80, dt=0.5, seed=0, noise=0.0):
 
 
 def _rom(**kw):
+    # beta 2e-3 on the KL's mean over the 4 latent dims: the weight these tests were
+    # measured with (5e-4 on its sum, the default before the KL became a mean)
     params = dict(n_latent=4, seq_len=4, pred_horizon=2, hidden=32, architecture="mlp",
-                  d_model=16, n_heads=4, max_epochs=25, lr=3e-3, batch_size=32, random_state=0)
+                  d_model=16, n_heads=4, max_epochs=25, lr=3e-3, batch_size=32, beta=2e-3,
+                  random_state=0)
     return LatentTransformerROM(**{**params, **kw})
 
 
@@ -298,3 +301,21 @@ def test_variables_on_other_dims_are_not_channels_of_one_grid():
     assert grid_shape(to_trajectories(renamed, "time", "trajectory")[1]) == (2 * N * N,)
     with pytest.raises(ValueError, match=r"same two dims, in the same order.*'v': \('x', 'y'\)"):
         _rom(architecture="conv").fit(swapped)
+
+
+def test_kl_term_is_averaged_over_the_latent_dims_as_the_original():
+    # the original's torch.mean over samples and latent dims: beta = 5e-4 is its weight for
+    # any n_latent (a sum once weighed the KL n_latent times more)
+    import torch
+
+    from xdyn.nn.transformer import LatentROMModule, LatentROMNet
+
+    net = LatentROMNet(LatentROMModule, beta=1.0)
+    for n_latent in (4, 48):
+        x = torch.zeros(3, 5)
+        pred = {"recon": x, "mu": torch.ones(3, n_latent), "logvar": torch.zeros(3, n_latent),
+                "pred_logvar": torch.zeros(3, 2), "pred_mean": torch.zeros(3, 2),
+                "target": torch.zeros(3, 2)}
+        nll = 0.5 * np.log(2 * np.pi)  # unit variance, no error
+        loss = float(net.get_loss(pred, None, X=x))
+        assert loss == pytest.approx(nll + 0.5)  # KL of N(1, 1) from N(0, 1): 0.5 per dim

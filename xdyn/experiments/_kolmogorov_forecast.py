@@ -235,7 +235,10 @@ def _forecast_section(setup, seed, device, fitted, res_tr, res_te, full_te, res_
     from xdyn.rom import PODLinearDynamics
 
     n_test = full_te.sizes["time"]
-    rom = PODLinearDynamics(setup.n_rom_modes).fit(res_tr)
+    # the baseline learns from the same symmetry images as the latent ROM: on the raw
+    # training trajectories alone its lead-1 error was 4.4x persistence's (0.045 vs 0.010)
+    rom, _ = _fit_part(PODLinearDynamics(setup.n_rom_modes), res_tr,
+                       n_images=setup.latent_symmetry_copies)
     if latent_fit is None:
         latent_fit = _fit_part(*_latent_rom_job(setup, seed, device, res_tr))
     latent_rom, latent_fit_time = latent_fit

@@ -202,7 +202,9 @@ class LatentROMNet(XdynNet):
     *args
         Not accepted: every parameter after ``module`` is keyword-only.
     beta : float, default=5e-4
-        Weight of the KL term (arXiv 2510.24583).
+        Weight of the KL term (arXiv 2510.24583's), the KL averaged over the
+        samples and the latent dims as in the original's code (the
+        reconstruction term is a mean over features too).
     prediction_weight : float, default=1.0
         Weight ``lambda`` of the latent prediction term.
     **kwargs
@@ -234,7 +236,9 @@ class LatentROMNet(XdynNet):
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         reconstruction = torch.mean((y_pred["recon"] - X) ** 2)
-        kl = gaussian_kl(y_pred["mu"], y_pred["logvar"]).mean()
+        # a mean over the latent dims as well, as the original's ``torch.mean``: with a sum
+        # (before 2026-12-07) beta weighed the KL n_latent times the original's
+        kl = gaussian_kl(y_pred["mu"], y_pred["logvar"]).mean() / y_pred["mu"].shape[-1]
         logvar = y_pred["pred_logvar"]
         error = (y_pred["target"] - y_pred["pred_mean"]) ** 2
         nll = 0.5 * (logvar + error * torch.exp(-logvar) + math.log(2 * math.pi))

@@ -55,7 +55,8 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     pred_horizon : int, default=30
         Steps it predicts at once (the original: 30).
     beta : float, default=5e-4
-        Weight of the KL term.
+        Weight of the KL term, averaged over the samples and the latent dims
+        (the original's 5e-4 and its averaging).
     prediction_weight : float, default=1.0
         Weight ``lambda`` of the latent prediction term.
     hidden : int, default=32
