@@ -427,3 +427,28 @@ def test_observations_at_another_interval_than_trained_are_refused(trained):
     with pytest.raises(ValueError, match=r"trained on observations 2 model steps of dt=0.05 "
                        r"apart; these are \[6\] steps"):
         est.predict(sparse)
+
+
+@pytest.mark.parametrize("loss_kind", ["ss_forecast", "ss_analysis", "clean_analysis"])
+def test_losses_leave_out_the_first_time_as_the_original(loss_kind):
+    # the first analysis is of the starting ensemble, not of a learned correction: the
+    # original scores times 1.. only (its analysis losses once included time 0 here)
+    import torch
+
+    from xdyn.assimilation._amortized_training import _AmortizedNet
+
+    net = _AmortizedNet(torch.nn.Identity, loss_kind=loss_kind)
+    g = torch.Generator().manual_seed(0)
+    y, truth = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g)
+    X = {"y": y, "mask": torch.ones(2, 5, 4)}
+    background, analysis = torch.randn(2, 5, 4, generator=g), torch.randn(2, 5, 4, generator=g)
+    moved_b, moved_a = background.clone(), analysis.clone()
+    moved_b[:, 0] += 10.0
+    moved_a[:, 0] += 10.0
+    base = float(net.get_loss((background, analysis), truth, X=X))
+    assert float(net.get_loss((moved_b, moved_a), truth, X=X)) == pytest.approx(base)
+    later = analysis.clone()
+    later[:, 1] += 1.0
+    moved = float(net.get_loss((background if loss_kind != "ss_forecast" else later, later),
+                               truth, X=X))
+    assert moved != pytest.approx(base)

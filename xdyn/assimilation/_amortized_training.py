@@ -98,9 +98,11 @@ class _AmortizedNet(XdynNet):
         if self.loss_kind == "ss_forecast":  # the forecast of the next noisy observations
             err = (background[:, 1:] - y[:, 1:]) ** 2 * mask[:, 1:]
             return err.sum(-1).mean()
+        # the analysis losses leave out the first time, as the original's: its analysis is
+        # of the starting ensemble, not of a forecast the network has learned to correct
         if self.loss_kind == "ss_analysis":
-            return ((analysis - y) ** 2 * mask).sum(-1).mean()
-        return ((analysis - y_true.to(analysis)) ** 2).mean()
+            return ((analysis[:, 1:] - y[:, 1:]) ** 2 * mask[:, 1:]).sum(-1).mean()
+        return ((analysis[:, 1:] - y_true[:, 1:].to(analysis)) ** 2).mean()
 
 
 class _ValidationScore:
