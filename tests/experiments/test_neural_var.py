@@ -252,3 +252,13 @@ def test_quick_run_writes_everything(tmp_path):
                                                                                noise_std=0.5))
     assert float(xy.max()) < 0.7 * float(res.var3d_original_draw_analysis_rmse.sel(
         mode="xy", noise_std=0.5))
+
+
+def test_variational_loss_trains_single_analyses_only():
+    # NeuralVar3D refuses loss="var" through cycles (seq_len > 1): its candidates were the
+    # default seq_lens (1, 10), so loss="var" could never run
+    from xdyn.experiments.neural_var import training_candidates
+
+    var = dataclasses.replace(NeuralVarSetup(), loss="var")
+    assert [c[0] for c in training_candidates(var)] == [1]
+    assert {c[0] for c in training_candidates(NeuralVarSetup())} == {1, 10}
