@@ -10,8 +10,9 @@ error, about 0.016 RMS a cycle: xdyn's twin is a perfect model), observed every
 offset drawn at random among the four index sets at each time; the others
 are missing; the original's test cycles through the four sets in turn, which
 leaves a site unobserved for at most 4 cycles, not up to ~25, and scored
-LETKF-10 0.72-0.78 where random draws gave 0.79-0.84 on the same truths). The amortized assimilator trains on 240,000 observation times of
-one trajectory (sequences of 40, batch 64, AdamW 8e-4 with the x1.02 warm-up
+LETKF-10 0.72-0.78 where random draws gave 0.79-0.84 on the same truths).
+The amortized assimilator trains on 240,000 observation times of one
+trajectory (sequences of 40, batch 64, AdamW 8e-4 with the x1.02 warm-up
 over 50 epochs and halving every 200, 500 epochs) and is tested, like every
 baseline, on 10,000 cycles of a new trajectory after a 1,000-cycle burn-in.
 The classical baselines are tuned on a separate validation trajectory: EnKF

@@ -226,8 +226,9 @@ class ConvEnsembleUpdate(nn.Module):
 
         self.scale_up = nn.Sequential(_conv(n_in, h, k), norm())
         # the original's first Lorenz-96 version (and its KS network) had one convolution in
-        # the second block, its final Lorenz-96 network two, as here; the second scored better on the quick Lorenz-96 run (hidden 16, 2026-12-04: all
-        # sites 0.418 against 0.429 with one, every 4th 1.247 against 1.349)
+        # the second block, its final Lorenz-96 network two, as here; the second scored
+        # better on the quick Lorenz-96 run (hidden 16, 2026-12-04: all sites 0.418
+        # against 0.429 with one, every 4th 1.247 against 1.349)
         self.block1, self.block2 = block(), block()
         self.readout = nn.Sequential(nn.Dropout1d(dropout),
                                      _conv(h, 2 * (1 + self.mem_channels), k))
