@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.utils import check_random_state
 
 __all__ = ["resolve_device", "resolve_dtype", "torch_generator"]
 
@@ -156,8 +157,7 @@ def torch_generator(random_state, device="cpu", seed_from_int=int) -> torch.Gene
     elif isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(2**31 - 1))
     elif random_state is None or isinstance(random_state, np.random.RandomState):
-        rng = np.random.mtrand._rand if random_state is None else random_state
-        seed = int(rng.randint(2**31 - 1))
+        seed = int(check_random_state(random_state).randint(2**31 - 1))
     else:
         raise TypeError("random_state must be an int, a numpy RandomState or Generator, or "
                         f"None; got {random_state!r}")
