@@ -258,15 +258,8 @@ def bias(forecast, truth, dim=None, skipna=True):
 
     Parameters
     ----------
-    forecast, truth : DataArray or Dataset
-        Aligned inputs; they broadcast against each other by dimension name. Datasets
-        are scored on the variables both have.
-    dim : str or sequence of str, optional
-        Dimensions to average over; default all dimensions. A ``member`` dim is
-        averaged like any other (no ensemble mean is taken first, unlike :func:`rmse`).
-    skipna : bool, default True
-        Leave out the points where ``truth`` is NaN (missing observations); a NaN
-        forecast where the truth is known gives NaN. False: any NaN gives NaN.
+    forecast, truth, dim, skipna
+        As in :func:`mae`.
 
     Returns
     -------

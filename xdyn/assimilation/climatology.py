@@ -37,14 +37,9 @@ def estimate_climatology(system, truth=None, length=None, dt=None, random_state=
     truth : xarray.Dataset, SampleView, numpy array of shape (n_samples, n_state), or None
         A state trajectory of ``system`` whose samples are pooled; None runs the system
         freely instead.
-    length : float or None, default=None
-        Without ``truth``: total model time of the free run; every model step is one sample.
-        None: 100 times the system's ``climatology_burn_in`` (1000 time units for the
-        nondimensional systems).
-    dt : float, optional
-        Model step of the free run (the system's ``default_dt`` if omitted).
-    random_state : int, RandomState or None
-        Seed of the free run's initial states.
+    length, dt, random_state
+        As in :func:`xdyn.systems.climatology.estimate_climatology` (``length=None``:
+        100 times the system's ``climatology_burn_in``).
 
     Returns
     -------
