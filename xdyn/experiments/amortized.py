@@ -312,7 +312,12 @@ class AmortizedSetup:
         as DAPPER's cross-validation did: on KS that is 8-10% of LETKF-10's RMSE
         (0.45 against 0.41 on one twin; with it xdyn equals DAPPER there). With
         them ``quick`` (seed 0, 2026-12-06, a faster day: 290 s) scored 0.549,
-        spread 0.407, against the rotating LETKF-10's 0.459.
+        spread 0.407, against the rotating LETKF-10's 0.459. The original's KS
+        training differs further (its ``run_KS.py`` and ``KSConvEnAF2d``, read
+        2026-12-07; not tried here): kernel size 7 (xdyn's 5), one convolution in
+        the second block, AdamW's default weight decay 0.01, the learning rate
+        x1.03 per epoch for 10 epochs then x0.993 per epoch, batches of 32, no
+        clamp.
         """
         base = cls.quick() if quick else cls()
         if quick:
