@@ -371,9 +371,9 @@ class BaseClosure(BaseEstimator):
                 raise TypeError(f"the closure was fitted on arrays; pass {name} as a 2-D array")
             data, _ = self._merge_trajectories(data)
             matrix, info = stack_samples(data, self.sample_dim, info)
-            m, labels = _as_float(matrix.values), matrix["variable_name"].values
+            m, named = _as_float(matrix.values), info
         else:
-            m, labels = _as_float(data), None
+            m, named = _as_float(data), None
             if m.ndim != 2:
                 raise ValueError(f"{name} must be a Dataset, a DataArray or a 2-D array; "
                                  f"got an array of shape {m.shape}")
@@ -383,8 +383,8 @@ class BaseClosure(BaseEstimator):
         if m.shape[0] == 0:
             raise ValueError(f"{name} has no samples")
         if not np.isfinite(m).all():
-            bad = [] if labels is None else sorted(set(labels[~np.isfinite(m).all(0)].tolist()))
-            where = f" (variable(s) {[b for b in bad if b]})" if any(bad) else ""
+            bad = [] if named is None else named.nonfinite_names(m)
+            where = f" (variable(s) {bad})" if bad else ""
             raise ValueError(f"{name} contains NaN or infinite values{where}")
         return m, info
 

@@ -170,6 +170,24 @@ class StackInfo:
                 return v.columns
         raise KeyError(f"no variable {name!r} in the layout; it has {list(self.names)}")
 
+    def nonfinite_names(self, values) -> list:
+        """Names of the variables with a NaN or infinite value in ``values`` (column order).
+
+        ``values`` is an array whose last axis holds this layout's columns; an
+        unnamed DataArray's variable is left out (it has no name to give).
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> ds = xr.Dataset({"u": (("time", "x"), [[1.0, np.nan]]), "p": ("time", [7.0])})
+        >>> X, info = stack_samples(ds)
+        >>> info.nonfinite_names(X.values)
+        ['u']
+        """
+        ok = np.isfinite(np.asarray(values).reshape(-1, self.n_features)).all(0)
+        return [str(v.name) for v in self.variables
+                if v.name != _UNNAMED and not ok[v.columns].all()]
+
 
 def _size(shape) -> int:
     return int(np.prod(shape, dtype=np.int64)) if shape else 1

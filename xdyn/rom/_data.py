@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn.model_selection import unwrap
-from xdyn.preprocessing.stacking import _UNNAMED, _is_xarray, stack_samples, unstack_samples
+from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
 
 class Layout:
@@ -226,10 +226,6 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
 
 def _check_finite(values, name, info=None):
     if not np.isfinite(values).all():
-        where = ""
-        if info is not None:  # name the variables (a StackInfo's columns) that hold them
-            ok = np.isfinite(values.reshape(-1, values.shape[-1])).all(0)
-            bad = [str(v.name) for v in info.variables
-                   if not ok[v.columns].all() and v.name != _UNNAMED]
-            where = f" (variable(s) {bad})" if bad else ""
+        bad = [] if info is None else info.nonfinite_names(values)
+        where = f" (variable(s) {bad})" if bad else ""
         raise ValueError(f"{name} holds NaN or infinite values{where}; fill or drop them first")
