@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-import torch
-
 from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
                                       ensf_analysis)
 from xdyn.assimilation._validation import Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
+from xdyn.utils import torch_generator
 
 __all__ = ["EnSF"]
 
@@ -184,7 +183,7 @@ class EnSF(BaseEnsembleAssimilator):
             return E  # nothing observed: the forecast stands
         W = ctx.whitening(k)                                       # (q, p), W R W^T = I
         y = ctx.innovation_data(k) @ W.T
-        generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+        generator = torch_generator(rng)
         Ea = ensf_analysis(E, y, lambda x: ctx.h(x) @ W.T, 1.0,
                            n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
                            variance_floor=float(self.variance_floor),

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval
 
 from xdyn.closure.base import BaseClosure
 from xdyn.nn.params import TRAINING_CONSTRAINTS
-from xdyn.utils._torch import resolve_dtype
+from xdyn.utils._torch import resolve_dtype, torch_generator
 
 __all__ = ["NeuralClosure"]
 
@@ -46,7 +46,7 @@ class NeuralClosure(BaseClosure):
         net = self.net_
         with net._resolved_device():
             cond = torch.as_tensor(Z, dtype=resolve_dtype(self.dtype), device=net.device_)
-            generator = torch.Generator(device=net.device_).manual_seed(self._torch_seed(rng))
+            generator = torch_generator(rng, net.device_)
             module = net.module_.eval()
             with net._threads():
                 out = module.sample(cond, n_samples, generator)

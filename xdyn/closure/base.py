@@ -418,9 +418,6 @@ class BaseClosure(BaseEstimator):
         flat = stacked.drop_vars([_MERGED, td, sd], errors="ignore").rename({_MERGED: sd})
         return flat, _Restore(index, sd, td)
 
-    def _torch_seed(self, rng):
-        return int(rng.randint(np.iinfo(np.int32).max))
-
 
 _MERGED = "__xdyn_sample__"
 
