@@ -388,7 +388,6 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
         if x0 is not None:
             raise ValueError("give either x0 or bump_x/bump_y ranges, not both")
         bounds = self._check_ranges(bump)
-        others = self._check_ranges(ranges)
         rng = check_random_state(random_state)
         n = _check_int(n_trajectories, "n_trajectories", 1)
         drawn = {k: rng.uniform(*bounds.get(k, (getattr(self, k),) * 2), size=n)
@@ -403,8 +402,10 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
             extra = {"comment": f"drawn from U{bounds[k]}"} if k in bounds else {}
             ds[k] = (dims, val[0] if n == 1 else val, {**self.parameter_attrs[k], **extra})
         ds.attrs["random_state"] = seed_record(random_state)
-        ds.attrs["parameter_ranges"] = json.dumps({k: list(v) for k, v in {**bounds, **others}
-                                                   .items()})
+        # the other ranges as the mixin's simulate checked and recorded them
+        others = json.loads(ds.attrs.get("parameter_ranges", "{}"))
+        ds.attrs["parameter_ranges"] = json.dumps({**{k: list(v) for k, v in bounds.items()},
+                                                   **others})
         return ds
 
 
