@@ -378,7 +378,7 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
         raise ValueError(f"score must be one of {SCORES}; got {score!r}")
     if guidance not in GUIDANCES:
         raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
-    _check_integrator(integrator, guidance, score if isinstance(score, str) else None)
+    _check_sampler_options(integrator, guidance, score if isinstance(score, str) else None)
     if not 0.0 < float(eps) < 1.0:
         raise ValueError(f"eps must be in (0, 1); got {eps!r}")
     floor = float(variance_floor)
@@ -440,7 +440,7 @@ def ensf_analysis(forecast_ensemble, y, h, noise_std, *, n_pseudo_steps=100, eps
     return x.detach()
 
 
-def _check_integrator(integrator, guidance, score=None):
+def _check_sampler_options(integrator, guidance, score=None):
     if guidance == "gaussian" and score == "kernel":
         # the guidance conditions on the members' Gaussian, the kernel score on each member
         # alone: one observation of N(0, 1) members with unit noise moved the mean 0.018
@@ -498,7 +498,7 @@ def gaussian_ensf_moments(prior_mean, prior_cov, H, R, y, *, n_pseudo_steps=100,
     """
     if guidance not in GUIDANCES:
         raise ValueError(f"guidance must be one of {GUIDANCES}; got {guidance!r}")
-    _check_integrator(integrator, guidance)
+    _check_sampler_options(integrator, guidance)
     n = prior_mean.shape[-1]
     eye = torch.eye(n, dtype=prior_mean.dtype, device=prior_mean.device)
     HtRinv = H.T @ torch.linalg.inv(R)

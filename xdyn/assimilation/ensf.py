@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
+from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_sampler_options,
                                       ensf_analysis)
 from xdyn.assimilation._validation import Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
@@ -176,7 +176,7 @@ class EnSF(BaseEnsembleAssimilator):
 
     def _validate_params(self):
         super()._validate_params()
-        _check_integrator(self.integrator, self.guidance, self.prior_score)
+        _check_sampler_options(self.integrator, self.guidance, self.prior_score)
 
     def _analyze(self, E, k, ctx, rng):
         if not bool(ctx.mask[k].any()):

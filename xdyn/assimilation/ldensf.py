@@ -35,7 +35,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_integrator,
+from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_sampler_options,
                                       ensf_analysis)
 from xdyn.assimilation.observation_encoder import ObservationEncoder
 from xdyn.utils import torch_generator
@@ -272,7 +272,7 @@ class LDEnSF(BaseEstimator):
             :meth:`xdyn.rom.LDNet.fit`).
         """
         self._validate_params()
-        _check_integrator(self.integrator, self.guidance, self.score)
+        _check_sampler_options(self.integrator, self.guidance, self.score)
         self._check_likelihood()
         if self.ldnet is None or not hasattr(self.ldnet, "transform"):
             raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
