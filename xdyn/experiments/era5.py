@@ -471,12 +471,8 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
     quick : bool, default=False
         Fewer data (real WeatherBench: train on 2015, test on 2017; xdyn's 6-hourly
         test set: 12 test days instead of 24) and fewer training epochs.
-    seed : int, default=0
-        ``random_state`` of the learned forecasters.
-    device : str, default="cpu"
-        Torch device of the learned forecasters.
-    progress : bool, default=True
-        Show the forecasters' training progress and print their wall times.
+    seed, device, progress
+        As in :func:`uk_t2m_experiment`.
     variables : sequence of str, default=("z500", "t850", "t2m", "u10", "v10")
         WeatherBench variables to forecast and score (the first two get score-curve
         figures, the first an error map).
