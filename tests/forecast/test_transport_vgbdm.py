@@ -160,3 +160,21 @@ def test_in_a_pipeline_after_a_scaler_forecasts_in_scaled_units(fitted):
     # the wave is 3 +- 1.5 m; standardised it is centred and of unit spread
     assert abs(float(fc["u"].isel(time=slice(1, None)).mean())) < 1.0
     assert np.isfinite(pipe.score(ds.isel(time=slice(30, 40)), lead_times=[1.0]))
+
+
+def test_held_out_loss_weighs_the_kl_fully_while_the_training_loss_ramps_it():
+    # early stopping compares the held-out loss across epochs: with the ramp in it, it grew
+    # with the KL weight and kept the ramp's first epochs
+    ds = _wave(n_time=40)
+    model = TransportVGBDM(hidden=8, z_dim=2, len_episode=3, max_epochs=2, batch_size=8,
+                           n_members=2, anneal_epochs=10, early_stopping=True,
+                           random_state=0, device="cpu").fit(ds)
+    net = model.net_
+    fm, kl = torch.tensor(0.5), torch.tensor([2.0, 4.0])
+    pred = (fm * net.module_.v_scale).expand(2, -1, 3, 3)  # fm per field's typical change
+    y_pred = (pred, torch.zeros_like(pred), torch.zeros(2), kl, torch.tensor(0.25))
+    full = float(fm ** 2) + net.beta_z * 3.0 + net.correction_penalty * 0.25
+    ramped = float(fm ** 2) + 0.2 * net.beta_z * 3.0 + net.correction_penalty * 0.25
+    assert len(net.history) == 2  # the ramp is at 2 / 10
+    assert float(net.get_loss(y_pred, None, training=False)) == pytest.approx(full, rel=1e-6)
+    assert float(net.get_loss(y_pred, None, training=True)) == pytest.approx(ramped, rel=1e-6)

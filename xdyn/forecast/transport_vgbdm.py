@@ -106,7 +106,9 @@ class TransportVGBDM(GriddedForecaster):
         only the data's states, and a rough velocity there compresses a
         forecast that leaves them (the original's gradient penalty).
     anneal_epochs : int, optional
-        Epochs over which the KL weight ramps up from 0 (default ``max_epochs // 4``).
+        Epochs over which the KL weight of the training loss ramps up from 0
+        (default ``max_epochs // 4``); the held-out loss of ``early_stopping``
+        weighs it fully at every epoch, so that epochs compare.
     early_stopping : bool, default=False
         Hold out the pairs of the last ``validation_fraction`` of the training
         record (later than every training pair), stop when their loss has not

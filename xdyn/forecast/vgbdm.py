@@ -36,8 +36,11 @@ class _FlowMatchingNet(XdynNet):
         pred, target, kl_p, kl_z, corr_sq = y_pred
         fm = (((pred - target) / self.module_.v_scale) ** 2).mean()
         # the KL weights ramp up linearly: early epochs fit the field before
-        # the posterior is pulled to the prior (Bowman et al. 2016)
-        ramp = min(1.0, len(self.history) / max(int(self.anneal_epochs), 1))
+        # the posterior is pulled to the prior (Bowman et al. 2016). A held-out
+        # loss weighs them fully: early stopping compares it across epochs, and
+        # with the ramp it grew with the weight and kept the ramp's first epochs
+        ramp = 1.0 if not training else \
+            min(1.0, len(self.history) / max(int(self.anneal_epochs), 1))
         if training:
             self.history.record_batch("fm_loss", float(fm.detach()))
         return (fm + ramp * (self.beta_p * kl_p.mean() + self.beta_z * kl_z.mean())
