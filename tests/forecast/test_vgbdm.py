@@ -231,6 +231,32 @@ def test_flow_matching_path_and_its_velocity(interpolant):
                           correction=False, interpolant="cubic")(traj[:, :3], time[:, :3])
 
 
+@pytest.mark.parametrize("interpolant", ["linear", "cubic"])
+def test_paths_keep_the_step_far_into_a_long_record(interpolant):
+    """Sample indices give the paths exact steps 2e5 samples into a run; float32 times
+    there are 1e4 with a step of 0.05, and keep only about a hundredth of it."""
+    from xdyn.nn.dynamics import GreyBoxFlowModule
+
+    dt, T = 0.05, 200_001
+    index = torch.arange(T)
+    t = index.double() * dt
+    traj = torch.stack([torch.sin(t), torch.cos(t)], -1).float()[None]  # O(1) states
+    module = GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, len_episode=2,
+                               correction=False, interpolant=interpolant, time_step=dt)
+    k = torch.arange(T - 200, T - 2)[None]
+    s = torch.full(k.shape, 0.5)
+    ts, xs, target, _ = module._paths(traj, index[None], k, s)
+    mid = (k.double() + 0.5) * dt
+    np.testing.assert_allclose(ts.double(), mid, rtol=1e-6)
+    chord = 1.0 if interpolant == "cubic" else np.sinc(dt / 2 / np.pi)  # |chord / tangent|
+    np.testing.assert_allclose(target[..., 0].double(), torch.cos(mid) * chord, atol=2e-3)
+    as_float = module._paths(traj, t.float()[None], k, s)[2]
+    assert (as_float[..., 0].double() - torch.cos(mid) * chord).abs().max() > 0.01
+    with pytest.raises(ValueError, match="need the module's time_step"):
+        GreyBoxFlowModule(2, FunctionPhysics(lambda t, x: x), z_dim=0, len_episode=2,
+                          correction=False)(traj[:, :8], index[None, :8])
+
+
 def test_episode_points_are_the_training_paths_inside_one_episode():
     """Refinement scores the episode as training scores pairs: the cubic exact on a cubic."""
     from xdyn.nn.dynamics import GreyBoxFlowModule

@@ -247,6 +247,13 @@ class GreyBoxFlowModule(nn.Module):
         trajectory, or its first ``len_episode`` states (where forecasts
         start after the first states of a run, and a transient at the start
         carries what later states do not).
+    time_step : float, optional
+        The spacing of the runs' samples when :meth:`forward` gets their times
+        as integer sample indices (VGB-DM's training on its even grid). Paths
+        then take their steps from index differences, exact on a record of any
+        length, where float32 times keep about seven digits of their size, not
+        of the step (a step of 0.05 at time 1e4 came out up to 1.5% off).
+        Float times are used as they are.
 
     Examples
     --------
@@ -262,8 +269,9 @@ class GreyBoxFlowModule(nn.Module):
                  hidden=64, n_layers=2, encoder="gru", encoder_hidden=64, correction=True,
                  stats=None, method="rk4", step_size=None, n_pairs=4, activation="tanh",
                  n_channels=None, interpolant="linear", input_mask=None, encoder_channels=None,
-                 episode="random", output_mask=None):
+                 episode="random", output_mask=None, time_step=None):
         super().__init__()
+        self.time_step = time_step
         if interpolant not in ("linear", "cubic"):
             raise ValueError(f"interpolant must be 'linear' or 'cubic', got {interpolant!r}")
         if episode not in ("random", "first"):
@@ -349,6 +357,9 @@ class GreyBoxFlowModule(nn.Module):
                              f"or history_size + 1 = {h + 1}")
         if self.interpolant == "cubic" and T < 4:
             raise ValueError(f"the cubic interpolant needs runs of at least 4 times, got {T}")
+        if not time.is_floating_point() and self.time_step is None:
+            raise ValueError("integer times are sample indices: they need the module's "
+                             "time_step (the samples' spacing)")
         # the episode: a random window of each trajectory (the parameters are
         # constant along it, so any window informs them), or its first E states
         start = torch.randint(0, T - E + 1, (B, 1), device=traj.device) \
@@ -382,20 +393,27 @@ class GreyBoxFlowModule(nn.Module):
         B, T, n = traj.shape
         K = k.shape[1]
         take = lambda j: torch.gather(traj, 1, j[..., None].expand(B, K, n))  # noqa: E731
-        t0, t1 = torch.gather(time, 1, k), torch.gather(time, 1, k + 1)
-        ts = t0 + s * (t1 - t0)
+
+        def since_k(j):  # time from state k to state j: exact for integer sample indices
+            d = torch.gather(time, 1, j) - torch.gather(time, 1, k)
+            return d if time.is_floating_point() else d.to(s.dtype) * self.time_step
+
+        t0 = torch.gather(time, 1, k)
+        t0 = t0 if time.is_floating_point() else t0.to(s.dtype) * self.time_step
+        step = since_k(k + 1)
+        ts = t0 + s * step
         if self.interpolant == "cubic" and T >= 4:
-            # the four grid states around the step, shifted inward at a run's ends
+            # the four grid states around the step, shifted inward at a run's ends; the
+            # weights from times relative to the step's start (they are shift-invariant)
             nodes = [(k - 1).clamp(0, T - 4) + j for j in range(4)]
-            w, dw = lagrange_weights(
-                torch.stack([torch.gather(time, 1, j) for j in nodes], -1), ts)
+            w, dw = lagrange_weights(torch.stack([since_k(j) for j in nodes], -1), s * step)
             states = torch.stack([take(j) for j in nodes], -2)              # (B, K, 4, n)
             xs = (w.unsqueeze(-1) * states).sum(-2)
             target = (dw.unsqueeze(-1) * states).sum(-2)
         else:
             x0, x1 = take(k), take(k + 1)
             xs = (1 - s[..., None]) * x0 + s[..., None] * x1
-            target = (x1 - x0) / (t1 - t0)[..., None]
+            target = (x1 - x0) / step[..., None]
         h = self.history_size
         history = torch.stack([take(k - j) for j in range(h - 1, 0, -1)], dim=-2) \
             if h > 1 else xs.new_zeros(B, K, 0, n)
