@@ -134,6 +134,15 @@ def test_pod_front_end_generalises_better_than_raw_fields():
     ratio = float(wide.predict(context, n_steps=1, n_samples=8).u.std("member").mean()
                   / rom.predict(context, n_steps=1, n_samples=8).u.std("member").mean())
     assert 1.8 < ratio < 2.2
+    # one factor per lead, the last for the leads past its end (pred_horizon 2: the third
+    # lead is in the second block)
+    per_lead = wide.set_params(spread_inflation=[0.0, 2.0]).predict(context, n_steps=3,
+                                                                    n_samples=8)
+    spread = per_lead.u.std("member").mean(("trajectory", "y", "x")).values
+    assert spread[0] < 1e-9 * spread[1] and spread[2] > 0  # equal members at the first
+    for bad in ([[1.0]], [], [1.0, np.nan], -1.0):
+        with pytest.raises(ValueError, match="spread_inflation must be"):
+            wide.set_params(spread_inflation=bad).predict(context, n_steps=1, n_samples=2)
     b = pickle.loads(pickle.dumps(rom))
     xr.testing.assert_allclose(b.predict(context, n_steps=2), rom.predict(context, n_steps=2))
     assert clone(rom).get_params()["reducer"].get_params() == {**POD(4).get_params()}

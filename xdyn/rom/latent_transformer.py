@@ -98,10 +98,13 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         ``inverse_transform``. A POD with enough modes to be exact on the
         data (a filtered field has few degrees of freedom) gives the VAE a
         small input it can learn from few snapshots.
-    spread_inflation : float, default=1.0
+    spread_inflation : float or array-like of shape (n_leads,), default=1.0
         Factor on the predicted standard deviations when ``predict`` draws
         stochastic rollouts (training does not use it, so it can be set after
         ``fit``, e.g. to the ratio of error to spread on validation data).
+        An array gives one factor per lead (leads past its end take its last):
+        a spread calibrated over all leads at once is too wide at the first
+        ones, where the members' mean then strays from the forecast.
     anchored : bool, default=False
         Anchor each forecast on the last context snapshot ``x_t``:
         ``x_{t+k} = x_t + D(z_{t+k}) - D(z_t)`` instead of ``D(z_{t+k})``,
@@ -198,7 +201,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
         "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
-        "spread_inflation": [Interval(Real, 0, None, closed="left")],
+        "spread_inflation": [Interval(Real, 0, None, closed="left"), "array-like"],
         "anchored": ["boolean"],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
@@ -424,17 +427,29 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         window = torch.as_tensor(np.repeat(context[None], n_members, 0), device=device,
                                  dtype=dtype).reshape(n_members * n_traj, self.seq_len, -1)
 
+        n_blocks = -(-n_steps // self.pred_horizon)
+        factors = self._lead_inflation(n_blocks * self.pred_horizon).reshape(
+            n_blocks, 1, self.pred_horizon, 1)
+        block = iter(range(n_blocks))
+
         def draw(mean, logvar):
             # one normal vector per member and chunk: coherent paths, exact marginals
-            eps = self.spread_inflation * rng.standard_normal((mean.shape[0], 1, self.n_latent))
+            eps = factors[next(block)] * rng.standard_normal((mean.shape[0], 1, self.n_latent))
             return mean + torch.exp(0.5 * logvar) * torch.as_tensor(eps, device=device,
                                                                     dtype=dtype)
 
-        n_blocks = -(-n_steps // self.pred_horizon)
         with torch.no_grad():
             steps, _ = module.dynamics.rollout(window, n_blocks, draw if stochastic else None)
         z = steps[:, :n_steps].cpu().double().numpy()
         return z.reshape(n_members, n_traj, n_steps, self.n_latent)
+
+    def _lead_inflation(self, n_steps):
+        """``spread_inflation`` at each of the first ``n_steps`` leads."""
+        f = np.asarray(self.spread_inflation, dtype=float)
+        if f.ndim > 1 or f.size == 0 or not np.all(np.isfinite(f)) or np.any(f < 0):
+            raise ValueError("spread_inflation must be a finite factor >= 0 or a 1-D array of "
+                             f"them (one per lead); got {self.spread_inflation!r}")
+        return f.reshape(-1)[np.minimum(np.arange(n_steps), f.size - 1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
