@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from numbers import Integral
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from skorch import NeuralNet
 
 from xdyn._threads import threads_for
 from xdyn.nn.callbacks import EpochProgressBar, FiniteLoss
-from xdyn.utils._torch import resolve_device, resolve_dtype
+from xdyn.utils._torch import int_seed, resolve_device, resolve_dtype
 
 __all__ = ["XdynNet"]
 
@@ -295,7 +294,7 @@ class XdynNet(NeuralNet):
         self.dtype_ = resolve_dtype(self.dtype)
         if not self.dtype_.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {self.dtype!r}")
-        self.seed_ = self._seed_from_random_state()
+        self.seed_ = int_seed(self.random_state)
         return super().initialize()
 
     # set_params(module__*) on an initialized net rebuilds the module outside
@@ -399,22 +398,6 @@ class XdynNet(NeuralNet):
         return self
 
     # --- seeding ---------------------------------------------------------
-    def _seed_from_random_state(self):
-        rs = self.random_state
-        if rs is None:
-            return None
-        if isinstance(rs, Integral) and not isinstance(rs, bool):
-            if rs < 0:
-                raise ValueError(f"random_state must be >= 0, got {rs!r}")
-            return int(rs)
-        if isinstance(rs, np.random.RandomState):
-            return int(rs.randint(np.iinfo(np.int32).max))
-        if isinstance(rs, np.random.Generator):
-            return int(rs.integers(np.iinfo(np.int32).max))
-        raise TypeError(
-            f"random_state must be an int, a numpy RandomState/Generator or None, got {rs!r}"
-        )
-
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         seed = getattr(self, "seed_", None)
         if not training or seed is None or iterator is None:

@@ -37,6 +37,7 @@ from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
                              time_step, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, standardisation
+from xdyn.utils import int_seed
 
 __all__ = ["LatentTransformerROM"]
 
@@ -293,7 +294,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             module__rollout_blocks=self.rollout_blocks, beta=self.beta,
             prediction_weight=self.prediction_weight, lr=self.lr,
             max_epochs=self.max_epochs, batch_size=self.batch_size, device=self.device,
-            dtype=self.dtype, random_state=_seed(self.random_state), progress=self.progress,
+            dtype=self.dtype, random_state=int_seed(self.random_state), progress=self.progress,
             # the Gaussian NLL can spike when a predicted variance is small: clip the step
             callbacks=[("clip", GradientNormClipping(gradient_clip_value=1.0))],
         )
@@ -458,8 +459,3 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         return tags
 
 
-def _seed(random_state):
-    """An int seed for the net from ``random_state`` (None stays None)."""
-    if random_state is None or isinstance(random_state, Integral):
-        return random_state
-    return int(check_random_state(random_state).randint(2**31 - 1))

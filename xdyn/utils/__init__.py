@@ -7,6 +7,6 @@ Examples
 torch.float64
 """
 
-from xdyn.utils._torch import resolve_device, resolve_dtype, torch_generator
+from xdyn.utils._torch import int_seed, resolve_device, resolve_dtype, torch_generator
 
-__all__ = ["resolve_device", "resolve_dtype", "torch_generator"]
+__all__ = ["int_seed", "resolve_device", "resolve_dtype", "torch_generator"]

@@ -152,13 +152,46 @@ def torch_generator(random_state, device="cpu", seed_from_int=int) -> torch.Gene
     >>> a == torch_generator(0).initial_seed()
     True
     """
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+    if _is_int(random_state):
         seed = int(seed_from_int(int(random_state)))
-    elif isinstance(random_state, np.random.Generator):
-        seed = int(random_state.integers(2**31 - 1))
-    elif random_state is None or isinstance(random_state, np.random.RandomState):
-        seed = int(check_random_state(random_state).randint(2**31 - 1))
-    else:
-        raise TypeError("random_state must be an int, a numpy RandomState or Generator, or "
-                        f"None; got {random_state!r}")
+    else:  # None: a seed from numpy's global random state, new at every call
+        seed = int_seed(check_random_state(None) if random_state is None else random_state)
     return torch.Generator(device=device).manual_seed(seed)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def int_seed(random_state):
+    """An int seed from ``random_state``: an int as it is, an instance draws one, None stays None.
+
+    The seed of a torch component (a skorch net, a generator) from a scikit-learn
+    style ``random_state``: an instance's draw advances it, so each call differs.
+
+    Parameters
+    ----------
+    random_state : int, numpy.random.RandomState, numpy.random.Generator or None
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> int_seed(3), int_seed(None), int_seed(np.random.RandomState(0))
+    (3, None, 209652396)
+    """
+    if random_state is None:
+        return None
+    if _is_int(random_state):
+        if random_state < 0:
+            raise ValueError(f"random_state must be >= 0, got {random_state!r}")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    raise TypeError("random_state must be an int, a numpy RandomState or Generator, or None; "
+                    f"got {random_state!r}")
