@@ -457,6 +457,9 @@ def test_make_operator_specs():
     for spec in ("x^2", "x**2", "x2"):
         sq = make_operator(spec)
         assert isinstance(sq, Squared) and sq.base.variables == "x", spec
+    # one suffix off, not every trailing '^', '*' and '2': "x2^2" squared x
+    for spec in ("x2^2", "co2**2", "h22^2"):
+        assert make_operator(spec).base.variables == spec.split("^")[0].split("*")[0], spec
     ev = make_operator("every4")
     assert isinstance(ev, EveryKth) and ev.k == 4
     assert make_operator("every10").k == 10
@@ -606,6 +609,18 @@ def test_arctan_operator_round_trips_with_an_exact_jacobian():
     truth = Lorenz96(n=40).simulate(n_steps=20, random_state=0)
     obs = observe(truth, "arctan", noise_std=0.1, random_state=1)
     np.testing.assert_allclose(obs.observation_clean.values, np.arctan(truth.x.values), rtol=1e-12)
+
+
+def test_every_kth_refuses_a_named_variable_without_its_dim():
+    # it was left out without a word (GridPoints observes such a variable whole)
+    ds = xr.Dataset({"s": ("time", np.zeros(3)), "u": (("time", "x"), np.zeros((3, 6)))},
+                    coords={"time": np.arange(3.0)})
+    with pytest.raises(ValueError, match=r"\['s'\] have no dim"):
+        observe(ds, EveryKth(k=2, variables=["s", "u"]), noise_std=0.0)
+    with pytest.raises(ValueError, match=r"\['u'\] have no dim 'y'"):
+        observe(ds, EveryKth(k=2, dim="y", variables="u"), noise_std=0.0)
+    obs = observe(ds, EveryKth(k=2), noise_std=0.0)  # unnamed: the variables with a dim
+    assert set(obs.variable.values) == {"u"} and obs.sizes["obs"] == 3
 
 
 def test_grid_points_subsample_every_spatial_dim():

@@ -290,6 +290,12 @@ def lat_weights(lat):
     DataArray
         Weights on the dims of ``lat``, with ``units`` "1".
 
+    Raises
+    ------
+    ValueError
+        Latitudes outside [-90, 90] or with ``units`` of radians (weights from
+        radians read as degrees are almost uniform: no error otherwise).
+
     Examples
     --------
     >>> lat_weights([-60.0, 0.0, 60.0]).values.round(3).tolist()
@@ -297,6 +303,12 @@ def lat_weights(lat):
     """
     if not isinstance(lat, xr.DataArray):
         lat = xr.DataArray(np.asarray(lat, dtype=float), dims="lat")
+    if str(lat.attrs.get("units", "")).lower() in ("rad", "radian", "radians"):
+        raise ValueError(f"latitudes {lat.name or ''!r} are in radians; lat_weights takes "
+                         "degrees (np.rad2deg first)")
+    if np.any(np.abs(lat.values) > 90):
+        raise ValueError(f"latitudes must be degrees in [-90, 90]; got values from "
+                         f"{float(lat.min())} to {float(lat.max())}")
     weights = np.cos(np.deg2rad(lat))
     weights = weights / weights.mean()
     weights.name = "lat_weights"
@@ -742,19 +754,44 @@ def state_rmse(analysis, truth, keep_dims=()):
     an = analysis[names]
     if "member" in an.dims:
         an = an.mean("member", skipna=False)
-    tr = truth[names].sel(time=an["time"])
+    tr = _matched_state(truth[names].sel(time=an["time"]), an, ("time", *keep_dims))
     # one flat state per time: to_array would broadcast a variable over another's dims
     # (x(k) repeated along j) and weigh each variable equally, whatever its size
 
     def flat(ds):
         # the kept dims each side has (a sweep's analysis has 'inflation', its truth not),
-        # on every variable of that side
+        # on every variable of that side; each variable's points in the analysis' order
         samples = [d for d in ("time", *keep_dims) if d in ds.dims]
-        ds = ds.map(lambda v: v.expand_dims({d: ds.sizes[d] for d in samples if d not in v.dims}))
-        out = ds.to_stacked_array("state", sample_dims=samples)
-        return out.drop_vars([c for c in out.coords if "state" in out[c].dims])
+        parts = []
+        for name in names:
+            v = ds[name].expand_dims({d: ds.sizes[d] for d in samples if d not in ds[name].dims})
+            space = [d for d in an[name].dims if d not in samples]
+            v = v.transpose(*samples, *space).drop_vars(space, errors="ignore")
+            parts.append(v.stack(state=space, create_index=False) if space
+                         else v.expand_dims("state", axis=-1))
+        return xr.concat(parts, "state", coords="minimal", compat="override")
 
     return rmse(flat(an), flat(tr), dim="state")
+
+
+def _matched_state(truth, analysis, sample_dims):
+    """``truth`` with the analysis' grid: its labels reordered where they are the same
+    labels in another order (a descending axis), any other difference an error.
+
+    Flat states are compared entry by entry, so a truth on a transposed or
+    reversed grid would be scored against the wrong points.
+    """
+    for name in truth.data_vars:
+        an_space = {d for d in analysis[name].dims if d not in sample_dims}
+        tr_space = {d for d in truth[name].dims if d not in sample_dims}
+        if an_space != tr_space:
+            raise ValueError(f"truth variable {name!r} has dims {truth[name].dims} where the "
+                             f"analysis has {analysis[name].dims}")
+    for d in analysis.indexes:
+        if d in truth.indexes and d not in sample_dims and not truth.indexes[d].equals(
+                analysis.indexes[d]) and set(truth.indexes[d]) == set(analysis.indexes[d]):
+            truth = truth.sel({d: analysis.indexes[d]})
+    return _align(truth, analysis, names=("truth", "analysis"))[0]
 
 
 def mean_after_burn_in(per_time, burn_in=0.0):

@@ -72,7 +72,8 @@ class EveryKth(ObservationOperator):
     dim : str, optional
         The spatial dim to thin; the first spatial dim of each variable if omitted.
     variables : str or list of str, optional
-        Restrict to these variables (default: every variable with ``dim``).
+        Restrict to these variables (default: every variable with ``dim``); a
+        named variable without ``dim`` is an error, not left out.
 
     Examples
     --------
@@ -92,6 +93,12 @@ class EveryKth(ObservationOperator):
         k = _check_int(self.k, "k", 1, "EveryKth")
         offset = _check_int(self.offset, "offset", 0, "EveryKth")
         names = _names(self.variables, layout, type(self).__name__)
+        lacking = [v.name for v in layout if names is not None and v.name in names
+                   and (self.dim or (v.dims[0] if v.dims else None)) not in v.dims]
+        if lacking:
+            what = repr(self.dim) if self.dim else "to thin"
+            raise ValueError(f"EveryKth: variable(s) {lacking} have no dim {what}; observe "
+                             "them with GridPoints or SelectVariables")
         out, start = [], 0
         for v in layout:
             use = (names is None or v.name in names) and v.dims
@@ -285,7 +292,9 @@ def make_operator(spec) -> ObservationOperator:
     ----------
     spec : str, list of str, ObservationOperator or None
         ``None``, ``"identity"`` or ``"all"``: :class:`Identity`; ``"<var>^2"``,
-        ``"<var>**2"`` or a two-letter ``"<var>2"``: :class:`Squared` of that variable;
+        ``"<var>**2"`` or a two-letter ``"<var>2"``: :class:`Squared` of that variable
+        (a two-letter variable ending in 2, such as ``h2``, is selected by a list,
+        ``["h2"]``);
         ``"every<k>"`` (k >= 1): :class:`EveryKth`; ``"arctan"`` / ``"arctan(<spec>)"``:
         :class:`Arctan`; any other string or a list: :class:`SelectVariables`. An
         operator is returned as is.
@@ -317,8 +326,11 @@ def make_operator(spec) -> ObservationOperator:
             return Arctan()
         if spec.startswith("arctan(") and spec.endswith(")"):
             return Arctan(make_operator(spec[len("arctan("):-1]))
-        if spec.endswith("^2") or spec.endswith("**2") or (spec.endswith("2") and len(spec) == 2):
-            return Squared(SelectVariables(spec.rstrip("^*2")))
+        for suffix in ("**2", "^2"):  # exactly one suffix off: "x2^2" squares x2
+            if spec.endswith(suffix) and len(spec) > len(suffix):
+                return Squared(SelectVariables(spec[:-len(suffix)]))
+        if len(spec) == 2 and spec.endswith("2"):
+            return Squared(SelectVariables(spec[0]))
         if spec.startswith("every"):
             k = spec[len("every"):]
             if not k.isdigit() or int(k) < 1:
