@@ -29,6 +29,11 @@ def test_tsunami_shapes_and_parameter_ranges(tsunami):
         assert tsunami[p].dims == ("trajectory",)
         assert ((tsunami[p] >= 0) & (tsunami[p] <= 0.5)).all()
     np.testing.assert_allclose(np.diff(tsunami.time), 540.0)
+    # the system's attrs carry no bump location: the preset's released none of these
+    import json
+
+    params = json.loads(tsunami.attrs["system_params"])
+    assert "bump_x" not in params and params["linear"] is True
     full = tsunami_ldensf_full_config()
     assert (full["N"], full["n_trajectories"]) == (150, 200)
 

@@ -142,13 +142,16 @@ def test_descending_latitude_and_long_names(tmp_path):
     np.testing.assert_array_equal(ds.u10.values, ref.u10.sortby("lat").values)
 
 
-def test_variables_on_different_times_are_aligned_with_nan(tmp_path):
+def test_variables_on_different_times_are_refused_naming_them(tmp_path):
+    # an outer join NaN-filled v10 at t2m's last time without a word: statistics that skip
+    # NaN then used other samples for each variable
     write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2017, n_times=3)
     write_year(
         tmp_path, "10m_v_component_of_wind", "10m_v_component_of_wind", "v10", 2017, n_times=2
     )
-    ds = load_weatherbench(["t2m", "v10"], 2017, root=tmp_path)
-    assert ds.sizes["time"] == 3 and bool(ds.v10.isel(time=-1).isnull().all())
+    with pytest.raises(ValueError, match="cover different times.*t2m: 3 times.*v10: 2 times"):
+        load_weatherbench(["t2m", "v10"], 2017, root=tmp_path)
+    assert load_weatherbench(["t2m"], 2017, root=tmp_path).sizes["time"] == 3
 
 
 # --- errors -------------------------------------------------------------------------

@@ -76,6 +76,10 @@ def test_unseen_data_and_mismatches(mixed):
         scaler.inverse_transform(new)
     with pytest.raises(ValueError, match="differ from those seen in fit"):
         scaler.transform(new.drop_vars("energy"))
+    # one row of a fitted grid: broadcasting applied every row's statistics to it
+    for op, data in ((scaler.transform, new), (scaler.inverse_transform, z)):
+        with pytest.raises(ValueError, match=r"'vorticity' lacks the dim\(s\) \['y'\]"):
+            op(data.isel(y=0))
     with pytest.raises(TypeError, match="fitted on a Dataset"):
         scaler.transform(new.vorticity)
     with pytest.raises(TypeError, match="fitted on a Dataset"):

@@ -117,3 +117,18 @@ def test_accessor_lowpass():
     np.testing.assert_allclose(ds.xdyn.lowpass(5).u, _field({2: 1.0}).u, atol=1e-12)
     np.testing.assert_allclose(ds.xdyn.lowpass("energy40").u, _field({2: 1.0}).u, atol=1e-12)
     np.testing.assert_allclose(ds.u.xdyn.lowpass(5), _field({2: 1.0}).u, atol=1e-12)
+
+
+def test_the_learned_cutoff_keeps_the_modes_its_energy_counted():
+    # on a box of length 3 the (5, 12) mode's |k| rounds a few ulp above the shell edge 13 dk
+    # the rule learned: the mask dropped it, keeping 1% of the energy the rule counted as 100%
+    n, length = 32, 3.0
+    k0 = 2 * np.pi / length
+    y, x = np.meshgrid(length * np.arange(n) / n, length * np.arange(n) / n, indexing="ij")
+    da = xr.DataArray(np.cos(k0 * (5 * y + 12 * x)) + 0.1 * np.cos(k0 * x), dims=("y", "x"))
+    lp = LowPassFilter("energy90", lengths=length).fit(da)
+    assert lp.cutoff_ == pytest.approx(13 * k0)
+    energy = float((da**2).sum())
+    assert float((lp.transform(da) ** 2).sum()) == pytest.approx(energy, rel=1e-12)
+    resolved, _ = split_scales(da, cutoff=13 * k0, lengths=length)
+    assert float((resolved**2).sum()) == pytest.approx(energy, rel=1e-12)

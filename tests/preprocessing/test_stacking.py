@@ -106,6 +106,12 @@ def test_unstack_renamed_sample_dim_and_errors(mixed):
         unstack_samples(matrix.values, info, sample_coord=[1.0, 2.0])
     with pytest.raises(ValueError, match="feature"):
         unstack_samples(xr.DataArray(np.zeros((2, 14)), dims=("a", "b")), info)
+    # columns in another order were unstacked by position, into other variables and points
+    shuffled = matrix.isel(feature=np.roll(np.arange(info.n_features), 1))
+    with pytest.raises(ValueError, match="not the stacked order"):
+        unstack_samples(shuffled, info)
+    xr.testing.assert_identical(unstack_samples(shuffled.sortby("feature"), info),
+                                unstack_samples(matrix, info))
 
 
 def test_dtype_restored_within_kind():

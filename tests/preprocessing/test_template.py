@@ -67,6 +67,9 @@ def test_exact_round_trip_of_rank_k_fields_also_unseen():
     assert back.time.attrs == {"units": "s"}
     # a bare component matrix unstacks too, without a sample coordinate
     assert model.inverse_transform(z.values).u.shape == (4, 4, 5)
+    # components in another order are refused, not read by position
+    with pytest.raises(ValueError, match="labels are not 0 .. 1 in order"):
+        model.inverse_transform(z.isel(component=[1, 0]))
 
 
 def test_rank_deficit_is_visible():

@@ -23,6 +23,8 @@ forcing amplitude and width drawn per trajectory from one shared start.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import xarray as xr
 
@@ -243,6 +245,11 @@ def _tsunami_chunk(indices, *, bump_x, bump_y, system, dt, n_saved, save_every):
     sw = ShallowWater.preset("tsunami", **system)
     ds = sw.simulate(n_steps=(n_saved - 1) * save_every, dt=dt, save_every=save_every,
                      x0=sw.bump_state(bump_x[idx], bump_y[idx]))
+    # the system's own bump location (its preset's) released none of these: the drawn
+    # ones are the bump_x / bump_y variables
+    params = json.loads(ds.attrs["system_params"])
+    ds.attrs["system_params"] = json.dumps({k: v for k, v in params.items()
+                                            if k not in ("bump_x", "bump_y")}, sort_keys=True)
     return ds if "trajectory" in ds.dims else ds.expand_dims("trajectory")
 
 

@@ -427,6 +427,13 @@ def _merge_on_grid(parts: list[xr.DataArray]) -> xr.Dataset:
             if a.shape != b.shape or not np.allclose(a, b, atol=1e-6):
                 raise ValueError(f"{ref.name!r} and {da.name!r} are on different {dim} grids")
         aligned.append(da.assign_coords(lat=ref["lat"], lon=ref["lon"]))
+    timed = [da for da in aligned if "time" in da.indexes]
+    if any(not da.indexes["time"].equals(timed[0].indexes["time"]) for da in timed[1:]):
+        # an outer join would NaN-fill each variable where another has times it lacks
+        spans = "; ".join(f"{da.name}: {da.sizes['time']} times, {da.time.values[0]} to "
+                          f"{da.time.values[-1]}" for da in timed)
+        raise ValueError(f"the variables cover different times ({spans}); pass the years "
+                         "they share, or load them apart")
     # Datasets (not DataArrays) so that no variable's attrs become the Dataset's.
     return xr.merge(
         [da.to_dataset() for da in aligned],

@@ -213,6 +213,10 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         m = mean.reset_coords(drop=True).astype(dtype)
         s = None if scale is None else scale.reset_coords(drop=True).astype(dtype)
         fitted_units, attrs = mean.attrs.get("units"), dict(x.attrs)
+        missing = [d for d in m.dims if d not in x.dims]
+        if missing:  # broadcasting would apply every fitted row to the one left (y=0)
+            raise ValueError(f"variable {name!r} lacks the dim(s) {missing} its statistics "
+                             f"were fitted over; its dims are {x.dims}")
         if s is not None and inverse and attrs.get("units", "1") != "1":
             raise ValueError(f"variable {name!r} has units {attrs['units']!r}; inverse_transform "
                              f"expects standardized data (units '1')")

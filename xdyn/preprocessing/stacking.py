@@ -410,6 +410,13 @@ def unstack_samples(matrix, info: StackInfo, sample_coord=None):
                              f"got dims {matrix.dims}")
         other = next(d for d in matrix.dims if d != FEATURE_DIM)
         matrix = matrix.transpose(other, FEATURE_DIM)
+        if FEATURE_DIM in matrix.indexes:  # the stacked columns are labelled 0 .. n - 1
+            labels = np.asarray(matrix.indexes[FEATURE_DIM])
+            if len(labels) == info.n_features and not np.array_equal(
+                    labels, np.arange(info.n_features)):
+                raise ValueError(f"the matrix's {FEATURE_DIM!r} labels are not the stacked "
+                                 f"order 0 .. {info.n_features - 1} (columns reordered or "
+                                 "selected?); sortby or reindex it first")
         sample_coords = {k: xr.Variable((sd,), c.data, c.attrs)
                          for k, c in matrix.coords.items() if c.dims == (other,)}
         if other != sd and other in sample_coords:

@@ -149,6 +149,11 @@ class DatasetTransformer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=
                                  f"{COMPONENT_DIM!r} dim; got dims {Z.dims}")
             other = next(d for d in Z.dims if d != COMPONENT_DIM)
             Z = Z.transpose(other, COMPONENT_DIM)
+            if COMPONENT_DIM in Z.indexes and not np.array_equal(
+                    np.asarray(Z.indexes[COMPONENT_DIM]), np.arange(Z.shape[1])):
+                raise ValueError(f"{type(self).__name__}: the {COMPONENT_DIM!r} labels are not "
+                                 f"0 .. {Z.shape[1] - 1} in order (reordered or selected?); "
+                                 "components are read by position")
             sample_coord = Z[other] if other in Z.coords else None
             Z = Z.values
         Z = np.asarray(Z, dtype=float)
