@@ -31,11 +31,56 @@ def truth():
     return kolmogorov_ldensf(n_trajectories=2, N=16, n_saved=6, burn_in_steps=20)
 
 
-def test_letkf_is_not_tuned_without_held_out_flows(truth):
-    from xdyn.experiments.ldensf import tune_letkf
+@pytest.mark.parametrize("tune", ["tune_letkf", "tune_ensf"])
+def test_full_space_filters_are_not_tuned_without_held_out_flows(truth, tune):
+    from xdyn.experiments import ldensf
 
     setup = LDEnSFSetup(N=16)
-    assert tune_letkf(setup, truth.isel(trajectory=slice(0, 0)), 0, ["vorticity"]) == (setup, {})
+    tune = getattr(ldensf, tune)
+    assert tune(setup, truth.isel(trajectory=slice(0, 0)), 0, ["vorticity"]) == (setup, {})
+    # nor with no tuning flows asked for (the flows are not even read)
+    none = LDEnSFSetup(N=16, letkf_tuning_flows=0, ensf_tuning_flows=0)
+    assert tune(none, truth, 0, ["vorticity"]) == (none, {})
+
+
+def test_ensf_floor_is_the_lowest_scoring_one_on_the_held_out_flows(truth, monkeypatch):
+    """Every floor's score is the field relative RMSE of that EnSF on the tuning flows
+    (computed here independently), the lowest is chosen, one that fails never is."""
+    import dataclasses
+
+    from xdyn.assimilation import EnSF, _cycle
+    from xdyn.experiments.ldensf import _filter_kwargs, _plain, tune_ensf
+
+    def no_climatology(*args):
+        raise ValueError("none here")
+
+    # the lost-track monitor off (it flags a run, never changes an analysis): its
+    # climatological pool of the 16 x 16 flow costs ~45 s
+    monkeypatch.setattr(_cycle, "climatological_pool", no_climatology)
+
+    # 1.5 is refused by EnSF (a floor is in [0, 1)): a configuration that fails, first
+    setup = LDEnSFSetup(N=16, dt=0.04, save_every=5, n_members=5, n_pseudo_steps=10,
+                        ensf_variance_floors=(1.5, 0.5, 0.0, 0.05), ensf_tuning_flows=2)
+    tuned, scores = tune_ensf(setup, truth, 0, ["vorticity"])
+    assert list(scores) == ["1.5", "0.5", "0", "0.05"] and scores["1.5"] == np.inf
+    plain = _plain(sparse_observations(truth, setup, 4000))  # the tuning's observations
+    w = truth["vorticity"].values                              # (trajectory, time, y, x)
+    for b in (0.0, 0.05, 0.5):
+        an = EnSF(n_pseudo_steps=10, integrator=setup.integrator, variance_floor=b,
+                  **_filter_kwargs(setup, truth, 0)).fit(plain).predict(plain)
+        err = an["vorticity"].transpose("trajectory", "time", "y", "x").values - w
+        rel = np.sqrt((err**2).mean((2, 3)) / (w**2).mean((2, 3))).mean(0)
+        np.testing.assert_allclose(scores[f"{b:g}"], rel[1:].mean(), rtol=1e-6)
+    best = min(scores, key=scores.get)
+    assert best != "1.5"
+    assert tuned == dataclasses.replace(setup, ensf_variance_floors=(float(best),))
+    assert len(set(scores.values())) == 4  # the floor changes the analysis
+    # without the winner, the next lowest wins, with the same scores
+    rest = tuple(b for b in setup.ensf_variance_floors if f"{b:g}" != best)
+    again, rest_scores = tune_ensf(dataclasses.replace(setup, ensf_variance_floors=rest),
+                                   truth, 0, ["vorticity"])
+    assert rest_scores == {k: v for k, v in scores.items() if k != best}
+    assert again.ensf_variance_floors == (float(min(rest_scores, key=rest_scores.get)),)
 
 
 def test_trajectories_share_their_start_and_differ_by_re(truth):
@@ -213,12 +258,22 @@ TINY = dict(N=16, n_train=4, n_test=2, n_saved=5, ldnet_epochs=3, encoder_epochs
 @pytest.mark.parametrize("case, params", [("tsunami", ["bump_x", "bump_y"]),
                                           ("shallow-water",
                                            ["forcing_amplitude", "forcing_width"])])
-def test_tiny_run_has_every_method_parameter_and_figure(case, params):
+def test_tiny_run_has_every_method_parameter_and_figure(case, params, monkeypatch):
     import dataclasses
 
     import matplotlib.pyplot as plt
 
+    from xdyn.experiments import ldensf
     from xdyn.experiments.ldensf import ldensf_experiment
+
+    floors = []  # the EnSF floors the full-space filters run with (main, then the sweep)
+
+    def recording(setup, *args):
+        floors.append(setup.ensf_variance_floors)
+        return full_space_filters(setup, *args)
+
+    full_space_filters = ldensf.full_space_filters
+    monkeypatch.setattr(ldensf, "full_space_filters", recording)
 
     setup = dataclasses.replace(LDEnSFSetup.for_case(case, quick=True), **TINY)
     setup.robustness_settings = {"noise_level": (0.05, 0.2), "obs_interval": (2,),
@@ -258,6 +313,12 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params):
         assert tuning == {} and "(not tuned)" in result.table
         assert (res.attrs["letkf_inflation"], res.attrs["letkf_localization_radius"]) == \
             (setup.letkf_inflations[0], setup.localization_radius)
+    # the EnSF with the floor of the lowest score (both quick cases tune it on one flow),
+    # in the main comparison and in every setting of the sweep (the tsunami's reruns it)
+    tuning = json.loads(res.attrs["ensf_tuning"])
+    assert list(tuning) == sorted(f"{b:g}" for b in setup.ensf_variance_floors)
+    assert float(min(tuning, key=tuning.get)) == res.attrs["ensf_variance_floor"]
+    assert floors == [(res.attrs["ensf_variance_floor"],)] * (6 if case == "tsunami" else 1)
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
     prior = {"bump_x": 0.25, "bump_y": 0.25, "forcing_amplitude": 150.5, "forcing_width": 2.5}

@@ -34,7 +34,10 @@ locations drawn from the prior for the tsunami, whose start is the unknown.
 The LETKF's inflation and localization radius are tuned on held-out flows
 (:func:`tune_letkf`: the calibration trajectories, observed as the test ones);
 before 2026-12-06 it ran untuned at 1.05 and the case's radius, which left the
-quick Kolmogorov LETKF 19% and the tsunami's 51% above its tuned score.
+quick Kolmogorov LETKF 19% and the tsunami's 51% above its tuned score. The
+full-space EnSF's ``variance_floor`` (the authors' ``eps_b``, in the state's
+units) is tuned the same way on the same held-out flows (:func:`tune_ensf`,
+over ``ensf_variance_floors``, 0 among them); before 2026-12-07 it ran at 0.
 Beside the original's LD-EnSF, the same fitted filter with
 ``likelihood="joint"`` and ``refine_parameters=True`` ("LD-EnSF joint", not in
 the original): it conditions on the sparse observations through the decoder
@@ -104,8 +107,8 @@ class LDEnSFSetup:
         Test trajectories on which every method is scored.
     n_calibration : int, default=8
         More held-out trajectories on which LD-EnSF's reported spreads are calibrated
-        (``spread_scale``) and the LETKF is tuned; 0: the analyses' own spreads and an
-        untuned LETKF.
+        (``spread_scale``) and the full-space LETKF and EnSF are tuned; 0: the analyses'
+        own spreads and untuned full-space filters.
     n_saved : int, default=40
         Kept states per trajectory, the first being the start.
     save_every : int, default=20
@@ -160,6 +163,13 @@ class LDEnSFSetup:
         Multiples of ``localization_radius`` tried when tuning the LETKF.
     letkf_tuning_flows : int, default=2
         Held-out (calibration) trajectories the LETKF is tuned on; 0: untuned.
+    ensf_variance_floors : tuple of float, default=(0.0, 0.01, 0.03, 0.1)
+        ``variance_floor`` values (in the state's units, each in [0, 1)) tried when
+        tuning the full-space EnSF (:class:`~xdyn.assimilation.EnSF`); untuned, it uses
+        the first.
+    ensf_tuning_flows : int, default=2
+        Held-out (calibration) trajectories the full-space EnSF is tuned on (the first
+        ones, observed as for the LETKF's tuning); 0: untuned.
     initial_spread : float, default=0.1
         Spread of the full-space filters' start around the shared start, relative to
         its RMS (Kolmogorov and shallow water; the tsunami's members start from
@@ -235,6 +245,13 @@ class LDEnSFSetup:
     letkf_inflations: tuple = (1.05, 1.1, 1.2, 1.4)
     letkf_radius_scales: tuple = (1.0, 0.5)
     letkf_tuning_flows: int = 2
+    # the full-space EnSF's variance_floor, tuned on the same flows (the first
+    # ensf_tuning_flows; 0: the first floor untuned). With 0 the sampler's schedule ends at
+    # sigma^2 = 1 / n_pseudo_steps = 0.01: floors of 1-10x that, 0.04-0.4 of Kolmogorov's
+    # vorticity noise variance (0.28). Quick, 2 held-out flows (2026-12-07): 0.361 at 0,
+    # 0.334 / 0.330 / 0.364 at 0.01 / 0.03 / 0.1 (9 s for the four, 53 s for the LETKF's 8)
+    ensf_variance_floors: tuple = (0.0, 0.01, 0.03, 0.1)
+    ensf_tuning_flows: int = 2
     initial_spread: float = 0.1
     stride_factor: int = 1  # observe every (stride_factor x 15)-th point, scaled
     obs_interval: int = 1  # observe every obs_interval-th kept step
@@ -492,6 +509,7 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     walls["free latent forecast"] = (np.nan, np.nan)
 
     tuned, letkf_scores = tune_letkf(setup, held_out, seed, fields)
+    tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields)
     full, walls_full = full_space_filters(tuned, test, obs_test, seed, fields)
     analyses.update(full)
     walls.update(walls_full)
@@ -543,6 +561,8 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     res.attrs["letkf_inflation"] = float(tuned.letkf_inflations[0])
     res.attrs["letkf_localization_radius"] = float(tuned.localization_radius)
     res.attrs["letkf_tuning"] = config_json(**letkf_scores)
+    res.attrs["ensf_variance_floor"] = float(tuned.ensf_variance_floors[0])
+    res.attrs["ensf_tuning"] = config_json(**ensf_scores)
     res.attrs["observed_points"] = int(obs_test.sizes["obs"])
     res.attrs["observed_fraction"] = float(obs_test.sizes["obs"]) / float(
         len(case.observed) * setup.N**2)
@@ -647,32 +667,50 @@ def tune_letkf(setup, flows, seed, fields):
     test; observed as the test ones, with their own noise), and the scores
     ``{"inflation/radius": rmse}``. Without flows, ``setup`` unchanged.
     """
-    n = min(int(setup.letkf_tuning_flows), flows.sizes["trajectory"])
-    grid = [(i, setup.localization_radius * r) for r in setup.letkf_radius_scales
-            for i in setup.letkf_inflations]
-    if n == 0 or len(grid) == 1:
+    trials = {f"{i:g}/{setup.localization_radius * r:g}": dataclasses.replace(
+        setup, letkf_inflations=(i,), localization_radius=setup.localization_radius * r)
+        for r in setup.letkf_radius_scales for i in setup.letkf_inflations}
+    return _tune(setup, trials, _letkf, flows, setup.letkf_tuning_flows, seed, fields)
+
+
+def tune_ensf(setup, flows, seed, fields):
+    """``setup`` with the full-space EnSF's ``variance_floor`` (first of
+    ``ensf_variance_floors``) of the lowest field relative RMSE over the first
+    ``ensf_tuning_flows`` trajectories of ``flows``, observed as :func:`tune_letkf`
+    observes them, and the scores ``{"floor": rmse}``. Without flows, ``setup`` unchanged.
+    """
+    trials = {f"{b:g}": dataclasses.replace(setup, ensf_variance_floors=(b,))
+              for b in setup.ensf_variance_floors}
+    return _tune(setup, trials, _ensf, flows, setup.ensf_tuning_flows, seed, fields)
+
+
+def _tune(setup, trials, build, flows, n_flows, seed, fields):
+    """The setup of ``trials`` (``{label: setup}``) whose full-space filter
+    ``build(trial, full)`` scores the lowest field relative RMSE over the first
+    ``n_flows`` of ``flows``, and the scores ``{label: rmse}``: a run that fails or
+    goes non-finite scores inf, never chosen over one that does not. ``(setup, {})``
+    without flows or with a single trial.
+    """
+    n = min(int(n_flows), flows.sizes["trajectory"])
+    if n == 0 or len(trials) == 1:
         return setup, {}
     flows = flows.isel(trajectory=slice(0, n))
     obs = sparse_observations(flows, setup, 4000 + seed)
-    # one system and start for the whole grid: the system keeps the climatological pool
-    # the lost-track monitor builds on the first run
+    # one system and start for the whole grid (the climatological pool the lost-track
+    # monitor builds on the first run is cached per system configuration)
     full, plain = _filter_kwargs(setup, flows, seed), _plain(obs)
     scores = {}
     with _small_grid(setup):
-        for inflation, radius in grid:
-            trial = dataclasses.replace(setup, letkf_inflations=(inflation,),
-                                        localization_radius=radius)
+        for label, trial in trials.items():
             try:
-                an = _letkf(trial, full).fit(plain).predict(plain)[fields]
+                an = build(trial, full).fit(plain).predict(plain)[fields]
             except Exception:  # noqa: BLE001 - a configuration that fails is not chosen
                 an = _failed(flows, obs, fields)
-            rel = field_rel_rmse({"LETKF": an}, flows, fields, ["LETKF"]).mean("variable")
+            rel = field_rel_rmse({"run": an}, flows, fields, ["run"]).mean("variable")
             # NaN from a failure on (not skipped: the times before it would score alone)
             score = float(rel.isel(time=slice(1, None)).mean(skipna=False))
-            scores[f"{inflation:g}/{radius:g}"] = score if np.isfinite(score) else np.inf
-    inflation, radius = grid[int(np.argmin(list(scores.values())))]
-    return dataclasses.replace(setup, letkf_inflations=(inflation,),
-                               localization_radius=radius), scores
+            scores[label] = score if np.isfinite(score) else np.inf
+    return trials[min(scores, key=scores.get)], scores  # the first of equal scores
 
 
 def _filter_kwargs(setup, test, seed):
@@ -690,6 +728,13 @@ def _letkf(setup, full):
     and localization radius, with the filters' shared arguments ``full``."""
     return LETKF(localization_radius=setup.localization_radius,
                  inflation=setup.letkf_inflations[0], **full)
+
+
+def _ensf(setup, full):
+    """The full-space EnSF at ``setup``'s variance floor (the first of
+    ``ensf_variance_floors``), with the filters' shared arguments ``full``."""
+    return EnSF(n_pseudo_steps=setup.n_pseudo_steps, integrator=setup.integrator,
+                variance_floor=setup.ensf_variance_floors[0], **full)
 
 
 def _plain(obs):
@@ -716,9 +761,7 @@ def _full_space_filters(setup, test, obs, seed, fields):
     dyn = _dynamics_time(full["system"], np.asarray(state0), setup, len(test["trajectory"]))
     analyses, walls = {}, {}
     plain = _plain(obs)
-    for name, est in (("EnSF", EnSF(n_pseudo_steps=setup.n_pseudo_steps,
-                                    integrator=setup.integrator, **full)),
-                      ("LETKF", _letkf(setup, full))):
+    for name, est in (("EnSF", _ensf(setup, full)), ("LETKF", _letkf(setup, full))):
         t0 = time.perf_counter()
         try:
             est.fit(plain)
