@@ -8,7 +8,7 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from xdyn.forecast import VGBDM
+from xdyn.forecast import NeuralODE, VGBDM
 from xdyn.forecast.physics import (FitzHughNagumoPhysics, FunctionPhysics, Lorenz63Physics,
                                    PendulumPhysics, RLCPhysics, as_physics)
 from xdyn.systems import DampedPendulum, Lorenz63, ReactionDiffusion, RLCCircuit
@@ -162,6 +162,11 @@ def test_user_physics_callable_and_bad_input():
         VGBDM(z_dim=-1).fit(ds)
     with pytest.raises(NotFittedError):
         VGBDM().predict(ds, [0.1])
+    dated = ds.assign_coords(time=np.datetime64("2020-01-01") + (ds.time.values * 3.6e12)
+                             .astype("timedelta64[ns]"))
+    for model in (VGBDM("pendulum", len_episode=5), NeuralODE(window=4)):
+        with pytest.raises(ValueError, match="integrates in model time.*not datetime"):
+            model.fit(dated)
     phys = FunctionPhysics(_half_decay, {"rate": (0.0, 1.0)}, ["theta", "omega"])
     assert as_physics(phys) is phys
     model = VGBDM(phys, z_dim=0, len_episode=3, hidden=4, encoder_hidden=4, max_epochs=1,

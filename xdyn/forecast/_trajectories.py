@@ -86,6 +86,10 @@ class TrajectoryForecaster(BaseForecaster):
             del self._fit_batch_
 
     def _fit(self, X, times):
+        if self.time_kind_ != "model":  # numpy failed on it deep inside, with no hint
+            raise ValueError(f"{type(self).__name__} integrates in model time: give "
+                             f"{self.sample_dim!r} as numbers (e.g. hours since the start), "
+                             f"not {self.time_kind_} times")
         # windows and episodes are consecutive samples, one step apart
         self._check_sample_step(times)
         batch = getattr(self, "_fit_batch_", None)
