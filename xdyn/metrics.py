@@ -765,7 +765,7 @@ def state_rmse(analysis, truth, keep_dims=()):
         parts = []
         for name in names:
             v = ds[name].expand_dims({d: ds.sizes[d] for d in samples if d not in ds[name].dims})
-            space = [d for d in an[name].dims if d not in samples]
+            space = [d for d in an[name].dims if d not in ("time", *keep_dims)]
             v = v.transpose(*samples, *space).drop_vars(space, errors="ignore")
             parts.append(v.stack(state=space, create_index=False) if space
                          else v.expand_dims("state", axis=-1))

@@ -195,3 +195,53 @@ def test_an_operator_that_transforms_the_same_sites_otherwise_is_refused(made, g
     recorded = obs.attrs["operator"]
     from xdyn.observe import operator_from_spec
     EnKF(operator=operator_from_spec(recorded), n_members=10, random_state=0).fit(obs)
+
+
+# ---- data that was read by position or by the wrong convention (audit 2026-12-07) ----
+def test_observations_without_a_time_coordinate_are_refused(twin):
+    # the bare dim read as times 0, 1, 2, ...: forecasts of 20 steps between analyses
+    system, _, obs = twin
+    with pytest.raises(ValueError, match="need a 'time' coordinate"):
+        _enkf(system).fit(obs.drop_vars("time"))
+
+
+def test_inf_observations_are_bad_data_not_missing_ones(twin):
+    system, _, obs = twin
+    bad = obs.copy(deep=True)
+    bad["observation"][3, 2] = np.inf
+    for est in (_enkf(system), Var3D(system=system)):
+        with pytest.raises(ValueError, match="inf values; mark missing ones with NaN"):
+            est.fit(bad)
+
+
+def test_a_member_batch_dim_is_refused_by_ensemble_filters(twin):
+    system, truth, _ = twin
+    ens_truth = truth.expand_dims(member=2)
+    obs = observe(ens_truth, "identity", noise_std=1.0, random_state=1)
+    with pytest.raises(ValueError, match="batch dim named 'member'"):
+        _enkf(system, n_members=2).fit(obs)
+
+
+def test_observations_of_a_reversed_grid_are_refused_and_its_states_reordered(twin):
+    # the positions matched, the places did not: RMSE 5.7 instead of 0.21, no error
+    system, truth, obs = twin
+    rev = truth.isel(k=slice(None, None, -1))
+    with pytest.raises(ValueError, match=r"labels are \[11, 10, 9.*sort it"):
+        _enkf(system).fit(observe(rev, "identity", noise_std=1.0, random_state=1))
+    np.testing.assert_array_equal(system.to_state(rev), system.to_state(truth))
+    with pytest.raises(ValueError, match="are not the system's grid"):
+        system.to_state(truth.assign_coords(k=truth.k + 0.5))
+    # a truth stored descending scores as the same truth (metrics.state_rmse follows labels)
+    est = Var3D(system=system).fit(obs)
+    assert est.score(obs, rev) == pytest.approx(est.score(obs, truth), rel=1e-12)
+
+
+def test_data_with_parameters_drawn_per_trajectory_names_no_one_system():
+    # the recorded system had the undrawn default omega0 = 1: RMSE 0.9-1.1 instead of 0.01-0.03
+    from xdyn.systems import DampedPendulum
+
+    truth = DampedPendulum().simulate(n_trajectories=2, n_steps=10, random_state=0,
+                                      parameter_ranges={"omega0": (1.5, 2.5)})
+    obs = observe(truth, "theta", noise_std=0.01, random_state=1)
+    with pytest.raises(ValueError, match=r"drew \['omega0'\] per trajectory"):
+        EnKF(n_members=4, random_state=0).fit(obs)

@@ -331,6 +331,11 @@ class BaseAssimilator(BaseEstimator):
                 raise ValueError(f"observations need dims ('time', 'obs'); got {da.dims}")
         if da.sizes["time"] == 0:
             raise ValueError("observations have no time: the 'time' dim has size 0")
+        if "time" not in da.coords:  # a bare dim reads as 0, 1, 2, ...: one model time apart
+            raise ValueError("observations need a 'time' coordinate (their model times)")
+        if "member" in da.dims and hasattr(self, "n_members"):
+            raise ValueError("observations with a batch dim named 'member' (an ensemble "
+                             "truth's?) clash with the filter's own members; rename it")
         batch_dims = tuple(d for d in da.dims if d not in ("time", "obs"))
         da = da.transpose("time", *batch_dims, "obs")
         attrs = {**obs.attrs, **da.attrs}
@@ -358,6 +363,8 @@ class BaseAssimilator(BaseEstimator):
         if np.any(np.abs(gaps - n_steps[1:]) > 1e-6):
             raise ValueError(f"observation times are not multiples of the model step dt={dt}")
         y = system.as_tensor(np.asarray(da.values, dtype=float))
+        if bool(torch.isinf(y).any()):  # NaN marks a missing observation, inf is bad data
+            raise ValueError("observations hold inf values; mark missing ones with NaN")
         finite = torch.isfinite(y)
         mask = finite.reshape(finite.shape[0], -1, finite.shape[-1])
         if not bool((mask == mask[:, :1]).all()):
@@ -411,6 +418,20 @@ class BaseAssimilator(BaseEstimator):
                     mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
                                f"{got.tolist()[:8]}"
                     break
+            # the same positions on a grid stored in another order (a descending axis) are
+            # other places: the data's labels must be the system's at those positions
+            grid = system.coords()
+            for c in shared:
+                if mismatch is None and c in grid and along_obs(c) and along_obs(f"{c}_index"):
+                    labels = grid[c][1] if isinstance(grid[c], tuple) else grid[c]
+                    want = np.asarray(labels)[np.asarray(expected[c][1], dtype=int)]
+                    got = np.asarray(da.coords[c].values)
+                    if not np.allclose(want.astype(float), got.astype(float), rtol=1e-9,
+                                       atol=1e-12):
+                        raise ValueError(
+                            f"the observations' {c!r} labels are {got.tolist()[:8]} where "
+                            f"{type(system).__name__}'s grid has {want.tolist()[:8]}: they were "
+                            "made from a grid in another order; sort it (sortby) first")
             # the same sites, but the recorded operator may transform them (x^2, arctan, a
             # scaling): the coordinates cannot tell, the nonlinear part of the spec can
             if mismatch is None and attrs.get("operator") is not None:

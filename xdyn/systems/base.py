@@ -467,11 +467,32 @@ class DynamicalSystem(BaseEstimator):
         """
         if not isinstance(ds, xr.Dataset):
             raise TypeError(f"{self.name}.to_state expects an xarray.Dataset, got {type(ds).__name__}")
+        ds = self._on_grid(ds)
         try:
             values, _ = flatten_variables(ds, self.variables)
         except ValueError as exc:
             raise ValueError(f"{self.name} state: {exc}") from None
         return self.as_tensor(np.array(values))  # a copy: the view may be read-only
+
+    def _on_grid(self, ds: xr.Dataset) -> xr.Dataset:
+        """``ds`` with each grid dim's labels in the system's order (reordered where they are
+        its labels in another order, e.g. descending); other labels are an error. A state
+        is read by position: a reversed grid would be read mirrored."""
+        for dim, coord in self.coords().items():
+            if dim not in ds.indexes:
+                continue
+            want = np.asarray(coord[1] if isinstance(coord, tuple) else coord)
+            got = np.asarray(ds.indexes[dim])
+            if want.ndim != 1 or not np.issubdtype(want.dtype, np.number) or \
+                    not np.issubdtype(got.dtype, np.number) or got.shape != want.shape:
+                continue  # sizes are checked when the state is flattened
+            if not np.allclose(got, want, rtol=1e-9, atol=1e-12):
+                # the k-th smallest label to the k-th smallest place of the system's grid
+                ds = ds.isel({dim: np.argsort(got)[np.argsort(np.argsort(want))]})
+                if not np.allclose(np.asarray(ds.indexes[dim]), want, rtol=1e-9, atol=1e-12):
+                    raise ValueError(f"{self.name} state: the {dim!r} labels {got[:6].tolist()} "
+                                     f"are not the system's grid {want[:6].tolist()}")
+        return ds
 
     def from_state(
         self,

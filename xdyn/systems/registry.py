@@ -104,7 +104,9 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
     Raises
     ------
     ValueError
-        The attrs have no ``"system"`` (or name an unknown one).
+        The attrs have no ``"system"`` (or name an unknown one), or record
+        parameters drawn per trajectory (``"parameter_ranges"``): no one system
+        made such data, and the recorded values are the undrawn defaults.
 
     Examples
     --------
@@ -118,4 +120,8 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
             "the Dataset does not record its system (no 'system' attr); pass system=... explicitly"
         )
     params = json.loads(attrs.get("system_params", "{}"))
+    drawn = sorted(json.loads(attrs.get("parameter_ranges", "{}")))
+    if drawn:
+        raise ValueError(f"the data drew {drawn} per trajectory (their 'parameter_ranges' "
+                         f"attr): no one {attrs['system']} made it; pass system=... explicitly")
     return make_system(attrs["system"], **params)
