@@ -93,7 +93,21 @@ def test_out_that_cannot_be_a_folder_is_one_line_before_work(tmp_path, tiny, cap
     _one_error_line(capsys, "--out", "is an existing file")
     assert main(["run", "tiny-cli", "--out", str(a_file / "below")]) == 2
     _one_error_line(capsys, "--out", "not writable")
+    # an unset shell variable ("$OUTDIR") wrote into the current folder
+    assert main(["run", "tiny-cli", "--out", ""]) == 2
+    _one_error_line(capsys, "--out", "empty name")
     assert tiny == []
+
+
+@pytest.mark.parametrize("seed, needle", [("-1", "outside 0 .. 2**32 - 1"),
+                                          ("1.5", "not a whole number")])
+def test_bad_seed_is_refused_before_work(seed, needle, tiny, capsys, tmp_path):
+    # -1 started the experiment and failed inside it, without naming --seed
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "tiny-cli", "--out", str(tmp_path), f"--seed={seed}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--seed" in err and needle in err
+    assert tiny == [] and list(tmp_path.iterdir()) == []
 
 
 def test_out_unwritable_is_one_line_before_work(tmp_path, tiny, capsys, monkeypatch):

@@ -226,6 +226,17 @@ def _cmd_bench(args):
     return 0
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a whole number numpy can seed with, checked before any work starts."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"{seed} is outside 0 .. 2**32 - 1")
+    return seed
+
+
 def _version() -> str:
     from xdyn import __version__
 
@@ -251,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="short version (smoke tests); written to DIR/NAME-quick/")
     p.add_argument("--out", default="xdyn-results", metavar="DIR",
                    help="output folder (default: xdyn-results)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--all", action="store_true",

@@ -34,7 +34,7 @@ def test_twin_experiment_compares_methods_on_same_data():
     t_burn = float(obs.time[50] - obs.time[0])
     assert float(res.rmse_mean.sel(assimilator="EnKF N=20")) == pytest.approx(
         analysis_rmse(an, truth, burn_in=t_burn), rel=1e-10)
-    config = json.loads(res.attrs["configuration"])
+    config = json.loads(res.attrs["config_json"])
     assert config["n_cycles"] == 150 and config["seed"] == 0
     table = format_table(res, {"EnKF N=20": 0.2})
     assert "EnKF N=20" in table and "0.200" in table
@@ -186,6 +186,14 @@ def test_run_replaces_the_folder_whole_and_a_killed_run_keeps_the_last(tmp_path,
     recorded["fail"] = None
     run("tiny-folder", out=tmp_path, progress=False)
     assert not stale.exists()
+    # killed between its two renames, a run left the last results only as its staging-old:
+    # put back, not removed with the other staging folders
+    from xdyn.experiments.catalogue import _clean_stale
+
+    old = tmp_path / ".tiny-folder.999999999.staging-old"
+    os.replace(folder, old)
+    _clean_stale(tmp_path, "tiny-folder")
+    assert not old.exists() and (folder / "results.nc").is_file()
     # files get the permissions of the umask, as any other file the user writes
     umask = os.umask(0)
     os.umask(umask)

@@ -133,6 +133,27 @@ def test_target_rules():
 def test_report_of_a_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         write_report(tmp_path / "nothing-here")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "summary.csv").write_text("")  # a run's file, unreadable
+    with pytest.raises(ValueError, match="cannot read .*broken/summary.csv"):
+        write_report(tmp_path)
+
+
+def test_a_diverged_method_misses_its_target_and_quick_runs_are_counted_apart(tmp_path):
+    # the diverged row showed "not run" and left the headline: "0 of 0 targets met"
+    _run(tmp_path, "lorenz96-twin",
+         [{**_row("EnKF sqrt N=28 infl 1.02 rot", "analysis RMSE", float("nan")),
+           "status": "diverged"}])
+    write_summary([_row("LETKF N=40 infl 1.05 r=4", "analysis RMSE", 0.55)],
+                  tmp_path / "lorenz96-twin-partial-quick" / "summary.csv",
+                  "lorenz96-twin-partial", quick=1, seed=0)
+    page = _Page()
+    page.feed(write_report(tmp_path)["html"].read_text())
+    cells = {tuple(r[:3]): r for r in page.rows if r and len(r) > 10}
+    row = cells[("lorenz96-twin", "EnKF sqrt N=28 infl 1.02 rot", "analysis RMSE")]
+    assert row[4] == "diverged" and row[10] == "missed"
+    text = (tmp_path / "report.html").read_text()
+    assert "0 of 1 targets met by full-size runs" in text and "Quick runs: 1 of 1 met" in text
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),

@@ -69,7 +69,7 @@ def summary(res):
                              f"{p} relative error (last step)", method_dim="assimilator")
         rows += summary_rows(last.parameter_rel_spread.sel(parameter=p),
                              f"{p} relative spread (last step)", method="LD-EnSF",
-                             lower_is_better=False)
+                             lower_is_better=None)  # a spread describes, it is not a score
     if "spread_skill" in res:
         for q in res["quantity"].values:
             rows += summary_rows(res.spread_skill.sel(quantity=q).dropna("assimilator"),

@@ -374,6 +374,8 @@ def check_output_folder(out) -> Path:
     ...
     ValueError: output folder ... is an existing file, not a folder
     """
+    if not str(out).strip():  # an unset shell variable: Path("") is the current folder
+        raise ValueError("the output folder is an empty name")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {str(out)!r} is an existing file, not a folder")
@@ -397,14 +399,20 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(out: Path, name: str):
-    """Remove what killed runs left behind: staging folders of dead processes."""
-    for stale in out.glob(f".{name}.*.staging-*"):
+def _clean_stale(out: Path, name: str, every=False):
+    """Remove what killed runs left behind: staging folders of dead processes (``every``:
+    of any process). A run killed between the two renames of :func:`_move_into_place`
+    left the previous results only as its ``staging-old``: they are put back."""
+    for stale in sorted(out.glob(f".{name}.*.staging-*")):
         try:
             pid = int(stale.name.split(".staging-")[0].rsplit(".", 1)[1])
         except (ValueError, IndexError):
             continue
-        if not _pid_alive(pid):
+        if not every and _pid_alive(pid):
+            continue
+        if stale.name.endswith(".staging-old") and not (out / name).exists():
+            os.replace(stale, out / name)
+        else:
             shutil.rmtree(stale, ignore_errors=True)
 
 

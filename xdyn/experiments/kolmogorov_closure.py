@@ -660,7 +660,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                          for f in fields.values()], dim="field", coords="minimal",
                         compat="override").assign_coords(
         field=list(fields))
-    spectra.attrs = {"long_name": "isotropic kinetic-energy spectrum", "units": "m2 s-2"}
+    spectra.attrs = {"long_name": "isotropic kinetic-energy spectrum", "units": "1"}
     above = spectra.wavenumber > filt.cutoff_
     # energy-weighted: the truth's highest shells hold round-off-sized energy, and a
     # shell-by-shell ratio there is noise
@@ -676,7 +676,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     vort_pdf = xr.DataArray(np.array(pdfs), dims=("field", "vorticity"),
                             coords={"field": list(fields),
                                     "vorticity": 0.5 * (bins[1:] + bins[:-1])},
-                            attrs={"long_name": "PDF of vorticity", "units": "s"})
+                            attrs={"long_name": "PDF of vorticity", "units": "1"})
 
     if mean_fit is not None:
         # the mean model alone: how much of the unresolved field it leaves
@@ -711,7 +711,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     results["metric_rom"].attrs["long_name"] = "metric (latent ROM ensemble)"
     results["horizon_model"].attrs["long_name"] = "model (mean forecasts to the horizon)"
     results["wavenumber"].attrs.update(long_name="wavenumber |k|", units="1")
-    results["vorticity"].attrs.update(long_name="vorticity", units="s-1")
+    results["vorticity"].attrs.update(long_name="vorticity", units="1")
     results.attrs.update({
         "config_json": config_json(**dataclasses.asdict(setup), seed=seed),
         "cutoff": float(filt.cutoff_),
@@ -733,7 +733,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                               method_dim="closure", lower_is_better=None,
                               task="reconstruction")
                + summary_rows(closure_scores.sel(metric="CRPS"), "CRPS", method_dim="closure",
-                              units="m s-1", task="reconstruction")
+                              units="1", task="reconstruction")
                + summary_rows(closure_scores.sel(metric="spread-skill"), "spread-skill",
                               method_dim="closure", lower_is_better=None,
                               task="reconstruction")
@@ -741,14 +741,14 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                + summary_rows(spread_scale, "spread scale", method_dim="closure",
                               lower_is_better=None, task="reconstruction")
                + summary_rows(forecast_scores.sel(metric_fc="CRPS").mean("lead"),
-                              "CRPS (mean over leads)", method_dim="closure", units="m s-1",
+                              "CRPS (mean over leads)", method_dim="closure", units="1",
                               task="forecast")
                + summary_rows(lead_err.isel(lead=0), "rel-L2 at first lead",
                               method_dim="model", task="forecast")
                + summary_rows(lead_err.mean("lead"), "rel-L2 (mean over leads)",
                               method_dim="model", task="forecast")
                + summary_rows(latent_forecast_scores.sel(metric_fc="CRPS").mean("lead"),
-                              "CRPS (mean over leads)", method_dim="closure", units="m s-1",
+                              "CRPS (mean over leads)", method_dim="closure", units="1",
                               task="forecast", resolved_model="LatentTransformerROM"))
     if mean_fit is not None:
         summary += summary_rows(results["mean_model_unresolved_rel_l2"], "unresolved rel-L2",
@@ -760,8 +760,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                                  ("CRPS", "CRPS", True), ("spread-skill", "spread-skill", None)):
         summary += summary_rows(latent_rom_scores.sel(metric_rom=metric), name,
                                 method="LatentTransformerROM", lower_is_better=better,
-                                units="m s-1" if metric == "CRPS" else "1",
-                                task="forecast (resolved)")
+                                units="1", task="forecast (resolved)")
     # the "ROM beats persistence up to at least one Lyapunov time"
     ahead = results["latent_ahead_lead"]
     summary += (summary_rows(ahead, "beats persistence up to lead", method=LATENT_MEAN,

@@ -72,7 +72,7 @@ from xdyn.experiments._neural_var_original import (add_original_results,
                                                    original_table, score_original,
                                                    var3d_draw_rmse, window_rmse)
 from xdyn.experiments._parallel import n_processes, run_jobs
-from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
+from xdyn.experiments.catalogue import ExperimentResult, config_json, register, summary_rows
 from xdyn.metrics import mean_after_burn_in, state_rmse
 from xdyn.observe import observe
 
@@ -681,7 +681,7 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
                      "the networks' with B_scale_source var3d)", "units": "1"})
     res = add_original_results(res, orig, draw_bg, clim_cycled, trainings, orig_baselines,
                                draw_var3d)
-    res.attrs["configuration"] = str(dataclasses.asdict(setup))
+    res.attrs["config_json"] = config_json(**dataclasses.asdict(setup))
     summary = (summary_rows(res.analysis_rmse, "analysis RMSE", method="NeuralVar3D")
                + summary_rows(res.background_rmse, "background RMSE", method="NeuralVar3D")
                + summary_rows(res.wrong_wing_share, "wrong-wing share", method="NeuralVar3D")

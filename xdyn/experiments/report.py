@@ -35,7 +35,8 @@ _BASE = ("experiment", "method", "metric", "value", "units", "lower_is_better")
 _NOT_SETTINGS = {"quick", "seed", "status", "reference_value"}
 _FIGURES = ("*.png", "*.gif", "*.svg")
 REPORT_COLUMNS = ["family", "experiment", "method", "metric", "settings", "value", "units",
-                  "quick", "dapper", "anchor", "anchor_kind", "target", "met", "source"]
+                  "quick", "dapper", "anchor", "anchor_kind", "target", "met", "source",
+                  "status"]
 
 
 def load_anchors() -> pd.DataFrame:
@@ -118,7 +119,7 @@ def collect_summaries(directory) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``experiment, method, metric, value, units, lower_is_better,
-        settings, folder, quick, reference_value``; empty when no run is found.
+        settings, folder, quick, reference_value, status``; empty when no run is found.
 
     Examples
     --------
@@ -130,13 +131,17 @@ def collect_summaries(directory) -> pd.DataFrame:
     for path in sorted(Path(directory).glob("*/summary.csv")):
         if path.parent.name.startswith("."):
             continue
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"report: cannot read {path} ({err}); rerun that experiment or "
+                             "remove its folder") from None
         extra = [c for c in frame.columns if c not in _BASE and c not in _NOT_SETTINGS]
         frame["settings"] = ["; ".join(f"{c}={row[c]}" for c in extra if row[c] != "")
                              for _, row in frame.iterrows()]
         frame["folder"] = path.parent.name
         frames.append(frame)
-    columns = [*_BASE, "settings", "folder", "quick", "reference_value"]
+    columns = [*_BASE, "settings", "folder", "quick", "reference_value", "status"]
     if not frames:
         return pd.DataFrame(columns=columns)
     table = pd.concat(frames, ignore_index=True).reindex(columns=columns).astype(object)
@@ -190,8 +195,9 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
     -------
     pandas.DataFrame
         Columns ``family, experiment, method, metric, settings, value, units,
-        quick, dapper, anchor, anchor_kind, target, met, source`` (``met``:
-        True, False, or empty where there is no target or no xdyn value).
+        quick, dapper, anchor, anchor_kind, target, met, source, status`` (``met``:
+        True, False, or empty where there is no target or no xdyn value; ``status``:
+        the run's, e.g. "diverged" for a method with no value).
 
     Examples
     --------
@@ -217,7 +223,8 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
                 "method": r["method"], "metric": r["metric"], "settings": r["settings"],
                 "value": r["value"], "units": r["units"], "quick": bool(r["quick"]),
                 "dapper": r["reference_value"], "anchor": float("nan"),
-                "anchor_kind": "", "target": "", "met": None, "source": ""}
+                "anchor_kind": "", "target": "", "met": None, "source": "",
+                "status": r["status"]}
         found = anchors[(anchors.experiment == r["experiment"])
                         & (anchors.metric.str.lower() == str(r["metric"]).lower())]
         matched = False
@@ -243,7 +250,7 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
                      "method": a.method, "metric": a.metric, "settings": a.settings.replace(";", "; "),
                      "value": float("nan"), "units": a.units, "quick": False,
                      "dapper": float("nan"), "anchor": a.anchor, "anchor_kind": a.kind,
-                     "target": a.target, "met": None, "source": a.source})
+                     "target": a.target, "met": None, "source": a.source, "status": ""})
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
 
 
@@ -278,6 +285,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _status(status) -> str:
+    """What a row without a value shows: its run's status (a diverged method), or that no
+    run made it."""
+    status = _fmt(status)
+    return status if status not in ("", "ok") else "not run"
+
+
 def _family_table(rows: pd.DataFrame) -> str:
     head = ["experiment", "method", "metric", "settings", "xdyn", "units", "DAPPER (run)",
             "anchor", "kind", "target", "met", "source"]
@@ -293,7 +307,7 @@ def _family_table(rows: pd.DataFrame) -> str:
         cells = [r.experiment + (" (quick)" if r.quick else ""), r.method, r.metric, r.settings]
         out.append(f'<tr{" class=noxdyn" if no_value else ""}>'
                    + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells)
-                   + f'<td class="num">{_fmt(r.value) or "not run"}</td>'
+                   + f'<td class="num">{_fmt(r.value) or _status(r.status)}</td>'
                    + f"<td>{html.escape(_fmt(r.units))}</td>"
                    + f'<td class="num">{_fmt(r.dapper)}</td>'
                    + f'<td class="num">{_fmt(r.anchor)}</td>'
@@ -367,12 +381,16 @@ def write_report(directory="xdyn-results") -> dict:
     with atomic_path(csv_path) as tmp:
         report.to_csv(tmp, index=False)
     ran = report[~report.value.isna()]
-    judged = ran[ran.met.notna()]
+    # a run without a value (a diverged method) misses its target; quick runs apart
+    judged = report[report.met.notna() & ~report.quick]
+    quick = report[report.met.notna() & report.quick]
+    quick_note = (f" Quick runs: {int(quick.met.astype(bool).sum())} of {len(quick)} met "
+                  "(shortened: not comparable with the anchors)." if len(quick) else "")
     parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>xdyn report</title>",
              f"<style>{_STYLE}</style></head><body><h1>xdyn results</h1>",
              f"<p>{len(ran)} xdyn rows from {ran.experiment.nunique()} experiments in "
              f"{html.escape(str(directory))}; {int(judged.met.astype(bool).sum())} of "
-             f"{len(judged)} targets met. Generated "
+             f"{len(judged)} targets met by full-size runs.{quick_note} Generated "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC from each run's "
              "summary.csv (<a href=\"report.csv\">report.csv</a>). Quick runs are shortened: "
              "their numbers are not comparable with the anchors.</p>",

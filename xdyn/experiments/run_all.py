@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import time
 import uuid
 from pathlib import Path
 
 import xarray as xr
 
-from xdyn.experiments.catalogue import (check_output_folder, get_experiment, list_experiments,
-                                        output_folder)
+from xdyn.experiments.catalogue import (_clean_stale, check_output_folder, get_experiment,
+                                        list_experiments, output_folder)
 
 __all__ = ["run_all", "RunOutcome", "ExperimentsFailedError", "connect", "is_complete",
            "format_outcomes"]
@@ -474,8 +473,7 @@ def _n_slots(client) -> int:
 
 def _remove_staging(folder: Path):
     """What the killed tries of a failed experiment left: no try of it runs any more."""
-    for staging in folder.parent.glob(f".{folder.name}.*.staging-*"):
-        shutil.rmtree(staging, ignore_errors=True)
+    _clean_stale(folder.parent, folder.name, every=True)
 
 
 def _write_outcomes(outcomes, path: Path):

@@ -30,7 +30,7 @@ def _spectrum_experiment(system, dim, n_steps, save_every, burn_in, seed, length
         else f"mode number along {dim} (cycles per domain)",
         "units": "1" if x_units == "1" else f"{x_units}-1"}
     res.attrs.update(ds.attrs)
-    res.attrs["configuration"] = config_json(system=repr(system), n_steps=n_steps,
+    res.attrs["config_json"] = config_json(system=repr(system), n_steps=n_steps,
                                              save_every=save_every, burn_in=burn_in, seed=seed)
     figs = {"hovmoller": plot_state(ds.isel(trajectory=0)),
             "spectrum": plot_spectrum(spec, label=type(system).__name__)}

@@ -179,7 +179,7 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
                                 {"long_name": "assimilation method configuration"}),
                 "time": times},
     )
-    res.attrs["configuration"] = config_json(
+    res.attrs["config_json"] = config_json(
         system=repr(system), operator=op.spec(), noise_std=noise_std, obs_every=obs_every,
         n_cycles=n_cycles, burn_in_cycles=burn_in_cycles, dt=dt, seed=seed,
         initial_spread=initial_spread, spin_up=spin_up)
@@ -283,7 +283,7 @@ def summary(res: xr.Dataset) -> list[dict]:
     """
     from xdyn.experiments.catalogue import summary_rows
 
-    config = json.loads(res.attrs.get("configuration", "{}"))
+    config = json.loads(res.attrs.get("config_json", "{}"))
     settings = {k: config[k] for k in ("noise_std", "obs_every", "n_cycles") if k in config}
     rows = (summary_rows(res["rmse_mean"], "analysis RMSE", method_dim="assimilator", **settings)
             + summary_rows(res["wall_time"], "wall time", method_dim="assimilator", **settings))
