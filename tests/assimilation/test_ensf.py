@@ -382,8 +382,39 @@ def test_nonlinear_operator_clone_pickle_and_registry():
     ({"eps": 1.0}, "eps"),
     ({"variance_floor": 1.0}, "variance_floor"),
     ({"n_members": 1}, "n_members"),
+    ({"state_scale": 0.0}, "state_scale"),
 ])
 def test_bad_parameters_are_named_before_any_work(params, match):
     system, truth, obs = _l96_twin(0, EveryKth(2), 0.5, n_steps=4)
     with pytest.raises(ValueError, match=match):
         EnSF(system=system, **params).fit(obs)
+
+
+def test_state_scale_runs_the_sampler_in_those_units():
+    # the schedule's noise is in the sampler's units: a state 100 times smaller, given its
+    # scale, has the same analysis 100 times smaller; not given it, it is drowned
+    from xdyn.assimilation.ensf import _scaled_ensf_analysis
+
+    torch.manual_seed(0)
+    E, y = torch.randn(20, 6, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+
+    def h(x):
+        return x[..., ::2]
+
+    def run(states, operator, scale):
+        return _scaled_ensf_analysis(states, y, operator, scale, n_pseudo_steps=20,
+                                     generator=torch.Generator().manual_seed(1))
+
+    c = 0.01
+    unit = run(E, h, None)
+    torch.testing.assert_close(run(c * E, lambda x: h(x / c), c), c * unit)
+    per_entry = torch.full((6,), c, dtype=torch.float64)
+    torch.testing.assert_close(run(c * E, lambda x: h(x / c), per_entry), c * unit)
+    drowned = run(c * E, lambda x: h(x / c), None)
+    assert float(drowned.std()) > 5 * float((c * unit).std())
+    system, _, obs = _l96_twin(0, EveryKth(2), 0.5, n_steps=4)
+    kw = dict(system=system, n_members=8, n_pseudo_steps=10, random_state=0)
+    np.testing.assert_allclose(EnSF(state_scale=1.0, **kw).fit(obs).predict(obs).x,
+                               EnSF(**kw).fit(obs).predict(obs).x)
+    with pytest.raises(ValueError, match="state_scale must be"):
+        EnSF(state_scale=np.ones(3), **kw).fit(obs).predict(obs)

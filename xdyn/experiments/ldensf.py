@@ -170,6 +170,14 @@ class LDEnSFSetup:
     ensf_tuning_flows : int, default=2
         Held-out (calibration) trajectories the full-space EnSF is tuned on (the first
         ones, observed as for the LETKF's tuning); 0: untuned.
+    ensf_standardise : bool, default=True
+        :func:`ldensf_experiment` sets ``ensf_state_scale`` to each state variable's
+        std over the training flows.
+    ensf_state_scale : dict, optional
+        ``{variable: scale}``: the full-space EnSF's sampler runs on each variable
+        divided by it (``EnSF(state_scale=...)``; None: the state as it is, the
+        original's). Its noise is in its own units: the tsunami's surface heights
+        (std 0.07 m) were drowned by it.
     initial_spread : float, default=0.1
         Spread of the full-space filters' start around the shared start, relative to
         its RMS (Kolmogorov and shallow water; the tsunami's members start from
@@ -246,12 +254,15 @@ class LDEnSFSetup:
     letkf_radius_scales: tuple = (1.0, 0.5)
     letkf_tuning_flows: int = 2
     # the full-space EnSF's variance_floor, tuned on the same flows (the first
-    # ensf_tuning_flows; 0: the first floor untuned). With 0 the sampler's schedule ends at
-    # sigma^2 = 1 / n_pseudo_steps = 0.01: floors of 1-10x that, 0.04-0.4 of Kolmogorov's
-    # vorticity noise variance (0.28). Quick, 2 held-out flows (2026-12-07): 0.361 at 0,
-    # 0.334 / 0.330 / 0.364 at 0.01 / 0.03 / 0.1 (9 s for the four, 53 s for the LETKF's 8)
+    # ensf_tuning_flows; 0: the first floor untuned), in the sampler's units (the state over
+    # ensf_state_scale). With 0 its schedule ends at sigma^2 = 1 / n_pseudo_steps = 0.01:
+    # floors of 1-10x that. On the raw Kolmogorov state (vorticity std 5.3; quick, 2 held-out
+    # flows, 2026-12-07): 0.361 at 0, 0.334 / 0.330 / 0.364 at 0.01 / 0.03 / 0.1 (9 s for the
+    # four, 53 s for the LETKF's 8); on the tsunami's raw state no floor in 0-1e-3 moved it
     ensf_variance_floors: tuple = (0.0, 0.01, 0.03, 0.1)
     ensf_tuning_flows: int = 2
+    ensf_standardise: bool = True
+    ensf_state_scale: dict = None
     initial_spread: float = 0.1
     stride_factor: int = 1  # observe every (stride_factor x 15)-th point, scaled
     obs_interval: int = 1  # observe every obs_interval-th kept step
@@ -508,6 +519,9 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     analyses["free latent forecast"] = free[fields].sel(time=times)
     walls["free latent forecast"] = (np.nan, np.nan)
 
+    if setup.ensf_standardise and setup.ensf_state_scale is None:
+        setup = dataclasses.replace(setup, ensf_state_scale={
+            v.name: float(train[v.name].std()) for v in case.system(setup).variables})
     tuned, letkf_scores = tune_letkf(setup, held_out, seed, fields)
     tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields)
     full, walls_full = full_space_filters(tuned, test, obs_test, seed, fields)
@@ -563,6 +577,7 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     res.attrs["letkf_tuning"] = config_json(**letkf_scores)
     res.attrs["ensf_variance_floor"] = float(tuned.ensf_variance_floors[0])
     res.attrs["ensf_tuning"] = config_json(**ensf_scores)
+    res.attrs["ensf_state_scale"] = config_json(**(tuned.ensf_state_scale or {}))
     res.attrs["observed_points"] = int(obs_test.sizes["obs"])
     res.attrs["observed_fraction"] = float(obs_test.sizes["obs"]) / float(
         len(case.observed) * setup.N**2)
@@ -732,9 +747,13 @@ def _letkf(setup, full):
 
 def _ensf(setup, full):
     """The full-space EnSF at ``setup``'s variance floor (the first of
-    ``ensf_variance_floors``), with the filters' shared arguments ``full``."""
+    ``ensf_variance_floors``) and state scale, with the filters' shared arguments ``full``."""
+    scale = setup.ensf_state_scale
+    if scale is not None:  # one value per state entry, variable by variable as the state
+        scale = np.concatenate([np.full(int(np.prod(v.shape)), float(scale[v.name]))
+                                for v in full["system"].variables])
     return EnSF(n_pseudo_steps=setup.n_pseudo_steps, integrator=setup.integrator,
-                variance_floor=setup.ensf_variance_floors[0], **full)
+                variance_floor=setup.ensf_variance_floors[0], state_scale=scale, **full)
 
 
 def _plain(obs):
