@@ -76,3 +76,29 @@ def test_prefit_closure_fitted_on_arrays_is_refused():
     closure = GPClosure(1, 1, max_epochs=2).fit(res.u.values, unres.u.values)
     with pytest.raises(TypeError, match="fitted on arrays"):
         ClosedModel(_NoisyROM().fit(res), closure, prefit=True).fit(res)
+
+
+def test_a_closure_of_other_variables_or_another_grid_is_refused_not_joined():
+    # xarray's inner join kept the common variables and points: v vanished from the
+    # forecast, or the grid shrank to the labels both sides shared
+    from xdyn.rom import PODLinearDynamics
+
+    t, x = np.arange(30.0), np.arange(8.0)
+    rng = np.random.RandomState(0)
+    phase = 2 * np.pi * (x[None] - 0.5 * t[:, None]) / 8
+    X = xr.Dataset({"u": (("time", "x"), np.sin(phase) + 0.05 * rng.normal(size=(30, 8))),
+                    "v": (("time", "x"), np.cos(phase) + 0.05 * rng.normal(size=(30, 8)))},
+                   coords={"time": t, "x": x})
+    context = X.isel(time=slice(10, 20))
+
+    def closed(Y):
+        return ClosedModel(PODLinearDynamics(3), GPClosure(3, 3, max_epochs=2), n_members=2,
+                           random_state=0).fit(X, Y)
+
+    with pytest.raises(ValueError, match=r"other variables: \['u', 'v'\] and \['u'\]"):
+        closed(0.1 * X[["u"]] ** 2).predict(context, n_steps=3)
+    shifted = (0.1 * X**2).assign_coords(x=x + 1e-6)  # the same grid, rounded otherwise
+    with pytest.raises(ValueError, match="on other grids"):
+        closed(shifted).predict(context, n_steps=3)
+    out = closed(0.1 * X**2).predict(context, n_steps=3)
+    assert set(out.data_vars) == {"u", "v"} and out.sizes["x"] == 8

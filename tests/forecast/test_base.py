@@ -121,6 +121,11 @@ def test_errors_name_the_problem():
     bad["z"][3, 0, 0] = np.nan
     with pytest.raises(ValueError, match="variable 'z'.*NaN"):
         Persistence().fit(bad)
+    bad["z"][3, 0, 0] = np.inf  # was fitted, and scored -inf
+    with pytest.raises(ValueError, match="variable 'z' of the training data has infinite"):
+        Persistence().fit(bad)
+    with pytest.raises(ValueError, match="variable 'z' of the initial states has infinite"):
+        Persistence().fit(ds).predict(bad)
     est = Persistence().fit(ds)
     with pytest.raises(TypeError, match="lead_times must be timedeltas"):
         est.predict(ds, [1.0])

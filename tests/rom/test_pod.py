@@ -37,6 +37,10 @@ def test_exact_round_trip_on_rank_k_and_unseen_data():
     assert z.z.dims == ("trajectory", "time", "latent") and z.sizes["latent"] == 3
     back = pod.inverse_transform(z)
     xr.testing.assert_allclose(back, unseen[["u", "v"]].transpose(*back.u.dims), atol=1e-10)
+    # coefficients are read in label order (reordered ones decoded to other fields)
+    xr.testing.assert_allclose(pod.inverse_transform(z.isel(latent=[2, 0, 1])), back)
+    with pytest.raises(ValueError, match="'latent' labels"):
+        pod.inverse_transform(z.isel(latent=[0, 2]))
     assert back.u.attrs == {"units": "m s-1"} and back.attrs["system"] == "toy"
     np.testing.assert_allclose(pod.components_ @ pod.components_.T, np.eye(3), atol=1e-12)
     assert pod.explained_variance_ratio_.sum() == pytest.approx(1.0)

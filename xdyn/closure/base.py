@@ -193,7 +193,8 @@ class BaseClosure(BaseEstimator):
             Y_mean = self._align_samples(X, Y_mean, "Y_mean")
         self.mean_model_ = self._fitted_mean_model(X, Y)
         if self.mean_model_ is not None:
-            Y = Y - (self.mean_model_.predict(X) if Y_mean is None else Y_mean)
+            Y = same_fields_op(np.subtract, Y, self.mean_model_.predict(X)
+                               if Y_mean is None else Y_mean, "Y and the mean model's output")
         Xm, self.input_info_ = self._stack(X, "X")
         Ym, self.output_info_ = self._stack(Y, "Y")
         if Xm.shape[0] != Ym.shape[0]:
@@ -250,8 +251,8 @@ class BaseClosure(BaseEstimator):
         """``out`` (fields of the closure's law) plus the mean model's prediction at ``X``."""
         if getattr(self, "mean_model_", None) is None:
             return out
-        with xr.set_options(keep_attrs=True):
-            return out + self.mean_model_.predict(X)
+        return same_fields_op(np.add, out, self.mean_model_.predict(X),
+                              "the closure's law and its mean model's output")
 
     def _residual_stats(self, Ym, C, keep, chunk=4096):
         """Per-point second moment of ``Ym`` outside the output basis, and its rows ``keep``.
@@ -420,6 +421,27 @@ class BaseClosure(BaseEstimator):
 
 
 _MERGED = "__xdyn_sample__"
+
+
+def same_fields_op(op, a, b, what):
+    """``op(a, b)`` of two Datasets with the same variables on the same grid; xarray's
+    default inner join dropped the variables and points one side lacks, without a word.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> a = xr.Dataset({"u": ("x", [1.0, 2.0])}, coords={"x": [0.0, 1.0]})
+    >>> float(same_fields_op(np.add, a, a, "a and a").u.sum())
+    6.0
+    """
+    if set(a.data_vars) != set(b.data_vars):
+        raise ValueError(f"{what} have other variables: {sorted(a.data_vars)} and "
+                         f"{sorted(b.data_vars)}")
+    with xr.set_options(arithmetic_join="exact", keep_attrs=True):
+        try:
+            return op(a, b)
+        except ValueError as err:
+            raise ValueError(f"{what} are on other grids ({err})") from None
 
 
 def align_labels(X, Y, dims, name="Y"):

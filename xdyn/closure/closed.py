@@ -13,8 +13,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.closure.base import MEMBER_DIM, BaseClosure
+from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
 from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lagged_name
+
+_WHAT = "the resolved forecast and the closure's samples"
 
 __all__ = ["ClosedModel"]
 
@@ -175,14 +177,13 @@ class ClosedModel(BaseEstimator):
                        for m in range(resolved.sizes[MEMBER_DIM])]
             if len(members) != n_members:
                 members = [members[m % len(members)] for m in range(n_members)]
-            closed = [r + self.closure_.sample(self._closure_input(X, r), 1,
-                                               random_state=rng).isel({MEMBER_DIM: 0},
-                                                                      drop=True)
-                      for r in members]
+            closed = [same_fields_op(np.add, r, self.closure_.sample(
+                self._closure_input(X, r), 1, random_state=rng).isel({MEMBER_DIM: 0}, drop=True),
+                _WHAT) for r in members]
             out = xr.concat(closed, dim=MEMBER_DIM)
         else:
-            out = resolved + self.closure_.sample(self._closure_input(X, resolved), n_members,
-                                                  random_state=rng)
+            out = same_fields_op(np.add, resolved, self.closure_.sample(
+                self._closure_input(X, resolved), n_members, random_state=rng), _WHAT)
         out = out.assign_coords({MEMBER_DIM: np.arange(n_members)})
         return out.transpose(MEMBER_DIM, ...)
 

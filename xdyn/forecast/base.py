@@ -296,6 +296,8 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
             if bool(var.isnull().any()):
                 raise ValueError(f"variable {name!r} of the {what} has NaN; fill or drop "
                                  f"them first (e.g. ds.dropna({self.sample_dim!r}))")
+            if np.issubdtype(var.dtype, np.number) and bool(np.isinf(var).any()):
+                raise ValueError(f"variable {name!r} of the {what} has infinite values")
 
     def _times(self, data):
         return np.asarray(data[self.sample_dim].values)

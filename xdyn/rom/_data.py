@@ -205,6 +205,7 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
         if "latent" not in Z.dims or sample_dim not in Z.dims:
             raise ValueError(f"latent coordinates need dims ({sample_dim!r}, 'latent'); got "
                              f"{Z.dims}")
+        Z = latent_in_order(Z)
         has_traj = trajectory_dim in Z.dims
         order = ([trajectory_dim] if has_traj else []) + [sample_dim, "latent"]
         values = np.asarray(Z.transpose(*order).values, dtype=np.float64)
@@ -229,3 +230,19 @@ def _check_finite(values, name, info=None):
         bad = [] if info is None else info.nonfinite_names(values)
         where = f" (variable(s) {bad})" if bad else ""
         raise ValueError(f"{name} holds NaN or infinite values{where}; fill or drop them first")
+
+
+def latent_in_order(Z):
+    """``Z`` with its ``latent`` entries in label order 0, 1, ...: coefficients are read by
+    position, so reordered ones (``isel(latent=[2, 0, 1])``) would decode to other fields.
+    Labels that are not a permutation of 0 .. n-1 are an error."""
+    if "latent" not in Z.indexes:
+        return Z
+    labels = np.asarray(Z.indexes["latent"])
+    n = Z.sizes["latent"]
+    if np.array_equal(labels, np.arange(n)):
+        return Z
+    if sorted(labels.tolist()) != list(range(n)):
+        raise ValueError(f"the 'latent' labels {labels.tolist()[:8]} are not 0 .. {n - 1}: "
+                         "coefficients are read by position (selected some?)")
+    return Z.sortby("latent")

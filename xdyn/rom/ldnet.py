@@ -30,7 +30,8 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.rom._data import _as_float, _fmt, _is_datetime, _is_time, _step_tolerance, time_step
+from xdyn.rom._data import (_as_float, _fmt, _is_datetime, _is_time, _step_tolerance,
+                            latent_in_order, time_step)
 
 __all__ = ["LDNet"]
 
@@ -469,7 +470,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
                              "with a 'latent' dim")
         if da.sizes["latent"] != int(self.n_latent):
             raise ValueError(f"latent dim has size {da.sizes['latent']}, expected {self.n_latent}")
-        da = da.transpose(..., "latent")
+        da = latent_in_order(da).transpose(..., "latent")
         grid = {d: np.asarray(v, float) for d, v in (grid or self.grid_).items()}
         with torch.no_grad():
             z = torch.as_tensor(np.asarray(da.values, dtype=np.float32))
