@@ -70,6 +70,12 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         Attributes of each output variable, given back by :meth:`predict`.
     dataarray_ : bool
         Whether the regressor was fitted on DataArrays.
+    grid_shape_ : tuple of int
+        The fitted grid's shape; ``predict`` refuses another.
+    grid_ : dict
+        The fitted grid's coordinates along ``grid_dims`` (labelled data):
+        ``predict`` reorders a grid stored in another order and accepts a
+        shifted one of the same spacing (the convolution is periodic), else raises.
 
     Examples
     --------
@@ -153,6 +159,9 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
                              f"{Xa.shape} and Y of shape {Ya.shape} (samples, channels, grid)")
         self.output_attrs_ = ({v: dict(Y[v].attrs) for v in self.output_variables_}
                               if isinstance(Y, xr.Dataset) else {})
+        self.grid_shape_ = tuple(Xa.shape[2:])
+        self.grid_ = ({d: np.asarray(X.indexes[d], float) for d in self.grid_dims
+                       if d in X.indexes} if isinstance(X, xr.Dataset) else {})
         self.input_mean_, self.input_scale_ = _channel_moments(Xa)
         self.output_mean_, self.output_scale_ = _channel_moments(Ya)
         self.net_ = _FieldNet(
@@ -177,7 +186,12 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
                 else "an array"
             raise TypeError(f"the regressor was fitted on {kind}; pass X as one too")
         X = _as_dataset(X)
+        if isinstance(X, xr.Dataset):
+            X = self._on_fitted_grid(X)
         Xa, names = self._as_array(X, "X")
+        if tuple(Xa.shape[2:]) != getattr(self, "grid_shape_", tuple(Xa.shape[2:])):
+            raise ValueError(f"X is on a {tuple(Xa.shape[2:])} grid; the regressor was fitted "
+                             f"on {self.grid_shape_} (its kernels are in grid cells)")
         if names != self.input_variables_:
             raise ValueError(f"X has variables {names}; the regressor was fitted on "
                              f"{self.input_variables_}")
@@ -190,6 +204,24 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
             return out
         out = self._as_dataset(out, X)
         return out[self.output_variables_[0]] if self.dataarray_ else out
+
+    def _on_fitted_grid(self, X):
+        """``X`` with each grid dim in the fitted order: a grid stored in another order is
+        reordered (the kernels are not symmetric), a shifted one of the same spacing kept
+        (the convolution is periodic); another spacing raises."""
+        for d, want in getattr(self, "grid_", {}).items():
+            if d not in X.indexes or X.sizes[d] != len(want):
+                continue  # the shape check names it
+            got = np.asarray(X.indexes[d], float)
+            if np.allclose(np.diff(got), np.diff(want)):
+                continue
+            if np.allclose(np.sort(got), np.sort(want)):
+                X = X.isel({d: np.argsort(got)[np.argsort(np.argsort(want))]})
+                continue
+            raise ValueError(f"X's {d!r} coordinates are not the fitted grid's (another "
+                             f"spacing or order): {got[:4].tolist()} ... against "
+                             f"{want[:4].tolist()} ...")
+        return X
 
     # --- layouts -------------------------------------------------------------
     def _as_array(self, data, name, sample_dims=None):

@@ -286,6 +286,18 @@ class VGBDM(TrajectoryForecaster):
         physics = self.physics_ if hasattr(self, "physics_") else as_physics(self.physics)
         return tuple(physics.variables) if physics is not None else ()
 
+    def _split(self, X):
+        X, has_traj = super()._split(X)
+        physics = self.physics_ if hasattr(self, "physics_") else as_physics(self.physics)
+        system = getattr(physics, "system", None)
+        if system is not None and isinstance(X, xr.Dataset):
+            # a system's physics reads the state in its own layout: a grid stored descending,
+            # or dims in another order, were read mirrored (Lorenz-96 errors of 10)
+            feature_dims = {v.name: v.feature_dims for v in system.variables}
+            X = system._on_grid(X).map(lambda v: v.transpose(
+                *[d for d in v.dims if d not in feature_dims[v.name]], *feature_dims[v.name]))
+        return X, has_traj
+
     def fit(self, X, y=None):
         """Learn the grey-box field from trajectories ``X``; returns self.
 
