@@ -506,6 +506,10 @@ def test_state_rmse_compares_the_same_grid_points_whatever_the_order():
         np.testing.assert_allclose(metrics.state_rmse(other + 0.1, truth).values, [0.1, 0.1])
     with pytest.raises(ValueError, match="do not align"):
         metrics.state_rmse(an, truth.assign_coords(x=truth.x + 0.5))
+    # labels equal up to float32 rounding (a truth read back from a file) are the same
+    rounded = truth.assign_coords(x=(truth.x + 0.1).astype("float32"))
+    np.testing.assert_allclose(metrics.state_rmse(an.assign_coords(x=an.x + 0.1), rounded),
+                               [0.1, 0.1])
     with pytest.raises(ValueError, match="truth variable 'w' has dims"):
         metrics.state_rmse(an, truth.assign(w=truth.w.isel(x=0)))
 
