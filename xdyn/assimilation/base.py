@@ -426,9 +426,8 @@ class BaseAssimilator(BaseEstimator):
                     labels = grid[c][1] if isinstance(grid[c], tuple) else grid[c]
                     want = np.asarray(labels)[np.asarray(expected[c][1], dtype=int)]
                     got = np.asarray(da.coords[c].values)
-                    want, got = want.astype(float), got.astype(float)
                     # equal up to float32 rounding (a truth read back from a file) is equal
-                    if not np.allclose(want, got, rtol=1e-6,
+                    if not np.allclose(want.astype(float), got.astype(float), rtol=1e-6,
                                        atol=1e-9 * float(np.abs(want).max(initial=1.0))):
                         raise ValueError(
                             f"the observations' {c!r} labels are {got.tolist()[:8]} where "
