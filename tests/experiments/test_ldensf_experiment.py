@@ -81,6 +81,14 @@ def test_ensf_floor_is_the_lowest_scoring_one_on_the_held_out_flows(truth, monke
                                    truth, 0, ["vorticity"])
     assert rest_scores == {k: v for k, v in scores.items() if k != best}
     assert again.ensf_variance_floors == (float(min(rest_scores, key=rest_scores.get)),)
+    # the state as it is and standardised are tuned together: the scaled runs are labelled
+    scaled = {"vorticity": float(truth["vorticity"].std())}
+    pick, both = tune_ensf(dataclasses.replace(setup, ensf_variance_floors=(0.0, 0.05)),
+                           truth, 0, ["vorticity"], scales=[None, scaled])
+    assert list(both) == ["0", "0.05", "0/scaled", "0.05/scaled"]
+    assert both["0"] == scores["0"] and both["0/scaled"] != both["0"]
+    best = min(both, key=both.get)
+    assert pick.ensf_state_scale == (scaled if best.endswith("/scaled") else None)
 
 
 def test_trajectories_share_their_start_and_differ_by_re(truth):

@@ -171,13 +171,13 @@ class LDEnSFSetup:
         Held-out (calibration) trajectories the full-space EnSF is tuned on (the first
         ones, observed as for the LETKF's tuning); 0: untuned.
     ensf_standardise : bool, default=True
-        :func:`ldensf_experiment` sets ``ensf_state_scale`` to each state variable's
-        std over the training flows.
+        Tune the full-space EnSF on the state as it is and on each variable over its
+        std on the training flows (the first wins ties); False: as it is.
     ensf_state_scale : dict, optional
         ``{variable: scale}``: the full-space EnSF's sampler runs on each variable
         divided by it (``EnSF(state_scale=...)``; None: the state as it is, the
         original's). Its noise is in its own units: the tsunami's surface heights
-        (std 0.07 m) were drowned by it.
+        (std 0.07 m) were drowned by it; set by the tuning.
     initial_spread : float, default=0.1
         Spread of the full-space filters' start around the shared start, relative to
         its RMS (Kolmogorov and shallow water; the tsunami's members start from
@@ -519,11 +519,11 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     analyses["free latent forecast"] = free[fields].sel(time=times)
     walls["free latent forecast"] = (np.nan, np.nan)
 
-    if setup.ensf_standardise and setup.ensf_state_scale is None:
-        setup = dataclasses.replace(setup, ensf_state_scale={
-            v.name: float(train[v.name].std()) for v in case.system(setup).variables})
+    scales = [setup.ensf_state_scale]
+    if setup.ensf_standardise:  # the training flows' std of each variable, tried too
+        scales.append({v.name: float(train[v.name].std()) for v in case.system(setup).variables})
     tuned, letkf_scores = tune_letkf(setup, held_out, seed, fields)
-    tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields)
+    tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields, scales)
     full, walls_full = full_space_filters(tuned, test, obs_test, seed, fields)
     analyses.update(full)
     walls.update(walls_full)
@@ -688,14 +688,18 @@ def tune_letkf(setup, flows, seed, fields):
     return _tune(setup, trials, _letkf, flows, setup.letkf_tuning_flows, seed, fields)
 
 
-def tune_ensf(setup, flows, seed, fields):
+def tune_ensf(setup, flows, seed, fields, scales=None):
     """``setup`` with the full-space EnSF's ``variance_floor`` (first of
-    ``ensf_variance_floors``) of the lowest field relative RMSE over the first
-    ``ensf_tuning_flows`` trajectories of ``flows``, observed as :func:`tune_letkf`
-    observes them, and the scores ``{"floor": rmse}``. Without flows, ``setup`` unchanged.
+    ``ensf_variance_floors``) and ``ensf_state_scale`` (one of ``scales``; default:
+    ``setup``'s) of the lowest field relative RMSE over the first ``ensf_tuning_flows``
+    trajectories of ``flows``, observed as :func:`tune_letkf` observes them, and the
+    scores ``{"floor": rmse}`` (``"floor/scaled"`` for the other scales). Without flows,
+    ``setup`` unchanged.
     """
-    trials = {f"{b:g}": dataclasses.replace(setup, ensf_variance_floors=(b,))
-              for b in setup.ensf_variance_floors}
+    scales = [setup.ensf_state_scale] if scales is None else list(scales)
+    trials = {f"{b:g}" + ("/scaled" if i else ""): dataclasses.replace(
+        setup, ensf_variance_floors=(b,), ensf_state_scale=scale)
+        for i, scale in enumerate(scales) for b in setup.ensf_variance_floors}
     return _tune(setup, trials, _ensf, flows, setup.ensf_tuning_flows, seed, fields)
 
 
