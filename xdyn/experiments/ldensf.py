@@ -519,11 +519,12 @@ def ldensf_experiment(setup: LDEnSFSetup, seed: int = 0, device="cpu", progress=
     analyses["free latent forecast"] = free[fields].sel(time=times)
     walls["free latent forecast"] = (np.nan, np.nan)
 
-    scales = [setup.ensf_state_scale]
+    state_scales = [setup.ensf_state_scale]
     if setup.ensf_standardise:  # the training flows' std of each variable, tried too
-        scales.append({v.name: float(train[v.name].std()) for v in case.system(setup).variables})
+        state_scales.append({v.name: float(train[v.name].std())
+                             for v in case.system(setup).variables})
     tuned, letkf_scores = tune_letkf(setup, held_out, seed, fields)
-    tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields, scales)
+    tuned, ensf_scores = tune_ensf(tuned, held_out, seed, fields, state_scales)
     full, walls_full = full_space_filters(tuned, test, obs_test, seed, fields)
     analyses.update(full)
     walls.update(walls_full)
