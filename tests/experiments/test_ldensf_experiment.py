@@ -323,9 +323,13 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params, monkeypatc
             (setup.letkf_inflations[0], setup.localization_radius)
     # the EnSF with the floor of the lowest score (both quick cases tune it on one flow),
     # in the main comparison and in every setting of the sweep (the tsunami's reruns it)
+    # (and on the state as it is and standardised: "/scaled")
     tuning = json.loads(res.attrs["ensf_tuning"])
-    assert list(tuning) == sorted(f"{b:g}" for b in setup.ensf_variance_floors)
-    assert float(min(tuning, key=tuning.get)) == res.attrs["ensf_variance_floor"]
+    tried = [f"{b:g}" for b in setup.ensf_variance_floors]
+    assert sorted(tuning) == sorted(tried + [f"{b}/scaled" for b in tried])
+    best = min(tuning, key=tuning.get)
+    assert float(best.split("/")[0]) == res.attrs["ensf_variance_floor"]
+    assert (json.loads(res.attrs["ensf_state_scale"]) != {}) == best.endswith("/scaled")
     assert floors == [(res.attrs["ensf_variance_floor"],)] * (6 if case == "tsunami" else 1)
     # the prior mean's error: |prior mean - truth| over the mean true value
     true = res.parameter_true.values
