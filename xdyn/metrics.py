@@ -39,6 +39,8 @@ import re
 import numpy as np
 import xarray as xr
 
+from xdyn._labels import grid_order
+
 __all__ = [
     "rmse",
     "mae",
@@ -796,10 +798,9 @@ def _matched_state(truth, analysis, sample_dims):
             if set(got) == set(want):
                 truth = truth.sel({d: want})
             continue
-        # the k-th smallest label to the k-th smallest place; labels equal up to rounding
-        # (a truth read back in float32) are the analysis' own
-        order = np.argsort(got)[np.argsort(np.argsort(want))]
-        if np.allclose(got[order], want, rtol=1e-6, atol=1e-9 * float(np.abs(want).max())):
+        # labels equal up to rounding (a truth read back in float32) are the analysis' own
+        order = grid_order(got, want, rtol=1e-6, atol=1e-9 * float(np.abs(want).max()))
+        if order is not None:
             truth = truth.isel({d: order}).assign_coords({d: analysis.indexes[d]})
     return _align(truth, analysis, names=("truth", "analysis"))[0]
 

@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import grid_order
 from xdyn.closure.base import align_labels
 from xdyn.nn.callbacks import cosine_annealing
 from xdyn.nn.modules import PeriodicConvNet
@@ -215,8 +216,9 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
             got = np.asarray(X.indexes[d], float)
             if np.allclose(np.diff(got), np.diff(want)):
                 continue
-            if np.allclose(np.sort(got), np.sort(want)):
-                X = X.isel({d: np.argsort(got)[np.argsort(np.argsort(want))]})
+            order = grid_order(got, want, rtol=1e-5, atol=1e-8)  # np.allclose's defaults
+            if order is not None:
+                X = X.isel({d: order})
                 continue
             raise ValueError(f"X's {d!r} coordinates are not the fitted grid's (another "
                              f"spacing or order): {got[:4].tolist()} ... against "

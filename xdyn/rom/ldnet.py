@@ -27,6 +27,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import grid_order
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
@@ -283,11 +284,8 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
                                  f"compared with the decoder's on the training grid by value")
             values = np.asarray(X[d].values, dtype=float)
             # points closer than a millionth of the domain are the same point
-            tol = 1e-6 * abs(self._coord_scale[d][1])
-            perm = np.empty(len(grid), dtype=int)
-            if values.size == grid.size:
-                perm[np.argsort(grid, kind="stable")] = np.argsort(values, kind="stable")
-            if values.size != grid.size or not np.allclose(values[perm], grid, rtol=0, atol=tol):
+            perm = grid_order(values, grid, rtol=0, atol=1e-6 * abs(self._coord_scale[d][1]))
+            if perm is None:
                 raise ValueError(f"X's {d!r} coordinate ({values.size} values from "
                                  f"{values.min():g} to {values.max():g}) is not the training "
                                  f"grid ({grid.size} values from {grid.min():g} to "

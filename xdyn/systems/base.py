@@ -21,6 +21,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator
 from tqdm.auto import tqdm
 
+from xdyn._labels import grid_order
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
@@ -487,13 +488,12 @@ class DynamicalSystem(BaseEstimator):
                     not np.issubdtype(got.dtype, np.number) or got.shape != want.shape:
                 continue  # sizes are checked when the state is flattened
             # labels equal up to float32 rounding (data read back from a file) are the grid's
-            tol = dict(rtol=1e-6, atol=1e-9 * float(np.abs(want).max()))
-            if not np.allclose(got, want, **tol):
-                # the k-th smallest label to the k-th smallest place of the system's grid
-                ds = ds.isel({dim: np.argsort(got)[np.argsort(np.argsort(want))]})
-                if not np.allclose(np.asarray(ds.indexes[dim]), want, **tol):
-                    raise ValueError(f"{self.name} state: the {dim!r} labels {got[:6].tolist()} "
-                                     f"are not the system's grid {want[:6].tolist()}")
+            order = grid_order(got, want, rtol=1e-6, atol=1e-9 * float(np.abs(want).max()))
+            if order is None:
+                raise ValueError(f"{self.name} state: the {dim!r} labels {got[:6].tolist()} "
+                                 f"are not the system's grid {want[:6].tolist()}")
+            if not np.array_equal(order, np.arange(len(order))):
+                ds = ds.isel({dim: order})
         return ds
 
     def from_state(
