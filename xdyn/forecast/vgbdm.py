@@ -294,7 +294,7 @@ class VGBDM(TrajectoryForecaster):
             # a system's physics reads the state in its own layout: a grid stored descending,
             # or dims in another order, were read mirrored (Lorenz-96 errors of 10)
             feature_dims = {v.name: v.feature_dims for v in system.variables}
-            X = system._on_grid(X).map(lambda v: v.transpose(
+            X = system.to_grid_order(X).map(lambda v: v.transpose(
                 *[d for d in v.dims if d not in feature_dims[v.name]], *feature_dims[v.name]))
         return X, has_traj
 

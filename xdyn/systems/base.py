@@ -468,17 +468,44 @@ class DynamicalSystem(BaseEstimator):
         """
         if not isinstance(ds, xr.Dataset):
             raise TypeError(f"{self.name}.to_state expects an xarray.Dataset, got {type(ds).__name__}")
-        ds = self._on_grid(ds)
+        ds = self.to_grid_order(ds)
         try:
             values, _ = flatten_variables(ds, self.variables)
         except ValueError as exc:
             raise ValueError(f"{self.name} state: {exc}") from None
         return self.as_tensor(np.array(values))  # a copy: the view may be read-only
 
-    def _on_grid(self, ds: xr.Dataset) -> xr.Dataset:
-        """``ds`` with each grid dim's labels in the system's order (reordered where they are
-        its labels in another order, e.g. descending); other labels are an error. A state
-        is read by position: a reversed grid would be read mirrored."""
+    def to_grid_order(self, ds: xr.Dataset) -> xr.Dataset:
+        """``ds`` with each grid dim's labels in the system's order.
+
+        Labels that are the system's in another order (e.g. descending) are reordered;
+        other labels are an error. A state is read by position: a reversed grid would
+        be read mirrored. Labels equal up to float32 rounding count as the grid's.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            Fields on the system's grid dims (others pass through).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``ds``, reindexed by position where its labels were in another order.
+
+        Raises
+        ------
+        ValueError
+            If a grid dim's labels are not the system's.
+
+        Examples
+        --------
+        >>> from xdyn.systems import Lorenz96
+        >>> system = Lorenz96(n=8)
+        >>> ds = system.simulate(n_steps=2, random_state=0)
+        >>> flipped = ds.isel(k=slice(None, None, -1))
+        >>> bool((system.to_grid_order(flipped).x == ds.x).all())
+        True
+        """
         for dim, coord in self.coords().items():
             if dim not in ds.indexes:
                 continue
