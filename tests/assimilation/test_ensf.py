@@ -417,4 +417,4 @@ def test_state_scale_runs_the_sampler_in_those_units():
     np.testing.assert_allclose(EnSF(state_scale=1.0, **kw).fit(obs).predict(obs).x,
                                EnSF(**kw).fit(obs).predict(obs).x)
     with pytest.raises(ValueError, match="state_scale must be"):
-        EnSF(state_scale=np.ones(3), **kw).fit(obs).predict(obs)
+        EnSF(state_scale=np.ones(3), **kw).fit(obs)  # at fit, before any cycle

@@ -204,17 +204,23 @@ class EnSF(BaseEnsembleAssimilator):
             generator=torch_generator(rng), linear=bool(ctx.operator.linear))
         return self._post_process(Ea, E, rng)
 
+    def _check_context(self, ctx):
+        # at fit, not at the first analysis: the state's size is known from the system
+        super()._check_context(ctx)
+        if self.state_scale is None:
+            return
+        scale = np.asarray(self.state_scale, dtype=float)
+        if scale.ndim > 1 or (scale.ndim == 1 and scale.shape[0] != ctx.n_state) or \
+                not bool(np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"state_scale must be a positive number or {ctx.n_state} of them "
+                             "(one per state entry)")
+
     def _scale(self, E):
-        """``state_scale`` as a tensor over the state (None: no scaling)."""
+        """``state_scale`` as a tensor over the state (None: no scaling; checked at fit)."""
         if self.state_scale is None:
             return None
-        scale = torch.as_tensor(np.asarray(self.state_scale, dtype=float), dtype=E.dtype,
-                                device=E.device)
-        if scale.ndim > 1 or (scale.ndim == 1 and scale.shape[0] != E.shape[-1]) or \
-                not bool(torch.isfinite(scale).all() and (scale > 0).all()):
-            raise ValueError(f"state_scale must be a positive number or {E.shape[-1]} of them "
-                             "(one per state entry)")
-        return scale
+        return torch.as_tensor(np.asarray(self.state_scale, dtype=float), dtype=E.dtype,
+                               device=E.device)
 
 
 def _scaled_ensf_analysis(E, y, h, scale, **options):
