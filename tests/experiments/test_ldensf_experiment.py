@@ -361,6 +361,103 @@ def test_tiny_run_has_every_method_parameter_and_figure(case, params, monkeypatc
     plt.close("all")
 
 
+@pytest.fixture
+def tiny_tsunami(monkeypatch):
+    """A tiny tsunami test set and its observations; forecasts recorded (and slowed) per call."""
+    import dataclasses
+    import time
+
+    from xdyn.assimilation import _cycle
+    from xdyn.experiments._ldensf_cases import CASES
+    from xdyn.systems import ShallowWater
+
+    def no_climatology(*args):
+        raise ValueError("none here")
+
+    # the lost-track monitor off: its pool of the 16 x 16 flow is costly and flags only
+    monkeypatch.setattr(_cycle, "climatological_pool", no_climatology)
+    calls = []  # (start, seconds) of every ShallowWater.forecast
+    forecast = ShallowWater.forecast
+
+    def recorded(self, x, dt, n_steps):
+        tic = time.perf_counter()
+        time.sleep(0.05)  # a forecast the clock can tell from the analysis
+        out = forecast(self, x, dt, n_steps)
+        calls.append((tic, time.perf_counter() - tic))
+        return out
+
+    setup = dataclasses.replace(LDEnSFSetup.for_case("tsunami", quick=True),
+                                **{**TINY, "n_train": 0, "n_calibration": 0})
+    test = CASES["tsunami"].make_data(setup, 0)
+    monkeypatch.setattr(ShallowWater, "forecast", recorded)
+    return setup, test, sparse_observations(test, setup, 0), calls
+
+
+def _timed_predicts(monkeypatch):
+    """(start, seconds, n_times) of every EnSF / LETKF predict from now on."""
+    import time
+
+    from xdyn.assimilation import LETKF, EnSF
+
+    runs = []
+    for cls in (EnSF, LETKF):
+        def timed(self, obs, predict=cls.predict, **kwargs):
+            tic = time.perf_counter()
+            out = predict(self, obs, **kwargs)
+            runs.append((type(self).__name__, tic, time.perf_counter() - tic, obs.sizes["time"]))
+            return out
+
+        monkeypatch.setattr(cls, "predict", timed)
+    return runs
+
+
+def test_full_space_wall_time_is_split_within_the_filters_own_run(tiny_tsunami, monkeypatch):
+    """Dynamics per step: the seconds of the forecasts the filter's own run made over its
+    steps; analysis: the rest of that run. A forecast timed apart charged one interval to
+    every step (the first analysis has none) and its noise alone left the EnSF no analysis
+    time (max(total - dynamics, 0) = 0 on the quick tsunami and shallow water)."""
+    from xdyn.experiments.ldensf import full_space_filters
+
+    setup, test, obs, calls = tiny_tsunami
+    runs = _timed_predicts(monkeypatch)
+    analyses, walls = full_space_filters(setup, test, obs, 0, ["u", "v", "eta"])
+    n = obs.sizes["time"]
+    for name in ("EnSF", "LETKF"):
+        assert all(np.isfinite(analyses[name][v]).all() for v in ("u", "v", "eta"))
+        _, tic, wall, _ = [r for r in runs if r[0] == name and r[3] == n][-1]
+        during = [s for t, s in calls if tic <= t <= tic + wall]
+        assert len(during) == n - 1  # no forecast to the first analysis
+        dyn, ana = walls[name]
+        assert dyn > 0 and ana > 0
+        np.testing.assert_allclose(dyn, sum(during) / n, rtol=0.02)
+        # the whole run, up to the selection of the fields and the timers' own cost
+        np.testing.assert_allclose(dyn + ana, wall / n, rtol=0.02, atol=2e-3)
+
+
+def test_failed_full_space_filter_has_no_analysis_time(tiny_tsunami, monkeypatch):
+    """A filter that raised has no time per step; one that went non-finite stopped its
+    cycle: its forecasts' rate over a whole run, and no analysis time."""
+    from xdyn.assimilation import LETKF, EnSF
+    from xdyn.experiments.ldensf import full_space_filters
+
+    setup, test, obs, calls = tiny_tsunami
+    analyze = EnSF._analyze
+
+    def lost_at_the_third(self, E, k, ctx, rng):
+        E = analyze(self, E, k, ctx, rng)
+        return E * np.nan if k >= 2 and ctx.n_steps.size == obs.sizes["time"] else E
+
+    def broken(*args):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(EnSF, "_analyze", lost_at_the_third)
+    monkeypatch.setattr(LETKF, "_analyze", broken)
+    analyses, walls = full_space_filters(setup, test, obs, 0, ["u", "v", "eta"])
+    assert np.isnan(walls["LETKF"]).all() and analyses["LETKF"]["eta"].isnull().all()
+    dyn, ana = walls["EnSF"]
+    assert np.isnan(ana) and dyn > 0.05 * (obs.sizes["time"] - 1) / obs.sizes["time"]
+
+
 def test_spread_skill_is_the_rms_spread_over_the_rms_error_as_the_metric_defines_it():
     from xdyn.experiments.ldensf import METHODS, spread_skill
     from xdyn.metrics import spread_skill_ratio
