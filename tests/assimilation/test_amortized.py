@@ -452,3 +452,25 @@ def test_losses_leave_out_the_first_time_as_the_original(loss_kind):
     moved = float(net.get_loss((background if loss_kind != "ss_forecast" else later, later),
                                truth, X=X))
     assert moved != pytest.approx(base)
+
+
+def test_validation_leaves_the_fit_from_a_random_state_instance_unchanged():
+    # the validation cycles draw from their own generator, not the training's (whose
+    # redrawn sequences come between them)
+    truth, obs = _twin(0, n_trajectories=2, n_times=40)
+    truth_v, obs_v = _twin(21, n_times=30)
+    fits = [_small(max_epochs=2, n_sequences=16, random_state=np.random.RandomState(0)).fit(
+        obs, validation=v) for v in (None, (obs_v, truth_v))]
+    for a, b in zip(*(f.net_.module_.parameters() for f in fits)):
+        assert torch.equal(a, b)
+    assert np.isfinite(fits[1].history_[-1]["valid_rmse"])
+
+
+def test_clean_analysis_pairs_the_truth_by_trajectory_label():
+    truth, obs = _twin(0, n_trajectories=3, n_times=40)
+    fits = [_small(loss="clean_analysis", max_epochs=1, n_sequences=16).fit(obs, t)
+            for t in (truth, truth.isel(trajectory=[2, 0, 1]))]
+    for a, b in zip(*(f.net_.module_.parameters() for f in fits)):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="'trajectory' labels"):
+        _small(loss="clean_analysis").fit(obs, truth.assign_coords(trajectory=[5, 6, 7]))

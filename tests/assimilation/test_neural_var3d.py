@@ -488,3 +488,60 @@ def test_pipeline_after_an_observation_scaler(data, observed):
     a, b = _mean_rmse(plain, test), _mean_rmse(piped, test)
     assert abs(a - b) < 1e-2 * a
     np.testing.assert_allclose(piped.x.values, plain.x.values, atol=0.05)
+
+
+@pytest.mark.parametrize("lead", [0, 5, 10, 25])
+def test_training_backgrounds_forecast_the_model_steps_between_observations(lead):
+    # observed every 10 model steps: the forecast from an earlier observation time must
+    # run the model steps between them (counting observation times, it ended elsewhere)
+    truth = Lorenz63().simulate(n_trajectories=3, n_steps=300, burn_in=5, random_state=0)
+    obs = observe(truth, ["x", "y"], noise_std=0.5, every=10, random_state=1)
+    ctx = NeuralVar3D()._context(obs)
+    assert set(ctx.n_steps[1:].tolist()) == {10}
+    x_t = aligned_truth(truth, ctx)
+    x_b = perturbed_backgrounds(ctx.system, x_t, ctx.dt, lead, np.random.RandomState(0),
+                                error_range=(1e-9, 1e-9), n_steps=ctx.n_steps)
+    assert float((x_b - x_t).abs().max()) < 1e-6
+
+
+def test_background_lead_counts_model_steps_in_fit():
+    truth = Lorenz63().simulate(n_trajectories=4, n_steps=400, burn_in=5, random_state=0)
+    sparse = observe(truth, ["x", "y"], noise_std=0.5, every=10, random_state=1)
+    fit = _small(window=2, max_epochs=1).fit(sparse, truth)
+    # errors of 0.02 to 1.5 grown over 10 steps (the state from the wrong time: ~110)
+    assert np.diag(fit.B_).max() < 5.0
+    # observed at every step the lead still spans 10 observation times (the old backgrounds)
+    ctx = NeuralVar3D()._context(observe(truth, ["x", "y"], noise_std=0.5, random_state=1))
+    x_t = aligned_truth(truth, ctx)
+    args = (ctx.system, x_t, ctx.dt, 10)
+    torch.testing.assert_close(
+        perturbed_backgrounds(*args, np.random.RandomState(3), n_steps=ctx.n_steps),
+        perturbed_backgrounds(*args, np.random.RandomState(3)), rtol=0, atol=0)
+
+
+def test_truth_and_background_are_paired_by_trajectory_label(data):
+    (train, obs), _, _ = data
+    perm = np.random.RandomState(0).permutation(train.sizes["trajectory"])
+    shuffled = train.isel(trajectory=perm)  # the same trajectories, labels kept
+    ordered = _small(window=2, max_epochs=1).fit(obs, train)
+    other = _small(window=2, max_epochs=1).fit(obs, shuffled)
+    for k, v in other.net_.module_.state_dict().items():
+        assert torch.equal(v, ordered.net_.module_.state_dict()[k]), k
+    background = train + 0.3
+    xr.testing.assert_identical(ordered.analyze(obs, background.isel(trajectory=perm)),
+                                ordered.analyze(obs, background))
+    relabelled = train.assign_coords(trajectory=train["trajectory"].values + 100)
+    with pytest.raises(ValueError, match="'trajectory' labels"):
+        _small().fit(obs, relabelled)
+    with pytest.raises(ValueError, match="'trajectory' labels"):
+        ordered.analyze(obs, relabelled)
+
+
+def test_validation_leaves_the_fit_from_a_random_state_instance_unchanged(data):
+    # the validation data draw from their own generator (the second round's cycle too)
+    (train, obs), (valid, obs_v), _ = data
+    fits = [_small(window=2, n_rounds=2, random_state=np.random.RandomState(0)).fit(
+        obs, train, validation=v) for v in (None, (obs_v, valid))]
+    ref = fits[0].net_.module_.state_dict()
+    for k, v in fits[1].net_.module_.state_dict().items():
+        assert torch.equal(v, ref[k]), k

@@ -16,10 +16,11 @@ from torch import nn
 
 from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
+from xdyn.utils import int_seed
 
 __all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
            "aligned_truth", "analysis_dataset", "climatology_draws", "cycle_sequences",
-           "fit_statistics", "var_cost",
+           "fit_statistics", "perturbed_backgrounds", "validation_seed", "var_cost",
            "wrong_wing_share"]
 
 
@@ -60,7 +61,12 @@ def check_observation_windows(ctx, window: int):
 
 
 def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
-    """A state Dataset as a flat tensor ``(T, *batch, n_state)`` aligned with the observations."""
+    """A state Dataset as a flat tensor ``(T, *batch, n_state)`` aligned with the observations.
+
+    Along a batch dim (``trajectory`` ...) that both label with a coordinate the
+    truth is selected by the observations' labels (the same set is required);
+    where either has no labels, by position (the sizes must match).
+    """
     truth = unwrap(truth)
     if not isinstance(truth, xr.Dataset):
         raise TypeError(f"{what} must be a state Dataset, got {type(truth).__name__}")
@@ -72,6 +78,14 @@ def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
         if d not in truth.dims or truth.sizes[d] != ctx.obs.sizes[d]:
             raise ValueError(f"{what} needs the observations' batch dim {d!r} of size "
                              f"{ctx.obs.sizes[d]}; it has dims {dict(truth.sizes)}")
+        if d in ctx.batch_coords and d in truth.coords:
+            # by label: a truth whose trajectories come in another order must not be
+            # paired with the wrong observations (by position, only sizes were checked)
+            labels = ctx.batch_coords[d].values
+            if not truth.indexes[d].is_unique or set(truth[d].values) != set(labels):
+                raise ValueError(f"{what} and the observations have different {d!r} labels "
+                                 "(or repeated ones): they must label the same elements")
+            truth = truth.sel({d: labels})
     try:
         truth = truth.sel(time=ctx.obs["time"])
     except KeyError as err:
@@ -92,17 +106,44 @@ def analysis_dataset(x, ctx, method: str) -> xr.Dataset:
     return out
 
 
-def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5)):
-    """Forecasts of a perturbed truth: ``x_b(k) = M_lead(x_t(k - lead) + eps)``.
+def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5), n_steps=None):
+    """Forecasts of a perturbed truth: ``x_b(k) = M(x_t(k0) + eps)`` from ``k0`` to ``k``.
 
-    The error ``eps`` has a std drawn log-uniformly in ``error_range`` per
-    sample (from a spin-up's errors down to a good filter's), and the model
-    grows it along the flow for ``lead`` steps (fewer at the record's start).
-    It is independent of the observations, so the network cannot learn a
-    particular filter's systematic error from the observation window (which
-    it would then "correct" in its own cycle, where that error is absent).
+    ``k0`` is the earliest observation time at most ``lead`` model steps before
+    ``k`` (whole observation intervals: ``k0 = k`` where one interval is longer
+    than ``lead``, and fewer steps at the record's start); the model runs the
+    model steps between ``k0`` and ``k``. The error ``eps`` has a std drawn
+    log-uniformly in ``error_range`` per sample (from a spin-up's errors down to
+    a good filter's), and the model grows it along the flow. It is independent
+    of the observations, so the network cannot learn a particular filter's
+    systematic error from the observation window (which it would then
+    "correct" in its own cycle, where that error is absent).
+
+    Parameters
+    ----------
+    system : DynamicalSystem
+    truth_x : torch.Tensor of shape (T, *batch, n_state)
+        The truth at the observation times.
+    dt : float
+        Model step.
+    lead : int
+        Longest forecast, in model steps.
+    rng : numpy.random.RandomState
+    error_range : (float, float), default=(0.02, 1.5)
+    n_steps : array of int of shape (T,), optional
+        Model steps from the previous observation time (``CycleContext.n_steps``,
+        the first ignored); None: one (observations at every model step).
+
+    Returns
+    -------
+    torch.Tensor like ``truth_x``
     """
     T = truth_x.shape[0]
+    # model steps since the first observation time: the lead counts model steps. Counted
+    # in observation times but forecast in model steps, the background came from the
+    # wrong time (Lorenz-63 observed every 10 steps: 11.5 from an unperturbed truth)
+    steps = np.arange(T) if n_steps is None else np.concatenate(
+        [[0], np.cumsum(np.asarray(n_steps, dtype=int)[1:T])])
     lo, hi = np.log(error_range[0]), np.log(error_range[1])
     std = np.exp(rng.uniform(lo, hi, size=truth_x.shape[:-1] + (1,)))
     eps = std * rng.standard_normal(truth_x.shape)
@@ -110,9 +151,29 @@ def perturbed_backgrounds(system, truth_x, dt, lead, rng, error_range=(0.02, 1.5
     out = torch.empty_like(truth_x)
     with torch.no_grad():
         for k in range(T):
-            k0 = max(k - lead, 0)
-            out[k] = system.forecast(start[k0], dt, k - k0) if k > k0 else start[k]
+            k0 = int(np.searchsorted(steps, steps[k] - lead))
+            gap = int(steps[k] - steps[k0])
+            out[k] = system.forecast(start[k0], dt, gap) if gap > 0 else start[k]
     return out
+
+
+def validation_seed(random_state):
+    """The ``random_state`` of validation data, apart from that of the training.
+
+    An int as it is (each use makes a fresh generator of it), and None. From
+    an instance, a seed drawn from it once, at the start of ``fit``, whether
+    or not there are validation data: they then leave the fitted network as
+    it is without them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> validation_seed(3), validation_seed(None), validation_seed(np.random.RandomState(0))
+    (3, None, 209652396)
+    """
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        return int_seed(random_state)
+    return random_state
 
 
 def cycle_sequences(samples, seq_len):

@@ -46,7 +46,7 @@ from xdyn.assimilation._amortized_cycle import (ClampWarning, bound, grid_observ
 from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
                                                    _RedrawEachEpoch, _RedrawnSequences,
                                                    _ValidationRMSE, _ValidationScore)
-from xdyn.assimilation._neural_var_data import aligned_truth
+from xdyn.assimilation._neural_var_data import aligned_truth, validation_seed
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.nn import LRScheduler, best_epoch, keep_best
@@ -299,6 +299,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             raise ValueError(f"seq_len={L} is longer than the {T} observation times")
         self.system_, self.operator_ = ctx.system, ctx.operator
         self.n_obs_, self.n_state_ = int(ctx.mask.shape[-1]), int(ctx.n_state)
+        # drawn always, before the training's draws: validation must not change them
+        valid_state = validation_seed(self.random_state)
         rng = check_random_state(self.random_state)
         extra = []
         if self.redraw_sequences:  # a dataset that holds the targets too
@@ -307,7 +309,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         else:
             X, y_true = self._sequences(ctx, truth, L, rng)
         if validation is not None:
-            extra.append(("valid_rmse", _ValidationRMSE(_ValidationScore(self, *validation))))
+            score = _OwnSeedScore(self, *validation, random_state=valid_state)
+            extra.append(("valid_rmse", _ValidationRMSE(score)))
             if self.early_stopping:  # after valid_rmse is recorded for the epoch
                 extra.append(("early_stopping",
                               keep_best("valid_rmse", self.n_iter_no_change)))
@@ -480,3 +483,24 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.net_.initialize()
         self.net_.load_params(f_params=io.BytesIO(blob["net"]))
         return self
+
+
+class _OwnSeedScore(_ValidationScore):
+    """:class:`_ValidationScore` whose cycle draws from its own ``random_state``.
+
+    ``predict`` draws from the estimator's ``random_state``: a RandomState
+    instance shared with the training (its redrawn sequences) would make the
+    fitted network depend on whether there are validation data.
+    """
+
+    def __init__(self, estimator, obs, truth, random_state=None):
+        super().__init__(estimator, obs, truth)
+        self.random_state = random_state
+
+    def __call__(self):
+        est, own = self.estimator, self.estimator.random_state
+        est.random_state = self.random_state
+        try:
+            return super().__call__()
+        finally:
+            est.random_state = own

@@ -16,7 +16,7 @@ against the background's trajectory at its time, the model run backwards over
 the window, and the current one against the iterate), with a gain it reads off
 the observations and the state, so an unbiased background gets no mean
 correction and the cycle no drift. Training backgrounds, when the truth is
-given, are forecasts of the perturbed truth over ``background_lead`` steps,
+given, are forecasts of the perturbed truth over ``background_lead`` model steps,
 with errors from 0.02 to 1.5 and *independent of the observations*: trained on
 3D-Var's cycled backgrounds (or, DAgger-style, on its own, ``n_rounds > 1``),
 the network learned that filter's systematic, observation-correlated error and
@@ -57,7 +57,8 @@ from xdyn.assimilation._neural_var_data import (BatchedDataset, NeuralVar3DModul
                                                 check_observation_windows,
                                                 climatology_draws, cycle_sequences,
                                                 fit_statistics,
-                                                perturbed_backgrounds, var_cost, whole_batch)
+                                                perturbed_backgrounds, validation_seed,
+                                                var_cost, whole_batch)
 from xdyn.assimilation._cycle import DivergenceMonitor, run_cycle
 from xdyn.assimilation._static import gauss_newton_analysis
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
@@ -102,9 +103,11 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         network's own cycled backgrounds (DAgger). Measured: this hurts (see
         the module docstring); kept for experiments.
     background_lead : int, default=10
-        With a truth, round 0 trains on forecasts over this many steps of the
-        perturbed truth (errors independent of the observations) instead of
-        3D-Var backgrounds.
+        With a truth, round 0 trains on forecasts of the perturbed truth
+        (errors independent of the observations) instead of 3D-Var
+        backgrounds, over at most this many *model* steps: from the earliest
+        observation time within them (none where the observations are further
+        apart: the perturbed truth itself).
     training_background : {"forecast", "climatology"}, default="forecast"
         Backgrounds of round 0 when the truth is given. ``"forecast"``: the
         forecasts of the perturbed truth above (errors 0.02 to 1.5, what a
@@ -315,6 +318,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         if self.seq_len > 1 and self.loss != "supervised":
             raise ValueError("seq_len > 1 scores every analysis of a training cycle against the "
                              "truth: use loss='supervised' (and fit(obs, truth))")
+        # drawn first and always: validation must not change the training's draws
+        valid_state = validation_seed(self.random_state)
         ctx = self._context(obs)
         self._check_context(ctx)
         check_observation_windows(ctx, int(self.window))
@@ -345,41 +350,46 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
                                    None if truth_x is None else samples["truth"],
                                    clim_mean, clim_cov, self.B_scale)
             self.statistics_, self.B_ = stats, stats["B"]
-            valid_samples = None if valid is None else self._collect(*valid, first=True)
+            valid_samples = (None if valid is None
+                             else self._collect(*valid, first=True, random_state=valid_state))
             self.net_ = self._make_net(ctx, stats)
             for round_ in range(int(self.n_rounds)):
                 if round_ > 0:
                     samples = self._collect(ctx, truth_x)
-                    valid_samples = None if valid is None else self._collect(*valid)
+                    valid_samples = (None if valid is None
+                                     else self._collect(*valid, random_state=valid_state))
                 self._train_round(samples, valid_samples, first=round_ == 0)
         finally:
             del self._B0, self._climatology_fit
         return self
 
-    def _collect(self, ctx, truth_x, first=False):
+    def _collect(self, ctx, truth_x, first=False, random_state=None):
         """Training samples over ``ctx``: windows from a cycle, and their backgrounds.
 
         The cycle is 3D-Var before the network exists, then the network's own
         (DAgger rounds). In the first round with a truth the backgrounds are
         instead forecasts of the perturbed truth (:func:`perturbed_backgrounds`), or
         draws from the training climatology (:func:`climatology_draws`).
+        ``random_state`` (validation's) replaces the estimator's when given.
         """
+        random_state = self.random_state if random_state is None else random_state
         if first and truth_x is not None:  # no cycle needed: the windows are observations only
             window, y, m = self._obs_windows(ctx)
-            rng = check_random_state(self.random_state)
+            rng = check_random_state(random_state)
             if self.training_background == "climatology":
                 background = climatology_draws(*self._climatology_fit, truth_x.shape[:-1], rng,
                                                like=truth_x)
             else:
                 background = perturbed_backgrounds(ctx.system, truth_x, ctx.dt,
-                                                   int(self.background_lead), rng)
+                                                   int(self.background_lead), rng,
+                                                   n_steps=ctx.n_steps)
             out = {"window": window, "background": background, "obs": y, "mask": m,
                    "innovation": (y - ctx.h(background)) * m}
         else:
             self._record = []
             try:
                 with torch.no_grad():
-                    run_cycle(self, ctx, check_random_state(self.random_state),
+                    run_cycle(self, ctx, check_random_state(random_state),
                               [DivergenceMonitor(raise_on_divergence=True)])
                 rec = self._record
             finally:
