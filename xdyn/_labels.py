@@ -1,6 +1,7 @@
-"""Matching coordinate labels to a grid: the one place that decides when data stored in
-another order (a descending axis) is the same grid, so that every reader of a state, a
-truth or a field reorders it the same way instead of reading it by position."""
+"""Matching coordinate labels: the one place that decides when data stored in another
+order (a descending axis) is the same grid, so that every reader of a state, a truth or
+a field reorders it the same way instead of reading it by position; and when two time
+steps are the same step (numeric, datetime64 or timedelta64 times)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,39 @@ def grid_order(got, want, *, rtol, atol):
     order = np.empty(len(want), dtype=int)
     order[np.argsort(want, kind="stable")] = np.argsort(got, kind="stable")
     return order if np.allclose(got[order], want, rtol=rtol, atol=atol) else None
+
+
+STEP_RTOL = 1e-6  # relative tolerance on time steps (float times carry rounding errors)
+
+
+def is_datetime(values):
+    """datetime64 or timedelta64 values."""
+    return np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype,
+                                                                         np.timedelta64)
+
+
+def is_time(values):
+    """Times whose steps can be read and added: numeric, datetime64 or timedelta64."""
+    return is_datetime(values) or np.issubdtype(values.dtype, np.number)
+
+
+def step_tolerance(values, step):
+    """Tolerance on a time step of ``values``: relative, plus the rounding of the times
+    themselves (float32 times far from zero hold a step to a few digits only)."""
+    tol = STEP_RTOL * abs(step)
+    if np.issubdtype(values.dtype, np.floating):
+        tol += 4 * np.finfo(values.dtype).eps * float(np.abs(values).max())
+    return tol
+
+
+def format_step(step):
+    """A time step for a message (floats to 6 digits: 0.1, not 0.10000000000000009)."""
+    return f"{step:.6g}" if isinstance(step, float) else str(step)
+
+
+def steps_as_float(steps):
+    """Time steps as float64 (timedelta64 in nanoseconds) to compare them."""
+    steps = np.asarray(steps)
+    if np.issubdtype(steps.dtype, np.timedelta64):
+        return steps / np.timedelta64(1, "ns")
+    return steps.astype(np.float64)

@@ -106,7 +106,8 @@ class LDEnSF(BaseEstimator):
         The explicit damped sampler needs a floor on the latent observation
         error (below); the semi-implicit one and the Gaussian guidance do not.
     obs_noise_scale : float, default=1.0
-        Factor on the encoder's residual std (the latent observation error).
+        Factor on the encoder's residual std (the latent observation error);
+        read by :meth:`predict`, so that it can be changed after fit.
     likelihood : {"encoder", "joint"}, default="encoder"
         What the analysis conditions on. ``"encoder"``: the encoder's output as
         an observation of ``z`` (the original). ``"joint"``: that, and the
@@ -168,7 +169,8 @@ class LDEnSF(BaseEstimator):
     latent_mean_, latent_std_ : ndarray of shape (n_latent + n_params,)
         Standardisation of ``z = [s, u]`` (from the training latents).
     latent_noise_std_ : ndarray of shape (n_latent + n_params,)
-        Latent observation error in standardised units. With the explicit
+        Latent observation error in standardised units, before the factor
+        ``obs_noise_scale`` (applied by :meth:`predict`). With the explicit
         integrator and the damped guidance the analysis uses at least ``1.5 /
         sqrt(n_pseudo_steps)``: below that that sampler is unstable.
     timing_ : dict
@@ -299,7 +301,8 @@ class LDEnSF(BaseEstimator):
         span = np.where(self.ldnet_.param_high_ > self.ldnet_.param_low_,
                         self.ldnet_.param_high_ - self.ldnet_.param_low_, 1.0)
         resid[n_lat:] = resid[n_lat:] * 2 / span
-        self.latent_noise_std_ = float(self.obs_noise_scale) * resid / self.latent_std_
+        # unscaled: obs_noise_scale is applied by predict, so that set_params after fit counts
+        self.latent_noise_std_ = resid / self.latent_std_
         return self
 
     def _check_likelihood(self):
@@ -344,11 +347,13 @@ class LDEnSF(BaseEstimator):
             analysis.
         """
         check_is_fitted(self, "encoder_")
-        z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
+        self._validate_params()   # the settings predict reads may have been set after fit
         self._check_likelihood()
         joint = self.likelihood == "joint"
+        # before the encoder's own checks of the sites and times: these errors say more
         points = self._observed_points(obs) if joint or self.refine_parameters else None
         steps = self._observation_steps(obs)
+        z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
         module = self.ldnet_.module_
         # the refinement's rollout in float64, copied once per call, not per analysis
         module64 = _float64_copy(module) if self.refine_parameters else None
@@ -361,7 +366,8 @@ class LDEnSF(BaseEstimator):
         # trusted only that far
         stiff = self.integrator == "explicit" and self.guidance == "damped"
         floor = 1.5 / np.sqrt(int(self.n_pseudo_steps)) if stiff else 0.0
-        noise = torch.as_tensor(np.maximum(self.latent_noise_std_, floor), dtype=dt_, device=dev)
+        noise = torch.as_tensor(np.maximum(float(self.obs_noise_scale) * self.latent_noise_std_,
+                                           floor), dtype=dt_, device=dev)
         n_traj, n_lat, M = z_obs.shape[0], int(self.ldnet_.n_latent), int(self.n_members)
         gen = torch_generator(self.random_state)
         # initial members: the shared zero start, parameters from their uniform prior
@@ -560,6 +566,8 @@ class LDEnSF(BaseEstimator):
         """``spread_scale`` as a factor for ``"fields"``, ``"latent"`` and each parameter."""
         names = ["fields", "latent", *self.ldnet_.parameters_]
         if not isinstance(self.spread_scale, dict):
+            if not float(self.spread_scale) > 0:
+                raise ValueError(f"spread_scale must be positive; got {self.spread_scale!r}")
             return dict.fromkeys(names, float(self.spread_scale))
         unknown = sorted(set(self.spread_scale) - set(names))
         if unknown:

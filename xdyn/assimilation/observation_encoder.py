@@ -21,11 +21,18 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import format_step, is_time, step_tolerance, steps_as_float
 from xdyn.nn import XdynNet
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["ObservationEncoder"]
+
+
+def _show(value):
+    """A time or time step for a message."""
+    numeric = np.issubdtype(np.asarray(value).dtype, np.number)
+    return format_step(float(value)) if numeric else str(value)
 
 
 class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
@@ -64,6 +71,16 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         Std of the training residuals per output component (the encoder's
         error, used as the latent observation noise), in target units.
     history_ : list of float
+    obs_sites_ : dict
+        The training observations' site coordinates along ``obs`` (those
+        other than the ``obs`` index; the index when there are none), in
+        training order: the encoder reads each input by site, so records
+        with the sites in another order are reordered to it and records with
+        other sites are refused.
+    times_ : ndarray or None
+        The training observation times (None without a numeric or datetime
+        ``time`` coordinate): a record must start at the first of them and
+        keep their spacing (it may run past the last at the last interval).
 
     Examples
     --------
@@ -121,10 +138,63 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
                              "observation histories")
         return y
 
-    def _targets(self, target, n_traj, times):
+    def _sites(self, obs):
+        """Indices putting ``obs``'s sites in the training order (None: already in it)."""
+        n, n_fit = obs.sizes["obs"], len(self.obs_mean_)
+        if n != n_fit:
+            raise ValueError(f"obs has {n} observation site(s) along 'obs'; the encoder was "
+                             f"fitted on {n_fit} and reads each input as one site")
+        names = [c for c in self.obs_sites_ if c in obs.coords and obs[c].dims == ("obs",)]
+        if not names:
+            return None    # no site labels to go by: the training order assumed
+        # sites matched by exact labels, as xarray aligns indexes
+        got = list(zip(*(np.asarray(obs[c].values).tolist() for c in names)))
+        want = list(zip(*(self.obs_sites_[c].tolist() for c in names)))
+        if got == want:
+            return None
+        where = {k: i for i, k in enumerate(got)}
+        if len(where) < n or len(set(want)) < n or set(where) != set(want):
+            other = [k for k in got if k not in set(want)][:3]
+            raise ValueError(f"obs's sites ({', '.join(names)}) are not those the encoder was "
+                             f"fitted on (e.g. {other}); it reads each input as one site")
+        return np.array([where[k] for k in want])
+
+    def _check_times(self, obs):
+        """Refuse a record at another interval, or not starting at the training start."""
+        fit = self.times_
+        if fit is None or "time" not in obs.coords:
+            return
+        t = np.asarray(obs["time"].values)
+        step = fit[-1] - fit[-2] if len(fit) > 1 else None
+        n_more = len(t) - len(fit)
+        off = None
+        if n_more <= 0 or step is not None:
+            # the training times, continued past the last at its interval
+            more = [fit[-1] + step * np.arange(1, n_more + 1)] if n_more > 0 else []
+            try:
+                off = np.abs(steps_as_float(t - np.concatenate([fit[:len(t)], *more])))
+            except TypeError:      # times of another kind (datetime against numbers)
+                pass
+        scale = 1.0 if step is None else float(steps_as_float(step))
+        if off is None or (off > step_tolerance(t, scale)).any():
+            at = "its training times" if step is None else f"interval {_show(step)}"
+            raise ValueError(f"obs times {t[:4]}{' ...' if len(t) > 4 else ''} are not the "
+                             f"encoder's observation times (from {_show(fit[0])}, {at}): the "
+                             "recurrent encoder reads a history at the interval and from the "
+                             "start it was trained on")
+
+    def _targets(self, target, n_traj, times, labels=None):
         if not isinstance(target, xr.Dataset):
             raise TypeError(f"target must be an xarray.Dataset, got {type(target).__name__}")
         sd, cols, names = self.sample_dim, [], []
+        if labels is not None and sd in target.coords:
+            # trajectories paired by label where both are labelled, not by position
+            want, have = np.asarray(labels).tolist(), target[sd].values.tolist()
+            where = {k: i for i, k in enumerate(have)}
+            if len(set(want)) < len(want) or len(where) < len(have) or set(want) != set(have):
+                raise ValueError(f"obs's and target's {sd!r} labels differ (or repeat): "
+                                 f"{len(set(want) ^ set(have))} label(s) in one only")
+            target = target.isel({sd: [where[k] for k in want]})
         for name, da in target.data_vars.items():
             if sd not in da.dims:
                 continue
@@ -163,8 +233,13 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         """
         self._validate_params()
         y = self._observations(obs)
-        z, names = self._targets(target, y.shape[0], obs["time"].values)
+        z, names = self._targets(target, y.shape[0], obs["time"].values, self._labels(obs))
         self.targets_ = names
+        sites = [c for c, v in obs.coords.items() if v.dims == ("obs",) and c != "obs"]
+        sites = sites or [c for c in ("obs",) if c in obs.coords]
+        self.obs_sites_ = {c: np.asarray(obs[c].values) for c in sites}
+        t = np.asarray(obs["time"].values) if "time" in obs.coords else None
+        self.times_ = t if t is not None and is_time(t) else None
         self.obs_mean_, self.obs_std_ = y.mean((0, 1)), y.std((0, 1)) + 1e-12
         self.target_mean_, self.target_std_ = z.mean((0, 1)), z.std((0, 1)) + 1e-12
         self.net_ = XdynNet(
@@ -185,10 +260,29 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         out = self.net_.predict(((y - self.obs_mean_) / self.obs_std_).astype(np.float32))
         return out * self.target_std_ + self.target_mean_
 
+    def _labels(self, obs):
+        sd = self.sample_dim
+        return obs[sd].values if sd in obs.coords else None
+
     def encode(self, obs):
-        """The raw output array ``(trajectory, time, n_out)`` in target units."""
+        """The raw output array ``(trajectory, time, n_out)`` in target units.
+
+        Parameters
+        ----------
+        obs : xarray.Dataset
+            ``observation`` with dims (trajectory, time, obs): the training
+            sites (in any order along ``obs``), at the training interval from
+            the training start.
+
+        Returns
+        -------
+        ndarray of shape (n_trajectories, n_times, n_out)
+        """
         check_is_fitted(self, "net_")
-        return self._encode(self._observations(obs))
+        y = self._observations(obs)
+        order = self._sites(obs)
+        self._check_times(obs)
+        return self._encode(y if order is None else y[..., order])
 
     def predict(self, obs):
         """Targets at every observation time from the observations up to it.
@@ -213,5 +307,5 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     def score(self, obs, target):
         """Minus the mean squared error of the standardised targets."""
         z = self.encode(obs)
-        t, _ = self._targets(target, z.shape[0], obs["time"].values)
+        t, _ = self._targets(target, z.shape[0], obs["time"].values, self._labels(obs))
         return -float(np.mean(((z - t) / self.target_std_) ** 2))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -66,41 +67,6 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
                           time)
 
 
-_STEP_RTOL = 1e-6  # relative tolerance on time steps (float times carry rounding errors)
-
-
-def _is_datetime(values):
-    return np.issubdtype(values.dtype, np.datetime64) or np.issubdtype(values.dtype,
-                                                                         np.timedelta64)
-
-
-def _is_time(values):
-    """Times whose steps can be read and added: numeric, datetime64 or timedelta64."""
-    return _is_datetime(values) or np.issubdtype(values.dtype, np.number)
-
-
-def _step_tolerance(values, step):
-    """Tolerance on a time step of ``values``: relative, plus the rounding of the times
-    themselves (float32 times far from zero hold a step to a few digits only)."""
-    tol = _STEP_RTOL * abs(step)
-    if np.issubdtype(values.dtype, np.floating):
-        tol += 4 * np.finfo(values.dtype).eps * float(np.abs(values).max())
-    return tol
-
-
-def _fmt(step):
-    """A time step for a message (floats to 6 digits: 0.1, not 0.10000000000000009)."""
-    return f"{step:.6g}" if isinstance(step, float) else str(step)
-
-
-def _as_float(steps):
-    """Time steps as float64 (timedelta64 in nanoseconds) to compare them."""
-    steps = np.asarray(steps)
-    if np.issubdtype(steps.dtype, np.timedelta64):
-        return steps / np.timedelta64(1, "ns")
-    return steps.astype(np.float64)
-
-
 def time_step(time, name="X"):
     """The step of an evenly spaced, increasing time coordinate.
 
@@ -109,19 +75,19 @@ def time_step(time, name="X"):
     single snapshot, or times of another kind). Raises when the times are
     unevenly spaced or do not increase: a ROM steps one snapshot at a time.
     """
-    if time is None or time.size < 2 or not _is_time(time.values):
+    if time is None or time.size < 2 or not is_time(time.values):
         return None
     values = np.asarray(time.values)
     diffs = np.diff(values)
-    step = diffs[-1] if _is_datetime(values) else float(diffs[-1])
-    ref = float(_as_float(step))
+    step = diffs[-1] if is_datetime(values) else float(diffs[-1])
+    ref = float(steps_as_float(step))
     if ref <= 0:
         raise ValueError(f"{name}'s {time.name!r} coordinate must increase; its last step is "
-                         f"{_fmt(step)}")
-    if (np.abs(_as_float(diffs) - ref) > _step_tolerance(values, ref)).any():
+                         f"{format_step(step)}")
+    if (np.abs(steps_as_float(diffs) - ref) > step_tolerance(values, ref)).any():
         raise ValueError(f"{name}'s {time.name!r} coordinate is unevenly spaced (steps from "
-                         f"{_fmt(diffs.min())} to {_fmt(diffs.max())}); the model steps one "
-                         "snapshot at a time and needs evenly spaced snapshots")
+                         f"{format_step(diffs.min())} to {format_step(diffs.max())}); the model "
+                         "steps one snapshot at a time and needs evenly spaced snapshots")
     return step
 
 
@@ -134,22 +100,22 @@ def rollout_times(time, step, n_steps, sample_dim, name="X"):
     without a time coordinate) the context's own step labels the rollout.
     Returns None when there is nothing to label with.
     """
-    if time is None or time.size == 0 or not _is_time(time.values):
+    if time is None or time.size == 0 or not is_time(time.values):
         return None
     values = np.asarray(time.values)
-    if step is not None and _is_datetime(values) != isinstance(step, np.timedelta64):
+    if step is not None and is_datetime(values) != isinstance(step, np.timedelta64):
         kind = "datetime" if isinstance(step, np.timedelta64) else "numeric"
         raise ValueError(f"{name}'s {time.name!r} coordinate has dtype {values.dtype}; the "
-                         f"model was fitted on {kind} times (time step {_fmt(step)})")
+                         f"model was fitted on {kind} times (time step {format_step(step)})")
     own = time_step(time, name)
     if step is None:
         step = own
     elif own is not None:
-        ref = float(_as_float(step))
-        if abs(float(_as_float(own)) - ref) > _step_tolerance(values, ref):
-            raise ValueError(f"{name}'s time step {_fmt(own)} differs from the training time "
-                             f"step {_fmt(step)} (time_step_): the model steps {_fmt(step)} at "
-                             f"a time; give {name} at that step")
+        ref = float(steps_as_float(step))
+        if abs(float(steps_as_float(own)) - ref) > step_tolerance(values, ref):
+            raise ValueError(f"{name}'s time step {format_step(own)} differs from the training "
+                             f"time step {format_step(step)} (time_step_): the model steps "
+                             f"{format_step(step)} at a time; give {name} at that step")
     if step is None:
         return None
     return xr.DataArray(values[-1] + step * np.arange(1, n_steps + 1), dims=sample_dim,

@@ -31,8 +31,8 @@ from xdyn._labels import grid_order
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.rom._data import (_as_float, _fmt, _is_datetime, _is_time, _step_tolerance,
-                            latent_in_order, time_step)
+from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
+from xdyn.rom._data import latent_in_order, time_step
 
 __all__ = ["LDNet"]
 
@@ -165,7 +165,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         params, fields = self._split(X, fitting=True)
         times = X[self.time_dim] if self.time_dim in X.coords else None
         self.time_step_ = time_step(times)
-        self.time0_ = times.values[0] if times is not None and _is_time(times.values) else None
+        self.time0_ = times.values[0] if times is not None and is_time(times.values) else None
         self.field_attrs_ = {v: dict(X[v].attrs) for v in self.variables_}
         self.field_mean_ = fields.mean(axis=(0, 1, 2))
         self.field_std_ = fields.std(axis=(0, 1, 2)) + 1e-12
@@ -307,16 +307,16 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             return np.arange(n)
         time = X[self.time_dim]
         values = np.asarray(time.values)
-        if not _is_time(values) or _is_datetime(values) != _is_datetime(np.asarray(self.time0_)):
+        if not is_time(values) or is_datetime(values) != is_datetime(np.asarray(self.time0_)):
             raise ValueError(f"X's {self.time_dim!r} coordinate has dtype {values.dtype}; the "
                              f"LDNet was fitted on times like {self.time0_!r}")
-        offset = _as_float(values - self.time0_)
-        step = 1.0 if self.time_step_ is None else float(_as_float(self.time_step_))
+        offset = steps_as_float(values - self.time0_)
+        step = 1.0 if self.time_step_ is None else float(steps_as_float(self.time_step_))
         k = np.rint(offset / step)
-        tol = _step_tolerance(values, step) / step  # in steps
+        tol = step_tolerance(values, step) / step  # in steps
         if (k < 0).any() or (np.abs(offset / step - k) > tol).any():
-            step = None if self.time_step_ is None else _fmt(self.time_step_)
-            t0 = _fmt(float(self.time0_)) if not _is_datetime(values) else str(self.time0_)
+            step = None if self.time_step_ is None else format_step(self.time_step_)
+            t0 = format_step(float(self.time0_)) if not is_datetime(values) else str(self.time0_)
             raise ValueError(f"X's {self.time_dim!r} times {values[:6]}{' ...' if n > 6 else ''} "
                              f"are not on the training time grid {t0} + k * {step} (k = 0, 1, "
                              "...): every forecast starts at the training start and takes "
