@@ -41,6 +41,11 @@ def test_time_series_split_is_forward_with_gap(twin):
         list(TimeSeriesSplit(n_splits=50, gap=20).split(obs))
     with pytest.raises(ValueError, match="dim"):
         list(TimeSeriesSplit(dim="lat").split(obs))
+    # a negative gap put the first test samples in training; 0 and fractions were read
+    # as the default and truncated
+    for bad in (dict(gap=-2), dict(test_size=0), dict(gap=1.9), dict(n_splits=2.7)):
+        with pytest.raises(ValueError, match="must be an integer"):
+            list(TimeSeriesSplit(**bad).split(obs))
 
 
 def test_sample_view_indexing(twin):

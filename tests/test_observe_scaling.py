@@ -82,3 +82,18 @@ def test_bad_input(twins):
     nan["observation"][dict(obs=1)] = np.nan
     with pytest.raises(ValueError, match="NaN at every time"):
         ObservationScaler().fit(nan)
+
+
+def test_refuses_other_observations_and_another_scalers_statistics(twins):
+    # another operator with as many observations was standardized with these statistics,
+    # and inverse_transform undid another scaler's scaling with its own (20 units off)
+    truth, obs, _, _ = twins
+    scaler = ObservationScaler().fit(obs)
+    with pytest.raises(ValueError, match="fitted on observations of"):
+        scaler.transform(observe(truth, ["y", "z"], noise_std=0.5, random_state=1))
+    scaled = scaler.transform(obs)
+    other = ObservationScaler().fit(obs.isel(time=slice(0, 50)))
+    with pytest.raises(ValueError, match="another mean and scale"):
+        other.inverse_transform(scaled)
+    back = ObservationScaler().fit(obs).inverse_transform(scaled)
+    np.testing.assert_allclose(back.observation, obs.observation)

@@ -188,10 +188,15 @@ class TimeSeriesSplit(BaseCrossValidator):
 
     def split(self, X, y=None, groups=None):
         n = self._n_samples(X)
+        # integers, and a gap >= 0: a negative one put the first test samples in training
+        for name, value, low in (("n_splits", self.n_splits, 1), ("gap", self.gap, 0),
+                                 ("test_size", self.test_size, 1)):
+            if value is None and name == "test_size":
+                continue
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         n_splits = int(self.n_splits)
-        if n_splits < 1:
-            raise ValueError(f"n_splits must be >= 1, got {n_splits}")
-        test_size = int(self.test_size or n // (n_splits + 1))
+        test_size = int(n // (n_splits + 1) if self.test_size is None else self.test_size)
         first_test = n - n_splits * test_size
         if test_size < 1 or first_test - int(self.gap) < 1:
             raise ValueError(

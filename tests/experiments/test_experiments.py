@@ -311,3 +311,12 @@ def test_twin_results_have_cf_attrs_summary_and_a_bar_per_method(capsys):
     assert letkf[0]["value"] == pytest.approx(float(res.rmse_mean.sel(assimilator="LETKF N=10")))
     assert letkf[0]["lower_is_better"] is True and letkf[0]["status"] == "ok"
     assert {r["metric"] for r in rows} == {"analysis RMSE", "wall time"}
+
+
+@pytest.mark.parametrize("burn_in_cycles", [-1, 31])
+def test_twin_burn_in_outside_the_record_is_refused(burn_in_cycles):
+    # -1 indexed from the end and 31 was clamped: the "time mean" was the last time alone
+    methods = [MethodConfig("LETKF N=10", "letkf", {"n_members": 10})]
+    with pytest.raises(ValueError, match="burn_in_cycles must be"):
+        twin_experiment(Lorenz96(n=12), "identity", 1.0, 1, 30, methods, seed=0,
+                        burn_in_cycles=burn_in_cycles, progress=False)

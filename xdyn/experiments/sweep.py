@@ -86,7 +86,10 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     batch_size : int, optional
         Most experiments (inflation values x batch elements of ``obs``) in one
         batched call; a larger grid is cut into chunks (along ``inflation``,
-        then the first batch dim). Default: the whole grid at once.
+        then the first batch dim). Default: the whole grid at once. Each chunk
+        runs with the estimator's ``random_state``, so a stochastic filter's
+        scores (EnKF perturbations, initial ensembles) change with how the
+        grid is cut: compare cells of one ``batch_size``.
     client : distributed.Client, optional
         Run the chunks as tasks on this client's workers and gather them;
         the same numbers as without a client.

@@ -15,6 +15,7 @@ their reference RMSEs):
 from __future__ import annotations
 
 import json
+import numbers
 import time
 import warnings
 
@@ -103,7 +104,13 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     rng = np.random.RandomState(seed + 2)
     x0_truth = system.to_state(truth.isel(time=0)).cpu().numpy()
     initial_state = x0_truth + initial_spread * rng.standard_normal(x0_truth.shape)
-    t_burn = float(obs["time"][min(burn_in_cycles, obs.sizes["time"] - 1)] - obs["time"][0])
+    # a negative count indexed from the end and one past the record was clamped: the "time
+    # mean" was then the last time's RMSE alone
+    if not isinstance(burn_in_cycles, numbers.Integral) or not \
+            0 <= burn_in_cycles < obs.sizes["time"]:
+        raise ValueError(f"burn_in_cycles must be an integer in [0, {obs.sizes['time'] - 1}] "
+                         f"(the observation times), got {burn_in_cycles!r}")
+    t_burn = float(obs["time"][burn_in_cycles] - obs["time"][0])
     rows, analyses = [], {}
     iterator = tqdm(methods, desc="methods", disable=not progress)
     for cfg in iterator:

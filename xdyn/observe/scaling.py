@@ -102,6 +102,10 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     ----------
     mean_, scale_ : ndarray of shape (n_obs,)
     n_obs_ : int
+    operator_spec_ : str
+        The fitted observations' operator: ``transform`` refuses observations
+        of another one (the same number of other variables would be
+        standardized with these statistics).
 
     Examples
     --------
@@ -143,6 +147,7 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.mean_ = mean if self.with_mean else np.zeros_like(mean)
         self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
         self.n_obs_ = int(da.sizes["obs"])
+        self.operator_spec_ = operator_from_spec(obs.attrs["operator"]).spec()
         return self
 
     def transform(self, X):
@@ -164,6 +169,16 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             raise ValueError("these observations are already standardized (their operator is "
                              "a ScaledOperator)" if not inverse else
                              "inverse_transform needs observations this scaler standardized")
+        base = (op._base() if inverse else op).spec()
+        if base != self.operator_spec_:
+            raise ValueError("ObservationScaler was fitted on observations of "
+                             f"{self.operator_spec_}; these are of {base}")
+        # undone with the statistics they were scaled with: another scaler's would return
+        # other observations and noise without an error
+        if inverse and not (np.allclose(op.offset, self.mean_) and
+                            np.allclose(op.scale, self.scale_)):
+            raise ValueError("these observations were standardized with another mean and scale "
+                             "than this scaler's (their operator's offset and scale)")
         mean = xr.DataArray(self.mean_, dims="obs")
         scale = xr.DataArray(self.scale_, dims="obs")
         out = obs.copy()
