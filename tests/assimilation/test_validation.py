@@ -236,6 +236,19 @@ def test_observations_of_a_reversed_grid_are_refused_and_its_states_reordered(tw
     assert est.score(obs, rev) == pytest.approx(est.score(obs, truth), rel=1e-12)
 
 
+def test_identity_observations_of_a_variable_without_a_grid_dim_are_accepted():
+    # the slow x of two-scale Lorenz-96 has no j (marked -1 along obs): the reversed-grid
+    # check read -1 as the last j label and refused the whole identity observation
+    from xdyn.systems import TwoScaleLorenz96
+
+    truth = TwoScaleLorenz96(K=4, J=3).simulate(n_steps=5, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    assert EnKF(n_members=5, random_state=0).fit(obs).n_obs_ == 4 + 4 * 3
+    with pytest.raises(ValueError, match="sort it"):  # a reversed j is still refused
+        EnKF(n_members=5).fit(observe(truth.isel(j=slice(None, None, -1)), "identity",
+                                      noise_std=1.0, random_state=1))
+
+
 def test_data_with_parameters_drawn_per_trajectory_names_no_one_system():
     # the recorded system had the undrawn default omega0 = 1: RMSE 0.9-1.1 instead of 0.01-0.03
     from xdyn.systems import DampedPendulum
