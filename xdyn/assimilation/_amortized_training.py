@@ -106,17 +106,27 @@ class _AmortizedNet(XdynNet):
 
 
 class _ValidationScore:
-    """Analysis RMSE of the estimator being trained on held-out data (a learning curve)."""
+    """Analysis RMSE of the estimator being trained on held-out data (a learning curve).
 
-    def __init__(self, estimator, obs, truth):
+    The cycle draws from ``random_state``, not the estimator's: a RandomState
+    instance shared with the training (its redrawn sequences) would make the
+    fitted network depend on whether there are validation data.
+    """
+
+    def __init__(self, estimator, obs, truth, random_state=None):
         self.estimator, self.obs, self.truth = estimator, obs, truth
+        self.random_state = random_state
 
     def __call__(self):
+        est, own = self.estimator, self.estimator.random_state
+        est.random_state = self.random_state
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", LostTrackWarning)
                 warnings.simplefilter("ignore", ClampWarning)  # an early network may meet it
-                analysis = self.estimator.predict(self.obs)
+                analysis = est.predict(self.obs)
         except DivergenceError:
             return np.nan  # an early network may lose the truth: the curve says so
+        finally:
+            est.random_state = own
         return analysis_rmse(analysis, self.truth, burn_in=self.estimator.burn_in)

@@ -309,7 +309,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         else:
             X, y_true = self._sequences(ctx, truth, L, rng)
         if validation is not None:
-            score = _OwnSeedScore(self, *validation, random_state=valid_state)
+            score = _ValidationScore(self, *validation, random_state=valid_state)
             extra.append(("valid_rmse", _ValidationRMSE(score)))
             if self.early_stopping:  # after valid_rmse is recorded for the epoch
                 extra.append(("early_stopping",
@@ -483,24 +483,3 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         self.net_.initialize()
         self.net_.load_params(f_params=io.BytesIO(blob["net"]))
         return self
-
-
-class _OwnSeedScore(_ValidationScore):
-    """:class:`_ValidationScore` whose cycle draws from its own ``random_state``.
-
-    ``predict`` draws from the estimator's ``random_state``: a RandomState
-    instance shared with the training (its redrawn sequences) would make the
-    fitted network depend on whether there are validation data.
-    """
-
-    def __init__(self, estimator, obs, truth, random_state=None):
-        super().__init__(estimator, obs, truth)
-        self.random_state = random_state
-
-    def __call__(self):
-        est, own = self.estimator, self.estimator.random_state
-        est.random_state = self.random_state
-        try:
-            return super().__call__()
-        finally:
-            est.random_state = own
