@@ -33,6 +33,26 @@ def grid_order(got, want, *, rtol, atol):
     return order if np.allclose(got[order], want, rtol=rtol, atol=atol) else None
 
 
+def label_order(got, want):
+    """Indices ``p`` with ``got[p]`` equal to ``want`` (exact, hashable labels), or None.
+
+    None when the labels differ as sets or either repeats one: data paired by
+    label (trajectories, observation sites) must label the same elements.
+
+    Examples
+    --------
+    >>> label_order(["b", "a"], ["a", "b"]).tolist()
+    [1, 0]
+    >>> label_order([1, 1], [1, 2]) is None
+    True
+    """
+    got, want = list(got), list(want)
+    where = {k: i for i, k in enumerate(got)}
+    if len(where) < len(got) or len(set(want)) < len(want) or set(where) != set(want):
+        return None
+    return np.array([where[k] for k in want], dtype=int)
+
+
 STEP_RTOL = 1e-6  # relative tolerance on time steps (float times carry rounding errors)
 
 

@@ -14,6 +14,7 @@ import xarray as xr
 from skorch.dataset import Dataset as SkorchDataset
 from torch import nn
 
+from xdyn._labels import label_order
 from xdyn.model_selection import unwrap
 from xdyn.nn.encoders import make_encoder
 from xdyn.utils import int_seed
@@ -81,11 +82,11 @@ def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
         if d in ctx.batch_coords and d in truth.coords:
             # by label: a truth whose trajectories come in another order must not be
             # paired with the wrong observations (by position, only sizes were checked)
-            labels = ctx.batch_coords[d].values
-            if not truth.indexes[d].is_unique or set(truth[d].values) != set(labels):
+            order = label_order(truth[d].values.tolist(), ctx.batch_coords[d].values.tolist())
+            if order is None:
                 raise ValueError(f"{what} and the observations have different {d!r} labels "
                                  "(or repeated ones): they must label the same elements")
-            truth = truth.sel({d: labels})
+            truth = truth.isel({d: order})
     try:
         truth = truth.sel(time=ctx.obs["time"])
     except KeyError as err:

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._labels import format_step, is_time, step_tolerance, steps_as_float
+from xdyn._labels import format_step, is_time, label_order, step_tolerance, steps_as_float
 from xdyn.nn import XdynNet
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
@@ -152,12 +152,12 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         want = list(zip(*(self.obs_sites_[c].tolist() for c in names)))
         if got == want:
             return None
-        where = {k: i for i, k in enumerate(got)}
-        if len(where) < n or len(set(want)) < n or set(where) != set(want):
+        order = label_order(got, want)
+        if order is None:
             other = [k for k in got if k not in set(want)][:3]
             raise ValueError(f"obs's sites ({', '.join(names)}) are not those the encoder was "
                              f"fitted on (e.g. {other}); it reads each input as one site")
-        return np.array([where[k] for k in want])
+        return order
 
     def _check_times(self, obs):
         """Refuse a record at another interval, or not starting at the training start."""
@@ -190,11 +190,11 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         if labels is not None and sd in target.coords:
             # trajectories paired by label where both are labelled, not by position
             want, have = np.asarray(labels).tolist(), target[sd].values.tolist()
-            where = {k: i for i, k in enumerate(have)}
-            if len(set(want)) < len(want) or len(where) < len(have) or set(want) != set(have):
+            order = label_order(have, want)
+            if order is None:
                 raise ValueError(f"obs's and target's {sd!r} labels differ (or repeat): "
                                  f"{len(set(want) ^ set(have))} label(s) in one only")
-            target = target.isel({sd: [where[k] for k in want]})
+            target = target.isel({sd: order})
         for name, da in target.data_vars.items():
             if sd not in da.dims:
                 continue
