@@ -169,6 +169,10 @@ class DynamicalSystem(BaseEstimator):
     def rhs(self, t, x: torch.Tensor) -> torch.Tensor:
         """Time derivative of the flat state ``x`` of shape ``(..., n_state)``.
 
+        Systems are autonomous: the integrators pass ``t`` measured from the
+        start of each step (0, ``dt / 2``, ``dt``), not model time, so a
+        time-varying forcing belongs in the state, not in ``t``.
+
         Examples
         --------
         >>> import torch
