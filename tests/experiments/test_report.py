@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from xdyn.experiments.catalogue import write_summary
-from xdyn.experiments.report import build_report, load_anchors, target_met, write_report
+from xdyn.experiments.report import (build_report, collect_summaries, load_anchors, target_met,
+                                     write_report)
 
 
 def _run(out: Path, name: str, rows, figures=("panel",)):
@@ -136,6 +137,21 @@ def test_report_of_a_missing_folder_is_a_clear_error(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "summary.csv").write_text("")  # a run's file, unreadable
     with pytest.raises(ValueError, match="cannot read .*broken/summary.csv"):
+        write_report(tmp_path)
+
+
+def test_a_summary_cut_short_is_refused_not_read_padded(tmp_path):
+    # pandas pads a row cut mid-number: "0.6521" cut to "0." was reported as 0.0, met <= 0.6
+    path = write_summary([{"method": "LETKF", "metric": "analysis RMSE", "value": 0.6521,
+                           "units": "1", "lower_is_better": True}],
+                         tmp_path / "cut" / "summary.csv", "lorenz96-twin", quick=0, seed=0)
+    text = path.read_text()
+    assert collect_summaries(tmp_path)["value"].tolist() == [0.6521]
+    path.write_text(text[:text.index("0.6521") + 2])
+    with pytest.raises(ValueError, match="cannot read .*cut/summary.csv .*complete row"):
+        collect_summaries(tmp_path)
+    path.write_text(text[:text.index("0.6521") + 2] + "\n")
+    with pytest.raises(ValueError, match="cannot read .*cut/summary.csv .*line 2 has"):
         write_report(tmp_path)
 
 

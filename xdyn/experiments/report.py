@@ -18,9 +18,11 @@ row of the experiment for that metric.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import html
 import importlib.resources
+import io
 import math
 from pathlib import Path
 
@@ -132,8 +134,9 @@ def collect_summaries(directory) -> pd.DataFrame:
         if path.parent.name.startswith("."):
             continue
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            frame = _read_summary(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+                ValueError) as err:
             raise ValueError(f"report: cannot read {path} ({err}); rerun that experiment or "
                              "remove its folder") from None
         extra = [c for c in frame.columns if c not in _BASE and c not in _NOT_SETTINGS]
@@ -152,6 +155,28 @@ def collect_summaries(directory) -> pd.DataFrame:
     table["lower_is_better"] = table["lower_is_better"].map(
         {"True": True, "False": False}).astype(object)
     return table
+
+
+def _read_summary(path):
+    """``summary.csv`` as strings, refused when cut short (not ending its last row, a row
+    with fewer fields than the header, a base column missing).
+
+    xdyn writes it atomically, but a copy cut mid-row (rsync, a full disk elsewhere)
+    would otherwise be padded by pandas and its truncated number reported as measured.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        raise ValueError("the file does not end with a complete row")
+    frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    missing = [c for c in _BASE if c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are missing")
+    n_fields = [len(row) for row in csv.reader(io.StringIO(text)) if row]
+    short = [i for i, n in enumerate(n_fields[1:], start=2) if n != n_fields[0]]
+    if short:
+        raise ValueError(f"line {short[0]} has {n_fields[short[0] - 1]} fields, the header "
+                         f"{n_fields[0]}")
+    return frame
 
 
 def _family(experiment: str) -> str:

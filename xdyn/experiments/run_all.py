@@ -26,10 +26,12 @@ import time
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import xarray as xr
 
 from xdyn.experiments.catalogue import (_clean_stale, check_output_folder, get_experiment,
                                         list_experiments, output_folder)
+from xdyn.experiments.report import _read_summary
 
 __all__ = ["run_all", "RunOutcome", "ExperimentsFailedError", "connect", "is_complete",
            "format_outcomes"]
@@ -139,6 +141,10 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     """
     folder = output_folder(out, name, quick)
     if not (folder / "summary.csv").is_file():
+        return False
+    try:  # a summary cut short (copied partly) is no complete run
+        _read_summary(folder / "summary.csv")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
         return False
     try:
         with xr.open_dataset(folder / "results.nc") as ds:
