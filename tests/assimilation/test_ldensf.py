@@ -335,3 +335,35 @@ def test_scalar_spread_scale_must_be_positive(setup):
             f.set_params(spread_scale=bad).predict(obs)
         with pytest.raises(ValueError, match="spread_scale must be positive"):
             f._spread_scales()
+
+
+def test_encoder_targets_without_labels_must_match_in_size():
+    # without 'time' coordinates (or 'trajectory' labels) on both, the target is paired by
+    # position: one at twice the observation rate, or with twice the trajectories, was
+    # silently reshaped to (trajectory, time, 2), one observation time to two target values
+    rng = np.random.RandomState(0)
+    a = rng.uniform(-1, 1, 8)
+    t = np.arange(6.0)
+    obs = xr.Dataset({"observation": (("trajectory", "time", "obs"),
+                                      np.sin(a[:, None, None] * t[None, :, None]))},
+                     coords={"time": t})
+    enc = ObservationEncoder(**{**ENC, "max_epochs": 1})
+    twice = xr.Dataset({"s": (("trajectory", "time"), rng.randn(8, 12))})
+    with pytest.raises(ValueError, match="'s' has 12 times and obs 6.*paired by position"):
+        enc.fit(obs, twice)
+    with pytest.raises(ValueError, match="'a' has 16 'trajectory' entries and obs 8"):
+        enc.fit(obs, xr.Dataset({"a": ("trajectory", np.r_[a, a])}))
+    labelled = xr.Dataset({"s": (("trajectory", "time"), rng.randn(8, 12))},
+                          coords={"time": np.arange(12.0) / 2})
+    with pytest.raises(ValueError, match="does not cover every observation time"):
+        enc.fit(obs, labelled.isel(time=slice(0, 8)))
+    fitted = enc.fit(obs, labelled)  # by label: the target's times 0, 1, ..., 5
+    assert fitted.targets_ == [("s", 1, ())]
+    by_position = twice.isel(time=slice(0, 6))
+    with pytest.raises(ValueError, match="'s' has 12 times"):
+        fitted.score(obs, twice)
+    assert np.isfinite(fitted.score(obs, by_position))
+    # obs without a 'time' coordinate: by position, not by its integer positions as labels
+    np.testing.assert_allclose(
+        enc.fit(obs.drop_vars("time"), labelled.isel(time=slice(6, 12))).residual_std_,
+        enc.fit(obs, labelled.isel(time=slice(6, 12)).assign_coords(time=t)).residual_std_)

@@ -183,7 +183,10 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
                              "recurrent encoder reads a history at the interval and from the "
                              "start it was trained on")
 
-    def _targets(self, target, n_traj, times, labels=None):
+    def _targets(self, target, n_traj, n_times, times=None, labels=None):
+        """Target array ``(n_traj, n_times, n_out)`` paired with the observations: along
+        ``time`` by label where ``times`` (obs's coordinate) and the target's are both
+        given, else by position (the sizes must match); ``sample_dim`` likewise."""
         if not isinstance(target, xr.Dataset):
             raise TypeError(f"target must be an xarray.Dataset, got {type(target).__name__}")
         sd, cols, names = self.sample_dim, [], []
@@ -198,8 +201,21 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         for name, da in target.data_vars.items():
             if sd not in da.dims:
                 continue
-            if "time" in da.dims:
-                da = da.sel(time=times) if "time" in target.coords else da
+            if da.sizes[sd] != n_traj:
+                raise ValueError(f"target variable {name!r} has {da.sizes[sd]} {sd!r} entries and "
+                                 f"obs {n_traj}: without {sd!r} labels on both they are paired "
+                                 "by position, so the sizes must match")
+            if "time" in da.dims and times is not None and "time" in target.coords:
+                try:
+                    da = da.sel(time=times)
+                except KeyError as err:
+                    raise ValueError(f"target variable {name!r} does not cover every "
+                                     "observation time (paired by 'time' label)") from err
+            elif "time" in da.dims and da.sizes["time"] != n_times:
+                raise ValueError(
+                    f"target variable {name!r} has {da.sizes['time']} times and obs {n_times}: "
+                    "without a 'time' coordinate on both they are paired by position, so the "
+                    "lengths must match (or give both the observation times as coordinate)")
             extra = [d for d in da.dims if d not in (sd, "time")]
             if len(extra) > 1:
                 raise ValueError(f"target variable {name!r} has dims {da.dims}; at most one "
@@ -207,8 +223,8 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
             arr = np.asarray(da.transpose(sd, *(["time"] if "time" in da.dims else []),
                                           *extra).values, dtype=float)
             if "time" not in da.dims:
-                arr = np.repeat(arr[:, None], len(times), axis=1)
-            arr = arr.reshape(n_traj, len(times), -1)
+                arr = np.repeat(arr[:, None], n_times, axis=1)
+            arr = arr.reshape(n_traj, n_times, -1)
             cols.append(arr)
             names.append((name, arr.shape[-1], tuple(extra), ) )
         if not cols:
@@ -229,11 +245,15 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         target : xarray.Dataset
             Variables with dims (trajectory, time[, feature]) -- e.g. the
             ``latent_state`` of :meth:`xdyn.rom.LDNet.transform` -- or
-            (trajectory,) for constants such as the parameters.
+            (trajectory,) for constants such as the parameters. Paired with
+            ``obs`` along ``time`` by label where both have a ``time``
+            coordinate (the target must cover every observation time), else
+            by position (the same number of times); along ``trajectory`` by
+            label where both are labelled, else by position (the same size).
         """
         self._validate_params()
         y = self._observations(obs)
-        z, names = self._targets(target, y.shape[0], obs["time"].values, self._labels(obs))
+        z, names = self._targets(target, *y.shape[:2], self._times(obs), self._labels(obs))
         self.targets_ = names
         sites = [c for c, v in obs.coords.items() if v.dims == ("obs",) and c != "obs"]
         sites = sites or [c for c in ("obs",) if c in obs.coords]
@@ -259,6 +279,10 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     def _encode(self, y):
         out = self.net_.predict(((y - self.obs_mean_) / self.obs_std_).astype(np.float32))
         return out * self.target_std_ + self.target_mean_
+
+    @staticmethod
+    def _times(obs):
+        return obs["time"].values if "time" in obs.coords else None
 
     def _labels(self, obs):
         sd = self.sample_dim
@@ -307,5 +331,5 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     def score(self, obs, target):
         """Minus the mean squared error of the standardised targets."""
         z = self.encode(obs)
-        t, _ = self._targets(target, z.shape[0], obs["time"].values, self._labels(obs))
+        t, _ = self._targets(target, *z.shape[:2], self._times(obs), self._labels(obs))
         return -float(np.mean(((z - t) / self.target_std_) ** 2))
