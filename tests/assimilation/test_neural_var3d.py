@@ -389,6 +389,33 @@ def test_observations_at_another_interval_are_refused(data):
     assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30  # same interval
 
 
+def test_cycle_trained_network_refuses_another_interval_at_predict(data):
+    """With ``seq_len > 1`` the network learned the backgrounds of its own cycle at the
+    fitted interval, window=1 too (nothing run back). Trained every 5 model steps and
+    cycled on observations every 25 it ran silently (Lorenz-63, cycled RMSE 1.25 against
+    0.64 for the network trained at 25). Single analyses of given backgrounds still run."""
+    (train, obs), _, _ = data
+    est = _small(window=1, seq_len=5, max_epochs=1, batch_size=64).fit(obs, train)
+    every_other = obs.isel(time=slice(0, None, 2))
+    with pytest.raises(ValueError, match=r"fitted on observations 1 model steps.*seq_len=5"):
+        est.predict(every_other)
+    single = est.analyze(every_other, train.isel(time=slice(0, None, 2)))
+    assert single.sizes["time"] == every_other.sizes["time"]
+    assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30  # same interval
+
+
+@pytest.mark.parametrize("window, seq_len", [(2, 1), (1, 5)])
+def test_validation_at_another_interval_is_refused(data, window, seq_len):
+    # the window's backward run and the training cycles step by the training interval:
+    # validation observed every 2 steps was scored against the wrong states, silently
+    (train, obs), (valid, obs_v), _ = data
+    est = _small(window=window, seq_len=seq_len, max_epochs=1)
+    every_other = (obs_v.isel(time=slice(0, None, 2)), valid.isel(time=slice(0, None, 2)))
+    with pytest.raises(ValueError, match="validate at the training interval"):
+        est.fit(obs, train, validation=every_other)
+    assert not hasattr(est, "net_")
+
+
 def test_observations_at_another_noise_are_refused(data):
     # the 3D-Var step and the variational loss weigh by the noise frozen at fit: noisier
     # test observations were weighed as if they were the training ones, silently
