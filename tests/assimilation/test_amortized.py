@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 
 from xdyn.assimilation import AmortizedAssimilator, LostTrackWarning, make_assimilator
+import xdyn.nn._saving
 from xdyn.assimilation.amortized import ClampWarning, WarmupHalving
 from xdyn.metrics import analysis_rmse
 from xdyn.model_selection import samples
@@ -154,6 +156,40 @@ def test_clone_pickle_save_params_and_new_trajectory(trained):
     np.testing.assert_array_equal(_quiet_predict(loaded, obs)["x"].values, a["x"].values)
     copy = clone(est)
     assert copy.get_params() == est.get_params() and not hasattr(copy, "net_")
+
+
+def test_save_params_is_atomic_and_a_failed_load_changes_nothing(trained, tmp_path,
+                                                                 monkeypatch):
+    est, _, _ = trained
+    _, obs = _twin(31, n_times=20)
+    path = tmp_path / "amortized.pt"
+    est.save_params(path)
+    good = path.read_bytes()
+
+    real_save = torch.save
+
+    def cut_save(blob, f):  # Ctrl-C halfway through writing the file (the net's buffer: kept)
+        if isinstance(f, io.BytesIO):
+            return real_save(blob, f)
+        with open(f, "wb") as out:
+            out.write(good[:300])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(xdyn.nn._saving.torch, "save", cut_save)
+    with pytest.raises(KeyboardInterrupt):
+        est.save_params(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good[:300])
+    with pytest.raises(ValueError, match=f"cannot read {cut}: not a complete save_params"):
+        clone(est).load_params(cut)
+    other = clone(est).set_params(hidden_size=2 * (est.hidden_size or 8))
+    with pytest.raises(ValueError, match="does not match this estimator's parameters"):
+        other.load_params(path)
+    assert not hasattr(other, "net_") and not hasattr(other, "system_")  # not fitted-looking
+    with pytest.raises(NotFittedError):
+        other.predict(obs)
 
 
 def test_grid_search_over_hidden_size():

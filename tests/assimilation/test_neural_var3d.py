@@ -275,6 +275,16 @@ def test_clone_pickle_save_load_and_new_trajectory(data, tmp_path):
     est.save_params(path)
     loaded = _small(encoder="gru").load_params(path)
     np.testing.assert_array_equal(a.z.values, loaded.predict(obs_t).z.values)
+    # a file that does not fit the parameters leaves the estimator as it was, not fitted
+    # with an untrained network; a file cut short is named
+    other = _small(encoder="gru", module__hidden_size=8)
+    with pytest.raises(ValueError, match="does not match this estimator's parameters"):
+        other.load_params(path)
+    assert not hasattr(other, "net_") and not hasattr(other, "statistics_")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cannot read .*cut.pt: not a complete save_params"):
+        loaded.load_params(tmp_path / "cut.pt")
+    np.testing.assert_array_equal(a.z.values, loaded.predict(obs_t).z.values)
     # one trajectory alone (no trajectory dim), never seen in training
     one = loaded.predict(obs_t.isel(trajectory=0))
     np.testing.assert_allclose(one.x.values, a.x.isel(trajectory=0).values, rtol=1e-5, atol=1e-5)

@@ -31,7 +31,6 @@ dynamical systems. NeurIPS 34 (code: github.com/mikemccabe210/amortizedassimilat
 
 from __future__ import annotations
 
-import io
 import time as _time
 from numbers import Integral, Real
 
@@ -50,6 +49,7 @@ from xdyn.assimilation._neural_var_data import aligned_truth, validation_seed
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.nn import LRScheduler, best_epoch, keep_best
+from xdyn.nn._saving import load_fitted, save_fitted
 from xdyn.nn.net import _seeded_torch
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout
@@ -464,22 +464,12 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         parameters; the file loads on a CPU-only machine.
         """
         check_is_fitted(self, "net_")
-        buf = io.BytesIO()
-        self.net_.save_params(f_params=buf)
-        fitted = {k: v for k, v in vars(self).items()
-                  if k.endswith("_") and not k.startswith("_") and k != "net_"}
-        torch.save({"net": buf.getvalue(), "fitted": fitted, "n_steps": self.net_.module__n_steps,
-                    "dt": self.net_.module__dt}, f)
+        save_fitted(self, f, n_steps=self.net_.module__n_steps, dt=self.net_.module__dt)
 
     def load_params(self, f):
         """Restore what :meth:`save_params` wrote (no refit); returns self.
 
         The file holds pickled Python objects (the system): load only files you trust.
         """
-        blob = torch.load(f, map_location="cpu", weights_only=False)
-        for k, v in blob["fitted"].items():
-            setattr(self, k, v)
-        self.net_ = self._make_net(blob["n_steps"], blob["dt"])
-        self.net_.initialize()
-        self.net_.load_params(f_params=io.BytesIO(blob["net"]))
-        return self
+        return load_fitted(self, f, lambda blob: self._make_net(blob["n_steps"], blob["dt"]),
+                           required=("n_steps", "dt"))

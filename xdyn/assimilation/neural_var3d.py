@@ -43,7 +43,6 @@ References: Lorenc (1986), Q. J. R. Meteorol. Soc. 112; Fablet et al. (2021),
 
 from __future__ import annotations
 
-import io
 from numbers import Integral, Real
 
 import numpy as np
@@ -66,6 +65,7 @@ from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, cosine_annealing, predefined_split
+from xdyn.nn._saving import load_fitted, save_fitted
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["NeuralVar3D"]
@@ -565,11 +565,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         :meth:`load_params`; the file loads on a CPU-only machine.
         """
         check_is_fitted(self, "net_")
-        buf = io.BytesIO()
-        self.net_.save_params(f_params=buf)
-        fitted = {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_")
-                  and k != "net_"}
-        torch.save({"net": buf.getvalue(), "fitted": fitted}, f)
+        save_fitted(self, f)
 
     def load_params(self, f):
         """Restore what :meth:`save_params` wrote (no refit); returns self.
@@ -577,14 +573,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         The file holds pickled Python objects (the system, the operator):
         load only files you trust.
         """
-        blob = torch.load(f, map_location="cpu", weights_only=False)
-        for k, v in blob["fitted"].items():
-            setattr(self, k, v)
-        ctx_like = _FittedShape(self.system_, self.operator_, self.n_obs_)
-        self.net_ = self._make_net(ctx_like, self.statistics_)
-        self.net_.initialize()
-        self.net_.load_params(f_params=io.BytesIO(blob["net"]))
-        return self
+        return load_fitted(self, f, lambda blob: self._make_net(
+            _FittedShape(self.system_, self.operator_, self.n_obs_), self.statistics_))
 
 
 def _forecast_interval(ctx, seq_len, window=1):
