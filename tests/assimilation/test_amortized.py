@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold
 
 from xdyn.assimilation import AmortizedAssimilator, LostTrackWarning, make_assimilator
-import xdyn.nn._saving
+import xdyn.assimilation._saving
 from xdyn.assimilation.amortized import ClampWarning, WarmupHalving
 from xdyn.metrics import analysis_rmse
 from xdyn.model_selection import samples
@@ -175,7 +175,7 @@ def test_save_params_is_atomic_and_a_failed_load_changes_nothing(trained, tmp_pa
             out.write(good[:300])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(xdyn.nn._saving.torch, "save", cut_save)
+    monkeypatch.setattr(xdyn.assimilation._saving.torch, "save", cut_save)
     with pytest.raises(KeyboardInterrupt):
         est.save_params(path)
     monkeypatch.undo()

@@ -46,10 +46,10 @@ from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
                                                    _RedrawEachEpoch, _RedrawnSequences,
                                                    _ValidationRMSE, _ValidationScore)
 from xdyn.assimilation._neural_var_data import aligned_truth, validation_seed
+from xdyn.assimilation._saving import load_fitted, save_fitted
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
 from xdyn.nn import LRScheduler, best_epoch, keep_best
-from xdyn.nn._saving import load_fitted, save_fitted
 from xdyn.nn.net import _seeded_torch
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.nn.update_nets import EnsembleRollout

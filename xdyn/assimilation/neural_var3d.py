@@ -59,13 +59,13 @@ from xdyn.assimilation._neural_var_data import (BatchedDataset, NeuralVar3DModul
                                                 perturbed_backgrounds, validation_seed,
                                                 var_cost, whole_batch)
 from xdyn.assimilation._cycle import DivergenceMonitor, run_cycle
+from xdyn.assimilation._saving import load_fitted, save_fitted
 from xdyn.assimilation._static import gauss_newton_analysis
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.base import BaseAssimilator
 from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, cosine_annealing, predefined_split
-from xdyn.nn._saving import load_fitted, save_fitted
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["NeuralVar3D"]

@@ -1,4 +1,4 @@
-"""``save_params`` / ``load_params`` of the estimators that hold a skorch net in ``net_``.
+"""``save_params`` / ``load_params`` of the assimilators that hold a skorch net in ``net_``.
 
 One file holds the net's parameters and the estimator's fitted attributes
 (``name_``), pickled by :func:`torch.save`. Written to a path, it goes through a
