@@ -1,6 +1,7 @@
 """kolmogorov-closure: building blocks in the default run, the --quick run marked slow."""
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -150,10 +151,15 @@ def test_forecast_section_scores_both_resolved_models():
     # the spread was scaled to the error on the validation trajectory: there, ratio ~ 1
     from xdyn.experiments._kolmogorov_forecast import _calibrate_spread
 
-    inflation = out["latent_rom"].spread_inflation
-    assert inflation > 0 and inflation != 1.0
+    inflation = out["latent_rom"].spread_inflation  # one factor per lead, members recentred
+    assert out["latent_rom"].recentred and np.shape(inflation) == (4,)
+    assert (inflation > 0).all() and (inflation != 1.0).all()
     again = _calibrate_spread(out["latent_rom"], res_val, setup, 4)
-    assert 0.6 < again / inflation < 1.6
+    assert (0.6 < again / inflation).all() and (again / inflation < 1.6).all()
+    pooled = replace(setup, latent_recentred=False)  # members as drawn: one pooled factor
+    rom = clone(out["latent_rom"]).set_params(recentred=False, spread_inflation=1.0)
+    rom.__dict__.update({k: v for k, v in vars(out["latent_rom"]).items() if k.endswith("_")})
+    assert np.ndim(_calibrate_spread(rom, res_val, pooled, 4)) == 0
     # the issue's transformer: 2 blocks of 8 heads, behind a POD front end
     params = out["latent_rom"].get_params()
     assert (params["n_heads"], params["n_layers"]) == (8, 2)

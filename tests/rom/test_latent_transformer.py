@@ -228,6 +228,22 @@ def test_anchored_rollout_starts_from_the_last_snapshot():
     assert _rom().anchored is False  # opt-in: predict as before unless asked
 
 
+def test_recentred_members_keep_their_deviations_around_the_mean_path():
+    # the mean of a few members strays from the mean path by its sampling error; recentred,
+    # it is the mean path, and each member keeps its deviation from the members' mean
+    rom = _rom().fit(_waves(dt=0.05))
+    recentred = clone(rom).set_params(recentred=True)
+    recentred.__dict__.update({k: v for k, v in vars(rom).items() if k.endswith("_")})
+    context = _waves(n_traj=2, seed=7, dt=0.05).isel(time=slice(0, 4))
+    mean_path = rom.predict(context, n_steps=3)
+    drawn, moved = (m.predict(context, n_steps=3, n_samples=5) for m in (rom, recentred))
+    xr.testing.assert_allclose(moved.mean("member"), mean_path, atol=1e-6)
+    xr.testing.assert_allclose(moved - moved.mean("member"), drawn - drawn.mean("member"),
+                               atol=1e-6)
+    assert float(abs(drawn.mean("member") - mean_path).to_array().max()) > 1e-3  # moved
+    xr.testing.assert_identical(recentred.predict(context, n_steps=3), mean_path)
+
+
 def test_rollout_training_reads_its_own_predictions_with_finite_gradients():
     import torch
 

@@ -311,6 +311,10 @@ class ClosureSetup:
     latent_anchored : bool, default=True
         Anchor the latent ROM's forecasts on the last context snapshot
         (``x_t + D(z_{t+k}) - D(z_t)``).
+    latent_recentred : bool, default=True
+        Centre the latent ROM's stochastic rollouts on its mean path
+        (``LatentTransformerROM(recentred=True)``) and calibrate their spread
+        one factor per lead (:func:`_calibrate_spread`).
     lyapunov_horizon : float, default=1.25
         The mean forecasts and persistence are also scored out to this many Lyapunov
         times of the data's flow (``horizon_error``, ``latent_ahead_lead``), from
@@ -398,6 +402,9 @@ class ClosureSetup:
     latent_calibrate_spread: bool = True
     # forecasts anchored on the last context snapshot: the decoder's error floors no lead
     latent_anchored: bool = True
+    # members centred on the mean path, spread calibrated per lead (chosen 2026-12-07 on the
+    # validation trajectory: CRPS 0.0244 against 0.0272, +-1 std coverage 0.68 at each lead)
+    latent_recentred: bool = True
     # error against lead out to this many Lyapunov times of the data's flow (the issue's
     # "ROM beats persistence up to one Lyapunov time"); scores stay on the first n_leads
     lyapunov_horizon: float = 1.25

@@ -116,6 +116,16 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         instead of one reconstruction error away. Predict only (training
         does not use it); every member is moved by the same field, so the
         ensemble's spread is unchanged.
+    recentred : bool, default=False
+        With ``n_samples``, shift the members so that their mean is the mean
+        path (what ``predict`` returns without ``n_samples``), keeping each
+        one's deviation from the members' mean. The mean of a few members
+        strays from the mean path by its sampling error, which at short leads
+        can exceed the forecast's own (measured on quick Kolmogorov flow:
+        rel-L2 at lead 1 0.015 for the mean of 10 members, 0.007 for the
+        mean path). The members are then no longer draws of the stochastic
+        dynamics: their spread says how far the truth may be, their mean is
+        the mean path. Predict only.
     max_epochs : int, default=50
     lr : float, default=1e-3
     batch_size : int, default=32
@@ -204,6 +214,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
         "spread_inflation": [Interval(Real, 0, None, closed="left"), "array-like"],
         "anchored": ["boolean"],
+        "recentred": ["boolean"],
         "sample_dim": [str],
         "trajectory_dim": [str, None],
     }
@@ -212,7 +223,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, rollout_blocks=1, window_stride=1,
                  shift_augmentation=False, reducer=None, spread_inflation=1.0, anchored=False,
-                 max_epochs=50, lr=1e-3, batch_size=32, sample_dim="time",
+                 recentred=False, max_epochs=50, lr=1e-3, batch_size=32, sample_dim="time",
                  trajectory_dim="trajectory", device="auto", dtype="float32", random_state=None,
                  progress=False):
         self.n_latent = n_latent
@@ -232,6 +243,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.reducer = reducer
         self.spread_inflation = spread_inflation
         self.anchored = anchored
+        self.recentred = recentred
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -353,6 +365,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         rng = check_random_state(self.random_state)
         z = self._rollout(context, n_steps, members, stochastic=n_samples is not None, rng=rng)
         fields = np.stack([self._decode(zm) for zm in z])  # (member, traj, time, feature)
+        if self.recentred and n_samples is not None:
+            mean_path = self._decode(self._rollout(context, n_steps, 1, False, rng)[0])
+            fields += (mean_path - fields.mean(0))[None]
         if self.anchored:  # + x_t - D(z_t): the decoder's error at the start, per trajectory
             fields += (values[:, -1] - self._decode(context[:, -1]))[None, :, None]
         if n_samples is None:
