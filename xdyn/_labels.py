@@ -87,3 +87,11 @@ def steps_as_float(steps):
     if np.issubdtype(steps.dtype, np.timedelta64):
         return steps / np.timedelta64(1, "ns")
     return steps.astype(np.float64)
+
+
+def same_step(a, b, values):
+    """Whether time steps ``a`` and ``b`` agree (to the rounding of times ``values``)."""
+    if isinstance(a, np.timedelta64) != isinstance(b, np.timedelta64):
+        return False
+    ref = float(steps_as_float(a))
+    return abs(float(steps_as_float(b)) - ref) <= step_tolerance(np.asarray(values), ref)

@@ -102,3 +102,35 @@ def test_a_closure_of_other_variables_or_another_grid_is_refused_not_joined():
         closed(shifted).predict(context, n_steps=3)
     out = closed(0.1 * X**2).predict(context, n_steps=3)
     assert set(out.data_vars) == {"u", "v"} and out.sizes["x"] == 8
+
+
+class _Hold(BaseEstimator):
+    """The last state held, stepping at its context's own time step."""
+
+    def fit(self, X):
+        return self
+
+    def predict(self, X, n_steps):
+        dt = float(X.time[1] - X.time[0])
+        last = X.isel(time=[-1] * n_steps)
+        return last.assign_coords(time=X.time[-1].values + dt * np.arange(1, n_steps + 1))
+
+
+def test_lags_at_another_time_step_than_the_closure_was_fitted_on_are_refused():
+    # only the names (u, u_lag1) were compared: lag 1 fitted as 1 time unit read 2 units
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()  # time step 1
+    coarse = res.isel(time=slice(None, None, 2))  # time step 2
+    lagged = delay_embedding(res, [1])
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)))
+    with pytest.raises(ValueError, match="lags of time step 1 .*; X has time step 2"):
+        ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(coarse)
+    model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2).fit(res)
+    assert model.predict(res, n_steps=2).u.sizes == {"member": 2, "time": 2, "x": 2}
+    with pytest.raises(ValueError, match="time step 1 .*the forecast has time step 2"):
+        model.predict(coarse, n_steps=2)
+    fitted = ClosedModel(_Hold(), GPClosure(1, 1, max_epochs=2), lags=(1,)).fit(res, unres)
+    with pytest.raises(ValueError, match="time step 1 .*the forecast has time step 2"):
+        fitted.predict(coarse, n_steps=2)

@@ -61,3 +61,36 @@ def test_bad_data():
         delay_embedding(delay_embedding(ds, [1]), [1])
     with pytest.raises(ValueError, match="no variable"):
         delay_embedding(ds[["depth"]].assign_coords(time=ds.time), [1])
+
+
+def _series(t):
+    return xr.Dataset({"u": ("time", np.sin(t))}, coords={"time": t})
+
+
+@pytest.mark.parametrize("t, match", [
+    # two segments: the first step after the gap would get a past from across it
+    (np.r_[np.arange(5.0), np.arange(100.0, 105.0)], "a step of 96 from 4 to 100"),
+    (np.arange(5.0)[::-1], "increase strictly.*from 4 to 3"),  # the 'past' is the future
+    (np.r_[0.0, 1.0, 1.0, 2.0], "increase strictly.*from 1 to 1"),
+    (np.r_[0.0, 1.0, 2.0, 5.0, 8.0, 11.0], "unevenly spaced.*a step of 1 from 0 to 1")])
+def test_times_with_a_gap_or_out_of_order_are_refused(t, match):
+    with pytest.raises(ValueError, match=match):
+        delay_embedding(_series(t), [1])
+
+
+def test_the_lag_records_its_time_step():
+    out = delay_embedding(_trajectories(), [1, 4])
+    assert out.u_lag4.attrs["lag_step"] == 0.5 and out.v_lag1.attrs["lag_step"] == 0.5
+    days = np.datetime64("2000-01-01") + np.arange(4) * np.timedelta64(1, "D")
+    assert delay_embedding(_series(np.arange(4.0)).assign_coords(time=days), [1]).u_lag1.attrs[
+        "lag_step"] == np.timedelta64(1, "D")
+    # float32 times: their rounding is not a gap
+    t32 = (1000 + 0.1 * np.arange(50)).astype(np.float32)
+    assert abs(delay_embedding(_series(t32), [2]).u_lag2.attrs["lag_step"] - 0.1) < 1e-3
+    # no coordinate (or one that is not times): positional, as before, and no step to record
+    bare = _trajectories().drop_vars("time")
+    out = delay_embedding(bare, [1])
+    assert "lag_step" not in out.u_lag1.attrs
+    np.testing.assert_array_equal(out.u_lag1, bare.u.values[:, :6])
+    labelled = _series(np.arange(3.0)).assign_coords(time=["c", "a", "b"])
+    assert "lag_step" not in delay_embedding(labelled, [1]).u_lag1.attrs

@@ -13,8 +13,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import format_step, same_step
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
-from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lagged_name
+from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lag_step, lagged_name
 
 _WHAT = "the resolved forecast and the closure's samples"
 
@@ -59,7 +60,10 @@ class ClosedModel(BaseEstimator):
         closure is fitted on ``delay_embedding(X, lags)`` (the first
         ``max(lags)`` samples of ``Y`` have no past and are left out), and
         :meth:`predict` needs at least ``max(lags)`` context states. A prefit
-        closure must have been fitted on such inputs.
+        closure must have been fitted on such inputs. Where the closure's
+        inputs had a time coordinate, a lag is a time (their ``lag_step``
+        attr): :meth:`fit` (prefit) and :meth:`predict` raise when the
+        context's time step, or the forecast's, is another.
 
     Attributes
     ----------
@@ -201,6 +205,21 @@ class ClosedModel(BaseEstimator):
             raise ValueError(f"the prefit closure reads {sorted(names)}; with "
                              f"lags={tuple(self.lags)} it is given {sorted(expected)}: fit it "
                              "on delay_embedding(X, lags), or set lags to its own")
+        if self.lags:
+            self._check_lag_step(self.closure, X, "X")
+
+    def _check_lag_step(self, closure, data, name):
+        """The lags ``data`` gives must be the times the closure was fitted on (``lag_step``)."""
+        info = getattr(closure, "input_info_", None)
+        fitted = [v.attrs["lag_step"] for v in getattr(info, "variables", ())
+                  if "lag_step" in v.attrs]
+        step = lag_step(data, self.sample_dim, name)
+        if not fitted or step is None or same_step(fitted[0], step, data[self.sample_dim]):
+            return
+        raise ValueError(f"the closure was fitted on lags of time step {format_step(fitted[0])} "
+                         f"(the lag_step of its inputs); {name} has time step "
+                         f"{format_step(step)}, so lags={tuple(self.lags)} would be other "
+                         "times: fit the closure at this time step, or give data at its own")
 
     def _closure_input(self, X, resolved):
         """``resolved`` with its past (``lags``), the context ``X`` before its first step."""
@@ -210,6 +229,7 @@ class ClosedModel(BaseEstimator):
         history = X[list(resolved.data_vars)].isel({dim: slice(-max(self.lags), None)})
         both = xr.concat([history, resolved], dim=dim, coords="minimal", compat="override",
                          join="override")
+        self._check_lag_step(self.closure_, both, "the context X followed by the forecast")
         return delay_embedding(both, self.lags, dim)
 
     def predict_resolved(self, X, n_steps, n_members=None, random_state=None):

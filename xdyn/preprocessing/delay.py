@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
 import xarray as xr
+
+from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -66,6 +69,46 @@ def delayed_variables(data, dim="time"):
     return [name for name, var in data.data_vars.items() if dim in var.dims]
 
 
+def _format_time(value):
+    """A time of a coordinate for a message (numbers as :func:`format_step` gives floats)."""
+    return format_step(float(value)) if np.issubdtype(np.asarray(value).dtype, np.number) \
+        else str(value)
+
+
+def lag_step(data, dim, name="data"):
+    """The time step one lag along ``dim`` stands for; None without times to read it from.
+
+    Times are a 1-D numeric, datetime64 or timedelta64 coordinate of ``dim``
+    (else the lags are positional: None). They must increase strictly and be
+    evenly spaced, or a lag would pair samples that many steps apart in
+    storage across a gap; the ValueError names the first step that breaks it.
+    """
+    if dim not in data.coords or data[dim].ndim != 1 or data.sizes[dim] < 2:
+        return None
+    values = np.asarray(data[dim].values)
+    if not is_time(values):
+        return None
+    diffs = np.diff(values)
+    steps = steps_as_float(diffs)
+    where = f"{name}'s {dim!r} coordinate"
+    if not (steps > 0).all():
+        i = int(np.flatnonzero(~(steps > 0))[0])
+        raise ValueError(f"{where} must increase strictly for a lag to mean a time: it goes "
+                         f"from {_format_time(values[i])} to {_format_time(values[i + 1])}")
+    step = np.sort(diffs)[len(diffs) // 2]  # the median step: a gap cannot set it
+    step = step if is_datetime(values) else float(step)
+    ref = float(steps_as_float(step))
+    bad = np.flatnonzero(np.abs(steps - ref) > step_tolerance(values, ref))
+    if bad.size:
+        i = int(bad[0])
+        gap = diffs[i] if is_datetime(values) else float(diffs[i])
+        raise ValueError(f"{where} is unevenly spaced: a step of {format_step(gap)} from "
+                         f"{_format_time(values[i])} to {_format_time(values[i + 1])} (the "
+                         f"median step is {format_step(step)}); a lag would pair samples "
+                         "across it: split the data at the gap, or resample it evenly")
+    return step
+
+
 def delay_embedding(data, lags, dim="time"):
     """``data`` with each variable's values ``lags`` steps back along ``dim`` beside it.
 
@@ -73,16 +116,21 @@ def delay_embedding(data, lags, dim="time"):
     ----------
     data : xarray.Dataset
     lags : sequence of int
-        Positive delays, in steps along ``dim`` (the samples must be evenly
-        spaced for a delay to mean a time). Empty: ``data`` unchanged.
+        Positive delays, in steps along ``dim``. Empty: ``data`` unchanged.
     dim : str, default="time"
+        Where ``dim`` has a coordinate of times (numeric, datetime64 or
+        timedelta64), they must increase strictly and be evenly spaced, so
+        that a lag is one time (a ValueError names a gap); without one the
+        lags are positional, the samples taken as evenly spaced.
 
     Returns
     -------
     xarray.Dataset
         Every variable of ``data`` that has ``dim`` and, for each lag ``l``,
         ``{name}_lag{l}`` (:func:`lagged_name`): its value ``l`` steps earlier,
-        with the attrs ``delay_of`` (``name``) and ``lag``. Only the steps
+        with the attrs ``delay_of`` (``name``), ``lag`` and, with a coordinate
+        of times, ``lag_step``: the time step one lag stands for (the delay is
+        ``lag * lag_step``), for whoever reads it to check. Only the steps
         that have their whole past are kept: the first ``max(lags)`` are
         dropped, so the result is ``max(lags)`` shorter along ``dim`` (per
         trajectory, when other dims such as ``trajectory`` are present).
@@ -94,6 +142,8 @@ def delay_embedding(data, lags, dim="time"):
     >>> out = delay_embedding(ds, [1, 3])
     >>> out.time.values.tolist(), out.u.values.tolist(), out.u_lag3.values.tolist()
     ([1.5, 2.0, 2.5], [3.0, 4.0, 5.0], [0.0, 1.0, 2.0])
+    >>> out.u_lag3.attrs
+    {'delay_of': 'u', 'lag': 3, 'lag_step': 0.5}
     """
     if not isinstance(data, xr.Dataset):
         raise TypeError(f"delay_embedding takes an xarray.Dataset; got {type(data).__name__}")
@@ -118,11 +168,13 @@ def delay_embedding(data, lags, dim="time"):
              if lagged_name(v, lag) in data.data_vars]
     if clash:
         raise ValueError(f"data already has the variables {clash}; delay it once")
+    step = lag_step(data, dim)
+    extra = {} if step is None else {"lag_step": step}
     out = data.isel({dim: slice(longest, None)})
     for name in delayed:
         for lag in lags:
             # a bare Variable: the past keeps its values, not its own time coordinate
             past = data[name].variable[{dim: slice(longest - lag, n - lag)}]
             out[lagged_name(name, lag)] = past.copy(deep=False)
-            out[lagged_name(name, lag)].attrs.update(delay_of=name, lag=lag)
+            out[lagged_name(name, lag)].attrs.update(delay_of=name, lag=lag, **extra)
     return out
