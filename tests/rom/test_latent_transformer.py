@@ -344,3 +344,33 @@ def test_kl_term_is_averaged_over_the_latent_dims_as_the_original():
         nll = 0.5 * np.log(2 * np.pi)  # unit variance, no error
         loss = float(net.get_loss(pred, None, X=x))
         assert loss == pytest.approx(nll + 0.5)  # KL of N(1, 1) from N(0, 1): 0.5 per dim
+
+
+@pytest.mark.parametrize("order", [("y", "x"), ("x", "y")])
+def test_shift_augmentation_rolls_along_x_whatever_the_storage_order(order, monkeypatch):
+    # the last stored grid dim was rolled: data stored (time, x, y) rolled along y
+    import torch
+
+    import xdyn.rom.latent_transformer as module
+
+    made = []
+
+    class Spy(module.Windows):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(module, "Windows", Spy)
+    data = _waves(n_traj=1, n_time=12).transpose("trajectory", "time", *order)
+    data["u"] = data.u + 0.1 * data.y  # no symmetry along y that a roll could hide
+    _rom(max_epochs=1, shift_augmentation=True).fit(data)
+    axis = -2 if order == ("x", "y") else -1
+    windows = made[-1]
+    base = windows.frames[0, 0, :windows.length]
+    torch.manual_seed(0)
+    drawn = [windows[0][0] for _ in range(8)]
+    assert all(any(torch.equal(torch.roll(base, s, dims=axis), w) for s in range(N))
+               for w in drawn)
+    assert any(not torch.equal(base, w) for w in drawn)
+    with pytest.raises(ValueError, match="periodic dim 'x'; their grid dims are .*'lon'"):
+        _rom(max_epochs=1, shift_augmentation=True).fit(data.rename(x="lon"))

@@ -13,13 +13,14 @@ class Windows(torch.utils.data.Dataset):
     ``(n_copies, n_traj, n_time, *shape)``: each window is then read from a
     random copy (shifted copies of the trajectories, reduced beforehand).
     ``shift=True`` rolls each window by a random number of points along its
-    last axis (a periodic grid dim). Random draws come from the net's
-    per-epoch seeded torch RNG (no worker processes).
+    axis ``shift_axis`` (a periodic grid dim, :func:`shift_axis`). Random
+    draws come from the net's per-epoch seeded torch RNG (no worker processes).
     """
 
-    def __init__(self, frames, length, stride, shift=False, copies=False):
+    def __init__(self, frames, length, stride, shift=False, copies=False, shift_axis=-1):
         self.frames = torch.as_tensor(frames if copies else frames[None])
         self.shift = shift
+        self.shift_axis = shift_axis
         n_traj, n_time = self.frames.shape[1:3]
         self.index = [(b, s) for b in range(n_traj) for s in range(0, n_time - length + 1, stride)]
         self.length = length
@@ -32,7 +33,8 @@ class Windows(torch.utils.data.Dataset):
         copy = int(torch.randint(len(self.frames), ())) if len(self.frames) > 1 else 0
         window = self.frames[copy, b, s:s + self.length]
         if self.shift:
-            window = torch.roll(window, int(torch.randint(window.shape[-1], ())), dims=-1)
+            axis = self.shift_axis
+            window = torch.roll(window, int(torch.randint(window.shape[axis], ())), dims=axis)
         return window, torch.zeros(())
 
 
@@ -55,12 +57,27 @@ def grid_shape(layout):
     return (int(layout.info),)
 
 
-def roll_fields(values, shape, shift):
-    """``(..., n_features)`` snapshots of ``(channels, H, W)`` fields rolled ``shift`` points in W."""
+def shift_axis(layout, dim="x"):
+    """Axis (-2 or -1) of the ``(channels, H, W)`` grid of :func:`grid_shape` named ``dim``.
+
+    The periodic dim a shift augmentation rolls along, found by name: data
+    stored ``(time, x, y)`` roll along ``x`` as those stored ``(time, y, x)``.
+    """
+    dims = layout.info.variables[0].feature_dims
+    if dim not in dims:
+        raise ValueError(f"shift_augmentation=True rolls the fields along their periodic dim "
+                         f"{dim!r}; their grid dims are {tuple(dims)}: name the periodic one "
+                         f"{dim!r} (or set shift_augmentation=False)")
+    return dims.index(dim) - len(dims)
+
+
+def roll_fields(values, shape, shift, axis=-1):
+    """``(..., n_features)`` snapshots of ``(channels, H, W)`` fields rolled ``shift`` points
+    along grid axis ``axis`` (-1: W, -2: H)."""
     if shift == 0:
         return values
     fields = values.reshape(*values.shape[:-1], *shape)
-    return np.roll(fields, shift, axis=-1).reshape(values.shape)
+    return np.roll(fields, shift, axis=axis).reshape(values.shape)
 
 
 def standardisation(values, layout):

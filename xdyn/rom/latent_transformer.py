@@ -36,7 +36,7 @@ from xdyn.nn import LatentROMModule, LatentROMNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
                              time_step, to_trajectories)
-from xdyn.rom._windows import Windows, grid_shape, roll_fields, standardisation
+from xdyn.rom._windows import Windows, grid_shape, roll_fields, shift_axis, standardisation
 from xdyn.utils import int_seed
 
 __all__ = ["LatentTransformerROM"]
@@ -84,9 +84,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Snapshots between the starts of consecutive training windows.
     shift_augmentation : bool, default=False
         Roll each training window by a random number of grid points along the
-        last grid dim (periodic): for flows equivariant under translations
-        along it (Kolmogorov flow along ``x``), it shows the model every phase
-        of a pattern from few trajectories. Needs fields on one 2-D grid. With
+        grid dim named ``x`` (periodic), whatever its storage order: for flows
+        equivariant under translations along it (Kolmogorov flow), it shows
+        the model every phase of a pattern from few trajectories. Needs fields
+        on one 2-D grid with an ``x`` dim. With
         a ``reducer``, the coefficients of every roll of the training
         trajectories are computed once and each window is read from a random one.
     reducer : estimator or None, default=None
@@ -281,17 +282,18 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         if self.reducer is not None and self.architecture == "conv":
             raise ValueError("architecture='conv' needs reducer=None: with a reducer the VAE "
                              "reads its coefficients (an MLP)")
+        axis = shift_axis(layout) if self.shift_augmentation else -1
         self.reducer_ = None
         if self.reducer is None:
             self.in_shape_ = grid
             self.mean_, self.scale_ = standardisation(values, layout)
             windows = Windows(self._frames(values), window, self.window_stride,
-                              self.shift_augmentation)
+                              self.shift_augmentation, shift_axis=axis)
         else:
             self.reducer_ = clone(self.reducer).fit(values.reshape(-1, values.shape[-1]))
             # a roll of a field is not a roll of its coefficients: reduce every roll once
-            shifts = range(grid[-1]) if self.shift_augmentation else [0]
-            coefficients = np.stack([self._reduce(values, grid, s) for s in shifts])
+            shifts = range(grid[axis]) if self.shift_augmentation else [0]
+            coefficients = np.stack([self._reduce(values, grid, s, axis) for s in shifts])
             self.in_shape_ = (coefficients.shape[-1],)
             self.mean_, self.scale_ = standardisation(coefficients, None)
             frames = ((coefficients - self.mean_) / self.scale_).astype(np.float32)
@@ -388,13 +390,13 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         layout.trajectory_dim, layout.trajectory_coord, time = meta
         return from_trajectories(values, layout, time, member_dim=member_dim)
 
-    def _reduce(self, values, grid=None, shift=0):
+    def _reduce(self, values, grid=None, shift=0, axis=-1):
         """The reducer's coefficients of snapshots ``(n_traj, n_times, n_features)``, rolled
-        ``shift`` points along the grid's last axis first: a trajectory at a time (a rolled
+        ``shift`` points along the grid's axis ``axis`` first: a trajectory at a time (a rolled
         copy of every snapshot at once would double the training set's memory)."""
         out = []
         for traj in values:
-            flat = roll_fields(traj, grid, shift) if shift else traj
+            flat = roll_fields(traj, grid, shift, axis) if shift else traj
             out.append(np.asarray(self.reducer_.transform(flat)))
         return np.stack(out)
 
