@@ -135,6 +135,52 @@ def test_errors_name_the_problem():
         Climatology(groupby="week").fit(ds)
 
 
+def test_predict_refuses_times_of_another_calendar():
+    # a 360-day climatology looked up by day of year from standard-calendar inits read the
+    # other calendar's days (31 January of one is 1 February of the other) silently
+    t360 = xr.date_range("2001-01-01", periods=720, freq="D", calendar="360_day",
+                         use_cftime=True)
+    doy = xr.DataArray(t360, dims="time").dt
+    ds = xr.Dataset({"T": ("time", (100.0 * doy.month + doy.day).values)},
+                    coords={"time": t360})
+    clim = Climatology(groupby="dayofyear").fit(ds)
+    for cal in ("standard", "gregorian", "noleap"):
+        init = ds.isel(time=[30]).assign_coords(
+            time=xr.date_range("2001-01-31", periods=1, calendar=cal, use_cftime=True))
+        with pytest.raises(ValueError, match="calendar '360_day'; this data's 'time' is cftime "
+                                             "times in calendar '(standard|noleap)'"):
+            clim.predict(init, ["30D"])
+    as_datetime = ds.isel(time=[0]).assign_coords(time=[np.datetime64("2001-01-01", "ns")])
+    with pytest.raises(ValueError, match="is datetime64 times in calendar 'proleptic_gregorian'"):
+        clim.score(as_datetime, ["0D"])
+    assert clim.predict(ds.isel(time=[30]), ["30D"])["T"].values.tolist() == [[301.0]]
+    with pytest.raises(ValueError, match="fitted on 'time' as model \\(numeric\\) time"):
+        Persistence().fit(ds.assign_coords(time=np.arange(720.0))).predict(ds)
+    assert (clim.time_kind_, clim.time_calendar_, clim.time_units_) == ("cftime", "360_day", None)
+    # one unpickled from before the calendar was recorded is not checked
+    del clim.time_calendar_, clim.time_units_
+    assert clim.predict(init, ["0D"])["T"].shape == (1, 1)
+
+
+def test_predict_refuses_model_time_in_other_units():
+    # fitted in hours, asked from data in days: a lead of 1 (hour) was labelled a day later
+    ds = xr.Dataset({"a": ("time", np.arange(6.0))},
+                    coords={"time": ("time", np.arange(6.0), {"units": "hours"})})
+    est = Persistence().fit(ds)
+    days = ds.assign_coords(time=("time", np.arange(6.0) / 24, {"units": "days"}))
+    with pytest.raises(ValueError, match="fitted on 'time' in units 'hours'; this data's 'time' "
+                                         "is in 'days'"):
+        est.predict(days, [1.0])
+    with pytest.raises(ValueError, match="in units 'hours'"):
+        est.score(days, [1.0])
+    assert (est.time_kind_, est.time_calendar_, est.time_units_) == ("model", None, "hours")
+    # without a units attr on either side there is nothing to compare
+    no_units = ds.assign_coords(time=np.arange(6.0))
+    assert est.predict(no_units, [1.0])["a"].shape == (6, 1)
+    assert Persistence().fit(no_units).time_units_ is None
+    assert Persistence().fit(no_units).predict(days, [1.0])["a"].shape == (6, 1)
+
+
 @pytest.mark.parametrize("cls", [Persistence, Climatology])
 def test_sklearn_parameter_checks(cls):
     from sklearn.utils.estimator_checks import (check_get_params_invariance,

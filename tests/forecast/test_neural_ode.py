@@ -58,6 +58,11 @@ def test_neural_ode_clone_pickle_pipeline_and_errors(pendulum):
         NeuralODE(sample_dim="step").fit(one)
     with pytest.raises(ValueError, match="consecutive samples as one fitted step"):
         NeuralODE(window=4).fit(train.isel(time=[0, 1, 2, 4, 5, 6, 7, 8]))  # uneven
+    # fitted in seconds: data whose time is in minutes (with or without trajectories) is refused
+    minutes = test.isel(time=[0, 3]).assign_coords(time=("time", [0.0, 0.25], {"units": "min"}))
+    for data in (minutes, minutes.isel(trajectory=0)):
+        with pytest.raises(ValueError, match="fitted on 'time' in units 's'; .* is in 'min'"):
+            model.predict(data, [0.1])
 
 
 def test_training_does_not_depend_on_where_the_record_sits_in_time(pendulum):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from xdyn.forecast import Persistence, lead_aligned_truth, verify_forecast
+from xdyn.forecast import Persistence, forecast_rmse, lead_aligned_truth, verify_forecast
 
 
 def test_persistence_error_of_a_linear_trend_grows_with_lead():
@@ -47,3 +47,21 @@ def test_persistence_dataarray_keeps_name_and_dims():
     assert fc.name == "u" and fc.dims == ("time", "lead_time", "y", "x")
     truth = lead_aligned_truth(da, fc)
     np.testing.assert_array_equal(truth.values[:3, 0], da.values[2:])
+
+
+def test_forecast_rmse_refuses_a_truth_on_another_grid():
+    # without a 'lat' dim the truth was joined inner: a truth on part of the grid (or with
+    # shifted labels) scored the overlap only, silently
+    u = np.random.default_rng(0).normal(size=(20, 8)) * np.repeat([1.0, 10.0], 4)
+    ds = xr.Dataset({"u": (("time", "x"), u)}, coords={"time": np.arange(20.0),
+                                                      "x": np.arange(8.0)})
+    fc = Persistence().fit(ds).predict(ds, lead_times=[1.0])
+    assert np.isfinite(forecast_rmse(fc, lead_aligned_truth(ds, fc))["u"]).all()
+    for truth in (ds.isel(x=slice(0, 4)), ds.assign_coords(x=ds.x + 2)):
+        aligned = lead_aligned_truth(truth, fc)
+        with pytest.raises(ValueError, match="forecast, truth do not align.*'x'"):
+            forecast_rmse(fc, aligned)
+        with pytest.raises(ValueError, match="forecast, truth do not align.*'x'"):
+            forecast_rmse(fc["u"], aligned["u"])
+        with pytest.raises(ValueError, match="do not align.*'x'"):
+            verify_forecast(fc, truth)

@@ -26,6 +26,14 @@ def _time_kind(values) -> str:
                     f"got dtype {values.dtype}")
 
 
+def _calendar(values, kind):
+    """The calendar of ``kind`` times: cftime's (canonical, e.g. ``"standard"`` for
+    ``"gregorian"``), ``"proleptic_gregorian"`` for datetime64 (numpy's), None for model time."""
+    if kind == "cftime":
+        return str(np.asarray(values).flat[0].calendar)
+    return "proleptic_gregorian" if kind == "datetime" else None
+
+
 def _as_timedelta64(values):
     """Timedelta-likes (``timedelta64``, :class:`datetime.timedelta`, ``"6h"``) -> ns array."""
     values = np.atleast_1d(np.asarray(values, dtype=object if _mixed(values) else None))

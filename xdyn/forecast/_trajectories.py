@@ -122,6 +122,7 @@ class TrajectoryForecaster(BaseForecaster):
         if not has_traj:
             return super().predict(data, lead_times)
         self._check_finite(data, what="initial states")
+        self._check_time_coordinate(data)
         leads = self._check_leads(lead_times)
         times = self._times(data)
         out = self._predict_trajectories(self._as_batch(data, True), times, leads)

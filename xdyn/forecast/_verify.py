@@ -13,7 +13,8 @@ import numpy as np
 import xarray as xr
 
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
-from xdyn.metrics import _where_forecast_known, crps_ensemble, rmse, weighted_acc, weighted_rmse
+from xdyn.metrics import (_align, _where_forecast_known, crps_ensemble, rmse, weighted_acc,
+                          weighted_rmse)
 
 __all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
 
@@ -88,7 +89,8 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
         From :meth:`~xdyn.forecast.BaseForecaster.predict`; an ensemble
         (``member`` dim) is scored by its mean.
     truth : same kind
-        From :func:`lead_aligned_truth`. NaN truth (valid time outside the
+        From :func:`lead_aligned_truth`, on the forecast's coordinates
+        (exactly: a truth on another grid raises). NaN truth (valid time outside the
         data) is left out, and so are the initialisations the forecast is NaN
         from at every lead (not issued: ClimODE's first sample). A forecast
         NaN in part where the truth is known (a diverged lead, a failed
@@ -114,6 +116,7 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
     if isinstance(forecast, xr.Dataset):
         return xr.Dataset({name: forecast_rmse(forecast[name], truth[name], sample_dim, lat)
                            for name in forecast.data_vars})
+    forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
     truth = _issued_only(truth, forecast, sample_dim)
     if MEMBER_DIM in forecast.dims:
         forecast = forecast.mean(MEMBER_DIM, keep_attrs=True, skipna=False)
@@ -134,6 +137,8 @@ def _issued_only(truth, forecast, sample_dim):
     needs the one before) returns NaN from it: not a forecast, so not scored. A
     forecast NaN only in part stays, for the scores to be NaN there.
     """
+    # exactly aligned: where() would join inner, keeping a smaller grid's overlap silently
+    forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
     issued = forecast.notnull().any([d for d in forecast.dims if d != sample_dim])
     return truth.where(issued)
 

@@ -3,8 +3,9 @@
 Every forecaster of :mod:`xdyn.forecast` subclasses :class:`BaseForecaster`,
 which does everything that is not the model itself, once:
 
-* input checks (the sample dim, NaN, numeric variables, the kind of time
-  coordinate) with errors naming the variable or dim, and
+* input checks (the sample dim, NaN, numeric variables; at ``predict`` the
+  kind, calendar and ``units`` of the time coordinate, as fitted) with errors
+  naming the variable or dim, and
   ``_parameter_constraints`` checked once at ``fit``;
 * Dataset ⇄ matrix through :func:`xdyn.preprocessing.stack_samples` (every
   non-sample dim is a feature; a 2-D ndarray is a ``(sample, feature)``
@@ -55,8 +56,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import StrOptions  # noqa: F401 - for subclasses
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.forecast._time import (LEAD_DIM, MEMBER_DIM, VALID_TIME, _as_timedelta64, _time_kind,
-                                 add_lead)
+from xdyn.forecast._time import (LEAD_DIM, MEMBER_DIM, VALID_TIME, _as_timedelta64, _calendar,
+                                 _time_kind, add_lead)
 from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import FEATURE_DIM, stack_samples
@@ -82,6 +83,14 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         Columns of the stacked training matrix.
     time_kind_ : {"datetime", "cftime", "model"}
         The kind of the training time coordinate.
+    time_calendar_ : str or None
+        Its calendar: cftime's (``"360_day"``, ``"standard"`` ...),
+        ``"proleptic_gregorian"`` for datetime64, None for model time.
+        :meth:`predict` refuses times of another kind or calendar.
+    time_units_ : str or None
+        The ``units`` attr of a model (numeric) time coordinate (None without
+        one, or for calendar time). :meth:`predict` refuses data whose time
+        declares other units; data without a ``units`` attr is taken as in these.
     dt_ : numpy.timedelta64 or float
         Median spacing of the training samples (``1.0`` for a bare array).
 
@@ -123,6 +132,9 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         self._fitted_on_array_ = is_array
         times = self._times(data)
         self.time_kind_ = _time_kind(times)
+        self.time_calendar_ = _calendar(times, self.time_kind_)
+        self.time_units_ = (data[self.sample_dim].attrs.get("units")
+                            if self.time_kind_ == "model" else None)
         self.dt_ = self._median_step(times)
         self._fit(np.asarray(matrix.values, dtype=float), times)
         return self
@@ -147,6 +159,7 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         check_is_fitted(self, "layout_")
         data, is_array = self._as_labelled(X, fitted=True)
         self._check_finite(data, what="initial states")
+        self._check_time_coordinate(data)
         leads = self._check_leads(lead_times)
         times = self._times(data)
         matrix = stack_samples(data, self.sample_dim, info=self.layout_)[0]
@@ -301,6 +314,36 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
 
     def _times(self, data):
         return np.asarray(data[self.sample_dim].values)
+
+    def _check_time_coordinate(self, data):
+        """Raise unless the time of ``data`` has the fitted kind, calendar and units.
+
+        A forecast from times of another calendar (another day of year) or in
+        other units (a lead of 1 read in hours, labelled in days) would be
+        wrong silently. Forecasters unpickled from before these were recorded
+        are not checked.
+        """
+        if not hasattr(self, "time_calendar_"):
+            return
+        sd, name, coord = self.sample_dim, type(self).__name__, data[self.sample_dim]
+        kind = _time_kind(coord.values)
+        calendar = _calendar(coord.values, kind)
+        if (kind, calendar) != (self.time_kind_, self.time_calendar_):
+            def what(k, c):
+                k = "datetime64" if k == "datetime" else k
+                return "model (numeric) time" if k == "model" else f"{k} times in calendar {c!r}"
+            hint = ("convert them first, e.g. ds.convert_calendar("
+                    f"{self.time_calendar_!r}, use_cftime={self.time_kind_ == 'cftime'})"
+                    if calendar and self.time_calendar_ else "give times of the fitted kind")
+            raise ValueError(f"{name} was fitted on {sd!r} as "
+                             f"{what(self.time_kind_, self.time_calendar_)}; this data's {sd!r} "
+                             f"is {what(kind, calendar)}: {hint}")
+        units = coord.attrs.get("units") if kind == "model" else None
+        fitted = getattr(self, "time_units_", None)
+        if units is not None and fitted is not None and units != fitted:
+            raise ValueError(f"{name} was fitted on {sd!r} in units {fitted!r}; this data's "
+                             f"{sd!r} is in {units!r}: convert the times (and lead_times) to "
+                             f"{fitted!r} first")
 
     def _steps(self, times):
         if self.time_kind_ == "cftime":

@@ -59,7 +59,7 @@ class Climatology(BaseForecaster):
         Hour-of-day means, the fallback for keys unseen in training.
     mean_ : ndarray of shape (n_features,)
         The time mean.
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     Examples

@@ -129,7 +129,7 @@ class ClimODE(GriddedForecaster):
     climate_ : ndarray of shape (5, n_channels, H, W)
         Per grid point, the training data's mean and first daily and yearly
         harmonics (standardised): the climatology the anomalies relax to.
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     Examples

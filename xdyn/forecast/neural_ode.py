@@ -88,7 +88,7 @@ class NeuralODE(TrajectoryForecaster):
         The trained net; ``net_.module_`` is a :class:`xdyn.nn.dynamics.NeuralODEModule`.
     n_train_pairs_ : int
         Consecutive-state transitions per epoch (``n_windows * (window - 1)``).
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     See Also

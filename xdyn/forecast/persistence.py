@@ -19,7 +19,7 @@ class Persistence(BaseForecaster):
 
     Attributes
     ----------
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     See Also

@@ -141,7 +141,7 @@ class TransportVGBDM(GriddedForecaster):
         The fitted climatology (standardised).
     n_epochs_, best_validation_loss_ : int, float
         With ``early_stopping``: the epoch kept and its held-out loss.
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     See Also

@@ -181,7 +181,7 @@ class VGBDM(TrajectoryForecaster):
         ``net_.history[:, "fm_loss"]`` is the flow-matching loss per epoch.
     n_train_pairs_ : int
         Pairs per epoch (``n_trajectories * n_pairs``).
-    layout_, n_features_in_, time_kind_, dt_
+    layout_, n_features_in_, time_kind_, time_calendar_, time_units_, dt_
         See :class:`~xdyn.forecast.BaseForecaster`.
 
     See Also
