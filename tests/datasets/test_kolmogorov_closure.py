@@ -78,3 +78,43 @@ def test_vorticity_of_nyquist_modes_is_zero(n):
     ds = xr.Dataset({"u": (("y", "x"), u), "v": (("y", "x"), v)})
     w = vorticity_from_velocity(ds)
     np.testing.assert_allclose(w.values, -np.cos(x) + np.sin(y), atol=1e-12)
+
+
+def test_vorticity_on_descending_axes_and_reordered_dims():
+    # the same field stored with y (or x) descending, or v's dims in another order than
+    # u's, has the same vorticity at the same labels
+    n = 16
+    g = 2 * np.pi * np.arange(n) / n
+    a = np.random.default_rng(0).normal(size=(2, 3, n, n))
+    ds = xr.Dataset({"u": (("trajectory", "time", "y", "x"), a),
+                     "v": (("trajectory", "time", "y", "x"), a[::-1] ** 2)},
+                    coords={"y": g, "x": g})
+    w = vorticity_from_velocity(ds)
+    flipped = ds.isel(y=slice(None, None, -1), x=slice(None, None, -1))
+    w_flipped = vorticity_from_velocity(flipped)
+    assert w_flipped.y.values.tolist() == flipped.y.values.tolist()  # in the input's order
+    xr.testing.assert_allclose(w_flipped.sortby(["y", "x"]), w)
+    shuffled = ds.isel(x=np.random.default_rng(1).permutation(n))
+    xr.testing.assert_allclose(vorticity_from_velocity(shuffled).sortby("x"), w)
+    swapped = ds.assign(v=ds.v.transpose("time", "trajectory", "y", "x"))
+    xr.testing.assert_allclose(vorticity_from_velocity(swapped), w)
+    # a single mode: -du/dy of u = sin(y) is -cos(y), whatever the storage order
+    one = xr.Dataset({"u": (("y", "x"), np.repeat(np.sin(g)[:, None], n, 1)),
+                      "v": (("y", "x"), np.zeros((n, n)))}, coords={"y": g, "x": g})
+    w1 = vorticity_from_velocity(one.isel(y=slice(None, None, -1)))
+    np.testing.assert_allclose(w1.sel(x=0.0), -np.cos(w1.y), atol=1e-12)
+    with pytest.raises(ValueError, match="same dims"):
+        vorticity_from_velocity(ds.assign(v=ds.v.isel(time=0)))
+
+
+@pytest.mark.parametrize("u_units, grid_units, expected", [
+    (None, None, "1"), ("1", None, "1"), ("1", "1", "1"), ("m s-1", None, None),
+    ("m s-1", "1", "m s-1"), ("m s-1", "km", "(m s-1) km-1"), ("1", "m", "m-1")])
+def test_vorticity_units_from_the_velocity_and_the_grid(u_units, grid_units, expected):
+    n = 8
+    g = 2 * np.pi * np.arange(n) / n
+    coord = {} if grid_units is None else {"units": grid_units}
+    ds = xr.Dataset({"u": (("y", "x"), np.zeros((n, n)), {} if u_units is None else
+                           {"units": u_units}), "v": (("y", "x"), np.zeros((n, n)))},
+                    coords={"y": ("y", g, coord), "x": ("x", g, coord)})
+    assert vorticity_from_velocity(ds).attrs.get("units") == expected

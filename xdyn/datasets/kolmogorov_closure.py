@@ -227,17 +227,34 @@ def load_kolmogorov_closure(quick=True, random_state=0, *, force=False, client=N
 def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     """Vorticity ``dv/dx - du/dy`` of periodic ``u``, ``v`` fields, spectrally.
 
+    ``v`` is paired with ``u`` by dim name (its dims may come in another
+    order). Coordinates ``y`` and ``x``, where present, locate the points: the
+    derivative is taken with them ascending (a descending or shuffled axis is
+    sorted first) and the result is returned in ``u``'s order.
+
     Parameters
     ----------
     ds : xarray.Dataset
-        With ``u`` and ``v`` over dims ``(..., y, x)`` on a uniform periodic grid.
+        With ``u`` and ``v`` over the same dims, ``(..., y, x)``, on a uniform
+        periodic grid.
     length : float, default=2*pi
         Side of the box.
 
     Returns
     -------
     xarray.DataArray
-        Named ``vorticity``, same dims and coords as ``u``.
+        Named ``vorticity``, same dims and coords as ``u``. Its ``units`` are
+        ``u``'s (``"1"`` when absent) per the length unit of the ``y`` and
+        ``x`` coords: ``"1"`` for dimensionless ones, ``"(m s-1) km-1"`` for
+        ``u`` in ``"m s-1"`` on a grid in ``"km"``. Without a length unit
+        (coords without ``units``, or none) they are ``"1"`` if ``u`` is
+        dimensionless and unknown (no ``units`` attr) otherwise.
+
+    Raises
+    ------
+    ValueError
+        ``u`` or ``v`` is missing, does not end with dims ``(y, x)``, or they
+        have different dims.
 
     Examples
     --------
@@ -251,7 +268,14 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
         if name not in ds or ds[name].dims[-2:] != ("y", "x"):
             raise ValueError(f"vorticity_from_velocity needs variable {name!r} with trailing "
                              f"dims ('y', 'x')")
-    u, v = (np.asarray(ds[k].values, dtype=np.float64) for k in ("u", "v"))
+    if set(ds["v"].dims) != set(ds["u"].dims):
+        raise ValueError(f"vorticity_from_velocity needs 'u' and 'v' over the same dims; got "
+                         f"{ds['u'].dims} and {ds['v'].dims}")
+    # v paired with u by dim name; y and x ascending (by their coords) for the derivative
+    order = [np.argsort(ds[d].values, kind="stable") if d in ds.indexes
+             else np.arange(ds.sizes[d]) for d in ("y", "x")]
+    u, v = (np.asarray(ds[k].transpose(*ds["u"].dims).values, dtype=np.float64)
+            [..., order[0], :][..., order[1]] for k in ("u", "v"))
     ny, nx = u.shape[-2:]
     ky = np.fft.fftfreq(ny, 1.0 / ny)[:, None] * (2 * np.pi / length)
     kx = np.fft.rfftfreq(nx, 1.0 / nx)[None, :] * (2 * np.pi / length)
@@ -263,8 +287,22 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
         kx[:, -1] = 0.0
     w_hat = 1j * kx * np.fft.rfft2(v) - 1j * ky * np.fft.rfft2(u)
     w = np.fft.irfft2(w_hat, s=(ny, nx)).astype(ds["u"].dtype)
+    w = w[..., np.argsort(order[0]), :][..., np.argsort(order[1])]  # back to u's order
+    grid = {ds[d].attrs.get("units") if d in ds.coords else None for d in ("y", "x")}
+    units = _per_length(ds["u"].attrs.get("units"), grid.pop() if len(grid) == 1 else None)
     return xr.DataArray(w, dims=ds["u"].dims, coords=ds["u"].coords, name="vorticity",
-                        attrs={"units": "1", "long_name": "vorticity"})
+                        attrs={**({"units": units} if units else {}), "long_name": "vorticity"})
+
+
+def _per_length(units, length_units):
+    """``units`` (``"1"`` when None) per ``length_units``; None (unknown) where that is."""
+    units = "1" if units is None else str(units)
+    if length_units is None:
+        return "1" if units == "1" else None
+    if str(length_units) == "1":
+        return units
+    per = f"{length_units}-1" if str(length_units).isalpha() else f"({length_units})-1"
+    return per if units == "1" else f"{units if units.isalpha() else f'({units})'} {per}"
 
 
 def _register() -> None:
