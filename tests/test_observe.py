@@ -8,6 +8,7 @@ import torch
 import xarray as xr
 
 from xdyn.observe import (
+    Arctan,
     EveryKth,
     Identity,
     ObservationOperator,
@@ -653,3 +654,35 @@ def test_nested_nonlinear_operators_compose():
                                torch.arctan(x[[0, 4]] ** 2))
     spec = Squared(Arctan()).spec()
     torch.testing.assert_close(operator_from_spec(spec).apply(x, system), torch.arctan(x) ** 2)
+
+
+# --------------------------------------------------------------------- units
+@pytest.mark.parametrize("operator, units", [
+    ("identity", "m s-1"), ("every4", "m s-1"), ("x^2", "(m s-1)^2"), ("arctan", "1"),
+    ("arctan(x^2)", "1"), (Squared(Arctan()), "1")])
+def test_observation_units_follow_the_operator(l96_truth, operator, units):
+    truth = l96_truth.assign(x=l96_truth.x.assign_attrs(units="m s-1"))
+    obs = observe(truth, operator, noise_std=0.1, random_state=0)
+    for name in ("observation", "observation_clean", "noise_std"):
+        assert obs[name].attrs["units"] == units
+
+
+class CubedWithoutUnits(ObservationOperator):
+    linear = False
+
+    def indices(self, layout):
+        return np.arange(2)
+
+    def _transform(self, z):
+        return z**3
+
+
+def test_observation_units_unknown_or_of_the_observed_variables(l63_truth):
+    truth = l63_truth.assign(x=l63_truth.x.assign_attrs(units="m"),
+                             z=l63_truth.z.assign_attrs(units="K"))
+    # a nonlinear operator that does not say what it does to units: no units attr
+    obs = observe(truth, CubedWithoutUnits(), noise_std=0.1, random_state=0)
+    assert "units" not in obs.observation.attrs and "units" not in obs.noise_std.attrs
+    # the units are those of the variables observed, not of the whole state
+    assert observe(truth, "x", random_state=0).observation.attrs["units"] == "m"
+    assert observe(truth, ["x", "z"], random_state=0).observation.attrs["units"] == "mixed"

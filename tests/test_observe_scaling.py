@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from sklearn.pipeline import Pipeline
 
 from xdyn.assimilation import EnKF, ExtendedKalmanFilter, Var3D
-from xdyn.observe import (ObservationScaler, ScaledOperator, SelectVariables, Squared, observe,
-                          operator_from_spec)
-from xdyn.systems import Lorenz63
+from xdyn.observe import (ObservationScaler, RandomPoints, ScaledOperator, SelectVariables,
+                          Squared, observe, operator_from_spec)
+from xdyn.systems import Lorenz63, Lorenz96
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +98,44 @@ def test_refuses_other_observations_and_another_scalers_statistics(twins):
         other.inverse_transform(scaled)
     back = ObservationScaler().fit(obs).inverse_transform(scaled)
     np.testing.assert_allclose(back.observation, obs.observation)
+
+
+def test_statistics_follow_the_sites_not_the_positions(twins):
+    # observations listed in another order get their own site's mean and scale; those at
+    # other sites (a Lorenz-96 network drawn on another grid size) are refused
+    _, obs, _, obs_test = twins
+    scaler = ObservationScaler().fit(obs)
+    z = scaler.transform(obs_test.isel(obs=[1, 0]))
+    assert z.variable.values.tolist() == ["y", "x"]
+    xr.testing.assert_allclose(z.sortby("variable").observation,
+                               scaler.transform(obs_test).observation)
+    back = scaler.inverse_transform(z)
+    np.testing.assert_allclose(back.observation, obs_test.isel(obs=[1, 0]).observation)
+    t8, t16 = (Lorenz96(n=n).simulate(n_steps=30, random_state=0) for n in (8, 16))
+    o8, o16 = (observe(t, RandomPoints(3, random_state=0), noise_std=1.0, random_state=0)
+               for t in (t8, t16))
+    assert o8.state_index.values.tolist() != o16.state_index.values.tolist()
+    with pytest.raises(ValueError, match="other sites"):
+        ObservationScaler().fit(o8).transform(o16)
+    with pytest.raises(ValueError, match="lack"):
+        scaler.transform(obs_test.drop_vars("state_index"))
+    old = ObservationScaler().fit(obs)  # pickled before sites_ existed: by position
+    del old.sites_, old.units_
+    np.testing.assert_allclose(old.transform(obs_test).observation,
+                               scaler.transform(obs_test).observation)
+
+
+def test_standardized_units_are_one_and_come_back(twins):
+    truth, _, _, _ = twins
+    truth = truth.assign(x=truth.x.assign_attrs(units="m s-1"),
+                         y=truth.y.assign_attrs(units="m s-1"))
+    obs = observe(truth, ["x", "y"], noise_std=0.5, random_state=1)
+    scaler = ObservationScaler().fit(obs)
+    z = scaler.transform(obs)
+    for name in ("observation", "observation_clean", "noise_std"):
+        assert z[name].attrs["units"] == "1"
+        assert scaler.inverse_transform(z)[name].attrs["units"] == "m s-1"
+    shifted = ObservationScaler(with_std=False).fit(obs).transform(obs)  # a shift keeps them
+    assert shifted.observation.attrs["units"] == "m s-1"
+    assert ScaledOperator(offset=1.0, scale=2.0).obs_units("m") == "1"
+    assert ScaledOperator(SelectVariables("x"), offset=1.0).obs_units("m") == "m"

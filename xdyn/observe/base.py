@@ -24,8 +24,10 @@ class ObservationOperator(BaseEstimator):
     Subclasses implement :meth:`indices`, which xdyn calls with the state
     layout: a list of :class:`~xdyn.systems.StateVariable` (name, dims, shape)
     in flat-state order. Nonlinear ones also override :meth:`_transform` (a
-    differentiable torch function of the selected components) and set
-    ``linear = False``. Parameters go in ``__init__`` and
+    differentiable torch function of the selected components), set
+    ``linear = False`` and override :meth:`obs_units` if they know what they
+    do to the units (without it their observations get no ``units`` attr).
+    Parameters go in ``__init__`` and
     are stored unchanged (scikit-learn convention), so :meth:`spec` can write
     them into the observations' attrs.
 
@@ -108,6 +110,31 @@ class ObservationOperator(BaseEstimator):
 
     def _transform(self, z: torch.Tensor) -> torch.Tensor:
         return z
+
+    def obs_units(self, units):
+        """Units of the observations of state entries in ``units``.
+
+        Parameters
+        ----------
+        units : str or None
+            The units of the observed state entries (None: unknown).
+
+        Returns
+        -------
+        str or None
+            ``units`` for a selection (a ``linear`` operator). A nonlinear
+            operator that does not override this returns None (unknown): its
+            observations get no ``units`` attr rather than the state's.
+
+        Examples
+        --------
+        >>> from xdyn.observe import Arctan, EveryKth, Squared
+        >>> EveryKth(k=4).obs_units("m s-1"), Squared().obs_units("m s-1")
+        ('m s-1', '(m s-1)^2')
+        >>> Arctan(Squared()).obs_units("K"), Squared(Arctan()).obs_units("K")
+        ('1', '1')
+        """
+        return units if self.linear else None
 
     def n_obs(self, layout) -> int:
         """Number of observations per time.

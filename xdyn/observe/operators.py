@@ -179,6 +179,19 @@ class _Elementwise(ObservationOperator):
     def _transform(self, z):
         return self._function(self._base()._transform(z))
 
+    def obs_units(self, units):
+        """Units of ``_function`` of the base operator's observations (see the base class).
+
+        Examples
+        --------
+        >>> Squared(SelectVariables("x")).obs_units("K")
+        'K^2'
+        """
+        return self._function_units(self._base().obs_units(units))
+
+    def _function_units(self, units):
+        return None  # unknown, unless a subclass says
+
 
 class Squared(_Elementwise):
     """Nonlinear operator: the square of another operator's observations (``x**2``).
@@ -202,6 +215,11 @@ class Squared(_Elementwise):
 
     def _function(self, z):
         return z**2
+
+    def _function_units(self, units):
+        if units in (None, "1", "mixed"):
+            return units
+        return f"{units}^2" if units.isalpha() else f"({units})^2"
 
 
 class GridPoints(ObservationOperator):
@@ -279,6 +297,9 @@ class Arctan(_Elementwise):
 
     def _function(self, z):
         return torch.arctan(z)
+
+    def _function_units(self, units):
+        return "1"  # an angle (radians), whatever the units of its argument
 
 
 def make_operator(spec) -> ObservationOperator:

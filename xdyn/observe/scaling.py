@@ -78,6 +78,21 @@ class ScaledOperator(ObservationOperator):
         scale = torch.as_tensor(self.scale, dtype=out.dtype, device=out.device)
         return (out - offset) / scale
 
+    def obs_units(self, units):
+        """Units of its observations: ``"1"``, or the base's when every ``scale`` is 1.
+
+        ``scale`` is taken in the base's units, as :class:`ObservationScaler`'s
+        standard deviations are.
+
+        Examples
+        --------
+        >>> ScaledOperator(offset=3.0, scale=2.0).obs_units("K")
+        '1'
+        """
+        if np.all(np.asarray(self.scale, dtype=float) == 1.0):
+            return self._base().obs_units(units)
+        return "1"
+
 
 class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Standardize observations, their error std and the recorded operator together.
@@ -88,10 +103,14 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     ``transform`` returns the Dataset with ``observation`` (and
     ``observation_clean``) standardized, ``noise_std`` divided by the same
     scale, and the ``operator`` attr replaced by the :class:`ScaledOperator`
-    that maps a state to the new units; ``inverse_transform`` undoes all
-    three. An assimilator after it reads the scaled operator and noise from
-    the Dataset: give it ``operator=None`` and ``noise_std=None`` (an
-    explicit physical ``noise_std`` would contradict the scaled observations).
+    that maps a state to the new units (``units`` attrs ``"1"``, with
+    ``with_std``); ``inverse_transform`` undoes all of it. Each observation
+    is scaled with the statistics of its site (its coords along ``obs``:
+    ``variable``, ``state_index``, position), whatever its position along
+    ``obs``; observations at other sites are refused. An assimilator after
+    it reads the scaled operator and noise from the Dataset: give it
+    ``operator=None`` and ``noise_std=None`` (an explicit physical
+    ``noise_std`` would contradict the scaled observations).
 
     Parameters
     ----------
@@ -106,6 +125,12 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         The fitted observations' operator: ``transform`` refuses observations
         of another one (the same number of other variables would be
         standardized with these statistics).
+    sites_ : dict of str to ndarray
+        The fitted observations' coords along ``obs`` (but ``obs``), which
+        locate each one: the statistics are matched to observations by them.
+    units_ : str or None
+        The fitted observations' ``units`` attr, which ``inverse_transform``
+        puts back (None: they had none).
 
     Examples
     --------
@@ -125,6 +150,15 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     True
     >>> back.attrs["operator"] == obs.attrs["operator"]
     True
+    >>> scaled.observation.attrs["units"]
+    '1'
+
+    Observations listed in another order are scaled site by site:
+
+    >>> reordered = ObservationScaler().fit(obs).transform(obs.isel(obs=[1, 0]))
+    >>> reordered.variable.values.tolist(), [round(float(v), 6) for v in
+    ...                                      reordered.observation.mean("time")]
+    (['y', 'x'], [0.0, 0.0])
     """
 
     def __init__(self, with_mean=True, with_std=True):
@@ -148,6 +182,9 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.scale_ = np.where(std > 0, std, 1.0) if self.with_std else np.ones_like(std)
         self.n_obs_ = int(da.sizes["obs"])
         self.operator_spec_ = operator_from_spec(obs.attrs["operator"]).spec()
+        self.sites_ = {str(k): np.asarray(c.values) for k, c in obs.coords.items()
+                       if c.dims == ("obs",) and k != "obs"}
+        self.units_ = da.attrs.get("units")
         return self
 
     def transform(self, X):
@@ -179,17 +216,19 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                             np.allclose(op.scale, self.scale_)):
             raise ValueError("these observations were standardized with another mean and scale "
                              "than this scaler's (their operator's offset and scale)")
-        mean = xr.DataArray(self.mean_, dims="obs")
-        scale = xr.DataArray(self.scale_, dims="obs")
+        site = self._site_order(obs)
+        mean = xr.DataArray(self.mean_[site], dims="obs")
+        scale = xr.DataArray(self.scale_[site], dims="obs")
         out = obs.copy()
         for name in ("observation", "observation_clean"):
             if name in out:
                 v = out[name]
                 out[name] = (v * scale + mean if inverse else (v - mean) / scale).assign_attrs(
-                    v.attrs)
+                    self._units(v.attrs, inverse))
         if "noise_std" in out:
             v = out["noise_std"]
-            out["noise_std"] = (v * scale if inverse else v / scale).assign_attrs(v.attrs)
+            out["noise_std"] = (v * scale if inverse else v / scale).assign_attrs(
+                self._units(v.attrs, inverse))
         if inverse:
             out.attrs["operator"] = op._base().spec()
         else:
@@ -201,6 +240,43 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             if stds.size == 1:
                 out.attrs["obs_noise_std"] = float(stds[0])
         return out
+
+    def _units(self, attrs, inverse):
+        """``attrs`` with the units after the scaling: "1", or the fitted ones back."""
+        attrs = dict(attrs)
+        if self.with_std:
+            attrs.pop("units", None)
+            units = getattr(self, "units_", None) if inverse else "1"  # None: unknown
+            if units is not None:
+                attrs["units"] = units
+        return attrs
+
+    def _site_order(self, obs):
+        """Position in the fitted statistics of each observation of ``obs``, by site."""
+        sites = getattr(self, "sites_", None)  # pickled before sites were stored: by position
+        if not sites:
+            return np.arange(self.n_obs_)
+        lacking = [k for k in sites if k not in obs.coords or obs[k].dims != ("obs",)]
+        if lacking:
+            raise ValueError(f"ObservationScaler was fitted on observations located by the "
+                             f"coords {sorted(sites)} along 'obs'; these lack {lacking}")
+        fitted = _site_keys(sites.values())
+        keys = _site_keys(obs[k].values for k in sites)
+        if keys == fitted:
+            return np.arange(self.n_obs_)
+        where = {key: i for i, key in enumerate(fitted)}
+        other = [key for key in keys if key not in where]
+        if other or len(where) != len(fitted) or len(set(keys)) != len(keys):
+            raise ValueError(
+                f"ObservationScaler was fitted on observations at other sites than these "
+                f"(by {tuple(sites)}): fitted {fitted[:5]}, given {keys[:5]}"
+                f"{' ...' if len(keys) > 5 else ''}")
+        return np.array([where[key] for key in keys])
+
+
+def _site_keys(columns):
+    """One hashable key per observation from its site coords (NaN equal to NaN)."""
+    return list(zip(*([str(v) for v in np.asarray(c).tolist()] for c in columns)))
 
 
 def _check_obs(X) -> xr.Dataset:

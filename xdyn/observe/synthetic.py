@@ -60,6 +60,10 @@ def observe(
         Variable ``observation`` with dims ``(..., time, obs)``, clean values in
         ``observation_clean``, coordinates ``variable``, ``state_index`` and the
         spatial position of each observation; the operator and noise in attrs.
+        Their ``units`` attr: the observed variables' (``"mixed"`` if they
+        differ) as the operator leaves them (see
+        :meth:`~xdyn.observe.ObservationOperator.obs_units`); none when the
+        operator does not say.
 
     Examples
     --------
@@ -138,7 +142,9 @@ def observe(
                     located = np.where(pos >= 0, values[safe], np.nan if values.dtype.kind == "f" else -1)
                     coords[d] = ("obs", located, dict(ds[d].attrs))
     coords.update({d: ds[d] for d in lead if d in ds.coords})
-    attrs_common = {"units": _common_units(layout)}
+    # the observed variables' units, as the operator leaves them (no attr when unknown)
+    units = op.obs_units(_common_units([v for v in layout if v.name in coords["variable"][1]]))
+    attrs_common = {} if units is None else {"units": units}
     out = xr.Dataset(
         {
             "observation": (tuple(lead) + ("obs",), y, {**attrs_common, "long_name": "noisy observation"}),
