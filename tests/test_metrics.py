@@ -531,3 +531,96 @@ def test_acc_and_spread_skill_use_only_the_points_with_a_truth():
     quiet_only = float(metrics.spread_skill_ratio(ens.isel(x=[0]), y.isel(x=[0])))
     assert float(metrics.spread_skill_ratio(ens, y.where(y.x == 0))) == pytest.approx(quiet_only)
     assert quiet_only == pytest.approx(1.0, abs=0.05)
+
+
+# ---------------------------------------------------------------- silent mismatches
+
+
+def test_dims_that_differ_only_by_name_raise_instead_of_an_outer_product():
+    # truth.rename(time="valid_time") against truth scored rmse 1.05 (not 0) over the
+    # outer product of the two time axes; weighted_rmse gave one score per init_time
+    field = _grid()
+    truth = field()
+    renamed = truth.rename(time="valid_time")
+    clim = truth.mean("time")
+    calls = [
+        lambda: metrics.rmse(renamed, truth), lambda: metrics.mae(renamed, truth),
+        lambda: metrics.bias(renamed, truth), lambda: metrics.weighted_rmse(renamed, truth),
+        lambda: metrics.weighted_acc(renamed, truth, clim),
+        lambda: metrics.relative_l1(renamed, truth), lambda: metrics.relative_l2(renamed, truth),
+        lambda: metrics.picp(renamed, xr.ones_like(renamed), truth),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match=r"\['valid_time'\] that truth lacks.*\['time'\]"):
+            call()
+    ens = xr.concat([renamed, renamed + 1.0], "member")
+    with pytest.raises(ValueError, match="outer product"):
+        metrics.crps_ensemble(ens, truth)
+    with pytest.raises(ValueError, match="outer product"):
+        metrics.spread_skill_ratio(ens, truth)
+    with pytest.raises(ValueError, match="outer product"):
+        metrics.interval_coverage(ens, truth)
+    with pytest.raises(ValueError, match="outer product"):
+        metrics.rmse(renamed.to_dataset(), truth.to_dataset())
+    # extra dims on one side only stay allowed: a lead dim, a climatology without time
+    leads = xr.concat([truth, truth + 1.0], "lead")
+    np.testing.assert_allclose(metrics.rmse(leads, truth, dim=["time", "lat", "lon"]), [0, 1])
+    assert float(metrics.weighted_acc(truth, truth, clim)) == pytest.approx(1.0)
+
+
+def test_different_units_raise_per_variable():
+    # a forecast in K against a truth in degC scored 273 "K"
+    f = xr.DataArray([280.0, 281.0], dims="x", attrs={"units": "K"})
+    t = xr.DataArray([7.0, 8.0], dims="x", attrs={"units": "degC"})
+    for func in (metrics.rmse, metrics.mae, metrics.bias, metrics.relative_l2):
+        with pytest.raises(ValueError, match="forecast is in 'K' but truth in 'degC'"):
+            func(f, t)
+    # either side without units is accepted
+    assert float(metrics.rmse(f, t.drop_attrs() + 273.0)) == 0.0
+    assert float(metrics.rmse(f.drop_attrs(), t + 273.0)) == 0.0
+    # Datasets are compared per variable: each variable's units may differ from the others'
+    fd = xr.Dataset({"T": f, "u": f.assign_attrs(units="m s-1")})
+    td = xr.Dataset({"T": f, "u": f.assign_attrs(units="m s-1")})
+    assert float(metrics.rmse(fd, td).u) == 0.0
+    with pytest.raises(ValueError, match="variable 'u'"):
+        metrics.rmse(fd, td.assign(u=td.u.assign_attrs(units="km h-1")))
+    # the climatology of the ACC too
+    field = _grid()
+    truth = field()
+    clim = truth.mean("time", keep_attrs=True).assign_attrs(units="J kg-1")
+    with pytest.raises(ValueError, match="climatology in 'J kg-1'"):
+        metrics.weighted_acc(truth, truth, clim)
+    # and the state of an analysis, ensemble mean included
+    ds = xr.Dataset({"x": ("time", [0.0, 1.0], {"units": "m"}),
+                     "y": ("time", [1.0, 2.0], {"units": "K"})}, coords={"time": [0, 1]})
+    wrong = ds.assign(y=ds.y.assign_attrs(units="degC"))
+    with pytest.raises(ValueError, match="variable 'y'"):
+        metrics.state_rmse(wrong, ds)
+    with pytest.raises(ValueError, match="variable 'y'"):
+        metrics.state_rmse(xr.concat([wrong, wrong], "member"), ds)
+
+
+def test_state_rmse_raises_on_a_truth_state_variable_the_analysis_lacks():
+    # an analysis whose z was named Z scored only x and y: 0.0 on a z off by 100
+    truth = Lorenz63().simulate(n_steps=20, random_state=0)
+    an = truth.copy()
+    an["z"] = an.z + 100.0
+    assert metrics.analysis_rmse(an, truth) == pytest.approx(100 / np.sqrt(3))
+    with pytest.raises(ValueError, match=r"lacks the truth's state variables \['z'\]"):
+        metrics.analysis_rmse(an.rename(z="Z"), truth)
+    with pytest.raises(ValueError, match=r"\['z'\]"):
+        metrics.state_rmse(an.drop_vars("z"), truth)
+    # the analysis' own diagnostics and per-trajectory parameters of the truth are not state
+    extras = an.assign(spread=an.x * 0 + 1.0, x_std=an.x * 0 + 1.0)
+    with_param = truth.assign(F=8.0, rho=xr.DataArray([28.0], dims="trajectory"))
+    assert metrics.analysis_rmse(extras, with_param) == pytest.approx(100 / np.sqrt(3))
+
+
+def test_state_rmse_kept_dims_of_each_side_are_broadcast():
+    t = xr.Dataset({"x": (("seed", "time"), [[0.0, 0.0], [1.0, 1.0]])},
+                   coords={"time": [0, 1], "seed": [0, 1]})
+    an = xr.Dataset({"x": (("inflation", "time"), [[0.0, 0.0], [2.0, 2.0]])},
+                    coords={"time": [0, 1], "inflation": [1.0, 1.1]})
+    out = metrics.state_rmse(an, t, keep_dims=("seed", "inflation"))
+    np.testing.assert_allclose(out.transpose("inflation", "seed", "time"),
+                               [[[0, 0], [1, 1]], [[2, 2], [1, 1]]])

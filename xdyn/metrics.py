@@ -11,7 +11,10 @@ Every function takes a :class:`xarray.DataArray` or a :class:`xarray.Dataset`
 arithmetic joins them, and gives a Dataset back), reduces over
 named dimensions, keeps dask arrays lazy, and sets ``units`` and ``long_name``
 on its result. Inputs must align exactly: forecast and truth whose coordinates
-differ raise a :class:`ValueError` rather than being silently intersected.
+differ raise a :class:`ValueError` rather than being silently intersected, as
+do inputs that each have a dim the other lacks (``valid_time`` against
+``time`` would broadcast to an outer product) and inputs whose ``units``
+attributes differ (compared per variable where both state them).
 
 References
 ----------
@@ -98,7 +101,42 @@ def _per_variable(*data_args):
     return decorator
 
 
-def _align(*objs, names):
+def _units(obj):
+    """``{variable: units}`` of a DataArray (key None) or of each Dataset variable."""
+    items = obj.data_vars.items() if isinstance(obj, xr.Dataset) else [(None, obj)]
+    units = {var: " ".join(str(da.attrs.get("units", "")).split()) for var, da in items}
+    return {var: u for var, u in units.items() if u}
+
+
+def _align(*objs, names, broadcast=()):
+    """``objs`` aligned exactly; raises on crossed dims or on different ``units``.
+
+    Each of two inputs having a dim the other lacks (a forecast on ``valid_time``
+    against a truth on ``time``) would broadcast to an outer product; one-sided
+    extra dims (a forecast's ``member``, a climatology without ``time``) and the
+    dims in ``broadcast`` are allowed. Units are compared per variable where
+    both inputs state them.
+    """
+    for i, (a, a_name) in enumerate(zip(objs, names)):
+        for b, b_name in zip(objs[i + 1:], names[i + 1:]):
+            a_only = [d for d in a.dims if d not in b.dims and d not in broadcast]
+            b_only = [d for d in b.dims if d not in a.dims and d not in broadcast]
+            if a_only and b_only:
+                raise ValueError(
+                    f"{a_name} has dims {a_only} that {b_name} lacks and {b_name} has dims "
+                    f"{b_only} that {a_name} lacks: scoring them would broadcast to an outer "
+                    f"product; rename matching dims to one name (e.g. "
+                    f"{a_name}.rename({a_only[0]}={b_only[0]!r})) or select or reduce the "
+                    "extra dims first")
+            b_units = _units(b)
+            for var, unit in _units(a).items():
+                if var in b_units and b_units[var] != unit:
+                    label = a.name if var is None else var
+                    which = "" if label is None else f" (variable {label!r})"
+                    raise ValueError(
+                        f"{a_name} is in {unit!r} but {b_name} in {b_units[var]!r}{which}; "
+                        f"convert one to the other's units and set its 'units' attribute "
+                        "before scoring")
     try:
         return xr.align(*objs, join="exact", copy=False)
     except ValueError as err:
@@ -193,6 +231,12 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
     DataArray or Dataset
         The RMSE, in the units of ``forecast``.
 
+    Raises
+    ------
+    ValueError
+        Inputs whose coordinates differ, that each have a dim the other lacks
+        (an outer product), or whose ``units`` attributes differ.
+
     Examples
     --------
     >>> import xarray as xr
@@ -201,6 +245,14 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
     >>> r = rmse(f, t)
     >>> round(float(r), 4), r.attrs["units"]
     (1.1547, 'm')
+    >>> rmse(f, t.rename(x="y"))
+    Traceback (most recent call last):
+    ...
+    ValueError: forecast has dims ['x'] that truth lacks and truth has dims ['y'] ...
+    >>> rmse(f, t.assign_attrs(units="km"))
+    Traceback (most recent call last):
+    ...
+    ValueError: forecast is in 'm' but truth in 'km'; convert one to the other's units ...
 
     Two members on either side of the truth: their mean is exact, the members
     are not.
@@ -721,7 +773,9 @@ def state_rmse(analysis, truth, keep_dims=()):
 
     The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
     (e.g. batch dims of a sweep) are not reduced. Variables of ``analysis``
-    that ``truth`` lacks (``spread``, ``<var>_std``) are left out. Every state
+    that ``truth`` lacks (``spread``, ``<var>_std``) are left out; a truth
+    variable over ``time`` that ``analysis`` lacks raises (a renamed state
+    variable is not silently left unscored). Every state
     entry weighs the same (DAPPER's RMSE of the flat state vector): the 36 slow
     variables of a two-scale Lorenz-96 weigh 36 of 396, not half.
 
@@ -740,6 +794,12 @@ def state_rmse(analysis, truth, keep_dims=()):
     xarray.DataArray
         RMSE over the flat state, with dims ``time`` and the ``keep_dims`` present.
 
+    Raises
+    ------
+    ValueError
+        A truth variable over ``time`` missing from ``analysis``, or variables
+        on different grids or in different ``units``.
+
     Examples
     --------
     >>> import xarray as xr
@@ -750,12 +810,20 @@ def state_rmse(analysis, truth, keep_dims=()):
     >>> state_rmse(an, truth).values.round(4).tolist()
     [3.5355, 1.0]
     """
+    missing = [v for v in truth.data_vars
+               if "time" in truth[v].dims and v not in analysis.data_vars]
+    if missing:
+        # a state variable under another name would silently score 0 (not scored at all)
+        raise ValueError(
+            f"the analysis lacks the truth's state variables {missing} (its variables are "
+            f"{list(analysis.data_vars)}); rename them to the truth's names, or pass "
+            f"truth.drop_vars({missing}) to leave them out of the score on purpose")
     names = [v for v in truth.data_vars if v in analysis.data_vars]
     if not names:
         raise ValueError("analysis and truth share no state variable")
     an = analysis[names]
     if "member" in an.dims:
-        an = an.mean("member", skipna=False)
+        an = an.mean("member", skipna=False, keep_attrs=True)
     tr = _matched_state(truth[names].sel(time=an["time"]), an, ("time", *keep_dims))
     # one flat state per time: to_array would broadcast a variable over another's dims
     # (x(k) repeated along j) and weigh each variable equally, whatever its size
@@ -773,7 +841,13 @@ def state_rmse(analysis, truth, keep_dims=()):
                          else v.expand_dims("state", axis=-1))
         return xr.concat(parts, "state", coords="minimal", compat="override")
 
-    return rmse(flat(an), flat(tr), dim="state")
+    # kept dims only the analysis has (a sweep's 'inflation') put on the truth: each side
+    # may then have its own (rmse refuses dims on both sides that the other lacks)
+    an_flat, tr_flat = flat(an), flat(tr)
+    tr_flat = tr_flat.expand_dims({d: an_flat.indexes[d] if d in an_flat.indexes
+                                   else an_flat.sizes[d] for d in keep_dims
+                                   if d in an_flat.dims and d not in tr_flat.dims})
+    return rmse(an_flat, tr_flat, dim="state")
 
 
 def _matched_state(truth, analysis, sample_dims):
@@ -802,7 +876,7 @@ def _matched_state(truth, analysis, sample_dims):
         order = grid_order(got, want, rtol=1e-6, atol=1e-9 * float(np.abs(want).max()))
         if order is not None:
             truth = truth.isel({d: order}).assign_coords({d: analysis.indexes[d]})
-    return _align(truth, analysis, names=("truth", "analysis"))[0]
+    return _align(truth, analysis, names=("truth", "analysis"), broadcast=sample_dims)[0]
 
 
 def mean_after_burn_in(per_time, burn_in=0.0):
