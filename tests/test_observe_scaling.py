@@ -119,8 +119,8 @@ def test_statistics_follow_the_sites_not_the_positions(twins):
         ObservationScaler().fit(o8).transform(o16)
     with pytest.raises(ValueError, match="lack"):
         scaler.transform(obs_test.drop_vars("state_index"))
-    old = ObservationScaler().fit(obs)  # pickled before sites_ existed: by position
-    del old.sites_, old.units_
+    old = ObservationScaler().fit(obs)  # pickled before sites_ / operator_spec_ existed
+    del old.sites_, old.units_, old.operator_spec_
     np.testing.assert_allclose(old.transform(obs_test).observation,
                                scaler.transform(obs_test).observation)
 

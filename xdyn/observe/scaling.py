@@ -207,9 +207,10 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                              "a ScaledOperator)" if not inverse else
                              "inverse_transform needs observations this scaler standardized")
         base = (op._base() if inverse else op).spec()
-        if base != self.operator_spec_:
-            raise ValueError("ObservationScaler was fitted on observations of "
-                             f"{self.operator_spec_}; these are of {base}")
+        fitted = getattr(self, "operator_spec_", base)  # pickled before it was stored: unchecked
+        if base != fitted:
+            raise ValueError(f"ObservationScaler was fitted on observations of {fitted}; these "
+                             f"are of {base}")
         # undone with the statistics they were scaled with: another scaler's would return
         # other observations and noise without an error
         if inverse and not (np.allclose(op.offset, self.mean_) and
