@@ -418,4 +418,4 @@ reaction_diffusion_vgbdm = _experiment(
     "reaction_diffusion", "reaction-diffusion-vgbdm",
     "VGB-DM vs neural ODE vs diffusion-only physics on FitzHugh-Nagumo", 134)
 lorenz_vgbdm = _experiment("lorenz", "lorenz-vgbdm",
-                           "VGB-DM vs neural ODE vs Lorenz-63 without x(rho - z)", 62)
+                           "VGB-DM vs neural ODE vs Lorenz-63 without x(rho - z)", 144)
