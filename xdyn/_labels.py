@@ -81,6 +81,12 @@ def format_step(step):
     return f"{step:.6g}" if isinstance(step, float) else str(step)
 
 
+def format_time(value):
+    """A time or time step for a message (numbers as :func:`format_step` gives floats)."""
+    numeric = np.issubdtype(np.asarray(value).dtype, np.number)
+    return format_step(float(value)) if numeric else str(value)
+
+
 def steps_as_float(steps):
     """Time steps as float64 (timedelta64 in nanoseconds) to compare them."""
     steps = np.asarray(steps)

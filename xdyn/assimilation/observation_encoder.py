@@ -21,18 +21,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._labels import format_step, is_time, label_order, step_tolerance, steps_as_float
+from xdyn._labels import format_time, is_time, label_order, step_tolerance, steps_as_float
 from xdyn.nn import XdynNet
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["ObservationEncoder"]
-
-
-def _show(value):
-    """A time or time step for a message."""
-    numeric = np.issubdtype(np.asarray(value).dtype, np.number)
-    return format_step(float(value)) if numeric else str(value)
 
 
 class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
@@ -177,9 +171,9 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
                 pass
         scale = 1.0 if step is None else float(steps_as_float(step))
         if off is None or (off > step_tolerance(t, scale)).any():
-            at = "its training times" if step is None else f"interval {_show(step)}"
+            at = "its training times" if step is None else f"interval {format_time(step)}"
             raise ValueError(f"obs times {t[:4]}{' ...' if len(t) > 4 else ''} are not the "
-                             f"encoder's observation times (from {_show(fit[0])}, {at}): the "
+                             f"encoder's observation times (from {format_time(fit[0])}, {at}): the "
                              "recurrent encoder reads a history at the interval and from the "
                              "start it was trained on")
 

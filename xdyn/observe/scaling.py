@@ -24,6 +24,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import label_order
 from xdyn.model_selection import unwrap
 from xdyn.observe.base import ObservationOperator, operator_from_spec
 from xdyn.observe.operators import Identity
@@ -265,14 +266,13 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         keys = _site_keys(obs[k].values for k in sites)
         if keys == fitted:
             return np.arange(self.n_obs_)
-        where = {key: i for i, key in enumerate(fitted)}
-        other = [key for key in keys if key not in where]
-        if other or len(where) != len(fitted) or len(set(keys)) != len(keys):
+        order = label_order(fitted, keys)
+        if order is None:
             raise ValueError(
                 f"ObservationScaler was fitted on observations at other sites than these "
                 f"(by {tuple(sites)}): fitted {fitted[:5]}, given {keys[:5]}"
                 f"{' ...' if len(keys) > 5 else ''}")
-        return np.array([where[key] for key in keys])
+        return order
 
 
 def _site_keys(columns):

@@ -16,7 +16,8 @@ from numbers import Integral
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
+from xdyn._labels import (format_step, format_time, is_datetime, is_time, step_tolerance,
+                          steps_as_float)
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -69,12 +70,6 @@ def delayed_variables(data, dim="time"):
     return [name for name, var in data.data_vars.items() if dim in var.dims]
 
 
-def _format_time(value):
-    """A time of a coordinate for a message (numbers as :func:`format_step` gives floats)."""
-    return format_step(float(value)) if np.issubdtype(np.asarray(value).dtype, np.number) \
-        else str(value)
-
-
 def lag_step(data, dim, name="data"):
     """The time step one lag along ``dim`` stands for; None without times to read it from.
 
@@ -94,7 +89,7 @@ def lag_step(data, dim, name="data"):
     if not (steps > 0).all():
         i = int(np.flatnonzero(~(steps > 0))[0])
         raise ValueError(f"{where} must increase strictly for a lag to mean a time: it goes "
-                         f"from {_format_time(values[i])} to {_format_time(values[i + 1])}")
+                         f"from {format_time(values[i])} to {format_time(values[i + 1])}")
     step = np.sort(diffs)[len(diffs) // 2]  # the median step: a gap cannot set it
     step = step if is_datetime(values) else float(step)
     ref = float(steps_as_float(step))
@@ -103,7 +98,7 @@ def lag_step(data, dim, name="data"):
         i = int(bad[0])
         gap = diffs[i] if is_datetime(values) else float(diffs[i])
         raise ValueError(f"{where} is unevenly spaced: a step of {format_step(gap)} from "
-                         f"{_format_time(values[i])} to {_format_time(values[i + 1])} (the "
+                         f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
                          f"median step is {format_step(step)}); a lag would pair samples "
                          "across it: split the data at the gap, or resample it evenly")
     return step

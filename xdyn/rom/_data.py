@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
+from xdyn._labels import (format_step, is_datetime, is_time, same_step, step_tolerance,
+                          steps_as_float)
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -111,8 +112,7 @@ def rollout_times(time, step, n_steps, sample_dim, name="X"):
     if step is None:
         step = own
     elif own is not None:
-        ref = float(steps_as_float(step))
-        if abs(float(steps_as_float(own)) - ref) > step_tolerance(values, ref):
+        if not same_step(step, own, values):
             raise ValueError(f"{name}'s time step {format_step(own)} differs from the training "
                              f"time step {format_step(step)} (time_step_): the model steps "
                              f"{format_step(step)} at a time; give {name} at that step")

@@ -27,11 +27,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._labels import grid_order
+from xdyn._labels import (format_step, grid_order, is_datetime, is_time, step_tolerance,
+                          steps_as_float)
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn._labels import format_step, is_datetime, is_time, step_tolerance, steps_as_float
 from xdyn.rom._data import latent_in_order, time_step
 
 __all__ = ["LDNet"]
