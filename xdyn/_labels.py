@@ -101,3 +101,43 @@ def same_step(a, b, values):
         return False
     ref = float(steps_as_float(a))
     return abs(float(steps_as_float(b)) - ref) <= step_tolerance(np.asarray(values), ref)
+
+
+def even_step(values, where, consequence):
+    """The step of strictly increasing, evenly spaced times; None where there is none to read.
+
+    None for fewer than two values or values that are not times (see
+    :func:`is_time`); otherwise a float for numeric times and a ``timedelta64``
+    for datetime64 or timedelta64 ones. The reference is the median step, so
+    that a gap cannot set it. The ValueError starts with ``where`` (what the
+    times are), names the first step that goes back, repeats or departs from
+    the reference, and ends with ``consequence`` (why the caller needs them even).
+
+    Examples
+    --------
+    >>> even_step(np.array([0.0, 0.5, 1.0]), "t", "")
+    0.5
+    >>> even_step(np.array(["a", "b"]), "t", "") is None
+    True
+    """
+    values = np.asarray(values)
+    if values.ndim != 1 or values.size < 2 or not is_time(values):
+        return None
+    diffs = np.diff(values)
+    steps = steps_as_float(diffs)
+    if not (steps > 0).all():
+        i = int(np.flatnonzero(~(steps > 0))[0])
+        raise ValueError(f"{where} must increase strictly: it goes from "
+                         f"{format_time(values[i])} to {format_time(values[i + 1])}; "
+                         f"{consequence}")
+    step = np.sort(diffs)[len(diffs) // 2]
+    step = step if is_datetime(values) else float(step)
+    ref = float(steps_as_float(step))
+    bad = np.flatnonzero(np.abs(steps - ref) > step_tolerance(values, ref))
+    if bad.size:
+        i = int(bad[0])
+        gap = diffs[i] if is_datetime(values) else float(diffs[i])
+        raise ValueError(f"{where} is unevenly spaced: a step of {format_step(gap)} from "
+                         f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
+                         f"median step is {format_step(step)}); {consequence}")
+    return step

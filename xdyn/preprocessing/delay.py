@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from numbers import Integral
 
-import numpy as np
 import xarray as xr
 
-from xdyn._labels import (format_step, format_time, is_datetime, is_time, step_tolerance,
-                          steps_as_float)
+from xdyn._labels import even_step
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -78,30 +76,11 @@ def lag_step(data, dim, name="data"):
     evenly spaced, or a lag would pair samples that many steps apart in
     storage across a gap; the ValueError names the first step that breaks it.
     """
-    if dim not in data.coords or data[dim].ndim != 1 or data.sizes[dim] < 2:
+    if dim not in data.coords:
         return None
-    values = np.asarray(data[dim].values)
-    if not is_time(values):
-        return None
-    diffs = np.diff(values)
-    steps = steps_as_float(diffs)
-    where = f"{name}'s {dim!r} coordinate"
-    if not (steps > 0).all():
-        i = int(np.flatnonzero(~(steps > 0))[0])
-        raise ValueError(f"{where} must increase strictly for a lag to mean a time: it goes "
-                         f"from {format_time(values[i])} to {format_time(values[i + 1])}")
-    step = np.sort(diffs)[len(diffs) // 2]  # the median step: a gap cannot set it
-    step = step if is_datetime(values) else float(step)
-    ref = float(steps_as_float(step))
-    bad = np.flatnonzero(np.abs(steps - ref) > step_tolerance(values, ref))
-    if bad.size:
-        i = int(bad[0])
-        gap = diffs[i] if is_datetime(values) else float(diffs[i])
-        raise ValueError(f"{where} is unevenly spaced: a step of {format_step(gap)} from "
-                         f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
-                         f"median step is {format_step(step)}); a lag would pair samples "
-                         "across it: split the data at the gap, or resample it evenly")
-    return step
+    return even_step(data[dim].values, f"{name}'s {dim!r} coordinate",
+                     "a lag would pair samples across it: split the data at the gap, or "
+                     "resample it evenly")
 
 
 def delay_embedding(data, lags, dim="time"):

@@ -13,8 +13,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import (format_step, is_datetime, is_time, same_step, step_tolerance,
-                          steps_as_float)
+from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -76,20 +75,10 @@ def time_step(time, name="X"):
     single snapshot, or times of another kind). Raises when the times are
     unevenly spaced or do not increase: a ROM steps one snapshot at a time.
     """
-    if time is None or time.size < 2 or not is_time(time.values):
+    if time is None:
         return None
-    values = np.asarray(time.values)
-    diffs = np.diff(values)
-    step = diffs[-1] if is_datetime(values) else float(diffs[-1])
-    ref = float(steps_as_float(step))
-    if ref <= 0:
-        raise ValueError(f"{name}'s {time.name!r} coordinate must increase; its last step is "
-                         f"{format_step(step)}")
-    if (np.abs(steps_as_float(diffs) - ref) > step_tolerance(values, ref)).any():
-        raise ValueError(f"{name}'s {time.name!r} coordinate is unevenly spaced (steps from "
-                         f"{format_step(diffs.min())} to {format_step(diffs.max())}); the model "
-                         "steps one snapshot at a time and needs evenly spaced snapshots")
-    return step
+    return even_step(time.values, f"{name}'s {time.name!r} coordinate",
+                     "the model steps one snapshot at a time and needs evenly spaced snapshots")
 
 
 def rollout_times(time, step, n_steps, sample_dim, name="X"):
