@@ -155,6 +155,25 @@ def test_a_summary_cut_short_is_refused_not_read_padded(tmp_path):
         write_report(tmp_path)
 
 
+def test_results_a_killed_move_set_aside_are_read_and_put_back(results):
+    """Killed between the two renames of its move, a run left its last results only as
+    ``.<name>.<pid>.staging-old``: read as never run before. A living run's are left."""
+    import os
+
+    from xdyn.experiments.run_all import is_complete
+
+    os.replace(results / "lorenz96-twin", results / ".lorenz96-twin.999999999.staging-old")
+    alive = results / f".user-experiment.{os.getpid()}.staging-old"
+    os.replace(results / "user-experiment", alive)
+    table = collect_summaries(results)
+    assert "lorenz96-twin" in set(table["folder"]) and (results / "lorenz96-twin").is_dir()
+    assert "user-experiment" not in set(table["folder"]) and alive.is_dir()
+    os.replace(results / "lorenz96-twin-partial",
+               results / ".lorenz96-twin-partial.999999999.staging-old")
+    assert not is_complete(results, "lorenz96-twin-partial")  # no results.nc to open
+    assert (results / "lorenz96-twin-partial" / "summary.csv").is_file()
+
+
 def test_a_diverged_method_misses_its_target_and_quick_runs_are_counted_apart(tmp_path):
     # the diverged row showed "not run" and left the headline: "0 of 0 targets met"
     _run(tmp_path, "lorenz96-twin",

@@ -399,21 +399,65 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _staging_owner(stale: Path):
+    """``(folder name, pid)`` of a staging folder ``.<name>.<pid>.staging-*``, or None."""
+    head = stale.name.split(".staging-")[0]
+    name, _, pid = head[1:].rpartition(".")
+    return (name, int(pid)) if name and pid.isdigit() else None
+
+
+def restore_interrupted(out) -> list:
+    """Put back the results a run killed between the two renames of its move left aside.
+
+    :func:`_move_into_place` moves the old folder aside (``.<name>.<pid>.staging-old``)
+    before it moves the new one in; killed in between, the run left no ``<name>``
+    folder, and its last results would read as never run. Where the process is
+    dead and ``<name>`` is missing, the aside folder goes back. Readers of the
+    results (``xdyn report``, ``run_all``'s resume) call this first.
+
+    Parameters
+    ----------
+    out : str or Path
+        Parent folder of the runs.
+
+    Returns
+    -------
+    list of str
+        The folder names put back.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> restore_interrupted(tempfile.mkdtemp())
+    []
+    """
+    return _restore_aside(Path(out))
+
+
+def _restore_aside(out: Path, name="*", any_process=False):
+    restored = []
+    for stale in sorted(out.glob(f".{name}.*.staging-old")):
+        owner = _staging_owner(stale)
+        if owner is None or (name != "*" and owner[0] != name) or (out / owner[0]).exists() \
+                or (not any_process and _pid_alive(owner[1])):
+            continue
+        os.replace(stale, out / owner[0])
+        restored.append(owner[0])
+    return restored
+
+
 def _clean_stale(out: Path, name: str, every=False):
     """Remove what killed runs left behind: staging folders of dead processes (``every``:
-    of any process). A run killed between the two renames of :func:`_move_into_place`
-    left the previous results only as its ``staging-old``: they are put back."""
+    of any process, for ``name``), after putting back the results a killed run had
+    moved aside (:func:`restore_interrupted`)."""
+    _restore_aside(out)
+    if every:
+        _restore_aside(out, name, any_process=True)
     for stale in sorted(out.glob(f".{name}.*.staging-*")):
-        try:
-            pid = int(stale.name.split(".staging-")[0].rsplit(".", 1)[1])
-        except (ValueError, IndexError):
+        owner = _staging_owner(stale)
+        if owner is None or owner[0] != name or (not every and _pid_alive(owner[1])):
             continue
-        if not every and _pid_alive(pid):
-            continue
-        if stale.name.endswith(".staging-old") and not (out / name).exists():
-            os.replace(stale, out / name)
-        else:
-            shutil.rmtree(stale, ignore_errors=True)
+        shutil.rmtree(stale, ignore_errors=True)
 
 
 def _default_mode(mode=0o777) -> int:

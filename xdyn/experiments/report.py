@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from xdyn.datasets.registry import atomic_path
+from xdyn.experiments.catalogue import restore_interrupted
 
 __all__ = ["load_anchors", "collect_summaries", "build_report", "write_report", "target_met"]
 
@@ -110,7 +111,8 @@ def collect_summaries(directory) -> pd.DataFrame:
     ``settings`` is the row's settings columns as ``k=v; k=v`` (as written in
     its file; bookkeeping such as ``quick`` and ``seed`` left out). Staging
     folders (names starting with ``.``) are skipped: runs in progress or left
-    by a killed one.
+    by a killed one; the results a run killed mid-move had set aside are put
+    back first (:func:`~xdyn.experiments.catalogue.restore_interrupted`).
 
     Parameters
     ----------
@@ -129,6 +131,7 @@ def collect_summaries(directory) -> pd.DataFrame:
     >>> collect_summaries(tempfile.mkdtemp()).empty
     True
     """
+    restore_interrupted(directory)
     frames = []
     for path in sorted(Path(directory).glob("*/summary.csv")):
         if path.parent.name.startswith("."):

@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from xdyn.experiments.catalogue import (_clean_stale, check_output_folder, get_experiment,
-                                        list_experiments, output_folder)
+                                        list_experiments, output_folder, restore_interrupted)
 from xdyn.experiments.report import _read_summary
 
 __all__ = ["run_all", "RunOutcome", "ExperimentsFailedError", "connect", "is_complete",
@@ -115,7 +115,8 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     """True when ``out`` holds a complete run of ``name`` with this ``quick`` and ``seed``.
 
     A run's folder appears whole or not at all (it is staged and moved into
-    place), so complete means: ``results.nc`` opens and records the same
+    place; results a run killed mid-move set aside are put back first), so
+    complete means: ``results.nc`` opens and records the same
     ``quick`` and ``seed``, and ``summary.csv`` is there.
 
     Parameters
@@ -139,6 +140,7 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     >>> is_complete(tempfile.mkdtemp(), "lorenz96-twin")
     False
     """
+    restore_interrupted(out)
     folder = output_folder(out, name, quick)
     if not (folder / "summary.csv").is_file():
         return False
