@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "xdyn"
 # belongs to ``systems``); "" is the package facade ``xdyn/__init__.py``, which
 # registers the accessor.
 LAYERS = [
-    {"utils", "_threads", "_version", "_registry", "_labels"},
+    {"utils", "_threads", "_version", "_registry", "_labels", "_units"},
     {"metrics", "model_selection", "exceptions", "plot"},
     {"systems", "preprocessing"},
     {"observe", "datasets"},

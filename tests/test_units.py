@@ -1,0 +1,26 @@
+"""Units strings compared as units (``xdyn._units``): spellings of one unit agree, others not."""
+
+import pytest
+
+from xdyn._units import canonical_units, same_units
+
+
+@pytest.mark.parametrize("a, b", [
+    ("m s-1", "m s**-1"), ("m s-1", "m/s"), ("m s-1", "m s^-1"), ("m s-1", "m.s-1"),
+    ("K", "kelvin"), ("degC", "degree_Celsius"), ("degC", "°C"), ("1", "dimensionless"),
+    ("hours", "h"), ("Hours ", "hour"), ("days", "d"), ("seconds", "s"),
+    ("m2 s-2", "m**2/s**2"), ("kg m-2 s-1", "kg/(m2 s)"), ("s-1", "(m s-1) m-1"),
+    ("hours since 2000-01-01", "hour  since 2000-01-01"), (None, "  ")])
+def test_spellings_of_one_unit_are_the_same(a, b):
+    assert same_units(a, b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("m", "km"), ("K", "degC"), ("Pa", "hPa"), ("m s-1", "m s-2"), ("S", "s"), ("1", None),
+    ("hours since 2000-01-01", "hours since 2001-01-01"), ("h", "d"), ("%", "1")])
+def test_other_units_differ(a, b):
+    assert not same_units(a, b)
+
+
+def test_what_cannot_be_parsed_is_compared_as_written():
+    assert canonical_units("0.01  m") == "0.01 m" and canonical_units("%") == "%"

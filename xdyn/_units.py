@@ -1,0 +1,105 @@
+"""Units strings compared as units: the one place that decides when two spellings
+(``"m s-1"``, ``"m s**-1"``, ``"m/s"``; ``"K"``, ``"kelvin"``; ``"hours"``, ``"h"``) name
+the same unit, so that every check of units (metrics, forecasters, ROMs) accepts and
+refuses the same pairs. No unit algebra beyond products of powers: prefixes and scales
+are other units (``"km"`` is not ``"m"``), and what cannot be parsed is compared as
+written, whitespace collapsed."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["canonical_units", "same_units"]
+
+# spellings of one symbol (CF / UDUNITS names, their plurals, common abbreviations)
+_SYMBOLS = {
+    "K": ("K", "kelvin", "kelvins", "degk", "deg_k", "degree_k", "degrees_k", "degree_kelvin",
+          "degrees_kelvin"),
+    "degC": ("degc", "deg_c", "celsius", "degree_c", "degrees_c", "degree_celsius",
+             "degrees_celsius", "°c"),
+    "m": ("m", "meter", "meters", "metre", "metres"),
+    "s": ("s", "sec", "secs", "second", "seconds"),
+    "min": ("min", "mins", "minute", "minutes"),
+    "h": ("h", "hr", "hrs", "hour", "hours"),
+    "d": ("d", "day", "days"),
+    "Pa": ("pa", "pascal", "pascals"),
+    "kg": ("kg", "kilogram", "kilograms"),
+}
+_ALIAS = {alias: symbol for symbol, aliases in _SYMBOLS.items() for alias in aliases}
+_DIMENSIONLESS = {"1", "dimensionless", "unitless"}
+_FACTOR = re.compile(r"^((?:[^\W\d]|°)[\w°]*?)([+-]?\d+)?$")  # a symbol and its power
+
+
+def _normal(text):
+    return " ".join(str(text).split())
+
+
+def _factors(text):
+    """``{symbol: power}`` of a product of powers, or None where the text is no such product."""
+    powers = {}
+    text = re.sub(r"\*\*|\^", "", text).replace("(", " ").replace(")", " ")  # s**-1, s^-1
+    # "m/s", "m s-1 / kg": every factor after a "/" is divided by
+    for k, part in enumerate(text.split("/")):
+        for token in re.split(r"[\s.*·]+", part.strip()):
+            if not token or token in _DIMENSIONLESS:
+                continue
+            match = _FACTOR.match(token)
+            if match is None:
+                return None
+            name, power = match.group(1), int(match.group(2) or 1)
+            # one-letter symbols as written (S is not s), longer names in any case
+            symbol = _ALIAS.get(name if len(name) == 1 else name.lower(), name)
+            powers[symbol] = powers.get(symbol, 0) + (-power if k else power)
+    return {s: p for s, p in powers.items() if p}
+
+
+def canonical_units(units):
+    """One spelling of ``units``: None where none is stated, ``"1"`` for dimensionless.
+
+    Parameters
+    ----------
+    units : str or None
+        A units attribute as written in a file (CF / UDUNITS style).
+
+    Returns
+    -------
+    str or None
+        Symbols in alphabetical order, each with its power (``"m s-1"``); the
+        text with its whitespace collapsed where it is no product of powers
+        (a time units string such as ``"hours since 2000-01-01"`` stays as written).
+
+    Examples
+    --------
+    >>> canonical_units("m s**-1"), canonical_units("m/s"), canonical_units("kelvin")
+    ('m s-1', 'm s-1', 'K')
+    >>> canonical_units("(m s-1) m-1"), canonical_units("dimensionless"), canonical_units("  ")
+    ('s-1', '1', None)
+    """
+    if units is None:
+        return None
+    text = _normal(units)
+    if not text:
+        return None
+    if text.lower() in _DIMENSIONLESS:
+        return "1"
+    if " since " in text:  # a time axis's units: the epoch matters, spelled as written
+        unit, _, epoch = text.partition(" since ")
+        return f"{_ALIAS.get(unit if len(unit) == 1 else unit.lower(), unit)} since {epoch}"
+    powers = _factors(text)
+    if powers is None:
+        return text
+    if not powers:
+        return "1"
+    return " ".join(s if p == 1 else f"{s}{p}" for s, p in sorted(powers.items(),
+                                                                  key=lambda kv: kv[0].lower()))
+
+
+def same_units(a, b):
+    """Whether units strings ``a`` and ``b`` name the same unit (see :func:`canonical_units`).
+
+    Examples
+    --------
+    >>> same_units("m s-1", "m s^-1"), same_units("hours", "h"), same_units("K", "degC")
+    (True, True, False)
+    """
+    return canonical_units(a) == canonical_units(b)
