@@ -62,6 +62,16 @@ def is_datetime(values):
                                                                          np.timedelta64)
 
 
+def is_cftime(values):
+    """cftime datetimes (an object array of them: non-standard calendars)."""
+    values = np.asarray(values)
+    if values.dtype != object or values.size == 0:
+        return False
+    import cftime
+
+    return isinstance(values.flat[0], cftime.datetime)
+
+
 def is_time(values):
     """Times whose steps can be read and added: numeric, datetime64 or timedelta64."""
     return is_datetime(values) or np.issubdtype(values.dtype, np.number)
@@ -77,7 +87,12 @@ def step_tolerance(values, step):
 
 
 def format_step(step):
-    """A time step for a message (floats to 6 digits: 0.1, not 0.10000000000000009)."""
+    """A time step for a message (floats to 6 digits: 0.1, not 0.10000000000000009;
+    timedeltas as days and hours: 1 days 06:00:00, not 108000000000 microseconds)."""
+    if isinstance(step, np.timedelta64):
+        import pandas as pd
+
+        return str(pd.Timedelta(step))
     return f"{step:.6g}" if isinstance(step, float) else str(step)
 
 
@@ -103,15 +118,26 @@ def same_step(a, b, values):
     return abs(float(steps_as_float(b)) - ref) <= step_tolerance(np.asarray(values), ref)
 
 
-def even_step(values, where, consequence):
+def even_step(values, where, consequence, calendar=False):
     """The step of strictly increasing, evenly spaced times; None where there is none to read.
 
     None for fewer than two values or values that are not times (see
-    :func:`is_time`); otherwise a float for numeric times and a ``timedelta64``
-    for datetime64 or timedelta64 ones. The reference is the median step, so
-    that a gap cannot set it. The ValueError starts with ``where`` (what the
-    times are), names the first step that goes back, repeats or departs from
-    the reference, and ends with ``consequence`` (why the caller needs them even).
+    :func:`is_time`; cftime datetimes are times here too); otherwise a float
+    for numeric times and a ``timedelta64`` for datetime64, timedelta64 and
+    cftime ones. The reference is the median step, so that a gap cannot set
+    it. The ValueError starts with ``where`` (what the times are), names the
+    first step that goes back, repeats or departs from the reference, and ends
+    with ``consequence`` (why the caller needs them even).
+
+    Parameters
+    ----------
+    values : array-like
+    where : str
+    consequence : str
+    calendar : bool, default=False
+        Also accept datetimes regular in the calendar but not in seconds
+        (monthly, yearly: months and years differ in length): their pandas
+        frequency string is returned (``"MS"``, ``"YS-JAN"``).
 
     Examples
     --------
@@ -119,11 +145,19 @@ def even_step(values, where, consequence):
     0.5
     >>> even_step(np.array(["a", "b"]), "t", "") is None
     True
+    >>> months = np.array(["2000-01", "2000-02", "2000-03"], dtype="datetime64[ns]")
+    >>> even_step(months, "t", "", calendar=True)
+    'MS'
     """
     values = np.asarray(values)
-    if values.ndim != 1 or values.size < 2 or not is_time(values):
+    if values.ndim != 1 or values.size < 2:
         return None
-    diffs = np.diff(values)
+    cf = is_cftime(values)
+    if not (cf or is_time(values)):
+        return None
+    timelike = cf or is_datetime(values)
+    diffs = np.array([b - a for a, b in zip(values[:-1], values[1:])],
+                     dtype="timedelta64[us]") if cf else np.diff(values)
     steps = steps_as_float(diffs)
     if not (steps > 0).all():
         i = int(np.flatnonzero(~(steps > 0))[0])
@@ -131,13 +165,29 @@ def even_step(values, where, consequence):
                          f"{format_time(values[i])} to {format_time(values[i + 1])}; "
                          f"{consequence}")
     step = np.sort(diffs)[len(diffs) // 2]
-    step = step if is_datetime(values) else float(step)
+    step = step if timelike else float(step)
     ref = float(steps_as_float(step))
     bad = np.flatnonzero(np.abs(steps - ref) > step_tolerance(values, ref))
-    if bad.size:
-        i = int(bad[0])
-        gap = diffs[i] if is_datetime(values) else float(diffs[i])
-        raise ValueError(f"{where} is unevenly spaced: a step of {format_step(gap)} from "
-                         f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
-                         f"median step is {format_step(step)}); {consequence}")
-    return step
+    if not bad.size:
+        return step
+    freq = _calendar_frequency(values) if calendar and timelike else None
+    if freq is not None:
+        return freq
+    i = int(bad[0])
+    gap = diffs[i] if timelike else float(diffs[i])
+    also = " (nor regular in calendar months or years)" if calendar and timelike else ""
+    raise ValueError(f"{where} is unevenly spaced{also}: a step of {format_step(gap)} from "
+                     f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
+                     f"median step is {format_step(step)}); {consequence}")
+
+
+def _calendar_frequency(values):
+    """The pandas frequency of datetimes regular in the calendar (``"MS"``), or None."""
+    import xarray as xr
+
+    if values.size < 3:
+        return None
+    try:
+        return xr.infer_freq(xr.DataArray(values, dims="time"))
+    except (ValueError, TypeError):
+        return None

@@ -1,6 +1,7 @@
 """delay_embedding: a state's past beside it, per trajectory, lazily on dask."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -78,12 +79,41 @@ def test_times_with_a_gap_or_out_of_order_are_refused(t, match):
         delay_embedding(_series(t), [1])
 
 
-def test_the_lag_records_its_time_step():
+@pytest.mark.parametrize("time", [
+    pd.date_range("2000-01-01", periods=24, freq="MS"),  # a monthly index (Nino-3.4)
+    pd.date_range("1998-01-01", periods=8, freq="YS"),  # a leap year among them
+    xr.date_range("2000-01-01", periods=12, freq="MS", calendar="noleap", use_cftime=True)])
+def test_series_regular_in_the_calendar_are_delayed(time):
+    out = delay_embedding(_series(np.arange(len(time), dtype=float)).assign_coords(time=time), [1])
+    np.testing.assert_array_equal(out.u_lag1, np.sin(np.arange(len(time) - 1.0)))  # _series
+    assert isinstance(out.u_lag1.attrs["lag_step"], str)
+
+
+def test_cftime_gaps_are_refused():
+    """cftime times were no times to the check: a gap was delayed across silently."""
+    def days(start):
+        return xr.date_range(start, periods=5, freq="D", calendar="noleap", use_cftime=True)
+
+    gappy = days("2000-01-01").append(days("2000-02-25"))
+    with pytest.raises(ValueError, match="unevenly spaced.*a step of 51 days"):
+        delay_embedding(_series(np.arange(10.0)).assign_coords(time=gappy), [1])
+    with pytest.raises(ValueError, match="unevenly spaced .nor regular in calendar"):
+        delay_embedding(_series(np.arange(10.0)).assign_coords(
+            time=pd.date_range("2000-01-01", periods=5, freq="D").append(
+                pd.date_range("2000-03-01", periods=5, freq="D"))), [1])
+
+
+def test_the_lag_records_its_time_step(tmp_path):
     out = delay_embedding(_trajectories(), [1, 4])
     assert out.u_lag4.attrs["lag_step"] == 0.5 and out.v_lag1.attrs["lag_step"] == 0.5
     days = np.datetime64("2000-01-01") + np.arange(4) * np.timedelta64(1, "D")
-    assert delay_embedding(_series(np.arange(4.0)).assign_coords(time=days), [1]).u_lag1.attrs[
-        "lag_step"] == np.timedelta64(1, "D")
+    # datetimes: a frequency string, which netCDF attrs can hold (a timedelta64 cannot)
+    daily = delay_embedding(_series(np.arange(4.0)).assign_coords(time=days), [1])
+    assert daily.u_lag1.attrs["lag_step"] == "24h"
+    path = tmp_path / "daily.nc"
+    daily.to_netcdf(path)
+    with xr.open_dataset(path) as back:
+        assert back.u_lag1.attrs["lag_step"] == "24h"
     # float32 times: their rounding is not a gap
     t32 = (1000 + 0.1 * np.arange(50)).astype(np.float32)
     assert abs(delay_embedding(_series(t32), [2]).u_lag2.attrs["lag_step"] - 0.1) < 1e-3

@@ -13,9 +13,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._labels import format_step, same_step
+from xdyn._labels import format_step
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
-from xdyn.preprocessing.delay import delay_embedding, delayed_variables, lag_step, lagged_name
+from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
+                                    lagged_name, same_lag_step)
 
 _WHAT = "the resolved forecast and the closure's samples"
 
@@ -214,7 +215,8 @@ class ClosedModel(BaseEstimator):
         fitted = [v.attrs["lag_step"] for v in getattr(info, "variables", ())
                   if "lag_step" in v.attrs]
         step = lag_step(data, self.sample_dim, name)
-        if not fitted or step is None or same_step(fitted[0], step, data[self.sample_dim]):
+        if not fitted or step is None \
+                or same_lag_step(fitted[0], step, data[self.sample_dim].values):
             return
         raise ValueError(f"the closure was fitted on lags of time step {format_step(fitted[0])} "
                          f"(the lag_step of its inputs); {name} has time step "

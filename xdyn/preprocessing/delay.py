@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
 import xarray as xr
 
-from xdyn._labels import even_step
+from xdyn._labels import even_step, same_step
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -71,16 +72,64 @@ def delayed_variables(data, dim="time"):
 def lag_step(data, dim, name="data"):
     """The time step one lag along ``dim`` stands for; None without times to read it from.
 
-    Times are a 1-D numeric, datetime64 or timedelta64 coordinate of ``dim``
-    (else the lags are positional: None). They must increase strictly and be
-    evenly spaced, or a lag would pair samples that many steps apart in
+    Times are a 1-D numeric, datetime64, timedelta64 or cftime coordinate of
+    ``dim`` (else the lags are positional: None). They must increase strictly
+    and be evenly spaced, or a lag would pair samples that many steps apart in
     storage across a gap; the ValueError names the first step that breaks it.
+    Datetimes may instead be regular in the calendar (monthly, yearly means).
+
+    Returns
+    -------
+    float, str or None
+        The step of numeric times; for datetimes its pandas frequency string
+        (``"D"``, ``"6h"``, ``"MS"``), which a netCDF attribute can hold.
+
+    Examples
+    --------
+    >>> import pandas as pd, xarray as xr
+    >>> lag_step(xr.Dataset(coords={"time": pd.date_range("2000", periods=4, freq="6h")}),
+    ...          "time")
+    '6h'
     """
     if dim not in data.coords:
         return None
-    return even_step(data[dim].values, f"{name}'s {dim!r} coordinate",
+    step = even_step(data[dim].values, f"{name}'s {dim!r} coordinate",
                      "a lag would pair samples across it: split the data at the gap, or "
-                     "resample it evenly")
+                     "resample it evenly", calendar=True)
+    return _frequency(step) if isinstance(step, np.timedelta64) else step
+
+
+def _frequency(step):
+    import pandas as pd
+
+    return pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
+
+
+def same_lag_step(a, b, values):
+    """Whether lag steps ``a`` and ``b`` (as :func:`lag_step` gives them) are one step.
+
+    A ``timedelta64`` (recorded before steps were frequency strings) is read as
+    its frequency; numeric steps agree to the rounding of the times ``values``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> same_lag_step("D", np.timedelta64(24, "h"), None), same_lag_step("D", "MS", None)
+    (True, False)
+    """
+    if not any(isinstance(s, (str, np.timedelta64)) for s in (a, b)):
+        return same_step(a, b, values)
+    import pandas as pd
+
+    try:  # "D" and "24h" are one step; "MS" is a calendar step, equal only to itself
+        a, b = (pd.tseries.frequencies.to_offset(_frequency(s) if isinstance(s, np.timedelta64)
+                                                 else s) for s in (a, b))
+    except (ValueError, TypeError):
+        return False
+    try:
+        return pd.Timedelta(a) == pd.Timedelta(b)
+    except (ValueError, TypeError):
+        return a == b
 
 
 def delay_embedding(data, lags, dim="time"):
