@@ -111,7 +111,7 @@ class _Hold(BaseEstimator):
         return self
 
     def predict(self, X, n_steps):
-        dt = float(X.time[1] - X.time[0])
+        dt = X.time.values[1] - X.time.values[0]
         last = X.isel(time=[-1] * n_steps)
         return last.assign_coords(time=X.time[-1].values + dt * np.arange(1, n_steps + 1))
 
@@ -134,3 +134,23 @@ def test_lags_at_another_time_step_than_the_closure_was_fitted_on_are_refused():
     fitted = ClosedModel(_Hold(), GPClosure(1, 1, max_epochs=2), lags=(1,)).fit(res, unres)
     with pytest.raises(ValueError, match="time step 1 .*the forecast has time step 2"):
         fitted.predict(coarse, n_steps=2)
+
+
+def test_lags_of_datetimes_are_checked_by_their_frequency():
+    """Datetime lag steps are frequency strings ('6h'); a closure fitted at 6 h refuses 12 h."""
+    import pandas as pd
+
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()
+    times = pd.date_range("2000-01-01", periods=res.sizes["time"], freq="6h")
+    res, unres = res.assign_coords(time=times), unres.assign_coords(time=times)
+    lagged = delay_embedding(res, [1])
+    assert lagged.u_lag1.attrs["lag_step"] == "6h"
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)))
+    model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2).fit(res)
+    out = model.predict(res, n_steps=2)
+    np.testing.assert_array_equal(out.time.values, times[-1] + pd.to_timedelta([6, 12], "h"))
+    with pytest.raises(ValueError, match="lags of time step 6h .*; X has time step 12h"):
+        ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(res.isel(time=slice(0, None, 2)))
