@@ -139,3 +139,39 @@ def test_standardized_units_are_one_and_come_back(twins):
     assert shifted.observation.attrs["units"] == "m s-1"
     assert ScaledOperator(offset=1.0, scale=2.0).obs_units("m") == "1"
     assert ScaledOperator(SelectVariables("x"), offset=1.0).obs_units("m") == "m"
+
+
+def test_stations_labelled_only_by_the_obs_index_are_scaled_by_label():
+    # with no site coord but the 'obs' labels, reordered stations were scaled by position:
+    # each with another station's statistics (means of 17 ... -15 instead of 0), silently
+    truth = Lorenz96(n=8).simulate(n_steps=100, random_state=0)
+    obs = observe(truth, ["x"], noise_std=0.5, random_state=1)
+    obs["observation"] = obs["observation"] + xr.DataArray(np.arange(8) * 10.0, dims="obs")
+    stations = obs.drop_vars(["variable", "state_index", "k", "k_index"]).assign_coords(
+        obs=[f"ST{i:02d}" for i in range(8)])
+    scaler = ObservationScaler().fit(stations)
+    z = scaler.transform(stations.isel(obs=[7, 6, 5, 4, 3, 2, 1, 0]))
+    np.testing.assert_allclose(z.observation.mean("time"), 0.0, atol=1e-9)
+    assert z.obs.values.tolist()[0] == "ST07"
+    with pytest.raises(ValueError, match="other sites"):
+        scaler.transform(stations.assign_coords(obs=[f"XX{i:02d}" for i in range(8)]))
+
+
+def test_float_site_positions_match_to_float32_rounding():
+    # positions read back from a netCDF file in float32 are the same sites (they were
+    # refused); positions that really differ, or other integer labels, are still refused
+    truth = Lorenz96(n=8).simulate(n_steps=100, random_state=0)
+    obs = observe(truth, ["x"], noise_std=0.5, random_state=1)
+    obs["observation"] = obs["observation"] + xr.DataArray(np.arange(8) * 10.0, dims="obs")
+    obs = obs.assign_coords(lon=("obs", np.linspace(0.1, 0.8, 8)))
+    scaler = ObservationScaler().fit(obs)
+    f32 = obs.assign_coords(lon=("obs", obs.lon.values.astype(np.float32)))
+    np.testing.assert_allclose(scaler.transform(f32).observation,
+                               scaler.transform(obs).observation)
+    back = f32.assign_coords(lon=("obs", f32.lon.values.astype(np.float64)))  # as read back
+    z = scaler.transform(back.isel(obs=[3, 1, 2, 0, 4, 5, 6, 7]))
+    np.testing.assert_allclose(z.observation.mean("time"), 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="other sites"):
+        scaler.transform(obs.assign_coords(lon=obs.lon + 1e-4))
+    with pytest.raises(ValueError, match="other sites"):
+        scaler.transform(f32.assign_coords(k_index=("obs", np.arange(8)[::-1])))

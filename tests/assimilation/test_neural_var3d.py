@@ -414,6 +414,30 @@ def test_cycle_trained_network_refuses_another_interval_at_predict(data):
     assert est.predict(obs.isel(time=slice(0, 30))).sizes["time"] == 30  # same interval
 
 
+def test_a_missing_observation_time_is_refused_with_how_to_keep_it(data):
+    # an outage (one observation time dropped: intervals [1, 2]) is refused with seq_len > 1;
+    # the message said only "observe at the fitted interval, or refit", although the time
+    # kept with NaN observations is cycled through (forecast across it, analyses before
+    # it unchanged)
+    (train, obs), _, _ = data
+    est = _small(window=1, seq_len=5, max_epochs=1, batch_size=64).fit(obs, train)
+    with pytest.raises(ValueError, match="keeping a missing time with NaN observations"):
+        est.predict(obs.drop_isel(time=50))
+    kept = obs.copy(deep=True)
+    kept["observation"][dict(time=50)] = np.nan
+    analysis, full = est.predict(kept), est.predict(obs)
+    assert analysis.sizes["time"] == obs.sizes["time"]
+    assert np.isfinite(analysis.to_array()).all()
+    xr.testing.assert_allclose(analysis.isel(time=slice(0, 50)), full.isel(time=slice(0, 50)))
+    with pytest.raises(ValueError, match="window=1 a time whose observations are all NaN"):
+        _small(window=1, seq_len=5, max_epochs=1).fit(obs.drop_isel(time=50),
+                                                      train.drop_isel(time=50))
+    est = _small(window=3, seq_len=2, max_epochs=1)
+    with pytest.raises(ValueError, match="keep each missing time, with NaN observations"):
+        est.fit(obs.drop_isel(time=50), train.drop_isel(time=50))
+    assert est.fit(kept, train).predict(kept).sizes["time"] == obs.sizes["time"]
+
+
 @pytest.mark.parametrize("window, seq_len", [(2, 1), (1, 5)])
 def test_validation_at_another_interval_is_refused(data, window, seq_len):
     # the window's backward run and the training cycles step by the training interval:

@@ -583,8 +583,12 @@ def _forecast_interval(ctx, seq_len, window=1):
     gaps = np.unique(ctx.n_steps[1:])
     for name, value in (("seq_len", seq_len), ("window", window)):
         if value > 1 and len(gaps) > 1:
+            how = ("keep each missing time, with NaN observations (a whole window of them is "
+                   "refused)" if window > 1 else "fit on an evenly spaced part of the record "
+                   "(with window=1 a time whose observations are all NaN is refused: the "
+                   "network would read nothing there)")
             raise ValueError(f"{name} > 1 needs evenly spaced observation times; these are "
-                             f"{sorted(gaps.tolist())} model steps apart")
+                             f"{sorted(gaps.tolist())} model steps apart: {how}")
     n_times = int(ctx.y.shape[0])
     if seq_len > n_times:
         raise ValueError(f"seq_len={seq_len} is longer than the observation record "
@@ -610,7 +614,8 @@ def _check_window_spacing(est, ctx, cycle=True):
         raise ValueError(
             f"NeuralVar3D was fitted on observations {steps} model steps of {dt:g} apart and "
             f"{why}; these are {sorted(gaps.tolist())} steps "
-            f"of {float(ctx.dt):g} apart (observe at the fitted interval, or refit)")
+            f"of {float(ctx.dt):g} apart (observe at the fitted interval, keeping a missing "
+            "time with NaN observations, or refit)")
 
 
 def _check_noise(est, ctx):

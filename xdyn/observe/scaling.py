@@ -107,8 +107,9 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
     that maps a state to the new units (``units`` attrs ``"1"``, with
     ``with_std``); ``inverse_transform`` undoes all of it. Each observation
     is scaled with the statistics of its site (its coords along ``obs``:
-    ``variable``, ``state_index``, position), whatever its position along
-    ``obs``; observations at other sites are refused. An assimilator after
+    ``variable``, ``state_index``, position; its ``obs`` label where it has
+    no other), whatever its position along ``obs``; observations at other
+    sites are refused. An assimilator after
     it reads the scaled operator and noise from the Dataset: give it
     ``operator=None`` and ``noise_std=None`` (an explicit physical
     ``noise_std`` would contradict the scaled observations).
@@ -127,8 +128,10 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         of another one (the same number of other variables would be
         standardized with these statistics).
     sites_ : dict of str to ndarray
-        The fitted observations' coords along ``obs`` (but ``obs``), which
-        locate each one: the statistics are matched to observations by them.
+        The fitted observations' coords along ``obs`` (but ``obs``, unless it
+        is the only one), which locate each one: the statistics are matched to
+        observations by them, float ones (positions) to float32 precision
+        where they differ otherwise (as after a netCDF file), the others exactly.
     units_ : str or None
         The fitted observations' ``units`` attr, which ``inverse_transform``
         puts back (None: they had none).
@@ -185,6 +188,8 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         self.operator_spec_ = operator_from_spec(obs.attrs["operator"]).spec()
         self.sites_ = {str(k): np.asarray(c.values) for k, c in obs.coords.items()
                        if c.dims == ("obs",) and k != "obs"}
+        if not self.sites_ and "obs" in obs.coords:  # stations labelled by the index only
+            self.sites_ = {"obs": np.asarray(obs["obs"].values)}
         self.units_ = da.attrs.get("units")
         return self
 
@@ -267,12 +272,21 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         if keys == fitted:
             return np.arange(self.n_obs_)
         order = label_order(fitted, keys)
+        if order is None:  # float positions rounded to float32 (as in a netCDF file)
+            order = label_order(_site_keys(map(_float32, sites.values())),
+                                _site_keys(_float32(obs[k].values) for k in sites))
         if order is None:
             raise ValueError(
                 f"ObservationScaler was fitted on observations at other sites than these "
                 f"(by {tuple(sites)}): fitted {fitted[:5]}, given {keys[:5]}"
                 f"{' ...' if len(keys) > 5 else ''}")
         return order
+
+
+def _float32(column):
+    """Float site coords at float32 precision, the others as they are."""
+    column = np.asarray(column)
+    return column.astype(np.float32) if np.issubdtype(column.dtype, np.floating) else column
 
 
 def _site_keys(columns):
