@@ -58,7 +58,8 @@ def check_observation_windows(ctx, window: int):
         raise ValueError(
             f"the observations are all NaN over a whole window of {window} times "
             f"(from time {float(ctx.times[start])}): the network would have nothing to read; "
-            "drop those times or use a longer window")
+            "use a longer window, or split the record there (dropping the times would leave "
+            "observations unevenly spaced, which seq_len > 1 and window > 1 refuse)")
 
 
 def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
