@@ -606,10 +606,11 @@ def test_state_rmse_raises_on_a_truth_state_variable_the_analysis_lacks():
     an = truth.copy()
     an["z"] = an.z + 100.0
     assert metrics.analysis_rmse(an, truth) == pytest.approx(100 / np.sqrt(3))
-    with pytest.raises(ValueError, match=r"lacks the truth's state variables \['z'\]"):
+    with pytest.raises(ValueError, match=r"lacks the truth's state variables \['z'\] and has "
+                                         r"state variables \['Z'\]"):
         metrics.analysis_rmse(an.rename(z="Z"), truth)
-    with pytest.raises(ValueError, match=r"\['z'\]"):
-        metrics.state_rmse(an.drop_vars("z"), truth)
+    # z merely left out (an analysis of part of the state): the shared x and y are scored
+    assert metrics.analysis_rmse(an.drop_vars("z"), truth) == 0.0
     # the analysis' own diagnostics and per-trajectory parameters of the truth are not state
     extras = an.assign(spread=an.x * 0 + 1.0, x_std=an.x * 0 + 1.0)
     with_param = truth.assign(F=8.0, rho=xr.DataArray([28.0], dims="trajectory"))
@@ -624,3 +625,121 @@ def test_state_rmse_kept_dims_of_each_side_are_broadcast():
     out = metrics.state_rmse(an, t, keep_dims=("seed", "inflation"))
     np.testing.assert_allclose(out.transpose("inflation", "seed", "time"),
                                [[[0, 0], [1, 1]], [[2, 2], [1, 1]]])
+
+
+def test_units_spelled_otherwise_are_the_same_units():
+    # ERA5 / cfgrib write "m s**-1", CF "m s-1": the same unit, refused before
+    t = xr.DataArray(np.arange(4.0), dims="time", coords={"time": np.arange(4)})
+    for a, b in [("m s-1", "m s**-1"), ("m s-1", "m/s"), ("m s-1", "m s^-1"), ("K", "kelvin"),
+                 ("degC", "degree_Celsius"), ("1", "dimensionless"), ("kg m-2 s-1", "kg/m2/s")]:
+        f, tr = (t + 1).assign_attrs(units=a), t.assign_attrs(units=b)
+        assert float(metrics.rmse(f, tr)) == 1.0, (a, b)
+        assert float(metrics.rmse(tr, f)) == 1.0, (b, a)
+    an = xr.Dataset({"u": ("time", [1.0, 1.0], {"units": "m s-1"})}, coords={"time": [0, 1]})
+    truth = an.assign(u=an.u.assign_attrs(units="m s**-1") - 1.0)
+    assert metrics.state_rmse(an, truth).values.tolist() == [1.0, 1.0]
+    # other units still raise: another scale, another zero
+    for a, b in [("K", "degC"), ("m", "km"), ("m s-1", "km h-1"), ("1", "m")]:
+        with pytest.raises(ValueError, match=f"forecast is in '{a}' but truth in '{b}'"):
+            metrics.rmse(t.assign_attrs(units=a), t.assign_attrs(units=b))
+
+
+def test_state_rmse_scores_the_variables_an_analysis_of_part_of_the_state_has():
+    # model error twin: a one-scale model's analysis of x against a two-scale truth (x, y)
+    from xdyn.systems import TwoScaleLorenz96
+
+    truth = TwoScaleLorenz96(K=8, J=4).simulate(n_steps=20, random_state=0)
+    analysis = truth[["x"]] + 0.5
+    np.testing.assert_allclose(metrics.state_rmse(analysis, truth), 0.5)
+    assert metrics.analysis_rmse(analysis, truth) == pytest.approx(0.5)
+    # with an assimilator's diagnostics (x_std, spread, x_background, lost ...) as well
+    diag = analysis.assign(x_std=analysis.x * 0, spread=analysis.x.mean("k") * 0,
+                           x_background=analysis.x, x_background_std=analysis.x * 0,
+                           spread_background=analysis.x.mean("k") * 0,
+                           lost=analysis.x.mean("k") > 1e9,
+                           n_assimilated=analysis.x.mean("k") * 0 + 8)
+    assert metrics.analysis_rmse(diag, truth) == pytest.approx(0.5)
+    # a renamed state variable still raises, naming both sides
+    with pytest.raises(ValueError, match=r"state variables \['y'\] and has state variables "
+                                         r"\['Y'\]"):
+        metrics.state_rmse((truth + 0.5).rename(y="Y"), truth)
+    with pytest.raises(ValueError, match=r"\['X'\]"):
+        metrics.state_rmse(truth[["x"]].rename(x="X"), truth[["x"]])
+    # on x's dims: a renamed x, whatever the name
+    with pytest.raises(ValueError, match=r"\['x_std'\]"):
+        metrics.state_rmse(truth[["x"]].rename(x="x_std"), truth[["x"]])
+    with pytest.raises(ValueError, match="share no state variable"):
+        metrics.state_rmse(truth[["x"]].rename(x="X").mean("k"), truth[["x"]])
+
+
+def _persistence_forecast():
+    from xdyn.forecast import Persistence
+
+    t = np.arange(50.0)
+    ds = xr.Dataset({"T": ("time", np.sin(t / 5), {"units": "K"})}, coords={"time": t})
+    return ds, Persistence().fit(ds).predict(ds, lead_times=[5.0, 10.0])
+
+
+def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
+    # the truth broadcast over lead_time: persistence scored a perfect 0 at every lead
+    ds, fc = _persistence_forecast()
+    for func in (metrics.rmse, metrics.mae, metrics.bias):
+        with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not, "
+                                             "but shares its 'time' dim.*lead_aligned_truth"):
+            func(fc.T, ds.T, dim="time")
+    with pytest.raises(ValueError, match="truth has a 'lead_time' dim and forecast has not"):
+        metrics.rmse(ds.T, fc.T, dim="time")
+    with pytest.raises(ValueError, match="ensemble has a 'lead_time' dim"):
+        metrics.crps_ensemble(fc.T.expand_dims(member=2), ds.T, dim="time")
+    # the lead-aligned truth is scored; a truth without time (a fixed state) broadcasts
+    from xdyn.forecast import lead_aligned_truth
+
+    np.testing.assert_allclose(metrics.rmse(fc.T, lead_aligned_truth(ds, fc).T, dim="time"),
+                               [0.6633, 1.1190], atol=1e-4)
+    fixed = ds.T.mean("time", keep_attrs=True)
+    assert metrics.rmse(fc.T, fixed, dim="time").dims == ("lead_time",)
+    # a sample dim other than time is found through the forecast's valid_time
+    init = fc.rename(time="init")
+    with pytest.raises(ValueError, match="shares its 'init' dim"):
+        metrics.rmse(init.T, ds.T.rename(time="init"), dim="init")
+
+
+def test_units_of_shared_coordinates_are_compared():
+    # a series on model time in hours against one in days, with the same numbers
+    th = np.arange(48.0)
+    hours = xr.DataArray(np.sin(th), dims="time", coords={"time": ("time", th, {"units": "hours"})},
+                         attrs={"units": "K"})
+    days = hours.assign_coords(time=hours.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="forecast's 'time' coordinate is in 'hours' but "
+                                         "truth's in 'days'"):
+        metrics.rmse(hours, days)
+    with pytest.raises(ValueError, match="'time' coordinate"):
+        metrics.state_rmse(hours.to_dataset(name="x"), days.to_dataset(name="x"))
+    # spellings of one unit, or units on one side only, are accepted
+    in_h = hours.assign_coords(time=hours.time.assign_attrs(units="h"))
+    assert float(metrics.rmse(hours, in_h)) == 0.0
+    assert float(metrics.rmse(hours, hours.assign_coords(time=th))) == 0.0
+    lat = xr.DataArray([0.0, 1.0], dims="lat", coords={"lat": ("lat", [0.0, 10.0], {"units": "m"})})
+    with pytest.raises(ValueError, match="'lat' coordinate is in 'm' but truth's in 'km'"):
+        metrics.mae(lat, lat.assign_coords(lat=lat.lat.assign_attrs(units="km")))
+
+
+def test_vorticity_in_canonical_units_scores_against_a_reference_in_s_1():
+    # vorticity_from_velocity wrote "(m s-1) m-1" for u in m s-1 on a grid in m
+    from xdyn.datasets import vorticity_from_velocity
+
+    n, L = 16, 2 * np.pi
+    x = np.arange(n) * L / n
+    X, Y = np.meshgrid(x, x)
+    ds = xr.Dataset({"u": (("y", "x"), np.sin(Y), {"units": "m s-1"}),
+                     "v": (("y", "x"), np.sin(X), {"units": "m s-1"})},
+                    coords={"x": ("x", x, {"units": "m"}), "y": ("y", x, {"units": "m"})})
+    w = vorticity_from_velocity(ds)
+    assert w.attrs["units"] == "s-1"
+    ref = xr.DataArray(np.cos(X) - np.cos(Y), dims=("y", "x"), coords=w.coords,
+                       attrs={"units": "s-1"})
+    assert float(metrics.rmse(w, ref)) < 1e-12
+    km = ds.assign_coords(x=ds.x.assign_attrs(units="km"), y=ds.y.assign_attrs(units="km"))
+    assert vorticity_from_velocity(km).attrs["units"] == "km-1 m s-1"
+    with pytest.raises(ValueError, match="but truth in 's-1'"):
+        metrics.rmse(vorticity_from_velocity(km), ref.assign_coords(x=km.x, y=km.y))

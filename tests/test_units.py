@@ -10,6 +10,8 @@ from xdyn._units import canonical_units, same_units
     ("K", "kelvin"), ("degC", "degree_Celsius"), ("degC", "°C"), ("1", "dimensionless"),
     ("hours", "h"), ("Hours ", "hour"), ("days", "d"), ("seconds", "s"),
     ("m2 s-2", "m**2/s**2"), ("kg m-2 s-1", "kg/(m2 s)"), ("s-1", "(m s-1) m-1"),
+    ("s-1", "(m/s) m-1"), ("kg m s-1", "m/s kg"), ("kg m-2 s-1", "kg/m2/s"),
+    ("m2 s-2", "(m s-1)^2"), ("m-1 s", "1/(m s-1)"),
     ("hours since 2000-01-01", "hour  since 2000-01-01"), (None, "  ")])
 def test_spellings_of_one_unit_are_the_same(a, b):
     assert same_units(a, b)

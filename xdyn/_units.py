@@ -35,21 +35,52 @@ def _normal(text):
 
 
 def _factors(text):
-    """``{symbol: power}`` of a product of powers, or None where the text is no such product."""
-    powers = {}
-    text = re.sub(r"\*\*|\^", "", text).replace("(", " ").replace(")", " ")  # s**-1, s^-1
-    # "m/s", "m s-1 / kg": every factor after a "/" is divided by
-    for k, part in enumerate(text.split("/")):
-        for token in re.split(r"[\s.*·]+", part.strip()):
-            if not token or token in _DIMENSIONLESS:
+    """``{symbol: power}`` of a product of powers, or None where the text is no such product.
+
+    ``/`` divides by the factor (or bracketed group) after it, as in UDUNITS:
+    ``m/s kg`` is ``m s-1 kg``, ``kg/(m2 s)`` is ``kg m-2 s-1``; a group may
+    have a power (``(m s-1)^2``).
+    """
+    text = re.sub(r"\*\*|\^", "", text)  # s**-1, s^-1
+    tokens = re.findall(r"[()/]|[^\s()/.*·]+", text)
+    powers, stack, sign, closed = {}, [], 1, None
+
+    def add(group, times):
+        for symbol, power in group.items():
+            powers[symbol] = powers.get(symbol, 0) + times * power
+
+    for token in tokens:
+        if closed is not None:  # a group just closed: its power, if this is one
+            group, group_sign = closed
+            closed = None
+            if re.fullmatch(r"[+-]?\d+", token):
+                add(group, group_sign * int(token))
                 continue
+            add(group, group_sign)
+        if token == "/":
+            sign = -1
+        elif token == "(":
+            stack.append((powers, sign))
+            powers, sign = {}, 1
+        elif token == ")":
+            if not stack:
+                return None
+            group = powers
+            powers, group_sign = stack.pop()
+            closed, sign = (group, group_sign), 1
+        elif token not in _DIMENSIONLESS:
             match = _FACTOR.match(token)
             if match is None:
                 return None
             name, power = match.group(1), int(match.group(2) or 1)
             # one-letter symbols as written (S is not s), longer names in any case
             symbol = _ALIAS.get(name if len(name) == 1 else name.lower(), name)
-            powers[symbol] = powers.get(symbol, 0) + (-power if k else power)
+            powers[symbol] = powers.get(symbol, 0) + sign * power
+            sign = 1
+    if closed is not None:
+        add(*closed)
+    if stack:
+        return None
     return {s: p for s, p in powers.items() if p}
 
 

@@ -13,8 +13,10 @@ named dimensions, keeps dask arrays lazy, and sets ``units`` and ``long_name``
 on its result. Inputs must align exactly: forecast and truth whose coordinates
 differ raise a :class:`ValueError` rather than being silently intersected, as
 do inputs that each have a dim the other lacks (``valid_time`` against
-``time`` would broadcast to an outer product) and inputs whose ``units``
-attributes differ (compared per variable where both state them).
+``time`` would broadcast to an outer product), a forecast with a ``lead_time``
+dim against a truth on its initialisation times (not lead-aligned), and inputs
+whose ``units`` attributes differ (compared as units, per variable and per
+shared coordinate, where both state them).
 
 References
 ----------
@@ -43,6 +45,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn._labels import grid_order
+from xdyn._units import canonical_units, same_units
 
 __all__ = [
     "rmse",
@@ -102,10 +105,49 @@ def _per_variable(*data_args):
 
 
 def _units(obj):
-    """``{variable: units}`` of a DataArray (key None) or of each Dataset variable."""
+    """``{variable: units}`` of a DataArray (key None) or of each Dataset variable, where stated."""
     items = obj.data_vars.items() if isinstance(obj, xr.Dataset) else [(None, obj)]
     units = {var: " ".join(str(da.attrs.get("units", "")).split()) for var, da in items}
-    return {var: u for var, u in units.items() if u}
+    return {var: u for var, u in units.items() if canonical_units(u) is not None}
+
+
+_LEAD_DIM = "lead_time"  # the forecasters' lead dim (xdyn.forecast._time.LEAD_DIM)
+
+
+def _coord_units(a, b, dims, names):
+    """Raise where ``a`` and ``b`` state other ``units`` for a coordinate in ``dims``.
+
+    Times in hours against times in days with the same numbers align exactly: the
+    units of the labels are compared as the data's are (spellings of one unit agree).
+    """
+    for d in dims:
+        if d not in a.coords or d not in b.coords:
+            continue
+        ua, ub = a.coords[d].attrs.get("units"), b.coords[d].attrs.get("units")
+        if (canonical_units(ua) is not None and canonical_units(ub) is not None
+                and not same_units(ua, ub)):
+            raise ValueError(
+                f"{names[0]}'s {d!r} coordinate is in {ua!r} but {names[1]}'s in {ub!r}: "
+                f"the same numbers are other {d} values; convert one coordinate to the "
+                "other's units (and set its 'units' attribute) first")
+
+
+def _lead_against_init(a, b, names):
+    """Raise where ``a`` is a forecast (a ``lead_time`` dim) and ``b`` a series on its
+    initialisation times: ``b`` would be broadcast over the leads, each forecast scored
+    against the state it started from (persistence would score 0)."""
+    if _LEAD_DIM not in a.dims or _LEAD_DIM in b.dims:
+        return
+    valid = a.coords.get("valid_time")
+    init = {"time", *(() if valid is None else valid.dims)} - {_LEAD_DIM}
+    shared = [d for d in a.dims if d in init and d in b.dims]
+    if shared:
+        raise ValueError(
+            f"{names[0]} has a {_LEAD_DIM!r} dim and {names[1]} has not, but shares its "
+            f"{shared[0]!r} dim: {names[1]} would be read at the initialisation times, not "
+            f"at init + lead; score against the lead-aligned truth, "
+            f"xdyn.forecast.lead_aligned_truth(truth, forecast), or with "
+            f"xdyn.forecast.verify_forecast(forecast, truth)")
 
 
 def _align(*objs, names, broadcast=()):
@@ -114,8 +156,10 @@ def _align(*objs, names, broadcast=()):
     Each of two inputs having a dim the other lacks (a forecast on ``valid_time``
     against a truth on ``time``) would broadcast to an outer product; one-sided
     extra dims (a forecast's ``member``, a climatology without ``time``) and the
-    dims in ``broadcast`` are allowed. Units are compared per variable where
-    both inputs state them.
+    dims in ``broadcast`` are allowed, but not a forecast's ``lead_time`` against
+    a series on its initialisation times. Units are compared per variable, and
+    per shared coordinate, where both inputs state them (as units: ``"m s-1"``
+    is ``"m s**-1"``, see :func:`xdyn._units.same_units`).
     """
     for i, (a, a_name) in enumerate(zip(objs, names)):
         for b, b_name in zip(objs[i + 1:], names[i + 1:]):
@@ -128,9 +172,12 @@ def _align(*objs, names, broadcast=()):
                     f"product; rename matching dims to one name (e.g. "
                     f"{a_name}.rename({a_only[0]}={b_only[0]!r})) or select or reduce the "
                     "extra dims first")
+            _lead_against_init(a, b, (a_name, b_name))
+            _lead_against_init(b, a, (b_name, a_name))
+            _coord_units(a, b, [d for d in a.dims if d in b.dims], (a_name, b_name))
             b_units = _units(b)
             for var, unit in _units(a).items():
-                if var in b_units and b_units[var] != unit:
+                if var in b_units and not same_units(b_units[var], unit):
                     label = a.name if var is None else var
                     which = "" if label is None else f" (variable {label!r})"
                     raise ValueError(
@@ -235,7 +282,9 @@ def rmse(forecast, truth, dim=None, skipna=True, member_dim="member"):
     ------
     ValueError
         Inputs whose coordinates differ, that each have a dim the other lacks
-        (an outer product), or whose ``units`` attributes differ.
+        (an outer product), a forecast's ``lead_time`` against a truth on its
+        initialisation ``time`` (use :func:`xdyn.forecast.verify_forecast`),
+        or inputs (or their shared coordinates) whose ``units`` differ.
 
     Examples
     --------
@@ -772,10 +821,12 @@ def state_rmse(analysis, truth, keep_dims=()):
     """RMSE over every state variable and spatial point, per analysis time.
 
     The ensemble mean is scored when there is a ``member`` dim; ``keep_dims``
-    (e.g. batch dims of a sweep) are not reduced. Variables of ``analysis``
-    that ``truth`` lacks (``spread``, ``<var>_std``) are left out; a truth
-    variable over ``time`` that ``analysis`` lacks raises (a renamed state
-    variable is not silently left unscored). Every state
+    (e.g. batch dims of a sweep) are not reduced. The state variables both
+    have are scored: an analysis's diagnostics (``spread``, ``<var>_std``)
+    are left out, and so are truth variables the analysis lacks (the fast
+    ``y`` of a two-scale Lorenz-96 truth, for a one-scale model's analysis of
+    ``x``), unless the analysis has a variable the truth lacks on the dims of
+    a missing one: a renamed state variable is not silently left unscored. Every state
     entry weighs the same (DAPPER's RMSE of the flat state vector): the 36 slow
     variables of a two-scale Lorenz-96 weigh 36 of 396, not half.
 
@@ -797,8 +848,10 @@ def state_rmse(analysis, truth, keep_dims=()):
     Raises
     ------
     ValueError
-        A truth variable over ``time`` missing from ``analysis``, or variables
-        on different grids or in different ``units``.
+        A truth variable over ``time`` missing from ``analysis`` while
+        ``analysis`` has one on its dims that ``truth`` lacks (a renamed
+        variable), no shared variable, or variables on different grids or in
+        different ``units``.
 
     Examples
     --------
@@ -809,18 +862,29 @@ def state_rmse(analysis, truth, keep_dims=()):
     ...                 coords={"time": [0.0, 1.0]})
     >>> state_rmse(an, truth).values.round(4).tolist()
     [3.5355, 1.0]
+    >>> state_rmse(an[["x"]], truth).values.tolist()  # x only: y is not scored
+    [3.0, 1.0]
+    >>> state_rmse(an.rename(y="Y"), truth)
+    Traceback (most recent call last):
+    ...
+    ValueError: the analysis lacks the truth's state variables ['y'] and has ... ['Y'] ...
     """
     missing = [v for v in truth.data_vars
                if "time" in truth[v].dims and v not in analysis.data_vars]
-    if missing:
+    # a renamed state variable keeps its dims; diagnostics (spread, x_std) have others
+    shapes = [set(truth[v].dims) for v in missing]
+    unmatched = [v for v in analysis.data_vars if v not in truth.data_vars
+                 and set(analysis[v].dims) - {"member"} in shapes]
+    if missing and unmatched:
         # a state variable under another name would silently score 0 (not scored at all)
         raise ValueError(
-            f"the analysis lacks the truth's state variables {missing} (its variables are "
-            f"{list(analysis.data_vars)}); rename them to the truth's names, or pass "
-            f"truth.drop_vars({missing}) to leave them out of the score on purpose")
+            f"the analysis lacks the truth's state variables {missing} and has state "
+            f"variables {unmatched} the truth lacks; rename them to the truth's names, or "
+            f"drop them (truth.drop_vars({missing})) to leave them out of the score")
     names = [v for v in truth.data_vars if v in analysis.data_vars]
     if not names:
-        raise ValueError("analysis and truth share no state variable")
+        raise ValueError(f"analysis (variables {list(analysis.data_vars)}) and truth "
+                         f"(variables {list(truth.data_vars)}) share no state variable")
     an = analysis[names]
     if "member" in an.dims:
         an = an.mean("member", skipna=False, keep_attrs=True)

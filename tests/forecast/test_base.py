@@ -207,3 +207,51 @@ def test_grid_search_over_time_folds_picks_the_diurnal_climatology():
                             cv=TimeSeriesSplit(n_splits=3, dim="time")).fit(samples(ds))
     assert search.best_params_ == {"groupby": "hour"}
     assert search.cv_results_["mean_test_score"][1] > -0.5  # noise 0.3 plus mean error
+
+
+@pytest.mark.parametrize("fitted, given", [
+    ("hours", "hour"), ("hours", "h"), ("hours", "hours "), ("hours", "Hours"),
+    ("days", "day"), ("s", "seconds"), ("1", ""), ("", "days")])
+def test_time_units_spelled_otherwise_are_the_same_units(fitted, given):
+    # "hours" against "h" (or a trailing space) was refused as other units
+    t = np.arange(20.0)
+
+    def data(units):
+        return xr.Dataset({"T": ("time", np.sin(t), {"units": "K"})},
+                          coords={"time": ("time", t, {"units": units})})
+
+    est = Persistence().fit(data(fitted))
+    assert est.predict(data(given), lead_times=[1.0])["T"].shape == (20, 1)
+    # an empty units attr states none; whitespace is not part of the units
+    assert est.time_units_ == (" ".join(fitted.split()) or None)
+    if est.time_units_ is not None:
+        with pytest.raises(ValueError, match=f"fitted on 'time' in units '{est.time_units_}'"):
+            est.predict(data("minutes"), lead_times=[1.0])
+
+
+def test_verification_refuses_a_truth_not_lead_aligned_or_in_other_time_units():
+    from xdyn.forecast import forecast_rmse, verify_forecast
+
+    th = np.arange(48.0)
+    hours = xr.Dataset({"T": ("time", np.sin(2 * np.pi * th / 24), {"units": "K"})},
+                       coords={"time": ("time", th, {"units": "hours"})})
+    fc = Persistence().fit(hours).predict(hours, lead_times=[6.0, 12.0])
+    # the raw series as the truth: read at the init times, persistence scored 0
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not"):
+        forecast_rmse(fc["T"], hours["T"])
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not"):
+        forecast_rmse(fc, hours)
+    aligned = lead_aligned_truth(hours, fc)
+    # a quarter and half a period ahead: rms of sin(a + pi/2) - sin(a) and of 2 sin(a)
+    np.testing.assert_allclose(forecast_rmse(fc["T"], aligned["T"]), [1.0, np.sqrt(2)],
+                               atol=0.05)
+    # a truth on time in days with the same numbers is another truth
+    days = hours.assign_coords(time=hours.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="forecast's 'time' coordinate is in 'hours' but "
+                                         "truth's in 'days'"):
+        verify_forecast(fc, days)
+    with pytest.raises(ValueError, match="'lead_time' is in 'hours' but the truth's 'time' in "
+                                         "'days'"):
+        lead_aligned_truth(days, fc.assign_coords(time=fc.time.values))
+    in_h = hours.assign_coords(time=hours.time.assign_attrs(units="h"))
+    xr.testing.assert_allclose(verify_forecast(fc, in_h), verify_forecast(fc, hours))

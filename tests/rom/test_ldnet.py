@@ -196,3 +196,22 @@ def test_decoded_fields_keep_the_fields_attrs():
     rom = LDNet(max_epochs=1, **SMALL).fit(ds)
     assert rom.predict(ds)["u"].attrs == {"units": "K", "long_name": "temperature"}
     assert float(rom.predict(ds)["u"].mean()) > 200   # in kelvin, as labelled
+
+
+def test_times_in_other_units_than_the_training_times_raise(data):
+    # fitted on time in hours, times in days were read as the same steps
+    train, test = data
+    train = train.assign_coords(time=train.time.assign_attrs(units="hours"))
+    model = LDNet(max_epochs=1, **SMALL).fit(train)
+    days = test.assign_coords(time=test.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="LDNet was fitted on 'time' in units 'hours'; X's "
+                                         "'time' is in 'days'"):
+        model.predict(days)
+    with pytest.raises(ValueError, match="in units 'hours'"):
+        model.transform(days)
+    assert model.time_units_ == "hours"
+    in_h = test.assign_coords(time=test.time.assign_attrs(units="h"))
+    xr.testing.assert_allclose(model.predict(in_h).drop_vars("time"),
+                               model.predict(test).drop_vars("time"))
+    del model.time_units_  # unpickled from before it was recorded: not checked
+    assert model.predict(days)["u"].shape == test["u"].shape

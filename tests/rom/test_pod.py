@@ -174,3 +174,26 @@ def test_rollout_keeps_datetime_times():
         model.predict(ds.isel(time=slice(0, 40, 2)), n_steps=1)
     with pytest.raises(ValueError, match="fitted on datetime times"):
         model.predict(ds.assign_coords(time=np.arange(60.0)), n_steps=1)
+
+
+def test_rollout_refuses_a_context_in_other_time_units():
+    # fitted on steps of 1 hour, a context in days was rolled out and labelled 1 day a step
+    ds = _wave(np.arange(60.0)).assign_coords(time=("time", np.arange(60.0), {"units": "hours"}))
+    model = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)))
+    days = ds.assign_coords(time=ds.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="PODLinearDynamics was fitted on 'time' in units "
+                                         "'hours'; X's 'time' is in 'days'"):
+        model.predict(days.isel(time=slice(30, 40)), n_steps=2)
+    assert model.time_units_ == "hours"
+    # spellings of one unit, and a context without units, are accepted
+    for attrs in ({"units": "h"}, {"units": "Hours "}, {"units": ""}, {}):
+        context = ds.isel(time=slice(30, 40)).assign_coords(
+            time=("time", np.arange(30.0, 40.0), attrs))
+        np.testing.assert_array_equal(model.predict(context, n_steps=2).time, [40.0, 41.0])
+    # fitted without units, or unpickled from before time_units_: nothing to compare
+    bare = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)).assign_coords(
+        time=np.arange(40.0)))
+    assert bare.time_units_ is None
+    assert bare.predict(days.isel(time=slice(30, 40)), n_steps=1).sizes["time"] == 1
+    del model.time_units_
+    assert model.predict(days.isel(time=slice(30, 40)), n_steps=1).sizes["time"] == 1

@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from xdyn._units import canonical_units
+
 __all__ = [
     "FULL_CONFIG",
     "QUICK_CONFIG",
@@ -245,8 +247,9 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     xarray.DataArray
         Named ``vorticity``, same dims and coords as ``u``. Its ``units`` are
         ``u``'s (``"1"`` when absent) per the length unit of the ``y`` and
-        ``x`` coords: ``"1"`` for dimensionless ones, ``"(m s-1) km-1"`` for
-        ``u`` in ``"m s-1"`` on a grid in ``"km"``. Without a length unit
+        ``x`` coords: ``"1"`` for dimensionless ones, ``"km-1 m s-1"`` for
+        ``u`` in ``"m s-1"`` on a grid in ``"km"``, ``"s-1"`` on one in ``"m"``
+        (canonical spellings, :func:`xdyn._units.canonical_units`). Without a length unit
         (coords without ``units``, or none) they are ``"1"`` if ``u`` is
         dimensionless and unknown (no ``units`` attr) otherwise.
 
@@ -295,14 +298,13 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
 
 
 def _per_length(units, length_units):
-    """``units`` (``"1"`` when None) per ``length_units``; None (unknown) where that is."""
-    units = "1" if units is None else str(units)
-    if length_units is None:
+    """``units`` (``"1"`` when None) per ``length_units``, canonically spelled
+    (:func:`xdyn._units.canonical_units`: ``"m s-1"`` per ``"m"`` is ``"s-1"``);
+    None (unknown) where the length unit is."""
+    units = canonical_units(units) or "1"
+    if canonical_units(length_units) is None:
         return "1" if units == "1" else None
-    if str(length_units) == "1":
-        return units
-    per = f"{length_units}-1" if str(length_units).isalpha() else f"({length_units})-1"
-    return per if units == "1" else f"{units if units.isalpha() else f'({units})'} {per}"
+    return canonical_units(f"({units})/({length_units})")
 
 
 def _register() -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from xdyn._units import canonical_units, same_units
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
-from xdyn.metrics import (_align, _where_forecast_known, crps_ensemble, rmse, weighted_acc,
-                          weighted_rmse)
+from xdyn.metrics import (_align, _coord_units, _where_forecast_known, crps_ensemble, rmse,
+                          weighted_acc, weighted_rmse)
 
 __all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
 
@@ -39,6 +40,12 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
         time is not a time of ``truth`` (past its end, or between its samples).
         Model times match within a millionth of the truth's smallest step.
 
+    Raises
+    ------
+    ValueError
+        The truth's ``sample_dim`` coordinate in other ``units`` than the
+        forecast's (or its ``lead_time``), where both state them.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -55,6 +62,13 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     if LEAD_DIM not in forecast.coords:
         raise ValueError(f"forecast has no {LEAD_DIM!r} coordinate; make it with "
                          "BaseForecaster.predict(ds, lead_times)")
+    # the truth is read at the forecast's numbers: in hours against days, other times
+    _coord_units(forecast, truth, [sd], ("forecast", "truth"))
+    lead_units, units = forecast[LEAD_DIM].attrs.get("units"), truth[sd].attrs.get("units")
+    if None not in (canonical_units(lead_units), canonical_units(units)) \
+            and not same_units(lead_units, units):
+        raise ValueError(f"the forecast's {LEAD_DIM!r} is in {lead_units!r} but the truth's "
+                         f"{sd!r} in {units!r}: convert one to the other's units first")
     init = np.asarray(forecast[sd].values)
     leads = np.asarray(forecast[LEAD_DIM].values)
     kind = _time_kind(init)
@@ -90,7 +104,8 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
         (``member`` dim) is scored by its mean.
     truth : same kind
         From :func:`lead_aligned_truth`, on the forecast's coordinates
-        (exactly: a truth on another grid raises). NaN truth (valid time outside the
+        (exactly: a truth on another grid raises, and so does the series
+        itself, on ``time`` without ``lead_time``). NaN truth (valid time outside the
         data) is left out, and so are the initialisations the forecast is NaN
         from at every lead (not issued: ClimODE's first sample). A forecast
         NaN in part where the truth is known (a diverged lead, a failed

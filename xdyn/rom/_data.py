@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
+from xdyn._units import canonical_units, same_units
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -81,17 +82,36 @@ def time_step(time, name="X"):
                      "the model steps one snapshot at a time and needs evenly spaced snapshots")
 
 
-def rollout_times(time, step, n_steps, sample_dim, name="X"):
+def time_units(time, fitted=None, name="X", model="the model"):
+    """The ``units`` a time coordinate states (None where it states none, or is None).
+
+    With ``fitted`` (the training ``time_units_``), raises where both state units
+    and they are not the same unit (:func:`xdyn._units.same_units`: ``"hours"``
+    is ``"h"``): a model fitted on steps of 1 hour would step 1 day on times in
+    days, and label them so.
+    """
+    units = None if time is None else time.attrs.get("units")
+    units = None if canonical_units(units) is None else " ".join(str(units).split())
+    if None not in (units, canonical_units(fitted)) and not same_units(units, fitted):
+        raise ValueError(f"{model} was fitted on {time.name!r} in units {fitted!r}; {name}'s "
+                         f"{time.name!r} is in {units!r}: convert its times to {fitted!r} first")
+    return units
+
+
+def rollout_times(time, step, n_steps, sample_dim, name="X", units=None, model="the model"):
     """Times of ``n_steps`` snapshots after the last one of ``time``, ``step`` apart.
 
     ``step`` is the training time step (``time_step_``): a model fitted on
     snapshots ``dt`` apart steps ``dt`` whatever its context's spacing, so a
-    context ``time`` spaced otherwise raises. Without a training step (fitted
-    without a time coordinate) the context's own step labels the rollout.
+    context ``time`` spaced otherwise raises, and so does one in other
+    ``units`` than the training ``units`` (``time_units_``; see
+    :func:`time_units`). Without a training step (fitted without a time
+    coordinate) the context's own step labels the rollout.
     Returns None when there is nothing to label with.
     """
     if time is None or time.size == 0 or not is_time(time.values):
         return None
+    time_units(time, units, name, model)
     values = np.asarray(time.values)
     if step is not None and is_datetime(values) != isinstance(step, np.timedelta64):
         kind = "datetime" if isinstance(step, np.timedelta64) else "numeric"

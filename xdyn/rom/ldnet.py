@@ -32,7 +32,7 @@ from xdyn._labels import (format_step, grid_order, is_datetime, is_time, step_to
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.rom._data import latent_in_order, time_step
+from xdyn.rom._data import latent_in_order, time_step, time_units
 
 __all__ = ["LDNet"]
 
@@ -88,6 +88,9 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         coordinate.
     time_step_ : float, numpy.timedelta64 or None
         Spacing of the training times: one step of the latent dynamics.
+    time_units_ : str or None
+        The ``units`` attr of the training time coordinate (None where it has
+        none): times that state other units are refused.
     field_attrs_ : dict
         Attributes of each field variable, given back to the decoded fields.
     n_params_ : int
@@ -165,6 +168,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         params, fields = self._split(X, fitting=True)
         times = X[self.time_dim] if self.time_dim in X.coords else None
         self.time_step_ = time_step(times)
+        self.time_units_ = time_units(times)
         self.time0_ = times.values[0] if times is not None and is_time(times.values) else None
         self.field_attrs_ = {v: dict(X[v].attrs) for v in self.variables_}
         self.field_mean_ = fields.mean(axis=(0, 1, 2))
@@ -306,6 +310,8 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         if self.time_dim not in X.coords or self.time0_ is None:
             return np.arange(n)
         time = X[self.time_dim]
+        # fitted on times in hours, times in days would be other steps (None: an old pickle)
+        time_units(time, getattr(self, "time_units_", None), "X", type(self).__name__)
         values = np.asarray(time.values)
         if not is_time(values) or is_datetime(values) != is_datetime(np.asarray(self.time0_)):
             raise ValueError(f"X's {self.time_dim!r} coordinate has dtype {values.dtype}; the "

@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
-                             time_step, to_trajectories)
+                             time_step, time_units, to_trajectories)
 
 __all__ = ["POD", "PODLinearDynamics"]
 
@@ -189,6 +189,9 @@ class PODLinearDynamics(POD):
         Spacing of the training snapshots along ``sample_dim`` (a timedelta64
         for datetime64 times): the step ``A_`` takes. None without a time
         coordinate.
+    time_units_ : str or None
+        The ``units`` attr of the training time coordinate (None where it has
+        none): :meth:`predict` refuses a context whose time states other units.
     mean_, components_, singular_values_, explained_variance_ratio_, n_features_in_, layout_
         As for :class:`POD`.
 
@@ -223,6 +226,7 @@ class PODLinearDynamics(POD):
         if values.shape[1] < 2:
             raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r}")
         self.time_step_ = time_step(self.layout_.time_coord)
+        self.time_units_ = time_units(self.layout_.time_coord)
         z = (values - self.mean_) @ self.components_.T
         past = z[:, :-1].reshape(-1, self.n_modes)
         future = z[:, 1:].reshape(-1, self.n_modes)
@@ -244,8 +248,9 @@ class PODLinearDynamics(POD):
         if not isinstance(n_steps, Integral) or n_steps < 1:
             raise ValueError(f"n_steps must be a positive integer; got {n_steps!r}")
         values, layout = self._stack(X)
-        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim) \
-            if layout.kind == "xarray" else None
+        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim,
+                              units=getattr(self, "time_units_", None),  # None: an old pickle
+                              model=type(self).__name__) if layout.kind == "xarray" else None
         z = (values[:, -1] - self.mean_) @ self.components_.T
         out = np.empty((values.shape[0], n_steps, self.n_modes))
         for k in range(n_steps):
