@@ -95,6 +95,21 @@ def test_clone_pickle_same_seed():
     xr.testing.assert_allclose(c.fit(data).predict(data, n_steps=3), a.predict(data, n_steps=3))
 
 
+def test_pickle_from_before_recentred_and_shift_dim_predicts_and_clones():
+    # a model pickled before recentred (and shift_dim) existed failed predict, clone and
+    # get_params with AttributeError: 'LatentTransformerROM' object has no attribute ...
+    data = _waves(n_traj=2, n_time=30)
+    rom = _rom(max_epochs=1).fit(data)
+    old = pickle.loads(pickle.dumps(rom))
+    for name in ("recentred", "shift_dim"):
+        old.__dict__.pop(name, None)  # as the old code pickled it
+    old = pickle.loads(pickle.dumps(old))
+    xr.testing.assert_allclose(old.predict(data, n_steps=3), rom.predict(data, n_steps=3))
+    assert old.predict(data, n_steps=3, n_samples=2).sizes["member"] == 2
+    assert old.get_params() == rom.get_params()
+    assert clone(old).get_params()["recentred"] is False
+
+
 def test_pipeline_with_lowpass_filter():
     data = _waves(n_traj=2, n_time=30)
     pipe = Pipeline([("filter", LowPassFilter("energy90")),
@@ -374,3 +389,54 @@ def test_shift_augmentation_rolls_along_x_whatever_the_storage_order(order, monk
     assert any(not torch.equal(base, w) for w in drawn)
     with pytest.raises(ValueError, match="periodic dim 'x'; their grid dims are .*'lon'"):
         _rom(max_epochs=1, shift_augmentation=True).fit(data.rename(x="lon"))
+
+
+@pytest.mark.parametrize("shift_dim, axis", [("lon", -1), ("lat", -2)])
+def test_shift_dim_names_the_periodic_dim_of_other_grids(shift_dim, axis, monkeypatch):
+    # fields on (lat, lon) were refused (no dim 'x'); the old code rolled the last grid dim
+    import torch
+
+    import xdyn.rom.latent_transformer as module
+
+    made = []
+
+    class Spy(module.Windows):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(module, "Windows", Spy)
+    data = _waves(n_traj=1, n_time=12).rename(y="lat", x="lon")
+    data["u"] = data.u + 0.1 * data.lat + 0.05 * data.lon  # no symmetry a roll could hide
+    _rom(max_epochs=1, shift_augmentation=True, shift_dim=shift_dim).fit(data)
+    windows = made[-1]
+    base = windows.frames[0, 0, :windows.length]
+    torch.manual_seed(0)
+    drawn = [windows[0][0] for _ in range(8)]
+    assert all(any(torch.equal(torch.roll(base, s, dims=axis), w) for s in range(N))
+               for w in drawn)
+    assert any(not torch.equal(base, w) for w in drawn)
+    with pytest.raises(ValueError, match="'lon'\\): set shift_dim to the periodic one"):
+        _rom(max_epochs=1, shift_augmentation=True).fit(data)
+    with pytest.raises(ValueError, match="shift_dim"):
+        _rom(shift_dim=1).fit(data)
+
+
+def test_rollout_refuses_a_context_in_other_time_units():
+    # fitted on time in hours, a context in days was rolled out and labelled 1 day a step
+    data = _waves(n_traj=2, n_time=12, dt=1.0)
+    hours = data.assign_coords(time=data.time.assign_attrs(units="hours"))
+    rom = _rom(max_epochs=1).fit(hours)
+    days = hours.assign_coords(time=hours.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="LatentTransformerROM was fitted on 'time' in units "
+                                         "'hours'; X's 'time' is in 'days'"):
+        rom.predict(days, n_steps=2)
+    assert rom.time_units_ == "hours"
+    in_h = hours.assign_coords(time=hours.time.assign_attrs(units="h"))
+    out = rom.predict(in_h, n_steps=2)
+    np.testing.assert_array_equal(out.time, [12.0, 13.0])
+    assert out.time.attrs["units"] == "h"
+    # unpickled from before time_units_ was recorded: not checked
+    old = pickle.loads(pickle.dumps(rom))
+    del old.time_units_
+    assert old.predict(days, n_steps=1).sizes["time"] == 1

@@ -60,14 +60,16 @@ def grid_shape(layout):
 def shift_axis(layout, dim="x"):
     """Axis (-2 or -1) of the ``(channels, H, W)`` grid of :func:`grid_shape` named ``dim``.
 
-    The periodic dim a shift augmentation rolls along, found by name: data
-    stored ``(time, x, y)`` roll along ``x`` as those stored ``(time, y, x)``.
+    The periodic dim a shift augmentation rolls along (the ROM's ``shift_dim``),
+    found by name: data stored ``(time, x, y)`` roll along ``x`` as those
+    stored ``(time, y, x)``.
     """
     dims = layout.info.variables[0].feature_dims
     if dim not in dims:
         raise ValueError(f"shift_augmentation=True rolls the fields along their periodic dim "
-                         f"{dim!r}; their grid dims are {tuple(dims)}: name the periodic one "
-                         f"{dim!r} (or set shift_augmentation=False)")
+                         f"{dim!r}; their grid dims are {tuple(dims)}: set shift_dim to the "
+                         f"periodic one (e.g. shift_dim={dims[-1]!r}), or set "
+                         f"shift_augmentation=False")
     return dims.index(dim) - len(dims)
 
 

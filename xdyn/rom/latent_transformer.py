@@ -35,7 +35,7 @@ from skorch.callbacks import GradientNormClipping
 from xdyn.nn import LatentROMModule, LatentROMNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
-                             time_step, to_trajectories)
+                             time_step, time_units, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, shift_axis, standardisation
 from xdyn.utils import int_seed
 
@@ -84,12 +84,15 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Snapshots between the starts of consecutive training windows.
     shift_augmentation : bool, default=False
         Roll each training window by a random number of grid points along the
-        grid dim named ``x`` (periodic), whatever its storage order: for flows
+        grid dim ``shift_dim`` (periodic), whatever its storage order: for flows
         equivariant under translations along it (Kolmogorov flow), it shows
         the model every phase of a pattern from few trajectories. Needs fields
-        on one 2-D grid with an ``x`` dim. With
+        on one 2-D grid with a ``shift_dim`` dim. With
         a ``reducer``, the coefficients of every roll of the training
         trajectories are computed once and each window is read from a random one.
+    shift_dim : str, default="x"
+        The periodic grid dim ``shift_augmentation`` rolls along, by name
+        (e.g. ``"lon"`` for fields on ``(lat, lon)``). Fit only.
     reducer : estimator or None, default=None
         A transformer with ``fit``/``transform``/``inverse_transform`` on
         ``(n_samples, n_features)`` snapshot matrices (e.g.
@@ -159,6 +162,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         Spacing of the training snapshots along ``sample_dim`` (a timedelta64
         for datetime64 times): the step of a rollout. None without a time
         coordinate.
+    time_units_ : str or None
+        The ``units`` attr of the training time coordinate (None where it has
+        none): :meth:`predict` refuses a context whose time states other units.
     layout_ : object
         How the training data were stacked, to unstack forecasts and decodings.
 
@@ -212,6 +218,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         "architecture": [StrOptions({"auto", "conv", "mlp"})],
         "window_stride": [Interval(Integral, 1, None, closed="left")],
         "shift_augmentation": ["boolean"],
+        "shift_dim": [str],
         "reducer": [HasMethods(["fit", "transform", "inverse_transform"]), None],
         "spread_inflation": [Interval(Real, 0, None, closed="left"), "array-like"],
         "anchored": ["boolean"],
@@ -223,10 +230,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     def __init__(self, n_latent=64, *, seq_len=30, pred_horizon=30, beta=5e-4,
                  prediction_weight=1.0, hidden=32, architecture="auto", d_model=64, n_heads=8,
                  n_layers=2, dropout=0.0, rollout_blocks=1, window_stride=1,
-                 shift_augmentation=False, reducer=None, spread_inflation=1.0, anchored=False,
-                 recentred=False, max_epochs=50, lr=1e-3, batch_size=32, sample_dim="time",
-                 trajectory_dim="trajectory", device="auto", dtype="float32", random_state=None,
-                 progress=False):
+                 shift_augmentation=False, shift_dim="x", reducer=None, spread_inflation=1.0,
+                 anchored=False, recentred=False, max_epochs=50, lr=1e-3, batch_size=32,
+                 sample_dim="time", trajectory_dim="trajectory", device="auto", dtype="float32",
+                 random_state=None, progress=False):
         self.n_latent = n_latent
         self.seq_len = seq_len
         self.pred_horizon = pred_horizon
@@ -241,6 +248,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.rollout_blocks = rollout_blocks
         self.window_stride = window_stride
         self.shift_augmentation = shift_augmentation
+        self.shift_dim = shift_dim
         self.reducer = reducer
         self.spread_inflation = spread_inflation
         self.anchored = anchored
@@ -271,6 +279,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.layout_ = layout
         self.n_features_in_ = values.shape[-1]
         self.time_step_ = time_step(layout.time_coord)
+        self.time_units_ = time_units(layout.time_coord)
         grid = grid_shape(layout)
         if len(grid) != 3 and (self.shift_augmentation or self.architecture == "conv"):
             dims = {str(v.name): v.feature_dims for v in layout.info.variables} \
@@ -282,7 +291,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         if self.reducer is not None and self.architecture == "conv":
             raise ValueError("architecture='conv' needs reducer=None: with a reducer the VAE "
                              "reads its coefficients (an MLP)")
-        axis = shift_axis(layout) if self.shift_augmentation else -1
+        axis = shift_axis(layout, self.shift_dim) if self.shift_augmentation else -1
         self.reducer_ = None
         if self.reducer is None:
             self.in_shape_ = grid
@@ -360,8 +369,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         if values.shape[1] < self.seq_len:
             raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
                              f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")
-        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim) \
-            if layout.kind == "xarray" else None
+        times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim,
+                              units=getattr(self, "time_units_", None),  # None: an old pickle
+                              model=type(self).__name__) if layout.kind == "xarray" else None
         context = self._encode(self._frames(values[:, -self.seq_len:]))
         members = 1 if n_samples is None else int(n_samples)
         rng = check_random_state(self.random_state)
@@ -468,6 +478,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             raise ValueError("spread_inflation must be a finite factor >= 0 or a 1-D array of "
                              f"them (one per lead); got {self.spread_inflation!r}")
         return f.reshape(-1)[np.minimum(np.arange(n_steps), f.size - 1)]
+
+    def __setstate__(self, state):
+        # pickled before these parameters existed: their defaults (recentred=False is the
+        # behaviour then; shift_dim is read by fit only)
+        super().__setstate__({"recentred": False, "shift_dim": "x", **state})
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
