@@ -12,14 +12,17 @@ from xdyn._units import canonical_units, same_units
     ("m2 s-2", "m**2/s**2"), ("kg m-2 s-1", "kg/(m2 s)"), ("s-1", "(m s-1) m-1"),
     ("s-1", "(m/s) m-1"), ("kg m s-1", "m/s kg"), ("kg m-2 s-1", "kg/m2/s"),
     ("m2 s-2", "(m s-1)^2"), ("m-1 s", "1/(m s-1)"),
-    ("hours since 2000-01-01", "hour  since 2000-01-01"), (None, "  ")])
+    ("hours since 2000-01-01", "hour  since 2000-01-01"), (None, "  "),
+    ("hours since 2000-01-01", "hours since 2000-1-1 00:00:00"),
+    ("degrees_north", "degree_N"), ("degrees_east", "degreeE"), ("degrees", "degree")])
 def test_spellings_of_one_unit_are_the_same(a, b):
     assert same_units(a, b)
 
 
 @pytest.mark.parametrize("a, b", [
     ("m", "km"), ("K", "degC"), ("Pa", "hPa"), ("m s-1", "m s-2"), ("S", "s"), ("1", None),
-    ("hours since 2000-01-01", "hours since 2001-01-01"), ("h", "d"), ("%", "1")])
+    ("hours since 2000-01-01", "hours since 2001-01-01"), ("h", "d"), ("%", "1"),
+    ("degrees_north", "degrees_east")])
 def test_other_units_differ(a, b):
     assert not same_units(a, b)
 

@@ -24,6 +24,12 @@ _SYMBOLS = {
     "d": ("d", "day", "days"),
     "Pa": ("pa", "pascal", "pascals"),
     "kg": ("kg", "kilogram", "kilograms"),
+    # CF's spellings of latitude and longitude units
+    "degree_north": ("degree_north", "degrees_north", "degree_n", "degrees_n", "degreen",
+                     "degreesn"),
+    "degree_east": ("degree_east", "degrees_east", "degree_e", "degrees_e", "degreee",
+                    "degreese"),
+    "degree": ("degree", "degrees", "deg", "°"),
 }
 _ALIAS = {alias: symbol for symbol, aliases in _SYMBOLS.items() for alias in aliases}
 _DIMENSIONLESS = {"1", "dimensionless", "unitless"}
@@ -115,7 +121,8 @@ def canonical_units(units):
         return "1"
     if " since " in text:  # a time axis's units: the epoch matters, spelled as written
         unit, _, epoch = text.partition(" since ")
-        return f"{_ALIAS.get(unit if len(unit) == 1 else unit.lower(), unit)} since {epoch}"
+        return f"{_ALIAS.get(unit if len(unit) == 1 else unit.lower(), unit)} since " \
+               f"{_epoch(epoch)}"
     powers = _factors(text)
     if powers is None:
         return text
@@ -123,6 +130,19 @@ def canonical_units(units):
         return "1"
     return " ".join(s if p == 1 else f"{s}{p}" for s, p in sorted(powers.items(),
                                                                   key=lambda kv: kv[0].lower()))
+
+
+def _epoch(text):
+    """An epoch as ISO 8601 (``2000-1-1`` and ``2000-01-01 00:00:00`` are one), else as written."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        return text
+    if stamp.tzinfo is not None:  # CF epochs are UTC: "Z" and no zone are one
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.isoformat()
 
 
 def same_units(a, b):
