@@ -22,7 +22,7 @@ def test_spellings_of_one_unit_are_the_same(a, b):
 @pytest.mark.parametrize("a, b", [
     ("m", "km"), ("K", "degC"), ("Pa", "hPa"), ("m s-1", "m s-2"), ("S", "s"), ("1", None),
     ("hours since 2000-01-01", "hours since 2001-01-01"), ("h", "d"), ("%", "1"),
-    ("degrees_north", "degrees_east")])
+    ("degrees_north", "degrees_east"), ("days since 1-1-1", "days since 2001-01-01")])
 def test_other_units_differ(a, b):
     assert not same_units(a, b)
 

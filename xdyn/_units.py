@@ -132,17 +132,21 @@ def canonical_units(units):
                                                                   key=lambda kv: kv[0].lower()))
 
 
-def _epoch(text):
-    """An epoch as ISO 8601 (``2000-1-1`` and ``2000-01-01 00:00:00`` are one), else as written."""
-    import pandas as pd
+_EPOCH = re.compile(r"^(-?\d+)-(\d{1,2})-(\d{1,2})"  # year-month-day, then hh:mm[:ss.s], UTC
+                    r"(?:[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?)?"
+                    r"\s*(?:Z|UTC|\+00:?00)?$")
 
-    try:
-        stamp = pd.Timestamp(text)
-    except (ValueError, TypeError, OverflowError):
+
+def _epoch(text):
+    """A CF epoch spelled one way (``2000-1-1`` and ``2000-01-01 00:00:00`` are one; the
+    year as written: ``1-1-1`` is year 1), else as written."""
+    match = _EPOCH.match(text)
+    if match is None:
         return text
-    if stamp.tzinfo is not None:  # CF epochs are UTC: "Z" and no zone are one
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.isoformat()
+    year, month, day, hour, minute, second = match.groups()
+    second = float(second or 0)
+    return (f"{int(year):04d}-{int(month):02d}-{int(day):02d}T{int(hour or 0):02d}:"
+            f"{int(minute or 0):02d}:{second:09.6f}")
 
 
 def same_units(a, b):
