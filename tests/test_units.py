@@ -14,7 +14,8 @@ from xdyn._units import canonical_units, same_units
     ("m2 s-2", "(m s-1)^2"), ("m-1 s", "1/(m s-1)"),
     ("hours since 2000-01-01", "hour  since 2000-01-01"), (None, "  "),
     ("hours since 2000-01-01", "hours since 2000-1-1 00:00:00"),
-    ("degrees_north", "degree_N"), ("degrees_east", "degreeE"), ("degrees", "degree")])
+    ("degrees_north", "degree_N"), ("degrees_east", "degreeE"), ("degrees", "degree"),
+    ("degrees", "degrees_north"), ("m/1 s", "m s"), ("m2.s-1", "m2 s-1")])
 def test_spellings_of_one_unit_are_the_same(a, b):
     assert same_units(a, b)
 
@@ -22,7 +23,11 @@ def test_spellings_of_one_unit_are_the_same(a, b):
 @pytest.mark.parametrize("a, b", [
     ("m", "km"), ("K", "degC"), ("Pa", "hPa"), ("m s-1", "m s-2"), ("S", "s"), ("1", None),
     ("hours since 2000-01-01", "hours since 2001-01-01"), ("h", "d"), ("%", "1"),
-    ("degrees_north", "degrees_east"), ("days since 1-1-1", "days since 2001-01-01")])
+    ("degrees_north", "degrees_east"), ("days since 1-1-1", "days since 2001-01-01"),
+    # short symbols are case-sensitive; a number is no power unless against its bracket;
+    # a "/" before a dimensionless 1 divides nothing else; "." is a product between letters
+    ("pA", "Pa"), ("PA", "Pa"), ("kG", "kg"), ("(m s-1) 2", "m2 s-2"), ("m/1 s", "m s-1"),
+    ("1.1", "1"), ("1.1 m", "m")])
 def test_other_units_differ(a, b):
     assert not same_units(a, b)
 

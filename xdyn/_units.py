@@ -15,14 +15,14 @@ __all__ = ["canonical_units", "same_units"]
 _SYMBOLS = {
     "K": ("K", "kelvin", "kelvins", "degk", "deg_k", "degree_k", "degrees_k", "degree_kelvin",
           "degrees_kelvin"),
-    "degC": ("degc", "deg_c", "celsius", "degree_c", "degrees_c", "degree_celsius",
-             "degrees_celsius", "°c"),
+    "degC": ("degC", "degc", "deg_c", "celsius", "degree_c", "degrees_c", "degree_celsius",
+             "degrees_celsius", "°C"),
     "m": ("m", "meter", "meters", "metre", "metres"),
     "s": ("s", "sec", "secs", "second", "seconds"),
     "min": ("min", "mins", "minute", "minutes"),
     "h": ("h", "hr", "hrs", "hour", "hours"),
     "d": ("d", "day", "days"),
-    "Pa": ("pa", "pascal", "pascals"),
+    "Pa": ("Pa", "pascal", "pascals"),
     "kg": ("kg", "kilogram", "kilograms"),
     # CF's spellings of latitude and longitude units
     "degree_north": ("degree_north", "degrees_north", "degree_n", "degrees_n", "degreen",
@@ -32,6 +32,8 @@ _SYMBOLS = {
     "degree": ("degree", "degrees", "deg", "°"),
 }
 _ALIAS = {alias: symbol for symbol, aliases in _SYMBOLS.items() for alias in aliases}
+# UDUNITS reads latitude and longitude units as plane degrees
+_DEGREES = ({"degree", "degree_north"}, {"degree", "degree_east"})
 _DIMENSIONLESS = {"1", "dimensionless", "unitless"}
 _FACTOR = re.compile(r"^((?:[^\W\d]|°)[\w°]*?)([+-]?\d+)?$")  # a symbol and its power
 
@@ -40,51 +42,50 @@ def _normal(text):
     return " ".join(str(text).split())
 
 
+def _symbol(name):
+    """One spelling of a symbol: short ones as written (``pA`` is not ``Pa``, ``S`` not
+    ``s``), spelled-out names (three letters or more) in any case."""
+    if name in _ALIAS:
+        return _ALIAS[name]
+    return _ALIAS.get(name.lower(), name) if len(name) >= 3 else name
+
+
 def _factors(text):
     """``{symbol: power}`` of a product of powers, or None where the text is no such product.
 
     ``/`` divides by the factor (or bracketed group) after it, as in UDUNITS:
     ``m/s kg`` is ``m s-1 kg``, ``kg/(m2 s)`` is ``kg m-2 s-1``; a group may
-    have a power (``(m s-1)^2``).
+    have a power written against its bracket (``(m s-1)^2``). A number that is
+    no power (``1.1``, ``(kg) 1000``) makes the text no such product.
     """
     text = re.sub(r"\*\*|\^", "", text)  # s**-1, s^-1
-    tokens = re.findall(r"[()/]|[^\s()/.*·]+", text)
-    powers, stack, sign, closed = {}, [], 1, None
-
-    def add(group, times):
-        for symbol, power in group.items():
-            powers[symbol] = powers.get(symbol, 0) + times * power
-
+    text = re.sub(r"(?<=[^\W_])\.(?=[^\W\d_])", " ", text)  # m.s-1, not 1.1
+    tokens = re.findall(r"\)[+-]?\d*|[(/]|[^\s()/*·]+", text)
+    powers, stack, sign = {}, [], 1
     for token in tokens:
-        if closed is not None:  # a group just closed: its power, if this is one
-            group, group_sign = closed
-            closed = None
-            if re.fullmatch(r"[+-]?\d+", token):
-                add(group, group_sign * int(token))
-                continue
-            add(group, group_sign)
         if token == "/":
             sign = -1
         elif token == "(":
             stack.append((powers, sign))
             powers, sign = {}, 1
-        elif token == ")":
+        elif token.startswith(")"):
             if not stack:
                 return None
-            group = powers
+            group, times = powers, int(token[1:] or 1)
             powers, group_sign = stack.pop()
-            closed, sign = (group, group_sign), 1
-        elif token not in _DIMENSIONLESS:
+            for symbol, power in group.items():
+                powers[symbol] = powers.get(symbol, 0) + group_sign * times * power
+            sign = 1
+        elif token in _DIMENSIONLESS:
+            sign = 1  # "m/1 s" is m s
+        else:
             match = _FACTOR.match(token)
             if match is None:
                 return None
-            name, power = match.group(1), int(match.group(2) or 1)
-            # one-letter symbols as written (S is not s), longer names in any case
-            symbol = _ALIAS.get(name if len(name) == 1 else name.lower(), name)
+            power = int(match.group(2) or 1)
+            symbol = _symbol(match.group(1))
             powers[symbol] = powers.get(symbol, 0) + sign * power
             sign = 1
-    if closed is not None:
-        add(*closed)
     if stack:
         return None
     return {s: p for s, p in powers.items() if p}
@@ -121,8 +122,7 @@ def canonical_units(units):
         return "1"
     if " since " in text:  # a time axis's units: the epoch matters, spelled as written
         unit, _, epoch = text.partition(" since ")
-        return f"{_ALIAS.get(unit if len(unit) == 1 else unit.lower(), unit)} since " \
-               f"{_epoch(epoch)}"
+        return f"{_symbol(unit)} since {_epoch(epoch)}"
     powers = _factors(text)
     if powers is None:
         return text
@@ -152,9 +152,13 @@ def _epoch(text):
 def same_units(a, b):
     """Whether units strings ``a`` and ``b`` name the same unit (see :func:`canonical_units`).
 
+    Plane ``degrees`` are also ``degrees_north`` and ``degrees_east`` (as in
+    UDUNITS; north and east are not one another).
+
     Examples
     --------
     >>> same_units("m s-1", "m s^-1"), same_units("hours", "h"), same_units("K", "degC")
     (True, True, False)
     """
-    return canonical_units(a) == canonical_units(b)
+    a, b = canonical_units(a), canonical_units(b)
+    return a == b or {a, b} in _DEGREES
