@@ -149,7 +149,7 @@ def even_step(values, where, consequence, calendar=False):
     >>> even_step(months, "t", "", calendar=True)
     'MS'
     """
-    values = np.asarray(values)
+    values = _as_datetime64(np.asarray(values))
     if values.ndim != 1 or values.size < 2:
         return None
     cf = is_cftime(values)
@@ -181,13 +181,35 @@ def even_step(values, where, consequence, calendar=False):
                      f"median step is {format_step(step)}); {consequence}")
 
 
+def _as_datetime64(values):
+    """Python datetimes (an object array: how xarray gives time-zone aware times) as
+    datetime64, in UTC where they state a zone; other values as they are."""
+    import datetime
+
+    if values.dtype != object or values.size == 0 or is_cftime(values) \
+            or not isinstance(values.flat[0], datetime.datetime):
+        return values
+    import pandas as pd
+
+    try:  # naive ones are read as UTC too: their steps are the same
+        return pd.to_datetime(values, utc=True).tz_localize(None).values
+    except (TypeError, ValueError):
+        return values
+
+
 def _calendar_frequency(values):
-    """The pandas frequency of datetimes regular in the calendar (``"MS"``), or None."""
+    """The pandas frequency of datetimes regular in calendar months, quarters or years
+    (``"MS"``, ``"YS-JAN"``), or None: business days and hours skip times, they are gaps."""
+    import pandas as pd
     import xarray as xr
 
     if values.size < 3:
         return None
     try:
-        return xr.infer_freq(xr.DataArray(values, dims="time"))
+        freq = xr.infer_freq(xr.DataArray(values, dims="time"))
+        offset = None if freq is None else pd.tseries.frequencies.to_offset(freq)
     except (ValueError, TypeError):
         return None
+    calendar = (pd.offsets.MonthBegin, pd.offsets.MonthEnd, pd.offsets.QuarterBegin,
+                pd.offsets.QuarterEnd, pd.offsets.YearBegin, pd.offsets.YearEnd)
+    return freq if type(offset) in calendar else None

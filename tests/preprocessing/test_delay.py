@@ -124,3 +124,22 @@ def test_the_lag_records_its_time_step(tmp_path):
     np.testing.assert_array_equal(out.u_lag1, bare.u.values[:, :6])
     labelled = _series(np.arange(3.0)).assign_coords(time=["c", "a", "b"])
     assert "lag_step" not in delay_embedding(labelled, [1]).u_lag1.attrs
+
+
+@pytest.mark.parametrize("time", [
+    pd.bdate_range("2024-01-01", periods=8),  # weekdays: Monday's past is not Friday
+    pd.date_range("2024-01-01 09:00", periods=20, freq="bh")])  # office hours
+def test_business_days_and_hours_are_gaps(time):
+    with pytest.raises(ValueError, match="unevenly spaced"):
+        delay_embedding(_series(np.arange(len(time), dtype=float)).assign_coords(time=time), [1])
+
+
+def test_time_zone_aware_times_are_checked_for_gaps():
+    """xarray gives zoned times as Python datetimes: they were no times to the check."""
+    hours = pd.date_range("2024-01-10", periods=6, freq="h", tz="Europe/London")
+    gappy = hours.append(pd.date_range("2024-01-10 10:00", periods=5, freq="h",
+                                       tz="Europe/London"))
+    with pytest.raises(ValueError, match="a step of 0 days 05:00:00"):
+        delay_embedding(_series(np.arange(11.0)).assign_coords(time=gappy), [1])
+    out = delay_embedding(_series(np.arange(6.0)).assign_coords(time=hours), [1])
+    assert out.u_lag1.attrs["lag_step"] == "h"
