@@ -684,12 +684,13 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
     # the truth broadcast over lead_time: persistence scored a perfect 0 at every lead
     ds, fc = _persistence_forecast()
     for func in (metrics.rmse, metrics.mae, metrics.bias):
-        with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not, "
-                                             "but shares its 'time' dim.*lead_aligned_truth"):
+        with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate and truth "
+                                             "has not, but shares its 'time' dim.*"
+                                             "lead_aligned_truth"):
             func(fc.T, ds.T, dim="time")
-    with pytest.raises(ValueError, match="truth has a 'lead_time' dim and forecast has not"):
+    with pytest.raises(ValueError, match="truth has a 'lead_time' coordinate and forecast has not"):
         metrics.rmse(ds.T, fc.T, dim="time")
-    with pytest.raises(ValueError, match="ensemble has a 'lead_time' dim"):
+    with pytest.raises(ValueError, match="ensemble has a 'lead_time' coordinate"):
         metrics.crps_ensemble(fc.T.expand_dims(member=2), ds.T, dim="time")
     # the lead-aligned truth is scored; a truth without time (a fixed state) broadcasts
     from xdyn.forecast import lead_aligned_truth
@@ -702,6 +703,16 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
     init = fc.rename(time="init")
     with pytest.raises(ValueError, match="shares its 'init' dim"):
         metrics.rmse(init.T, ds.T.rename(time="init"), dim="init")
+    # one lead selected is still a forecast (it scored a perfect 0 against the series)
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate"):
+        metrics.rmse(fc.T.sel(lead_time=5.0), ds.T)
+    assert float(metrics.rmse(fc.T.sel(lead_time=5.0),
+                              lead_aligned_truth(ds, fc).T.sel(lead_time=5.0))) > 0.5
+    # a forecast indexed by its valid times is compared at them
+    by_valid = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("valid_time", "lead_time"),
+                            coords={"valid_time": [10.0, 11.0], "lead_time": [1.0, 2.0]})
+    truth = xr.DataArray([1.0, 3.0], dims="valid_time", coords={"valid_time": [10.0, 11.0]})
+    np.testing.assert_allclose(metrics.rmse(by_valid, truth, dim="valid_time"), [0.0, 1.0])
 
 
 def test_units_of_shared_coordinates_are_compared():

@@ -133,21 +133,25 @@ def _coord_units(a, b, dims, names):
 
 
 def _lead_against_init(a, b, names):
-    """Raise where ``a`` is a forecast (a ``lead_time`` dim) and ``b`` a series on its
-    initialisation times: ``b`` would be broadcast over the leads, each forecast scored
-    against the state it started from (persistence would score 0)."""
-    if _LEAD_DIM not in a.dims or _LEAD_DIM in b.dims:
+    """Raise where ``a`` is a forecast (a ``lead_time`` coordinate: a dim, or one lead
+    selected) and ``b`` a series on its initialisation times without one: ``b`` would
+    be read at the initialisation times, each forecast scored against the state it
+    started from (persistence would score 0). The initialisation dims are ``time``
+    and those of a ``valid_time`` coordinate (not ``valid_time`` itself: a forecast
+    indexed by its valid times is compared at them)."""
+    if _LEAD_DIM not in a.coords or _LEAD_DIM in b.coords:
         return
     valid = a.coords.get("valid_time")
-    init = {"time", *(() if valid is None else valid.dims)} - {_LEAD_DIM}
+    init = {"time", *(() if valid is None else valid.dims)} - {_LEAD_DIM, "valid_time"}
     shared = [d for d in a.dims if d in init and d in b.dims]
     if shared:
         raise ValueError(
-            f"{names[0]} has a {_LEAD_DIM!r} dim and {names[1]} has not, but shares its "
-            f"{shared[0]!r} dim: {names[1]} would be read at the initialisation times, not "
-            f"at init + lead; score against the lead-aligned truth, "
+            f"{names[0]} has a {_LEAD_DIM!r} coordinate and {names[1]} has not, but shares "
+            f"its {shared[0]!r} dim: {names[1]} would be read at the initialisation times, "
+            f"not at init + lead; score against the lead-aligned truth, "
             f"xdyn.forecast.lead_aligned_truth(truth, forecast), or with "
-            f"xdyn.forecast.verify_forecast(forecast, truth)")
+            f"xdyn.forecast.verify_forecast(forecast, truth) (or drop {names[0]}'s "
+            f"{_LEAD_DIM!r} if {names[1]} is already at its valid times)")
 
 
 def _align(*objs, names, broadcast=()):

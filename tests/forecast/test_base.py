@@ -237,9 +237,9 @@ def test_verification_refuses_a_truth_not_lead_aligned_or_in_other_time_units():
                        coords={"time": ("time", th, {"units": "hours"})})
     fc = Persistence().fit(hours).predict(hours, lead_times=[6.0, 12.0])
     # the raw series as the truth: read at the init times, persistence scored 0
-    with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not"):
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate and truth has not"):
         forecast_rmse(fc["T"], hours["T"])
-    with pytest.raises(ValueError, match="forecast has a 'lead_time' dim and truth has not"):
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate and truth has not"):
         forecast_rmse(fc, hours)
     aligned = lead_aligned_truth(hours, fc)
     # a quarter and half a period ahead: rms of sin(a + pi/2) - sin(a) and of 2 sin(a)
