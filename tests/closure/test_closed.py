@@ -154,3 +154,20 @@ def test_lags_of_datetimes_are_checked_by_their_frequency():
     np.testing.assert_array_equal(out.time.values, times[-1] + pd.to_timedelta([6, 12], "h"))
     with pytest.raises(ValueError, match="lags of time step 6h .*; X has time step 12h"):
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(res.isel(time=slice(0, None, 2)))
+
+
+def test_lags_of_model_time_in_other_units_are_refused():
+    """1 lag of 1 hour is not 1 lag of 1 day: the lag step's units are recorded and compared."""
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()
+    in_hours = res.assign_coords(time=res.time.assign_attrs(units="hours"))
+    lagged = delay_embedding(in_hours, [1])
+    assert lagged.u_lag1.attrs["lag_step_units"] == "hours"
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)))
+    in_days = res.assign_coords(time=res.time.assign_attrs(units="days"))
+    with pytest.raises(ValueError, match="lags of model time in 'hours'; X's 'time' is in 'days'"):
+        ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(in_days)
+    in_h = res.assign_coords(time=res.time.assign_attrs(units="h"))
+    ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(in_h)  # one unit, spelled otherwise

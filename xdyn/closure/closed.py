@@ -14,6 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import format_step
+from xdyn._units import same_units
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
@@ -215,6 +216,13 @@ class ClosedModel(BaseEstimator):
         fitted = [v.attrs["lag_step"] for v in getattr(info, "variables", ())
                   if "lag_step" in v.attrs]
         step = lag_step(data, self.sample_dim, name)
+        fitted_units = [v.attrs["lag_step_units"] for v in getattr(info, "variables", ())
+                        if "lag_step_units" in v.attrs]
+        units = data[self.sample_dim].attrs.get("units")
+        if fitted_units and units is not None and not same_units(fitted_units[0], units):
+            raise ValueError(f"the closure was fitted on lags of model time in "
+                             f"{fitted_units[0]!r}; {name}'s {self.sample_dim!r} is in "
+                             f"{units!r}: convert its times to {fitted_units[0]!r} first")
         if not fitted or step is None \
                 or same_lag_step(fitted[0], step, data[self.sample_dim].values):
             return

@@ -153,7 +153,8 @@ def delay_embedding(data, lags, dim="time"):
         ``{name}_lag{l}`` (:func:`lagged_name`): its value ``l`` steps earlier,
         with the attrs ``delay_of`` (``name``), ``lag`` and, with a coordinate
         of times, ``lag_step``: the time step one lag stands for (the delay is
-        ``lag * lag_step``), for whoever reads it to check. Only the steps
+        ``lag * lag_step``; see :func:`lag_step`) and, for model times that state
+        their ``units``, ``lag_step_units``, for whoever reads them to check. Only the steps
         that have their whole past are kept: the first ``max(lags)`` are
         dropped, so the result is ``max(lags)`` shorter along ``dim`` (per
         trajectory, when other dims such as ``trajectory`` are present).
@@ -193,6 +194,9 @@ def delay_embedding(data, lags, dim="time"):
         raise ValueError(f"data already has the variables {clash}; delay it once")
     step = lag_step(data, dim)
     extra = {} if step is None else {"lag_step": step}
+    units = data[dim].attrs.get("units") if isinstance(step, float) else None
+    if units is not None:  # model time: 0.5 in hours is not 0.5 in days
+        extra["lag_step_units"] = str(units)
     out = data.isel({dim: slice(longest, None)})
     for name in delayed:
         for lag in lags:
