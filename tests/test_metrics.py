@@ -659,6 +659,9 @@ def test_state_rmse_scores_the_variables_an_analysis_of_part_of_the_state_has():
                            lost=analysis.x.mean("k") > 1e9,
                            n_assimilated=analysis.x.mean("k") * 0 + 8)
     assert metrics.analysis_rmse(diag, truth) == pytest.approx(0.5)
+    # a scored variable's diagnostic on a missing one's dims is no rename (u_std, truth u, v)
+    uv = truth[["x"]].assign(v=truth.x * 2)
+    assert metrics.state_rmse(uv[["x"]].assign(x_std=uv.x * 0), uv).values.max() == 0.0
     # a renamed state variable still raises, naming both sides
     with pytest.raises(ValueError, match=r"state variables \['y'\] and has state variables "
                                          r"\['Y'\]"):

@@ -875,10 +875,13 @@ def state_rmse(analysis, truth, keep_dims=()):
     """
     missing = [v for v in truth.data_vars
                if "time" in truth[v].dims and v not in analysis.data_vars]
-    # a renamed state variable keeps its dims; diagnostics (spread, x_std) have others
+    # a renamed state variable keeps its dims; diagnostics have others (spread) or the
+    # name of a scored variable before a suffix (x_std, x_background)
     shapes = [set(truth[v].dims) for v in missing]
+    scored = [v for v in truth.data_vars if v in analysis.data_vars]
     unmatched = [v for v in analysis.data_vars if v not in truth.data_vars
-                 and set(analysis[v].dims) - {"member"} in shapes]
+                 and set(analysis[v].dims) - {"member"} in shapes
+                 and not any(str(v).startswith(f"{s}_") for s in scored)]
     if missing and unmatched:
         # a state variable under another name would silently score 0 (not scored at all)
         raise ValueError(

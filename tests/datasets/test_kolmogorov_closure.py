@@ -119,3 +119,15 @@ def test_vorticity_units_from_the_velocity_and_the_grid(u_units, grid_units, exp
                            {"units": u_units}), "v": (("y", "x"), np.zeros((n, n)))},
                     coords={"y": ("y", g, coord), "x": ("x", g, coord)})
     assert vorticity_from_velocity(ds).attrs.get("units") == expected
+
+
+def test_vorticity_refuses_u_and_v_in_other_units_and_reads_one_grid_unit():
+    n = 8
+    g = 2 * np.pi * np.arange(n) / n
+    ds = xr.Dataset({"u": (("y", "x"), np.zeros((n, n)), {"units": "m s-1"}),
+                     "v": (("y", "x"), np.zeros((n, n)), {"units": "km h-1"})},
+                    coords={"y": ("y", g, {"units": "m"}), "x": ("x", g, {"units": "metre"})})
+    with pytest.raises(ValueError, match="'u' and 'v' in the same units"):
+        vorticity_from_velocity(ds)
+    ok = ds.assign(v=ds.v.assign_attrs(units="m/s"))
+    assert vorticity_from_velocity(ok).attrs["units"] == "s-1"  # m and metre: one grid unit

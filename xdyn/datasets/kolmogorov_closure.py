@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn._units import canonical_units
+from xdyn._units import canonical_units, same_units
 
 __all__ = [
     "FULL_CONFIG",
@@ -257,7 +257,7 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     ------
     ValueError
         ``u`` or ``v`` is missing, does not end with dims ``(y, x)``, or they
-        have different dims.
+        have different dims or state different units.
 
     Examples
     --------
@@ -274,6 +274,10 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     if set(ds["v"].dims) != set(ds["u"].dims):
         raise ValueError(f"vorticity_from_velocity needs 'u' and 'v' over the same dims; got "
                          f"{ds['u'].dims} and {ds['v'].dims}")
+    uu, vu = (ds[k].attrs.get("units") for k in ("u", "v"))
+    if None not in (canonical_units(uu), canonical_units(vu)) and not same_units(uu, vu):
+        raise ValueError(f"vorticity_from_velocity needs 'u' and 'v' in the same units; got "
+                         f"{uu!r} and {vu!r}")
     # v paired with u by dim name; y and x ascending (by their coords) for the derivative
     order = [np.argsort(ds[d].values, kind="stable") if d in ds.indexes
              else np.arange(ds.sizes[d]) for d in ("y", "x")]
@@ -291,8 +295,10 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
     w_hat = 1j * kx * np.fft.rfft2(v) - 1j * ky * np.fft.rfft2(u)
     w = np.fft.irfft2(w_hat, s=(ny, nx)).astype(ds["u"].dtype)
     w = w[..., np.argsort(order[0]), :][..., np.argsort(order[1])]  # back to u's order
-    grid = {ds[d].attrs.get("units") if d in ds.coords else None for d in ("y", "x")}
-    units = _per_length(ds["u"].attrs.get("units"), grid.pop() if len(grid) == 1 else None)
+    # one length unit for both axes ("m" and "metre" are one), else unknown
+    grid = {canonical_units(ds[d].attrs.get("units")) if d in ds.coords else None
+            for d in ("y", "x")}
+    units = _per_length(uu, grid.pop() if len(grid) == 1 else None)
     return xr.DataArray(w, dims=ds["u"].dims, coords=ds["u"].coords, name="vorticity",
                         attrs={**({"units": units} if units else {}), "long_name": "vorticity"})
 
