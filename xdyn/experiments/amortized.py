@@ -259,7 +259,10 @@ class AmortizedSetup:
         Redrawn (full case, seed 0, measured 2026-12-03/04): 0.433 (4 x 800 times, 80
         epochs), 0.418 (4 x 3000, 80), 0.365 (4 x 3000, 400 epochs; 15 min of
         training), 0.362 (1000 epochs; 41 min): hidden 16 plateaus about 20% above
-        LETKF-10, and hidden 32 gained 0.012 at 80 epochs. Patience is 20 epochs: the
+        LETKF-10, and hidden 32 gained 0.012 at 80 epochs; trained to a plateau
+        (2026-12-07, patience 60) hidden 32 kept epoch 250 (test 0.358) and hidden
+        16 on 4 x 12000 times epoch 337 (0.370): neither width nor data moves the
+        plateau. Patience is 20 epochs: the
         validation RMSE of 200 cycles moves by +-0.03 from epoch to epoch. 70 epochs, not
         80, for the 10-minute budget on 2026-12-06's 2-core machine: ``lorenz96-amortized``
         (two trainings) took 631 s with 80 and its parts in two processes, 913 s in turn;
