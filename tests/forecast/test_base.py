@@ -255,3 +255,9 @@ def test_verification_refuses_a_truth_not_lead_aligned_or_in_other_time_units():
         lead_aligned_truth(days, fc.assign_coords(time=fc.time.values))
     in_h = hours.assign_coords(time=hours.time.assign_attrs(units="h"))
     xr.testing.assert_allclose(verify_forecast(fc, in_h), verify_forecast(fc, hours))
+    # model time with an epoch: the forecaster's lead_time takes the time's units, and a
+    # lead is compared with the truth's steps ("hours" of "hours since ...")
+    epoch = hours.assign_coords(time=hours.time.assign_attrs(units="hours since 2000-01-01"))
+    fc_epoch = Persistence().fit(epoch).predict(epoch, lead_times=[6.0, 12.0])
+    xr.testing.assert_allclose(verify_forecast(fc_epoch, epoch)["T_rmse"],
+                               verify_forecast(fc, hours)["T_rmse"])

@@ -65,6 +65,9 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     # the truth is read at the forecast's numbers: in hours against days, other times
     _coord_units(forecast, truth, [sd], ("forecast", "truth"))
     lead_units, units = forecast[LEAD_DIM].attrs.get("units"), truth[sd].attrs.get("units")
+    # a lead is a duration: compare the units of steps ("hours" of "hours since ...")
+    lead_units, units = (None if u is None else str(u).split(" since ")[0]
+                         for u in (lead_units, units))
     if None not in (canonical_units(lead_units), canonical_units(units)) \
             and not same_units(lead_units, units):
         raise ValueError(f"the forecast's {LEAD_DIM!r} is in {lead_units!r} but the truth's "
