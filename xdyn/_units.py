@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical_units", "same_units"]
+__all__ = ["canonical_units", "same_units", "stated_units", "other_units"]
 
 # spellings of one symbol (CF / UDUNITS names, their plurals, common abbreviations)
 _SYMBOLS = {
@@ -147,6 +147,29 @@ def _epoch(text):
     second = float(second or 0)
     return (f"{int(year):04d}-{int(month):02d}-{int(day):02d}T{int(hour or 0):02d}:"
             f"{int(minute or 0):02d}:{second:09.6f}")
+
+
+def stated_units(units):
+    """``units`` as written, whitespace collapsed; None where none is stated (None, blank).
+
+    Examples
+    --------
+    >>> stated_units(" m  s-1 "), stated_units(""), stated_units(None)
+    ('m s-1', None, None)
+    """
+    return None if canonical_units(units) is None else _normal(units)
+
+
+def other_units(a, b):
+    """Whether ``a`` and ``b`` both state units and name different ones: what a check
+    refuses (a side that states none is taken as in the other's units).
+
+    Examples
+    --------
+    >>> other_units("K", "degC"), other_units("K", "kelvin"), other_units("K", None)
+    (True, False, False)
+    """
+    return None not in (canonical_units(a), canonical_units(b)) and not same_units(a, b)
 
 
 def same_units(a, b):

@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn._labels import grid_order
-from xdyn._units import canonical_units, same_units
+from xdyn._units import other_units, stated_units
 
 __all__ = [
     "rmse",
@@ -107,8 +107,8 @@ def _per_variable(*data_args):
 def _units(obj):
     """``{variable: units}`` of a DataArray (key None) or of each Dataset variable, where stated."""
     items = obj.data_vars.items() if isinstance(obj, xr.Dataset) else [(None, obj)]
-    units = {var: " ".join(str(da.attrs.get("units", "")).split()) for var, da in items}
-    return {var: u for var, u in units.items() if canonical_units(u) is not None}
+    units = {var: stated_units(da.attrs.get("units")) for var, da in items}
+    return {var: u for var, u in units.items() if u is not None}
 
 
 _LEAD_DIM = "lead_time"  # the forecasters' lead dim (xdyn.forecast._time.LEAD_DIM)
@@ -124,8 +124,7 @@ def _coord_units(a, b, dims, names):
         if d not in a.coords or d not in b.coords:
             continue
         ua, ub = a.coords[d].attrs.get("units"), b.coords[d].attrs.get("units")
-        if (canonical_units(ua) is not None and canonical_units(ub) is not None
-                and not same_units(ua, ub)):
+        if other_units(ua, ub):
             raise ValueError(
                 f"{names[0]}'s {d!r} coordinate is in {ua!r} but {names[1]}'s in {ub!r}: "
                 f"the same numbers are other {d} values; convert one coordinate to the "
@@ -181,7 +180,7 @@ def _align(*objs, names, broadcast=()):
             _coord_units(a, b, [d for d in a.dims if d in b.dims], (a_name, b_name))
             b_units = _units(b)
             for var, unit in _units(a).items():
-                if var in b_units and not same_units(b_units[var], unit):
+                if var in b_units and other_units(b_units[var], unit):
                     label = a.name if var is None else var
                     which = "" if label is None else f" (variable {label!r})"
                     raise ValueError(
@@ -878,17 +877,16 @@ def state_rmse(analysis, truth, keep_dims=()):
     # a renamed state variable keeps its dims; diagnostics have others (spread) or the
     # name of a scored variable before a suffix (x_std, x_background)
     shapes = [set(truth[v].dims) for v in missing]
-    scored = [v for v in truth.data_vars if v in analysis.data_vars]
+    names = [v for v in truth.data_vars if v in analysis.data_vars]
     unmatched = [v for v in analysis.data_vars if v not in truth.data_vars
                  and set(analysis[v].dims) - {"member"} in shapes
-                 and not any(str(v).startswith(f"{s}_") for s in scored)]
+                 and not any(str(v).startswith(f"{s}_") for s in names)]
     if missing and unmatched:
         # a state variable under another name would silently score 0 (not scored at all)
         raise ValueError(
             f"the analysis lacks the truth's state variables {missing} and has state "
             f"variables {unmatched} the truth lacks; rename them to the truth's names, or "
             f"drop them (truth.drop_vars({missing})) to leave them out of the score")
-    names = [v for v in truth.data_vars if v in analysis.data_vars]
     if not names:
         raise ValueError(f"analysis (variables {list(analysis.data_vars)}) and truth "
                          f"(variables {list(truth.data_vars)}) share no state variable")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn._units import canonical_units, same_units
+from xdyn._units import canonical_units, other_units
 
 __all__ = [
     "FULL_CONFIG",
@@ -275,7 +275,7 @@ def vorticity_from_velocity(ds, length=2 * np.pi) -> xr.DataArray:
         raise ValueError(f"vorticity_from_velocity needs 'u' and 'v' over the same dims; got "
                          f"{ds['u'].dims} and {ds['v'].dims}")
     uu, vu = (ds[k].attrs.get("units") for k in ("u", "v"))
-    if None not in (canonical_units(uu), canonical_units(vu)) and not same_units(uu, vu):
+    if other_units(uu, vu):
         raise ValueError(f"vorticity_from_velocity needs 'u' and 'v' in the same units; got "
                          f"{uu!r} and {vu!r}")
     # v paired with u by dim name; y and x ascending (by their coords) for the derivative

@@ -56,7 +56,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import StrOptions  # noqa: F401 - for subclasses
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._units import canonical_units, same_units
+from xdyn._units import other_units, stated_units
 from xdyn.forecast._time import (LEAD_DIM, MEMBER_DIM, VALID_TIME, _as_timedelta64, _calendar,
                                  _time_kind, add_lead)
 from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth
@@ -135,9 +135,8 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         times = self._times(data)
         self.time_kind_ = _time_kind(times)
         self.time_calendar_ = _calendar(times, self.time_kind_)
-        units = data[self.sample_dim].attrs.get("units")
-        self.time_units_ = (" ".join(str(units).split()) or None
-                            if self.time_kind_ == "model" and units is not None else None)
+        self.time_units_ = (stated_units(data[self.sample_dim].attrs.get("units"))
+                            if self.time_kind_ == "model" else None)
         self.dt_ = self._median_step(times)
         self._fit(np.asarray(matrix.values, dtype=float), times)
         return self
@@ -344,8 +343,7 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         units = coord.attrs.get("units") if kind == "model" else None
         fitted = getattr(self, "time_units_", None)
         # compared as units ("hours" is "h"); an empty units attr states none
-        if None not in (canonical_units(units), canonical_units(fitted)) \
-                and not same_units(units, fitted):
+        if other_units(units, fitted):
             raise ValueError(f"{name} was fitted on {sd!r} in units {fitted!r}; this data's "
                              f"{sd!r} is in {units!r}: convert the times (and lead_times) to "
                              f"{fitted!r} first")

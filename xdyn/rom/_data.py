@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
-from xdyn._units import canonical_units, same_units
+from xdyn._units import other_units, stated_units
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -90,9 +90,8 @@ def time_units(time, fitted=None, name="X", model="the model"):
     is ``"h"``): a model fitted on steps of 1 hour would step 1 day on times in
     days, and label them so.
     """
-    units = None if time is None else time.attrs.get("units")
-    units = None if canonical_units(units) is None else " ".join(str(units).split())
-    if None not in (units, canonical_units(fitted)) and not same_units(units, fitted):
+    units = None if time is None else stated_units(time.attrs.get("units"))
+    if other_units(units, fitted):
         raise ValueError(f"{model} was fitted on {time.name!r} in units {fitted!r}; {name}'s "
                          f"{time.name!r} is in {units!r}: convert its times to {fitted!r} first")
     return units
