@@ -98,6 +98,8 @@ def format_step(step):
 
 def format_time(value):
     """A time or time step for a message (numbers as :func:`format_step` gives floats)."""
+    if isinstance(value, np.timedelta64):  # a step: days and hours, as format_step writes
+        return format_step(value)
     numeric = np.issubdtype(np.asarray(value).dtype, np.number)
     return format_step(float(value)) if numeric else str(value)
 
