@@ -112,12 +112,14 @@ def steps_as_float(steps):
     return steps.astype(np.float64)
 
 
-def same_step(a, b, values):
-    """Whether time steps ``a`` and ``b`` agree (to the rounding of times ``values``)."""
+def same_step(a, b, values, tolerance=0.0):
+    """Whether time steps ``a`` and ``b`` agree (to the rounding of times ``values``, or
+    to ``tolerance``, the rounding of the times another step was read from)."""
     if isinstance(a, np.timedelta64) != isinstance(b, np.timedelta64):
         return False
     ref = float(steps_as_float(a))
-    return abs(float(steps_as_float(b)) - ref) <= step_tolerance(np.asarray(values), ref)
+    tol = max(step_tolerance(np.asarray(values), ref), tolerance)
+    return abs(float(steps_as_float(b)) - ref) <= tol
 
 
 def even_step(values, where, consequence, calendar=False):

@@ -116,6 +116,16 @@ class _Hold(BaseEstimator):
         return last.assign_coords(time=X.time[-1].values + dt * np.arange(1, n_steps + 1))
 
 
+class _HoldMonths(_Hold):
+    """The last state held, at the month starts after its context."""
+
+    def predict(self, X, n_steps):
+        import pandas as pd
+
+        months = pd.date_range(X.time.values[-1], periods=n_steps + 1, freq="MS")[1:]
+        return X.isel(time=[-1] * n_steps).assign_coords(time=months)
+
+
 def test_lags_at_another_time_step_than_the_closure_was_fitted_on_are_refused():
     # only the names (u, u_lag1) were compared: lag 1 fitted as 1 time unit read 2 units
     from xdyn.preprocessing import delay_embedding
@@ -171,3 +181,48 @@ def test_lags_of_model_time_in_other_units_are_refused():
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(in_days)
     in_h = res.assign_coords(time=res.time.assign_attrs(units="h"))
     ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(in_h)  # one unit, spelled otherwise
+    # an empty units attr states none, as everywhere else (it was refused as a unit)
+    blank = res.assign_coords(time=res.time.assign_attrs(units=""))
+    ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(blank)
+    assert "lag_step_units" not in delay_embedding(blank, [1]).u_lag1.attrs
+
+
+def test_lags_fitted_on_float32_times_take_float64_times_of_the_step():
+    """Times read back from netCDF in float32 hold the step 0.1 as 0.09998 near t = 1000:
+    the recorded rounding lets a float64 context of the same step through, not 0.2."""
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()
+    t64 = 1000 + 0.1 * np.arange(res.sizes["time"])
+    res32 = res.assign_coords(time=t64.astype(np.float32))
+    lagged = delay_embedding(res32, [1])
+    assert lagged.u_lag1.attrs["lag_step"] != 0.1
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)).assign_coords(time=lagged.time))
+    model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2)
+    model.fit(res.assign_coords(time=t64)).predict(res.assign_coords(time=t64), n_steps=2)
+    with pytest.raises(ValueError, match="lags of time step 0.0999"):
+        model.fit(res.assign_coords(time=1000 + 0.2 * np.arange(res.sizes["time"])))
+
+
+def test_lags_of_a_calendar_step_take_a_context_of_months_of_one_length():
+    """A closure fitted on monthly means ('MS') takes a context of July to September,
+    whose steps are all 31 days ('744h'); 31-day steps that are not month starts are refused."""
+    import pandas as pd
+
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()
+    months = pd.date_range("1990-01-01", periods=res.sizes["time"], freq="MS")
+    res, unres = res.assign_coords(time=months), unres.assign_coords(time=months)
+    lagged = delay_embedding(res, [1])
+    assert lagged.u_lag1.attrs["lag_step"] == "MS"
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)))
+    model = ClosedModel(_HoldMonths(), closure, prefit=True, lags=(1,), n_members=2)
+    summer = res.isel(time=slice(54, 57))  # 1994-07 .. 1994-09
+    assert list(summer.time.dt.month.values) == [7, 8, 9]
+    model.fit(summer).predict(summer, n_steps=1)
+    every_31_days = summer.assign_coords(time=pd.date_range("1994-07-05", periods=3, freq="31D"))
+    with pytest.raises(ValueError, match="lags of time step MS"):
+        model.fit(every_31_days)

@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import format_step
-from xdyn._units import same_units
+from xdyn._units import other_units
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
@@ -213,20 +213,21 @@ class ClosedModel(BaseEstimator):
     def _check_lag_step(self, closure, data, name):
         """The lags ``data`` gives must be the times the closure was fitted on (``lag_step``)."""
         info = getattr(closure, "input_info_", None)
-        fitted = [v.attrs["lag_step"] for v in getattr(info, "variables", ())
-                  if "lag_step" in v.attrs]
+        fitted = next((v.attrs for v in getattr(info, "variables", ()) if "lag_step" in v.attrs),
+                      {})
         step = lag_step(data, self.sample_dim, name)
-        fitted_units = [v.attrs["lag_step_units"] for v in getattr(info, "variables", ())
-                        if "lag_step_units" in v.attrs]
         units = data[self.sample_dim].attrs.get("units")
-        if fitted_units and units is not None and not same_units(fitted_units[0], units):
+        fitted_units = fitted.get("lag_step_units")
+        if other_units(fitted_units, units):  # "" or no units: none stated
             raise ValueError(f"the closure was fitted on lags of model time in "
-                             f"{fitted_units[0]!r}; {name}'s {self.sample_dim!r} is in "
-                             f"{units!r}: convert its times to {fitted_units[0]!r} first")
+                             f"{fitted_units!r}; {name}'s {self.sample_dim!r} is in "
+                             f"{units!r}: convert its times to {fitted_units!r} first")
         if not fitted or step is None \
-                or same_lag_step(fitted[0], step, data[self.sample_dim].values):
+                or same_lag_step(fitted["lag_step"], step, data[self.sample_dim].values,
+                                 fitted.get("lag_step_tolerance", 0.0)):
             return
-        raise ValueError(f"the closure was fitted on lags of time step {format_step(fitted[0])} "
+        raise ValueError(f"the closure was fitted on lags of time step "
+                         f"{format_step(fitted['lag_step'])} "
                          f"(the lag_step of its inputs); {name} has time step "
                          f"{format_step(step)}, so lags={tuple(self.lags)} would be other "
                          "times: fit the closure at this time step, or give data at its own")

@@ -16,7 +16,8 @@ from numbers import Integral
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import even_step, same_step
+from xdyn._labels import _as_datetime64, even_step, same_step, step_tolerance
+from xdyn._units import stated_units
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -105,20 +106,25 @@ def _frequency(step):
     return pd.tseries.frequencies.to_offset(pd.Timedelta(step)).freqstr
 
 
-def same_lag_step(a, b, values):
+def same_lag_step(a, b, values, tolerance=0.0):
     """Whether lag steps ``a`` and ``b`` (as :func:`lag_step` gives them) are one step.
 
     A ``timedelta64`` (recorded before steps were frequency strings) is read as
-    its frequency; numeric steps agree to the rounding of the times ``values``.
+    its frequency; numeric steps agree to the rounding of the times ``values``
+    or to ``tolerance`` (a fitted step's ``lag_step_tolerance``). A calendar step
+    (``"MS"``) and a fixed one agree where the times ``values`` are consecutive
+    times of the calendar step: July to September are 31 days apart each.
 
     Examples
     --------
-    >>> import numpy as np
+    >>> import numpy as np, pandas as pd
     >>> same_lag_step("D", np.timedelta64(24, "h"), None), same_lag_step("D", "MS", None)
     (True, False)
+    >>> same_lag_step("MS", "744h", pd.date_range("2000-07", periods=3, freq="MS").values)
+    True
     """
     if not any(isinstance(s, (str, np.timedelta64)) for s in (a, b)):
-        return same_step(a, b, values)
+        return same_step(a, b, values, tolerance)
     import pandas as pd
 
     try:  # "D" and "24h" are one step; "MS" is a calendar step, equal only to itself
@@ -126,10 +132,37 @@ def same_lag_step(a, b, values):
                                                  else s) for s in (a, b))
     except (ValueError, TypeError):
         return False
+    fixed = [_timedelta(s) for s in (a, b)]
+    if None not in fixed:
+        return fixed[0] == fixed[1]
+    if fixed != [None, None]:  # a short or lucky run of months reads as a fixed step
+        return _follows(values, a if fixed[0] is None else b)
+    return a == b
+
+
+def _timedelta(offset):
+    """The fixed length of a pandas ``offset`` ("D", "6h"); None for a calendar one ("MS")."""
+    import pandas as pd
+
     try:
-        return pd.Timedelta(a) == pd.Timedelta(b)
+        return pd.Timedelta(offset)
     except (ValueError, TypeError):
-        return a == b
+        return None
+
+
+def _follows(values, offset):
+    """Whether times ``values`` are consecutive times of the calendar ``offset``."""
+    if values is None or np.asarray(values).size < 2:
+        return False
+    values = _as_datetime64(np.asarray(values))
+    calendar = getattr(values.flat[0], "calendar", None)
+    try:
+        expected = xr.date_range(values[0], periods=values.size, freq=offset.freqstr,
+                                 calendar=calendar or "standard",
+                                 use_cftime=calendar is not None)
+    except (ValueError, TypeError):
+        return False
+    return bool(np.array_equal(np.asarray(expected.values), values))
 
 
 def delay_embedding(data, lags, dim="time"):
@@ -154,7 +187,9 @@ def delay_embedding(data, lags, dim="time"):
         with the attrs ``delay_of`` (``name``), ``lag`` and, with a coordinate
         of times, ``lag_step``: the time step one lag stands for (the delay is
         ``lag * lag_step``; see :func:`lag_step`) and, for model times that state
-        their ``units``, ``lag_step_units``, for whoever reads them to check. Only the steps
+        their ``units``, ``lag_step_units``, for whoever reads them to check (and,
+        for float32 times, the rounding they hold the step to, ``lag_step_tolerance``).
+        Only the steps
         that have their whole past are kept: the first ``max(lags)`` are
         dropped, so the result is ``max(lags)`` shorter along ``dim`` (per
         trajectory, when other dims such as ``trajectory`` are present).
@@ -194,9 +229,14 @@ def delay_embedding(data, lags, dim="time"):
         raise ValueError(f"data already has the variables {clash}; delay it once")
     step = lag_step(data, dim)
     extra = {} if step is None else {"lag_step": step}
-    units = data[dim].attrs.get("units") if isinstance(step, float) else None
+    units = stated_units(data[dim].attrs.get("units")) if isinstance(step, float) else None
     if units is not None:  # model time: 0.5 in hours is not 0.5 in days
-        extra["lag_step_units"] = str(units)
+        extra["lag_step_units"] = units
+    times = data[dim].values if step is not None else None
+    if isinstance(step, float) and times.dtype.itemsize < 8:
+        # float32 times (a netCDF file) hold the step to a few digits only: whoever
+        # compares it with a step of other times needs that rounding
+        extra["lag_step_tolerance"] = float(step_tolerance(times, step))
     out = data.isel({dim: slice(longest, None)})
     for name in delayed:
         for lag in lags:
