@@ -706,6 +706,16 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
     init = fc.rename(time="init")
     with pytest.raises(ValueError, match="shares its 'init' dim"):
         metrics.rmse(init.T, ds.T.rename(time="init"), dim="init")
+    # ... and without a valid_time, through its dates or CF time attributes
+    import pandas as pd
+
+    dates = pd.date_range("2000-01-01", periods=50, freq="h")
+    on_dates = init.drop_vars("valid_time").assign_coords(init=dates)
+    with pytest.raises(ValueError, match="shares its 'init' dim"):
+        metrics.rmse(on_dates.T, ds.T.rename(time="init").assign_coords(init=dates), dim="init")
+    cf = init.drop_vars("valid_time").assign_coords(init=init.init.assign_attrs(axis="T"))
+    with pytest.raises(ValueError, match="shares its 'init' dim"):
+        metrics.rmse(cf.T, ds.T.rename(time="init"), dim="init")
     # one lead selected is still a forecast (it scored a perfect 0 against the series)
     with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate"):
         metrics.rmse(fc.T.sel(lead_time=5.0), ds.T)

@@ -44,7 +44,7 @@ import re
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import grid_order
+from xdyn._labels import grid_order, is_cftime
 from xdyn._units import other_units, stated_units
 
 __all__ = [
@@ -131,17 +131,28 @@ def _coord_units(a, b, dims, names):
                 "other's units (and set its 'units' attribute) first")
 
 
+def _is_time_axis(coord):
+    """Whether a coordinate holds dates (datetime64 or cftime) or says it is time (CF's
+    ``axis: T``, a time ``standard_name`` or ``units`` of the form "hours since ...")."""
+    attrs = coord.attrs
+    return (np.issubdtype(coord.dtype, np.datetime64) or is_cftime(coord.values)
+            or attrs.get("axis") == "T" or " since " in str(attrs.get("units", ""))
+            or attrs.get("standard_name") in ("time", "forecast_reference_time"))
+
+
 def _lead_against_init(a, b, names):
     """Raise where ``a`` is a forecast (a ``lead_time`` coordinate: a dim, or one lead
     selected) and ``b`` a series on its initialisation times without one: ``b`` would
     be read at the initialisation times, each forecast scored against the state it
-    started from (persistence would score 0). The initialisation dims are ``time``
-    and those of a ``valid_time`` coordinate (not ``valid_time`` itself: a forecast
-    indexed by its valid times is compared at them)."""
+    started from (persistence would score 0). The initialisation dims are ``time``,
+    those of a ``valid_time`` coordinate and any other dim of dates or CF times (an
+    ``init_time``), but not ``valid_time`` itself: a forecast indexed by its valid
+    times is compared at them."""
     if _LEAD_DIM not in a.coords or _LEAD_DIM in b.coords:
         return
     valid = a.coords.get("valid_time")
-    init = {"time", *(() if valid is None else valid.dims)} - {_LEAD_DIM, "valid_time"}
+    dated = [d for d in a.dims if d in a.coords and _is_time_axis(a.coords[d])]
+    init = {"time", *dated, *(() if valid is None else valid.dims)} - {_LEAD_DIM, "valid_time"}
     shared = [d for d in a.dims if d in init and d in b.dims]
     if shared:
         raise ValueError(
