@@ -160,6 +160,19 @@ def stated_units(units):
     return None if canonical_units(units) is None else _normal(units)
 
 
+def step_units(units):
+    """The units of a step between times in ``units`` (a duration): ``"hours"`` of
+    ``"hours since 2000-01-01"``; None where none is stated.
+
+    Examples
+    --------
+    >>> step_units("hours since 1900-01-01 00:00:0.0"), step_units("days"), step_units("")
+    ('hours', 'days', None)
+    """
+    units = stated_units(units)
+    return None if units is None else units.partition(" since ")[0]
+
+
 def other_units(a, b):
     """Whether ``a`` and ``b`` both state units and name different ones: what a check
     refuses (a side that states none is taken as in the other's units).

@@ -187,6 +187,27 @@ def test_lags_of_model_time_in_other_units_are_refused():
     assert "lag_step_units" not in delay_embedding(blank, [1]).u_lag1.attrs
 
 
+def test_lag_units_are_the_units_of_a_step_not_an_epoch():
+    """Times read with decode_times=False ('hours since 1900-01-01', ERA5) step in hours:
+    a context counted from another epoch, or in plain hours, has the same lag; days do not."""
+    from xdyn.preprocessing import delay_embedding
+
+    res, unres = _data()
+
+    def with_units(units, t0=0.0):
+        return res.assign_coords(time=("time", t0 + res.time.values, {"units": units}))
+
+    lagged = delay_embedding(with_units("hours since 1900-01-01 00:00:0.0", 876576.0), [1])
+    assert lagged.u_lag1.attrs["lag_step_units"] == "hours"
+    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
+        lagged, unres.isel(time=slice(1, None)).assign_coords(time=lagged.time))
+    for units in ("hours since 2000-01-01", "hours", "h"):
+        ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(with_units(units))
+    with pytest.raises(ValueError, match="lags of model time in 'hours'; X's 'time' is in 'days'"):
+        ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(
+            with_units("days since 1900-01-01"))
+
+
 def test_lags_fitted_on_float32_times_take_float64_times_of_the_step():
     """Times read back from netCDF in float32 hold the step 0.1 as 0.09998 near t = 1000:
     the recorded rounding lets a float64 context of the same step through, not 0.2."""

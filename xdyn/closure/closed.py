@@ -14,7 +14,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import format_step
-from xdyn._units import other_units
+from xdyn._units import other_units, step_units
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
@@ -216,9 +216,10 @@ class ClosedModel(BaseEstimator):
         fitted = next((v.attrs for v in getattr(info, "variables", ()) if "lag_step" in v.attrs),
                       {})
         step = lag_step(data, self.sample_dim, name)
-        units = data[self.sample_dim].attrs.get("units")
-        fitted_units = fitted.get("lag_step_units")
-        if other_units(fitted_units, units):  # "" or no units: none stated
+        # steps compared: "hours since 1900-01-01" and "hours" are both in hours; "" states none
+        units = step_units(data[self.sample_dim].attrs.get("units"))
+        fitted_units = step_units(fitted.get("lag_step_units"))
+        if other_units(fitted_units, units):
             raise ValueError(f"the closure was fitted on lags of model time in "
                              f"{fitted_units!r}; {name}'s {self.sample_dim!r} is in "
                              f"{units!r}: convert its times to {fitted_units!r} first")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from xdyn._units import other_units
+from xdyn._units import other_units, step_units
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
 from xdyn.metrics import (_align, _coord_units, _where_forecast_known, crps_ensemble, rmse,
                           weighted_acc, weighted_rmse)
@@ -64,10 +64,9 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
                          "BaseForecaster.predict(ds, lead_times)")
     # the truth is read at the forecast's numbers: in hours against days, other times
     _coord_units(forecast, truth, [sd], ("forecast", "truth"))
-    lead_units, units = forecast[LEAD_DIM].attrs.get("units"), truth[sd].attrs.get("units")
     # a lead is a duration: compare the units of steps ("hours" of "hours since ...")
-    lead_units, units = (None if u is None else str(u).split(" since ")[0]
-                         for u in (lead_units, units))
+    lead_units, units = (step_units(obj.attrs.get("units"))
+                         for obj in (forecast[LEAD_DIM], truth[sd]))
     if other_units(lead_units, units):
         raise ValueError(f"the forecast's {LEAD_DIM!r} is in {lead_units!r} but the truth's "
                          f"{sd!r} in {units!r}: convert one to the other's units first")

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from xdyn._labels import _as_datetime64, even_step, same_step, step_tolerance
-from xdyn._units import stated_units
+from xdyn._units import step_units
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -229,8 +229,9 @@ def delay_embedding(data, lags, dim="time"):
         raise ValueError(f"data already has the variables {clash}; delay it once")
     step = lag_step(data, dim)
     extra = {} if step is None else {"lag_step": step}
-    units = stated_units(data[dim].attrs.get("units")) if isinstance(step, float) else None
-    if units is not None:  # model time: 0.5 in hours is not 0.5 in days
+    # model time: 0.5 in hours is not 0.5 in days (a step's units: "hours" of "hours since")
+    units = step_units(data[dim].attrs.get("units")) if isinstance(step, float) else None
+    if units is not None:
         extra["lag_step_units"] = units
     times = data[dim].values if step is not None else None
     if isinstance(step, float) and times.dtype.itemsize < 8:
