@@ -721,6 +721,24 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
         metrics.rmse(fc.T.sel(lead_time=5.0), ds.T)
     assert float(metrics.rmse(fc.T.sel(lead_time=5.0),
                               lead_aligned_truth(ds, fc).T.sel(lead_time=5.0))) > 0.5
+    # the lead-aligned truth at one lead against the forecast at it, the lead dropped on
+    # either side: both state the same valid times (this was refused, the roles reversed)
+    aligned = lead_aligned_truth(ds, fc).T.sel(lead_time=5.0)
+    expected = float(metrics.rmse(fc.T.sel(lead_time=5.0), aligned))
+    assert float(metrics.rmse(fc.T.sel(lead_time=5.0, drop=True), aligned)) == expected
+    assert float(metrics.rmse(fc.T.sel(lead_time=5.0), aligned.drop_vars("lead_time"))) \
+        == expected
+    shifted = aligned.drop_vars("lead_time").assign_coords(
+        valid_time=("time", aligned.valid_time.values + 1))
+    with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate"):
+        metrics.rmse(fc.T.sel(lead_time=5.0), shifted)
+    # cfgrib's layout: the lead is 'step' (timedelta), valid_time 2-D, no lead_time
+    dates = pd.date_range("2000-01-01", periods=50, freq="h")
+    grib = fc.rename(lead_time="step").assign_coords(
+        time=dates, step=pd.to_timedelta([5, 10], "h"))
+    grib = grib.assign_coords(valid_time=grib.time + grib.step)
+    with pytest.raises(ValueError, match="forecast has a 'step' coordinate"):
+        metrics.rmse(grib.T, ds.T.assign_coords(time=dates), dim="time")
     # a forecast indexed by its valid times is compared at them
     by_valid = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("valid_time", "lead_time"),
                             coords={"valid_time": [10.0, 11.0], "lead_time": [1.0, 2.0]})

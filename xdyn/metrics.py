@@ -111,7 +111,10 @@ def _units(obj):
     return {var: u for var, u in units.items() if u is not None}
 
 
-_LEAD_DIM = "lead_time"  # the forecasters' lead dim (xdyn.forecast._time.LEAD_DIM)
+# a forecast's lead: xdyn's forecasters' (xdyn.forecast._time.LEAD_DIM), and durations named
+# as cfgrib, WeatherBench 2 and CF name them; a standard_name forecast_period counts too
+_LEAD_DIM = "lead_time"
+_LEAD_NAMES = ("step", "prediction_timedelta", "forecast_period")
 
 
 def _coord_units(a, b, dims, names):
@@ -140,28 +143,48 @@ def _is_time_axis(coord):
             or attrs.get("standard_name") in ("time", "forecast_reference_time"))
 
 
+def _lead_name(obj):
+    """The name of ``obj``'s forecast lead coordinate (see ``_LEAD_NAMES``), or None."""
+    return next((k for k, c in obj.coords.items()
+                 if k == _LEAD_DIM or c.attrs.get("standard_name") == "forecast_period"
+                 or (k in _LEAD_NAMES and np.issubdtype(c.dtype, np.timedelta64))), None)
+
+
+def _same_valid_times(a, b):
+    """Whether ``a`` and ``b`` both state their valid times (``valid_time``) and agree."""
+    va, vb = a.coords.get("valid_time"), b.coords.get("valid_time")
+    if va is None or vb is None:
+        return False
+    try:
+        return bool((va == vb).all())
+    except (TypeError, ValueError):
+        return False
+
+
 def _lead_against_init(a, b, names):
-    """Raise where ``a`` is a forecast (a ``lead_time`` coordinate: a dim, or one lead
-    selected) and ``b`` a series on its initialisation times without one: ``b`` would
-    be read at the initialisation times, each forecast scored against the state it
-    started from (persistence would score 0). The initialisation dims are ``time``,
-    those of a ``valid_time`` coordinate and any other dim of dates or CF times (an
-    ``init_time``), but not ``valid_time`` itself: a forecast indexed by its valid
-    times is compared at them."""
-    if _LEAD_DIM not in a.coords or _LEAD_DIM in b.coords:
+    """Raise where ``a`` is a forecast (a lead coordinate, ``lead_time`` or cfgrib's
+    ``step``: a dim, or one lead selected) and ``b`` a series on its initialisation
+    times without one: ``b`` would be read at the initialisation times, each forecast
+    scored against the state it started from (persistence would score 0). The
+    initialisation dims are ``time``, those of a ``valid_time`` coordinate and any
+    other dim of dates or CF times (an ``init_time``), but not ``valid_time`` itself:
+    a forecast indexed by its valid times is compared at them. Both stating the same
+    valid times (a lead-aligned truth against the forecast) are compared at them."""
+    lead = _lead_name(a)
+    if lead is None or _lead_name(b) is not None or _same_valid_times(a, b):
         return
     valid = a.coords.get("valid_time")
     dated = [d for d in a.dims if d in a.coords and _is_time_axis(a.coords[d])]
-    init = {"time", *dated, *(() if valid is None else valid.dims)} - {_LEAD_DIM, "valid_time"}
+    init = {"time", *dated, *(() if valid is None else valid.dims)} - {lead, "valid_time"}
     shared = [d for d in a.dims if d in init and d in b.dims]
     if shared:
         raise ValueError(
-            f"{names[0]} has a {_LEAD_DIM!r} coordinate and {names[1]} has not, but shares "
+            f"{names[0]} has a {lead!r} coordinate and {names[1]} has not, but shares "
             f"its {shared[0]!r} dim: {names[1]} would be read at the initialisation times, "
             f"not at init + lead; score against the lead-aligned truth, "
             f"xdyn.forecast.lead_aligned_truth(truth, forecast), or with "
             f"xdyn.forecast.verify_forecast(forecast, truth) (or drop {names[0]}'s "
-            f"{_LEAD_DIM!r} if {names[1]} is already at its valid times)")
+            f"{lead!r} if {names[1]} is already at its valid times)")
 
 
 def _align(*objs, names, broadcast=()):
