@@ -133,15 +133,24 @@ def even_step(values, where, consequence, calendar=False):
     first step that goes back, repeats or departs from the reference, and ends
     with ``consequence`` (why the caller needs them even).
 
+    Time-zone aware times (Python datetimes) are read in UTC, and where that
+    reading is uneven, on their wall clock: local midnights across a change to
+    summer time are a day apart.
+
     Parameters
     ----------
-    values : array-like
+    values : array-like or xarray.DataArray
+        A time coordinate (a DataArray) keeps the zone of a time-zone aware
+        index, which its ``.values`` drop.
     where : str
     consequence : str
     calendar : bool, default=False
         Also accept datetimes regular in the calendar but not in seconds
-        (monthly, yearly: months and years differ in length): their pandas
-        frequency string is returned (``"MS"``, ``"YS-JAN"``).
+        (monthly, yearly: months and years differ in length): one calendar
+        month, quarter or year apart, stamped at the start, the end or the
+        middle of each (monthly means). Their pandas frequency string is
+        returned (``"MS"``, ``"YS-JAN"``; ``"MS"``, ``"3MS"`` or ``"12MS"`` where
+        pandas names none, e.g. for mid-month stamps).
 
     Examples
     --------
@@ -153,7 +162,31 @@ def even_step(values, where, consequence, calendar=False):
     >>> even_step(months, "t", "", calendar=True)
     'MS'
     """
-    values = _as_datetime64(np.asarray(values))
+    utc, wall = _readings(values)
+    try:
+        return _even_step(utc, where, consequence, calendar)
+    except ValueError as utc_error:
+        if wall is None:  # no zone: no other reading
+            raise
+        try:
+            return _even_step(wall, where, consequence, calendar)
+        except ValueError:
+            raise utc_error from None
+
+
+def _readings(values):
+    """Times as compared (UTC datetime64 for zoned ones) and, for zoned times, their wall
+    clock (else None). A DataArray's index keeps the zone its ``.values`` drop."""
+    indexes = getattr(values, "indexes", None)  # an indexed coordinate's own index
+    index = None if indexes is None else indexes.get(getattr(values, "name", None))
+    if getattr(index, "tz", None) is not None:
+        return index.tz_convert(None).to_numpy(), index.tz_localize(None).to_numpy()
+    raw = np.asarray(values)
+    utc = _as_datetime64(raw)
+    return utc, (None if utc is raw else _wall_clock(raw))
+
+
+def _even_step(values, where, consequence, calendar):
     if values.ndim != 1 or values.size < 2:
         return None
     cf = is_cftime(values)
@@ -180,6 +213,9 @@ def even_step(values, where, consequence, calendar=False):
     i = int(bad[0])
     gap = diffs[i] if timelike else float(diffs[i])
     also = " (nor regular in calendar months or years)" if calendar and timelike else ""
+    if not timelike and ((steps >= 28) & (steps <= 31)).all():
+        also = (" (steps of 28 to 31 look like calendar months in days: decode the times, "
+                "xarray.decode_cf, so that their months can be read)")
     raise ValueError(f"{where} is unevenly spaced{also}: a step of {format_step(gap)} from "
                      f"{format_time(values[i])} to {format_time(values[i + 1])} (the "
                      f"median step is {format_step(step)}); {consequence}")
@@ -201,19 +237,92 @@ def _as_datetime64(values):
         return values
 
 
+def _wall_clock(values):
+    """Python datetimes as datetime64 of their wall clock (their zone dropped, not converted)."""
+    try:
+        return np.array([v.replace(tzinfo=None) for v in values], dtype="datetime64[ns]")
+    except (AttributeError, TypeError, ValueError):
+        return values
+
+
+def _month_days(n):
+    """Days that ``n`` calendar months can span, a day's slack either side for stamps that
+    move within their month (monthly means at mid-month: 29.5 to 31 days apart)."""
+    if n % 12 == 0:
+        return 365 * n // 12 - 1.0, 366 * n // 12 + 1.0
+    return 28 * n - 1.0, 31 * n + 1.0
+
+
+def calendar_months(values):
+    """How many calendar months apart consecutive ``values`` are, or None.
+
+    Datetimes (datetime64, cftime, or Python datetimes, read on their wall clock)
+    the same number of months apart in their calendar (one: monthly, twelve:
+    yearly), each step also that long in days (a day's slack: mid-month stamps
+    move within their month).
+
+    Examples
+    --------
+    >>> mid = np.array(["2000-01-16T12", "2000-02-15", "2000-03-16T12"], dtype="datetime64[ns]")
+    >>> calendar_months(mid), calendar_months(mid[:1])
+    (1, None)
+    """
+    values = np.asarray(values)
+    if values.dtype == object and values.size and not is_cftime(values):
+        values = _wall_clock(values)
+    if values.ndim != 1 or values.size < 2:
+        return None
+    if is_cftime(values):
+        months = np.array([12 * v.year + v.month for v in values])
+        days = np.array([(b - a).total_seconds() for a, b in zip(values[:-1], values[1:])])
+    elif np.issubdtype(values.dtype, np.datetime64):
+        months = values.astype("datetime64[M]").astype(np.int64)
+        days = np.diff(values).astype("timedelta64[s]").astype(np.float64)
+    else:
+        return None
+    steps, days = np.diff(months), days / 86400.0
+    n = int(steps[0])
+    if n < 1 or not (steps == n).all():
+        return None
+    low, high = _month_days(n)
+    return n if ((days >= low) & (days <= high)).all() else None
+
+
 def _calendar_frequency(values):
     """The pandas frequency of datetimes regular in calendar months, quarters or years
     (``"MS"``, ``"YS-JAN"``), or None: business days and hours skip times, they are gaps."""
     import pandas as pd
     import xarray as xr
 
-    if values.size < 3:
+    n = calendar_months(values)
+    if n is None:
         return None
-    try:
-        freq = xr.infer_freq(xr.DataArray(values, dims="time"))
+    try:  # pandas' own name, where it has one (month ends: "ME")
+        freq = xr.infer_freq(xr.DataArray(values, dims="time")) if values.size > 2 else None
         offset = None if freq is None else pd.tseries.frequencies.to_offset(freq)
     except (ValueError, TypeError):
+        offset = None
+    if offset is not None and offset_months(offset) == n:
+        return freq
+    return "MS" if n == 1 else f"{n}MS"
+
+
+def offset_months(offset):
+    """Calendar months of a pandas ``offset`` (``"MS"``: 1, ``"QS-OCT"``: 3, ``"2YS"``: 24),
+    or None where it is not months, quarters or years (a fixed step such as ``"6h"``).
+
+    Examples
+    --------
+    >>> offset_months("ME"), offset_months("QS-OCT"), offset_months("YS-JAN"), offset_months("D")
+    (1, 3, 12, None)
+    """
+    import pandas as pd
+
+    try:
+        offset = pd.tseries.frequencies.to_offset(offset)
+    except (ValueError, TypeError):
         return None
-    calendar = (pd.offsets.MonthBegin, pd.offsets.MonthEnd, pd.offsets.QuarterBegin,
-                pd.offsets.QuarterEnd, pd.offsets.YearBegin, pd.offsets.YearEnd)
-    return freq if type(offset) in calendar else None
+    months = {pd.offsets.MonthBegin: 1, pd.offsets.MonthEnd: 1, pd.offsets.QuarterBegin: 3,
+              pd.offsets.QuarterEnd: 3, pd.offsets.YearBegin: 12, pd.offsets.YearEnd: 12}
+    per = months.get(type(offset))
+    return None if per is None else per * offset.n

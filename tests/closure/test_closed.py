@@ -228,7 +228,8 @@ def test_lags_fitted_on_float32_times_take_float64_times_of_the_step():
 
 def test_lags_of_a_calendar_step_take_a_context_of_months_of_one_length():
     """A closure fitted on monthly means ('MS') takes a context of July to September,
-    whose steps are all 31 days ('744h'); 31-day steps that are not month starts are refused."""
+    whose steps are all 31 days ('744h'), and one of month ends ('ME'); every other month
+    ('2MS') is refused."""
     import pandas as pd
 
     from xdyn.preprocessing import delay_embedding
@@ -244,6 +245,7 @@ def test_lags_of_a_calendar_step_take_a_context_of_months_of_one_length():
     summer = res.isel(time=slice(54, 57))  # 1994-07 .. 1994-09
     assert list(summer.time.dt.month.values) == [7, 8, 9]
     model.fit(summer).predict(summer, n_steps=1)
-    every_31_days = summer.assign_coords(time=pd.date_range("1994-07-05", periods=3, freq="31D"))
-    with pytest.raises(ValueError, match="lags of time step MS"):
-        model.fit(every_31_days)
+    month_ends = res.assign_coords(time=pd.date_range("1990-01-31", periods=60, freq="ME"))
+    model.fit(month_ends)
+    with pytest.raises(ValueError, match="lags of time step MS .*; X has time step 2MS"):
+        model.fit(res.isel(time=slice(0, None, 2)))

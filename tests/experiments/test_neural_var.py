@@ -62,7 +62,7 @@ def test_tiny_grid_results_summary_and_figures():
             if bool(keep.any()):
                 pool = scores.where(keep)
                 break
-        best = int(pool.fillna(np.inf).argmin())
+        best = int(np.argmin(pool.fillna(np.inf).values))
         assert int(cell.seq_len) == int(scores.candidate_seq_len[best])
         assert float(cell.single_analysis_weight) == float(
             scores.candidate_single_analysis_weight[best])

@@ -1,5 +1,6 @@
 """delay_embedding: a state's past beside it, per trajectory, lazily on dask."""
 
+import cftime
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,3 +144,40 @@ def test_time_zone_aware_times_are_checked_for_gaps():
         delay_embedding(_series(np.arange(11.0)).assign_coords(time=gappy), [1])
     out = delay_embedding(_series(np.arange(6.0)).assign_coords(time=hours), [1])
     assert out.u_lag1.attrs["lag_step"] == "h"
+
+
+def test_zoned_local_days_and_months_across_summer_time_are_even():
+    """Local midnights are 23 or 25 h apart in UTC where the clocks change: a day on the
+    wall clock (the zone kept in the index, which .values drop); a missing day is a gap."""
+    days = pd.date_range("2024-03-25", periods=14, freq="D", tz="Europe/London")
+    out = delay_embedding(_series(np.arange(14.0)).assign_coords(time=days), [1])
+    assert out.u_lag1.attrs["lag_step"] in ("D", "24h")
+    months = pd.date_range("2024-01-01", periods=12, freq="MS", tz="Europe/London")
+    out = delay_embedding(_series(np.arange(12.0)).assign_coords(time=months), [1])
+    assert out.u_lag1.attrs["lag_step"] == "MS"
+    with pytest.raises(ValueError, match="a step of 2 days"):
+        delay_embedding(_series(np.arange(13.0)).assign_coords(time=days.delete(5)), [1])
+
+
+@pytest.mark.parametrize("times, step", [
+    # CMIP monthly means, stamped mid-month in a noleap calendar (Feb 15 00:00)
+    (xr.CFTimeIndex([cftime.DatetimeNoLeap(1850, m, 15 if m == 2 else 16, 0 if m == 2 else 12)
+                     for m in range(1, 13)]), "MS"),
+    (pd.date_range("2000-01-15", periods=12, freq="MS") + pd.Timedelta("14D"), "MS"),
+    (pd.DatetimeIndex(["2000-01-16T12", "2000-02-15", "2000-03-16T12", "2000-04-16",
+                       "2000-05-16T12"]), "MS"),
+    (pd.date_range("2000-07-02 12:00", periods=5, freq="YS-JUL") + pd.Timedelta("1D"), "12MS"),
+    (pd.date_range("2000-01-01", periods=6, freq="2MS"), "2MS"),
+])
+def test_calendar_months_stamped_anywhere_in_the_month(times, step):
+    """Monthly or yearly means are one calendar month (year) apart wherever in the month they
+    are stamped (they were refused as uneven: 'split the data at the gap')."""
+    out = delay_embedding(_series(np.arange(float(len(times)))).assign_coords(time=times), [1])
+    assert out.u_lag1.attrs["lag_step"] == step
+
+
+def test_months_counted_in_days_are_told_to_be_decoded():
+    """Numeric 'days since' month starts (decode_times=False) cannot be read as months."""
+    days = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31])
+    with pytest.raises(ValueError, match="look like calendar months in days: decode the times"):
+        delay_embedding(_series(days.astype(float)), [1])

@@ -16,7 +16,8 @@ from numbers import Integral
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import _as_datetime64, even_step, same_step, step_tolerance
+from xdyn._labels import (calendar_months, even_step, offset_months, same_step,
+                          step_tolerance)
 from xdyn._units import step_units
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
@@ -94,7 +95,7 @@ def lag_step(data, dim, name="data"):
     """
     if dim not in data.coords:
         return None
-    step = even_step(data[dim].values, f"{name}'s {dim!r} coordinate",
+    step = even_step(data[dim], f"{name}'s {dim!r} coordinate",
                      "a lag would pair samples across it: split the data at the gap, or "
                      "resample it evenly", calendar=True)
     return _frequency(step) if isinstance(step, np.timedelta64) else step
@@ -111,9 +112,11 @@ def same_lag_step(a, b, values, tolerance=0.0):
 
     A ``timedelta64`` (recorded before steps were frequency strings) is read as
     its frequency; numeric steps agree to the rounding of the times ``values``
-    or to ``tolerance`` (a fitted step's ``lag_step_tolerance``). A calendar step
-    (``"MS"``) and a fixed one agree where the times ``values`` are consecutive
-    times of the calendar step: July to September are 31 days apart each.
+    or to ``tolerance`` (a fitted step's ``lag_step_tolerance``). Calendar steps
+    agree by their months (``"MS"`` and ``"ME"``: one); a calendar step and a
+    fixed one agree where the times ``values`` are that many calendar months
+    apart (see :func:`xdyn._labels.calendar_months`): July to September are 31
+    days apart each.
 
     Examples
     --------
@@ -127,7 +130,7 @@ def same_lag_step(a, b, values, tolerance=0.0):
         return same_step(a, b, values, tolerance)
     import pandas as pd
 
-    try:  # "D" and "24h" are one step; "MS" is a calendar step, equal only to itself
+    try:  # "D" and "24h" are one step; "MS" a calendar step, as "ME" is
         a, b = (pd.tseries.frequencies.to_offset(_frequency(s) if isinstance(s, np.timedelta64)
                                                  else s) for s in (a, b))
     except (ValueError, TypeError):
@@ -135,9 +138,12 @@ def same_lag_step(a, b, values, tolerance=0.0):
     fixed = [_timedelta(s) for s in (a, b)]
     if None not in fixed:
         return fixed[0] == fixed[1]
-    if fixed != [None, None]:  # a short or lucky run of months reads as a fixed step
-        return _follows(values, a if fixed[0] is None else b)
-    return a == b
+    months = [offset_months(s) for s in (a, b)]
+    if fixed == [None, None]:  # "MS" and "ME" are both one calendar month
+        return months[0] is not None and months[0] == months[1]
+    # a short or lucky run of months reads as a fixed step: whether its times are months
+    calendar = months[fixed.index(None)]
+    return calendar is not None and values is not None and calendar_months(values) == calendar
 
 
 def _timedelta(offset):
@@ -148,21 +154,6 @@ def _timedelta(offset):
         return pd.Timedelta(offset)
     except (ValueError, TypeError):
         return None
-
-
-def _follows(values, offset):
-    """Whether times ``values`` are consecutive times of the calendar ``offset``."""
-    if values is None or np.asarray(values).size < 2:
-        return False
-    values = _as_datetime64(np.asarray(values))
-    calendar = getattr(values.flat[0], "calendar", None)
-    try:
-        expected = xr.date_range(values[0], periods=values.size, freq=offset.freqstr,
-                                 calendar=calendar or "standard",
-                                 use_cftime=calendar is not None)
-    except (ValueError, TypeError):
-        return False
-    return bool(np.array_equal(np.asarray(expected.values), values))
 
 
 def delay_embedding(data, lags, dim="time"):

@@ -78,7 +78,7 @@ def time_step(time, name="X"):
     """
     if time is None:
         return None
-    return even_step(time.values, f"{name}'s {time.name!r} coordinate",
+    return even_step(time, f"{name}'s {time.name!r} coordinate",
                      "the model steps one snapshot at a time and needs evenly spaced snapshots")
 
 
