@@ -34,3 +34,40 @@ def test_other_units_differ(a, b):
 
 def test_what_cannot_be_parsed_is_compared_as_written():
     assert canonical_units("0.01  m") == "0.01 m" and canonical_units("%") == "%"
+
+
+@pytest.mark.parametrize("a, b", [
+    ("hPa", "millibars"), ("hPa", "millibar"), ("hPa", "mbar"), ("hPa", "mb"),
+    ("hPa", "Millibars"), ("%", "percent"), ("% s-1", "percent/s"), ("°N", "degrees_north"),
+    ("°N", "degree_north"), ("°E", "degrees_east"),
+    ("months since 2000-01-01", "month since 2000-01-01"),
+    ("years since 2000-01-01", "year since 2000-1-1"),
+    ("weeks since 2000-01-01", "week since 2000-01-01")])
+def test_udunits_aliases_are_the_same_unit(a, b):
+    # review finding A7: ERA5's pressure levels in 'millibars' (CDS netCDF) against 'hPa'
+    # (cfgrib) were other units, as were '%' and 'percent', '°N' and 'degrees_north'
+    assert same_units(a, b)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("Pa", "hPa"), ("Pa", "mbar"), ("mb", "m"), ("MB", "hPa"), ("Mb", "mb"), ("Mbar", "mbar"),
+    ("%", "1"), ("°N", "°E"), ("°S", "degrees_north"),
+    ("months since 2000-01-01", "days since 2000-01-01"), ("month", "year")])
+def test_udunits_aliases_keep_other_units_apart(a, b):
+    # short symbols and 'mbar' are case-sensitive: 'Mbar' is a megabar
+    assert not same_units(a, b)
+
+
+def test_metrics_take_pressure_levels_in_millibars_against_hpa():
+    import numpy as np
+    import xarray as xr
+
+    from xdyn.metrics import rmse
+
+    def levels(units):
+        return xr.DataArray(np.ones((2, 3)), dims=("level", "x"), name="z",
+                            coords={"level": ("level", [500.0, 850.0], {"units": units})})
+
+    assert float(rmse(levels("hPa"), levels("millibars"))) == 0.0
+    with pytest.raises(ValueError, match="'level' coordinate is in 'Pa'"):
+        rmse(levels("Pa"), levels("millibars"))

@@ -22,20 +22,29 @@ _SYMBOLS = {
     "min": ("min", "mins", "minute", "minutes"),
     "h": ("h", "hr", "hrs", "hour", "hours"),
     "d": ("d", "day", "days"),
+    # calendar units of CF times ("months since 2000-01-01"): UDUNITS' week, month, year
+    "week": ("week", "weeks"),
+    "month": ("month", "months"),
+    "year": ("year", "years", "yr"),
     "Pa": ("Pa", "pascal", "pascals"),
+    # UDUNITS' millibar is a hectopascal (pressure levels: cfgrib 'hPa', CDS 'millibars')
+    "hPa": ("hPa", "millibar", "millibars", "mbar", "mb"),
+    "%": ("%", "percent"),
     "kg": ("kg", "kilogram", "kilograms"),
     # CF's spellings of latitude and longitude units
     "degree_north": ("degree_north", "degrees_north", "degree_n", "degrees_n", "degreen",
-                     "degreesn"),
+                     "degreesn", "°N"),
     "degree_east": ("degree_east", "degrees_east", "degree_e", "degrees_e", "degreee",
-                    "degreese"),
+                    "degreese", "°E"),
     "degree": ("degree", "degrees", "deg", "°"),
 }
 _ALIAS = {alias: symbol for symbol, aliases in _SYMBOLS.items() for alias in aliases}
+# symbols of three letters or more whose case is a prefix's: "Mbar" is a megabar
+_CASED = {"mbar"}
 # UDUNITS reads latitude and longitude units as plane degrees
 _DEGREES = ({"degree", "degree_north"}, {"degree", "degree_east"})
 _DIMENSIONLESS = {"1", "dimensionless", "unitless"}
-_FACTOR = re.compile(r"^((?:[^\W\d]|°)[\w°]*?)([+-]?\d+)?$")  # a symbol and its power
+_FACTOR = re.compile(r"^((?:[^\W\d]|[°%])[\w°]*?)([+-]?\d+)?$")  # a symbol and its power
 
 
 def _normal(text):
@@ -44,10 +53,13 @@ def _normal(text):
 
 def _symbol(name):
     """One spelling of a symbol: short ones as written (``pA`` is not ``Pa``, ``S`` not
-    ``s``), spelled-out names (three letters or more) in any case."""
+    ``s``), spelled-out names (three letters or more) in any case (not ``mbar``:
+    ``Mbar`` is a megabar)."""
     if name in _ALIAS:
         return _ALIAS[name]
-    return _ALIAS.get(name.lower(), name) if len(name) >= 3 else name
+    if len(name) < 3 or name.lower() in _CASED:
+        return name
+    return _ALIAS.get(name.lower(), name)
 
 
 def _factors(text):
@@ -189,11 +201,14 @@ def same_units(a, b):
     """Whether units strings ``a`` and ``b`` name the same unit (see :func:`canonical_units`).
 
     Plane ``degrees`` are also ``degrees_north`` and ``degrees_east`` (as in
-    UDUNITS; north and east are not one another).
+    UDUNITS; north and east are not one another). A millibar (``millibars``,
+    ``mbar``, ``mb``) is a hectopascal, as in UDUNITS.
 
     Examples
     --------
     >>> same_units("m s-1", "m s^-1"), same_units("hours", "h"), same_units("K", "degC")
+    (True, True, False)
+    >>> same_units("hPa", "millibars"), same_units("%", "percent"), same_units("Pa", "hPa")
     (True, True, False)
     """
     a, b = canonical_units(a), canonical_units(b)

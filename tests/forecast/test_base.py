@@ -255,9 +255,75 @@ def test_verification_refuses_a_truth_not_lead_aligned_or_in_other_time_units():
         lead_aligned_truth(days, fc.assign_coords(time=fc.time.values))
     in_h = hours.assign_coords(time=hours.time.assign_attrs(units="h"))
     xr.testing.assert_allclose(verify_forecast(fc, in_h), verify_forecast(fc, hours))
-    # model time with an epoch: the forecaster's lead_time takes the time's units, and a
-    # lead is compared with the truth's steps ("hours" of "hours since ...")
+    # model time with an epoch: the forecaster's lead_time takes the units of its steps
+    # ("hours" of "hours since ..."), and a lead is compared with the truth's steps
     epoch = hours.assign_coords(time=hours.time.assign_attrs(units="hours since 2000-01-01"))
     fc_epoch = Persistence().fit(epoch).predict(epoch, lead_times=[6.0, 12.0])
     xr.testing.assert_allclose(verify_forecast(fc_epoch, epoch)["T_rmse"],
                                verify_forecast(fc, hours)["T_rmse"])
+
+
+def test_lead_time_of_model_time_with_an_epoch_is_a_duration(tmp_path):
+    # review finding A5: lead_time took 'hours since 2000-01-01'; a file read back decoded
+    # the leads as dates, and verify_forecast failed (M8 + M8)
+    from xdyn.forecast import verify_forecast
+
+    t = np.arange(0.0, 48.0, 6.0)
+    truth = xr.Dataset({"T": (("time", "x"), np.random.default_rng(0).normal(size=(8, 3)),
+                              {"units": "K"})},
+                       coords={"time": ("time", t, {"units": "hours since 2000-01-01",
+                                                    "calendar": "standard"})})
+    fc = Persistence().fit(truth).predict(truth, lead_times=[6.0, 12.0])
+    assert fc.lead_time.attrs["units"] == "hours"
+    expected = verify_forecast(fc, truth)["T_rmse"].values
+    fc.to_netcdf(tmp_path / "fc.nc")
+    with xr.open_dataset(tmp_path / "fc.nc") as back:
+        assert back.lead_time.dtype.kind in "fm"  # durations, not dates
+        dated = xr.decode_cf(truth)
+        np.testing.assert_allclose(verify_forecast(back, dated)["T_rmse"].values, expected)
+    with xr.open_dataset(tmp_path / "fc.nc", decode_timedelta=True) as back:
+        assert back.lead_time.dtype.kind == "m"
+        np.testing.assert_allclose(verify_forecast(back, dated)["T_rmse"].values, expected)
+
+
+def test_verification_on_float32_model_times():
+    # review finding A6: float32 times (days ~9000, a file's) were matched within a
+    # millionth of the step, found none of the truth and verify_forecast returned all NaN
+    from xdyn.forecast import verify_forecast
+
+    t64 = 9000.0 + np.arange(40) * 0.1
+    x = np.random.default_rng(0).normal(size=(40, 3))
+
+    def series(t):
+        return xr.Dataset({"T": (("time", "x"), x, {"units": "K"})},
+                          coords={"time": ("time", t, {"units": "days"})})
+
+    scores = {}
+    for t in (t64, t64.astype(np.float32)):
+        truth = series(t)
+        fc = Persistence().fit(truth).predict(truth, lead_times=[0.1, 0.2])
+        aligned = lead_aligned_truth(truth, fc)["T"]
+        # found everywhere but past the end (the last 1 and 2 inits)
+        assert int(aligned.notnull().all("x").sum()) == 77
+        scores[t.dtype] = verify_forecast(fc, truth)["T_rmse"].values
+    assert np.isfinite(scores[np.dtype("float32")]).all()
+    np.testing.assert_allclose(scores[np.dtype("float32")], scores[np.dtype("float64")])
+
+
+def test_verification_raises_when_no_valid_time_is_a_time_of_the_truth():
+    # nothing found although the valid times lie among the truth's: an offset, not NaN
+    truth = xr.Dataset({"T": ("time", np.arange(10.0), {"units": "K"})},
+                       coords={"time": ("time", np.arange(10.0), {"units": "days"})})
+    fc = Persistence().fit(truth).predict(truth, lead_times=[1.0, 2.0])
+    with pytest.raises(ValueError, match="no valid time .* is a time of the truth's 'time'"):
+        lead_aligned_truth(truth, fc.assign_coords(time=fc.time.values + 0.5))
+    ds = _grid_ds()
+    fc = Persistence().fit(ds).predict(ds, lead_times=["6h"])
+    shifted = fc.assign_coords(time=fc.time.values + np.timedelta64(3, "h"))
+    with pytest.raises(ValueError, match="no valid time"):
+        lead_aligned_truth(ds, shifted)
+    # valid times past the truth's end are NaN (not verifiable), as documented
+    later = fc.assign_coords(time=fc.time.values + np.timedelta64(3650, "D"))
+    assert lead_aligned_truth(ds, later)["z"].isnull().all()
+    late = Persistence().fit(truth).predict(truth.isel(time=slice(5, 10)), [1.0])
+    assert lead_aligned_truth(truth.isel(time=slice(0, 3)), late)["T"].isnull().all()

@@ -10,9 +10,11 @@ whose valid time lies inside the truth), the same latitude weighting.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from xdyn._units import other_units, step_units
+from xdyn._labels import step_tolerance
+from xdyn._units import canonical_units, other_units, step_units
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
 from xdyn.metrics import (_align, _coord_units, _where_forecast_known, crps_ensemble, rmse,
                           weighted_acc, weighted_rmse)
@@ -38,13 +40,17 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
         ``truth`` with dims ``(sample_dim, "lead_time", ...)`` on the
         forecast's coordinates (and its ``valid_time``); NaN where the valid
         time is not a time of ``truth`` (past its end, or between its samples).
-        Model times match within a millionth of the truth's smallest step.
+        Model times match within a millionth of the truth's smallest step, plus
+        the rounding of the truth's and the forecast's times (float32 times far
+        from zero hold a few digits only).
 
     Raises
     ------
     ValueError
         The truth's ``sample_dim`` coordinate in other ``units`` than the
-        forecast's (or its ``lead_time``), where both state them.
+        forecast's (or its ``lead_time``), where both state them. No valid
+        time a time of the truth, although they overlap the truth's times (the
+        leads not multiples of its step, or the times offset from its times).
 
     Examples
     --------
@@ -73,13 +79,18 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     init = np.asarray(forecast[sd].values)
     leads = np.asarray(forecast[LEAD_DIM].values)
     kind = _time_kind(init)
-    valid = add_lead(init, np.atleast_1d(leads), kind)
+    valid = add_lead(init, _lead_deltas(np.atleast_1d(leads), lead_units, kind), kind)
     truth = truth.drop_vars([k for k, c in truth.coords.items() if sd in c.dims and k != sd])
-    kwargs = {}
+    kwargs, tol = {}, 0
     if kind == "model":
-        t = np.asarray(truth[sd].values, dtype=float)
-        step = np.min(np.diff(t)) if t.size > 1 else 1.0
-        kwargs = {"method": "nearest", "tolerance": 1e-6 * abs(step)}
+        t = np.asarray(truth[sd].values)
+        step = float(np.min(np.diff(t.astype(float)))) if t.size > 1 else 1.0
+        # float32 times (as read from a file) hold init + lead and the truth's times to
+        # their rounding only: a millionth of the step found none of them
+        tol = max(step_tolerance(v, step) for v in (t, init, valid) if v.size)
+        tol = min(tol, abs(step) / 4)  # never the neighbouring sample
+        kwargs = {"method": "nearest", "tolerance": tol}
+    _check_some_found(truth.get_index(sd), valid, kwargs, tol, sd)
     per_lead = []
     for j in range(valid.shape[1]):
         at = truth.reindex({sd: valid[:, j]}, **kwargs)
@@ -89,6 +100,41 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     out = out.assign_coords({LEAD_DIM: forecast[LEAD_DIM],
                              VALID_TIME: ((sd, LEAD_DIM), valid)})
     return out.transpose(sd, LEAD_DIM, ...)
+
+
+_DELTA_UNITS = {"d": "D", "h": "h", "min": "min", "s": "s"}  # canonical -> pandas
+
+
+def _lead_deltas(leads, units, kind):
+    """Numeric leads of dated initialisations as timedeltas: a ``lead_time`` in ``units``
+    (``'hours'``), as a file read back without ``decode_timedelta`` holds it."""
+    if kind == "model" or leads.dtype.kind not in "iuf":
+        return leads
+    unit = _DELTA_UNITS.get(canonical_units(units))
+    if unit is None:
+        raise ValueError(f"the forecast's {LEAD_DIM!r} is numbers in {units!r}, not a "
+                         f"duration, and its initialisations are dates ({kind}): give its "
+                         "'units' ('hours') or read the file with decode_timedelta=True")
+    return pd.to_timedelta(leads, unit=unit).to_numpy()
+
+
+def _check_some_found(index, valid, kwargs, tol, sd):
+    """Raise where no valid time is a time of the truth although they overlap its times.
+
+    Valid times outside the truth's times are NaN (not verifiable); inside them, none
+    found is an offset or leads off the truth's step, not an all-NaN score to return.
+    """
+    flat = valid.ravel()
+    if index.size == 0 or flat.size == 0 or (index.get_indexer(flat, **kwargs) >= 0).any():
+        return
+    lo, hi = index.min(), index.max()
+    if flat.min() > (hi + tol if tol else hi) or flat.max() < (lo - tol if tol else lo):
+        return
+    within = f" (within {tol:.3g})" if tol else ""
+    raise ValueError(f"no valid time (init + lead) of the forecast is a time of the truth's "
+                     f"{sd!r}{within}, although they lie between its first and last "
+                     f"({lo} to {hi}): the leads are not multiples of its step or the times "
+                     "are offset from its times; verify on the truth's times")
 
 
 def _spatial_dims(obj, sample_dim):

@@ -56,7 +56,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils._param_validation import StrOptions  # noqa: F401 - for subclasses
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn._units import other_units, stated_units
+from xdyn._units import other_units, stated_units, step_units
 from xdyn.forecast._time import (LEAD_DIM, MEMBER_DIM, VALID_TIME, _as_timedelta64, _calendar,
                                  _time_kind, add_lead)
 from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth
@@ -406,7 +406,9 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         member = (MEMBER_DIM,) if self._probabilistic else ()
         lead_attrs = {"long_name": "forecast lead time"}
         if self.time_kind_ == "model":
-            units = data[sd].attrs.get("units")
+            # a lead is a duration: "hours" of "hours since 2000-01-01" (with the epoch, a
+            # file read back would decode the leads as dates)
+            units = step_units(data[sd].attrs.get("units"))
             if units:
                 lead_attrs["units"] = units
         coords = {k: c.variable for k, c in data.coords.items() if c.dims == (sd,)}
