@@ -267,9 +267,8 @@ def calendar_months(values):
     >>> calendar_months(mid), calendar_months(mid[:1])
     (1, None)
     """
-    values = np.asarray(values)
-    if values.dtype == object and values.size and not is_cftime(values):
-        values = _wall_clock(values)
+    utc, wall = _readings(values)  # months are read on the wall clock
+    values = utc if wall is None else wall
     if values.ndim != 1 or values.size < 2:
         return None
     if is_cftime(values):

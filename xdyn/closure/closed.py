@@ -224,7 +224,7 @@ class ClosedModel(BaseEstimator):
                              f"{fitted_units!r}; {name}'s {self.sample_dim!r} is in "
                              f"{units!r}: convert its times to {fitted_units!r} first")
         if not fitted or step is None \
-                or same_lag_step(fitted["lag_step"], step, data[self.sample_dim].values,
+                or same_lag_step(fitted["lag_step"], step, data[self.sample_dim],
                                  fitted.get("lag_step_tolerance", 0.0)):
             return
         raise ValueError(f"the closure was fitted on lags of time step "
