@@ -510,3 +510,64 @@ def test_clean_analysis_pairs_the_truth_by_trajectory_label():
         assert torch.equal(a, b)
     with pytest.raises(ValueError, match="'trajectory' labels"):
         _small(loss="clean_analysis").fit(obs, truth.assign_coords(trajectory=[5, 6, 7]))
+
+
+def test_observations_at_another_noise_than_trained_are_refused(trained):
+    # trained self-supervised at noise 1: 3x noisier observations ran without a word
+    est, _, _ = trained
+    _, noisy = _twin(31, n_times=20, noise_std=3.0)
+    with pytest.raises(ValueError, match=r"trained on observations with error std \[1.0\]; "
+                       r"these observations' are \[3.0\].*refit"):
+        est.predict(noisy)
+    _, same = _twin(31, n_times=20)
+    assert np.isfinite(_quiet_predict(est, same)["x"].values).all()
+
+
+@pytest.mark.parametrize("case, match", [
+    ("interval", r"validation observations are \[4\] model steps of dt=0.05 apart, the "
+                 r"training ones 2"),
+    ("noise", r"validation observations have error std \[3.0\], the training ones \[1.0\]"),
+    ("no_truth", r"validation=\(obs_valid, None\)"),
+    ("grid", "validation truth does not match"),
+    ("dims", "the validation observations: observations need dims"),
+], ids=["interval", "noise", "no_truth", "grid", "dims"])
+def test_validation_data_are_checked_before_training(case, match):
+    # they were found bad after a full epoch, in messages without 'validation' (truth None:
+    # a bare AttributeError), and the failed fit had kept its 1-epoch net_
+    _, obs = _twin(0, n_trajectories=2, n_times=40)
+    truth_v, obs_v = _twin(21, n_times=30, noise_std=3.0 if case == "noise" else 1.0)
+    if case == "interval":
+        obs_v = obs_v.isel(time=slice(0, None, 2))
+    elif case == "no_truth":
+        truth_v = None
+    elif case == "grid":
+        truth_v = truth_v.isel(k=slice(0, 10))
+    elif case == "dims":
+        obs_v = obs_v.rename(obs="site")
+    est = _small(max_epochs=1, n_sequences=16)
+    with pytest.raises(ValueError, match=match):
+        est.fit(obs, validation=(obs_v, truth_v))
+    assert not hasattr(est, "net_") and not hasattr(est, "system_")
+
+
+def test_a_failed_refit_leaves_the_earlier_fit(trained, monkeypatch):
+    # a refit that raised after its first epoch (out of memory ...) left that 1-epoch net_
+    # beside the earlier history_, and predict ran on it
+    from xdyn.assimilation._amortized_training import _RedrawEachEpoch
+
+    est, _, obs = trained
+    est = copy.deepcopy(est)
+    _, new = _twin(31, n_times=20)
+    before = _quiet_predict(est, new)
+    net, history, fitted = est.net_, est.history_, dict(vars(est))
+
+    def interrupt(self, net, **kwargs):
+        if len(net.history) > 1:  # once an epoch is trained
+            raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(_RedrawEachEpoch, "on_epoch_begin", interrupt)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        est.set_params(n_sequences=16).fit(obs)
+    assert est.net_ is net and est.history_ is history and len(net.history) == len(history)
+    assert vars(est).keys() == fitted.keys()
+    np.testing.assert_array_equal(_quiet_predict(est, new)["x"].values, before["x"].values)

@@ -36,6 +36,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+import xarray as xr
 from torch import nn
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
@@ -49,6 +50,8 @@ from xdyn.assimilation._neural_var_data import aligned_truth, validation_seed
 from xdyn.assimilation._saving import load_fitted, save_fitted
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.assimilation.ensemble_base import BaseEnsembleAssimilator
+from xdyn.metrics import state_rmse
+from xdyn.model_selection import unwrap
 from xdyn.nn import LRScheduler, best_epoch, keep_best
 from xdyn.nn.net import _seeded_torch
 from xdyn.nn.params import TRAINING_CONSTRAINTS
@@ -67,7 +70,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     return_background, raise_on_divergence
         See :class:`xdyn.assimilation.base.BaseAssimilator`. The operator must
         select sites of the state (identity, every k-th ...); the observations
-        may be missing (NaN) at any site and time.
+        may be missing (NaN) at any site and time, the same in every batch
+        element (trajectory) at a time.
     architecture : {"conv", "ff"}, default="conv"
         Circular-convolution update (a 1-D periodic state) or feed-forward.
     n_members : int, default=10
@@ -148,6 +152,10 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         With ``early_stopping``: the epoch kept and its validation RMSE.
     train_time_s_ : float
         Wall time of the training.
+    noise_std_ : numpy.ndarray of shape (n_obs,)
+        Observation error std of the training observations. The network learned
+        its update at this noise: :meth:`predict` (and ``validation``) refuse
+        observations with another.
     system_, operator_, n_obs_, n_state_
         As for every assimilator.
 
@@ -275,7 +283,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         validation : (obs, truth) tuple, optional
             Held-out observations and truth: the analysis RMSE of a full cycle
             over them is recorded after each epoch (``history_[i]["valid_rmse"]``,
-            the learning curve); nothing is fitted on them.
+            the learning curve); nothing is fitted on them. They are checked
+            before training, as :meth:`predict` would check them (the training
+            interval and noise), with a truth the analysis can be scored against.
+
+        Returns
+        -------
+        AmortizedAssimilator
+            The estimator. A fit that raises leaves it as it was before.
         """
         self._validate_params()
         if self.early_stopping and validation is None:
@@ -284,6 +299,19 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         if self.loss == "clean_analysis" and truth is None:
             raise ValueError("loss='clean_analysis' scores the analysis against the truth: call "
                              "fit(obs, truth) or use loss='ss_forecast'")
+        # the validation cycles predict with the estimator being fitted, so the new fitted
+        # attributes are set as training goes; a fit that fails (or is interrupted) puts
+        # back the ones it had, as load_params does, rather than a half-trained net_
+        before = dict(vars(self))
+        try:
+            return self._fit_network(obs, truth, validation)
+        except BaseException:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+
+    def _fit_network(self, obs, truth, validation):
+        """The body of :meth:`fit` (which restores the earlier fit if this raises)."""
         ctx = self._context(obs)
         self._check_context(ctx)
         if not bool(ctx.mask.any()):
@@ -299,6 +327,10 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             raise ValueError(f"seq_len={L} is longer than the {T} observation times")
         self.system_, self.operator_ = ctx.system, ctx.operator
         self.n_obs_, self.n_state_ = int(ctx.mask.shape[-1]), int(ctx.n_state)
+        self.noise_std_ = _error_std(ctx)
+        n_steps = int(gaps[0]) if len(gaps) else 1
+        if validation is not None:  # checked before an epoch is spent, as predict will
+            self._check_validation(validation, n_steps, ctx.dt)
         # drawn always, before the training's draws: validation must not change them
         valid_state = validation_seed(self.random_state)
         rng = check_random_state(self.random_state)
@@ -314,7 +346,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             if self.early_stopping:  # after valid_rmse is recorded for the epoch
                 extra.append(("early_stopping",
                               keep_best("valid_rmse", self.n_iter_no_change)))
-        self.net_ = self._make_net(int(gaps[0]) if len(gaps) else 1, ctx.dt, extra)
+        self.net_ = self._make_net(n_steps, ctx.dt, extra)
         start = _time.perf_counter()
         try:
             self.net_.fit(X, y_true)
@@ -394,15 +426,84 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             random_state=self.random_state, progress=bool(self.progress))
 
     # ------------------------------------------------------------ cycle hooks
+    def _check_trained_regime(self, ctx, n_steps, dt, validation=False):
+        """Refuse observations outside the regime the network is trained in.
+
+        The update network learns the forecast errors of one observation interval
+        (its memory and gates too), self-supervised from observations of one
+        error std: another interval, model step or noise is an untrained regime.
+
+        Parameters
+        ----------
+        ctx : CycleContext
+            The observations to assimilate.
+        n_steps : int
+            Model steps between the training observations.
+        dt : float
+            Model step of the training.
+        validation : bool, default=False
+            Whether ``ctx`` holds the validation data of a fit (the message says so).
+        """
+        name, gaps = type(self).__name__, sorted(np.unique(ctx.n_steps[1:]).tolist())
+        if any(g != n_steps for g in gaps) or not np.isclose(ctx.dt, dt):
+            if validation:
+                raise ValueError(
+                    f"the validation observations are {gaps} model steps of dt={ctx.dt:g} "
+                    f"apart, the training ones {n_steps} steps of dt={dt:g}: {name} learns the "
+                    "update of the training interval; validate at that interval")
+            raise ValueError(f"{name} was trained on observations {n_steps} model steps of "
+                             f"dt={dt:g} apart; these are {gaps} steps of dt={ctx.dt:g} apart: "
+                             "observe at the training interval or refit")
+        fitted = getattr(self, "noise_std_", None)  # None: loaded from an older file
+        given = _error_std(ctx)
+        if fitted is None or (given.shape == fitted.shape
+                              and np.allclose(given, fitted, rtol=1e-6, atol=0.0)):
+            return
+        stds = [np.unique(np.round(a, 6)).tolist() for a in (fitted, given)]
+        if validation:
+            raise ValueError(
+                f"the validation observations have error std {stds[1]}, the training ones "
+                f"{stds[0]}: {name} learns the update at the training noise; validate at it")
+        raise ValueError(
+            f"{name} was trained on observations with error std {stds[0]}; these "
+            f"observations' are {stds[1]}: its network learned the update at the training "
+            "noise (self-supervised, from those observations), another noise is an untrained "
+            "regime: observe at the training noise or refit at this one")
+
+    def _check_validation(self, validation, n_steps, dt):
+        """Check ``fit``'s held-out ``(obs, truth)`` as predict and the score will use them."""
+        try:
+            obs_v, truth_v = validation
+        except (TypeError, ValueError):
+            raise TypeError("validation must be a pair (obs_valid, truth_valid); got "
+                            f"{type(validation).__name__}") from None
+        if truth_v is None:
+            raise ValueError("validation=(obs_valid, None): the learning curve is the analysis "
+                             "RMSE against the truth; pass validation=(obs_valid, truth_valid)")
+        try:
+            ctx = self._context(obs_v, fitted=True)
+            self._check_context(ctx)
+        except (TypeError, ValueError) as err:
+            kind = TypeError if isinstance(err, TypeError) else ValueError
+            raise kind(f"the validation observations: {err}") from err
+        self._check_trained_regime(ctx, n_steps, dt, validation=True)
+        truth_v = unwrap(truth_v)
+        if not isinstance(truth_v, xr.Dataset):
+            raise TypeError(f"the validation truth must be a state Dataset, got "
+                            f"{type(truth_v).__name__}")
+        # the analysis the score compares with it: the state on the observations' times
+        zeros = ctx.system.as_tensor(np.zeros((len(ctx.times), *ctx.batch_shape, ctx.n_state)))
+        analysis = ctx.system.from_state(zeros, dims=("time", *ctx.batch_dims),
+                                         coords={"time": ctx.obs["time"], **ctx.batch_coords})
+        try:
+            state_rmse(analysis, truth_v)
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"the validation truth does not match the validation "
+                             f"observations' analysis: {err}") from err
+
     def _initialize(self, ctx, rng):
-        # the update network learned the forecast errors of one interval (its memory and
-        # gates too): another interval or model step would be an untrained regime
-        trained, gaps = int(self.net_.module__n_steps), np.unique(ctx.n_steps[1:])
-        if np.any(gaps != trained) or not np.isclose(ctx.dt, float(self.net_.module__dt)):
-            raise ValueError(f"{type(self).__name__} was trained on observations {trained} model "
-                             f"steps of dt={float(self.net_.module__dt):g} apart; these are "
-                             f"{sorted(gaps.tolist())} steps of dt={ctx.dt:g} apart: observe "
-                             "at the training interval or refit")
+        self._check_trained_regime(ctx, int(self.net_.module__n_steps),
+                                   float(self.net_.module__dt))
         if self.initial_ensemble is not None or self.initial_state is not None:
             E = self._initial_ensemble(ctx, rng, int(self.n_members))
         else:
@@ -471,5 +572,18 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
 
         The file holds pickled Python objects (the system): load only files you trust.
         """
-        return load_fitted(self, f, lambda blob: self._make_net(blob["n_steps"], blob["dt"]),
-                           required=("n_steps", "dt"))
+        # a file saved before noise_std_ was recorded has none: no earlier fit's either
+        stale = vars(self).pop("noise_std_", None)
+        try:
+            return load_fitted(self, f,
+                               lambda blob: self._make_net(blob["n_steps"], blob["dt"]),
+                               required=("n_steps", "dt"))
+        except BaseException:
+            if stale is not None:
+                self.noise_std_ = stale
+            raise
+
+
+def _error_std(ctx) -> np.ndarray:
+    """Observation error std of each observation ``(n_obs,)`` (the sqrt of ``R``'s diagonal)."""
+    return ctx.obs_variance.sqrt().double().cpu().numpy()

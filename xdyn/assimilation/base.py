@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
+from xdyn._units import same_units
 from xdyn.assimilation._cycle import (CycleCallback, CycleContext, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
 from xdyn.assimilation._start import initial_ensemble_tensor
@@ -107,6 +108,13 @@ class BaseAssimilator(BaseEstimator):
     the recorded operator) are made there too. The output of :meth:`predict`
     always has ``n_assimilated``, the number of observations assimilated at
     each time (0 where every observation is missing: the filter runs free).
+
+    A missing observation is NaN; its ``noise_std`` may be NaN too (as
+    ``obs.where(cond)`` leaves it). The batch is cycled at once with one set of
+    observed sites per time, so an observation missing in one batch element
+    must be missing in all of them at that time; per-trajectory patterns
+    (``observe(..., missing_fraction=...)`` on several trajectories) are
+    refused, with the two ways round it in the message.
 
     Dask: unlike metrics and preprocessing, which stay lazy, an assimilator
     computes. The forecast-analysis cycle is sequential (each analysis starts
@@ -368,7 +376,7 @@ class BaseAssimilator(BaseEstimator):
         finite = torch.isfinite(y)
         mask = finite.reshape(finite.shape[0], -1, finite.shape[-1])
         if not bool((mask == mask[:, :1]).all()):
-            raise ValueError("missing observations (NaN) must be the same across batch dims")
+            _refuse_missing_per_batch_element(mask, batch_dims)
         mask = mask[:, 0]
         if not bool(mask.any()):
             warnings.warn(f"{type(self).__name__}: every observation is missing (NaN); the "
@@ -418,6 +426,8 @@ class BaseAssimilator(BaseEstimator):
                     mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
                                f"{got.tolist()[:8]}"
                     break
+            if mismatch is not None:  # the right sites in another order: say so, not "operator"
+                _refuse_sites_in_another_order(operator, expected, shared, da)
             # the same positions on a grid stored in another order (a descending axis) are
             # other places: the data's labels must be the system's at those positions
             grid = system.coords()
@@ -475,17 +485,7 @@ class BaseAssimilator(BaseEstimator):
                                  f"{n_obs} observations (give a scalar or one per obs)")
             std = np.broadcast_to(std, (n_obs,))
         elif "noise_std" in obs:
-            var = obs["noise_std"]
-            extra = [d for d in var.dims if d != "obs"]
-            if extra:
-                flat = var.transpose(*extra, ...).values.reshape(-1, *var.shape[-1:]) \
-                    if "obs" in var.dims else var.values.reshape(-1, 1)
-                if not np.allclose(flat, flat[:1], equal_nan=True):
-                    raise ValueError(
-                        f"the observations' noise_std varies along {extra}; one observation "
-                        "error per obs is supported (run the batch elements separately)")
-                var = var.isel({d: 0 for d in extra})
-            std = np.broadcast_to(np.asarray(var.values, dtype=float), (n_obs,))
+            std = _recorded_noise(obs, n_obs)
         else:
             raise ValueError("give noise_std or R: the observations do not record their noise")
         if np.any(std <= 0) or not np.all(np.isfinite(std)):
@@ -640,12 +640,103 @@ class BaseAssimilator(BaseEstimator):
                     long_name=f"ensemble standard deviation of {name}")
             spread = torch.sqrt((std**2).mean(-1)).cpu().numpy()
             ds["spread"] = (lead, spread, {"long_name": "ensemble spread (rms std over the state)",
-                                           "units": system.variables[0].attrs.get("units", "1")})
+                                           "units": _state_units(system)})
         ds.attrs = {}
         if suffix:
             ds = ds.rename({v: (f"{v[:-4]}{suffix}_std" if v.endswith("_std") else f"{v}{suffix}")
                             for v in ds.data_vars})
         return ds
+
+
+def _refuse_sites_in_another_order(operator, expected, shared, da):
+    """Raise if the observations hold the operator's sites, each once, in another order.
+
+    ``shared`` maps the operator's coordinates along ``obs`` to the data's
+    names for them. The cycle pairs observations with sites by position; the
+    error says how to sort them (a coordinate the operator's order ascends).
+    """
+    want = list(zip(*(np.asarray(expected[c][1]).astype(str) for c in shared)))
+    got = list(zip(*(np.asarray(da.coords[n].values).astype(str) for n in shared.values())))
+    if len(set(want)) != len(want) or sorted(want) != sorted(got):
+        return
+    order = sorted(shared, key=lambda c: c != "state_index")
+    how = f"reorder them by their {list(shared.values())} coordinates into the operator's order"
+    for c in order:
+        values = np.asarray(expected[c][1])
+        if np.issubdtype(values.dtype, np.number) and bool(np.all(np.diff(values) > 0)):
+            how = f"sort them first: obs.sortby({shared[c]!r})"
+            break
+    c = order[0]
+    raise ValueError(
+        f"the observations hold the sites of operator {operator.spec()} in another order "
+        f"(their {shared[c]!r} coordinates are {da.coords[shared[c]].values.tolist()[:8]}, the "
+        f"operator's {np.asarray(expected[c][1]).tolist()[:8]}); observations are paired with "
+        f"sites by position, so {how}")
+
+
+def _refuse_missing_per_batch_element(mask, batch_dims):
+    """Raise the error for a mask ``(T, n_batch, n_obs)`` that differs between batch elements.
+
+    The cycle assimilates every batch element at once with one set of observed
+    sites per time (``CycleContext.mask``, ``(T, n_obs)``): every method's
+    analysis, whitening and monitors select the same sites for the whole batch.
+    """
+    differ = int((mask != mask[:, :1]).any(-1).any(-1).sum())
+    dims = list(batch_dims)
+    raise ValueError(
+        f"missing observations (NaN) differ between the elements of the batch dims {dims} "
+        f"(at {differ} of {mask.shape[0]} times): the cycle assimilates the batch at once, "
+        "with one set of observed sites per time, so a site must be missing in every element "
+        "or in none (observe(..., missing_fraction=...) draws a pattern per trajectory). Run "
+        f"the elements separately (obs.isel({dims[0]}=i)), or hide in every element what is "
+        "missing in any: obs.assign(observation=obs.observation.where("
+        f"obs.observation.notnull().all({dims})))")
+
+
+def _recorded_noise(obs, n_obs) -> np.ndarray:
+    """The ``noise_std`` variable of observations as one error std per obs, ``(n_obs,)``.
+
+    It may not vary along a dim other than ``obs``. NaN where the observation
+    is missing (``obs.where(cond)`` masks every variable) stands for no value:
+    the finite ones are taken. NaN beside a present observation is refused.
+    """
+    var = obs["noise_std"]
+    if bool(var.isnull().any()):
+        unexplained = var.isnull() & obs["observation"].notnull()
+        if bool(unexplained.any()):
+            raise ValueError(
+                "the observations' noise_std is NaN where an observation is present "
+                f"({int(unexplained.sum())} entries); a NaN noise_std may only mark a missing "
+                "observation: give the error std of every observation")
+    extra = [d for d in var.dims if d != "obs"]
+    values = np.asarray(var.transpose(*extra, ...).values, dtype=float)
+    flat = values.reshape(-1, var.sizes["obs"]) if "obs" in var.dims else values.reshape(-1, 1)
+    given = ~np.isnan(flat)
+    first = flat[given.argmax(0), np.arange(flat.shape[1])]  # NaN where a column has none
+    if not np.allclose(flat[given], np.broadcast_to(first, flat.shape)[given]):
+        raise ValueError(
+            f"the observations' noise_std varies along {extra}; one observation error per "
+            "obs is supported, the same at every time and in every batch element (run batch "
+            "elements with other errors separately)")
+    never = np.flatnonzero(~given.any(0))
+    if never.size:
+        raise ValueError(
+            f"the observations' noise_std is NaN at every time for obs {never[:8].tolist()}, "
+            "whose observations are all missing: their error is unknown. Mask the "
+            "'observation' variable only (obs.assign(observation=obs.observation.where(...))) "
+            "or give noise_std")
+    return np.broadcast_to(first, (n_obs,))
+
+
+def _state_units(system) -> str:
+    """Units of a number that mixes every state variable (the spread over the flat state).
+
+    The variables' units where they all have the same (``"1"`` where none is
+    stated), else ``"mixed"``: the word :func:`xdyn.observe.observe` writes on
+    observations of variables in different units.
+    """
+    units = [v.attrs.get("units", "1") for v in system.variables]
+    return units[0] if all(same_units(u, units[0]) for u in units) else "mixed"
 
 
 def _transforms(operator) -> list:
