@@ -367,3 +367,155 @@ def test_encoder_targets_without_labels_must_match_in_size():
     np.testing.assert_allclose(
         enc.fit(obs.drop_vars("time"), labelled.isel(time=slice(6, 12))).residual_std_,
         enc.fit(obs, labelled.isel(time=slice(6, 12)).assign_coords(time=t)).residual_std_)
+
+
+# ---------------------------------------------------------------- units, noise, contract
+TINY = dict(n_members=4, n_pseudo_steps=5, random_state=0)
+
+
+def with_units(truth):
+    """``truth`` with physical units on the field, the parameter and the grid."""
+    return truth.assign(u=truth["u"].assign_attrs(units="m s-1", standard_name="x_wind"),
+                        a=truth["a"].assign_attrs(units="m", long_name="amplitude")) \
+        .assign_coords(x=truth["x"].assign_attrs(units="km", long_name="distance"))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    rng = np.random.RandomState(2)
+    train, test = (with_units(growing_mode(rng.uniform(-2, 2, n))) for n in (8, 4))
+    obs = observations(train, 0)
+    f = LDEnSF(LDNet(max_epochs=2, **SMALL), ObservationEncoder(**{**ENC, "max_epochs": 2}),
+               **TINY).fit(obs, train)
+    return f, train, obs, test
+
+
+def test_predict_keeps_the_units_of_fields_parameters_and_grid(tiny):
+    # every field, spread and parameter was labelled units '1' and the grid lost its attrs:
+    # the analysis of a field in m s-1 could not be scored against its truth
+    f, _, _, test = tiny
+    out = f.predict(observations(test, 3), return_members=True)
+    for v in ("u", "u_spread", "u_members"):
+        assert out[v].attrs["units"] == "m s-1", (v, out[v].attrs)
+    assert out["u"].attrs["standard_name"] == "x_wind"
+    assert "standard_name" not in out["u_spread"].attrs   # a spread is not the wind
+    assert out["a"].attrs["units"] == "m" and out["a_spread"].attrs["units"] == "m"
+    assert dict(out["x"].attrs) == {"units": "km", "long_name": "distance"}
+    assert out["latent_state"].attrs["units"] == "1"
+
+
+def test_encoder_predict_keeps_each_targets_attrs(tiny):
+    # every target came back as units '1'
+    f, _, _, test = tiny
+    pred = f.encoder_.predict(observations(test, 3))
+    assert pred["a"].attrs["units"] == "m" and pred["a"].attrs["long_name"] == "encoded a"
+    assert pred["latent_state"].attrs["units"] == "1"
+    assert f.encoder_.target_attrs_["a"] == {"units": "m", "long_name": "amplitude"}
+
+
+def test_noise_std_is_matched_to_the_observations_by_dim_name(tiny):
+    # a (trajectory, obs) noise_std was broadcast by position onto (trajectory, time, obs):
+    # read per time when there were as many trajectories as times, a numpy error otherwise
+    f, _, _, test = tiny
+    obs = observations(test, 3)
+    per_traj = np.array([1e-3, 1e-2, 1e-1, 1.0])
+    obs["noise_std"] = (("trajectory", "obs"), np.repeat(per_traj[:, None], obs.sizes["obs"], 1))
+    noise = f._observed_points(obs)[3]
+    assert noise.shape == (4, obs.sizes["time"], obs.sizes["obs"])
+    np.testing.assert_allclose(noise, per_traj[:, None, None] * np.ones(noise.shape))
+    # as many trajectories as times: still by name, not by position
+    square = obs.isel(time=slice(0, 4))
+    np.testing.assert_allclose(f._observed_points(square)[3][:, :, 0],
+                               np.repeat(per_traj[:, None], 4, 1))
+    bad = obs.assign(noise_std=obs["noise_std"].expand_dims(member=2))
+    with pytest.raises(ValueError, match=r"noise_std has dims \('member'"):
+        f._observed_points(bad)
+
+
+def test_observations_at_another_noise_warn_and_are_recorded(tiny):
+    # trained at noise 0.1, 6x noisier observations were accepted silently: the encoder
+    # learned the training noise, and its training error is the latent observation error
+    import warnings
+
+    f, _, _, test = tiny
+    noisy = observe(test[["u"]], EveryKth(4, dim="x"), noise_std=0.6, random_state=3)
+    with pytest.warns(UserWarning, match="untrained regime"):
+        out = f.predict(noisy)
+    assert out.attrs["training_noise_std"] == pytest.approx(0.1)
+    assert out.attrs["obs_noise_std"] == pytest.approx(0.6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        f.predict(observations(test, 3))   # the training noise: no warning
+    assert not [w for w in caught if "noise_std" in str(w.message)]
+
+
+def test_default_encoder_uses_the_sample_dim(tiny):
+    # LDEnSF(sample_dim="run") with encoder=None built ObservationEncoder(), which asked for
+    # a 'trajectory' dim the user never named
+    _, train, obs, test = tiny
+    run = {"trajectory": "run"}
+    ld = LDNet(max_epochs=1, **{**SMALL, "sample_dim": "run"})
+    est = LDEnSF(ld, sample_dim="run", **TINY).fit(obs.rename(run), train.rename(run))
+    assert est.encoder_.sample_dim == "run"
+    assert est.predict(observations(test, 3).rename(run))["u"].dims[:2] == ("run", "time")
+    with pytest.raises(ValueError, match="encoder.sample_dim is 'trajectory'"):
+        LDEnSF(ld, ObservationEncoder(), sample_dim="run").fit(obs.rename(run),
+                                                               train.rename(run))
+
+
+def test_sample_views_are_accepted(tiny):
+    # "every xdyn estimator accepts a SampleView wherever it takes a Dataset": the encoder
+    # and LDEnSF raised TypeError, so cross-validation over trajectories failed every fold
+    from sklearn.model_selection import KFold, cross_val_score
+
+    from xdyn.model_selection import samples
+
+    f, train, obs, test = tiny
+    est = LDEnSF(f.ldnet_, ObservationEncoder(**{**ENC, "max_epochs": 1}), prefit_ldnet=True,
+                 **TINY).fit(samples(obs, "trajectory"), samples(train, "trajectory"))
+    obs_test = observations(test, 3)
+    xr.testing.assert_allclose(est.predict(samples(obs_test, "trajectory")),
+                               est.predict(obs_test))
+    assert est.score(samples(obs_test, "trajectory"), samples(test, "trajectory")) < 0
+    enc = ObservationEncoder(**{**ENC, "max_epochs": 1})
+    scores = cross_val_score(enc, samples(obs, "trajectory"),
+                             samples(train[["a"]], "trajectory"), cv=KFold(2))
+    assert np.isfinite(scores).all()
+
+
+def test_encoder_refuses_routed_names_it_sets_itself(tiny):
+    # set_params(module__hidden_size=...) was accepted, then fit failed with skorch's "got
+    # multiple values for keyword argument 'module__hidden_size'"
+    _, train, obs, _ = tiny
+    for routed, own in (("module__hidden_size", "hidden_size"), ("module__n_layers", "n_layers")):
+        enc = ObservationEncoder(**{**ENC, "max_epochs": 1}).set_params(**{routed: 4})
+        with pytest.raises(ValueError, match=f"own parameter '{own}'.*remove {routed}"):
+            enc.fit(obs, train[["a"]])
+        assert not hasattr(enc, "net_")
+
+
+def test_score_is_minus_the_field_rmse_and_the_default_scorer_works(tiny):
+    # LDEnSF had no score (its 'score' was the prior score's name): sklearn's default scorer,
+    # the one GridSearchCV and cross_val_score use, failed with "'str' object is not callable"
+    from sklearn.metrics import check_scoring
+
+    f, _, _, test = tiny
+    obs = observations(test, 3)
+    out = f.predict(obs)
+    rmse = np.sqrt(((out["u"] - test["u"].sel(time=out.time)) ** 2).mean(("trajectory", "x")))
+    assert f.score(obs, test) == pytest.approx(-float(rmse.mean()), rel=1e-5)
+    assert check_scoring(f)(f, obs, test) == pytest.approx(f.score(obs, test), rel=1e-5)
+    assert f.get_params()["prior_score"] == "kernel"
+    with pytest.raises(ValueError, match=r"lacks the field\(s\) \['u'\]"):
+        f.score(obs, test.drop_vars("u"))
+
+
+def test_a_model_pickled_with_the_old_score_parameter_loads(tiny):
+    """Pickled before the prior score was renamed prior_score: it loads with it, and scores."""
+    f, _, _, test = tiny
+    old = pickle.loads(pickle.dumps(f))
+    state = dict(vars(old))
+    state["score"] = state.pop("prior_score")
+    restored = LDEnSF.__new__(LDEnSF)
+    restored.__setstate__(state)
+    assert restored.get_params()["prior_score"] == "kernel" and callable(restored.score)

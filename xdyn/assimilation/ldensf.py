@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -38,6 +39,8 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_sampler_options,
                                       ensf_analysis)
 from xdyn.assimilation.observation_encoder import ObservationEncoder
+from xdyn.metrics import state_rmse
+from xdyn.model_selection import unwrap
 from xdyn.utils import torch_generator
 
 __all__ = ["LDEnSF"]
@@ -48,6 +51,37 @@ _REFINE_ITERATIONS = 3  # Gauss-Newton steps of refine_parameters (converged in 
 # rounding. Torch's forward mode (2.13, CPU) ran the rollout's small ops 17x slower than
 # the plain pass (its elementwise ops went through Python decompositions)
 _FD_STEP = 1e-5
+# observations whose noise std differs from the encoder's training one by more than this
+# factor (at any site) are out of its training regime: predict warns (the robustness
+# experiments run there on purpose). Not exact: a noise level set from each set's own RMS
+# differs a little between the training and the test trajectories
+_NOISE_FACTOR = 1.5
+
+
+def _noise_std_like(obs, y):
+    """``obs["noise_std"]`` on the dims of the observations ``y``, matched by dim name.
+
+    Examples
+    --------
+    >>> y = xr.DataArray(np.zeros((2, 3, 1)), dims=("trajectory", "time", "obs"))
+    >>> obs = xr.Dataset({"observation": y, "noise_std": ("trajectory", [0.1, 1.0])})
+    >>> _noise_std_like(obs, y)[:, :, 0].tolist()
+    [[0.1, 0.1, 0.1], [1.0, 1.0, 1.0]]
+    """
+    ns = obs["noise_std"]
+    extra = [d for d in ns.dims if d not in y.dims]
+    if extra:
+        raise ValueError(f"noise_std has dims {ns.dims}, and {extra} are not dims of the "
+                         f"observations {y.dims}: give it on (some of) the observations' dims")
+    return np.asarray(ns.broadcast_like(y).transpose(*y.dims).values, dtype=float)
+
+
+def _site_noise(obs, sample_dim):
+    """RMS of ``obs``'s noise std per site along ``obs`` (None without ``noise_std``)."""
+    if "noise_std" not in obs:
+        return None
+    y = obs["observation"].transpose(sample_dim, "time", ...)
+    return np.sqrt(np.nanmean(_noise_std_like(obs, y) ** 2, axis=(0, 1)))
 
 
 def _central_jacobian(fun, x):
@@ -85,7 +119,8 @@ class LDEnSF(BaseEstimator):
         The latent dynamics network (cloned and fitted in :meth:`fit`).
     encoder : ObservationEncoder, optional
         The observation encoder (cloned and fitted in :meth:`fit`); default
-        ``ObservationEncoder()``.
+        ``ObservationEncoder(sample_dim=sample_dim)``. Its ``sample_dim``
+        (and the ldnet's) must be ``sample_dim``.
     n_members : int, default=20
     n_pseudo_steps : int, default=100
         Reverse-SDE steps of each analysis.
@@ -93,21 +128,26 @@ class LDEnSF(BaseEstimator):
     variance_floor : float in [0, 1), default=0.0
         ``sigma_0^2`` of the sampler's schedule in standardised latent units (see
         :class:`~xdyn.assimilation.EnSF`); 0 as in the original LD-EnSF code.
-    score : {"kernel", "mixture", "gaussian"}, default="kernel"
+    prior_score : {"kernel", "mixture", "gaussian"}, default="kernel"
         Prior score of the forecast members; ``"kernel"`` (per member) is the
         original's (see :class:`~xdyn.assimilation.EnSF`'s ``prior_score``).
+        (Named ``score`` before: that name is the estimator's :meth:`score`.)
     guidance : {"damped", "gaussian"}, default="damped"
         Likelihood term of the sampler: the original's damped one, or the
         diffused likelihood of a Gaussian forecast (see
-        :class:`~xdyn.assimilation.EnSF`; it needs ``score`` ``"gaussian"`` or
-        ``"mixture"``: with the per-member kernel the analysis barely moves).
+        :class:`~xdyn.assimilation.EnSF`; it needs ``prior_score``
+        ``"gaussian"`` or ``"mixture"``: with the per-member kernel the
+        analysis barely moves).
     integrator : {"explicit", "semi-implicit"}, default="explicit"
         Pseudo-time step of the sampler (see :class:`~xdyn.assimilation.EnSF`).
         The explicit damped sampler needs a floor on the latent observation
         error (below); the semi-implicit one and the Gaussian guidance do not.
     obs_noise_scale : float, default=1.0
         Factor on the encoder's residual std (the latent observation error);
-        read by :meth:`predict`, so that it can be changed after fit.
+        read by :meth:`predict`, so that it can be changed after fit. That
+        error is the encoder's at the training observations' noise:
+        :meth:`predict` warns on observations whose ``noise_std`` differs from
+        it by more than a factor 1.5 (an untrained regime).
     likelihood : {"encoder", "joint"}, default="encoder"
         What the analysis conditions on. ``"encoder"``: the encoder's output as
         an observation of ``z`` (the original). ``"joint"``: that, and the
@@ -176,6 +216,13 @@ class LDEnSF(BaseEstimator):
     timing_ : dict
         Seconds per assimilation step of the last :meth:`predict`, split into
         ``dynamics`` (latent forecast) and ``analysis``.
+    truth_attrs_ : dict
+        Attributes of the training truth's spatial coordinates and parameters,
+        given back to them in the output of :meth:`predict` (the fields keep
+        ``ldnet_.field_attrs_``).
+    noise_std_ : ndarray of shape (n_obs,) or None
+        RMS of the training observations' ``noise_std`` per site (the
+        encoder's order); None where they had none.
 
     Notes
     -----
@@ -221,7 +268,7 @@ class LDEnSF(BaseEstimator):
         "n_pseudo_steps": [Interval(Integral, 1, None, closed="left")],
         "eps": [Interval(Real, 0, 1, closed="neither")],
         "variance_floor": [Interval(Real, 0, 1, closed="left")],
-        "score": [StrOptions(set(SCORES))],
+        "prior_score": [StrOptions(set(SCORES))],
         "guidance": [StrOptions(set(GUIDANCES))],
         "integrator": [StrOptions(set(INTEGRATORS))],
         "obs_noise_scale": [Interval(Real, 0, None, closed="neither")],
@@ -236,7 +283,8 @@ class LDEnSF(BaseEstimator):
     }
 
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
-                 variance_floor=0.0, score="kernel", guidance="damped", integrator="explicit",
+                 variance_floor=0.0, prior_score="kernel", guidance="damped",
+                 integrator="explicit",
                  obs_noise_scale=1.0,
                  likelihood="encoder", joint_iterations=5, refine_parameters=False,
                  initial_spread=0.05, spread_scale=1.0,
@@ -247,7 +295,7 @@ class LDEnSF(BaseEstimator):
         self.n_pseudo_steps = n_pseudo_steps
         self.eps = eps
         self.variance_floor = variance_floor
-        self.score = score
+        self.prior_score = prior_score
         self.guidance = guidance
         self.integrator = integrator
         self.obs_noise_scale = obs_noise_scale
@@ -261,23 +309,38 @@ class LDEnSF(BaseEstimator):
         self.random_state = random_state
 
     # ------------------------------------------------------------------- fit
+    def __setstate__(self, state):
+        # pickled before the prior score was named prior_score (its old name, score, hid
+        # the score method)
+        if isinstance(state.get("score"), str):
+            state["prior_score"] = state.pop("score")
+        self.__dict__.update(state)
+
     def fit(self, obs, truth):
         """Train the LDNet on ``truth`` and the encoder on ``obs`` -> its latents.
 
         Parameters
         ----------
-        obs : xarray.Dataset
+        obs : xarray.Dataset or SampleView
             Observations of the training trajectories (``observation`` with
             dims (trajectory, time, obs)), at times of ``truth``.
-        truth : xarray.Dataset
+        truth : xarray.Dataset or SampleView
             The training trajectories with their parameters (see
             :meth:`xdyn.rom.LDNet.fit`).
         """
         self._validate_params()
-        _check_sampler_options(self.integrator, self.guidance, self.score)
+        _check_sampler_options(self.integrator, self.guidance, self.prior_score)
         self._check_likelihood()
         if self.ldnet is None or not hasattr(self.ldnet, "transform"):
             raise TypeError(f"ldnet must be an xdyn.rom.LDNet, got {self.ldnet!r}")
+        encoder = (ObservationEncoder(sample_dim=self.sample_dim) if self.encoder is None
+                   else self.encoder)
+        for name, est in (("ldnet", self.ldnet), ("encoder", encoder)):
+            other = getattr(est, "sample_dim", self.sample_dim)
+            if other != self.sample_dim:
+                raise ValueError(f"{name}.sample_dim is {other!r} and LDEnSF's sample_dim "
+                                 f"{self.sample_dim!r}: set them to the same dim")
+        obs, truth = unwrap(obs), unwrap(truth)
         self._check_times(obs, truth)
         if self.prefit_ldnet:
             if not hasattr(self.ldnet, "net_"):
@@ -288,8 +351,11 @@ class LDEnSF(BaseEstimator):
         latent = self.ldnet_.transform(truth)
         target = xr.merge([latent.drop_vars("latent"),
                            truth[self.ldnet_.parameters_]], compat="override")
-        encoder = ObservationEncoder() if self.encoder is None else self.encoder
         self.encoder_ = clone(encoder).fit(obs, target)
+        self.noise_std_ = _site_noise(obs, self.sample_dim)
+        self.truth_attrs_ = {name: dict(truth[name].attrs)
+                             for name in (*self.ldnet_.spatial_dims_, *self.ldnet_.parameters_)
+                             if name in truth.variables}
         # z = [s, u]: its training values at the observation times standardise the EnSF
         z = self._z_from_encoder_layout(
             np.asarray(latent["latent_state"].sel(time=obs["time"].values).values),
@@ -337,23 +403,34 @@ class LDEnSF(BaseEstimator):
     def predict(self, obs, return_members=False):
         """Assimilate ``obs`` (one independent cycle per trajectory).
 
+        Parameters
+        ----------
+        obs : xarray.Dataset or SampleView
+            Observations as in :meth:`fit` (the training sites, interval and
+            start).
+        return_members : bool, default=False
+            Add each field's decoded members as ``<name>_members``.
+
         Returns
         -------
         xarray.Dataset
             At every observation time: the fields on the training grid (mean
-            and ``<name>_spread`` over the decoded members), ``latent_state``
-            and ``latent_spread``, and each parameter with ``<name>_spread``.
-            ``attrs`` hold the wall time per step of the dynamics and of the
-            analysis.
+            and ``<name>_spread`` over the decoded members, in the fields'
+            units), ``latent_state`` and ``latent_spread``, and each parameter
+            with ``<name>_spread``. ``attrs`` hold the wall time per step of
+            the dynamics and of the analysis, and the RMS observation noise
+            std of the training and of these observations.
         """
         check_is_fitted(self, "encoder_")
         self._validate_params()   # the settings predict reads may have been set after fit
         self._check_likelihood()
+        obs = unwrap(obs)
         joint = self.likelihood == "joint"
         # before the encoder's own checks of the sites and times: these errors say more
         points = self._observed_points(obs) if joint or self.refine_parameters else None
         steps = self._observation_steps(obs)
         z_obs = (self._encoded_z(obs) - self.latent_mean_) / self.latent_std_
+        noise_levels = self._check_noise(obs)
         module = self.ldnet_.module_
         # the refinement's rollout in float64, copied once per call, not per analysis
         module64 = _float64_copy(module) if self.refine_parameters else None
@@ -376,7 +453,7 @@ class LDEnSF(BaseEstimator):
         u = (2 * torch.rand(n_traj, M, self.ldnet_.n_params_, generator=gen, dtype=dt_) - 1).to(dev)
         z = torch.cat([s, u], -1)
         sampler = dict(n_pseudo_steps=int(self.n_pseudo_steps), eps=float(self.eps),
-                       variance_floor=float(self.variance_floor), score=self.score,
+                       variance_floor=float(self.variance_floor), score=self.prior_score,
                        guidance=self.guidance, integrator=self.integrator, generator=gen)
         # the zero latent state sits one saved step before the first training state
         step, t_dyn, t_ana, members = -1, 0.0, 0.0, []
@@ -403,7 +480,64 @@ class LDEnSF(BaseEstimator):
                 t_ana += time.perf_counter() - tic
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
-        return self._output(torch.stack(members, 1), obs, return_members)
+        out = self._output(torch.stack(members, 1), obs, return_members)
+        out.attrs.update(noise_levels)
+        return out
+
+    def _check_noise(self, obs):
+        """Warn where ``obs``'s noise std is not the training one (per site, beyond
+        :data:`_NOISE_FACTOR`): the encoder learned the training noise, and its training
+        residual is the latent observation error. Returns the RMS noise stds of both
+        (NaN where unknown) for the output's attrs."""
+        fitted, given = self.noise_std_, _site_noise(obs, self.sample_dim)
+        levels = {"training_noise_std": np.nan, "obs_noise_std": np.nan}
+        if fitted is not None:
+            levels["training_noise_std"] = float(np.sqrt(np.mean(fitted ** 2)))
+        if given is not None:
+            levels["obs_noise_std"] = float(np.sqrt(np.mean(given ** 2)))
+        if fitted is None or given is None:
+            return levels
+        order = self.encoder_._sites(obs)
+        given = given if order is None else given[order]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(given == fitted, 1.0, given / fitted)
+        if np.any(ratio > _NOISE_FACTOR) or np.any(ratio < 1 / _NOISE_FACTOR):
+            warnings.warn(
+                f"these observations' noise_std (RMS {levels['obs_noise_std']:.4g}, "
+                f"{np.min(ratio):.3g}x to {np.max(ratio):.3g}x the training one per site) is "
+                f"not the training observations' (RMS {levels['training_noise_std']:.4g}): the "
+                "encoder learned that noise and its "
+                "training error is the latent observation error, so this is an untrained "
+                "regime (the analyses may be overconfident); refit at this noise, or widen "
+                "the latent error with obs_noise_scale", UserWarning, stacklevel=3)
+        return levels
+
+    def score(self, obs, truth):
+        """Minus the time-averaged RMSE of the analysis mean's fields against ``truth``.
+
+        The RMSE over every field, trajectory and grid point at each
+        observation time (:func:`xdyn.metrics.state_rmse`), averaged over the
+        times, as the assimilators' ``score``; the parameters are not scored.
+
+        Parameters
+        ----------
+        obs : xarray.Dataset or SampleView
+            Observations, as for :meth:`predict`.
+        truth : xarray.Dataset or SampleView
+            The true fields (on the training grid) at the observation times.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self, "encoder_")
+        truth = unwrap(truth)
+        fields = list(self.ldnet_.variables_)
+        missing = [v for v in fields if v not in truth.data_vars]
+        if missing:
+            raise ValueError(f"truth lacks the field(s) {missing} LD-EnSF is scored on")
+        per_time = state_rmse(self.predict(obs)[fields], truth[fields])
+        return -float(per_time.mean("time", skipna=False))
 
     def _observation_steps(self, obs):
         """The LDNet's saved-step index of each observation time.
@@ -450,7 +584,9 @@ class LDEnSF(BaseEstimator):
             raise ValueError(f"the LDNet has fields {ld.variables_}: obs needs a 'variable' "
                              f"coordinate along {dim!r} saying which each observation sees")
         values = np.asarray(y.values, dtype=float)
-        noise_std = np.broadcast_to(np.asarray(obs["noise_std"].values, float), values.shape)
+        # matched by dim name: by position, a (trajectory, obs) noise_std was read as
+        # (time, obs) when there were as many trajectories as times
+        noise_std = _noise_std_like(obs, y)
         missing = ~np.isfinite(values)
         coords = {d: np.asarray(obs[d].values, float) for d in ld.spatial_dims_}
         return (coords, field, np.where(missing, 0.0, values),
@@ -601,20 +737,29 @@ class LDEnSF(BaseEstimator):
         grid_shape = tuple(len(ld.grid_[d]) for d in ld.spatial_dims_)
         lead = (sd, "time")
         coords = {d: obs[d] for d in lead if d in obs.coords}
-        coords.update({d: (d, ld.grid_[d]) for d in ld.spatial_dims_})
+        known = self.truth_attrs_
+        coords.update({d: (d, ld.grid_[d], dict(known.get(d, {}))) for d in ld.spatial_dims_})
         coords["latent"] = np.arange(n_lat)
         out = xr.Dataset(coords=coords)
+
+        def attrs(own, long_name, spread=False):
+            # the variable's own attrs (units ...), a spread without its standard_name
+            return {**{k: a for k, a in own.items() if not (spread and k == "standard_name")},
+                    "long_name": long_name}
+
         for i, v in enumerate(ld.variables_):
+            # decoded in the fields' own units (the standardisation is undone)
+            own = ld.field_attrs_[v]
             out[v] = (lead + ld.spatial_dims_, mean[..., i].reshape(mean.shape[:2] + grid_shape),
-                      {"long_name": f"LD-EnSF analysis mean of {v}", "units": "1"})
+                      attrs(own, f"LD-EnSF analysis mean of {v}"))
             out[f"{v}_spread"] = (lead + ld.spatial_dims_,
                                   spread[..., i].reshape(mean.shape[:2] + grid_shape),
-                                  {"long_name": f"LD-EnSF ensemble spread of {v}", "units": "1"})
+                                  attrs(own, f"LD-EnSF ensemble spread of {v}", spread=True))
             if return_members:
                 f = members[..., i]                                         # (n, T, M, G)
                 out[f"{v}_members"] = (lead + ("member",) + ld.spatial_dims_,
                                        f.reshape(f.shape[:3] + grid_shape),
-                                       {"long_name": f"LD-EnSF members of {v}", "units": "1"})
+                                       attrs(own, f"LD-EnSF members of {v}"))
         out["latent_state"] = (lead + ("latent",), zn[..., :n_lat].mean(2),
                                {"long_name": "analysis mean of the latent state", "units": "1"})
         out["latent_spread"] = (lead + ("latent",),
@@ -622,10 +767,11 @@ class LDEnSF(BaseEstimator):
                                 {"long_name": "ensemble spread of the latent state", "units": "1"})
         phys = ld.unscale_params(zn[..., n_lat:])                       # (n, T, M, P)
         for j, name in enumerate(ld.parameters_):
+            own = known.get(name, {})
             out[name] = (lead, phys[..., j].mean(2),
-                         {"long_name": f"estimated {name} (ensemble mean)", "units": "1"})
+                         attrs(own, f"estimated {name} (ensemble mean)"))
             out[f"{name}_spread"] = (lead, scale[name] * phys[..., j].std(2, ddof=1),
-                                     {"long_name": f"ensemble spread of {name}", "units": "1"})
+                                     attrs(own, f"ensemble spread of {name}", spread=True))
         out.attrs.update({"method": "LD-EnSF", "n_members": int(self.n_members),
                           "dynamics_seconds_per_step": self.timing_["dynamics"],
                           "analysis_seconds_per_step": self.timing_["analysis"]})

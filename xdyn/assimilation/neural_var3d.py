@@ -195,7 +195,10 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     **kwargs
         ``module__<name>`` (``hidden_size``, ``n_layers``) and
         ``optimizer__<name>`` parameters, routed to the network as in skorch,
-        so ``GridSearchCV(..., {"module__hidden_size": [...]})`` works.
+        so ``GridSearchCV(..., {"module__hidden_size": [...]})`` works. Not
+        the network arguments set from the estimator's own parameters
+        (``module__window``: use ``window``; likewise ``encoder``,
+        ``n_iterations``) or from the data (``module__n_state`` ...).
 
     Attributes
     ----------
@@ -315,6 +318,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
             observed at the training interval.
         """
         self._validate_params()
+        self._refuse_routed_set_by_fit(_SET_BY_FIT)
         if self.loss == "supervised" and truth is None:
             raise ValueError("loss='supervised' needs the truth: call fit(obs, truth) "
                              "or use loss='var'")
@@ -450,6 +454,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         return analysis_dataset(x_a, ctx, type(self).__name__)
 
     def _make_net(self, ctx, stats):
+        self._refuse_routed_set_by_fit(_SET_BY_FIT)
         return _NeuralVarNet(
             NeuralVar3DModule, loss_kind=self.loss,
             single_analysis_weight=float(self.single_analysis_weight),
@@ -575,6 +580,15 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         """
         return load_fitted(self, f, lambda blob: self._make_net(
             _FittedShape(self.system_, self.operator_, self.n_obs_), self.statistics_))
+
+
+# the network arguments _make_net sets: routed name -> the estimator's own parameter (None:
+# from the data or the system)
+_SET_BY_FIT = {"module__encoder": "encoder", "module__window": "window",
+               "module__n_iterations": "n_iterations", **dict.fromkeys(
+                   ("module__n_state", "module__n_obs", "module__obs_index", "module__operator",
+                    "module__stats", "module__system", "module__forecast_dt",
+                    "module__forecast_steps"))}
 
 
 def _forecast_interval(ctx, seq_len, window=1):

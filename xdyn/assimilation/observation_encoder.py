@@ -22,11 +22,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import format_time, is_time, label_order, step_tolerance, steps_as_float
+from xdyn.model_selection import unwrap
 from xdyn.nn import XdynNet
 from xdyn.nn.ldnet_modules import LatentObservationEncoder
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 
 __all__ = ["ObservationEncoder"]
+
+# the network arguments fit sets itself: a routed ``module__<name>`` for one of them made
+# skorch fail with "got multiple values for keyword argument" (own parameter, or None: set
+# from the data)
+_SET_BY_FIT = {"module__cell": "cell", "module__hidden_size": "hidden_size",
+               "module__n_layers": "n_layers", "module__n_obs": None, "module__n_out": None}
 
 
 class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
@@ -50,13 +57,18 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     random_state : int or None
     progress : bool, default=False
     **kwargs
-        ``module__*`` / ``optimizer__*`` routed to the network.
+        ``module__*`` / ``optimizer__*`` routed to the network; not those
+        that the estimator sets itself (``module__hidden_size``: use
+        ``hidden_size``; likewise ``cell``, ``n_layers``).
 
     Attributes
     ----------
     net_ : xdyn.nn.XdynNet
-    targets_ : list of (str, int)
-        Target variable names and their widths, in output order.
+    targets_ : list of (str, int, tuple)
+        Target variable names, their widths and feature dims, in output order.
+    target_attrs_ : dict
+        Attributes of each target variable (its ``units`` ...), given back
+        by :meth:`predict`.
     obs_mean_, obs_std_ : ndarray of shape (n_obs,)
         Standardisation of the observations (training set).
     target_mean_, target_std_ : ndarray of shape (n_out,)
@@ -118,8 +130,9 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     # ------------------------------------------------------------------ data
     def _observations(self, obs):
         if not isinstance(obs, xr.Dataset) or "observation" not in obs:
-            raise TypeError("obs must be an observation Dataset with an 'observation' "
-                            "variable (see xdyn.observe.observe)")
+            raise TypeError(f"obs must be an observation Dataset (or a SampleView of one) with "
+                            f"an 'observation' variable (see xdyn.observe.observe); got "
+                            f"{type(obs).__name__}")
         sd = self.sample_dim
         da = obs["observation"]
         for d in (sd, "time", "obs"):
@@ -234,9 +247,9 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
 
         Parameters
         ----------
-        obs : xarray.Dataset
+        obs : xarray.Dataset or SampleView
             ``observation`` with dims (trajectory, time, obs).
-        target : xarray.Dataset
+        target : xarray.Dataset or SampleView
             Variables with dims (trajectory, time[, feature]) -- e.g. the
             ``latent_state`` of :meth:`xdyn.rom.LDNet.transform` -- or
             (trajectory,) for constants such as the parameters. Paired with
@@ -246,9 +259,12 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
             label where both are labelled, else by position (the same size).
         """
         self._validate_params()
+        self._refuse_routed_set_by_fit(_SET_BY_FIT)
+        obs, target = unwrap(obs), unwrap(target)
         y = self._observations(obs)
         z, names = self._targets(target, *y.shape[:2], self._times(obs), self._labels(obs))
         self.targets_ = names
+        self.target_attrs_ = {name: dict(target[name].attrs) for name, *_ in names}
         sites = [c for c, v in obs.coords.items() if v.dims == ("obs",) and c != "obs"]
         sites = sites or [c for c in ("obs",) if c in obs.coords]
         self.obs_sites_ = {c: np.asarray(obs[c].values) for c in sites}
@@ -287,7 +303,7 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
 
         Parameters
         ----------
-        obs : xarray.Dataset
+        obs : xarray.Dataset or SampleView
             ``observation`` with dims (trajectory, time, obs): the training
             sites (in any order along ``obs``), at the training interval from
             the training start.
@@ -297,6 +313,7 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         ndarray of shape (n_trajectories, n_times, n_out)
         """
         check_is_fitted(self, "net_")
+        obs = unwrap(obs)
         y = self._observations(obs)
         order = self._sites(obs)
         self._check_times(obs)
@@ -305,11 +322,18 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     def predict(self, obs):
         """Targets at every observation time from the observations up to it.
 
+        Parameters
+        ----------
+        obs : xarray.Dataset or SampleView
+            As for :meth:`encode`.
+
         Returns
         -------
         xarray.Dataset
-            The target variables with a ``time`` dim added.
+            The target variables with a ``time`` dim added, each with its
+            attributes from :meth:`fit` (its ``units`` ...).
         """
+        obs = unwrap(obs)
         z = self.encode(obs)
         sd = self.sample_dim
         coords = {d: obs[d] for d in (sd, "time") if d in obs.coords}
@@ -318,12 +342,14 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
             block = z[..., start:start + width]
             start += width
             dims = (sd, "time") + extra
-            data[name] = (dims, block if extra else block[..., 0],
-                          {"long_name": f"encoded {name}", "units": "1"})
+            # in the target's own units (the standardisation is undone): its attrs
+            attrs = {**self.target_attrs_.get(name, {}), "long_name": f"encoded {name}"}
+            data[name] = (dims, block if extra else block[..., 0], attrs)
         return xr.Dataset(data, coords=coords)
 
     def score(self, obs, target):
         """Minus the mean squared error of the standardised targets."""
+        obs, target = unwrap(obs), unwrap(target)
         z = self.encode(obs)
         t, _ = self._targets(target, *z.shape[:2], self._times(obs), self._labels(obs))
         return -float(np.mean(((z - t) / self.target_std_) ** 2))

@@ -71,6 +71,20 @@ class RoutedParamsMixin:
         """The routed parameters starting with ``prefix`` (all of them by default)."""
         return {k: v for k, v in vars(self).items() if k.startswith(prefix)}
 
+    def _refuse_routed_set_by_fit(self, set_by_fit):
+        """Refuse routed ``module__*`` parameters that ``fit`` sets itself (skorch failed
+        with "got multiple values for keyword argument" at the end of training).
+
+        ``set_by_fit`` maps each such routed name to the estimator's own parameter that
+        sets it, or None where the value comes from the data.
+        """
+        for key in sorted(set(self._routed()) & set(set_by_fit)):
+            own = set_by_fit[key]
+            how = (f"use {type(self).__name__}'s own parameter {own!r}" if own is not None
+                   else "it is set from the training data")
+            raise ValueError(f"{type(self).__name__} sets {key} itself ({how}), so it cannot "
+                             f"be passed as a routed parameter: remove {key}")
+
     def get_params(self, deep=True):
         """Parameters, the routed ``module__*`` / ``optimizer__*`` ones included."""
         return {**super().get_params(deep=deep), **self._routed()}
