@@ -65,6 +65,13 @@ def observe(
         :meth:`~xdyn.observe.ObservationOperator.obs_units`); none when the
         operator does not say.
 
+    Notes
+    -----
+    The observed times of a dask-backed state are read into memory (computed)
+    and the result is in memory: the noise is drawn in one fixed order, so that
+    the same ``random_state`` gives the same observations whatever the
+    chunking. Select the times first (``times`` or ``every``) for a long record.
+
     Examples
     --------
     >>> from xdyn.systems import Lorenz96
