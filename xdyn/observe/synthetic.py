@@ -43,7 +43,10 @@ def observe(
     times : array-like, optional
         Explicit (possibly irregular) subset of ``ds.time`` to observe.
     missing_fraction : float, default=0
-        Fraction of observations randomly set missing (NaN).
+        Fraction of observations randomly set missing (NaN), drawn for each
+        trajectory (or other sample dim) on its own; the assimilators cycle a
+        batch with one set of observed sites per time, so they take such
+        observations one trajectory at a time.
     random_state : int, RandomState or None
         Seed for the noise and the missing pattern.
     sample_dims : sequence of str, default=("time", "member", "trajectory")
