@@ -116,6 +116,15 @@ class _Hold(BaseEstimator):
         return last.assign_coords(time=X.time[-1].values + dt * np.arange(1, n_steps + 1))
 
 
+def _lagged_closure(res, unres):
+    """``res`` delayed by one step and a tiny closure fitted on it (``unres`` on its times)."""
+    from xdyn.preprocessing import delay_embedding
+
+    lagged = delay_embedding(res, [1])
+    unres = unres.isel(time=slice(1, None)).assign_coords(time=lagged.time)
+    return lagged, GPClosure(1, 1, max_epochs=2, random_state=0).fit(lagged, unres)
+
+
 class _HoldMonths(_Hold):
     """The last state held, at the month starts after its context."""
 
@@ -128,13 +137,10 @@ class _HoldMonths(_Hold):
 
 def test_lags_at_another_time_step_than_the_closure_was_fitted_on_are_refused():
     # only the names (u, u_lag1) were compared: lag 1 fitted as 1 time unit read 2 units
-    from xdyn.preprocessing import delay_embedding
 
     res, unres = _data()  # time step 1
     coarse = res.isel(time=slice(None, None, 2))  # time step 2
-    lagged = delay_embedding(res, [1])
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)))
+    lagged, closure = _lagged_closure(res, unres)
     with pytest.raises(ValueError, match="lags of time step 1 .*; X has time step 2"):
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(coarse)
     model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2).fit(res)
@@ -150,15 +156,11 @@ def test_lags_of_datetimes_are_checked_by_their_frequency():
     """Datetime lag steps are frequency strings ('6h'); a closure fitted at 6 h refuses 12 h."""
     import pandas as pd
 
-    from xdyn.preprocessing import delay_embedding
-
     res, unres = _data()
     times = pd.date_range("2000-01-01", periods=res.sizes["time"], freq="6h")
     res, unres = res.assign_coords(time=times), unres.assign_coords(time=times)
-    lagged = delay_embedding(res, [1])
+    lagged, closure = _lagged_closure(res, unres)
     assert lagged.u_lag1.attrs["lag_step"] == "6h"
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)))
     model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2).fit(res)
     out = model.predict(res, n_steps=2)
     np.testing.assert_array_equal(out.time.values, times[-1] + pd.to_timedelta([6, 12], "h"))
@@ -172,10 +174,8 @@ def test_lags_of_model_time_in_other_units_are_refused():
 
     res, unres = _data()
     in_hours = res.assign_coords(time=res.time.assign_attrs(units="hours"))
-    lagged = delay_embedding(in_hours, [1])
+    lagged, closure = _lagged_closure(in_hours, unres)
     assert lagged.u_lag1.attrs["lag_step_units"] == "hours"
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)))
     in_days = res.assign_coords(time=res.time.assign_attrs(units="days"))
     with pytest.raises(ValueError, match="lags of model time in 'hours'; X's 'time' is in 'days'"):
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(in_days)
@@ -190,17 +190,14 @@ def test_lags_of_model_time_in_other_units_are_refused():
 def test_lag_units_are_the_units_of_a_step_not_an_epoch():
     """Times read with decode_times=False ('hours since 1900-01-01', ERA5) step in hours:
     a context counted from another epoch, or in plain hours, has the same lag; days do not."""
-    from xdyn.preprocessing import delay_embedding
 
     res, unres = _data()
 
     def with_units(units, t0=0.0):
         return res.assign_coords(time=("time", t0 + res.time.values, {"units": units}))
 
-    lagged = delay_embedding(with_units("hours since 1900-01-01 00:00:0.0", 876576.0), [1])
+    lagged, closure = _lagged_closure(with_units("hours since 1900-01-01 00:00:0.0", 876576.0), unres)
     assert lagged.u_lag1.attrs["lag_step_units"] == "hours"
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)).assign_coords(time=lagged.time))
     for units in ("hours since 2000-01-01", "hours", "h"):
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(with_units(units))
     with pytest.raises(ValueError, match="lags of model time in 'hours'; X's 'time' is in 'days'"):
@@ -211,15 +208,12 @@ def test_lag_units_are_the_units_of_a_step_not_an_epoch():
 def test_lags_fitted_on_float32_times_take_float64_times_of_the_step():
     """Times read back from netCDF in float32 hold the step 0.1 as 0.09998 near t = 1000:
     the recorded rounding lets a float64 context of the same step through, not 0.2."""
-    from xdyn.preprocessing import delay_embedding
 
     res, unres = _data()
     t64 = 1000 + 0.1 * np.arange(res.sizes["time"])
     res32 = res.assign_coords(time=t64.astype(np.float32))
-    lagged = delay_embedding(res32, [1])
+    lagged, closure = _lagged_closure(res32, unres)
     assert lagged.u_lag1.attrs["lag_step"] != 0.1
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)).assign_coords(time=lagged.time))
     model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2)
     model.fit(res.assign_coords(time=t64)).predict(res.assign_coords(time=t64), n_steps=2)
     with pytest.raises(ValueError, match="lags of time step 0.0999"):
@@ -232,15 +226,11 @@ def test_lags_of_a_calendar_step_take_a_context_of_months_of_one_length():
     ('2MS') is refused."""
     import pandas as pd
 
-    from xdyn.preprocessing import delay_embedding
-
     res, unres = _data()
     months = pd.date_range("1990-01-01", periods=res.sizes["time"], freq="MS")
     res, unres = res.assign_coords(time=months), unres.assign_coords(time=months)
-    lagged = delay_embedding(res, [1])
+    lagged, closure = _lagged_closure(res, unres)
     assert lagged.u_lag1.attrs["lag_step"] == "MS"
-    closure = GPClosure(1, 1, max_epochs=2, random_state=0).fit(
-        lagged, unres.isel(time=slice(1, None)))
     model = ClosedModel(_HoldMonths(), closure, prefit=True, lags=(1,), n_members=2)
     summer = res.isel(time=slice(54, 57))  # 1994-07 .. 1994-09
     assert list(summer.time.dt.month.values) == [7, 8, 9]
