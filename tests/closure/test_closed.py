@@ -239,3 +239,23 @@ def test_lags_of_a_calendar_step_take_a_context_of_months_of_one_length():
     model.fit(month_ends)
     with pytest.raises(ValueError, match="lags of time step MS .*; X has time step 2MS"):
         model.fit(res.isel(time=slice(0, None, 2)))
+
+
+def test_lags_pair_y_with_x_by_label_whatever_its_order():
+    # Y in reverse time order: its first sample was dropped by position ("Y lacks [59.0]")
+    res, unres = _data()
+    model = ClosedModel(_NoisyROM(), GPClosure(1, 1, max_epochs=2, random_state=0), lags=(1,),
+                        n_members=2, random_state=0)
+    ref = model.fit(res, unres).predict(res, 2)
+    got = model.fit(res, unres.isel(time=slice(None, None, -1))).predict(res, 2)
+    xr.testing.assert_allclose(got, ref)
+
+
+def test_model_selection_sample_views_are_taken_as_their_data():
+    from xdyn.model_selection import samples
+
+    res, unres = _data()
+    model = ClosedModel(_NoisyROM(), GPClosure(1, 1, max_epochs=2, random_state=0),
+                        n_members=2, random_state=0)
+    ref = model.fit(res, unres).predict(res, 2)
+    xr.testing.assert_allclose(model.fit(samples(res), samples(unres)).predict(res, 2), ref)

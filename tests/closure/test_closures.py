@@ -242,3 +242,27 @@ def test_sparse_gp_seeded_by_a_random_state_instance_is_reproducible(closure_dat
                       random_state=np.random.RandomState(0)).fit(X, Y) for _ in range(2)]
     assert fits[0].sparse_
     np.testing.assert_array_equal(fits[0].predict(X[:10]), fits[1].predict(X[:10]))
+
+
+def test_model_selection_sample_views_are_taken_as_their_data(closure_data):
+    from xdyn.model_selection import samples
+
+    X, Y, _, _ = closure_data(40, 0, False, as_dataset=True)
+    gp = GPClosure(2, 2, max_epochs=2, random_state=0)
+    ref = clone(gp).fit(X, Y)
+    fitted = clone(gp).fit(samples(X), samples(Y))
+    xr.testing.assert_allclose(fitted.predict(samples(X)), ref.predict(X))
+    xr.testing.assert_allclose(fitted.sample(samples(X), 2), ref.sample(X, 2))
+
+
+def test_trajectory_outputs_keep_the_coordinate_attrs(closure_data):
+    X, Y, _, _ = closure_data(30, 0, False, as_dataset=True)
+    X.time.attrs["units"] = "hours"
+    Xt = xr.concat([X, X + 1], "trajectory").assign_coords(trajectory=[3, 7])
+    Xt.trajectory.attrs["long_name"] = "run"
+    Yt = xr.concat([Y, 2 * Y], "trajectory").assign_coords(trajectory=Xt.trajectory)
+    gp = GPClosure(2, 2, max_epochs=2, random_state=0).fit(Xt, Yt)
+    mean, std = gp.predict(Xt, return_std=True)
+    for out in (mean, std, gp.sample(Xt, 2)):
+        assert out.time.attrs == {"units": "hours"}
+        assert out.trajectory.attrs == {"long_name": "run"}

@@ -169,3 +169,40 @@ def test_regressor_predicts_on_its_fitted_grid_or_refuses():
         reg.predict(dsX.isel(x=slice(0, None, 2), y=slice(0, None, 2)))
     with pytest.raises(ValueError, match="not the fitted grid's"):
         reg.predict(dsX.assign_coords(x=dsX.x * 2.0))
+
+
+def test_mean_model_on_arrays_and_dataarrays():
+    """A mean model's output is subtracted and added back for every kind fit takes (it
+    needed Datasets: AttributeError 'data_vars' on arrays and DataArrays)."""
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(60, 3))
+    Y = X @ rng.normal(size=(3, 4))
+    gp = GPClosure(2, 2, max_epochs=2, random_state=0, mean_model=LinearRegression())
+    fitted = gp.fit(X, Y)
+    np.testing.assert_allclose(fitted.predict(X), Y, atol=1e-6)  # Y is linear in X
+    assert fitted.sample(X, 2).shape == (2, 60, 4)
+    X, Y, _ = _fields(24, 0)
+    reg = _regressor(max_epochs=1)
+    closure = GPClosure(2, 2, max_epochs=2, random_state=0, mean_model=reg).fit(X.w, Y.w)
+    mean, draws = closure.predict(X.w), closure.sample(X.w, 2)
+    assert isinstance(mean, xr.DataArray) and mean.name == "w" and mean.dims == X.w.dims
+    assert draws.dims == ("member", *X.w.dims)
+
+
+def test_regressor_takes_a_dataarray_as_one_channel_whatever_its_name():
+    X, Y, _ = _fields(16, 0)
+    reg = _regressor(max_epochs=1).fit(X.w, Y.w)
+    ref = reg.predict(X.w)
+    xr.testing.assert_allclose(reg.predict(X.w.rename("vorticity")), ref)
+    xr.testing.assert_allclose(reg.predict(X.w.rename(None)), ref)
+
+
+def test_regressor_takes_model_selection_sample_views():
+    from xdyn.model_selection import samples
+
+    X, Y, _ = _fields(16, 0)
+    reg = _regressor(max_epochs=1)
+    ref = clone(reg).fit(X, Y).predict(X)
+    xr.testing.assert_allclose(clone(reg).fit(samples(X), samples(Y)).predict(samples(X)), ref)

@@ -43,6 +43,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
 
 __all__ = ["BaseClosure"]
@@ -182,6 +183,7 @@ class BaseClosure(BaseEstimator):
         self
         """
         self._validate_params()
+        X, Y, Y_mean = unwrap(X), unwrap(Y), unwrap(Y_mean)  # model_selection's sample views
         if Y_mean is not None and not (self.mean_model is not None and self.prefit_mean_model):
             raise ValueError("Y_mean is the prediction of a prefit mean model; it needs "
                              "mean_model and prefit_mean_model=True")
@@ -287,6 +289,7 @@ class BaseClosure(BaseEstimator):
         mean : same kind as the ``Y`` of :meth:`fit` (ndarray when ``X`` is one)
         std : same kind, only when ``return_std``
         """
+        X = unwrap(X)
         Z, coord, labelled = self._reduce(X)
         mean_c, var = self._moments(Z, need_var=return_std)
         mean = self._add_mean(self._out(mean_c @ self._weights() + self.output_pca_.mean_,
@@ -315,6 +318,7 @@ class BaseClosure(BaseEstimator):
         """
         if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
+        X = unwrap(X)
         Z, coord, labelled = self._reduce(X)
         rng = check_random_state(self.random_state if random_state is None else random_state)
         draws = self._sample_reduced(Z, int(n_samples), rng)
@@ -417,15 +421,22 @@ class BaseClosure(BaseEstimator):
         stacked = data.stack({_MERGED: (td, sd)}, create_index=True)
         index = stacked.indexes[_MERGED]
         flat = stacked.drop_vars([_MERGED, td, sd], errors="ignore").rename({_MERGED: sd})
-        return flat, _Restore(index, sd, td)
+        # the index levels carry no attrs: the coordinates' own (units) are given back
+        attrs = {d: dict(data[d].attrs) for d in (td, sd) if d in data.coords}
+        return flat, _Restore(index, sd, td, attrs)
 
 
 _MERGED = "__xdyn_sample__"
 
 
 def same_fields_op(op, a, b, what):
-    """``op(a, b)`` of two Datasets with the same variables on the same grid; xarray's
-    default inner join dropped the variables and points one side lacks, without a word.
+    """``op(a, b)`` of two fields of the same kind on the same grid.
+
+    Two Datasets must have the same variables; xarray's default inner join dropped
+    the variables and points one side lacks, without a word, so labels must match
+    exactly. Two DataArrays are one field each, whatever their names (the result
+    keeps ``a``'s). A DataArray or an array with an array ``b`` (what a scikit-learn
+    regressor predicts) is paired by position: ``b``'s shape must end ``a``'s.
 
     Examples
     --------
@@ -433,15 +444,28 @@ def same_fields_op(op, a, b, what):
     >>> a = xr.Dataset({"u": ("x", [1.0, 2.0])}, coords={"x": [0.0, 1.0]})
     >>> float(same_fields_op(np.add, a, a, "a and a").u.sum())
     6.0
+    >>> same_fields_op(np.subtract, np.ones((2, 3)), np.ones((2, 3)), "a and b").shape
+    (2, 3)
     """
-    if set(a.data_vars) != set(b.data_vars):
+    labelled = (xr.Dataset, xr.DataArray)
+    if not isinstance(b, labelled) and not isinstance(a, xr.Dataset):
+        b = np.asarray(b)
+        if np.ndim(a) < b.ndim or np.shape(a)[np.ndim(a) - b.ndim:] != b.shape:
+            raise ValueError(f"{what} have other shapes: {np.shape(a)} and {b.shape}")
+        with xr.set_options(keep_attrs=True):
+            return op(a, b)
+    if type(a) is not type(b) or not isinstance(a, labelled):
+        raise ValueError(f"{what} are of other kinds: {type(a).__name__} and "
+                         f"{type(b).__name__}")
+    if isinstance(a, xr.Dataset) and set(a.data_vars) != set(b.data_vars):
         raise ValueError(f"{what} have other variables: {sorted(a.data_vars)} and "
                          f"{sorted(b.data_vars)}")
     with xr.set_options(arithmetic_join="exact", keep_attrs=True):
         try:
-            return op(a, b)
+            out = op(a, b)
         except ValueError as err:
             raise ValueError(f"{what} are on other grids ({err})") from None
+    return out.rename(a.name) if isinstance(a, xr.DataArray) else out
 
 
 def align_labels(X, Y, dims, name="Y"):
@@ -504,10 +528,12 @@ def _as_float(data):
 
 
 class _Restore:
-    """Splits a merged sample dim back into (trajectory, sample) with their coordinates."""
+    """Splits a merged sample dim back into (trajectory, sample) with their coordinates
+    (and the coordinates' ``attrs``)."""
 
-    def __init__(self, index, sample_dim, trajectory_dim):
+    def __init__(self, index, sample_dim, trajectory_dim, attrs=None):
         self.index, self.sample_dim, self.trajectory_dim = index, sample_dim, trajectory_dim
+        self.attrs = {} if attrs is None else attrs
 
     def __call__(self, data):
         # levels renamed while they share the merged dim's name (xarray refuses that)
@@ -516,6 +542,7 @@ class _Restore:
         coords = xr.Coordinates.from_pandas_multiindex(index, self.sample_dim)
         out = data.assign_coords(coords).unstack(self.sample_dim)
         out = out.rename({levels[0]: self.trajectory_dim, levels[1]: self.sample_dim})
+        out = out.assign_coords({d: out[d].assign_attrs(a) for d, a in self.attrs.items()})
         return out.transpose(self.trajectory_dim, self.sample_dim, ...)
 
 

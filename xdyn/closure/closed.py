@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn._labels import format_step
 from xdyn._units import other_units, step_units
 from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
+from xdyn.model_selection import unwrap
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
 
@@ -60,9 +61,9 @@ class ClosedModel(BaseEstimator):
         Delays (steps along ``sample_dim``) of the resolved state the closure
         reads beside the current one, as variables ``{name}_lag{lag}``: the
         closure is fitted on ``delay_embedding(X, lags)`` (the first
-        ``max(lags)`` samples of ``Y`` have no past and are left out), and
-        :meth:`predict` needs at least ``max(lags)`` context states. A prefit
-        closure must have been fitted on such inputs. Where the closure's
+        ``max(lags)`` times of ``X`` have no past: ``Y`` at them, by label, is
+        left out), and :meth:`predict` needs at least ``max(lags)`` context
+        states. A prefit closure must have been fitted on such inputs. Where the closure's
         inputs had a time coordinate, a lag is a time (their ``lag_step``
         attr): :meth:`fit` (prefit) and :meth:`predict` raise when the
         context's time step, or the forecast's, is another.
@@ -128,6 +129,7 @@ class ClosedModel(BaseEstimator):
         self
         """
         self._validate_params()
+        X, Y = unwrap(X), unwrap(Y)  # model_selection's sample views
         if self.prefit:
             check_is_fitted(self.closure)
             self._check_closure_inputs(X)
@@ -136,12 +138,25 @@ class ClosedModel(BaseEstimator):
         if Y is None:
             raise ValueError("Y (the unresolved field) is required to fit the closure "
                              "unless prefit=True")
-        longest = max(self.lags, default=0)
         self.closure_ = clone(self.closure).fit(
-            delay_embedding(X, self.lags, self.sample_dim),
-            Y.isel({self.sample_dim: slice(longest, None)}))
+            delay_embedding(X, self.lags, self.sample_dim), self._with_past(X, Y))
         self.rom_ = clone(self.rom).fit(X)
         return self
+
+    def _with_past(self, X, Y):
+        """``Y`` less its samples at the first ``max(lags)`` of ``X`` (they have no past).
+
+        By label where both have a ``sample_dim`` index (the closure pairs ``Y`` with
+        ``X`` by label, whatever order ``Y`` is stored in), else by position.
+        """
+        longest, dim = max(self.lags, default=0), self.sample_dim
+        if not longest:
+            return Y
+        xi = X.indexes.get(dim) if isinstance(X, xr.Dataset) else None
+        yi = Y.indexes.get(dim) if isinstance(Y, (xr.Dataset, xr.DataArray)) else None
+        if xi is None or yi is None or not xi.is_unique:
+            return Y.isel({dim: slice(longest, None)})
+        return Y.isel({dim: ~yi.isin(xi[:longest])})
 
     def predict(self, X, n_steps, n_members=None, random_state=None):
         """Ensemble forecast of the full field over ``n_steps`` after the end of ``X``.
@@ -164,6 +179,7 @@ class ClosedModel(BaseEstimator):
             forecast times along ``sample_dim``.
         """
         check_is_fitted(self, "closure_")
+        X = unwrap(X)
         n_members = self.n_members if n_members is None else n_members
         if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
             raise ValueError(f"n_members must be a positive integer; got {n_members!r}")
@@ -264,6 +280,7 @@ class ClosedModel(BaseEstimator):
         xarray.Dataset
         """
         check_is_fitted(self, "rom_")
+        X = unwrap(X)
         rom, kwargs = self.rom_, {}
         try:
             params = inspect.signature(rom.predict).parameters

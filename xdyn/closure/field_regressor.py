@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import grid_order
 from xdyn.closure.base import align_labels
+from xdyn.model_selection import unwrap
 from xdyn.nn.callbacks import cosine_annealing
 from xdyn.nn.modules import PeriodicConvNet
 from xdyn.nn.net import XdynNet
@@ -134,6 +135,7 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         self
         """
         self._validate_params()
+        X, Y = unwrap(X), unwrap(Y)  # model_selection's sample views
         if len(self.grid_dims) != 2:
             raise ValueError(f"grid_dims must name two dims; got {self.grid_dims!r}")
         if self.kernel_size % 2 == 0:
@@ -180,13 +182,15 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         """The predicted field, of ``X``'s kind: a Dataset (``X``'s dims and coordinates,
         the output variables of :meth:`fit`), a DataArray, or an array."""
         check_is_fitted(self, "net_")
+        X = unwrap(X)
         labelled = isinstance(X, (xr.Dataset, xr.DataArray))
         if labelled != bool(self.input_variables_) or (
                 labelled and isinstance(X, xr.DataArray) != self.dataarray_):
             kind = ("a DataArray" if self.dataarray_ else "a Dataset") if self.input_variables_ \
                 else "an array"
             raise TypeError(f"the regressor was fitted on {kind}; pass X as one too")
-        X = _as_dataset(X)
+        # a DataArray is one channel, whatever its name (that of the fitted one given it)
+        X = _as_dataset(X, self.input_variables_[0] if self.dataarray_ else None)
         if isinstance(X, xr.Dataset):
             X = self._on_fitted_grid(X)
         Xa, names = self._as_array(X, "X")
@@ -277,10 +281,13 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
         return xr.Dataset(data, coords=coords)
 
 
-def _as_dataset(data):
-    """A DataArray as a one-variable Dataset (its name kept, or ``"field"``)."""
+def _as_dataset(data, name=None):
+    """A DataArray as a one-variable Dataset named ``name`` (default: its own, or
+    ``"field"``)."""
     if isinstance(data, xr.DataArray):
-        return data.to_dataset(name=data.name if data.name is not None else "field")
+        if name is None:
+            name = data.name if data.name is not None else "field"
+        return data.to_dataset(name=name)
     return data
 
 
