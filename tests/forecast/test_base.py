@@ -327,3 +327,85 @@ def test_verification_raises_when_no_valid_time_is_a_time_of_the_truth():
     assert lead_aligned_truth(ds, later)["z"].isnull().all()
     late = Persistence().fit(truth).predict(truth.isel(time=slice(5, 10)), [1.0])
     assert lead_aligned_truth(truth.isel(time=slice(0, 3)), late)["T"].isnull().all()
+
+
+def test_valid_time_of_dates_past_2262_is_added_in_their_own_unit():
+    # pandas 3 keeps dates past 2262 as datetime64[us]: a ns lead overflowed silently
+    # (2300-01-01 + 6 h gave valid_time 1715-06-13, and a June climatology for January)
+    time = np.datetime64("2300-01-01", "us") + np.arange(4 * 365) * np.timedelta64(6, "h")
+    month = xr.DataArray(time, dims="time").dt.month.values.astype(float)
+    ds = xr.Dataset({"T": ("time", month, {"units": "K"})}, coords={"time": time})
+    assert ds.time.dtype == np.dtype("datetime64[us]")
+    fc = Persistence().fit(ds).predict(ds.isel(time=[0]), ["6h"])
+    # as text: numpy compares datetime64 of two units in the finer one, which wraps as well
+    assert str(fc["valid_time"].values[0, 0]).startswith("2300-01-01T06:00:00")
+    assert fc["valid_time"].dtype == ds.time.dtype
+    clim = Climatology(groupby="month").fit(ds).predict(ds.isel(time=[0]), ["6h"])
+    assert float(clim["T"].values[0, 0]) == 1.0  # January's mean
+    assert np.isfinite(Persistence().fit(ds).score(ds, ["6h"]))
+    # a sum past the range of the times' own unit is an error, not a wrapped date
+    late = np.array(["2262-04-10T00", "2262-04-10T12", "2262-04-11T00"], "datetime64[ns]")
+    near_end = xr.Dataset({"T": ("time", np.zeros(3))}, coords={"time": late})
+    est = Persistence().fit(near_end)
+    with pytest.raises(OverflowError, match=r"leaves the range of datetime64\[ns\]"):
+        est.predict(near_end, ["24h"])
+    seconds = near_end.assign_coords(time=late.astype("datetime64[s]"))
+    valid = est.predict(seconds, ["24h"])["valid_time"].values
+    assert str(valid[-1, 0]) == "2262-04-12T00:00:00"
+
+
+def test_pipeline_score_takes_the_lead_times_positionally():
+    ds = _grid_ds(n=60)
+    pipe = Pipeline([("scale", StandardScaler()), ("fc", Persistence())]).fit(ds)
+    scaled = pipe[:-1].transform(ds)
+    for lead in ("6h", "48h"):
+        assert pipe.score(ds, [lead]) == pytest.approx(pipe[-1].score(scaled, [lead]))
+    assert pipe.score(ds, ["48h"]) != pytest.approx(pipe.score(ds))
+    # what BaseForecaster.score's Notes say of scikit-learn: the keyword is dropped (the
+    # default lead scored), and metadata routing refuses Pipeline.score's sample_weight
+    assert pipe.score(ds, lead_times=["48h"]) == pytest.approx(pipe.score(ds))
+    assert "pipe.score(ds, [\"48h\"])" in Persistence.score.__doc__
+    import sklearn
+    with sklearn.config_context(enable_metadata_routing=True):
+        routed = Pipeline([("scale", StandardScaler()),
+                           ("fc", Persistence().set_score_request(lead_times=True))]).fit(ds)
+        with pytest.raises(TypeError, match="sample_weight"):
+            routed.score(ds, lead_times=["48h"])
+
+
+@pytest.mark.parametrize("dim", ["member", "lead_time", "valid_time"])
+def test_fit_and_predict_refuse_a_dim_the_forecasts_reserve(dim):
+    # an ensemble of analyses on a 'member' dim was fitted as a feature dim and then scored
+    # as the forecaster's own ensemble, by its mean (a better score than member by member)
+    ds = _grid_ds().expand_dims({dim: 3}, axis=1).copy(deep=True)
+    with pytest.raises(ValueError, match=f"dim named '{dim}'.*rename it"):
+        Persistence().fit(ds)
+    est = Persistence().fit(ds.isel({dim: 0}, drop=True))
+    with pytest.raises(ValueError, match=f"dim named '{dim}'.*rename it"):
+        est.predict(ds, ["6h"])
+    renamed = ds.rename({dim: "number"})
+    assert Persistence().fit(renamed).predict(renamed, ["6h"])["z"].dims[2] == "number"
+
+
+def test_predict_refuses_variables_in_other_units_or_under_another_name():
+    # fitted in K, the degC values were forecast and labelled 'K'; a DataArray 'q' came
+    # back named as the fitted 't2m', in K
+    ds = _grid_ds()
+    est = Persistence().fit(ds)
+    celsius = ds.assign(t=(ds["t"] - 273.15).assign_attrs(units="degC"))
+    with pytest.raises(ValueError, match="variable 't' in units 'K'.*'degC'"):
+        est.predict(celsius, ["6h"])
+    with pytest.raises(ValueError, match="'degC'"):
+        Climatology(groupby="hour").fit(ds).predict(celsius, ["6h"])
+    # the same units spelled otherwise, or none stated, are the fitted ones
+    est.predict(ds.assign(t=ds["t"].assign_attrs(units="kelvin")), ["6h"])
+    assert est.predict(ds.assign(t=ds["t"].assign_attrs(units="")), ["6h"])["t"].attrs == \
+        {"units": "K"}
+    t2m = ds["t"].rename("t2m")
+    est = Persistence().fit(t2m)
+    q = t2m.copy(data=np.full(t2m.shape, 0.005)).rename("q").assign_attrs(units="kg kg-1")
+    with pytest.raises(ValueError, match="fitted on the DataArray 't2m'; got one named 'q'"):
+        est.predict(q, ["6h"])
+    with pytest.raises(ValueError, match="'kg kg-1'"):
+        est.predict(q.rename(None), ["6h"])
+    assert est.predict(t2m.rename(None), ["6h"]).name == "t2m"

@@ -65,3 +65,18 @@ def test_forecast_rmse_refuses_a_truth_on_another_grid():
             forecast_rmse(fc["u"], aligned["u"])
         with pytest.raises(ValueError, match="do not align.*'x'"):
             verify_forecast(fc, truth)
+
+
+def test_verify_forecast_takes_the_dataarray_forecast_of_a_dataarray():
+    # predict on a DataArray returns a DataArray, which failed with AttributeError 'data_vars'
+    time = np.datetime64("2017-01-01", "ns") + np.arange(12) * np.timedelta64(6, "h")
+    da = xr.DataArray(np.random.default_rng(0).standard_normal((12, 3)), dims=("time", "x"),
+                      coords={"time": time}, name="T", attrs={"units": "K"})
+    fc = Persistence().fit(da).predict(da, ["6h", "12h"])
+    expected = verify_forecast(fc.to_dataset(), da.to_dataset())
+    xr.testing.assert_identical(verify_forecast(fc, da), expected)
+    xr.testing.assert_identical(verify_forecast(fc, da.to_dataset()), expected)
+    unnamed = verify_forecast(fc.rename(None), da.rename(None))
+    np.testing.assert_array_equal(unnamed["variable_rmse"].values, expected["T_rmse"].values)
+    with pytest.raises(ValueError, match="named differently"):
+        verify_forecast(fc, da.rename("q"))

@@ -66,4 +66,42 @@ def add_lead(times, leads, kind):
         for j, d in enumerate(deltas):
             out[:, j] = [t + d for t in times]
         return out
+    if kind == "datetime":
+        return _add_datetime(times, leads)
     return times[:, None] + leads[None, :]
+
+
+def _add_datetime(times, leads):
+    """``times[:, None] + leads[None, :]`` in the times' own unit, or raise where it overflows.
+
+    pandas >= 3 keeps dates outside the nanosecond range (past 2262) as
+    ``datetime64[us]``: numpy adds a ``timedelta64[ns]`` lead in nanoseconds and
+    wraps around silently (2300-01-01 + 6 h gave 1715-06-13). A lead is added in
+    the times' unit where it is a whole number of it, else in the lead's finer unit.
+    """
+    leads = np.asarray(leads)
+    unit = np.datetime_data(times.dtype)[0]
+    if leads.dtype.kind == "m" and unit != "generic":
+        coarse = leads.astype(f"timedelta64[{unit}]")
+        if np.array_equal(coarse.astype(leads.dtype), leads, equal_nan=True):
+            leads = coarse
+    common = np.promote_types(times.dtype, leads.dtype)
+    known = ~np.isnat(times)
+    if common != times.dtype:
+        moved = times.astype(common)
+        if not np.array_equal(moved[known].astype(times.dtype), times[known]):
+            raise OverflowError(f"the times do not fit {common} (needed for lead_times of "
+                                f"{leads.dtype}): give whole leads in {unit!r}")
+        times = moved
+    out = times[:, None] + leads[None, :]
+    # numpy's datetime arithmetic wraps around on int64 overflow: a sum that moved against
+    # the sign of its lead has wrapped
+    t, d, o = times.view(np.int64)[:, None], leads.view(np.int64)[None, :], out.view(np.int64)
+    wrapped = (known[:, None] & ~np.isnat(leads)[None, :]
+               & (((d > 0) & (o < t)) | ((d < 0) & (o > t))))
+    if wrapped.any():
+        i, j = np.argwhere(wrapped)[0]
+        raise OverflowError(f"init + lead leaves the range of {out.dtype}: {times[i]} + "
+                            f"{pd.to_timedelta(leads[j])}; give the times in a coarser unit, "
+                            "e.g. ds['time'].astype('datetime64[s]')")
+    return out

@@ -218,11 +218,14 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
 
     Parameters
     ----------
-    forecast : xarray.Dataset
-        From :meth:`~xdyn.forecast.BaseForecaster.predict`.
-    truth : xarray.Dataset
+    forecast : xarray.Dataset or xarray.DataArray
+        From :meth:`~xdyn.forecast.BaseForecaster.predict`. A DataArray (the
+        forecast from a DataArray) is taken as the Dataset of its one variable,
+        named as it is, or else as a DataArray ``truth`` or ``climatology`` is
+        (``"variable"`` where none is named).
+    truth : xarray.Dataset or xarray.DataArray
         A time series (not yet lead-aligned): :func:`lead_aligned_truth` is applied.
-    climatology : xarray.Dataset, optional
+    climatology : xarray.Dataset or xarray.DataArray, optional
         The climatology's forecast on the same coordinates (from
         :class:`~xdyn.forecast.Climatology`), for the ACC's anomalies; without
         it there is no ACC.
@@ -245,6 +248,7 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
     >>> verify_forecast(fc, truth)["T_rmse"].values.tolist()
     [1.0, 2.0]
     """
+    forecast, truth, climatology = _as_datasets(forecast, truth, climatology)
     aligned = _issued_only(lead_aligned_truth(truth, forecast, sample_dim=sample_dim),
                            forecast, sample_dim)
     rm = forecast_rmse(forecast, aligned, sample_dim=sample_dim, lat=lat)
@@ -282,6 +286,18 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
                     "long_name": f"{long} of {forecast[name].attrs.get('long_name', name)}",
                     "units": "1" if key == "acc" else (units or "1")}
     return xr.Dataset(out)
+
+
+def _as_datasets(*objs):
+    """The DataArrays among ``objs`` as one-variable Datasets of one name (see
+    :func:`verify_forecast`); raise where they are named differently."""
+    arrays = [o for o in objs if isinstance(o, xr.DataArray)]
+    names = list(dict.fromkeys(o.name for o in arrays if o.name is not None))
+    if len(names) > 1:
+        raise ValueError(f"the DataArrays are named differently ({', '.join(map(repr, names))}):"
+                         " give one variable under one name (or Datasets)")
+    name = names[0] if names else "variable"
+    return tuple(o.to_dataset(name=name) if isinstance(o, xr.DataArray) else o for o in objs)
 
 
 def _valid_mean(per_init, aligned, dims, sample_dim):

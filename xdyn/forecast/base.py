@@ -185,6 +185,16 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         averaged over variables (in their units: scale first to mix them) and
         leads; an ensemble is scored by its mean.
 
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or ndarray
+            A time series with the training layout: the initial states and
+            their verifying truth.
+        lead_times : sequence, optional
+            As for :meth:`predict`; default one step, ``[dt_]``. Second
+            positional argument, where scikit-learn passes ``y`` (a model
+            search's ``score(X, None)`` scores one step).
+
         Returns
         -------
         float
@@ -196,6 +206,16 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         ValueError
             When no forecast at some lead time verifies inside ``X`` (its valid
             times lie past the end of ``X`` or between its samples).
+
+        Notes
+        -----
+        Through a :class:`~sklearn.pipeline.Pipeline`, pass the lead times
+        positionally: ``pipe.score(ds, ["48h"])``. ``Pipeline.score`` hands its
+        ``y`` on as the second argument, but drops keyword arguments unless
+        scikit-learn's metadata routing is enabled, so ``pipe.score(ds,
+        lead_times=["48h"])`` scores the default one-step lead. Enabling
+        metadata routing does not help: ``Pipeline.score`` then refuses its own
+        ``sample_weight``, which forecasters do not take (scikit-learn 1.9).
         """
         check_is_fitted(self, "layout_")
         forecast = self.predict(X, lead_times)
@@ -278,6 +298,7 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
             if self.sample_dim not in X.dims:
                 raise ValueError(f"sample_dim {self.sample_dim!r} not found in the data; "
                                  f"its dims are {tuple(X.dims)}")
+            self._check_reserved_dims(X)
             if isinstance(X, xr.Dataset):
                 if not X.data_vars:
                     raise ValueError("the Dataset has no data variables")
@@ -305,6 +326,49 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         raise TypeError(f"X must be an xarray Dataset, DataArray or a 2-D array; "
                         f"got {type(X).__name__}")
 
+    def _check_reserved_dims(self, data):
+        """Raise where a dim of ``data`` is named as a dim or coordinate of the forecasts.
+
+        A data dim ``member`` (an ensemble of analyses) was fitted as a feature
+        dim and then scored as the forecaster's own ensemble (by its mean); a
+        ``lead_time`` or ``valid_time`` dim collides with the forecast's.
+        """
+        for dim in (MEMBER_DIM, LEAD_DIM, VALID_TIME):
+            if dim in data.dims:
+                new = {MEMBER_DIM: "number", LEAD_DIM: "step", VALID_TIME: "time"}[dim]
+                raise ValueError(f"the data has a dim named {dim!r}, which "
+                                 f"{type(self).__name__}'s forecasts reserve (their dims are "
+                                 f"(sample_dim, {LEAD_DIM!r}[, {MEMBER_DIM!r}], ...) with a "
+                                 f"{VALID_TIME!r} coordinate): rename it first, e.g. "
+                                 f"ds.rename({{{dim!r}: {new!r}}})")
+
+    def _check_variables(self, data):
+        """Raise unless the variables of ``data`` state the fitted ``units`` (and name).
+
+        The forecast is labelled with the fitted attrs: values in degC would come
+        back labelled K, a DataArray ``q`` named as the fitted ``t2m``. A side
+        that states no units is taken as in the other's; an unnamed DataArray as
+        the fitted one.
+        """
+        info, name = self.layout_, type(self).__name__
+        if isinstance(data, xr.DataArray):
+            if info.is_dataarray and None not in (data.name, info.name) \
+                    and data.name != info.name:
+                raise ValueError(f"{name} was fitted on the DataArray {info.name!r}; got one "
+                                 f"named {data.name!r}: give {info.name!r} (or rename it)")
+            given = {v.name: data for v in info.variables}
+        else:
+            given = {v.name: data[v.name] for v in info.variables if v.name in data.data_vars}
+        for v in info.variables:
+            if v.name not in given:
+                continue  # the layout check names a missing variable
+            units, fitted = given[v.name].attrs.get("units"), v.attrs.get("units")
+            if other_units(units, fitted):
+                label = v.name if info.name is None else info.name
+                raise ValueError(f"{name} was fitted on variable {label!r} in units "
+                                 f"{fitted!r}; this data's {label!r} is in {units!r}: convert "
+                                 f"it to {fitted!r} first (its forecast is labelled {fitted!r})")
+
     def _check_finite(self, data, what="training data"):
         variables = data.data_vars.items() if isinstance(data, xr.Dataset) else [(data.name, data)]
         for name, var in variables:
@@ -318,13 +382,15 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         return np.asarray(data[self.sample_dim].values)
 
     def _check_time_coordinate(self, data):
-        """Raise unless the time of ``data`` has the fitted kind, calendar and units.
+        """Raise unless the time of ``data`` has the fitted kind, calendar and units
+        (and its variables the fitted units: :meth:`_check_variables`).
 
         A forecast from times of another calendar (another day of year) or in
         other units (a lead of 1 read in hours, labelled in days) would be
         wrong silently. Forecasters unpickled from before these were recorded
         are not checked.
         """
+        self._check_variables(data)  # every predict (TrajectoryForecaster's too) calls this
         if not hasattr(self, "time_calendar_"):
             return
         sd, name, coord = self.sample_dim, type(self).__name__, data[self.sample_dim]
