@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import xarray as xr
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
 from xdyn.assimilation import EnKF, analysis_rmse
@@ -155,3 +155,21 @@ def test_warm_start_score_of_a_filter_that_fails_in_the_fold_is_nan(twin):
     before, across = np.arange(160, 240), np.arange(200, 280)
     assert np.isfinite(warm_start_score(est, view[before], target[before]))
     assert np.isnan(warm_start_score(est, view[across], target[across]))
+
+
+class _NoScore(BaseEstimator):
+    """Fits, but has no score: every fold scores NaN."""
+
+    def __init__(self, a=1):
+        self.a = a
+
+    def fit(self, X, y=None):
+        return self
+
+
+def test_search_raises_when_no_candidate_can_be_scored():
+    # every score was NaN and the first candidate was returned as the best, with a warning
+    ds = xr.Dataset({"u": (("time", "x"), np.zeros((12, 3)))}, coords={"time": np.arange(12.0)})
+    with pytest.warns(UserWarning, match="Scoring failed"):
+        with pytest.raises(ValueError, match="_NoScore has no usable score .*Pass scoring="):
+            XGridSearchCV(_NoScore(), {"a": [1, 2]}, cv=2).fit(ds)

@@ -210,22 +210,24 @@ class TimeSeriesSplit(BaseCrossValidator):
         return int(self.n_splits)
 
 
-def warm_start_score(estimator, X, y) -> float:
+def warm_start_score(estimator, X, y=None) -> float:
     """Score a filter on a fold by its skill, not its spin-up (a scikit-learn scorer).
 
     When ``X`` is a fold of a :class:`SampleView`, the filter assimilates every
     observation from the start of the whole record up to the fold's last time
     (as it would in operation), and ``y`` is compared with the analysis at the
     fold's times only; the estimator's ``burn_in`` counts from the start of
-    the record. Otherwise this is ``estimator.score(X, y)``.
+    the record. Otherwise, and without ``y`` (an estimator scored on ``X``
+    alone, such as a ROM), this is ``estimator.score(X, y)``.
 
     Parameters
     ----------
-    estimator : fitted assimilator
+    estimator : fitted assimilator, or an estimator with a ``score(X)``
     X : SampleView or Dataset
         Observations of the fold.
-    y : SampleView or Dataset
-        Truth at (at least) the fold's times.
+    y : SampleView, Dataset or None, default=None
+        Truth at (at least) the fold's times; None for an estimator that
+        scores ``X`` alone.
 
     Returns
     -------
@@ -248,7 +250,7 @@ def warm_start_score(estimator, X, y) -> float:
     """
     from xdyn.metrics import state_rmse
 
-    if not isinstance(X, SampleView):
+    if not isinstance(X, SampleView) or y is None:  # no truth: not a filter to warm-start
         return estimator.score(X, y)
     fold = X.data[X.dim]
     record = X.history
@@ -273,7 +275,10 @@ class GridSearchCV(_skms.GridSearchCV):
     :class:`SampleView`); an integer ``cv`` means :class:`TimeSeriesSplit`
     (forward chaining: never train on the future), not ``KFold``; and
     ``scoring=None`` means :func:`warm_start_score`, so that each fold scores
-    the filter's skill rather than the spin-up of a restarted filter.
+    the filter's skill rather than the spin-up of a restarted filter (and an
+    estimator fitted without ``y``, a ROM, by its own ``score``). A search in
+    which every candidate's mean test score is NaN (the estimator could not be
+    scored) raises a ``ValueError`` rather than return an arbitrary best.
 
     Parameters
     ----------
@@ -326,6 +331,22 @@ class GridSearchCV(_skms.GridSearchCV):
         given = self.cv, self.scoring
         self.cv, self.scoring = cv, scoring
         try:
-            return super().fit(X, y, **params)
+            super().fit(X, y, **params)
         finally:
             self.cv, self.scoring = given
+        self._check_some_score()
+        return self
+
+    def _check_some_score(self):
+        """Raise when every candidate's mean test score (of some metric) is NaN: the
+        ranking, best_params_ and the refit would be an arbitrary pick."""
+        for key, scores in self.cv_results_.items():
+            if key.startswith("mean_test_") and np.isnan(np.asarray(scores, float)).all():
+                name = type(self.estimator).__name__
+                how = ("warm_start_score, the default" if self.scoring is None
+                       else f"scoring={self.scoring!r}")
+                raise ValueError(
+                    f"every candidate's {key} is NaN: {name} has no usable score with {how} "
+                    f"(no score method, or scoring failed in the folds), so there is no best "
+                    f"parameter. Pass scoring= a scorer that works for {name} (or "
+                    f"error_score='raise' to see why scoring failed)")

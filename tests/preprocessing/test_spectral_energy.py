@@ -132,3 +132,13 @@ def test_the_learned_cutoff_keeps_the_modes_its_energy_counted():
     assert float((lp.transform(da) ** 2).sum()) == pytest.approx(energy, rel=1e-12)
     resolved, _ = split_scales(da, cutoff=13 * k0, lengths=length)
     assert float((resolved**2).sum()) == pytest.approx(energy, rel=1e-12)
+
+
+def test_a_numeric_refit_drops_the_energy_rule_spectra():
+    # the spectra exist only with cutoff="energyXX": a refit with a number left the old ones
+    ds = _field({1: 1.0, 3: 1.0})
+    lp = LowPassFilter("energy90").fit(ds)
+    assert hasattr(lp, "energy_spectrum_")
+    lp.set_params(cutoff=2.0).fit(ds)
+    assert lp.cutoff_ == 2.0
+    assert not hasattr(lp, "energy_spectrum_") and not hasattr(lp, "cumulative_energy_")

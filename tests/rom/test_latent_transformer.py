@@ -425,3 +425,14 @@ def test_rollout_refuses_a_context_in_other_time_units():
     old = pickle.loads(pickle.dumps(rom))
     del old.time_units_
     assert old.predict(days, n_steps=1).sizes["time"] == 1
+
+
+def test_inverse_transform_keeps_a_member_dim_and_dimensionless_latents():
+    # latents with a member dim raised xarray's "must be a permuted list" error
+    data = _waves(n_traj=2, n_time=12)
+    rom = _rom(max_epochs=1).fit(data)
+    z = rom.transform(data)
+    assert z.z.attrs["units"] == "1"  # a VAE's latents are dimensionless (POD's are not)
+    back = rom.inverse_transform(xr.concat([z, z + 0.1], "member"))
+    assert back.u.dims == ("member", "trajectory", "time", "y", "x")
+    xr.testing.assert_allclose(back.isel(member=0, drop=True), rom.inverse_transform(z))

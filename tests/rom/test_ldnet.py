@@ -215,3 +215,14 @@ def test_times_in_other_units_than_the_training_times_raise(data):
                                model.predict(test).drop_vars("time"))
     del model.time_units_  # unpickled from before it was recorded: not checked
     assert model.predict(days)["u"].shape == test["u"].shape
+
+
+def test_a_grid_without_a_spatial_dim_raises_naming_it():
+    # a grid lacking (or misspelling) a spatial dim raised a bare KeyError 'x'
+    train = growing_mode(np.array([-1.0, 1.0]), n_steps=3, n_x=4)
+    rom = LDNet(max_epochs=1, **SMALL).fit(train)
+    z = rom.transform(train)
+    for grid in ({"X": np.arange(8) / 8}, {"y": np.zeros(2)}):
+        with pytest.raises(ValueError, match=r"lacks the spatial dim\(s\) \['x'\].*got keys"):
+            rom.inverse_transform(z, grid=grid)
+    assert rom.inverse_transform(z, grid={"x": np.arange(8) / 8})["u"].sizes["x"] == 8

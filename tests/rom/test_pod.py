@@ -197,3 +197,54 @@ def test_rollout_refuses_a_context_in_other_time_units():
     assert bare.predict(days.isel(time=slice(30, 40)), n_steps=1).sizes["time"] == 1
     del model.time_units_
     assert model.predict(days.isel(time=slice(30, 40)), n_steps=1).sizes["time"] == 1
+
+
+def test_coefficients_carry_the_fields_units():
+    # they were labelled '1', though the field in cm gives coefficients 100x those in m
+    train = _rank_k(n_traj=1, n_time=10)
+    assert POD(2).fit(train).transform(train).z.attrs["units"] == "m s-1"
+    other = train.assign(v=train.v.assign_attrs(units="K"))
+    assert POD(2).fit(other).transform(other).z.attrs["units"] == "mixed"
+    bare = train.assign(u=train.u.drop_attrs(), v=train.v.drop_attrs())
+    assert "units" not in POD(2).fit(bare).transform(bare).z.attrs
+
+
+@pytest.mark.parametrize("trajectories", [True, False])
+def test_inverse_transform_keeps_a_member_dim(trajectories):
+    # latents with a member dim raised xarray's "must be a permuted list" error
+    train = _rank_k(n_traj=2, n_time=10)
+    train = train if trajectories else train.isel(trajectory=0, drop=True)
+    pod = POD(3).fit(train)
+    z = pod.transform(train)
+    zm = xr.concat([z, z + 0.1], "member").assign_coords(member=["a", "b"])
+    back = pod.inverse_transform(zm.transpose("time", ..., "member"))
+    lead = ("member", "trajectory") if trajectories else ("member",)
+    assert back.u.dims == lead + ("time", "y", "x")
+    assert back.member.values.tolist() == ["a", "b"]
+    xr.testing.assert_allclose(back.sel(member="a", drop=True), pod.inverse_transform(z))
+    xr.testing.assert_allclose(back.sel(member="b", drop=True), pod.inverse_transform(z + 0.1))
+
+
+def test_scores_are_minus_the_relative_rmse():
+    # POD and PODLinearDynamics had no score: a search scored them NaN
+    rng = np.random.default_rng(0)
+    ds = _rank_k(n_traj=1, n_time=20) + 0.1 * rng.normal(size=(1, 20, 8, 6))
+
+    def rel(pred, truth):  # by position: the forecast times are sums of steps
+        num = sum(float(((pred[v].transpose(*truth[v].dims).values - truth[v].values) ** 2)
+                        .sum()) for v in ("u", "v"))
+        return np.sqrt(num / sum(float((truth[v] ** 2).sum()) for v in ("u", "v")))
+
+    pod = POD(2).fit(ds)
+    assert pod.score(ds) == pytest.approx(-rel(pod.inverse_transform(pod.transform(ds)), ds))
+    model = PODLinearDynamics(2).fit(ds)
+    one_step = xr.concat([model.predict(ds.isel(time=slice(0, k)), n_steps=1)
+                          for k in range(1, 20)], "time")
+    assert model.score(ds) == pytest.approx(-rel(one_step, ds.isel(time=slice(1, None))))
+    with pytest.raises(ValueError, match="at least 2 snapshots"):
+        model.score(ds.isel(time=[0]))
+    # and a search ranks them (it picked the first of [nan nan])
+    from xdyn.model_selection import GridSearchCV
+    search = GridSearchCV(POD(2), {"n_modes": [1, 4]}, cv=2).fit(ds.isel(trajectory=0))
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_params_ == {"n_modes": 4}

@@ -151,6 +151,9 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         fraction = self._energy_fraction()
         if fraction is None:
             self.cutoff_ = float(self.cutoff)
+            # a refit resets the state: the spectra of an earlier energy-rule fit go
+            for name in ("energy_spectrum_", "cumulative_energy_"):
+                self.__dict__.pop(name, None)
             return self
         spectrum = self._shell_energy(X, fields)
         cumulative = spectrum.cumsum("wavenumber")

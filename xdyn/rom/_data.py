@@ -10,6 +10,8 @@ happens) and unstacked the same way, so unseen data round-trip too.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import xarray as xr
 
@@ -135,6 +137,14 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
 
     ``values`` may carry a leading member axis (``member_dim`` names it).
     """
+    lead = layout.trajectory_dim
+    if isinstance(lead, LeadDims):
+        if layout.kind == "array":
+            n_traj = () if lead.trajectory_dim is None else (-1,)
+            return values.reshape(lead.sizes + n_traj + values.shape[1:])
+        inner = copy.copy(layout)
+        inner.trajectory_dim = lead.trajectory_dim
+        return _from_lead(values, lead, 0, inner, time_coord)
     if layout.kind == "array":
         out = values[:, 0] if member_dim else values[0]
         return out
@@ -151,8 +161,27 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
     return out.transpose(layout.trajectory_dim, *dims) if dims else out
 
 
-def latent_output(z, layout, sample_dim, time_coord=None, name="z"):
-    """Latent coordinates ``(n_traj, n_times, n_latent)`` as the kind the input was."""
+def _from_lead(values, lead, i, inner, time_coord):
+    """:func:`from_trajectories` of values whose trajectory axis flattens ``lead.dims[i:]``
+    (and the trajectories): concatenated along those dims, outermost first."""
+    if i == len(lead.dims):
+        return from_trajectories(values, inner, time_coord)
+    dim, size = lead.dims[i], lead.sizes[i]
+    block = len(values) // size
+    parts = [_from_lead(values[k * block:(k + 1) * block], lead, i + 1, inner, time_coord)
+             for k in range(size)]
+    out = xr.concat(parts, dim=dim)
+    if dim in lead.coords:
+        out = out.assign_coords({dim: lead.coords[dim]})
+    return out
+
+
+def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
+    """Latent coordinates ``(n_traj, n_times, n_latent)`` as the kind the input was.
+
+    ``units``: their ``units`` attr, ``"1"`` for dimensionless latents (a VAE's);
+    None writes none (see :func:`field_units` for POD coefficients).
+    """
     if layout.kind == "array":
         return z[0]
     dims = ([layout.trajectory_dim] if layout.trajectory_dim else []) + [sample_dim, "latent"]
@@ -162,9 +191,53 @@ def latent_output(z, layout, sample_dim, time_coord=None, name="z"):
         coords[sample_dim] = time_coord
     if layout.trajectory_coord is not None:
         coords[layout.trajectory_dim] = layout.trajectory_coord
-    da = xr.DataArray(data, dims=dims, coords=coords, name=name,
-                      attrs={"long_name": "latent coordinates", "units": "1"})
+    attrs = {"long_name": "latent coordinates"}
+    if units is not None:
+        attrs["units"] = units
+    da = xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
     return da if layout.info.is_dataarray else da.to_dataset()
+
+
+def field_units(info):
+    """The units of a number that scales with every stacked field (POD coefficients).
+
+    The variables' ``units`` where they all state the same unit, ``"mixed"``
+    (the word :func:`xdyn.observe.observe` writes) where they differ, None where
+    none states units or there are no variables to read (a bare array's layout).
+    """
+    variables = getattr(info, "variables", ())
+    units = [stated_units(v.attrs.get("units")) for v in variables]
+    if not units or all(u is None for u in units):
+        return None
+    if any(u is None for u in units) or any(other_units(u, units[0]) for u in units):
+        return "mixed"
+    return units[0]
+
+
+def relative_rmse(prediction, truth):
+    """RMSE of ``prediction`` relative to the RMS of ``truth`` (arrays of one shape).
+
+    ``sqrt(sum((prediction - truth)**2) / sum(truth**2))``, the definition of
+    :meth:`xdyn.rom.LDNet.relative_rmse`; 0 for two all-zero arrays, inf for a
+    nonzero error on an all-zero truth.
+    """
+    num = float(((prediction - truth) ** 2).sum())
+    den = float((truth**2).sum())
+    if den == 0:
+        return 0.0 if num == 0 else float("inf")
+    return float(np.sqrt(num / den))
+
+
+class LeadDims:
+    """Dims of latent coordinates before ``(trajectory_dim, sample_dim, "latent")``, an
+    ensemble's ``member`` say, flattened into the trajectory axis by :func:`latent_input`
+    and restored by :func:`from_trajectories` (private)."""
+
+    def __init__(self, dims, sizes, coords, trajectory_dim):
+        self.dims = tuple(dims)
+        self.sizes = tuple(sizes)
+        self.coords = coords  # {dim: coordinate} of the dims that have one
+        self.trajectory_dim = trajectory_dim  # the inner trajectory dim, or None
 
 
 def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
@@ -182,11 +255,17 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
         Z = latent_in_order(Z)
         has_traj = trajectory_dim in Z.dims
         order = ([trajectory_dim] if has_traj else []) + [sample_dim, "latent"]
-        values = np.asarray(Z.transpose(*order).values, dtype=np.float64)
-        values = values if has_traj else values[None]
+        # other dims (an ensemble's member ...) are kept: flattened into the trajectory axis
+        lead = [d for d in Z.dims if d not in order]
+        values = np.asarray(Z.transpose(*lead, *order).values, dtype=np.float64)
+        values = values.reshape((int(np.prod(values.shape[:-2])),) + values.shape[-2:])
         time = Z[sample_dim] if sample_dim in Z.coords else None
         traj = Z[trajectory_dim] if has_traj and trajectory_dim in Z.coords else None
-        meta = (trajectory_dim if has_traj else None, traj, time)
+        traj_dim = trajectory_dim if has_traj else None
+        if lead:
+            traj_dim = LeadDims(lead, [Z.sizes[d] for d in lead],
+                                {d: Z[d] for d in lead if d in Z.coords}, traj_dim)
+        meta = (traj_dim, traj, time)
     else:
         values = np.asarray(Z, dtype=np.float64)
         if values.ndim != 2:

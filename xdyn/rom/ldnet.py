@@ -271,6 +271,11 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         return (np.asarray(values, float) - self._coord_scale[d][0]) / self._coord_scale[d][1]
 
     def _scaled_coords(self, grid):
+        missing = [d for d in self.spatial_dims_ if d not in grid]
+        if missing:
+            raise ValueError(f"grid lacks the spatial dim(s) {missing}: it needs one coordinate "
+                             f"array per spatial dim {self.spatial_dims_} (spatial_dims_); "
+                             f"got keys {list(grid)}")
         axes = [self._scaled_axis(grid[d], d) for d in self.spatial_dims_]
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], -1).astype(np.float32)

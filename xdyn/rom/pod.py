@@ -20,8 +20,9 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
-                             time_step, time_units, to_trajectories)
+from xdyn.rom._data import (field_units, from_trajectories, latent_input, latent_output,
+                             relative_rmse, rollout_times, time_step, time_units,
+                             to_trajectories)
 
 __all__ = ["POD", "PODLinearDynamics"]
 
@@ -94,8 +95,11 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     -----
     ``transform`` returns the coefficients ``z`` (a Dataset with variable
     ``z`` of dims ``(..., sample_dim, "latent")`` for a Dataset, a DataArray
-    for a DataArray, an array for an array); ``inverse_transform`` maps any
-    coefficients, also of unseen data, back to the fields on the training grid.
+    for a DataArray, an array for an array), in the fields' ``units`` (the
+    modes are orthonormal; ``"mixed"`` for variables in different units);
+    ``inverse_transform`` maps any coefficients, also of unseen data, back to
+    the fields on the training grid, keeping other dims (an ensemble's
+    ``member``).
 
     Examples
     --------
@@ -142,14 +146,48 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         """POD coefficients of ``X`` (same kind as ``X``)."""
         check_is_fitted(self)
         values, layout = self._stack(X)
+        # coefficients of orthonormal modes carry the fields' units (not "1")
         return latent_output((values - self.mean_) @ self.components_.T, layout,
-                             self.sample_dim, layout.time_coord)
+                             self.sample_dim, layout.time_coord, units=field_units(layout.info))
 
     def inverse_transform(self, X):
         """Fields on the training grid from POD coefficients (also of unseen data)."""
         check_is_fitted(self)
         z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_modes)
         return self._unstack(z @ self.components_ + self.mean_, meta)
+
+    def score(self, X, y=None):
+        """Minus the relative RMSE of ``X`` rebuilt from its POD coefficients.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            Snapshots on the training grid (also unseen ones).
+        y : None
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        float
+            ``-sqrt(sum((r - x)**2) / sum(x**2))`` over all snapshots and
+            features, ``r = inverse_transform(transform(X))``: the relative
+            RMSE of :meth:`xdyn.rom.LDNet.relative_rmse`. Higher is better
+            (scikit-learn's convention), 0 for an exact reconstruction.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> rng = np.random.RandomState(0)
+        >>> ds = xr.Dataset({"u": (("time", "x"), rng.normal(size=(20, 6)))})
+        >>> bool(POD(2).fit(ds).score(ds) < POD(4).fit(ds).score(ds) < 0)
+        True
+        >>> POD(6).fit(ds).score(ds) > -1e-12  # all the modes: exact
+        True
+        """
+        check_is_fitted(self)
+        values, _ = self._stack(X)
+        coefficients = (values - self.mean_) @ self.components_.T
+        return -relative_rmse(coefficients @ self.components_ + self.mean_, values)
 
     # ------------------------------------------------------------------ helpers
     def _stack(self, X, name="X"):
@@ -260,3 +298,48 @@ class PODLinearDynamics(POD):
         if layout.kind == "array":
             return fields[0]
         return self._unstack(fields, (layout.trajectory_dim, layout.trajectory_coord, times))
+
+    def score(self, X, y=None):
+        """Minus the relative RMSE of the one-step forecasts from ``X`` against ``X``.
+
+        Every snapshot of ``X`` but the last (per trajectory) is stepped once,
+        as :meth:`predict` steps, and compared with the next one.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            At least 2 consecutive snapshots per trajectory on the training
+            grid, ``time_step_`` apart (as the context of :meth:`predict`).
+        y : None
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        float
+            ``-sqrt(sum((f - x)**2) / sum(x**2))`` over the forecast snapshots
+            ``x`` and all features, ``f`` their one-step forecasts: the
+            relative RMSE of :meth:`xdyn.rom.LDNet.relative_rmse`. Higher is
+            better (scikit-learn's convention).
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> t, x = 0.1 * np.arange(60), np.linspace(0, 2 * np.pi, 16, endpoint=False)
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.sin(x[None] - t[:, None]))},
+        ...                 coords={"time": t})
+        >>> model = PODLinearDynamics(n_modes=2).fit(ds.isel(time=slice(0, 40)))
+        >>> bool(model.score(ds.isel(time=slice(40, 60))) > -1e-6)  # exactly linear
+        True
+        """
+        check_is_fitted(self)
+        values, layout = self._stack(X)
+        if values.shape[1] < 2:
+            raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r} to score "
+                             f"a one-step forecast; got {values.shape[1]}")
+        if layout.kind == "xarray":  # X's times must be spaced as the training ones
+            rollout_times(layout.time_coord, self.time_step_, 1, self.sample_dim,
+                          units=getattr(self, "time_units_", None),
+                          model=type(self).__name__)
+        z = (values[:, :-1] - self.mean_) @ self.components_.T
+        forecast = (z @ self.A_.T + self.b_) @ self.components_ + self.mean_
+        return -relative_rmse(forecast, values[:, 1:])
