@@ -150,8 +150,12 @@ def test_layout_errors(mixed):
         stack_samples(mixed.drop_vars("enstrophy"), info=info)
     with pytest.raises(ValueError, match="'vorticity'"):
         stack_samples(mixed.isel(x=slice(0, 3)), info=info)
-    with pytest.raises(ValueError, match="coordinate 'x' differs"):
+    with pytest.raises(ValueError, match="coordinate 'x' differs from the one seen in fit$"):
         stack_samples(mixed.assign_coords(x=mixed.x + 1), info=info)
+    # the same labels stored the other way round (a descending y): say so, and how to sort
+    with pytest.raises(ValueError, match=r"the same labels in another order .*"
+                                         r"sortby\('y', ascending=True\)"):
+        stack_samples(mixed.isel(y=slice(None, None, -1)), info=info)
     with pytest.raises(TypeError, match="Dataset"):
         stack_samples(mixed.vorticity, info=info)
     with pytest.warns(UserWarning, match="lost when unstacking"):

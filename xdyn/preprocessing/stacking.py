@@ -645,4 +645,14 @@ def _check_compatible(data, info: StackInfo) -> None:
                              f"has {sd!r} plus {dict(zip(v.feature_dims, v.shape))}")
     for dim, index in info.coords.indexes.items():
         if dim in ds.indexes and not ds.indexes[dim].equals(index):
-            raise ValueError(f"coordinate {dim!r} differs from the one seen in fit")
+            raise ValueError(f"coordinate {dim!r} differs from the one seen in fit"
+                             f"{_how_it_differs(ds.indexes[dim], index, dim)}")
+
+
+def _how_it_differs(got, fitted, dim):
+    """What to do about a coordinate whose labels are the fitted ones in another order."""
+    if len(got) == len(fitted) and got.sort_values().equals(fitted.sort_values()):
+        return (f": the same labels in another order (features are read by position); "
+                f"reorder it as in fit first, e.g. data.reindex({dim}=fitted_{dim}) or "
+                f"data.sortby({dim!r}, ascending={bool(fitted.is_monotonic_increasing)})")
+    return ""
