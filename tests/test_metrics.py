@@ -739,6 +739,14 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
     grib = grib.assign_coords(valid_time=grib.time + grib.step)
     with pytest.raises(ValueError, match="forecast has a 'step' coordinate"):
         metrics.rmse(grib.T, ds.T.assign_coords(time=dates), dim="time")
+    # ... and against an analysis read by cfgrib, whose step is 0 (it skipped the check)
+    analysis = ds.T.assign_coords(time=dates, step=pd.Timedelta(0))
+    with pytest.raises(ValueError, match="forecast has a 'step' coordinate"):
+        metrics.rmse(grib.T, analysis, dim="time")
+    # a lead per sample along time (iris's forecast_period): indexed by its valid times
+    per_sample = ds.T.assign_coords(forecast_period=("time", np.full(50, 5.0),
+                                                     {"standard_name": "forecast_period"}))
+    assert float(metrics.rmse(per_sample, ds.T)) == 0.0
     # a forecast indexed by its valid times is compared at them
     by_valid = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("valid_time", "lead_time"),
                             coords={"valid_time": [10.0, 11.0], "lead_time": [1.0, 2.0]})

@@ -144,10 +144,15 @@ def _is_time_axis(coord):
 
 
 def _lead_name(obj):
-    """The name of ``obj``'s forecast lead coordinate (see ``_LEAD_NAMES``), or None."""
+    """The name of ``obj``'s forecast lead coordinate (see ``_LEAD_NAMES``), or None.
+
+    A single lead of zero is none: an analysis (cfgrib reads one with ``step = 0``) is
+    at its initialisation time.
+    """
     return next((k for k, c in obj.coords.items()
-                 if k == _LEAD_DIM or c.attrs.get("standard_name") == "forecast_period"
-                 or (k in _LEAD_NAMES and np.issubdtype(c.dtype, np.timedelta64))), None)
+                 if (k == _LEAD_DIM or c.attrs.get("standard_name") == "forecast_period"
+                     or (k in _LEAD_NAMES and np.issubdtype(c.dtype, np.timedelta64)))
+                 and not (c.ndim == 0 and not c.values.astype(bool))), None)
 
 
 def _same_valid_times(a, b):
@@ -168,11 +173,15 @@ def _lead_against_init(a, b, names):
     scored against the state it started from (persistence would score 0). The
     initialisation dims are ``time``, those of a ``valid_time`` coordinate and any
     other dim of dates or CF times (an ``init_time``), but not ``valid_time`` itself:
-    a forecast indexed by its valid times is compared at them. Both stating the same
-    valid times (a lead-aligned truth against the forecast) are compared at them."""
+    a forecast indexed by its valid times is compared at them, as is one whose lead
+    varies along a dim that is not its own (each valid time its lead: iris's
+    ``forecast_period`` along ``time``). Both stating the same valid times (a
+    lead-aligned truth against the forecast) are compared at them."""
     lead = _lead_name(a)
     if lead is None or _lead_name(b) is not None or _same_valid_times(a, b):
         return
+    if a.coords[lead].ndim and lead not in a.coords[lead].dims:
+        return  # indexed by valid time, a lead per sample
     valid = a.coords.get("valid_time")
     dated = [d for d in a.dims if d in a.coords and _is_time_axis(a.coords[d])]
     init = {"time", *dated, *(() if valid is None else valid.dims)} - {lead, "valid_time"}

@@ -207,9 +207,15 @@ def test_lag_units_are_the_units_of_a_step_not_an_epoch():
 
 def test_lags_fitted_on_float32_times_take_float64_times_of_the_step():
     """Times read back from netCDF in float32 hold the step 0.1 as 0.09998 near t = 1000:
-    the recorded rounding lets a float64 context of the same step through, not 0.2."""
-
+    the recorded rounding lets a float64 context of the same step through, not 0.2; and
+    no more than that rounding (hourly times near 1e6 h: 1.4 h steps are refused)."""
     res, unres = _data()
+    hours = 1e6 + np.arange(res.sizes["time"], dtype=float)
+    _, hourly = _lagged_closure(res.assign_coords(time=hours.astype(np.float32)), unres)
+    with pytest.raises(ValueError, match="lags of time step 1 .*X has time step 1.4"):
+        ClosedModel(_Hold(), hourly, prefit=True, lags=(1,)).fit(
+            res.assign_coords(time=1e6 + 1.4 * np.arange(res.sizes["time"])))
+
     t64 = 1000 + 0.1 * np.arange(res.sizes["time"])
     res32 = res.assign_coords(time=t64.astype(np.float32))
     lagged, closure = _lagged_closure(res32, unres)

@@ -308,6 +308,12 @@ def test_verification_on_float32_model_times():
         scores[t.dtype] = verify_forecast(fc, truth)["T_rmse"].values
     assert np.isfinite(scores[np.dtype("float32")]).all()
     np.testing.assert_allclose(scores[np.dtype("float32")], scores[np.dtype("float64")])
+    # no looser than that rounding: hourly float32 times near 1e6 h (exact integers) have
+    # no truth a quarter of an hour after them (it was the next or the same hour's)
+    hourly = series(1e6 + np.arange(40.0, dtype=np.float32))
+    quarter = Persistence().fit(hourly).predict(hourly, lead_times=[0.25, 0.75, 1.0])
+    aligned = lead_aligned_truth(hourly, quarter)["T"].notnull().any(["time", "x"])
+    assert aligned.values.tolist() == [False, False, True]
 
 
 def test_verification_raises_when_no_valid_time_is_a_time_of_the_truth():
