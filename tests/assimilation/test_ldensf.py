@@ -516,6 +516,11 @@ def test_a_model_pickled_with_the_old_score_parameter_loads(tiny):
     old = pickle.loads(pickle.dumps(f))
     state = dict(vars(old))
     state["score"] = state.pop("prior_score")
+    # ... and before the training noise and the attrs were recorded
+    del state["noise_std_"], state["truth_attrs_"], state["encoder_"].target_attrs_
     restored = LDEnSF.__new__(LDEnSF)
     restored.__setstate__(state)
     assert restored.get_params()["prior_score"] == "kernel" and callable(restored.score)
+    obs = observations(test, 3)
+    np.testing.assert_allclose(restored.predict(obs)["u"], f.predict(obs)["u"])
+    assert restored.encoder_.predict(obs).data_vars

@@ -311,9 +311,12 @@ class LDEnSF(BaseEstimator):
     # ------------------------------------------------------------------- fit
     def __setstate__(self, state):
         # pickled before the prior score was named prior_score (its old name, score, hid
-        # the score method)
+        # the score method), or before noise_std_ / truth_attrs_ were recorded
         if isinstance(state.get("score"), str):
             state["prior_score"] = state.pop("score")
+        if "encoder_" in state:  # fitted before the training noise and attrs were recorded
+            state.setdefault("noise_std_", None)
+            state.setdefault("truth_attrs_", {})
         self.__dict__.update(state)
 
     def fit(self, obs, truth):

@@ -343,7 +343,9 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
             start += width
             dims = (sd, "time") + extra
             # in the target's own units (the standardisation is undone): its attrs
-            attrs = {**self.target_attrs_.get(name, {}), "long_name": f"encoded {name}"}
+            # (an encoder pickled before target_attrs_ was recorded has none)
+            attrs = {**getattr(self, "target_attrs_", {}).get(name, {}),
+                     "long_name": f"encoded {name}"}
             data[name] = (dims, block if extra else block[..., 0], attrs)
         return xr.Dataset(data, coords=coords)
 
