@@ -247,12 +247,25 @@ def _wall_clock(values):
         return values
 
 
-def _month_days(n):
-    """Days that ``n`` calendar months can span, a day's slack either side for stamps that
-    move within their month (monthly means at mid-month: 29.5 to 31 days apart)."""
-    if n % 12 == 0:
-        return 365 * n // 12 - 1.0, 366 * n // 12 + 1.0
-    return 28 * n - 1.0, 31 * n + 1.0
+def _place_in_period(values, months_per_period):
+    """Seconds from the start of each value's month (or year) and that period's length."""
+    if is_cftime(values):
+        import cftime
+
+        def start(v, shift=0):
+            m = 12 * v.year + v.month - 1 + shift if months_per_period == 1 \
+                else 12 * (v.year + shift)
+            return cftime.datetime(m // 12, m % 12 + 1, 1, calendar=v.calendar)
+
+        offset = np.array([(v - start(v)).total_seconds() for v in values])
+        length = np.array([(start(v, 1) - start(v)).total_seconds() for v in values])
+        return offset, length
+    unit = "M" if months_per_period == 1 else "Y"
+    first = values.astype(f"datetime64[{unit}]")
+    following = (first + np.timedelta64(1, unit)).astype(values.dtype)
+    first = first.astype(values.dtype)
+    seconds = np.timedelta64(1, "s")
+    return (values - first) / seconds, (following - first) / seconds
 
 
 def calendar_months(values):
@@ -260,8 +273,10 @@ def calendar_months(values):
 
     Datetimes (datetime64, cftime, or Python datetimes, read on their wall clock)
     the same number of months apart in their calendar (one: monthly, twelve:
-    yearly), each step also that long in days (a day's slack: mid-month stamps
-    move within their month).
+    yearly), each at one place in its month (or year): the same day and time
+    (month starts, the 15th), or the same fraction of it to within a day
+    (monthly means stamped mid-month, month ends). A time off that place is
+    not of the series (month starts with a 3rd of March; 31-day steps).
 
     Examples
     --------
@@ -275,18 +290,18 @@ def calendar_months(values):
         return None
     if is_cftime(values):
         months = np.array([12 * v.year + v.month for v in values])
-        days = np.array([(b - a).total_seconds() for a, b in zip(values[:-1], values[1:])])
     elif np.issubdtype(values.dtype, np.datetime64):
         months = values.astype("datetime64[M]").astype(np.int64)
-        days = np.diff(values).astype("timedelta64[s]").astype(np.float64)
     else:
         return None
-    steps, days = np.diff(months), days / 86400.0
+    steps = np.diff(months)
     n = int(steps[0])
     if n < 1 or not (steps == n).all():
         return None
-    low, high = _month_days(n)
-    return n if ((days >= low) & (days <= high)).all() else None
+    offset, length = _place_in_period(values, 12 if n % 12 == 0 else 1)
+    same_day = np.ptp(offset) == 0
+    same_fraction = np.ptp(offset / length) * length.min() <= 86400.0
+    return n if same_day or same_fraction else None
 
 
 def _calendar_frequency(values):

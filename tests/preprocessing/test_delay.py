@@ -181,3 +181,24 @@ def test_months_counted_in_days_are_told_to_be_decoded():
     days = np.cumsum([0, 31, 28, 31, 30, 31, 30, 31])
     with pytest.raises(ValueError, match="look like calendar months in days: decode the times"):
         delay_embedding(_series(days.astype(float)), [1])
+
+
+def lag_step_of(times):
+    return delay_embedding(_series(np.arange(float(len(times)))).assign_coords(time=times),
+                           [1]).u_lag1.attrs["lag_step"]
+
+
+def test_a_time_off_its_place_in_the_month_is_a_gap():
+    """Month starts with one sample on the 3rd, or 31-day steps, are not monthly (they passed
+    as 'MS' while any 27-32 days one calendar month apart did)."""
+    starts = pd.date_range("2000-01-01", periods=6, freq="MS")
+    with pytest.raises(ValueError, match="unevenly spaced"):
+        delay_embedding(_series(np.arange(6.0)).assign_coords(
+            time=starts.where(starts.month != 3, pd.Timestamp("2000-03-03"))), [1])
+    # 31 days apart is a fixed step of its own, not the month a closure was fitted on
+    from xdyn.preprocessing.delay import same_lag_step
+
+    every_31_days = pd.date_range("2000-01-01", periods=6, freq="31D")
+    assert lag_step_of(every_31_days) == "744h"
+    assert not same_lag_step("MS", "744h", every_31_days.values)
+    assert same_lag_step("MS", "744h", pd.date_range("2000-07-01", periods=3, freq="MS").values)
