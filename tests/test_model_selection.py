@@ -173,3 +173,30 @@ def test_search_raises_when_no_candidate_can_be_scored():
     with pytest.warns(UserWarning, match="Scoring failed"):
         with pytest.raises(ValueError, match="_NoScore has no usable score .*Pass scoring="):
             XGridSearchCV(_NoScore(), {"a": [1, 2]}, cv=2).fit(ds)
+
+
+class _PerTrajectory(BaseEstimator):
+    """Scores minus |mean(X) - mean(y) - shift|: a stand-in for an assimilator of trajectories."""
+
+    def __init__(self, shift=0.0):
+        self.shift = shift
+
+    def fit(self, X, y=None):
+        self.fitted_ = True
+        return self
+
+    def score(self, X, y):
+        X, y = unwrap(X), unwrap(y)
+        return -abs(float(X.u.mean() - y.u.mean()) - self.shift)
+
+
+def test_folds_of_trajectories_are_scored_by_the_estimator():
+    """Warm-starting reads a record along time; folds of trajectories (each its own start)
+    went through it and failed with a bare KeyError: 'trajectory'."""
+    u = np.random.RandomState(0).normal(size=(6, 5))
+    X = xr.Dataset({"u": (("trajectory", "time"), u)},
+                   coords={"trajectory": np.arange(6), "time": np.arange(5.0)})
+    search = XGridSearchCV(_PerTrajectory(), {"shift": [0.0, 1.0]}, cv=KFold(2),
+                           dim="trajectory", error_score="raise").fit(X, X + 1.0)
+    assert search.best_params_ == {"shift": 0.0}
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], [-1.0, -2.0])

@@ -213,12 +213,13 @@ class TimeSeriesSplit(BaseCrossValidator):
 def warm_start_score(estimator, X, y=None) -> float:
     """Score a filter on a fold by its skill, not its spin-up (a scikit-learn scorer).
 
-    When ``X`` is a fold of a :class:`SampleView`, the filter assimilates every
-    observation from the start of the whole record up to the fold's last time
-    (as it would in operation), and ``y`` is compared with the analysis at the
-    fold's times only; the estimator's ``burn_in`` counts from the start of
-    the record. Otherwise, and without ``y`` (an estimator scored on ``X``
-    alone, such as a ROM), this is ``estimator.score(X, y)``.
+    When ``X`` is a fold along ``time`` of a :class:`SampleView`, the filter
+    assimilates every observation from the start of the whole record up to the
+    fold's last time (as it would in operation), and ``y`` is compared with the
+    analysis at the fold's times only; the estimator's ``burn_in`` counts from
+    the start of the record. Otherwise -- folds of other samples (trajectories,
+    each assimilated from its own start), or without ``y`` (an estimator scored
+    on ``X`` alone, such as a ROM) -- this is ``estimator.score(X, y)``.
 
     Parameters
     ----------
@@ -250,7 +251,8 @@ def warm_start_score(estimator, X, y=None) -> float:
     """
     from xdyn.metrics import state_rmse
 
-    if not isinstance(X, SampleView) or y is None:  # no truth: not a filter to warm-start
+    # no truth, or folds of trajectories (each its own start): nothing to warm-start
+    if not isinstance(X, SampleView) or y is None or X.dim != "time":
         return estimator.score(X, y)
     fold = X.data[X.dim]
     record = X.history

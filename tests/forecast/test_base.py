@@ -325,6 +325,10 @@ def test_verification_raises_when_no_valid_time_is_a_time_of_the_truth():
         lead_aligned_truth(truth, fc.assign_coords(time=fc.time.values + 0.5))
     ds = _grid_ds()
     fc = Persistence().fit(ds).predict(ds, lead_times=["6h"])
+    # dates against numbers (a truth read with decode_times=False): numpy's bare error before
+    undecoded = ds.assign_coords(time=np.arange(ds.sizes["time"], dtype=float) * 6)
+    with pytest.raises(ValueError, match="are datetime times and the truth's model times"):
+        lead_aligned_truth(undecoded, fc)
     shifted = fc.assign_coords(time=fc.time.values + np.timedelta64(3, "h"))
     with pytest.raises(ValueError, match="no valid time"):
         lead_aligned_truth(ds, shifted)

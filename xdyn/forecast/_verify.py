@@ -79,6 +79,11 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     init = np.asarray(forecast[sd].values)
     leads = np.asarray(forecast[LEAD_DIM].values)
     kind = _time_kind(init)
+    truth_kind = _time_kind(truth[sd].values)
+    if truth_kind != kind:  # dates against numbers: no valid time can be found (or compared)
+        raise ValueError(f"the forecast's {sd!r} are {kind} times and the truth's {truth_kind} "
+                         f"times: decode both the same way (xarray.decode_cf, or numbers in the "
+                         f"same units on both sides)")
     valid = add_lead(init, _lead_deltas(np.atleast_1d(leads), lead_units, kind), kind)
     truth = truth.drop_vars([k for k, c in truth.coords.items() if sd in c.dims and k != sd])
     kwargs, tol = {}, 0
