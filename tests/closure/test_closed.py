@@ -196,7 +196,8 @@ def test_lag_units_are_the_units_of_a_step_not_an_epoch():
     def with_units(units, t0=0.0):
         return res.assign_coords(time=("time", t0 + res.time.values, {"units": units}))
 
-    lagged, closure = _lagged_closure(with_units("hours since 1900-01-01 00:00:0.0", 876576.0), unres)
+    era5_hours = with_units("hours since 1900-01-01 00:00:0.0", 876576.0)
+    lagged, closure = _lagged_closure(era5_hours, unres)
     assert lagged.u_lag1.attrs["lag_step_units"] == "hours"
     for units in ("hours since 2000-01-01", "hours", "h"):
         ClosedModel(_Hold(), closure, prefit=True, lags=(1,)).fit(with_units(units))
