@@ -152,6 +152,11 @@ def test_layout_errors(mixed):
         stack_samples(mixed.isel(x=slice(0, 3)), info=info)
     with pytest.raises(ValueError, match="coordinate 'x' differs from the one seen in fit$"):
         stack_samples(mixed.assign_coords(x=mixed.x + 1), info=info)
+    # a variable in other units would be unstacked under the fitted ones (s-1 for h-1)
+    in_hours = mixed.assign(vorticity=mixed.vorticity.assign_attrs(units="h-1"))
+    with pytest.raises(ValueError, match="'vorticity' is in 'h-1', the fitted layout's in 's-1'"):
+        stack_samples(in_hours, info=info)
+    stack_samples(mixed.assign(vorticity=mixed.vorticity.assign_attrs(units="1/s")), info=info)
     # the same labels stored the other way round (a descending y): say so, and how to sort
     with pytest.raises(ValueError, match=r"the same labels in another order .*"
                                          r"sortby\('y', ascending=True\)"):

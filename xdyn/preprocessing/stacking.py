@@ -36,6 +36,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from xdyn._units import other_units
 from xdyn.model_selection import unwrap
 
 __all__ = ["FEATURE_DIM", "VARIABLE_COORD", "StackInfo", "Stacker", "VariableLayout",
@@ -643,6 +644,12 @@ def _check_compatible(data, info: StackInfo) -> None:
         if sd not in var.dims or got != dict(zip(v.feature_dims, v.shape)):
             raise ValueError(f"variable {v.name!r} has dims {dict(var.sizes)}; the fitted layout "
                              f"has {sd!r} plus {dict(zip(v.feature_dims, v.shape))}")
+        # what is unstacked is labelled with the fitted attrs: degC would come back as K
+        units, fitted = var.attrs.get("units"), v.attrs.get("units")
+        if other_units(units, fitted):
+            raise ValueError(f"variable {v.name!r} is in {units!r}, the fitted layout's in "
+                             f"{fitted!r}: convert it to {fitted!r} first (what comes back is "
+                             f"labelled {fitted!r})")
     for dim, index in info.coords.indexes.items():
         if dim in ds.indexes and not ds.indexes[dim].equals(index):
             raise ValueError(f"coordinate {dim!r} differs from the one seen in fit"
