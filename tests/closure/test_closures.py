@@ -266,3 +266,27 @@ def test_trajectory_outputs_keep_the_coordinate_attrs(closure_data):
     for out in (mean, std, gp.sample(Xt, 2)):
         assert out.time.attrs == {"units": "hours"}
         assert out.trajectory.attrs == {"long_name": "run"}
+
+
+def test_score_is_minus_the_relative_l2_error_of_the_mean():
+    """Closures had no score: sklearn's cross_val_score refused them, and a model search had
+    nothing to rank them by."""
+    from sklearn.model_selection import cross_val_score
+
+    from xdyn.closure import GPClosure
+    from xdyn.metrics import relative_l2
+
+    rng = np.random.RandomState(0)
+    X = xr.Dataset({"u": (("time", "x"), rng.normal(size=(40, 4)))},
+                   coords={"time": np.arange(40.0)})
+    Y = X**2
+    closure = GPClosure(2, 2, max_epochs=3, random_state=0).fit(X, Y)
+    expected = -float(relative_l2(closure.predict(X).u, Y.u))
+    assert closure.score(X, Y) == pytest.approx(expected)
+    assert -1.0 < expected < 0.0
+    on_arrays = GPClosure(2, 2, max_epochs=3, random_state=0).fit(X.u.values, Y.u.values)
+    assert on_arrays.score(X.u.values, Y.u.values) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match=r"Y lacks the variable\(s\) \['u'\]"):
+        closure.score(X, Y.rename(u="w"))
+    assert np.isfinite(cross_val_score(GPClosure(2, 2, max_epochs=2, random_state=0),
+                                       X.u.values, Y.u.values, cv=2)).all()

@@ -43,6 +43,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
 
@@ -300,6 +301,38 @@ class BaseClosure(BaseEstimator):
             var = var + self.residual_var_
         std = self.spread_scale * np.sqrt(var)
         return mean, self._out(std, coord, labelled)
+
+    def score(self, X, Y):
+        """Minus the relative L2 error of the conditional mean against ``Y``.
+
+        ``||Y - mean|| / ||Y||`` over every point, variable and sample
+        (:func:`xdyn.metrics.relative_l2`; labelled inputs aligned exactly),
+        the rel-L2 of Zighed et al. (2025); higher is better, as scikit-learn
+        expects of a score, so a model search over closures ranks them by it.
+
+        Parameters
+        ----------
+        X : Dataset, DataArray or ndarray
+            Resolved states, laid out as in :meth:`fit`.
+        Y : same kind as the ``Y`` of :meth:`fit`
+            The unresolved field at those states.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self, "input_pca_")
+        mean, Y = self.predict(X), unwrap(Y)
+        if isinstance(mean, xr.Dataset):
+            missing = [v for v in mean.data_vars if not isinstance(Y, xr.Dataset)
+                       or v not in Y.data_vars]
+            if missing:
+                raise ValueError(f"Y lacks the variable(s) {missing} the closure predicts")
+            mean = mean.to_dataarray("variable")
+            Y = Y[list(mean["variable"].values)].to_dataarray("variable")
+        elif not isinstance(mean, xr.DataArray):
+            mean, Y = xr.DataArray(mean), xr.DataArray(np.asarray(Y, dtype=float))
+        return -float(relative_l2(mean, Y))
 
     def sample(self, X, n_samples=10, random_state=None):
         """Draws of the unresolved field given the resolved state: a ``member`` dim.

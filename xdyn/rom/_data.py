@@ -17,6 +17,7 @@ import xarray as xr
 
 from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
 from xdyn._units import other_units, stated_units
+from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
 
@@ -214,18 +215,9 @@ def field_units(info):
     return units[0]
 
 
-def relative_rmse(prediction, truth):
-    """RMSE of ``prediction`` relative to the RMS of ``truth`` (arrays of one shape).
-
-    ``sqrt(sum((prediction - truth)**2) / sum(truth**2))``, the definition of
-    :meth:`xdyn.rom.LDNet.relative_rmse`; 0 for two all-zero arrays, inf for a
-    nonzero error on an all-zero truth.
-    """
-    num = float(((prediction - truth) ** 2).sum())
-    den = float((truth**2).sum())
-    if den == 0:
-        return 0.0 if num == 0 else float("inf")
-    return float(np.sqrt(num / den))
+def relative_error(prediction, truth):
+    """:func:`xdyn.metrics.relative_l2` of two arrays of one shape, over all of them."""
+    return float(relative_l2(xr.DataArray(prediction), xr.DataArray(truth)))
 
 
 class LeadDims:

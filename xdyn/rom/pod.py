@@ -21,7 +21,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn.rom._data import (field_units, from_trajectories, latent_input, latent_output,
-                             relative_rmse, rollout_times, time_step, time_units,
+                             relative_error, rollout_times, time_step, time_units,
                              to_trajectories)
 
 __all__ = ["POD", "PODLinearDynamics"]
@@ -171,7 +171,7 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         float
             ``-sqrt(sum((r - x)**2) / sum(x**2))`` over all snapshots and
             features, ``r = inverse_transform(transform(X))``: the relative
-            RMSE of :meth:`xdyn.rom.LDNet.relative_rmse`. Higher is better
+            L2 error, :func:`xdyn.metrics.relative_l2`. Higher is better
             (scikit-learn's convention), 0 for an exact reconstruction.
 
         Examples
@@ -187,7 +187,7 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         check_is_fitted(self)
         values, _ = self._stack(X)
         coefficients = (values - self.mean_) @ self.components_.T
-        return -relative_rmse(coefficients @ self.components_ + self.mean_, values)
+        return -relative_error(coefficients @ self.components_ + self.mean_, values)
 
     # ------------------------------------------------------------------ helpers
     def _stack(self, X, name="X"):
@@ -318,7 +318,7 @@ class PODLinearDynamics(POD):
         float
             ``-sqrt(sum((f - x)**2) / sum(x**2))`` over the forecast snapshots
             ``x`` and all features, ``f`` their one-step forecasts: the
-            relative RMSE of :meth:`xdyn.rom.LDNet.relative_rmse`. Higher is
+            relative L2 error, :func:`xdyn.metrics.relative_l2`. Higher is
             better (scikit-learn's convention).
 
         Examples
@@ -342,4 +342,4 @@ class PODLinearDynamics(POD):
                           model=type(self).__name__)
         z = (values[:, :-1] - self.mean_) @ self.components_.T
         forecast = (z @ self.A_.T + self.b_) @ self.components_ + self.mean_
-        return -relative_rmse(forecast, values[:, 1:])
+        return -relative_error(forecast, values[:, 1:])
