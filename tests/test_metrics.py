@@ -744,9 +744,16 @@ def test_a_forecast_against_the_truth_at_its_initialisation_times_raises():
     with pytest.raises(ValueError, match="forecast has a 'step' coordinate"):
         metrics.rmse(grib.T, analysis, dim="time")
     # a lead per sample along time (iris's forecast_period): indexed by its valid times
-    per_sample = ds.T.assign_coords(forecast_period=("time", np.full(50, 5.0),
+    per_sample = ds.T.assign_coords(forecast_period=("time", 5.0 * np.arange(1, 51),
                                                      {"standard_name": "forecast_period"}))
     assert float(metrics.rmse(per_sample, ds.T)) == 0.0
+    # ... but one lead picked per initialisation is still indexed by initialisation: a
+    # valid_time off its times, or the same lead everywhere, says so (persistence scored 0)
+    picked = fc.T.isel(lead_time=xr.DataArray(np.zeros(50, int), dims="time"))
+    assert picked.lead_time.dims == ("time",)
+    for one_lead in (picked, picked.drop_vars("valid_time")):
+        with pytest.raises(ValueError, match="forecast has a 'lead_time' coordinate"):
+            metrics.rmse(one_lead, ds.T)
     # a forecast indexed by its valid times is compared at them
     by_valid = xr.DataArray([[1.0, 2.0], [3.0, 4.0]], dims=("valid_time", "lead_time"),
                             coords={"valid_time": [10.0, 11.0], "lead_time": [1.0, 2.0]})

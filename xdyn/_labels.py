@@ -247,25 +247,31 @@ def _wall_clock(values):
         return values
 
 
-def _place_in_period(values, months_per_period):
-    """Seconds from the start of each value's month (or year) and that period's length."""
+def _month_index(values):
+    """Months since year 0 (datetime64: since 1970) of datetimes, month 0 = January."""
+    if is_cftime(values):
+        return np.array([12 * v.year + v.month - 1 for v in values])
+    return values.astype("datetime64[M]").astype(np.int64)
+
+
+def _place_in_period(values, months, n, phase):
+    """Seconds from the start of each value's period of ``n`` months (periods starting in
+    the months ``phase`` mod ``n``: ``n=3, phase=11`` is DJF, MAM, ...) and its length."""
+    first = months - (months - phase) % n
     if is_cftime(values):
         import cftime
 
-        def start(v, shift=0):
-            m = 12 * v.year + v.month - 1 + shift if months_per_period == 1 \
-                else 12 * (v.year + shift)
-            return cftime.datetime(m // 12, m % 12 + 1, 1, calendar=v.calendar)
+        def start(m, calendar):
+            return cftime.datetime(m // 12, m % 12 + 1, 1, calendar=calendar)
 
-        offset = np.array([(v - start(v)).total_seconds() for v in values])
-        length = np.array([(start(v, 1) - start(v)).total_seconds() for v in values])
+        cal = values[0].calendar
+        offset = np.array([(v - start(m, cal)).total_seconds() for v, m in zip(values, first)])
+        length = np.array([(start(m + n, cal) - start(m, cal)).total_seconds() for m in first])
         return offset, length
-    unit = "M" if months_per_period == 1 else "Y"
-    first = values.astype(f"datetime64[{unit}]")
-    following = (first + np.timedelta64(1, unit)).astype(values.dtype)
-    first = first.astype(values.dtype)
+    begin = first.astype("datetime64[M]").astype(values.dtype)
+    end = (first + n).astype("datetime64[M]").astype(values.dtype)
     seconds = np.timedelta64(1, "s")
-    return (values - first) / seconds, (following - first) / seconds
+    return (values - begin) / seconds, (end - begin) / seconds
 
 
 def calendar_months(values):
@@ -273,10 +279,11 @@ def calendar_months(values):
 
     Datetimes (datetime64, cftime, or Python datetimes, read on their wall clock)
     the same number of months apart in their calendar (one: monthly, twelve:
-    yearly), each at one place in its month (or year): the same day and time
-    (month starts, the 15th), or the same fraction of it to within a day
-    (monthly means stamped mid-month, month ends). A time off that place is
-    not of the series (month starts with a 3rd of March; 31-day steps).
+    yearly), each at one place in its period of that many months (however the
+    periods are anchored: seasons DJF, MAM ...): the same day and time (month
+    starts, the 15th), or the same fraction of it to within a day (means
+    stamped mid-month or mid-season, month ends). A time off that place is not
+    of the series (month starts with a 3rd of March; 31-day steps).
 
     Examples
     --------
@@ -288,20 +295,21 @@ def calendar_months(values):
     values = utc if wall is None else wall
     if values.ndim != 1 or values.size < 2:
         return None
-    if is_cftime(values):
-        months = np.array([12 * v.year + v.month for v in values])
-    elif np.issubdtype(values.dtype, np.datetime64):
-        months = values.astype("datetime64[M]").astype(np.int64)
-    else:
+    if not (is_cftime(values) or np.issubdtype(values.dtype, np.datetime64)):
         return None
+    months = _month_index(values)
     steps = np.diff(months)
     n = int(steps[0])
     if n < 1 or not (steps == n).all():
         return None
-    offset, length = _place_in_period(values, 12 if n % 12 == 0 else 1)
-    same_day = np.ptp(offset) == 0
-    same_fraction = np.ptp(offset / length) * length.min() <= 86400.0
-    return n if same_day or same_fraction else None
+    # the place in a period of n months, however the periods are anchored (seasons DJF ...)
+    for phase in range(min(n, 12)):
+        offset, length = _place_in_period(values, months, n, phase)
+        same_day = np.ptp(offset) == 0
+        same_fraction = np.ptp(offset / length) * length.min() <= 86400.0
+        if same_day or same_fraction:
+            return n
+    return None
 
 
 def _calendar_frequency(values):

@@ -166,6 +166,23 @@ def _same_valid_times(a, b):
         return False
 
 
+def _indexed_by_valid_time(a, lead):
+    """Whether ``a``'s lead lies along one dim not its own (a lead per sample) that says
+    it is valid time: a ``valid_time`` equal to its values, else a stated initialisation
+    (``forecast_reference_time``: iris's forecast from one start), else leads that vary
+    along it (a forecast from one start indexed by valid time). One lead picked per
+    initialisation (the same lead at every sample) is not."""
+    coord = a.coords[lead]
+    if coord.ndim != 1 or lead in coord.dims:
+        return False
+    dim, valid = coord.dims[0], a.coords.get("valid_time")
+    if valid is not None:
+        return valid.dims == (dim,) and dim in a.coords \
+            and np.array_equal(np.asarray(valid.values), np.asarray(a[dim].values))
+    values = np.asarray(coord.values)
+    return "forecast_reference_time" in a.coords or bool((values != values[0]).any())
+
+
 def _lead_against_init(a, b, names):
     """Raise where ``a`` is a forecast (a lead coordinate, ``lead_time`` or cfgrib's
     ``step``: a dim, or one lead selected) and ``b`` a series on its initialisation
@@ -180,8 +197,8 @@ def _lead_against_init(a, b, names):
     lead = _lead_name(a)
     if lead is None or _lead_name(b) is not None or _same_valid_times(a, b):
         return
-    if a.coords[lead].ndim and lead not in a.coords[lead].dims:
-        return  # indexed by valid time, a lead per sample
+    if _indexed_by_valid_time(a, lead):
+        return
     valid = a.coords.get("valid_time")
     dated = [d for d in a.dims if d in a.coords and _is_time_axis(a.coords[d])]
     init = {"time", *dated, *(() if valid is None else valid.dims)} - {lead, "valid_time"}

@@ -329,6 +329,10 @@ def test_verification_raises_when_no_valid_time_is_a_time_of_the_truth():
     undecoded = ds.assign_coords(time=np.arange(ds.sizes["time"], dtype=float) * 6)
     with pytest.raises(ValueError, match="are datetime times and the truth's model times"):
         lead_aligned_truth(undecoded, fc)
+    # dates against dates of the same calendar in cftime are compared (standard calendar)
+    as_cftime = ds.convert_calendar("standard", use_cftime=True)
+    xr.testing.assert_equal(lead_aligned_truth(as_cftime, fc)["z"],
+                            lead_aligned_truth(ds, fc)["z"])
     shifted = fc.assign_coords(time=fc.time.values + np.timedelta64(3, "h"))
     with pytest.raises(ValueError, match="no valid time"):
         lead_aligned_truth(ds, shifted)

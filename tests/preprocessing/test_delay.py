@@ -160,6 +160,9 @@ def test_zoned_local_days_and_months_across_summer_time_are_even():
 
 
 @pytest.mark.parametrize("times, step", [
+    # seasonal means stamped mid-season (DJF, MAM, JJA, SON)
+    (pd.DatetimeIndex(["2000-01-15T12", "2000-04-16", "2000-07-17", "2000-10-16T12",
+                       "2001-01-15"]), "3MS"),
     # CMIP monthly means, stamped mid-month in a noleap calendar (Feb 15 00:00)
     (xr.CFTimeIndex([cftime.DatetimeNoLeap(1850, m, 15 if m == 2 else 16, 0 if m == 2 else 12)
                      for m in range(1, 13)]), "MS"),

@@ -161,6 +161,11 @@ def test_layout_errors(mixed):
     with pytest.raises(ValueError, match=r"the same labels in another order .*"
                                          r"sortby\('y', ascending=True\)"):
         stack_samples(mixed.isel(y=slice(None, None, -1)), info=info)
+    # fitted labels in no order: only reindex puts them back (no sortby to offer)
+    shuffled = mixed.isel(x=[2, 0, 3, 1])
+    _, shuffled_info = stack_samples(shuffled)
+    with pytest.raises(ValueError, match=r"reindex\(x=fitted_x\)\)?$"):
+        stack_samples(mixed, info=shuffled_info)
     with pytest.raises(TypeError, match="Dataset"):
         stack_samples(mixed.vorticity, info=info)
     with pytest.warns(UserWarning, match="lost when unstacking"):

@@ -80,7 +80,7 @@ def lead_aligned_truth(truth, forecast, sample_dim="time"):
     leads = np.asarray(forecast[LEAD_DIM].values)
     kind = _time_kind(init)
     truth_kind = _time_kind(truth[sd].values)
-    if truth_kind != kind:  # dates against numbers: no valid time can be found (or compared)
+    if (truth_kind == "model") != (kind == "model"):  # dates against numbers: none found
         raise ValueError(f"the forecast's {sd!r} are {kind} times and the truth's {truth_kind} "
                          f"times: decode both the same way (xarray.decode_cf, or numbers in the "
                          f"same units on both sides)")

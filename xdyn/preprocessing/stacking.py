@@ -658,8 +658,15 @@ def _check_compatible(data, info: StackInfo) -> None:
 
 def _how_it_differs(got, fitted, dim):
     """What to do about a coordinate whose labels are the fitted ones in another order."""
-    if len(got) == len(fitted) and got.sort_values().equals(fitted.sort_values()):
-        return (f": the same labels in another order (features are read by position); "
-                f"reorder it as in fit first, e.g. data.reindex({dim}=fitted_{dim}) or "
-                f"data.sortby({dim!r}, ascending={bool(fitted.is_monotonic_increasing)})")
-    return ""
+    try:  # labels of mixed kinds do not sort: then nothing more is said
+        same = len(got) == len(fitted) and got.sort_values().equals(fitted.sort_values())
+    except TypeError:
+        return ""
+    if not same:
+        return ""
+    how = f"data.reindex({dim}=fitted_{dim})"
+    if fitted.is_monotonic_increasing or fitted.is_monotonic_decreasing:
+        how += (f" or data.sortby({dim!r}, "
+                f"ascending={bool(fitted.is_monotonic_increasing)})")
+    return (f": the same labels in another order (features are read by position); "
+            f"reorder it as in fit first, e.g. {how}")
