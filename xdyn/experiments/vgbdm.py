@@ -425,6 +425,6 @@ pendulum_vgbdm = _experiment("pendulum", "pendulum-vgbdm",
                              "VGB-DM vs neural ODE vs frictionless physics on damped pendulums", 76)
 reaction_diffusion_vgbdm = _experiment(
     "reaction_diffusion", "reaction-diffusion-vgbdm",
-    "VGB-DM vs neural ODE vs diffusion-only physics on FitzHugh-Nagumo", 239)
+    "VGB-DM vs neural ODE vs diffusion-only physics on FitzHugh-Nagumo", 260)
 lorenz_vgbdm = _experiment("lorenz", "lorenz-vgbdm",
                            "VGB-DM vs neural ODE vs Lorenz-63 without x(rho - z)", 144)
