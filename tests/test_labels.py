@@ -40,3 +40,14 @@ def test_roms_and_delays_read_steps_alike():
             read()
     even = data.isel(time=slice(0, 5))
     assert lag_step(even, "time") == time_step(even["time"]) == 1.0
+
+
+def test_the_step_of_float32_times_far_from_zero_is_their_mean_step():
+    """Hourly 'seconds since 1970' in float32 are rounded to 128 s: the median step read
+    3584 s, and the k-th time drifted off time0 + k * step (an LDNet refused its own
+    training times after 24 of them)."""
+    t = (1.5778368e9 + 3600.0 * np.arange(400)).astype(np.float32)
+    step = even_step(t, "t", "")
+    assert abs(step - 3600.0) < 1.0
+    k = np.arange(400)
+    assert np.abs(np.float64(t[0]) + k * step - t.astype(np.float64)).max() < 128.0
