@@ -248,3 +248,9 @@ def test_scores_are_minus_the_relative_rmse():
     search = GridSearchCV(POD(2), {"n_modes": [1, 4]}, cv=2).fit(ds.isel(trajectory=0))
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
     assert search.best_params_ == {"n_modes": 4}
+
+
+def test_an_exact_reconstruction_of_zeros_scores_zero():
+    """The relative error of all-zero data rebuilt exactly is 0, not 0 / 0 (NaN)."""
+    zeros = xr.Dataset({"u": (("time", "x"), np.zeros((10, 4)))}, coords={"time": np.arange(10.0)})
+    assert POD(2).fit(zeros).score(zeros) == 0.0

@@ -216,7 +216,10 @@ def field_units(info):
 
 
 def relative_error(prediction, truth):
-    """:func:`xdyn.metrics.relative_l2` of two arrays of one shape, over all of them."""
+    """:func:`xdyn.metrics.relative_l2` of two arrays of one shape, over all of them (0 for
+    an exact prediction of an all-zero truth, where the ratio is 0 / 0)."""
+    if not np.any(truth) and np.array_equal(prediction, truth):
+        return 0.0
     return float(relative_l2(xr.DataArray(prediction), xr.DataArray(truth)))
 
 
