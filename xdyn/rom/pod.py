@@ -147,17 +147,17 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         check_is_fitted(self)
         values, layout = self._stack(X)
         # coefficients of orthonormal modes carry the fields' units (not "1")
-        return latent_output((values - self.mean_) @ self.components_.T, layout,
+        return latent_output(self._project(values), layout,
                              self.sample_dim, layout.time_coord, units=field_units(layout.info))
 
     def inverse_transform(self, X):
         """Fields on the training grid from POD coefficients (also of unseen data)."""
         check_is_fitted(self)
         z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_modes)
-        return self._unstack(z @ self.components_ + self.mean_, meta)
+        return self._unstack(self._rebuild(z), meta)
 
     def score(self, X, y=None):
-        """Minus the relative RMSE of ``X`` rebuilt from its POD coefficients.
+        """Minus the relative L2 error of ``X`` rebuilt from its POD coefficients.
 
         Parameters
         ----------
@@ -186,8 +186,15 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         """
         check_is_fitted(self)
         values, _ = self._stack(X)
-        coefficients = (values - self.mean_) @ self.components_.T
-        return -relative_error(coefficients @ self.components_ + self.mean_, values)
+        return -relative_error(self._rebuild(self._project(values)), values)
+
+    def _project(self, values):
+        """Coefficients of stacked snapshots on the modes."""
+        return (values - self.mean_) @ self.components_.T
+
+    def _rebuild(self, z):
+        """Stacked snapshots from their coefficients."""
+        return z @ self.components_ + self.mean_
 
     # ------------------------------------------------------------------ helpers
     def _stack(self, X, name="X"):
@@ -265,7 +272,7 @@ class PODLinearDynamics(POD):
             raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r}")
         self.time_step_ = time_step(self.layout_.time_coord)
         self.time_units_ = time_units(self.layout_.time_coord)
-        z = (values - self.mean_) @ self.components_.T
+        z = self._project(values)
         past = z[:, :-1].reshape(-1, self.n_modes)
         future = z[:, 1:].reshape(-1, self.n_modes)
         design = np.hstack([past, np.ones((len(past), 1))])
@@ -289,18 +296,18 @@ class PODLinearDynamics(POD):
         times = rollout_times(layout.time_coord, self.time_step_, n_steps, self.sample_dim,
                               units=getattr(self, "time_units_", None),  # None: an old pickle
                               model=type(self).__name__) if layout.kind == "xarray" else None
-        z = (values[:, -1] - self.mean_) @ self.components_.T
+        z = self._project(values[:, -1])
         out = np.empty((values.shape[0], n_steps, self.n_modes))
         for k in range(n_steps):
-            z = z @ self.A_.T + self.b_
+            z = self._step(z)
             out[:, k] = z
-        fields = out @ self.components_ + self.mean_
+        fields = self._rebuild(out)
         if layout.kind == "array":
             return fields[0]
         return self._unstack(fields, (layout.trajectory_dim, layout.trajectory_coord, times))
 
     def score(self, X, y=None):
-        """Minus the relative RMSE of the one-step forecasts from ``X`` against ``X``.
+        """Minus the relative L2 error of the one-step forecasts from ``X`` against ``X``.
 
         Every snapshot of ``X`` but the last (per trajectory) is stepped once,
         as :meth:`predict` steps, and compared with the next one.
@@ -340,6 +347,9 @@ class PODLinearDynamics(POD):
             rollout_times(layout.time_coord, self.time_step_, 1, self.sample_dim,
                           units=getattr(self, "time_units_", None),
                           model=type(self).__name__)
-        z = (values[:, :-1] - self.mean_) @ self.components_.T
-        forecast = (z @ self.A_.T + self.b_) @ self.components_ + self.mean_
+        forecast = self._rebuild(self._step(self._project(values[:, :-1])))
         return -relative_error(forecast, values[:, 1:])
+
+    def _step(self, z):
+        """Coefficients one time step later."""
+        return z @ self.A_.T + self.b_
