@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical_units", "same_units", "stated_units", "other_units"]
+__all__ = ["canonical_units", "same_units", "stated_units", "other_units", "common_units",
+           "step_units"]
 
 # spellings of one symbol (CF / UDUNITS names, their plurals, common abbreviations)
 _SYMBOLS = {
@@ -183,6 +184,33 @@ def step_units(units):
     """
     units = stated_units(units)
     return None if units is None else units.partition(" since ")[0]
+
+
+def common_units(units, unstated=None):
+    """The units of a number that mixes variables in ``units``, or ``"mixed"``.
+
+    A units attr that states none (None, blank) is read as ``unstated``: ``"1"``
+    where such a variable is dimensionless, None where it says nothing. Where
+    all name one unit (spellings of it agreeing), the first as written (None
+    where none is stated); else ``"mixed"``, the word observations of variables
+    in other units carry. No units at all: ``unstated``.
+
+    Examples
+    --------
+    >>> common_units(["K", "kelvin"]), common_units(["K", "m"]), common_units([None, ""])
+    ('K', 'mixed', None)
+    >>> common_units([None, "m"]), common_units([None, "1"], unstated="1")
+    ('mixed', '1')
+    """
+    units = [unstated if stated_units(u) is None else u for u in units]
+    if not units:
+        return unstated
+    first = units[0]
+    if all(u is None for u in units):
+        return None
+    if any(u is None for u in units) or any(other_units(u, first) for u in units):
+        return "mixed"
+    return first
 
 
 def other_units(a, b):

@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
-from xdyn._units import same_units
+from xdyn._units import common_units
 from xdyn.assimilation._cycle import (CycleCallback, CycleContext, DivergenceMonitor, LostTrackMonitor,
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
 from xdyn.assimilation._start import initial_ensemble_tensor
@@ -640,7 +640,9 @@ class BaseAssimilator(BaseEstimator):
                     long_name=f"ensemble standard deviation of {name}")
             spread = torch.sqrt((std**2).mean(-1)).cpu().numpy()
             ds["spread"] = (lead, spread, {"long_name": "ensemble spread (rms std over the state)",
-                                           "units": _state_units(system)})
+                                           "units": common_units(
+                                               [v.attrs.get("units") for v in system.variables],
+                                               unstated="1")})
         ds.attrs = {}
         if suffix:
             ds = ds.rename({v: (f"{v[:-4]}{suffix}_std" if v.endswith("_std") else f"{v}{suffix}")
@@ -726,17 +728,6 @@ def _recorded_noise(obs, n_obs) -> np.ndarray:
             "'observation' variable only (obs.assign(observation=obs.observation.where(...))) "
             "or give noise_std")
     return np.broadcast_to(first, (n_obs,))
-
-
-def _state_units(system) -> str:
-    """Units of a number that mixes every state variable (the spread over the flat state).
-
-    The variables' units where they all have the same (``"1"`` where none is
-    stated), else ``"mixed"``: the word :func:`xdyn.observe.observe` writes on
-    observations of variables in different units.
-    """
-    units = [v.attrs.get("units", "1") for v in system.variables]
-    return units[0] if all(same_units(u, units[0]) for u in units) else "mixed"
 
 
 def _transforms(operator) -> list:

@@ -181,7 +181,7 @@ def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
     """Latent coordinates ``(n_traj, n_times, n_latent)`` as the kind the input was.
 
     ``units``: their ``units`` attr, ``"1"`` for dimensionless latents (a VAE's);
-    None writes none (see :func:`field_units` for POD coefficients).
+    None writes none (POD coefficients: their fields', :func:`xdyn._units.common_units`).
     """
     if layout.kind == "array":
         return z[0]
@@ -197,22 +197,6 @@ def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
         attrs["units"] = units
     da = xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
     return da if layout.info.is_dataarray else da.to_dataset()
-
-
-def field_units(info):
-    """The units of a number that scales with every stacked field (POD coefficients).
-
-    The variables' ``units`` where they all state the same unit, ``"mixed"``
-    (the word :func:`xdyn.observe.observe` writes) where they differ, None where
-    none states units or there are no variables to read (a bare array's layout).
-    """
-    variables = getattr(info, "variables", ())
-    units = [stated_units(v.attrs.get("units")) for v in variables]
-    if not units or all(u is None for u in units):
-        return None
-    if any(u is None for u in units) or any(other_units(u, units[0]) for u in units):
-        return "mixed"
-    return units[0]
 
 
 def relative_error(prediction, truth):

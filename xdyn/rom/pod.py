@@ -20,7 +20,8 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.rom._data import (field_units, from_trajectories, latent_input, latent_output,
+from xdyn._units import common_units
+from xdyn.rom._data import (from_trajectories, latent_input, latent_output,
                              relative_error, rollout_times, time_step, time_units,
                              to_trajectories)
 
@@ -148,7 +149,9 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         values, layout = self._stack(X)
         # coefficients of orthonormal modes carry the fields' units (not "1")
         return latent_output(self._project(values), layout,
-                             self.sample_dim, layout.time_coord, units=field_units(layout.info))
+                             self.sample_dim, layout.time_coord,
+                             units=common_units(v.attrs.get("units")
+                                                for v in getattr(layout.info, "variables", ())))
 
     def inverse_transform(self, X):
         """Fields on the training grid from POD coefficients (also of unseen data)."""
