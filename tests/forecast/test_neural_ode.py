@@ -65,6 +65,21 @@ def test_neural_ode_clone_pickle_pipeline_and_errors(pendulum):
             model.predict(data, [0.1])
 
 
+@pytest.mark.parametrize("dim", ["member", "lead_time", "time"])
+def test_a_trajectory_dim_the_forecasts_use_is_refused(pendulum, dim):
+    # runs on 'member' were fitted, then forecast along the forecasts' ensemble dim
+    train, test = pendulum
+    runs = train.isel(time=slice(0, 20)).rename(trajectory="runs")
+    if dim != "time":
+        runs = runs.rename(runs=dim)
+    model = NeuralODE(hidden=8, window=4, max_epochs=1, trajectory_dim=dim)
+    with pytest.raises(ValueError, match=f"trajectory_dim='{dim}' names a dim"):
+        model.fit(runs)
+    fitted = NeuralODE(hidden=8, window=4, max_epochs=1).fit(train.isel(time=slice(0, 20)))
+    with pytest.raises(ValueError, match=f"trajectory_dim='{dim}' names a dim"):
+        fitted.set_params(trajectory_dim=dim).predict(runs, [0.1])
+
+
 def test_training_does_not_depend_on_where_the_record_sits_in_time(pendulum):
     # window times went to float32 as absolute values: far from 0 the steps lost digits
     train, _ = pendulum

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME
 from xdyn.forecast.base import BaseForecaster
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _check_compatible, flatten_variables
@@ -38,6 +39,13 @@ class TrajectoryForecaster(BaseForecaster):
         X = unwrap(X)
         if not isinstance(X, (xr.Dataset, xr.DataArray)):
             return X, False
+        if self.trajectory_dim in (self.sample_dim, MEMBER_DIM, LEAD_DIM, VALID_TIME):
+            # runs on 'member' were fitted one by one, then forecast along the dim that holds
+            # the forecaster's ensemble and scored by the mean over runs
+            raise ValueError(f"trajectory_dim={self.trajectory_dim!r} names a dim that "
+                             f"{type(self).__name__} uses for its own samples or forecasts "
+                             f"({self.sample_dim!r}, {LEAD_DIM!r}, {MEMBER_DIM!r}, "
+                             f"{VALID_TIME!r}): rename the runs' dim, e.g. to 'trajectory'")
         if isinstance(X, xr.Dataset):
             keep = [v for v in X.data_vars if self.sample_dim in X[v].dims]
             if self._state_variables:
