@@ -686,3 +686,20 @@ def test_observation_units_unknown_or_of_the_observed_variables(l63_truth):
     # the units are those of the variables observed, not of the whole state
     assert observe(truth, "x", random_state=0).observation.attrs["units"] == "m"
     assert observe(truth, ["x", "z"], random_state=0).observation.attrs["units"] == "mixed"
+
+
+@pytest.mark.parametrize("x_units, z_units, units", [
+    ("K", "kelvin", "K"), ("kelvin", "K", "kelvin"),  # one unit: the first variable's spelling
+    ("hPa", "millibars", "hPa"), ("m s-1", "m/s", "m s-1"),
+    ("", None, "1"), ("  ", "1", "1"),  # no units stated (blank, no attr): dimensionless
+    ("K", None, "mixed"), ("K", "degC", "mixed"), ("", "K", "mixed")])
+def test_observation_units_compared_as_units(l63_truth, x_units, z_units, units):
+    """Spellings of one unit are common units; a blank units attr states none."""
+    truth = l63_truth.assign(x=l63_truth.x.copy(), z=l63_truth.z.copy())
+    for name, value in (("x", x_units), ("z", z_units)):
+        truth[name].attrs.pop("units")
+        if value is not None:
+            truth[name].attrs["units"] = value
+    obs = observe(truth, ["x", "z"], random_state=0)
+    for name in ("observation", "observation_clean", "noise_std"):
+        assert obs[name].attrs["units"] == units

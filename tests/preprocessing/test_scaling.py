@@ -88,6 +88,48 @@ def test_unseen_data_and_mismatches(mixed):
         StandardScaler().fit(mixed.assign(mask=(("y", "x"), np.ones((3, 4)))))
 
 
+def _kelvin(units, values=((280.0, 290.0), (284.0, 290.0))):
+    attrs = {} if units is None else {"units": units}
+    return xr.Dataset({"T": (("time", "x"), np.array(values), attrs)})
+
+
+@pytest.mark.parametrize("units", ["kelvin", "K", "degK", "", "  ", None])
+def test_units_compared_as_units(units):
+    """Spellings of the fitted unit, and data that states none, are scaled as the fitted
+    data; the outputs record the units as spelled in fit."""
+    scaler = StandardScaler().fit(_kelvin("K"))
+    z = scaler.transform(_kelvin(units))
+    assert z.T.values.tolist() == [[-1.0, 0.0], [1.0, 0.0]]
+    assert z.T.attrs == {"units": "1", "original_units": "K"}
+    back = scaler.inverse_transform(z)
+    assert back.T.values.tolist() == [[280.0, 290.0], [284.0, 290.0]]
+    assert back.T.attrs == {"units": "K"}
+    # standardized data in any spelling of "1", or stating none, is undone
+    for standard in ("1", "dimensionless", "", None):
+        out = scaler.inverse_transform(_kelvin(standard, z.T.values))
+        assert out.T.attrs == {"units": "K"}
+        assert out.T.values.tolist() == [[280.0, 290.0], [284.0, 290.0]]
+
+
+def test_other_units_still_refused():
+    scaler = StandardScaler().fit(_kelvin("kelvin"))
+    for units in ("degC", "Pa", "K2"):
+        with pytest.raises(ValueError, match="fitted in 'kelvin'"):
+            scaler.transform(_kelvin(units))
+    for units in ("K", "percent", "m"):
+        with pytest.raises(ValueError, match="expects standardized data"):
+            scaler.inverse_transform(_kelvin(units))
+
+
+@pytest.mark.parametrize("fitted", ["", None])
+def test_fit_without_units_keeps_the_datas_aside(fitted):
+    """A fit that stated no units scales data in any; their units are put back."""
+    bare = StandardScaler().fit(_kelvin(fitted))
+    z = bare.transform(_kelvin("K"))
+    assert z.T.attrs == {"units": "1", "original_units": "K"}
+    assert bare.inverse_transform(z).T.attrs == {"units": "K"}
+
+
 def test_per_variable_scaling(mixed):
     scaler = StandardScaler(per_variable=True).fit(mixed)
     assert scaler.mean_.vorticity.dims == () and scaler.scale_.vorticity.dims == ()

@@ -9,6 +9,7 @@ import torch
 import xarray as xr
 from sklearn.utils import check_random_state
 
+from xdyn._units import common_units
 from xdyn.observe._layout import SAMPLE_DIMS, layout_from_dataset
 from xdyn.observe.operators import make_operator
 from xdyn.preprocessing.stacking import flatten_variables
@@ -175,5 +176,7 @@ def observe(
 
 
 def _common_units(layout):
-    units = {v.attrs.get("units", "1") for v in layout}
-    return units.pop() if len(units) == 1 else "mixed"
+    """The observed variables' units compared as units (``"K"`` is ``"kelvin"``): the
+    first variable's spelling, ``"mixed"`` where they differ; a variable that states
+    none (no attr, blank) is read as dimensionless (``"1"``)."""
+    return common_units([v.attrs.get("units") for v in layout], unstated="1")

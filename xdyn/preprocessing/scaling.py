@@ -17,6 +17,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
 
+from xdyn._units import other_units, stated_units
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _UNNAMED, _as_dataset, _is_xarray
 
@@ -58,7 +59,11 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     On xarray input, ``transform`` returns the kind it got, with coordinates,
     dataset and variable attrs; a scaled variable has ``units = "1"`` and its
     fitted units in ``attrs["original_units"]``, which ``inverse_transform``
-    puts back (``with_std=False`` keeps the units). Floating dtypes are kept
+    puts back (``with_std=False`` keeps the units). Units are compared as units
+    (``xdyn._units``: ``"K"`` is ``"kelvin"``), and a blank or missing ``units``
+    attr states none: data is refused only where it states other units than
+    the fitted ones (or than ``"1"``, in ``inverse_transform``); where the fit
+    stated none, the data's own units are kept aside. Floating dtypes are kept
     (float32 stays float32). ``fit`` must read the data: it computes mean and
     variance in a single ``dask.compute`` call; ``transform`` and
     ``inverse_transform`` stay lazy on dask-backed input. Grid coordinates must
@@ -217,10 +222,11 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if missing:  # broadcasting would apply every fitted row to the one left (y=0)
             raise ValueError(f"variable {name!r} lacks the dim(s) {missing} its statistics "
                              f"were fitted over; its dims are {x.dims}")
-        if s is not None and inverse and attrs.get("units", "1") != "1":
+        # units as units (xdyn._units): refused where both sides state them and they differ
+        if s is not None and inverse and other_units(attrs.get("units"), "1"):
             raise ValueError(f"variable {name!r} has units {attrs['units']!r}; inverse_transform "
                              f"expects standardized data (units '1')")
-        if s is not None and not inverse and attrs.get("units", fitted_units) != fitted_units:
+        if s is not None and not inverse and other_units(attrs.get("units"), fitted_units):
             raise ValueError(f"variable {name!r} is in {attrs['units']!r} but was fitted in "
                              f"{fitted_units!r}")
         if inverse:
@@ -230,12 +236,15 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
             x = _binary(np.subtract, x, m, name) if self.with_mean else x
             x = _binary(np.divide, x, s, name) if s is not None else x
         if s is not None:  # standardized data is dimensionless; the units are kept aside
+            # the fitted ones as spelled in fit; where it stated none, the data's own
+            kept = fitted_units if stated_units(fitted_units) is not None else attrs.get(
+                "original_units" if inverse else "units", fitted_units)
             attrs.pop("units", None)
             attrs.pop("original_units", None)
             if not inverse:
                 attrs["units"] = "1"
-            if fitted_units is not None:
-                attrs["original_units" if not inverse else "units"] = fitted_units
+            if kept is not None:
+                attrs["original_units" if not inverse else "units"] = kept
         return _with_attrs(x, attrs)
 
 
