@@ -667,6 +667,24 @@ def test_observation_units_follow_the_operator(l96_truth, operator, units):
         assert obs[name].attrs["units"] == units
 
 
+@pytest.mark.parametrize("units, squared", [
+    ("dimensionless", "1"), ("unitless", "1"), ("1", "1"), ("mixed", "mixed"), (None, None),
+    ("K", "K^2"), ("kelvin", "kelvin^2"), ("m/s", "(m/s)^2")])
+def test_squared_reads_dimensionless_as_units(units, squared):
+    """The square of dimensionless observations was 'dimensionless^2' (units compared as
+    strings); any spelling of dimensionless now squares to "1"."""
+    assert Squared().obs_units(units) == squared
+    assert Squared(SelectVariables("x")).obs_units(units) == squared
+
+
+@pytest.mark.parametrize("units", ["dimensionless", "1"])
+def test_observation_units_of_squared_dimensionless_data(l96_truth, units):
+    truth = l96_truth.assign(x=l96_truth.x.assign_attrs(units=units))
+    obs = observe(truth, "x^2", noise_std=0.1, random_state=0)
+    for name in ("observation", "observation_clean", "noise_std"):
+        assert obs[name].attrs["units"] == "1"
+
+
 class CubedWithoutUnits(ObservationOperator):
     linear = False
 

@@ -141,6 +141,52 @@ def test_standardized_units_are_one_and_come_back(twins):
     assert ScaledOperator(SelectVariables("x"), offset=1.0).obs_units("m") == "m"
 
 
+def _in_units(obs, units, names=("observation", "observation_clean", "noise_std")):
+    """``obs`` with these variables' units attr set to ``units`` (None: removed)."""
+    out = obs.copy()
+    for name in names:
+        attrs = {k: v for k, v in obs[name].attrs.items() if k != "units"}
+        da = obs[name].copy()
+        da.attrs = attrs if units is None else {**attrs, "units": units}
+        out[name] = da
+    return out
+
+
+def test_observations_in_other_units_are_refused(twins):
+    """Observations in degC were standardized with statistics fitted in K, silently."""
+    _, obs, _, obs_test = twins
+    obs, obs_test = _in_units(obs, "K"), _in_units(obs_test, "K")
+    scaler = ObservationScaler().fit(obs)
+    for units, names in (("degC", ("observation", "observation_clean", "noise_std")),
+                         ("Pa", ("noise_std",))):
+        with pytest.raises(ValueError, match=f"is in '{units}' but ObservationScaler was "
+                                             f"fitted in 'K'"):
+            scaler.transform(_in_units(obs_test, units, names))
+    # the fitted unit in another spelling, or none stated, is scaled as the fitted
+    expected = scaler.transform(obs_test)
+    for units in ("kelvin", "", None):
+        z = scaler.transform(_in_units(obs_test, units))
+        np.testing.assert_array_equal(z.observation.values, expected.observation.values)
+        assert z.observation.attrs["units"] == "1"
+    # inverse: standardized observations are in "1" (any spelling, or none stated)
+    z = scaler.transform(obs_test)
+    with pytest.raises(ValueError, match="'observation' has units 'K'; inverse_transform "
+                                         "expects standardized observations"):
+        scaler.inverse_transform(_in_units(z, "K", ("observation",)))
+    for units in ("dimensionless", None):
+        back = scaler.inverse_transform(_in_units(z, units))
+        np.testing.assert_allclose(back.observation.values, obs_test.observation.values)
+        assert back.observation.attrs["units"] == "K"
+    # a shift (with_std=False) keeps the units: its inverse compares them with the fitted ones
+    shifter = ObservationScaler(with_std=False).fit(obs)
+    shifted = shifter.transform(obs_test)
+    with pytest.raises(ValueError, match="is in 'degC' but ObservationScaler was fitted in 'K'"):
+        shifter.inverse_transform(_in_units(shifted, "degC"))
+    np.testing.assert_allclose(
+        shifter.inverse_transform(_in_units(shifted, "kelvin")).observation.values,
+        obs_test.observation.values)
+
+
 def test_stations_labelled_only_by_the_obs_index_are_scaled_by_label():
     # with no site coord but the 'obs' labels, reordered stations were scaled by position:
     # each with another station's statistics (means of 17 ... -15 instead of 0), silently

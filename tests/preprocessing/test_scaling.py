@@ -130,6 +130,43 @@ def test_fit_without_units_keeps_the_datas_aside(fitted):
     assert bare.inverse_transform(z).T.attrs == {"units": "K"}
 
 
+def test_with_std_false_compares_units():
+    """A mean fitted in K was subtracted from (and added back to) data in degC silently."""
+    centred = StandardScaler(with_std=False).fit(_kelvin("K"))
+    for op in (centred.transform, centred.inverse_transform):
+        for units in ("degC", "Pa", "1"):
+            with pytest.raises(ValueError, match=f"'T' is in '{units}' but was fitted in 'K'"):
+                op(_kelvin(units))
+    # the fitted unit in another spelling, or none stated, is centred (and back) as the fit
+    for units in ("kelvin", "degK", "", None):
+        out = centred.transform(_kelvin(units))
+        assert out.T.values.tolist() == [[-2.0, 0.0], [2.0, 0.0]]
+        assert out.T.attrs == _kelvin(units).T.attrs  # the data keeps its units
+        back = centred.inverse_transform(out)
+        assert back.T.values.tolist() == [[280.0, 290.0], [284.0, 290.0]]
+        assert back.T.attrs == _kelvin(units).T.attrs
+    # no statistic applied (neither mean nor std): the data is passed through as it is
+    neither = StandardScaler(with_mean=False, with_std=False).fit(_kelvin("K"))
+    assert neither.transform(_kelvin("degC")).identical(_kelvin("degC"))
+
+
+def test_inverse_refuses_data_standardized_from_other_units():
+    """Data standardized from degC was put back by a scaler fitted in K, labelled K."""
+    celsius = _kelvin("degC", ((7.0, 17.0), (11.0, 17.0)))
+    z = StandardScaler().fit(celsius).transform(celsius)
+    assert z.T.attrs["original_units"] == "degC"
+    kelvin = StandardScaler().fit(_kelvin("K"))
+    with pytest.raises(ValueError, match="'T' was standardized from 'degC' but this scaler "
+                                         "was fitted in 'K'"):
+        kelvin.inverse_transform(z)
+    # original_units in another spelling of the fitted unit, or none stated, are undone
+    for original in ("kelvin", "", None):
+        attrs = {"units": "1"} if original is None else {"units": "1", "original_units": original}
+        out = kelvin.inverse_transform(z.assign(T=(z.T.dims, z.T.values, attrs)))
+        assert out.T.attrs == {"units": "K"}
+        assert out.T.values.tolist() == [[280.0, 290.0], [284.0, 290.0]]
+
+
 def test_per_variable_scaling(mixed):
     scaler = StandardScaler(per_variable=True).fit(mixed)
     assert scaler.mean_.vorticity.dims == () and scaler.scale_.vorticity.dims == ()

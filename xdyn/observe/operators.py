@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from xdyn._units import canonical_units, stated_units
 from xdyn.observe._layout import _layout, _names
 from xdyn.observe.base import ObservationOperator, _locate
 from xdyn.systems._validation import _check_int
@@ -217,8 +218,13 @@ class Squared(_Elementwise):
         return z**2
 
     def _function_units(self, units):
-        if units in (None, "1", "mixed"):
+        # read as units (xdyn._units): any spelling of dimensionless squares to "1"
+        canonical = canonical_units(units)
+        if canonical is None or canonical == "mixed":
             return units
+        if canonical == "1":
+            return "1"
+        units = stated_units(units)
         return f"{units}^2" if units.isalpha() else f"({units})^2"
 
 

@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import label_order
+from xdyn._units import other_units
 from xdyn.model_selection import unwrap
 from xdyn.observe.base import ObservationOperator, operator_from_spec
 from xdyn.observe.operators import Identity
@@ -134,7 +135,11 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         where they differ otherwise (as after a netCDF file), the others exactly.
     units_ : str or None
         The fitted observations' ``units`` attr, which ``inverse_transform``
-        puts back (None: they had none).
+        puts back (None: they had none). Observations (and their noise std)
+        that state other units are refused (compared as units, ``"K"`` is
+        ``"kelvin"``; a side that states none is not compared), and so are
+        standardized ones, in ``inverse_transform``, in other units than
+        ``"1"`` (with ``with_std=False``: than these).
 
     Examples
     --------
@@ -223,6 +228,7 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                             np.allclose(op.scale, self.scale_)):
             raise ValueError("these observations were standardized with another mean and scale "
                              "than this scaler's (their operator's offset and scale)")
+        self._check_units(obs, inverse)
         site = self._site_order(obs)
         mean = xr.DataArray(self.mean_[site], dims="obs")
         scale = xr.DataArray(self.scale_[site], dims="obs")
@@ -247,6 +253,23 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
             if stds.size == 1:
                 out.attrs["obs_noise_std"] = float(stds[0])
         return out
+
+    def _check_units(self, obs, inverse):
+        """Refuse observations (and their noise std) that state other units than those they
+        are scaled in: the fitted ones, or ``"1"`` for an inverse of standardized ones
+        (units as units, ``xdyn._units``; a side that states none is not compared)."""
+        if not (self.with_mean or self.with_std):  # no statistic: nothing is changed
+            return
+        fitted = getattr(self, "units_", None)  # pickled before units were stored: unchecked
+        standardized = inverse and self.with_std
+        for name in ("observation", "observation_clean", "noise_std"):
+            units = obs[name].attrs.get("units") if name in obs else None
+            if standardized and other_units(units, "1"):
+                raise ValueError(f"{name!r} has units {units!r}; inverse_transform expects "
+                                 f"standardized observations (units '1')")
+            if not standardized and other_units(units, fitted):
+                raise ValueError(f"{name!r} is in {units!r} but ObservationScaler was fitted "
+                                 f"in {fitted!r}")
 
     def _units(self, attrs, inverse):
         """``attrs`` with the units after the scaling: "1", or the fitted ones back."""

@@ -62,7 +62,9 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
     puts back (``with_std=False`` keeps the units). Units are compared as units
     (``xdyn._units``: ``"K"`` is ``"kelvin"``), and a blank or missing ``units``
     attr states none: data is refused only where it states other units than
-    the fitted ones (or than ``"1"``, in ``inverse_transform``); where the fit
+    the fitted ones (also with ``with_std=False``, whose data keeps them), or
+    than ``"1"`` in ``inverse_transform`` of standardized data, whose
+    ``original_units``, where stated, must be the fitted ones; where the fit
     stated none, the data's own units are kept aside. Floating dtypes are kept
     (float32 stays float32). ``fit`` must read the data: it computes mean and
     variance in a single ``dask.compute`` call; ``transform`` and
@@ -226,7 +228,14 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if s is not None and inverse and other_units(attrs.get("units"), "1"):
             raise ValueError(f"variable {name!r} has units {attrs['units']!r}; inverse_transform "
                              f"expects standardized data (units '1')")
-        if s is not None and not inverse and other_units(attrs.get("units"), fitted_units):
+        if s is not None and inverse and other_units(attrs.get("original_units"), fitted_units):
+            raise ValueError(f"variable {name!r} was standardized from "
+                             f"{attrs['original_units']!r} but this scaler was fitted in "
+                             f"{fitted_units!r}")
+        # data in physical units: what transform scales, or what an inverse without a scale
+        # (with_std=False) adds the mean back to; no statistic at all leaves it as it is
+        physical = (s is not None or self.with_mean) and not (inverse and s is not None)
+        if physical and other_units(attrs.get("units"), fitted_units):
             raise ValueError(f"variable {name!r} is in {attrs['units']!r} but was fitted in "
                              f"{fitted_units!r}")
         if inverse:
