@@ -200,3 +200,92 @@ def test_folds_of_trajectories_are_scored_by_the_estimator():
                            dim="trajectory", error_score="raise").fit(X, X + 1.0)
     assert search.best_params_ == {"shift": 0.0}
     np.testing.assert_allclose(search.cv_results_["mean_test_score"], [-1.0, -2.0])
+
+
+class _Analysis(BaseEstimator):
+    """An 'analysis' that is the truth plus a fixed error of 0.5, with a score of its own
+    (-7) that the warm-start RMSE can never equal."""
+
+    def fit(self, X, y=None):
+        self.truth_ = unwrap(y)
+        return self
+
+    def predict(self, X):
+        return self.truth_.sel(time=unwrap(X).time) + 0.5
+
+    def score(self, X, y):
+        return -7.0
+
+
+class _MarkedAnalysis(_Analysis):
+    _sequential_filter = True
+
+
+def test_the_filter_marker_decides_the_score(twin):
+    """Every estimator given a truth on time folds was run over the record and scored by the
+    RMSE of its prediction, filter or not; only a marked one is now, the others by their
+    own score."""
+    _, truth, obs = twin
+    view, target = samples(obs), samples(truth)
+    fold = np.arange(200, 240)
+    marked = _MarkedAnalysis().fit(obs, truth)
+    assert warm_start_score(marked, view[fold], target[fold]) == pytest.approx(-0.5)
+    assert warm_start_score(_Analysis().fit(obs, truth), view[fold], target[fold]) == -7.0
+    search = XGridSearchCV(_Analysis(), {}, cv=2).fit(obs, truth)
+    np.testing.assert_array_equal(search.cv_results_["mean_test_score"], [-7.0])
+
+
+def test_every_assimilator_is_marked_a_filter():
+    """The marker is an attribute of the assimilators' base: model_selection, below
+    xdyn.assimilation, reads it without importing it."""
+    import inspect
+
+    import xdyn.assimilation as assimilation
+
+    filters = [c for c in map(assimilation.__dict__.get, assimilation.__all__)
+               if inspect.isclass(c) and issubclass(c, assimilation.BaseAssimilator)]
+    assert len(filters) > 10
+    assert all(c._sequential_filter is True for c in filters)
+
+
+def test_a_closure_on_time_folds_gets_its_own_score():
+    """Closures fitted with a truth were scored as filters: minus the RMSE of their mean
+    over the fold, not minus their relative L2 error."""
+    from xdyn.closure import GPClosure
+
+    rng = np.random.RandomState(0)
+    X = xr.Dataset({"u": (("time", "x"), rng.normal(size=(48, 3)))},
+                   coords={"time": np.arange(48.0)})
+    Y = X**2
+    gp = GPClosure(2, 2, max_epochs=3, random_state=0).fit(X, Y)
+    fold = np.arange(36, 48)
+    own = gp.score(X.isel(time=fold), Y.isel(time=fold))
+    assert warm_start_score(gp, samples(X)[fold], samples(Y)[fold]) == own
+    search = XGridSearchCV(GPClosure(2, 2, max_epochs=3, random_state=0), {}, cv=2,
+                           error_score="raise").fit(X, Y)
+    manual = [clone(gp).fit(X.isel(time=a), Y.isel(time=a)).score(X.isel(time=b),
+                                                                   Y.isel(time=b))
+              for a, b in TimeSeriesSplit(2).split(X)]
+    np.testing.assert_allclose(search.cv_results_["mean_test_score"], [np.mean(manual)],
+                               rtol=1e-10)
+
+
+def test_a_pipeline_ending_in_a_filter_is_scored_as_the_filter(twin):
+    """A scaler in front of an EnKF (units invariance, tests/test_observe_scaling.py) is
+    warm-started like the plain EnKF, with the EnKF's burn_in (it was read from the
+    Pipeline, which has none: times before the burn-in were scored)."""
+    from sklearn.pipeline import Pipeline
+
+    from xdyn.observe import ObservationScaler
+
+    system, truth, obs = twin
+
+    def make():
+        return EnKF(system=system, n_members=16, inflation=1.03, random_state=0, burn_in=5.0,
+                    return_ensemble=False)
+
+    view, target = samples(obs), samples(truth)
+    fold = np.arange(60, 160)  # times 3 to 8: across the burn-in
+    plain = warm_start_score(make().fit(obs), view[fold], target[fold])
+    piped = Pipeline([("scale", ObservationScaler()), ("da", make())]).fit(obs)
+    assert warm_start_score(piped, view[fold], target[fold]) == pytest.approx(plain, rel=1e-6)

@@ -39,6 +39,7 @@ import numpy as np
 import xarray as xr
 from sklearn import model_selection as _skms
 from sklearn.model_selection import BaseCrossValidator
+from sklearn.pipeline import Pipeline
 
 __all__ = ["SampleView", "samples", "unwrap", "TimeSeriesSplit", "GridSearchCV",
            "warm_start_score"]
@@ -213,19 +214,26 @@ class TimeSeriesSplit(BaseCrossValidator):
 def warm_start_score(estimator, X, y=None) -> float:
     """Score a filter on a fold by its skill, not its spin-up (a scikit-learn scorer).
 
-    When ``X`` is a fold along ``time`` of a :class:`SampleView`, the filter
-    assimilates every observation from the start of the whole record up to the
-    fold's last time (as it would in operation), and ``y`` is compared with the
-    analysis at the fold's times only; the estimator's ``burn_in`` counts from
-    the start of the record. Otherwise -- folds of other samples (trajectories,
-    each assimilated from its own start), or without ``y`` (an estimator scored
-    on ``X`` alone, such as a ROM) -- this is ``estimator.score(X, y)``.
+    Which score a fold gets is decided by the estimator, not guessed from the
+    data: an estimator whose class sets ``_sequential_filter = True`` is a
+    sequential filter, whose analysis at a time depends on every observation
+    before it (every :class:`xdyn.assimilation.BaseAssimilator` sets it; a
+    :class:`~sklearn.pipeline.Pipeline` is one when its final step is). When
+    ``X`` is a fold along ``time`` of a :class:`SampleView` and ``y`` is given,
+    such a filter assimilates every observation from the start of the whole
+    record up to the fold's last time (as it would in operation), and ``y`` is
+    compared with the analysis at the fold's times only; the filter's
+    ``burn_in`` counts from the start of the record. Every other case is
+    ``estimator.score(X, y)``: an estimator without the marker (a closure, a
+    ROM, a regressor: scored on the fold by its own metric), folds of other
+    samples (trajectories, each assimilated from its own start), or no ``y``.
 
     Parameters
     ----------
-    estimator : fitted assimilator, or an estimator with a ``score(X)``
+    estimator : fitted estimator
+        A sequential filter (see above), or any estimator with a ``score``.
     X : SampleView or Dataset
-        Observations of the fold.
+        Observations (or inputs) of the fold.
     y : SampleView, Dataset or None, default=None
         Truth at (at least) the fold's times; None for an estimator that
         scores ``X`` alone.
@@ -233,7 +241,8 @@ def warm_start_score(estimator, X, y=None) -> float:
     Returns
     -------
     float
-        Minus the analysis RMSE over the fold (higher is better).
+        For a sequential filter on a time fold, minus the RMSE of the analysis
+        mean over the fold; otherwise ``estimator.score(X, y)``. Higher is better.
 
     Examples
     --------
@@ -244,6 +253,8 @@ def warm_start_score(estimator, X, y=None) -> float:
     >>> truth = Lorenz96(n=20).simulate(n_steps=300, burn_in=10.0, random_state=0)
     >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
     >>> enkf = EnKF(n_members=16, inflation=1.08, burn_in=5.0, random_state=0)
+    >>> enkf._sequential_filter  # the marker: time folds are scored warm-started
+    True
     >>> scores = cross_val_score(enkf, samples(obs), samples(truth), cv=TimeSeriesSplit(2),
     ...                          scoring=warm_start_score)
     >>> bool(all(-0.5 < s < 0 for s in scores))
@@ -251,8 +262,9 @@ def warm_start_score(estimator, X, y=None) -> float:
     """
     from xdyn.metrics import state_rmse
 
-    # no truth, or folds of trajectories (each its own start): nothing to warm-start
-    if not isinstance(X, SampleView) or y is None or X.dim != "time":
+    # not a filter, no truth, or folds of trajectories (each its own start): its own score
+    filt = _sequential_filter(estimator)
+    if filt is None or not isinstance(X, SampleView) or y is None or X.dim != "time":
         return estimator.score(X, y)
     fold = X.data[X.dim]
     record = X.history
@@ -260,12 +272,23 @@ def warm_start_score(estimator, X, y=None) -> float:
     seen = record.isel({X.dim: np.flatnonzero((times <= fold[-1]).values)})
     analysis = estimator.predict(seen).sel({X.dim: fold})
     per_time = state_rmse(analysis, unwrap(y).sel({X.dim: fold}))
-    burn_in = float(getattr(estimator, "burn_in", 0.0) or 0.0)
+    burn_in = float(getattr(filt, "burn_in", 0.0) or 0.0)
     scored = per_time.where(per_time[X.dim] >= times[0] + burn_in, drop=True)
     if scored.sizes[X.dim] == 0:
         raise ValueError(f"the fold ends before burn_in={burn_in} has passed: nothing to score")
     # a filter that failed in the fold scores NaN, not the times before its failure
     return -float(scored.mean(X.dim, skipna=False))
+
+
+def _sequential_filter(estimator):
+    """The filter that ``estimator`` is or ends with (a Pipeline's final step), or None.
+
+    Filters say so with the class attribute ``_sequential_filter = True``; it is
+    read here, not by ``isinstance``, since this module is below ``xdyn.assimilation``.
+    """
+    while isinstance(estimator, Pipeline):
+        estimator = estimator.steps[-1][1]
+    return estimator if getattr(estimator, "_sequential_filter", False) is True else None
 
 
 class GridSearchCV(_skms.GridSearchCV):
@@ -278,7 +301,8 @@ class GridSearchCV(_skms.GridSearchCV):
     (forward chaining: never train on the future), not ``KFold``; and
     ``scoring=None`` means :func:`warm_start_score`, so that each fold scores
     the filter's skill rather than the spin-up of a restarted filter (and an
-    estimator fitted without ``y``, a ROM, by its own ``score``). A search in
+    estimator that is no filter, a ROM or a closure, or one fitted without ``y``,
+    by its own ``score``). A search in
     which every candidate's mean test score is NaN (the estimator could not be
     scored) raises a ``ValueError`` rather than return an arbitrary best.
 

@@ -524,3 +524,26 @@ def test_a_model_pickled_with_the_old_score_parameter_loads(tiny):
     obs = observations(test, 3)
     np.testing.assert_allclose(restored.predict(obs)["u"], f.predict(obs)["u"])
     assert restored.encoder_.predict(obs).data_vars
+
+
+def test_time_folds_are_scored_warm_started(tiny):
+    """LD-EnSF and its encoder read the record from its start (a fold in the middle is
+    refused by their own score); on time folds they are scored as filters, run over the
+    record up to the fold's end."""
+    from xdyn.metrics import state_rmse
+    from xdyn.model_selection import samples, warm_start_score
+
+    f, _, _, test = tiny
+    obs = observations(test, 3)
+    view, target = samples(obs, "time"), samples(test, "time")
+    fold = np.arange(6, obs.sizes["time"])
+    times = obs.time[fold]
+    # the RMSE of the analysis over the fold (its fields and parameters), as for any filter
+    expected = state_rmse(f.predict(obs).sel(time=times), test.sel(time=times)).mean("time")
+    assert warm_start_score(f, view[fold], target[fold]) == pytest.approx(-float(expected))
+    enc = f.encoder_
+    latent = f.ldnet_.transform(test)
+    tgt = xr.merge([latent.drop_vars("latent"), test[["a"]]], compat="override")
+    tgt = tgt[[v for v in tgt.data_vars if "time" in tgt[v].dims]]
+    score = warm_start_score(enc, view[fold], samples(tgt, "time")[fold])
+    assert np.isfinite(score) and score < 0

@@ -236,6 +236,30 @@ def test_labelled_y_is_paired_with_x_by_label(closure_data):
         clone(gp).fit(Xt, Yt.assign_coords(trajectory=[3, 8]))
 
 
+def test_score_pairs_y_with_x_by_label_as_fit_does(closure_data):
+    """score refused Y holding X's times in another order (exact alignment), and a Y with a
+    trajectory dim that X lacks was broadcast against the prediction and scored silently;
+    fit pairs by label and refuses the latter."""
+    X, Y, _, _ = closure_data(60, 0, False, as_dataset=True)
+    gp = GPClosure(2, 2, max_epochs=3, random_state=0).fit(X, Y)
+    ref = gp.score(X, Y)
+    shuffled = Y.isel(time=np.random.RandomState(0).permutation(60))
+    assert gp.score(X, shuffled) == pytest.approx(ref, rel=1e-12)
+    gp_da = GPClosure(2, 2, max_epochs=3, random_state=0).fit(X.w, Y.w)
+    assert gp_da.score(X.w, shuffled.w) == pytest.approx(gp_da.score(X.w, Y.w), rel=1e-12)
+    with pytest.raises(ValueError, match=r"same 'time' labels.* and has \[99.0\]"):
+        gp.score(X, Y.assign_coords(time=np.r_[Y.time.values[:-1], 99.0]))
+    Xt = xr.concat([X, X + 1], "trajectory").assign_coords(trajectory=[3, 7])
+    Yt = xr.concat([Y, 2 * Y], "trajectory").assign_coords(trajectory=[3, 7])
+    gp_t = GPClosure(2, 2, max_epochs=3, random_state=0).fit(Xt, Yt)
+    flipped = Yt.isel(trajectory=[1, 0], time=slice(None, None, -1))
+    assert gp_t.score(Xt, flipped) == pytest.approx(gp_t.score(Xt, Yt), rel=1e-12)
+    with pytest.raises(ValueError, match="same 'trajectory' labels"):
+        gp_t.score(Xt, Yt.assign_coords(trajectory=[3, 8]))
+    with pytest.raises(ValueError, match=r"'trajectory' \(trajectory_dim\) and X has not"):
+        gp_t.score(X, Yt)
+
+
 def test_sparse_gp_seeded_by_a_random_state_instance_is_reproducible(closure_data):
     X, Y, _, _ = closure_data(120, 0, False)
     fits = [GPClosure(2, 2, exact_max_samples=50, n_inducing=8, max_epochs=2, batch_size=60,

@@ -206,3 +206,33 @@ def test_regressor_takes_model_selection_sample_views():
     reg = _regressor(max_epochs=1)
     ref = clone(reg).fit(X, Y).predict(X)
     xr.testing.assert_allclose(clone(reg).fit(samples(X), samples(Y)).predict(samples(X)), ref)
+
+
+def test_regressor_score_is_r2_of_the_fields_paired_by_label():
+    """ConvFieldRegressor's score was RegressorMixin's: a TypeError on Datasets and a
+    ValueError on its (n, channels, y, x) arrays, so a model search over it (once it was
+    no longer scored as a filter) had nothing to rank."""
+    from sklearn.metrics import r2_score
+
+    from xdyn.model_selection import GridSearchCV, samples
+
+    X, Y, _ = _fields(24, 0)
+    reg = _regressor(max_epochs=2).fit(X, Y)
+    pred = reg.predict(X).w.values
+    expected = r2_score(Y.w.values.reshape(24, -1), pred.reshape(24, -1))
+    assert reg.score(X, Y) == pytest.approx(expected, rel=1e-5)
+    assert reg.score(samples(X), samples(Y)) == pytest.approx(expected, rel=1e-5)
+    other = Y.isel(time=slice(None, None, -1)).transpose("time", "x", "y")
+    assert reg.score(X, other) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="same 'time' labels"):
+        reg.score(X, Y.assign_coords(time=Y.time + 100))
+    with pytest.raises(ValueError, match=r"lacks the variable\(s\) \['w'\]"):
+        reg.score(X, Y.rename(w="u"))
+    on_arrays = _regressor(max_epochs=2).fit(X.w.values[:, None], Y.w.values[:, None])
+    assert on_arrays.score(X.w.values[:, None], Y.w.values[:, None]) == pytest.approx(
+        expected, rel=1e-4)
+    on_dataarrays = _regressor(max_epochs=2).fit(X.w, Y.w)
+    assert on_dataarrays.score(X.w, Y.w.rename("other")) == pytest.approx(expected, rel=1e-4)
+    search = GridSearchCV(_regressor(max_epochs=1), {"hidden": [4, 8]}, cv=2,
+                          error_score="raise").fit(X, Y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()

@@ -196,6 +196,10 @@ class BaseAssimilator(BaseEstimator):
 
     _no_grad = True     # the cycle runs without autograd (Var4D differentiates its cost)
     _windowed = False   # True: ``_analyze`` gets a window (list of time indices)
+    # A sequential filter: each analysis depends on every observation before it, so
+    # xdyn.model_selection.warm_start_score scores a fold along time after a run over the
+    # record from its start (estimators without this marker are scored by their own score)
+    _sequential_filter = True
     # Lost-track monitor settings (see xdyn.assimilation._cycle.LostTrackMonitor)
     lost_track_window = 100
     lost_track_threshold = 0.5

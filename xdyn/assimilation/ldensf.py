@@ -261,6 +261,10 @@ class LDEnSF(BaseEstimator):
     True
     """
 
+    # A sequential filter (not a BaseAssimilator): a fold along time is scored after a run
+    # over the record from its start (xdyn.model_selection.warm_start_score)
+    _sequential_filter = True
+
     _parameter_constraints = {
         "ldnet": [object],
         "encoder": [ObservationEncoder, None],

@@ -103,6 +103,10 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     {'trajectory': 32, 'time': 10}
     """
 
+    # Its output at a time reads every observation before it, from the record's start: a fold
+    # along time is scored as a filter's (xdyn.model_selection.warm_start_score)
+    _sequential_filter = True
+
     _parameter_constraints = {
         **TRAINING_CONSTRAINTS,
         "cell": [StrOptions({"lstm", "gru"})],

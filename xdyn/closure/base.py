@@ -306,23 +306,42 @@ class BaseClosure(BaseEstimator):
         """Minus the relative L2 error of the conditional mean against ``Y``.
 
         ``||Y - mean|| / ||Y||`` over every point, variable and sample
-        (:func:`xdyn.metrics.relative_l2`; labelled inputs aligned exactly),
-        the rel-L2 of Zighed et al. (2025); higher is better, as scikit-learn
-        expects of a score, so a model search over closures ranks them by it.
+        (:func:`xdyn.metrics.relative_l2`), the rel-L2 of Zighed et al. (2025);
+        higher is better, as scikit-learn expects of a score, so a model search
+        over closures ranks them by it.
 
         Parameters
         ----------
         X : Dataset, DataArray or ndarray
             Resolved states, laid out as in :meth:`fit`.
         Y : same kind as the ``Y`` of :meth:`fit`
-            The unresolved field at those states.
+            The unresolved field at those states. As in :meth:`fit`, labelled
+            ``Y`` is paired with ``X`` by label along ``sample_dim`` (and
+            ``trajectory_dim``), whatever order it is stored in; a
+            ``ValueError`` names the dim whose labels differ. Its other dims
+            must carry the fitted ``Y``'s coordinates.
 
         Returns
         -------
         float
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> from xdyn.closure import GPClosure
+        >>> rng = np.random.RandomState(0)
+        >>> X = xr.Dataset({"u": (("time", "x"), rng.normal(size=(40, 2)))},
+        ...                coords={"time": np.arange(40.0)})
+        >>> gp = GPClosure(2, 2, max_epochs=5, random_state=0).fit(X, X**2)
+        >>> reordered = (X**2).isel(time=slice(None, None, -1))  # same labels, other order
+        >>> gp.score(X, reordered) == gp.score(X, X**2)
+        True
         """
         check_is_fitted(self, "input_pca_")
-        mean, Y = self.predict(X), unwrap(Y)
+        X, Y = unwrap(X), unwrap(Y)
+        # paired by label as in fit: Y's samples in X's order (predict keeps X's)
+        Y = self._align_samples(X, Y, "Y")
+        mean = self.predict(X)
         if isinstance(mean, xr.Dataset):
             missing = [v for v in mean.data_vars if not isinstance(Y, xr.Dataset)
                        or v not in Y.data_vars]

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import xarray as xr
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.metrics import r2_score
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -209,6 +210,58 @@ class ConvFieldRegressor(RegressorMixin, BaseEstimator):
             return out
         out = self._as_dataset(out, X)
         return out[self.output_variables_[0]] if self.dataarray_ else out
+
+    def score(self, X, Y, sample_weight=None):
+        """R^2 of the predicted field against ``Y``, the score of a scikit-learn regressor.
+
+        :func:`sklearn.metrics.r2_score` of the fields flattened to one row per
+        sample (each grid point of each output channel an output, the R^2
+        averaged over them). scikit-learn's own ``RegressorMixin.score`` took
+        neither Datasets nor ``(n_samples, n_channels, n_y, n_x)`` arrays.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or ndarray
+            As for :meth:`predict`.
+        Y : same kind as ``X``
+            The field at those samples. Labelled ``Y`` is paired with ``X`` by
+            dim name and label, as in :meth:`fit`; other labels raise.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        float
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> rng = np.random.RandomState(0)
+        >>> X = xr.Dataset({"w": (("time", "y", "x"), rng.normal(size=(16, 8, 8)))},
+        ...                coords={"time": np.arange(16.0)})
+        >>> reg = ConvFieldRegressor(hidden=4, n_layers=2, kernel_size=3, max_epochs=2,
+        ...                          device="cpu", random_state=0).fit(X, 2 * X)
+        >>> score = reg.score(X, 2 * X)
+        >>> score == reg.score(X, (2 * X).isel(time=slice(None, None, -1)))  # by label
+        True
+        """
+        X, Y = unwrap(X), unwrap(Y)
+        pred = self.predict(X)
+        if isinstance(pred, (xr.Dataset, xr.DataArray)):
+            if type(Y) is not type(pred):
+                raise TypeError(f"Y must be a {type(pred).__name__}, as the prediction is")
+            name = self.output_variables_[0] if self.dataarray_ else None
+            pred, Y = _as_dataset(pred), _as_dataset(Y, name)
+            missing = [v for v in self.output_variables_ if v not in Y.data_vars]
+            if missing:
+                raise ValueError(f"Y lacks the variable(s) {missing} the regressor predicts")
+            order = self._sample_dims(pred, "X")
+            Y = align_labels(pred, Y[self.output_variables_], (*order, *self.grid_dims), "Y")
+            pred, Y = (self._as_array(d, n, order)[0] for d, n in ((pred, "X"), (Y, "Y")))
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.shape != pred.shape:
+            raise ValueError(f"Y has shape {Y.shape}; the prediction has {pred.shape}")
+        return float(r2_score(Y.reshape(len(Y), -1), pred.reshape(len(pred), -1),
+                              sample_weight=sample_weight))
 
     def _on_fitted_grid(self, X):
         """``X`` with each grid dim in the fitted order: a grid stored in another order is
