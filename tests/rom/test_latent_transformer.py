@@ -436,3 +436,26 @@ def test_inverse_transform_keeps_a_member_dim_and_dimensionless_latents():
     back = rom.inverse_transform(xr.concat([z, z + 0.1], "member"))
     assert back.u.dims == ("member", "trajectory", "time", "y", "x")
     xr.testing.assert_allclose(back.isel(member=0, drop=True), rom.inverse_transform(z))
+
+
+def test_transform_keeps_a_member_dim_and_predict_steps_each_member():
+    # an ensemble's member dim was read as a feature dim of the fitted layout and refused
+    data = _waves(n_traj=2, n_time=12)
+    rom = _rom(max_epochs=1).fit(data)
+    rng = np.random.default_rng(3)
+    ens = xr.concat([data + 0.05 * xr.DataArray(rng.normal(size=data.u.shape), dims=data.u.dims)
+                     for _ in range(3)], "member").assign_coords(member=[10, 20, 30])
+    z = rom.transform(ens.transpose("time", "member", ...))
+    assert z.z.dims == ("member", "trajectory", "time", "latent")
+    assert z.member.values.tolist() == [10, 20, 30]
+    for m in (10, 20, 30):
+        one = ens.sel(member=m, drop=True)
+        xr.testing.assert_allclose(z.sel(member=m, drop=True), rom.transform(one), atol=1e-6)
+    # each member's mean path starts from its own context, as a trajectory's does
+    forecast = rom.predict(ens, n_steps=3)
+    assert forecast.u.dims == ("member", "trajectory", "time", "y", "x")
+    xr.testing.assert_allclose(forecast.sel(member=20, drop=True),
+                               rom.predict(ens.sel(member=20, drop=True), n_steps=3), atol=1e-6)
+    # draws along 'member' would collide with the ensemble's: refused, naming the dim
+    with pytest.raises(ValueError, match="X has a 'member' dim .* n_samples=2"):
+        rom.predict(ens, n_steps=3, n_samples=2)

@@ -254,3 +254,124 @@ def test_an_exact_reconstruction_of_zeros_scores_zero():
     """The relative error of all-zero data rebuilt exactly is 0, not 0 / 0 (NaN)."""
     zeros = xr.Dataset({"u": (("time", "x"), np.zeros((10, 4)))}, coords={"time": np.arange(10.0)})
     assert POD(2).fit(zeros).score(zeros) == 0.0
+
+
+def _ensemble(train, n_members=3, seed=7):
+    """Members: the training fields plus their own noise, with a labelled member coordinate."""
+    rng = np.random.default_rng(seed)
+    noise = [0.1 * rng.normal(size=train.u.shape) for _ in range(n_members)]
+    members = [train + xr.DataArray(n, dims=train.u.dims) for n in noise]
+    return xr.concat(members, "member").assign_coords(member=[f"m{i}" for i in
+                                                              range(n_members)])
+
+
+@pytest.mark.parametrize("trajectories", [True, False])
+def test_transform_keeps_a_member_dim_member_by_member(trajectories):
+    # an ensemble's member dim was read as a feature dim of the fitted layout and refused
+    train = _rank_k(n_traj=2, n_time=12)
+    train = train if trajectories else train.isel(trajectory=0, drop=True)
+    ens = _ensemble(train).transpose("time", ..., "member")  # any storage order
+    pod = POD(3).fit(train)
+    z = pod.transform(ens)
+    lead = ("member", "trajectory") if trajectories else ("member",)
+    assert z.z.dims == lead + ("time", "latent")
+    assert z.member.values.tolist() == ["m0", "m1", "m2"] and z.z.attrs["units"] == "m s-1"
+    for m in z.member.values:
+        xr.testing.assert_allclose(z.sel(member=m, drop=True),
+                                   pod.transform(ens.sel(member=m, drop=True)), atol=1e-12)
+    # at full rank the round trip gives the ensemble back, member coordinate included
+    rich = _rank_k(n_traj=2, n_time=60)  # 120 snapshots of 96 features, all of them spanned
+    rich = rich + 0.1 * np.random.default_rng(1).normal(size=rich.u.shape)
+    rich = rich if trajectories else rich.stack(s=("trajectory", "time")).drop_vars(
+        ["s", "trajectory", "time"]).rename(s="time").transpose("time", ...)
+    full = POD(2 * 8 * 6).fit(rich)
+    back = full.inverse_transform(full.transform(ens))
+    assert back.u.dims == lead + ("time", "y", "x") and back.member.equals(ens.member)
+    xr.testing.assert_allclose(back, ens.transpose(*back.u.dims), atol=1e-9)
+    # score reads members as trajectories: the score of the members' snapshots side by side
+    side = xr.concat([ens.sel(member=m, drop=True) for m in ens.member.values],
+                     "trajectory" if trajectories else "time")
+    if not trajectories:
+        side = side.assign_coords(time=np.arange(side.sizes["time"]))
+    assert pod.score(ens) == pytest.approx(pod.score(side), rel=1e-12)
+    # only 'member' is an ensemble's dim: another unknown dim is still refused, named
+    with pytest.raises(ValueError, match="'realization': 3"):
+        pod.transform(ens.rename(member="realization"))
+    # a DataArray too
+    zd = POD(3).fit(train.u).transform(ens.u)
+    assert isinstance(zd, xr.DataArray) and zd.dims == lead + ("time", "latent")
+
+
+def test_member_as_a_fitted_feature_dim_stays_a_feature():
+    # data fitted with a member dim among its features: member is read as it was in fit
+    train = _ensemble(_rank_k(n_traj=1, n_time=12).isel(trajectory=0, drop=True))
+    pod = POD(3).fit(train)
+    assert pod.n_features_in_ == 3 * 2 * 8 * 6
+    assert pod.transform(train).z.dims == ("time", "latent")
+
+
+def test_linear_dynamics_steps_each_member_as_a_trajectory():
+    train = _rank_k(n_traj=2, n_time=20)
+    ens = _ensemble(train)
+    model = PODLinearDynamics(3).fit(train)
+    forecast = model.predict(ens, n_steps=4)
+    assert forecast.u.dims == ("member", "trajectory", "time", "y", "x")
+    assert forecast.member.values.tolist() == ["m0", "m1", "m2"]
+    for m in ens.member.values:
+        xr.testing.assert_allclose(forecast.sel(member=m, drop=True),
+                                   model.predict(ens.sel(member=m, drop=True), n_steps=4))
+    side = xr.concat([ens.sel(member=m, drop=True) for m in ens.member.values], "trajectory")
+    assert model.score(ens) == pytest.approx(model.score(side), rel=1e-12)
+
+
+def _no_compute(dsk, keys, **kwargs):
+    raise AssertionError("dask computed where nothing should be computed")
+
+
+@pytest.mark.parametrize("kind", ["Dataset", "DataArray", "array"])
+def test_transform_and_inverse_transform_stay_lazy(kind):
+    # to_trajectories read the whole record with .values: a long record did not stream
+    import dask
+    import dask.array as dsa
+
+    train = _rank_k(n_traj=2, n_time=40)
+    if kind == "array":
+        train = train.u.isel(trajectory=0).values.reshape(40, -1)
+        lazy = dsa.from_array(train, chunks=(10, 48))
+    else:
+        train = train if kind == "Dataset" else train.u
+        lazy = train.chunk({"time": 10, "x": 3})
+    pod = PODLinearDynamics(3).fit(train)
+    with dask.config.set(scheduler=_no_compute):
+        z = pod.transform(lazy)
+        back = pod.inverse_transform(z)
+    data = (lambda a: a) if kind == "array" else (lambda a: (a.z if kind == "Dataset" else a).data)
+    assert isinstance(data(z), dsa.Array)
+    assert isinstance(back if kind == "array" else (back.u if kind == "Dataset" else back).data,
+                      dsa.Array)
+    if kind == "array":
+        np.testing.assert_allclose(z.compute(), pod.transform(train), atol=1e-12)
+        np.testing.assert_allclose(back.compute(), pod.inverse_transform(pod.transform(train)),
+                                   atol=1e-12)
+        return
+    assert z.time.attrs == {"units": "1"}
+    assert data(z).chunks[-2] == (10, 10, 10, 10)  # chunk by chunk along time
+    eager = pod.transform(train)
+    xr.testing.assert_allclose(z.compute(), eager, rtol=1e-12, atol=1e-12)
+    assert data(z).shape == data(eager).shape and \
+        (z.z if kind == "Dataset" else z).attrs == (eager.z if kind == "Dataset" else eager).attrs
+    xr.testing.assert_allclose(back.compute(), pod.inverse_transform(pod.transform(train)),
+                               atol=1e-12)
+    assert (back if kind == "DataArray" else back.u).attrs == {"units": "m s-1"}
+
+
+def test_lazy_transform_refuses_nan_when_computed():
+    train = _rank_k(n_traj=1, n_time=20)
+    pod = POD(2).fit(train)
+    bad = train.copy(deep=True)
+    bad.v[0, 13, 0, 0] = np.nan
+    z = pod.transform(bad.chunk({"time": 5}))
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(variable\(s\) \['v'\]\)"):
+        z.compute()
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(variable\(s\) \['v'\]\)"):
+        pod.transform(bad)  # numpy: at once, as before

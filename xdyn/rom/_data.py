@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 
+import dask
+import dask.array as dsa
 import numpy as np
 import xarray as xr
 
@@ -33,20 +35,33 @@ class Layout:
         self.time_coord = time_coord
 
 
-def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
-    """``X`` as a float array ``(n_trajectories, n_times, n_features)`` and its :class:`Layout`."""
+MEMBER_DIM = "member"  # an ensemble's dim: stacked like the trajectories by transform
+
+
+def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=False):
+    """``X`` as a float array ``(n_trajectories, n_times, n_features)`` and its :class:`Layout`.
+
+    With a fitted ``info``, an ensemble's ``member`` dim that is no feature dim of it is
+    stacked like the trajectories (members outermost): ``Layout.trajectory_dim`` is then a
+    :class:`LeadDims`, which :func:`latent_output` and :func:`from_trajectories` give back.
+    ``lazy``: dask-backed ``X`` stays a dask array, its finite check runs at compute time.
+    """
     X = unwrap(X)
     if not _is_xarray(X):
         if isinstance(X, (xr.Dataset, xr.DataArray)) or not hasattr(X, "__array__"):
             raise TypeError(f"{name} must be an xarray Dataset/DataArray or a 2-D array; "
                             f"got {type(X).__name__}")
-        values = np.asarray(X)
+        keep = lazy and isinstance(X, dsa.Array)
+        values = X if keep else np.asarray(X)
         if values.ndim != 2 or not np.issubdtype(values.dtype, np.number):
             raise ValueError(f"{name}: a bare array must be a numeric (n_samples, n_features) "
                              f"matrix; got shape {values.shape} and dtype {values.dtype}")
         if info is not None and values.shape[1] != info:
             raise ValueError(f"{name} has {values.shape[1]} features; the estimator was fitted "
                              f"with {info}")
+        if keep:
+            return _finite_lazily(values[None].astype(np.float64), name), \
+                Layout(values.shape[1], "array")
         _check_finite(values, name)
         # no copy of a float64 matrix (a reducer's training set can be gigabytes)
         return np.asarray(values[None], dtype=np.float64), Layout(values.shape[1], "array")
@@ -56,19 +71,44 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X"):
     if trajectory_dim is not None and trajectory_dim == sample_dim:
         raise ValueError(f"trajectory_dim and sample_dim must differ; both are {sample_dim!r}")
     has_traj = trajectory_dim is not None and trajectory_dim in X.dims
-    parts = [X.isel({trajectory_dim: i}, drop=True) for i in range(X.sizes[trajectory_dim])] \
-        if has_traj else [X]
+    lead = _member_dims(X, info, sample_dim, trajectory_dim)
+    parts = [X]
+    for dim in lead + ([trajectory_dim] if has_traj else []):  # members outermost
+        parts = [p.isel({dim: i}, drop=True) for p in parts for i in range(X.sizes[dim])]
     matrices = []
     for part in parts:
         matrix, layout = stack_samples(part, sample_dim=sample_dim, info=info)
         info = layout if info is None else info
-        matrices.append(np.asarray(matrix.values, dtype=np.float64))
-    values = np.stack(matrices)
-    _check_finite(values, name, info)
+        matrices.append(matrix.data)
+    if lazy and any(dask.is_dask_collection(m) for m in matrices):
+        values = _finite_lazily(dsa.stack(matrices).astype(np.float64), name, info)
+    else:
+        values = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
+        _check_finite(values, name, info)
     time = X[sample_dim] if sample_dim in X.coords else None
-    return values, Layout(info, "xarray", trajectory_dim if has_traj else None,
+    traj_dim = trajectory_dim if has_traj else None
+    if lead:
+        traj_dim = LeadDims(lead, [X.sizes[d] for d in lead],
+                            {d: X[d] for d in lead if d in X.coords}, traj_dim)
+    return values, Layout(info, "xarray", traj_dim,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
                           time)
+
+
+def _member_dims(X, info, sample_dim, trajectory_dim):
+    """``[MEMBER_DIM]`` where ``X`` has it and the fitted layout ``info`` reads it as no
+    feature (nor is it the sample or trajectory dim), else ``[]``."""
+    features = {d for v in getattr(info, "variables", ()) for d in v.feature_dims}
+    if info is None or MEMBER_DIM not in X.dims or MEMBER_DIM in features \
+            or MEMBER_DIM in (sample_dim, trajectory_dim):
+        return []
+    return [MEMBER_DIM]
+
+
+def member_dims(layout):
+    """The dims stacked into the trajectory axis besides the trajectories (``member``)."""
+    lead = layout.trajectory_dim
+    return lead.dims if isinstance(lead, LeadDims) else ()
 
 
 def time_step(time, name="X"):
@@ -185,17 +225,23 @@ def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
     """
     if layout.kind == "array":
         return z[0]
-    dims = ([layout.trajectory_dim] if layout.trajectory_dim else []) + [sample_dim, "latent"]
-    data = z if layout.trajectory_dim else z[0]
-    coords = {"latent": np.arange(z.shape[-1])}
+    traj_dim, lead = layout.trajectory_dim, None
+    if isinstance(traj_dim, LeadDims):  # an ensemble's members, outermost
+        lead, traj_dim = traj_dim, traj_dim.trajectory_dim
+        z = z.reshape(lead.sizes + ((-1,) if traj_dim else ()) + z.shape[-2:])
+    elif not traj_dim:
+        z = z[0]
+    dims = list(lead.dims if lead else ()) + ([traj_dim] if traj_dim else []) + \
+        [sample_dim, "latent"]
+    coords = {"latent": np.arange(z.shape[-1]), **(lead.coords if lead else {})}
     if time_coord is not None:
         coords[sample_dim] = time_coord
     if layout.trajectory_coord is not None:
-        coords[layout.trajectory_dim] = layout.trajectory_coord
+        coords[traj_dim] = layout.trajectory_coord
     attrs = {"long_name": "latent coordinates"}
     if units is not None:
         attrs["units"] = units
-    da = xr.DataArray(data, dims=dims, coords=coords, name=name, attrs=attrs)
+    da = xr.DataArray(z, dims=dims, coords=coords, name=name, attrs=attrs)
     return da if layout.info.is_dataarray else da.to_dataset()
 
 
@@ -219,8 +265,11 @@ class LeadDims:
         self.trajectory_dim = trajectory_dim  # the inner trajectory dim, or None
 
 
-def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
-    """Latent coordinates given to ``inverse_transform`` -> array and output layout bits."""
+def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z", lazy=False):
+    """Latent coordinates given to ``inverse_transform`` -> array and output layout bits.
+
+    ``lazy``: dask-backed ``Z`` stays a dask array.
+    """
     Z = unwrap(Z)
     if isinstance(Z, xr.Dataset):
         if name not in Z:
@@ -236,7 +285,9 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
         order = ([trajectory_dim] if has_traj else []) + [sample_dim, "latent"]
         # other dims (an ensemble's member ...) are kept: flattened into the trajectory axis
         lead = [d for d in Z.dims if d not in order]
-        values = np.asarray(Z.transpose(*lead, *order).values, dtype=np.float64)
+        values = Z.transpose(*lead, *order).data
+        values = values.astype(np.float64) if lazy and dask.is_dask_collection(values) \
+            else np.asarray(values, dtype=np.float64)
         values = values.reshape((int(np.prod(values.shape[:-2])),) + values.shape[-2:])
         time = Z[sample_dim] if sample_dim in Z.coords else None
         traj = Z[trajectory_dim] if has_traj and trajectory_dim in Z.coords else None
@@ -246,7 +297,8 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z"):
                                 {d: Z[d] for d in lead if d in Z.coords}, traj_dim)
         meta = (traj_dim, traj, time)
     else:
-        values = np.asarray(Z, dtype=np.float64)
+        values = Z.astype(np.float64) if lazy and isinstance(Z, dsa.Array) \
+            else np.asarray(Z, dtype=np.float64)
         if values.ndim != 2:
             raise ValueError(f"latent coordinates must be (n_samples, n_latent); got shape "
                              f"{values.shape}")
@@ -262,6 +314,18 @@ def _check_finite(values, name, info=None):
         bad = [] if info is None else info.nonfinite_names(values)
         where = f" (variable(s) {bad})" if bad else ""
         raise ValueError(f"{name} holds NaN or infinite values{where}; fill or drop them first")
+
+
+def _finite_lazily(values, name, info=None):
+    """``values`` (dask) checked by :func:`_check_finite` block by block when computed: all the
+    features in one chunk, to name the variables at fault."""
+    values = values.rechunk({values.ndim - 1: -1})
+    return values.map_blocks(_finite_block, what=name, info=info, dtype=values.dtype)
+
+
+def _finite_block(block, what, info):
+    _check_finite(block, what, info)
+    return block
 
 
 def latent_in_order(Z):

@@ -34,8 +34,8 @@ from skorch.callbacks import GradientNormClipping
 
 from xdyn.nn import LatentROMModule, LatentROMNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
-from xdyn.rom._data import (from_trajectories, latent_input, latent_output, rollout_times,
-                             time_step, time_units, to_trajectories)
+from xdyn.rom._data import (from_trajectories, latent_input, latent_output, member_dims,
+                             rollout_times, time_step, time_units, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, shift_axis, standardisation
 from xdyn.utils import int_seed
 
@@ -327,14 +327,21 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
 
     # ------------------------------------------------------------ transform
     def transform(self, X):
-        """Encoder means of the snapshots of ``X`` (same kind as ``X``)."""
+        """Encoder means of the snapshots of ``X`` (same kind as ``X``).
+
+        An ensemble's ``member`` dim is kept (each member encoded as a
+        trajectory is). Dask-backed ``X`` is computed (the encoder is a torch net).
+        """
         check_is_fitted(self)
         values, layout = self._stack(X)
         z = self._encode(self._frames(values))
         return latent_output(z, layout, self.sample_dim, layout.time_coord)
 
     def inverse_transform(self, X):
-        """Decoded snapshots of latent coordinates ``X`` (also of unseen data)."""
+        """Decoded snapshots of latent coordinates ``X`` (also of unseen data).
+
+        Other dims (an ensemble's ``member``) are kept. Dask-backed ``X`` is computed.
+        """
         check_is_fitted(self)
         z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_latent)
         return self._unstack(self._decode(z), meta)
@@ -347,7 +354,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         ----------
         X : xarray.Dataset, xarray.DataArray or array
             At least ``seq_len`` snapshots per trajectory, ``time_step_`` apart;
-            the last ``seq_len`` start the rollout.
+            the last ``seq_len`` start the rollout. An ensemble's ``member`` dim
+            is kept, each member's mean path started as a trajectory's is
+            (refused with ``n_samples``, whose draws are a ``member`` dim).
+            Dask-backed ``X`` is computed.
         n_steps : int
             Snapshots to forecast.
         n_samples : int, optional
@@ -366,6 +376,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         if n_samples is not None and (not isinstance(n_samples, Integral) or n_samples < 1):
             raise ValueError(f"n_samples must be None or a positive integer; got {n_samples!r}")
         values, layout = self._stack(X)
+        if n_samples is not None and member_dims(layout):
+            raise ValueError(f"X has a {member_dims(layout)[0]!r} dim (an ensemble); "
+                             f"predict(..., n_samples={n_samples}) draws its own members along "
+                             "'member': predict each member alone, or pass n_samples=None for "
+                             "the mean path of every member")
         if values.shape[1] < self.seq_len:
             raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
                              f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")

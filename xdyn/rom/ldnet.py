@@ -445,6 +445,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         training start, and its latent states are returned at ``X``'s times,
         which must lie on the training time grid ``time0_ + k * time_step_``
         (``k >= 0``, any start); without a time coordinate, the first steps.
+        Dask-backed parameters are computed (the latent ODE is a torch net).
         """
         check_is_fitted(self, "net_")
         params, _ = self._split(X, need_fields=False)
@@ -471,6 +472,10 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             other dims (trajectory, time, member ...) are kept.
         grid : dict, optional
             Spatial coordinate values per dim; the decoder evaluates anywhere.
+
+        Notes
+        -----
+        Dask-backed latents are computed (the decoder is a torch net).
         """
         check_is_fitted(self, "net_")
         da = X["latent_state"] if isinstance(X, xr.Dataset) and "latent_state" in X else X
@@ -497,7 +502,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         """Fields of every trajectory from its parameters (the free latent forecast).
 
         At ``X``'s times (on the training time grid, see :meth:`transform`), on
-        the training grid.
+        the training grid. Dask-backed ``X`` is computed.
         """
         return self.inverse_transform(self.transform(X))
 

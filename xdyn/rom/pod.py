@@ -100,7 +100,9 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     modes are orthonormal; ``"mixed"`` for variables in different units);
     ``inverse_transform`` maps any coefficients, also of unseen data, back to
     the fields on the training grid, keeping other dims (an ensemble's
-    ``member``).
+    ``member``). ``transform`` keeps an ensemble's ``member`` dim too (each
+    member projected as a trajectory is), and both stay lazy on dask-backed
+    data (a linear projection, chunk by chunk along ``sample_dim``).
 
     Examples
     --------
@@ -144,9 +146,41 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return self
 
     def transform(self, X):
-        """POD coefficients of ``X`` (same kind as ``X``)."""
+        """POD coefficients of ``X`` (same kind as ``X``).
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            Snapshots on the training grid (also unseen ones). An ensemble's
+            ``member`` dim (one the training data did not have as a feature
+            dim) is kept: each member is projected as a trajectory is.
+
+        Returns
+        -------
+        Same kind as ``X``
+            The coefficients ``z`` with dims ``([member,] [trajectory,]
+            sample_dim, "latent")``. Lazy for dask-backed ``X`` (a projection
+            chunk by chunk along ``sample_dim``); its NaN check then runs when
+            it is computed.
+
+        Examples
+        --------
+        >>> import dask.array as da, numpy as np, xarray as xr
+        >>> rng = np.random.RandomState(0)
+        >>> ds = xr.Dataset({"u": (("time", "x"), rng.normal(size=(20, 6)))})
+        >>> pod = POD(3).fit(ds)
+        >>> ens = xr.concat([ds, 2 * ds], "member").assign_coords(member=["a", "b"])
+        >>> z = pod.transform(ens)
+        >>> z.z.dims, z.member.values.tolist()
+        (('member', 'time', 'latent'), ['a', 'b'])
+        >>> bool(np.allclose(z.z.sel(member="a"), pod.transform(ds).z))
+        True
+        >>> lazy = pod.transform(ds.chunk({"time": 5}))
+        >>> isinstance(lazy.z.data, da.Array), bool(np.allclose(lazy.z, pod.transform(ds).z))
+        (True, True)
+        """
         check_is_fitted(self)
-        values, layout = self._stack(X)
+        values, layout = self._stack(X, lazy=True)
         # coefficients of orthonormal modes carry the fields' units (not "1")
         return latent_output(self._project(values), layout,
                              self.sample_dim, layout.time_coord,
@@ -154,9 +188,32 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                                                 for v in getattr(layout.info, "variables", ())))
 
     def inverse_transform(self, X):
-        """Fields on the training grid from POD coefficients (also of unseen data)."""
+        """Fields on the training grid from POD coefficients (also of unseen data).
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            Coefficients as :meth:`transform` gives them; other dims (an
+            ensemble's ``member``) are kept.
+
+        Returns
+        -------
+        Same kind as the data :meth:`fit` got
+            The fields, lazy where ``X`` is dask-backed.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> rng = np.random.RandomState(0)
+        >>> ds = xr.Dataset({"u": (("time", "x"), rng.normal(size=(20, 6)))})
+        >>> pod = POD(6).fit(ds)
+        >>> ens = xr.concat([ds, 2 * ds], "member")
+        >>> back = pod.inverse_transform(pod.transform(ens.chunk({"time": 5})))
+        >>> back.u.dims, bool(np.allclose(back.u, ens.u))
+        (('member', 'time', 'x'), True)
+        """
         check_is_fitted(self)
-        z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_modes)
+        z, meta = latent_input(X, self.sample_dim, self.trajectory_dim, self.n_modes, lazy=True)
         return self._unstack(self._rebuild(z), meta)
 
     def score(self, X, y=None):
@@ -165,15 +222,17 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         Parameters
         ----------
         X : xarray.Dataset, xarray.DataArray or array
-            Snapshots on the training grid (also unseen ones).
+            Snapshots on the training grid (also unseen ones); an ensemble's
+            ``member`` dim is read as trajectories are. Dask-backed ``X`` is
+            computed.
         y : None
             Ignored (scikit-learn's signature).
 
         Returns
         -------
         float
-            ``-sqrt(sum((r - x)**2) / sum(x**2))`` over all snapshots and
-            features, ``r = inverse_transform(transform(X))``: the relative
+            ``-sqrt(sum((r - x)**2) / sum(x**2))`` over all snapshots (of all
+            members) and features, ``r = inverse_transform(transform(X))``: the relative
             L2 error, :func:`xdyn.metrics.relative_l2`. Higher is better
             (scikit-learn's convention), 0 for an exact reconstruction.
 
@@ -200,9 +259,10 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return z @ self.components_ + self.mean_
 
     # ------------------------------------------------------------------ helpers
-    def _stack(self, X, name="X"):
+    def _stack(self, X, name="X", lazy=False):
         info = self.layout_.info
-        return to_trajectories(X, self.sample_dim, self.trajectory_dim, info=info, name=name)
+        return to_trajectories(X, self.sample_dim, self.trajectory_dim, info=info, name=name,
+                               lazy=lazy)
 
     def _unstack(self, values, meta, member_dim=None):
         if meta is None:  # a bare array in, a bare array out
@@ -290,7 +350,9 @@ class PODLinearDynamics(POD):
 
         Returns the fields on the training grid, the same kind as ``X``, at
         times continuing ``X``'s last one by the training step ``time_step_``
-        (``X``'s times must be spaced ``time_step_`` apart).
+        (``X``'s times must be spaced ``time_step_`` apart). An ensemble's
+        ``member`` dim is kept: each member's last snapshot starts its own
+        rollout, as a trajectory's does. Dask-backed ``X`` is computed.
         """
         check_is_fitted(self)
         if not isinstance(n_steps, Integral) or n_steps < 1:
@@ -327,7 +389,8 @@ class PODLinearDynamics(POD):
         -------
         float
             ``-sqrt(sum((f - x)**2) / sum(x**2))`` over the forecast snapshots
-            ``x`` and all features, ``f`` their one-step forecasts: the
+            ``x`` (of all members: an ensemble's ``member`` dim is read as
+            trajectories are) and all features, ``f`` their one-step forecasts: the
             relative L2 error, :func:`xdyn.metrics.relative_l2`. Higher is
             better (scikit-learn's convention).
 
