@@ -459,3 +459,12 @@ def test_transform_keeps_a_member_dim_and_predict_steps_each_member():
     # draws along 'member' would collide with the ensemble's: refused, naming the dim
     with pytest.raises(ValueError, match="X has a 'member' dim .* n_samples=2"):
         rom.predict(ens, n_steps=3, n_samples=2)
+
+
+def test_draws_refused_where_the_trajectories_are_on_member():
+    # trajectory_dim='member' and n_samples draws gave a forecast with two 'member' dims
+    data = _waves(n_traj=2, n_time=12).rename(trajectory="member")
+    rom = _rom(max_epochs=1, trajectory_dim="member").fit(data)
+    assert rom.predict(data, n_steps=2).u.dims[0] == "member"  # the mean paths: fine
+    with pytest.raises(ValueError, match="trajectory_dim='member' holds the trajectories"):
+        rom.predict(data, n_steps=2, n_samples=2)

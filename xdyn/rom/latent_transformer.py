@@ -381,6 +381,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                              f"predict(..., n_samples={n_samples}) draws its own members along "
                              "'member': predict each member alone, or pass n_samples=None for "
                              "the mean path of every member")
+        if n_samples is not None and layout.trajectory_dim == "member":
+            raise ValueError(f"trajectory_dim='member' holds the trajectories; predict(..., "
+                             f"n_samples={n_samples}) draws its own members along 'member': "
+                             "rename the trajectories' dim and set trajectory_dim to it")
         if values.shape[1] < self.seq_len:
             raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
                              f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")
