@@ -116,8 +116,8 @@ class ExactGPNet(XdynNet, ExactGPRegressor):
     :class:`skorch.probabilistic.ExactGPRegressor`; the loss is the negative
     exact marginal log-likelihood (``gpytorch.mlls.ExactMarginalLogLikelihood``,
     averaged over the outputs). ``y`` is ``(n, n_outputs)``; the batched GP
-    (:class:`ExactMultiOutputGP`) sees it transposed. Pass ``X`` and ``y``
-    already in the net's dtype (``set_train_data`` sees them as given).
+    (:class:`ExactMultiOutputGP`) sees it transposed. ``X`` and ``y`` are cast
+    to the net's ``dtype``, as every :class:`XdynNet` casts its inputs.
 
     Parameters
     ----------
@@ -182,9 +182,12 @@ class ExactGPNet(XdynNet, ExactGPRegressor):
         with self._resolved_device():
             if not self.warm_start or not self.initialized_:
                 self.initialize()
+            # in the net's dtype, as the forward pass sees them: gpytorch refuses a forward
+            # on inputs unequal to the training data ("You must train on the training inputs")
             self.module_.set_train_data(
-                inputs=torch.as_tensor(X).to(self.device_),
-                targets=torch.as_tensor(y).T.contiguous().to(self.device_), strict=False)
+                inputs=self._cast(torch.as_tensor(X)).to(self.device_),
+                targets=self._cast(torch.as_tensor(y)).T.contiguous().to(self.device_),
+                strict=False)
             with gpytorch.settings.max_cholesky_size(self.max_cholesky_size):
                 self.partial_fit(X, y, **fit_params)
         return self

@@ -106,6 +106,28 @@ def _numpy_dtype(dtype: torch.dtype):
         return None
 
 
+# Criteria that compare prediction and target element by element: torch broadcasts
+# targets of another shape ((B, 1) against (B,) is a (B, B) loss) with only a warning
+_ELEMENTWISE_LOSSES = (torch.nn.MSELoss, torch.nn.L1Loss, torch.nn.SmoothL1Loss,
+                       torch.nn.HuberLoss, torch.nn.BCELoss, torch.nn.BCEWithLogitsLoss)
+
+
+def _match_target(y_pred: torch.Tensor, y_true):
+    """``y_true`` in the shape of ``y_pred`` for an element-wise loss.
+
+    A 1-D target of a one-output module, as scikit-learn regressors take it (``(B,)``
+    against ``(B, 1)``), or the reverse, differs only by a trailing axis of one and is
+    reshaped; any other difference is an error naming both shapes, never a broadcast.
+    """
+    pred, true = tuple(y_pred.shape), tuple(y_true.shape)
+    if true == pred:
+        return y_true
+    if pred == (*true, 1) or true == (*pred, 1):
+        return y_true.reshape(pred)
+    raise ValueError(f"the module's output has shape {pred} and the target y {true}: they "
+                     f"must match (a one-output module takes y of shape (n,) or (n, 1))")
+
+
 def _on_resolved_device(method):
     """Run ``method`` with ``self.device`` resolved (see ``XdynNet._resolved_device``)."""
 
@@ -130,6 +152,10 @@ class XdynNet(NeuralNet):
         Not accepted: every parameter after ``module`` is keyword-only.
     criterion : torch.nn.Module class, default=torch.nn.MSELoss
         The loss of the default ``get_loss``; ``criterion__*`` are its arguments.
+        An element-wise loss (MSE, L1, Huber, BCE) needs ``y`` in the shape of the
+        module's output; a 1-D ``y`` for a one-output module (output ``(n, 1)``) is
+        taken as ``(n, 1)``, as scikit-learn regressors take it. Other shapes raise
+        a ValueError naming both (never a broadcast loss).
     optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
         ``optimizer__*`` are its arguments.
     lr : float, default=1e-3
@@ -321,7 +347,11 @@ class XdynNet(NeuralNet):
 
     @_on_resolved_device
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        return super().get_loss(y_pred, self._cast(y_true), X=X, training=training)
+        y_true = self._cast(y_true)
+        if isinstance(getattr(self, "criterion_", None), _ELEMENTWISE_LOSSES) and \
+                isinstance(y_pred, torch.Tensor) and isinstance(y_true, (torch.Tensor, np.ndarray)):
+            y_true = _match_target(y_pred, y_true)
+        return super().get_loss(y_pred, y_true, X=X, training=training)
 
     @_on_resolved_device
     def load_params(self, *args, **kwargs):

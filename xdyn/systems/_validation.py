@@ -31,6 +31,18 @@ def _check_int(value, name: str, minimum: int | None = None, who: str = "") -> i
     return int(value)
 
 
+def _check_bool(value, name: str, who: str = "") -> bool:
+    """``value`` as a bool, refusing anything but ``True``/``False`` (numpy's too).
+
+    A string (``"no"``, ``"False"``, what a config file or a command line gives) is
+    true for Python, and an int is not a flag: both are refused, not read by truthiness.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        where = f"{who}: " if who else ""
+        raise TypeError(f"{where}{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def _check_real(value, name: str, kind: str = "real", who: str = "") -> float:
     """``value`` as a finite float; ``kind`` is ``"real"``, ``"positive"`` or ``"nonnegative"``."""
     where = f"{who}: " if who else ""
@@ -56,10 +68,12 @@ def _check_constraint(value, name: str, kind: str, who: str = ""):
     """Check one parameter against a constraint of ``_parameter_constraints``.
 
     ``kind`` is ``"int>=N"`` (an integer of at least ``N``), ``"real"`` (finite),
-    ``"real>0"`` (positive) or ``"real>=0"`` (non-negative).
+    ``"real>0"`` (positive), ``"real>=0"`` (non-negative) or ``"bool"``.
     """
     if kind.startswith("int>="):
         return _check_int(value, name, int(kind[len("int>="):]), who)
+    if kind == "bool":
+        return _check_bool(value, name, who)
     reals = {"real": "real", "real>0": "positive", "real>=0": "nonnegative"}
     if kind not in reals:
         raise ValueError(f"unknown parameter constraint {kind!r} for {name!r}")

@@ -94,7 +94,7 @@ class DynamicalSystem(BaseEstimator):
 
     Parameter checks are declared, not written per system: a subclass lists its
     constructor parameters in ``_parameter_constraints`` (name -> ``"int>=N"``,
-    ``"real"``, ``"real>0"`` or ``"real>=0"``), and :meth:`validate_params`
+    ``"real"``, ``"real>0"``, ``"real>=0"`` or ``"bool"``), and :meth:`validate_params`
     checks them. As in scikit-learn,
     ``__init__`` and ``set_params`` only store values (so ``clone`` and grid
     searches work); the check runs when the system is used: by
@@ -226,7 +226,8 @@ class DynamicalSystem(BaseEstimator):
         TypeError
             A parameter that must be an integer or a number is not one.
         ValueError
-            A parameter is out of range (a size below 1, a negative rate ...).
+            A parameter is out of range (a size below 1, a negative rate ...), or
+            the system's ``dtype`` is not a floating dtype.
 
         Examples
         --------
@@ -242,6 +243,7 @@ class DynamicalSystem(BaseEstimator):
             if isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
                 continue  # per-trajectory or learnable values: the system checks them
             _check_constraint(value, name, kind, who)
+        self.torch_dtype  # noqa: B018  (refuses a dtype that is not floating)
 
     @property
     def variables(self) -> list[StateVariable]:
@@ -256,7 +258,13 @@ class DynamicalSystem(BaseEstimator):
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return resolve_dtype(getattr(self, "dtype", torch.float64))
+        """The resolved ``dtype``; a ValueError unless it is floating (an integer state
+        would truncate the state and the parameters, e.g. beta = 8/3 to 2)."""
+        dtype = resolve_dtype(getattr(self, "dtype", torch.float64))
+        if not dtype.is_floating_point:
+            raise ValueError(f"{type(self).__name__}: dtype must be a floating dtype "
+                             f"(e.g. float64, float32), got {getattr(self, 'dtype', None)!r}")
+        return dtype
 
     @property
     def torch_device(self) -> torch.device:
@@ -353,7 +361,20 @@ class DynamicalSystem(BaseEstimator):
             and x.device.type == "cpu"
             and x.numel() <= self.numpy_fast_path_max_size
             and not (torch.is_grad_enabled() and x.requires_grad)
+            and not self._has_tensor_parameters()
         )
+
+    def _has_tensor_parameters(self) -> bool:
+        """Whether a parameter of ``_parameter_constraints`` is a torch tensor.
+
+        A learnable (``requires_grad``) or per-trajectory parameter: the numpy fast
+        paths read parameters as Python floats, which drops its gradient (or fails on
+        one value per state), so such a system integrates in torch.
+        """
+        for name in self._parameter_constraints:  # a loop: checked at every forecast call
+            if isinstance(getattr(self, name, None), torch.Tensor):
+                return True
+        return False
 
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
@@ -661,6 +682,8 @@ class DynamicalSystem(BaseEstimator):
         with torch.no_grad(), threads_for(x0.size):
             x = self.as_tensor(x0)
             x = self.forecast(x, dt, n_burn)
+            if n_burn and not torch.isfinite(x).all():
+                self._burn_in_divergence(self.as_tensor(x0), dt, n_burn, t0)
             traj = self.integrate(x, dt, n_steps, save_every, progress=progress)
         if not torch.isfinite(traj).all():
             from xdyn.exceptions import DivergenceError
@@ -686,6 +709,27 @@ class DynamicalSystem(BaseEstimator):
         }
         return self.from_state(traj, dims=dims, coords=coords, attrs=attrs)
 
+    def _burn_in_divergence(self, x, dt: float, n_burn: int, t0: float):
+        """Raise the DivergenceError of a burn-in that became non-finite, at the first
+        non-finite step: found again from the initial state ``x``, in chunks."""
+        from xdyn.exceptions import DivergenceError
+
+        done, chunk = 0, max(1, n_burn // 64)
+        while done < n_burn:
+            n = min(chunk, n_burn - done)
+            y = self.forecast(x, dt, n)
+            if not torch.isfinite(y).all():
+                if n == 1:
+                    break
+                chunk = max(1, n // 8)  # narrow down within this chunk
+                continue
+            x, done = y, done + n
+        step = min(done + 1, n_burn)  # the first step whose state is non-finite
+        raise DivergenceError(
+            f"{self.name} simulation became non-finite during the burn-in, at step {step} "
+            f"of {n_burn} ({step * dt:g} model time units after its start; the saved run "
+            f"starts at time {t0:g}); reduce dt", time=float(f"{t0 + (step - n_burn) * dt:.12g}"))
+
     def __repr__(self, N_CHAR_MAX=700):  # noqa: N803 - sklearn signature
         return super().__repr__(N_CHAR_MAX)
 
@@ -709,6 +753,13 @@ def _coord_dims(name, c) -> set:
 def _jsonable(v):
     if isinstance(v, (bool, int, float, str)) or v is None:
         return v
+    # a dtype as its canonical name ("float32"), which resolve_dtype reads back
+    if isinstance(v, torch.dtype):
+        return str(v).removeprefix("torch.")
+    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, (np.generic, float))):
+        return np.dtype(v).name
+    if isinstance(v, torch.device):
+        return str(v)
     if isinstance(v, (np.integer, np.floating)):
         return v.item()
     if isinstance(v, (list, tuple)):

@@ -19,6 +19,7 @@ import xarray as xr
 
 from xdyn._threads import threads_for
 from xdyn.systems._spectral import cached, etdrk4_coefficients, etdrk4_step, to_torch
+from xdyn.systems._validation import _check_bool, _check_int
 from xdyn.systems.base import DynamicalSystem, StateVariable
 
 __all__ = ["KolmogorovFlow", "spectral_truncate"]
@@ -312,21 +313,47 @@ class KolmogorovFlow(DynamicalSystem):
     def diagnostics(self, ds: xr.Dataset) -> xr.Dataset:
         """``ds`` with ``u``, ``v`` and energy-budget time series added.
 
+        ``u`` and ``v`` are laid out as ``ds["vorticity"]``: the same dim order and,
+        on grid labels in another order (e.g. ``y`` descending), the same labels.
+
+        Parameters
+        ----------
+        ds : xarray.Dataset
+            A ``vorticity`` on the system's grid (dims ``y`` and ``x`` in any order,
+            labels in any order), with any leading dims.
+
+        Returns
+        -------
+        xarray.Dataset
+            A copy of ``ds`` with ``u``, ``v``, ``kinetic_energy``, ``enstrophy``,
+            ``dissipation`` and ``energy_injection``.
+
         Examples
         --------
         >>> flow = KolmogorovFlow(N=16)
         >>> ds = flow.diagnostics(flow.simulate(n_steps=2, random_state=0))
         >>> ds.kinetic_energy.dims, ds.u.attrs["long_name"]
         (('time',), 'x-component of velocity')
+        >>> flipped = flow.diagnostics(ds.isel(y=slice(None, None, -1)).transpose(..., "y"))
+        >>> flipped.u.dims, bool((flipped.u == ds.u).all())  # compared label by label
+        (('time', 'x', 'y'), True)
         """
         w = self.to_state(ds)
-        lead = [d for d in ds["vorticity"].dims if d not in ("y", "x")]
+        dims = ds["vorticity"].dims
+        lead = [d for d in dims if d not in ("y", "x")]
         u, v = self.velocity(w)
         out = ds.copy()
+        # to_state read the field in the system's layout, (*lead, y, x) with the grid's
+        # label order: label u and v so, then put them in the caller's layout
+        grid_ds = self.to_grid_order(ds[["vorticity"]])
         for name, val, long_name in (("u", u, "x-component of velocity"),
                                      ("v", v, "y-component of velocity")):
             grid = val.reshape(*val.shape[:-1], int(self.N), int(self.N)).cpu().numpy()
-            out[name] = (ds["vorticity"].dims, grid, {**_FIELD, "long_name": long_name})
+            da = xr.DataArray(grid, dims=(*lead, "y", "x"),
+                              coords={d: grid_ds.indexes[d] for d in ("y", "x")
+                                      if d in grid_ds.indexes})
+            da = da.reindex({d: ds.indexes[d] for d in ("y", "x") if d in ds.indexes})
+            out[name] = (dims, da.transpose(*dims).values, {**_FIELD, "long_name": long_name})
         # one thread: a mean split across threads rounds its last bit by their number, and
         # a generated set must hold the same numbers in any process (a dask worker has one
         # thread, a session several)
@@ -357,13 +384,17 @@ class KolmogorovFlow(DynamicalSystem):
             Add ``u``, ``v``, ``kinetic_energy``, ``enstrophy``, ``dissipation``
             and ``energy_injection`` (see :meth:`diagnostics`).
         """
+        who = type(self).__name__
+        if output_grid is not None:
+            output_grid = _check_int(output_grid, "output_grid", 1, who)
+        _check_bool(diagnostics, "diagnostics", who)
         ds = super().simulate(n_trajectories=n_trajectories, t_span=t_span, dt=dt,
                               save_every=save_every, burn_in=burn_in, x0=x0,
                               random_state=random_state, n_steps=n_steps, progress=progress)
         if diagnostics:
             ds = self.diagnostics(ds)
         if output_grid is not None:
-            ds = _truncate_dataset(ds, int(output_grid), float(self.L))
+            ds = _truncate_dataset(ds, output_grid, float(self.L))
         return ds
 
 

@@ -19,6 +19,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 
 from xdyn.exceptions import DivergenceError
+from xdyn.systems._validation import _check_int
 
 __all__ = ["lyapunov_exponents"]
 
@@ -96,6 +97,9 @@ def lyapunov_exponents(
 
     Raises
     ------
+    TypeError
+        If a count (``n_exponents``, ``n_steps``, ``renormalize_every``,
+        ``n_trajectories``, ``tangent_burn_in``) is not a whole number.
     ValueError
         If ``n_exponents`` is not in ``1 .. n_state``, a step count or ``dt``
         is not positive, or ``x0`` does not fit the system.
@@ -123,7 +127,8 @@ def lyapunov_exponents(
     ``0.9056, 0, -14.5723``.
     """
     n_state = int(system.n_state)
-    n_exponents = int(n_exponents)
+    # counts must be whole numbers: 2.7 exponents or 50.9 steps is a mistake, not 2 or 50
+    n_exponents = _check_int(n_exponents, "n_exponents")
     if not 1 <= n_exponents <= n_state:
         raise ValueError(f"n_exponents must be in 1..{n_state} (n_state), got {n_exponents}")
     dt = float(system.default_dt if dt is None else dt)
@@ -131,10 +136,11 @@ def lyapunov_exponents(
         raise ValueError(f"dt must be a positive finite number, got {dt}")
     if tangent_mode not in _TANGENT_MODES:
         raise ValueError(f"tangent_mode must be one of {_TANGENT_MODES}, got {tangent_mode!r}")
-    n_steps = int(n_steps)
-    renormalize_every = int(renormalize_every)
-    n_trajectories = int(n_trajectories)
-    tangent_burn_in = n_steps // 10 if tangent_burn_in is None else int(tangent_burn_in)
+    n_steps = _check_int(n_steps, "n_steps")
+    renormalize_every = _check_int(renormalize_every, "renormalize_every")
+    n_trajectories = _check_int(n_trajectories, "n_trajectories")
+    tangent_burn_in = n_steps // 10 if tangent_burn_in is None else \
+        _check_int(tangent_burn_in, "tangent_burn_in")
     for name, value, low in [
         ("n_steps", n_steps, 1),
         ("renormalize_every", renormalize_every, 1),

@@ -8,6 +8,7 @@ class-level ``name`` registers itself when it is defined (see
 from __future__ import annotations
 
 import json
+import re
 
 from xdyn.systems.base import SYSTEMS, DynamicalSystem
 
@@ -95,7 +96,9 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
     ----------
     attrs : dict
         The attrs: ``"system"`` (the name, required) and ``"system_params"`` (the
-        constructor's parameters as JSON; none when absent).
+        constructor's parameters as JSON; none when absent). A ``dtype`` recorded
+        as ``"torch.float32"`` or ``"<class 'numpy.float32'>"`` (by older versions,
+        for a system made with ``dtype=torch.float32``) is read as ``"float32"``.
 
     Returns
     -------
@@ -124,4 +127,14 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
     if drawn:
         raise ValueError(f"the data drew {drawn} per trajectory (their 'parameter_ranges' "
                          f"attr): no one {attrs['system']} made it; pass system=... explicitly")
+    if isinstance(params.get("dtype"), str):
+        params["dtype"] = _dtype_name(params["dtype"])
     return make_system(attrs["system"], **params)
+
+
+def _dtype_name(recorded: str) -> str:
+    """The dtype name in a recorded ``dtype``: ``"float32"`` as written now, and from the
+    ``str()`` of a ``torch.float32`` or ``numpy.float32`` that attrs written before
+    recorded (``"torch.float32"``, ``"<class 'numpy.float32'>"``)."""
+    match = re.fullmatch(r"torch\.(\w+)|<class 'numpy\.(\w+)'>|dtype\('(\w+)'\)", recorded)
+    return next(g for g in match.groups() if g) if match else recorded

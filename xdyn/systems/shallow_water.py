@@ -152,7 +152,7 @@ class ShallowWater(ParametricSystemMixin, DynamicalSystem):
         "beta": "real", "topography_height": "real", "topography_width": "real>0",
         "forcing_amplitude": "real", "forcing_width": "real>0", "relaxation_time": "real>0",
         "drag": "real>=0", "viscosity": "real>=0", "bump_x": "real", "bump_y": "real",
-        "bump_amplitude": "real", "bump_width": "real>0",
+        "bump_amplitude": "real", "bump_width": "real>0", "linear": "bool",
     }
 
     def __init__(self, N=64, L=1e6, depth=100.0, g=9.81, f0=_OMEGA_45, beta=_BETA_45,
