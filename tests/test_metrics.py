@@ -10,7 +10,7 @@ import xarray as xr
 
 from xdyn import metrics
 from xdyn.assimilation import EnKF
-from xdyn.observe import observe
+from xdyn.observe import Squared, observe
 from xdyn.systems import Lorenz63
 
 
@@ -232,6 +232,10 @@ def test_energy_spectrum_parseval_and_units():
         np.testing.assert_allclose(spec.sum("wavenumber"), (0.5 * u**2).mean("x"))
         assert spec.attrs["units"] == "m2 s-2"
     assert metrics.energy_spectrum(u, mean_dims="time").dims == ("wavenumber",)
+    # one spelling of a square, the observation operator's too: 'dimensionless2' was kept
+    for units, squared in (("dimensionless", "1"), ("m/s", "m2 s-2"), ("kelvin", "K2")):
+        assert metrics.energy_spectrum(u.assign_attrs(units=units)).attrs["units"] == squared
+        assert Squared().obs_units(units) == squared
 
 
 def test_energy_spectrum_single_mode():

@@ -658,7 +658,7 @@ def test_nested_nonlinear_operators_compose():
 
 # --------------------------------------------------------------------- units
 @pytest.mark.parametrize("operator, units", [
-    ("identity", "m s-1"), ("every4", "m s-1"), ("x^2", "(m s-1)^2"), ("arctan", "1"),
+    ("identity", "m s-1"), ("every4", "m s-1"), ("x^2", "m2 s-2"), ("arctan", "1"),
     ("arctan(x^2)", "1"), (Squared(Arctan()), "1")])
 def test_observation_units_follow_the_operator(l96_truth, operator, units):
     truth = l96_truth.assign(x=l96_truth.x.assign_attrs(units="m s-1"))
@@ -669,10 +669,12 @@ def test_observation_units_follow_the_operator(l96_truth, operator, units):
 
 @pytest.mark.parametrize("units, squared", [
     ("dimensionless", "1"), ("unitless", "1"), ("1", "1"), ("mixed", "mixed"), (None, None),
-    ("K", "K^2"), ("kelvin", "kelvin^2"), ("m/s", "(m/s)^2")])
+    ("K", "K2"), ("kelvin", "K2"), ("m/s", "m2 s-2"), ("kg kg**-1", "1"), ("", ""),
+    ("hours since 2000-01-01", "(hours since 2000-01-01)^2")])
 def test_squared_reads_dimensionless_as_units(units, squared):
     """The square of dimensionless observations was 'dimensionless^2' (units compared as
-    strings); any spelling of dimensionless now squares to "1"."""
+    strings); any spelling of dimensionless now squares to "1", and every square is
+    spelled as metrics.energy_spectrum spells it (xdyn._units.power_units)."""
     assert Squared().obs_units(units) == squared
     assert Squared(SelectVariables("x")).obs_units(units) == squared
 

@@ -187,6 +187,25 @@ def test_observations_in_other_units_are_refused(twins):
         obs_test.observation.values)
 
 
+def test_units_of_a_fit_without_units_are_the_datas_own(twins):
+    """Fitted on observations without units, the inverse was labelled "1" (the arithmetic's
+    attrs merged into); the data's own units are kept aside and put back, as StandardScaler
+    does, and a dimensionless ratio is no standardized observation."""
+    _, obs, _, obs_test = twins
+    scaler = ObservationScaler().fit(_in_units(obs, None))
+    z = scaler.transform(_in_units(obs_test, "K"))
+    assert z.observation.attrs["units"] == "1" and z.observation.attrs["original_units"] == "K"
+    back = scaler.inverse_transform(z)
+    for name in ("observation", "observation_clean", "noise_std"):
+        assert back[name].attrs["units"] == "K" and "original_units" not in back[name].attrs
+    unknown = scaler.inverse_transform(scaler.transform(_in_units(obs_test, None)))
+    assert "units" not in unknown.observation.attrs
+    ratio = ObservationScaler().fit(_in_units(obs, "kg kg-1"))
+    with pytest.raises(ValueError, match="'observation' has units 'kg kg-1'; inverse"):
+        ratio.inverse_transform(_in_units(ratio.transform(_in_units(obs_test, "kg kg-1")),
+                                          "kg kg-1", ("observation",)))
+
+
 def test_stations_labelled_only_by_the_obs_index_are_scaled_by_label():
     # with no site coord but the 'obs' labels, reordered stations were scaled by position:
     # each with another station's statistics (means of 17 ... -15 instead of 0), silently

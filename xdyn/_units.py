@@ -139,6 +139,11 @@ def canonical_units(units):
     powers = _factors(text)
     if powers is None:
         return text
+    return _product(powers)
+
+
+def _product(powers):
+    """``{symbol: power}`` written as units, symbols in alphabetical order; ``"1"`` of none."""
     if not powers:
         return "1"
     return " ".join(s if p == 1 else f"{s}{p}" for s, p in sorted(powers.items(),
@@ -184,6 +189,43 @@ def step_units(units):
     """
     units = stated_units(units)
     return None if units is None else units.partition(" since ")[0]
+
+
+def spelled_dimensionless(units):
+    """Whether ``units`` states none or is spelled as a pure number (``"1"``,
+    ``"dimensionless"``, ``"unitless"``): the mark of standardized data. A ratio
+    of units (``"kg kg-1"``), dimensionless as a unit, is a physical quantity.
+
+    Examples
+    --------
+    >>> spelled_dimensionless("1"), spelled_dimensionless(None), spelled_dimensionless("kg kg-1")
+    (True, True, False)
+    """
+    units = stated_units(units)
+    return units is None or units.lower() in _DIMENSIONLESS
+
+
+def power_units(units, n):
+    """The units of a quantity in ``units`` raised to the integer power ``n``.
+
+    In :func:`canonical_units`' spelling (``"m2 s-2"`` of ``"m s-1"`` squared,
+    ``"1"`` of any dimensionless one); ``units`` as given where none is stated
+    and for ``"mixed"``; ``"(text)^n"`` where the text is no product of powers.
+
+    Examples
+    --------
+    >>> power_units("m s-1", 2), power_units("kelvin", 2), power_units("dimensionless", 2)
+    ('m2 s-2', 'K2', '1')
+    >>> power_units("mixed", 2), power_units(None, 2), power_units("m/s", -1)
+    ('mixed', None, 'm-1 s')
+    """
+    text = stated_units(units)
+    if text is None or text == "mixed":
+        return units
+    powers = None if " since " in text else _factors(text)
+    if powers is None:
+        return f"({text})^{n}"
+    return _product({s: p * n for s, p in powers.items() if p * n})
 
 
 def common_units(units, unstated=None):

@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 
 import numpy as np
 import xarray as xr
 
 from xdyn._labels import grid_order, is_cftime
-from xdyn._units import other_units, stated_units
+from xdyn._units import other_units, power_units, stated_units
 
 __all__ = [
     "rmse",
@@ -274,19 +273,6 @@ def _finish(result, like, what, units=None):
     if units is not None:
         result.attrs["units"] = units
     return result
-
-
-_UNIT_TOKEN = re.compile(r"^([A-Za-z_%]+)(-?\d+)?$")
-
-
-def _squared_units(units):
-    """CF units squared: 'm s-1' -> 'm2 s-2'; anything unusual -> '(u)^2'."""
-    if units is None or units in ("", "1"):
-        return units
-    tokens = [_UNIT_TOKEN.match(t) for t in units.split()]
-    if all(tokens):
-        return " ".join(f"{t[1]}{2 * int(t[2] or 1)}" for t in tokens)
-    return f"({units})^2"
 
 
 def _float_dtype(*dtypes):
@@ -789,7 +775,7 @@ def _spectrum(da, kernel, core_dims, wavenumbers, kwargs, mean_dims):
     out["wavenumber"].attrs = {"long_name": "wavenumber"}
     if mean_dims is not None:
         out = out.mean(_dims(mean_dims, out))
-    return _finish(out, da, "energy spectrum", _squared_units(da.attrs.get("units")))
+    return _finish(out, da, "energy spectrum", power_units(da.attrs.get("units"), 2))
 
 
 @_per_variable("da")

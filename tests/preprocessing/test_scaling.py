@@ -241,3 +241,20 @@ def test_not_fitted_clone_pickle(mixed):
 
 def test_docstring_examples():
     assert doctest.testmod(scaling_module).failed == 0
+
+
+def test_a_dimensionless_ratio_is_physical_not_standardized():
+    """Specific humidity in 'kg kg**-1' reads as the unit "1": standardized data was then
+    standardized again by a scaler fitted on q, and physical q 'de-standardized'."""
+    q = xr.Dataset({"q": (("time", "x"), np.array([[0.004, 0.006], [0.006, 0.008]]),
+                          {"units": "kg kg**-1"})})
+    scaler = StandardScaler().fit(q)
+    z = scaler.transform(q)
+    with pytest.raises(ValueError, match="is standardized data .*'kg kg\\*\\*-1' aside"):
+        scaler.transform(z)
+    with pytest.raises(ValueError, match="has units 'kg kg\\*\\*-1'; inverse_transform expects"):
+        scaler.inverse_transform(q)
+    np.testing.assert_allclose(scaler.inverse_transform(z).q, q.q)
+    # a scaler fitted on standardized data scales it (a second scaler in a chain)
+    again = StandardScaler().fit(z)
+    np.testing.assert_allclose(again.transform(z).q, z.q, atol=1e-12)

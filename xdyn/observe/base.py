@@ -130,7 +130,7 @@ class ObservationOperator(BaseEstimator):
         --------
         >>> from xdyn.observe import Arctan, EveryKth, Squared
         >>> EveryKth(k=4).obs_units("m s-1"), Squared().obs_units("m s-1")
-        ('m s-1', '(m s-1)^2')
+        ('m s-1', 'm2 s-2')
         >>> Arctan(Squared()).obs_units("K"), Squared(Arctan()).obs_units("K")
         ('1', '1')
         """

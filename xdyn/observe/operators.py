@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
-from xdyn._units import canonical_units, stated_units
+from xdyn._units import power_units
 from xdyn.observe._layout import _layout, _names
 from xdyn.observe.base import ObservationOperator, _locate
 from xdyn.systems._validation import _check_int
@@ -186,7 +186,7 @@ class _Elementwise(ObservationOperator):
         Examples
         --------
         >>> Squared(SelectVariables("x")).obs_units("K")
-        'K^2'
+        'K2'
         """
         return self._function_units(self._base().obs_units(units))
 
@@ -218,14 +218,8 @@ class Squared(_Elementwise):
         return z**2
 
     def _function_units(self, units):
-        # read as units (xdyn._units): any spelling of dimensionless squares to "1"
-        canonical = canonical_units(units)
-        if canonical is None or canonical == "mixed":
-            return units
-        if canonical == "1":
-            return "1"
-        units = stated_units(units)
-        return f"{units}^2" if units.isalpha() else f"({units})^2"
+        # read as units (xdyn._units): "m2 s-2", any spelling of dimensionless squares to "1"
+        return power_units(units, 2)
 
 
 class GridPoints(ObservationOperator):

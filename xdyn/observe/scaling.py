@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from xdyn._labels import label_order
-from xdyn._units import other_units
+from xdyn._units import other_units, spelled_dimensionless, stated_units
 from xdyn.model_selection import unwrap
 from xdyn.observe.base import ObservationOperator, operator_from_spec
 from xdyn.observe.operators import Identity
@@ -236,12 +236,12 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         for name in ("observation", "observation_clean"):
             if name in out:
                 v = out[name]
-                out[name] = (v * scale + mean if inverse else (v - mean) / scale).assign_attrs(
-                    self._units(v.attrs, inverse))
+                out[name] = self._relabelled(
+                    v * scale + mean if inverse else (v - mean) / scale, v.attrs, inverse)
         if "noise_std" in out:
             v = out["noise_std"]
-            out["noise_std"] = (v * scale if inverse else v / scale).assign_attrs(
-                self._units(v.attrs, inverse))
+            out["noise_std"] = self._relabelled(v * scale if inverse else v / scale, v.attrs,
+                                                inverse)
         if inverse:
             out.attrs["operator"] = op._base().spec()
         else:
@@ -264,22 +264,29 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         standardized = inverse and self.with_std
         for name in ("observation", "observation_clean", "noise_std"):
             units = obs[name].attrs.get("units") if name in obs else None
-            if standardized and other_units(units, "1"):
+            if standardized and not spelled_dimensionless(units):  # "kg kg-1" is physical
                 raise ValueError(f"{name!r} has units {units!r}; inverse_transform expects "
                                  f"standardized observations (units '1')")
             if not standardized and other_units(units, fitted):
                 raise ValueError(f"{name!r} is in {units!r} but ObservationScaler was fitted "
                                  f"in {fitted!r}")
 
-    def _units(self, attrs, inverse):
-        """``attrs`` with the units after the scaling: "1", or the fitted ones back."""
+    def _relabelled(self, result, attrs, inverse):
+        """``result`` with ``attrs`` and the units after the scaling: "1", or the fitted
+        ones back (where the fit stated none, the data's own, kept aside as StandardScaler
+        keeps them); the arithmetic's attrs are replaced, not merged into."""
         attrs = dict(attrs)
         if self.with_std:
-            attrs.pop("units", None)
-            units = getattr(self, "units_", None) if inverse else "1"  # None: unknown
+            own, kept = attrs.pop("units", None), attrs.pop("original_units", None)
+            fitted = getattr(self, "units_", None)
+            units = (fitted if fitted is not None else kept) if inverse else "1"
+            if not inverse and fitted is None and stated_units(own) is not None:
+                attrs["original_units"] = own
             if units is not None:
                 attrs["units"] = units
-        return attrs
+        result = result.copy(deep=False)
+        result.attrs = attrs
+        return result
 
     def _site_order(self, obs):
         """Position in the fitted statistics of each observation of ``obs``, by site."""

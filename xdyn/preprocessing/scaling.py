@@ -17,7 +17,7 @@ import xarray as xr
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import FLOAT_DTYPES, check_is_fitted, validate_data
 
-from xdyn._units import other_units, stated_units
+from xdyn._units import other_units, spelled_dimensionless, stated_units
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import _UNNAMED, _as_dataset, _is_xarray
 
@@ -224,8 +224,9 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if missing:  # broadcasting would apply every fitted row to the one left (y=0)
             raise ValueError(f"variable {name!r} lacks the dim(s) {missing} its statistics "
                              f"were fitted over; its dims are {x.dims}")
-        # units as units (xdyn._units): refused where both sides state them and they differ
-        if s is not None and inverse and other_units(attrs.get("units"), "1"):
+        # standardized data is marked by its units spelled "1" (a ratio such as q's "kg kg-1"
+        # is dimensionless too, but physical); otherwise units compared as units (xdyn._units)
+        if s is not None and inverse and not spelled_dimensionless(attrs.get("units")):
             raise ValueError(f"variable {name!r} has units {attrs['units']!r}; inverse_transform "
                              f"expects standardized data (units '1')")
         if s is not None and inverse and other_units(attrs.get("original_units"), fitted_units):
@@ -238,6 +239,11 @@ class StandardScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None
         if physical and other_units(attrs.get("units"), fitted_units):
             raise ValueError(f"variable {name!r} is in {attrs['units']!r} but was fitted in "
                              f"{fitted_units!r}")
+        if physical and stated_units(attrs.get("original_units")) is not None \
+                and stated_units(mean.attrs.get("original_units")) is None:
+            raise ValueError(f"variable {name!r} is standardized data (it keeps its units "
+                             f"{attrs['original_units']!r} aside) and this scaler was fitted on "
+                             f"data in {fitted_units!r}: inverse_transform it first")
         if inverse:
             x = _binary(np.multiply, x, s, name) if s is not None else x
             x = _binary(np.add, x, m, name) if self.with_mean else x
