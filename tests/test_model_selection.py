@@ -235,17 +235,23 @@ def test_the_filter_marker_decides_the_score(twin):
     np.testing.assert_array_equal(search.cv_results_["mean_test_score"], [-7.0])
 
 
-def test_every_assimilator_is_marked_a_filter():
-    """The marker is an attribute of the assimilators' base: model_selection, below
-    xdyn.assimilation, reads it without importing it."""
+def test_every_filter_is_marked_and_scored_by_its_own_metric():
+    """Every estimator of xdyn.assimilation with a predict and a score is marked a filter
+    (LD-EnSF and its encoder by hand, not through the base), and one whose score is not the
+    assimilators' RMSE gives warm_start_score the per-time error its score averages: their
+    time folds were ranked by a pooled raw RMSE, another metric."""
     import inspect
 
     import xdyn.assimilation as assimilation
 
-    filters = [c for c in map(assimilation.__dict__.get, assimilation.__all__)
-               if inspect.isclass(c) and issubclass(c, assimilation.BaseAssimilator)]
-    assert len(filters) > 10
-    assert all(c._sequential_filter is True for c in filters)
+    estimators = [c for c in map(assimilation.__dict__.get, assimilation.__all__)
+                  if inspect.isclass(c) and callable(getattr(c, "predict", None))
+                  and callable(getattr(c, "score", None))]
+    assert len(estimators) > 10
+    assert all(c._sequential_filter is True for c in estimators)
+    own = [c for c in estimators if c.score is not assimilation.BaseAssimilator.score]
+    assert {"LDEnSF", "ObservationEncoder"} <= {c.__name__ for c in own}
+    assert all(callable(getattr(c, "_per_time_error", None)) for c in own), own
 
 
 def test_a_closure_on_time_folds_gets_its_own_score():

@@ -223,7 +223,13 @@ def warm_start_score(estimator, X, y=None) -> float:
     such a filter assimilates every observation from the start of the whole
     record up to the fold's last time (as it would in operation), and ``y`` is
     compared with the analysis at the fold's times only; the filter's
-    ``burn_in`` counts from the start of the record. Every other case is
+    ``burn_in`` counts from the start of the record. The error at each time is
+    the filter's ``_per_time_error(analysis, truth)`` where it defines one (a
+    DataArray over ``time``, lower is better: the error its own ``score``
+    averages over time, so that a fold is scored by that metric; LD-EnSF's
+    fields only, the observation encoder's standardized targets), else the
+    RMSE of the analysis mean, :func:`xdyn.metrics.state_rmse` (that of an
+    assimilator's ``score``). Every other case is
     ``estimator.score(X, y)``: an estimator without the marker (a closure, a
     ROM, a regressor: scored on the fold by its own metric), folds of other
     samples (trajectories, each assimilated from its own start), or no ``y``.
@@ -241,8 +247,9 @@ def warm_start_score(estimator, X, y=None) -> float:
     Returns
     -------
     float
-        For a sequential filter on a time fold, minus the RMSE of the analysis
-        mean over the fold; otherwise ``estimator.score(X, y)``. Higher is better.
+        For a sequential filter on a time fold, minus the mean of its error per
+        time (see above) over the fold; otherwise ``estimator.score(X, y)``.
+        Higher is better.
 
     Examples
     --------
@@ -270,8 +277,10 @@ def warm_start_score(estimator, X, y=None) -> float:
     record = X.history
     times = record[X.dim]
     seen = record.isel({X.dim: np.flatnonzero((times <= fold[-1]).values)})
-    analysis = estimator.predict(seen).sel({X.dim: fold})
-    per_time = state_rmse(analysis, unwrap(y).sel({X.dim: fold}))
+    analysis, truth = estimator.predict(seen).sel({X.dim: fold}), unwrap(y).sel({X.dim: fold})
+    # the filter's own per-time error where it has one (the metric its score averages)
+    error = getattr(filt, "_per_time_error", None)
+    per_time = state_rmse(analysis, truth) if error is None else error(analysis, truth)
     burn_in = float(getattr(filt, "burn_in", 0.0) or 0.0)
     scored = per_time.where(per_time[X.dim] >= times[0] + burn_in, drop=True)
     if scored.sizes[X.dim] == 0:

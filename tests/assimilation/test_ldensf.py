@@ -526,24 +526,44 @@ def test_a_model_pickled_with_the_old_score_parameter_loads(tiny):
     assert restored.encoder_.predict(obs).data_vars
 
 
-def test_time_folds_are_scored_warm_started(tiny):
-    """LD-EnSF and its encoder read the record from its start (a fold in the middle is
-    refused by their own score); on time folds they are scored as filters, run over the
-    record up to the fold's end."""
-    from xdyn.metrics import state_rmse
+def test_time_folds_are_scored_warm_started_by_the_estimators_own_metric(tiny):
+    """LD-EnSF and its encoder read the record from its start; on time folds they are run
+    over the record up to the fold's end and scored by their own metric: LD-EnSF's fields
+    only (the parameter was pooled in, so its units weighed the ranking), the encoder's
+    standardised targets (it was ranked by the raw RMSE of every target pooled)."""
     from xdyn.model_selection import samples, warm_start_score
 
     f, _, _, test = tiny
     obs = observations(test, 3)
-    view, target = samples(obs, "time"), samples(test, "time")
-    fold = np.arange(6, obs.sizes["time"])
-    times = obs.time[fold]
-    # the RMSE of the analysis over the fold (its fields and parameters), as for any filter
-    expected = state_rmse(f.predict(obs).sel(time=times), test.sel(time=times)).mean("time")
-    assert warm_start_score(f, view[fold], target[fold]) == pytest.approx(-float(expected))
+    view, truth = samples(obs, "time"), samples(test, "time")
+    whole, fold = np.arange(obs.sizes["time"]), np.arange(6, obs.sizes["time"])
+    # a fold over the whole record (no burn_in) scores as the estimator's own score
+    assert warm_start_score(f, view[whole], truth[whole]) == pytest.approx(f.score(obs, test),
+                                                                           rel=1e-12)
+    out = f.predict(obs).isel(time=fold)
+    rmse = np.sqrt(((out["u"] - test["u"].sel(time=out.time)) ** 2).mean(("trajectory", "x")))
+    score = warm_start_score(f, view[fold], truth[fold])
+    assert score == pytest.approx(-float(rmse.mean()), rel=1e-6)
+    in_mm = samples(test.assign(a=test["a"] * 1000.0), "time")   # the parameter in mm
+    assert warm_start_score(f, view[fold], in_mm[fold]) == score
+
     enc = f.encoder_
-    latent = f.ldnet_.transform(test)
-    tgt = xr.merge([latent.drop_vars("latent"), test[["a"]]], compat="override")
-    tgt = tgt[[v for v in tgt.data_vars if "time" in tgt[v].dims]]
-    score = warm_start_score(enc, view[fold], samples(tgt, "time")[fold])
-    assert np.isfinite(score) and score < 0
+    target = xr.merge([f.ldnet_.transform(test).drop_vars("latent"), test[["a"]]],
+                      compat="override")
+    tv = samples(target, "time")
+    assert warm_start_score(enc, view[whole], tv[whole]) == pytest.approx(
+        enc.score(obs, target), rel=1e-12)
+    # the targets are read by name (in another order, each was standardised by another's std)
+    assert enc.score(obs, target[["a", "latent_state"]]) == enc.score(obs, target)
+    with pytest.raises(ValueError, match=r"target lacks the variable\(s\) \['a'\]"):
+        enc.score(obs, target.drop_vars("a"))
+    # 'a' in mm, and the fitted standardisation of it with it: the same fold score
+    mm, start = copy.deepcopy(enc), 0
+    for name, width, _ in enc.targets_:
+        if name == "a":
+            mm.target_mean_[start] *= 1000.0
+            mm.target_std_[start] *= 1000.0
+        start += width
+    tv_mm = samples(target.assign(a=target["a"] * 1000.0), "time")
+    assert warm_start_score(mm, view[fold], tv_mm[fold]) == pytest.approx(
+        warm_start_score(enc, view[fold], tv[fold]), rel=1e-9)

@@ -262,7 +262,8 @@ class LDEnSF(BaseEstimator):
     """
 
     # A sequential filter (not a BaseAssimilator): a fold along time is scored after a run
-    # over the record from its start (xdyn.model_selection.warm_start_score)
+    # over the record from its start (xdyn.model_selection.warm_start_score), by
+    # _per_time_error (the fields only, as score)
     _sequential_filter = True
 
     _parameter_constraints = {
@@ -538,13 +539,21 @@ class LDEnSF(BaseEstimator):
         float
         """
         check_is_fitted(self, "encoder_")
-        truth = unwrap(truth)
+        per_time = self._per_time_error(self.predict(obs), unwrap(truth))
+        return -float(per_time.mean("time", skipna=False))
+
+    def _per_time_error(self, analysis, truth):
+        """The RMSE of ``analysis``'s fields against ``truth`` at each time (DataArray).
+
+        What :meth:`score` averages over time, and
+        :func:`xdyn.model_selection.warm_start_score` over a fold: the
+        parameters are not scored.
+        """
         fields = list(self.ldnet_.variables_)
         missing = [v for v in fields if v not in truth.data_vars]
         if missing:
             raise ValueError(f"truth lacks the field(s) {missing} LD-EnSF is scored on")
-        per_time = state_rmse(self.predict(obs)[fields], truth[fields])
-        return -float(per_time.mean("time", skipna=False))
+        return state_rmse(analysis[fields], truth[fields])
 
     def _observation_steps(self, obs):
         """The LDNet's saved-step index of each observation time.

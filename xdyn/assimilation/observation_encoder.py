@@ -104,7 +104,8 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
     """
 
     # Its output at a time reads every observation before it, from the record's start: a fold
-    # along time is scored as a filter's (xdyn.model_selection.warm_start_score)
+    # along time is scored as a filter's (xdyn.model_selection.warm_start_score), by
+    # _per_time_error (the standardised error, as score)
     _sequential_filter = True
 
     _parameter_constraints = {
@@ -357,5 +358,30 @@ class ObservationEncoder(RoutedParamsMixin, BaseEstimator):
         """Minus the mean squared error of the standardised targets."""
         obs, target = unwrap(obs), unwrap(target)
         z = self.encode(obs)
-        t, _ = self._targets(target, *z.shape[:2], self._times(obs), self._labels(obs))
-        return -float(np.mean(((z - t) / self.target_std_) ** 2))
+        return -float(np.mean(self._squared_errors(z, target, self._times(obs),
+                                                   self._labels(obs))))
+
+    def _squared_errors(self, z, target, times, labels):
+        """Squared errors ``(trajectory, time, n_out)`` of the output ``z`` against
+        ``target``, each in its standardised units (so no target weighs by its units);
+        ``target``'s fitted variables are read by name, paired as in :meth:`fit`."""
+        names = [name for name, *_ in self.targets_]
+        missing = [name for name in names if name not in target.data_vars]
+        if missing:
+            raise ValueError(f"target lacks the variable(s) {missing} the encoder was fitted on")
+        t, _ = self._targets(target[names], *z.shape[:2], times, labels)
+        return ((z - t) / self.target_std_) ** 2
+
+    def _per_time_error(self, analysis, truth):
+        """The standardised MSE of ``analysis`` (from :meth:`predict`) at each time.
+
+        What :meth:`score` averages over time, and
+        :func:`xdyn.model_selection.warm_start_score` over a fold (a DataArray
+        over ``time``).
+        """
+        names = [name for name, *_ in self.targets_]
+        sd = self.sample_dim
+        z, _ = self._targets(analysis[names], analysis.sizes[sd], analysis.sizes["time"])
+        error = self._squared_errors(z, truth, self._times(analysis), self._labels(analysis))
+        return xr.DataArray(error.mean((0, 2)), dims="time",
+                            coords={"time": analysis["time"].values})
