@@ -462,9 +462,21 @@ def test_transform_keeps_a_member_dim_and_predict_steps_each_member():
 
 
 def test_draws_refused_where_the_trajectories_are_on_member():
-    # trajectory_dim='member' and n_samples draws gave a forecast with two 'member' dims
-    data = _waves(n_traj=2, n_time=12).rename(trajectory="member")
-    rom = _rom(max_epochs=1, trajectory_dim="member").fit(data)
-    assert rom.predict(data, n_steps=2).u.dims[0] == "member"  # the mean paths: fine
-    with pytest.raises(ValueError, match="trajectory_dim='member' holds the trajectories"):
-        rom.predict(data, n_steps=2, n_samples=2)
+    # trajectory_dim='member' put the runs on the ensemble's dim: with n_samples the draws went
+    # along a second 'member', and the mean paths were read as an ensemble by xdyn.metrics.
+    # Refused at fit now, as the forecasters do, naming the parameter
+    data = _waves(n_traj=2, n_time=12)
+    with pytest.raises(ValueError, match="trajectory_dim='member' names the dim of an ensemble"):
+        _rom(max_epochs=1, trajectory_dim="member").fit(data.rename(trajectory="member"))
+    rom = _rom(max_epochs=1).fit(data)
+    with pytest.raises(ValueError, match="trajectory_dim='member'"):  # set after fit
+        rom.set_params(trajectory_dim="member").predict(data.rename(trajectory="member"), 2)
+
+
+def test_fit_refuses_a_member_dim():
+    # fit read an ensemble's member dim as a feature (joint modes of the members), transform
+    # and predict as members: one reading now, and the message says how to fit on members
+    data = _waves(n_traj=2, n_time=12)
+    ens = xr.concat([data, data + 0.1], "member")
+    with pytest.raises(ValueError, match=r"X has a 'member' dim .* xr\.concat"):
+        _rom(max_epochs=1).fit(ens)

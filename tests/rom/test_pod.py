@@ -302,12 +302,100 @@ def test_transform_keeps_a_member_dim_member_by_member(trajectories):
     assert isinstance(zd, xr.DataArray) and zd.dims == lead + ("time", "latent")
 
 
-def test_member_as_a_fitted_feature_dim_stays_a_feature():
-    # data fitted with a member dim among its features: member is read as it was in fit
+def test_fit_refuses_a_member_dim_and_says_how_to_fit_on_members():
+    # fit read an ensemble's member dim as a feature (joint modes of the members) while
+    # transform read it as members: the fitted POD refused one member. Refused at fit now
+    train = _rank_k(n_traj=2, n_time=12)
+    ens = _ensemble(train)
+    for X, kw in [(ens, {}), (ens.isel(trajectory=0, drop=True), {}),
+                  (ens.isel(trajectory=0, drop=True), {"trajectory_dim": None})]:
+        with pytest.raises(ValueError, match="X has a 'member' dim .* make them trajectories"):
+            POD(3, **kw).fit(X)
+        with pytest.raises(ValueError, match="X has a 'member' dim"):
+            PODLinearDynamics(3, **kw).fit(X)
+    # the message's recipe: members as trajectories; then transform reads members as members
+    runs = xr.concat([ens.sel(member=m, drop=True) for m in ens.member.values], "trajectory")
+    pod = POD(3).fit(runs)
+    assert pod.n_features_in_ == 2 * 8 * 6
+    xr.testing.assert_allclose(pod.transform(ens).sel(member="m1", drop=True),
+                               pod.transform(ens.sel(member="m1", drop=True)))
+    # members as features: by another name, as the message says
+    joint = POD(3).fit(ens.isel(trajectory=0, drop=True).rename(member="realization"))
+    assert joint.n_features_in_ == 3 * 2 * 8 * 6
+
+
+def test_a_member_feature_dim_of_an_older_fit_stays_a_feature():
+    # a model fitted before fit refused 'member' may have it among its features: still read so
+    import dataclasses
+
     train = _ensemble(_rank_k(n_traj=1, n_time=12).isel(trajectory=0, drop=True))
-    pod = POD(3).fit(train)
-    assert pod.n_features_in_ == 3 * 2 * 8 * 6
+    pod = POD(3).fit(train.rename(member="realization"))
+    info = pod.layout_.info
+
+    def swap(dims):
+        return tuple("member" if d == "realization" else d for d in dims)
+
+    pod.layout_.info = dataclasses.replace(info, variables=tuple(
+        dataclasses.replace(v, dims=swap(v.dims), feature_dims=swap(v.feature_dims))
+        for v in info.variables), coords=info.coords.rename(realization="member"))
     assert pod.transform(train).z.dims == ("time", "latent")
+
+
+@pytest.mark.parametrize("model", [POD(3), PODLinearDynamics(3)], ids=type)
+def test_trajectory_dim_member_is_refused(model):
+    # trajectory_dim='member' was accepted: forecasts came back with the runs on 'member',
+    # which xdyn.metrics read as one ensemble. Refused, as the forecasters refuse it
+    train = _rank_k(n_traj=2, n_time=12)
+    model = clone(model).set_params(trajectory_dim="member")
+    with pytest.raises(ValueError, match="trajectory_dim='member' names the dim of an ensem"):
+        model.fit(train.rename(trajectory="member"))
+    with pytest.raises(ValueError, match="trajectory_dim='member'"):
+        model.fit(train.u.isel(trajectory=0).values.reshape(12, -1))  # an array too
+    fitted = POD(3).fit(train).set_params(trajectory_dim="member")
+    with pytest.raises(ValueError, match="trajectory_dim='member'"):
+        fitted.inverse_transform(POD(3).fit(train).transform(train))
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_coordinates_along_member_are_kept(lazy):
+    # non-index coordinates along 'member' (a seed per member) were dropped by transform,
+    # inverse_transform and predict
+    train = _rank_k(n_traj=2, n_time=12)
+    ens = _ensemble(train).assign_coords(seed=("member", [7, 8, 9], {"units": "1"}))
+    model = PODLinearDynamics(3).fit(train)
+    X = ens.chunk({"time": 4}) if lazy else ens
+    z = model.transform(X)
+    back = model.inverse_transform(z)
+    forecast = model.predict(X, n_steps=2)
+    for out in (z, back, forecast):
+        assert out.seed.dims == ("member",) and out.seed.values.tolist() == [7, 8, 9]
+        assert out.seed.attrs == {"units": "1"}
+        assert out.member.values.tolist() == ["m0", "m1", "m2"]
+
+
+def test_a_variable_without_the_trajectory_or_member_dim_is_shared():
+    # a forcing on (time, y, x) only is the same in every trajectory and member, as before
+    train = _rank_k(n_traj=2, n_time=12)
+    shared = train.assign(v=train.v.isel(trajectory=0, drop=True))
+    pod = POD(3).fit(shared)
+    assert pod.transform(shared).z.dims == ("trajectory", "time", "latent")
+    ens = _ensemble(train).assign(v=train.v.isel(trajectory=0, drop=True))
+    full = ens.assign(v=ens.v.broadcast_like(ens.u))
+    xr.testing.assert_allclose(pod.transform(ens), pod.transform(full))
+
+
+def test_the_lazy_graph_grows_with_the_chunks_not_the_members():
+    # members x trajectories were stacked one part at a time: 7,113 tasks for 10 chunks of a
+    # 100-member ensemble; one flatten_variables of them all keeps it to a few per chunk
+    train = _rank_k(n_traj=4, n_time=10)
+    ens = xr.concat([train + k for k in range(40)], "member")
+    pod = POD(3).fit(train)
+    z = pod.transform(ens.chunk({"member": 10}))
+    assert len(dict(z.z.data.__dask_graph__())) < 150  # 59 for 4 chunks; 2,331 before
+    xr.testing.assert_allclose(z.compute(), pod.transform(ens), atol=1e-10)
+    back = pod.inverse_transform(z)  # unstacked at once too
+    assert len(dict(back.u.data.__dask_graph__())) < 250  # 93
+    xr.testing.assert_allclose(back.compute(), pod.inverse_transform(pod.transform(ens)))
 
 
 def test_linear_dynamics_steps_each_member_as_a_trajectory():

@@ -3,14 +3,14 @@
 A ROM's samples are the snapshots of ``sample_dim`` (time) of one or several
 independent trajectories (``trajectory_dim``): windows of consecutive snapshots
 must not cross from one trajectory into the next, so the trajectories are kept
-apart as a leading axis. Each trajectory is stacked with
-:func:`xdyn.preprocessing.stack_samples` (the one place Dataset <-> matrix
-happens) and unstacked the same way, so unseen data round-trip too.
+apart as a leading axis. The trajectories (and an ensemble's members) are stacked
+together by :func:`xdyn.preprocessing.stacking.flatten_variables` (the one place
+Dataset <-> matrix happens) in the layout :func:`xdyn.preprocessing.stack_samples`
+records, and unstacked by :func:`xdyn.preprocessing.unstack_samples`, so unseen
+data round-trip too.
 """
 
 from __future__ import annotations
-
-import copy
 
 import dask
 import dask.array as dsa
@@ -19,9 +19,12 @@ import xarray as xr
 
 from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
 from xdyn._units import other_units, stated_units
+from xdyn.forecast._time import MEMBER_DIM
 from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
-from xdyn.preprocessing.stacking import _is_xarray, stack_samples, unstack_samples
+from xdyn.preprocessing.stacking import (_as_dataset, _check_compatible, _internal_name,
+                                         _is_xarray, _layout, flatten_variables,
+                                         unstack_samples)
 
 
 class Layout:
@@ -35,17 +38,18 @@ class Layout:
         self.time_coord = time_coord
 
 
-MEMBER_DIM = "member"  # an ensemble's dim: stacked like the trajectories by transform
-
-
 def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=False):
     """``X`` as a float array ``(n_trajectories, n_times, n_features)`` and its :class:`Layout`.
 
-    With a fitted ``info``, an ensemble's ``member`` dim that is no feature dim of it is
-    stacked like the trajectories (members outermost): ``Layout.trajectory_dim`` is then a
-    :class:`LeadDims`, which :func:`latent_output` and :func:`from_trajectories` give back.
+    Without ``info`` (``fit``), ``X`` may not have a ``member`` dim: ``fit`` would read it
+    as a feature, ``transform`` as an ensemble. With a fitted ``info``, an ensemble's
+    ``member`` dim that is no feature dim of it is stacked like the trajectories (members
+    outermost): ``Layout.trajectory_dim`` is then a :class:`LeadDims`, which
+    :func:`latent_output` and :func:`from_trajectories` give back, with the coordinates
+    along ``member``. All of it is one :func:`~xdyn.preprocessing.stacking.flatten_variables`.
     ``lazy``: dask-backed ``X`` stays a dask array, its finite check runs at compute time.
     """
+    check_trajectory_dim(trajectory_dim)
     X = unwrap(X)
     if not _is_xarray(X):
         if isinstance(X, (xr.Dataset, xr.DataArray)) or not hasattr(X, "__array__"):
@@ -70,32 +74,63 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
                          f"are {tuple(X.dims)}")
     if trajectory_dim is not None and trajectory_dim == sample_dim:
         raise ValueError(f"trajectory_dim and sample_dim must differ; both are {sample_dim!r}")
+    if info is None and MEMBER_DIM in X.dims and sample_dim != MEMBER_DIM:
+        runs = trajectory_dim or "trajectory"
+        how = "" if trajectory_dim else f" with trajectory_dim={runs!r}"
+        raise ValueError(
+            f"{name} has a {MEMBER_DIM!r} dim (an ensemble): fit would read it as a feature "
+            f"dim (joint modes of the members) while transform and predict read it as an "
+            f"ensemble's members. To fit on the members' snapshots, make them trajectories "
+            f"first: xr.concat([X.sel({MEMBER_DIM}=m, drop=True) for m in "
+            f"X.{MEMBER_DIM}.values], {runs!r}){how}; to fit the members as features, "
+            f"rename the dim")
     has_traj = trajectory_dim is not None and trajectory_dim in X.dims
-    lead = _member_dims(X, info, sample_dim, trajectory_dim)
-    parts = [X]
-    for dim in lead + ([trajectory_dim] if has_traj else []):  # members outermost
-        parts = [p.isel({dim: i}, drop=True) for p in parts for i in range(X.sizes[dim])]
-    matrices = []
-    for part in parts:
-        matrix, layout = stack_samples(part, sample_dim=sample_dim, info=info)
-        info = layout if info is None else info
-        matrices.append(matrix.data)
-    if lazy and any(dask.is_dask_collection(m) for m in matrices):
-        values = _finite_lazily(dsa.stack(matrices).astype(np.float64), name, info)
+    lead = _ensemble_dims_to_stack(X, info, sample_dim, trajectory_dim)
+    outer = lead + ([trajectory_dim] if has_traj else [])  # members outermost
+    # one part (the first trajectory of the first member) sets or checks the layout: the
+    # others share its variables, dims, grid and attrs
+    one = X.isel({d: 0 for d in outer}, drop=True) if outer else X
+    if info is None:
+        info = _layout(one, sample_dim)
     else:
-        values = np.stack([np.asarray(m, dtype=np.float64) for m in matrices])
+        _check_compatible(one, info)
+    ds, _ = _as_dataset(X, _internal_name(info))
+    # a variable without a trajectory (or member) dim is the same in every one, as in a part
+    ds = ds.assign({v.name: ds[v.name].expand_dims(
+        {d: X.sizes[d] for d in outer if d not in ds[v.name].dims})
+        for v in info.variables if not set(outer) <= set(ds[v.name].dims)})
+    values, _ = flatten_variables(ds, info.variables, lead_dims=(*outer, sample_dim))
+    values = values.reshape((-1,) + values.shape[-2:])  # (n_members * n_traj, n_times, n_f)
+    if lazy and dask.is_dask_collection(values):
+        values = _finite_lazily(values.astype(np.float64), name, info)
+    else:
+        values = np.asarray(values, dtype=np.float64)
         _check_finite(values, name, info)
     time = X[sample_dim] if sample_dim in X.coords else None
     traj_dim = trajectory_dim if has_traj else None
     if lead:
-        traj_dim = LeadDims(lead, [X.sizes[d] for d in lead],
-                            {d: X[d] for d in lead if d in X.coords}, traj_dim)
+        traj_dim = LeadDims(lead, [X.sizes[d] for d in lead], _coords_along(X, lead), traj_dim)
     return values, Layout(info, "xarray", traj_dim,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
                           time)
 
 
-def _member_dims(X, info, sample_dim, trajectory_dim):
+def check_trajectory_dim(trajectory_dim):
+    """Refuse ``trajectory_dim='member'``: the ROMs keep that dim for an ensemble's members,
+    and their forecasts would carry the runs on it, which :mod:`xdyn.metrics` (and the
+    forecasters, which refuse it too) read as an ensemble."""
+    if trajectory_dim == MEMBER_DIM:
+        raise ValueError(f"trajectory_dim={trajectory_dim!r} names the dim of an ensemble's "
+                         f"members, which the ROMs keep for it (and xdyn.metrics reads forecasts "
+                         f"on it as an ensemble): rename the runs' dim, e.g. to 'trajectory'")
+
+
+def _coords_along(X, dims):
+    """The coordinates of ``X`` along ``dims`` only (index or not: a ``seed(member)``)."""
+    return {k: c.variable for k, c in X.coords.items() if c.dims and set(c.dims) <= set(dims)}
+
+
+def _ensemble_dims_to_stack(X, info, sample_dim, trajectory_dim):
     """``[MEMBER_DIM]`` where ``X`` has it and the fitted layout ``info`` reads it as no
     feature (nor is it the sample or trajectory dim), else ``[]``."""
     features = {d for v in getattr(info, "variables", ()) for d in v.feature_dims}
@@ -176,45 +211,49 @@ def rollout_times(time, step, n_steps, sample_dim, name="X", units=None, model="
 def from_trajectories(values, layout, time_coord=None, member_dim=None):
     """Inverse of :func:`to_trajectories` for ``(n_traj, n_times, n_features)`` values.
 
-    ``values`` may carry a leading member axis (``member_dim`` names it).
+    ``values`` may carry a leading member axis (``member_dim`` names it). All the
+    trajectories (and members) are unstacked at once, by one
+    :func:`~xdyn.preprocessing.unstack_samples` of their snapshots side by side.
     """
     lead = layout.trajectory_dim
-    if isinstance(lead, LeadDims):
-        if layout.kind == "array":
-            n_traj = () if lead.trajectory_dim is None else (-1,)
-            return values.reshape(lead.sizes + n_traj + values.shape[1:])
-        inner = copy.copy(layout)
-        inner.trajectory_dim = lead.trajectory_dim
-        return _from_lead(values, lead, 0, inner, time_coord)
+    ensemble = lead if isinstance(lead, LeadDims) else None
+    traj_dim = ensemble.trajectory_dim if ensemble else lead
     if layout.kind == "array":
-        out = values[:, 0] if member_dim else values[0]
-        return out
-    if member_dim:
-        members = [from_trajectories(v, layout, time_coord) for v in values]
-        return xr.concat(members, dim=member_dim)
-    parts = [unstack_samples(v, layout.info, sample_coord=time_coord) for v in values]
-    if layout.trajectory_dim is None:
-        return parts[0]
-    out = xr.concat(parts, dim=layout.trajectory_dim)
+        if ensemble:
+            n_traj = () if traj_dim is None else (-1,)
+            return values.reshape(ensemble.sizes + n_traj + values.shape[1:])
+        return values[:, 0] if member_dim else values[0]
+    dims = ([member_dim] if member_dim else []) + list(ensemble.dims if ensemble else ()) \
+        + ([traj_dim] if traj_dim else [])
+    members = list(ensemble.sizes) if ensemble else []
+    sizes = list(values.shape[:1] if member_dim else ()) + members
+    if traj_dim:  # the trajectory axis holds the members' trajectories, members outermost
+        sizes.append(values.shape[-3] // int(np.prod(members)))
+    sd, (n_times, n_features) = layout.info.sample_dim, values.shape[-2:]
+    out = unstack_samples(values.reshape(-1, n_features), layout.info)
+    out = _split_samples(out, sd, dims, sizes + [n_times])
+    coords = dict(ensemble.coords) if ensemble else {}
     if layout.trajectory_coord is not None:
-        out = out.assign_coords({layout.trajectory_dim: layout.trajectory_coord})
-    dims = list(parts[0].dims) if isinstance(out, xr.DataArray) else None
-    return out.transpose(layout.trajectory_dim, *dims) if dims else out
+        coords[traj_dim] = layout.trajectory_coord
+    if time_coord is not None:
+        labelled = isinstance(time_coord, xr.DataArray)
+        coords[sd] = xr.Variable((sd,), time_coord.data if labelled else np.asarray(time_coord),
+                                 dict(time_coord.attrs if labelled else layout.info.sample_attrs))
+    return out.assign_coords(coords)
 
 
-def _from_lead(values, lead, i, inner, time_coord):
-    """:func:`from_trajectories` of values whose trajectory axis flattens ``lead.dims[i:]``
-    (and the trajectories): concatenated along those dims, outermost first."""
-    if i == len(lead.dims):
-        return from_trajectories(values, inner, time_coord)
-    dim, size = lead.dims[i], lead.sizes[i]
-    block = len(values) // size
-    parts = [_from_lead(values[k * block:(k + 1) * block], lead, i + 1, inner, time_coord)
-             for k in range(size)]
-    out = xr.concat(parts, dim=dim)
-    if dim in lead.coords:
-        out = out.assign_coords({dim: lead.coords[dim]})
-    return out
+def _split_samples(out, sample_dim, dims, sizes):
+    """``out`` whose ``sample_dim`` runs over ``dims`` then itself (C order) with ``dims``
+    split off it, in front: ``sizes`` are theirs and the samples'."""
+    def split(var):
+        at = var.dims.index(sample_dim)
+        data = var.data.reshape(var.shape[:at] + tuple(sizes) + var.shape[at + 1:])
+        return xr.Variable(var.dims[:at] + tuple(dims) + var.dims[at:], data,
+                           var.attrs).transpose(*dims, ...)
+    if isinstance(out, xr.DataArray):
+        return xr.DataArray(split(out.variable), coords=out.coords, name=out.name)
+    return xr.Dataset({k: split(v.variable) for k, v in out.data_vars.items()},
+                      coords=out.coords, attrs=out.attrs)
 
 
 def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
@@ -261,7 +300,7 @@ class LeadDims:
     def __init__(self, dims, sizes, coords, trajectory_dim):
         self.dims = tuple(dims)
         self.sizes = tuple(sizes)
-        self.coords = coords  # {dim: coordinate} of the dims that have one
+        self.coords = coords  # {name: Variable}: the coordinates along these dims only
         self.trajectory_dim = trajectory_dim  # the inner trajectory dim, or None
 
 
@@ -270,6 +309,7 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z", lazy=False):
 
     ``lazy``: dask-backed ``Z`` stays a dask array.
     """
+    check_trajectory_dim(trajectory_dim)
     Z = unwrap(Z)
     if isinstance(Z, xr.Dataset):
         if name not in Z:
@@ -293,8 +333,8 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z", lazy=False):
         traj = Z[trajectory_dim] if has_traj and trajectory_dim in Z.coords else None
         traj_dim = trajectory_dim if has_traj else None
         if lead:
-            traj_dim = LeadDims(lead, [Z.sizes[d] for d in lead],
-                                {d: Z[d] for d in lead if d in Z.coords}, traj_dim)
+            traj_dim = LeadDims(lead, [Z.sizes[d] for d in lead], _coords_along(Z, lead),
+                                traj_dim)
         meta = (traj_dim, traj, time)
     else:
         values = Z.astype(np.float64) if lazy and isinstance(Z, dsa.Array) \

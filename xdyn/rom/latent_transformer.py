@@ -137,8 +137,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
     sample_dim : str, default="time"
         The time dim (windows run along it); every other dim but
         ``trajectory_dim`` is a feature.
-    trajectory_dim : str, default="trajectory"
-        Independent trajectories (windows never cross them).
+    trajectory_dim : str or None, default="trajectory"
+        Independent trajectories (windows never cross them). Not ``"member"``,
+        the dim of an ensemble's members (see the Notes).
     device : str, default="auto"
     dtype : str, default="float32"
     random_state : int or None, default=None
@@ -182,6 +183,14 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
 
     A POD front end (``reducer=POD(n_modes)``) composes the two: the ROM
     then learns and forecasts in the POD coefficients and returns fields.
+
+    ``member`` is only ever an ensemble's dim: ``transform``,
+    ``inverse_transform`` and ``predict`` keep it (each member read as a
+    trajectory is), and ``fit`` refuses data with one (it would read it as a
+    feature dim, the members side by side in one snapshot). To train on an
+    ensemble's snapshots, make its members trajectories first,
+    ``xr.concat([X.sel(member=m, drop=True) for m in X.member.values],
+    "trajectory")``; to read the members as features, rename the dim.
 
     Examples
     --------
@@ -265,7 +274,11 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
-        """Train the VAE and the transformer on windows of the trajectories of ``X``."""
+        """Train the VAE and the transformer on windows of the trajectories of ``X``.
+
+        ``X`` may not have a ``member`` dim (see the Notes of
+        :class:`LatentTransformerROM`).
+        """
         self._validate_params()
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads "
@@ -381,10 +394,6 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                              f"predict(..., n_samples={n_samples}) draws its own members along "
                              "'member': predict each member alone, or pass n_samples=None for "
                              "the mean path of every member")
-        if n_samples is not None and layout.trajectory_dim == "member":
-            raise ValueError(f"trajectory_dim='member' holds the trajectories; predict(..., "
-                             f"n_samples={n_samples}) draws its own members along 'member': "
-                             "rename the trajectories' dim and set trajectory_dim to it")
         if values.shape[1] < self.seq_len:
             raise ValueError(f"X needs at least seq_len = {self.seq_len} snapshots along "
                              f"{self.sample_dim!r} to start a rollout; got {values.shape[1]}")

@@ -75,8 +75,9 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         Modes kept.
     sample_dim : str, default="time"
         The sample dim; every other dim but ``trajectory_dim`` is a feature.
-    trajectory_dim : str, default="trajectory"
-        Independent trajectories: their snapshots are samples too.
+    trajectory_dim : str or None, default="trajectory"
+        Independent trajectories: their snapshots are samples too. Not
+        ``"member"``, the dim of an ensemble's members (see the Notes).
 
     Attributes
     ----------
@@ -104,6 +105,13 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     member projected as a trajectory is), and both stay lazy on dask-backed
     data (a linear projection, chunk by chunk along ``sample_dim``).
 
+    ``member`` is only ever an ensemble's dim: ``fit`` refuses data with one
+    (it would read it as a feature dim, the modes of the members side by side,
+    where ``transform`` reads it as members). To fit on an ensemble's
+    snapshots, make its members trajectories first, ``xr.concat([X.sel(member=m,
+    drop=True) for m in X.member.values], "trajectory")``; to fit the members
+    as features, rename the dim.
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
@@ -116,6 +124,13 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     (('time', 'latent'), True)
     >>> pod.explained_variance_ratio_.sum().round(6)
     np.float64(1.0)
+
+    An ensemble is fitted with its members as trajectories:
+
+    >>> ens = xr.concat([ds, ds + 0.1 * np.cos(t)[:, None]], "member")
+    >>> runs = xr.concat([ens.sel(member=m, drop=True) for m in ens.member.values], "trajectory")
+    >>> POD(n_modes=2).fit(runs).transform(ens).z.dims
+    ('member', 'time', 'latent')
     """
 
     _parameter_constraints = {
@@ -130,7 +145,10 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self.trajectory_dim = trajectory_dim
 
     def fit(self, X, y=None):
-        """Learn the mean snapshot and the leading POD modes of ``X``; returns self."""
+        """Learn the mean snapshot and the leading POD modes of ``X``; returns self.
+
+        ``X`` may not have a ``member`` dim (see the Notes of :class:`POD`).
+        """
         self._validate_params()
         values, layout = to_trajectories(X, self.sample_dim, self.trajectory_dim)
         matrix = values.reshape(-1, values.shape[-1])
@@ -152,8 +170,8 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         ----------
         X : xarray.Dataset, xarray.DataArray or array
             Snapshots on the training grid (also unseen ones). An ensemble's
-            ``member`` dim (one the training data did not have as a feature
-            dim) is kept: each member is projected as a trajectory is.
+            ``member`` dim is kept, with its coordinates (a ``seed(member)``
+            too): each member is projected as a trajectory is.
 
         Returns
         -------
@@ -198,8 +216,12 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
         Returns
         -------
-        Same kind as the data :meth:`fit` got
-            The fields, lazy where ``X`` is dask-backed.
+        xarray.Dataset, xarray.DataArray or array
+            The fields: for labelled coefficients, on the training grid and of
+            the kind :meth:`fit` got (a Dataset or a DataArray), with ``X``'s
+            other dims and their coordinates; for an array of coefficients, an
+            array of shape (n_samples, n_features). Lazy where ``X`` is
+            dask-backed.
 
         Examples
         --------
