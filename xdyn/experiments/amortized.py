@@ -263,7 +263,9 @@ class AmortizedSetup:
         LETKF-10, and hidden 32 gained 0.012 at 80 epochs; trained to a plateau
         (2026-12-07, patience 60) hidden 32 kept epoch 250 (test 0.358) and hidden
         16 on 4 x 12000 times epoch 337 (0.370): neither width nor data moves the
-        plateau. Patience is 20 epochs: the
+        plateau at batch 8 and sequences of 16; the original's own training loop on
+        this budget scores 0.416 against xdyn's 0.400 (150 epochs; benchmarks.rst),
+        so the original's volume is what is left untried. Patience is 20 epochs: the
         validation RMSE of 200 cycles moves by +-0.03 from epoch to epoch. 70 epochs, not
         80, for the 10-minute budget on 2026-12-06's 2-core machine: ``lorenz96-amortized``
         (two trainings) took 631 s with 80 and its parts in two processes, 913 s in turn;
