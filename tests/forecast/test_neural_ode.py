@@ -78,6 +78,9 @@ def test_a_trajectory_dim_the_forecasts_use_is_refused(pendulum, dim):
     fitted = NeuralODE(hidden=8, window=4, max_epochs=1).fit(train.isel(time=slice(0, 20)))
     with pytest.raises(ValueError, match=f"trajectory_dim='{dim}' names a dim"):
         fitted.set_params(trajectory_dim=dim).predict(runs, [0.1])
+    array = np.stack([train.theta.values[0, :20], train.omega.values[0, :20]], axis=1)
+    with pytest.raises(ValueError, match=f"trajectory_dim='{dim}' names a dim"):
+        NeuralODE(hidden=8, window=4, max_epochs=1, trajectory_dim=dim).fit(array)
 
 
 def test_training_does_not_depend_on_where_the_record_sits_in_time(pendulum):

@@ -36,16 +36,17 @@ class TrajectoryForecaster(BaseForecaster):
 
     def _split(self, X):
         """(data without trajectory-only variables, has_trajectory_dim)."""
-        X = unwrap(X)
-        if not isinstance(X, (xr.Dataset, xr.DataArray)):
-            return X, False
         if self.trajectory_dim in (self.sample_dim, MEMBER_DIM, LEAD_DIM, VALID_TIME):
             # runs on 'member' were fitted one by one, then forecast along the dim that holds
-            # the forecaster's ensemble and scored by the mean over runs
+            # the forecaster's ensemble and scored by the mean over runs (refused on arrays
+            # too: the parameter is wrong whatever the data)
             raise ValueError(f"trajectory_dim={self.trajectory_dim!r} names a dim that "
                              f"{type(self).__name__} uses for its own samples or forecasts "
                              f"({self.sample_dim!r}, {LEAD_DIM!r}, {MEMBER_DIM!r}, "
                              f"{VALID_TIME!r}): rename the runs' dim, e.g. to 'trajectory'")
+        X = unwrap(X)
+        if not isinstance(X, (xr.Dataset, xr.DataArray)):
+            return X, False
         if isinstance(X, xr.Dataset):
             keep = [v for v in X.data_vars if self.sample_dim in X[v].dims]
             if self._state_variables:
