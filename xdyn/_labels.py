@@ -53,6 +53,28 @@ def label_order(got, want):
     return np.array([where[k] for k in want], dtype=int)
 
 
+MEMBER_DIM = "member"  # an ensemble's members, in every family's data and outputs
+
+
+def check_trajectory_dim(trajectory_dim, reserved, who):
+    """Refuse a ``trajectory_dim`` among ``reserved``, the dims ``who`` keeps for its own
+    samples or outputs: runs on ``member`` would be read as an ensemble (by its mean).
+
+    Examples
+    --------
+    >>> check_trajectory_dim("trajectory", ("time", MEMBER_DIM), "POD")
+    >>> check_trajectory_dim("member", ("time", MEMBER_DIM), "POD")
+    Traceback (most recent call last):
+    ...
+    ValueError: trajectory_dim='member' names a dim that POD keeps for its own samples or \
+outputs ('time', 'member'): rename the runs' dim, e.g. to 'trajectory'
+    """
+    if trajectory_dim in reserved:
+        raise ValueError(f"trajectory_dim={trajectory_dim!r} names a dim that {who} keeps for "
+                         f"its own samples or outputs ({', '.join(map(repr, reserved))}): "
+                         f"rename the runs' dim, e.g. to 'trajectory'")
+
+
 STEP_RTOL = 1e-6  # relative tolerance on time steps (float times carry rounding errors)
 
 

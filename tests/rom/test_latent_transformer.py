@@ -466,7 +466,7 @@ def test_draws_refused_where_the_trajectories_are_on_member():
     # along a second 'member', and the mean paths were read as an ensemble by xdyn.metrics.
     # Refused at fit now, as the forecasters do, naming the parameter
     data = _waves(n_traj=2, n_time=12)
-    with pytest.raises(ValueError, match="trajectory_dim='member' names the dim of an ensemble"):
+    with pytest.raises(ValueError, match="trajectory_dim='member' names a dim that the ROMs"):
         _rom(max_epochs=1, trajectory_dim="member").fit(data.rename(trajectory="member"))
     rom = _rom(max_epochs=1).fit(data)
     with pytest.raises(ValueError, match="trajectory_dim='member'"):  # set after fit

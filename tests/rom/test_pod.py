@@ -347,7 +347,7 @@ def test_trajectory_dim_member_is_refused(model):
     # which xdyn.metrics read as one ensemble. Refused, as the forecasters refuse it
     train = _rank_k(n_traj=2, n_time=12)
     model = clone(model).set_params(trajectory_dim="member")
-    with pytest.raises(ValueError, match="trajectory_dim='member' names the dim of an ensem"):
+    with pytest.raises(ValueError, match="trajectory_dim='member' names a dim that the ROMs"):
         model.fit(train.rename(trajectory="member"))
     with pytest.raises(ValueError, match="trajectory_dim='member'"):
         model.fit(train.u.isel(trajectory=0).values.reshape(12, -1))  # an array too

@@ -43,13 +43,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import MEMBER_DIM
 from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
 
 __all__ = ["BaseClosure"]
 
-MEMBER_DIM = "member"
 
 
 class BaseClosure(BaseEstimator):

@@ -7,10 +7,11 @@ import datetime
 import numpy as np
 import pandas as pd
 
+from xdyn._labels import MEMBER_DIM
+
 __all__ = ["LEAD_DIM", "MEMBER_DIM", "VALID_TIME", "add_lead"]
 
 LEAD_DIM = "lead_time"
-MEMBER_DIM = "member"
 VALID_TIME = "valid_time"
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
+from xdyn._labels import check_trajectory_dim
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME
 from xdyn.forecast.base import BaseForecaster
 from xdyn.model_selection import unwrap
@@ -36,14 +37,11 @@ class TrajectoryForecaster(BaseForecaster):
 
     def _split(self, X):
         """(data without trajectory-only variables, has_trajectory_dim)."""
-        if self.trajectory_dim in (self.sample_dim, MEMBER_DIM, LEAD_DIM, VALID_TIME):
-            # runs on 'member' were fitted one by one, then forecast along the dim that holds
-            # the forecaster's ensemble and scored by the mean over runs (refused on arrays
-            # too: the parameter is wrong whatever the data)
-            raise ValueError(f"trajectory_dim={self.trajectory_dim!r} names a dim that "
-                             f"{type(self).__name__} uses for its own samples or forecasts "
-                             f"({self.sample_dim!r}, {LEAD_DIM!r}, {MEMBER_DIM!r}, "
-                             f"{VALID_TIME!r}): rename the runs' dim, e.g. to 'trajectory'")
+        # runs on 'member' were fitted one by one, then forecast along the dim that holds the
+        # forecaster's ensemble and scored by the mean over runs (refused on arrays too)
+        check_trajectory_dim(self.trajectory_dim,
+                             (self.sample_dim, MEMBER_DIM, LEAD_DIM, VALID_TIME),
+                             type(self).__name__)
         X = unwrap(X)
         if not isinstance(X, (xr.Dataset, xr.DataArray)):
             return X, False

@@ -17,9 +17,9 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from xdyn._labels import even_step, format_step, is_datetime, is_time, same_step
+from xdyn._labels import (MEMBER_DIM, check_trajectory_dim, even_step, format_step, is_datetime,
+                          is_time, same_step)
 from xdyn._units import other_units, stated_units
-from xdyn.forecast._time import MEMBER_DIM
 from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import (_as_dataset, _check_compatible, _internal_name,
@@ -49,7 +49,8 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
     along ``member``. All of it is one :func:`~xdyn.preprocessing.stacking.flatten_variables`.
     ``lazy``: dask-backed ``X`` stays a dask array, its finite check runs at compute time.
     """
-    check_trajectory_dim(trajectory_dim)
+    # the ROMs keep 'member' for an ensemble's members (their forecasts' runs would sit there)
+    check_trajectory_dim(trajectory_dim, (MEMBER_DIM,), "the ROMs")
     X = unwrap(X)
     if not _is_xarray(X):
         if isinstance(X, (xr.Dataset, xr.DataArray)) or not hasattr(X, "__array__"):
@@ -113,16 +114,6 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
     return values, Layout(info, "xarray", traj_dim,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
                           time)
-
-
-def check_trajectory_dim(trajectory_dim):
-    """Refuse ``trajectory_dim='member'``: the ROMs keep that dim for an ensemble's members,
-    and their forecasts would carry the runs on it, which :mod:`xdyn.metrics` (and the
-    forecasters, which refuse it too) read as an ensemble."""
-    if trajectory_dim == MEMBER_DIM:
-        raise ValueError(f"trajectory_dim={trajectory_dim!r} names the dim of an ensemble's "
-                         f"members, which the ROMs keep for it (and xdyn.metrics reads forecasts "
-                         f"on it as an ensemble): rename the runs' dim, e.g. to 'trajectory'")
 
 
 def _coords_along(X, dims):
@@ -309,7 +300,8 @@ def latent_input(Z, sample_dim, trajectory_dim, n_latent, name="z", lazy=False):
 
     ``lazy``: dask-backed ``Z`` stays a dask array.
     """
-    check_trajectory_dim(trajectory_dim)
+    # the ROMs keep 'member' for an ensemble's members (their forecasts' runs would sit there)
+    check_trajectory_dim(trajectory_dim, (MEMBER_DIM,), "the ROMs")
     Z = unwrap(Z)
     if isinstance(Z, xr.Dataset):
         if name not in Z:
