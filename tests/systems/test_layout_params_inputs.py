@@ -153,11 +153,32 @@ def test_dtype_recorded_by_name_and_rebuilt(dtype):
     xr.testing.assert_equal(rebuilt.simulate(n_steps=3, random_state=0), ds)
 
 
-@pytest.mark.parametrize("recorded", ["torch.float32", "<class 'numpy.float32'>", "float32"])
-def test_system_from_attrs_reads_older_dtype_records(recorded):
+@pytest.mark.parametrize("recorded, dtype", [
+    ("torch.float32", torch.float32), ("<class 'numpy.float32'>", torch.float32),
+    ("float32", torch.float32), ("<class 'float'>", torch.float64)])  # Python's float
+def test_system_from_attrs_reads_older_dtype_records(recorded, dtype):
     attrs = {"system": "Lorenz63", "system_params": json.dumps({"dtype": recorded, "rho": 20.0})}
     system = system_from_attrs(attrs)
-    assert system.torch_dtype == torch.float32 and system.rho == 20.0
+    assert system.torch_dtype == dtype and system.rho == 20.0
+
+
+@pytest.mark.parametrize("linear", [np.bool_(False), np.bool_(True)])
+def test_numpy_bools_recorded_as_bools(linear):
+    # np.bool_(False) was recorded as the string "False" (true when read back)
+    ds = ShallowWater(N=8, linear=linear).simulate(n_steps=1, random_state=0)
+    assert system_from_attrs(ds.attrs).linear is bool(linear)
+
+
+def test_a_forcing_per_site_takes_the_torch_path_of_every_size():
+    # an array F took Lorenz-96's ensemble kernel from 32 members and failed there
+    forcing = 6.0 + 0.1 * np.arange(40)
+    system = Lorenz96(F=forcing)
+    for n in (2, 40):
+        x = 8.0 + torch.rand(n, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        out, ref = system.forecast(x, 0.01, 5), x
+        for _ in range(5):
+            ref = system.step(ref, 0.01)
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
 # --- whole-number counts, bool flags -----------------------------------------------

@@ -361,20 +361,22 @@ class DynamicalSystem(BaseEstimator):
             and x.device.type == "cpu"
             and x.numel() <= self.numpy_fast_path_max_size
             and not (torch.is_grad_enabled() and x.requires_grad)
-            and not self._has_tensor_parameters()
+            and self._has_scalar_parameters()
         )
 
-    def _has_tensor_parameters(self) -> bool:
-        """Whether a parameter of ``_parameter_constraints`` is a torch tensor.
+    def _has_scalar_parameters(self) -> bool:
+        """Whether every parameter of ``_parameter_constraints`` is a plain number.
 
-        A learnable (``requires_grad``) or per-trajectory parameter: the numpy fast
-        paths read parameters as Python floats, which drops its gradient (or fails on
-        one value per state), so such a system integrates in torch.
+        Not a torch tensor (a learnable one, ``requires_grad``) nor an array or list
+        (one value per trajectory): the numpy fast paths read parameters as Python
+        floats, which drops a gradient or fails on one value per state, so such a
+        system integrates in torch.
         """
         for name in self._parameter_constraints:  # a loop: checked at every forecast call
-            if isinstance(getattr(self, name, None), torch.Tensor):
-                return True
-        return False
+            value = getattr(self, name, None)
+            if isinstance(value, torch.Tensor) or np.ndim(value) > 0:
+                return False
+        return True
 
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
@@ -658,6 +660,9 @@ class DynamicalSystem(BaseEstimator):
             A parameter of the call or of the system is of the wrong type or
             out of range (``n_trajectories`` and ``save_every`` >= 1,
             ``n_steps`` >= 0, ``dt`` > 0, ``burn_in`` >= 0); the message names it.
+        xdyn.exceptions.DivergenceError
+            The run became non-finite (during the burn-in too: its ``time`` is
+            then before the saved run's start); reduce ``dt``.
 
         Examples
         --------
@@ -760,7 +765,7 @@ def _jsonable(v):
         return np.dtype(v).name
     if isinstance(v, torch.device):
         return str(v)
-    if isinstance(v, (np.integer, np.floating)):
+    if isinstance(v, np.generic):  # np.bool_ too: its str() "False" would read back as true
         return v.item()
     if isinstance(v, (list, tuple)):
         return [_jsonable(u) for u in v]

@@ -75,12 +75,12 @@ class Lorenz96(DynamicalSystem):
     def forecast(self, x, dt, n_steps):
         """Advance ``x`` by ``n_steps`` RK4 steps; an ensemble on the CPU without autograd
         takes a fused in-place kernel (:func:`_rk4_site_major`), a single state the
-        generic path (torch when ``F`` is a tensor, e.g. a learnable parameter)."""
+        generic path (torch when ``F`` is a tensor or one value per trajectory)."""
         # the kernel hard-codes this class's rhs and RK4 step: not for a subclass that
         # overrides either (model noise, another integrator) nor for a patched rhs; it
         # reads F as a float, which would drop the gradient of a tensor F
         own_rhs = (type(self).rhs is Lorenz96.rhs and type(self).step is DynamicalSystem.step
-                   and "rhs" not in self.__dict__ and not self._has_tensor_parameters())
+                   and "rhs" not in self.__dict__ and self._has_scalar_parameters())
         if (own_rhs and isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.ndim >= 2
                 and int(n_steps) > 0 and not (torch.is_grad_enabled() and x.requires_grad)
                 and x.numel() // max(x.shape[-1], 1) >= self.ensemble_kernel_min_members):

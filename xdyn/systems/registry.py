@@ -135,6 +135,9 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
 def _dtype_name(recorded: str) -> str:
     """The dtype name in a recorded ``dtype``: ``"float32"`` as written now, and from the
     ``str()`` of a ``torch.float32`` or ``numpy.float32`` that attrs written before
-    recorded (``"torch.float32"``, ``"<class 'numpy.float32'>"``)."""
+    recorded (``"torch.float32"``, ``"<class 'numpy.float32'>"``); Python's ``float`` as
+    ``"float64"`` (``"<class 'float'>"``: torch reads ``"float"`` as float32)."""
+    if recorded == "<class 'float'>":
+        return "float64"
     match = re.fullmatch(r"torch\.(\w+)|<class 'numpy\.(\w+)'>|dtype\('(\w+)'\)", recorded)
     return next(g for g in match.groups() if g) if match else recorded

@@ -92,8 +92,9 @@ def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
 def complex_step_applies(system, x: torch.Tensor) -> bool:
     """Whether the ``n`` complex-step copies of ``x`` take the system's numpy fast path.
 
-    The path needs a system that supports numpy and keeps the base ``step``, a CPU
-    tensor, and ``n`` times the size of ``x`` within ``numpy_fast_path_max_size``.
+    The path needs a system that supports numpy and keeps the base ``step``, plain
+    numbers for its parameters (no tensor, no value per trajectory), a CPU tensor, and
+    ``n`` times the size of ``x`` within ``numpy_fast_path_max_size``.
 
     Parameters
     ----------
