@@ -233,7 +233,8 @@ def test_energy_spectrum_parseval_and_units():
         assert spec.attrs["units"] == "m2 s-2"
     assert metrics.energy_spectrum(u, mean_dims="time").dims == ("wavenumber",)
     # one spelling of a square, the observation operator's too: 'dimensionless2' was kept
-    for units, squared in (("dimensionless", "1"), ("m/s", "m2 s-2"), ("kelvin", "K2")):
+    for units, squared in (("dimensionless", "1"), ("m/s", "m2 s-2"), ("kelvin", "K2"),
+                           ("kg kg**-1", "(kg kg**-1)^2")):  # physical, not standardized
         assert metrics.energy_spectrum(u.assign_attrs(units=units)).attrs["units"] == squared
         assert Squared().obs_units(units) == squared
 

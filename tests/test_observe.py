@@ -669,7 +669,7 @@ def test_observation_units_follow_the_operator(l96_truth, operator, units):
 
 @pytest.mark.parametrize("units, squared", [
     ("dimensionless", "1"), ("unitless", "1"), ("1", "1"), ("mixed", "mixed"), (None, None),
-    ("K", "K2"), ("kelvin", "K2"), ("m/s", "m2 s-2"), ("kg kg**-1", "1"), ("", ""),
+    ("K", "K2"), ("kelvin", "K2"), ("m/s", "m2 s-2"), ("kg kg**-1", "(kg kg**-1)^2"), ("", ""),
     ("hours since 2000-01-01", "(hours since 2000-01-01)^2")])
 def test_squared_reads_dimensionless_as_units(units, squared):
     """The square of dimensionless observations was 'dimensionless^2' (units compared as

@@ -134,6 +134,7 @@ def test_standardized_units_are_one_and_come_back(twins):
     z = scaler.transform(obs)
     for name in ("observation", "observation_clean", "noise_std"):
         assert z[name].attrs["units"] == "1"
+        assert z[name].attrs["original_units"] == "m s-1"  # kept aside, as StandardScaler
         assert scaler.inverse_transform(z)[name].attrs["units"] == "m s-1"
     shifted = ObservationScaler(with_std=False).fit(obs).transform(obs)  # a shift keeps them
     assert shifted.observation.attrs["units"] == "m s-1"

@@ -209,21 +209,25 @@ def power_units(units, n):
     """The units of a quantity in ``units`` raised to the integer power ``n``.
 
     In :func:`canonical_units`' spelling (``"m2 s-2"`` of ``"m s-1"`` squared,
-    ``"1"`` of any dimensionless one); ``units`` as given where none is stated
-    and for ``"mixed"``; ``"(text)^n"`` where the text is no product of powers.
+    ``"1"`` of a spelling of dimensionless); ``units`` as given where none is
+    stated and for ``"mixed"``; ``"(text)^n"`` where the text is no product of
+    powers, or a ratio whose units cancel (``"(kg kg-1)^2"``: a physical
+    quantity, not the ``"1"`` of standardized data, :func:`spelled_dimensionless`).
 
     Examples
     --------
     >>> power_units("m s-1", 2), power_units("kelvin", 2), power_units("dimensionless", 2)
     ('m2 s-2', 'K2', '1')
-    >>> power_units("mixed", 2), power_units(None, 2), power_units("m/s", -1)
-    ('mixed', None, 'm-1 s')
+    >>> power_units("mixed", 2), power_units(None, 2), power_units("kg kg-1", 2)
+    ('mixed', None, '(kg kg-1)^2')
     """
     text = stated_units(units)
     if text is None or text == "mixed":
         return units
+    if spelled_dimensionless(text):
+        return "1"
     powers = None if " since " in text else _factors(text)
-    if powers is None:
+    if not powers:
         return f"({text})^{n}"
     return _product({s: p * n for s, p in powers.items() if p * n})
 

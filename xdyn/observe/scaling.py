@@ -272,16 +272,18 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
                                  f"in {fitted!r}")
 
     def _relabelled(self, result, attrs, inverse):
-        """``result`` with ``attrs`` and the units after the scaling: "1", or the fitted
-        ones back (where the fit stated none, the data's own, kept aside as StandardScaler
-        keeps them); the arithmetic's attrs are replaced, not merged into."""
+        """``result`` with ``attrs`` and the units after the scaling: "1", with the
+        physical units kept aside in ``original_units`` as StandardScaler keeps them (the
+        fitted ones; where the fit stated none, the data's own), or those back; the
+        arithmetic's attrs are replaced, not merged into."""
         attrs = dict(attrs)
         if self.with_std:
             own, kept = attrs.pop("units", None), attrs.pop("original_units", None)
             fitted = getattr(self, "units_", None)
             units = (fitted if fitted is not None else kept) if inverse else "1"
-            if not inverse and fitted is None and stated_units(own) is not None:
-                attrs["original_units"] = own
+            aside = fitted if fitted is not None else stated_units(own)
+            if not inverse and aside is not None:
+                attrs["original_units"] = aside
             if units is not None:
                 attrs["units"] = units
         result = result.copy(deep=False)
