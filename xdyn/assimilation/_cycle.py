@@ -734,7 +734,9 @@ def run_cycle(estimator, ctx, rng, callbacks=()):
     ----------
     estimator : BaseAssimilator
         Provides the hooks ``_initialize``, ``_forecast``, ``_analyze``,
-        ``_summarize`` (and ``_windows``, ``_window_summaries``).
+        ``_summarize`` (and ``_windows``, ``_window_summaries``,
+        ``_before_analysis``: what acts on the state between the recording
+        of the background and the analysis).
     ctx : CycleContext
     rng : numpy.random.RandomState
     callbacks : sequence of CycleCallback
@@ -785,7 +787,9 @@ def _cycle(estimator, ctx, rng, callbacks, windows, state):
             step = CycleStep(estimator, ctx, ks, state, background=True)
             for cb in callbacks:
                 cb.on_forecast(estimator, step)
-            state = estimator._analyze(state, ks if estimator._windowed else k0, ctx, rng)
+            at = ks if estimator._windowed else k0
+            state = estimator._analyze(estimator._before_analysis(state, at, ctx, rng), at, ctx,
+                                       rng)
             step = CycleStep(estimator, ctx, ks, state, background=False)
             for k, summary in zip(ks, step.summaries()):
                 if not bool(torch.isfinite(summary[0]).all()):

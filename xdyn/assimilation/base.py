@@ -39,6 +39,7 @@ from xdyn.assimilation._cycle import (CycleCallback, CycleContext, DivergenceMon
                                       LostTrackWarning, ProgressBar, Recorder, run_cycle)
 from xdyn.assimilation._start import initial_ensemble_tensor
 from xdyn.assimilation._validation import FiniteInterval, HasMethods, NumericArray
+from xdyn.assimilation.climatology import _check_symmetric
 from xdyn.metrics import analysis_rmse, mean_after_burn_in, state_rmse
 from xdyn.model_selection import unwrap
 from xdyn.observe import Identity, ObservationOperator, make_operator, operator_from_spec
@@ -474,12 +475,17 @@ class BaseAssimilator(BaseEstimator):
             R = np.asarray(self.R, dtype=float)
             if R.shape != (n_obs, n_obs):
                 raise ValueError(f"R must have shape ({n_obs}, {n_obs}), got {R.shape}")
-            if np.allclose(R, np.diag(np.diag(R))):
-                if np.any(np.diag(R) <= 0):
-                    raise ValueError("R must have a positive diagonal")
-                return system.as_tensor(np.sqrt(np.diag(R))), None
-            try:
-                return None, torch.linalg.cholesky(system.as_tensor(R))
+            _check_symmetric(R, "R")  # Cholesky would read one triangle only
+            var = np.diag(R)
+            if np.any(var <= 0):
+                raise ValueError("R must have a positive diagonal")
+            # diagonal: every correlation R_ij / sqrt(R_ii R_jj) below 1e-12 (rounding), judged
+            # relative to the variances, not absolutely: R in small units (humidity in kg/kg,
+            # variances 1e-8) keeps its correlations
+            if np.all(np.abs(R - np.diag(var)) <= 1e-12 * np.sqrt(np.outer(var, var))):
+                return system.as_tensor(np.sqrt(var)), None
+            try:  # (R + R^T) / 2 is R itself when R is exactly symmetric
+                return None, torch.linalg.cholesky(system.as_tensor(0.5 * (R + R.T)))
             except torch.linalg.LinAlgError as err:
                 raise ValueError("R must be symmetric positive definite") from err
         if self.noise_std is not None:
@@ -534,9 +540,9 @@ class BaseAssimilator(BaseEstimator):
         if given is not None:
             return initial_ensemble_tensor(given, ctx, n_members)
         if self.initial_state is None:
-            E = self._climatological_members(ctx, n_members, rng)
+            # pre-analysed at the first observed time, after the background is recorded
             ctx.preanalysis_pending = bool(self._preanalysis)
-            return self._preanalyze(E, 0, ctx, rng) if ctx.preanalysis_pending else E
+            return self._climatological_members(ctx, n_members, rng)
         mean = self._initial_mean(ctx, rng)
         noise = ctx.system.as_tensor(
             rng.standard_normal(tuple(mean.shape[:-1]) + (n_members, ctx.n_state)))
@@ -546,6 +552,15 @@ class BaseAssimilator(BaseEstimator):
     # the whole climatology first (_climatological_update), splitting their weight:
     # 1/(2R) there, 1/(2R) in the method's own analysis at that time (obs_error_scale)
     _preanalysis = False
+
+    def _before_analysis(self, state, k, ctx, rng):
+        """The state the analysis at ``k`` starts from, once the background is recorded.
+
+        ``state`` itself, except at the first observed time of a climatological
+        ensemble start: the pre-analysis acts there (:meth:`_preanalyze`), after
+        the cycle has recorded ``state`` as the background (the prior).
+        """
+        return self._preanalyze(state, k, ctx, rng) if ctx.preanalysis_pending else state
 
     def _preanalyze(self, E, k, ctx, rng):
         """The climatological pre-analysis at the first time ``k`` with observations."""

@@ -92,11 +92,42 @@ def resolve_background_covariance(B, B_scale, n_state, climatology=None) -> np.n
         raise ValueError(f"B must have shape ({n_state}, {n_state}), got {B.shape}")
     if not np.all(np.isfinite(B)):
         raise ValueError("B contains non-finite values")
-    if not np.allclose(B, B.T, rtol=1e-8, atol=1e-12 * max(1.0, np.abs(B).max())):
-        raise ValueError("B must be symmetric")
+    _check_symmetric(B, "B")
     if np.linalg.eigvalsh(0.5 * (B + B.T)).min() < -1e-8 * np.abs(B).max():
         raise ValueError("B must be positive semi-definite")
     return scale * B
+
+
+def _check_symmetric(M, name):
+    """Raise ``ValueError`` unless the square matrix ``M`` is symmetric up to rounding.
+
+    The covariance check shared by ``B`` (:func:`resolve_background_covariance`) and
+    ``R`` (the assimilators' ``R`` parameter). The tolerance is relative: ``1e-8`` of
+    each entry, and ``1e-12`` of the largest entry where an entry is near 0, so that a
+    covariance in any units (variances of 1e-8 for a humidity in kg/kg) is judged alike.
+
+    Parameters
+    ----------
+    M : ndarray of shape (n, n)
+        Finite entries.
+    name : str
+        The matrix's name in the error message.
+
+    Examples
+    --------
+    >>> _check_symmetric(1e-8 * np.array([[1.0, 0.5], [0.5, 1.0]]), "R")
+    >>> _check_symmetric(1e-8 * np.array([[1.0, 0.5], [0.0, 1.0]]), "R")
+    Traceback (most recent call last):
+    ...
+    ValueError: R must be symmetric (a covariance): R[0, 1] = 5e-09 but R[1, 0] = 0 ...
+    """
+    M = np.asarray(M, dtype=float)
+    if np.allclose(M, M.T, rtol=1e-8, atol=1e-12 * np.abs(M).max(initial=0.0)):
+        return
+    i, j = np.unravel_index(np.argmax(np.abs(M - M.T)), M.shape)
+    raise ValueError(f"{name} must be symmetric (a covariance): {name}[{i}, {j}] = "
+                     f"{M[i, j]:.6g} but {name}[{j}, {i}] = {M[j, i]:.6g} (the largest "
+                     "difference); give both triangles, not one")
 
 
 def fit_background_covariance(estimator, ctx, truth=None) -> np.ndarray:

@@ -37,6 +37,9 @@ class EnKF(BaseEnsembleAssimilator):
     inflation : float or 1-D array, default=1.0
         Multiplicative inflation of the analysis anomalies; a 1-D array sweeps
         over the first batch dim of the observations (one value per element).
+        At a time where every observation is missing the forecast runs free:
+        no inflation, RTPS or rotation there (DAPPER post-processes at
+        observation times only).
     rtps : float, default=0.0
         Relaxation-to-prior-spread factor in [0, 1].
     rotate : bool, default=False
@@ -112,6 +115,8 @@ class EnKF(BaseEnsembleAssimilator):
         self.progress = progress
 
     def _analyze(self, E, k, ctx, rng):
+        if not bool(ctx.mask[k].any()):
+            return E  # nothing observed: the forecast runs free (no inflation, RTPS, rotation)
         W = ctx.whitening(k)
         y = ctx.innovation_data(k)
         HE = ctx.h(E)

@@ -130,7 +130,8 @@ class EnKFN(BaseEnsembleAssimilator):
         (more linear models, or localized analyses).
     inflation : float, default=1.0
         Extra multiplicative inflation of the analysis anomalies (for model
-        error; not needed on a perfect model).
+        error; not needed on a perfect model). None, nor rotation, at a time
+        where every observation is missing: the forecast runs free there.
     rotate : bool, default=False
         Random mean-preserving rotation of the analysis anomalies.
     return_ensemble : bool, default=True
@@ -215,6 +216,8 @@ class EnKFN(BaseEnsembleAssimilator):
         self.progress = progress
 
     def _analyze(self, E, k, ctx, rng):
+        if not bool(ctx.mask[k].any()):
+            return E  # nothing observed: the forecast runs free (no inflation, rotation)
         W = ctx.whitening(k)
         mu, A, Yw, dw = whitened_anomalies(E, ctx.h(E), ctx.innovation_data(k), W)
         N = E.shape[-2]

@@ -79,7 +79,9 @@ class BaseEnsembleAssimilator(BaseAssimilator):
         Ensemble size.
     inflation : float > 0 or 1-D array
         Multiplicative inflation of the analysis anomalies (a 1-D array sweeps
-        the first batch dim of the observations).
+        the first batch dim of the observations). Inflation, RTPS and rotation
+        act at times with observations only: where every observation is
+        missing the forecast runs free (a subclass's ``_analyze`` returns it).
     rtps : float in [0, 1], optional
         Relaxation to prior spread (Whitaker & Hamill 2012).
     rotate : bool, optional
@@ -167,6 +169,8 @@ class BaseEnsembleAssimilator(BaseAssimilator):
     # error variance; the cycle's own first analysis then assimilates them again
     # with twice the variance too (ctx.obs_error_scale, read by ctx.whitening), so
     # the first observations weigh 1/(2R) + 1/(2R) = 1/R in all, as they should.
+    # It acts at the start of the analysis step (_before_analysis), after the cycle
+    # has recorded the background: the recorded background is the prior.
     _preanalysis = True
 
     def _climatological_update(self, E, k, ctx, rng):
@@ -185,8 +189,7 @@ class BaseEnsembleAssimilator(BaseAssimilator):
         return E + dw @ Kt
 
     def _forecast(self, E, n_steps, ctx, rng):
-        E = ctx.system.forecast(E, ctx.dt, n_steps)
-        return self._preanalyze(E, ctx.k, ctx, rng)
+        return ctx.system.forecast(E, ctx.dt, n_steps)
 
     def _summarize(self, E):
         return E.mean(-2), E, E.std(-2)

@@ -209,7 +209,9 @@ class LETKF(BaseEnsembleAssimilator):
     observations near it, weighted by a taper of their distance; distances are
     Euclidean on the system's periodic grid, in grid units (Lorenz-96 sites on
     a ring; ``(y, x)`` points of a 2-D field). Inflation, RTPS and the random
-    rotation act on the whole analysis ensemble afterwards, as in DAPPER.
+    rotation act on the whole analysis ensemble afterwards, as in DAPPER, at
+    times with observations only: where every observation is missing the
+    forecast runs free.
 
     Parameters
     ----------
@@ -377,6 +379,8 @@ class LETKF(BaseEnsembleAssimilator):
         return Yo @ W.T, do @ W.T
 
     def _analyze(self, E, k, ctx, rng):
+        if not bool(ctx.mask[k].any()):
+            return E  # nothing observed: the forecast runs free (no inflation, RTPS, rotation)
         setup = ctx.scratch["letkf"]
         HE = ctx.h(E)
         hmu = HE.mean(-2, keepdim=True)

@@ -197,8 +197,13 @@ class ParticleFilter(BaseAssimilator):
 
     def _forecast(self, state, n_steps, ctx, rng):
         E, log_w = self._resample(*state, rng)
-        E = ctx.system.forecast(E, ctx.dt, n_steps)
-        return self._preanalyze(E, ctx.k, ctx, rng), log_w
+        return ctx.system.forecast(E, ctx.dt, n_steps), log_w
+
+    def _before_analysis(self, state, k, ctx, rng):
+        # the pre-analysis redraws the particles after the background is recorded
+        if not ctx.preanalysis_pending:
+            return state
+        return self._preanalyze(state[0], k, ctx, rng), state[1]
 
     # A climatological start: N random states of the attractor rarely include one
     # near the truth (Lorenz-63: 1 run in 24 then spent 90 cycles on the wrong wing).
