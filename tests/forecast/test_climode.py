@@ -233,3 +233,10 @@ def test_early_stopping_holds_out_the_end_and_keeps_the_best_epoch():
     with pytest.raises(ValueError, match="no training forecast"):
         ClimODE(n_steps=2, early_stopping=True, validation_fraction=0.9,
                 max_epochs=1).fit(ds.isel(time=slice(0, 8)))
+
+
+def test_an_unknown_solver_is_refused_at_fit():
+    with pytest.raises(ValueError, match="method"):
+        ClimODE(method="rk45", max_epochs=0).fit(_wave(n_time=10))
+    with pytest.raises(ValueError, match="method"):   # torchdiffeq's diverges
+        ClimODE(method="explicit_adams", max_epochs=0).fit(_wave(n_time=10))

@@ -179,3 +179,11 @@ def test_held_out_loss_weighs_the_kl_fully_while_the_training_loss_ramps_it():
     assert len(net.history) == 2  # the ramp is at 2 / 10
     assert float(net.get_loss(y_pred, None, training=False)) == pytest.approx(full, rel=1e-6)
     assert float(net.get_loss(y_pred, None, training=True)) == pytest.approx(ramped, rel=1e-6)
+
+
+def test_an_unknown_solver_is_refused_at_fit():
+    # training never integrates: an unknown method would first fail at predict
+    with pytest.raises(ValueError, match="method"):
+        TransportVGBDM(method="rk45", max_epochs=0).fit(_wave(n_time=10))
+    with pytest.raises(ValueError, match="method"):   # torchdiffeq's diverges
+        TransportVGBDM(method="explicit_adams", max_epochs=0).fit(_wave(n_time=10))

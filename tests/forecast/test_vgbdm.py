@@ -402,3 +402,66 @@ def test_a_system_physics_reads_the_state_on_its_own_grid():
     np.testing.assert_allclose(rev.x.sortby("k"), ref.x, atol=1e-12)
     truth = ds.x.sel(time=float(init.time[-1]) + 0.3, method="nearest")
     assert float(abs(ref.x.isel(time=-1, lead_time=0, member=0) - truth).max()) < 0.01
+
+
+def test_an_unknown_solver_is_refused_at_fit():
+    ds = _pendulum(4, 0, t_span=1.0)
+    # an unknown solver: flow matching never integrates, so only predict would find it
+    with pytest.raises(ValueError, match="method"):
+        VGBDM("pendulum", method="rk45", len_episode=3, max_epochs=0).fit(ds)
+    with pytest.raises(ValueError, match="method"):   # torchdiffeq's diverges
+        VGBDM("pendulum", method="explicit_adams", len_episode=3, max_epochs=0).fit(ds)
+
+
+def test_refinement_without_states_after_the_history_is_refused_at_fit():
+    ds = _pendulum(4, 0, t_span=1.0)
+    # refinement on the last len_episode states needs more of them than history_size
+    for history in (4, 6):
+        with pytest.raises(ValueError, match=f"history_size={history}.*len_episode"):
+            VGBDM("pendulum", refine_steps=5, history_size=history, len_episode=4,
+                  max_epochs=0).fit(ds)
+
+
+def test_a_complete_physics_with_nothing_to_learn_is_refused_at_fit():
+    ds = _pendulum(4, 0, t_span=1.0)
+    # a complete physics with nothing to learn
+    with pytest.raises(ValueError, match="nothing to learn.*correction=False and z_dim=0"):
+        VGBDM(DampedPendulum(omega0=2.0, damping=0.0), correction=False, z_dim=0,
+              len_episode=2, max_epochs=1).fit(ds)
+
+
+def test_inferred_parameters_are_labelled_the_posterior_median():
+    ds = _pendulum(4, 0, t_span=1.0)
+    model = VGBDM("pendulum", correction=False, z_dim=0, len_episode=3, hidden=4,
+                  encoder_hidden=4, max_epochs=1, random_state=0).fit(ds)
+    out = model.infer_parameters(ds)
+    assert out.omega0.attrs["long_name"] == "inferred omega0 (posterior median)"
+    module = model.net_.module_
+    with torch.no_grad():
+        mu, _ = module.encode(model._tensor(model._as_batch(*model._split(ds))[:, -3:]))
+        p, _ = module.split(mu)          # low + width * sigmoid(mu): the logit-normal median
+    np.testing.assert_allclose(out.omega0.values, p[:, 0].double().numpy(), rtol=1e-6)
+
+
+def test_reaction_diffusion_refuses_data_on_another_domain():
+    """The spectral Laplacian uses the physics' L: on another domain Du, Dv come out scaled."""
+    ds = ReactionDiffusion(N=32, L=4.0).simulate(n_trajectories=2, t_span=0.03, dt=0.01,
+                                                 random_state=0)
+    for physics in ("reaction_diffusion", FitzHughNagumoPhysics(N=32)):
+        with pytest.raises(ValueError, match=r"y spacing 0.125 is not the physics' L/N = "
+                                             r"2/32 = 0.0625.*FitzHughNagumoPhysics\(N="):
+            VGBDM(physics, correction=False, z_dim=0, len_episode=2, max_epochs=0).fit(ds)
+    model = VGBDM(FitzHughNagumoPhysics(N=32, L=4.0), correction=False, z_dim=0, len_episode=2,
+                  encoder="mlp", encoder_hidden=4, max_epochs=1, random_state=0).fit(ds)
+    assert set(model.infer_parameters(ds).data_vars) == {"Du", "Dv"}
+
+
+def test_refinement_of_a_run_does_not_depend_on_the_other_runs():
+    """Each episode's MAP is its own problem: refined alone or with others, the same answer."""
+    ds = _pendulum(6, 0, omega0=(1.0, 3.0), t_span=1.2, dt=0.05)
+    model = VGBDM("pendulum", correction=False, z_dim=0, len_episode=12, encoder="mlp",
+                  encoder_hidden=8, max_epochs=2, lr=1e-2, refine_steps=10,
+                  random_state=0).fit(ds)
+    together = model.infer_parameters(ds).omega0.values
+    alone = [float(model.infer_parameters(ds.isel(trajectory=[i])).omega0[0]) for i in range(6)]
+    np.testing.assert_allclose(together, alone, rtol=1e-5)

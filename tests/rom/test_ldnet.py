@@ -226,3 +226,12 @@ def test_a_grid_without_a_spatial_dim_raises_naming_it():
         with pytest.raises(ValueError, match=r"lacks the spatial dim\(s\) \['x'\].*got keys"):
             rom.inverse_transform(z, grid=grid)
     assert rom.inverse_transform(z, grid={"x": np.arange(8) / 8})["u"].sizes["x"] == 8
+
+
+def test_fourier_decoder_refuses_an_uneven_grid(data):
+    """Its features have the period of an even grid: on an uneven one points wrap onto others."""
+    uneven = data[0].isel(x=slice(0, 7)).assign_coords(x=[0.0, 1, 2, 3, 4, 5, 7])
+    with pytest.raises(ValueError, match="reconstruction='fourier' needs an evenly spaced 'x'.*"
+                                         "reconstruction='residual'"):
+        LDNet(max_epochs=0, **SMALL).fit(uneven)
+    LDNet(reconstruction="residual", max_epochs=1, **SMALL).fit(uneven)

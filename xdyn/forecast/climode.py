@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from skorch.dataset import Dataset
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from xdyn.forecast._grid import (GriddedForecaster, _climate_series, _fit_climate,
                                  _relaxation_rate)
 from xdyn.nn import XdynNet
 from xdyn.nn.advection import AdvectionSourceODE, fit_velocity
+from xdyn.nn.dynamics import ODE_METHODS
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 
 __all__ = ["ClimODE"]
@@ -104,7 +105,8 @@ class ClimODE(GriddedForecaster):
         Periodic spatial dims; "auto": ``x``/``lon`` when the grid closes the
         circle (a longitude span of 360 minus one step).
     method : str, default="rk4"
-        torchdiffeq solver; ``step_size`` in data steps for fixed-step solvers.
+        torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
+        ``step_size`` in data steps for the fixed-grid solvers.
     step_size : float, default=0.5
     sample_dim : str, default="time"
     device : str, default="auto"
@@ -159,7 +161,7 @@ class ClimODE(GriddedForecaster):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "smoothness": [Interval(Real, 0, None, closed="left")],
         "damping": [Interval(Real, 0, None, closed="neither")],
-        "method": [str],
+        "method": [StrOptions(ODE_METHODS)],
         "step_size": [Interval(Real, 0, None, closed="neither")],
     }
 

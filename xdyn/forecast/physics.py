@@ -238,6 +238,31 @@ class FitzHughNagumoPhysics(PhysicsModel):
         kx = torch.fft.rfftfreq(n, 1.0 / n, dtype=x.dtype, device=x.device)[None, :] * scale
         return ky**2 + kx**2
 
+    def check_grid(self, X):
+        """Refuse fields whose ``x`` or ``y`` spacing is not this model's ``L / N``.
+
+        Parameters
+        ----------
+        X : xarray.Dataset or xarray.DataArray
+            The fields; a dim without a coordinate is not checked.
+
+        Raises
+        ------
+        ValueError
+            When a spacing differs from ``L / N``: the Laplacian, and so the
+            inferred diffusivities, would be scaled by the squared ratio.
+        """
+        n, length = int(self.N), float(self.L)
+        for dim in ("y", "x"):
+            if dim not in X.coords or X[dim].size < 2:
+                continue
+            spacing = np.abs(np.diff(np.asarray(X[dim].values, dtype=float)))
+            if not np.allclose(spacing, length / n, rtol=1e-6, atol=0.0):
+                raise ValueError(
+                    f"the data's {dim} spacing {spacing[0]:g} is not the physics' L/N = "
+                    f"{length:g}/{n} = {length / n:g}; pass physics=FitzHughNagumoPhysics("
+                    f"N=..., L=...) with L = N * spacing of the data's grid")
+
     def rhs(self, t, x, p):
         n = int(self.N)
         if x.shape[-1] != 2 * n * n:

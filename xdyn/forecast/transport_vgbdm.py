@@ -36,6 +36,7 @@ from xdyn.forecast._grid import (GriddedForecaster, _climate_series, _fit_climat
                                  _relaxation_rate)
 from xdyn.forecast.vgbdm import _FlowMatchingNet
 from xdyn.nn.params import TRAINING_CONSTRAINTS
+from xdyn.nn.dynamics import ODE_METHODS
 from xdyn.nn.transport import TransportSourceField
 
 __all__ = ["TransportVGBDM"]
@@ -123,6 +124,8 @@ class TransportVGBDM(GriddedForecaster):
     periodic : {"auto"} or tuple of two bool, default="auto"
         Periodic spatial dims; "auto": ``x``/``lon`` when the grid closes the circle.
     method : str, default="rk4"
+        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
+        the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step by ``step_size``.
     step_size : float, default=0.5
         Integration step, in samples.
     max_epochs, batch_size, lr
@@ -185,7 +188,7 @@ class TransportVGBDM(GriddedForecaster):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
         "max_speed": [Interval(Real, 0, None, closed="neither")],
-        "method": [str],
+        "method": [StrOptions(ODE_METHODS)],
         "step_size": [Interval(Real, 0, None, closed="neither")],
     }
 

@@ -14,7 +14,7 @@ from xdyn.forecast._trajectories import TrajectoryForecaster
 from xdyn.forecast.neural_ode import _state_stats, _tendency_scale
 from xdyn.forecast.physics import as_physics
 from xdyn.nn import XdynNet
-from xdyn.nn.dynamics import GreyBoxFlowModule
+from xdyn.nn.dynamics import ODE_METHODS, GreyBoxFlowModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.utils import torch_generator
 
@@ -152,6 +152,7 @@ class VGBDM(TrajectoryForecaster):
         the MAP of ``p`` and ``z`` given the episode (its own flow-matching loss
         plus the prior, weighted by ``beta_p`` and ``beta_z`` as in training);
         the ensemble keeps the encoder's spread around it. 0: the encoder alone.
+        Needs ``history_size < len_episode``.
         The encoder is a regression learned from the training runs; the MAP
         uses the episode itself (``rlc-vgbdm``, seed 0: LC error 0.108 -> 0.069
         at full size after 1000 epochs; at quick size forecast RMSE 0.065 ->
@@ -159,6 +160,8 @@ class VGBDM(TrajectoryForecaster):
     n_members : int, default=10
         Ensemble size of ``predict``.
     method : str, default="rk4"
+        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
+        the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step by ``dt / n_substeps``.
     n_substeps : int, default=2
         Fixed integration steps per sample spacing at prediction.
     max_epochs, batch_size, lr
@@ -234,7 +237,7 @@ class VGBDM(TrajectoryForecaster):
         "correction_outputs": [None, "array-like"],
         "refine_steps": [Interval(Integral, 0, None, closed="left")],
         "n_members": [Interval(Integral, 1, None, closed="left")],
-        "method": [str],
+        "method": [StrOptions(ODE_METHODS)],
         "n_substeps": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -313,12 +316,23 @@ class VGBDM(TrajectoryForecaster):
         physics = as_physics(self.physics)  # TypeError/ValueError before any work
         if physics is None and not self.correction:
             raise ValueError("correction=False needs a physics model")
+        if hasattr(physics, "check_grid") and isinstance(X, (xr.Dataset, xr.DataArray)):
+            physics.check_grid(X)  # a domain other than the physics' scales its parameters
         vars(self).pop("physics_", None)
         result = super().fit(X, y)
         self.physics_ = physics
         return result
 
     def _fit_trajectories(self, values, times):
+        physics = as_physics(self.physics)
+        p_dim = physics.p_dim if physics is not None else 0
+        if not self.correction and physics is not None and p_dim == 0 and int(self.z_dim) == 0:
+            raise ValueError("nothing to learn: the physics has no unknown parameter, "
+                             "correction=False and z_dim=0; set correction=True or z_dim > 0")
+        if self.refine_steps and int(self.history_size) >= int(self.len_episode):
+            raise ValueError(f"refine_steps={self.refine_steps} refines on the last len_episode="
+                             f"{self.len_episode} states, which needs history_size="
+                             f"{self.history_size} < len_episode")
         B, T, n = values.shape
         need = max(int(self.len_episode), int(self.history_size) + 1,
                    4 if self.interpolant == "cubic" else 2)
@@ -326,8 +340,7 @@ class VGBDM(TrajectoryForecaster):
             raise ValueError(f"the training runs have {T} times; len_episode={self.len_episode}, "
                              f"history_size={self.history_size} and interpolant="
                              f"{self.interpolant!r} need at least {need}")
-        physics = as_physics(self.physics)
-        self.p_dim_ = physics.p_dim if physics is not None else 0
+        self.p_dim_ = p_dim
         stats = {**_state_stats(values), "v_scale": _tendency_scale(values, times)}
         if self.correction_layout == "pointwise" or self.encoder == "conv":
             stats = self._pooled(stats)
@@ -455,7 +468,11 @@ class VGBDM(TrajectoryForecaster):
         return out
 
     def infer_parameters(self, X):
-        """Posterior-mean physical parameters from the last ``len_episode`` states of each run.
+        """Posterior-median physical parameters from the last ``len_episode`` states of each run.
+
+        The posterior of each parameter is logit-normal within its bounds: the
+        value is ``low + width * sigmoid(mu)`` at the logit mean ``mu`` (refined
+        to the MAP with ``refine_steps``), the posterior median, not its mean.
 
         Parameters
         ----------
@@ -482,7 +499,7 @@ class VGBDM(TrajectoryForecaster):
         p = p.cpu().double().numpy()
         dims = (self.trajectory_dim,) if has_traj else ()
         out = xr.Dataset({name: (dims, p[:, j] if has_traj else p[0, j],
-                                 {"long_name": f"inferred {name} (posterior mean)"})
+                                 {"long_name": f"inferred {name} (posterior median)"})
                           for j, name in enumerate(self.physics_.parameter_names)})
         if has_traj and self.trajectory_dim in data.coords:
             out = out.assign_coords({self.trajectory_dim: data[self.trajectory_dim].values})

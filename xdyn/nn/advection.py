@@ -28,6 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchdiffeq import odeint
 
+from xdyn.nn.dynamics import _solver_options
+
 __all__ = ["GridPad", "grid_conv", "spatial_gradient", "advection_tendency", "fit_velocity",
            "ClimateEmbedding", "AdvectionSourceODE"]
 
@@ -466,8 +468,7 @@ class AdvectionSourceODE(ClimateEmbedding):
             dv = out[:, :2 * k] - nn.functional.softplus(self.log_velocity_decay) * v
             return torch.cat([du, dv], 1)
 
-        options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
-            else None
+        options = _solver_options(self.method, self.step_size)
         states = odeint(rhs, torch.cat([u0, v0], 1), times, method=self.method, options=options)
         outs, means = [], {}
         for j in range(1, len(times)):

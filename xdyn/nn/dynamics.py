@@ -88,6 +88,33 @@ def _stats(n_state, stats, dtype=torch.float32):
     return out
 
 
+def _ode_methods():
+    """Names of the torchdiffeq solvers and, among them, the fixed-grid ones."""
+    try:  # torchdiffeq's own table (private)
+        from torchdiffeq._impl.odeint import SOLVERS
+        from torchdiffeq._impl.solvers import FixedGridODESolver
+    except ImportError:  # the table of torchdiffeq 0.2.5
+        fixed = {"euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams",
+                 "implicit_adams", "fixed_adams"}
+        return fixed | {"dopri8", "dopri5", "bosh3", "fehlberg2", "adaptive_heun",
+                        "scipy_solver"}, fixed
+    fixed = {name for name, cls in SOLVERS.items() if issubclass(cls, FixedGridODESolver)}
+    return set(SOLVERS), fixed
+
+
+ODE_METHODS, FIXED_STEP_METHODS = _ode_methods()
+# the estimators' choices: torchdiffeq 0.2.5's "explicit_adams" diverges at any step
+# (dx/dt = -x to t = 8: 6e10 at step 0.25, 6e36 at 0.05; measured 2026-12-07)
+ODE_METHODS = ODE_METHODS - {"explicit_adams"}
+
+
+def _solver_options(method, step_size):
+    """torchdiffeq ``options``: ``{"step_size": step_size}`` for every fixed-grid method."""
+    if method in FIXED_STEP_METHODS and step_size is not None:
+        return {"step_size": float(step_size)}
+    return None
+
+
 def integrate_field(func, x0, times, method="rk4", step_size=None, adjoint=False):
     """Integrate ``dx/dt = func(t, x)`` from ``x0`` and return the states at ``times``.
 
@@ -123,11 +150,9 @@ def integrate_field(func, x0, times, method="rk4", step_size=None, adjoint=False
     """
     from torchdiffeq import odeint, odeint_adjoint
 
-    options = None
-    if method in ("rk4", "euler", "midpoint", "explicit_adams", "implicit_adams") and len(times) > 1:
-        if step_size is None:
-            step_size = float((times[1:] - times[:-1]).abs().min())
-        options = {"step_size": float(step_size)}
+    if method in FIXED_STEP_METHODS and step_size is None and len(times) > 1:
+        step_size = float((times[1:] - times[:-1]).abs().min())
+    options = _solver_options(method, step_size) if len(times) > 1 else None
     solver = odeint_adjoint if adjoint else odeint
     return solver(func, x0, times, method=method, options=options)
 
@@ -436,13 +461,22 @@ class GreyBoxFlowModule(nn.Module):
         the flow-matching loss on the episode's own path plus the prior's
         negative log density, ``beta_p |u_p|^2 / 2 + beta_z |u_z|^2 / 2``. The
         encoder's mean is the start (semi-amortized inference, Kim et al. 2018).
-        The episodes' problems are independent; one L-BFGS runs on their sum.
+        The episodes' problems are independent: each runs its own L-BFGS, with
+        its own curvature, line search, iteration budget and convergence, so an
+        episode's MAP does not depend on the others in the call.
         """
-        ts, xs, target, history = self._episode_points(episode, dt)
-        K, P = xs.shape[1], self.p_dim
-        if K == 0:
+        if episode.shape[0] == 0:
+            return latent.detach().clone()
+        if self._episode_points(episode[:1], dt)[1].shape[1] == 0:
             raise ValueError(f"refinement needs episodes longer than history_size="
                              f"{self.history_size}, got {episode.shape[-2]} states")
+        return torch.cat([self._refine_one(episode[i:i + 1], dt, latent[i:i + 1], beta_p,
+                                           beta_z, steps) for i in range(episode.shape[0])])
+
+    def _refine_one(self, episode, dt, latent, beta_p, beta_z, steps):
+        """:meth:`refine` of one episode ``(1, E, n)`` from its latent ``(1, p_dim + z_dim)``."""
+        ts, xs, target, history = self._episode_points(episode, dt)
+        K, P = xs.shape[1], self.p_dim
         u = latent.detach().clone().requires_grad_(True)
         opt = torch.optim.LBFGS([u], max_iter=int(steps), line_search_fn="strong_wolfe")
 

@@ -33,7 +33,7 @@ from torchdiffeq import odeint
 
 from xdyn.nn.advection import (ClimateEmbedding, advection_tendency, grid_conv,
                                 spatial_gradient)
-from xdyn.nn.dynamics import lagrange_weights
+from xdyn.nn.dynamics import _solver_options, lagrange_weights
 
 __all__ = ["TransportSourceField"]
 
@@ -188,7 +188,6 @@ class TransportSourceField(ClimateEmbedding):
 
     def rollout(self, u0, phase0, z, times):
         """Integrate from ``u0`` to ``times`` (data steps, from 0): ``(len(times), B, K, H, W)``."""
-        options = {"step_size": self.step_size} if self.method in ("rk4", "euler", "midpoint") \
-            else None
+        options = _solver_options(self.method, self.step_size)
         return odeint(lambda t, u: self.tendency(t, u, phase0, z), u0, times,
                       method=self.method, options=options)

@@ -50,6 +50,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         dim is ``sample_dim``.
     reconstruction : {"fourier", "residual"}, default="fourier"
         Decoder variant (see :class:`xdyn.nn.ldnet_modules.FieldReconstruction`).
+        ``"fourier"`` reads the grid as periodic and needs evenly spaced coordinates.
     n_points : int, default=256
         Grid points drawn per trajectory and step in each training batch.
     n_substeps : int, default=2
@@ -228,6 +229,13 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             for d in spatial:
                 if d not in X.coords or not np.issubdtype(X[d].dtype, np.number):
                     raise ValueError(f"spatial dim {d!r} needs numeric coordinate values")
+                step = np.diff(np.asarray(X[d].values, dtype=float))
+                if self.reconstruction == "fourier" and not np.allclose(step, step[:1], rtol=1e-6,
+                                                                        atol=0.0):
+                    # the decoder's features have the period of an even grid: points wrap
+                    raise ValueError(f"reconstruction='fourier' needs an evenly spaced {d!r}; "
+                                     f"got steps {np.unique(step)}; use "
+                                     f"reconstruction='residual' on an uneven grid")
             self.variables_, self.spatial_dims_ = fields, spatial
             self.grid_ = {d: np.asarray(X[d].values, dtype=float) for d in spatial}
             self._coord_scale = {d: _periodic_extent(self.grid_[d]) for d in spatial}
