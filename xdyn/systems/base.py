@@ -374,7 +374,9 @@ class DynamicalSystem(BaseEstimator):
         """
         for name in self._parameter_constraints:  # a loop: checked at every forecast call
             value = getattr(self, name, None)
-            if isinstance(value, torch.Tensor) or np.ndim(value) > 0:
+            # the kinds validate_params leaves to the system; a plain float costs one isinstance
+            if isinstance(value, (torch.Tensor, np.ndarray, list, tuple)) and (
+                    isinstance(value, torch.Tensor) or np.ndim(value) > 0):
                 return False
         return True
 
