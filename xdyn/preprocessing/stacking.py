@@ -437,13 +437,24 @@ def unstack_samples(matrix, info: StackInfo, sample_coord=None):
                              f"got shape {coord.shape}")
         attrs = sample_coord.attrs if labelled else info.sample_attrs
         sample_coords = {sd: xr.Variable((sd,), coord, dict(attrs))}
+    return _in_layout(values, info, (sd,), sample_coords)
+
+
+def _in_layout(values, info: StackInfo, lead_dims, coords):
+    """``values`` ``(*lead, n_features)`` as the kind ``info`` stacked: its variables with
+    dims ``(*other lead dims, *the variable's dims)`` (``lead_dims`` holds the sample dim),
+    their dtypes and attrs, its grid coordinates and ``coords``; what
+    :func:`unstack_samples` returns for one sample dim, and the ROMs for an ensemble's
+    members and trajectories too."""
+    other = tuple(d for d in lead_dims if d != info.sample_dim)
     data_vars = {}
-    for v, var in zip(info.variables, unflatten_variables(values, info.variables, (sd,)).values()):
+    for v, var in zip(info.variables,
+                      unflatten_variables(values, info.variables, lead_dims).values()):
         if var.dtype != v.dtype and np.can_cast(var.dtype, v.dtype, casting="same_kind"):
             var = var.astype(v.dtype)
-        data_vars[v.name] = var.transpose(*v.dims)
+        data_vars[v.name] = var.transpose(*other, *v.dims)
     ds = xr.Dataset(data_vars, coords=info.coords.coords, attrs=dict(info.attrs))
-    ds = ds.assign_coords(sample_coords)
+    ds = ds.assign_coords(coords)
     if info.is_dataarray:
         return ds[info.variables[0].name].rename(info.name)
     return ds

@@ -6,8 +6,9 @@ must not cross from one trajectory into the next, so the trajectories are kept
 apart as a leading axis. The trajectories (and an ensemble's members) are stacked
 together by :func:`xdyn.preprocessing.stacking.flatten_variables` (the one place
 Dataset <-> matrix happens) in the layout :func:`xdyn.preprocessing.stack_samples`
-records, and unstacked by :func:`xdyn.preprocessing.unstack_samples`, so unseen
-data round-trip too.
+records, and unstacked as :func:`xdyn.preprocessing.unstack_samples` unstacks
+(its code, with the members' and trajectories' dims leading), so unseen data
+round-trip too.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from xdyn._labels import (MEMBER_DIM, check_trajectory_dim, even_step, format_st
 from xdyn._units import other_units, stated_units
 from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
-from xdyn.preprocessing.stacking import (_as_dataset, _check_compatible, _internal_name,
-                                         _is_xarray, _layout, flatten_variables,
-                                         unstack_samples)
+from xdyn.preprocessing.stacking import (_as_dataset, _check_compatible, _in_layout,
+                                         _internal_name, _is_xarray, _layout, flatten_variables)
 
 
 class Layout:
@@ -203,8 +203,9 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
     """Inverse of :func:`to_trajectories` for ``(n_traj, n_times, n_features)`` values.
 
     ``values`` may carry a leading member axis (``member_dim`` names it). All the
-    trajectories (and members) are unstacked at once, by one
-    :func:`~xdyn.preprocessing.unstack_samples` of their snapshots side by side.
+    trajectories (and members) are unstacked at once, as
+    :func:`~xdyn.preprocessing.unstack_samples` unstacks samples (the same code, with
+    their dims leading).
     """
     lead = layout.trajectory_dim
     ensemble = lead if isinstance(lead, LeadDims) else None
@@ -221,8 +222,6 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
     if traj_dim:  # the trajectory axis holds the members' trajectories, members outermost
         sizes.append(values.shape[-3] // int(np.prod(members)))
     sd, (n_times, n_features) = layout.info.sample_dim, values.shape[-2:]
-    out = unstack_samples(values.reshape(-1, n_features), layout.info)
-    out = _split_samples(out, sd, dims, sizes + [n_times])
     coords = dict(ensemble.coords) if ensemble else {}
     if layout.trajectory_coord is not None:
         coords[traj_dim] = layout.trajectory_coord
@@ -230,21 +229,8 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
         labelled = isinstance(time_coord, xr.DataArray)
         coords[sd] = xr.Variable((sd,), time_coord.data if labelled else np.asarray(time_coord),
                                  dict(time_coord.attrs if labelled else layout.info.sample_attrs))
-    return out.assign_coords(coords)
-
-
-def _split_samples(out, sample_dim, dims, sizes):
-    """``out`` whose ``sample_dim`` runs over ``dims`` then itself (C order) with ``dims``
-    split off it, in front: ``sizes`` are theirs and the samples'."""
-    def split(var):
-        at = var.dims.index(sample_dim)
-        data = var.data.reshape(var.shape[:at] + tuple(sizes) + var.shape[at + 1:])
-        return xr.Variable(var.dims[:at] + tuple(dims) + var.dims[at:], data,
-                           var.attrs).transpose(*dims, ...)
-    if isinstance(out, xr.DataArray):
-        return xr.DataArray(split(out.variable), coords=out.coords, name=out.name)
-    return xr.Dataset({k: split(v.variable) for k, v in out.data_vars.items()},
-                      coords=out.coords, attrs=out.attrs)
+    values = values.reshape(tuple(sizes) + (n_times, n_features))
+    return _in_layout(values, layout.info, (*dims, sd), coords)
 
 
 def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
