@@ -316,6 +316,13 @@ class VGBDM(TrajectoryForecaster):
         physics = as_physics(self.physics)  # TypeError/ValueError before any work
         if physics is None and not self.correction:
             raise ValueError("correction=False needs a physics model")
+        if not self.correction and physics.p_dim == 0 and int(self.z_dim) == 0:
+            raise ValueError("nothing to learn: the physics has no unknown parameter, "
+                             "correction=False and z_dim=0; set correction=True or z_dim > 0")
+        if self.refine_steps and int(self.history_size) >= int(self.len_episode):
+            raise ValueError(f"refine_steps={self.refine_steps} refines on the last len_episode="
+                             f"{self.len_episode} states, which needs history_size="
+                             f"{self.history_size} < len_episode")
         if hasattr(physics, "check_grid") and isinstance(X, (xr.Dataset, xr.DataArray)):
             physics.check_grid(X)  # a domain other than the physics' scales its parameters
         vars(self).pop("physics_", None)
@@ -324,15 +331,6 @@ class VGBDM(TrajectoryForecaster):
         return result
 
     def _fit_trajectories(self, values, times):
-        physics = as_physics(self.physics)
-        p_dim = physics.p_dim if physics is not None else 0
-        if not self.correction and physics is not None and p_dim == 0 and int(self.z_dim) == 0:
-            raise ValueError("nothing to learn: the physics has no unknown parameter, "
-                             "correction=False and z_dim=0; set correction=True or z_dim > 0")
-        if self.refine_steps and int(self.history_size) >= int(self.len_episode):
-            raise ValueError(f"refine_steps={self.refine_steps} refines on the last len_episode="
-                             f"{self.len_episode} states, which needs history_size="
-                             f"{self.history_size} < len_episode")
         B, T, n = values.shape
         need = max(int(self.len_episode), int(self.history_size) + 1,
                    4 if self.interpolant == "cubic" else 2)
@@ -340,7 +338,8 @@ class VGBDM(TrajectoryForecaster):
             raise ValueError(f"the training runs have {T} times; len_episode={self.len_episode}, "
                              f"history_size={self.history_size} and interpolant="
                              f"{self.interpolant!r} need at least {need}")
-        self.p_dim_ = p_dim
+        physics = as_physics(self.physics)
+        self.p_dim_ = physics.p_dim if physics is not None else 0
         stats = {**_state_stats(values), "v_scale": _tendency_scale(values, times)}
         if self.correction_layout == "pointwise" or self.encoder == "conv":
             stats = self._pooled(stats)

@@ -467,9 +467,6 @@ class GreyBoxFlowModule(nn.Module):
         """
         if episode.shape[0] == 0:
             return latent.detach().clone()
-        if self._episode_points(episode[:1], dt)[1].shape[1] == 0:
-            raise ValueError(f"refinement needs episodes longer than history_size="
-                             f"{self.history_size}, got {episode.shape[-2]} states")
         return torch.cat([self._refine_one(episode[i:i + 1], dt, latent[i:i + 1], beta_p,
                                            beta_z, steps) for i in range(episode.shape[0])])
 
@@ -477,6 +474,9 @@ class GreyBoxFlowModule(nn.Module):
         """:meth:`refine` of one episode ``(1, E, n)`` from its latent ``(1, p_dim + z_dim)``."""
         ts, xs, target, history = self._episode_points(episode, dt)
         K, P = xs.shape[1], self.p_dim
+        if K == 0:
+            raise ValueError(f"refinement needs episodes longer than history_size="
+                             f"{self.history_size}, got {episode.shape[-2]} states")
         u = latent.detach().clone().requires_grad_(True)
         opt = torch.optim.LBFGS([u], max_iter=int(steps), line_search_fn="strong_wolfe")
 
