@@ -181,6 +181,26 @@ def test_a_forcing_per_site_takes_the_torch_path_of_every_size():
         torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("as_type", [list, np.array, torch.tensor])
+def test_lorenz63_takes_one_parameter_per_trajectory(as_type):
+    # a list or numpy array of sigmas failed in torch (numpy on the left of a tensor)
+    x = torch.tensor([[1.0, 2.0, 20.0], [-3.0, 1.0, 25.0]], dtype=torch.float64)
+    out = Lorenz63(sigma=as_type([10.0, 14.0])).forecast(x, 0.01, 5)
+    for row, sigma in enumerate((10.0, 14.0)):
+        alone = Lorenz63(sigma=sigma).forecast(x[row:row + 1], 0.01, 5)
+        torch.testing.assert_close(out[row:row + 1], alone, rtol=1e-12, atol=1e-12)
+
+
+def test_an_array_forcing_keeps_a_float32_state_float32():
+    # a float64 numpy F promoted the float32 state of the torch path to float64
+    system = Lorenz96(F=np.full(40, 8.0), dtype="float32")
+    x = torch.full((2, 40), 8.0, dtype=torch.float32)
+    x[:, 0] += 0.01
+    out = system.forecast(x, 0.01, 3)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, Lorenz96(F=8.0, dtype="float32").forecast(x, 0.01, 3))
+
+
 # --- whole-number counts, bool flags -----------------------------------------------
 
 

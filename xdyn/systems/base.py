@@ -380,6 +380,29 @@ class DynamicalSystem(BaseEstimator):
                 return False
         return True
 
+    def parameter(self, name: str, x: torch.Tensor):
+        """Value of parameter ``name`` to combine with the state ``x`` in :meth:`rhs`.
+
+        A plain number comes back as a Python float; a tensor, array or list (one
+        value per trajectory, or a learnable tensor) as a tensor of ``x``'s dtype
+        and device, so that it neither promotes a float32 state to float64 nor
+        meets numpy on the left of a tensor operation.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from xdyn.systems import Lorenz63
+        >>> x = torch.zeros(2, 3, dtype=torch.float32)
+        >>> Lorenz63(sigma=np.array([10.0, 12.0])).parameter("sigma", x)
+        tensor([10., 12.])
+        >>> Lorenz63().parameter("sigma", x)
+        10.0
+        """
+        value = getattr(self, name)
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        return torch.as_tensor(value, dtype=x.dtype, device=x.device)
+
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
 

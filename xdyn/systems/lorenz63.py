@@ -6,9 +6,9 @@ Lorenz, E. N. (1963). Deterministic nonperiodic flow. J. Atmos. Sci., 20, 130-14
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
-from xdyn.systems.integrators import array_namespace
 
 __all__ = ["Lorenz63"]
 
@@ -73,13 +73,15 @@ class Lorenz63(DynamicalSystem):
             self._operators_cache = cached
         return cached[1]
 
-    def componentwise_tendency(self, a, b, c):
+    def componentwise_tendency(self, a, b, c, params=None):
         """Time derivative from the three components (scalars or arrays, real or complex).
 
         Shared by :meth:`rhs` and by integrators that hold a few tiny states as
         Python numbers (:func:`xdyn.systems.integrators.rk4_forecast_components`).
+        ``params`` is ``(sigma, rho, beta)`` when given, the system's own otherwise.
         """
-        return (self.sigma * (b - a), a * (self.rho - c) - b, a * b - self.beta * c)
+        sigma, rho, beta = (self.sigma, self.rho, self.beta) if params is None else params
+        return (sigma * (b - a), a * (rho - c) - b, a * b - beta * c)
 
     def rhs(self, t, x):
         # written once for torch tensors and numpy arrays (see DynamicalSystem.forecast)
@@ -89,8 +91,10 @@ class Lorenz63(DynamicalSystem):
             # linear part and the two products in one matmul: x @ [L | Q], then x_0 * (x @ Q)
             y = x @ self._numpy_operators().astype(x.real.dtype, copy=False)  # keep float32
             return y[..., :3] + x[..., :1] * y[..., 3:]
-        xp = array_namespace(x)
-        return xp.stack(self.componentwise_tendency(x[..., 0], x[..., 1], x[..., 2]), axis=-1)
+        # parameters as tensors of x's dtype: one value per trajectory, or learnable
+        params = tuple(self.parameter(name, x[..., 0]) for name in ("sigma", "rho", "beta"))
+        return torch.stack(self.componentwise_tendency(x[..., 0], x[..., 1], x[..., 2], params),
+                           dim=-1)
 
     def random_initial_state(self, n, random_state=None):
         rng = np.random.RandomState(random_state) if not hasattr(random_state, "normal") else random_state

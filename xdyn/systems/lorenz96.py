@@ -67,7 +67,8 @@ class Lorenz96(DynamicalSystem):
         # one circular pad then shifted views: no Python loop over sites or members;
         # written once for torch tensors and numpy arrays (see DynamicalSystem.forecast)
         padded = array_namespace(x).concatenate((x[..., -2:], x, x[..., :1]), axis=-1)
-        return (padded[..., 3:] - padded[..., :-3]) * padded[..., 1:-2] - x + self.F
+        forcing = self.F if isinstance(x, np.ndarray) else self.parameter("F", x)
+        return (padded[..., 3:] - padded[..., :-3]) * padded[..., 1:-2] - x + forcing
 
     # Ensembles at least this large take the site-major in-place kernel below
     ensemble_kernel_min_members = 32

@@ -62,13 +62,6 @@ class ParametricSystemMixin:
 
     parameter_attrs: dict[str, dict] = {}
 
-    def parameter(self, name: str, x: torch.Tensor):
-        """Value of parameter ``name`` ready to broadcast against ``x[..., 0]``."""
-        value = getattr(self, name)
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            return float(value)
-        return torch.as_tensor(value, dtype=x.dtype, device=x.device)
-
     def simulate(self, n_trajectories=1, t_span=None, dt=None, save_every=1, burn_in=0.0,
                  x0=None, random_state=None, n_steps=None, progress=False,
                  parameter_ranges=None):
