@@ -373,6 +373,26 @@ def test_coordinates_along_member_are_kept(lazy):
         assert out.member.values.tolist() == ["m0", "m1", "m2"]
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_coordinates_along_trajectory_and_time_are_kept(lazy):
+    # a seed(trajectory) was dropped by transform and inverse_transform (kept by predict), a
+    # valid_hour(time) by both, although their times are the input's own
+    train = _rank_k(n_traj=2, n_time=12)
+    X = train.assign_coords(seed=("trajectory", [3, 4], {"units": "1"}),
+                            valid_hour=("time", 6 * np.arange(12)))
+    model = PODLinearDynamics(3).fit(train)
+    z = model.transform(X.chunk({"time": 4}) if lazy else X)
+    back = model.inverse_transform(z)
+    forecast = model.predict(X, n_steps=2)
+    for out in (z, back, forecast):
+        assert out.seed.dims == ("trajectory",) and out.seed.values.tolist() == [3, 4]
+        assert out.seed.attrs == {"units": "1"}
+    for out in (z, back):
+        xr.testing.assert_identical(out.valid_hour, X.valid_hour)
+    assert "valid_hour" not in forecast.coords  # new times: their hours are not known
+    xr.testing.assert_allclose(back.u, X.u, atol=1e-8)
+
+
 def test_a_variable_without_the_trajectory_or_member_dim_is_shared():
     # a forcing on (time, y, x) only is the same in every trajectory and member, as before
     train = _rank_k(n_traj=2, n_time=12)

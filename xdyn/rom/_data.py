@@ -121,6 +121,15 @@ def _coords_along(X, dims):
     return {k: c.variable for k, c in X.coords.items() if c.dims and set(c.dims) <= set(dims)}
 
 
+def _label_coords(coord, dim):
+    """``{name: Variable}``: ``coord`` as the coordinate of ``dim``, with the coordinates it
+    carries along ``dim`` only when it is a DataArray taken from the input (a
+    ``seed(trajectory)``, a ``valid_hour(time)``), which a DataArray constructor drops."""
+    if not isinstance(coord, xr.DataArray):
+        return {dim: coord}
+    return {**_coords_along(coord, [dim]), dim: coord.variable}
+
+
 def _ensemble_dims_to_stack(X, info, sample_dim, trajectory_dim):
     """``[MEMBER_DIM]`` where ``X`` has it and the fitted layout ``info`` reads it as no
     feature (nor is it the sample or trajectory dim), else ``[]``."""
@@ -224,9 +233,10 @@ def from_trajectories(values, layout, time_coord=None, member_dim=None):
     sd, (n_times, n_features) = layout.info.sample_dim, values.shape[-2:]
     coords = dict(ensemble.coords) if ensemble else {}
     if layout.trajectory_coord is not None:
-        coords[traj_dim] = layout.trajectory_coord
+        coords.update(_label_coords(layout.trajectory_coord, traj_dim))
     if time_coord is not None:
         labelled = isinstance(time_coord, xr.DataArray)
+        coords.update(_label_coords(time_coord, sd))
         coords[sd] = xr.Variable((sd,), time_coord.data if labelled else np.asarray(time_coord),
                                  dict(time_coord.attrs if labelled else layout.info.sample_attrs))
     values = values.reshape(tuple(sizes) + (n_times, n_features))
@@ -251,9 +261,9 @@ def latent_output(z, layout, sample_dim, time_coord=None, name="z", units="1"):
         [sample_dim, "latent"]
     coords = {"latent": np.arange(z.shape[-1]), **(lead.coords if lead else {})}
     if time_coord is not None:
-        coords[sample_dim] = time_coord
+        coords.update(_label_coords(time_coord, sample_dim))
     if layout.trajectory_coord is not None:
-        coords[traj_dim] = layout.trajectory_coord
+        coords.update(_label_coords(layout.trajectory_coord, traj_dim))
     attrs = {"long_name": "latent coordinates"}
     if units is not None:
         attrs["units"] = units
