@@ -58,7 +58,7 @@ for name, fc in forecasts.items():
 # --------------------------
 # The encoder's ``omega0`` is a regression learnt from 48 pendulums.
 # ``refine_steps`` moves each pendulum's estimate to the MAP given its own
-# episode (the training objective, a few L-BFGS steps), without refitting.
+# episode (the training objective, a few Newton steps), without refitting.
 vgbdm = models["VGB-DM"].set_params(refine_steps=50)
 err = float(np.abs(vgbdm.infer_parameters(context).omega0 / test.omega0 - 1).mean())
 print(f"VGB-DM, refined: omega0 error {100 * err:.1f}%")

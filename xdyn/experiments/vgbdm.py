@@ -104,7 +104,7 @@ class GreyBoxSetup:
     correction_outputs : tuple of str or None, default=None
         State variables whose tendencies the correction adds to; None: all.
     refine_steps : int, default=0
-        L-BFGS steps from the encoder's posterior mean to the episode's MAP of the
+        Damped Newton steps from the encoder's posterior mean to the episode's MAP of the
         parameters and latent at prediction; 0: the encoder alone.
     correction_layout : {"dense", "pointwise"}, default="dense"
         One MLP on the whole state, or one shared by every grid point (fields).
@@ -146,7 +146,7 @@ class GreyBoxSetup:
     episode: str = "random"  # the encoder's training episode: a random window or the first
     correction_inputs: tuple = None  # the state variables the correction reads (None: all)
     correction_outputs: tuple = None  # the tendencies the correction adds to (None: all)
-    refine_steps: int = 0  # L-BFGS steps from the encoder's mean to the episode's MAP
+    refine_steps: int = 0  # Newton steps from the encoder's mean to the episode's MAP
     correction_layout: str = "dense"
     encoder: str = "gru"
     system_kwargs: dict = dataclasses.field(default_factory=dict)

@@ -148,7 +148,7 @@ class VGBDM(TrajectoryForecaster):
         but the LC error went 0.28 -> 0.37; measured 2026-12-03).
     refine_steps : int, default=0
         Semi-amortized inference: at ``predict`` and ``infer_parameters``, up
-        to this many L-BFGS iterations move the encoder's posterior mean to
+        to this many damped Newton steps move the encoder's posterior mean to
         the MAP of ``p`` and ``z`` given the episode (its own flow-matching loss
         plus the prior, weighted by ``beta_p`` and ``beta_z`` as in training);
         the ensemble keeps the encoder's spread around it. 0: the encoder alone.

@@ -457,43 +457,62 @@ class GreyBoxFlowModule(nn.Module):
     def refine(self, episode, dt, latent, beta_p, beta_z, steps):
         """MAP of the unconstrained ``(p, z)`` of each episode, from ``latent``.
 
-        L-BFGS on the training objective of one run with the latent as a point:
+        Minimizes the training objective of one run with the latent as a point:
         the flow-matching loss on the episode's own path plus the prior's
         negative log density, ``beta_p |u_p|^2 / 2 + beta_z |u_z|^2 / 2``. The
         encoder's mean is the start (semi-amortized inference, Kim et al. 2018).
-        The episodes' problems are independent: each runs its own L-BFGS, with
-        its own curvature, line search, iteration budget and convergence, so an
-        episode's MAP does not depend on the others in the call.
+        The objective is a sum of one term per episode, so its Hessian is block
+        diagonal, one small ``(p_dim + z_dim)`` block per episode: all episodes
+        take damped Newton steps at once (Levenberg-Marquardt on the exact
+        blocks, with their eigenvalues' magnitudes, so a step always descends),
+        each with its own damping, acceptance and convergence. An episode's MAP
+        does not depend on the others in the call. At most ``steps`` steps.
         """
-        if episode.shape[0] == 0:
-            return latent.detach().clone()
-        return torch.cat([self._refine_one(episode[i:i + 1], dt, latent[i:i + 1], beta_p,
-                                           beta_z, steps) for i in range(episode.shape[0])])
-
-    def _refine_one(self, episode, dt, latent, beta_p, beta_z, steps):
-        """:meth:`refine` of one episode ``(1, E, n)`` from its latent ``(1, p_dim + z_dim)``."""
+        u = latent.detach().clone()
+        if episode.shape[0] == 0 or u.shape[-1] == 0:
+            return u
         ts, xs, target, history = self._episode_points(episode, dt)
-        K, P = xs.shape[1], self.p_dim
+        K, P, d = xs.shape[1], self.p_dim, u.shape[-1]
         if K == 0:
             raise ValueError(f"refinement needs episodes longer than history_size="
                              f"{self.history_size}, got {episode.shape[-2]} states")
-        u = latent.detach().clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([u], max_iter=int(steps), line_search_fn="strong_wolfe")
 
-        def closure():
-            p, z = self.split(u)
-            pred = self.field(ts, xs, history, p[:, None].expand(-1, K, -1),
-                              z[:, None].expand(-1, K, -1))
-            fm = (((pred - target) / self.v_scale) ** 2).mean((-2, -1))
-            prior = 0.5 * (beta_p * u[:, :P].pow(2).sum(-1) + beta_z * u[:, P:].pow(2).sum(-1))
-            loss = (fm + prior).sum()
-            # the gradient of the latent alone: the network's weights keep no .grad
-            u.grad = torch.autograd.grad(loss, u)[0]
-            return loss.detach()
+        def objective(rows, v):  # the objective of episodes ``rows`` at latents ``v``
+            p, z = self.split(v)
+            pred = self.field(ts[rows], xs[rows], history[rows],
+                              p[:, None].expand(-1, K, -1), z[:, None].expand(-1, K, -1))
+            fm = (((pred - target[rows]) / self.v_scale) ** 2).mean((-2, -1))
+            return fm + 0.5 * (beta_p * v[:, :P].pow(2).sum(-1) + beta_z * v[:, P:].pow(2).sum(-1))
 
-        with torch.enable_grad():
-            opt.step(closure)
-        return u.detach()
+        damping = torch.full(u.shape[:1], 1e-3, dtype=u.dtype, device=u.device)
+        active = torch.arange(u.shape[0], device=u.device)  # episodes not yet converged
+        for _ in range(int(steps)):
+            with torch.enable_grad():
+                v = u[active].requires_grad_(True)
+                f = objective(active, v)
+                # the network's weights keep no .grad: derivatives of the latent alone
+                (g,) = torch.autograd.grad(f.sum(), v, create_graph=True)
+                hess = torch.stack([torch.autograd.grad(g[:, j].sum(), v, retain_graph=j < d - 1)[0]
+                                    for j in range(d)], -1)  # a column of every block per pass
+            f, g, hess = f.detach(), g.detach(), hess.detach()
+            evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.mT))
+            lam = damping[active, None] * evals.abs().amax(-1, keepdim=True).clamp_min(1e-12)
+            step = -evecs @ ((evecs.mT @ g[..., None]) / (evals.abs() + lam)[..., None])
+            step = step.squeeze(-1)
+            with torch.no_grad():
+                f_new = objective(active, u[active] + step)
+            better = torch.isfinite(f_new) & (f_new < f)
+            u[active[better]] += step[better]
+            damping[active] = torch.where(better, damping[active] / 3, damping[active] * 8)
+            # L-BFGS's tests (gradient; change of the objective, here over a nearly undamped
+            # step: a heavily damped one is short by design), and no descent within reach
+            done = (g.abs().amax(-1) <= 1e-7) | (damping[active] > 1e10) \
+                | (better & (lam[:, 0] <= 1e-3 * evals.abs().amax(-1).clamp_min(1e-12))
+                   & (f - f_new <= 1e-9 * f.abs().clamp_min(1.0)))
+            active = active[~done]
+            if active.numel() == 0:
+                break
+        return u
 
     # --- prediction -------------------------------------------------------
     def rollout(self, history, times, p, z):
