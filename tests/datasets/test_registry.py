@@ -346,7 +346,7 @@ def _zip_with(tmp_path, n_files=2):
     return archive
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "inflate"])
 def test_a_cut_weatherbench_download_leaves_no_zip_and_no_empty_folder(
     tmp_path, monkeypatch, damage
 ):
@@ -355,9 +355,10 @@ def test_a_cut_weatherbench_download_leaves_no_zip_and_no_empty_folder(
     good = _zip_with(tmp_path).read_bytes()
     if damage == "truncate":
         bad = good[: len(good) * 2 // 3]
-    else:  # same size, a flipped byte inside a member: only the CRC check sees it
+    else:  # same size, a flipped byte inside a member: only the CRC check sees it ("flip"),
+        # or the first byte of its deflate stream: zlib.error ("inflate")
         bad = bytearray(good)
-        bad[200] ^= 0xFF
+        bad[200 if damage == "flip" else 30 + len("geopotential_500hPa_2000_5.625deg.nc")] ^= 0xFF
         bad = bytes(bad)
     root = tmp_path / "wb"
 
@@ -399,3 +400,141 @@ def test_a_download_with_the_wrong_hash_says_what_it_means(tmp_path, monkeypatch
     with pytest.raises(DataIntegrityError, match="does not match known_hash.*cut short"):
         datasets.fetch_weatherbench("t2m", root=tmp_path, known_hash="sha256:" + "1" * 64)
     assert not (tmp_path / "2m_temperature").exists()
+
+
+@pytest.mark.parametrize("code, hint", [("ENOSPC", "free disk space"), ("EACCES", "writable")])
+def test_a_write_error_while_extracting_keeps_the_verified_archive(
+    tmp_path, monkeypatch, code, hint
+):
+    import builtins
+    import errno
+    import os
+
+    from xdyn.datasets import weatherbench_download
+
+    good = _zip_with(tmp_path).read_bytes()
+    root, downloads = tmp_path / "wb", []
+
+    def fake_retrieve(url, known_hash, fname, path, processor=None):
+        target = path / fname  # pooch: download only when not on disk (hash verified)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(good)
+            downloads.append(target)
+            return processor(str(target), "download", None)
+        return processor(str(target), "fetch", None)
+
+    def failing_open(file, mode="r", *args, **kwargs):  # the disk fills, or is read-only
+        if "w" in mode and str(file).endswith(".nc"):
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(file))
+        return builtins.open(file, mode, *args, **kwargs)
+
+    monkeypatch.delenv("XDYN_OFFLINE")
+    monkeypatch.setattr(weatherbench_download.pooch, "retrieve", fake_retrieve)
+    monkeypatch.setattr(weatherbench_download, "open", failing_open, raising=False)
+    folder = root / "geopotential_500"
+    with pytest.raises(OSError) as info:
+        datasets.fetch_weatherbench("z500", root=root, known_hash="sha256:" + "0" * 64)
+    assert not isinstance(info.value, DataIntegrityError)
+    assert info.value.errno == getattr(errno, code)
+    msg = str(info.value)
+    assert str(folder) in msg and "was kept" in msg and hint in msg and "corrupt" not in msg
+    assert downloads[0].read_bytes() == good  # the verified archive is kept
+    assert not folder.exists()  # nothing half-extracted, no empty folder
+    # once the cause is gone, the next fetch extracts the kept archive: no new download
+    monkeypatch.delattr(weatherbench_download, "open")
+    datasets.fetch_weatherbench("z500", root=root, known_hash="sha256:" + "0" * 64)
+    assert len(downloads) == 1
+    assert sorted(p.name for p in folder.glob("*.nc")) == [
+        "geopotential_500hPa_2000_5.625deg.nc", "geopotential_500hPa_2001_5.625deg.nc"]
+
+
+def test_sha256sums_in_binary_mode_are_read(tmp_path):
+    good, other = tmp_path / "a.nc", tmp_path / "b c.nc"
+    good.write_bytes(b"abc")
+    other.write_bytes(b"xyz")
+    listing = (f"{registry.file_sha256(good)} *a.nc\n"  # `sha256sum --binary`
+               f"{registry.file_sha256(other).upper()}  b c.nc\n"  # text mode
+               "not a checksum line\n")
+    (tmp_path / "SHA256SUMS").write_text(listing)
+    assert registry.read_sha256sums(tmp_path) == {
+        "a.nc": registry.file_sha256(good), "b c.nc": registry.file_sha256(other)}
+    good.write_bytes(b"abd")  # damaged: listed in binary mode, so it is caught
+    with pytest.raises(DataIntegrityError, match="a.nc is corrupt"):
+        registry.check_sha256sums(good)
+
+
+def test_atomic_path_fsyncs_the_file_before_the_rename_and_the_folder_after(
+    tmp_path, monkeypatch
+):
+    import os
+
+    calls, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        calls.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        calls.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "out.txt"
+    with registry.atomic_path(target) as tmp:
+        tmp.write_text("done")
+    file, folder = target.stat().st_ino, tmp_path.stat().st_ino
+    assert calls == [("fsync", file), ("replace", file), ("fsync", folder)]
+    assert target.read_text() == "done"
+
+
+def test_atomic_path_works_where_a_folder_cannot_be_opened(tmp_path, monkeypatch):
+    import os
+
+    real_open = os.open
+
+    def no_folders(path, flags, *args, **kwargs):  # like Windows
+        if os.path.isdir(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_folders)
+    with registry.atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("done")
+    assert (tmp_path / "out.txt").read_text() == "done"
+
+
+def test_a_sample_split_between_shipped_folder_and_cache_loses_no_year(
+    offline_cache, tmp_path, monkeypatch
+):
+    from xdyn.datasets import load_weatherbench
+    from xdyn.datasets.catalog import CATALOG
+
+    name = "era5_wb5625_sample"
+    intact = load_weatherbench(["z500", "t850"], root=REPO_DATASETS / name).load()
+    shipped = tmp_path / "shipped"
+    shutil.copytree(REPO_DATASETS / name, shipped / name)
+    moved = f"{name}/geopotential_500/geopotential_500hPa_2017_5.625deg.nc"
+    (offline_cache / moved).parent.mkdir(parents=True)
+    shutil.move(shipped / moved, offline_cache / moved)  # verified in the cache only
+    monkeypatch.setenv("XDYN_SHIPPED_DIR", str(shipped))
+    # the opener reads exactly the verified files, wherever each lies
+    z500 = datasets.load("era5-wb5625-sample", variables="z500")
+    assert z500.sizes["time"] == 5
+    xr.testing.assert_equal(z500.z500, intact.z500)
+    # and no file the registry does not list
+    (shipped / name / "geopotential_500" / "stray_2018_5.625deg.nc").write_bytes(b"unlisted")
+    both = datasets.load("era5-wb5625-sample")
+    xr.testing.assert_equal(both.z500, intact.z500)
+    xr.testing.assert_equal(both.t850, intact.t850)
+    # fetch returns one folder holding every verified file: the cache's, completed
+    root = datasets.fetch("era5-wb5625-sample")
+    assert root == offline_cache / name
+    expected = registry.read_registry()
+    for fname in CATALOG["era5-wb5625-sample"].files():
+        path = offline_cache / fname
+        assert "sha256:" + registry.file_sha256(path) == expected[fname]
+    again = load_weatherbench(["z500", "t850"], root=root)
+    xr.testing.assert_equal(again.z500, intact.z500)
+    assert datasets.fetch("era5-wb5625-sample") == root  # now whole in the cache

@@ -700,3 +700,38 @@ def test_a_year_with_no_time_step_is_named(tmp_path):
     _replace(empty, cut)
     with pytest.raises(DataIntegrityError, match=rf"{empty} holds no time steps"):
         load_weatherbench("t2m", root=tmp_path)
+
+
+def _noleap_year(root, year, times_year=None):
+    """A t2m file whose time is on the noleap calendar (decoded to cftime dates)."""
+    import cftime
+
+    times = [cftime.DatetimeNoLeap(times_year or year, 2, 28, 6 * h) for h in range(3)]
+    values = np.random.default_rng(year).normal(size=(3, LAT.size, LON.size)).astype("float32")
+    ds = xr.Dataset({"t2m": (("time", "lat", "lon"), values, {"units": "K"})},
+                    {"time": times, "lat": LAT, "lon": LON})
+    path = root / "2m_temperature" / f"2m_temperature_{year}_5.625deg.nc"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.to_netcdf(path, encoding={"time": {"units": "hours since 1979-01-01"}})
+    return ds
+
+
+def test_a_noleap_calendar_is_read_as_cftime_dates(tmp_path):
+    import cftime
+
+    years = {year: _noleap_year(tmp_path, year) for year in (2018, 2017)}
+    ds = load_weatherbench("t2m", root=tmp_path)
+    assert all(isinstance(t, cftime.DatetimeNoLeap) for t in ds.time.values)
+    assert [t.year for t in ds.time.values] == [2017] * 3 + [2018] * 3  # in order
+    np.testing.assert_array_equal(ds.t2m.values[3:], years[2018].t2m.values)
+    folder = tmp_path / "2m_temperature"
+    bad = folder / "2m_temperature_2018_5.625deg.nc"
+    bad.unlink()
+    _noleap_year(tmp_path, 2018, times_year=2016)  # named 2018, holds 2016: year from .year
+    with pytest.raises(ValueError, match=rf"{bad} is named for 2018 but holds times"):
+        load_weatherbench("t2m", root=tmp_path)
+    bad.unlink()
+    write_year(tmp_path, "2m_temperature", "2m_temperature", "t2m", 2018)  # standard calendar
+    with pytest.raises(ValueError, match=rf"{bad} has times on the standard .*noleap") as info:
+        load_weatherbench("t2m", root=tmp_path)
+    assert "units attr" not in str(info.value)

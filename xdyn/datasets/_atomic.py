@@ -109,6 +109,9 @@ def atomic_path(path) -> Iterator[Path]:
     The temporary file is removed if the body raises (including
     ``KeyboardInterrupt``), so a reader never sees a half-written ``path``; one
     left by a killed process is removed by the next write (:func:`remove_stale_parts`).
+    The file is flushed to disk (:func:`os.fsync`) before it is moved into
+    place, and its folder after (POSIX), so that after a power loss ``path``
+    is the old file or the whole new one, never an empty or partial one.
 
     Parameters
     ----------
@@ -135,10 +138,29 @@ def atomic_path(path) -> Iterator[Path]:
     tmp = path.with_name(f".{path.name}.{_host()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.part")
     try:
         yield tmp
+        _fsync(tmp)  # the data reach the disk before the name does (power loss)
         os.replace(tmp, path)
+        _fsync(path.parent, folder=True)  # and so does the rename
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _fsync(path: Path, folder: bool = False) -> None:
+    """Flush ``path`` to disk; a folder that cannot be opened or synced (Windows) is skipped."""
+    try:  # Windows flushes only a handle opened for writing, and opens no folder
+        fd = os.open(path, os.O_RDWR if os.name == "nt" and not folder else os.O_RDONLY)
+    except OSError:
+        if folder:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:  # some file systems refuse fsync on a folder (EINVAL)
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_netcdf_atomic(ds, path, **kwargs) -> Path:

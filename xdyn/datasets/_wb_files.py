@@ -11,9 +11,11 @@ without saying which file.
 
 from __future__ import annotations
 
+import datetime
 import re
 from pathlib import Path
 
+import cftime
 import numpy as np
 import xarray as xr
 
@@ -105,7 +107,11 @@ def check_lat_lon(obj, path: Path, fix: str) -> None:
 
 
 def check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
-    """Coordinates a WeatherBench file must have: finite, increasing, in its year."""
+    """Coordinates a WeatherBench file must have: finite, increasing, in its year.
+
+    ``time`` is datetime64, or cftime dates for a file on a non-standard CF
+    calendar (``noleap``, ``360_day`` ...), which DESIGN's data model allows.
+    """
     check_lat_lon(da, path, fix)
     time = da["time"].values
     if time.size == 0:
@@ -114,18 +120,27 @@ def check_coords(da: xr.DataArray, path: Path, fix: str) -> None:
             f"WeatherBench file {path} holds no time steps (its time dimension is empty): "
             f"it was cut short or written empty. {fix}"
         )
-    if not np.issubdtype(time.dtype, np.datetime64):
+    cf_dates = [t for t in time if isinstance(t, cftime.datetime)] if time.dtype == object else []
+    if not (cf_dates or np.issubdtype(time.dtype, np.datetime64)):
         raise ValueError(
             f"WeatherBench file {path}: 'time' is not a date ({time.dtype}); its units attr "
             f"may be missing or damaged. {fix}"
         )
-    if np.any(np.isnat(time)) or np.any(np.diff(time) <= np.timedelta64(0)):
+    if cf_dates:  # a non-standard CF calendar (noleap, 360_day ...): cftime dates
+        missing = len(cf_dates) < time.size
+        step = datetime.timedelta(0)
+    else:
+        missing, step = np.any(np.isnat(time)), np.timedelta64(0)
+    if missing or np.any(np.diff(time) <= step):
         raise DataIntegrityError(
             f"WeatherBench file {path} has missing, repeated or unordered times. {fix}"
         )
     m = re.search(r"_(\d{4})_", path.name)
     if m:
-        years = time.astype("datetime64[Y]").astype(int) + 1970
+        if cf_dates:
+            years = np.array([t.year for t in cf_dates])
+        else:
+            years = time.astype("datetime64[Y]").astype(int) + 1970
         if np.any(years != int(m.group(1))):
             raise ValueError(
                 f"WeatherBench file {path} is named for {m.group(1)} but holds times "
@@ -145,6 +160,14 @@ def concat_years(parts: list[xr.DataArray], files: list[Path], name, fix_for) ->
                     f"({_describe(b)} vs {_describe(a)}): every year of {name!r} must share "
                     f"one grid. {fix_for(path)}"
                 )
+    calendars = [calendar(da["time"].values) for da in parts]
+    for cal, path in zip(calendars[1:], files[1:]):
+        if cal != calendars[0]:  # their times cannot be ordered or joined
+            raise ValueError(
+                f"WeatherBench file {path} has times on the {cal} calendar, {files[0]} on the "
+                f"{calendars[0]} one: every year of {name!r} must share one calendar. To "
+                f"fix: convert one (xarray's Dataset.convert_calendar), or load the years apart."
+            )
     order = np.argsort([da["time"].values[0] for da in parts], kind="stable")
     parts = [parts[i].assign_coords(lat=ref["lat"], lon=ref["lon"]) for i in order]
     files = [files[i] for i in order]
@@ -159,6 +182,21 @@ def concat_years(parts: list[xr.DataArray], files: list[Path], name, fix_for) ->
         return parts[0]
     return xr.concat(parts, "time", coords="minimal", compat="override",
                      combine_attrs="drop_conflicts", join="exact")
+
+
+def calendar(time: np.ndarray) -> str:
+    """The CF calendar of checked times: a cftime date's, else ``standard (datetime64)``.
+
+    Examples
+    --------
+    >>> import cftime, numpy as np
+    >>> calendar(np.array(["2017-01-01"], dtype="datetime64[ns]"))
+    'standard (datetime64)'
+    >>> calendar(np.array([cftime.DatetimeNoLeap(2017, 1, 1)]))
+    'noleap'
+    """
+    first = time.flat[0] if time.size else None
+    return first.calendar if isinstance(first, cftime.datetime) else "standard (datetime64)"
 
 
 def _describe(values: np.ndarray) -> str:

@@ -16,6 +16,8 @@ Three kinds of dataset share one namespace:
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +25,10 @@ import xarray as xr
 
 from xdyn.datasets import generated as _gen
 from xdyn.datasets import weatherbench as _wb
+from xdyn.datasets._atomic import atomic_path
 from xdyn.datasets.registry import (
     BASE_URL,
+    DataIntegrityError,
     data_dir,
     file_sha256,
     make_pooch,
@@ -92,13 +96,19 @@ def _open_netcdf(paths, *, chunks=None) -> xr.Dataset:
     )
 
 
-def _sample_root(paths) -> Path:
-    # .../era5_wb5625_sample/<folder>/<file>.nc -> .../era5_wb5625_sample
-    return Path(paths[0]).parent.parent
+def _sample_roots(paths) -> list[Path]:
+    # .../era5_wb5625_sample/<folder>/<file>.nc -> .../era5_wb5625_sample; resolve() looks
+    # each file up on its own, so some may be shipped and others in the cache
+    return sorted({Path(p).parent.parent for p in paths})
 
 
 def _open_wb_sample(paths, *, variables=("z500", "t850"), years=None, chunks=None) -> xr.Dataset:
-    ds = _wb.load_weatherbench(variables, years, root=_sample_root(paths), chunks=chunks)
+    listing: dict[str, list[Path]] = {}
+    for path in map(Path, paths):  # exactly the verified files, wherever each lies
+        listing.setdefault(path.parent.name, []).append(path)
+    roots = _sample_roots(paths)
+    ds = _wb._load(variables, years, roots[0], chunks=chunks, listing=listing)
+    ds.attrs["weatherbench_root"] = os.pathsep.join(str(root) for root in roots)
     ds.attrs["title"] = (
         "ERA5 sample in WeatherBench 5.625 deg layout (derived; not WeatherBench data)"
     )
@@ -266,7 +276,11 @@ def fetch(name: str, *, force: bool = False, **kwargs) -> Path:
     Returns
     -------
     pathlib.Path
-        The file, or the folder for multi-file datasets.
+        The file, or the folder for multi-file datasets. That folder holds
+        every file of the dataset, verified: when some files are verified in
+        the shipped folder and others in the cache (``$XDYN_DATA_DIR``), the
+        shipped ones are copied into the cache (and checked again), and the
+        cache's folder is returned.
 
     Examples
     --------
@@ -282,8 +296,30 @@ def fetch(name: str, *, force: bool = False, **kwargs) -> Path:
     if kind == "weatherbench":
         return fetch_weatherbench(_WB_NAMES[name], **kwargs)
     spec = CATALOG[name]
-    paths = [resolve(f, dataset=name, script=spec.script) for f in spec.files()]
-    return paths[0] if len(paths) == 1 and spec.prefix.endswith(".nc") else _sample_root(paths)
+    files = spec.files()
+    paths = [resolve(f, dataset=name, script=spec.script) for f in files]
+    if len(paths) == 1 and spec.prefix.endswith(".nc"):
+        return paths[0]
+    roots = _sample_roots(paths)
+    return roots[0] if len(roots) == 1 else _gather_in_cache(spec, files, paths)
+
+
+def _gather_in_cache(spec: DatasetSpec, files: list[str], paths: list[Path]) -> Path:
+    """Copy into the cache each verified file not there yet; return the cache's dataset folder."""
+    cache, registry = Path(make_pooch().abspath), read_registry()
+    for fname, path in zip(files, paths):
+        target = cache / fname
+        want = registry[fname].partition(":")[2].lower()
+        if path == target or (target.is_file() and file_sha256(target) == want):
+            continue
+        with atomic_path(target) as tmp:
+            shutil.copyfile(path, tmp)
+            if file_sha256(tmp) != want:  # changed since resolve() verified it
+                raise DataIntegrityError(
+                    f"{path} changed while it was copied to {target} (sha256 {file_sha256(tmp)}, "
+                    f"the registry's is {want}); it was not copied. Run the fetch again."
+                )
+    return cache / spec.prefix
 
 
 def list_datasets() -> list[dict]:
@@ -294,7 +330,9 @@ def list_datasets() -> list[dict]:
     list of dict
         Keys: ``name``, ``kind`` (published, generated, weatherbench),
         ``description``, ``source``, ``size`` (bytes on disk, or None when not
-        on disk), ``path`` (on disk, or None), ``cached`` (on disk and valid),
+        on disk), ``path`` (on disk, or None; None too for a multi-file set whose
+        files lie in two folders, which :func:`fetch` puts together), ``cached``
+        (on disk and valid),
         ``offline`` (loadable without network). Nothing is downloaded or
         generated, and no hash is recomputed for a file already verified.
 
@@ -327,8 +365,10 @@ def _published_row(spec: DatasetSpec) -> dict:
                 break
     complete = bool(found) and len(found) == len(spec.files())
     path = None
-    if complete:
-        path = found[0] if spec.prefix.endswith(".nc") else _sample_root(found)
+    if complete and spec.prefix.endswith(".nc"):
+        path = found[0]
+    elif complete and len(_sample_roots(found)) == 1:  # else fetch() puts them in one folder
+        path = _sample_roots(found)[0]
     return {
         "name": spec.name,
         "kind": "published",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -276,12 +277,14 @@ def check_known_hash(path, fix: str = "") -> bool:
 
 
 SHA256SUMS = "SHA256SUMS"
+_SHA256SUMS_LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 
 
 def check_sha256sums(path, fix: str = "") -> bool:
     """Verify ``path`` against the ``SHA256SUMS`` file of its folder, if it lists it.
 
-    ``SHA256SUMS`` has ``sha256sum``'s format (``<hex>  <file name>`` per line);
+    ``SHA256SUMS`` has ``sha256sum``'s format (``<hex>  <file name>`` per line,
+    or ``<hex> *<file name>`` from ``sha256sum --binary``);
     :func:`xdyn.datasets.fetch_weatherbench` writes one when it extracts an
     archive whose sha256 it verified.
 
@@ -325,15 +328,20 @@ def check_sha256sums(path, fix: str = "") -> bool:
 
 
 def read_sha256sums(folder) -> dict[str, str]:
-    """File name -> hex sha256 from ``folder/SHA256SUMS`` (empty when there is none)."""
+    """File name -> hex sha256 from ``folder/SHA256SUMS`` (empty when there is none).
+
+    Lines in ``sha256sum``'s text (``<hex>  <name>``) and binary
+    (``<hex> *<name>``) formats are read; other lines are skipped.
+    """
     listing = Path(folder) / SHA256SUMS
     if not listing.is_file():
         return {}
     out = {}
     for line in listing.read_text(encoding="utf-8").splitlines():
-        digest, _, name = line.strip().partition("  ")
-        if digest and name:
-            out[name.lstrip("*")] = digest.lower()
+        # text mode writes `<hex>  name`, binary mode (`sha256sum --binary`) `<hex> *name`
+        m = _SHA256SUMS_LINE.fullmatch(line.strip())
+        if m:
+            out[m.group(2)] = m.group(1).lower()
     return out
 
 

@@ -17,12 +17,14 @@ Each folder is one zip on the share, ``<folder>/<folder>_5.625deg.zip``
 (``z500``, ``t850``, ``t2m``, ``u10``, ``v10``, any ``z|t|u|v|q|r|pv|vo<level>``)
 to those folders and in-file names, selects the pressure level from a
 single-level folder or the multi-level one, and returns one Dataset with
-``time`` (datetime64), ascending ``lat`` and ``lon`` with units. The
+``time`` (datetime64; cftime dates for files on a non-standard CF calendar
+such as ``noleap``), ascending ``lat`` and ``lon`` with units. The
 WeatherBench 2 zarr naming is handled by :func:`from_weatherbench2`.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import warnings
 from pathlib import Path
@@ -159,8 +161,8 @@ def load_weatherbench(
         Unknown short name or resolution (the message lists the known ones) or missing level;
         a file that does not fit the layout -- the wrong variable, other dims
         than ``(time, lat, lon)``, times outside the year in its name, a grid
-        unlike the other years', the same times in two files. The message
-        names the file and the fix.
+        or calendar unlike the other years', the same times in two files. The
+        message names the file and the fix.
     FileNotFoundError
         A folder or year is missing; the message names the expected path and
         the download link.
@@ -180,6 +182,16 @@ def load_weatherbench(
     >>> ds.z500.attrs["units"], ds.lat.attrs["units"]
     ('m**2 s**-2', 'degrees_north')
     """
+    return _load(variables, years, root, resolution, chunks, verify)
+
+
+def _load(variables, years, root, resolution="5.625deg", chunks=None, verify=False, listing=None):
+    """:func:`load_weatherbench`, reading exactly the files of ``listing`` when given.
+
+    ``listing`` maps a folder name (``"geopotential_500"``) to its files, wherever
+    they lie (a registry dataset verified partly in the shipped folder, partly in
+    the cache); ``root`` then only names the expected folders in messages.
+    """
     names = [variables] if isinstance(variables, str) else list(variables)
     if not names:
         raise ValueError("variables must name at least one field")
@@ -189,7 +201,7 @@ def load_weatherbench(
     chunks = "auto" if chunks is None else chunks
     unverified: list[Path] = []
     parts = [
-        _open_field(name, year_list, root, resolution, chunks, verify, unverified)
+        _open_field(name, year_list, root, resolution, chunks, verify, unverified, listing)
         for name in names
     ]
     if unverified:
@@ -198,7 +210,7 @@ def load_weatherbench(
             f"{unverified[0]}: they were checked for their layout only. Files extracted by "
             f"xdyn.datasets.fetch_weatherbench have their sha256 in the folder's SHA256SUMS.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     ds = _merge_on_grid(parts)
     if "time" in ds.coords:  # analysis (valid) time, whatever the source GRIB called it
@@ -340,9 +352,13 @@ def _parse(name: str):
     )
 
 
-def _open_field(name, years, root, resolution, chunks, verify=False, unverified=None):
+def _open_field(name, years, root, resolution, chunks, verify=False, unverified=None,
+                listing=None):
     field, candidates, level = _parse(name)
-    present = [c for c in candidates if (root / c[0]).is_dir()]
+    if listing is None:
+        present = [c for c in candidates if (root / c[0]).is_dir()]
+    else:
+        present = [c for c in candidates if listing.get(c[0])]
     if not present:
         expected = " or ".join(str(root / c[0]) for c in candidates)
         links = ", ".join(weatherbench_url(c[0], resolution) for c in candidates)
@@ -352,7 +368,8 @@ def _open_field(name, years, root, resolution, chunks, verify=False, unverified=
             f"or pass root= the folder that holds it."
         )
     folder, stem, select = present[0]
-    files = _files(root / folder, stem, years, resolution, name)
+    files = _files(root / folder, stem, years, resolution, name,
+                   None if listing is None else listing[folder])
     # One file at a time, each checked against the layout, so that a bad file is
     # named (a combined open would outer-join a wrong variable into NaNs, drop a
     # mislabelled year, or fail on the merged index without saying which file).
@@ -385,17 +402,21 @@ def _open_field(name, years, root, resolution, chunks, verify=False, unverified=
     return da.rename(name)
 
 
-def _files(folder: Path, stem: str, years, resolution: str, name: str) -> list[Path]:
-    available = sorted(folder.glob("*.nc"))
+def _files(folder: Path, stem: str, years, resolution: str, name: str,
+           available=None) -> list[Path]:
+    """The files of ``years`` (None: all) among ``available``, default ``folder``'s ``*.nc``."""
+    available = sorted(folder.glob("*.nc") if available is None else available)
     if years is None:
         if not available:
             raise FileNotFoundError(f"no *.nc files in {folder} (for {name!r})")
         return available
+    by_name = {p.name: p for p in available}
     out = []
     for year in years:
-        path = folder / f"{stem}_{year}_{resolution}.nc"
-        if not path.is_file():
-            alt = sorted(folder.glob(f"*_{year}_{resolution}.nc"))
+        fname = f"{stem}_{year}_{resolution}.nc"
+        path = by_name.get(fname, folder / fname)
+        if fname not in by_name:
+            alt = [p for p in available if fnmatch.fnmatchcase(p.name, f"*_{year}_{resolution}.nc")]
             if len(alt) != 1:
                 on_disk = sorted(
                     {m.group(1) for p in available if (m := re.search(r"_(\d{4})_", p.name))}

@@ -11,11 +11,13 @@ half-extracted year is restored.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import pooch
@@ -68,6 +70,11 @@ def fetch_weatherbench(variables, root=None, *, known_hash=None, resolution="5.6
     xdyn.datasets.DataIntegrityError
         The download does not match its hash, or the archive is truncated or
         corrupt; nothing is left behind (no archive, no empty variable folder).
+    OSError
+        Extracting the verified archive failed on this machine (disk full,
+        no write permission: the errno is kept); the message names the folder
+        and the fix. The archive is kept, so the next fetch extracts it without
+        downloading it again, and no half-extracted file is left.
 
     Examples
     --------
@@ -133,8 +140,12 @@ def _unzip_into(folder: Path):
     (pooch's action ``"fetch"``) skips the extraction only when every member is
     in ``folder`` and matches ``SHA256SUMS`` (this reads each file once), so a
     deleted or damaged year, or an extraction killed half-way, is repaired. A
-    bad archive is deleted (so the next fetch downloads it again rather than
-    reusing it) and leaves no empty ``folder`` behind.
+    bad archive (an error reading it: ``BadZipFile``, a CRC mismatch included,
+    ``EOFError``, ``zlib.error``) is deleted, so the next fetch downloads it
+    again rather than reusing it. An ``OSError`` (writing into ``folder``: disk
+    full, permissions) keeps the verified archive and is raised again with
+    its errno, naming ``folder`` and the fix. Either leaves no empty
+    ``folder`` and no half-extracted file behind.
     """
 
     def processor(fname, action, pup):
@@ -149,19 +160,45 @@ def _unzip_into(folder: Path):
                 folder.mkdir(parents=True, exist_ok=True)
                 _remove_dead_extractions(folder)
                 _extract(archive, members, folder)
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # reading the archive
             Path(fname).unlink(missing_ok=True)
-            if created and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+            _remove_if_empty(folder, created)
             raise DataIntegrityError(
                 f"the downloaded archive {fname} is truncated or corrupt ({type(exc).__name__}: "
                 f"{exc}); it was deleted and nothing was extracted into {folder}. To fix: run "
                 f"the fetch again (a connection cut mid-download is the usual cause), and check "
                 f"that known_hash is the sha256 of the complete archive."
             ) from exc
+        except OSError as exc:  # writing into folder: disk full, permissions -- not the download
+            _remove_if_empty(folder, created)
+            raise _extraction_error(exc, fname, folder) from exc
         return str(folder)
 
     return processor
+
+
+def _remove_if_empty(folder: Path, created: bool) -> None:
+    if created and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+
+
+def _extraction_error(exc: OSError, fname, folder: Path) -> OSError:
+    """``exc`` (its errno kept) with what failed, that the archive was kept, and the fix."""
+    fixes = {
+        errno.ENOSPC: f"free disk space under {folder}",
+        getattr(errno, "EDQUOT", -1): f"free space in your disk quota under {folder}",
+        errno.EACCES: f"make {folder} writable",
+        errno.EPERM: f"make {folder} writable",
+        errno.EROFS: f"pass root= a folder on a writable file system (not {folder})",
+    }
+    cause = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    message = (
+        f"could not extract {fname} into {folder}: {cause} ({exc}). The archive matched "
+        f"known_hash and was kept, and no half-written file was left in {folder}. To fix: "
+        f"{fixes.get(exc.errno, 'remove the cause above')}, then run the fetch again (it "
+        f"extracts the kept archive without downloading it)."
+    )
+    return OSError(exc.errno, message) if exc.errno else OSError(message)
 
 
 def _extracted(folder: Path, members: list[zipfile.ZipInfo]) -> bool:
