@@ -612,3 +612,93 @@ def test_validation_leaves_the_fit_from_a_random_state_instance_unchanged(data):
     ref = fits[0].net_.module_.state_dict()
     for k, v in fits[1].net_.module_.state_dict().items():
         assert torch.equal(v, ref[k]), k
+
+
+def test_a_site_never_observed_in_training_is_refused(data):
+    """A site with no training observation had a scale of 1e-6: at predict its innovations
+    entered the network 1e6 times too large (single analyses 10x worse with a good
+    observation). Now predict, analyze and a validation that observe it are refused."""
+    (train, obs), (valid, obs_v), _ = data
+    no_y = obs.assign(observation=obs.observation.where(obs.variable != "y"))
+    est = _small(window=2, max_epochs=1).fit(no_y, train)
+    with pytest.raises(ValueError, match=r"site\(s\) \['obs=1 \(y\)'\].*never observed"):
+        est.predict(obs_v)
+    n = train.sizes["trajectory"] * train.sizes["time"]
+    np.testing.assert_array_equal(est.statistics_["obs_count"], [n, 0])
+    # fewer than two observations: no spread to scale by, so no scaling (not 1e-6)
+    assert est.statistics_["y_scale"][1] == 1.0 and est.statistics_["d_scale"][1] == 1.0
+    with pytest.raises(ValueError, match=r"\['obs=1 \(y\)'\].*Set those observations to NaN"):
+        est.analyze(obs_v, valid + 0.3)
+    masked = obs_v.assign(observation=obs_v.observation.where(obs_v.variable != "y"))
+    assert est.analyze(masked, valid + 0.3).sizes == valid.sizes
+    with pytest.raises(ValueError, match=r"validation observations observe the site\(s\)"):
+        _small(window=2, max_epochs=1).fit(no_y, train, validation=(obs_v, valid))
+
+
+def test_every_round_restarts_the_cosine_schedule():
+    """With ``n_rounds > 1`` the rate falls from ``lr`` to 1e-5 in every round; skorch
+    continued the schedule through partial_fit, and it rose back to ``lr`` in round 2."""
+    train, obs = _trajectories(3, 0, n_steps=40)
+    est = _small(window=2, max_epochs=4, n_rounds=3, lr=1e-2).fit(obs, train)
+    one_round = 1e-5 + (1e-2 - 1e-5) * (1 + np.cos(np.pi * np.arange(4) / 4)) / 2
+    np.testing.assert_allclose(est.net_.history[:, "event_lr"], np.tile(one_round, 3),
+                               rtol=1e-6)
+    assert [h["epochs"] for h in est.history_] == [4, 8, 12]  # cumulative, as documented
+
+
+def test_a_refit_that_fails_on_its_data_leaves_the_estimator_unfitted():
+    """A refit that fails must not leave the old network with the new observation interval:
+    predict then accepted observations that its window is run back wrongly for."""
+    from sklearn.exceptions import NotFittedError
+
+    train, obs = _trajectories(3, 0, n_steps=60)
+    obs5 = observe(train, ["x", "y"], noise_std=0.5, every=5, random_state=1)
+    est = _small(window=2, max_epochs=1).fit(obs, train)
+    with pytest.raises(ValueError, match="fitted on observations 1 model steps"):
+        est.predict(obs5)
+    with pytest.raises(ValueError, match="does not cover every observation time"):
+        est.fit(obs5, train.isel(time=slice(0, 30)))
+    with pytest.raises(NotFittedError):
+        est.predict(obs5)
+    assert not hasattr(est, "forecast_interval_") and not hasattr(est, "statistics_")
+
+
+def test_a_refit_that_fails_in_training_leaves_the_estimator_unfitted():
+    """Nor a net with no module: predict raised an AttributeError, not NotFittedError."""
+    from sklearn.exceptions import NotFittedError
+
+    train, obs = _trajectories(3, 0, n_steps=60)
+    est = _small(window=2, max_epochs=1).fit(obs, train).set_params(module__bogus=1)
+    with pytest.raises(TypeError, match="bogus"):
+        est.fit(obs, train)
+    with pytest.raises(NotFittedError):
+        est.predict(obs)
+
+
+def test_wrong_wing_share_of_a_diverged_run_is_nan():
+    """A NaN analysis (a failed cycle) is not an analysis on the wrong wing: the share is
+    NaN, per trajectory where that one failed, like the RMSE of a failed run."""
+    time = np.arange(3.0)
+    truth = xr.Dataset({"x": (("trajectory", "time"), [[1, -2, 3], [1, 2, 3]])},
+                       coords={"time": time})
+    an = xr.Dataset({"x": (("trajectory", "time"), [[-1, np.nan, np.nan], [1, 2, -3]])},
+                    coords={"time": time})
+    per = wrong_wing_share(an, truth, keep_dims=("trajectory",))
+    np.testing.assert_allclose(per.values, [np.nan, 1 / 3])
+    assert np.isnan(float(wrong_wing_share(an, truth)))
+
+
+@pytest.mark.parametrize("what", ["truth", "background"])
+def test_a_batch_dim_the_observations_lack_is_refused_by_name(data, what):
+    """The truth or background of every trajectory with the observations of one failed deep
+    in xarray or torch (IndexError, a tensor size mismatch); now refused by name."""
+    (train, obs), _, _ = data
+    one = obs.isel(trajectory=0)
+    match = (rf"{what} has the batch dim\(s\) \['trajectory'\] that the observations lack"
+             r".*\.isel\(trajectory=i\)")
+    ctx = Var3D()._context(one)
+    with pytest.raises(ValueError, match=match):
+        aligned_truth(train, ctx, what=what)
+    if what == "truth":
+        with pytest.raises(ValueError, match=match):
+            _small(window=2, max_epochs=1).fit(one, train)

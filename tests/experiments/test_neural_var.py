@@ -68,6 +68,7 @@ def test_tiny_grid_results_summary_and_figures():
             scores.candidate_single_analysis_weight[best])
         assert str(cell.cycle_loss.values) == str(scores.candidate_cycle_loss[best].values)
         assert str(cell.B_scale_source.values) == str(scores.candidate_B_scale[best].values)
+    assert not bool(res.validation_diverged.any())  # some candidate's validation cycle ran
     # the Var3D baseline's B_scale is tuned on the validation split, from 1e-5 up
     assert set(res.var3d_B_scale.values.ravel()) <= {1e-5, 1e-4, 1e-3, 0.003, 0.01, 0.03, 0.1}
     share = res.wrong_wing_share.values
@@ -262,3 +263,55 @@ def test_variational_loss_trains_single_analyses_only():
     var = dataclasses.replace(NeuralVarSetup(), loss="var")
     assert [c[0] for c in training_candidates(var)] == [1]
     assert {c[0] for c in training_candidates(NeuralVarSetup())} == {1, 10}
+
+
+def test_single_backgrounds_are_labelled_with_the_observations_coordinates():
+    """The backgrounds follow the observations' trajectory order and times: labelled with
+    the truth's coordinates, a truth in another order paired them with the wrong
+    trajectories, and observations every 2 steps crashed."""
+    from xdyn.assimilation import Var3D
+    from xdyn.experiments.neural_var import _single_backgrounds
+    from xdyn.metrics import state_rmse
+    from xdyn.observe import observe
+
+    setup = NeuralVarSetup(n_train=3, n_valid=1, n_test=1, n_steps=41)
+    _, truth, _, _ = make_trajectories(setup, seed=0)
+    obs = observe(truth, "x", noise_std=0.5, random_state=1)
+    est = Var3D(B_scale=0.01).fit(obs, truth)
+    ordered = _single_backgrounds(est, obs, truth, 0)
+    shuffled = _single_backgrounds(est, obs, truth.isel(trajectory=[2, 0, 1]), 0)
+    xr.testing.assert_identical(shuffled, ordered)
+    every2 = observe(truth, "x", noise_std=0.5, every=2, random_state=1)
+    backgrounds = _single_backgrounds(est, every2, truth, 0)
+    assert backgrounds.sizes == {"time": 21, "trajectory": 3}
+    # forecasts over at most 10 *model* steps of the truth perturbed by at most 1.5
+    error = state_rmse(backgrounds, truth.sel(time=backgrounds.time))
+    assert float(error.max()) < 5.0 and float(error.mean()) < 1.5
+
+
+def test_a_cell_whose_candidates_all_diverged_is_recorded_not_fatal(monkeypatch):
+    """Every candidate with a NaN cycled validation RMSE (diverged, which
+    raise_on_divergence=False allows) crashed the whole run (All-NaN slice); now the cell
+    keeps the first candidate, warns, and says so in ``validation_diverged``."""
+    from xdyn.experiments import neural_var
+
+    fits = [(None, 1.0, np.nan, 0.9, np.nan), (None, 1.0, np.nan, 1.1, np.nan)]
+    with pytest.warns(RuntimeWarning, match="every training candidate of this cell diverged"):
+        index, cycled, _, _ = neural_var._choose_candidate(fits)
+    assert index == 0 and np.isnan(cycled).all()
+    # one finite candidate is chosen, whatever the pools (its ratios are not below 1)
+    assert neural_var._choose_candidate(fits + [(None, 1.0, 3.0, 1.2, 1.5)])[0] == 2
+
+    fit_candidate = neural_var._fit_candidate
+
+    def diverged(*args):
+        return fit_candidate(*args)[:2] + (np.nan, np.nan, np.nan)
+
+    monkeypatch.setattr(neural_var, "_fit_candidate", diverged)
+    setup = dataclasses.replace(TINY, baselines=False, original_training=False, seq_lens=(1,),
+                                n_jobs=1)
+    with pytest.warns(RuntimeWarning, match="diverged on the validation split"):
+        res = neural_var_experiment(setup, seed=0, progress=False).results
+    plt.close("all")
+    assert bool(res.validation_diverged.all()) and int(res.seq_len.max()) == 1
+    assert np.isnan(res.candidate_validation_rmse.values).all()

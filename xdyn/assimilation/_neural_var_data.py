@@ -20,9 +20,9 @@ from xdyn.nn.encoders import make_encoder
 from xdyn.utils import int_seed
 
 __all__ = ["NeuralVar3DModule", "BatchedDataset", "whole_batch", "check_observation_windows",
-           "aligned_truth", "analysis_dataset", "climatology_draws", "cycle_sequences",
-           "fit_statistics", "perturbed_backgrounds", "validation_seed", "var_cost",
-           "wrong_wing_share"]
+           "check_observed_sites", "aligned_truth", "analysis_dataset", "climatology_draws",
+           "cycle_sequences", "fit_statistics", "perturbed_backgrounds", "validation_seed",
+           "var_cost", "wrong_wing_share"]
 
 
 class BatchedDataset(SkorchDataset):
@@ -62,6 +62,35 @@ def check_observation_windows(ctx, window: int):
             "observations unevenly spaced, which seq_len > 1 and window > 1 refuse)")
 
 
+def check_observed_sites(ctx, trained, what="these observations"):
+    """Refuse observations of a site that the training observations never observed.
+
+    The network never saw such a site: its scalers have no data and its gain
+    columns were never trained (their input was always zero), so an observation
+    there would move the analysis by an untrained amount. ``trained`` is a bool
+    array of shape ``(p,)``, True for the sites observed in training (None:
+    no record, nothing checked).
+    """
+    if trained is None:
+        return
+    new = np.flatnonzero(ctx.mask.any(0).cpu().numpy() & ~np.asarray(trained, dtype=bool))
+    if new.size:
+        raise ValueError(
+            f"{what} observe the site(s) {_site_names(ctx, new)}, which the training "
+            "observations never observed (NaN at every time): NeuralVar3D has neither a "
+            "scale nor a trained gain for them. Set those observations to NaN, or refit on "
+            "training observations that observe those sites")
+
+
+def _site_names(ctx, index):
+    """``obs`` positions with their ``variable`` label where the observations have one."""
+    dim = ctx.obs.dims[-1]
+    labels = ctx.obs[dim].values if dim in ctx.obs.coords else np.arange(ctx.obs.sizes[dim])
+    names = ctx.obs["variable"].values if "variable" in ctx.obs.coords else None
+    return [f"{dim}={labels[i]}" + (f" ({names[i]})" if names is not None else "")
+            for i in index]
+
+
 def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
     """A state Dataset as a flat tensor ``(T, *batch, n_state)`` aligned with the observations.
 
@@ -88,6 +117,14 @@ def aligned_truth(truth, ctx, what="truth") -> torch.Tensor:
                 raise ValueError(f"{what} and the observations have different {d!r} labels "
                                  "(or repeated ones): they must label the same elements")
             truth = truth.isel({d: order})
+    own = {"time", *ctx.batch_dims, *(d for v in ctx.system.variables for d in v.dims)}
+    extra = sorted({d for v in ctx.system.variables for d in truth[v.name].dims} - own)
+    if extra:
+        # else it failed deep in xarray or torch (an IndexError or a tensor size mismatch)
+        raise ValueError(f"{what} has the batch dim(s) {extra} that the observations lack "
+                         f"(their batch dims: {list(ctx.batch_dims)}): select the matching "
+                         f"part of the {what} (e.g. .isel({extra[0]}=i)), or observe every "
+                         f"element along {extra[0]!r}")
     try:
         truth = truth.sel(time=ctx.obs["time"])
     except KeyError as err:
@@ -235,9 +272,12 @@ def fit_statistics(ctx, windows, backgrounds, innovations, truth_x, clim_mean, c
     """Scalers and background statistics, from the training data only.
 
     Returns a dict of float arrays: state mean/scale (climatology), observation
-    mean/scale, innovation scale, and ``B``/``bias`` of the background error
+    mean/scale, innovation scale, ``B``/``bias`` of the background error
     (its covariance and mean against the truth when the truth is given, else
-    ``B_scale`` times the climatological covariance and zero).
+    ``B_scale`` times the climatological covariance and zero), and ``obs_count``,
+    the training observations of each site. A site observed fewer than twice has
+    no spread to scale by: its observation and innovation scales are 1 (its mean
+    the one value, or 0); :meth:`NeuralVar3D.predict` refuses a site never observed.
     """
     p = ctx.mask.shape[-1]
     y = windows[..., -1, :p]
@@ -260,6 +300,7 @@ def fit_statistics(ctx, windows, backgrounds, innovations, truth_x, clim_mean, c
         "y_mean": y_mean, "y_scale": y_scale, "d_scale": d_scale,
         "B": B, "bias": bias, "noise_std": ctx.obs_std.cpu().numpy(),
         "B_gain": float(B_scale) * np.asarray(clim_cov),
+        "obs_count": m.reshape(-1, p).sum(0),
     }
 
 
@@ -269,21 +310,27 @@ def _masked_mean(a, m):
 
 
 def _masked_std(a, m, mean):
-    n = np.maximum(m.reshape(-1, m.shape[-1]).sum(0), 2)
+    """Std per site; 1 (no scaling) where a site has fewer than 2 observations. Floored
+    at 1e-12, such a site's scale was 1e-6, and an observation of it at predict entered
+    the network 1e6 times too large (single analyses 10x worse for a good observation)."""
+    count = m.reshape(-1, m.shape[-1]).sum(0)
+    n = np.maximum(count, 2)
     var = (np.where(m, a - mean, 0.0) ** 2).reshape(-1, a.shape[-1]).sum(0) / (n - 1)
-    return np.sqrt(np.maximum(var, 1e-12))
+    return np.where(count >= 2, np.sqrt(np.maximum(var, 1e-12)), 1.0)
 
 
 class NeuralVar3DModule(nn.Module):
     """Unrolled fixed-point analysis ``x <- x + G * f(code, x, y - h(x))``.
 
     The window holds raw ``[y, mask]`` rows (observation, observed flag) of
-    the last ``window`` times. From one 3D-Var step (``B_gain``) the head
-    refines the state ``n_iterations`` times: the encoder reads the
-    normalised observations and their innovations against the current
-    iterate, and the head turns its code and the state into a gain applied to
-    those innovations (in units of the background error std, with a learned
-    per-component factor ``G``). Statistics come from the training split.
+    the last ``window`` times. The encoder reads the normalised observations
+    and their mask, once (not the innovations: the gain is read off the
+    observations only). From one 3D-Var step (``B_gain``) the head refines the
+    state ``n_iterations`` times: it turns the code and the state into a gain
+    applied to the innovations (the window's past observations against the
+    background's trajectory, the current one against the iterate), in units of
+    the background error std, with a learned per-component factor ``G``.
+    Statistics come from the training split.
 
     Parameters
     ----------
@@ -447,7 +494,10 @@ def wrong_wing_share(analysis, truth, variable="x", keep_dims=()) -> xr.DataArra
     On Lorenz-63 the sign of ``x`` says which wing of the attractor the state
     is on; an ``x**2`` observation cannot tell the two apart, so this is the
     rate at which an assimilator picked the wrong mirror image. Times where
-    the truth is exactly zero do not count.
+    the truth is exactly zero do not count. A NaN analysis (a cycle that
+    failed, NaN from then on) makes the share NaN, like the RMSE of a failed
+    run: it is no analysis on the wrong wing, and the share of the times left
+    would flatter the run.
 
     Examples
     --------
@@ -456,11 +506,14 @@ def wrong_wing_share(analysis, truth, variable="x", keep_dims=()) -> xr.DataArra
     >>> an = xr.Dataset({"x": ("time", [0.5, 2.0, -3.0, -1.0])})
     >>> float(wrong_wing_share(an, tr))
     0.5
+    >>> float(wrong_wing_share(an.where(an.time < 3), tr))  # diverged at the last time
+    nan
     """
     a, t = analysis[variable], truth[variable].sel(time=analysis["time"])
     if "member" in a.dims:
         a = a.mean("member")
     counted = t != 0
+    # NaN != sign(t) is True: a failed run's NaN analyses counted as wrong
     wrong = (np.sign(a) != np.sign(t)) & counted
     dims = [d for d in a.dims if d not in keep_dims]
-    return wrong.sum(dims) / counted.sum(dims)
+    return (wrong.sum(dims) / counted.sum(dims)).where(a.notnull().all(dims))

@@ -3,8 +3,9 @@
 From a background ``x_b`` (the model forecast of the previous analysis), the
 analysis is the fixed point of ``x <- x + f_theta(window, y - h(x), x)``,
 unrolled ``n_iterations`` times: an encoder (MLP, GRU or LSTM) reads the last
-``window`` observations with their innovations and a head returns a residual
-correction in units of the background error std, with a learned gain. The
+``window`` observations (and which are missing), and a head turns its code and
+the state into a gain on the innovations: a residual correction in units of the
+background error std, with a learned per-component factor. The
 network is trained end to end through :class:`xdyn.nn.XdynNet` (skorch) with
 either the 3D-Var cost (``loss="var"``, self-supervised) or the analysis error
 against the truth (``loss="supervised"``).
@@ -54,6 +55,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.assimilation._neural_var_data import (BatchedDataset, NeuralVar3DModule,
                                                 aligned_truth, analysis_dataset,
                                                 check_observation_windows,
+                                                check_observed_sites,
                                                 climatology_draws, cycle_sequences,
                                                 fit_statistics,
                                                 perturbed_backgrounds, validation_seed,
@@ -80,7 +82,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     raise_on_divergence
         See :class:`xdyn.assimilation.base.BaseAssimilator`.
     encoder : {"mlp", "gru", "lstm"}, default="gru"
-        Reads the last ``window`` observations and innovations.
+        Reads the last ``window`` observations and their mask (the gain on the
+        innovations is read off its code and the state).
     window : int, default=8
         Observation times the encoder reads (the current one included).
     n_iterations : int, default=2
@@ -100,8 +103,12 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         and 0.009 with 1e-5).
     n_rounds : int, default=1
         Training rounds: each further round continues the training on the
-        network's own cycled backgrounds (DAgger). Measured: this hurts (see
-        the module docstring); kept for experiments.
+        network's own cycled backgrounds (DAgger), for ``max_epochs`` more
+        epochs; with ``lr_schedule="cosine"`` each round's rate falls again
+        from ``lr`` to 1e-5. Measured: this hurts (see the module docstring;
+        measured at a constant learning rate, before the cosine schedule);
+        kept for experiments. Until 2026-12-07 a cosine schedule was not
+        restarted: in later rounds the rate rose from 1e-5 back to ``lr``.
     background_lead : int, default=10
         With a truth, round 0 trains on forecasts of the perturbed truth
         (errors independent of the observations) instead of 3D-Var
@@ -172,7 +179,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
     lr : float, default=2e-3
     lr_schedule : {"cosine", "constant"}, default="cosine"
         ``"cosine"``: the rate falls from ``lr`` to 1e-5 over ``max_epochs``
-        (:func:`xdyn.nn.cosine_annealing`). With a constant rate the weights a
+        (:func:`xdyn.nn.cosine_annealing`), restarted in each of the
+        ``n_rounds``. With a constant rate the weights a
         fit ends with are one noisy draw of the optimizer around its minimum,
         and a cycle can amplify that noise (measured, Lorenz-63, 150 training
         trajectories, 8 epochs, ``seq_len=10``, ``cycle_loss="relative"``,
@@ -190,7 +198,10 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         Of the network (the cycle runs in the system's dtype).
     return_background : bool, default=False
     random_state : int or None
-        Seeds the network and the initial state.
+        Seeds the network, the training backgrounds and the climatology's free
+        run (without a truth). The cycle itself is deterministic: it starts at
+        ``initial_state`` (or the climatological mean); ``initial_spread`` is
+        not used by this method.
     progress : bool, default=False
     **kwargs
         ``module__<name>`` (``hidden_size``, ``n_layers``) and
@@ -211,9 +222,12 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         Background error covariance (of the round-0 backgrounds against the
         truth when given).
     statistics_ : dict
-        Scalers fitted on the training split.
+        Scalers fitted on the training split, and ``obs_count``, the training
+        observations of each site (:meth:`predict` and :meth:`analyze` refuse
+        observations of a site never observed in training).
     history_ : list of dict
-        Per round: epochs, last train/valid loss.
+        Per round: ``epochs`` (the total so far, cumulative over the rounds),
+        the last train/valid loss.
     forecast_interval_ : tuple of (float, int)
         Model step and steps between two observation times (the forecast
         of a training cycle).
@@ -309,14 +323,37 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
             Training observations (from :func:`xdyn.observe.observe`), usually
             with a ``trajectory`` dim: each trajectory is cycled independently.
         truth : xarray.Dataset, optional
-            Required by ``loss="supervised"``; with ``loss="var"`` it only sets
-            ``B`` and its mean from the background errors.
+            Required by ``loss="supervised"``. With ``loss="var"`` (whose
+            gradient needs no truth) it still sets what it does for the
+            supervised loss: the training backgrounds (forecasts of the
+            perturbed truth, not 3D-Var's cycle), the climatology
+            (``x_mean``/``x_scale``, ``B_gain``), and ``B`` and its mean from
+            the background errors.
         validation : (obs, truth) tuple, optional
             Held-out trajectories whose loss is recorded each epoch. They are
             never used to fit anything: the fitted network is the same with or
             without them. With ``window > 1`` or ``seq_len > 1`` they must be
-            observed at the training interval.
+            observed at the training interval; they must not observe a site
+            that the training observations never do.
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        A fit that raises leaves the estimator unfitted (:meth:`predict`
+        raises ``NotFittedError``), never with a part of the old fit and a
+        part of the new.
         """
+        _forget_fit(self)
+        try:
+            return self._fit(obs, truth, validation)
+        except BaseException:
+            _forget_fit(self)
+            raise
+
+    def _fit(self, obs, truth, validation):
         self._validate_params()
         self._refuse_routed_set_by_fit(_SET_BY_FIT)
         if self.loss == "supervised" and truth is None:
@@ -341,6 +378,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
             ctx_v = self._context(obs_v)
             self._check_context(ctx_v)
             check_observation_windows(ctx_v, int(self.window))
+            check_observed_sites(ctx_v, ctx.mask.any(0).cpu().numpy(),
+                                 "the validation observations")
             dt, steps = self.forecast_interval_
             v_dt, v_steps = _forecast_interval(ctx_v, int(self.seq_len), int(self.window))
             if max(int(self.window), int(self.seq_len)) > 1 and (
@@ -447,6 +486,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         ctx = self._context(obs, fitted=True)
         _check_window_spacing(self, ctx, cycle=False)
         _check_noise(self, ctx)
+        _check_observed_sites(self, ctx)
         x_b = aligned_truth(background, ctx, what="background")
         window, y, m = self._obs_windows(ctx)
         with torch.no_grad():
@@ -501,6 +541,8 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         if first:
             self.net_.fit(X, y)
         else:
+            if self.lr_schedule == "cosine":
+                _restart_schedule(self.net_, self.lr, self.max_epochs)
             self.net_.partial_fit(X, y)
         hist = self.net_.history
         last = hist[-1] if len(hist) else {}
@@ -516,6 +558,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         if getattr(self, "net_", None) is not None:
             _check_window_spacing(self, ctx)
             _check_noise(self, ctx)
+            _check_observed_sites(self, ctx)
         x = self._initial_mean(ctx, rng)
         p = ctx.mask.shape[-1]
         buf = torch.zeros(x.shape[:-1] + (int(self.window), 2 * p), dtype=x.dtype,
@@ -630,6 +673,35 @@ def _check_window_spacing(est, ctx, cycle=True):
             f"{why}; these are {sorted(gaps.tolist())} steps "
             f"of {float(ctx.dt):g} apart (observe at the fitted interval, keeping a missing "
             "time with NaN observations, or refit)")
+
+
+def _check_observed_sites(est, ctx):
+    """Refuse a site that the training observations never observed (its scale had no
+    data: it was 1e-6, and the network read its innovations 1e6 times too large)."""
+    count = est.statistics_.get("obs_count")  # absent from files saved before 2026-12-07
+    check_observed_sites(ctx, None if count is None else np.asarray(count) > 0)
+
+
+def _forget_fit(est):
+    """Delete the fitted attributes (``name_``), so that a failed fit leaves ``est``
+    unfitted rather than half updated (an old network with a new observation interval)."""
+    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("_")
+                 and "__" not in k]:  # not the routed module__/optimizer__ parameters
+        delattr(est, name)
+
+
+def _restart_schedule(net, lr, max_epochs):
+    """A fresh cosine schedule for another round (``partial_fit``): from ``lr`` to 1e-5.
+
+    skorch continues a scheduler from the epochs in the net's history, and
+    ``CosineAnnealingLR`` is periodic past ``T_max``: round 2 rose from 1e-5 back to ``lr``.
+    """
+    for group in net.optimizer_.param_groups:  # the optimizer's state (Adam's moments) stays
+        group["lr"] = group["initial_lr"] = float(lr)
+    schedule = cosine_annealing(max_epochs)
+    schedule = type(schedule)(**schedule.get_params(), last_epoch=-1)  # not from the history
+    schedule.initialize()
+    net.set_params(callbacks__lr_schedule=schedule)
 
 
 def _check_noise(est, ctx):

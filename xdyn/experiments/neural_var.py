@@ -48,7 +48,8 @@ the validation split among those whose analyses there beat their
 backgrounds, cycled and single (``seq_len``, ``single_analysis_weight``,
 ``cycle_loss``, ``B_scale_source``, ``candidate_validation_rmse``,
 ``candidate_validation_single_ratio``, ``candidate_validation_cycled_ratio``;
-see :func:`training_candidates`).
+see :func:`training_candidates`). A cell whose candidates all diverged on the
+validation split keeps the first, with a warning and ``validation_diverged``.
 
 Also: the free run from the prior mean (no assimilation) and the share of
 analyses on the wrong wing of the attractor (sign of ``x``), which ``x**2``
@@ -59,6 +60,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -283,9 +285,11 @@ def _single_backgrounds(est, obs, truth, seed):
 
     ctx = est._context(obs, fitted=True)
     x_b = perturbed_backgrounds(ctx.system, aligned_truth(truth, ctx), ctx.dt, 10,
-                                np.random.RandomState(seed + 20_000))
-    return ctx.system.from_state(x_b, dims=("time", "trajectory"),
-                                 coords={"time": truth["time"], "trajectory": truth["trajectory"]})
+                                np.random.RandomState(seed + 20_000), n_steps=ctx.n_steps)
+    # at the observations' times, in their trajectory order (that of aligned_truth): labelled
+    # with the truth's coordinates they were paired with the wrong trajectories
+    return ctx.system.from_state(x_b, dims=("time",) + ctx.batch_dims,
+                                 coords={"time": ctx.obs["time"], **ctx.batch_coords})
 
 
 def _baseline_methods(prior_mean, seed, scale):
@@ -426,7 +430,10 @@ def _choose_candidate(fits):
     """The candidate of ``fits`` (:func:`_fit_candidate` results, in the order of
     :func:`training_candidates`) with the lowest cycled validation RMSE among those whose
     analyses beat their backgrounds on the validation split, both cycled and single; failing
-    that, among those that do cycled, then single; among all when none does.
+    that, among those that do cycled, then single; among all when none does. When every
+    candidate's validation cycle failed (NaN RMSE, possible with ``raise_on_divergence=False``)
+    it warns and returns the first candidate (single analyses); the cell's
+    ``candidate_validation_rmse`` is then NaN throughout and ``validation_diverged`` True.
 
     Returns its index, the cycled validation RMSEs, the single-analysis ratios and the
     cycled ratios.
@@ -434,9 +441,14 @@ def _choose_candidate(fits):
     cycled = np.array([f[2] for f in fits], float)
     ratio = np.array([f[3] for f in fits], float)
     cycled_ratio = np.array([f[4] for f in fits], float)
+    if not np.isfinite(cycled).any():
+        warnings.warn("every training candidate of this cell diverged on the validation "
+                      "split (NaN cycled RMSE): keeping the first; its results are recorded "
+                      "with validation_diverged=True", RuntimeWarning, stacklevel=2)
+        return 0, cycled, ratio, cycled_ratio
     for keep in ((ratio < 1.0) & (cycled_ratio < 1.0), cycled_ratio < 1.0, ratio < 1.0,
                  np.ones(len(fits), bool)):
-        pool = np.flatnonzero(keep)
+        pool = np.flatnonzero(keep & np.isfinite(cycled))  # a diverged one is not chosen
         if pool.size:
             break
     return int(pool[np.nanargmin(cycled[pool])]), cycled, ratio, cycled_ratio
@@ -641,6 +653,9 @@ def neural_var_experiment(setup: NeuralVarSetup, seed=0, device="cpu", progress=
     res["candidate_validation_rmse"] = (cell_dims + ("candidate",), candidate_cycled, {
         "long_name": "cycled validation RMSE of the encoder trained with each candidate",
         "units": "1"})
+    res["validation_diverged"] = (cell_dims, ~np.isfinite(candidate_cycled).any(-1), {
+        "long_name": "every training candidate diverged on the validation split (NaN cycled "
+                     "RMSE): the first candidate was kept, not chosen"})
     res["candidate_validation_single_ratio"] = (cell_dims + ("candidate",), candidate_ratio, {
         "long_name": "single-analysis over background RMSE on the validation split, per "
                      "candidate (the choice needs it below 1 where a candidate has it)",
