@@ -418,3 +418,64 @@ def test_state_scale_runs_the_sampler_in_those_units():
                                EnSF(**kw).fit(obs).predict(obs).x)
     with pytest.raises(ValueError, match="state_scale must be"):
         EnSF(state_scale=np.ones(3), **kw).fit(obs)  # at fit, before any cycle
+
+
+def test_gaussian_guidance_is_accurate_in_float32_for_accurate_observations():
+    # the Woodbury form of S^-1 r cancels two terms of size r / R: in float32 at a spread
+    # 1000 times the noise the guidance was off by 1.7e3 (of 0.06) and the analysis blew up
+    from xdyn.assimilation._score import _ensemble_svd, _gaussian_guidance
+
+    x0 = torch.randn(200, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    xt = torch.randn(200, 3, generator=torch.Generator().manual_seed(1), dtype=D) + 0.05 * x0
+    y = torch.tensor([1.0, -0.5], dtype=D)
+
+    def h(x):
+        return x[..., :2]
+
+    guide = {dt: _gaussian_guidance(x0.to(dt), _ensemble_svd(x0.to(dt)), y.to(dt), h,
+                                    torch.tensor(1e-3, dtype=dt))(xt.to(dt), 0.05, 1.0)
+             for dt in (torch.float32, D)}
+    assert float(guide[D].abs().max()) == pytest.approx(0.0586, abs=1e-4)
+    np.testing.assert_allclose(guide[torch.float32].double(), guide[D], atol=1e-5)
+    means = {}
+    for dt in (torch.float32, D):
+        xa = ensf_analysis(x0.to(dt), y.to(dt), h, 1e-3, score="gaussian", guidance="gaussian",
+                           n_pseudo_steps=50, generator=torch.Generator().manual_seed(2))
+        means[dt] = xa.double().mean(-2)
+    # the observed entries at y (the unobserved one differs by the draws' Monte Carlo error)
+    for dt in (torch.float32, D):
+        np.testing.assert_allclose(means[dt][:2], y, atol=5e-3)
+
+
+@pytest.mark.parametrize("options", [
+    dict(linear=True), dict(), dict(nonlinear=True), dict(nonlinear=True,
+                                                          integrator="semi-implicit"),
+    dict(score="mixture"), dict(score="gaussian", guidance="gaussian")],
+    ids=["closed-form", "steps", "nonlinear", "semi-implicit", "mixture", "gaussian"])
+def test_missing_observation_is_ignored_on_every_sampler_path(options):
+    # the documented convention: y NaN with an infinite noise_std is no observation. The
+    # step-by-step likelihood score computed nan / inf = NaN, and every member became NaN
+    options = dict(options)
+    power = 2 if options.pop("nonlinear", False) else 1
+    x0 = torch.randn(100, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    runs = []
+    for y, noise, k in (([1.0, np.nan], [1.0, np.inf], 2), ([1.0], [1.0], 1)):
+        runs.append(ensf_analysis(x0, torch.tensor(y, dtype=D),
+                                  lambda x, k=k: x[..., :k] ** power,
+                                  torch.tensor(noise, dtype=D), n_pseudo_steps=50,
+                                  generator=torch.Generator().manual_seed(1), **options))
+    assert bool(torch.isfinite(runs[0]).all())
+    # the same as without that observation (the same draws)
+    np.testing.assert_allclose(runs[0], runs[1], atol=1e-10)
+
+
+def test_sampler_refuses_y_or_noise_std_of_another_size_than_h_gives():
+    # one y for two observations was broadcast over both, silently
+    x = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), dtype=D)
+    for options in (dict(), dict(linear=True), dict(score="gaussian", guidance="gaussian")):
+        with pytest.raises(ValueError, match="y has 1 observation.* and h gives 2"):
+            ensf_analysis(x, torch.tensor([2.0], dtype=D), lambda z: z[..., :2], 0.5, **options)
+    with pytest.raises(ValueError, match="y has 2 observation.* the state .* gives 3"):
+        ensf_analysis(x, torch.zeros(2, dtype=D), None, 0.5)
+    with pytest.raises(ValueError, match="noise_std has 3 entries .* h gives 2"):
+        ensf_analysis(x, torch.zeros(2, dtype=D), lambda z: z[..., :2], torch.ones(3, dtype=D))

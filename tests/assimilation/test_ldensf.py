@@ -221,6 +221,45 @@ def test_observation_steps_are_on_the_prefit_ldnets_clock(setup):
         g.predict(obs.assign_coords(time=obs.time + 0.4 * float(f.ldnet_.time_step_)))
 
 
+def test_observations_without_times_are_refused(setup):
+    # a bare time dim read as consecutive LDNet steps: fitted at every 2nd step, each
+    # analysis advanced the latent state 1 step instead of 2, silently (field RMSE 0.194 ->
+    # 0.219 on the audit's case); the assimilators refuse such observations too
+    f, train, obs_train, test = setup
+    with pytest.raises(ValueError, match="obs needs a 'time' coordinate"):
+        f.predict(observations(test, 5).drop_vars("time"))
+    # at fit, a bare dim paired the observations with truth's first times
+    with pytest.raises(ValueError, match="obs needs a 'time' coordinate"):
+        LDEnSF(LDNet()).fit(obs_train.isel(time=slice(0, None, 2)).drop_vars("time"), train)
+
+
+def test_prefit_ldnet_survives_clone(setup):
+    # clone (GridSearchCV, cross-validation) re-created the fitted LDNet unfitted, and
+    # fit raised NotFittedError("prefit_ldnet=True needs a fitted ldnet")
+    f, train, obs_train, _ = setup
+    g = LDEnSF(f.ldnet_, ObservationEncoder(**{**ENC, "max_epochs": 2}), prefit_ldnet=True,
+               n_members=8, n_pseudo_steps=10, random_state=0)
+    c = clone(g).fit(obs_train, train)
+    assert c.ldnet is f.ldnet_ and c.encoder is not g.encoder
+    assert c.ldnet_ is not f.ldnet_    # fit copies it: the prefit LDNet is not changed
+    np.testing.assert_array_equal(c.ldnet_.transform(train)["latent_state"],
+                                  f.ldnet_.transform(train)["latent_state"])
+    assert "ldnet_" not in vars(clone(c)) and clone(c).ldnet is f.ldnet_
+    assert not hasattr(clone(f).ldnet, "net_")     # without prefit_ldnet: an unfitted clone
+
+
+@pytest.mark.parametrize("params", [dict(likelihood="joint", integrator="semi-implicit"),
+                                    dict(refine_parameters=True)], ids=["joint", "refine"])
+def test_noise_free_observations_are_refused_where_they_are_weighted(setup, params):
+    # each observation is weighted by 1 / noise_std: noise_std = 0 crashed inside an SVD
+    # or a Cholesky factorisation instead of the assimilators' message
+    f, _, _, test = setup
+    est = pickle.loads(pickle.dumps(f)).set_params(**params)
+    obs = observe(test[["u"]], EveryKth(4, dim="x"), noise_std=0.0, random_state=5)
+    with pytest.raises(ValueError, match=r"noise_std must be positive and finite, got \[0\.\]"):
+        est.predict(obs)
+
+
 @pytest.mark.parametrize("cls", [LDNet, ObservationEncoder, LDEnSF])
 def test_sklearn_parameter_checks(cls):
     from sklearn.utils.estimator_checks import (check_get_params_invariance,

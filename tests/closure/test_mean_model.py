@@ -100,8 +100,13 @@ def test_prefit_mean_model_is_used_as_is_and_must_be_fitted():
     assert closure.mean_model_ is reg
     again = pickle.loads(pickle.dumps(closure))
     xr.testing.assert_allclose(again.predict(Xt), closure.predict(Xt))
+    # a clone keeps the prefit mean model, so that GridSearchCV and cross-validation (which
+    # fit clones) work; it used to be cloned unfitted, and fit raised NotFittedError
+    kept = clone(closure)
+    assert kept.mean_model is reg
+    xr.testing.assert_allclose(kept.fit(X, Y).predict(Xt), closure.predict(Xt))
     with pytest.raises(NotFittedError, match="prefit_mean_model=True"):
-        clone(closure).fit(X, Y)  # clone unfits the mean model
+        clone(closure).set_params(mean_model=_regressor()).fit(X, Y)
     # the mean model's prediction given: the same fit without evaluating it
     given = clone(closure).set_params(mean_model=reg).fit(X, Y, Y_mean=reg.predict(X))
     xr.testing.assert_allclose(given.predict(Xt), closure.predict(Xt))

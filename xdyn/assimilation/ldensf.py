@@ -195,7 +195,8 @@ class LDEnSF(BaseEstimator):
         :func:`xdyn.experiments.ldensf.calibrated_spread_scale`).
     prefit_ldnet : bool, default=False
         Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
-        the noise copies the encoder needs) instead of fitting a clone.
+        the noise copies the encoder needs) instead of fitting a clone; clones
+        of the filter keep it (see :meth:`__sklearn_clone__`).
     sample_dim : str, default="trajectory"
     random_state : int, RandomState instance or None, default=None
         Seeds each ``predict``'s initial members and score-filter noise (the
@@ -313,6 +314,33 @@ class LDEnSF(BaseEstimator):
         self.sample_dim = sample_dim
         self.random_state = random_state
 
+    def __sklearn_clone__(self):
+        """A clone with the same settings; a prefit LDNet is kept as it is.
+
+        ``prefit_ldnet=True`` makes ``ldnet`` a fitted model the filter uses,
+        not a setting: as scikit-learn's ``FrozenEstimator``, the clone holds
+        that same LDNet (:meth:`fit` copies it), so that it can be fitted
+        (``GridSearchCV``, cross-validation). Otherwise an unfitted clone.
+
+        Returns
+        -------
+        LDEnSF
+
+        Examples
+        --------
+        >>> from sklearn.base import clone
+        >>> from xdyn.rom import LDNet
+        >>> ld = LDNet()
+        >>> clone(LDEnSF(ld, prefit_ldnet=True)).ldnet is ld
+        True
+        >>> clone(LDEnSF(ld)).ldnet is ld
+        False
+        """
+        new = super().__sklearn_clone__()
+        if self.prefit_ldnet:
+            new.ldnet = self.ldnet
+        return new
+
     # ------------------------------------------------------------------- fit
     def __setstate__(self, state):
         # pickled before the prior score was named prior_score (its old name, score, hid
@@ -391,6 +419,10 @@ class LDEnSF(BaseEstimator):
             if "time" not in ds.dims or self.sample_dim not in ds.dims:
                 raise ValueError(f"{name} needs dims ({self.sample_dim!r}, 'time'); "
                                  f"has {tuple(ds.dims)}")
+        if "time" not in obs.coords and "time" in truth.coords:
+            # a bare dim would pair the observations with truth's first times
+            raise ValueError("obs needs a 'time' coordinate (the observations' model times), "
+                             "as truth has one")
         missing = np.setdiff1d(obs["time"].values, truth["time"].values)
         if missing.size:
             raise ValueError(f"observation times {missing[:3].tolist()} are not times of truth")
@@ -564,6 +596,12 @@ class LDEnSF(BaseEstimator):
         advance the latent state by the wrong number of steps, and a time off
         the grid would be rounded onto it.
         """
+        if "time" not in obs.coords and getattr(self.ldnet_, "time0_", None) is not None:
+            # a bare dim reads as 0, 1, 2, ...: one LDNet step per analysis, whatever the
+            # interval the encoder was trained at (the assimilators refuse it too)
+            raise ValueError("obs needs a 'time' coordinate (the observations' model times): "
+                             "LD-EnSF advances the latent state on the LDNet's clock, which "
+                             "has times")
         steps = self.ldnet_._time_steps(obs)
         if np.any(np.diff(steps) <= 0):
             raise ValueError("observation times must be increasing")
@@ -604,6 +642,12 @@ class LDEnSF(BaseEstimator):
         # (time, obs) when there were as many trajectories as times
         noise_std = _noise_std_like(obs, y)
         missing = ~np.isfinite(values)
+        given = noise_std[~missing]
+        if np.any(given <= 0) or not np.all(np.isfinite(given)):
+            # each observation is weighted by 1 / noise_std (the assimilators' check)
+            raise ValueError(f"noise_std must be positive and finite, got "
+                             f"{np.unique(given)[:8]} (likelihood='joint' and "
+                             "refine_parameters weigh each observation by 1 / noise_std)")
         coords = {d: np.asarray(obs[d].values, float) for d in ld.spatial_dims_}
         return (coords, field, np.where(missing, 0.0, values),
                 np.where(missing, np.inf, noise_std))
