@@ -266,3 +266,23 @@ def test_model_selection_sample_views_are_taken_as_their_data():
                         n_members=2, random_state=0)
     ref = model.fit(res, unres).predict(res, 2)
     xr.testing.assert_allclose(model.fit(samples(res), samples(unres)).predict(res, 2), ref)
+
+
+def test_a_clone_of_a_prefit_model_keeps_its_fitted_rom_and_closure():
+    # clone() gave unfitted copies of a prefit ROM and closure: fit raised NotFittedError,
+    # so a prefit ClosedModel could not be cross-validated or tuned
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    res, unres = _data()
+    lagged, closure = _lagged_closure(res, unres)
+    model = ClosedModel(_Hold(), closure, prefit=True, lags=(1,), n_members=2, random_state=0)
+    copy = clone(model)
+    assert copy.closure is closure and copy.rom is model.rom
+    xr.testing.assert_identical(copy.fit(res).predict(res, n_steps=2),
+                                model.fit(res).predict(res, n_steps=2))
+    unfit = clone(ClosedModel(_Hold(), closure, lags=(1,)))  # not prefit: sklearn's clone
+    assert unfit.closure is not closure
+    with pytest.raises(NotFittedError):
+        check_is_fitted(unfit.closure)

@@ -42,6 +42,7 @@ from xdyn.assimilation.observation_encoder import ObservationEncoder
 from xdyn.metrics import state_rmse
 from xdyn.model_selection import unwrap
 from xdyn.utils import torch_generator
+from xdyn.utils._prefit import PrefitCloneMixin
 
 __all__ = ["LDEnSF"]
 
@@ -110,7 +111,7 @@ def _float64_copy(module):
     return copy.deepcopy(module).to(torch.float64)
 
 
-class LDEnSF(BaseEstimator):
+class LDEnSF(PrefitCloneMixin, BaseEstimator):
     """Ensemble score filter on the latent state and parameters of an LDNet.
 
     Parameters
@@ -196,7 +197,8 @@ class LDEnSF(BaseEstimator):
     prefit_ldnet : bool, default=False
         Use ``ldnet`` as it is (already fitted, e.g. on trajectories without
         the noise copies the encoder needs) instead of fitting a clone; clones
-        of the filter keep it (see :meth:`__sklearn_clone__`).
+        of the filter keep that same LDNet (as scikit-learn's ``FrozenEstimator``;
+        :meth:`fit` copies it), so that the filter can be tuned and cross-validated.
     sample_dim : str, default="trajectory"
     random_state : int, RandomState instance or None, default=None
         Seeds each ``predict``'s initial members and score-filter noise (the
@@ -288,6 +290,8 @@ class LDEnSF(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    _prefit_models = {"prefit_ldnet": ("ldnet",)}  # clones keep a prefit LDNet
+
     def __init__(self, ldnet=None, encoder=None, *, n_members=20, n_pseudo_steps=100, eps=0.05,
                  variance_floor=0.0, prior_score="kernel", guidance="damped",
                  integrator="explicit",
@@ -313,33 +317,6 @@ class LDEnSF(BaseEstimator):
         self.prefit_ldnet = prefit_ldnet
         self.sample_dim = sample_dim
         self.random_state = random_state
-
-    def __sklearn_clone__(self):
-        """A clone with the same settings; a prefit LDNet is kept as it is.
-
-        ``prefit_ldnet=True`` makes ``ldnet`` a fitted model the filter uses,
-        not a setting: as scikit-learn's ``FrozenEstimator``, the clone holds
-        that same LDNet (:meth:`fit` copies it), so that it can be fitted
-        (``GridSearchCV``, cross-validation). Otherwise an unfitted clone.
-
-        Returns
-        -------
-        LDEnSF
-
-        Examples
-        --------
-        >>> from sklearn.base import clone
-        >>> from xdyn.rom import LDNet
-        >>> ld = LDNet()
-        >>> clone(LDEnSF(ld, prefit_ldnet=True)).ldnet is ld
-        True
-        >>> clone(LDEnSF(ld)).ldnet is ld
-        False
-        """
-        new = super().__sklearn_clone__()
-        if self.prefit_ldnet:
-            new.ldnet = self.ldnet
-        return new
 
     # ------------------------------------------------------------------- fit
     def __setstate__(self, state):

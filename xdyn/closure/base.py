@@ -47,12 +47,13 @@ from xdyn._labels import MEMBER_DIM
 from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
+from xdyn.utils._prefit import PrefitCloneMixin
 
 __all__ = ["BaseClosure"]
 
 
 
-class BaseClosure(BaseEstimator):
+class BaseClosure(PrefitCloneMixin, BaseEstimator):
     """Base class of the stochastic closures of unresolved scales.
 
     Parameters
@@ -84,8 +85,8 @@ class BaseClosure(BaseEstimator):
         ``Y - mean_model.predict(X)``. None: the closure models ``Y`` itself.
     prefit_mean_model : bool, default=False
         ``mean_model`` is fitted already and used as is (one mean model shared
-        by several closures; clones of the closure keep it, see
-        :meth:`__sklearn_clone__`); False: a clone of it is fitted on ``(X, Y)``.
+        by several closures, and by the closure's clones, as scikit-learn's
+        ``FrozenEstimator``); False: a clone of it is fitted on ``(X, Y)``.
 
     Attributes
     ----------
@@ -130,6 +131,8 @@ class BaseClosure(BaseEstimator):
         "prefit_mean_model": ["boolean"],
     }
 
+    _prefit_models = {"prefit_mean_model": ("mean_model",)}  # clones keep it
+
     def __init__(self, n_input_modes=16, n_output_modes=16, *, residual="resample",
                  n_residual_bank=256, spread_scale=1.0, sample_dim="time",
                  trajectory_dim="trajectory", random_state=None, mean_model=None,
@@ -144,35 +147,6 @@ class BaseClosure(BaseEstimator):
         self.random_state = random_state
         self.mean_model = mean_model
         self.prefit_mean_model = prefit_mean_model
-
-    def __sklearn_clone__(self):
-        """A clone with the same settings; a prefit mean model is kept as it is.
-
-        ``prefit_mean_model=True`` makes ``mean_model`` a fitted model the
-        closure uses (shared by several closures), not a setting: as
-        scikit-learn's ``FrozenEstimator``, the clone holds that same mean
-        model, so that it can be fitted (``GridSearchCV``, cross-validation).
-        Otherwise an unfitted clone.
-
-        Returns
-        -------
-        BaseClosure
-
-        Examples
-        --------
-        >>> from sklearn.base import clone
-        >>> from sklearn.linear_model import LinearRegression
-        >>> from xdyn.closure import GPClosure
-        >>> reg = LinearRegression().fit([[0.0], [1.0]], [0.0, 1.0])
-        >>> clone(GPClosure(mean_model=reg, prefit_mean_model=True)).mean_model is reg
-        True
-        >>> clone(GPClosure(mean_model=reg)).mean_model is reg
-        False
-        """
-        new = super().__sklearn_clone__()
-        if self.prefit_mean_model:
-            new.mean_model = self.mean_model
-        return new
 
     # --- hooks of a subclass ----------------------------------------------
     def _fit_reduced(self, Z, C):

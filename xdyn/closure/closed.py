@@ -19,13 +19,14 @@ from xdyn.closure.base import MEMBER_DIM, BaseClosure, same_fields_op
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
+from xdyn.utils._prefit import PrefitCloneMixin
 
 _WHAT = "the resolved forecast and the closure's samples"
 
 __all__ = ["ClosedModel"]
 
 
-class ClosedModel(BaseEstimator):
+class ClosedModel(PrefitCloneMixin, BaseEstimator):
     """Ensemble forecast of the full field: resolved forecast + closure samples.
 
     ``rom`` forecasts the resolved (filtered) state; at every forecast time
@@ -49,7 +50,8 @@ class ClosedModel(BaseEstimator):
     n_members : int, default=10
     prefit : bool, default=False
         Use ``rom`` and ``closure`` as already fitted (no cloning, ``fit``
-        only checks them); else ``fit`` fits clones of both.
+        only checks them; the model's clones keep them too, as scikit-learn's
+        ``FrozenEstimator``); else ``fit`` fits clones of both.
     sample_dim : str, default="time"
     random_state : int, RandomState or None, default=None
         Seeds the closure's draws and, through an integer seed drawn from it,
@@ -102,6 +104,8 @@ class ClosedModel(BaseEstimator):
         "random_state": ["random_state"],
         "lags": [tuple, list],
     }
+
+    _prefit_models = {"prefit": ("rom", "closure")}  # clones keep prefit models
 
     def __init__(self, rom=None, closure=None, *, n_members=10, prefit=False,
                  sample_dim="time", random_state=None, lags=()):
