@@ -465,3 +465,37 @@ def test_refinement_of_a_run_does_not_depend_on_the_other_runs():
     together = model.infer_parameters(ds).omega0.values
     alone = [float(model.infer_parameters(ds.isel(trajectory=[i])).omega0[0]) for i in range(6)]
     np.testing.assert_allclose(together, alone, rtol=1e-5)
+
+
+def test_refinement_reaches_a_minimum_and_leaves_a_non_finite_episode_alone():
+    """The refined latent is a stationary point of the episode's objective; an episode whose
+    objective is NaN keeps its start and does not stop the others."""
+    ds = _pendulum(4, 0, omega0=(1.0, 3.0), t_span=1.2, dt=0.05)
+    model = VGBDM("pendulum", correction=True, z_dim=2, len_episode=12, encoder="mlp",
+                  encoder_hidden=8, max_epochs=2, lr=1e-2, random_state=0,
+                  dtype="float64").fit(ds)
+    module, dt = model.net_.module_, float(model.dt_)
+    values = np.stack([ds[v].values for v in ("theta", "omega")], -1)[:, :12]
+    episodes = torch.as_tensor(values, dtype=torch.float64)
+    with torch.no_grad():
+        start, _ = module.encode(episodes)
+    refined = module.refine(episodes, dt, start, 1e-3, 1e-3, 100)
+    ts, xs, target, history = module._episode_points(episodes, dt)
+
+    def objective(u):
+        p, z = module.split(u)
+        K = xs.shape[1]
+        pred = module.field(ts, xs, history, p[:, None].expand(-1, K, -1),
+                            z[:, None].expand(-1, K, -1))
+        fm = (((pred - target) / module.v_scale) ** 2).mean((-2, -1))
+        return fm + 0.5e-3 * u.pow(2).sum(-1)
+
+    u = refined.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(objective(u).sum(), u)
+    assert grad.abs().max() < 1e-6, grad
+    assert (objective(refined) < objective(start) - 1e-6).all()
+    broken = episodes.clone()
+    broken[1, 5, 0] = float("nan")
+    out = module.refine(broken, dt, start, 1e-3, 1e-3, 100)
+    torch.testing.assert_close(out[1], start[1])
+    torch.testing.assert_close(out[[0, 2, 3]], refined[[0, 2, 3]])

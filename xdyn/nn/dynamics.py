@@ -495,6 +495,13 @@ class GreyBoxFlowModule(nn.Module):
                 hess = torch.stack([torch.autograd.grad(g[:, j].sum(), v, retain_graph=j < d - 1)[0]
                                     for j in range(d)], -1)  # a column of every block per pass
             f, g, hess = f.detach(), g.detach(), hess.detach()
+            # an episode whose objective or derivatives are not finite stays where it is
+            # (a step from there means nothing, and eigh fails on them)
+            finite = torch.isfinite(f) & torch.isfinite(g).all(-1) \
+                & torch.isfinite(hess).flatten(1).all(-1)
+            hess = torch.where(finite[:, None, None], hess, torch.eye(d, dtype=hess.dtype,
+                                                                  device=hess.device))
+            g = torch.where(finite[:, None], g, 0.0)
             evals, evecs = torch.linalg.eigh(0.5 * (hess + hess.mT))
             lam = damping[active, None] * evals.abs().amax(-1, keepdim=True).clamp_min(1e-12)
             step = -evecs @ ((evecs.mT @ g[..., None]) / (evals.abs() + lam)[..., None])
@@ -506,7 +513,7 @@ class GreyBoxFlowModule(nn.Module):
             damping[active] = torch.where(better, damping[active] / 3, damping[active] * 8)
             # L-BFGS's tests (gradient; change of the objective, here over a nearly undamped
             # step: a heavily damped one is short by design), and no descent within reach
-            done = (g.abs().amax(-1) <= 1e-7) | (damping[active] > 1e10) \
+            done = ~finite | (g.abs().amax(-1) <= 1e-7) | (damping[active] > 1e10) \
                 | (better & (lam[:, 0] <= 1e-3 * evals.abs().amax(-1).clamp_min(1e-12))
                    & (f - f_new <= 1e-9 * f.abs().clamp_min(1.0)))
             active = active[~done]
