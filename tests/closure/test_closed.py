@@ -282,6 +282,13 @@ def test_a_clone_of_a_prefit_model_keeps_its_fitted_rom_and_closure():
     assert copy.closure is closure and copy.rom is model.rom
     xr.testing.assert_identical(copy.fit(res).predict(res, n_steps=2),
                                 model.fit(res).predict(res, n_steps=2))
+    # as FrozenEstimator: a nested parameter of a prefit model is refused (GridSearchCV's
+    # set_params on a clone changed the user's own closure, and a fit-time one nothing)
+    with pytest.raises(ValueError, match=r"cannot set \['closure__spread_scale'\]: that model "
+                       r"is prefit \(prefit=True\)"):
+        copy.set_params(closure__spread_scale=2.0)
+    assert closure.spread_scale == 1.0
+    copy.set_params(n_members=3)  # its own parameters, as before
     unfit = clone(ClosedModel(_Hold(), closure, lags=(1,)))  # not prefit: sklearn's clone
     assert unfit.closure is not closure
     with pytest.raises(NotFittedError):

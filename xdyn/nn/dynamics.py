@@ -484,6 +484,9 @@ class GreyBoxFlowModule(nn.Module):
             fm = (((pred - target[rows]) / self.v_scale) ** 2).mean((-2, -1))
             return fm + 0.5 * (beta_p * v[:, :P].pow(2).sum(-1) + beta_z * v[:, P:].pow(2).sum(-1))
 
+        # L-BFGS's tolerances in float64, no finer than the dtype resolves (float32: 1e-5, 1e-6)
+        eps = torch.finfo(u.dtype).eps
+        tol_grad, tol_change = max(1e-7, 100 * eps), max(1e-9, 10 * eps)
         damping = torch.full(u.shape[:1], 1e-3, dtype=u.dtype, device=u.device)
         active = torch.arange(u.shape[0], device=u.device)  # episodes not yet converged
         for _ in range(int(steps)):
@@ -513,9 +516,9 @@ class GreyBoxFlowModule(nn.Module):
             damping[active] = torch.where(better, damping[active] / 3, damping[active] * 8)
             # L-BFGS's tests (gradient; change of the objective, here over a nearly undamped
             # step: a heavily damped one is short by design), and no descent within reach
-            done = ~finite | (g.abs().amax(-1) <= 1e-7) | (damping[active] > 1e10) \
+            done = ~finite | (g.abs().amax(-1) <= tol_grad) | (damping[active] > 1e10) \
                 | (better & (lam[:, 0] <= 1e-3 * evals.abs().amax(-1).clamp_min(1e-12))
-                   & (f - f_new <= 1e-9 * f.abs().clamp_min(1.0)))
+                   & (f - f_new <= tol_change * f.abs().clamp_min(1.0)))
             active = active[~done]
             if active.numel() == 0:
                 break

@@ -386,7 +386,11 @@ class DynamicalSystem(BaseEstimator):
         A plain number comes back as a Python float; a tensor, array or list (one
         value per trajectory, or a learnable tensor) as a tensor of ``x``'s dtype
         and device, so that it neither promotes a float32 state to float64 nor
-        meets numpy on the left of a tensor operation.
+        meets numpy on the left of a tensor operation. It combines with the state
+        by broadcasting, aligned on the last batch dim: for states of shape
+        ``(n_trajectories, n_members, n_state)`` one value per trajectory has
+        shape ``(n_trajectories, 1)`` (a flat ``(n_trajectories,)`` would pair
+        with the members).
 
         Examples
         --------
