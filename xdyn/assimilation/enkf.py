@@ -125,7 +125,7 @@ class EnKF(BaseEnsembleAssimilator):
             w, T, _ = ensemble_transform(Yw, dw)
             Ea = mu + w.unsqueeze(-2) @ A + T @ A
         elif self.kind == "denkf":
-            w, _, Pw = ensemble_transform(Yw, dw)
+            w, _, Pw = ensemble_transform(Yw, dw, transform=False)
             Ea = mu + w.unsqueeze(-2) @ A + A - 0.5 * (Yw @ Yw.transpose(-1, -2) @ Pw @ A)
         else:
             # Burgers et al. (1998): each member assimilates its own perturbed obs;
@@ -134,6 +134,6 @@ class EnKF(BaseEnsembleAssimilator):
                                 device=E.device)
             D = D - D.mean(-2, keepdim=True)
             innov = (y.unsqueeze(-2) - HE) @ W.T - D
-            _, _, Pw = ensemble_transform(Yw, dw)
+            _, _, Pw = ensemble_transform(Yw, dw, transform=False)
             Ea = E + innov @ Yw.transpose(-1, -2) @ Pw @ A
         return self._post_process(Ea, E, rng)
