@@ -13,7 +13,7 @@ import math
 
 import torch
 
-__all__ = ["observation_jacobian", "whitened_update", "symmetric_sqrt", "whitened_anomalies",
+__all__ = ["observation_jacobian", "whitened_update", "whitened_gain", "symmetric_sqrt", "whitened_anomalies",
            "ensemble_transform"]
 
 
@@ -90,16 +90,32 @@ def whitened_update(x_b, P, H, W, d, return_cov=True):
         return x_b, (P if return_cov else None)
     Hw = W @ H                                                   # (..., q, n)
     dw = (d.unsqueeze(-2) @ W.transpose(-1, -2)).squeeze(-2)     # (*batch, q)
-    PHt = P @ Hw.transpose(-1, -2)                               # (..., n, q)
-    S = Hw @ PHt
-    S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
-    L = torch.linalg.cholesky(S)
-    Kt = torch.cholesky_solve(PHt.transpose(-1, -2), L)          # K^T = S^-1 Hw P
+    Kt = whitened_gain(P, Hw)
     x_a = x_b + (dw.unsqueeze(-2) @ Kt).squeeze(-2)
     if not return_cov:
         return x_a, None
     P_a = P - Kt.transpose(-1, -2) @ (Hw @ P)
     return x_a, 0.5 * (P_a + P_a.transpose(-1, -2))
+
+
+def whitened_gain(P, Hw):
+    """Transposed Kalman gain ``K^T = S^-1 Hw P`` with ``S = Hw P Hw^T + I``.
+
+    ``Hw`` ``(..., q, n)`` is the whitened operator ``W H``: the gain acts on
+    whitened innovations, ``x_a = x_b + d_w K^T``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> one = torch.ones(1, 1, dtype=torch.float64)
+    >>> round(whitened_gain(one, one).item(), 12)  # B = R = 1: half the innovation
+    0.5
+    """
+    PHt = P @ Hw.transpose(-1, -2)                               # (..., n, q)
+    S = Hw @ PHt
+    S = S + torch.eye(S.shape[-1], dtype=S.dtype, device=S.device)
+    L = torch.linalg.cholesky(S)
+    return torch.cholesky_solve(PHt.transpose(-1, -2), L)        # K^T = S^-1 Hw P
 
 
 def symmetric_sqrt(B: torch.Tensor) -> torch.Tensor:

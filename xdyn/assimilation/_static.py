@@ -6,7 +6,7 @@ import torch
 import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
-from xdyn.assimilation._linalg import whitened_update
+from xdyn.assimilation._linalg import whitened_gain, whitened_update
 from xdyn.assimilation._neural_var_data import aligned_truth, analysis_dataset
 from xdyn.assimilation.base import BaseAssimilator
 
@@ -18,18 +18,32 @@ def gauss_newton_analysis(x_b, B, k, ctx, n_outer=1):
 
     ``x_{j+1} = x_b + K_j (y - h(x_j) - H_j (x_b - x_j))`` with ``H_j`` the
     Jacobian of ``h`` at ``x_j`` (``x_0 = x_b``); a linear operator needs one
-    loop (the closed form). Returns the analysis and ``(I - K H) B`` at the
-    last linearisation (Courtier et al. 1994, incremental 3D/4D-Var).
+    loop (the closed form). Returns the analysis and the diagonal of
+    ``(I - K H) B`` at the last linearisation (Courtier et al. 1994,
+    incremental 3D/4D-Var). With a linear operator the gain depends only on
+    ``B`` and on what is observed: it is computed once per observed pattern of
+    a run (``ctx.scratch``), not at every time.
     """
     W = ctx.whitening(k)
     y = ctx.innovation_data(k)
+    if ctx.operator.linear and B.dim() == 2 and W.shape[0]:
+        key = ("static gain", id(B), ctx.mask[k].cpu().numpy().tobytes(),
+               ctx.whitening_factor(k))
+        if key not in ctx.scratch:
+            Hw = W @ ctx.jacobian_h(x_b)
+            Kt = whitened_gain(B, Hw)
+            P_a = B - Kt.transpose(-1, -2) @ (Hw @ B)
+            ctx.scratch[key] = (Kt, torch.diagonal(P_a).clamp_min(0))
+        Kt, var_a = ctx.scratch[key]
+        dw = ((y - ctx.h(x_b)).unsqueeze(-2) @ W.transpose(-1, -2)).squeeze(-2)
+        return x_b + (dw.unsqueeze(-2) @ Kt).squeeze(-2), var_a
     x = x_b
     for _ in range(1 if ctx.operator.linear else int(n_outer)):
         H = ctx.jacobian_h(x)
         # innovation relative to the linearisation point x_j
         d = y - ctx.h(x) - ((x_b - x).unsqueeze(-2) @ H.transpose(-1, -2)).squeeze(-2)
         x, P_a = whitened_update(x_b, B, H, W, d)
-    return x, P_a
+    return x, torch.diagonal(P_a, dim1=-2, dim2=-1).clamp_min(0)
 
 
 class StaticCovarianceCycle(BaseAssimilator):
@@ -91,9 +105,8 @@ class StaticCovarianceCycle(BaseAssimilator):
 
     def _analyze(self, state, k, ctx, rng):
         x_b, _, B = state
-        x, P_a = gauss_newton_analysis(x_b, B, k, ctx, int(self.n_outer))
-        std = torch.diagonal(P_a, dim1=-2, dim2=-1).clamp_min(0).sqrt().expand_as(x)
-        return x, std, B
+        x, var_a = gauss_newton_analysis(x_b, B, k, ctx, int(self.n_outer))
+        return x, var_a.sqrt().expand_as(x), B
 
     def _summarize(self, state):
         return state[0], None, state[1]
