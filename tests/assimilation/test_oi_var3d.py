@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -15,7 +16,7 @@ from xdyn.assimilation.oi import OptimalInterpolation
 from xdyn.assimilation.var3d import Var3D
 from xdyn.model_selection import TimeSeriesSplit, samples
 from xdyn.observe import Identity, ObservationOperator, SelectVariables, observe
-from xdyn.systems import Lorenz63
+from xdyn.systems import Lorenz63, Lorenz96
 
 from .conftest import initial_state
 
@@ -280,3 +281,21 @@ def test_grid_search_over_B_scale(l63_twin):
                           {"B_scale": [0.1, 1.0]}, cv=TimeSeriesSplit(n_splits=2))
     search.fit(samples(obs), samples(truth_at_obs))
     assert search.best_params_ == {"B_scale": 0.1}
+
+
+@pytest.mark.parametrize("method", [OptimalInterpolation, Var3D])
+def test_gains_kept_per_observed_pattern_give_the_analyses_of_a_gain_per_time(method,
+                                                                             monkeypatch):
+    # the linear gain is computed once per observed pattern (at most 16 kept): with
+    # observations missing at random (more patterns than that) the analyses are those of a
+    # gain computed at every time, bit for bit
+    from xdyn.assimilation import _static
+
+    truth = Lorenz96(n=10).simulate(n_steps=300, burn_in=2, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, every=5, random_state=1)
+    values = obs["observation"].values.copy()
+    values[np.random.RandomState(2).rand(*values.shape) < 0.3] = np.nan
+    obs["observation"][:] = values
+    kept = method().fit(obs, truth).predict(obs)
+    monkeypatch.setattr(_static, "_MAX_GAINS", 0)
+    xr.testing.assert_equal(kept, method().fit(obs, truth).predict(obs))  # attrs: wall time

@@ -12,6 +12,10 @@ from xdyn.assimilation.base import BaseAssimilator
 
 __all__ = ["StaticCovarianceCycle", "gauss_newton_analysis"]
 
+# gains kept per run: a few observing patterns (a network, with outages) recur; observations
+# missing at random would keep a (q, n) gain per time (gigabytes for a large state)
+_MAX_GAINS = 16
+
 
 def gauss_newton_analysis(x_b, B, k, ctx, n_outer=1):
     """3D-Var analysis at observation time ``k`` by Gauss-Newton outer loops.
@@ -22,19 +26,22 @@ def gauss_newton_analysis(x_b, B, k, ctx, n_outer=1):
     ``(I - K H) B`` at the last linearisation (Courtier et al. 1994,
     incremental 3D/4D-Var). With a linear operator the gain depends only on
     ``B`` and on what is observed: it is computed once per observed pattern of
-    a run (``ctx.scratch``), not at every time.
+    a run (``ctx.scratch``, the first 16 patterns), not at every time.
     """
     W = ctx.whitening(k)
     y = ctx.innovation_data(k)
     if ctx.operator.linear and B.dim() == 2 and W.shape[0]:
-        key = ("static gain", id(B), ctx.mask[k].cpu().numpy().tobytes(),
-               ctx.whitening_factor(k))
-        if key not in ctx.scratch:
+        gains = ctx.scratch.setdefault("static gains", {})
+        key = (id(B), ctx.mask[k].cpu().numpy().tobytes(), ctx.whitening_factor(k))
+        found = gains.get(key)
+        if found is None:
             Hw = W @ ctx.jacobian_h(x_b)
             Kt = whitened_gain(B, Hw)
             P_a = B - Kt.transpose(-1, -2) @ (Hw @ B)
-            ctx.scratch[key] = (Kt, torch.diagonal(P_a).clamp_min(0))
-        Kt, var_a = ctx.scratch[key]
+            found = (Kt, torch.diagonal(P_a).clamp_min(0))
+            if len(gains) < _MAX_GAINS:  # observations missing at random: one per time
+                gains[key] = found
+        Kt, var_a = found
         dw = ((y - ctx.h(x_b)).unsqueeze(-2) @ W.transpose(-1, -2)).squeeze(-2)
         return x_b + (dw.unsqueeze(-2) @ Kt).squeeze(-2), var_a
     x = x_b
