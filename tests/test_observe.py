@@ -723,3 +723,17 @@ def test_observation_units_compared_as_units(l63_truth, x_units, z_units, units)
     obs = observe(truth, ["x", "z"], random_state=0)
     for name in ("observation", "observation_clean", "noise_std"):
         assert obs[name].attrs["units"] == units
+
+
+@pytest.mark.parametrize("operator, expected", [
+    (EveryKth(k=np.int64(3)), [0, 3, 6, 9]),
+    (SelectVariables(np.array(["x"])), [0]),
+])
+def test_specs_of_numpy_valued_operators_rebuild_them(operator, expected):
+    # spec() wrote numpy values with str(): k=np.int64(3) as "3" and an array of names as
+    # "['x']", which operator_from_spec could not rebuild (assimilators rebuild from attrs)
+    spec = json.loads(operator.spec())
+    assert not any(isinstance(v, str) and v.startswith(("[", "3")) for v in spec.values())
+    system = Lorenz96(n=10) if isinstance(operator, EveryKth) else Lorenz63()
+    rebuilt = operator_from_spec(operator.spec())
+    assert rebuilt.indices(system.variables).tolist() == expected

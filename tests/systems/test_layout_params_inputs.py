@@ -201,6 +201,16 @@ def test_an_array_forcing_keeps_a_float32_state_float32():
     torch.testing.assert_close(out, Lorenz96(F=8.0, dtype="float32").forecast(x, 0.01, 3))
 
 
+def test_a_parameter_per_site_is_recorded_as_numbers_and_rebuilt():
+    # describe() wrote a numpy array with str() ("[6.  6.1 ...]"): the system rebuilt from a
+    # Dataset's attrs had a string for F
+    forcing = 6.0 + 0.1 * np.arange(40)
+    rebuilt = system_from_attrs(Lorenz96(F=forcing).describe())
+    np.testing.assert_array_equal(rebuilt.F, forcing)
+    x = torch.full((2, 40), 8.0, dtype=torch.float64)
+    torch.testing.assert_close(rebuilt.forecast(x, 0.01, 3), Lorenz96(F=forcing).forecast(x, 0.01, 3))
+
+
 # --- whole-number counts, bool flags -----------------------------------------------
 
 

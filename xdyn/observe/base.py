@@ -10,6 +10,7 @@ from sklearn.base import BaseEstimator
 
 from xdyn._registry import Registry
 from xdyn.observe._layout import _layout
+from xdyn.utils._json import plain
 
 __all__ = ["OPERATORS", "ObservationOperator", "operator_from_spec", "registered_operators"]
 
@@ -230,7 +231,9 @@ class ObservationOperator(BaseEstimator):
             k: (json.loads(v.spec()) if isinstance(v, ObservationOperator) else v)
             for k, v in self.get_params(deep=False).items()
         }
-        return json.dumps({"operator": type(self).__name__, **params}, default=str)
+        # numpy values as numbers and lists (default=str wrote "3" for np.int64(3), which
+        # operator_from_spec could not rebuild)
+        return json.dumps({"operator": type(self).__name__, **plain(params)})
 
 
 def _locate(layout, idx):

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from xdyn._labels import grid_order
 from xdyn._registry import Registry
 from xdyn._threads import threads_for
+from xdyn.utils._json import plain
 from xdyn.utils._torch import resolve_device, resolve_dtype  # noqa: F401  (re-exported: cli, systems)
 from xdyn.preprocessing.stacking import flatten_variables, unflatten_variables
 from xdyn.systems._simulate import burn_in_steps, initial_states, saved_steps, seed_record
@@ -626,7 +627,7 @@ class DynamicalSystem(BaseEstimator):
         >>> Lorenz96(n=8).describe()
         {'system': 'Lorenz96', 'system_params': '{"F": 8.0, "device": "cpu", "dtype": "float64", "n": 8}', 'integrator': 'rk4'}
         """
-        params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items()}
+        params = {k: plain(v) for k, v in self.get_params(deep=False).items()}
         return {
             "system": type(self).__name__,
             "system_params": json.dumps(params, sort_keys=True),
@@ -782,22 +783,3 @@ def _coord_dims(name, c) -> set:
         d = c[0]
         return {d} if isinstance(d, str) else set(d)
     return {name}
-
-
-def _jsonable(v):
-    if isinstance(v, (bool, int, float, str)) or v is None:
-        return v
-    # a dtype as its canonical name ("float32"), which resolve_dtype reads back
-    if isinstance(v, torch.dtype):
-        return str(v).removeprefix("torch.")
-    if isinstance(v, np.dtype) or (isinstance(v, type) and issubclass(v, (np.generic, float))):
-        return np.dtype(v).name
-    if isinstance(v, torch.device):
-        return str(v)
-    if isinstance(v, np.generic):  # np.bool_ too: its str() "False" would read back as true
-        return v.item()
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(u) for u in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(u) for k, u in v.items()}
-    return str(v)
