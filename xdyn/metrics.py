@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -1140,6 +1141,10 @@ def picp(mean, std, truth, k=1.0, dim=None):
 
     The share of points with ``|y - mu| <= k sigma`` (Zighed et al. 2025); a
     calibrated Gaussian forecast covers 68.3% at ``k=1`` and 95.4% at ``k=2``.
+    With an ``m``-member ensemble's own mean and spread, the truth's distance
+    to the mean has variance ``sigma^2 (1 + 1/m)``: a calibrated ensemble of
+    10 members covers about 63.4% at ``k=1`` (pass ``std * sqrt((m + 1) / m)``
+    to score it against 68.3%).
 
     Parameters
     ----------
@@ -1181,8 +1186,14 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
     """Share of the truth inside the ensemble's central ``level`` interval.
 
     The interval runs between the ensemble's empirical ``(1 - level) / 2`` and
-    ``(1 + level) / 2`` quantiles (linear interpolation between members); a
-    calibrated ensemble covers about ``level`` of the points.
+    ``(1 + level) / 2`` quantiles at Weibull's plotting positions (member ``i``
+    of ``m`` sorted at ``i / (m + 1)``), so that a calibrated ensemble, whose
+    truth is one more draw, covers ``level`` of the points. (Linear
+    interpolation between members, numpy's default, covers only about
+    ``level (m - 1) / (m + 1)``: 0.74 for 90% with 10 members.) A level above
+    ``(m - 1) / (m + 1)`` reaches past the outermost members: the interval is
+    then the members' range, which a calibrated ensemble covers
+    ``(m - 1) / (m + 1)`` of the time, and a warning says so.
 
     Parameters
     ----------
@@ -1203,8 +1214,8 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> ens = xr.DataArray(np.tile(np.linspace(-1, 1, 11), (4, 1)), dims=("x", "member"))
-    >>> truth = xr.DataArray([0.0, 0.85, -0.95, 3.0], dims="x")
+    >>> ens = xr.DataArray(np.tile(np.linspace(-1, 1, 21), (4, 1)), dims=("x", "member"))
+    >>> truth = xr.DataArray([0.0, 0.85, -0.995, 3.0], dims="x")  # the interval: +-0.99
     >>> float(interval_coverage(ens, truth, level=0.9))
     0.5
     """
@@ -1214,8 +1225,14 @@ def interval_coverage(ensemble, truth, level=0.9, member_dim="member", dim=None)
     ensemble, truth = _align(ensemble, truth, names=("ensemble", "truth"))
     # a NaN member makes its point's bounds NaN (and the score NaN below): the plain,
     # vectorized quantile (numpy's nanquantile loops over the points in Python)
+    m = ensemble.sizes[member_dim]
+    if level > (m - 1) / (m + 1) + 1e-12:
+        need = int(np.ceil((1 + level) / (1 - level) - 1e-9))
+        warnings.warn(f"a central {level:.0%} interval needs at least {need} members; with {m} "
+                      f"it is the members' range, which a calibrated ensemble covers "
+                      f"{(m - 1) / (m + 1):.0%} of the time", UserWarning, stacklevel=3)
     bounds = ensemble.quantile([(1 - level) / 2, (1 + level) / 2], dim=member_dim,
-                               skipna=False)
+                               skipna=False, method="weibull")
     inside = (truth >= bounds.isel(quantile=0, drop=True)) & (
         truth <= bounds.isel(quantile=1, drop=True))
     dims = _dims(dim, inside) if dim is not None else list(inside.dims)
