@@ -2,6 +2,7 @@
 WeatherBench pipeline end to end on xdyn's own WeatherBench-format test set."""
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,5 +132,129 @@ def test_era5_monthly_pipeline_end_to_end():
     # the seasonal cycle: a month-of-year climatology beats 3-month persistence
     assert float(rm.sel({"method": "Climatology", "lead_time": 3})) < \
         float(rm.sel({"method": "Persistence", "lead_time": 3}))
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def _hourly(n=40, start="2019-03-01", calendar=None, step="1h"):
+    if calendar is None:
+        time = np.datetime64(start, "ns") + np.arange(n) * np.timedelta64(1, "h")
+    else:
+        time = xr.date_range(start, periods=n, freq=step, calendar=calendar, use_cftime=True)
+    u = 280 + np.random.default_rng(0).standard_normal((n, 2, 3))
+    return xr.Dataset({"t": (("time", "lat", "lon"), u, {"units": "K"})},
+                      coords={"time": time, "lat": [50.0, 51.0], "lon": [0.0, 1.0, 2.0]})
+
+
+def _node():
+    from xdyn.forecast import NeuralODE
+    return NeuralODE(window=3, hidden=4, max_epochs=1, device="cpu", random_state=0)
+
+
+def test_string_lead_times_reach_a_trajectory_forecaster():
+    """The documented ``"12h"``-style leads: a NeuralODE crashed on them (it divided the
+    strings by one hour); now they score as their timedelta64."""
+    ds = _hourly()
+    train, test = ds.isel(time=slice(0, 30)), ds.isel(time=slice(28, None))
+
+    def run(leads):
+        return compare_forecasters({"Persistence": Persistence(), "NODE": _node()},
+                                   train, test, leads, n_history=2)[0]
+
+    as_text = run(["1h", "3h"])
+    xr.testing.assert_identical(as_text, run([np.timedelta64(1, "h"), np.timedelta64(3, "h")]))
+    assert as_text.lead_time.values.tolist() == [3600 * 10 ** 9, 3 * 3600 * 10 ** 9]
+    assert np.isfinite(as_text["t_rmse"].values).all()
+
+
+def test_trajectory_forecaster_on_a_360_day_calendar():
+    """era5-monthly's cftime axis: the model time of a NeuralODE is counted in the
+    calendar's own hours, and its forecast gets the cftime valid times back (it failed
+    with 'must be numeric, datetime64 or cftime; got dtype object')."""
+    from xdyn.experiments.era5 import _model_time
+
+    ds = _hourly(n=30, start="2015-01-16", calendar="360_day", step="30D")
+    hours = _model_time(ds, ds.time.values[0]).time
+    np.testing.assert_array_equal(hours.values, np.arange(30) * 720.0)
+    assert hours.dtype == np.float64 and hours.attrs["units"] == "h"
+    scores, forecasts, _ = compare_forecasters(
+        {"Persistence": Persistence(), "NODE": _node()}, ds.isel(time=slice(0, 20)),
+        ds.isel(time=slice(19, None)), [np.timedelta64(30, "D")], n_history=1)
+    assert np.isfinite(scores["t_rmse"].values).all()
+    fc = forecasts["NODE"]
+    assert fc.valid_time.values[0, 0] == ds.time.values[21]  # 2016-10-16 in 360-day time
+    assert fc.valid_time.values[0, 0].calendar == "360_day"
+
+
+def test_monthly_refuses_test_set_days_that_cannot_give_whole_months():
+    """60 days of each year: resampling made the other ten months empty (NaN) and
+    failed later with 'training data has NaN'; now the parameter is named at once."""
+    with pytest.raises(ValueError, match=r"test_set_days=60 with monthly=True"):
+        _open_weatherbench(("z500",), True, True, test_set_days=60)
+
+
+def test_monthly_means_are_of_whole_months_only(tmp_path):
+    """xdyn's monthly test set is whole calendar years: December 2016 (a leap year)
+    is the mean of its 31 days, not of the first 30 (365 days a year before); a
+    partial month of other data is refused, named."""
+    from xdyn.datasets import load_weatherbench
+
+    with warnings.catch_warnings():  # the warning of the test set: tested below
+        warnings.simplefilter("ignore", UserWarning)
+        train, _, _, tmp = _open_weatherbench(("z500",), True, True)
+    tmp.cleanup()
+    assert train.sizes["time"] == 24 and not bool(train.z500.isnull().any())
+    december = train.z500.isel(time=-1)
+    assert (december.time.item().year, december.time.item().month) == (2016, 12)
+    root = write_weatherbench_test_set(tmp_path / "wb", years=(2016,), days=366, freq="1D",
+                                       variables=("z500",))
+    days = load_weatherbench(["z500"], root=root).z500.sel(time=slice("2016-12-01", None))
+    assert days.sizes["time"] == 31
+    np.testing.assert_allclose(december.values, days.mean("time").values, rtol=1e-5)
+
+    from xdyn.experiments.era5 import _monthly_means
+
+    daily = _hourly(n=366, start="2016-01-01", step="1D", calendar="standard")
+    daily = daily.assign_coords(time=daily.indexes["time"].to_datetimeindex(time_unit="ns"))
+    assert _monthly_means(daily, "here").sizes["time"] == 12
+    with pytest.raises(ValueError, match=r"2016-02 has 14 of its 29 samples.*in here"):
+        _monthly_means(daily.isel(time=slice(0, 45)), "here")
+
+
+def test_a_root_lacking_a_year_raises_and_never_swaps_in_the_test_set(tmp_path):
+    """A real-layout folder without 2015 (quick reads 2015-2017): the loader's error,
+    naming the missing file, not a silent run on the synthetic test set."""
+    root = write_weatherbench_test_set(tmp_path / "wb", years=(2016, 2017), days=2,
+                                       variables=("z500",))
+    with pytest.raises(FileNotFoundError, match="2015"):
+        _open_weatherbench(("z500",), False, True, root=root)
+    with pytest.raises(FileNotFoundError, match="nowhere"):  # a root that does not exist
+        _open_weatherbench(("z500",), False, True, root=tmp_path / "nowhere")
+
+
+def test_default_folder_lacking_a_variable_raises(tmp_path, monkeypatch):
+    """Data in $XDYN_DATA_DIR/weatherbench, but not of t850: that is not 'no data'."""
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path))
+    write_weatherbench_test_set(tmp_path / "weatherbench", years=(2015, 2016, 2017), days=2,
+                                variables=("z500",))
+    with pytest.raises(FileNotFoundError, match="t850"):
+        _open_weatherbench(("z500", "t850"), False, True)
+
+
+def test_the_synthetic_test_set_stands_in_with_a_warning_only_without_any_data():
+    with pytest.warns(UserWarning, match="no WeatherBench data.*NOT ERA5"):
+        train, test, note, tmp = _open_weatherbench(("z500",), False, True, test_set_days=2)
+    tmp.cleanup()
+    assert note == WB_TEST_SET_NOTE and train.sizes["time"] == 24
+
+
+def test_monthly_error_map_names_the_lead_in_months():
+    fcs = {"Persistence": Persistence(), "Climatology": Climatology(groupby="month")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = weatherbench_experiment(True, quick=True, progress=False, variables=("z500",),
+                                      forecasters=fcs, leads=[1, 5])
+    title = res.figures["maps"]._suptitle.get_text()
+    assert title.endswith("lead 5 months"), title  # was "lead 3600 h"
     import matplotlib.pyplot as plt
     plt.close("all")

@@ -211,7 +211,7 @@ def test_report_renders_in_a_headless_browser(results):
     assert f"<title>4 images, {len(parsed.headings)} tables</title>" in dom
 
 
-def test_every_era5_forecast_anchor_pairs_with_the_experiments_own_rows(tmp_path):
+def test_every_era5_forecast_anchor_pairs_with_the_experiments_own_rows(tmp_path, monkeypatch):
     """The anchors name rows as the experiment writes them (method, metric, a
     ``variable`` setting, units): from ``era5-forecast``'s own summary, on xdyn's
     test set with persistence standing in for every method, no anchor is "not run".
@@ -228,9 +228,11 @@ def test_every_era5_forecast_anchor_pairs_with_the_experiments_own_rows(tmp_path
     leads = sorted({int(s["lead_time"]) for s in wanted})
     assert set(leads) <= set(range(6, 145, 6))  # leads the full experiment forecasts
     methods = _wb_forecasters(False, True, 0, "cpu", False)
-    res = weatherbench_experiment(leads=leads, test_set_days=3, root=tmp_path / "none",
-                                  forecasters={m: Persistence() for m in methods},
-                                  progress=False)
+    monkeypatch.setenv("XDYN_DATA_DIR", str(tmp_path / "none"))  # no WeatherBench: test set
+    with pytest.warns(UserWarning, match="NOT ERA5"):
+        res = weatherbench_experiment(leads=leads, test_set_days=3,
+                                      forecasters={m: Persistence() for m in methods},
+                                      progress=False)
     plt.close("all")
     assert {s["variable"] for s in wanted} <= set(
         json.loads(res.results.attrs["config_json"])["variables"])

@@ -240,3 +240,37 @@ def test_an_unknown_solver_is_refused_at_fit():
         ClimODE(method="rk45", max_epochs=0).fit(_wave(n_time=10))
     with pytest.raises(ValueError, match="method"):   # torchdiffeq's diverges
         ClimODE(method="explicit_adams", max_epochs=0).fit(_wave(n_time=10))
+
+
+def _on_calendar(calendar, n=30, freq="30D"):
+    time = xr.date_range("2015-01-16", periods=n, freq=freq, calendar=calendar, use_cftime=True)
+    u = np.random.default_rng(0).standard_normal((n, 3, 4))
+    return xr.Dataset({"u": (("time", "y", "x"), u)}, coords={"time": time})
+
+
+def test_year_phase_is_periodic_in_the_360_day_calendar():
+    """era5-monthly's 360-day months: the year phase advances 30/360 of a cycle every
+    month, December to January too, and as much as the model's own phase_step (it
+    assumed 365.25 days: a jump of 0.0965 against 0.0821 of a cycle at the new year)."""
+    ds = _on_calendar("360_day")
+    model = ClimODE(n_steps=1, max_epochs=0, device="cpu").fit(ds)
+    phase, step = model._phases(ds.time.values)
+    advance = np.diff(np.unwrap(phase[:, 1])) / (2 * np.pi)
+    np.testing.assert_allclose(advance, 30 / 360, rtol=1e-12)
+    assert step[1] / (2 * np.pi) == pytest.approx(30 / 360, rel=1e-12)
+    np.testing.assert_allclose(np.cos(phase[12, 1]), np.cos(phase[0, 1]), atol=1e-12)
+
+
+@pytest.mark.parametrize("calendar", ["standard", "proleptic_gregorian", "noleap"])
+def test_year_phase_keeps_365_25_days_where_years_have_leap_days(calendar):
+    """Calendars with leap years (datetime64 too) keep the 365.25-day year of before, so
+    the era5-uk-t2m and era5-forecast models are unchanged; noleap gets its 365 days."""
+    ds = _on_calendar(calendar, n=10, freq="6h")
+    if calendar == "proleptic_gregorian":
+        ds = ds.assign_coords(time=ds.indexes["time"].to_datetimeindex(time_unit="ns"))
+    model = ClimODE(n_steps=1, max_epochs=0, device="cpu").fit(ds)
+    year = 365.0 if calendar == "noleap" else 365.25
+    phase, step = model._phases(ds.time.values)
+    hours = np.arange(10) * 6.0
+    np.testing.assert_allclose(phase[:, 1], 2 * np.pi * (15 + hours / 24) / year, rtol=1e-12)
+    assert step == pytest.approx((2 * np.pi * 6 / 24, 2 * np.pi * 6 / (24 * year)), rel=1e-12)

@@ -36,11 +36,48 @@ def score_curves(scores, var, unit="h"):
     return fig
 
 
-def error_maps(forecasts, truth, var, lead, init_index=-1):
+def error_maps(forecasts, truth, var, lead, init_index=-1, unit="h", scale=None):
     """Forecast (mean) and its error at ``lead`` from one initialisation, per method.
 
-    ``init_index`` counts among the initialisations whose valid time has a
-    truth (default: the last one).
+    Parameters
+    ----------
+    forecasts : dict
+        Method name -> forecast Dataset with ``lead_time`` and ``valid_time``.
+    truth : xarray.Dataset
+        The verifying data, on ``time``.
+    var : str
+        The variable mapped.
+    lead : numpy.timedelta64
+        The lead mapped.
+    init_index : int, default=-1
+        Which initialisation, counted among those whose valid time has a truth
+        (default: the last one).
+    unit : str, default="h"
+        The unit of the lead in the title, e.g. ``"months"``.
+    scale : numpy.timedelta64, optional
+        The length of one ``unit`` (default one hour; 30 days for the months of
+        ``era5-monthly``'s 360-day calendar).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Truth and forecasts in the top row, errors below; the title names the
+        variable, the initialisation and the lead in ``unit``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> t = np.datetime64("2017-01-01", "ns") + np.arange(3) * np.timedelta64(30, "D")
+    >>> truth = xr.Dataset({"z": (("time", "lat", "lon"), np.ones((3, 2, 2)))},
+    ...                    coords={"time": t, "lat": [0.0, 1.0], "lon": [0.0, 1.0]})
+    >>> lead = np.timedelta64(60, "D")
+    >>> fc = truth.isel(time=[0]).expand_dims(lead_time=[lead]).transpose("time", ...)
+    >>> fc = fc.assign_coords(valid_time=(("time", "lead_time"), [[t[2]]]))
+    >>> fig = error_maps({"a": fc}, truth, "z", lead, unit="months",
+    ...                  scale=np.timedelta64(30, "D"))
+    >>> fig._suptitle.get_text()
+    'z from 2017-01-01T00:00, lead 2 months'
+    >>> import matplotlib.pyplot as plt; plt.close("all")
     """
     import matplotlib.pyplot as plt
 
@@ -69,6 +106,6 @@ def error_maps(forecasts, truth, var, lead, init_index=-1):
         im = ax.pcolormesh(e.lon, e.lat, e, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_title("error", fontsize=9)
     fig.colorbar(im, ax=[a for a, _ in errs], shrink=0.8)
-    hours = lead / np.timedelta64(1, "h")
-    fig.suptitle(f"{var} from {str(init)[:16]}, lead {hours:g} h")
+    n = lead / (np.timedelta64(1, "h") if scale is None else scale)
+    fig.suptitle(f"{var} from {str(init)[:16]}, lead {n:g} {unit}")
     return fig

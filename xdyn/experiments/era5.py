@@ -48,11 +48,13 @@ ICLR 2024) and VGB-DM (Singh et al., AISTATS 2026) on WeatherBench 5.625°
 on 2017-2018; VGB-DM is :class:`~xdyn.forecast.TransportVGBDM`, the transport +
 source model of its weather row (z500 114 / 308 / 490 m²/s² at 6 / 24 / 42 h).
 They run on the WeatherBench files :func:`xdyn.datasets.load_weatherbench`
-finds (``$XDYN_DATA_DIR/weatherbench``); where there are none they run on
-xdyn's WeatherBench-format test set (NOT ERA5: 36 days of 2016 to train on, 12
-of 2017 to test on, quick; 72 and 24 in full), and every output says which
+finds (``$XDYN_DATA_DIR/weatherbench``, or ``root``); where no ``root`` is
+given and that folder holds none of the variables at all, they run, with a
+warning, on xdyn's WeatherBench-format test set (NOT ERA5: 36 days of 2016 to
+train on, 12 of 2017 to test on, quick; 72 and 24 in full; whole years
+2015-2017 for ``era5-monthly``), and every output says which
 (``results.attrs["data"]``). Samples are taken every 6 hours, never filling a
-gap between records.
+gap between records; monthly means are of whole calendar months only.
 
 All forecasts verify through :func:`xdyn.forecast.verify_forecast`: the
 latitude-weighted RMSE, the ACC against the training climatology and the CRPS,
@@ -61,9 +63,12 @@ per variable and lead, on the same initialisations for every method.
 
 from __future__ import annotations
 
+import datetime
 import json
 import tempfile
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -74,6 +79,7 @@ from xdyn.experiments._era5_figures import error_maps, score_curves
 from xdyn.experiments.catalogue import ExperimentResult, register, summary_rows
 from xdyn.forecast import (ClimODE, Climatology, NeuralODE, Persistence,
                            TransportVGBDM, lead_aligned_truth, verify_forecast)
+from xdyn.forecast._time import _as_timedelta64, _time_kind, add_lead
 from xdyn.forecast._trajectories import TrajectoryForecaster
 
 __all__ = ["uk_t2m_experiment", "weatherbench_experiment", "compare_forecasters",
@@ -83,8 +89,16 @@ LEARNED = ("ClimODE", "NeuralODE", "VGBDM")
 
 
 def _model_time(ds, start):
-    """``ds`` with hours since ``start`` as its time (for forecasters of dynamical systems)."""
-    h = (ds.time.values - start) / np.timedelta64(1, "h")
+    """``ds`` with hours since ``start`` as its time (for forecasters of dynamical systems).
+
+    cftime times (``era5-monthly``'s 360-day calendar) are subtracted in their
+    own calendar, as :class:`datetime.timedelta`, and then counted in hours.
+    """
+    delta = np.asarray(ds.time.values - start)
+    if delta.dtype == object:  # cftime: differences are datetime.timedelta
+        h = np.array([d / datetime.timedelta(hours=1) for d in delta.ravel()], dtype=float)
+    else:
+        h = delta / np.timedelta64(1, "h")
     return ds.assign_coords(time=("time", h, {"units": "h", "long_name": "time"}))
 
 
@@ -98,11 +112,10 @@ def _fit(est, train):
 def _predict(est, train, test, lead_times):
     if not isinstance(est, TrajectoryForecaster):
         return est.predict(test, lead_times)
-    lead_h = np.array([lt / np.timedelta64(1, "h") for lt in lead_times])
-    fc = est.predict(_model_time(test, train.time.values[0]), lead_h)
-    valid = test.time.values[:, None] + np.asarray(lead_times, dtype="timedelta64[ns]")[None]
-    return fc.assign_coords(time=test.time.values,
-                            lead_time=np.asarray(lead_times, dtype="timedelta64[ns]"),
+    lead_times = _as_timedelta64(lead_times)
+    fc = est.predict(_model_time(test, train.time.values[0]), lead_times / np.timedelta64(1, "h"))
+    valid = add_lead(test.time.values, lead_times, _time_kind(test.time.values))
+    return fc.assign_coords(time=test.time.values, lead_time=lead_times,
                             valid_time=(("time", "lead_time"), valid))
 
 
@@ -167,6 +180,10 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     >>> scores["T_rmse"].sel({"method": "Climatology"}).values.round(6).tolist()
     [0.0]
     """
+    try:  # "12h", datetime.timedelta, numpy.timedelta64 -> timedelta64[ns], once for all
+        lead_times = _as_timedelta64(lead_times)
+    except TypeError:  # numbers: leads in model time, passed on as they are
+        lead_times = np.atleast_1d(np.asarray(lead_times))
     timing = {}
     for name, est in forecasters.items():
         t0 = time.perf_counter()
@@ -403,15 +420,63 @@ WB_HISTORY = 3
 WB_CHUNK = 64
 
 
+def _weatherbench_absent(variables, root):
+    """Whether no WeatherBench data exist at all for ``variables``: ``root`` holds no
+    folder of any of them (or does not exist)."""
+    from xdyn.datasets.weatherbench import _parse
+
+    return not any((Path(root) / folder).is_dir()
+                   for name in variables for folder, *_ in _parse(name)[1])
+
+
+def _test_set_days_per_year(monthly, quick, test_set_days):
+    """Days per year of xdyn's test set: ``{year: days}``."""
+    if monthly:  # whole calendar years, so that every month is whole (366 days in 2016)
+        if test_set_days is not None:
+            raise ValueError(
+                f"test_set_days={test_set_days!r} with monthly=True: xdyn's test set would "
+                "hold only the first days of each year, so months would be partial or "
+                "missing between the years, and a monthly mean of them would not be one; "
+                "monthly runs use whole years of the test set (leave test_set_days=None)")
+        return {year: 366 if year % 4 == 0 else 365 for year in (2015, 2016, 2017)}
+    days = test_set_days or (12 if quick else 24)
+    return {2016: 3 * days, 2017: days}  # three times as many training days as test days
+
+
+def _monthly_means(ds, where):
+    """Means of whole calendar months of ``ds``; ValueError where a month of the record
+    (between its first and last) lacks a sample, naming the month and ``where``."""
+    times = ds.indexes["time"]
+    step = np.min(np.diff(ds.time.values))
+    per_day = np.timedelta64(1, "D") / step
+    count = ds.time.resample(time="1MS").count()
+    month = count.indexes["time"]
+    expected = np.asarray(month.days_in_month) * per_day
+    partial = np.flatnonzero(count.values < expected)
+    if partial.size:
+        j = partial[0]
+        raise ValueError(
+            f"monthly means need whole months, but {month[j]:%Y-%m} has "
+            f"{int(count.values[j])} of its {expected[j]:g} samples (one every "
+            f"{step / np.timedelta64(1, 'h'):g} h) between {times[0]} and {times[-1]} in "
+            f"{where}; {partial.size} month(s) are partial or missing. Give whole months")
+    return ds.resample(time="1MS").mean()
+
+
 def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None):
     """(train, test, note, tempdir): real WeatherBench when found, else xdyn's test set.
+
+    xdyn's test set stands in (with a warning) only where no WeatherBench data
+    exist at all -- no folder of any of ``variables`` in the default folder
+    (``$XDYN_DATA_DIR/weatherbench``) -- and no ``root`` was given; any other
+    missing folder or year raises the loader's FileNotFoundError, which names it.
 
     ``test`` starts ``WB_HISTORY`` samples before the first test sample where
     the training record runs up to it (real WeatherBench); after a gap (xdyn's
     test set: the first days of each year) it starts at the first test sample,
     and its first ``WB_HISTORY`` samples are then history only.
     """
-    from xdyn.datasets import load_weatherbench
+    from xdyn.datasets import data_dir, load_weatherbench
 
     tmp = None
     years = ((2006, 2015), (2017, 2018)) if not quick else ((2015, 2015), (2017, 2017))
@@ -419,23 +484,28 @@ def _open_weatherbench(variables, monthly, quick, root=None, test_set_days=None)
         ds = load_weatherbench(list(variables), root=root,
                                years=list(range(years[0][0], years[1][1] + 1)))
         note = f"WeatherBench ERA5 5.625 deg at {ds.attrs.get('weatherbench_root')}"
-    except FileNotFoundError:
+    except FileNotFoundError as err:
+        default = data_dir() / "weatherbench"
+        if root is not None or not _weatherbench_absent(variables, default):
+            raise  # data exist (or were pointed at) but lack a folder or a year: say which
+        days = _test_set_days_per_year(monthly, quick, test_set_days)
+        warnings.warn(f"no WeatherBench data for {list(variables)} in {default} ({err}); "
+                      f"running on {WB_TEST_SET_NOTE}. Pass root= the WeatherBench folder "
+                      "or set XDYN_DATA_DIR to run on ERA5", UserWarning, stacklevel=3)
         tmp = tempfile.TemporaryDirectory(prefix="xdyn-wb-")
-        if monthly:
-            years = ((2015, 2016), (2017, 2017))
-            write_weatherbench_test_set(tmp.name, years=(2015, 2016, 2017),
-                                        days=test_set_days or 365, freq="1D",
-                                        variables=variables)
-        else:  # three times as many training days as test days
-            years = ((2016, 2016), (2017, 2017))
-            days = test_set_days or (12 if quick else 24)
-            for year, n_days in ((2016, 3 * days), (2017, days)):
-                write_weatherbench_test_set(tmp.name, years=(year,), days=n_days, freq="6h",
-                                            variables=variables)
+        years = ((2015, 2016), (2017, 2017)) if monthly else ((2016, 2016), (2017, 2017))
+        for year, n_days in days.items():
+            write_weatherbench_test_set(tmp.name, years=(year,), days=n_days,
+                                        freq="1D" if monthly else "6h", variables=variables)
         ds = load_weatherbench(list(variables), root=tmp.name)
         note = WB_TEST_SET_NOTE
     if monthly:
-        ds = ds.resample(time="1MS").mean()
+        try:
+            ds = _monthly_means(ds, note)
+        except ValueError:
+            if tmp is not None:
+                tmp.cleanup()
+            raise
         # a 360-day calendar makes months equal: leads of k * 30 days hit month k exactly
         import cftime
         ds = ds.assign_coords(time=[cftime.Datetime360Day(t.year, t.month, 16) for t in
@@ -486,8 +556,10 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
         figures, the first an error map).
     root : str or Path, optional
         Folder of the WeatherBench files (see :func:`xdyn.datasets.load_weatherbench`;
-        default ``$XDYN_DATA_DIR/weatherbench``). Where none are found, xdyn's
-        WeatherBench-format test set is written to a temporary folder and used.
+        default ``$XDYN_DATA_DIR/weatherbench``). Only where ``root`` is None and
+        the default folder holds none of ``variables`` at all is xdyn's
+        WeatherBench-format test set written to a temporary folder and used,
+        with a warning; a missing folder or year otherwise raises.
     forecasters : dict, optional
         Name -> unfitted forecaster, replacing the default persistence, climatology,
         ClimODE and VGB-DM; the one named ``"Climatology"``, if any, is the ACC's
@@ -497,8 +569,9 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
         months of 30 days (default 1-5).
     test_set_days : int, optional
         Only for xdyn's test set: days of its test year 2017 (the training year 2016
-        gets three times as many; default 12 quick, 24 in full), or with ``monthly``
-        days in each of 2015-2017 (default 365).
+        gets three times as many; default 12 quick, 24 in full). Not with
+        ``monthly``, whose test set is the whole years 2015-2017 (fewer days
+        would leave partial or missing months).
 
     Returns
     -------
@@ -506,14 +579,28 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
         Scores per method, variable and lead; ``results.attrs["data"]`` says which
         data were used.
 
+    Raises
+    ------
+    FileNotFoundError
+        ``root`` was given, or the default folder holds some of the WeatherBench
+        data, and a folder or year is missing (the message names it).
+    ValueError
+        ``test_set_days`` with ``monthly``, or monthly data with a partial month.
+
+    Warns
+    -----
+    UserWarning
+        When it runs on xdyn's test set, not on ERA5.
+
     Examples
     --------
-    Without WeatherBench files it runs on xdyn's test set and says so:
+    Without WeatherBench files (none in ``$XDYN_DATA_DIR/weatherbench``, no
+    ``root``) it runs on xdyn's test set, warns and says so:
 
     >>> from xdyn.forecast import Persistence, Climatology
     >>> res = weatherbench_experiment(variables=("z500",), leads=[6], test_set_days=2,
     ...     forecasters={"Persistence": Persistence(), "Climatology": Climatology()},
-    ...     progress=False, root="/nonexistent")  # doctest: +SKIP
+    ...     progress=False)  # doctest: +SKIP
     >>> "NOT ERA5" in res.results.attrs["data"]  # doctest: +SKIP
     True
     """
@@ -548,7 +635,8 @@ def weatherbench_experiment(monthly=False, quick=False, seed=0, device="cpu", pr
     shown = [k for k in ((1, 3, 5) if monthly else (6, 24, 72, 144)) if k in list(leads)]
     table = "\n\n".join([f"data: {note}"] + [_table(scores, v, shown, unit) for v in variables])
     figures = {f"{v}_scores": score_curves(scores, v, unit=unit) for v in variables[:2]}
-    figures["maps"] = error_maps(forecasts, test, variables[0], lead=lead_times[-1])
+    figures["maps"] = error_maps(forecasts, test, variables[0], lead=lead_times[-1],
+                                 unit="months" if monthly else "h", scale=scale)
     return ExperimentResult(scores, figures, table, _summary(scores, data=note))
 
 

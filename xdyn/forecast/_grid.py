@@ -18,6 +18,26 @@ from xdyn.nn import best_epoch, keep_best, predefined_split
 _PERIODIC_NAMES = {"x", "lon", "longitude"}
 
 
+# days in every year of the calendars without leap years (cftime's names and aliases)
+_FIXED_YEAR_DAYS = {"360_day": 360.0, "noleap": 365.0, "365_day": 365.0,
+                    "all_leap": 366.0, "366_day": 366.0}
+
+
+def _year_days(calendar):
+    """Length of the year phase's cycle in days on ``calendar``.
+
+    The calendar's own year where every year has the same length; 365.25 (the
+    tropical-year convention ClimODE and VGB-DM were trained with) on calendars
+    with leap years and for datetime64 (``calendar`` "proleptic_gregorian" or None).
+
+    Examples
+    --------
+    >>> _year_days("360_day"), _year_days("noleap"), _year_days("standard")
+    (360.0, 365.0, 365.25)
+    """
+    return _FIXED_YEAR_DAYS.get(str(calendar).lower(), 365.25)
+
+
 def _harmonic_basis(phase):
     """``(1, cos(day), sin(day), cos(year), sin(year))`` at ``phase`` (n, 2): ``(n, 5)``."""
     return np.stack([np.ones(len(phase)), np.cos(phase[:, 0]), np.sin(phase[:, 0]),
@@ -62,7 +82,9 @@ class GriddedForecaster(BaseForecaster):
     ``variables_``, ``spatial_dims_``, ``grid_shape_``, ``periodic_`` and the
     per-field standardisation ``mean_``, ``std_``; :meth:`_fields` turns a
     stacked matrix into standardised ``(n, K, H, W)`` fields and
-    :meth:`_phases` gives the day and year phases of each sample. Subclasses
+    :meth:`_phases` gives the day and year phases of each sample (a year of
+    the fitted calendar's length where all its years are equal, 360 days on
+    ``360_day``; 365.25 days with leap years, as before). Subclasses
     take a ``periodic`` parameter (``"auto"`` or two booleans), and with
     ``early_stopping`` / ``n_iter_no_change`` parameters use
     :meth:`_stopping_on` and :meth:`_record_best_epoch`.
@@ -135,16 +157,26 @@ class GriddedForecaster(BaseForecaster):
         return (u - self.mean_[None, :, None, None]) / self.std_[None, :, None, None]
 
     def _phases(self, times):
-        """Day and year phases (radians) of ``times`` ``(n, 2)``, and their advance per step."""
+        """Day and year phases (radians) of ``times`` ``(n, 2)``, and their advance per step.
+
+        The year phase is ``2 pi (day of year - 1 + hour / 24) / L`` and advances
+        ``2 pi dt / L`` per step, with ``L`` the fitted calendar's year length in
+        days (:func:`_year_days`): 360 on the ``360_day`` calendar, 365 on
+        ``noleap``, 366 on ``all_leap``, so that the phase is periodic in the
+        data's own year; 365.25 (the tropical-year convention) on the calendars
+        with leap years (``standard``, ``gregorian``, ``proleptic_gregorian``,
+        ``julian``, datetime64).
+        """
         if self.time_kind_ == "model":
             return np.zeros((len(times), 2)), (0.0, 0.0)
         da = xr.DataArray(np.asarray(times), dims="t")
         hours = da.dt.hour.values + da.dt.minute.values / 60.0
         day = 2 * math.pi * hours / 24.0
-        year = 2 * math.pi * (da.dt.dayofyear.values - 1 + hours / 24.0) / 365.25
+        year_days = _year_days(getattr(self, "time_calendar_", None))
+        year = 2 * math.pi * (da.dt.dayofyear.values - 1 + hours / 24.0) / year_days
         dt_hours = self.dt_ / np.timedelta64(1, "h")
         return (np.stack([day, year], -1),
-                (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * 365.25)))
+                (2 * math.pi * dt_hours / 24.0, 2 * math.pi * dt_hours / (24.0 * year_days)))
 
     def _check_even(self, times):
         try:
