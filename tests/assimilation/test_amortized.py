@@ -571,3 +571,18 @@ def test_a_failed_refit_leaves_the_earlier_fit(trained, monkeypatch):
     assert est.net_ is net and est.history_ is history and len(net.history) == len(history)
     assert vars(est).keys() == fitted.keys()
     np.testing.assert_array_equal(_quiet_predict(est, new)["x"].values, before["x"].values)
+
+
+def test_bound_lets_a_nan_through_without_recording_a_clamp():
+    # a NaN made aminmax NaN: the cycle was recorded as clamped (ClampWarning, wrong cause)
+    from types import SimpleNamespace
+
+    from xdyn.assimilation._amortized_cycle import bound
+    ctx = SimpleNamespace(scratch={}, k=7)
+    E = torch.tensor([[1.0, float("nan"), -2.0]])
+    out = bound(E, 5.0, ctx)
+    assert out is E and "clamped" not in ctx.scratch
+    out = bound(torch.tensor([[9.0, float("nan"), -float("inf"), 1.0]]), 5.0, ctx)
+    torch.testing.assert_close(out, torch.tensor([[5.0, float("nan"), -5.0, 1.0]]),
+                               equal_nan=True)
+    assert ctx.scratch["clamped"] == {7}

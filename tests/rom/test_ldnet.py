@@ -235,3 +235,54 @@ def test_fourier_decoder_refuses_an_uneven_grid(data):
                                          "reconstruction='residual'"):
         LDNet(max_epochs=0, **SMALL).fit(uneven)
     LDNet(reconstruction="residual", max_epochs=1, **SMALL).fit(uneven)
+
+
+def test_a_failed_refit_leaves_the_ldnet_unfitted_not_half_updated():
+    # the refit set the new grid before it found the NaN: the old net was then
+    # decoded on the failed fit's grid, silently
+    from sklearn.exceptions import NotFittedError
+    rom = LDNet(max_epochs=1, **SMALL).fit(growing_mode(np.array([-1.0, 1.0]), 3, n_x=8))
+    other = growing_mode(np.array([-1.0, 1.0]), 3, n_x=16)
+    with pytest.raises(ValueError, match="hold NaN or inf"):
+        rom.fit(other.assign(u=other["u"].where(other["time"] != 1)))
+    with pytest.raises(NotFittedError):
+        rom.predict(other)
+    assert not hasattr(rom, "grid_") and not hasattr(rom, "net_")
+    assert rom.fit(other).predict(other)["u"].sizes["x"] == 16  # and it can be fitted again
+
+
+def test_decoded_fields_keep_the_training_coordinates_and_dataset_attrs():
+    # an int site index came back as float, without its attrs, and the Dataset attrs were lost
+    ds = growing_mode(np.array([-1.0, 1.0]), n_steps=3, n_x=8)
+    k = xr.Variable("k", np.arange(8), {"units": "1", "long_name": "site index"})
+    ds = ds.rename(x="k").assign_coords(k=k, lon=("k", 10.0 * np.arange(8), {"units": "deg"}))
+    ds.attrs = {"system": "toy", "dt": 0.5}
+    rom = LDNet(max_epochs=1, **SMALL).fit(ds)
+    pred = rom.predict(ds)
+    assert pred["k"].dtype == np.int64 and pred["k"].attrs == ds["k"].attrs
+    np.testing.assert_array_equal(pred["k"], np.arange(8))
+    assert pred["lon"].attrs == {"units": "deg"} and float(pred["lon"][-1]) == 70.0
+    assert pred.attrs == {"system": "toy", "dt": 0.5}
+    # elsewhere: the given values (floats), with the training coordinate's attrs
+    off = rom.inverse_transform(rom.transform(ds), grid={"k": [0.5, 1.5]})
+    np.testing.assert_array_equal(off["k"], [0.5, 1.5])
+    assert off["k"].attrs == ds["k"].attrs and "lon" not in off.coords
+    assert off.attrs == {"system": "toy", "dt": 0.5}
+
+
+def test_fit_on_a_single_time_raises_it_has_no_time_step():
+    # fitted on one snapshot, it predicted at t = 3 on a made-up step of 1
+    ds = growing_mode(np.array([-1.0, 1.0]), n_steps=4, n_x=8)
+    with pytest.raises(ValueError, match=r"at least 2 times along 'time' .* X has 1"):
+        LDNet(max_epochs=1, **SMALL).fit(ds.isel(time=[0]))
+
+
+def test_fitted_without_a_time_step_it_predicts_at_its_start_only():
+    # an LDNet pickled when fit still took one snapshot has no time_step_
+    ds = growing_mode(np.array([-1.0, 1.0]), n_steps=4, n_x=8)
+    rom = LDNet(max_epochs=1, **SMALL).fit(ds)
+    start = rom.predict(ds.isel(time=[0]))
+    rom.time_step_ = None
+    xr.testing.assert_identical(rom.predict(ds.isel(time=[0])), start)
+    with pytest.raises(ValueError, match=r"fitted on a single time 0: it has no time step"):
+        rom.predict(ds.isel(time=[0, 3]))

@@ -63,12 +63,13 @@ def observation_start(y_grid, m_grid, std_grid, clim, noise):
 def bound(E, clamp, ctx):
     """``E`` clamped to ``[-clamp, clamp]``; the cycle being run is recorded if it acted.
 
-    A NaN passes through (the divergence monitor reports it).
+    A NaN passes through (the divergence monitor reports it) and does not count as
+    reaching the clamp: a cycle whose ensemble holds a NaN is recorded only if another
+    value lies outside the clamp (an inf does, and the clamp bounds it).
     """
     if clamp is None:
         return E
-    low, high = torch.aminmax(E)
-    if float(low) >= -clamp and float(high) <= clamp:
+    if not bool((E.abs() > clamp).any()):  # False for a NaN (aminmax would give NaN)
         return E
     ctx.scratch.setdefault("clamped", set()).add(int(ctx.k))
     return E.clamp(-clamp, clamp)

@@ -69,6 +69,7 @@ from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, cosine_annealing, predefined_split
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
+from xdyn.utils._fitted import forget_fit
 
 __all__ = ["NeuralVar3D"]
 
@@ -346,11 +347,11 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         raises ``NotFittedError``), never with a part of the old fit and a
         part of the new.
         """
-        _forget_fit(self)
+        forget_fit(self)
         try:
             return self._fit(obs, truth, validation)
         except BaseException:
-            _forget_fit(self)
+            forget_fit(self)
             raise
 
     def _fit(self, obs, truth, validation):
@@ -680,14 +681,6 @@ def _check_observed_sites(est, ctx):
     data: it was 1e-6, and the network read its innovations 1e6 times too large)."""
     count = est.statistics_.get("obs_count")  # absent from files saved before 2026-12-07
     check_observed_sites(ctx, None if count is None else np.asarray(count) > 0)
-
-
-def _forget_fit(est):
-    """Delete the fitted attributes (``name_``), so that a failed fit leaves ``est``
-    unfitted rather than half updated (an old network with a new observation interval)."""
-    for name in [k for k in vars(est) if k.endswith("_") and not k.startswith("_")
-                 and "__" not in k]:  # not the routed module__/optimizer__ parameters
-        delattr(est, name)
 
 
 def _restart_schedule(net, lr, max_epochs):

@@ -32,7 +32,8 @@ from xdyn._labels import (format_step, grid_order, is_datetime, is_time, step_to
 from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.rom._data import latent_in_order, time_step, time_units
+from xdyn.rom._data import _coords_along, latent_in_order, time_step, time_units
+from xdyn.utils._fitted import forget_fit
 
 __all__ = ["LDNet"]
 
@@ -83,12 +84,20 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         The field variables, in output order.
     spatial_dims_ : tuple of str
     grid_ : dict
-        Spatial coordinate values of the training grid, per dim.
+        Spatial coordinate values of the training grid, per dim (as floats).
+    spatial_coords_ : dict
+        The training ``X``'s coordinates along the spatial dims only (name to
+        ``xarray.Variable``), as they were: their dtype and attrs label the
+        decoded fields on the training grid.
+    dataset_attrs_ : dict
+        The training ``X``'s attrs, given to the decoded Datasets (as the other
+        ROMs give theirs).
     time0_ : float, numpy.datetime64 or None
         First training time (the first saved state); None without a time
         coordinate.
     time_step_ : float, numpy.timedelta64 or None
-        Spacing of the training times: one step of the latent dynamics.
+        Spacing of the training times: one step of the latent dynamics (None
+        without a time coordinate).
     time_units_ : str or None
         The ``units`` attr of the training time coordinate (None where it has
         none): times that state other units are refused.
@@ -162,16 +171,40 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         ----------
         X : xarray.Dataset
             Fields with dims ``(trajectory, time, *spatial)`` (numeric spatial
-            coordinates) and the parameters, one value per trajectory.
+            coordinates, at least 2 times: one step of them is what the latent
+            dynamics learn) and the parameters, one value per trajectory.
         y : ignored
+
+        Returns
+        -------
+        LDNet
+            The fitted estimator. A fit that raises leaves it unfitted, not
+            half updated (an old network with a new grid).
         """
+        forget_fit(self)  # a fit builds a new network every time: nothing is warm-started
+        try:
+            return self._fit(X)
+        except BaseException:
+            forget_fit(self)
+            raise
+
+    def _fit(self, X):
         self._validate_params()
         params, fields = self._split(X, fitting=True)
+        if X.sizes[self.time_dim] < 2:
+            # one snapshot has no time step: a latent state at any other time would be
+            # labelled with a made-up step
+            raise ValueError(f"LDNet needs at least 2 times along {self.time_dim!r} to learn "
+                             f"the latent dynamics (one step of them is the training time "
+                             f"step); X has {X.sizes[self.time_dim]}")
         times = X[self.time_dim] if self.time_dim in X.coords else None
         self.time_step_ = time_step(times)
         self.time_units_ = time_units(times)
         self.time0_ = times.values[0] if times is not None and is_time(times.values) else None
         self.field_attrs_ = {v: dict(X[v].attrs) for v in self.variables_}
+        self.spatial_coords_ = {k: v.copy() for k, v in
+                                _coords_along(X, self.spatial_dims_).items()}
+        self.dataset_attrs_ = dict(X.attrs)
         self.field_mean_ = fields.mean(axis=(0, 1, 2))
         self.field_std_ = fields.std(axis=(0, 1, 2)) + 1e-12
         self.param_low_, self.param_high_ = params.min(0), params.max(0)
@@ -188,8 +221,8 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             callbacks=[("lr_decay", cosine_annealing(self.max_epochs))],
             **self._routed(),
         )
-        self.net_.fit({"params": self._scale_params(params),
-                       "fields": ((fields - self.field_mean_) / self.field_std_).astype(np.float32)})
+        scaled = ((fields - self.field_mean_) / self.field_std_).astype(np.float32)
+        self.net_.fit({"params": self._scale_params(params), "fields": scaled})
         self.history_ = [float(h["train_loss"]) for h in self.net_.history]
         self.net_.module_.eval()  # skorch leaves it training
         return self
@@ -330,12 +363,18 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             raise ValueError(f"X's {self.time_dim!r} coordinate has dtype {values.dtype}; the "
                              f"LDNet was fitted on times like {self.time0_!r}")
         offset = steps_as_float(values - self.time0_)
-        step = 1.0 if self.time_step_ is None else float(steps_as_float(self.time_step_))
+        t0 = format_step(float(self.time0_)) if not is_datetime(values) else str(self.time0_)
+        if self.time_step_ is None:  # fitted on one time (a pickle from before fit refused it)
+            if np.any(offset != 0):
+                raise ValueError(f"the LDNet was fitted on a single time {t0}: it has no time "
+                                 f"step, and predicts at that time only; X's "
+                                 f"{self.time_dim!r} times are {values[:6]}")
+            return np.zeros(n, dtype=int)
+        step = float(steps_as_float(self.time_step_))
         k = np.rint(offset / step)
         tol = step_tolerance(values, step) / step  # in steps
         if (k < 0).any() or (np.abs(offset / step - k) > tol).any():
-            step = None if self.time_step_ is None else format_step(self.time_step_)
-            t0 = format_step(float(self.time0_)) if not is_datetime(values) else str(self.time0_)
+            step = format_step(self.time_step_)
             raise ValueError(f"X's {self.time_dim!r} times {values[:6]}{' ...' if n > 6 else ''} "
                              f"are not on the training time grid {t0} + k * {step} (k = 0, 1, "
                              "...): every forecast starts at the training start and takes "
@@ -481,6 +520,14 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         grid : dict, optional
             Spatial coordinate values per dim; the decoder evaluates anywhere.
 
+        Returns
+        -------
+        xarray.Dataset
+            The fields, with dims ``(*X's other dims, *spatial_dims_)``, the
+            fields' attrs and the training Dataset's attrs. On the training grid
+            its coordinates are the training ones (dtype and attrs); on
+            ``grid``, its float values with the training coordinates' attrs.
+
         Notes
         -----
         Dask-backed latents are computed (the decoder is a torch net).
@@ -493,6 +540,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         if da.sizes["latent"] != int(self.n_latent):
             raise ValueError(f"latent dim has size {da.sizes['latent']}, expected {self.n_latent}")
         da = latent_in_order(da).transpose(..., "latent")
+        on_training_grid = not grid
         grid = {d: np.asarray(v, float) for d, v in (grid or self.grid_).items()}
         with torch.no_grad():
             z = torch.as_tensor(np.asarray(da.values, dtype=np.float32))
@@ -500,11 +548,15 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         lead = da.dims[:-1]
         shape = tuple(da.shape[:-1]) + tuple(len(grid[d]) for d in self.spatial_dims_)
         coords = {d: da[d] for d in lead if d in da.coords}
-        coords.update({d: (d, grid[d]) for d in self.spatial_dims_})
+        known = getattr(self, "spatial_coords_", {})  # {}: a pickle from before it was kept
+        if on_training_grid:  # the training coordinates as they were: an int site index stays
+            coords.update({k: v.copy() for k, v in known.items()})
+        coords.update({d: (d, grid[d], dict(known[d].attrs) if d in known else {})
+                       for d in self.spatial_dims_ if not (on_training_grid and d in known)})
         # decoded in the fields' own units (the standardisation is undone): their attrs
         data = {v: (lead + self.spatial_dims_, fields[..., i].reshape(shape),
                     dict(self.field_attrs_[v])) for i, v in enumerate(self.variables_)}
-        return xr.Dataset(data, coords=coords)
+        return xr.Dataset(data, coords=coords, attrs=dict(getattr(self, "dataset_attrs_", {})))
 
     def predict(self, X):
         """Fields of every trajectory from its parameters (the free latent forecast).
