@@ -208,7 +208,8 @@ def test_a_parameter_per_site_is_recorded_as_numbers_and_rebuilt():
     rebuilt = system_from_attrs(Lorenz96(F=forcing).describe())
     np.testing.assert_array_equal(rebuilt.F, forcing)
     x = torch.full((2, 40), 8.0, dtype=torch.float64)
-    torch.testing.assert_close(rebuilt.forecast(x, 0.01, 3), Lorenz96(F=forcing).forecast(x, 0.01, 3))
+    torch.testing.assert_close(rebuilt.forecast(x, 0.01, 3),
+                               Lorenz96(F=forcing).forecast(x, 0.01, 3))
 
 
 # --- whole-number counts, bool flags -----------------------------------------------

@@ -13,8 +13,8 @@ import math
 
 import torch
 
-__all__ = ["observation_jacobian", "whitened_update", "whitened_gain", "symmetric_sqrt", "whitened_anomalies",
-           "ensemble_transform"]
+__all__ = ["observation_jacobian", "whitened_update", "whitened_gain", "symmetric_sqrt",
+           "whitened_anomalies", "ensemble_transform"]
 
 
 def observation_jacobian(operator, system, x: torch.Tensor) -> torch.Tensor:
