@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 import xarray as xr
+from scipy.stats import t as student_t
 
 from xdyn.experiments._kolmogorov_symmetry import _symmetry_copies
 from xdyn.metrics import (crps_ensemble, interval_coverage, picp, relative_l1, relative_l2,
@@ -101,15 +102,20 @@ def _score_ensemble(ens, truth, dims):
 
     The 90% interval is the members' own (:func:`xdyn.metrics.interval_coverage`) when
     there are enough of them (19 or more); with fewer no interval between members reaches
-    90% (10 members' range covers 82% when calibrated), and it is the Gaussian one of their
-    mean and spread, ``mean +- 1.645 std sqrt((m + 1) / m)`` (the truth is one more draw).
+    90% (10 members' range covers 82% when calibrated), and it is the Gaussian prediction
+    interval of their mean and spread for one more draw (the truth), ``mean +- t_{m-1}(0.95)
+    std sqrt(1 + 1/m)``: Student's t, as the spread is estimated from the same members
+    (1.92 std with 10 members).
     """
     # skipna=False: a failed (NaN) member makes the scores NaN, not those of the others
     mean = ens.mean("member", skipna=False)
     std = ens.std("member", ddof=1, skipna=False)
     m = ens.sizes["member"]
-    coverage = interval_coverage(ens, truth, level=0.9, dim=dims) if m >= 19 else \
-        picp(mean, std * np.sqrt((m + 1) / m), truth, k=1.6448536, dim=dims)
+    if m >= 19:
+        coverage = interval_coverage(ens, truth, level=0.9, dim=dims)
+    else:
+        k = float(student_t.ppf(0.95, m - 1)) * np.sqrt(1 + 1 / m)
+        coverage = picp(mean, std, truth, k=k, dim=dims)
     return {
         "CRPS": crps_ensemble(ens, truth, dim=dims),
         "spread-skill": spread_skill_ratio(ens, truth, dim=dims),
