@@ -171,8 +171,9 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
         ----------
         X : xarray.Dataset
             Fields with dims ``(trajectory, time, *spatial)`` (numeric spatial
-            coordinates, at least 2 times: one step of them is what the latent
-            dynamics learn) and the parameters, one value per trajectory.
+            coordinates) and the parameters, one value per trajectory. Fitted on
+            one time (a parametric map of snapshots), it has no time step and
+            predicts at that time only.
         y : ignored
 
         Returns
@@ -191,12 +192,6 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
     def _fit(self, X):
         self._validate_params()
         params, fields = self._split(X, fitting=True)
-        if X.sizes[self.time_dim] < 2:
-            # one snapshot has no time step: a latent state at any other time would be
-            # labelled with a made-up step
-            raise ValueError(f"LDNet needs at least 2 times along {self.time_dim!r} to learn "
-                             f"the latent dynamics (one step of them is the training time "
-                             f"step); X has {X.sizes[self.time_dim]}")
         times = X[self.time_dim] if self.time_dim in X.coords else None
         self.time_step_ = time_step(times)
         self.time_units_ = time_units(times)
@@ -364,7 +359,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
                              f"LDNet was fitted on times like {self.time0_!r}")
         offset = steps_as_float(values - self.time0_)
         t0 = format_step(float(self.time0_)) if not is_datetime(values) else str(self.time0_)
-        if self.time_step_ is None:  # fitted on one time (a pickle from before fit refused it)
+        if self.time_step_ is None:  # fitted on one time: no step to take
             if np.any(offset != 0):
                 raise ValueError(f"the LDNet was fitted on a single time {t0}: it has no time "
                                  f"step, and predicts at that time only; X's "
