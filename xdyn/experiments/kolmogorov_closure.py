@@ -49,10 +49,11 @@ of its mean 0.0690 (0.0705); closed with each closure, +-1 std coverage
 0.68 (0.64-0.65) and CRPS at lead 20 0.053 (0.056); the closures' own scores
 unchanged to the last digit. Those 90% coverages interpolated linearly between
 the 10 members, which covers about 74% of a calibrated ensemble's draws; since
-2026-12-07 the 90% interval of 10 members is the Gaussian one of their mean and
-spread (:func:`_score_ensemble`): quick rerun, seed 0, the ROM ensemble 0.880,
-closed with each closure 0.889-0.891, the closures alone 0.865-0.876 (every
-other number as above; 284 s).
+2026-12-07 the 90% interval of 10 members is the Gaussian prediction interval
+of their mean and spread, with Student's t (:func:`_score_ensemble`): quick
+rerun, seed 0, the ROM ensemble 0.910, closed with each closure 0.917-0.919,
+the closures alone 0.898-0.906 (every other number as above; 395 s beside
+another run).
 Measured on the quick data (held-out test trajectory, 12 starts,
 single-thread probes): the VAE's reconstruction
 rel-L2 was 0.3-0.5 on the raw fields (0.04-0.15 on the training ones); with
