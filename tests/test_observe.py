@@ -1,6 +1,7 @@
 """Observation operators (on layouts, Datasets and torch tensors) and synthetic observations."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -737,3 +738,21 @@ def test_specs_of_numpy_valued_operators_rebuild_them(operator, expected):
     system = Lorenz96(n=10) if isinstance(operator, EveryKth) else Lorenz63()
     rebuilt = operator_from_spec(operator.spec())
     assert rebuilt.indices(system.variables).tolist() == expected
+
+
+def test_specs_written_before_plain_json_are_read_back_with_a_warning():
+    # attrs written before plain() stored k=np.int64(3) as "3" and names as "['x']": an
+    # assimilator rebuilding the operator from such a file failed with "k must be an integer"
+    old = {"EveryKth": ('{"operator": "EveryKth", "k": "3", "offset": "1", "dim": null}',
+                        Lorenz96(n=10), [1, 4, 7]),
+           "SelectVariables": ('{"operator": "SelectVariables", "variables": "[\'x\', \'z\']"}',
+                               Lorenz63(), [0, 2])}
+    for spec, system, expected in old.values():
+        with pytest.warns(UserWarning, match="older xdyn"):
+            rebuilt = operator_from_spec(spec)
+        assert rebuilt.indices(system.variables).tolist() == expected
+    # a string that is a name, not a number, is kept as it is, silently
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert operator_from_spec('{"operator": "SelectVariables", "variables": "x"}'
+                                  ).variables == "x"

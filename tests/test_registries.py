@@ -176,3 +176,14 @@ def test_a_subclass_without_its_own_name_is_rebuilt_from_attrs():
     assert type(rebuilt) is MyLorenz96 and rebuilt.n == 8
     assert make_system("lorenz96").__class__ is Lorenz96
     assert "MyLorenz96" not in {c.__name__ for c in registered_systems().values()}
+
+
+def test_system_records_written_before_plain_json_are_read_back_with_a_warning():
+    # records written before plain() stored numpy parameters by str(): n=np.int64(40) as
+    # "40"; the rebuilt Lorenz96(n="40") then failed at its first use
+    old = {"system": "Lorenz96", "integrator": "rk4",
+           "system_params": '{"F": "8.5", "n": "12", "dtype": "float32", "device": "cpu"}'}
+    with pytest.warns(UserWarning, match=r"\['F', 'n'\].*older xdyn"):
+        rebuilt = system_from_attrs(old)
+    assert (rebuilt.n, rebuilt.F, rebuilt.dtype) == (12, 8.5, "float32")
+    assert rebuilt.simulate(n_steps=2, dt=0.01).x.shape == (3, 12)

@@ -10,7 +10,7 @@ from sklearn.base import BaseEstimator
 
 from xdyn._registry import Registry
 from xdyn.observe._layout import _layout
-from xdyn.utils._json import plain
+from xdyn.utils._json import plain, read_legacy_strings
 
 __all__ = ["OPERATORS", "ObservationOperator", "operator_from_spec", "registered_operators"]
 
@@ -319,6 +319,7 @@ def operator_from_spec(spec) -> ObservationOperator:
         k: operator_from_spec(v) if isinstance(v, dict) and "operator" in v else v
         for k, v in spec.items()
     }
+    params = read_legacy_strings(cls, params, f"observation operator {name!r}")
     try:
         return cls(**params)
     except TypeError as exc:

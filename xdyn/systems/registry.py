@@ -11,6 +11,7 @@ import json
 import re
 
 from xdyn.systems.base import SYSTEMS, DynamicalSystem
+from xdyn.utils._json import read_legacy_strings
 
 __all__ = ["make_system", "get_system", "registered_systems", "system_from_attrs"]
 
@@ -129,7 +130,10 @@ def system_from_attrs(attrs: dict) -> DynamicalSystem:
                          f"attr): no one {attrs['system']} made it; pass system=... explicitly")
     if isinstance(params.get("dtype"), str):
         params["dtype"] = _dtype_name(params["dtype"])
-    return make_system(attrs["system"], **params)
+    import xdyn.systems  # noqa: F401  (import every built-in system module)
+
+    cls = SYSTEMS.get(attrs["system"])
+    return cls(**read_legacy_strings(cls, params, f"system {attrs['system']!r}"))
 
 
 def _dtype_name(recorded: str) -> str:

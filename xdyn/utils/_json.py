@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import warnings
+
 import numpy as np
 import torch
 
@@ -40,3 +44,60 @@ def plain(value):
     if isinstance(value, dict):
         return {str(key): plain(item) for key, item in value.items()}
     return str(value)
+
+
+def read_legacy_strings(cls, params: dict, where: str) -> dict:
+    """``params`` for ``cls`` with the strings older attrs wrote for numbers read back.
+
+    Before :func:`plain`, specs and system records stored numpy values by their
+    ``str``: ``"3"`` for ``np.int64(3)``, ``"False"``, ``"['u']"`` for a list and
+    ``"[1. 2.]"`` for an array. A string is read back only where the constructor's
+    default is a number or bool (``"3"`` for ``k=4``), or where it is written as a
+    list (``"['u']"``, never a variable's name); everything else is kept. A
+    ``UserWarning`` names what was read, so a rewritten file can replace the old one.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from xdyn.observe import EveryKth
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     read_legacy_strings(EveryKth, {"k": "3", "variables": "['u']"}, "EveryKth")
+    {'k': 3, 'variables': ['u']}
+    """
+    defaults = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    read = {}
+    for name, value in params.items():
+        if isinstance(value, str) and name in defaults:
+            new = _legacy_value(value, defaults[name])
+            if new is not value:
+                read[name] = new
+    if read:
+        warnings.warn(f"{where}: read {sorted(read)} from the strings that attrs written by an "
+                      f"older xdyn stored for numbers and lists; write the data again to "
+                      f"store them as numbers", UserWarning, stacklevel=3)
+    return {**params, **read}
+
+
+def _legacy_value(text: str, default):
+    """``text`` read as the number, bool or list an older xdyn wrote; ``text`` itself
+    (the same object) where it is not one."""
+    if isinstance(default, bool):
+        return {"True": True, "False": False}.get(text, text)
+    if isinstance(default, (int, float)):
+        try:  # an int parameter keeps a float that was written for it ("8.0" for F=8)
+            return int(text) if isinstance(default, int) else float(text)
+        except ValueError:
+            try:
+                return float(text)
+            except ValueError:
+                return text
+    if text.startswith(("[", "(")) and text.endswith(("]", ")")):
+        try:
+            return list(ast.literal_eval(text))
+        except (ValueError, SyntaxError, TypeError):
+            try:  # numpy's array str, "[1. 2. 3.]": no commas
+                return [float(item) for item in text[1:-1].split()]
+            except ValueError:
+                return text
+    return text
