@@ -344,8 +344,9 @@ class KolmogorovFlow(DynamicalSystem):
         u, v = self.velocity(w)
         out = ds.copy()
         # to_state read the field in the system's layout, (*lead, y, x) with the grid's
-        # label order: label u and v so, then put them in the caller's layout
-        grid_ds = self.to_grid_order(ds[["vorticity"]])
+        # label order: label u and v so, then put them in the caller's layout (the grid's
+        # labels from one snapshot: to_state has reordered the whole field once already)
+        grid_ds = self.to_grid_order(ds[["vorticity"]].isel({d: 0 for d in lead}))
         for name, val, long_name in (("u", u, "x-component of velocity"),
                                      ("v", v, "y-component of velocity")):
             grid = val.reshape(*val.shape[:-1], int(self.N), int(self.N)).cpu().numpy()
