@@ -9,6 +9,7 @@ or a constant spread.
 """
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -314,3 +315,30 @@ def test_score_is_minus_the_relative_l2_error_of_the_mean():
         closure.score(X, Y.rename(u="w"))
     assert np.isfinite(cross_val_score(GPClosure(2, 2, max_epochs=2, random_state=0),
                                        X.u.values, Y.u.values, cv=2)).all()
+
+
+def test_fitted_on_trajectories_one_trajectory_comes_back_in_y_order(closure_data):
+    # the merged (trajectory, time) sample dim was stacked last: a closure fitted on
+    # trajectories gave (x, time) for X without one, so .values came back transposed
+    X, Y, _, _ = closure_data(60, 0, False, as_dataset=True)
+    def halves(d):
+        return xr.concat([d.isel(time=slice(i, i + 30)).assign_coords(time=X.time[:30])
+                          for i in (0, 30)], "trajectory")
+
+    Xt, Yt = halves(X), halves(Y)
+    gp = GPClosure(2, 2, max_epochs=2, random_state=0).fit(Xt, Yt)
+    one = Xt.isel(trajectory=0)
+    mean, std = gp.predict(one, return_std=True)
+    assert mean.w.dims == std.w.dims == ("time", "x")
+    assert gp.sample(one, 2).w.dims == ("member", "time", "x")
+    xr.testing.assert_allclose(mean, gp.predict(Xt).isel(trajectory=0, drop=True))
+
+
+def test_gp_predictions_on_the_training_states_do_not_warn(closure_data):
+    # gpytorch's "did you forget to call model.train()?" met every training score
+    X, Y, _, _ = closure_data(40, 0)
+    gp = GPClosure(2, 2, max_epochs=2, random_state=0).fit(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gp.predict(X, return_std=True)
+        gp.score(X, Y)

@@ -54,3 +54,10 @@ def test_posterior_variance_under_disperses_narrow_conditionals():
 def test_reverse_variance_is_checked():
     with pytest.raises(ValueError, match="reverse_variance"):
         ConditionalDenoiser(1, 1, reverse_variance="tilde")
+
+
+@pytest.mark.parametrize("time_features", [7, 0, 2.0])
+def test_time_features_must_be_an_even_integer(time_features):
+    # an odd count was accepted and failed at the first forward pass on a shape mismatch
+    with pytest.raises(ValueError, match="time_features must be an even integer"):
+        ConditionalDenoiser(1, 1, time_features=time_features)

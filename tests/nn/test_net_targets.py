@@ -74,3 +74,22 @@ def test_exact_gp_casts_float64_data_to_the_nets_dtype():
     as32 = ExactGPNet(ExactMultiOutputGP, **kwargs).fit(X.astype("float32"), y.astype("float32"))
     assert as64.module_.train_inputs[0].dtype == torch.float32
     np.testing.assert_array_equal(as64.predict(X[:5]), as32.predict(X[:5].astype("float32")))
+
+
+@pytest.mark.parametrize("n_points", [48, 40])
+def test_exact_gp_predicts_in_several_batches_as_in_one(n_points):
+    # each batch's posterior is (n_outputs, n_batch); skorch joined them along the first
+    # axis before the transpose: 48 points in batches of 16 came back (16, 6), 40 failed
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-2, 2, (60, 1))
+    y = np.hstack([np.sin(2 * X), X ** 2])
+    kwargs = dict(module__n_features=1, module__n_outputs=2, lr=0.1, max_epochs=5,
+                  random_state=0, dtype="float64")
+    whole = ExactGPNet(ExactMultiOutputGP, **kwargs).fit(X, y)
+    batched = ExactGPNet(ExactMultiOutputGP, iterator_valid__batch_size=16, **kwargs).fit(X, y)
+    X_new = np.linspace(-1.5, 1.5, n_points)[:, None]
+    for got, want in zip(batched.predict(X_new, return_std=True),
+                         whole.predict(X_new, return_std=True)):
+        assert got.shape == (n_points, 2)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(batched.predict(X_new), whole.predict(X_new), rtol=1e-10)

@@ -477,6 +477,9 @@ class BaseClosure(PrefitCloneMixin, BaseEstimator):
         stacked = data.stack({_MERGED: (td, sd)}, create_index=True)
         index = stacked.indexes[_MERGED]
         flat = stacked.drop_vars([_MERGED, td, sd], errors="ignore").rename({_MERGED: sd})
+        # stack puts the merged dim last: the sample dim first again, as a Y without
+        # trajectories has it, so outputs for X without trajectories are (time, x), not (x, time)
+        flat = flat.transpose(sd, ...)
         # the index levels carry no attrs: the coordinates' own (units) are given back
         attrs = {d: dict(data[d].attrs) for d in (td, sd) if d in data.coords}
         return flat, _Restore(index, sd, td, attrs)

@@ -21,6 +21,7 @@ generator)``), a plain forward computation after training.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -152,6 +153,10 @@ class ConditionalDenoiser(nn.Module):
         self.reverse_variance = reverse_variance
         self.n_diffusion_steps = int(n_diffusion_steps)
         self.clip = None if clip is None else float(clip)
+        if isinstance(time_features, bool) or not isinstance(time_features, numbers.Integral) \
+                or time_features < 2 or time_features % 2:
+            # the sinusoidal embedding is a sine and a cosine per frequency
+            raise ValueError(f"time_features must be an even integer >= 2, got {time_features!r}")
         self.time_features = int(time_features)
         self.net = MLP(target_features + cond_features + self.time_features, target_features,
                        hidden, n_layers, activation)

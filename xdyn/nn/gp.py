@@ -18,6 +18,8 @@ predictive mean and standard deviation (observation noise included).
 
 from __future__ import annotations
 
+import warnings
+
 import gpytorch
 import torch
 from skorch.probabilistic import ExactGPRegressor, GPRegressor
@@ -196,10 +198,18 @@ class ExactGPNet(XdynNet, ExactGPRegressor):
         return super().get_loss(y_pred, torch.as_tensor(y_true).T, X=X, training=training)
 
     def predict(self, X, return_std=False, return_cov=False):
-        with gpytorch.settings.max_cholesky_size(self.max_cholesky_size):
-            out = super().predict(X, return_std=return_std, return_cov=return_cov)
-        # one batch (batch_size=-1): the posterior is (n_outputs, n)
-        return tuple(o.T for o in out) if return_std else out.T
+        with gpytorch.settings.max_cholesky_size(self.max_cholesky_size), \
+                warnings.catch_warnings():
+            # gpytorch warns on test inputs equal to the training inputs ("did you forget
+            # to call model.train()?"): a training score or calibration asks exactly that
+            warnings.simplefilter("ignore", gpytorch.utils.warnings.GPInputWarning)
+            return super().predict(X, return_std=return_std, return_cov=return_cov)
+
+    def _get_predict_nonlinearity(self):
+        # each batch's posterior is (n_outputs, n_batch): points first before skorch joins
+        # the batches along the first axis (after it, more than one batch was scrambled)
+        nonlinearity = super()._get_predict_nonlinearity()
+        return lambda posterior: nonlinearity(posterior).T
 
 
 class SparseGPNet(XdynNet, GPRegressor):
