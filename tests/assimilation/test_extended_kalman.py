@@ -153,3 +153,25 @@ def test_ekf_tangent_linear_choices_agree():
         np.testing.assert_allclose(runs[0].x, other.x, rtol=1e-8, atol=1e-8)
     with pytest.raises(ValueError, match="tangent_linear"):
         ExtendedKalmanFilter(system=system, tangent_linear="magic").fit(obs)
+
+
+class _EulerLorenz96(Lorenz96):
+    """Forward Euler: complex step, which integrates rhs with RK4, would differentiate RK4."""
+
+    def step(self, x, dt):
+        return x + dt * self.rhs(0.0, x)
+
+
+def test_ekf_complex_step_refused_where_it_does_not_apply():
+    system = _EulerLorenz96(n=8)
+    truth = system.simulate(n_steps=10, dt=0.01, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, every=5, random_state=1)
+    x0 = system.to_state(truth.isel(time=0)).numpy()
+    ekf = ExtendedKalmanFilter(system=system, initial_state=x0,
+                               tangent_linear="complex-step").fit(obs)
+    with pytest.raises(ValueError, match="_EulerLorenz96: complex-step differentiation does not "
+                                         "apply: it overrides step.*use 'autodiff'"):
+        ekf.predict(obs)
+    # "auto" falls back to autodiff, as before
+    an = ExtendedKalmanFilter(system=system, initial_state=x0).fit(obs).predict(obs)
+    assert np.isfinite(an.x.values).all()

@@ -245,7 +245,7 @@ def test_bad_system_parameters_are_refused_at_use_naming_the_parameter(make, exc
 def test_forecast_and_integrate_refuse_negative_steps():
     model = Lorenz63()
     x = model.as_tensor(model.random_initial_state(2, 0))
-    with pytest.raises(ValueError, match="n_steps must be >= 0"):
+    with pytest.raises(ValueError, match="n_steps must be an integer >= 0"):
         model.forecast(x, 0.01, -3)
     with pytest.raises(ValueError, match="save_every must be an integer >= 1"):
         model.integrate(x, 0.01, 10, save_every=0)

@@ -60,7 +60,9 @@ class ExtendedKalmanFilter(BaseAssimilator):
         autograd's per-operation cost dominates. ``"auto"`` picks complex-step
         where the system integrates the state in numpy (tiny states of
         Lorenz-63/96 on CPU), autodiff otherwise. Both give the same matrix to
-        1e-12 (tested).
+        1e-12 (tested). ``"complex-step"`` on a system it cannot differentiate
+        (no numpy right-hand side, its own ``step``, a tensor parameter or one
+        per trajectory) raises a ValueError at the first forecast.
     return_background : bool, default=False
         Also return the forecast (``<var>_background``).
     random_state : int, RandomState or None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -68,7 +69,7 @@ class StateVariable:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=int)) if self.shape else 1
+        return int(math.prod(self.shape))  # not np.prod: forecast checks it at every call
 
     @property
     def feature_dims(self) -> tuple:
@@ -408,6 +409,16 @@ class DynamicalSystem(BaseEstimator):
             return float(value)
         return torch.as_tensor(value, dtype=x.dtype, device=x.device)
 
+    def _check_state(self, x) -> None:
+        """Refuse a state whose last axis is not ``n_state`` (in ``forecast`` and ``integrate``;
+        ``step``, the inner loop, is not checked), which would otherwise run silently as
+        another system (a Lorenz-96 ring of 7 sites) or fail deep in a reshape."""
+        # _variables, not n_state: n_state also validates every parameter, which costs as
+        # much as a small forecast; it only words the error
+        if x.ndim == 0 or x.shape[-1] != sum(v.size for v in self._variables()):
+            raise ValueError(f"{type(self).__name__}: the state has shape {tuple(x.shape)}, "
+                             f"not (..., n_state) with n_state={self.n_state}")
+
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
 
@@ -419,16 +430,16 @@ class DynamicalSystem(BaseEstimator):
         >>> torch.allclose(system.forecast(x, 0.01, 2), system.step(system.step(x, 0.01), 0.01))
         True
         """
-        if n_steps < 0:
-            raise ValueError(f"n_steps must be >= 0, got {n_steps}")
-        if self._use_numpy(x) and int(n_steps) > 0:
+        n_steps = _check_int(n_steps, "n_steps", 0)
+        self._check_state(x)
+        if self._use_numpy(x) and n_steps > 0:
             z = x.detach().numpy()
             # overflow is reported by the callers' finiteness checks (DivergenceError)
             with np.errstate(over="ignore", invalid="ignore"):
-                for _ in range(int(n_steps)):
+                for _ in range(n_steps):
                     z = rk4_step_numpy(self.rhs, 0.0, z, dt)
             return torch.from_numpy(z)
-        for _ in range(int(n_steps)):
+        for _ in range(n_steps):
             x = self.step(x, dt)
         return x
 
@@ -454,6 +465,7 @@ class DynamicalSystem(BaseEstimator):
         n_steps = _check_int(n_steps, "n_steps", 0)
         save_every = _check_int(save_every, "save_every", 1)
         x = self.as_tensor(x0)
+        self._check_state(x)
         numpy_path = self._use_numpy(x)
         if numpy_path:
             x = x.numpy()

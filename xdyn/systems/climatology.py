@@ -20,6 +20,8 @@ import torch
 import xarray as xr
 from sklearn.utils import check_random_state
 
+from xdyn.systems._validation import _check_real
+
 __all__ = ["estimate_climatology", "climatological_sample", "climatological_pool",
            "pool_variance_drift"]
 
@@ -105,7 +107,7 @@ def estimate_climatology(system, truth=None, length=None, dt=None, random_state=
     length = _FREE_RUN_BURN_INS * _burn_in(system) if length is None else float(length)
     if not length > 0:
         raise ValueError(f"climatology_length must be > 0, got {length}")
-    dt = float(system.default_dt if dt is None else dt)
+    dt = _check_real(system.default_dt if dt is None else dt, "dt", "positive")
     rng = check_random_state(random_state)
     n_traj = _FREE_RUN_TRAJECTORIES
     n_steps = max(2, math.ceil(length / dt / n_traj))
@@ -234,7 +236,7 @@ def pool_variance_drift(system, dt=None) -> float:
 
 
 def _pool_key(system, dt):
-    dt = float(system.default_dt if dt is None else dt)
+    dt = _check_real(system.default_dt if dt is None else dt, "dt", "positive")
     return (type(system).__name__, json.dumps(system.describe(), sort_keys=True, default=str),
             dt, str(system.torch_dtype), _spin_up(system))
 

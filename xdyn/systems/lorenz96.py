@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xdyn.systems._validation import _check_int
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems.integrators import array_namespace
 
@@ -80,14 +81,16 @@ class Lorenz96(DynamicalSystem):
         # the kernel hard-codes this class's rhs and RK4 step: not for a subclass that
         # overrides either (model noise, another integrator) nor for a patched rhs; it
         # reads F as a float, which would drop the gradient of a tensor F
+        n_steps = _check_int(n_steps, "n_steps", 0)
         own_rhs = (type(self).rhs is Lorenz96.rhs and type(self).step is DynamicalSystem.step
                    and "rhs" not in self.__dict__ and self._has_scalar_parameters())
         if (own_rhs and isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.ndim >= 2
-                and int(n_steps) > 0 and not (torch.is_grad_enabled() and x.requires_grad)
+                and n_steps > 0 and not (torch.is_grad_enabled() and x.requires_grad)
                 and x.numel() // max(x.shape[-1], 1) >= self.ensemble_kernel_min_members):
+            self._check_state(x)  # the generic path checks it in super().forecast
             z = x.detach().numpy().reshape(-1, x.shape[-1])
             with np.errstate(over="ignore", invalid="ignore"):
-                z = _rk4_site_major(z, float(dt), int(n_steps), float(self.F))
+                z = _rk4_site_major(z, float(dt), n_steps, float(self.F))
             return torch.from_numpy(z).reshape(x.shape)
         return super().forecast(x, dt, n_steps)
 

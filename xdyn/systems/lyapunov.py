@@ -19,7 +19,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 
 from xdyn.exceptions import DivergenceError
-from xdyn.systems._validation import _check_int
+from xdyn.systems._validation import _check_int, _check_real
 
 __all__ = ["lyapunov_exponents"]
 
@@ -99,10 +99,12 @@ def lyapunov_exponents(
     ------
     TypeError
         If a count (``n_exponents``, ``n_steps``, ``renormalize_every``,
-        ``n_trajectories``, ``tangent_burn_in``) is not a whole number.
+        ``n_trajectories``, ``tangent_burn_in``) is not a whole number, or
+        ``burn_in`` not a number.
     ValueError
         If ``n_exponents`` is not in ``1 .. n_state``, a step count or ``dt``
-        is not positive, or ``x0`` does not fit the system.
+        is not positive, ``burn_in`` is negative or not finite, or ``x0`` does
+        not fit the system.
     xdyn.exceptions.DivergenceError
         If the tangent dynamics become non-finite.
 
@@ -149,8 +151,7 @@ def lyapunov_exponents(
     ]:
         if value < low:
             raise ValueError(f"{name} must be >= {low}, got {value}")
-    if not burn_in >= 0:
-        raise ValueError(f"burn_in must be >= 0, got {burn_in}")
+    burn_in = _check_real(burn_in, "burn_in", "nonnegative")
 
     rng = check_random_state(random_state)
     x0 = _initial_states(system, x0, n_trajectories, rng)

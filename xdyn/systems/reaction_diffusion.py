@@ -17,6 +17,7 @@ import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems._spectral import cached, etdrk4_coefficients, etdrk4_step, to_torch
+from xdyn.systems._validation import _check_int
 
 __all__ = ["ReactionDiffusion"]
 
@@ -153,10 +154,12 @@ class ReactionDiffusion(DynamicalSystem):
         return self.forecast(x, dt, 1)
 
     def forecast(self, x, dt, n_steps):
+        n_steps = _check_int(n_steps, "n_steps", 0)
+        self._check_state(x)
         n = int(self.N)
         x_hat = torch.fft.rfft2(self._grid(x), norm="forward")
         coeffs = self._etd(dt)
-        for _ in range(int(n_steps)):
+        for _ in range(n_steps):
             x_hat = etdrk4_step(x_hat, self._reaction_hat, coeffs)
         return torch.fft.irfft2(x_hat, s=(n, n), norm="forward").flatten(-3)
 

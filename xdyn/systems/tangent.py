@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from xdyn.systems.base import DynamicalSystem
+
 __all__ = ["forecast_with_jacobian", "complex_step_applies"]
 
 _COMPLEX_STEP = 1e-30
@@ -42,6 +44,13 @@ def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1,
     x_next : tensor (*batch, n)
     M : tensor (*batch, n, n)
 
+    Raises
+    ------
+    ValueError
+        ``method="complex-step"`` for a system it cannot differentiate: one whose
+        ``rhs`` does not run on numpy arrays, that overrides ``step``, or that has a
+        tensor parameter or one value per trajectory.
+
     Examples
     --------
     >>> import torch
@@ -52,6 +61,10 @@ def forecast_with_jacobian(system, x: torch.Tensor, dt: float, n_steps: int = 1,
     True
     """
     if method == "complex-step":
+        reason = _complex_step_refusal(system)
+        if reason is not None:
+            raise ValueError(f"{type(system).__name__}: complex-step differentiation does not "
+                             f"apply: {reason}; use 'autodiff'")
         return _forecast_with_jacobian_complex_step(system, x, dt, n_steps)
     if method != "autodiff":
         raise ValueError(f"method must be 'autodiff' or 'complex-step', got {method!r}")
@@ -89,6 +102,22 @@ def _forecast_with_jacobian_complex_step(system, x, dt, n_steps):
     return torch.as_tensor(z.real[..., 0, :].copy(), **as_x), torch.as_tensor(M, **as_x)
 
 
+def _complex_step_refusal(system) -> str | None:
+    """Why complex step cannot differentiate ``system``, or None where it can.
+
+    It integrates ``system.rhs`` with numpy RK4 on complex copies of the state and
+    reads the parameters as plain numbers: any other stepping would give the Jacobian
+    (and the forecast) of another model, without a word.
+    """
+    if not system.supports_numpy:
+        return "its rhs does not run on numpy arrays (supports_numpy is False)"
+    if type(system).step is not DynamicalSystem.step:
+        return "it overrides step (another integrator or model noise), which complex step skips"
+    if not system._has_scalar_parameters():
+        return "a parameter is a tensor or holds one value per trajectory"
+    return None
+
+
 def complex_step_applies(system, x: torch.Tensor) -> bool:
     """Whether the ``n`` complex-step copies of ``x`` take the system's numpy fast path.
 
@@ -106,7 +135,9 @@ def complex_step_applies(system, x: torch.Tensor) -> bool:
     Returns
     -------
     bool
-        When False, ``forecast_with_jacobian(method="complex-step")`` does not apply.
+        Whether ``"auto"`` (EKF, 4D-Var) picks complex step. The size limit is for speed:
+        ``forecast_with_jacobian(method="complex-step")`` refuses a system only for
+        the other conditions, under which it would differentiate another model.
 
     Examples
     --------
