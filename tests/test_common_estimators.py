@@ -212,7 +212,8 @@ CASES = {
         lambda s: ((_trajectories(s),), _trajectories(s + 1)),
         {"predict": lambda e, X: e.predict(X, n_steps=3, n_samples=2),
          "transform": lambda e, X: e.transform(X),
-         "inverse_transform": lambda e, X: e.inverse_transform(e.transform(X))},
+         "inverse_transform": lambda e, X: e.inverse_transform(e.transform(X)),
+         "score": lambda e, X: e.score(X)},
         positional=("n_latent",)),
     "LDNet": Case(
         lambda: rom.LDNet(2, n_points=4, max_epochs=1, module__reconstruction_hidden=4,

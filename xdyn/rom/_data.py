@@ -52,6 +52,10 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
     # the ROMs keep 'member' for an ensemble's members (their forecasts' runs would sit there)
     check_trajectory_dim(trajectory_dim, (MEMBER_DIM,), "the ROMs")
     X = unwrap(X)
+    if info is not None and isinstance(info, int) == _is_xarray(X):
+        raise ValueError(f"{name} is {_kind(X)}; the estimator was fitted on "
+                         f"{'a bare array' if isinstance(info, int) else _kind(info)}: give "
+                         f"it the same kind of data")
     if not _is_xarray(X):
         if isinstance(X, (xr.Dataset, xr.DataArray)) or not hasattr(X, "__array__"):
             raise TypeError(f"{name} must be an xarray Dataset/DataArray or a 2-D array; "
@@ -63,7 +67,7 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
                              f"matrix; got shape {values.shape} and dtype {values.dtype}")
         if info is not None and values.shape[1] != info:
             raise ValueError(f"{name} has {values.shape[1]} features; the estimator was fitted "
-                             f"with {info}")
+                             f"on {info}")
         if keep:
             return _finite_lazily(values[None].astype(np.float64), name), \
                 Layout(values.shape[1], "array")
@@ -114,6 +118,13 @@ def to_trajectories(X, sample_dim, trajectory_dim, info=None, name="X", lazy=Fal
     return values, Layout(info, "xarray", traj_dim,
                           X[trajectory_dim] if has_traj and trajectory_dim in X.coords else None,
                           time)
+
+
+def _kind(data):
+    """What ``data`` is, or what a fitted layout was stacked from, in words."""
+    if getattr(data, "is_dataarray", isinstance(data, xr.DataArray)):
+        return "an xarray DataArray"
+    return "an xarray Dataset" if hasattr(data, "variables") else "a bare array"
 
 
 def _coords_along(X, dims):

@@ -82,14 +82,18 @@ def roll_fields(values, shape, shift, axis=-1):
     return np.roll(fields, shift, axis=axis).reshape(values.shape)
 
 
-def standardisation(values, layout):
+def standardisation(values, layout, shape=None, axis=None):
     """Mean snapshot and one standard deviation per variable (so (u, v) keep their ratio).
 
     ``layout`` None: one scale for all features (e.g. a reducer's coefficients,
-    whose relative sizes carry the energy of each mode).
+    whose relative sizes carry the energy of each mode). ``shape`` and ``axis``:
+    the statistics of every roll of the ``shape`` ``(channels, H, W)`` fields
+    along ``axis`` (a shift augmentation's), so the mean is the same after a roll.
     """
     flat = values.reshape(-1, values.shape[-1])
     mean = flat.mean(0)
+    if axis is not None:
+        mean = np.broadcast_to(mean.reshape(shape).mean(axis, keepdims=True), shape).ravel()
     scale = np.empty_like(mean)
     columns = [v.columns for v in layout.info.variables] \
         if layout is not None and layout.kind == "xarray" else [slice(None)]

@@ -33,11 +33,13 @@ from sklearn.utils.validation import check_is_fitted
 from skorch.callbacks import GradientNormClipping
 
 from xdyn.nn import LatentROMModule, LatentROMNet
+from xdyn.nn.net import _numpy_dtype
 from xdyn.nn.params import TRAINING_CONSTRAINTS
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output, member_dims,
                              rollout_times, time_step, time_units, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, shift_axis, standardisation
-from xdyn.utils import int_seed
+from xdyn.utils import int_seed, resolve_dtype
+from xdyn.utils._fitted import forget_fit
 
 __all__ = ["LatentTransformerROM"]
 
@@ -277,8 +279,17 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         """Train the VAE and the transformer on windows of the trajectories of ``X``.
 
         ``X`` may not have a ``member`` dim (see the Notes of
-        :class:`LatentTransformerROM`).
+        :class:`LatentTransformerROM`). A fit that raises leaves the estimator
+        unfitted, not half updated (an old network with a new layout).
         """
+        forget_fit(self)  # a fit builds a new network every time: nothing is warm-started
+        try:
+            return self._fit(X)
+        except BaseException:
+            forget_fit(self)
+            raise
+
+    def _fit(self, X):
         self._validate_params()
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_heads "
@@ -308,7 +319,10 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         self.reducer_ = None
         if self.reducer is None:
             self.in_shape_ = grid
-            self.mean_, self.scale_ = standardisation(values, layout)
+            # with shifts, the mean over every roll: a window of standardised frames rolled is
+            # then the standardisation of the rolled fields, roll(x) - mean_, as at predict
+            self.mean_, self.scale_ = standardisation(
+                values, layout, *((grid, axis) if self.shift_augmentation else ()))
             windows = Windows(self._frames(values), window, self.window_stride,
                               self.shift_augmentation, shift_axis=axis)
         else:
@@ -318,7 +332,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
             coefficients = np.stack([self._reduce(values, grid, s, axis) for s in shifts])
             self.in_shape_ = (coefficients.shape[-1],)
             self.mean_, self.scale_ = standardisation(coefficients, None)
-            frames = ((coefficients - self.mean_) / self.scale_).astype(np.float32)
+            frames = ((coefficients - self.mean_) / self.scale_).astype(self._frame_dtype())
             windows = Windows(frames, window, self.window_stride, copies=True)
         self.net_ = LatentROMNet(
             LatentROMModule,
@@ -417,6 +431,77 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         meta = (layout.trajectory_dim, layout.trajectory_coord, times)
         return self._unstack(fields, meta, member_dim="member" if n_samples else None)
 
+    def score(self, X, y=None):
+        """Minus the relative L2 error of the mean-path forecasts from ``X`` against ``X``.
+
+        Every window of ``seq_len`` consecutive snapshots of a trajectory of
+        ``X`` starts a forecast of one block of ``pred_horizon`` steps, as
+        :meth:`predict` rolls out its mean path (anchored where ``anchored``),
+        and each forecast step that ``X`` still holds is compared with it.
+
+        Parameters
+        ----------
+        X : xarray.Dataset, xarray.DataArray or array
+            At least ``seq_len + 1`` consecutive snapshots per trajectory on the
+            training grid, ``time_step_`` apart (as the context of :meth:`predict`).
+            Dask-backed ``X`` is computed.
+        y : None
+            Ignored (scikit-learn's signature).
+
+        Returns
+        -------
+        float
+            ``-sqrt(sum((f - x)**2) / sum(x**2))`` over the forecast steps ``f``
+            (of every window, lead and trajectory; an ensemble's ``member`` dim
+            is read as trajectories are) and their snapshots ``x`` of ``X``:
+            the relative L2 error, :func:`xdyn.metrics.relative_l2`, as
+            :meth:`PODLinearDynamics.score <xdyn.rom.PODLinearDynamics.score>`
+            gives for its one-step forecasts. Higher is better
+            (scikit-learn's convention), so that model selection
+            (``GridSearchCV``, ``cross_val_score``) needs no scorer.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> t, x = 0.2 * np.arange(120), np.linspace(0, 2 * np.pi, 8, endpoint=False)
+        >>> ds = xr.Dataset({"u": (("time", "x"), np.sin(x[None] - t[:, None]))},
+        ...                 coords={"time": t})
+        >>> rom = LatentTransformerROM(n_latent=2, seq_len=4, pred_horizon=2, hidden=16,
+        ...                            d_model=16, max_epochs=2, random_state=0)
+        >>> score = rom.fit(ds.isel(time=slice(0, 80))).score(ds.isel(time=slice(80, None)))
+        >>> bool(-np.inf < score < 0)
+        True
+        """
+        check_is_fitted(self)
+        values, layout = self._stack(X)
+        n_time, seq_len = values.shape[1], self.seq_len
+        if n_time <= seq_len:
+            raise ValueError(f"X needs at least seq_len + 1 = {seq_len + 1} snapshots along "
+                             f"{self.sample_dim!r} to score a forecast; got {n_time}")
+        if layout.kind == "xarray":  # X's times must be spaced as the training ones
+            rollout_times(layout.time_coord, self.time_step_, 1, self.sample_dim,
+                          units=getattr(self, "time_units_", None),
+                          model=type(self).__name__)
+        z = self._encode(self._frames(values))
+        per_chunk = max(1, _FRAMES_PER_CHUNK // self.pred_horizon)  # windows forecast at once
+        error = norm = 0.0  # sums over chunks: no copy of every window's forecast
+        for traj, fields in zip(z, values):
+            for first in range(0, n_time - seq_len, per_chunk):
+                starts = np.arange(first, min(first + per_chunk, n_time - seq_len))
+                context = np.stack([traj[s:s + seq_len] for s in starts])
+                forecast = self._decode(
+                    self._rollout(context, self.pred_horizon, 1, False, None)[0])
+                if self.anchored:  # + x_t - D(z_t), as predict
+                    last = fields[starts + seq_len - 1] - self._decode(context[:, -1])
+                    forecast += last[:, None]
+                at = starts[:, None] + seq_len + np.arange(self.pred_horizon)  # forecast times
+                truth = fields[at[at < n_time]]
+                error += float(((forecast[at < n_time] - truth) ** 2).sum())
+                norm += float((truth**2).sum())
+        if norm == 0:  # an all-zero truth: 0 for an exact forecast (relative_error's rule)
+            return 0.0 if error == 0 else -np.inf
+        return -float(np.sqrt(error / norm))
+
     # -------------------------------------------------------------- helpers
     def _stack(self, X):
         return to_trajectories(X, self.sample_dim, self.trajectory_dim, info=self.layout_.info)
@@ -439,11 +524,15 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         return np.stack(out)
 
     def _frames(self, values):
-        """Standardised VAE inputs ``(n_traj, n_times, *in_shape)`` as float32."""
+        """Standardised VAE inputs ``(n_traj, n_times, *in_shape)`` in the net's dtype."""
         if self.reducer_ is not None:
             values = self._reduce(values)
         scaled = (values - self.mean_) / self.scale_
-        return scaled.reshape(*values.shape[:2], *self.in_shape_).astype(np.float32)
+        return scaled.reshape(*values.shape[:2], *self.in_shape_).astype(self._frame_dtype())
+
+    def _frame_dtype(self):
+        # the network's: float64 nets read unrounded frames, float32 ones half the memory
+        return _numpy_dtype(resolve_dtype(self.dtype)) or np.float32  # None: no numpy twin
 
     def _module(self):
         # inference in eval mode: dropout off (skorch leaves the module training after fit)

@@ -24,6 +24,7 @@ from xdyn._units import common_units
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output,
                              relative_error, rollout_times, time_step, time_units,
                              to_trajectories)
+from xdyn.utils._fitted import forget_fit
 
 __all__ = ["POD", "PODLinearDynamics"]
 
@@ -63,7 +64,16 @@ def _leading_modes(matrix, mean, n_modes):
     if f <= n:
         return s, np.ascontiguousarray(vecs.T), total
     # right singular vectors from the left ones: v_i = A^T u_i / s_i
-    return s, (vecs.T @ centred) / np.where(s > 0, s, 1.0)[:, None], total
+    modes = (vecs.T @ centred) / np.where(s > 0, s, 1.0)[:, None]
+    # beyond the data's rank (eigenvalues at rounding level) A^T u_i is noise, no unit
+    # vector: complete the basis with orthonormal directions, as the thin SVD does
+    null = w[::-1] <= np.finfo(float).eps * max(n, f) * max(w[-1], 0.0)
+    if null.any():
+        noise = np.random.RandomState(0).normal(size=(int(null.sum()), f))
+        q, r = np.linalg.qr(np.vstack([modes[~null], noise]).T)
+        modes = (q * np.where(np.diag(r) < 0, -1.0, 1.0)).T  # the kept modes' signs
+        s[null] = np.linalg.norm(centred @ modes[null].T, axis=0)
+    return s, modes, total
 
 
 class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -147,8 +157,18 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     def fit(self, X, y=None):
         """Learn the mean snapshot and the leading POD modes of ``X``; returns self.
 
-        ``X`` may not have a ``member`` dim (see the Notes of :class:`POD`).
+        ``X`` may not have a ``member`` dim (see the Notes of :class:`POD`). A fit
+        that raises leaves the estimator unfitted, not half updated (new modes with
+        an old map).
         """
+        forget_fit(self)
+        try:
+            return self._fit(X)
+        except BaseException:
+            forget_fit(self)
+            raise
+
+    def _fit(self, X):
         self._validate_params()
         values, layout = to_trajectories(X, self.sample_dim, self.trajectory_dim)
         matrix = values.reshape(-1, values.shape[-1])
@@ -350,8 +370,14 @@ class PODLinearDynamics(POD):
         self.ridge = ridge
 
     def fit(self, X, y=None):
-        """POD of ``X``, then the least-squares map between consecutive coefficients."""
-        super().fit(X)
+        """POD of ``X``, then the least-squares map between consecutive coefficients.
+
+        A fit that raises leaves the estimator unfitted, not half updated.
+        """
+        return super().fit(X)
+
+    def _fit(self, X):
+        super()._fit(X)
         values, _ = self._stack(X)
         if values.shape[1] < 2:
             raise ValueError(f"X needs at least 2 snapshots along {self.sample_dim!r}")
