@@ -295,3 +295,99 @@ def test_a_pipeline_ending_in_a_filter_is_scored_as_the_filter(twin):
     plain = warm_start_score(make().fit(obs), view[fold], target[fold])
     piped = Pipeline([("scale", ObservationScaler()), ("da", make())]).fit(obs)
     assert warm_start_score(piped, view[fold], target[fold]) == pytest.approx(plain, rel=1e-6)
+
+
+# ------------------------------------------------ audit M (s61): the splitter's dim, shuffled folds
+_SEEN = []  # not a parameter: clone deep-copies those
+
+
+class _SeenSizes(BaseEstimator):
+    """Records the sizes of every training set it is fitted on in ``_SEEN``; scores 0."""
+
+    def __init__(self, alpha=1.0):
+        self.alpha = alpha
+
+    def fit(self, X, y=None):
+        _SEEN.append(dict(unwrap(X).sizes))
+        return self
+
+    def score(self, X, y=None):
+        return 0.0
+
+
+def _trajectories():
+    x = np.random.RandomState(0).normal(size=(8, 10))
+    return xr.Dataset({"x": (("trajectory", "time"), x)},
+                      coords={"trajectory": np.arange(8), "time": np.arange(10.0)})
+
+
+def test_grid_search_splits_along_the_dim_of_its_time_series_split():
+    """GridSearchCV wrapped a Dataset along time whatever its cv's dim, and TimeSeriesSplit
+    ignored its dim for a view: "trajectory folds" were the trajectories' first times."""
+    ds, seen = _trajectories(), _SEEN
+    seen.clear()
+    cv = TimeSeriesSplit(n_splits=3, dim="trajectory")
+    XGridSearchCV(_SeenSizes(), {"alpha": [1.0]}, cv=cv, refit=False,
+                  error_score="raise").fit(ds)
+    assert seen == [{"trajectory": n, "time": 10} for n in (2, 4, 6)]  # whole trajectories
+    # the search's own dim, and an integer cv along it, as before
+    seen.clear()
+    XGridSearchCV(_SeenSizes(), {"alpha": [1.0]}, cv=3, dim="trajectory",
+                  refit=False).fit(ds)
+    assert seen == [{"trajectory": n, "time": 10} for n in (2, 4, 6)]
+    seen.clear()
+    XGridSearchCV(_SeenSizes(), {"alpha": [1.0]}, cv=3, refit=False).fit(ds)
+    assert [s["time"] for s in seen] == [4, 6, 8] and {s["trajectory"] for s in seen} == {8}
+
+
+def test_a_split_along_another_dim_than_the_views_is_refused():
+    ds = _trajectories()
+    cv = TimeSeriesSplit(n_splits=3, dim="trajectory")
+    with pytest.raises(ValueError, match="dim='trajectory'.* along 'time'"):
+        cross_val_score(_SeenSizes(), samples(ds), cv=cv, error_score="raise")
+    with pytest.raises(ValueError, match="dim='time' but cv splits along 'trajectory'"):
+        XGridSearchCV(_SeenSizes(), {"alpha": [1.0]}, cv=cv, dim="time").fit(ds)
+    # no dim given: the view's own, whichever it is
+    view = samples(ds, "trajectory")
+    assert [len(t) for t, _ in TimeSeriesSplit(n_splits=3).split(view)] == [2, 4, 6]
+
+
+class _RunningMean(BaseEstimator):
+    """A 'filter' whose analysis is the running mean of the observations; it records how
+    many times it was run over."""
+
+    _sequential_filter = True
+    burn_in = 0.0
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        X = unwrap(X)
+        self.n_seen_ = X.sizes["time"]
+        return X.cumsum("time") / xr.DataArray(np.arange(1, self.n_seen_ + 1), dims="time")
+
+
+def test_warm_start_score_takes_folds_in_any_order():
+    """The filter ran up to the fold's last listed time and then failed with a bare KeyError
+    on the later ones (a ShuffleSplit fold)."""
+    from sklearn.model_selection import ShuffleSplit
+
+    t = np.arange(20) * 0.5
+    obs = xr.Dataset({"x": ("time", np.random.RandomState(1).normal(size=20))},
+                     coords={"time": t})
+    truth = obs * 0.0
+    est = _RunningMean()
+    shuffled = np.array([17, 12, 15])
+    score = warm_start_score(est, samples(obs)[shuffled], samples(truth)[shuffled])
+    assert est.n_seen_ == 18  # up to the latest time of the fold, index 17
+    running = np.cumsum(obs.x.values) / np.arange(1, 21)
+    expected = -np.mean(np.abs(running[shuffled]))  # mean over times of per-time RMSE
+    assert score == pytest.approx(expected, rel=1e-12)
+    assert score == pytest.approx(warm_start_score(est, samples(obs)[np.sort(shuffled)],
+                                                   samples(truth)[np.sort(shuffled)]))
+    cv = ShuffleSplit(n_splits=3, test_size=5, random_state=0)
+    scores = cross_val_score(est, samples(obs), samples(truth), cv=cv,
+                             scoring=warm_start_score, error_score="raise")
+    manual = [-np.mean(np.abs(running[test])) for _, test in cv.split(t)]
+    np.testing.assert_allclose(scores, manual, rtol=1e-12)

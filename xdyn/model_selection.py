@@ -155,8 +155,11 @@ class TimeSeriesSplit(BaseCrossValidator):
     Parameters
     ----------
     n_splits : int, default=5
-    dim : str, default="time"
-        Dim split when given a bare Dataset (a :class:`SampleView` carries its own).
+    dim : str, optional
+        Dim to split. None: a :class:`SampleView`'s own dim, and ``"time"`` for a
+        bare Dataset. A :class:`SampleView` along another dim raises a
+        ValueError: its indices select along its own dim only, so wrap the data
+        with ``samples(data, dim)`` (:class:`GridSearchCV` does so for Datasets).
     gap : int, default=0
         Samples dropped between the end of training and the start of testing.
     test_size : int, optional
@@ -170,25 +173,36 @@ class TimeSeriesSplit(BaseCrossValidator):
     ...     print(train.tolist(), test.tolist())
     [0, 1, 2] [4, 5, 6, 7]
     [0, 1, 2, 3, 4, 5, 6] [8, 9, 10, 11]
+    >>> list(TimeSeriesSplit(dim="trajectory").split(samples(ds)))
+    Traceback (most recent call last):
+    ...
+    ValueError: TimeSeriesSplit(dim='trajectory') was given samples along 'time': ...
     """
 
-    def __init__(self, n_splits=5, dim="time", gap=0, test_size=None):
+    def __init__(self, n_splits=5, dim=None, gap=0, test_size=None):
         self.n_splits = n_splits
         self.dim = dim
         self.gap = gap
         self.test_size = test_size
 
-    def _n_samples(self, X):
+    def _dim_and_size(self, X):
+        """The dim split and its number of samples."""
         if isinstance(X, SampleView):
-            return len(X)
+            # the indices act along the view's dim: splitting another is impossible here,
+            # and silently splitting the view's dim instead scored the wrong folds
+            if self.dim is not None and self.dim != X.dim:
+                raise ValueError(f"TimeSeriesSplit(dim={self.dim!r}) was given samples along "
+                                 f"{X.dim!r}: wrap the data with samples(data, {self.dim!r})")
+            return X.dim, len(X)
+        dim = "time" if self.dim is None else self.dim
         if isinstance(X, (xr.Dataset, xr.DataArray)):
-            if self.dim not in X.dims:
-                raise ValueError(f"dim {self.dim!r} not in {tuple(X.dims)}")
-            return int(X.sizes[self.dim])
-        return len(X)
+            if dim not in X.dims:
+                raise ValueError(f"dim {dim!r} not in {tuple(X.dims)}")
+            return dim, int(X.sizes[dim])
+        return dim, len(X)
 
     def split(self, X, y=None, groups=None):
-        n = self._n_samples(X)
+        dim, n = self._dim_and_size(X)
         # integers, and a gap >= 0: a negative one put the first test samples in training
         for name, value, low in (("n_splits", self.n_splits, 1), ("gap", self.gap, 0),
                                  ("test_size", self.test_size, 1)):
@@ -201,7 +215,7 @@ class TimeSeriesSplit(BaseCrossValidator):
         first_test = n - n_splits * test_size
         if test_size < 1 or first_test - int(self.gap) < 1:
             raise ValueError(
-                f"cannot make {n_splits} splits with gap={self.gap} from {n} samples along {self.dim!r}")
+                f"cannot make {n_splits} splits with gap={self.gap} from {n} samples along {dim!r}")
         idx = np.arange(n)
         for i in range(n_splits):
             start = first_test + i * test_size
@@ -221,7 +235,8 @@ def warm_start_score(estimator, X, y=None) -> float:
     :class:`~sklearn.pipeline.Pipeline` is one when its final step is). When
     ``X`` is a fold along ``time`` of a :class:`SampleView` and ``y`` is given,
     such a filter assimilates every observation from the start of the whole
-    record up to the fold's last time (as it would in operation), and ``y`` is
+    record up to the fold's latest time (as it would in operation; the fold's
+    times may come in any order), and ``y`` is
     compared with the analysis at the fold's times only; the filter's
     ``burn_in`` counts from the start of the record. The error at each time is
     the filter's ``_per_time_error(analysis, truth)`` where it defines one (a
@@ -276,7 +291,8 @@ def warm_start_score(estimator, X, y=None) -> float:
     fold = X.data[X.dim]
     record = X.history
     times = record[X.dim]
-    seen = record.isel({X.dim: np.flatnonzero((times <= fold[-1]).values)})
+    # up to the fold's latest time, not its last listed one (a shuffled fold)
+    seen = record.isel({X.dim: np.flatnonzero((times <= fold.max()).values)})
     analysis, truth = estimator.predict(seen).sel({X.dim: fold}), unwrap(y).sel({X.dim: fold})
     # the filter's own per-time error where it has one (the metric its score averages)
     error = getattr(filt, "_per_time_error", None)
@@ -320,8 +336,11 @@ class GridSearchCV(_skms.GridSearchCV):
     estimator, param_grid, scoring, n_jobs, refit, cv, verbose, pre_dispatch,
     error_score, return_train_score
         As in :class:`sklearn.model_selection.GridSearchCV` (``cv`` default 5).
-    dim : str, default="time"
-        Sample dim of Dataset inputs.
+    dim : str, optional
+        Sample dim of Dataset inputs. None: the dim of ``cv`` when it is a
+        :class:`TimeSeriesSplit` with one (``TimeSeriesSplit(dim="trajectory")``
+        keeps trajectories whole), else ``"time"``. A ``dim`` other than the
+        ``cv``'s raises a ValueError.
 
     Examples
     --------
@@ -347,7 +366,7 @@ class GridSearchCV(_skms.GridSearchCV):
 
     def __init__(self, estimator, param_grid, *, scoring=None, n_jobs=None, refit=True, cv=None,
                  verbose=0, pre_dispatch="2*n_jobs", error_score=np.nan,
-                 return_train_score=False, dim="time"):
+                 return_train_score=False, dim=None):
         super().__init__(estimator, param_grid, scoring=scoring, n_jobs=n_jobs, refit=refit,
                          cv=cv, verbose=verbose, pre_dispatch=pre_dispatch,
                          error_score=error_score, return_train_score=return_train_score)
@@ -355,9 +374,15 @@ class GridSearchCV(_skms.GridSearchCV):
 
     def fit(self, X, y=None, **params):
         """Run the search; Datasets are wrapped with :func:`samples` along ``dim``."""
-        X, y = (samples(v, self.dim) if isinstance(v, (xr.Dataset, xr.DataArray)) else v
-                for v in (X, y))
         cv = 5 if self.cv is None else self.cv
+        # the splitter's dim decides the samples: wrapped along "time", a
+        # TimeSeriesSplit(dim="trajectory") split the trajectories' times
+        cv_dim = cv.dim if isinstance(cv, TimeSeriesSplit) else None
+        if self.dim is not None and cv_dim is not None and cv_dim != self.dim:
+            raise ValueError(f"dim={self.dim!r} but cv splits along {cv_dim!r}: give one dim")
+        dim = self.dim or cv_dim or "time"
+        X, y = (samples(v, dim) if isinstance(v, (xr.Dataset, xr.DataArray)) else v
+                for v in (X, y))
         if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
             cv = TimeSeriesSplit(n_splits=int(cv), dim=self.dim)
         scoring = warm_start_score if self.scoring is None else self.scoring

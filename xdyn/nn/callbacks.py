@@ -1,8 +1,9 @@
 """Callbacks of :class:`xdyn.nn.XdynNet` beyond skorch's own.
 
 * :class:`EpochProgressBar`: tqdm over epochs (``XdynNet(progress=True)``);
-* :class:`FiniteLoss`: stops a fit whose training loss is NaN or infinite
-  (one of :class:`xdyn.nn.XdynNet`'s default callbacks);
+* :class:`FiniteLoss`: stops a fit whose training loss, or whose weights or loss
+  after the last step, are NaN or infinite (one of :class:`xdyn.nn.XdynNet`'s
+  default callbacks);
 * :class:`LRScheduler`: skorch's, but a resumed or continued run (``partial_fit``
   after ``load_params``) follows the same learning-rate sequence as an
   uninterrupted one;
@@ -16,6 +17,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import torch
 from skorch.callbacks import Callback, EarlyStopping
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau
@@ -50,25 +52,42 @@ class EpochProgressBar(Callback):
         self.leave = leave
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        self.pbar_ = tqdm(total=net.max_epochs, desc=self.desc, leave=self.leave, unit="epoch")
+        self.on_train_end(net)  # a bar left open by a fit that raised
+        self._open(net)
 
     def on_epoch_end(self, net, **kwargs):
+        if getattr(self, "pbar_", None) is None:  # unpickled mid-fit: the bar was not pickled
+            self._open(net)
         row = net.history[-1]
         losses = {k: f"{row[k]:.4g}" for k in ("train_loss", "valid_loss") if k in row}
         self.pbar_.set_postfix(losses, refresh=False)
         self.pbar_.update(1)
 
+    def _open(self, net):
+        self.pbar_ = tqdm(total=net.max_epochs, desc=self.desc, leave=self.leave, unit="epoch")
+
     def on_train_end(self, net, X=None, y=None, **kwargs):
-        self.pbar_.close()
-        self.pbar_ = None  # the net pickles after training; a tqdm bar need not
+        if getattr(self, "pbar_", None) is not None:
+            self.pbar_.close()
+        self.pbar_ = None
+
+    def __getstate__(self):
+        # a tqdm bar holds its output stream, which does not pickle: a net pickled
+        # mid-fit (Checkpoint(f_pickle=...)) or after a fit that raised goes without it
+        state = dict(vars(self))
+        state["pbar_"] = None
+        return state
 
 
 class FiniteLoss(Callback):
-    """Raise :class:`FloatingPointError` at the first training batch whose loss is not finite.
+    """Raise :class:`FloatingPointError` when a fit's loss or final weights are not finite.
 
     One NaN or infinite loss makes NaN gradients and then NaN weights: every
     later batch, and every prediction of the fitted estimator, is NaN. skorch
     trains on regardless, so a diverged fit would come back looking fitted.
+    The first training batch whose loss is not finite stops the fit, and so do
+    weights or a loss left non-finite by the last optimizer step
+    (:meth:`check_last_step`).
     :class:`xdyn.nn.XdynNet` adds this callback by default (``finite_loss``;
     ``callbacks__finite_loss=None`` turns it off).
 
@@ -86,17 +105,69 @@ class FiniteLoss(Callback):
     training loss is nan at epoch 1, batch 1 of
     """
 
-    def on_batch_end(self, net, training=None, **kwargs):
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        self.batch_ = None
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
         if not training:
             return
         # skorch has recorded the batch's loss; training batches come first in an epoch
         batches = net.history[-1]["batches"]
         value = batches[-1]["train_loss"]
         if not np.isfinite(value):
-            raise FloatingPointError(
-                f"training loss is {value} at epoch {len(net.history)}, batch {len(batches)} "
-                f"of {type(net).__name__}: the fit diverged and its weights are not usable "
-                "(check the inputs for NaN or inf, lower lr, or clip the gradients)")
+            _diverged(net, f"training loss is {value} at epoch {len(net.history)}, batch "
+                           f"{len(batches)}")
+        self.batch_ = batch  # a reference, for check_last_step
+
+    def check_last_step(self, net):
+        """Raise :class:`FloatingPointError` if the last step left non-finite weights or loss.
+
+        A batch's loss is computed before its step, so the last step of a fit is
+        never seen by a loss (a step to weights of 1e37 is finite, but the next
+        forward pass overflows). :class:`xdyn.nn.XdynNet` calls this once at the
+        end of each ``fit``/``partial_fit``, after every callback's
+        ``on_train_end`` (after :func:`keep_best` restored its best epoch), and
+        with torch's RNG forked.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net just trained; every module in ``net._modules`` is checked,
+            and the last training batch is evaluated as a validation batch.
+        """
+        batch, self.batch_ = getattr(self, "batch_", None), None
+        params = [p.detach() for name in net._modules
+                  for p in getattr(net, name + "_").parameters()]
+        # one flag per tensor, then one device sync for the whole net
+        if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+            _diverged(net, f"the weights are not finite after epoch {len(net.history)}")
+        if batch is None:
+            return
+        modules = [getattr(net, name + "_") for name in net._modules + net._criteria]
+        modules = [m for m in modules if isinstance(m, torch.nn.Module)]
+        modes = [m.training for m in modules]
+        try:
+            with warnings.catch_warnings():
+                # e.g. gpytorch's "input matches the training data": it is, on purpose
+                warnings.simplefilter("ignore")
+                value = float(net.validation_step(batch)["loss"])
+        finally:
+            for module, mode in zip(modules, modes):  # validation_step left them in eval
+                module.train(mode)
+        if not np.isfinite(value):
+            _diverged(net, f"training loss is {value} after the last step, at epoch "
+                           f"{len(net.history)}")
+
+    def __getstate__(self):
+        state = dict(vars(self))
+        state["batch_"] = None  # no data in a net pickled mid-fit (Checkpoint(f_pickle=...))
+        return state
+
+
+def _diverged(net, what):
+    raise FloatingPointError(
+        f"{what} of {type(net).__name__}: the fit diverged and its weights are not usable "
+        "(check the inputs for NaN or inf, lower lr, or clip the gradients)")
 
 
 class LRScheduler(_SkorchLRScheduler):

@@ -16,6 +16,8 @@ estimator swaps them by name (:func:`make_encoder`):
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import torch
 from torch import nn
 
@@ -24,9 +26,12 @@ __all__ = ["MLPEncoder", "GRUEncoder", "LSTMEncoder", "ConvEncoder", "make_encod
 
 
 def _check_sizes(who, **sizes):
+    """The sizes as Python ints, each checked to be an integer (numpy's too) >= its minimum."""
     for name, (value, minimum) in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
             raise ValueError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
+    # torch's recurrent layers take Python ints only (a grid over np.arange gives np.int64)
+    return [int(value) for value, _ in sizes.values()]
 
 
 class MLPEncoder(nn.Module):
@@ -53,8 +58,9 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, n_features, window, hidden_size=64, n_layers=2):
         super().__init__()
-        _check_sizes("MLPEncoder", n_features=(n_features, 1), window=(window, 1),
-                     hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
+        n_features, window, hidden_size, n_layers = _check_sizes(
+            "MLPEncoder", n_features=(n_features, 1), window=(window, 1),
+            hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
         layers, width = [], n_features * window
         for _ in range(n_layers):
             layers += [nn.Linear(width, hidden_size), nn.GELU()]
@@ -71,8 +77,9 @@ class _RecurrentEncoder(nn.Module):
 
     def __init__(self, n_features, window, hidden_size=64, n_layers=1):
         super().__init__()
-        _check_sizes(type(self).__name__, n_features=(n_features, 1), window=(window, 1),
-                     hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
+        n_features, window, hidden_size, n_layers = _check_sizes(
+            type(self).__name__, n_features=(n_features, 1), window=(window, 1),
+            hidden_size=(hidden_size, 1), n_layers=(n_layers, 1))
         self.rnn = self._cell(n_features, hidden_size, num_layers=n_layers, batch_first=True)
         self.out_features = hidden_size
 
@@ -162,14 +169,14 @@ class ConvEncoder(nn.Module):
 
     def __init__(self, n_features, window, hidden_size=64, n_layers=2, n_channels=1):
         super().__init__()
-        _check_sizes("ConvEncoder", n_features=(n_features, 1), window=(window, 1),
-                     hidden_size=(hidden_size, 1), n_layers=(n_layers, 1),
-                     n_channels=(n_channels, 1))
+        n_features, window, hidden_size, n_layers, n_channels = _check_sizes(
+            "ConvEncoder", n_features=(n_features, 1), window=(window, 1),
+            hidden_size=(hidden_size, 1), n_layers=(n_layers, 1), n_channels=(n_channels, 1))
         side = int(round((n_features / n_channels) ** 0.5))
         if n_channels * side * side != n_features:
             raise ValueError(f"ConvEncoder: n_features={n_features} is not n_channels="
                              f"{n_channels} square fields")
-        self.n_channels, self.side = int(n_channels), side
+        self.n_channels, self.side = n_channels, side
         layers, width = [], window * n_channels
         for _ in range(n_layers):
             layers += [nn.Conv2d(width, hidden_size, 3, padding=1, padding_mode="circular"),

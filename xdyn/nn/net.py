@@ -9,14 +9,16 @@ xdyn estimator needs on top (``DESIGN.md``: Estimators):
   CPU-only machine runs there);
 * ``dtype``: float inputs (arrays, tensors, dicts and tuples of them) and the
   module's parameters are cast to it;
-* ``random_state``: module initialisation and each training epoch (batch
-  shuffling, dropout) draw from torch RNG streams seeded by
-  ``(random_state, epoch)``, inside :func:`torch.random.fork_rng` so the global
-  RNG is left as it was; hence a run stopped at a checkpoint and resumed ends
-  with the same weights as an uninterrupted run;
+* ``random_state``: module initialisation and each training and validation
+  epoch (batch shuffling, dropout, a module's own draws) draw from torch RNG
+  streams seeded by ``(random_state, epoch)``, inside
+  :func:`torch.random.fork_rng` so the global RNG is left as it was; hence a
+  run stopped at a checkpoint and resumed ends with the same weights as an
+  uninterrupted run;
 * ``progress``: a tqdm bar over epochs;
-* a training loss that turns NaN or infinite raises :class:`FloatingPointError`
-  (:class:`~xdyn.nn.callbacks.FiniteLoss`) instead of training on to NaN weights;
+* a training loss that turns NaN or infinite, and weights or a loss left so by
+  the last step, raise :class:`FloatingPointError`
+  (:class:`~xdyn.nn.callbacks.FiniteLoss`) instead of returning NaN weights as fitted;
 * ``train_split=None``: no hidden validation split (validation data are passed
   explicitly, e.g. ``train_split=predefined_split(valid_ds)``), so nothing of a
   validation or test set can leak into training.
@@ -47,9 +49,11 @@ def _derived_seed(seed: int, *keys: int) -> int:
     return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
 
 
-# Keys of the derived RNG streams: module initialisation, then one per epoch.
+# Keys of the derived RNG streams: module initialisation, then one per training
+# epoch and one per validation epoch.
 _INIT_STREAM = 0
 _EPOCH_STREAM = 1
+_VALID_STREAM = 2
 
 # Multiply-adds per batch (parameters x batch size, for dense layers) below
 # which one torch thread is faster: about 10 ms of work on one core, where the
@@ -174,10 +178,12 @@ class XdynNet(NeuralNet):
         a torch dtype name (:func:`xdyn.utils.resolve_dtype`): ``"float"`` is
         torch's float32, not numpy's float64; write ``"float64"`` for double.
         A non-floating dtype raises ValueError at ``initialize`` (``fit``).
+        Outputs of a dtype numpy lacks (``"bfloat16"``) are returned as float32.
     random_state : int, RandomState, Generator or None, default=None
         Seeds module initialisation and each training epoch (shuffling,
-        dropout) from ``(random_state, epoch)``; the global torch RNG is left
-        untouched. None: draw from the global RNG (not reproducible).
+        dropout) from ``(random_state, epoch)``, and each validation epoch from
+        a stream of its own; the global torch RNG is left untouched. None: draw
+        from the global RNG (not reproducible).
     progress : bool, default=False
         Show a tqdm bar over epochs (:class:`EpochProgressBar`).
     train_split : callable or None, default=None
@@ -339,7 +345,21 @@ class XdynNet(NeuralNet):
 
     @_on_resolved_device
     def partial_fit(self, X, y=None, classes=None, **fit_params):
-        return super().partial_fit(X, y, classes=classes, **fit_params)
+        try:
+            super().partial_fit(X, y, classes=classes, **fit_params)
+        except BaseException:
+            # skorch skips on_train_end when the fit raises: close the progress bar here
+            for _, cb in getattr(self, "callbacks_", ()):
+                if isinstance(cb, EpochProgressBar):
+                    cb.on_train_end(self)
+            raise
+        # the last optimizer step comes after the last loss FiniteLoss saw: check what it
+        # left, once, after every on_train_end (keep_best restores its best epoch there)
+        for _, cb in self.callbacks_:
+            if isinstance(cb, FiniteLoss):
+                with torch.random.fork_rng(devices=_cuda_devices()), self._threads():
+                    cb.check_last_step(self)
+        return self
 
     @_on_resolved_device
     def infer(self, x, **fit_params):
@@ -361,8 +381,12 @@ class XdynNet(NeuralNet):
         with self._resolved_device():
             if device is None or (isinstance(device, str) and device == "auto"):
                 device = self.device
+            # outputs in a dtype numpy lacks (bfloat16) come out as float32, so that
+            # predict can return numpy arrays
+            widen = _numpy_dtype(getattr(self, "dtype_", torch.float32)) is None
             with self._threads():
-                yield from super().forward_iter(X, training=training, device=device)
+                for out in super().forward_iter(X, training=training, device=device):
+                    yield _cast(out, torch.float32, np.float32) if widen else out
 
     def __getstate__(self):
         state = super().__getstate__()
@@ -430,13 +454,16 @@ class XdynNet(NeuralNet):
     # --- seeding ---------------------------------------------------------
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         seed = getattr(self, "seed_", None)
-        if not training or seed is None or iterator is None:
+        if seed is None or iterator is None:
             with self._threads():
                 return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         # the epoch number counts loaded history too, so a resumed run draws
-        # epoch k's shuffle and dropout from the same stream as an uninterrupted one
+        # epoch k's shuffle and dropout from the same stream as an uninterrupted one;
+        # validation has a stream of its own (a module that draws in eval mode, and
+        # early stopping on its loss, are then reproducible too)
         epoch = len(self.history)
-        with _seeded_torch(_derived_seed(seed, _EPOCH_STREAM, epoch)), self._threads():
+        stream = _EPOCH_STREAM if training else _VALID_STREAM
+        with _seeded_torch(_derived_seed(seed, stream, epoch)), self._threads():
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     # True in subclasses whose weights act at every grid point, site or member of a
