@@ -99,7 +99,7 @@ def test_out_that_cannot_be_a_folder_is_one_line_before_work(tmp_path, tiny, cap
     assert tiny == []
 
 
-@pytest.mark.parametrize("seed, needle", [("-1", "outside 0 .. 2**32 - 1"),
+@pytest.mark.parametrize("seed, needle", [("-1", "outside 0 .. 2**31 - 1"),
                                           ("1.5", "not a whole number")])
 def test_bad_seed_is_refused_before_work(seed, needle, tiny, capsys, tmp_path):
     # -1 started the experiment and failed inside it, without naming --seed

@@ -3,13 +3,17 @@
 Exit status: 0 on success; 2 with one ``xdyn: error: ...`` line on bad input
 (an unknown name, a device this machine lacks, an output folder that cannot be
 written, a corrupt data file, a missing optional extra), checked before any
-work starts.
+work starts; 1 with the traceback when the work itself fails (an experiment,
+a benchmark), or with the outcome table when experiments of ``run --all`` failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
+from pathlib import Path
 
 __all__ = ["main", "build_parser"]
 
@@ -75,7 +79,10 @@ def _cmd_run(args):
     if args.scheduler or args.workers is not None or args.resume:
         raise UsageError("--scheduler, --workers and --resume go with --all")
     name = args.name or DEFAULT_EXPERIMENT
-    get_experiment(name)  # an unknown name fails before anything is printed
+    try:
+        get_experiment(name)  # an unknown name fails before anything is printed
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     device = check_device(args.device)
     try:
         check_output_folder(args.out)
@@ -96,6 +103,9 @@ def _cmd_run_all(args):
 
     if args.name:
         raise UsageError(f"--all runs the whole catalogue: leave out the name {args.name!r}")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("--workers sizes a local cluster; with --scheduler the scheduler's "
+                         "workers run the experiments: leave one of them out")
     device = check_device(args.device)
     try:
         check_output_folder(args.out)
@@ -114,6 +124,10 @@ def _cmd_run_all(args):
         print(format_outcomes(err.outcomes))
         print(f"xdyn: error: {err}", file=sys.stderr)
         return 1
+    except ValueError as err:
+        # run_all records an experiment's own errors as outcomes: what it raises is its
+        # checks before the first experiment (scheduler, the workers' view of --out)
+        raise UsageError(str(err)) from None
     print(format_outcomes(outcomes))
     print(f"report: {args.out}/report.html, {args.out}/report.csv")
     return 0
@@ -122,7 +136,10 @@ def _cmd_run_all(args):
 def _cmd_report(args):
     from xdyn.experiments.report import write_report
 
-    paths = write_report(args.dir)
+    try:  # a folder that is missing, not a folder, or cannot be written
+        paths = write_report(args.dir)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     print(f"wrote {paths['html']} and {paths['csv']}")
     return 0
 
@@ -175,22 +192,41 @@ def _cmd_data(args):
             raise UsageError(f"--known-hash is for the weatherbench-* archives, which have no "
                              f"published checksum; {args.name!r} ({kind}) needs none")
         options["known_hash"] = args.known_hash
+    if args.scheduler and args.workers is not None:
+        raise UsageError("data fetch: give --scheduler or --workers, not both")
     if not (args.scheduler or args.workers):
-        print(datasets.fetch(args.name, **options))
+        print(_fetch(args.name, **options))
         return 0
+    from xdyn.datasets.registry import ENV_DATA_DIR
     from xdyn.experiments.run_all import connect
 
+    if os.environ.get(ENV_DATA_DIR):  # the tasks get paths in it: absolute, as --out of run --all
+        os.environ[ENV_DATA_DIR] = str(Path(os.environ[ENV_DATA_DIR]).expanduser().absolute())
     try:
         client, cluster = connect(args.scheduler, args.workers)
     except ValueError as err:
         raise UsageError(str(err)) from None
     try:  # a generated set of many trajectories is made as one dask task per trajectory
-        print(datasets.fetch(args.name, client=client, **options))
+        print(_fetch(args.name, client=client, **options))
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
     return 0
+
+
+def _fetch(name, **options):
+    """``datasets.fetch``, its refusals (an unknown name, no --known-hash, offline) as usage
+    errors; a corrupt file stays a DataIntegrityError (exit status 2 too)."""
+    from xdyn import datasets
+    from xdyn.datasets.registry import DataIntegrityError
+
+    try:
+        return datasets.fetch(name, **options)
+    except DataIntegrityError:
+        raise
+    except (ValueError, OSError) as err:
+        raise UsageError(str(err)) from None
 
 
 def _cmd_bench(args):
@@ -226,15 +262,31 @@ def _cmd_bench(args):
     return 0
 
 
+# Experiments seed their parts with seed + k (k up to 30000): this bound keeps every one of
+# them below numpy's 2**32.
+SEED_MAX = 2**31 - 1
+
+
 def _seed(text: str) -> int:
-    """``--seed``: a whole number numpy can seed with, checked before any work starts."""
+    """``--seed``: a whole number in 0 .. 2**31 - 1, checked before any work starts."""
     try:
         seed = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if not 0 <= seed < 2**32:
-        raise argparse.ArgumentTypeError(f"{seed} is outside 0 .. 2**32 - 1")
+    if not 0 <= seed <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"{seed} is outside 0 .. 2**31 - 1")
     return seed
+
+
+def _workers(text: str) -> int:
+    """``--workers``: a whole number of workers, 0 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n}: give 0 or more workers")
+    return n
 
 
 def _version() -> str:
@@ -262,15 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="short version (smoke tests); written to DIR/NAME-quick/")
     p.add_argument("--out", default="xdyn-results", metavar="DIR",
                    help="output folder (default: xdyn-results)")
-    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="random seed, from 0 to 2**31 - 1 (default: 0)")
     p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda or auto")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--all", action="store_true",
                    help="run the whole catalogue as dask tasks, then write the report")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="with --all: a running dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, metavar="N",
-                   help="with --all: local workers (default: one per core; 0: serially here)")
+    p.add_argument("--workers", type=_workers, metavar="N",
+                   help="with --all: local workers (default: one per core; 0: serially here); "
+                   "not with --scheduler")
     p.add_argument("--resume", action="store_true",
                    help="with --all: skip experiments whose outputs are complete")
     p.set_defaults(func=_cmd_run)
@@ -287,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "publishes none; xdyn downloads nothing unverified)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="fetch: make a generated set's trajectories as tasks on this scheduler")
-    p.add_argument("--workers", type=int, metavar="N",
+    p.add_argument("--workers", type=_workers, metavar="N",
                    help="fetch: make them as tasks on a local dask cluster of N workers")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
@@ -310,8 +364,10 @@ def main(argv=None) -> int:
     Returns
     -------
     int
-        Exit status: the sub-command's (0 on success), or 2 after printing a one-line
-        error for a ``ValueError``, ``OSError`` or ``DataIntegrityError``.
+        Exit status: the sub-command's (0 on success); 2 after printing a one-line
+        error for bad input (a :class:`UsageError` or ``DataIntegrityError``, raised
+        before any work starts); 1 after printing the traceback of any other error
+        (the work itself failed).
 
     Examples
     --------
@@ -327,11 +383,14 @@ def main(argv=None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, DataIntegrityError) as err:
+    except (UsageError, DataIntegrityError) as err:
         # one line: a message that names the input and the fix, never a traceback
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"xdyn: error: {message}", file=sys.stderr)
         return 2
+    except Exception:  # noqa: BLE001 - the work failed: where it failed is what helps
+        traceback.print_exc()
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

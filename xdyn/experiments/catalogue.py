@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from xdyn.datasets.registry import atomic_path, write_netcdf_atomic
@@ -207,7 +208,9 @@ def summary_rows(values, metric, *, method=None, method_dim=None, units=None,
     ----------
     values : xarray.DataArray
         The scores; every dim other than ``method_dim`` becomes a settings
-        column holding its coordinate value (its index when it has none).
+        column holding its coordinate value (its index when it has none). A
+        datetime is written as ISO 8601 text, a timedelta as float seconds
+        (convert it first for other units, e.g. a ``lead_time`` in hours).
     metric : str
         What is measured, e.g. ``"analysis RMSE"``.
     method : str, optional
@@ -215,7 +218,8 @@ def summary_rows(values, metric, *, method=None, method_dim=None, units=None,
     method_dim : str, optional
         The dim whose coordinate names the method of each row.
     units : str, optional
-        Default: ``values.attrs["units"]``, else ``"1"``.
+        Default: ``values.attrs["units"]``, else ``"s"`` for timedelta
+        values, else ``"1"``.
     lower_is_better : bool or None, default True
         None for a descriptive quantity that is neither (a mean, a peak).
     **settings
@@ -233,13 +237,19 @@ def summary_rows(values, metric, *, method=None, method_dim=None, units=None,
     >>> rows = summary_rows(da, "analysis RMSE", method_dim="assimilator", obs_every=1)
     >>> rows[1]
     {'method': 'OI', 'metric': 'analysis RMSE', 'value': 0.9, 'units': '1', 'lower_is_better': True, 'obs_every': 1}
+    >>> import numpy as np
+    >>> lead = xr.DataArray([1.5], dims="lead_time",
+    ...                     coords={"lead_time": np.array([6], "timedelta64[h]")})
+    >>> summary_rows(lead, "RMSE", method="persistence")[0]["lead_time"]
+    21600.0
     """
     if (method is None) == (method_dim is None):
         raise ValueError("give exactly one of method (a name) and method_dim (a dim of values)")
     if method_dim is not None and method_dim not in values.dims:
         raise ValueError(f"method_dim {method_dim!r} is not a dim of {values.name!r}; "
                          f"its dims are {values.dims}")
-    units = units if units is not None else values.attrs.get("units", "1")
+    if units is None:
+        units = values.attrs.get("units", "s" if values.dtype.kind == "m" else "1")
     dims = list(values.dims)
     data = np.asarray(values.values)
     rows = []
@@ -258,8 +268,13 @@ def summary_rows(values, metric, *, method=None, method_dim=None, units=None,
 
 
 def _scalar(x):
-    x = x.item() if hasattr(x, "item") else x
-    return x
+    """A plain Python value for a CSV cell; ``.item()`` gives integer nanoseconds for
+    datetime64/timedelta64[ns], so those become ISO 8601 text and float seconds."""
+    if isinstance(x, np.datetime64):
+        return "NaT" if np.isnat(x) else pd.Timestamp(x).isoformat()
+    if isinstance(x, np.timedelta64):
+        return float(x / np.timedelta64(1, "s"))
+    return x.item() if hasattr(x, "item") else x
 
 
 def write_summary(rows, path, experiment: str, **run_settings) -> Path:
@@ -301,8 +316,6 @@ def write_summary(rows, path, experiment: str, **run_settings) -> Path:
     experiment,method,metric,value,units,lower_is_better,seed
     demo,EnKF,analysis RMSE,0.2,1,True,0
     """
-    import pandas as pd
-
     records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else list(rows or [])
     table = []
     for i, row in enumerate(records):

@@ -5,7 +5,10 @@
 it, and writes ``DIR/report.html`` and ``DIR/report.csv``: one table per
 family (the module that registers the experiment), xdyn's numbers side by
 side with the DAPPER number the run recorded (``reference_value``) and the
-anchors of ``anchors.csv``, and whether each target is met.
+anchors of ``anchors.csv``, and whether each target is met. Each row shows
+the seed of its run. An experiment that failed in the last ``xdyn run
+--all`` (``DIR/run_all.csv``) keeps its earlier folder: its rows are marked
+stale, with when that earlier run wrote them, and its targets are not counted.
 
 ``anchors.csv`` holds, once, the reference numbers of the original papers and
 of DAPPER that are not in :mod:`xdyn.experiments.setups`, each with its
@@ -24,6 +27,7 @@ import html
 import importlib.resources
 import io
 import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +43,7 @@ _NOT_SETTINGS = {"quick", "seed", "status", "reference_value"}
 _FIGURES = ("*.png", "*.gif", "*.svg")
 REPORT_COLUMNS = ["family", "experiment", "method", "metric", "settings", "value", "units",
                   "quick", "dapper", "anchor", "anchor_kind", "target", "met", "source",
-                  "status"]
+                  "status", "seed", "stale"]
 
 
 def load_anchors() -> pd.DataFrame:
@@ -112,7 +116,9 @@ def collect_summaries(directory) -> pd.DataFrame:
     its file; bookkeeping such as ``quick`` and ``seed`` left out). Staging
     folders (names starting with ``.``) are skipped: runs in progress or left
     by a killed one; the results a run killed mid-move had set aside are put
-    back first (:func:`~xdyn.experiments.catalogue.restore_interrupted`).
+    back first (:func:`~xdyn.experiments.catalogue.restore_interrupted`). A
+    file that cannot be read (cut short, another tool's) is skipped with a
+    warning that names it.
 
     Parameters
     ----------
@@ -123,7 +129,8 @@ def collect_summaries(directory) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Columns ``experiment, method, metric, value, units, lower_is_better,
-        settings, folder, quick, reference_value, status``; empty when no run is found.
+        settings, folder, quick, seed, reference_value, status`` (``seed`` as
+        written, empty where the file has none); empty when no run is found.
 
     Examples
     --------
@@ -140,14 +147,16 @@ def collect_summaries(directory) -> pd.DataFrame:
             frame = _read_summary(path)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
                 ValueError) as err:
-            raise ValueError(f"report: cannot read {path} ({err}); rerun that experiment or "
-                             "remove its folder") from None
+            # one bad file (a copy cut short) must not cost the report of every other run
+            warnings.warn(f"report: skipped {path}: cannot read it ({err}); rerun that "
+                          "experiment or remove its folder", stacklevel=2)
+            continue
         extra = [c for c in frame.columns if c not in _BASE and c not in _NOT_SETTINGS]
         frame["settings"] = ["; ".join(f"{c}={row[c]}" for c in extra if row[c] != "")
                              for _, row in frame.iterrows()]
         frame["folder"] = path.parent.name
         frames.append(frame)
-    columns = [*_BASE, "settings", "folder", "quick", "reference_value", "status"]
+    columns = [*_BASE, "settings", "folder", "quick", "seed", "reference_value", "status"]
     if not frames:
         return pd.DataFrame(columns=columns)
     table = pd.concat(frames, ignore_index=True).reindex(columns=columns).astype(object)
@@ -223,9 +232,11 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
     -------
     pandas.DataFrame
         Columns ``family, experiment, method, metric, settings, value, units,
-        quick, dapper, anchor, anchor_kind, target, met, source, status`` (``met``:
-        True, False, or empty where there is no target or no xdyn value; ``status``:
-        the run's, e.g. "diverged" for a method with no value).
+        quick, dapper, anchor, anchor_kind, target, met, source, status, seed,
+        stale`` (``met``: True, False, or empty where there is no target or no
+        xdyn value; ``status``: the run's, e.g. "diverged" for a method with no
+        value; ``seed``: the run's; ``stale``: empty, or why the numbers are not
+        from the last ``run_all`` -- its attempt at that experiment failed).
 
     Examples
     --------
@@ -243,6 +254,7 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
     """
     anchors = load_anchors() if anchors is None else anchors
     table = collect_summaries(directory)
+    stale = _stale_folders(Path(directory))
     rows, used = [], set()
     for _, r in table.iterrows():
         r = r.to_dict()
@@ -252,7 +264,7 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
                 "value": r["value"], "units": r["units"], "quick": bool(r["quick"]),
                 "dapper": r["reference_value"], "anchor": float("nan"),
                 "anchor_kind": "", "target": "", "met": None, "source": "",
-                "status": r["status"]}
+                "status": r["status"], "seed": r["seed"], "stale": stale.get(r["folder"], "")}
         found = anchors[(anchors.experiment == r["experiment"])
                         & (anchors.metric.str.lower() == str(r["metric"]).lower())]
         matched = False
@@ -278,8 +290,42 @@ def build_report(directory, anchors: pd.DataFrame | None = None) -> pd.DataFrame
                      "method": a.method, "metric": a.metric, "settings": a.settings.replace(";", "; "),
                      "value": float("nan"), "units": a.units, "quick": False,
                      "dapper": float("nan"), "anchor": a.anchor, "anchor_kind": a.kind,
-                     "target": a.target, "met": None, "source": a.source, "status": ""})
+                     "target": a.target, "met": None, "source": a.source, "status": "",
+                     "seed": "", "stale": ""})
     return pd.DataFrame(rows, columns=REPORT_COLUMNS)
+
+
+def _read_runs(directory: Path):
+    """``run_all.csv`` of ``directory`` (the outcomes of the last ``run_all``), or None."""
+    path = directory / "run_all.csv"
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
+            ValueError) as err:
+        warnings.warn(f"report: skipped {path}: cannot read it ({err})", stacklevel=3)
+        return None
+
+
+def _stale_folders(directory: Path) -> dict:
+    """Folder name -> why its numbers are stale: the last ``run_all`` failed on that
+    experiment, and the folder's results are older than that ``run_all`` (a failed run
+    leaves the earlier results in place; a later ``xdyn run NAME`` makes them current)."""
+    runs = _read_runs(directory)
+    if runs is None or not {"folder", "status"} <= set(runs.columns):
+        return {}
+    finished = (directory / "run_all.csv").stat().st_mtime
+    stale = {}
+    for folder in runs.loc[runs.status == "failed", "folder"].astype(str):
+        summary = directory / Path(folder).name / "summary.csv"
+        if summary.is_file() and summary.stat().st_mtime <= finished:  # a tie (coarse clock): older
+            written = datetime.datetime.fromtimestamp(summary.stat().st_mtime,
+                                                      datetime.timezone.utc)
+            stale[summary.parent.name] = (f"failed in the last run_all (run_all.csv); numbers "
+                                          f"from an earlier run written {written:%Y-%m-%d %H:%M} "
+                                          "UTC")
+    return stale
 
 
 def _is_best(table, r) -> bool:
@@ -322,7 +368,7 @@ def _status(status) -> str:
 
 def _family_table(rows: pd.DataFrame) -> str:
     head = ["experiment", "method", "metric", "settings", "xdyn", "units", "DAPPER (run)",
-            "anchor", "kind", "target", "met", "source"]
+            "anchor", "kind", "target", "met", "source", "run"]
     out = ["<table>", "<tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>"]
     for _, r in rows.iterrows():
         no_value = isinstance(r.value, float) and math.isnan(r.value)
@@ -331,8 +377,11 @@ def _family_table(rows: pd.DataFrame) -> str:
             met_cell = "<td></td>" if not r.target or no_value else "<td>no value</td>"
         else:
             word = "met" if met else "missed"
-            met_cell = f'<td class="{word}">{word}{" (quick run)" if r.quick else ""}</td>'
+            note = " (stale)" if r.stale else " (quick run)" if r.quick else ""
+            met_cell = f'<td class="{word}">{word}{note}</td>'
         cells = [r.experiment + (" (quick)" if r.quick else ""), r.method, r.metric, r.settings]
+        run = "; ".join(t for t in (f"seed {_fmt(r.seed)}" if _fmt(r.seed) else "",
+                                    f"stale: {r.stale}" if r.stale else "") if t)
         out.append(f'<tr{" class=noxdyn" if no_value else ""}>'
                    + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in cells)
                    + f'<td class="num">{_fmt(r.value) or _status(r.status)}</td>'
@@ -341,7 +390,8 @@ def _family_table(rows: pd.DataFrame) -> str:
                    + f'<td class="num">{_fmt(r.anchor)}</td>'
                    + f"<td>{html.escape(_fmt(r.anchor_kind))}</td>"
                    + f"<td>{html.escape(_fmt(r.target))}</td>" + met_cell
-                   + f"<td>{html.escape(_fmt(r.source))}</td></tr>")
+                   + f"<td>{html.escape(_fmt(r.source))}</td>"
+                   + f"<td>{html.escape(run)}</td></tr>")
     out.append("</table>")
     return "\n".join(out)
 
@@ -357,10 +407,9 @@ def _figures_html(directory: Path, folder: str) -> str:
 
 
 def _runs_table(directory: Path) -> str:
-    path = directory / "run_all.csv"
-    if not path.exists():
+    runs = _read_runs(directory)  # numbers shown to 4 digits, empty cells (NaN) blank
+    if runs is None:
         return ""
-    runs = pd.read_csv(path)  # numbers shown to 4 digits, empty cells (NaN) blank
     head = "".join(f"<th>{html.escape(c)}</th>" for c in runs.columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>"
                    for row in runs.itertuples(index=False))
@@ -384,7 +433,8 @@ def write_report(directory="xdyn-results") -> dict:
     Raises
     ------
     ValueError
-        ``directory`` is not a folder.
+        ``directory`` is not a folder, or the report cannot be written there
+        (naming the folder and the OS error).
 
     Examples
     --------
@@ -406,33 +456,46 @@ def write_report(directory="xdyn-results") -> dict:
                          "(the --out folder of `xdyn run`)")
     report = build_report(directory)
     csv_path, html_path = directory / "report.csv", directory / "report.html"
-    with atomic_path(csv_path) as tmp:
-        report.to_csv(tmp, index=False)
     ran = report[~report.value.isna()]
-    # a run without a value (a diverged method) misses its target; quick runs apart
-    judged = report[report.met.notna() & ~report.quick]
-    quick = report[report.met.notna() & report.quick]
-    quick_note = (f" Quick runs: {int(quick.met.astype(bool).sum())} of {len(quick)} met "
-                  "(shortened: not comparable with the anchors)." if len(quick) else "")
+    # a run without a value (a diverged method) misses its target; quick and stale runs apart
+    stale = report.stale != ""
+    judged = report[report.met.notna() & ~report.quick & ~stale]
+    quick = report[report.met.notna() & report.quick & ~stale]
+    notes = (f" Quick runs: {int(quick.met.astype(bool).sum())} of {len(quick)} met "
+             "(shortened: not comparable with the anchors)." if len(quick) else "")
+    if stale.any():
+        names = ", ".join(sorted(report[stale].experiment.unique()))
+        notes += (f" Stale, not counted: {names} failed in the last run_all (see Runs); "
+                  "their rows show an earlier run's numbers.")
     parts = ["<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>xdyn report</title>",
              f"<style>{_STYLE}</style></head><body><h1>xdyn results</h1>",
              f"<p>{len(ran)} xdyn rows from {ran.experiment.nunique()} experiments in "
              f"{html.escape(str(directory))}; {int(judged.met.astype(bool).sum())} of "
-             f"{len(judged)} targets met by full-size runs.{quick_note} Generated "
+             f"{len(judged)} targets met by full-size runs.{notes} Generated "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC from each run's "
              "summary.csv (<a href=\"report.csv\">report.csv</a>). Quick runs are shortened: "
              "their numbers are not comparable with the anchors.</p>",
              "<p>Columns: <i>DAPPER (run)</i> is the number DAPPER gives on the run's own setup "
              "(recorded by the experiment); <i>anchor</i> a published or DAPPER number from "
-             "xdyn's anchors.csv with its source; <i>target</i> what xdyn aims at.</p>",
+             "xdyn's anchors.csv with its source; <i>target</i> what xdyn aims at; <i>run</i> "
+             "the seed of the run that wrote the row, and whether it is stale.</p>",
              _runs_table(directory)]
+    with warnings.catch_warnings():  # build_report warned of unreadable files already
+        warnings.simplefilter("ignore")
+        folders = collect_summaries(directory)
     for family, rows in report.groupby("family", sort=True):
         parts.append(f"<h2>{html.escape(family)}</h2>")
         parts.append(_family_table(rows))
-        for folder in sorted(collect_summaries(directory).query(
-                "experiment in @rows.experiment").folder.unique()):
+        for folder in sorted(folders.query("experiment in @rows.experiment").folder.unique()):
             parts.append(_figures_html(directory, folder))
     parts.append("</body></html>")
-    with atomic_path(html_path) as tmp:
-        Path(tmp).write_text("\n".join(parts), encoding="utf-8")
+    try:
+        with atomic_path(csv_path) as tmp:
+            report.to_csv(tmp, index=False)
+        with atomic_path(html_path) as tmp:
+            Path(tmp).write_text("\n".join(parts), encoding="utf-8")
+    except OSError as err:  # named by the folder: the temporary file's name tells nothing
+        raise ValueError(f"report: cannot write report.csv and report.html in "
+                         f"{str(directory)!r}: {err.strerror or err} ({type(err).__name__})"
+                         ) from None
     return {"html": html_path, "csv": csv_path}

@@ -21,9 +21,11 @@ writes the numbers a serial run writes.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -82,14 +84,16 @@ class RunOutcome:
         ``"ok"``, ``"skipped"`` (complete outputs found with ``resume``) or
         ``"failed"``.
     folder : str
-        Its output folder.
+        Its output folder (absolute where :func:`run_all` made it).
     wall_time_s : float
-        The experiment's own wall time (as in its ``results.nc``); NaN if failed.
+        The experiment's own wall time (as in its ``results.nc``; for a skipped
+        one, that of the earlier run); NaN if failed.
     task_time_s : float
         Submission to result, retries and queueing included.
     peak_memory_mb : float
         Peak resident memory of the run in the worker process that ran it (as in
-        its ``results.nc``; the process's peak so far where it cannot be reset).
+        its ``results.nc``, also for a skipped one; the process's peak so far where
+        it cannot be reset).
     worker : str
         The worker's address (``"local"`` for a serial run).
     error : str
@@ -259,14 +263,20 @@ def _check_on_worker(out):
     return True
 
 
+def _recorded(folder, key):
+    """The attr ``key`` (``wall_time_s``, ``peak_memory_mb``) of ``folder/results.nc``, or NaN."""
+    try:
+        with xr.open_dataset(Path(folder) / "results.nc") as ds:
+            return float(ds.attrs[key])
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+
+
 def _expected_wall_time(out, entry, quick):
     """Wall time of an earlier run in ``out``, else the catalogue's measured quick one
     (a proxy for the order of full runs too), to start the longest experiments first."""
-    try:
-        with xr.open_dataset(output_folder(out, entry.name, quick) / "results.nc") as ds:
-            return float(ds.attrs["wall_time_s"])
-    except (OSError, ValueError, KeyError):
-        return entry.quick_wall_s
+    wall = _recorded(output_folder(out, entry.name, quick), "wall_time_s")
+    return entry.quick_wall_s if math.isnan(wall) else wall
 
 
 def _describe_error(name, err, retries):
@@ -292,7 +302,8 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
         Run the quick versions (as :func:`xdyn.experiments.run`).
     out : str or Path, default "xdyn-results"
         Parent folder of the runs; checked writable (here and on a worker)
-        before any experiment starts.
+        before any experiment starts. A relative path is taken from this
+        process's working folder (the workers get it as an absolute path).
     seed, device
         As :func:`xdyn.experiments.run`; every experiment gets the same seed.
     client : distributed.Client, optional
@@ -317,7 +328,9 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
         torch threads in each worker.
     report : bool, default True
         Write the HTML report and ``report.csv`` of ``out``
-        (:func:`xdyn.experiments.report.write_report`) at the end.
+        (:func:`xdyn.experiments.report.write_report`) at the end; a report that
+        cannot be written is a warning, and the outcomes are still returned (or
+        raised).
     errors : {"raise", "return"}, default "raise"
         After writing every result, raise :class:`ExperimentsFailedError`
         if an experiment failed, or only return the outcomes.
@@ -349,13 +362,17 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
     if errors not in ("raise", "return"):
         raise ValueError(f"errors={errors!r}: use 'raise' or 'return'")
     entries = ([get_experiment(n) for n in names] if names is not None else list_experiments())
-    out = check_output_folder(out)
+    # absolute before any task is made: a worker's working folder is not this process's
+    # (symlinks kept: a node may mount the shared file system elsewhere behind them)
+    out = check_output_folder(out).absolute()
     outcomes = {}
     todo = []
     for entry in entries:
         folder = str(output_folder(out, entry.name, quick))
         if resume and is_complete(out, entry.name, quick, seed):
-            outcomes[entry.name] = RunOutcome(entry.name, "skipped", folder)
+            outcomes[entry.name] = RunOutcome(entry.name, "skipped", folder,
+                                              _recorded(folder, "wall_time_s"),
+                                              peak_memory_mb=_recorded(folder, "peak_memory_mb"))
             if on_outcome is not None:
                 on_outcome(outcomes[entry.name])
         else:
@@ -385,7 +402,10 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
     if report:
         from xdyn.experiments.report import write_report
 
-        write_report(out)
+        try:  # the outcomes matter more than the page: they still reach the caller
+            write_report(out)
+        except ValueError as err:
+            warnings.warn(f"run_all: no report written: {err}", stacklevel=2)
     failed = [o for o in ordered if o.status == "failed"]
     if failed and errors == "raise":
         kept = [o.name for o in ordered if o.status != "failed"]

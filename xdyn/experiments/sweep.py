@@ -47,6 +47,18 @@ def _sweep_batch(estimator, obs, truth, inflation):
     return out.transpose(*batch)
 
 
+def _check_axis(name, values, flat=False):
+    """Refuse a grid axis that is a single value (``inflation=1.05``) or empty: it has no
+    length to make a dim of (a bare IndexError or TypeError deep in the sweep before)."""
+    try:
+        size = len(values)
+    except TypeError:  # a number, a 0-d array
+        size = 0
+    if isinstance(values, str) or size == 0 or (flat and np.ndim(values) != 1):
+        raise ValueError(f"{name}={values!r}: give a non-empty 1-D sequence of values (a "
+                         "list of one for one value; a fixed value goes on the estimator)")
+
+
 def _chunks(n_inflation, batch_sizes, batch_size):
     """Index pieces ``(inflation slice or None, slice of the first batch dim or None)``."""
     per_point = int(np.prod(batch_sizes)) if batch_sizes else 1
@@ -79,10 +91,12 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     truth : xarray.Dataset
         The matching truth (same batch dims).
     inflation : sequence of float, optional
-        Inflation factors, run together along a new ``inflation`` dim.
+        Inflation factors, run together along a new ``inflation`` dim (a list of
+        one for one factor; a single number is refused: set it on the estimator).
     param_grid : dict of str -> sequence, optional
         Other parameters of ``estimator`` (``n_members``, ``localization_radius``
-        ...), one batched call per combination; each becomes a dim.
+        ...), one batched call per combination; each becomes a dim. Each value
+        is a non-empty sequence, as ``inflation``.
     batch_size : int, optional
         Most experiments (inflation values x batch elements of ``obs``) in one
         batched call; a larger grid is cut into chunks (along ``inflation``,
@@ -125,6 +139,10 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
         raise ValueError(f"param_grid: {bad} {'is' if len(bad) == 1 else 'are'} not a "
                          f"parameter of {type(estimator).__name__} to grid over "
                          "(inflation has its own argument, batched)")
+    if inflation is not None:
+        _check_axis("inflation", inflation, flat=True)
+    for name, values in param_grid.items():
+        _check_axis(f"param_grid[{name!r}]", values)
     grid = None if inflation is None else np.asarray(inflation, dtype=float)
     batch_dims = [d for d in obs["observation"].dims if d not in ("time", "obs")]
     chunks = _chunks(0 if grid is None else grid.size, [obs.sizes[d] for d in batch_dims],
