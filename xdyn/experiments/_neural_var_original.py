@@ -241,21 +241,41 @@ def add_original_results(res, orig, draw_bg, clim_cycled, trainings, baselines,
     return res
 
 
+def _original_run(res):
+    """Where the networks of the original protocol ran: the experiment's own network
+    (trained on forecasts) in every cell, the climatology-trained one where it has a wall
+    time (``original_training_noise``)."""
+    return (res.original_training_wall_time.notnull()
+            | (res["training_background"] == "forecast"))
+
+
 def original_summary(res) -> list[dict]:
-    """Summary rows of the original-protocol variables (cells not run are left out)."""
+    """Summary rows of the original-protocol variables.
+
+    The cells not run are left out; a run that diverged keeps its row, valued NaN.
+    """
     from xdyn.experiments.catalogue import summary_rows
 
-    rows = (summary_rows(res.original_draw_analysis_rmse, "original-protocol single-analysis RMSE",
-                         method="NeuralVar3D")
+    run = _original_run(res)
+
+    def network_rows(da, metric, **settings):
+        ran = run if "training_background" in da.dims else run.sel(
+            training_background="climatology")
+        rows = summary_rows(da, metric, method="NeuralVar3D", **settings)
+        return [r for r, k in zip(rows, ran.transpose(*da.dims).values.ravel()) if k]
+
+    rows = (network_rows(res.original_draw_analysis_rmse,
+                         "original-protocol single-analysis RMSE")
             + summary_rows(res.original_draw_background_rmse,
                            "original-protocol single-analysis background RMSE",
                            method="climatological draw")
-            + summary_rows(res.original_cycle_analysis_rmse, "original-protocol cycled analysis RMSE",
-                           method="NeuralVar3D")
-            + summary_rows(res.original_cycle_background_rmse,
-                           "original-protocol cycled background RMSE", method="NeuralVar3D")
-            + summary_rows(res.climatology_trained_analysis_rmse, "analysis RMSE",
-                           method="NeuralVar3D", training_background="climatology"))
+            + network_rows(res.original_cycle_analysis_rmse,
+                           "original-protocol cycled analysis RMSE")
+            + network_rows(res.original_cycle_background_rmse,
+                           "original-protocol cycled background RMSE"))
+    if "climatology" in res["training_background"].values:
+        rows += network_rows(res.climatology_trained_analysis_rmse, "analysis RMSE",
+                             training_background="climatology")
     if "var3d_original_draw_analysis_rmse" in res:
         rows += summary_rows(res.var3d_original_draw_analysis_rmse,
                              "original-protocol single-analysis RMSE",
@@ -265,14 +285,13 @@ def original_summary(res) -> list[dict]:
                               "original-protocol cycled analysis RMSE", method_dim="baseline")
                  + summary_rows(res.baseline_original_cycle_background_rmse,
                                 "original-protocol cycled background RMSE", method_dim="baseline"))
-    return [r for r in rows if np.isfinite(r["value"])]
+    return rows
 
 
 def _mean_std(da):
+    # np.mean, not nanmean: one diverged seed makes the cell nan, not the others' score
     v = np.asarray(da.values, float)
-    if not np.isfinite(v).any():
-        return f"{'-':>13}"
-    return f"{np.nanmean(v):>7.3f}±{np.nanstd(v):<5.3f}"
+    return f"{np.mean(v):>7.3f}±{np.std(v):<5.3f}"
 
 
 def original_table(res) -> str:
@@ -280,10 +299,12 @@ def original_table(res) -> str:
     lines = ["original pipeline's protocol (training-split statistics): single analyses of "
              "climatological draws, and the cycle from their mean (first "
              f"{ORIGINAL_CYCLE_STEPS} analyses); gain = 1 - analysis/background; cycled: the "
-             "experiment's cycle from the prior mean, after burn-in",
+             "experiment's cycle from the prior mean, after burn-in; mean±std over training "
+             "seeds, nan where a seed diverged",
              f"{'mode':<5}{'noise':>6}  {'method':<22}{'trained on':<12}{'draw bg':>9}"
              f"{'draw an':>14}{'gain':>7}{'cycle bg':>14}{'cycle an':>14}{'gain':>7}"
              f"{'cycled':>9}", "-" * 119]
+    run = _original_run(res)
     for mode in res["mode"].values:
         for noise in res["noise_std"].values:
             cell = res.sel(mode=mode, noise_std=noise)
@@ -291,9 +312,10 @@ def original_table(res) -> str:
             for enc in res["encoder"].values:
                 for kind in res["training_background"].values:
                     c = cell.sel(encoder=enc, training_background=kind)
-                    if not np.isfinite(c.original_draw_analysis_rmse.values).any():
+                    if not run.sel(mode=mode, noise_std=noise, encoder=enc,
+                                   training_background=kind).any():
                         continue
-                    da, cb, ca = (float(np.nanmean(c[v].values)) for v in (
+                    da, cb, ca = (float(np.mean(c[v].values)) for v in (
                         "original_draw_analysis_rmse", "original_cycle_background_rmse",
                         "original_cycle_analysis_rmse"))
                     cycled = c.analysis_rmse if kind == "forecast" else \
@@ -303,7 +325,7 @@ def original_table(res) -> str:
                         f"{bg:>9.3f}{_mean_std(c.original_draw_analysis_rmse):>14}"
                         f"{1 - da / bg:>7.0%}{_mean_std(c.original_cycle_background_rmse):>14}"
                         f"{_mean_std(c.original_cycle_analysis_rmse):>14}{1 - ca / cb:>7.0%}"
-                        f"{float(np.nanmean(cycled.values)):>9.3f}")
+                        f"{float(np.mean(cycled.values)):>9.3f}")
             if "var3d_original_draw_analysis_rmse" in res:
                 da = float(cell.var3d_original_draw_analysis_rmse)
                 lines.append(f"{'':<11}  {'Var3D (B = 2 x clim. cov)':<34}{bg:>9.3f}"

@@ -537,6 +537,85 @@ def _make_mean_model(setup, seed, device):
                               random_state=seed, device=device)
 
 
+def _unresolved_energy_ratio(fields, filt):
+    """Energy of each field's unresolved part over that of the first field (the truth).
+
+    The unresolved part is the field minus ``filt``'s transform of it: exactly the modes
+    the filter removes. (The shells of :func:`xdyn.metrics.isotropic_spectrum` are
+    rounded, so its shell at the cutoff holds unresolved modes, the most energetic ones,
+    too.) The energy is that of the whole unresolved part, averaged over every dim but
+    ``y`` and ``x``, not a ratio per shell: the truth's highest shells hold
+    round-off-sized energy, and a ratio there is noise.
+
+    Parameters
+    ----------
+    fields : dict of str to xarray.Dataset
+        Name -> fields (``u``, ``v`` over ``y``, ``x`` and any other dims); the first
+        is the reference.
+    filt : xdyn.preprocessing.LowPassFilter
+        The fitted filter that splits the scales.
+
+    Returns
+    -------
+    xarray.DataArray
+        The ratio per ``field``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from xdyn.preprocessing import LowPassFilter
+    >>> x = 2 * np.pi * np.arange(16) / 16
+    >>> wave = lambda k: np.cos(k * x)[None, :] + 0 * x[:, None]
+    >>> field = lambda a: xr.Dataset({v: (("y", "x"), wave(2) + a * wave(5)) for v in "uv"})
+    >>> filt = LowPassFilter(4, lengths=(2 * np.pi, 2 * np.pi)).fit(field(1.0))
+    >>> ratio = _unresolved_energy_ratio({"truth": field(1.0), "half": field(0.5)}, filt)
+    >>> ratio.values.round(3).tolist()
+    [1.0, 0.25]
+    """
+    lengths = (2 * np.pi, 2 * np.pi)
+    energy = []
+    for f in fields.values():
+        unresolved = f[VARS] - filt.transform(f[VARS])
+        s = isotropic_spectrum(unresolved, lengths=lengths,
+                               mean_dims=[d for d in f.dims if d not in ("y", "x")])
+        energy.append(float((s.u + s.v).sum()))
+    ratio = xr.DataArray(np.array(energy) / energy[0], dims="field",
+                         coords={"field": list(fields)})
+    ratio.attrs = {"long_name": "energy above the cutoff (of the modes the filter removes) "
+                                "relative to the truth's", "units": "1"}
+    return ratio
+
+
+def _forecast_rows(forecast_scores, lead_err, latent_forecast_scores):
+    """Summary rows of the forecasts: CRPS of the closed ensembles and rel-L2 per model.
+
+    The means over leads keep NaN (``skipna=False``): a forecast that diverged part-way
+    scores NaN, not the mean of its leads before it.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> crps = xr.DataArray([[[0.1, np.nan]]], dims=("closure", "metric_fc", "lead"),
+    ...                     coords={"closure": ["GP"], "metric_fc": ["CRPS"]})
+    >>> err = xr.DataArray([[0.1, 0.3]], dims=("model", "lead"), coords={"model": ["ROM"]})
+    >>> [(r["metric"], r["value"]) for r in _forecast_rows(crps, err, crps)][1:3]
+    [('rel-L2 at first lead', 0.1), ('rel-L2 (mean over leads)', 0.2)]
+    >>> _forecast_rows(crps, err, crps)[0]["value"]
+    nan
+    """
+    return (summary_rows(forecast_scores.sel(metric_fc="CRPS").mean("lead", skipna=False),
+                         "CRPS (mean over leads)", method_dim="closure", units="1",
+                         task="forecast")
+            + summary_rows(lead_err.isel(lead=0), "rel-L2 at first lead",
+                           method_dim="model", task="forecast")
+            + summary_rows(lead_err.mean("lead", skipna=False), "rel-L2 (mean over leads)",
+                           method_dim="model", task="forecast")
+            + summary_rows(latent_forecast_scores.sel(metric_fc="CRPS").mean("lead",
+                                                                          skipna=False),
+                           "CRPS (mean over leads)", method_dim="closure", units="1",
+                           task="forecast", resolved_model="LatentTransformerROM"))
+
+
 def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
     """Run the experiment for ``setup``; returns an :class:`ExperimentResult`.
 
@@ -686,7 +765,8 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
         s = isotropic_spectrum(ds[VARS], lengths=lengths, mean_dims=mean_dims)
         return (s.u + s.v).reset_coords(drop=True)
 
-    fields = {"truth": full_te, "filtered": res_te, "ROM forecast": rom_fc,
+    # the truth over the closure fields' snapshots (those after the closures' lags)
+    fields = {"truth": full_te_c, "filtered": res_te_c, "ROM forecast": rom_fc,
               "LatentTransformerROM forecast": latent_fc}
     fields.update({f"{c} closure": res_te_c + samples_te[c].isel(member=0, drop=True)
                    for c in CLOSURES})
@@ -695,13 +775,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                         compat="override").assign_coords(
         field=list(fields))
     spectra.attrs = {"long_name": "isotropic kinetic-energy spectrum", "units": "1"}
-    above = spectra.wavenumber > filt.cutoff_
-    # energy-weighted: the truth's highest shells hold round-off-sized energy, and a
-    # shell-by-shell ratio there is noise
-    spectrum_ratio = (spectra.where(above).sum("wavenumber")
-                      / spectra.sel(field="truth").where(above).sum("wavenumber"))
-    spectrum_ratio.attrs = {"long_name": "energy above the cutoff relative to the truth's",
-                            "units": "1"}
+    spectrum_ratio = _unresolved_energy_ratio(fields, filt)
     bins = np.linspace(-12, 12, 61)
     pdfs = []
     for f in fields.values():
@@ -774,16 +848,7 @@ def kolmogorov_closure_experiment(setup, seed=0, device="cpu", progress=False):
                + summary_rows(sample_cost, "sampling cost per field", method_dim="closure")
                + summary_rows(spread_scale, "spread scale", method_dim="closure",
                               lower_is_better=None, task="reconstruction")
-               + summary_rows(forecast_scores.sel(metric_fc="CRPS").mean("lead"),
-                              "CRPS (mean over leads)", method_dim="closure", units="1",
-                              task="forecast")
-               + summary_rows(lead_err.isel(lead=0), "rel-L2 at first lead",
-                              method_dim="model", task="forecast")
-               + summary_rows(lead_err.mean("lead"), "rel-L2 (mean over leads)",
-                              method_dim="model", task="forecast")
-               + summary_rows(latent_forecast_scores.sel(metric_fc="CRPS").mean("lead"),
-                              "CRPS (mean over leads)", method_dim="closure", units="1",
-                              task="forecast", resolved_model="LatentTransformerROM"))
+               + _forecast_rows(forecast_scores, lead_err, latent_forecast_scores))
     if mean_fit is not None:
         summary += summary_rows(results["mean_model_unresolved_rel_l2"], "unresolved rel-L2",
                                 method="ConvFieldRegressor (mean model)", task="reconstruction")
