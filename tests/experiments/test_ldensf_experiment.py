@@ -157,10 +157,13 @@ def quick_result(tmp_path_factory):
 def test_quick_run_is_faster_per_step(quick_result):
     res = quick_result
     assert np.isfinite(res.field_rel_rmse).all()
-    w = res.wall_per_step.sum("part")
-    # measured 61-69x (dynamics 152-167x) on the 2-core machine (the issue's target, 1000x,
-    # is missed at 32 x 32)
-    assert float(w.sel(assimilator="EnSF") / w.sel(assimilator="LD-EnSF")) > 10
+    w = res.wall_per_step
+    # the latent step (encoder and decoding apart) against EnSF's whole step: measured 61-69x
+    # (dynamics 152-167x) on the 2-core machine (the issue's target, 1000x, is missed at
+    # 32 x 32); the whole pipeline, decoding included, is not faster there (audit X3)
+    latent = w.sel(assimilator="LD-EnSF", part=["dynamics", "analysis"]).sum()
+    assert float(w.sel(assimilator="EnSF").sum() / latent) > 10
+    assert float(w.sel(assimilator="LD-EnSF").sum()) >= float(latent)
 
 
 @pytest.mark.slow
@@ -427,8 +430,8 @@ def test_full_space_wall_time_is_split_within_the_filters_own_run(tiny_tsunami, 
         _, tic, wall, _ = [r for r in runs if r[0] == name and r[3] == n][-1]
         during = [s for t, s in calls if tic <= t <= tic + wall]
         assert len(during) == n - 1  # no forecast to the first analysis
-        dyn, ana = walls[name]
-        assert dyn > 0 and ana > 0
+        dyn, ana, coding = walls[name]
+        assert dyn > 0 and ana > 0 and coding == 0  # no encoder, no decoding
         np.testing.assert_allclose(dyn, sum(during) / n, rtol=0.02)
         # the whole run, up to the selection of the fields and the timers' own cost
         np.testing.assert_allclose(dyn + ana, wall / n, rtol=0.02, atol=2e-3)
@@ -453,8 +456,9 @@ def test_failed_full_space_filter_has_no_analysis_time(tiny_tsunami, monkeypatch
     monkeypatch.setattr(EnSF, "_analyze", lost_at_the_third)
     monkeypatch.setattr(LETKF, "_analyze", broken)
     analyses, walls = full_space_filters(setup, test, obs, 0, ["u", "v", "eta"])
-    assert np.isnan(walls["LETKF"]).all() and analyses["LETKF"]["eta"].isnull().all()
-    dyn, ana = walls["EnSF"]
+    # (their third part, encoding and decoding, is 0: they have none)
+    assert np.isnan(walls["LETKF"][:2]).all() and analyses["LETKF"]["eta"].isnull().all()
+    dyn, ana, _ = walls["EnSF"]
     assert np.isnan(ana) and dyn > 0.05 * (obs.sizes["time"] - 1) / obs.sizes["time"]
 
 

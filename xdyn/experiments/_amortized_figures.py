@@ -131,4 +131,7 @@ def format_table(res) -> str:
         if "n_epochs_kept" in c:
             trained = int(np.isfinite(c.curve_train_loss.values).sum())
             lines.append(f"  test with the weights of epoch {int(c.n_epochs_kept)} of {trained}")
+    rule = res["lost_share"].attrs.get("lost_rule")
+    lines.append("spread: ensemble spread (3D-Var: its static analysis-error std from (I - KH)B, "
+                 "no ensemble)" + (f"; lost: {rule}, or a non-finite analysis" if rule else ""))
     return "\n".join(lines)
