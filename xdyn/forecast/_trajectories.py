@@ -54,7 +54,27 @@ class TrajectoryForecaster(BaseForecaster):
                                      f"data (its variables: {list(X.data_vars)})")
                 keep = list(self._state_variables)
             X = X[keep]
+        elif self._state_variables:
+            X = self._in_physics_order(X)
         return X, self.trajectory_dim in X.dims
+
+    def _in_physics_order(self, X):
+        """DataArray ``X`` with the dim that labels the physics' variables put in their order.
+
+        The physics reads the state by position: a DataArray ``variable=(omega, theta)``
+        was read as ``(theta, omega)``.
+        """
+        names = list(self._state_variables)
+        for dim in X.dims:
+            if dim in X.coords and dim not in (self.sample_dim, self.trajectory_dim) \
+                    and set(names) <= set(X[dim].values.tolist()):
+                return X.sel({dim: names})
+        if len(names) == 1 and X.name == names[0]:
+            return X
+        raise ValueError(f"the physics reads the variables {names} in this order, and no dim "
+                         f"of the DataArray {X.name!r} (dims {X.dims}) has them as labels: pass "
+                         f"a Dataset of them, or a DataArray such as ds[{names}].to_array("
+                         "'variable')")
 
     def _as_batch(self, data, has_traj):
         """``(n_traj, n_time, n_features)`` float array in the fitted layout."""

@@ -471,16 +471,19 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
         sd, info = self.sample_dim, self.layout_
         member = (MEMBER_DIM,) if self._probabilistic else ()
         lead_attrs = {"long_name": "forecast lead time"}
+        valid_attrs = {"long_name": "time the forecast is valid at"}
         if self.time_kind_ == "model":
-            # a lead is a duration: "hours" of "hours since 2000-01-01" (with the epoch, a
-            # file read back would decode the leads as dates)
-            units = step_units(data[sd].attrs.get("units"))
+            # data whose time states no units is in the fitted ones
+            units = stated_units(data[sd].attrs.get("units")) or getattr(self, "time_units_", None)
             if units:
-                lead_attrs["units"] = units
+                # a lead is a duration: "hours" of "hours since 2000-01-01" (with the epoch, a
+                # file read back would decode the leads as dates); a valid time is a time
+                lead_attrs["units"] = step_units(units)
+                valid_attrs["units"] = units
         coords = {k: c.variable for k, c in data.coords.items() if c.dims == (sd,)}
         coords[LEAD_DIM] = xr.Variable((LEAD_DIM,), leads, lead_attrs)
         coords[VALID_TIME] = xr.Variable((sd, LEAD_DIM), add_lead(times, leads, self.time_kind_),
-                                         {"long_name": "time the forecast is valid at"})
+                                         valid_attrs)
         if member:
             coords[MEMBER_DIM] = np.arange(out.shape[2])
         data_vars = {}

@@ -25,9 +25,19 @@ def _state_stats(values):
 
 
 def _tendency_scale(values, times):
+    """Typical tendency per feature: its root mean square, at least 1e-6 of the feature's
+    size per step.
+
+    Not the std: a steady drift has a std of rounding noise (1e-15), which divided the loss
+    and scaled the field's output. The floor, relative to the data, covers a feature that
+    does not move; one that is 0 throughout takes 1.
+    """
     dt = np.diff(times)
+    n = values.shape[-1]
     v = np.diff(values, axis=1) / dt[None, :, None]
-    s = v.reshape(-1, v.shape[-1]).std(0)
+    rms = np.sqrt((v.reshape(-1, n) ** 2).mean(0))
+    size = np.sqrt((values.reshape(-1, n) ** 2).mean(0)) / np.median(dt)
+    s = np.maximum(rms, 1e-6 * size)
     return np.where(s > 0, s, 1.0)
 
 

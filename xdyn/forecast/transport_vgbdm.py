@@ -124,8 +124,9 @@ class TransportVGBDM(GriddedForecaster):
     periodic : {"auto"} or tuple of two bool, default="auto"
         Periodic spatial dims; "auto": ``x``/``lon`` when the grid closes the circle.
     method : str, default="rk4"
-        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
-        the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step by ``step_size``.
+        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges)
+        for ``predict``; the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step
+        by ``step_size``. Both are read at ``predict`` (training solves no ODE).
     step_size : float, default=0.5
         Integration step, in samples.
     max_epochs, batch_size, lr
@@ -293,6 +294,8 @@ class TransportVGBDM(GriddedForecaster):
         u = self._fields(X)
         phase, _ = self._phases(times)
         module = self.net_.module_
+        # prediction settings, read here so that set_params after fit takes effect
+        module.method, module.step_size = self.method, float(self.step_size)
         rng = check_random_state(self.random_state)
         with torch.no_grad(), self.net_._threads():
             def t(a):

@@ -13,10 +13,11 @@ from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
 from xdyn.forecast._trajectories import TrajectoryForecaster
 from xdyn.forecast.neural_ode import _state_stats, _tendency_scale
 from xdyn.forecast.physics import as_physics
+from xdyn.model_selection import unwrap
 from xdyn.nn import XdynNet
 from xdyn.nn.dynamics import ODE_METHODS, GreyBoxFlowModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS
-from xdyn.utils import torch_generator
+from xdyn.utils import resolve_device, resolve_dtype, torch_generator
 
 __all__ = ["VGBDM"]
 
@@ -160,8 +161,10 @@ class VGBDM(TrajectoryForecaster):
     n_members : int, default=10
         Ensemble size of ``predict``.
     method : str, default="rk4"
-        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
-        the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step by ``dt / n_substeps``.
+        A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges)
+        for ``predict``; the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step
+        by ``dt / n_substeps``. Training solves no ODE: both are read at
+        ``predict``, and may be changed with ``set_params`` after ``fit``.
     n_substeps : int, default=2
         Fixed integration steps per sample spacing at prediction.
     max_epochs, batch_size, lr
@@ -180,6 +183,10 @@ class VGBDM(TrajectoryForecaster):
     physics_ : PhysicsModel or None
     p_dim_ : int
         Number of physical parameters inferred.
+    parameter_attrs_ : dict
+        ``units`` (and ``standard_name``) of the training data's variables
+        named like the parameters (``{"omega0": {"units": "rad s-1"}}``);
+        :meth:`infer_parameters` labels its output with them.
     net_ : xdyn.nn.XdynNet
         ``net_.history[:, "fm_loss"]`` is the flow-matching loss per epoch.
     n_train_pairs_ : int
@@ -292,6 +299,14 @@ class VGBDM(TrajectoryForecaster):
     def _split(self, X):
         X, has_traj = super()._split(X)
         physics = self.physics_ if hasattr(self, "physics_") else as_physics(self.physics)
+        if physics is not None and isinstance(X, (xr.Dataset, xr.DataArray)):
+            for name, var in (X.data_vars.items() if isinstance(X, xr.Dataset) else [(X.name, X)]):
+                if var.attrs.get("original_units") is not None:
+                    raise ValueError(
+                        f"variable {name!r} is standardised (xdyn's StandardScaler keeps its "
+                        f"units {var.attrs['original_units']!r} aside in 'original_units'), and "
+                        f"the physics {physics!r} reads physical states: give VGBDM unscaled "
+                        "data (its network normalises them itself)")
         system = getattr(physics, "system", None)
         if system is not None and isinstance(X, xr.Dataset):
             # a system's physics reads the state in its own layout: a grid stored descending,
@@ -313,6 +328,7 @@ class VGBDM(TrajectoryForecaster):
         y : None
             Ignored.
         """
+        X = unwrap(X)  # cross-validation's sample views: check_grid reads the data itself
         physics = as_physics(self.physics)  # TypeError/ValueError before any work
         if physics is None and not self.correction:
             raise ValueError("correction=False needs a physics model")
@@ -328,6 +344,7 @@ class VGBDM(TrajectoryForecaster):
         vars(self).pop("physics_", None)
         result = super().fit(X, y)
         self.physics_ = physics
+        self.parameter_attrs_ = _parameter_attrs(X, physics)
         return result
 
     def _fit_trajectories(self, values, times):
@@ -339,6 +356,8 @@ class VGBDM(TrajectoryForecaster):
                              f"history_size={self.history_size} and interpolant="
                              f"{self.interpolant!r} need at least {need}")
         physics = as_physics(self.physics)
+        if physics is not None:
+            self._check_state_size(physics, n)
         self.p_dim_ = physics.p_dim if physics is not None else 0
         stats = {**_state_stats(values), "v_scale": _tendency_scale(values, times)}
         if self.correction_layout == "pointwise" or self.encoder == "conv":
@@ -372,6 +391,30 @@ class VGBDM(TrajectoryForecaster):
         # t / dt ~ 1e5 from absolute times, as far into a record from its start)
         X = {"traj": values.astype(np.float32), "time": np.tile(np.arange(T), (B, 1))}
         self.net_.fit(X, None)
+
+    def _check_state_size(self, physics, n):
+        """Refuse states of ``n`` values that ``physics`` does not take (else a torch error
+        deep in training, or runs stacked as features read as the physics' variables)."""
+        # on the device and dtype of training: a physics may hold tensors there
+        like = dict(device=resolve_device(self.device), dtype=resolve_dtype(self.dtype))
+        p = torch.tensor([[(lo + hi) / 2 for lo, hi in physics.parameter_bounds.values()]],
+                         **like).reshape(1, physics.p_dim)
+        try:
+            out = physics.rhs(torch.zeros((), **like), torch.zeros(1, n, **like), p)
+            problem = None if tuple(out.shape) == (1, n) else \
+                f"it returns {out.shape[-1]} tendencies for them"
+        except Exception as error:  # noqa: BLE001 - training would fail on the same call
+            problem = f"it fails on them: {error}"
+        if problem is not None:
+            info = self.layout_
+            sizes = ", ".join(f"{(info.name or 'the array') if info.is_dataarray else lay.name}: "
+                              f"{lay.columns.stop - lay.columns.start}"
+                              + (f" along {lay.feature_dims}" if lay.feature_dims else "")
+                              for lay in info.variables)
+            raise ValueError(f"the physics {physics!r} (variables {list(physics.variables)}) "
+                             f"does not take the data's states of {n} values ({sizes}): "
+                             f"{problem}. Give the physics' variables only, with the runs "
+                             f"along trajectory_dim={self.trajectory_dim!r}")
 
     def _variable_mask(self, param, n):
         """1 on the state columns of the variables that parameter ``param`` names (None: all)."""
@@ -455,6 +498,10 @@ class VGBDM(TrajectoryForecaster):
         gen = torch_generator(self.random_state, ep.device, seed_from_int=lambda s: int(
             np.random.SeedSequence(s).generate_state(1)[0]))
         mu, logvar = self._posterior(ep[:, -int(self.len_episode):])
+        # prediction settings, read here so that set_params after fit takes effect (and
+        # checked again: a method torchdiffeq lacks or 0 substeps, named)
+        self._validate_params()
+        module.method, module.step_size = self.method, dt / int(self.n_substeps)
         with torch.no_grad():
             eps = torch.randn((m,) + tuple(mu.shape), generator=gen, device=mu.device,
                               dtype=mu.dtype)
@@ -475,18 +522,24 @@ class VGBDM(TrajectoryForecaster):
 
         Parameters
         ----------
-        X : xarray.Dataset
-            Runs (``trajectory_dim`` optional) with at least ``len_episode`` times.
+        X : xarray.Dataset, xarray.DataArray or ndarray
+            Runs (``trajectory_dim`` optional) with at least ``len_episode``
+            times, checked as :meth:`predict` checks its input.
 
         Returns
         -------
         xarray.Dataset
-            One variable per physical parameter, along ``trajectory_dim``.
+            One variable per physical parameter, along ``trajectory_dim``, with
+            the ``units`` (and ``standard_name``) of the training data's (or
+            else ``X``'s) variable of that name, where it has one.
         """
         check_is_fitted(self, "net_")
         if not self.p_dim_:
             raise ValueError("the physics model has no unknown parameter to infer")
         data, has_traj = self._split(X)
+        data, _ = self._as_labelled(data, fitted=True)  # as predict does, arrays included
+        self._check_finite(data, what="episodes")
+        self._check_time_coordinate(data)
         self._check_sample_step(self._times(data))
         values = self._as_batch(data, has_traj)
         E = int(self.len_episode)
@@ -497,9 +550,21 @@ class VGBDM(TrajectoryForecaster):
         p, _ = self.net_.module_.split(mu)
         p = p.cpu().double().numpy()
         dims = (self.trajectory_dim,) if has_traj else ()
+        known = {**_parameter_attrs(unwrap(X), self.physics_),
+                 **getattr(self, "parameter_attrs_", {})}
         out = xr.Dataset({name: (dims, p[:, j] if has_traj else p[0, j],
-                                 {"long_name": f"inferred {name} (posterior median)"})
+                                 {"long_name": f"inferred {name} (posterior median)",
+                                  **known.get(name, {})})
                           for j, name in enumerate(self.physics_.parameter_names)})
         if has_traj and self.trajectory_dim in data.coords:
             out = out.assign_coords({self.trajectory_dim: data[self.trajectory_dim].values})
         return out
+
+
+def _parameter_attrs(X, physics):
+    """``{name: {"units": ..., "standard_name": ...}}`` of the variables of ``X`` named like
+    the parameters of ``physics`` (a simulation records the parameters that made it)."""
+    if physics is None or not isinstance(X, xr.Dataset):
+        return {}
+    return {name: {k: X[name].attrs[k] for k in ("units", "standard_name") if k in X[name].attrs}
+            for name in physics.parameter_names if name in X.variables}
