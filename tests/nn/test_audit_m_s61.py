@@ -117,3 +117,25 @@ def test_bfloat16_predicts_float32():
     with torch.no_grad():
         direct = net.module_.eval()(torch.as_tensor(X).to(torch.bfloat16)).float().numpy()
     np.testing.assert_array_equal(pred, direct)
+
+
+class _NaNInEval(torch.nn.Module):
+    """Finite in training mode, NaN in eval mode (as a GP's eval-mode likelihood at its
+    training points can be near-singular where its noise reached its bound)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+
+    def forward(self, x, scale):
+        out = self.lin(x) * scale
+        return out if self.training else out * float("nan")
+
+
+def test_last_step_check_scores_the_training_objective_with_the_fit_params():
+    # review W1: the check scored the last batch as a validation batch (eval mode), which
+    # failed a good GP fit; W2: it dropped the fit's fit_params, which the forward needs
+    X, y = _data()
+    net = XdynNet(_NaNInEval, max_epochs=2, batch_size=16, random_state=0, lr=1e-2)
+    net.fit(X, y, scale=2.0)
+    assert np.isfinite(net.history[-1, "train_loss"])

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping
+from skorch.dataset import unpack_data
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
@@ -119,7 +120,7 @@ class FiniteLoss(Callback):
                            f"{len(batches)}")
         self.batch_ = batch  # a reference, for check_last_step
 
-    def check_last_step(self, net):
+    def check_last_step(self, net, **fit_params):
         """Raise :class:`FloatingPointError` if the last step left non-finite weights or loss.
 
         A batch's loss is computed before its step, so the last step of a fit is
@@ -133,7 +134,10 @@ class FiniteLoss(Callback):
         ----------
         net : skorch.NeuralNet
             The net just trained; every module in ``net._modules`` is checked,
-            and the last training batch is evaluated as a validation batch.
+            and the loss of the last training batch is computed as training
+            computed it (training mode, no step).
+        **fit_params
+            The fit's ``fit_params``, passed on to the forward pass as training does.
         """
         batch, self.batch_ = getattr(self, "batch_", None), None
         params = [p.detach() for name in net._modules
@@ -146,13 +150,17 @@ class FiniteLoss(Callback):
         modules = [getattr(net, name + "_") for name in net._modules + net._criteria]
         modules = [m for m in modules if isinstance(m, torch.nn.Module)]
         modes = [m.training for m in modules]
+        # the training objective in training mode: in eval mode a GP scores its posterior
+        # at the training points, near-singular where the noise reached its bound
+        net._set_training(True)
         try:
-            with warnings.catch_warnings():
-                # e.g. gpytorch's "input matches the training data": it is, on purpose
+            with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                value = float(net.validation_step(batch)["loss"])
+                X_batch, y_batch = unpack_data(batch)
+                value = float(net.get_loss(net.infer(X_batch, **fit_params), y_batch,
+                                           X=X_batch, training=True))
         finally:
-            for module, mode in zip(modules, modes):  # validation_step left them in eval
+            for module, mode in zip(modules, modes):
                 module.train(mode)
         if not np.isfinite(value):
             _diverged(net, f"training loss is {value} after the last step, at epoch "

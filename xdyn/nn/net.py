@@ -355,10 +355,12 @@ class XdynNet(NeuralNet):
             raise
         # the last optimizer step comes after the last loss FiniteLoss saw: check what it
         # left, once, after every on_train_end (keep_best restores its best epoch there)
+        # the forward's parameters, as skorch's fit_loop passes them (not its routing tag)
+        forward_params = {k: v for k, v in fit_params.items() if k != "_routing_method"}
         for _, cb in self.callbacks_:
             if isinstance(cb, FiniteLoss):
                 with torch.random.fork_rng(devices=_cuda_devices()), self._threads():
-                    cb.check_last_step(self)
+                    cb.check_last_step(self, **forward_params)
         return self
 
     @_on_resolved_device
