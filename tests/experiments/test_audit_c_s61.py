@@ -13,6 +13,8 @@ number (C10).
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +139,16 @@ def test_an_experiment_that_failed_in_the_last_run_all_is_stale_in_the_report(re
     html = (tmp_path / "report.html").read_text()
     assert "0 of 0 targets met by full-size runs" in html  # was "1 of 1"
     assert "Stale, not counted: lorenz96-twin-partial" in html and "seed 0; stale:" in html
+    # copied without its file times (cp -r, scp -r), the folder stays stale (review W3:
+    # the mark compared summary.csv's time with run_all.csv's)
+    copy = tmp_path.parent / "copied"
+    shutil.copytree(tmp_path, copy, copy_function=shutil.copyfile)
+    later = (copy / "run_all.csv").stat().st_mtime + 10  # copied after run_all.csv
+    for summary in copy.glob("*/summary.csv"):
+        os.utime(summary, (later, later))
+    copied = build_report(copy)
+    assert copied[copied.experiment == "lorenz96-twin-partial"].stale.str.startswith(
+        "failed in the last run_all").all()
     # a later run of that experiment alone makes its folder current again
     MODE["fail"] = False
     run("lorenz96-twin-partial", out=tmp_path, seed=1, progress=False)

@@ -308,24 +308,30 @@ def _read_runs(directory: Path):
         return None
 
 
+# The note run_all leaves in a failed experiment's folder, whose results are an earlier
+# run's; the next run that writes the folder replaces it whole, note and all. A file, not
+# file times: a folder copied without its times (cp -r, scp -r) stays stale.
+STALE_NOTE = "STALE.txt"
+
+
 def _stale_folders(directory: Path) -> dict:
-    """Folder name -> why its numbers are stale: the last ``run_all`` failed on that
-    experiment, and the folder's results are older than that ``run_all`` (a failed run
-    leaves the earlier results in place; a later ``xdyn run NAME`` makes them current)."""
-    runs = _read_runs(directory)
-    if runs is None or not {"folder", "status"} <= set(runs.columns):
-        return {}
-    finished = (directory / "run_all.csv").stat().st_mtime
-    stale = {}
-    for folder in runs.loc[runs.status == "failed", "folder"].astype(str):
-        summary = directory / Path(folder).name / "summary.csv"
-        if summary.is_file() and summary.stat().st_mtime <= finished:  # a tie (coarse clock): older
-            written = datetime.datetime.fromtimestamp(summary.stat().st_mtime,
-                                                      datetime.timezone.utc)
-            stale[summary.parent.name] = (f"failed in the last run_all (run_all.csv); numbers "
-                                          f"from an earlier run written {written:%Y-%m-%d %H:%M} "
-                                          "UTC")
-    return stale
+    """Folder name -> why its numbers are stale (the text of its :data:`STALE_NOTE`)."""
+    return {note.parent.name: note.read_text().strip()
+            for note in sorted(directory.glob(f"*/{STALE_NOTE}"))}
+
+
+def mark_stale(folder: Path, error: str):
+    """Leave :data:`STALE_NOTE` in ``folder`` when it holds an earlier run's results."""
+    summary = folder / "summary.csv"
+    if not summary.is_file():
+        return
+    written = datetime.datetime.fromtimestamp(summary.stat().st_mtime, datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with atomic_path(folder / STALE_NOTE) as tmp:
+        Path(tmp).write_text(f"failed in the last run_all ({now:%Y-%m-%d %H:%M} UTC: "
+                             f"{error.splitlines()[0] if error else 'no error recorded'}); "
+                             f"numbers from an earlier run written {written:%Y-%m-%d %H:%M} "
+                             "UTC\n")
 
 
 def _is_best(table, r) -> bool:

@@ -33,7 +33,7 @@ import xarray as xr
 
 from xdyn.experiments.catalogue import (_clean_stale, check_output_folder, get_experiment,
                                         list_experiments, output_folder, restore_interrupted)
-from xdyn.experiments.report import _read_summary
+from xdyn.experiments.report import _read_summary, mark_stale
 
 __all__ = ["run_all", "RunOutcome", "ExperimentsFailedError", "connect", "is_complete",
            "format_outcomes"]
@@ -399,6 +399,9 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
                     cluster.close()
     ordered = [outcomes[e.name] for e in entries]
     _write_outcomes(ordered, out / RUN_ALL_CSV)
+    for o in ordered:  # a failed experiment's folder keeps an earlier run's results: say so
+        if o.status == "failed":
+            mark_stale(out / Path(o.folder).name, o.error)
     if report:
         from xdyn.experiments.report import write_report
 
