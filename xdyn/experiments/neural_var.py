@@ -734,7 +734,8 @@ def _format_table(res: xr.Dataset) -> str:
                     f"{mode:<5}{noise:>6}  {label:<36}"
                     f"{np.mean(a):>9.3f}±{np.std(a):<6.3f}"
                     f"{np.mean(b):>9.3f}±{np.std(b):<6.3f}"
-                    f"{float(np.mean(c.wrong_wing_share)):>11.3f}{float(np.mean(c.wall_time)):>10.1f}"
+                    f"{float(np.mean(c.wrong_wing_share)):>11.3f}"
+                    f"{float(np.mean(c.wall_time)):>10.1f}"
                     f"{float(np.mean(c.single_analysis_rmse)):>9.3f}/"
                     f"{float(np.mean(c.single_background_rmse)):.3f}")
             if "baseline_rmse" in res:
