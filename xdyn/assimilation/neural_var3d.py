@@ -69,7 +69,7 @@ from xdyn.assimilation.climatology import estimate_climatology
 from xdyn.exceptions import DivergenceError
 from xdyn.nn import XdynNet, cosine_annealing, predefined_split
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
-from xdyn.utils._fitted import forget_fit
+from xdyn.utils._fitted import fit_anew
 
 __all__ = ["NeuralVar3D"]
 
@@ -347,12 +347,7 @@ class NeuralVar3D(RoutedParamsMixin, BaseAssimilator):
         raises ``NotFittedError``), never with a part of the old fit and a
         part of the new.
         """
-        forget_fit(self)
-        try:
-            return self._fit(obs, truth, validation)
-        except BaseException:
-            forget_fit(self)
-            raise
+        return fit_anew(self, obs, truth, validation)
 
     def _fit(self, obs, truth, validation):
         self._validate_params()

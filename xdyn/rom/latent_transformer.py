@@ -39,7 +39,7 @@ from xdyn.rom._data import (from_trajectories, latent_input, latent_output, memb
                              rollout_times, time_step, time_units, to_trajectories)
 from xdyn.rom._windows import Windows, grid_shape, roll_fields, shift_axis, standardisation
 from xdyn.utils import int_seed, resolve_dtype
-from xdyn.utils._fitted import forget_fit
+from xdyn.utils._fitted import fit_anew
 
 __all__ = ["LatentTransformerROM"]
 
@@ -282,12 +282,7 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
         :class:`LatentTransformerROM`). A fit that raises leaves the estimator
         unfitted, not half updated (an old network with a new layout).
         """
-        forget_fit(self)  # a fit builds a new network every time: nothing is warm-started
-        try:
-            return self._fit(X)
-        except BaseException:
-            forget_fit(self)
-            raise
+        return fit_anew(self, X)  # a fit builds a new network every time: nothing is warm-started
 
     def _fit(self, X):
         self._validate_params()

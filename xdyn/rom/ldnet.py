@@ -33,7 +33,7 @@ from xdyn.nn import XdynNet, cosine_annealing
 from xdyn.nn.ldnet_modules import LDNetModule
 from xdyn.nn.params import TRAINING_CONSTRAINTS, RoutedParamsMixin
 from xdyn.rom._data import _coords_along, latent_in_order, time_step, time_units
-from xdyn.utils._fitted import forget_fit
+from xdyn.utils._fitted import fit_anew
 
 __all__ = ["LDNet"]
 
@@ -182,12 +182,7 @@ class LDNet(RoutedParamsMixin, TransformerMixin, BaseEstimator, auto_wrap_output
             The fitted estimator. A fit that raises leaves it unfitted, not
             half updated (an old network with a new grid).
         """
-        forget_fit(self)  # a fit builds a new network every time: nothing is warm-started
-        try:
-            return self._fit(X)
-        except BaseException:
-            forget_fit(self)
-            raise
+        return fit_anew(self, X)  # a fit builds a new network every time: nothing is warm-started
 
     def _fit(self, X):
         self._validate_params()

@@ -24,7 +24,7 @@ from xdyn._units import common_units
 from xdyn.rom._data import (from_trajectories, latent_input, latent_output,
                              relative_error, rollout_times, time_step, time_units,
                              to_trajectories)
-from xdyn.utils._fitted import forget_fit
+from xdyn.utils._fitted import fit_anew
 
 __all__ = ["POD", "PODLinearDynamics"]
 
@@ -161,12 +161,7 @@ class POD(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         that raises leaves the estimator unfitted, not half updated (new modes with
         an old map).
         """
-        forget_fit(self)
-        try:
-            return self._fit(X)
-        except BaseException:
-            forget_fit(self)
-            raise
+        return fit_anew(self, X)
 
     def _fit(self, X):
         self._validate_params()

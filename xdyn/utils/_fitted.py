@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["forget_fit"]
+__all__ = ["fit_anew", "forget_fit"]
 
 
 def forget_fit(est):
@@ -36,3 +36,44 @@ def forget_fit(est):
                  and "__" not in k]:
         delattr(est, name)
     return est
+
+
+def fit_anew(est, *args):
+    """``est._fit(*args)`` on ``est`` unfitted first, and unfitted again if it raises.
+
+    What a ``fit`` that builds everything anew returns: the estimator fitted
+    anew, or, on any exception, unfitted (see :func:`forget_fit`).
+
+    Parameters
+    ----------
+    est : object
+        The estimator, with a ``_fit`` doing the work of its ``fit``.
+    *args
+        Passed on to ``est._fit``.
+
+    Returns
+    -------
+    object
+        What ``est._fit`` returns (``est``).
+
+    Examples
+    --------
+    >>> class Est:
+    ...     def _fit(self, x):
+    ...         self.coef_ = 1.0 / x
+    ...         return self
+    >>> est = fit_anew(Est(), 2.0)
+    >>> est.coef_
+    0.5
+    >>> try:
+    ...     fit_anew(est, 0.0)
+    ... except ZeroDivisionError:
+    ...     hasattr(est, "coef_")
+    False
+    """
+    forget_fit(est)
+    try:
+        return est._fit(*args)
+    except BaseException:
+        forget_fit(est)
+        raise
