@@ -139,3 +139,25 @@ def test_last_step_check_scores_the_training_objective_with_the_fit_params():
     net = XdynNet(_NaNInEval, max_epochs=2, batch_size=16, random_state=0, lr=1e-2)
     net.fit(X, y, scale=2.0)
     assert np.isfinite(net.history[-1, "train_loss"])
+
+
+class _Normed(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 1)
+        self.norm = torch.nn.BatchNorm1d(2)
+
+    def forward(self, x):
+        return self.lin(self.norm(x))
+
+
+def test_last_step_check_leaves_running_statistics_as_training_left_them():
+    # the check's training-mode forward would fold one more batch into BatchNorm's running
+    # mean and variance: a fitted net must not depend on whether the check ran
+    X, y = _data()
+    kwargs = dict(max_epochs=2, batch_size=16, random_state=0, lr=1e-2)
+    checked = XdynNet(_Normed, **kwargs).fit(X, y)
+    unchecked = XdynNet(_Normed, callbacks__finite_loss=None, **kwargs).fit(X, y)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(checked.module_.norm, name),
+                                   getattr(unchecked.module_.norm, name), rtol=0, atol=0)

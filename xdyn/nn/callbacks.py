@@ -150,6 +150,8 @@ class FiniteLoss(Callback):
         modules = [getattr(net, name + "_") for name in net._modules + net._criteria]
         modules = [m for m in modules if isinstance(m, torch.nn.Module)]
         modes = [m.training for m in modules]
+        # a training-mode forward updates running statistics (BatchNorm): put them back
+        buffers = [(b, b.detach().clone()) for m in modules for b in m.buffers()]
         # the training objective in training mode: in eval mode a GP scores its posterior
         # at the training points, near-singular where the noise reached its bound
         net._set_training(True)
@@ -162,6 +164,9 @@ class FiniteLoss(Callback):
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)
+            with torch.no_grad():
+                for buffer, value in buffers:
+                    buffer.copy_(value)
         if not np.isfinite(value):
             _diverged(net, f"training loss is {value} after the last step, at epoch "
                            f"{len(net.history)}")
