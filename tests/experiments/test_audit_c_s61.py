@@ -149,8 +149,13 @@ def test_an_experiment_that_failed_in_the_last_run_all_is_stale_in_the_report(re
     copied = build_report(copy)
     assert copied[copied.experiment == "lorenz96-twin-partial"].stale.str.startswith(
         "failed in the last run_all").all()
-    # a later run of that experiment alone makes its folder current again
+    # resume retries it (review Z4: it skipped the folder as complete, stale note and all)
     MODE["fail"] = False
+    retried = run_all(["lorenz96-twin-partial"], out=tmp_path, n_workers=0, seed=0,
+                      resume=True)
+    assert [o.status for o in retried] == ["ok"]
+    assert not (tmp_path / "lorenz96-twin-partial" / "STALE.txt").exists()
+    # a later run of that experiment alone makes its folder current again
     run("lorenz96-twin-partial", out=tmp_path, seed=1, progress=False)
     fresh = build_report(tmp_path)
     fresh = fresh[fresh.experiment == "lorenz96-twin-partial"].iloc[0]

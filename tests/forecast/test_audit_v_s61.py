@@ -170,3 +170,20 @@ def test_prediction_settings_set_after_fit_are_checked_at_predict():
     model = VGBDM("pendulum", n_substeps=1, **{**TINY, "correction": False}).fit(ds)
     with pytest.raises(ValueError, match="n_substeps"):
         model.set_params(n_substeps=0).predict(ds.isel(time=slice(0, 4)), lead_times=[1])
+    # review Z6: n_members was used before the check (numpy's "negative dimensions")
+    with pytest.raises(ValueError, match="n_members"):
+        model.set_params(n_substeps=1, n_members=-1).predict(ds.isel(time=slice(0, 4)), [1])
+
+
+@pytest.mark.parametrize("params", [{"method": "explicit_adams"}, {"step_size": 0.0}])
+def test_transport_prediction_settings_set_after_fit_are_checked(params):
+    # review Z2: read at predict without a check, a method fit refuses was used silently and
+    # a step of 0 failed in torchdiffeq
+    x = np.arange(8)
+    u = np.sin(2 * np.pi * (x[None, None, :] - 0.5 * np.arange(12)[:, None, None]) / 8)
+    ds = xr.Dataset({"u": (("time", "y", "x"), np.repeat(u, 3, axis=1))},
+                    coords={"time": np.arange(12.0), "x": x})
+    model = TransportVGBDM(hidden=4, z_dim=2, len_episode=2, max_epochs=1, n_members=2,
+                           random_state=0, device="cpu").fit(ds)
+    with pytest.raises(ValueError, match=next(iter(params))):
+        model.set_params(**params).predict(ds, [2.0])

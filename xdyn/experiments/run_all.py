@@ -33,7 +33,7 @@ import xarray as xr
 
 from xdyn.experiments.catalogue import (_clean_stale, check_output_folder, get_experiment,
                                         list_experiments, output_folder, restore_interrupted)
-from xdyn.experiments.report import _read_summary, mark_stale
+from xdyn.experiments.report import STALE_NOTE, _read_summary, mark_stale
 
 __all__ = ["run_all", "RunOutcome", "ExperimentsFailedError", "connect", "is_complete",
            "format_outcomes"]
@@ -121,7 +121,8 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     A run's folder appears whole or not at all (it is staged and moved into
     place; results a run killed mid-move set aside are put back first), so
     complete means: ``results.nc`` opens and records the same
-    ``quick`` and ``seed``, and ``summary.csv`` is there.
+    ``quick`` and ``seed``, ``summary.csv`` is there, and no ``STALE.txt``
+    says the last ``run_all`` failed on it (``resume`` retries that).
 
     Parameters
     ----------
@@ -146,7 +147,7 @@ def is_complete(out, name: str, quick: bool = False, seed: int = 0) -> bool:
     """
     restore_interrupted(out)
     folder = output_folder(out, name, quick)
-    if not (folder / "summary.csv").is_file():
+    if not (folder / "summary.csv").is_file() or (folder / STALE_NOTE).is_file():
         return False
     try:  # a summary cut short (copied partly) is no complete run
         _read_summary(folder / "summary.csv")

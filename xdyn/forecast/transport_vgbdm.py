@@ -294,7 +294,9 @@ class TransportVGBDM(GriddedForecaster):
         u = self._fields(X)
         phase, _ = self._phases(times)
         module = self.net_.module_
-        # prediction settings, read here so that set_params after fit takes effect
+        # prediction settings, read here so that set_params after fit takes effect (checked
+        # again: a method fit refuses, a step of 0, named)
+        self._validate_params()
         module.method, module.step_size = self.method, float(self.step_size)
         rng = check_random_state(self.random_state)
         with torch.no_grad(), self.net_._threads():

@@ -477,6 +477,9 @@ class VGBDM(TrajectoryForecaster):
         return mu, logvar
 
     def _predict_trajectories(self, values, times, lead_times):
+        # prediction settings (n_members, method, n_substeps) set after fit are checked
+        # before use: named, not a numpy or torchdiffeq error
+        self._validate_params()
         self._check_sample_step(times)
         B, T, n = values.shape
         steps = self._leads_on_grid(lead_times) if self.history_size > 1 else None
@@ -498,9 +501,7 @@ class VGBDM(TrajectoryForecaster):
         gen = torch_generator(self.random_state, ep.device, seed_from_int=lambda s: int(
             np.random.SeedSequence(s).generate_state(1)[0]))
         mu, logvar = self._posterior(ep[:, -int(self.len_episode):])
-        # prediction settings, read here so that set_params after fit takes effect (and
-        # checked again: a method torchdiffeq lacks or 0 substeps, named)
-        self._validate_params()
+        # prediction settings, read here so that set_params after fit takes effect
         module.method, module.step_size = self.method, dt / int(self.n_substeps)
         with torch.no_grad():
             eps = torch.randn((m,) + tuple(mu.shape), generator=gen, device=mu.device,

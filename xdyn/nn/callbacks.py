@@ -134,8 +134,8 @@ class FiniteLoss(Callback):
         ----------
         net : skorch.NeuralNet
             The net just trained; every module in ``net._modules`` is checked,
-            and the loss of the last training batch is computed as training
-            computed it (training mode, no step).
+            and the loss of the last training batch is computed in training
+            mode (no step, no batch record; the buffers put back after).
         **fit_params
             The fit's ``fit_params``, passed on to the forward pass as training does.
         """
@@ -159,14 +159,16 @@ class FiniteLoss(Callback):
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 X_batch, y_batch = unpack_data(batch)
+                # training=False: a loss that records its terms per batch when training
+                # would overwrite the last batch's with post-step values
                 value = float(net.get_loss(net.infer(X_batch, **fit_params), y_batch,
-                                           X=X_batch, training=True))
+                                           X=X_batch, training=False))
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)
             with torch.no_grad():
-                for buffer, value in buffers:
-                    buffer.copy_(value)
+                for buffer, saved in buffers:
+                    buffer.copy_(saved)
         if not np.isfinite(value):
             _diverged(net, f"training loss is {value} after the last step, at epoch "
                            f"{len(net.history)}")
