@@ -262,7 +262,31 @@ class BaseAssimilator(BaseEstimator):
         check_is_fitted(self, "n_obs_")
         truth = unwrap(truth)
         self._check_truth(truth)
+        self._check_truth_scores(unwrap(obs), truth)
         return -analysis_rmse(self.predict(obs), truth, burn_in=self.burn_in)
+
+    def _check_truth_scores(self, obs, truth):
+        """Refuse a truth that cannot score every analysed time: one lacking an observation
+        time, holding NaN there (an all-NaN time made the score NaN, as a diverged filter's;
+        an all-NaN variable was left out), or a ``burn_in`` that leaves no time."""
+        if "time" not in obs.coords or "time" not in truth.coords:
+            return
+        times = obs["time"].values
+        missing = np.setdiff1d(times, truth["time"].values)
+        if missing.size:
+            raise ValueError(f"truth lacks {missing.size} of the {times.size} observation "
+                             f"times (the first {missing[0]}): score compares the analysis "
+                             "with the truth at every observation time")
+        if not self.burn_in < float(times[-1] - times[0]) + 1e-12 * max(abs(times[-1]), 1):
+            raise ValueError(f"burn_in={self.burn_in} leaves no analysis time to score in "
+                             f"the record of {float(times[-1] - times[0])} model time units")
+        at = truth.sel(time=times)
+        for v in self.system_.variables:
+            bad = int((~np.isfinite(at[v.name])).any([d for d in at[v.name].dims
+                                                       if d != "time"]).sum())
+            if bad:
+                raise ValueError(f"truth variable {v.name!r} holds NaN or inf at {bad} of the "
+                                 f"{times.size} observation times: score needs a finite truth")
 
     # ------------------------------------------------------------ hooks
     def _fit(self, ctx: CycleContext, truth):
@@ -363,7 +387,7 @@ class BaseAssimilator(BaseEstimator):
         times = np.asarray(da["time"].values)
         if not np.issubdtype(times.dtype, np.number):
             raise TypeError("assimilation needs a numeric model-time 'time' coordinate")
-        times = times.astype(float)
+        stored, times = times.dtype, times.astype(float)
         if np.any(np.diff(times) <= 0):
             raise ValueError("observation times must be strictly increasing")
         dt = self.dt if self.dt is not None else attrs.get("dt", system.default_dt)
@@ -373,7 +397,11 @@ class BaseAssimilator(BaseEstimator):
                              "dt parameter, the observations' 'dt' attr or the system)")
         gaps = np.diff(times) / dt
         n_steps = np.concatenate([[0], np.rint(gaps)]).astype(int)
-        if np.any(np.abs(gaps - n_steps[1:]) > 1e-6):
+        # times stored in float32 (a file's) are off their grid by its rounding: 1e-4 steps
+        # at t = 30 with dt = 0.01
+        resolution = np.finfo(stored if np.issubdtype(stored, np.floating) else float).eps
+        tolerance = max(1e-6, 4 * resolution * float(np.abs(times).max(initial=0.0)) / dt)
+        if np.any(np.abs(gaps - n_steps[1:]) > tolerance):
             raise ValueError(f"observation times are not multiples of the model step dt={dt}")
         y = system.as_tensor(np.asarray(da.values, dtype=float))
         if bool(torch.isinf(y).any()):  # NaN marks a missing observation, inf is bad data

@@ -31,4 +31,5 @@ class FiniteInterval(Interval):
         return super().__contains__(val)
 
     def __str__(self):
-        return f"a finite {super().__str__()}"
+        # "a float in the range ...": "a finite float in the range ..."
+        return f"a finite {super().__str__().removeprefix('a ').removeprefix('an ')}"
