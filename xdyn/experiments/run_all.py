@@ -264,19 +264,20 @@ def _check_on_worker(out):
     return True
 
 
-def _recorded(folder, key):
-    """The attr ``key`` (``wall_time_s``, ``peak_memory_mb``) of ``folder/results.nc``, or NaN."""
+def _recorded(folder, *keys):
+    """The attrs ``keys`` (``wall_time_s``, ``peak_memory_mb``) of ``folder/results.nc``, each
+    NaN where it is missing (all where the file cannot be read)."""
     try:
         with xr.open_dataset(Path(folder) / "results.nc") as ds:
-            return float(ds.attrs[key])
-    except (OSError, ValueError, KeyError):
-        return float("nan")
+            return [float(ds.attrs.get(key, math.nan)) for key in keys]
+    except (OSError, ValueError):
+        return [math.nan] * len(keys)
 
 
 def _expected_wall_time(out, entry, quick):
     """Wall time of an earlier run in ``out``, else the catalogue's measured quick one
     (a proxy for the order of full runs too), to start the longest experiments first."""
-    wall = _recorded(output_folder(out, entry.name, quick), "wall_time_s")
+    wall, = _recorded(output_folder(out, entry.name, quick), "wall_time_s")
     return entry.quick_wall_s if math.isnan(wall) else wall
 
 
@@ -371,9 +372,9 @@ def run_all(names=None, *, quick=False, out="xdyn-results", seed=0, device="cpu"
     for entry in entries:
         folder = str(output_folder(out, entry.name, quick))
         if resume and is_complete(out, entry.name, quick, seed):
-            outcomes[entry.name] = RunOutcome(entry.name, "skipped", folder,
-                                              _recorded(folder, "wall_time_s"),
-                                              peak_memory_mb=_recorded(folder, "peak_memory_mb"))
+            wall, peak = _recorded(folder, "wall_time_s", "peak_memory_mb")
+            outcomes[entry.name] = RunOutcome(entry.name, "skipped", folder, wall,
+                                              peak_memory_mb=peak)
             if on_outcome is not None:
                 on_outcome(outcomes[entry.name])
         else:

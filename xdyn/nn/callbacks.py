@@ -19,8 +19,8 @@ import warnings
 import numpy as np
 import torch
 from skorch.callbacks import Callback, EarlyStopping
-from skorch.dataset import unpack_data
 from skorch.callbacks import LRScheduler as _SkorchLRScheduler
+from skorch.dataset import unpack_data
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from tqdm.auto import tqdm
 

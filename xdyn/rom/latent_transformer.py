@@ -490,8 +490,9 @@ class LatentTransformerROM(TransformerMixin, BaseEstimator, auto_wrap_output_key
                     last = fields[starts + seq_len - 1] - self._decode(context[:, -1])
                     forecast += last[:, None]
                 at = starts[:, None] + seq_len + np.arange(self.pred_horizon)  # forecast times
-                truth = fields[at[at < n_time]]
-                error += float(((forecast[at < n_time] - truth) ** 2).sum())
+                held = at < n_time  # the forecast steps X still holds
+                truth = fields[at[held]]
+                error += float(((forecast[held] - truth) ** 2).sum())
                 norm += float((truth**2).sum())
         if norm == 0:  # an all-zero truth: 0 for an exact forecast (relative_error's rule)
             return 0.0 if error == 0 else -np.inf

@@ -419,6 +419,12 @@ class DynamicalSystem(BaseEstimator):
             raise ValueError(f"{type(self).__name__}: the state has shape {tuple(x.shape)}, "
                              f"not (..., n_state) with n_state={self.n_state}")
 
+    def _forecast_steps(self, x, n_steps) -> int:
+        """The checks of every ``forecast``: ``n_steps`` as an int >= 0, ``x`` a state."""
+        n_steps = _check_int(n_steps, "n_steps", 0)
+        self._check_state(x)
+        return n_steps
+
     def forecast(self, x: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
         """Advance ``x`` by ``n_steps`` steps of ``dt`` (no intermediate output).
 
@@ -430,8 +436,7 @@ class DynamicalSystem(BaseEstimator):
         >>> torch.allclose(system.forecast(x, 0.01, 2), system.step(system.step(x, 0.01), 0.01))
         True
         """
-        n_steps = _check_int(n_steps, "n_steps", 0)
-        self._check_state(x)
+        n_steps = self._forecast_steps(x, n_steps)
         if self._use_numpy(x) and n_steps > 0:
             z = x.detach().numpy()
             # overflow is reported by the callers' finiteness checks (DivergenceError)

@@ -188,8 +188,7 @@ class KolmogorovFlow(DynamicalSystem):
         return self._from_hat(etdrk4_step(self._to_hat(x), self._nonlinear, self._etd(dt)))
 
     def forecast(self, x, dt, n_steps):
-        n_steps = _check_int(n_steps, "n_steps", 0)
-        self._check_state(x)
+        n_steps = self._forecast_steps(x, n_steps)
         w_hat = self._to_hat(x)
         coeffs = self._etd(dt)
         for _ in range(n_steps):

@@ -17,7 +17,6 @@ import torch
 
 from xdyn.systems.base import DynamicalSystem, StateVariable
 from xdyn.systems._spectral import cached, etdrk4_coefficients, etdrk4_step, to_torch
-from xdyn.systems._validation import _check_int
 
 __all__ = ["ReactionDiffusion"]
 
@@ -154,8 +153,7 @@ class ReactionDiffusion(DynamicalSystem):
         return self.forecast(x, dt, 1)
 
     def forecast(self, x, dt, n_steps):
-        n_steps = _check_int(n_steps, "n_steps", 0)
-        self._check_state(x)
+        n_steps = self._forecast_steps(x, n_steps)
         n = int(self.N)
         x_hat = torch.fft.rfft2(self._grid(x), norm="forward")
         coeffs = self._etd(dt)

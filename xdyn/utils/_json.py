@@ -85,7 +85,7 @@ def _legacy_value(text: str, default):
     if isinstance(default, bool):
         return {"True": True, "False": False}.get(text, text)
     if isinstance(default, (int, float)):
-        try:  # an int parameter keeps a float that was written for it ("8.0" for F=8)
+        try:  # an int parameter given "8.0" gets 8.0, which its own check names
             return int(text) if isinstance(default, int) else float(text)
         except ValueError:
             try:
