@@ -361,22 +361,12 @@ def test_kl_term_is_averaged_over_the_latent_dims_as_the_original():
         assert loss == pytest.approx(nll + 0.5)  # KL of N(1, 1) from N(0, 1): 0.5 per dim
 
 
-def _assert_windows_roll_along(axis, data, monkeypatch, **params):
+def _assert_windows_roll_along(axis, data, windows_made, **params):
     """Fit with shift augmentation; every training window drawn is a roll along ``axis``."""
     import torch
 
-    import xdyn.rom.latent_transformer as module
-
-    made = []
-
-    class Spy(module.Windows):
-        def __init__(self, *args, **kw):
-            super().__init__(*args, **kw)
-            made.append(self)
-
-    monkeypatch.setattr(module, "Windows", Spy)
     _rom(max_epochs=1, shift_augmentation=True, **params).fit(data)
-    windows = made[-1]
+    windows = windows_made[-1]
     base = windows.frames[0, 0, :windows.length]
     torch.manual_seed(0)
     drawn = [windows[0][0] for _ in range(8)]
@@ -386,21 +376,21 @@ def _assert_windows_roll_along(axis, data, monkeypatch, **params):
 
 
 @pytest.mark.parametrize("order", [("y", "x"), ("x", "y")])
-def test_shift_augmentation_rolls_along_x_whatever_the_storage_order(order, monkeypatch):
+def test_shift_augmentation_rolls_along_x_whatever_the_storage_order(order, windows_made):
     # the last stored grid dim was rolled: data stored (time, x, y) rolled along y
     data = _waves(n_traj=1, n_time=12).transpose("trajectory", "time", *order)
     data["u"] = data.u + 0.1 * data.y  # no symmetry along y that a roll could hide
-    _assert_windows_roll_along(-2 if order == ("x", "y") else -1, data, monkeypatch)
+    _assert_windows_roll_along(-2 if order == ("x", "y") else -1, data, windows_made)
     with pytest.raises(ValueError, match="periodic dim 'x'; their grid dims are .*'lon'"):
         _rom(max_epochs=1, shift_augmentation=True).fit(data.rename(x="lon"))
 
 
 @pytest.mark.parametrize("shift_dim, axis", [("lon", -1), ("lat", -2)])
-def test_shift_dim_names_the_periodic_dim_of_other_grids(shift_dim, axis, monkeypatch):
+def test_shift_dim_names_the_periodic_dim_of_other_grids(shift_dim, axis, windows_made):
     # fields on (lat, lon) were refused (no dim 'x'); the old code rolled the last grid dim
     data = _waves(n_traj=1, n_time=12).rename(y="lat", x="lon")
     data["u"] = data.u + 0.1 * data.lat + 0.05 * data.lon  # no symmetry a roll could hide
-    _assert_windows_roll_along(axis, data, monkeypatch, shift_dim=shift_dim)
+    _assert_windows_roll_along(axis, data, windows_made, shift_dim=shift_dim)
     with pytest.raises(ValueError, match="'lon'\\): set shift_dim to the periodic one"):
         _rom(max_epochs=1, shift_augmentation=True).fit(data)
     with pytest.raises(ValueError, match="shift_dim"):
