@@ -390,7 +390,8 @@ def _run_greybox(setup: GreyBoxSetup, name: str, quick=True, seed=0, device="cpu
                # the neural ODE has no parameters (nor any method, without the true ones);
                # a method whose inferred ones are NaN keeps its (NaN) row
                + summary_rows(results.parameter_error.sel(
-                   {"method": [m for m in methods if m != "neural_ode" and true_p is not None]}),
+                   {"method": [m for m in methods if m != "neural_ode"] if true_p is not None
+                    else []}),
                    "parameter relative error", method_dim="method")
                + summary_rows(results.fit_time, "training time", method_dim="method",
                               lower_is_better=None))
