@@ -33,13 +33,13 @@ True
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import xarray as xr
 from sklearn import model_selection as _skms
 from sklearn.model_selection import BaseCrossValidator
 from sklearn.pipeline import Pipeline
+
+from xdyn.utils._validation import is_integer
 
 __all__ = ["SampleView", "samples", "unwrap", "TimeSeriesSplit", "GridSearchCV",
            "warm_start_score"]
@@ -208,7 +208,7 @@ class TimeSeriesSplit(BaseCrossValidator):
                                  ("test_size", self.test_size, 1)):
             if value is None and name == "test_size":
                 continue
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            if not is_integer(value) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         n_splits = int(self.n_splits)
         test_size = int(n // (n_splits + 1) if self.test_size is None else self.test_size)
@@ -383,7 +383,7 @@ class GridSearchCV(_skms.GridSearchCV):
         dim = self.dim or cv_dim or "time"
         X, y = (samples(v, dim) if isinstance(v, (xr.Dataset, xr.DataArray)) else v
                 for v in (X, y))
-        if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        if is_integer(cv):
             cv = TimeSeriesSplit(n_splits=int(cv), dim=self.dim)
         scoring = warm_start_score if self.scoring is None else self.scoring
         # the stored parameters stay as given (clone/get_params); only this fit sees the

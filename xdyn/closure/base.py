@@ -48,6 +48,7 @@ from xdyn.metrics import relative_l2
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import stack_samples, unstack_samples
 from xdyn.utils._prefit import PrefitCloneMixin
+from xdyn.utils._validation import is_integer
 
 __all__ = ["BaseClosure"]
 
@@ -372,7 +373,7 @@ class BaseClosure(PrefitCloneMixin, BaseEstimator):
         samples : same kind as ``Y`` with a leading ``member`` dim (ndarray:
             shape ``(n_samples, n, n_features_out)``)
         """
-        if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
+        if not is_integer(n_samples) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}")
         X = unwrap(X)
         Z, coord, labelled = self._reduce(X)

@@ -20,6 +20,7 @@ from xdyn.model_selection import unwrap
 from xdyn.preprocessing.delay import (delay_embedding, delayed_variables, lag_step,
                                     lagged_name, same_lag_step)
 from xdyn.utils._prefit import PrefitCloneMixin
+from xdyn.utils._validation import is_integer
 
 _WHAT = "the resolved forecast and the closure's samples"
 
@@ -185,7 +186,7 @@ class ClosedModel(PrefitCloneMixin, BaseEstimator):
         check_is_fitted(self, "closure_")
         X = unwrap(X)
         n_members = self.n_members if n_members is None else n_members
-        if isinstance(n_members, bool) or not isinstance(n_members, Integral) or n_members < 1:
+        if not is_integer(n_members) or n_members < 1:
             raise ValueError(f"n_members must be a positive integer; got {n_members!r}")
         random_state = self.random_state if random_state is None else random_state
         rng = check_random_state(random_state)

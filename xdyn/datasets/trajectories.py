@@ -40,6 +40,7 @@ import xarray as xr
 
 from xdyn.datasets._atomic import remove_stale_parts, write_netcdf_atomic
 from xdyn.datasets._chunking import chunk_encoding
+from xdyn.utils._validation import is_integer
 
 __all__ = ["chunk_encoding", "generate_trajectories", "system_trajectories",
            "system_trajectory_set", "trajectory_seeds"]
@@ -71,8 +72,7 @@ def trajectory_seeds(random_state, indices) -> list[int]:
     >>> trajectory_seeds(0, [0]) != trajectory_seeds(1, [0])
     True
     """
-    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)) \
-            or random_state < 0:
+    if not is_integer(random_state) or random_state < 0:
         raise TypeError(f"random_state must be an integer >= 0, got {random_state!r}")
     indices = range(indices) if isinstance(indices, (int, np.integer)) else indices
     return [int(np.random.SeedSequence(int(random_state), spawn_key=(int(i),))

@@ -16,10 +16,10 @@ estimator swaps them by name (:func:`make_encoder`):
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import torch
 from torch import nn
+
+from xdyn.utils._validation import is_integer
 
 __all__ = ["MLPEncoder", "GRUEncoder", "LSTMEncoder", "ConvEncoder", "make_encoder",
            "ENCODERS"]
@@ -28,7 +28,7 @@ __all__ = ["MLPEncoder", "GRUEncoder", "LSTMEncoder", "ConvEncoder", "make_encod
 def _check_sizes(who, **sizes):
     """The sizes as Python ints, each checked to be an integer (numpy's too) >= its minimum."""
     for name, (value, minimum) in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        if not is_integer(value) or value < minimum:
             raise ValueError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
     # torch's recurrent layers take Python ints only (a grid over np.arange gives np.int64)
     return [int(value) for value, _ in sizes.values()]

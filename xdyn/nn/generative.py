@@ -21,13 +21,13 @@ generator)``), a plain forward computation after training.
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import nn
 
 from xdyn.nn.modules import MLP
 from xdyn.nn.net import XdynNet
+from xdyn.utils._validation import is_integer
 
 __all__ = ["ConditionalVAE", "ConditionalDenoiser", "CVAENet", "DDPMNet"]
 
@@ -153,8 +153,7 @@ class ConditionalDenoiser(nn.Module):
         self.reverse_variance = reverse_variance
         self.n_diffusion_steps = int(n_diffusion_steps)
         self.clip = None if clip is None else float(clip)
-        if isinstance(time_features, bool) or not isinstance(time_features, numbers.Integral) \
-                or time_features < 2 or time_features % 2:
+        if not is_integer(time_features) or time_features < 2 or time_features % 2:
             # the sinusoidal embedding is a sine and a cosine per frequency
             raise ValueError(f"time_features must be an even integer >= 2, got {time_features!r}")
         self.time_features = int(time_features)

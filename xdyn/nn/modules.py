@@ -8,10 +8,10 @@ search can tune them.
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import torch
 from torch import nn
+
+from xdyn.utils._validation import is_integer
 
 __all__ = ["MLP", "PeriodicConvNet", "get_activation"]
 
@@ -93,7 +93,7 @@ class MLP(nn.Module):
             ("hidden", hidden, 1),
             ("n_layers", n_layers, 0),
         ):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+            if not is_integer(value) or value < minimum:
                 raise ValueError(f"MLP: {name} must be an integer >= {minimum}, got {value!r}")
         layers = []
         width = int(in_features)
@@ -146,7 +146,7 @@ class PeriodicConvNet(nn.Module):
         for name, value, minimum in (("in_channels", in_channels, 1),
                                      ("out_channels", out_channels, 1), ("hidden", hidden, 1),
                                      ("n_layers", n_layers, 2), ("kernel_size", kernel_size, 1)):
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+            if not is_integer(value) or value < minimum:
                 raise ValueError(f"PeriodicConvNet: {name} must be an integer >= {minimum}, "
                                  f"got {value!r}")
         if kernel_size % 2 == 0:

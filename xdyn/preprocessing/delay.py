@@ -11,14 +11,13 @@ regressor reads them as channels, a PCA as features) can use it unchanged.
 
 from __future__ import annotations
 
-from numbers import Integral
-
 import numpy as np
 import xarray as xr
 
 from xdyn._labels import (calendar_months, even_step, offset_months, same_step,
                           step_tolerance)
 from xdyn._units import step_units
+from xdyn.utils._validation import is_integer
 
 __all__ = ["delay_embedding", "delayed_variables", "lagged_name"]
 
@@ -198,7 +197,7 @@ def delay_embedding(data, lags, dim="time"):
     if not isinstance(data, xr.Dataset):
         raise TypeError(f"delay_embedding takes an xarray.Dataset; got {type(data).__name__}")
     lags = list(lags)
-    if any(isinstance(lag, bool) or not isinstance(lag, Integral) or lag < 1 for lag in lags):
+    if any(not is_integer(lag) or lag < 1 for lag in lags):
         raise ValueError(f"lags must be positive integers; got {lags}")
     if len(set(lags)) != len(lags):
         raise ValueError(f"lags must be distinct; got {lags}")

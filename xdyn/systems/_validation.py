@@ -7,9 +7,11 @@ range, so that a bad input names the parameter (DESIGN: Failure).
 
 from __future__ import annotations
 
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
+
+from xdyn.utils._validation import is_integer
 
 __all__: list[str] = []
 
@@ -21,7 +23,7 @@ def _check_int(value, name: str, minimum: int | None = None, who: str = "") -> i
     or a JSON round trip gives back for an integer.
     """
     where = f"{who}: " if who else ""
-    ok = isinstance(value, Integral) and not isinstance(value, bool)
+    ok = is_integer(value)
     if not ok and isinstance(value, Real) and not isinstance(value, bool):
         ok = bool(np.isfinite(value)) and float(value).is_integer()
     if not ok:

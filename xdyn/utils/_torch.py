@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from sklearn.utils import check_random_state
 
+from xdyn.utils._validation import is_integer
+
 __all__ = ["resolve_device", "resolve_dtype", "torch_generator"]
 
 
@@ -152,15 +154,11 @@ def torch_generator(random_state, device="cpu", seed_from_int=int) -> torch.Gene
     >>> a == torch_generator(0).initial_seed()
     True
     """
-    if _is_int(random_state):
+    if is_integer(random_state):
         seed = int(seed_from_int(int(random_state)))
     else:  # None: a seed from numpy's global random state, new at every call
         seed = int_seed(check_random_state(None) if random_state is None else random_state)
     return torch.Generator(device=device).manual_seed(seed)
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def int_seed(random_state):
@@ -185,7 +183,7 @@ def int_seed(random_state):
     """
     if random_state is None:
         return None
-    if _is_int(random_state):
+    if is_integer(random_state):
         if random_state < 0:
             raise ValueError(f"random_state must be >= 0, got {random_state!r}")
         return int(random_state)

@@ -6,12 +6,27 @@ a noise level must be finite.
 
 from __future__ import annotations
 
-from numbers import Real  # noqa: F401 - used in the doctest
+from numbers import Integral, Real  # noqa: F401 - Real: used in the doctest
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-__all__ = ["FiniteInterval"]
+__all__ = ["FiniteInterval", "is_integer"]
+
+
+def is_integer(value) -> bool:
+    """Whether ``value`` is an integer (Python's or numpy's) and not a bool.
+
+    ``bool`` is an ``Integral`` for Python, but ``True`` is not a count: a flag
+    passed where a size belongs is refused, not read as 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_integer(3), is_integer(np.int64(3)), is_integer(True), is_integer(3.0)
+    (True, True, False, False)
+    """
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 class FiniteInterval(Interval):
