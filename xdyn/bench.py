@@ -2,7 +2,9 @@
 peers of the ``bench`` extra (DAPPER, KolSol) when they are installed.
 
 Benchmarks measure wall time with :func:`time.perf_counter` after a warm-up
-and report peak memory; they are not part of the test suite.
+and report the peak resident memory of the process while each ran (one peak per
+bench, not per row; since the process started where Linux cannot reset it);
+they are not part of the test suite.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 
 from xdyn._threads import threads_for
-from xdyn.experiments.catalogue import peak_memory_mb
+from xdyn.experiments.catalogue import peak_memory_mb, reset_peak_memory
 
 __all__ = ["bench_systems", "bench_da", "bench_forecast", "has_peer"]
 
@@ -46,6 +48,22 @@ def _rate(fn, n_steps, repeats=3):
         fn(n_steps)
         times.append(time.perf_counter() - t0)
     return n_steps / float(np.median(times))
+
+
+def _paired_rates(ours, theirs, n_steps, rounds=3):
+    """Medians of ``rounds`` alternating :func:`_rate` of each side (the machine may be
+    shared: both sides see the same load); the peer's rate is None without ``theirs``."""
+    pairs = [(_rate(ours, n_steps), None if theirs is None else _rate(theirs, n_steps))
+             for _ in range(rounds)]
+    rate_ours = float(np.median([p[0] for p in pairs]))
+    return rate_ours, None if theirs is None else float(np.median([p[1] for p in pairs]))
+
+
+def _peak_line(reset):
+    """The peak memory line of a bench; ``reset``: what its first
+    :func:`reset_peak_memory` returned."""
+    since = "during this bench" if reset else "since it started"
+    return f"peak memory {peak_memory_mb():.0f} MiB (process, {since})"
 
 
 def _load_line():
@@ -90,6 +108,7 @@ def bench_systems(quick: bool = False) -> str:
     """
     from xdyn.systems import Lorenz96
 
+    reset = reset_peak_memory()
     n = 200 if quick else 2000
     lines = [f"{'work':<44}{'xdyn steps/s':>14}{'peer steps/s':>14}{'ratio':>8}"]
     dt = 0.05
@@ -109,7 +128,6 @@ def bench_systems(quick: bool = False) -> str:
             with threads_for(xt.numel()), torch.no_grad():
                 system.forecast(xt, dt, k)
 
-        peer = None
         if dapper_step is not None:
             xn = x0 if n_members > 1 else x0[0]
 
@@ -117,17 +135,13 @@ def bench_systems(quick: bool = False) -> str:
                 x = xn
                 for _ in range(k):
                     x = dapper_step(x, 0.0, dt)
+        else:
+            theirs = None
 
         steps = n if n_members == 1 else n // 4
-        # alternate the two sides and keep medians: the machine may be shared
-        pairs = [(_rate(ours, steps), _rate(theirs, steps) if dapper_step is not None else None)
-                 for _ in range(3)]
-        rate_ours = float(np.median([p[0] for p in pairs]))
-        if dapper_step is not None:
-            peer = float(np.median([p[1] for p in pairs]))
-        lines.append(_row(label, rate_ours, peer))
+        lines.append(_row(label, *_paired_rates(ours, theirs, steps)))
     lines.extend(_bench_kolmogorov(quick))
-    lines.append(f"peak memory {peak_memory_mb():.0f} MiB; {_load_line()}")
+    lines.append(f"{_peak_line(reset)}; {_load_line()}")
     if dapper_step is None:
         lines.append("(install the bench extra for the DAPPER/KolSol columns)")
     return "\n".join(lines)
@@ -138,7 +152,7 @@ def _bench_kolmogorov(quick):
         from xdyn.systems import KolmogorovFlow
     except ImportError:
         return []
-    from xdyn.bench_kolsol import kolsol_rate
+    from xdyn.bench_kolsol import kolsol_stepper
 
     out = []
     n = 20 if quick else 100
@@ -151,11 +165,10 @@ def _bench_kolmogorov(quick):
             with torch.no_grad(), threads_for(x.numel()):
                 system.forecast(x, dt, k)
 
-        peer = None
-        if has_peer("kolsol"):
-            with threads_for(x.numel()):
-                peer = kolsol_rate(N, dt, n)
-        out.append(_row(f"Kolmogorov flow {N}x{N}, Re=34, one state", _rate(ours, n), peer))
+        theirs = kolsol_stepper(N, dt) if has_peer("kolsol") else None  # numpy: one thread
+        # timed as the Lorenz-96 rows: alternating, medians of three rates of each side
+        out.append(_row(f"Kolmogorov flow {N}x{N}, Re=34, one state",
+                        *_paired_rates(ours, theirs, n)))
     return out
 
 
@@ -274,6 +287,27 @@ def _configs(name):
     return rows
 
 
+def _dapper_burn_in(tseq):
+    """The ``burn_in`` with which xdyn's scores average DAPPER's set of analysis times.
+
+    DAPPER averages the analyses at ``tseq.tto > tseq.BurnIn`` (``tseq.masko``);
+    :func:`~xdyn.metrics.mean_after_burn_in` keeps ``time >= time[0] + burn_in``,
+    which would also score an observation exactly at ``BurnIn``. Half an
+    observation interval before DAPPER's first scored time keeps the same times.
+    The estimator's ``burn_in`` only scores: the filter runs the same.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> tto = np.arange(1, 9) * 0.5
+    >>> tseq = SimpleNamespace(tt=np.arange(9) * 0.5, tto=tto, dto=0.5, masko=tto > 2.0)
+    >>> _dapper_burn_in(tseq)  # scores 2.5, 3.0, ... (2.0 is DAPPER's burn-in, not scored)
+    2.25
+    """
+    first = float(np.asarray(tseq.tto)[np.asarray(tseq.masko)][0])
+    return first - 0.5 * float(tseq.dto) - float(tseq.tt[0])
+
+
 def _as_datasets(HMM, xx, yy, system, operator=None):
     import xarray as xr
 
@@ -356,9 +390,11 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
 
     dapper_progress.disable_progbar = True  # keep the comparison table readable
 
+    reset = reset_peak_memory()
     lines = [f"{'setup / method':<42}{'xdyn RMSE':>10}{'DAPPER':>9}{'xdyn s':>9}{'DAPPER s':>10}"
              f"{'speed-up':>10}{'lost':>6}",
              *_WHAT_IS_TIMED,
+             "(RMSE of both: the analysis times after the burn-in, as DAPPER averages them)",
              "(DAPPER starts from its initial distribution, centred on the truth's start; xdyn"
              " too, except in the 'climatological start' rows)"]
     for name in setups:
@@ -373,7 +409,7 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
             warnings.simplefilter("ignore")
             xx, yy = HMM.simulate()
         truth, obs = _as_datasets(HMM, xx, yy, system, operator)
-        burn = float(HMM.tseq.BurnIn)
+        burn = _dapper_burn_in(HMM.tseq)  # both sides score the times after BurnIn
         lines.append(f"{name} ({HMM.tseq.Ko} cycles, burn-in {HMM.tseq.BurnIn} time units)")
         # Lorenz-63 filters with 10 members or particles are noisy from one seed to the
         # next: average a few filter seeds there
@@ -419,7 +455,7 @@ def bench_da(quick: bool = False, setups=("lorenz96", "lorenz96-every4", "lorenz
         if repeats > 1:
             lines.append(f"  (RMSE and wall time averaged over {repeats} filter seeds; "
                          "'lost': runs flagged as lost)")
-    lines.append(f"peak memory {peak_memory_mb():.0f} MiB; {_load_line()}")
+    lines.append(f"{_peak_line(reset)}; {_load_line()}")
     return "\n".join(lines)
 
 
@@ -433,8 +469,9 @@ def bench_forecast(quick: bool = False) -> str:
     32 x 64). A *sample* is one consecutive-state transition the loss sees
     (VGB-DM: ``n_pairs`` per trajectory per epoch, here as many as the
     trajectory has, or one per training window; the neural ODE:
-    ``window - 1`` per integrated window; ClimODE: ``n_steps`` per start).
-    Wall time of ``fit`` after a one-epoch warm-up.
+    ``window - 1`` per integrated window; ClimODE: ``n_steps`` per start), as
+    the fitted model counts it (the windows and starts: the items its last
+    epoch trained on). Wall time of ``fit`` after a one-epoch warm-up.
 
     Parameters
     ----------
@@ -457,9 +494,10 @@ def bench_forecast(quick: bool = False) -> str:
 
     from xdyn.datasets import load_weatherbench
     from xdyn.experiments._era5_data import write_weatherbench_test_set
-    from xdyn.forecast import VGBDM, ClimODE, NeuralODE, TransportVGBDM
+    from xdyn.forecast import VGBDM, NeuralODE
     from xdyn.systems import DampedPendulum
 
+    reset = reset_peak_memory()
     n_traj, n_times, epochs = (32, 40, 3) if quick else (256, 100, 5)
     ds = DampedPendulum().simulate(
         n_trajectories=n_traj, t_span=(n_times - 1) * 0.1, dt=0.02, save_every=5,
@@ -467,10 +505,10 @@ def bench_forecast(quick: bool = False) -> str:
     models = {
         "VGB-DM (flow matching)": (lambda e: VGBDM(
             "pendulum", z_dim=2, len_episode=20, hidden=64, batch_size=32, max_epochs=e,
-            n_pairs=n_times - 1, device="cpu", random_state=0), None),
+            n_pairs=n_times - 1, device="cpu", random_state=0), _pairs),
         "neural ODE (RK4, window 10)": (lambda e: NeuralODE(
             hidden=64, window=10, batch_size=32, max_epochs=e, device="cpu",
-            random_state=0), None),
+            random_state=0), _pairs),
     }
     lines = [f"forecast training throughput: damped pendulum, {n_traj} trajectories x "
              f"{n_times} times, {epochs} epochs, CPU"]
@@ -480,33 +518,52 @@ def bench_forecast(quick: bool = False) -> str:
     with tempfile.TemporaryDirectory() as root:
         write_weatherbench_test_set(root, years=(2016,), days=days, variables=variables)
         grid = load_weatherbench(variables, root=root).load()
-    n = grid.sizes["time"]
-    models = {
-        "VGB-DM transport (flow match.)": (lambda e: TransportVGBDM(
-            hidden=32, z_dim=4, len_episode=4, batch_size=16, max_epochs=e, device="cpu",
-            random_state=0), n - 4),
-        "ClimODE (RK4, 2 steps)": (lambda e: ClimODE(
-            hidden=32, n_steps=2, batch_size=16, max_epochs=e, step_size=0.5, device="cpu",
-            random_state=0), 2 * (n - 3)),
-    }
     lines.append(f"gridded weather: xdyn's WeatherBench-format test set, 5 fields on 32 x 64, "
-                 f"{n} 6-hourly times, {epochs} epochs, CPU")
-    lines += _throughput_lines(models, grid, epochs)
-    lines.append(_load_line())
+                 f"{grid.sizes['time']} 6-hourly times, {epochs} epochs, CPU")
+    lines += _throughput_lines(_weather_models(), grid, epochs)
+    lines += [_peak_line(reset), _load_line()]
     return "\n".join(lines)
 
 
+def _trained_items(model):
+    """The items (windows, starts) the last epoch of ``model``'s fit trained on: the sizes
+    of its batches, which skorch records."""
+    return int(sum(model.net_.history[-1, "batches", :, "train_batch_size"]))
+
+
+def _weather_models():
+    """The gridded-weather rows: ``name -> (make(epochs), samples per epoch of the fitted
+    model)``; a TransportVGBDM window (``len_episode`` + 2 samples with the cubic
+    interpolant) is one sample, a ClimODE start ``n_steps``."""
+    from xdyn.forecast import ClimODE, TransportVGBDM
+
+    return {
+        "VGB-DM transport (flow match.)": (lambda e: TransportVGBDM(
+            hidden=32, z_dim=4, len_episode=4, batch_size=16, max_epochs=e, device="cpu",
+            random_state=0), _trained_items),
+        "ClimODE (RK4, 2 steps)": (lambda e: ClimODE(
+            hidden=32, n_steps=2, batch_size=16, max_epochs=e, step_size=0.5, device="cpu",
+            random_state=0), lambda model: model.n_steps * _trained_items(model)),
+    }
+
+
+def _pairs(model):
+    """The pendulum models' samples per epoch: their own count of transitions."""
+    return model.n_train_pairs_
+
+
 def _throughput_lines(models, data, epochs):
-    """Table rows of samples per second of each ``(make(epochs), samples per epoch)``, and
-    the first's speed-up over the second; ``None`` samples: the model's ``n_train_pairs_``."""
+    """Table rows of samples per second of each ``(make(epochs), count)``, where
+    ``count(fitted model)`` is its samples per epoch, and the first's speed-up over the
+    second."""
     lines = [f"{'method':<32}{'samples/epoch':>14}{'samples/s':>12}"]
     rates = {}
-    for name, (make, per_epoch) in models.items():
+    for name, (make, count) in models.items():
         make(1).fit(data)  # warm-up (imports, allocator)
         t0 = time.perf_counter()
         model = make(epochs).fit(data)
         elapsed = time.perf_counter() - t0
-        per_epoch = model.n_train_pairs_ if per_epoch is None else per_epoch
+        per_epoch = count(model)
         rates[name] = per_epoch * epochs / elapsed
         lines.append(f"{name:<32}{per_epoch:>14,d}{rates[name]:>12,.0f}")
     simulation_free, simulated = rates.values()

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["kolsol_rate", "kolsol_nk"]
+__all__ = ["kolsol_rate", "kolsol_nk", "kolsol_stepper"]
 
 
 def kolsol_nk(N: int) -> int:
@@ -38,6 +38,59 @@ def kolsol_nk(N: int) -> int:
     (21, 42)
     """
     return int(math.ceil(N / 3)) - 1
+
+
+def kolsol_stepper(N: int, dt: float, re: float = 34.0, nf: int = 4):
+    """A function ``advance(k)`` that runs ``k`` KolSol RK4 steps from one fixed random state.
+
+    Every call starts from the same state, as xdyn's side of the benchmark does,
+    so that repeated timings (:func:`xdyn.bench._rate`) time the same work.
+
+    Parameters
+    ----------
+    N : int
+        Grid points per side of the xdyn grid to match (see :func:`kolsol_nk`).
+    dt : float
+        Time step of KolSol's RK4.
+    re : float, default 34.0
+        Reynolds number.
+    nf : int, default 4
+        Forcing wavenumber.
+
+    Returns
+    -------
+    callable
+        ``advance(k)``; it raises :class:`RuntimeError` if KolSol's state
+        becomes non-finite (``dt`` too large) instead of returning.
+
+    Examples
+    --------
+    Needs the ``bench`` extra (KolSol):
+
+    >>> import pytest
+    >>> _ = pytest.importorskip("kolsol")
+    >>> from xdyn.bench_kolsol import kolsol_stepper
+    >>> kolsol_stepper(32, dt=0.005)(2)
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from kolsol.numpy.solver import KolSol
+        from kolsol.utils.integrate import rk4_step
+
+        solver = KolSol(nk=kolsol_nk(N), nf=nf, re=re, ndim=2)
+        start = solver.random_field(magnitude=10.0, sigma=2.0)
+    increment = rk4_step(solver.dynamics, dt)
+
+    def advance(k):
+        u_hat = start
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(k):
+                u_hat = u_hat + increment(u_hat)
+        if not np.all(np.isfinite(u_hat)):
+            raise RuntimeError("KolSol diverged in the benchmark; reduce dt")
+
+    return advance
 
 
 def kolsol_rate(N: int, dt: float, n_steps: int, re: float = 34.0, nf: int = 4) -> float:
@@ -76,20 +129,8 @@ def kolsol_rate(N: int, dt: float, n_steps: int, re: float = 34.0, nf: int = 4) 
     >>> kolsol_rate(32, dt=0.005, n_steps=2) > 0
     True
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from kolsol.numpy.solver import KolSol
-        from kolsol.utils.integrate import rk4_step
-
-        solver = KolSol(nk=kolsol_nk(N), nf=nf, re=re, ndim=2)
-        u_hat = solver.random_field(magnitude=10.0, sigma=2.0)
-        increment = rk4_step(solver.dynamics, dt)
-        for _ in range(max(1, n_steps // 10)):  # warm-up
-            u_hat = u_hat + increment(u_hat)
-        t0 = time.perf_counter()
-        for _ in range(n_steps):
-            u_hat = u_hat + increment(u_hat)
-        elapsed = time.perf_counter() - t0
-    if not np.all(np.isfinite(u_hat)):
-        raise RuntimeError("KolSol diverged in the benchmark; reduce dt")
-    return n_steps / elapsed
+    advance = kolsol_stepper(N, dt, re, nf)
+    advance(max(1, n_steps // 10))  # warm-up
+    t0 = time.perf_counter()
+    advance(n_steps)
+    return n_steps / (time.perf_counter() - t0)

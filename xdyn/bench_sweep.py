@@ -9,7 +9,9 @@ observations. DAPPER is imported only here, inside the function.
 Timed: xdyn's sweep, which returns the analysis RMSE of each experiment, after
 an untimed warm-up; DAPPER's loop with ``rc.comps["error_only"] = True`` (its
 mean and error per forecast and analysis time, then its time-averaged RMSE),
-not its default full per-cycle statistics, which xdyn does not compute.
+not its default full per-cycle statistics, which xdyn does not compute. Both
+average the analysis times after DAPPER's burn-in (``tto > BurnIn``). The
+rows end with the process's peak memory during the sweep rows.
 """
 
 from __future__ import annotations
@@ -55,9 +57,10 @@ def bench_sweep(quick: bool = False, n_seeds: int = 8,
     import xarray as xr
 
     from xdyn.assimilation import make_assimilator
-    from xdyn.bench import (_as_datasets, _dapper_error_only, _dapper_setup, _load_line,
-                            _warm_up)
+    from xdyn.bench import (_as_datasets, _dapper_burn_in, _dapper_error_only, _dapper_setup,
+                            _load_line, _peak_line, _warm_up)
     from xdyn.experiments import sweep
+    from xdyn.experiments.catalogue import reset_peak_memory
     from xdyn.experiments.setups import get_setup
 
     import dapper.da_methods as da
@@ -65,6 +68,7 @@ def bench_sweep(quick: bool = False, n_seeds: int = 8,
     from dapper.tools.seeding import set_seed
 
     dapper_progress.disable_progbar = True
+    reset = reset_peak_memory()
     n_cycles = 300 if quick else 1000
     HMM = _dapper_setup("lorenz96", n_cycles)
     setup = get_setup("sakov2008")
@@ -80,7 +84,7 @@ def bench_sweep(quick: bool = False, n_seeds: int = 8,
     truth = xr.concat([t[2] for t in twins], "trajectory")
     obs = xr.concat([t[3].drop_vars("noise_std") for t in twins], "trajectory")
     obs["noise_std"] = twins[0][3]["noise_std"]
-    burn = float(HMM.tseq.BurnIn)
+    burn = _dapper_burn_in(HMM.tseq)  # the times DAPPER's averages keep
     params = {k: v for k, v in cfg.params.items() if k != "inflation"}
     est = make_assimilator(cfg.method, system=system, burn_in=burn, random_state=1,
                            raise_on_divergence=False, initial_state=HMM.X0.mu,
@@ -132,4 +136,5 @@ def bench_sweep(quick: bool = False, n_seeds: int = 8,
             f"  {'best mean RMSE (xdyn, DAPPER), wall s':<40}{best_ours:>10.3f}{best_theirs:>9.3f}"
             f"{t_ours:>9.2f}{t_dapper:>10.2f}{t_dapper / t_ours:>10.2f}",
             f"  (best inflation xdyn {float(ours_mean.idxmin('inflation')):.2f}, "
-            f"DAPPER {inflations[int(np.nanargmin(theirs.mean(1)))]:.2f}; {_load_line()})"]
+            f"DAPPER {inflations[int(np.nanargmin(theirs.mean(1)))]:.2f}; {_load_line()})",
+            f"  ({_peak_line(reset)})"]

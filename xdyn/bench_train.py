@@ -48,12 +48,22 @@ def _synchronize(device):
         torch.cuda.synchronize(device)
 
 
+class _Steps(list):
+    """``(net class name, seconds)`` per step, and ``threads``: torch's threads per step."""
+
+    def __init__(self):
+        super().__init__()
+        self.threads = []
+
+
 @contextlib.contextmanager
 def timed_training_steps():
     """Record ``(net class name, seconds)`` of every training step an XdynNet takes inside.
 
     On a GPU each step is timed between two synchronisations, so the time is
-    the step's, not its launch's.
+    the step's, not its launch's. The list's ``threads`` holds the torch
+    threads each step ran on: on a CPU an XdynNet runs a small network on one
+    thread, whatever the process's count.
 
     Examples
     --------
@@ -64,12 +74,12 @@ def timed_training_steps():
     >>> X, y = np.zeros((10, 2), "float32"), np.zeros((10, 1), "float32")
     >>> with timed_training_steps() as steps:
     ...     _ = net.fit(X, y)
-    >>> len(steps), steps[0][0]  # 3 batches an epoch, 2 epochs
-    (6, 'XdynNet')
+    >>> len(steps), steps[0][0], steps.threads[0]  # 3 batches an epoch, 2 epochs; a tiny net
+    (6, 'XdynNet', 1)
     """
     from xdyn.nn import XdynNet
 
-    records = []
+    records = _Steps()
     original = XdynNet.run_single_epoch
 
     def run_single_epoch(net, iterator, training, prefix, step_fn, **fit_params):
@@ -82,6 +92,7 @@ def timed_training_steps():
                 out = inner(batch, **kwargs)
                 _synchronize(net.device_)
                 records.append((type(net).__name__, time.perf_counter() - t0))
+                records.threads.append(torch.get_num_threads())
                 return out
         return original(net, iterator, training, prefix, step_fn, **fit_params)
 
@@ -238,7 +249,8 @@ def training_step_times(family, quick=False, device="auto", seed=0, n_batches=4)
         ``step_s`` (median seconds per step), ``steps_per_epoch``,
         ``epochs``, ``training_h`` (the experiment's whole training of this
         network, hours), ``sizes`` (text), ``device``, ``peak_gpu_gib``
-        (None on a CPU).
+        (None on a CPU), ``threads`` (the torch threads of the timed steps,
+        their range as text when they differ).
 
     Examples
     --------
@@ -265,10 +277,12 @@ def training_step_times(family, quick=False, device="auto", seed=0, n_batches=4)
         raise RuntimeError(f"{family}: the short fit took {len(seconds)} steps, the step "
                            f"count expects {spec['steps'](short)} for {short} items")
     step = float(np.median(seconds[1:]))
+    used = sorted(set(steps.threads[1:]))
     per_epoch = spec["steps"](full)
     return {"step_s": step, "steps_per_epoch": per_epoch, "epochs": int(spec["epochs"]),
             "training_h": step * per_epoch * spec["epochs"] / 3600.0,
             "sizes": spec["sizes"], "device": device,
+            "threads": str(used[0]) if len(used) == 1 else f"{used[0]}-{used[-1]}",
             "peak_gpu_gib": (torch.cuda.max_memory_allocated(device) / 2**30
                              if device.startswith("cuda") else None)}
 
@@ -298,22 +312,25 @@ def bench_train(quick: bool = False, device: str = "auto", families=FAMILIES) ->
     >>> out.splitlines()[2].split()[0], "training h" in out
     ('neural-3dvar', True)
     """
-    from xdyn.bench import _load_line
-    from xdyn.experiments.catalogue import peak_memory_mb
+    from xdyn.bench import _load_line, _peak_line
+    from xdyn.experiments.catalogue import reset_peak_memory
 
     size = "CPU-sized (--quick) setups" if quick else "full setups"
-    rows = [f"{'family':<14}{'s/step':>10}{'steps/epoch':>13}{'epochs':>8}"
+    reset = reset_peak_memory()
+    rows = [f"{'family':<14}{'s/step':>10}{'threads':>8}{'steps/epoch':>13}{'epochs':>8}"
             f"{'training h':>12}{'GPU GiB':>9}  sizes"]
     device_name = None
     for family in families:
         t = training_step_times(family, quick=quick, device=device)
         device_name = t["device"]
         gpu = "" if t["peak_gpu_gib"] is None else f"{t['peak_gpu_gib']:.2f}"
-        rows.append(f"{family:<14}{t['step_s']:>10.4f}{t['steps_per_epoch']:>13,d}"
+        threads = t["threads"] if t["device"] == "cpu" else ""
+        rows.append(f"{family:<14}{t['step_s']:>10.4f}{threads:>8}{t['steps_per_epoch']:>13,d}"
                     f"{t['epochs']:>8,d}{t['training_h']:>12.2f}{gpu:>9}  {t['sizes']}")
     where = device_name or device
     if where == "cpu":
-        where = f"cpu, {torch.get_num_threads()} torch threads"
+        where = (f"cpu ('threads': the torch threads of the timed steps; the process has "
+                 f"{torch.get_num_threads()})")
     elif where.startswith("cuda"):
         where = f"{where} ({torch.cuda.get_device_name(where)})"
     return "\n".join([f"training steps of the learned families, the experiments' {size}, "
@@ -321,4 +338,4 @@ def bench_train(quick: bool = False, device: str = "auto", families=FAMILIES) ->
                      + ["'training h': one network's whole training in its experiment "
                         "(median step x steps per epoch x epochs; data making, validation "
                         "and prediction not included)",
-                        f"peak memory {peak_memory_mb():.0f} MiB (process)", _load_line()])
+                        _peak_line(reset), _load_line()])

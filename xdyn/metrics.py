@@ -998,7 +998,8 @@ def _matched_state(truth, analysis, sample_dims):
 def mean_after_burn_in(per_time, burn_in=0.0):
     """Time mean of ``per_time`` from ``burn_in`` model time after its first time on.
 
-    A NaN time makes the mean NaN: an assimilator that failed part-way (its
+    The time exactly ``burn_in`` after the first is kept (``time >= time[0] +
+    burn_in``). A NaN time makes the mean NaN: an assimilator that failed part-way (its
     analysis is NaN from the failure on) must not score the times before it.
 
     Parameters
@@ -1031,7 +1032,10 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
 
     The RMSE is taken over every state variable and spatial point at each
     time (and member mean when a ``member`` dim is present), then averaged over
-    time after ``burn_in`` (the DAPPER convention).
+    the times at least ``burn_in`` after the first analysis time (``time >=
+    time[0] + burn_in``, :func:`mean_after_burn_in`). DAPPER's time averages
+    keep only the times strictly after its ``BurnIn`` (``tto > BurnIn``): an
+    analysis exactly at the boundary is scored here and not there.
 
     Parameters
     ----------
@@ -1041,7 +1045,8 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
     truth : xarray.Dataset
         The true states, selected at the analysis times.
     burn_in : float, default=0.0
-        Model time after the first analysis time left out of the mean.
+        Model time after the first analysis time left out of the mean (the
+        analysis at exactly ``burn_in`` after it is kept).
 
     Returns
     -------
