@@ -111,9 +111,10 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     Returns
     -------
     xarray.DataArray
-        ``rmse`` with dims ``(*param_grid, inflation, <batch dims of obs>)``;
-        the time average excludes the estimator's ``burn_in``. NaN where the
-        filter failed (its analysis became non-finite) at any scored time.
+        ``rmse`` with dims ``(*param_grid, inflation, <batch dims of obs>)``, in
+        the units of the state; the time average excludes the estimator's
+        ``burn_in``. NaN where the filter failed (its analysis became
+        non-finite) at any scored time.
 
     Examples
     --------
@@ -124,8 +125,8 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
     >>> enkf = EnKF(n_members=20, raise_on_divergence=False, random_state=0)  # 1.0 loses track
     >>> scores = sweep(enkf, obs, truth, inflation=[1.0, 1.05])
-    >>> scores.dims
-    ('inflation', 'trajectory')
+    >>> scores.dims, scores.attrs["units"]
+    (('inflation', 'trajectory'), '1')
     >>> sweep(enkf.set_params(inflation=1.05), obs, truth, param_grid={"n_members": [10, 20]}).dims
     ('n_members', 'trajectory')
     """
@@ -162,7 +163,10 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
         parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
     out = _assemble(parts, points, param_grid, chunks, batch_dims)
     out.name = "rmse"
-    out.attrs = {"long_name": "time-averaged analysis RMSE", "method": type(estimator).__name__}
+    # the state's units, from the chunks' scores (the grid's reassembly does not keep attrs)
+    units = {"units": parts[0].attrs["units"]} if "units" in parts[0].attrs else {}
+    out.attrs = {"long_name": "time-averaged analysis RMSE", **units,
+                 "method": type(estimator).__name__}
     return out
 
 

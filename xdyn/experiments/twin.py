@@ -15,7 +15,6 @@ their reference RMSEs):
 from __future__ import annotations
 
 import json
-import numbers
 import time
 import warnings
 
@@ -29,6 +28,7 @@ from xdyn.experiments.setups import (SAKOV2008, SAKOV2008_EVERY4, SAKOV2012, Met
                                     twin_data)
 from xdyn.metrics import state_rmse
 from xdyn.observe import make_operator
+from xdyn.utils._validation import is_integer
 
 __all__ = ["MethodConfig", "twin_experiment", "format_table", "summary"]
 
@@ -59,13 +59,15 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     n_cycles : int
         Observation times after the first.
     methods : sequence of MethodConfig
-        The configurations to run (label, assimilator name, parameters).
+        The configurations to run (label, assimilator name, parameters). Every
+        name must be one :func:`xdyn.assimilation.registered_assimilators` knows.
     seed : int, default=0
         Seed of the truth (``seed``), the observations (``seed + 1``), the
         methods' common perturbed start (``seed + 2``) and their ``random_state``
-        (``seed + 3``).
+        (``seed + 3``); from 0 to ``2**32 - 4``.
     burn_in_cycles : int, default=0
-        Observation times at the start that the time averages leave out.
+        Observation times at the start that the time averages leave out, from 0
+        to ``n_cycles``.
     spin_up : float, default=10.0
         Model time run and discarded before the truth starts.
     initial_spread : float, default=1.0
@@ -80,10 +82,22 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     -------
     res : xarray.Dataset
         RMSE and spread per assimilator and time, their time means after the
-        burn-in, wall time, divergence time, status and parameters.
+        burn-in, wall time, divergence time, status, parameters, and
+        ``spread_kind``: what the spread is the std of (``"ensemble"``,
+        ``"filter covariance"``, or ``"static background covariance"`` for OI
+        and 3D-Var, whose spread is the constant analysis std their fixed ``B``
+        implies, as DAPPER reports it, not a measured spread). The attrs'
+        ``config_json`` records the run's settings and the system (class,
+        parameters, integrator).
     analyses : dict
         Label -> analysis Dataset of each method that ran to the end.
     truth, obs : xarray.Dataset
+
+    Raises
+    ------
+    ValueError
+        A method name that no assimilator is registered under (checked, with
+        ``seed``, ``n_cycles`` and ``burn_in_cycles``, before the truth is simulated).
 
     Examples
     --------
@@ -97,6 +111,7 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     """
     from xdyn.assimilation import make_assimilator
 
+    _check_run(methods, seed, n_cycles, burn_in_cycles)
     dt = system.default_dt if dt is None else dt
     op = make_operator(operator)
     truth, obs = twin_data(system, op, noise_std, obs_every, n_cycles, dt=dt, seed=seed,
@@ -104,12 +119,6 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     rng = np.random.RandomState(seed + 2)
     x0_truth = system.to_state(truth.isel(time=0)).cpu().numpy()
     initial_state = x0_truth + initial_spread * rng.standard_normal(x0_truth.shape)
-    # a negative count indexed from the end and one past the record was clamped: the "time
-    # mean" was then the last time's RMSE alone
-    if not isinstance(burn_in_cycles, numbers.Integral) or not \
-            0 <= burn_in_cycles < obs.sizes["time"]:
-        raise ValueError(f"burn_in_cycles must be an integer in [0, {obs.sizes['time'] - 1}] "
-                         f"(the observation times), got {burn_in_cycles!r}")
     t_burn = float(obs["time"][burn_in_cycles] - obs["time"][0])
     rows, analyses = [], {}
     iterator = tqdm(methods, desc="methods", disable=not progress)
@@ -118,11 +127,7 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
         params = dict(system=system, operator=op, initial_state=initial_state,
                       initial_spread=initial_spread, random_state=seed + 3, burn_in=t_burn)
         params.update(cfg.params)
-        try:
-            est = make_assimilator(cfg.method, **params)
-        except ValueError as err:  # method not available in this build
-            rows.append((cfg, None, float("nan"), f"unavailable: {err}", np.nan))
-            continue
+        est = make_assimilator(cfg.method, **params)
         settable = est.get_params()
         if "return_ensemble" in settable:
             est.set_params(return_ensemble=False)
@@ -144,7 +149,7 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
             status = f"diverged: {err}"
             t_div = np.nan if err.time is None else float(err.time)
             an = _until_divergence(est, obs, truth, t_div, settable)
-        rows.append((cfg, an, wall, status, t_div))
+        rows.append((cfg, an, wall, status, t_div, _spread_kind(est, an)))
         if an is not None and status == "ok":
             analyses[cfg.label] = an
     times = obs["time"]
@@ -152,7 +157,7 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
     labels = [r[0].label for r in rows]
     err = np.full((len(rows), times.size), np.nan)
     spread = np.full_like(err, np.nan)
-    for i, (cfg, an, wall, status, t_div) in enumerate(rows):
+    for i, (cfg, an, wall, status, t_div, _) in enumerate(rows):
         if an is not None:
             err[i] = state_rmse(an, truth).values
             if "spread" in an:
@@ -169,19 +174,26 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
                      {"long_name": "analysis RMSE of the ensemble mean (NaN after a divergence)",
                       "units": units}),
             "spread": (("assimilator", "time"), spread,
-                       {"long_name": "analysis ensemble spread", "units": units}),
+                       {"long_name": "analysis spread: rms over the state of the analysis std "
+                                     "(see spread_kind)", "units": units}),
             # a diverged method has no time average: its partial record is not comparable
             "rmse_mean": ("assimilator", _nanmean_rows(np.where(keep & ok, err, np.nan)),
-                          {"long_name": "time-averaged analysis RMSE after burn-in", "units": units}),
+                          {"long_name": "time-averaged analysis RMSE after burn-in",
+                           "units": units}),
             "spread_mean": ("assimilator", _nanmean_rows(np.where(keep & ok, spread, np.nan)),
                             {"long_name": "time-averaged spread after burn-in", "units": units}),
+            "spread_kind": ("assimilator", np.array([r[5] for r in rows], dtype=str),
+                            {"long_name": "what the spread is the std of: ensemble, filter "
+                                          "covariance, or static background covariance (OI, "
+                                          "3D-Var: the analysis std their fixed B implies, "
+                                          "constant in time, not a measured spread)"}),
             "wall_time": ("assimilator", np.array([r[2] for r in rows], float),
                           {"long_name": "wall-clock time of fit and predict", "units": "s"}),
             "divergence_time": ("assimilator", np.array([r[4] for r in rows], float),
                                 {"long_name": "model time at which the method diverged "
                                               "(NaN: it did not)", "units": time_units}),
             "status": ("assimilator", np.array([r[3] for r in rows], dtype=str),
-                       {"long_name": "outcome: ok, diverged: <why>, or unavailable: <why>"}),
+                       {"long_name": "outcome: ok or diverged: <why>"}),
             "params": ("assimilator", np.array([json.dumps({"method": r[0].method, **r[0].params},
                                                            default=str) for r in rows], dtype=str),
                        {"long_name": "method name and parameters (JSON)"}),
@@ -190,11 +202,51 @@ def twin_experiment(system, operator, noise_std, obs_every, n_cycles, methods, s
                                 {"long_name": "assimilation method configuration"}),
                 "time": times},
     )
+    # the system's class, parameters and integrator: its repr hides the defaults (n, F)
+    described = system.describe()
     res.attrs["config_json"] = config_json(
-        system=repr(system), operator=op.spec(), noise_std=noise_std, obs_every=obs_every,
-        n_cycles=n_cycles, burn_in_cycles=burn_in_cycles, dt=dt, seed=seed,
-        initial_spread=initial_spread, spin_up=spin_up)
+        system=described["system"], system_params=json.loads(described["system_params"]),
+        integrator=described["integrator"], operator=op.spec(), noise_std=noise_std,
+        obs_every=obs_every, n_cycles=n_cycles, burn_in_cycles=burn_in_cycles, t_burn=t_burn,
+        dt=dt, seed=seed, initial_spread=initial_spread, spin_up=spin_up)
     return res, analyses, truth, obs
+
+
+def _check_run(methods, seed, n_cycles, burn_in_cycles):
+    """Refuse bad settings before the truth is simulated.
+
+    An unknown method name raises (it became a NaN row with status
+    "unavailable" before, and the run went on): every assimilator is part of
+    the package, so no name is legitimately missing from a build.
+    """
+    from xdyn.assimilation.base import ASSIMILATORS
+
+    for cfg in methods:
+        try:
+            ASSIMILATORS.get(cfg.method)
+        except ValueError as err:  # its message lists the known names
+            raise ValueError(f"method {cfg.label!r}: {err}") from None
+    if not is_integer(seed) or not 0 <= seed <= 2**32 - 4:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 4] (the parts use seed .. "
+                         f"seed + 3), got {seed!r}")
+    if not is_integer(n_cycles) or n_cycles < 1:
+        raise ValueError(f"n_cycles must be a positive integer, got {n_cycles!r}")
+    # a negative count indexed from the end and one past the record was clamped: the "time
+    # mean" was then the last time's RMSE alone; True passed as 1
+    if not is_integer(burn_in_cycles) or not 0 <= burn_in_cycles <= n_cycles:
+        raise ValueError(f"burn_in_cycles must be an integer in [0, {n_cycles}] (the "
+                         f"observation times after the first), got {burn_in_cycles!r}")
+
+
+def _spread_kind(est, an):
+    """What the analysis spread of ``est`` is the std of ('' when it gives none)."""
+    from xdyn.assimilation._static import StaticCovarianceCycle
+
+    if an is None or "spread" not in an:
+        return ""
+    if isinstance(est, StaticCovarianceCycle):
+        return "static background covariance"
+    return "ensemble" if "n_members" in est.get_params() else "filter covariance"
 
 
 def _until_divergence(est, obs, truth, t_div, settable):
@@ -225,18 +277,21 @@ def _nanmean_rows(a):
 
 
 def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
-    """The comparison table: method, RMSE, spread, wall time, a published reference, status.
+    """The comparison table: method, RMSE, spread, wall time, a DAPPER reference, status.
 
     Long statuses (a divergence's message) are numbered notes under the table,
-    never cut.
+    never cut. The notes say what the columns hold, and which rows' spread is
+    the nominal std of a static background covariance (``spread_kind``).
 
     Parameters
     ----------
     res : xarray.Dataset
         Results of :func:`twin_experiment` (``rmse_mean``, ``spread_mean``,
-        ``wall_time``, ``status`` on ``assimilator``).
+        ``wall_time``, ``status`` on ``assimilator``; ``spread_kind`` if present).
     reference : dict, optional
-        Label -> published reference RMSE (the ``ref`` column; blank where missing).
+        Label -> reference RMSE (the ``ref`` column; blank where missing): for
+        the catalogue's twins, DAPPER 1.7.1's analysis RMSE as xdyn measured it
+        on DAPPER's own truth of the setup, with DAPPER's burn-in.
 
     Returns
     -------
@@ -263,8 +318,16 @@ def format_table(res: xr.Dataset, reference: dict | None = None) -> str:
         lines.append(
             f"{str(m):<34}{float(res.rmse_mean[i]):>8.3f}{float(res.spread_mean[i]):>9.3f}"
             f"{float(res.wall_time[i]):>10.2f}{'' if ref is None else f'{ref:.3f}':>8}  {status}")
-    lines.append("RMSE, spread: time averages after burn-in of the ensemble-mean analysis; "
-                 "ref: the RMSE DAPPER 1.7.1 reports on this setup (blank: none published)")
+    lines.append("RMSE: of the analysis mean; spread: analysis std, rms over the state; "
+                 "both time averages after burn-in")
+    if "spread_kind" in res:
+        static = [str(m) for m, kind in zip(res["assimilator"].values, res.spread_kind.values)
+                  if kind == "static background covariance"]
+        if static:
+            lines.append(f"spread of {', '.join(static)}: the analysis std implied by the "
+                         "static background covariance (constant; not a measured spread)")
+    lines.append("ref: DAPPER 1.7.1 analysis RMSE, measured by xdyn on DAPPER's own truth of "
+                 "this setup with DAPPER's burn-in, not on this run; blank: not measured")
     lines += [f"[{k}] {note}" for k, note in enumerate(notes, 1)]
     return "\n".join(lines)
 
@@ -358,8 +421,13 @@ def _run_twin(setup, device, n_cycles, burn_in_cycles, methods, reference, seed,
         initial_spread=setup.initial_spread, progress=progress, dt=setup.dt)
     res["reference_rmse"] = ("assimilator", np.array([reference.get(str(m), np.nan)
                                                  for m in res.assimilator.values]),
-                             {"long_name": "DAPPER 1.7.1 analysis RMSE on this setup",
+                             {"long_name": "DAPPER 1.7.1 analysis RMSE, measured by xdyn on "
+                                           "DAPPER's own truth of this setup with DAPPER's "
+                                           "burn-in (NaN: not measured)",
                               "units": res["rmse"].attrs["units"]})
+    # the setup the system, operator and reference values come from
+    res.attrs["config_json"] = config_json(setup=setup.name,
+                                           **json.loads(res.attrs["config_json"]))
     table = format_table(res, reference)
     return ExperimentResult(res, _figures(res, analyses, truth, obs, variable, site), table,
                             summary=summary(res))

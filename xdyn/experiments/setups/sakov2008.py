@@ -5,9 +5,11 @@ observed at every model step with unit noise variance, the initial ensemble
 drawn around the truth's start with variance 0.001. ``SAKOV2008_EVERY4`` is
 the same model observing every 4th site (the hard, sparse case).
 
-``reference_rmse`` is the analysis RMSE DAPPER 1.7.1 gives on this setup
-(the project's issue #5 measurements); ``dapper_expected`` the "Expected
-rmse.a" of DAPPER's file where it lists the same configuration.
+``reference_rmse`` is the analysis RMSE DAPPER 1.7.1 gives on this setup, on
+its own truth with its burn-in (the project's issue #5 measurements; the EnKF
+sqrt N=40 and EnKF-N rows from ``xdyn bench da``, 5000 cycles, 2026-12-07,
+``docs/benchmarks.rst``); ``dapper_expected`` the "Expected rmse.a" of
+DAPPER's file where it lists the same configuration.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ SAKOV2008 = TwinSetup(
                      {"kind": "sqrt", "n_members": 28, "inflation": 1.02, "rotate": True}, 0.179,
                      ("EnKF", {"upd_a": "Sqrt", "N": 28, "infl": 1.02, "rot": True})),
         MethodConfig("EnKF sqrt N=40 infl 1.01", "enkf",
-                     {"kind": "sqrt", "n_members": 40, "inflation": 1.01}, None,
+                     {"kind": "sqrt", "n_members": 40, "inflation": 1.01}, 0.178,
                      ("EnKF", {"upd_a": "Sqrt", "N": 40, "infl": 1.01})),
-        MethodConfig("EnKF-N N=40 (no inflation to tune)", "enkf-n", {"n_members": 40}, None,
+        MethodConfig("EnKF-N N=40 (no inflation to tune)", "enkf-n", {"n_members": 40}, 0.186,
                      ("EnKF_N", {"N": 40, "dual": True})),
         MethodConfig("EnKF-N N=20 xN=2", "enkf-n",
-                     {"n_members": 20, "inflation_prior_weight": 2.0}, None,
+                     {"n_members": 20, "inflation_prior_weight": 2.0}, 0.190,
                      ("EnKF_N", {"N": 20, "dual": True, "xN": 2.0})),
         MethodConfig("DEnKF N=40 infl 1.01", "enkf",
                      {"kind": "denkf", "n_members": 40, "inflation": 1.01}, 0.181,
