@@ -62,6 +62,9 @@ class StaticCovarianceCycle(BaseAssimilator):
     background is the climatological mean of the system.
     """
 
+    # the analysis std B implies: the same at every time whatever the errors (DAPPER's too)
+    _spread_source = "static background covariance"
+
     def analyze(self, obs, background) -> xr.Dataset:
         """Single analyses of given backgrounds with the fitted ``B``, without cycling.
 

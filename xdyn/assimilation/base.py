@@ -201,6 +201,9 @@ class BaseAssimilator(BaseEstimator):
     # xdyn.model_selection.warm_start_score scores a fold along time after a run over the
     # record from its start (estimators without this marker are scored by their own score)
     _sequential_filter = True
+    # what the analysis std (``<name>_std``, ``spread``) is the std of: the ensemble's,
+    # a filter's propagated covariance, or a static B's (constant in time, not measured)
+    _spread_source = "ensemble"
     # Lost-track monitor settings (see xdyn.assimilation._cycle.LostTrackMonitor)
     lost_track_window = 100
     lost_track_threshold = 0.5
@@ -682,11 +685,12 @@ class BaseAssimilator(BaseEstimator):
         elif std is not None:
             std = torch.stack([s[2] for s in summaries])
             sd = system.from_state(std, dims=lead, coords=coords)
+            source = self._spread_source
             for name in list(sd.data_vars):
                 ds[f"{name}_std"] = sd[name].assign_attrs(
-                    long_name=f"ensemble standard deviation of {name}")
+                    long_name=f"standard deviation of {name} ({source})")
             spread = torch.sqrt((std**2).mean(-1)).cpu().numpy()
-            ds["spread"] = (lead, spread, {"long_name": "ensemble spread (rms std over the state)",
+            ds["spread"] = (lead, spread, {"long_name": f"rms std over the state ({source})",
                                            "units": common_units(
                                                [v.attrs.get("units") for v in system.variables],
                                                unstated="1")})

@@ -106,6 +106,7 @@ class ExtendedKalmanFilter(BaseAssimilator):
     name = "extkf"
     aliases = ("ekf",)
 
+    _spread_source = "filter covariance"
     _parameter_constraints: dict = {
         **BaseAssimilator._parameter_constraints,
         "inflation": [FiniteInterval(Real, 0, None, closed="neither"),

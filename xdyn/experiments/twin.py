@@ -240,13 +240,7 @@ def _check_run(methods, seed, n_cycles, burn_in_cycles):
 
 def _spread_kind(est, an):
     """What the analysis spread of ``est`` is the std of ('' when it gives none)."""
-    from xdyn.assimilation._static import StaticCovarianceCycle
-
-    if an is None or "spread" not in an:
-        return ""
-    if isinstance(est, StaticCovarianceCycle):
-        return "static background covariance"
-    return "ensemble" if "n_members" in est.get_params() else "filter covariance"
+    return "" if an is None or "spread" not in an else est._spread_source
 
 
 def _until_divergence(est, obs, truth, t_div, settable):
