@@ -89,7 +89,7 @@ def test_loss_falls_and_forecast_beats_persistence(fitted):
     losses = model.net_.history[:, "train_loss"]
     assert losses[-1] < losses[0] - 0.5    # the Gaussian NLL (nats per value) falls
     test = ds.isel(time=slice(29, None))
-    assert model.periodic_ == (False, True)
+    assert model.periodic_ == (True, True)   # y and x by name (docs/data_model.rst)
     assert model.score(test, [2.0]) > 2 * Persistence().fit(ds).score(test, [2.0])
 
 

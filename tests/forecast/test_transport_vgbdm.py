@@ -75,7 +75,7 @@ def test_loss_falls_and_forecast_beats_persistence(fitted):
     # in units of the typical change per sample: an untrained field (no motion) scores ~1
     assert fm[0] > 0.5 and fm[-1] < 0.1 * fm[0]
     test = ds.isel(time=slice(28, None))
-    assert model.periodic_ == (False, True)
+    assert model.periodic_ == (True, True)   # y and x by name (docs/data_model.rst)
     # measured -0.058 / -0.065 / -0.081 (seeds 0-2) against persistence's -0.386 at 2 steps
     assert model.score(test, [2.0]) > 3 * Persistence().fit(ds).score(test, [2.0])
 

@@ -14,8 +14,10 @@ from sklearn.utils._param_validation import StrOptions
 
 from xdyn.forecast.base import BaseForecaster
 from xdyn.nn import best_epoch, keep_best, predefined_split
+from xdyn.systems._validation import _check_bool
 
-_PERIODIC_NAMES = {"x", "lon", "longitude"}
+_LON_NAMES = ("lon", "longitude")
+_CARTESIAN_NAMES = ("x", "y")   # xdyn's doubly periodic grids (data model: docs/data_model.rst)
 
 
 # days in every year of the calendars without leap years (cftime's names and aliases)
@@ -70,6 +72,28 @@ def _relaxation_rate(anomaly, n_steps):
     return np.clip(np.array(rates), 1e-3, 1.0)
 
 
+def _evenly_spaced(values):
+    """Whether the 1-D ``values`` are evenly spaced (one value is), to a thousandth of a
+    step: coordinates read as float32 hold their values to a few digits only."""
+    steps = np.diff(values)
+    return bool(steps.size == 0 or np.allclose(steps, steps[0], rtol=0,
+                                               atol=1e-3 * abs(steps[0])))
+
+
+def _closes_circle(lon):
+    """Whether longitudes ``lon`` (degrees) are evenly spaced and span 360 less one step.
+
+    Examples
+    --------
+    >>> _closes_circle(np.arange(0.0, 360.0, 90.0)), _closes_circle(np.arange(0.0, 180.0, 90.0))
+    (True, False)
+    """
+    if lon.size < 2 or not _evenly_spaced(lon):
+        return False
+    step = abs(lon[1] - lon[0])
+    return bool(abs((lon.max() - lon.min()) + step - 360.0) < 1e-3 * step)
+
+
 def _climate_series(climate, phase):
     """The fitted climatology at ``phase`` (n, 2): ``(n, K, H, W)``."""
     return np.einsum("nj,jkhw->nkhw", _harmonic_basis(phase), climate)
@@ -79,8 +103,9 @@ class GriddedForecaster(BaseForecaster):
     """Base of forecasters whose variables are fields on one 2-D grid, sampled evenly.
 
     :meth:`_setup_grid` (called first in ``_fit``) checks the layout and sets
-    ``variables_``, ``spatial_dims_``, ``grid_shape_``, ``periodic_`` and the
-    per-field standardisation ``mean_``, ``std_``; :meth:`_fields` turns a
+    ``variables_``, ``spatial_dims_``, ``grid_shape_`` and ``periodic_``
+    (:meth:`_periodic`); :meth:`_fit_standardisation` the per-field ``mean_``,
+    ``std_`` (on the training part only, with early stopping); :meth:`_fields` turns a
     stacked matrix into standardised ``(n, K, H, W)`` fields and
     :meth:`_phases` gives the day and year phases of each sample (a year of
     the fitted calendar's length where all its years are equal, 360 days on
@@ -114,6 +139,9 @@ class GriddedForecaster(BaseForecaster):
         self.spatial_dims_, self.grid_shape_ = tuple(dims), tuple(shape)
         self.periodic_ = self._periodic(dims)
         self._check_even(times)
+
+    def _fit_standardisation(self, X):
+        """``mean_`` and ``std_`` per field of the samples ``X`` (the training part)."""
         fields = X.reshape(X.shape[0], len(self.variables_), -1)
         self.mean_ = fields.mean((0, 2))
         self.std_ = fields.std((0, 2)) + 1e-12
@@ -133,21 +161,35 @@ class GriddedForecaster(BaseForecaster):
         return first.feature_dims, first.shape
 
     def _periodic(self, dims):
+        """The ``periodic`` parameter as two bools, or its "auto" reading of ``dims``.
+
+        "auto": ``lon``/``longitude`` wrap when their coordinate closes the
+        circle (evenly spaced, spanning 360 degrees less one step; without a
+        coordinate there is nothing to check: an error asks for ``periodic``);
+        ``x`` and ``y`` wrap, as on xdyn's doubly periodic grids (Kolmogorov
+        flow, shallow water), unless a coordinate of theirs is unevenly spaced;
+        every other dim (``lat``, ``latitude``, ...) is bounded.
+        """
+        name = type(self).__name__
         if self.periodic != "auto":
             if len(self.periodic) != 2:
                 raise ValueError(f"periodic must be 'auto' or two booleans; got {self.periodic!r}")
-            return tuple(bool(p) for p in self.periodic)
-        out = []
+            return tuple(_check_bool(p, f"periodic[{i}]", name)
+                         for i, p in enumerate(self.periodic))
         coords = self.layout_.coords
+        out = []
         for d in dims:
-            if d not in _PERIODIC_NAMES:
-                out.append(False)
-            elif d in ("lon", "longitude") and d in coords:
-                lon = np.asarray(coords[d].values, dtype=float)
-                step = abs(lon[1] - lon[0]) if lon.size > 1 else 360.0
-                out.append(bool(abs((lon.max() - lon.min()) + step - 360.0) < 1e-3 * step))
+            values = np.asarray(coords[d].values, dtype=float) if d in coords else None
+            if d in _LON_NAMES:
+                if values is None:
+                    raise ValueError(f"{name}(periodic='auto') reads whether {d!r} closes the "
+                                     f"circle from its coordinate, which the data lacks: give "
+                                     f"the coordinate or periodic=(..., ...) explicitly")
+                out.append(_closes_circle(values))
+            elif d in _CARTESIAN_NAMES:
+                out.append(values is None or _evenly_spaced(values))
             else:
-                out.append(True)
+                out.append(False)
         return tuple(out)
 
     def _fields(self, X):

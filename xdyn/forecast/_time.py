@@ -36,13 +36,30 @@ def _calendar(values, kind):
 
 
 def _as_timedelta64(values):
-    """Timedelta-likes (``timedelta64``, :class:`datetime.timedelta`, ``"6h"``) -> ns array."""
+    """Timedelta-likes (``timedelta64``, :class:`datetime.timedelta`, ``"6h"``) -> ns array.
+
+    A string without a unit (``"6"``) is refused (:func:`_refuse_unitless`).
+    """
+    _refuse_unitless(values)
     values = np.atleast_1d(np.asarray(values, dtype=object if _mixed(values) else None))
     if np.issubdtype(values.dtype, np.timedelta64):
         return values.astype("timedelta64[ns]")
     if values.dtype.kind in "iufb":
         raise TypeError
     return pd.to_timedelta(list(values)).to_numpy().astype("timedelta64[ns]")
+
+
+def _refuse_unitless(values):
+    """Raise ValueError naming a string lead without a unit: pandas reads ``"6"`` as
+    6 nanoseconds, a forecast labelled so without an error."""
+    for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel():
+        if isinstance(v, str):
+            try:
+                float(v)
+            except ValueError:
+                continue
+            raise ValueError(f"lead time {v!r} has no unit (it would be read as nanoseconds): "
+                             f"give one, e.g. '{v.strip()}h'")
 
 
 def _mixed(values):

@@ -142,12 +142,21 @@ def _check_some_found(index, valid, kwargs, tol, sd):
                      "are offset from its times; verify on the truth's times")
 
 
+_LAT_NAMES = ("lat", "latitude")
+
+
+def _lat_dim(dims, lat=None):
+    """The latitude dim among ``dims`` that the scores weight by: ``lat`` where given,
+    else ``"lat"`` or ``"latitude"`` (ERA5's name as downloaded); None without one."""
+    return next((d for d in ((lat,) if lat is not None else _LAT_NAMES) if d in dims), None)
+
+
 def _spatial_dims(obj, sample_dim):
     return [d for d in obj.dims if d not in (sample_dim, LEAD_DIM, MEMBER_DIM)]
 
 
-def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
-    """RMSE per lead (and per variable): latitude-weighted where a ``lat`` dim exists.
+def forecast_rmse(forecast, truth, sample_dim="time", lat=None):
+    """RMSE per lead (and per variable): latitude-weighted where a latitude dim exists.
 
     Parameters
     ----------
@@ -163,7 +172,10 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
         NaN in part where the truth is known (a diverged lead, a failed
         member) gives NaN at its lead.
     sample_dim : str, default="time"
-    lat : str, default="lat"
+    lat : str, optional
+        The latitude dim; default ``"lat"`` or ``"latitude"``, whichever the
+        forecast has. Without one (a Cartesian grid: ``y``/``x``) the RMSE is
+        not weighted.
 
     Returns
     -------
@@ -188,7 +200,8 @@ def forecast_rmse(forecast, truth, sample_dim="time", lat="lat"):
     if MEMBER_DIM in forecast.dims:
         forecast = forecast.mean(MEMBER_DIM, keep_attrs=True, skipna=False)
     dims = _spatial_dims(forecast, sample_dim)
-    if lat in dims:
+    lat = _lat_dim(dims, lat)
+    if lat is not None:
         return weighted_rmse(forecast, truth, dim=dims, lat=lat, time_dim=sample_dim)
     if not dims:
         return rmse(forecast, truth, dim=sample_dim)
@@ -218,7 +231,7 @@ def _per_init_mean(per_init, like, sample_dim):
     return out
 
 
-def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="lat"):
+def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat=None):
     """RMSE, ACC and CRPS per variable and lead: the table of a forecast experiment.
 
     Parameters
@@ -234,13 +247,16 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
         The climatology's forecast on the same coordinates (from
         :class:`~xdyn.forecast.Climatology`), for the ACC's anomalies; without
         it there is no ACC.
-    sample_dim, lat : str
+    sample_dim : str, default="time"
+    lat : str, optional
+        The latitude dim the scores weight by, as for :func:`forecast_rmse`
+        (default ``"lat"`` or ``"latitude"``; none: unweighted).
 
     Returns
     -------
     xarray.Dataset
         Variables ``<var>_rmse``, ``<var>_acc`` (with a climatology and a
-        ``lat`` dim), ``<var>_crps`` (ensemble forecasts; the MAE of a
+        latitude dim), ``<var>_crps`` (ensemble forecasts; the MAE of a
         deterministic one, which is its CRPS), each on ``lead_time``.
 
     Examples
@@ -259,9 +275,10 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
     rm = forecast_rmse(forecast, aligned, sample_dim=sample_dim, lat=lat)
     out = {}
     dims = _spatial_dims(forecast, sample_dim)
+    lat = _lat_dim(dims, lat)
     for name in forecast.data_vars:
         out[f"{name}_rmse"] = rm[name]
-        if climatology is not None and lat in dims:
+        if climatology is not None and lat is not None:
             mean = forecast[name]
             if MEMBER_DIM in mean.dims:
                 mean = mean.mean(MEMBER_DIM, skipna=False)
@@ -271,7 +288,7 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
         ens = forecast[name] if MEMBER_DIM in forecast[name].dims \
             else forecast[name].expand_dims(MEMBER_DIM, axis=-1)
         crps = crps_ensemble(ens, aligned[name])
-        if lat in dims:
+        if lat is not None:
             from xdyn.metrics import lat_weights
             crps = crps.weighted(lat_weights(forecast[lat])).mean(dims)
         else:
@@ -284,7 +301,7 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat="l
                     out[f"{name}_{key}"], forecast[name], aligned[name],
                     [*dims, sample_dim, MEMBER_DIM])
         units = forecast[name].attrs.get("units")
-        for key, long in (("rmse", "latitude-weighted RMSE" if lat in dims else "RMSE"),
+        for key, long in (("rmse", "latitude-weighted RMSE" if lat else "RMSE"),
                           ("acc", "anomaly correlation coefficient"), ("crps", "CRPS")):
             if f"{name}_{key}" in out:
                 out[f"{name}_{key}"].attrs = {

@@ -20,9 +20,10 @@ which does everything that is not the model itself, once:
   ``init + lead``; a 2-D array input gives a bare array
   ``(n_init, n_lead[, n_members], n_features)``;
 * the verification: :meth:`score` is minus the latitude-weighted RMSE
-  (:func:`xdyn.metrics.weighted_rmse`, where a ``lat`` dim exists) or minus
-  the RMSE, against :func:`xdyn.forecast.lead_aligned_truth` — the one way
-  every forecaster and experiment builds its verifying truth.
+  (:func:`xdyn.metrics.weighted_rmse`, where a ``lat`` or ``latitude`` dim
+  exists) or minus the RMSE (no latitude dim: a Cartesian grid), against
+  :func:`xdyn.forecast.lead_aligned_truth` — the one way every forecaster and
+  experiment builds its verifying truth.
 
 A subclass writes two hooks (nothing else is required):
 
@@ -58,7 +59,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn._units import other_units, stated_units, step_units
 from xdyn.forecast._time import (LEAD_DIM, MEMBER_DIM, VALID_TIME, _as_timedelta64, _calendar,
-                                 _time_kind, add_lead)
+                                 _refuse_unitless, _time_kind, add_lead)
 from xdyn.forecast._verify import forecast_rmse, lead_aligned_truth
 from xdyn.model_selection import unwrap
 from xdyn.preprocessing.stacking import FEATURE_DIM, stack_samples
@@ -181,7 +182,9 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
 
         Forecasts start from every sample of ``X``; those whose valid time lies
         past its end are left out. The RMSE is latitude-weighted
-        (:func:`xdyn.metrics.weighted_rmse`) when ``X`` has a ``lat`` dim,
+        (:func:`xdyn.metrics.weighted_rmse`) when ``X`` has a ``lat`` or
+        ``latitude`` dim (:func:`~xdyn.forecast.forecast_rmse`), unweighted
+        without one (data on ``y``/``x``, or another name for latitude),
         averaged over variables (in their units: scale first to mix them) and
         leads; an ensemble is scored by its mean.
 
@@ -455,6 +458,7 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
                                 f"{self.sample_dim!r}) for model time; got {lead_times!r}")
             leads = leads.astype(float)
         else:
+            _refuse_unitless(lead_times)  # a ValueError naming it, not the TypeError below
             try:
                 leads = _as_timedelta64(lead_times)
             except (TypeError, ValueError):
@@ -463,6 +467,10 @@ class BaseForecaster(RegressorMixin, BaseEstimator):
                                 f"got {lead_times!r}") from None
             if leads.ndim != 1:
                 raise ValueError(f"lead_times must be 1-D; got shape {leads.shape}")
+        unknown = np.isnat(leads) if leads.dtype.kind == "m" else ~np.isfinite(leads)
+        if np.any(unknown):
+            bad = ", ".join(_step_str(v) for v in leads[unknown][:3])
+            raise ValueError(f"lead_times must be finite; got {bad} in {lead_times!r}")
         if leads.size == 0 or np.any(leads < np.zeros((), leads.dtype)):
             raise ValueError(f"lead_times must be non-empty and >= 0; got {lead_times!r}")
         return leads

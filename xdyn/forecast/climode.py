@@ -79,9 +79,16 @@ class ClimODE(GriddedForecaster):
     lr : float, default=2e-3
     batch_size : int, default=32
     n_members : int, default=10
-        Members drawn from the Gaussian emission by :meth:`predict`, centred
-        so that their mean is the emission's mean (sampling noise would
-        otherwise add ``std / sqrt(n_members)`` to the RMSE of the mean).
+        Members drawn by :meth:`predict` from the Gaussian emission,
+        independently: their spread, CRPS and spread-skill ratio are those of
+        the emission, and their mean is the emission mean plus sampling noise
+        of standard deviation ``std / sqrt(n_members)``, which :meth:`score`
+        (of the ensemble mean) includes. The draws are independent per
+        grid point and per lead too: a member is neither a coherent field
+        nor a trajectory, only the marginals at each point and lead are the
+        emission's (the spread of an area mean or of a sum over leads is far
+        too small). ``n_members=1`` gives the emission mean itself, a
+        deterministic forecast (``score`` then scores the emission mean).
     memory : int, optional
         Lag ``m`` in samples of a memory input: the emission also reads the
         anomaly ``m`` samples before each valid time (observed up to the
@@ -95,6 +102,8 @@ class ClimODE(GriddedForecaster):
         when their loss has not improved for ``n_iter_no_change`` epochs and
         keep the best epoch's weights: on a short record the loss of the
         training forecasts keeps falling long after the held-out one rises.
+        The standardisation, climatology and initial relaxation rate are then
+        fitted on the samples before the first held-out start only.
     validation_fraction : float, default=0.15
     n_iter_no_change : int, default=3
     smoothness : float, default=1.0
@@ -102,8 +111,12 @@ class ClimODE(GriddedForecaster):
     damping : float, default=1e-2
         Weight of ``||v||^2`` in the inversion.
     periodic : {"auto"} or tuple of two bool, default="auto"
-        Periodic spatial dims; "auto": ``x``/``lon`` when the grid closes the
-        circle (a longitude span of 360 minus one step).
+        Periodic spatial dims, for each of the two. "auto": ``lon`` and
+        ``longitude`` when their coordinate closes the circle (evenly spaced,
+        spanning 360 degrees minus one step; an error without a coordinate);
+        ``x`` and ``y`` by name, as on xdyn's doubly periodic grids, unless
+        their coordinate is unevenly spaced (give ``periodic`` for a bounded
+        channel on ``y``/``x``); never ``lat``/``latitude`` nor another name.
     method : str, default="rk4"
         torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges);
         ``step_size`` in data steps for the fixed-grid solvers.
@@ -125,7 +138,8 @@ class ClimODE(GriddedForecaster):
     grid_shape_ : tuple of int
     periodic_ : tuple of bool
     mean_, std_ : ndarray of shape (n_channels,)
-        Per-field standardisation, fitted on the training data.
+        Per-field standardisation, fitted on the training data (its training
+        part, with ``early_stopping``).
     n_epochs_, best_validation_loss_ : int, float
         With ``early_stopping``: the epoch kept and its held-out loss.
     climate_ : ndarray of shape (5, n_channels, H, W)
@@ -219,11 +233,16 @@ class ClimODE(GriddedForecaster):
             raise ValueError(f"ClimODE needs at least {first + n_steps + 1} samples along "
                              f"{self.sample_dim!r} (n_steps={n_steps}, memory={self.memory}); "
                              f"got {X.shape[0]}")
+        inits = np.arange(first, X.shape[0] - n_steps, int(self.stride))
+        held_out = self.early_stopping and self.max_epochs > 0  # with no epoch, nothing to stop
+        # the statistics see the training part only: the held-out loss is out of sample
+        n_fit = self._first_held_out(inits, n_steps) if held_out else X.shape[0]
+        self._fit_standardisation(X[:n_fit])
         u = self._fields(X)
         phase, phase_step = self._phases(times)
-        self.climate_ = _fit_climate(u, phase)
+        self.climate_ = _fit_climate(u[:n_fit], phase[:n_fit])
+        anomaly = u - _climate_series(self.climate_, phase)
         v0 = self._velocity(u, phase)               # samples 1 .. n-1
-        inits = np.arange(first, u.shape[0] - n_steps, int(self.stride))
         target = np.stack([u[inits + j] for j in range(1, n_steps + 1)], 1)
         Xd = {"u0": u[inits].astype(np.float32), "v0": v0[inits - 1].astype(np.float32),
               "phase0": phase[inits].astype(np.float32)}
@@ -231,8 +250,8 @@ class ClimODE(GriddedForecaster):
             Xd["history"] = self._history(u, inits).astype(np.float32)
         target = target.astype(np.float32)
         stopping = {}
-        if self.early_stopping and self.max_epochs > 0:   # with no epoch, nothing to stop
-            Xd, target, stopping = self._hold_out_last(Xd, target, inits, n_steps)
+        if held_out:
+            Xd, target, stopping = self._hold_out_last(Xd, target, inits, n_steps, n_fit)
         self.net_ = _GaussianNLLNet(
             AdvectionSourceODE, module__n_channels=k, module__grid_shape=self.grid_shape_,
             module__hidden=int(self.hidden), module__periodic=self.periodic_,
@@ -240,8 +259,7 @@ class ClimODE(GriddedForecaster):
             module__method=self.method, module__step_size=float(self.step_size),
             module__climate=self.climate_.astype(np.float32),
             module__memory=self.memory,
-            module__relaxation_rate=_relaxation_rate(u - _climate_series(self.climate_, phase),
-                                                     n_steps),
+            module__relaxation_rate=_relaxation_rate(anomaly[:n_fit], n_steps),
             lr=self.lr, max_epochs=int(self.max_epochs), batch_size=int(self.batch_size),
             device=self.device, dtype=self.dtype, random_state=self.random_state,
             progress=self.progress, **stopping)
@@ -249,17 +267,21 @@ class ClimODE(GriddedForecaster):
         self._record_best_epoch()
         return self
 
-    def _hold_out_last(self, Xd, target, inits, n_steps):
-        """Split off the forecasts from the last ``validation_fraction`` of the record
-        (a gap of ``n_steps`` keeps every training target before the first held-out
-        start) and stop on their loss, keeping the best epoch's weights."""
-        n_valid = max(1, int(round(self.validation_fraction * len(inits))))
-        first_valid = inits[-n_valid]
-        train = inits + n_steps < first_valid
-        if train.sum() < 1:
+    def _first_held_out(self, inits, n_steps):
+        """The first start held out by early stopping: the forecasts from the last
+        ``validation_fraction`` of the record; raise where none is left to train on."""
+        first_valid = inits[-max(1, int(round(self.validation_fraction * len(inits))))]
+        if not np.any(inits + n_steps < first_valid):
             raise ValueError(f"early_stopping with validation_fraction="
                              f"{self.validation_fraction} leaves no training forecast before "
                              f"the held-out ones; give a longer record or a smaller fraction")
+        return int(first_valid)
+
+    def _hold_out_last(self, Xd, target, inits, n_steps, first_valid):
+        """Split off the forecasts from ``first_valid`` on (a gap of ``n_steps`` keeps
+        every training target before it) and stop on their loss, keeping the best
+        epoch's weights."""
+        train = inits + n_steps < first_valid
         held = inits >= first_valid
         valid = Dataset({key: v[held] for key, v in Xd.items()}, target[held])
         return ({key: v[train] for key, v in Xd.items()}, target[train],
@@ -311,9 +333,9 @@ class ClimODE(GriddedForecaster):
                               history=history)
                 pred = pred.cpu().numpy().astype(float)[:, inverse][:, np.argsort(order)]
                 mean, std = pred[:, :, 0][:, :, None], pred[:, :, 1][:, :, None]
-                noise = rng.standard_normal((e - s, len(steps), m, k, h, w))
-                if m > 1:  # centred draws: the ensemble mean is the emission mean, exactly
-                    noise = (noise - noise.mean(2, keepdims=True)) * np.sqrt(m / (m - 1))
+                # independent draws (their spread and CRPS are the emission's); one member
+                # is the emission mean itself
+                noise = rng.standard_normal((e - s, len(steps), m, k, h, w)) if m > 1 else 0.0
                 members = (mean + std * noise) * std_ + mean_
                 out[s:e] = members.reshape(e - s, len(steps), m, -1)
         return out

@@ -115,14 +115,21 @@ class TransportVGBDM(GriddedForecaster):
         record (later than every training pair), stop when their loss has not
         improved for ``n_iter_no_change`` epochs and keep the best epoch's
         weights: flow matching fits a short record's pairs long after the
-        field stops generalising.
+        field stops generalising. The standardisation, climatology,
+        relaxation rate and velocity scale are then fitted on the samples
+        before the first held-out window only.
     validation_fraction : float, default=0.15
     n_iter_no_change : int, default=5
     n_members : int, default=10
     max_speed : float, default=2.0
         Soft bound of the velocities, in grid cells per sample.
     periodic : {"auto"} or tuple of two bool, default="auto"
-        Periodic spatial dims; "auto": ``x``/``lon`` when the grid closes the circle.
+        Periodic spatial dims, for each of the two. "auto": ``lon`` and
+        ``longitude`` when their coordinate closes the circle (evenly spaced,
+        spanning 360 degrees minus one step; an error without a coordinate);
+        ``x`` and ``y`` by name, as on xdyn's doubly periodic grids, unless
+        their coordinate is unevenly spaced (give ``periodic`` for a bounded
+        channel on ``y``/``x``); never ``lat``/``latitude`` nor another name.
     method : str, default="rk4"
         A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges)
         for ``predict``; the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step
@@ -140,7 +147,8 @@ class TransportVGBDM(GriddedForecaster):
         ``net_.history[:, "fm_loss"]`` is the flow-matching loss per epoch
         (in units of each field's typical change per sample).
     variables_, spatial_dims_, grid_shape_, periodic_, mean_, std_
-        See :class:`~xdyn.forecast.ClimODE`.
+        See :class:`~xdyn.forecast.ClimODE` (``mean_``, ``std_`` of the training
+        part, with ``early_stopping``).
     climate_ : ndarray of shape (5, n_channels, H, W)
         The fitted climatology (standardised).
     n_epochs_, best_validation_loss_ : int, float
@@ -228,25 +236,29 @@ class TransportVGBDM(GriddedForecaster):
     def _fit(self, X, times):
         self._setup_grid(X, times)
         E = int(self.len_episode)
-        need = E + (2 if self.interpolant == "cubic" else 1)
-        if X.shape[0] < need:
-            raise ValueError(f"TransportVGBDM needs at least {need} samples along "
+        length = E + (2 if self.interpolant == "cubic" else 1)   # samples of a window
+        if X.shape[0] < length:
+            raise ValueError(f"TransportVGBDM needs at least {length} samples along "
                              f"{self.sample_dim!r} (len_episode={E}, interpolant="
                              f"{self.interpolant!r}); got {X.shape[0]}")
-        u = self._fields(X)
-        phase, phase_step = self._phases(times)
-        self.climate_ = _fit_climate(u, phase)
-        anomaly = u - _climate_series(self.climate_, phase)
-        v_scale = np.sqrt((np.diff(u, axis=0) ** 2).mean((0, 2, 3))) + 1e-6
-        anneal = self.anneal_epochs if self.anneal_epochs is not None else self.max_epochs // 4
-        length = E + (2 if self.interpolant == "cubic" else 1)
         if self.interpolant == "cubic" and E < 2:
             raise ValueError("interpolant='cubic' reads the sample before the start: it needs "
                              f"len_episode >= 2; got {E}")
+        held_out = self.early_stopping and self.max_epochs > 0  # with no epoch, nothing to stop
+        # the statistics see the training part only: the held-out loss is out of sample
+        n_fit = self._first_held_out(X.shape[0] - length + 1, length) if held_out \
+            else X.shape[0]
+        self._fit_standardisation(X[:n_fit])
+        u = self._fields(X)
+        phase, phase_step = self._phases(times)
+        self.climate_ = _fit_climate(u[:n_fit], phase[:n_fit])
+        anomaly = u[:n_fit] - _climate_series(self.climate_, phase[:n_fit])
+        v_scale = np.sqrt((np.diff(u[:n_fit], axis=0) ** 2).mean((0, 2, 3))) + 1e-6
+        anneal = self.anneal_epochs if self.anneal_epochs is not None else self.max_epochs // 4
         data = _EpisodeWindows(u.astype(np.float32), phase.astype(np.float32), E, length)
         stopping = {}
-        if self.early_stopping and self.max_epochs > 0:   # with no epoch, nothing to stop
-            data, stopping = self._hold_out_last(data)
+        if held_out:
+            data, stopping = self._hold_out_last(data, n_fit)
         self.net_ = _FlowMatchingNet(
             TransportSourceField, module__n_channels=len(self.variables_),
             module__grid_shape=self.grid_shape_, module__hidden=int(self.hidden),
@@ -266,17 +278,21 @@ class TransportVGBDM(GriddedForecaster):
         self._record_best_epoch()
         return self
 
-    def _hold_out_last(self, windows):
-        """The windows of the last ``validation_fraction`` of the record for early stopping,
-        and the earlier ones that share no sample with them for training."""
-        n = len(windows)
-        n_valid = max(1, int(round(self.validation_fraction * n)))
-        n_train = n - n_valid - (windows.length - 1)  # window i spans i .. i + length - 1
-        if n_train < 1:
+    def _first_held_out(self, n_windows, length):
+        """The first window (start sample) held out by early stopping: those of the last
+        ``validation_fraction`` of the record; raise where none is left to train on."""
+        first_valid = n_windows - max(1, int(round(self.validation_fraction * n_windows)))
+        if first_valid - (length - 1) < 1:  # window i spans i .. i + length - 1
             raise ValueError(f"early_stopping with validation_fraction="
                              f"{self.validation_fraction} leaves no training pair before the "
                              f"held-out ones; give a longer record or a smaller fraction")
-        valid = Subset(windows, range(n - n_valid, n))
+        return first_valid
+
+    def _hold_out_last(self, windows, first_valid):
+        """The windows from ``first_valid`` on for early stopping, and the earlier ones
+        that share no sample with them for training."""
+        valid = Subset(windows, range(first_valid, len(windows)))
+        n_train = first_valid - (windows.length - 1)
         return Subset(windows, range(n_train)), self._stopping_on(valid)
 
     def _predict(self, X, times, lead_times):
