@@ -163,6 +163,13 @@ def test_data_fetch_of_a_corrupt_file_names_it_and_the_fix(tmp_path, monkeypatch
     _one_error_line(capsys, str(corrupt), "To fix")
 
 
+def test_data_fetch_force_is_for_generated_sets(capsys):
+    assert main(["data", "fetch", "lorenz96-sample", "--force"]) == 2
+    _one_error_line(capsys, "--force remakes a generated dataset", "'lorenz96-sample'")
+    assert main(["data", "list", "--force"]) == 2
+    _one_error_line(capsys, "--force: only for `xdyn data fetch NAME`")
+
+
 def test_data_fetch_without_a_name_is_one_line(capsys):
     assert main(["data", "fetch"]) == 2
     _one_error_line(capsys, "needs a dataset NAME")

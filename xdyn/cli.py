@@ -25,7 +25,7 @@ xdyn: chaotic geophysical dynamics and data assimilation on xarray.
   xdyn run --all [--quick] [--scheduler ADDRESS] [--workers N] [--resume]
   xdyn report [DIR]
   xdyn data list [NAME]                       datasets, and whether each is cached
-  xdyn data fetch NAME [--known-hash sha256:HEX] [--scheduler ADDRESS | --workers N]
+  xdyn data fetch NAME [--known-hash sha256:HEX] [--scheduler ADDRESS | --workers N] [--force]
   xdyn bench systems | da | forecast | ldensf [--quick]
   xdyn bench train [--quick] [--device D]     training steps of the learned families
 
@@ -163,7 +163,8 @@ def _cmd_data_list(args):
     from xdyn import datasets
 
     flags = [flag for flag, value in (("--scheduler", args.scheduler), ("--workers", args.workers),
-                                      ("--known-hash", args.known_hash)) if value is not None]
+                                      ("--known-hash", args.known_hash),
+                                      ("--force", args.force or None)) if value is not None]
     if flags:
         raise UsageError(f"{', '.join(flags)}: only for `xdyn data fetch NAME`, not "
                          f"`xdyn data list`")
@@ -192,6 +193,13 @@ def _cmd_data(args):
             raise UsageError(f"--known-hash is for the weatherbench-* archives, which have no "
                              f"published checksum; {args.name!r} ({kind}) needs none")
         options["known_hash"] = args.known_hash
+    if args.force:
+        from xdyn.datasets.generated import registered_generated
+
+        if args.name not in registered_generated():
+            raise UsageError(f"--force remakes a generated dataset; {args.name!r} is not one "
+                             f"(see `xdyn data list`)")
+        options["force"] = True
     if args.scheduler and args.workers is not None:
         raise UsageError("data fetch: give --scheduler or --workers, not both")
     if not (args.scheduler or args.workers):
@@ -343,6 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fetch: make a generated set's trajectories as tasks on this scheduler")
     p.add_argument("--workers", type=_workers, metavar="N",
                    help="fetch: make them as tasks on a local dask cluster of N workers")
+    p.add_argument("--force", action="store_true",
+                   help="fetch: make a generated set again even if it is cached (a corrupt file)")
     p.set_defaults(func=_cmd_data)
     p = sub.add_parser("bench", help="speed benchmarks (with peers when the bench extra is installed)")
     p.add_argument("what", choices=["systems", "da", "forecast", "ldensf", "train"])

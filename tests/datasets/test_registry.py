@@ -193,6 +193,7 @@ def test_generated_is_made_once_then_cached(toy, offline_cache):
     assert record == {
         "dataset": "toy-ramp",
         "version": 1,
+        "code": generated.code_fingerprint(generated.get_generated("toy-ramp").generator),
         "config": {"n": 5, "seed": 0, "step": 0.5},
     }
     again = datasets.load("toy-ramp")

@@ -1,12 +1,15 @@
 """Open netCDF files lazily so that a damaged file is named when it is read.
 
-A file whose header is intact but whose data region has rotted opens fine and
-fails only when a chunk is read, deep inside a dask compute, with
-``RuntimeError: NetCDF: HDF error`` and no file name. :func:`open_netcdf_lazily`
-checks what can be checked at open (the registry's sha256 when it pins the
-file; that the file opens at all) and wraps every data variable's reads, so a
-read error becomes a :class:`~xdyn.datasets.DataIntegrityError` that names the
-file, the variable and the fix -- while the Dataset stays lazy.
+A netCDF4 file whose header is intact but whose data region has rotted opens
+fine. Where the rotted chunk is checksummed (fletcher32, which xdyn writes into
+every generated file) or compressed, reading it fails, deep inside a dask
+compute, with ``RuntimeError: NetCDF: HDF error`` and no file name; an
+unfiltered chunk is read back as wrong numbers without any error, which only a
+sha256 of the whole file catches. :func:`open_netcdf_lazily` checks what can be
+checked at open (the registry's sha256 when it pins the file; that the file
+opens at all) and wraps every data variable's reads, so a read error becomes a
+:class:`~xdyn.datasets.DataIntegrityError` that names the file, the variable
+and the fix -- while the Dataset stays lazy.
 
 A netCDF3 file (classic, 64-bit offset or CDF-5) has no checksums: its
 libraries read a truncated data region as zeros (or fill values) without an
@@ -16,6 +19,7 @@ checked against it at open (:func:`netcdf3_data_end`), reading the header only.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from pathlib import Path
@@ -73,6 +77,7 @@ def open_netcdf_lazily(path, chunks="auto", *, fix: str = "") -> xr.Dataset:
     xarray.Dataset
         Every data variable dask-backed, with the chunks ``xarray.open_dataset``
         would choose; reading a damaged chunk raises ``DataIntegrityError``.
+        Its ``close()`` closes every handle on the file that this opened.
 
     Raises
     ------
@@ -119,7 +124,16 @@ def open_netcdf_lazily(path, chunks="auto", *, fix: str = "") -> xr.Dataset:
             meta=np.empty((0,) * var.ndim, dtype=var.dtype),
         )
         chunked[name] = var.copy(data=data)
+    # the reads go through ``lazy``'s handle: close it with the Dataset, or it stays open
+    # (a file that cannot be replaced on Windows; a truncated copy served from it by HDF5)
+    chunked.set_close(functools.partial(_close_all, lazy, chunked._close))
     return chunked
+
+
+def _close_all(lazy: xr.Dataset, close_chunked) -> None:
+    lazy.close()
+    if close_chunked is not None:
+        close_chunked()
 
 
 # --- netCDF3 size check ---------------------------------------------------------

@@ -3,24 +3,35 @@
 Floating-point results differ across machines, so a generated file cannot be
 pinned by its bytes the way a published file is. Instead it is pinned by the
 configuration that made it (``DESIGN.md``: Data): the generator's keyword
-arguments, plus a version the registrant bumps when the generator changes. The
-configuration is written into the file's attrs (``xdyn_config``, JSON) and
-hashed into its name, ``$XDYN_DATA_DIR/generated/<name>-<digest>.nc``, so several
-configurations are cached side by side. On load the attrs are checked against
-the requested configuration; a mismatch regenerates the file (with a warning) or
-raises, as asked. Files are written through a temporary name and
-:func:`os.replace`, so an interrupted or failing generator leaves nothing behind.
+arguments (numbers normalised, so ``1`` and ``1.0`` name one file; values left
+to the system's defaults filled in), a version the registrant may bump, and a
+fingerprint of the code that makes it (:func:`code_fingerprint`: the source of
+the generator's module and of the :mod:`xdyn.systems` modules it uses), so
+editing that code regenerates the file on its next use instead of serving data
+the code no longer makes. The record is written into the file's attrs
+(``xdyn_config``, JSON) and hashed into its name,
+``$XDYN_DATA_DIR/generated/<name>-<digest>.nc``, so several configurations are
+cached side by side. On load the attrs are checked against the requested
+configuration; a mismatch regenerates the file (with a warning) or raises, as
+asked. Files are written through a temporary name and :func:`os.replace`, so an
+interrupted or failing generator leaves nothing behind, and with HDF5 fletcher32
+checksums, so a byte that rots later is refused when read, not served.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib
+import inspect
 import json
+import pkgutil
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
 from xdyn.datasets._netcdf import open_netcdf_lazily
@@ -30,9 +41,11 @@ from xdyn.datasets.registry import (
     remove_stale_parts,
     write_netcdf_atomic,
 )
+from xdyn.utils._validation import is_integer
 
 __all__ = [
     "GeneratedSpec",
+    "code_fingerprint",
     "generated_path",
     "get_generated",
     "load_generated",
@@ -55,11 +68,15 @@ class GeneratedSpec:
     config : dict
         Default keyword arguments of ``generator`` (JSON-serialisable).
     version : int, default=1
-        Bumped when the generator's output changes for the same config.
+        Bumped when the generator's output changes for the same config and code.
     description : str, default=""
         One line for :func:`xdyn.datasets.list_datasets`.
     script : str, optional
         Script in the repository's ``datasets/`` folder that makes this set.
+    resolve : callable, optional
+        ``resolve(config) -> config`` that fills in what the generator would
+        otherwise default (a None that means "the system's default"), so a
+        default left out and spelled out name the same file.
 
     Examples
     --------
@@ -70,8 +87,8 @@ class GeneratedSpec:
     Traceback (most recent call last):
     ...
     TypeError: unknown configuration key(s) ['steps'] for generated dataset 'lorenz96-climatology'; allowed: [...]
-    >>> spec.record({"n": 40})
-    {'dataset': 'lorenz96-climatology', 'version': 1, 'config': {'n': 40}}
+    >>> spec.record({"n": 40})  # doctest: +ELLIPSIS
+    {'dataset': 'lorenz96-climatology', 'version': 1, 'code': '...', 'config': {'n': 40}}
     """
 
     name: str
@@ -80,24 +97,40 @@ class GeneratedSpec:
     version: int = 1
     description: str = ""
     script: str | None = None
+    resolve: Callable[[dict], dict] | None = None
 
     def resolve_config(self, overrides: dict | None = None) -> dict:
         """The default config updated with ``overrides`` (unknown keys are refused).
+
+        A number takes the type of its default (``t_span=1`` is ``1.0``), numpy
+        scalars become Python ones, ``-0.0`` becomes ``0.0``, and ``random_state``
+        must be an integer >= 0: the file is named by its configuration, so the
+        configuration must fix its numbers.
 
         Examples
         --------
         >>> spec = get_generated("lorenz63-climatology")
         >>> spec.resolve_config({"random_state": 1})["random_state"], spec.config["random_state"]
         (1, 0)
+        >>> spec.resolve_config({"t_span": 10})["t_span"]
+        10.0
+        >>> spec.resolve_config({"random_state": None})
+        Traceback (most recent call last):
+        ...
+        TypeError: generated dataset 'lorenz63-climatology' needs an integer random_state...
         """
-        overrides = dict(overrides or {})
+        overrides = _plain(dict(overrides or {}))
         unknown = sorted(set(overrides) - set(self.config))
         if unknown:
             raise TypeError(
                 f"unknown configuration key(s) {unknown} for generated dataset "
                 f"{self.name!r}; allowed: {sorted(self.config)}"
             )
-        return _normalise({**self.config, **overrides})
+        config = {**self.config, **{k: _like(v, self.config[k]) for k, v in overrides.items()}}
+        _check_seed(self.name, config)
+        if self.resolve is not None:
+            config = _plain(self.resolve(config))
+        return _normalise(config)
 
     def record(self, config: dict) -> dict:
         """What is written in the attrs and hashed into the file name.
@@ -106,9 +139,10 @@ class GeneratedSpec:
         --------
         >>> spec = get_generated("lorenz63-climatology")
         >>> sorted(spec.record(spec.resolve_config()))
-        ['config', 'dataset', 'version']
+        ['code', 'config', 'dataset', 'version']
         """
-        return {"dataset": self.name, "version": int(self.version), "config": config}
+        return {"dataset": self.name, "version": int(self.version),
+                "code": code_fingerprint(self.generator), "config": config}
 
 
 _GENERATED: dict[str, GeneratedSpec] = {}
@@ -122,6 +156,7 @@ def register_generated(
     version: int = 1,
     description: str = "",
     script: str | None = None,
+    resolve: Callable[[dict], dict] | None = None,
     replace: bool = False,
 ) -> GeneratedSpec:
     """Register a dataset that :func:`xdyn.datasets.load` makes on demand.
@@ -137,12 +172,17 @@ def register_generated(
         Default keyword arguments of ``generator``, JSON-serialisable. A load
         may override any of them; others are refused.
     version : int, default=1
-        Bump when the generator's output changes for the same config, so old
-        cached files are regenerated.
+        Bump when the generator's output changes for the same config through
+        code that :func:`code_fingerprint` does not cover, so old cached files
+        are regenerated. (An edit of the generator's module or of the
+        :mod:`xdyn.systems` modules it imports regenerates them anyway.)
     description : str
         One line for :func:`xdyn.datasets.list_datasets`.
     script : str, optional
         Script in the repository's ``datasets/`` folder that makes this set.
+    resolve : callable, optional
+        ``resolve(config) -> config`` filling in the values the generator
+        defaults (see :class:`GeneratedSpec`).
     replace : bool, default=False
         Allow replacing an existing registration of ``name``.
 
@@ -166,7 +206,8 @@ def register_generated(
         raise TypeError(f"config must be a dict, got {type(config).__name__}")
     if name in _GENERATED and not replace:
         raise ValueError(f"generated dataset {name!r} is already registered; pass replace=True")
-    spec = GeneratedSpec(name, generator, _normalise(config), int(version), description, script)
+    spec = GeneratedSpec(name, generator, _normalise(_plain(config)), int(version), description,
+                         script, resolve)
     _GENERATED[name] = spec
     return spec
 
@@ -297,7 +338,7 @@ def load_generated(
     """
     path = _ensure(name, force=force, on_mismatch=on_mismatch, overrides=overrides,
                    client=client)
-    return open_checked(path, chunks=chunks, fix=_fix(name))
+    return open_checked(path, chunks=chunks, fix=_fix(get_generated(name), overrides))
 
 
 def fetch_generated(name: str, *, force: bool = False, client=None, **overrides) -> Path:
@@ -320,15 +361,19 @@ def cached_ok(name: str, **overrides) -> bool:
         return False
 
 
-def read_record(path) -> dict | None:
-    """The configuration record in a generated file's attrs (None if it has none)."""
+def read_record(path, *, fix: str = "") -> dict | None:
+    """The configuration record in a generated file's attrs (None if it has none).
+
+    ``fix``: what to do about a corrupt file, for the error's message (default:
+    delete it and load again).
+    """
     try:
         with xr.open_dataset(path, decode_times=False) as ds:
             raw = ds.attrs.get("xdyn_config")
     except Exception as exc:  # truncated/corrupt netCDF: OSError, ValueError, RuntimeError ...
+        fix = fix or "To fix: delete it and load the dataset again, which regenerates it."
         raise DataIntegrityError(
-            f"generated data file {path} is corrupt or truncated ({exc}). To fix: delete "
-            "it and load the dataset again, which regenerates it."
+            f"generated data file {path} is corrupt or truncated ({exc}). {fix}"
         ) from exc
     return json.loads(raw) if raw else None
 
@@ -346,7 +391,109 @@ def open_checked(path, *, chunks=None, fix: str = "") -> xr.Dataset:
         ) from exc
 
 
+def code_fingerprint(generator) -> str:
+    """A digest of the source code that makes a generated set: part of its cache key.
+
+    It covers the source of the generator's module, of
+    :mod:`xdyn.datasets.trajectories` and of every :mod:`xdyn.systems` module.
+    Any edit of these files (even of a comment, even of a system the set does
+    not use) names a new file, so the set is made again on its next use; code
+    outside them (torch, numpy, other xdyn packages) is not covered:
+    bump the set's ``version`` when a change there changes its numbers. The
+    digest holds module names and source text only (line endings
+    normalised), so it is the same on every machine with the same code.
+
+    Parameters
+    ----------
+    generator : callable
+        A registered generator.
+
+    Returns
+    -------
+    str
+        16 hex digits.
+
+    Examples
+    --------
+    >>> from xdyn.datasets.generated import lorenz96_climatology
+    >>> len(code_fingerprint(lorenz96_climatology))
+    16
+    >>> "xdyn.systems.lorenz96" in _code_modules(lorenz96_climatology.__module__)
+    True
+    """
+    module = getattr(generator, "__module__", None) or ""
+    digest = hashlib.sha256()
+    for name in _code_modules(module):
+        source = _module_source(name)
+        if source is None and name == module:  # a generator defined in __main__ or a REPL
+            source = _function_source(generator)
+        digest.update(f"{name}\n{source}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 # --- private -----------------------------------------------------------------
+def _module_source(name: str) -> str | None:
+    """Source text of module ``name`` (``\\n`` line ends), None when it has none."""
+    try:
+        source = inspect.getsource(importlib.import_module(name))
+    except (ImportError, OSError, TypeError, ValueError):  # no source: a built-in, a REPL ...
+        return None
+    return source.replace("\r\n", "\n")
+
+
+def _function_source(func) -> str:
+    try:
+        return inspect.getsource(func)
+    except (OSError, TypeError):
+        return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _code_modules(module: str) -> tuple[str, ...]:
+    """``module``, :mod:`xdyn.datasets.trajectories` and every module of
+    :mod:`xdyn.systems`, sorted. All systems, not only those ``module`` uses: the
+    trajectory generators reach any system through the registry, by name."""
+    import xdyn.systems
+
+    systems = (m.name for m in pkgutil.walk_packages(xdyn.systems.__path__, "xdyn.systems."))
+    return tuple(sorted({module, "xdyn.datasets.trajectories", "xdyn.systems", *systems}))
+
+
+def _plain(value):
+    """Numpy scalars as Python ones, ``-0.0`` as ``0.0``, in nested dicts and lists too."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value == 0.0:
+        return 0.0  # -0.0 == 0.0, and makes the same numbers
+    return value
+
+
+def _like(value, default):
+    """``value`` as the type of ``default`` when they are both numbers (1 -> 1.0 for a float)."""
+    if isinstance(default, float) and is_integer(value):
+        return float(value)
+    if is_integer(default) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _check_seed(name: str, config: dict) -> None:
+    if "random_state" not in config:
+        return
+    seed = config["random_state"]
+    if not is_integer(seed):
+        raise TypeError(
+            f"generated dataset {name!r} needs an integer random_state >= 0, got {seed!r}: its "
+            "cached file is named by its configuration, which must fix the random draws"
+        )
+    if seed < 0:
+        raise ValueError(f"generated dataset {name!r} needs a random_state >= 0, got {seed!r}")
+
+
 def _normalise(config: dict) -> dict:
     try:
         return json.loads(json.dumps(config, sort_keys=True, allow_nan=False))
@@ -362,11 +509,15 @@ def _path_for(spec: GeneratedSpec, config: dict) -> Path:
     return data_dir() / "generated" / f"{spec.name}-{_digest(spec.record(config))[:12]}.nc"
 
 
-def _fix(name: str) -> str:
-    return (
-        f"To fix: delete it, or regenerate it with `xdyn data fetch {name}` "
-        f"(xdyn.datasets.load({name!r}, force=True))."
-    )
+def _fix(spec: GeneratedSpec, overrides: dict) -> str:
+    """What remakes this configuration's file: the CLI knows the default configuration only."""
+    overrides = _plain(dict(overrides))
+    args = "".join(f", {k}={v!r}" for k, v in sorted(overrides.items()))
+    python = f"`xdyn.datasets.load({spec.name!r}, force=True{args})`"
+    if spec.resolve_config(overrides) == spec.resolve_config():
+        return (f"To fix: delete it, or regenerate it with `xdyn data fetch {spec.name} --force` "
+                f"or {python}.")
+    return f"To fix: delete it, or regenerate it with {python}."
 
 
 def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict, client=None) -> Path:
@@ -378,10 +529,7 @@ def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict, client
     path = _path_for(spec, config)
     remove_stale_parts(path)  # what a killed earlier write of this file left
     if path.is_file() and not force:
-        try:
-            found = read_record(path)
-        except DataIntegrityError as exc:
-            raise DataIntegrityError(f"{exc} {_fix(name)}") from exc
+        found = read_record(path, fix=_fix(spec, overrides))
         if found == record:
             return path
         message = (
@@ -389,15 +537,13 @@ def _ensure(name: str, *, force: bool, on_mismatch: str, overrides: dict, client
             f"{found!r}, not the requested {record!r}"
         )
         if on_mismatch == "raise":
-            raise DataIntegrityError(f"{message}. {_fix(name)}")
+            raise DataIntegrityError(f"{message}. {_fix(spec, overrides)}")
         warnings.warn(f"{message}; regenerating it.", UserWarning, stacklevel=3)
     _generate(spec, config, path, client)
     return path
 
 
 def _takes_client(generator) -> bool:
-    import inspect
-
     try:
         params = inspect.signature(generator).parameters
     except (TypeError, ValueError):
@@ -507,8 +653,6 @@ def lorenz63_climatology(
 
 
 def _defaults(func) -> dict:
-    import inspect
-
     return {k: p.default for k, p in inspect.signature(func).parameters.items()}
 
 

@@ -259,13 +259,32 @@ def _register() -> None:
     defaults = {k: p.default for k, p in inspect.signature(system_trajectory_set).parameters.items()
                 if p.kind is not p.KEYWORD_ONLY}
     register_generated("system-trajectories", system_trajectory_set, defaults, replace=True,
-                       script="make_generated.py",
+                       script="make_generated.py", resolve=_resolve_config,
                        description="independent trajectories of any system (default 64 "
                        "Lorenz-96 runs of 1000 steps), batches of them as dask tasks with a "
                        "client")
 
 
 # --- private -----------------------------------------------------------------
+def _resolve_config(config: dict) -> dict:
+    """The ``system-trajectories`` config with what the system defaults spelled out.
+
+    The system by its short name, every parameter of it (a number as the type
+    of the system's default) and ``dt`` (the system's ``default_dt`` for None):
+    a default left out and one spelled out make the same numbers, so they name
+    one cache file.
+    """
+    from xdyn.datasets.generated import _like
+    from xdyn.systems.registry import make_system
+
+    defaults = make_system(config["system"]).get_params(deep=False)
+    given = {k: _like(v, defaults.get(k)) for k, v in (config["system_params"] or {}).items()}
+    model = make_system(config["system"], **given)
+    dt = model.default_dt if config["dt"] is None else config["dt"]
+    return {**config, "system": model.name, "dt": _like(dt, 0.0),
+            "system_params": json.loads(model.describe()["system_params"])}
+
+
 def _token(tag, chunk, path) -> str:
     import hashlib
 
