@@ -17,8 +17,10 @@ ensemble that assimilates nothing, all with 20 members from the same start.
 # %%
 # An arctan observation operator
 # ------------------------------
-# ``xdyn.observe`` has ``Squared`` as its nonlinear operator; a new one is a
-# small subclass: which state entries it reads, and a differentiable transform.
+# ``xdyn.observe`` ships two nonlinear operators, ``Squared`` and ``Arctan``; here
+# ``Arctan(EveryKth(2))``, the arctan of every second site. A new one is a small
+# subclass: which state entries it reads, and a differentiable transform
+# (``docs/own_model.rst``).
 import warnings
 
 import matplotlib.pyplot as plt

@@ -606,3 +606,25 @@ def test_time_folds_are_scored_warm_started_by_the_estimators_own_metric(tiny):
     tv_mm = samples(target.assign(a=target["a"] * 1000.0), "time")
     assert warm_start_score(mm, view[fold], tv_mm[fold]) == pytest.approx(
         warm_start_score(enc, view[fold], tv[fold]), rel=1e-9)
+
+
+def test_a_non_finite_analysis_raises_with_its_time(tiny, monkeypatch):
+    # LD-EnSF runs its own loop, which no DivergenceMonitor watches: a NaN analysis was
+    # decoded and returned as a NaN field without an error
+    import xdyn.assimilation.ldensf as ldensf_module
+    from xdyn import DivergenceError
+
+    f, _, _, test = tiny
+    obs = observations(test, 3)
+    real = ldensf_module.ensf_analysis
+    calls = []
+
+    def nan_at_third(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls.append(1)
+        return out * float("nan") if len(calls) == 3 else out
+
+    monkeypatch.setattr(ldensf_module, "ensf_analysis", nan_at_third)
+    with pytest.raises(DivergenceError, match="non-finite") as err:
+        f.predict(obs)
+    assert err.value.time == obs["time"].values[2].item()

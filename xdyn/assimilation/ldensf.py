@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_sampler_options,
                                       ensf_analysis)
 from xdyn.assimilation.observation_encoder import ObservationEncoder
+from xdyn.exceptions import DivergenceError
 from xdyn.metrics import state_rmse
 from xdyn.model_selection import unwrap
 from xdyn.utils import torch_generator
@@ -83,6 +84,11 @@ def _site_noise(obs, sample_dim):
         return None
     y = obs["observation"].transpose(sample_dim, "time", ...)
     return np.sqrt(np.nanmean(_noise_std_like(obs, y) ** 2, axis=(0, 1)))
+
+
+def _obs_time(obs, k):
+    """The ``k``-th observation time of ``obs`` (its index where it has no time coordinate)."""
+    return obs["time"].values[k].item() if "time" in obs.coords else k
 
 
 def _central_jacobian(fun, x):
@@ -437,6 +443,11 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
             with ``<name>_spread``. ``attrs`` hold the wall time per step of
             the dynamics and of the analysis, and the RMS observation noise
             std of the training and of these observations.
+
+        Raises
+        ------
+        xdyn.DivergenceError
+            If an analysis becomes non-finite (with its observation time).
         """
         check_is_fitted(self, "encoder_")
         self._validate_params()   # the settings predict reads may have been set after fit
@@ -495,6 +506,9 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
                 if self.refine_parameters:
                     z = self._refine_parameters(z, points, steps[:k + 1], gen, module64)
                 t_ana += time.perf_counter() - tic
+                if not bool(torch.isfinite(z).all()):  # no cycle monitor runs this loop
+                    raise DivergenceError("LD-EnSF analysis became non-finite",
+                                          time=_obs_time(obs, k))
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
         out = self._output(torch.stack(members, 1), obs, return_members)

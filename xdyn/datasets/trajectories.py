@@ -208,7 +208,7 @@ def system_trajectory_set(system="lorenz96", system_params=None, n_trajectories=
     Parameters
     ----------
     system : str, default "lorenz96"
-        A name :func:`xdyn.systems.make_system` knows.
+        A name :func:`xdyn.systems.registry.make_system` knows.
     system_params : dict, optional
         The system's parameters (its defaults if omitted).
     n_trajectories, n_steps, dt, save_every, burn_in
