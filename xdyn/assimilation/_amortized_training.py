@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 
 from xdyn.assimilation._amortized_cycle import ClampWarning
 from xdyn.assimilation._cycle import LostTrackWarning
-from xdyn.exceptions import DivergenceError
 from xdyn.metrics import analysis_rmse
 from xdyn.nn import XdynNet
 
@@ -110,7 +108,10 @@ class _ValidationScore:
 
     The cycle draws from ``random_state``, not the estimator's: a RandomState
     instance shared with the training (its redrawn sequences) would make the
-    fitted network depend on whether there are validation data.
+    fitted network depend on whether there are validation data. It never
+    raises on divergence: an early network that loses track scores its
+    (clamped) RMSE, which falls as it learns, where a NaN would end early
+    stopping after ``n_iter_no_change`` epochs of an uninformative curve.
     """
 
     def __init__(self, estimator, obs, truth, random_state=None):
@@ -118,15 +119,15 @@ class _ValidationScore:
         self.random_state = random_state
 
     def __call__(self):
-        est, own = self.estimator, self.estimator.random_state
-        est.random_state = self.random_state
+        est = self.estimator
+        own = est.random_state, est.raise_on_divergence
+        est.random_state, est.raise_on_divergence = self.random_state, False
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore", LostTrackWarning)
                 warnings.simplefilter("ignore", ClampWarning)  # an early network may meet it
                 analysis = est.predict(self.obs)
-        except DivergenceError:
-            return np.nan  # an early network may lose the truth: the curve says so
         finally:
-            est.random_state = own
-        return analysis_rmse(analysis, self.truth, burn_in=self.estimator.burn_in)
+            est.random_state, est.raise_on_divergence = own
+        # a non-finite analysis (no clamp) scores NaN: the curve says so
+        return analysis_rmse(analysis, self.truth, burn_in=est.burn_in)

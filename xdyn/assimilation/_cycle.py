@@ -20,6 +20,8 @@ attractor while the observations have not.
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -32,6 +34,19 @@ from xdyn.systems.climatology import climatological_pool, pool_variance_drift
 
 __all__ = ["CycleContext", "CycleStep", "CycleCallback", "Recorder", "ProgressBar",
            "DivergenceMonitor", "LostTrackMonitor", "LostTrackWarning", "run_cycle"]
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _user_stacklevel():
+    """``stacklevel`` of a ``warnings.warn`` in the caller that names the first frame outside
+    xdyn: the user's ``predict`` call, however many xdyn frames lie between (a subclass's
+    ``predict``, the cycle and its callbacks), as pandas' ``find_stack_level``."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 # pool_variance_drift inside which a system's pool is taken as its invariant measure:
@@ -450,9 +465,9 @@ class DivergenceMonitor(CycleCallback):
         if self.raise_on_divergence:
             raise DivergenceError(f"{name} {message}", time=float(ctx.times[k]))
         self.time, self.message = float(ctx.times[k]), message
-        # stacklevel: the user's predict call (predict -> run_cycle -> on_failure)
         warnings.warn(f"{name} {message} at time {self.time}; the analysis is NaN from then "
-                      "on (flagged by the 'diverged' attr)", LostTrackWarning, stacklevel=4)
+                      "on (flagged by the 'diverged' attr)", LostTrackWarning,
+                      stacklevel=_user_stacklevel())
 
 
 class LostTrackMonitor(CycleCallback):
@@ -726,7 +741,7 @@ class LostTrackMonitor(CycleCallback):
         elif self.raise_on_divergence:
             raise DivergenceError(message, time=float(ctx.times[k]))
         warnings.warn(f"{message} (at time {float(ctx.times[k])}; flagged by the 'lost' "
-                      "variable)", LostTrackWarning, stacklevel=6)  # the user's predict
+                      "variable)", LostTrackWarning, stacklevel=_user_stacklevel())
 
     def on_cycle_end(self, estimator, ctx):
         n = len(ctx.times)

@@ -32,6 +32,7 @@ dynamical systems. NeurIPS 34 (code: github.com/mikemccabe210/amortizedassimilat
 from __future__ import annotations
 
 import time as _time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -46,6 +47,7 @@ from xdyn.assimilation._amortized_cycle import (ClampWarning, bound, grid_observ
 from xdyn.assimilation._amortized_training import (WarmupHalving, _AmortizedNet,
                                                    _RedrawEachEpoch, _RedrawnSequences,
                                                    _ValidationRMSE, _ValidationScore)
+from xdyn.assimilation._cycle import _user_stacklevel
 from xdyn.assimilation._neural_var_data import aligned_truth, validation_seed
 from xdyn.assimilation._saving import load_fitted, save_fitted
 from xdyn.assimilation._validation import FiniteInterval, Interval, StrOptions
@@ -102,13 +104,19 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     seq_len : int, default=40
         Observation times per training sequence.
     n_sequences : int or None, default=None
-        Training sequences (random offsets drawn from ``random_state``); None
-        covers the training observations about once.
+        Training sequences per epoch, windows at uniform random offsets drawn
+        (with replacement) from ``random_state``. None draws ``n_batch * (T //
+        seq_len)`` of them (``n_batch`` trajectories of ``T`` observation
+        times): as many observation times as the data hold, yet an epoch
+        leaves about ``1/e``, 37%, of the times in no window (and some in
+        several); over the epochs of ``redraw_sequences`` every time is seen.
     redraw_sequences : bool, default=True
         Draw the sequences' offsets and starting ensembles afresh before every
-        epoch (the original draws its offsets per epoch), instead of once: an
-        epoch then sees ``n_sequences`` new windows of the same observations.
-        False trains on one fixed draw, which small training sets overfit.
+        epoch, instead of once: an epoch then sees ``n_sequences`` new windows
+        of the same observations. The original draws per epoch too, but one
+        window per ``seq_len`` block of the record with a jittered start
+        (about 90% of the times in some window per epoch). False trains on one
+        fixed draw, which small training sets overfit.
     batch_size : int, default=64
     max_epochs : int, default=500
     lr : float, default=8e-4
@@ -118,10 +126,12 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     early_stopping : bool, default=False
         Needs ``fit(..., validation=...)``: stop when the validation analysis
         RMSE has not improved for ``n_iter_no_change`` epochs and keep the
-        weights of the epoch where it was lowest. On small training sets the
-        self-supervised loss keeps falling after the analysis error has
-        turned up (quick Lorenz-96, one fixed draw of 128 sequences:
-        test RMSE 0.448 after 80 epochs, 0.826 after 400).
+        weights of the epoch where it was lowest. The validation cycle never
+        raises on divergence (a young network that loses track gets its
+        RMSE); a fit whose validation RMSE was never finite warns. On small
+        training sets the self-supervised loss keeps falling after the
+        analysis error has turned up (quick Lorenz-96, one fixed draw of 128
+        sequences: test RMSE 0.448 after 80 epochs, 0.826 after 400).
     n_iter_no_change : int, default=10
     clamp : float or None, default=20.0
         Forecasts and analyses are clamped to ``[-clamp, clamp]`` in training
@@ -146,7 +156,8 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
     net_ : xdyn.nn.XdynNet
         The trained rollout (``net_.module_.update`` is the update network).
     history_ : list of dict
-        Per epoch: ``train_loss``, ``lr``, ``dur`` (s) and, with
+        Per epoch: ``epoch`` (1-based), ``train_loss``, ``event_lr`` (the
+        learning rate of the epoch), ``dur`` (s) and, with
         ``fit(..., validation=...)``, ``valid_rmse``.
     n_epochs_, best_validation_rmse_ : int, float
         With ``early_stopping``: the epoch kept and its validation RMSE.
@@ -283,9 +294,12 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         validation : (obs, truth) tuple, optional
             Held-out observations and truth: the analysis RMSE of a full cycle
             over them is recorded after each epoch (``history_[i]["valid_rmse"]``,
-            the learning curve); nothing is fitted on them. They are checked
-            before training, as :meth:`predict` would check them (the training
-            interval and noise), with a truth the analysis can be scored against.
+            the learning curve); nothing is fitted on them. The cycle runs with
+            ``raise_on_divergence=False``: an early network that loses track
+            scores its (clamped) RMSE, where an error would leave the curve
+            NaN. They are checked before training, as :meth:`predict` would
+            check them (the training interval and noise), with a truth the
+            analysis can be scored against after ``burn_in``.
 
         Returns
         -------
@@ -360,6 +374,14 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
             vars(self).pop(stale, None)
         if self.early_stopping:
             self.n_epochs_, self.best_validation_rmse_ = best_epoch(self.history_, "valid_rmse")
+        curve = [row.get("valid_rmse", np.nan) for row in self.history_]
+        if validation is not None and not np.isfinite(curve).any():
+            kept = (f"; early stopping kept the weights of the last epoch ({len(curve)}), "
+                    "untested" if self.early_stopping else "")
+            warnings.warn(f"{type(self).__name__}: the validation analysis RMSE was never "
+                          f"finite in {len(curve)} epochs: its validation analysis was non-finite "
+                          f"(with clamp=None a young network's may overflow){kept}",
+                          RuntimeWarning, stacklevel=_user_stacklevel())
         return self
 
     def _check_context(self, ctx):
@@ -500,6 +522,10 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         except (KeyError, ValueError) as err:
             raise ValueError(f"the validation truth does not match the validation "
                              f"observations' analysis: {err}") from err
+        try:  # the score's checks: every time covered and finite, burn_in leaves a time
+            self._check_truth_scores(unwrap(obs_v), truth_v)
+        except ValueError as err:
+            raise ValueError(f"the validation data: {err}") from err
 
     def _initialize(self, ctx, rng):
         self._check_trained_regime(ctx, int(self.net_.module__n_steps),

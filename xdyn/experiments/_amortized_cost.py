@@ -4,7 +4,9 @@ One predict per method, each at a different moment, made the cost ratio
 amortized / LETKF-10 move by +-30% with the load of a shared machine (the same
 two estimators, timed seven times in turn: 1.29-2.34 and 0.98-1.80 ms per
 cycle). Here every fitted method predicts the same first ``n_times`` test
-observations ``repeats`` times, in turn, and keeps the median.
+observations ``repeats`` times, in turn, and keeps the median. Each predicts
+where it runs: the amortized network on its torch device (the experiment's
+``device``), the classical methods on the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ __all__ = ["timed_costs"]
 
 def timed_costs(estimators, obs, n_times=500, repeats=3):
     """Median predict wall time per cycle (ms) of each fitted estimator, interleaved.
+
+    Each estimator is timed on its own device (a torch network's, else the CPU).
 
     Parameters
     ----------
