@@ -136,3 +136,24 @@ def test_lost_track_warnings_point_at_the_users_predict_call(data):
     for name, where in warned.items():
         assert where, name
         assert {filename for filename, _ in where} == {__file__}, (name, where)
+
+
+def test_predict_takes_callbacks_as_every_assimilator(data):
+    """G1: the docs say every predict takes callbacks=[...]; the amortized one raised a
+    TypeError."""
+    from xdyn.assimilation import CycleCallback
+
+    class Count(CycleCallback):
+        def __init__(self):
+            self.n = 0
+
+        def on_analysis(self, estimator, step):
+            self.n += 1
+
+    obs, _, _ = data
+    est = _tiny(max_epochs=1, raise_on_divergence=False).fit(obs)
+    count = Count()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.predict(obs, callbacks=[count])
+    assert count.n == obs.sizes["time"]

@@ -566,8 +566,12 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         E = state[0]
         return E.mean(-2), E, E.std(-2)
 
-    def predict(self, obs):
-        """Cycle over ``obs``: model forecast, then the learned update, at every time."""
+    def predict(self, obs, *, callbacks=None):
+        """Cycle over ``obs``: model forecast, then the learned update, at every time.
+
+        ``callbacks`` as in :meth:`BaseAssimilator.predict
+        <xdyn.assimilation.base.BaseAssimilator.predict>`.
+        """
         check_is_fitted(self, "net_")
         rollout = self.net_.module_
         was_training = rollout.training
@@ -579,7 +583,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         try:
             with _seeded_torch(seed):
-                return super().predict(obs)
+                return super().predict(obs, callbacks=callbacks)
         finally:
             rollout.train(was_training)
 

@@ -123,7 +123,9 @@ class AmortizedSetup:
         Observation times per training sequence.
     n_sequences : int or None, default=None
         Training sequences (windows of ``seq_len`` times at random offsets) per
-        epoch; None covers the training observations about once.
+        epoch; None: as many windows as would cover the training observations
+        once, which at random offsets leave about 37% (1/e) of the times in
+        none (:class:`~xdyn.assimilation.AmortizedAssimilator`).
     redraw_sequences : bool, default=True
         Draw new sequence offsets and starting ensembles before every epoch
         instead of training on one fixed draw.
