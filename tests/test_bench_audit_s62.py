@@ -182,3 +182,15 @@ def test_bench_forecast_reports_its_peak_memory(monkeypatch):
     monkeypatch.setattr(xdyn.bench, "_throughput_lines", lambda models, data, epochs: [])
     out = xdyn.bench.bench_forecast(quick=True)
     assert "peak memory" in out and "MiB (process" in out
+
+
+def test_a_run_dapper_scores_no_time_of_is_refused_by_name():
+    # review W8: the first scored time of an empty set was an IndexError
+    from types import SimpleNamespace
+
+    from xdyn.bench import _dapper_burn_in
+
+    tto = np.arange(1, 5) * 0.5
+    tseq = SimpleNamespace(tt=np.arange(5) * 0.5, tto=tto, dto=0.5, masko=tto > 9.0, BurnIn=9.0)
+    with pytest.raises(ValueError, match="DAPPER scores no analysis time after BurnIn=9.0"):
+        _dapper_burn_in(tseq)

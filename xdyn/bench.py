@@ -304,8 +304,11 @@ def _dapper_burn_in(tseq):
     >>> _dapper_burn_in(tseq)  # scores 2.5, 3.0, ... (2.0 is DAPPER's burn-in, not scored)
     2.25
     """
-    first = float(np.asarray(tseq.tto)[np.asarray(tseq.masko)][0])
-    return first - 0.5 * float(tseq.dto) - float(tseq.tt[0])
+    scored = np.asarray(tseq.tto)[np.asarray(tseq.masko)]
+    if scored.size == 0:
+        raise ValueError(f"DAPPER scores no analysis time after BurnIn={tseq.BurnIn}: "
+                         "lengthen the run")
+    return float(scored[0]) - 0.5 * float(tseq.dto) - float(tseq.tt[0])
 
 
 def _as_datasets(HMM, xx, yy, system, operator=None):

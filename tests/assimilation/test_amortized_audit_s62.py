@@ -157,3 +157,11 @@ def test_predict_takes_callbacks_as_every_assimilator(data):
         warnings.simplefilter("ignore")
         est.predict(obs, callbacks=[count])
     assert count.n == obs.sizes["time"]
+
+
+def test_no_epoch_no_never_finite_warning(data):
+    """Review W4: max_epochs=0 trains nothing and scores nothing: no warning about a curve."""
+    obs, obs_v, truth_v = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        _tiny(max_epochs=0).fit(obs, validation=(obs_v, truth_v))

@@ -628,3 +628,30 @@ def test_a_non_finite_analysis_raises_with_its_time(tiny, monkeypatch):
     with pytest.raises(DivergenceError, match="non-finite") as err:
         f.predict(obs)
     assert err.value.time == obs["time"].values[2].item()
+
+
+def test_a_non_finite_analysis_warns_and_is_nan_without_raising(tiny, monkeypatch):
+    # raise_on_divergence=False: a diverging variant of an experiment's sweep is a NaN row,
+    # flagged, not an abort of the whole sweep
+    import xdyn.assimilation.ldensf as ldensf_module
+    from xdyn.assimilation import LostTrackWarning
+
+    f, _, _, test = tiny
+    obs = observations(test, 3)
+    real = ldensf_module.ensf_analysis
+    calls = []
+
+    def nan_at_third(*args, **kwargs):
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return out * float("nan") if len(calls) == 3 else out
+
+    monkeypatch.setattr(ldensf_module, "ensf_analysis", nan_at_third)
+    g = copy.copy(f).set_params(raise_on_divergence=False)
+    with pytest.warns(LostTrackWarning, match="non-finite"):
+        out = g.predict(obs)
+    assert out.attrs["diverged"] == 1
+    assert out.attrs["diverged_time"] == obs["time"].values[2].item()
+    assert np.isfinite(out["u"].isel(time=slice(0, 2))).all()
+    assert np.isnan(out["u"].isel(time=slice(2, None))).all()
+    assert len(calls) == 3  # nothing computed after the failure

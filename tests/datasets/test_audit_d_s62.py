@@ -70,8 +70,19 @@ def test_the_fingerprint_covers_the_system_modules_a_generator_uses(monkeypatch)
     before = datasets.generated_path("lorenz96-climatology", **TINY)
     real = generated._module_source
     monkeypatch.setattr(generated, "_module_source", lambda name: real(name) + (
-        "\n# changed random_initial_state" if name == "xdyn.systems.lorenz96" else ""))
+        "\n_CHANGED = 1  # random_initial_state changed" if name == "xdyn.systems.lorenz96"
+        else ""))
     assert datasets.generated_path("lorenz96-climatology", **TINY) != before
+
+
+def test_a_comment_does_not_remake_a_set(monkeypatch):
+    # review W6: a comment in any system module renamed every set's file (a long remake of
+    # the large ones, and a full-size leftover each time)
+    before = datasets.generated_path("lorenz96-climatology", **TINY)
+    real = generated._module_source
+    monkeypatch.setattr(generated, "_module_source", lambda name: real(name) + (
+        "\n# a comment\n\n" if name == "xdyn.systems.pendulum" else ""))
+    assert datasets.generated_path("lorenz96-climatology", **TINY) == before
 
 
 def test_system_defaults_left_out_or_spelled_out_name_one_file(cache):

@@ -119,6 +119,7 @@ def _dated(n_time=8):
 @pytest.mark.parametrize("dated, lead, match", [
     (True, "6", "lead time '6' has no unit.*'6h'"),
     (True, ["6h", " 12 "], "lead time ' 12 ' has no unit.*'12h'"),
+    (True, ["6h", 12], "mix numbers with durations"),   # 12 was read as 12 ns (review W5)
     (True, [np.timedelta64("NaT")], "lead_times must be finite; got NaT"),
     (False, [1.0, np.nan], "lead_times must be finite; got nan"),
     (False, [np.inf], "lead_times must be finite; got inf"),

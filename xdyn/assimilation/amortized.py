@@ -375,7 +375,7 @@ class AmortizedAssimilator(BaseEnsembleAssimilator):
         if self.early_stopping:
             self.n_epochs_, self.best_validation_rmse_ = best_epoch(self.history_, "valid_rmse")
         curve = [row.get("valid_rmse", np.nan) for row in self.history_]
-        if validation is not None and not np.isfinite(curve).any():
+        if validation is not None and curve and not np.isfinite(curve).any():
             kept = (f"; early stopping kept the weights of the last epoch ({len(curve)}), "
                     "untested" if self.early_stopping else "")
             warnings.warn(f"{type(self).__name__}: the validation analysis RMSE was never "

@@ -38,6 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from xdyn.assimilation._score import (GUIDANCES, INTEGRATORS, SCORES, _check_sampler_options,
                                       ensf_analysis)
+from xdyn.assimilation._cycle import LostTrackWarning
 from xdyn.assimilation.observation_encoder import ObservationEncoder
 from xdyn.exceptions import DivergenceError
 from xdyn.metrics import state_rmse
@@ -206,6 +207,11 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
         of the filter keep that same LDNet (as scikit-learn's ``FrozenEstimator``;
         :meth:`fit` copies it), so that the filter can be tuned and cross-validated.
     sample_dim : str, default="trajectory"
+    raise_on_divergence : bool, default=True
+        Raise :class:`~xdyn.DivergenceError` when an analysis becomes
+        non-finite; if False, warn (:class:`~xdyn.assimilation.LostTrackWarning`)
+        and return the analysis as NaN from that time on, every trajectory of
+        the call (its ``diverged`` and ``diverged_time`` attrs say when).
     random_state : int, RandomState instance or None, default=None
         Seeds each ``predict``'s initial members and score-filter noise (the
         networks' training follows their own ``random_state``): an int repeats
@@ -293,6 +299,7 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
         "spread_scale": [Interval(Real, 0, None, closed="neither"), dict],
         "prefit_ldnet": ["boolean"],
         "sample_dim": [str],
+        "raise_on_divergence": ["boolean"],
         "random_state": ["random_state"],
     }
 
@@ -304,7 +311,8 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
                  obs_noise_scale=1.0,
                  likelihood="encoder", joint_iterations=5, refine_parameters=False,
                  initial_spread=0.05, spread_scale=1.0,
-                 prefit_ldnet=False, sample_dim="trajectory", random_state=None):
+                 prefit_ldnet=False, sample_dim="trajectory", raise_on_divergence=True,
+                 random_state=None):
         self.ldnet = ldnet
         self.encoder = encoder
         self.n_members = n_members
@@ -322,6 +330,7 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
         self.spread_scale = spread_scale
         self.prefit_ldnet = prefit_ldnet
         self.sample_dim = sample_dim
+        self.raise_on_divergence = raise_on_divergence
         self.random_state = random_state
 
     # ------------------------------------------------------------------- fit
@@ -447,7 +456,8 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
         Raises
         ------
         xdyn.DivergenceError
-            If an analysis becomes non-finite (with its observation time).
+            If an analysis becomes non-finite (with its observation time) and
+            ``raise_on_divergence``.
         """
         check_is_fitted(self, "encoder_")
         self._validate_params()   # the settings predict reads may have been set after fit
@@ -484,7 +494,7 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
                        variance_floor=float(self.variance_floor), score=self.prior_score,
                        guidance=self.guidance, integrator=self.integrator, generator=gen)
         # the zero latent state sits one saved step before the first training state
-        step, t_dyn, t_ana, members = -1, 0.0, 0.0, []
+        step, t_dyn, t_ana, members, diverged = -1, 0.0, 0.0, [], None
         with torch.no_grad():
             for k, target in enumerate(steps):
                 tic = time.perf_counter()
@@ -507,13 +517,26 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
                     z = self._refine_parameters(z, points, steps[:k + 1], gen, module64)
                 t_ana += time.perf_counter() - tic
                 if not bool(torch.isfinite(z).all()):  # no cycle monitor runs this loop
-                    raise DivergenceError("LD-EnSF analysis became non-finite",
-                                          time=_obs_time(obs, k))
+                    diverged = self._diverged(_obs_time(obs, k))
+                    members += [torch.full_like(z, float("nan"))] * (len(steps) - k)
+                    break
                 members.append(z)
         self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
         out = self._output(torch.stack(members, 1), obs, return_members)
         out.attrs.update(noise_levels)
+        out.attrs.update(diverged=int(diverged is not None),
+                         diverged_time=np.nan if diverged is None else diverged)
         return out
+
+    def _diverged(self, when):
+        """Raise :class:`~xdyn.DivergenceError`, or warn, for an analysis that became
+        non-finite at ``when``; returns ``when``."""
+        if self.raise_on_divergence:
+            raise DivergenceError("LD-EnSF analysis became non-finite", time=when)
+        warnings.warn(f"LD-EnSF analysis became non-finite at time {when}; the analysis is NaN "
+                      "from then on (flagged by the 'diverged' attr)", LostTrackWarning,
+                      stacklevel=3)
+        return when
 
     def _check_noise(self, obs):
         """Warn where ``obs``'s noise std is not the training one (per site, beyond

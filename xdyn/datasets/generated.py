@@ -20,6 +20,7 @@ checksums, so a byte that rots later is refused when read, not served.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
@@ -394,14 +395,15 @@ def open_checked(path, *, chunks=None, fix: str = "") -> xr.Dataset:
 def code_fingerprint(generator) -> str:
     """A digest of the source code that makes a generated set: part of its cache key.
 
-    It covers the source of the generator's module, of
-    :mod:`xdyn.datasets.trajectories` and of every :mod:`xdyn.systems` module.
-    Any edit of these files (even of a comment, even of a system the set does
-    not use) names a new file, so the set is made again on its next use; code
-    outside them (torch, numpy, other xdyn packages) is not covered:
-    bump the set's ``version`` when a change there changes its numbers. The
-    digest holds module names and source text only (line endings
-    normalised), so it is the same on every machine with the same code.
+    It covers the code of the generator's module, of
+    :mod:`xdyn.datasets.trajectories` and of every :mod:`xdyn.systems` module,
+    as parsed (comments, blank lines and layout do not count; docstrings do).
+    An edit of that code (even of a system the set does not use) names a new
+    file, so the set is made again on its next use; the old file stays in the
+    cache folder until deleted. Code outside these modules (torch, numpy,
+    other xdyn packages) is not covered: bump the set's ``version`` when a
+    change there changes its numbers. The digest holds module names and
+    syntax trees only, so it is the same on every machine with the same code.
 
     Parameters
     ----------
@@ -427,7 +429,7 @@ def code_fingerprint(generator) -> str:
         source = _module_source(name)
         if source is None and name == module:  # a generator defined in __main__ or a REPL
             source = _function_source(generator)
-        digest.update(f"{name}\n{source}\n".encode())
+        digest.update(f"{name}\n{_syntax(source)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -439,6 +441,18 @@ def _module_source(name: str) -> str | None:
     except (ImportError, OSError, TypeError, ValueError):  # no source: a built-in, a REPL ...
         return None
     return source.replace("\r\n", "\n")
+
+
+@functools.lru_cache(maxsize=256)
+def _syntax(source: str | None) -> str:
+    """``source``'s syntax tree as text (no comments, no positions); the source itself
+    where it does not parse."""
+    if source is None:
+        return ""
+    try:
+        return ast.dump(ast.parse(source))
+    except SyntaxError:
+        return source
 
 
 def _function_source(func) -> str:

@@ -50,9 +50,15 @@ def _as_timedelta64(values):
 
 
 def _refuse_unitless(values):
-    """Raise ValueError naming a string lead without a unit: pandas reads ``"6"`` as
-    6 nanoseconds, a forecast labelled so without an error."""
-    for v in np.atleast_1d(np.asarray(values, dtype=object)).ravel():
+    """Raise ValueError naming a string lead without a unit, or a bare number among
+    timedelta-likes: pandas reads ``"6"`` (and the 12 of ``["6h", 12]``) as
+    nanoseconds, a forecast labelled so without an error."""
+    flat = np.atleast_1d(np.asarray(values, dtype=object)).ravel()
+    if _mixed(values) and any(isinstance(v, (int, float, np.number)) and
+                              not isinstance(v, (bool, np.timedelta64)) for v in flat):
+        raise ValueError(f"lead_times {list(flat)!r} mix numbers with durations: a number "
+                         f"would be read as nanoseconds; give every lead with a unit")
+    for v in flat:
         if isinstance(v, str):
             try:
                 float(v)
