@@ -763,7 +763,30 @@ def _shell_spectrum(u, shell, n_shells, dtype):
     return binned.reshape(*batch, n_shells).astype(dtype, copy=False)
 
 
-def _spectrum(da, kernel, core_dims, wavenumbers, kwargs, mean_dims):
+def _wavenumber_attrs(da, dims, lengths):
+    """Attrs of the ``wavenumber`` coordinate: mode numbers ("1") without ``lengths``,
+    else ``2 pi n / L`` in the inverse units of the ``dims``' coordinates where they
+    state one (as :mod:`xdyn.experiments.spectrum` spells them: ``"m-1"``)."""
+    attrs = {"long_name": "wavenumber"}
+    if lengths is None:
+        return {**attrs, "units": "1"}
+    units = {stated_units(da[d].attrs.get("units")) if d in da.coords else None for d in dims}
+    if len(units) == 1 and None not in units:
+        attrs["units"] = power_units(units.pop(), -1)
+    return attrs
+
+
+def _check_lengths(lengths, n_dims, name):
+    lengths = np.atleast_1d(np.asarray(lengths, dtype=float))
+    if lengths.shape != (n_dims,):
+        raise ValueError(f"{name} must give one domain length per dimension ({n_dims}); "
+                         f"got {lengths.tolist()}")
+    if not np.all(np.isfinite(lengths) & (lengths > 0)):
+        raise ValueError(f"{name} must be positive and finite; got {lengths.tolist()}")
+    return lengths
+
+
+def _spectrum(da, kernel, core_dims, wavenumbers, kwargs, mean_dims, attrs):
     dtype = _float_dtype(da.dtype)
     out = xr.apply_ufunc(
         kernel, da,
@@ -773,9 +796,10 @@ def _spectrum(da, kernel, core_dims, wavenumbers, kwargs, mean_dims):
         dask_gufunc_kwargs={"output_sizes": {"wavenumber": len(wavenumbers)}, "allow_rechunk": True},
     )
     out = out.assign_coords(wavenumber=wavenumbers)
-    out["wavenumber"].attrs = {"long_name": "wavenumber"}
+    out["wavenumber"].attrs = attrs
     if mean_dims is not None:
-        out = out.mean(_dims(mean_dims, out))
+        # skipna=False: a diverged (NaN) sample makes the mean NaN, not the mean of the others
+        out = out.mean(_dims(mean_dims, out), skipna=False)
     return _finish(out, da, "energy spectrum", power_units(da.attrs.get("units"), 2))
 
 
@@ -791,16 +815,24 @@ def energy_spectrum(da, dim="x", length=None, mean_dims=None):
     dim : str, default "x"
         The periodic dimension.
     length : float, optional
-        Domain length along ``dim``; wavenumbers are then ``2 pi k / length``.
-        Default: the integer mode number ``k = 0 .. n // 2``.
+        Domain length along ``dim`` (positive); wavenumbers are then ``2 pi k / length``,
+        in the inverse units of the ``dim`` coordinate where it states them.
+        Default: the integer mode number ``k = 0 .. n // 2`` (units "1").
     mean_dims : str or sequence of str, optional
-        Other dims to average the spectrum over; default none.
+        Other dims to average the spectrum over; default none. A sample with a NaN
+        (a diverged run) makes the average NaN: it is not left out.
 
     Returns
     -------
     DataArray or Dataset
         Energy per wavenumber on dim ``wavenumber`` (one-sided, so the sum is
         the line mean of ``0.5 u**2`` by Parseval), in the input units squared.
+        A NaN anywhere on a line makes its whole spectrum NaN.
+
+    Raises
+    ------
+    ValueError
+        ``length`` not positive and finite.
 
     Examples
     --------
@@ -814,8 +846,11 @@ def energy_spectrum(da, dim="x", length=None, mean_dims=None):
         raise TypeError(f"dim must be one dimension name, got {dim!r}")
     _dims(dim, da)
     k = np.arange(da.sizes[dim] // 2 + 1)
+    if length is not None:
+        (length,) = _check_lengths(length, 1, "length")
     wavenumbers = k if length is None else 2 * np.pi * k / length
-    return _spectrum(da, _line_spectrum, [dim], wavenumbers, {}, mean_dims)
+    return _spectrum(da, _line_spectrum, [dim], wavenumbers, {}, mean_dims,
+                     _wavenumber_attrs(da, [dim], length))
 
 
 @_per_variable("da")
@@ -833,16 +868,24 @@ def isotropic_spectrum(da, dims=("y", "x"), lengths=None, mean_dims=None):
     dims : pair of str, default ("y", "x")
         The two periodic dimensions.
     lengths : pair of float, optional
-        Domain lengths along ``dims``; wavenumbers are then ``2 pi n / L`` and
-        shells are ``2 pi / max(lengths)`` wide. Default: integer mode numbers
-        (a square domain), shells ``0, 1, 2, ...``.
+        Domain lengths along ``dims`` (positive); wavenumbers are then ``2 pi n / L``
+        (in the inverse units of the ``dims``' coordinates where both state the same)
+        and shells are ``2 pi / max(lengths)`` wide. Default: integer mode numbers
+        (a square domain), shells ``0, 1, 2, ...`` (units "1").
     mean_dims : str or sequence of str, optional
-        Other dims to average the spectrum over; default none.
+        Other dims to average the spectrum over; default none. A sample with a NaN
+        (a diverged run) makes the average NaN: it is not left out.
 
     Returns
     -------
     DataArray or Dataset
-        Energy per shell on dim ``wavenumber``, in the input units squared.
+        Energy per shell on dim ``wavenumber``, in the input units squared. A NaN
+        anywhere in a field makes its whole spectrum NaN.
+
+    Raises
+    ------
+    ValueError
+        ``dims`` not two dimensions; ``lengths`` not two positive, finite numbers.
 
     Examples
     --------
@@ -856,6 +899,8 @@ def isotropic_spectrum(da, dims=("y", "x"), lengths=None, mean_dims=None):
     dims = _dims(dims, da)
     if len(dims) != 2:
         raise ValueError(f"dims must name exactly two dimensions, got {dims}")
+    if lengths is not None:
+        lengths = _check_lengths(lengths, 2, "lengths")
     scale = (1.0, 1.0) if lengths is None else tuple(2 * np.pi / L for L in lengths)
     ky, kx = (s * np.fft.fftfreq(da.sizes[d], 1 / da.sizes[d]) for d, s in zip(dims, scale))
     dk = min(scale)
@@ -863,7 +908,8 @@ def isotropic_spectrum(da, dims=("y", "x"), lengths=None, mean_dims=None):
     n_shells = int(shell.max()) + 1
     wavenumbers = np.arange(n_shells) if lengths is None else np.arange(n_shells) * dk
     return _spectrum(da, _shell_spectrum, dims, wavenumbers,
-                     {"shell": shell, "n_shells": n_shells}, mean_dims)
+                     {"shell": shell, "n_shells": n_shells}, mean_dims,
+                     _wavenumber_attrs(da, dims, lengths))
 
 
 # --- scores of an analysis against the truth (every assimilator's ``score``) ----
@@ -998,9 +1044,11 @@ def _matched_state(truth, analysis, sample_dims):
 def mean_after_burn_in(per_time, burn_in=0.0):
     """Time mean of ``per_time`` from ``burn_in`` model time after its first time on.
 
-    The time exactly ``burn_in`` after the first is kept (``time >= time[0] +
-    burn_in``). A NaN time makes the mean NaN: an assimilator that failed part-way (its
-    analysis is NaN from the failure on) must not score the times before it.
+    The time exactly ``burn_in`` after the first (earliest) is kept (``time >=
+    time.min() + burn_in``). A NaN time makes the mean NaN: an assimilator that
+    failed part-way (its analysis is NaN from the failure on) must not score the
+    times before it. NaN has that meaning only: a ``burn_in`` that leaves no time
+    raises.
 
     Parameters
     ----------
@@ -1014,6 +1062,13 @@ def mean_after_burn_in(per_time, burn_in=0.0):
     DataArray or Dataset
         The mean over ``time``; the other dims are kept.
 
+    Raises
+    ------
+    ValueError
+        No time at least ``burn_in`` after the first (the burn-in covers the record).
+    TypeError
+        A ``time`` coordinate that is not numeric (dates: convert to model time).
+
     Examples
     --------
     >>> import xarray as xr
@@ -1024,7 +1079,17 @@ def mean_after_burn_in(per_time, burn_in=0.0):
     nan
     """
     t = per_time["time"]
-    return per_time.where(t >= t[0] + burn_in, drop=True).mean("time", skipna=False)
+    if t.dtype.kind not in "iuf":
+        raise TypeError(f"mean_after_burn_in needs a numeric (model) 'time'; got {t.dtype} "
+                        "times: give them as numbers of a time unit")
+    # the earliest time, not time[0]: unsorted times are measured from the first too
+    start = float(t.min()) if t.size else np.nan
+    kept = t >= start + burn_in
+    if not bool(kept.any()):
+        span = float(t.max()) - start if t.size else 0.0
+        raise ValueError(f"burn_in={burn_in!r} leaves no time to average: the record spans "
+                         f"{span:g} model time ({t.size} times) from its first time {start:g}")
+    return per_time.where(kept, drop=True).mean("time", skipna=False)
 
 
 def analysis_rmse(analysis, truth, burn_in=0.0):
@@ -1033,7 +1098,7 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
     The RMSE is taken over every state variable and spatial point at each
     time (and member mean when a ``member`` dim is present), then averaged over
     the times at least ``burn_in`` after the first analysis time (``time >=
-    time[0] + burn_in``, :func:`mean_after_burn_in`). DAPPER's time averages
+    time.min() + burn_in``, :func:`mean_after_burn_in`). DAPPER's time averages
     keep only the times strictly after its ``BurnIn`` (``tto > BurnIn``): an
     analysis exactly at the boundary is scored here and not there.
 
@@ -1053,6 +1118,11 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
     float
         NaN when the analysis is NaN at a scored time.
 
+    Raises
+    ------
+    ValueError
+        A ``burn_in`` that leaves no analysis time to score.
+
     Examples
     --------
     >>> import xarray as xr
@@ -1067,7 +1137,14 @@ def analysis_rmse(analysis, truth, burn_in=0.0):
 __all__ += ["state_rmse", "mean_after_burn_in", "analysis_rmse"]
 
 
-def _relative_error(forecast, truth, dim, order):
+def _relative_error(forecast, truth, dim, order, member_dim):
+    if member_dim is not None and member_dim in forecast.dims and member_dim not in truth.dims:
+        # as rmse: an ensemble is scored by its mean (a failed member makes it NaN)
+        if dim is not None and member_dim in ([dim] if isinstance(dim, str) else list(dim)):
+            raise ValueError(f"dim names the member dimension {member_dim!r}, which the relative "
+                             f"L{order} error averages first (ensemble mean); pass "
+                             "member_dim=None to sum over the members' errors")
+        forecast = forecast.mean(member_dim, keep_attrs=True, skipna=False)
     forecast, truth = _align(forecast, truth, names=("forecast", "truth"))
     dims = _dims(dim, forecast, truth)
     # points without a truth leave both sums; a NaN forecast where the truth is known makes
@@ -1082,7 +1159,7 @@ def _relative_error(forecast, truth, dim, order):
 
 
 @_per_variable("forecast", "truth")
-def relative_l1(forecast, truth, dim=None):
+def relative_l1(forecast, truth, dim=None, member_dim="member"):
     """Relative L1 error ``sum |y - mu| / sum |y|`` over ``dim``.
 
     The first error measure of Zighed et al. (2025, arXiv:2510.24583);
@@ -1094,7 +1171,11 @@ def relative_l1(forecast, truth, dim=None):
         Aligned exactly (same coordinates). A Dataset is scored per variable;
         score a whole multi-variable state with ``ds.to_dataarray("variable")``.
     dim : str or sequence of str, optional
-        Dimensions summed over; default all.
+        Dimensions summed over; default all (after the ensemble mean).
+    member_dim : str or None, default "member"
+        Ensemble dimension of ``forecast`` (one ``truth`` lacks) averaged first, as
+        :func:`rmse` does: an ensemble is scored by its mean ``mu`` (NaN where a member
+        is NaN). None treats it as any other dimension.
 
     Returns
     -------
@@ -1108,11 +1189,11 @@ def relative_l1(forecast, truth, dim=None):
     >>> float(relative_l1(y + xr.DataArray([0.5, 0.0, -0.5], dims="x"), y))
     0.25
     """
-    return _relative_error(forecast, truth, dim, 1)
+    return _relative_error(forecast, truth, dim, 1, member_dim)
 
 
 @_per_variable("forecast", "truth")
-def relative_l2(forecast, truth, dim=None):
+def relative_l2(forecast, truth, dim=None, member_dim="member"):
     """Relative L2 error ``||y - mu|| / ||y||`` over ``dim``.
 
     The second error measure of Zighed et al. (2025, arXiv:2510.24583).
@@ -1121,7 +1202,9 @@ def relative_l2(forecast, truth, dim=None):
     ----------
     forecast, truth : DataArray or Dataset
     dim : str or sequence of str, optional
-        Dimensions of the norms; default all.
+        Dimensions of the norms; default all (after the ensemble mean).
+    member_dim : str or None, default "member"
+        As in :func:`relative_l1`: an ensemble is scored by its mean.
 
     Returns
     -------
@@ -1137,7 +1220,7 @@ def relative_l2(forecast, truth, dim=None):
     >>> float(relative_l2(y * float("nan"), y))  # a diverged forecast scores NaN, not 0
     nan
     """
-    return _relative_error(forecast, truth, dim, 2)
+    return _relative_error(forecast, truth, dim, 2, member_dim)
 
 
 @_per_variable("mean", "std", "truth")
@@ -1156,7 +1239,8 @@ def picp(mean, std, truth, k=1.0, dim=None):
     ----------
     mean, std, truth : DataArray or Dataset
         Predictive mean and standard deviation (e.g. an ensemble's mean and
-        ``std(member_dim, ddof=1)``) and the verifying values.
+        ``std(member_dim, ddof=1)``; not negative, NaN where it failed) and the
+        verifying values.
     k : float, default=1.0
         Half-width of the interval in standard deviations.
     dim : str or sequence of str, optional
@@ -1166,6 +1250,11 @@ def picp(mean, std, truth, k=1.0, dim=None):
     -------
     DataArray or Dataset, a fraction in [0, 1]. Points without a truth are
     left out; a NaN mean or std where the truth is known gives NaN.
+
+    Raises
+    ------
+    ValueError
+        ``k`` not positive and finite; a negative ``std`` (this computes a dask ``std``).
 
     Examples
     --------
@@ -1180,6 +1269,9 @@ def picp(mean, std, truth, k=1.0, dim=None):
         raise ValueError(f"k must be a positive number; got {k!r}")
     mean, std, truth = _align(mean, std, truth, names=("mean", "std", "truth"))
     dims = _dims(dim, mean, std, truth)
+    # a negative "std" (a variance's sign, a log-std passed as std) covers nothing: 0, no error
+    if bool((std < 0).any()):
+        raise ValueError(f"std must not be negative; its minimum is {float(std.min()):g}")
     # a comparison with NaN is False: without the where, a missing observation counted
     # as a miss; a NaN forecast is not scored at all
     covered = (abs(truth - mean) <= k * std).where(truth.notnull())

@@ -10,8 +10,36 @@ from xdyn.metrics import state_rmse
 __all__ = ["amortized_figures", "rank_histogram", "format_table"]
 
 
-def rank_histogram(ensemble, truth, member_dim="member"):
+def rank_histogram(ensemble, truth, member_dim="member", random_state=0):
     """Relative frequency of the truth's rank among the members (``n_members + 1`` bins).
+
+    The rank is the number of members below the truth. Ties (members equal to the
+    truth, a collapsed ensemble) are broken at random: the truth takes each rank
+    among the tied members with equal chance (Hamill 2001), so a collapsed ensemble
+    equal to the truth is flat, not all in the lowest bin. Points without a truth
+    (NaN) are left out. A NaN member at a point with a truth (a failed member)
+    makes every bin NaN: the other members' ranks would be shown as the ensemble's.
+
+    Parameters
+    ----------
+    ensemble : xarray.DataArray
+        With a ``member_dim`` dimension.
+    truth : xarray.DataArray
+        On the ensemble's other dims (in any order), without ``member_dim``.
+    member_dim : str, default="member"
+    random_state : int, numpy.random.Generator or None, default=0
+        Seeds the draws that break ties (the same figure on every call by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n_members + 1`` frequencies summing to 1 (all NaN with a failed member;
+        all 0 without any truth).
+
+    References
+    ----------
+    Hamill, T. M. (2001). Interpretation of rank histograms for verifying ensemble
+    forecasts. Monthly Weather Review, 129(3), 550-560.
 
     Examples
     --------
@@ -22,11 +50,25 @@ def rank_histogram(ensemble, truth, member_dim="member"):
     >>> freq = rank_histogram(ens, truth)  # a calibrated ensemble: flat
     >>> len(freq), bool(np.all(np.abs(freq - 0.2) < 0.03))
     (5, True)
+    >>> collapsed = xr.zeros_like(ens)  # every member equals the truth: ties spread evenly
+    >>> bool(np.all(np.abs(rank_histogram(collapsed, 0 * truth) - 0.2) < 0.03))
+    True
     """
     ens = ensemble.transpose(..., member_dim)
-    truth = truth.broadcast_like(ens.isel({member_dim: 0}))
-    ranks = (ens.values < truth.values[..., None]).sum(-1).ravel()
-    counts = np.bincount(ranks, minlength=ens.sizes[member_dim] + 1)
+    truth = truth.broadcast_like(ens.isel({member_dim: 0})).transpose(*ens.dims[:-1])
+    n_bins = ens.sizes[member_dim] + 1
+    members = ens.values.reshape(-1, n_bins - 1)
+    obs = truth.values.ravel()
+    known = ~np.isnan(obs)
+    members, obs = members[known], obs[known]
+    if np.isnan(members).any():
+        return np.full(n_bins, np.nan)
+    below = (members < obs[:, None]).sum(-1)
+    ties = (members == obs[:, None]).sum(-1)
+    # rank uniform on below .. below + ties: the truth placed at random among its equals
+    rng = np.random.default_rng(random_state)
+    ranks = below + rng.integers(0, ties + 1)
+    counts = np.bincount(ranks, minlength=n_bins)
     return counts / max(counts.sum(), 1)
 
 
@@ -86,9 +128,10 @@ def amortized_figures(res, examples, truth, obs, burn_in, n_show=300):
                 continue
             after = an[name].sel(time=slice(t0, None))
             freq = rank_histogram(after, truth[name].sel(time=after["time"]))
-            ax.bar(np.arange(len(freq)), freq)
+            ax.bar(np.arange(len(freq)), np.nan_to_num(freq))
             ax.axhline(1 / len(freq), color="k", lw=0.8)
-            ax.set_title(f"{case}: rank histogram, {label}", fontsize=9)
+            failed = "" if np.isfinite(freq).all() else " (a member failed: not scored)"
+            ax.set_title(f"{case}: rank histogram, {label}{failed}", fontsize=9)
             ax.set_xlabel("rank of the truth")
         figs[f"rank_histogram_{case}"] = fig
 

@@ -16,8 +16,8 @@ import xarray as xr
 from xdyn._labels import step_tolerance
 from xdyn._units import canonical_units, other_units, step_units
 from xdyn.forecast._time import LEAD_DIM, MEMBER_DIM, VALID_TIME, _time_kind, add_lead
-from xdyn.metrics import (_align, _coord_units, _where_forecast_known, crps_ensemble, rmse,
-                          weighted_acc, weighted_rmse)
+from xdyn.metrics import (_align, _coord_units, _where_forecast_known, crps_ensemble,
+                          lat_weights, rmse, weighted_acc, weighted_rmse)
 
 __all__ = ["lead_aligned_truth", "forecast_rmse", "verify_forecast"]
 
@@ -257,7 +257,21 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat=No
     xarray.Dataset
         Variables ``<var>_rmse``, ``<var>_acc`` (with a climatology and a
         latitude dim), ``<var>_crps`` (ensemble forecasts; the MAE of a
-        deterministic one, which is its CRPS), each on ``lead_time``.
+        deterministic one, which is its CRPS), each on ``lead_time``; the RMSE
+        and CRPS latitude-weighted where the variable has a latitude dim (their
+        ``long_name`` says so). Each variable's scores are taken over its own
+        spatial dims (a ``T`` on ``lat``, ``lon`` next to a ``z`` also on
+        ``level``).
+
+    Notes
+    -----
+    Every score of a lead is computed on the same samples. An initialisation
+    is scored where its truth at ``init + lead`` is known at some point and
+    the forecast was issued (:func:`forecast_rmse`); the points where the truth
+    is missing leave every score's spatial mean (the weights of the others
+    renormalised), and the per-initialisation scores are then averaged over the
+    scored initialisations. A forecast NaN where the truth is known (a diverged
+    lead, a failed member) makes the score of its lead NaN.
 
     Examples
     --------
@@ -274,26 +288,28 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat=No
                            forecast, sample_dim)
     rm = forecast_rmse(forecast, aligned, sample_dim=sample_dim, lat=lat)
     out = {}
-    dims = _spatial_dims(forecast, sample_dim)
-    lat = _lat_dim(dims, lat)
     for name in forecast.data_vars:
+        # per variable: a Dataset's dims include those of its other variables (level)
+        dims = _spatial_dims(forecast[name], sample_dim)
+        lat_dim = _lat_dim(dims, lat)
         out[f"{name}_rmse"] = rm[name]
-        if climatology is not None and lat is not None:
+        if climatology is not None and lat_dim is not None:
             mean = forecast[name]
             if MEMBER_DIM in mean.dims:
                 mean = mean.mean(MEMBER_DIM, skipna=False)
             clim = climatology[name]
-            acc = weighted_acc(mean, aligned[name], clim, dim=dims, lat=lat, time_dim=None)
-            out[f"{name}_acc"] = _valid_mean(acc, aligned[name], dims, sample_dim)
+            acc = weighted_acc(mean, aligned[name], clim, dim=dims, lat=lat_dim, time_dim=None)
+            # an init without truth is NaN and left out, as in the RMSE (see Notes)
+            out[f"{name}_acc"] = acc.mean(sample_dim)
         ens = forecast[name] if MEMBER_DIM in forecast[name].dims \
             else forecast[name].expand_dims(MEMBER_DIM, axis=-1)
         crps = crps_ensemble(ens, aligned[name])
-        if lat is not None:
-            from xdyn.metrics import lat_weights
-            crps = crps.weighted(lat_weights(forecast[lat])).mean(dims)
+        # the missing truth points leave the spatial means (skipna), as in the RMSE
+        if lat_dim is not None:
+            crps = crps.weighted(lat_weights(forecast[lat_dim])).mean(dims)
         else:
             crps = crps.mean(dims) if dims else crps
-        out[f"{name}_crps"] = _valid_mean(crps, aligned[name], dims, sample_dim)
+        out[f"{name}_crps"] = crps.mean(sample_dim)
         # a forecast missing where the truth is known is not scored on its other points
         for key in ("acc", "crps"):
             if f"{name}_{key}" in out:
@@ -301,8 +317,9 @@ def verify_forecast(forecast, truth, climatology=None, sample_dim="time", lat=No
                     out[f"{name}_{key}"], forecast[name], aligned[name],
                     [*dims, sample_dim, MEMBER_DIM])
         units = forecast[name].attrs.get("units")
-        for key, long in (("rmse", "latitude-weighted RMSE" if lat else "RMSE"),
-                          ("acc", "anomaly correlation coefficient"), ("crps", "CRPS")):
+        weighted = "latitude-weighted " if lat_dim else ""
+        for key, long in (("rmse", f"{weighted}RMSE"), ("acc", "anomaly correlation coefficient"),
+                          ("crps", f"{weighted}CRPS")):
             if f"{name}_{key}" in out:
                 out[f"{name}_{key}"].attrs = {
                     "long_name": f"{long} of {forecast[name].attrs.get('long_name', name)}",
@@ -321,8 +338,3 @@ def _as_datasets(*objs):
     name = names[0] if names else "variable"
     return tuple(o.to_dataset(name=name) if isinstance(o, xr.DataArray) else o for o in objs)
 
-
-def _valid_mean(per_init, aligned, dims, sample_dim):
-    """Mean over initialisations whose truth exists (a NaN truth gives NaN per init)."""
-    valid = aligned.notnull().all(dims) if dims else aligned.notnull()
-    return per_init.where(valid).mean(sample_dim)
