@@ -279,7 +279,9 @@ def _summary(scores, **settings):
         var, metric = name.rsplit("_", 1)
         if metric not in ("rmse", "acc", "crps"):
             continue
-        label = {"rmse": "latitude-weighted RMSE", "acc": "ACC", "crps": "CRPS"}[metric]
+        # every ERA5 grid has a latitude: its RMSE and CRPS are weighted by cos(lat)
+        label = {"rmse": "latitude-weighted RMSE", "acc": "ACC",
+                 "crps": "latitude-weighted CRPS"}[metric]
         rows += summary_rows(da, label, method_dim="method", lower_is_better=metric != "acc",
                              variable=var, **settings)
     return rows
