@@ -249,6 +249,25 @@ def test_identity_observations_of_a_variable_without_a_grid_dim_are_accepted():
                                       noise_std=1.0, random_state=1))
 
 
+def test_observations_written_before_nan_positions_are_still_accepted():
+    # since 2026-12-08 a variable without a dim has NaN, not -1, as its position and label
+    # along obs: observations written before (-1) must still assimilate, without warnings
+    import warnings
+
+    from xdyn.systems import TwoScaleLorenz96
+
+    truth = TwoScaleLorenz96(K=4, J=3).simulate(n_steps=5, random_state=0)
+    obs = observe(truth, "identity", noise_std=1.0, random_state=1)
+    assert np.isnan(obs["j_index"].values[:4]).all()  # the slow x: no j
+    old = obs.assign_coords(j_index=("obs", np.nan_to_num(obs["j_index"].values, nan=-1)
+                                     .astype(int)),
+                            j=("obs", np.nan_to_num(obs["j"].values, nan=-1).astype(int)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for o in (obs, old):
+            assert EnKF(n_members=5, random_state=0).fit(o).n_obs_ == 4 + 4 * 3
+
+
 def test_data_with_parameters_drawn_per_trajectory_names_no_one_system():
     # the recorded system had the undrawn default omega0 = 1: RMSE 0.9-1.1 instead of 0.01-0.03
     from xdyn.systems import DampedPendulum

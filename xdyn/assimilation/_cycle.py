@@ -15,6 +15,13 @@ background error its misfit to the observations reveals (beyond their noise)
 is as large as that of a climatological guess, or its own analysis spread is
 as large as the climatological spread, or its analysis mean has left the
 attractor while the observations have not.
+
+The experiments of a batch (the leading batch dims of every tensor) share one
+cycle: a failure of any one of them (a non-finite analysis mean, a
+``LinAlgError`` in its forecast or analysis) ends the cycle for all. With
+``raise_on_divergence=False`` every element is NaN from that time on, healthy
+ones included; run a failing element separately
+(:func:`xdyn.experiments.sweep.sweep` reruns its NaN cells alone itself).
 """
 
 from __future__ import annotations
@@ -769,7 +776,8 @@ def run_cycle(estimator, ctx, rng, callbacks=()):
     A ``torch.linalg.LinAlgError`` inside a forecast or an analysis, or a
     non-finite analysis mean, ends the cycle and is passed to
     ``on_failure`` (which raises :class:`~xdyn.DivergenceError` or records it);
-    it never escapes as a linear-algebra exception.
+    it never escapes as a linear-algebra exception. It ends the cycle of the
+    whole batch, whichever element failed.
 
     Examples
     --------

@@ -68,9 +68,10 @@ class BaseAssimilator(BaseEstimator):
         operator that differs from the recorded one is an error.
     noise_std : float, 1-D array of length n_obs, or None
         Observation error standard deviation; ``None`` reads the ``noise_std``
-        variable of the observations.
+        variable of the observations (or uses ``R``).
     R : array of shape (n_obs, n_obs) or None
-        Full observation error covariance (instead of ``noise_std``).
+        Full observation error covariance, instead of ``noise_std``: giving
+        both is an error.
     dt : float or None
         Model step (> 0); ``None`` uses the ``dt`` attr of the observations,
         else the system's default.
@@ -78,6 +79,13 @@ class BaseAssimilator(BaseEstimator):
         Mean of the initial background. ``None``: the system's climatology
         (independent states of its invariant measure for an ensemble, their
         mean for a single background), what a user without the truth has.
+        The initial background (this, an ``initial_ensemble``, or the
+        climatological start) is taken as valid at the *first observation
+        time*, which is analysed with no forecast before it, whatever model
+        time that is. A state valid earlier (the truth at ``t = 0`` when the
+        observations start at ``t = 0.15``) is not forecast to it: prepend an
+        all-NaN observation time at its time (a free forecast from there), or
+        start from the state at the first observation time.
     initial_spread : float >= 0
         Standard deviation of the initial background error around
         ``initial_state`` (unused with the climatological start).
@@ -109,6 +117,18 @@ class BaseAssimilator(BaseEstimator):
     the recorded operator) are made there too. The output of :meth:`predict`
     always has ``n_assimilated``, the number of observations assimilated at
     each time (0 where every observation is missing: the filter runs free).
+
+    Batch dims: the experiments of a batch (the observation dims other than
+    ``time`` and ``obs``) share one cycle. A failure of one of them (a
+    non-finite analysis, a ``LinAlgError``) ends the cycle for all: with
+    ``raise_on_divergence=False`` every element is NaN and flagged ``lost``
+    from that time on, and ``diverged`` is one attr for the batch. Run an
+    element that fails on its own (:func:`xdyn.experiments.sweep.sweep` reruns
+    a NaN cell alone itself). They also share one random stream
+    (``random_state``): an element's draws (initial members, perturbations,
+    noise), hence its analysis, depend on the other elements of the batch and
+    on its size. A batched run is statistically equivalent to separate runs,
+    not equal to them; the same seed and the same batch give the same result.
 
     A missing observation is NaN; its ``noise_std`` may be NaN too (as
     ``obs.where(cond)`` leaves it). The batch is cycled at once with one set of
@@ -261,7 +281,15 @@ class BaseAssimilator(BaseEstimator):
         return self._to_dataset(callbacks, ctx, wall)
 
     def score(self, obs, truth) -> float:
-        """Minus the time-averaged analysis RMSE against ``truth`` (after ``burn_in``)."""
+        """Minus the time-averaged analysis RMSE against ``truth`` (after ``burn_in``).
+
+        On a batch (observations with dims besides ``time`` and ``obs``) the
+        squared errors are pooled over the batch elements with the state at
+        each time, then the RMSE is averaged over time: one number for the
+        batch, not the mean of the elements' own time-averaged RMSEs (what
+        :func:`xdyn.experiments.sweep.sweep` reports per element). A parameter
+        swept along a batch dim (a 1-D ``inflation``) is pooled over too.
+        """
         check_is_fitted(self, "n_obs_")
         truth = unwrap(truth)
         self._check_truth(truth)
@@ -457,6 +485,8 @@ class BaseAssimilator(BaseEstimator):
             for c, name in shared.items():
                 want = np.asarray(expected[c][1])
                 got = np.asarray(da.coords[name].values)
+                if name.endswith("_index"):  # no position: NaN (-1 in files before 2026-12-08)
+                    want, got = _positions(want), _positions(got)
                 if want.shape != got.shape or not np.array_equal(want.astype(str),
                                                                  got.astype(str)):
                     mismatch = f"its {c!r} coordinates are {want.tolist()[:8]}, the data's "\
@@ -470,11 +500,12 @@ class BaseAssimilator(BaseEstimator):
             for c in shared:
                 if mismatch is None and c in grid and along_obs(c) and along_obs(f"{c}_index"):
                     labels = grid[c][1] if isinstance(grid[c], tuple) else grid[c]
-                    # -1: a variable without that dim (two-scale Lorenz-96's slow x has no j),
+                    # NaN: a variable without that dim (two-scale Lorenz-96's slow x has no j),
                     # already matched as an index above; not a position on the grid
-                    pos = np.asarray(expected[c][1], dtype=int)
-                    want = np.asarray(labels)[pos[pos >= 0]]
-                    got = np.asarray(da.coords[c].values)[pos >= 0]
+                    pos = _positions(expected[c][1])
+                    keep = np.isfinite(pos)
+                    want = np.asarray(labels)[pos[keep].astype(int)]
+                    got = np.asarray(da.coords[c].values)[keep]
                     # equal up to float32 rounding (a truth read back from a file) is equal
                     if not np.allclose(want.astype(float), got.astype(float), rtol=1e-6,
                                        atol=1e-9 * float(np.abs(want).max(initial=1.0))):
@@ -502,6 +533,9 @@ class BaseAssimilator(BaseEstimator):
                 "operator recorded in their attrs")
 
     def _noise(self, obs, n_obs, system):
+        if self.R is not None and self.noise_std is not None:
+            raise ValueError("give noise_std or R, not both (R would be used and noise_std "
+                             "ignored)")
         if self.R is not None:
             R = np.asarray(self.R, dtype=float)
             if R.shape != (n_obs, n_obs):
@@ -695,10 +729,20 @@ class BaseAssimilator(BaseEstimator):
                                                [v.attrs.get("units") for v in system.variables],
                                                unstated="1")})
         ds.attrs = {}
-        if suffix:
+        if suffix:  # the background: its own label, not the analysis' one
+            for v in ds.data_vars:  # a new dict: from_state may share the system's
+                ds[v].attrs = {**ds[v].attrs, "long_name": "background (forecast) "
+                               + ds[v].attrs.get("long_name", v)}
             ds = ds.rename({v: (f"{v[:-4]}{suffix}_std" if v.endswith("_std") else f"{v}{suffix}")
                             for v in ds.data_vars})
         return ds
+
+
+def _positions(values):
+    """Grid positions as floats, NaN where an observation has none (a variable without that
+    dim: NaN since 2026-12-08, -1 in observations made before)."""
+    pos = np.asarray(values, dtype=float)
+    return np.where(pos >= 0, pos, np.nan)
 
 
 def _refuse_sites_in_another_order(operator, expected, shared, da):

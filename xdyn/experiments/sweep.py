@@ -12,6 +12,12 @@ experiments; with a ``dask.distributed`` client the chunks run as tasks on its
 workers, without one they run one after the other here. The chunks, and so the
 random draws of each, are the same either way: a sweep on a cluster returns
 exactly the numbers of the same sweep run serially.
+
+The experiments of one batched call share one cycle: one that fails (a
+non-finite analysis) ends it for all, and every cell of that call reads NaN.
+A cell that comes back NaN is therefore run again on its own (its observations,
+its parameter values, the same ``random_state``), so NaN in a sweep means the
+experiment fails alone.
 """
 
 from __future__ import annotations
@@ -113,8 +119,12 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     xarray.DataArray
         ``rmse`` with dims ``(*param_grid, inflation, <batch dims of obs>)``, in
         the units of the state; the time average excludes the estimator's
-        ``burn_in``. NaN where the filter failed (its analysis became
-        non-finite) at any scored time.
+        ``burn_in``. NaN where the filter failed on its own (its analysis
+        became non-finite) at any scored time: a cell that a batched call
+        returns NaN is run again alone, since one failing experiment turns its
+        whole batch NaN; the rerun's score is that of the experiment alone,
+        whose random draws are not those it had in the batch. The attr
+        ``n_rerun`` counts these reruns (0 when no cell came back NaN).
 
     Examples
     --------
@@ -125,8 +135,8 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     >>> obs = observe(truth, "identity", noise_std=1.0, random_state=1)
     >>> enkf = EnKF(n_members=20, raise_on_divergence=False, random_state=0)  # 1.0 loses track
     >>> scores = sweep(enkf, obs, truth, inflation=[1.0, 1.05])
-    >>> scores.dims, scores.attrs["units"]
-    (('inflation', 'trajectory'), '1')
+    >>> scores.dims, scores.attrs["units"], scores.attrs["n_rerun"]
+    (('inflation', 'trajectory'), '1', 0)
     >>> sweep(enkf.set_params(inflation=1.05), obs, truth, param_grid={"n_members": [10, 20]}).dims
     ('n_members', 'trajectory')
     """
@@ -162,12 +172,43 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     else:
         parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
     out = _assemble(parts, points, param_grid, chunks, batch_dims)
+    # a NaN from a call of one experiment is already that experiment's own failure
+    shared = any(np.prod([o.sizes[d] for d in batch_dims]) * (1 if g is None else g.size) > 1
+                 for _, o, _, g in jobs)
+    n_rerun = 0
+    if shared:
+        out, n_rerun = _rerun_failed(out, estimator, obs, truth, param_grid, batch_dims, client)
     out.name = "rmse"
     # the state's units, from the chunks' scores (the grid's reassembly does not keep attrs)
     units = {"units": parts[0].attrs["units"]} if "units" in parts[0].attrs else {}
     out.attrs = {"long_name": "time-averaged analysis RMSE", **units,
-                 "method": type(estimator).__name__}
+                 "method": type(estimator).__name__, "n_rerun": n_rerun}
     return out
+
+
+def _rerun_failed(out, estimator, obs, truth, param_grid, batch_dims, client):
+    """``out`` with each NaN cell run again on its own, and how many were: a batch shares
+    one cycle, which one failing experiment ends for all (every element NaN from then on),
+    so a NaN from a batched call may be a healthy cell."""
+    values = out.values.copy()
+    failed = np.argwhere(np.isnan(values))
+    if not failed.size:
+        return out, 0
+    jobs = []
+    for index in failed:
+        cell = dict(zip(out.dims, index))
+        est = clone(estimator).set_params(**{k: list(v)[cell[k]] for k, v in param_grid.items()})
+        one = {d: [cell[d]] for d in batch_dims}  # a list keeps the dim and its label
+        grid = None if "inflation" not in cell else out["inflation"].values[[cell["inflation"]]]
+        jobs.append((est, obs.isel(one), truth.isel({d: i for d, i in one.items()
+                                                     if d in truth.dims}), grid))
+    if client is None:
+        parts = [_sweep_batch(*job) for job in jobs]
+    else:
+        parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
+    for index, part in zip(failed, parts):
+        values[tuple(index)] = float(part.values.reshape(-1)[0])
+    return out.copy(data=values), len(jobs)
 
 
 def _assemble(parts, points, param_grid, chunks, batch_dims):

@@ -13,8 +13,43 @@ __all__ = ["SAMPLE_DIMS", "layout_from_dataset"]
 SAMPLE_DIMS = ("time", "member", "trajectory")
 
 
+def _state_variables(ds: xr.Dataset) -> xr.Dataset:
+    """The state part of ``ds``: its data variables with a ``time`` dim.
+
+    The variables without one (a per-trajectory parameter such as a Reynolds
+    number) are not state: :func:`~xdyn.observe.observe` does not observe them
+    and an operator given ``ds`` as its layout does not count them. A Dataset
+    without a ``time`` dim (one state) is returned as it is: all its data
+    variables are state.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ds`` with only its state variables.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> ds = xr.Dataset({"Re": ("trajectory", [40.0]),
+    ...                  "u": (("trajectory", "time", "x"), np.zeros((1, 2, 3)))})
+    >>> list(_state_variables(ds).data_vars)
+    ['u']
+    """
+    if "time" not in ds.dims:
+        return ds
+    return ds[[k for k, v in ds.data_vars.items() if "time" in v.dims]]
+
+
 def layout_from_dataset(ds: xr.Dataset, sample_dims: Sequence[str] = SAMPLE_DIMS):
-    """State variables of ``ds``: every data variable, its non-sample dims as state dims.
+    """State variables of ``ds``, their non-sample dims as state dims.
+
+    The state variables are the data variables with a ``time`` dim (all of
+    them when ``ds`` has no ``time``), as :func:`~xdyn.observe.observe` reads
+    them: a variable without one (a per-trajectory parameter) is not state.
 
     Parameters
     ----------
@@ -32,14 +67,15 @@ def layout_from_dataset(ds: xr.Dataset, sample_dims: Sequence[str] = SAMPLE_DIMS
     --------
     >>> import numpy as np, xarray as xr
     >>> ds = xr.Dataset({"x": ("time", np.zeros(4)),
-    ...                  "w": (("time", "y"), np.zeros((4, 3)), {"units": "m"})})
+    ...                  "w": (("time", "y"), np.zeros((4, 3)), {"units": "m"}),
+    ...                  "Re": ((), 40.0)})  # no time: a parameter, not state
     >>> layout_from_dataset(ds)
     [StateVariable(name='x', dims=(), shape=(), attrs={}), StateVariable(name='w', dims=('y',), shape=(3,), attrs={'units': 'm'})]
     """
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or "state")
     out = []
-    for name, da in ds.data_vars.items():
+    for name, da in _state_variables(ds).data_vars.items():
         dims = tuple(d for d in da.dims if d not in sample_dims)
         out.append(StateVariable(str(name), dims, tuple(da.sizes[d] for d in dims), dict(da.attrs)))
     return out

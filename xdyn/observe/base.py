@@ -196,6 +196,17 @@ class ObservationOperator(BaseEstimator):
     def obs_coords(self, layout) -> dict:
         """Coordinates along ``obs``: variable name, flat index, and spatial position.
 
+        ``layout``: a system, a state Dataset or a list of StateVariable.
+
+        Returns
+        -------
+        dict
+            ``name -> ("obs", values)`` for ``obs``, ``variable``, ``state_index``
+            and each spatial dim of the layout, whose values are grid positions
+            (integers). An observation of a variable without that dim (a scalar
+            beside fields, two-scale Lorenz-96's slow ``x`` along ``j``) has NaN
+            there, and that dim's positions are then floats.
+
         Examples
         --------
         >>> from xdyn.observe import EveryKth, Identity, SelectVariables, Squared, observe
@@ -203,6 +214,10 @@ class ObservationOperator(BaseEstimator):
         >>> coords = EveryKth(k=4).obs_coords(Lorenz96(n=8))
         >>> coords["variable"][1].tolist(), coords["k"][1].tolist()
         (['x', 'x'], [0, 4])
+        >>> from xdyn.systems import TwoScaleLorenz96
+        >>> coords = Identity().obs_coords(TwoScaleLorenz96(K=4, J=2))
+        >>> coords["variable"][1][3:6].tolist(), coords["j"][1][3:6].tolist()
+        (['x', 'y', 'y'], [nan, 0.0, 1.0])
         """
         layout = _layout(layout)
         idx = self.indices(layout)
@@ -237,7 +252,12 @@ class ObservationOperator(BaseEstimator):
 
 
 def _locate(layout, idx):
-    """Variable name and integer position along each spatial dim, per flat index."""
+    """Variable name and grid position along each spatial dim, per flat index.
+
+    A position is an int64 array, or float64 with NaN at the observations of a
+    variable without that dim: no grid position (``-1`` would be the last one
+    to ``isel``).
+    """
     starts = np.cumsum([0] + [v.size for v in layout])
     names = []
     dims = sorted({d for v in layout for d in v.dims})
@@ -249,6 +269,7 @@ def _locate(layout, idx):
         if v.dims:
             for d, p in zip(v.dims, np.unravel_index(int(flat - starts[j]), v.shape)):
                 pos[d][i] = p
+    pos = {d: np.where(p >= 0, p, np.nan) if np.any(p < 0) else p for d, p in pos.items()}
     return names, pos
 
 

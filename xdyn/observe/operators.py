@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 
 from xdyn._units import power_units
 from xdyn.observe._layout import _layout, _names
-from xdyn.observe.base import ObservationOperator, _locate
+from xdyn.observe.base import ObservationOperator, operator_from_spec
 from xdyn.systems._validation import _check_int
 
 __all__ = ["Identity", "SelectVariables", "EveryKth", "RandomPoints", "GridPoints", "Squared",
@@ -122,7 +122,8 @@ class RandomPoints(ObservationOperator):
     Parameters
     ----------
     n_points : int
-        Number of observed grid points per variable.
+        Number of observed grid points per variable. Variables on the same grid
+        (the same dims and sizes, in any order) are observed at the same points.
     variables : str or list of str, optional
         Variables to observe (default: all).
     random_state : int
@@ -147,15 +148,22 @@ class RandomPoints(ObservationOperator):
             raise TypeError("RandomPoints needs an integer random_state: the network must be fixed")
         names = _names(self.variables, layout, type(self).__name__)
         n_points = _check_int(self.n_points, "n_points", 1, "RandomPoints")
-        out, start = [], 0
+        out, start, order = [], 0, {}
         for v in layout:
             if names is None or v.name in names:
                 if n_points > v.size:
                     raise ValueError(
                         f"n_points={self.n_points} exceeds the {v.size} points of {v.name!r}")
-                # a fresh generator per variable: every field is seen at the same points
-                local = check_random_state(self.random_state)
-                out.append(start + np.sort(local.choice(v.size, n_points, replace=False)))
+                # the same draw (a fresh generator) for every variable, read in the dims
+                # order of the first one on the same grid and mapped by dim name: fields on
+                # one grid are seen at the same points, whatever their dims order
+                flat = check_random_state(self.random_state).choice(v.size, n_points,
+                                                                     replace=False)
+                ref = order.setdefault(frozenset(zip(v.dims, v.shape)), v.dims)
+                if ref != v.dims:
+                    at = np.unravel_index(flat, [v.shape[v.dims.index(d)] for d in ref])
+                    flat = np.ravel_multi_index([at[ref.index(d)] for d in v.dims], v.shape)
+                out.append(start + np.sort(flat))
             start += v.size
         return np.concatenate(out)
 
@@ -307,11 +315,14 @@ def make_operator(spec) -> ObservationOperator:
 
     ``"identity"`` / ``None``; a variable name or list of names; ``"x^2"`` or
     ``"x2"`` (squared variable); ``"every4"`` (every 4th site); ``"arctan"``
-    (arctan of the whole state) or ``"arctan(<spec>)"``; or an operator.
+    (arctan of the whole state) or ``"arctan(<spec>)"``; the full spec that
+    :meth:`ObservationOperator.spec` writes into observation attrs; or an operator.
 
     Parameters
     ----------
-    spec : str, list of str, ObservationOperator or None
+    spec : str, list of str, dict, ObservationOperator or None
+        A dict with an ``"operator"`` key, or JSON text (a string starting
+        with ``{``, such as ``obs.attrs["operator"]``): :func:`operator_from_spec`;
         ``None``, ``"identity"`` or ``"all"``: :class:`Identity`; ``"<var>^2"``,
         ``"<var>**2"`` or a two-letter ``"<var>2"``: :class:`Squared` of that variable
         (a two-letter variable ending in 2, such as ``h2``, is selected by a list,
@@ -327,9 +338,10 @@ def make_operator(spec) -> ObservationOperator:
     Raises
     ------
     TypeError
-        A spec of another type.
+        A spec of another type (a dict without an ``"operator"`` key included).
     ValueError
-        ``"every<k>"`` without a whole number k >= 1.
+        ``"every<k>"`` without a whole number k >= 1; a full spec that
+        :func:`operator_from_spec` cannot rebuild.
 
     Examples
     --------
@@ -337,9 +349,14 @@ def make_operator(spec) -> ObservationOperator:
     EveryKth()
     >>> make_operator(["x", "y"])
     SelectVariables(variables=['x', 'y'])
+    >>> make_operator(EveryKth(k=2).spec())  # as recorded in obs.attrs["operator"]
+    EveryKth(k=2)
     """
     if isinstance(spec, ObservationOperator):
         return spec
+    if (isinstance(spec, dict) and "operator" in spec) or (
+            isinstance(spec, str) and spec.lstrip().startswith("{")):
+        return operator_from_spec(spec)
     if spec is None or spec == "identity" or spec == "all":
         return Identity()
     if isinstance(spec, str):

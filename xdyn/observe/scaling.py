@@ -29,6 +29,7 @@ from xdyn._units import other_units, spelled_dimensionless, stated_units
 from xdyn.model_selection import unwrap
 from xdyn.observe.base import ObservationOperator, operator_from_spec
 from xdyn.observe.operators import Identity
+from xdyn.observe.synthetic import _noise_std_attrs
 
 __all__ = ["ScaledOperator", "ObservationScaler"]
 
@@ -247,11 +248,11 @@ class ObservationScaler(TransformerMixin, BaseEstimator, auto_wrap_output_keys=N
         else:
             out.attrs["operator"] = ScaledOperator(op, self.mean_.tolist(),
                                                    self.scale_.tolist()).spec()
-        out.attrs.pop("obs_noise_std", None)  # one number no longer describes the noise
-        if inverse and "noise_std" in out:
-            stds = np.unique(np.asarray(out["noise_std"].values, float).round(12))
-            if stds.size == 1:
-                out.attrs["obs_noise_std"] = float(stds[0])
+        # the summary of the noise std in the new units (the one the input had is stale)
+        out.attrs.pop("obs_noise_std", None)
+        out.attrs.pop("obs_noise_std_rms", None)
+        if "noise_std" in out:
+            out.attrs.update(_noise_std_attrs(out["noise_std"].values))
         return out
 
     def _check_units(self, obs, inverse):

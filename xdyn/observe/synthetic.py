@@ -10,7 +10,7 @@ import xarray as xr
 from sklearn.utils import check_random_state
 
 from xdyn._units import common_units
-from xdyn.observe._layout import SAMPLE_DIMS, layout_from_dataset
+from xdyn.observe._layout import SAMPLE_DIMS, layout_from_dataset, _state_variables
 from xdyn.observe.operators import make_operator
 from xdyn.preprocessing.stacking import flatten_variables
 from xdyn.systems._validation import _check_int, _check_real
@@ -62,12 +62,24 @@ def observe(
     -------
     xarray.Dataset
         Variable ``observation`` with dims ``(..., time, obs)``, clean values in
-        ``observation_clean``, coordinates ``variable``, ``state_index`` and the
-        spatial position of each observation; the operator and noise in attrs.
-        Their ``units`` attr: the observed variables' (``"mixed"`` if they
-        differ) as the operator leaves them (see
+        ``observation_clean``, the per-observation ``noise_std``, coordinates
+        ``variable``, ``state_index`` and the spatial position of each
+        observation: for each spatial dim ``<dim>``, its coordinate label
+        (``truth.sel(<dim>=obs.<dim>)``) and its grid position ``<dim>_index``
+        (``isel``). An observation of a variable without that dim (a scalar
+        beside fields) has NaN in both (NaT or None for such labels), so both
+        are floats then: select one variable (``obs.where(obs["variable"] ==
+        name, drop=True)``) before indexing with them. The ``units`` attr of the
+        variables: the observed variables' (``"mixed"`` if they differ) as the
+        operator leaves them (see
         :meth:`~xdyn.observe.ObservationOperator.obs_units`); none when the
-        operator does not say.
+        operator does not say. Dataset attrs: those of ``ds``, plus
+        ``operator`` (its JSON spec, which ``operator=`` takes back),
+        ``obs_every``, ``missing_fraction``, ``obs_random_state`` (the int
+        seed; ``"None"``; or, for a ``RandomState`` instance, a note that the
+        seed is not recorded) and ``obs_noise_std`` (the noise std when it is
+        the same for every observation; otherwise ``obs_noise_std_rms``, the
+        root mean square of the per-observation stds, in its place).
 
     Notes
     -----
@@ -112,9 +124,7 @@ def observe(
     else:
         every = _check_int(every, "every", 1, "observe")
         ds = ds.isel(time=slice(None, None, every))
-    # variables without a time dim (per-trajectory parameters such as a Reynolds
-    # number) are not part of the observed state
-    ds = ds[[k for k, v in ds.data_vars.items() if "time" in v.dims]]
+    ds = _state_variables(ds)  # the same variables an operator given ``ds`` counts
     layout = layout_from_dataset(ds, sample_dims)
     lead = [d for d in ds[layout[0].name].dims if d in sample_dims]
     values, lead = flatten_variables(ds, layout, lead)
@@ -141,17 +151,15 @@ def observe(
     coords = op.obs_coords(layout)
     # Spatial coords along ``obs`` carry the state's coordinate *values* (so that
     # ``truth.sel(x=obs.x)`` is right on physical grids); ``<dim>_index`` keeps
-    # the integer grid position for ``isel``.
+    # the grid position for ``isel``. An observation of a variable without that
+    # dim gets NaN (NaT, None) in both: -1 would be a label or the last position.
     for v in layout:
         for d in v.dims:
             if d in coords and f"{d}_index" not in coords:
                 pos = coords[d][1]
                 coords[f"{d}_index"] = ("obs", pos)
                 if d in ds.coords:
-                    values = ds[d].values
-                    safe = np.clip(pos, 0, len(values) - 1)
-                    located = np.where(pos >= 0, values[safe], np.nan if values.dtype.kind == "f" else -1)
-                    coords[d] = ("obs", located, dict(ds[d].attrs))
+                    coords[d] = ("obs", _labels_at(ds[d].values, pos), dict(ds[d].attrs))
     coords.update({d: ds[d] for d in lead if d in ds.coords})
     # the observed variables' units, as the operator leaves them (no attr when unknown)
     units = op.obs_units(_common_units([v for v in layout if v.name in coords["variable"][1]]))
@@ -167,11 +175,55 @@ def observe(
     out.attrs.update({k: v for k, v in ds.attrs.items()})
     out.attrs.update({
         "operator": op.spec(),
-        "obs_noise_std": float(np.mean(std)),
+        **_noise_std_attrs(std),
         "obs_every": int(every) if times is None else "irregular",
-        "obs_random_state": "None" if not isinstance(random_state, (int, np.integer)) else int(random_state),
+        "obs_random_state": _seed_attr(random_state),
         "missing_fraction": float(missing_fraction),
     })
+    return out
+
+
+def _noise_std_attrs(std) -> dict:
+    """The Dataset attr that sums up per-observation noise stds ``std``.
+
+    ``{"obs_noise_std": s}`` when every observation has the same std ``s``
+    (to 12 decimals); otherwise ``{"obs_noise_std_rms": r}``, the root mean
+    square: a mean written as ``obs_noise_std`` would be the std of no
+    observation. The per-observation values are the ``noise_std`` variable.
+
+    Examples
+    --------
+    >>> _noise_std_attrs([0.5, 0.5]), _noise_std_attrs([0.1, 0.1, 10.0])
+    ({'obs_noise_std': 0.5}, {'obs_noise_std_rms': 5.774...})
+    """
+    std = np.asarray(std, dtype=float)
+    if std.size and np.unique(std.round(12)).size == 1:
+        return {"obs_noise_std": float(std.flat[0])}
+    return {"obs_noise_std_rms": float(np.sqrt(np.mean(std ** 2)))}
+
+
+def _seed_attr(random_state):
+    """What the attrs can say about ``random_state``: an int seed, ``"None"``, or that an
+    instance was given (its seed is unknown, though the draw was reproducible)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    if random_state is None:
+        return "None"
+    return f"{type(random_state).__name__} instance (seed not recorded)"
+
+
+def _labels_at(labels, pos):
+    """``labels[pos]``, with a missing value where ``pos`` is NaN (float if numeric)."""
+    missing = np.isnan(pos) if pos.dtype.kind == "f" else np.zeros(len(pos), bool)
+    out = labels[np.where(missing, 0, pos).astype(np.int64)]
+    if not missing.any():
+        return out
+    if out.dtype.kind in "iub":
+        out = out.astype(float)
+    elif out.dtype.kind not in "fcmM":
+        out = out.astype(object)
+    fill = {"m": np.timedelta64("NaT"), "M": np.datetime64("NaT"), "O": None}
+    out[missing] = fill.get(out.dtype.kind, np.nan)
     return out
 
 

@@ -73,7 +73,11 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         Box length along each of ``dims`` (one number for all); ``None`` uses
         mode numbers.
     sample_dim : str, default="time"
-        The sample dimension; it must not be one of ``dims``.
+        The sample dimension, taken for the xdyn estimator contract (every
+        estimator names one, so a :class:`~sklearn.pipeline.Pipeline` can set
+        it throughout). The filter does not use it: it acts on each field
+        alone, and the energy rule pools every dim not in ``dims``. It must be
+        a dim name (a string) and not one of ``dims``; the data need not have it.
     kind : {"sharp", "gaussian"}, default="sharp"
         Transfer function: sharp spectral cutoff, or Gaussian with
         ``Delta = pi / cutoff``.
@@ -236,6 +240,8 @@ class LowPassFilter(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None)
         dims = self._core_dims()
         if not dims or len(set(dims)) != len(dims):
             raise ValueError(f"dims must be one or more distinct dim names; got {self.dims!r}")
+        if not isinstance(self.sample_dim, str):
+            raise TypeError(f"sample_dim must be a dim name (a string); got {self.sample_dim!r}")
         if self.sample_dim in dims:
             raise ValueError(f"sample_dim {self.sample_dim!r} cannot be a filtered dim {dims}")
         self._lengths()

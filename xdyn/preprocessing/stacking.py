@@ -309,7 +309,7 @@ def unflatten_variables(values, variables, lead_dims=()):
     return out
 
 
-def stack_samples(data, sample_dim: str = "time", info: StackInfo | None = None):
+def stack_samples(data, sample_dim: str | None = None, info: StackInfo | None = None):
     """Stack a Dataset or DataArray into a ``(sample_dim, "feature")`` matrix.
 
     Every dim other than ``sample_dim`` is flattened (C order, each variable in
@@ -319,8 +319,9 @@ def stack_samples(data, sample_dim: str = "time", info: StackInfo | None = None)
     ----------
     data : xarray.Dataset or xarray.DataArray
         Every data variable must have ``sample_dim`` and a numeric dtype.
-    sample_dim : str, default="time"
-        The sample dimension; every other dim is a feature.
+    sample_dim : str, optional
+        The sample dimension; every other dim is a feature. Default: ``"time"``,
+        or ``info.sample_dim`` when ``info`` is given (another one is refused).
     info : StackInfo, optional
         Stack following this layout (from an earlier call on training data);
         ``data`` must then have the same variables, feature dims and sizes, and
@@ -349,10 +350,18 @@ def stack_samples(data, sample_dim: str = "time", info: StackInfo | None = None)
     ['x', 'w', 'w']
     >>> unstack_samples(matrix, info).identical(ds)
     True
+    >>> stack_samples(ds, "y", info=info)
+    Traceback (most recent call last):
+    ...
+    ValueError: sample_dim 'y' contradicts info, which stacks along 'time'; pass sample_dim=None (or 'time'), or stack anew without info
     """
     if info is None:
-        info = _layout(data, sample_dim)
+        info = _layout(data, "time" if sample_dim is None else sample_dim)
     else:
+        if sample_dim is not None and sample_dim != info.sample_dim:
+            raise ValueError(f"sample_dim {sample_dim!r} contradicts info, which stacks along "
+                             f"{info.sample_dim!r}; pass sample_dim=None (or "
+                             f"{info.sample_dim!r}), or stack anew without info")
         _check_compatible(data, info)
     ds, _ = _as_dataset(data, _internal_name(info))
     sample_dim = info.sample_dim
