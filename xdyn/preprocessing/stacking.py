@@ -350,10 +350,10 @@ def stack_samples(data, sample_dim: str | None = None, info: StackInfo | None = 
     ['x', 'w', 'w']
     >>> unstack_samples(matrix, info).identical(ds)
     True
-    >>> stack_samples(ds, "y", info=info)
+    >>> stack_samples(ds, "y", info=info)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: sample_dim 'y' contradicts info, which stacks along 'time'; pass sample_dim=None (or 'time'), or stack anew without info
+    ValueError: sample_dim 'y' contradicts info, which stacks along 'time'; ...
     """
     if info is None:
         info = _layout(data, "time" if sample_dim is None else sample_dim)
