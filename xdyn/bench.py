@@ -291,7 +291,7 @@ def _dapper_burn_in(tseq):
     """The ``burn_in`` with which xdyn's scores average DAPPER's set of analysis times.
 
     DAPPER averages the analyses at ``tseq.tto > tseq.BurnIn`` (``tseq.masko``);
-    :func:`~xdyn.metrics.mean_after_burn_in` keeps ``time >= time[0] + burn_in``,
+    :func:`~xdyn.metrics.mean_after_burn_in` keeps ``time >= time.min() + burn_in``,
     which would also score an observation exactly at ``BurnIn``. Half an
     observation interval before DAPPER's first scored time keeps the same times.
     The estimator's ``burn_in`` only scores: the filter runs the same.

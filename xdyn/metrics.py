@@ -42,6 +42,7 @@ import inspect
 import warnings
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from xdyn._labels import grid_order, is_cftime
@@ -1067,7 +1068,8 @@ def mean_after_burn_in(per_time, burn_in=0.0):
     ValueError
         No time at least ``burn_in`` after the first (the burn-in covers the record).
     TypeError
-        A ``time`` coordinate that is not numeric (dates: convert to model time).
+        A ``time`` coordinate that is neither numeric nor dates (with dates,
+        ``burn_in`` is a duration: ``np.timedelta64(1, "D")``).
 
     Examples
     --------
@@ -1079,16 +1081,20 @@ def mean_after_burn_in(per_time, burn_in=0.0):
     nan
     """
     t = per_time["time"]
-    if t.dtype.kind not in "iuf":
-        raise TypeError(f"mean_after_burn_in needs a numeric (model) 'time'; got {t.dtype} "
-                        "times: give them as numbers of a time unit")
+    dated = t.dtype.kind == "M"   # dates with a duration as burn_in (np.timedelta64 ...)
+    if t.dtype.kind not in "iuf" and not dated:
+        raise TypeError(f"mean_after_burn_in needs a numeric (model) 'time' or dates; got "
+                        f"{t.dtype} times")
+    if not dated and not np.isfinite(burn_in):
+        raise ValueError(f"burn_in must be a finite model time; got {burn_in!r}")
+    if dated:
+        burn_in = pd.to_timedelta(burn_in).to_timedelta64()
     # the earliest time, not time[0]: unsorted times are measured from the first too
-    start = float(t.min()) if t.size else np.nan
+    start = t.min().values
     kept = t >= start + burn_in
     if not bool(kept.any()):
-        span = float(t.max()) - start if t.size else 0.0
-        raise ValueError(f"burn_in={burn_in!r} leaves no time to average: the record spans "
-                         f"{span:g} model time ({t.size} times) from its first time {start:g}")
+        raise ValueError(f"burn_in={burn_in!r} leaves no time to average: the record's "
+                         f"{t.size} times span {t.max().values - start} from {start}")
     return per_time.where(kept, drop=True).mean("time", skipna=False)
 
 

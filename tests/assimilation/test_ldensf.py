@@ -480,8 +480,8 @@ def test_observations_at_another_noise_warn_and_are_recorded(tiny):
     noisy = observe(test[["u"]], EveryKth(4, dim="x"), noise_std=0.6, random_state=3)
     with pytest.warns(UserWarning, match="untrained regime"):
         out = f.predict(noisy)
-    assert out.attrs["training_noise_std"] == pytest.approx(0.1)
-    assert out.attrs["obs_noise_std"] == pytest.approx(0.6)
+    assert out.attrs["training_noise_std_rms"] == pytest.approx(0.1)
+    assert out.attrs["obs_noise_std_rms"] == pytest.approx(0.6)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         f.predict(observations(test, 3))   # the training noise: no warning

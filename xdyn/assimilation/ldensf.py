@@ -521,7 +521,8 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
                     members += [torch.full_like(z, float("nan"))] * (len(steps) - k)
                     break
                 members.append(z)
-        self.timing_ = {"dynamics": t_dyn / len(steps), "analysis": t_ana / len(steps)}
+        ran = len(steps) if diverged is None else k + 1  # no step after a divergence runs
+        self.timing_ = {"dynamics": t_dyn / ran, "analysis": t_ana / ran}
         out = self._output(torch.stack(members, 1), obs, return_members)
         out.attrs.update(noise_levels)
         out.attrs.update(diverged=int(diverged is not None),
@@ -544,11 +545,12 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
         residual is the latent observation error. Returns the RMS noise stds of both
         (NaN where unknown) for the output's attrs."""
         fitted, given = self.noise_std_, _site_noise(obs, self.sample_dim)
-        levels = {"training_noise_std": np.nan, "obs_noise_std": np.nan}
+        # RMS values, named as observe() names them (docs/data_model.rst)
+        levels = {"training_noise_std_rms": np.nan, "obs_noise_std_rms": np.nan}
         if fitted is not None:
-            levels["training_noise_std"] = float(np.sqrt(np.mean(fitted ** 2)))
+            levels["training_noise_std_rms"] = float(np.sqrt(np.mean(fitted ** 2)))
         if given is not None:
-            levels["obs_noise_std"] = float(np.sqrt(np.mean(given ** 2)))
+            levels["obs_noise_std_rms"] = float(np.sqrt(np.mean(given ** 2)))
         if fitted is None or given is None:
             return levels
         order = self.encoder_._sites(obs)
@@ -557,9 +559,9 @@ class LDEnSF(PrefitCloneMixin, BaseEstimator):
             ratio = np.where(given == fitted, 1.0, given / fitted)
         if np.any(ratio > _NOISE_FACTOR) or np.any(ratio < 1 / _NOISE_FACTOR):
             warnings.warn(
-                f"these observations' noise_std (RMS {levels['obs_noise_std']:.4g}, "
+                f"these observations' noise_std (RMS {levels['obs_noise_std_rms']:.4g}, "
                 f"{np.min(ratio):.3g}x to {np.max(ratio):.3g}x the training one per site) is "
-                f"not the training observations' (RMS {levels['training_noise_std']:.4g}): the "
+                f"not the training observations' (RMS {levels['training_noise_std_rms']:.4g}): the "
                 "encoder learned that noise and its "
                 "training error is the latent observation error, so this is an untrained "
                 "regime (the analyses may be overconfident); refit at this noise, or widen "

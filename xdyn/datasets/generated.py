@@ -403,7 +403,9 @@ def code_fingerprint(generator) -> str:
     cache folder until deleted. Code outside these modules (torch, numpy,
     other xdyn packages) is not covered: bump the set's ``version`` when a
     change there changes its numbers. The digest holds module names and
-    syntax trees only, so it is the same on every machine with the same code.
+    syntax trees only, so it is the same on every machine with the same code
+    and the same Python minor version (``ast.dump`` prints trees differently
+    across versions: a data folder shared by two regenerates once for each).
 
     Parameters
     ----------

@@ -69,6 +69,8 @@ def _refuse_unitless(values):
 
 
 def _mixed(values):
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        values = values.ravel().tolist()
     return isinstance(values, (list, tuple)) and any(
         isinstance(v, (str, datetime.timedelta)) for v in values)
 

@@ -197,7 +197,10 @@ def _noise_std_attrs(std) -> dict:
     ({'obs_noise_std': 0.5}, {'obs_noise_std_rms': 5.774...})
     """
     std = np.asarray(std, dtype=float)
-    if std.size and np.unique(std.round(12)).size == 1:
+    std = std[np.isfinite(std)]  # masked out (obs.where): no observation's std
+    if not std.size:
+        return {}
+    if np.unique(std.round(12)).size == 1:
         return {"obs_noise_std": float(std.flat[0])}
     return {"obs_noise_std_rms": float(np.sqrt(np.mean(std ** 2)))}
 
