@@ -85,8 +85,8 @@ def test_two_scale_lorenz96_identity_observations_still_assimilate():
     truth = TwoScaleLorenz96(K=4, J=3).simulate(n_steps=5, random_state=0)
     obs = observe(truth, "identity", noise_std=1.0, random_state=1)
     assert np.isnan(obs["j_index"].values[:4]).all()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "invalid value encountered in cast", RuntimeWarning)
+    with warnings.catch_warnings():  # no NaN position is cast to an int on the way
+        warnings.filterwarnings("error", "invalid value encountered in cast", RuntimeWarning)
         assert EnKF(n_members=5, random_state=0).fit(obs).n_obs_ == 4 + 4 * 3
 
 
