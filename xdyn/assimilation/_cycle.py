@@ -21,7 +21,7 @@ cycle: a failure of any one of them (a non-finite analysis mean, a
 ``LinAlgError`` in its forecast or analysis) ends the cycle for all. With
 ``raise_on_divergence=False`` every element is NaN from that time on, healthy
 ones included; run a failing element separately
-(:func:`xdyn.experiments.sweep.sweep` reruns its NaN cells alone itself).
+(:func:`xdyn.experiments.sweep.sweep` reruns its NaN cells itself, by bisection).
 """
 
 from __future__ import annotations

@@ -124,7 +124,7 @@ class BaseAssimilator(BaseEstimator):
     ``raise_on_divergence=False`` every element is NaN and flagged ``lost``
     from that time on, and ``diverged`` is one attr for the batch. Run an
     element that fails on its own (:func:`xdyn.experiments.sweep.sweep` reruns
-    a NaN cell alone itself). They also share one random stream
+    its NaN cells itself, by bisection). They also share one random stream
     (``random_state``): an element's draws (initial members, perturbations,
     noise), hence its analysis, depend on the other elements of the batch and
     on its size. A batched run is statistically equivalent to separate runs,

@@ -15,9 +15,13 @@ exactly the numbers of the same sweep run serially.
 
 The experiments of one batched call share one cycle: one that fails (a
 non-finite analysis) ends it for all, and every cell of that call reads NaN.
-A cell that comes back NaN is therefore run again on its own (its observations,
-its parameter values, the same ``random_state``), so NaN in a sweep means the
-experiment fails alone.
+The NaN cells of a call are therefore run again, by bisection: halves of the
+call (along ``inflation`` first, then the batch dims) in batched calls, each
+with the same ``random_state``, and again halves of any that still hold NaN,
+down to a cell on its own. NaN in a sweep means the experiment fails alone.
+One failing cell in a call of ``n`` costs about ``2 log2(n)`` rerun calls, and
+each failing cell must end in a call of its own: a row of ``k`` failing cells
+costs about ``2 log2(n) + 2 k``, not one call per cell of the call.
 """
 
 from __future__ import annotations
@@ -120,11 +124,15 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
         ``rmse`` with dims ``(*param_grid, inflation, <batch dims of obs>)``, in
         the units of the state; the time average excludes the estimator's
         ``burn_in``. NaN where the filter failed on its own (its analysis
-        became non-finite) at any scored time: a cell that a batched call
-        returns NaN is run again alone, since one failing experiment turns its
-        whole batch NaN; the rerun's score is that of the experiment alone,
-        whose random draws are not those it had in the batch. The attr
-        ``n_rerun`` counts these reruns (0 when no cell came back NaN).
+        became non-finite) at any scored time. One failing experiment turns
+        its whole batch NaN, so the NaN cells of a batched call are run again
+        in halves (along ``inflation``, then the batch dims), and the halves
+        that still hold NaN in halves again, down to a cell alone. A rerun
+        cell's score is that of the smallest rerun batch that came back
+        finite for it, whose random draws are not those of the first batch.
+        The attr ``n_rerun`` counts the batched assimilation calls these reruns
+        made (0 when no cell came back NaN or every NaN came from a call of one
+        experiment).
 
     Examples
     --------
@@ -172,12 +180,8 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     else:
         parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
     out = _assemble(parts, points, param_grid, chunks, batch_dims)
-    # a NaN from a call of one experiment is already that experiment's own failure
-    shared = any(np.prod([o.sizes[d] for d in batch_dims]) * (1 if g is None else g.size) > 1
-                 for _, o, _, g in jobs)
-    n_rerun = 0
-    if shared:
-        out, n_rerun = _rerun_failed(out, estimator, obs, truth, param_grid, batch_dims, client)
+    out, n_rerun = _rerun_failed(out, estimator, obs, truth, param_grid, chunks, batch_dims,
+                                 client)
     out.name = "rmse"
     # the state's units, from the chunks' scores (the grid's reassembly does not keep attrs)
     units = {"units": parts[0].attrs["units"]} if "units" in parts[0].attrs else {}
@@ -186,29 +190,80 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     return out
 
 
-def _rerun_failed(out, estimator, obs, truth, param_grid, batch_dims, client):
-    """``out`` with each NaN cell run again on its own, and how many were: a batch shares
-    one cycle, which one failing experiment ends for all (every element NaN from then on),
-    so a NaN from a batched call may be a healthy cell."""
+def _rerun_failed(out, estimator, obs, truth, param_grid, chunks, batch_dims, client):
+    """``out`` with its NaN cells run again by bisection, and how many calls that took.
+
+    A batch shares one cycle, which one failing experiment ends for all (every element
+    NaN from then on), so a NaN from a batched call may be a healthy cell. Each call of
+    the sweep (a grid point's chunk) that left NaN is split in halves, each cut to the
+    bounding box of its NaN cells and run batched; halves that still hold NaN are split
+    again, down to single cells, whose NaN is then their own. The calls of one level run
+    together (as tasks of ``client``). Only NaN cells take a rerun's score.
+    """
     values = out.values.copy()
-    failed = np.argwhere(np.isnan(values))
-    if not failed.size:
-        return out, 0
-    jobs = []
-    for index in failed:
-        cell = dict(zip(out.dims, index))
-        est = clone(estimator).set_params(**{k: list(v)[cell[k]] for k, v in param_grid.items()})
-        one = {d: [cell[d]] for d in batch_dims}  # a list keeps the dim and its label
-        grid = None if "inflation" not in cell else out["inflation"].values[[cell["inflation"]]]
-        jobs.append((est, obs.isel(one), truth.isel({d: i for d, i in one.items()
-                                                     if d in truth.dims}), grid))
-    if client is None:
-        parts = [_sweep_batch(*job) for job in jobs]
-    else:
-        parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
-    for index, part in zip(failed, parts):
-        values[tuple(index)] = float(part.values.reshape(-1)[0])
-    return out.copy(data=values), len(jobs)
+    axes = out.dims[len(param_grid):]  # ([inflation], *batch_dims), as each call returns
+    sizes = [out.sizes[d] for d in axes]
+    todo = []
+    for point in np.ndindex(*[len(v) for v in param_grid.values()]):
+        for infl, piece in chunks:
+            cut = dict(zip(["inflation", *batch_dims[:1]], [infl, piece]))
+            box = tuple(np.arange(n)[cut.get(d) or slice(None)] for d, n in zip(axes, sizes))
+            # the sweep's own call ran this box: what it left NaN is split at once
+            todo += [(point, b) for b in _to_run(np.isnan(values[point + np.ix_(*box)]), box)]
+    n_calls = 0
+    while todo:
+        jobs = []
+        for point, box in todo:
+            est = clone(estimator).set_params(**{k: list(v)[i] for (k, v), i
+                                                 in zip(param_grid.items(), point)})
+            at = dict(zip(axes, box))  # index lists keep each dim and its labels
+            grid = out["inflation"].values[at["inflation"]] if "inflation" in at else None
+            jobs.append((est, obs.isel({d: at[d] for d in batch_dims}),
+                         truth.isel({d: at[d] for d in batch_dims if d in truth.dims}), grid))
+        if client is None:
+            parts = [_sweep_batch(*job) for job in jobs]
+        else:
+            parts = client.gather([client.submit(_sweep_batch, *job, pure=False)
+                                   for job in jobs])
+        n_calls += len(jobs)
+        level, todo = todo, []
+        for (point, box), part in zip(level, parts):
+            index = point + np.ix_(*box)
+            block = values[index]
+            failed = np.isnan(block)
+            block[failed] = part.values[failed]
+            values[index] = block
+            todo += [(point, b) for b in _to_run(np.isnan(block), box)]
+    return out.copy(data=values), n_calls
+
+
+def _to_run(failed, box):
+    """The boxes to run next for the NaN cells ``failed`` (a mask over ``box``, index
+    arrays per axis) that a call of ``box`` left: their bounding box where it is smaller,
+    else the two halves of ``box`` along its first axis longer than one (inflation, the
+    usual failing unit, then the batch dims), each cut to its NaN cells. None when
+    ``box`` is one cell: its NaN is its own failure."""
+    if not failed.any():
+        return []
+    tight = _bounds(failed, box)
+    if any(len(t) < len(b) for t, b in zip(tight, box)):
+        return [tight]
+    axis = next((a for a, b in enumerate(box) if len(b) > 1), None)
+    if axis is None:
+        return []
+    half = (len(box[axis]) + 1) // 2
+    boxes = []
+    for part in (slice(None, half), slice(half, None)):
+        mask = failed[(slice(None),) * axis + (part,)]
+        if mask.any():
+            boxes.append(_bounds(mask, box[:axis] + (box[axis][part],) + box[axis + 1:]))
+    return boxes
+
+
+def _bounds(mask, box):
+    """The indices of ``box`` along each axis that hold a True of ``mask``."""
+    return tuple(b[mask.any(axis=tuple(o for o in range(mask.ndim) if o != a))]
+                 for a, b in enumerate(box))
 
 
 def _assemble(parts, points, param_grid, chunks, batch_dims):
