@@ -608,45 +608,41 @@ def test_time_folds_are_scored_warm_started_by_the_estimators_own_metric(tiny):
         warm_start_score(enc, view[fold], tv[fold]), rel=1e-9)
 
 
-def test_a_non_finite_analysis_raises_with_its_time(tiny, monkeypatch):
+@pytest.fixture
+def nan_at_third(monkeypatch):
+    """The score filter's third analysis made NaN; the list counts the analyses run."""
+    import xdyn.assimilation.ldensf as ldensf_module
+
+    real, calls = ldensf_module.ensf_analysis, []
+
+    def analysis(*args, **kwargs):
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return out * float("nan") if len(calls) == 3 else out
+
+    monkeypatch.setattr(ldensf_module, "ensf_analysis", analysis)
+    return calls
+
+
+def test_a_non_finite_analysis_raises_with_its_time(tiny, nan_at_third):
     # LD-EnSF runs its own loop, which no DivergenceMonitor watches: a NaN analysis was
     # decoded and returned as a NaN field without an error
-    import xdyn.assimilation.ldensf as ldensf_module
     from xdyn import DivergenceError
 
     f, _, _, test = tiny
     obs = observations(test, 3)
-    real = ldensf_module.ensf_analysis
-    calls = []
-
-    def nan_at_third(*args, **kwargs):
-        out = real(*args, **kwargs)
-        calls.append(1)
-        return out * float("nan") if len(calls) == 3 else out
-
-    monkeypatch.setattr(ldensf_module, "ensf_analysis", nan_at_third)
     with pytest.raises(DivergenceError, match="non-finite") as err:
         f.predict(obs)
     assert err.value.time == obs["time"].values[2].item()
 
 
-def test_a_non_finite_analysis_warns_and_is_nan_without_raising(tiny, monkeypatch):
+def test_a_non_finite_analysis_warns_and_is_nan_without_raising(tiny, nan_at_third):
     # raise_on_divergence=False: a diverging variant of an experiment's sweep is a NaN row,
     # flagged, not an abort of the whole sweep
-    import xdyn.assimilation.ldensf as ldensf_module
     from xdyn.assimilation import LostTrackWarning
 
     f, _, _, test = tiny
     obs = observations(test, 3)
-    real = ldensf_module.ensf_analysis
-    calls = []
-
-    def nan_at_third(*args, **kwargs):
-        calls.append(1)
-        out = real(*args, **kwargs)
-        return out * float("nan") if len(calls) == 3 else out
-
-    monkeypatch.setattr(ldensf_module, "ensf_analysis", nan_at_third)
     g = copy.copy(f).set_params(raise_on_divergence=False)
     with pytest.warns(LostTrackWarning, match="non-finite"):
         out = g.predict(obs)
@@ -654,4 +650,4 @@ def test_a_non_finite_analysis_warns_and_is_nan_without_raising(tiny, monkeypatc
     assert out.attrs["diverged_time"] == obs["time"].values[2].item()
     assert np.isfinite(out["u"].isel(time=slice(0, 2))).all()
     assert np.isnan(out["u"].isel(time=slice(2, None))).all()
-    assert len(calls) == 3  # nothing computed after the failure
+    assert len(nan_at_third) == 3  # nothing computed after the failure
