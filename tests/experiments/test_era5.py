@@ -13,7 +13,7 @@ from xdyn.experiments._era5_data import (UK_T2M_FILE, WB_TEST_SET_NOTE, era5_sam
                                          write_weatherbench_test_set)
 from xdyn.experiments.era5 import (_open_weatherbench, compare_forecasters,
                                    uk_t2m_experiment, weatherbench_experiment)
-from xdyn.forecast import ClimODE, Climatology, Persistence, TransportVGBDM
+from xdyn.forecast import ClimODE, Climatology, Persistence, TransportVGBDM, verify_forecast
 
 SHARED_ERA5 = Path(os.environ.get("XDYN_SHARED_DIR", Path(__file__).resolve().parents[2]
                                   / ".." / "shared")) / "data" / "era5"
@@ -107,6 +107,29 @@ def test_chunked_verification_pools_to_the_scores_of_all_starts_at_once():
     assert np.isfinite(whole["z500_rmse"].values).all()
     persistence = whole["z500_rmse"].sel({"method": "Persistence"})
     assert float(persistence.sel(lead_time=leads[1])) > float(persistence.sel(lead_time=leads[0]))
+
+
+def test_climode_is_scored_by_its_emission_mean_and_its_members_crps():
+    # ClimODE's members are independent draws around its emission mean (since 2026-12-08):
+    # the mean of 10 of them carries their sampling noise (quick era5-monthly z500: 267
+    # against 48.6), so RMSE and ACC score the emission mean itself, CRPS the members
+    train, test, _, tmp = _open_weatherbench(("z500",), False, True, test_set_days=3)
+    tmp.cleanup()
+    leads = [np.timedelta64(6, "h"), np.timedelta64(12, "h")]
+    model = ClimODE(hidden=4, n_steps=1, max_epochs=1, batch_size=16, step_size=1.0,
+                    n_members=4, random_state=0, device="cpu")
+    fcs = {"Climatology": Climatology(), "ClimODE": model}
+    scores, forecasts, _ = compare_forecasters(fcs, train, test, leads, n_history=3)
+    got = scores.sel({"method": "ClimODE"})
+    mean = model.set_params(n_members=1).predict(test, leads).isel(time=slice(3, None))
+    model.set_params(n_members=4)
+    exact = verify_forecast(mean, test, climatology=forecasts["Climatology"])
+    members = verify_forecast(forecasts["ClimODE"], test, climatology=forecasts["Climatology"])
+    np.testing.assert_allclose(got["z500_rmse"], exact["z500_rmse"], rtol=1e-10)
+    np.testing.assert_allclose(got["z500_acc"], exact["z500_acc"], rtol=1e-10)
+    np.testing.assert_allclose(got["z500_crps"], members["z500_crps"], rtol=1e-10)
+    assert not np.allclose(exact["z500_rmse"], members["z500_rmse"])  # the members' mean differs
+    assert model.n_members == 4  # restored
 
 
 def test_weatherbench_records_are_evenly_spaced_and_never_gap_filled():

@@ -160,7 +160,10 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     Returns
     -------
     scores : xarray.Dataset
-        ``<var>_rmse``, ``<var>_acc``, ``<var>_crps`` on ``(method, lead_time)``.
+        ``<var>_rmse``, ``<var>_acc``, ``<var>_crps`` on ``(method, lead_time)``:
+        RMSE and ACC of each forecast's ensemble mean, but of the emission mean
+        itself for ClimODE (whose members are independent draws around it, as
+        the ClimODE paper scores it), CRPS of the members.
     forecasts : dict
         Name -> forecast Dataset on the test initialisations (of the last
         chunk, with ``chunk``).
@@ -194,10 +197,13 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
     sums, counts, attrs = {}, {}, {}
     for first in range(0, n_starts, size):
         window = test.isel(time=slice(first, first + n_history + size))
-        forecasts = {}
+        forecasts, means = {}, {}
         for name, est in forecasters.items():
             t0 = time.perf_counter()
             fc = _predict(est, train, window, lead_times).isel(time=slice(n_history, None))
+            if _has_exact_mean(est):
+                means[name] = _exact_mean(est, train, window, lead_times).isel(
+                    time=slice(n_history, None))
             timing[name][1] += time.perf_counter() - t0
             _check_every_start(name, fc, n_history)
             forecasts[name] = fc
@@ -205,6 +211,10 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
         n_valid = {}  # starts with a whole truth per variable and lead: the same for every method
         for name, fc in forecasts.items():
             scores = verify_forecast(fc, test, climatology=clim)
+            if name in means:  # RMSE and ACC of the exact mean; CRPS of the members
+                exact = verify_forecast(means[name], test, climatology=clim)
+                scores = scores.assign({k: exact[k] for k in exact.data_vars
+                                        if not k.endswith("_crps")})
             missing = [v for v in fc.data_vars if v not in n_valid]
             if missing:
                 n_valid.update(_valid_starts(fc[missing], test))
@@ -225,6 +235,22 @@ def compare_forecasters(forecasters, train, test, lead_times, climatology="Clima
         for name, (fit_s, predict_s) in timing.items():
             print(f"  {name}: fit {fit_s:.1f} s, predict {predict_s:.1f} s", flush=True)
     return scores, forecasts, {name: tuple(t) for name, t in timing.items()}
+
+
+def _has_exact_mean(est):
+    """Whether ``est`` forecasts a Gaussian emission whose mean it can give exactly
+    (ClimODE): its members are independent draws around it."""
+    return isinstance(est, ClimODE) and int(est.n_members) > 1
+
+
+def _exact_mean(est, train, test, lead_times):
+    """ClimODE's emission mean (``n_members=1``): its deterministic forecast, as the
+    ClimODE paper scores it; the mean of its members adds their sampling noise."""
+    members = est.n_members
+    try:
+        return _predict(est.set_params(n_members=1), train, test, lead_times)
+    finally:
+        est.set_params(n_members=members)
 
 
 def _check_every_start(name, fc, n_history):
