@@ -40,3 +40,14 @@ def test_dated_times_take_a_duration_as_burn_in():
         mean_after_burn_in(e, np.timedelta64(5, "h"))
     with pytest.raises(ValueError, match="finite"):
         mean_after_burn_in(e.assign_coords(time=[0.0, 1.0, 2.0]), np.nan)
+
+
+def test_rank_histogram_names_a_truth_dim_the_ensemble_lacks():
+    # Z10: broadcasting failed inside xarray with an unrelated message
+    from xdyn.experiments._amortized_figures import rank_histogram
+
+    ens = xr.DataArray(np.zeros((5, 3)), dims=("time", "member"))
+    truth = xr.DataArray(np.zeros((5, 2)), dims=("time", "site"))
+    with pytest.raises(ValueError, match=r"truth has dims \['site'\]"):
+        rank_histogram(ens, truth)
+    assert rank_histogram(ens, truth.isel(site=0)).shape == (4,)

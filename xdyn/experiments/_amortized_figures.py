@@ -54,6 +54,10 @@ def rank_histogram(ensemble, truth, member_dim="member", random_state=0):
     >>> bool(np.all(np.abs(rank_histogram(collapsed, 0 * truth) - 0.2) < 0.03))
     True
     """
+    extra = [d for d in truth.dims if d not in ensemble.dims or d == member_dim]
+    if extra:  # broadcasting would fail deep in xarray, or rank against the wrong points
+        raise ValueError(f"the truth has dims {extra} that the ensemble's points lack "
+                         f"(ensemble dims {ensemble.dims}, members along {member_dim!r})")
     ens = ensemble.transpose(..., member_dim)
     truth = truth.broadcast_like(ens.isel({member_dim: 0})).transpose(*ens.dims[:-1])
     n_bins = ens.sizes[member_dim] + 1
