@@ -119,8 +119,9 @@ class Var4D(BaseAssimilator):
     experiment was tried and reverted: 3-6x slower on batches of 4-16, and
     systems with one parameter value per trajectory would need their
     parameters sliced per experiment.) No analysis covariance is computed, so
-    the output has no ``spread``. The output attrs record ``n_windows`` and ``n_cost_evaluations`` (model runs
-    forward and back, summed over the windows).
+    the output has no ``spread``. The output attrs record ``n_windows`` and
+    ``n_cost_evaluations`` (model runs forward and back, summed over the
+    windows).
     ``fit(obs, truth)`` estimates ``B`` from the truth as DAPPER does.
 
     Examples
