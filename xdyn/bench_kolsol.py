@@ -10,12 +10,11 @@ state, on one thread.
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
 
-__all__ = ["kolsol_rate", "kolsol_nk", "kolsol_stepper"]
+__all__ = ["kolsol_nk", "kolsol_stepper"]
 
 
 def kolsol_nk(N: int) -> int:
@@ -91,46 +90,3 @@ def kolsol_stepper(N: int, dt: float, re: float = 34.0, nf: int = 4):
             raise RuntimeError("KolSol diverged in the benchmark; reduce dt")
 
     return advance
-
-
-def kolsol_rate(N: int, dt: float, n_steps: int, re: float = 34.0, nf: int = 4) -> float:
-    """Steps per second of KolSol's numpy solver with RK4 on the equivalent grid.
-
-    Parameters
-    ----------
-    N : int
-        Grid points per side of the xdyn grid to match (see :func:`kolsol_nk`).
-    dt : float
-        Time step of KolSol's RK4.
-    n_steps : int
-        Timed steps, after ``n_steps // 10`` untimed warm-up steps.
-    re : float, default 34.0
-        Reynolds number.
-    nf : int, default 4
-        Forcing wavenumber.
-
-    Returns
-    -------
-    float
-        Steps per second of wall-clock time.
-
-    Raises
-    ------
-    RuntimeError
-        If KolSol's state becomes non-finite (``dt`` too large).
-
-    Examples
-    --------
-    Needs the ``bench`` extra (KolSol):
-
-    >>> import pytest
-    >>> _ = pytest.importorskip("kolsol")
-    >>> from xdyn.bench_kolsol import kolsol_rate
-    >>> kolsol_rate(32, dt=0.005, n_steps=2) > 0
-    True
-    """
-    advance = kolsol_stepper(N, dt, re, nf)
-    advance(max(1, n_steps // 10))  # warm-up
-    t0 = time.perf_counter()
-    advance(n_steps)
-    return n_steps / (time.perf_counter() - t0)

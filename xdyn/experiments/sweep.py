@@ -175,10 +175,7 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
             if piece is not None:
                 o, t = obs.isel({batch_dims[0]: piece}), truth.isel({batch_dims[0]: piece})
             jobs.append((est, o, t, None if grid is None else grid[infl or slice(None)]))
-    if client is None:
-        parts = [_sweep_batch(*job) for job in jobs]
-    else:
-        parts = client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
+    parts = _run_batches(jobs, client)
     out = _assemble(parts, points, param_grid, chunks, batch_dims)
     out, n_rerun = _rerun_failed(out, estimator, obs, truth, param_grid, chunks, batch_dims,
                                  client)
@@ -188,6 +185,14 @@ def sweep(estimator, obs, truth, inflation=None, *, param_grid=None, batch_size=
     out.attrs = {"long_name": "time-averaged analysis RMSE", **units,
                  "method": type(estimator).__name__, "n_rerun": n_rerun}
     return out
+
+
+def _run_batches(jobs, client):
+    """:func:`_sweep_batch` of every job: here one after the other, or as tasks of
+    ``client``, gathered in order."""
+    if client is None:
+        return [_sweep_batch(*job) for job in jobs]
+    return client.gather([client.submit(_sweep_batch, *job, pure=False) for job in jobs])
 
 
 def _rerun_failed(out, estimator, obs, truth, param_grid, chunks, batch_dims, client):
@@ -220,11 +225,7 @@ def _rerun_failed(out, estimator, obs, truth, param_grid, chunks, batch_dims, cl
             grid = out["inflation"].values[at["inflation"]] if "inflation" in at else None
             jobs.append((est, obs.isel({d: at[d] for d in batch_dims}),
                          truth.isel({d: at[d] for d in batch_dims if d in truth.dims}), grid))
-        if client is None:
-            parts = [_sweep_batch(*job) for job in jobs]
-        else:
-            parts = client.gather([client.submit(_sweep_batch, *job, pure=False)
-                                   for job in jobs])
+        parts = _run_batches(jobs, client)
         n_calls += len(jobs)
         level, todo = todo, []
         for (point, box), part in zip(level, parts):

@@ -124,12 +124,7 @@ class TransportVGBDM(GriddedForecaster):
     max_speed : float, default=2.0
         Soft bound of the velocities, in grid cells per sample.
     periodic : {"auto"} or tuple of two bool, default="auto"
-        Periodic spatial dims, for each of the two. "auto": ``lon`` and
-        ``longitude`` when their coordinate closes the circle (evenly spaced,
-        spanning 360 degrees minus one step; an error without a coordinate);
-        ``x`` and ``y`` by name, as on xdyn's doubly periodic grids, unless
-        their coordinate is unevenly spaced (give ``periodic`` for a bounded
-        channel on ``y``/``x``); never ``lat``/``latitude`` nor another name.
+        Periodic spatial dims, read as by :class:`~xdyn.forecast.ClimODE`.
     method : str, default="rk4"
         A torchdiffeq solver (not ``"explicit_adams"``: torchdiffeq's diverges)
         for ``predict``; the fixed-grid ones (``"rk4"``, ``"heun3"``, ...) step
